@@ -1,0 +1,75 @@
+"""Geodetic (longitude, latitude, ellipsoidal height) to Earth-centred Earth-fixed (ECEF)."""
+
+import math
+
+import numba
+import numpy as np
+
+#: WGS84 semi-major axis (m) and first eccentricity squared.
+WGS84_A = 6378137.0
+WGS84_E2 = 6.69437999014e-3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def geodetic_to_ecef_point(lon, lat, height, a, e2):
+    """ECEF (m) of one point given longitude, latitude (rad) and ellipsoidal height (m)."""
+    sin_lat = math.sin(lat)
+    cos_lat = math.cos(lat)
+    prime_vertical = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
+    x = (prime_vertical + height) * cos_lat * math.cos(lon)
+    y = (prime_vertical + height) * cos_lat * math.sin(lon)
+    z = (prime_vertical * (1.0 - e2) + height) * sin_lat
+    return x, y, z
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def geodetic_to_ecef(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
+    """ECEF coordinates of points given as flat arrays.
+
+    Parameters
+    ----------
+    lon, lat : 1-D float64 arrays
+        Longitude and geodetic latitude (rad).
+    height : 1-D array
+        Ellipsoidal height (m); NaN propagates.
+    a, e2 : float
+        Ellipsoid semi-major axis (m) and first eccentricity squared.
+
+    Returns
+    -------
+    ecef : (n, 3) float64 array (m)
+    """
+    n = lon.shape[0]
+    out = np.empty((n, 3), dtype=np.float64)
+    for k in numba.prange(n):
+        x, y, z = geodetic_to_ecef_point(lon[k], lat[k], np.float64(height[k]), a, e2)
+        out[k, 0] = x
+        out[k, 1] = y
+        out[k, 2] = z
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def geodetic_to_ecef_grid(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
+    """ECEF coordinates of every cell of a 2-D grid.
+
+    Parameters
+    ----------
+    lon, lat : 2-D float64 arrays (rows, cols)
+        Longitude and geodetic latitude of each cell (rad).
+    height : 2-D array (rows, cols)
+        Ellipsoidal height (m); NaN propagates.
+
+    Returns
+    -------
+    ecef : (rows, cols, 3) float64 array (m)
+    """
+    rows, cols = height.shape
+    out = np.empty((rows, cols, 3), dtype=np.float64)
+    for i in numba.prange(rows):
+        for j in range(cols):
+            x, y, z = geodetic_to_ecef_point(lon[i, j], lat[i, j], np.float64(height[i, j]), a, e2)
+            out[i, j, 0] = x
+            out[i, j, 1] = y
+            out[i, j, 2] = z
+    return out

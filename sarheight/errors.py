@@ -1,0 +1,34 @@
+"""Errors raised by sarheight.
+
+Every error says what was wrong and what to do about it. They all derive from
+:class:`SarHeightError`, and also from the built-in exception a caller would expect
+(``ValueError``, ``FileNotFoundError``), so ``except ValueError`` keeps working.
+"""
+
+
+class SarHeightError(Exception):
+    """Base class of every error sarheight raises on purpose."""
+
+
+class InvalidInputError(SarHeightError, ValueError):
+    """An input array, raster or parameter is unusable (shape, dtype, CRS, values)."""
+
+
+class MissingInputError(SarHeightError, FileNotFoundError):
+    """A file or directory that was named does not exist."""
+
+
+class DatumError(SarHeightError, ValueError):
+    """Heights cannot be brought to the WGS84 ellipsoid (no geoid grid, unknown datum)."""
+
+
+class GeometryError(SarHeightError, ValueError):
+    """The acquisition geometry cannot serve the request (orbit span, image coverage)."""
+
+
+class ProductError(SarHeightError, ValueError):
+    """A Sentinel-1 product is not what was expected (not a SAFE, missing annotation)."""
+
+
+class UnsupportedProductError(ProductError):
+    """A product type or acquisition mode sarheight does not handle."""
