@@ -2,9 +2,10 @@
 
 One model serves slant-range (SLC) and ground-range (GRD) products: a table of
 polynomials ``ground_range = sum_k coeffs[i, k] * (slant_range - sr0[i])**k`` at azimuth
-times ``times[i]`` (s), linearly interpolated in azimuth time (coefficients and sr0
-alike, as ESA's product specification and xarray-sentinel do), clamped at the table's
-ends, and ``sample = ground_range / spacing``. An SLC is the one-entry table with
+times ``times[i]`` (s), and ``sample = ground_range / spacing``. A line uses the entry
+nearest in time. That is how Sentinel-1 GRD products are made: their annotated
+geolocation grid is reproduced to 0.01 pixel with the nearest entry, but only to 0.5
+pixel with coefficients interpolated linearly in time. An SLC is the one-entry table with
 coefficients (0, 1), sr0 the slant range of the first sample and ``spacing`` the
 slant-range pixel spacing.
 """
@@ -12,16 +13,17 @@ slant-range pixel spacing.
 import math
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bracket(t, times):
-    """Index i and weight w so that t ~ (1 - w) * times[i] + w * times[i + 1]."""
+def _nearest_entry(t, times):
+    """Index of the entry of ``times`` (sorted) nearest to ``t``."""
     n = times.shape[0]
     if n == 1 or t <= times[0]:
-        return 0, 0.0
+        return 0
     if t >= times[n - 1]:
-        return n - 2, 1.0
+        return n - 1
     lo = 0
     hi = n - 1
     while hi - lo > 1:
@@ -30,33 +32,43 @@ def _bracket(t, times):
             lo = mid
         else:
             hi = mid
-    return lo, (t - times[lo]) / (times[hi] - times[lo])
+    return lo if t - times[lo] <= times[hi] - t else hi
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _ground_range_and_derivative(t, slant_range, times, sr0, coeffs):
-    i, w = _bracket(t, times)
-    j = i + 1 if times.shape[0] > 1 else i
-    x = slant_range - ((1.0 - w) * sr0[i] + w * sr0[j])
+    i = _nearest_entry(t, times)
+    x = slant_range - sr0[i]
     degree = coeffs.shape[1] - 1
-    value = (1.0 - w) * coeffs[i, degree] + w * coeffs[j, degree]
+    value = coeffs[i, degree]
     slope = 0.0
     for k in range(degree - 1, -1, -1):
         slope = slope * x + value
-        value = value * x + ((1.0 - w) * coeffs[i, k] + w * coeffs[j, k])
+        value = value * x + coeffs[i, k]
     return value, slope
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ground_range(t, slant_range, times, sr0, coeffs):
+    i = 0 if times.shape[0] == 1 else _nearest_entry(t, times)
+    x = slant_range - sr0[i]
+    degree = coeffs.shape[1] - 1
+    value = coeffs[i, degree]
+    for k in range(degree - 1, -1, -1):
+        value = value * x + coeffs[i, k]
+    return value
 
 
 @numba.njit(cache=True, nogil=True)
 def ground_range_of(t, slant_range, times, sr0, coeffs):
     """Range-axis coordinate (m) of slant range ``slant_range`` (m) at azimuth time ``t`` (s)."""
-    return _ground_range_and_derivative(t, slant_range, times, sr0, coeffs)[0]
+    return _ground_range(t, slant_range, times, sr0, coeffs)
 
 
 @numba.njit(cache=True, nogil=True)
 def sample_of_slant_range(t, slant_range, times, sr0, coeffs, spacing):
     """Fractional sample index of ``slant_range`` (m) at azimuth time ``t`` (s)."""
-    return _ground_range_and_derivative(t, slant_range, times, sr0, coeffs)[0] / spacing
+    return _ground_range(t, slant_range, times, sr0, coeffs) / spacing
 
 
 @numba.njit(cache=True, nogil=True)
@@ -67,9 +79,7 @@ def slant_range_of_sample(t, sample, times, sr0, coeffs, spacing):
     polynomials are monotonic over the swath, so this converges in a few steps.
     """
     target = sample * spacing
-    i, w = _bracket(t, times)
-    j = i + 1 if times.shape[0] > 1 else i
-    r = (1.0 - w) * sr0[i] + w * sr0[j]
+    r = sr0[_nearest_entry(t, times)]
     for _ in range(50):
         value, slope = _ground_range_and_derivative(t, r, times, sr0, coeffs)
         if slope == 0.0:
@@ -79,3 +89,27 @@ def slant_range_of_sample(t, sample, times, sr0, coeffs, spacing):
         if abs(step) < 1e-9:
             break
     return r
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def samples_of_slant_ranges(t, slant_range, times, sr0, coeffs, spacing):
+    """``sample_of_slant_range`` over flat arrays ``t`` (s) and ``slant_range`` (m); NaN stays NaN."""
+    out = np.empty(t.shape[0])
+    for k in numba.prange(t.shape[0]):
+        if t[k] != t[k] or slant_range[k] != slant_range[k]:
+            out[k] = math.nan
+        else:
+            out[k] = _ground_range(t[k], slant_range[k], times, sr0, coeffs) / spacing
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def slant_ranges_of_samples(t, sample, times, sr0, coeffs, spacing):
+    """``slant_range_of_sample`` over flat arrays ``t`` (s) and ``sample``; NaN stays NaN."""
+    out = np.empty(t.shape[0])
+    for k in numba.prange(t.shape[0]):
+        if t[k] != t[k] or sample[k] != sample[k]:
+            out[k] = math.nan
+        else:
+            out[k] = slant_range_of_sample(t[k], sample[k], times, sr0, coeffs, spacing)
+    return out

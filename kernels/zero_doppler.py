@@ -1,9 +1,11 @@
 """Backward geocoding: zero-Doppler time and slant range of ground cells.
 
 For a target X (ECEF, m) the zero-Doppler time t solves f(t) = (X - S(t)) . V(t) = 0 with
-f'(t) = (X - S) . A - |V|^2, by Newton's method. Each cell is seeded from its neighbour's
-solution along the row; the first cell of a row from a linearised solution about the
-orbit's centre. Rows run in parallel.
+f'(t) = (X - S) . A - |V|^2, by Newton's method. Each cell is seeded by extrapolating the
+solutions of the two cells above it (the first rows of a block from a linearised solution
+about the orbit's centre), so one Newton step usually suffices. Seeding across rows
+rather than along a row leaves the cells of a row independent of each other, which
+lets the processor overlap their Newton steps; blocks of rows run in parallel.
 """
 
 import math
@@ -12,11 +14,15 @@ import numba
 import numpy as np
 
 from .orbit import orbit_state
-from .radar_grid import _ground_range_and_derivative
+from .radar_grid import _ground_range
 
 NAT = np.iinfo(np.int64).min
 _MAX_ITERATIONS = 40
-_TIME_TOLERANCE = 1e-10  # s; 1e-10 s is under a micrometre along track
+# Newton converges quadratically: after a step s the error is about K s^2 with
+# K = f''/(2 f') of order 1e-3 /s for an Earth orbit, so a step under 1e-6 s leaves an
+# error near 1e-15 s (far below a nanometre along track). The slant range is taken from
+# the state before that last step: its error is second order, (|V| s)^2 / (2 r) < 1e-12 m.
+_STEP_TOLERANCE = 1e-6
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -31,14 +37,21 @@ def _first_guess(x, y, z, coeffs, t_center, t_scale):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _solve_zero_doppler(x, y, z, t, coeffs, t_center, t_scale):
-    """Newton iterations from ``t``; returns (t, slant_range, sensor x, y, z, converged)."""
+    """Newton iterations from ``t``.
+
+    Returns (t, slant_range, sensor position x, y, z, sensor velocity x, y, z, converged).
+    """
     dx = dy = dz = 0.0
     sx = sy = sz = 0.0
+    vx = vy = vz = 0.0
     for _ in range(_MAX_ITERATIONS):
         s = orbit_state(coeffs, t_center, t_scale, t)
         sx = s[0]
         sy = s[1]
         sz = s[2]
+        vx = s[3]
+        vy = s[4]
+        vz = s[5]
         dx = x - sx
         dy = y - sy
         dz = z - sz
@@ -46,10 +59,9 @@ def _solve_zero_doppler(x, y, z, t, coeffs, t_center, t_scale):
         fp = dx * s[6] + dy * s[7] + dz * s[8] - (s[3] * s[3] + s[4] * s[4] + s[5] * s[5])
         step = f / fp
         t -= step
-        if abs(step) < _TIME_TOLERANCE:
-            # The range from the last state is exact to second order in the step.
-            return t, math.sqrt(dx * dx + dy * dy + dz * dz), sx, sy, sz, True
-    return t, math.nan, sx, sy, sz, False
+        if abs(step) < _STEP_TOLERANCE:
+            return t, math.sqrt(dx * dx + dy * dy + dz * dz), sx, sy, sz, vx, vy, vz, True
+    return t, math.nan, sx, sy, sz, vx, vy, vz, False
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -57,14 +69,16 @@ def _geocode_one(
     cos_lon, sin_lon, cos_lat, sin_lat, height, a, e2, t_seed,
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
     first_line_time, line_interval, n_lines, n_samples,
-    rm_times, rm_sr0, rm_coeffs, rm_spacing,
+    rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign, bistatic_rate, bistatic_reference_range,
 ):
     """Zero-Doppler solution of one geodetic point given by the sines and cosines of its
     longitude and latitude and its ellipsoidal height (m).
 
     Returns (t, slant_range, line, sample, incidence_angle_rad, ok); ``ok`` is False where
     Newton failed or the time lies outside the orbit's validity; line and sample are NaN
-    outside the image.
+    outside the image, including targets on the side the radar does not look at
+    (``look_sign`` +1 right-looking, -1 left-looking), which the range axis alone would
+    fold into the image.
     """
     prime_vertical = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
     x = (prime_vertical + height) * cos_lat * cos_lon
@@ -72,17 +86,30 @@ def _geocode_one(
     z = (prime_vertical * (1.0 - e2) + height) * sin_lat
     if t_seed != t_seed:
         t_seed = _first_guess(x, y, z, coeffs, t_center, t_scale)
-    t, slant_range, sx, sy, sz, ok = _solve_zero_doppler(x, y, z, t_seed, coeffs, t_center, t_scale)
+    t, slant_range, sx, sy, sz, vx, vy, vz, ok = _solve_zero_doppler(
+        x, y, z, t_seed, coeffs, t_center, t_scale
+    )
     if not ok or t < t_valid_min or t > t_valid_max:
         return math.nan, math.nan, math.nan, math.nan, math.nan, False
     # The ellipsoid normal at the target is the geodetic up vector.
     cos_inc = (
         cos_lat * cos_lon * (sx - x) + cos_lat * sin_lon * (sy - y) + sin_lat * (sz - z)
     ) / slant_range
-    incidence = math.acos(min(1.0, max(-1.0, cos_inc)))
-    line = (t - first_line_time) / line_interval
-    sample = _ground_range_and_derivative(t, slant_range, rm_times, rm_sr0, rm_coeffs)[0] / rm_spacing
-    if not (-0.5 <= line <= n_lines - 0.5) or not (-0.5 <= sample <= n_samples - 0.5):
+    # float32 acos: the output is float32, and libm's double acos costs as much as the
+    # whole Newton solve.
+    incidence = math.acos(np.float32(min(1.0, max(-1.0, cos_inc))))
+    # Image lines are labelled with the zero-Doppler time less the bistatic delay
+    # (slant_range - reference) / c (bistatic_rate = 1/c, or 0 for none).
+    line_time = t - bistatic_rate * (slant_range - bistatic_reference_range)
+    line = (line_time - first_line_time) / line_interval
+    sample = _ground_range(line_time, slant_range, rm_times, rm_sr0, rm_coeffs) / rm_spacing
+    # (X - S) . (V x S) > 0 for a target to the right of the track.
+    side = (x - sx) * (vy * sz - vz * sy) + (y - sy) * (vz * sx - vx * sz) + (z - sz) * (vx * sy - vy * sx)
+    if (
+        not (-0.5 <= line <= n_lines - 0.5)
+        or not (-0.5 <= sample <= n_samples - 0.5)
+        or side * look_sign <= 0.0
+    ):
         line = math.nan
         sample = math.nan
     return t, slant_range, line, sample, incidence, True
@@ -93,7 +120,8 @@ def geocode_grid(
     lon, lat, height, a, e2,
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
     first_line_time, line_interval, n_lines, n_samples,
-    rm_times, rm_sr0, rm_coeffs, rm_spacing, reference_ns,
+    rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign, bistatic_rate, bistatic_reference_range,
+    reference_ns, n_blocks,
 ):
     """Backward-geocode every cell of a 2-D grid of geodetic points.
 
@@ -109,7 +137,12 @@ def geocode_grid(
     first_line_time, line_interval : azimuth axis of the image (s).
     n_lines, n_samples : image size.
     rm_times, rm_sr0, rm_coeffs, rm_spacing : range model (see ``radar_grid``).
+    look_sign : +1.0 for a right-looking radar, -1.0 for left-looking.
+    bistatic_rate, bistatic_reference_range : the image's line time is the zero-Doppler
+        time less ``bistatic_rate * (slant_range - bistatic_reference_range)`` (s/m, m);
+        Sentinel-1 products: 1/c and the reference range; 0 for none.
     reference_ns : int64, the epoch of the time axis in ns since 1970.
+    n_blocks : number of row blocks run in parallel (a small multiple of the threads).
 
     Returns
     -------
@@ -132,42 +165,52 @@ def geocode_grid(
             cos_lon_col[j] = math.cos(lon[0, j])
             sin_lon_col[j] = math.sin(lon[0, j])
     to_deg = 180.0 / math.pi
-    for i in numba.prange(rows):
-        t_seed = math.nan
-        cos_lat = math.cos(lat[i, 0])
-        sin_lat = math.sin(lat[i, 0])
-        for j in range(cols):
-            h = np.float64(height[i, j])
-            ok = False
-            res = (math.nan, math.nan, math.nan, math.nan, math.nan, False)
-            if h == h:
-                if lon_by_column:
-                    cos_lon = cos_lon_col[j]
-                    sin_lon = sin_lon_col[j]
+    n_blocks = max(1, min(rows, n_blocks))
+    block_rows = (rows + n_blocks - 1) // n_blocks
+    for block in numba.prange(n_blocks):
+        above = np.full(cols, math.nan)  # solutions of the row above and the one above it
+        above2 = np.full(cols, math.nan)
+        for i in range(block * block_rows, min(rows, (block + 1) * block_rows)):
+            cos_lat = math.cos(lat[i, 0])
+            sin_lat = math.sin(lat[i, 0])
+            for j in range(cols):
+                h = np.float64(height[i, j])
+                ok = False
+                res = (math.nan, math.nan, math.nan, math.nan, math.nan, False)
+                if h == h:
+                    if lon_by_column:
+                        cos_lon = cos_lon_col[j]
+                        sin_lon = sin_lon_col[j]
+                    else:
+                        cos_lon = math.cos(lon[i, j])
+                        sin_lon = math.sin(lon[i, j])
+                    if not lat_by_row:
+                        cos_lat = math.cos(lat[i, j])
+                        sin_lat = math.sin(lat[i, j])
+                    t_seed = above[j]
+                    if above2[j] == above2[j]:
+                        t_seed = 2.0 * above[j] - above2[j]
+                    res = _geocode_one(
+                        cos_lon, sin_lon, cos_lat, sin_lat, h, a, e2, t_seed,
+                        coeffs, t_center, t_scale, t_valid_min, t_valid_max,
+                        first_line_time, line_interval, n_lines, n_samples,
+                        rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign,
+                        bistatic_rate, bistatic_reference_range,
+                    )
+                    ok = res[5]
+                above2[j] = above[j]
+                if ok:
+                    above[j] = res[0]
+                    az_ns[i, j] = reference_ns + np.int64(round(res[0] * 1e9))
+                    slant_range[i, j] = res[1]
+                    incidence[i, j] = res[4] * to_deg
                 else:
-                    cos_lon = math.cos(lon[i, j])
-                    sin_lon = math.sin(lon[i, j])
-                if not lat_by_row:
-                    cos_lat = math.cos(lat[i, j])
-                    sin_lat = math.sin(lat[i, j])
-                res = _geocode_one(
-                    cos_lon, sin_lon, cos_lat, sin_lat, h, a, e2, t_seed,
-                    coeffs, t_center, t_scale, t_valid_min, t_valid_max,
-                    first_line_time, line_interval, n_lines, n_samples,
-                    rm_times, rm_sr0, rm_coeffs, rm_spacing,
-                )
-                ok = res[5]
-            if ok:
-                t_seed = res[0]
-                az_ns[i, j] = reference_ns + np.int64(round(res[0] * 1e9))
-                slant_range[i, j] = res[1]
-                incidence[i, j] = res[4] * to_deg
-            else:
-                az_ns[i, j] = NAT
-                slant_range[i, j] = math.nan
-                incidence[i, j] = math.nan
-            line[i, j] = res[2]
-            sample[i, j] = res[3]
+                    above[j] = math.nan
+                    az_ns[i, j] = NAT
+                    slant_range[i, j] = math.nan
+                    incidence[i, j] = math.nan
+                line[i, j] = res[2]
+                sample[i, j] = res[3]
     return az_ns, slant_range, line, sample, incidence
 
 
@@ -188,7 +231,9 @@ def geocode_cells(x, y, z, coeffs, t_center, t_scale, t_valid_min, t_valid_max):
             ranges[k] = math.nan
             continue
         t0 = _first_guess(x[k], y[k], z[k], coeffs, t_center, t_scale)
-        t, r, _sx, _sy, _sz, ok = _solve_zero_doppler(x[k], y[k], z[k], t0, coeffs, t_center, t_scale)
+        t, r, _sx, _sy, _sz, _vx, _vy, _vz, ok = _solve_zero_doppler(
+            x[k], y[k], z[k], t0, coeffs, t_center, t_scale
+        )
         if ok and t_valid_min <= t <= t_valid_max:
             times[k] = t
             ranges[k] = r

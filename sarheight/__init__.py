@@ -16,12 +16,12 @@ from .errors import (
 )
 
 __all__ = [
-    "__version__",
-    "SarHeightError",
-    "InvalidInputError",
-    "MissingInputError",
     "DatumError",
     "GeometryError",
+    "InvalidInputError",
+    "MissingInputError",
     "ProductError",
+    "SarHeightError",
     "UnsupportedProductError",
+    "__version__",
 ]

@@ -1,0 +1,996 @@
+"""Digital elevation models: open, validate, vertical datum, coordinates, terrain attributes.
+
+The radar geometry needs heights above the WGS84 ellipsoid. DEMs are usually distributed
+with heights above a geoid (EGM96 for SRTM and the Copernicus DEM, EGM2008 for others); the
+difference, the geoid undulation N, is 30-100 m over most of the Earth, and ignoring it is the
+most common cause of badly placed layover and shadow. :func:`open_dem` therefore converts
+geoid heights H to ellipsoidal heights h = H + N, with N from a grid the user gives or from
+PROJ's grids, and refuses to guess when neither is available.
+
+Public functions
+----------------
+open_dem
+    Read or wrap a DEM, validate it and bring it to WGS84 ellipsoidal heights.
+geodetic_coordinates
+    WGS84 longitude and latitude (degrees) of every cell centre.
+ecef_coordinates
+    Earth-centred Earth-fixed coordinates (m) of every cell.
+terrain_attributes
+    Slope and aspect (degrees) through richdem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import affine
+import numpy as np
+import pyproj
+import rasterio
+import rasterio.crs
+import rasterio.errors
+import rasterio.fill
+import rasterio.windows
+import rioxarray
+import xarray as xr
+from pyproj.transformer import TransformerGroup
+
+from sarheight.errors import DatumError, InvalidInputError, MissingInputError
+from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
+
+__all__ = [
+    "VERTICAL_DATUMS",
+    "ecef_coordinates",
+    "geodetic_coordinates",
+    "open_dem",
+    "terrain_attributes",
+]
+
+logger = logging.getLogger(__name__)
+
+#: What a DEM can be given as: a raster path, a DataArray with a CRS, or
+#: ``(array, affine.Affine transform, crs)``.
+DemSource = str | os.PathLike | xr.DataArray | tuple
+
+#: Vertical datums :func:`open_dem` understands (the ``vertical_datum`` keyword).
+VERTICAL_DATUMS = ("egm96", "egm2008", "ellipsoid")
+
+_UNSPECIFIED = "unspecified (taken as ellipsoid)"
+
+# EPSG codes of the geoid-height vertical CRSs, for building "EPSG:4326+code" for PROJ.
+_GEOID_VERTICAL_EPSG = {"egm96": 5773, "egm2008": 3855}
+_PROJ_GRID_FILES = {"egm96": "us_nga_egm96_15.tif", "egm2008": "us_nga_egm08_25.tif"}
+_GEOID_LABEL = {"egm96": "EGM96", "egm2008": "EGM2008"}
+
+# Heights outside this range (m) are not terrain: most often an undeclared nodata value
+# (-32768, -9999) or heights in feet.
+_HEIGHT_RANGE_M = (-12000.0, 9000.0)
+
+# richdem and fillnodata want a finite no-data value; this one cannot be a valid height.
+_VOID = np.float32(-3.0e38)
+_RICHDEM_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------
+# open_dem
+# --------------------------------------------------------------------------------------
+
+
+def open_dem(
+    source: DemSource,
+    *,
+    vertical_datum: str | None = None,
+    geoid_grid: str | os.PathLike | None = None,
+    fill_voids: bool = False,
+) -> xr.DataArray:
+    """Open a DEM, validate it and return WGS84 ellipsoidal heights.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, xarray.DataArray or tuple
+        A path to any raster rasterio reads (GeoTIFF, VRT, ...); a DataArray with a CRS
+        written through rioxarray (``dem.rio.write_crs(...)``); or a tuple
+        ``(array, transform, crs)`` with a 2-D array of heights (m), an
+        :class:`affine.Affine` transform of the cell corners and anything pyproj reads as a
+        CRS. A DataArray already returned by ``open_dem`` (``attrs["vertical_datum"] ==
+        "ellipsoid"``) is only validated and passed through; declaring its heights EGM96 or
+        EGM2008 again is refused rather than converted twice.
+    vertical_datum : {"egm96", "egm2008", "ellipsoid"}, optional
+        Datum of the input heights; overrides what the CRS says. ``None``: read it from a
+        compound CRS (e.g. EPSG:9707 = WGS 84 + EGM96 height, EPSG:9518 = WGS 84 + EGM2008
+        height) or a 3-D ellipsoidal CRS; a plain 2-D CRS is taken as ellipsoidal with a
+        warning.
+    geoid_grid : str or os.PathLike, optional
+        Raster of geoid undulations N (m) on a geographic lon/lat grid, any format rasterio
+        reads (PROJ's ``us_nga_egm96_15.tif``, ``egm96_15.gtx``, an EGM2008 grid). Sampled
+        bilinearly at each cell; longitudes wrap around for global grids. ``None``: use
+        PROJ's grid through pyproj, if installed or reachable through PROJ's network.
+    fill_voids : bool, default False
+        Fill NaN voids by inverse-distance interpolation (``rasterio.fill.fillnodata``,
+        up to 100 cells from valid data). Otherwise voids stay NaN.
+
+    Returns
+    -------
+    xarray.DataArray
+        Heights above the WGS84 ellipsoid (m), float32, dims ``("y", "x")``, NaN where
+        there is no data, the horizontal CRS written through rioxarray. ``attrs`` record
+        ``vertical_datum`` ("ellipsoid"), ``source_vertical_datum`` ("egm96", "egm2008",
+        "ellipsoid" or "unspecified (taken as ellipsoid)"), ``geoid_grid`` (a path or
+        "PROJ", when converted), ``units`` ("m") and ``long_name``.
+
+    Raises
+    ------
+    MissingInputError
+        ``source`` or ``geoid_grid`` names a file that does not exist.
+    InvalidInputError
+        Not a raster, more than one band, not 2-D, no CRS, not real numbers, all NaN,
+        infinite values, heights outside -12000..9000 m, a rotated grid, an unknown
+        ``vertical_datum``.
+    DatumError
+        Geoid heights and no geoid grid available, a vertical datum sarheight cannot
+        convert, or a DEM outside the geoid grid.
+
+    Warns
+    -----
+    UserWarning
+        The CRS says nothing about heights and no ``vertical_datum`` was given: the heights
+        are taken as ellipsoidal.
+    """
+    vertical_datum = _check_vertical_datum_keyword(vertical_datum)
+    grid_path = _check_geoid_grid_path(geoid_grid)
+
+    dem = _as_dataarray(source)
+    values = _validated_heights(dem)
+    crs = _crs_of(dem)
+    horizontal = _horizontal_crs(crs)
+    crs_datum = _vertical_datum_of_crs(crs)
+    if vertical_datum is None and crs_datum not in (None, *VERTICAL_DATUMS):
+        raise DatumError(
+            f"The DEM's heights are on {crs_datum!r}, which sarheight cannot convert to "
+            "WGS84 ellipsoidal heights. Convert them first (e.g. with gdalwarp -t_srs "
+            "EPSG:4979) or, if you know better, pass vertical_datum='egm96', 'egm2008' or "
+            "'ellipsoid'."
+        )
+
+    declared = dem.attrs.get("vertical_datum")
+    if declared == "ellipsoid" and vertical_datum in _GEOID_VERTICAL_EPSG:
+        # Converting again would add the undulation twice: a silent 30-100 m error.
+        raise DatumError(
+            f"vertical_datum={vertical_datum!r} was given for a DEM whose attributes say "
+            "its heights are already ellipsoidal (attrs['vertical_datum'] == 'ellipsoid', "
+            f"converted from {dem.attrs.get('source_vertical_datum', 'an unknown datum')!r})."
+            " Pass it without vertical_datum, or open the original file again; if the "
+            "attribute is wrong, delete it first (del dem.attrs['vertical_datum'])."
+        )
+    if vertical_datum in (None, "ellipsoid") and declared == "ellipsoid":
+        if crs_datum not in (None, "ellipsoid"):
+            raise DatumError(
+                f"The DEM's attributes say its heights are ellipsoidal but its CRS says "
+                f"{crs_datum!r}. Say which is right with vertical_datum='ellipsoid' or "
+                f"vertical_datum={crs_datum!r}."
+            )
+        logger.debug("DEM already holds ellipsoidal heights: passed through")
+        if fill_voids:
+            values = _fill_voids(values)
+        attrs = {**dem.attrs, "units": "m"}
+        return _heights_dataarray(dem, values, horizontal, attrs)
+
+    if vertical_datum is not None:
+        source_datum = vertical_datum
+        if crs_datum not in (None, vertical_datum):
+            logger.info(
+                "vertical_datum=%r overrides the %r datum of the DEM's CRS",
+                vertical_datum,
+                crs_datum,
+            )
+    elif crs_datum is not None:
+        source_datum = crs_datum
+    else:
+        if grid_path is not None:
+            raise DatumError(
+                f"geoid_grid={str(grid_path)!r} was given but the DEM's CRS "
+                f"({horizontal.name}) says nothing about the datum of its heights. Say "
+                "which geoid they refer to with vertical_datum='egm96' or 'egm2008' (or "
+                "vertical_datum='ellipsoid' if they are already ellipsoidal)."
+            )
+        warnings.warn(
+            f"The DEM's CRS ({horizontal.name}) has no vertical datum: its heights are "
+            "taken as WGS84 ellipsoidal. Most DEMs (SRTM, Copernicus, ASTER) are on a "
+            "geoid (EGM96/EGM2008), which is 30-100 m off; pass vertical_datum='egm96' or "
+            "'egm2008' (with geoid_grid=...) to convert, or vertical_datum='ellipsoid' to "
+            "silence this warning.",
+            UserWarning,
+            stacklevel=2,
+        )
+        source_datum = _UNSPECIFIED
+
+    # Everything that can refuse the conversion is checked before any work is done.
+    transformer = None
+    if source_datum in _GEOID_VERTICAL_EPSG:
+        if grid_path is None:
+            transformer = _proj_geoid_transformer(source_datum)
+        else:
+            _check_geoid_grid_file(grid_path)
+    elif grid_path is not None:
+        logger.info("geoid_grid is not used: the heights are already ellipsoidal")
+
+    if fill_voids:
+        values = _fill_voids(values)
+
+    attrs = {
+        key: value
+        for key, value in dem.attrs.items()
+        if key not in ("scale_factor", "add_offset", "_FillValue", "geoid_grid")
+    }
+    if source_datum in _GEOID_VERTICAL_EPSG:
+        lon, lat = _geodetic_of(dem, horizontal)
+        if transformer is not None:
+            undulation = _undulation_from_proj(transformer, lon, lat)
+            attrs["geoid_grid"] = "PROJ"
+        else:
+            undulation = _undulation_from_grid(grid_path, lon, lat)
+            attrs["geoid_grid"] = str(grid_path)
+        bad = np.isfinite(values) & ~np.isfinite(undulation)
+        if bad.any():
+            raise DatumError(
+                f"The geoid grid has no undulation for {int(bad.sum())} DEM cells. Use a "
+                "geoid grid that covers the whole DEM."
+            )
+        values = (values.astype(np.float64) + undulation).astype(np.float32)
+        finite = undulation[np.isfinite(undulation)]
+        logger.info(
+            "converted %s heights to WGS84 ellipsoidal heights with %s: undulation %.2f..%.2f m",
+            _GEOID_LABEL[source_datum],
+            attrs["geoid_grid"],
+            float(finite.min()) if finite.size else float("nan"),
+            float(finite.max()) if finite.size else float("nan"),
+        )
+
+    attrs.update(
+        vertical_datum="ellipsoid",
+        source_vertical_datum=source_datum,
+        units="m",
+        long_name="height above the WGS84 ellipsoid",
+    )
+    return _heights_dataarray(dem, values, horizontal, attrs)
+
+
+def _check_vertical_datum_keyword(vertical_datum: Any) -> str | None:
+    if vertical_datum is None:
+        return None
+    if isinstance(vertical_datum, str):
+        normalised = vertical_datum.strip().lower()
+        if normalised in VERTICAL_DATUMS:
+            return normalised
+    raise InvalidInputError(
+        f"vertical_datum={vertical_datum!r} is not understood. Use one of "
+        f"{', '.join(repr(v) for v in VERTICAL_DATUMS)}, or None to read it from the CRS."
+    )
+
+
+def _check_geoid_grid_path(geoid_grid: str | os.PathLike | None) -> Path | None:
+    if geoid_grid is None:
+        return None
+    if not isinstance(geoid_grid, (str, os.PathLike)):
+        raise InvalidInputError(
+            f"geoid_grid must be a path to a raster of geoid undulations, not "
+            f"{type(geoid_grid).__name__}."
+        )
+    path = Path(geoid_grid).expanduser()
+    if not path.exists():
+        raise MissingInputError(
+            f"Geoid grid {str(path)!r} does not exist. Give the path of a raster of geoid "
+            "undulations (e.g. egm96_15.gtx or PROJ's us_nga_egm96_15.tif)."
+        )
+    return path
+
+
+def _as_dataarray(source: DemSource) -> xr.DataArray:
+    """A DataArray with dims ("y", "x") and a float array, not yet validated."""
+    if isinstance(source, (str, os.PathLike)):
+        dem = _read_raster(Path(source).expanduser())
+    elif isinstance(source, xr.DataArray):
+        dem = source
+    elif isinstance(source, tuple):
+        dem = _dataarray_from_tuple(source)
+    else:
+        raise InvalidInputError(
+            f"A DEM is a raster path, an xarray.DataArray with a CRS or a tuple "
+            f"(array, affine.Affine transform, crs), not {type(source).__name__}."
+        )
+    return _to_yx(dem)
+
+
+def _read_raster(path: Path) -> xr.DataArray:
+    if not path.exists():
+        raise MissingInputError(
+            f"DEM {str(path)!r} does not exist. Check the path (relative paths are taken "
+            f"from {os.getcwd()!r})."
+        )
+    try:
+        dem = rioxarray.open_rasterio(path, masked=True, mask_and_scale=True)
+    except (rasterio.errors.RasterioError, OSError, ValueError) as error:
+        raise InvalidInputError(
+            f"DEM {str(path)!r} cannot be read as a raster ({error}). Give a GeoTIFF or "
+            "another format GDAL reads."
+        ) from error
+    if not isinstance(dem, xr.DataArray):
+        raise InvalidInputError(
+            f"DEM {str(path)!r} holds several subdatasets. Open the one with the heights "
+            "(e.g. with rioxarray.open_rasterio(..., variable=...)) and pass the DataArray."
+        )
+    return dem.load()
+
+
+def _dataarray_from_tuple(source: tuple) -> xr.DataArray:
+    if len(source) != 3:
+        raise InvalidInputError(
+            f"A DEM tuple is (array, affine.Affine transform, crs); got {len(source)} items."
+        )
+    array, transform, crs = source
+    if not isinstance(transform, affine.Affine):
+        raise InvalidInputError(
+            f"The transform of a DEM tuple must be an affine.Affine (e.g. "
+            f"rasterio.transform.from_origin(west, north, dx, dy)), not "
+            f"{type(transform).__name__}."
+        )
+    if crs is None:
+        raise InvalidInputError(
+            "The DEM tuple has no CRS. Give one as its third item, e.g. 'EPSG:32611'."
+        )
+    array = np.ma.asanyarray(array)
+    _check_real_dtype(array.dtype)
+    array = np.ma.filled(array.astype(np.float64, copy=False), np.nan)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise InvalidInputError(
+            f"A DEM is a 2-D array of heights; got shape {array.shape}. Select one band or "
+            "layer first."
+        )
+    _check_not_rotated(transform)
+    rows, cols = array.shape
+    x = transform.c + transform.a * (np.arange(cols) + 0.5)
+    y = transform.f + transform.e * (np.arange(rows) + 0.5)
+    dem = xr.DataArray(array, dims=("y", "x"), coords={"y": y, "x": x})
+    dem = dem.rio.write_crs(_crs_from_user_input(crs))
+    return dem.rio.write_transform(transform)
+
+
+def _to_yx(dem: xr.DataArray) -> xr.DataArray:
+    if "band" in dem.dims:
+        if dem.sizes["band"] != 1:
+            raise InvalidInputError(
+                f"The DEM has {dem.sizes['band']} bands; a DEM has one. Select the band with "
+                "the heights, e.g. dem.isel(band=0)."
+            )
+        dem = dem.squeeze("band", drop=True)
+    if dem.ndim != 2:
+        raise InvalidInputError(
+            f"A DEM is a 2-D raster of heights; got dims {dem.dims} with shape {dem.shape}. "
+            "Select one layer first."
+        )
+    if dem.dims != ("y", "x"):
+        try:
+            x_dim, y_dim = dem.rio.x_dim, dem.rio.y_dim
+        except Exception as error:  # rioxarray raises its own MissingSpatialDimensionError
+            raise InvalidInputError(
+                f"The DEM's dims {dem.dims} are not map dims. Name them ('y', 'x') or use "
+                "dem.rio.set_spatial_dims(x_dim=..., y_dim=...)."
+            ) from error
+        dem = dem.rename({x_dim: "x", y_dim: "y"}).transpose("y", "x")
+    if "x" not in dem.coords or "y" not in dem.coords:
+        transform = _transform_of(dem)
+        rows, cols = dem.shape
+        dem = dem.assign_coords(
+            x=transform.c + transform.a * (np.arange(cols) + 0.5),
+            y=transform.f + transform.e * (np.arange(rows) + 0.5),
+        )
+    return dem
+
+
+def _validated_heights(dem: xr.DataArray) -> np.ndarray:
+    """The heights as float32 with NaN for nodata, after every check on the values."""
+    _crs_of(dem)
+    _check_cell_centres(dem)
+    _check_real_dtype(dem.dtype)
+    values = np.asarray(dem.values, dtype=np.float32)
+    nodata = dem.rio.nodata
+    if nodata is not None and np.isfinite(nodata):
+        values = np.where(values == np.float32(nodata), np.float32(np.nan), values)
+    if np.isinf(values).any():
+        raise InvalidInputError(
+            "The DEM holds infinite heights. Replace them with NaN (dem.where(np.isfinite(dem)))"
+            " or declare the nodata value (dem.rio.write_nodata(...))."
+        )
+    if np.isnan(values).all():
+        raise InvalidInputError(
+            "The DEM has no valid height: every cell is nodata/NaN. Check the file and its "
+            "nodata value."
+        )
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if low < _HEIGHT_RANGE_M[0] or high > _HEIGHT_RANGE_M[1]:
+        raise InvalidInputError(
+            f"DEM heights span {low:g}..{high:g}, outside {_HEIGHT_RANGE_M[0]:g}.."
+            f"{_HEIGHT_RANGE_M[1]:g} m: an undeclared nodata value (declare it with "
+            "dem.rio.write_nodata(value)) or heights not in metres (convert them)."
+        )
+    return values
+
+
+def _check_real_dtype(dtype: np.dtype) -> None:
+    if dtype.kind not in "iuf":
+        raise InvalidInputError(
+            f"DEM heights must be real numbers (integer or float), not {dtype}. Pass the "
+            "height raster itself."
+        )
+
+
+def _heights_dataarray(
+    dem: xr.DataArray, values: np.ndarray, horizontal: pyproj.CRS, attrs: dict
+) -> xr.DataArray:
+    out = xr.DataArray(
+        values.astype(np.float32, copy=False),
+        dims=("y", "x"),
+        coords={"y": dem["y"].values, "x": dem["x"].values},
+        attrs=attrs,
+        name=dem.name,
+    )
+    out = out.rio.write_crs(horizontal)
+    out = out.rio.write_transform(_transform_of(dem))
+    return out.rio.write_nodata(np.nan)
+
+
+def _fill_voids(values: np.ndarray) -> np.ndarray:
+    valid = np.isfinite(values)
+    if valid.all():
+        return values
+    filled = rasterio.fill.fillnodata(
+        np.where(valid, values, _VOID).astype(np.float32),
+        mask=valid.astype(np.uint8),
+        max_search_distance=100.0,
+        smoothing_iterations=0,
+    )
+    # fillnodata leaves voids farther than max_search_distance from data as they were; a
+    # filled value is a weighted mean of heights and can never equal the sentinel.
+    filled = np.where(valid, values, filled).astype(np.float32)
+    unfilled = ~valid & (filled == _VOID)
+    filled[unfilled] = np.nan
+    logger.info(
+        "filled %d void cells (%d left: more than 100 cells from data)",
+        int((~valid).sum() - unfilled.sum()),
+        int(unfilled.sum()),
+    )
+    return filled.astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------------------
+# CRS and grid helpers
+# --------------------------------------------------------------------------------------
+
+
+def _crs_from_user_input(crs: Any) -> pyproj.CRS:
+    try:
+        if isinstance(crs, rasterio.crs.CRS):
+            return pyproj.CRS.from_wkt(crs.to_wkt())
+        return pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as error:
+        raise InvalidInputError(
+            f"{crs!r} is not a CRS pyproj understands ({error}). Give e.g. 'EPSG:32611'."
+        ) from error
+
+
+def _crs_of(dem: xr.DataArray) -> pyproj.CRS:
+    crs = dem.rio.crs
+    if crs is None:
+        raise InvalidInputError(
+            "The DEM has no CRS. Assign the one its coordinates are in, e.g. "
+            "dem = dem.rio.write_crs('EPSG:4326') (or the DEM's UTM zone, 'EPSG:326xx')."
+        )
+    return _crs_from_user_input(crs)
+
+
+def _horizontal_crs(crs: pyproj.CRS) -> pyproj.CRS:
+    """The 2-D horizontal part of a compound or 3-D CRS."""
+    if crs.is_compound:
+        for sub in crs.sub_crs_list:
+            if not sub.is_vertical:
+                return _horizontal_crs(sub)
+        raise InvalidInputError(
+            f"The DEM's CRS {crs.name!r} has no horizontal part. Write a map CRS with "
+            "dem.rio.write_crs(...)."
+        )
+    if crs.is_vertical:
+        raise InvalidInputError(
+            f"The DEM's CRS {crs.name!r} is vertical only. Write a compound CRS (e.g. "
+            "'EPSG:4326+5773') or a map CRS with dem.rio.write_crs(...)."
+        )
+    if len(crs.axis_info) == 3:
+        return crs.to_2d()
+    return crs
+
+
+def _vertical_datum_of_crs(crs: pyproj.CRS) -> str | None:
+    """'egm96', 'egm2008', 'ellipsoid', None when the CRS says nothing about heights, or
+    the name of a vertical datum sarheight does not convert."""
+    if crs.is_compound:
+        for sub in crs.sub_crs_list:
+            if sub.is_vertical:
+                name = sub.datum.name if sub.datum is not None else sub.name
+                key = name.upper().replace(" ", "")
+                if "EGM2008" in key or "EGM08" in key:
+                    return "egm2008"
+                if "EGM96" in key:
+                    return "egm96"
+                return name
+        return None
+    crs_3d = crs.source_crs if crs.is_bound and crs.source_crs is not None else crs
+    if len(crs_3d.axis_info) == 3 and (crs_3d.is_geographic or crs_3d.is_projected):
+        return "ellipsoid"
+    return None
+
+
+def _transform_of(dem: xr.DataArray) -> affine.Affine:
+    transform = dem.rio.transform()
+    _check_not_rotated(transform)
+    return transform
+
+
+def _check_not_rotated(transform: affine.Affine) -> None:
+    if transform.b != 0.0 or transform.d != 0.0:
+        raise InvalidInputError(
+            f"The DEM's grid is rotated (transform {tuple(transform)[:6]}). Warp it to a "
+            "north-up grid first, e.g. dem.rio.reproject(dem.rio.crs)."
+        )
+    if transform.a == 0.0 or transform.e == 0.0:
+        raise InvalidInputError(
+            f"The DEM's transform {tuple(transform)[:6]} has a zero cell size. Write the "
+            "right one with dem.rio.write_transform(...)."
+        )
+
+
+def _check_cell_centres(dem: xr.DataArray) -> None:
+    """The x/y coordinates must be the cell centres of rioxarray's transform."""
+    transform = _transform_of(dem)
+    rows, cols = dem.shape
+    x = transform.c + transform.a * (np.arange(cols) + 0.5)
+    y = transform.f + transform.e * (np.arange(rows) + 0.5)
+    tolerance_x = 1e-3 * abs(transform.a)
+    tolerance_y = 1e-3 * abs(transform.e)
+    x_coords = np.asarray(dem["x"].values, dtype=np.float64)
+    y_coords = np.asarray(dem["y"].values, dtype=np.float64)
+    if (
+        x_coords.shape != x.shape
+        or y_coords.shape != y.shape
+        or np.abs(x_coords - x).max() > tolerance_x
+        or np.abs(y_coords - y).max() > tolerance_y
+    ):
+        raise InvalidInputError(
+            "The DEM's x/y coordinates are not the cell centres of its transform "
+            f"{tuple(transform)[:6]} (unevenly spaced, or a stale transform). Give evenly "
+            "spaced cell-centre coordinates, or rewrite the transform with "
+            "dem.rio.write_transform(dem.rio.transform(recalc=True))."
+        )
+
+
+def _is_wgs84_degrees(crs: pyproj.CRS) -> bool:
+    """Geographic WGS84 in degrees, longitude/latitude: no transformation needed."""
+    if crs.is_bound:
+        return False
+    if not crs.is_geographic or crs.datum is None:
+        return False
+    if not crs.datum.name.startswith("World Geodetic System 1984"):
+        return False
+    if crs.prime_meridian is not None and crs.prime_meridian.longitude != 0.0:
+        return False
+    return all(axis.unit_name == "degree" for axis in crs.axis_info)
+
+
+def _spatial_dem(dem: Any) -> xr.DataArray:
+    """A DataArray with dims ("y", "x"), checked coordinates and a CRS (values unchecked)."""
+    if not isinstance(dem, xr.DataArray):
+        raise InvalidInputError(
+            f"Expected a DEM as an xarray.DataArray (from sarheight.dem.open_dem), not "
+            f"{type(dem).__name__}."
+        )
+    dem = _to_yx(dem)
+    _crs_of(dem)
+    _check_cell_centres(dem)
+    return dem
+
+
+def _geodetic_of(dem: xr.DataArray, horizontal: pyproj.CRS) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(dem["x"].values, dtype=np.float64)
+    y = np.asarray(dem["y"].values, dtype=np.float64)
+    shape = (y.size, x.size)
+    if _is_wgs84_degrees(horizontal):
+        return np.broadcast_to(x[np.newaxis, :], shape), np.broadcast_to(y[:, np.newaxis], shape)
+    transformer = pyproj.Transformer.from_crs(horizontal, "EPSG:4326", always_xy=True)
+    xx, yy = np.meshgrid(x, y)
+    lon, lat = transformer.transform(xx, yy)
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise InvalidInputError(
+            f"Some DEM cells have no longitude/latitude in its CRS {horizontal.name!r} "
+            "(outside the projection's domain). Check the CRS and the transform."
+        )
+    return lon, lat
+
+
+def _compact(array: np.ndarray) -> np.ndarray:
+    """A broadcast view reduced to its distinct values, still broadcastable to the shape."""
+    index = tuple(
+        slice(0, 1) if stride == 0 and size > 1 else slice(None)
+        for stride, size in zip(array.strides, array.shape, strict=True)
+    )
+    return array[index]
+
+
+# --------------------------------------------------------------------------------------
+# Geoid undulation
+# --------------------------------------------------------------------------------------
+
+
+def _geoid_help(datum: str) -> str:
+    grid = _PROJ_GRID_FILES[datum]
+    example = "egm96_15.gtx or us_nga_egm96_15.tif" if datum == "egm96" else grid
+    return (
+        f"Either pass geoid_grid= a path to a raster of {_GEOID_LABEL[datum]} undulations "
+        f"(e.g. {example}); or install PROJ's grid (`projsync --file {grid}` or "
+        f"`pyproj sync --file {grid}`, which put it in {pyproj.datadir.get_user_data_dir()}); "
+        "or enable PROJ's network (PROJ_NETWORK=ON, or "
+        "pyproj.network.set_network_enabled(True)). If you know the heights are already "
+        'ellipsoidal, pass vertical_datum="ellipsoid". Ignoring the geoid would put every '
+        "height 30-100 m off."
+    )
+
+
+def _uses_geoid_grid(transformer: pyproj.Transformer) -> bool:
+    """True for a grid-based geoid operation, False for PROJ's no-op 'ballpark' fallback."""
+    if "ballpark" in transformer.description.lower():
+        return False
+    operations = transformer.operations or ()
+    if any(operation.grids for operation in operations):
+        return True
+    return "gridshift" in transformer.definition
+
+
+def _proj_geoid_transformer(datum: str) -> pyproj.Transformer:
+    """A grid-based transformer from WGS 84 + geoid height to WGS 84 ellipsoidal height.
+
+    Raises DatumError when PROJ has no grid for the geoid (not installed and network off):
+    PROJ would then fall back to a 'ballpark' operation that leaves heights unchanged.
+    """
+    source = f"EPSG:4326+{_GEOID_VERTICAL_EPSG[datum]}"
+    with warnings.catch_warnings():
+        # pyproj warns when the best operation misses its grid; the error below says more.
+        warnings.simplefilter("ignore", UserWarning)
+        group = TransformerGroup(source, "EPSG:4979", always_xy=True)
+    for transformer in group.transformers:
+        if _uses_geoid_grid(transformer):
+            logger.debug("geoid conversion through PROJ: %s", transformer.description)
+            return transformer
+    network = "on" if pyproj.network.is_network_enabled() else "off"
+    raise DatumError(
+        f"The DEM's heights are on {_GEOID_LABEL[datum]} and must be converted to WGS84 "
+        f"ellipsoidal heights, but PROJ has no {_GEOID_LABEL[datum]} grid "
+        f"({_PROJ_GRID_FILES[datum]} is not in {pyproj.datadir.get_data_dir()} or "
+        f"{pyproj.datadir.get_user_data_dir()}; PROJ network {network}). {_geoid_help(datum)}"
+    )
+
+
+def _undulation_from_proj(
+    transformer: pyproj.Transformer, lon: np.ndarray, lat: np.ndarray
+) -> np.ndarray:
+    lon_full, lat_full = (np.ascontiguousarray(a) for a in np.broadcast_arrays(lon, lat))
+    _, _, undulation = transformer.transform(lon_full, lat_full, np.zeros_like(lon_full))
+    undulation = np.asarray(undulation, dtype=np.float64)
+    if not np.isfinite(undulation).all():
+        raise DatumError(
+            "PROJ could not compute the geoid undulation for every DEM cell (a grid that "
+            "failed to download, or a DEM outside the grid). Pass geoid_grid= a local path "
+            "to the geoid grid instead."
+        )
+    return undulation
+
+
+def _check_geoid_grid_file(path: Path) -> None:
+    try:
+        with rasterio.open(path) as grid:
+            _geoid_grid_geometry(grid, path)
+    except rasterio.errors.RasterioError as error:
+        raise DatumError(
+            f"Geoid grid {str(path)!r} cannot be read as a raster ({error}). Give a raster "
+            "of geoid undulations (e.g. egm96_15.gtx or us_nga_egm96_15.tif)."
+        ) from error
+
+
+def _geoid_grid_geometry(grid: rasterio.DatasetReader, path: Path) -> affine.Affine:
+    if grid.crs is not None and not _crs_from_user_input(grid.crs).is_geographic:
+        raise DatumError(
+            f"Geoid grid {str(path)!r} is in {grid.crs}, not on a longitude/latitude grid. "
+            "Give a geographic geoid grid (e.g. egm96_15.gtx or us_nga_egm96_15.tif)."
+        )
+    transform = grid.transform
+    if transform.b != 0.0 or transform.d != 0.0 or transform.a <= 0.0 or transform.e == 0.0:
+        raise DatumError(
+            f"Geoid grid {str(path)!r} is not a west-to-east longitude/latitude grid "
+            f"(transform {tuple(transform)[:6]}). Give a regular geographic geoid grid."
+        )
+    return transform
+
+
+def _undulation_from_grid(path: Path, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of a geoid grid (m) at longitudes/latitudes (degrees).
+
+    Only the window of the grid around the DEM is read, so a global 1' EGM2008 grid costs
+    no more than a 15' EGM96 one. ``lon``/``lat`` may be broadcast views; the result has
+    their broadcast shape.
+    """
+    lon = _compact(np.asarray(lon, dtype=np.float64))
+    lat = _compact(np.asarray(lat, dtype=np.float64))
+    shape = np.broadcast_shapes(lon.shape, lat.shape)
+    with rasterio.open(path) as grid:
+        transform = _geoid_grid_geometry(grid, path)
+        width, height = grid.width, grid.height
+        period = 360.0 / transform.a
+        is_global = abs(period - round(period)) < 1e-6 and width >= round(period)
+        if is_global:
+            # Cell-centre index along longitude, periodic: GTX grids run 0..360 or -180..180.
+            period = round(period)
+            u = np.mod((lon - transform.c) / transform.a - 0.5, period)
+            i0 = np.floor(u).astype(np.int64)
+            wu = u - i0
+            i1 = np.where(i0 + 1 >= period, 0, i0 + 1)
+        else:
+            u = (lon - transform.c) / transform.a - 0.5
+            for turn in (360.0, -360.0):
+                outside = (u < -0.5) | (u > width - 0.5)
+                u = np.where(outside, u + turn / transform.a, u)
+            if (u < -0.5).any() or (u > width - 0.5).any():
+                raise DatumError(_outside_grid_message(path, grid.bounds))
+            u = np.clip(u, 0.0, max(width - 1, 0))
+            i0 = np.minimum(np.floor(u).astype(np.int64), max(width - 2, 0))
+            wu = u - i0
+            i1 = np.minimum(i0 + 1, width - 1)
+        v = (lat - transform.f) / transform.e - 0.5
+        if (v < -0.5 - 1e-9).any() or (v > height - 0.5 + 1e-9).any():
+            raise DatumError(_outside_grid_message(path, grid.bounds))
+        v = np.clip(v, 0.0, max(height - 1, 0))
+        j0 = np.minimum(np.floor(v).astype(np.int64), max(height - 2, 0))
+        wv = v - j0
+        j1 = np.minimum(j0 + 1, height - 1)
+
+        col_lo = int(min(i0.min(), i1.min()))
+        col_hi = int(max(i0.max(), i1.max()))
+        row_lo, row_hi = int(j0.min()), int(j1.max())
+        window = rasterio.windows.Window(col_lo, row_lo, col_hi - col_lo + 1, row_hi - row_lo + 1)
+        values = grid.read(1, window=window, masked=True)
+    values = np.ma.filled(values.astype(np.float64), np.nan)
+    i0, i1, j0, j1 = i0 - col_lo, i1 - col_lo, j0 - row_lo, j1 - row_lo
+    undulation = (1.0 - wv) * ((1.0 - wu) * values[j0, i0] + wu * values[j0, i1]) + wv * (
+        (1.0 - wu) * values[j1, i0] + wu * values[j1, i1]
+    )
+    return np.broadcast_to(undulation, shape)
+
+
+def _outside_grid_message(path: Path, bounds: Any) -> str:
+    return (
+        f"The DEM extends outside geoid grid {str(path)!r} (bounds {tuple(bounds)}). Give a "
+        "geoid grid that covers the DEM (a global one such as egm96_15.gtx)."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Coordinates
+# --------------------------------------------------------------------------------------
+
+
+def geodetic_coordinates(dem: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 geodetic longitude and latitude of every DEM cell centre.
+
+    Parameters
+    ----------
+    dem : xarray.DataArray
+        A DEM with dims ``("y", "x")``, cell-centre coordinates and a CRS (rioxarray),
+        e.g. from :func:`open_dem`.
+
+    Returns
+    -------
+    lon, lat : numpy.ndarray
+        Longitude and latitude (degrees, float64), each of the DEM's shape. For a
+        geographic WGS84 DEM they are read-only ``np.broadcast_to`` views of the x and y
+        coordinates (zero strides, nothing materialised); for any other CRS, full arrays
+        from a pyproj transformation to EPSG:4326.
+
+    Raises
+    ------
+    InvalidInputError
+        Not a DataArray, no CRS, coordinates that are not the transform's cell centres,
+        or cells outside the projection's domain.
+    """
+    dem = _spatial_dem(dem)
+    return _geodetic_of(dem, _horizontal_crs(_crs_of(dem)))
+
+
+def _radians(degrees: np.ndarray) -> np.ndarray:
+    """Degrees to radians, keeping a broadcast view a broadcast view."""
+    return np.broadcast_to(np.deg2rad(_compact(degrees)), degrees.shape)
+
+
+def ecef_coordinates(dem: xr.DataArray | DemSource) -> xr.DataArray:
+    """Earth-centred Earth-fixed (WGS84) coordinates of every DEM cell.
+
+    Parameters
+    ----------
+    dem : xarray.DataArray or anything :func:`open_dem` accepts
+        The DEM; it goes through :func:`open_dem` first (a no-op for one that already holds
+        ellipsoidal heights), so geoid heights are converted or refused as there.
+
+    Returns
+    -------
+    xarray.DataArray
+        ECEF X, Y, Z (m), float64, dims ``("y", "x", "xyz")``, NaN where the DEM has no
+        height; the DEM's x/y coordinates and CRS are kept.
+
+    Raises
+    ------
+    InvalidInputError, MissingInputError, DatumError
+        As :func:`open_dem`.
+    """
+    dem = open_dem(dem)
+    lon, lat = geodetic_coordinates(dem)
+    ecef = geodetic_to_ecef_grid(_radians(lon), _radians(lat), dem.values, WGS84_A, WGS84_E2)
+    out = xr.DataArray(
+        ecef,
+        dims=("y", "x", "xyz"),
+        coords={"y": dem["y"].values, "x": dem["x"].values, "xyz": ["x", "y", "z"]},
+        attrs={"units": "m", "long_name": "ECEF coordinates (WGS84)"},
+        name="ecef",
+    )
+    return out.rio.write_crs(dem.rio.crs)
+
+
+# --------------------------------------------------------------------------------------
+# Terrain attributes
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _silenced_output() -> Iterator[None]:
+    """Silence richdem's C++ progress output, which goes straight to file descriptors 1, 2.
+
+    Python-level redirection cannot catch it. While silenced, other threads' output to
+    these descriptors is lost too; the lock at least keeps richdem calls from interleaving
+    their save/restore.
+    """
+    with _RICHDEM_LOCK:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = []
+        with contextlib.ExitStack() as restore:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+            except OSError:
+                devnull = None
+            if devnull is not None:
+                restore.callback(os.close, devnull)
+                for fd in (1, 2):
+                    # A closed descriptor (daemons, pythonw) has nothing to silence.
+                    with contextlib.suppress(OSError):
+                        saved.append((fd, os.dup(fd)))
+                for fd, copy in saved:
+                    restore.callback(os.close, copy)
+                    restore.callback(os.dup2, copy, fd)
+                    os.dup2(devnull, fd)
+            yield
+
+
+def terrain_attributes(dem: xr.DataArray) -> xr.Dataset:
+    """Slope and aspect of a projected DEM (Horn 1981, through richdem).
+
+    Parameters
+    ----------
+    dem : xarray.DataArray
+        Heights (m) on a projected grid (UTM, transverse Mercator, ...), dims ``("y", "x")``,
+        with a CRS; any vertical datum (the geoid changes slopes negligibly). The cell size
+        comes from the transform, converted to metres with the CRS's linear unit.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``slope`` (degrees from horizontal, 0..90) and ``aspect`` (degrees clockwise from
+        north of the downslope direction, 0..360, richdem's convention), float32, on the
+        DEM's grid and CRS. NaN where the DEM has no data, where the 3 x 3 window is
+        incomplete (DEM border, next to a void: Horn's estimate would be biased there), and
+        aspect NaN on flat cells (slope 0, no direction).
+
+    Raises
+    ------
+    InvalidInputError
+        A geographic DEM (cell size in degrees; richdem needs one metric cell size), or
+        the checks of :func:`open_dem` on grid and CRS.
+
+    Notes
+    -----
+    Geographic DEMs are refused rather than approximated: their east-west cell size changes
+    with latitude and richdem takes one cell size per raster. Reproject first, e.g.
+    ``dem.rio.reproject(dem.rio.estimate_utm_crs())``. Cell sizes are grid distances: the
+    projection's scale factor (0.9996 on a UTM central meridian) is not corrected.
+
+    richdem writes progress straight to stdout/stderr; both are silenced at the file
+    descriptor level during the call, so output of other threads in that moment is lost.
+    """
+    import richdem  # deferred: its extension module is only needed here
+
+    dem = _spatial_dem(dem)
+    horizontal = _horizontal_crs(_crs_of(dem))
+    if not horizontal.is_projected:
+        raise InvalidInputError(
+            f"terrain_attributes needs a DEM on a projected grid with metric cells; this one "
+            f"is in {horizontal.name!r}. Reproject it first, e.g. "
+            "dem.rio.reproject(dem.rio.estimate_utm_crs()) or dem.rio.reproject('EPSG:326xx')."
+        )
+    heights = _validated_heights(dem)
+    transform = _transform_of(dem)
+    unit = horizontal.axis_info[0].unit_conversion_factor or 1.0
+    dx = abs(transform.a) * unit
+    dy = abs(transform.e) * unit
+
+    # richdem assumes rows run north to south and columns west to east.
+    flip_y = transform.e > 0
+    flip_x = transform.a < 0
+    north_up = heights[:: -1 if flip_y else 1, :: -1 if flip_x else 1]
+
+    valid = np.isfinite(north_up)
+    elevation = richdem.rdarray(
+        np.where(valid, north_up, _VOID).astype(np.float32),
+        no_data=float(_VOID),
+        geotransform=[0.0, dx, 0.0, 0.0, 0.0, -dy],
+    )
+    with _silenced_output():
+        slope = np.array(richdem.TerrainAttribute(elevation, attrib="slope_degrees"))
+        aspect = np.array(richdem.TerrainAttribute(elevation, attrib="aspect"))
+
+    complete = np.zeros_like(valid)
+    rows, cols = valid.shape
+    if rows >= 3 and cols >= 3:
+        inner = np.ones((rows - 2, cols - 2), dtype=bool)
+        for di in range(3):
+            for dj in range(3):
+                inner &= valid[di : rows - 2 + di, dj : cols - 2 + dj]
+        complete[1:-1, 1:-1] = inner
+    slope = np.where(complete, slope, np.nan).astype(np.float32)
+    aspect = np.where(complete & (slope > 0.0), np.mod(aspect, 360.0), np.nan)
+    aspect = aspect.astype(np.float32)
+    index = (slice(None, None, -1 if flip_y else 1), slice(None, None, -1 if flip_x else 1))
+    slope, aspect = slope[index], aspect[index]
+
+    coords = {"y": dem["y"].values, "x": dem["x"].values}
+    dataset = xr.Dataset(
+        {
+            "slope": (("y", "x"), slope, {"units": "degree", "long_name": "terrain slope"}),
+            "aspect": (
+                ("y", "x"),
+                aspect,
+                {
+                    "units": "degree",
+                    "long_name": "terrain aspect, clockwise from north (downslope direction)",
+                },
+            ),
+        },
+        coords=coords,
+        attrs={"method": "Horn (1981) through richdem"},
+    )
+    dataset = dataset.rio.write_crs(horizontal)
+    return dataset.rio.write_transform(transform)
