@@ -614,15 +614,68 @@ def _geodetic_of(dem: xr.DataArray, horizontal: pyproj.CRS) -> tuple[np.ndarray,
     if _is_wgs84_degrees(horizontal):
         return np.broadcast_to(x[np.newaxis, :], shape), np.broadcast_to(y[:, np.newaxis], shape)
     transformer = pyproj.Transformer.from_crs(horizontal, "EPSG:4326", always_xy=True)
-    xx, yy = np.meshgrid(x, y)
-    lon, lat = transformer.transform(xx, yy)
-    lon = np.asarray(lon, dtype=np.float64)
-    lat = np.asarray(lat, dtype=np.float64)
+    lon, lat = _interpolated_transform(transformer, x, y, horizontal)
+    if lon is None:
+        xx, yy = np.meshgrid(x, y)
+        lon, lat = transformer.transform(xx, yy)
+        lon = np.asarray(lon, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         raise InvalidInputError(
             f"Some DEM cells have no longitude/latitude in its CRS {horizontal.name!r} "
             "(outside the projection's domain). Check the CRS and the transform."
         )
+    return lon, lat
+
+
+# Node spacing (m) of the interpolated projection, and the largest error (m) accepted.
+_NODE_SPACING_M = 100.0
+_INTERPOLATION_TOLERANCE_M = 1e-3
+
+
+def _interpolated_transform(
+    transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, crs: pyproj.CRS
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Longitude/latitude by exact transformation on nodes about 100 m apart and bilinear
+    interpolation between them, or (None, None) where that is not exact to 1 mm.
+
+    PROJ transforms a few million points per second, ten times slower than the zero-Doppler
+    solve; map projections are smooth enough that interpolating over 100 m errs by well
+    under a millimetre (a curvature term of order h^2 / 8R). The error is measured on
+    a thousand cells between nodes every time, and the exact transformation used when it
+    exceeds 1 mm (e.g. a grid crossing the antimeridian).
+    """
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    cell = max(abs(x[1] - x[0]) if x.size > 1 else 0.0, abs(y[1] - y[0]) if y.size > 1 else 0.0) * unit
+    step = int(_NODE_SPACING_M // cell) if cell > 0 else 0
+    if step < 2 or x.size * y.size < 65_536:
+        return None, None
+    col_nodes = np.unique(np.r_[np.arange(0, x.size, step), x.size - 1])
+    row_nodes = np.unique(np.r_[np.arange(0, y.size, step), y.size - 1])
+    node_lon, node_lat = transformer.transform(*np.meshgrid(x[col_nodes], y[row_nodes]))
+
+    def interpolate(nodes: np.ndarray) -> np.ndarray:
+        j = np.clip(np.searchsorted(col_nodes, np.arange(x.size), side="right") - 1, 0, col_nodes.size - 2)
+        w = (np.arange(x.size) - col_nodes[j]) / (col_nodes[j + 1] - col_nodes[j])
+        along = nodes[:, j] * (1.0 - w) + nodes[:, j + 1] * w
+        i = np.clip(np.searchsorted(row_nodes, np.arange(y.size), side="right") - 1, 0, row_nodes.size - 2)
+        v = ((np.arange(y.size) - row_nodes[i]) / (row_nodes[i + 1] - row_nodes[i]))[:, None]
+        return along[i, :] * (1.0 - v) + along[i + 1, :] * v
+
+    lon = interpolate(np.asarray(node_lon, dtype=np.float64))
+    lat = interpolate(np.asarray(node_lat, dtype=np.float64))
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, y.size, 1000)
+    cols = rng.integers(0, x.size, 1000)
+    exact_lon, exact_lat = transformer.transform(x[cols], y[rows])
+    metres_per_degree = 111_320.0
+    error = np.hypot(
+        (lat[rows, cols] - exact_lat) * metres_per_degree,
+        (lon[rows, cols] - exact_lon) * metres_per_degree * np.cos(np.radians(exact_lat)),
+    )
+    if not np.all(np.isfinite(error)) or error.max() > _INTERPOLATION_TOLERANCE_M:
+        logger.debug("interpolated projection off by %.2g m: exact transformation", np.nanmax(error))
+        return None, None
     return lon, lat
 
 

@@ -1,0 +1,42 @@
+# sarheight: `make test` installs and runs the tests, `make demo` runs the built-in example.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of PyTorch; any other torch specification pulls a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+STAMP_RUN  := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: test demo install install-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(STAMP_RUN)
+
+install: $(STAMP_RUN)
+install-test: $(STAMP_TEST)
+
+lint: install-test
+	$(BIN)/ruff check .
+
+test: install-test lint
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/sarheight demo --out demo-output
+
+bench: install
+	$(BIN)/python benchmarks/geocode.py --out benchmarks/results/geocode.json
+
+clean:
+	rm -rf demo-output benchmarks/results .pytest_cache .ruff_cache

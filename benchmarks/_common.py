@@ -1,0 +1,50 @@
+"""Shared pieces of the benchmarks: timing, machine description, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the numpy reference twins live in tests/
+
+
+def best_time(func: Callable[[], Any], repeats: int = 3, min_total: float = 0.5) -> float:
+    """Best wall time (s) of ``func`` over ``repeats`` runs (more while the total is short), warm."""
+    func()  # warm: compilation, caches, page faults of first allocations
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_total and len(times) < 20):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def machine() -> dict[str, Any]:
+    import numba
+    import numpy as np
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(json.dumps(result, indent=2, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,108 @@
+"""Benchmark of backward geocoding: DEM cells per second, scaling, numpy-twin ratio.
+
+Runs ``sarheight.geometry.backward_geocode`` warm on synthetic fractal terrain at
+512^2 .. 4096^2 cells, on a geographic (EPSG:4326) and a UTM grid, under a Sentinel-1
+geometry (the real Rome GRD annotation when ../shared/data is present, else a synthetic
+one), and the vectorised-numpy twin of the same computation in the same process (on a
+subset of cells, as it is slow). Writes JSON.
+
+    python benchmarks/geocode.py --out benchmarks/results/geocode.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from _common import REPO, best_time, machine, write_json
+from affine import Affine
+
+from sarheight.dem import open_dem
+from sarheight.geometry import RadarGeometry, backward_geocode
+from tests import reference_twins
+
+ROME_GRD = REPO.parent / "shared" / "data" / "s1" / "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
+CENTER = (12.6, 41.9)  # lon, lat: inside the Rome GRD
+
+
+def fractal_terrain(n: int, seed: int = 0) -> np.ndarray:
+    """Terrain-like heights (m): 1/f^2 spectrum noise, 0..1500 m."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
+    amplitude = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / n) ** 2
+    field = np.fft.irfft2(amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape)), s=(n, n))
+    field -= field.min()
+    return (1500.0 * field / field.max()).astype(np.float32)
+
+
+def dem_grid(n: int, kind: str):
+    heights = fractal_terrain(n)
+    lon, lat = CENTER
+    if kind == "geographic":
+        step = 10.0 / 111_320.0  # about 10 m
+        transform = Affine(step, 0, lon - n * step / 2, 0, -step, lat + n * step / 2)
+        return open_dem((heights, transform, "EPSG:4326"), vertical_datum="ellipsoid")
+    transform = Affine(10.0, 0, 290_000.0, 0, -10.0, 4_650_000.0 + n * 5.0)  # UTM 33N near Rome
+    return open_dem((heights, transform, "EPSG:32633"), vertical_datum="ellipsoid")
+
+
+def geometry() -> tuple[RadarGeometry, str]:
+    if ROME_GRD.exists():
+        return RadarGeometry.from_sentinel1(ROME_GRD), "Sentinel-1B IW GRD annotation (Rome), degree-5 orbit"
+    synthetic = RadarGeometry.synthetic(
+        center_lon=CENTER[0], center_lat=CENTER[1], heading_deg=193.0, incidence_near_deg=30.0,
+        incidence_far_deg=46.0, line_spacing=10.0, sample_spacing=10.0,
+    )
+    return synthetic, "synthetic straight orbit (../shared/data absent)"
+
+
+def numpy_twin_rate(dem, geom: RadarGeometry, cells: int = 250_000) -> float:
+    from sarheight.dem import geodetic_coordinates
+
+    lon, lat = geodetic_coordinates(dem)
+    rows = max(1, cells // dem.shape[1])
+    lon_r, lat_r = np.radians(lon[:rows]), np.radians(lat[:rows])
+    height = dem.values[:rows]
+    k = geom.kernel_arguments()
+    seconds = best_time(lambda: reference_twins.geocode(lon_r, lat_r, height, k), repeats=2)
+    return height.size / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results/geocode.json")
+    parser.add_argument("--sizes", default="512,1024,2048,4096")
+    args = parser.parse_args(argv)
+    geom, geom_description = geometry()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    for kind in ("geographic", "utm"):
+        for n in sizes:
+            dem = dem_grid(n, kind)
+            seconds = best_time(lambda dem=dem: backward_geocode(dem, geom))
+            rate = dem.size / seconds
+            inside = float(np.isfinite(backward_geocode(dem, geom)["line"]).mean())
+            row = {"dem": kind, "cells": dem.size, "side": n, "seconds": seconds,
+                   "cells_per_second": rate, "inside_fraction": inside}
+            if n == sizes[0]:
+                twin = numpy_twin_rate(dem, geom)
+                row["numpy_twin_cells_per_second"] = twin
+            rows.append(row)
+            print(f"{kind:10s} {n:5d}^2  {rate / 1e6:7.2f} M cells/s  ({seconds:.3f} s, {inside:.0%} inside)", flush=True)
+    for kind in ("geographic", "utm"):
+        mine = [r for r in rows if r["dem"] == kind]
+        twin = mine[0]["numpy_twin_cells_per_second"]
+        for r in mine:
+            r["ratio_to_numpy_twin"] = r["cells_per_second"] / twin
+            r["scaling_vs_smallest"] = r["cells_per_second"] / mine[0]["cells_per_second"]
+        print(f"{kind}: numpy twin {twin / 1e6:.3f} M cells/s; kernel/twin ratio "
+              + ", ".join(f"{r['side']}^2: {r['ratio_to_numpy_twin']:.0f}x" for r in mine))
+    write_json({"benchmark": "backward_geocode", "geometry": geom_description, "machine": machine(),
+                "results": rows}, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Writing results: atomic, tiled, compressed GeoTIFFs with band names.
+
+Every file is written under a temporary name in the destination folder and renamed into
+place only once complete, so an interrupted run never leaves a half-written file under
+the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import xarray as xr
+
+from .errors import InvalidInputError
+
+#: No-data value of uint8 mask bands (255: outside the image or no DEM).
+MASK_NODATA = 255
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    final = Path(path)
+    if not final.parent.exists():
+        raise InvalidInputError(f"output folder {str(final.parent)!r} does not exist: create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _band_array(da: xr.DataArray) -> tuple[np.ndarray, float | int | None]:
+    values = da.values
+    if values.dtype.kind == "M":
+        raise InvalidInputError(
+            f"variable {da.name!r} holds times, which GeoTIFF cannot store: convert it to seconds "
+            "first (e.g. seconds since a reference) or leave it out"
+        )
+    if values.dtype == np.uint8:
+        return values, MASK_NODATA
+    if values.dtype.kind == "b":
+        return values.astype(np.uint8), None
+    return values.astype(np.float32), float("nan")
+
+
+def write_geotiff(
+    data: xr.Dataset | xr.DataArray,
+    path: str | os.PathLike[str],
+    variables: Sequence[str] | None = None,
+) -> Path:
+    """Write variables of a dataset on a map grid as one multi-band GeoTIFF, atomically.
+
+    Parameters
+    ----------
+    data : Dataset (or DataArray) with dims (y, x) and a rioxarray CRS.
+    path : destination file.
+    variables : names of the variables to write, in band order; default all 2-D (y, x)
+        variables that are not times. Masks (uint8) and floats cannot share one file in
+        GeoTIFF's single data type, so floats are written as float32 and uint8 masks are
+        promoted to float32 with 255 kept as a value, unless every band is uint8.
+
+    Returns
+    -------
+    The path written. Band descriptions carry the variable names; dataset attributes
+    become GeoTIFF tags.
+    """
+    ds = data.to_dataset(name=data.name or "band") if isinstance(data, xr.DataArray) else data
+    if variables is None:
+        variables = [
+            name for name, var in ds.data_vars.items()
+            if var.dims == ("y", "x") and var.dtype.kind != "M"
+        ]
+    missing = [v for v in variables if v not in ds.data_vars]
+    if missing:
+        raise InvalidInputError(f"variables {missing} are not in the dataset ({list(ds.data_vars)})")
+    if not variables:
+        raise InvalidInputError("nothing to write: no (y, x) variable selected")
+    if ds.rio.crs is None:
+        raise InvalidInputError("the dataset has no CRS: write one with ds.rio.write_crs(...) first")
+    bands = []
+    for name in variables:
+        if ds[name].dims != ("y", "x"):
+            raise InvalidInputError(f"variable {name!r} has dims {ds[name].dims}, expected ('y', 'x')")
+        bands.append(_band_array(ds[name]))
+    all_masks = all(arr.dtype == np.uint8 for arr, _ in bands)
+    dtype = np.uint8 if all_masks else np.float32
+    nodata = MASK_NODATA if all_masks else float("nan")
+    rows, cols = bands[0][0].shape
+    profile = {
+        "driver": "GTiff",
+        "height": rows,
+        "width": cols,
+        "count": len(bands),
+        "dtype": np.dtype(dtype).name,
+        "crs": ds.rio.crs,
+        "transform": ds.rio.transform(),
+        "nodata": nodata,
+        "compress": "deflate",
+        "predictor": 2 if all_masks else 3,
+        "tiled": rows >= 256 and cols >= 256,
+        "BIGTIFF": "IF_SAFER",
+    }
+    if profile["tiled"]:
+        profile.update(blockxsize=256, blockysize=256)
+    tags = {k: str(v) for k, v in ds.attrs.items() if isinstance(v, (str, int, float, np.number))}
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for index, ((arr, _), name) in enumerate(zip(bands, variables, strict=True), start=1):
+            dst.write(arr.astype(dtype, copy=False), index)
+            dst.set_band_description(index, name)
+            units = ds[name].attrs.get("units")
+            if units:
+                dst.update_tags(index, units=str(units))
+        dst.update_tags(**tags)
+    return Path(path)
