@@ -1,0 +1,501 @@
+"""Forward simulation of the radar imaging of a DEM: areas, layover, shadow, simulated images.
+
+:func:`simulate` maps every DEM facet into the radar image (zero-Doppler geometry),
+computes its local incidence angle and areas, finds layover and shadow per zero-Doppler
+line, and projects the facets' contributions onto the radar grid (exact polygon-pixel
+overlap, or bilinear splatting). :func:`simulate_sar` turns that into a speckled
+observation for tests, demos and training data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numba
+import numpy as np
+import xarray as xr
+
+from . import kernels
+from ._version import __version__
+from .dem import open_dem
+from .errors import GeometryError, InvalidInputError
+from .geometry import RadarGeometry, _lon_lat_radians, datetime_from_seconds
+from .kernels import simulation as sim
+
+logger = logging.getLogger(__name__)
+
+#: Coefficients (a0, a1, a2) of the empirical sigma0 law used by SNAP's and ISCE3's
+#: simulators: sigma0 = a0 cos(t) / (sin(t) + a1 cos(t))^a2 (linear power).
+EMPIRICAL_LAW = (0.0118, 0.111, 3.0)
+
+#: Mask codes of the ``layover`` and ``shadow`` variables.
+MASK_NONE, MASK_ACTIVE, MASK_PASSIVE, MASK_OUTSIDE = 0, 1, 2, 255
+
+#: Pixels whose simulated gamma area is below this fraction of the flat-terrain area are
+#: not valid for terrain flattening (Small 2011).
+VALID_AREA_FRACTION = 0.05
+
+Contribution = Literal["model", "gamma"] | Callable[[np.ndarray], np.ndarray] | xr.DataArray
+Projection = Literal["exact", "bilinear"]
+
+
+def empirical_sigma0(local_incidence_deg: np.ndarray | float) -> np.ndarray:
+    """The empirical sigma0 law (linear) of the local incidence angle (degrees).
+
+    sigma0 = 0.0118 cos(t) / (sin(t) + 0.111 cos(t))^3, 0 for t >= 90 degrees.
+    """
+    theta = np.radians(np.asarray(local_incidence_deg, dtype=np.float64))
+    a0, a1, a2 = EMPIRICAL_LAW
+    cos, sin = np.cos(theta), np.sin(theta)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = a0 * cos / (sin + a1 * cos) ** a2
+    return np.where(cos > 0, value, 0.0)
+
+
+@dataclasses.dataclass
+class _Contribution:
+    code: int
+    law: np.ndarray
+    table: np.ndarray
+    user_weight: np.ndarray
+    description: str
+
+
+def _law_table(law: Callable[[np.ndarray], np.ndarray], n: int = 9000) -> np.ndarray:
+    angles = np.linspace(0.0, 90.0, n + 1)
+    try:
+        values = np.asarray(law(angles), dtype=np.float64)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"the contribution law {law!r} failed on local incidence angles 0..90 degrees ({exc}): "
+            "it must take a numpy array of angles in degrees and return linear sigma0"
+        ) from exc
+    if values.shape != angles.shape or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise InvalidInputError(
+            "the contribution law must return one finite, non-negative linear sigma0 per angle"
+        )
+    return values
+
+
+def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution:
+    empty = np.zeros(0)
+    no_weight = np.zeros((1, 1))
+    if isinstance(contribution, str):
+        if contribution == "model":
+            return _Contribution(sim.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
+                                 "model: empirical sigma0 law x sigma area")
+        if contribution == "gamma":
+            return _Contribution(sim.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
+                                 "gamma: projected (gamma) area, constant gamma0")
+        raise InvalidInputError(
+            f"unknown contribution model {contribution!r}: use 'model', 'gamma', a callable of the "
+            "local incidence angle (degrees) returning linear sigma0, or a DataArray of per-cell weights"
+        )
+    if isinstance(contribution, xr.DataArray):
+        weights = np.asarray(contribution.values, dtype=np.float64)
+        if weights.shape != dem.shape:
+            raise InvalidInputError(
+                f"contribution weights have shape {weights.shape}, the DEM {dem.shape}: give one "
+                "weight per DEM cell on the DEM grid"
+            )
+        if np.any(weights < 0) or not np.all(np.isfinite(weights) | np.isnan(dem.values)):
+            raise InvalidInputError("contribution weights must be finite and non-negative on the DEM")
+        return _Contribution(sim.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
+                             np.nan_to_num(weights), "user weights per cell")
+    if callable(contribution):
+        return _Contribution(sim.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), _law_table(contribution),
+                             no_weight, f"law {getattr(contribution, '__name__', repr(contribution))} x sigma area")
+    raise InvalidInputError(
+        f"contribution must be 'model', 'gamma', a callable or a DataArray, not {type(contribution).__name__}"
+    )
+
+
+def _oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cells: dict) -> int:
+    if oversample != "auto":
+        if not isinstance(oversample, (int, np.integer)) or not 1 <= int(oversample) <= 16:
+            raise InvalidInputError(f"oversample must be 'auto' or an integer 1..16, got {oversample!r}")
+        return int(oversample)
+    if projection == "exact":
+        return 2
+    # Bilinear splatting is accurate while a facet spans at most about half a pixel.
+    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    extent = 0.0
+    for axis in (0, 1):
+        for coordinate in (line, sample):
+            step = np.abs(np.diff(coordinate, axis=axis))
+            both = valid[1:, :] & valid[:-1, :] if axis == 0 else valid[:, 1:] & valid[:, :-1]
+            if both.any():
+                extent = max(extent, float(np.nanpercentile(step[both], 95)))
+    return int(min(16, max(1, math.ceil(2.0 * extent))))
+
+
+def _faces_away(ecef: np.ndarray, look: np.ndarray) -> np.ndarray:
+    """Whether each cell's surface faces away from the sensor (normal from central differences)."""
+    d_row = np.gradient(ecef, axis=0)
+    d_col = np.gradient(ecef, axis=1)
+    normal = np.cross(d_col, d_row)
+    outward = np.sign(np.einsum("ijk,ijk->ij", normal, ecef))
+    return np.einsum("ijk,ijk->ij", normal, look.astype(np.float64)) * outward <= 0.0
+
+
+def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geometry: RadarGeometry,
+                 margin: int = 2) -> tuple[int, int, int, int]:
+    """The part of the image the DEM's cells fall in: (line0, n_lines, sample0, n_samples)."""
+    if not valid.any():
+        raise GeometryError(
+            "no DEM cell has a zero-Doppler solution on the side the radar looks at: DEM and "
+            "geometry do not overlap; check the DEM's CRS and extent and the product"
+        )
+    lines, samples = geometry.grid.shape
+    l_min, l_max = np.nanmin(line[valid]), np.nanmax(line[valid])
+    s_min, s_max = np.nanmin(sample[valid]), np.nanmax(sample[valid])
+    line0 = max(0, math.floor(l_min) - margin)
+    line1 = min(lines, math.ceil(l_max) + margin + 1)
+    sample0 = max(0, math.floor(s_min) - margin)
+    sample1 = min(samples, math.ceil(s_max) + margin + 1)
+    if line1 <= line0 or sample1 <= sample0:
+        raise GeometryError(
+            f"the DEM lies entirely outside the radar image ({lines} x {samples}): it maps to lines "
+            f"{l_min:.0f}..{l_max:.0f}, samples {s_min:.0f}..{s_max:.0f}; check that DEM and product "
+            "cover the same area"
+        )
+    return line0, line1 - line0, sample0, sample1 - sample0
+
+
+def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
+    lon, lat = _lon_lat_radians(dem)
+    k = geometry.kernel_arguments()
+    out = sim.cell_geometry(
+        lon, lat, np.ascontiguousarray(dem.values), kernels.WGS84_A, kernels.WGS84_E2,
+        k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
+        k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
+        k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"],
+        2 * numba.get_num_threads(),
+    )
+    names = ("ecef", "time", "slant_range", "line", "sample", "jacobian", "look", "pixel_area",
+             "incidence", "look_angle", "cross_track", "valid")
+    return dict(zip(names, out, strict=True))
+
+
+@dataclasses.dataclass
+class _Simulation:
+    """Everything simulate() computes, kept for reconstruct()."""
+
+    dem: xr.DataArray
+    geometry: RadarGeometry
+    cells: dict[str, np.ndarray]
+    window: tuple[int, int, int, int]
+    oversample: int
+    exact: bool
+    contribution: _Contribution
+    layover: np.ndarray
+    shadow: np.ndarray
+    mixing: np.ndarray
+    per_cell: dict[str, np.ndarray]
+    images: np.ndarray  # (5, lines, samples)
+
+    def facet_pass(self, *, gather: bool, ratios=None, contribution=None):
+        c = self.cells
+        contribution = contribution or self.contribution
+        line0, n_lines, sample0, n_samples = self.window
+        shadowed = (self.shadow == MASK_ACTIVE) | (self.shadow == MASK_PASSIVE)
+        return sim.facet_pass(
+            c["ecef"], c["line"], c["sample"], c["jacobian"], c["look"], c["pixel_area"], c["incidence"],
+            c["valid"], shadowed, contribution.user_weight, self.oversample, contribution.code,
+            contribution.law, contribution.table, self.exact, gather, line0, sample0, n_lines, n_samples,
+            np.zeros((2, 1, 1)) if ratios is None else ratios, 2 * numba.get_num_threads(),
+        )
+
+    @property
+    def pixel_area(self) -> np.ndarray:
+        """Slant-plane pixel area (m^2) of every window pixel."""
+        return _smooth_field(self.images[2], self.images[3])
+
+    @property
+    def sin_incidence(self) -> np.ndarray:
+        """Sine of the ellipsoid incidence angle at every window pixel."""
+        return _smooth_field(self.images[2], self.images[4])
+
+    @property
+    def valid_pixels(self) -> np.ndarray:
+        """Simulated gamma area at least 5 % of the flat-terrain gamma area a_p cot(theta)."""
+        sin_inc = self.sin_incidence
+        with np.errstate(invalid="ignore", divide="ignore"):
+            flat = self.pixel_area * np.sqrt(1 - sin_inc**2) / sin_inc
+            return np.nan_to_num(self.images[1]) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
+
+
+def _smooth_field(weight: np.ndarray, weighted: np.ndarray, degree: int = 2) -> np.ndarray:
+    """A quantity of the radar geometry alone (pixel area, incidence) on the whole window.
+
+    The splatted values (weighted / weight) exist only where cell centres land; such
+    quantities vary smoothly with (line, sample), so a weighted least-squares polynomial
+    of degree 2 over the window represents them to about 1e-6 and fills every pixel,
+    including those that facets reach but no cell centre does.
+    """
+    n_lines, n_samples = weight.shape
+    have = weight > 0
+    if not have.any():
+        return np.full(weight.shape, np.nan)
+    rows, cols = np.nonzero(have)
+    u = (rows - 0.5 * n_lines) / max(n_lines, 1)
+    v = (cols - 0.5 * n_samples) / max(n_samples, 1)
+    terms = [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
+    design = np.stack([u**p * v**q for p, q in terms], axis=1)
+    w = np.sqrt(weight[have])
+    values = weighted[have] / weight[have]
+    coef, *_ = np.linalg.lstsq(design * w[:, None], values * w, rcond=None)
+    uu = ((np.arange(n_lines) - 0.5 * n_lines) / max(n_lines, 1))[:, None]
+    vv = ((np.arange(n_samples) - 0.5 * n_samples) / max(n_samples, 1))[None, :]
+    out = np.zeros(weight.shape)
+    for (p, q), c in zip(terms, coef, strict=True):
+        out += c * uu**p * vv**q
+    return out
+
+
+def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projection: str,
+                    oversample: Any) -> _Simulation:
+    if not isinstance(geometry, RadarGeometry):
+        raise InvalidInputError(
+            f"geometry must be a RadarGeometry (from_sentinel1 or synthetic), got {type(geometry).__name__}"
+        )
+    if projection not in ("exact", "bilinear"):
+        raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {projection!r}")
+    dem = open_dem(dem)
+    if min(dem.shape) < 2:
+        raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
+    resolved = _resolve_contribution(contribution, dem)
+    cells = _cell_geometry(dem, geometry)
+    window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
+    factor = _oversample_factor(oversample, projection, dem, cells)
+    faces_away = _faces_away(cells["ecef"], cells["look"])
+    line0, n_lines, sample0, n_samples = window
+    layover, shadow, mixing = sim.visibility_sweep(
+        cells["line"], cells["sample"], cells["slant_range"], cells["look_angle"], cells["cross_track"],
+        faces_away, cells["valid"], line0, sample0, n_lines, n_samples,
+    )
+    state = _Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
+                        layover, shadow, mixing, {}, np.empty(0))
+    _, sigma_area, gamma_area, contrib, cos_local, images = state.facet_pass(gather=False)
+    state.per_cell = {"sigma_area": sigma_area, "gamma_area": gamma_area, "contribution": contrib,
+                      "cos_local_incidence": cos_local}
+    # The cover sums of exact projection leave rounding residue (~1e-16 of a row's total)
+    # in pixels no facet reaches: make those exactly empty.
+    for channel in (0, 1):
+        image = images[channel]
+        floor = 1e-10 * max(float(np.abs(image).max()), 1e-300)
+        image[image < floor] = 0.0
+    state.images = images
+    return state
+
+
+def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+    line0, n_lines, sample0, n_samples = window
+    return {"line": np.arange(line0, line0 + n_lines), "sample": np.arange(sample0, sample0 + n_samples)}
+
+
+def _as_dataset(state: _Simulation, projection: str) -> xr.Dataset:
+    dem, c, cells = state.dem, state.per_cell, state.cells
+    inside = cells["valid"]
+    cos_local = np.clip(c["cos_local_incidence"], -1, 1)
+    local_incidence = np.where(inside, np.degrees(np.arccos(cos_local)), np.nan).astype(np.float32)
+    dims = ("y", "x")
+    pixel_area = state.pixel_area
+    with np.errstate(invalid="ignore", divide="ignore"):
+        simulated_area = np.where(pixel_area > 0, state.images[0] / pixel_area, np.nan)
+    radar_dims = ("line", "sample")
+    ds = xr.Dataset(
+        {
+            "local_incidence_angle": (dims, local_incidence, {"units": "degree", "long_name": "local incidence angle"}),
+            "gamma_area": (dims, np.where(inside, c["gamma_area"], np.nan).astype(np.float32),
+                           {"units": "m2", "long_name": "projected (gamma) area, A . look"}),
+            "sigma_area": (dims, np.where(inside, c["sigma_area"], np.nan).astype(np.float32),
+                           {"units": "m2", "long_name": "surface (sigma) area"}),
+            "contribution": (dims, np.where(inside, c["contribution"], np.nan).astype(np.float32),
+                             {"units": "m2", "long_name": "contribution c = sum over facets", "model": state.contribution.description}),
+            "layover": (dims, state.layover, {"long_name": "layover", "flag_values": "0 1 2 255",
+                                              "flag_meanings": "none active passive outside"}),
+            "shadow": (dims, state.shadow, {"long_name": "shadow", "flag_values": "0 1 2 255",
+                                            "flag_meanings": "none active passive outside"}),
+            "slant_range": (dims, cells["slant_range"], {"units": "m"}),
+            "radar_line": (dims, np.where(inside, cells["line"], np.nan),
+                           {"long_name": "fractional line of the cell in the product grid (unclipped)"}),
+            "radar_sample": (dims, np.where(inside, cells["sample"], np.nan),
+                             {"long_name": "fractional sample of the cell in the product grid (unclipped)"}),
+            "azimuth_time": (dims, datetime_from_seconds(cells["time"], state.geometry.reference_time)),
+            "incidence_angle": (dims, np.degrees(cells["incidence"]).astype(np.float32),
+                                {"units": "degree", "long_name": "ellipsoid incidence angle"}),
+            "simulated_area": (radar_dims, simulated_area.astype(np.float32),
+                               {"long_name": "simulated area image sum(w c) / pixel area"}),
+            "simulated_gamma_area": (radar_dims, (state.images[1] / pixel_area).astype(np.float32),
+                                     {"long_name": "simulated gamma area image sum(w A_gamma) / pixel area"}),
+            "pixel_area": (radar_dims, pixel_area.astype(np.float32), {"units": "m2", "long_name": "slant-plane pixel area"}),
+            "mixing": (radar_dims, state.mixing, {"long_name": "number of separate ground segments per pixel"}),
+            "valid": (radar_dims, state.valid_pixels, {"long_name": "gamma area >= 5 % of flat terrain"}),
+        },
+        coords={"y": dem["y"], "x": dem["x"], **_radar_coords(state.window)},
+        attrs={
+            **state.geometry.to_attrs(),
+            "projection": projection,
+            "oversample": state.oversample,
+            "contribution": state.contribution.description,
+            "vertical_datum": dem.attrs.get("vertical_datum", "ellipsoid"),
+            "sarheight_version": __version__,
+        },
+    )
+    return ds.rio.write_crs(dem.rio.crs)
+
+
+def simulate(
+    dem: Any,
+    geometry: RadarGeometry,
+    *,
+    contribution: Contribution = "model",
+    projection: Projection = "exact",
+    oversample: int | Literal["auto"] = "auto",
+) -> xr.Dataset:
+    """Simulate the radar imaging of a DEM.
+
+    Parameters
+    ----------
+    dem : DEM as :func:`sarheight.dem.open_dem` takes it (WGS84 ellipsoidal heights, m).
+    geometry : acquisition geometry.
+    contribution : what each facet returns: ``"model"`` (default: the empirical sigma0 law
+        of SNAP's and ISCE3's simulators, 0.0118 cos t / (sin t + 0.111 cos t)^3, times the
+        facet's sigma area), ``"gamma"`` (the projected area A_gamma: constant gamma0,
+        Small 2011), any callable of the local incidence angle (degrees) returning linear
+        sigma0, or a DataArray of per-cell weights on the DEM grid.
+    projection : ``"exact"`` polygon-pixel overlap weights (Shiroma et al. 2022), or
+        ``"bilinear"`` splatting of facet centres (fast approximation).
+    oversample : facets per DEM cell side; ``"auto"``: 2 for exact (the DEM upsampled 2x, as
+        OPERA does), for bilinear enough that a facet spans at most about half a pixel.
+
+    Returns
+    -------
+    xr.Dataset with, on the DEM grid (y, x): ``local_incidence_angle`` (deg),
+    ``gamma_area``, ``sigma_area`` (m^2), ``contribution``, ``layover``, ``shadow`` (uint8:
+    0 none, 1 active, 2 passive, 255 outside the image / no DEM), ``slant_range`` (m),
+    ``radar_line``, ``radar_sample`` (the cell's fractional position in the product grid;
+    named so beside the radar grid's own ``line``/``sample`` dimensions),
+    ``azimuth_time``, ``incidence_angle``; and on the radar grid
+    (line, sample; absolute product indices cropped to the DEM footprint):
+    ``simulated_area`` (sum of w*c over the pixel area), ``simulated_gamma_area``,
+    ``pixel_area`` (m^2), ``mixing`` (separate ground segments per pixel), ``valid`` (gamma
+    area >= 5 % of flat terrain's).
+    """
+    state = _run_simulation(dem, geometry, contribution, projection, oversample)
+    return _as_dataset(state, projection)
+
+
+def texture(shape: tuple[int, int], *, seed: int = 0, correlation_cells: float = 6.0,
+            contrast_db: float = 3.0) -> np.ndarray:
+    """A land-cover-like multiplicative texture (mean 1): smooth patches with log-normal values."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(shape)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    kernel = np.exp(-0.5 * (2 * np.pi * correlation_cells) ** 2 * (fx**2 + fy**2))
+    field = np.fft.irfft2(np.fft.rfft2(noise) * kernel, s=shape)
+    field = (field - field.mean()) / (field.std() + 1e-12)
+    sigma = contrast_db * np.log(10) / 10
+    return np.exp(sigma * field - 0.5 * sigma**2)
+
+
+def simulate_sar(
+    dem: Any,
+    geometry: RadarGeometry,
+    *,
+    backscatter: xr.DataArray | Callable[[np.ndarray], np.ndarray] | None = None,
+    looks: float | None = 4.4,
+    nesz_db: float | None = -22.0,
+    seed: int = 0,
+    projection: Projection = "exact",
+    oversample: int | Literal["auto"] = "auto",
+    return_truth: bool = False,
+) -> xr.DataArray | tuple[xr.DataArray, xr.DataArray]:
+    """Simulate a beta0-like radar observation (linear intensity) of a DEM.
+
+    Parameters
+    ----------
+    dem, geometry : as for :func:`simulate`.
+    backscatter : the true ground sigma0 (linear): a DataArray on the DEM grid, or a
+        callable of the local incidence angle (degrees); default the empirical law times a
+        land-cover-like texture (:func:`texture`, seeded by ``seed``).
+    looks : equivalent number of looks of the multiplicative gamma speckle; None: none.
+    nesz_db : noise-equivalent sigma0 (dB) of an additive noise floor; None: none.
+    seed : random seed of the texture, speckle and noise.
+    projection, oversample : as for :func:`simulate`.
+    return_truth : also return the true sigma0 of each DEM cell (the sigma-area-weighted
+        mean over its facets), the reference against which reconstructions are judged.
+
+    Returns
+    -------
+    xr.DataArray (line, sample) on the radar window covering the DEM, beta0 (linear): the
+    sum over facets of w * sigma0 * A_sigma divided by the pixel area, plus the noise
+    floor, times the speckle. Pixels no facet reaches hold the noise floor alone (0
+    without noise). With ``return_truth``: ``(observation, truth)``, truth on the DEM grid.
+    """
+    if looks is not None and not looks > 0:
+        raise InvalidInputError(f"looks must be positive or None, got {looks}")
+    dem = open_dem(dem)
+    if backscatter is None:
+        model = _run_simulation(dem, geometry, "model", projection, oversample)
+        weights = texture(dem.shape, seed=seed) * model.per_cell["contribution"]
+        state = _run_simulation(dem, geometry, dem.copy(data=weights), projection, oversample)
+        truth = texture(dem.shape, seed=seed) * np.where(
+            model.per_cell["sigma_area"] > 0,
+            model.per_cell["contribution"] / np.where(model.per_cell["sigma_area"] > 0, model.per_cell["sigma_area"], 1),
+            np.nan,
+        )
+    elif isinstance(backscatter, xr.DataArray):
+        values = np.asarray(backscatter.values, dtype=np.float64)
+        if values.shape != dem.shape:
+            raise InvalidInputError(f"backscatter has shape {values.shape}, the DEM {dem.shape}: give sigma0 per DEM cell")
+        if np.any(values[np.isfinite(values)] < 0):
+            raise InvalidInputError("backscatter (linear sigma0) must be non-negative")
+        first = _run_simulation(dem, geometry, "gamma", projection, oversample)
+        weights = np.nan_to_num(values) * first.per_cell["sigma_area"]
+        state = _run_simulation(dem, geometry, dem.copy(data=weights), projection, oversample)
+        truth = values
+    elif callable(backscatter):
+        state = _run_simulation(dem, geometry, backscatter, projection, oversample)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            truth = state.per_cell["contribution"] / state.per_cell["sigma_area"]
+    else:
+        raise InvalidInputError("backscatter must be None, a DataArray of sigma0 or a callable law")
+    pixel_area = state.pixel_area
+    with np.errstate(invalid="ignore", divide="ignore"):
+        intensity = np.where(pixel_area > 0, state.images[0] / pixel_area, 0.0)
+    rng = np.random.default_rng(seed + 1)
+    if nesz_db is not None:
+        sin_inc = np.nan_to_num(state.sin_incidence, nan=1.0)
+        intensity = intensity + 10 ** (nesz_db / 10) / np.maximum(sin_inc, 1e-3)
+    if looks is not None:
+        intensity = intensity * rng.gamma(looks, 1.0 / looks, size=intensity.shape)
+    out = xr.DataArray(
+        intensity.astype(np.float32),
+        dims=("line", "sample"),
+        coords=_radar_coords(state.window),
+        name="beta0",
+        attrs={
+            "long_name": "simulated beta0 (linear power)",
+            "units": "1",
+            "looks": "none" if looks is None else float(looks),
+            "nesz_db": "none" if nesz_db is None else float(nesz_db),
+            "seed": int(seed),
+            "projection": projection,
+            "oversample": state.oversample,
+            "sarheight_version": __version__,
+        },
+    )
+    if not return_truth:
+        return out
+    truth_da = xr.DataArray(
+        np.asarray(truth, dtype=np.float32), dims=("y", "x"), coords={"y": dem["y"], "x": dem["x"]},
+        name="sigma0", attrs={"long_name": "true sigma0 of each DEM cell (linear)", "units": "1"},
+    ).rio.write_crs(dem.rio.crs)
+    return out, truth_da
