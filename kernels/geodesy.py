@@ -10,7 +10,7 @@ WGS84_A = 6378137.0
 WGS84_E2 = 6.69437999014e-3
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def geodetic_to_ecef_point(lon, lat, height, a, e2):
     """ECEF (m) of one point given longitude, latitude (rad) and ellipsoidal height (m)."""
     sin_lat = math.sin(lat)
@@ -22,7 +22,7 @@ def geodetic_to_ecef_point(lon, lat, height, a, e2):
     return x, y, z
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def geodetic_to_ecef(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
     """ECEF coordinates of points given as flat arrays.
 
@@ -41,7 +41,7 @@ def geodetic_to_ecef(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
     """
     n = lon.shape[0]
     out = np.empty((n, 3), dtype=np.float64)
-    for k in numba.prange(n):
+    for k in range(n):
         x, y, z = geodetic_to_ecef_point(lon[k], lat[k], np.float64(height[k]), a, e2)
         out[k, 0] = x
         out[k, 1] = y
@@ -49,7 +49,7 @@ def geodetic_to_ecef(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
     return out
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def geodetic_to_ecef_grid(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
     """ECEF coordinates of every cell of a 2-D grid.
 
@@ -66,7 +66,7 @@ def geodetic_to_ecef_grid(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
     """
     rows, cols = height.shape
     out = np.empty((rows, cols, 3), dtype=np.float64)
-    for i in numba.prange(rows):
+    for i in range(rows):
         for j in range(cols):
             x, y, z = geodetic_to_ecef_point(lon[i, j], lat[i, j], np.float64(height[i, j]), a, e2)
             out[i, j, 0] = x

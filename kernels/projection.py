@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def walk_edge(l0, s0, l1, s1, scale0, scale1, partial, cover, prefix, image, gather):
     """Walk one edge from (l0, s0) to (l1, s1) across pixel rows and columns, two channels.
 
@@ -110,7 +110,7 @@ def triangle_signed_area(l0, s0, l1, s1, l2, s2):
     return 0.5 * ((s1 - s0) * (l2 - l0) - (s2 - s0) * (l1 - l0))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def scatter_triangle(l0, s0, l1, s1, l2, s2, quantity0, quantity1, partial, cover):
     """Scatter two quantities over a triangle's footprint with exact overlap weights."""
     area = triangle_signed_area(l0, s0, l1, s1, l2, s2)
@@ -124,7 +124,7 @@ def scatter_triangle(l0, s0, l1, s1, l2, s2, quantity0, quantity1, partial, cove
     walk_edge(l2, s2, l0, s0, q0, q1, partial, cover, dummy, dummy, False)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def gather_triangle(l0, s0, l1, s1, l2, s2, prefix, image):
     """Overlap-weighted means of the two channels of ``image`` over a triangle's footprint
     (weights summing to 1 over the plane; pixels outside the window count as 0)."""

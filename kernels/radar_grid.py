@@ -91,11 +91,11 @@ def slant_range_of_sample(t, sample, times, sr0, coeffs, spacing):
     return r
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def samples_of_slant_ranges(t, slant_range, times, sr0, coeffs, spacing):
     """``sample_of_slant_range`` over flat arrays ``t`` (s) and ``slant_range`` (m); NaN stays NaN."""
     out = np.empty(t.shape[0])
-    for k in numba.prange(t.shape[0]):
+    for k in range(t.shape[0]):
         if t[k] != t[k] or slant_range[k] != slant_range[k]:
             out[k] = math.nan
         else:
@@ -103,11 +103,11 @@ def samples_of_slant_ranges(t, slant_range, times, sr0, coeffs, spacing):
     return out
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def slant_ranges_of_samples(t, sample, times, sr0, coeffs, spacing):
     """``slant_range_of_sample`` over flat arrays ``t`` (s) and ``sample``; NaN stays NaN."""
     out = np.empty(t.shape[0])
-    for k in numba.prange(t.shape[0]):
+    for k in range(t.shape[0]):
         if t[k] != t[k] or sample[k] != sample[k]:
             out[k] = math.nan
         else:

@@ -28,7 +28,6 @@ import numpy as np
 from .orbit import orbit_state
 from .projection import (
     gather_bilinear,
-    resolve_cover,
     scatter_bilinear,
     triangle_signed_area,
     walk_edge,
@@ -46,19 +45,23 @@ CONTRIBUTION_GAMMA = 1
 CONTRIBUTION_USER = 2
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def cell_geometry(
     lon, lat, height, a, e2,
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
     first_line_time, line_interval,
     rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign, bistatic_rate, bistatic_reference_range,
-    n_blocks,
+    ecef, time, slant_range, line, sample, jacobian, look, pixel_area, incidence,
+    look_angle, cross_track, valid,
 ):
-    """Zero-Doppler geometry of every DEM cell centre (pass A).
+    """Zero-Doppler geometry of every DEM cell centre (pass A), into the given outputs.
 
-    ``lon``, ``lat`` (rad) as in ``zero_doppler.geocode_grid`` (broadcast views allowed).
+    ``lon``, ``lat`` (rad) as in ``zero_doppler.geocode_grid`` (broadcast views allowed);
+    outputs are arrays of the shapes below, pre-filled by the caller (NaN, zeros, False)
+    and written where the cell is solved. Serial, GIL released: callers run row blocks
+    (views) on threads.
 
-    Returns
+    Outputs
     -------
     ecef : (rows, cols, 3) float64, m (NaN for void cells)
     time : (rows, cols) float64, zero-Doppler time (s since the orbit reference)
@@ -73,24 +76,10 @@ def cell_geometry(
     valid : (rows, cols) bool, solved and on the looked-at side
     """
     rows, cols = height.shape
-    ecef = np.full((rows, cols, 3), np.nan)
-    time = np.full((rows, cols), np.nan)
-    slant_range = np.full((rows, cols), np.nan)
-    line = np.full((rows, cols), np.nan)
-    sample = np.full((rows, cols), np.nan)
-    jacobian = np.zeros((rows, cols, 2, 3), dtype=np.float32)
-    look = np.zeros((rows, cols, 3), dtype=np.float32)
-    pixel_area = np.full((rows, cols), np.nan, dtype=np.float32)
-    incidence = np.full((rows, cols), np.nan, dtype=np.float32)
-    look_angle = np.full((rows, cols), np.nan)
-    cross_track = np.full((rows, cols), np.nan)
-    valid = np.zeros((rows, cols), dtype=np.bool_)
-    n_blocks = max(1, min(rows, n_blocks))
-    block_rows = (rows + n_blocks - 1) // n_blocks
-    for block in numba.prange(n_blocks):
-        above = np.full(cols, math.nan)
-        above2 = np.full(cols, math.nan)
-        for i in range(block * block_rows, min(rows, (block + 1) * block_rows)):
+    above = np.full(cols, math.nan)
+    above2 = np.full(cols, math.nan)
+    if rows > 0:
+        for i in range(rows):
             for j in range(cols):
                 h = np.float64(height[i, j])
                 seed = above[j]
@@ -154,19 +143,17 @@ def cell_geometry(
                 cos_ct = (s[0] * x + s[1] * y + s[2] * z) / (sensor_norm * target_norm)
                 cross_track[i, j] = math.acos(min(1.0, max(-1.0, cos_ct)))
                 valid[i, j] = True
-    return (ecef, time, slant_range, line, sample, jacobian, look, pixel_area, incidence,
-            look_angle, cross_track, valid)
 
 
 @numba.njit(cache=True, nogil=True)
-def _bucket_by_line(line, valid, line0, n_lines):
-    """Counting sort of valid cells by rounded line: (offsets (n_lines + 1), flat indices)."""
+def _bucket_by_line(line, valid, line0, n_lines, bin_lines):
+    """Counting sort of valid cells by line bins of ``bin_lines`` lines: (offsets, flat indices)."""
     rows, cols = line.shape
     counts = np.zeros(n_lines + 1, dtype=np.int64)
     for i in range(rows):
         for j in range(cols):
             if valid[i, j]:
-                b = int(math.floor(line[i, j] + 0.5)) - line0
+                b = int(math.floor((line[i, j] + 0.5 - line0) / bin_lines))
                 if 0 <= b < n_lines:
                     counts[b + 1] += 1
     offsets = np.cumsum(counts)
@@ -175,16 +162,16 @@ def _bucket_by_line(line, valid, line0, n_lines):
     for i in range(rows):
         for j in range(cols):
             if valid[i, j]:
-                b = int(math.floor(line[i, j] + 0.5)) - line0
+                b = int(math.floor((line[i, j] + 0.5 - line0) / bin_lines))
                 if 0 <= b < n_lines:
                     order[fill[b]] = i * cols + j
                     fill[b] += 1
     return offsets, order
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def visibility_sweep(line, sample, slant_range, look_angle, cross_track, faces_away, valid,
-                     line0, sample0, n_lines, n_samples):
+                     line0, sample0, n_lines, n_samples, bin_lines, range_tolerance):
     """Layover and shadow masks per cell and mixing degree per radar pixel.
 
     Parameters
@@ -194,6 +181,9 @@ def visibility_sweep(line, sample, slant_range, look_angle, cross_track, faces_a
     faces_away : (rows, cols) bool, the cell's surface faces away from the sensor.
     valid : (rows, cols) bool.
     line0, sample0, n_lines, n_samples : the radar window (absolute first line/sample, size).
+    bin_lines : lines per azimuth bin; at least the azimuth step between neighbouring DEM
+        cells, so that a bin holds a connected cross-track profile of the terrain when
+        DEM cells are larger than the radar lines.
 
     Returns
     -------
@@ -205,8 +195,9 @@ def visibility_sweep(line, sample, slant_range, look_angle, cross_track, faces_a
     layover = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
     shadow = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    offsets, order = _bucket_by_line(line, valid, line0, n_lines)
-    for b in numba.prange(n_lines):
+    n_bins = (n_lines + bin_lines - 1) // bin_lines
+    offsets, order = _bucket_by_line(line, valid, line0, n_bins, bin_lines)
+    for b in range(n_bins):
         start = offsets[b]
         stop = offsets[b + 1]
         n = stop - start
@@ -225,7 +216,7 @@ def visibility_sweep(line, sample, slant_range, look_angle, cross_track, faces_a
             eta = look_angle.flat[idx]
             if faces_away.flat[idx]:
                 shadow.flat[idx] = ACTIVE
-            elif eta <= max_look:
+            elif eta <= max_look - range_tolerance / slant_range.flat[idx]:
                 shadow.flat[idx] = PASSIVE
             else:
                 shadow.flat[idx] = NONE
@@ -235,14 +226,14 @@ def visibility_sweep(line, sample, slant_range, look_angle, cross_track, faces_a
         max_range = -1.0
         for k in range(n):
             r = slant_range.flat[ranked[k]]
-            if r < max_range:
+            if r < max_range - range_tolerance:
                 flags[k] |= 1
             else:
                 max_range = r
         min_range = math.inf
         for k in range(n - 1, -1, -1):
             r = slant_range.flat[ranked[k]]
-            if r > min_range:
+            if r > min_range + range_tolerance:
                 flags[k] |= 2
             else:
                 min_range = r
@@ -269,8 +260,9 @@ def visibility_sweep(line, sample, slant_range, look_angle, cross_track, faces_a
                 first = c
                 last = previous - 1
             for cc in range(max(first, 0), min(last, n_samples - 1) + 1):
-                if mixing[b, cc] < 65535:
-                    mixing[b, cc] += 1
+                for row in range(b * bin_lines, min(n_lines, (b + 1) * bin_lines)):
+                    if mixing[row, cc] < 65535:
+                        mixing[row, cc] += 1
             previous = c
     return layover, shadow, mixing
 
@@ -342,12 +334,13 @@ def _cell_edges(k):
     return edges, use
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def facet_pass(
     ecef, line, sample, jacobian, look, pixel_area, incidence, valid, shadowed, user_weight,
     oversample, contribution, law, law_table, exact, gather,
     line0, sample0, n_lines, n_samples,
-    ratios, n_chunks,
+    ratios, prefix, row_start, row_stop,
+    energy, sigma_area, gamma_area, contrib_cell, cos_local, partial, cover, plain,
 ):
     """Facet loop: scatter contributions to the radar window, or gather ratios back.
 
@@ -367,58 +360,32 @@ def facet_pass(
     gather : False to scatter, True to gather ``ratios``.
     line0, sample0, n_lines, n_samples : the radar window.
     ratios : (2, n_lines, n_samples) images gathered by channel 0 (weighted by the
-        contribution c) and channel 1 (weighted by the gamma area); unused when scattering.
-    n_chunks : number of row chunks run in parallel (each with its own scatter buffers).
+        contribution c) and channel 1 (weighted by the gamma area), and ``prefix`` their
+        row prefix sums (``projection.row_prefix_sums``); unused when scattering.
+    row_start, row_stop : the DEM rows this call handles (neighbours are read around them).
 
-    Returns
-    -------
-    per cell (rows, cols) float64: energy (2, rows, cols) (gather only: sum over the
-    cell's facets of c_f, resp. A_gamma,f, times the mean ratio over the facet's footprint),
-    sigma_area, gamma_area (m^2), contribution (sum of c_f), cos_local_incidence; and
-    radar images (5, n_lines, n_samples) (scatter only): sum of w*c, sum of w*A_gamma, and
-    splatted per-cell sum(A_sigma), sum(A_sigma * pixel area), sum(A_sigma * sin(ellipsoid
-    incidence)).
+    Outputs (written for the rows handled)
+    --------------------------------------
+    energy (2, rows, cols): gather only, sum over the cell's facets of c_f, resp.
+    A_gamma,f, times the mean ratio over the facet's footprint; sigma_area, gamma_area
+    (m^2), contrib_cell (sum of c_f), cos_local (cosine of the local incidence angle).
+    Scatter only, accumulated: ``partial`` (2, n_lines, n_samples) and ``cover`` (2,
+    n_lines, n_samples + 1) of sum w*c and sum w*A_gamma (``projection.resolve_cover``
+    turns them into images; for bilinear projection ``partial`` holds the images), and
+    ``plain`` (3, n_lines, n_samples): splatted per-cell sum(A_sigma), sum(A_sigma * pixel
+    area), sum(A_sigma * sin(ellipsoid incidence)). Serial, GIL released: callers run row
+    blocks on threads, each with its own scatter buffers.
     """
     rows, cols = valid.shape
     k = oversample
     edges, use = _cell_edges(k)
     n_edges = edges.shape[0]
     n_tri = 2 * k * k
-    n_chunks = max(1, min(rows, n_chunks))
-    chunk_rows = (rows + n_chunks - 1) // n_chunks
-    n_acc = 1 if gather else n_chunks
-    acc_l = 1 if gather else n_lines
-    acc_s = 1 if gather else n_samples
-    acc_partial = np.zeros((n_acc, 2, acc_l, acc_s))
-    acc_cover = np.zeros((n_acc, 2, acc_l, acc_s + 1))
-    acc_plain = np.zeros((n_acc, 3, acc_l, acc_s))
-    energy = np.zeros((2, rows, cols))
-    sigma_area = np.zeros((rows, cols))
-    gamma_area = np.zeros((rows, cols))
-    contrib_cell = np.zeros((rows, cols))
-    cos_local = np.full((rows, cols), np.nan)
-    if gather and exact:
-        prefix = np.empty((2, n_lines, n_samples + 1))
-        for q in range(2):
-            for r in range(n_lines):
-                running = 0.0
-                for c in range(n_samples):
-                    prefix[q, r, c] = running
-                    running += ratios[q, r, c]
-                prefix[q, r, n_samples] = running
-    else:
-        prefix = np.empty((2, 1, 1))
     a0 = law[0]
     a1 = law[1]
     a2 = law[2]
     n_table = law_table.shape[0]
-    for chunk in numba.prange(n_chunks):
-        slot = 0
-        if not gather:
-            slot = np.int64(chunk)
-        partial = acc_partial[slot]
-        cover = acc_cover[slot]
-        plain = acc_plain[slot]
+    if row_stop > row_start:
         vx = np.empty((k + 1, k + 1, 3))
         vl = np.empty((k + 1, k + 1))
         vs = np.empty((k + 1, k + 1))
@@ -429,7 +396,7 @@ def facet_pass(
         net0 = np.empty(n_edges)
         net1 = np.empty(n_edges)
         dummy = np.empty((2, 1, 1))
-        for i in range(chunk * chunk_rows, min(rows, (chunk + 1) * chunk_rows)):
+        for i in range(row_start, row_stop):
             for j in range(cols):
                 if not valid[i, j]:
                     continue
@@ -592,12 +559,3 @@ def facet_pass(
                     scatter_bilinear(lc, sc, cell_sigma, plain[0])
                     scatter_bilinear(lc, sc, cell_sigma * np.float64(pixel_area[i, j]), plain[1])
                     scatter_bilinear(lc, sc, cell_sigma * math.sin(np.float64(incidence[i, j])), plain[2])
-    images = np.zeros((5, n_lines if not gather else 1, n_samples if not gather else 1))
-    if not gather:
-        for slot in range(n_acc):
-            if exact:
-                resolve_cover(acc_partial[slot], acc_cover[slot], images[:2])
-            else:
-                images[:2] += acc_partial[slot]
-            images[2:] += acc_plain[slot]
-    return energy, sigma_area, gamma_area, contrib_cell, cos_local, images

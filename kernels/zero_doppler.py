@@ -115,13 +115,13 @@ def _geocode_one(
     return t, slant_range, line, sample, incidence, True
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def geocode_grid(
     lon, lat, height, a, e2,
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
     first_line_time, line_interval, n_lines, n_samples,
     rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign, bistatic_rate, bistatic_reference_range,
-    reference_ns, n_blocks,
+    reference_ns, az_ns, slant_range, line, sample, incidence,
 ):
     """Backward-geocode every cell of a 2-D grid of geodetic points.
 
@@ -142,20 +142,15 @@ def geocode_grid(
         time less ``bistatic_rate * (slant_range - bistatic_reference_range)`` (s/m, m);
         Sentinel-1 products: 1/c and the reference range; 0 for none.
     reference_ns : int64, the epoch of the time axis in ns since 1970.
-    n_blocks : number of row blocks run in parallel (a small multiple of the threads).
+    az_ns, slant_range, line, sample, incidence : outputs of the shape of ``height``,
+        filled here: zero-Doppler time (int64 ns since 1970; int64 min = NaT), slant
+        range (m), fractional line and sample (NaN where undefined), ellipsoid incidence
+        angle (float32, deg).
 
-    Returns
-    -------
-    azimuth_time_ns : int64 (ns since 1970; int64 min = NaT)
-    slant_range, line, sample : float64 (m, fractional indices); NaN where undefined.
-    incidence_angle : float32, ellipsoid incidence angle (deg)
+    The kernel is serial and releases the GIL: callers run row blocks (views of the
+    inputs and outputs) on threads, each block seeded afresh.
     """
     rows, cols = height.shape
-    az_ns = np.empty((rows, cols), dtype=np.int64)
-    slant_range = np.empty((rows, cols), dtype=np.float64)
-    line = np.empty((rows, cols), dtype=np.float64)
-    sample = np.empty((rows, cols), dtype=np.float64)
-    incidence = np.empty((rows, cols), dtype=np.float32)
     lon_by_column = lon.strides[0] == 0
     lat_by_row = lat.strides[1] == 0
     cos_lon_col = np.empty(cols if lon_by_column else 0)
@@ -165,56 +160,52 @@ def geocode_grid(
             cos_lon_col[j] = math.cos(lon[0, j])
             sin_lon_col[j] = math.sin(lon[0, j])
     to_deg = 180.0 / math.pi
-    n_blocks = max(1, min(rows, n_blocks))
-    block_rows = (rows + n_blocks - 1) // n_blocks
-    for block in numba.prange(n_blocks):
-        above = np.full(cols, math.nan)  # solutions of the row above and the one above it
-        above2 = np.full(cols, math.nan)
-        for i in range(block * block_rows, min(rows, (block + 1) * block_rows)):
-            cos_lat = math.cos(lat[i, 0])
-            sin_lat = math.sin(lat[i, 0])
-            for j in range(cols):
-                h = np.float64(height[i, j])
-                ok = False
-                res = (math.nan, math.nan, math.nan, math.nan, math.nan, False)
-                if h == h:
-                    if lon_by_column:
-                        cos_lon = cos_lon_col[j]
-                        sin_lon = sin_lon_col[j]
-                    else:
-                        cos_lon = math.cos(lon[i, j])
-                        sin_lon = math.sin(lon[i, j])
-                    if not lat_by_row:
-                        cos_lat = math.cos(lat[i, j])
-                        sin_lat = math.sin(lat[i, j])
-                    t_seed = above[j]
-                    if above2[j] == above2[j]:
-                        t_seed = 2.0 * above[j] - above2[j]
-                    res = _geocode_one(
-                        cos_lon, sin_lon, cos_lat, sin_lat, h, a, e2, t_seed,
-                        coeffs, t_center, t_scale, t_valid_min, t_valid_max,
-                        first_line_time, line_interval, n_lines, n_samples,
-                        rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign,
-                        bistatic_rate, bistatic_reference_range,
-                    )
-                    ok = res[5]
-                above2[j] = above[j]
-                if ok:
-                    above[j] = res[0]
-                    az_ns[i, j] = reference_ns + np.int64(round(res[0] * 1e9))
-                    slant_range[i, j] = res[1]
-                    incidence[i, j] = res[4] * to_deg
+    above = np.full(cols, math.nan)  # solutions of the row above and the one above it
+    above2 = np.full(cols, math.nan)
+    for i in range(rows):
+        cos_lat = math.cos(lat[i, 0])
+        sin_lat = math.sin(lat[i, 0])
+        for j in range(cols):
+            h = np.float64(height[i, j])
+            ok = False
+            res = (math.nan, math.nan, math.nan, math.nan, math.nan, False)
+            if h == h:
+                if lon_by_column:
+                    cos_lon = cos_lon_col[j]
+                    sin_lon = sin_lon_col[j]
                 else:
-                    above[j] = math.nan
-                    az_ns[i, j] = NAT
-                    slant_range[i, j] = math.nan
-                    incidence[i, j] = math.nan
-                line[i, j] = res[2]
-                sample[i, j] = res[3]
-    return az_ns, slant_range, line, sample, incidence
+                    cos_lon = math.cos(lon[i, j])
+                    sin_lon = math.sin(lon[i, j])
+                if not lat_by_row:
+                    cos_lat = math.cos(lat[i, j])
+                    sin_lat = math.sin(lat[i, j])
+                t_seed = above[j]
+                if above2[j] == above2[j]:
+                    t_seed = 2.0 * above[j] - above2[j]
+                res = _geocode_one(
+                    cos_lon, sin_lon, cos_lat, sin_lat, h, a, e2, t_seed,
+                    coeffs, t_center, t_scale, t_valid_min, t_valid_max,
+                    first_line_time, line_interval, n_lines, n_samples,
+                    rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign,
+                    bistatic_rate, bistatic_reference_range,
+                )
+                ok = res[5]
+            above2[j] = above[j]
+            if ok:
+                above[j] = res[0]
+                az_ns[i, j] = reference_ns + np.int64(round(res[0] * 1e9))
+                slant_range[i, j] = res[1]
+                incidence[i, j] = res[4] * to_deg
+            else:
+                above[j] = math.nan
+                az_ns[i, j] = NAT
+                slant_range[i, j] = math.nan
+                incidence[i, j] = math.nan
+            line[i, j] = res[2]
+            sample[i, j] = res[3]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def geocode_cells(x, y, z, coeffs, t_center, t_scale, t_valid_min, t_valid_max):
     """Zero-Doppler time (s) and slant range (m) of ECEF points given as flat arrays.
 
@@ -225,7 +216,7 @@ def geocode_cells(x, y, z, coeffs, t_center, t_scale, t_valid_min, t_valid_max):
     n = x.shape[0]
     times = np.empty(n)
     ranges = np.empty(n)
-    for k in numba.prange(n):
+    for k in range(n):
         if x[k] != x[k]:
             times[k] = math.nan
             ranges[k] = math.nan

@@ -19,11 +19,11 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import numba
 import numpy as np
 import xarray as xr
 
 from . import kernels
+from ._threads import run_blocks
 from .errors import (
     GeometryError,
     InvalidInputError,
@@ -556,8 +556,9 @@ class RadarGeometry:
         samples = math.floor((range_far - range_near) / sample_spacing) + 1
         if azimuth_extent is None:
             azimuth_extent = radius * (beta_far - beta_near)
-        ground_speed = speed * radius / orbit_radius
-        line_interval = line_spacing / ground_speed
+        # A straight orbit's zero-Doppler planes are parallel: lines are speed * interval
+        # apart on the ground as in orbit.
+        line_interval = line_spacing / speed
         lines = round(azimuth_extent / line_spacing) + 1
         reference_time = np.datetime64(reference_time, "ns")
         half_duration = 0.5 * (lines - 1) * line_interval
@@ -671,14 +672,25 @@ def geocode_arrays(
     """
     k = geometry.kernel_arguments()
     reference_ns = np.int64(geometry.reference_time.astype("datetime64[ns]").astype(np.int64))
-    az_ns, slant_range, line, sample, incidence = kernels.geocode_grid(
-        lon_rad, lat_rad, height, kernels.WGS84_A, kernels.WGS84_E2,
-        k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
-        k["first_line_time"], k["line_interval"], k["n_lines"], k["n_samples"],
-        k["rm_times"], k["rm_sr0"], k["rm_coeffs"], k["rm_spacing"], k["look_sign"],
-        k["bistatic_rate"], k["bistatic_reference_range"], reference_ns,
-        2 * numba.get_num_threads(),
-    )
+    shape = height.shape
+    az_ns = np.empty(shape, dtype=np.int64)
+    slant_range = np.empty(shape)
+    line = np.empty(shape)
+    sample = np.empty(shape)
+    incidence = np.empty(shape, dtype=np.float32)
+
+    def work(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        kernels.geocode_grid(
+            lon_rad[rows], lat_rad[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
+            k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
+            k["first_line_time"], k["line_interval"], k["n_lines"], k["n_samples"],
+            k["rm_times"], k["rm_sr0"], k["rm_coeffs"], k["rm_spacing"], k["look_sign"],
+            k["bistatic_rate"], k["bistatic_reference_range"], reference_ns,
+            az_ns[rows], slant_range[rows], line[rows], sample[rows], incidence[rows],
+        )
+
+    run_blocks(work, shape[0])
     return az_ns.view("datetime64[ns]"), slant_range, line, sample, incidence
 
 

@@ -15,16 +15,17 @@ import math
 from collections.abc import Callable
 from typing import Any, Literal
 
-import numba
 import numpy as np
 import xarray as xr
 
 from . import kernels
+from ._threads import run_blocks
 from ._version import __version__
 from .dem import open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, _lon_lat_radians, datetime_from_seconds
 from .kernels import simulation as sim
+from .kernels.projection import resolve_cover, row_prefix_sums
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,28 @@ def _oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cell
     return int(min(16, max(1, math.ceil(2.0 * extent))))
 
 
+def _azimuth_bin(cells: dict[str, np.ndarray]) -> int:
+    """Lines per azimuth bin of the layover/shadow sweep: the azimuth step between
+    neighbouring DEM cells, rounded up (1 when cells are smaller than lines)."""
+    steps = []
+    for axis in (0, 1):
+        step = np.abs(np.diff(cells["line"], axis=axis))
+        if np.isfinite(step).any():
+            steps.append(float(np.nanmedian(step)))
+    return max(1, math.ceil(max(steps, default=1.0) - 1e-9))
+
+
+def _slant_range_spacing(cells: dict[str, np.ndarray]) -> float:
+    """Median slant-range extent of one sample (m), from the cells' range Jacobians."""
+    valid = cells["valid"]
+    look = cells["look"][valid].astype(np.float64)
+    d_sample = cells["jacobian"][valid][:, 1, :].astype(np.float64)
+    # d sample / d r along the look direction: (d sample / d X) . (-look).
+    per_metre = np.abs(np.einsum("ij,ij->i", d_sample, -look))
+    per_metre = per_metre[per_metre > 0]
+    return float(1.0 / np.median(per_metre)) if per_metre.size else 1.0
+
+
 def _faces_away(ecef: np.ndarray, look: np.ndarray) -> np.ndarray:
     """Whether each cell's surface faces away from the sensor (normal from central differences)."""
     d_row = np.gradient(ecef, axis=0)
@@ -168,17 +191,36 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
 
 def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
     lon, lat = _lon_lat_radians(dem)
+    height = np.ascontiguousarray(dem.values)
+    shape = height.shape
     k = geometry.kernel_arguments()
-    out = sim.cell_geometry(
-        lon, lat, np.ascontiguousarray(dem.values), kernels.WGS84_A, kernels.WGS84_E2,
-        k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
-        k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
-        k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"],
-        2 * numba.get_num_threads(),
-    )
-    names = ("ecef", "time", "slant_range", "line", "sample", "jacobian", "look", "pixel_area",
-             "incidence", "look_angle", "cross_track", "valid")
-    return dict(zip(names, out, strict=True))
+    out = {
+        "ecef": np.full((*shape, 3), np.nan),
+        "time": np.full(shape, np.nan),
+        "slant_range": np.full(shape, np.nan),
+        "line": np.full(shape, np.nan),
+        "sample": np.full(shape, np.nan),
+        "jacobian": np.zeros((*shape, 2, 3), dtype=np.float32),
+        "look": np.zeros((*shape, 3), dtype=np.float32),
+        "pixel_area": np.full(shape, np.nan, dtype=np.float32),
+        "incidence": np.full(shape, np.nan, dtype=np.float32),
+        "look_angle": np.full(shape, np.nan),
+        "cross_track": np.full(shape, np.nan),
+        "valid": np.zeros(shape, dtype=bool),
+    }
+
+    def work(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        sim.cell_geometry(
+            lon[rows], lat[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
+            k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
+            k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
+            k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"],
+            *(array[rows] for array in out.values()),
+        )
+
+    run_blocks(work, shape[0])
+    return out
 
 
 @dataclasses.dataclass
@@ -198,17 +240,51 @@ class _Simulation:
     per_cell: dict[str, np.ndarray]
     images: np.ndarray  # (5, lines, samples)
 
-    def facet_pass(self, *, gather: bool, ratios=None, contribution=None):
+    def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None,
+                   contribution: _Contribution | None = None) -> tuple[np.ndarray, ...]:
+        """Run the facet kernel on row blocks in threads.
+
+        Returns (energy (2, rows, cols), sigma_area, gamma_area, contribution, cos_local,
+        images (5, lines, samples) when scattering).
+        """
         c = self.cells
         contribution = contribution or self.contribution
         line0, n_lines, sample0, n_samples = self.window
         shadowed = (self.shadow == MASK_ACTIVE) | (self.shadow == MASK_PASSIVE)
-        return sim.facet_pass(
-            c["ecef"], c["line"], c["sample"], c["jacobian"], c["look"], c["pixel_area"], c["incidence"],
-            c["valid"], shadowed, contribution.user_weight, self.oversample, contribution.code,
-            contribution.law, contribution.table, self.exact, gather, line0, sample0, n_lines, n_samples,
-            np.zeros((2, 1, 1)) if ratios is None else ratios, 2 * numba.get_num_threads(),
-        )
+        shape = c["valid"].shape
+        energy = np.zeros((2, *shape))
+        per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)]
+        if gather:
+            ratios = np.ascontiguousarray(ratios, dtype=np.float64)
+            prefix = row_prefix_sums(ratios) if self.exact else np.zeros((2, 1, 1))
+        else:
+            ratios = prefix = np.zeros((2, 1, 1))
+
+        def work(start: int, stop: int):
+            if gather:
+                partial, cover, plain = np.zeros((2, 1, 1)), np.zeros((2, 1, 1)), np.zeros((3, 1, 1))
+            else:
+                partial = np.zeros((2, n_lines, n_samples))
+                cover = np.zeros((2, n_lines, n_samples + 1))
+                plain = np.zeros((3, n_lines, n_samples))
+            sim.facet_pass(
+                c["ecef"], c["line"], c["sample"], c["jacobian"], c["look"], c["pixel_area"], c["incidence"],
+                c["valid"], shadowed, contribution.user_weight, self.oversample, contribution.code,
+                contribution.law, contribution.table, self.exact, gather, line0, sample0, n_lines, n_samples,
+                ratios, prefix, start, stop, energy, *per_cell, partial, cover, plain,
+            )
+            return partial, cover, plain
+
+        buffers = run_blocks(work, shape[0])
+        images = np.zeros((5, n_lines, n_samples)) if not gather else np.zeros((5, 1, 1))
+        if not gather:
+            for partial, cover, plain in buffers:
+                if self.exact:
+                    resolve_cover(partial, cover, images[:2])
+                else:
+                    images[:2] += partial
+                images[2:] += plain
+        return (energy, *per_cell, images)
 
     @property
     def pixel_area(self) -> np.ndarray:
@@ -274,10 +350,19 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     factor = _oversample_factor(oversample, projection, dem, cells)
     faces_away = _faces_away(cells["ecef"], cells["look"])
     line0, n_lines, sample0, n_samples = window
+    lines, samples = geometry.grid.shape
+    # Cells whose centre falls outside the image are "outside" (255); a cell straddling
+    # the image's edge keeps only the energy of its part inside.
+    cells["inside"] = cells["valid"] & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
+        cells["sample"] >= -0.5) & (cells["sample"] <= samples - 0.5)
     layover, shadow, mixing = sim.visibility_sweep(
         cells["line"], cells["sample"], cells["slant_range"], cells["look_angle"], cells["cross_track"],
-        faces_away, cells["valid"], line0, sample0, n_lines, n_samples,
+        faces_away, cells["valid"], line0, sample0, n_lines, n_samples, _azimuth_bin(cells),
+        0.05 * _slant_range_spacing(cells),
     )
+    outside = ~cells["inside"]
+    layover[outside] = MASK_OUTSIDE
+    shadow[outside] = MASK_OUTSIDE
     state = _Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
                         layover, shadow, mixing, {}, np.empty(0))
     _, sigma_area, gamma_area, contrib, cos_local, images = state.facet_pass(gather=False)
