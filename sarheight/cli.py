@@ -8,14 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ._version import __version__
 from .errors import SarHeightError
 
 
-def _add_geometry_options(parser: argparse.ArgumentParser) -> None:
+def _add_geometry_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("acquisition geometry")
     group.add_argument(
-        "--geometry", required=True, metavar="SAFE|synthetic",
+        "--geometry", required=required, default=None, metavar="SAFE|synthetic",
         help="a Sentinel-1 product (.SAFE directory or .zip; the annotation is enough), or "
         "'synthetic' for a straight-orbit Sentinel-1-like geometry centred on the DEM",
     )
@@ -88,6 +90,110 @@ def _cmd_geocode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .dem import open_dem
+    from .io import write_geotiff
+    from .layover import to_isce3_mask
+    from .simulate import simulate
+
+    stages = _Stages(3, args.quiet)
+    dem = open_dem(args.dem, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid, fill_voids=args.fill_voids)
+    geometry = _geometry_from_args(args, dem)
+    stages.done("read DEM and geometry")
+    result = simulate(dem, geometry, contribution=args.contribution, projection=args.projection)
+    stages.done("simulated")
+    out = Path(args.out)
+    write_geotiff(result, out, ["local_incidence_angle", "incidence_angle", "gamma_area", "sigma_area",
+                                "contribution", "slant_range", "radar_line", "radar_sample"])
+    masks = out.with_name(out.stem + "_masks.tif")
+    write_geotiff(result[["layover", "shadow"]].assign(isce3_mask=to_isce3_mask(result)), masks)
+    if args.quicklook:
+        from .plots import quicklook
+
+        quicklook(
+            [
+                ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
+                ("layover (1 active, 2 passive)", result["layover"].where(result["layover"] != 255), {"vmin": 0, "vmax": 2}),
+                ("shadow (1 active, 2 passive)", result["shadow"].where(result["shadow"] != 255), {"vmin": 0, "vmax": 2}),
+                ("simulated image (radar geometry)", result["simulated_area"], {"cmap": "gray", "colorbar": ""}),
+            ],
+            args.quicklook, columns=2,
+        )
+    stages.done("wrote outputs")
+    stages.close()
+    if not args.quiet:
+        inside = result["layover"].values != 255
+        print(f"wrote {out} and {masks}: layover {np.mean(result['layover'].values[inside] != 0):.1%}, "
+              f"shadow {np.mean(result['shadow'].values[inside] != 0):.1%} of {int(inside.sum())} cells in the image")
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .dem import open_dem
+    from .geometry import RadarGeometry
+    from .io import write_geotiff
+    from .layover import reconstruct, to_geotiff, to_isce3_mask
+
+    stages = _Stages(3, args.quiet)
+    dem = open_dem(args.dem, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid, fill_voids=args.fill_voids)
+    sar_path = Path(args.sar)
+    if args.geometry is not None:
+        geometry = _geometry_from_args(args, dem)
+    elif sar_path.suffix.lower() in (".tif", ".tiff"):
+        raise SarHeightError(
+            "a geocoded GeoTIFF observation needs --geometry (the SAFE it came from, or 'synthetic')"
+        )
+    else:
+        geometry = RadarGeometry.from_sentinel1(sar_path, args.measurement, burst=args.burst)
+    stages.done("read DEM and geometry")
+    result = reconstruct(
+        sar_path, dem, geometry, contribution=args.contribution, output=args.output,
+        projection=args.projection, measurement=args.measurement,
+        sar_quantity=args.sar_quantity, sar_db=args.sar_db,
+    )
+    stages.done("reconstructed")
+    out = Path(args.out)
+    to_geotiff(result, out)
+    masks = out.with_name(out.stem + "_masks.tif")
+    write_geotiff(result[["layover", "shadow"]].assign(isce3_mask=to_isce3_mask(result)), masks)
+    if args.quicklook:
+        from .plots import quicklook
+
+        def db(values):
+            return 10 * np.log10(values.where(values > 0))
+
+        quicklook(
+            [
+                ("geocoded sigma0 (dB)", db(result["geocoded"]), {"cmap": "gray", "colorbar": "dB"}),
+                ("flattened gamma0 (dB)", db(result["flattened"]), {"cmap": "gray", "colorbar": "dB"}),
+                (f"reconstructed {args.output} (dB)", db(result["backscatter"]), {"cmap": "gray", "colorbar": "dB"}),
+                ("layover / shadow (ISCE3 codes)", to_isce3_mask(result).where(result["layover"] != 255), {"vmin": 0, "vmax": 3}),
+            ],
+            args.quicklook, columns=2,
+        )
+    stages.done("wrote outputs")
+    stages.close()
+    if not args.quiet:
+        print(f"wrote {out} and {masks}")
+    return 0
+
+
+class _Stages:
+    """A progress bar over the stages of a command (silent when not a terminal)."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, disable=quiet or not sys.stderr.isatty(), unit="step")
+
+    def done(self, what: str) -> None:
+        self.bar.set_description(what)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sarheight",
@@ -110,6 +216,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry_options(geocode)
     _add_dem_options(geocode)
     geocode.set_defaults(func=_cmd_geocode)
+
+    simulate = sub.add_parser("simulate", help="layover/shadow masks, areas and the simulated image of a DEM")
+    simulate.add_argument("dem", help="DEM raster (any CRS rasterio reads)")
+    simulate.add_argument("--out", required=True, help="output GeoTIFF of per-cell products (masks go to OUT_masks.tif)")
+    simulate.add_argument("--quicklook", default=None, help="also write a PNG quicklook here")
+    simulate.add_argument("--contribution", choices=("model", "gamma"), default="model")
+    simulate.add_argument("--projection", choices=("exact", "bilinear"), default="exact")
+    simulate.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    _add_geometry_options(simulate)
+    _add_dem_options(simulate)
+    simulate.set_defaults(func=_cmd_simulate)
+
+    rec = sub.add_parser("reconstruct", help="reallocate layover energy of an observation to the DEM's cells")
+    rec.add_argument("--sar", required=True, help="Sentinel-1 SAFE (.SAFE or .zip) or a GeoTIFF geocoded to a map grid")
+    rec.add_argument("--dem", required=True, help="DEM raster (any CRS rasterio reads)")
+    rec.add_argument("--out", required=True, help="output GeoTIFF (masks go to OUT_masks.tif)")
+    rec.add_argument("--quicklook", default=None, help="also write a PNG quicklook here")
+    rec.add_argument("--contribution", choices=("model", "gamma"), default="model")
+    rec.add_argument("--output", choices=("sigma0", "gamma0"), default="sigma0")
+    rec.add_argument("--projection", choices=("exact", "bilinear"), default="exact")
+    rec.add_argument("--sar-quantity", choices=("beta0", "sigma0", "gamma0"), default="sigma0",
+                     help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
+    rec.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
+    rec.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    _add_geometry_options(rec, required=False)
+    _add_dem_options(rec)
+    rec.set_defaults(func=_cmd_reconstruct)
     return parser
 
 

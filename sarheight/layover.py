@@ -169,16 +169,24 @@ def reconstruct(
     projection: Projection = "exact",
     oversample: int | Literal["auto"] = "auto",
     measurement: str = "IW/VV",
-    chunks: int | None = None,
+    sar_quantity: Literal["beta0", "sigma0", "gamma0"] = "sigma0",
+    sar_db: bool = False,
 ) -> xr.Dataset:
     """Reallocate the mixed energy of layover pixels to the ground cells that produced it.
 
     Parameters
     ----------
-    sar : the observation, linear power (beta0): a numpy array of the full product grid or
-        a DataArray with dims (line, sample) and absolute ``line``/``sample`` coordinates,
-        with ``geometry``; or a path to a Sentinel-1 SAFE product (beta0 from its
-        calibration LUTs, thermal noise removed, ``measurement`` selects the swath).
+    sar : the observation, one of
+        - a numpy array of the full product grid, or a DataArray with dims (line, sample)
+          and absolute ``line``/``sample`` coordinates: linear beta0, with ``geometry``;
+        - a path to a Sentinel-1 SAFE product (beta0 from its calibration LUTs, thermal
+          noise removed; ``measurement`` selects the swath; only the pixels under the
+          DEM are read);
+        - an image already geocoded to a map grid: a DataArray with dims (y, x) and a CRS,
+          or the path of such a GeoTIFF, holding ``sar_quantity`` (ellipsoid-referenced
+          sigma0 by default; ``sar_db`` if in dB), with ``geometry``. It is resampled
+          to the DEM grid and the radar pixels are rebuilt from it (the area-weighted
+          mean beta0 of the cells in each pixel) before reallocation.
     dem : DEM as :func:`sarheight.dem.open_dem` takes it (WGS84 ellipsoidal heights).
     geometry : acquisition geometry (read from the product when ``sar`` is a SAFE).
     contribution : ``"model"`` (default), ``"gamma"``, a callable law or per-cell weights,
@@ -186,7 +194,8 @@ def reconstruct(
     output : ``"sigma0"`` (E / A_sigma) or ``"gamma0"`` (E / A_gamma) for ``backscatter``.
     projection, oversample : as in :func:`sarheight.simulate.simulate`.
     measurement : swath/polarisation when ``sar`` is a product path.
-    chunks : rows per block for the block-wise path (:mod:`sarheight.distributed`).
+    sar_quantity, sar_db : what a map-grid ``sar`` holds: beta0, sigma0 or gamma0 (all
+        ellipsoid-referenced), linear or dB.
 
     Returns
     -------
@@ -199,13 +208,12 @@ def reconstruct(
     """
     if output not in ("sigma0", "gamma0"):
         raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
-    if chunks is not None:
-        from .distributed import reconstruct_blocks
-
-        return reconstruct_blocks(sar, dem, geometry, contribution=contribution, output=output,
-                                  projection=projection, oversample=oversample, rows_per_block=chunks)
+    if sar_quantity not in ("beta0", "sigma0", "gamma0"):
+        raise InvalidInputError(f"sar_quantity must be 'beta0', 'sigma0' or 'gamma0', got {sar_quantity!r}")
     sar, geometry = _resolve_input(sar, geometry, measurement)
     state = _run_simulation(dem, geometry, contribution, projection, oversample)
+    if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
+        sar = _radar_image_from_map(sar, state, sar_quantity, sar_db)
     if isinstance(sar, _LazyProduct):
         line0, n_lines, sample0, n_samples = state.window
         sar = sar.loader((line0, line0 + n_lines, sample0, sample0 + n_samples))
@@ -217,6 +225,16 @@ def reconstruct(
 
 def _resolve_input(sar: Any, geometry: RadarGeometry | None, measurement: str):
     """(observation or a loader of it, geometry) from the accepted kinds of input."""
+    if isinstance(sar, (str, os.PathLike)) and Path(sar).is_file() and Path(sar).suffix.lower() in (".tif", ".tiff"):
+        import rioxarray
+
+        image = rioxarray.open_rasterio(sar, masked=True).squeeze("band", drop=True)
+        if image.rio.crs is None:
+            raise InvalidInputError(
+                f"{str(sar)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid "
+                "(radar-geometry arrays are given as arrays with a geometry)"
+            )
+        sar = image
     if isinstance(sar, (str, os.PathLike)):
         path = Path(sar)
         if geometry is None:
@@ -236,6 +254,51 @@ def _resolve_input(sar: Any, geometry: RadarGeometry | None, measurement: str):
     if not isinstance(geometry, RadarGeometry):
         raise InvalidInputError(f"geometry must be a RadarGeometry, got {type(geometry).__name__}")
     return sar, geometry
+
+
+def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str, in_db: bool) -> xr.DataArray:
+    """Rebuild radar pixels from an image geocoded to a map grid.
+
+    The image is resampled (bilinear) onto the DEM grid, converted to beta0 with the
+    ellipsoid incidence angle of each cell (sigma0 = beta0 sin(theta), gamma0 = beta0
+    tan(theta)), and each radar pixel gets the area-weighted mean beta0 of the cells whose
+    facets land in it, through the same exact projection as the simulation. Cells in
+    shadow carry no signal (only noise) and are left out.
+    """
+    from rasterio.enums import Resampling
+
+    from .kernels import simulation as sim
+    from .simulate import _Contribution
+
+    if image.rio.crs is None:
+        raise InvalidInputError("the geocoded SAR image has no CRS: write one with image.rio.write_crs(...)")
+    on_dem = image.rio.reproject_match(state.dem, resampling=Resampling.bilinear)
+    values = np.asarray(on_dem.values, dtype=np.float64)
+    if in_db:
+        values = 10.0 ** (values / 10.0)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise InvalidInputError("the geocoded SAR image does not overlap the DEM")
+    if np.any(finite < 0):
+        raise InvalidInputError("the geocoded SAR image has negative values: give linear power, or sar_db=True for dB")
+    theta = state.cells["incidence"].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = {"beta0": values, "sigma0": values / np.sin(theta), "gamma0": values / np.tan(theta)}[quantity]
+    area = np.nan_to_num(state.per_cell["sigma_area"])
+    have = np.isfinite(beta) & (area > 0)
+    weights = [np.where(have, beta * area, 0.0), np.where(have, area, 0.0)]
+    images = []
+    for weight in weights:
+        contribution = _Contribution(sim.CONTRIBUTION_USER, state.contribution.law, np.zeros(0),
+                                     np.ascontiguousarray(weight), "map-grid observation")
+        rebuilt = state.facet_pass(gather=False, contribution=contribution)[-1][0]
+        rebuilt[rebuilt < 1e-10 * max(float(np.abs(rebuilt).max()), 1e-300)] = 0.0  # cover-sum residue
+        images.append(rebuilt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pixels = np.where(images[1] > 0, images[0] / images[1], np.nan)
+    line0, n_lines, sample0, n_samples = state.window
+    return xr.DataArray(pixels, dims=("line", "sample"),
+                        coords={"line": np.arange(line0, line0 + n_lines), "sample": np.arange(sample0, sample0 + n_samples)})
 
 
 class _LazyProduct:
