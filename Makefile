@@ -40,3 +40,4 @@ bench: install
 
 clean:
 	rm -rf demo-output benchmarks/results .pytest_cache .ruff_cache
+	find kernels sarheight -name '*.nbi' -o -name '*.nbc' | xargs rm -f
