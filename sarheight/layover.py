@@ -52,9 +52,32 @@ logger = logging.getLogger(__name__)
 Output = Literal["sigma0", "gamma0"]
 
 
+def _from_xarray_sentinel(sar: xr.DataArray) -> xr.DataArray:
+    """An xarray-sentinel measurement (azimuth_time x slant_range_time|ground_range, with
+    line/pixel coordinates) as a (line, sample) DataArray of absolute indices."""
+    range_dim = next(d for d in ("slant_range_time", "ground_range", "pixel") if d in sar.dims)
+    azimuth_dim = "azimuth_time" if "azimuth_time" in sar.dims else "line"
+    if "line" not in sar.coords or "pixel" not in sar.coords:
+        raise InvalidInputError(
+            "the xarray-sentinel measurement has no line/pixel coordinates: open it with "
+            "xarray_sentinel.open_sentinel1_dataset and calibrate it with calibrate_intensity"
+        )
+    if np.iscomplexobj(sar.values):
+        raise InvalidInputError(
+            "the measurement is complex: give calibrated intensity "
+            "(xarray_sentinel.calibrate_intensity(measurement, calibration.betaNought))"
+        )
+    out = sar.swap_dims({azimuth_dim: "line"}) if azimuth_dim != "line" else sar
+    out = out.swap_dims({range_dim: "pixel"}) if range_dim != "pixel" else out
+    out = out.rename({"pixel": "sample"})
+    return out.drop_vars([c for c in out.coords if c not in ("line", "sample")])
+
+
 def _observation_on_window(sar: Any, geometry: RadarGeometry | None, window: tuple[int, int, int, int]) -> np.ndarray:
     """The observed intensity on the simulation window (lines x samples), float64."""
     line0, n_lines, sample0, n_samples = window
+    if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
+        sar = _from_xarray_sentinel(sar)
     if isinstance(sar, xr.DataArray) and {"line", "sample"} <= set(sar.dims):
         values = sar.transpose("line", "sample")
         lines = np.asarray(values["line"].values) if "line" in values.coords else np.arange(values.shape[0])
@@ -179,6 +202,9 @@ def reconstruct(
     sar : the observation, one of
         - a numpy array of the full product grid, or a DataArray with dims (line, sample)
           and absolute ``line``/``sample`` coordinates: linear beta0, with ``geometry``;
+        - an xarray-sentinel measurement calibrated to beta0 intensity
+          (``xarray_sentinel.calibrate_intensity``), dims azimuth_time x slant_range_time
+          or ground_range with its line/pixel coordinates; ``geometry`` from the same product;
         - a path to a Sentinel-1 SAFE product (beta0 from its calibration LUTs, thermal
           noise removed; ``measurement`` selects the swath; only the pixels under the
           DEM are read);
