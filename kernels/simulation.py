@@ -12,12 +12,13 @@ the bilinear surface up to the Earth's curvature over a cell, ~1e-5 m); their ra
 coordinates are the first-order expansion about the nearest solved centre, whose error
 is second order in the offset, under 1 mm for 30 m cells against a 10 m pixel.
 
-Masks (``visibility_sweep``): cells are bucketed by zero-Doppler line and, within a
-line, ordered by cross-track angle from the ground track. Shadow: the running maximum of
-the look angle from near to far; a cell at or below it is in shadow, active if it faces
-away from the sensor, passive otherwise. Layover: a forward pass (running maximum of
-slant range) and a backward pass (running minimum); flagged by both = active, by one =
-passive.
+Masks (``visibility_profiles``): for every radar line, the terrain profile in its
+zero-Doppler plane is cut out of the DEM (interpolated between the cells on either side
+of the line) and ordered by cross-track angle from the ground track. Shadow: the running
+maximum of the look angle from near to far; a point at or below it is in shadow, active
+if it faces away from the sensor, passive otherwise. Layover: a forward pass (running
+maximum of slant range) and a backward pass (running minimum); flagged by both = active,
+by one = passive.
 """
 
 import math
@@ -143,128 +144,6 @@ def cell_geometry(
                 cos_ct = (s[0] * x + s[1] * y + s[2] * z) / (sensor_norm * target_norm)
                 cross_track[i, j] = math.acos(min(1.0, max(-1.0, cos_ct)))
                 valid[i, j] = True
-
-
-@numba.njit(cache=True, nogil=True)
-def _bucket_by_line(line, valid, line0, n_lines, bin_lines):
-    """Counting sort of valid cells by line bins of ``bin_lines`` lines: (offsets, flat indices)."""
-    rows, cols = line.shape
-    counts = np.zeros(n_lines + 1, dtype=np.int64)
-    for i in range(rows):
-        for j in range(cols):
-            if valid[i, j]:
-                b = int(math.floor((line[i, j] + 0.5 - line0) / bin_lines))
-                if 0 <= b < n_lines:
-                    counts[b + 1] += 1
-    offsets = np.cumsum(counts)
-    fill = offsets[:-1].copy()
-    order = np.empty(offsets[-1], dtype=np.int64)
-    for i in range(rows):
-        for j in range(cols):
-            if valid[i, j]:
-                b = int(math.floor((line[i, j] + 0.5 - line0) / bin_lines))
-                if 0 <= b < n_lines:
-                    order[fill[b]] = i * cols + j
-                    fill[b] += 1
-    return offsets, order
-
-
-@numba.njit(cache=True, nogil=True)
-def visibility_sweep(line, sample, slant_range, look_angle, cross_track, faces_away, valid,
-                     line0, sample0, n_lines, n_samples, bin_lines, range_tolerance):
-    """Layover and shadow masks per cell and mixing degree per radar pixel.
-
-    Parameters
-    ----------
-    line, sample, slant_range, look_angle, cross_track : (rows, cols) float64 from
-        ``cell_geometry``.
-    faces_away : (rows, cols) bool, the cell's surface faces away from the sensor.
-    valid : (rows, cols) bool.
-    line0, sample0, n_lines, n_samples : the radar window (absolute first line/sample, size).
-    bin_lines : lines per azimuth bin; at least the azimuth step between neighbouring DEM
-        cells, so that a bin holds a connected cross-track profile of the terrain when
-        DEM cells are larger than the radar lines.
-
-    Returns
-    -------
-    layover, shadow : (rows, cols) uint8 (0 none, 1 active, 2 passive, 255 outside)
-    mixing : (n_lines, n_samples) uint16, number of separate illuminated ground segments
-        whose cells fall in each pixel, counted along each line's cross-track order.
-    """
-    rows, cols = line.shape
-    layover = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
-    shadow = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
-    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    n_bins = (n_lines + bin_lines - 1) // bin_lines
-    offsets, order = _bucket_by_line(line, valid, line0, n_bins, bin_lines)
-    for b in range(n_bins):
-        start = offsets[b]
-        stop = offsets[b + 1]
-        n = stop - start
-        if n == 0:
-            continue
-        members = order[start:stop]
-        key = np.empty(n)
-        for k in range(n):
-            key[k] = cross_track.flat[members[k]]
-        ranked = members[np.argsort(key)]
-        flags = np.zeros(n, dtype=np.uint8)
-        # Shadow, near to far.
-        max_look = -1.0
-        for k in range(n):
-            idx = ranked[k]
-            eta = look_angle.flat[idx]
-            if faces_away.flat[idx]:
-                shadow.flat[idx] = ACTIVE
-            elif eta <= max_look - range_tolerance / slant_range.flat[idx]:
-                shadow.flat[idx] = PASSIVE
-            else:
-                shadow.flat[idx] = NONE
-            if eta > max_look:
-                max_look = eta
-        # Layover: forward running max and backward running min of slant range.
-        max_range = -1.0
-        for k in range(n):
-            r = slant_range.flat[ranked[k]]
-            if r < max_range - range_tolerance:
-                flags[k] |= 1
-            else:
-                max_range = r
-        min_range = math.inf
-        for k in range(n - 1, -1, -1):
-            r = slant_range.flat[ranked[k]]
-            if r > min_range + range_tolerance:
-                flags[k] |= 2
-            else:
-                min_range = r
-        for k in range(n):
-            layover.flat[ranked[k]] = ACTIVE if flags[k] == 3 else (PASSIVE if flags[k] != 0 else NONE)
-        # Mixing: runs of illuminated cells along the cross-track order; a run that jumps
-        # over pixels still covers them.
-        previous = -(1 << 30)
-        for k in range(n):
-            idx = ranked[k]
-            if shadow.flat[idx] != NONE:
-                previous = -(1 << 30)
-                continue
-            c = int(math.floor(sample.flat[idx] + 0.5)) - sample0
-            if c == previous:
-                continue
-            if previous == -(1 << 30) or abs(c - previous) <= 1:
-                first = c
-                last = c
-            elif c > previous:
-                first = previous + 1
-                last = c
-            else:
-                first = c
-                last = previous - 1
-            for cc in range(max(first, 0), min(last, n_samples - 1) + 1):
-                for row in range(b * bin_lines, min(n_lines, (b + 1) * bin_lines)):
-                    if mixing[row, cc] < 65535:
-                        mixing[row, cc] += 1
-            previous = c
-    return layover, shadow, mixing
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -559,3 +438,154 @@ def facet_pass(
                     scatter_bilinear(lc, sc, cell_sigma, plain[0])
                     scatter_bilinear(lc, sc, cell_sigma * np.float64(pixel_area[i, j]), plain[1])
                     scatter_bilinear(lc, sc, cell_sigma * math.sin(np.float64(incidence[i, j])), plain[2])
+
+
+@numba.njit(cache=True, nogil=True)
+def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, valid,
+                        line0, sample0, n_lines, n_samples, range_tolerance):
+    """Layover and shadow masks along exact zero-Doppler lines, and the mixing degree.
+
+    For every radar line L of the window, each DEM column is cut where the cells' line
+    crosses L (rows must run along track: the caller transposes the DEM otherwise) and
+    the slant range, look angle and cross-track angle are interpolated there: the terrain
+    profile in that zero-Doppler plane. The profile is ordered by cross-track angle and
+    swept as in ISCE3: shadow where the look angle is at or below the running maximum from
+    near to far (active where the surface faces away), layover where the slant range is
+    below the running maximum (forward) or above the running minimum (backward), active
+    when both. Each cell takes the flags of the profile point nearest to it along track.
+    Mixing counts, per pixel, the separate runs of illuminated profile points in it.
+
+    Parameters
+    ----------
+    line, sample, slant_range, look_angle, cross_track : (rows, cols) float64 from
+        ``cell_geometry``; rows must run along track.
+    faces_away : (rows, cols) bool, the cell's surface faces away from the sensor.
+    valid : (rows, cols) bool.
+    line0, sample0, n_lines, n_samples : the radar window (absolute first line/sample, size).
+    range_tolerance : slant-range difference (m) below which two profile points count as
+        level, so that interpolation noise never reads as layover or shadow.
+
+    Returns
+    -------
+    layover, shadow : (rows, cols) uint8 (0 none, 1 active, 2 passive, 255 no profile
+        reached the cell)
+    mixing : (n_lines, n_samples) uint16
+    """
+    rows, cols = line.shape
+    layover = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
+    shadow = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
+    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
+    best = np.full((rows, cols), np.inf)
+    pointer = np.zeros(cols, dtype=np.int64)
+    ct = np.empty(cols)
+    eta = np.empty(cols)
+    rng = np.empty(cols)
+    smp = np.empty(cols)
+    away = np.zeros(cols, dtype=np.bool_)
+    near_row = np.empty(cols, dtype=np.int64)
+    column = np.empty(cols, dtype=np.int64)
+    distance = np.empty(cols)
+    if rows < 2:
+        return layover, shadow, mixing
+    for b in range(n_lines):
+        target = line0 + b
+        n = 0
+        for j in range(cols):
+            # Move this column's bracket (i, i + 1) to the pair whose lines straddle target.
+            i = pointer[j]
+            found = False
+            for _ in range(rows):
+                if valid[i, j] and valid[i + 1, j]:
+                    lo = min(line[i, j], line[i + 1, j])
+                    hi = max(line[i, j], line[i + 1, j])
+                    if lo <= target <= hi:
+                        found = True
+                        break
+                    ahead = target > hi
+                    if (line[i + 1, j] > line[i, j]) == ahead:
+                        if i + 2 < rows:
+                            i += 1
+                        else:
+                            break
+                    else:
+                        if i > 0:
+                            i -= 1
+                        else:
+                            break
+                else:
+                    if i + 2 < rows:
+                        i += 1
+                    else:
+                        break
+            pointer[j] = i
+            if not found:
+                continue
+            span = line[i + 1, j] - line[i, j]
+            f = 0.0 if span == 0.0 else (target - line[i, j]) / span
+            ct[n] = (1.0 - f) * cross_track[i, j] + f * cross_track[i + 1, j]
+            eta[n] = (1.0 - f) * look_angle[i, j] + f * look_angle[i + 1, j]
+            rng[n] = (1.0 - f) * slant_range[i, j] + f * slant_range[i + 1, j]
+            smp[n] = (1.0 - f) * sample[i, j] + f * sample[i + 1, j]
+            r_near = i if f < 0.5 else i + 1
+            away[n] = faces_away[r_near, j]
+            near_row[n] = r_near
+            column[n] = j
+            distance[n] = abs(target - line[r_near, j])
+            n += 1
+        if n == 0:
+            continue
+        order = np.argsort(ct[:n])
+        flags = np.zeros(n, dtype=np.uint8)
+        shade = np.zeros(n, dtype=np.uint8)
+        max_look = -1.0
+        for k in range(n):
+            p = order[k]
+            if away[p]:
+                shade[k] = ACTIVE
+            elif eta[p] <= max_look - range_tolerance / rng[p]:
+                shade[k] = PASSIVE
+            if eta[p] > max_look:
+                max_look = eta[p]
+        max_range = -1.0
+        for k in range(n):
+            r = rng[order[k]]
+            if r < max_range - range_tolerance:
+                flags[k] |= 1
+            elif r > max_range:
+                max_range = r
+        min_range = math.inf
+        for k in range(n - 1, -1, -1):
+            r = rng[order[k]]
+            if r > min_range + range_tolerance:
+                flags[k] |= 2
+            elif r < min_range:
+                min_range = r
+        previous = -(1 << 30)
+        for k in range(n):
+            p = order[k]
+            i = near_row[p]
+            j = column[p]
+            if distance[p] < best[i, j]:
+                best[i, j] = distance[p]
+                layover[i, j] = ACTIVE if flags[k] == 3 else (PASSIVE if flags[k] != 0 else NONE)
+                shadow[i, j] = shade[k]
+            if shade[k] != NONE:
+                previous = -(1 << 30)
+                continue
+            c = int(math.floor(smp[p] + 0.5)) - sample0
+            if c == previous:
+                continue
+            if previous == -(1 << 30) or abs(c - previous) <= 1:
+                first = c
+                last = c
+            elif c > previous:
+                first = previous + 1
+                last = c
+            else:
+                first = c
+                last = previous - 1
+            for cc in range(max(first, 0), min(last, n_samples - 1) + 1):
+                if mixing[b, cc] < 65535:
+                    mixing[b, cc] += 1
+            previous = c
+    return layover, shadow, mixing

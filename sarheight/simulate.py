@@ -134,15 +134,24 @@ def _oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cell
     return int(min(16, max(1, math.ceil(2.0 * extent))))
 
 
-def _azimuth_bin(cells: dict[str, np.ndarray]) -> int:
-    """Lines per azimuth bin of the layover/shadow sweep: the azimuth step between
-    neighbouring DEM cells, rounded up (1 when cells are smaller than lines)."""
-    steps = []
-    for axis in (0, 1):
-        step = np.abs(np.diff(cells["line"], axis=axis))
-        if np.isfinite(step).any():
-            steps.append(float(np.nanmedian(step)))
-    return max(1, math.ceil(max(steps, default=1.0) - 1e-9))
+def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
+                window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layover/shadow masks and mixing along zero-Doppler lines (``kernels.simulation``)."""
+    line0, n_lines, sample0, n_samples = window
+    names = ("line", "sample", "slant_range", "look_angle", "cross_track")
+    arrays = [cells[name] for name in names] + [faces_away, cells["valid"]]
+    # Profiles cut DEM columns along track: put the axis along which lines change most first.
+    steps = [np.nanmedian(np.abs(np.diff(cells["line"], axis=axis))) if cells["line"].shape[axis] > 1 else 0.0
+             for axis in (0, 1)]
+    transpose = bool(np.nan_to_num(steps[1]) > np.nan_to_num(steps[0]))
+    if transpose:
+        arrays = [np.ascontiguousarray(a.T) for a in arrays]
+    layover, shadow, mixing = sim.visibility_profiles(
+        *arrays, line0, sample0, n_lines, n_samples, 0.05 * _slant_range_spacing(cells)
+    )
+    if transpose:
+        layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
+    return layover, shadow, mixing
 
 
 def _slant_range_spacing(cells: dict[str, np.ndarray]) -> float:
@@ -349,17 +358,12 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
     factor = _oversample_factor(oversample, projection, dem, cells)
     faces_away = _faces_away(cells["ecef"], cells["look"])
-    line0, n_lines, sample0, n_samples = window
     lines, samples = geometry.grid.shape
     # Cells whose centre falls outside the image are "outside" (255); a cell straddling
     # the image's edge keeps only the energy of its part inside.
     cells["inside"] = cells["valid"] & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
         cells["sample"] >= -0.5) & (cells["sample"] <= samples - 0.5)
-    layover, shadow, mixing = sim.visibility_sweep(
-        cells["line"], cells["sample"], cells["slant_range"], cells["look_angle"], cells["cross_track"],
-        faces_away, cells["valid"], line0, sample0, n_lines, n_samples, _azimuth_bin(cells),
-        0.05 * _slant_range_spacing(cells),
-    )
+    layover, shadow, mixing = _visibility(cells, faces_away, window)
     outside = ~cells["inside"]
     layover[outside] = MASK_OUTSIDE
     shadow[outside] = MASK_OUTSIDE
