@@ -68,21 +68,25 @@ def geocoding_products(geocoded: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def steep_geometry(dem: xr.DataArray, near_deg: float = 8.0, far_deg: float = 72.0,
+def steep_geometry(dem: xr.DataArray, near_deg: float = 3.0, far_deg: float = 70.0,
                    heading_deg: float = 348.0) -> RadarGeometry:
     """A low-altitude right-looking C-band geometry whose incidence spans about
     ``near_deg`` to ``far_deg`` across ``dem`` (flat-Earth sizing; the geometry itself is exact)."""
     west, south, east, north = dem.rio.bounds()
     lon, lat = 0.5 * (west + east), 0.5 * (south + north)
     metres_per_degree = 111_320.0
-    width = (east - west) * metres_per_degree * np.cos(np.radians(lat))
+    look_azimuth = np.radians(heading_deg + 90.0)
+    # Cross-track extent of the DEM: its corners projected on the look direction (m).
+    corner_east = np.array([west - lon, east - lon]) * metres_per_degree * np.cos(np.radians(lat))
+    corner_north = np.array([south - lat, north - lat]) * metres_per_degree
+    across = (corner_east[:, None] * np.sin(look_azimuth) + corner_north[None, :] * np.cos(look_azimuth)).ravel()
+    width = float(across.max() - across.min())
     tan_near, tan_far = np.tan(np.radians(near_deg)), np.tan(np.radians(far_deg))
     altitude = width / (tan_far - tan_near)
-    image_near, image_far = max(1.0, near_deg - 5.0), min(88.0, far_deg + 12.0)
+    image_near, image_far = max(0.5, near_deg - 2.0), min(88.0, far_deg + 12.0)
     # The image is centred on its mid incidence: move that centre towards near range so
-    # that the DEM's near edge sits at ``near_deg``.
-    shift = (altitude * tan_near + 0.5 * width) - altitude * np.tan(np.radians(0.5 * (image_near + image_far)))
-    look_azimuth = np.radians(heading_deg + 90.0)
+    # that the DEM's nearest corner sits at ``near_deg``.
+    shift = (altitude * tan_near - across.min()) - altitude * np.tan(np.radians(0.5 * (image_near + image_far)))
     return RadarGeometry.synthetic(
         center_lon=lon - shift * np.sin(look_azimuth) / (metres_per_degree * np.cos(np.radians(lat))),
         center_lat=lat - shift * np.cos(look_azimuth) / metres_per_degree,
