@@ -140,20 +140,23 @@ def _sample_image(image: np.ndarray, line: np.ndarray, sample: np.ndarray, windo
     return np.where(ok, value, np.nan)
 
 
-def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma0") -> dict[str, np.ndarray]:
-    """Reallocate an observed window image (beta0, linear) with a simulation's weights.
-
-    Returns per-cell arrays: ``energy`` (m^2, reallocated I a), ``backscatter`` (sigma0 or
-    gamma0), ``flattened`` (gamma0), ``geocoded`` (sigma0), ``simulated``.
-    """
+def reallocation_ratios(state: _Simulation, observed: np.ndarray) -> np.ndarray:
+    """Per-pixel ratios I_p a_p / (sum of w c) for the model (channel 0) and gamma (channel 1)
+    contributions; 0 where nothing was simulated."""
     pixel_area = np.nan_to_num(state.pixel_area)
     observed = np.nan_to_num(observed, nan=0.0)
     contribution_image, gamma_image = state.images[0], state.images[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio_model = np.where(contribution_image > 0, observed * pixel_area / contribution_image, 0.0)
         ratio_gamma = np.where(gamma_image > 0, observed * pixel_area / gamma_image, 0.0)
-    ratios = np.ascontiguousarray(np.stack([ratio_model, ratio_gamma]))
-    energy, sigma_area, gamma_area, _, _, _ = state.facet_pass(gather=True, ratios=ratios)
+    return np.ascontiguousarray(np.stack([ratio_model, ratio_gamma]))
+
+
+def cell_products(state: _Simulation, observed: np.ndarray, energy: np.ndarray, output: Output) -> dict[str, np.ndarray]:
+    """Per-cell products from the gathered energies (2, rows, cols)."""
+    sigma_area, gamma_area = state.per_cell["sigma_area"], state.per_cell["gamma_area"]
+    observed = np.nan_to_num(observed, nan=0.0)
+    pixel_area = np.nan_to_num(state.pixel_area)
     shadowed = (state.shadow == MASK_ACTIVE) | (state.shadow == MASK_PASSIVE) | (state.shadow == MASK_OUTSIDE)
     with np.errstate(invalid="ignore", divide="ignore"):
         sigma0 = np.where(sigma_area > 0, energy[0] / sigma_area, np.nan)
@@ -171,7 +174,7 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     sin_incidence = np.sin(cells["incidence"].astype(np.float64))
     geocoded = _sample_image(observed, cells["line"], cells["sample"], state.window) * sin_incidence
     with np.errstate(invalid="ignore", divide="ignore"):
-        simulated_image = np.where(pixel_area > 0, contribution_image / np.where(pixel_area > 0, pixel_area, 1), np.nan)
+        simulated_image = np.where(pixel_area > 0, state.images[0] / np.where(pixel_area > 0, pixel_area, 1), np.nan)
     simulated = _sample_image(simulated_image, cells["line"], cells["sample"], state.window)
     return {
         "energy": energy[0],
@@ -180,6 +183,16 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
         "geocoded": geocoded,
         "simulated": simulated,
     }
+
+
+def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma0") -> dict[str, np.ndarray]:
+    """Reallocate an observed window image (beta0, linear) with a simulation's weights.
+
+    Returns per-cell arrays: ``energy`` (m^2, reallocated I a), ``backscatter`` (sigma0 or
+    gamma0), ``flattened`` (gamma0), ``geocoded`` (sigma0), ``simulated``.
+    """
+    energy = state.facet_pass(gather=True, ratios=reallocation_ratios(state, observed))[0]
+    return cell_products(state, observed, energy, output)
 
 
 def reconstruct(
@@ -194,6 +207,7 @@ def reconstruct(
     measurement: str = "IW/VV",
     sar_quantity: Literal["beta0", "sigma0", "gamma0"] = "sigma0",
     sar_db: bool = False,
+    chunks: int | None = None,
 ) -> xr.Dataset:
     """Reallocate the mixed energy of layover pixels to the ground cells that produced it.
 
@@ -222,6 +236,8 @@ def reconstruct(
     measurement : swath/polarisation when ``sar`` is a product path.
     sar_quantity, sar_db : what a map-grid ``sar`` holds: beta0, sigma0 or gamma0 (all
         ellipsoid-referenced), linear or dB.
+    chunks : DEM rows per block: run block by block on local threads
+        (:func:`sarheight.distributed.reconstruct_distributed` runs the same on a cluster).
 
     Returns
     -------
@@ -236,6 +252,13 @@ def reconstruct(
         raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
     if sar_quantity not in ("beta0", "sigma0", "gamma0"):
         raise InvalidInputError(f"sar_quantity must be 'beta0', 'sigma0' or 'gamma0', got {sar_quantity!r}")
+    if chunks is not None:
+        from .distributed import reconstruct_distributed
+
+        return reconstruct_distributed(
+            sar, dem, geometry, client="threads", rows_per_block=chunks, contribution=contribution,
+            output=output, projection=projection, oversample=oversample, measurement=measurement,
+        )
     sar, geometry = _resolve_input(sar, geometry, measurement)
     state = _run_simulation(dem, geometry, contribution, projection, oversample)
     if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):

@@ -134,20 +134,29 @@ def _oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cell
     return int(min(16, max(1, math.ceil(2.0 * extent))))
 
 
+def rows_run_along_track(line: np.ndarray) -> bool:
+    """Whether the zero-Doppler line changes more along DEM rows' axis (y) than along x."""
+    steps = [np.nanmedian(np.abs(np.diff(line, axis=axis))) if line.shape[axis] > 1 else 0.0
+             for axis in (0, 1)]
+    return not bool(np.nan_to_num(steps[1]) > np.nan_to_num(steps[0]))
+
+
 def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
-                window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                window: tuple[int, int, int, int], *, transpose: bool | None = None,
+                range_tolerance: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks and mixing along zero-Doppler lines (``kernels.simulation``)."""
     line0, n_lines, sample0, n_samples = window
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
     arrays = [cells[name] for name in names] + [faces_away, cells["valid"]]
     # Profiles cut DEM columns along track: put the axis along which lines change most first.
-    steps = [np.nanmedian(np.abs(np.diff(cells["line"], axis=axis))) if cells["line"].shape[axis] > 1 else 0.0
-             for axis in (0, 1)]
-    transpose = bool(np.nan_to_num(steps[1]) > np.nan_to_num(steps[0]))
+    if transpose is None:
+        transpose = not rows_run_along_track(cells["line"])
+    if range_tolerance is None:
+        range_tolerance = 0.05 * _slant_range_spacing(cells)
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
     layover, shadow, mixing = sim.visibility_profiles(
-        *arrays, line0, sample0, n_lines, n_samples, 0.05 * _slant_range_spacing(cells)
+        *arrays, line0, sample0, n_lines, n_samples, range_tolerance
     )
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
@@ -250,9 +259,12 @@ class _Simulation:
     images: np.ndarray  # (5, lines, samples)
 
     def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None,
-                   contribution: _Contribution | None = None) -> tuple[np.ndarray, ...]:
+                   contribution: _Contribution | None = None,
+                   rows: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
         """Run the facet kernel on row blocks in threads.
 
+        ``rows`` (start, stop) limits the cells whose facets are processed (their
+        neighbours are still read): a block with halo rows processes its own rows only.
         Returns (energy (2, rows, cols), sigma_area, gamma_area, contribution, cos_local,
         images (5, lines, samples) when scattering).
         """
@@ -284,7 +296,8 @@ class _Simulation:
             )
             return partial, cover, plain
 
-        buffers = run_blocks(work, shape[0])
+        first, last = rows if rows is not None else (0, shape[0])
+        buffers = run_blocks(lambda start, stop: work(first + start, first + stop), last - first)
         images = np.zeros((5, n_lines, n_samples)) if not gather else np.zeros((5, 1, 1))
         if not gather:
             for partial, cover, plain in buffers:
