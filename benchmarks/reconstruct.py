@@ -1,0 +1,628 @@
+"""Benchmark of simulation and reconstruction: DEM cells per second, scaling, memory, numpy-twin ratio.
+
+Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
+``sarheight.layover.reconstruct`` at several DEM sizes, for exact and bilinear projection:
+
+1. DEM cells per second of each, and the scaling against the smallest size (1.0 = linear);
+   a phase profile of one reconstruction (cell geometry, masks, sweep, facet scatter,
+   gather, smooth fields, dataset assembly; exclusive times);
+2. peak memory per DEM cell of ``reconstruct`` (in memory, all outputs kept), each
+   (size, projection) in a fresh subprocess, two ways. (a) The rise of the peak resident
+   set: VmHWM after the call (reset through /proc/self/clear_refs just before) minus the
+   resident set then. Complete: Numba's own allocations and the allocator's retained
+   memory count. (``ru_maxrss`` is no good in a child: it starts at the parent's resident
+   set, which exec inherits, and no reset clears that.) (b) The tracemalloc peak: numpy's
+   allocations only (numpy reports them to tracemalloc; arrays Numba allocates inside
+   kernels are not seen), with the peak traced memory during each phase (inclusive) to
+   show the hot spots. The baseline (interpreter, libraries, compiled kernels, the DEM
+   and the observation, which exist before the call) is reported apart, not per cell.
+   Per-thread scatter buffers are part of the peak: it grows with the thread count;
+3. the ratio of the Numba kernels to the vectorised-numpy twin of the reconstruction's core
+   for bilinear projection (``benchmarks/twins_projection.py``: facets, ``np.add.at``
+   scatter, ratios, gather by fancy indexing), in the same process on the smallest size,
+   after checking that the twin reproduces the library;
+4. ``sarheight.distributed.reconstruct_distributed`` against the in-memory path, when that
+   function exists (checked at run time): on local threads (``client="threads"``) and on
+   one dask ``LocalCluster`` started once for the run (its start-up not timed); speed
+   relative to the in-memory ``reconstruct`` and agreement of ``backscatter``.
+
+Inputs. The DEM is a geographic (EPSG:4326) grid of 10 m x 10 m cells (latitude and
+longitude steps from the WGS84 radii of curvature at the scene centre near Rome) of
+synthetic fractal terrain: the 1/f^2 spectrum of ``benchmarks/geocode.py``, flattened
+beyond an outer scale of 512 cells (5 km), with heights scaled to a fixed RMS slope of
+0.5 (27 degrees, mountains). geocode.py's scaling to a 0..1500 m range makes the slopes
+fall as 1/size; here every size has the same local relief statistics, so the layover and
+shadow fractions and the automatic oversampling factor, hence the work per cell, are the
+same at every size and the scaling measures the code, not the terrain. The geometry is
+``RadarGeometry.synthetic`` (straight orbit, heading 193 degrees, incidence 30..46 degrees,
+scene centre at mid incidence) with ``line_spacing=10`` (azimuth spacing on the ground)
+and ``sample_spacing=10 * sin(38 degrees)`` = 6.16 m: ``sample_spacing`` is the slant-range
+spacing, and a slant-range step dr covers dr / sin(theta) of flat ground, so this makes
+the ground-range pixel 10 m at the scene centre: DEM spacing = radar pixel spacing. (Note:
+``10 / sin(theta)`` would make ground pixels of 10 / sin^2 = 26 m.) The benchmark records
+the measured step between neighbouring DEM cells in pixels (about 1.0). The observation
+is the simulated image of the same size and projection times 4.4-look gamma speckle.
+
+    python benchmarks/reconstruct.py                       # 1024, 2048, 4096: tens of minutes, 12+ GB
+    python benchmarks/reconstruct.py --sizes 1024,2048     # without the largest
+    python benchmarks/reconstruct.py --quick               # smoke run: 256, 512
+
+Writes JSON (``--out``; ``--quick`` default ``benchmarks/results/reconstruct-quick.json``),
+rewritten atomically after each size so a long run leaves its partial results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gc
+import importlib
+import inspect
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from _common import REPO, best_time, machine, write_json
+from affine import Affine
+
+from sarheight import layover as layover_module
+from sarheight import simulate as simulate_module
+from sarheight.dem import open_dem
+from sarheight.geometry import RadarGeometry
+from sarheight.kernels import WGS84_A, WGS84_E2
+from sarheight.layover import reallocate, reconstruct
+from sarheight.simulate import _run_simulation, simulate
+
+CENTER = (12.6, 41.9)  # lon, lat: as benchmarks/geocode.py
+SPACING = 10.0  # m, DEM cells and ground pixels
+INCIDENCE = (30.0, 46.0)
+RMS_SLOPE = 0.5
+OUTER_SCALE = 512  # cells
+LOOKS = 4.4
+TWIN_TOLERANCE = 1e-9  # relative, twin against library (both float64; sums in other orders)
+PROJECTIONS = ("exact", "bilinear")
+
+
+# --------------------------------------------------------------------------- inputs
+
+def mountain_terrain(n: int, seed: int = 0) -> np.ndarray:
+    """Heights (m, float32, min 0): 1/f^2 noise flat beyond ``OUTER_SCALE``, RMS slope ``RMS_SLOPE``."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
+    amplitude = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / OUTER_SCALE) ** 2
+    amplitude[0, 0] = 0.0
+    field = np.fft.irfft2(amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape)), s=(n, n))
+    d_row, d_col = np.gradient(field, SPACING)
+    field *= RMS_SLOPE / np.sqrt(np.mean(d_row**2 + d_col**2))
+    field -= field.min()
+    return field.astype(np.float32)
+
+
+def dem_transform(n: int) -> Affine:
+    """Geographic grid of ``SPACING`` m cells centred on ``CENTER``."""
+    lon, lat = CENTER
+    sin2 = math.sin(math.radians(lat)) ** 2
+    prime_vertical = WGS84_A / math.sqrt(1 - WGS84_E2 * sin2)
+    meridional = WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * sin2) ** 1.5
+    d_lat = math.degrees(SPACING / meridional)
+    d_lon = math.degrees(SPACING / (prime_vertical * math.cos(math.radians(lat))))
+    return Affine(d_lon, 0, lon - n * d_lon / 2, 0, -d_lat, lat + n * d_lat / 2)
+
+
+def make_dem(n: int, heights: np.ndarray | None = None) -> xr.DataArray:
+    heights = mountain_terrain(n) if heights is None else heights
+    return open_dem((heights, dem_transform(n), "EPSG:4326"), vertical_datum="ellipsoid")
+
+
+def make_geometry() -> RadarGeometry:
+    mid = math.radians(0.5 * sum(INCIDENCE))
+    return RadarGeometry.synthetic(
+        center_lon=CENTER[0], center_lat=CENTER[1], heading_deg=193.0, incidence_near_deg=INCIDENCE[0],
+        incidence_far_deg=INCIDENCE[1], line_spacing=SPACING, sample_spacing=SPACING * math.sin(mid),
+    )
+
+
+def speckled_observation(simulation: xr.Dataset, seed: int = 1) -> xr.DataArray:
+    """The simulated image times LOOKS-look gamma speckle: a beta0-like observation (float32)."""
+    area = simulation["simulated_area"]
+    rng = np.random.default_rng(seed)
+    values = np.nan_to_num(area.values.astype(np.float64)) * rng.gamma(LOOKS, 1.0 / LOOKS, size=area.shape)
+    return area.copy(data=values.astype(np.float32)).rename("beta0")
+
+
+def dem_step_in_pixels(simulation: xr.Dataset) -> dict[str, float]:
+    """Median distance in pixels between neighbouring DEM cells, along x and along y."""
+    line, sample = simulation["radar_line"].values, simulation["radar_sample"].values
+    out = {}
+    for name, axis in (("along_x", 1), ("along_y", 0)):
+        step = np.hypot(np.diff(line, axis=axis), np.diff(sample, axis=axis))
+        out[name] = float(np.nanmedian(step))
+    return out
+
+
+# --------------------------------------------------------------------------- phase profile
+
+class PhaseProfile:
+    """Exclusive wall time (and, with tracemalloc, peak traced memory) of named phases.
+
+    Wraps module attributes of sarheight for the duration of ``run``; a phase's time
+    excludes the wrapped phases it calls. Names that this version of the library lacks
+    (the list holds those of successive versions) are skipped and listed in ``missing``.
+    """
+
+    def __init__(self, trace_memory: bool = False):
+        self.trace_memory = trace_memory
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.peak: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.missing: list[str] = []
+        self._stack: list[dict[str, float]] = []
+
+    def _targets(self) -> list[tuple[Any, str, Any]]:
+        sim, lay = simulate_module, layover_module
+        facet = lambda args, kwargs: "gather" if kwargs.get("gather") else "scatter"  # noqa: E731
+        return [
+            (sim, "open_dem", "open_dem"),
+            (sim, "_cell_geometry", "cell_geometry"),
+            (sim, "radar_window", "window"),
+            (sim, "_oversample_factor", "oversample_factor"),
+            (sim, "_faces_away", "faces_away"),
+            (sim, "_visibility", "sweep"),  # names of successive versions of the sweep
+            (sim, "_azimuth_bin", "sweep"),
+            (sim, "_slant_range_spacing", "sweep"),
+            (sim.sim, "visibility_sweep", "sweep"),
+            (sim.sim, "visibility_profiles", "sweep"),
+            (sim._Simulation, "facet_pass", facet),
+            (sim, "_smooth_field", "smooth_fields"),
+            (sim, "_as_dataset", "dataset_assembly"),
+            (lay, "_as_dataset", "dataset_assembly"),
+            (lay, "_result_dataset", "dataset_assembly"),
+            (lay, "_resolve_input", "input"),
+            (lay, "_observation_on_window", "input"),
+            (lay, "_check_intensity", "input"),
+            (lay, "reallocate", "reallocate_rest"),
+            (lay, "_sample_image", "sample_image"),
+        ]
+
+    def _call(self, name: str, func, args, kwargs):
+        frame = {"children": 0.0, "peak": 0}
+        if self.trace_memory:
+            parent = self._stack[-1]
+            parent["peak"] = max(parent["peak"], tracemalloc.get_traced_memory()[1])
+            tracemalloc.reset_peak()
+        self._stack.append(frame)
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - start
+            self._stack.pop()
+            self.seconds[name] += elapsed - frame["children"]
+            self.calls[name] += 1
+            self._stack[-1]["children"] += elapsed
+            if self.trace_memory:
+                frame["peak"] = max(frame["peak"], tracemalloc.get_traced_memory()[1])
+                self.peak[name] = max(self.peak[name], frame["peak"])
+                self._stack[-1]["peak"] = max(self._stack[-1]["peak"], frame["peak"])
+                tracemalloc.reset_peak()
+
+    @contextlib.contextmanager
+    def _patched(self):
+        saved = []
+        for owner, attribute, name in self._targets():
+            original = owner.__dict__.get(attribute) if isinstance(owner, type) else getattr(owner, attribute, None)
+            if original is None:
+                self.missing.append(f"{getattr(owner, '__name__', owner)}.{attribute}")
+                continue
+
+            def wrapper(*args, _original=original, _name=name, **kwargs):
+                label = _name(args, kwargs) if callable(_name) else _name
+                return self._call(label, _original, args, kwargs)
+
+            functools.update_wrapper(wrapper, original)
+            saved.append((owner, attribute, original))
+            setattr(owner, attribute, wrapper)
+        try:
+            yield
+        finally:
+            for owner, attribute, original in reversed(saved):
+                setattr(owner, attribute, original)
+
+    def run(self, func) -> tuple[Any, float, int]:
+        """(result, total seconds, peak traced bytes) of ``func()`` with the phases wrapped."""
+        root = {"children": 0.0, "peak": 0}
+        self._stack = [root]
+        if self.trace_memory:
+            tracemalloc.reset_peak()
+        with self._patched():
+            start = time.perf_counter()
+            result = func()
+            total = time.perf_counter() - start
+        if self.trace_memory:
+            root["peak"] = max(root["peak"], tracemalloc.get_traced_memory()[1])
+        self.seconds["other"] = total - root["children"]
+        return result, total, root["peak"]
+
+
+# --------------------------------------------------------------------------- memory (child process)
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+def _peak_rss() -> int:
+    """This process's own peak resident set: VmHWM, else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return _maxrss()
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the peak resident set (Linux: ``echo 5 > /proc/self/clear_refs``).
+
+    Needed: a child's ``ru_maxrss`` starts at the parent's resident set (the forked copy of
+    the parent's memory counts towards it), which can exceed anything the child does, and
+    stays so (the reset clears VmHWM, the process's own peak, not what exec inherited).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(directory: str, projection: str) -> dict[str, Any]:
+    """Run in a fresh process: peak memory of one reconstruct() on the saved inputs."""
+    geometry = make_geometry()
+    # Warm: load the compiled kernels (on a tiny DEM) before the baseline.
+    small = make_dem(64)
+    reconstruct(speckled_observation(simulate(small, geometry, projection=projection)), small, geometry,
+                projection=projection)
+    heights = np.load(Path(directory) / "heights.npy")
+    n = heights.shape[0]
+    dem = make_dem(n, heights)
+    obs = np.load(Path(directory) / f"observation-{projection}.npy")
+    coords = np.load(Path(directory) / f"coords-{projection}.npz")
+    observation = xr.DataArray(obs, dims=("line", "sample"), coords={"line": coords["line"], "sample": coords["sample"]})
+    inputs = int(dem.nbytes + observation.nbytes)
+    del small, heights, obs
+    gc.collect()
+    inherited_maxrss = _maxrss()
+    reset = _reset_peak_rss()
+    rss_before, maxrss_before = _rss_now(), _peak_rss()
+    result = reconstruct(observation, dem, geometry, projection=projection)
+    maxrss_after = _peak_rss()
+    output = int(result.nbytes)
+    del result
+    gc.collect()
+    tracemalloc.start()
+    profile = PhaseProfile(trace_memory=True)
+    _result, seconds, traced_peak = profile.run(
+        lambda: reconstruct(observation, dem, geometry, projection=projection))
+    traced_end = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    cells = n * n
+    return {
+        "side": n, "cells": cells, "projection": projection,
+        "baseline_rss_bytes": rss_before, "maxrss_before_bytes": maxrss_before,
+        "ru_maxrss_at_start_bytes": inherited_maxrss, "peak_reset": reset,
+        "inputs_bytes": inputs,
+        "rss_peak_rise_bytes": maxrss_after - rss_before,
+        "rss_bytes_per_cell": (maxrss_after - rss_before) / cells,
+        "peak_observed": maxrss_after > maxrss_before,
+        "traced_peak_bytes": traced_peak, "traced_bytes_per_cell": traced_peak / cells,
+        "traced_retained_bytes_per_cell": traced_end / cells,
+        "output_bytes_per_cell": output / cells,
+        "phase_traced_peak_bytes_per_cell": {k: v / cells for k, v in sorted(profile.peak.items())},
+        "traced_run_seconds": seconds,
+    }
+
+
+def measure_memory(directory: str, projection: str) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", directory, "--projection", projection]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+    if done.returncode != 0:
+        return {"projection": projection, "error": (done.stderr or done.stdout)[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- numpy twin
+
+def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.DataArray) -> dict[str, Any]:
+    """Bilinear reconstruction core: Numba kernels against the numpy twin, agreement and speed."""
+    import twins_projection
+
+    state = _run_simulation(dem, geometry, "model", "bilinear", "auto")
+    observed = layover_module._observation_on_window(observation, geometry, state.window)
+    pixel_area = np.nan_to_num(state.pixel_area)
+    library = reallocate(state, observed)
+    twin = twins_projection.reallocate_bilinear(state, observed, pixel_area)
+
+    def relative(a, b):
+        scale = float(np.nanmax(np.abs(b))) or 1.0
+        return float(np.nanmax(np.abs(a - b)) / scale)
+
+    images = max(relative(twin["images"][q], state.images[q]) for q in (0, 1))
+    energy = relative(twin["energy"], library["energy"])
+    lib_sigma0 = library["backscatter"]
+    same_nan = bool(np.array_equal(np.isnan(lib_sigma0), np.isnan(twin["sigma0"])))
+    both = np.isfinite(lib_sigma0) & np.isfinite(twin["sigma0"]) & (lib_sigma0 != 0)
+    sigma0 = float(np.max(np.abs(twin["sigma0"][both] / lib_sigma0[both] - 1))) if both.any() else 0.0
+    delivered = np.nan_to_num(observed) * pixel_area
+    expected = float(delivered[state.images[0] > 0].sum())
+    conservation = {
+        "observed_energy_in_simulated_pixels": expected,
+        "library_reallocated": float(np.nansum(library["energy"])),
+        "twin_reallocated": float(np.nansum(twin["energy"])),
+    }
+    conservation["library_relative_error"] = abs(conservation["library_reallocated"] / expected - 1)
+    conservation["twin_relative_error"] = abs(conservation["twin_reallocated"] / expected - 1)
+    agree = (max(images, energy, sigma0) <= TWIN_TOLERANCE and same_nan
+             and max(conservation["library_relative_error"], conservation["twin_relative_error"]) <= TWIN_TOLERANCE)
+
+    def kernel_core():
+        images = state.facet_pass(gather=False)[-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios = np.where(images[:2] > 0, np.nan_to_num(observed) * pixel_area / images[:2], 0.0)
+        return state.facet_pass(gather=True, ratios=np.ascontiguousarray(ratios))[0]
+
+    kernel_seconds = best_time(kernel_core)
+    reallocate_seconds = best_time(lambda: reallocate(state, observed))
+    twin_seconds = best_time(lambda: twins_projection.reallocate_bilinear(state, observed, pixel_area),
+                             repeats=1, min_total=0.0)
+    cells = dem.size
+    return {
+        "side": dem.shape[0], "cells": cells, "projection": "bilinear", "contribution": "model",
+        "oversample": state.oversample, "triangles_per_cell": 2 * state.oversample**2,
+        "what": "facets + scatter (simulated images) + ratios + gather (energy) on the cell geometry of "
+                "_run_simulation; kernel: _Simulation.facet_pass(scatter) + ratios + facet_pass(gather)",
+        "tolerance": TWIN_TOLERANCE, "agree": agree,
+        "max_relative_difference": {"images": images, "energy": energy, "sigma0": sigma0},
+        "same_nan_pattern": same_nan, "energy_conservation": conservation,
+        "kernel_core_seconds": kernel_seconds, "library_reallocate_seconds": reallocate_seconds,
+        "twin_seconds": twin_seconds,
+        "kernel_core_cells_per_second": cells / kernel_seconds,
+        "twin_cells_per_second": cells / twin_seconds,
+        "ratio_kernel_to_twin": twin_seconds / kernel_seconds,
+    }
+
+
+# --------------------------------------------------------------------------- distributed
+
+def distributed_function():
+    """(reconstruct_distributed or None, why not)."""
+    try:
+        module = importlib.import_module("sarheight.distributed")
+    except ImportError as exc:
+        return None, f"not available: sarheight.distributed does not import ({exc})"
+    function = getattr(module, "reconstruct_distributed", None)
+    if function is None:
+        return None, "not available: sarheight.distributed has no reconstruct_distributed"
+    return function, "available"
+
+
+@contextlib.contextmanager
+def distributed_clients(function):
+    """The ``client`` values to compare: local threads, and one dask LocalCluster for the whole run
+    (so that its start-up is not timed); {} when the function takes no ``client``."""
+    if "client" not in inspect.signature(function).parameters:
+        yield {"default": None}
+        return
+    clients: dict[str, Any] = {"threads": "threads"}
+    cluster = client = None
+    try:
+        from dask.distributed import Client, LocalCluster
+
+        cluster = LocalCluster(processes=True, dashboard_address=None)
+        client = Client(cluster)
+        clients["dask_local_cluster"] = client
+    except Exception as exc:  # no dask.distributed, or it cannot start here
+        clients["dask_local_cluster"] = f"unavailable: {type(exc).__name__}: {exc}"
+    try:
+        yield clients
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def distributed_comparison(function, client, observation, dem, geometry, projection, in_memory,
+                           in_memory_seconds, repeats) -> dict[str, Any]:
+    if isinstance(client, str) and client.startswith("unavailable"):
+        return {"error": client}
+    parameters = inspect.signature(function).parameters
+    kwargs: dict[str, Any] = {"projection": projection}
+    if client is not None:
+        kwargs["client"] = client
+
+    def run():
+        result = function(observation, dem, geometry, **kwargs)
+        return result.compute() if hasattr(result, "compute") else result
+
+    try:
+        seconds = best_time(run, repeats=repeats)
+        result = run()
+        a, b = np.asarray(result["backscatter"].values, np.float64), in_memory["backscatter"].values.astype(np.float64)
+        both = np.isfinite(a) & np.isfinite(b) & (b != 0)
+        rows = parameters["rows_per_block"].default if "rows_per_block" in parameters else None
+        return {
+            "seconds": seconds, "cells_per_second": dem.size / seconds,
+            "speed_relative_to_in_memory": in_memory_seconds / seconds,
+            "rows_per_block": rows,
+            "max_relative_difference_backscatter": float(np.max(np.abs(a[both] / b[both] - 1))) if both.any() else None,
+            "same_nan_pattern": bool(np.array_equal(np.isnan(a), np.isnan(b))),
+        }
+    except Exception as exc:  # a module being written: record, do not stop the benchmark
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# --------------------------------------------------------------------------- main
+
+def _phase_line(phases: dict[str, float], calls: dict[str, int]) -> str:
+    order = sorted(phases.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v:.2f}" + (f" ({calls[k]} calls)" if calls.get(k, 1) > 1 else "")
+                     for k, v in order if v >= 0.005)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/reconstruct.json)")
+    parser.add_argument("--sizes", default=None, help="DEM sides, default 1024,2048,4096 (--quick: 256,512)")
+    parser.add_argument("--projections", default=",".join(PROJECTIONS))
+    parser.add_argument("--quick", action="store_true", help="fast smoke run: sizes 256,512, one timed repeat")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--projection", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.projection)))
+        return 0
+    sizes = [int(s) for s in (args.sizes or ("256,512" if args.quick else "1024,2048,4096")).split(",")]
+    projections = [p.strip() for p in args.projections.split(",")]
+    out = args.out or ("benchmarks/results/reconstruct-quick.json" if args.quick else "benchmarks/results/reconstruct.json")
+    geometry = make_geometry()
+    distributed, distributed_status = distributed_function()
+    report: dict[str, Any] = {
+        "benchmark": "simulate_reconstruct",
+        "machine": machine(),
+        "load_average_at_start": os.getloadavg(),
+        "setup": {
+            "dem": f"EPSG:4326 grid of {SPACING} m cells at lon/lat {CENTER}; fractal terrain 1/f^2 flat beyond "
+                   f"{OUTER_SCALE} cells, RMS slope {RMS_SLOPE}",
+            "geometry": f"RadarGeometry.synthetic heading 193, incidence {INCIDENCE}, line_spacing {SPACING} m, "
+                        f"sample_spacing {SPACING} * sin(mid incidence) m (ground-range pixel {SPACING} m)",
+            "observation": f"simulated image of the same projection times {LOOKS}-look gamma speckle",
+            "contribution": "model", "oversample": "auto",
+            "timing": "best of warm runs (benchmarks/_common.best_time)",
+            "scaling": "cells_per_second / cells_per_second at the smallest size (1.0 = linear)",
+        },
+        "results": [], "memory": [], "numpy_twin": None,
+        "distributed": {"status": distributed_status, "results": []},
+        "complete": False,
+    }
+    print(f"machine: {report['machine']['cpu_count']} CPUs, {report['machine']['numba_threads']} Numba threads; "
+          f"load {report['load_average_at_start'][0]:.1f}; distributed: {distributed_status}", flush=True)
+    print("k: facets per DEM cell side (oversample); scaling: cells/s over cells/s at the smallest size", flush=True)
+    print(f"{'size':>6s} {'proj':8s} {'k':>2s} {'layover':>7s} {'simulate':>14s} {'reconstruct':>14s} "
+          f"{'scaling sim/rec':>15s}", flush=True)
+    first: dict[str, dict[str, float]] = {}
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="sarheight-bench-"))
+        clients = stack.enter_context(distributed_clients(distributed)) if distributed is not None else {}
+        for n in sizes:
+            heights = mountain_terrain(n)
+            dem = make_dem(n, heights)
+            np.save(Path(scratch) / "heights.npy", heights)
+            repeats = 1 if args.quick or n * n > 1024 * 1024 else 3
+            for projection in projections:
+                sim_seconds = best_time(lambda dem=dem, projection=projection: simulate(dem, geometry, projection=projection),
+                                        repeats=repeats)
+                simulation = simulate(dem, geometry, projection=projection)
+                observation = speckled_observation(simulation)
+                np.save(Path(scratch) / f"observation-{projection}.npy", observation.values)
+                np.savez(Path(scratch) / f"coords-{projection}.npz", line=observation["line"].values,
+                         sample=observation["sample"].values)
+                rec_seconds = best_time(
+                    lambda obs=observation, dem=dem, projection=projection: reconstruct(obs, dem, geometry, projection=projection),
+                    repeats=repeats)
+                profile = PhaseProfile()
+                result, profiled_seconds, _ = profile.run(
+                    lambda obs=observation, dem=dem, projection=projection: reconstruct(obs, dem, geometry, projection=projection))
+                layover = result["layover"].values
+                row = {
+                    "side": n, "cells": dem.size, "projection": projection,
+                    "oversample": int(result.attrs["oversample"]),
+                    "layover_fraction": float(np.isin(layover, (1, 2)).mean()),
+                    "shadow_fraction": float(np.isin(result["shadow"].values, (1, 2)).mean()),
+                    "outside_fraction": float((layover == 255).mean()),
+                    "radar_window": [int(simulation.sizes["line"]), int(simulation.sizes["sample"])],
+                    "dem_step_in_pixels": dem_step_in_pixels(simulation),
+                    "simulate": {"seconds": sim_seconds, "cells_per_second": dem.size / sim_seconds},
+                    "reconstruct": {"seconds": rec_seconds, "cells_per_second": dem.size / rec_seconds},
+                    "reconstruct_phases_seconds": dict(sorted(profile.seconds.items(), key=lambda kv: -kv[1])),
+                    "profiled_run_seconds": profiled_seconds,
+                    "phase_calls": dict(profile.calls),
+                    "profile_missing": profile.missing,
+                    "load_average": os.getloadavg()[0],
+                }
+                base = first.setdefault(projection, {"simulate": row["simulate"]["cells_per_second"],
+                                                     "reconstruct": row["reconstruct"]["cells_per_second"]})
+                for name in ("simulate", "reconstruct"):
+                    row[name]["scaling_vs_smallest"] = row[name]["cells_per_second"] / base[name]
+                report["results"].append(row)
+                print(f"{n:5d}² {projection:8s} {row['oversample']:2d} {row['layover_fraction']:7.1%} "
+                      f"{row['simulate']['cells_per_second'] / 1e6:7.3f} Mcell/s {row['reconstruct']['cells_per_second'] / 1e6:7.3f} Mcell/s "
+                      f"{row['simulate']['scaling_vs_smallest']:7.2f} /{row['reconstruct']['scaling_vs_smallest']:5.2f}", flush=True)
+                print(f"        phases (s, of {profiled_seconds:.2f}): {_phase_line(row['reconstruct_phases_seconds'], row['phase_calls'])}",
+                      flush=True)
+                for client_name, client in clients.items():
+                    entry = distributed_comparison(distributed, client, observation, dem, geometry, projection,
+                                                   result, rec_seconds, repeats)
+                    report["distributed"]["results"].append(
+                        {"side": n, "projection": projection, "client": client_name, **entry})
+                    print(f"        distributed ({client_name}): " + (
+                        entry["error"][:200] if "error" in entry else
+                        f"{entry['cells_per_second'] / 1e6:.3f} Mcell/s, {entry['speed_relative_to_in_memory']:.2f}x "
+                        f"in-memory speed, max rel diff {entry['max_relative_difference_backscatter']}, same NaN "
+                        f"{entry['same_nan_pattern']}"), flush=True)
+                if n == sizes[0] and projection == "bilinear":
+                    try:
+                        report["numpy_twin"] = twin_comparison(dem, geometry, observation)
+                        t = report["numpy_twin"]
+                        print(f"        numpy twin (bilinear core, {t['triangles_per_cell']} triangles/cell): "
+                              f"{t['twin_cells_per_second'] / 1e6:.4f} Mcell/s, kernel {t['kernel_core_cells_per_second'] / 1e6:.3f}"
+                              f" Mcell/s: kernel/twin {t['ratio_kernel_to_twin']:.1f}x; agree within {TWIN_TOLERANCE:g}: "
+                              f"{t['agree']} (max rel {max(t['max_relative_difference'].values()):.1e})", flush=True)
+                    except Exception as exc:
+                        report["numpy_twin"] = {"error": f"{type(exc).__name__}: {exc}"}
+                        print(f"        numpy twin failed: {report['numpy_twin']['error']}", flush=True)
+                del simulation, observation, result
+                gc.collect()
+            if not args.no_memory:
+                for projection in projections:
+                    entry = measure_memory(scratch, projection)
+                    report["memory"].append({"side": n, **entry})
+                    if "error" in entry:
+                        print(f"        memory {projection}: FAILED {entry['error'][-300:]}", flush=True)
+                        continue
+                    hot = sorted(entry["phase_traced_peak_bytes_per_cell"].items(), key=lambda kv: -kv[1])[:3]
+                    print(f"        memory {projection}: peak RSS rise {entry['rss_bytes_per_cell']:.0f} B/cell, "
+                          f"numpy traced peak {entry['traced_bytes_per_cell']:.0f} B/cell, outputs "
+                          f"{entry['output_bytes_per_cell']:.0f} B/cell (baseline {entry['baseline_rss_bytes'] / 2**20:.0f} MiB); "
+                          "peaks in " + ", ".join(f"{k} {v:.0f}" for k, v in hot), flush=True)
+            del dem, heights
+            gc.collect()
+            write_json(report, out)
+    report["load_average_at_end"] = os.getloadavg()
+    report["complete"] = True
+    write_json(report, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
