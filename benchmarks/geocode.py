@@ -4,14 +4,17 @@ Runs ``sarheight.geometry.backward_geocode`` warm on synthetic fractal terrain a
 512^2 .. 4096^2 cells, on a geographic (EPSG:4326) and a UTM grid, under a Sentinel-1
 geometry (the real Rome GRD annotation when ../shared/data is present, else a synthetic
 one), and the vectorised-numpy twin of the same computation in the same process (on a
-subset of cells, as it is slow). Writes JSON.
+subset of cells, as it is slow). The twin's results are compared with the kernel's on
+that subset, so that the ratio compares like with like. Writes JSON, with the load
+average before and after: on a shared machine timings follow the load.
 
-    python benchmarks/geocode.py --out benchmarks/results/geocode.json
+    python benchmarks/geocode.py --out benchmarks/results/geocode.json [--sizes 512,1024]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -57,7 +60,10 @@ def geometry() -> tuple[RadarGeometry, str]:
     return synthetic, "synthetic straight orbit (../shared/data absent)"
 
 
-def numpy_twin_rate(dem, geom: RadarGeometry, cells: int = 250_000) -> float:
+def numpy_twin(dem, geom: RadarGeometry, cells: int = 250_000) -> tuple[float, dict[str, float]]:
+    """Cells per second of the numpy twin on the first rows of ``dem`` (about ``cells``),
+    and the largest differences between its results and ``backward_geocode``'s there:
+    time (s), slant range (m), line, sample (pixels), incidence (deg)."""
     from sarheight.dem import geodetic_coordinates
 
     lon, lat = geodetic_coordinates(dem)
@@ -66,7 +72,26 @@ def numpy_twin_rate(dem, geom: RadarGeometry, cells: int = 250_000) -> float:
     height = dem.values[:rows]
     k = geom.kernel_arguments()
     seconds = best_time(lambda: reference_twins.geocode(lon_r, lat_r, height, k), repeats=2)
-    return height.size / seconds
+    twin = reference_twins.geocode(lon_r, lat_r, height, k)
+    ds = backward_geocode(dem, geom).isel(y=slice(0, rows))
+    time = (ds["azimuth_time"].values - geom.reference_time) / np.timedelta64(1, "ns") / 1e9
+    ours = (time, ds["slant_range"].values, ds["line"].values, ds["sample"].values, ds["incidence_angle"].values)
+    names = ("time_s", "slant_range_m", "line", "sample", "incidence_deg")
+    differences = {}
+    for name, a, b in zip(names, ours, twin, strict=True):
+        a = np.asarray(a, dtype=np.float64)
+        if not np.array_equal(np.isnan(a), np.isnan(b)):
+            raise AssertionError(f"kernel and numpy twin disagree on which cells have a {name}")
+        differences[name] = float(np.nanmax(np.abs(a - b))) if np.isfinite(a).any() else 0.0
+    return height.size / seconds, differences
+
+
+def loadavg() -> list[float] | None:
+    """1, 5 and 15-minute load averages (None where the system does not say)."""
+    try:
+        return [float(v) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/geocode.json")
     parser.add_argument("--sizes", default="512,1024,2048,4096")
     args = parser.parse_args(argv)
+    load_start = loadavg()
+    print(f"load average {load_start}", flush=True)
     geom, geom_description = geometry()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
@@ -86,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             row = {"dem": kind, "cells": dem.size, "side": n, "seconds": seconds,
                    "cells_per_second": rate, "inside_fraction": inside}
             if n == sizes[0]:
-                twin = numpy_twin_rate(dem, geom)
+                twin, differences = numpy_twin(dem, geom)
                 row["numpy_twin_cells_per_second"] = twin
+                row["max_difference_to_numpy_twin"] = differences
             rows.append(row)
             print(f"{kind:10s} {n:5d}^2  {rate / 1e6:7.2f} M cells/s  ({seconds:.3f} s, {inside:.0%} inside)", flush=True)
     for kind in ("geographic", "utm"):
@@ -98,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             r["scaling_vs_smallest"] = r["cells_per_second"] / mine[0]["cells_per_second"]
         print(f"{kind}: numpy twin {twin / 1e6:.3f} M cells/s; kernel/twin ratio "
               + ", ".join(f"{r['side']}^2: {r['ratio_to_numpy_twin']:.0f}x" for r in mine))
+    load_end = loadavg()
+    print(f"load average {load_end}")
     write_json({"benchmark": "backward_geocode", "geometry": geom_description, "machine": machine(),
-                "results": rows}, args.out)
+                "loadavg_start": load_start, "loadavg_end": load_end, "results": rows}, args.out)
     print(f"wrote {args.out}")
     return 0
 

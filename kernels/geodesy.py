@@ -73,3 +73,47 @@ def geodetic_to_ecef_grid(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
             out[i, j, 1] = y
             out[i, j, 2] = z
     return out
+
+
+#: Largest angle (rad) given to ``cos_sin_small``: there its series err by under 1e-17.
+SMALL_ANGLE = 0.05
+
+
+@numba.njit(cache=True, nogil=True)
+def cos_sin_small(d):
+    """Cosine and sine of a small angle ``d`` (rad, |d| <= SMALL_ANGLE) by their series.
+
+    Plain multiply-adds, so loops that use them run on SIMD lanes (libm's sin and cos do
+    not vectorise); with ``cos(a + d) = cos a cos d - sin a sin d`` this gives the sines
+    and cosines of a row of nearby angles from one exact pair.
+    """
+    d2 = d * d
+    c = 1.0 - d2 * (0.5 - d2 * (1.0 / 24.0 - d2 * (1.0 / 720.0 - d2 * (1.0 / 40320.0))))
+    s = d * (1.0 - d2 * (1.0 / 6.0 - d2 * (1.0 / 120.0 - d2 * (1.0 / 5040.0))))
+    return c, s
+
+
+@numba.njit(cache=True, nogil=True)
+def interpolate_rows(along, row_node, row_weight, scale, out):
+    """Linear interpolation between rows of a node table, into ``out``.
+
+    ``out[i, :] = scale * (along[k, :] * (1 - w) + along[k + 1, :] * w)`` with
+    ``k = row_node[i]``, ``w = row_weight[i]``: the second half of a separable bilinear
+    interpolation whose first half (along each node row, to every column) is ``along``.
+    ``scale`` converts units (e.g. degrees to radians; 1.0 changes nothing).
+
+    Parameters
+    ----------
+    along : (n_nodes, cols) float64
+    row_node : (rows,) int64, in 0 .. n_nodes - 2
+    row_weight : (rows,) float64
+    scale : float
+    out : (rows, cols) float64, filled here
+    """
+    rows, cols = out.shape
+    for i in range(rows):
+        k = row_node[i]
+        w = row_weight[i]
+        u = 1.0 - w
+        for j in range(cols):
+            out[i, j] = (along[k, j] * u + along[k + 1, j] * w) * scale

@@ -16,30 +16,7 @@ def orbit_state(coeffs, t_center, t_scale, t):
     Horner's rule on the polynomial and its first two derivatives at once.
     Returns a 9-tuple (px, py, pz, vx, vy, vz, ax, ay, az).
     """
-    tau = (t - t_center) / t_scale
-    degree = coeffs.shape[0] - 1
-    px = coeffs[degree, 0]
-    py = coeffs[degree, 1]
-    pz = coeffs[degree, 2]
-    vx = 0.0
-    vy = 0.0
-    vz = 0.0
-    ax = 0.0
-    ay = 0.0
-    az = 0.0
-    for k in range(degree - 1, -1, -1):
-        ax = ax * tau + 2.0 * vx
-        ay = ay * tau + 2.0 * vy
-        az = az * tau + 2.0 * vz
-        vx = vx * tau + px
-        vy = vy * tau + py
-        vz = vz * tau + pz
-        px = px * tau + coeffs[k, 0]
-        py = py * tau + coeffs[k, 1]
-        pz = pz * tau + coeffs[k, 2]
-    inv = 1.0 / t_scale
-    inv2 = inv * inv
-    return (px, py, pz, vx * inv, vy * inv, vz * inv, ax * inv2, ay * inv2, az * inv2)
+    return orbit_state_padded(coeffs, coeffs.shape[0] - 1, t_center, t_scale, t)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -61,3 +38,57 @@ def orbit_states(coeffs, t_center, t_scale, times):
             velocity[k, axis] = s[3 + axis]
             acceleration[k, axis] = s[6 + axis]
     return position, velocity, acceleration
+
+
+#: Degree to which ``padded_coefficients`` pads an orbit. A fixed degree gives
+#: ``orbit_state_padded`` a loop the compiler unrolls, which lets loops over many times
+#: run on SIMD lanes; the zeros added cost a few multiply-adds.
+PADDED_DEGREE = 8
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def padded_coefficients(coeffs):
+    """``coeffs`` (degree + 1, 3) padded with zero rows to (PADDED_DEGREE + 1, 3).
+
+    Returns the padded copy and whether the orbit fits (degree <= PADDED_DEGREE); when it
+    does not, the copy is all zeros and callers use ``orbit_state`` instead. Inlined, so
+    that the compiler sees a fresh array that no output can alias: loops reading it then
+    vectorise without run-time overlap checks.
+    """
+    out = np.zeros((PADDED_DEGREE + 1, 3))
+    fits = coeffs.shape[0] <= PADDED_DEGREE + 1
+    if fits:
+        for k in range(coeffs.shape[0]):
+            for axis in range(3):
+                out[k, axis] = coeffs[k, axis]
+    return out, fits
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def orbit_state_padded(padded, degree, t_center, t_scale, t):
+    """``orbit_state`` for coefficients from ``padded_coefficients``, evaluated as a
+    polynomial of ``degree`` (at least the orbit's, at most PADDED_DEGREE).
+
+    The same arithmetic as ``orbit_state`` (the padding adds exact zeros), but for
+    multiply-add contraction where the caller allows it. Callers pass ``degree`` as a
+    literal: once inlined, the loop has a fixed trip count and unrolls.
+    """
+    tau = (t - t_center) / t_scale
+    px = padded[degree, 0]
+    py = padded[degree, 1]
+    pz = padded[degree, 2]
+    vx = vy = vz = 0.0
+    ax = ay = az = 0.0
+    for k in range(degree - 1, -1, -1):
+        ax = ax * tau + 2.0 * vx
+        ay = ay * tau + 2.0 * vy
+        az = az * tau + 2.0 * vz
+        vx = vx * tau + px
+        vy = vy * tau + py
+        vz = vz * tau + pz
+        px = px * tau + padded[k, 0]
+        py = py * tau + padded[k, 1]
+        pz = pz * tau + padded[k, 2]
+    inv = 1.0 / t_scale
+    inv2 = inv * inv
+    return (px, py, pz, vx * inv, vy * inv, vz * inv, ax * inv2, ay * inv2, az * inv2)

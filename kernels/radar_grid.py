@@ -113,3 +113,13 @@ def slant_ranges_of_samples(t, sample, times, sr0, coeffs, spacing):
         else:
             out[k] = slant_range_of_sample(t[k], sample[k], times, sr0, coeffs, spacing)
     return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_nearest_entry(t, times, i):
+    """Whether entry ``i`` is the one ``_nearest_entry(t, times)`` picks (ties included).
+
+    Two comparisons instead of a search: neighbouring cells mostly share an entry.
+    """
+    n = times.shape[0]
+    return (i == 0 or t - times[i - 1] > times[i] - t) and (i == n - 1 or t - times[i] <= times[i + 1] - t)

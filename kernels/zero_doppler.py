@@ -2,10 +2,14 @@
 
 For a target X (ECEF, m) the zero-Doppler time t solves f(t) = (X - S(t)) . V(t) = 0 with
 f'(t) = (X - S) . A - |V|^2, by Newton's method. Each cell is seeded by extrapolating the
-solutions of the two cells above it (the first rows of a block from a linearised solution
-about the orbit's centre), so one Newton step usually suffices. Seeding across rows
-rather than along a row leaves the cells of a row independent of each other, which
-lets the processor overlap their Newton steps; blocks of rows run in parallel.
+solutions of the two cells above it, so one Newton step usually suffices; cells whose one
+step is not small enough, mostly in the first two rows of a block (seeded from the row
+above, or from a linearised solution about the orbit's centre), are iterated to
+convergence. Seeding across rows rather than along a row leaves the cells of a row
+independent of each other: ``geocode_grid`` runs each stage over a chunk of a row as its
+own loop, which the compiler maps onto SIMD lanes (hence the branch-free arithmetic,
+``error_model="numpy"``, which drops the zero-division checks that would otherwise stop
+vectorisation, and multiply-add contraction). Blocks of rows run in parallel.
 """
 
 import math
@@ -13,8 +17,9 @@ import math
 import numba
 import numpy as np
 
-from .orbit import orbit_state
-from .radar_grid import _ground_range
+from .geodesy import SMALL_ANGLE, cos_sin_small
+from .orbit import PADDED_DEGREE, orbit_state, orbit_state_padded, padded_coefficients
+from .radar_grid import _is_nearest_entry, _nearest_entry
 
 NAT = np.iinfo(np.int64).min
 _MAX_ITERATIONS = 40
@@ -64,58 +69,124 @@ def _solve_zero_doppler(x, y, z, t, coeffs, t_center, t_scale):
     return t, math.nan, sx, sy, sz, vx, vy, vz, False
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _geocode_one(
-    cos_lon, sin_lon, cos_lat, sin_lat, height, a, e2, t_seed,
-    coeffs, t_center, t_scale, t_valid_min, t_valid_max,
-    first_line_time, line_interval, n_lines, n_samples,
-    rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign, bistatic_rate, bistatic_reference_range,
-):
-    """Zero-Doppler solution of one geodetic point given by the sines and cosines of its
-    longitude and latitude and its ellipsoidal height (m).
+# Newton is accepted after a single step s when |s| < _ONE_STEP (s); seeds extrapolated
+# from the two rows above are typically a few microseconds off. The time is then off by
+# about K s^2 with K = f''/(2 f') (see _STEP_TOLERANCE), under 1e-11 s. The slant range is
+# taken at the new time: with g(t) = |X - S(t)|^2, g' = -2 f and g'' = -2 f', so
+# g(t - s) = g + f s to third order in s (an error near 1e-15 m). The sensor is moved to the
+# new time to first order, S - V s, off by |A| s^2 / 2 < 1e-7 m, which enters only the
+# incidence angle (by ~1e-13 rad) and the look side.
+_ONE_STEP = 1e-4
+# Cells per chunk of a row: the chunk's working arrays stay in the first-level caches.
+_CHUNK = 256
+# Newton steps taken on whole chunks before the cells still unsettled go one by one: seeds
+# from the linearised solution take two or three.
+_VECTOR_ITERATIONS = 6
+# Orbits up to this degree (Sentinel-1 fits: 5) skip the padding's last Horner steps.
+_LOW_DEGREE = 5
+_TO_DEG = 180.0 / math.pi
+_ROUNDING = 1.5 * 2.0**52
+_ROUNDING_BITS = np.float64(_ROUNDING).view(np.int64)
+# asin(z) = z + z^3 P(z^2) on [0, 0.5]: weighted least-squares fit, |error| < 1e-12 rad.
+_ASIN = (
+    0.16666666564911836, 0.0750000960240349, 0.04463943713704133, 0.03044398395835278,
+    0.02173313046428871, 0.02121190151247692, 0.0007097201928084405, 0.034078617245181346,
+)
+_ASIN0, _ASIN1, _ASIN2, _ASIN3, _ASIN4, _ASIN5, _ASIN6, _ASIN7 = _ASIN
 
-    Returns (t, slant_range, line, sample, incidence_angle_rad, ok); ``ok`` is False where
-    Newton failed or the time lies outside the orbit's validity; line and sample are NaN
-    outside the image, including targets on the side the radar does not look at
-    (``look_sign`` +1 right-looking, -1 left-looking), which the range axis alone would
-    fold into the image.
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _acos(x):
+    """arccos (rad) of x in [-1, 1] to 2e-12 rad, with selects instead of branches.
+
+    libm's acos is a call, which stops a loop from being vectorised, and costs as much as
+    the rest of a cell's geocoding.
     """
-    prime_vertical = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
-    x = (prime_vertical + height) * cos_lat * cos_lon
-    y = (prime_vertical + height) * cos_lat * sin_lon
-    z = (prime_vertical * (1.0 - e2) + height) * sin_lat
-    if t_seed != t_seed:
-        t_seed = _first_guess(x, y, z, coeffs, t_center, t_scale)
-    t, slant_range, sx, sy, sz, vx, vy, vz, ok = _solve_zero_doppler(
-        x, y, z, t_seed, coeffs, t_center, t_scale
-    )
-    if not ok or t < t_valid_min or t > t_valid_max:
-        return math.nan, math.nan, math.nan, math.nan, math.nan, False
-    # The ellipsoid normal at the target is the geodetic up vector.
-    cos_inc = (
-        cos_lat * cos_lon * (sx - x) + cos_lat * sin_lon * (sy - y) + sin_lat * (sz - z)
-    ) / slant_range
-    # float32 acos: the output is float32, and libm's double acos costs as much as the
-    # whole Newton solve.
-    incidence = math.acos(np.float32(min(1.0, max(-1.0, cos_inc))))
-    # Image lines are labelled with the zero-Doppler time less the bistatic delay
-    # (slant_range - reference) / c (bistatic_rate = 1/c, or 0 for none).
-    line_time = t - bistatic_rate * (slant_range - bistatic_reference_range)
-    line = (line_time - first_line_time) / line_interval
-    sample = _ground_range(line_time, slant_range, rm_times, rm_sr0, rm_coeffs) / rm_spacing
+    ax = abs(x)
+    big = ax > 0.5
+    z = math.sqrt(0.5 * (1.0 - ax)) if big else ax
+    w = z * z
+    p = _ASIN7
+    p = p * w + _ASIN6
+    p = p * w + _ASIN5
+    p = p * w + _ASIN4
+    p = p * w + _ASIN3
+    p = p * w + _ASIN2
+    p = p * w + _ASIN1
+    p = p * w + _ASIN0
+    s = z + z * w * p  # asin(z)
+    # acos(x) = 2 asin(sqrt((1 - x) / 2)) for x > 0.5, pi - that for x < -0.5, pi/2 - asin(x) between.
+    wide = 2.0 * s if x > 0.0 else math.pi - 2.0 * s
+    narrow = 0.5 * math.pi - (s if x > 0.0 else -s)
+    return wide if big else narrow
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _incidence_and_side(x, y, z, ux, uy, uz, sx, sy, sz, vx, vy, vz, slant_range, look_sign):
+    """Ellipsoid incidence angle (deg) at target (x, y, z) with unit normal (ux, uy, uz),
+    seen from sensor position S and velocity V (m, m/s); and whether the target lies on
+    the side the radar looks at (look_sign +1 right, -1 left)."""
+    cos_inc = (ux * (sx - x) + uy * (sy - y) + uz * (sz - z)) / slant_range
+    incidence = _acos(min(1.0, max(-1.0, cos_inc))) * _TO_DEG
     # (X - S) . (V x S) > 0 for a target to the right of the track.
     side = (x - sx) * (vy * sz - vz * sy) + (y - sy) * (vz * sx - vx * sz) + (z - sz) * (vx * sy - vy * sx)
-    if (
-        not (-0.5 <= line <= n_lines - 0.5)
-        or not (-0.5 <= sample <= n_samples - 0.5)
-        or side * look_sign <= 0.0
-    ):
-        line = math.nan
-        sample = math.nan
-    return t, slant_range, line, sample, incidence, True
+    return incidence, side * look_sign > 0.0
 
 
 @numba.njit(cache=True, nogil=True)
+def _converge(x, y, z, seed, ux, uy, uz, coeffs, t_center, t_scale, look_sign):
+    """Newton to convergence for one target, from ``seed`` (s) or, if NaN, the linearised
+    solution; returns (t, slant_range, incidence_deg, looked_at, converged).
+
+    Not inlined: it serves the few cells the single step does not settle, and keeping it
+    out of ``geocode_grid`` keeps that kernel's compilation time down.
+    """
+    if seed != seed:
+        seed = _first_guess(x, y, z, coeffs, t_center, t_scale)
+    t, r, sx, sy, sz, vx, vy, vz, converged = _solve_zero_doppler(x, y, z, seed, coeffs, t_center, t_scale)
+    incidence, looked_at = _incidence_and_side(x, y, z, ux, uy, uz, sx, sy, sz, vx, vy, vz, r, look_sign)
+    return t, r, incidence, looked_at, converged
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _orbit_states_into(padded, degree, t_center, t_scale, times, n, sx, sy, sz, vx, vy, vz, ax, ay, az):
+    """Orbit position, velocity and acceleration at ``times[:n]``, into the given arrays."""
+    for q in range(n):
+        st = orbit_state_padded(padded, degree, t_center, t_scale, times[q])
+        sx[q] = st[0]
+        sy[q] = st[1]
+        sz[q] = st[2]
+        vx[q] = st[3]
+        vy[q] = st[4]
+        vz[q] = st[5]
+        ax[q] = st[6]
+        ay[q] = st[7]
+        az[q] = st[8]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cos_sin_about_first(angles, n, cos_out, sin_out, far):
+    """Cosines and sines of ``angles[:n]`` (rad) by the angle-sum rule about the first.
+
+    Two libm calls per chunk instead of two per cell; ``far`` marks the cells too far
+    from the first (or NaN) for the small-angle series, which get libm after all.
+    """
+    ref = angles[0]
+    c0 = math.cos(ref)
+    s0 = math.sin(ref)
+    for q in range(n):
+        d = angles[q] - ref
+        c, s = cos_sin_small(d)
+        cos_out[q] = c0 * c - s0 * s
+        sin_out[q] = s0 * c + c0 * s
+        far[q] = not abs(d) <= SMALL_ANGLE
+    for q in range(n):
+        if far[q]:
+            cos_out[q] = math.cos(angles[q])
+            sin_out[q] = math.sin(angles[q])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def geocode_grid(
     lon, lat, height, a, e2,
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
@@ -129,7 +200,7 @@ def geocode_grid(
     ----------
     lon, lat : 2-D float64 arrays (rad), the shape of ``height``. For a grid regular in
         longitude/latitude pass broadcast views (``np.broadcast_to``): a zero stride
-        tells the kernel to take each row's (column's) sine and cosine once.
+        tells the kernel to take each column's (row's) sine and cosine once.
     height : 2-D float array, ellipsoidal height (m); NaN cells are skipped.
     a, e2 : ellipsoid semi-major axis (m) and eccentricity squared.
     coeffs, t_center, t_scale : polynomial orbit (see ``orbit.orbit_state``).
@@ -144,13 +215,20 @@ def geocode_grid(
     reference_ns : int64, the epoch of the time axis in ns since 1970.
     az_ns, slant_range, line, sample, incidence : outputs of the shape of ``height``,
         filled here: zero-Doppler time (int64 ns since 1970; int64 min = NaT), slant
-        range (m), fractional line and sample (NaN where undefined), ellipsoid incidence
-        angle (float32, deg).
+        range (m), fractional line and sample (NaN where undefined, including targets on
+        the side the radar does not look at), ellipsoid incidence angle (float32, deg).
+        C-contiguous outputs let the last stage store whole SIMD vectors.
 
     The kernel is serial and releases the GIL: callers run row blocks (views of the
-    inputs and outputs) on threads, each block seeded afresh.
+    inputs and outputs) on threads, each block seeded afresh. Results depend on the blocks
+    only through the seeds (a few 1e-9 m in slant range, far below 1 ns in time).
     """
     rows, cols = height.shape
+    padded, vector_orbit = padded_coefficients(coeffs)
+    low_degree = coeffs.shape[0] <= _LOW_DEGREE + 1
+    centre = orbit_state(coeffs, t_center, t_scale, t_center)
+    centre_x, centre_y, centre_z, centre_vx, centre_vy, centre_vz = centre[:6]
+    inv_centre_speed2 = 1.0 / (centre_vx * centre_vx + centre_vy * centre_vy + centre_vz * centre_vz)
     lon_by_column = lon.strides[0] == 0
     lat_by_row = lat.strides[1] == 0
     cos_lon_col = np.empty(cols if lon_by_column else 0)
@@ -159,50 +237,222 @@ def geocode_grid(
         for j in range(cols):
             cos_lon_col[j] = math.cos(lon[0, j])
             sin_lon_col[j] = math.sin(lon[0, j])
-    to_deg = 180.0 / math.pi
+    one_e2 = 1.0 - e2
+    rm_degree = rm_coeffs.shape[1] - 1
+    n_entries = rm_times.shape[0]
+    line_max = n_lines - 0.5
+    sample_max = n_samples - 0.5
+    inv_line = 1.0 / line_interval
+    inv_spacing = 1.0 / rm_spacing
     above = np.full(cols, math.nan)  # solutions of the row above and the one above it
     above2 = np.full(cols, math.nan)
+    # Working arrays of one chunk of a row, one per quantity: each stage below is a
+    # separate loop, short enough for the processor to overlap the iterations of its
+    # long dependency chain (polynomial, division, square root), and vectorised.
+    m = _CHUNK
+    cos_lon = np.empty(m)
+    sin_lon = np.empty(m)
+    cos_lat = np.empty(m)
+    sin_lat = np.empty(m)
+    prime_vertical = np.empty(m)
+    x = np.empty(m)
+    y = np.empty(m)
+    z = np.empty(m)
+    ux = np.empty(m)
+    uy = np.empty(m)
+    seed = np.empty(m)
+    seed0 = np.empty(m)
+    sx = np.empty(m)
+    sy = np.empty(m)
+    sz = np.empty(m)
+    vx = np.empty(m)
+    vy = np.empty(m)
+    vz = np.empty(m)
+    acc_x = np.empty(m)
+    acc_y = np.empty(m)
+    acc_z = np.empty(m)
+    t = np.empty(m)
+    r = np.empty(m)
+    inc = np.empty(m)
+    line_time = np.empty(m)
+    ground = np.empty(m)
+    ok = np.empty(m, np.bool_)
+    looked_at = np.empty(m, np.bool_)
+    far = np.empty(m, np.bool_)
+    ns_float = np.empty(m)
+    ns_bits = ns_float.view(np.int64)
+    # The rounding trick below holds for |t| * 1e9 < 2**51, i.e. |t| < 26 days.
+    rounding_trick = max(abs(t_valid_min), abs(t_valid_max)) * 1e9 < 2.0**51
+    entry = 0
+    row_cos_lat = row_sin_lat = row_prime_vertical = 0.0
     for i in range(rows):
-        cos_lat = math.cos(lat[i, 0])
-        sin_lat = math.sin(lat[i, 0])
-        for j in range(cols):
-            h = np.float64(height[i, j])
-            ok = False
-            res = (math.nan, math.nan, math.nan, math.nan, math.nan, False)
-            if h == h:
-                if lon_by_column:
-                    cos_lon = cos_lon_col[j]
-                    sin_lon = sin_lon_col[j]
-                else:
-                    cos_lon = math.cos(lon[i, j])
-                    sin_lon = math.sin(lon[i, j])
-                if not lat_by_row:
-                    cos_lat = math.cos(lat[i, j])
-                    sin_lat = math.sin(lat[i, j])
-                t_seed = above[j]
-                if above2[j] == above2[j]:
-                    t_seed = 2.0 * above[j] - above2[j]
-                res = _geocode_one(
-                    cos_lon, sin_lon, cos_lat, sin_lat, h, a, e2, t_seed,
-                    coeffs, t_center, t_scale, t_valid_min, t_valid_max,
-                    first_line_time, line_interval, n_lines, n_samples,
-                    rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign,
-                    bistatic_rate, bistatic_reference_range,
-                )
-                ok = res[5]
-            above2[j] = above[j]
-            if ok:
-                above[j] = res[0]
-                az_ns[i, j] = reference_ns + np.int64(round(res[0] * 1e9))
-                slant_range[i, j] = res[1]
-                incidence[i, j] = res[4] * to_deg
+        if lat_by_row:
+            row_cos_lat = math.cos(lat[i, 0])
+            row_sin_lat = math.sin(lat[i, 0])
+            row_prime_vertical = a / math.sqrt(1.0 - e2 * row_sin_lat * row_sin_lat)
+        for j0 in range(0, cols, m):
+            n = min(m, cols - j0)
+            stop = j0 + n
+            # Views of this chunk of the row: indexed from 0, which spares the loops
+            # below Numba's negative-index handling and lets them vectorise.
+            height_row = height[i, j0:stop]
+            above_row = above[j0:stop]
+            above2_row = above2[j0:stop]
+            # Sines and cosines: from per-column tables, or by the angle-sum rule about
+            # the chunk's first cell (libm only for cells far from it, or NaN).
+            if lon_by_column:
+                cos_lon_row = cos_lon_col[j0:stop]
+                sin_lon_row = sin_lon_col[j0:stop]
+                for q in range(n):
+                    cos_lon[q] = cos_lon_row[q]
+                    sin_lon[q] = sin_lon_row[q]
             else:
-                above[j] = math.nan
-                az_ns[i, j] = NAT
-                slant_range[i, j] = math.nan
-                incidence[i, j] = math.nan
-            line[i, j] = res[2]
-            sample[i, j] = res[3]
+                _cos_sin_about_first(lon[i, j0:stop], n, cos_lon, sin_lon, far)
+            if lat_by_row:
+                for q in range(n):
+                    cos_lat[q] = row_cos_lat
+                    sin_lat[q] = row_sin_lat
+                    prime_vertical[q] = row_prime_vertical
+            else:
+                _cos_sin_about_first(lat[i, j0:stop], n, cos_lat, sin_lat, far)
+                for q in range(n):
+                    prime_vertical[q] = a / math.sqrt(1.0 - e2 * sin_lat[q] * sin_lat[q])
+            # Target (ECEF) and seed.
+            for q in range(n):
+                h = np.float64(height_row[q])
+                u = cos_lat[q] * cos_lon[q]
+                v = cos_lat[q] * sin_lon[q]
+                ux[q] = u
+                uy[q] = v
+                x[q] = (prime_vertical[q] + h) * u
+                y[q] = (prime_vertical[q] + h) * v
+                z[q] = (prime_vertical[q] * one_e2 + h) * sin_lat[q]
+                t1 = above_row[q]
+                t2 = above2_row[q]
+                t0 = t1 if t2 != t2 else 2.0 * t1 - t2
+                seed0[q] = t0
+                # Without rows above (the first of a block, or after voids): the
+                # linearised solution about the orbit's centre, as _first_guess.
+                guess = t_center + (
+                    (x[q] - centre_x) * centre_vx + (y[q] - centre_y) * centre_vy + (z[q] - centre_z) * centre_vz
+                ) * inv_centre_speed2
+                seed[q] = t0 if t0 == t0 else guess
+            # Newton steps from the seeds, on all cells of the chunk at once: one where the
+            # rows above give seeds, a few more in the first rows of a block.
+            for _ in range(_VECTOR_ITERATIONS if vector_orbit else 0):
+                # Two calls with literal degrees: each loop unrolls at its own trip count.
+                if low_degree:
+                    _orbit_states_into(padded, _LOW_DEGREE, t_center, t_scale, seed, n,
+                                       sx, sy, sz, vx, vy, vz, acc_x, acc_y, acc_z)
+                else:
+                    _orbit_states_into(padded, PADDED_DEGREE, t_center, t_scale, seed, n,
+                                       sx, sy, sz, vx, vy, vz, acc_x, acc_y, acc_z)
+                for q in range(n):
+                    dx = x[q] - sx[q]
+                    dy = y[q] - sy[q]
+                    dz = z[q] - sz[q]
+                    f = dx * vx[q] + dy * vy[q] + dz * vz[q]
+                    fp = dx * acc_x[q] + dy * acc_y[q] + dz * acc_z[q] - (vx[q] * vx[q] + vy[q] * vy[q] + vz[q] * vz[q])
+                    step = f / fp
+                    t[q] = seed[q] - step
+                    # |X - S(t - s)|^2 = |X - S(t)|^2 + f s to third order in s.
+                    r[q] = math.sqrt(dx * dx + dy * dy + dz * dz + f * step)
+                    sx[q] -= step * vx[q]
+                    sy[q] -= step * vy[q]
+                    sz[q] -= step * vz[q]
+                    ok[q] = abs(step) < _ONE_STEP  # False for NaN seeds and heights
+                retry = 0
+                for q in range(n):
+                    again = ~ok[q] & (x[q] == x[q])
+                    retry += again
+                    seed[q] = t[q] if again else seed[q]
+                if retry == 0:
+                    break
+            if vector_orbit:
+                for q in range(n):
+                    inc[q], looked_at[q] = _incidence_and_side(
+                        x[q], y[q], z[q], ux[q], uy[q], sin_lat[q], sx[q], sy[q], sz[q],
+                        vx[q], vy[q], vz[q], r[q], look_sign,
+                    )
+            else:
+                for q in range(n):
+                    ok[q] = False
+            # What is left (orbits above PADDED_DEGREE, Newton not settled in those steps)
+            # iterates to convergence one cell at a time, from the first seed.
+            for q in range(n):
+                if not ok[q] and x[q] == x[q]:
+                    t[q], r[q], inc[q], looked_at[q], ok[q] = _converge(
+                        x[q], y[q], z[q], seed0[q], ux[q], uy[q], sin_lat[q], coeffs, t_center, t_scale, look_sign
+                    )
+            for q in range(n):
+                ok[q] = ok[q] & (t[q] >= t_valid_min) & (t[q] <= t_valid_max)
+                # Image lines are labelled with the zero-Doppler time less the bistatic
+                # delay (slant_range - reference) / c (bistatic_rate = 1/c, or 0 for none).
+                line_time[q] = t[q] - bistatic_rate * (r[q] - bistatic_reference_range)
+            # Range model: the entry nearest in time, mostly one for the whole chunk.
+            uniform = True
+            if n_entries > 1:
+                q0 = 0
+                while q0 < n and not ok[q0]:
+                    q0 += 1
+                if q0 < n and not _is_nearest_entry(line_time[q0], rm_times, entry):
+                    entry = _nearest_entry(line_time[q0], rm_times)
+                # _is_nearest_entry's comparisons, with infinite neighbours at the ends.
+                previous = rm_times[entry - 1] if entry > 0 else -math.inf
+                current = rm_times[entry]
+                following = rm_times[entry + 1] if entry < n_entries - 1 else math.inf
+                others = 0
+                for q in range(n):
+                    lt = line_time[q]
+                    nearest = (lt - previous > current - lt) & (lt - current <= following - lt)
+                    others += ok[q] & ~nearest
+                uniform = others == 0
+            if uniform:
+                sr0 = rm_sr0[entry]
+                for q in range(n):
+                    ground[q] = rm_coeffs[entry, rm_degree]
+                for d in range(rm_degree - 1, -1, -1):
+                    coefficient = rm_coeffs[entry, d]
+                    for q in range(n):
+                        ground[q] = ground[q] * (r[q] - sr0) + coefficient
+            else:
+                for q in range(n):
+                    e = _nearest_entry(line_time[q], rm_times) if ok[q] else 0
+                    xr = r[q] - rm_sr0[e]
+                    g = rm_coeffs[e, rm_degree]
+                    for d in range(rm_degree - 1, -1, -1):
+                        g = g * xr + rm_coeffs[e, d]
+                    ground[q] = g
+            # Outputs, branch-free so that the loop vectorises: "&" rather than "and", and
+            # NaN by adding NaN (one select per condition, not one per output).
+            slant_row = slant_range[i, j0:stop]
+            incidence_row = incidence[i, j0:stop]
+            line_row = line[i, j0:stop]
+            sample_row = sample[i, j0:stop]
+            for q in range(n):
+                good = ok[q]
+                lq = (line_time[q] - first_line_time) * inv_line
+                sq = ground[q] * inv_spacing
+                inside = good & looked_at[q] & (lq >= -0.5) & (lq <= line_max) & (sq >= -0.5) & (sq <= sample_max)
+                unless_good = 0.0 if good else math.nan
+                unless_inside = 0.0 if inside else math.nan
+                slant_row[q] = r[q] + unless_good
+                incidence_row[q] = inc[q] + unless_good
+                line_row[q] = lq + unless_inside
+                sample_row[q] = sq + unless_inside
+                above2_row[q] = above_row[q]
+                above_row[q] = t[q] + unless_good
+                ns_float[q] = t[q] * 1e9 + _ROUNDING
+            az_row = az_ns[i, j0:stop]
+            if rounding_trick:
+                # Adding 1.5 * 2**52 rounds to the nearest integer (ties to even, as
+                # round()), which then sits in the low bits: the conversion to int64,
+                # which AVX2 cannot do on vectors, becomes an integer subtraction.
+                for q in range(n):
+                    az_row[q] = reference_ns + (ns_bits[q] - _ROUNDING_BITS) if ok[q] else NAT
+            else:
+                for q in range(n):
+                    az_row[q] = reference_ns + np.int64(round(t[q] * 1e9)) if ok[q] else NAT
 
 
 @numba.njit(cache=True, nogil=True)

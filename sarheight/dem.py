@@ -43,8 +43,10 @@ import rioxarray
 import xarray as xr
 from pyproj.transformer import TransformerGroup
 
+from sarheight._threads import run_blocks
 from sarheight.errors import DatumError, InvalidInputError, MissingInputError
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
+from sarheight.kernels.geodesy import interpolate_rows
 
 __all__ = [
     "VERTICAL_DATUMS",
@@ -144,11 +146,31 @@ def open_dem(
         The CRS says nothing about heights and no ``vertical_datum`` was given: the heights
         are taken as ellipsoidal.
     """
+    dem, _ = _open_dem(source, vertical_datum, geoid_grid, fill_voids, share_values=False)
+    return dem
+
+
+def _open_dem(
+    source: DemSource,
+    vertical_datum: str | None,
+    geoid_grid: str | os.PathLike | None,
+    fill_voids: bool,
+    *,
+    share_values: bool,
+) -> tuple[xr.DataArray, pyproj.CRS]:
+    """:func:`open_dem`, also returning the horizontal CRS.
+
+    ``share_values=True`` lets the result share its heights with ``source`` where they
+    need no change (callers that only read them, such as backward geocoding, then skip a
+    copy of the whole raster); ``open_dem`` itself always returns independent heights.
+    """
     vertical_datum = _check_vertical_datum_keyword(vertical_datum)
     grid_path = _check_geoid_grid_path(geoid_grid)
 
     dem = _as_dataarray(source)
-    values = _validated_heights(dem)
+    # rioxarray derives the transform from the coordinates each time (milliseconds): once here.
+    transform = _transform_of(dem)
+    values = _validated_heights(dem, transform)
     crs = _crs_of(dem)
     horizontal = _horizontal_crs(crs)
     crs_datum = _vertical_datum_of_crs(crs)
@@ -180,8 +202,13 @@ def open_dem(
         logger.debug("DEM already holds ellipsoidal heights: passed through")
         if fill_voids:
             values = _fill_voids(values)
+        if share_values and _in_open_form(dem, values, crs, horizontal):
+            # Already what _heights_dataarray would build (typically open_dem's own
+            # result): a reader can take it as it is, saving a new DataArray and
+            # rioxarray's CRS and transform writes (milliseconds, whatever the size).
+            return dem, horizontal
         attrs = {**dem.attrs, "units": "m"}
-        return _heights_dataarray(dem, values, horizontal, attrs)
+        return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values), horizontal
 
     if vertical_datum is not None:
         source_datum = vertical_datum
@@ -260,7 +287,7 @@ def open_dem(
         units="m",
         long_name="height above the WGS84 ellipsoid",
     )
-    return _heights_dataarray(dem, values, horizontal, attrs)
+    return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values), horizontal
 
 
 def _check_vertical_datum_keyword(vertical_datum: Any) -> str | None:
@@ -397,26 +424,32 @@ def _to_yx(dem: xr.DataArray) -> xr.DataArray:
     return dem
 
 
-def _validated_heights(dem: xr.DataArray) -> np.ndarray:
-    """The heights as float32 with NaN for nodata, after every check on the values."""
+def _validated_heights(dem: xr.DataArray, transform: affine.Affine | None = None) -> np.ndarray:
+    """The heights as float32 with NaN for nodata, after every check on the values.
+
+    ``transform``: the DEM's (``_transform_of(dem)``) when the caller has it already.
+    """
     _crs_of(dem)
-    _check_cell_centres(dem)
+    _check_cell_centres(dem, transform)
     _check_real_dtype(dem.dtype)
     values = np.asarray(dem.values, dtype=np.float32)
     nodata = dem.rio.nodata
     if nodata is not None and np.isfinite(nodata):
         values = np.where(values == np.float32(nodata), np.float32(np.nan), values)
-    if np.isinf(values).any():
+    # fmin/fmax skip NaN: two passes tell infinities (an infinite extreme), all-NaN (a NaN
+    # extreme) and the range apart, where isinf, isnan, nanmin and nanmax took four.
+    low = float(np.fmin.reduce(values, axis=None)) if values.size else np.nan
+    high = float(np.fmax.reduce(values, axis=None)) if values.size else np.nan
+    if np.isinf(low) or np.isinf(high):
         raise InvalidInputError(
             "The DEM holds infinite heights. Replace them with NaN (dem.where(np.isfinite(dem)))"
             " or declare the nodata value (dem.rio.write_nodata(...))."
         )
-    if np.isnan(values).all():
+    if np.isnan(low):
         raise InvalidInputError(
             "The DEM has no valid height: every cell is nodata/NaN. Check the file and its "
             "nodata value."
         )
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
     if low < _HEIGHT_RANGE_M[0] or high > _HEIGHT_RANGE_M[1]:
         raise InvalidInputError(
             f"DEM heights span {low:g}..{high:g}, outside {_HEIGHT_RANGE_M[0]:g}.."
@@ -434,19 +467,44 @@ def _check_real_dtype(dtype: np.dtype) -> None:
         )
 
 
+def _in_open_form(dem: xr.DataArray, values: np.ndarray, crs: pyproj.CRS, horizontal: pyproj.CRS) -> bool:
+    """Whether ``dem`` (with validated heights ``values``) has the form open_dem returns:
+    float32 heights it holds itself, dims and coordinates (y, x) plus the CRS, a 2-D CRS,
+    metres and NaN nodata."""
+    nodata = dem.rio.nodata
+    return (
+        values is dem.data
+        and dem.dims == ("y", "x")
+        and set(dem.coords) == {"y", "x", "spatial_ref"}
+        and horizontal is crs
+        and dem.attrs.get("units") == "m"
+        and nodata is not None
+        and bool(np.isnan(nodata))
+    )
+
+
 def _heights_dataarray(
-    dem: xr.DataArray, values: np.ndarray, horizontal: pyproj.CRS, attrs: dict
+    dem: xr.DataArray,
+    values: np.ndarray,
+    horizontal: pyproj.CRS,
+    attrs: dict,
+    transform: affine.Affine | None = None,
+    share_values: bool = False,
 ) -> xr.DataArray:
+    values = values.astype(np.float32, copy=False)
+    if not share_values and isinstance(dem.data, np.ndarray) and np.may_share_memory(values, dem.data):
+        values = values.copy()
     out = xr.DataArray(
-        values.astype(np.float32, copy=False),
+        values,
         dims=("y", "x"),
         coords={"y": dem["y"].values, "x": dem["x"].values},
         attrs=attrs,
         name=dem.name,
     )
-    out = out.rio.write_crs(horizontal)
-    out = out.rio.write_transform(_transform_of(dem))
-    return out.rio.write_nodata(np.nan)
+    # In place: ``out`` is new, and rioxarray's default deep-copies the raster at each write.
+    out.rio.write_crs(horizontal, inplace=True)
+    out.rio.write_transform(_transform_of(dem) if transform is None else transform, inplace=True)
+    return out.rio.write_nodata(np.nan, inplace=True)
 
 
 def _fill_voids(values: np.ndarray) -> np.ndarray:
@@ -557,9 +615,11 @@ def _check_not_rotated(transform: affine.Affine) -> None:
         )
 
 
-def _check_cell_centres(dem: xr.DataArray) -> None:
-    """The x/y coordinates must be the cell centres of rioxarray's transform."""
-    transform = _transform_of(dem)
+def _check_cell_centres(dem: xr.DataArray, transform: affine.Affine | None = None) -> None:
+    """The x/y coordinates must be the cell centres of rioxarray's transform (``transform``
+    when the caller has it already)."""
+    if transform is None:
+        transform = _transform_of(dem)
     rows, cols = dem.shape
     x = transform.c + transform.a * (np.arange(cols) + 0.5)
     y = transform.f + transform.e * (np.arange(rows) + 0.5)
@@ -607,24 +667,35 @@ def _spatial_dem(dem: Any) -> xr.DataArray:
     return dem
 
 
-def _geodetic_of(dem: xr.DataArray, horizontal: pyproj.CRS) -> tuple[np.ndarray, np.ndarray]:
+def _geodetic_of(
+    dem: xr.DataArray, horizontal: pyproj.CRS, *, in_radians: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of every cell (degrees, or radians with ``in_radians``): see
+    :func:`geodetic_coordinates`. Radians are converted as ``np.radians`` would, within
+    the pass that makes the grids."""
     x = np.asarray(dem["x"].values, dtype=np.float64)
     y = np.asarray(dem["y"].values, dtype=np.float64)
     shape = (y.size, x.size)
     if _is_wgs84_degrees(horizontal):
+        if in_radians:
+            x, y = np.radians(x), np.radians(y)
         return np.broadcast_to(x[np.newaxis, :], shape), np.broadcast_to(y[:, np.newaxis], shape)
     transformer = pyproj.Transformer.from_crs(horizontal, "EPSG:4326", always_xy=True)
-    lon, lat = _interpolated_transform(transformer, x, y, horizontal)
-    if lon is None:
-        xx, yy = np.meshgrid(x, y)
-        lon, lat = transformer.transform(xx, yy)
-        lon = np.asarray(lon, dtype=np.float64)
-        lat = np.asarray(lat, dtype=np.float64)
+    lon, lat = _interpolated_transform(transformer, x, y, horizontal, np.pi / 180.0 if in_radians else 1.0)
+    if lon is not None:
+        return lon, lat  # interpolated from finite nodes: finite
+    xx, yy = np.meshgrid(x, y)
+    lon, lat = transformer.transform(xx, yy)
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         raise InvalidInputError(
             f"Some DEM cells have no longitude/latitude in its CRS {horizontal.name!r} "
             "(outside the projection's domain). Check the CRS and the transform."
         )
+    if in_radians:
+        np.radians(lon, out=lon)
+        np.radians(lat, out=lat)
     return lon, lat
 
 
@@ -634,16 +705,18 @@ _INTERPOLATION_TOLERANCE_M = 1e-3
 
 
 def _interpolated_transform(
-    transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, crs: pyproj.CRS
+    transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, scale: float = 1.0
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Longitude/latitude by exact transformation on nodes about 100 m apart and bilinear
-    interpolation between them, or (None, None) where that is not exact to 1 mm.
+    interpolation between them, or (None, None) where that is not exact to 1 mm or a node
+    has no longitude/latitude.
 
     PROJ transforms a few million points per second, ten times slower than the zero-Doppler
     solve; map projections are smooth enough that interpolating over 100 m errs by well
     under a millimetre (a curvature term of order h^2 / 8R). The error is measured on
     a thousand cells between nodes every time, and the exact transformation used when it
-    exceeds 1 mm (e.g. a grid crossing the antimeridian).
+    exceeds 1 mm (e.g. a grid crossing the antimeridian). The results are multiplied by
+    ``scale`` (degrees: 1; radians: pi / 180).
     """
     unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
     cell = max(abs(x[1] - x[0]) if x.size > 1 else 0.0, abs(y[1] - y[0]) if y.size > 1 else 0.0) * unit
@@ -653,25 +726,36 @@ def _interpolated_transform(
     col_nodes = np.unique(np.r_[np.arange(0, x.size, step), x.size - 1])
     row_nodes = np.unique(np.r_[np.arange(0, y.size, step), y.size - 1])
     node_lon, node_lat = transformer.transform(*np.meshgrid(x[col_nodes], y[row_nodes]))
-
-    def interpolate(nodes: np.ndarray) -> np.ndarray:
-        j = np.clip(np.searchsorted(col_nodes, np.arange(x.size), side="right") - 1, 0, col_nodes.size - 2)
-        w = (np.arange(x.size) - col_nodes[j]) / (col_nodes[j + 1] - col_nodes[j])
-        along = nodes[:, j] * (1.0 - w) + nodes[:, j + 1] * w
-        i = np.clip(np.searchsorted(row_nodes, np.arange(y.size), side="right") - 1, 0, row_nodes.size - 2)
-        v = ((np.arange(y.size) - row_nodes[i]) / (row_nodes[i + 1] - row_nodes[i]))[:, None]
-        return along[i, :] * (1.0 - v) + along[i + 1, :] * v
-
-    lon = interpolate(np.asarray(node_lon, dtype=np.float64))
-    lat = interpolate(np.asarray(node_lat, dtype=np.float64))
+    node_lon = np.asarray(node_lon, dtype=np.float64)
+    node_lat = np.asarray(node_lat, dtype=np.float64)
+    if not (np.isfinite(node_lon).all() and np.isfinite(node_lat).all()):
+        return None, None
+    j = np.clip(np.searchsorted(col_nodes, np.arange(x.size), side="right") - 1, 0, col_nodes.size - 2)
+    w = (np.arange(x.size) - col_nodes[j]) / (col_nodes[j + 1] - col_nodes[j])
+    i = np.clip(np.searchsorted(row_nodes, np.arange(y.size), side="right") - 1, 0, row_nodes.size - 2)
+    v = (np.arange(y.size) - row_nodes[i]) / (row_nodes[i + 1] - row_nodes[i])
+    # One buffer for both grids: a single allocation large enough for transparent huge
+    # pages, whose first touch costs far less than that of 4 KiB pages.
+    grids = np.empty((2, y.size, x.size))
+    blocks = 1 if x.size * y.size < 1 << 20 else None  # threads cost more than they save on less
+    for nodes, out in ((node_lon, grids[0]), (node_lat, grids[1])):
+        along = nodes[:, j] * (1.0 - w) + nodes[:, j + 1] * w  # every column, node rows only
+        run_blocks(
+            lambda start, stop, along=along, out=out: interpolate_rows(
+                along, i[start:stop], v[start:stop], scale, out[start:stop]
+            ),
+            y.size,
+            blocks,
+        )
+    lon, lat = grids
     rng = np.random.default_rng(0)
     rows = rng.integers(0, y.size, 1000)
     cols = rng.integers(0, x.size, 1000)
     exact_lon, exact_lat = transformer.transform(x[cols], y[rows])
-    metres_per_degree = 111_320.0
+    metres_per_degree = 111_320.0 / scale
     error = np.hypot(
-        (lat[rows, cols] - exact_lat) * metres_per_degree,
-        (lon[rows, cols] - exact_lon) * metres_per_degree * np.cos(np.radians(exact_lat)),
+        (lat[rows, cols] - exact_lat * scale) * metres_per_degree,
+        (lon[rows, cols] - exact_lon * scale) * metres_per_degree * np.cos(np.radians(exact_lat)),
     )
     if not np.all(np.isfinite(error)) or error.max() > _INTERPOLATION_TOLERANCE_M:
         logger.debug("interpolated projection off by %.2g m: exact transformation", np.nanmax(error))

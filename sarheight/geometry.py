@@ -667,17 +667,25 @@ def geocode_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Backward geocoding of plain arrays (no validation); the engine of :func:`backward_geocode`.
 
-    Returns azimuth time (datetime64[ns]), slant range (m), line, sample (float64) and the
-    ellipsoid incidence angle (float32, degrees), each of the shape of ``height``.
+    ``lon_rad``, ``lat_rad`` are longitude and latitude (rad) of the shape of ``height``
+    (m above the ellipsoid); broadcast views of 1-D axes (see ``kernels.geocode_grid``) are
+    the fast case. Returns azimuth time (datetime64[ns]), slant range (m), line, sample
+    (float64) and the ellipsoid incidence angle (float32, degrees), each of the shape of
+    ``height``; the five are views of one allocation, freed when all five are.
     """
     k = geometry.kernel_arguments()
     reference_ns = np.int64(geometry.reference_time.astype("datetime64[ns]").astype(np.int64))
     shape = height.shape
-    az_ns = np.empty(shape, dtype=np.int64)
-    slant_range = np.empty(shape)
-    line = np.empty(shape)
-    sample = np.empty(shape)
-    incidence = np.empty(shape, dtype=np.float32)
+    # One allocation for the five outputs: large enough for transparent huge pages, whose
+    # first touch (in the kernel threads) costs a fraction of that of 4 KiB pages; five
+    # arrays of under 4 MiB each (512^2 cells) were faulted in page by page.
+    cells = height.size
+    buffer = np.empty(36 * cells, dtype=np.uint8)
+    az_ns = buffer[: 8 * cells].view(np.int64).reshape(shape)
+    slant_range = buffer[8 * cells : 16 * cells].view(np.float64).reshape(shape)
+    line = buffer[16 * cells : 24 * cells].view(np.float64).reshape(shape)
+    sample = buffer[24 * cells : 32 * cells].view(np.float64).reshape(shape)
+    incidence = buffer[32 * cells :].view(np.float32).reshape(shape)
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
@@ -712,20 +720,26 @@ def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool =
         ``sample`` (float64 fractional indices into the product grid, NaN outside the
         image), ``incidence_angle`` (ellipsoid incidence angle, degrees, float32).
     """
-    from .dem import open_dem
+    from .dem import _geodetic_of, _open_dem
 
     if not isinstance(geometry, RadarGeometry):
         raise InvalidInputError(
             f"geometry must be a RadarGeometry (from_sentinel1 or synthetic), got {type(geometry).__name__}"
         )
-    dem = open_dem(dem)
-    lon, lat = _lon_lat_radians(dem)
+    # The heights are only read here: no copy of a DEM that is already ellipsoidal; and
+    # open_dem has validated the grid, which geodetic_coordinates would check again.
+    dem, horizontal = _open_dem(dem, None, None, False, share_values=True)
+    # Broadcast views for a geographic DEM (the kernel then takes one sine/cosine per
+    # row/column), full grids otherwise.
+    lon, lat = _geodetic_of(dem, horizontal, in_radians=True)
     height = np.ascontiguousarray(dem.values)
     if check_overlap:
         _require_overlap(lon, lat, height, geometry)
     az, slant_range, line, sample, incidence = geocode_arrays(lon, lat, height, geometry)
-    coords = {name: dem.coords[name] for name in ("y", "x") if name in dem.coords}
     dims = ("y", "x")
+    # The DEM's CRS coordinate (WKT, CF attributes, GeoTransform of this very grid) comes
+    # along: rio.write_crs would rebuild it from the CRS at some milliseconds' cost.
+    coords = {name: dem.coords[name].variable for name in (*dims, "spatial_ref") if name in dem.coords}
     ds = xr.Dataset(
         {
             "azimuth_time": (dims, az, {"long_name": "zero-Doppler azimuth time"}),
@@ -739,8 +753,12 @@ def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool =
         coords=coords,
         attrs={**geometry.to_attrs(), "vertical_datum": dem.attrs.get("vertical_datum", "ellipsoid")},
     )
-    if dem.rio.crs is not None:
-        ds = ds.rio.write_crs(dem.rio.crs)
+    if "spatial_ref" in coords:
+        for variable in ds.data_vars.values():
+            variable.encoding["grid_mapping"] = "spatial_ref"
+        ds.encoding["grid_mapping"] = "spatial_ref"
+    elif dem.rio.crs is not None:
+        ds.rio.write_crs(dem.rio.crs, inplace=True)
     return ds
 
 

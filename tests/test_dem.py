@@ -25,6 +25,7 @@ from rasterio.transform import from_origin
 from sarheight import dem as sdem
 from sarheight.errors import DatumError, InvalidInputError, MissingInputError
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
+from tests import reference_twins
 
 WGS84_B = WGS84_A * math.sqrt(1.0 - WGS84_E2)
 
@@ -76,16 +77,7 @@ def ecef_twin(lon_deg, lat_deg, height, a=WGS84_A, e2=WGS84_E2):
     """Numpy reference of geodetic (degrees, m) -> ECEF (m)."""
     lon = np.radians(np.asarray(lon_deg, dtype=np.float64))
     lat = np.radians(np.asarray(lat_deg, dtype=np.float64))
-    height = np.asarray(height, dtype=np.float64)
-    n = a / np.sqrt(1.0 - e2 * np.sin(lat) ** 2)
-    return np.stack(
-        [
-            (n + height) * np.cos(lat) * np.cos(lon),
-            (n + height) * np.cos(lat) * np.sin(lon),
-            (n * (1.0 - e2) + height) * np.sin(lat),
-        ],
-        axis=-1,
-    )
+    return reference_twins.geodetic_to_ecef(lon, lat, height, a, e2)
 
 
 def plane_dem(p, q, *, dx=30.0, dy=30.0, shape=(20, 24), crs="EPSG:32633", south_up=False):

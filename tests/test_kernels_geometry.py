@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from sarheight import kernels
 from sarheight.kernels import WGS84_A, WGS84_E2
+from tests import reference_twins
 
 C = 299_792_458.0
 GM = 3.986004418e14
@@ -42,18 +43,7 @@ PIXEL_TOL = 1e-6  # pixel
 
 def twin_geodetic_to_ecef(lon, lat, height, a=WGS84_A, e2=WGS84_E2):
     """ECEF (..., 3) of longitude, latitude (rad) and ellipsoidal height (m)."""
-    lon, lat, height = np.broadcast_arrays(
-        np.asarray(lon, float), np.asarray(lat, float), np.asarray(height, float)
-    )
-    n = a / np.sqrt(1.0 - e2 * np.sin(lat) ** 2)
-    return np.stack(
-        [
-            (n + height) * np.cos(lat) * np.cos(lon),
-            (n + height) * np.cos(lat) * np.sin(lon),
-            (n * (1.0 - e2) + height) * np.sin(lat),
-        ],
-        axis=-1,
-    )
+    return reference_twins.geodetic_to_ecef(np.asarray(lon, float), np.asarray(lat, float), height, a, e2)
 
 
 def twin_orbit_states(coeffs, t_center, t_scale, times):
