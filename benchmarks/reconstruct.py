@@ -18,7 +18,7 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    and the observation, which exist before the call) is reported apart, not per cell.
    Per-thread scatter buffers are part of the peak: it grows with the thread count;
 3. the ratio of the Numba kernels to the vectorised-numpy twin of the reconstruction's core
-   for bilinear projection (``benchmarks/twins_projection.py``: facets, ``np.add.at``
+   for bilinear projection (``tests/twin_reallocation.py``: facets, ``np.add.at``
    scatter, ratios, gather by fancy indexing), in the same process on the smallest size,
    after checking that the twin reproduces the library;
 4. ``sarheight.distributed.reconstruct_distributed`` against the in-memory path, when that
@@ -353,7 +353,7 @@ def measure_memory(directory: str, projection: str) -> dict[str, Any]:
 
 def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.DataArray) -> dict[str, Any]:
     """Bilinear reconstruction core: Numba kernels against the numpy twin, agreement and speed."""
-    import twins_projection
+    from tests import twin_reallocation as twins_projection
 
     state = _run_simulation(dem, geometry, "model", "bilinear", "auto")
     observed = layover_module._observation_on_window(observation, geometry, state.window)

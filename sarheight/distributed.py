@@ -87,7 +87,7 @@ def _blocks(rows: int, rows_per_block: int) -> list[_Block]:
 
 # --- tasks (run on workers) -----------------------------------------------------------
 
-_OUTPUT_FIELDS = ("line", "sample", "incidence", "time", "slant_range", "valid")
+_OUTPUT_FIELDS = ("line", "sample", "incidence", "pixel_area", "time", "slant_range", "valid")
 
 
 def _task_cells(dem: xr.DataArray, geometry: RadarGeometry, block: _Block, rows: int) -> dict[str, np.ndarray]:
@@ -323,7 +323,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
                         layover[blocks[k].start:blocks[k].stop], shadow[blocks[k].start:blocks[k].stop],
                         subs[k], False, None)
         for k in present])
-    images = np.zeros((5, n_lines, n_samples))
+    images = np.zeros((2, n_lines, n_samples))
     per_cell = {name: np.zeros((rows, cols)) for name in ("sigma_area", "gamma_area", "contribution")}
     per_cell["cos_local_incidence"] = np.full((rows, cols), np.nan)
     for k, part in zip(present, scatter, strict=True):

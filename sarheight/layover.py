@@ -31,10 +31,12 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from ._threads import run_blocks
 from ._version import __version__
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
+from .kernels.projection import sample_window
 from .simulate import (
     MASK_ACTIVE,
     MASK_NONE,
@@ -118,26 +120,12 @@ def _check_intensity(observed: np.ndarray, window: tuple[int, int, int, int]) ->
 
 def _sample_image(image: np.ndarray, line: np.ndarray, sample: np.ndarray, window, nearest: bool = False) -> np.ndarray:
     """Bilinear (or nearest) interpolation of a window image at fractional absolute (line, sample)."""
-    line0, n_lines, sample0, n_samples = window
-    rel_line = line - line0
-    rel_sample = sample - sample0
-    ok = (np.isfinite(rel_line) & np.isfinite(rel_sample) & (rel_line >= -0.5) & (rel_line <= n_lines - 0.5)
-          & (rel_sample >= -0.5) & (rel_sample <= n_samples - 0.5))
-    if nearest:
-        r = np.clip(np.floor(np.where(ok, rel_line, 0) + 0.5).astype(int), 0, n_lines - 1)
-        c = np.clip(np.floor(np.where(ok, rel_sample, 0) + 0.5).astype(int), 0, n_samples - 1)
-        return np.where(ok, image[r, c], np.nan)
-    lc = np.clip(np.where(ok, rel_line, 0), 0, n_lines - 1)
-    sc = np.clip(np.where(ok, rel_sample, 0), 0, n_samples - 1)
-    r0 = np.minimum(np.floor(lc).astype(int), max(n_lines - 2, 0))
-    c0 = np.minimum(np.floor(sc).astype(int), max(n_samples - 2, 0))
-    wr = np.clip(lc - r0, 0, 1)
-    wc = np.clip(sc - c0, 0, 1)
-    r1 = np.minimum(r0 + 1, n_lines - 1)
-    c1 = np.minimum(c0 + 1, n_samples - 1)
-    value = ((1 - wr) * ((1 - wc) * image[r0, c0] + wc * image[r0, c1])
-             + wr * ((1 - wc) * image[r1, c0] + wc * image[r1, c1]))
-    return np.where(ok, value, np.nan)
+    line0, _, sample0, _ = window
+    image = np.ascontiguousarray(image, dtype=np.float64)
+    out = np.empty(line.shape)
+    run_blocks(lambda start, stop: sample_window(image, line[start:stop], sample[start:stop], line0, sample0,
+                                                 nearest, out[start:stop]), line.shape[0])
+    return out
 
 
 def reallocation_ratios(state: _Simulation, observed: np.ndarray) -> np.ndarray:
@@ -153,26 +141,27 @@ def reallocation_ratios(state: _Simulation, observed: np.ndarray) -> np.ndarray:
 
 
 def cell_products(state: _Simulation, observed: np.ndarray, energy: np.ndarray, output: Output) -> dict[str, np.ndarray]:
-    """Per-cell products from the gathered energies (2, rows, cols)."""
+    """Per-cell products (float32) from the gathered energies (2, rows, cols)."""
     sigma_area, gamma_area = state.per_cell["sigma_area"], state.per_cell["gamma_area"]
-    observed = np.nan_to_num(observed, nan=0.0)
-    pixel_area = np.nan_to_num(state.pixel_area)
-    shadowed = (state.shadow == MASK_ACTIVE) | (state.shadow == MASK_PASSIVE) | (state.shadow == MASK_OUTSIDE)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sigma0 = np.where(sigma_area > 0, energy[0] / sigma_area, np.nan)
-        gamma0 = np.where(gamma_area > 0, energy[0] / gamma_area, np.nan)
-        flattened = np.where(gamma_area > 0, energy[1] / gamma_area, np.nan)
-    backscatter = sigma0 if output == "sigma0" else gamma0
     cells = state.cells
-    backscatter = np.where(shadowed, np.nan, backscatter)
+    shadowed = (state.shadow == MASK_ACTIVE) | (state.shadow == MASK_PASSIVE) | (state.shadow == MASK_OUTSIDE)
+
+    def ratio(numerator: np.ndarray, area: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+        out = np.full(area.shape, np.nan, dtype=np.float32)
+        np.divide(numerator, area, out=out, where=(area > 0) & ~excluded, casting="same_kind")
+        return out
+
+    backscatter = ratio(energy[0], sigma_area if output == "sigma0" else gamma_area, shadowed)
     # Pixels whose gamma area is under 5 % of flat terrain's would divide by almost
     # nothing: cells that land in one are NaN in the flattened product (Small 2011).
     # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
     valid_at_cell = _sample_image(state.valid_pixels.astype(np.float64), cells["line"], cells["sample"],
                                   state.window, nearest=True) > 0.5
-    flattened = np.where(shadowed | ~valid_at_cell, np.nan, flattened)
-    sin_incidence = np.sin(cells["incidence"].astype(np.float64))
-    geocoded = _sample_image(observed, cells["line"], cells["sample"], state.window) * sin_incidence
+    flattened = ratio(energy[1], gamma_area, shadowed | ~valid_at_cell)
+    del valid_at_cell
+    geocoded = _sample_image(np.nan_to_num(observed, nan=0.0), cells["line"], cells["sample"], state.window)
+    geocoded *= np.sin(cells["incidence"])
+    pixel_area = state.pixel_area
     with np.errstate(invalid="ignore", divide="ignore"):
         simulated_image = np.where(pixel_area > 0, state.images[0] / np.where(pixel_area > 0, pixel_area, 1), np.nan)
     simulated = _sample_image(simulated_image, cells["line"], cells["sample"], state.window)
@@ -180,8 +169,8 @@ def cell_products(state: _Simulation, observed: np.ndarray, energy: np.ndarray, 
         "energy": energy[0],
         "backscatter": backscatter,
         "flattened": flattened,
-        "geocoded": geocoded,
-        "simulated": simulated,
+        "geocoded": geocoded.astype(np.float32),
+        "simulated": simulated.astype(np.float32),
     }
 
 
@@ -316,7 +305,7 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
     """
     from rasterio.enums import Resampling
 
-    from .kernels import simulation as sim
+    from .kernels import facets
     from .simulate import _Contribution
 
     if image.rio.crs is None:
@@ -338,7 +327,7 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
     weights = [np.where(have, beta * area, 0.0), np.where(have, area, 0.0)]
     images = []
     for weight in weights:
-        contribution = _Contribution(sim.CONTRIBUTION_USER, state.contribution.law, np.zeros(0),
+        contribution = _Contribution(facets.CONTRIBUTION_USER, state.contribution.law, np.zeros(0),
                                      np.ascontiguousarray(weight), "map-grid observation")
         rebuilt = state.facet_pass(gather=False, contribution=contribution)[-1][0]
         rebuilt[rebuilt < 1e-10 * max(float(np.abs(rebuilt).max()), 1e-300)] = 0.0  # cover-sum residue
@@ -358,7 +347,8 @@ class _LazyProduct:
 
 
 def _result_dataset(state: _Simulation, result: dict[str, np.ndarray], output: str, projection: str) -> xr.Dataset:
-    simulation = _as_dataset(state, projection)
+    simulation = _as_dataset(state, projection, ("local_incidence_angle", "layover", "shadow", "slant_range",
+                                                 "azimuth_time"))
     cells = state.cells
     line0, _, sample0, _ = state.window
     rows = np.clip(np.floor(cells["line"] + 0.5).astype(np.int64) - line0, 0, state.mixing.shape[0] - 1)
@@ -386,7 +376,7 @@ def _result_dataset(state: _Simulation, result: dict[str, np.ndarray], output: s
         coords={"y": simulation["y"], "x": simulation["x"]},
         attrs={**simulation.attrs, "output": output, "sarheight_version": __version__},
     )
-    return ds.rio.write_crs(state.dem.rio.crs)
+    return ds.rio.write_crs(state.dem.rio.crs, inplace=True)
 
 
 def to_geotiff(result: xr.Dataset, path: str | os.PathLike[str], variables: list[str] | None = None) -> Path:

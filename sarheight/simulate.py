@@ -10,6 +10,7 @@ observation for tests, demos and training data.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from ._version import __version__
 from .dem import open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, _lon_lat_radians, datetime_from_seconds
+from .kernels import facets
 from .kernels import simulation as sim
 from .kernels.projection import resolve_cover, row_prefix_sums
 
@@ -87,10 +89,10 @@ def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution
     no_weight = np.zeros((1, 1))
     if isinstance(contribution, str):
         if contribution == "model":
-            return _Contribution(sim.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
+            return _Contribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
                                  "model: empirical sigma0 law x sigma area")
         if contribution == "gamma":
-            return _Contribution(sim.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
+            return _Contribution(facets.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
                                  "gamma: projected (gamma) area, constant gamma0")
         raise InvalidInputError(
             f"unknown contribution model {contribution!r}: use 'model', 'gamma', a callable of the "
@@ -105,10 +107,10 @@ def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution
             )
         if np.any(weights < 0) or not np.all(np.isfinite(weights) | np.isnan(dem.values)):
             raise InvalidInputError("contribution weights must be finite and non-negative on the DEM")
-        return _Contribution(sim.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
+        return _Contribution(facets.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
                              np.nan_to_num(weights), "user weights per cell")
     if callable(contribution):
-        return _Contribution(sim.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), _law_table(contribution),
+        return _Contribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), _law_table(contribution),
                              no_weight, f"law {getattr(contribution, '__name__', repr(contribution))} x sigma area")
     raise InvalidInputError(
         f"contribution must be 'model', 'gamma', a callable or a DataArray, not {type(contribution).__name__}"
@@ -144,7 +146,14 @@ def rows_run_along_track(line: np.ndarray) -> bool:
 def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
                 window: tuple[int, int, int, int], *, transpose: bool | None = None,
                 range_tolerance: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Layover/shadow masks and mixing along zero-Doppler lines (``kernels.simulation``)."""
+    """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
+    of the window's pixels (``kernels.visibility``).
+
+    Every valid cell gets a code, 0 where no line of ``window`` brackets it; the caller
+    marks the cells outside the image 255. Only the lines of ``window`` have profiles, so
+    a block's masks equal the in-memory ones where its window holds the lines around its
+    cells (``distributed``).
+    """
     line0, n_lines, sample0, n_samples = window
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
     arrays = [cells[name] for name in names] + [faces_away, cells["valid"]]
@@ -163,24 +172,31 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     return layover, shadow, mixing
 
 
-def _slant_range_spacing(cells: dict[str, np.ndarray]) -> float:
-    """Median slant-range extent of one sample (m), from the cells' range Jacobians."""
-    valid = cells["valid"]
-    look = cells["look"][valid].astype(np.float64)
-    d_sample = cells["jacobian"][valid][:, 1, :].astype(np.float64)
-    # d sample / d r along the look direction: (d sample / d X) . (-look).
-    per_metre = np.abs(np.einsum("ij,ij->i", d_sample, -look))
-    per_metre = per_metre[per_metre > 0]
-    return float(1.0 / np.median(per_metre)) if per_metre.size else 1.0
+def _slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -> float:
+    """Median slant-range extent of one sample (m): slant range over sample differences
+    between neighbouring cells (the sample index depends on slant range alone, up to
+    the slow drift of GRD polynomials along track), on an even subset of the cells."""
+    slant_range, sample = cells["slant_range"], cells["sample"]
+    stride = max(1, int(math.sqrt(slant_range.size / samples)))
+    ratios = []
+    for axis in (0, 1):
+        if slant_range.shape[axis] < 2:
+            continue
+        d_range = np.diff(slant_range[::stride, ::stride] if axis else slant_range[:, ::stride], axis=axis)
+        d_sample = np.diff(sample[::stride, ::stride] if axis else sample[:, ::stride], axis=axis)
+        if axis == 0:
+            d_range, d_sample = d_range[::stride], d_sample[::stride]
+        usable = np.isfinite(d_range) & np.isfinite(d_sample) & (np.abs(d_sample) >= 0.25)
+        ratios.append(np.abs(d_range[usable] / d_sample[usable]))
+    values = np.concatenate(ratios) if ratios else np.zeros(0)
+    return float(np.median(values)) if values.size else 1.0
 
 
 def _faces_away(ecef: np.ndarray, look: np.ndarray) -> np.ndarray:
     """Whether each cell's surface faces away from the sensor (normal from central differences)."""
-    d_row = np.gradient(ecef, axis=0)
-    d_col = np.gradient(ecef, axis=1)
-    normal = np.cross(d_col, d_row)
-    outward = np.sign(np.einsum("ijk,ijk->ij", normal, ecef))
-    return np.einsum("ijk,ijk->ij", normal, look.astype(np.float64)) * outward <= 0.0
+    out = np.zeros(ecef.shape[:2], dtype=bool)
+    run_blocks(lambda start, stop: facets.faces_away(ecef, look, start, stop, out), out.shape[0])
+    return out
 
 
 def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geometry: RadarGeometry,
@@ -218,7 +234,6 @@ def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.n
         "slant_range": np.full(shape, np.nan),
         "line": np.full(shape, np.nan),
         "sample": np.full(shape, np.nan),
-        "jacobian": np.zeros((*shape, 2, 3), dtype=np.float32),
         "look": np.zeros((*shape, 3), dtype=np.float32),
         "pixel_area": np.full(shape, np.nan, dtype=np.float32),
         "incidence": np.full(shape, np.nan, dtype=np.float32),
@@ -261,64 +276,64 @@ class _Simulation:
     def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None,
                    contribution: _Contribution | None = None,
                    rows: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
-        """Run the facet kernel on row blocks in threads.
+        """Run the facet kernel (``kernels.facets``) on row blocks in threads.
 
         ``rows`` (start, stop) limits the cells whose facets are processed (their
         neighbours are still read): a block with halo rows processes its own rows only.
+        Each thread scatters into buffers covering only the lines its rows reach.
         Returns (energy (2, rows, cols), sigma_area, gamma_area, contribution, cos_local,
-        images (5, lines, samples) when scattering).
+        images (2, lines, samples) of sum w*c and sum w*A_gamma when scattering).
         """
         c = self.cells
         contribution = contribution or self.contribution
         line0, n_lines, sample0, n_samples = self.window
         shadowed = (self.shadow == MASK_ACTIVE) | (self.shadow == MASK_PASSIVE)
         shape = c["valid"].shape
-        energy = np.zeros((2, *shape))
+        energy = np.zeros((2, *shape)) if gather else np.zeros((2, 1, 1))
         per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)]
         if gather:
             ratios = np.ascontiguousarray(ratios, dtype=np.float64)
             prefix = row_prefix_sums(ratios) if self.exact else np.zeros((2, 1, 1))
         else:
             ratios = prefix = np.zeros((2, 1, 1))
+        exact = self.exact
 
         def work(start: int, stop: int):
-            if gather:
-                partial, cover, plain = np.zeros((2, 1, 1)), np.zeros((2, 1, 1)), np.zeros((3, 1, 1))
-            else:
-                partial = np.zeros((2, n_lines, n_samples))
-                cover = np.zeros((2, n_lines, n_samples + 1))
-                plain = np.zeros((3, n_lines, n_samples))
-            sim.facet_pass(
-                c["ecef"], c["line"], c["sample"], c["jacobian"], c["look"], c["pixel_area"], c["incidence"],
-                c["valid"], shadowed, contribution.user_weight, self.oversample, contribution.code,
-                contribution.law, contribution.table, self.exact, gather, line0, sample0, n_lines, n_samples,
-                ratios, prefix, start, stop, energy, *per_cell, partial, cover, plain,
+            first_line, count = 0, 1
+            if not gather:
+                first_line, count = _lines_reached(c["line"], start, stop, n_lines, line0)
+            partial = np.zeros((2, count, n_samples))
+            cover = np.zeros((2, count, n_samples + 1)) if exact and not gather else np.zeros((2, 1, 1))
+            facets.facet_pass(
+                c["ecef"], c["line"], c["sample"], c["look"], c["valid"], shadowed, contribution.user_weight,
+                self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
+                line0 + first_line, sample0, ratios, prefix, start, stop, energy, *per_cell, partial, cover,
             )
-            return partial, cover, plain
+            return first_line, partial, cover
 
         first, last = rows if rows is not None else (0, shape[0])
         buffers = run_blocks(lambda start, stop: work(first + start, first + stop), last - first)
-        images = np.zeros((5, n_lines, n_samples)) if not gather else np.zeros((5, 1, 1))
+        images = np.zeros((2, n_lines, n_samples)) if not gather else np.zeros((2, 1, 1))
         if not gather:
-            for partial, cover, plain in buffers:
-                if self.exact:
-                    resolve_cover(partial, cover, images[:2])
+            for first_line, partial, cover in buffers:
+                target = images[:, first_line:first_line + partial.shape[1]]
+                if exact:
+                    resolve_cover(partial, cover, target)
                 else:
-                    images[:2] += partial
-                images[2:] += plain
+                    target += partial
         return (energy, *per_cell, images)
 
-    @property
+    @functools.cached_property
     def pixel_area(self) -> np.ndarray:
         """Slant-plane pixel area (m^2) of every window pixel."""
-        return _smooth_field(self.images[2], self.images[3])
+        return _smooth_field(self.cells, "pixel_area", self.window)
 
-    @property
+    @functools.cached_property
     def sin_incidence(self) -> np.ndarray:
         """Sine of the ellipsoid incidence angle at every window pixel."""
-        return _smooth_field(self.images[2], self.images[4])
+        return np.sin(_smooth_field(self.cells, "incidence", self.window))
 
-    @property
+    @functools.cached_property
     def valid_pixels(self) -> np.ndarray:
         """Simulated gamma area at least 5 % of the flat-terrain gamma area a_p cot(theta)."""
         sin_inc = self.sin_incidence
@@ -327,29 +342,54 @@ class _Simulation:
             return np.nan_to_num(self.images[1]) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
 
 
-def _smooth_field(weight: np.ndarray, weighted: np.ndarray, degree: int = 2) -> np.ndarray:
+def _lines_reached(line: np.ndarray, start: int, stop: int, n_lines: int, line0: int) -> tuple[int, int]:
+    """Window lines (first, count) that the facets of DEM rows start:stop can reach.
+
+    Facet vertices interpolate between the cells of rows start-1..stop and extrapolate
+    half a cell at the DEM's border: the range of those cells' lines widened by one
+    neighbour step and a pixel each side.
+    """
+    band = line[max(0, start - 1):min(line.shape[0], stop + 1)]
+    finite = band[np.isfinite(band)]
+    if finite.size == 0:
+        return 0, 1
+    step = 0.0
+    for axis in (0, 1):
+        if band.shape[axis] > 1:
+            diff = np.abs(np.diff(band, axis=axis))
+            if np.isfinite(diff).any():
+                step = max(step, float(np.nanmax(diff)))
+    low = max(0, math.floor(float(finite.min()) - step) - 2 - line0)
+    high = min(n_lines, math.ceil(float(finite.max()) + step) + 3 - line0)
+    return (low, high - low) if high > low else (0, 1)
+
+
+def _smooth_field(cells: dict[str, np.ndarray], name: str, window: tuple[int, int, int, int],
+                  degree: int = 2, samples: int = 40_000) -> np.ndarray:
     """A quantity of the radar geometry alone (pixel area, incidence) on the whole window.
 
-    The splatted values (weighted / weight) exist only where cell centres land; such
-    quantities vary smoothly with (line, sample), so a weighted least-squares polynomial
-    of degree 2 over the window represents them to about 1e-6 and fills every pixel,
-    including those that facets reach but no cell centre does.
+    It is known at the cells' (line, sample) positions and varies smoothly with them, so
+    a least-squares polynomial of degree 2 in (line, sample), fitted to an even subset of
+    about ``samples`` valid cells, represents it to about 1e-6 relative and fills every
+    window pixel, including those no cell centre reaches.
     """
-    n_lines, n_samples = weight.shape
-    have = weight > 0
-    if not have.any():
-        return np.full(weight.shape, np.nan)
-    rows, cols = np.nonzero(have)
-    u = (rows - 0.5 * n_lines) / max(n_lines, 1)
-    v = (cols - 0.5 * n_samples) / max(n_samples, 1)
+    line0, n_lines, sample0, n_samples = window
+    valid = cells["valid"]
+    stride = max(1, int(math.sqrt(valid.size / samples)))
+    pick = valid[::stride, ::stride]
+    if not pick.any():
+        pick, stride = valid, 1
+    if not pick.any():
+        return np.full((n_lines, n_samples), np.nan)
+    u = (cells["line"][::stride, ::stride][pick] - line0 - 0.5 * n_lines) / max(n_lines, 1)
+    v = (cells["sample"][::stride, ::stride][pick] - sample0 - 0.5 * n_samples) / max(n_samples, 1)
+    values = cells[name][::stride, ::stride][pick].astype(np.float64)
     terms = [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
     design = np.stack([u**p * v**q for p, q in terms], axis=1)
-    w = np.sqrt(weight[have])
-    values = weighted[have] / weight[have]
-    coef, *_ = np.linalg.lstsq(design * w[:, None], values * w, rcond=None)
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
     uu = ((np.arange(n_lines) - 0.5 * n_lines) / max(n_lines, 1))[:, None]
     vv = ((np.arange(n_samples) - 0.5 * n_samples) / max(n_samples, 1))[None, :]
-    out = np.zeros(weight.shape)
+    out = np.zeros((n_lines, n_samples))
     for (p, q), c in zip(terms, coef, strict=True):
         out += c * uu**p * vv**q
     return out
@@ -400,46 +440,57 @@ def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
     return {"line": np.arange(line0, line0 + n_lines), "sample": np.arange(sample0, sample0 + n_samples)}
 
 
-def _as_dataset(state: _Simulation, projection: str) -> xr.Dataset:
+def _as_dataset(state: _Simulation, projection: str, variables: tuple[str, ...] | None = None) -> xr.Dataset:
+    """The simulation as a Dataset; ``variables``: only those (each built only when asked for)."""
     dem, c, cells = state.dem, state.per_cell, state.cells
     inside = cells["valid"]
-    cos_local = np.clip(c["cos_local_incidence"], -1, 1)
-    local_incidence = np.where(inside, np.degrees(np.arccos(cos_local)), np.nan).astype(np.float32)
     dims = ("y", "x")
-    pixel_area = state.pixel_area
-    with np.errstate(invalid="ignore", divide="ignore"):
-        simulated_area = np.where(pixel_area > 0, state.images[0] / pixel_area, np.nan)
     radar_dims = ("line", "sample")
+
+    def on_cells(values: np.ndarray) -> np.ndarray:
+        return np.where(inside, values, np.nan).astype(np.float32)
+
+    def local_incidence() -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return on_cells(np.degrees(np.arccos(np.clip(c["cos_local_incidence"], -1, 1))))
+
+    def per_pixel_area(image: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(state.pixel_area > 0, image / state.pixel_area, np.nan).astype(np.float32)
+
+    mask_attrs = {"flag_values": "0 1 2 255", "flag_meanings": "none active passive outside"}
+    builders = {
+        "local_incidence_angle": lambda: (dims, local_incidence(), {"units": "degree", "long_name": "local incidence angle"}),
+        "gamma_area": lambda: (dims, on_cells(c["gamma_area"]),
+                               {"units": "m2", "long_name": "projected (gamma) area, A . look"}),
+        "sigma_area": lambda: (dims, on_cells(c["sigma_area"]), {"units": "m2", "long_name": "surface (sigma) area"}),
+        "contribution": lambda: (dims, on_cells(c["contribution"]),
+                                 {"units": "m2", "long_name": "contribution c = sum over facets",
+                                  "model": state.contribution.description}),
+        "layover": lambda: (dims, state.layover, {"long_name": "layover", **mask_attrs}),
+        "shadow": lambda: (dims, state.shadow, {"long_name": "shadow", **mask_attrs}),
+        "slant_range": lambda: (dims, cells["slant_range"], {"units": "m"}),
+        "radar_line": lambda: (dims, np.where(inside, cells["line"], np.nan),
+                               {"long_name": "fractional line of the cell in the product grid (unclipped)"}),
+        "radar_sample": lambda: (dims, np.where(inside, cells["sample"], np.nan),
+                                 {"long_name": "fractional sample of the cell in the product grid (unclipped)"}),
+        "azimuth_time": lambda: (dims, datetime_from_seconds(cells["time"], state.geometry.reference_time)),
+        "incidence_angle": lambda: (dims, np.degrees(cells["incidence"]).astype(np.float32),
+                                    {"units": "degree", "long_name": "ellipsoid incidence angle"}),
+        "simulated_area": lambda: (radar_dims, per_pixel_area(state.images[0]),
+                                   {"long_name": "simulated area image sum(w c) / pixel area"}),
+        "simulated_gamma_area": lambda: (radar_dims, per_pixel_area(state.images[1]),
+                                         {"long_name": "simulated gamma area image sum(w A_gamma) / pixel area"}),
+        "pixel_area": lambda: (radar_dims, state.pixel_area.astype(np.float32),
+                               {"units": "m2", "long_name": "slant-plane pixel area"}),
+        "mixing": lambda: (radar_dims, state.mixing, {"long_name": "number of separate ground segments per pixel"}),
+        "valid": lambda: (radar_dims, state.valid_pixels, {"long_name": "gamma area >= 5 % of flat terrain"}),
+    }
+    names = variables if variables is not None else tuple(builders)
+    wants_radar = bool({"simulated_area", "simulated_gamma_area", "pixel_area", "mixing", "valid"} & set(names))
     ds = xr.Dataset(
-        {
-            "local_incidence_angle": (dims, local_incidence, {"units": "degree", "long_name": "local incidence angle"}),
-            "gamma_area": (dims, np.where(inside, c["gamma_area"], np.nan).astype(np.float32),
-                           {"units": "m2", "long_name": "projected (gamma) area, A . look"}),
-            "sigma_area": (dims, np.where(inside, c["sigma_area"], np.nan).astype(np.float32),
-                           {"units": "m2", "long_name": "surface (sigma) area"}),
-            "contribution": (dims, np.where(inside, c["contribution"], np.nan).astype(np.float32),
-                             {"units": "m2", "long_name": "contribution c = sum over facets", "model": state.contribution.description}),
-            "layover": (dims, state.layover, {"long_name": "layover", "flag_values": "0 1 2 255",
-                                              "flag_meanings": "none active passive outside"}),
-            "shadow": (dims, state.shadow, {"long_name": "shadow", "flag_values": "0 1 2 255",
-                                            "flag_meanings": "none active passive outside"}),
-            "slant_range": (dims, cells["slant_range"], {"units": "m"}),
-            "radar_line": (dims, np.where(inside, cells["line"], np.nan),
-                           {"long_name": "fractional line of the cell in the product grid (unclipped)"}),
-            "radar_sample": (dims, np.where(inside, cells["sample"], np.nan),
-                             {"long_name": "fractional sample of the cell in the product grid (unclipped)"}),
-            "azimuth_time": (dims, datetime_from_seconds(cells["time"], state.geometry.reference_time)),
-            "incidence_angle": (dims, np.degrees(cells["incidence"]).astype(np.float32),
-                                {"units": "degree", "long_name": "ellipsoid incidence angle"}),
-            "simulated_area": (radar_dims, simulated_area.astype(np.float32),
-                               {"long_name": "simulated area image sum(w c) / pixel area"}),
-            "simulated_gamma_area": (radar_dims, (state.images[1] / pixel_area).astype(np.float32),
-                                     {"long_name": "simulated gamma area image sum(w A_gamma) / pixel area"}),
-            "pixel_area": (radar_dims, pixel_area.astype(np.float32), {"units": "m2", "long_name": "slant-plane pixel area"}),
-            "mixing": (radar_dims, state.mixing, {"long_name": "number of separate ground segments per pixel"}),
-            "valid": (radar_dims, state.valid_pixels, {"long_name": "gamma area >= 5 % of flat terrain"}),
-        },
-        coords={"y": dem["y"], "x": dem["x"], **_radar_coords(state.window)},
+        {name: builders[name]() for name in names},
+        coords={"y": dem["y"], "x": dem["x"], **(_radar_coords(state.window) if wants_radar else {})},
         attrs={
             **state.geometry.to_attrs(),
             "projection": projection,
@@ -449,7 +500,7 @@ def _as_dataset(state: _Simulation, projection: str) -> xr.Dataset:
             "sarheight_version": __version__,
         },
     )
-    return ds.rio.write_crs(dem.rio.crs)
+    return ds.rio.write_crs(dem.rio.crs, inplace=True)
 
 
 def simulate(

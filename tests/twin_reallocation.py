@@ -1,23 +1,23 @@
 """Vectorised-numpy twin of the reconstruction's core for bilinear projection.
 
-The twin of ``kernels.simulation.facet_pass`` (bilinear splatting, contributions "model"
+The twin of ``kernels.facets.facet_pass`` (bilinear splatting, contributions "model"
 or "gamma") followed by the energy reallocation of ``sarheight.layover.reallocate``:
 
-1. facets: every usable DEM cell is split into ``k x k`` sub-quads of two triangles;
-   sub-vertex ECEF positions are bilinear between cell centres, their radar coordinates
-   a first-order expansion about the nearest solved centre (the kernel's construction);
-2. scatter: each triangle's contribution c_f (empirical sigma0 law x sigma area, or the
-   gamma area) and gamma area are splatted at the triangle's centroid on the four nearest
-   pixel centres with ``np.add.at``;
+1. facets: every usable DEM cell is split into ``k x k`` sub-quads; sub-vertex ECEF
+   positions and radar coordinates are bilinear between the cell centres' (the kernel's
+   construction);
+2. scatter: each sub-quad's contribution c_f (empirical sigma0 law of its vector area x
+   sigma area, or the gamma area) and gamma area are splatted at the sub-quad's centre on
+   the four nearest pixel centres with ``np.add.at``;
 3. ratios: observed energy I_p a_p over the simulated image, per pixel;
-4. gather: each triangle reads the ratio image back with the same bilinear weights (fancy
-   indexing) and the cell's energy is the sum of c_f times what its triangles read.
+4. gather: each sub-quad reads the ratio image back with the same bilinear weights (fancy
+   indexing) and the cell's energy is the sum of c_f times what its sub-quads read.
 
 It works on the cell geometry that ``sarheight.simulate._run_simulation`` computed (the
 ``_Simulation`` state: cells, shadow mask, window, oversample factor), vectorised over all
-cells and looping in Python over the ``2 k^2`` triangles of a cell. It shares no code with
+cells and looping in Python over the ``k^2`` sub-quads of a cell. It shares no code with
 the Numba kernels, so agreement means something; it is written for clarity, not speed.
-Only the benchmarks use it.
+Used by the tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ MODEL, GAMMA = "model", "gamma"
 
 
 def usable_cells(cells: dict[str, np.ndarray]) -> np.ndarray:
-    """Valid cells whose 3 x 3 neighbourhood (clamped at the border) has no void."""
-    finite = np.isfinite(cells["ecef"][..., 0])
+    """Valid cells whose 3 x 3 neighbourhood (clamped at the border) is solved."""
+    finite = np.isfinite(cells["line"])
     padded = np.pad(finite, 1, mode="edge")
     rows, cols = finite.shape
     ok = cells["valid"].copy()
@@ -60,8 +60,6 @@ class _Facets:
         self.rows, self.cols = cells["valid"].shape
         self.ecef = [np.ascontiguousarray(cells["ecef"][..., axis]).reshape(-1) for axis in range(3)]
         self.line, self.sample = cells["line"].reshape(-1), cells["sample"].reshape(-1)
-        jacobian = cells["jacobian"].reshape(-1, 6)  # d(line, sample)/d(x, y, z), row-major
-        self.jacobian = [np.ascontiguousarray(jacobian[:, q]) for q in range(6)]
         self.valid = cells["valid"].reshape(-1)
         self.k = k
         self.line0, self.sample0 = window[0], window[2]
@@ -83,50 +81,61 @@ class _Facets:
         at = i0 * cols + j0
         corner = [(1.0 - wr) * ((1.0 - wc) * e[at] + wc * e[at + 1])
                   + wr * ((1.0 - wc) * e[at + cols] + wc * e[at + cols + 1]) for e in self.ecef]
-        ri = np.clip(np.floor(rho + 0.5), 0, rows - 1).astype(np.int64)
-        rj = np.clip(np.floor(kappa + 0.5), 0, cols - 1).astype(np.int64)
-        centre = ri * cols + rj
-        bad = ~self.valid[centre]
-        centre[bad] = self.i[bad] * cols + self.j[bad]
-        dl = self.line[centre]
-        ds = self.sample[centre]
-        for axis in range(3):
-            d = corner[axis] - self.ecef[axis][centre]
-            dl += self.jacobian[axis][centre] * d
-            ds += self.jacobian[3 + axis][centre] * d
+        dl, ds = ((1.0 - wr) * ((1.0 - wc) * e[at] + wc * e[at + 1])
+                  + wr * ((1.0 - wc) * e[at + cols] + wc * e[at + cols + 1]) for e in (self.line, self.sample))
         return corner, dl - self.line0 + 0.5, ds - self.sample0 + 0.5
 
-    def triangles(self, contribution: str, law) -> Iterator[tuple[np.ndarray, ...]]:
-        """Per triangle of every cell: (c, gamma weight, sigma area, L centroid, S centroid)."""
+    def sub_quads(self) -> Iterator[tuple[tuple, tuple, tuple, tuple]]:
+        """Corners (v00, v01, v11, v10) of each of the k x k sub-quads of every cell, as
+        ``vertex`` gives them, row by row of sub-vertices."""
         k = self.k
-        cx, cy, cz = self.centre
-        ux, uy, uz = self.look
         below = [self.vertex(0, b) for b in range(k + 1)]
         for a in range(k):
             above = [self.vertex(a + 1, b) for b in range(k + 1)]
             for b in range(k):
-                v00, v01, v11, v10 = below[b], below[b + 1], above[b + 1], above[b]
-                for v0, v1, v2 in ((v00, v01, v11), (v00, v11, v10)):
-                    e1x, e1y, e1z = (v1[0][q] - v0[0][q] for q in range(3))
-                    e2x, e2y, e2z = (v2[0][q] - v0[0][q] for q in range(3))
-                    nx = 0.5 * (e1y * e2z - e1z * e2y)
-                    ny = 0.5 * (e1z * e2x - e1x * e2z)
-                    nz = 0.5 * (e1x * e2y - e1y * e2x)
-                    # Outward: the area vector points away from the Earth's centre.
-                    sign = np.where(nx * cx + ny * cy + nz * cz < 0.0, -1.0, 1.0)
-                    nx, ny, nz = nx * sign, ny * sign, nz * sign
-                    area_sigma = np.sqrt(nx * nx + ny * ny + nz * nz)
-                    projected = nx * ux + ny * uy + nz * uz
-                    area_gamma = np.maximum(projected, 0.0)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        cos_t = np.where(area_sigma > 0.0, projected / area_sigma, 0.0)
-                    c = sigma0_model(cos_t, law) * area_sigma if contribution == MODEL else area_gamma
-                    c = np.where(self.shadowed, 0.0, c)
-                    g = np.where(self.shadowed, 0.0, area_gamma)
-                    lc = (v0[1] + v1[1] + v2[1]) / 3.0
-                    sc = (v0[2] + v1[2] + v2[2]) / 3.0
-                    yield c, g, area_sigma, lc, sc
+                yield below[b], below[b + 1], above[b + 1], above[b]
             below = above
+
+    def quads(self, contribution: str, law) -> Iterator[tuple[np.ndarray, ...]]:
+        """Per sub-quad of every cell: (c, gamma weight, sigma area, L centre, S centre)."""
+        for v00, v01, v11, v10 in self.sub_quads():
+            # The sub-quad's vector area: half the cross product of its diagonals.
+            c, g, area_sigma = self._contribution(
+                [v11[0][q] - v00[0][q] for q in range(3)], [v10[0][q] - v01[0][q] for q in range(3)],
+                contribution, law)
+            lc = (v00[1] + v01[1] + v11[1] + v10[1]) / 4.0
+            sc = (v00[2] + v01[2] + v11[2] + v10[2]) / 4.0
+            yield c, g, area_sigma, lc, sc
+
+    def triangles(self, contribution: str, law) -> Iterator[tuple[np.ndarray, ...]]:
+        """Per triangle of every cell (exact projection: two per sub-quad, T0 = (a, b) ->
+        (a, b + 1) -> (a + 1, b + 1), T1 = (a, b) -> (a + 1, b + 1) -> (a + 1, b)): (c,
+        gamma weight, sigma area, L (m, 3), S (m, 3) of its vertices in window coordinates)."""
+        for v00, v01, v11, v10 in self.sub_quads():
+            for v0, v1, v2 in ((v00, v01, v11), (v00, v11, v10)):
+                e1 = [v1[0][q] - v0[0][q] for q in range(3)]
+                e2 = [v2[0][q] - v0[0][q] for q in range(3)]
+                c, g, area_sigma = self._contribution(e1, e2, contribution, law)
+                yield (c, g, area_sigma, np.stack([v0[1], v1[1], v2[1]], axis=1),
+                       np.stack([v0[2], v1[2], v2[2]], axis=1))
+
+    def _contribution(self, e1, e2, contribution: str, law):
+        """(c, gamma weight, sigma area) of the area vector e1 x e2 / 2, turned outward."""
+        cx, cy, cz = self.centre
+        ux, uy, uz = self.look
+        nx = 0.5 * (e1[1] * e2[2] - e1[2] * e2[1])
+        ny = 0.5 * (e1[2] * e2[0] - e1[0] * e2[2])
+        nz = 0.5 * (e1[0] * e2[1] - e1[1] * e2[0])
+        # Outward: the area vector points away from the Earth's centre.
+        sign = np.where(nx * cx + ny * cy + nz * cz < 0.0, -1.0, 1.0)
+        nx, ny, nz = nx * sign, ny * sign, nz * sign
+        area_sigma = np.sqrt(nx * nx + ny * ny + nz * nz)
+        projected = nx * ux + ny * uy + nz * uz
+        area_gamma = np.maximum(projected, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos_t = np.where(area_sigma > 0.0, projected / area_sigma, 0.0)
+        c = sigma0_model(cos_t, law) * area_sigma if contribution == MODEL else area_gamma
+        return np.where(self.shadowed, 0.0, c), np.where(self.shadowed, 0.0, area_gamma), area_sigma
 
 
 def _bilinear(lc: np.ndarray, sc: np.ndarray, shape: tuple[int, int]):
@@ -146,7 +155,7 @@ def scatter(facets: _Facets, shape: tuple[int, int], contribution: str, law) -> 
     """Simulated images (2, lines, samples) of sum w c and sum w A_gamma, and the cells' sigma area."""
     images = np.zeros((2, *shape))
     sigma_area = np.zeros(facets.i.size)
-    for c, g, area_sigma, lc, sc in facets.triangles(contribution, law):
+    for c, g, area_sigma, lc, sc in facets.quads(contribution, law):
         sigma_area += area_sigma
         for r, col, w, inside in _bilinear(lc, sc, shape):
             np.add.at(images[0], (r[inside], col[inside]), (c * w)[inside])
@@ -155,10 +164,10 @@ def scatter(facets: _Facets, shape: tuple[int, int], contribution: str, law) -> 
 
 
 def gather(facets: _Facets, ratios: np.ndarray, contribution: str, law) -> np.ndarray:
-    """Energy (2, m) of each usable cell: sum over its triangles of c (resp. A_gamma) x ratio read back."""
+    """Energy (2, m) of each usable cell: sum over its sub-quads of c (resp. A_gamma) x ratio read back."""
     energy = np.zeros((2, facets.i.size))
     shape = ratios.shape[1:]
-    for c, g, _, lc, sc in facets.triangles(contribution, law):
+    for c, g, _, lc, sc in facets.quads(contribution, law):
         read = np.zeros((2, c.size))
         for r, col, w, inside in _bilinear(lc, sc, shape):
             ri, ci = np.where(inside, r, 0), np.where(inside, col, 0)

@@ -1,0 +1,701 @@
+"""Layover and shadow masks of DEM cells in their own zero-Doppler planes, and mixing.
+
+Profiles. For a radar line l, each DEM column is cut where its cells' line crosses l
+(rows run along track; the caller transposes the DEM otherwise), on the pair of valid
+neighbouring cells that straddles l, and the slant range, look angle, cross-track angle
+and sample are interpolated linearly there: the terrain profile in l's zero-Doppler
+plane. ISCE3 sweeps such a profile ordered by cross-track angle: shadow where the look
+angle is at or below the running maximum from near to far, layover where the slant
+range is below the running maximum (forward pass) or above the running minimum from the
+far end (backward pass).
+
+Cells. Each cell is judged in its own plane, at its own line l, not in that of the
+nearest radar line (up to half a line away along track, where the terrain differs). Its
+profile has one point per DEM column other than its own (whose point is the cell
+itself) that the lines bracketing it, L0 = floor(l) and L0 + 1, cut in the window: that
+column cut at l, where it reaches l. With r, eta, c the cell's own slant range, look
+angle and cross-track angle, and the points split into nearer (c' < c) and farther
+(c' >= c):
+
+    forward margin    max r'   - r    over the nearer points
+    backward margin   r - min r'      over the farther points
+    shadow margin     max eta' - eta  over the nearer points
+
+Layover forward and backward where the margin exceeds ``range_tolerance`` (both: active,
+one: passive); passive shadow where the shadow margin reaches ``range_tolerance / r``
+(the same tolerance seen from the sensor); active shadow where the cell's surface faces
+away from the sensor, whatever the profile. A valid cell that no line of the window
+brackets has no point: neither layover nor passive shadow.
+
+Cost. Building every cell's profile would cost O(cols) per cell; the masks are those of
+that construction (the tests check it against a numpy twin that builds it) at about
+O(log cols) per cell. Between its cuts at L0 and L0 + 1 a column is piecewise linear
+in the line, with kinks at the cells in between; raised by its largest excess over the
+chord (lowered, for minima), the chord bounds it, so the profiles of L0 and L0 + 1,
+sorted by cross-track angle with these envelope values, prefix maxima and suffix minima,
+bound a cell's margin over the columns on its side in both profiles by
+(1 - f) max v0 + f max v1 at f = l - L0 (rounding is monotone, so this holds in floating
+point up to a slack of 1e-12 relative). Evaluated point by point are only the columns
+that may change side between the two lines (within the largest cross-track spread of a
+column's path), those cut by one of the lines only or broken by a void, and, where the
+bound is inconclusive, the columns where the extrema are reached, then the whole side.
+Cells are bucketed by L0, two profiles are kept, and bracket searches step from run to
+run of valid cells along a column, not through voids.
+
+Mixing: per pixel of a line, the number of separate runs of illuminated points of the
+line's profile in it.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+# Mask codes (DESIGN §4.2), the same as in ``simulation``.
+NONE = 0
+ACTIVE = 1
+PASSIVE = 2
+OUTSIDE = 255
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_runs(line, valid):
+    """The runs of valid cells along every DEM column, and their line ranges.
+
+    A run is a maximal range of row pairs (i, i + 1) whose cells are both valid. A column
+    that a void interrupts has several; the bracket search steps from run to run instead
+    of through the void, where it could not tell which way to go.
+
+    Parameters
+    ----------
+    line : (rows, cols) float64, radar line of the cells; rows >= 2.
+    valid : (rows, cols) bool.
+
+    Returns
+    -------
+    runs : tuple of
+        first : (cols + 1,) int64, column j's runs are first[j]:first[j + 1];
+        pairs : (n_runs, 2) int64, the first and last row pair of each run (row indices);
+        lines : (n_runs, 2) float64, the smallest and largest line of its cells;
+        rising : (cols,) bool, whether the line grows with the row in the column (lines
+            are monotone along a column that runs along track, so runs are ordered).
+    """
+    rows, cols = line.shape
+    first = np.zeros(cols + 1, dtype=np.int64)
+    for i in range(rows - 1):
+        for j in range(cols):
+            if valid[i, j] and valid[i + 1, j] and (i == 0 or not valid[i - 1, j]):
+                first[j + 1] += 1
+    for j in range(cols):
+        first[j + 1] += first[j]
+    pairs = np.empty((first[cols], 2), dtype=np.int64)
+    lines = np.empty((first[cols], 2))
+    rising = np.zeros(cols, dtype=np.bool_)
+    cursor = first[:cols].copy()
+    for i in range(rows - 1):
+        for j in range(cols):
+            if not (valid[i, j] and valid[i + 1, j]):
+                continue
+            lo = min(line[i, j], line[i + 1, j])
+            hi = max(line[i, j], line[i + 1, j])
+            if i == 0 or not valid[i - 1, j]:
+                k = cursor[j]
+                cursor[j] += 1
+                pairs[k, 0] = i
+                lines[k, 0] = lo
+                lines[k, 1] = hi
+                if k == first[j]:
+                    rising[j] = line[i + 1, j] > line[i, j]
+            else:
+                k = cursor[j] - 1
+                lines[k, 0] = min(lines[k, 0], lo)
+                lines[k, 1] = max(lines[k, 1], hi)
+            pairs[k, 1] = i
+    return first, pairs, lines, rising
+
+
+@numba.njit(cache=True, nogil=True)
+def _bracket(target, j, i, line, runs):
+    """Search column ``j`` from row ``i`` for the pair of rows whose lines straddle ``target``.
+
+    Parameters
+    ----------
+    target : float, the radar line (absolute index).
+    j, i : int, the column and the first row of the pair (i, i + 1) tried first.
+    line : (rows, cols) float64, radar line of the cells.
+    runs : the column runs from ``_column_runs``.
+
+    Returns
+    -------
+    found : bool, whether a pair of valid cells straddles ``target``.
+    i : int, the first row of that pair, or where the search stopped.
+    """
+    first, pairs, lines, rising = runs
+    o0 = first[j]
+    o1 = first[j + 1]
+    if o0 == o1:
+        return False, i
+    # The run holding row i, or the last one before it.
+    k = o0
+    hi = o1
+    while hi - k > 1:
+        mid = (k + hi) // 2
+        if pairs[mid, 0] <= i:
+            k = mid
+        else:
+            hi = mid
+    # Runs are ordered by line too: step towards the one that holds target.
+    for _ in range(o1 - o0):
+        if lines[k, 0] <= target <= lines[k, 1]:
+            break
+        larger = target > lines[k, 1]
+        nxt = k + (1 if larger == rising[j] else -1)
+        if nxt < o0 or nxt >= o1 or (lines[nxt, 0] > target if larger else lines[nxt, 1] < target):
+            return False, min(max(i, pairs[k, 0]), pairs[k, 1])  # beyond the column, or in a void
+        k = nxt
+    if not lines[k, 0] <= target <= lines[k, 1]:
+        return False, i
+    a = pairs[k, 0]
+    b = pairs[k, 1]
+    i = min(max(i, a), b)
+    for _ in range(b - a + 1):
+        l0 = line[i, j]
+        l1 = line[i + 1, j]
+        if min(l0, l1) <= target <= max(l0, l1):
+            return True, i
+        if (l1 > l0) == (target > max(l0, l1)):
+            if i == b:
+                return False, i
+            i += 1
+        else:
+            if i == a:
+                return False, i
+            i -= 1
+    return False, i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _weight(target, i, j, line):
+    """Interpolation weight of row i + 1 where column j's line equals ``target``."""
+    span = line[i + 1, j] - line[i, j]
+    return 0.0 if span == 0.0 else (target - line[i, j]) / span
+
+
+@numba.njit(cache=True, nogil=True)
+def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, faces_away, runs, pointer,
+                 ct, eta, rng, smp, away, column, bracket):
+    """Cut every DEM column where its cells' line crosses ``target``: the line's profile.
+
+    Parameters
+    ----------
+    target : float, the radar line (absolute index).
+    line, sample, slant_range, look_angle, cross_track, faces_away : (rows, cols) cell
+        arrays as in ``visibility_profiles``.
+    runs : the column runs from ``_column_runs``.
+    pointer : (cols,) int64, per column the first row of the pair tried first; updated,
+        so that successive lines start where the last one was found.
+    ct, eta, rng, smp : (cols,) float64 outputs: cross-track angle (rad), look angle
+        (rad), slant range (m) and sample of the points, in column order.
+    away : (cols,) bool output, whether the nearer of the two cells faces away.
+    column, bracket : (cols,) int64 outputs, each point's DEM column and first row.
+
+    Returns
+    -------
+    n : int, the number of points written.
+    """
+    cols = line.shape[1]
+    n = 0
+    for j in range(cols):
+        found, i = _bracket(target, j, pointer[j], line, runs)
+        pointer[j] = i
+        if not found:
+            continue
+        f = _weight(target, i, j, line)
+        ct[n] = (1.0 - f) * cross_track[i, j] + f * cross_track[i + 1, j]
+        eta[n] = (1.0 - f) * look_angle[i, j] + f * look_angle[i + 1, j]
+        rng[n] = (1.0 - f) * slant_range[i, j] + f * slant_range[i + 1, j]
+        smp[n] = (1.0 - f) * sample[i, j] + f * sample[i + 1, j]
+        away[n] = faces_away[i, j] if f < 0.5 else faces_away[i + 1, j]
+        column[n] = j
+        bracket[n] = i
+        n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_mixing(mixing_row, order, eta, rng, smp, away, n, sample0, range_tolerance):
+    """Count, per pixel of one line, the separate runs of illuminated profile points in it.
+
+    ``order`` sorts the first ``n`` profile points by cross-track angle; a shadowed point
+    (ISCE3's sweep of the look angle, or facing away) ends a run. A run that jumps over
+    pixels between two consecutive points covers them.
+    """
+    n_samples = mixing_row.shape[0]
+    max_look = -1.0
+    previous = -(1 << 30)
+    for k in range(n):
+        p = order[k]
+        shaded = away[p] or eta[p] <= max_look - range_tolerance / rng[p]
+        if eta[p] > max_look:
+            max_look = eta[p]
+        if shaded:
+            previous = -(1 << 30)
+            continue
+        c = int(math.floor(smp[p] + 0.5)) - sample0
+        if c == previous:
+            continue
+        if previous == -(1 << 30) or abs(c - previous) <= 1:
+            first = c
+            last = c
+        elif c > previous:
+            first = previous + 1
+            last = c
+        else:
+            first = c
+            last = previous - 1
+        for cc in range(max(first, 0), min(last, n_samples - 1) + 1):
+            if mixing_row[cc] < 65535:
+                mixing_row[cc] += 1
+        previous = c
+
+
+@numba.njit(cache=True, nogil=True)
+def _own_point(here, j, i, line, runs, cross_track, field):
+    """Column ``j`` cut at line ``here``: its point in that zero-Doppler plane.
+
+    Parameters
+    ----------
+    here : float, the line (absolute index).
+    j, i : int, the column and the row to start the search from (a bracket of a nearby line).
+    line, cross_track : (rows, cols) cell arrays; runs: the column runs (``_column_runs``).
+    field : (rows, cols) float64, the quantity to cut (slant range, m, or look angle, rad).
+
+    Returns
+    -------
+    found : bool, whether the column reaches the line.
+    ct : float, cross-track angle of the point (rad).
+    value : float, ``field`` at the point.
+    """
+    found, i = _bracket(here, j, i, line, runs)
+    if not found:
+        return False, 0.0, 0.0
+    w = _weight(here, i, j, line)
+    return (True, (1.0 - w) * cross_track[i, j] + w * cross_track[i + 1, j],
+            (1.0 - w) * field[i, j] + w * field[i + 1, j])
+
+
+@numba.njit(cache=True, nogil=True)
+def _envelope(j, i0, i1, f_line0, v0, v1, line, valid, field):
+    """How far the column's path between two lines rises above and sinks below its chord.
+
+    Between its cuts at lines L0 (row pair from ``i0``) and L0 + 1 (from ``i1``), column
+    ``j`` is piecewise linear in the line, with kinks at the cells between; the chord joins
+    the cuts' values ``v0`` and ``v1`` of ``field``.
+
+    Returns
+    -------
+    up, down : float, >= 0, the largest excess of the path over the chord and below it;
+        -1.0, -1.0 where a cell between is void or out of order (the column is then
+        evaluated point by point).
+    """
+    up = 0.0
+    down = 0.0
+    first, last = (i0 + 1, i1) if i1 >= i0 else (i1 + 1, i0)
+    for m in range(first, last + 1):
+        if not valid[m, j]:
+            return -1.0, -1.0
+        a = line[m, j] - f_line0
+        if a < 0.0 or a > 1.0:
+            return -1.0, -1.0
+        excess = field[m, j] - (v0 + a * (v1 - v0))
+        up = max(up, excess)
+        down = max(down, -excess)
+    return up, down
+
+
+@numba.njit(cache=True, nogil=True)
+def _ct_spread(j, i0, i1, ct0, ct1, cross_track):
+    """Spread of the cross-track angle (rad) over the column's path between two lines."""
+    lo = min(ct0, ct1)
+    hi = max(ct0, ct1)
+    first, last = (i0 + 1, i1) if i1 >= i0 else (i1 + 1, i0)
+    for m in range(first, last + 1):
+        lo = min(lo, cross_track[m, j])
+        hi = max(hi, cross_track[m, j])
+    return hi - lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _running_max(values, slot, n, out, arg):
+    """Running maximum of ``values[slot, :n]`` and its index, into ``out``, ``arg`` (same slot)."""
+    for k in range(n):
+        if k == 0 or values[slot, k] > out[slot, k - 1]:
+            out[slot, k] = values[slot, k]
+            arg[slot, k] = k
+        else:
+            out[slot, k] = out[slot, k - 1]
+            arg[slot, k] = arg[slot, k - 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _running_min_from_end(values, slot, n, out, arg):
+    """Running minimum of ``values[slot, :n]`` from the end and its index, into ``out``, ``arg``."""
+    for k in range(n - 1, -1, -1):
+        if k == n - 1 or values[slot, k] < out[slot, k + 1]:
+            out[slot, k] = values[slot, k]
+            arg[slot, k] = k
+        else:
+            out[slot, k] = out[slot, k + 1]
+            arg[slot, k] = arg[slot, k + 1]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count_below(values, slot, n, x, inclusive):
+    """How many of ``values[slot, :n]`` (ascending) are below ``x`` (or at it: ``inclusive``)."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[slot, mid] < x or (inclusive and values[slot, mid] == x):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearer_max(split, own, slot, values, prefix, prefix_arg):
+    """Maximum of ``values[slot, :split]`` without index ``own``, and where it is.
+
+    ``prefix`` and ``prefix_arg`` hold the running maximum of ``values`` and its index.
+    Returns (-inf, -1) where no point is left. The own column's point lies next to the
+    split, so the loop is short.
+    """
+    if own < 0 or own >= split:
+        if split > 0:
+            return prefix[slot, split - 1], prefix_arg[slot, split - 1]
+        return -math.inf, -1
+    best = -math.inf
+    arg = -1
+    if own > 0:
+        best = prefix[slot, own - 1]
+        arg = prefix_arg[slot, own - 1]
+    for q in range(own + 1, split):
+        if values[slot, q] > best:
+            best = values[slot, q]
+            arg = q
+    return best, arg
+
+
+@numba.njit(cache=True, nogil=True)
+def _farther_min(split, own, n, slot, values, suffix, suffix_arg):
+    """Minimum of ``values[slot, split:n]`` without index ``own``, and where it is (inf, -1: none)."""
+    if own < split:
+        if split < n:
+            return suffix[slot, split], suffix_arg[slot, split]
+        return math.inf, -1
+    best = math.inf
+    arg = -1
+    if own + 1 < n:
+        best = suffix[slot, own + 1]
+        arg = suffix_arg[slot, own + 1]
+    for q in range(split, own):
+        if values[slot, q] < best:
+            best = values[slot, q]
+            arg = q
+    return best, arg
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _exceeds(margin, threshold, strict):
+    return margin > threshold if strict else margin >= threshold
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bound_reaches(nearer, f, bound0, arg0, bound1, arg1, cell, threshold, strict):
+    """Whether the envelope bound of a margin reaches ``threshold``; if not, no column on the
+    side in both profiles can, and the side is settled without looking at them.
+
+    ``bound0``, ``bound1`` are the extrema of the envelope values over the side in each
+    profile (own column left out), ``arg0``, ``arg1`` their indices (-1: none on the side).
+    """
+    if arg0 < 0 or arg1 < 0 or not (math.isfinite(bound0) and math.isfinite(bound1)):
+        return False
+    sign = 1.0 if nearer else -1.0
+    # Rounding slack: the bound must not fall below a point's value by an ulp.
+    slack = 1e-12 * (abs(bound0) + abs(bound1) + abs(cell))
+    return _exceeds(sign * ((1.0 - f) * bound0 + f * bound1 - cell) + slack, threshold, strict)
+
+
+@numba.njit(cache=True, nogil=True)
+def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, n0, t, s, p_col, p_row,
+                  here, line, runs, cross_track, field):
+    """Whether a margin of the cell reaches ``threshold``, point by point on one side.
+
+    For when the envelope bound is inconclusive. The margin is ``sign * (v - cell)`` over
+    the cell's own profile points v on the side (``nearer``: sign +1, cross-track angle
+    below the cell's ``x``; farther: sign -1, at or above it) of the columns on that side
+    in both profiles: first those where the bounds are reached, then all of them.
+
+    Parameters
+    ----------
+    nearer : bool, the side.
+    cell, x : float, the cell's own value of ``field`` and its cross-track angle (rad).
+    threshold : float, in the unit of ``field``; strict: whether the margin must exceed it.
+    arg0, arg1 : int, where the bounds are reached in profiles 0 and 1.
+    split0, own0, n0 : int, profile 0's number of points nearer than the cell, index of
+        the cell's column (-1: none), number of points.
+    t, s : int, the slots of profiles 0 and 1 in ``p_col``, ``p_row`` (columns and
+        bracket rows of the sorted profiles).
+    here : float, the cell's line.
+    line, cross_track, field : (rows, cols) cell arrays; runs: the column runs.
+    """
+    sign = 1.0 if nearer else -1.0
+    for c in range(2):
+        jj = p_col[t, arg0] if c == 0 else p_col[s, arg1]
+        ii = p_row[t, arg0] if c == 0 else p_row[s, arg1]
+        found, ct_k, v = _own_point(here, jj, ii, line, runs, cross_track, field)
+        if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
+            return True
+    first, stop = (0, split0) if nearer else (split0, n0)
+    for p in range(first, stop):
+        if p == own0:
+            continue
+        found, ct_k, v = _own_point(here, p_col[t, p], p_row[t, p], line, runs, cross_track, field)
+        if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, valid,
+                        line0, sample0, n_lines, n_samples, range_tolerance):
+    """Layover and shadow masks of the cells in their own zero-Doppler planes, and mixing.
+
+    Every radar line of the window is cut out of the DEM as a terrain profile; each valid
+    cell is set against its own profile, whose points are bounded through the profiles
+    of the two lines that bracket it (see the module docstring).
+
+    Parameters
+    ----------
+    line, sample : (rows, cols) float64, radar coordinates of the cell centres (line and
+        sample indices) from ``cell_geometry``; rows must run along track.
+    slant_range : (rows, cols) float64, m.
+    look_angle, cross_track : (rows, cols) float64, rad.
+    faces_away : (rows, cols) bool, the cell's surface faces away from the sensor.
+    valid : (rows, cols) bool.
+    line0, sample0, n_lines, n_samples : int, the radar window (absolute first line and
+        sample, size); only the lines of the window have profiles.
+    range_tolerance : float, slant-range difference (m) below which two points count as
+        level, so that interpolation noise never reads as layover or shadow.
+
+    Returns
+    -------
+    layover, shadow : (rows, cols) uint8, 0 none, 1 active, 2 passive; 255 for invalid
+        cells only (a valid cell that no profile reaches has no layover, and is in active
+        shadow where it faces away).
+    mixing : (n_lines, n_samples) uint16, separate ground segments per pixel.
+    """
+    rows, cols = line.shape
+    layover = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
+    shadow = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
+    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
+
+    # Bucket the valid cells by the profiles that bracket them: key b holds the cells with
+    # floor(line) = line0 + b - 1, between lines b - 1 and b of the window (keys 0 and
+    # n_lines have one of them only).
+    n_keys = n_lines + 1
+    start = np.zeros(n_keys + 1, dtype=np.int64)
+    for i in range(rows):
+        for j in range(cols):
+            if valid[i, j]:
+                layover[i, j] = NONE
+                shadow[i, j] = ACTIVE if faces_away[i, j] else NONE
+                key = int(math.floor(line[i, j])) - line0 + 1
+                if 0 <= key < n_keys:
+                    start[key + 1] += 1
+    for b in range(n_keys):
+        start[b + 1] += start[b]
+    bucket = np.empty(start[n_keys], dtype=np.int64)
+    cursor = start[:n_keys].copy()
+    for i in range(rows):
+        for j in range(cols):
+            if valid[i, j]:
+                key = int(math.floor(line[i, j])) - line0 + 1
+                if 0 <= key < n_keys:
+                    bucket[cursor[key]] = i * cols + j
+                    cursor[key] += 1
+    if rows < 2:
+        return layover, shadow, mixing
+
+    runs = _column_runs(line, valid)
+    pointer = np.zeros(cols, dtype=np.int64)
+    ct = np.empty(cols)
+    eta = np.empty(cols)
+    rng = np.empty(cols)
+    smp = np.empty(cols)
+    away = np.zeros(cols, dtype=np.bool_)
+    column = np.empty(cols, dtype=np.int64)
+    bracket = np.empty(cols, dtype=np.int64)
+    # Two sorted profiles in alternating slots: line b of the window goes to slot b % 2.
+    count = np.zeros(2, dtype=np.int64)
+    p_ct = np.empty((2, cols))
+    p_r = np.empty((2, cols))
+    p_eta = np.empty((2, cols))
+    p_col = np.empty((2, cols), dtype=np.int64)
+    p_row = np.empty((2, cols), dtype=np.int64)
+    rank = np.full((2, cols), -1, dtype=np.int64)
+    # Per pair of lines and per point of either profile: the envelope values of its
+    # column (raised slant range and look angle, lowered slant range), their running
+    # extrema and where these are reached.
+    r_hi = np.empty((2, cols))
+    r_lo = np.empty((2, cols))
+    eta_hi = np.empty((2, cols))
+    r_max = np.empty((2, cols))
+    r_max_arg = np.empty((2, cols), dtype=np.int64)
+    r_min = np.empty((2, cols))
+    r_min_arg = np.empty((2, cols), dtype=np.int64)
+    eta_max = np.empty((2, cols))
+    eta_max_arg = np.empty((2, cols), dtype=np.int64)
+    # Points evaluated point by point for every cell of the pair: (slot, index).
+    special = np.empty((2 * cols, 2), dtype=np.int64)
+    for b in range(n_keys):
+        s = b & 1
+        t = 1 - s  # the previous line's slot
+        for k in range(count[s]):
+            rank[s, p_col[s, k]] = -1
+        count[s] = 0
+        if b < n_lines:
+            n = _cut_profile(float(line0 + b), line, sample, slant_range, look_angle, cross_track, faces_away,
+                             runs, pointer, ct, eta, rng, smp, away, column, bracket)
+            if n > 0:
+                order = np.argsort(ct[:n])
+                _add_mixing(mixing[b], order, eta, rng, smp, away, n, sample0, range_tolerance)
+                for k in range(n):
+                    p = order[k]
+                    p_ct[s, k] = ct[p]
+                    p_r[s, k] = rng[p]
+                    p_eta[s, k] = eta[p]
+                    p_col[s, k] = column[p]
+                    p_row[s, k] = bracket[p]
+                    rank[s, column[p]] = k
+                count[s] = n
+        if start[b + 1] == start[b]:
+            continue
+        n0 = count[t]
+        n1 = count[s]
+        base = float(line0 + b - 1)
+        # Envelopes of the columns cut by both lines; the others go point by point. The
+        # largest cross-track spread of a column's path bounds how far from a cell the
+        # columns that may change side lie.
+        spread = 0.0
+        n_special = 0
+        for k in range(n1):
+            r_hi[s, k] = -math.inf
+            r_lo[s, k] = math.inf
+            eta_hi[s, k] = -math.inf
+            if rank[t, p_col[s, k]] < 0:
+                special[n_special, 0] = s
+                special[n_special, 1] = k
+                n_special += 1
+        for k in range(n0):
+            r_hi[t, k] = -math.inf
+            r_lo[t, k] = math.inf
+            eta_hi[t, k] = -math.inf
+            jj = p_col[t, k]
+            q = rank[s, jj]
+            if q >= 0:
+                i0 = p_row[t, k]
+                i1 = p_row[s, q]
+                up, down = _envelope(jj, i0, i1, base, p_r[t, k], p_r[s, q], line, valid, slant_range)
+                eta_up, _ = _envelope(jj, i0, i1, base, p_eta[t, k], p_eta[s, q], line, valid, look_angle)
+                if up >= 0.0 and eta_up >= 0.0:
+                    r_hi[t, k] = p_r[t, k] + up
+                    r_hi[s, q] = p_r[s, q] + up
+                    r_lo[t, k] = p_r[t, k] - down
+                    r_lo[s, q] = p_r[s, q] - down
+                    eta_hi[t, k] = p_eta[t, k] + eta_up
+                    eta_hi[s, q] = p_eta[s, q] + eta_up
+                    spread = max(spread, _ct_spread(jj, i0, i1, p_ct[t, k], p_ct[s, q], cross_track))
+                    continue
+            special[n_special, 0] = t
+            special[n_special, 1] = k
+            n_special += 1
+        for u in (t, s):
+            _running_max(r_hi, u, count[u], r_max, r_max_arg)
+            _running_min_from_end(r_lo, u, count[u], r_min, r_min_arg)
+            _running_max(eta_hi, u, count[u], eta_max, eta_max_arg)
+        spread = spread * (1.0 + 1e-9) + 1e-15
+        for c in range(start[b], start[b + 1]):
+            i = bucket[c] // cols
+            j = bucket[c] - i * cols
+            here = line[i, j]
+            f = here - base
+            r = slant_range[i, j]
+            e = look_angle[i, j]
+            x = cross_track[i, j]
+            split0 = _count_below(p_ct, t, n0, x, False)
+            split1 = _count_below(p_ct, s, n1, x, False)
+            own0 = rank[t, j]
+            own1 = rank[s, j]
+            # Point by point: the special columns and those that may change side.
+            forward = -math.inf
+            backward = -math.inf
+            shade = -math.inf
+            # The columns that may change side lie next to the split: walk out from it.
+            lo = split0
+            while lo > 0 and p_ct[t, lo - 1] >= x - spread:
+                lo -= 1
+            hi = split0
+            while hi < n0 and p_ct[t, hi] <= x + spread:
+                hi += 1
+            for u in range(n_special + hi - lo):
+                if u < n_special:
+                    slot = special[u, 0]
+                    k = special[u, 1]
+                else:
+                    slot = t
+                    k = lo + u - n_special
+                    if r_hi[t, k] == -math.inf:
+                        continue  # special, done above
+                jj = p_col[slot, k]
+                if jj == j:
+                    continue
+                found, ii = _bracket(here, jj, p_row[slot, k], line, runs)
+                if not found:
+                    continue
+                w = _weight(here, ii, jj, line)
+                r_k = (1.0 - w) * slant_range[ii, jj] + w * slant_range[ii + 1, jj]
+                if (1.0 - w) * cross_track[ii, jj] + w * cross_track[ii + 1, jj] < x:
+                    forward = max(forward, r_k - r)
+                    shade = max(shade, (1.0 - w) * look_angle[ii, jj] + w * look_angle[ii + 1, jj] - e)
+                else:
+                    backward = max(backward, r - r_k)
+            # Then the columns on the same side in both profiles, through their envelopes.
+            fore = forward > range_tolerance
+            if not fore:
+                m0, a0 = _nearer_max(split0, own0, t, r_hi, r_max, r_max_arg)
+                m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
+                if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
+                    fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
+                                         p_row, here, line, runs, cross_track, slant_range)
+            back = backward > range_tolerance
+            if not back:
+                m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
+                m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
+                if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
+                    back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
+                                         p_row, here, line, runs, cross_track, slant_range)
+            layover[i, j] = ACTIVE if fore and back else (PASSIVE if fore or back else NONE)
+            if not faces_away[i, j]:
+                level = range_tolerance / r
+                shaded = shade >= level
+                if not shaded:
+                    m0, a0 = _nearer_max(split0, own0, t, eta_hi, eta_max, eta_max_arg)
+                    m1, a1 = _nearer_max(split1, own1, s, eta_hi, eta_max, eta_max_arg)
+                    if _bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
+                        shaded = _side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
+                                               p_row, here, line, runs, cross_track, look_angle)
+                if shaded:
+                    shadow[i, j] = PASSIVE
+    return layover, shadow, mixing

@@ -1,0 +1,133 @@
+"""The facet kernel and its helpers against vectorised-numpy twins that share no code with them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sarheight.kernels import facets
+from sarheight.kernels.projection import gather_triangles, sample_window, scatter_triangles
+from sarheight.layover import reallocate, reallocation_ratios
+from sarheight.simulate import _run_simulation
+from tests import twin_reallocation as twin
+from tests.test_layover import _geometry, _rough_dem
+
+
+def _state(seed: int, projection: str, oversample, incidence: float = 25.0, heading: float = 10.0):
+    dem = _rough_dem(seed, rows=24, cols=20, relief=700.0)
+    return _run_simulation(dem, _geometry(dem, incidence=incidence, heading=heading), "model", projection, oversample)
+
+
+def _observation(state) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    simulated = np.nan_to_num(state.images[0] / state.pixel_area)
+    return simulated * rng.gamma(4.0, 0.25, simulated.shape)
+
+
+@pytest.mark.parametrize("oversample", [1, 2, 3])
+def test_exact_facets_match_triangles_walked_one_by_one(oversample):
+    """Edges walked once with net scales equal every triangle scattered (and gathered) alone."""
+    state = _state(5, "exact", oversample)
+    assert (state.layover == 1).any() or (state.layover == 2).any(), "the case must contain layover"
+    shadowed = (state.shadow == 1) | (state.shadow == 2)
+    cells = twin._Facets(state.cells, shadowed, state.window, state.oversample)
+    triangles = list(cells.triangles(twin.MODEL, (0.0118, 0.111, 3.0)))
+    corners = np.concatenate([np.stack([lines, samples], axis=2) for *_, lines, samples in triangles])
+    quantities = np.concatenate([np.stack([c, g], axis=1) for c, g, *_ in triangles])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area = 0.5 * ((corners[:, 1, 1] - corners[:, 0, 1]) * (corners[:, 2, 0] - corners[:, 0, 0])
+                      - (corners[:, 2, 1] - corners[:, 0, 1]) * (corners[:, 1, 0] - corners[:, 0, 0]))
+    keep = area != 0.0
+    shape = state.images.shape[1:]
+    images = scatter_triangles(corners[keep], quantities[keep], *shape)
+    scale = np.abs(images).max()
+    np.testing.assert_allclose(state.images, images, rtol=0, atol=1e-9 * scale)
+    # Gather: each cell's energy is the sum over its triangles of c times the mean ratio.
+    ratios = reallocation_ratios(state, _observation(state))
+    means = np.zeros((corners.shape[0], 2))
+    means[keep] = gather_triangles(np.ascontiguousarray(corners[keep]), ratios)
+    per_cell = cells.i.size
+    energy = (quantities[:, 0] * means[:, 0]).reshape(-1, per_cell).sum(axis=0)
+    kernel = state.facet_pass(gather=True, ratios=ratios)[0][0][cells.i, cells.j]
+    np.testing.assert_allclose(kernel, energy, rtol=1e-9, atol=1e-9 * np.abs(energy).max())
+    sigma_area = sum(area_sigma for _, _, area_sigma, *_ in triangles)
+    np.testing.assert_allclose(state.per_cell["sigma_area"][cells.i, cells.j], sigma_area, rtol=1e-9)
+
+
+@pytest.mark.parametrize("oversample", [1, 2, "auto"])
+def test_bilinear_facets_match_numpy_twin(oversample):
+    state = _state(8, "bilinear", oversample, incidence=30.0, heading=-15.0)
+    observed = _observation(state)
+    expected = twin.reallocate_bilinear(state, observed, state.pixel_area)
+    np.testing.assert_allclose(state.images, expected["images"], rtol=0, atol=1e-10 * np.abs(expected["images"]).max())
+    result = reallocate(state, observed)
+    np.testing.assert_allclose(np.nan_to_num(result["energy"]), expected["energy"], rtol=1e-9,
+                               atol=1e-10 * np.abs(expected["energy"]).max())
+
+
+def _faces_away_twin(ecef: np.ndarray, look: np.ndarray) -> np.ndarray:
+    normal = np.cross(np.gradient(ecef, axis=1), np.gradient(ecef, axis=0))
+    outward = np.sign(np.einsum("ijk,ijk->ij", normal, ecef))
+    with np.errstate(invalid="ignore"):
+        return np.einsum("ijk,ijk->ij", normal, look.astype(np.float64)) * outward <= 0.0
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), rows=st.integers(2, 9), cols=st.integers(2, 9))
+def test_faces_away_matches_numpy_gradient_twin(seed, rows, cols):
+    rng = np.random.default_rng(seed)
+    ecef = np.stack(np.meshgrid(np.arange(cols) * 30.0, np.arange(rows) * -30.0), axis=2)
+    ecef = np.concatenate([ecef, rng.uniform(0, 80, (rows, cols, 1))], axis=2) + np.array([0.0, 0.0, 6.37e6])
+    ecef[rng.random((rows, cols)) < 0.1, 0] = np.nan
+    look = rng.normal(size=(rows, cols, 3)).astype(np.float32)
+    out = np.zeros((rows, cols), dtype=bool)
+    facets.faces_away(ecef, look, 0, rows, out)
+    np.testing.assert_array_equal(out, _faces_away_twin(ecef, look))
+
+
+def _sample_twin(image, line, sample, line0, sample0, nearest):
+    n_lines, n_samples = image.shape
+    rl, rs = line - line0, sample - sample0
+    with np.errstate(invalid="ignore"):
+        ok = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
+    if nearest:
+        r = np.clip(np.floor(np.where(ok, rl, 0) + 0.5).astype(int), 0, n_lines - 1)
+        c = np.clip(np.floor(np.where(ok, rs, 0) + 0.5).astype(int), 0, n_samples - 1)
+        return np.where(ok, image[r, c], np.nan)
+    lc = np.clip(np.where(ok, rl, 0), 0, n_lines - 1)
+    sc = np.clip(np.where(ok, rs, 0), 0, n_samples - 1)
+    r0 = np.minimum(np.floor(lc).astype(int), max(n_lines - 2, 0))
+    c0 = np.minimum(np.floor(sc).astype(int), max(n_samples - 2, 0))
+    wr, wc = np.clip(lc - r0, 0, 1), np.clip(sc - c0, 0, 1)
+    r1, c1 = np.minimum(r0 + 1, n_lines - 1), np.minimum(c0 + 1, n_samples - 1)
+    value = ((1 - wr) * ((1 - wc) * image[r0, c0] + wc * image[r0, c1])
+             + wr * ((1 - wc) * image[r1, c0] + wc * image[r1, c1]))
+    return np.where(ok, value, np.nan)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000), n_lines=st.integers(1, 6), n_samples=st.integers(1, 6), nearest=st.booleans())
+def test_sample_window_matches_numpy_twin(seed, n_lines, n_samples, nearest):
+    rng = np.random.default_rng(seed)
+    image = rng.random((n_lines, n_samples))
+    line = rng.uniform(9, 11 + n_lines, (5, 7))
+    sample = rng.uniform(19, 21 + n_samples, (5, 7))
+    line[0, 0] = np.nan
+    out = np.empty(line.shape)
+    sample_window(image, line, sample, 10, 20, nearest, out)
+    np.testing.assert_allclose(out, _sample_twin(image, line, sample, 10, 20, nearest), rtol=1e-12, atol=1e-15)
+
+
+def test_sample_window_analytic():
+    """A plane a + b line + c sample is reproduced exactly inside the window's centres."""
+    lines, samples = np.mgrid[0:4, 0:5].astype(float)
+    image = 2.0 + 0.5 * lines - 0.25 * samples
+    line = np.array([[0.3, 2.9], [1.5, -0.6]]) + 100
+    sample = np.array([[3.7, 0.0], [2.2, 1.0]]) + 50
+    out = np.empty(line.shape)
+    sample_window(image, line, sample, 100, 50, False, out)
+    expected = 2.0 + 0.5 * (line - 100) - 0.25 * (sample - 50)
+    expected[1, 1] = np.nan  # line -0.6 is outside the window
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
