@@ -181,7 +181,8 @@ def facet_pass(
     energy : (2, rows, cols) gather only: sum over the cell's facets of c_f, resp. A_gamma,f,
         times the mean ratio over the facet's footprint.
     sigma_area, gamma_area : (rows, cols) m^2; contrib_cell : sum of c_f; cos_local :
-        cosine of the local incidence angle of the cell's mean normal. Scatter only.
+        cosine of the local incidence angle of the cell's mean normal (both passes: a
+        block-wise gather needs them without the scatter's per-cell arrays).
     partial, cover : (2, n_lines, n_samples) and (2, n_lines, n_samples + 1), accumulated
         when scattering: sum w*c and sum w*A_gamma (``projection.resolve_cover`` makes the
         images; for bilinear projection ``partial`` holds them).
@@ -287,13 +288,12 @@ def facet_pass(
                         tri_c[a, b, 0] *= scale
                         tri_c[a, b, 1] *= scale
                 cell_c *= scale
-            if not gather:
-                sigma_area[i, j] = cell_sigma
-                gamma_area[i, j] = cell_gamma
-                contrib_cell[i, j] = cell_c
-                norm = math.sqrt(cell_ax[j, 0] ** 2 + cell_ax[j, 1] ** 2 + cell_ax[j, 2] ** 2)
-                if norm > 0.0:
-                    cos_local[i, j] = (cell_ax[j, 0] * ux + cell_ax[j, 1] * uy + cell_ax[j, 2] * uz) / norm
+            sigma_area[i, j] = cell_sigma
+            gamma_area[i, j] = cell_gamma
+            contrib_cell[i, j] = cell_c
+            norm = math.sqrt(cell_ax[j, 0] ** 2 + cell_ax[j, 1] ** 2 + cell_ax[j, 2] ** 2)
+            if norm > 0.0:
+                cos_local[i, j] = (cell_ax[j, 0] * ux + cell_ax[j, 1] * uy + cell_ax[j, 2] * uz) / norm
         if not exact:
             _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, ratios, energy, partial)
         elif gather:

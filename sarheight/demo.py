@@ -9,9 +9,10 @@
 The terrain's slopes reach 36 degrees (25 on the 3x coarser DEM), so a 693-km orbit
 (incidence 30-46 degrees) sees neither layover nor shadow there. The reconstruction
 part therefore flies the same C-band radar, with Sentinel-1-like pixel spacing and noise
-floor, on a low straight track (about 10 km): the incidence sweeps from about 8 degrees
-(layover on slopes facing the radar) to about 72 degrees (shadow behind the ridges)
-across the scene.
+floor, on a low straight track heading 258 degrees: the incidence sweeps from almost
+nadir (layover on slopes facing the radar) to about 70 degrees (shadow behind the
+ridges) across the scene. Layover and shadow stay rare (about 0.1 % of the coarse cells)
+because the real slopes are gentle; the figures are printed for the cells they touch.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def geocoding_products(geocoded: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def steep_geometry(dem: xr.DataArray, near_deg: float = 3.0, far_deg: float = 70.0,
-                   heading_deg: float = 348.0) -> RadarGeometry:
+def steep_geometry(dem: xr.DataArray, near_deg: float = 0.5, far_deg: float = 70.0,
+                   heading_deg: float = 258.0) -> RadarGeometry:
     """A low-altitude right-looking C-band geometry whose incidence spans about
     ``near_deg`` to ``far_deg`` across ``dem`` (flat-Earth sizing; the geometry itself is exact)."""
     west, south, east, north = dem.rio.bounds()
@@ -159,8 +160,8 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
         title="sarheight demo: layover reconstruction (fine-DEM observation, 3x coarser DEM)",
     )
     figures.update(geotiff=str(tif), masks=str(masks), quicklook=str(png))
-    say(f"simulated and reconstructed in {elapsed:.1f} s: layover {figures['layover_fraction']:.1%}, "
-        f"shadow {figures['shadow_fraction']:.1%} of the coarse cells")
+    say(f"simulated and reconstructed in {elapsed:.1f} s: layover {figures['layover_fraction']:.2%}, "
+        f"shadow {figures['shadow_fraction']:.2%} of the coarse cells")
     say("RMSE against the truth inside layover ({} cells): geocoded {geocoded:.2f} dB, flattened "
         "{flattened:.2f} dB, reconstructed {reconstructed:.2f} dB".format(figures["layover_cells"], **rmse))
     say(f"wrote {tif}, {masks} and {png}")

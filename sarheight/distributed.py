@@ -42,6 +42,7 @@ from .layover import (
 )
 from .simulate import (
     MASK_OUTSIDE,
+    SmoothFields,
     _cell_geometry,
     _faces_away,
     _resolve_contribution,
@@ -50,6 +51,8 @@ from .simulate import (
     _visibility,
     radar_window,
     rows_run_along_track,
+    smooth_samples,
+    smooth_stride,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,26 +89,31 @@ def _blocks(rows: int, rows_per_block: int) -> list[_Block]:
 
 
 # --- tasks (run on workers) -----------------------------------------------------------
+#
+# Every task recomputes the cell geometry of the rows it needs from the DEM rows it is
+# given: geocoding costs a few percent of the facet passes, and nothing per cell has to
+# stay on the workers or travel back between phases.
 
-_OUTPUT_FIELDS = ("line", "sample", "incidence", "pixel_area", "time", "slant_range", "valid")
 
+def _block_cells(dem_rows: xr.DataArray, geometry: RadarGeometry, crop: slice | None = None) -> dict[str, np.ndarray]:
+    """Cell geometry of ``dem_rows`` and whether each cell faces away from the sensor.
 
-def _task_cells(dem: xr.DataArray, geometry: RadarGeometry, block: _Block, rows: int) -> dict[str, np.ndarray]:
-    """Cell geometry of a block with its halo rows (kept on the worker)."""
-    part = dem.isel(y=slice(block.halo_start, min(rows, block.stop + 1)))
-    cells = _cell_geometry(part, geometry)
+    The normals need one neighbouring row on each side: ``dem_rows`` carries them and
+    ``crop`` (local rows) drops them afterwards.
+    """
+    cells = _cell_geometry(dem_rows, geometry)
     cells["faces_away"] = _faces_away(cells["ecef"], cells["look"])
+    if crop is not None:
+        cells = {name: array[crop] for name, array in cells.items()}
     return cells
 
 
-def _own(cells: dict[str, np.ndarray], block: _Block) -> dict[str, np.ndarray]:
-    own = slice(block.start - block.halo_start, block.stop - block.halo_start)
-    return {name: array[own] for name, array in cells.items()}
-
-
-def _task_summary(cells: dict[str, np.ndarray], block: _Block) -> dict[str, Any]:
-    """What the client needs to plan: extents, steps, orientation, range spacing."""
-    own = _own(cells, block)
+def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, stride: int) -> dict[str, Any]:
+    """What the client needs to plan: extents, steps, orientation, range spacing, and the
+    block's share of the cells the smooth fields are fitted to."""
+    cells = _block_cells(dem_rows, geometry)
+    own = {name: cells[name][block.start - block.halo_start:block.stop - block.halo_start]
+           for name in ("line", "sample", "valid", "pixel_area", "incidence")}
     valid = own["valid"]
     if not valid.any():
         return {"any": False}
@@ -122,44 +130,68 @@ def _task_summary(cells: dict[str, np.ndarray], block: _Block) -> dict[str, Any]
         "steps": max(steps, default=0.0),
         "along_track_rows": rows_run_along_track(cells["line"]),
         "range_spacing": _slant_range_spacing(cells),
+        "smooth_samples": smooth_samples(own, stride, block.start),
     }
 
 
-def _task_outputs(cells: dict[str, np.ndarray], block: _Block) -> dict[str, np.ndarray]:
-    """The per-cell fields the client assembles into the result (own rows)."""
-    own = _own(cells, block)
-    return {name: own[name] for name in _OUTPUT_FIELDS}
-
-
-def _task_masks(block: _Block, first_row: int, band, range_tolerance: float, *neighbour_cells):
+def _task_masks(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, first_row: int,
+                dem_first_row: int, n_rows: int, band, range_tolerance: float, image_shape: tuple[int, int]):
     """Masks of a block's cells from the profiles of the lines they fall in.
 
-    ``neighbour_cells`` are the cell geometries of the consecutive blocks whose cells
-    cross those lines, from row ``first_row`` on.
+    ``dem_rows`` holds DEM rows ``dem_first_row`` on, with the ``n_rows`` rows from
+    ``first_row`` whose cells cross those lines, and a neighbouring row each side.
     """
-    parts = [_own(cells, other) for other, cells in neighbour_cells]
-    joined = {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
-    layover, shadow, mixing = _visibility(joined, joined["faces_away"], band, transpose=False,
+    crop = slice(first_row - dem_first_row, first_row - dem_first_row + n_rows)
+    cells = _block_cells(dem_rows, geometry, crop)
+    layover, shadow, mixing = _visibility(cells, cells["faces_away"], band, transpose=False,
                                           range_tolerance=range_tolerance)
-    rows = slice(block.start - first_row, block.stop - first_row)
-    return layover[rows], shadow[rows], mixing
+    own = slice(block.start - first_row, block.stop - first_row)
+    layover, shadow = layover[own], shadow[own]
+    line, sample = cells["line"][own], cells["sample"][own]
+    n_image_lines, n_image_samples = image_shape
+    with np.errstate(invalid="ignore"):
+        inside = cells["valid"][own] & (line >= -0.5) & (line <= n_image_lines - 0.5) & (
+            sample >= -0.5) & (sample <= n_image_samples - 0.5)
+    layover[~inside] = MASK_OUTSIDE
+    shadow[~inside] = MASK_OUTSIDE
+    return layover, shadow, mixing
 
 
-def _task_facets(state_args: dict, block: _Block, cells: dict, layover_own: np.ndarray, shadow_own: np.ndarray,
-                 sub_window, gather: bool, ratios: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Scatter (or gather) a block's own facets in a radar sub-window of full width."""
+def _block_state(dem_rows: xr.DataArray, plan: dict, block: _Block, layover_own: np.ndarray,
+                 shadow_own: np.ndarray, sub_window) -> tuple[_Simulation, slice]:
+    """The simulation of a block's rows with their halo, in a radar sub-window."""
+    cells = _block_cells(dem_rows, plan["geometry"])
     own = slice(block.start - block.halo_start, block.stop - block.halo_start)
-    full_layover = np.full(cells["valid"].shape, MASK_OUTSIDE, dtype=np.uint8)
-    full_shadow = np.full(cells["valid"].shape, MASK_OUTSIDE, dtype=np.uint8)
-    full_layover[own] = layover_own
-    full_shadow[own] = shadow_own
-    state = _Simulation(state_args["dem"], state_args["geometry"], cells, sub_window, state_args["oversample"],
-                        state_args["exact"], state_args["contribution"], full_layover, full_shadow,
-                        np.zeros((1, 1), dtype=np.uint16), {}, np.empty(0))
-    energy, sigma_area, gamma_area, contribution, cos_local, images = state.facet_pass(
-        gather=gather, ratios=ratios, rows=(own.start, own.stop))
-    return {"energy": energy[:, own], "sigma_area": sigma_area[own], "gamma_area": gamma_area[own],
-            "contribution": contribution[own], "cos_local_incidence": cos_local[own], "images": images}
+    # Halo rows belong to the neighbouring blocks: their facets are not processed here.
+    layover = np.full(cells["valid"].shape, MASK_OUTSIDE, dtype=np.uint8)
+    shadow = np.full(cells["valid"].shape, MASK_OUTSIDE, dtype=np.uint8)
+    layover[own] = layover_own
+    shadow[own] = shadow_own
+    state = _Simulation(dem_rows, plan["geometry"], cells, sub_window, plan["oversample"], plan["exact"],
+                        plan["contribution"], layover, shadow, np.zeros((1, 1), dtype=np.uint16), {},
+                        np.empty(0), plan["smooth"])
+    return state, own
+
+
+def _task_scatter(dem_rows, plan: dict, block: _Block, layover_own, shadow_own, sub_window) -> np.ndarray:
+    """The block's own facets scattered into a radar sub-window of full width: (2, lines, samples)."""
+    state, own = _block_state(dem_rows, plan, block, layover_own, shadow_own, sub_window)
+    return state.facet_pass(gather=False, rows=(own.start, own.stop))[-1]
+
+
+def _task_gather(dem_rows, plan: dict, block: _Block, layover_own, shadow_own, sub_window,
+                 images: np.ndarray, ratios: np.ndarray, observed: np.ndarray, mixing: np.ndarray) -> xr.Dataset:
+    """The block's rows of the result: its facets gather the global ratios of its sub-window."""
+    state, own = _block_state(dem_rows, plan, block, layover_own, shadow_own, sub_window)
+    energy, *per_cell, _ = state.facet_pass(gather=True, ratios=ratios, rows=(own.start, own.stop))
+    names = ("sigma_area", "gamma_area", "contribution", "cos_local_incidence")
+    own_state = _Simulation(
+        dem_rows.isel(y=own), plan["geometry"], {name: array[own] for name, array in state.cells.items()},
+        sub_window, plan["oversample"], plan["exact"], plan["contribution"], layover_own, shadow_own, mixing,
+        {name: array[own] for name, array in zip(names, per_cell, strict=True)}, images, plan["smooth"],
+    )
+    products = cell_products(own_state, observed, energy[:, own], plan["output"])
+    return _result_dataset(own_state, products, plan["output"], plan["projection"])
 
 
 # --- driver ---------------------------------------------------------------------------
@@ -235,22 +267,60 @@ def _executor(client: Any):
     return client, lambda: None
 
 
-def _resolve(executor, value):
-    """A task argument: a dask future passes as is; a local future is waited for."""
-    return value.result() if isinstance(executor, _LocalExecutor) else value
+def _halo_rows(dem: xr.DataArray, first: int, stop: int) -> xr.DataArray:
+    """DEM rows ``first:stop`` with one neighbouring row each side where the DEM has it."""
+    return dem.isel(y=slice(max(0, first - 1), min(dem.shape[0], stop + 1)))
+
+
+def _bounded(executor, calls, consume, in_flight: int) -> None:
+    """Submit ``calls`` (func, args) keeping at most ``in_flight`` unfinished, and hand each
+    result to ``consume(index, result)`` in order: the client never holds more than
+    ``in_flight`` results, and the workers never more than ``in_flight`` inputs."""
+    pending: list[tuple[int, Any]] = []
+    for index, (func, args) in enumerate(calls):
+        pending.append((index, executor.submit(func, *args)))
+        if len(pending) >= in_flight:
+            done, future = pending.pop(0)
+            consume(done, future.result())
+            del future
+    for done, future in pending:
+        consume(done, future.result())
+
+
+def _threads(executor) -> int:
+    if isinstance(executor, _LocalExecutor):
+        return executor.pool._max_workers
+    try:
+        return max(1, sum(executor.nthreads().values()))
+    except Exception:  # a scheduler that cannot say: assume a small cluster
+        return 2
 
 
 def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block, executor,
          sar_quantity, sar_db) -> xr.Dataset:
+    if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
+        raise InvalidInputError(
+            "block-wise reconstruction takes observations in radar geometry or SAFE products; "
+            "use reconstruct() for images geocoded to a map grid"
+        )
     rows, cols = dem.shape
     blocks = _blocks(rows, rows_per_block)
-    # 1. Cell geometry per block, kept on the workers; summaries to the client.
-    cell_futures = [executor.submit(_task_cells, dem, geometry, b, rows) for b in blocks]
-    summaries = executor.gather([executor.submit(_task_summary, _resolve(executor, f), b)
-                                 for f, b in zip(cell_futures, blocks, strict=True)])
+    in_flight = 2 * _threads(executor)
+    # 1. Plan: extents, steps and the smooth-field samples of every block.
+    stride = smooth_stride(dem.shape)
+
+    def plan(stride: int) -> list[dict]:
+        summaries = [None] * len(blocks)
+        _bounded(executor, ((_task_plan, (_halo_rows(dem, b.start, b.stop), geometry, b, stride)) for b in blocks),
+                 summaries.__setitem__, in_flight)
+        return summaries
+
+    summaries = plan(stride)
     present = [k for k, s in enumerate(summaries) if s["any"]]
     if not present:
         radar_window(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1), bool), geometry)  # raises
+    if stride > 1 and not any(summaries[k]["smooth_samples"]["line"].size for k in present):
+        summaries = plan(1)  # as in memory: too few valid cells on the strided subset
     if not all(summaries[k]["along_track_rows"] for k in present):
         raise InvalidInputError(
             "the DEM's rows do not run along track for this geometry: block-wise reconstruction "
@@ -268,95 +338,120 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     factor = int(oversample) if oversample != "auto" else (
         2 if projection == "exact" else int(min(16, max(1, math.ceil(2.0 * steps)))))
     range_tolerance = 0.05 * float(np.nanmedian([summaries[k]["range_spacing"] for k in present]))
-    n_image_lines, n_image_samples = geometry.grid.shape
-    # 2. Masks: each block's lines swept with every block that crosses them.
-    mask_futures, bands = {}, {}
-    for k in present:
-        low, high = summaries[k]["line_range"]
-        band0 = max(line0, math.floor(low) - 1)
-        band1 = min(line0 + n_lines, math.ceil(high) + 2)
-        members = [j for j in present
-                   if summaries[j]["line_range"][1] >= band0 - 1 and summaries[j]["line_range"][0] <= band1 + 1]
-        members = list(range(min([*members, k]), max([*members, k]) + 1))
-        bands[k] = (band0, band1 - band0, sample0, n_samples)
-        neighbours = [(blocks[j], _resolve(executor, cell_futures[j])) for j in members]
-        mask_futures[k] = executor.submit(_task_masks, blocks[k], blocks[members[0]].start, bands[k],
-                                          range_tolerance, *neighbours)
-    layover = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
-    shadow = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
-    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    outputs = executor.gather([executor.submit(_task_outputs, _resolve(executor, cell_futures[k]), blocks[k])
-                               for k in range(len(blocks))])
-    cells = {name: np.concatenate([o[name] for o in outputs], axis=0) for name in _OUTPUT_FIELDS}
-    inside = cells["valid"] & (cells["line"] >= -0.5) & (cells["line"] <= n_image_lines - 0.5) & (
-        cells["sample"] >= -0.5) & (cells["sample"] <= n_image_samples - 0.5)
-    for k, (block_layover, block_shadow, block_mixing) in zip(
-            present, executor.gather([mask_futures[k] for k in present]), strict=True):
-        block = blocks[k]
-        layover[block.start:block.stop] = block_layover
-        shadow[block.start:block.stop] = block_shadow
-        offset = bands[k][0] - line0
-        # Lines shared by two bands are swept over the same rows: their mixing agrees.
-        np.maximum(mixing[offset:offset + bands[k][1]], block_mixing, out=mixing[offset:offset + bands[k][1]])
-    layover[~inside] = MASK_OUTSIDE
-    shadow[~inside] = MASK_OUTSIDE
-    # 3. Scatter per block into sub-windows of the lines it reaches, summed here.
+    smooth = SmoothFields.fit(
+        {name: np.concatenate([summaries[k]["smooth_samples"][name] for k in present])
+         for name in summaries[present[0]]["smooth_samples"]}, window)
     margin = math.ceil(steps) + 3
     subs = {}
-    for k in present:
+    for k in range(len(blocks)):
+        if k not in present:  # no cell of the block in the image: nothing to scatter or gather
+            subs[k] = (line0, 1, sample0, n_samples)
+            continue
         low, high = summaries[k]["line_range"]
         sub0 = max(line0, math.floor(low) - margin)
         sub1 = min(line0 + n_lines, math.ceil(high) + margin + 1)
         subs[k] = (sub0, max(1, sub1 - sub0), sample0, n_samples)
+    exact = projection == "exact"
 
-    def block_args(k: int) -> dict:
+    def observed_on(sub) -> np.ndarray:
+        source = sar.loader((sub[0], sub[0] + sub[1], sub[2], sub[2] + sub[3])) if isinstance(sar, _LazyProduct) else sar
+        return _observation_on_window(source, geometry, sub)
+
+    # The observation is checked before any heavy work, one sub-window at a time.
+    covered = False
+    for k in present:
+        observed = observed_on(subs[k])
+        if np.isfinite(observed).any():
+            covered = True
+            _check_intensity(observed, subs[k])
+    if not covered:
+        _check_intensity(np.full((1, 1), np.nan), window)  # raises: the image does not cover the DEM
+    del observed
+
+    def block_plan(k: int) -> dict:
         block = blocks[k]
         contribution = resolved
         if resolved.user_weight.shape[0] == rows:
             contribution = replace(resolved, user_weight=np.ascontiguousarray(
                 resolved.user_weight[block.halo_start:min(rows, block.stop + 1)]))
-        return {"dem": None, "geometry": geometry, "oversample": factor, "exact": projection == "exact",
-                "contribution": contribution}
+        return {"geometry": geometry, "oversample": factor, "exact": exact, "contribution": contribution,
+                "smooth": smooth, "output": output, "projection": projection}
 
-    scatter = executor.gather([
-        executor.submit(_task_facets, block_args(k), blocks[k], _resolve(executor, cell_futures[k]),
-                        layover[blocks[k].start:blocks[k].stop], shadow[blocks[k].start:blocks[k].stop],
-                        subs[k], False, None)
-        for k in present])
+    # 2. Masks: each block's lines swept with the rows of every block that crosses them.
+    layover = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
+    shadow = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
+    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
+    bands = {}
+
+    def mask_calls():
+        for k in present:
+            low, high = summaries[k]["line_range"]
+            band0 = max(line0, math.floor(low) - 1)
+            band1 = min(line0 + n_lines, math.ceil(high) + 2)
+            members = [j for j in present
+                       if summaries[j]["line_range"][1] >= band0 - 1 and summaries[j]["line_range"][0] <= band1 + 1]
+            first_row, last_row = blocks[min([*members, k])].start, blocks[max([*members, k])].stop
+            bands[k] = (band0, band1 - band0, sample0, n_samples)
+            yield _task_masks, (_halo_rows(dem, first_row, last_row), geometry, blocks[k], first_row,
+                                max(0, first_row - 1), last_row - first_row, bands[k], range_tolerance,
+                                geometry.grid.shape)
+
+    def consume_masks(index: int, result) -> None:
+        k = present[index]
+        block_layover, block_shadow, block_mixing = result
+        layover[blocks[k].start:blocks[k].stop] = block_layover
+        shadow[blocks[k].start:blocks[k].stop] = block_shadow
+        offset = bands[k][0] - line0
+        # Lines shared by two bands are swept over the same rows: their mixing agrees.
+        target = mixing[offset:offset + bands[k][1]]
+        np.maximum(target, block_mixing, out=target)
+
+    _bounded(executor, mask_calls(), consume_masks, in_flight)
+
+    def own_rows(k: int):
+        block = blocks[k]
+        return (_halo_rows(dem, block.start, block.stop), block_plan(k), block,
+                layover[block.start:block.stop], shadow[block.start:block.stop], subs[k])
+
+    # 3. Scatter: each block's facets into the sub-window of the lines it reaches, summed here.
     images = np.zeros((2, n_lines, n_samples))
-    per_cell = {name: np.zeros((rows, cols)) for name in ("sigma_area", "gamma_area", "contribution")}
-    per_cell["cos_local_incidence"] = np.full((rows, cols), np.nan)
-    for k, part in zip(present, scatter, strict=True):
-        offset = subs[k][0] - line0
-        images[:, offset:offset + subs[k][1]] += part["images"]
-        for name in per_cell:
-            per_cell[name][blocks[k].start:blocks[k].stop] = part[name]
+
+    def consume_scatter(index: int, part: np.ndarray) -> None:
+        offset = subs[present[index]][0] - line0
+        images[:, offset:offset + part.shape[1]] += part
+
+    _bounded(executor, ((_task_scatter, own_rows(k)) for k in present), consume_scatter, in_flight)
     for channel in (0, 1):
         image = images[channel]
         image[image < 1e-10 * max(float(np.abs(image).max()), 1e-300)] = 0.0
-    state = _Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
-                        layover, shadow, mixing, per_cell, images)
-    if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
-        raise InvalidInputError(
-            "block-wise reconstruction takes observations in radar geometry or SAFE products; "
-            "use reconstruct() for images geocoded to a map grid"
-        )
-    if isinstance(sar, _LazyProduct):
-        sar = sar.loader((line0, line0 + n_lines, sample0, sample0 + n_samples))
-    observed = _observation_on_window(sar, geometry, window)
-    _check_intensity(observed, window)
-    ratios = reallocation_ratios(state, observed)
-    # 4. Gather per block against the global ratios.
-    gathered = executor.gather([
-        executor.submit(_task_facets, block_args(k), blocks[k], _resolve(executor, cell_futures[k]),
-                        layover[blocks[k].start:blocks[k].stop], shadow[blocks[k].start:blocks[k].stop],
-                        subs[k], True,
-                        np.ascontiguousarray(ratios[:, subs[k][0] - line0:subs[k][0] - line0 + subs[k][1]]))
-        for k in present])
-    energy = np.zeros((2, rows, cols))
-    for k, part in zip(present, gathered, strict=True):
-        energy[:, blocks[k].start:blocks[k].stop] = part["energy"]
-    products = cell_products(state, observed, energy, output)
-    result = _result_dataset(state, products, output, projection)
-    result.attrs["rows_per_block"] = rows_per_block
-    return result
+
+    # 4. Gather: ratios of the global sums, sub-window by sub-window; each block returns
+    # its rows of the result.
+    def gather_calls():
+        for k in range(len(blocks)):
+            sub = subs[k]
+            lines = slice(sub[0] - line0, sub[0] - line0 + sub[1])
+            sub_images = np.ascontiguousarray(images[:, lines])
+            sub_state = _Simulation(None, geometry, None, sub, factor, exact, resolved, None, None, None, {},
+                                    sub_images, smooth)
+            observed = observed_on(sub)
+            yield _task_gather, (*own_rows(k), sub_images, reallocation_ratios(sub_state, observed), observed,
+                                 np.ascontiguousarray(mixing[lines]))
+
+    assembled: dict[str, Any] = {}
+
+    def consume_gather(k: int, part: xr.Dataset) -> None:
+        if not assembled:
+            assembled["attrs"] = part.attrs
+            assembled["variables"] = {name: (np.empty((rows, cols), dtype=var.dtype), var.attrs)
+                                      for name, var in part.data_vars.items()}
+        for name, (array, _) in assembled["variables"].items():
+            array[blocks[k].start:blocks[k].stop] = part[name].values
+
+    _bounded(executor, gather_calls(), consume_gather, in_flight)
+    result = xr.Dataset(
+        {name: (("y", "x"), array, attrs) for name, (array, attrs) in assembled["variables"].items()},
+        coords={"y": dem["y"], "x": dem["x"]},
+        attrs={**assembled["attrs"], "rows_per_block": rows_per_block},
+    )
+    return result.rio.write_crs(dem.rio.crs, inplace=True)

@@ -271,7 +271,8 @@ class _Simulation:
     shadow: np.ndarray
     mixing: np.ndarray
     per_cell: dict[str, np.ndarray]
-    images: np.ndarray  # (5, lines, samples)
+    images: np.ndarray  # (2, lines, samples): sum w c, sum w A_gamma
+    smooth: SmoothFields | None = None  # fitted on the whole DEM when the cells are a block
 
     def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None,
                    contribution: _Contribution | None = None,
@@ -324,14 +325,19 @@ class _Simulation:
         return (energy, *per_cell, images)
 
     @functools.cached_property
+    def smooth_fields(self) -> SmoothFields:
+        """Pixel area and incidence fitted on the cells, unless given (block-wise runs)."""
+        return self.smooth if self.smooth is not None else SmoothFields.from_cells(self.cells, self.window)
+
+    @functools.cached_property
     def pixel_area(self) -> np.ndarray:
         """Slant-plane pixel area (m^2) of every window pixel."""
-        return _smooth_field(self.cells, "pixel_area", self.window)
+        return self.smooth_fields.evaluate("pixel_area", self.window)
 
     @functools.cached_property
     def sin_incidence(self) -> np.ndarray:
         """Sine of the ellipsoid incidence angle at every window pixel."""
-        return np.sin(_smooth_field(self.cells, "incidence", self.window))
+        return np.sin(self.smooth_fields.evaluate("incidence", self.window))
 
     @functools.cached_property
     def valid_pixels(self) -> np.ndarray:
@@ -364,35 +370,80 @@ def _lines_reached(line: np.ndarray, start: int, stop: int, n_lines: int, line0:
     return (low, high - low) if high > low else (0, 1)
 
 
-def _smooth_field(cells: dict[str, np.ndarray], name: str, window: tuple[int, int, int, int],
-                  degree: int = 2, samples: int = 40_000) -> np.ndarray:
-    """A quantity of the radar geometry alone (pixel area, incidence) on the whole window.
+SMOOTH_SAMPLES = 40_000  # cells the smooth fields of the radar geometry are fitted to
+SMOOTH_NAMES = ("pixel_area", "incidence")
 
-    It is known at the cells' (line, sample) positions and varies smoothly with them, so
+
+def smooth_stride(shape: tuple[int, int], samples: int = SMOOTH_SAMPLES) -> int:
+    """Row and column stride of the even subset of about ``samples`` cells of a DEM."""
+    return max(1, int(math.sqrt(shape[0] * shape[1] / samples)))
+
+
+def smooth_samples(cells: dict[str, np.ndarray], stride: int, first_row: int = 0) -> dict[str, np.ndarray]:
+    """(line, sample, pixel area, incidence) of the valid cells on the DEM rows r with
+    r % stride == 0 and every ``stride``-th column; ``first_row``: the DEM row of
+    ``cells``' first row, so that blocks of rows pick the same cells as the whole DEM."""
+    start = (-first_row) % stride
+    valid = cells["valid"][start::stride, ::stride]
+    return {name: cells[name][start::stride, ::stride][valid]
+            for name in ("line", "sample", *SMOOTH_NAMES)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothFields:
+    """Quantities of the radar geometry alone (pixel area, incidence) on the radar window.
+
+    They are known at the cells' (line, sample) positions and vary smoothly with them, so
     a least-squares polynomial of degree 2 in (line, sample), fitted to an even subset of
-    about ``samples`` valid cells, represents it to about 1e-6 relative and fills every
-    window pixel, including those no cell centre reaches.
+    about 40 000 valid cells, represents them to about 1e-6 relative and fills every
+    window pixel, including those no cell centre reaches. Evaluating on a sub-window
+    gives exactly the matching part of the whole window's field.
     """
-    line0, n_lines, sample0, n_samples = window
-    valid = cells["valid"]
-    stride = max(1, int(math.sqrt(valid.size / samples)))
-    pick = valid[::stride, ::stride]
-    if not pick.any():
-        pick, stride = valid, 1
-    if not pick.any():
-        return np.full((n_lines, n_samples), np.nan)
-    u = (cells["line"][::stride, ::stride][pick] - line0 - 0.5 * n_lines) / max(n_lines, 1)
-    v = (cells["sample"][::stride, ::stride][pick] - sample0 - 0.5 * n_samples) / max(n_samples, 1)
-    values = cells[name][::stride, ::stride][pick].astype(np.float64)
-    terms = [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
-    design = np.stack([u**p * v**q for p, q in terms], axis=1)
-    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
-    uu = ((np.arange(n_lines) - 0.5 * n_lines) / max(n_lines, 1))[:, None]
-    vv = ((np.arange(n_samples) - 0.5 * n_samples) / max(n_samples, 1))[None, :]
-    out = np.zeros((n_lines, n_samples))
-    for (p, q), c in zip(terms, coef, strict=True):
-        out += c * uu**p * vv**q
-    return out
+
+    window: tuple[int, int, int, int]
+    coefficients: dict[str, np.ndarray | None]
+    degree: int = 2
+
+    @classmethod
+    def fit(cls, samples: dict[str, np.ndarray], window: tuple[int, int, int, int],
+            degree: int = 2) -> SmoothFields:
+        line0, n_lines, sample0, n_samples = window
+        if samples["line"].size == 0:
+            return cls(window, dict.fromkeys(SMOOTH_NAMES), degree)
+        u = (samples["line"] - line0 - 0.5 * n_lines) / max(n_lines, 1)
+        v = (samples["sample"] - sample0 - 0.5 * n_samples) / max(n_samples, 1)
+        design = np.stack([u**p * v**q for p, q in cls._terms(degree)], axis=1)
+        coefficients = {name: np.linalg.lstsq(design, samples[name].astype(np.float64), rcond=None)[0]
+                        for name in SMOOTH_NAMES}
+        return cls(window, coefficients, degree)
+
+    @classmethod
+    def from_cells(cls, cells: dict[str, np.ndarray], window: tuple[int, int, int, int]) -> SmoothFields:
+        stride = smooth_stride(cells["valid"].shape)
+        samples = smooth_samples(cells, stride)
+        if samples["line"].size == 0 and stride > 1:
+            samples = smooth_samples(cells, 1)
+        return cls.fit(samples, window)
+
+    @staticmethod
+    def _terms(degree: int) -> list[tuple[int, int]]:
+        return [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
+
+    def evaluate(self, name: str, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The field on ``window`` (default: the whole fitted window), NaN when nothing was fitted."""
+        line0, n_lines, sample0, n_samples = self.window
+        sub_line0, sub_lines, sub_sample0, sub_samples = window or self.window
+        coefficients = self.coefficients[name]
+        if coefficients is None:
+            return np.full((sub_lines, sub_samples), np.nan)
+        lines = np.arange(sub_line0 - line0, sub_line0 - line0 + sub_lines)
+        samples = np.arange(sub_sample0 - sample0, sub_sample0 - sample0 + sub_samples)
+        uu = ((lines - 0.5 * n_lines) / max(n_lines, 1))[:, None]
+        vv = ((samples - 0.5 * n_samples) / max(n_samples, 1))[None, :]
+        out = np.zeros((sub_lines, sub_samples))
+        for (p, q), c in zip(self._terms(self.degree), coefficients, strict=True):
+            out += c * uu**p * vv**q
+        return out
 
 
 def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projection: str,
