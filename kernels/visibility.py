@@ -474,7 +474,9 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
 
     Every radar line of the window is cut out of the DEM as a terrain profile; each valid
     cell is set against its own profile, whose points are bounded through the profiles
-    of the two lines that bracket it (see the module docstring).
+    of the two lines that bracket it (see the module docstring). Serial: the same as
+    ``visibility_buckets`` followed by ``visibility_lines`` over all keys, which callers
+    run on ranges of keys in threads.
 
     Parameters
     ----------
@@ -497,13 +499,36 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
     mixing : (n_lines, n_samples) uint16, separate ground segments per pixel.
     """
     rows, cols = line.shape
-    layover = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
-    shadow = np.full((rows, cols), OUTSIDE, dtype=np.uint8)
+    layover = np.empty((rows, cols), dtype=np.uint8)
+    shadow = np.empty((rows, cols), dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
+    start, bucket = visibility_buckets(line, valid, faces_away, line0, n_lines, layover, shadow)
+    runs = _column_runs(line, valid)
+    visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, valid, runs, start, bucket,
+                     line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, layover, shadow, mixing)
+    return layover, shadow, mixing
 
-    # Bucket the valid cells by the profiles that bracket them: key b holds the cells with
-    # floor(line) = line0 + b - 1, between lines b - 1 and b of the window (keys 0 and
-    # n_lines have one of them only).
+
+@numba.njit(cache=True, nogil=True)
+def visibility_buckets(line, valid, faces_away, line0, n_lines, layover, shadow):
+    """Initial masks and the cells bucketed by the pair of window lines that brackets them.
+
+    Key b holds the valid cells with floor(line) = line0 + b - 1, between lines b - 1 and
+    b of the window (keys 0 and n_lines have one of them only).
+
+    Parameters
+    ----------
+    line : (rows, cols) float64; valid, faces_away : (rows, cols) bool.
+    line0, n_lines : int, the window's first line and number of lines.
+    layover, shadow : (rows, cols) uint8 outputs: 255 for invalid cells, 0 for valid ones
+        (active shadow, 1, where the cell faces away).
+
+    Returns
+    -------
+    start : (n_lines + 2,) int64, key b's cells are bucket[start[b]:start[b + 1]].
+    bucket : int64 flat indices i * cols + j, grouped by key, row-major within a key.
+    """
+    rows, cols = line.shape
     n_keys = n_lines + 1
     start = np.zeros(n_keys + 1, dtype=np.int64)
     for i in range(rows):
@@ -514,6 +539,9 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
                 key = int(math.floor(line[i, j])) - line0 + 1
                 if 0 <= key < n_keys:
                     start[key + 1] += 1
+            else:
+                layover[i, j] = OUTSIDE
+                shadow[i, j] = OUTSIDE
     for b in range(n_keys):
         start[b + 1] += start[b]
     bucket = np.empty(start[n_keys], dtype=np.int64)
@@ -525,11 +553,65 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
                 if 0 <= key < n_keys:
                     bucket[cursor[key]] = i * cols + j
                     cursor[key] += 1
-    if rows < 2:
-        return layover, shadow, mixing
+    return start, bucket
 
-    runs = _column_runs(line, valid)
+
+@numba.njit(cache=True, nogil=True)
+def column_runs(line, valid):
+    """The runs of valid cells along every DEM column (``_column_runs``), for ``visibility_lines``."""
+    return _column_runs(line, valid)
+
+
+@numba.njit(cache=True, nogil=True)
+def _initial_pointers(target, runs, line):
+    """Per column, a row near where its line crosses ``target``: where the bracket
+    searches of a range of lines start (later lines start from the last bracket).
+
+    Interpolated in the run of valid cells whose line range holds ``target`` (lines are
+    near-linear along a column that runs along track), so that a range of lines in the
+    middle of the DEM does not walk every column from its first row.
+    """
+    first, pairs, lines, rising = runs
+    cols = line.shape[1]
     pointer = np.zeros(cols, dtype=np.int64)
+    for j in range(cols):
+        o0 = first[j]
+        o1 = first[j + 1]
+        if o0 == o1:
+            continue
+        pointer[j] = pairs[o0, 0]
+        for k in range(o0, o1):
+            lo = lines[k, 0]
+            hi = lines[k, 1]
+            if lo <= target <= hi:
+                a = pairs[k, 0]
+                b = pairs[k, 1]
+                f = (target - lo) / (hi - lo) if hi > lo else 0.0
+                if not rising[j]:
+                    f = 1.0 - f
+                pointer[j] = min(max(a + int(f * (b - a)), a), b)
+                break
+    return pointer
+
+
+@numba.njit(cache=True, nogil=True)
+def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, valid, runs, start, bucket,
+                     line0, sample0, n_lines, n_samples, range_tolerance, key_start, key_stop,
+                     layover, shadow, mixing):
+    """Masks of the cells of keys ``key_start:key_stop`` and mixing of their window lines.
+
+    Arguments as in ``visibility_profiles``, with ``runs`` from ``column_runs``, ``start``
+    and ``bucket`` from ``visibility_buckets``, and the outputs ``layover``, ``shadow``
+    (initialised by ``visibility_buckets``) and ``mixing`` (n_lines, n_samples), of which
+    only the cells of these keys and window lines ``key_start:min(key_stop, n_lines)``
+    are written: ranges of keys run independently (on threads).
+    """
+    rows, cols = line.shape
+    n_keys = n_lines + 1
+    if rows < 2:
+        return
+    key_stop = min(key_stop, n_keys)
+    pointer = _initial_pointers(float(line0 + max(key_start - 1, 0)), runs, line)
     ct = np.empty(cols)
     eta = np.empty(cols)
     rng = np.empty(cols)
@@ -559,7 +641,8 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
     eta_max_arg = np.empty((2, cols), dtype=np.int64)
     # Points evaluated point by point for every cell of the pair: (slot, index).
     special = np.empty((2 * cols, 2), dtype=np.int64)
-    for b in range(n_keys):
+    for b in range(max(key_start - 1, 0), key_stop):
+        own = b >= key_start  # the line before the range is cut only to bracket its first key
         s = b & 1
         t = 1 - s  # the previous line's slot
         for k in range(count[s]):
@@ -570,7 +653,8 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
                              runs, pointer, ct, eta, rng, smp, away, column, bracket)
             if n > 0:
                 order = np.argsort(ct[:n])
-                _add_mixing(mixing[b], order, eta, rng, smp, away, n, sample0, range_tolerance)
+                if own:
+                    _add_mixing(mixing[b], order, eta, rng, smp, away, n, sample0, range_tolerance)
                 for k in range(n):
                     p = order[k]
                     p_ct[s, k] = ct[p]
@@ -580,7 +664,7 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
                     p_row[s, k] = bracket[p]
                     rank[s, column[p]] = k
                 count[s] = n
-        if start[b + 1] == start[b]:
+        if not own or start[b + 1] == start[b]:
             continue
         n0 = count[t]
         n1 = count[s]
@@ -698,4 +782,3 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
                                                p_row, here, line, runs, cross_track, look_angle)
                 if shaded:
                     shadow[i, j] = PASSIVE
-    return layover, shadow, mixing

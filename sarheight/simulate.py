@@ -20,12 +20,12 @@ import numpy as np
 import xarray as xr
 
 from . import kernels
-from ._threads import run_blocks
+from ._threads import run_blocks, thread_count
 from ._version import __version__
 from .dem import open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, _lon_lat_radians, datetime_from_seconds
-from .kernels import facets
+from .kernels import facets, visibility
 from .kernels import simulation as sim
 from .kernels.projection import resolve_cover, row_prefix_sums
 
@@ -164,9 +164,17 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
         range_tolerance = 0.05 * _slant_range_spacing(cells)
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
-    layover, shadow, mixing = sim.visibility_profiles(
-        *arrays, line0, sample0, n_lines, n_samples, range_tolerance
-    )
+    line, valid, faces_away = arrays[0], arrays[6], arrays[5]
+    layover = np.empty(line.shape, dtype=np.uint8)
+    shadow = np.empty(line.shape, dtype=np.uint8)
+    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
+    start, bucket = visibility.visibility_buckets(line, valid, faces_away, line0, n_lines, layover, shadow)
+    runs = visibility.column_runs(line, valid)
+    # Ranges of lines are independent: each thread cuts the profile before its first.
+    # More ranges than threads even out where layover (the costly cells) gathers.
+    run_blocks(lambda first, stop: visibility.visibility_lines(
+        *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, first, stop,
+        layover, shadow, mixing), n_lines + 1, 4 * thread_count())
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
