@@ -251,8 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return 2
     if args.command != "demo":  # the demo's --out is a folder it makes itself
         for output_file in (getattr(args, "out", None), getattr(args, "quicklook", None)):
             if output_file:

@@ -44,7 +44,7 @@ import xarray as xr
 from pyproj.transformer import TransformerGroup
 
 from sarheight._threads import run_blocks
-from sarheight.errors import DatumError, InvalidInputError, MissingInputError
+from sarheight.errors import DatumError, InvalidInputError, MissingInputError, VerticalDatumWarning
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
 from sarheight.kernels.geodesy import interpolate_rows
 
@@ -142,12 +142,25 @@ def open_dem(
 
     Warns
     -----
-    UserWarning
+    VerticalDatumWarning (a UserWarning, shown every time)
         The CRS says nothing about heights and no ``vertical_datum`` was given: the heights
-        are taken as ellipsoidal.
+        are taken as ellipsoidal, and ``attrs["vertical_datum_assumed"]`` is True.
     """
     dem, _ = _open_dem(source, vertical_datum, geoid_grid, fill_voids, share_values=False)
     return dem
+
+
+# Python shows a warning once per code location by default; this one concerns each DEM.
+warnings.filterwarnings("always", category=VerticalDatumWarning)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside sarheight (the user's call)."""
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _open_dem(
@@ -228,15 +241,14 @@ def _open_dem(
                 "which geoid they refer to with vertical_datum='egm96' or 'egm2008' (or "
                 "vertical_datum='ellipsoid' if they are already ellipsoidal)."
             )
-        warnings.warn(
+        message = (
             f"The DEM's CRS ({horizontal.name}) has no vertical datum: its heights are "
             "taken as WGS84 ellipsoidal. Most DEMs (SRTM, Copernicus, ASTER) are on a "
             "geoid (EGM96/EGM2008), which is 30-100 m off; pass vertical_datum='egm96' or "
             "'egm2008' (with geoid_grid=...) to convert, or vertical_datum='ellipsoid' to "
-            "silence this warning.",
-            UserWarning,
-            stacklevel=2,
+            "silence this warning."
         )
+        warnings.warn(message, VerticalDatumWarning, stacklevel=_user_stacklevel())
         source_datum = _UNSPECIFIED
 
     # Everything that can refuse the conversion is checked before any work is done.
@@ -283,6 +295,8 @@ def _open_dem(
 
     attrs.update(
         vertical_datum="ellipsoid",
+        # Integer, not bool: attributes go to netCDF and GeoTIFF tags.
+        vertical_datum_assumed=int(source_datum == _UNSPECIFIED),
         source_vertical_datum=source_datum,
         units="m",
         long_name="height above the WGS84 ellipsoid",

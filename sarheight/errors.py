@@ -32,3 +32,11 @@ class ProductError(SarHeightError, ValueError):
 
 class UnsupportedProductError(ProductError):
     """A product type or acquisition mode sarheight does not handle."""
+
+
+class VerticalDatumWarning(UserWarning):
+    """Heights were taken as ellipsoidal because nothing said which datum they refer to.
+
+    Shown every time it occurs (not once per code location, Python's default): each DEM
+    opened that way may be 30-100 m off.
+    """

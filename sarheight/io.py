@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,9 +29,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     if not final.parent.exists():
         raise InvalidInputError(f"output folder {str(final.parent)!r} does not exist: create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # Not tempfile.mkstemp: it creates the file private (0600), and the rename would keep
+    # that; an exclusive open() gives the usual permissions (0666 less the umask).
+    while True:
+        tmp_path = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
+        try:
+            with open(tmp_path, "x"):
+                break
+        except FileExistsError:
+            continue
     try:
         yield tmp_path
         os.replace(tmp_path, final)
@@ -51,7 +57,9 @@ def _band_array(da: xr.DataArray) -> tuple[np.ndarray, float | int | None]:
         return values, MASK_NODATA
     if values.dtype.kind == "b":
         return values.astype(np.uint8), None
-    return values.astype(np.float32), float("nan")
+    # Geometry (slant range, line, sample, time) needs float64: float32 steps are 6 cm
+    # at 850 km. Everything else is stored as float32.
+    return values.astype(np.float64 if values.dtype == np.float64 else np.float32, copy=False), float("nan")
 
 
 def write_geotiff(
@@ -67,8 +75,9 @@ def write_geotiff(
     path : destination file.
     variables : names of the variables to write, in band order; default all 2-D (y, x)
         variables that are not times. Masks (uint8) and floats cannot share one file in
-        GeoTIFF's single data type, so floats are written as float32 and uint8 masks are
-        promoted to float32 with 255 kept as a value, unless every band is uint8.
+        GeoTIFF's single data type, so floats are written as float32 (float64 when a band
+        is float64) and uint8 masks are promoted to float with 255 kept as a value,
+        unless every band is uint8.
 
     Returns
     -------
@@ -94,7 +103,7 @@ def write_geotiff(
             raise InvalidInputError(f"variable {name!r} has dims {ds[name].dims}, expected ('y', 'x')")
         bands.append(_band_array(ds[name]))
     all_masks = all(arr.dtype == np.uint8 for arr, _ in bands)
-    dtype = np.uint8 if all_masks else np.float32
+    dtype = np.uint8 if all_masks else (np.float64 if any(arr.dtype == np.float64 for arr, _ in bands) else np.float32)
     nodata = MASK_NODATA if all_masks else float("nan")
     rows, cols = bands[0][0].shape
     profile = {

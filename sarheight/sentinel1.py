@@ -73,6 +73,12 @@ def available_groups(fs: fsspec.AbstractFileSystem, manifest: str) -> dict[str, 
 def _select_group(
     groups: dict[str, list[str]], measurement: str, product_type: str, burst: int | None
 ) -> tuple[str, int | None]:
+    if not isinstance(measurement, str):
+        raise ProductError(
+            f"measurement must be a string of the form SWATH/POL[/BURST], e.g. 'IW/VV', not {measurement!r}"
+        )
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, (int, np.integer))):
+        raise ProductError(f"burst must be an integer burst number, not {burst!r}")
     match = _GROUP.match(measurement.strip("/"))
     if match is None:
         raise ProductError(

@@ -221,8 +221,29 @@ def test_2d_crs_without_datum_warns_and_keeps_heights(dem_dir):
         dem = sdem.open_dem(path)
     assert dem.attrs["source_vertical_datum"] == "unspecified (taken as ellipsoid)"
     assert dem.attrs["vertical_datum"] == "ellipsoid"
+    assert dem.attrs["vertical_datum_assumed"] == 1
     assert "geoid_grid" not in dem.attrs
     np.testing.assert_array_equal(dem.values, read_raw(path).astype(np.float32))
+
+
+def test_missing_datum_warning_is_shown_for_every_dem_and_points_at_the_caller(dem_dir, tmp_path):
+    """Python shows a warning once per code location by default: this one must never go
+    quiet, or the second DEM opened with a 2-D CRS would be silently 30-100 m off."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import sys\n"
+        "from sarheight.dem import open_dem\n"
+        "for _ in range(3):\n"
+        "    open_dem(sys.argv[1])\n"
+    )
+    done = subprocess.run([sys.executable, str(script), str(dem_dir / "bigtujunga_srtm30_utm11.tif")],
+                          capture_output=True, text=True, check=True)
+    warning_lines = [line for line in done.stderr.splitlines() if "VerticalDatumWarning" in line]
+    assert len(warning_lines) == 3, done.stderr
+    assert all(line.startswith(str(script)) for line in warning_lines), warning_lines
 
 
 def test_geoid_grid_without_datum_is_refused(dem_dir, egm96_gtx):
