@@ -149,8 +149,8 @@ def _usable_cells(line, valid, i, out):
 def facet_pass(
     ecef, line, sample, look, valid, shadowed, user_weight,
     oversample, contribution, law, law_table, exact, gather,
-    line0, sample0, ratios, prefix, row_start, row_stop,
-    energy, sigma_area, gamma_area, contrib_cell, cos_local, partial, cover,
+    line0, sample0, gathered, row_start, row_stop,
+    energy, sigma_area, gamma_area, contrib_cell, cos_local, acc,
 ):
     """Facet loop over DEM rows ``row_start:row_stop``: scatter contributions, or gather.
 
@@ -171,9 +171,10 @@ def facet_pass(
     exact : exact overlap (True) or bilinear splatting of sub-quad centres (False).
     gather : False to scatter, True to gather ``ratios``.
     line0, sample0 : absolute line and sample of pixel (0, 0) of the images below.
-    ratios : (2, n_lines, n_samples) images gathered, channel 0 weighted by the
-        contribution c and channel 1 by the gamma area; ``prefix`` their row prefix sums
-        (``projection.row_prefix_sums``). Unused when scattering.
+    gathered : (2, n_lines, n_samples) the ratio images gathered, channel 0 weighted by
+        the contribution c and channel 1 by the gamma area: for exact projection their
+        inclusive row prefix sums (``projection.prefix_in_place``), for bilinear the
+        images themselves. Unused when scattering.
     row_start, row_stop : DEM rows handled (their neighbours are read).
 
     Outputs (rows handled)
@@ -183,9 +184,9 @@ def facet_pass(
     sigma_area, gamma_area : (rows, cols) m^2; contrib_cell : sum of c_f; cos_local :
         cosine of the local incidence angle of the cell's mean normal (both passes: a
         block-wise gather needs them without the scatter's per-cell arrays).
-    partial, cover : (2, n_lines, n_samples) and (2, n_lines, n_samples + 1), accumulated
-        when scattering: sum w*c and sum w*A_gamma (``projection.resolve_cover`` makes the
-        images; for bilinear projection ``partial`` holds them).
+    acc : (n_lines, n_samples, 2), accumulated when scattering: sum w*c and sum w*A_gamma,
+        as a difference buffer for exact projection (``projection.resolve_cover`` makes
+        the images), as the images themselves for bilinear.
     Serial, GIL released: callers run row blocks on threads, each with its own buffers.
     """
     rows, cols = valid.shape
@@ -295,21 +296,21 @@ def facet_pass(
             if norm > 0.0:
                 cos_local[i, j] = (cell_ax[j, 0] * ux + cell_ax[j, 1] * uy + cell_ax[j, 2] * uz) / norm
         if not exact:
-            _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, ratios, energy, partial)
+            _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, gathered, energy, acc)
         elif gather:
             _gather_row(vl, vs, tri_c, tri_g, tri_a, usable, k, i, i == row_start, top0, top1,
-                        bottom0, bottom1, prefix, ratios, energy)
+                        bottom0, bottom1, gathered, energy)
         else:
-            _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, partial, cover)
+            _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, acc)
     if exact and not gather:
         # The bottom vertex row of the last DEM row: walk what its triangles left there.
         for b in range(n_sub):
             if top0[b] != 0.0 or top1[b] != 0.0:
-                scatter_edge(vl[k, b], vs[k, b], vl[k, b + 1], vs[k, b + 1], top0[b], top1[b], partial, cover)
+                scatter_edge(vl[k, b], vs[k, b], vl[k, b + 1], vs[k, b + 1], top0[b], top1[b], acc)
 
 
 @numba.njit(cache=True, nogil=True)
-def _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, partial, cover):
+def _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, acc):
     """Walk the edges of one DEM row's triangles once each, with their net scales.
 
     Each triangle deposits quantity / signed area along its boundary. ``top0``, ``top1``
@@ -330,7 +331,7 @@ def _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, partial, cover):
             top0[b] += tri_c[a, b, 0]
             top1[b] += tri_g[a, b, 0]
             if top0[b] != 0.0 or top1[b] != 0.0:
-                scatter_edge(vl[a, b], vs[a, b], vl[a, b + 1], vs[a, b + 1], top0[b], top1[b], partial, cover)
+                scatter_edge(vl[a, b], vs[a, b], vl[a, b + 1], vs[a, b + 1], top0[b], top1[b], acc)
         for b in range(n_sub + 1):
             # V(a, b): +T0 of the sub-quad to its left, -T1 of the one to its right.
             net0 = tri_c[a, b - 1, 0] if b > 0 else 0.0
@@ -342,9 +343,9 @@ def _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, partial, cover):
                 d0 = tri_c[a, b, 1] - tri_c[a, b, 0]
                 d1 = tri_g[a, b, 1] - tri_g[a, b, 0]
                 if d0 != 0.0 or d1 != 0.0:
-                    scatter_edge(vl[a, b], vs[a, b], vl[a + 1, b + 1], vs[a + 1, b + 1], d0, d1, partial, cover)
+                    scatter_edge(vl[a, b], vs[a, b], vl[a + 1, b + 1], vs[a + 1, b + 1], d0, d1, acc)
             if net0 != 0.0 or net1 != 0.0:
-                scatter_edge(vl[a, b], vs[a, b], vl[a + 1, b], vs[a + 1, b], net0, net1, partial, cover)
+                scatter_edge(vl[a, b], vs[a, b], vl[a + 1, b], vs[a + 1, b], net0, net1, acc)
         # What this strip's T1 leave on the H edges of vertex row a + 1.
         for b in range(n_sub):
             top0[b] = -tri_c[a, b, 1]
@@ -353,7 +354,7 @@ def _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, partial, cover):
 
 @numba.njit(cache=True, nogil=True)
 def _gather_row(vl, vs, tri_c, tri_g, tri_a, usable, k, i, first, top0, top1, bottom0, bottom1,
-                prefix, ratios, energy):
+                prefix, energy):
     """Integrate the ratio images over one DEM row's triangles, each edge walked once.
 
     ``top0``, ``top1``: integrals along the H edges of the top vertex row, carried from
@@ -363,21 +364,21 @@ def _gather_row(vl, vs, tri_c, tri_g, tri_a, usable, k, i, first, top0, top1, bo
     cols = usable.shape[0]
     if first:
         for b in range(n_sub):
-            top0[b], top1[b] = gather_edge(vl[0, b], vs[0, b], vl[0, b + 1], vs[0, b + 1], prefix, ratios)
+            top0[b], top1[b] = gather_edge(vl[0, b], vs[0, b], vl[0, b + 1], vs[0, b + 1], prefix)
     for j in range(cols):
         energy[0, i, j] = 0.0
         energy[1, i, j] = 0.0
     for a in range(k):
         for b in range(n_sub):
             bottom0[b], bottom1[b] = gather_edge(vl[a + 1, b], vs[a + 1, b], vl[a + 1, b + 1], vs[a + 1, b + 1],
-                                                 prefix, ratios)
-        left0, left1 = gather_edge(vl[a, 0], vs[a, 0], vl[a + 1, 0], vs[a + 1, 0], prefix, ratios)
+                                                 prefix)
+        left0, left1 = gather_edge(vl[a, 0], vs[a, 0], vl[a + 1, 0], vs[a + 1, 0], prefix)
         for b in range(n_sub):
             right0, right1 = gather_edge(vl[a, b + 1], vs[a, b + 1], vl[a + 1, b + 1], vs[a + 1, b + 1],
-                                         prefix, ratios)
+                                         prefix)
             j = b // k
             if usable[j]:
-                d0, d1 = gather_edge(vl[a, b], vs[a, b], vl[a + 1, b + 1], vs[a + 1, b + 1], prefix, ratios)
+                d0, d1 = gather_edge(vl[a, b], vs[a, b], vl[a + 1, b + 1], vs[a + 1, b + 1], prefix)
                 area = tri_a[a, b, 0]
                 if area != 0.0:
                     energy[0, i, j] += tri_c[a, b, 0] * (top0[b] + right0 - d0) / area
@@ -394,7 +395,7 @@ def _gather_row(vl, vs, tri_c, tri_g, tri_a, usable, k, i, first, top0, top1, bo
 
 
 @numba.njit(cache=True, nogil=True)
-def _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, ratios, energy, partial):
+def _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, ratios, energy, acc):
     """Bilinear splatting (or gathering) at the centre of each sub-quad of one DEM row."""
     n_sub = tri_c.shape[1]
     cols = usable.shape[0]
@@ -415,8 +416,7 @@ def _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, ratios, energy, pa
                 energy[0, i, j] += c * gather_bilinear(lc, sc, ratios[0])
                 energy[1, i, j] += g * gather_bilinear(lc, sc, ratios[1])
             else:
-                scatter_bilinear(lc, sc, c, partial[0])
-                scatter_bilinear(lc, sc, g, partial[1])
+                scatter_bilinear(lc, sc, c, g, acc)
 
 
 @numba.njit(cache=True, nogil=True)

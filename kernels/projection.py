@@ -8,14 +8,19 @@ facet sum to one over the whole plane). By Green's theorem, for any pixel image 
     integral over the triangle of R dA = sum over its edges of integral F dL,
     F(L, S) = integral from -inf to S of R(L, S') dS',
 
-and F is piecewise linear in S within a pixel row. So each edge is cut at the pixel
-boundaries it crosses, and each piece (Delta L, mean S) in pixel (r, c) contributes
-``Delta L * (sum of R left of c + (mean S - c) * R[r, c])``. Scattering a quantity q
-deposits ``q * Delta L * (mean S - c)`` on pixel (r, c) and ``q * Delta L`` on every pixel
-left of it; the latter goes into a ``cover`` buffer that a reverse cumulative sum along
-each row turns into pixel values once all facets are in. Gathering reads row prefix sums
-of R. The two are exact adjoints, so energy reallocated by gather sums exactly to what
-scatter distributed.
+and F is piecewise linear in S within a pixel row: with P the inclusive row prefix sums
+of R (P[r, c] = R[r, 0] + ... + R[r, c], P[r, -1] = 0), F = (1 - f) P[r, c - 1] + f P[r, c]
+at S = c + f. So each edge is cut at the pixel boundaries it crosses, and each piece
+(Delta L, mean S = c + f) in pixel row r contributes ``Delta L * ((1 - f) P[r, c - 1] +
+f P[r, c])`` (``Delta L * P[r, n - 1]`` right of the window). Gathering reads P, which
+``prefix_in_place`` makes from R in place (no second image).
+
+Scattering is the transpose: a piece deposits ``v f`` on column c and ``v (1 - f)`` on
+column c - 1 (v = quantity x Delta L) of a difference buffer D, whose reverse cumulative
+sum along each row (``resolve_cover``) is the pixel image once all facets are in:
+I[r, c] = D[r, c] + D[r, c + 1] + ... The two are exact adjoints, so the energy
+reallocated by gather sums exactly to what scatter distributed. D holds both channels
+side by side, (rows, cols, 2): a piece touches 32 neighbouring bytes.
 
 Coordinates here are window coordinates: L = line - line0 + 0.5, S = sample - sample0 + 0.5,
 so pixel (r, c) covers [r, r + 1) x [c, c + 1).
@@ -69,42 +74,51 @@ def _piece(l0, s0, dl, ds, u_start, next_l, step_l, next_s, step_s):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _deposit(row, col, s_mid, piece, scale0, scale1, partial, cover):
-    """Scatter one edge piece (Delta L ``piece``, mean S ``s_mid``) in pixel row ``row``."""
-    n_rows = partial.shape[1]
-    n_cols = partial.shape[2]
+def _deposit(row, col, s_mid, piece, scale0, scale1, acc):
+    """Scatter one edge piece (Delta L ``piece``, mean S ``s_mid``) of pixel row ``row``
+    into the difference buffer ``acc`` (rows, cols, 2)."""
+    n_rows = acc.shape[0]
+    n_cols = acc.shape[1]
     if row < 0 or row >= n_rows or col < 0:
         return
+    v0 = scale0 * piece
+    v1 = scale1 * piece
     if col < n_cols:
         frac = s_mid - col
-        partial[0, row, col] += scale0 * piece * frac
-        partial[1, row, col] += scale1 * piece * frac
-        cover[0, row, col] += scale0 * piece
-        cover[1, row, col] += scale1 * piece
-    else:
-        cover[0, row, n_cols] += scale0 * piece
-        cover[1, row, n_cols] += scale1 * piece
+        a0 = v0 * frac
+        a1 = v1 * frac
+        acc[row, col, 0] += a0
+        acc[row, col, 1] += a1
+        if col > 0:
+            acc[row, col - 1, 0] += v0 - a0
+            acc[row, col - 1, 1] += v1 - a1
+    elif n_cols > 0:
+        acc[row, n_cols - 1, 0] += v0
+        acc[row, n_cols - 1, 1] += v1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _read(row, col, s_mid, piece, prefix, image):
-    """Gather one edge piece: its contributions to the integrals of the two channels."""
-    n_rows = image.shape[1]
-    n_cols = image.shape[2]
-    if row < 0 or row >= n_rows or col < 0:
+def _read(row, col, s_mid, piece, prefix):
+    """Gather one edge piece: its contributions to the integrals of the two channels,
+    read from their inclusive row prefix sums ``prefix`` (2, rows, cols)."""
+    n_rows = prefix.shape[1]
+    n_cols = prefix.shape[2]
+    if row < 0 or row >= n_rows or col < 0 or n_cols == 0:
         return 0.0, 0.0
     if col < n_cols:
         frac = s_mid - col
-        return (piece * (prefix[0, row, col] + frac * image[0, row, col]),
-                piece * (prefix[1, row, col] + frac * image[1, row, col]))
-    return piece * prefix[0, row, n_cols], piece * prefix[1, row, n_cols]
+        left0 = prefix[0, row, col - 1] if col > 0 else 0.0
+        left1 = prefix[1, row, col - 1] if col > 0 else 0.0
+        return (piece * (left0 + frac * (prefix[0, row, col] - left0)),
+                piece * (left1 + frac * (prefix[1, row, col] - left1)))
+    return piece * prefix[0, row, n_cols - 1], piece * prefix[1, row, n_cols - 1]
 
 
 @numba.njit(cache=True, nogil=True)
-def scatter_edge(l0, s0, l1, s1, scale0, scale1, partial, cover):
+def scatter_edge(l0, s0, l1, s1, scale0, scale1, acc):
     """Walk one edge from (l0, s0) to (l1, s1) across pixel rows and columns, depositing
-    ``scale0`` and ``scale1`` times its pieces into channels 0 and 1 of ``partial`` (2,
-    n_rows, n_cols) and ``cover`` (2, n_rows, n_cols + 1)."""
+    ``scale0`` and ``scale1`` times its pieces into the two channels of the difference
+    buffer ``acc`` (n_rows, n_cols, 2)."""
     dl = l1 - l0
     ds = s1 - s0
     if dl == 0.0 or dl != dl or ds != ds:
@@ -113,7 +127,7 @@ def scatter_edge(l0, s0, l1, s1, scale0, scale1, partial, cover):
     col = math.floor(s0)
     if row == math.floor(l1) and col == math.floor(s1):
         # Edges of facets smaller than a pixel mostly stay inside one pixel: one piece.
-        _deposit(int(row), int(col), 0.5 * (s0 + s1), dl, scale0, scale1, partial, cover)
+        _deposit(int(row), int(col), 0.5 * (s0 + s1), dl, scale0, scale1, acc)
         return
     next_l, step_l, next_s, step_s = _crossings(l0, s0, dl, ds)
     u_start = 0.0
@@ -121,15 +135,15 @@ def scatter_edge(l0, s0, l1, s1, scale0, scale1, partial, cover):
         u_end, next_l, next_s, row, col, s_mid, piece = _piece(l0, s0, dl, ds, u_start, next_l, step_l,
                                                               next_s, step_s)
         if piece != 0.0:
-            _deposit(row, col, s_mid, piece, scale0, scale1, partial, cover)
+            _deposit(row, col, s_mid, piece, scale0, scale1, acc)
         u_start = u_end
 
 
 @numba.njit(cache=True, nogil=True)
-def gather_edge(l0, s0, l1, s1, prefix, image):
-    """The integrals along one edge from (l0, s0) to (l1, s1) of the two channels of
-    ``image`` (2, n_rows, n_cols), read through their row ``prefix`` sums (2, n_rows,
-    n_cols + 1): the edge's share, by Green's theorem, of the facets' integrals."""
+def gather_edge(l0, s0, l1, s1, prefix):
+    """The integrals along one edge from (l0, s0) to (l1, s1) of the two channels whose
+    inclusive row prefix sums are ``prefix`` (2, n_rows, n_cols): the edge's share, by
+    Green's theorem, of the facets' integrals."""
     dl = l1 - l0
     ds = s1 - s0
     if dl == 0.0 or dl != dl or ds != ds:
@@ -137,7 +151,7 @@ def gather_edge(l0, s0, l1, s1, prefix, image):
     row = math.floor(l0)
     col = math.floor(s0)
     if row == math.floor(l1) and col == math.floor(s1):
-        return _read(int(row), int(col), 0.5 * (s0 + s1), dl, prefix, image)
+        return _read(int(row), int(col), 0.5 * (s0 + s1), dl, prefix)
     next_l, step_l, next_s, step_s = _crossings(l0, s0, dl, ds)
     total0 = 0.0
     total1 = 0.0
@@ -146,7 +160,7 @@ def gather_edge(l0, s0, l1, s1, prefix, image):
         u_end, next_l, next_s, row, col, s_mid, piece = _piece(l0, s0, dl, ds, u_start, next_l, step_l,
                                                               next_s, step_s)
         if piece != 0.0:
-            g0, g1 = _read(row, col, s_mid, piece, prefix, image)
+            g0, g1 = _read(row, col, s_mid, piece, prefix)
             total0 += g0
             total1 += g1
         u_start = u_end
@@ -160,59 +174,76 @@ def triangle_signed_area(l0, s0, l1, s1, l2, s2):
 
 
 @numba.njit(cache=True, nogil=True)
-def scatter_triangle(l0, s0, l1, s1, l2, s2, quantity0, quantity1, partial, cover):
-    """Scatter two quantities over a triangle's footprint with exact overlap weights."""
+def scatter_triangle(l0, s0, l1, s1, l2, s2, quantity0, quantity1, acc):
+    """Scatter two quantities over a triangle's footprint with exact overlap weights into
+    the difference buffer ``acc`` (n_rows, n_cols, 2)."""
     area = triangle_signed_area(l0, s0, l1, s1, l2, s2)
     if area == 0.0 or area != area:
         return
     q0 = quantity0 / area
     q1 = quantity1 / area
-    scatter_edge(l0, s0, l1, s1, q0, q1, partial, cover)
-    scatter_edge(l1, s1, l2, s2, q0, q1, partial, cover)
-    scatter_edge(l2, s2, l0, s0, q0, q1, partial, cover)
+    scatter_edge(l0, s0, l1, s1, q0, q1, acc)
+    scatter_edge(l1, s1, l2, s2, q0, q1, acc)
+    scatter_edge(l2, s2, l0, s0, q0, q1, acc)
 
 
 @numba.njit(cache=True, nogil=True)
-def gather_triangle(l0, s0, l1, s1, l2, s2, prefix, image):
-    """Overlap-weighted means of the two channels of ``image`` over a triangle's footprint
-    (weights summing to 1 over the plane; pixels outside the window count as 0)."""
+def gather_triangle(l0, s0, l1, s1, l2, s2, prefix):
+    """Overlap-weighted means over a triangle's footprint of the two channels whose
+    inclusive row prefix sums are ``prefix`` (weights summing to 1 over the plane;
+    pixels outside the window count as 0)."""
     area = triangle_signed_area(l0, s0, l1, s1, l2, s2)
     if area == 0.0 or area != area:
         return 0.0, 0.0
-    a0, a1 = gather_edge(l0, s0, l1, s1, prefix, image)
-    b0, b1 = gather_edge(l1, s1, l2, s2, prefix, image)
-    c0, c1 = gather_edge(l2, s2, l0, s0, prefix, image)
+    a0, a1 = gather_edge(l0, s0, l1, s1, prefix)
+    b0, b1 = gather_edge(l1, s1, l2, s2, prefix)
+    c0, c1 = gather_edge(l2, s2, l0, s0, prefix)
     return (a0 + b0 + c0) / area, (a1 + b1 + c1) / area
 
 
 @numba.njit(cache=True, nogil=True)
-def resolve_cover(partial, cover, out):
-    """Add the pixel images of scatter buffers (Q, R, C) and (Q, R, C + 1) into ``out``.
-
-    Pixel (r, c) of channel q gets ``partial[q, r, c] + sum(cover[q, r, c + 1:])``.
-    """
-    n_channels, n_rows, n_cols = partial.shape
+def resolve_cover(acc, out):
+    """Add the pixel images of a scatter difference buffer (R, C, 2) into ``out`` (2, R, C):
+    pixel (r, c) of channel q gets ``sum(acc[r, c:, q])``."""
+    n_rows, n_cols, n_channels = acc.shape
     for q in range(n_channels):
         for r in range(n_rows):
-            running = cover[q, r, n_cols]
+            running = 0.0
             for c in range(n_cols - 1, -1, -1):
-                out[q, r, c] += partial[q, r, c] + running
-                running += cover[q, r, c]
+                running += acc[r, c, q]
+                out[q, r, c] += running
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def row_prefix_sums(image):
-    """prefix[q, r, c] = sum(image[q, r, :c]) with one extra column for the whole row."""
-    n_channels, n_rows, n_cols = image.shape
-    prefix = np.empty((n_channels, n_rows, n_cols + 1))
+def add_channels(acc, out):
+    """Add a bilinear scatter buffer (R, C, 2) into ``out`` (2, R, C)."""
+    n_rows, n_cols, n_channels = acc.shape
     for q in range(n_channels):
         for r in range(n_rows):
+            for c in range(n_cols):
+                out[q, r, c] += acc[r, c, q]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def prefix_in_place(image, row_start, row_stop):
+    """Replace rows ``row_start:row_stop`` of ``image`` (Q, R, C) by their inclusive prefix
+    sums along each row: image[q, r, c] becomes sum(image[q, r, :c + 1])."""
+    n_channels = image.shape[0]
+    n_cols = image.shape[2]
+    for q in range(n_channels):
+        for r in range(row_start, row_stop):
             running = 0.0
             for c in range(n_cols):
-                prefix[q, r, c] = running
                 running += image[q, r, c]
-            prefix[q, r, n_cols] = running
+                image[q, r, c] = running
+
+
+def row_prefix_sums(image):
+    """Inclusive row prefix sums of ``image`` (Q, R, C), as a new array."""
+    prefix = np.array(image, dtype=np.float64, copy=True)
+    prefix_in_place(prefix, 0, prefix.shape[1])
     return prefix
 
 
@@ -228,10 +259,12 @@ def _bilinear_corner(window_line, window_sample):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def scatter_bilinear(window_line, window_sample, quantity, image):
-    """Splat ``quantity`` at a window position on the four nearest pixel centres."""
+def scatter_bilinear(window_line, window_sample, quantity0, quantity1, acc):
+    """Splat two quantities at a window position on the four nearest pixel centres of
+    ``acc`` (n_rows, n_cols, 2)."""
     r0, c0, wl, ws = _bilinear_corner(window_line, window_sample)
-    n_rows, n_cols = image.shape
+    n_rows = acc.shape[0]
+    n_cols = acc.shape[1]
     for dr in range(2):
         r = r0 + dr
         if r < 0 or r >= n_rows:
@@ -240,7 +273,9 @@ def scatter_bilinear(window_line, window_sample, quantity, image):
         for dc in range(2):
             c = c0 + dc
             if 0 <= c < n_cols:
-                image[r, c] += quantity * w_row * (ws if dc == 1 else 1.0 - ws)
+                w = w_row * (ws if dc == 1 else 1.0 - ws)
+                acc[r, c, 0] += quantity0 * w
+                acc[r, c, 1] += quantity1 * w
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -269,25 +304,28 @@ def scatter_triangles(triangles, quantities, n_rows, n_cols):
 
     A convenience for tests and small problems; the simulation fuses this into its facet loop.
     """
-    partial = np.zeros((2, n_rows, n_cols))
-    cover = np.zeros((2, n_rows, n_cols + 1))
+    acc = np.zeros((n_rows, n_cols, 2))
     for k in range(triangles.shape[0]):
         scatter_triangle(
             triangles[k, 0, 0], triangles[k, 0, 1], triangles[k, 1, 0], triangles[k, 1, 1],
-            triangles[k, 2, 0], triangles[k, 2, 1], quantities[k, 0], quantities[k, 1], partial, cover,
+            triangles[k, 2, 0], triangles[k, 2, 1], quantities[k, 0], quantities[k, 1], acc,
         )
-    return resolve_cover(partial, cover, np.zeros((2, n_rows, n_cols)))
+    return resolve_cover(acc, np.zeros((2, n_rows, n_cols)))
+
+
+def gather_triangles(triangles, image):
+    """Exact overlap-weighted means of a two-channel ``image`` (2, R, C) over each
+    triangle (n, 3, 2): (n, 2)."""
+    return _gather_triangles(np.ascontiguousarray(triangles, dtype=np.float64), row_prefix_sums(image))
 
 
 @numba.njit(cache=True, nogil=True)
-def gather_triangles(triangles, image):
-    """Exact overlap-weighted means of a two-channel ``image`` over each triangle: (n, 2)."""
-    prefix = row_prefix_sums(image)
+def _gather_triangles(triangles, prefix):
     out = np.empty((triangles.shape[0], 2))
     for k in range(triangles.shape[0]):
         out[k, 0], out[k, 1] = gather_triangle(
             triangles[k, 0, 0], triangles[k, 0, 1], triangles[k, 1, 0], triangles[k, 1, 1],
-            triangles[k, 2, 0], triangles[k, 2, 1], prefix, image,
+            triangles[k, 2, 0], triangles[k, 2, 1], prefix,
         )
     return out
 

@@ -120,4 +120,45 @@ def cell_geometry(
                 valid[i, j] = True
 
 
+@numba.njit(cache=True, nogil=True)
+def ecef_of_cells(lon, lat, height, a, e2, out):
+    """ECEF coordinates (m) of grid cells into ``out`` (rows, cols, 3), NaN for void heights.
+
+    ``lon``, ``lat`` (rad) as in ``cell_geometry``: broadcast views of 1-D axes (zero
+    strides) take one sine and cosine per column and row. The arithmetic is that of
+    ``cell_geometry``, so the positions are the same to the last bit: the facet passes
+    recompute them per block of rows instead of keeping 24 bytes per cell.
+    """
+    rows, cols = height.shape
+    lon_by_column = lon.strides[0] == 0
+    lat_by_row = lat.strides[1] == 0
+    cos_lon = np.empty(cols)
+    sin_lon = np.empty(cols)
+    cl = sl = pv = 0.0
+    if lon_by_column:
+        for j in range(cols):
+            cos_lon[j] = math.cos(lon[0, j])
+            sin_lon[j] = math.sin(lon[0, j])
+    for i in range(rows):
+        if lat_by_row:
+            cl = math.cos(lat[i, 0])
+            sl = math.sin(lat[i, 0])
+            pv = a / math.sqrt(1.0 - e2 * sl * sl)
+        for j in range(cols):
+            if not lat_by_row:
+                cl = math.cos(lat[i, j])
+                sl = math.sin(lat[i, j])
+                pv = a / math.sqrt(1.0 - e2 * sl * sl)
+            if lon_by_column:
+                co = cos_lon[j]
+                so = sin_lon[j]
+            else:
+                co = math.cos(lon[i, j])
+                so = math.sin(lon[i, j])
+            h = np.float64(height[i, j])
+            out[i, j, 0] = (pv + h) * cl * co
+            out[i, j, 1] = (pv + h) * cl * so
+            out[i, j, 2] = (pv * (1.0 - e2) + h) * sl
+
+
 from .visibility import visibility_profiles  # noqa: E402, F401

@@ -37,14 +37,12 @@ from .layover import (
     _observation_on_window,
     _resolve_input,
     _result_dataset,
-    cell_products,
-    reallocation_ratios,
+    reallocate,
 )
 from .simulate import (
     MASK_OUTSIDE,
     SmoothFields,
     _cell_geometry,
-    _faces_away,
     _resolve_contribution,
     _Simulation,
     _slant_range_spacing,
@@ -102,7 +100,6 @@ def _block_cells(dem_rows: xr.DataArray, geometry: RadarGeometry, crop: slice | 
     ``crop`` (local rows) drops them afterwards.
     """
     cells = _cell_geometry(dem_rows, geometry)
-    cells["faces_away"] = _faces_away(cells["ecef"], cells["look"])
     if crop is not None:
         cells = {name: array[crop] for name, array in cells.items()}
     return cells
@@ -180,17 +177,14 @@ def _task_scatter(dem_rows, plan: dict, block: _Block, layover_own, shadow_own, 
 
 
 def _task_gather(dem_rows, plan: dict, block: _Block, layover_own, shadow_own, sub_window,
-                 images: np.ndarray, ratios: np.ndarray, observed: np.ndarray, mixing: np.ndarray) -> xr.Dataset:
-    """The block's rows of the result: its facets gather the global ratios of its sub-window."""
+                 images: np.ndarray, observed: np.ndarray, mixing: np.ndarray) -> xr.Dataset:
+    """The block's rows of the result: its facets gather the ratios of the global sums
+    ``images`` and the observation on its sub-window."""
     state, own = _block_state(dem_rows, plan, block, layover_own, shadow_own, sub_window)
-    energy, *per_cell, _ = state.facet_pass(gather=True, ratios=ratios, rows=(own.start, own.stop))
-    names = ("sigma_area", "gamma_area", "contribution", "cos_local_incidence")
-    own_state = _Simulation(
-        dem_rows.isel(y=own), plan["geometry"], {name: array[own] for name, array in state.cells.items()},
-        sub_window, plan["oversample"], plan["exact"], plan["contribution"], layover_own, shadow_own, mixing,
-        {name: array[own] for name, array in zip(names, per_cell, strict=True)}, images, plan["smooth"],
-    )
-    products = cell_products(own_state, observed, energy[:, own], plan["output"])
+    state.images, state.mixing = images, mixing
+    products = reallocate(state, observed, plan["output"], rows=(own.start, own.stop), keep_energy=False)
+    own_state = replace(state, dem=dem_rows.isel(y=own), cells={name: array[own] for name, array in state.cells.items()},
+                        layover=layover_own, shadow=shadow_own)
     return _result_dataset(own_state, products, plan["output"], plan["projection"])
 
 
@@ -431,11 +425,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         for k in range(len(blocks)):
             sub = subs[k]
             lines = slice(sub[0] - line0, sub[0] - line0 + sub[1])
-            sub_images = np.ascontiguousarray(images[:, lines])
-            sub_state = _Simulation(None, geometry, None, sub, factor, exact, resolved, None, None, None, {},
-                                    sub_images, smooth)
-            observed = observed_on(sub)
-            yield _task_gather, (*own_rows(k), sub_images, reallocation_ratios(sub_state, observed), observed,
+            yield _task_gather, (*own_rows(k), np.ascontiguousarray(images[:, lines]), observed_on(sub),
                                  np.ascontiguousarray(mixing[lines]))
 
     assembled: dict[str, Any] = {}

@@ -24,7 +24,9 @@ simulation's scatter.
 from __future__ import annotations
 
 import logging
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,15 +38,17 @@ from ._version import __version__
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
-from .kernels.projection import sample_window
+from .kernels.projection import prefix_in_place, sample_window
 from .simulate import (
     MASK_ACTIVE,
     MASK_NONE,
     MASK_OUTSIDE,
     MASK_PASSIVE,
+    VALID_AREA_FRACTION,
     Contribution,
     Projection,
     _as_dataset,
+    _block_count,
     _run_simulation,
     _Simulation,
 )
@@ -76,22 +80,36 @@ def _from_xarray_sentinel(sar: xr.DataArray) -> xr.DataArray:
 
 
 def _observation_on_window(sar: Any, geometry: RadarGeometry | None, window: tuple[int, int, int, int]) -> np.ndarray:
-    """The observed intensity on the simulation window (lines x samples), float64."""
+    """The observed intensity on the simulation window (lines x samples), NaN where the
+    image has no pixel: float32 when the image is float32 (no wider copy), else float64;
+    a view of a full-grid array."""
     line0, n_lines, sample0, n_samples = window
     if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
         sar = _from_xarray_sentinel(sar)
     if isinstance(sar, xr.DataArray) and {"line", "sample"} <= set(sar.dims):
         values = sar.transpose("line", "sample")
+        data = values.data if isinstance(values.data, np.ndarray) else values.values
+        dtype = np.float32 if data.dtype == np.float32 else np.float64
         lines = np.asarray(values["line"].values) if "line" in values.coords else np.arange(values.shape[0])
         samples = np.asarray(values["sample"].values) if "sample" in values.coords else np.arange(values.shape[1])
-        out = np.full((n_lines, n_samples), np.nan)
+        out = np.full((n_lines, n_samples), np.nan, dtype=dtype)
         rows = lines - line0
         cols = samples - sample0
         keep_r = (rows >= 0) & (rows < n_lines)
         keep_c = (cols >= 0) & (cols < n_samples)
-        out[np.ix_(rows[keep_r], cols[keep_c])] = np.asarray(values.values, dtype=np.float64)[np.ix_(keep_r, keep_c)]
+        if not keep_r.any() or not keep_c.any():
+            return out
+        r_in, c_in = np.flatnonzero(keep_r), np.flatnonzero(keep_c)
+        if _consecutive(rows[r_in]) and _consecutive(cols[c_in]) and _consecutive(r_in) and _consecutive(c_in):
+            # The usual case, an image on a regular grid: one slice, no fancy-index copy.
+            out[rows[r_in[0]]:rows[r_in[-1]] + 1, cols[c_in[0]]:cols[c_in[-1]] + 1] = (
+                data[r_in[0]:r_in[-1] + 1, c_in[0]:c_in[-1] + 1])
+        else:
+            out[np.ix_(rows[keep_r], cols[keep_c])] = np.asarray(data, dtype=dtype)[np.ix_(keep_r, keep_c)]
         return out
-    array = np.asarray(sar, dtype=np.float64)
+    array = np.asarray(sar)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
     if geometry is not None and array.shape == geometry.grid.shape:
         return array[line0:line0 + n_lines, sample0:sample0 + n_samples]
     raise InvalidInputError(
@@ -101,87 +119,185 @@ def _observation_on_window(sar: Any, geometry: RadarGeometry | None, window: tup
     )
 
 
+def _consecutive(index: np.ndarray) -> bool:
+    return bool(index.size == 0 or (index[-1] - index[0] == index.size - 1 and np.all(np.diff(index) == 1)))
+
+
+def _check_values(sar: Any) -> None:
+    """Refuse negative or infinite intensities of an array observation before any work."""
+    values = sar.values if isinstance(sar, xr.DataArray) else sar
+    if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims and np.iscomplexobj(values):
+        return  # _from_xarray_sentinel says what to do
+    try:
+        values = np.asarray(values)
+    except Exception:  # not array-like: _observation_on_window says what is expected
+        return
+    if values.dtype.kind not in "fiu":
+        return
+    if np.isinf(values).any():
+        raise InvalidInputError("the SAR image has infinite values: mask them as NaN first")
+    if values.size and np.nanmin(values, initial=np.inf) < 0:
+        raise InvalidInputError(
+            "the SAR image has negative intensities: give linear power (e.g. beta0), not amplitude "
+            "differences or dB (convert dB with 10 ** (db / 10))"
+        )
+
+
 def _check_intensity(observed: np.ndarray, window: tuple[int, int, int, int]) -> None:
-    finite = observed[np.isfinite(observed)]
-    if finite.size == 0:
+    if not np.isfinite(observed).any():
         line0, n_lines, sample0, n_samples = window
         raise InvalidInputError(
             f"the SAR image has no finite value where the DEM falls (lines {line0}..{line0 + n_lines - 1}, "
             f"samples {sample0}..{sample0 + n_samples - 1}): the image does not cover the DEM"
         )
-    if np.any(finite < 0):
-        raise InvalidInputError(
-            "the SAR image has negative intensities: give linear power (e.g. beta0), not amplitude "
-            "differences or dB (convert dB with 10 ** (db / 10))"
-        )
-    if np.isinf(observed).any():
-        raise InvalidInputError("the SAR image has infinite values: mask them as NaN first")
+    _check_values(observed)
 
 
 def _sample_image(image: np.ndarray, line: np.ndarray, sample: np.ndarray, window, nearest: bool = False) -> np.ndarray:
     """Bilinear (or nearest) interpolation of a window image at fractional absolute (line, sample)."""
     line0, _, sample0, _ = window
-    image = np.ascontiguousarray(image, dtype=np.float64)
     out = np.empty(line.shape)
-    run_blocks(lambda start, stop: sample_window(image, line[start:stop], sample[start:stop], line0, sample0,
-                                                 nearest, out[start:stop]), line.shape[0])
+    sample_window(image, line, sample, line0, sample0, nearest, out)
     return out
 
 
 def reallocation_ratios(state: _Simulation, observed: np.ndarray) -> np.ndarray:
     """Per-pixel ratios I_p a_p / (sum of w c) for the model (channel 0) and gamma (channel 1)
     contributions; 0 where nothing was simulated."""
-    pixel_area = np.nan_to_num(state.pixel_area)
-    observed = np.nan_to_num(observed, nan=0.0)
-    contribution_image, gamma_image = state.images[0], state.images[1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio_model = np.where(contribution_image > 0, observed * pixel_area / contribution_image, 0.0)
-        ratio_gamma = np.where(gamma_image > 0, observed * pixel_area / gamma_image, 0.0)
-    return np.ascontiguousarray(np.stack([ratio_model, ratio_gamma]))
+    ratios = np.array(state.images, dtype=np.float64, copy=True)
+    _ratios_in_place(state, ratios, observed, prefix=False)
+    return ratios
 
 
-def cell_products(state: _Simulation, observed: np.ndarray, energy: np.ndarray, output: Output) -> dict[str, np.ndarray]:
-    """Per-cell products (float32) from the gathered energies (2, rows, cols)."""
-    sigma_area, gamma_area = state.per_cell["sigma_area"], state.per_cell["gamma_area"]
-    cells = state.cells
-    shadowed = (state.shadow == MASK_ACTIVE) | (state.shadow == MASK_PASSIVE) | (state.shadow == MASK_OUTSIDE)
-
-    def ratio(numerator: np.ndarray, area: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-        out = np.full(area.shape, np.nan, dtype=np.float32)
-        np.divide(numerator, area, out=out, where=(area > 0) & ~excluded, casting="same_kind")
-        return out
-
-    backscatter = ratio(energy[0], sigma_area if output == "sigma0" else gamma_area, shadowed)
-    # Pixels whose gamma area is under 5 % of flat terrain's would divide by almost
-    # nothing: cells that land in one are NaN in the flattened product (Small 2011).
-    # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
-    valid_at_cell = _sample_image(state.valid_pixels.astype(np.float64), cells["line"], cells["sample"],
-                                  state.window, nearest=True) > 0.5
-    flattened = ratio(energy[1], gamma_area, shadowed | ~valid_at_cell)
-    del valid_at_cell
-    geocoded = _sample_image(np.nan_to_num(observed, nan=0.0), cells["line"], cells["sample"], state.window)
-    geocoded *= np.sin(cells["incidence"])
-    pixel_area = state.pixel_area
-    with np.errstate(invalid="ignore", divide="ignore"):
-        simulated_image = np.where(pixel_area > 0, state.images[0] / np.where(pixel_area > 0, pixel_area, 1), np.nan)
-    simulated = _sample_image(simulated_image, cells["line"], cells["sample"], state.window)
-    return {
-        "energy": energy[0],
-        "backscatter": backscatter,
-        "flattened": flattened,
-        "geocoded": geocoded.astype(np.float32),
-        "simulated": simulated.astype(np.float32),
-    }
+#: Radar lines per block of the per-pixel pass.
+_LINES_PER_BLOCK = 256
 
 
-def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma0") -> dict[str, np.ndarray]:
+def _ratios_in_place(state: _Simulation, images: np.ndarray, observed: np.ndarray, *,
+                     prefix: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Turn the simulated images (2, lines, samples) into the reallocation ratios, in place.
+
+    Channel 0 becomes I_p a_p / sum(w c), channel 1 I_p a_p / sum(w A_gamma) (0 where
+    nothing was simulated), then, with ``prefix``, their inclusive row prefix sums, which
+    the exact gather reads. Returns what needs the images before they are overwritten:
+    the simulated image sum(w c) / a_p (float32, NaN where a_p is not positive) and the
+    pixels valid for terrain flattening (gamma area at least 5 % of flat terrain's).
+    Runs on blocks of lines; nothing of the window's size but the two outputs is made.
+    """
+    line0, n_lines, sample0, n_samples = state.window
+    smooth = state.smooth_fields
+    simulated = np.empty((n_lines, n_samples), dtype=np.float32)
+    valid = np.empty((n_lines, n_samples), dtype=bool)
+
+    def work(start: int, stop: int) -> None:
+        sub = (line0 + start, stop - start, sample0, n_samples)
+        pixel_area = np.nan_to_num(smooth.evaluate("pixel_area", sub))
+        incidence = smooth.evaluate("incidence", sub)
+        contribution, gamma = images[0, start:stop], images[1, start:stop]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            simulated[start:stop] = np.where(pixel_area > 0, contribution / np.where(pixel_area > 0, pixel_area, 1.0),
+                                             np.nan)
+            flat = pixel_area * np.cos(incidence) / np.sin(incidence)
+            valid[start:stop] = np.nan_to_num(gamma) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
+            energy = np.nan_to_num(observed[start:stop], nan=0.0) * pixel_area
+            images[0, start:stop] = np.where(contribution > 0, energy / contribution, 0.0)
+            images[1, start:stop] = np.where(gamma > 0, energy / gamma, 0.0)
+        if prefix:
+            prefix_in_place(images, start, stop)
+
+    run_blocks(work, n_lines, max(1, math.ceil(n_lines / _LINES_PER_BLOCK)))
+    return simulated, valid
+
+
+def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma0", *,
+               rows: tuple[int, int] | None = None, in_place: bool = False, keep_energy: bool = True,
+               progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """Reallocate an observed window image (beta0, linear) with a simulation's weights.
 
-    Returns per-cell arrays: ``energy`` (m^2, reallocated I a), ``backscatter`` (sigma0 or
-    gamma0), ``flattened`` (gamma0), ``geocoded`` (sigma0), ``simulated``.
+    Parameters
+    ----------
+    state : the simulation of the DEM (``simulate._run_simulation``).
+    observed : (lines, samples) beta0 on the simulation's window, NaN where unknown.
+    output : ``"sigma0"`` or ``"gamma0"`` for ``backscatter``.
+    rows : (start, stop), the DEM rows to reallocate to (the others only lend their
+        positions to the facets at the edge): a block with halo rows.
+    in_place : consume ``state``: overwrite its images with the ratios instead of working
+        on a copy (the window's images are the largest radar-side array) and release the
+        cells' incidence angles once used (``reconstruct`` does).
+    keep_energy : also return the reallocated energy of every cell (float64).
+    progress : called with the DEM rows of each gathered block.
+
+    Returns
+    -------
+    Per-cell arrays (of ``rows``): ``backscatter`` (sigma0 or gamma0), ``flattened`` (gamma0),
+    ``geocoded`` (sigma0), ``simulated``, ``local_incidence_angle`` (float32; NaN in
+    shadow, outside the image or where undefined), ``mixing`` (uint16) and, with
+    ``keep_energy``, ``energy`` (m^2, the reallocated I a).
     """
-    energy = state.facet_pass(gather=True, ratios=reallocation_ratios(state, observed))[0]
-    return cell_products(state, observed, energy, output)
+    cells = state.cells
+    first, last = rows if rows is not None else (0, cells["valid"].shape[0])
+    shape = (last - first, cells["valid"].shape[1])
+    window = state.window
+    line0, _, sample0, _ = window
+    images = state.images if in_place else np.array(state.images, dtype=np.float64, copy=True)
+    simulated_image, valid_pixels = _ratios_in_place(state, images, observed, prefix=state.exact)
+    products = {name: np.full(shape, np.nan, dtype=np.float32)
+                for name in ("backscatter", "flattened", "geocoded", "simulated", "local_incidence_angle")}
+    products["mixing"] = np.zeros(shape, dtype=np.uint16)
+    if keep_energy:
+        products["energy"] = np.zeros(shape)
+    # Window images needed before the gather only: released (cleared) once sampled.
+    held = {"observed": observed if not np.isnan(observed).any() else np.nan_to_num(observed, nan=0.0),
+            "simulated": simulated_image}
+    del simulated_image, observed
+
+    def sample_cells(start: int, stop: int) -> None:
+        rows, out = slice(first + start, first + stop), slice(start, stop)
+        line, sample, valid = cells["line"][rows], cells["sample"][rows], cells["valid"][rows]
+        geocoded = _sample_image(held["observed"], line, sample, window)
+        geocoded *= np.sin(cells["incidence"][rows])
+        products["geocoded"][out] = geocoded
+        products["simulated"][out] = _sample_image(held["simulated"], line, sample, window)
+        with np.errstate(invalid="ignore"):
+            pixel_row = np.clip(np.floor(line + 0.5) - line0, 0, state.mixing.shape[0] - 1)
+            pixel_col = np.clip(np.floor(sample + 0.5) - sample0, 0, state.mixing.shape[1] - 1)
+        pixel_row = np.where(valid, pixel_row, 0).astype(np.intp)
+        pixel_col = np.where(valid, pixel_col, 0).astype(np.intp)
+        products["mixing"][out] = np.where(valid, state.mixing[pixel_row, pixel_col], 0)
+
+    run_blocks(sample_cells, shape[0], _block_count(shape))
+    held.clear()
+    if in_place:
+        del cells["incidence"]
+    shadow = state.shadow
+
+    def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
+        rows, out = slice(start, stop), slice(start - first, stop - first)
+        sigma_area, gamma_area, _, cos_local = per_cell
+        excluded = (shadow[rows] == MASK_ACTIVE) | (shadow[rows] == MASK_PASSIVE) | (shadow[rows] == MASK_OUTSIDE)
+        area = sigma_area if output == "sigma0" else gamma_area
+        _ratio_into(products["backscatter"][out], energy[0], area, excluded)
+        # Pixels whose gamma area is under 5 % of flat terrain's would divide by almost
+        # nothing: cells that land in one are NaN in the flattened product (Small 2011).
+        # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
+        valid_at_cell = _sample_image(valid_pixels.view(np.uint8), cells["line"][rows], cells["sample"][rows], window,
+                                      nearest=True) > 0.5
+        _ratio_into(products["flattened"][out], energy[1], gamma_area, excluded | ~valid_at_cell)
+        with np.errstate(invalid="ignore"):
+            angle = np.degrees(np.arccos(np.clip(cos_local, -1.0, 1.0)))
+        products["local_incidence_angle"][out] = np.where(cells["valid"][rows], angle, np.nan)
+        if keep_energy:
+            products["energy"][out] = energy[0]
+
+    state.facet_pass(gather=True, ratios=images, prefix_ready=True, rows=(first, last), consume=consume,
+                     progress=progress)
+    return products
+
+
+def _ratio_into(out: np.ndarray, numerator: np.ndarray, area: np.ndarray, excluded: np.ndarray) -> None:
+    """out = numerator / area where the area is positive and the cell not excluded, else NaN."""
+    out[...] = np.nan
+    np.divide(numerator, area, out=out, where=(area > 0) & ~excluded, casting="same_kind")
 
 
 def reconstruct(
@@ -249,15 +365,20 @@ def reconstruct(
             output=output, projection=projection, oversample=oversample, measurement=measurement,
         )
     sar, geometry = _resolve_input(sar, geometry, measurement)
-    state = _run_simulation(dem, geometry, contribution, projection, oversample)
-    if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
+    on_map = isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims)
+    if not on_map and not isinstance(sar, _LazyProduct):
+        _check_values(sar)  # before any work: what the window will not change
+    state = _run_simulation(dem, geometry, contribution, projection, oversample, keep_per_cell=on_map)
+    if on_map:
         sar = _radar_image_from_map(sar, state, sar_quantity, sar_db)
+        state.per_cell = {}
     if isinstance(sar, _LazyProduct):
         line0, n_lines, sample0, n_samples = state.window
         sar = sar.loader((line0, line0 + n_lines, sample0, sample0 + n_samples))
-    observed = _observation_on_window(sar, geometry, state.window)
-    _check_intensity(observed, state.window)
-    result = reallocate(state, observed, output)
+    observed = [_observation_on_window(sar, geometry, state.window)]
+    _check_intensity(observed[0], state.window)
+    # Handed over, not kept here: reallocate releases the window once it is sampled.
+    result = reallocate(state, observed.pop(), output, in_place=True, keep_energy=False)
     return _result_dataset(state, result, output, projection)
 
 
@@ -347,29 +468,26 @@ class _LazyProduct:
 
 
 def _result_dataset(state: _Simulation, result: dict[str, np.ndarray], output: str, projection: str) -> xr.Dataset:
-    simulation = _as_dataset(state, projection, ("local_incidence_angle", "layover", "shadow", "slant_range",
-                                                 "azimuth_time"))
-    cells = state.cells
-    line0, _, sample0, _ = state.window
-    rows = np.clip(np.floor(cells["line"] + 0.5).astype(np.int64) - line0, 0, state.mixing.shape[0] - 1)
-    cols = np.clip(np.floor(cells["sample"] + 0.5).astype(np.int64) - sample0, 0, state.mixing.shape[1] - 1)
-    mixing = np.where(cells["valid"], state.mixing[rows, cols], 0).astype(np.uint16)
+    """The reconstruction Dataset from ``reallocate``'s products and the simulation's masks
+    and geometry (the arrays are used as they are, not copied)."""
+    simulation = _as_dataset(state, projection, ("layover", "shadow", "slant_range", "azimuth_time"))
     dims = ("y", "x")
     unit_name = "sigma0" if output == "sigma0" else "gamma0"
     ds = xr.Dataset(
         {
-            "backscatter": (dims, result["backscatter"].astype(np.float32),
+            "backscatter": (dims, result["backscatter"],
                             {"long_name": f"reallocated {unit_name} (linear)", "units": "1"}),
-            "geocoded": (dims, result["geocoded"].astype(np.float32),
+            "geocoded": (dims, result["geocoded"],
                          {"long_name": "conventionally geocoded sigma0 (ellipsoid incidence, linear)", "units": "1"}),
-            "flattened": (dims, result["flattened"].astype(np.float32),
+            "flattened": (dims, result["flattened"],
                           {"long_name": "terrain-flattened gamma0 (Small 2011, linear)", "units": "1"}),
-            "simulated": (dims, result["simulated"].astype(np.float32),
+            "simulated": (dims, result["simulated"],
                           {"long_name": "simulated image (sum w c / pixel area) at the cell"}),
-            "local_incidence_angle": simulation["local_incidence_angle"],
+            "local_incidence_angle": (dims, result["local_incidence_angle"],
+                                      {"units": "degree", "long_name": "local incidence angle"}),
             "layover": simulation["layover"],
             "shadow": simulation["shadow"],
-            "mixing": (dims, mixing, {"long_name": "separate ground segments sharing the cell's pixel"}),
+            "mixing": (dims, result["mixing"], {"long_name": "separate ground segments sharing the cell's pixel"}),
             "slant_range": simulation["slant_range"],
             "azimuth_time": simulation["azimuth_time"],
         },

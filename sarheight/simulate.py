@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -22,12 +23,12 @@ import xarray as xr
 from . import kernels
 from ._threads import run_blocks, thread_count
 from ._version import __version__
-from .dem import open_dem
+from .dem import _open_dem, open_dem
 from .errors import GeometryError, InvalidInputError
-from .geometry import RadarGeometry, _lon_lat_radians, datetime_from_seconds
+from .geometry import RadarGeometry, _lon_lat_radians
 from .kernels import facets, visibility
 from .kernels import simulation as sim
-from .kernels.projection import resolve_cover, row_prefix_sums
+from .kernels.projection import add_channels, resolve_cover, row_prefix_sums
 
 logger = logging.getLogger(__name__)
 
@@ -200,13 +201,6 @@ def _slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -
     return float(np.median(values)) if values.size else 1.0
 
 
-def _faces_away(ecef: np.ndarray, look: np.ndarray) -> np.ndarray:
-    """Whether each cell's surface faces away from the sensor (normal from central differences)."""
-    out = np.zeros(ecef.shape[:2], dtype=bool)
-    run_blocks(lambda start, stop: facets.faces_away(ecef, look, start, stop, out), out.shape[0])
-    return out
-
-
 def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geometry: RadarGeometry,
                  margin: int = 2) -> tuple[int, int, int, int]:
     """The part of the image the DEM's cells fall in: (line0, n_lines, sample0, n_samples)."""
@@ -231,13 +225,38 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
     return line0, line1 - line0, sample0, sample1 - sample0
 
 
+#: Cells per block of DEM rows in the per-cell passes: the blocks' own buffers (ECEF
+#: positions, per-cell sums, scatter bands) stay small beside the whole-DEM arrays.
+BLOCK_CELLS = 1 << 17
+
+
+def _block_count(shape: tuple[int, int]) -> int:
+    """Row blocks for a per-cell pass: at least one per thread, about ``BLOCK_CELLS`` cells each."""
+    return max(thread_count(), math.ceil(shape[0] * shape[1] / BLOCK_CELLS))
+
+
+def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int) -> np.ndarray:
+    """ECEF positions (m) of the cells of DEM rows ``start:stop``, (rows, cols, 3) float64.
+
+    Recomputed from longitude, latitude and height whenever a pass needs them (a few ns
+    per cell), rather than kept for the whole DEM (24 bytes per cell).
+    """
+    height = cells["height"][start:stop]
+    out = np.empty((*height.shape, 3))
+    sim.ecef_of_cells(cells["lon"][start:stop], cells["lat"][start:stop], height, kernels.WGS84_A,
+                      kernels.WGS84_E2, out)
+    return out
+
+
 def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
+    """Zero-Doppler geometry of every cell centre (``kernels.simulation.cell_geometry``) and
+    whether each cell faces away from the sensor; ``lon``, ``lat`` (rad) and ``height`` are
+    kept (views where possible) for the passes that recompute ECEF positions per block."""
     lon, lat = _lon_lat_radians(dem)
     height = np.ascontiguousarray(dem.values)
     shape = height.shape
     k = geometry.kernel_arguments()
     out = {
-        "ecef": np.full((*shape, 3), np.nan),
         "time": np.full(shape, np.nan),
         "slant_range": np.full(shape, np.nan),
         "line": np.full(shape, np.nan),
@@ -249,19 +268,48 @@ def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.n
         "cross_track": np.full(shape, np.nan),
         "valid": np.zeros(shape, dtype=bool),
     }
+    faces_away = np.zeros(shape, dtype=bool)
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
+        # The normals of faces_away need the positions of one row more on each side.
+        halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
+        ecef = np.full((halo_stop - halo_start, shape[1], 3), np.nan)
         sim.cell_geometry(
             lon[rows], lat[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
             k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
             k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
             k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"],
-            *(array[rows] for array in out.values()),
+            ecef[start - halo_start:stop - halo_start], *(array[rows] for array in out.values()),
         )
+        for row in {halo_start, halo_stop - 1} - set(range(start, stop)):
+            local = row - halo_start
+            sim.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1], kernels.WGS84_A,
+                              kernels.WGS84_E2, ecef[local:local + 1])
+        facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
+                          faces_away[halo_start:halo_stop])
 
-    run_blocks(work, shape[0])
+    run_blocks(work, shape[0], _block_count(shape))
+    out["azimuth_time"] = _datetime_in_place(out.pop("time"), geometry.reference_time)
+    out.update(faces_away=faces_away, lon=lon, lat=lat, height=height)
     return out
+
+
+def _datetime_in_place(seconds: np.ndarray, reference: np.datetime64) -> np.ndarray:
+    """``reference`` plus float ``seconds`` as datetime64[ns] (NaN gives NaT), in the
+    buffer of ``seconds``: ``geometry.datetime_from_seconds`` without its five
+    temporaries of the DEM's size."""
+    ns = seconds.view(np.int64)
+    reference_ns = np.datetime64(reference, "ns").astype(np.int64)
+    nat = np.datetime64("NaT", "ns").astype(np.int64)
+    rows_per_block = max(1, BLOCK_CELLS // max(1, seconds.shape[-1]))
+    for start in range(0, seconds.shape[0], rows_per_block):
+        block = seconds[start:start + rows_per_block].copy()
+        finite = np.isfinite(block)
+        converted = np.where(finite, np.round(block * 1e9), 0).astype(np.int64) + reference_ns
+        converted[~finite] = nat
+        ns[start:start + rows_per_block] = converted
+    return ns.view("datetime64[ns]")
 
 
 @dataclasses.dataclass
@@ -282,55 +330,92 @@ class _Simulation:
     images: np.ndarray  # (2, lines, samples): sum w c, sum w A_gamma
     smooth: SmoothFields | None = None  # fitted on the whole DEM when the cells are a block
 
-    def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None,
-                   contribution: _Contribution | None = None,
-                   rows: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
-        """Run the facet kernel (``kernels.facets``) on row blocks in threads.
+    def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None, prefix_ready: bool = False,
+                   contribution: _Contribution | None = None, rows: tuple[int, int] | None = None,
+                   consume: Callable[..., None] | None = None,
+                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray | None, ...]:
+        """Run the facet kernel (``kernels.facets``) on blocks of DEM rows in threads.
 
-        ``rows`` (start, stop) limits the cells whose facets are processed (their
-        neighbours are still read): a block with halo rows processes its own rows only.
-        Each thread scatters into buffers covering only the lines its rows reach.
-        Returns (energy (2, rows, cols), sigma_area, gamma_area, contribution, cos_local,
-        images (2, lines, samples) of sum w*c and sum w*A_gamma when scattering).
+        Each block recomputes the ECEF positions of its rows (and one halo row each side)
+        and scatters into a buffer of the lines its rows reach, added to the images under
+        a lock; nothing per cell is kept for the whole DEM unless asked.
+
+        Parameters
+        ----------
+        gather : False to scatter the contributions, True to gather ``ratios``.
+        ratios : (2, lines, samples) ratio images to gather (exact projection: their
+            inclusive row prefix sums when ``prefix_ready``, else computed here).
+        contribution : what the facets carry, default the simulation's.
+        rows : (start, stop), the DEM rows whose facets are processed (their neighbours
+            are still read): a block with halo rows processes its own rows only.
+        consume : ``consume(start, stop, energy, per_cell)`` receives each block's
+            results (energy (2, n, cols), per_cell the four arrays below, n = stop -
+            start rows), from the worker threads; the full-size arrays are then not made.
+        progress : called with the number of DEM rows each finished block held.
+
+        Returns
+        -------
+        (energy (2, rows, cols), sigma_area, gamma_area, contribution, cos_local, images
+        (2, lines, samples) of sum w*c and sum w*A_gamma when scattering); the per-cell
+        arrays are None with ``consume``, ``energy`` is None when scattering.
         """
         c = self.cells
         contribution = contribution or self.contribution
         line0, n_lines, sample0, n_samples = self.window
-        shadowed = (self.shadow == MASK_ACTIVE) | (self.shadow == MASK_PASSIVE)
         shape = c["valid"].shape
-        energy = np.zeros((2, *shape)) if gather else np.zeros((2, 1, 1))
-        per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)]
-        if gather:
-            ratios = np.ascontiguousarray(ratios, dtype=np.float64)
-            prefix = row_prefix_sums(ratios) if self.exact else np.zeros((2, 1, 1))
-        else:
-            ratios = prefix = np.zeros((2, 1, 1))
         exact = self.exact
+        if gather:
+            gathered = np.ascontiguousarray(ratios, dtype=np.float64)
+            if exact and not prefix_ready:
+                gathered = row_prefix_sums(gathered)
+        else:
+            gathered = np.zeros((2, 1, 1))
+        images = np.zeros((2, n_lines, n_samples)) if not gather else None
+        full: list[np.ndarray | None] = [None] * 5
+        if consume is None:
+            full = [np.zeros((2, *shape)) if gather else None] + [np.zeros(shape) for _ in range(3)] + [
+                np.full(shape, np.nan)]
 
-        def work(start: int, stop: int):
+            def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
+                if gather:
+                    full[0][:, start:stop] = energy
+                for target, block in zip(full[1:], per_cell, strict=True):
+                    target[start:stop] = block
+
+        user_weight = contribution.user_weight
+        whole_weight = user_weight.shape[0] == shape[0] and user_weight.shape[0] > 1
+        lock = threading.Lock()
+
+        def work(start: int, stop: int) -> None:
+            halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
+            view = slice(halo_start, halo_stop)
+            own = slice(start - halo_start, stop - halo_start)
+            n = halo_stop - halo_start
+            shadowed = (self.shadow[view] == MASK_ACTIVE) | (self.shadow[view] == MASK_PASSIVE)
+            energy = np.zeros((2, n, shape[1])) if gather else np.zeros((2, 1, 1))
+            per_cell = [np.zeros((n, shape[1])) for _ in range(3)] + [np.full((n, shape[1]), np.nan)]
             first_line, count = 0, 1
             if not gather:
                 first_line, count = _lines_reached(c["line"], start, stop, n_lines, line0)
-            partial = np.zeros((2, count, n_samples))
-            cover = np.zeros((2, count, n_samples + 1)) if exact and not gather else np.zeros((2, 1, 1))
+            acc = np.zeros((count, n_samples, 2)) if not gather else np.zeros((1, 1, 2))
             facets.facet_pass(
-                c["ecef"], c["line"], c["sample"], c["look"], c["valid"], shadowed, contribution.user_weight,
+                cell_ecef(c, halo_start, halo_stop), c["line"][view], c["sample"][view], c["look"][view],
+                c["valid"][view], shadowed, user_weight[view] if whole_weight else user_weight,
                 self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
-                line0 + first_line, sample0, ratios, prefix, start, stop, energy, *per_cell, partial, cover,
+                line0 + first_line, sample0, gathered, own.start, own.stop, energy, *per_cell, acc,
             )
-            return first_line, partial, cover
+            if not gather:
+                with lock:
+                    band = images[:, first_line:first_line + count]
+                    (resolve_cover if exact else add_channels)(acc, band)
+            consume(start, stop, energy[:, own] if gather else None, [p[own] for p in per_cell])
+            if progress is not None:
+                progress(stop - start)
 
         first, last = rows if rows is not None else (0, shape[0])
-        buffers = run_blocks(lambda start, stop: work(first + start, first + stop), last - first)
-        images = np.zeros((2, n_lines, n_samples)) if not gather else np.zeros((2, 1, 1))
-        if not gather:
-            for first_line, partial, cover in buffers:
-                target = images[:, first_line:first_line + partial.shape[1]]
-                if exact:
-                    resolve_cover(partial, cover, target)
-                else:
-                    target += partial
-        return (energy, *per_cell, images)
+        run_blocks(lambda start, stop: work(first + start, first + stop), last - first,
+                   _block_count((last - first, shape[1])))
+        return (*full, images)
 
     @functools.cached_property
     def smooth_fields(self) -> SmoothFields:
@@ -455,43 +540,63 @@ class SmoothFields:
 
 
 def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projection: str,
-                    oversample: Any) -> _Simulation:
+                    oversample: Any, *, keep_per_cell: bool = True,
+                    progress: Callable[[int], None] | None = None) -> _Simulation:
+    """Cell geometry, masks, and the scatter of the facets into the radar window.
+
+    ``keep_per_cell``: keep the per-cell sums of the scatter (sigma and gamma areas,
+    contribution, local incidence) for the whole DEM; ``reconstruct`` does without
+    them (its gather computes them again, block by block). ``progress`` is called with
+    the DEM rows of each scattered block.
+    """
     if not isinstance(geometry, RadarGeometry):
         raise InvalidInputError(
             f"geometry must be a RadarGeometry (from_sentinel1 or synthetic), got {type(geometry).__name__}"
         )
     if projection not in ("exact", "bilinear"):
         raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {projection!r}")
-    dem = open_dem(dem)
+    # The heights are only read: no copy of a DEM that is already ellipsoidal.
+    dem, _ = _open_dem(dem, None, None, False, share_values=True)
     if min(dem.shape) < 2:
         raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
     resolved = _resolve_contribution(contribution, dem)
     cells = _cell_geometry(dem, geometry)
     window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
     factor = _oversample_factor(oversample, projection, dem, cells)
-    faces_away = _faces_away(cells["ecef"], cells["look"])
     lines, samples = geometry.grid.shape
+    layover, shadow, mixing = _visibility(cells, cells["faces_away"], window)
     # Cells whose centre falls outside the image are "outside" (255); a cell straddling
     # the image's edge keeps only the energy of its part inside.
-    cells["inside"] = cells["valid"] & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
-        cells["sample"] >= -0.5) & (cells["sample"] <= samples - 0.5)
-    layover, shadow, mixing = _visibility(cells, faces_away, window)
-    outside = ~cells["inside"]
+    with np.errstate(invalid="ignore"):
+        outside = ~(cells["valid"] & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
+            cells["sample"] >= -0.5) & (cells["sample"] <= samples - 0.5))
     layover[outside] = MASK_OUTSIDE
     shadow[outside] = MASK_OUTSIDE
+    del outside
+    smooth = SmoothFields.from_cells(cells, window)
+    # What only the masks and the smooth fields needed goes now: 33 bytes per cell.
+    for name in ("look_angle", "cross_track", "pixel_area", "faces_away"):
+        del cells[name]
     state = _Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
-                        layover, shadow, mixing, {}, np.empty(0))
-    _, sigma_area, gamma_area, contrib, cos_local, images = state.facet_pass(gather=False)
-    state.per_cell = {"sigma_area": sigma_area, "gamma_area": gamma_area, "contribution": contrib,
-                      "cos_local_incidence": cos_local}
-    # The cover sums of exact projection leave rounding residue (~1e-16 of a row's total)
-    # in pixels no facet reaches: make those exactly empty.
-    for channel in (0, 1):
-        image = images[channel]
-        floor = 1e-10 * max(float(np.abs(image).max()), 1e-300)
-        image[image < floor] = 0.0
+                        layover, shadow, mixing, {}, np.empty(0), smooth)
+    if keep_per_cell:
+        _, sigma_area, gamma_area, contrib, cos_local, images = state.facet_pass(gather=False, progress=progress)
+        state.per_cell = {"sigma_area": sigma_area, "gamma_area": gamma_area, "contribution": contrib,
+                          "cos_local_incidence": cos_local}
+    else:
+        images = state.facet_pass(gather=False, consume=lambda *_: None, progress=progress)[-1]
+    _clear_residue(images)
     state.images = images
     return state
+
+
+def _clear_residue(images: np.ndarray) -> None:
+    """The difference sums of exact projection leave rounding residue (~1e-16 of a row's
+    total) in pixels no facet reaches: make those exactly empty."""
+    for channel in range(images.shape[0]):
+        image = images[channel]
+        floor = 1e-10 * max(float(np.abs(image).max(initial=0.0)), 1e-300)
+        image[image < floor] = 0.0
 
 
 def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
@@ -533,7 +638,7 @@ def _as_dataset(state: _Simulation, projection: str, variables: tuple[str, ...] 
                                {"long_name": "fractional line of the cell in the product grid (unclipped)"}),
         "radar_sample": lambda: (dims, np.where(inside, cells["sample"], np.nan),
                                  {"long_name": "fractional sample of the cell in the product grid (unclipped)"}),
-        "azimuth_time": lambda: (dims, datetime_from_seconds(cells["time"], state.geometry.reference_time)),
+        "azimuth_time": lambda: (dims, cells["azimuth_time"]),
         "incidence_angle": lambda: (dims, np.degrees(cells["incidence"]).astype(np.float32),
                                     {"units": "degree", "long_name": "ellipsoid incidence angle"}),
         "simulated_area": lambda: (radar_dims, per_pixel_area(state.images[0]),

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from tests import reference_twins
+
 MODEL, GAMMA = "model", "gamma"
 
 
@@ -58,7 +60,9 @@ class _Facets:
 
     def __init__(self, cells: dict[str, np.ndarray], shadowed: np.ndarray, window, k: int):
         self.rows, self.cols = cells["valid"].shape
-        self.ecef = [np.ascontiguousarray(cells["ecef"][..., axis]).reshape(-1) for axis in range(3)]
+        # Positions from the cells' longitude, latitude and height, by the numpy twin.
+        ecef = reference_twins.geodetic_to_ecef(cells["lon"], cells["lat"], cells["height"])
+        self.ecef = [np.ascontiguousarray(ecef[..., axis]).reshape(-1) for axis in range(3)]
         self.line, self.sample = cells["line"].reshape(-1), cells["sample"].reshape(-1)
         self.valid = cells["valid"].reshape(-1)
         self.k = k
