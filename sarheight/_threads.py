@@ -8,8 +8,10 @@ first-call time of the large kernels).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -37,3 +39,25 @@ def run_blocks(work: Callable[[int, int], T], rows: int, blocks: int | None = No
         return [work(*ranges[0])]
     with ThreadPoolExecutor(max_workers=min(len(ranges), thread_count())) as pool:
         return list(pool.map(lambda r: work(*r), ranges))
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True, unit: str = "row") -> Iterator[Callable[[int], None]]:
+    """A tqdm bar over ``total`` units, yielding a thread-safe ``update(n)``.
+
+    Silent when ``enabled`` is False or when standard error is not a terminal (tqdm's
+    ``disable=None``), so logs and CI output stay clean.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=description, unit=unit, disable=None if enabled else True, leave=False)
+    lock = threading.Lock()
+
+    def update(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    try:
+        yield update
+    finally:
+        bar.close()

@@ -12,9 +12,12 @@ import os
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.windows
+import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
 from .errors import InvalidInputError
@@ -132,3 +135,63 @@ def write_geotiff(
                 dst.update_tags(index, units=str(units))
         dst.update_tags(**tags)
     return Path(path)
+
+
+class GeoTiffBlockWriter:
+    """A multi-band GeoTIFF written block of rows by block of rows, atomically.
+
+    For results too large to hold: each block's rows go to disk as they are computed.
+    The file is written under a temporary name and renamed into place when the ``with``
+    block ends without an error; on an error it is removed.
+
+    Parameters
+    ----------
+    path : destination file.
+    names : band names, in band order (band descriptions).
+    dtype : numpy dtype of every band.
+    like : a (y, x) DataArray or Dataset with a CRS: the grid (shape, transform, CRS).
+    nodata : no-data value (default NaN for floats, 255 for uint8 masks, none otherwise).
+    tags : dataset tags; units : per-band ``units`` tags, by band name.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], names: Sequence[str], dtype: Any, like: xr.DataArray | xr.Dataset,
+                 *, nodata: float | int | None = None, tags: dict[str, Any] | None = None,
+                 units: dict[str, str] | None = None):
+        self.path = Path(path)
+        self.names = list(names)
+        self.dtype = np.dtype(dtype)
+        if like.rio.crs is None:
+            raise InvalidInputError("the grid has no CRS: write one with .rio.write_crs(...) first")
+        if nodata is None:
+            nodata = float("nan") if self.dtype.kind == "f" else (MASK_NODATA if self.dtype == np.uint8 else None)
+        rows, cols = like.rio.height, like.rio.width
+        self.profile = {
+            "driver": "GTiff", "height": rows, "width": cols, "count": len(self.names), "dtype": self.dtype.name,
+            "crs": like.rio.crs, "transform": like.rio.transform(), "nodata": nodata, "compress": "deflate",
+            "predictor": 3 if self.dtype.kind == "f" else 2, "tiled": rows >= 256 and cols >= 256,
+            "BIGTIFF": "IF_SAFER",
+        }
+        if self.profile["tiled"]:
+            self.profile.update(blockxsize=256, blockysize=256)
+        self.tags = {k: str(v) for k, v in (tags or {}).items() if isinstance(v, (str, int, float, np.number))}
+        self.units = units or {}
+        self._stack = contextlib.ExitStack()
+        self._dst = None
+
+    def __enter__(self) -> GeoTiffBlockWriter:
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._dst = self._stack.enter_context(rasterio.open(tmp, "w", **self.profile))
+        for index, name in enumerate(self.names, start=1):
+            self._dst.set_band_description(index, name)
+            if name in self.units:
+                self._dst.update_tags(index, units=str(self.units[name]))
+        self._dst.update_tags(**self.tags)
+        return self
+
+    def write(self, name: str, row_start: int, values: np.ndarray) -> None:
+        """Write the rows ``row_start:row_start + len(values)`` of band ``name``."""
+        window = rasterio.windows.Window(0, row_start, values.shape[1], values.shape[0])
+        self._dst.write(np.asarray(values).astype(self.dtype, copy=False), self.names.index(name) + 1, window=window)
+
+    def __exit__(self, *exc_info) -> bool:
+        return self._stack.__exit__(*exc_info)

@@ -33,8 +33,9 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from ._threads import run_blocks
+from ._threads import progress_bar, run_blocks
 from ._version import __version__
+from .dem import _open_dem
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
@@ -49,6 +50,7 @@ from .simulate import (
     Projection,
     _as_dataset,
     _block_count,
+    _clear_residue,
     _run_simulation,
     _Simulation,
 )
@@ -313,6 +315,7 @@ def reconstruct(
     sar_quantity: Literal["beta0", "sigma0", "gamma0"] = "sigma0",
     sar_db: bool = False,
     chunks: int | None = None,
+    progress: bool = True,
 ) -> xr.Dataset:
     """Reallocate the mixed energy of layover pixels to the ground cells that produced it.
 
@@ -343,6 +346,7 @@ def reconstruct(
         ellipsoid-referenced), linear or dB.
     chunks : DEM rows per block: run block by block on local threads
         (:func:`sarheight.distributed.reconstruct_distributed` runs the same on a cluster).
+    progress : show a progress bar (only when standard error is a terminal).
 
     Returns
     -------
@@ -363,22 +367,27 @@ def reconstruct(
         return reconstruct_distributed(
             sar, dem, geometry, client="threads", rows_per_block=chunks, contribution=contribution,
             output=output, projection=projection, oversample=oversample, measurement=measurement,
+            sar_quantity=sar_quantity, sar_db=sar_db, progress=progress,
         )
     sar, geometry = _resolve_input(sar, geometry, measurement)
     on_map = isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims)
     if not on_map and not isinstance(sar, _LazyProduct):
         _check_values(sar)  # before any work: what the window will not change
-    state = _run_simulation(dem, geometry, contribution, projection, oversample, keep_per_cell=on_map)
-    if on_map:
-        sar = _radar_image_from_map(sar, state, sar_quantity, sar_db)
-        state.per_cell = {}
-    if isinstance(sar, _LazyProduct):
-        line0, n_lines, sample0, n_samples = state.window
-        sar = sar.loader((line0, line0 + n_lines, sample0, sample0 + n_samples))
-    observed = [_observation_on_window(sar, geometry, state.window)]
-    _check_intensity(observed[0], state.window)
-    # Handed over, not kept here: reallocate releases the window once it is sampled.
-    result = reallocate(state, observed.pop(), output, in_place=True, keep_energy=False)
+    dem, _ = _open_dem(dem, None, None, False, share_values=True)
+    # Scatter and gather each pass over every DEM row.
+    with progress_bar(2 * dem.shape[0], "reconstruct", progress) as update:
+        state = _run_simulation(dem, geometry, contribution, projection, oversample, keep_per_cell=on_map,
+                                progress=update)
+        if on_map:
+            sar = _radar_image_from_map(sar, state, sar_quantity, sar_db)
+            state.per_cell = {}
+        if isinstance(sar, _LazyProduct):
+            line0, n_lines, sample0, n_samples = state.window
+            sar = sar.loader((line0, line0 + n_lines, sample0, sample0 + n_samples))
+        observed = [_observation_on_window(sar, geometry, state.window)]
+        _check_intensity(observed[0], state.window)
+        # Handed over, not kept here: reallocate releases the window once it is sampled.
+        result = reallocate(state, observed.pop(), output, in_place=True, keep_energy=False, progress=update)
     return _result_dataset(state, result, output, projection)
 
 
@@ -450,9 +459,9 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
     for weight in weights:
         contribution = _Contribution(facets.CONTRIBUTION_USER, state.contribution.law, np.zeros(0),
                                      np.ascontiguousarray(weight), "map-grid observation")
-        rebuilt = state.facet_pass(gather=False, contribution=contribution)[-1][0]
-        rebuilt[rebuilt < 1e-10 * max(float(np.abs(rebuilt).max()), 1e-300)] = 0.0  # cover-sum residue
-        images.append(rebuilt)
+        rebuilt = state.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None)[-1][:1]
+        _clear_residue(rebuilt)
+        images.append(rebuilt[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         pixels = np.where(images[1] > 0, images[0] / images[1], np.nan)
     line0, n_lines, sample0, n_samples = state.window

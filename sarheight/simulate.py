@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from . import kernels
-from ._threads import run_blocks, thread_count
+from ._threads import progress_bar, run_blocks, thread_count
 from ._version import __version__
 from .dem import _open_dem, open_dem
 from .errors import GeometryError, InvalidInputError
@@ -146,14 +146,16 @@ def rows_run_along_track(line: np.ndarray) -> bool:
 
 def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
                 window: tuple[int, int, int, int], *, transpose: bool | None = None,
-                range_tolerance: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                range_tolerance: float | None = None,
+                rows: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
     of the window's pixels (``kernels.visibility``).
 
     Every valid cell gets a code, 0 where no line of ``window`` brackets it; the caller
     marks the cells outside the image 255. Only the lines of ``window`` have profiles, so
     a block's masks equal the in-memory ones where its window holds the lines around its
-    cells (``distributed``).
+    cells (``distributed``). ``rows`` (start, stop): judge only the cells of these rows
+    (the others lend their points to the profiles); needs rows along track.
     """
     line0, n_lines, sample0, n_samples = window
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
@@ -169,7 +171,11 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     layover = np.empty(line.shape, dtype=np.uint8)
     shadow = np.empty(line.shape, dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    start, bucket = visibility.visibility_buckets(line, valid, faces_away, line0, n_lines, layover, shadow)
+    row_start, row_stop = rows if rows is not None else (0, line.shape[0])
+    if transpose and rows is not None:
+        raise InvalidInputError("masks of a range of rows need rows along track")
+    start, bucket = visibility.visibility_buckets(line, valid, faces_away, line0, n_lines, row_start, row_stop,
+                                                  layover, shadow)
     runs = visibility.column_runs(line, valid)
     # Ranges of lines are independent: each thread cuts the profile before its first.
     # More ranges than threads even out where layover (the costly cells) gathers.
@@ -591,12 +597,16 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
 
 
 def _clear_residue(images: np.ndarray) -> None:
-    """The difference sums of exact projection leave rounding residue (~1e-16 of a row's
-    total) in pixels no facet reaches: make those exactly empty."""
+    """The difference sums of exact projection leave rounding residue (~1e-16 of a line's
+    total) in pixels no facet reaches: make those exactly empty, line by line (a line's
+    sum is complete once every block that reaches it is in, so block-wise runs clear the
+    same pixels)."""
+    rows = max(1, BLOCK_CELLS // max(1, images.shape[-1]))
     for channel in range(images.shape[0]):
-        image = images[channel]
-        floor = 1e-10 * max(float(np.abs(image).max(initial=0.0)), 1e-300)
-        image[image < floor] = 0.0
+        for start in range(0, images.shape[1], rows):
+            lines = images[channel, start:start + rows]
+            floor = 1e-10 * np.abs(lines).max(axis=1, initial=0.0)[:, None]
+            lines[lines < floor] = 0.0
 
 
 def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
@@ -674,6 +684,7 @@ def simulate(
     contribution: Contribution = "model",
     projection: Projection = "exact",
     oversample: int | Literal["auto"] = "auto",
+    progress: bool = True,
 ) -> xr.Dataset:
     """Simulate the radar imaging of a DEM.
 
@@ -690,6 +701,7 @@ def simulate(
         ``"bilinear"`` splatting of facet centres (fast approximation).
     oversample : facets per DEM cell side; ``"auto"``: 2 for exact (the DEM upsampled 2x, as
         OPERA does), for bilinear enough that a facet spans at most about half a pixel.
+    progress : show a progress bar (only when standard error is a terminal).
 
     Returns
     -------
@@ -704,7 +716,9 @@ def simulate(
     ``pixel_area`` (m^2), ``mixing`` (separate ground segments per pixel), ``valid`` (gamma
     area >= 5 % of flat terrain's).
     """
-    state = _run_simulation(dem, geometry, contribution, projection, oversample)
+    dem, _ = _open_dem(dem, None, None, False, share_values=True)
+    with progress_bar(dem.shape[0], "simulate", progress) as update:
+        state = _run_simulation(dem, geometry, contribution, projection, oversample, progress=update)
     return _as_dataset(state, projection)
 
 
