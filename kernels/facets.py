@@ -149,7 +149,7 @@ def _usable_cells(line, valid, i, out):
 def facet_pass(
     ecef, line, sample, look, valid, shadowed, user_weight,
     oversample, contribution, law, law_table, exact, gather,
-    line0, sample0, gathered, row_start, row_stop,
+    line0, sample0, gathered, row_start, row_stop, col_start, col_stop,
     energy, sigma_area, gamma_area, contrib_cell, cos_local, acc,
 ):
     """Facet loop over DEM rows ``row_start:row_stop``: scatter contributions, or gather.
@@ -175,7 +175,8 @@ def facet_pass(
         the contribution c and channel 1 by the gamma area: for exact projection their
         inclusive row prefix sums (``projection.prefix_in_place``), for bilinear the
         images themselves. Unused when scattering.
-    row_start, row_stop : DEM rows handled (their neighbours are read).
+    row_start, row_stop, col_start, col_stop : the DEM cells handled (their neighbours are
+        read; the others' facets are left out, as belonging to a neighbouring tile).
 
     Outputs (rows handled)
     ----------------------
@@ -215,6 +216,9 @@ def facet_pass(
     bottom1 = np.zeros(n_sub)
     for i in range(row_start, row_stop):
         _usable_cells(line, valid, i, usable)
+        for j in range(cols):
+            if j < col_start or j >= col_stop:
+                usable[j] = False
         for a in range(k + 1):
             if a == 0 and i > row_start:
                 # The top vertex row is the previous row's bottom one.

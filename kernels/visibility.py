@@ -502,7 +502,7 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
     layover = np.empty((rows, cols), dtype=np.uint8)
     shadow = np.empty((rows, cols), dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    start, bucket = visibility_buckets(line, valid, faces_away, line0, n_lines, 0, rows, layover, shadow)
+    start, bucket = visibility_buckets(line, valid, valid, faces_away, line0, n_lines, layover, shadow)
     runs = _column_runs(line, valid)
     visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, valid, runs, start, bucket,
                      line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, layover, shadow, mixing)
@@ -510,7 +510,7 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
 
 
 @numba.njit(cache=True, nogil=True)
-def visibility_buckets(line, valid, faces_away, line0, n_lines, row_start, row_stop, layover, shadow):
+def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, layover, shadow):
     """Initial masks and the cells bucketed by the pair of window lines that brackets them.
 
     Key b holds the valid cells with floor(line) = line0 + b - 1, between lines b - 1 and
@@ -519,9 +519,9 @@ def visibility_buckets(line, valid, faces_away, line0, n_lines, row_start, row_s
     Parameters
     ----------
     line : (rows, cols) float64; valid, faces_away : (rows, cols) bool.
+    judged : (rows, cols) bool, the valid cells to judge (bucket); the others only lend
+        their points to the profiles (the neighbours of a band of lines).
     line0, n_lines : int, the window's first line and number of lines.
-    row_start, row_stop : int, the rows whose cells are judged (bucketed); the others
-        only lend their points to the profiles (a block's neighbours).
     layover, shadow : (rows, cols) uint8 outputs: 255 for invalid cells, 0 for valid ones
         (active shadow, 1, where the cell faces away).
 
@@ -539,7 +539,7 @@ def visibility_buckets(line, valid, faces_away, line0, n_lines, row_start, row_s
                 layover[i, j] = NONE
                 shadow[i, j] = ACTIVE if faces_away[i, j] else NONE
                 key = int(math.floor(line[i, j])) - line0 + 1
-                if 0 <= key < n_keys and row_start <= i < row_stop:
+                if 0 <= key < n_keys and judged[i, j]:
                     start[key + 1] += 1
             else:
                 layover[i, j] = OUTSIDE
@@ -548,9 +548,9 @@ def visibility_buckets(line, valid, faces_away, line0, n_lines, row_start, row_s
         start[b + 1] += start[b]
     bucket = np.empty(start[n_keys], dtype=np.int64)
     cursor = start[:n_keys].copy()
-    for i in range(row_start, row_stop):
+    for i in range(rows):
         for j in range(cols):
-            if valid[i, j]:
+            if valid[i, j] and judged[i, j]:
                 key = int(math.floor(line[i, j])) - line0 + 1
                 if 0 <= key < n_keys:
                     bucket[cursor[key]] = i * cols + j

@@ -1,22 +1,37 @@
-"""Block-wise reconstruction on dask.distributed (or threads) for large DEMs.
+"""Block-wise reconstruction on dask.distributed (or threads) for DEMs larger than memory.
 
-The DEM is cut into blocks of rows. Every heavy step runs per block, on the cluster:
+Every heavy step runs per piece of the DEM, on the cluster, and each task recomputes the
+cell geometry it needs (geocoding costs a few percent of the facet passes), so nothing
+per cell stays on the workers or travels back between phases:
 
-1. cell geometry of the block's rows plus one halo row on each side;
-2. layover/shadow along zero-Doppler profiles: the lines a block's cells fall in are
-   swept with the rows of every block those lines cross (neighbouring blocks, however
-   long a layover or shadow is), so the masks equal the in-memory ones;
-3. scatter of the block's facets into a radar sub-window of the lines it reaches;
-4. after the client has summed the sub-windows and formed the ratios, gather back.
+1. plan, per block of DEM rows: extents, steps, which way the lines run along each
+   column, whether each cell faces away from the sensor, and the cells the smooth
+   fields (pixel area, incidence) are fitted to;
+2. layover and shadow, per band of radar lines: a zero-Doppler line runs across the DEM
+   at the angle between the track and the DEM's columns, so each band takes, column by
+   column, the DEM rows whose cells fall between its lines (a sheared strip, not a
+   block of whole rows, which would hold the rows of every line crossing the band);
+   each cell is judged by the band its line falls in, against the same profiles as in
+   memory, however long a layover or shadow is;
+3. scatter, per tile (a block of rows by a range of columns, with a halo of one cell),
+   into a radar sub-window around the tile's footprint;
+4. gather, per tile: the ratios of the sums of every tile whose sub-window overlaps its
+   own, then the tile's rows and columns of the result.
 
-Partial sums are added in another order than in memory, so results agree to float
-rounding (about 1e-12 relative), not bit for bit. The DEM rows must run along track
-(the usual case: polar orbits over north-up grids); transpose the DEM otherwise.
+Tiles and bands run as one pipeline in the order of the radar lines; a tile's radar sums
+are kept only until the last tile that needs them is gathered. The client holds the
+layover/shadow masks and faces-away flags (3 bytes per DEM cell) and the mixing image
+(2 bytes per radar pixel); with ``out`` the results go to GeoTIFFs as they come, so all
+else is bounded by the size of a block, band and tile. Partial sums are added in another
+order than in memory, so results agree to float rounding, not bit for bit. The DEM rows
+must run along track (the usual case: polar orbits over north-up grids); transpose the
+DEM otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import math
@@ -55,6 +70,7 @@ from .simulate import (
     _Simulation,
     _slant_range_spacing,
     _visibility,
+    cell_geometry_arrays,
     radar_window,
     rows_run_along_track,
     smooth_samples,
@@ -94,110 +110,135 @@ def _blocks(rows: int, rows_per_block: int) -> list[_Block]:
     return [_Block(a, b, max(0, a - 1)) for a, b in itertools.pairwise(edges) if b > a]
 
 
+@dataclass(frozen=True)
+class _Tile:
+    """A block of rows by a range of columns: the unit of the facet passes."""
+
+    block: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+
+
+#: Rows between the samples of a column's lines that the plan returns (sheared bands are
+#: cut at this granularity).
+_LINE_SAMPLING = 8
+
+
 # --- tasks (run on workers) -----------------------------------------------------------
-#
-# Every task recomputes the cell geometry of the rows it needs from the DEM rows it is
-# given: geocoding costs a few percent of the facet passes, and nothing per cell has to
-# stay on the workers or travel back between phases.
 
 
-def _block_cells(dem_rows: xr.DataArray, geometry: RadarGeometry, crop: slice | None = None) -> dict[str, np.ndarray]:
-    """Cell geometry of ``dem_rows`` and whether each cell faces away from the sensor.
+def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, stride: int,
+               col_edges: list[int]) -> dict[str, Any]:
+    """What the client needs to plan, from the cell geometry of a block's rows (with halo).
 
-    The normals need one neighbouring row on each side: ``dem_rows`` carries them and
-    ``crop`` (local rows) drops them afterwards.
+    Extents, steps, orientation and range spacing; the faces-away flags of the own rows;
+    each column's line every ``_LINE_SAMPLING`` rows (and at the last own row); per
+    tile (column range of ``col_edges``), the extent in lines and samples of its cells
+    and their neighbours; the block's share of the cells the smooth fields are fitted to.
     """
     cells = _cell_geometry(dem_rows, geometry)
-    if crop is not None:
-        cells = {name: array[crop] for name, array in cells.items()}
-    return cells
-
-
-def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, stride: int) -> dict[str, Any]:
-    """What the client needs to plan: extents, steps, orientation, range spacing, and the
-    block's share of the cells the smooth fields are fitted to."""
-    cells = _block_cells(dem_rows, geometry)
-    own = {name: cells[name][block.start - block.halo_start:block.stop - block.halo_start]
-           for name in ("line", "sample", "valid", "pixel_area", "incidence")}
+    own_rows = slice(block.start - block.halo_start, block.stop - block.halo_start)
+    own = {name: cells[name][own_rows] for name in ("line", "sample", "valid", "pixel_area", "incidence")}
     valid = own["valid"]
-    if not valid.any():
-        return {"any": False}
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows without a valid cell: NaN
-        masked = np.where(valid, own["line"], np.nan)
-        row_lines = np.stack([np.nanmin(masked, axis=1), np.nanmax(masked, axis=1)], axis=1)
+    summary: dict[str, Any] = {"any": bool(valid.any()), "faces_away": cells["faces_away"][own_rows]}
+    if not summary["any"]:
+        return summary
+    line = np.where(cells["valid"], cells["line"], np.nan)
+    sample = np.where(cells["valid"], cells["sample"], np.nan)
     steps = []
-    for coordinate in (cells["line"], cells["sample"]):
+    for coordinate in (line, sample):
         for axis in (0, 1):
             step = np.abs(np.diff(coordinate, axis=axis))
             if np.isfinite(step).any():
                 steps.append(float(np.nanpercentile(step, 95)))
-    return {
-        "any": True,
-        "line_range": (float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
-        "sample_range": (float(np.nanmin(own["sample"][valid])), float(np.nanmax(own["sample"][valid]))),
-        "steps": max(steps, default=0.0),
-        "along_track_rows": rows_run_along_track(cells["line"]),
-        "range_spacing": _slant_range_spacing(cells),
-        "smooth_samples": smooth_samples(own, stride, block.start),
-        "row_lines": row_lines,  # per own row: the smallest and largest line of its cells
-    }
+    tiles = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN
+        for c0, c1 in itertools.pairwise(col_edges):
+            # Own cells and their ring of neighbours: every facet vertex of the tile lies
+            # between those centres (or half a cell beyond them at the DEM's border).
+            ring = (slice(max(0, own_rows.start - 1), own_rows.stop + 1), slice(max(0, c0 - 1), c1 + 1))
+            own_tile = (own_rows, slice(c0, c1))
+            any_own = bool(valid[:, c0:c1].any())
+            extent = [np.nanmin(line[ring]), np.nanmax(line[ring]), np.nanmin(sample[ring]), np.nanmax(sample[ring])]
+            step = max([float(np.nanmax(np.abs(np.diff(a[ring], axis=axis)), initial=0.0))
+                        for a in (line, sample) for axis in (0, 1) if a[ring].shape[axis] > 1], default=0.0)
+            own_lines = [np.nanmin(line[own_tile]), np.nanmax(line[own_tile])] if any_own else [np.nan, np.nan]
+            tiles.append((any_own, extent, step, own_lines))
+        rows_sampled = [*range(0, own_rows.stop - own_rows.start, _LINE_SAMPLING), own_rows.stop - own_rows.start - 1]
+        column_lines = line[own_rows][sorted(set(rows_sampled))]
+    summary.update(
+        line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
+        sample_range=(float(np.nanmin(own["sample"][valid])), float(np.nanmax(own["sample"][valid]))),
+        steps=max(steps, default=0.0),
+        along_track_rows=rows_run_along_track(cells["line"]),
+        range_spacing=_slant_range_spacing(cells),
+        smooth_samples=smooth_samples(own, stride, block.start),
+        tiles=tiles,
+        column_lines=(block.start + np.array(sorted(set(rows_sampled))), column_lines),
+    )
+    return summary
 
 
-def _task_masks(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, first_row: int,
-                dem_first_row: int, n_rows: int, band, range_tolerance: float, image_shape: tuple[int, int]):
-    """Masks of a block's cells from the profiles of the lines they fall in.
+def _task_masks(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, faces_away: np.ndarray,
+                geometry: RadarGeometry, band: tuple[int, int], window: tuple[int, int, int, int],
+                range_tolerance: float):
+    """Layover, shadow and mixing of a band of lines [band[0], band[1]).
 
-    ``dem_rows`` holds DEM rows ``dem_first_row`` on, with the ``n_rows`` rows from
-    ``first_row`` whose cells cross those lines, and a neighbouring row each side.
+    The arrays hold, column by column, the DEM rows whose cells cross the band's lines
+    and the next (a sheared strip; rows beyond a column's strip are void). The cells
+    judged are those whose line falls in the band; the profiles of lines band[0] ..
+    band[1] are cut from all of them. Returns the masks (uint8, 255 where not judged)
+    and the mixing of lines band[0]:band[1] (uint16, window samples).
     """
-    crop = slice(first_row - dem_first_row, first_row - dem_first_row + n_rows)
-    cells = _block_cells(dem_rows, geometry, crop)
-    own = slice(block.start - first_row, block.stop - first_row)
-    layover, shadow, mixing = _visibility(cells, cells["faces_away"], band, transpose=False,
-                                          range_tolerance=range_tolerance, rows=(own.start, own.stop))
-    layover, shadow = layover[own], shadow[own]
-    line, sample = cells["line"][own], cells["sample"][own]
-    n_image_lines, n_image_samples = image_shape
+    cells = cell_geometry_arrays(lon, lat, height, geometry, faces_away=False)
+    line0, n_lines, sample0, n_samples = window
+    first, stop = band
     with np.errstate(invalid="ignore"):
-        inside = cells["valid"][own] & (line >= -0.5) & (line <= n_image_lines - 0.5) & (
-            sample >= -0.5) & (sample <= n_image_samples - 0.5)
+        key = np.floor(cells["line"])
+        judged = cells["valid"] & (key >= first) & (key < stop)
+    profile_lines = (first, min(stop + 1, line0 + n_lines) - first, sample0, n_samples)
+    layover, shadow, mixing = _visibility(cells, faces_away, profile_lines, transpose=False,
+                                          range_tolerance=range_tolerance, judged=judged)
+    lines, samples = geometry.grid.shape
+    with np.errstate(invalid="ignore"):
+        inside = judged & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
+            cells["sample"] >= -0.5) & (cells["sample"] <= samples - 0.5)
     layover[~inside] = MASK_OUTSIDE
     shadow[~inside] = MASK_OUTSIDE
-    return layover, shadow, mixing
+    return layover, shadow, mixing[:stop - first], judged
 
 
-def _block_state(dem_rows: xr.DataArray, plan: dict, block: _Block, layover_own: np.ndarray,
-                 shadow_own: np.ndarray, sub_window) -> tuple[_Simulation, slice]:
-    """The simulation of a block's rows with their halo, in a radar sub-window."""
-    cells = _block_cells(dem_rows, plan["geometry"])
-    own = slice(block.start - block.halo_start, block.stop - block.halo_start)
-    # Halo rows belong to the neighbouring blocks: their facets are not processed here.
-    layover = np.full(cells["valid"].shape, MASK_OUTSIDE, dtype=np.uint8)
-    shadow = np.full(cells["valid"].shape, MASK_OUTSIDE, dtype=np.uint8)
-    layover[own] = layover_own
-    shadow[own] = shadow_own
-    state = _Simulation(dem_rows, plan["geometry"], cells, sub_window, plan["oversample"], plan["exact"],
-                        plan["contribution"], layover, shadow, np.zeros((1, 1), dtype=np.uint16), {},
-                        np.empty(0), plan["smooth"])
-    return state, own
+def _tile_state(dem_view: xr.DataArray, plan: dict, own: tuple[slice, slice], layover_view: np.ndarray,
+                shadow_view: np.ndarray, sub_window) -> _Simulation:
+    """The simulation of a tile with its halo, in a radar sub-window (masks 255 in the
+    halo: the neighbouring tiles' cells are not processed here)."""
+    cells = _cell_geometry(dem_view, plan["geometry"])
+    return _Simulation(dem_view, plan["geometry"], cells, sub_window, plan["oversample"], plan["exact"],
+                       plan["contribution"], layover_view, shadow_view, np.zeros((1, 1), dtype=np.uint16), {},
+                       np.empty(0), plan["smooth"])
 
 
-def _task_scatter(dem_rows, plan: dict, block: _Block, layover_own, shadow_own, sub_window) -> np.ndarray:
-    """The block's own facets scattered into a radar sub-window of full width: (2, lines, samples)."""
-    state, own = _block_state(dem_rows, plan, block, layover_own, shadow_own, sub_window)
-    return state.facet_pass(gather=False, rows=(own.start, own.stop))[-1]
+def _task_scatter(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window) -> np.ndarray:
+    """The tile's own facets scattered into its radar sub-window: (2, lines, samples)."""
+    state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
+    rows, cols = own
+    return state.facet_pass(gather=False, rows=(rows.start, rows.stop), cols=(cols.start, cols.stop),
+                            consume=lambda *_: None)[-1]
 
 
-def _task_gather(dem_rows, plan: dict, block: _Block, layover_own, shadow_own, sub_window,
+def _task_gather(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window,
                  images: np.ndarray, observed: np.ndarray, mixing: np.ndarray) -> xr.Dataset:
-    """The block's rows of the result: its facets gather the ratios of the global sums
+    """The tile's cells of the result: its facets gather the ratios of the summed
     ``images`` and the observation on its sub-window."""
-    state, own = _block_state(dem_rows, plan, block, layover_own, shadow_own, sub_window)
+    state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
     state.images, state.mixing = images, mixing
-    products = reallocate(state, observed, plan["output"], rows=(own.start, own.stop), keep_energy=False)
-    own_state = replace(state, dem=dem_rows.isel(y=own), cells={name: array[own] for name, array in state.cells.items()},
-                        layover=layover_own, shadow=shadow_own)
+    rows, cols = own
+    products = reallocate(state, observed, plan["output"], rows=(rows.start, rows.stop),
+                          cols=(cols.start, cols.stop), keep_energy=False)
+    own_state = replace(state, dem=dem_view.isel(y=rows, x=cols),
+                        cells={name: array[rows, cols] for name, array in state.cells.items()},
+                        layover=layover_view[rows, cols], shadow=shadow_view[rows, cols])
     return _result_dataset(own_state, products, plan["output"], plan["projection"])
 
 
@@ -210,7 +251,8 @@ def reconstruct_distributed(
     geometry: RadarGeometry | None = None,
     *,
     client: Any = None,
-    rows_per_block: int = 512,
+    rows_per_block: int = 256,
+    cols_per_tile: int | None = None,
     out: str | os.PathLike[str] | None = None,
     contribution: Any = "model",
     output: Output = "sigma0",
@@ -230,7 +272,9 @@ def reconstruct_distributed(
     client : a ``dask.distributed.Client``, a scheduler address (str), ``None`` for a new
         ``LocalCluster`` (closed afterwards), or ``"threads"`` for local threads without
         dask (what ``reconstruct(..., chunks=...)`` uses).
-    rows_per_block : DEM rows per block; the memory per task scales with it.
+    rows_per_block : DEM rows per block (and radar lines per band of the masks).
+    cols_per_tile : DEM columns per tile of the facet passes, default about 2**18 cells
+        per tile; the memory per task scales with blocks, bands and tiles, not the DEM.
     out : a GeoTIFF path: the result is written there block by block (float products;
         ``<out>_masks.tif``: layover, shadow, mixing as uint8; ``<out>_geometry.tif``:
         slant range and azimuth time in float64), each file atomically, and returned
@@ -270,7 +314,11 @@ def reconstruct_distributed(
     resolved = _resolve_contribution(contribution, dem)
     executor, close = _executor(client)
     try:
-        return _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block,
+        if cols_per_tile is None:
+            cols_per_tile = max(64, (1 << 18) // rows_per_block)
+        if cols_per_tile < 2:
+            raise InvalidInputError(f"tiles need at least 2 columns, got cols_per_tile={cols_per_tile}")
+        return _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block, cols_per_tile,
                     executor, out, progress)
     finally:
         close()
@@ -349,22 +397,24 @@ class _Pipeline:
 
     def __init__(self, executor, in_flight: int, update: Callable[[int], None]):
         self.executor, self.in_flight, self.update = executor, in_flight, update
-        self.results: dict[tuple[str, int], Any] = {}
-        self.running: dict[tuple[str, int], Any] = {}
-        self.users: dict[tuple[str, int], int] = {}
+        self.results: dict[Any, Any] = {}
+        self.running: dict[Any, Any] = {}
+        self.users: dict[Any, int] = {}
 
-    def run(self, sequence, finished: Callable[[tuple[str, int], Any], None]) -> None:
+    def run(self, sequence, finished: Callable[[Any, Any], None], keep: Callable[[Any], bool]) -> None:
         """``sequence``: (key, dependencies, make_call) in an order where every dependency
-        comes first; ``make_call(results)`` returns (func, args) from the dependencies'
-        results; ``finished(key, result)`` receives every result as it is collected."""
+        comes first; ``make_call(results)`` returns (func, args) from the results of the
+        dependencies that ``keep`` keeps; ``finished(key, result)`` receives every result
+        as it is collected (the others are consumed there)."""
+        self.keep = keep
         for _key, dependencies, _ in sequence:
             for dependency in dependencies:
                 self.users[dependency] = self.users.get(dependency, 0) + 1
-        order: list[tuple[str, int]] = []
+        order: list[Any] = []
         for key, dependencies, make_call in sequence:
             for dependency in dependencies:
                 self._collect(dependency, finished)
-            func, args = make_call({d: self.results[d] for d in dependencies})
+            func, args = make_call({d: self.results[d] for d in dependencies if d in self.results})
             for dependency in dependencies:
                 self._release(dependency)
             self.running[key] = self.executor.submit(func, *args)
@@ -383,7 +433,7 @@ class _Pipeline:
         del future
         self.update(1)
         finished(key, result)
-        if self.users.get(key, 0) > 0:
+        if self.users.get(key, 0) > 0 and self.keep(key):
             self.results[key] = result
 
     def _release(self, key) -> None:
@@ -392,19 +442,23 @@ class _Pipeline:
             self.results.pop(key, None)
 
 
-def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block, executor,
+def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block, cols_per_tile, executor,
          out, progress) -> xr.Dataset:
     rows, cols = dem.shape
     blocks = _blocks(rows, rows_per_block)
+    col_edges = [*range(0, cols, cols_per_tile), cols]
+    if len(col_edges) > 2 and col_edges[-1] - col_edges[-2] < cols_per_tile // 4:
+        del col_edges[-2]  # no sliver of a tile at the right edge
     # One task waiting per worker thread keeps them busy; each holds a block's data.
     in_flight = _threads(executor) + 1
     shared_geometry = _share(executor, geometry)
-    # 1. Plan: extents, steps and the smooth-field samples of every block.
+
+    # 1. Plan, per block of rows.
     stride = smooth_stride(dem.shape)
 
     def plan(stride: int) -> list[dict]:
         summaries = [None] * len(blocks)
-        _bounded(executor, ((_task_plan, (_halo_rows(dem, b.start, b.stop), shared_geometry, b, stride))
+        _bounded(executor, ((_task_plan, (_halo_rows(dem, b.start, b.stop), shared_geometry, b, stride, col_edges))
                             for b in blocks), summaries.__setitem__, in_flight)
         return summaries
 
@@ -419,6 +473,9 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
             "the DEM's rows do not run along track for this geometry: block-wise reconstruction "
             "needs them to; transpose the DEM or use reconstruct() in memory"
         )
+    faces_away = np.zeros((rows, cols), dtype=bool)
+    for block, summary in zip(blocks, summaries, strict=True):
+        faces_away[block.start:block.stop] = summary.pop("faces_away")
     line_ranges = np.array([summaries[k]["line_range"] for k in present])
     sample_ranges = np.array([summaries[k]["sample_range"] for k in present])
     window = radar_window(
@@ -434,29 +491,25 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     smooth = SmoothFields.fit(
         {name: np.concatenate([summaries[k]["smooth_samples"][name] for k in present])
          for name in summaries[present[0]]["smooth_samples"]}, window)
-    margin = math.ceil(steps) + 3
-    # Sub-windows (the lines a block's facets reach) and mask bands (the lines its cells
-    # fall between), with the rows of the blocks whose cells cross those lines.
-    subs, bands, mask_rows = {}, {}, {}
-    for k in range(len(blocks)):
-        if k not in present:  # no cell of the block in the image: nothing to scatter or gather
-            subs[k] = (line0, 1, sample0, n_samples)
-            continue
-        low, high = summaries[k]["line_range"]
-        sub0 = max(line0, math.floor(low) - margin)
-        sub1 = min(line0 + n_lines, math.ceil(high) + margin + 1)
-        subs[k] = (sub0, max(1, sub1 - sub0), sample0, n_samples)
-        band0 = max(line0, math.floor(low) - 1)
-        band1 = min(line0 + n_lines, math.ceil(high) + 2)
-        bands[k] = (band0, band1 - band0, sample0, n_samples)
-        # The rows whose cells fall within a line of the band (not whole neighbouring
-        # blocks): a mask task holds little more than its own block.
-        crossing = [blocks[j].start + np.flatnonzero((lines[:, 1] >= band0 - 1) & (lines[:, 0] <= band1 + 1))
-                    for j in present for lines in [summaries[j]["row_lines"]]
-                    if summaries[j]["line_range"][1] >= band0 - 1 and summaries[j]["line_range"][0] <= band1 + 1]
-        crossing = np.concatenate([np.arange(blocks[k].start, blocks[k].stop), *crossing])
-        mask_rows[k] = (int(crossing.min()), int(crossing.max()) + 1)
     exact = projection == "exact"
+
+    # 2. Tiles and their radar sub-windows; bands of lines and their sheared rows.
+    tiles, subs, tile_lines = [], {}, {}
+    for k, block in enumerate(blocks):
+        for m, (c0, c1) in enumerate(itertools.pairwise(col_edges)):
+            tile = _Tile(k, (block.start, block.stop), (c0, c1))
+            tiles.append(tile)
+            if k not in present or not summaries[k]["tiles"][m][0]:
+                continue  # no cell solved: gathered for its geometry and void products only
+            _, extent, step, own_lines = summaries[k]["tiles"][m]
+            subs[tile] = _sub_window(extent, step, window)
+            tile_lines[tile] = own_lines
+    band_lines = max(2, rows_per_block)
+    bands = [(b0, min(b0 + band_lines, line0 + n_lines)) for b0 in range(line0, line0 + n_lines, band_lines)]
+    sampled_rows = np.concatenate([summaries[k]["column_lines"][0] for k in present])
+    sampled_lines = np.concatenate([summaries[k]["column_lines"][1] for k in present])
+    for k in present:
+        del summaries[k]["column_lines"], summaries[k]["tiles"]
 
     def observed_on(sub) -> np.ndarray:
         source = sar.loader((sub[0], sub[0] + sub[1], sub[2], sub[2] + sub[3])) if isinstance(sar, _LazyProduct) else sar
@@ -464,101 +517,217 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
 
     # The observation is checked before any heavy work, one sub-window at a time.
     covered = False
-    for k in present:
-        observed = observed_on(subs[k])
+    for sub in subs.values():
+        observed = observed_on(sub)
         if np.isfinite(observed).any():
             covered = True
-            _check_intensity(observed, subs[k])
+            _check_intensity(observed, sub)
     if not covered:
         _check_intensity(np.full((1, 1), np.nan), window)  # raises: the image does not cover the DEM
     del observed
 
-    def block_plan(k: int) -> dict:
-        block = blocks[k]
-        contribution = resolved
-        if resolved.user_weight.shape[0] == rows:
-            contribution = replace(resolved, user_weight=np.ascontiguousarray(
-                resolved.user_weight[block.halo_start:min(rows, block.stop + 1)]))
-        return {"geometry": shared_geometry, "oversample": factor, "exact": exact, "contribution": contribution,
-                "smooth": smooth, "output": output, "projection": projection}
+    layover = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
+    shadow = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
+    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
 
-    # 2. The pipeline, block by block in the order of their lines: masks (each block's
-    # lines swept with the rows of every block that crosses them), scatter into the
-    # block's sub-window, then gather from the sums of every block whose sub-window
-    # shares lines with it.
-    order = sorted(present, key=lambda k: (summaries[k]["line_range"][0], k))
-    needs = {k: [j for j in present if _overlap(subs[j], subs[k])] for k in present}
-    mixing_from = {k: [j for j in present if _overlap(bands[j], subs[k])] for k in present}
-
-    def mask_call(k: int):
-        first_row, last_row = mask_rows[k]
-        return lambda _: (_task_masks, (_halo_rows(dem, first_row, last_row), shared_geometry, blocks[k], first_row,
-                                        max(0, first_row - 1), last_row - first_row, bands[k], range_tolerance,
-                                        geometry.grid.shape))
-
-    def own_rows(k: int, masks):
-        block = blocks[k]
-        if masks is not None:
-            layover, shadow = masks[:2]
-        else:  # a block with no cell in the image
-            layover, shadow = (np.full((block.stop - block.start, cols), MASK_OUTSIDE, dtype=np.uint8) for _ in "ls")
-        return (_halo_rows(dem, block.start, block.stop), block_plan(k), block, layover, shadow, subs[k])
-
-    def scatter_call(k: int):
-        return lambda results: (_task_scatter, own_rows(k, results[("masks", k)]))
-
-    def gather_call(k: int):
-        def make(results):
-            sub = subs[k]
-            images = np.zeros((2, sub[1], n_samples))
-            mixing = np.zeros((sub[1], n_samples), dtype=np.uint16)
-            for j in needs.get(k, []):
-                _add_lines(images, sub[0], results[("scatter", j)], subs[j][0], np.add)
-            for j in mixing_from.get(k, []):
-                # Lines shared by two bands are swept over the same rows: their mixing agrees.
-                _add_lines(mixing, sub[0], results[("masks", j)][2], bands[j][0], np.maximum)
-            if k in present:
-                _clear_residue(images)
-            masks = results.get(("masks", k))
-            return _task_gather, (*own_rows(k, masks), images, observed_on(sub), mixing)
+    def mask_call(b: int):
+        def make(_):
+            first, stop = bands[b]
+            row_start, row_stop = _band_rows(sampled_rows, sampled_lines, first, stop, rows)
+            lon, lat, height, index = _sheared(dem, row_start, row_stop)
+            away = np.take_along_axis(faces_away, np.clip(index, 0, rows - 1), axis=0)
+            return _task_masks, (lon, lat, height, away, shared_geometry, bands[b], window, range_tolerance)
         return make
 
-    sequence, pending = [], list(order)
-    done = set()
-    for k in order:
-        sequence.append((("masks", k), [], mask_call(k)))
-        sequence.append((("scatter", k), [("masks", k)], scatter_call(k)))
-        done.add(k)
-        # A block is gathered once everything it needs is in the sequence.
-        while pending and set(needs[pending[0]]) | set(mixing_from[pending[0]]) <= done:
+    def masks_done(b: int, result) -> None:
+        band_layover, band_shadow, band_mixing, judged = result
+        first, stop = bands[b]
+        row_start = _band_rows(sampled_rows, sampled_lines, first, stop, rows)[0]
+        index = row_start[None, :] + np.arange(band_layover.shape[0])[:, None]
+        at = np.nonzero(judged)
+        layover[index[at], at[1]] = band_layover[at]
+        shadow[index[at], at[1]] = band_shadow[at]
+        mixing[first - line0:stop - line0] = band_mixing
+
+    def tile_args(tile: _Tile):
+        (r0, r1), (c0, c1) = tile.rows, tile.cols
+        view = (slice(max(0, r0 - 1), min(rows, r1 + 1)), slice(max(0, c0 - 1), min(cols, c1 + 1)))
+        own = (slice(r0 - view[0].start, r1 - view[0].start), slice(c0 - view[1].start, c1 - view[1].start))
+        # The halo's cells belong to the neighbouring tiles: 255, not processed here.
+        masks = []
+        for full in (layover, shadow):
+            part = np.full((view[0].stop - view[0].start, view[1].stop - view[1].start), MASK_OUTSIDE, dtype=np.uint8)
+            part[own] = full[r0:r1, c0:c1]
+            masks.append(part)
+        contribution = resolved
+        if resolved.user_weight.shape == (rows, cols):
+            contribution = replace(resolved, user_weight=np.ascontiguousarray(resolved.user_weight[view]))
+        plan = {"geometry": shared_geometry, "oversample": factor, "exact": exact, "contribution": contribution,
+                "smooth": smooth, "output": output, "projection": projection}
+        return (dem.isel(y=view[0], x=view[1]), plan, own, *masks, subs.get(tile, (line0, 1, sample0, 1)))
+
+    def scatter_call(tile: _Tile):
+        return lambda _: (_task_scatter, tile_args(tile))
+
+    needs = {t: [u for u in subs if _overlap2(subs[u], subs[t])] for t in subs}
+
+    def gather_call(tile: _Tile):
+        def make(results):
+            args = tile_args(tile)
+            sub = args[-1]
+            images = np.zeros((2, sub[1], sub[3]))
+            for u in needs.get(tile, []):
+                _add_window(images, sub, results[("scatter", u)], subs[u])
+            if tile in subs:
+                _clear_residue(images, sub, smooth, resolved)
+            sub_mixing = np.ascontiguousarray(
+                mixing[sub[0] - line0:sub[0] - line0 + sub[1], sub[2] - sample0:sub[2] - sample0 + sub[3]])
+            return _task_gather, (*args, images, observed_on(sub), sub_mixing)
+        return make
+
+    def bands_of(lines_from: float, lines_to: float) -> list[int]:
+        first = max(0, int((math.floor(lines_from) - line0) // band_lines))
+        last = min(len(bands) - 1, int((math.floor(lines_to) - line0) // band_lines))
+        return list(range(first, last + 1))
+
+    # 3. The pipeline, in the order of the lines: a band's masks before the tiles whose
+    # cells it judges; a tile's scatter before the gathers of the tiles it overlaps; a
+    # gather once every scatter it needs and the bands of its lines are in.
+    order = sorted(subs, key=lambda t: (tile_lines[t][0], t.cols[0]))
+    gather_deps = {}
+    for t in order:
+        sub = subs[t]
+        mask_bands = set(bands_of(*tile_lines[t])) | set(bands_of(sub[0], sub[0] + sub[1] - 1))
+        gather_deps[t] = sorted({("scatter", u) for u in needs[t]}, key=lambda key: order.index(key[1])) + [
+            ("masks", b) for b in sorted(mask_bands)]
+    sequence, placed, pending = [], set(), list(order)
+    next_band = 0
+
+    def place_bands_up_to(last: int) -> None:
+        nonlocal next_band
+        while next_band <= last:
+            sequence.append((("masks", next_band), [], mask_call(next_band)))
+            placed.add(("masks", next_band))
+            next_band += 1
+
+    def place_ready_gathers() -> None:
+        while pending and all(("scatter", u) in placed for u in needs[pending[0]]):
             g = pending.pop(0)
-            dependencies = sorted({("scatter", j) for j in needs[g]} | {("masks", j) for j in mixing_from[g]}
-                                  | {("masks", g)})
-            sequence.append((("gather", g), dependencies, gather_call(g)))
-    sequence += [(("gather", k), [], gather_call(k)) for k in range(len(blocks)) if k not in present]
+            place_bands_up_to(max(key[1] for key in gather_deps[g] if key[0] == "masks"))
+            sequence.append((("gather", g), gather_deps[g], gather_call(g)))
+
+    for t in order:
+        own_bands = bands_of(*tile_lines[t])
+        place_bands_up_to(own_bands[-1])
+        sequence.append((("scatter", t), [("masks", b) for b in own_bands], scatter_call(t)))
+        placed.add(("scatter", t))
+        place_ready_gathers()
+    place_bands_up_to(len(bands) - 1)
+    place_ready_gathers()
+    sequence += [(("gather", t), [], gather_call(t)) for t in tiles if t not in subs]
 
     with contextlib.ExitStack() as stack:
-        update = stack.enter_context(progress_bar(len(sequence), "reconstruct (blocks)", progress, unit="task"))
+        update = stack.enter_context(progress_bar(len(sequence), "reconstruct (tiles)", progress, unit="task"))
         sink = _ResultSink(dem, geometry, rows_per_block, out, stack)
 
         def finished(key, result) -> None:
-            if key[0] == "gather":
-                sink.write(blocks[key[1]].start, result)
+            if key[0] == "masks":
+                masks_done(key[1], result)
+            elif key[0] == "gather":
+                sink.write(key[1].rows[0], key[1].cols[0], result)
+                # Tile results (xarray objects) can sit in reference cycles, which Python
+                # frees only when its collector runs: run it, or they pile up.
+                gc.collect()
 
-        _Pipeline(executor, in_flight, update).run(sequence, finished)
+        _Pipeline(executor, in_flight, update).run(sequence, finished, keep=lambda key: key[0] == "scatter")
         result = sink.result()
     return sink.reopen() if out is not None else result
 
 
-def _add_lines(target: np.ndarray, target_line0: int, part: np.ndarray, part_line0: int, combine) -> None:
-    """Combine ``part`` (its lines from ``part_line0``) into ``target`` (lines from
-    ``target_line0``) where they share lines; the line axis is the second to last."""
-    first = max(target_line0, part_line0)
-    stop = min(target_line0 + target.shape[-2], part_line0 + part.shape[-2])
-    if stop <= first:
+def _sub_window(extent, step: float, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The radar sub-window (line0, lines, sample0, samples) of a tile whose cells and
+    neighbours span ``extent`` (lines, samples: min, max, min, max): its facets' vertices
+    lie between those centres, or half a neighbour ``step`` beyond them at the DEM's edge."""
+    line0, n_lines, sample0, n_samples = window
+    margin = math.ceil(0.5 * step) + 2
+    first_line = max(line0, math.floor(extent[0]) - margin)
+    stop_line = min(line0 + n_lines, math.ceil(extent[1]) + margin + 1)
+    first_sample = max(sample0, math.floor(extent[2]) - margin)
+    stop_sample = min(sample0 + n_samples, math.ceil(extent[3]) + margin + 1)
+    return first_line, max(1, stop_line - first_line), first_sample, max(1, stop_sample - first_sample)
+
+
+def _overlap2(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two radar windows (line0, lines, sample0, samples) share a pixel."""
+    return _overlap(a, b) and a[2] < b[2] + b[3] and b[2] < a[2] + a[3]
+
+
+def _add_window(target: np.ndarray, target_window, part: np.ndarray, part_window) -> None:
+    """Add ``part`` (2, lines, samples) on ``part_window`` into ``target`` on ``target_window``
+    where the two share pixels."""
+    l0 = max(target_window[0], part_window[0])
+    l1 = min(target_window[0] + target_window[1], part_window[0] + part_window[1])
+    s0 = max(target_window[2], part_window[2])
+    s1 = min(target_window[2] + target_window[3], part_window[2] + part_window[3])
+    if l1 <= l0 or s1 <= s0:
         return
-    into = target[..., first - target_line0:stop - target_line0, :]
-    combine(into, part[..., first - part_line0:stop - part_line0, :], out=into)
+    target[:, l0 - target_window[0]:l1 - target_window[0], s0 - target_window[2]:s1 - target_window[2]] += part[
+        :, l0 - part_window[0]:l1 - part_window[0], s0 - part_window[2]:s1 - part_window[2]]
+
+
+def _band_rows(sampled_rows: np.ndarray, sampled_lines: np.ndarray, first: int, stop: int,
+               rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the DEM rows [start, stop) whose cells can fall between lines ``first``
+    and ``stop`` (the band's and the next line), with a row to spare each side.
+
+    ``sampled_lines`` (n, cols) are each column's lines at ``sampled_rows`` (n,); between
+    two samples a column's line runs monotonically (rows along track), so the rows of a
+    pair of samples whose lines straddle the band are taken whole.
+    """
+    order = np.argsort(sampled_rows, kind="stable")
+    r, lines = sampled_rows[order], sampled_lines[order]
+    low, high = first - 1.0, stop + 1.0
+    lo = np.fmin(lines[:-1], lines[1:])
+    hi = np.fmax(lines[:-1], lines[1:])
+    crosses = (hi >= low) & (lo <= high)  # a NaN end counts by the other end
+    start = np.full(lines.shape[1], rows, dtype=np.int64)
+    end = np.zeros(lines.shape[1], dtype=np.int64)
+    any_cross = crosses.any(axis=0)
+    if any_cross.any():
+        first_pair = np.argmax(crosses, axis=0)
+        last_pair = crosses.shape[0] - 1 - np.argmax(crosses[::-1], axis=0)
+        start = np.where(any_cross, r[first_pair] - 1, start)
+        end = np.where(any_cross, r[last_pair + 1] + 2, end)
+    start = np.clip(start, 0, rows)
+    end = np.clip(np.maximum(end, start), 0, rows)
+    return start, end
+
+
+def _sheared(dem: xr.DataArray, row_start: np.ndarray, row_stop: np.ndarray):
+    """Longitude, latitude (rad), height and DEM row index of a sheared strip: column j
+    holds DEM rows ``row_start[j]:row_stop[j]`` from the top, void (NaN) below."""
+    from .dem import _crs_of, _horizontal_crs, _is_wgs84_degrees
+
+    cols = row_start.size
+    depth = max(1, int((row_stop - row_start).max(initial=0)))
+    index = row_start[None, :] + np.arange(depth)[:, None]
+    inside = index < row_stop[None, :]
+    clipped = np.clip(index, 0, dem.shape[0] - 1)
+    column = np.broadcast_to(np.arange(cols)[None, :], index.shape)
+    height = np.where(inside, dem.values[clipped, column], np.nan).astype(np.float32)
+    x = np.asarray(dem["x"].values, dtype=np.float64)
+    y = np.asarray(dem["y"].values, dtype=np.float64)
+    horizontal = _horizontal_crs(_crs_of(dem))
+    if _is_wgs84_degrees(horizontal):
+        lon = np.broadcast_to(np.radians(x)[None, :], index.shape)
+        lat = np.radians(y)[clipped]
+    else:
+        import pyproj
+
+        transformer = pyproj.Transformer.from_crs(horizontal, "EPSG:4326", always_xy=True)
+        lon, lat = transformer.transform(np.broadcast_to(x[None, :], index.shape), y[clipped])
+        lon, lat = np.radians(np.asarray(lon, dtype=np.float64)), np.radians(np.asarray(lat, dtype=np.float64))
+    return lon, np.ascontiguousarray(lat), height, index
 
 
 #: Variables of the result by the file they go to with ``out``: name suffix, dtype.
@@ -584,7 +753,7 @@ class _ResultSink:
         out = Path(self.out)
         return out.with_name(out.stem + suffix + out.suffix)
 
-    def write(self, row_start: int, part: xr.Dataset) -> None:
+    def write(self, row_start: int, col_start: int, part: xr.Dataset) -> None:
         if not self.attrs:
             self.attrs = {**part.attrs, "rows_per_block": self.rows_per_block}
             if self.out is None:
@@ -599,7 +768,7 @@ class _ResultSink:
                         GeoTiffBlockWriter(self._path(suffix), names, dtype, self.dem, tags=tags, units=units))
         if self.out is None:
             for name, (array, _) in self.arrays.items():
-                array[row_start:row_start + part.sizes["y"]] = part[name].values
+                array[row_start:row_start + part.sizes["y"], col_start:col_start + part.sizes["x"]] = part[name].values
             return
         for suffix, (names, _) in _FILES.items():
             for name in names:
@@ -608,7 +777,7 @@ class _ResultSink:
                     values = (values - self.reference) / np.timedelta64(1, "ns") / 1e9  # NaT gives NaN
                 elif name == "mixing":
                     values = np.minimum(values, 254)  # 255 is the masks' no-data value
-                self.writers[suffix].write(name, row_start, values)
+                self.writers[suffix].write(name, row_start, col_start, values)
 
     def result(self) -> xr.Dataset | None:
         if self.out is not None:

@@ -154,6 +154,9 @@ class GeoTiffBlockWriter:
     tags : dataset tags; units : per-band ``units`` tags, by band name.
     """
 
+    #: GDAL block cache while writing (MB).
+    CACHE_MB = 64
+
     def __init__(self, path: str | os.PathLike[str], names: Sequence[str], dtype: Any, like: xr.DataArray | xr.Dataset,
                  *, nodata: float | int | None = None, tags: dict[str, Any] | None = None,
                  units: dict[str, str] | None = None):
@@ -180,6 +183,9 @@ class GeoTiffBlockWriter:
 
     def __enter__(self) -> GeoTiffBlockWriter:
         tmp = self._stack.enter_context(atomic_path(self.path))
+        # GDAL keeps written blocks in its cache (by default 5 % of the RAM) until it
+        # needs the room: bound it, so that memory follows the block size, not the file.
+        self._stack.enter_context(rasterio.Env(GDAL_CACHEMAX=self.CACHE_MB))
         self._dst = self._stack.enter_context(rasterio.open(tmp, "w", **self.profile))
         for index, name in enumerate(self.names, start=1):
             self._dst.set_band_description(index, name)
@@ -188,9 +194,9 @@ class GeoTiffBlockWriter:
         self._dst.update_tags(**self.tags)
         return self
 
-    def write(self, name: str, row_start: int, values: np.ndarray) -> None:
-        """Write the rows ``row_start:row_start + len(values)`` of band ``name``."""
-        window = rasterio.windows.Window(0, row_start, values.shape[1], values.shape[0])
+    def write(self, name: str, row_start: int, col_start: int, values: np.ndarray) -> None:
+        """Write ``values`` (rows, cols) into band ``name`` from row ``row_start``, column ``col_start``."""
+        window = rasterio.windows.Window(col_start, row_start, values.shape[1], values.shape[0])
         self._dst.write(np.asarray(values).astype(self.dtype, copy=False), self.names.index(name) + 1, window=window)
 
     def __exit__(self, *exc_info) -> bool:

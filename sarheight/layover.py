@@ -212,7 +212,8 @@ def _ratios_in_place(state: _Simulation, images: np.ndarray, observed: np.ndarra
 
 
 def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma0", *,
-               rows: tuple[int, int] | None = None, in_place: bool = False, keep_energy: bool = True,
+               rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None,
+               in_place: bool = False, keep_energy: bool = True,
                progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """Reallocate an observed window image (beta0, linear) with a simulation's weights.
 
@@ -221,8 +222,8 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     state : the simulation of the DEM (``simulate._run_simulation``).
     observed : (lines, samples) beta0 on the simulation's window, NaN where unknown.
     output : ``"sigma0"`` or ``"gamma0"`` for ``backscatter``.
-    rows : (start, stop), the DEM rows to reallocate to (the others only lend their
-        positions to the facets at the edge): a block with halo rows.
+    rows, cols : (start, stop), the DEM rows and columns to reallocate to (the others only
+        lend their positions to the facets at the edge): a tile with halo rows and columns.
     in_place : consume ``state``: overwrite its images with the ratios instead of working
         on a copy (the window's images are the largest radar-side array) and release the
         cells' incidence angles once used (``reconstruct`` does).
@@ -231,14 +232,16 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
 
     Returns
     -------
-    Per-cell arrays (of ``rows``): ``backscatter`` (sigma0 or gamma0), ``flattened`` (gamma0),
+    Per-cell arrays (of ``rows`` x ``cols``): ``backscatter`` (sigma0 or gamma0), ``flattened`` (gamma0),
     ``geocoded`` (sigma0), ``simulated``, ``local_incidence_angle`` (float32; NaN in
     shadow, outside the image or where undefined), ``mixing`` (uint16) and, with
     ``keep_energy``, ``energy`` (m^2, the reallocated I a).
     """
     cells = state.cells
     first, last = rows if rows is not None else (0, cells["valid"].shape[0])
-    shape = (last - first, cells["valid"].shape[1])
+    col_first, col_last = cols if cols is not None else (0, cells["valid"].shape[1])
+    own_cols = slice(col_first, col_last)
+    shape = (last - first, col_last - col_first)
     window = state.window
     line0, _, sample0, _ = window
     images = state.images if in_place else np.array(state.images, dtype=np.float64, copy=True)
@@ -254,8 +257,9 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     del simulated_image, observed
 
     def sample_cells(start: int, stop: int) -> None:
-        rows, out = slice(first + start, first + stop), slice(start, stop)
+        rows, out = (slice(first + start, first + stop), own_cols), slice(start, stop)
         line, sample, valid = cells["line"][rows], cells["sample"][rows], cells["valid"][rows]
+        line, sample = np.ascontiguousarray(line), np.ascontiguousarray(sample)
         geocoded = _sample_image(held["observed"], line, sample, window)
         geocoded *= np.sin(cells["incidence"][rows])
         products["geocoded"][out] = geocoded
@@ -274,7 +278,7 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     shadow = state.shadow
 
     def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
-        rows, out = slice(start, stop), slice(start - first, stop - first)
+        rows, out = (slice(start, stop), own_cols), slice(start - first, stop - first)
         sigma_area, gamma_area, _, cos_local = per_cell
         excluded = (shadow[rows] == MASK_ACTIVE) | (shadow[rows] == MASK_PASSIVE) | (shadow[rows] == MASK_OUTSIDE)
         area = sigma_area if output == "sigma0" else gamma_area
@@ -282,8 +286,8 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
         # Pixels whose gamma area is under 5 % of flat terrain's would divide by almost
         # nothing: cells that land in one are NaN in the flattened product (Small 2011).
         # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
-        valid_at_cell = _sample_image(valid_pixels.view(np.uint8), cells["line"][rows], cells["sample"][rows], window,
-                                      nearest=True) > 0.5
+        valid_at_cell = _sample_image(valid_pixels.view(np.uint8), np.ascontiguousarray(cells["line"][rows]),
+                                      np.ascontiguousarray(cells["sample"][rows]), window, nearest=True) > 0.5
         _ratio_into(products["flattened"][out], energy[1], gamma_area, excluded | ~valid_at_cell)
         with np.errstate(invalid="ignore"):
             angle = np.degrees(np.arccos(np.clip(cos_local, -1.0, 1.0)))
@@ -291,8 +295,8 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
         if keep_energy:
             products["energy"][out] = energy[0]
 
-    state.facet_pass(gather=True, ratios=images, prefix_ready=True, rows=(first, last), consume=consume,
-                     progress=progress)
+    state.facet_pass(gather=True, ratios=images, prefix_ready=True, rows=(first, last), cols=cols,
+                     consume=consume, progress=progress)
     return products
 
 
@@ -460,7 +464,7 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
         contribution = _Contribution(facets.CONTRIBUTION_USER, state.contribution.law, np.zeros(0),
                                      np.ascontiguousarray(weight), "map-grid observation")
         rebuilt = state.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None)[-1][:1]
-        _clear_residue(rebuilt)
+        _clear_residue(rebuilt, state.window, state.smooth_fields, contribution)
         images.append(rebuilt[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         pixels = np.where(images[1] > 0, images[0] / images[1], np.nan)

@@ -68,6 +68,19 @@ class _Contribution:
     user_weight: np.ndarray
     description: str
 
+    def density_scale(self, reference_area: float) -> float:
+        """The largest contribution per unit area a facet can have (the law's largest value,
+        1 for gamma areas, the largest cell weight over ``reference_area`` (m^2) for user
+        weights): the scale against which rounding residue is told from signal."""
+        if self.code == facets.CONTRIBUTION_GAMMA:
+            return 1.0
+        if self.code == facets.CONTRIBUTION_USER:
+            weight = float(np.max(self.user_weight, initial=0.0))
+            return weight / reference_area if reference_area > 0 else weight
+        if self.table.size > 1:
+            return float(np.max(self.table))
+        return float(empirical_sigma0(np.linspace(0.0, 90.0, 901)).max())
+
 
 def _law_table(law: Callable[[np.ndarray], np.ndarray], n: int = 9000) -> np.ndarray:
     angles = np.linspace(0.0, 90.0, n + 1)
@@ -147,15 +160,15 @@ def rows_run_along_track(line: np.ndarray) -> bool:
 def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
                 window: tuple[int, int, int, int], *, transpose: bool | None = None,
                 range_tolerance: float | None = None,
-                rows: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                judged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
     of the window's pixels (``kernels.visibility``).
 
     Every valid cell gets a code, 0 where no line of ``window`` brackets it; the caller
     marks the cells outside the image 255. Only the lines of ``window`` have profiles, so
     a block's masks equal the in-memory ones where its window holds the lines around its
-    cells (``distributed``). ``rows`` (start, stop): judge only the cells of these rows
-    (the others lend their points to the profiles); needs rows along track.
+    cells (``distributed``). ``judged``: judge only these cells (the others lend their
+    points to the profiles); needs rows along track.
     """
     line0, n_lines, sample0, n_samples = window
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
@@ -171,11 +184,10 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     layover = np.empty(line.shape, dtype=np.uint8)
     shadow = np.empty(line.shape, dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    row_start, row_stop = rows if rows is not None else (0, line.shape[0])
-    if transpose and rows is not None:
-        raise InvalidInputError("masks of a range of rows need rows along track")
-    start, bucket = visibility.visibility_buckets(line, valid, faces_away, line0, n_lines, row_start, row_stop,
-                                                  layover, shadow)
+    if transpose and judged is not None:
+        raise InvalidInputError("masks of a selection of cells need rows along track")
+    start, bucket = visibility.visibility_buckets(line, valid, valid if judged is None else judged, faces_away,
+                                                  line0, n_lines, layover, shadow)
     runs = visibility.column_runs(line, valid)
     # Ranges of lines are independent: each thread cuts the profile before its first.
     # More ranges than threads even out where layover (the costly cells) gathers.
@@ -259,7 +271,15 @@ def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.n
     whether each cell faces away from the sensor; ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
     lon, lat = _lon_lat_radians(dem)
-    height = np.ascontiguousarray(dem.values)
+    return cell_geometry_arrays(lon, lat, np.ascontiguousarray(dem.values), geometry)
+
+
+def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geometry: RadarGeometry, *,
+                         faces_away: bool = True) -> dict[str, np.ndarray]:
+    """:func:`_cell_geometry` of cells given by longitude, latitude (rad; broadcast views of
+    1-D axes are the fast case) and height (m) arrays of one shape, whose rows and columns
+    are DEM rows and columns (``faces_away``: normals from the neighbouring rows and
+    columns of these arrays)."""
     shape = height.shape
     k = geometry.kernel_arguments()
     out = {
@@ -274,7 +294,7 @@ def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.n
         "cross_track": np.full(shape, np.nan),
         "valid": np.zeros(shape, dtype=bool),
     }
-    faces_away = np.zeros(shape, dtype=bool)
+    away = np.zeros(shape, dtype=bool) if faces_away else None
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
@@ -292,12 +312,15 @@ def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.n
             local = row - halo_start
             sim.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1], kernels.WGS84_A,
                               kernels.WGS84_E2, ecef[local:local + 1])
-        facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
-                          faces_away[halo_start:halo_stop])
+        if away is not None:
+            facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
+                              away[halo_start:halo_stop])
 
     run_blocks(work, shape[0], _block_count(shape))
     out["azimuth_time"] = _datetime_in_place(out.pop("time"), geometry.reference_time)
-    out.update(faces_away=faces_away, lon=lon, lat=lat, height=height)
+    out.update(lon=lon, lat=lat, height=height)
+    if away is not None:
+        out["faces_away"] = away
     return out
 
 
@@ -338,7 +361,7 @@ class _Simulation:
 
     def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None, prefix_ready: bool = False,
                    contribution: _Contribution | None = None, rows: tuple[int, int] | None = None,
-                   consume: Callable[..., None] | None = None,
+                   cols: tuple[int, int] | None = None, consume: Callable[..., None] | None = None,
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray | None, ...]:
         """Run the facet kernel (``kernels.facets``) on blocks of DEM rows in threads.
 
@@ -352,11 +375,13 @@ class _Simulation:
         ratios : (2, lines, samples) ratio images to gather (exact projection: their
             inclusive row prefix sums when ``prefix_ready``, else computed here).
         contribution : what the facets carry, default the simulation's.
-        rows : (start, stop), the DEM rows whose facets are processed (their neighbours
-            are still read): a block with halo rows processes its own rows only.
+        rows, cols : (start, stop), the DEM rows and columns whose facets are processed
+            (their neighbours are still read): a tile with halo rows and columns
+            processes its own cells only.
         consume : ``consume(start, stop, energy, per_cell)`` receives each block's
-            results (energy (2, n, cols), per_cell the four arrays below, n = stop -
-            start rows), from the worker threads; the full-size arrays are then not made.
+            results (energy (2, n, m), per_cell the four arrays below, n = stop - start
+            rows, m the columns of ``cols``), from the worker threads; the full-size
+            arrays are then not made.
         progress : called with the number of DEM rows each finished block held.
 
         Returns
@@ -381,15 +406,17 @@ class _Simulation:
         if consume is None:
             full = [np.zeros((2, *shape)) if gather else None] + [np.zeros(shape) for _ in range(3)] + [
                 np.full(shape, np.nan)]
+            own_cols = slice(*cols) if cols is not None else slice(None)
 
             def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
                 if gather:
-                    full[0][:, start:stop] = energy
+                    full[0][:, start:stop, own_cols] = energy
                 for target, block in zip(full[1:], per_cell, strict=True):
-                    target[start:stop] = block
+                    target[start:stop, own_cols] = block
 
         user_weight = contribution.user_weight
         whole_weight = user_weight.shape[0] == shape[0] and user_weight.shape[0] > 1
+        col_first, col_last = cols if cols is not None else (0, shape[1])
         lock = threading.Lock()
 
         def work(start: int, stop: int) -> None:
@@ -408,13 +435,15 @@ class _Simulation:
                 cell_ecef(c, halo_start, halo_stop), c["line"][view], c["sample"][view], c["look"][view],
                 c["valid"][view], shadowed, user_weight[view] if whole_weight else user_weight,
                 self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
-                line0 + first_line, sample0, gathered, own.start, own.stop, energy, *per_cell, acc,
+                line0 + first_line, sample0, gathered, own.start, own.stop, col_first, col_last, energy, *per_cell,
+                acc,
             )
             if not gather:
                 with lock:
                     band = images[:, first_line:first_line + count]
                     (resolve_cover if exact else add_channels)(acc, band)
-            consume(start, stop, energy[:, own] if gather else None, [p[own] for p in per_cell])
+            consume(start, stop, energy[:, own, col_first:col_last] if gather else None,
+                    [p[own, col_first:col_last] for p in per_cell])
             if progress is not None:
                 progress(stop - start)
 
@@ -591,22 +620,39 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
                           "cos_local_incidence": cos_local}
     else:
         images = state.facet_pass(gather=False, consume=lambda *_: None, progress=progress)[-1]
-    _clear_residue(images)
+    _clear_residue(images, window, smooth, resolved)
     state.images = images
     return state
 
 
-def _clear_residue(images: np.ndarray) -> None:
-    """The difference sums of exact projection leave rounding residue (~1e-16 of a line's
-    total) in pixels no facet reaches: make those exactly empty, line by line (a line's
-    sum is complete once every block that reaches it is in, so block-wise runs clear the
-    same pixels)."""
-    rows = max(1, BLOCK_CELLS // max(1, images.shape[-1]))
-    for channel in range(images.shape[0]):
-        for start in range(0, images.shape[1], rows):
-            lines = images[channel, start:start + rows]
-            floor = 1e-10 * np.abs(lines).max(axis=1, initial=0.0)[:, None]
-            lines[lines < floor] = 0.0
+#: Fraction of a pixel's area (times the largest contribution density) below which a
+#: simulated sum is taken for rounding residue and cleared.
+RESIDUE_FRACTION = 1e-9
+
+
+def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth: SmoothFields,
+                   contribution: _Contribution) -> None:
+    """Clear the rounding residue of the simulated sums (2, lines, samples) on ``window``.
+
+    The difference sums of exact projection leave residue (about 1e-16 of a line's
+    deposits) in pixels no facet reaches, and a ratio over such a pixel would be huge.
+    A pixel is cleared where its sum is below ``RESIDUE_FRACTION`` of its own area times
+    the contribution's largest density (channel 0) or times 1 (gamma area, channel 1):
+    a criterion of the pixel alone, so that block-wise runs clear the same pixels as
+    in memory. It drops only facet slivers under a billionth of a pixel.
+    """
+    line0, n_lines, sample0, n_samples = window
+    reference_area = float(np.nan_to_num(smooth.evaluate(
+        "pixel_area", (smooth.window[0] + smooth.window[1] // 2, 1, smooth.window[2] + smooth.window[3] // 2, 1)
+    )[0, 0]))
+    scales = (contribution.density_scale(reference_area), 1.0)[:images.shape[0]]
+    rows = max(1, BLOCK_CELLS // max(1, n_samples))
+    for start in range(0, n_lines, rows):
+        stop = min(n_lines, start + rows)
+        area = np.nan_to_num(smooth.evaluate("pixel_area", (line0 + start, stop - start, sample0, n_samples)))
+        for channel, scale in enumerate(scales):
+            lines = images[channel, start:stop]
+            lines[lines < RESIDUE_FRACTION * scale * area] = 0.0
 
 
 def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:

@@ -40,13 +40,23 @@ def test_blocks_on_threads_equal_in_memory(scene, rows_per_block):
     _assert_same(reconstruct(observation, dem, geometry, chunks=rows_per_block), reference)
 
 
+@pytest.mark.parametrize(("rows_per_block", "cols_per_tile"), [(7, 5), (16, 13), (3, 40)])
+def test_tiles_of_rows_and_columns_equal_in_memory(scene, rows_per_block, cols_per_tile):
+    """Facets by tiles of a few columns, masks by bands of a few lines, in any combination."""
+    dem, geometry, observation, reference = scene
+    result = reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=rows_per_block,
+                                     cols_per_tile=cols_per_tile)
+    _assert_same(result, reference)
+
+
 def test_dask_cluster_equals_in_memory(scene):
     from dask.distributed import Client, LocalCluster
 
     dem, geometry, observation, reference = scene
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        result = reconstruct_distributed(observation, dem, geometry, client=client, rows_per_block=9)
+        result = reconstruct_distributed(observation, dem, geometry, client=client, rows_per_block=9,
+                                         cols_per_tile=17)
     _assert_same(result, reference)
 
 
