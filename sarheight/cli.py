@@ -100,7 +100,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     dem = open_dem(args.dem, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid, fill_voids=args.fill_voids)
     geometry = _geometry_from_args(args, dem)
     stages.done("read DEM and geometry")
-    result = simulate(dem, geometry, contribution=args.contribution, projection=args.projection)
+    result = simulate(dem, geometry, contribution=args.contribution, projection=args.projection,
+                      progress=not args.quiet)
     stages.done("simulated")
     out = Path(args.out)
     write_geotiff(result, out, ["local_incidence_angle", "incidence_angle", "gamma_area", "sigma_area",
@@ -146,11 +147,17 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     else:
         geometry = RadarGeometry.from_sentinel1(sar_path, args.measurement, burst=args.burst)
     stages.done("read DEM and geometry")
-    result = reconstruct(
-        sar_path, dem, geometry, contribution=args.contribution, output=args.output,
-        projection=args.projection, measurement=args.measurement,
-        sar_quantity=args.sar_quantity, sar_db=args.sar_db,
-    )
+    options = {"contribution": args.contribution, "output": args.output, "projection": args.projection,
+               "measurement": args.measurement, "progress": not args.quiet}
+    if args.scheduler is not None:
+        from .distributed import reconstruct_distributed
+
+        client = None if args.scheduler == "local" else args.scheduler
+        result = reconstruct_distributed(sar_path, dem, geometry, client=client,
+                                         rows_per_block=args.chunks or 256, **options)
+    else:
+        result = reconstruct(sar_path, dem, geometry, sar_quantity=args.sar_quantity, sar_db=args.sar_db,
+                             chunks=args.chunks, **options)
     stages.done("reconstructed")
     out = Path(args.out)
     to_geotiff(result, out)
@@ -239,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--sar-quantity", choices=("beta0", "sigma0", "gamma0"), default="sigma0",
                      help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
     rec.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
+    rec.add_argument("--chunks", type=int, default=None, metavar="ROWS",
+                     help="run block by block, ROWS DEM rows per block (bounded memory, local threads)")
+    rec.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run block by block on a dask.distributed cluster: a scheduler address "
+                     "(tcp://host:8786), or 'local' for a LocalCluster on this machine")
     rec.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     _add_geometry_options(rec, required=False)
     _add_dem_options(rec)

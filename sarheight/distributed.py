@@ -30,8 +30,8 @@ DEM otherwise.
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import gc
 import itertools
 import logging
 import math
@@ -47,7 +47,7 @@ import numpy as np
 import xarray as xr
 
 from ._threads import progress_bar, thread_count
-from .dem import open_dem
+from .dem import _open_dem
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import GeoTiffBlockWriter
@@ -273,8 +273,8 @@ def reconstruct_distributed(
         ``LocalCluster`` (closed afterwards), or ``"threads"`` for local threads without
         dask (what ``reconstruct(..., chunks=...)`` uses).
     rows_per_block : DEM rows per block (and radar lines per band of the masks).
-    cols_per_tile : DEM columns per tile of the facet passes, default about 2**18 cells
-        per tile; the memory per task scales with blocks, bands and tiles, not the DEM.
+    cols_per_tile : DEM columns per tile of the facet passes, default 4 x ``rows_per_block``;
+        the memory per task scales with blocks, bands and tiles, not the DEM.
     out : a GeoTIFF path: the result is written there block by block (float products;
         ``<out>_masks.tif``: layover, shadow, mixing as uint8; ``<out>_geometry.tif``:
         slant range and azimuth time in float64), each file atomically, and returned
@@ -308,14 +308,17 @@ def reconstruct_distributed(
         )
     if not isinstance(sar, _LazyProduct):
         _check_values(sar)
-    dem = open_dem(dem)
+    # The heights are only read: no copy of a DEM that is already ellipsoidal.
+    dem, _ = _open_dem(dem, None, None, False, share_values=True)
     if min(dem.shape) < 2:
         raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
     resolved = _resolve_contribution(contribution, dem)
     executor, close = _executor(client)
     try:
         if cols_per_tile is None:
-            cols_per_tile = max(64, (1 << 18) // rows_per_block)
+            # Near-square tiles: a tile's radar footprint stays compact when the lines cross
+            # the DEM at an angle, so few neighbours' sums are held for its gather.
+            cols_per_tile = 4 * rows_per_block
         if cols_per_tile < 2:
             raise InvalidInputError(f"tiles need at least 2 columns, got cols_per_tile={cols_per_tile}")
         return _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block, cols_per_tile,
@@ -326,8 +329,8 @@ def reconstruct_distributed(
 
 def _executor(client: Any):
     if client == "threads":
-        # One block per thread: each task's kernels run on threads of their own as well.
-        local = _LocalExecutor(max(1, thread_count() // 2))
+        # A task per thread: while one runs Python (assembling, writing), another computes.
+        local = _LocalExecutor(max(1, thread_count()))
         return local, local.close
     from dask.distributed import Client, LocalCluster
 
@@ -379,7 +382,9 @@ def _share(executor, value):
     """A value every task takes (the geometry): sent to the workers once, not with each task."""
     if isinstance(executor, _LocalExecutor):
         return value
-    return executor.scatter(value, broadcast=True)
+    # hash=False: a key of its own per run (a content hash would be shared by two runs on
+    # one client, and the first run's release would drop the second's data).
+    return executor.scatter(value, broadcast=True, hash=False)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
@@ -410,7 +415,7 @@ class _Pipeline:
         for _key, dependencies, _ in sequence:
             for dependency in dependencies:
                 self.users[dependency] = self.users.get(dependency, 0) + 1
-        order: list[Any] = []
+        submitted: collections.deque = collections.deque()  # running keys, oldest first
         for key, dependencies, make_call in sequence:
             for dependency in dependencies:
                 self._collect(dependency, finished)
@@ -418,12 +423,13 @@ class _Pipeline:
             for dependency in dependencies:
                 self._release(dependency)
             self.running[key] = self.executor.submit(func, *args)
-            order.append(key)
+            submitted.append(key)
             while len(self.running) > self.in_flight:
-                self._collect(next(k for k in order if k in self.running), finished)
-        for key in order:
-            if key in self.running:
-                self._collect(key, finished)
+                while submitted[0] not in self.running:
+                    submitted.popleft()
+                self._collect(submitted.popleft(), finished)
+        for key in submitted:
+            self._collect(key, finished)
 
     def _collect(self, key, finished) -> None:
         future = self.running.pop(key, None)
@@ -506,10 +512,23 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
             tile_lines[tile] = own_lines
     band_lines = max(2, rows_per_block)
     bands = [(b0, min(b0 + band_lines, line0 + n_lines)) for b0 in range(line0, line0 + n_lines, band_lines)]
-    sampled_rows = np.concatenate([summaries[k]["column_lines"][0] for k in present])
-    sampled_lines = np.concatenate([summaries[k]["column_lines"][1] for k in present])
+    column_lines = {k: summaries[k].pop("column_lines") for k in present}
     for k in present:
-        del summaries[k]["column_lines"], summaries[k]["tiles"]
+        del summaries[k]["tiles"]
+    band_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def rows_of_band(b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per column, the DEM rows of band b (from the blocks whose lines reach it and
+        their neighbours: a pair of sampled rows may straddle a block's edge)."""
+        if b not in band_rows:
+            first, stop = bands[b]
+            near = {j for k in present for j in (k - 1, k, k + 1)
+                    if summaries[k]["line_range"][1] >= first - 2 and summaries[k]["line_range"][0] <= stop + 2}
+            near = sorted(near & set(present))
+            sampled_rows = np.concatenate([column_lines[k][0] for k in near])
+            sampled_lines = np.concatenate([column_lines[k][1] for k in near])
+            band_rows[b] = _band_rows(sampled_rows, sampled_lines, first, stop, rows)
+        return band_rows[b]
 
     def observed_on(sub) -> np.ndarray:
         source = sar.loader((sub[0], sub[0] + sub[1], sub[2], sub[2] + sub[3])) if isinstance(sar, _LazyProduct) else sar
@@ -532,8 +551,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
 
     def mask_call(b: int):
         def make(_):
-            first, stop = bands[b]
-            row_start, row_stop = _band_rows(sampled_rows, sampled_lines, first, stop, rows)
+            row_start, row_stop = rows_of_band(b)
             lon, lat, height, index = _sheared(dem, row_start, row_stop)
             away = np.take_along_axis(faces_away, np.clip(index, 0, rows - 1), axis=0)
             return _task_masks, (lon, lat, height, away, shared_geometry, bands[b], window, range_tolerance)
@@ -542,7 +560,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     def masks_done(b: int, result) -> None:
         band_layover, band_shadow, band_mixing, judged = result
         first, stop = bands[b]
-        row_start = _band_rows(sampled_rows, sampled_lines, first, stop, rows)[0]
+        row_start = band_rows.pop(b)[0]
         index = row_start[None, :] + np.arange(band_layover.shape[0])[:, None]
         at = np.nonzero(judged)
         layover[index[at], at[1]] = band_layover[at]
@@ -569,7 +587,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     def scatter_call(tile: _Tile):
         return lambda _: (_task_scatter, tile_args(tile))
 
-    needs = {t: [u for u in subs if _overlap2(subs[u], subs[t])] for t in subs}
+    needs = _overlapping(subs)
 
     def gather_call(tile: _Tile):
         def make(results):
@@ -594,11 +612,12 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     # cells it judges; a tile's scatter before the gathers of the tiles it overlaps; a
     # gather once every scatter it needs and the bands of its lines are in.
     order = sorted(subs, key=lambda t: (tile_lines[t][0], t.cols[0]))
+    position = {t: index for index, t in enumerate(order)}
     gather_deps = {}
     for t in order:
         sub = subs[t]
         mask_bands = set(bands_of(*tile_lines[t])) | set(bands_of(sub[0], sub[0] + sub[1] - 1))
-        gather_deps[t] = sorted({("scatter", u) for u in needs[t]}, key=lambda key: order.index(key[1])) + [
+        gather_deps[t] = sorted({("scatter", u) for u in needs[t]}, key=lambda key: position[key[1]]) + [
             ("masks", b) for b in sorted(mask_bands)]
     sequence, placed, pending = [], set(), list(order)
     next_band = 0
@@ -635,9 +654,6 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
                 masks_done(key[1], result)
             elif key[0] == "gather":
                 sink.write(key[1].rows[0], key[1].cols[0], result)
-                # Tile results (xarray objects) can sit in reference cycles, which Python
-                # frees only when its collector runs: run it, or they pile up.
-                gc.collect()
 
         _Pipeline(executor, in_flight, update).run(sequence, finished, keep=lambda key: key[0] == "scatter")
         result = sink.result()
@@ -655,6 +671,30 @@ def _sub_window(extent, step: float, window: tuple[int, int, int, int]) -> tuple
     first_sample = max(sample0, math.floor(extent[2]) - margin)
     stop_sample = min(sample0 + n_samples, math.ceil(extent[3]) + margin + 1)
     return first_line, max(1, stop_line - first_line), first_sample, max(1, stop_sample - first_sample)
+
+
+def _overlapping(windows: dict[Any, tuple[int, int, int, int]]) -> dict[Any, list[Any]]:
+    """For each key, the keys whose windows share a pixel with its own (itself included),
+    found through a grid of buckets rather than by testing every pair."""
+    if not windows:
+        return {}
+    size = max(max(w[1] for w in windows.values()), max(w[3] for w in windows.values()))
+    buckets: dict[tuple[int, int], list[Any]] = collections.defaultdict(list)
+
+    def cells(w):
+        return [(a, b) for a in range(w[0] // size, (w[0] + w[1] - 1) // size + 1)
+                for b in range(w[2] // size, (w[2] + w[3] - 1) // size + 1)]
+
+    for key, w in windows.items():
+        for cell in cells(w):
+            buckets[cell].append(key)
+    index = {key: i for i, key in enumerate(windows)}
+    out = {}
+    for key, w in windows.items():
+        seen = {other for cell in cells(w) for other in buckets[cell]}
+        # In a fixed order: the sums of a gather are added the same way every run.
+        out[key] = sorted((other for other in seen if _overlap2(windows[other], w)), key=index.__getitem__)
+    return out
 
 
 def _overlap2(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

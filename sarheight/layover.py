@@ -70,7 +70,7 @@ def _from_xarray_sentinel(sar: xr.DataArray) -> xr.DataArray:
             "the xarray-sentinel measurement has no line/pixel coordinates: open it with "
             "xarray_sentinel.open_sentinel1_dataset and calibrate it with calibrate_intensity"
         )
-    if np.iscomplexobj(sar.values):
+    if np.issubdtype(sar.dtype, np.complexfloating):
         raise InvalidInputError(
             "the measurement is complex: give calibrated intensity "
             "(xarray_sentinel.calibrate_intensity(measurement, calibration.betaNought))"
@@ -84,16 +84,15 @@ def _from_xarray_sentinel(sar: xr.DataArray) -> xr.DataArray:
 def _observation_on_window(sar: Any, geometry: RadarGeometry | None, window: tuple[int, int, int, int]) -> np.ndarray:
     """The observed intensity on the simulation window (lines x samples), NaN where the
     image has no pixel: float32 when the image is float32 (no wider copy), else float64;
-    a view of a full-grid array."""
+    a view of a full-grid array. Only the window is read from a lazy (dask) DataArray."""
     line0, n_lines, sample0, n_samples = window
     if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
         sar = _from_xarray_sentinel(sar)
     if isinstance(sar, xr.DataArray) and {"line", "sample"} <= set(sar.dims):
         values = sar.transpose("line", "sample")
-        data = values.data if isinstance(values.data, np.ndarray) else values.values
-        dtype = np.float32 if data.dtype == np.float32 else np.float64
         lines = np.asarray(values["line"].values) if "line" in values.coords else np.arange(values.shape[0])
         samples = np.asarray(values["sample"].values) if "sample" in values.coords else np.arange(values.shape[1])
+        dtype = np.float32 if values.dtype == np.float32 else np.float64
         out = np.full((n_lines, n_samples), np.nan, dtype=dtype)
         rows = lines - line0
         cols = samples - sample0
@@ -102,12 +101,16 @@ def _observation_on_window(sar: Any, geometry: RadarGeometry | None, window: tup
         if not keep_r.any() or not keep_c.any():
             return out
         r_in, c_in = np.flatnonzero(keep_r), np.flatnonzero(keep_c)
-        if _consecutive(rows[r_in]) and _consecutive(cols[c_in]) and _consecutive(r_in) and _consecutive(c_in):
+        # Only the part over the window is read (a lazy array loads just that).
+        part = values.isel(line=slice(r_in[0], r_in[-1] + 1), sample=slice(c_in[0], c_in[-1] + 1))
+        data = np.asarray(part.values)
+        r_in, c_in = r_in - r_in[0], c_in - c_in[0]
+        if _consecutive(rows[keep_r]) and _consecutive(cols[keep_c]) and _consecutive(r_in) and _consecutive(c_in):
             # The usual case, an image on a regular grid: one slice, no fancy-index copy.
-            out[rows[r_in[0]]:rows[r_in[-1]] + 1, cols[c_in[0]]:cols[c_in[-1]] + 1] = (
-                data[r_in[0]:r_in[-1] + 1, c_in[0]:c_in[-1] + 1])
+            first_r, first_c = rows[keep_r][0], cols[keep_c][0]
+            out[first_r:first_r + data.shape[0], first_c:first_c + data.shape[1]] = data
         else:
-            out[np.ix_(rows[keep_r], cols[keep_c])] = np.asarray(data, dtype=dtype)[np.ix_(keep_r, keep_c)]
+            out[np.ix_(rows[keep_r], cols[keep_c])] = np.asarray(data, dtype=dtype)[np.ix_(r_in, c_in)]
         return out
     array = np.asarray(sar)
     if array.dtype not in (np.float32, np.float64):
@@ -126,9 +129,12 @@ def _consecutive(index: np.ndarray) -> bool:
 
 
 def _check_values(sar: Any) -> None:
-    """Refuse negative or infinite intensities of an array observation before any work."""
+    """Refuse negative or infinite intensities of an array observation before any work
+    (a lazy array is checked window by window as it is read instead)."""
+    if isinstance(sar, xr.DataArray) and not isinstance(sar.data, np.ndarray):
+        return
     values = sar.values if isinstance(sar, xr.DataArray) else sar
-    if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims and np.iscomplexobj(values):
+    if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims and np.issubdtype(sar.dtype, np.complexfloating):
         return  # _from_xarray_sentinel says what to do
     try:
         values = np.asarray(values)
@@ -245,6 +251,12 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     window = state.window
     line0, _, sample0, _ = window
     images = state.images if in_place else np.array(state.images, dtype=np.float64, copy=True)
+    # Pixels the image lacks (NaN) but facets reach: the cells whose facets reach one get
+    # only part of their energy, so they are NaN, not biased low.
+    with np.errstate(invalid="ignore"):
+        missing = ~np.isfinite(observed) & ((images[0] > 0) | (images[1] > 0))
+    if not missing.any():
+        missing = None
     simulated_image, valid_pixels = _ratios_in_place(state, images, observed, prefix=state.exact)
     products = {name: np.full(shape, np.nan, dtype=np.float32)
                 for name in ("backscatter", "flattened", "geocoded", "simulated", "local_incidence_angle")}
@@ -252,8 +264,7 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     if keep_energy:
         products["energy"] = np.zeros(shape)
     # Window images needed before the gather only: released (cleared) once sampled.
-    held = {"observed": observed if not np.isnan(observed).any() else np.nan_to_num(observed, nan=0.0),
-            "simulated": simulated_image}
+    held = {"observed": observed, "simulated": simulated_image}
     del simulated_image, observed
 
     def sample_cells(start: int, stop: int) -> None:
@@ -297,7 +308,40 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
 
     state.facet_pass(gather=True, ratios=images, prefix_ready=True, rows=(first, last), cols=cols,
                      consume=consume, progress=progress)
+    if missing is not None:
+        del images
+        if in_place:
+            state.images = np.empty((2, 0, 0))
+        _void_where_missing(state, missing, products, (first, last), cols)
     return products
+
+
+def _void_where_missing(state: _Simulation, missing: np.ndarray, products: dict[str, np.ndarray],
+                        rows: tuple[int, int], cols: tuple[int, int] | None) -> None:
+    """Set NaN the reallocated products of the cells whose facets reach a ``missing`` pixel.
+
+    The indicator of those pixels is gathered like the ratios (both channels): a cell's
+    sum is positive exactly where one of its facets overlaps one (to rounding, hence the
+    relative floor).
+    """
+    indicator = np.broadcast_to(missing, (2, *missing.shape)).astype(np.float64)
+    del missing
+    if state.exact:
+        prefix_in_place(indicator, 0, indicator.shape[1])
+    first = rows[0]
+    col_first, col_last = cols if cols is not None else (0, state.cells["valid"].shape[1])
+
+    def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
+        _, gamma_area, contribution, _ = per_cell
+        reached = (energy[0] > 1e-9 * np.abs(contribution)) | (energy[1] > 1e-9 * np.abs(gamma_area))
+        out = slice(start - first, stop - first)
+        for name in ("backscatter", "flattened"):
+            products[name][out][reached] = np.nan
+        if "energy" in products:
+            products["energy"][out][reached] = np.nan
+
+    state.facet_pass(gather=True, ratios=indicator, prefix_ready=True, rows=rows, cols=(col_first, col_last),
+                     consume=consume)
 
 
 def _ratio_into(out: np.ndarray, numerator: np.ndarray, area: np.ndarray, excluded: np.ndarray) -> None:
@@ -351,6 +395,12 @@ def reconstruct(
     chunks : DEM rows per block: run block by block on local threads
         (:func:`sarheight.distributed.reconstruct_distributed` runs the same on a cluster).
     progress : show a progress bar (only when standard error is a terminal).
+
+    Notes
+    -----
+    The energy of a pixel is shared among the DEM's facets in it: pixels at the DEM's
+    edge, which also hold terrain beyond it, give their whole energy to the edge cells.
+    Let the DEM extend a few pixels beyond the area of interest.
 
     Returns
     -------

@@ -627,7 +627,7 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
 
 #: Fraction of a pixel's area (times the largest contribution density) below which a
 #: simulated sum is taken for rounding residue and cleared.
-RESIDUE_FRACTION = 1e-9
+RESIDUE_FRACTION = 1e-12
 
 
 def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth: SmoothFields,
@@ -639,7 +639,7 @@ def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth
     A pixel is cleared where its sum is below ``RESIDUE_FRACTION`` of its own area times
     the contribution's largest density (channel 0) or times 1 (gamma area, channel 1):
     a criterion of the pixel alone, so that block-wise runs clear the same pixels as
-    in memory. It drops only facet slivers under a billionth of a pixel.
+    in memory. It drops only facet slivers under 1e-12 of a pixel (at the largest density).
     """
     line0, n_lines, sample0, n_samples = window
     reference_area = float(np.nan_to_num(smooth.evaluate(

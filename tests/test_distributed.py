@@ -91,3 +91,17 @@ def test_failed_block_run_leaves_no_file(scene, tmp_path):
     with pytest.raises(InvalidInputError, match="does not cover"):
         reconstruct_distributed(bad, dem, geometry, client="threads", rows_per_block=9, out=tmp_path / "rec.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lazy_observation_and_repeated_runs_on_one_client(scene):
+    """A dask-backed observation is read window by window; a client serves several runs."""
+    from dask.distributed import Client, LocalCluster
+
+    dem, geometry, observation, reference = scene
+    lazy = observation.chunk({"line": 16, "sample": 16})
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        for _ in range(2):
+            result = reconstruct_distributed(lazy, dem, geometry, client=client, rows_per_block=16, cols_per_tile=24)
+            _assert_same(result, reference)
+    _assert_same(reconstruct(lazy, dem, geometry), reference)
