@@ -37,6 +37,8 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/geocode.py --out benchmarks/results/geocode.json
+	$(BIN)/python benchmarks/reconstruct.py --out benchmarks/results/reconstruct.json
+	$(BIN)/python benchmarks/scale_out.py --out benchmarks/results/scale_out.json
 
 clean:
 	rm -rf demo-output benchmarks/results .pytest_cache .ruff_cache

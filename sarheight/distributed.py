@@ -525,6 +525,9 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
             near = {j for k in present for j in (k - 1, k, k + 1)
                     if summaries[k]["line_range"][1] >= first - 2 and summaries[k]["line_range"][0] <= stop + 2}
             near = sorted(near & set(present))
+            if not near:  # lines of the window's margin, which no cell reaches
+                band_rows[b] = (np.zeros(cols, dtype=np.int64), np.zeros(cols, dtype=np.int64))
+                return band_rows[b]
             sampled_rows = np.concatenate([column_lines[k][0] for k in near])
             sampled_lines = np.concatenate([column_lines[k][1] for k in near])
             band_rows[b] = _band_rows(sampled_rows, sampled_lines, first, stop, rows)

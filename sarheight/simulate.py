@@ -625,9 +625,28 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     return state
 
 
-#: Fraction of a pixel's area (times the largest contribution density) below which a
-#: simulated sum is taken for rounding residue and cleared.
-RESIDUE_FRACTION = 1e-12
+#: Fraction of a pixel's flat-terrain sum below which a simulated sum is taken for
+#: rounding residue and cleared.
+RESIDUE_FRACTION = 1e-9
+
+
+def _flat_sums(contribution: _Contribution, area: np.ndarray, incidence: np.ndarray,
+               reference_area: float) -> tuple[np.ndarray, np.ndarray]:
+    """What flat terrain would give a pixel of slant-plane ``area`` (m^2) at ellipsoid
+    ``incidence`` (rad): its contribution sum (channel 0) and gamma-area sum (channel 1)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma_area = area / np.sin(incidence)
+        gamma_area = area * np.cos(incidence) / np.sin(incidence)
+    if contribution.code == facets.CONTRIBUTION_GAMMA:
+        return gamma_area, gamma_area
+    if contribution.code == facets.CONTRIBUTION_USER:
+        return np.full_like(area, contribution.density_scale(reference_area)) * area, gamma_area
+    degrees = np.degrees(incidence)
+    if contribution.table.size > 1:
+        law = np.interp(degrees, np.linspace(0.0, 90.0, contribution.table.size), contribution.table)
+    else:
+        law = empirical_sigma0(degrees)
+    return law * sigma_area, gamma_area
 
 
 def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth: SmoothFields,
@@ -635,24 +654,25 @@ def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth
     """Clear the rounding residue of the simulated sums (2, lines, samples) on ``window``.
 
     The difference sums of exact projection leave residue (about 1e-16 of a line's
-    deposits) in pixels no facet reaches, and a ratio over such a pixel would be huge.
-    A pixel is cleared where its sum is below ``RESIDUE_FRACTION`` of its own area times
-    the contribution's largest density (channel 0) or times 1 (gamma area, channel 1):
-    a criterion of the pixel alone, so that block-wise runs clear the same pixels as
-    in memory. It drops only facet slivers under 1e-12 of a pixel (at the largest density).
+    deposits) in pixels no facet reaches, and a ratio over such a pixel would be huge,
+    which the row prefix sums of the gather would spread (by cancellation) over the whole
+    line. A pixel is cleared where its sum is below ``RESIDUE_FRACTION`` of what flat
+    terrain would give it: a criterion of the pixel alone, so that block-wise runs clear
+    the same pixels as in memory. It drops only slivers of facets under a billionth of a
+    pixel, and bounds the ratios at about a billion times flat terrain's.
     """
     line0, n_lines, sample0, n_samples = window
-    reference_area = float(np.nan_to_num(smooth.evaluate(
-        "pixel_area", (smooth.window[0] + smooth.window[1] // 2, 1, smooth.window[2] + smooth.window[3] // 2, 1)
-    )[0, 0]))
-    scales = (contribution.density_scale(reference_area), 1.0)[:images.shape[0]]
+    centre = (smooth.window[0] + smooth.window[1] // 2, 1, smooth.window[2] + smooth.window[3] // 2, 1)
+    reference_area = float(np.nan_to_num(smooth.evaluate("pixel_area", centre)[0, 0]))
     rows = max(1, BLOCK_CELLS // max(1, n_samples))
     for start in range(0, n_lines, rows):
         stop = min(n_lines, start + rows)
-        area = np.nan_to_num(smooth.evaluate("pixel_area", (line0 + start, stop - start, sample0, n_samples)))
-        for channel, scale in enumerate(scales):
+        sub = (line0 + start, stop - start, sample0, n_samples)
+        flats = _flat_sums(contribution, smooth.evaluate("pixel_area", sub), smooth.evaluate("incidence", sub),
+                           reference_area)
+        for channel in range(images.shape[0]):
             lines = images[channel, start:stop]
-            lines[lines < RESIDUE_FRACTION * scale * area] = 0.0
+            lines[lines < RESIDUE_FRACTION * np.nan_to_num(flats[channel])] = 0.0
 
 
 def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:

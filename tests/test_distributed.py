@@ -40,7 +40,7 @@ def test_blocks_on_threads_equal_in_memory(scene, rows_per_block):
     _assert_same(reconstruct(observation, dem, geometry, chunks=rows_per_block), reference)
 
 
-@pytest.mark.parametrize(("rows_per_block", "cols_per_tile"), [(7, 5), (16, 13), (3, 40)])
+@pytest.mark.parametrize(("rows_per_block", "cols_per_tile"), [(7, 5), (16, 13), (3, 40), (5, 48), (11, 9)])
 def test_tiles_of_rows_and_columns_equal_in_memory(scene, rows_per_block, cols_per_tile):
     """Facets by tiles of a few columns, masks by bands of a few lines, in any combination."""
     dem, geometry, observation, reference = scene
@@ -105,3 +105,21 @@ def test_lazy_observation_and_repeated_runs_on_one_client(scene):
             result = reconstruct_distributed(lazy, dem, geometry, client=client, rows_per_block=16, cols_per_tile=24)
             _assert_same(result, reference)
     _assert_same(reconstruct(lazy, dem, geometry), reference)
+
+
+@pytest.fixture(scope="module")
+def rotated_scene():
+    """Lines crossing the DEM at 10 degrees to its columns (a Sentinel-1 track over a
+    north-up grid): bands of lines are sheared strips of the DEM."""
+    dem = _rough_dem(9, rows=56, cols=60, relief=1000.0)
+    geometry = _geometry(dem, incidence=28.0, heading=350.0)
+    observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
+    return dem, geometry, observation, reconstruct(observation, dem, geometry)
+
+
+@pytest.mark.parametrize(("rows_per_block", "cols_per_tile"), [(16, 64), (6, 14), (9, 31)])
+def test_rotated_grid_tiles_and_bands_equal_in_memory(rotated_scene, rows_per_block, cols_per_tile):
+    dem, geometry, observation, reference = rotated_scene
+    result = reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=rows_per_block,
+                                     cols_per_tile=cols_per_tile)
+    _assert_same(result, reference)
