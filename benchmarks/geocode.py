@@ -126,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             r["scaling_vs_smallest"] = r["cells_per_second"] / mine[0]["cells_per_second"]
         print(f"{kind}: numpy twin {twin / 1e6:.3f} M cells/s; kernel/twin ratio "
               + ", ".join(f"{r['side']}^2: {r['ratio_to_numpy_twin']:.0f}x" for r in mine))
-        # Linear scaling: time per cell no worse than 1.25x the best size's (fixed costs
-        # make the smallest sizes look slower, not the reverse).
-        best = max(r["cells_per_second"] for r in mine)
-        for r in mine:
-            r["linear_scaling"] = bool(r["cells_per_second"] >= 0.8 * best)
+        # Linear scaling: the time per cell does not grow with the size (fixed costs make
+        # the smallest sizes slower per cell, which is not a failure of scaling): every
+        # size at least 0.8x the best rate of the sizes smaller than it.
+        for index, r in enumerate(mine):
+            smaller = [m["cells_per_second"] for m in mine[:index]]
+            r["linear_scaling"] = bool(not smaller or r["cells_per_second"] >= 0.8 * max(smaller))
         slow = [r["side"] for r in mine if not r["linear_scaling"]]
-        print(f"{kind}: scaling " + ("linear" if not slow else f"below 0.8x the best rate at {slow}"))
+        print(f"{kind}: scaling " + ("linear (no slowdown with size)" if not slow else f"slower per cell at {slow}"))
     load_end = loadavg()
     print(f"load average {load_end}")
     write_json({"benchmark": "backward_geocode", "geometry": geom_description, "machine": machine(),

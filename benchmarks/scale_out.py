@@ -111,7 +111,7 @@ def _lazy_observation(dem_path: str, geometry):
     lines, samples = geometry.grid.shape
     n_lines = min(lines, int(np.nanmax(line)) + 65) - line0
     n_samples = min(samples, int(np.nanmax(sample)) + 65) - sample0
-    speckle = da.random.RandomState(1).gamma(4.4, 0.05 / 4.4, size=(n_lines, n_samples), chunks=(1024, 1024))
+    speckle = da.random.RandomState(1).gamma(4.4, 0.05 / 4.4, size=(n_lines, n_samples), chunks=(512, 512))
     return xr.DataArray(speckle.astype(np.float32), dims=("line", "sample"),
                         coords={"line": np.arange(line0, line0 + n_lines), "sample": np.arange(sample0, sample0 + n_samples)})
 

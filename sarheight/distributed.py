@@ -55,6 +55,7 @@ from .layover import (
     Output,
     _check_intensity,
     _check_values,
+    _from_xarray_sentinel,
     _LazyProduct,
     _observation_on_window,
     _resolve_input,
@@ -228,9 +229,16 @@ def _task_scatter(dem_view, plan: dict, own: tuple[slice, slice], layover_view, 
 
 
 def _task_gather(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window,
-                 images: np.ndarray, observed: np.ndarray, mixing: np.ndarray) -> xr.Dataset:
+                 images: np.ndarray, observed: Any, mixing: np.ndarray) -> xr.Dataset:
     """The tile's cells of the result: its facets gather the ratios of the summed
-    ``images`` and the observation on its sub-window."""
+    ``images`` and the observation on its sub-window (an array, or a lazy DataArray
+    read here, on the worker)."""
+    if not isinstance(observed, np.ndarray):
+        import dask
+
+        with dask.config.set(scheduler="synchronous"):  # this task is the worker's unit of work
+            observed = _observation_on_window(observed, plan["geometry"], sub_window)
+        _check_values(observed)
     state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
     state.images, state.mixing = images, mixing
     rows, cols = own
@@ -533,13 +541,27 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
             band_rows[b] = _band_rows(sampled_rows, sampled_lines, first, stop, rows)
         return band_rows[b]
 
+    lazy = isinstance(sar, xr.DataArray) and not isinstance(sar.data, np.ndarray)
+
     def observed_on(sub) -> np.ndarray:
         source = sar.loader((sub[0], sub[0] + sub[1], sub[2], sub[2] + sub[3])) if isinstance(sar, _LazyProduct) else sar
         return _observation_on_window(source, geometry, sub)
 
-    # The observation is checked before any heavy work, one sub-window at a time.
+    def observation_for_task(sub):
+        """The observation a gather takes: a lazy image's part over the sub-window is read
+        by the task itself (on the worker, beside other tasks), anything else here."""
+        if lazy:
+            return _lazy_window(sar, sub)
+        return observed_on(sub)
+
+    # The observation is checked before any heavy work, one sub-window at a time; a lazy
+    # one (whose reading is the work) on a few tiles spread over the DEM, then by each
+    # gather as it reads its window.
+    checked = list(subs.values())
+    if lazy or isinstance(sar, _LazyProduct):
+        checked = checked[::max(1, len(checked) // 8)]
     covered = False
-    for sub in subs.values():
+    for sub in checked:
         observed = observed_on(sub)
         if np.isfinite(observed).any():
             covered = True
@@ -603,7 +625,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
                 _clear_residue(images, sub, smooth, resolved)
             sub_mixing = np.ascontiguousarray(
                 mixing[sub[0] - line0:sub[0] - line0 + sub[1], sub[2] - sample0:sub[2] - sample0 + sub[3]])
-            return _task_gather, (*args, images, observed_on(sub), sub_mixing)
+            return _task_gather, (*args, images, observation_for_task(sub), sub_mixing)
         return make
 
     def bands_of(lines_from: float, lines_to: float) -> list[int]:
@@ -650,7 +672,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
 
     with contextlib.ExitStack() as stack:
         update = stack.enter_context(progress_bar(len(sequence), "reconstruct (tiles)", progress, unit="task"))
-        sink = _ResultSink(dem, geometry, rows_per_block, out, stack)
+        sink = _ResultSink(dem, geometry, rows_per_block, out, stack, (rows_per_block, cols_per_tile))
 
         def finished(key, result) -> None:
             if key[0] == "masks":
@@ -661,6 +683,21 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         _Pipeline(executor, in_flight, update).run(sequence, finished, keep=lambda key: key[0] == "scatter")
         result = sink.result()
     return sink.reopen() if out is not None else result
+
+
+def _lazy_window(sar: xr.DataArray, window: tuple[int, int, int, int]) -> xr.DataArray:
+    """The part of a lazy observation with (line, sample) coordinates over ``window``
+    (still lazy: a small graph to send to a worker)."""
+    if "azimuth_time" in sar.dims:
+        sar = _from_xarray_sentinel(sar)
+    line0, n_lines, sample0, n_samples = window
+    lines = np.asarray(sar["line"].values)
+    samples = np.asarray(sar["sample"].values)
+    keep_lines = np.flatnonzero((lines >= line0) & (lines < line0 + n_lines))
+    keep_samples = np.flatnonzero((samples >= sample0) & (samples < sample0 + n_samples))
+    if keep_lines.size == 0 or keep_samples.size == 0:
+        return sar.isel(line=slice(0, 0), sample=slice(0, 0))
+    return sar.isel(line=slice(keep_lines[0], keep_lines[-1] + 1), sample=slice(keep_samples[0], keep_samples[-1] + 1))
 
 
 def _sub_window(extent, step: float, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -784,8 +821,12 @@ _FILES = {
 class _ResultSink:
     """Where the gathered blocks go: arrays of the whole DEM, or GeoTIFFs written block by block."""
 
-    def __init__(self, dem: xr.DataArray, geometry: RadarGeometry, rows_per_block: int, out, stack):
+    def __init__(self, dem: xr.DataArray, geometry: RadarGeometry, rows_per_block: int, out, stack,
+                 tile_shape: tuple[int, int]):
         self.dem, self.geometry, self.rows_per_block, self.out = dem, geometry, rows_per_block, out
+        # The files' tiles are the computation's (when GeoTIFF allows: multiples of 16), so
+        # that every write covers whole tiles.
+        self.block_shape = tile_shape if all(n % 16 == 0 for n in tile_shape) else (256, 256)
         self.stack = stack
         self.arrays: dict[str, tuple[np.ndarray, dict]] = {}
         self.attrs: dict[str, Any] = {}
@@ -808,7 +849,8 @@ class _ResultSink:
                     units = {name: part[name].attrs.get("units", "") for name in names}
                     units["azimuth_time"] = f"s since {self.reference}"
                     self.writers[suffix] = self.stack.enter_context(
-                        GeoTiffBlockWriter(self._path(suffix), names, dtype, self.dem, tags=tags, units=units))
+                        GeoTiffBlockWriter(self._path(suffix), names, dtype, self.dem, tags=tags, units=units,
+                                           block_shape=self.block_shape))
         if self.out is None:
             for name, (array, _) in self.arrays.items():
                 array[row_start:row_start + part.sizes["y"], col_start:col_start + part.sizes["x"]] = part[name].values

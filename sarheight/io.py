@@ -152,6 +152,9 @@ class GeoTiffBlockWriter:
     like : a (y, x) DataArray or Dataset with a CRS: the grid (shape, transform, CRS).
     nodata : no-data value (default NaN for floats, 255 for uint8 masks, none otherwise).
     tags : dataset tags; units : per-band ``units`` tags, by band name.
+    block_shape : (rows, cols) of the file's tiles, multiples of 16: write in blocks that
+        cover whole tiles, or GDAL reads back, and compresses again, the tiles written in
+        parts.
     """
 
     #: GDAL block cache while writing (MB).
@@ -159,7 +162,7 @@ class GeoTiffBlockWriter:
 
     def __init__(self, path: str | os.PathLike[str], names: Sequence[str], dtype: Any, like: xr.DataArray | xr.Dataset,
                  *, nodata: float | int | None = None, tags: dict[str, Any] | None = None,
-                 units: dict[str, str] | None = None):
+                 units: dict[str, str] | None = None, block_shape: tuple[int, int] = (256, 256)):
         self.path = Path(path)
         self.names = list(names)
         self.dtype = np.dtype(dtype)
@@ -174,8 +177,10 @@ class GeoTiffBlockWriter:
             "predictor": 3 if self.dtype.kind == "f" else 2, "tiled": rows >= 256 and cols >= 256,
             "BIGTIFF": "IF_SAFER",
         }
+        block_rows, block_cols = block_shape
+        self.profile["tiled"] = rows >= block_rows and cols >= block_cols
         if self.profile["tiled"]:
-            self.profile.update(blockxsize=256, blockysize=256)
+            self.profile.update(blockysize=block_rows, blockxsize=block_cols)
         self.tags = {k: str(v) for k, v in (tags or {}).items() if isinstance(v, (str, int, float, np.number))}
         self.units = units or {}
         self._stack = contextlib.ExitStack()
