@@ -162,7 +162,8 @@ def facet_pass(
     valid : (rows, cols) bool, cells solved on the looked-at side.
     shadowed : (rows, cols) bool, cells in shadow contribute nothing.
     user_weight : (rows, cols) float64 per-cell weights for ``contribution`` 2 (else
-        unused), shared among a cell's facets in proportion to their sigma area.
+        unused), shared among a cell's facets that face the sensor in proportion to their
+        sigma area.
     oversample : k, sub-quads per cell side.
     contribution : 0 model law, 1 gamma area, 2 user weights.
     law : (3,) coefficients (a0, a1, a2) of the law a0 cos(t) / (sin(t) + a1 cos(t))^a2,
@@ -281,13 +282,15 @@ def facet_pass(
                         elif contribution == CONTRIBUTION_GAMMA:
                             c_value = g_area
                         else:
-                            c_value = s_area  # scaled to the user weight below
+                            # Shared by the facets that face the sensor (scaled below):
+                            # a facet facing away returns nothing, as under a law.
+                            c_value = s_area if cos_t > 0.0 else 0.0
                         tri_c[a, b, t] = c_value
                         tri_g[a, b, t] = 0.0 if dark else g_area
                         tri_a[a, b, t] = signed if signed == signed else 0.0
                         cell_c += c_value
             if contribution == CONTRIBUTION_USER and not dark:
-                scale = user_weight[i, j] / cell_sigma if cell_sigma > 0.0 else 0.0
+                scale = user_weight[i, j] / cell_c if cell_c > 0.0 else 0.0
                 for a in range(k):
                     for b in range(j * k, j * k + k):
                         tri_c[a, b, 0] *= scale

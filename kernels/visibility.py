@@ -429,7 +429,7 @@ def _bound_reaches(nearer, f, bound0, arg0, bound1, arg1, cell, threshold, stric
 
 @numba.njit(cache=True, nogil=True)
 def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, n0, t, s, p_col, p_row,
-                  here, line, runs, cross_track, field):
+                  here, line, runs, cross_track, field, envelope, rank, f):
     """Whether a margin of the cell reaches ``threshold``, point by point on one side.
 
     For when the envelope bound is inconclusive. The margin is ``sign * (v - cell)`` over
@@ -449,6 +449,10 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
         bracket rows of the sorted profiles).
     here : float, the cell's line.
     line, cross_track, field : (rows, cols) cell arrays; runs: the column runs.
+    envelope, rank, f : the envelope values of the sorted profiles (2, cols), each
+        column's index in them (-1: not cut), and the cell's fraction of the way from
+        profile 0 to profile 1: a column whose own bound does not reach the threshold is
+        passed over without being cut at the cell's line.
     """
     sign = 1.0 if nearer else -1.0
     for c in range(2):
@@ -461,6 +465,14 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
     for p in range(first, stop):
         if p == own0:
             continue
+        q = rank[s, p_col[t, p]]
+        if q >= 0:
+            bound0 = envelope[t, p]
+            bound1 = envelope[s, q]
+            if math.isfinite(bound0) and math.isfinite(bound1):
+                slack = 1e-12 * (abs(bound0) + abs(bound1) + abs(cell))
+                if not _exceeds(sign * ((1.0 - f) * bound0 + f * bound1 - cell) + slack, threshold, strict):
+                    continue
         found, ct_k, v = _own_point(here, p_col[t, p], p_row[t, p], line, runs, cross_track, field)
         if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
             return True
@@ -764,14 +776,14 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
                 if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
                     fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
-                                         p_row, here, line, runs, cross_track, slant_range)
+                                         p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f)
             back = backward > range_tolerance
             if not back:
                 m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
                 m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
                 if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
                     back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
-                                         p_row, here, line, runs, cross_track, slant_range)
+                                         p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f)
             layover[i, j] = ACTIVE if fore and back else (PASSIVE if fore or back else NONE)
             if not faces_away[i, j]:
                 level = range_tolerance / r
@@ -781,6 +793,6 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                     m1, a1 = _nearer_max(split1, own1, s, eta_hi, eta_max, eta_max_arg)
                     if _bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
                         shaded = _side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
-                                               p_row, here, line, runs, cross_track, look_angle)
+                                               p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f)
                 if shaded:
                     shadow[i, j] = PASSIVE

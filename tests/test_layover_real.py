@@ -155,3 +155,17 @@ def test_reconstruction_under_the_descending_slc(bigtujunga, geometries):
     assert in_layover.sum() > 50
     assert error.max() < 1e-5
     assert math.isclose(energy, pixel_energy, rel_tol=1e-9)
+
+
+def test_reconstruct_from_a_safe_product_path(shared_data, geoid):
+    """A SAFE path: geometry from the annotation, beta0 from the calibration LUTs and the
+    measurement TIFF (an all-zero placeholder in the reference data), read for the
+    DEM's window only."""
+    safe = _required(shared_data / "s1" / SAFES["grd"])
+    dem = open_dem(_required(shared_data / "dem" / "rome_cop30_egm96.tif"), geoid_grid=geoid)
+    result = reconstruct(safe, dem, measurement="IW/VV", progress=False)
+    inside = result["layover"].values != 255
+    assert inside.mean() > 0.99
+    assert np.all(result["geocoded"].values[inside] == 0.0)
+    assert np.nanmax(np.abs(result["backscatter"].values)) == 0.0
+    assert result.attrs["product"].startswith("S1B_IW_GRDH")
