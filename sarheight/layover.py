@@ -288,8 +288,10 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
         del cells["incidence"]
     shadow = state.shadow
 
-    def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
-        rows, out = (slice(start, stop), own_cols), slice(start - first, stop - first)
+    def consume(start: int, stop: int, col_start: int, col_stop: int, energy: np.ndarray,
+                per_cell: list[np.ndarray]) -> None:
+        rows = (slice(start, stop), slice(col_start, col_stop))
+        out = (slice(start - first, stop - first), slice(col_start - col_first, col_stop - col_first))
         sigma_area, gamma_area, _, cos_local = per_cell
         excluded = (shadow[rows] == MASK_ACTIVE) | (shadow[rows] == MASK_PASSIVE) | (shadow[rows] == MASK_OUTSIDE)
         area = sigma_area if output == "sigma0" else gamma_area
@@ -331,10 +333,11 @@ def _void_where_missing(state: _Simulation, missing: np.ndarray, products: dict[
     first = rows[0]
     col_first, col_last = cols if cols is not None else (0, state.cells["valid"].shape[1])
 
-    def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
+    def consume(start: int, stop: int, col_start: int, col_stop: int, energy: np.ndarray,
+                per_cell: list[np.ndarray]) -> None:
         _, gamma_area, contribution, _ = per_cell
         reached = (energy[0] > 1e-9 * np.abs(contribution)) | (energy[1] > 1e-9 * np.abs(gamma_area))
-        out = slice(start - first, stop - first)
+        out = (slice(start - first, stop - first), slice(col_start - col_first, col_stop - col_first))
         for name in ("backscatter", "flattened"):
             products[name][out][reached] = np.nan
         if "energy" in products:

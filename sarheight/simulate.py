@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import threading
@@ -253,15 +254,18 @@ def _block_count(shape: tuple[int, int]) -> int:
     return max(thread_count(), math.ceil(shape[0] * shape[1] / BLOCK_CELLS))
 
 
-def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int) -> np.ndarray:
-    """ECEF positions (m) of the cells of DEM rows ``start:stop``, (rows, cols, 3) float64.
+def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: int = 0,
+              col_stop: int | None = None) -> np.ndarray:
+    """ECEF positions (m) of the cells of DEM rows ``start:stop`` and columns
+    ``col_start:col_stop``, (rows, cols, 3) float64.
 
     Recomputed from longitude, latitude and height whenever a pass needs them (a few ns
     per cell), rather than kept for the whole DEM (24 bytes per cell).
     """
-    height = cells["height"][start:stop]
+    cells_at = (slice(start, stop), slice(col_start, col_stop))
+    height = cells["height"][cells_at]
     out = np.empty((*height.shape, 3))
-    sim.ecef_of_cells(cells["lon"][start:stop], cells["lat"][start:stop], height, kernels.WGS84_A,
+    sim.ecef_of_cells(cells["lon"][cells_at], cells["lat"][cells_at], height, kernels.WGS84_A,
                       kernels.WGS84_E2, out)
     return out
 
@@ -365,9 +369,11 @@ class _Simulation:
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray | None, ...]:
         """Run the facet kernel (``kernels.facets``) on blocks of DEM rows in threads.
 
-        Each block recomputes the ECEF positions of its rows (and one halo row each side)
-        and scatters into a buffer of the lines its rows reach, added to the images under
-        a lock; nothing per cell is kept for the whole DEM unless asked.
+        The cells go by tiles (blocks of rows by ranges of columns, with a halo of one
+        cell): each recomputes the ECEF positions of its cells and scatters into a buffer
+        of the pixels its facets reach, added to the images under a lock; nothing per cell
+        is kept for the whole DEM unless asked. (Row blocks of the whole width would each
+        reach every line the DEM's width spans where the lines cross it at an angle.)
 
         Parameters
         ----------
@@ -378,11 +384,11 @@ class _Simulation:
         rows, cols : (start, stop), the DEM rows and columns whose facets are processed
             (their neighbours are still read): a tile with halo rows and columns
             processes its own cells only.
-        consume : ``consume(start, stop, energy, per_cell)`` receives each block's
-            results (energy (2, n, m), per_cell the four arrays below, n = stop - start
-            rows, m the columns of ``cols``), from the worker threads; the full-size
-            arrays are then not made.
-        progress : called with the number of DEM rows each finished block held.
+        consume : ``consume(start, stop, col_start, col_stop, energy, per_cell)`` receives
+            each tile's results (energy (2, n, m), per_cell the four arrays below, for DEM
+            rows start:stop and columns col_start:col_stop), from the worker threads; the
+            full-size arrays are then not made.
+        progress : called with each finished tile's share of the DEM rows.
 
         Returns
         -------
@@ -406,50 +412,59 @@ class _Simulation:
         if consume is None:
             full = [np.zeros((2, *shape)) if gather else None] + [np.zeros(shape) for _ in range(3)] + [
                 np.full(shape, np.nan)]
-            own_cols = slice(*cols) if cols is not None else slice(None)
 
-            def consume(start: int, stop: int, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
+            def consume(start: int, stop: int, col_start: int, col_stop: int, energy: np.ndarray,
+                        per_cell: list[np.ndarray]) -> None:
                 if gather:
-                    full[0][:, start:stop, own_cols] = energy
+                    full[0][:, start:stop, col_start:col_stop] = energy
                 for target, block in zip(full[1:], per_cell, strict=True):
-                    target[start:stop, own_cols] = block
+                    target[start:stop, col_start:col_stop] = block
 
         user_weight = contribution.user_weight
-        whole_weight = user_weight.shape[0] == shape[0] and user_weight.shape[0] > 1
+        whole_weight = user_weight.shape == shape and user_weight.shape[0] > 1
+        first, last = rows if rows is not None else (0, shape[0])
         col_first, col_last = cols if cols is not None else (0, shape[1])
         lock = threading.Lock()
 
-        def work(start: int, stop: int) -> None:
-            halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
-            view = slice(halo_start, halo_stop)
-            own = slice(start - halo_start, stop - halo_start)
-            n = halo_stop - halo_start
-            shadowed = (self.shadow[view] == MASK_ACTIVE) | (self.shadow[view] == MASK_PASSIVE)
-            energy = np.zeros((2, n, shape[1])) if gather else np.zeros((2, 1, 1))
-            per_cell = [np.zeros((n, shape[1])) for _ in range(3)] + [np.full((n, shape[1]), np.nan)]
-            first_line, count = 0, 1
-            if not gather:
-                first_line, count = _lines_reached(c["line"], start, stop, n_lines, line0)
-            acc = np.zeros((count, n_samples, 2)) if not gather else np.zeros((1, 1, 2))
+        def work(start: int, stop: int, col_start: int, col_stop: int) -> None:
+            view = (slice(max(0, start - 1), min(shape[0], stop + 1)),
+                    slice(max(0, col_start - 1), min(shape[1], col_stop + 1)))
+            own = (slice(start - view[0].start, stop - view[0].start),
+                   slice(col_start - view[1].start, col_stop - view[1].start))
+
+            def take(array: np.ndarray) -> np.ndarray:
+                return np.ascontiguousarray(array[view])
+
+            line, sample = take(c["line"]), take(c["sample"])
+            shadow = take(self.shadow)
+            shadowed = (shadow == MASK_ACTIVE) | (shadow == MASK_PASSIVE)
+            tile_shape = line.shape
+            energy = np.zeros((2, *tile_shape)) if gather else np.zeros((2, 1, 1))
+            per_cell = [np.zeros(tile_shape) for _ in range(3)] + [np.full(tile_shape, np.nan)]
+            if gather:
+                first_line = first_sample = 0
+                acc = np.zeros((1, 1, 2))
+            else:
+                first_line, count, first_sample, n = _tile_reach(line, sample, self.window)
+                acc = np.zeros((count, n, 2))
             facets.facet_pass(
-                cell_ecef(c, halo_start, halo_stop), c["line"][view], c["sample"][view], c["look"][view],
-                c["valid"][view], shadowed, user_weight[view] if whole_weight else user_weight,
+                cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
+                take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
                 self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
-                line0 + first_line, sample0, gathered, own.start, own.stop, col_first, col_last, energy, *per_cell,
-                acc,
+                line0 + first_line, sample0 + first_sample, gathered, own[0].start, own[0].stop, own[1].start,
+                own[1].stop, energy, *per_cell, acc,
             )
             if not gather:
                 with lock:
-                    band = images[:, first_line:first_line + count]
-                    (resolve_cover if exact else add_channels)(acc, band)
-            consume(start, stop, energy[:, own, col_first:col_last] if gather else None,
-                    [p[own, col_first:col_last] for p in per_cell])
+                    part = images[:, first_line:first_line + acc.shape[0], first_sample:first_sample + acc.shape[1]]
+                    (resolve_cover if exact else add_channels)(acc, part)
+            consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
+                    [p[own] for p in per_cell])
             if progress is not None:
-                progress(stop - start)
+                progress((stop - start) * (col_stop - col_start) / shape[1])
 
-        first, last = rows if rows is not None else (0, shape[0])
-        run_blocks(lambda start, stop: work(first + start, first + stop), last - first,
-                   _block_count((last - first, shape[1])))
+        tiles = _tiles(first, last, col_first, col_last)
+        run_blocks(lambda a, b: [work(*tiles[t]) for t in range(a, b)], len(tiles), len(tiles))
         return (*full, images)
 
     @functools.cached_property
@@ -476,26 +491,50 @@ class _Simulation:
             return np.nan_to_num(self.images[1]) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
 
 
-def _lines_reached(line: np.ndarray, start: int, stop: int, n_lines: int, line0: int) -> tuple[int, int]:
-    """Window lines (first, count) that the facets of DEM rows start:stop can reach.
+#: Cells per side of a tile of the facet passes (tiles are about ``BLOCK_CELLS`` cells).
+TILE_SIDE = int(math.sqrt(BLOCK_CELLS))
 
-    Facet vertices interpolate between the cells of rows start-1..stop and extrapolate
-    half a cell at the DEM's border: the range of those cells' lines widened by one
-    neighbour step and a pixel each side.
-    """
-    band = line[max(0, start - 1):min(line.shape[0], stop + 1)]
-    finite = band[np.isfinite(band)]
-    if finite.size == 0:
-        return 0, 1
+
+def _tiles(first: int, last: int, col_first: int, col_last: int) -> list[tuple[int, int, int, int]]:
+    """Tiles (start, stop, col_start, col_stop) covering rows first:last and columns
+    col_first:col_last: about square, of about ``BLOCK_CELLS`` cells, at least one per thread."""
+    rows, cols = last - first, col_last - col_first
+    if rows <= 0 or cols <= 0:
+        return []
+    n_col = max(1, round(cols / TILE_SIDE)) if cols > 2 * TILE_SIDE else 1
+    col_edges = [col_first + round(k * cols / n_col) for k in range(n_col + 1)]
+    rows_per_tile = max(1, BLOCK_CELLS // max(1, cols // n_col))
+    n_row = max(math.ceil(rows / rows_per_tile), math.ceil(thread_count() / n_col))
+    n_row = min(n_row, rows)
+    row_edges = [first + round(k * rows / n_row) for k in range(n_row + 1)]
+    return [(r0, r1, c0, c1) for r0, r1 in itertools.pairwise(row_edges) if r1 > r0
+            for c0, c1 in itertools.pairwise(col_edges) if c1 > c0]
+
+
+def _tile_reach(line: np.ndarray, sample: np.ndarray, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The window pixels (first line, lines, first sample, samples; window-relative) that
+    the facets of a tile's own cells can reach, from its cells with their halo (``line``,
+    ``sample``): every facet vertex lies between those centres, or half a neighbour step
+    beyond them at the DEM's edge."""
+    line0, n_lines, sample0, n_samples = window
+    finite = np.isfinite(line) & np.isfinite(sample)
+    if not finite.any():
+        return 0, 1, 0, 1
     step = 0.0
-    for axis in (0, 1):
-        if band.shape[axis] > 1:
-            diff = np.abs(np.diff(band, axis=axis))
-            if np.isfinite(diff).any():
-                step = max(step, float(np.nanmax(diff)))
-    low = max(0, math.floor(float(finite.min()) - step) - 2 - line0)
-    high = min(n_lines, math.ceil(float(finite.max()) + step) + 3 - line0)
-    return (low, high - low) if high > low else (0, 1)
+    for coordinate in (line, sample):
+        for axis in (0, 1):
+            if coordinate.shape[axis] > 1:
+                difference = np.abs(np.diff(coordinate, axis=axis))
+                if np.isfinite(difference).any():
+                    step = max(step, float(np.nanmax(difference)))
+    margin = math.ceil(0.5 * step) + 2
+    low = max(0, math.floor(float(line[finite].min())) - margin - line0)
+    high = min(n_lines, math.ceil(float(line[finite].max())) + margin + 1 - line0)
+    left = max(0, math.floor(float(sample[finite].min())) - margin - sample0)
+    right = min(n_samples, math.ceil(float(sample[finite].max())) + margin + 1 - sample0)
+    if high <= low or right <= left:
+        return 0, 1, 0, 1
+    return low, high - low, left, right - left
 
 
 SMOOTH_SAMPLES = 40_000  # cells the smooth fields of the radar geometry are fitted to
@@ -630,23 +669,28 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
 RESIDUE_FRACTION = 1e-9
 
 
-def _flat_sums(contribution: _Contribution, area: np.ndarray, incidence: np.ndarray,
-               reference_area: float) -> tuple[np.ndarray, np.ndarray]:
-    """What flat terrain would give a pixel of slant-plane ``area`` (m^2) at ellipsoid
-    ``incidence`` (rad): its contribution sum (channel 0) and gamma-area sum (channel 1)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sigma_area = area / np.sin(incidence)
-        gamma_area = area * np.cos(incidence) / np.sin(incidence)
+def _flat_densities(contribution: _Contribution, smooth: SmoothFields) -> tuple[float, float]:
+    """The least that flat terrain gives per unit of pixel area anywhere in the scene:
+    contribution (channel 0) and gamma area (channel 1), at the largest incidence of the
+    simulation's window (the contribution laws fall with incidence). Constants of the
+    whole scene, so that every block of it clears the same pixels."""
+    line0, n_lines, sample0, n_samples = smooth.window
+    corners = [smooth.evaluate("incidence", (line, 1, sample, 1))[0, 0]
+               for line in (line0, line0 + n_lines - 1) for sample in (sample0, sample0 + n_samples - 1)]
+    incidence = float(np.nanmax(corners)) if np.isfinite(corners).any() else math.radians(45.0)
+    gamma = math.cos(incidence) / math.sin(incidence)
     if contribution.code == facets.CONTRIBUTION_GAMMA:
-        return gamma_area, gamma_area
+        return gamma, gamma
     if contribution.code == facets.CONTRIBUTION_USER:
-        return np.full_like(area, contribution.density_scale(reference_area)) * area, gamma_area
-    degrees = np.degrees(incidence)
+        centre = (line0 + n_lines // 2, 1, sample0 + n_samples // 2, 1)
+        reference_area = float(np.nan_to_num(smooth.evaluate("pixel_area", centre)[0, 0]))
+        return contribution.density_scale(reference_area), gamma
+    degrees = math.degrees(incidence)
     if contribution.table.size > 1:
-        law = np.interp(degrees, np.linspace(0.0, 90.0, contribution.table.size), contribution.table)
+        law = float(np.interp(degrees, np.linspace(0.0, 90.0, contribution.table.size), contribution.table))
     else:
-        law = empirical_sigma0(degrees)
-    return law * sigma_area, gamma_area
+        law = float(empirical_sigma0(degrees))
+    return law / math.sin(incidence), gamma
 
 
 def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth: SmoothFields,
@@ -656,23 +700,21 @@ def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth
     The difference sums of exact projection leave residue (about 1e-16 of a line's
     deposits) in pixels no facet reaches, and a ratio over such a pixel would be huge,
     which the row prefix sums of the gather would spread (by cancellation) over the whole
-    line. A pixel is cleared where its sum is below ``RESIDUE_FRACTION`` of what flat
-    terrain would give it: a criterion of the pixel alone, so that block-wise runs clear
-    the same pixels as in memory. It drops only slivers of facets under a billionth of a
-    pixel, and bounds the ratios at about a billion times flat terrain's.
+    line. A pixel is cleared where its sum is below ``RESIDUE_FRACTION`` of its area times
+    the least that flat terrain gives per unit area in the scene: a criterion of the
+    pixel and the scene, so that block-wise runs clear the same pixels as in memory. It
+    drops only slivers of facets under a billionth of a pixel, and bounds the ratios at
+    about a billion times flat terrain's.
     """
     line0, n_lines, sample0, n_samples = window
-    centre = (smooth.window[0] + smooth.window[1] // 2, 1, smooth.window[2] + smooth.window[3] // 2, 1)
-    reference_area = float(np.nan_to_num(smooth.evaluate("pixel_area", centre)[0, 0]))
+    densities = _flat_densities(contribution, smooth)
     rows = max(1, BLOCK_CELLS // max(1, n_samples))
     for start in range(0, n_lines, rows):
         stop = min(n_lines, start + rows)
-        sub = (line0 + start, stop - start, sample0, n_samples)
-        flats = _flat_sums(contribution, smooth.evaluate("pixel_area", sub), smooth.evaluate("incidence", sub),
-                           reference_area)
+        area = np.nan_to_num(smooth.evaluate("pixel_area", (line0 + start, stop - start, sample0, n_samples)))
         for channel in range(images.shape[0]):
             lines = images[channel, start:stop]
-            lines[lines < RESIDUE_FRACTION * np.nan_to_num(flats[channel])] = 0.0
+            lines[lines < (RESIDUE_FRACTION * densities[channel]) * area] = 0.0
 
 
 def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
