@@ -1,4 +1,4 @@
-"""Block-wise reconstruction on dask.distributed (or threads) for DEMs larger than memory.
+"""Block-wise reconstruction on dask.distributed (or threads) for DEMs too large to reconstruct in memory.
 
 Every heavy step runs per piece of the DEM, on the cluster, and each task recomputes the
 cell geometry it needs (geocoding costs a few percent of the facet passes), so nothing
@@ -19,13 +19,15 @@ per cell stays on the workers or travels back between phases:
    own, then the tile's rows and columns of the result.
 
 Tiles and bands run as one pipeline in the order of the radar lines; a tile's radar sums
-are kept only until the last tile that needs them is gathered. The client holds the
-layover/shadow masks and faces-away flags (3 bytes per DEM cell) and the mixing image
-(2 bytes per radar pixel); with ``out`` the results go to GeoTIFFs as they come, so all
-else is bounded by the size of a block, band and tile. Partial sums are added in another
-order than in memory, so results agree to float rounding, not bit for bit. The DEM rows
-must run along track (the usual case: polar orbits over north-up grids); transpose the
-DEM otherwise.
+are kept only until the last tile that needs them is gathered. The client holds the DEM
+(4 bytes per cell), the layover/shadow masks and faces-away flags (3 bytes per cell), each
+column's line extent every few rows (1 byte per cell) and the mixing image (2 bytes per
+radar pixel); with ``out`` the results go to GeoTIFFs as they come. Everything else is
+bounded by the size of a tile and of a band (whose strips span the DEM's width). Partial
+sums are added in another order than in memory, so results agree to float rounding, not
+bit for bit (for a projected DEM, to the millimetre to which longitude and latitude are
+interpolated). The DEM rows must run along track (the usual case: polar orbits over
+north-up grids); transpose the DEM otherwise.
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ class _Tile:
     cols: tuple[int, int]
 
 
-#: Rows between the samples of a column's lines that the plan returns (sheared bands are
-#: cut at this granularity).
+#: Rows of the intervals over which the plan gives each column's line extent (sheared
+#: bands are cut at this granularity).
 _LINE_SAMPLING = 8
 
 
@@ -166,8 +168,18 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
                         for a in (line, sample) for axis in (0, 1) if a[ring].shape[axis] > 1], default=0.0)
             own_lines = [np.nanmin(line[own_tile]), np.nanmax(line[own_tile])] if any_own else [np.nan, np.nan]
             tiles.append((any_own, extent, step, own_lines))
-        rows_sampled = [*range(0, own_rows.stop - own_rows.start, _LINE_SAMPLING), own_rows.stop - own_rows.start - 1]
-        column_lines = line[own_rows][sorted(set(rows_sampled))]
+        # Each column's smallest and largest line over intervals of _LINE_SAMPLING rows
+        # (valid cells only, so voids cannot hide a crossing), the last interval reaching
+        # into the next block's first row: the intervals tile the DEM's rows.
+        last = own_rows.stop if own_rows.stop < line.shape[0] else own_rows.stop - 1
+        edges = sorted({*range(own_rows.start, own_rows.stop, _LINE_SAMPLING), last})
+        if len(edges) < 2:
+            edges = [edges[0], edges[0]]
+        interval_lines = np.stack([
+            np.stack([np.nanmin(line[a:b + 1], axis=0), np.nanmax(line[a:b + 1], axis=0)])
+            for a, b in itertools.pairwise(edges)
+        ]).astype(np.float32)
+        interval_rows = block.halo_start + np.array(list(itertools.pairwise(edges)))
     summary.update(
         line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
         sample_range=(float(np.nanmin(own["sample"][valid])), float(np.nanmax(own["sample"][valid]))),
@@ -176,7 +188,7 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
         range_spacing=_slant_range_spacing(cells),
         smooth_samples=smooth_samples(own, stride, block.start),
         tiles=tiles,
-        column_lines=(block.start + np.array(sorted(set(rows_sampled))), column_lines),
+        column_lines=(interval_rows, interval_lines),
     )
     return summary
 
@@ -197,7 +209,9 @@ def _task_masks(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, faces_away
     first, stop = band
     with np.errstate(invalid="ignore"):
         key = np.floor(cells["line"])
-        judged = cells["valid"] & (key >= first) & (key < stop)
+        # The window's first band also judges the cells just before its first line (an
+        # image's line -0.5 .. 0), which in memory take that line's profile alone.
+        judged = cells["valid"] & (key >= (first - 1 if first == line0 else first)) & (key < stop)
     profile_lines = (first, min(stop + 1, line0 + n_lines) - first, sample0, n_samples)
     layover, shadow, mixing = _visibility(cells, faces_away, profile_lines, transpose=False,
                                           range_tolerance=range_tolerance, judged=judged)
@@ -536,9 +550,9 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
             if not near:  # lines of the window's margin, which no cell reaches
                 band_rows[b] = (np.zeros(cols, dtype=np.int64), np.zeros(cols, dtype=np.int64))
                 return band_rows[b]
-            sampled_rows = np.concatenate([column_lines[k][0] for k in near])
-            sampled_lines = np.concatenate([column_lines[k][1] for k in near])
-            band_rows[b] = _band_rows(sampled_rows, sampled_lines, first, stop, rows)
+            interval_rows = np.concatenate([column_lines[k][0] for k in near])
+            interval_lines = np.concatenate([column_lines[k][1] for k in near])
+            band_rows[b] = _band_rows(interval_rows, interval_lines, first, stop, rows)
         return band_rows[b]
 
     lazy = isinstance(sar, xr.DataArray) and not isinstance(sar.data, np.ndarray)
@@ -629,9 +643,12 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         return make
 
     def bands_of(lines_from: float, lines_to: float) -> list[int]:
-        first = max(0, int((math.floor(lines_from) - line0) // band_lines))
-        last = min(len(bands) - 1, int((math.floor(lines_to) - line0) // band_lines))
-        return list(range(first, last + 1))
+        """The bands of the lines lines_from..lines_to (clamped to the window: lines
+        before its first are judged by the first band, if at all)."""
+        def band(line: float) -> int:
+            return min(len(bands) - 1, max(0, int((math.floor(line) - line0) // band_lines)))
+
+        return list(range(band(lines_from), band(lines_to) + 1))
 
     # 3. The pipeline, in the order of the lines: a band's masks before the tiles whose
     # cells it judges; a tile's scatter before the gathers of the tiles it overlaps; a
@@ -641,7 +658,8 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     gather_deps = {}
     for t in order:
         sub = subs[t]
-        mask_bands = set(bands_of(*tile_lines[t])) | set(bands_of(sub[0], sub[0] + sub[1] - 1))
+        mask_bands = set(bands_of(tile_lines[t][0] - 1e-3, tile_lines[t][1] + 1e-3)) | set(
+            bands_of(sub[0], sub[0] + sub[1] - 1))
         gather_deps[t] = sorted({("scatter", u) for u in needs[t]}, key=lambda key: position[key[1]]) + [
             ("masks", b) for b in sorted(mask_bands)]
     sequence, placed, pending = [], set(), list(order)
@@ -661,7 +679,9 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
             sequence.append((("gather", g), gather_deps[g], gather_call(g)))
 
     for t in order:
-        own_bands = bands_of(*tile_lines[t])
+        # A hair wider than the tile's lines: a band computes its cells' lines afresh,
+        # to rounding (and, for projected DEMs, to the millimetre of the coordinates).
+        own_bands = bands_of(tile_lines[t][0] - 1e-3, tile_lines[t][1] + 1e-3)
         place_bands_up_to(own_bands[-1])
         sequence.append((("scatter", t), [("masks", b) for b in own_bands], scatter_call(t)))
         placed.add(("scatter", t))
@@ -755,29 +775,26 @@ def _add_window(target: np.ndarray, target_window, part: np.ndarray, part_window
         :, l0 - part_window[0]:l1 - part_window[0], s0 - part_window[2]:s1 - part_window[2]]
 
 
-def _band_rows(sampled_rows: np.ndarray, sampled_lines: np.ndarray, first: int, stop: int,
+def _band_rows(interval_rows: np.ndarray, interval_lines: np.ndarray, first: int, stop: int,
                rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Per column, the DEM rows [start, stop) whose cells can fall between lines ``first``
     and ``stop`` (the band's and the next line), with a row to spare each side.
 
-    ``sampled_lines`` (n, cols) are each column's lines at ``sampled_rows`` (n,); between
-    two samples a column's line runs monotonically (rows along track), so the rows of a
-    pair of samples whose lines straddle the band are taken whole.
+    ``interval_rows`` (n, 2) are intervals of rows (first and last, inclusive) and
+    ``interval_lines`` (n, 2, cols) each column's smallest and largest line of valid cells
+    over them (NaN: none); the intervals that reach the band's lines are taken whole.
     """
-    order = np.argsort(sampled_rows, kind="stable")
-    r, lines = sampled_rows[order], sampled_lines[order]
     low, high = first - 1.0, stop + 1.0
-    lo = np.fmin(lines[:-1], lines[1:])
-    hi = np.fmax(lines[:-1], lines[1:])
-    crosses = (hi >= low) & (lo <= high)  # a NaN end counts by the other end
-    start = np.full(lines.shape[1], rows, dtype=np.int64)
-    end = np.zeros(lines.shape[1], dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        crosses = (interval_lines[:, 1] >= low) & (interval_lines[:, 0] <= high)  # NaN: no valid cell
+    start = np.full(interval_lines.shape[2], rows, dtype=np.int64)
+    end = np.zeros(interval_lines.shape[2], dtype=np.int64)
     any_cross = crosses.any(axis=0)
     if any_cross.any():
-        first_pair = np.argmax(crosses, axis=0)
-        last_pair = crosses.shape[0] - 1 - np.argmax(crosses[::-1], axis=0)
-        start = np.where(any_cross, r[first_pair] - 1, start)
-        end = np.where(any_cross, r[last_pair + 1] + 2, end)
+        row_first = np.where(crosses, interval_rows[:, :1], rows).min(axis=0)
+        row_last = np.where(crosses, interval_rows[:, 1:], -1).max(axis=0)
+        start = np.where(any_cross, row_first - 1, start)
+        end = np.where(any_cross, row_last + 2, end)
     start = np.clip(start, 0, rows)
     end = np.clip(np.maximum(end, start), 0, rows)
     return start, end

@@ -123,3 +123,34 @@ def test_rotated_grid_tiles_and_bands_equal_in_memory(rotated_scene, rows_per_bl
     result = reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=rows_per_block,
                                      cols_per_tile=cols_per_tile)
     _assert_same(result, reference)
+
+
+def test_voids_across_band_edges_and_the_image_start_equal_in_memory():
+    """DEM voids at the edges of the bands of lines, and a DEM reaching before the image's
+    first line: every cell is judged by exactly one band, as in memory."""
+    dem = _rough_dem(21, rows=64, cols=40, relief=900.0)
+    heights = dem.values.copy()
+    heights[14:20, 5:30] = np.nan  # across the edge between the first two bands
+    heights[33:35, :] = np.nan
+    dem = dem.copy(data=heights)
+    geometry = _geometry(dem, incidence=27.0, heading=355.0)
+    observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
+    # Start the image a third of the way into the DEM's lines.
+    first = int(observation["line"].values[0] + observation.shape[0] // 3)
+    lines, samples = geometry.grid.shape
+    import dataclasses
+
+    cut = dataclasses.replace(geometry, grid=geometry.grid.crop(first, lines, 0, samples))
+    shifted = observation.sel(line=observation["line"] >= first).assign_coords(
+        line=lambda o: o["line"] - first)
+    reference = reconstruct(shifted, dem, cut)
+    assert (reference["layover"].values == 255).mean() > 0.2
+    for rows_per_block in (8, 13):
+        result = reconstruct_distributed(shifted, dem, cut, client="threads", rows_per_block=rows_per_block,
+                                         cols_per_tile=16)
+        for name in ("layover", "shadow", "mixing"):
+            assert np.array_equal(result[name].values, reference[name].values), (rows_per_block, name)
+        for name in ("backscatter", "flattened"):
+            a, b = result[name].values, reference[name].values
+            assert np.array_equal(np.isnan(a), np.isnan(b)), name
+            assert np.allclose(a[np.isfinite(b)], b[np.isfinite(b)], rtol=1e-5), name
