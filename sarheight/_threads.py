@@ -19,10 +19,28 @@ import numba
 
 T = TypeVar("T")
 
+_local = threading.local()
+
 
 def thread_count() -> int:
-    """Threads to use: Numba's thread setting (NUMBA_NUM_THREADS), at most the CPU count."""
+    """Threads to use: Numba's thread setting (NUMBA_NUM_THREADS), at most the CPU count;
+    1 inside ``serial_call`` (tasks of a pool that already runs one per core)."""
+    if getattr(_local, "serial", False):
+        return 1
     return max(1, min(numba.get_num_threads(), os.cpu_count() or 1))
+
+
+def serial_call(func: Callable[..., T], *args) -> T:
+    """``func(*args)`` with its row blocks run on the calling thread.
+
+    Block-wise runs keep a task per worker thread in flight; each task splitting its rows
+    over threads again would run threads^2 of them on as many cores.
+    """
+    _local.serial = True
+    try:
+        return func(*args)
+    finally:
+        _local.serial = False
 
 
 def row_blocks(rows: int, blocks: int | None = None) -> list[tuple[int, int]]:

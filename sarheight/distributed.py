@@ -48,7 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from ._threads import progress_bar, thread_count
+from ._threads import progress_bar, serial_call, thread_count
 from .dem import _open_dem
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
@@ -382,7 +382,7 @@ def _bounded(executor, calls, consume, in_flight: int) -> None:
     ``in_flight`` results, and the workers never more than ``in_flight`` inputs."""
     pending: list[tuple[int, Any]] = []
     for index, (func, args) in enumerate(calls):
-        pending.append((index, executor.submit(func, *args)))
+        pending.append((index, executor.submit(serial_call, func, *args)))
         if len(pending) >= in_flight:
             done, future = pending.pop(0)
             consume(done, future.result())
@@ -444,7 +444,7 @@ class _Pipeline:
             func, args = make_call({d: self.results[d] for d in dependencies if d in self.results})
             for dependency in dependencies:
                 self._release(dependency)
-            self.running[key] = self.executor.submit(func, *args)
+            self.running[key] = self.executor.submit(serial_call, func, *args)
             submitted.append(key)
             while len(self.running) > self.in_flight:
                 while submitted[0] not in self.running:

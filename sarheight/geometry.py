@@ -432,7 +432,8 @@ class RadarGeometry:
         return (line_time - k["first_line_time"]) / k["line_interval"], sample
 
     def heading(self) -> float:
-        """Satellite heading at mid-scene (degrees clockwise from north)."""
+        """Platform heading at mid-scene time, at the satellite's nadir (degrees clockwise
+        from north there), the convention of Sentinel-1 annotations."""
         mid = self.grid.first_line_time + (self.grid.last_line_time - self.grid.first_line_time) // 2
         pos, vel, _ = self.orbit.state(np.asarray([mid]))
         p, v = pos[0], vel[0]
@@ -498,8 +499,11 @@ class RadarGeometry:
         Parameters
         ----------
         center_lon, center_lat : scene centre (degrees)
-        heading_deg : satellite heading, clockwise from north (degrees); Sentinel-1 is
-            about 348 ascending and 192 descending.
+        heading_deg : direction of flight over the scene centre, clockwise from the
+            centre's north (degrees); Sentinel-1 is about 348 ascending and 192
+            descending. ``heading()`` reports the platform heading at the satellite's
+            nadir, as Sentinel-1 annotations do, which differs from it by the meridian
+            convergence between nadir and scene (about 3 degrees at mid-latitudes).
         incidence_near_deg, incidence_far_deg : incidence angles at near and far range on
             the ellipsoid (degrees), which fix the swath.
         line_spacing : azimuth pixel spacing on the ground (m).

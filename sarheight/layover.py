@@ -258,17 +258,22 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     if not missing.any():
         missing = None
     simulated_image, valid_pixels = _ratios_in_place(state, images, observed, prefix=state.exact)
-    products = {name: np.full(shape, np.nan, dtype=np.float32)
+    # Allocated here, initialised by the row blocks of sample_cells on their threads.
+    products = {name: np.empty(shape, dtype=np.float32)
                 for name in ("backscatter", "flattened", "geocoded", "simulated", "local_incidence_angle")}
-    products["mixing"] = np.zeros(shape, dtype=np.uint16)
+    products["mixing"] = np.empty(shape, dtype=np.uint16)
     if keep_energy:
-        products["energy"] = np.zeros(shape)
+        products["energy"] = np.empty(shape)
     # Window images needed before the gather only: released (cleared) once sampled.
     held = {"observed": observed, "simulated": simulated_image}
     del simulated_image, observed
 
     def sample_cells(start: int, stop: int) -> None:
         rows, out = (slice(first + start, first + stop), own_cols), slice(start, stop)
+        for name in ("backscatter", "flattened", "local_incidence_angle"):
+            products[name][out] = np.nan
+        if keep_energy:
+            products["energy"][out] = 0.0
         line, sample, valid = cells["line"][rows], cells["sample"][rows], cells["valid"][rows]
         line, sample = np.ascontiguousarray(line), np.ascontiguousarray(sample)
         geocoded = _sample_image(held["observed"], line, sample, window)

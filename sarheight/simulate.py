@@ -139,16 +139,29 @@ def _oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cell
         return int(oversample)
     if projection == "exact":
         return 2
-    # Bilinear splatting is accurate while a facet spans at most about half a pixel.
-    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    # Bilinear splatting: a typical facet (the median cell step) spans about half a pixel.
+    # Not the largest steps: on back-slopes facets stretch to ~2 pixels in range, and
+    # sizing k for them (k = 4 on a 10 m DEM with 10 m pixels, RMS slope 0.5) quadrupled
+    # the cost without changing the error against the exact projection (median 0.05,
+    # 95th percentile 0.33 of the pixel area at k = 2, 3 and 4): that error comes from
+    # splatting a centre, not from the facet's size. k >= 2 always (k = 1: 0.19 / 0.69).
+    # A median: steps of about 2^18 cell pairs (every stride-th row and column) suffice.
+    valid = cells["valid"]
+    stride = max(1, math.isqrt(valid.size >> 18))
     extent = 0.0
     for axis in (0, 1):
-        for coordinate in (line, sample):
-            step = np.abs(np.diff(coordinate, axis=axis))
-            both = valid[1:, :] & valid[:-1, :] if axis == 0 else valid[:, 1:] & valid[:, :-1]
-            if both.any():
-                extent = max(extent, float(np.nanpercentile(step[both], 95)))
-    return int(min(16, max(1, math.ceil(2.0 * extent))))
+        # Pairs (cell, next cell along axis) at every stride-th row and column.
+        first = (slice(0, -1, stride), slice(None, None, stride)) if axis == 0 else \
+            (slice(None, None, stride), slice(0, -1, stride))
+        second = (slice(1, None, stride), slice(None, None, stride)) if axis == 0 else \
+            (slice(None, None, stride), slice(1, None, stride))
+        both = valid[first] & valid[second]
+        if not both.any():
+            continue
+        for name in ("line", "sample"):
+            step = np.abs(cells[name][second] - cells[name][first])[both]
+            extent = max(extent, float(np.median(step)))
+    return int(min(16, max(2, math.ceil(2.0 * extent))))
 
 
 def rows_run_along_track(line: np.ndarray) -> bool:
@@ -286,22 +299,28 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
     columns of these arrays)."""
     shape = height.shape
     k = geometry.kernel_arguments()
+    # Allocated here, filled by the row blocks on their threads (first touch included).
+    fill = {"time": np.nan, "slant_range": np.nan, "line": np.nan, "sample": np.nan, "look": 0.0,
+            "pixel_area": np.nan, "incidence": np.nan, "look_angle": np.nan, "cross_track": np.nan,
+            "valid": False}
     out = {
-        "time": np.full(shape, np.nan),
-        "slant_range": np.full(shape, np.nan),
-        "line": np.full(shape, np.nan),
-        "sample": np.full(shape, np.nan),
-        "look": np.zeros((*shape, 3), dtype=np.float32),
-        "pixel_area": np.full(shape, np.nan, dtype=np.float32),
-        "incidence": np.full(shape, np.nan, dtype=np.float32),
-        "look_angle": np.full(shape, np.nan),
-        "cross_track": np.full(shape, np.nan),
-        "valid": np.zeros(shape, dtype=bool),
+        "time": np.empty(shape),
+        "slant_range": np.empty(shape),
+        "line": np.empty(shape),
+        "sample": np.empty(shape),
+        "look": np.empty((*shape, 3), dtype=np.float32),
+        "pixel_area": np.empty(shape, dtype=np.float32),
+        "incidence": np.empty(shape, dtype=np.float32),
+        "look_angle": np.empty(shape),
+        "cross_track": np.empty(shape),
+        "valid": np.empty(shape, dtype=bool),
     }
-    away = np.zeros(shape, dtype=bool) if faces_away else None
+    away = np.empty(shape, dtype=bool) if faces_away else None
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
+        for name, array in out.items():
+            array[rows] = fill[name]
         # The normals of faces_away need the positions of one row more on each side.
         halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
         ecef = np.full((halo_stop - halo_start, shape[1], 3), np.nan)
@@ -317,6 +336,7 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
             sim.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1], kernels.WGS84_A,
                               kernels.WGS84_E2, ecef[local:local + 1])
         if away is not None:
+            away[rows] = False
             facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
                               away[halo_start:halo_stop])
 
@@ -808,7 +828,8 @@ def simulate(
     projection : ``"exact"`` polygon-pixel overlap weights (Shiroma et al. 2022), or
         ``"bilinear"`` splatting of facet centres (fast approximation).
     oversample : facets per DEM cell side; ``"auto"``: 2 for exact (the DEM upsampled 2x, as
-        OPERA does), for bilinear enough that a facet spans at most about half a pixel.
+        OPERA does), for bilinear enough that a typical facet (the median cell step) spans
+        at most about half a pixel, and at least 2.
     progress : show a progress bar (only when standard error is a terminal).
 
     Returns
