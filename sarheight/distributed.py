@@ -68,16 +68,20 @@ from .simulate import (
     MASK_OUTSIDE,
     SmoothFields,
     _cell_geometry,
+    _check_oversample,
     _clear_residue,
     _resolve_contribution,
     _Simulation,
     _slant_range_spacing,
     _visibility,
+    bilinear_oversample,
     cell_geometry_arrays,
+    cell_steps,
     radar_window,
     rows_run_along_track,
     smooth_samples,
     smooth_stride,
+    step_stride,
 )
 
 logger = logging.getLogger(__name__)
@@ -131,10 +135,10 @@ _LINE_SAMPLING = 8
 
 
 def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, stride: int,
-               col_edges: list[int]) -> dict[str, Any]:
+               steps_every: int, col_edges: list[int]) -> dict[str, Any]:
     """What the client needs to plan, from the cell geometry of a block's rows (with halo).
 
-    Extents, steps, orientation and range spacing; the faces-away flags of the own rows;
+    Extents, the cell steps (``simulate.cell_steps``) every ``steps_every`` rows and columns, orientation and range spacing; the faces-away flags of the own rows;
     each column's line every ``_LINE_SAMPLING`` rows (and at the last own row); per
     tile (column range of ``col_edges``), the extent in lines and samples of its cells
     and their neighbours; the block's share of the cells the smooth fields are fitted to.
@@ -148,12 +152,6 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
         return summary
     line = np.where(cells["valid"], cells["line"], np.nan)
     sample = np.where(cells["valid"], cells["sample"], np.nan)
-    steps = []
-    for coordinate in (line, sample):
-        for axis in (0, 1):
-            step = np.abs(np.diff(coordinate, axis=axis))
-            if np.isfinite(step).any():
-                steps.append(float(np.nanpercentile(step, 95)))
     tiles = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN
@@ -183,7 +181,7 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
     summary.update(
         line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
         sample_range=(float(np.nanmin(own["sample"][valid])), float(np.nanmax(own["sample"][valid]))),
-        steps=max(steps, default=0.0),
+        steps=cell_steps(cells, steps_every, block.halo_start, (own_rows.start, own_rows.stop)),
         along_track_rows=rows_run_along_track(cells["line"]),
         range_spacing=_slant_range_spacing(cells),
         smooth_samples=smooth_samples(own, stride, block.start),
@@ -320,6 +318,8 @@ def reconstruct_distributed(
         raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
     if projection not in ("exact", "bilinear"):
         raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {projection!r}")
+    if oversample != "auto":
+        _check_oversample(oversample)
     if out is not None and not Path(out).parent.is_dir():
         raise InvalidInputError(f"output folder {str(Path(out).parent)!r} does not exist: create it first")
     sar, geometry = _resolve_input(sar, geometry, measurement)
@@ -483,10 +483,12 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
 
     # 1. Plan, per block of rows.
     stride = smooth_stride(dem.shape)
+    steps_every = step_stride(dem.shape)
 
     def plan(stride: int) -> list[dict]:
         summaries = [None] * len(blocks)
-        _bounded(executor, ((_task_plan, (_halo_rows(dem, b.start, b.stop), shared_geometry, b, stride, col_edges))
+        _bounded(executor, ((_task_plan, (_halo_rows(dem, b.start, b.stop), shared_geometry, b, stride, steps_every,
+                                          col_edges))
                             for b in blocks), summaries.__setitem__, in_flight)
         return summaries
 
@@ -512,9 +514,11 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         np.ones((1, 2), bool), geometry,
     )
     line0, n_lines, sample0, n_samples = window
-    steps = max(summaries[k]["steps"] for k in present)
+    # The same cell pairs as in memory, hence the same factor.
+    steps = [np.concatenate([summaries[k]["steps"][q] for k in present]) for q in range(4)]
     factor = int(oversample) if oversample != "auto" else (
-        2 if projection == "exact" else int(min(16, max(1, math.ceil(2.0 * steps)))))
+        2 if projection == "exact" else bilinear_oversample(steps))
+    del steps
     range_tolerance = 0.05 * float(np.nanmedian([summaries[k]["range_spacing"] for k in present]))
     smooth = SmoothFields.fit(
         {name: np.concatenate([summaries[k]["smooth_samples"][name] for k in present])

@@ -134,33 +134,66 @@ def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution
 
 def _oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cells: dict) -> int:
     if oversample != "auto":
-        if not isinstance(oversample, (int, np.integer)) or not 1 <= int(oversample) <= 16:
-            raise InvalidInputError(f"oversample must be 'auto' or an integer 1..16, got {oversample!r}")
+        _check_oversample(oversample)
         return int(oversample)
     if projection == "exact":
         return 2
-    # Bilinear splatting: a typical facet (the median cell step) spans about half a pixel.
-    # Not the largest steps: on back-slopes facets stretch to ~2 pixels in range, and
-    # sizing k for them (k = 4 on a 10 m DEM with 10 m pixels, RMS slope 0.5) quadrupled
-    # the cost without changing the error against the exact projection (median 0.05,
-    # 95th percentile 0.33 of the pixel area at k = 2, 3 and 4): that error comes from
-    # splatting a centre, not from the facet's size. k >= 2 always (k = 1: 0.19 / 0.69).
-    # A median: steps of about 2^18 cell pairs (every stride-th row and column) suffice.
+    return bilinear_oversample(cell_steps(cells, step_stride(cells["valid"].shape)))
+
+
+def _check_oversample(oversample: Any) -> None:
+    if not isinstance(oversample, (int, np.integer)) or not 1 <= int(oversample) <= 16:
+        raise InvalidInputError(f"oversample must be 'auto' or an integer 1..16, got {oversample!r}")
+
+
+#: Cell pairs whose steps decide the bilinear oversampling (a median: a sample suffices).
+STEP_SAMPLES = 2**18
+
+
+def step_stride(shape: tuple[int, int], samples: int = STEP_SAMPLES) -> int:
+    """Stride along rows and columns for about ``samples`` cell pairs of a DEM of ``shape``."""
+    return max(1, math.isqrt(shape[0] * shape[1] // samples))
+
+
+def cell_steps(cells: dict[str, np.ndarray], stride: int, first_row: int = 0,
+               rows: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """|d line| and |d sample| from a valid cell to the next valid one along columns and
+    along rows: [line along y, sample along y, line along x, sample along x].
+
+    From the cells on DEM rows r with r % stride == 0 and every ``stride``-th column;
+    ``first_row``: the DEM row of ``cells``' first row, ``rows``: the local rows whose
+    pairs are taken (the next row may lie beyond them): blocks of rows with one row of
+    halo take, together, the same pairs as the whole DEM.
+    """
     valid = cells["valid"]
-    stride = max(1, math.isqrt(valid.size >> 18))
-    extent = 0.0
+    start, stop = rows if rows is not None else (0, valid.shape[0])
+    start += (-(first_row + start)) % stride
+    out = []
     for axis in (0, 1):
-        # Pairs (cell, next cell along axis) at every stride-th row and column.
-        first = (slice(0, -1, stride), slice(None, None, stride)) if axis == 0 else \
-            (slice(None, None, stride), slice(0, -1, stride))
-        second = (slice(1, None, stride), slice(None, None, stride)) if axis == 0 else \
-            (slice(None, None, stride), slice(1, None, stride))
+        if axis == 0:
+            first = (slice(start, min(stop, valid.shape[0] - 1), stride), slice(None, None, stride))
+            second = (slice(start + 1, min(stop, valid.shape[0] - 1) + 1, stride), slice(None, None, stride))
+        else:
+            first = (slice(start, stop, stride), slice(0, -1, stride))
+            second = (slice(start, stop, stride), slice(1, None, stride))
         both = valid[first] & valid[second]
-        if not both.any():
-            continue
         for name in ("line", "sample"):
-            step = np.abs(cells[name][second] - cells[name][first])[both]
-            extent = max(extent, float(np.median(step)))
+            out.append(np.abs(cells[name][second] - cells[name][first])[both])
+    return out
+
+
+def bilinear_oversample(steps: list[np.ndarray]) -> int:
+    """Sub-quads per cell side for bilinear splatting, from ``cell_steps``.
+
+    A typical facet (the median cell step) spans at most about half a pixel; k >= 2.
+    Not sized for the largest steps: on back-slopes facets stretch to ~2 pixels in range,
+    and sizing k for them (the 95th percentile: k = 4 on a 10 m DEM with 10 m pixels, RMS
+    slope 0.5) quadrupled the cost without changing the error against the exact
+    projection (median 0.05, 95th percentile 0.33 of the pixel area at k = 2, 3 and 4):
+    that error comes from splatting a centre, not from the facet's size (k = 1: 0.19 and
+    0.69).
+    """
+    extent = max((float(np.median(step)) for step in steps if step.size), default=0.0)
     return int(min(16, max(2, math.ceil(2.0 * extent))))
 
 
