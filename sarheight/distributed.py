@@ -191,18 +191,21 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
     return summary
 
 
-def _task_masks(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, faces_away: np.ndarray,
+def _task_masks(axes: _Axes, row_start: np.ndarray, height: np.ndarray, faces_away: np.ndarray,
                 geometry: RadarGeometry, band: tuple[int, int], window: tuple[int, int, int, int],
                 range_tolerance: float):
     """Layover, shadow and mixing of a band of lines [band[0], band[1]).
 
-    The arrays hold, column by column, the DEM rows whose cells cross the band's lines
-    and the next (a sheared strip; rows beyond a column's strip are void). The cells
+    ``height`` and ``faces_away`` hold, column by column, the DEM rows from ``row_start``
+    whose cells cross the band's lines and the next (a sheared strip, ``_sheared``; rows
+    beyond a column's strip are void). The cells
     judged are those whose line falls in the band; the profiles of lines band[0] ..
     band[1] are cut from all of them. Returns the masks (uint8, 255 where not judged)
     and the mixing of lines band[0]:band[1] (uint16, window samples).
     """
+    lon, lat = axes.lon_lat(row_start, height.shape[0])
     cells = cell_geometry_arrays(lon, lat, height, geometry, faces_away=False)
+    del lon, lat
     line0, n_lines, sample0, n_samples = window
     first, stop = band
     with np.errstate(invalid="ignore"):
@@ -409,6 +412,14 @@ def _share(executor, value):
     return executor.scatter(value, broadcast=True, hash=False)
 
 
+def _send(executor, value):
+    """A task's large argument (a tile's radar-grid sums): moved to a worker ahead of the
+    task rather than inside its description, as dask asks of arguments of many MB."""
+    if isinstance(executor, _LocalExecutor):
+        return value
+    return executor.scatter(value, hash=False)
+
+
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Whether two radar windows (line0, lines, sample0, samples) share a line."""
     return a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
@@ -480,6 +491,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     # One task waiting per worker thread keeps them busy; each holds a block's data.
     in_flight = _threads(executor) + 1
     shared_geometry = _share(executor, geometry)
+    shared_axes = _share(executor, _Axes.of(dem))
 
     # 1. Plan, per block of rows.
     stride = smooth_stride(dem.shape)
@@ -595,9 +607,10 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
     def mask_call(b: int):
         def make(_):
             row_start, row_stop = rows_of_band(b)
-            lon, lat, height, index = _sheared(dem, row_start, row_stop)
+            height, index = _sheared(dem, row_start, row_stop)
             away = np.take_along_axis(faces_away, np.clip(index, 0, rows - 1), axis=0)
-            return _task_masks, (lon, lat, height, away, shared_geometry, bands[b], window, range_tolerance)
+            return _task_masks, (shared_axes, row_start, height, away, shared_geometry, bands[b], window,
+                                 range_tolerance)
         return make
 
     def masks_done(b: int, result) -> None:
@@ -643,7 +656,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
                 _clear_residue(images, sub, smooth, resolved)
             sub_mixing = np.ascontiguousarray(
                 mixing[sub[0] - line0:sub[0] - line0 + sub[1], sub[2] - sample0:sub[2] - sample0 + sub[3]])
-            return _task_gather, (*args, images, observation_for_task(sub), sub_mixing)
+            return _task_gather, (*args, _send(executor, images), observation_for_task(sub), sub_mixing)
         return make
 
     def bands_of(lines_from: float, lines_to: float) -> list[int]:
@@ -804,31 +817,47 @@ def _band_rows(interval_rows: np.ndarray, interval_lines: np.ndarray, first: int
     return start, end
 
 
-def _sheared(dem: xr.DataArray, row_start: np.ndarray, row_stop: np.ndarray):
-    """Longitude, latitude (rad), height and DEM row index of a sheared strip: column j
-    holds DEM rows ``row_start[j]:row_stop[j]`` from the top, void (NaN) below."""
-    from .dem import _crs_of, _horizontal_crs, _is_wgs84_degrees
-
-    cols = row_start.size
+def _sheared(dem: xr.DataArray, row_start: np.ndarray, row_stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Height (float32) and DEM row index of a sheared strip: column j holds DEM rows
+    ``row_start[j]:row_stop[j]`` from the top, void (NaN) below."""
     depth = max(1, int((row_stop - row_start).max(initial=0)))
     index = row_start[None, :] + np.arange(depth)[:, None]
     inside = index < row_stop[None, :]
     clipped = np.clip(index, 0, dem.shape[0] - 1)
-    column = np.broadcast_to(np.arange(cols)[None, :], index.shape)
+    column = np.broadcast_to(np.arange(row_start.size)[None, :], index.shape)
     height = np.where(inside, dem.values[clipped, column], np.nan).astype(np.float32)
-    x = np.asarray(dem["x"].values, dtype=np.float64)
-    y = np.asarray(dem["y"].values, dtype=np.float64)
-    horizontal = _horizontal_crs(_crs_of(dem))
-    if _is_wgs84_degrees(horizontal):
-        lon = np.broadcast_to(np.radians(x)[None, :], index.shape)
-        lat = np.radians(y)[clipped]
-    else:
+    return height, index
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """A DEM's coordinate axes and horizontal CRS: what a worker needs to place the cells of
+    a sheared strip (sent once; the strip itself travels as heights only)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    crs: Any  # pyproj.CRS, horizontal
+
+    @classmethod
+    def of(cls, dem: xr.DataArray) -> _Axes:
+        from .dem import _crs_of, _horizontal_crs
+
+        return cls(np.asarray(dem["x"].values, dtype=np.float64), np.asarray(dem["y"].values, dtype=np.float64),
+                   _horizontal_crs(_crs_of(dem)))
+
+    def lon_lat(self, row_start: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Longitude and latitude (rad) of the strip's cells (``_sheared``)."""
+        from .dem import _is_wgs84_degrees
+
+        index = np.clip(row_start[None, :] + np.arange(depth)[:, None], 0, self.y.size - 1)
+        if _is_wgs84_degrees(self.crs):
+            lon = np.broadcast_to(np.radians(self.x)[None, :], index.shape)
+            return lon, np.ascontiguousarray(np.radians(self.y)[index])
         import pyproj
 
-        transformer = pyproj.Transformer.from_crs(horizontal, "EPSG:4326", always_xy=True)
-        lon, lat = transformer.transform(np.broadcast_to(x[None, :], index.shape), y[clipped])
-        lon, lat = np.radians(np.asarray(lon, dtype=np.float64)), np.radians(np.asarray(lat, dtype=np.float64))
-    return lon, np.ascontiguousarray(lat), height, index
+        transformer = pyproj.Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
+        lon, lat = transformer.transform(np.broadcast_to(self.x[None, :], index.shape), self.y[index])
+        return np.radians(np.asarray(lon, dtype=np.float64)), np.radians(np.asarray(lat, dtype=np.float64))
 
 
 #: Variables of the result by the file they go to with ``out``: name suffix, dtype.
