@@ -16,7 +16,7 @@
 
 The run passes when the peak stays under the budget. Writes JSON.
 
-    python benchmarks/scale_out.py                      # 4 GiB budget, 4x: about 140 M cells, ~15 min
+    python benchmarks/scale_out.py                      # 4 GiB budget, 4x: about 120 M cells, ~6 min on 2 cores
     python benchmarks/scale_out.py --budget-gib 1 --factor 2   # a quicker look
 """
 
