@@ -350,13 +350,41 @@ def _running_min_from_end(values, slot, n, out, arg):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _count_below(values, slot, n, x, inclusive):
-    """How many of ``values[slot, :n]`` (ascending) are below ``x`` (or at it: ``inclusive``)."""
+def _count_below_near(values, slot, n, x, guess):
+    """How many of ``values[slot, :n]`` (ascending) are below ``x``, searched outward from
+    ``guess``: the cells of a bucket come row by row, column after column, so each lies
+    near the previous one in the profile and the search takes a few steps, not log2(n)."""
     lo = 0
     hi = n
+    g = min(max(guess, 0), n)
+    step = 1
+    if g < n and values[slot, g] < x:
+        lo = g + 1
+        while True:
+            probe = lo + step - 1
+            if probe >= n:
+                break
+            if values[slot, probe] < x:
+                lo = probe + 1
+                step *= 2
+            else:
+                hi = probe
+                break
+    else:
+        hi = g
+        while True:
+            probe = hi - step
+            if probe < 0:
+                break
+            if values[slot, probe] >= x:
+                hi = probe
+                step *= 2
+            else:
+                lo = probe + 1
+                break
     while lo < hi:
         mid = (lo + hi) // 2
-        if values[slot, mid] < x or (inclusive and values[slot, mid] == x):
+        if values[slot, mid] < x:
             lo = mid + 1
         else:
             hi = mid
@@ -724,6 +752,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             _running_min_from_end(r_lo, u, count[u], r_min, r_min_arg)
             _running_max(eta_hi, u, count[u], eta_max, eta_max_arg)
         spread = spread * (1.0 + 1e-9) + 1e-15
+        split0 = n0 // 2
+        split1 = n1 // 2
         for c in range(start[b], start[b + 1]):
             i = bucket[c] // cols
             j = bucket[c] - i * cols
@@ -732,8 +762,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             r = slant_range[i, j]
             e = look_angle[i, j]
             x = cross_track[i, j]
-            split0 = _count_below(p_ct, t, n0, x, False)
-            split1 = _count_below(p_ct, s, n1, x, False)
+            split0 = _count_below_near(p_ct, t, n0, x, split0)
+            split1 = _count_below_near(p_ct, s, n1, x, split1)
             own0 = rank[t, j]
             own1 = rank[s, j]
             # Point by point: the special columns and those that may change side.

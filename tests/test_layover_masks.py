@@ -580,3 +580,19 @@ def test_flat_terrain_has_mixing_one():
     reached = mixing > 0
     assert reached.mean() > 0.5
     assert np.all(mixing[reached] == 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-20, 20), min_size=0, max_size=40), x=st.integers(-22, 22),
+       guess=st.integers(-3, 45), extra=st.integers(0, 5))
+def test_profile_search_from_a_guess_counts_like_searchsorted(values, x, guess, extra):
+    """The sweep's search of a cell's place in a sorted profile, started from the previous
+    cell's place, counts the points below it exactly (ties included), from any guess."""
+    from sarheight.kernels.visibility import _count_below_near
+
+    profile = np.sort(np.asarray(values, dtype=np.float64))
+    n = profile.size
+    # Two slots, the profile in slot 1 followed by unused entries (n < row length).
+    table = np.full((2, n + extra), np.nan)
+    table[1, :n] = profile
+    assert _count_below_near(table, 1, n, float(x), guess) == np.searchsorted(profile, float(x), side="left")
