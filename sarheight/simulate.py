@@ -198,10 +198,17 @@ def bilinear_oversample(steps: list[np.ndarray]) -> int:
 
 
 def rows_run_along_track(line: np.ndarray) -> bool:
-    """Whether the zero-Doppler line changes more along DEM rows' axis (y) than along x."""
-    steps = [np.nanmedian(np.abs(np.diff(line, axis=axis))) if line.shape[axis] > 1 else 0.0
-             for axis in (0, 1)]
-    return not bool(np.nan_to_num(steps[1]) > np.nan_to_num(steps[0]))
+    """Whether the zero-Doppler line changes more along DEM rows' axis (y) than along x
+    (median steps over about ``STEP_SAMPLES`` cell pairs)."""
+    stride = step_stride(line.shape)
+    pairs = {0: (line[1::stride, ::stride], line[:-1:stride, ::stride]),
+             1: (line[::stride, 1::stride], line[::stride, :-1:stride])}
+    steps = []
+    for axis in (0, 1):
+        step = np.abs(pairs[axis][0] - pairs[axis][1])
+        step = step[np.isfinite(step)]
+        steps.append(float(np.median(step)) if step.size else 0.0)
+    return not steps[1] > steps[0]
 
 
 def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
