@@ -114,6 +114,40 @@ def _read(row, col, s_mid, piece, prefix):
     return piece * prefix[0, row, n_cols - 1], piece * prefix[1, row, n_cols - 1]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def scatter_point(lv, sv, quantity0, quantity1, acc):
+    """Deposit two quantities in pixel (floor(lv), floor(sv)) of the difference buffer
+    ``acc`` (n_rows, n_cols, 2): +q at its column, -q at the one before, so that the
+    reverse row sums (``resolve_cover``) add q to that pixel alone. Nothing outside
+    the window or at a non-finite position (as an edge there carries nothing)."""
+    if not (lv == lv and sv == sv):
+        return
+    row = int(math.floor(lv))
+    col = int(math.floor(sv))
+    if row < 0 or row >= acc.shape[0] or col < 0 or col >= acc.shape[1]:
+        return
+    acc[row, col, 0] += quantity0
+    acc[row, col, 1] += quantity1
+    if col > 0:
+        acc[row, col - 1, 0] -= quantity0
+        acc[row, col - 1, 1] -= quantity1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def gather_point(lv, sv, prefix):
+    """The two ratio images at pixel (floor(lv), floor(sv)), from their inclusive row prefix
+    sums ``prefix`` (2, rows, cols): the adjoint of ``scatter_point``."""
+    if not (lv == lv and sv == sv):
+        return 0.0, 0.0
+    row = int(math.floor(lv))
+    col = int(math.floor(sv))
+    if row < 0 or row >= prefix.shape[1] or col < 0 or col >= prefix.shape[2]:
+        return 0.0, 0.0
+    if col == 0:
+        return prefix[0, row, 0], prefix[1, row, 0]
+    return prefix[0, row, col] - prefix[0, row, col - 1], prefix[1, row, col] - prefix[1, row, col - 1]
+
+
 @numba.njit(cache=True, nogil=True)
 def scatter_edge(l0, s0, l1, s1, scale0, scale1, acc):
     """Walk one edge from (l0, s0) to (l1, s1) across pixel rows and columns, depositing
