@@ -426,24 +426,22 @@ def _gather_row(vl, vs, tri_c, tri_g, tri_a, usable, k, i, first, top0, top1, bo
             j = b // k
             if usable[j]:
                 d0, d1 = gather_edge(vl[a, b], vs[a, b], vl[a + 1, b + 1], vs[a + 1, b + 1], prefix)
-                area = tri_a[a, b, 0]
-                if _is_sliver(area, tri_c[a, b, 0], tri_g[a, b, 0]):
-                    lc, sc = _sliver_centroid(vl, vs, a, b, 0)
-                    r0, r1 = gather_point(lc, sc, prefix)
-                    energy[0, i, j] += tri_c[a, b, 0] * r0
-                    energy[1, i, j] += tri_g[a, b, 0] * r1
-                elif area != 0.0:
-                    energy[0, i, j] += tri_c[a, b, 0] * (top0[b] + right0 - d0) / area
-                    energy[1, i, j] += tri_g[a, b, 0] * (top1[b] + right1 - d1) / area
-                area = tri_a[a, b, 1]
-                if _is_sliver(area, tri_c[a, b, 1], tri_g[a, b, 1]):
-                    lc, sc = _sliver_centroid(vl, vs, a, b, 1)
-                    r0, r1 = gather_point(lc, sc, prefix)
-                    energy[0, i, j] += tri_c[a, b, 1] * r0
-                    energy[1, i, j] += tri_g[a, b, 1] * r1
-                elif area != 0.0:
-                    energy[0, i, j] += tri_c[a, b, 1] * (d0 - bottom0[b] - left0) / area
-                    energy[1, i, j] += tri_g[a, b, 1] * (d1 - bottom1[b] - left1) / area
+                for t in range(2):
+                    # The integrals of the ratios over the triangle, from its boundary.
+                    if t == 0:
+                        integral0 = top0[b] + right0 - d0
+                        integral1 = top1[b] + right1 - d1
+                    else:
+                        integral0 = d0 - bottom0[b] - left0
+                        integral1 = d1 - bottom1[b] - left1
+                    area = tri_a[a, b, t]
+                    if _is_sliver(area, tri_c[a, b, t], tri_g[a, b, t]):
+                        lc, sc = _sliver_centroid(vl, vs, a, b, t)
+                        integral0, integral1 = gather_point(lc, sc, prefix)
+                        area = 1.0
+                    if area != 0.0:
+                        energy[0, i, j] += tri_c[a, b, t] * integral0 / area
+                        energy[1, i, j] += tri_g[a, b, t] * integral1 / area
             left0 = right0
             left1 = right1
         for b in range(n_sub):

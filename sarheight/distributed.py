@@ -24,9 +24,8 @@ are kept only until the last tile that needs them is gathered. The client holds 
 column's line extent every few rows (1 byte per cell) and the mixing image (2 bytes per
 radar pixel); with ``out`` the results go to GeoTIFFs as they come. Everything else is
 bounded by the size of a tile and of a band (whose strips span the DEM's width). Partial
-sums are added in another order than in memory, so results agree to float rounding, not
-bit for bit (the benchmark's largest relative difference on any cell: 6e-6, exact
-projection at 4096^2, where a cell's small contribution divides its energy; for a projected DEM, to the millimetre to which longitude and latitude are
+sums are added in another order than in memory, so results agree to float rounding (a
+few units in the last place of the float32 outputs), not bit for bit (for a projected DEM, to the millimetre to which longitude and latitude are
 interpolated). The DEM rows must run along track (the usual case: polar orbits over
 north-up grids); transpose the DEM otherwise.
 """
