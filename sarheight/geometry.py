@@ -466,7 +466,7 @@ class RadarGeometry:
         description = self.attrs.get("product", "geometry")
         return (
             f"<RadarGeometry {description}: {self.grid.lines} lines x {self.grid.samples} samples "
-            f"({self.grid.projection}), {self.look_side}-looking, heading {self.heading():.1f} deg, "
+            f"({self.grid.projection}), {self.look_side}-looking, heading {self.heading():.1f} deg at nadir, "
             f"from {self.grid.first_line_time}>"
         )
 
