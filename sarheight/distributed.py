@@ -25,9 +25,10 @@ column's line extent every few rows (1 byte per cell) and the mixing image (2 by
 radar pixel); with ``out`` the results go to GeoTIFFs as they come. Everything else is
 bounded by the size of a tile and of a band (whose strips span the DEM's width). Partial
 sums are added in another order than in memory, so results agree to float rounding (a
-few units in the last place of the float32 outputs), not bit for bit (for a projected DEM, to the millimetre to which longitude and latitude are
-interpolated). The DEM rows must run along track (the usual case: polar orbits over
-north-up grids); transpose the DEM otherwise.
+few units in the last place of the float32 outputs), not bit for bit (for a projected
+DEM, to the millimetre to which longitude and latitude are interpolated). The DEM rows
+must run along track (the usual case: polar orbits over north-up grids); transpose the
+DEM otherwise.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
                steps_every: int, col_edges: list[int]) -> dict[str, Any]:
     """What the client needs to plan, from the cell geometry of a block's rows (with halo).
 
-    Extents, the cell steps (``simulate.cell_steps``) every ``steps_every`` rows and columns, orientation and range spacing; the faces-away flags of the own rows;
+    Extents, the cell steps (``simulate.cell_steps``) every ``steps_every`` rows and
+    columns, orientation and range spacing; the faces-away flags of the own rows;
     each column's line every ``_LINE_SAMPLING`` rows (and at the last own row); per
     tile (column range of ``col_edges``), the extent in lines and samples of its cells
     and their neighbours; the block's share of the cells the smooth fields are fitted to.
@@ -617,7 +619,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         band_layover, band_shadow, band_mixing, judged = result
         first, stop = bands[b]
         row_start = band_rows.pop(b)[0]
-        index = row_start[None, :] + np.arange(band_layover.shape[0])[:, None]
+        index = _strip_rows(row_start, band_layover.shape[0])
         at = np.nonzero(judged)
         layover[index[at], at[1]] = band_layover[at]
         shadow[index[at], at[1]] = band_shadow[at]
@@ -817,11 +819,17 @@ def _band_rows(interval_rows: np.ndarray, interval_lines: np.ndarray, first: int
     return start, end
 
 
+def _strip_rows(row_start: np.ndarray, depth: int) -> np.ndarray:
+    """DEM row index (depth, cols) of each cell of a sheared strip whose column j starts at
+    DEM row ``row_start[j]`` (beyond the DEM's rows where the strip runs past them)."""
+    return row_start[None, :] + np.arange(depth)[:, None]
+
+
 def _sheared(dem: xr.DataArray, row_start: np.ndarray, row_stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Height (float32) and DEM row index of a sheared strip: column j holds DEM rows
     ``row_start[j]:row_stop[j]`` from the top, void (NaN) below."""
     depth = max(1, int((row_stop - row_start).max(initial=0)))
-    index = row_start[None, :] + np.arange(depth)[:, None]
+    index = _strip_rows(row_start, depth)
     inside = index < row_stop[None, :]
     clipped = np.clip(index, 0, dem.shape[0] - 1)
     column = np.broadcast_to(np.arange(row_start.size)[None, :], index.shape)
@@ -849,7 +857,7 @@ class _Axes:
         """Longitude and latitude (rad) of the strip's cells (``_sheared``)."""
         from .dem import _is_wgs84_degrees
 
-        index = np.clip(row_start[None, :] + np.arange(depth)[:, None], 0, self.y.size - 1)
+        index = np.clip(_strip_rows(row_start, depth), 0, self.y.size - 1)
         if _is_wgs84_degrees(self.crs):
             lon = np.broadcast_to(np.radians(self.x)[None, :], index.shape)
             return lon, np.ascontiguousarray(np.radians(self.y)[index])

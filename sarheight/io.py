@@ -174,7 +174,7 @@ class GeoTiffBlockWriter:
         self.profile = {
             "driver": "GTiff", "height": rows, "width": cols, "count": len(self.names), "dtype": self.dtype.name,
             "crs": like.rio.crs, "transform": like.rio.transform(), "nodata": nodata, "compress": "deflate",
-            "predictor": 3 if self.dtype.kind == "f" else 2, "tiled": rows >= 256 and cols >= 256,
+            "predictor": 3 if self.dtype.kind == "f" else 2,
             # Band by band: each band is written on its own, a whole tile at a time.
             "interleave": "band", "BIGTIFF": "IF_SAFER",
         }

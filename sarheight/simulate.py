@@ -339,28 +339,27 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
     columns of these arrays)."""
     shape = height.shape
     k = geometry.kernel_arguments()
-    # Allocated here, filled by the row blocks on their threads (first touch included).
-    fill = {"time": np.nan, "slant_range": np.nan, "line": np.nan, "sample": np.nan, "look": 0.0,
-            "pixel_area": np.nan, "incidence": np.nan, "look_angle": np.nan, "cross_track": np.nan,
-            "valid": False}
-    out = {
-        "time": np.empty(shape),
-        "slant_range": np.empty(shape),
-        "line": np.empty(shape),
-        "sample": np.empty(shape),
-        "look": np.empty((*shape, 3), dtype=np.float32),
-        "pixel_area": np.empty(shape, dtype=np.float32),
-        "incidence": np.empty(shape, dtype=np.float32),
-        "look_angle": np.empty(shape),
-        "cross_track": np.empty(shape),
-        "valid": np.empty(shape, dtype=bool),
+    # name: (dtype, trailing shape, value of unsolved cells), in the kernel's argument
+    # order. Allocated here, filled by the row blocks on their threads (first touch too).
+    fields = {
+        "time": (np.float64, (), np.nan),
+        "slant_range": (np.float64, (), np.nan),
+        "line": (np.float64, (), np.nan),
+        "sample": (np.float64, (), np.nan),
+        "look": (np.float32, (3,), 0.0),
+        "pixel_area": (np.float32, (), np.nan),
+        "incidence": (np.float32, (), np.nan),
+        "look_angle": (np.float64, (), np.nan),
+        "cross_track": (np.float64, (), np.nan),
+        "valid": (np.bool_, (), False),
     }
+    out = {name: np.empty((*shape, *trailing), dtype=dtype) for name, (dtype, trailing, _) in fields.items()}
     away = np.empty(shape, dtype=bool) if faces_away else None
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
         for name, array in out.items():
-            array[rows] = fill[name]
+            array[rows] = fields[name][2]
         # The normals of faces_away need the positions of one row more on each side.
         halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
         ecef = np.full((halo_stop - halo_start, shape[1], 3), np.nan)
