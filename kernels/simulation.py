@@ -37,7 +37,8 @@ def cell_geometry(
 ):
     """Zero-Doppler geometry of every DEM cell centre (pass A), into the given outputs.
 
-    ``lon``, ``lat`` (rad) as in ``zero_doppler.geocode_grid`` (broadcast views allowed);
+    ``lon``, ``lat`` (rad) as in ``zero_doppler.geocode_grid`` (broadcast views of 1-D
+    axes are the fast case: one sine and cosine per column and row);
     outputs are arrays of the shapes below, pre-filled by the caller (NaN, zeros, False)
     and written where the cell is solved. Serial, GIL released: callers run row blocks
     (views) on threads.
@@ -58,8 +59,22 @@ def cell_geometry(
     rows, cols = height.shape
     above = np.full(cols, math.nan)
     above2 = np.full(cols, math.nan)
+    # Broadcast views of 1-D axes (zero strides): one sine and cosine per column and row.
+    lon_by_column = lon.strides[0] == 0
+    lat_by_row = lat.strides[1] == 0
+    column_cos = np.empty(cols)
+    column_sin = np.empty(cols)
+    if lon_by_column and rows > 0:
+        for j in range(cols):
+            column_cos[j] = math.cos(lon[0, j])
+            column_sin[j] = math.sin(lon[0, j])
+    cos_lat = sin_lat = pv = 0.0
     if rows > 0:
         for i in range(rows):
+            if lat_by_row:
+                cos_lat = math.cos(lat[i, 0])
+                sin_lat = math.sin(lat[i, 0])
+                pv = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
             for j in range(cols):
                 h = np.float64(height[i, j])
                 seed = above[j]
@@ -69,13 +84,16 @@ def cell_geometry(
                 above[j] = math.nan
                 if h != h:
                     continue
-                lo = lon[i, j]
-                la = lat[i, j]
-                cos_lat = math.cos(la)
-                sin_lat = math.sin(la)
-                cos_lon = math.cos(lo)
-                sin_lon = math.sin(lo)
-                pv = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
+                if not lat_by_row:
+                    cos_lat = math.cos(lat[i, j])
+                    sin_lat = math.sin(lat[i, j])
+                    pv = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
+                if lon_by_column:
+                    cos_lon = column_cos[j]
+                    sin_lon = column_sin[j]
+                else:
+                    cos_lon = math.cos(lon[i, j])
+                    sin_lon = math.sin(lon[i, j])
                 x = (pv + h) * cos_lat * cos_lon
                 y = (pv + h) * cos_lat * sin_lon
                 z = (pv * (1.0 - e2) + h) * sin_lat
