@@ -4,6 +4,10 @@ Kernels import only numpy, numba and math. Geometry is float64; angles are radia
 times are float seconds since a reference epoch chosen by the caller.
 """
 
+from pathlib import Path
+
+from . import facets, geodesy, orbit, projection, radar_grid, simulation, visibility, zero_doppler
+from ._cache import refresh_stale_caches
 from .geodesy import WGS84_A, WGS84_E2, geodetic_to_ecef, geodetic_to_ecef_grid
 from .orbit import orbit_state, orbit_states
 from .radar_grid import (
@@ -14,6 +18,10 @@ from .radar_grid import (
     slant_ranges_of_samples,
 )
 from .zero_doppler import geocode_cells, geocode_grid
+
+# Before any kernel runs: drop cached compilations older than any kernel source.
+refresh_stale_caches(Path(__file__).parent,
+                     (facets, geodesy, orbit, projection, radar_grid, simulation, visibility, zero_doppler))
 
 __all__ = [
     "WGS84_A",
