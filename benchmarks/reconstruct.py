@@ -21,7 +21,12 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    for bilinear projection (``tests/twin_reallocation.py``: facets, ``np.add.at``
    scatter, ratios, gather by fancy indexing), in the same process on the smallest size,
    after checking that the twin reproduces the library;
-4. ``sarheight.distributed.reconstruct_distributed`` against the in-memory path, when that
+4. the cost of the exact projection's unit of work, on one thread: walking one edge of
+   the facets of the upsampled DEM across the pixel grid, scatter and gather
+   (``kernels.projection.scatter_edge``, ``gather_edge``), on the edges of the benchmark
+   scene's own 2x grid, and one facet pass per DEM cell; with 3 k^2 edges per cell and
+   pass, the edge walks alone bound what two cores can reach (``cells_per_second_bound``);
+5. ``sarheight.distributed.reconstruct_distributed`` against the in-memory path, when that
    function exists (checked at run time): on local threads (``client="threads"``) and on
    one dask ``LocalCluster`` started once for the run (its start-up not timed); speed
    relative to the in-memory ``reconstruct`` and agreement of ``backscatter``.
@@ -72,6 +77,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import xarray as xr
 from _common import REPO, best_time, machine, write_json
@@ -81,7 +87,8 @@ from sarheight import layover as layover_module
 from sarheight import simulate as simulate_module
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
-from sarheight.kernels import WGS84_A, WGS84_E2
+from sarheight.kernels import WGS84_A, WGS84_E2, facets
+from sarheight.kernels.projection import gather_edge, row_prefix_sums, scatter_edge
 from sarheight.layover import reallocate, reconstruct
 from sarheight.simulate import _run_simulation, simulate
 
@@ -416,6 +423,98 @@ def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.
     }
 
 
+# --------------------------------------------------------------------------- kernel costs
+
+@numba.njit(cache=True)
+def _scatter_edges(edges, acc):
+    for e in range(edges.shape[0]):
+        scatter_edge(edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3], 1.0, 1.0, acc)
+
+
+@numba.njit(cache=True)
+def _gather_edges(edges, prefix):
+    total = 0.0
+    for e in range(edges.shape[0]):
+        a, b = gather_edge(edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3], prefix)
+        total += a + b
+    return total
+
+
+def _upsampled_edges(line: np.ndarray, sample: np.ndarray, k: int) -> np.ndarray:
+    """(L0, S0, L1, S1) window coordinates of the H, V and D edges of the k-times upsampled
+    grid of cell centres (positions bilinear between centres), k = 2, in walking order."""
+    if k != 2:
+        raise ValueError("the edge sample is built for k = 2")
+    rows, cols = line.shape
+    grids = []
+    for field in (line, sample):
+        up = np.empty((2 * rows - 1, 2 * cols - 1))
+        up[::2, ::2] = field
+        up[1::2, ::2] = 0.5 * (field[1:] + field[:-1])
+        up[::2, 1::2] = 0.5 * (field[:, 1:] + field[:, :-1])
+        up[1::2, 1::2] = 0.25 * (field[1:, 1:] + field[:-1, 1:] + field[1:, :-1] + field[:-1, :-1])
+        grids.append(up - np.nanmin(up) + 1.5)
+    ul, us = grids
+    pieces = []
+    for first, second in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                          ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                          ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None)))):
+        pieces.append(np.stack([ul[first], us[first], ul[second], us[second]], axis=-1).reshape(-1, 4))
+    edges = np.concatenate(pieces)
+    return np.ascontiguousarray(edges[np.isfinite(edges).all(axis=1)])
+
+
+def kernel_costs(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, Any]:
+    """Single-thread cost of an edge walk and of the facet passes per DEM cell (exact, k = 2)."""
+    state = _run_simulation(dem, geometry, "model", "exact", "auto", keep_per_cell=False)
+    cells = state.cells
+    k = state.oversample
+    edges = _upsampled_edges(cells["line"], cells["sample"], k)
+    rows = int(np.ceil(edges[:, [0, 2]].max())) + 2
+    cols = int(np.ceil(edges[:, [1, 3]].max())) + 2
+    acc = np.zeros((rows, cols, 2))
+    prefix = row_prefix_sums(np.random.default_rng(0).random((2, rows, cols)))
+    scatter_seconds = best_time(lambda: _scatter_edges(edges, acc))
+    gather_seconds = best_time(lambda: _gather_edges(edges, prefix))
+    floor_l = np.floor(edges[:, [0, 2]])
+    floor_s = np.floor(edges[:, [1, 3]])
+    one_pixel = float(np.mean((floor_l[:, 0] == floor_l[:, 1]) & (floor_s[:, 0] == floor_s[:, 1])))
+    # One facet pass over the whole DEM on this thread (the library runs tiles on threads).
+    shape = cells["valid"].shape
+    line0, n_lines, sample0, n_samples = state.window
+    ecef = simulate_module.cell_ecef(cells, 0, shape[0], 0, shape[1])
+    shadowed = np.isin(state.shadow, (1, 2))
+    contribution = state.contribution
+    ratios = row_prefix_sums(np.random.default_rng(1).random((2, n_lines, n_samples)))
+
+    def facet_pass(gather: bool) -> None:
+        energy = np.zeros((2, *shape)) if gather else np.zeros((2, 1, 1))
+        per_cell = [np.zeros(shape) for _ in range(4)]
+        buffer = np.zeros((1, 1, 2)) if gather else np.zeros((n_lines, n_samples, 2))
+        facets.facet_pass(ecef, cells["line"], cells["sample"], cells["look"], cells["valid"], shadowed,
+                          contribution.user_weight, k, contribution.code, contribution.law, contribution.table,
+                          True, gather, line0, sample0, ratios if gather else np.zeros((2, 1, 1)), 0, shape[0], 0,
+                          shape[1], energy, *per_cell, buffer)
+
+    pass_seconds = {name: best_time(lambda gather=gather: facet_pass(gather), repeats=2)
+                    for name, gather in (("scatter", False), ("gather", True))}
+    edges_per_cell = 3 * k * k
+    edge_ns = {"scatter": scatter_seconds / len(edges) * 1e9, "gather": gather_seconds / len(edges) * 1e9}
+    cores = min(2, os.cpu_count() or 1)
+    edge_seconds_per_cell = edges_per_cell * (edge_ns["scatter"] + edge_ns["gather"]) * 1e-9
+    return {
+        "side": dem.shape[0], "oversample": k, "edges": len(edges), "edges_per_cell_and_pass": edges_per_cell,
+        "edge_inside_one_pixel_fraction": one_pixel,
+        "edge_walk_ns": edge_ns,
+        "facet_pass_ns_per_cell_one_thread": {name: t / dem.size * 1e9 for name, t in pass_seconds.items()},
+        "cells_per_second_bound": {
+            "what": f"DEM cells/s on {cores} cores if everything but the edge walks of one scatter and one "
+                    "gather were free",
+            "value": cores / edge_seconds_per_cell,
+        },
+    }
+
+
 # --------------------------------------------------------------------------- distributed
 
 def distributed_function():
@@ -526,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             "timing": "best of warm runs (benchmarks/_common.best_time)",
             "scaling": "cells_per_second / cells_per_second at the smallest size (1.0 = linear)",
         },
-        "results": [], "memory": [], "numpy_twin": None,
+        "results": [], "memory": [], "numpy_twin": None, "kernel_costs": None,
         "distributed": {"status": distributed_status, "results": []},
         "complete": False,
     }
@@ -595,6 +694,20 @@ def main(argv: list[str] | None = None) -> int:
                         f"{entry['cells_per_second'] / 1e6:.3f} Mcell/s, {entry['speed_relative_to_in_memory']:.2f}x "
                         f"in-memory speed, max rel diff {entry['max_relative_difference_backscatter']}, same NaN "
                         f"{entry['same_nan_pattern']}"), flush=True)
+                if n == sizes[0] and projection == "exact":
+                    try:
+                        report["kernel_costs"] = kernel_costs(dem, geometry)
+                        c = report["kernel_costs"]
+                        print(f"        exact projection, one thread: edge walk {c['edge_walk_ns']['scatter']:.1f} ns "
+                              f"(scatter) / {c['edge_walk_ns']['gather']:.1f} ns (gather), "
+                              f"{c['edge_inside_one_pixel_fraction']:.0%} of edges inside one pixel; facet pass "
+                              f"{c['facet_pass_ns_per_cell_one_thread']['scatter']:.0f} / "
+                              f"{c['facet_pass_ns_per_cell_one_thread']['gather']:.0f} ns per cell; edge walks alone "
+                              f"bound reconstruct to {c['cells_per_second_bound']['value'] / 1e6:.2f} M cells/s",
+                              flush=True)
+                    except Exception as exc:
+                        report["kernel_costs"] = {"error": f"{type(exc).__name__}: {exc}"}
+                        print(f"        kernel costs failed: {report['kernel_costs']['error']}", flush=True)
                 if n == sizes[0] and projection == "bilinear":
                     try:
                         report["numpy_twin"] = twin_comparison(dem, geometry, observation)
