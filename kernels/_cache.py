@@ -39,7 +39,7 @@ def cached_dispatchers(modules: Iterable[ModuleType]) -> list[Dispatcher]:
     for module in modules:
         for value in vars(module).values():
             if (isinstance(value, Dispatcher) and value.__module__ == module.__name__
-                    and getattr(value._cache, "cache_path", None) is not None):
+                    and getattr(getattr(value, "_cache", None), "cache_path", None) is not None):
                 found.append(value)
     return found
 
@@ -48,9 +48,17 @@ def refresh_stale_caches(directory: Path, modules: Iterable[ModuleType]) -> bool
     """Drop the cached compilations of the functions of ``modules`` (kernels in
     ``directory``) if the kernel sources changed since the caches were written.
 
-    Returns whether the caches were dropped. Best effort: where the cache location is
-    not writable Numba does not cache either, and nothing is done.
+    Returns whether the caches were dropped. Best effort, never an error: where the
+    cache location is not writable Numba does not cache either, and a Numba whose cache
+    objects differ leaves the caches as they are.
     """
+    try:
+        return _refresh(directory, modules)
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def _refresh(directory: Path, modules: Iterable[ModuleType]) -> bool:
     dispatchers = cached_dispatchers(modules)
     if not dispatchers:
         return False
