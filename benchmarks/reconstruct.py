@@ -425,13 +425,15 @@ def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.
 
 # --------------------------------------------------------------------------- kernel costs
 
-@numba.njit(cache=True)
+# Not cached: they compile the library's edge walks into themselves, and a cache keyed on
+# this file would keep timing old kernels after an edit (best_time warms up).
+@numba.njit
 def _scatter_edges(edges, acc):
     for e in range(edges.shape[0]):
         scatter_edge(edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3], 1.0, 1.0, acc)
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _gather_edges(edges, prefix):
     total = 0.0
     for e in range(edges.shape[0]):

@@ -54,7 +54,7 @@ def refresh_stale_caches(directory: Path, modules: Iterable[ModuleType]) -> bool
     """
     try:
         return _refresh(directory, modules)
-    except (OSError, AttributeError, TypeError):
+    except Exception:  # a cache refresh must never fail an import
         return False
 
 
@@ -82,6 +82,7 @@ def _refresh(directory: Path, modules: Iterable[ModuleType]) -> bool:
             handle, temporary = tempfile.mkstemp(dir=location, prefix=".marker-")
             with os.fdopen(handle, "w") as stream:
                 stream.write(fingerprint + "\n")
+            os.chmod(temporary, 0o644)  # readable by the other users of a shared cache
             os.replace(temporary, location / MARKER)
     except OSError:
         return False

@@ -36,7 +36,8 @@ def _callee(result: float) -> str:
 
 
 def _run(root: Path, cache: Path) -> float:
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(root)}
+    # No bytecode: a rewrite within the same second and of the same size would reuse a stale .pyc.
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run([sys.executable, "-c", "import stalepkg.caller as c; print(c.twice())"],
                           capture_output=True, text=True, env=env, check=True)
     return float(done.stdout.strip().splitlines()[-1])
