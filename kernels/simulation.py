@@ -27,6 +27,36 @@ OUTSIDE = 255
 
 
 @numba.njit(cache=True, nogil=True)
+def _column_trig(lon, rows, cols):
+    """Whether ``lon`` is a broadcast view of a 1-D axis (zero row stride), and then the
+    cosine and sine of each column's longitude, computed once."""
+    by_column = lon.strides[0] == 0
+    cos_lon = np.empty(cols)
+    sin_lon = np.empty(cols)
+    if by_column and rows > 0:
+        for j in range(cols):
+            cos_lon[j] = math.cos(lon[0, j])
+            sin_lon[j] = math.sin(lon[0, j])
+    return by_column, cos_lon, sin_lon
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _latitude_terms(lat, i, j, a, e2):
+    """Cosine and sine of the latitude at (i, j) and the prime-vertical radius (m)."""
+    cos_lat = math.cos(lat[i, j])
+    sin_lat = math.sin(lat[i, j])
+    return cos_lat, sin_lat, a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _longitude_terms(lon, i, j, by_column, cos_lon, sin_lon):
+    """Cosine and sine of the longitude at (i, j), from the per-column tables if any."""
+    if by_column:
+        return cos_lon[j], sin_lon[j]
+    return math.cos(lon[i, j]), math.sin(lon[i, j])
+
+
+@numba.njit(cache=True, nogil=True)
 def cell_geometry(
     lon, lat, height, a, e2,
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
@@ -60,21 +90,13 @@ def cell_geometry(
     above = np.full(cols, math.nan)
     above2 = np.full(cols, math.nan)
     # Broadcast views of 1-D axes (zero strides): one sine and cosine per column and row.
-    lon_by_column = lon.strides[0] == 0
+    lon_by_column, column_cos, column_sin = _column_trig(lon, rows, cols)
     lat_by_row = lat.strides[1] == 0
-    column_cos = np.empty(cols)
-    column_sin = np.empty(cols)
-    if lon_by_column and rows > 0:
-        for j in range(cols):
-            column_cos[j] = math.cos(lon[0, j])
-            column_sin[j] = math.sin(lon[0, j])
     cos_lat = sin_lat = pv = 0.0
     if rows > 0:
         for i in range(rows):
             if lat_by_row:
-                cos_lat = math.cos(lat[i, 0])
-                sin_lat = math.sin(lat[i, 0])
-                pv = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
+                cos_lat, sin_lat, pv = _latitude_terms(lat, i, 0, a, e2)
             for j in range(cols):
                 h = np.float64(height[i, j])
                 seed = above[j]
@@ -85,15 +107,8 @@ def cell_geometry(
                 if h != h:
                     continue
                 if not lat_by_row:
-                    cos_lat = math.cos(lat[i, j])
-                    sin_lat = math.sin(lat[i, j])
-                    pv = a / math.sqrt(1.0 - e2 * sin_lat * sin_lat)
-                if lon_by_column:
-                    cos_lon = column_cos[j]
-                    sin_lon = column_sin[j]
-                else:
-                    cos_lon = math.cos(lon[i, j])
-                    sin_lon = math.sin(lon[i, j])
+                    cos_lat, sin_lat, pv = _latitude_terms(lat, i, j, a, e2)
+                cos_lon, sin_lon = _longitude_terms(lon, i, j, lon_by_column, column_cos, column_sin)
                 x = (pv + h) * cos_lat * cos_lon
                 y = (pv + h) * cos_lat * sin_lon
                 z = (pv * (1.0 - e2) + h) * sin_lat
@@ -148,31 +163,16 @@ def ecef_of_cells(lon, lat, height, a, e2, out):
     recompute them per block of rows instead of keeping 24 bytes per cell.
     """
     rows, cols = height.shape
-    lon_by_column = lon.strides[0] == 0
+    lon_by_column, cos_lon, sin_lon = _column_trig(lon, rows, cols)
     lat_by_row = lat.strides[1] == 0
-    cos_lon = np.empty(cols)
-    sin_lon = np.empty(cols)
     cl = sl = pv = 0.0
-    if lon_by_column:
-        for j in range(cols):
-            cos_lon[j] = math.cos(lon[0, j])
-            sin_lon[j] = math.sin(lon[0, j])
     for i in range(rows):
         if lat_by_row:
-            cl = math.cos(lat[i, 0])
-            sl = math.sin(lat[i, 0])
-            pv = a / math.sqrt(1.0 - e2 * sl * sl)
+            cl, sl, pv = _latitude_terms(lat, i, 0, a, e2)
         for j in range(cols):
             if not lat_by_row:
-                cl = math.cos(lat[i, j])
-                sl = math.sin(lat[i, j])
-                pv = a / math.sqrt(1.0 - e2 * sl * sl)
-            if lon_by_column:
-                co = cos_lon[j]
-                so = sin_lon[j]
-            else:
-                co = math.cos(lon[i, j])
-                so = math.sin(lon[i, j])
+                cl, sl, pv = _latitude_terms(lat, i, j, a, e2)
+            co, so = _longitude_terms(lon, i, j, lon_by_column, cos_lon, sin_lon)
             h = np.float64(height[i, j])
             out[i, j, 0] = (pv + h) * cl * co
             out[i, j, 1] = (pv + h) * cl * so
