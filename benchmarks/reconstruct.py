@@ -21,11 +21,10 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    for bilinear projection (``tests/twin_reallocation.py``: facets, ``np.add.at``
    scatter, ratios, gather by fancy indexing), in the same process on the smallest size,
    after checking that the twin reproduces the library;
-4. the cost of the exact projection's unit of work, on one thread: walking one edge of
-   the facets of the upsampled DEM across the pixel grid, scatter and gather
-   (``kernels.projection.scatter_edge``, ``gather_edge``), on the edges of the benchmark
-   scene's own 2x grid, and one facet pass per DEM cell; with 3 k^2 edges per cell and
-   pass, the edge walks alone bound what two cores can reach (``cells_per_second_bound``);
+4. the cost per DEM cell of the facet kernel (``kernels.facets.facet_pass``), one scatter
+   and one gather pass on one thread over a tile of the library's size from the middle
+   of the smallest scene, exact and bilinear; the two passes alone bound what two cores
+   can reach (``cells_per_second_bound``);
 5. ``sarheight.distributed.reconstruct_distributed`` against the in-memory path, when that
    function exists (checked at run time): on local threads (``client="threads"``) and on
    one dask ``LocalCluster`` started once for the run (its start-up not timed); speed
@@ -77,7 +76,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 import xarray as xr
 from _common import REPO, best_time, machine, write_json
@@ -88,7 +86,6 @@ from sarheight import simulate as simulate_module
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.kernels import WGS84_A, WGS84_E2, facets
-from sarheight.kernels.projection import gather_edge, row_prefix_sums, scatter_edge
 from sarheight.layover import reallocate, reconstruct
 from sarheight.simulate import _run_simulation, simulate
 
@@ -396,7 +393,7 @@ def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.
              and max(conservation["library_relative_error"], conservation["twin_relative_error"]) <= TWIN_TOLERANCE)
 
     def kernel_core():
-        images = state.facet_pass(gather=False)[-1]
+        images = simulate_module.channels(state.facet_pass(gather=False)[-1])
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios = np.where(images[:2] > 0, np.nan_to_num(observed) * pixel_area / images[:2], 0.0)
         return state.facet_pass(gather=True, ratios=np.ascontiguousarray(ratios))[0]
@@ -425,96 +422,57 @@ def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.
 
 # --------------------------------------------------------------------------- kernel costs
 
-# Not cached: they compile the library's edge walks into themselves, and a cache keyed on
-# this file would keep timing old kernels after an edit (best_time warms up).
-@numba.njit
-def _scatter_edges(edges, acc):
-    for e in range(edges.shape[0]):
-        scatter_edge(edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3], 1.0, 1.0, acc)
+def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
+    """ns per cell of one scatter and one gather pass of the facet kernel over the cells
+    of ``view`` (with a halo of one cell), on this thread."""
+    cells = state.cells
+    line, sample, look, valid = (np.ascontiguousarray(cells[name][view]) for name in ("line", "sample", "look", "valid"))
+    ecef = simulate_module.cell_ecef(cells, view[0].start, view[0].stop, view[1].start, view[1].stop)
+    shadowed = np.isin(np.ascontiguousarray(state.shadow[view]), (1, 2))
+    line0, n_lines, sample0, n_samples = state.window
+    first_line, count, first_sample, n = simulate_module._tile_reach(line, sample, state.window)
+    ratios = simulate_module.gather_buffer(np.random.default_rng(1).random((2, n_lines, n_samples)), state.exact)
+    c = state.contribution
+    shape = line.shape
 
+    def facet_pass(gather: bool) -> None:
+        energy = np.zeros((2, *shape))
+        per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)]
+        buffer = ratios if gather else simulate_module.radar_sums(count, n)
+        origin = (line0, sample0) if gather else (line0 + first_line, sample0 + first_sample)
+        facets.facet_pass(ecef, line, sample, look, valid, shadowed, c.user_weight, state.oversample, c.code, c.law,
+                          c.table, state.exact, gather, *origin, buffer, 1, shape[0] - 1, 1, shape[1] - 1, energy,
+                          *per_cell)
+        if not gather:
+            facets.resolve_tile(buffer, state.exact)
 
-@numba.njit
-def _gather_edges(edges, prefix):
-    total = 0.0
-    for e in range(edges.shape[0]):
-        a, b = gather_edge(edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3], prefix)
-        total += a + b
-    return total
-
-
-def _upsampled_edges(line: np.ndarray, sample: np.ndarray, k: int) -> np.ndarray:
-    """(L0, S0, L1, S1) window coordinates of the H, V and D edges of the k-times upsampled
-    grid of cell centres (positions bilinear between centres), k = 2, in walking order."""
-    if k != 2:
-        raise ValueError("the edge sample is built for k = 2")
-    rows, cols = line.shape
-    grids = []
-    for field in (line, sample):
-        up = np.empty((2 * rows - 1, 2 * cols - 1))
-        up[::2, ::2] = field
-        up[1::2, ::2] = 0.5 * (field[1:] + field[:-1])
-        up[::2, 1::2] = 0.5 * (field[:, 1:] + field[:, :-1])
-        up[1::2, 1::2] = 0.25 * (field[1:, 1:] + field[:-1, 1:] + field[1:, :-1] + field[:-1, :-1])
-        grids.append(up - np.nanmin(up) + 1.5)
-    ul, us = grids
-    pieces = []
-    for first, second in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                          ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
-                          ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None)))):
-        pieces.append(np.stack([ul[first], us[first], ul[second], us[second]], axis=-1).reshape(-1, 4))
-    edges = np.concatenate(pieces)
-    return np.ascontiguousarray(edges[np.isfinite(edges).all(axis=1)])
+    own = (shape[0] - 2) * (shape[1] - 2)
+    return {name: best_time(lambda gather=gather: facet_pass(gather)) / own * 1e9
+            for name, gather in (("scatter", False), ("gather", True))}
 
 
 def kernel_costs(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, Any]:
-    """Single-thread cost of an edge walk and of the facet passes per DEM cell (exact, k = 2)."""
-    state = _run_simulation(dem, geometry, "model", "exact", "auto", keep_per_cell=False)
-    cells = state.cells
-    k = state.oversample
-    edges = _upsampled_edges(cells["line"], cells["sample"], k)
-    rows = int(np.ceil(edges[:, [0, 2]].max())) + 2
-    cols = int(np.ceil(edges[:, [1, 3]].max())) + 2
-    acc = np.zeros((rows, cols, 2))
-    prefix = row_prefix_sums(np.random.default_rng(0).random((2, rows, cols)))
-    scatter_seconds = best_time(lambda: _scatter_edges(edges, acc))
-    gather_seconds = best_time(lambda: _gather_edges(edges, prefix))
-    floor_l = np.floor(edges[:, [0, 2]])
-    floor_s = np.floor(edges[:, [1, 3]])
-    one_pixel = float(np.mean((floor_l[:, 0] == floor_l[:, 1]) & (floor_s[:, 0] == floor_s[:, 1])))
-    # One facet pass over the whole DEM on this thread (the library runs tiles on threads).
-    shape = cells["valid"].shape
-    line0, n_lines, sample0, n_samples = state.window
-    ecef = simulate_module.cell_ecef(cells, 0, shape[0], 0, shape[1])
-    shadowed = np.isin(state.shadow, (1, 2))
-    contribution = state.contribution
-    ratios = row_prefix_sums(np.random.default_rng(1).random((2, n_lines, n_samples)))
-
-    def facet_pass(gather: bool) -> None:
-        energy = np.zeros((2, *shape)) if gather else np.zeros((2, 1, 1))
-        per_cell = [np.zeros(shape) for _ in range(4)]
-        buffer = np.zeros((1, 1, 2)) if gather else np.zeros((n_lines, n_samples, 2))
-        facets.facet_pass(ecef, cells["line"], cells["sample"], cells["look"], cells["valid"], shadowed,
-                          contribution.user_weight, k, contribution.code, contribution.law, contribution.table,
-                          True, gather, line0, sample0, ratios if gather else np.zeros((2, 1, 1)), 0, shape[0], 0,
-                          shape[1], energy, *per_cell, buffer)
-
-    pass_seconds = {name: best_time(lambda gather=gather: facet_pass(gather), repeats=2)
-                    for name, gather in (("scatter", False), ("gather", True))}
-    edges_per_cell = 3 * k * k
-    edge_ns = {"scatter": scatter_seconds / len(edges) * 1e9, "gather": gather_seconds / len(edges) * 1e9}
+    """Single-thread cost per DEM cell of the facet kernel's scatter and gather passes on
+    one tile of the library's size in the middle of the scene (``kernels.facets``, as
+    ``_Simulation.facet_pass`` runs it on each tile), exact and bilinear; and what two
+    cores could reach if everything else in ``reconstruct`` were free."""
+    out: dict[str, Any] = {"tile_cells": simulate_module.TILE_CELLS}
     cores = min(2, os.cpu_count() or 1)
-    edge_seconds_per_cell = edges_per_cell * (edge_ns["scatter"] + edge_ns["gather"]) * 1e-9
-    return {
-        "side": dem.shape[0], "oversample": k, "edges": len(edges), "edges_per_cell_and_pass": edges_per_cell,
-        "edge_inside_one_pixel_fraction": one_pixel,
-        "edge_walk_ns": edge_ns,
-        "facet_pass_ns_per_cell_one_thread": {name: t / dem.size * 1e9 for name, t in pass_seconds.items()},
-        "cells_per_second_bound": {
-            "what": f"DEM cells/s on {cores} cores if everything but the edge walks of one scatter and one "
-                    "gather were free",
-            "value": cores / edge_seconds_per_cell,
-        },
-    }
+    side = min(simulate_module.TILE_SIDE, dem.shape[0] - 2, dem.shape[1] - 2)
+    first = (dem.shape[0] - side) // 2, (dem.shape[1] - side) // 2
+    view = (slice(first[0] - 1, first[0] + side + 1), slice(first[1] - 1, first[1] + side + 1))
+    for projection in PROJECTIONS:
+        state = _run_simulation(dem, geometry, "model", projection, "auto", keep_per_cell=False)
+        ns = _tile_pass_ns(state, view)
+        out[projection] = {
+            "oversample": state.oversample, "tile_side": side, "ns_per_cell_one_thread": ns,
+            "cells_per_second_bound": {
+                "what": f"DEM cells/s of reconstruct on {cores} cores if everything but one scatter and one "
+                        "gather pass were free",
+                "value": cores / ((ns["scatter"] + ns["gather"]) * 1e-9),
+            },
+        }
+    return out
 
 
 # --------------------------------------------------------------------------- distributed
@@ -696,17 +654,15 @@ def main(argv: list[str] | None = None) -> int:
                         f"{entry['cells_per_second'] / 1e6:.3f} Mcell/s, {entry['speed_relative_to_in_memory']:.2f}x "
                         f"in-memory speed, max rel diff {entry['max_relative_difference_backscatter']}, same NaN "
                         f"{entry['same_nan_pattern']}"), flush=True)
-                if n == sizes[0] and projection == "exact":
+                if n == sizes[0] and projection == projections[-1]:
                     try:
                         report["kernel_costs"] = kernel_costs(dem, geometry)
-                        c = report["kernel_costs"]
-                        print(f"        exact projection, one thread: edge walk {c['edge_walk_ns']['scatter']:.1f} ns "
-                              f"(scatter) / {c['edge_walk_ns']['gather']:.1f} ns (gather), "
-                              f"{c['edge_inside_one_pixel_fraction']:.0%} of edges inside one pixel; facet pass "
-                              f"{c['facet_pass_ns_per_cell_one_thread']['scatter']:.0f} / "
-                              f"{c['facet_pass_ns_per_cell_one_thread']['gather']:.0f} ns per cell; edge walks alone "
-                              f"bound reconstruct to {c['cells_per_second_bound']['value'] / 1e6:.2f} M cells/s",
-                              flush=True)
+                        for name in PROJECTIONS:
+                            c = report["kernel_costs"][name]
+                            print(f"        facet kernel, {name}, one thread, one tile: {c['ns_per_cell_one_thread']['scatter']:.0f}"
+                                  f" ns (scatter) / {c['ns_per_cell_one_thread']['gather']:.0f} ns (gather) per cell; "
+                                  f"these passes alone bound reconstruct to {c['cells_per_second_bound']['value'] / 1e6:.2f}"
+                                  " M cells/s", flush=True)
                     except Exception as exc:
                         report["kernel_costs"] = {"error": f"{type(exc).__name__}: {exc}"}
                         print(f"        kernel costs failed: {report['kernel_costs']['error']}", flush=True)

@@ -2,23 +2,35 @@
 
 Each DEM cell is split into ``k x k`` sub-quads (the DEM upsampled ``k`` times, positions
 bilinear between cell centres) and each sub-quad into two triangles. The kernel walks the
-upsampled grid one DEM row at a time, keeping the ``k + 1`` vertex rows of that DEM row:
-
-* every vertex is computed once: its ECEF position and its radar (line, sample) are the
-  bilinear interpolations of the four surrounding cell centres'. Interpolating (line,
-  sample) instead of mapping the interpolated position differs by the curvature of the
-  zero-Doppler mapping over a cell, (cell size)^2 / (2 x slant range), about 1e-4 m for
-  10 m cells at 850 km: far below any pixel;
-* every edge of the triangulation is walked once (``projection.scatter_edge`` / ``gather_edge``): when
-  scattering, with the net of the two triangles on either side (each triangle deposits
-  ``quantity / signed area`` along its boundary, Green's theorem), and when gathering, its
-  integral is shared by the two triangles. Per DEM cell that is 3 k^2 edges instead of
-  the 6 k^2 of triangles walked one by one.
+upsampled grid one DEM row at a time, keeping the ``k + 1`` vertex rows of that DEM row.
+Interpolating (line, sample) between centres instead of mapping the interpolated
+position differs by the curvature of the zero-Doppler mapping over a cell, (cell
+size)^2 / (2 x slant range), about 1e-4 m for 10 m cells at 850 km: far below a pixel.
 
 Triangles of sub-quad (a, b), vertices P = (a, b), Q = (a, b + 1), R = (a + 1, b + 1),
 S = (a + 1, b): T0 = P -> Q -> R and T1 = P -> R -> S. With H(a, b) = (a, b) -> (a, b + 1),
 V(a, b) = (a, b) -> (a + 1, b) and D(a, b) = (a, b) -> (a + 1, b + 1):
 boundary(T0) = H(a, b) + V(a, b + 1) - D(a, b), boundary(T1) = D(a, b) - H(a + 1, b) - V(a, b).
+Every edge of the triangulation is walked once (3 k^2 per cell): when scattering with
+the net of the scales (quantity / signed window area) of the triangles on either side,
+when gathering for its integral, shared by both (Green's theorem, ``projection``).
+
+The work is staged so that most of it runs on SIMD lanes, each stage a loop over the
+sub-columns of one vertex or sub-row with no branch in its body: vertices, triangle
+geometry and contributions, net scales, and the cutting of every edge into its pieces
+(``_cut``: an edge shorter than a pixel in both directions crosses at most one
+row and one column border, so it has at most three pieces; the longer ones are flagged
+and walked one by one, ``_walk_long``). Only the deposits into (scatter) or reads from
+(gather) the radar buffer go piece by piece, and they have no branches either: a piece
+off the image is moved to the buffer's padding.
+
+Radar buffers (``radar_buffer_shape``) hold the two channels of each pixel side by side,
+(lines + 2 PAD, samples + 2 PAD, 2), pixel (r, c) at [r + PAD, c + PAD]; a piece in
+row r and column c (window coordinates) touches columns c - 1 and c only, 32 bytes. The
+scatter accumulates the difference buffer D of ``projection`` (pixel images are its
+reverse row sums, ``resolve_tile``), the exact gather reads the inclusive row prefix
+sums P with P = 0 left of the image and P = P[n - 1] right of it (``prefix_buffer``),
+and bilinear projection deposits and reads the images themselves (padding zero).
 """
 
 import math
@@ -26,19 +38,53 @@ import math
 import numba
 import numpy as np
 
-from .projection import (
-    gather_bilinear,
-    gather_edge,
-    gather_point,
-    scatter_bilinear,
-    scatter_edge,
-    scatter_point,
-    triangle_signed_area,
-)
-
 CONTRIBUTION_MODEL = 0
 CONTRIBUTION_GAMMA = 1
 CONTRIBUTION_USER = 2
+
+#: Padding of radar buffers on every side, in pixels.
+PAD = 2
+
+#: Footprints under this area (pixels^2) are deposited and read as points at their
+#: centroid. Green's theorem divides a triangle's edge integrals by its signed area; for
+#: a sliver at a layover fold (the footprint folds over, its area crosses zero) that
+#: quotient amplifies the rounding of the row prefix sums (measured: 5e-6 of a cell's
+#: energy, depending on where a tile's prefix sums start). A point keeps scatter and
+#: gather exact adjoints and misplaces at most a sliver's length.
+SLIVER_AREA = 1e-6
+
+# Unsigned offsets: indexing with unsigned integers needs no negative-index wraparound.
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+
+# The piece table of a run of edges (``_cut_for_scatter``, ``_cut_for_gather``): per
+# piece slot (three per edge) its pixel as a flat offset into a raveled radar buffer, and
+# (scatter) what it adds to the pixel's column and the one before in both channels, or
+# (gather) its fraction and extent; then the flag of edges too long for three pieces.
+_SLOTS = 3
+_LONG = 15
+_PIECE_ROWS = 16
+
+
+def radar_buffer_shape(n_lines: int, n_samples: int) -> tuple[int, int, int]:
+    """Shape of a radar buffer of ``n_lines`` x ``n_samples`` pixels with its padding."""
+    return (n_lines + 2 * PAD, n_samples + 2 * PAD, 2)
+
+
+# --------------------------------------------------------------------------- facet geometry
+
+# Rows of the facet table of one sub-row (``_triangles``, ``_quads``): outward area vector
+# (m^2), sigma area |A|, projected area A . look, signed window area (pixels^2, 0 for
+# bilinear), contribution c, gamma weight (the gamma area, 0 in shadow).
+_NX = 0
+_NY = 1
+_NZ = 2
+_SIGMA = 3
+_PROJECTED = 4
+_AREA = 5
+_C = 6
+_GAMMA = 7
+_FACET_ROWS = 8
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -48,9 +94,7 @@ def _sigma0_model(cos_theta, a0, a1, a2):
         return 0.0
     sin_theta = math.sqrt(max(0.0, 1.0 - cos_theta * cos_theta))
     base = sin_theta + a1 * cos_theta
-    # The default law's exponent is 3: a product is several times cheaper than pow.
-    power = base * base * base if a2 == 3.0 else base**a2
-    return a0 * cos_theta / power
+    return a0 * cos_theta / base**a2
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -64,85 +108,164 @@ def _tabulated(cos_theta, table):
     return (1.0 - w) * table[k] + w * table[k + 1]
 
 
-@numba.njit(cache=True, nogil=True)
-def _vertex_row(ecef, line, sample, rho, k, line0, sample0, vx, vl, vs):
-    """Vertices of the upsampled grid at fractional DEM row ``rho``, all columns.
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _facet(e1x, e1y, e1z, e2x, e2y, e2z, area, cx, cy, cz, ux, uy, uz, ok, dark, code, a0, a1):
+    """Everything the pass needs of one facet: the rows of the facet table.
 
-    Bilinear between the four surrounding cell centres, extrapolated half a cell at the
-    DEM's border. ``vl``, ``vs`` are window coordinates (L = line - line0 + 0.5); NaN
+    The area vector is half the cross product e1 x e2, turned outward (away from the
+    Earth's centre; ``c``: the cell's position). The model law's contribution
+    a0 cos(t) / (sin(t) + a1 cos(t))^3 |A| is written with p = A . look and s = |A| as
+    a0 p s^3 / (sqrt(s^2 - p^2) + a1 p)^3: one division and no cosine. Facets that face
+    away contribute nothing; ``dark`` ones (shadow) neither, nor carry gamma weight.
+    Scalars only: an array argument would make the caller's loop scalar.
+    """
+    nx = 0.5 * (e1y * e2z - e1z * e2y)
+    ny = 0.5 * (e1z * e2x - e1x * e2z)
+    nz = 0.5 * (e1x * e2y - e1y * e2x)
+    sign = -1.0 if nx * cx + ny * cy + nz * cz < 0.0 else 1.0
+    nx *= sign
+    ny *= sign
+    nz *= sign
+    sigma2 = nx * nx + ny * ny + nz * nz
+    sigma = math.sqrt(sigma2)
+    projected = nx * ux + ny * uy + nz * uz
+    across = math.sqrt(max(sigma2 - projected * projected, 0.0)) + a1 * projected
+    law = a0 * projected * sigma2 * sigma / (across * across * across)
+    c = law if code == CONTRIBUTION_MODEL else (projected if code == CONTRIBUTION_GAMMA else sigma)
+    lit = ok and projected > 0.0 and not dark
+    return (nx if ok else 0.0, ny if ok else 0.0, nz if ok else 0.0, sigma if ok else 0.0,
+            projected if ok else 0.0, area if ok and area == area else 0.0, c if lit else 0.0,
+            projected if lit else 0.0)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _store(out, b, values):
+    """Write the rows of one facet (``_facet``) into column ``b`` of a facet table."""
+    out[_NX, b], out[_NY, b], out[_NZ, b], out[_SIGMA, b] = values[0], values[1], values[2], values[3]
+    out[_PROJECTED, b], out[_AREA, b], out[_C, b], out[_GAMMA, b] = values[4], values[5], values[6], values[7]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _triangles(top, bottom, t, centre, look, usable, dark, code, a0, a1, out):
+    """Triangles t of one sub-row, all sub-columns b, into the facet table ``out``: t = 0
+    is P Q R, t = 1 is P R S, with P = top[b], Q = top[b + 1], R = bottom[b + 1],
+    S = bottom[b]. ``top``, ``bottom`` (5, n_sub + 1): vertex rows (ECEF x, y, z, L, S);
+    ``centre``, ``look`` (3, n_sub), ``usable``, ``dark`` (n_sub,): the cell of each
+    sub-column. (Two loops, not one with a test of t inside: that would compute both.)"""
+    n_sub = usable.shape[0]
+    if t == 0:
+        for b in range(n_sub):
+            px = top[0, b]
+            py = top[1, b]
+            pz = top[2, b]
+            l1 = top[3, b + 1] - top[3, b]
+            s1 = top[4, b + 1] - top[4, b]
+            l2 = bottom[3, b + 1] - top[3, b]
+            s2 = bottom[4, b + 1] - top[4, b]
+            values = _facet(top[0, b + 1] - px, top[1, b + 1] - py, top[2, b + 1] - pz,
+                            bottom[0, b + 1] - px, bottom[1, b + 1] - py, bottom[2, b + 1] - pz,
+                            0.5 * (s1 * l2 - s2 * l1), centre[0, b], centre[1, b], centre[2, b], look[0, b],
+                            look[1, b], look[2, b], usable[b], dark[b], code, a0, a1)
+            _store(out, b, values)
+    else:
+        for b in range(n_sub):
+            px = top[0, b]
+            py = top[1, b]
+            pz = top[2, b]
+            l1 = bottom[3, b + 1] - top[3, b]
+            s1 = bottom[4, b + 1] - top[4, b]
+            l2 = bottom[3, b] - top[3, b]
+            s2 = bottom[4, b] - top[4, b]
+            values = _facet(bottom[0, b + 1] - px, bottom[1, b + 1] - py, bottom[2, b + 1] - pz,
+                            bottom[0, b] - px, bottom[1, b] - py, bottom[2, b] - pz,
+                            0.5 * (s1 * l2 - s2 * l1), centre[0, b], centre[1, b], centre[2, b], look[0, b],
+                            look[1, b], look[2, b], usable[b], dark[b], code, a0, a1)
+            _store(out, b, values)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _quads(top, bottom, centre, look, usable, dark, code, a0, a1, out, position):
+    """As ``_triangles`` for whole sub-quads (bilinear splatting): the vector area from the
+    diagonals (exact for the projected area of a non-planar quad), no window area;
+    ``position`` (2, n_sub) out: the sub-quad's centre in window coordinates (L, S)."""
+    n_sub = usable.shape[0]
+    for b in range(n_sub):
+        values = _facet(bottom[0, b + 1] - top[0, b], bottom[1, b + 1] - top[1, b], bottom[2, b + 1] - top[2, b],
+                        bottom[0, b] - top[0, b + 1], bottom[1, b] - top[1, b + 1], bottom[2, b] - top[2, b + 1],
+                        0.0, centre[0, b], centre[1, b], centre[2, b], look[0, b], look[1, b], look[2, b],
+                        usable[b], dark[b], code, a0, a1)
+        _store(out, b, values)
+        position[0, b] = 0.25 * (top[3, b] + top[3, b + 1] + bottom[3, b] + bottom[3, b + 1])
+        position[1, b] = 0.25 * (top[4, b] + top[4, b + 1] + bottom[4, b] + bottom[4, b + 1])
+
+
+@numba.njit(cache=True, nogil=True)
+def _other_law(law, table, out):
+    """Contributions of facets under a tabulated law or the model law with an exponent
+    other than 3 (the facet table holds the model's for exponent 3): the law of the
+    local incidence angle times the sigma area, where the facet contributes at all."""
+    a0 = law[0]
+    a1 = law[1]
+    a2 = law[2]
+    for b in range(out.shape[1]):
+        if out[_C, b] == 0.0:
+            continue
+        sigma = out[_SIGMA, b]
+        cos_t = out[_PROJECTED, b] / sigma if sigma > 0.0 else 0.0
+        value = _tabulated(cos_t, table) if table.shape[0] > 1 else _sigma0_model(cos_t, a0, a1, a2)
+        out[_C, b] = value * sigma
+
+
+# --------------------------------------------------------------------------- vertices
+
+@numba.njit(cache=True, nogil=True)
+def _column_weights(k, cols):
+    """Per vertex column b of the upsampled grid: the cell column j0 left of it and the
+    weight of j0 + 1 (kappa = b / k - 0.5 cells; extrapolated half a cell at the border)."""
+    n_sub = k * cols
+    left = np.empty(n_sub + 1, dtype=np.int64)
+    weight = np.empty(n_sub + 1)
+    for b in range(n_sub + 1):
+        kappa = b / k - 0.5
+        j0 = min(max(int(math.floor(kappa)), 0), cols - 2)
+        left[b] = j0
+        weight[b] = kappa - j0
+    return left, weight
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _vertex_row(ecef, line, sample, rho, line0, sample0, left, weight, rows_tmp, out):
+    """Vertices of the upsampled grid at fractional DEM row ``rho``, all vertex columns.
+
+    Bilinear between the four surrounding cell centres: first along the rows into
+    ``rows_tmp`` (5, cols), then along the columns. ``out`` (5, n_sub + 1): ECEF x, y, z
+    (m) and window coordinates L = line - line0 + 0.5, S = sample - sample0 + 0.5; NaN
     where a centre used is void or unsolved.
     """
     rows, cols = line.shape
     i0 = min(max(int(math.floor(rho)), 0), rows - 2)
     wr = rho - i0
-    for b in range(vl.shape[0]):
-        kappa = b / k - 0.5
-        j0 = min(max(int(math.floor(kappa)), 0), cols - 2)
-        wc = kappa - j0
-        w00 = (1.0 - wr) * (1.0 - wc)
-        w01 = (1.0 - wr) * wc
-        w10 = wr * (1.0 - wc)
-        w11 = wr * wc
-        for axis in range(3):
-            vx[b, axis] = (w00 * ecef[i0, j0, axis] + w01 * ecef[i0, j0 + 1, axis]
-                           + w10 * ecef[i0 + 1, j0, axis] + w11 * ecef[i0 + 1, j0 + 1, axis])
-        vl[b] = (w00 * line[i0, j0] + w01 * line[i0, j0 + 1] + w10 * line[i0 + 1, j0]
-                 + w11 * line[i0 + 1, j0 + 1]) - line0 + 0.5
-        vs[b] = (w00 * sample[i0, j0] + w01 * sample[i0, j0 + 1] + w10 * sample[i0 + 1, j0]
-                 + w11 * sample[i0 + 1, j0 + 1]) - sample0 + 0.5
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _area_vector(vx, a0, b0, a1, b1, a2, b2, a3, b3, cx, cy, cz, ux, uy, uz):
-    """Half the cross product of the edges v[a1, b1] - v[a0, b0] and v[a3, b3] - v[a2, b2],
-    turned outward (away from the Earth's centre ``c``): the area vector of a triangle
-    from two of its sides, or of a quad from its diagonals (exact for the projected
-    area of a non-planar quad). Returns it, its sigma and gamma areas (m^2) and the
-    cosine of the local incidence angle for look vector ``u``."""
-    e1x = vx[a1, b1, 0] - vx[a0, b0, 0]
-    e1y = vx[a1, b1, 1] - vx[a0, b0, 1]
-    e1z = vx[a1, b1, 2] - vx[a0, b0, 2]
-    e2x = vx[a3, b3, 0] - vx[a2, b2, 0]
-    e2y = vx[a3, b3, 1] - vx[a2, b2, 1]
-    e2z = vx[a3, b3, 2] - vx[a2, b2, 2]
-    nx = 0.5 * (e1y * e2z - e1z * e2y)
-    ny = 0.5 * (e1z * e2x - e1x * e2z)
-    nz = 0.5 * (e1x * e2y - e1y * e2x)
-    if nx * cx + ny * cy + nz * cz < 0.0:
-        nx = -nx
-        ny = -ny
-        nz = -nz
-    area_sigma = math.sqrt(nx * nx + ny * ny + nz * nz)
-    projected = nx * ux + ny * uy + nz * uz
-    cos_t = projected / area_sigma if area_sigma > 0.0 else 0.0
-    return nx, ny, nz, area_sigma, max(projected, 0.0), cos_t
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _triangle(vx, vl, vs, a0, b0, a1, b1, a2, b2, cx, cy, cz, ux, uy, uz):
-    """3-D area vector of a triangle (outward), its sigma and gamma areas (m^2), the
-    cosine of its local incidence angle and its signed area in (S, L) window units."""
-    nx, ny, nz, area_sigma, area_gamma, cos_t = _area_vector(
-        vx, a0, b0, a1, b1, a0, b0, a2, b2, cx, cy, cz, ux, uy, uz)
-    signed = triangle_signed_area(vl[a0, b0], vs[a0, b0], vl[a1, b1], vs[a1, b1], vl[a2, b2], vs[a2, b2])
-    return nx, ny, nz, area_sigma, area_gamma, cos_t, signed
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _quad(vx, a, b, cx, cy, cz, ux, uy, uz):
-    """As ``_triangle`` for sub-quad (a, b), from its diagonals; no radar area."""
-    nx, ny, nz, area_sigma, area_gamma, cos_t = _area_vector(
-        vx, a, b, a + 1, b + 1, a, b + 1, a + 1, b, cx, cy, cz, ux, uy, uz)
-    return nx, ny, nz, area_sigma, area_gamma, cos_t, 0.0
+    for j in range(cols):
+        rows_tmp[0, j] = (1.0 - wr) * ecef[i0, j, 0] + wr * ecef[i0 + 1, j, 0]
+        rows_tmp[1, j] = (1.0 - wr) * ecef[i0, j, 1] + wr * ecef[i0 + 1, j, 1]
+        rows_tmp[2, j] = (1.0 - wr) * ecef[i0, j, 2] + wr * ecef[i0 + 1, j, 2]
+        rows_tmp[3, j] = (1.0 - wr) * line[i0, j] + wr * line[i0 + 1, j] - line0 + 0.5
+        rows_tmp[4, j] = (1.0 - wr) * sample[i0, j] + wr * sample[i0 + 1, j] - sample0 + 0.5
+    for q in range(5):
+        for b in range(left.shape[0]):
+            j0 = left[b]
+            w = weight[b]
+            out[q, b] = (1.0 - w) * rows_tmp[q, j0] + w * rows_tmp[q, j0 + 1]
 
 
 @numba.njit(cache=True, nogil=True)
-def _usable_cells(line, valid, i, out):
-    """Cells of row ``i`` whose facets can be built: valid, and the 3 x 3 neighbourhood
-    (clamped at the border) solved, as the cell's vertices interpolate between them."""
+def _usable_cells(line, valid, i, col_start, col_stop, out):
+    """Cells of row ``i`` whose facets are built: valid, in ``col_start:col_stop``, and
+    the 3 x 3 neighbourhood (clamped at the border) solved, as their vertices interpolate
+    between them."""
     rows, cols = line.shape
     for j in range(cols):
-        ok = valid[i, j]
+        ok = valid[i, j] and col_start <= j < col_stop
         if ok:
             for di in range(-1, 2):
                 ii = min(max(i + di, 0), rows - 1)
@@ -153,12 +276,269 @@ def _usable_cells(line, valid, i, out):
         out[j] = ok
 
 
+# --------------------------------------------------------------------------- edge pieces
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _cut(al, a_s, bl, b_s, last_row, last_col, width):
+    """Cut the edge (al, a_s) -> (bl, b_s) (window coordinates) at the pixel borders it
+    crosses.
+
+    An edge that crosses at most one row and one column border has at most three pieces:
+    up to the first crossing, between the two, after the second (empty ones have no
+    extent). Returns per piece its pixel as a flat pixel index into a radar buffer of
+    ``width`` columns (row and column clamped to one beyond the image: rows
+    -1..last_row, columns -1..last_col), f (the mean S of the piece minus that clamped
+    column) and its extent Delta L; then whether the edge is too long for three pieces
+    (its pieces have no extent here: ``_walk_long`` walks it). An edge with a void end
+    (NaN) has no extent and is not long. Scalars only, no branch: callers are SIMD loops.
+    """
+    dl = bl - al
+    ds = b_s - a_s
+    fl0 = math.floor(al)
+    fl1 = math.floor(bl)
+    fs0 = math.floor(a_s)
+    fs1 = math.floor(b_s)
+    finite = dl == dl and ds == ds
+    short = abs(fl1 - fl0) <= 1.0 and abs(fs1 - fs0) <= 1.0
+    use = finite and short
+    ul = (max(fl0, fl1) - al) / dl if fl0 != fl1 else 2.0
+    us = (max(fs0, fs1) - a_s) / ds if fs0 != fs1 else 2.0
+    u1 = min(min(ul, us), 1.0)
+    u2 = min(max(ul, us), 1.0)
+    pad = float(PAD)
+    dummy = (pad - 1.0) * width + pad - 1.0  # pixel (-1, -1): padding
+    mid = 0.5 * u1
+    row = min(max(fl0 if mid < ul else fl1, -1.0), last_row)
+    col = min(max(fs0 if mid < us else fs1, -1.0), last_col)
+    p0 = (row + pad) * width + col + pad if use else dummy
+    f0 = a_s + ds * mid - col if use else 0.0
+    x0 = dl * u1 if use else 0.0
+    mid = 0.5 * (u1 + u2)
+    row = min(max(fl0 if mid < ul else fl1, -1.0), last_row)
+    col = min(max(fs0 if mid < us else fs1, -1.0), last_col)
+    p1 = (row + pad) * width + col + pad if use else dummy
+    f1 = a_s + ds * mid - col if use else 0.0
+    x1 = dl * (u2 - u1) if use else 0.0
+    mid = 0.5 * (u2 + 1.0)
+    row = min(max(fl1, -1.0), last_row)
+    col = min(max(fs1, -1.0), last_col)
+    p2 = (row + pad) * width + col + pad if use else dummy
+    f2 = a_s + ds * mid - col if use else 0.0
+    x2 = dl * (1.0 - u2) if use else 0.0
+    return p0, f0, x0, p1, f1, x1, p2, f2, x2, finite and not short
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _scatter_slot(pieces, slot, q, pixel, f, extent, net0, net1):
+    """Row entries of one piece in the scatter's piece table: pixel, then the amounts
+    v (1 - f) (the column before) and v f (its column) of both channels, v = extent x net."""
+    v0 = extent * net0
+    v1 = extent * net1
+    a0 = v0 * f
+    a1 = v1 * f
+    base = 5 * slot
+    pieces[base, q] = pixel
+    pieces[base + 1, q] = v0 - a0
+    pieces[base + 2, q] = v1 - a1
+    pieces[base + 3, q] = a0
+    pieces[base + 4, q] = a1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _cut_for_scatter(l0, s0, l1, s1, n, net0, net1, n_lines, n_samples, width, pieces):
+    """The piece table (``_PIECE_ROWS``, >= n) of ``n`` edges (l0, s0) -> (l1, s1) with net
+    scales ``net0``, ``net1``: per slot its pixel and the amounts it deposits."""
+    last_row = float(n_lines)
+    last_col = float(n_samples)
+    w = float(width)
+    for q in range(n):
+        p0, f0, x0, p1, f1, x1, p2, f2, x2, long_edge = _cut(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
+        c0 = net0[q]
+        c1 = net1[q]
+        _scatter_slot(pieces, 0, q, p0, f0, x0, c0, c1)
+        _scatter_slot(pieces, 1, q, p1, f1, x1, c0, c1)
+        _scatter_slot(pieces, 2, q, p2, f2, x2, c0, c1)
+        pieces[_LONG, q] = 1.0 if long_edge else 0.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _cut_for_gather(l0, s0, l1, s1, n, n_lines, n_samples, width, pieces):
+    """The piece table of ``n`` edges for gathering: per slot its pixel, f and extent."""
+    last_row = float(n_lines)
+    last_col = float(n_samples)
+    w = float(width)
+    for q in range(n):
+        p0, f0, x0, p1, f1, x1, p2, f2, x2, long_edge = _cut(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
+        pieces[0, q] = p0
+        pieces[1, q] = f0
+        pieces[2, q] = x0
+        pieces[5, q] = p1
+        pieces[6, q] = f1
+        pieces[7, q] = x1
+        pieces[10, q] = p2
+        pieces[11, q] = f2
+        pieces[12, q] = x2
+        pieces[_LONG, q] = 1.0 if long_edge else 0.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _add_piece(pieces, base, q, flat):
+    """Deposit one piece of the scatter's piece table: two adjacent pixels, both channels."""
+    p = np.uint64(pieces[base, q]) * _U2
+    flat[p - _U2] += pieces[base + 1, q]
+    flat[p - _U1] += pieces[base + 2, q]
+    flat[p] += pieces[base + 3, q]
+    flat[p + _U1] += pieces[base + 4, q]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _deposit_pieces(pieces, n, flat):
+    """Add the pieces of ``n`` edges to the difference buffer ``flat`` (a radar buffer
+    raveled): a piece of v in column c at fraction f adds v f to D[c] and v (1 - f) to
+    D[c - 1], per channel. The third slot is empty for most edges (only those crossing a
+    row and a column border fill it): passed over where it is."""
+    for q in range(n):
+        _add_piece(pieces, 0, q, flat)
+    for q in range(n):
+        _add_piece(pieces, 5, q, flat)
+    for q in range(n):
+        if pieces[13, q] != 0.0 or pieces[14, q] != 0.0 or pieces[11, q] != 0.0 or pieces[12, q] != 0.0:
+            _add_piece(pieces, 10, q, flat)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _read_piece(pieces, base, q, flat):
+    """The integrals of both channels along one piece of the gather's piece table: its
+    extent times the prefix sums interpolated at its mean S, (1 - f) P[c - 1] + f P[c]."""
+    p = np.uint64(pieces[base, q]) * _U2
+    f = pieces[base + 1, q]
+    extent = pieces[base + 2, q]
+    left0 = flat[p - _U2]
+    left1 = flat[p - _U1]
+    return extent * (left0 + f * (flat[p] - left0)), extent * (left1 + f * (flat[p + _U1] - left1))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _integrate_pieces(pieces, n, flat, out0, out1):
+    """The integrals along ``n`` edges (into ``out0``, ``out1``) of the two channels whose
+    inclusive row prefix sums ``flat`` holds (a radar buffer raveled)."""
+    for q in range(n):
+        a0, a1 = _read_piece(pieces, 0, q, flat)
+        b0, b1 = _read_piece(pieces, 5, q, flat)
+        out0[q] = a0 + b0
+        out1[q] = a1 + b1
+    for q in range(n):
+        if pieces[12, q] != 0.0:
+            c0, c1 = _read_piece(pieces, 10, q, flat)
+            out0[q] += c0
+            out1[q] += c1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _crossings(l0, s0, dl, ds):
+    """Parameters u of the first crossings of integer L and S along an edge, and their steps."""
+    if dl > 0.0:
+        next_l = (math.floor(l0) + 1.0 - l0) / dl
+        step_l = 1.0 / dl
+    else:
+        next_l = (math.ceil(l0) - 1.0 - l0) / dl
+        step_l = -1.0 / dl
+    if ds > 0.0:
+        next_s = (math.floor(s0) + 1.0 - s0) / ds
+        step_s = 1.0 / ds
+    elif ds < 0.0:
+        next_s = (math.ceil(s0) - 1.0 - s0) / ds
+        step_s = -1.0 / ds
+    else:
+        next_s = 2.0
+        step_s = 2.0
+    return next_l, step_l, next_s, step_s
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_long(l0, s0, l1, s1, gather, net0, net1, flat, width, n_lines, n_samples):
+    """One edge crossing several row or column borders, walked border by border: its
+    pieces deposited with net scales ``net0``, ``net1`` (scatter) or, when ``gather``,
+    its integrals returned. Pieces are placed (and clamped) as in ``_cut``."""
+    dl = l1 - l0
+    ds = s1 - s0
+    total0 = 0.0
+    total1 = 0.0
+    if dl == 0.0:
+        return total0, total1  # no extent in L: carries nothing
+    next_l, step_l, next_s, step_s = _crossings(l0, s0, dl, ds)
+    u = 0.0
+    while u < 1.0:
+        u_end = min(next_l, next_s, 1.0)
+        mid = 0.5 * (u + u_end)
+        s_mid = s0 + ds * mid
+        row = min(max(math.floor(l0 + dl * mid), -1.0), float(n_lines))
+        col = min(max(math.floor(s_mid), -1.0), float(n_samples))
+        extent = dl * (u_end - u) if u_end > u else 0.0
+        f = s_mid - col
+        p = np.uint64((row + PAD) * width + (col + PAD)) * _U2
+        if gather:
+            left0 = flat[p - _U2]
+            left1 = flat[p - _U1]
+            total0 += extent * (left0 + f * (flat[p] - left0))
+            total1 += extent * (left1 + f * (flat[p + _U1] - left1))
+        else:
+            v0 = extent * net0
+            v1 = extent * net1
+            flat[p - _U2] += v0 - v0 * f
+            flat[p - _U1] += v1 - v1 * f
+            flat[p] += v0 * f
+            flat[p + _U1] += v1 * f
+        if u_end == next_l:
+            next_l += step_l
+        if u_end == next_s:
+            next_s += step_s
+        u = u_end
+    return total0, total1
+
+
+@numba.njit(cache=True, nogil=True)
+def _edges(l0, s0, l1, s1, n, gather, net0, net1, out0, out1, pieces, flat, width, n_lines, n_samples):
+    """Scatter ``n`` edges with net scales ``net0``, ``net1``, or gather their integrals
+    into ``out0``, ``out1``: cut into pieces on SIMD lanes, then deposited or read."""
+    if n <= 0:
+        return
+    if gather:
+        _cut_for_gather(l0, s0, l1, s1, n, n_lines, n_samples, width, pieces)
+        _integrate_pieces(pieces, n, flat, out0, out1)
+    else:
+        _cut_for_scatter(l0, s0, l1, s1, n, net0, net1, n_lines, n_samples, width, pieces)
+        _deposit_pieces(pieces, n, flat)
+    for q in range(n):
+        if pieces[_LONG, q] != 0.0:
+            if gather:
+                out0[q], out1[q] = _walk_long(l0[q], s0[q], l1[q], s1[q], True, 0.0, 0.0, flat, width,
+                                              n_lines, n_samples)
+            elif net0[q] != 0.0 or net1[q] != 0.0:
+                _walk_long(l0[q], s0[q], l1[q], s1[q], False, net0[q], net1[q], flat, width, n_lines, n_samples)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pixel_offset(lv, sv, n_lines, n_samples, width):
+    """Flat offset of the first channel of pixel (floor(lv), floor(sv)) in a raveled radar
+    buffer, -1 when it lies outside the image or the position is not finite."""
+    if not (lv == lv and sv == sv):
+        return -1
+    row = int(math.floor(lv))
+    col = int(math.floor(sv))
+    if row < 0 or row >= n_lines or col < 0 or col >= n_samples:
+        return -1
+    return ((row + PAD) * width + col + PAD) * 2
+
+
+# --------------------------------------------------------------------------- the pass
+
 @numba.njit(cache=True, nogil=True)
 def facet_pass(
     ecef, line, sample, look, valid, shadowed, user_weight,
     oversample, contribution, law, law_table, exact, gather,
-    line0, sample0, gathered, row_start, row_stop, col_start, col_stop,
-    energy, sigma_area, gamma_area, contrib_cell, cos_local, acc,
+    line0, sample0, buffer, row_start, row_stop, col_start, col_stop,
+    energy, sigma_area, gamma_area, contrib_cell, cos_local,
 ):
     """Facet loop over DEM rows ``row_start:row_stop``: scatter contributions, or gather.
 
@@ -178,12 +558,13 @@ def facet_pass(
         used when ``law_table`` has fewer than 2 entries.
     law_table : (n + 1,) sigma0 at local incidence k * 90 / n degrees (linear interpolation).
     exact : exact overlap (True) or bilinear splatting of sub-quad centres (False).
-    gather : False to scatter, True to gather ``ratios``.
-    line0, sample0 : absolute line and sample of pixel (0, 0) of the images below.
-    gathered : (2, n_lines, n_samples) the ratio images gathered, channel 0 weighted by
-        the contribution c and channel 1 by the gamma area: for exact projection their
-        inclusive row prefix sums (``projection.prefix_in_place``), for bilinear the
-        images themselves. Unused when scattering.
+    gather : False to scatter into ``buffer``, True to gather from it.
+    line0, sample0 : absolute line and sample of pixel (0, 0) of ``buffer``.
+    buffer : radar buffer (``radar_buffer_shape``) of the two channels, channel 0 weighted
+        by the contribution c and channel 1 by the gamma area. Scattering accumulates
+        into it sum w*c and sum w*A_gamma (exact: as a difference buffer, ``resolve_tile``;
+        bilinear: the images). Gathering reads the ratio images: their padded row
+        prefix sums (``prefix_buffer``) for exact projection, the images for bilinear.
     row_start, row_stop, col_start, col_stop : the DEM cells handled (their neighbours are
         read; the others' facets are left out, as belonging to a neighbouring tile).
 
@@ -194,284 +575,401 @@ def facet_pass(
     sigma_area, gamma_area : (rows, cols) m^2; contrib_cell : sum of c_f; cos_local :
         cosine of the local incidence angle of the cell's mean normal (both passes: a
         block-wise gather needs them without the scatter's per-cell arrays).
-    acc : (n_lines, n_samples, 2), accumulated when scattering: sum w*c and sum w*A_gamma,
-        as a difference buffer for exact projection (``projection.resolve_cover`` makes
-        the images), as the images themselves for bilinear.
-    Serial, GIL released: callers run row blocks on threads, each with its own buffers.
+    Serial, GIL released: callers run tiles on threads, each with its own buffers.
     """
     rows, cols = valid.shape
-    k = oversample
-    n_sub = k * cols
-    a0 = law[0]
-    a1 = law[1]
-    a2 = law[2]
-    n_table = law_table.shape[0]
     if row_stop <= row_start or rows < 2 or cols < 2:
         return
-    vx = np.empty((k + 1, n_sub + 1, 3))
-    vl = np.empty((k + 1, n_sub + 1))
-    vs = np.empty((k + 1, n_sub + 1))
+    k = oversample
+    n_sub = k * cols
+    n_lines = buffer.shape[0] - 2 * PAD
+    n_samples = buffer.shape[1] - 2 * PAD
+    width = buffer.shape[1]
+    flat = buffer.reshape(-1)
+    faces = 2 if exact else 1
+    a0 = law[0]
+    a1 = law[1]
+    other_law = law_table.shape[0] > 1 or (contribution == CONTRIBUTION_MODEL and law[2] != 3.0)
+    left, weight = _column_weights(k, cols)
+    rows_tmp = np.empty((5, cols))
+    vertices = np.empty((k + 1, 5, n_sub + 1))
     usable = np.empty(cols, dtype=np.bool_)
-    # Per triangle of the current DEM row: (sub-row, sub-column, T0/T1).
-    tri_c = np.zeros((k, n_sub, 2))
-    tri_g = np.zeros((k, n_sub, 2))
-    tri_a = np.zeros((k, n_sub, 2))
-    cell_ax = np.empty((cols, 3))
-    # Net scales (scatter) or integrals (gather) of the H edges of the DEM row's top
-    # vertex row, carried from the row above.
+    sub_usable = np.empty(n_sub, dtype=np.bool_)
+    sub_dark = np.empty(n_sub, dtype=np.bool_)
+    centre = np.empty((3, n_sub))
+    look_sub = np.empty((3, n_sub))
+    # The facet table of the DEM row: (t, a, row, b).
+    table = np.empty((faces, k, _FACET_ROWS, n_sub))
+    position = np.empty((k, 2, n_sub))
+    per_sub = np.empty((6, n_sub))
+    # Scales c / area and A_gamma / area of the triangles, a zero column either side.
+    scale = np.zeros((2, 2, k, n_sub + 2))
+    pieces = np.empty((_PIECE_ROWS, n_sub + 1))
+    net0 = np.empty(n_sub + 1)
+    net1 = np.empty(n_sub + 1)
+    # H edges: scatter, what the row above left on the top vertex row; gather, the
+    # integrals along the H edges of the k + 1 vertex rows.
     top0 = np.zeros(n_sub)
     top1 = np.zeros(n_sub)
-    bottom0 = np.zeros(n_sub)
-    bottom1 = np.zeros(n_sub)
+    h_int = np.empty((2, k + 1, n_sub))
+    v_int = np.empty((2, n_sub + 1))
+    d_int = np.empty((2, n_sub))
+    dummy = np.empty(n_sub + 1)
     for i in range(row_start, row_stop):
-        _usable_cells(line, valid, i, usable)
+        _usable_cells(line, valid, i, col_start, col_stop, usable)
         for j in range(cols):
-            if j < col_start or j >= col_stop:
-                usable[j] = False
+            for m in range(k):
+                b = j * k + m
+                sub_usable[b] = usable[j]
+                sub_dark[b] = shadowed[i, j]
+                for axis in range(3):
+                    centre[axis, b] = ecef[i, j, axis]
+                    look_sub[axis, b] = look[i, j, axis]
         for a in range(k + 1):
             if a == 0 and i > row_start:
-                # The top vertex row is the previous row's bottom one.
-                vx[0] = vx[k]
-                vl[0] = vl[k]
-                vs[0] = vs[k]
+                vertices[0] = vertices[k]  # the previous row's bottom vertex row
             else:
-                _vertex_row(ecef, line, sample, i - 0.5 + a / k, k, line0, sample0, vx[a], vl[a], vs[a])
-        # Triangles: areas, contributions, per-cell sums.
-        for j in range(cols):
-            cell_ax[j, 0] = 0.0
-            cell_ax[j, 1] = 0.0
-            cell_ax[j, 2] = 0.0
+                _vertex_row(ecef, line, sample, i - 0.5 + a / k, line0, sample0, left, weight, rows_tmp, vertices[a])
+        # Facet geometry and contributions, sub-row by sub-row.
+        for t in range(faces):
+            for a in range(k):
+                if exact:
+                    _triangles(vertices[a], vertices[a + 1], t, centre, look_sub, sub_usable, sub_dark, contribution,
+                               a0, a1, table[t, a])
+                else:
+                    _quads(vertices[a], vertices[a + 1], centre, look_sub, sub_usable, sub_dark, contribution, a0, a1,
+                           table[t, a], position[a])
+                if other_law:
+                    _other_law(law, law_table, table[t, a])
+        # Per-cell sums (area vector, sigma and gamma areas, contribution), through
+        # per-sub-column partial sums.
+        for q in range(6):
+            for b in range(n_sub):
+                per_sub[q, b] = 0.0
+        for t in range(faces):
+            for a in range(k):
+                row = table[t, a]
+                for b in range(n_sub):
+                    per_sub[0, b] += row[_NX, b]
+                    per_sub[1, b] += row[_NY, b]
+                    per_sub[2, b] += row[_NZ, b]
+                    per_sub[3, b] += row[_SIGMA, b]
+                    per_sub[4, b] += max(row[_PROJECTED, b], 0.0)
+                    per_sub[5, b] += row[_C, b]
         for j in range(cols):
             if not usable[j]:
-                for a in range(k):
-                    for b in range(j * k, j * k + k):
-                        for t in range(2):
-                            tri_c[a, b, t] = 0.0
-                            tri_g[a, b, t] = 0.0
-                            tri_a[a, b, t] = 0.0
                 continue
-            ux = np.float64(look[i, j, 0])
-            uy = np.float64(look[i, j, 1])
-            uz = np.float64(look[i, j, 2])
-            cx = ecef[i, j, 0]
-            cy = ecef[i, j, 1]
-            cz = ecef[i, j, 2]
-            dark = shadowed[i, j]
+            ax = 0.0
+            ay = 0.0
+            az = 0.0
             cell_sigma = 0.0
             cell_gamma = 0.0
             cell_c = 0.0
-            for a in range(k):
-                for b in range(j * k, j * k + k):
-                    # Bilinear splatting needs one area per sub-quad: its vector area.
-                    for t in range(2 if exact else 1):
-                        if not exact:
-                            nx, ny, nz, s_area, g_area, cos_t, signed = _quad(
-                                vx, a, b, cx, cy, cz, ux, uy, uz)
-                            tri_c[a, b, 1] = 0.0
-                            tri_g[a, b, 1] = 0.0
-                        elif t == 0:
-                            nx, ny, nz, s_area, g_area, cos_t, signed = _triangle(
-                                vx, vl, vs, a, b, a, b + 1, a + 1, b + 1, cx, cy, cz, ux, uy, uz)
-                        else:
-                            nx, ny, nz, s_area, g_area, cos_t, signed = _triangle(
-                                vx, vl, vs, a, b, a + 1, b + 1, a + 1, b, cx, cy, cz, ux, uy, uz)
-                        cell_ax[j, 0] += nx
-                        cell_ax[j, 1] += ny
-                        cell_ax[j, 2] += nz
-                        cell_sigma += s_area
-                        cell_gamma += g_area
-                        if dark:
-                            c_value = 0.0
-                        elif contribution == CONTRIBUTION_MODEL:
-                            if n_table > 1:
-                                c_value = _tabulated(cos_t, law_table) * s_area
-                            else:
-                                c_value = _sigma0_model(cos_t, a0, a1, a2) * s_area
-                        elif contribution == CONTRIBUTION_GAMMA:
-                            c_value = g_area
-                        else:
-                            # Shared by the facets that face the sensor (scaled below):
-                            # a facet facing away returns nothing, as under a law.
-                            c_value = s_area if cos_t > 0.0 else 0.0
-                        tri_c[a, b, t] = c_value
-                        tri_g[a, b, t] = 0.0 if dark else g_area
-                        tri_a[a, b, t] = signed if signed == signed else 0.0
-                        cell_c += c_value
-            if contribution == CONTRIBUTION_USER and not dark:
-                scale = user_weight[i, j] / cell_c if cell_c > 0.0 else 0.0
-                for a in range(k):
-                    for b in range(j * k, j * k + k):
-                        tri_c[a, b, 0] *= scale
-                        tri_c[a, b, 1] *= scale
-                cell_c *= scale
+            for b in range(j * k, j * k + k):
+                ax += per_sub[0, b]
+                ay += per_sub[1, b]
+                az += per_sub[2, b]
+                cell_sigma += per_sub[3, b]
+                cell_gamma += per_sub[4, b]
+                cell_c += per_sub[5, b]
+            if contribution == CONTRIBUTION_USER and not shadowed[i, j]:
+                # The cell's weight shared among its facets that face the sensor.
+                share = user_weight[i, j] / cell_c if cell_c > 0.0 else 0.0
+                for t in range(faces):
+                    for a in range(k):
+                        for b in range(j * k, j * k + k):
+                            table[t, a, _C, b] *= share
+                cell_c *= share
             sigma_area[i, j] = cell_sigma
             gamma_area[i, j] = cell_gamma
             contrib_cell[i, j] = cell_c
-            norm = math.sqrt(cell_ax[j, 0] ** 2 + cell_ax[j, 1] ** 2 + cell_ax[j, 2] ** 2)
+            norm = math.sqrt(ax * ax + ay * ay + az * az)
             if norm > 0.0:
-                cos_local[i, j] = (cell_ax[j, 0] * ux + cell_ax[j, 1] * uy + cell_ax[j, 2] * uz) / norm
+                cos_local[i, j] = (ax * look[i, j, 0] + ay * look[i, j, 1] + az * look[i, j, 2]) / norm
+        if gather:
+            for j in range(cols):
+                energy[0, i, j] = 0.0
+                energy[1, i, j] = 0.0
         if not exact:
-            _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, gathered, energy, acc)
-        elif gather:
-            _gather_row(vl, vs, tri_c, tri_g, tri_a, usable, k, i, i == row_start, top0, top1,
-                        bottom0, bottom1, gathered, energy)
+            _bilinear_row(position, table, sub_usable, k, i, gather, flat, width, n_lines, n_samples, energy)
+            continue
+        # Scales of the triangles; slivers go as points.
+        for t in range(2):
+            for a in range(k):
+                row = table[t, a]
+                slivers = 0
+                for b in range(n_sub):
+                    area = row[_AREA, b]
+                    c = row[_C, b]
+                    g = row[_GAMMA, b]
+                    sliver = abs(area) < SLIVER_AREA and (c != 0.0 or g != 0.0)
+                    slivers += 1 if sliver else 0
+                    inverse = 1.0 / area if area != 0.0 and not sliver else 0.0
+                    scale[0, t, a, b + 1] = c * inverse
+                    scale[1, t, a, b + 1] = g * inverse
+                if slivers:
+                    _slivers(vertices[a], vertices[a + 1], t, row, k, i, gather, flat, width, n_lines, n_samples,
+                             energy)
+        if gather:
+            _gather_row(vertices, scale, k, n_sub, i, i == row_start, h_int, v_int, d_int, per_sub, pieces, flat,
+                        width, n_lines, n_samples, energy, dummy)
         else:
-            _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, acc)
+            _scatter_row(vertices, scale, k, n_sub, top0, top1, net0, net1, pieces, flat, width, n_lines,
+                         n_samples, dummy)
     if exact and not gather:
         # The bottom vertex row of the last DEM row: walk what its triangles left there.
-        for b in range(n_sub):
-            if top0[b] != 0.0 or top1[b] != 0.0:
-                scatter_edge(vl[k, b], vs[k, b], vl[k, b + 1], vs[k, b + 1], top0[b], top1[b], acc)
-
-
-#: Footprints under this area (pixels^2) are deposited and read as points at their
-#: centroid. Green's theorem divides a triangle's edge integrals by its signed area; for
-#: a sliver at a layover fold (the footprint folds over, its area crosses zero) that
-#: quotient amplifies the rounding of the row prefix sums (measured: 5e-6 of a cell's
-#: energy, depending on where a tile's prefix sums start). A point keeps scatter and
-#: gather exact adjoints and misplaces at most a sliver's length.
-SLIVER_AREA = 1e-6
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _sliver_centroid(vl, vs, a, b, t):
-    """Centroid (L, S) of triangle t of sub-quad (a, b): T0 = P Q R, T1 = P R S."""
-    if t == 0:
-        lc = (vl[a, b] + vl[a, b + 1] + vl[a + 1, b + 1]) / 3.0
-        sc = (vs[a, b] + vs[a, b + 1] + vs[a + 1, b + 1]) / 3.0
-    else:
-        lc = (vl[a, b] + vl[a + 1, b + 1] + vl[a + 1, b]) / 3.0
-        sc = (vs[a, b] + vs[a + 1, b + 1] + vs[a + 1, b]) / 3.0
-    return lc, sc
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _is_sliver(area, c, g):
-    return abs(area) < SLIVER_AREA and (c != 0.0 or g != 0.0)
+        bottom = vertices[k]
+        _edges(bottom[3, :n_sub], bottom[4, :n_sub], bottom[3, 1:], bottom[4, 1:], n_sub, False, top0, top1,
+               dummy, dummy, pieces, flat, width, n_lines, n_samples)
 
 
 @numba.njit(cache=True, nogil=True)
-def _scatter_row(vl, vs, tri_c, tri_g, tri_a, k, top0, top1, acc):
+def _slivers(top, bottom, t, row, k, i, gather, flat, width, n_lines, n_samples, energy):
+    """Triangles t of one sub-row (facet table ``row``) with footprints under
+    ``SLIVER_AREA``: deposited as points at their centroid (scatter), or read there
+    (gather, into their cell's energy)."""
+    for b in range(row.shape[1]):
+        c = row[_C, b]
+        g = row[_GAMMA, b]
+        if not (abs(row[_AREA, b]) < SLIVER_AREA and (c != 0.0 or g != 0.0)):
+            continue
+        if t == 0:
+            lc = (top[3, b] + top[3, b + 1] + bottom[3, b + 1]) / 3.0
+            sc = (top[4, b] + top[4, b + 1] + bottom[4, b + 1]) / 3.0
+        else:
+            lc = (top[3, b] + bottom[3, b + 1] + bottom[3, b]) / 3.0
+            sc = (top[4, b] + bottom[4, b + 1] + bottom[4, b]) / 3.0
+        p = _pixel_offset(lc, sc, n_lines, n_samples, width)
+        if p < 0:
+            continue
+        if gather:
+            energy[0, i, b // k] += c * (flat[p] - flat[p - 2])
+            energy[1, i, b // k] += g * (flat[p + 1] - flat[p - 1])
+        else:
+            # +q in the pixel's column, -q in the one before: the reverse row sums add q
+            # to that pixel alone.
+            flat[p] += c
+            flat[p + 1] += g
+            flat[p - 2] -= c
+            flat[p - 1] -= g
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _scatter_row(vertices, scale, k, n_sub, top0, top1, net0, net1, pieces, flat, width, n_lines, n_samples,
+                 dummy):
     """Walk the edges of one DEM row's triangles once each, with their net scales.
 
-    Each triangle deposits quantity / signed area along its boundary. ``top0``, ``top1``
-    hold on entry what the row above left on the H edges of this row's top vertex row;
-    on exit what this row leaves on its bottom vertex row. ``tri_c``, ``tri_g`` are
-    turned into the scales in place.
+    ``scale`` (channel, t, a, b + 1): c / area and A_gamma / area of the row's triangles.
+    ``top0``, ``top1`` hold on entry what the row above left on the H edges of this row's
+    top vertex row, on exit what this row leaves on its bottom vertex row.
     """
-    n_sub = tri_c.shape[1]
     for a in range(k):
+        upper = vertices[a]
+        lower = vertices[a + 1]
+        # H(a, b): +T0(a, b), -T1(a - 1, b) (carried in top).
         for b in range(n_sub):
-            for t in range(2):
-                area = tri_a[a, b, t]
-                if _is_sliver(area, tri_c[a, b, t], tri_g[a, b, t]):
-                    lc, sc = _sliver_centroid(vl, vs, a, b, t)
-                    scatter_point(lc, sc, tri_c[a, b, t], tri_g[a, b, t], acc)
-                    tri_c[a, b, t] = 0.0
-                    tri_g[a, b, t] = 0.0
-                else:
-                    tri_c[a, b, t] = tri_c[a, b, t] / area if area != 0.0 else 0.0
-                    tri_g[a, b, t] = tri_g[a, b, t] / area if area != 0.0 else 0.0
-    for a in range(k):
-        # H edges of vertex row a: complete once this strip's T0 are added.
-        for b in range(n_sub):
-            top0[b] += tri_c[a, b, 0]
-            top1[b] += tri_g[a, b, 0]
-            if top0[b] != 0.0 or top1[b] != 0.0:
-                scatter_edge(vl[a, b], vs[a, b], vl[a, b + 1], vs[a, b + 1], top0[b], top1[b], acc)
+            net0[b] = scale[0, 0, a, b + 1] + top0[b]
+            net1[b] = scale[1, 0, a, b + 1] + top1[b]
+        _edges(upper[3, :n_sub], upper[4, :n_sub], upper[3, 1:], upper[4, 1:], n_sub, False, net0, net1,
+               dummy, dummy, pieces, flat, width, n_lines, n_samples)
+        # V(a, b): +T0 of the sub-quad to its left, -T1 of the one to its right.
         for b in range(n_sub + 1):
-            # V(a, b): +T0 of the sub-quad to its left, -T1 of the one to its right.
-            net0 = tri_c[a, b - 1, 0] if b > 0 else 0.0
-            net1 = tri_g[a, b - 1, 0] if b > 0 else 0.0
-            if b < n_sub:
-                net0 -= tri_c[a, b, 1]
-                net1 -= tri_g[a, b, 1]
-                # D(a, b): +T1 - T0 of the same sub-quad.
-                d0 = tri_c[a, b, 1] - tri_c[a, b, 0]
-                d1 = tri_g[a, b, 1] - tri_g[a, b, 0]
-                if d0 != 0.0 or d1 != 0.0:
-                    scatter_edge(vl[a, b], vs[a, b], vl[a + 1, b + 1], vs[a + 1, b + 1], d0, d1, acc)
-            if net0 != 0.0 or net1 != 0.0:
-                scatter_edge(vl[a, b], vs[a, b], vl[a + 1, b], vs[a + 1, b], net0, net1, acc)
-        # What this strip's T1 leave on the H edges of vertex row a + 1.
+            net0[b] = scale[0, 0, a, b] - scale[0, 1, a, b + 1]
+            net1[b] = scale[1, 0, a, b] - scale[1, 1, a, b + 1]
+        _edges(upper[3], upper[4], lower[3], lower[4], n_sub + 1, False, net0, net1, dummy, dummy, pieces, flat,
+               width, n_lines, n_samples)
+        # D(a, b): +T1 - T0 of the same sub-quad.
         for b in range(n_sub):
-            top0[b] = -tri_c[a, b, 1]
-            top1[b] = -tri_g[a, b, 1]
+            net0[b] = scale[0, 1, a, b + 1] - scale[0, 0, a, b + 1]
+            net1[b] = scale[1, 1, a, b + 1] - scale[1, 0, a, b + 1]
+        _edges(upper[3, :n_sub], upper[4, :n_sub], lower[3, 1:], lower[4, 1:], n_sub, False, net0, net1, dummy,
+               dummy, pieces, flat, width, n_lines, n_samples)
+        # What this sub-row's T1 leave on the H edges of vertex row a + 1.
+        for b in range(n_sub):
+            top0[b] = -scale[0, 1, a, b + 1]
+            top1[b] = -scale[1, 1, a, b + 1]
 
 
-@numba.njit(cache=True, nogil=True)
-def _gather_row(vl, vs, tri_c, tri_g, tri_a, usable, k, i, first, top0, top1, bottom0, bottom1,
-                prefix, energy):
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _gather_row(vertices, scale, k, n_sub, i, first, h_int, v_int, d_int, per_sub, pieces, flat, width, n_lines,
+                n_samples, energy, dummy):
     """Integrate the ratio images over one DEM row's triangles, each edge walked once.
 
-    ``top0``, ``top1``: integrals along the H edges of the top vertex row, carried from
-    the row above (computed here when ``first``); replaced by the bottom row's on exit.
+    ``h_int`` (channel, vertex row, b): integrals along the H edges; row 0 is carried from
+    the row above (computed here when ``first``), row k is left for the row below.
     """
-    n_sub = tri_c.shape[1]
-    cols = usable.shape[0]
     if first:
-        for b in range(n_sub):
-            top0[b], top1[b] = gather_edge(vl[0, b], vs[0, b], vl[0, b + 1], vs[0, b + 1], prefix)
-    for j in range(cols):
-        energy[0, i, j] = 0.0
-        energy[1, i, j] = 0.0
+        _edges(vertices[0, 3, :n_sub], vertices[0, 4, :n_sub], vertices[0, 3, 1:], vertices[0, 4, 1:], n_sub,
+               True, dummy, dummy, h_int[0, 0], h_int[1, 0], pieces, flat, width, n_lines, n_samples)
+    else:
+        h_int[:, 0] = h_int[:, k]
+    for b in range(n_sub):
+        per_sub[0, b] = 0.0
+        per_sub[1, b] = 0.0
+    for a in range(k):
+        upper = vertices[a]
+        lower = vertices[a + 1]
+        _edges(lower[3, :n_sub], lower[4, :n_sub], lower[3, 1:], lower[4, 1:], n_sub, True, dummy, dummy,
+               h_int[0, a + 1], h_int[1, a + 1], pieces, flat, width, n_lines, n_samples)
+        _edges(upper[3], upper[4], lower[3], lower[4], n_sub + 1, True, dummy, dummy, v_int[0], v_int[1], pieces,
+               flat, width, n_lines, n_samples)
+        _edges(upper[3, :n_sub], upper[4, :n_sub], lower[3, 1:], lower[4, 1:], n_sub, True, dummy, dummy,
+               d_int[0], d_int[1], pieces, flat, width, n_lines, n_samples)
+        for q in range(2):
+            for b in range(n_sub):
+                # The integrals over T0 and T1 from their boundaries, times their scales.
+                t0 = h_int[q, a, b] + v_int[q, b + 1] - d_int[q, b]
+                t1 = d_int[q, b] - h_int[q, a + 1, b] - v_int[q, b]
+                per_sub[q, b] += scale[q, 0, a, b + 1] * t0 + scale[q, 1, a, b + 1] * t1
+    for b in range(n_sub):
+        j = b // k
+        energy[0, i, j] += per_sub[0, b]
+        energy[1, i, j] += per_sub[1, b]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _bilinear_row(position, table, sub_usable, k, i, gather, flat, width, n_lines, n_samples, energy):
+    """Bilinear splatting (or gathering) at the centre of each sub-quad of one DEM row:
+    weights on the four nearest pixel centres; positions whose four pixels lie off the
+    image go to the padding (deposited there, read as 0)."""
+    n_sub = sub_usable.shape[0]
+    last_row = float(n_lines)
+    last_col = float(n_samples)
+    pad = float(PAD)
     for a in range(k):
         for b in range(n_sub):
-            bottom0[b], bottom1[b] = gather_edge(vl[a + 1, b], vs[a + 1, b], vl[a + 1, b + 1], vs[a + 1, b + 1],
-                                                 prefix)
-        left0, left1 = gather_edge(vl[a, 0], vs[a, 0], vl[a + 1, 0], vs[a + 1, 0], prefix)
-        for b in range(n_sub):
-            right0, right1 = gather_edge(vl[a, b + 1], vs[a, b + 1], vl[a + 1, b + 1], vs[a + 1, b + 1],
-                                         prefix)
-            j = b // k
-            if usable[j]:
-                d0, d1 = gather_edge(vl[a, b], vs[a, b], vl[a + 1, b + 1], vs[a + 1, b + 1], prefix)
-                for t in range(2):
-                    # The integrals of the ratios over the triangle, from its boundary.
-                    if t == 0:
-                        integral0 = top0[b] + right0 - d0
-                        integral1 = top1[b] + right1 - d1
-                    else:
-                        integral0 = d0 - bottom0[b] - left0
-                        integral1 = d1 - bottom1[b] - left1
-                    area = tri_a[a, b, t]
-                    if _is_sliver(area, tri_c[a, b, t], tri_g[a, b, t]):
-                        lc, sc = _sliver_centroid(vl, vs, a, b, t)
-                        integral0, integral1 = gather_point(lc, sc, prefix)
-                        area = 1.0
-                    if area != 0.0:
-                        energy[0, i, j] += tri_c[a, b, t] * integral0 / area
-                        energy[1, i, j] += tri_g[a, b, t] * integral1 / area
-            left0 = right0
-            left1 = right1
-        for b in range(n_sub):
-            top0[b] = bottom0[b]
-            top1[b] = bottom1[b]
+            if not sub_usable[b]:
+                continue
+            lc = position[a, 0, b] - 0.5
+            sc = position[a, 1, b] - 0.5
+            r0 = math.floor(lc)
+            c0 = math.floor(sc)
+            wl = lc - r0
+            ws = sc - c0
+            r0 = -2.0 if r0 < -1.0 else (last_row if r0 > last_row - 1.0 else r0)
+            c0 = -2.0 if c0 < -1.0 else (last_col if c0 > last_col - 1.0 else c0)
+            p = np.uint64((r0 + pad) * width + (c0 + pad)) * _U2
+            below = p + np.uint64(width) * _U2
+            w00 = (1.0 - wl) * (1.0 - ws)
+            w01 = (1.0 - wl) * ws
+            w10 = wl * (1.0 - ws)
+            w11 = wl * ws
+            if gather:
+                v0 = w00 * flat[p] + w01 * flat[p + _U2] + w10 * flat[below] + w11 * flat[below + _U2]
+                v1 = (w00 * flat[p + _U1] + w01 * flat[p + _U1 + _U2] + w10 * flat[below + _U1]
+                      + w11 * flat[below + _U1 + _U2])
+                energy[0, i, b // k] += table[0, a, _C, b] * v0
+                energy[1, i, b // k] += table[0, a, _GAMMA, b] * v1
+            else:
+                c = table[0, a, _C, b]
+                g = table[0, a, _GAMMA, b]
+                flat[p] += c * w00
+                flat[p + _U1] += g * w00
+                flat[p + _U2] += c * w01
+                flat[p + _U2 + _U1] += g * w01
+                flat[below] += c * w10
+                flat[below + _U1] += g * w10
+                flat[below + _U2] += c * w11
+                flat[below + _U2 + _U1] += g * w11
+
+
+# --------------------------------------------------------------------------- radar buffers
+
+@numba.njit(cache=True, nogil=True)
+def resolve_tile(acc, exact):
+    """Turn a tile's scatter buffer ``acc`` (a radar buffer) into its pixel images, in
+    place: for exact projection the reverse row sums of the difference buffer (pixel
+    (r, c) of channel q gets sum(D[r, c:, q]), the padding right of the image included);
+    bilinear buffers hold the images already."""
+    if not exact:
+        return
+    for r in range(acc.shape[0]):
+        running0 = 0.0
+        running1 = 0.0
+        for c in range(acc.shape[1] - 1, -1, -1):
+            running0 += acc[r, c, 0]
+            running1 += acc[r, c, 1]
+            acc[r, c, 0] = running0
+            acc[r, c, 1] = running1
 
 
 @numba.njit(cache=True, nogil=True)
-def _bilinear_row(vl, vs, tri_c, tri_g, usable, k, i, gather, ratios, energy, acc):
-    """Bilinear splatting (or gathering) at the centre of each sub-quad of one DEM row."""
-    n_sub = tri_c.shape[1]
-    cols = usable.shape[0]
-    if gather:
+def add_tile(acc, out, line_offset, sample_offset):
+    """Add the pixel images of a resolved tile buffer (``resolve_tile``) to the radar
+    buffer ``out`` of the window, the tile's pixel (0, 0) at its pixel (``line_offset``,
+    ``sample_offset``); padding is not added."""
+    n_rows = acc.shape[0] - 2 * PAD
+    n_values = 2 * (acc.shape[1] - 2 * PAD)
+    for r in range(n_rows):
+        source = acc[r + PAD].reshape(-1)[2 * PAD:2 * PAD + n_values]
+        target = out[line_offset + r + PAD].reshape(-1)[2 * (sample_offset + PAD):2 * (sample_offset + PAD) + n_values]
+        for v in range(n_values):
+            target[v] += source[v]
+
+
+@numba.njit(cache=True, nogil=True)
+def footprint(line, sample):
+    """The extent of a tile's cell centres in the image, for the buffer its facets need.
+
+    Returns (smallest line, largest line, smallest sample, largest sample, largest step
+    in line or sample between neighbouring centres along either axis), over the finite
+    centres; NaN where there is none.
+    """
+    rows, cols = line.shape
+    l_min = math.inf
+    l_max = -math.inf
+    s_min = math.inf
+    s_max = -math.inf
+    step = 0.0
+    for i in range(rows):
         for j in range(cols):
-            energy[0, i, j] = 0.0
-            energy[1, i, j] = 0.0
-    for a in range(k):
-        for b in range(n_sub):
-            j = b // k
-            if not usable[j]:
-                continue
-            lc = 0.25 * (vl[a, b] + vl[a, b + 1] + vl[a + 1, b] + vl[a + 1, b + 1])
-            sc = 0.25 * (vs[a, b] + vs[a, b + 1] + vs[a + 1, b] + vs[a + 1, b + 1])
-            c = tri_c[a, b, 0] + tri_c[a, b, 1]
-            g = tri_g[a, b, 0] + tri_g[a, b, 1]
-            if gather:
-                energy[0, i, j] += c * gather_bilinear(lc, sc, ratios[0])
-                energy[1, i, j] += g * gather_bilinear(lc, sc, ratios[1])
-            else:
-                scatter_bilinear(lc, sc, c, g, acc)
+            lv = line[i, j]
+            sv = sample[i, j]
+            if lv == lv and sv == sv:
+                l_min = min(l_min, lv)
+                l_max = max(l_max, lv)
+                s_min = min(s_min, sv)
+                s_max = max(s_max, sv)
+            # NaN differences compare false: they leave the step as it is.
+            for di, dj in ((1, 0), (0, 1)):
+                if i + di < rows and j + dj < cols:
+                    dl = abs(line[i + di, j + dj] - lv)
+                    ds = abs(sample[i + di, j + dj] - sv)
+                    if dl > step:
+                        step = dl
+                    if ds > step:
+                        step = ds
+    if l_min > l_max:
+        return math.nan, math.nan, math.nan, math.nan, step
+    return l_min, l_max, s_min, s_max, step
+
+
+@numba.njit(cache=True, nogil=True)
+def prefix_buffer(images, row_start, row_stop, exact, buffer):
+    """Fill rows ``row_start:row_stop`` of the radar buffer ``buffer`` from the images
+    (2, lines, samples) for gathering: exact projection, their inclusive row prefix sums
+    (0 left of the image, the row's sum right of it); bilinear, the images (0 around).
+    The padding rows above and below the image are cleared with the first and last rows."""
+    n_lines = images.shape[1]
+    n_samples = images.shape[2]
+    width = buffer.shape[1]
+    for r in range(row_start, row_stop):
+        for q in range(2):
+            running = 0.0
+            for c in range(PAD):
+                buffer[r + PAD, c, q] = 0.0
+            for c in range(n_samples):
+                value = images[q, r, c]
+                running += value
+                buffer[r + PAD, c + PAD, q] = running if exact else value
+            for c in range(PAD + n_samples, width):
+                buffer[r + PAD, c, q] = running if exact else 0.0
+    if row_start == 0:
+        for r in range(PAD):
+            buffer[r] = 0.0
+    if row_stop == n_lines:
+        for r in range(PAD + n_lines, buffer.shape[0]):
+            buffer[r] = 0.0
 
 
 @numba.njit(cache=True, nogil=True)

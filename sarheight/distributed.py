@@ -78,6 +78,8 @@ from .simulate import (
     bilinear_oversample,
     cell_geometry_arrays,
     cell_steps,
+    channels,
+    radar_sums,
     radar_window,
     rows_run_along_track,
     smooth_samples,
@@ -234,11 +236,12 @@ def _tile_state(dem_view: xr.DataArray, plan: dict, own: tuple[slice, slice], la
     cells = _cell_geometry(dem_view, plan["geometry"])
     return _Simulation(dem_view, plan["geometry"], cells, sub_window, plan["oversample"], plan["exact"],
                        plan["contribution"], layover_view, shadow_view, np.zeros((1, 1), dtype=np.uint16), {},
-                       np.empty(0), plan["smooth"])
+                       radar_sums(0, 0), plan["smooth"])
 
 
 def _task_scatter(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window) -> np.ndarray:
-    """The tile's own facets scattered into its radar sub-window: (2, lines, samples)."""
+    """The tile's own facets scattered into its radar sub-window: a radar buffer
+    (``simulate.radar_sums``) of its two channels."""
     state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
     rows, cols = own
     return state.facet_pass(gather=False, rows=(rows.start, rows.stop), cols=(cols.start, cols.stop),
@@ -246,10 +249,10 @@ def _task_scatter(dem_view, plan: dict, own: tuple[slice, slice], layover_view, 
 
 
 def _task_gather(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window,
-                 images: np.ndarray, observed: Any, mixing: np.ndarray) -> xr.Dataset:
-    """The tile's cells of the result: its facets gather the ratios of the summed
-    ``images`` and the observation on its sub-window (an array, or a lazy DataArray
-    read here, on the worker)."""
+                 sums: np.ndarray, observed: Any, mixing: np.ndarray) -> xr.Dataset:
+    """The tile's cells of the result: its facets gather the ratios of the summed images
+    (the radar buffer ``sums``) and the observation on its sub-window (an array, or a
+    lazy DataArray read here, on the worker)."""
     if not isinstance(observed, np.ndarray):
         import dask
 
@@ -257,7 +260,7 @@ def _task_gather(dem_view, plan: dict, own: tuple[slice, slice], layover_view, s
             observed = _observation_on_window(observed, plan["geometry"], sub_window)
         _check_values(observed)
     state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
-    state.images, state.mixing = images, mixing
+    state.sums, state.mixing = sums, mixing
     rows, cols = own
     products = reallocate(state, observed, plan["output"], rows=(rows.start, rows.stop),
                           cols=(cols.start, cols.stop), keep_energy=False)
@@ -651,14 +654,15 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         def make(results):
             args = tile_args(tile)
             sub = args[-1]
-            images = np.zeros((2, sub[1], sub[3]))
+            sums = radar_sums(sub[1], sub[3])
+            images = channels(sums)
             for u in needs.get(tile, []):
-                _add_window(images, sub, results[("scatter", u)], subs[u])
+                _add_window(images, sub, channels(results[("scatter", u)]), subs[u])
             if tile in subs:
                 _clear_residue(images, sub, smooth, resolved)
             sub_mixing = np.ascontiguousarray(
                 mixing[sub[0] - line0:sub[0] - line0 + sub[1], sub[2] - sample0:sub[2] - sample0 + sub[3]])
-            return _task_gather, (*args, _send(executor, images), observation_for_task(sub), sub_mixing)
+            return _task_gather, (*args, _send(executor, sums), observation_for_task(sub), sub_mixing)
         return make
 
     def bands_of(lines_from: float, lines_to: float) -> list[int]:

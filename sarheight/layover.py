@@ -39,7 +39,8 @@ from .dem import _open_dem
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
-from .kernels.projection import prefix_in_place, sample_window
+from .kernels import facets
+from .kernels.projection import sample_window
 from .simulate import (
     MASK_ACTIVE,
     MASK_NONE,
@@ -53,6 +54,9 @@ from .simulate import (
     _clear_residue,
     _run_simulation,
     _Simulation,
+    channels,
+    gather_buffer,
+    radar_sums,
 )
 
 logger = logging.getLogger(__name__)
@@ -173,7 +177,7 @@ def reallocation_ratios(state: _Simulation, observed: np.ndarray) -> np.ndarray:
     """Per-pixel ratios I_p a_p / (sum of w c) for the model (channel 0) and gamma (channel 1)
     contributions; 0 where nothing was simulated."""
     ratios = np.array(state.images, dtype=np.float64, copy=True)
-    _ratios_in_place(state, ratios, observed, prefix=False)
+    _ratios_in_place(state, ratios, observed)
     return ratios
 
 
@@ -182,12 +186,13 @@ _LINES_PER_BLOCK = 256
 
 
 def _ratios_in_place(state: _Simulation, images: np.ndarray, observed: np.ndarray, *,
-                     prefix: bool) -> tuple[np.ndarray, np.ndarray]:
+                     buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Turn the simulated images (2, lines, samples) into the reallocation ratios, in place.
 
     Channel 0 becomes I_p a_p / sum(w c), channel 1 I_p a_p / sum(w A_gamma) (0 where
-    nothing was simulated), then, with ``prefix``, their inclusive row prefix sums, which
-    the exact gather reads. Returns what needs the images before they are overwritten:
+    nothing was simulated); with ``buffer``, the radar buffer that ``images`` views
+    (``channels``), then what the gather reads (``gather_buffer``: for exact projection
+    the ratios' row prefix sums). Returns what needs the images before they are overwritten:
     the simulated image sum(w c) / a_p (float32, NaN where a_p is not positive) and the
     pixels valid for terrain flattening (gamma area at least 5 % of flat terrain's).
     Runs on blocks of lines; nothing of the window's size but the two outputs is made.
@@ -210,8 +215,8 @@ def _ratios_in_place(state: _Simulation, images: np.ndarray, observed: np.ndarra
             energy = np.nan_to_num(observed[start:stop], nan=0.0) * pixel_area
             images[0, start:stop] = np.where(contribution > 0, energy / contribution, 0.0)
             images[1, start:stop] = np.where(gamma > 0, energy / gamma, 0.0)
-        if prefix:
-            prefix_in_place(images, start, stop)
+        if buffer is not None:
+            facets.prefix_buffer(images, start, stop, state.exact, buffer)
 
     run_blocks(work, n_lines, max(1, math.ceil(n_lines / _LINES_PER_BLOCK)))
     return simulated, valid
@@ -250,14 +255,15 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     shape = (last - first, col_last - col_first)
     window = state.window
     line0, _, sample0, _ = window
-    images = state.images if in_place else np.array(state.images, dtype=np.float64, copy=True)
+    sums = state.sums if in_place else state.sums.copy()
+    images = channels(sums)
     # Pixels the image lacks (NaN) but facets reach: the cells whose facets reach one get
     # only part of their energy, so they are NaN, not biased low.
     with np.errstate(invalid="ignore"):
         missing = ~np.isfinite(observed) & ((images[0] > 0) | (images[1] > 0))
     if not missing.any():
         missing = None
-    simulated_image, valid_pixels = _ratios_in_place(state, images, observed, prefix=state.exact)
+    simulated_image, valid_pixels = _ratios_in_place(state, images, observed, buffer=sums)
     # Allocated here, initialised by the row blocks of sample_cells on their threads.
     products = {name: np.empty(shape, dtype=np.float32)
                 for name in ("backscatter", "flattened", "geocoded", "simulated", "local_incidence_angle")}
@@ -313,12 +319,11 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
         if keep_energy:
             products["energy"][out] = energy[0]
 
-    state.facet_pass(gather=True, ratios=images, prefix_ready=True, rows=(first, last), cols=cols,
-                     consume=consume, progress=progress)
+    state.facet_pass(gather=True, sums=sums, rows=(first, last), cols=cols, consume=consume, progress=progress)
     if missing is not None:
-        del images
+        del images, sums
         if in_place:
-            state.images = np.empty((2, 0, 0))
+            state.sums = radar_sums(0, 0)
         _void_where_missing(state, missing, products, (first, last), cols)
     return products
 
@@ -331,10 +336,10 @@ def _void_where_missing(state: _Simulation, missing: np.ndarray, products: dict[
     sum is positive exactly where one of its facets overlaps one (to rounding, hence the
     relative floor).
     """
-    indicator = np.broadcast_to(missing, (2, *missing.shape)).astype(np.float64)
+    indicator = radar_sums(*missing.shape)
+    channels(indicator)[:] = missing
     del missing
-    if state.exact:
-        prefix_in_place(indicator, 0, indicator.shape[1])
+    gather_buffer(channels(indicator), state.exact, out=indicator)
     first = rows[0]
     col_first, col_last = cols if cols is not None else (0, state.cells["valid"].shape[1])
 
@@ -348,8 +353,7 @@ def _void_where_missing(state: _Simulation, missing: np.ndarray, products: dict[
         if "energy" in products:
             products["energy"][out][reached] = np.nan
 
-    state.facet_pass(gather=True, ratios=indicator, prefix_ready=True, rows=rows, cols=(col_first, col_last),
-                     consume=consume)
+    state.facet_pass(gather=True, sums=indicator, rows=rows, cols=(col_first, col_last), consume=consume)
 
 
 def _ratio_into(out: np.ndarray, numerator: np.ndarray, area: np.ndarray, excluded: np.ndarray) -> None:
@@ -497,7 +501,6 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
     """
     from rasterio.enums import Resampling
 
-    from .kernels import facets
     from .simulate import _Contribution
 
     if image.rio.crs is None:
@@ -521,7 +524,7 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
     for weight in weights:
         contribution = _Contribution(facets.CONTRIBUTION_USER, state.contribution.law, np.zeros(0),
                                      np.ascontiguousarray(weight), "map-grid observation")
-        rebuilt = state.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None)[-1][:1]
+        rebuilt = channels(state.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None)[-1])[:1]
         _clear_residue(rebuilt, state.window, state.smooth_fields, contribution)
         images.append(rebuilt[0])
     with np.errstate(invalid="ignore", divide="ignore"):

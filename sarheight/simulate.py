@@ -29,7 +29,6 @@ from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, _lon_lat_radians
 from .kernels import facets, visibility
 from .kernels import simulation as sim
-from .kernels.projection import add_channels, resolve_cover, row_prefix_sums
 
 logger = logging.getLogger(__name__)
 
@@ -404,6 +403,40 @@ def _datetime_in_place(seconds: np.ndarray, reference: np.datetime64) -> np.ndar
     return ns.view("datetime64[ns]")
 
 
+def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
+    """A zeroed radar buffer of ``n_lines`` x ``n_samples`` pixels for the two channels
+    of the facet kernel (``kernels.facets``: padded, channels side by side).
+
+    Zeroed by the threads, block by block: the first write to each fresh page of a large
+    array is a page fault, slow on virtual machines, and the scatter's tiles would
+    otherwise take them one after the other while adding into it under a lock.
+    """
+    sums = np.empty(facets.radar_buffer_shape(n_lines, n_samples))
+    if sums.size < BLOCK_CELLS:
+        sums.fill(0.0)
+    else:
+        run_blocks(lambda start, stop: sums[start:stop].fill(0.0), sums.shape[0],
+                   max(1, math.ceil(sums.size / BLOCK_CELLS)))
+    return sums
+
+
+def channels(sums: np.ndarray) -> np.ndarray:
+    """The images (2, lines, samples) of a radar buffer: a view."""
+    pad = facets.PAD
+    return sums[pad:-pad, pad:-pad].transpose(2, 0, 1)
+
+
+def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """The radar buffer the gather reads, from ratio images (2, lines, samples): their
+    padded row prefix sums for exact projection, the images for bilinear. In place when
+    ``out`` is the buffer ``images`` views (``channels``)."""
+    images = np.asarray(images, dtype=np.float64)
+    if out is None:
+        out = np.empty(facets.radar_buffer_shape(images.shape[1], images.shape[2]))
+    facets.prefix_buffer(images, 0, images.shape[1], exact, out)
+    return out
+
+
 @dataclasses.dataclass
 class _Simulation:
     """Everything simulate() computes, kept for reconstruct()."""
@@ -419,14 +452,19 @@ class _Simulation:
     shadow: np.ndarray
     mixing: np.ndarray
     per_cell: dict[str, np.ndarray]
-    images: np.ndarray  # (2, lines, samples): sum w c, sum w A_gamma
+    sums: np.ndarray  # radar buffer (radar_sums) of sum w c and sum w A_gamma
     smooth: SmoothFields | None = None  # fitted on the whole DEM when the cells are a block
 
-    def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None, prefix_ready: bool = False,
+    @property
+    def images(self) -> np.ndarray:
+        """The simulated images (2, lines, samples): sum w c, sum w A_gamma (a view of ``sums``)."""
+        return channels(self.sums)
+
+    def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None, sums: np.ndarray | None = None,
                    contribution: _Contribution | None = None, rows: tuple[int, int] | None = None,
                    cols: tuple[int, int] | None = None, consume: Callable[..., None] | None = None,
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray | None, ...]:
-        """Run the facet kernel (``kernels.facets``) on blocks of DEM rows in threads.
+        """Run the facet kernel (``kernels.facets``) on tiles of DEM cells in threads.
 
         The cells go by tiles (blocks of rows by ranges of columns, with a halo of one
         cell): each recomputes the ECEF positions of its cells and scatters into a buffer
@@ -436,9 +474,9 @@ class _Simulation:
 
         Parameters
         ----------
-        gather : False to scatter the contributions, True to gather ``ratios``.
-        ratios : (2, lines, samples) ratio images to gather (exact projection: their
-            inclusive row prefix sums when ``prefix_ready``, else computed here).
+        gather : False to scatter the contributions, True to gather ratios.
+        ratios : (2, lines, samples) ratio images to gather, or
+        sums : the radar buffer to gather, ready (``gather_buffer``).
         contribution : what the facets carry, default the simulation's.
         rows, cols : (start, stop), the DEM rows and columns whose facets are processed
             (their neighbours are still read): a tile with halo rows and columns
@@ -451,9 +489,10 @@ class _Simulation:
 
         Returns
         -------
-        (energy (2, rows, cols), sigma_area, gamma_area, contribution, cos_local, images
-        (2, lines, samples) of sum w*c and sum w*A_gamma when scattering); the per-cell
-        arrays are None with ``consume``, ``energy`` is None when scattering.
+        (energy (2, rows, cols), sigma_area, gamma_area, contribution, cos_local, sums (the
+        radar buffer of sum w*c and sum w*A_gamma, ``channels`` gives the images) when
+        scattering); the per-cell arrays are None with ``consume``, ``energy`` is None when
+        scattering.
         """
         c = self.cells
         contribution = contribution or self.contribution
@@ -461,12 +500,10 @@ class _Simulation:
         shape = c["valid"].shape
         exact = self.exact
         if gather:
-            gathered = np.ascontiguousarray(ratios, dtype=np.float64)
-            if exact and not prefix_ready:
-                gathered = row_prefix_sums(gathered)
+            if sums is None:
+                sums = gather_buffer(ratios, exact)
         else:
-            gathered = np.zeros((2, 1, 1))
-        images = np.zeros((2, n_lines, n_samples)) if not gather else None
+            sums = radar_sums(n_lines, n_samples)
         full: list[np.ndarray | None] = [None] * 5
         if consume is None:
             full = [np.zeros((2, *shape)) if gather else None] + [np.zeros(shape) for _ in range(3)] + [
@@ -502,21 +539,21 @@ class _Simulation:
             per_cell = [np.zeros(tile_shape) for _ in range(3)] + [np.full(tile_shape, np.nan)]
             if gather:
                 first_line = first_sample = 0
-                acc = np.zeros((1, 1, 2))
+                buffer = sums
             else:
                 first_line, count, first_sample, n = _tile_reach(line, sample, self.window)
-                acc = np.zeros((count, n, 2))
+                buffer = radar_sums(count, n)
             facets.facet_pass(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
                 self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
-                line0 + first_line, sample0 + first_sample, gathered, own[0].start, own[0].stop, own[1].start,
-                own[1].stop, energy, *per_cell, acc,
+                line0 + first_line, sample0 + first_sample, buffer, own[0].start, own[0].stop, own[1].start,
+                own[1].stop, energy, *per_cell,
             )
             if not gather:
+                facets.resolve_tile(buffer, exact)
                 with lock:
-                    part = images[:, first_line:first_line + acc.shape[0], first_sample:first_sample + acc.shape[1]]
-                    (resolve_cover if exact else add_channels)(acc, part)
+                    facets.add_tile(buffer, sums, first_line, first_sample)
             consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
                     [p[own] for p in per_cell])
             if progress is not None:
@@ -524,7 +561,7 @@ class _Simulation:
 
         tiles = _tiles(first, last, col_first, col_last)
         run_blocks(lambda a, b: [work(*tiles[t]) for t in range(a, b)], len(tiles), len(tiles))
-        return (*full, images)
+        return (*full, None if gather else sums)
 
     @functools.cached_property
     def smooth_fields(self) -> SmoothFields:
@@ -550,20 +587,27 @@ class _Simulation:
             return np.nan_to_num(self.images[1]) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
 
 
-#: Cells per side of a tile of the facet passes (tiles are about ``BLOCK_CELLS`` cells).
-TILE_SIDE = int(math.sqrt(BLOCK_CELLS))
+#: Cells of a tile of the facet passes: its buffers (facet tables of a DEM row, the
+#: scatter buffer of the pixels it reaches) stay in the second-level cache.
+TILE_CELLS = 1 << 15
+#: Cells per side of a tile.
+TILE_SIDE = int(math.sqrt(TILE_CELLS))
+#: Tiles per thread at least: threads take them as they finish, which evens out tiles
+#: of unequal cost (layover, voids, the DEM's edge).
+TILES_PER_THREAD = 4
 
 
 def _tiles(first: int, last: int, col_first: int, col_last: int) -> list[tuple[int, int, int, int]]:
     """Tiles (start, stop, col_start, col_stop) covering rows first:last and columns
-    col_first:col_last: about square, of about ``BLOCK_CELLS`` cells, at least one per thread."""
+    col_first:col_last: about square, of about ``TILE_CELLS`` cells, at least
+    ``TILES_PER_THREAD`` per thread."""
     rows, cols = last - first, col_last - col_first
     if rows <= 0 or cols <= 0:
         return []
     n_col = max(1, round(cols / TILE_SIDE)) if cols > 2 * TILE_SIDE else 1
     col_edges = [col_first + round(k * cols / n_col) for k in range(n_col + 1)]
-    rows_per_tile = max(1, BLOCK_CELLS // max(1, cols // n_col))
-    n_row = max(math.ceil(rows / rows_per_tile), math.ceil(thread_count() / n_col))
+    rows_per_tile = max(1, TILE_CELLS // max(1, cols // n_col))
+    n_row = max(math.ceil(rows / rows_per_tile), math.ceil(TILES_PER_THREAD * thread_count() / n_col))
     n_row = min(n_row, rows)
     row_edges = [first + round(k * rows / n_row) for k in range(n_row + 1)]
     return [(r0, r1, c0, c1) for r0, r1 in itertools.pairwise(row_edges) if r1 > r0
@@ -576,21 +620,14 @@ def _tile_reach(line: np.ndarray, sample: np.ndarray, window: tuple[int, int, in
     ``sample``): every facet vertex lies between those centres, or half a neighbour step
     beyond them at the DEM's edge."""
     line0, n_lines, sample0, n_samples = window
-    finite = np.isfinite(line) & np.isfinite(sample)
-    if not finite.any():
+    l_min, l_max, s_min, s_max, step = facets.footprint(line, sample)
+    if not math.isfinite(l_min):
         return 0, 1, 0, 1
-    step = 0.0
-    for coordinate in (line, sample):
-        for axis in (0, 1):
-            if coordinate.shape[axis] > 1:
-                difference = np.abs(np.diff(coordinate, axis=axis))
-                if np.isfinite(difference).any():
-                    step = max(step, float(np.nanmax(difference)))
     margin = math.ceil(0.5 * step) + 2
-    low = max(0, math.floor(float(line[finite].min())) - margin - line0)
-    high = min(n_lines, math.ceil(float(line[finite].max())) + margin + 1 - line0)
-    left = max(0, math.floor(float(sample[finite].min())) - margin - sample0)
-    right = min(n_samples, math.ceil(float(sample[finite].max())) + margin + 1 - sample0)
+    low = max(0, math.floor(l_min) - margin - line0)
+    high = min(n_lines, math.ceil(l_max) + margin + 1 - line0)
+    left = max(0, math.floor(s_min) - margin - sample0)
+    right = min(n_samples, math.ceil(s_max) + margin + 1 - sample0)
     if high <= low or right <= left:
         return 0, 1, 0, 1
     return low, high - low, left, right - left
@@ -711,15 +748,15 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     for name in ("look_angle", "cross_track", "pixel_area", "faces_away"):
         del cells[name]
     state = _Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
-                        layover, shadow, mixing, {}, np.empty(0), smooth)
+                        layover, shadow, mixing, {}, radar_sums(0, 0), smooth)
     if keep_per_cell:
-        _, sigma_area, gamma_area, contrib, cos_local, images = state.facet_pass(gather=False, progress=progress)
+        _, sigma_area, gamma_area, contrib, cos_local, sums = state.facet_pass(gather=False, progress=progress)
         state.per_cell = {"sigma_area": sigma_area, "gamma_area": gamma_area, "contribution": contrib,
                           "cos_local_incidence": cos_local}
     else:
-        images = state.facet_pass(gather=False, consume=lambda *_: None, progress=progress)[-1]
-    _clear_residue(images, window, smooth, resolved)
-    state.images = images
+        sums = state.facet_pass(gather=False, consume=lambda *_: None, progress=progress)[-1]
+    state.sums = sums
+    _clear_residue(state.images, window, smooth, resolved)
     return state
 
 
