@@ -202,7 +202,7 @@ class PhaseProfile:
             (lay, "_observation_on_window", "input"),
             (lay, "_check_intensity", "input"),
             (lay, "reallocate", "reallocate_rest"),
-            (lay, "_sample_image", "sample_image"),
+            (lay, "_ratios_in_place", "ratios"),
         ]
 
     def _call(self, name: str, func, args, kwargs):

@@ -29,7 +29,17 @@ def _allow_vectorised_loops_with_many_arrays() -> None:
 # Before any kernel compiles.
 _allow_vectorised_loops_with_many_arrays()
 
-from . import facets, geodesy, orbit, projection, radar_grid, simulation, visibility, zero_doppler  # noqa: E402
+from . import (  # noqa: E402
+    facets,
+    geodesy,
+    orbit,
+    projection,
+    radar_grid,
+    reallocation,
+    simulation,
+    visibility,
+    zero_doppler,
+)
 from ._cache import refresh_stale_caches  # noqa: E402
 from .geodesy import WGS84_A, WGS84_E2, geodetic_to_ecef, geodetic_to_ecef_grid  # noqa: E402
 from .orbit import orbit_state, orbit_states  # noqa: E402
@@ -44,7 +54,7 @@ from .zero_doppler import geocode_cells, geocode_grid  # noqa: E402
 
 # Before any kernel runs: drop cached compilations older than any kernel source.
 refresh_stale_caches(Path(__file__).parent,
-                     (facets, geodesy, orbit, projection, radar_grid, simulation, visibility, zero_doppler))
+                     (facets, geodesy, orbit, projection, radar_grid, reallocation, simulation, visibility, zero_doppler))
 
 __all__ = [
     "WGS84_A",

@@ -364,6 +364,30 @@ def _gather_triangles(triangles, prefix):
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def sample_at(image, rl, rs, nearest):
+    """``image`` interpolated at fractional window position (rl, rs) (pixel (r, c) at
+    (r, c)): bilinear between the four nearest pixel centres (clamped at the window's
+    border), or the nearest pixel; NaN outside [-0.5, n - 0.5] or not finite."""
+    n_lines, n_samples = image.shape
+    if not (-0.5 <= rl <= n_lines - 0.5 and -0.5 <= rs <= n_samples - 0.5):
+        return math.nan  # also where rl or rs is NaN
+    if nearest:
+        r = min(max(int(math.floor(rl + 0.5)), 0), n_lines - 1)
+        c = min(max(int(math.floor(rs + 0.5)), 0), n_samples - 1)
+        return np.float64(image[r, c])
+    lc = min(max(rl, 0.0), n_lines - 1.0)
+    sc = min(max(rs, 0.0), n_samples - 1.0)
+    r0 = min(int(math.floor(lc)), max(n_lines - 2, 0))
+    c0 = min(int(math.floor(sc)), max(n_samples - 2, 0))
+    wr = min(max(lc - r0, 0.0), 1.0)
+    wc = min(max(sc - c0, 0.0), 1.0)
+    r1 = min(r0 + 1, n_lines - 1)
+    c1 = min(c0 + 1, n_samples - 1)
+    return ((1.0 - wr) * ((1.0 - wc) * image[r0, c0] + wc * image[r0, c1])
+            + wr * ((1.0 - wc) * image[r1, c0] + wc * image[r1, c1]))
+
+
 @numba.njit(cache=True, nogil=True)
 def sample_window(image, line, sample, line0, sample0, nearest, out):
     """Interpolate a window image at fractional absolute (line, sample) of each cell.
@@ -373,27 +397,7 @@ def sample_window(image, line, sample, line0, sample0, nearest, out):
     pixel; NaN for positions outside [-0.5, n - 0.5] of the window or not finite.
     ``line``, ``sample`` and ``out`` have the same shape (any rows, cols).
     """
-    n_lines, n_samples = image.shape
     rows, cols = line.shape
     for i in range(rows):
         for j in range(cols):
-            rl = line[i, j] - line0
-            rs = sample[i, j] - sample0
-            if not (-0.5 <= rl <= n_lines - 0.5 and -0.5 <= rs <= n_samples - 0.5):
-                out[i, j] = math.nan  # also where rl or rs is NaN
-                continue
-            if nearest:
-                r = min(max(int(math.floor(rl + 0.5)), 0), n_lines - 1)
-                c = min(max(int(math.floor(rs + 0.5)), 0), n_samples - 1)
-                out[i, j] = image[r, c]
-                continue
-            lc = min(max(rl, 0.0), n_lines - 1.0)
-            sc = min(max(rs, 0.0), n_samples - 1.0)
-            r0 = min(int(math.floor(lc)), max(n_lines - 2, 0))
-            c0 = min(int(math.floor(sc)), max(n_samples - 2, 0))
-            wr = min(max(lc - r0, 0.0), 1.0)
-            wc = min(max(sc - c0, 0.0), 1.0)
-            r1 = min(r0 + 1, n_lines - 1)
-            c1 = min(c0 + 1, n_samples - 1)
-            out[i, j] = ((1.0 - wr) * ((1.0 - wc) * image[r0, c0] + wc * image[r0, c1])
-                         + wr * ((1.0 - wc) * image[r1, c0] + wc * image[r1, c1]))
+            out[i, j] = sample_at(image, line[i, j] - line0, sample[i, j] - sample0, nearest)

@@ -39,14 +39,10 @@ from .dem import _open_dem
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
-from .kernels import facets
-from .kernels.projection import sample_window
+from .kernels import facets, reallocation
 from .simulate import (
-    MASK_ACTIVE,
     MASK_NONE,
     MASK_OUTSIDE,
-    MASK_PASSIVE,
-    VALID_AREA_FRACTION,
     Contribution,
     Projection,
     _as_dataset,
@@ -165,61 +161,41 @@ def _check_intensity(observed: np.ndarray, window: tuple[int, int, int, int]) ->
     _check_values(observed)
 
 
-def _sample_image(image: np.ndarray, line: np.ndarray, sample: np.ndarray, window, nearest: bool = False) -> np.ndarray:
-    """Bilinear (or nearest) interpolation of a window image at fractional absolute (line, sample)."""
-    line0, _, sample0, _ = window
-    out = np.empty(line.shape)
-    sample_window(image, line, sample, line0, sample0, nearest, out)
-    return out
+#: Radar lines per block of the per-pixel pass.
+_LINES_PER_BLOCK = 256
+
+
+def _ratios_in_place(state: _Simulation, sums: np.ndarray, observed: np.ndarray, *,
+                     prefix: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Turn the simulated sums (a radar buffer, ``simulate.radar_sums``) into the
+    reallocation ratios, in place (``kernels.reallocation.ratio_lines``).
+
+    Channel 0 becomes I_p a_p / sum(w c), channel 1 I_p a_p / sum(w A_gamma) (0 where
+    nothing was simulated); with ``prefix``, the padded row prefix sums the exact gather
+    reads. Returns what needs the sums before they are overwritten: the simulated image
+    sum(w c) / a_p (float32, NaN where a_p is not positive), the pixels valid for terrain
+    flattening (gamma area at least 5 % of flat terrain's), and how many pixels the
+    facets reach but the observation lacks (NaN). Runs on blocks of lines in threads.
+    """
+    line0, n_lines, sample0, n_samples = state.window
+    fields, powers, fitted, fit = state.smooth_fields.kernel_arguments()
+    simulated = np.empty((n_lines, n_samples), dtype=np.float32)
+    valid = np.empty((n_lines, n_samples), dtype=bool)
+
+    def work(start: int, stop: int) -> int:
+        return reallocation.ratio_lines(sums, observed, start, stop, prefix, fields, powers, fitted, fit, line0,
+                                        sample0, simulated, valid)
+
+    missing = sum(run_blocks(work, n_lines, max(1, math.ceil(n_lines / _LINES_PER_BLOCK))))
+    return simulated, valid, missing
 
 
 def reallocation_ratios(state: _Simulation, observed: np.ndarray) -> np.ndarray:
     """Per-pixel ratios I_p a_p / (sum of w c) for the model (channel 0) and gamma (channel 1)
     contributions; 0 where nothing was simulated."""
-    ratios = np.array(state.images, dtype=np.float64, copy=True)
-    _ratios_in_place(state, ratios, observed)
-    return ratios
-
-
-#: Radar lines per block of the per-pixel pass.
-_LINES_PER_BLOCK = 256
-
-
-def _ratios_in_place(state: _Simulation, images: np.ndarray, observed: np.ndarray, *,
-                     buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Turn the simulated images (2, lines, samples) into the reallocation ratios, in place.
-
-    Channel 0 becomes I_p a_p / sum(w c), channel 1 I_p a_p / sum(w A_gamma) (0 where
-    nothing was simulated); with ``buffer``, the radar buffer that ``images`` views
-    (``channels``), then what the gather reads (``gather_buffer``: for exact projection
-    the ratios' row prefix sums). Returns what needs the images before they are overwritten:
-    the simulated image sum(w c) / a_p (float32, NaN where a_p is not positive) and the
-    pixels valid for terrain flattening (gamma area at least 5 % of flat terrain's).
-    Runs on blocks of lines; nothing of the window's size but the two outputs is made.
-    """
-    line0, n_lines, sample0, n_samples = state.window
-    smooth = state.smooth_fields
-    simulated = np.empty((n_lines, n_samples), dtype=np.float32)
-    valid = np.empty((n_lines, n_samples), dtype=bool)
-
-    def work(start: int, stop: int) -> None:
-        sub = (line0 + start, stop - start, sample0, n_samples)
-        pixel_area = np.nan_to_num(smooth.evaluate("pixel_area", sub))
-        incidence = smooth.evaluate("incidence", sub)
-        contribution, gamma = images[0, start:stop], images[1, start:stop]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            simulated[start:stop] = np.where(pixel_area > 0, contribution / np.where(pixel_area > 0, pixel_area, 1.0),
-                                             np.nan)
-            flat = pixel_area * np.cos(incidence) / np.sin(incidence)
-            valid[start:stop] = np.nan_to_num(gamma) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
-            energy = np.nan_to_num(observed[start:stop], nan=0.0) * pixel_area
-            images[0, start:stop] = np.where(contribution > 0, energy / contribution, 0.0)
-            images[1, start:stop] = np.where(gamma > 0, energy / gamma, 0.0)
-        if buffer is not None:
-            facets.prefix_buffer(images, start, stop, state.exact, buffer)
-
-    run_blocks(work, n_lines, max(1, math.ceil(n_lines / _LINES_PER_BLOCK)))
-    return simulated, valid
+    sums = state.sums.copy()
+    _ratios_in_place(state, sums, observed, prefix=False)
+    return np.array(channels(sums))
 
 
 def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma0", *,
@@ -253,45 +229,37 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     col_first, col_last = cols if cols is not None else (0, cells["valid"].shape[1])
     own_cols = slice(col_first, col_last)
     shape = (last - first, col_last - col_first)
-    window = state.window
-    line0, _, sample0, _ = window
+    line0, _, sample0, _ = state.window
     sums = state.sums if in_place else state.sums.copy()
-    images = channels(sums)
     # Pixels the image lacks (NaN) but facets reach: the cells whose facets reach one get
-    # only part of their energy, so they are NaN, not biased low.
+    # only part of their energy, so they are NaN, not biased low. Found while the sums
+    # are still there, rarely: the ratios' pass counts them.
     with np.errstate(invalid="ignore"):
-        missing = ~np.isfinite(observed) & ((images[0] > 0) | (images[1] > 0))
-    if not missing.any():
+        if bool(np.isnan(observed).any()):
+            images = channels(sums)
+            missing = np.isnan(observed) & ((images[0] > 0) | (images[1] > 0))
+            del images
+        else:
+            missing = None
+    simulated_image, valid_pixels, n_missing = _ratios_in_place(state, sums, observed, prefix=state.exact)
+    if not n_missing:
         missing = None
-    simulated_image, valid_pixels = _ratios_in_place(state, images, observed, buffer=sums)
-    # Allocated here, initialised by the row blocks of sample_cells on their threads.
+    # Allocated here, written by the row blocks of sample_cells and the gather's tiles.
     products = {name: np.empty(shape, dtype=np.float32)
                 for name in ("backscatter", "flattened", "geocoded", "simulated", "local_incidence_angle")}
     products["mixing"] = np.empty(shape, dtype=np.uint16)
     if keep_energy:
         products["energy"] = np.empty(shape)
-    # Window images needed before the gather only: released (cleared) once sampled.
+    # Window images needed before the gather only: released once sampled.
     held = {"observed": observed, "simulated": simulated_image}
     del simulated_image, observed
 
     def sample_cells(start: int, stop: int) -> None:
-        rows, out = (slice(first + start, first + stop), own_cols), slice(start, stop)
-        for name in ("backscatter", "flattened", "local_incidence_angle"):
-            products[name][out] = np.nan
-        if keep_energy:
-            products["energy"][out] = 0.0
-        line, sample, valid = cells["line"][rows], cells["sample"][rows], cells["valid"][rows]
-        line, sample = np.ascontiguousarray(line), np.ascontiguousarray(sample)
-        geocoded = _sample_image(held["observed"], line, sample, window)
-        geocoded *= np.sin(cells["incidence"][rows])
-        products["geocoded"][out] = geocoded
-        products["simulated"][out] = _sample_image(held["simulated"], line, sample, window)
-        with np.errstate(invalid="ignore"):
-            pixel_row = np.clip(np.floor(line + 0.5) - line0, 0, state.mixing.shape[0] - 1)
-            pixel_col = np.clip(np.floor(sample + 0.5) - sample0, 0, state.mixing.shape[1] - 1)
-        pixel_row = np.where(valid, pixel_row, 0).astype(np.intp)
-        pixel_col = np.where(valid, pixel_col, 0).astype(np.intp)
-        products["mixing"][out] = np.where(valid, state.mixing[pixel_row, pixel_col], 0)
+        at, out = (slice(first + start, first + stop), own_cols), slice(start, stop)
+        reallocation.sample_cells(cells["line"][at], cells["sample"][at], cells["valid"][at],
+                                  cells["incidence"][at], held["observed"], held["simulated"], state.mixing,
+                                  line0, sample0, products["geocoded"][out], products["simulated"][out],
+                                  products["mixing"][out])
 
     run_blocks(sample_cells, shape[0], _block_count(shape))
     held.clear()
@@ -301,27 +269,22 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
 
     def consume(start: int, stop: int, col_start: int, col_stop: int, energy: np.ndarray,
                 per_cell: list[np.ndarray]) -> None:
-        rows = (slice(start, stop), slice(col_start, col_stop))
+        at = (slice(start, stop), slice(col_start, col_stop))
         out = (slice(start - first, stop - first), slice(col_start - col_first, col_stop - col_first))
         sigma_area, gamma_area, _, cos_local = per_cell
-        excluded = (shadow[rows] == MASK_ACTIVE) | (shadow[rows] == MASK_PASSIVE) | (shadow[rows] == MASK_OUTSIDE)
-        area = sigma_area if output == "sigma0" else gamma_area
-        _ratio_into(products["backscatter"][out], energy[0], area, excluded)
         # Pixels whose gamma area is under 5 % of flat terrain's would divide by almost
         # nothing: cells that land in one are NaN in the flattened product (Small 2011).
         # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
-        valid_at_cell = _sample_image(valid_pixels.view(np.uint8), np.ascontiguousarray(cells["line"][rows]),
-                                      np.ascontiguousarray(cells["sample"][rows]), window, nearest=True) > 0.5
-        _ratio_into(products["flattened"][out], energy[1], gamma_area, excluded | ~valid_at_cell)
-        with np.errstate(invalid="ignore"):
-            angle = np.degrees(np.arccos(np.clip(cos_local, -1.0, 1.0)))
-        products["local_incidence_angle"][out] = np.where(cells["valid"][rows], angle, np.nan)
+        reallocation.finish_cells(energy, sigma_area, gamma_area, cos_local, shadow[at], cells["valid"][at],
+                                  cells["line"][at], cells["sample"][at], valid_pixels, line0, sample0,
+                                  output == "sigma0", products["backscatter"][out], products["flattened"][out],
+                                  products["local_incidence_angle"][out])
         if keep_energy:
             products["energy"][out] = energy[0]
 
     state.facet_pass(gather=True, sums=sums, rows=(first, last), cols=cols, consume=consume, progress=progress)
     if missing is not None:
-        del images, sums
+        del sums
         if in_place:
             state.sums = radar_sums(0, 0)
         _void_where_missing(state, missing, products, (first, last), cols)
@@ -354,12 +317,6 @@ def _void_where_missing(state: _Simulation, missing: np.ndarray, products: dict[
             products["energy"][out][reached] = np.nan
 
     state.facet_pass(gather=True, sums=indicator, rows=rows, cols=(col_first, col_last), consume=consume)
-
-
-def _ratio_into(out: np.ndarray, numerator: np.ndarray, area: np.ndarray, excluded: np.ndarray) -> None:
-    """out = numerator / area where the area is positive and the cell not excluded, else NaN."""
-    out[...] = np.nan
-    np.divide(numerator, area, out=out, where=(area > 0) & ~excluded, casting="same_kind")
 
 
 def reconstruct(

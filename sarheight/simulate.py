@@ -41,7 +41,7 @@ MASK_NONE, MASK_ACTIVE, MASK_PASSIVE, MASK_OUTSIDE = 0, 1, 2, 255
 
 #: Pixels whose simulated gamma area is below this fraction of the flat-terrain area are
 #: not valid for terrain flattening (Small 2011).
-VALID_AREA_FRACTION = 0.05
+VALID_AREA_FRACTION = kernels.reallocation.VALID_AREA_FRACTION
 
 Contribution = Literal["model", "gamma"] | Callable[[np.ndarray], np.ndarray] | xr.DataArray
 Projection = Literal["exact", "bilinear"]
@@ -581,10 +581,8 @@ class _Simulation:
     @functools.cached_property
     def valid_pixels(self) -> np.ndarray:
         """Simulated gamma area at least 5 % of the flat-terrain gamma area a_p cot(theta)."""
-        sin_inc = self.sin_incidence
-        with np.errstate(invalid="ignore", divide="ignore"):
-            flat = self.pixel_area * np.sqrt(1 - sin_inc**2) / sin_inc
-            return np.nan_to_num(self.images[1]) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
+        flat = self.smooth_fields.evaluate("flat_gamma_area", self.window)
+        return np.nan_to_num(self.images[1]) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
 
 
 #: Cells of a tile of the facet passes: its buffers (facet tables of a DEM row, the
@@ -634,7 +632,10 @@ def _tile_reach(line: np.ndarray, sample: np.ndarray, window: tuple[int, int, in
 
 
 SMOOTH_SAMPLES = 40_000  # cells the smooth fields of the radar geometry are fitted to
-SMOOTH_NAMES = ("pixel_area", "incidence")
+SMOOTH_NAMES = ("pixel_area", "incidence")  # sampled at the cells
+#: Fitted: the sampled fields and the flat-terrain gamma area a_p cot(theta) (m^2), the
+#: reference of terrain flattening's validity, derived from them.
+FIELD_NAMES = (*SMOOTH_NAMES, "flat_gamma_area")
 
 
 def smooth_stride(shape: tuple[int, int], samples: int = SMOOTH_SAMPLES) -> int:
@@ -654,7 +655,8 @@ def smooth_samples(cells: dict[str, np.ndarray], stride: int, first_row: int = 0
 
 @dataclasses.dataclass(frozen=True)
 class SmoothFields:
-    """Quantities of the radar geometry alone (pixel area, incidence) on the radar window.
+    """Quantities of the radar geometry alone (pixel area, incidence, flat-terrain gamma
+    area) on the radar window.
 
     They are known at the cells' (line, sample) positions and vary smoothly with them, so
     a least-squares polynomial of degree 2 in (line, sample), fitted to an even subset of
@@ -672,12 +674,14 @@ class SmoothFields:
             degree: int = 2) -> SmoothFields:
         line0, n_lines, sample0, n_samples = window
         if samples["line"].size == 0:
-            return cls(window, dict.fromkeys(SMOOTH_NAMES), degree)
+            return cls(window, dict.fromkeys(FIELD_NAMES), degree)
         u = (samples["line"] - line0 - 0.5 * n_lines) / max(n_lines, 1)
         v = (samples["sample"] - sample0 - 0.5 * n_samples) / max(n_samples, 1)
         design = np.stack([u**p * v**q for p, q in cls._terms(degree)], axis=1)
-        coefficients = {name: np.linalg.lstsq(design, samples[name].astype(np.float64), rcond=None)[0]
-                        for name in SMOOTH_NAMES}
+        incidence = samples["incidence"].astype(np.float64)
+        values = {name: samples[name].astype(np.float64) for name in SMOOTH_NAMES}
+        values["flat_gamma_area"] = values["pixel_area"] * np.cos(incidence) / np.sin(incidence)
+        coefficients = {name: np.linalg.lstsq(design, values[name], rcond=None)[0] for name in FIELD_NAMES}
         return cls(window, coefficients, degree)
 
     @classmethod
@@ -691,6 +695,18 @@ class SmoothFields:
     @staticmethod
     def _terms(degree: int) -> list[tuple[int, int]]:
         return [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
+
+    def kernel_arguments(self) -> tuple[np.ndarray, np.ndarray, bool, tuple[int, int, int, int]]:
+        """(coefficients of the pixel area and the flat-terrain gamma area (2, n_terms), the
+        terms' powers (n_terms, 2), whether they were fitted, the fit's window): the
+        polynomials as ``kernels.reallocation`` evaluates them."""
+        powers = np.array(self._terms(self.degree), dtype=np.int64)
+        fitted = self.coefficients["pixel_area"] is not None
+        fields = np.zeros((2, powers.shape[0]))
+        if fitted:
+            fields[0] = self.coefficients["pixel_area"]
+            fields[1] = self.coefficients["flat_gamma_area"]
+        return fields, powers, fitted, self.window
 
     def evaluate(self, name: str, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """The field on ``window`` (default: the whole fitted window), NaN when nothing was fitted."""

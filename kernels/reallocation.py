@@ -1,0 +1,181 @@
+"""The per-pixel and per-cell steps of the reallocation around the facet passes.
+
+``ratio_lines`` turns the simulated sums of a block of radar lines into what the
+gather reads, in one pass over the radar buffer; ``sample_cells`` reads the radar images
+at the cells' positions (conventional geocoding); ``finish_cells`` turns a tile's gathered
+energies into backscatter. Polynomial fields of the radar geometry (pixel area,
+flat-terrain gamma area) come as coefficient tables ``fields`` (n_fields, n_terms) over
+the terms u^p v^q of ``powers`` (n_terms, 2), u and v the line and sample normalised on
+the window ``fit`` they were fitted on (``simulate.SmoothFields``).
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from .facets import PAD
+from .projection import sample_at
+from .zero_doppler import _acos
+
+#: Terrain-flattening validity: gamma area at least this fraction of flat terrain's (Small 2011).
+VALID_AREA_FRACTION = 0.05
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _line_terms(fields, powers, field, u, out):
+    """Coefficients of the polynomial in v of field ``field`` on the line at ``u``:
+    out[q] = sum over the terms u^p v^q of coefficient times u^p."""
+    for q in range(out.shape[0]):
+        out[q] = 0.0
+    for t in range(powers.shape[0]):
+        p = powers[t, 0]
+        value = fields[field, t]
+        for _ in range(p):
+            value *= u
+        out[powers[t, 1]] += value
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _horner(terms, v):
+    value = 0.0
+    for q in range(terms.shape[0] - 1, -1, -1):
+        value = value * v + terms[q]
+    return value
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, fitted, fit,
+                line0, sample0, simulated, valid):
+    """Radar lines ``line_start:line_stop`` of the radar buffer ``buffer`` (the simulated
+    sums of ``kernels.facets``: sum w c, sum w A_gamma), turned in place into what the
+    gather reads: the ratios I_p a_p / sum(w c) and I_p a_p / sum(w A_gamma) (0 where
+    nothing was simulated), as their padded row prefix sums for exact projection
+    (``facets.prefix_buffer``), as they are for bilinear.
+
+    Parameters
+    ----------
+    observed : (lines, samples) observed intensity I_p on the window, NaN where unknown.
+    fields, powers, fit : polynomials of the pixel area a_p (field 0, m^2) and of the
+        flat-terrain gamma area a_p cot(theta) (field 1), see the module docstring;
+        ``fitted`` False where no cell was available to fit them (a_p = 0 then).
+    line0, sample0 : absolute line and sample of pixel (0, 0) of the window.
+    simulated : (lines, samples) float32 out: sum(w c) / a_p, NaN where a_p is not positive.
+    valid : (lines, samples) bool out: gamma area at least ``VALID_AREA_FRACTION`` of flat terrain's.
+
+    Returns
+    -------
+    int, the pixels that the facets reach and the observation lacks (NaN).
+    """
+    n_samples = observed.shape[1]
+    width = buffer.shape[1]
+    fit_line0, fit_lines, fit_sample0, fit_samples = fit
+    degree = 0
+    for t in range(powers.shape[0]):
+        degree = max(degree, powers[t, 1])
+    area_terms = np.zeros(degree + 1)
+    flat_terms = np.zeros(degree + 1)
+    missing = 0
+    for r in range(line_start, line_stop):
+        u = (line0 + r - fit_line0 - 0.5 * fit_lines) / max(fit_lines, 1)
+        _line_terms(fields, powers, 0, u, area_terms)
+        _line_terms(fields, powers, 1, u, flat_terms)
+        row = buffer[r + PAD].reshape(-1)
+        running0 = 0.0
+        running1 = 0.0
+        for c in range(n_samples):
+            v = (sample0 + c - fit_sample0 - 0.5 * fit_samples) / max(fit_samples, 1)
+            area = _horner(area_terms, v) if fitted else 0.0
+            area = area if area == area else 0.0
+            flat = _horner(flat_terms, v) if fitted else math.inf
+            flat = flat if flat == flat else math.inf
+            k = 2 * (c + PAD)
+            contribution = row[k]
+            gamma = row[k + 1]
+            simulated[r, c] = contribution / area if area > 0.0 else math.nan
+            valid[r, c] = (gamma if gamma == gamma else 0.0) >= VALID_AREA_FRACTION * flat
+            intensity = observed[r, c]
+            known = intensity == intensity
+            if not known and (contribution > 0.0 or gamma > 0.0):
+                missing += 1
+            energy = intensity * area if known else 0.0
+            ratio0 = energy / contribution if contribution > 0.0 else 0.0
+            ratio1 = energy / gamma if gamma > 0.0 else 0.0
+            running0 += ratio0
+            running1 += ratio1
+            row[k] = running0 if exact else ratio0
+            row[k + 1] = running1 if exact else ratio1
+        for k in range(2 * PAD):
+            row[k] = 0.0
+        for k in range(2 * (PAD + n_samples), 2 * width, 2):
+            row[k] = running0 if exact else 0.0
+            row[k + 1] = running1 if exact else 0.0
+    if line_start == 0:
+        for r in range(PAD):
+            buffer[r] = 0.0
+    if line_stop == observed.shape[0]:
+        for r in range(PAD + observed.shape[0], buffer.shape[0]):
+            buffer[r] = 0.0
+    return missing
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def sample_cells(line, sample, valid, incidence, observed, simulated, mixing, line0, sample0,
+                 geocoded_out, simulated_out, mixing_out):
+    """Per cell of a block: the window images read at the cell's (line, sample).
+
+    ``geocoded_out`` (float32): conventional geocoding, the observed beta0 interpolated
+    bilinearly times the sine of the cell's ellipsoid incidence angle (``incidence``,
+    rad): sigma0; ``simulated_out`` (float32): the simulated image, bilinear; ``mixing_out``
+    (uint16): the mixing of the nearest pixel, 0 for invalid cells. NaN off the window.
+    """
+    rows, cols = line.shape
+    for i in range(rows):
+        for j in range(cols):
+            rl = line[i, j] - line0
+            rs = sample[i, j] - sample0
+            theta = np.float64(incidence[i, j])
+            geocoded_out[i, j] = sample_at(observed, rl, rs, False) * math.sin(theta)
+            simulated_out[i, j] = sample_at(simulated, rl, rs, False)
+            if valid[i, j]:
+                r = min(max(int(math.floor(rl + 0.5)), 0), mixing.shape[0] - 1)
+                c = min(max(int(math.floor(rs + 0.5)), 0), mixing.shape[1] - 1)
+                mixing_out[i, j] = mixing[r, c]
+            else:
+                mixing_out[i, j] = 0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def finish_cells(energy, sigma_area, gamma_area, cos_local, shadow, cell_valid, line, sample, valid_pixels,
+                 line0, sample0, use_sigma, backscatter, flattened, local_incidence):
+    """A tile's cells from the energies it gathered.
+
+    ``backscatter`` = energy[0] / (sigma or gamma area, ``use_sigma``), ``flattened`` =
+    energy[1] / gamma area (Small 2011; NaN where the cell's nearest pixel is not valid
+    for flattening: its gamma area would divide by almost nothing), both NaN in shadow,
+    outside the image (``shadow`` codes 1, 2, 255) or where the area is not positive;
+    ``local_incidence`` (degrees) from the cosine of the mean normal, NaN for invalid cells.
+    All outputs float32 (rows, cols).
+    """
+    rows, cols = cos_local.shape
+    n_lines, n_samples = valid_pixels.shape
+    for i in range(rows):
+        for j in range(cols):
+            code = shadow[i, j]
+            excluded = code == 1 or code == 2 or code == 255
+            area = sigma_area[i, j] if use_sigma else gamma_area[i, j]
+            backscatter[i, j] = energy[0, i, j] / area if area > 0.0 and not excluded else math.nan
+            rl = line[i, j] - line0
+            rs = sample[i, j] - sample0
+            flat_ok = False
+            if -0.5 <= rl <= n_lines - 0.5 and -0.5 <= rs <= n_samples - 0.5:
+                r = min(max(int(math.floor(rl + 0.5)), 0), n_lines - 1)
+                c = min(max(int(math.floor(rs + 0.5)), 0), n_samples - 1)
+                flat_ok = valid_pixels[r, c]
+            gamma = gamma_area[i, j]
+            flattened[i, j] = energy[1, i, j] / gamma if gamma > 0.0 and flat_ok and not excluded else math.nan
+            cosine = cos_local[i, j]
+            if cell_valid[i, j] and cosine == cosine:
+                local_incidence[i, j] = math.degrees(_acos(min(max(cosine, -1.0), 1.0)))
+            else:
+                local_incidence[i, j] = math.nan
