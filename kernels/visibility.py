@@ -203,10 +203,26 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
     -------
     n : int, the number of points written.
     """
-    cols = line.shape[1]
+    rows, cols = line.shape
     n = 0
     for j in range(cols):
-        found, i = _bracket(target, j, pointer[j], line, runs)
+        # Lines advance by about one per DEM row along a column: the pair the last line
+        # was found at, or the next, usually straddles this one (what _bracket, which
+        # tries the pair it starts from first, would find there).
+        i = pointer[j]
+        found = False
+        if 0 <= i < rows - 1:
+            l0 = line[i, j]
+            l1 = line[i + 1, j]
+            if min(l0, l1) <= target <= max(l0, l1):
+                found = True
+            elif l0 == l0 and l1 == l1:
+                k = i + 1 if (target > max(l0, l1)) == (l1 > l0) else i - 1
+                if 0 <= k < rows - 1 and min(line[k, j], line[k + 1, j]) <= target <= max(line[k, j], line[k + 1, j]):
+                    found = True
+                    i = k
+        if not found:
+            found, i = _bracket(target, j, pointer[j], line, runs)
         pointer[j] = i
         if not found:
             continue
@@ -220,6 +236,27 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
         bracket[n] = i
         n += 1
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _sorted_order(values, n):
+    """Indices that sort ``values[:n]`` ascending: insertion sort, started in column order
+    or its reverse, whichever the ends suggest. Profiles are nearly sorted already (the
+    cross-track angle is a ground coordinate, monotone along a DEM row), so this takes
+    about n steps where a general sort takes n log n."""
+    order = np.empty(n, dtype=np.int64)
+    descending = n > 1 and values[n - 1] < values[0]
+    for k in range(n):
+        order[k] = n - 1 - k if descending else k
+    for k in range(1, n):
+        p = order[k]
+        v = values[p]
+        m = k - 1
+        while m >= 0 and values[order[m]] > v:
+            order[m + 1] = order[m]
+            m -= 1
+        order[m + 1] = p
+    return order
 
 
 @numba.njit(cache=True, nogil=True)
@@ -391,43 +428,37 @@ def _count_below_near(values, slot, n, x, guess):
     return lo
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _nearer_max(split, own, slot, values, prefix, prefix_arg):
     """Maximum of ``values[slot, :split]`` without index ``own``, and where it is.
 
     ``prefix`` and ``prefix_arg`` hold the running maximum of ``values`` and its index.
     Returns (-inf, -1) where no point is left. The own column's point lies next to the
-    split, so the loop is short.
+    split, so the loop is short; the rest is written with selects, not branches (whether
+    the own column is nearer than the split is a coin toss from cell to cell).
     """
-    if own < 0 or own >= split:
-        if split > 0:
-            return prefix[slot, split - 1], prefix_arg[slot, split - 1]
-        return -math.inf, -1
-    best = -math.inf
-    arg = -1
-    if own > 0:
-        best = prefix[slot, own - 1]
-        arg = prefix_arg[slot, own - 1]
-    for q in range(own + 1, split):
+    inside = 0 <= own < split
+    limit = own if inside else split
+    k = max(limit - 1, 0)
+    best = prefix[slot, k] if limit > 0 else -math.inf
+    arg = prefix_arg[slot, k] if limit > 0 else -1
+    for q in range(own + 1 if inside else split, split):
         if values[slot, q] > best:
             best = values[slot, q]
             arg = q
     return best, arg
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _farther_min(split, own, n, slot, values, suffix, suffix_arg):
-    """Minimum of ``values[slot, split:n]`` without index ``own``, and where it is (inf, -1: none)."""
-    if own < split:
-        if split < n:
-            return suffix[slot, split], suffix_arg[slot, split]
-        return math.inf, -1
-    best = math.inf
-    arg = -1
-    if own + 1 < n:
-        best = suffix[slot, own + 1]
-        arg = suffix_arg[slot, own + 1]
-    for q in range(split, own):
+    """Minimum of ``values[slot, split:n]`` without index ``own``, and where it is (inf, -1:
+    none); as ``_nearer_max``."""
+    inside = own >= split
+    first = own + 1 if inside else split
+    k = min(first, n - 1)
+    best = suffix[slot, k] if first < n else math.inf
+    arg = suffix_arg[slot, k] if first < n else -1
+    for q in range(split, own if inside else split):
         if values[slot, q] < best:
             best = values[slot, q]
             arg = q
@@ -694,7 +725,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             n = _cut_profile(float(line0 + b), line, sample, slant_range, look_angle, cross_track, faces_away,
                              runs, pointer, ct, eta, rng, smp, away, column, bracket)
             if n > 0:
-                order = np.argsort(ct[:n])
+                order = _sorted_order(ct, n)
                 if own:
                     _add_mixing(mixing[b], order, eta, rng, smp, away, n, sample0, range_tolerance)
                 for k in range(n):
