@@ -179,3 +179,26 @@ def finish_cells(energy, sigma_area, gamma_area, cos_local, shadow, cell_valid, 
                 local_incidence[i, j] = math.degrees(_acos(min(max(cosine, -1.0), 1.0)))
             else:
                 local_incidence[i, j] = math.nan
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def clear_residue(images, line_start, line_stop, fields, powers, fitted, fit, line0, sample0, thresholds):
+    """Clear, on lines ``line_start:line_stop`` of ``images`` (channels, lines, samples),
+    the sums below ``thresholds[q]`` times the pixel area (field 0 of the polynomials, as
+    in ``ratio_lines``; 0 where not fitted): rounding residue, see ``simulate._clear_residue``."""
+    n_samples = images.shape[2]
+    fit_line0, fit_lines, fit_sample0, fit_samples = fit
+    degree = 0
+    for t in range(powers.shape[0]):
+        degree = max(degree, powers[t, 1])
+    area_terms = np.zeros(degree + 1)
+    for r in range(line_start, line_stop):
+        u = (line0 + r - fit_line0 - 0.5 * fit_lines) / max(fit_lines, 1)
+        _line_terms(fields, powers, 0, u, area_terms)
+        for c in range(n_samples):
+            v = (sample0 + c - fit_sample0 - 0.5 * fit_samples) / max(fit_samples, 1)
+            area = _horner(area_terms, v) if fitted else 0.0
+            area = area if area == area else 0.0
+            for q in range(images.shape[0]):
+                if images[q, r, c] < thresholds[q] * area:
+                    images[q, r, c] = 0.0

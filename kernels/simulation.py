@@ -179,4 +179,22 @@ def ecef_of_cells(lon, lat, height, a, e2, out):
             out[i, j, 2] = (pv * (1.0 - e2) + h) * sl
 
 
+@numba.njit(cache=True, nogil=True)
+def valid_extent(line, sample, valid):
+    """Smallest and largest line and sample of the valid cells: (l_min, l_max, s_min, s_max)."""
+    l_min = math.inf
+    l_max = -math.inf
+    s_min = math.inf
+    s_max = -math.inf
+    rows, cols = line.shape
+    for i in range(rows):
+        for j in range(cols):
+            if valid[i, j]:
+                l_min = min(l_min, line[i, j])
+                l_max = max(l_max, line[i, j])
+                s_min = min(s_min, sample[i, j])
+                s_max = max(s_max, sample[i, j])
+    return l_min, l_max, s_min, s_max
+
+
 from .visibility import visibility_profiles  # noqa: E402, F401

@@ -281,8 +281,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
             "geometry do not overlap; check the DEM's CRS and extent and the product"
         )
     lines, samples = geometry.grid.shape
-    l_min, l_max = np.nanmin(line[valid]), np.nanmax(line[valid])
-    s_min, s_max = np.nanmin(sample[valid]), np.nanmax(sample[valid])
+    l_min, l_max, s_min, s_max = sim.valid_extent(line, sample, valid)
     line0 = max(0, math.floor(l_min) - margin)
     line1 = min(lines, math.ceil(l_max) + margin + 1)
     sample0 = max(0, math.floor(s_min) - margin)
@@ -393,13 +392,15 @@ def _datetime_in_place(seconds: np.ndarray, reference: np.datetime64) -> np.ndar
     ns = seconds.view(np.int64)
     reference_ns = np.datetime64(reference, "ns").astype(np.int64)
     nat = np.datetime64("NaT", "ns").astype(np.int64)
-    rows_per_block = max(1, BLOCK_CELLS // max(1, seconds.shape[-1]))
-    for start in range(0, seconds.shape[0], rows_per_block):
-        block = seconds[start:start + rows_per_block].copy()
+
+    def work(start: int, stop: int) -> None:
+        block = seconds[start:stop].copy()
         finite = np.isfinite(block)
         converted = np.where(finite, np.round(block * 1e9), 0).astype(np.int64) + reference_ns
         converted[~finite] = nat
-        ns[start:start + rows_per_block] = converted
+        ns[start:stop] = converted
+
+    run_blocks(work, seconds.shape[0], _block_count(seconds.shape))
     return ns.view("datetime64[ns]")
 
 
@@ -819,14 +820,11 @@ def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth
     about a billion times flat terrain's.
     """
     line0, n_lines, sample0, n_samples = window
-    densities = _flat_densities(contribution, smooth)
-    rows = max(1, BLOCK_CELLS // max(1, n_samples))
-    for start in range(0, n_lines, rows):
-        stop = min(n_lines, start + rows)
-        area = np.nan_to_num(smooth.evaluate("pixel_area", (line0 + start, stop - start, sample0, n_samples)))
-        for channel in range(images.shape[0]):
-            lines = images[channel, start:stop]
-            lines[lines < (RESIDUE_FRACTION * densities[channel]) * area] = 0.0
+    thresholds = RESIDUE_FRACTION * np.array(_flat_densities(contribution, smooth)[:images.shape[0]])
+    fields, powers, fitted, fit = smooth.kernel_arguments()
+    run_blocks(lambda start, stop: kernels.reallocation.clear_residue(
+        images, start, stop, fields, powers, fitted, fit, line0, sample0, thresholds),
+        n_lines, max(1, math.ceil(n_lines * n_samples / BLOCK_CELLS)))
 
 
 def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
