@@ -251,11 +251,54 @@ def _vertex_row(ecef, line, sample, rho, line0, sample0, left, weight, rows_tmp,
         rows_tmp[2, j] = (1.0 - wr) * ecef[i0, j, 2] + wr * ecef[i0 + 1, j, 2]
         rows_tmp[3, j] = (1.0 - wr) * line[i0, j] + wr * line[i0 + 1, j] - line0 + 0.5
         rows_tmp[4, j] = (1.0 - wr) * sample[i0, j] + wr * sample[i0 + 1, j] - sample0 + 0.5
+    if left.shape[0] == 2 * cols + 1:
+        # k = 2: vertices at the centres and halfway between them, written out so that
+        # the loop vectorises (the general one reads through an index: it cannot). The
+        # arithmetic is the general loop's, weights 0.5 and 0 (NaN from a neighbour
+        # included), so the vertices are the same to the bit.
+        for q in range(5):
+            values = rows_tmp[q]
+            for j in range(1, cols - 1):
+                out[q, 2 * j] = 0.5 * values[j - 1] + 0.5 * values[j]
+                out[q, 2 * j + 1] = 1.0 * values[j] + 0.0 * values[j + 1]
+            for b in (0, 1, 2 * cols - 2, 2 * cols - 1, 2 * cols):
+                j0 = left[b]
+                w = weight[b]
+                out[q, b] = (1.0 - w) * values[j0] + w * values[j0 + 1]
+        return
     for q in range(5):
         for b in range(left.shape[0]):
             j0 = left[b]
             w = weight[b]
             out[q, b] = (1.0 - w) * rows_tmp[q, j0] + w * rows_tmp[q, j0 + 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _expand_cells(usable, dark, ecef, look, k, sub_usable, sub_dark, centre, look_sub):
+    """Per sub-column of one DEM row, the flags, position and look vector of its cell
+    (the facet loops read them per sub-column)."""
+    cols = usable.shape[0]
+    if k == 2:
+        for j in range(cols):
+            sub_usable[2 * j] = usable[j]
+            sub_usable[2 * j + 1] = usable[j]
+            sub_dark[2 * j] = dark[j]
+            sub_dark[2 * j + 1] = dark[j]
+        for axis in range(3):
+            for j in range(cols):
+                centre[axis, 2 * j] = ecef[j, axis]
+                centre[axis, 2 * j + 1] = ecef[j, axis]
+                look_sub[axis, 2 * j] = look[j, axis]
+                look_sub[axis, 2 * j + 1] = look[j, axis]
+        return
+    for j in range(cols):
+        for m in range(k):
+            b = j * k + m
+            sub_usable[b] = usable[j]
+            sub_dark[b] = dark[j]
+            for axis in range(3):
+                centre[axis, b] = ecef[j, axis]
+                look_sub[axis, b] = look[j, axis]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -617,14 +660,7 @@ def facet_pass(
     dummy = np.empty(n_sub + 1)
     for i in range(row_start, row_stop):
         _usable_cells(line, valid, i, col_start, col_stop, usable)
-        for j in range(cols):
-            for m in range(k):
-                b = j * k + m
-                sub_usable[b] = usable[j]
-                sub_dark[b] = shadowed[i, j]
-                for axis in range(3):
-                    centre[axis, b] = ecef[i, j, axis]
-                    look_sub[axis, b] = look[i, j, axis]
+        _expand_cells(usable, shadowed[i], ecef[i], look[i], k, sub_usable, sub_dark, centre, look_sub)
         for a in range(k + 1):
             if a == 0 and i > row_start:
                 vertices[0] = vertices[k]  # the previous row's bottom vertex row
