@@ -321,45 +321,103 @@ def _own_point(here, j, i, line, runs, cross_track, field):
             (1.0 - w) * field[i, j] + w * field[i + 1, j])
 
 
-@numba.njit(cache=True, nogil=True)
-def _envelope(j, i0, i1, f_line0, v0, v1, line, valid, field):
-    """How far the column's path between two lines rises above and sinks below its chord.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _envelopes(j, i0, i1, f_line0, r0, r1, eta0, eta1, ct0, ct1, line, valid, slant_range, look_angle,
+               cross_track):
+    """How far the column's path between two lines rises above and sinks below its chords.
 
     Between its cuts at lines L0 (row pair from ``i0``) and L0 + 1 (from ``i1``), column
-    ``j`` is piecewise linear in the line, with kinks at the cells between; the chord joins
-    the cuts' values ``v0`` and ``v1`` of ``field``.
+    ``j`` is piecewise linear in the line, with kinks at the cells between; the chords
+    join the cuts' slant ranges ``r0``, ``r1`` and look angles ``eta0``, ``eta1``.
 
     Returns
     -------
-    up, down : float, >= 0, the largest excess of the path over the chord and below it;
-        -1.0, -1.0 where a cell between is void or out of order (the column is then
-        evaluated point by point).
+    up, down : float, >= 0, the largest excess of the slant range over its chord and below it;
+    eta_up : float, >= 0, the largest excess of the look angle over its chord;
+        all -1.0 where a cell between is void or out of order (the column is then
+        evaluated point by point);
+    spread : float, the spread of the cross-track angle (rad) over the path (0 then).
     """
     up = 0.0
     down = 0.0
-    first, last = (i0 + 1, i1) if i1 >= i0 else (i1 + 1, i0)
-    for m in range(first, last + 1):
-        if not valid[m, j]:
-            return -1.0, -1.0
-        a = line[m, j] - f_line0
-        if a < 0.0 or a > 1.0:
-            return -1.0, -1.0
-        excess = field[m, j] - (v0 + a * (v1 - v0))
-        up = max(up, excess)
-        down = max(down, -excess)
-    return up, down
-
-
-@numba.njit(cache=True, nogil=True)
-def _ct_spread(j, i0, i1, ct0, ct1, cross_track):
-    """Spread of the cross-track angle (rad) over the column's path between two lines."""
+    eta_up = 0.0
     lo = min(ct0, ct1)
     hi = max(ct0, ct1)
     first, last = (i0 + 1, i1) if i1 >= i0 else (i1 + 1, i0)
     for m in range(first, last + 1):
+        a = line[m, j] - f_line0
+        if not valid[m, j] or a < 0.0 or a > 1.0:
+            return -1.0, -1.0, -1.0, 0.0
+        excess = slant_range[m, j] - (r0 + a * (r1 - r0))
+        up = max(up, excess)
+        down = max(down, -excess)
+        eta_up = max(eta_up, look_angle[m, j] - (eta0 + a * (eta1 - eta0)))
         lo = min(lo, cross_track[m, j])
         hi = max(hi, cross_track[m, j])
-    return hi - lo
+    return up, down, eta_up, hi - lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _path_bounds(j, i, lo_line, hi_line, line, valid, runs, slant_range, look_angle, cross_track, out):
+    """Bounds of every point column ``j`` can have at a line between ``lo_line`` and
+    ``hi_line``, for a column cut by one of those lines only (a special point): into
+    ``out`` (5,): least and largest slant range, largest look angle, least and largest
+    cross-track angle over the cells of the pairs of rows whose lines reach into that
+    interval, found walking the column both ways from the pair ``i`` (where one of the
+    lines cut it). Infinite bounds (no screening) for a column broken by voids (its
+    other runs could hold points) or a walk longer than 64 pairs.
+    """
+    first = runs[0]
+    rows = line.shape[0]
+    out[0] = math.inf
+    out[1] = -math.inf
+    out[2] = -math.inf
+    out[3] = math.inf
+    out[4] = -math.inf
+    if first[j + 1] - first[j] != 1:
+        out[0] = -math.inf
+        out[1] = math.inf
+        out[2] = math.inf
+        out[3] = -math.inf
+        out[4] = math.inf
+        return
+    for direction in (-1, 1):
+        k = i if direction < 0 else i + 1
+        for _ in range(64):
+            if k < 0 or k >= rows - 1 or not (valid[k, j] and valid[k + 1, j]):
+                break
+            l0 = line[k, j]
+            l1 = line[k + 1, j]
+            if min(l0, l1) > hi_line or max(l0, l1) < lo_line:
+                break
+            for m in (k, k + 1):
+                out[0] = min(out[0], slant_range[m, j])
+                out[1] = max(out[1], slant_range[m, j])
+                out[2] = max(out[2], look_angle[m, j])
+                out[3] = min(out[3], cross_track[m, j])
+                out[4] = max(out[4], cross_track[m, j])
+            k += direction
+        else:
+            out[0] = -math.inf
+            out[1] = math.inf
+            out[2] = math.inf
+            out[3] = -math.inf
+            out[4] = math.inf
+            return
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _may_matter(r_low, r_high, eta_high, ct_low, ct_high, r, e, x, range_tolerance):
+    """Whether a point with these bounds can move a cell's margins past their thresholds
+    (slant range ``r``, look angle ``e``, cross-track angle ``x``): nearer with a slant
+    range beyond r + tolerance or a look angle at e + tolerance / r, or farther with a
+    slant range below r - tolerance. Bounds are widened by a relative 1e-12, as the
+    interpolated points may exceed their cells' values by rounding."""
+    slack = 1e-12 * (abs(r_high) + abs(r_low) + abs(r))
+    angle_slack = 1e-12 * (abs(eta_high) + abs(e))
+    nearer = ct_low < x and (r_high - r + slack > range_tolerance or eta_high - e + angle_slack >= range_tolerance / r)
+    farther = ct_high >= x and r - r_low + slack > range_tolerance
+    return nearer or farther
 
 
 @numba.njit(cache=True, nogil=True)
@@ -712,8 +770,10 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     r_min_arg = np.empty((2, cols), dtype=np.int64)
     eta_max = np.empty((2, cols))
     eta_max_arg = np.empty((2, cols), dtype=np.int64)
-    # Points evaluated point by point for every cell of the pair: (slot, index).
+    # Points evaluated point by point for every cell of the pair: (slot, index), and the
+    # bounds of their columns' points between the two lines (``_path_bounds``).
     special = np.empty((2 * cols, 2), dtype=np.int64)
+    special_bounds = np.empty((2 * cols, 5))
     for b in range(max(key_start - 1, 0), key_stop):
         own = b >= key_start  # the line before the range is cut only to bracket its first key
         s = b & 1
@@ -762,22 +822,26 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             jj = p_col[t, k]
             q = rank[s, jj]
             if q >= 0:
-                i0 = p_row[t, k]
-                i1 = p_row[s, q]
-                up, down = _envelope(jj, i0, i1, base, p_r[t, k], p_r[s, q], line, valid, slant_range)
-                eta_up, _ = _envelope(jj, i0, i1, base, p_eta[t, k], p_eta[s, q], line, valid, look_angle)
-                if up >= 0.0 and eta_up >= 0.0:
+                up, down, eta_up, path_spread = _envelopes(
+                    jj, p_row[t, k], p_row[s, q], base, p_r[t, k], p_r[s, q], p_eta[t, k], p_eta[s, q], p_ct[t, k],
+                    p_ct[s, q], line, valid, slant_range, look_angle, cross_track)
+                if up >= 0.0:
                     r_hi[t, k] = p_r[t, k] + up
                     r_hi[s, q] = p_r[s, q] + up
                     r_lo[t, k] = p_r[t, k] - down
                     r_lo[s, q] = p_r[s, q] - down
                     eta_hi[t, k] = p_eta[t, k] + eta_up
                     eta_hi[s, q] = p_eta[s, q] + eta_up
-                    spread = max(spread, _ct_spread(jj, i0, i1, p_ct[t, k], p_ct[s, q], cross_track))
+                    spread = max(spread, path_spread)
                     continue
             special[n_special, 0] = t
             special[n_special, 1] = k
             n_special += 1
+        for u in range(n_special):
+            slot = special[u, 0]
+            k = special[u, 1]
+            _path_bounds(p_col[slot, k], p_row[slot, k], base, base + 1.0, line, valid, runs, slant_range,
+                         look_angle, cross_track, special_bounds[u])
         for u in (t, s):
             _running_max(r_hi, u, count[u], r_max, r_max_arg)
             _running_min_from_end(r_lo, u, count[u], r_min, r_min_arg)
@@ -812,14 +876,23 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 if u < n_special:
                     slot = special[u, 0]
                     k = special[u, 1]
+                    jj = p_col[slot, k]
+                    if jj == j or not _may_matter(special_bounds[u, 0], special_bounds[u, 1], special_bounds[u, 2],
+                                                  special_bounds[u, 3], special_bounds[u, 4], r, e, x,
+                                                  range_tolerance):
+                        continue
                 else:
                     slot = t
                     k = lo + u - n_special
                     if r_hi[t, k] == -math.inf:
                         continue  # special, done above
-                jj = p_col[slot, k]
-                if jj == j:
-                    continue
+                    jj = p_col[slot, k]
+                    q = rank[s, jj]
+                    # Cut by both lines: its envelopes bound its points between them.
+                    if jj == j or not _may_matter(min(r_lo[t, k], r_lo[s, q]), max(r_hi[t, k], r_hi[s, q]),
+                                                  max(eta_hi[t, k], eta_hi[s, q]), p_ct[t, k] - spread,
+                                                  p_ct[t, k] + spread, r, e, x, range_tolerance):
+                        continue
                 found, ii = _bracket(here, jj, p_row[slot, k], line, runs)
                 if not found:
                     continue
