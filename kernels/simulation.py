@@ -18,7 +18,7 @@ import numpy as np
 
 from .orbit import orbit_state
 from .radar_grid import _ground_range_and_derivative
-from .zero_doppler import _first_guess, _solve_zero_doppler
+from .zero_doppler import NAT, _first_guess, _solve_zero_doppler
 
 NONE = 0
 ACTIVE = 1
@@ -62,21 +62,23 @@ def cell_geometry(
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
     first_line_time, line_interval,
     rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign, bistatic_rate, bistatic_reference_range,
-    ecef, time, slant_range, line, sample, look, pixel_area, incidence,
+    reference_ns, ecef, time_ns, slant_range, line, sample, look, pixel_area, incidence,
     look_angle, cross_track, valid,
 ):
     """Zero-Doppler geometry of every DEM cell centre (pass A), into the given outputs.
 
     ``lon``, ``lat`` (rad) as in ``zero_doppler.geocode_grid`` (broadcast views of 1-D
-    axes are the fast case: one sine and cosine per column and row);
-    outputs are arrays of the shapes below, pre-filled by the caller (NaN, zeros, False)
-    and written where the cell is solved. Serial, GIL released: callers run row blocks
-    (views) on threads.
+    axes are the fast case: one sine and cosine per column and row). Every output is
+    written for every cell: NaN (look vector 0, time NaT, valid False) where the cell is
+    void, unsolved or on the side the radar does not look at. Serial, GIL released:
+    callers run row blocks (views) on threads.
+
+    ``reference_ns`` : int64, the epoch of the orbit's time axis in ns since 1970.
 
     Outputs
     -------
     ecef : (rows, cols, 3) float64, m (NaN for void cells)
-    time : (rows, cols) float64, zero-Doppler time (s since the orbit reference)
+    time_ns : (rows, cols) int64, zero-Doppler time (ns since 1970; int64 min for NaT)
     slant_range : (rows, cols) float64, m
     line, sample : (rows, cols) float64, unclipped fractional indices
     look : (rows, cols, 3) float32, unit vector from the cell to the sensor
@@ -104,6 +106,22 @@ def cell_geometry(
                     seed = 2.0 * above[j] - above2[j]
                 above2[j] = above[j]
                 above[j] = math.nan
+                # What the cell keeps unless it is solved below.
+                time_ns[i, j] = NAT
+                slant_range[i, j] = math.nan
+                line[i, j] = math.nan
+                sample[i, j] = math.nan
+                look[i, j, 0] = 0.0
+                look[i, j, 1] = 0.0
+                look[i, j, 2] = 0.0
+                pixel_area[i, j] = math.nan
+                incidence[i, j] = math.nan
+                look_angle[i, j] = math.nan
+                cross_track[i, j] = math.nan
+                valid[i, j] = False
+                ecef[i, j, 0] = math.nan
+                ecef[i, j, 1] = math.nan
+                ecef[i, j, 2] = math.nan
                 if h != h:
                     continue
                 if not lat_by_row:
@@ -132,7 +150,7 @@ def cell_geometry(
                 fprime = dx * s[6] + dy * s[7] + dz * s[8] - speed2
                 line_time = t - bistatic_rate * (r - bistatic_reference_range)
                 ground, dground = _ground_range_and_derivative(line_time, r, rm_times, rm_sr0, rm_coeffs)
-                time[i, j] = t
+                time_ns[i, j] = reference_ns + np.int64(round(t * 1e9))
                 slant_range[i, j] = r
                 line[i, j] = (line_time - first_line_time) / line_interval
                 sample[i, j] = ground / rm_spacing

@@ -337,35 +337,34 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
     columns of these arrays)."""
     shape = height.shape
     k = geometry.kernel_arguments()
-    # name: (dtype, trailing shape, value of unsolved cells), in the kernel's argument
-    # order. Allocated here, filled by the row blocks on their threads (first touch too).
+    # name: (dtype, trailing shape), in the kernel's argument order. Allocated here,
+    # written (first touch too) by the row blocks on their threads.
     fields = {
-        "time": (np.float64, (), np.nan),
-        "slant_range": (np.float64, (), np.nan),
-        "line": (np.float64, (), np.nan),
-        "sample": (np.float64, (), np.nan),
-        "look": (np.float32, (3,), 0.0),
-        "pixel_area": (np.float32, (), np.nan),
-        "incidence": (np.float32, (), np.nan),
-        "look_angle": (np.float64, (), np.nan),
-        "cross_track": (np.float64, (), np.nan),
-        "valid": (np.bool_, (), False),
+        "azimuth_time": (np.int64, ()),
+        "slant_range": (np.float64, ()),
+        "line": (np.float64, ()),
+        "sample": (np.float64, ()),
+        "look": (np.float32, (3,)),
+        "pixel_area": (np.float32, ()),
+        "incidence": (np.float32, ()),
+        "look_angle": (np.float64, ()),
+        "cross_track": (np.float64, ()),
+        "valid": (np.bool_, ()),
     }
-    out = {name: np.empty((*shape, *trailing), dtype=dtype) for name, (dtype, trailing, _) in fields.items()}
+    out = {name: np.empty((*shape, *trailing), dtype=dtype) for name, (dtype, trailing) in fields.items()}
     away = np.empty(shape, dtype=bool) if faces_away else None
+    reference_ns = np.datetime64(geometry.reference_time, "ns").astype(np.int64)
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
-        for name, array in out.items():
-            array[rows] = fields[name][2]
         # The normals of faces_away need the positions of one row more on each side.
         halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
-        ecef = np.full((halo_stop - halo_start, shape[1], 3), np.nan)
+        ecef = np.empty((halo_stop - halo_start, shape[1], 3))
         sim.cell_geometry(
             lon[rows], lat[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
             k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
             k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
-            k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"],
+            k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"], reference_ns,
             ecef[start - halo_start:stop - halo_start], *(array[rows] for array in out.values()),
         )
         for row in {halo_start, halo_stop - 1} - set(range(start, stop)):
@@ -373,35 +372,15 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
             sim.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1], kernels.WGS84_A,
                               kernels.WGS84_E2, ecef[local:local + 1])
         if away is not None:
-            away[rows] = False
             facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
                               away[halo_start:halo_stop])
 
     run_blocks(work, shape[0], _block_count(shape))
-    out["azimuth_time"] = _datetime_in_place(out.pop("time"), geometry.reference_time)
+    out["azimuth_time"] = out["azimuth_time"].view("datetime64[ns]")
     out.update(lon=lon, lat=lat, height=height)
     if away is not None:
         out["faces_away"] = away
     return out
-
-
-def _datetime_in_place(seconds: np.ndarray, reference: np.datetime64) -> np.ndarray:
-    """``reference`` plus float ``seconds`` as datetime64[ns] (NaN gives NaT), in the
-    buffer of ``seconds``: ``geometry.datetime_from_seconds`` without its five
-    temporaries of the DEM's size."""
-    ns = seconds.view(np.int64)
-    reference_ns = np.datetime64(reference, "ns").astype(np.int64)
-    nat = np.datetime64("NaT", "ns").astype(np.int64)
-
-    def work(start: int, stop: int) -> None:
-        block = seconds[start:stop].copy()
-        finite = np.isfinite(block)
-        converted = np.where(finite, np.round(block * 1e9), 0).astype(np.int64) + reference_ns
-        converted[~finite] = nat
-        ns[start:stop] = converted
-
-    run_blocks(work, seconds.shape[0], _block_count(seconds.shape))
-    return ns.view("datetime64[ns]")
 
 
 def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
