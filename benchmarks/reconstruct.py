@@ -432,19 +432,20 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
     line0, n_lines, sample0, n_samples = state.window
     first_line, count, first_sample, n = simulate_module._tile_reach(line, sample, state.window)
     ratios = simulate_module.gather_buffer(np.random.default_rng(1).random((2, n_lines, n_samples)), state.exact)
+    sums = simulate_module.radar_sums(n_lines, n_samples)
     c = state.contribution
     shape = line.shape
 
     def facet_pass(gather: bool) -> None:
         energy = np.zeros((2, *shape))
         per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)]
-        buffer = ratios if gather else simulate_module.radar_sums(count, n)
+        buffer = ratios if gather else np.zeros(facets.scatter_buffer_shape(count, n, state.exact))
         origin = (line0, sample0) if gather else (line0 + first_line, sample0 + first_sample)
         facets.facet_pass(ecef, line, sample, look, valid, shadowed, c.user_weight, state.oversample, c.code, c.law,
                           c.table, state.exact, gather, *origin, buffer, 1, shape[0] - 1, 1, shape[1] - 1, energy,
                           *per_cell)
         if not gather:
-            facets.resolve_tile(buffer, state.exact)
+            facets.add_tile(buffer, state.exact, sums, first_line, first_sample)
 
     own = (shape[0] - 2) * (shape[1] - 2)
     return {name: best_time(lambda gather=gather: facet_pass(gather)) / own * 1e9

@@ -522,7 +522,7 @@ class _Simulation:
                 buffer = sums
             else:
                 first_line, count, first_sample, n = _tile_reach(line, sample, self.window)
-                buffer = radar_sums(count, n)
+                buffer = np.zeros(facets.scatter_buffer_shape(count, n, exact))
             facets.facet_pass(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
@@ -531,9 +531,8 @@ class _Simulation:
                 own[1].stop, energy, *per_cell,
             )
             if not gather:
-                facets.resolve_tile(buffer, exact)
                 with lock:
-                    facets.add_tile(buffer, sums, first_line, first_sample)
+                    facets.add_tile(buffer, exact, sums, first_line, first_sample)
             consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
                     [p[own] for p in per_cell])
             if progress is not None:
