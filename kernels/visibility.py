@@ -688,6 +688,42 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, layover,
 
 
 @numba.njit(cache=True, nogil=True)
+def bucket_counts(line, valid, judged, faces_away, line0, n_lines, row_start, row_stop, layover, shadow, counts):
+    """Rows ``row_start:row_stop`` of ``visibility_buckets``' first pass: the initial masks
+    of their cells and, into ``counts`` (n_lines + 1,), how many judged cells each key
+    holds. Row blocks run on threads; ``bucket_fill`` then places them."""
+    cols = line.shape[1]
+    n_keys = n_lines + 1
+    for i in range(row_start, row_stop):
+        for j in range(cols):
+            if valid[i, j]:
+                layover[i, j] = NONE
+                shadow[i, j] = ACTIVE if faces_away[i, j] else NONE
+                key = int(math.floor(line[i, j])) - line0 + 1
+                if 0 <= key < n_keys and judged[i, j]:
+                    counts[key] += 1
+            else:
+                layover[i, j] = OUTSIDE
+                shadow[i, j] = OUTSIDE
+
+
+@numba.njit(cache=True, nogil=True)
+def bucket_fill(line, valid, judged, line0, n_lines, row_start, row_stop, cursor, bucket):
+    """Rows ``row_start:row_stop`` of ``visibility_buckets``' second pass: their judged
+    cells' flat indices placed in ``bucket`` at ``cursor`` (per key, where this block's
+    cells of the key begin), row-major within a key."""
+    cols = line.shape[1]
+    n_keys = n_lines + 1
+    for i in range(row_start, row_stop):
+        for j in range(cols):
+            if valid[i, j] and judged[i, j]:
+                key = int(math.floor(line[i, j])) - line0 + 1
+                if 0 <= key < n_keys:
+                    bucket[cursor[key]] = i * cols + j
+                    cursor[key] += 1
+
+
+@numba.njit(cache=True, nogil=True)
 def column_runs(line, valid):
     """The runs of valid cells along every DEM column (``_column_runs``), for ``visibility_lines``."""
     return _column_runs(line, valid)

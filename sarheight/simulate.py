@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from . import kernels
-from ._threads import progress_bar, run_blocks, thread_count
+from ._threads import progress_bar, row_blocks, run_blocks, thread_count
 from ._version import __version__
 from .dem import _open_dem, open_dem
 from .errors import GeometryError, InvalidInputError
@@ -239,8 +239,8 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
     if transpose and judged is not None:
         raise InvalidInputError("masks of a selection of cells need rows along track")
-    start, bucket = visibility.visibility_buckets(line, valid, valid if judged is None else judged, faces_away,
-                                                  line0, n_lines, layover, shadow)
+    start, bucket = _buckets(line, valid, valid if judged is None else judged, faces_away, line0, n_lines,
+                             layover, shadow)
     runs = visibility.column_runs(line, valid)
     # Ranges of lines are independent: each thread cuts the profile before its first.
     # More ranges than threads even out where layover (the costly cells) gathers.
@@ -250,6 +250,28 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
+
+
+def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away: np.ndarray, line0: int,
+             n_lines: int, layover: np.ndarray, shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``kernels.visibility.visibility_buckets`` on row blocks in threads: a counting sort of
+    the cells by key, counted per block, placed per block (rows in order, so the cells of
+    a key stay row-major)."""
+    blocks = row_blocks(line.shape[0], _block_count(line.shape))
+    counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
+    run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, line0, n_lines, *blocks[k],
+                                                      layover, shadow, counts[k]) for k in range(a, b)],
+               len(blocks), len(blocks))
+    # Key b's cells are bucket[start[b]:start[b + 1]]; block k's begin at cursor[k, b].
+    per_key = counts[:, :n_lines + 1].sum(axis=0)
+    start = np.zeros(n_lines + 2, dtype=np.int64)
+    np.cumsum(per_key, out=start[1:])
+    cursors = start[:n_lines + 1] + np.cumsum(counts[:, :n_lines + 1], axis=0) - counts[:, :n_lines + 1]
+    bucket = np.empty(start[-1], dtype=np.int64)
+    run_blocks(lambda a, b: [visibility.bucket_fill(line, valid, judged, line0, n_lines, *blocks[k], cursors[k],
+                                                    bucket) for k in range(a, b)],
+               len(blocks), len(blocks))
+    return start, bucket
 
 
 def _slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -> float:
