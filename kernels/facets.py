@@ -325,6 +325,15 @@ def _vertex_row(ecef, line, sample, rho, line0, sample0, left, weight, rows_tmp,
 
 
 @numba.njit(cache=True, nogil=True)
+def _copy_rows(source, target):
+    """target[:] = source for 2-D arrays of one shape, as loops: Numba's array assignment
+    would compile its broadcasting error messages (seconds of compilation)."""
+    for q in range(source.shape[0]):
+        for b in range(source.shape[1]):
+            target[q, b] = source[q, b]
+
+
+@numba.njit(cache=True, nogil=True)
 def _expand_cells(usable, dark, ecef, look, k, sub_usable, sub_dark, centre, look_sub):
     """Per sub-column of one DEM row, the flags, position and look vector of its cell
     (the facet loops read them per sub-column)."""
@@ -621,7 +630,7 @@ def _pixel_offset(lv, sv, n_lines, n_samples, width):
 def facet_pass(
     ecef, line, sample, look, valid, shadowed, user_weight,
     oversample, contribution, law, law_table, exact, gather,
-    line0, sample0, buffer, row_start, row_stop, col_start, col_stop,
+    line0, sample0, buffer, flat, row_start, row_stop, col_start, col_stop,
     energy, sigma_area, gamma_area, contrib_cell, cos_local,
 ):
     """Facet loop over DEM rows ``row_start:row_stop``: scatter contributions, or gather.
@@ -650,6 +659,7 @@ def facet_pass(
         makes the images). Gathering: a radar buffer (``radar_buffer_shape``) of the ratio
         images, their padded row prefix sums (``prefix_buffer``) for exact projection,
         the images for bilinear.
+    flat : ``buffer`` raveled (a view: Numba's reshape would compile its error messages).
     row_start, row_stop, col_start, col_stop : the DEM cells handled (their neighbours are
         read; the others' facets are left out, as belonging to a neighbouring tile).
 
@@ -670,7 +680,6 @@ def facet_pass(
     n_lines = buffer.shape[0] - 2 * PAD
     n_samples = buffer.shape[1] - 2 * PAD
     width = buffer.shape[1]
-    flat = buffer.reshape(-1)
     faces = 2 if exact else 1
     a0 = law[0]
     a1 = law[1]
@@ -705,7 +714,7 @@ def facet_pass(
         _expand_cells(usable, shadowed[i], ecef[i], look[i], k, sub_usable, sub_dark, centre, look_sub)
         for a in range(k + 1):
             if a == 0 and i > row_start:
-                vertices[0] = vertices[k]  # the previous row's bottom vertex row
+                _copy_rows(vertices[k], vertices[0])  # the previous row's bottom vertex row
             else:
                 _vertex_row(ecef, line, sample, i - 0.5 + a / k, line0, sample0, left, weight, rows_tmp, vertices[a])
         # Facet geometry and contributions, sub-row by sub-row.
@@ -877,7 +886,7 @@ def _gather_row(vertices, scale, k, n_sub, i, first, h_int, v_int, d_int, per_su
         _edges(vertices[0, 3, :n_sub], vertices[0, 4, :n_sub], vertices[0, 3, 1:], vertices[0, 4, 1:], n_sub,
                True, dummy, dummy, h_int[0, 0], h_int[1, 0], pieces, flat, width, n_lines, n_samples)
     else:
-        h_int[:, 0] = h_int[:, k]
+        _copy_rows(h_int[:, k], h_int[:, 0])
     for b in range(n_sub):
         per_sub[0, b] = 0.0
         per_sub[1, b] = 0.0

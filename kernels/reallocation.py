@@ -101,7 +101,7 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
         u = (line0 + r - fit_line0 - 0.5 * fit_lines) / max(fit_lines, 1)
         _line_terms(fields, powers, 0, u, area_terms)
         _line_terms(fields, powers, 1, u, flat_terms)
-        row = buffer[r + PAD].reshape(-1)
+        row = buffer[r + PAD]
         running0 = 0.0
         running1 = 0.0
         for c in range(n_samples):
@@ -110,9 +110,9 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
             area = area if area == area else 0.0
             flat = _horner(flat_terms, v) if fitted else math.inf
             flat = flat if flat == flat else math.inf
-            k = 2 * (c + PAD)
-            contribution = row[k]
-            gamma = row[k + 1]
+            k = c + PAD
+            contribution = row[k, 0]
+            gamma = row[k, 1]
             simulated[r, c] = contribution / area if area > 0.0 else math.nan
             valid[r, c] = (gamma if gamma == gamma else 0.0) >= VALID_AREA_FRACTION * flat
             intensity = observed[r, c]
@@ -124,13 +124,14 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
             ratio1 = energy / gamma if gamma > 0.0 else 0.0
             running0 += ratio0
             running1 += ratio1
-            row[k] = running0 if exact else ratio0
-            row[k + 1] = running1 if exact else ratio1
-        for k in range(2 * PAD):
-            row[k] = 0.0
-        for k in range(2 * (PAD + n_samples), 2 * width, 2):
-            row[k] = running0 if exact else 0.0
-            row[k + 1] = running1 if exact else 0.0
+            row[k, 0] = running0 if exact else ratio0
+            row[k, 1] = running1 if exact else ratio1
+        for k in range(PAD):
+            row[k, 0] = 0.0
+            row[k, 1] = 0.0
+        for k in range(PAD + n_samples, width):
+            row[k, 0] = running0 if exact else 0.0
+            row[k, 1] = running1 if exact else 0.0
     if line_start == 0:
         for r in range(PAD):
             buffer[r] = 0.0

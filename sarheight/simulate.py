@@ -549,8 +549,8 @@ class _Simulation:
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
                 self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
-                line0 + first_line, sample0 + first_sample, buffer, own[0].start, own[0].stop, own[1].start,
-                own[1].stop, energy, *per_cell,
+                line0 + first_line, sample0 + first_sample, buffer, buffer.reshape(-1), own[0].start, own[0].stop,
+                own[1].start, own[1].stop, energy, *per_cell,
             )
             if not gather:
                 with lock:
