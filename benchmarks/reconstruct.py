@@ -27,8 +27,11 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    can reach (``cells_per_second_bound``);
 5. ``sarheight.distributed.reconstruct_distributed`` against the in-memory path, when that
    function exists (checked at run time): on local threads (``client="threads"``) and on
-   one dask ``LocalCluster`` started once for the run (its start-up not timed); speed
-   relative to the in-memory ``reconstruct`` and agreement of ``backscatter``.
+   one dask ``LocalCluster`` started once, after all in-memory measurements (its idle
+   workers would run beside them; start-up not timed); speed relative to the in-memory
+   ``reconstruct`` and agreement of ``backscatter``.
+
+Timings are the best of 3 warm runs up to 1024^2, of 2 above.
 
 Inputs. The DEM is a geographic (EPSG:4326) grid of 10 m x 10 m cells (latitude and
 longitude steps from the WGS84 radii of curvature at the scene centre near Rome) of
@@ -548,6 +551,11 @@ def distributed_comparison(function, client, observation, dem, geometry, project
 
 # --------------------------------------------------------------------------- main
 
+def _repeats(n: int, quick: bool) -> int:
+    """Timed warm runs per measurement (best of them): fewer for the largest sizes."""
+    return 1 if quick else (3 if n * n <= 1024 * 1024 else 2)
+
+
 def _phase_line(phases: dict[str, float], calls: dict[str, int]) -> str:
     order = sorted(phases.items(), key=lambda kv: -kv[1])
     return ", ".join(f"{k} {v:.2f}" + (f" ({calls[k]} calls)" if calls.get(k, 1) > 1 else "")
@@ -596,14 +604,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'size':>6s} {'proj':8s} {'k':>2s} {'layover':>7s} {'simulate':>14s} {'reconstruct':>14s} "
           f"{'scaling sim/rec':>15s}", flush=True)
     first: dict[str, dict[str, float]] = {}
-    with contextlib.ExitStack() as stack:
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="sarheight-bench-"))
-        clients = stack.enter_context(distributed_clients(distributed)) if distributed is not None else {}
+    with tempfile.TemporaryDirectory(prefix="sarheight-bench-") as scratch:
         for n in sizes:
             heights = mountain_terrain(n)
             dem = make_dem(n, heights)
             np.save(Path(scratch) / "heights.npy", heights)
-            repeats = 1 if args.quick or n * n > 1024 * 1024 else 3
+            repeats = _repeats(n, args.quick)
             for projection in projections:
                 sim_seconds = best_time(lambda dem=dem, projection=projection: simulate(dem, geometry, projection=projection),
                                         repeats=repeats)
@@ -645,16 +651,6 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['simulate']['scaling_vs_smallest']:7.2f} /{row['reconstruct']['scaling_vs_smallest']:5.2f}", flush=True)
                 print(f"        phases (s, of {profiled_seconds:.2f}): {_phase_line(row['reconstruct_phases_seconds'], row['phase_calls'])}",
                       flush=True)
-                for client_name, client in clients.items():
-                    entry = distributed_comparison(distributed, client, observation, dem, geometry, projection,
-                                                   result, rec_seconds, repeats)
-                    report["distributed"]["results"].append(
-                        {"side": n, "projection": projection, "client": client_name, **entry})
-                    print(f"        distributed ({client_name}): " + (
-                        entry["error"][:200] if "error" in entry else
-                        f"{entry['cells_per_second'] / 1e6:.3f} Mcell/s, {entry['speed_relative_to_in_memory']:.2f}x "
-                        f"in-memory speed, max rel diff {entry['max_relative_difference_backscatter']}, same NaN "
-                        f"{entry['same_nan_pattern']}"), flush=True)
                 if n == sizes[0] and projection == projections[-1]:
                     try:
                         report["kernel_costs"] = kernel_costs(dem, geometry)
@@ -696,6 +692,30 @@ def main(argv: list[str] | None = None) -> int:
             del dem, heights
             gc.collect()
             write_json(report, out)
+    if distributed is not None:
+        # After the in-memory figures: a LocalCluster's worker processes take some CPU even
+        # when idle, and would be running beside those timings.
+        with distributed_clients(distributed) as clients:
+            for n in sizes:
+                dem = make_dem(n)
+                for projection in projections:
+                    observation = speckled_observation(simulate(dem, geometry, projection=projection))
+                    result = reconstruct(observation, dem, geometry, projection=projection)
+                    rec_seconds = next(row["reconstruct"]["seconds"] for row in report["results"]
+                                       if row["side"] == n and row["projection"] == projection)
+                    for client_name, client in clients.items():
+                        entry = distributed_comparison(distributed, client, observation, dem, geometry, projection,
+                                                       result, rec_seconds, _repeats(n, args.quick))
+                        report["distributed"]["results"].append(
+                            {"side": n, "projection": projection, "client": client_name, **entry})
+                        print(f"{n:5d}² {projection:8s} distributed ({client_name}): " + (
+                            entry["error"][:200] if "error" in entry else
+                            f"{entry['cells_per_second'] / 1e6:.3f} Mcell/s, {entry['speed_relative_to_in_memory']:.2f}x "
+                            f"in-memory speed, max rel diff {entry['max_relative_difference_backscatter']}, same NaN "
+                            f"{entry['same_nan_pattern']}"), flush=True)
+                    del observation, result
+                    gc.collect()
+                write_json(report, out)
     report["load_average_at_end"] = os.getloadavg()
     report["complete"] = True
     write_json(report, out)

@@ -43,6 +43,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .projection import _crossings
+
 CONTRIBUTION_MODEL = 0
 CONTRIBUTION_GAMMA = 1
 CONTRIBUTION_USER = 2
@@ -531,27 +533,6 @@ def _integrate_pieces(pieces, n, flat, out0, out1):
             out1[q] += c1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _crossings(l0, s0, dl, ds):
-    """Parameters u of the first crossings of integer L and S along an edge, and their steps."""
-    if dl > 0.0:
-        next_l = (math.floor(l0) + 1.0 - l0) / dl
-        step_l = 1.0 / dl
-    else:
-        next_l = (math.ceil(l0) - 1.0 - l0) / dl
-        step_l = -1.0 / dl
-    if ds > 0.0:
-        next_s = (math.floor(s0) + 1.0 - s0) / ds
-        step_s = 1.0 / ds
-    elif ds < 0.0:
-        next_s = (math.ceil(s0) - 1.0 - s0) / ds
-        step_s = -1.0 / ds
-    else:
-        next_s = 2.0
-        step_s = 2.0
-    return next_l, step_l, next_s, step_s
-
-
 @numba.njit(cache=True, nogil=True)
 def _walk_long(l0, s0, l1, s1, gather, net0, net1, flat, width, n_lines, n_samples):
     """One edge crossing several row or column borders, walked border by border: its
@@ -609,6 +590,22 @@ def _edges(l0, s0, l1, s1, n, gather, net0, net1, out0, out1, pieces, flat, widt
                                               n_lines, n_samples)
             elif net0[q] != 0.0 or net1[q] != 0.0:
                 _walk_long(l0[q], s0[q], l1[q], s1[q], False, net0[q], net1[q], flat, width, n_lines, n_samples)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def deposit_point(flat, pixel, quantity0, quantity1):
+    """Deposit two quantities in one pixel (flat index ``pixel``) of a raveled exact
+    scatter buffer (``scatter_buffer_shape``): as v f with no v, so that ``add_tile`` adds
+    them to that pixel alone."""
+    flat[4 * pixel + 2] += quantity0
+    flat[4 * pixel + 3] += quantity1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def read_point(flat, pixel):
+    """The two ratio images at one pixel, from a raveled radar buffer of their padded row
+    prefix sums (``prefix_buffer``): the adjoint of ``deposit_point``."""
+    return flat[2 * pixel] - flat[2 * pixel - 2], flat[2 * pixel + 1] - flat[2 * pixel - 1]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -830,12 +827,11 @@ def _slivers(top, bottom, t, row, k, i, gather, flat, width, n_lines, n_samples,
         if p < 0:
             continue
         if gather:
-            energy[0, i, b // k] += c * (flat[2 * p] - flat[2 * p - 2])
-            energy[1, i, b // k] += g * (flat[2 * p + 1] - flat[2 * p - 1])
+            value0, value1 = read_point(flat, p)
+            energy[0, i, b // k] += c * value0
+            energy[1, i, b // k] += g * value1
         else:
-            # v f alone, no v: the pixel's image gets q, no pixel left of it anything.
-            flat[4 * p + 2] += c
-            flat[4 * p + 3] += g
+            deposit_point(flat, p, c, g)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

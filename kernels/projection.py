@@ -25,8 +25,11 @@ side by side, (rows, cols, 2): a piece touches 32 neighbouring bytes.
 Coordinates here are window coordinates: L = line - line0 + 0.5, S = sample - sample0 + 0.5,
 so pixel (r, c) covers [r, r + 1) x [c, c + 1).
 
-Bilinear projection. The facet's centre is splatted on the four nearest pixel centres
-with bilinear weights (and gathered back the same way): the fast approximation.
+This module walks triangles one at a time, every edge of each, scalar: the reference
+the facet kernel (``facets``, which walks each edge of a DEM's triangulation once, in
+stages on SIMD lanes) is tested against, and the projection of free triangles
+(``scatter_triangles``, ``gather_triangles``). It also interpolates window images at
+cells (``sample_at``, ``sample_window``).
 """
 
 import math
@@ -112,40 +115,6 @@ def _read(row, col, s_mid, piece, prefix):
         return (piece * (left0 + frac * (prefix[0, row, col] - left0)),
                 piece * (left1 + frac * (prefix[1, row, col] - left1)))
     return piece * prefix[0, row, n_cols - 1], piece * prefix[1, row, n_cols - 1]
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def scatter_point(lv, sv, quantity0, quantity1, acc):
-    """Deposit two quantities in pixel (floor(lv), floor(sv)) of the difference buffer
-    ``acc`` (n_rows, n_cols, 2): +q at its column, -q at the one before, so that the
-    reverse row sums (``resolve_cover``) add q to that pixel alone. Nothing outside
-    the window or at a non-finite position (as an edge there carries nothing)."""
-    if not (lv == lv and sv == sv):
-        return
-    row = int(math.floor(lv))
-    col = int(math.floor(sv))
-    if row < 0 or row >= acc.shape[0] or col < 0 or col >= acc.shape[1]:
-        return
-    acc[row, col, 0] += quantity0
-    acc[row, col, 1] += quantity1
-    if col > 0:
-        acc[row, col - 1, 0] -= quantity0
-        acc[row, col - 1, 1] -= quantity1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def gather_point(lv, sv, prefix):
-    """The two ratio images at pixel (floor(lv), floor(sv)), from their inclusive row prefix
-    sums ``prefix`` (2, rows, cols): the adjoint of ``scatter_point``."""
-    if not (lv == lv and sv == sv):
-        return 0.0, 0.0
-    row = int(math.floor(lv))
-    col = int(math.floor(sv))
-    if row < 0 or row >= prefix.shape[1] or col < 0 or col >= prefix.shape[2]:
-        return 0.0, 0.0
-    if col == 0:
-        return prefix[0, row, 0], prefix[1, row, 0]
-    return prefix[0, row, col] - prefix[0, row, col - 1], prefix[1, row, col] - prefix[1, row, col - 1]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -250,17 +219,6 @@ def resolve_cover(acc, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def add_channels(acc, out):
-    """Add a bilinear scatter buffer (R, C, 2) into ``out`` (2, R, C)."""
-    n_rows, n_cols, n_channels = acc.shape
-    for q in range(n_channels):
-        for r in range(n_rows):
-            for c in range(n_cols):
-                out[q, r, c] += acc[r, c, q]
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
 def prefix_in_place(image, row_start, row_stop):
     """Replace rows ``row_start:row_stop`` of ``image`` (Q, R, C) by their inclusive prefix
     sums along each row: image[q, r, c] becomes sum(image[q, r, :c + 1])."""
@@ -279,56 +237,6 @@ def row_prefix_sums(image):
     prefix = np.array(image, dtype=np.float64, copy=True)
     prefix_in_place(prefix, 0, prefix.shape[1])
     return prefix
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _bilinear_corner(window_line, window_sample):
-    """Upper-left pixel (r0, c0) of the four nearest centres to a window position and the
-    fractional offsets (wl, ws) from it: weights (1 - wl or wl) x (1 - ws or ws)."""
-    lc = window_line - 0.5
-    sc = window_sample - 0.5
-    r0 = int(math.floor(lc))
-    c0 = int(math.floor(sc))
-    return r0, c0, lc - r0, sc - c0
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def scatter_bilinear(window_line, window_sample, quantity0, quantity1, acc):
-    """Splat two quantities at a window position on the four nearest pixel centres of
-    ``acc`` (n_rows, n_cols, 2)."""
-    r0, c0, wl, ws = _bilinear_corner(window_line, window_sample)
-    n_rows = acc.shape[0]
-    n_cols = acc.shape[1]
-    for dr in range(2):
-        r = r0 + dr
-        if r < 0 or r >= n_rows:
-            continue
-        w_row = wl if dr == 1 else 1.0 - wl
-        for dc in range(2):
-            c = c0 + dc
-            if 0 <= c < n_cols:
-                w = w_row * (ws if dc == 1 else 1.0 - ws)
-                acc[r, c, 0] += quantity0 * w
-                acc[r, c, 1] += quantity1 * w
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def gather_bilinear(window_line, window_sample, image):
-    """Bilinear weights of a window position applied to ``image`` (outside counts 0):
-    the adjoint of ``scatter_bilinear``."""
-    r0, c0, wl, ws = _bilinear_corner(window_line, window_sample)
-    n_rows, n_cols = image.shape
-    total = 0.0
-    for dr in range(2):
-        r = r0 + dr
-        if r < 0 or r >= n_rows:
-            continue
-        w_row = wl if dr == 1 else 1.0 - wl
-        for dc in range(2):
-            c = c0 + dc
-            if 0 <= c < n_cols:
-                total += image[r, c] * w_row * (ws if dc == 1 else 1.0 - ws)
-    return total
 
 
 @numba.njit(cache=True, nogil=True)

@@ -58,6 +58,21 @@ def _line_terms(fields, powers, field, u, out):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _v_terms(powers):
+    """A zeroed array for the coefficients of a polynomial in v of the highest power of v."""
+    degree = 0
+    for t in range(powers.shape[0]):
+        degree = max(degree, powers[t, 1])
+    return np.zeros(degree + 1)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _normalised(index, first, fit_first, fit_count):
+    """u or v of absolute line or sample ``first + index`` on a fit's window."""
+    return (first + index - fit_first - 0.5 * fit_count) / max(fit_count, 1)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _horner(terms, v):
     value = 0.0
     for q in range(terms.shape[0] - 1, -1, -1):
@@ -91,21 +106,18 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
     n_samples = observed.shape[1]
     width = buffer.shape[1]
     fit_line0, fit_lines, fit_sample0, fit_samples = fit
-    degree = 0
-    for t in range(powers.shape[0]):
-        degree = max(degree, powers[t, 1])
-    area_terms = np.zeros(degree + 1)
-    flat_terms = np.zeros(degree + 1)
+    area_terms = _v_terms(powers)
+    flat_terms = _v_terms(powers)
     missing = 0
     for r in range(line_start, line_stop):
-        u = (line0 + r - fit_line0 - 0.5 * fit_lines) / max(fit_lines, 1)
+        u = _normalised(r, line0, fit_line0, fit_lines)
         _line_terms(fields, powers, 0, u, area_terms)
         _line_terms(fields, powers, 1, u, flat_terms)
         row = buffer[r + PAD]
         running0 = 0.0
         running1 = 0.0
         for c in range(n_samples):
-            v = (sample0 + c - fit_sample0 - 0.5 * fit_samples) / max(fit_samples, 1)
+            v = _normalised(c, sample0, fit_sample0, fit_samples)
             area = _horner(area_terms, v) if fitted else 0.0
             area = area if area == area else 0.0
             flat = _horner(flat_terms, v) if fitted else math.inf
@@ -209,15 +221,11 @@ def clear_residue(images, line_start, line_stop, fields, powers, fitted, fit, li
     in ``ratio_lines``; 0 where not fitted): rounding residue, see ``simulate._clear_residue``."""
     n_samples = images.shape[2]
     fit_line0, fit_lines, fit_sample0, fit_samples = fit
-    degree = 0
-    for t in range(powers.shape[0]):
-        degree = max(degree, powers[t, 1])
-    area_terms = np.zeros(degree + 1)
+    area_terms = _v_terms(powers)
     for r in range(line_start, line_stop):
-        u = (line0 + r - fit_line0 - 0.5 * fit_lines) / max(fit_lines, 1)
-        _line_terms(fields, powers, 0, u, area_terms)
+        _line_terms(fields, powers, 0, _normalised(r, line0, fit_line0, fit_lines), area_terms)
         for c in range(n_samples):
-            v = (sample0 + c - fit_sample0 - 0.5 * fit_samples) / max(fit_samples, 1)
+            v = _normalised(c, sample0, fit_sample0, fit_samples)
             area = _horner(area_terms, v) if fitted else 0.0
             area = area if area == area else 0.0
             for q in range(images.shape[0]):

@@ -357,6 +357,17 @@ def _envelopes(j, i0, i1, f_line0, r0, r1, eta0, eta1, ct0, ct1, line, valid, sl
     return up, down, eta_up, hi - lo
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fill_bounds(out, low):
+    """Bounds (``_path_bounds``) before any point (``low`` = inf), or that bound nothing
+    (``low`` = -inf)."""
+    out[0] = low
+    out[1] = -low
+    out[2] = -low
+    out[3] = low
+    out[4] = -low
+
+
 @numba.njit(cache=True, nogil=True)
 def _path_bounds(j, i, lo_line, hi_line, line, valid, runs, slant_range, look_angle, cross_track, out):
     """Bounds of every point column ``j`` can have at a line between ``lo_line`` and
@@ -369,17 +380,9 @@ def _path_bounds(j, i, lo_line, hi_line, line, valid, runs, slant_range, look_an
     """
     first = runs[0]
     rows = line.shape[0]
-    out[0] = math.inf
-    out[1] = -math.inf
-    out[2] = -math.inf
-    out[3] = math.inf
-    out[4] = -math.inf
+    _fill_bounds(out, math.inf)
     if first[j + 1] - first[j] != 1:
-        out[0] = -math.inf
-        out[1] = math.inf
-        out[2] = math.inf
-        out[3] = -math.inf
-        out[4] = math.inf
+        _fill_bounds(out, -math.inf)
         return
     for direction in (-1, 1):
         k = i if direction < 0 else i + 1
@@ -398,11 +401,7 @@ def _path_bounds(j, i, lo_line, hi_line, line, valid, runs, slant_range, look_an
                 out[4] = max(out[4], cross_track[m, j])
             k += direction
         else:
-            out[0] = -math.inf
-            out[1] = math.inf
-            out[2] = math.inf
-            out[3] = -math.inf
-            out[4] = math.inf
+            _fill_bounds(out, -math.inf)
             return
 
 
@@ -659,31 +658,15 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, layover,
     start : (n_lines + 2,) int64, key b's cells are bucket[start[b]:start[b + 1]].
     bucket : int64 flat indices i * cols + j, grouped by key, row-major within a key.
     """
-    rows, cols = line.shape
     n_keys = n_lines + 1
+    counts = np.zeros(n_keys + 1, dtype=np.int64)
+    bucket_counts(line, valid, judged, faces_away, line0, n_lines, 0, line.shape[0], layover, shadow, counts)
     start = np.zeros(n_keys + 1, dtype=np.int64)
-    for i in range(rows):
-        for j in range(cols):
-            if valid[i, j]:
-                layover[i, j] = NONE
-                shadow[i, j] = ACTIVE if faces_away[i, j] else NONE
-                key = int(math.floor(line[i, j])) - line0 + 1
-                if 0 <= key < n_keys and judged[i, j]:
-                    start[key + 1] += 1
-            else:
-                layover[i, j] = OUTSIDE
-                shadow[i, j] = OUTSIDE
     for b in range(n_keys):
-        start[b + 1] += start[b]
+        start[b + 1] = start[b] + counts[b]
     bucket = np.empty(start[n_keys], dtype=np.int64)
     cursor = start[:n_keys].copy()
-    for i in range(rows):
-        for j in range(cols):
-            if valid[i, j] and judged[i, j]:
-                key = int(math.floor(line[i, j])) - line0 + 1
-                if 0 <= key < n_keys:
-                    bucket[cursor[key]] = i * cols + j
-                    cursor[key] += 1
+    bucket_fill(line, valid, judged, line0, n_lines, 0, line.shape[0], cursor, bucket)
     return start, bucket
 
 

@@ -59,21 +59,34 @@ def test_exact_projection_matches_supersampling_and_sums_to_one(coords):
 def test_sliver_point_deposit_lands_in_its_pixel_and_is_read_back(line, sample, q0, q1):
     """Footprints too thin for Green's theorem go to their centroid's pixel: the scatter
     adds them to that pixel alone, the gather reads that pixel's ratio (its adjoint)."""
-    from sarheight.kernels.projection import gather_point, prefix_in_place, resolve_cover, scatter_point
+    import numba
 
-    acc = np.zeros((6, 6, 2))
-    scatter_point(line, sample, q0, q1, acc)
-    image = resolve_cover(acc, np.zeros((2, 6, 6)))
-    expected = np.zeros((2, 6, 6))
+    from sarheight.kernels import facets
+
+    deposit = numba.njit(lambda flat, pixel, a, b: facets.deposit_point(flat, pixel, a, b))
+    read = numba.njit(lambda flat, pixel: facets.read_point(flat, pixel))
+    acc = np.zeros(facets.scatter_buffer_shape(6, 6, True))
+    width = acc.shape[1]
     row, col = math.floor(line), math.floor(sample)
-    if 0 <= row < 6 and 0 <= col < 6:
+    inside = 0 <= row < 6 and 0 <= col < 6
+    pixel = facets._pixel_offset(line, sample, 6, 6, width)  # -1: off the image, nothing deposited
+    assert (pixel >= 0) == inside
+    if inside:
+        deposit(acc.reshape(-1), pixel, q0, q1)
+    sums = np.zeros(facets.radar_buffer_shape(6, 6))
+    facets.add_tile(acc, True, sums, 0, 0)
+    image = sums[facets.PAD:-facets.PAD, facets.PAD:-facets.PAD].transpose(2, 0, 1)
+    expected = np.zeros((2, 6, 6))
+    if inside:
         expected[:, row, col] = q0, q1
     assert np.allclose(image, expected, rtol=0, atol=1e-12)
     ratio = np.random.default_rng(1).random((2, 6, 6))
-    prefix = ratio.copy()
-    prefix_in_place(prefix, 0, 6)
-    read = gather_point(line, sample, prefix)
-    assert math.isclose(q0 * read[0] + q1 * read[1], float((image * ratio).sum()), rel_tol=1e-12, abs_tol=1e-12)
+    prefix = np.empty(facets.radar_buffer_shape(6, 6))
+    facets.prefix_buffer(ratio, 0, 6, True, prefix)
+    if inside:
+        value = read(prefix.reshape(-1), pixel)
+        assert math.isclose(q0 * value[0] + q1 * value[1], float((image * ratio).sum()), rel_tol=1e-12,
+                            abs_tol=1e-12)
 
 
 def _plane_dem(rows: int, cols: int, slope_east_deg: float = 0.0, slope_north_deg: float = 0.0,
