@@ -231,3 +231,17 @@ def clear_residue(images, line_start, line_stop, fields, powers, fitted, fit, li
             for q in range(images.shape[0]):
                 if images[q, r, c] < thresholds[q] * area:
                     images[q, r, c] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def intensity_problems(values, row_start, row_stop):
+    """Whether rows ``row_start:row_stop`` of an observed image hold an infinite value, and
+    a negative one (NaN is neither)."""
+    infinite = False
+    negative = False
+    for i in range(row_start, row_stop):
+        for j in range(values.shape[1]):
+            value = values[i, j]
+            infinite |= math.isinf(value)
+            negative |= value < 0.0
+    return infinite, negative

@@ -93,9 +93,14 @@ def _observation_on_window(sar: Any, geometry: RadarGeometry | None, window: tup
         lines = np.asarray(values["line"].values) if "line" in values.coords else np.arange(values.shape[0])
         samples = np.asarray(values["sample"].values) if "sample" in values.coords else np.arange(values.shape[1])
         dtype = np.float32 if values.dtype == np.float32 else np.float64
-        out = np.full((n_lines, n_samples), np.nan, dtype=dtype)
         rows = lines - line0
         cols = samples - sample0
+        if (rows.size == n_lines and cols.size == n_samples and _consecutive(rows) and _consecutive(cols)
+                and rows[:1].tolist() == [0] and cols[:1].tolist() == [0]
+                and isinstance(values.data, np.ndarray) and values.dtype == dtype and values.data.flags.c_contiguous):
+            # Exactly the window (an image made on it, as simulate_sar's): no copy.
+            return values.data
+        out = np.full((n_lines, n_samples), np.nan, dtype=dtype)
         keep_r = (rows >= 0) & (rows < n_lines)
         keep_c = (cols >= 0) & (cols < n_samples)
         if not keep_r.any() or not keep_c.any():
@@ -142,9 +147,16 @@ def _check_values(sar: Any) -> None:
         return
     if values.dtype.kind not in "fiu":
         return
-    if np.isinf(values).any():
+    if values.ndim == 2 and values.dtype in (np.float32, np.float64) and values.flags.c_contiguous:
+        # One threaded pass (the image can be a whole product's).
+        found = run_blocks(lambda start, stop: reallocation.intensity_problems(values, start, stop), values.shape[0])
+        infinite, negative = any(f[0] for f in found), any(f[1] for f in found)
+    else:
+        infinite = bool(np.isinf(values).any())
+        negative = bool(values.size and np.nanmin(values, initial=np.inf) < 0)
+    if infinite:
         raise InvalidInputError("the SAR image has infinite values: mask them as NaN first")
-    if values.size and np.nanmin(values, initial=np.inf) < 0:
+    if negative:
         raise InvalidInputError(
             "the SAR image has negative intensities: give linear power (e.g. beta0), not amplitude "
             "differences or dB (convert dB with 10 ** (db / 10))"
