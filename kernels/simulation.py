@@ -16,9 +16,9 @@ import math
 import numba
 import numpy as np
 
-from .orbit import orbit_state
-from .radar_grid import _ground_range_and_derivative
-from .zero_doppler import NAT, _first_guess, _solve_zero_doppler
+from .orbit import PADDED_DEGREE, orbit_state, padded_coefficients
+from .radar_grid import _ground_range_and_derivative, _is_nearest_entry, _nearest_entry
+from .zero_doppler import _LOW_DEGREE, _acos, _orbit_states_into, geocode_grid
 
 NONE = 0
 ACTIVE = 1
@@ -56,7 +56,11 @@ def _longitude_terms(lon, i, j, by_column, cos_lon, sin_lon):
     return math.cos(lon[i, j]), math.sin(lon[i, j])
 
 
-@numba.njit(cache=True, nogil=True)
+# Cells per chunk of a row in ``cell_geometry``: the chunk's working arrays stay in the
+# first-level caches.
+_CHUNK = 256
+
+
 def cell_geometry(
     lon, lat, height, a, e2,
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
@@ -68,10 +72,12 @@ def cell_geometry(
     """Zero-Doppler geometry of every DEM cell centre (pass A), into the given outputs.
 
     ``lon``, ``lat`` (rad) as in ``zero_doppler.geocode_grid`` (broadcast views of 1-D
-    axes are the fast case: one sine and cosine per column and row). Every output is
-    written for every cell: NaN (look vector 0, time NaT, valid False) where the cell is
-    void, unsolved or on the side the radar does not look at. Serial, GIL released:
-    callers run row blocks (views) on threads.
+    axes are the fast case: one sine and cosine per column and row). The zero-Doppler
+    time, slant range and (unclipped) line and sample come from ``geocode_grid``; the rest
+    from the sensor's state at that time, a chunk of a row at a time in loops that run
+    on SIMD lanes. Every output is written for every cell: NaN (look vector 0, time NaT,
+    valid False) where the cell is void, unsolved or on the side the radar does not look
+    at. Serial, GIL released: callers run row blocks (views) on threads.
 
     ``reference_ns`` : int64, the epoch of the orbit's time axis in ns since 1970.
 
@@ -88,87 +94,177 @@ def cell_geometry(
     cross_track : (rows, cols) float64, geocentric angle between the cell and the sensor (rad)
     valid : (rows, cols) bool, solved and on the looked-at side
     """
+    # Its incidence (degrees) is replaced by _cell_extras'. Two kernels, not one calling
+    # the other: compiled into one function, LLVM left most of their loops scalar.
+    geocode_grid(lon, lat, height, a, e2, coeffs, t_center, t_scale, t_valid_min, t_valid_max,
+                 first_line_time, line_interval, 1, 1, rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign,
+                 bistatic_rate, bistatic_reference_range, reference_ns, time_ns, slant_range, line, sample,
+                 incidence, False)
+    _cell_extras(lon, lat, height, a, e2, coeffs, t_center, t_scale, line_interval, rm_times, rm_sr0, rm_coeffs,
+                 rm_spacing, bistatic_rate, bistatic_reference_range, reference_ns, ecef, time_ns, slant_range,
+                 line, look, pixel_area, incidence, look_angle, cross_track, valid)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _cell_extras(lon, lat, height, a, e2, coeffs, t_center, t_scale, line_interval, rm_times, rm_sr0, rm_coeffs,
+                 rm_spacing, bistatic_rate, bistatic_reference_range, reference_ns, ecef, time_ns, slant_range,
+                 line, look, pixel_area, incidence, look_angle, cross_track, valid):
+    """``cell_geometry`` after the zero-Doppler solution: positions, the sensor's state at
+    the solved times, and what follows from them (outputs as there). Each stage of a
+    chunk is a loop of its own (``_chunk_*``), which LLVM can map onto SIMD lanes."""
     rows, cols = height.shape
-    above = np.full(cols, math.nan)
-    above2 = np.full(cols, math.nan)
-    # Broadcast views of 1-D axes (zero strides): one sine and cosine per column and row.
+    padded, vector_orbit = padded_coefficients(coeffs)
+    low_degree = coeffs.shape[0] <= _LOW_DEGREE + 1
     lon_by_column, column_cos, column_sin = _column_trig(lon, rows, cols)
     lat_by_row = lat.strides[1] == 0
-    cos_lat = sin_lat = pv = 0.0
-    if rows > 0:
-        for i in range(rows):
-            if lat_by_row:
-                cos_lat, sin_lat, pv = _latitude_terms(lat, i, 0, a, e2)
-            for j in range(cols):
-                h = np.float64(height[i, j])
-                seed = above[j]
-                if above2[j] == above2[j]:
-                    seed = 2.0 * above[j] - above2[j]
-                above2[j] = above[j]
-                above[j] = math.nan
-                # What the cell keeps unless it is solved below.
-                time_ns[i, j] = NAT
-                slant_range[i, j] = math.nan
-                line[i, j] = math.nan
-                sample[i, j] = math.nan
-                look[i, j, 0] = 0.0
-                look[i, j, 1] = 0.0
-                look[i, j, 2] = 0.0
-                pixel_area[i, j] = math.nan
-                incidence[i, j] = math.nan
-                look_angle[i, j] = math.nan
-                cross_track[i, j] = math.nan
-                valid[i, j] = False
-                ecef[i, j, 0] = math.nan
-                ecef[i, j, 1] = math.nan
-                ecef[i, j, 2] = math.nan
-                if h != h:
-                    continue
-                if not lat_by_row:
-                    cos_lat, sin_lat, pv = _latitude_terms(lat, i, j, a, e2)
-                cos_lon, sin_lon = _longitude_terms(lon, i, j, lon_by_column, column_cos, column_sin)
-                x = (pv + h) * cos_lat * cos_lon
-                y = (pv + h) * cos_lat * sin_lon
-                z = (pv * (1.0 - e2) + h) * sin_lat
-                ecef[i, j, 0] = x
-                ecef[i, j, 1] = y
-                ecef[i, j, 2] = z
-                if seed != seed:
-                    seed = _first_guess(x, y, z, coeffs, t_center, t_scale)
-                t, r, sx, sy, sz, vx, vy, vz, ok = _solve_zero_doppler(x, y, z, seed, coeffs, t_center, t_scale)
-                if not ok or t < t_valid_min or t > t_valid_max:
-                    continue
-                above[j] = t
-                side = (x - sx) * (vy * sz - vz * sy) + (y - sy) * (vz * sx - vx * sz) + (z - sz) * (vx * sy - vy * sx)
-                if side * look_sign <= 0.0:
-                    continue
-                s = orbit_state(coeffs, t_center, t_scale, t)
-                dx = x - s[0]
-                dy = y - s[1]
-                dz = z - s[2]
-                speed2 = s[3] * s[3] + s[4] * s[4] + s[5] * s[5]
-                fprime = dx * s[6] + dy * s[7] + dz * s[8] - speed2
-                line_time = t - bistatic_rate * (r - bistatic_reference_range)
-                ground, dground = _ground_range_and_derivative(line_time, r, rm_times, rm_sr0, rm_coeffs)
-                time_ns[i, j] = reference_ns + np.int64(round(t * 1e9))
-                slant_range[i, j] = r
-                line[i, j] = (line_time - first_line_time) / line_interval
-                sample[i, j] = ground / rm_spacing
-                look[i, j, 0] = -dx / r
-                look[i, j, 1] = -dy / r
-                look[i, j, 2] = -dz / r
-                # Along-track spacing at the target per line is -f'/|V| * interval; range
-                # spacing per sample is spacing / (d ground / d r).
-                pixel_area[i, j] = (-fprime / math.sqrt(speed2)) * line_interval * rm_spacing / dground
-                cos_inc = (cos_lat * cos_lon * (-dx) + cos_lat * sin_lon * (-dy) + sin_lat * (-dz)) / r
-                incidence[i, j] = math.acos(np.float32(min(1.0, max(-1.0, cos_inc))))
-                sensor_norm = math.sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2])
-                cos_look = -(s[0] * dx + s[1] * dy + s[2] * dz) / (sensor_norm * r)
-                look_angle[i, j] = math.acos(min(1.0, max(-1.0, cos_look)))
-                target_norm = math.sqrt(x * x + y * y + z * z)
-                cos_ct = (s[0] * x + s[1] * y + s[2] * z) / (sensor_norm * target_norm)
-                cross_track[i, j] = math.acos(min(1.0, max(-1.0, cos_ct)))
-                valid[i, j] = True
+    m = _CHUNK
+    positions = np.empty((6, m))  # x, y, z and the ellipsoid normal
+    t = np.empty(m)
+    line_time = np.empty(m)
+    state = np.empty((9, m))  # sensor position, velocity, acceleration
+    slope = np.empty(m)
+    solved = np.empty(m, np.bool_)
+    look_x = np.empty(m)
+    look_y = np.empty(m)
+    look_z = np.empty(m)
+    entry = 0
+    for i in range(rows):
+        for j0 in range(0, cols, m):
+            n = min(m, cols - j0)
+            stop = j0 + n
+            _chunk_positions(lon, lat, height, i, j0, n, a, e2, lat_by_row, lon_by_column, column_cos, column_sin,
+                             positions, ecef[i, j0:stop])
+            _chunk_times(time_ns[i, j0:stop], slant_range[i, j0:stop], line[i, j0:stop], reference_ns, t_center,
+                         bistatic_rate, bistatic_reference_range, t, line_time, solved)
+            if vector_orbit and low_degree:
+                _orbit_states_into(padded, _LOW_DEGREE, t_center, t_scale, t, n, state[0], state[1], state[2],
+                                   state[3], state[4], state[5], state[6], state[7], state[8])
+            elif vector_orbit:
+                _orbit_states_into(padded, PADDED_DEGREE, t_center, t_scale, t, n, state[0], state[1], state[2],
+                                   state[3], state[4], state[5], state[6], state[7], state[8])
+            else:
+                for q in range(n):
+                    st = orbit_state(coeffs, t_center, t_scale, t[q])
+                    for k in range(9):
+                        state[k, q] = st[k]
+            entry = _chunk_slopes(slant_range[i, j0:stop], line_time, solved, n, rm_times, rm_sr0, rm_coeffs, entry,
+                                  slope)
+            _chunk_outputs(n, positions, state, slope, slant_range[i, j0:stop], solved, line_interval * rm_spacing,
+                           look_x, look_y, look_z, look[i, j0:stop], pixel_area[i, j0:stop], incidence[i, j0:stop], look_angle[i, j0:stop],
+                           cross_track[i, j0:stop], valid[i, j0:stop])
+
+
+@numba.njit(cache=True, nogil=True)
+def _chunk_positions(lon, lat, height, i, j0, n, a, e2, lat_by_row, lon_by_column, column_cos, column_sin,
+                     positions, ecef_row):
+    """ECEF positions (``ecef_of_cells``' arithmetic: the facet passes recompute them with
+    it) and ellipsoid normals of cells j0:j0 + n of row i, into ``positions`` (6, n) and
+    ``ecef_row`` (n, 3)."""
+    row_cos_lat, row_sin_lat, row_pv = _latitude_terms(lat, i, 0, a, e2)
+    for q in range(n):
+        j = j0 + q
+        cos_lat, sin_lat, pv = (row_cos_lat, row_sin_lat, row_pv) if lat_by_row else _latitude_terms(lat, i, j, a, e2)
+        cos_lon, sin_lon = _longitude_terms(lon, i, j, lon_by_column, column_cos, column_sin)
+        h = np.float64(height[i, j])
+        px = (pv + h) * cos_lat * cos_lon
+        py = (pv + h) * cos_lat * sin_lon
+        pz = (pv * (1.0 - e2) + h) * sin_lat
+        positions[0, q] = px
+        positions[1, q] = py
+        positions[2, q] = pz
+        positions[3, q] = cos_lat * cos_lon
+        positions[4, q] = cos_lat * sin_lon
+        positions[5, q] = sin_lat
+        ecef_row[q, 0] = px
+        ecef_row[q, 1] = py
+        ecef_row[q, 2] = pz
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _chunk_times(time_row, range_row, line_row, reference_ns, t_center, bistatic_rate, bistatic_reference_range,
+                 t, line_time, solved):
+    """Zero-Doppler times (s since the orbit's reference; its centre for unsolved cells,
+    whose outputs are masked) and line times of a chunk; which cells were solved."""
+    for q in range(time_row.shape[0]):
+        ok = line_row[q] == line_row[q]
+        solved[q] = ok
+        time = (time_row[q] - reference_ns) * 1e-9 if ok else t_center
+        t[q] = time
+        line_time[q] = time - bistatic_rate * (range_row[q] - bistatic_reference_range)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _chunk_slopes(range_row, line_time, solved, n, rm_times, rm_sr0, rm_coeffs, entry, slope):
+    """d(ground range) / d(slant range) of a chunk's cells from the range model's entry
+    nearest in time, mostly one for the whole chunk; returns the entry for the next."""
+    degree = rm_coeffs.shape[1] - 1
+    uniform = True
+    if rm_times.shape[0] > 1:
+        q0 = 0
+        while q0 < n and not solved[q0]:
+            q0 += 1
+        if q0 < n and not _is_nearest_entry(line_time[q0], rm_times, entry):
+            entry = _nearest_entry(line_time[q0], rm_times)
+        for q in range(n):
+            uniform &= (not solved[q]) | _is_nearest_entry(line_time[q], rm_times, entry)
+    if not uniform:
+        for q in range(n):
+            slope[q] = (_ground_range_and_derivative(line_time[q], range_row[q], rm_times, rm_sr0, rm_coeffs)[1]
+                        if solved[q] else 1.0)
+        return entry
+    sr0 = rm_sr0[entry]
+    value_top = rm_coeffs[entry, degree]
+    for q in range(n):
+        xr = range_row[q] - sr0
+        value = value_top
+        derivative = 0.0
+        for k in range(degree - 1, -1, -1):
+            derivative = derivative * xr + value
+            value = value * xr + rm_coeffs[entry, k]
+        slope[q] = derivative
+    return entry
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _chunk_outputs(n, positions, state, slope, range_row, solved, area_factor, look_x, look_y, look_z, look_row,
+                   area_row, incidence_row, look_angle_row, cross_row, valid_row):
+    """What follows from a cell's position and the sensor's state at its time: look
+    vector, pixel area, incidence, look and cross-track angles; NaN (look vector 0) for
+    unsolved cells."""
+    for q in range(n):
+        ok = solved[q]
+        r = range_row[q]
+        x = positions[0, q]
+        y = positions[1, q]
+        z = positions[2, q]
+        sx = state[0, q]
+        sy = state[1, q]
+        sz = state[2, q]
+        dx = x - sx
+        dy = y - sy
+        dz = z - sz
+        speed2 = state[3, q] * state[3, q] + state[4, q] * state[4, q] + state[5, q] * state[5, q]
+        fprime = dx * state[6, q] + dy * state[7, q] + dz * state[8, q] - speed2
+        # Into arrays of their own: stores into the rows of one 2-D array (their stride
+        # unknown to the compiler, they might overlap) would keep this loop scalar.
+        look_x[q] = -dx / r if ok else 0.0
+        look_y[q] = -dy / r if ok else 0.0
+        look_z[q] = -dz / r if ok else 0.0
+        # Along-track spacing at the target per line is -f'/|V| * interval; range spacing
+        # per sample is spacing / (d ground / d r).
+        area_row[q] = (-fprime / math.sqrt(speed2)) * area_factor / slope[q] if ok else math.nan
+        cos_inc = -(positions[3, q] * dx + positions[4, q] * dy + positions[5, q] * dz) / r
+        incidence_row[q] = _acos(min(1.0, max(-1.0, cos_inc))) if ok else math.nan
+        sensor_norm = math.sqrt(sx * sx + sy * sy + sz * sz)
+        cos_look = -(sx * dx + sy * dy + sz * dz) / (sensor_norm * r)
+        look_angle_row[q] = _acos(min(1.0, max(-1.0, cos_look))) if ok else math.nan
+        cos_ct = (sx * x + sy * y + sz * z) / (sensor_norm * math.sqrt(x * x + y * y + z * z))
+        cross_row[q] = _acos(min(1.0, max(-1.0, cos_ct))) if ok else math.nan
+        valid_row[q] = ok
+    for q in range(n):
+        look_row[q, 0] = look_x[q]
+        look_row[q, 1] = look_y[q]
+        look_row[q, 2] = look_z[q]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -95,7 +95,7 @@ _ASIN = (
 _ASIN0, _ASIN1, _ASIN2, _ASIN3, _ASIN4, _ASIN5, _ASIN6, _ASIN7 = _ASIN
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _acos(x):
     """arccos (rad) of x in [-1, 1] to 2e-12 rad, with selects instead of branches.
 
@@ -192,7 +192,7 @@ def geocode_grid(
     coeffs, t_center, t_scale, t_valid_min, t_valid_max,
     first_line_time, line_interval, n_lines, n_samples,
     rm_times, rm_sr0, rm_coeffs, rm_spacing, look_sign, bistatic_rate, bistatic_reference_range,
-    reference_ns, az_ns, slant_range, line, sample, incidence,
+    reference_ns, az_ns, slant_range, line, sample, incidence, clip=True,
 ):
     """Backward-geocode every cell of a 2-D grid of geodetic points.
 
@@ -218,6 +218,8 @@ def geocode_grid(
         range (m), fractional line and sample (NaN where undefined, including targets on
         the side the radar does not look at), ellipsoid incidence angle (float32, deg).
         C-contiguous outputs let the last stage store whole SIMD vectors.
+    clip : NaN line and sample outside the image (True) or only where unsolved or on the
+        side the radar does not look at (False: unclipped, as the simulation wants them).
 
     The kernel is serial and releases the GIL: callers run row blocks (views of the
     inputs and outputs) on threads, each block seeded afresh. Results depend on the blocks
@@ -433,7 +435,8 @@ def geocode_grid(
                 good = ok[q]
                 lq = (line_time[q] - first_line_time) * inv_line
                 sq = ground[q] * inv_spacing
-                inside = good & looked_at[q] & (lq >= -0.5) & (lq <= line_max) & (sq >= -0.5) & (sq <= sample_max)
+                in_image = (lq >= -0.5) & (lq <= line_max) & (sq >= -0.5) & (sq <= sample_max)
+                inside = good & looked_at[q] & (in_image | (not clip))
                 unless_good = 0.0 if good else math.nan
                 unless_inside = 0.0 if inside else math.nan
                 slant_row[q] = r[q] + unless_good
