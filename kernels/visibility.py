@@ -543,9 +543,48 @@ def _bound_reaches(nearer, f, bound0, arg0, bound1, arg1, cell, threshold, stric
     return _exceeds(sign * ((1.0 - f) * bound0 + f * bound1 - cell) + slack, threshold, strict)
 
 
+#: Points of profile 0 per block of ``_side_blocks``.
+SIDE_BLOCK = 16
+
+
+@numba.njit(cache=True, nogil=True)
+def _side_blocks(nearer, envelope, t, s, n0, p_col, rank, out):
+    """Bounds per block of ``SIDE_BLOCK`` points of profile 0, for ``_side_reaches`` to pass
+    over the blocks where no point can reach the threshold.
+
+    Into ``out`` (4, blocks), for the block's points p (slot ``t``) and their columns'
+    points in profile 1 (slot ``s``): the largest sign * envelope value in each profile
+    (sign +1 ``nearer``, -1 farther) and the largest magnitudes (for the rounding slack).
+    A block with a point not cut by both lines or with an infinite envelope value is
+    open: bounds of +inf, its points are looked at one by one.
+    """
+    sign = 1.0 if nearer else -1.0
+    for block in range((n0 + SIDE_BLOCK - 1) // SIDE_BLOCK):
+        top0 = -math.inf
+        top1 = -math.inf
+        size0 = 0.0
+        size1 = 0.0
+        for p in range(block * SIDE_BLOCK, min(n0, (block + 1) * SIDE_BLOCK)):
+            q = rank[s, p_col[t, p]]
+            bound0 = envelope[t, p]
+            bound1 = envelope[s, q] if q >= 0 else math.inf
+            if not (math.isfinite(bound0) and math.isfinite(bound1)):
+                top0 = math.inf
+                top1 = math.inf
+                break
+            top0 = max(top0, sign * bound0)
+            top1 = max(top1, sign * bound1)
+            size0 = max(size0, abs(bound0))
+            size1 = max(size1, abs(bound1))
+        out[0, block] = top0
+        out[1, block] = top1
+        out[2, block] = size0
+        out[3, block] = size1
+
+
 @numba.njit(cache=True, nogil=True)
 def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, n0, t, s, p_col, p_row,
-                  here, line, runs, cross_track, field, envelope, rank, f):
+                  here, line, runs, cross_track, field, envelope, rank, f, blocks):
     """Whether a margin of the cell reaches ``threshold``, point by point on one side.
 
     For when the envelope bound is inconclusive. The margin is ``sign * (v - cell)`` over
@@ -578,20 +617,32 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
         if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
             return True
     first, stop = (0, split0) if nearer else (split0, n0)
-    for p in range(first, stop):
-        if p == own0:
+    start = first
+    while start < stop:
+        block = start // SIDE_BLOCK
+        block_stop = min(stop, (block + 1) * SIDE_BLOCK)
+        # The block's bound is at least every point's below (rounding is monotone; the
+        # sign flips exactly), its slack at least theirs.
+        slack = 1e-12 * (blocks[2, block] + blocks[3, block] + abs(cell))
+        if not _exceeds((1.0 - f) * blocks[0, block] + f * blocks[1, block] - sign * cell + slack, threshold,
+                        strict):
+            start = block_stop
             continue
-        q = rank[s, p_col[t, p]]
-        if q >= 0:
-            bound0 = envelope[t, p]
-            bound1 = envelope[s, q]
-            if math.isfinite(bound0) and math.isfinite(bound1):
-                slack = 1e-12 * (abs(bound0) + abs(bound1) + abs(cell))
-                if not _exceeds(sign * ((1.0 - f) * bound0 + f * bound1 - cell) + slack, threshold, strict):
-                    continue
-        found, ct_k, v = _own_point(here, p_col[t, p], p_row[t, p], line, runs, cross_track, field)
-        if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
-            return True
+        for p in range(start, block_stop):
+            if p == own0:
+                continue
+            q = rank[s, p_col[t, p]]
+            if q >= 0:
+                bound0 = envelope[t, p]
+                bound1 = envelope[s, q]
+                if math.isfinite(bound0) and math.isfinite(bound1):
+                    slack = 1e-12 * (abs(bound0) + abs(bound1) + abs(cell))
+                    if not _exceeds(sign * ((1.0 - f) * bound0 + f * bound1 - cell) + slack, threshold, strict):
+                        continue
+            found, ct_k, v = _own_point(here, p_col[t, p], p_row[t, p], line, runs, cross_track, field)
+            if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
+                return True
+        start = block_stop
     return False
 
 
@@ -793,6 +844,10 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     # bounds of their columns' points between the two lines (``_path_bounds``).
     special = np.empty((2 * cols, 2), dtype=np.int64)
     special_bounds = np.empty((2 * cols, 5))
+    # Block bounds of the pair for _side_reaches, made when first needed: nearer slant
+    # range, farther slant range, nearer look angle.
+    side_blocks = np.empty((3, 4, cols // SIDE_BLOCK + 1))
+    side_ready = np.zeros(3, dtype=np.bool_)
     for b in range(max(key_start - 1, 0), key_stop):
         own = b >= key_start  # the line before the range is cut only to bracket its first key
         s = b & 1
@@ -866,6 +921,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             _running_min_from_end(r_lo, u, count[u], r_min, r_min_arg)
             _running_max(eta_hi, u, count[u], eta_max, eta_max_arg)
         spread = spread * (1.0 + 1e-9) + 1e-15
+        side_ready[:] = False
         split0 = n0 // 2
         split1 = n1 // 2
         for c in range(start[b], start[b + 1]):
@@ -928,15 +984,23 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 m0, a0 = _nearer_max(split0, own0, t, r_hi, r_max, r_max_arg)
                 m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
                 if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
+                    if not side_ready[0]:
+                        _side_blocks(True, r_hi, t, s, n0, p_col, rank, side_blocks[0])
+                        side_ready[0] = True
                     fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
-                                         p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f)
+                                         p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f,
+                                         side_blocks[0])
             back = backward > range_tolerance
             if not back:
                 m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
                 m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
                 if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
+                    if not side_ready[1]:
+                        _side_blocks(False, r_lo, t, s, n0, p_col, rank, side_blocks[1])
+                        side_ready[1] = True
                     back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
-                                         p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f)
+                                         p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
+                                         side_blocks[1])
             layover[i, j] = ACTIVE if fore and back else (PASSIVE if fore or back else NONE)
             if not faces_away[i, j]:
                 level = range_tolerance / r
@@ -945,7 +1009,11 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                     m0, a0 = _nearer_max(split0, own0, t, eta_hi, eta_max, eta_max_arg)
                     m1, a1 = _nearer_max(split1, own1, s, eta_hi, eta_max, eta_max_arg)
                     if _bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
+                        if not side_ready[2]:
+                            _side_blocks(True, eta_hi, t, s, n0, p_col, rank, side_blocks[2])
+                            side_ready[2] = True
                         shaded = _side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
-                                               p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f)
+                                               p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f,
+                                               side_blocks[2])
                 if shaded:
                     shadow[i, j] = PASSIVE
