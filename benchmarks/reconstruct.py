@@ -31,7 +31,8 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    workers would run beside them; start-up not timed); speed relative to the in-memory
    ``reconstruct`` and agreement of ``backscatter``.
 
-Timings are the best of 3 warm runs up to 1024^2, of 2 above.
+Timings are the best of 3 warm runs (run-to-run spread on a shared 2-core machine is
+20-30 %); the distributed comparisons, the slowest, the best of 2 above 1024^2.
 
 Inputs. The DEM is a geographic (EPSG:4326) grid of 10 m x 10 m cells (latitude and
 longitude steps from the WGS84 radii of curvature at the scene centre near Rome) of
@@ -551,9 +552,10 @@ def distributed_comparison(function, client, observation, dem, geometry, project
 
 # --------------------------------------------------------------------------- main
 
-def _repeats(n: int, quick: bool) -> int:
-    """Timed warm runs per measurement (best of them): fewer for the largest sizes."""
-    return 1 if quick else (3 if n * n <= 1024 * 1024 else 2)
+def _repeats(n: int, quick: bool, *, distributed: bool = False) -> int:
+    """Timed warm runs per measurement (best of them): fewer for the distributed
+    comparisons at the largest sizes."""
+    return 1 if quick else (2 if distributed and n * n > 1024 * 1024 else 3)
 
 
 def _phase_line(phases: dict[str, float], calls: dict[str, int]) -> str:
@@ -705,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
                                        if row["side"] == n and row["projection"] == projection)
                     for client_name, client in clients.items():
                         entry = distributed_comparison(distributed, client, observation, dem, geometry, projection,
-                                                       result, rec_seconds, _repeats(n, args.quick))
+                                                       result, rec_seconds, _repeats(n, args.quick, distributed=True))
                         report["distributed"]["results"].append(
                             {"side": n, "projection": projection, "client": client_name, **entry})
                         print(f"{n:5d}² {projection:8s} distributed ({client_name}): " + (
