@@ -582,6 +582,19 @@ def _side_blocks(nearer, envelope, t, s, n0, p_col, rank, out):
         out[3, block] = size1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _block_may_reach(blocks, block, f, sign, cell, threshold, strict):
+    """Whether a point of block ``block`` of ``_side_blocks`` may have a margin reaching
+    ``threshold`` at the fraction ``f`` (0..1) between the profiles: always for an open
+    block. The block's bound is at least every point's (rounding is monotone and the sign
+    flips exactly), its slack at least theirs; an open block's infinite bounds are not
+    used in arithmetic (0 * inf would be NaN, which reaches nothing)."""
+    if not math.isfinite(blocks[0, block]):
+        return True
+    slack = 1e-12 * (blocks[2, block] + blocks[3, block] + abs(cell))
+    return _exceeds((1.0 - f) * blocks[0, block] + f * blocks[1, block] - sign * cell + slack, threshold, strict)
+
+
 @numba.njit(cache=True, nogil=True)
 def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, n0, t, s, p_col, p_row,
                   here, line, runs, cross_track, field, envelope, rank, f, blocks):
@@ -621,11 +634,7 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
     while start < stop:
         block = start // SIDE_BLOCK
         block_stop = min(stop, (block + 1) * SIDE_BLOCK)
-        # The block's bound is at least every point's below (rounding is monotone; the
-        # sign flips exactly), its slack at least theirs.
-        slack = 1e-12 * (blocks[2, block] + blocks[3, block] + abs(cell))
-        if not _exceeds((1.0 - f) * blocks[0, block] + f * blocks[1, block] - sign * cell + slack, threshold,
-                        strict):
+        if not _block_may_reach(blocks, block, f, sign, cell, threshold, strict):
             start = block_stop
             continue
         for p in range(start, block_stop):
