@@ -693,13 +693,15 @@ def geocode_arrays(
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
+        # ``clip`` given, not left to its default: Numba compiles a call that omits an
+        # argument as a signature of its own, and the simulation passes it.
         kernels.geocode_grid(
             lon_rad[rows], lat_rad[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
             k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
             k["first_line_time"], k["line_interval"], k["n_lines"], k["n_samples"],
             k["rm_times"], k["rm_sr0"], k["rm_coeffs"], k["rm_spacing"], k["look_sign"],
             k["bistatic_rate"], k["bistatic_reference_range"], reference_ns,
-            az_ns[rows], slant_range[rows], line[rows], sample[rows], incidence[rows],
+            az_ns[rows], slant_range[rows], line[rows], sample[rows], incidence[rows], True,
         )
 
     run_blocks(work, shape[0])
