@@ -62,6 +62,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from .demo import compile_kernels
+
+    if not args.quiet:
+        print("compiling the kernels (once per installation; most of a minute on two cores)...", flush=True)
+    seconds = compile_kernels()
+    if not args.quiet:
+        print(f"compiled and cached in {seconds:.1f} s")
+    return 0
+
+
 def _cmd_geocode(args: argparse.Namespace) -> int:
     from .dem import open_dem
     from .demo import geocoding_products
@@ -214,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     demo.set_defaults(func=_cmd_demo)
+
+    compile_ = sub.add_parser("compile", help="compile and cache the kernels now, not on the first run")
+    compile_.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    compile_.set_defaults(func=_cmd_compile)
 
     geocode = sub.add_parser("geocode", help="radar coordinates (time, range, line, sample) of every DEM cell")
     geocode.add_argument("dem", help="DEM raster (any CRS rasterio reads)")

@@ -45,3 +45,21 @@ def test_cli_demo_quiet(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
     assert capsys.readouterr().out == ""
     assert (tmp_path / "cli" / "jacksboro_reconstruction.tif").is_file()
+
+
+def test_cli_compile_runs_the_demo_on_a_corner_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """``sarheight compile`` (run by the install step) compiles through the demo's own calls
+    on a corner of its DEM, in a temporary folder it removes."""
+    import tempfile
+
+    from sarheight import demo
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    calls = []
+    real = demo.run_demo
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: calls.append(k["dem"].shape) or real(*a, **k))
+    assert main(["compile"]) == 0
+    assert calls == [(demo.COMPILE_CELLS, demo.COMPILE_CELLS)]
+    assert "compiled and cached in" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
