@@ -273,27 +273,54 @@ def _gather_triangles(triangles, prefix):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _clamp(value, high):
+    """``value`` clamped to [0, high], NaN to 0: selects, so the loops around stay SIMD."""
+    value = value if value > 0.0 else 0.0
+    return value if value < high else high
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def bilinear_corners(rl, rs, n_lines, n_samples):
+    """Where ``bilinear_read`` reads an image of ``n_lines`` x ``n_samples`` pixels at
+    fractional position (rl, rs): (inside, r0, c0, r1, c1, wr, wc), the four nearest
+    pixel centres clamped at the border and the weights of r1 and c1; ``inside`` is
+    whether the position lies in [-0.5, n - 0.5] (False for NaN).
+
+    Without branches (indices clamped, never out of the image): loops over cells that
+    read every cell's pixels and select the result run on SIMD lanes with gathers.
+    """
+    inside = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
+    lc = _clamp(rl, n_lines - 1.0)
+    sc = _clamp(rs, n_samples - 1.0)
+    # Truncation: lc, sc >= 0.
+    r0 = int(min(lc, float(max(n_lines - 2, 0))))
+    c0 = int(min(sc, float(max(n_samples - 2, 0))))
+    return (inside, r0, c0, min(r0 + 1, n_lines - 1), min(c0 + 1, n_samples - 1), min(lc - r0, 1.0),
+            min(sc - c0, 1.0))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def bilinear_read(image, r0, c0, r1, c1, wr, wc):
+    """``image`` interpolated between the corners of ``bilinear_corners``."""
+    return ((1.0 - wr) * ((1.0 - wc) * np.float64(image[r0, c0]) + wc * np.float64(image[r0, c1]))
+            + wr * ((1.0 - wc) * np.float64(image[r1, c0]) + wc * np.float64(image[r1, c1])))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def sample_at(image, rl, rs, nearest):
     """``image`` interpolated at fractional window position (rl, rs) (pixel (r, c) at
     (r, c)): bilinear between the four nearest pixel centres (clamped at the window's
-    border), or the nearest pixel; NaN outside [-0.5, n - 0.5] or not finite."""
+    border), or the nearest pixel; NaN outside [-0.5, n - 0.5] or not finite. Without
+    branches on the position (``bilinear_corners``)."""
     n_lines, n_samples = image.shape
-    if not (-0.5 <= rl <= n_lines - 0.5 and -0.5 <= rs <= n_samples - 0.5):
-        return math.nan  # also where rl or rs is NaN
     if nearest:
-        r = min(max(int(math.floor(rl + 0.5)), 0), n_lines - 1)
-        c = min(max(int(math.floor(rs + 0.5)), 0), n_samples - 1)
-        return np.float64(image[r, c])
-    lc = min(max(rl, 0.0), n_lines - 1.0)
-    sc = min(max(rs, 0.0), n_samples - 1.0)
-    r0 = min(int(math.floor(lc)), max(n_lines - 2, 0))
-    c0 = min(int(math.floor(sc)), max(n_samples - 2, 0))
-    wr = min(max(lc - r0, 0.0), 1.0)
-    wc = min(max(sc - c0, 0.0), 1.0)
-    r1 = min(r0 + 1, n_lines - 1)
-    c1 = min(c0 + 1, n_samples - 1)
-    return ((1.0 - wr) * ((1.0 - wc) * image[r0, c0] + wc * image[r0, c1])
-            + wr * ((1.0 - wc) * image[r1, c0] + wc * image[r1, c1]))
+        inside = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
+        # Truncation after the clamp: the clamped values are >= 0.
+        value = np.float64(image[int(_clamp(rl + 0.5, n_lines - 1.0)), int(_clamp(rs + 0.5, n_samples - 1.0))])
+    else:
+        inside, r0, c0, r1, c1, wr, wc = bilinear_corners(rl, rs, n_lines, n_samples)
+        value = bilinear_read(image, r0, c0, r1, c1, wr, wc)
+    return value if inside else math.nan
 
 
 @numba.njit(cache=True, nogil=True)

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from .facets import PAD
+from .projection import _clamp, bilinear_corners, bilinear_read
 from .zero_doppler import _acos
 
 #: Terrain-flattening validity: gamma area at least this fraction of flat terrain's (Small 2011).
@@ -152,13 +153,6 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
     return missing
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _clamp(value, high):
-    """``value`` clamped to [0, high], NaN to 0: selects, so the loops around stay SIMD."""
-    value = value if value > 0.0 else 0.0
-    return value if value < high else high
-
-
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def sample_cells(line, sample, valid, incidence, observed, simulated, mixing, line0, sample0,
                  geocoded_out, simulated_out, mixing_out):
@@ -168,43 +162,24 @@ def sample_cells(line, sample, valid, incidence, observed, simulated, mixing, li
     bilinearly times the sine of the cell's ellipsoid incidence angle (``incidence``,
     rad): sigma0; ``simulated_out`` (float32): the simulated image, bilinear; ``mixing_out``
     (uint16): the mixing of the nearest pixel (clamped to the window), 0 for invalid
-    cells. NaN off the window ([-0.5, n - 0.5], as ``projection.sample_at``).
-
-    Written without branches (indices clamped, results selected): every cell reads its
-    pixels, and the loop runs on SIMD lanes with gathers.
+    cells. NaN off the window (as ``projection.sample_at``). Branch-free, on SIMD lanes;
+    both images are read at the same corners.
     """
     rows, cols = line.shape
     n_lines, n_samples = observed.shape
     if simulated.shape != observed.shape:
         raise ValueError("sample_cells: the observed and simulated images differ in shape")
-    last_line = float(n_lines - 1)
-    last_sample = float(n_samples - 1)
-    mixing_line = float(mixing.shape[0] - 1)
-    mixing_sample = float(mixing.shape[1] - 1)
-    # The upper-left pixel of the bilinear four stays one short of the last (when there is one).
-    top_line = float(max(n_lines - 2, 0))
-    top_sample = float(max(n_samples - 2, 0))
+    last_line = float(mixing.shape[0] - 1)
+    last_sample = float(mixing.shape[1] - 1)
     for i in range(rows):
         for j in range(cols):
             rl = line[i, j] - line0
             rs = sample[i, j] - sample0
-            inside = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
-            lc = _clamp(rl, last_line)
-            sc = _clamp(rs, last_sample)
-            r0 = int(min(lc, top_line))  # truncation: lc, sc >= 0
-            c0 = int(min(sc, top_sample))
-            wr = min(lc - r0, 1.0)
-            wc = min(sc - c0, 1.0)
-            r1 = min(r0 + 1, n_lines - 1)
-            c1 = min(c0 + 1, n_samples - 1)
-            beta = ((1.0 - wr) * ((1.0 - wc) * observed[r0, c0] + wc * observed[r0, c1])
-                    + wr * ((1.0 - wc) * observed[r1, c0] + wc * observed[r1, c1]))
-            simulated_here = ((1.0 - wr) * ((1.0 - wc) * np.float64(simulated[r0, c0])
-                                            + wc * np.float64(simulated[r0, c1]))
-                              + wr * ((1.0 - wc) * np.float64(simulated[r1, c0]) + wc * np.float64(simulated[r1, c1])))
+            inside, r0, c0, r1, c1, wr, wc = bilinear_corners(rl, rs, n_lines, n_samples)
+            beta = bilinear_read(observed, r0, c0, r1, c1, wr, wc)
             geocoded_out[i, j] = beta * _sin_quarter(np.float64(incidence[i, j])) if inside else math.nan
-            simulated_out[i, j] = simulated_here if inside else math.nan
-            nearest = mixing[int(_clamp(rl + 0.5, mixing_line)), int(_clamp(rs + 0.5, mixing_sample))]
+            simulated_out[i, j] = bilinear_read(simulated, r0, c0, r1, c1, wr, wc) if inside else math.nan
+            nearest = mixing[int(_clamp(rl + 0.5, last_line)), int(_clamp(rs + 0.5, last_sample))]
             mixing_out[i, j] = nearest if valid[i, j] else 0
 
 
