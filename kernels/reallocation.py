@@ -16,7 +16,7 @@ import numpy as np
 
 from .facets import PAD
 from .projection import _clamp, bilinear_corners, bilinear_read
-from .zero_doppler import _acos
+from .zero_doppler import _acos, horner8
 
 #: Terrain-flattening validity: gamma area at least this fraction of flat terrain's (Small 2011).
 VALID_AREA_FRACTION = 0.05
@@ -31,16 +31,7 @@ _SIN0, _SIN1, _SIN2, _SIN3, _SIN4, _SIN5, _SIN6, _SIN7 = _SIN
 def _sin_quarter(x):
     """sin x for |x| <= pi / 2 (an incidence angle) by its series: multiply-adds, which
     loops run on SIMD lanes, where libm's sin is a call per value."""
-    w = x * x
-    p = _SIN7
-    p = p * w + _SIN6
-    p = p * w + _SIN5
-    p = p * w + _SIN4
-    p = p * w + _SIN3
-    p = p * w + _SIN2
-    p = p * w + _SIN1
-    p = p * w + _SIN0
-    return x * p
+    return x * horner8(x * x, _SIN0, _SIN1, _SIN2, _SIN3, _SIN4, _SIN5, _SIN6, _SIN7)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
