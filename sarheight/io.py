@@ -8,6 +8,7 @@ the final name.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 from collections.abc import Iterator, Sequence
@@ -65,6 +66,17 @@ def _band_array(da: xr.DataArray) -> tuple[np.ndarray, float | int | None]:
     return values.astype(np.float64 if values.dtype == np.float64 else np.float32, copy=False), float("nan")
 
 
+#: Largest tile side of the GeoTIFFs written (pixels).
+TILE_SIDE = 256
+
+
+def tile_side(rows: int, cols: int, largest: int = TILE_SIDE) -> int:
+    """Tile side for a raster of ``rows`` x ``cols``: ``largest``, or for a smaller raster
+    its larger side rounded up to a multiple of 16 (GeoTIFF's rule for tile sizes), so
+    that every file is tiled, a small one in a single tile."""
+    return min(largest, 16 * max(1, math.ceil(max(rows, cols) / 16)))
+
+
 def write_geotiff(
     data: xr.Dataset | xr.DataArray,
     path: str | os.PathLike[str],
@@ -120,11 +132,11 @@ def write_geotiff(
         "nodata": nodata,
         "compress": "deflate",
         "predictor": 2 if all_masks else 3,
-        "tiled": rows >= 256 and cols >= 256,
+        "tiled": True,
+        "blockxsize": tile_side(rows, cols),
+        "blockysize": tile_side(rows, cols),
         "BIGTIFF": "IF_SAFER",
     }
-    if profile["tiled"]:
-        profile.update(blockxsize=256, blockysize=256)
     tags = {k: str(v) for k, v in ds.attrs.items() if isinstance(v, (str, int, float, np.number))}
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         for index, ((arr, _), name) in enumerate(zip(bands, variables, strict=True), start=1):
@@ -179,9 +191,9 @@ class GeoTiffBlockWriter:
             "interleave": "band", "BIGTIFF": "IF_SAFER",
         }
         block_rows, block_cols = block_shape
-        self.profile["tiled"] = rows >= block_rows and cols >= block_cols
-        if self.profile["tiled"]:
-            self.profile.update(blockysize=block_rows, blockxsize=block_cols)
+        if rows < block_rows or cols < block_cols:
+            block_rows = block_cols = tile_side(rows, cols, min(block_shape))
+        self.profile.update(tiled=True, blockysize=block_rows, blockxsize=block_cols)
         self.tags = {k: str(v) for k, v in (tags or {}).items() if isinstance(v, (str, int, float, np.number))}
         self.units = units or {}
         self._stack = contextlib.ExitStack()

@@ -44,6 +44,16 @@ def test_bands_names_types_tiling_and_tags(tmp_path):
         np.testing.assert_array_equal(src.read(2), ds["layover"].values)
 
 
+@pytest.mark.parametrize("shape, side", [((20, 20), 32), ((100, 300), 256), ((64, 64), 64)])
+def test_small_and_narrow_rasters_are_tiled_too(tmp_path, shape, side):
+    ds = _dataset(*shape)
+    path = write_geotiff(ds, tmp_path / "out.tif", ["backscatter"])
+    with rasterio.open(path) as src:
+        # Strips would be as wide as the raster and a few rows high.
+        assert src.block_shapes == [(side, side)]
+        np.testing.assert_array_equal(src.read(1), ds["backscatter"].values)
+
+
 def test_float64_geometry_keeps_its_precision_and_masks_alone_are_uint8(tmp_path):
     ds = _dataset()
     with rasterio.open(write_geotiff(ds, tmp_path / "geometry.tif", ["slant_range"])) as src:
