@@ -57,6 +57,7 @@ from .io import GeoTiffBlockWriter
 from .layover import (
     Output,
     _check_intensity,
+    _check_observation,
     _check_values,
     _from_xarray_sentinel,
     _LazyProduct,
@@ -337,7 +338,7 @@ def reconstruct_distributed(
             "use reconstruct() for images geocoded to a map grid"
         )
     if not isinstance(sar, _LazyProduct):
-        _check_values(sar)
+        _check_observation(sar, geometry)
     # The heights are only read: no copy of a DEM that is already ellipsoidal.
     dem, _ = _open_dem(dem, None, None, False, share_values=True)
     if min(dem.shape) < 2:

@@ -40,3 +40,7 @@ class VerticalDatumWarning(UserWarning):
     Shown every time it occurs (not once per code location, Python's default): each DEM
     opened that way may be 30-100 m off.
     """
+
+
+class PartialCoverageWarning(UserWarning):
+    """The observation lacks pixels under the DEM: the cells that land there are NaN."""

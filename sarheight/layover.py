@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +37,7 @@ import xarray as xr
 from ._threads import progress_bar, run_blocks
 from ._version import __version__
 from .dem import _open_dem
-from .errors import InvalidInputError
+from .errors import InvalidInputError, PartialCoverageWarning
 from .geometry import RadarGeometry
 from .io import write_geotiff
 from .kernels import facets, reallocation
@@ -133,6 +134,52 @@ def _consecutive(index: np.ndarray) -> bool:
     return bool(index.size == 0 or (index[-1] - index[0] == index.size - 1 and np.all(np.diff(index) == 1)))
 
 
+def _check_observation(sar: Any, geometry: RadarGeometry) -> None:
+    """Refuse, before any work, an observation in radar geometry that cannot be one: not
+    real numbers, not the product grid's shape, a (line, sample) DataArray of part of the
+    grid without the coordinates that place it, or negative or infinite intensities."""
+    if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
+        sar = _from_xarray_sentinel(sar)  # refuses complex measurements, says what to do
+    dtype = getattr(sar, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(sar).dtype
+        except Exception:
+            dtype = np.dtype(object)
+    if dtype.kind == "c":
+        raise InvalidInputError(
+            "the SAR image is complex (SLC values): give linear intensity calibrated to beta0, "
+            "|s|^2 / A_beta^2 (a SAFE path does this), not the complex samples"
+        )
+    if dtype.kind not in "fiu":
+        raise InvalidInputError(
+            f"the SAR image must hold real numbers (linear beta0), got dtype {dtype}"
+        )
+    grid = geometry.grid.shape
+    if isinstance(sar, xr.DataArray):
+        if not {"line", "sample"} <= set(sar.dims) or sar.ndim != 2:
+            raise InvalidInputError(
+                f"a DataArray observation needs dims (line, sample) in radar geometry, or (y, x) with a CRS "
+                f"on a map grid; got {sar.dims}"
+            )
+        sizes = (sar.sizes["line"], sar.sizes["sample"])
+        missing = [dim for dim in ("line", "sample") if dim not in sar.coords]
+        if missing and sizes != grid:
+            raise InvalidInputError(
+                f"the (line, sample) DataArray has {sizes[0]} x {sizes[1]} pixels, not the whole product grid "
+                f"{grid[0]} x {grid[1]}, and no {' or '.join(missing)} coordinate: give the absolute "
+                "line and sample indices of its pixels as coordinates"
+            )
+    else:
+        shape = np.shape(sar)
+        if shape != grid:
+            raise InvalidInputError(
+                f"the SAR image has shape {shape} but the geometry's grid is {grid}: give the full image of the "
+                "product grid, or a DataArray with dims (line, sample) and absolute line/sample coordinates"
+            )
+    _check_values(sar)
+
+
 def _check_values(sar: Any) -> None:
     """Refuse negative or infinite intensities of an array observation before any work
     (a lazy array is checked window by window as it is read instead)."""
@@ -147,7 +194,10 @@ def _check_values(sar: Any) -> None:
         return
     if values.dtype.kind not in "fiu":
         return
-    if values.ndim == 2 and values.dtype in (np.float32, np.float64) and values.flags.c_contiguous:
+    if values.dtype.kind in "iu":
+        # Integers are never infinite; unsigned ones never negative.
+        infinite, negative = False, bool(values.dtype.kind == "i" and values.size and values.min() < 0)
+    elif values.ndim == 2 and values.dtype in (np.float32, np.float64) and values.flags.c_contiguous:
         # One threaded pass (the image can be a whole product's).
         found = run_blocks(lambda start, stop: reallocation.intensity_problems(values, start, stop), values.shape[0])
         infinite, negative = any(f[0] for f in found), any(f[1] for f in found)
@@ -256,6 +306,11 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     simulated_image, valid_pixels, n_missing = _ratios_in_place(state, sums, observed, prefix=state.exact)
     if not n_missing:
         missing = None
+    elif rows is None and cols is None:
+        warnings.warn(
+            f"the SAR image has no value (NaN) in {n_missing} pixels that the DEM's facets reach: the cells "
+            "whose facets reach them are NaN in backscatter and flattened (crop the DEM to the image, or "
+            "give an image that covers it)", PartialCoverageWarning, stacklevel=3)
     # Allocated here, written by the row blocks of sample_cells and the gather's tiles.
     products = {name: np.empty(shape, dtype=np.float32)
                 for name in ("backscatter", "flattened", "geocoded", "simulated", "local_incidence_angle")}
@@ -363,7 +418,11 @@ def reconstruct(
           or the path of such a GeoTIFF, holding ``sar_quantity`` (ellipsoid-referenced
           sigma0 by default; ``sar_db`` if in dB), with ``geometry``. It is resampled
           to the DEM grid and the radar pixels are rebuilt from it (the area-weighted
-          mean beta0 of the cells in each pixel) before reallocation.
+          mean beta0 of the cells in each pixel) before reallocation. Geocoding has
+          already mixed what layover mixed, and resampling it at the cells adds its own
+          blur: on relief the result is only as good as that input allows (on flat
+          terrain it matches the radar-geometry input; give the product itself where
+          you have it).
     dem : DEM as :func:`sarheight.dem.open_dem` takes it (WGS84 ellipsoidal heights).
     geometry : acquisition geometry (read from the product when ``sar`` is a SAFE).
     contribution : ``"model"`` (default), ``"gamma"``, a callable law or per-cell weights,
@@ -397,6 +456,8 @@ def reconstruct(
     if sar_quantity not in ("beta0", "sigma0", "gamma0"):
         raise InvalidInputError(f"sar_quantity must be 'beta0', 'sigma0' or 'gamma0', got {sar_quantity!r}")
     if chunks is not None:
+        if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 2:
+            raise InvalidInputError(f"chunks (DEM rows per block) must be an integer of at least 2, got {chunks!r}")
         from .distributed import reconstruct_distributed
 
         return reconstruct_distributed(
@@ -406,24 +467,39 @@ def reconstruct(
         )
     sar, geometry = _resolve_input(sar, geometry, measurement)
     on_map = isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims)
-    if not on_map and not isinstance(sar, _LazyProduct):
-        _check_values(sar)  # before any work: what the window will not change
+    if on_map:
+        _check_map_image(sar)
+    elif not isinstance(sar, _LazyProduct):
+        _check_observation(sar, geometry)  # before any work: what the window will not change
     dem, _ = _open_dem(dem, None, None, False, share_values=True)
+    if on_map:
+        _check_map_overlap(sar, dem)
+    observed = []
+
+    def observe(window: tuple[int, int, int, int]) -> None:
+        # Once the window is known, before the masks and facets: an image that does not
+        # cover the DEM is refused at once, not after the costly passes.
+        image = sar
+        if isinstance(image, _LazyProduct):
+            line0, n_lines, sample0, n_samples = window
+            image = image.loader((line0, line0 + n_lines, sample0, sample0 + n_samples))
+        observed.append(_observation_on_window(image, geometry, window))
+        _check_intensity(observed[0], window)
+
     # Scatter and gather each pass over every DEM row.
     with progress_bar(2 * dem.shape[0], "reconstruct", progress) as update:
         state = _run_simulation(dem, geometry, contribution, projection, oversample, keep_per_cell=on_map,
-                                progress=update)
+                                progress=update, on_window=None if on_map else observe)
         if on_map:
             sar = _radar_image_from_map(sar, state, sar_quantity, sar_db)
             state.per_cell = {}
-        if isinstance(sar, _LazyProduct):
-            line0, n_lines, sample0, n_samples = state.window
-            sar = sar.loader((line0, line0 + n_lines, sample0, sample0 + n_samples))
-        observed = [_observation_on_window(sar, geometry, state.window)]
-        _check_intensity(observed[0], state.window)
+            observe(state.window)
         # Handed over, not kept here: reallocate releases the window once it is sampled.
         result = reallocate(state, observed.pop(), output, in_place=True, keep_energy=False, progress=update)
-    return _result_dataset(state, result, output, projection)
+    dataset = _result_dataset(state, result, output, projection)
+    dataset.attrs["observation"] = (f"map-grid {sar_quantity}{' (dB)' if sar_db else ''}, rebuilt in radar geometry"
+                                    if on_map else "radar geometry, beta0")
+    return dataset
 
 
 def _resolve_input(sar: Any, geometry: RadarGeometry | None, measurement: str):
@@ -431,7 +507,13 @@ def _resolve_input(sar: Any, geometry: RadarGeometry | None, measurement: str):
     if isinstance(sar, (str, os.PathLike)) and Path(sar).is_file() and Path(sar).suffix.lower() in (".tif", ".tiff"):
         import rioxarray
 
-        image = rioxarray.open_rasterio(sar, masked=True).squeeze("band", drop=True)
+        image = rioxarray.open_rasterio(sar, masked=True)
+        if image.sizes.get("band", 1) != 1:
+            raise InvalidInputError(
+                f"{str(sar)!r} has {image.sizes['band']} bands: give a single-band GeoTIFF of the observation "
+                "(e.g. gdal_translate -b 1 IN.tif OUT.tif)"
+            )
+        image = image.squeeze("band", drop=True)
         if image.rio.crs is None:
             raise InvalidInputError(
                 f"{str(sar)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid "
@@ -457,6 +539,29 @@ def _resolve_input(sar: Any, geometry: RadarGeometry | None, measurement: str):
     if not isinstance(geometry, RadarGeometry):
         raise InvalidInputError(f"geometry must be a RadarGeometry, got {type(geometry).__name__}")
     return sar, geometry
+
+
+def _check_map_image(image: xr.DataArray) -> None:
+    """Refuse a map-grid observation without a CRS or with values that are not real, or
+    infinite, before any work (negative values are judged once the dB question is settled,
+    on the resampled image)."""
+    if image.rio.crs is None:
+        raise InvalidInputError("the geocoded SAR image has no CRS: write one with image.rio.write_crs(...)")
+    if image.dtype.kind not in "fiu":
+        raise InvalidInputError(f"the geocoded SAR image must hold real numbers, got dtype {image.dtype}")
+    if image.dtype.kind == "f" and bool(np.isinf(image.values).any()):
+        raise InvalidInputError("the geocoded SAR image has infinite values: mask them as NaN first")
+
+
+def _check_map_overlap(image: xr.DataArray, dem: xr.DataArray) -> None:
+    """Refuse a map-grid observation whose footprint misses the DEM's, before any work."""
+    left, bottom, right, top = image.rio.transform_bounds(dem.rio.crs)
+    d_left, d_bottom, d_right, d_top = dem.rio.bounds()
+    if not (left < d_right and right > d_left and bottom < d_top and top > d_bottom):
+        raise InvalidInputError(
+            f"the geocoded SAR image (bounds {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g} in the DEM's CRS) "
+            f"does not overlap the DEM ({d_left:.6g}, {d_bottom:.6g}, {d_right:.6g}, {d_top:.6g})"
+        )
 
 
 def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str, in_db: bool) -> xr.DataArray:
@@ -540,18 +645,26 @@ def _result_dataset(state: _Simulation, result: dict[str, np.ndarray], output: s
     return ds.rio.write_crs(state.dem.rio.crs, inplace=True)
 
 
+#: The float bands ``to_geotiff`` writes by default, of a reconstruction and of a simulation.
+RECONSTRUCTION_BANDS = ("backscatter", "geocoded", "flattened", "simulated", "local_incidence_angle")
+SIMULATION_BANDS = ("local_incidence_angle", "incidence_angle", "gamma_area", "sigma_area", "contribution",
+                    "slant_range", "radar_line", "radar_sample")
+
+
 def to_geotiff(result: xr.Dataset, path: str | os.PathLike[str], variables: list[str] | None = None) -> Path:
     """Write a reconstruction (or simulation) to a tiled, compressed GeoTIFF, atomically.
 
-    ``variables`` default: the float products (backscatter, geocoded, flattened, simulated,
-    local_incidence_angle) when present. Masks alone are written as uint8 with nodata 255;
-    mixed with floats they are stored as float32 values (255 kept). Band descriptions carry
-    the names.
+    ``variables`` default: the float products of a reconstruction (backscatter, geocoded,
+    flattened, simulated, local_incidence_angle), or those of a simulation (local and
+    ellipsoid incidence angles, gamma and sigma areas, contribution, slant range, radar
+    line and sample), whichever are present. Masks alone are written as uint8 with nodata
+    255; mixed with floats they are stored as float32 values (255 kept). Band
+    descriptions carry the names.
     """
     if variables is None:
-        preferred = ["backscatter", "geocoded", "flattened", "simulated", "local_incidence_angle"]
+        preferred = (RECONSTRUCTION_BANDS if "backscatter" in result.data_vars else SIMULATION_BANDS)
         variables = [v for v in preferred if v in result.data_vars]
-    return write_geotiff(result[[v for v in variables]], path, variables)
+    return write_geotiff(result, path, variables)
 
 
 def to_isce3_mask(result: xr.Dataset) -> xr.DataArray:

@@ -98,6 +98,36 @@ def _law_table(law: Callable[[np.ndarray], np.ndarray], n: int = 9000) -> np.nda
     return values
 
 
+def values_on_dem_grid(field: xr.DataArray, dem: xr.DataArray, what: str) -> np.ndarray:
+    """The values of ``field`` (float64, rows and columns of the DEM) once it is known to lie
+    on the DEM's grid: the DEM's dimensions (in either order), its shape and, where
+    ``field`` has coordinates, the same ones (to a millionth of a cell). Raises a clear
+    error otherwise, naming ``what`` the field is."""
+    if set(field.dims) != set(dem.dims):
+        raise InvalidInputError(
+            f"{what} has dims {field.dims}, the DEM {dem.dims}: give it on the DEM grid, e.g. dem.copy(data=values)"
+        )
+    field = field.transpose(*dem.dims)
+    if field.shape != dem.shape:
+        raise InvalidInputError(
+            f"{what} has shape {field.shape}, the DEM {dem.shape}: give one value per DEM cell on the DEM grid"
+        )
+    for dim in dem.dims:
+        if dim not in field.coords or dim not in dem.coords or dem.sizes[dim] < 2:
+            continue
+        mine, theirs = np.asarray(field[dim].values, dtype=np.float64), np.asarray(dem[dim].values, dtype=np.float64)
+        step = abs(float(theirs[1] - theirs[0]))
+        if not np.allclose(mine, theirs, rtol=0.0, atol=1e-6 * step):
+            raise InvalidInputError(
+                f"not on the DEM grid: the {dim} coordinates of {what} run {mine[0]:.10g}..{mine[-1]:.10g}, "
+                f"the DEM's {theirs[0]:.10g}..{theirs[-1]:.10g}; resample it to the DEM "
+                "(field.rio.reproject_match(dem)) or build it with dem.copy(data=values)"
+            )
+    if field.dtype.kind not in "fiu":
+        raise InvalidInputError(f"{what} must hold real numbers, got dtype {field.dtype}")
+    return np.asarray(field.values, dtype=np.float64)
+
+
 def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution:
     empty = np.zeros(0)
     no_weight = np.zeros((1, 1))
@@ -113,12 +143,7 @@ def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution
             "local incidence angle (degrees) returning linear sigma0, or a DataArray of per-cell weights"
         )
     if isinstance(contribution, xr.DataArray):
-        weights = np.asarray(contribution.values, dtype=np.float64)
-        if weights.shape != dem.shape:
-            raise InvalidInputError(
-                f"contribution weights have shape {weights.shape}, the DEM {dem.shape}: give one "
-                "weight per DEM cell on the DEM grid"
-            )
+        weights = values_on_dem_grid(contribution, dem, "the contribution weights")
         if np.any(weights < 0) or not np.all(np.isfinite(weights) | np.isnan(dem.values)):
             raise InvalidInputError("contribution weights must be finite and non-negative on the DEM")
         return _Contribution(facets.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
@@ -285,10 +310,12 @@ def _slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -
     for axis in (0, 1):
         if slant_range.shape[axis] < 2:
             continue
-        d_range = np.diff(slant_range[::stride, ::stride] if axis else slant_range[:, ::stride], axis=axis)
-        d_sample = np.diff(sample[::stride, ::stride] if axis else sample[:, ::stride], axis=axis)
-        if axis == 0:
-            d_range, d_sample = d_range[::stride], d_sample[::stride]
+        # Pairs of neighbours from every stride-th row and column, not whole-axis differences.
+        first, second = ((slice(None, None, stride), slice(0, -1, stride)), (slice(None, None, stride),
+                                                                             slice(1, None, stride))) if axis else (
+            (slice(0, -1, stride), slice(None, None, stride)), (slice(1, None, stride), slice(None, None, stride)))
+        d_range = slant_range[second] - slant_range[first]
+        d_sample = sample[second] - sample[first]
         usable = np.isfinite(d_range) & np.isfinite(d_sample) & (np.abs(d_sample) >= 0.25)
         ratios.append(np.abs(d_range[usable] / d_sample[usable]))
     values = np.concatenate(ratios) if ratios else np.zeros(0)
@@ -729,13 +756,15 @@ class SmoothFields:
 
 def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projection: str,
                     oversample: Any, *, keep_per_cell: bool = True,
-                    progress: Callable[[int], None] | None = None) -> _Simulation:
+                    progress: Callable[[int], None] | None = None,
+                    on_window: Callable[[tuple[int, int, int, int]], None] | None = None) -> _Simulation:
     """Cell geometry, masks, and the scatter of the facets into the radar window.
 
     ``keep_per_cell``: keep the per-cell sums of the scatter (sigma and gamma areas,
     contribution, local incidence) for the whole DEM; ``reconstruct`` does without
     them (its gather computes them again, block by block). ``progress`` is called with
-    the DEM rows of each scattered block.
+    the DEM rows of each scattered block. ``on_window`` is called with the radar window
+    as soon as it is known, before the masks and facets (to check an observation on it).
     """
     if not isinstance(geometry, RadarGeometry):
         raise InvalidInputError(
@@ -750,6 +779,8 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     resolved = _resolve_contribution(contribution, dem)
     cells = _cell_geometry(dem, geometry)
     window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
+    if on_window is not None:
+        on_window(window)
     factor = _oversample_factor(oversample, projection, dem, cells)
     lines, samples = geometry.grid.shape
     layover, shadow, mixing = _visibility(cells, cells["faces_away"], window)
@@ -890,6 +921,9 @@ def _as_dataset(state: _Simulation, projection: str, variables: tuple[str, ...] 
             "oversample": state.oversample,
             "contribution": state.contribution.description,
             "vertical_datum": dem.attrs.get("vertical_datum", "ellipsoid"),
+            # Where the heights came from: the DEM's datum before conversion, the geoid used.
+            **{key: dem.attrs[key] for key in ("source_vertical_datum", "geoid_grid", "vertical_datum_assumed")
+               if key in dem.attrs},
             "sarheight_version": __version__,
         },
     )
@@ -990,8 +1024,12 @@ def simulate_sar(
     floor, times the speckle. Pixels no facet reaches hold the noise floor alone (0
     without noise). With ``return_truth``: ``(observation, truth)``, truth on the DEM grid.
     """
-    if looks is not None and not looks > 0:
-        raise InvalidInputError(f"looks must be positive or None, got {looks}")
+    if looks is not None and not (isinstance(looks, (int, float, np.number)) and math.isfinite(looks) and looks > 0):
+        raise InvalidInputError(f"looks must be a positive number or None, got {looks!r}")
+    if nesz_db is not None and not (isinstance(nesz_db, (int, float, np.number)) and math.isfinite(nesz_db)):
+        raise InvalidInputError(f"nesz_db must be a finite number (dB) or None for no noise floor, got {nesz_db!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     dem = open_dem(dem)
     if backscatter is None:
         model = _run_simulation(dem, geometry, "model", projection, oversample)
@@ -1003,9 +1041,9 @@ def simulate_sar(
             np.nan,
         )
     elif isinstance(backscatter, xr.DataArray):
-        values = np.asarray(backscatter.values, dtype=np.float64)
-        if values.shape != dem.shape:
-            raise InvalidInputError(f"backscatter has shape {values.shape}, the DEM {dem.shape}: give sigma0 per DEM cell")
+        values = values_on_dem_grid(backscatter, dem, "backscatter")
+        if np.isinf(values).any():
+            raise InvalidInputError("backscatter (linear sigma0) has infinite values: give NaN where it is unknown")
         if np.any(values[np.isfinite(values)] < 0):
             raise InvalidInputError("backscatter (linear sigma0) must be non-negative")
         first = _run_simulation(dem, geometry, "gamma", projection, oversample)

@@ -23,10 +23,12 @@ RESIDUE_OF_LARGEST = 1e-12
 
 @pytest.fixture(scope="module")
 def scene():
-    # Steep relief at 25 deg incidence: most cells are in layover, and layover runs
-    # across every block boundary below.
+    # Steep relief at 25 deg incidence: most cells are in layover. Flying north-east
+    # (heading 35 deg; block-wise runs need DEM rows more along track than across), the
+    # radar looks south-east: layover runs obliquely across DEM rows, so across the
+    # boundaries of the row blocks below (and of the column tiles).
     dem = _rough_dem(5, rows=64, cols=48, relief=1200.0)
-    geometry = _geometry(dem, incidence=25.0)
+    geometry = _geometry(dem, incidence=25.0, heading=35.0)
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
     return dem, geometry, observation, reconstruct(observation, dem, geometry)
 
@@ -72,8 +74,11 @@ def test_dask_cluster_equals_in_memory(scene):
 
 def test_bad_block_size(scene):
     dem, geometry, observation, _ = scene
+    for chunks in (1, 0, 2.5, "16", True):
+        with pytest.raises(InvalidInputError, match=r"chunks .*at least 2"):
+            reconstruct(observation, dem, geometry, chunks=chunks)
     with pytest.raises(InvalidInputError, match="at least 2 rows"):
-        reconstruct(observation, dem, geometry, chunks=1)
+        reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=1)
 
 
 def test_written_block_by_block_to_geotiffs_equals_in_memory(scene, tmp_path):

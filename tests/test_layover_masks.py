@@ -275,8 +275,11 @@ def _compare(seed, relief, incidence, heading, look_side, line_spacing):
     text = (f"seed {seed}, relief {relief:.6g} m, incidence {incidence:.6g}, heading {heading:.6g}, "
             f"{look_side}, lines {line_spacing:g} m: {text}")
     print(text)
-    for agree, _, _ in figures.values():
+    for agree, compared, undecided in figures.values():
         assert agree >= AGREEMENT, text
+        # Cells the reference cannot decide (within rounding of a threshold) are left out,
+        # but only a few: the criterion is judged on nearly all of them.
+        assert undecided <= 0.1 * (compared + undecided), text
 
 
 @settings(max_examples=8, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
@@ -414,14 +417,48 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
 # --------------------------------------------------------------------------------------
 
 
-def test_masks_do_not_depend_on_oversampling():
-    dem = _rough_dem(7, 30, 30, 700.0)
-    geometry = _geometry(dem, incidence=30.0, heading=15.0)
-    results = [simulate(dem, geometry, oversample=k) for k in (1, 2, 3)]
-    assert (results[0]["layover"].values != 0).mean() > 0.05
-    for other in results[1:]:
-        assert np.array_equal(other["layover"].values, results[0]["layover"].values)
-        assert np.array_equal(other["shadow"].values, results[0]["shadow"].values)
+def _upsampled(dem: xr.DataArray, factor: int = 2) -> xr.DataArray:
+    """The DEM on a grid ``factor`` times finer, heights bilinear between the cell centres
+    (the same terrain surface, sampled finer; clamped at the edges)."""
+    rows, cols = dem.shape
+    centres = (np.arange(rows * factor) + 0.5) / factor - 0.5, (np.arange(cols * factor) + 0.5) / factor - 0.5
+    heights = dem.values.astype(np.float64)
+    for axis, position in enumerate(centres):
+        position = np.clip(position, 0.0, dem.shape[axis] - 1.0)
+        low = np.minimum(np.floor(position).astype(int), dem.shape[axis] - 2)
+        weight = position - low
+        shape = [1, 1]
+        shape[axis] = -1
+        heights = (np.take(heights, low, axis=axis) * (1.0 - weight).reshape(shape)
+                   + np.take(heights, low + 1, axis=axis) * weight.reshape(shape))
+    transform = dem.rio.transform() * Affine.scale(1.0 / factor)
+    return open_dem((heights.astype(np.float32), transform, dem.rio.crs), vertical_datum="ellipsoid")
+
+
+@pytest.mark.parametrize("heading, look_side", [(15.0, "right"), (200.0, "left")])
+def test_masks_are_stable_when_the_dem_is_oversampled(heading, look_side):
+    """The same terrain on a grid 2x finer gives the same masks: each cell's code is the
+    one most of its four sub-cells get (99 % of the cells; the rest lie on the edges of
+    layover and shadow regions, which the finer grid places to a finer step)."""
+    dem = _rough_dem(7, 30, 30, 400.0)
+    fine_dem = _upsampled(dem)
+    geometry = _synthetic(dem, 44.0, heading, look_side)
+    coarse, fine = simulate(dem, geometry, oversample=1), simulate(fine_dem, geometry, oversample=1)
+    interior = (slice(2, -2), slice(2, -2))
+    for name in ("layover", "shadow"):
+        flagged = (coarse[name].values != 0)[interior]
+        sub = (fine[name].values != 0).reshape(30, 2, 30, 2).sum(axis=(1, 3))[interior]
+        decided = sub != 2  # a 2-2 split has no majority
+        agreement = np.mean(flagged[decided] == (sub[decided] > 2))
+        print(f"{name}: {flagged.mean():.3f} of the cells flagged, agreement {100 * agreement:.2f} %, "
+              f"{np.mean(~decided):.3f} without majority")
+        assert agreement >= 0.99, name
+        assert np.mean(~decided) < 0.05, name
+    assert 0.1 < (coarse["layover"].values[interior] != 0).mean() < 0.9
+    assert (coarse["shadow"].values[interior] != 0).mean() > 0.005
+    # The facets' own oversampling (``oversample``) does not move the masks at all.
+    again = simulate(dem, geometry, oversample=3)
+    assert np.array_equal(again["layover"].values, coarse["layover"].values)
 
 
 @pytest.mark.parametrize("heading", [30.0, 60.0, 200.0, 300.0])
