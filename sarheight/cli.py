@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,14 +17,21 @@ import numpy as np
 from ._version import __version__
 from .errors import SarHeightError
 
+CONTRIBUTION_HELP = ("what each facet returns: 'model' (default), the empirical sigma0 law of SNAP's and "
+                     "ISCE3's simulators times the facet area, which tells facets inside one layover pixel "
+                     "apart; 'gamma', the projected area alone (constant gamma0, Small 2011)")
+PROJECTION_HELP = ("'exact' (default): exact overlap of each facet's footprint with the radar pixels; "
+                   "'bilinear': faster splatting of facet centres (an approximation)")
+
 
 def _add_geometry_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("acquisition geometry")
-    group.add_argument(
-        "--geometry", required=required, default=None, metavar="SAFE|synthetic",
-        help="a Sentinel-1 product (.SAFE directory or .zip; the annotation is enough), or "
-        "'synthetic' for a straight-orbit Sentinel-1-like geometry centred on the DEM",
-    )
+    help_text = ("a Sentinel-1 product (.SAFE directory or .zip; the annotation is enough), or "
+                 "'synthetic' for a straight-orbit Sentinel-1-like geometry centred on the DEM")
+    if not required:
+        help_text += ("; default: the --sar product's own (needed for a geocoded GeoTIFF --sar: the "
+                      "product it came from, or 'synthetic')")
+    group.add_argument("--geometry", required=required, default=None, metavar="SAFE|synthetic", help=help_text)
     group.add_argument("--measurement", default="IW/VV", help="swath/polarisation of the product (default IW/VV)")
     group.add_argument("--burst", type=int, default=None, help="SLC burst index (0-based), default all")
     group.add_argument("--heading", type=float, default=348.0, help="synthetic: heading, deg (348 ascending, 192 descending)")
@@ -44,13 +55,18 @@ def _add_dem_options(parser: argparse.ArgumentParser) -> None:
 def _geometry_from_args(args: argparse.Namespace, dem):
     from .geometry import RadarGeometry
 
-    if args.geometry == "synthetic":
+    if args.geometry.lower() == "synthetic":
         west, south, east, north = dem.rio.transform_bounds("EPSG:4326")
         return RadarGeometry.synthetic(
             center_lon=0.5 * (west + east), center_lat=0.5 * (south + north),
             heading_deg=args.heading, incidence_near_deg=args.incidence_near,
             incidence_far_deg=args.incidence_far, line_spacing=args.line_spacing,
             sample_spacing=args.sample_spacing, look_side=args.look_side,
+        )
+    if not Path(args.geometry).exists():
+        raise SarHeightError(
+            f"--geometry {args.geometry!r}: no such Sentinel-1 product; give a .SAFE directory, its "
+            "manifest.safe or a .zip of the SAFE, or 'synthetic'"
         )
     return RadarGeometry.from_sentinel1(args.geometry, args.measurement, burst=args.burst)
 
@@ -104,7 +120,7 @@ def _cmd_geocode(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .dem import open_dem
     from .io import write_geotiff
-    from .layover import to_isce3_mask
+    from .layover import to_geotiff, to_isce3_mask
     from .simulate import simulate
 
     stages = _Stages(3, args.quiet)
@@ -115,8 +131,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                       progress=not args.quiet)
     stages.done("simulated")
     out = Path(args.out)
-    write_geotiff(result, out, ["local_incidence_angle", "incidence_angle", "gamma_area", "sigma_area",
-                                "contribution", "slant_range", "radar_line", "radar_sample"])
+    to_geotiff(result, out)
     masks = out.with_name(out.stem + "_masks.tif")
     write_geotiff(result[["layover", "shadow"]].assign(isce3_mask=to_isce3_mask(result)), masks)
     if args.quicklook:
@@ -125,9 +140,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         quicklook(
             [
                 ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
-                ("layover (1 active, 2 passive)", result["layover"].where(result["layover"] != 255), {"vmin": 0, "vmax": 2}),
-                ("shadow (1 active, 2 passive)", result["shadow"].where(result["shadow"] != 255), {"vmin": 0, "vmax": 2}),
-                ("simulated image (radar geometry)", result["simulated_area"], {"cmap": "gray", "colorbar": ""}),
+                ("layover (1 active, 2 passive)", result["layover"].where(result["layover"] != 255),
+                 {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
+                ("shadow (1 active, 2 passive)", result["shadow"].where(result["shadow"] != 255),
+                 {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
+                ("simulated image (radar geometry, dB)",
+                 10 * np.log10(result["simulated_area"].where(result["simulated_area"] > 0)),
+                 {"cmap": "gray", "colorbar": "dB"}),
             ],
             args.quicklook, columns=2,
         )
@@ -146,12 +165,20 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from .io import write_geotiff
     from .layover import reconstruct, to_geotiff, to_isce3_mask
 
+    sar_path = Path(args.sar)
+    geotiff = sar_path.suffix.lower() in (".tif", ".tiff")
+    if geotiff and not sar_path.is_file():
+        raise SarHeightError(f"--sar {args.sar!r}: no such GeoTIFF")
+    if geotiff and (args.chunks is not None or args.scheduler is not None):
+        raise SarHeightError(
+            "--chunks and --scheduler take observations in radar geometry (a SAFE product); a geocoded "
+            "GeoTIFF is reconstructed in memory: leave them out"
+        )
     stages = _Stages(3, args.quiet)
     dem = open_dem(args.dem, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid, fill_voids=args.fill_voids)
-    sar_path = Path(args.sar)
     if args.geometry is not None:
         geometry = _geometry_from_args(args, dem)
-    elif sar_path.suffix.lower() in (".tif", ".tiff"):
+    elif geotiff:
         raise SarHeightError(
             "a geocoded GeoTIFF observation needs --geometry (the SAFE it came from, or 'synthetic')"
         )
@@ -185,7 +212,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                 ("geocoded sigma0 (dB)", db(result["geocoded"]), {"cmap": "gray", "colorbar": "dB"}),
                 ("flattened gamma0 (dB)", db(result["flattened"]), {"cmap": "gray", "colorbar": "dB"}),
                 (f"reconstructed {args.output} (dB)", db(result["backscatter"]), {"cmap": "gray", "colorbar": "dB"}),
-                ("layover / shadow (ISCE3 codes)", to_isce3_mask(result).where(result["layover"] != 255), {"vmin": 0, "vmax": 3}),
+                ("layover / shadow (ISCE3 codes)", to_isce3_mask(result).where(result["layover"] != 255),
+                 {"vmin": 0, "vmax": 3, "colorbar": "1 shadow, 2 layover, 3 both"}),
             ],
             args.quicklook, columns=2,
         )
@@ -243,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("dem", help="DEM raster (any CRS rasterio reads)")
     simulate.add_argument("--out", required=True, help="output GeoTIFF of per-cell products (masks go to OUT_masks.tif)")
     simulate.add_argument("--quicklook", default=None, help="also write a PNG quicklook here")
-    simulate.add_argument("--contribution", choices=("model", "gamma"), default="model")
-    simulate.add_argument("--projection", choices=("exact", "bilinear"), default="exact")
+    simulate.add_argument("--contribution", choices=("model", "gamma"), default="model", help=CONTRIBUTION_HELP)
+    simulate.add_argument("--projection", choices=("exact", "bilinear"), default="exact", help=PROJECTION_HELP)
     simulate.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     _add_geometry_options(simulate)
     _add_dem_options(simulate)
@@ -255,17 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--dem", required=True, help="DEM raster (any CRS rasterio reads)")
     rec.add_argument("--out", required=True, help="output GeoTIFF (masks go to OUT_masks.tif)")
     rec.add_argument("--quicklook", default=None, help="also write a PNG quicklook here")
-    rec.add_argument("--contribution", choices=("model", "gamma"), default="model")
-    rec.add_argument("--output", choices=("sigma0", "gamma0"), default="sigma0")
-    rec.add_argument("--projection", choices=("exact", "bilinear"), default="exact")
+    rec.add_argument("--contribution", choices=("model", "gamma"), default="model", help=CONTRIBUTION_HELP)
+    rec.add_argument("--output", choices=("sigma0", "gamma0"), default="sigma0",
+                     help="what the reallocated energy is divided by: the cell's sigma area (sigma0, default) "
+                     "or its gamma area (gamma0)")
+    rec.add_argument("--projection", choices=("exact", "bilinear"), default="exact", help=PROJECTION_HELP)
     rec.add_argument("--sar-quantity", choices=("beta0", "sigma0", "gamma0"), default="sigma0",
                      help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
     rec.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
     rec.add_argument("--chunks", type=int, default=None, metavar="ROWS",
-                     help="run block by block, ROWS DEM rows per block (bounded memory, local threads)")
+                     help="run block by block, ROWS DEM rows per block (bounded memory, local threads); "
+                     "observations in radar geometry (a SAFE) only")
     rec.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="run block by block on a dask.distributed cluster: a scheduler address "
-                     "(tcp://host:8786), or 'local' for a LocalCluster on this machine")
+                     "(tcp://host:8786), or 'local' for a LocalCluster on this machine; observations in radar "
+                     "geometry (a SAFE) only")
     rec.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     _add_geometry_options(rec, required=False)
     _add_dem_options(rec)
@@ -280,15 +312,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    if args.command != "demo":  # the demo's --out is a folder it makes itself
-        for output_file in (getattr(args, "out", None), getattr(args, "quicklook", None)):
-            if output_file:
-                Path(output_file).parent.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    warnings.showwarning = functools.partial(_show_warning, parser=parser)
     try:
+        created = _prepare_outputs(args)
         return int(args.func(args) or 0)
     except SarHeightError as exc:
-        print(f"sarheight {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sarheight {args.command}: error: {_for_command_line(str(exc), parser)}", file=sys.stderr)
+        # Folders made for the outputs of a command that wrote nothing go again.
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         return 2
+
+
+def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
+    """Check the output paths before any work and make their missing folders; returns the
+    folders made, outermost first. The demo's --out is a folder, the others' files."""
+    paths = [(getattr(args, "out", None), args.command == "demo"), (getattr(args, "quicklook", None), False)]
+    missing: list[Path] = []
+    for given, is_folder in paths:
+        if not given:
+            continue
+        path = Path(given)
+        if is_folder and path.exists() and not path.is_dir():
+            raise SarHeightError(f"--out {given!r} is a file: the demo writes into a folder, give a folder's path")
+        if not is_folder and path.is_dir():
+            raise SarHeightError(f"{given!r} is a folder: give the path of the file to write")
+        folder = path if is_folder else path.parent
+        ancestor = folder
+        while not ancestor.exists():
+            missing.append(ancestor)
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise SarHeightError(f"cannot write {given!r}: {str(ancestor)!r} is a file, not a folder")
+    created = []
+    for folder in sorted(set(missing), key=lambda p: len(p.parts)):
+        if not folder.exists():
+            folder.mkdir()
+            created.append(folder)
+    return created
+
+
+def _for_command_line(message: str, parser: argparse.ArgumentParser) -> str:
+    """A library message in the command's words: keyword arguments that are options of
+    the command (``geoid_grid=``, ``sar_db=True``) are named as the options."""
+    options = {action.dest: action.option_strings[-1] for sub in _subparsers(parser) for action in sub._actions
+               if action.option_strings and action.option_strings[-1].startswith("--")}
+
+    def option(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in options:
+            return match.group(0)
+        # name=value reads "--name value"; "name=" before a space or "name=True", "--name".
+        value_follows = match.group(2) == "=" and match.string[match.end():match.end() + 1] not in ("", " ")
+        return options[name] + (" " if value_follows else "")
+
+    message = re.sub(r"\b([a-z]+(?:_[a-z0-9]+)+)(=(?:True\b)?)", option, message)
+    if ".rio.write_crs(" in message:
+        message += " For a file: rio edit-info --crs EPSG:4326 FILE.tif (rasterio's command line)."
+    return message
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for sub in action.choices.values()]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, parser) -> None:
+    """Warnings as one line of the command's output, in its words, without the source line."""
+    print(f"sarheight: warning: {_for_command_line(str(message), parser)}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

@@ -71,3 +71,48 @@ def test_errors_are_one_clear_line_and_exit_status_2(dem_tif, tmp_path, capsys):
     assert main(["reconstruct", "--sar", str(dem_tif), "--dem", str(dem_tif), "--out", str(tmp_path / "y.tif")]) == 2
     assert "needs --geometry" in capsys.readouterr().err
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists()
+
+
+def test_bad_paths_and_options_are_refused_before_any_work(dem_tif, tmp_path, capsys):
+    common = ["--geometry", "synthetic", "--vertical-datum", "ellipsoid", "-q"]
+
+    def error(argv):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err  # one line, no traceback
+        return err
+
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    assert "is a folder" in error(["simulate", str(dem_tif), "--out", str(folder), *common])
+    assert "is a file, not a folder" in error(["simulate", str(dem_tif), "--out", str(dem_tif / "x.tif"), *common])
+    assert "is a file, not a folder" in error(["simulate", str(dem_tif), "--out", str(tmp_path / "s.tif"),
+                                               "--quicklook", str(dem_tif / "q.png"), *common])
+    assert "is a file" in error(["demo", "--out", str(dem_tif), "-q"])
+    # A failing command leaves no folder it made for its outputs.
+    assert "absent.tif" in error(["simulate", str(tmp_path / "absent.tif"), "--out",
+                                  str(tmp_path / "new" / "deeper" / "s.tif"), *common])
+    assert not (tmp_path / "new").exists()
+    assert "no such GeoTIFF" in error(["reconstruct", "--sar", str(tmp_path / "nope.tif"), "--dem", str(dem_tif),
+                                       "--out", str(tmp_path / "r.tif"), *common])
+    assert "'Synthetic '" in error(["simulate", str(dem_tif), "--out", str(tmp_path / "s.tif"), "--geometry",
+                                    "Synthetic ", "--vertical-datum", "ellipsoid"])
+    assert "leave them out" in error(["reconstruct", "--sar", str(dem_tif), "--dem", str(dem_tif), "--out",
+                                      str(tmp_path / "r.tif"), "--chunks", "40", *common])
+    # Library messages name the command's options, not Python keyword arguments.
+    err = error(["simulate", str(dem_tif), "--out", str(tmp_path / "s.tif"), "--geometry", "synthetic",
+                 "--geoid-grid", str(tmp_path / "absent.gtx"), "--vertical-datum", "egm96"])
+    assert "geoid_grid" not in err and "vertical_datum" not in err, err
+
+
+def test_subcommand_help_describes_every_option(capsys):
+    for command in ("simulate", "reconstruct"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        for option in ("--contribution", "--projection", "--geometry"):
+            assert option in out
+        assert "empirical sigma0 law" in out and "exact overlap" in out
+    with pytest.raises(SystemExit):
+        main(["reconstruct", "--help"])
+    assert "geocoded GeoTIFF" in capsys.readouterr().out
