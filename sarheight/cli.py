@@ -313,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     created: list[Path] = []
+    # Warnings as one line in the command's words while it runs (restored after: main()
+    # may be called from Python).
+    shown = warnings.showwarning
     warnings.showwarning = functools.partial(_show_warning, parser=parser)
     try:
         created = _prepare_outputs(args)
@@ -324,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 def _prepare_outputs(args: argparse.Namespace) -> list[Path]:

@@ -116,3 +116,21 @@ def test_subcommand_help_describes_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["reconstruct", "--help"])
     assert "geocoded GeoTIFF" in capsys.readouterr().out
+
+
+
+def test_warnings_are_one_line_in_the_command_s_words(tmp_path):
+    import subprocess
+    import sys
+
+    # A DEM whose CRS says nothing of its vertical datum: taken as ellipsoidal, with a warning.
+    dem = jacksboro_dem().isel(y=slice(100, 140), x=slice(150, 190))
+    plain = dem.copy(data=dem.values)
+    plain.attrs = {}
+    plain.rio.write_crs("EPSG:4326", inplace=True).rio.to_raster(tmp_path / "plain.tif")
+    done = subprocess.run([sys.executable, "-m", "sarheight.cli", "geocode", str(tmp_path / "plain.tif"),
+                           "--geometry", "synthetic", "--out", str(tmp_path / "g.tif"), "-q"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("sarheight: warning:") and done.stderr.count("\n") == 1, done.stderr
+    assert "vertical_datum=" not in done.stderr and "--vertical-datum" in done.stderr, done.stderr
