@@ -134,3 +134,30 @@ def test_warnings_are_one_line_in_the_command_s_words(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("sarheight: warning:") and done.stderr.count("\n") == 1, done.stderr
     assert "vertical_datum=" not in done.stderr and "--vertical-datum" in done.stderr, done.stderr
+
+
+def test_simulate_under_a_real_product_and_a_wrong_measurement(shared_data, tmp_path, capsys):
+    """The geometry read from a Sentinel-1 SAFE on the command line (real annotation), and
+    a swath/polarisation the product lacks refused in one line."""
+    from sarheight.dem import open_dem
+    from tests.test_layover_real import SAFES
+
+    safe = shared_data / "s1" / SAFES["descending"]
+    source = shared_data / "dem" / "bigtujunga_srtm30_utm11.tif"
+    geoid = shared_data / "geoid" / "egm96_15.gtx"
+    for path in (safe, source, geoid):
+        if not path.exists():
+            pytest.skip(f"{path} is absent")
+    crop = tmp_path / "bigtujunga_crop.tif"
+    dem = open_dem(source, vertical_datum="egm96", geoid_grid=geoid)
+    dem.isel(y=slice(250, 330), x=slice(1100, 1180)).rio.to_raster(crop)
+    out = tmp_path / "sim.tif"
+    assert main(["simulate", str(crop), "--geometry", str(safe), "--vertical-datum", "ellipsoid",
+                 "--out", str(out), "-q"]) == 0
+    with rasterio.open(out) as src:
+        incidence = src.read(src.descriptions.index("incidence_angle") + 1)
+    assert 25.0 < np.nanmedian(incidence) < 50.0
+    assert main(["simulate", str(crop), "--geometry", str(safe), "--measurement", "IW9/VV",
+                 "--vertical-datum", "ellipsoid", "--out", str(tmp_path / "other.tif"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sarheight simulate: error:") and "IW9" in err and err.count("\n") == 1, err
