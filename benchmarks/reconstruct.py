@@ -442,7 +442,8 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
 
     def facet_pass(gather: bool) -> None:
         energy = np.zeros((2, *shape))
-        per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)]
+        # As reconstruct runs them: the scatter without per-cell sums, the gather with.
+        per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)] if gather else [np.zeros((0, 0))] * 4
         buffer = ratios if gather else np.zeros(facets.scatter_buffer_shape(count, n, state.exact))
         origin = (line0, sample0) if gather else (line0 + first_line, sample0 + first_sample)
         facets.facet_pass(ecef, line, sample, look, valid, shadowed, c.user_weight, state.oversample, c.code, c.law,

@@ -666,12 +666,17 @@ def facet_pass(
         times the mean ratio over the facet's footprint.
     sigma_area, gamma_area : (rows, cols) m^2; contrib_cell : sum of c_f; cos_local :
         cosine of the local incidence angle of the cell's mean normal (both passes: a
-        block-wise gather needs them without the scatter's per-cell arrays).
+        block-wise gather needs them without the scatter's per-cell arrays). A scatter
+        may pass them with no rows (shape (0, 0)): they are then neither computed nor
+        written.
     Serial, GIL released: callers run tiles on threads, each with its own buffers.
     """
     rows, cols = valid.shape
     if row_stop <= row_start or rows < 2 or cols < 2:
         return
+    # A scatter whose caller keeps no per-cell sums passes them empty (14 ns per cell of
+    # about 200 saved); a gather always makes them.
+    keep_sums = gather or sigma_area.shape[0] > 0
     k = oversample
     n_sub = k * cols
     n_lines = buffer.shape[0] - 2 * PAD
@@ -726,50 +731,52 @@ def facet_pass(
                 if other_law:
                     _other_law(law, law_table, table[t, a])
         # Per-cell sums (area vector, sigma and gamma areas, contribution), through
-        # per-sub-column partial sums.
-        for q in range(6):
-            for b in range(n_sub):
-                per_sub[q, b] = 0.0
-        for t in range(faces):
-            for a in range(k):
-                row = table[t, a]
+        # per-sub-column partial sums: for the outputs, and to share user weights.
+        if keep_sums or contribution == CONTRIBUTION_USER:
+            for q in range(6):
                 for b in range(n_sub):
-                    per_sub[0, b] += row[_NX, b]
-                    per_sub[1, b] += row[_NY, b]
-                    per_sub[2, b] += row[_NZ, b]
-                    per_sub[3, b] += row[_SIGMA, b]
-                    per_sub[4, b] += max(row[_PROJECTED, b], 0.0)
-                    per_sub[5, b] += row[_C, b]
-        for j in range(cols):
-            if not usable[j]:
-                continue
-            ax = 0.0
-            ay = 0.0
-            az = 0.0
-            cell_sigma = 0.0
-            cell_gamma = 0.0
-            cell_c = 0.0
-            for b in range(j * k, j * k + k):
-                ax += per_sub[0, b]
-                ay += per_sub[1, b]
-                az += per_sub[2, b]
-                cell_sigma += per_sub[3, b]
-                cell_gamma += per_sub[4, b]
-                cell_c += per_sub[5, b]
-            if contribution == CONTRIBUTION_USER and not shadowed[i, j]:
-                # The cell's weight shared among its facets that face the sensor.
-                share = user_weight[i, j] / cell_c if cell_c > 0.0 else 0.0
-                for t in range(faces):
-                    for a in range(k):
-                        for b in range(j * k, j * k + k):
-                            table[t, a, _C, b] *= share
-                cell_c *= share
-            sigma_area[i, j] = cell_sigma
-            gamma_area[i, j] = cell_gamma
-            contrib_cell[i, j] = cell_c
-            norm = math.sqrt(ax * ax + ay * ay + az * az)
-            if norm > 0.0:
-                cos_local[i, j] = (ax * look[i, j, 0] + ay * look[i, j, 1] + az * look[i, j, 2]) / norm
+                    per_sub[q, b] = 0.0
+            for t in range(faces):
+                for a in range(k):
+                    row = table[t, a]
+                    for b in range(n_sub):
+                        per_sub[0, b] += row[_NX, b]
+                        per_sub[1, b] += row[_NY, b]
+                        per_sub[2, b] += row[_NZ, b]
+                        per_sub[3, b] += row[_SIGMA, b]
+                        per_sub[4, b] += max(row[_PROJECTED, b], 0.0)
+                        per_sub[5, b] += row[_C, b]
+            for j in range(cols):
+                if not usable[j]:
+                    continue
+                ax = 0.0
+                ay = 0.0
+                az = 0.0
+                cell_sigma = 0.0
+                cell_gamma = 0.0
+                cell_c = 0.0
+                for b in range(j * k, j * k + k):
+                    ax += per_sub[0, b]
+                    ay += per_sub[1, b]
+                    az += per_sub[2, b]
+                    cell_sigma += per_sub[3, b]
+                    cell_gamma += per_sub[4, b]
+                    cell_c += per_sub[5, b]
+                if contribution == CONTRIBUTION_USER and not shadowed[i, j]:
+                    # The cell's weight shared among its facets that face the sensor.
+                    share = user_weight[i, j] / cell_c if cell_c > 0.0 else 0.0
+                    for t in range(faces):
+                        for a in range(k):
+                            for b in range(j * k, j * k + k):
+                                table[t, a, _C, b] *= share
+                    cell_c *= share
+                if keep_sums:
+                    sigma_area[i, j] = cell_sigma
+                    gamma_area[i, j] = cell_gamma
+                    contrib_cell[i, j] = cell_c
+                    norm = math.sqrt(ax * ax + ay * ay + az * az)
+                    if norm > 0.0:
+                        cos_local[i, j] = (ax * look[i, j, 0] + ay * look[i, j, 1] + az * look[i, j, 2]) / norm
         if gather:
             for j in range(cols):
                 energy[0, i, j] = 0.0

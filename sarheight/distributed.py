@@ -246,7 +246,7 @@ def _task_scatter(dem_view, plan: dict, own: tuple[slice, slice], layover_view, 
     state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
     rows, cols = own
     return state.facet_pass(gather=False, rows=(rows.start, rows.stop), cols=(cols.start, cols.stop),
-                            consume=lambda *_: None)[-1]
+                            consume=lambda *_: None, per_cell=False)[-1]
 
 
 def _task_gather(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window,

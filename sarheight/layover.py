@@ -598,7 +598,8 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
     for weight in weights:
         contribution = _Contribution(facets.CONTRIBUTION_USER, state.contribution.law, np.zeros(0),
                                      np.ascontiguousarray(weight), "map-grid observation")
-        rebuilt = channels(state.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None)[-1])[:1]
+        rebuilt = channels(state.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None,
+                                            per_cell=False)[-1])[:1]
         _clear_residue(rebuilt, state.window, state.smooth_fields, contribution)
         images.append(rebuilt[0])
     with np.errstate(invalid="ignore", divide="ignore"):

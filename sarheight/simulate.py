@@ -493,6 +493,7 @@ class _Simulation:
     def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None, sums: np.ndarray | None = None,
                    contribution: _Contribution | None = None, rows: tuple[int, int] | None = None,
                    cols: tuple[int, int] | None = None, consume: Callable[..., None] | None = None,
+                   per_cell: bool = True,
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray | None, ...]:
         """Run the facet kernel (``kernels.facets``) on tiles of DEM cells in threads.
 
@@ -515,6 +516,9 @@ class _Simulation:
             each tile's results (energy (2, n, m), per_cell the four arrays below, for DEM
             rows start:stop and columns col_start:col_stop), from the worker threads; the
             full-size arrays are then not made.
+        per_cell : scattering, compute the per-cell sums; False: skip them (the caller
+            keeps only the radar sums; ``consume`` gets empty arrays). A gather always
+            computes them.
         progress : called with each finished tile's share of the DEM rows.
 
         Returns
@@ -540,10 +544,10 @@ class _Simulation:
                 np.full(shape, np.nan)]
 
             def consume(start: int, stop: int, col_start: int, col_stop: int, energy: np.ndarray,
-                        per_cell: list[np.ndarray]) -> None:
+                        sums_of_cells: list[np.ndarray]) -> None:
                 if gather:
                     full[0][:, start:stop, col_start:col_stop] = energy
-                for target, block in zip(full[1:], per_cell, strict=True):
+                for target, block in zip(full[1:], sums_of_cells, strict=True):
                     target[start:stop, col_start:col_stop] = block
 
         user_weight = contribution.user_weight
@@ -566,7 +570,10 @@ class _Simulation:
             shadowed = (shadow == MASK_ACTIVE) | (shadow == MASK_PASSIVE)
             tile_shape = line.shape
             energy = np.zeros((2, *tile_shape)) if gather else np.zeros((2, 1, 1))
-            per_cell = [np.zeros(tile_shape) for _ in range(3)] + [np.full(tile_shape, np.nan)]
+            if gather or per_cell:
+                sums_of_cells = [np.zeros(tile_shape) for _ in range(3)] + [np.full(tile_shape, np.nan)]
+            else:
+                sums_of_cells = [np.zeros((0, 0))] * 4
             if gather:
                 first_line = first_sample = 0
                 buffer = sums
@@ -578,13 +585,13 @@ class _Simulation:
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
                 self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
                 line0 + first_line, sample0 + first_sample, buffer, buffer.reshape(-1), own[0].start, own[0].stop,
-                own[1].start, own[1].stop, energy, *per_cell,
+                own[1].start, own[1].stop, energy, *sums_of_cells,
             )
             if not gather:
                 with lock:
                     facets.add_tile(buffer, exact, sums, first_line, first_sample)
             consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
-                    [p[own] for p in per_cell])
+                    [p[own] for p in sums_of_cells])
             if progress is not None:
                 progress((stop - start) * (col_stop - col_start) / shape[1])
 
@@ -803,7 +810,7 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
         state.per_cell = {"sigma_area": sigma_area, "gamma_area": gamma_area, "contribution": contrib,
                           "cos_local_incidence": cos_local}
     else:
-        sums = state.facet_pass(gather=False, consume=lambda *_: None, progress=progress)[-1]
+        sums = state.facet_pass(gather=False, consume=lambda *_: None, per_cell=False, progress=progress)[-1]
     state.sums = sums
     _clear_residue(state.images, window, smooth, resolved)
     return state
