@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -718,6 +719,25 @@ _NODE_SPACING_M = 100.0
 _INTERPOLATION_TOLERANCE_M = 1e-3
 
 
+def _axis_nodes(coords: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interpolation nodes of a regular axis at the multiples of ``step`` cell spacings
+    (an absolute lattice: coordinate 0 is a node), covering the cells with one node at
+    or beyond each end. A window of a grid thus interpolates every cell between the same
+    nodes with the same weight as the whole grid, which a lattice placed from the first
+    cell, or from the grid's offset (ambiguous at half a cell), would not do.
+
+    Returns the nodes' coordinates, each cell's node below (index into them) and its
+    weight towards the node above."""
+    pitch = step * (coords[1] - coords[0])
+    position = coords / pitch  # in nodes; increases along the axis whatever its direction
+    first = math.floor(position.min())
+    last = max(math.ceil(position.max()), first + 1)
+    node = np.arange(first, last + 1, dtype=np.float64)
+    below = np.clip(np.floor(position) - first, 0, node.size - 2).astype(np.int64)
+    weight = position - node[below]
+    return node * pitch, below, weight
+
+
 def _interpolated_transform(
     transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, scale: float = 1.0
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -729,25 +749,26 @@ def _interpolated_transform(
     solve; map projections are smooth enough that interpolating over 100 m errs by well
     under a millimetre (a curvature term of order h^2 / 8R). The error is measured on
     a thousand cells between nodes every time, and the exact transformation used when it
-    exceeds 1 mm (e.g. a grid crossing the antimeridian). The results are multiplied by
-    ``scale`` (degrees: 1; radians: pi / 180).
+    exceeds 1 mm (e.g. a grid crossing the antimeridian). The nodes lie on an absolute
+    lattice (``_axis_nodes``), whatever part of a grid ``x`` and ``y`` cover: block-wise
+    runs get the positions the whole DEM gets (nodes placed from a block's first cell
+    moved them by ~0.1 mm between blocks, which showed in values sampled from speckle).
+    The results are multiplied by ``scale`` (degrees: 1; radians: pi / 180).
     """
-    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    cell = max(abs(x[1] - x[0]) if x.size > 1 else 0.0, abs(y[1] - y[0]) if y.size > 1 else 0.0) * unit
-    step = int(_NODE_SPACING_M // cell) if cell > 0 else 0
-    if step < 2 or x.size * y.size < 65_536:
+    if x.size < 2 or y.size < 2:
         return None, None
-    col_nodes = np.unique(np.r_[np.arange(0, x.size, step), x.size - 1])
-    row_nodes = np.unique(np.r_[np.arange(0, y.size, step), y.size - 1])
-    node_lon, node_lat = transformer.transform(*np.meshgrid(x[col_nodes], y[row_nodes]))
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    cell = max(abs(x[1] - x[0]), abs(y[1] - y[0])) * unit
+    step = int(_NODE_SPACING_M // cell) if cell > 0 else 0
+    if step < 2:
+        return None, None
+    col_coords, j, w = _axis_nodes(x, step)
+    row_coords, i, v = _axis_nodes(y, step)
+    node_lon, node_lat = transformer.transform(*np.meshgrid(col_coords, row_coords))
     node_lon = np.asarray(node_lon, dtype=np.float64)
     node_lat = np.asarray(node_lat, dtype=np.float64)
     if not (np.isfinite(node_lon).all() and np.isfinite(node_lat).all()):
         return None, None
-    j = np.clip(np.searchsorted(col_nodes, np.arange(x.size), side="right") - 1, 0, col_nodes.size - 2)
-    w = (np.arange(x.size) - col_nodes[j]) / (col_nodes[j + 1] - col_nodes[j])
-    i = np.clip(np.searchsorted(row_nodes, np.arange(y.size), side="right") - 1, 0, row_nodes.size - 2)
-    v = (np.arange(y.size) - row_nodes[i]) / (row_nodes[i + 1] - row_nodes[i])
     # One buffer for both grids: a single allocation large enough for transparent huge
     # pages, whose first touch costs far less than that of 4 KiB pages.
     grids = np.empty((2, y.size, x.size))

@@ -319,6 +319,24 @@ def test_path_dataarray_and_tuple_sources_agree(tmp_path):
         np.testing.assert_array_equal(dem.values, from_path.values)
 
 
+@pytest.mark.parametrize("shape", [(300, 280), (40, 30)])
+def test_geodetic_coordinates_of_a_window_are_those_of_the_whole_grid(shape):
+    """A projected DEM's longitude and latitude come from interpolation between nodes of
+    the grid's own lattice: a window (a block of a block-wise run) gets exactly what the
+    whole DEM gets for its cells, and both are within 1 mm of PROJ's transformation."""
+    z, transform, crs = plane_dem(0.1, -0.05, shape=shape)
+    dem = sdem.open_dem((z, transform, crs), vertical_datum="ellipsoid")
+    lon, lat = sdem.geodetic_coordinates(dem)
+    exact_lon, exact_lat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(
+        *np.meshgrid(dem["x"].values, dem["y"].values))
+    assert np.abs(lat - exact_lat).max() * 111_320.0 < 1e-3
+    assert np.abs(lon - exact_lon).max() * 111_320.0 < 1e-3
+    for rows, cols in ((slice(7, None), slice(13, None)), (slice(0, 16), slice(None)), (slice(5, 9), slice(3, 20))):
+        window_lon, window_lat = sdem.geodetic_coordinates(dem.isel(y=rows, x=cols))
+        np.testing.assert_array_equal(window_lon, lon[rows, cols])
+        np.testing.assert_array_equal(window_lat, lat[rows, cols])
+
+
 def test_compound_crs_on_a_tuple_converts_and_keeps_horizontal_crs(egm96_gtx):
     z = np.full((4, 5), 100.0)
     transform = from_origin(12.45, 42.05, 0.01, 0.01)
