@@ -738,6 +738,48 @@ def _axis_nodes(coords: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray, 
     return node * pitch, below, weight
 
 
+def _lattice(
+    transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, crs: pyproj.CRS
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The interpolation of ``_interpolated_transform`` before it is evaluated: the
+    longitude and latitude (degrees) of the nodes interpolated along the node rows to
+    every column of ``x``, each row's node below and weight (``_axis_nodes`` on ``y``),
+    and a random sample of cells (rows, cols) to check it on; None where the cells are
+    too coarse for nodes (under 2 cells apart) or a node has no longitude/latitude."""
+    if x.size < 2 or y.size < 2:
+        return None
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    cell = max(abs(x[1] - x[0]), abs(y[1] - y[0])) * unit
+    step = int(_NODE_SPACING_M // cell) if cell > 0 else 0
+    if step < 2:
+        return None
+    col_coords, j, w = _axis_nodes(x, step)
+    row_coords, i, v = _axis_nodes(y, step)
+    node_lon, node_lat = transformer.transform(*np.meshgrid(col_coords, row_coords))
+    node_lon = np.asarray(node_lon, dtype=np.float64)
+    node_lat = np.asarray(node_lat, dtype=np.float64)
+    if not (np.isfinite(node_lon).all() and np.isfinite(node_lat).all()):
+        return None
+    along = tuple(nodes[:, j] * (1.0 - w) + nodes[:, j + 1] * w for nodes in (node_lon, node_lat))
+    return along, i, v, j, w
+
+
+def _within_a_millimetre(transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, lon: np.ndarray,
+                         lat: np.ndarray, scale: float) -> bool:
+    """Whether interpolated ``lon``, ``lat`` (times ``scale``) at cells (``y``, ``x``) are
+    within ``_INTERPOLATION_TOLERANCE_M`` of PROJ's transformation."""
+    exact_lon, exact_lat = transformer.transform(x, y)
+    metres_per_degree = 111_320.0 / scale
+    error = np.hypot(
+        (lat - exact_lat * scale) * metres_per_degree,
+        (lon - exact_lon * scale) * metres_per_degree * np.cos(np.radians(exact_lat)),
+    )
+    if not np.all(np.isfinite(error)) or error.max() > _INTERPOLATION_TOLERANCE_M:
+        logger.debug("interpolated projection off by %.2g m: exact transformation", np.nanmax(error))
+        return False
+    return True
+
+
 def _interpolated_transform(
     transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, scale: float = 1.0
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -755,26 +797,15 @@ def _interpolated_transform(
     moved them by ~0.1 mm between blocks, which showed in values sampled from speckle).
     The results are multiplied by ``scale`` (degrees: 1; radians: pi / 180).
     """
-    if x.size < 2 or y.size < 2:
+    lattice = _lattice(transformer, x, y, crs)
+    if lattice is None:
         return None, None
-    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    cell = max(abs(x[1] - x[0]), abs(y[1] - y[0])) * unit
-    step = int(_NODE_SPACING_M // cell) if cell > 0 else 0
-    if step < 2:
-        return None, None
-    col_coords, j, w = _axis_nodes(x, step)
-    row_coords, i, v = _axis_nodes(y, step)
-    node_lon, node_lat = transformer.transform(*np.meshgrid(col_coords, row_coords))
-    node_lon = np.asarray(node_lon, dtype=np.float64)
-    node_lat = np.asarray(node_lat, dtype=np.float64)
-    if not (np.isfinite(node_lon).all() and np.isfinite(node_lat).all()):
-        return None, None
+    along_both, i, v, _, _ = lattice
     # One buffer for both grids: a single allocation large enough for transparent huge
     # pages, whose first touch costs far less than that of 4 KiB pages.
     grids = np.empty((2, y.size, x.size))
     blocks = 1 if x.size * y.size < 1 << 20 else None  # threads cost more than they save on less
-    for nodes, out in ((node_lon, grids[0]), (node_lat, grids[1])):
-        along = nodes[:, j] * (1.0 - w) + nodes[:, j + 1] * w  # every column, node rows only
+    for along, out in zip(along_both, grids, strict=True):
         run_blocks(
             lambda start, stop, along=along, out=out: interpolate_rows(
                 along, i[start:stop], v[start:stop], scale, out[start:stop]
@@ -786,16 +817,37 @@ def _interpolated_transform(
     rng = np.random.default_rng(0)
     rows = rng.integers(0, y.size, 1000)
     cols = rng.integers(0, x.size, 1000)
-    exact_lon, exact_lat = transformer.transform(x[cols], y[rows])
-    metres_per_degree = 111_320.0 / scale
-    error = np.hypot(
-        (lat[rows, cols] - exact_lat * scale) * metres_per_degree,
-        (lon[rows, cols] - exact_lon * scale) * metres_per_degree * np.cos(np.radians(exact_lat)),
-    )
-    if not np.all(np.isfinite(error)) or error.max() > _INTERPOLATION_TOLERANCE_M:
-        logger.debug("interpolated projection off by %.2g m: exact transformation", np.nanmax(error))
+    if not _within_a_millimetre(transformer, x[cols], y[rows], lon[rows, cols], lat[rows, cols], scale):
         return None, None
     return lon, lat
+
+
+def geodetic_at_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray, crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude (degrees) of the cells (``rows[s, c]``, ``c``) of the grid
+    with cell-centre axes ``x``, ``y`` and horizontal ``crs``: for each column ``c`` of
+    ``x``, the rows ``rows[:, c]`` (a sheared strip of a block-wise run). The values are
+    those :func:`geodetic_coordinates` gives these cells for the whole grid, to the bit
+    where it interpolates (the same lattice, weights and operations), without making the
+    grid of the strip's bounding rows."""
+    if _is_wgs84_degrees(crs):
+        return np.broadcast_to(x[np.newaxis, :], rows.shape), np.ascontiguousarray(y[rows])
+    transformer = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    first, last = int(rows.min()), int(rows.max())
+    lattice = _lattice(transformer, x, y[first:last + 1], crs) if last > first else None
+    if lattice is not None:
+        (along_lon, along_lat), i, v, _, _ = lattice
+        k, weight = i[rows - first], v[rows - first]
+        columns = np.arange(x.size)[np.newaxis, :]
+        # interpolate_rows' operations, in its order (scale 1).
+        lon = (along_lon[k, columns] * (1.0 - weight) + along_lon[k + 1, columns] * weight) * 1.0
+        lat = (along_lat[k, columns] * (1.0 - weight) + along_lat[k + 1, columns] * weight) * 1.0
+        sample = np.random.default_rng(0).integers(0, rows.size, min(rows.size, 1000))
+        flat_rows, flat_cols = np.unravel_index(sample, rows.shape)
+        if _within_a_millimetre(transformer, x[flat_cols], y[rows[flat_rows, flat_cols]],
+                                lon[flat_rows, flat_cols], lat[flat_rows, flat_cols], 1.0):
+            return lon, lat
+    lon, lat = transformer.transform(np.broadcast_to(x[np.newaxis, :], rows.shape), y[rows])
+    return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
 
 def _compact(array: np.ndarray) -> np.ndarray:

@@ -859,18 +859,18 @@ class _Axes:
                    _horizontal_crs(_crs_of(dem)))
 
     def lon_lat(self, row_start: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        """Longitude and latitude (rad) of the strip's cells (``_sheared``)."""
-        from .dem import _is_wgs84_degrees
+        """Longitude and latitude (rad) of the strip's cells (``_sheared``): those the whole
+        DEM's cells get in memory (``dem.geodetic_at_rows``), so that the masks judged
+        here see the same terrain."""
+        from .dem import _is_wgs84_degrees, geodetic_at_rows
 
         index = np.clip(_strip_rows(row_start, depth), 0, self.y.size - 1)
         if _is_wgs84_degrees(self.crs):
+            # A broadcast view: the geometry kernel takes one sine and cosine per column.
             lon = np.broadcast_to(np.radians(self.x)[None, :], index.shape)
             return lon, np.ascontiguousarray(np.radians(self.y)[index])
-        import pyproj
-
-        transformer = pyproj.Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
-        lon, lat = transformer.transform(np.broadcast_to(self.x[None, :], index.shape), self.y[index])
-        return np.radians(np.asarray(lon, dtype=np.float64)), np.radians(np.asarray(lat, dtype=np.float64))
+        lon, lat = geodetic_at_rows(self.x, self.y, index, self.crs)
+        return np.radians(lon), np.radians(lat)
 
 
 #: Variables of the result by the file they go to with ``out``: name suffix, dtype.

@@ -723,3 +723,18 @@ def test_terrain_attributes_refuse_geographic_dems(dem_dir):
     dem = sdem.open_dem(dem_dir / "eastern_turkey_srtm3.tif", vertical_datum="ellipsoid")
     with pytest.raises(InvalidInputError, match="estimate_utm_crs"):
         sdem.terrain_attributes(dem)
+
+
+def test_geodetic_coordinates_of_a_sheared_strip_are_those_of_the_whole_grid():
+    """The cells of a strip whose rows shift from column to column (a band of radar lines
+    crossing the DEM at an angle, as block-wise runs cut them) get exactly the whole
+    grid's longitude and latitude."""
+    z, transform, crs = plane_dem(0.1, -0.05, shape=(300, 280))
+    dem = sdem.open_dem((z, transform, crs), vertical_datum="ellipsoid")
+    lon, lat = sdem.geodetic_coordinates(dem)
+    columns = np.arange(280)
+    rows = np.clip(40 + columns // 4 + np.arange(12)[:, None], 0, 299)  # 12 rows, sheared
+    strip_lon, strip_lat = sdem.geodetic_at_rows(dem["x"].values, dem["y"].values, rows,
+                                                 pyproj.CRS.from_user_input(crs))
+    np.testing.assert_array_equal(strip_lon, lon[rows, columns])
+    np.testing.assert_array_equal(strip_lat, lat[rows, columns])
