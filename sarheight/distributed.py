@@ -51,7 +51,7 @@ import xarray as xr
 
 from ._threads import progress_bar, serial_call, thread_count
 from .dem import _open_dem
-from .errors import InvalidInputError
+from .errors import InvalidInputError, PartialCoverageWarning
 from .geometry import RadarGeometry
 from .io import GeoTiffBlockWriter
 from .layover import (
@@ -268,7 +268,9 @@ def _task_gather(dem_view, plan: dict, own: tuple[slice, slice], layover_view, s
     own_state = replace(state, dem=dem_view.isel(y=rows, x=cols),
                         cells={name: array[rows, cols] for name, array in state.cells.items()},
                         layover=layover_view[rows, cols], shadow=shadow_view[rows, cols])
-    return _result_dataset(own_state, products, plan["output"], plan["projection"])
+    part = _result_dataset(own_state, products, plan["output"], plan["projection"])
+    part.attrs["missing_pixels"] = products["missing_pixels"]  # taken off by the sink
+    return part
 
 
 # --- driver ---------------------------------------------------------------------------
@@ -726,6 +728,11 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
 
         _Pipeline(executor, in_flight, update).run(sequence, finished, keep=lambda key: key[0] == "scatter")
         result = sink.result()
+    if sink.tiles_missing_pixels:
+        warnings.warn(
+            f"the SAR image has no value (NaN) in pixels that the facets of {sink.tiles_missing_pixels} of "
+            f"{len(tiles)} tiles reach: the cells whose facets reach them are NaN in backscatter and flattened "
+            "(crop the DEM to the image, or give an image that covers it)", PartialCoverageWarning, stacklevel=2)
     return sink.reopen() if out is not None else result
 
 
@@ -895,12 +902,15 @@ class _ResultSink:
         self.attrs: dict[str, Any] = {}
         self.writers: dict[str, GeoTiffBlockWriter] = {}
         self.reference = np.datetime64(geometry.reference_time, "ns")
+        self.tiles_missing_pixels = 0  # tiles whose facets reach pixels the image lacks
 
     def _path(self, suffix: str) -> Path:
         out = Path(self.out)
         return out.with_name(out.stem + suffix + out.suffix)
 
     def write(self, row_start: int, col_start: int, part: xr.Dataset) -> None:
+        missing = int(part.attrs.pop("missing_pixels", 0))
+        self.tiles_missing_pixels += missing > 0
         if not self.attrs:
             self.attrs = {**part.attrs, "rows_per_block": self.rows_per_block}
             if self.out is None:

@@ -284,7 +284,8 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     Per-cell arrays (of ``rows`` x ``cols``): ``backscatter`` (sigma0 or gamma0), ``flattened`` (gamma0),
     ``geocoded`` (sigma0), ``simulated``, ``local_incidence_angle`` (float32; NaN in
     shadow, outside the image or where undefined), ``mixing`` (uint16) and, with
-    ``keep_energy``, ``energy`` (m^2, the reallocated I a).
+    ``keep_energy``, ``energy`` (m^2, the reallocated I a); ``missing_pixels``, how many
+    pixels the facets reach that the observation lacks (an int, not an array).
     """
     cells = state.cells
     first, last = rows if rows is not None else (0, cells["valid"].shape[0])
@@ -355,6 +356,7 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
         if in_place:
             state.sums = radar_sums(0, 0)
         _void_where_missing(state, missing, products, (first, last), cols)
+    products["missing_pixels"] = int(n_missing)
     return products
 
 

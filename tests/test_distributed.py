@@ -195,3 +195,13 @@ def test_bilinear_oversampling_chosen_as_in_memory():
         finite = np.isfinite(b)
         atol = RESIDUE_OF_LARGEST * float(np.max(np.abs(b[finite]), initial=0.0))
         assert np.allclose(a[finite], b[finite], rtol=FLOAT32_ROUNDING, atol=atol), name
+
+
+def test_a_partial_image_warns_block_wise_too(scene):
+    from sarheight.errors import PartialCoverageWarning
+
+    dem, geometry, observation, _ = scene
+    half = observation.where(observation["sample"] < observation["sample"][observation.sizes["sample"] // 2])
+    with pytest.warns(PartialCoverageWarning, match="tiles reach"):
+        result = reconstruct(half, dem, geometry, chunks=16)
+    assert "missing_pixels" not in result.attrs
