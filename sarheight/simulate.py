@@ -179,6 +179,20 @@ def step_stride(shape: tuple[int, int], samples: int = STEP_SAMPLES) -> int:
     return max(1, math.isqrt(shape[0] * shape[1] // samples))
 
 
+def neighbour_pairs(axis: int, stride: int, n_rows: int, start: int = 0,
+                    stop: int | None = None) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Index pairs (first, second) of neighbouring cells along ``axis`` (0: rows, 1:
+    columns), from every ``stride``-th row (rows ``start:stop`` of ``n_rows``; the
+    neighbour below may lie beyond ``stop``) and every ``stride``-th column: the sample
+    of cell pairs that the median steps of the cells are taken from."""
+    stop = n_rows if stop is None else stop
+    if axis == 0:
+        last = min(stop, n_rows - 1)
+        return ((slice(start, last, stride), slice(None, None, stride)),
+                (slice(start + 1, last + 1, stride), slice(None, None, stride)))
+    return ((slice(start, stop, stride), slice(0, -1, stride)), (slice(start, stop, stride), slice(1, None, stride)))
+
+
 def cell_steps(cells: dict[str, np.ndarray], stride: int, first_row: int = 0,
                rows: tuple[int, int] | None = None) -> list[np.ndarray]:
     """|d line| and |d sample| from a valid cell to the next valid one along columns and
@@ -194,12 +208,7 @@ def cell_steps(cells: dict[str, np.ndarray], stride: int, first_row: int = 0,
     start += (-(first_row + start)) % stride
     out = []
     for axis in (0, 1):
-        if axis == 0:
-            first = (slice(start, min(stop, valid.shape[0] - 1), stride), slice(None, None, stride))
-            second = (slice(start + 1, min(stop, valid.shape[0] - 1) + 1, stride), slice(None, None, stride))
-        else:
-            first = (slice(start, stop, stride), slice(0, -1, stride))
-            second = (slice(start, stop, stride), slice(1, None, stride))
+        first, second = neighbour_pairs(axis, stride, valid.shape[0], start, stop)
         both = valid[first] & valid[second]
         for name in ("line", "sample"):
             out.append(np.abs(cells[name][second] - cells[name][first])[both])
@@ -225,11 +234,10 @@ def rows_run_along_track(line: np.ndarray) -> bool:
     """Whether the zero-Doppler line changes more along DEM rows' axis (y) than along x
     (median steps over about ``STEP_SAMPLES`` cell pairs)."""
     stride = step_stride(line.shape)
-    pairs = {0: (line[1::stride, ::stride], line[:-1:stride, ::stride]),
-             1: (line[::stride, 1::stride], line[::stride, :-1:stride])}
     steps = []
     for axis in (0, 1):
-        step = np.abs(pairs[axis][0] - pairs[axis][1])
+        first, second = neighbour_pairs(axis, stride, line.shape[0])
+        step = np.abs(line[second] - line[first])
         step = step[np.isfinite(step)]
         steps.append(float(np.median(step)) if step.size else 0.0)
     return not steps[1] > steps[0]
@@ -310,10 +318,7 @@ def _slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -
     for axis in (0, 1):
         if slant_range.shape[axis] < 2:
             continue
-        # Pairs of neighbours from every stride-th row and column, not whole-axis differences.
-        first, second = ((slice(None, None, stride), slice(0, -1, stride)), (slice(None, None, stride),
-                                                                             slice(1, None, stride))) if axis else (
-            (slice(0, -1, stride), slice(None, None, stride)), (slice(1, None, stride), slice(None, None, stride)))
+        first, second = neighbour_pairs(axis, stride, slant_range.shape[0])
         d_range = slant_range[second] - slant_range[first]
         d_sample = sample[second] - sample[first]
         usable = np.isfinite(d_range) & np.isfinite(d_sample) & (np.abs(d_sample) >= 0.25)
