@@ -51,7 +51,7 @@ import xarray as xr
 
 from ._threads import progress_bar, serial_call, thread_count
 from .dem import _open_dem
-from .errors import InvalidInputError, PartialCoverageWarning
+from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import GeoTiffBlockWriter
 from .layover import (
@@ -65,6 +65,7 @@ from .layover import (
     _resolve_input,
     _result_dataset,
     reallocate,
+    warn_partial_coverage,
 )
 from .simulate import (
     MASK_OUTSIDE,
@@ -729,10 +730,8 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         _Pipeline(executor, in_flight, update).run(sequence, finished, keep=lambda key: key[0] == "scatter")
         result = sink.result()
     if sink.tiles_missing_pixels:
-        warnings.warn(
-            f"the SAR image has no value (NaN) in pixels that the facets of {sink.tiles_missing_pixels} of "
-            f"{len(tiles)} tiles reach: the cells whose facets reach them are NaN in backscatter and flattened "
-            "(crop the DEM to the image, or give an image that covers it)", PartialCoverageWarning, stacklevel=2)
+        warn_partial_coverage(f"pixels that the facets of {sink.tiles_missing_pixels} of {len(tiles)} tiles reach",
+                              stacklevel=3)
     return sink.reopen() if out is not None else result
 
 

@@ -185,15 +185,8 @@ def _check_values(sar: Any) -> None:
     (a lazy array is checked window by window as it is read instead)."""
     if isinstance(sar, xr.DataArray) and not isinstance(sar.data, np.ndarray):
         return
-    values = sar.values if isinstance(sar, xr.DataArray) else sar
-    if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims and np.issubdtype(sar.dtype, np.complexfloating):
-        return  # _from_xarray_sentinel says what to do
-    try:
-        values = np.asarray(values)
-    except Exception:  # not array-like: _observation_on_window says what is expected
-        return
-    if values.dtype.kind not in "fiu":
-        return
+    # Callers pass observations whose kind _check_observation has accepted, or windows.
+    values = np.asarray(sar.values if isinstance(sar, xr.DataArray) else sar)
     if values.dtype.kind in "iu":
         # Integers are never infinite; unsigned ones never negative.
         infinite, negative = False, bool(values.dtype.kind == "i" and values.size and values.min() < 0)
@@ -211,6 +204,14 @@ def _check_values(sar: Any) -> None:
             "the SAR image has negative intensities: give linear power (e.g. beta0), not amplitude "
             "differences or dB (convert dB with 10 ** (db / 10))"
         )
+
+
+def warn_partial_coverage(where: str, stacklevel: int) -> None:
+    """Say that the observation lacks ``where`` (pixels under the DEM), and what follows."""
+    warnings.warn(
+        f"the SAR image has no value (NaN) in {where}: the cells whose facets reach them are NaN in "
+        "backscatter and flattened (crop the DEM to the image, or give an image that covers it)",
+        PartialCoverageWarning, stacklevel=stacklevel)
 
 
 def _check_intensity(observed: np.ndarray, window: tuple[int, int, int, int]) -> None:
@@ -308,10 +309,7 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
     if not n_missing:
         missing = None
     elif rows is None and cols is None:
-        warnings.warn(
-            f"the SAR image has no value (NaN) in {n_missing} pixels that the DEM's facets reach: the cells "
-            "whose facets reach them are NaN in backscatter and flattened (crop the DEM to the image, or "
-            "give an image that covers it)", PartialCoverageWarning, stacklevel=3)
+        warn_partial_coverage(f"{n_missing} pixels that the DEM's facets reach", stacklevel=4)
     # Allocated here, written by the row blocks of sample_cells and the gather's tiles.
     products = {name: np.empty(shape, dtype=np.float32)
                 for name in ("backscatter", "flattened", "geocoded", "simulated", "local_incidence_angle")}
@@ -579,8 +577,6 @@ def _radar_image_from_map(image: xr.DataArray, state: _Simulation, quantity: str
 
     from .simulate import _Contribution
 
-    if image.rio.crs is None:
-        raise InvalidInputError("the geocoded SAR image has no CRS: write one with image.rio.write_crs(...)")
     on_dem = image.rio.reproject_match(state.dem, resampling=Resampling.bilinear)
     values = np.asarray(on_dem.values, dtype=np.float64)
     if in_db:
