@@ -740,12 +740,12 @@ def _axis_nodes(coords: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray, 
 
 def _lattice(
     transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, crs: pyproj.CRS
-) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray] | None:
     """The interpolation of ``_interpolated_transform`` before it is evaluated: the
     longitude and latitude (degrees) of the nodes interpolated along the node rows to
-    every column of ``x``, each row's node below and weight (``_axis_nodes`` on ``y``),
-    and a random sample of cells (rows, cols) to check it on; None where the cells are
-    too coarse for nodes (under 2 cells apart) or a node has no longitude/latitude."""
+    every column of ``x``, and each row's node below and weight (``_axis_nodes`` on
+    ``y``); None where the cells are too coarse for nodes (under 2 cells apart) or a node
+    has no longitude/latitude."""
     if x.size < 2 or y.size < 2:
         return None
     unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
@@ -761,7 +761,7 @@ def _lattice(
     if not (np.isfinite(node_lon).all() and np.isfinite(node_lat).all()):
         return None
     along = tuple(nodes[:, j] * (1.0 - w) + nodes[:, j + 1] * w for nodes in (node_lon, node_lat))
-    return along, i, v, j, w
+    return along, i, v
 
 
 def _within_a_millimetre(transformer: pyproj.Transformer, x: np.ndarray, y: np.ndarray, lon: np.ndarray,
@@ -800,7 +800,7 @@ def _interpolated_transform(
     lattice = _lattice(transformer, x, y, crs)
     if lattice is None:
         return None, None
-    along_both, i, v, _, _ = lattice
+    along_both, i, v = lattice
     # One buffer for both grids: a single allocation large enough for transparent huge
     # pages, whose first touch costs far less than that of 4 KiB pages.
     grids = np.empty((2, y.size, x.size))
@@ -832,15 +832,18 @@ def geodetic_at_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray, crs: pyproj
     if _is_wgs84_degrees(crs):
         return np.broadcast_to(x[np.newaxis, :], rows.shape), np.ascontiguousarray(y[rows])
     transformer = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    first, last = int(rows.min()), int(rows.max())
-    lattice = _lattice(transformer, x, y[first:last + 1], crs) if last > first else None
+    # The strip's rows, and a neighbour where it has a single one (nodes need two): the
+    # lattice is absolute, so the extent changes no node.
+    first = min(int(rows.min()), max(0, y.size - 2))
+    stop = min(y.size, max(int(rows.max()) + 1, first + 2))
+    lattice = _lattice(transformer, x, y[first:stop], crs)
     if lattice is not None:
-        (along_lon, along_lat), i, v, _, _ = lattice
+        (along_lon, along_lat), i, v = lattice
         k, weight = i[rows - first], v[rows - first]
         columns = np.arange(x.size)[np.newaxis, :]
-        # interpolate_rows' operations, in its order (scale 1).
-        lon = (along_lon[k, columns] * (1.0 - weight) + along_lon[k + 1, columns] * weight) * 1.0
-        lat = (along_lat[k, columns] * (1.0 - weight) + along_lat[k + 1, columns] * weight) * 1.0
+        # interpolate_rows' operations, in its order.
+        lon = along_lon[k, columns] * (1.0 - weight) + along_lon[k + 1, columns] * weight
+        lat = along_lat[k, columns] * (1.0 - weight) + along_lat[k + 1, columns] * weight
         sample = np.random.default_rng(0).integers(0, rows.size, min(rows.size, 1000))
         flat_rows, flat_cols = np.unravel_index(sample, rows.shape)
         if _within_a_millimetre(transformer, x[flat_cols], y[rows[flat_rows, flat_cols]],

@@ -738,3 +738,9 @@ def test_geodetic_coordinates_of_a_sheared_strip_are_those_of_the_whole_grid():
                                                  pyproj.CRS.from_user_input(crs))
     np.testing.assert_array_equal(strip_lon, lon[rows, columns])
     np.testing.assert_array_equal(strip_lat, lat[rows, columns])
+    for row in (0, 57, 299):  # strips of one row, the grid's edges included
+        single = np.full((1, 280), row)
+        strip_lon, strip_lat = sdem.geodetic_at_rows(dem["x"].values, dem["y"].values, single,
+                                                     pyproj.CRS.from_user_input(crs))
+        np.testing.assert_array_equal(strip_lon, lon[single, columns])
+        np.testing.assert_array_equal(strip_lat, lat[single, columns])
