@@ -605,7 +605,7 @@ def _block_may_reach(blocks, block, f, sign, cell, threshold, strict):
 
 @numba.njit(cache=True, nogil=True)
 def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, n0, t, s, p_col, p_row,
-                  here, line, runs, cross_track, field, envelope, rank, f, blocks):
+                  here, line, runs, cross_track, field, envelope, rank, f, blocks, ready, which):
     """Whether a margin of the cell reaches ``threshold``, point by point on one side.
 
     For when the envelope bound is inconclusive. The margin is ``sign * (v - cell)`` over
@@ -629,6 +629,8 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
         column's index in them (-1: not cut), and the cell's fraction of the way from
         profile 0 to profile 1: a column whose own bound does not reach the threshold is
         passed over without being cut at the cell's line.
+    blocks, ready, which : the block bounds of this side (``_side_blocks``), made on first
+        need for the pair of profiles and flagged in ``ready[which]``.
     """
     sign = 1.0 if nearer else -1.0
     for c in range(2):
@@ -638,6 +640,9 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
         if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
             return True
     first, stop = (0, split0) if nearer else (split0, n0)
+    if not ready[which]:
+        _side_blocks(nearer, envelope, t, s, n0, p_col, rank, blocks)
+        ready[which] = True
     start = first
     while start < stop:
         block = start // SIDE_BLOCK
@@ -652,10 +657,10 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
             if q >= 0:
                 bound0 = envelope[t, p]
                 bound1 = envelope[s, q]
-                if math.isfinite(bound0) and math.isfinite(bound1):
-                    slack = 1e-12 * (abs(bound0) + abs(bound1) + abs(cell))
-                    if not _exceeds(sign * ((1.0 - f) * bound0 + f * bound1 - cell) + slack, threshold, strict):
-                        continue
+                # The column's own envelope bound, where it has one, settles it.
+                if (math.isfinite(bound0) and math.isfinite(bound1)
+                        and not _bound_reaches(nearer, f, bound0, p, bound1, q, cell, threshold, strict)):
+                    continue
             found, ct_k, v = _own_point(here, p_col[t, p], p_row[t, p], line, runs, cross_track, field)
             if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
                 return True
@@ -1001,23 +1006,17 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 m0, a0 = _nearer_max(split0, own0, t, r_hi, r_max, r_max_arg)
                 m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
                 if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
-                    if not side_ready[0]:
-                        _side_blocks(True, r_hi, t, s, n0, p_col, rank, side_blocks[0])
-                        side_ready[0] = True
                     fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                          p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f,
-                                         side_blocks[0])
+                                         side_blocks[0], side_ready, 0)
             back = backward > range_tolerance
             if not back:
                 m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
                 m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
                 if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
-                    if not side_ready[1]:
-                        _side_blocks(False, r_lo, t, s, n0, p_col, rank, side_blocks[1])
-                        side_ready[1] = True
                     back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                          p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
-                                         side_blocks[1])
+                                         side_blocks[1], side_ready, 1)
             layover[i, j] = ACTIVE if fore and back else (PASSIVE if fore or back else NONE)
             if not faces_away[i, j]:
                 level = range_tolerance / r
@@ -1026,11 +1025,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                     m0, a0 = _nearer_max(split0, own0, t, eta_hi, eta_max, eta_max_arg)
                     m1, a1 = _nearer_max(split1, own1, s, eta_hi, eta_max, eta_max_arg)
                     if _bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
-                        if not side_ready[2]:
-                            _side_blocks(True, eta_hi, t, s, n0, p_col, rank, side_blocks[2])
-                            side_ready[2] = True
                         shaded = _side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
                                                p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f,
-                                               side_blocks[2])
+                                               side_blocks[2], side_ready, 2)
                 if shaded:
                     shadow[i, j] = PASSIVE
