@@ -105,12 +105,14 @@ def values_on_dem_grid(field: xr.DataArray, dem: xr.DataArray, what: str) -> np.
     error otherwise, naming ``what`` the field is."""
     if set(field.dims) != set(dem.dims):
         raise InvalidInputError(
-            f"{what} has dims {field.dims}, the DEM {dem.dims}: give it on the DEM grid, e.g. dem.copy(data=values)"
+            f"{what}: dims {field.dims}, but the DEM's are {dem.dims}; give it on the DEM grid, e.g. "
+            "dem.copy(data=values)"
         )
     field = field.transpose(*dem.dims)
     if field.shape != dem.shape:
         raise InvalidInputError(
-            f"{what} has shape {field.shape}, the DEM {dem.shape}: give one value per DEM cell on the DEM grid"
+            f"{what}: shape {field.shape}, but the DEM's is {dem.shape}; give one value per DEM cell on the "
+            "DEM grid"
         )
     for dim in dem.dims:
         if dim not in field.coords or dim not in dem.coords or dem.sizes[dim] < 2:
@@ -124,7 +126,7 @@ def values_on_dem_grid(field: xr.DataArray, dem: xr.DataArray, what: str) -> np.
                 "(field.rio.reproject_match(dem)) or build it with dem.copy(data=values)"
             )
     if field.dtype.kind not in "fiu":
-        raise InvalidInputError(f"{what} must hold real numbers, got dtype {field.dtype}")
+        raise InvalidInputError(f"{what}: dtype {field.dtype}; give real numbers")
     return np.asarray(field.values, dtype=np.float64)
 
 
