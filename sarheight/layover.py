@@ -558,9 +558,16 @@ def _check_map_overlap(image: xr.DataArray, dem: xr.DataArray) -> None:
     left, bottom, right, top = image.rio.transform_bounds(dem.rio.crs)
     d_left, d_bottom, d_right, d_top = dem.rio.bounds()
     if not (left < d_right and right > d_left and bottom < d_top and top > d_bottom):
+        # Degrees need decimals to tell places apart; metres do not.
+        decimals = 5 if dem.rio.crs.is_geographic else 0
+
+        def box(w: float, s: float, e: float, n: float) -> str:
+            return f"west {w:.{decimals}f}, south {s:.{decimals}f}, east {e:.{decimals}f}, north {n:.{decimals}f}"
+
         raise InvalidInputError(
-            f"the geocoded SAR image (bounds {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g} in the DEM's CRS) "
-            f"does not overlap the DEM ({d_left:.6g}, {d_bottom:.6g}, {d_right:.6g}, {d_top:.6g})"
+            f"the geocoded SAR image ({box(left, bottom, right, top)}) does not overlap the DEM "
+            f"({box(d_left, d_bottom, d_right, d_top)}; both in the DEM's CRS, {dem.rio.crs.to_string()}): "
+            "give a DEM of the imaged area, or check the CRS written in each file"
         )
 
 

@@ -380,7 +380,10 @@ def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch
 
     monkeypatch.setattr(simulation, "_visibility", no_work)
     grid = np.ones(geometry.grid.shape)
+    # A geocoded image of another place: the DEM's grid moved 10 degrees east.
+    elsewhere = dem.copy(data=np.full(dem.shape, 0.05, dtype=np.float32)).assign_coords(x=dem["x"] + 10.0)
     cases = [
+        (elsewhere, r"does not overlap the DEM \(west -?\d+\.\d{5}, .*EPSG:4326\): give a DEM of the imaged area"),
         (grid.astype(complex), "complex"),
         (observation.astype(np.complex64), "complex"),
         (grid.astype(bool), "real numbers"),
