@@ -120,7 +120,8 @@ def _cmd_geocode(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .dem import open_dem
     from .io import write_geotiff
-    from .layover import to_geotiff, to_isce3_mask
+    from .layover import to_geotiff
+    from .masks import MaskCode, inside_image, to_isce3_mask
     from .simulate import simulate
 
     stages = _Stages(3, args.quiet)
@@ -140,9 +141,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         quicklook(
             [
                 ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
-                ("layover (1 active, 2 passive)", result["layover"].where(result["layover"] != 255),
+                ("layover (1 active, 2 passive)", result["layover"].where(inside_image(result["layover"])),
                  {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
-                ("shadow (1 active, 2 passive)", result["shadow"].where(result["shadow"] != 255),
+                ("shadow (1 active, 2 passive)", result["shadow"].where(inside_image(result["shadow"])),
                  {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
                 ("simulated image (radar geometry, dB)",
                  10 * np.log10(result["simulated_area"].where(result["simulated_area"] > 0)),
@@ -153,9 +154,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     stages.done("wrote outputs")
     stages.close()
     if not args.quiet:
-        inside = result["layover"].values != 255
-        print(f"wrote {out} and {masks}: layover {np.mean(result['layover'].values[inside] != 0):.1%}, "
-              f"shadow {np.mean(result['shadow'].values[inside] != 0):.1%} of {int(inside.sum())} cells in the image")
+        inside = inside_image(result["layover"])
+        print(f"wrote {out} and {masks}: layover {np.mean(result['layover'].values[inside] != MaskCode.NONE):.1%}, "
+              f"shadow {np.mean(result['shadow'].values[inside] != MaskCode.NONE):.1%} of {int(inside.sum())} cells in the image")
     return 0
 
 
@@ -163,7 +164,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from .dem import open_dem
     from .geometry import RadarGeometry
     from .io import write_geotiff
-    from .layover import reconstruct, to_geotiff, to_isce3_mask
+    from .layover import reconstruct, to_geotiff
+    from .masks import inside_image, to_isce3_mask
 
     sar_path = Path(args.sar)
     geotiff = sar_path.suffix.lower() in (".tif", ".tiff")
@@ -212,7 +214,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                 ("geocoded sigma0 (dB)", db(result["geocoded"]), {"cmap": "gray", "colorbar": "dB"}),
                 ("flattened gamma0 (dB)", db(result["flattened"]), {"cmap": "gray", "colorbar": "dB"}),
                 (f"reconstructed {args.output} (dB)", db(result["backscatter"]), {"cmap": "gray", "colorbar": "dB"}),
-                ("layover / shadow (ISCE3 codes)", to_isce3_mask(result).where(result["layover"] != 255),
+                ("layover / shadow (ISCE3 codes)", to_isce3_mask(result).where(inside_image(result["layover"])),
                  {"vmin": 0, "vmax": 3, "colorbar": "1 shadow, 2 layover, 3 both"}),
             ],
             args.quicklook, columns=2,

@@ -108,7 +108,8 @@ def _db(values: np.ndarray) -> np.ndarray:
 def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]:
     """Simulate with the fine DEM, reconstruct with a 3x coarser one, compare with the truth
     (on the relief exaggerated ``RELIEF_EXAGGERATION`` times)."""
-    from .layover import reconstruct, to_geotiff, to_isce3_mask
+    from .layover import reconstruct, to_geotiff
+    from .masks import MaskCode, inside_image, to_isce3_mask
     from .simulate import simulate, simulate_sar
 
     dem = exaggerated_relief(dem)
@@ -130,8 +131,8 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
     elapsed = time.perf_counter() - start
     layover = result["layover"].values
     shadow = result["shadow"].values
-    inside = layover != 255
-    in_layover = inside & (layover != 0) & np.isfinite(result["backscatter"].values)
+    inside = inside_image(layover)
+    in_layover = inside & (layover != MaskCode.NONE) & np.isfinite(result["backscatter"].values)
     flattened_sigma = result["flattened"] * np.cos(np.radians(result["local_incidence_angle"]))
     rmse = {}
     for name, values in (("geocoded", result["geocoded"]), ("flattened", flattened_sigma),
@@ -139,8 +140,8 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
         error = _db(values.values[in_layover]) - _db(coarse_truth.values[in_layover])
         rmse[name] = float(np.sqrt(np.nanmean(error**2)))
     figures = {
-        "layover_fraction": float((inside & (layover != 0)).sum() / inside.sum()),
-        "shadow_fraction": float((inside & (shadow != 0)).sum() / inside.sum()),
+        "layover_fraction": float((inside & (layover != MaskCode.NONE)).sum() / inside.sum()),
+        "shadow_fraction": float((inside & (shadow != MaskCode.NONE)).sum() / inside.sum()),
         "layover_cells": int(in_layover.sum()),
         "rmse_db_in_layover": rmse,
         "reconstruction_seconds": elapsed,

@@ -67,8 +67,8 @@ from .layover import (
     reallocate,
     warn_partial_coverage,
 )
+from .masks import MASK_ATTRS, MaskCode
 from .simulate import (
-    MASK_OUTSIDE,
     SmoothFields,
     _cell_geometry,
     _check_oversample,
@@ -226,8 +226,8 @@ def _task_masks(axes: _Axes, row_start: np.ndarray, height: np.ndarray, faces_aw
     with np.errstate(invalid="ignore"):
         inside = judged & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
             cells["sample"] >= -0.5) & (cells["sample"] <= samples - 0.5)
-    layover[~inside] = MASK_OUTSIDE
-    shadow[~inside] = MASK_OUTSIDE
+    layover[~inside] = MaskCode.OUTSIDE
+    shadow[~inside] = MaskCode.OUTSIDE
     return layover, shadow, mixing[:stop - first], judged
 
 
@@ -609,8 +609,8 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         _check_intensity(np.full((1, 1), np.nan), window)  # raises: the image does not cover the DEM
     del observed
 
-    layover = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
-    shadow = np.full((rows, cols), MASK_OUTSIDE, dtype=np.uint8)
+    layover = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
+    shadow = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
 
     def mask_call(b: int):
@@ -639,7 +639,7 @@ def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_
         # The halo's cells belong to the neighbouring tiles: 255, not processed here.
         masks = []
         for full in (layover, shadow):
-            part = np.full((view[0].stop - view[0].start, view[1].stop - view[1].start), MASK_OUTSIDE, dtype=np.uint8)
+            part = np.full((view[0].stop - view[0].start, view[1].stop - view[1].start), MaskCode.OUTSIDE, dtype=np.uint8)
             part[own] = full[r0:r1, c0:c1]
             masks.append(part)
         contribution = resolved
@@ -959,5 +959,5 @@ class _ResultSink:
         variables["azimuth_time"] = self.reference + (variables["azimuth_time"] * 1e9).astype("timedelta64[ns]")
         ds = xr.Dataset(variables, attrs=self.attrs)
         for name in ("layover", "shadow"):
-            ds[name].attrs.update(flag_values="0 1 2 255", flag_meanings="none active passive outside")
+            ds[name].attrs.update(MASK_ATTRS)
         return ds.rio.write_crs(self.dem.rio.crs)

@@ -22,9 +22,10 @@ import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
 from .errors import InvalidInputError
+from .masks import MaskCode
 
-#: No-data value of uint8 mask bands (255: outside the image or no DEM).
-MASK_NODATA = 255
+#: No-data value of uint8 mask bands: outside the image or no DEM.
+MASK_NODATA = int(MaskCode.OUTSIDE)
 
 
 @contextlib.contextmanager

@@ -41,9 +41,8 @@ from .errors import InvalidInputError, PartialCoverageWarning
 from .geometry import RadarGeometry
 from .io import write_geotiff
 from .kernels import facets, reallocation
+from .masks import to_isce3_mask
 from .simulate import (
-    MASK_NONE,
-    MASK_OUTSIDE,
     Contribution,
     Projection,
     _as_dataset,
@@ -55,6 +54,8 @@ from .simulate import (
     gather_buffer,
     radar_sums,
 )
+
+__all__ = ["RECONSTRUCTION_BANDS", "SIMULATION_BANDS", "reconstruct", "to_geotiff", "to_isce3_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -671,16 +672,3 @@ def to_geotiff(result: xr.Dataset, path: str | os.PathLike[str], variables: list
         preferred = (RECONSTRUCTION_BANDS if "backscatter" in result.data_vars else SIMULATION_BANDS)
         variables = [v for v in preferred if v in result.data_vars]
     return write_geotiff(result, path, variables)
-
-
-def to_isce3_mask(result: xr.Dataset) -> xr.DataArray:
-    """Layover/shadow mask in the ISCE3/OPERA convention: 0 none, 1 shadow, 2 layover, 3 both,
-    255 outside the image or no DEM."""
-    layover = result["layover"].values
-    shadow = result["shadow"].values
-    outside = (layover == MASK_OUTSIDE) | (shadow == MASK_OUTSIDE)
-    code = ((shadow != MASK_NONE) & ~outside).astype(np.uint8) + 2 * ((layover != MASK_NONE) & ~outside).astype(np.uint8)
-    code = np.where(outside, np.uint8(255), code).astype(np.uint8)
-    out = xr.DataArray(code, dims=("y", "x"), coords={"y": result["y"], "x": result["x"]}, name="layover_shadow_mask",
-                       attrs={"flag_values": "0 1 2 3 255", "flag_meanings": "none shadow layover layover_and_shadow outside"})
-    return out.rio.write_crs(result.rio.crs)

@@ -29,15 +29,13 @@ from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, _lon_lat_radians
 from .kernels import facets, visibility
 from .kernels import simulation as sim
+from .masks import MASK_ATTRS, MaskCode
 
 logger = logging.getLogger(__name__)
 
 #: Coefficients (a0, a1, a2) of the empirical sigma0 law used by SNAP's and ISCE3's
 #: simulators: sigma0 = a0 cos(t) / (sin(t) + a1 cos(t))^a2 (linear power).
 EMPIRICAL_LAW = (0.0118, 0.111, 3.0)
-
-#: Mask codes of the ``layover`` and ``shadow`` variables.
-MASK_NONE, MASK_ACTIVE, MASK_PASSIVE, MASK_OUTSIDE = 0, 1, 2, 255
 
 #: Pixels whose simulated gamma area is below this fraction of the flat-terrain area are
 #: not valid for terrain flattening (Small 2011).
@@ -574,7 +572,7 @@ class _Simulation:
 
             line, sample = take(c["line"]), take(c["sample"])
             shadow = take(self.shadow)
-            shadowed = (shadow == MASK_ACTIVE) | (shadow == MASK_PASSIVE)
+            shadowed = (shadow == MaskCode.ACTIVE) | (shadow == MaskCode.PASSIVE)
             tile_shape = line.shape
             energy = np.zeros((2, *tile_shape)) if gather else np.zeros((2, 1, 1))
             if gather or per_cell:
@@ -803,8 +801,8 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     with np.errstate(invalid="ignore"):
         outside = ~(cells["valid"] & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
             cells["sample"] >= -0.5) & (cells["sample"] <= samples - 0.5))
-    layover[outside] = MASK_OUTSIDE
-    shadow[outside] = MASK_OUTSIDE
+    layover[outside] = MaskCode.OUTSIDE
+    shadow[outside] = MaskCode.OUTSIDE
     del outside
     smooth = SmoothFields.from_cells(cells, window)
     # What only the masks and the smooth fields needed goes now: 33 bytes per cell.
@@ -896,7 +894,6 @@ def _as_dataset(state: _Simulation, projection: str, variables: tuple[str, ...] 
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(state.pixel_area > 0, image / state.pixel_area, np.nan).astype(np.float32)
 
-    mask_attrs = {"flag_values": "0 1 2 255", "flag_meanings": "none active passive outside"}
     builders = {
         "local_incidence_angle": lambda: (dims, local_incidence(), {"units": "degree", "long_name": "local incidence angle"}),
         "gamma_area": lambda: (dims, on_cells(c["gamma_area"]),
@@ -905,8 +902,8 @@ def _as_dataset(state: _Simulation, projection: str, variables: tuple[str, ...] 
         "contribution": lambda: (dims, on_cells(c["contribution"]),
                                  {"units": "m2", "long_name": "contribution c = sum over facets",
                                   "model": state.contribution.description}),
-        "layover": lambda: (dims, state.layover, {"long_name": "layover", **mask_attrs}),
-        "shadow": lambda: (dims, state.shadow, {"long_name": "shadow", **mask_attrs}),
+        "layover": lambda: (dims, state.layover, {"long_name": "layover", **MASK_ATTRS}),
+        "shadow": lambda: (dims, state.shadow, {"long_name": "shadow", **MASK_ATTRS}),
         "slant_range": lambda: (dims, cells["slant_range"], {"units": "m"}),
         "radar_line": lambda: (dims, np.where(inside, cells["line"], np.nan),
                                {"long_name": "fractional line of the cell in the product grid (unclipped)"}),
