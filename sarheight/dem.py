@@ -12,7 +12,11 @@ Public functions
 open_dem
     Read or wrap a DEM, validate it and bring it to WGS84 ellipsoidal heights.
 geodetic_coordinates
-    WGS84 longitude and latitude (degrees) of every cell centre.
+    WGS84 longitude and latitude (degrees or radians) of every cell centre.
+geodetic_at_rows
+    The same for a sheared strip of cells (the block-wise masks).
+horizontal_crs, is_wgs84_degrees
+    A DEM's horizontal CRS, and whether it needs no transformation to geodetic coordinates.
 ecef_coordinates
     Earth-centred Earth-fixed coordinates (m) of every cell.
 terrain_attributes
@@ -52,7 +56,10 @@ from sarheight.kernels.geodesy import interpolate_rows
 __all__ = [
     "VERTICAL_DATUMS",
     "ecef_coordinates",
+    "geodetic_at_rows",
     "geodetic_coordinates",
+    "horizontal_crs",
+    "is_wgs84_degrees",
     "open_dem",
     "terrain_attributes",
 ]
@@ -93,6 +100,7 @@ def open_dem(
     vertical_datum: str | None = None,
     geoid_grid: str | os.PathLike | None = None,
     fill_voids: bool = False,
+    copy: bool = True,
 ) -> xr.DataArray:
     """Open a DEM, validate it and return WGS84 ellipsoidal heights.
 
@@ -119,6 +127,11 @@ def open_dem(
     fill_voids : bool, default False
         Fill NaN voids by inverse-distance interpolation (``rasterio.fill.fillnodata``,
         up to 100 cells from valid data). Otherwise voids stay NaN.
+    copy : bool, default True
+        ``False`` lets the result share its heights with ``source`` where they need no
+        change, and return ``source`` itself when it already has the form ``open_dem``
+        returns: for callers that only read the heights (the geometry, the simulation),
+        which then skip a copy of the whole raster. Never write into such a result.
 
     Returns
     -------
@@ -147,8 +160,43 @@ def open_dem(
         The CRS says nothing about heights and no ``vertical_datum`` was given: the heights
         are taken as ellipsoidal, and ``attrs["vertical_datum_assumed"]`` is True.
     """
-    dem, _ = _open_dem(source, vertical_datum, geoid_grid, fill_voids, share_values=False)
-    return dem
+    vertical_datum = _check_vertical_datum_keyword(vertical_datum)
+    grid_path = _check_geoid_grid_path(geoid_grid)
+    dem = _as_dataarray(source)
+    # rioxarray derives the transform from the coordinates each time (milliseconds): once here.
+    transform = _transform_of(dem)
+    values = _validated_heights(dem, transform)
+    crs = _crs_of(dem)
+    horizontal = _horizontal_crs(crs)
+    crs_datum = _vertical_datum_of_crs(crs)
+    if _already_ellipsoidal(dem, vertical_datum, crs_datum):
+        if fill_voids:
+            values = _fill_voids(values)
+        if not copy and _in_open_form(dem, values, crs, horizontal):
+            # Already what _heights_dataarray would build (typically open_dem's own
+            # result): a reader can take it as it is, saving a new DataArray and
+            # rioxarray's CRS and transform writes (milliseconds, whatever the size).
+            return dem
+        attrs = {**dem.attrs, "units": "m"}
+        return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy)
+    source_datum = _source_datum(vertical_datum, crs_datum, grid_path, horizontal)
+    # Everything that can refuse the conversion is checked before any work is done.
+    transformer = _geoid_transformer(source_datum, grid_path)
+    if fill_voids:
+        values = _fill_voids(values)
+    attrs = {key: value for key, value in dem.attrs.items()
+             if key not in ("scale_factor", "add_offset", "_FillValue", "geoid_grid")}
+    if source_datum in _GEOID_VERTICAL_EPSG:
+        values, attrs["geoid_grid"] = _add_undulation(values, dem, horizontal, source_datum, transformer, grid_path)
+    attrs.update(
+        vertical_datum="ellipsoid",
+        # Integer, not bool: attributes go to netCDF and GeoTIFF tags.
+        vertical_datum_assumed=int(source_datum == _UNSPECIFIED),
+        source_vertical_datum=source_datum,
+        units="m",
+        long_name="height above the WGS84 ellipsoid",
+    )
+    return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy)
 
 
 # Python shows a warning once per code location by default; this one concerns each DEM.
@@ -164,30 +212,9 @@ def _user_stacklevel() -> int:
     return level
 
 
-def _open_dem(
-    source: DemSource,
-    vertical_datum: str | None,
-    geoid_grid: str | os.PathLike | None,
-    fill_voids: bool,
-    *,
-    share_values: bool,
-) -> tuple[xr.DataArray, pyproj.CRS]:
-    """:func:`open_dem`, also returning the horizontal CRS.
-
-    ``share_values=True`` lets the result share its heights with ``source`` where they
-    need no change (callers that only read them, such as backward geocoding, then skip a
-    copy of the whole raster); ``open_dem`` itself always returns independent heights.
-    """
-    vertical_datum = _check_vertical_datum_keyword(vertical_datum)
-    grid_path = _check_geoid_grid_path(geoid_grid)
-
-    dem = _as_dataarray(source)
-    # rioxarray derives the transform from the coordinates each time (milliseconds): once here.
-    transform = _transform_of(dem)
-    values = _validated_heights(dem, transform)
-    crs = _crs_of(dem)
-    horizontal = _horizontal_crs(crs)
-    crs_datum = _vertical_datum_of_crs(crs)
+def _already_ellipsoidal(dem: xr.DataArray, vertical_datum: str | None, crs_datum: str | None) -> bool:
+    """Whether ``dem``'s attributes say it holds ellipsoidal heights (an ``open_dem``
+    result) and nothing given contradicts them; raises where something does."""
     if vertical_datum is None and crs_datum not in (None, *VERTICAL_DATUMS):
         raise DatumError(
             f"The DEM's heights are on {crs_datum!r}, which sarheight cannot convert to "
@@ -195,7 +222,6 @@ def _open_dem(
             "EPSG:4979) or, if you know better, pass vertical_datum='egm96', 'egm2008' or "
             "'ellipsoid'."
         )
-
     declared = dem.attrs.get("vertical_datum")
     if declared == "ellipsoid" and vertical_datum in _GEOID_VERTICAL_EPSG:
         # Converting again would add the undulation twice: a silent 30-100 m error.
@@ -206,103 +232,83 @@ def _open_dem(
             " Pass it without vertical_datum, or open the original file again; if the "
             "attribute is wrong, delete it first (del dem.attrs['vertical_datum'])."
         )
-    if vertical_datum in (None, "ellipsoid") and declared == "ellipsoid":
-        if crs_datum not in (None, "ellipsoid"):
-            raise DatumError(
-                f"The DEM's attributes say its heights are ellipsoidal but its CRS says "
-                f"{crs_datum!r}. Say which is right with vertical_datum='ellipsoid' or "
-                f"vertical_datum={crs_datum!r}."
-            )
-        logger.debug("DEM already holds ellipsoidal heights: passed through")
-        if fill_voids:
-            values = _fill_voids(values)
-        if share_values and _in_open_form(dem, values, crs, horizontal):
-            # Already what _heights_dataarray would build (typically open_dem's own
-            # result): a reader can take it as it is, saving a new DataArray and
-            # rioxarray's CRS and transform writes (milliseconds, whatever the size).
-            return dem, horizontal
-        attrs = {**dem.attrs, "units": "m"}
-        return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values), horizontal
+    if vertical_datum not in (None, "ellipsoid") or declared != "ellipsoid":
+        return False
+    if crs_datum not in (None, "ellipsoid"):
+        raise DatumError(
+            f"The DEM's attributes say its heights are ellipsoidal but its CRS says "
+            f"{crs_datum!r}. Say which is right with vertical_datum='ellipsoid' or "
+            f"vertical_datum={crs_datum!r}."
+        )
+    logger.debug("DEM already holds ellipsoidal heights: passed through")
+    return True
 
+
+def _source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: Path | None,
+                  horizontal: pyproj.CRS) -> str:
+    """The datum the heights are on: the keyword's, else the CRS's, else unspecified
+    (taken as ellipsoidal, with a warning)."""
     if vertical_datum is not None:
-        source_datum = vertical_datum
         if crs_datum not in (None, vertical_datum):
-            logger.info(
-                "vertical_datum=%r overrides the %r datum of the DEM's CRS",
-                vertical_datum,
-                crs_datum,
-            )
-    elif crs_datum is not None:
-        source_datum = crs_datum
-    else:
-        if grid_path is not None:
-            raise DatumError(
-                f"geoid_grid={str(grid_path)!r} was given but the DEM's CRS "
-                f"({horizontal.name}) says nothing about the datum of its heights. Say "
-                "which geoid they refer to with vertical_datum='egm96' or 'egm2008' (or "
-                "vertical_datum='ellipsoid' if they are already ellipsoidal)."
-            )
-        message = (
-            f"The DEM's CRS ({horizontal.name}) has no vertical datum: its heights are "
-            "taken as WGS84 ellipsoidal. Most DEMs (SRTM, Copernicus, ASTER) are on a "
-            "geoid (EGM96/EGM2008), which is 30-100 m off; pass vertical_datum='egm96' or "
-            "'egm2008' (with geoid_grid=...) to convert, or vertical_datum='ellipsoid' to "
-            "silence this warning."
+            logger.info("vertical_datum=%r overrides the %r datum of the DEM's CRS", vertical_datum, crs_datum)
+        return vertical_datum
+    if crs_datum is not None:
+        return crs_datum
+    if grid_path is not None:
+        raise DatumError(
+            f"geoid_grid={str(grid_path)!r} was given but the DEM's CRS "
+            f"({horizontal.name}) says nothing about the datum of its heights. Say "
+            "which geoid they refer to with vertical_datum='egm96' or 'egm2008' (or "
+            "vertical_datum='ellipsoid' if they are already ellipsoidal)."
         )
-        warnings.warn(message, VerticalDatumWarning, stacklevel=_user_stacklevel())
-        source_datum = _UNSPECIFIED
-
-    # Everything that can refuse the conversion is checked before any work is done.
-    transformer = None
-    if source_datum in _GEOID_VERTICAL_EPSG:
-        if grid_path is None:
-            transformer = _proj_geoid_transformer(source_datum)
-        else:
-            _check_geoid_grid_file(grid_path)
-    elif grid_path is not None:
-        logger.info("geoid_grid is not used: the heights are already ellipsoidal")
-
-    if fill_voids:
-        values = _fill_voids(values)
-
-    attrs = {
-        key: value
-        for key, value in dem.attrs.items()
-        if key not in ("scale_factor", "add_offset", "_FillValue", "geoid_grid")
-    }
-    if source_datum in _GEOID_VERTICAL_EPSG:
-        lon, lat = _geodetic_of(dem, horizontal)
-        if transformer is not None:
-            undulation = _undulation_from_proj(transformer, lon, lat)
-            attrs["geoid_grid"] = "PROJ"
-        else:
-            undulation = _undulation_from_grid(grid_path, lon, lat)
-            attrs["geoid_grid"] = str(grid_path)
-        bad = np.isfinite(values) & ~np.isfinite(undulation)
-        if bad.any():
-            raise DatumError(
-                f"The geoid grid has no undulation for {int(bad.sum())} DEM cells. Use a "
-                "geoid grid that covers the whole DEM."
-            )
-        values = (values.astype(np.float64) + undulation).astype(np.float32)
-        finite = undulation[np.isfinite(undulation)]
-        logger.info(
-            "converted %s heights to WGS84 ellipsoidal heights with %s: undulation %.2f..%.2f m",
-            _GEOID_LABEL[source_datum],
-            attrs["geoid_grid"],
-            float(finite.min()) if finite.size else float("nan"),
-            float(finite.max()) if finite.size else float("nan"),
-        )
-
-    attrs.update(
-        vertical_datum="ellipsoid",
-        # Integer, not bool: attributes go to netCDF and GeoTIFF tags.
-        vertical_datum_assumed=int(source_datum == _UNSPECIFIED),
-        source_vertical_datum=source_datum,
-        units="m",
-        long_name="height above the WGS84 ellipsoid",
+    message = (
+        f"The DEM's CRS ({horizontal.name}) has no vertical datum: its heights are "
+        "taken as WGS84 ellipsoidal. Most DEMs (SRTM, Copernicus, ASTER) are on a "
+        "geoid (EGM96/EGM2008), which is 30-100 m off; pass vertical_datum='egm96' or "
+        "'egm2008' (with geoid_grid=...) to convert, or vertical_datum='ellipsoid' to "
+        "silence this warning."
     )
-    return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values), horizontal
+    warnings.warn(message, VerticalDatumWarning, stacklevel=_user_stacklevel())
+    return _UNSPECIFIED
+
+
+def _geoid_transformer(source_datum: str, grid_path: Path | None) -> pyproj.Transformer | None:
+    """PROJ's geoid transformer where geoid heights are converted without a grid file;
+    the grid file is checked instead where one is given. Raises before any work where
+    neither can serve."""
+    if source_datum not in _GEOID_VERTICAL_EPSG:
+        if grid_path is not None:
+            logger.info("geoid_grid is not used: the heights are already ellipsoidal")
+        return None
+    if grid_path is None:
+        return _proj_geoid_transformer(source_datum)
+    _check_geoid_grid_file(grid_path)
+    return None
+
+
+def _add_undulation(values: np.ndarray, dem: xr.DataArray, horizontal: pyproj.CRS, source_datum: str,
+                    transformer: pyproj.Transformer | None, grid_path: Path | None) -> tuple[np.ndarray, str]:
+    """Geoid heights plus the undulation at every cell (float32), and the grid used
+    (a path, or "PROJ")."""
+    lon, lat = _geodetic_of(dem, horizontal)
+    if transformer is not None:
+        undulation, used = _undulation_from_proj(transformer, lon, lat), "PROJ"
+    else:
+        undulation, used = _undulation_from_grid(grid_path, lon, lat), str(grid_path)
+    bad = np.isfinite(values) & ~np.isfinite(undulation)
+    if bad.any():
+        raise DatumError(
+            f"The geoid grid has no undulation for {int(bad.sum())} DEM cells. Use a "
+            "geoid grid that covers the whole DEM."
+        )
+    finite = undulation[np.isfinite(undulation)]
+    logger.info(
+        "converted %s heights to WGS84 ellipsoidal heights with %s: undulation %.2f..%.2f m",
+        _GEOID_LABEL[source_datum], used,
+        float(finite.min()) if finite.size else float("nan"),
+        float(finite.max()) if finite.size else float("nan"),
+    )
+    return (values.astype(np.float64) + undulation).astype(np.float32), used
 
 
 def _check_vertical_datum_keyword(vertical_datum: Any) -> str | None:
@@ -656,8 +662,17 @@ def _check_cell_centres(dem: xr.DataArray, transform: affine.Affine | None = Non
         )
 
 
-def _is_wgs84_degrees(crs: pyproj.CRS) -> bool:
-    """Geographic WGS84 in degrees, longitude/latitude: no transformation needed."""
+def horizontal_crs(dem: xr.DataArray) -> pyproj.CRS:
+    """The 2-D horizontal CRS of a DEM (the horizontal part of a compound or 3-D CRS).
+
+    Raises InvalidInputError for a DEM without a CRS or with a vertical-only one.
+    """
+    return _horizontal_crs(_crs_of(dem))
+
+
+def is_wgs84_degrees(crs: pyproj.CRS) -> bool:
+    """Whether ``crs`` is geographic WGS84 in degrees, longitude/latitude: cell
+    coordinates that need no transformation to geodetic ones."""
     if crs.is_bound:
         return False
     if not crs.is_geographic or crs.datum is None:
@@ -691,7 +706,7 @@ def _geodetic_of(
     x = np.asarray(dem["x"].values, dtype=np.float64)
     y = np.asarray(dem["y"].values, dtype=np.float64)
     shape = (y.size, x.size)
-    if _is_wgs84_degrees(horizontal):
+    if is_wgs84_degrees(horizontal):
         if in_radians:
             x, y = np.radians(x), np.radians(y)
         return np.broadcast_to(x[np.newaxis, :], shape), np.broadcast_to(y[:, np.newaxis], shape)
@@ -829,7 +844,7 @@ def geodetic_at_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray, crs: pyproj
     those :func:`geodetic_coordinates` gives these cells for the whole grid, to the bit
     where it interpolates (the same lattice, weights and operations), without making the
     grid of the strip's bounding rows."""
-    if _is_wgs84_degrees(crs):
+    if is_wgs84_degrees(crs):
         return np.broadcast_to(x[np.newaxis, :], rows.shape), np.ascontiguousarray(y[rows])
     transformer = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     # The strip's rows, and a neighbour where it has a single one (nodes need two): the
@@ -1022,7 +1037,7 @@ def _outside_grid_message(path: Path, bounds: Any) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def geodetic_coordinates(dem: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+def geodetic_coordinates(dem: xr.DataArray, *, radians: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """WGS84 geodetic longitude and latitude of every DEM cell centre.
 
     Parameters
@@ -1030,14 +1045,18 @@ def geodetic_coordinates(dem: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     dem : xarray.DataArray
         A DEM with dims ``("y", "x")``, cell-centre coordinates and a CRS (rioxarray),
         e.g. from :func:`open_dem`.
+    radians : bool, default False
+        Radians instead of degrees (converted as ``np.radians`` would, within the pass
+        that makes the grids).
 
     Returns
     -------
     lon, lat : numpy.ndarray
-        Longitude and latitude (degrees, float64), each of the DEM's shape. For a
-        geographic WGS84 DEM they are read-only ``np.broadcast_to`` views of the x and y
-        coordinates (zero strides, nothing materialised); for any other CRS, full arrays
-        from a pyproj transformation to EPSG:4326.
+        Longitude and latitude (degrees, or radians; float64), each of the DEM's shape.
+        For a geographic WGS84 DEM they are read-only ``np.broadcast_to`` views of the x
+        and y coordinates (zero strides, nothing materialised: the kernels then take one
+        sine and cosine per row or column); for any other CRS, full arrays from a pyproj
+        transformation to EPSG:4326.
 
     Raises
     ------
@@ -1046,7 +1065,7 @@ def geodetic_coordinates(dem: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
         or cells outside the projection's domain.
     """
     dem = _spatial_dem(dem)
-    return _geodetic_of(dem, _horizontal_crs(_crs_of(dem)))
+    return _geodetic_of(dem, _horizontal_crs(_crs_of(dem)), in_radians=radians)
 
 
 def _radians(degrees: np.ndarray) -> np.ndarray:

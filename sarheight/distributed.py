@@ -50,7 +50,7 @@ import numpy as np
 import xarray as xr
 
 from ._threads import progress_bar, serial_call, thread_count
-from .dem import _open_dem
+from .dem import open_dem
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import GeoTiffBlockWriter
@@ -343,7 +343,7 @@ def reconstruct_distributed(
     if not isinstance(sar, _LazyProduct):
         _check_observation(sar, geometry)
     # The heights are only read: no copy of a DEM that is already ellipsoidal.
-    dem, _ = _open_dem(dem, None, None, False, share_values=True)
+    dem = open_dem(dem, copy=False)
     if min(dem.shape) < 2:
         raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
     resolved = _resolve_contribution(contribution, dem)
@@ -859,19 +859,19 @@ class _Axes:
 
     @classmethod
     def of(cls, dem: xr.DataArray) -> _Axes:
-        from .dem import _crs_of, _horizontal_crs
+        from .dem import horizontal_crs
 
         return cls(np.asarray(dem["x"].values, dtype=np.float64), np.asarray(dem["y"].values, dtype=np.float64),
-                   _horizontal_crs(_crs_of(dem)))
+                   horizontal_crs(dem))
 
     def lon_lat(self, row_start: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """Longitude and latitude (rad) of the strip's cells (``_sheared``): those the whole
         DEM's cells get in memory (``dem.geodetic_at_rows``), so that the masks judged
         here see the same terrain."""
-        from .dem import _is_wgs84_degrees, geodetic_at_rows
+        from .dem import geodetic_at_rows, is_wgs84_degrees
 
         index = np.clip(_strip_rows(row_start, depth), 0, self.y.size - 1)
-        if _is_wgs84_degrees(self.crs):
+        if is_wgs84_degrees(self.crs):
             # A broadcast view: the geometry kernel takes one sine and cosine per column.
             lon = np.broadcast_to(np.radians(self.x)[None, :], index.shape)
             return lon, np.ascontiguousarray(np.radians(self.y)[index])

@@ -651,18 +651,6 @@ class RadarGeometry:
 # --------------------------------------------------------------------------------------
 
 
-def _lon_lat_radians(dem: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
-    from .dem import geodetic_coordinates
-
-    lon, lat = geodetic_coordinates(dem)
-    if lon.strides[0] == 0 and lat.strides[1] == 0:
-        # Keep the zero strides: the kernel then takes one sine/cosine per row/column.
-        lon_rad = np.broadcast_to(np.radians(np.ascontiguousarray(lon[0])), lon.shape)
-        lat_rad = np.broadcast_to(np.radians(np.ascontiguousarray(lat[:, 0]))[:, None], lat.shape)
-        return lon_rad, lat_rad
-    return np.radians(lon), np.radians(lat)
-
-
 def geocode_arrays(
     lon_rad: np.ndarray,
     lat_rad: np.ndarray,
@@ -726,18 +714,17 @@ def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool =
         ``sample`` (float64 fractional indices into the product grid, NaN outside the
         image), ``incidence_angle`` (ellipsoid incidence angle, degrees, float32).
     """
-    from .dem import _geodetic_of, _open_dem
+    from .dem import geodetic_coordinates, open_dem
 
     if not isinstance(geometry, RadarGeometry):
         raise InvalidInputError(
             f"geometry must be a RadarGeometry (from_sentinel1 or synthetic), got {type(geometry).__name__}"
         )
-    # The heights are only read here: no copy of a DEM that is already ellipsoidal; and
-    # open_dem has validated the grid, which geodetic_coordinates would check again.
-    dem, horizontal = _open_dem(dem, None, None, False, share_values=True)
+    # The heights are only read here: no copy of a DEM that is already ellipsoidal.
+    dem = open_dem(dem, copy=False)
     # Broadcast views for a geographic DEM (the kernel then takes one sine/cosine per
     # row/column), full grids otherwise.
-    lon, lat = _geodetic_of(dem, horizontal, in_radians=True)
+    lon, lat = geodetic_coordinates(dem, radians=True)
     height = np.ascontiguousarray(dem.values)
     if check_overlap:
         _require_overlap(lon, lat, height, geometry)

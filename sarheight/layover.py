@@ -36,7 +36,7 @@ import xarray as xr
 
 from ._threads import progress_bar, run_blocks
 from ._version import __version__
-from .dem import _open_dem
+from .dem import open_dem
 from .errors import InvalidInputError, PartialCoverageWarning
 from .geometry import RadarGeometry
 from .io import write_geotiff
@@ -472,7 +472,7 @@ def reconstruct(
         _check_map_image(sar)
     elif not isinstance(sar, _LazyProduct):
         _check_observation(sar, geometry)  # before any work: what the window will not change
-    dem, _ = _open_dem(dem, None, None, False, share_values=True)
+    dem = open_dem(dem, copy=False)
     if on_map:
         _check_map_overlap(sar, dem)
     observed = []

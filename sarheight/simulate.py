@@ -24,9 +24,9 @@ import xarray as xr
 from . import kernels
 from ._threads import progress_bar, row_blocks, run_blocks, thread_count
 from ._version import __version__
-from .dem import _open_dem, open_dem
+from .dem import geodetic_coordinates, open_dem
 from .errors import GeometryError, InvalidInputError
-from .geometry import RadarGeometry, _lon_lat_radians
+from .geometry import RadarGeometry
 from .kernels import facets, visibility
 from .kernels import simulation as sim
 from .masks import MASK_ATTRS, MaskCode
@@ -380,7 +380,7 @@ def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.n
     """Zero-Doppler geometry of every cell centre (``kernels.simulation.cell_geometry``) and
     whether each cell faces away from the sensor; ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
-    lon, lat = _lon_lat_radians(dem)
+    lon, lat = geodetic_coordinates(dem, radians=True)
     return cell_geometry_arrays(lon, lat, np.ascontiguousarray(dem.values), geometry)
 
 
@@ -785,7 +785,7 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     if projection not in ("exact", "bilinear"):
         raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {projection!r}")
     # The heights are only read: no copy of a DEM that is already ellipsoidal.
-    dem, _ = _open_dem(dem, None, None, False, share_values=True)
+    dem = open_dem(dem, copy=False)
     if min(dem.shape) < 2:
         raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
     resolved = _resolve_contribution(contribution, dem)
@@ -981,7 +981,7 @@ def simulate(
     ``pixel_area`` (m^2), ``mixing`` (separate ground segments per pixel), ``valid`` (gamma
     area >= 5 % of flat terrain's).
     """
-    dem, _ = _open_dem(dem, None, None, False, share_values=True)
+    dem = open_dem(dem, copy=False)
     with progress_bar(dem.shape[0], "simulate", progress) as update:
         state = _run_simulation(dem, geometry, contribution, projection, oversample, progress=update)
     return _as_dataset(state, projection)
