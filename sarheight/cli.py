@@ -189,15 +189,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     stages.done("read DEM and geometry")
     options = {"contribution": args.contribution, "output": args.output, "projection": args.projection,
                "measurement": args.measurement, "progress": not args.quiet}
-    if args.scheduler is not None:
-        from .distributed import reconstruct_distributed
-
-        client = None if args.scheduler == "local" else args.scheduler
-        result = reconstruct_distributed(sar_path, dem, geometry, client=client,
-                                         rows_per_block=args.chunks or 256, **options)
-    else:
-        result = reconstruct(sar_path, dem, geometry, sar_quantity=args.sar_quantity, sar_db=args.sar_db,
-                             chunks=args.chunks, **options)
+    result = reconstruct(sar_path, dem, geometry, sar_quantity=args.sar_quantity, sar_db=args.sar_db,
+                         chunks=args.chunks, client=args.scheduler, **options)
     stages.done("reconstructed")
     out = Path(args.out)
     to_geotiff(result, out)

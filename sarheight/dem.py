@@ -49,7 +49,13 @@ import xarray as xr
 from pyproj.transformer import TransformerGroup
 
 from sarheight._threads import run_blocks
-from sarheight.errors import DatumError, InvalidInputError, MissingInputError, VerticalDatumWarning
+from sarheight.errors import (
+    DatumError,
+    InvalidInputError,
+    MissingInputError,
+    VerticalDatumWarning,
+    user_stacklevel,
+)
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
 from sarheight.kernels.geodesy import interpolate_rows
 
@@ -203,15 +209,6 @@ def open_dem(
 warnings.filterwarnings("always", category=VerticalDatumWarning)
 
 
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside sarheight (the user's call)."""
-    package = str(Path(__file__).resolve().parent)
-    frame, level = sys._getframe(1), 1
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def _already_ellipsoidal(dem: xr.DataArray, vertical_datum: str | None, crs_datum: str | None) -> bool:
     """Whether ``dem``'s attributes say it holds ellipsoidal heights (an ``open_dem``
     result) and nothing given contradicts them; raises where something does."""
@@ -268,7 +265,7 @@ def _source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: 
         "'egm2008' (with geoid_grid=...) to convert, or vertical_datum='ellipsoid' to "
         "silence this warning."
     )
-    warnings.warn(message, VerticalDatumWarning, stacklevel=_user_stacklevel())
+    warnings.warn(message, VerticalDatumWarning, stacklevel=user_stacklevel())
     return _UNSPECIFIED
 
 

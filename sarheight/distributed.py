@@ -1,8 +1,10 @@
-"""Block-wise reconstruction on dask.distributed (or threads) for DEMs too large to reconstruct in memory.
+"""Block-wise reconstruction, on local threads or a dask.distributed cluster, for DEMs too large to reconstruct in memory.
 
-Every heavy step runs per piece of the DEM, on the cluster, and each task recomputes the
-cell geometry it needs (geocoding costs a few percent of the facet passes), so nothing
-per cell stays on the workers or travels back between phases:
+:func:`sarheight.layover.reconstruct` runs here when given ``chunks`` or ``client``
+(:func:`reconstruct_blockwise`). Every heavy step runs per piece of the DEM, on the
+workers, and each task recomputes the cell geometry it needs (geocoding costs a few
+percent of the facet passes), so nothing per cell stays on the workers or travels back
+between phases:
 
 1. plan, per block of DEM rows: extents, steps, which way the lines run along each
    column, whether each cell faces away from the sensor, and the cells the smooth
@@ -35,14 +37,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,79 +52,134 @@ import numpy as np
 import xarray as xr
 
 from ._threads import progress_bar, serial_call, thread_count
-from .dem import open_dem
+from .dem import geodetic_at_rows, horizontal_crs, is_wgs84_degrees
 from .errors import InvalidInputError
-from .geometry import RadarGeometry
+from .geometry import RadarGeometry, RadarWindow
 from .io import GeoTiffBlockWriter
-from .layover import (
-    Output,
-    _check_intensity,
-    _check_observation,
-    _check_values,
-    _from_xarray_sentinel,
-    _LazyProduct,
-    _observation_on_window,
-    _resolve_input,
-    _result_dataset,
-    reallocate,
+from .masks import MASK_ATTRS, MaskCode
+from .observation import (
+    Observation,
+    check_intensity,
+    check_values,
+    intensity_on_window,
     warn_partial_coverage,
 )
-from .masks import MASK_ATTRS, MaskCode
+from .reallocation import Output, reallocate, result_dataset
 from .simulate import (
+    Contribution,
+    FacetContribution,
+    Projection,
+    Simulation,
     SmoothFields,
-    _cell_geometry,
-    _check_oversample,
-    _clear_residue,
-    _resolve_contribution,
-    _Simulation,
-    _slant_range_spacing,
-    _visibility,
     bilinear_oversample,
+    cell_geometry,
     cell_geometry_arrays,
     cell_steps,
     channels,
+    clear_residue,
     radar_sums,
     radar_window,
+    resolve_contribution,
     rows_run_along_track,
+    slant_range_spacing,
     smooth_samples,
     smooth_stride,
     step_stride,
+    visibility_masks,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class _LocalExecutor:
-    """The submit/gather subset of a dask Client, on local threads (the ``chunks=`` path)."""
-
-    def __init__(self, workers: int | None = None):
-        self.pool = ThreadPoolExecutor(max_workers=workers)
-
-    def submit(self, func: Callable, *args: Any, **kwargs: Any):
-        return self.pool.submit(func, *args, **kwargs)
-
-    def gather(self, futures):
-        return [f.result() for f in futures]
-
-    def close(self) -> None:
-        self.pool.shutdown()
+# --- where the tasks run --------------------------------------------------------------
 
 
-@dataclass
+class Workers:
+    """Where the tasks of a block-wise run go: local threads, or a dask.distributed client.
+
+    Open one with :meth:`open`. Tasks run their row blocks serially
+    (``_threads.serial_call``): a run keeps about one task per worker thread in flight.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor | None = None, client: Any = None):
+        self.pool, self.client = pool, client
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, client: Any = None) -> Iterator[Workers]:
+        """``None``: local threads, one per core; ``"local"``: a new ``LocalCluster`` on this
+        machine (closed afterwards); a scheduler address (str) or a ``dask.distributed.Client``."""
+        if client is None:
+            # A task per thread: while one runs Python (assembling, writing), another computes.
+            with ThreadPoolExecutor(max_workers=max(1, thread_count())) as pool:
+                yield cls(pool=pool)
+            return
+        from dask.distributed import Client, LocalCluster
+
+        if isinstance(client, str):
+            with contextlib.ExitStack() as stack:
+                if client == "local":
+                    cluster = stack.enter_context(LocalCluster(processes=True, dashboard_address=None))
+                    client = stack.enter_context(Client(cluster))
+                else:
+                    client = stack.enter_context(Client(client))
+                yield cls(client=client)
+            return
+        if not hasattr(client, "submit") or not hasattr(client, "scatter"):
+            raise InvalidInputError(
+                f"client must be None (local threads), 'local', a scheduler address or a dask.distributed.Client, "
+                f"not {type(client).__name__}"
+            )
+        yield cls(client=client)
+
+    @property
+    def threads(self) -> int:
+        """Worker threads in all."""
+        if self.pool is not None:
+            return self.pool._max_workers
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # a scheduler that cannot say: assume a small cluster
+            return 2
+
+    def submit(self, func: Callable, *args: Any):
+        """A future of ``func(*args)``, run with its row blocks on the worker's thread."""
+        return (self.pool or self.client).submit(serial_call, func, *args)
+
+    def broadcast(self, value: Any) -> Any:
+        """A value every task takes (the geometry): sent to the workers once, not with each task."""
+        if self.client is None:
+            return value
+        # hash=False: a key of its own per run (a content hash would be shared by two runs on
+        # one client, and the first run's release would drop the second's data).
+        return self.client.scatter(value, broadcast=True, hash=False)
+
+    def upload(self, value: Any) -> Any:
+        """A task's large argument (a tile's radar-grid sums): moved to a worker ahead of the
+        task rather than inside its description, as dask asks of arguments of many MB."""
+        if self.client is None:
+            return value
+        return self.client.scatter(value, hash=False)
+
+
+# --- the pieces of the DEM and the plan -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
 class _Block:
-    start: int  # first own row
-    stop: int  # one past the last own row
-    halo_start: int  # first row of the arrays (start - 1, or 0)
+    """DEM rows ``start:stop``, read with the row before (``halo_start``) where there is one."""
+
+    start: int
+    stop: int
+    halo_start: int
 
 
 def _blocks(rows: int, rows_per_block: int) -> list[_Block]:
-    if rows_per_block < 2:
-        raise InvalidInputError(f"blocks need at least 2 rows, got rows_per_block={rows_per_block}")
     edges = [*range(0, rows, rows_per_block), rows]
     return [_Block(a, b, max(0, a - 1)) for a, b in itertools.pairwise(edges) if b > a]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Tile:
     """A block of rows by a range of columns: the unit of the facet passes."""
 
@@ -131,16 +188,57 @@ class _Tile:
     cols: tuple[int, int]
 
 
+@dataclasses.dataclass(frozen=True)
+class _TileExtent:
+    """Where a tile's cells fall in the image (from its block's plan)."""
+
+    any_own: bool  # whether any of its own cells has a solution
+    extent: tuple[float, float, float, float]  # lines and samples (min, max, min, max) of its cells and neighbours
+    step: float  # the largest line or sample step between neighbouring cells
+    own_lines: tuple[float, float]  # the smallest and largest line of its own cells
+
+
+@dataclasses.dataclass
+class _BlockPlan:
+    """What the client needs to plan, from the cell geometry of one block of rows."""
+
+    any: bool
+    faces_away: np.ndarray | None
+    line_range: tuple[float, float] = (math.nan, math.nan)
+    sample_range: tuple[float, float] = (math.nan, math.nan)
+    steps: list[np.ndarray] = dataclasses.field(default_factory=list)  # simulate.cell_steps
+    along_track_rows: bool = True
+    range_spacing: float = math.nan
+    smooth_samples: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    tiles: list[_TileExtent] = dataclasses.field(default_factory=list)
+    # Each column's smallest and largest line over intervals of rows: (rows (n, 2),
+    # lines (n, 2, cols)).
+    column_lines: tuple[np.ndarray, np.ndarray] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _TilePlan:
+    """What every facet task of a run takes besides its tile and the geometry (which goes
+    to the workers once, as an argument of its own: dask replaces futures in arguments,
+    not inside objects)."""
+
+    oversample: int
+    exact: bool
+    contribution: FacetContribution
+    smooth: SmoothFields
+    output: Output
+
+
 #: Rows of the intervals over which the plan gives each column's line extent (sheared
 #: bands are cut at this granularity).
 _LINE_SAMPLING = 8
 
 
-# --- tasks (run on workers) -----------------------------------------------------------
+# --- tasks (run on the workers) -------------------------------------------------------
 
 
 def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, stride: int,
-               steps_every: int, col_edges: list[int]) -> dict[str, Any]:
+               steps_every: int, col_edges: list[int]) -> _BlockPlan:
     """What the client needs to plan, from the cell geometry of a block's rows (with halo).
 
     Extents, the cell steps (``simulate.cell_steps``) every ``steps_every`` rows and
@@ -149,13 +247,12 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
     tile (column range of ``col_edges``), the extent in lines and samples of its cells
     and their neighbours; the block's share of the cells the smooth fields are fitted to.
     """
-    cells = _cell_geometry(dem_rows, geometry)
+    cells = cell_geometry(dem_rows, geometry)
     own_rows = slice(block.start - block.halo_start, block.stop - block.halo_start)
     own = {name: cells[name][own_rows] for name in ("line", "sample", "valid", "pixel_area", "incidence")}
     valid = own["valid"]
-    summary: dict[str, Any] = {"any": bool(valid.any()), "faces_away": cells["faces_away"][own_rows]}
-    if not summary["any"]:
-        return summary
+    if not valid.any():
+        return _BlockPlan(any=False, faces_away=cells["faces_away"][own_rows])
     line = np.where(cells["valid"], cells["line"], np.nan)
     sample = np.where(cells["valid"], cells["sample"], np.nan)
     tiles = []
@@ -167,11 +264,11 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
             ring = (slice(max(0, own_rows.start - 1), own_rows.stop + 1), slice(max(0, c0 - 1), c1 + 1))
             own_tile = (own_rows, slice(c0, c1))
             any_own = bool(valid[:, c0:c1].any())
-            extent = [np.nanmin(line[ring]), np.nanmax(line[ring]), np.nanmin(sample[ring]), np.nanmax(sample[ring])]
+            extent = (np.nanmin(line[ring]), np.nanmax(line[ring]), np.nanmin(sample[ring]), np.nanmax(sample[ring]))
             step = max([float(np.nanmax(np.abs(np.diff(a[ring], axis=axis)), initial=0.0))
                         for a in (line, sample) for axis in (0, 1) if a[ring].shape[axis] > 1], default=0.0)
-            own_lines = [np.nanmin(line[own_tile]), np.nanmax(line[own_tile])] if any_own else [np.nan, np.nan]
-            tiles.append((any_own, extent, step, own_lines))
+            own_lines = (np.nanmin(line[own_tile]), np.nanmax(line[own_tile])) if any_own else (np.nan, np.nan)
+            tiles.append(_TileExtent(any_own, extent, step, own_lines))
         # Each column's smallest and largest line over intervals of _LINE_SAMPLING rows
         # (valid cells only, so voids cannot hide a crossing), the last interval reaching
         # into the next block's first row: the intervals tile the DEM's rows.
@@ -184,44 +281,44 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
             for a, b in itertools.pairwise(edges)
         ]).astype(np.float32)
         interval_rows = block.halo_start + np.array(list(itertools.pairwise(edges)))
-    summary.update(
+    return _BlockPlan(
+        any=True,
+        faces_away=cells["faces_away"][own_rows],
         line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
         sample_range=(float(np.nanmin(own["sample"][valid])), float(np.nanmax(own["sample"][valid]))),
         steps=cell_steps(cells, steps_every, block.halo_start, (own_rows.start, own_rows.stop)),
         along_track_rows=rows_run_along_track(cells["line"]),
-        range_spacing=_slant_range_spacing(cells),
+        range_spacing=slant_range_spacing(cells),
         smooth_samples=smooth_samples(own, stride, block.start),
         tiles=tiles,
         column_lines=(interval_rows, interval_lines),
     )
-    return summary
 
 
 def _task_masks(axes: _Axes, row_start: np.ndarray, height: np.ndarray, faces_away: np.ndarray,
-                geometry: RadarGeometry, band: tuple[int, int], window: tuple[int, int, int, int],
-                range_tolerance: float):
+                geometry: RadarGeometry, band: tuple[int, int], window: RadarWindow,
+                range_tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Layover, shadow and mixing of a band of lines [band[0], band[1]).
 
     ``height`` and ``faces_away`` hold, column by column, the DEM rows from ``row_start``
     whose cells cross the band's lines and the next (a sheared strip, ``_sheared``; rows
-    beyond a column's strip are void). The cells
-    judged are those whose line falls in the band; the profiles of lines band[0] ..
-    band[1] are cut from all of them. Returns the masks (uint8, 255 where not judged)
-    and the mixing of lines band[0]:band[1] (uint16, window samples).
+    beyond a column's strip are void). The cells judged are those whose line falls in
+    the band; the profiles of lines band[0] .. band[1] are cut from all of them. Returns
+    the masks (uint8, outside where not judged), the mixing of lines band[0]:band[1]
+    (uint16, window samples) and which cells were judged.
     """
     lon, lat = axes.lon_lat(row_start, height.shape[0])
     cells = cell_geometry_arrays(lon, lat, height, geometry, faces_away=False)
     del lon, lat
-    line0, n_lines, sample0, n_samples = window
     first, stop = band
     with np.errstate(invalid="ignore"):
         key = np.floor(cells["line"])
         # The window's first band also judges the cells just before its first line (an
         # image's line -0.5 .. 0), which in memory take that line's profile alone.
-        judged = cells["valid"] & (key >= (first - 1 if first == line0 else first)) & (key < stop)
-    profile_lines = (first, min(stop + 1, line0 + n_lines) - first, sample0, n_samples)
-    layover, shadow, mixing = _visibility(cells, faces_away, profile_lines, transpose=False,
-                                          range_tolerance=range_tolerance, judged=judged)
+        judged = cells["valid"] & (key >= (first - 1 if first == window.line0 else first)) & (key < stop)
+    profile_lines = RadarWindow(first, min(stop + 1, window.line_stop) - first, window.sample0, window.samples)
+    layover, shadow, mixing = visibility_masks(cells, faces_away, profile_lines, transpose=False,
+                                               range_tolerance=range_tolerance, judged=judged)
     lines, samples = geometry.grid.shape
     with np.errstate(invalid="ignore"):
         inside = judged & (cells["line"] >= -0.5) & (cells["line"] <= lines - 0.5) & (
@@ -231,156 +328,369 @@ def _task_masks(axes: _Axes, row_start: np.ndarray, height: np.ndarray, faces_aw
     return layover, shadow, mixing[:stop - first], judged
 
 
-def _tile_state(dem_view: xr.DataArray, plan: dict, own: tuple[slice, slice], layover_view: np.ndarray,
-                shadow_view: np.ndarray, sub_window) -> _Simulation:
-    """The simulation of a tile with its halo, in a radar sub-window (masks 255 in the
+def _tile_simulation(dem_view: xr.DataArray, geometry: RadarGeometry, plan: _TilePlan, layover_view: np.ndarray,
+                     shadow_view: np.ndarray, sub_window: RadarWindow) -> Simulation:
+    """The simulation of a tile with its halo, in a radar sub-window (masks outside in the
     halo: the neighbouring tiles' cells are not processed here)."""
-    cells = _cell_geometry(dem_view, plan["geometry"])
-    return _Simulation(dem_view, plan["geometry"], cells, sub_window, plan["oversample"], plan["exact"],
-                       plan["contribution"], layover_view, shadow_view, np.zeros((1, 1), dtype=np.uint16), {},
-                       radar_sums(0, 0), plan["smooth"])
+    cells = cell_geometry(dem_view, geometry)
+    return Simulation(dem_view, geometry, cells, sub_window, plan.oversample, plan.exact, plan.contribution,
+                      layover_view, shadow_view, np.zeros((1, 1), dtype=np.uint16), {}, radar_sums(0, 0),
+                      plan.smooth)
 
 
-def _task_scatter(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window) -> np.ndarray:
+def _task_scatter(dem_view: xr.DataArray, geometry: RadarGeometry, plan: _TilePlan, own: tuple[slice, slice],
+                  layover_view: np.ndarray, shadow_view: np.ndarray, sub_window: RadarWindow) -> np.ndarray:
     """The tile's own facets scattered into its radar sub-window: a radar buffer
     (``simulate.radar_sums``) of its two channels."""
-    state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
+    state = _tile_simulation(dem_view, geometry, plan, layover_view, shadow_view, sub_window)
     rows, cols = own
     return state.facet_pass(gather=False, rows=(rows.start, rows.stop), cols=(cols.start, cols.stop),
                             consume=lambda *_: None, per_cell=False)[-1]
 
 
-def _task_gather(dem_view, plan: dict, own: tuple[slice, slice], layover_view, shadow_view, sub_window,
-                 sums: np.ndarray, observed: Any, mixing: np.ndarray) -> xr.Dataset:
+def _task_gather(dem_view: xr.DataArray, geometry: RadarGeometry, plan: _TilePlan, own: tuple[slice, slice],
+                 layover_view: np.ndarray, shadow_view: np.ndarray, sub_window: RadarWindow, sums: np.ndarray,
+                 observed: np.ndarray | xr.DataArray, mixing: np.ndarray) -> xr.Dataset:
     """The tile's cells of the result: its facets gather the ratios of the summed images
-    (the radar buffer ``sums``) and the observation on its sub-window (an array, or a
-    lazy DataArray read here, on the worker)."""
+    (the radar buffer ``sums``) and the observation on its sub-window (an array, or the
+    part of a lazy image, read here, on the worker)."""
     if not isinstance(observed, np.ndarray):
         import dask
 
         with dask.config.set(scheduler="synchronous"):  # this task is the worker's unit of work
-            observed = _observation_on_window(observed, plan["geometry"], sub_window)
-        _check_values(observed)
-    state = _tile_state(dem_view, plan, own, layover_view, shadow_view, sub_window)
+            observed = intensity_on_window(observed, sub_window)
+        check_values(observed)
+    state = _tile_simulation(dem_view, geometry, plan, layover_view, shadow_view, sub_window)
     state.sums, state.mixing = sums, mixing
     rows, cols = own
-    products = reallocate(state, observed, plan["output"], rows=(rows.start, rows.stop),
+    products = reallocate(state, observed, plan.output, rows=(rows.start, rows.stop),
                           cols=(cols.start, cols.stop), keep_energy=False)
-    own_state = replace(state, dem=dem_view.isel(y=rows, x=cols),
-                        cells={name: array[rows, cols] for name, array in state.cells.items()},
-                        layover=layover_view[rows, cols], shadow=shadow_view[rows, cols])
-    part = _result_dataset(own_state, products, plan["output"], plan["projection"])
+    own_state = dataclasses.replace(state, dem=dem_view.isel(y=rows, x=cols),
+                                    cells={name: array[rows, cols] for name, array in state.cells.items()},
+                                    layover=layover_view[rows, cols], shadow=shadow_view[rows, cols])
+    part = result_dataset(own_state, products, plan.output)
     part.attrs["missing_pixels"] = products["missing_pixels"]  # taken off by the sink
     return part
 
 
-# --- driver ---------------------------------------------------------------------------
+# --- the run --------------------------------------------------------------------------
 
 
-def reconstruct_distributed(
-    sar: Any,
-    dem: Any,
-    geometry: RadarGeometry | None = None,
-    *,
-    client: Any = None,
-    rows_per_block: int = 256,
-    cols_per_tile: int | None = None,
-    out: str | os.PathLike[str] | None = None,
-    contribution: Any = "model",
-    output: Output = "sigma0",
-    projection: Literal["exact", "bilinear"] = "exact",
-    oversample: int | Literal["auto"] = "auto",
-    measurement: str = "IW/VV",
-    sar_quantity: Literal["beta0", "sigma0", "gamma0"] = "sigma0",
-    sar_db: bool = False,
-    progress: bool = True,
-) -> xr.Dataset:
-    """:func:`sarheight.layover.reconstruct` block by block on a dask.distributed cluster.
+def reconstruct_blockwise(observation: Observation, dem: xr.DataArray, *, contribution: Contribution,
+                          output: Output, projection: Projection, oversample: int | Literal["auto"],
+                          rows_per_block: int, cols_per_tile: int, client: Any = None,
+                          out: str | os.PathLike[str] | None = None, progress: bool = True) -> xr.Dataset:
+    """Reconstruct block by block (:func:`sarheight.layover.reconstruct` with ``chunks`` or
+    ``client``), from an observation in radar geometry and a DEM it has checked and opened.
 
     Parameters
     ----------
-    sar, dem, geometry, contribution, output, projection, oversample, measurement,
-    sar_quantity, sar_db : as for :func:`sarheight.layover.reconstruct`.
-    client : a ``dask.distributed.Client``, a scheduler address (str), ``None`` for a new
-        ``LocalCluster`` (closed afterwards), or ``"threads"`` for local threads without
-        dask (what ``reconstruct(..., chunks=...)`` uses).
+    observation, dem : resolved and opened by ``reconstruct``.
+    contribution, output, projection, oversample, client, out, progress : as for
+        ``reconstruct`` (checked there).
     rows_per_block : DEM rows per block (and radar lines per band of the masks).
-    cols_per_tile : DEM columns per tile of the facet passes, default 4 x ``rows_per_block``;
-        the memory per task scales with blocks, bands and tiles, not the DEM.
-    out : a GeoTIFF path: the result is written there block by block (float products;
-        ``<out>_masks.tif``: layover, shadow, mixing as uint8; ``<out>_geometry.tif``:
-        slant range and azimuth time in float64), each file atomically, and returned
-        opened lazily (dask arrays), so that nothing of the DEM's size is held in
-        memory. ``None``: the result is assembled in memory.
-    progress : show a progress bar (only when standard error is a terminal).
+    cols_per_tile : DEM columns per tile of the facet passes; the memory per task scales
+        with blocks, bands and tiles, not the DEM.
 
     Returns
     -------
-    The same Dataset as :func:`sarheight.layover.reconstruct`, to float rounding
-    (``mixing`` saturates at 254 in ``out``'s masks file).
+    The same Dataset as in memory, to float rounding; with ``out``, the written files
+    opened lazily.
 
     Notes
     -----
-    Blocks are processed in the order of the radar lines they reach. A block's radar
-    sums are kept only until the last block whose lines overlap them is gathered, so
-    the client holds a few blocks' worth of radar lines, plus, without ``out``, the
-    per-cell outputs.
+    Tiles are processed in the order of the radar lines they reach. A tile's radar sums
+    are kept only until the last tile whose sub-window overlaps them is gathered, so the
+    client holds a few blocks' worth of radar lines, plus, without ``out``, the per-cell
+    outputs.
     """
-    if output not in ("sigma0", "gamma0"):
-        raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
-    if projection not in ("exact", "bilinear"):
-        raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {projection!r}")
-    if oversample != "auto":
-        _check_oversample(oversample)
-    if out is not None and not Path(out).parent.is_dir():
-        raise InvalidInputError(f"output folder {str(Path(out).parent)!r} does not exist: create it first")
-    sar, geometry = _resolve_input(sar, geometry, measurement)
-    if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
-        raise InvalidInputError(
-            "block-wise reconstruction takes observations in radar geometry or SAFE products; "
-            "use reconstruct() for images geocoded to a map grid"
+    resolved = resolve_contribution(contribution, dem)
+    with Workers.open(client) as workers:
+        run = _BlockwiseRun(observation, dem, resolved, output=output, projection=projection,
+                            oversample=oversample, rows_per_block=rows_per_block, cols_per_tile=cols_per_tile,
+                            workers=workers)
+        run.plan()
+        run.check_observation()
+        result, tiles_missing_pixels = run.execute(out, progress)
+    if tiles_missing_pixels:
+        warn_partial_coverage(f"pixels that the facets of {tiles_missing_pixels} of {len(run.tiles)} tiles reach")
+    return result
+
+
+class _BlockwiseRun:
+    """One block-wise reconstruction: its plan, its tasks and the order they run in."""
+
+    def __init__(self, observation: Observation, dem: xr.DataArray, contribution: FacetContribution, *,
+                 output: Output, projection: Projection, oversample: int | Literal["auto"], rows_per_block: int,
+                 cols_per_tile: int, workers: Workers):
+        self.observation, self.dem, self.contribution = observation, dem, contribution
+        self.output, self.projection, self.oversample = output, projection, oversample
+        self.rows_per_block, self.cols_per_tile = rows_per_block, cols_per_tile
+        self.workers = workers
+        rows, cols = dem.shape
+        self.blocks = _blocks(rows, rows_per_block)
+        self.col_edges = [*range(0, cols, cols_per_tile), cols]
+        if len(self.col_edges) > 2 and self.col_edges[-1] - self.col_edges[-2] < cols_per_tile // 4:
+            del self.col_edges[-2]  # no sliver of a tile at the right edge
+        # One task waiting per worker thread keeps them busy; each holds a block's data.
+        self.in_flight = workers.threads + 1
+        self.geometry = workers.broadcast(observation.geometry)
+        self.axes = workers.broadcast(_Axes.of(dem))
+
+    # 1. The plan, from the cell geometry of each block of rows.
+
+    def plan(self) -> None:
+        """The radar window, the oversampling, the smooth fields, the faces-away flags,
+        the tiles and their sub-windows, the bands of lines: everything later tasks need."""
+        dem, geometry = self.dem, self.observation.geometry
+        rows, cols = dem.shape
+        stride = smooth_stride(dem.shape)
+        plans = self._plan_blocks(stride)
+        present = [k for k, p in enumerate(plans) if p.any]
+        if not present:
+            radar_window(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1), bool), geometry)  # raises
+        if stride > 1 and not any(plans[k].smooth_samples["line"].size for k in present):
+            plans = self._plan_blocks(1)  # as in memory: too few valid cells on the strided subset
+        if not all(plans[k].along_track_rows for k in present):
+            raise InvalidInputError(
+                "the DEM's rows do not run along track for this geometry: block-wise reconstruction "
+                "needs them to; transpose the DEM or reconstruct in memory (without chunks or client)"
+            )
+        self.faces_away = np.zeros((rows, cols), dtype=bool)
+        for block, block_plan in zip(self.blocks, plans, strict=True):
+            self.faces_away[block.start:block.stop] = block_plan.faces_away
+            block_plan.faces_away = None
+        line_ranges = np.array([plans[k].line_range for k in present])
+        sample_ranges = np.array([plans[k].sample_range for k in present])
+        self.window = window = radar_window(
+            np.array([[line_ranges[:, 0].min(), line_ranges[:, 1].max()]]),
+            np.array([[sample_ranges[:, 0].min(), sample_ranges[:, 1].max()]]),
+            np.ones((1, 2), bool), geometry,
         )
-    if not isinstance(sar, _LazyProduct):
-        _check_observation(sar, geometry)
-    # The heights are only read: no copy of a DEM that is already ellipsoidal.
-    dem = open_dem(dem, copy=False)
-    if min(dem.shape) < 2:
-        raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
-    resolved = _resolve_contribution(contribution, dem)
-    executor, close = _executor(client)
-    try:
-        if cols_per_tile is None:
-            # Near-square tiles: a tile's radar footprint stays compact when the lines cross
-            # the DEM at an angle, so few neighbours' sums are held for its gather.
-            cols_per_tile = 4 * rows_per_block
-        if cols_per_tile < 2:
-            raise InvalidInputError(f"tiles need at least 2 columns, got cols_per_tile={cols_per_tile}")
-        return _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block, cols_per_tile,
-                    executor, out, progress)
-    finally:
-        close()
+        # The same cell pairs as in memory, hence the same factor.
+        steps = [np.concatenate([plans[k].steps[q] for k in present]) for q in range(4)]
+        factor = int(self.oversample) if self.oversample != "auto" else (
+            2 if self.projection == "exact" else bilinear_oversample(steps))
+        del steps
+        self.range_tolerance = 0.05 * float(np.nanmedian([plans[k].range_spacing for k in present]))
+        self.smooth = SmoothFields.fit(
+            {name: np.concatenate([plans[k].smooth_samples[name] for k in present])
+             for name in plans[present[0]].smooth_samples}, window)
+        self.tile_plan = _TilePlan(factor, self.projection == "exact", self.contribution, self.smooth, self.output)
+        self.present = present
+        self.line_ranges = {k: plans[k].line_range for k in present}
+        self.column_lines = {k: plans[k].column_lines for k in present}
+        self._plan_tiles(plans)
+        band_lines = max(2, self.rows_per_block)
+        self.band_lines = band_lines
+        self.bands = [(b0, min(b0 + band_lines, window.line_stop))
+                      for b0 in range(window.line0, window.line_stop, band_lines)]
+        self.band_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.layover = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
+        self.shadow = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
+        self.mixing = np.zeros(window.shape, dtype=np.uint16)
 
+    def _plan_blocks(self, stride: int) -> list[_BlockPlan]:
+        plans: list[_BlockPlan] = [None] * len(self.blocks)  # type: ignore[list-item]
+        steps_every = step_stride(self.dem.shape)
+        calls = ((_task_plan, (_halo_rows(self.dem, b.start, b.stop), self.geometry, b, stride, steps_every,
+                               self.col_edges))
+                 for b in self.blocks)
+        _bounded(self.workers, calls, plans.__setitem__, self.in_flight)
+        return plans
 
-def _executor(client: Any):
-    if client == "threads":
-        # A task per thread: while one runs Python (assembling, writing), another computes.
-        local = _LocalExecutor(max(1, thread_count()))
-        return local, local.close
-    from dask.distributed import Client, LocalCluster
+    def _plan_tiles(self, plans: list[_BlockPlan]) -> None:
+        """The tiles, the radar sub-windows of those with cells in the image, and the
+        tiles whose sub-windows overlap each one's (whose sums its gather adds)."""
+        self.tiles: list[_Tile] = []
+        self.subs: dict[_Tile, RadarWindow] = {}
+        self.tile_lines: dict[_Tile, tuple[float, float]] = {}
+        for k, block in enumerate(self.blocks):
+            for m, (c0, c1) in enumerate(itertools.pairwise(self.col_edges)):
+                tile = _Tile(k, (block.start, block.stop), (c0, c1))
+                self.tiles.append(tile)
+                if not plans[k].any or not plans[k].tiles[m].any_own:
+                    continue  # no cell solved: gathered for its geometry and void products only
+                extent = plans[k].tiles[m]
+                self.subs[tile] = _sub_window(extent.extent, extent.step, self.window)
+                self.tile_lines[tile] = extent.own_lines
+        self.needs = _overlapping(self.subs)
 
-    if client is None:
-        cluster = LocalCluster(processes=True, dashboard_address=None)
-        owned = Client(cluster)
+    # 2. The observation, checked before any heavy work.
 
-        def close() -> None:
-            owned.close()
-            cluster.close()
+    def check_observation(self) -> None:
+        """One sub-window at a time; a lazy observation (whose reading is the work) on a
+        few tiles spread over the DEM, then by each gather as it reads its window."""
+        observation = self.observation
+        checked = list(self.subs.values())
+        if observation.lazy_image or observation.product is not None:
+            checked = checked[::max(1, len(checked) // 8)]
+        covered = False
+        for sub in checked:
+            observed = observation.on_window(sub)
+            if np.isfinite(observed).any():
+                covered = True
+                check_intensity(observed, sub)
+        if not covered:
+            check_intensity(np.full((1, 1), np.nan), self.window)  # raises: the image does not cover the DEM
 
-        return owned, close
-    if isinstance(client, str):
-        owned = Client(client)
-        return owned, owned.close
-    return client, lambda: None
+    # The tasks.
+
+    def rows_of_band(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per column, the DEM rows of band b (from the blocks whose lines reach it and
+        their neighbours: a pair of sampled rows may straddle a block's edge)."""
+        if b not in self.band_rows:
+            first, stop = self.bands[b]
+            near = {j for k in self.present for j in (k - 1, k, k + 1)
+                    if self.line_ranges[k][1] >= first - 2 and self.line_ranges[k][0] <= stop + 2}
+            near = sorted(near & set(self.present))
+            cols = self.dem.shape[1]
+            if not near:  # lines of the window's margin, which no cell reaches
+                self.band_rows[b] = (np.zeros(cols, dtype=np.int64), np.zeros(cols, dtype=np.int64))
+                return self.band_rows[b]
+            interval_rows = np.concatenate([self.column_lines[k][0] for k in near])
+            interval_lines = np.concatenate([self.column_lines[k][1] for k in near])
+            self.band_rows[b] = _band_rows(interval_rows, interval_lines, first, stop, self.dem.shape[0])
+        return self.band_rows[b]
+
+    def mask_call(self, b: int) -> Callable[[dict], tuple[Callable, tuple]]:
+        def make(_: dict) -> tuple[Callable, tuple]:
+            row_start, row_stop = self.rows_of_band(b)
+            height, index = _sheared(self.dem, row_start, row_stop)
+            away = np.take_along_axis(self.faces_away, np.clip(index, 0, self.dem.shape[0] - 1), axis=0)
+            return _task_masks, (self.axes, row_start, height, away, self.geometry, self.bands[b], self.window,
+                                 self.range_tolerance)
+        return make
+
+    def masks_done(self, b: int, result: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        band_layover, band_shadow, band_mixing, judged = result
+        first, stop = self.bands[b]
+        row_start = self.band_rows.pop(b)[0]
+        index = _strip_rows(row_start, band_layover.shape[0])
+        at = np.nonzero(judged)
+        self.layover[index[at], at[1]] = band_layover[at]
+        self.shadow[index[at], at[1]] = band_shadow[at]
+        self.mixing[first - self.window.line0:stop - self.window.line0] = band_mixing
+
+    def tile_args(self, tile: _Tile) -> tuple:
+        """The arguments every facet task of ``tile`` starts with."""
+        rows, cols = self.dem.shape
+        (r0, r1), (c0, c1) = tile.rows, tile.cols
+        view = (slice(max(0, r0 - 1), min(rows, r1 + 1)), slice(max(0, c0 - 1), min(cols, c1 + 1)))
+        own = (slice(r0 - view[0].start, r1 - view[0].start), slice(c0 - view[1].start, c1 - view[1].start))
+        # The halo's cells belong to the neighbouring tiles: outside, not processed here.
+        masks = []
+        for full in (self.layover, self.shadow):
+            part = np.full((view[0].stop - view[0].start, view[1].stop - view[1].start), MaskCode.OUTSIDE,
+                           dtype=np.uint8)
+            part[own] = full[r0:r1, c0:c1]
+            masks.append(part)
+        plan = self.tile_plan
+        if self.contribution.user_weight.shape == (rows, cols):
+            plan = dataclasses.replace(plan, contribution=dataclasses.replace(
+                self.contribution, user_weight=np.ascontiguousarray(self.contribution.user_weight[view])))
+        window = self.window
+        return (self.dem.isel(y=view[0], x=view[1]), self.geometry, plan, own, *masks,
+                self.subs.get(tile, RadarWindow(window.line0, 1, window.sample0, 1)))
+
+    def scatter_call(self, tile: _Tile) -> Callable[[dict], tuple[Callable, tuple]]:
+        return lambda _: (_task_scatter, self.tile_args(tile))
+
+    def gather_call(self, tile: _Tile) -> Callable[[dict], tuple[Callable, tuple]]:
+        def make(results: dict) -> tuple[Callable, tuple]:
+            args = self.tile_args(tile)
+            sub = args[-1]
+            sums = radar_sums(sub.lines, sub.samples)
+            images = channels(sums)
+            for other in self.needs.get(tile, []):
+                _add_window(images, sub, channels(results[("scatter", other)]), self.subs[other])
+            if tile in self.subs:
+                clear_residue(images, sub, self.smooth, self.contribution)
+            sub_mixing = np.ascontiguousarray(self.mixing[sub.index_in(self.window)])
+            return _task_gather, (*args, self.workers.upload(sums), self.observation_for_task(sub), sub_mixing)
+        return make
+
+    def observation_for_task(self, sub: RadarWindow) -> np.ndarray | xr.DataArray:
+        """The observation a gather takes: a lazy image's part over the sub-window is read
+        by the task itself (on the worker, beside other tasks), anything else here."""
+        if self.observation.lazy_image:
+            return self.observation.part(sub)
+        return self.observation.on_window(sub)
+
+    def bands_of(self, lines_from: float, lines_to: float) -> list[int]:
+        """The bands of the lines lines_from..lines_to (clamped to the window: lines
+        before its first are judged by the first band, if at all)."""
+        def band(line: float) -> int:
+            return min(len(self.bands) - 1, max(0, int((math.floor(line) - self.window.line0) // self.band_lines)))
+
+        return list(range(band(lines_from), band(lines_to) + 1))
+
+    # 3. The order of the tasks.
+
+    def sequence(self) -> list[tuple[Any, list, Callable]]:
+        """The pipeline, in the order of the lines: a band's masks before the tiles whose
+        cells it judges; a tile's scatter before the gathers of the tiles it overlaps; a
+        gather once every scatter it needs and the bands of its lines are in."""
+        subs, needs, tile_lines = self.subs, self.needs, self.tile_lines
+        order = sorted(subs, key=lambda t: (tile_lines[t][0], t.cols[0]))
+        position = {t: index for index, t in enumerate(order)}
+        gather_deps = {}
+        for t in order:
+            sub = subs[t]
+            mask_bands = set(self.bands_of(tile_lines[t][0] - 1e-3, tile_lines[t][1] + 1e-3)) | set(
+                self.bands_of(sub.line0, sub.line_stop - 1))
+            gather_deps[t] = sorted({("scatter", u) for u in needs[t]}, key=lambda key: position[key[1]]) + [
+                ("masks", b) for b in sorted(mask_bands)]
+        sequence, placed, pending = [], set(), list(order)
+        next_band = 0
+
+        def place_bands_up_to(last: int) -> None:
+            nonlocal next_band
+            while next_band <= last:
+                sequence.append((("masks", next_band), [], self.mask_call(next_band)))
+                placed.add(("masks", next_band))
+                next_band += 1
+
+        def place_ready_gathers() -> None:
+            while pending and all(("scatter", u) in placed for u in needs[pending[0]]):
+                g = pending.pop(0)
+                place_bands_up_to(max(key[1] for key in gather_deps[g] if key[0] == "masks"))
+                sequence.append((("gather", g), gather_deps[g], self.gather_call(g)))
+
+        for t in order:
+            # A hair wider than the tile's lines: a band computes its cells' lines afresh,
+            # to rounding (and, for projected DEMs, to the millimetre of the coordinates).
+            own_bands = self.bands_of(tile_lines[t][0] - 1e-3, tile_lines[t][1] + 1e-3)
+            place_bands_up_to(own_bands[-1])
+            sequence.append((("scatter", t), [("masks", b) for b in own_bands], self.scatter_call(t)))
+            placed.add(("scatter", t))
+            place_ready_gathers()
+        place_bands_up_to(len(self.bands) - 1)
+        place_ready_gathers()
+        sequence += [(("gather", t), [], self.gather_call(t)) for t in self.tiles if t not in subs]
+        return sequence
+
+    # 4. Running it.
+
+    def execute(self, out: str | os.PathLike[str] | None, progress: bool) -> tuple[xr.Dataset, int]:
+        """Run the pipeline into the result (or files, with ``out``); returns the result and
+        how many tiles' facets reach pixels the image lacks."""
+        sequence = self.sequence()
+        with contextlib.ExitStack() as stack:
+            update = stack.enter_context(progress_bar(len(sequence), "reconstruct (tiles)", progress, unit="task"))
+            sink = _ResultSink(self.dem, self.observation.geometry, self.rows_per_block, out, stack,
+                               (self.rows_per_block, self.cols_per_tile))
+
+            def finished(key: tuple[str, Any], result: Any) -> None:
+                if key[0] == "masks":
+                    self.masks_done(key[1], result)
+                elif key[0] == "gather":
+                    sink.write(key[1].rows[0], key[1].cols[0], result)
+
+            _Pipeline(self.workers, self.in_flight, update).run(sequence, finished,
+                                                                keep=lambda key: key[0] == "scatter")
+            result = sink.result()
+        return (sink.reopen() if out is not None else result), sink.tiles_missing_pixels
 
 
 def _halo_rows(dem: xr.DataArray, first: int, stop: int) -> xr.DataArray:
@@ -388,50 +698,19 @@ def _halo_rows(dem: xr.DataArray, first: int, stop: int) -> xr.DataArray:
     return dem.isel(y=slice(max(0, first - 1), min(dem.shape[0], stop + 1)))
 
 
-def _bounded(executor, calls, consume, in_flight: int) -> None:
+def _bounded(workers: Workers, calls, consume: Callable[[int, Any], None], in_flight: int) -> None:
     """Submit ``calls`` (func, args) keeping at most ``in_flight`` unfinished, and hand each
     result to ``consume(index, result)`` in order: the client never holds more than
     ``in_flight`` results, and the workers never more than ``in_flight`` inputs."""
     pending: list[tuple[int, Any]] = []
     for index, (func, args) in enumerate(calls):
-        pending.append((index, executor.submit(serial_call, func, *args)))
+        pending.append((index, workers.submit(func, *args)))
         if len(pending) >= in_flight:
             done, future = pending.pop(0)
             consume(done, future.result())
             del future
     for done, future in pending:
         consume(done, future.result())
-
-
-def _threads(executor) -> int:
-    if isinstance(executor, _LocalExecutor):
-        return executor.pool._max_workers
-    try:
-        return max(1, sum(executor.nthreads().values()))
-    except Exception:  # a scheduler that cannot say: assume a small cluster
-        return 2
-
-
-def _share(executor, value):
-    """A value every task takes (the geometry): sent to the workers once, not with each task."""
-    if isinstance(executor, _LocalExecutor):
-        return value
-    # hash=False: a key of its own per run (a content hash would be shared by two runs on
-    # one client, and the first run's release would drop the second's data).
-    return executor.scatter(value, broadcast=True, hash=False)
-
-
-def _send(executor, value):
-    """A task's large argument (a tile's radar-grid sums): moved to a worker ahead of the
-    task rather than inside its description, as dask asks of arguments of many MB."""
-    if isinstance(executor, _LocalExecutor):
-        return value
-    return executor.scatter(value, hash=False)
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    """Whether two radar windows (line0, lines, sample0, samples) share a line."""
-    return a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
 
 
 class _Pipeline:
@@ -442,8 +721,8 @@ class _Pipeline:
     lines, the client holds a few blocks' results at any moment.
     """
 
-    def __init__(self, executor, in_flight: int, update: Callable[[int], None]):
-        self.executor, self.in_flight, self.update = executor, in_flight, update
+    def __init__(self, workers: Workers, in_flight: int, update: Callable[[int], None]):
+        self.workers, self.in_flight, self.update = workers, in_flight, update
         self.results: dict[Any, Any] = {}
         self.running: dict[Any, Any] = {}
         self.users: dict[Any, int] = {}
@@ -464,7 +743,7 @@ class _Pipeline:
             func, args = make_call({d: self.results[d] for d in dependencies if d in self.results})
             for dependency in dependencies:
                 self._release(dependency)
-            self.running[key] = self.executor.submit(serial_call, func, *args)
+            self.running[key] = self.workers.submit(func, *args)
             submitted.append(key)
             while len(self.running) > self.in_flight:
                 while submitted[0] not in self.running:
@@ -490,290 +769,32 @@ class _Pipeline:
             self.results.pop(key, None)
 
 
-def _run(sar, dem, geometry, resolved, output, projection, oversample, rows_per_block, cols_per_tile, executor,
-         out, progress) -> xr.Dataset:
-    rows, cols = dem.shape
-    blocks = _blocks(rows, rows_per_block)
-    col_edges = [*range(0, cols, cols_per_tile), cols]
-    if len(col_edges) > 2 and col_edges[-1] - col_edges[-2] < cols_per_tile // 4:
-        del col_edges[-2]  # no sliver of a tile at the right edge
-    # One task waiting per worker thread keeps them busy; each holds a block's data.
-    in_flight = _threads(executor) + 1
-    shared_geometry = _share(executor, geometry)
-    shared_axes = _share(executor, _Axes.of(dem))
-
-    # 1. Plan, per block of rows.
-    stride = smooth_stride(dem.shape)
-    steps_every = step_stride(dem.shape)
-
-    def plan(stride: int) -> list[dict]:
-        summaries = [None] * len(blocks)
-        _bounded(executor, ((_task_plan, (_halo_rows(dem, b.start, b.stop), shared_geometry, b, stride, steps_every,
-                                          col_edges))
-                            for b in blocks), summaries.__setitem__, in_flight)
-        return summaries
-
-    summaries = plan(stride)
-    present = [k for k, s in enumerate(summaries) if s["any"]]
-    if not present:
-        radar_window(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1), bool), geometry)  # raises
-    if stride > 1 and not any(summaries[k]["smooth_samples"]["line"].size for k in present):
-        summaries = plan(1)  # as in memory: too few valid cells on the strided subset
-    if not all(summaries[k]["along_track_rows"] for k in present):
-        raise InvalidInputError(
-            "the DEM's rows do not run along track for this geometry: block-wise reconstruction "
-            "needs them to; transpose the DEM or use reconstruct() in memory"
-        )
-    faces_away = np.zeros((rows, cols), dtype=bool)
-    for block, summary in zip(blocks, summaries, strict=True):
-        faces_away[block.start:block.stop] = summary.pop("faces_away")
-    line_ranges = np.array([summaries[k]["line_range"] for k in present])
-    sample_ranges = np.array([summaries[k]["sample_range"] for k in present])
-    window = radar_window(
-        np.array([[line_ranges[:, 0].min(), line_ranges[:, 1].max()]]),
-        np.array([[sample_ranges[:, 0].min(), sample_ranges[:, 1].max()]]),
-        np.ones((1, 2), bool), geometry,
-    )
-    line0, n_lines, sample0, n_samples = window
-    # The same cell pairs as in memory, hence the same factor.
-    steps = [np.concatenate([summaries[k]["steps"][q] for k in present]) for q in range(4)]
-    factor = int(oversample) if oversample != "auto" else (
-        2 if projection == "exact" else bilinear_oversample(steps))
-    del steps
-    range_tolerance = 0.05 * float(np.nanmedian([summaries[k]["range_spacing"] for k in present]))
-    smooth = SmoothFields.fit(
-        {name: np.concatenate([summaries[k]["smooth_samples"][name] for k in present])
-         for name in summaries[present[0]]["smooth_samples"]}, window)
-    exact = projection == "exact"
-
-    # 2. Tiles and their radar sub-windows; bands of lines and their sheared rows.
-    tiles, subs, tile_lines = [], {}, {}
-    for k, block in enumerate(blocks):
-        for m, (c0, c1) in enumerate(itertools.pairwise(col_edges)):
-            tile = _Tile(k, (block.start, block.stop), (c0, c1))
-            tiles.append(tile)
-            if k not in present or not summaries[k]["tiles"][m][0]:
-                continue  # no cell solved: gathered for its geometry and void products only
-            _, extent, step, own_lines = summaries[k]["tiles"][m]
-            subs[tile] = _sub_window(extent, step, window)
-            tile_lines[tile] = own_lines
-    band_lines = max(2, rows_per_block)
-    bands = [(b0, min(b0 + band_lines, line0 + n_lines)) for b0 in range(line0, line0 + n_lines, band_lines)]
-    column_lines = {k: summaries[k].pop("column_lines") for k in present}
-    for k in present:
-        del summaries[k]["tiles"]
-    band_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def rows_of_band(b: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per column, the DEM rows of band b (from the blocks whose lines reach it and
-        their neighbours: a pair of sampled rows may straddle a block's edge)."""
-        if b not in band_rows:
-            first, stop = bands[b]
-            near = {j for k in present for j in (k - 1, k, k + 1)
-                    if summaries[k]["line_range"][1] >= first - 2 and summaries[k]["line_range"][0] <= stop + 2}
-            near = sorted(near & set(present))
-            if not near:  # lines of the window's margin, which no cell reaches
-                band_rows[b] = (np.zeros(cols, dtype=np.int64), np.zeros(cols, dtype=np.int64))
-                return band_rows[b]
-            interval_rows = np.concatenate([column_lines[k][0] for k in near])
-            interval_lines = np.concatenate([column_lines[k][1] for k in near])
-            band_rows[b] = _band_rows(interval_rows, interval_lines, first, stop, rows)
-        return band_rows[b]
-
-    lazy = isinstance(sar, xr.DataArray) and not isinstance(sar.data, np.ndarray)
-
-    def observed_on(sub) -> np.ndarray:
-        source = sar.loader((sub[0], sub[0] + sub[1], sub[2], sub[2] + sub[3])) if isinstance(sar, _LazyProduct) else sar
-        return _observation_on_window(source, geometry, sub)
-
-    def observation_for_task(sub):
-        """The observation a gather takes: a lazy image's part over the sub-window is read
-        by the task itself (on the worker, beside other tasks), anything else here."""
-        if lazy:
-            return _lazy_window(sar, sub)
-        return observed_on(sub)
-
-    # The observation is checked before any heavy work, one sub-window at a time; a lazy
-    # one (whose reading is the work) on a few tiles spread over the DEM, then by each
-    # gather as it reads its window.
-    checked = list(subs.values())
-    if lazy or isinstance(sar, _LazyProduct):
-        checked = checked[::max(1, len(checked) // 8)]
-    covered = False
-    for sub in checked:
-        observed = observed_on(sub)
-        if np.isfinite(observed).any():
-            covered = True
-            _check_intensity(observed, sub)
-    if not covered:
-        _check_intensity(np.full((1, 1), np.nan), window)  # raises: the image does not cover the DEM
-    del observed
-
-    layover = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
-    shadow = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
-    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-
-    def mask_call(b: int):
-        def make(_):
-            row_start, row_stop = rows_of_band(b)
-            height, index = _sheared(dem, row_start, row_stop)
-            away = np.take_along_axis(faces_away, np.clip(index, 0, rows - 1), axis=0)
-            return _task_masks, (shared_axes, row_start, height, away, shared_geometry, bands[b], window,
-                                 range_tolerance)
-        return make
-
-    def masks_done(b: int, result) -> None:
-        band_layover, band_shadow, band_mixing, judged = result
-        first, stop = bands[b]
-        row_start = band_rows.pop(b)[0]
-        index = _strip_rows(row_start, band_layover.shape[0])
-        at = np.nonzero(judged)
-        layover[index[at], at[1]] = band_layover[at]
-        shadow[index[at], at[1]] = band_shadow[at]
-        mixing[first - line0:stop - line0] = band_mixing
-
-    def tile_args(tile: _Tile):
-        (r0, r1), (c0, c1) = tile.rows, tile.cols
-        view = (slice(max(0, r0 - 1), min(rows, r1 + 1)), slice(max(0, c0 - 1), min(cols, c1 + 1)))
-        own = (slice(r0 - view[0].start, r1 - view[0].start), slice(c0 - view[1].start, c1 - view[1].start))
-        # The halo's cells belong to the neighbouring tiles: 255, not processed here.
-        masks = []
-        for full in (layover, shadow):
-            part = np.full((view[0].stop - view[0].start, view[1].stop - view[1].start), MaskCode.OUTSIDE, dtype=np.uint8)
-            part[own] = full[r0:r1, c0:c1]
-            masks.append(part)
-        contribution = resolved
-        if resolved.user_weight.shape == (rows, cols):
-            contribution = replace(resolved, user_weight=np.ascontiguousarray(resolved.user_weight[view]))
-        plan = {"geometry": shared_geometry, "oversample": factor, "exact": exact, "contribution": contribution,
-                "smooth": smooth, "output": output, "projection": projection}
-        return (dem.isel(y=view[0], x=view[1]), plan, own, *masks, subs.get(tile, (line0, 1, sample0, 1)))
-
-    def scatter_call(tile: _Tile):
-        return lambda _: (_task_scatter, tile_args(tile))
-
-    needs = _overlapping(subs)
-
-    def gather_call(tile: _Tile):
-        def make(results):
-            args = tile_args(tile)
-            sub = args[-1]
-            sums = radar_sums(sub[1], sub[3])
-            images = channels(sums)
-            for u in needs.get(tile, []):
-                _add_window(images, sub, channels(results[("scatter", u)]), subs[u])
-            if tile in subs:
-                _clear_residue(images, sub, smooth, resolved)
-            sub_mixing = np.ascontiguousarray(
-                mixing[sub[0] - line0:sub[0] - line0 + sub[1], sub[2] - sample0:sub[2] - sample0 + sub[3]])
-            return _task_gather, (*args, _send(executor, sums), observation_for_task(sub), sub_mixing)
-        return make
-
-    def bands_of(lines_from: float, lines_to: float) -> list[int]:
-        """The bands of the lines lines_from..lines_to (clamped to the window: lines
-        before its first are judged by the first band, if at all)."""
-        def band(line: float) -> int:
-            return min(len(bands) - 1, max(0, int((math.floor(line) - line0) // band_lines)))
-
-        return list(range(band(lines_from), band(lines_to) + 1))
-
-    # 3. The pipeline, in the order of the lines: a band's masks before the tiles whose
-    # cells it judges; a tile's scatter before the gathers of the tiles it overlaps; a
-    # gather once every scatter it needs and the bands of its lines are in.
-    order = sorted(subs, key=lambda t: (tile_lines[t][0], t.cols[0]))
-    position = {t: index for index, t in enumerate(order)}
-    gather_deps = {}
-    for t in order:
-        sub = subs[t]
-        mask_bands = set(bands_of(tile_lines[t][0] - 1e-3, tile_lines[t][1] + 1e-3)) | set(
-            bands_of(sub[0], sub[0] + sub[1] - 1))
-        gather_deps[t] = sorted({("scatter", u) for u in needs[t]}, key=lambda key: position[key[1]]) + [
-            ("masks", b) for b in sorted(mask_bands)]
-    sequence, placed, pending = [], set(), list(order)
-    next_band = 0
-
-    def place_bands_up_to(last: int) -> None:
-        nonlocal next_band
-        while next_band <= last:
-            sequence.append((("masks", next_band), [], mask_call(next_band)))
-            placed.add(("masks", next_band))
-            next_band += 1
-
-    def place_ready_gathers() -> None:
-        while pending and all(("scatter", u) in placed for u in needs[pending[0]]):
-            g = pending.pop(0)
-            place_bands_up_to(max(key[1] for key in gather_deps[g] if key[0] == "masks"))
-            sequence.append((("gather", g), gather_deps[g], gather_call(g)))
-
-    for t in order:
-        # A hair wider than the tile's lines: a band computes its cells' lines afresh,
-        # to rounding (and, for projected DEMs, to the millimetre of the coordinates).
-        own_bands = bands_of(tile_lines[t][0] - 1e-3, tile_lines[t][1] + 1e-3)
-        place_bands_up_to(own_bands[-1])
-        sequence.append((("scatter", t), [("masks", b) for b in own_bands], scatter_call(t)))
-        placed.add(("scatter", t))
-        place_ready_gathers()
-    place_bands_up_to(len(bands) - 1)
-    place_ready_gathers()
-    sequence += [(("gather", t), [], gather_call(t)) for t in tiles if t not in subs]
-
-    with contextlib.ExitStack() as stack:
-        update = stack.enter_context(progress_bar(len(sequence), "reconstruct (tiles)", progress, unit="task"))
-        sink = _ResultSink(dem, geometry, rows_per_block, out, stack, (rows_per_block, cols_per_tile))
-
-        def finished(key, result) -> None:
-            if key[0] == "masks":
-                masks_done(key[1], result)
-            elif key[0] == "gather":
-                sink.write(key[1].rows[0], key[1].cols[0], result)
-
-        _Pipeline(executor, in_flight, update).run(sequence, finished, keep=lambda key: key[0] == "scatter")
-        result = sink.result()
-    if sink.tiles_missing_pixels:
-        warn_partial_coverage(f"pixels that the facets of {sink.tiles_missing_pixels} of {len(tiles)} tiles reach",
-                              stacklevel=3)
-    return sink.reopen() if out is not None else result
+# --- radar windows, sheared strips, coordinates ---------------------------------------
 
 
-def _lazy_window(sar: xr.DataArray, window: tuple[int, int, int, int]) -> xr.DataArray:
-    """The part of a lazy observation with (line, sample) coordinates over ``window``
-    (still lazy: a small graph to send to a worker)."""
-    if "azimuth_time" in sar.dims:
-        sar = _from_xarray_sentinel(sar)
-    line0, n_lines, sample0, n_samples = window
-    lines = np.asarray(sar["line"].values)
-    samples = np.asarray(sar["sample"].values)
-    keep_lines = np.flatnonzero((lines >= line0) & (lines < line0 + n_lines))
-    keep_samples = np.flatnonzero((samples >= sample0) & (samples < sample0 + n_samples))
-    if keep_lines.size == 0 or keep_samples.size == 0:
-        return sar.isel(line=slice(0, 0), sample=slice(0, 0))
-    return sar.isel(line=slice(keep_lines[0], keep_lines[-1] + 1), sample=slice(keep_samples[0], keep_samples[-1] + 1))
-
-
-def _sub_window(extent, step: float, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """The radar sub-window (line0, lines, sample0, samples) of a tile whose cells and
-    neighbours span ``extent`` (lines, samples: min, max, min, max): its facets' vertices
-    lie between those centres, or half a neighbour ``step`` beyond them at the DEM's edge."""
-    line0, n_lines, sample0, n_samples = window
+def _sub_window(extent: tuple[float, float, float, float], step: float, window: RadarWindow) -> RadarWindow:
+    """The radar sub-window of a tile whose cells and neighbours span ``extent`` (lines,
+    samples: min, max, min, max): its facets' vertices lie between those centres, or
+    half a neighbour ``step`` beyond them at the DEM's edge."""
     margin = math.ceil(0.5 * step) + 2
-    first_line = max(line0, math.floor(extent[0]) - margin)
-    stop_line = min(line0 + n_lines, math.ceil(extent[1]) + margin + 1)
-    first_sample = max(sample0, math.floor(extent[2]) - margin)
-    stop_sample = min(sample0 + n_samples, math.ceil(extent[3]) + margin + 1)
-    return first_line, max(1, stop_line - first_line), first_sample, max(1, stop_sample - first_sample)
+    first_line = max(window.line0, math.floor(extent[0]) - margin)
+    stop_line = min(window.line_stop, math.ceil(extent[1]) + margin + 1)
+    first_sample = max(window.sample0, math.floor(extent[2]) - margin)
+    stop_sample = min(window.sample_stop, math.ceil(extent[3]) + margin + 1)
+    return RadarWindow(first_line, max(1, stop_line - first_line), first_sample, max(1, stop_sample - first_sample))
 
 
-def _overlapping(windows: dict[Any, tuple[int, int, int, int]]) -> dict[Any, list[Any]]:
+def _overlapping(windows: dict[Any, RadarWindow]) -> dict[Any, list[Any]]:
     """For each key, the keys whose windows share a pixel with its own (itself included),
     found through a grid of buckets rather than by testing every pair."""
     if not windows:
         return {}
-    size = max(max(w[1] for w in windows.values()), max(w[3] for w in windows.values()))
+    size = max(max(w.lines for w in windows.values()), max(w.samples for w in windows.values()))
     buckets: dict[tuple[int, int], list[Any]] = collections.defaultdict(list)
 
-    def cells(w):
-        return [(a, b) for a in range(w[0] // size, (w[0] + w[1] - 1) // size + 1)
-                for b in range(w[2] // size, (w[2] + w[3] - 1) // size + 1)]
+    def cells(w: RadarWindow) -> list[tuple[int, int]]:
+        return [(a, b) for a in range(w.line0 // size, (w.line_stop - 1) // size + 1)
+                for b in range(w.sample0 // size, (w.sample_stop - 1) // size + 1)]
 
     for key, w in windows.items():
         for cell in cells(w):
@@ -783,26 +804,17 @@ def _overlapping(windows: dict[Any, tuple[int, int, int, int]]) -> dict[Any, lis
     for key, w in windows.items():
         seen = {other for cell in cells(w) for other in buckets[cell]}
         # In a fixed order: the sums of a gather are added the same way every run.
-        out[key] = sorted((other for other in seen if _overlap2(windows[other], w)), key=index.__getitem__)
+        out[key] = sorted((other for other in seen if windows[other].overlaps(w)), key=index.__getitem__)
     return out
 
 
-def _overlap2(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    """Whether two radar windows (line0, lines, sample0, samples) share a pixel."""
-    return _overlap(a, b) and a[2] < b[2] + b[3] and b[2] < a[2] + a[3]
-
-
-def _add_window(target: np.ndarray, target_window, part: np.ndarray, part_window) -> None:
+def _add_window(target: np.ndarray, target_window: RadarWindow, part: np.ndarray, part_window: RadarWindow) -> None:
     """Add ``part`` (2, lines, samples) on ``part_window`` into ``target`` on ``target_window``
     where the two share pixels."""
-    l0 = max(target_window[0], part_window[0])
-    l1 = min(target_window[0] + target_window[1], part_window[0] + part_window[1])
-    s0 = max(target_window[2], part_window[2])
-    s1 = min(target_window[2] + target_window[3], part_window[2] + part_window[3])
-    if l1 <= l0 or s1 <= s0:
+    shared = target_window.intersection(part_window)
+    if shared is None:
         return
-    target[:, l0 - target_window[0]:l1 - target_window[0], s0 - target_window[2]:s1 - target_window[2]] += part[
-        :, l0 - part_window[0]:l1 - part_window[0], s0 - part_window[2]:s1 - part_window[2]]
+    target[(slice(None), *shared.index_in(target_window))] += part[(slice(None), *shared.index_in(part_window))]
 
 
 def _band_rows(interval_rows: np.ndarray, interval_lines: np.ndarray, first: int, stop: int,
@@ -848,7 +860,7 @@ def _sheared(dem: xr.DataArray, row_start: np.ndarray, row_stop: np.ndarray) -> 
     return height, index
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Axes:
     """A DEM's coordinate axes and horizontal CRS: what a worker needs to place the cells of
     a sheared strip (sent once; the strip itself travels as heights only)."""
@@ -859,8 +871,6 @@ class _Axes:
 
     @classmethod
     def of(cls, dem: xr.DataArray) -> _Axes:
-        from .dem import horizontal_crs
-
         return cls(np.asarray(dem["x"].values, dtype=np.float64), np.asarray(dem["y"].values, dtype=np.float64),
                    horizontal_crs(dem))
 
@@ -868,8 +878,6 @@ class _Axes:
         """Longitude and latitude (rad) of the strip's cells (``_sheared``): those the whole
         DEM's cells get in memory (``dem.geodetic_at_rows``), so that the masks judged
         here see the same terrain."""
-        from .dem import geodetic_at_rows, is_wgs84_degrees
-
         index = np.clip(_strip_rows(row_start, depth), 0, self.y.size - 1)
         if is_wgs84_degrees(self.crs):
             # A broadcast view: the geometry kernel takes one sine and cosine per column.
@@ -933,7 +941,7 @@ class _ResultSink:
                 if name == "azimuth_time":
                     values = (values - self.reference) / np.timedelta64(1, "ns") / 1e9  # NaT gives NaN
                 elif name == "mixing":
-                    values = np.minimum(values, 254)  # 255 is the masks' no-data value
+                    values = np.minimum(values, MaskCode.OUTSIDE - 1)  # the masks file's no-data value is outside
                 self.writers[suffix].write(name, row_start, col_start, values)
 
     def result(self) -> xr.Dataset | None:

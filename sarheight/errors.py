@@ -1,9 +1,22 @@
-"""Errors raised by sarheight.
+"""Errors and warnings raised by sarheight.
 
 Every error says what was wrong and what to do about it. They all derive from
 :class:`SarHeightError`, and also from the built-in exception a caller would expect
 (``ValueError``, ``FileNotFoundError``), so ``except ValueError`` keeps working.
 """
+
+import sys
+from pathlib import Path
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that points at the first frame outside
+    sarheight (the user's call), from the function that calls ``warnings.warn``."""
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class SarHeightError(Exception):

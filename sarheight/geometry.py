@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -334,6 +334,60 @@ class ImageGrid:
 # --------------------------------------------------------------------------------------
 # Radar geometry
 # --------------------------------------------------------------------------------------
+
+
+class RadarWindow(NamedTuple):
+    """A rectangle of the radar image grid, in absolute product indices: lines
+    ``line0 .. line0 + lines - 1`` and samples ``sample0 .. sample0 + samples - 1``.
+
+    The part of the image a DEM (or a block of it) falls in; radar-side arrays of a
+    simulation are laid out on one. A tuple, so it unpacks as
+    ``line0, lines, sample0, samples = window``; pass plain ints (``tuple(window)``) to kernels.
+    """
+
+    line0: int
+    lines: int
+    sample0: int
+    samples: int
+
+    @property
+    def line_stop(self) -> int:
+        """One past the last line."""
+        return self.line0 + self.lines
+
+    @property
+    def sample_stop(self) -> int:
+        """One past the last sample."""
+        return self.sample0 + self.samples
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.lines, self.samples
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """The ``line`` and ``sample`` coordinates of a DataArray on the window."""
+        return {"line": np.arange(self.line0, self.line_stop), "sample": np.arange(self.sample0, self.sample_stop)}
+
+    def shares_lines(self, other: RadarWindow) -> bool:
+        """Whether the two windows have a line in common."""
+        return self.line0 < other.line_stop and other.line0 < self.line_stop
+
+    def overlaps(self, other: RadarWindow) -> bool:
+        """Whether the two windows have a pixel in common."""
+        return self.shares_lines(other) and self.sample0 < other.sample_stop and other.sample0 < self.sample_stop
+
+    def intersection(self, other: RadarWindow) -> RadarWindow | None:
+        """The pixels the two windows share, or None."""
+        line0, sample0 = max(self.line0, other.line0), max(self.sample0, other.sample0)
+        line_stop, sample_stop = min(self.line_stop, other.line_stop), min(self.sample_stop, other.sample_stop)
+        if line_stop <= line0 or sample_stop <= sample0:
+            return None
+        return RadarWindow(line0, line_stop - line0, sample0, sample_stop - sample0)
+
+    def index_in(self, outer: RadarWindow) -> tuple[slice, slice]:
+        """Where this window's pixels lie in the arrays of ``outer`` (which holds them)."""
+        return (slice(self.line0 - outer.line0, self.line_stop - outer.line0),
+                slice(self.sample0 - outer.sample0, self.sample_stop - outer.sample0))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

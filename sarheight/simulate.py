@@ -26,7 +26,7 @@ from ._threads import progress_bar, row_blocks, run_blocks, thread_count
 from ._version import __version__
 from .dem import geodetic_coordinates, open_dem
 from .errors import GeometryError, InvalidInputError
-from .geometry import RadarGeometry
+from .geometry import RadarGeometry, RadarWindow
 from .kernels import facets, visibility
 from .kernels import simulation as sim
 from .masks import MASK_ATTRS, MaskCode
@@ -58,8 +58,24 @@ def empirical_sigma0(local_incidence_deg: np.ndarray | float) -> np.ndarray:
     return np.where(cos > 0, value, 0.0)
 
 
-@dataclasses.dataclass
-class _Contribution:
+@dataclasses.dataclass(frozen=True)
+class FacetContribution:
+    """What each facet contributes, in the form the facet kernel takes
+    (:func:`resolve_contribution` builds it from what a user gives).
+
+    Attributes
+    ----------
+    code : ``kernels.facets.CONTRIBUTION_MODEL`` (a sigma0 law of the local incidence
+        times the sigma area), ``CONTRIBUTION_GAMMA`` (the gamma area) or
+        ``CONTRIBUTION_USER`` (per-cell weights shared among the cell's facets).
+    law : the coefficients (a0, a1, a2) of the empirical sigma0 law.
+    table : a user law tabulated over 0..90 degrees of local incidence (linear sigma0), or
+        empty for the empirical law.
+    user_weight : the per-cell weights on the DEM grid (float64, 0 where NaN), or a
+        (1, 1) placeholder.
+    description : what the contribution is, for the outputs' attributes.
+    """
+
     code: int
     law: np.ndarray
     table: np.ndarray
@@ -128,15 +144,19 @@ def values_on_dem_grid(field: xr.DataArray, dem: xr.DataArray, what: str) -> np.
     return np.asarray(field.values, dtype=np.float64)
 
 
-def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution:
+def resolve_contribution(contribution: Contribution, dem: xr.DataArray) -> FacetContribution:
+    """The facet kernel's form of a contribution as a user gives it (see :func:`simulate`):
+    ``"model"``, ``"gamma"``, a callable law of the local incidence angle (degrees) or a
+    DataArray of per-cell weights on ``dem``'s grid. Raises InvalidInputError for
+    anything else, a law that fails or returns negative values, or weights off the grid."""
     empty = np.zeros(0)
     no_weight = np.zeros((1, 1))
     if isinstance(contribution, str):
         if contribution == "model":
-            return _Contribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
+            return FacetContribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
                                  "model: empirical sigma0 law x sigma area")
         if contribution == "gamma":
-            return _Contribution(facets.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
+            return FacetContribution(facets.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
                                  "gamma: projected (gamma) area, constant gamma0")
         raise InvalidInputError(
             f"unknown contribution model {contribution!r}: use 'model', 'gamma', a callable of the "
@@ -146,10 +166,10 @@ def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution
         weights = values_on_dem_grid(contribution, dem, "the contribution weights")
         if np.any(weights < 0) or not np.all(np.isfinite(weights) | np.isnan(dem.values)):
             raise InvalidInputError("contribution weights must be finite and non-negative on the DEM")
-        return _Contribution(facets.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
+        return FacetContribution(facets.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
                              np.nan_to_num(weights), "user weights per cell")
     if callable(contribution):
-        return _Contribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), _law_table(contribution),
+        return FacetContribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), _law_table(contribution),
                              no_weight, f"law {getattr(contribution, '__name__', repr(contribution))} x sigma area")
     raise InvalidInputError(
         f"contribution must be 'model', 'gamma', a callable or a DataArray, not {type(contribution).__name__}"
@@ -158,14 +178,15 @@ def _resolve_contribution(contribution: Any, dem: xr.DataArray) -> _Contribution
 
 def _oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cells: dict) -> int:
     if oversample != "auto":
-        _check_oversample(oversample)
         return int(oversample)
     if projection == "exact":
         return 2
     return bilinear_oversample(cell_steps(cells, step_stride(cells["valid"].shape)))
 
 
-def _check_oversample(oversample: Any) -> None:
+def check_oversample(oversample: Any) -> None:
+    """Refuse an ``oversample`` that is neither ``"auto"`` nor an integer 1..16 (the caller
+    handles ``"auto"``)."""
     if not isinstance(oversample, (int, np.integer)) or not 1 <= int(oversample) <= 16:
         raise InvalidInputError(f"oversample must be 'auto' or an integer 1..16, got {oversample!r}")
 
@@ -243,8 +264,8 @@ def rows_run_along_track(line: np.ndarray) -> bool:
     return not steps[1] > steps[0]
 
 
-def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
-                window: tuple[int, int, int, int], *, transpose: bool | None = None,
+def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray,
+                window: RadarWindow, *, transpose: bool | None = None,
                 range_tolerance: float | None = None,
                 judged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
@@ -263,7 +284,7 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     if transpose is None:
         transpose = not rows_run_along_track(cells["line"])
     if range_tolerance is None:
-        range_tolerance = 0.05 * _slant_range_spacing(cells)
+        range_tolerance = 0.05 * slant_range_spacing(cells)
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
     line, valid, faces_away = arrays[0], arrays[6], arrays[5]
@@ -291,7 +312,7 @@ def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away
     """``kernels.visibility.visibility_buckets`` on row blocks in threads: a counting sort of
     the cells by key, counted per block, placed per block (rows in order, so the cells of
     a key stay row-major)."""
-    blocks = row_blocks(line.shape[0], _block_count(line.shape))
+    blocks = row_blocks(line.shape[0], block_count(line.shape))
     counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
     run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, line0, n_lines, *blocks[k],
                                                       layover, shadow, counts[k]) for k in range(a, b)],
@@ -308,7 +329,7 @@ def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away
     return start, bucket
 
 
-def _slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -> float:
+def slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -> float:
     """Median slant-range extent of one sample (m): slant range over sample differences
     between neighbouring cells (the sample index depends on slant range alone, up to
     the slow drift of GRD polynomials along track), on an even subset of the cells."""
@@ -328,7 +349,7 @@ def _slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -
 
 
 def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geometry: RadarGeometry,
-                 margin: int = 2) -> tuple[int, int, int, int]:
+                 margin: int = 2) -> RadarWindow:
     """The part of the image the DEM's cells fall in: (line0, n_lines, sample0, n_samples)."""
     if not valid.any():
         raise GeometryError(
@@ -347,7 +368,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
             f"{l_min:.0f}..{l_max:.0f}, samples {s_min:.0f}..{s_max:.0f}; check that DEM and product "
             "cover the same area"
         )
-    return line0, line1 - line0, sample0, sample1 - sample0
+    return RadarWindow(line0, line1 - line0, sample0, sample1 - sample0)
 
 
 #: Cells per block of DEM rows in the per-cell passes: the blocks' own buffers (ECEF
@@ -355,7 +376,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
 BLOCK_CELLS = 1 << 17
 
 
-def _block_count(shape: tuple[int, int]) -> int:
+def block_count(shape: tuple[int, int]) -> int:
     """Row blocks for a per-cell pass: at least one per thread, about ``BLOCK_CELLS`` cells each."""
     return max(thread_count(), math.ceil(shape[0] * shape[1] / BLOCK_CELLS))
 
@@ -376,7 +397,7 @@ def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: in
     return out
 
 
-def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
+def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
     """Zero-Doppler geometry of every cell centre (``kernels.simulation.cell_geometry``) and
     whether each cell faces away from the sensor; ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
@@ -386,7 +407,7 @@ def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.n
 
 def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geometry: RadarGeometry, *,
                          faces_away: bool = True) -> dict[str, np.ndarray]:
-    """:func:`_cell_geometry` of cells given by longitude, latitude (rad; broadcast views of
+    """:func:`cell_geometry` of cells given by longitude, latitude (rad; broadcast views of
     1-D axes are the fast case) and height (m) arrays of one shape, whose rows and columns
     are DEM rows and columns (``faces_away``: normals from the neighbouring rows and
     columns of these arrays)."""
@@ -430,7 +451,7 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
             facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
                               away[halo_start:halo_stop])
 
-    run_blocks(work, shape[0], _block_count(shape))
+    run_blocks(work, shape[0], block_count(shape))
     out["azimuth_time"] = out["azimuth_time"].view("datetime64[ns]")
     out.update(lon=lon, lat=lat, height=height)
     if away is not None:
@@ -473,22 +494,46 @@ def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray | None = None
 
 
 @dataclasses.dataclass
-class _Simulation:
-    """Everything simulate() computes, kept for reconstruct()."""
+class Simulation:
+    """The simulation of a DEM under a geometry: what :func:`simulate` returns as a
+    Dataset and what the reallocation engines work on (:func:`run_simulation` makes one;
+    the block-wise engine makes one per tile).
+
+    Attributes
+    ----------
+    dem : the DEM (ellipsoidal heights, m), or a tile of it with a halo of one cell.
+    geometry : the acquisition geometry.
+    cells : per-cell arrays of the cell geometry (:func:`cell_geometry`): ``line``,
+        ``sample`` (fractional product indices, float64), ``slant_range`` (m),
+        ``azimuth_time``, ``look`` (unit look vectors, float32), ``incidence`` (ellipsoid
+        incidence, rad, float32), ``valid``, and ``lon``, ``lat`` (rad), ``height`` (m)
+        from which the passes recompute ECEF positions.
+    window : the part of the image the cells fall in; the radar-side arrays lie on it.
+    oversample : facets per DEM cell side.
+    exact : exact polygon-pixel overlap (True) or bilinear splatting (False).
+    contribution : what each facet contributes.
+    layover, shadow : :class:`~sarheight.masks.MaskCode` per cell (uint8).
+    mixing : separate ground segments per window pixel (uint16).
+    per_cell : the scatter's per-cell sums kept for the whole DEM (``sigma_area``,
+        ``gamma_area``, ``contribution``, ``cos_local_incidence``), or empty.
+    sums : the radar buffer (:func:`radar_sums`) of sum w c and sum w A_gamma.
+    smooth : pixel area and incidence fitted on the whole DEM, when the cells are a
+        block of it (else fitted on the cells when first needed).
+    """
 
     dem: xr.DataArray
     geometry: RadarGeometry
     cells: dict[str, np.ndarray]
-    window: tuple[int, int, int, int]
+    window: RadarWindow
     oversample: int
     exact: bool
-    contribution: _Contribution
+    contribution: FacetContribution
     layover: np.ndarray
     shadow: np.ndarray
     mixing: np.ndarray
     per_cell: dict[str, np.ndarray]
-    sums: np.ndarray  # radar buffer (radar_sums) of sum w c and sum w A_gamma
-    smooth: SmoothFields | None = None  # fitted on the whole DEM when the cells are a block
+    sums: np.ndarray
+    smooth: SmoothFields | None = None
 
     @property
     def images(self) -> np.ndarray:
@@ -496,7 +541,7 @@ class _Simulation:
         return channels(self.sums)
 
     def facet_pass(self, *, gather: bool, ratios: np.ndarray | None = None, sums: np.ndarray | None = None,
-                   contribution: _Contribution | None = None, rows: tuple[int, int] | None = None,
+                   contribution: FacetContribution | None = None, rows: tuple[int, int] | None = None,
                    cols: tuple[int, int] | None = None, consume: Callable[..., None] | None = None,
                    per_cell: bool = True,
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray | None, ...]:
@@ -604,6 +649,75 @@ class _Simulation:
         run_blocks(lambda a, b: [work(*tiles[t]) for t in range(a, b)], len(tiles), len(tiles))
         return (*full, None if gather else sums)
 
+    @property
+    def projection(self) -> Projection:
+        return "exact" if self.exact else "bilinear"
+
+    def to_dataset(self, variables: tuple[str, ...] | None = None) -> xr.Dataset:
+        """The simulation as a Dataset (what :func:`simulate` returns); ``variables``:
+        only those (each built only when asked for)."""
+        dem, c, cells = self.dem, self.per_cell, self.cells
+        inside = cells["valid"]
+        dims = ("y", "x")
+        radar_dims = ("line", "sample")
+
+        def on_cells(values: np.ndarray) -> np.ndarray:
+            return np.where(inside, values, np.nan).astype(np.float32)
+
+        def local_incidence() -> np.ndarray:
+            with np.errstate(invalid="ignore"):
+                return on_cells(np.degrees(np.arccos(np.clip(c["cos_local_incidence"], -1, 1))))
+
+        def per_pixel_area(image: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(self.pixel_area > 0, image / self.pixel_area, np.nan).astype(np.float32)
+
+        builders = {
+            "local_incidence_angle": lambda: (dims, local_incidence(), {"units": "degree", "long_name": "local incidence angle"}),
+            "gamma_area": lambda: (dims, on_cells(c["gamma_area"]),
+                                   {"units": "m2", "long_name": "projected (gamma) area, A . look"}),
+            "sigma_area": lambda: (dims, on_cells(c["sigma_area"]), {"units": "m2", "long_name": "surface (sigma) area"}),
+            "contribution": lambda: (dims, on_cells(c["contribution"]),
+                                     {"units": "m2", "long_name": "contribution c = sum over facets",
+                                      "model": self.contribution.description}),
+            "layover": lambda: (dims, self.layover, {"long_name": "layover", **MASK_ATTRS}),
+            "shadow": lambda: (dims, self.shadow, {"long_name": "shadow", **MASK_ATTRS}),
+            "slant_range": lambda: (dims, cells["slant_range"], {"units": "m"}),
+            "radar_line": lambda: (dims, np.where(inside, cells["line"], np.nan),
+                                   {"long_name": "fractional line of the cell in the product grid (unclipped)"}),
+            "radar_sample": lambda: (dims, np.where(inside, cells["sample"], np.nan),
+                                     {"long_name": "fractional sample of the cell in the product grid (unclipped)"}),
+            "azimuth_time": lambda: (dims, cells["azimuth_time"]),
+            "incidence_angle": lambda: (dims, np.degrees(cells["incidence"]).astype(np.float32),
+                                        {"units": "degree", "long_name": "ellipsoid incidence angle"}),
+            "simulated_area": lambda: (radar_dims, per_pixel_area(self.images[0]),
+                                       {"long_name": "simulated area image sum(w c) / pixel area"}),
+            "simulated_gamma_area": lambda: (radar_dims, per_pixel_area(self.images[1]),
+                                             {"long_name": "simulated gamma area image sum(w A_gamma) / pixel area"}),
+            "pixel_area": lambda: (radar_dims, self.pixel_area.astype(np.float32),
+                                   {"units": "m2", "long_name": "slant-plane pixel area"}),
+            "mixing": lambda: (radar_dims, self.mixing, {"long_name": "number of separate ground segments per pixel"}),
+            "valid": lambda: (radar_dims, self.valid_pixels, {"long_name": "gamma area >= 5 % of flat terrain"}),
+        }
+        names = variables if variables is not None else tuple(builders)
+        wants_radar = bool({"simulated_area", "simulated_gamma_area", "pixel_area", "mixing", "valid"} & set(names))
+        ds = xr.Dataset(
+            {name: builders[name]() for name in names},
+            coords={"y": dem["y"], "x": dem["x"], **(self.window.coords() if wants_radar else {})},
+            attrs={
+                **self.geometry.to_attrs(),
+                "projection": self.projection,
+                "oversample": self.oversample,
+                "contribution": self.contribution.description,
+                "vertical_datum": dem.attrs.get("vertical_datum", "ellipsoid"),
+                # Where the heights came from: the DEM's datum before conversion, the geoid used.
+                **{key: dem.attrs[key] for key in ("source_vertical_datum", "geoid_grid", "vertical_datum_assumed")
+                   if key in dem.attrs},
+                "sarheight_version": __version__,
+            },
+        )
+        return ds.rio.write_crs(dem.rio.crs, inplace=True)
+
     @functools.cached_property
     def smooth_fields(self) -> SmoothFields:
         """Pixel area and incidence fitted on the cells, unless given (block-wise runs)."""
@@ -653,7 +767,7 @@ def _tiles(first: int, last: int, col_first: int, col_last: int) -> list[tuple[i
             for c0, c1 in itertools.pairwise(col_edges) if c1 > c0]
 
 
-def _tile_reach(line: np.ndarray, sample: np.ndarray, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+def _tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow) -> tuple[int, int, int, int]:
     """The window pixels (first line, lines, first sample, samples; window-relative) that
     the facets of a tile's own cells can reach, from its cells with their halo (``line``,
     ``sample``): every facet vertex lies between those centres, or half a neighbour step
@@ -706,12 +820,12 @@ class SmoothFields:
     gives exactly the matching part of the whole window's field.
     """
 
-    window: tuple[int, int, int, int]
+    window: RadarWindow
     coefficients: dict[str, np.ndarray | None]
     degree: int = 2
 
     @classmethod
-    def fit(cls, samples: dict[str, np.ndarray], window: tuple[int, int, int, int],
+    def fit(cls, samples: dict[str, np.ndarray], window: RadarWindow,
             degree: int = 2) -> SmoothFields:
         line0, n_lines, sample0, n_samples = window
         if samples["line"].size == 0:
@@ -726,7 +840,7 @@ class SmoothFields:
         return cls(window, coefficients, degree)
 
     @classmethod
-    def from_cells(cls, cells: dict[str, np.ndarray], window: tuple[int, int, int, int]) -> SmoothFields:
+    def from_cells(cls, cells: dict[str, np.ndarray], window: RadarWindow) -> SmoothFields:
         stride = smooth_stride(cells["valid"].shape)
         samples = smooth_samples(cells, stride)
         if samples["line"].size == 0 and stride > 1:
@@ -747,9 +861,9 @@ class SmoothFields:
         if fitted:
             fields[0] = self.coefficients["pixel_area"]
             fields[1] = self.coefficients["flat_gamma_area"]
-        return fields, powers, fitted, self.window
+        return fields, powers, fitted, tuple(int(value) for value in self.window)
 
-    def evaluate(self, name: str, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    def evaluate(self, name: str, window: RadarWindow | None = None) -> np.ndarray:
         """The field on ``window`` (default: the whole fitted window), NaN when nothing was fitted."""
         line0, n_lines, sample0, n_samples = self.window
         sub_line0, sub_lines, sub_sample0, sub_samples = window or self.window
@@ -766,36 +880,53 @@ class SmoothFields:
         return out
 
 
-def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projection: str,
-                    oversample: Any, *, keep_per_cell: bool = True,
-                    progress: Callable[[int], None] | None = None,
-                    on_window: Callable[[tuple[int, int, int, int]], None] | None = None) -> _Simulation:
-    """Cell geometry, masks, and the scatter of the facets into the radar window.
-
-    ``keep_per_cell``: keep the per-cell sums of the scatter (sigma and gamma areas,
-    contribution, local incidence) for the whole DEM; ``reconstruct`` does without
-    them (its gather computes them again, block by block). ``progress`` is called with
-    the DEM rows of each scattered block. ``on_window`` is called with the radar window
-    as soon as it is known, before the masks and facets (to check an observation on it).
-    """
+def check_simulation_options(geometry: Any, projection: Any, oversample: Any) -> None:
+    """Refuse, before any work, a geometry that is not a :class:`RadarGeometry`, an
+    unknown projection or a bad oversampling factor."""
     if not isinstance(geometry, RadarGeometry):
         raise InvalidInputError(
             f"geometry must be a RadarGeometry (from_sentinel1 or synthetic), got {type(geometry).__name__}"
         )
     if projection not in ("exact", "bilinear"):
         raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {projection!r}")
-    # The heights are only read: no copy of a DEM that is already ellipsoidal.
-    dem = open_dem(dem, copy=False)
+    if oversample != "auto":
+        check_oversample(oversample)
+
+
+def check_dem_shape(dem: xr.DataArray) -> None:
+    """Refuse a DEM too small to form facets (fewer than 2 x 2 cells)."""
     if min(dem.shape) < 2:
         raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
-    resolved = _resolve_contribution(contribution, dem)
-    cells = _cell_geometry(dem, geometry)
+
+
+def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribution = "model",
+                   projection: Projection = "exact", oversample: int | Literal["auto"] = "auto",
+                   keep_per_cell: bool = True, progress: Callable[[int], None] | None = None,
+                   on_window: Callable[[RadarWindow], None] | None = None) -> Simulation:
+    """Cell geometry, masks, and the scatter of the facets into the radar window.
+
+    Parameters
+    ----------
+    dem, geometry, contribution, projection, oversample : as for :func:`simulate`.
+    keep_per_cell : keep the per-cell sums of the scatter (sigma and gamma areas,
+        contribution, local incidence) for the whole DEM; ``reconstruct`` does without
+        them (its gather computes them again, block by block).
+    progress : called with the DEM rows of each scattered block.
+    on_window : called with the radar window as soon as it is known, before the masks
+        and facets (to check an observation on it).
+    """
+    check_simulation_options(geometry, projection, oversample)
+    # The heights are only read: no copy of a DEM that is already ellipsoidal.
+    dem = open_dem(dem, copy=False)
+    check_dem_shape(dem)
+    resolved = resolve_contribution(contribution, dem)
+    cells = cell_geometry(dem, geometry)
     window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
     if on_window is not None:
         on_window(window)
     factor = _oversample_factor(oversample, projection, dem, cells)
     lines, samples = geometry.grid.shape
-    layover, shadow, mixing = _visibility(cells, cells["faces_away"], window)
+    layover, shadow, mixing = visibility_masks(cells, cells["faces_away"], window)
     # Cells whose centre falls outside the image are "outside" (255); a cell straddling
     # the image's edge keeps only the energy of its part inside.
     with np.errstate(invalid="ignore"):
@@ -808,7 +939,7 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     # What only the masks and the smooth fields needed goes now: 33 bytes per cell.
     for name in ("look_angle", "cross_track", "pixel_area", "faces_away"):
         del cells[name]
-    state = _Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
+    state = Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
                         layover, shadow, mixing, {}, radar_sums(0, 0), smooth)
     if keep_per_cell:
         _, sigma_area, gamma_area, contrib, cos_local, sums = state.facet_pass(gather=False, progress=progress)
@@ -817,7 +948,7 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
     else:
         sums = state.facet_pass(gather=False, consume=lambda *_: None, per_cell=False, progress=progress)[-1]
     state.sums = sums
-    _clear_residue(state.images, window, smooth, resolved)
+    clear_residue(state.images, window, smooth, resolved)
     return state
 
 
@@ -826,7 +957,7 @@ def _run_simulation(dem: Any, geometry: RadarGeometry, contribution: Any, projec
 RESIDUE_FRACTION = 1e-9
 
 
-def _flat_densities(contribution: _Contribution, smooth: SmoothFields) -> tuple[float, float]:
+def _flat_densities(contribution: FacetContribution, smooth: SmoothFields) -> tuple[float, float]:
     """The least that flat terrain gives per unit of pixel area anywhere in the scene:
     contribution (channel 0) and gamma area (channel 1), at the largest incidence of the
     simulation's window (the contribution laws fall with incidence). Constants of the
@@ -850,8 +981,8 @@ def _flat_densities(contribution: _Contribution, smooth: SmoothFields) -> tuple[
     return law / math.sin(incidence), gamma
 
 
-def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth: SmoothFields,
-                   contribution: _Contribution) -> None:
+def clear_residue(images: np.ndarray, window: RadarWindow, smooth: SmoothFields,
+                   contribution: FacetContribution) -> None:
     """Clear the rounding residue of the simulated sums (2, lines, samples) on ``window``.
 
     The difference sums of exact projection leave residue (about 1e-16 of a line's
@@ -869,76 +1000,6 @@ def _clear_residue(images: np.ndarray, window: tuple[int, int, int, int], smooth
     run_blocks(lambda start, stop: kernels.reallocation.clear_residue(
         images, start, stop, fields, powers, fitted, fit, line0, sample0, thresholds),
         n_lines, max(1, math.ceil(n_lines * n_samples / BLOCK_CELLS)))
-
-
-def _radar_coords(window: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
-    line0, n_lines, sample0, n_samples = window
-    return {"line": np.arange(line0, line0 + n_lines), "sample": np.arange(sample0, sample0 + n_samples)}
-
-
-def _as_dataset(state: _Simulation, projection: str, variables: tuple[str, ...] | None = None) -> xr.Dataset:
-    """The simulation as a Dataset; ``variables``: only those (each built only when asked for)."""
-    dem, c, cells = state.dem, state.per_cell, state.cells
-    inside = cells["valid"]
-    dims = ("y", "x")
-    radar_dims = ("line", "sample")
-
-    def on_cells(values: np.ndarray) -> np.ndarray:
-        return np.where(inside, values, np.nan).astype(np.float32)
-
-    def local_incidence() -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            return on_cells(np.degrees(np.arccos(np.clip(c["cos_local_incidence"], -1, 1))))
-
-    def per_pixel_area(image: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(state.pixel_area > 0, image / state.pixel_area, np.nan).astype(np.float32)
-
-    builders = {
-        "local_incidence_angle": lambda: (dims, local_incidence(), {"units": "degree", "long_name": "local incidence angle"}),
-        "gamma_area": lambda: (dims, on_cells(c["gamma_area"]),
-                               {"units": "m2", "long_name": "projected (gamma) area, A . look"}),
-        "sigma_area": lambda: (dims, on_cells(c["sigma_area"]), {"units": "m2", "long_name": "surface (sigma) area"}),
-        "contribution": lambda: (dims, on_cells(c["contribution"]),
-                                 {"units": "m2", "long_name": "contribution c = sum over facets",
-                                  "model": state.contribution.description}),
-        "layover": lambda: (dims, state.layover, {"long_name": "layover", **MASK_ATTRS}),
-        "shadow": lambda: (dims, state.shadow, {"long_name": "shadow", **MASK_ATTRS}),
-        "slant_range": lambda: (dims, cells["slant_range"], {"units": "m"}),
-        "radar_line": lambda: (dims, np.where(inside, cells["line"], np.nan),
-                               {"long_name": "fractional line of the cell in the product grid (unclipped)"}),
-        "radar_sample": lambda: (dims, np.where(inside, cells["sample"], np.nan),
-                                 {"long_name": "fractional sample of the cell in the product grid (unclipped)"}),
-        "azimuth_time": lambda: (dims, cells["azimuth_time"]),
-        "incidence_angle": lambda: (dims, np.degrees(cells["incidence"]).astype(np.float32),
-                                    {"units": "degree", "long_name": "ellipsoid incidence angle"}),
-        "simulated_area": lambda: (radar_dims, per_pixel_area(state.images[0]),
-                                   {"long_name": "simulated area image sum(w c) / pixel area"}),
-        "simulated_gamma_area": lambda: (radar_dims, per_pixel_area(state.images[1]),
-                                         {"long_name": "simulated gamma area image sum(w A_gamma) / pixel area"}),
-        "pixel_area": lambda: (radar_dims, state.pixel_area.astype(np.float32),
-                               {"units": "m2", "long_name": "slant-plane pixel area"}),
-        "mixing": lambda: (radar_dims, state.mixing, {"long_name": "number of separate ground segments per pixel"}),
-        "valid": lambda: (radar_dims, state.valid_pixels, {"long_name": "gamma area >= 5 % of flat terrain"}),
-    }
-    names = variables if variables is not None else tuple(builders)
-    wants_radar = bool({"simulated_area", "simulated_gamma_area", "pixel_area", "mixing", "valid"} & set(names))
-    ds = xr.Dataset(
-        {name: builders[name]() for name in names},
-        coords={"y": dem["y"], "x": dem["x"], **(_radar_coords(state.window) if wants_radar else {})},
-        attrs={
-            **state.geometry.to_attrs(),
-            "projection": projection,
-            "oversample": state.oversample,
-            "contribution": state.contribution.description,
-            "vertical_datum": dem.attrs.get("vertical_datum", "ellipsoid"),
-            # Where the heights came from: the DEM's datum before conversion, the geoid used.
-            **{key: dem.attrs[key] for key in ("source_vertical_datum", "geoid_grid", "vertical_datum_assumed")
-               if key in dem.attrs},
-            "sarheight_version": __version__,
-        },
-    )
-    return ds.rio.write_crs(dem.rio.crs, inplace=True)
 
 
 def simulate(
@@ -983,8 +1044,9 @@ def simulate(
     """
     dem = open_dem(dem, copy=False)
     with progress_bar(dem.shape[0], "simulate", progress) as update:
-        state = _run_simulation(dem, geometry, contribution, projection, oversample, progress=update)
-    return _as_dataset(state, projection)
+        state = run_simulation(dem, geometry, contribution=contribution, projection=projection,
+                               oversample=oversample, progress=update)
+    return state.to_dataset()
 
 
 def texture(shape: tuple[int, int], *, seed: int = 0, correlation_cells: float = 6.0,
@@ -1042,10 +1104,11 @@ def simulate_sar(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     dem = open_dem(dem)
+    options = {"projection": projection, "oversample": oversample}
     if backscatter is None:
-        model = _run_simulation(dem, geometry, "model", projection, oversample)
+        model = run_simulation(dem, geometry, contribution="model", **options)
         weights = texture(dem.shape, seed=seed) * model.per_cell["contribution"]
-        state = _run_simulation(dem, geometry, dem.copy(data=weights), projection, oversample)
+        state = run_simulation(dem, geometry, contribution=dem.copy(data=weights), **options)
         truth = texture(dem.shape, seed=seed) * np.where(
             model.per_cell["sigma_area"] > 0,
             model.per_cell["contribution"] / np.where(model.per_cell["sigma_area"] > 0, model.per_cell["sigma_area"], 1),
@@ -1057,12 +1120,12 @@ def simulate_sar(
             raise InvalidInputError("backscatter (linear sigma0) has infinite values: give NaN where it is unknown")
         if np.any(values[np.isfinite(values)] < 0):
             raise InvalidInputError("backscatter (linear sigma0) must be non-negative")
-        first = _run_simulation(dem, geometry, "gamma", projection, oversample)
+        first = run_simulation(dem, geometry, contribution="gamma", **options)
         weights = np.nan_to_num(values) * first.per_cell["sigma_area"]
-        state = _run_simulation(dem, geometry, dem.copy(data=weights), projection, oversample)
+        state = run_simulation(dem, geometry, contribution=dem.copy(data=weights), **options)
         truth = values
     elif callable(backscatter):
-        state = _run_simulation(dem, geometry, backscatter, projection, oversample)
+        state = run_simulation(dem, geometry, contribution=backscatter, **options)
         with np.errstate(invalid="ignore", divide="ignore"):
             truth = state.per_cell["contribution"] / state.per_cell["sigma_area"]
     else:
@@ -1079,7 +1142,7 @@ def simulate_sar(
     out = xr.DataArray(
         intensity.astype(np.float32),
         dims=("line", "sample"),
-        coords=_radar_coords(state.window),
+        coords=state.window.coords(),
         name="beta0",
         attrs={
             "long_name": "simulated beta0 (linear power)",

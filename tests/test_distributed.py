@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sarheight.distributed import reconstruct_distributed
 from sarheight.errors import InvalidInputError
 from sarheight.layover import reconstruct
 from sarheight.simulate import simulate_sar
@@ -56,8 +55,7 @@ def test_blocks_on_threads_equal_in_memory(scene, rows_per_block):
 def test_tiles_of_rows_and_columns_equal_in_memory(scene, rows_per_block, cols_per_tile):
     """Facets by tiles of a few columns, masks by bands of a few lines, in any combination."""
     dem, geometry, observation, reference = scene
-    result = reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=rows_per_block,
-                                     cols_per_tile=cols_per_tile)
+    result = reconstruct(observation, dem, geometry, chunks=(rows_per_block, cols_per_tile))
     _assert_same(result, reference)
 
 
@@ -67,18 +65,19 @@ def test_dask_cluster_equals_in_memory(scene):
     dem, geometry, observation, reference = scene
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        result = reconstruct_distributed(observation, dem, geometry, client=client, rows_per_block=9,
-                                         cols_per_tile=17)
+        result = reconstruct(observation, dem, geometry, client=client, chunks=(9, 17))
     _assert_same(result, reference)
 
 
 def test_bad_block_size(scene):
     dem, geometry, observation, _ = scene
-    for chunks in (1, 0, 2.5, "16", True):
+    for chunks in (1, 0, 2.5, "16", True, (16, 1), (16, 16, 16)):
         with pytest.raises(InvalidInputError, match=r"chunks .*at least 2"):
             reconstruct(observation, dem, geometry, chunks=chunks)
-    with pytest.raises(InvalidInputError, match="at least 2 rows"):
-        reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=1)
+    with pytest.raises(InvalidInputError, match="client must be"):
+        reconstruct(observation, dem, geometry, client=42)
+    with pytest.raises(InvalidInputError, match="block by block"):
+        reconstruct(observation, dem, geometry, out="rec.tif")
 
 
 def test_written_block_by_block_to_geotiffs_equals_in_memory(scene, tmp_path):
@@ -86,8 +85,7 @@ def test_written_block_by_block_to_geotiffs_equals_in_memory(scene, tmp_path):
     import dask.array
 
     dem, geometry, observation, reference = scene
-    result = reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=9,
-                                     out=tmp_path / "rec.tif")
+    result = reconstruct(observation, dem, geometry, chunks=9, out=tmp_path / "rec.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.tif", "rec_geometry.tif", "rec_masks.tif"]
     assert isinstance(result["backscatter"].data, dask.array.Array)
     assert result.rio.crs == reference.rio.crs
@@ -104,7 +102,7 @@ def test_failed_block_run_leaves_no_file(scene, tmp_path):
     dem, geometry, observation, _ = scene
     bad = observation.copy(data=np.full(observation.shape, np.nan, dtype=np.float32))
     with pytest.raises(InvalidInputError, match="does not cover"):
-        reconstruct_distributed(bad, dem, geometry, client="threads", rows_per_block=9, out=tmp_path / "rec.tif")
+        reconstruct(bad, dem, geometry, chunks=9, out=tmp_path / "rec.tif")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -117,7 +115,7 @@ def test_lazy_observation_and_repeated_runs_on_one_client(scene):
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         for _ in range(2):
-            result = reconstruct_distributed(lazy, dem, geometry, client=client, rows_per_block=16, cols_per_tile=24)
+            result = reconstruct(lazy, dem, geometry, client=client, chunks=(16, 24))
             _assert_same(result, reference)
     _assert_same(reconstruct(lazy, dem, geometry), reference)
 
@@ -135,8 +133,7 @@ def rotated_scene():
 @pytest.mark.parametrize(("rows_per_block", "cols_per_tile"), [(16, 64), (6, 14), (9, 31)])
 def test_rotated_grid_tiles_and_bands_equal_in_memory(rotated_scene, rows_per_block, cols_per_tile):
     dem, geometry, observation, reference = rotated_scene
-    result = reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=rows_per_block,
-                                     cols_per_tile=cols_per_tile)
+    result = reconstruct(observation, dem, geometry, chunks=(rows_per_block, cols_per_tile))
     _assert_same(result, reference)
 
 
@@ -161,8 +158,7 @@ def test_voids_across_band_edges_and_the_image_start_equal_in_memory():
     reference = reconstruct(shifted, dem, cut)
     assert (reference["layover"].values == 255).mean() > 0.2
     for rows_per_block in (8, 13):
-        result = reconstruct_distributed(shifted, dem, cut, client="threads", rows_per_block=rows_per_block,
-                                         cols_per_tile=16)
+        result = reconstruct(shifted, dem, cut, chunks=(rows_per_block, 16))
         for name in ("layover", "shadow", "mixing"):
             assert np.array_equal(result[name].values, reference[name].values), (rows_per_block, name)
         for name in ("backscatter", "flattened"):
@@ -184,8 +180,7 @@ def test_bilinear_oversampling_chosen_as_in_memory():
     assert factors[0] != factors[1]
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
     reference = reconstruct(observation, dem, geometry, projection="bilinear")
-    result = reconstruct_distributed(observation, dem, geometry, client="threads", rows_per_block=8,
-                                     projection="bilinear")
+    result = reconstruct(observation, dem, geometry, chunks=8, projection="bilinear")
     assert result.attrs["oversample"] == reference.attrs["oversample"]
     for name in ("layover", "shadow", "mixing"):
         assert np.array_equal(result[name].values, reference[name].values), name

@@ -9,15 +9,16 @@ from hypothesis import strategies as st
 
 from sarheight.kernels import facets
 from sarheight.kernels.projection import gather_triangles, sample_window, scatter_triangles
-from sarheight.layover import reallocate, reallocation_ratios
-from sarheight.simulate import _run_simulation
+from sarheight.reallocation import reallocate, reallocation_ratios
+from sarheight.simulate import run_simulation
 from tests import twin_reallocation as twin
 from tests.test_layover import _geometry, _rough_dem
 
 
 def _state(seed: int, projection: str, oversample, incidence: float = 25.0, heading: float = 10.0):
     dem = _rough_dem(seed, rows=24, cols=20, relief=700.0)
-    return _run_simulation(dem, _geometry(dem, incidence=incidence, heading=heading), "model", projection, oversample)
+    return run_simulation(dem, _geometry(dem, incidence=incidence, heading=heading), projection=projection,
+                          oversample=oversample)
 
 
 def _observation(state) -> np.ndarray:

@@ -16,7 +16,7 @@ from sarheight.errors import GeometryError, InvalidInputError
 from sarheight.geometry import RadarGeometry
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
 from sarheight.layover import reconstruct, to_isce3_mask
-from sarheight.simulate import _run_simulation, empirical_sigma0, simulate, simulate_sar
+from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
 
 LON, LAT = 10.0, 45.0
 CELL_DEG = 30.0 / 111_320.0  # about 30 m in latitude
@@ -190,7 +190,7 @@ def test_reconstruction_invariants_on_random_terrain(seed, incidence, heading, l
     # Exact recovery of a scene that follows the contribution model, layover included.
     observation = simulate_sar(dem, geometry, backscatter=law, looks=None, nesz_db=None, projection=projection)
     result = reconstruct(observation, dem, geometry, contribution=law, projection=projection)
-    state = _run_simulation(dem, geometry, law, projection, "auto")
+    state = run_simulation(dem, geometry, contribution=law, projection=projection)
     truth = state.per_cell["contribution"] / state.per_cell["sigma_area"]
     lit = np.isfinite(result["backscatter"].values)
     assert lit.sum() > 0.5 * dem.size
@@ -198,9 +198,10 @@ def test_reconstruction_invariants_on_random_terrain(seed, incidence, heading, l
     assert (lit & (result["layover"].values != 0)).sum() > 20
     assert np.nanmax(np.abs(result["backscatter"].values[lit] / truth[lit] - 1)) < 1e-5
     # Energy conservation.
-    from sarheight.layover import _observation_on_window, reallocate
+    from sarheight.observation import intensity_on_window
+    from sarheight.reallocation import reallocate
 
-    observed = _observation_on_window(observation, geometry, state.window)
+    observed = intensity_on_window(observation, state.window)
     energy = np.nansum(reallocate(state, observed)["energy"])
     pixel_energy = np.nansum(np.where(state.images[0] > 0, observed * state.pixel_area, 0.0))
     assert math.isclose(energy, pixel_energy, rel_tol=1e-9)
@@ -378,7 +379,7 @@ def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch
     def no_work(*args, **kwargs):
         raise AssertionError("the masks were computed before the input was checked")
 
-    monkeypatch.setattr(simulation, "_visibility", no_work)
+    monkeypatch.setattr(simulation, "visibility_masks", no_work)
     grid = np.ones(geometry.grid.shape)
     # A geocoded image of another place: the DEM's grid moved 10 degrees east.
     elsewhere = dem.copy(data=np.full(dem.shape, 0.05, dtype=np.float32)).assign_coords(x=dem["x"] + 10.0)

@@ -376,7 +376,7 @@ def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, val
 ])
 def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spacing):
     from sarheight.kernels.simulation import visibility_profiles
-    from sarheight.simulate import _cell_geometry, radar_window, rows_run_along_track
+    from sarheight.simulate import cell_geometry, radar_window, rows_run_along_track
 
     dem = _rough_dem(seed, 24, 24, 650.0)
     if window == "holes":
@@ -385,7 +385,7 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
         heights[15, 3:6] = np.nan
         dem = dem.copy(data=heights)
     geometry = _synthetic(dem, 30.0, heading, look_side, line_spacing=line_spacing)
-    cells = _cell_geometry(dem, geometry)
+    cells = cell_geometry(dem, geometry)
     faces_away = cells["faces_away"]
     line0, n_lines, sample0, n_samples = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
     if window == "middle":

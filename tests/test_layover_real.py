@@ -15,8 +15,10 @@ from scipy.ndimage import binary_erosion
 
 from sarheight.dem import open_dem, terrain_attributes
 from sarheight.geometry import RadarGeometry, backward_geocode
-from sarheight.layover import _observation_on_window, reallocate, reconstruct
-from sarheight.simulate import _run_simulation, empirical_sigma0, simulate, simulate_sar
+from sarheight.layover import reconstruct
+from sarheight.observation import intensity_on_window
+from sarheight.reallocation import reallocate
+from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
 
 SAFES = {
     "ascending": "S1A_IW_SLC__1SDV_20221016T015043_20221016T015111_045461_056FC0_6681.SAFE",
@@ -136,7 +138,7 @@ def test_reconstruction_under_the_descending_slc(bigtujunga, geometries):
 
     observation = simulate_sar(window, descending, backscatter=law, looks=None, nesz_db=None)
     result = reconstruct(observation, window, descending, contribution=law)
-    state = _run_simulation(window, descending, law, "exact", "auto")
+    state = run_simulation(window, descending, contribution=law)
     truth = state.per_cell["contribution"] / state.per_cell["sigma_area"]
     backscatter = result["backscatter"].values
     inner = np.zeros(backscatter.shape, dtype=bool)
@@ -145,7 +147,7 @@ def test_reconstruction_under_the_descending_slc(bigtujunga, geometries):
     in_layover = lit & (result["layover"].values != 0) & (result["layover"].values != 255)
     error = np.abs(backscatter[lit] / truth[lit] - 1)
     # Energy conservation: what the cells receive is what the pixels hold.
-    observed = _observation_on_window(observation, descending, state.window)
+    observed = intensity_on_window(observation, state.window)
     energy = np.nansum(reallocate(state, observed)["energy"])
     pixel_energy = np.nansum(np.where(state.images[0] > 0, observed * state.pixel_area, 0.0))
     print(f"reconstruction under the descending SLC ({observation.shape[0]} x {observation.shape[1]} pixels): "

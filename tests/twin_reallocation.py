@@ -13,8 +13,8 @@ or "gamma") followed by the energy reallocation of ``sarheight.layover.reallocat
 4. gather: each sub-quad reads the ratio image back with the same bilinear weights (fancy
    indexing) and the cell's energy is the sum of c_f times what its sub-quads read.
 
-It works on the cell geometry that ``sarheight.simulate._run_simulation`` computed (the
-``_Simulation`` state: cells, shadow mask, window, oversample factor), vectorised over all
+It works on the cell geometry that ``sarheight.simulate.run_simulation`` computed (the
+``Simulation``: cells, shadow mask, window, oversample factor), vectorised over all
 cells and looping in Python over the ``k^2`` sub-quads of a cell. It shares no code with
 the Numba kernels, so agreement means something; it is written for clarity, not speed.
 Used by the tests and the benchmarks.
@@ -183,7 +183,7 @@ def gather(facets: _Facets, ratios: np.ndarray, contribution: str, law) -> np.nd
 
 def reallocate_bilinear(state, observed: np.ndarray, pixel_area: np.ndarray,
                         contribution: str = MODEL, law=(0.0118, 0.111, 3.0)) -> dict[str, np.ndarray]:
-    """Scatter, ratio and gather of the bilinear reconstruction, from a ``_Simulation`` state.
+    """Scatter, ratio and gather of the bilinear reconstruction, from a ``Simulation``.
 
     ``observed``: the observation on the state's window (linear, NaN as 0); ``pixel_area``:
     the window's slant-plane pixel areas (``state.pixel_area``, NaN as 0). Returns
@@ -195,7 +195,7 @@ def reallocate_bilinear(state, observed: np.ndarray, pixel_area: np.ndarray,
     facets = _Facets(state.cells, shadowed, state.window, state.oversample)
     shape = (state.window[1], state.window[3])
     images, sigma_area_cells = scatter(facets, shape, contribution, law)
-    for channel in (0, 1):  # as _run_simulation: rounding residue is made exactly empty
+    for channel in (0, 1):  # as run_simulation: rounding residue is made exactly empty
         floor = 1e-10 * max(float(np.abs(images[channel]).max()), 1e-300)
         images[channel][images[channel] < floor] = 0.0
     observed = np.nan_to_num(observed, nan=0.0)
