@@ -25,11 +25,10 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    and one gather pass on one thread over a tile of the library's size from the middle
    of the smallest scene, exact and bilinear; the two passes alone bound what two cores
    can reach (``cells_per_second_bound``);
-5. ``sarheight.distributed.reconstruct_distributed`` against the in-memory path, when that
-   function exists (checked at run time): on local threads (``client="threads"``) and on
-   one dask ``LocalCluster`` started once, after all in-memory measurements (its idle
-   workers would run beside them; start-up not timed); speed relative to the in-memory
-   ``reconstruct`` and agreement of ``backscatter``.
+5. the block-wise path (``reconstruct(..., chunks=256)``) against the in-memory one: on
+   local threads and on one dask ``LocalCluster`` started once (``client=``), after all
+   in-memory measurements (its idle workers would run beside them; start-up not timed);
+   speed relative to the in-memory ``reconstruct`` and agreement of ``backscatter``.
 
 Timings are the best of 3 warm runs (run-to-run spread on a shared 2-core machine is
 20-30 %); the distributed comparisons, the slowest, the best of 2 above 1024^2.
@@ -65,8 +64,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import importlib
-import inspect
 import json
 import math
 import os
@@ -86,12 +83,16 @@ from _common import REPO, best_time, machine, write_json
 from affine import Affine
 
 from sarheight import layover as layover_module
+from sarheight import observation as observation_module
+from sarheight import reallocation as reallocation_module
 from sarheight import simulate as simulate_module
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.kernels import WGS84_A, WGS84_E2, facets
-from sarheight.layover import reallocate, reconstruct
-from sarheight.simulate import _run_simulation, simulate
+from sarheight.layover import reconstruct
+from sarheight.observation import intensity_on_window
+from sarheight.reallocation import reallocate
+from sarheight.simulate import run_simulation, simulate
 
 CENTER = (12.6, 41.9)  # lon, lat: as benchmarks/geocode.py
 SPACING = 10.0  # m, DEM cells and ground pixels
@@ -183,30 +184,26 @@ class PhaseProfile:
         self._stack: list[dict[str, float]] = []
 
     def _targets(self) -> list[tuple[Any, str, Any]]:
-        sim, lay = simulate_module, layover_module
+        sim, lay, obs, rea = simulate_module, layover_module, observation_module, reallocation_module
         facet = lambda args, kwargs: "gather" if kwargs.get("gather") else "scatter"  # noqa: E731
         return [
             (sim, "open_dem", "open_dem"),
-            (sim, "_cell_geometry", "cell_geometry"),
+            (lay, "open_dem", "open_dem"),
+            (sim, "cell_geometry", "cell_geometry"),
             (sim, "radar_window", "window"),
             (sim, "_oversample_factor", "oversample_factor"),
-            (sim, "_faces_away", "faces_away"),
-            (sim, "_visibility", "sweep"),  # names of successive versions of the sweep
-            (sim, "_azimuth_bin", "sweep"),
-            (sim, "_slant_range_spacing", "sweep"),
-            (sim.sim, "visibility_sweep", "sweep"),
-            (sim.sim, "visibility_profiles", "sweep"),
-            (sim._Simulation, "facet_pass", facet),
+            (sim, "visibility_masks", "sweep"),
+            (sim, "slant_range_spacing", "sweep"),
+            (sim.Simulation, "facet_pass", facet),
             (sim, "smooth_samples", "smooth_fields"),
             (sim.SmoothFields, "evaluate", "smooth_fields"),
-            (sim, "_as_dataset", "dataset_assembly"),
-            (lay, "_as_dataset", "dataset_assembly"),
-            (lay, "_result_dataset", "dataset_assembly"),
-            (lay, "_resolve_input", "input"),
-            (lay, "_observation_on_window", "input"),
-            (lay, "_check_intensity", "input"),
-            (lay, "reallocate", "reallocate_rest"),
-            (lay, "_ratios_in_place", "ratios"),
+            (sim.Simulation, "to_dataset", "dataset_assembly"),
+            (rea, "result_dataset", "dataset_assembly"),
+            (lay, "resolve_observation", "input"),
+            (obs.Observation, "on_window", "input"),
+            (rea, "check_intensity", "input"),
+            (rea, "reallocate", "reallocate_rest"),
+            (rea, "_ratios_in_place", "ratios"),
         ]
 
     def _call(self, name: str, func, args, kwargs):
@@ -368,8 +365,8 @@ def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.
     """Bilinear reconstruction core: Numba kernels against the numpy twin, agreement and speed."""
     from tests import twin_reallocation as twins_projection
 
-    state = _run_simulation(dem, geometry, "model", "bilinear", "auto")
-    observed = layover_module._observation_on_window(observation, geometry, state.window)
+    state = run_simulation(dem, geometry, projection="bilinear")
+    observed = intensity_on_window(observation, state.window)
     pixel_area = np.nan_to_num(state.pixel_area)
     library = reallocate(state, observed)
     twin = twins_projection.reallocate_bilinear(state, observed, pixel_area)
@@ -411,7 +408,7 @@ def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.
         "side": dem.shape[0], "cells": cells, "projection": "bilinear", "contribution": "model",
         "oversample": state.oversample, "facets_per_cell": state.oversample**2,
         "what": "facets + scatter (simulated images) + ratios + gather (energy) on the cell geometry of "
-                "_run_simulation; kernel: _Simulation.facet_pass(scatter) + ratios + facet_pass(gather)",
+                "run_simulation; kernel: Simulation.facet_pass(scatter) + ratios + facet_pass(gather)",
         "tolerance": {"images_energy_relative_to_max": TWIN_TOLERANCE, "sigma0_per_cell": TWIN_CELL_TOLERANCE},
         "agree": agree,
         "max_relative_difference": {"images": images, "energy": energy, "sigma0": sigma0},
@@ -460,7 +457,7 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
 def kernel_costs(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, Any]:
     """Single-thread cost per DEM cell of the facet kernel's scatter and gather passes on
     one tile of the library's size in the middle of the scene (``kernels.facets``, as
-    ``_Simulation.facet_pass`` runs it on each tile), exact and bilinear; and what two
+    ``Simulation.facet_pass`` runs it on each tile), exact and bilinear; and what two
     cores could reach if everything else in ``reconstruct`` were free."""
     out: dict[str, Any] = {"tile_cells": simulate_module.TILE_CELLS}
     cores = min(2, os.cpu_count() or 1)
@@ -468,7 +465,7 @@ def kernel_costs(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, Any]:
     first = (dem.shape[0] - side) // 2, (dem.shape[1] - side) // 2
     view = (slice(first[0] - 1, first[0] + side + 1), slice(first[1] - 1, first[1] + side + 1))
     for projection in PROJECTIONS:
-        state = _run_simulation(dem, geometry, "model", projection, "auto", keep_per_cell=False)
+        state = run_simulation(dem, geometry, projection=projection, keep_per_cell=False)
         ns = _tile_pass_ns(state, view)
         out[projection] = {
             "oversample": state.oversample, "tile_side": side, "ns_per_cell_one_thread": ns,
@@ -483,26 +480,15 @@ def kernel_costs(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- distributed
 
-def distributed_function():
-    """(reconstruct_distributed or None, why not)."""
-    try:
-        module = importlib.import_module("sarheight.distributed")
-    except ImportError as exc:
-        return None, f"not available: sarheight.distributed does not import ({exc})"
-    function = getattr(module, "reconstruct_distributed", None)
-    if function is None:
-        return None, "not available: sarheight.distributed has no reconstruct_distributed"
-    return function, "available"
+#: DEM rows per block of the block-wise runs.
+ROWS_PER_BLOCK = 256
 
 
 @contextlib.contextmanager
-def distributed_clients(function):
-    """The ``client`` values to compare: local threads, and one dask LocalCluster for the whole run
-    (so that its start-up is not timed); {} when the function takes no ``client``."""
-    if "client" not in inspect.signature(function).parameters:
-        yield {"default": None}
-        return
-    clients: dict[str, Any] = {"threads": "threads"}
+def distributed_clients():
+    """The ``client`` values to compare: local threads (None), and one dask LocalCluster
+    for the whole run (so that its start-up is not timed)."""
+    clients: dict[str, Any] = {"threads": None}
     cluster = client = None
     try:
         from dask.distributed import Client, LocalCluster
@@ -521,33 +507,28 @@ def distributed_clients(function):
             cluster.close()
 
 
-def distributed_comparison(function, client, observation, dem, geometry, projection, in_memory,
-                           in_memory_seconds, repeats) -> dict[str, Any]:
+def distributed_comparison(client, observation, dem, geometry, projection, in_memory, in_memory_seconds,
+                           repeats) -> dict[str, Any]:
     if isinstance(client, str) and client.startswith("unavailable"):
         return {"error": client}
-    parameters = inspect.signature(function).parameters
-    kwargs: dict[str, Any] = {"projection": projection}
-    if client is not None:
-        kwargs["client"] = client
 
     def run():
-        result = function(observation, dem, geometry, **kwargs)
-        return result.compute() if hasattr(result, "compute") else result
+        return reconstruct(observation, dem, geometry, projection=projection, chunks=ROWS_PER_BLOCK, client=client,
+                           progress=False)
 
     try:
         seconds = best_time(run, repeats=repeats)
         result = run()
         a, b = np.asarray(result["backscatter"].values, np.float64), in_memory["backscatter"].values.astype(np.float64)
         both = np.isfinite(a) & np.isfinite(b) & (b != 0)
-        rows = parameters["rows_per_block"].default if "rows_per_block" in parameters else None
         return {
             "seconds": seconds, "cells_per_second": dem.size / seconds,
             "speed_relative_to_in_memory": in_memory_seconds / seconds,
-            "rows_per_block": rows,
+            "rows_per_block": ROWS_PER_BLOCK,
             "max_relative_difference_backscatter": float(np.max(np.abs(a[both] / b[both] - 1))) if both.any() else None,
             "same_nan_pattern": bool(np.array_equal(np.isnan(a), np.isnan(b))),
         }
-    except Exception as exc:  # a module being written: record, do not stop the benchmark
+    except Exception as exc:  # record, do not stop the benchmark
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -572,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projections", default=",".join(PROJECTIONS))
     parser.add_argument("--quick", action="store_true", help="fast smoke run: sizes 256,512, one timed repeat")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--skip-distributed", action="store_true", help="skip the block-wise comparisons")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--projection", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -582,7 +564,6 @@ def main(argv: list[str] | None = None) -> int:
     projections = [p.strip() for p in args.projections.split(",")]
     out = args.out or ("benchmarks/results/reconstruct-quick.json" if args.quick else "benchmarks/results/reconstruct.json")
     geometry = make_geometry()
-    distributed, distributed_status = distributed_function()
     report: dict[str, Any] = {
         "benchmark": "simulate_reconstruct",
         "machine": machine(),
@@ -598,11 +579,11 @@ def main(argv: list[str] | None = None) -> int:
             "scaling": "cells_per_second / cells_per_second at the smallest size (1.0 = linear)",
         },
         "results": [], "memory": [], "numpy_twin": None, "kernel_costs": None,
-        "distributed": {"status": distributed_status, "results": []},
+        "distributed": {"rows_per_block": ROWS_PER_BLOCK, "results": []},
         "complete": False,
     }
     print(f"machine: {report['machine']['cpu_count']} CPUs, {report['machine']['numba_threads']} Numba threads; "
-          f"load {report['load_average_at_start'][0]:.1f}; distributed: {distributed_status}", flush=True)
+          f"load {report['load_average_at_start'][0]:.1f}", flush=True)
     print("k: facets per DEM cell side (oversample); scaling: cells/s over cells/s at the smallest size", flush=True)
     print(f"{'size':>6s} {'proj':8s} {'k':>2s} {'layover':>7s} {'simulate':>14s} {'reconstruct':>14s} "
           f"{'scaling sim/rec':>15s}", flush=True)
@@ -695,10 +676,10 @@ def main(argv: list[str] | None = None) -> int:
             del dem, heights
             gc.collect()
             write_json(report, out)
-    if distributed is not None:
+    if not args.skip_distributed:
         # After the in-memory figures: a LocalCluster's worker processes take some CPU even
         # when idle, and would be running beside those timings.
-        with distributed_clients(distributed) as clients:
+        with distributed_clients() as clients:
             for n in sizes:
                 dem = make_dem(n)
                 for projection in projections:
@@ -707,8 +688,8 @@ def main(argv: list[str] | None = None) -> int:
                     rec_seconds = next(row["reconstruct"]["seconds"] for row in report["results"]
                                        if row["side"] == n and row["projection"] == projection)
                     for client_name, client in clients.items():
-                        entry = distributed_comparison(distributed, client, observation, dem, geometry, projection,
-                                                       result, rec_seconds, _repeats(n, args.quick, distributed=True))
+                        entry = distributed_comparison(client, observation, dem, geometry, projection, result,
+                                                       rec_seconds, _repeats(n, args.quick, distributed=True))
                         report["distributed"]["results"].append(
                             {"side": n, "projection": projection, "client": client_name, **entry})
                         print(f"{n:5d}² {projection:8s} distributed ({client_name}): " + (

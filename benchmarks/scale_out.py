@@ -8,7 +8,7 @@
 2. A DEM ``--factor`` (default 4) times larger than that, square, of the mountain terrain
    of ``benchmarks/reconstruct.py`` (10 m cells near Rome, RMS slope 0.5) under its
    Sentinel-1-like geometry, written to a GeoTIFF by a separate process.
-3. ``reconstruct_distributed`` on it (local threads, results to GeoTIFFs with ``out``) in
+3. ``reconstruct(..., chunks=...)`` on it (local threads, results to GeoTIFFs with ``out``) in
    a fresh subprocess: the DEM is read from its file inside the measured call, the
    observation is a lazy (dask) beta0 image with 4.4-look speckle, generated chunk by
    chunk as windows are read. Reported: the process's peak resident set (VmHWM, all
@@ -123,27 +123,26 @@ def child_distributed(dem_path: str, rows_per_block: int, out_dir: str) -> dict:
     from reconstruct import make_dem, make_geometry
 
     from sarheight.dem import open_dem
-    from sarheight.distributed import reconstruct_distributed
+    from sarheight.layover import reconstruct
+    from sarheight.masks import MaskCode
 
     geometry = make_geometry()
     small = make_dem(64)  # warm: every kernel loaded before the measurement
     warm_observation = _lazy_observation_for(small, geometry)
-    reconstruct_distributed(warm_observation, small, geometry, client="threads", rows_per_block=16,
-                            out=Path(out_dir) / "warm.tif", progress=False)
+    reconstruct(warm_observation, small, geometry, chunks=16, out=Path(out_dir) / "warm.tif", progress=False)
     observation = _lazy_observation(dem_path, geometry)
     del small, warm_observation
     gc.collect()
     before = _reset_peak()
     start = time.perf_counter()
     dem = open_dem(dem_path, vertical_datum="ellipsoid")  # read inside the measurement
-    result = reconstruct_distributed(observation, dem, geometry, client="threads",
-                                     rows_per_block=rows_per_block, out=Path(out_dir) / "scale_out.tif",
-                                     progress=False)
+    result = reconstruct(observation, dem, geometry, chunks=rows_per_block, out=Path(out_dir) / "scale_out.tif",
+                         progress=False)
     seconds = time.perf_counter() - start
     peak = _status("VmHWM")
     cells = int(result.sizes["y"] * result.sizes["x"])
     layover = result["layover"].data
-    fraction = float(((layover == 1) | (layover == 2)).mean().compute())
+    fraction = float(((layover == MaskCode.ACTIVE) | (layover == MaskCode.PASSIVE)).mean().compute())
     return {"cells": cells, "side": int(result.sizes["y"]), "seconds": seconds, "cells_per_second": cells / seconds,
             "peak_bytes": peak, "peak_rise_bytes": peak - before, "rss_before_bytes": before,
             "rows_per_block": rows_per_block, "layover_fraction": fraction}

@@ -10,8 +10,7 @@ import argparse
 from pathlib import Path
 
 from sarheight.dem import open_dem
-from sarheight.demo import geocoding_products
-from sarheight.geometry import RadarGeometry, backward_geocode
+from sarheight.geometry import RadarGeometry, backward_geocode, geocoding_products
 from sarheight.io import write_geotiff
 from sarheight.plots import quicklook
 

@@ -91,8 +91,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _cmd_geocode(args: argparse.Namespace) -> int:
     from .dem import open_dem
-    from .demo import geocoding_products
-    from .geometry import backward_geocode
+    from .geometry import backward_geocode, geocoding_products
     from .io import write_geotiff
 
     dem = open_dem(args.dem, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid, fill_voids=args.fill_voids)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .geometry import RadarGeometry, backward_geocode
+from .geometry import RadarGeometry, backward_geocode, geocoding_products
 from .io import write_geotiff
 from .plots import hillshade, quicklook
 from .sample_data import jacksboro_dem
@@ -59,17 +59,6 @@ def _cell_size_m(dem: xr.DataArray) -> tuple[float, float]:
         lat = float(np.radians(dem["y"].mean()))
         return abs(dy) * 111_320.0, abs(dx) * 111_320.0 * np.cos(lat)
     return abs(dy), abs(dx)
-
-
-def geocoding_products(geocoded: xr.Dataset) -> xr.Dataset:
-    """The geocoded variables as GeoTIFF-ready float bands (times as seconds)."""
-    first = geocoded["azimuth_time"].min().values
-    seconds = (geocoded["azimuth_time"] - first) / np.timedelta64(1, "s")
-    out = geocoded[["slant_range", "incidence_angle", "line", "sample"]].copy()
-    out["azimuth_time_s"] = seconds.astype(np.float64).assign_attrs(
-        units="s", long_name=f"zero-Doppler time since {np.datetime_as_string(first)}"
-    )
-    return out
 
 
 #: Factor applied to the Jacksboro relief for the reconstruction demo (see the module docstring).

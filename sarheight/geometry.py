@@ -809,6 +809,19 @@ def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool =
     return ds
 
 
+def geocoding_products(geocoded: xr.Dataset) -> xr.Dataset:
+    """The variables of :func:`backward_geocode` as GeoTIFF-ready float bands: slant range,
+    incidence angle, line, sample and ``azimuth_time_s``, the zero-Doppler time in
+    seconds since the earliest (GeoTIFF stores no times)."""
+    first = geocoded["azimuth_time"].min().values
+    seconds = (geocoded["azimuth_time"] - first) / np.timedelta64(1, "s")
+    out = geocoded[["slant_range", "incidence_angle", "line", "sample"]].copy()
+    out["azimuth_time_s"] = seconds.astype(np.float64).assign_attrs(
+        units="s", long_name=f"zero-Doppler time since {np.datetime_as_string(first)}"
+    )
+    return out
+
+
 def _require_overlap(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geometry: RadarGeometry) -> None:
     """Raise GeometryError, before the full run, when the DEM cannot reach the image.
 
