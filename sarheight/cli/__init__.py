@@ -1,0 +1,112 @@
+"""The ``sarheight`` command: one module per subcommand, the shared options in :mod:`.options`.
+
+Each subcommand module gives ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; :data:`COMMANDS` lists them in the order ``--help`` shows. A new
+subcommand (``fit``, ``predict``, a model's own) is a new module and one line here.
+Start-up stays fast because every subcommand imports what it needs (numpy, the physics,
+the models) inside ``run``, not at the top of its module.
+
+Errors from the library (:class:`~sarheight.errors.SarHeightError`) are printed as one
+line in the command's words (``geoid_grid=`` reads ``--geoid-grid``) with exit status 2,
+never a traceback; warnings likewise, while the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._version import __version__
+from ..errors import SarHeightError
+from . import compile_kernels, demo, geocode, reconstruct, simulate
+from .options import in_command_words
+
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``sarheight`` command and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="sarheight",
+        description="Physics-plus-learning SAR toolkit: radar geometry, layover/shadow and height models.",
+    )
+    parser.add_argument("--version", action="version", version=f"sarheight {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        subparser = sub.add_parser(command.NAME, help=command.HELP)
+        command.add_arguments(subparser)
+        subparser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command with ``argv`` (default: the process's arguments); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    created: list[Path] = []
+    # Warnings as one line in the command's words while it runs (restored after: main()
+    # may be called from Python).
+    shown = warnings.showwarning
+    warnings.showwarning = functools.partial(_show_warning, parser=parser)
+    try:
+        created = _prepare_outputs(args)
+        return int(args.run(args) or 0)
+    except SarHeightError as exc:
+        print(f"sarheight {args.command}: error: {in_command_words(str(exc), parser)}", file=sys.stderr)
+        # Folders made for the outputs of a command that wrote nothing go again.
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        return 2
+    finally:
+        warnings.showwarning = shown
+
+
+def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
+    """Check the output paths before any work and make their missing folders; returns the
+    folders made, outermost first. A subcommand whose ``--out`` is a folder says so with
+    ``out_is_folder``; the others' are files, as ``--quicklook`` always is."""
+    paths = [(getattr(args, "out", None), getattr(args, "out_is_folder", False)),
+             (getattr(args, "quicklook", None), False)]
+    missing: list[Path] = []
+    for given, is_folder in paths:
+        if not given:
+            continue
+        path = Path(given)
+        if is_folder and path.exists() and not path.is_dir():
+            raise SarHeightError(f"--out {given!r} is a file: the {args.command} command writes into a folder, "
+                                 "give a folder's path")
+        if not is_folder and path.is_dir():
+            raise SarHeightError(f"{given!r} is a folder: give the path of the file to write")
+        folder = path if is_folder else path.parent
+        ancestor = folder
+        while not ancestor.exists():
+            missing.append(ancestor)
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise SarHeightError(f"cannot write {given!r}: {str(ancestor)!r} is a file, not a folder")
+    created = []
+    for folder in sorted(set(missing), key=lambda p: len(p.parts)):
+        if not folder.exists():
+            folder.mkdir()
+            created.append(folder)
+    return created
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, parser) -> None:
+    """Warnings as one line of the command's output, in its words, without the source line."""
+    print(f"sarheight: warning: {in_command_words(str(message), parser)}", file=file or sys.stderr)
+

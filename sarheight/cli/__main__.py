@@ -1,0 +1,7 @@
+"""``python -m sarheight.cli``: the ``sarheight`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

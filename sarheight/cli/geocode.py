@@ -1,0 +1,51 @@
+"""``sarheight geocode``: the radar coordinates of every DEM cell."""
+
+from __future__ import annotations
+
+import argparse
+
+from .options import (
+    add_dem_options,
+    add_geometry_options,
+    add_outputs,
+    add_quiet,
+    geometry_from_args,
+    open_dem_from_args,
+)
+
+NAME = "geocode"
+HELP = "radar coordinates (time, range, line, sample) of every DEM cell"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dem", help="DEM raster (any CRS rasterio reads)")
+    add_outputs(parser, "output GeoTIFF")
+    add_quiet(parser)
+    add_geometry_options(parser)
+    add_dem_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..geometry import backward_geocode, geocoding_products
+    from ..io import write_geotiff
+
+    dem = open_dem_from_args(args, args.dem)
+    geometry = geometry_from_args(args, dem)
+    geocoded = backward_geocode(dem, geometry)
+    path = write_geotiff(geocoding_products(geocoded), args.out)
+    if args.quicklook:
+        from ..plots import quicklook
+
+        quicklook(
+            [
+                ("slant range (km)", geocoded["slant_range"] / 1e3, {"colorbar": "km"}),
+                ("incidence angle", geocoded["incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
+                ("line", geocoded["line"], {"cmap": "cividis"}),
+                ("sample", geocoded["sample"], {"cmap": "cividis"}),
+            ],
+            args.quicklook, columns=2,
+        )
+    if not args.quiet:
+        inside = float(geocoded["line"].notnull().mean())
+        print(f"wrote {path}: {dem.shape[0]} x {dem.shape[1]} cells, {inside:.1%} inside the image")
+    return 0

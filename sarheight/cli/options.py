@@ -1,0 +1,141 @@
+"""What the subcommands share: their common options, reading the DEM and the geometry
+they name, the stages bar, and library messages in the command's words."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import SarHeightError
+
+CONTRIBUTION_HELP = ("what each facet returns: 'model' (default), the empirical sigma0 law of SNAP's and "
+                     "ISCE3's simulators times the facet area, which tells facets inside one layover pixel "
+                     "apart; 'gamma', the projected area alone (constant gamma0, Small 2011)")
+PROJECTION_HELP = ("'exact' (default): exact overlap of each facet's footprint with the radar pixels; "
+                   "'bilinear': faster splatting of facet centres (an approximation)")
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+
+
+def add_outputs(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """``--out`` (a file, required) and ``--quicklook`` (an optional PNG)."""
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--quicklook", default=None, help="also write a PNG quicklook here")
+
+
+def add_simulation_options(parser: argparse.ArgumentParser) -> None:
+    """``--contribution`` and ``--projection``."""
+    parser.add_argument("--contribution", choices=("model", "gamma"), default="model", help=CONTRIBUTION_HELP)
+    parser.add_argument("--projection", choices=("exact", "bilinear"), default="exact", help=PROJECTION_HELP)
+
+
+def add_geometry_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The acquisition geometry: a Sentinel-1 product or a synthetic straight orbit."""
+    group = parser.add_argument_group("acquisition geometry")
+    help_text = ("a Sentinel-1 product (.SAFE directory or .zip; the annotation is enough), or "
+                 "'synthetic' for a straight-orbit Sentinel-1-like geometry centred on the DEM")
+    if not required:
+        help_text += ("; default: the --sar product's own (needed for a geocoded GeoTIFF --sar: the "
+                      "product it came from, or 'synthetic')")
+    group.add_argument("--geometry", required=required, default=None, metavar="SAFE|synthetic", help=help_text)
+    group.add_argument("--measurement", default="IW/VV", help="swath/polarisation of the product (default IW/VV)")
+    group.add_argument("--burst", type=int, default=None, help="SLC burst index (0-based), default all")
+    group.add_argument("--heading", type=float, default=348.0, help="synthetic: heading, deg (348 ascending, 192 descending)")
+    group.add_argument("--incidence-near", type=float, default=30.0, help="synthetic: near-range incidence, deg")
+    group.add_argument("--incidence-far", type=float, default=46.0, help="synthetic: far-range incidence, deg")
+    group.add_argument("--line-spacing", type=float, default=10.0, help="synthetic: azimuth pixel spacing, m")
+    group.add_argument("--sample-spacing", type=float, default=10.0, help="synthetic: slant-range pixel spacing, m")
+    group.add_argument("--look-side", choices=("right", "left"), default="right", help="synthetic: look side")
+
+
+def add_dem_options(parser: argparse.ArgumentParser) -> None:
+    """How to read the DEM's heights."""
+    group = parser.add_argument_group("DEM")
+    group.add_argument(
+        "--vertical-datum", choices=("egm96", "egm2008", "ellipsoid"), default=None,
+        help="heights' datum when the DEM's CRS does not say (geoid heights are converted)",
+    )
+    group.add_argument("--geoid-grid", default=None, help="raster of geoid undulations (e.g. egm96_15.gtx)")
+    group.add_argument("--fill-voids", action="store_true", help="fill DEM voids by interpolation")
+
+
+def open_dem_from_args(args: argparse.Namespace, path: str) -> Any:
+    """The DEM at ``path`` read as the DEM options say."""
+    from ..dem import open_dem
+
+    return open_dem(path, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid, fill_voids=args.fill_voids)
+
+
+def geometry_from_args(args: argparse.Namespace, dem: Any) -> Any:
+    """The :class:`~sarheight.geometry.RadarGeometry` the geometry options name."""
+    from ..geometry import RadarGeometry
+
+    if args.geometry.lower() == "synthetic":
+        west, south, east, north = dem.rio.transform_bounds("EPSG:4326")
+        return RadarGeometry.synthetic(
+            center_lon=0.5 * (west + east), center_lat=0.5 * (south + north),
+            heading_deg=args.heading, incidence_near_deg=args.incidence_near,
+            incidence_far_deg=args.incidence_far, line_spacing=args.line_spacing,
+            sample_spacing=args.sample_spacing, look_side=args.look_side,
+        )
+    if not Path(args.geometry).exists():
+        raise SarHeightError(
+            f"--geometry {args.geometry!r}: no such Sentinel-1 product; give a .SAFE directory, its "
+            "manifest.safe or a .zip of the SAFE, or 'synthetic'"
+        )
+    return RadarGeometry.from_sentinel1(args.geometry, args.measurement, burst=args.burst)
+
+
+def write_masks(result: Any, out: Path) -> Path:
+    """``OUT_masks.tif`` beside ``out``: layover, shadow and the ISCE3 mask (uint8)."""
+    from ..io import write_geotiff
+    from ..masks import to_isce3_mask
+
+    masks = out.with_name(out.stem + "_masks.tif")
+    return write_geotiff(result[["layover", "shadow"]].assign(isce3_mask=to_isce3_mask(result)), masks)
+
+
+class Stages:
+    """A progress bar over the stages of a command (silent when not a terminal)."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, disable=quiet or not sys.stderr.isatty(), unit="step")
+
+    def done(self, what: str) -> None:
+        self.bar.set_description(what)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def in_command_words(message: str, parser: argparse.ArgumentParser) -> str:
+    """A library message in the command's words: keyword arguments that are options of
+    the command (``geoid_grid=``, ``sar_db=True``) are named as the options."""
+    options = {action.dest: action.option_strings[-1] for sub in _subparsers(parser) for action in sub._actions
+               if action.option_strings and action.option_strings[-1].startswith("--")}
+
+    def option(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in options:
+            return match.group(0)
+        # name=value reads "--name value"; "name=" before a space or "name=True", "--name".
+        value_follows = match.group(2) == "=" and match.string[match.end():match.end() + 1] not in ("", " ")
+        return options[name] + (" " if value_follows else "")
+
+    message = re.sub(r"\b([a-z]+(?:_[a-z0-9]+)+)(=(?:True\b)?)", option, message)
+    if ".rio.write_crs(" in message:
+        message += " For a file: rio edit-info --crs EPSG:4326 FILE.tif (rasterio's command line)."
+    return message
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for sub in action.choices.values()]

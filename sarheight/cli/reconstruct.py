@@ -1,0 +1,109 @@
+"""``sarheight reconstruct``: reallocate the layover energy of an observation to the DEM's cells."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SarHeightError
+from .options import (
+    CONTRIBUTION_HELP,
+    PROJECTION_HELP,
+    Stages,
+    add_dem_options,
+    add_geometry_options,
+    add_quiet,
+    geometry_from_args,
+    open_dem_from_args,
+    write_masks,
+)
+
+NAME = "reconstruct"
+HELP = "reallocate layover energy of an observation to the DEM's cells"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sar", required=True,
+                        help="Sentinel-1 SAFE (.SAFE or .zip) or a GeoTIFF geocoded to a map grid")
+    parser.add_argument("--dem", required=True, help="DEM raster (any CRS rasterio reads)")
+    parser.add_argument("--out", required=True, help="output GeoTIFF (masks go to OUT_masks.tif)")
+    parser.add_argument("--quicklook", default=None, help="also write a PNG quicklook here")
+    parser.add_argument("--contribution", choices=("model", "gamma"), default="model", help=CONTRIBUTION_HELP)
+    parser.add_argument("--output", choices=("sigma0", "gamma0"), default="sigma0",
+                        help="what the reallocated energy is divided by: the cell's sigma area (sigma0, default) "
+                        "or its gamma area (gamma0)")
+    parser.add_argument("--projection", choices=("exact", "bilinear"), default="exact", help=PROJECTION_HELP)
+    parser.add_argument("--sar-quantity", choices=("beta0", "sigma0", "gamma0"), default="sigma0",
+                        help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
+    parser.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
+    parser.add_argument("--chunks", type=int, default=None, metavar="ROWS",
+                        help="run block by block, ROWS DEM rows per block (bounded memory, local threads); "
+                        "observations in radar geometry (a SAFE) only")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run block by block on a dask.distributed cluster: a scheduler address "
+                        "(tcp://host:8786), or 'local' for a LocalCluster on this machine; observations in radar "
+                        "geometry (a SAFE) only")
+    add_quiet(parser)
+    add_geometry_options(parser, required=False)
+    add_dem_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..geometry import RadarGeometry
+    from ..layover import reconstruct, to_geotiff
+
+    sar_path = Path(args.sar)
+    geotiff = sar_path.suffix.lower() in (".tif", ".tiff")
+    if geotiff and not sar_path.is_file():
+        raise SarHeightError(f"--sar {args.sar!r}: no such GeoTIFF")
+    if geotiff and (args.chunks is not None or args.scheduler is not None):
+        raise SarHeightError(
+            "--chunks and --scheduler take observations in radar geometry (a SAFE product); a geocoded "
+            "GeoTIFF is reconstructed in memory: leave them out"
+        )
+    stages = Stages(3, args.quiet)
+    dem = open_dem_from_args(args, args.dem)
+    if args.geometry is not None:
+        geometry = geometry_from_args(args, dem)
+    elif geotiff:
+        raise SarHeightError(
+            "a geocoded GeoTIFF observation needs --geometry (the SAFE it came from, or 'synthetic')"
+        )
+    else:
+        geometry = RadarGeometry.from_sentinel1(sar_path, args.measurement, burst=args.burst)
+    stages.done("read DEM and geometry")
+    result = reconstruct(sar_path, dem, geometry, contribution=args.contribution, output=args.output,
+                         projection=args.projection, measurement=args.measurement, sar_quantity=args.sar_quantity,
+                         sar_db=args.sar_db, chunks=args.chunks, client=args.scheduler, progress=not args.quiet)
+    stages.done("reconstructed")
+    out = Path(args.out)
+    to_geotiff(result, out)
+    masks = write_masks(result, out)
+    if args.quicklook:
+        _quicklook(result, args.output, args.quicklook)
+    stages.done("wrote outputs")
+    stages.close()
+    if not args.quiet:
+        print(f"wrote {out} and {masks}")
+    return 0
+
+
+def _quicklook(result, output: str, path: str) -> None:
+    import numpy as np
+
+    from ..masks import inside_image, to_isce3_mask
+    from ..plots import quicklook
+
+    def db(values):
+        return 10 * np.log10(values.where(values > 0))
+
+    quicklook(
+        [
+            ("geocoded sigma0 (dB)", db(result["geocoded"]), {"cmap": "gray", "colorbar": "dB"}),
+            ("flattened gamma0 (dB)", db(result["flattened"]), {"cmap": "gray", "colorbar": "dB"}),
+            (f"reconstructed {output} (dB)", db(result["backscatter"]), {"cmap": "gray", "colorbar": "dB"}),
+            ("layover / shadow (ISCE3 codes)", to_isce3_mask(result).where(inside_image(result["layover"])),
+             {"vmin": 0, "vmax": 3, "colorbar": "1 shadow, 2 layover, 3 both"}),
+        ],
+        path, columns=2,
+    )
