@@ -17,13 +17,13 @@ $(BIN)/python:
 # and the first real run start at once.
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[ml]'
 	$(BIN)/sarheight compile
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[ml,test]'
 	$(BIN)/sarheight compile
 	touch $@ $(STAMP_RUN)
 
