@@ -1,0 +1,85 @@
+"""Built-in real example data, available offline.
+
+- :func:`jacksboro_dem`: the real 3-arc-second DEM of the Jacksboro fault, Tennessee
+  (344 x 403 cells, 236-1076 m), shipped with matplotlib: the terrain of
+  ``sarheight demo``.
+- :func:`bigtujunga_dem`: SRTM 30 m over the San Gabriel Mountains, California
+  (240 x 240 cells in UTM 11N, 641-1647 m on EGM96): steep slopes with layover under
+  Sentinel-1 geometries; the README's Quickstart runs on it.
+- :func:`rome_dem`: the Copernicus DEM 30 m around Rome (160 x 160 cells, WGS 84 +
+  EGM96 height, 7-85 m): flat terrain with a compound CRS.
+- Two crops of the EGM96 geoid grid (15'), one over each of the last two, so that their
+  heights are brought to the ellipsoid offline.
+
+:func:`path` gives each file; ``README.md`` beside them says where they come from,
+their licences and how they were cut.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+
+from ..dem import open_dem
+from ..errors import MissingInputError
+
+#: The folder of the sample files.
+FOLDER = Path(__file__).resolve().parent
+
+#: The sample files, by name.
+FILES = (
+    "bigtujunga_srtm30_utm11_crop.tif",
+    "rome_cop30_egm96_crop.tif",
+    "egm96_15_san_gabriel.gtx",
+    "egm96_15_rome.gtx",
+)
+
+
+def path(name: str) -> Path:
+    """The path of the sample file ``name`` (one of :data:`FILES`)."""
+    if name not in FILES:
+        raise MissingInputError(f"no sample file {name!r}: the samples are {', '.join(FILES)}")
+    return FOLDER / name
+
+
+def bigtujunga_dem() -> xr.DataArray:
+    """SRTM 30 m over the Big Tujunga catchment (San Gabriel Mountains), EGM96 heights
+    brought to the WGS84 ellipsoid with the packaged geoid crop (undulation about -33 m)."""
+    return open_dem(path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
+                    geoid_grid=path("egm96_15_san_gabriel.gtx"))
+
+
+def rome_dem() -> xr.DataArray:
+    """Copernicus DEM 30 m around Rome; its compound CRS (EPSG:9707) says EGM96, converted
+    with the packaged geoid crop (undulation about 48.6 m)."""
+    return open_dem(path("rome_cop30_egm96_crop.tif"), geoid_grid=path("egm96_15_rome.gtx"))
+
+
+def jacksboro_dem() -> xr.DataArray:
+    """The Jacksboro fault DEM shipped with matplotlib, as a DEM DataArray (EPSG:4326).
+
+    The file gives heights above the geoid (about -30 m from the ellipsoid there) and no
+    datum. With no geoid grid at hand offline, the heights are declared ellipsoidal: under
+    a synthetic geometry that only shifts the scene by a constant 30 m, which changes no
+    layover or shadow. The attributes say so.
+    """
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("jacksboro_fault_dem.npz") as npz:
+        elevation = np.asarray(npz["elevation"], dtype=np.float32)
+        dx, dy = float(npz["dx"]), float(npz["dy"])
+        west = float(npz["xmin"])
+        # The file's "ymin" is the northern edge: row 0 is the north (its "ymax" is the south).
+        north = max(float(npz["ymin"]), float(npz["ymax"]))
+    transform = Affine(dx, 0.0, west, 0.0, -dy, north)
+    dem = open_dem((elevation, transform, "EPSG:4326"), vertical_datum="ellipsoid")
+    dem.attrs.update(
+        source="matplotlib sample data jacksboro_fault_dem.npz (Jacksboro fault, Tennessee, 3 arc-second)",
+        source_vertical_datum="geoid heights declared ellipsoidal for the demo (about 30 m offset)",
+        long_name="terrain height",
+    )
+    dem.name = "height"
+    return dem

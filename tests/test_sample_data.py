@@ -1,0 +1,59 @@
+"""The built-in sample data: real crops, opened offline, the same heights as the full files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from sarheight import sample_data
+from sarheight.dem import open_dem
+from sarheight.errors import MissingInputError
+
+#: Each crop: (its full file under ../shared/data, the window it was cut from).
+CROPS = {
+    "bigtujunga_srtm30_utm11_crop.tif": ("dem/bigtujunga_srtm30_utm11.tif", Window(400, 200, 240, 240)),
+    "rome_cop30_egm96_crop.tif": ("dem/rome_cop30_egm96.tif", Window(100, 100, 160, 160)),
+    "egm96_15_san_gabriel.gtx": ("geoid/egm96_15.gtx", Window(245, 220, 7, 7)),
+    "egm96_15_rome.gtx": ("geoid/egm96_15.gtx", Window(767, 189, 7, 7)),
+}
+
+
+def test_the_sample_dems_open_offline_with_their_datum():
+    tujunga, rome = sample_data.bigtujunga_dem(), sample_data.rome_dem()
+    assert tujunga.shape == (240, 240) and rome.shape == (160, 160)
+    assert tujunga.rio.crs.to_epsg() == 32611 and rome.rio.crs.to_epsg() == 4326
+    for dem, raw, undulation in ((tujunga, "bigtujunga_srtm30_utm11_crop.tif", -33.1),
+                                 (rome, "rome_cop30_egm96_crop.tif", 48.6)):
+        assert dem.attrs["source_vertical_datum"] == "egm96"
+        with rasterio.open(sample_data.path(raw)) as src:
+            shift = dem.values - src.read(1).astype(np.float64)
+        assert abs(float(np.median(shift)) - undulation) < 0.5, raw
+        assert float(np.ptp(shift)) < 0.5  # a few km: the geoid barely changes
+    assert sample_data.jacksboro_dem().shape == (344, 403)
+    with pytest.raises(MissingInputError, match="samples are"):
+        sample_data.path("nope.tif")
+
+
+@pytest.mark.parametrize("name", sorted(CROPS))
+def test_each_crop_is_its_window_of_the_full_file(shared_data, name):
+    source, window = CROPS[name]
+    full = shared_data / source
+    if not full.exists():
+        pytest.skip(f"{full} is absent")
+    with rasterio.open(full) as src, rasterio.open(sample_data.path(name)) as crop:
+        np.testing.assert_array_equal(crop.read(1), src.read(1, window=window))
+        assert crop.transform.almost_equals(src.window_transform(window))
+        assert crop.crs == src.crs
+
+
+def test_geoid_crops_give_the_full_grid_s_undulation(shared_data):
+    grid = shared_data / "geoid" / "egm96_15.gtx"
+    if not grid.exists():
+        pytest.skip(f"{grid} is absent")
+    for dem_name, crop, datum in (("bigtujunga_srtm30_utm11_crop.tif", "egm96_15_san_gabriel.gtx", "egm96"),
+                                  ("rome_cop30_egm96_crop.tif", "egm96_15_rome.gtx", None)):
+        with_crop = open_dem(sample_data.path(dem_name), vertical_datum=datum, geoid_grid=sample_data.path(crop))
+        with_full = open_dem(sample_data.path(dem_name), vertical_datum=datum, geoid_grid=grid)
+        np.testing.assert_allclose(with_crop.values, with_full.values, rtol=0, atol=1e-3)
