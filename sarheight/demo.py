@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def demo_geometry(dem: xr.DataArray) -> RadarGeometry:
     """The synthetic ascending Sentinel-1-like geometry centred on ``dem``."""
-    west, south, east, north = dem.rio.bounds()
+    west, south, east, north = dem.rio.transform_bounds("EPSG:4326")
     return RadarGeometry.synthetic(
         center_lon=0.5 * (west + east),
         center_lat=0.5 * (south + north),
@@ -76,7 +76,7 @@ def exaggerated_relief(dem: xr.DataArray, factor: float = RELIEF_EXAGGERATION) -
 def reconstruction_geometry(dem: xr.DataArray) -> RadarGeometry:
     """The Sentinel-1 IW-like geometry of :func:`demo_geometry` with 20 m pixels: the
     3 arc-second DEM's cells span several pixels, as a coarse DEM does under a real product."""
-    west, south, east, north = dem.rio.bounds()
+    west, south, east, north = dem.rio.transform_bounds("EPSG:4326")
     return RadarGeometry.synthetic(
         center_lon=0.5 * (west + east),
         center_lat=0.5 * (south + north),
@@ -223,14 +223,28 @@ def compile_kernels() -> float:
 
     Runs the whole demo on a corner of its DEM (``COMPILE_CELLS`` cells a side: the same
     dtypes and array layouts, hence the same compiled signatures), writing into a
-    temporary folder that is then removed. ``make install`` calls it (``sarheight
-    compile``): compiling takes most of a minute on two cores, once per installation and
-    again only when a kernel's source changes. Returns the seconds taken.
+    temporary folder that is then removed; then the calls of the README's Quickstart on a
+    corner of the projected sample DEM (whose coordinates are full arrays, not the
+    broadcast axes of a geographic grid), in memory and block by block. ``make install``
+    calls it (``sarheight compile``): compiling takes about a minute on two cores, once
+    per installation and again only when a kernel's source changes. Returns the seconds
+    taken.
     """
+    from .layover import reconstruct
+    from .sample_data import bigtujunga_dem
+    from .simulate import simulate, simulate_sar
+
     start = time.perf_counter()
     dem = jacksboro_dem()
     # A corner from the first row and column: the grid's transform stays that of the DEM.
     corner = dem.isel(y=slice(0, COMPILE_CELLS), x=slice(0, COMPILE_CELLS))
     with tempfile.TemporaryDirectory(prefix="sarheight-compile-") as scratch:
         run_demo(scratch, progress=False, dem=corner)
+    projected = bigtujunga_dem().isel(y=slice(0, COMPILE_CELLS), x=slice(0, COMPILE_CELLS))
+    geometry = demo_geometry(projected)
+    backward_geocode(projected, geometry)
+    simulate(projected, geometry, progress=False)
+    observation = simulate_sar(projected, geometry, seed=0)
+    reconstruct(observation, projected, geometry, progress=False)
+    reconstruct(observation, projected, geometry, chunks=16, progress=False)
     return time.perf_counter() - start

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import compile_kernels
 
     if not args.quiet:
-        print("compiling the kernels (once per installation; most of a minute on two cores)...", flush=True)
+        print("compiling the kernels (once per installation; about a minute on two cores)...", flush=True)
     seconds = compile_kernels()
     if not args.quiet:
         print(f"compiled and cached in {seconds:.1f} s")
