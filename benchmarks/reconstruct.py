@@ -194,8 +194,8 @@ class PhaseProfile:
             (sim, "_visibility", "sweep"),  # names of successive versions of the sweep
             (sim, "_azimuth_bin", "sweep"),
             (sim, "_slant_range_spacing", "sweep"),
-            (sim.sim, "visibility_sweep", "sweep"),
-            (sim.sim, "visibility_profiles", "sweep"),
+            (sim.visibility, "visibility_sweep", "sweep"),
+            (sim.visibility, "visibility_profiles", "sweep"),
             (sim._Simulation, "facet_pass", facet),
             (sim, "smooth_samples", "smooth_fields"),
             (sim.SmoothFields, "evaluate", "smooth_fields"),

@@ -51,7 +51,7 @@ import math
 import numba
 import numpy as np
 
-# Mask codes (DESIGN §4.2), the same as in ``simulation``.
+# Mask codes (DESIGN §4.2).
 NONE = 0
 ACTIVE = 1
 PASSIVE = 2

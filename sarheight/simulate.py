@@ -28,7 +28,6 @@ from .dem import _open_dem, open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, _lon_lat_radians
 from .kernels import facets, visibility
-from .kernels import simulation as sim
 from .masks import MASK_ATTRS, MaskCode
 
 logger = logging.getLogger(__name__)
@@ -336,7 +335,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
             "geometry do not overlap; check the DEM's CRS and extent and the product"
         )
     lines, samples = geometry.grid.shape
-    l_min, l_max, s_min, s_max = sim.valid_extent(line, sample, valid)
+    l_min, l_max, s_min, s_max = kernels.cells.valid_extent(line, sample, valid)
     line0 = max(0, math.floor(l_min) - margin)
     line1 = min(lines, math.ceil(l_max) + margin + 1)
     sample0 = max(0, math.floor(s_min) - margin)
@@ -371,13 +370,13 @@ def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: in
     cells_at = (slice(start, stop), slice(col_start, col_stop))
     height = cells["height"][cells_at]
     out = np.empty((*height.shape, 3))
-    sim.ecef_of_cells(cells["lon"][cells_at], cells["lat"][cells_at], height, kernels.WGS84_A,
-                      kernels.WGS84_E2, out)
+    kernels.cells.ecef_of_cells(cells["lon"][cells_at], cells["lat"][cells_at], height, kernels.WGS84_A,
+                                kernels.WGS84_E2, out)
     return out
 
 
 def _cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
-    """Zero-Doppler geometry of every cell centre (``kernels.simulation.cell_geometry``) and
+    """Zero-Doppler geometry of every cell centre (``kernels.cells.cell_geometry``) and
     whether each cell faces away from the sensor; ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
     lon, lat = _lon_lat_radians(dem)
@@ -415,7 +414,7 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
         # The normals of faces_away need the positions of one row more on each side.
         halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
         ecef = np.empty((halo_stop - halo_start, shape[1], 3))
-        sim.cell_geometry(
+        kernels.cells.cell_geometry(
             lon[rows], lat[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
             k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
             k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
@@ -424,8 +423,8 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
         )
         for row in {halo_start, halo_stop - 1} - set(range(start, stop)):
             local = row - halo_start
-            sim.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1], kernels.WGS84_A,
-                              kernels.WGS84_E2, ecef[local:local + 1])
+            kernels.cells.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1],
+                                        kernels.WGS84_A, kernels.WGS84_E2, ecef[local:local + 1])
         if away is not None:
             facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
                               away[halo_start:halo_stop])

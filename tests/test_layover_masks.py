@@ -375,7 +375,7 @@ def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, val
     (17, 190.0, "left", "full", 3.0),      # many lines per cell
 ])
 def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spacing):
-    from sarheight.kernels.simulation import visibility_profiles
+    from sarheight.kernels.visibility import visibility_profiles
     from sarheight.simulate import _cell_geometry, radar_window, rows_run_along_track
 
     dem = _rough_dem(seed, 24, 24, 650.0)

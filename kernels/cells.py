@@ -1,14 +1,17 @@
-"""Radar imaging of a DEM: the zero-Doppler geometry of every cell centre.
+"""Per-cell zero-Doppler geometry: where every DEM cell centre is seen by the radar.
 
 ``cell_geometry`` solves the zero-Doppler condition once per DEM cell centre and keeps
 what the facets and masks need: ECEF position, (line, sample) without clipping, the unit
 look vector, the local slant-plane pixel area, the ellipsoid incidence angle and the
-sweep coordinates (look angle, cross-track angle).
+sweep coordinates (look angle, cross-track angle). ``ecef_of_cells`` recomputes the
+positions with the same arithmetic; ``valid_extent`` bounds the valid cells' lines and
+samples.
 
-Facets (``facets``) are built from these centres; masks (``visibility_profiles``, in
-``visibility``): for every radar line, the terrain profile in its zero-Doppler plane is
-cut out of the DEM and swept as in ISCE3; each cell is set against the running extrema
-of the profiles of the two lines that bracket it.
+Facets (``facets``) are built from these centres; layover and shadow masks
+(``visibility``) are set from their line, slant range and angles: for every radar line,
+the terrain profile in its zero-Doppler plane is cut out of the DEM and swept as in
+ISCE3; each cell is set against the running extrema of the profiles of the two lines
+that bracket it.
 """
 
 import math
@@ -19,11 +22,6 @@ import numpy as np
 from .orbit import LOW_DEGREE, PADDED_DEGREE, orbit_state, orbit_states_into, padded_coefficients
 from .radar_grid import ground_range_and_derivative, is_nearest_entry, nearest_entry
 from .zero_doppler import fast_arccos, geocode_grid
-
-NONE = 0
-ACTIVE = 1
-PASSIVE = 2
-OUTSIDE = 255
 
 
 @numba.njit(cache=True, nogil=True)
@@ -309,6 +307,3 @@ def valid_extent(line, sample, valid):
                 s_min = min(s_min, sample[i, j])
                 s_max = max(s_max, sample[i, j])
     return l_min, l_max, s_min, s_max
-
-
-from .visibility import visibility_profiles  # noqa: E402, F401
