@@ -176,22 +176,24 @@ def sample_cells(line, sample, valid, incidence, observed, simulated, mixing, li
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def finish_cells(energy, sigma_area, gamma_area, cos_local, shadow, cell_valid, line, sample, valid_pixels,
-                 line0, sample0, use_sigma, backscatter, flattened, local_incidence):
+                 line0, sample0, use_sigma, codes, backscatter, flattened, local_incidence):
     """A tile's cells from the energies it gathered.
 
     ``backscatter`` = energy[0] / (sigma or gamma area, ``use_sigma``), ``flattened`` =
     energy[1] / gamma area (Small 2011; NaN where the cell's nearest pixel is not valid
     for flattening: its gamma area would divide by almost nothing), both NaN in shadow,
-    outside the image (``shadow`` codes 1, 2, 255) or where the area is not positive;
-    ``local_incidence`` (degrees) from the cosine of the mean normal, NaN for invalid cells.
-    All outputs float32 (rows, cols).
+    outside the image (``shadow`` code active, passive or outside) or where the area is
+    not positive; ``local_incidence`` (degrees) from the cosine of the mean normal, NaN
+    for invalid cells. ``codes``: the mask codes (none, active, passive, outside), int,
+    the caller's (``masks.MaskCode``). All outputs float32 (rows, cols).
     """
+    _, active, passive, outside = codes
     rows, cols = cos_local.shape
     n_lines, n_samples = valid_pixels.shape
     for i in range(rows):
         for j in range(cols):
             code = shadow[i, j]
-            excluded = code == 1 or code == 2 or code == 255
+            excluded = code == active or code == passive or code == outside
             area = sigma_area[i, j] if use_sigma else gamma_area[i, j]
             backscatter[i, j] = energy[0, i, j] / area if area > 0.0 and not excluded else math.nan
             rl = line[i, j] - line0

@@ -41,7 +41,7 @@ from .errors import InvalidInputError, PartialCoverageWarning
 from .geometry import RadarGeometry
 from .io import write_geotiff
 from .kernels import facets, reallocation
-from .masks import to_isce3_mask
+from .masks import kernel_codes, to_isce3_mask
 from .simulate import (
     Contribution,
     Projection,
@@ -344,8 +344,8 @@ def reallocate(state: _Simulation, observed: np.ndarray, output: Output = "sigma
         # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
         reallocation.finish_cells(energy, sigma_area, gamma_area, cos_local, shadow[at], cells["valid"][at],
                                   cells["line"][at], cells["sample"][at], valid_pixels, line0, sample0,
-                                  output == "sigma0", products["backscatter"][out], products["flattened"][out],
-                                  products["local_incidence_angle"][out])
+                                  output == "sigma0", kernel_codes(), products["backscatter"][out],
+                                  products["flattened"][out], products["local_incidence_angle"][out])
         if keep_energy:
             products["energy"][out] = energy[0]
 

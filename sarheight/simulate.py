@@ -28,7 +28,7 @@ from .dem import _open_dem, open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, _lon_lat_radians
 from .kernels import facets, visibility
-from .masks import MASK_ATTRS, MaskCode
+from .masks import MASK_ATTRS, MaskCode, kernel_codes
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def _visibility(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
     run_blocks(lambda first, stop: visibility.visibility_lines(
         *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, first, stop,
-        layover, shadow, mixing), n_lines + 1, 16 * thread_count())
+        kernel_codes(), layover, shadow, mixing), n_lines + 1, 16 * thread_count())
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
@@ -293,7 +293,7 @@ def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away
     blocks = row_blocks(line.shape[0], _block_count(line.shape))
     counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
     run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, line0, n_lines, *blocks[k],
-                                                      layover, shadow, counts[k]) for k in range(a, b)],
+                                                      kernel_codes(), layover, shadow, counts[k]) for k in range(a, b)],
                len(blocks), len(blocks))
     # Key b's cells are bucket[start[b]:start[b + 1]]; block k's begin at cursor[k, b].
     per_key = counts[:, :n_lines + 1].sum(axis=0)
