@@ -30,13 +30,13 @@ def _allow_vectorised_loops_with_many_arrays() -> None:
 _allow_vectorised_loops_with_many_arrays()
 
 from . import (  # noqa: E402
+    cells,
     facets,
     geodesy,
     orbit,
     projection,
     radar_grid,
     reallocation,
-    simulation,
     visibility,
     zero_doppler,
 )
@@ -54,7 +54,7 @@ from .zero_doppler import geocode_cells, geocode_grid  # noqa: E402
 
 # Before any kernel runs: drop cached compilations older than any kernel source.
 refresh_stale_caches(Path(__file__).parent,
-                     (facets, geodesy, orbit, projection, radar_grid, reallocation, simulation, visibility, zero_doppler))
+                     (cells, facets, geodesy, orbit, projection, radar_grid, reallocation, visibility, zero_doppler))
 
 __all__ = [
     "WGS84_A",

@@ -43,7 +43,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .projection import _crossings
+from .projection import edge_crossings
 
 CONTRIBUTION_MODEL = 0
 CONTRIBUTION_GAMMA = 1
@@ -544,7 +544,7 @@ def _walk_long(l0, s0, l1, s1, gather, net0, net1, flat, width, n_lines, n_sampl
     total1 = 0.0
     if dl == 0.0:
         return total0, total1  # no extent in L: carries nothing
-    next_l, step_l, next_s, step_s = _crossings(l0, s0, dl, ds)
+    next_l, step_l, next_s, step_s = edge_crossings(l0, s0, dl, ds)
     u = 0.0
     while u < 1.0:
         u_end = min(next_l, next_s, 1.0)

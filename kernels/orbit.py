@@ -92,3 +92,25 @@ def orbit_state_padded(padded, degree, t_center, t_scale, t):
     inv = 1.0 / t_scale
     inv2 = inv * inv
     return (px, py, pz, vx * inv, vy * inv, vz * inv, ax * inv2, ay * inv2, az * inv2)
+
+
+#: Degree at which the geocoding evaluates orbits of this degree or lower (Sentinel-1
+#: fits: 5) with ``orbit_state_padded``: it skips the padding's last Horner steps.
+LOW_DEGREE = 5
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def orbit_states_into(padded, degree, t_center, t_scale, times, n, sx, sy, sz, vx, vy, vz, ax, ay, az):
+    """``orbit_state_padded`` at ``times[:n]`` (s), into the given arrays: position
+    ``sx, sy, sz`` (m), velocity ``vx, vy, vz`` (m/s), acceleration ``ax, ay, az`` (m/s^2)."""
+    for q in range(n):
+        st = orbit_state_padded(padded, degree, t_center, t_scale, times[q])
+        sx[q] = st[0]
+        sy[q] = st[1]
+        sz[q] = st[2]
+        vx[q] = st[3]
+        vy[q] = st[4]
+        vz[q] = st[5]
+        ax[q] = st[6]
+        ay[q] = st[7]
+        az[q] = st[8]

@@ -39,8 +39,11 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _crossings(l0, s0, dl, ds):
-    """Parameters u of the first crossings of integer L and S along an edge, and their steps."""
+def edge_crossings(l0, s0, dl, ds):
+    """Where the edge from (l0, s0) to (l0 + dl, s0 + ds) (window coordinates, pixels;
+    dl not 0) first crosses an integer L and an integer S, and the steps between
+    successive crossings: (next_l, step_l, next_s, step_s), as fractions u of the edge
+    (dimensionless, the edge spans u in [0, 1]); 2 for S when ds is 0 (never crossed)."""
     if dl > 0.0:
         next_l = (math.floor(l0) + 1.0 - l0) / dl
         step_l = 1.0 / dl
@@ -132,7 +135,7 @@ def scatter_edge(l0, s0, l1, s1, scale0, scale1, acc):
         # Edges of facets smaller than a pixel mostly stay inside one pixel: one piece.
         _deposit(int(row), int(col), 0.5 * (s0 + s1), dl, scale0, scale1, acc)
         return
-    next_l, step_l, next_s, step_s = _crossings(l0, s0, dl, ds)
+    next_l, step_l, next_s, step_s = edge_crossings(l0, s0, dl, ds)
     u_start = 0.0
     while u_start < 1.0:
         u_end, next_l, next_s, row, col, s_mid, piece = _piece(l0, s0, dl, ds, u_start, next_l, step_l,
@@ -155,7 +158,7 @@ def gather_edge(l0, s0, l1, s1, prefix):
     col = math.floor(s0)
     if row == math.floor(l1) and col == math.floor(s1):
         return _read(int(row), int(col), 0.5 * (s0 + s1), dl, prefix)
-    next_l, step_l, next_s, step_s = _crossings(l0, s0, dl, ds)
+    next_l, step_l, next_s, step_s = edge_crossings(l0, s0, dl, ds)
     total0 = 0.0
     total1 = 0.0
     u_start = 0.0
@@ -273,8 +276,9 @@ def _gather_triangles(triangles, prefix):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _clamp(value, high):
-    """``value`` clamped to [0, high], NaN to 0: selects, so the loops around stay SIMD."""
+def clamp_index(value, high):
+    """A fractional pixel index (pixels) clamped to [0, high], NaN to 0: selects, so the
+    loops around stay SIMD."""
     value = value if value > 0.0 else 0.0
     return value if value < high else high
 
@@ -290,8 +294,8 @@ def bilinear_corners(rl, rs, n_lines, n_samples):
     read every cell's pixels and select the result run on SIMD lanes with gathers.
     """
     inside = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
-    lc = _clamp(rl, n_lines - 1.0)
-    sc = _clamp(rs, n_samples - 1.0)
+    lc = clamp_index(rl, n_lines - 1.0)
+    sc = clamp_index(rs, n_samples - 1.0)
     # Truncation: lc, sc >= 0.
     r0 = int(min(lc, float(max(n_lines - 2, 0))))
     c0 = int(min(sc, float(max(n_samples - 2, 0))))
@@ -316,7 +320,8 @@ def sample_at(image, rl, rs, nearest):
     if nearest:
         inside = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
         # Truncation after the clamp: the clamped values are >= 0.
-        value = np.float64(image[int(_clamp(rl + 0.5, n_lines - 1.0)), int(_clamp(rs + 0.5, n_samples - 1.0))])
+        value = np.float64(image[int(clamp_index(rl + 0.5, n_lines - 1.0)),
+                                 int(clamp_index(rs + 0.5, n_samples - 1.0))])
     else:
         inside, r0, c0, r1, c1, wr, wc = bilinear_corners(rl, rs, n_lines, n_samples)
         value = bilinear_read(image, r0, c0, r1, c1, wr, wc)

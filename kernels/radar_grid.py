@@ -17,8 +17,9 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _nearest_entry(t, times):
-    """Index of the entry of ``times`` (sorted) nearest to ``t``."""
+def nearest_entry(t, times):
+    """Index of the entry of the range model's ``times`` (s, sorted) nearest to ``t`` (s);
+    the earlier of two equally near."""
     n = times.shape[0]
     if n == 1 or t <= times[0]:
         return 0
@@ -36,8 +37,11 @@ def _nearest_entry(t, times):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _ground_range_and_derivative(t, slant_range, times, sr0, coeffs):
-    i = _nearest_entry(t, times)
+def ground_range_and_derivative(t, slant_range, times, sr0, coeffs):
+    """Range-axis coordinate (m) of ``slant_range`` (m) at azimuth time ``t`` (s), from the
+    entry nearest in time, and its derivative d(range-axis coordinate) / d(slant range)
+    (m/m)."""
+    i = nearest_entry(t, times)
     x = slant_range - sr0[i]
     degree = coeffs.shape[1] - 1
     value = coeffs[i, degree]
@@ -50,7 +54,7 @@ def _ground_range_and_derivative(t, slant_range, times, sr0, coeffs):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _ground_range(t, slant_range, times, sr0, coeffs):
-    i = 0 if times.shape[0] == 1 else _nearest_entry(t, times)
+    i = 0 if times.shape[0] == 1 else nearest_entry(t, times)
     x = slant_range - sr0[i]
     degree = coeffs.shape[1] - 1
     value = coeffs[i, degree]
@@ -79,9 +83,9 @@ def slant_range_of_sample(t, sample, times, sr0, coeffs, spacing):
     polynomials are monotonic over the swath, so this converges in a few steps.
     """
     target = sample * spacing
-    r = sr0[_nearest_entry(t, times)]
+    r = sr0[nearest_entry(t, times)]
     for _ in range(50):
-        value, slope = _ground_range_and_derivative(t, r, times, sr0, coeffs)
+        value, slope = ground_range_and_derivative(t, r, times, sr0, coeffs)
         if slope == 0.0:
             return math.nan
         step = (value - target) / slope
@@ -116,8 +120,9 @@ def slant_ranges_of_samples(t, sample, times, sr0, coeffs, spacing):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _is_nearest_entry(t, times, i):
-    """Whether entry ``i`` is the one ``_nearest_entry(t, times)`` picks (ties included).
+def is_nearest_entry(t, times, i):
+    """Whether entry ``i`` of ``times`` (s, sorted) is the one ``nearest_entry(t, times)``
+    picks for ``t`` (s), ties included.
 
     Two comparisons instead of a search: neighbouring cells mostly share an entry.
     """

@@ -15,8 +15,8 @@ import numba
 import numpy as np
 
 from .facets import PAD
-from .projection import _clamp, bilinear_corners, bilinear_read
-from .zero_doppler import _acos, horner8
+from .projection import bilinear_corners, bilinear_read, clamp_index
+from .zero_doppler import fast_arccos, horner8
 
 #: Terrain-flattening validity: gamma area at least this fraction of flat terrain's (Small 2011).
 VALID_AREA_FRACTION = 0.05
@@ -170,28 +170,30 @@ def sample_cells(line, sample, valid, incidence, observed, simulated, mixing, li
             beta = bilinear_read(observed, r0, c0, r1, c1, wr, wc)
             geocoded_out[i, j] = beta * _sin_quarter(np.float64(incidence[i, j])) if inside else math.nan
             simulated_out[i, j] = bilinear_read(simulated, r0, c0, r1, c1, wr, wc) if inside else math.nan
-            nearest = mixing[int(_clamp(rl + 0.5, last_line)), int(_clamp(rs + 0.5, last_sample))]
+            nearest = mixing[int(clamp_index(rl + 0.5, last_line)), int(clamp_index(rs + 0.5, last_sample))]
             mixing_out[i, j] = nearest if valid[i, j] else 0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def finish_cells(energy, sigma_area, gamma_area, cos_local, shadow, cell_valid, line, sample, valid_pixels,
-                 line0, sample0, use_sigma, backscatter, flattened, local_incidence):
+                 line0, sample0, use_sigma, codes, backscatter, flattened, local_incidence):
     """A tile's cells from the energies it gathered.
 
     ``backscatter`` = energy[0] / (sigma or gamma area, ``use_sigma``), ``flattened`` =
     energy[1] / gamma area (Small 2011; NaN where the cell's nearest pixel is not valid
     for flattening: its gamma area would divide by almost nothing), both NaN in shadow,
-    outside the image (``shadow`` codes 1, 2, 255) or where the area is not positive;
-    ``local_incidence`` (degrees) from the cosine of the mean normal, NaN for invalid cells.
-    All outputs float32 (rows, cols).
+    outside the image (``shadow`` code active, passive or outside) or where the area is
+    not positive; ``local_incidence`` (degrees) from the cosine of the mean normal, NaN
+    for invalid cells. ``codes``: the mask codes (none, active, passive, outside), int,
+    the caller's (``masks.MaskCode``). All outputs float32 (rows, cols).
     """
+    _, active, passive, outside = codes
     rows, cols = cos_local.shape
     n_lines, n_samples = valid_pixels.shape
     for i in range(rows):
         for j in range(cols):
             code = shadow[i, j]
-            excluded = code == 1 or code == 2 or code == 255
+            excluded = code == active or code == passive or code == outside
             area = sigma_area[i, j] if use_sigma else gamma_area[i, j]
             backscatter[i, j] = energy[0, i, j] / area if area > 0.0 and not excluded else math.nan
             rl = line[i, j] - line0
@@ -205,7 +207,7 @@ def finish_cells(energy, sigma_area, gamma_area, cos_local, shadow, cell_valid, 
             flattened[i, j] = energy[1, i, j] / gamma if gamma > 0.0 and flat_ok and not excluded else math.nan
             cosine = cos_local[i, j]
             if cell_valid[i, j] and cosine == cosine:
-                local_incidence[i, j] = math.degrees(_acos(min(max(cosine, -1.0), 1.0)))
+                local_incidence[i, j] = math.degrees(fast_arccos(min(max(cosine, -1.0), 1.0)))
             else:
                 local_incidence[i, j] = math.nan
 

@@ -44,18 +44,16 @@ run of valid cells along a column, not through voids.
 
 Mixing: per pixel of a line, the number of separate runs of illuminated points of the
 line's profile in it.
+
+Mask codes. The kernels that write masks take them as an argument ``codes``, four
+integers (none, active, passive, outside): the caller's, ``sarheight.masks.MaskCode`` as
+plain ints (``masks.kernel_codes()``); none is defined here.
 """
 
 import math
 
 import numba
 import numpy as np
-
-# Mask codes (DESIGN §4.2), the same as in ``simulation``.
-NONE = 0
-ACTIVE = 1
-PASSIVE = 2
-OUTSIDE = 255
 
 
 @numba.njit(cache=True, nogil=True)
@@ -670,7 +668,7 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
 
 @numba.njit(cache=True, nogil=True)
 def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, valid,
-                        line0, sample0, n_lines, n_samples, range_tolerance):
+                        line0, sample0, n_lines, n_samples, range_tolerance, codes):
     """Layover and shadow masks of the cells in their own zero-Doppler planes, and mixing.
 
     Every radar line of the window is cut out of the DEM as a terrain profile; each valid
@@ -691,27 +689,30 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
         sample, size); only the lines of the window have profiles.
     range_tolerance : float, slant-range difference (m) below which two points count as
         level, so that interpolation noise never reads as layover or shadow.
+    codes : (none, active, passive, outside), int, the mask codes (the caller's:
+        ``masks.MaskCode``).
 
     Returns
     -------
-    layover, shadow : (rows, cols) uint8, 0 none, 1 active, 2 passive; 255 for invalid
-        cells only (a valid cell that no profile reaches has no layover, and is in active
-        shadow where it faces away).
+    layover, shadow : (rows, cols) uint8 codes: none, active or passive; outside for
+        invalid cells only (a valid cell that no profile reaches has no layover, and is in
+        active shadow where it faces away).
     mixing : (n_lines, n_samples) uint16, separate ground segments per pixel.
     """
     rows, cols = line.shape
     layover = np.empty((rows, cols), dtype=np.uint8)
     shadow = np.empty((rows, cols), dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    start, bucket = visibility_buckets(line, valid, valid, faces_away, line0, n_lines, layover, shadow)
+    start, bucket = visibility_buckets(line, valid, valid, faces_away, line0, n_lines, codes, layover, shadow)
     runs = _column_runs(line, valid)
     visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, valid, runs, start, bucket,
-                     line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, layover, shadow, mixing)
+                     line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, codes, layover, shadow,
+                     mixing)
     return layover, shadow, mixing
 
 
 @numba.njit(cache=True, nogil=True)
-def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, layover, shadow):
+def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, codes, layover, shadow):
     """Initial masks and the cells bucketed by the pair of window lines that brackets them.
 
     Key b holds the valid cells with floor(line) = line0 + b - 1, between lines b - 1 and
@@ -723,8 +724,10 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, layover,
     judged : (rows, cols) bool, the valid cells to judge (bucket); the others only lend
         their points to the profiles (the neighbours of a band of lines).
     line0, n_lines : int, the window's first line and number of lines.
-    layover, shadow : (rows, cols) uint8 outputs: 255 for invalid cells, 0 for valid ones
-        (active shadow, 1, where the cell faces away).
+    codes : (none, active, passive, outside), int, the mask codes (the caller's:
+        ``masks.MaskCode``).
+    layover, shadow : (rows, cols) uint8 outputs: outside for invalid cells, none for
+        valid ones (active shadow where the cell faces away).
 
     Returns
     -------
@@ -733,7 +736,8 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, layover,
     """
     n_keys = n_lines + 1
     counts = np.zeros(n_keys + 1, dtype=np.int64)
-    bucket_counts(line, valid, judged, faces_away, line0, n_lines, 0, line.shape[0], layover, shadow, counts)
+    bucket_counts(line, valid, judged, faces_away, line0, n_lines, 0, line.shape[0], codes, layover, shadow,
+                  counts)
     start = np.zeros(n_keys + 1, dtype=np.int64)
     for b in range(n_keys):
         start[b + 1] = start[b] + counts[b]
@@ -744,23 +748,26 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, layover,
 
 
 @numba.njit(cache=True, nogil=True)
-def bucket_counts(line, valid, judged, faces_away, line0, n_lines, row_start, row_stop, layover, shadow, counts):
+def bucket_counts(line, valid, judged, faces_away, line0, n_lines, row_start, row_stop, codes, layover, shadow,
+                  counts):
     """Rows ``row_start:row_stop`` of ``visibility_buckets``' first pass: the initial masks
-    of their cells and, into ``counts`` (n_lines + 1,), how many judged cells each key
-    holds. Row blocks run on threads; ``bucket_fill`` then places them."""
+    of their cells (``codes`` as there) and, into ``counts`` (n_lines + 1,), how many
+    judged cells each key holds. Row blocks run on threads; ``bucket_fill`` then places
+    them."""
+    none, active, _, outside = codes
     cols = line.shape[1]
     n_keys = n_lines + 1
     for i in range(row_start, row_stop):
         for j in range(cols):
             if valid[i, j]:
-                layover[i, j] = NONE
-                shadow[i, j] = ACTIVE if faces_away[i, j] else NONE
+                layover[i, j] = none
+                shadow[i, j] = active if faces_away[i, j] else none
                 key = int(math.floor(line[i, j])) - line0 + 1
                 if 0 <= key < n_keys and judged[i, j]:
                     counts[key] += 1
             else:
-                layover[i, j] = OUTSIDE
-                shadow[i, j] = OUTSIDE
+                layover[i, j] = outside
+                shadow[i, j] = outside
 
 
 @numba.njit(cache=True, nogil=True)
@@ -820,15 +827,17 @@ def _initial_pointers(target, runs, line):
 @numba.njit(cache=True, nogil=True)
 def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, valid, runs, start, bucket,
                      line0, sample0, n_lines, n_samples, range_tolerance, key_start, key_stop,
-                     layover, shadow, mixing):
+                     codes, layover, shadow, mixing):
     """Masks of the cells of keys ``key_start:key_stop`` and mixing of their window lines.
 
-    Arguments as in ``visibility_profiles``, with ``runs`` from ``column_runs``, ``start``
-    and ``bucket`` from ``visibility_buckets``, and the outputs ``layover``, ``shadow``
-    (initialised by ``visibility_buckets``) and ``mixing`` (n_lines, n_samples), of which
-    only the cells of these keys and window lines ``key_start:min(key_stop, n_lines)``
-    are written: ranges of keys run independently (on threads).
+    Arguments as in ``visibility_profiles`` (``codes`` too), with ``runs`` from
+    ``column_runs``, ``start`` and ``bucket`` from ``visibility_buckets``, and the outputs
+    ``layover``, ``shadow`` (initialised by ``visibility_buckets``) and ``mixing``
+    (n_lines, n_samples), of which only the cells of these keys and window lines
+    ``key_start:min(key_stop, n_lines)`` are written: ranges of keys run independently
+    (on threads).
     """
+    none, active, passive, _ = codes
     rows, cols = line.shape
     n_keys = n_lines + 1
     if rows < 2:
@@ -1017,7 +1026,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                     back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                          p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
                                          side_blocks[1], side_ready, 1)
-            layover[i, j] = ACTIVE if fore and back else (PASSIVE if fore or back else NONE)
+            layover[i, j] = active if fore and back else (passive if fore or back else none)
             if not faces_away[i, j]:
                 level = range_tolerance / r
                 shaded = shade >= level
@@ -1029,4 +1038,4 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                                                p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f,
                                                side_blocks[2], side_ready, 2)
                 if shaded:
-                    shadow[i, j] = PASSIVE
+                    shadow[i, j] = passive

@@ -18,8 +18,8 @@ import numba
 import numpy as np
 
 from .geodesy import SMALL_ANGLE, cos_sin_small
-from .orbit import PADDED_DEGREE, orbit_state, orbit_state_padded, padded_coefficients
-from .radar_grid import _is_nearest_entry, _nearest_entry
+from .orbit import LOW_DEGREE, PADDED_DEGREE, orbit_state, orbit_states_into, padded_coefficients
+from .radar_grid import is_nearest_entry, nearest_entry
 
 NAT = np.iinfo(np.int64).min
 _MAX_ITERATIONS = 40
@@ -82,8 +82,6 @@ _CHUNK = 256
 # Newton steps taken on whole chunks before the cells still unsettled go one by one: seeds
 # from the linearised solution take two or three.
 _VECTOR_ITERATIONS = 6
-# Orbits up to this degree (Sentinel-1 fits: 5) skip the padding's last Horner steps.
-_LOW_DEGREE = 5
 _TO_DEG = 180.0 / math.pi
 _ROUNDING = 1.5 * 2.0**52
 _ROUNDING_BITS = np.float64(_ROUNDING).view(np.int64)
@@ -110,8 +108,9 @@ def horner8(w, c0, c1, c2, c3, c4, c5, c6, c7):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _acos(x):
-    """arccos (rad) of x in [-1, 1] to 2e-12 rad, with selects instead of branches.
+def fast_arccos(x):
+    """arccos (rad) of x in [-1, 1] (dimensionless) to 2e-12 rad, with selects instead of
+    branches: loops that call it run on SIMD lanes.
 
     libm's acos is a call, which stops a loop from being vectorised, and costs as much as
     the rest of a cell's geocoding.
@@ -134,7 +133,7 @@ def _incidence_and_side(x, y, z, ux, uy, uz, sx, sy, sz, vx, vy, vz, slant_range
     seen from sensor position S and velocity V (m, m/s); and whether the target lies on
     the side the radar looks at (look_sign +1 right, -1 left)."""
     cos_inc = (ux * (sx - x) + uy * (sy - y) + uz * (sz - z)) / slant_range
-    incidence = _acos(min(1.0, max(-1.0, cos_inc))) * _TO_DEG
+    incidence = fast_arccos(min(1.0, max(-1.0, cos_inc))) * _TO_DEG
     # (X - S) . (V x S) > 0 for a target to the right of the track.
     side = (x - sx) * (vy * sz - vz * sy) + (y - sy) * (vz * sx - vx * sz) + (z - sz) * (vx * sy - vy * sx)
     return incidence, side * look_sign > 0.0
@@ -153,22 +152,6 @@ def _converge(x, y, z, seed, ux, uy, uz, coeffs, t_center, t_scale, look_sign):
     t, r, sx, sy, sz, vx, vy, vz, converged = _solve_zero_doppler(x, y, z, seed, coeffs, t_center, t_scale)
     incidence, looked_at = _incidence_and_side(x, y, z, ux, uy, uz, sx, sy, sz, vx, vy, vz, r, look_sign)
     return t, r, incidence, looked_at, converged
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _orbit_states_into(padded, degree, t_center, t_scale, times, n, sx, sy, sz, vx, vy, vz, ax, ay, az):
-    """Orbit position, velocity and acceleration at ``times[:n]``, into the given arrays."""
-    for q in range(n):
-        st = orbit_state_padded(padded, degree, t_center, t_scale, times[q])
-        sx[q] = st[0]
-        sy[q] = st[1]
-        sz[q] = st[2]
-        vx[q] = st[3]
-        vy[q] = st[4]
-        vz[q] = st[5]
-        ax[q] = st[6]
-        ay[q] = st[7]
-        az[q] = st[8]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -234,7 +217,7 @@ def geocode_grid(
     """
     rows, cols = height.shape
     padded, vector_orbit = padded_coefficients(coeffs)
-    low_degree = coeffs.shape[0] <= _LOW_DEGREE + 1
+    low_degree = coeffs.shape[0] <= LOW_DEGREE + 1
     centre = orbit_state(coeffs, t_center, t_scale, t_center)
     centre_x, centre_y, centre_z, centre_vx, centre_vy, centre_vz = centre[:6]
     inv_centre_speed2 = 1.0 / (centre_vx * centre_vx + centre_vy * centre_vy + centre_vz * centre_vz)
@@ -351,11 +334,11 @@ def geocode_grid(
             for _ in range(_VECTOR_ITERATIONS if vector_orbit else 0):
                 # Two calls with literal degrees: each loop unrolls at its own trip count.
                 if low_degree:
-                    _orbit_states_into(padded, _LOW_DEGREE, t_center, t_scale, seed, n,
-                                       sx, sy, sz, vx, vy, vz, acc_x, acc_y, acc_z)
+                    orbit_states_into(padded, LOW_DEGREE, t_center, t_scale, seed, n,
+                                      sx, sy, sz, vx, vy, vz, acc_x, acc_y, acc_z)
                 else:
-                    _orbit_states_into(padded, PADDED_DEGREE, t_center, t_scale, seed, n,
-                                       sx, sy, sz, vx, vy, vz, acc_x, acc_y, acc_z)
+                    orbit_states_into(padded, PADDED_DEGREE, t_center, t_scale, seed, n,
+                                      sx, sy, sz, vx, vy, vz, acc_x, acc_y, acc_z)
                 for q in range(n):
                     dx = x[q] - sx[q]
                     dy = y[q] - sy[q]
@@ -404,9 +387,9 @@ def geocode_grid(
                 q0 = 0
                 while q0 < n and not ok[q0]:
                     q0 += 1
-                if q0 < n and not _is_nearest_entry(line_time[q0], rm_times, entry):
-                    entry = _nearest_entry(line_time[q0], rm_times)
-                # _is_nearest_entry's comparisons, with infinite neighbours at the ends.
+                if q0 < n and not is_nearest_entry(line_time[q0], rm_times, entry):
+                    entry = nearest_entry(line_time[q0], rm_times)
+                # is_nearest_entry's comparisons, with infinite neighbours at the ends.
                 previous = rm_times[entry - 1] if entry > 0 else -math.inf
                 current = rm_times[entry]
                 following = rm_times[entry + 1] if entry < n_entries - 1 else math.inf
@@ -426,7 +409,7 @@ def geocode_grid(
                         ground[q] = ground[q] * (r[q] - sr0) + coefficient
             else:
                 for q in range(n):
-                    e = _nearest_entry(line_time[q], rm_times) if ok[q] else 0
+                    e = nearest_entry(line_time[q], rm_times) if ok[q] else 0
                     xr = r[q] - rm_sr0[e]
                     g = rm_coeffs[e, rm_degree]
                     for d in range(rm_degree - 1, -1, -1):

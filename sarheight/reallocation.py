@@ -28,6 +28,7 @@ from ._threads import progress_bar, run_blocks
 from ._version import __version__
 from .geometry import RadarWindow
 from .kernels import reallocation as reallocation_kernels
+from .masks import kernel_codes
 from .observation import Observation, check_intensity, rebuilt_in_radar_geometry, warn_partial_coverage
 from .simulate import (
     Contribution,
@@ -162,9 +163,9 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
         # nothing: cells that land in one are NaN in the flattened product (Small 2011).
         # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
         reallocation_kernels.finish_cells(energy, sigma_area, gamma_area, cos_local, shadow[at], cells["valid"][at],
-                                  cells["line"][at], cells["sample"][at], valid_pixels, line0, sample0,
-                                  output == "sigma0", products["backscatter"][out], products["flattened"][out],
-                                  products["local_incidence_angle"][out])
+                                          cells["line"][at], cells["sample"][at], valid_pixels, line0, sample0,
+                                          output == "sigma0", kernel_codes(), products["backscatter"][out],
+                                          products["flattened"][out], products["local_incidence_angle"][out])
         if keep_energy:
             products["energy"][out] = energy[0]
 

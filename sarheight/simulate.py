@@ -28,8 +28,7 @@ from .dem import geodetic_coordinates, open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, RadarWindow
 from .kernels import facets, visibility
-from .kernels import simulation as sim
-from .masks import MASK_ATTRS, MaskCode
+from .masks import MASK_ATTRS, MaskCode, kernel_codes
 
 logger = logging.getLogger(__name__)
 
@@ -271,8 +270,8 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
     of the window's pixels (``kernels.visibility``).
 
-    Every valid cell gets a code, 0 where no line of ``window`` brackets it; the caller
-    marks the cells outside the image 255. Only the lines of ``window`` have profiles, so
+    Every valid cell gets a code (:class:`~sarheight.masks.MaskCode`), none where no line
+    of ``window`` brackets it; the caller marks the cells outside the image. Only the lines of ``window`` have profiles, so
     a block's masks equal the in-memory ones where its window holds the lines around its
     cells (``distributed``). ``judged``: judge only these cells (the others lend their
     points to the profiles); needs rows along track.
@@ -301,7 +300,7 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
     run_blocks(lambda first, stop: visibility.visibility_lines(
         *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, first, stop,
-        layover, shadow, mixing), n_lines + 1, 16 * thread_count())
+        kernel_codes(), layover, shadow, mixing), n_lines + 1, 16 * thread_count())
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
@@ -314,8 +313,9 @@ def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away
     a key stay row-major)."""
     blocks = row_blocks(line.shape[0], block_count(line.shape))
     counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
+    codes = kernel_codes()
     run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, line0, n_lines, *blocks[k],
-                                                      layover, shadow, counts[k]) for k in range(a, b)],
+                                                      codes, layover, shadow, counts[k]) for k in range(a, b)],
                len(blocks), len(blocks))
     # Key b's cells are bucket[start[b]:start[b + 1]]; block k's begin at cursor[k, b].
     per_key = counts[:, :n_lines + 1].sum(axis=0)
@@ -357,7 +357,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
             "geometry do not overlap; check the DEM's CRS and extent and the product"
         )
     lines, samples = geometry.grid.shape
-    l_min, l_max, s_min, s_max = sim.valid_extent(line, sample, valid)
+    l_min, l_max, s_min, s_max = kernels.cells.valid_extent(line, sample, valid)
     line0 = max(0, math.floor(l_min) - margin)
     line1 = min(lines, math.ceil(l_max) + margin + 1)
     sample0 = max(0, math.floor(s_min) - margin)
@@ -392,13 +392,13 @@ def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: in
     cells_at = (slice(start, stop), slice(col_start, col_stop))
     height = cells["height"][cells_at]
     out = np.empty((*height.shape, 3))
-    sim.ecef_of_cells(cells["lon"][cells_at], cells["lat"][cells_at], height, kernels.WGS84_A,
-                      kernels.WGS84_E2, out)
+    kernels.cells.ecef_of_cells(cells["lon"][cells_at], cells["lat"][cells_at], height, kernels.WGS84_A,
+                                kernels.WGS84_E2, out)
     return out
 
 
 def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
-    """Zero-Doppler geometry of every cell centre (``kernels.simulation.cell_geometry``) and
+    """Zero-Doppler geometry of every cell centre (``kernels.cells.cell_geometry``) and
     whether each cell faces away from the sensor; ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
     lon, lat = geodetic_coordinates(dem, radians=True)
@@ -436,7 +436,7 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
         # The normals of faces_away need the positions of one row more on each side.
         halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
         ecef = np.empty((halo_stop - halo_start, shape[1], 3))
-        sim.cell_geometry(
+        kernels.cells.cell_geometry(
             lon[rows], lat[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
             k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
             k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
@@ -445,8 +445,8 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
         )
         for row in {halo_start, halo_stop - 1} - set(range(start, stop)):
             local = row - halo_start
-            sim.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1], kernels.WGS84_A,
-                              kernels.WGS84_E2, ecef[local:local + 1])
+            kernels.cells.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1],
+                                        kernels.WGS84_A, kernels.WGS84_E2, ecef[local:local + 1])
         if away is not None:
             facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
                               away[halo_start:halo_stop])

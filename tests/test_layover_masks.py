@@ -375,7 +375,8 @@ def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, val
     (17, 190.0, "left", "full", 3.0),      # many lines per cell
 ])
 def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spacing):
-    from sarheight.kernels.simulation import visibility_profiles
+    from sarheight.kernels.visibility import visibility_profiles
+    from sarheight.masks import kernel_codes
     from sarheight.simulate import cell_geometry, radar_window, rows_run_along_track
 
     dem = _rough_dem(seed, 24, 24, 650.0)
@@ -397,7 +398,8 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
     tolerance = 0.05 * geometry.grid.range_spacing
-    layover, shadow, _ = visibility_profiles(*arrays, line0, sample0, n_lines, n_samples, tolerance)
+    layover, shadow, _ = visibility_profiles(*arrays, line0, sample0, n_lines, n_samples, tolerance,
+                                             kernel_codes())
     line, _, slant_range, look_angle, cross_track, away, valid = arrays
     twin_layover, twin_shadow, margins = _twin_visibility(line, slant_range, look_angle, cross_track, away,
                                                           valid, line0, n_lines, tolerance)

@@ -1,14 +1,17 @@
-"""Radar imaging of a DEM: the zero-Doppler geometry of every cell centre.
+"""Per-cell zero-Doppler geometry: where every DEM cell centre is seen by the radar.
 
 ``cell_geometry`` solves the zero-Doppler condition once per DEM cell centre and keeps
 what the facets and masks need: ECEF position, (line, sample) without clipping, the unit
 look vector, the local slant-plane pixel area, the ellipsoid incidence angle and the
-sweep coordinates (look angle, cross-track angle).
+sweep coordinates (look angle, cross-track angle). ``ecef_of_cells`` recomputes the
+positions with the same arithmetic; ``valid_extent`` bounds the valid cells' lines and
+samples.
 
-Facets (``facets``) are built from these centres; masks (``visibility_profiles``, in
-``visibility``): for every radar line, the terrain profile in its zero-Doppler plane is
-cut out of the DEM and swept as in ISCE3; each cell is set against the running extrema
-of the profiles of the two lines that bracket it.
+Facets (``facets``) are built from these centres; layover and shadow masks
+(``visibility``) are set from their line, slant range and angles: for every radar line,
+the terrain profile in its zero-Doppler plane is cut out of the DEM and swept as in
+ISCE3; each cell is set against the running extrema of the profiles of the two lines
+that bracket it.
 """
 
 import math
@@ -16,14 +19,9 @@ import math
 import numba
 import numpy as np
 
-from .orbit import PADDED_DEGREE, orbit_state, padded_coefficients
-from .radar_grid import _ground_range_and_derivative, _is_nearest_entry, _nearest_entry
-from .zero_doppler import _LOW_DEGREE, _acos, _orbit_states_into, geocode_grid
-
-NONE = 0
-ACTIVE = 1
-PASSIVE = 2
-OUTSIDE = 255
+from .orbit import LOW_DEGREE, PADDED_DEGREE, orbit_state, orbit_states_into, padded_coefficients
+from .radar_grid import ground_range_and_derivative, is_nearest_entry, nearest_entry
+from .zero_doppler import fast_arccos, geocode_grid
 
 
 @numba.njit(cache=True, nogil=True)
@@ -114,7 +112,7 @@ def _cell_extras(lon, lat, height, a, e2, coeffs, t_center, t_scale, line_interv
     chunk is a loop of its own (``_chunk_*``), which LLVM can map onto SIMD lanes."""
     rows, cols = height.shape
     padded, vector_orbit = padded_coefficients(coeffs)
-    low_degree = coeffs.shape[0] <= _LOW_DEGREE + 1
+    low_degree = coeffs.shape[0] <= LOW_DEGREE + 1
     lon_by_column, column_cos, column_sin = _column_trig(lon, rows, cols)
     lat_by_row = lat.strides[1] == 0
     m = _CHUNK
@@ -137,11 +135,11 @@ def _cell_extras(lon, lat, height, a, e2, coeffs, t_center, t_scale, line_interv
             _chunk_times(time_ns[i, j0:stop], slant_range[i, j0:stop], line[i, j0:stop], reference_ns, t_center,
                          bistatic_rate, bistatic_reference_range, t, line_time, solved)
             if vector_orbit and low_degree:
-                _orbit_states_into(padded, _LOW_DEGREE, t_center, t_scale, t, n, state[0], state[1], state[2],
-                                   state[3], state[4], state[5], state[6], state[7], state[8])
+                orbit_states_into(padded, LOW_DEGREE, t_center, t_scale, t, n, state[0], state[1], state[2],
+                                  state[3], state[4], state[5], state[6], state[7], state[8])
             elif vector_orbit:
-                _orbit_states_into(padded, PADDED_DEGREE, t_center, t_scale, t, n, state[0], state[1], state[2],
-                                   state[3], state[4], state[5], state[6], state[7], state[8])
+                orbit_states_into(padded, PADDED_DEGREE, t_center, t_scale, t, n, state[0], state[1], state[2],
+                                  state[3], state[4], state[5], state[6], state[7], state[8])
             else:
                 for q in range(n):
                     st = orbit_state(coeffs, t_center, t_scale, t[q])
@@ -203,13 +201,13 @@ def _chunk_slopes(range_row, line_time, solved, n, rm_times, rm_sr0, rm_coeffs, 
         q0 = 0
         while q0 < n and not solved[q0]:
             q0 += 1
-        if q0 < n and not _is_nearest_entry(line_time[q0], rm_times, entry):
-            entry = _nearest_entry(line_time[q0], rm_times)
+        if q0 < n and not is_nearest_entry(line_time[q0], rm_times, entry):
+            entry = nearest_entry(line_time[q0], rm_times)
         for q in range(n):
-            uniform &= (not solved[q]) | _is_nearest_entry(line_time[q], rm_times, entry)
+            uniform &= (not solved[q]) | is_nearest_entry(line_time[q], rm_times, entry)
     if not uniform:
         for q in range(n):
-            slope[q] = (_ground_range_and_derivative(line_time[q], range_row[q], rm_times, rm_sr0, rm_coeffs)[1]
+            slope[q] = (ground_range_and_derivative(line_time[q], range_row[q], rm_times, rm_sr0, rm_coeffs)[1]
                         if solved[q] else 1.0)
         return entry
     sr0 = rm_sr0[entry]
@@ -254,12 +252,12 @@ def _chunk_outputs(n, positions, state, slope, range_row, solved, area_factor, l
         # per sample is spacing / (d ground / d r).
         area_row[q] = (-fprime / math.sqrt(speed2)) * area_factor / slope[q] if ok else math.nan
         cos_inc = -(positions[3, q] * dx + positions[4, q] * dy + positions[5, q] * dz) / r
-        incidence_row[q] = _acos(min(1.0, max(-1.0, cos_inc))) if ok else math.nan
+        incidence_row[q] = fast_arccos(min(1.0, max(-1.0, cos_inc))) if ok else math.nan
         sensor_norm = math.sqrt(sx * sx + sy * sy + sz * sz)
         cos_look = -(sx * dx + sy * dy + sz * dz) / (sensor_norm * r)
-        look_angle_row[q] = _acos(min(1.0, max(-1.0, cos_look))) if ok else math.nan
+        look_angle_row[q] = fast_arccos(min(1.0, max(-1.0, cos_look))) if ok else math.nan
         cos_ct = (sx * x + sy * y + sz * z) / (sensor_norm * math.sqrt(x * x + y * y + z * z))
-        cross_row[q] = _acos(min(1.0, max(-1.0, cos_ct))) if ok else math.nan
+        cross_row[q] = fast_arccos(min(1.0, max(-1.0, cos_ct))) if ok else math.nan
         valid_row[q] = ok
     for q in range(n):
         look_row[q, 0] = look_x[q]
@@ -309,6 +307,3 @@ def valid_extent(line, sample, valid):
                 s_min = min(s_min, sample[i, j])
                 s_max = max(s_max, sample[i, j])
     return l_min, l_max, s_min, s_max
-
-
-from .visibility import visibility_profiles  # noqa: E402, F401
