@@ -11,62 +11,34 @@ from __future__ import annotations
 import io
 import os
 import re
-import zipfile
-from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 import xarray as xr
 from xarray_sentinel import esa_safe, sentinel1
 
-from .errors import MissingInputError, ProductError, UnsupportedProductError
+from .errors import ProductError, UnsupportedProductError
+from .preprocess.safe import SafeProduct, open_safe
 
 _GROUP = re.compile(r"^(?P<swath>[A-Za-z]+\d?)/(?P<pol>[A-Za-z]{2})(?:/(?P<burst>\d+))?$")
 
 
-def open_product(path: str | os.PathLike[str]) -> tuple[fsspec.AbstractFileSystem, str]:
-    """File system and manifest path of a SAFE directory, its manifest or a zipped SAFE."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise MissingInputError(
-            f"Sentinel-1 product {str(path)!r} does not exist: give a .SAFE directory, its "
-            "manifest.safe or a .zip of the SAFE"
-        )
-    if path.is_file() and zipfile.is_zipfile(path):
-        fs = fsspec.filesystem("zip", fo=str(path))
-        manifests = [name for name in fs.find("") if name.endswith("manifest.safe")]
-        if len(manifests) != 1:
-            raise ProductError(
-                f"{str(path)!r} is a zip file but holds {len(manifests)} manifest.safe files: "
-                "expected one zipped Sentinel-1 SAFE product"
-            )
-        return fs, manifests[0]
-    manifest = path / "manifest.safe" if path.is_dir() else path
-    if manifest.name != "manifest.safe" or not manifest.exists():
-        raise ProductError(
-            f"{str(path)!r} is not a Sentinel-1 SAFE product (no manifest.safe): give the .SAFE "
-            "directory as downloaded, or its .zip"
-        )
-    return fsspec.filesystem("file"), str(manifest)
-
-
-def read_manifest(fs: fsspec.AbstractFileSystem, manifest: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_manifest(safe: SafeProduct) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        with fs.open(manifest) as file:
+        with safe.fs.open(safe.manifest) as file:
             return esa_safe.parse_manifest_sentinel1(file)
     except Exception as exc:  # xarray-sentinel raises ValueError, ParseError, KeyError...
         raise ProductError(
-            f"could not read the Sentinel-1 manifest {manifest!r} ({exc}): the file is truncated, "
+            f"could not read the Sentinel-1 manifest {safe.manifest!r} ({exc}): the file is truncated, "
             "not a Sentinel-1 product, or from an unsupported mission"
         ) from exc
 
 
-def available_groups(fs: fsspec.AbstractFileSystem, manifest: str) -> dict[str, list[str]]:
+def available_groups(safe: SafeProduct) -> dict[str, list[str]]:
     """xarray-sentinel's groups of a product, restricted to files that exist."""
-    attrs, files = read_manifest(fs, manifest)
+    attrs, files = read_manifest(safe)
     return sentinel1.find_available_groups(
-        files, os.path.dirname(manifest), attrs["product_type"], check_files_exist=True, fs=fs
+        files, safe.directory, attrs["product_type"], check_files_exist=True, fs=safe.fs
     )
 
 
@@ -124,19 +96,19 @@ def read_annotation(
     whole sub-swath as one continuous grid, or one burst), and ``attrs`` (a product
     description for outputs).
     """
-    fs, manifest = open_product(path)
-    attrs, _files = read_manifest(fs, manifest)
+    safe = open_safe(path, mission="Sentinel-1")
+    attrs, _files = read_manifest(safe)
     product_type = attrs["product_type"]
     if product_type not in ("SLC", "GRD"):
         raise UnsupportedProductError(
             f"product type {product_type!r} is not supported: sarheight reads Level-1 SLC and GRD "
             "products (IW, EW, SM)"
         )
-    groups = available_groups(fs, manifest)
+    groups = available_groups(safe)
     group, burst = _select_group(groups, measurement, product_type, burst)
     annotation = groups[group][-1]
     try:
-        with fs.open(annotation) as file:
+        with safe.fs.open(annotation) as file:
             content = file.read()
         # Each parser reads from the start: give each its own stream.
         product = esa_safe.parse_tag(io.BytesIO(content), "//productInformation")
@@ -172,7 +144,7 @@ def read_annotation(
     info["bistatic_reference_range"] = _bistatic_reference_range(image, swath_timing, points)
     mission = f"S1{attrs.get('number', '')}"
     info["attrs"] = {
-        "product": Path(os.path.dirname(manifest)).name or Path(str(path)).name,
+        "product": safe.name,
         "mission": mission,
         "product_type": product_type,
         "mode": attrs.get("mode", ""),
