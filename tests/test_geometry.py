@@ -40,7 +40,7 @@ from sarheight.geometry import (
     geocode_arrays,
 )
 from sarheight.kernels import WGS84_A, WGS84_E2
-from sarheight.sentinel1 import geolocation_grid
+from sarheight.preprocess.sentinel1 import geolocation_grid
 
 C = 299_792_458.0
 GM = 3.986004418e14

@@ -1,4 +1,4 @@
-"""Sentinel-1 SAFE products: the reader at the edge.
+"""The annotation of one Sentinel-1 measurement: what the geometry needs.
 
 Everything here goes through xarray-sentinel's own parsers (manifest, annotation,
 orbit, geolocation grid, coordinate conversion); nothing parses XML by hand. The
@@ -10,91 +10,117 @@ from __future__ import annotations
 
 import io
 import os
-import re
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import xarray as xr
 from xarray_sentinel import esa_safe, sentinel1
 
-from .errors import ProductError, UnsupportedProductError
-from .preprocess.safe import SafeProduct, open_safe
+from ...errors import ProductError, UnsupportedProductError
+from ..safe import open_safe
+from .product import available_groups, read_manifest, select_measurement
 
-_GROUP = re.compile(r"^(?P<swath>[A-Za-z]+\d?)/(?P<pol>[A-Za-z]{2})(?:/(?P<burst>\d+))?$")
-
-
-def read_manifest(safe: SafeProduct) -> tuple[dict[str, Any], dict[str, Any]]:
-    try:
-        with safe.fs.open(safe.manifest) as file:
-            return esa_safe.parse_manifest_sentinel1(file)
-    except Exception as exc:  # xarray-sentinel raises ValueError, ParseError, KeyError...
-        raise ProductError(
-            f"could not read the Sentinel-1 manifest {safe.manifest!r} ({exc}): the file is truncated, "
-            "not a Sentinel-1 product, or from an unsupported mission"
-        ) from exc
+__all__ = ["Sentinel1Annotation", "geolocation_grid", "read_annotation"]
 
 
-def available_groups(safe: SafeProduct) -> dict[str, list[str]]:
-    """xarray-sentinel's groups of a product, restricted to files that exist."""
-    attrs, files = read_manifest(safe)
-    return sentinel1.find_available_groups(
-        files, safe.directory, attrs["product_type"], check_files_exist=True, fs=safe.fs
-    )
+class _AnnotationFields(TypedDict):
+    """The keys of every annotation (:class:`Sentinel1Annotation` adds the SLC-only ones)."""
+
+    product_type: str
+    group: str
+    annotation: str
+    annotation_content: bytes
+    product: dict[str, Any]
+    image: dict[str, Any]
+    orbit: xr.Dataset
+    gcp: xr.Dataset
+    coordinate_conversion: xr.Dataset | None
+    geolocation_points: list[dict[str, Any]]
+    bistatic_reference_range: float | None
+    attrs: dict[str, Any]
 
 
-def _select_group(
-    groups: dict[str, list[str]], measurement: str, product_type: str, burst: int | None
-) -> tuple[str, int | None]:
-    if not isinstance(measurement, str):
-        raise ProductError(
-            f"measurement must be a string of the form SWATH/POL[/BURST], e.g. 'IW/VV', not {measurement!r}"
-        )
-    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, (int, np.integer))):
-        raise ProductError(f"burst must be an integer burst number, not {burst!r}")
-    match = _GROUP.match(measurement.strip("/"))
-    if match is None:
-        raise ProductError(
-            f"measurement {measurement!r} is not of the form SWATH/POL[/BURST], e.g. 'IW/VV', 'IW2/VH'"
-        )
-    swath, pol = match["swath"].upper(), match["pol"].upper()
-    if match["burst"] is not None:
-        if burst is not None and burst != int(match["burst"]):
-            raise ProductError(f"burst given twice and differently: {measurement!r} and burst={burst}")
-        burst = int(match["burst"])
-    measurement_groups = sorted(
-        g for g in groups if g.count("/") == 1 and f"{g}/orbit" in groups
-    )
-    group = f"{swath}/{pol}"
-    if group not in measurement_groups and product_type == "SLC" and not swath[-1].isdigit():
-        # "IW/VV" on an SLC means the sub-swath of IW VV, when only one is present.
-        candidates = [g for g in measurement_groups if re.fullmatch(rf"{swath}\d/{pol}", g)]
-        if len(candidates) == 1:
-            group = candidates[0]
-        elif candidates:
-            raise ProductError(
-                f"{measurement!r} is ambiguous for this SLC, which holds {candidates}: name the "
-                "sub-swath, e.g. measurement='IW2/VV'"
-            )
-    if group not in measurement_groups:
-        raise ProductError(
-            f"unknown measurement group {measurement!r}: this product has annotation for "
-            f"{measurement_groups}"
-        )
-    if burst is not None and product_type != "SLC":
-        raise ProductError(f"burst selection applies to SLC products only, this one is {product_type}")
-    return group, burst
+class Sentinel1Annotation(_AnnotationFields, total=False):
+    """What :func:`read_annotation` reads: a plain dict with these keys.
+
+    Attributes
+    ----------
+    product_type : str
+        "SLC" or "GRD".
+    group : str
+        The measurement group read, e.g. "IW/VV" (GRD) or "IW2/VV" (SLC).
+    annotation : str
+        Path of the annotation XML in the product's file system.
+    annotation_content : bytes
+        The annotation XML itself.
+    product, image : dict
+        The annotation's ``productInformation`` (``radarFrequency``, Hz,
+        ``rangeSamplingRate``, Hz, ...) and ``imageInformation``
+        (``productFirstLineUtcTime``, ``azimuthTimeInterval``, s, ``slantRangeTime``, s,
+        two-way, ``rangePixelSpacing``, m, ``numberOfLines``, ``numberOfSamples``, ...)
+        as xarray-sentinel parses them.
+    orbit : xarray.Dataset
+        The annotated state vectors: ``position`` (m) and ``velocity`` (m/s), ECEF, on
+        ``azimuth_time``.
+    gcp : xarray.Dataset
+        The geolocation grid as xarray-sentinel's gcp group.
+    coordinate_conversion : xarray.Dataset or None
+        Slant-to-ground range polynomials (GRD); None for an SLC.
+    geolocation_points : list of dict
+        The annotation's ``geolocationGridPoint`` entries (:func:`geolocation_grid`
+        makes them a dataset).
+    bistatic_reference_range : float or None
+        Slant range (m) at which line time equals zero-Doppler time; None without a
+        geolocation grid.
+    attrs : dict
+        A description of the product for outputs: ``product`` (name), ``mission``,
+        ``product_type``, ``mode``, ``measurement``, ``polarisation``, ``pass``,
+        ``relative_orbit``, ``absolute_orbit``, ``start_time``.
+    slc_first_line_time : numpy.datetime64
+        SLC only: time (ns) of the first line of the grid, the whole sub-swath as one
+        continuous grid or the one burst selected.
+    slc_lines : int
+        SLC only: lines of that grid, ``azimuthTimeInterval`` apart.
+    """
+
+    slc_first_line_time: np.datetime64
+    slc_lines: int
 
 
 def read_annotation(
     path: str | os.PathLike[str], measurement: str = "IW/VV", *, burst: int | None = None
-) -> dict[str, Any]:
+) -> Sentinel1Annotation:
     """What the geometry needs from one measurement of a Sentinel-1 product.
 
-    Returns a dict with ``product_type`` ("SLC" or "GRD"), ``group``, ``product``
-    (productInformation), ``image`` (imageInformation), ``orbit`` and ``gcp`` datasets,
-    ``coordinate_conversion`` (GRD), ``slc_first_line_time`` and ``slc_lines`` (SLC: the
-    whole sub-swath as one continuous grid, or one burst), and ``attrs`` (a product
-    description for outputs).
+    Parameters
+    ----------
+    path : a ``.SAFE`` directory, its ``manifest.safe``, or a ``.zip`` of the SAFE. The
+        measurement TIFF is not needed.
+    measurement : swath and polarisation, e.g. "IW/VV" (GRD), "IW2/VV" (SLC; "IW/VV"
+        picks the sub-swath when the product has annotation for only one). A trailing
+        "/N" selects SLC burst N, as ``burst=N`` does.
+    burst : SLC burst index (0-based, xarray-sentinel's numbering). Without it an SLC
+        sub-swath is one continuous (debursted) grid.
+
+    Returns
+    -------
+    Sentinel1Annotation
+        A dict with ``product_type`` ("SLC" or "GRD"), ``group``, ``product``
+        (productInformation), ``image`` (imageInformation), ``orbit`` and ``gcp``
+        datasets, ``coordinate_conversion`` (GRD), ``slc_first_line_time`` and
+        ``slc_lines`` (SLC: the whole sub-swath as one continuous grid, or one burst),
+        ``bistatic_reference_range`` (m) and ``attrs`` (a product description for
+        outputs); see :class:`Sentinel1Annotation`.
+
+    Raises
+    ------
+    MissingInputError
+        the product does not exist.
+    UnsupportedProductError
+        a product type other than SLC and GRD.
+    ProductError
+        not a SAFE, an unreadable manifest or annotation, an unknown measurement group or
+        burst.
     """
     safe = open_safe(path, mission="Sentinel-1")
     attrs, _files = read_manifest(safe)
@@ -105,7 +131,7 @@ def read_annotation(
             "products (IW, EW, SM)"
         )
     groups = available_groups(safe)
-    group, burst = _select_group(groups, measurement, product_type, burst)
+    group, burst = select_measurement(groups, measurement, product_type=product_type, burst=burst)
     annotation = groups[group][-1]
     try:
         with safe.fs.open(annotation) as file:
@@ -127,7 +153,9 @@ def read_annotation(
             f"could not read the annotation {annotation!r} ({type(exc).__name__}: {exc}): the file "
             "is truncated or not a Sentinel-1 Level-1 annotation"
         ) from exc
-    info: dict[str, Any] = {
+    slc_axis = _slc_time_axis(image, swath_timing, burst) if product_type == "SLC" else None
+    mission = f"S1{attrs.get('number', '')}"
+    info: Sentinel1Annotation = {
         "product_type": product_type,
         "group": group,
         "annotation": annotation,
@@ -138,27 +166,30 @@ def read_annotation(
         "gcp": gcp,
         "coordinate_conversion": coordinate_conversion,
         "geolocation_points": points,
+        "bistatic_reference_range": _bistatic_reference_range(image, swath_timing, points),
+        "attrs": {
+            "product": safe.name,
+            "mission": mission,
+            "product_type": product_type,
+            "mode": attrs.get("mode", ""),
+            "measurement": group if burst is None else f"{group}/{burst}",
+            "polarisation": group.split("/")[1],
+            "pass": attrs.get("pass", ""),
+            "relative_orbit": int(attrs.get("relative_orbit_number", -1)),
+            "absolute_orbit": int(attrs.get("orbit_number", -1)),
+            "start_time": attrs.get("start_time", ""),
+        },
     }
-    if product_type == "SLC":
-        info.update(_slc_time_axis(image, swath_timing, burst))
-    info["bistatic_reference_range"] = _bistatic_reference_range(image, swath_timing, points)
-    mission = f"S1{attrs.get('number', '')}"
-    info["attrs"] = {
-        "product": safe.name,
-        "mission": mission,
-        "product_type": product_type,
-        "mode": attrs.get("mode", ""),
-        "measurement": group if burst is None else f"{group}/{burst}",
-        "polarisation": group.split("/")[1],
-        "pass": attrs.get("pass", ""),
-        "relative_orbit": int(attrs.get("relative_orbit_number", -1)),
-        "absolute_orbit": int(attrs.get("orbit_number", -1)),
-        "start_time": attrs.get("start_time", ""),
-    }
+    if slc_axis is not None:
+        info["slc_first_line_time"], info["slc_lines"] = slc_axis
     return info
 
 
-def _slc_time_axis(image: dict[str, Any], swath_timing: dict[str, Any], burst: int | None) -> dict[str, Any]:
+def _slc_time_axis(
+    image: dict[str, Any], swath_timing: dict[str, Any], burst: int | None
+) -> tuple[np.datetime64, int]:
+    """First line time (datetime64[ns]) and number of lines of an SLC grid: one burst, or
+    the whole sub-swath."""
     dt = float(image["azimuthTimeInterval"])
     bursts = swath_timing.get("burstList", {}).get("burst", []) or []
     if burst is not None:
@@ -167,10 +198,7 @@ def _slc_time_axis(image: dict[str, Any], swath_timing: dict[str, Any], burst: i
                 f"burst {burst} does not exist: this sub-swath has {len(bursts)} bursts, numbered "
                 f"0 .. {len(bursts) - 1}"
             )
-        return {
-            "slc_first_line_time": np.datetime64(bursts[burst]["azimuthTime"], "ns"),
-            "slc_lines": int(swath_timing["linesPerBurst"]),
-        }
+        return np.datetime64(bursts[burst]["azimuthTime"], "ns"), int(swath_timing["linesPerBurst"])
     first = np.datetime64(image["productFirstLineUtcTime"], "ns")
     last = np.datetime64(image["productLastLineUtcTime"], "ns")
     if bursts:
@@ -181,7 +209,7 @@ def _slc_time_axis(image: dict[str, Any], swath_timing: dict[str, Any], burst: i
             round((int(swath_timing["linesPerBurst"]) - 1) * dt * 1e9)
         ) * np.timedelta64(1, "ns")
     lines = round((last - first) / np.timedelta64(1, "ns") / 1e9 / dt) + 1
-    return {"slc_first_line_time": first, "slc_lines": lines}
+    return first, lines
 
 
 def _line_times(image: dict[str, Any], swath_timing: dict[str, Any], lines: np.ndarray) -> np.ndarray:
@@ -221,12 +249,27 @@ def _bistatic_reference_range(
 def geolocation_grid(path: str | os.PathLike[str], measurement: str = "IW/VV") -> xr.Dataset:
     """The annotated geolocation grid (tie points) of a measurement, one entry per point.
 
-    Variables on a ``point`` dimension: ``azimuth_time`` (datetime64[ns]),
-    ``slant_range_time`` (s, two-way), ``line``, ``pixel``, ``latitude``, ``longitude``
-    (deg), ``height`` (m, ellipsoidal), ``incidence_angle`` (deg). Each point keeps its
-    own times: in GRD products they vary along both axes, which a grid indexed by the
-    first line's and first column's times would lose. Used to check geocoding against
-    ESA's own solution.
+    Each point keeps its own times: in GRD products they vary along both axes, which a
+    grid indexed by the first line's and first column's times would lose. Used to check
+    geocoding against ESA's own solution.
+
+    Parameters
+    ----------
+    path : a ``.SAFE`` directory, its ``manifest.safe``, or a ``.zip`` of the SAFE.
+    measurement : swath and polarisation, as :func:`read_annotation` takes it.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables on a ``point`` dimension: ``azimuth_time`` (datetime64[ns]),
+        ``slant_range_time`` (s, two-way), ``line``, ``pixel``, ``latitude``,
+        ``longitude`` (deg), ``height`` (m, ellipsoidal), ``incidence_angle`` (deg);
+        attrs: the product description of :func:`read_annotation`.
+
+    Raises
+    ------
+    ProductError
+        as :func:`read_annotation`, and when the annotation has no geolocation grid.
     """
     info = read_annotation(path, measurement)
     points = info["geolocation_points"]

@@ -53,9 +53,9 @@ from tqdm.dask import TqdmCallback
 from xarray_sentinel import esa_safe
 from xarray_sentinel import sentinel1 as xs1
 
-from ..errors import InvalidInputError, ProductError, UnsupportedProductError
-from ..sentinel1 import _select_group, available_groups, read_manifest
-from .safe import SafeProduct, open_safe
+from ...errors import InvalidInputError, ProductError, UnsupportedProductError
+from ..safe import SafeProduct, open_safe
+from .product import available_groups, group_files, read_manifest, select_measurement
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +71,6 @@ CALIBRATIONS: dict[str, tuple[str, str]] = {
     "sigmanought": ("sigma0", "sigmaNought"),
     "gamma": ("gamma0", "gamma"),
     "gamma0": ("gamma0", "gamma"),
-}
-
-_FILE_KINDS = {
-    "s1Level1MeasurementSchema": "measurement",
-    "s1Level1ProductSchema": "annotation",
-    "s1Level1CalibrationSchema": "calibration",
-    "s1Level1NoiseSchema": "noise",
 }
 
 #: Pixels per block when the caller asks for an eager read: bounds the float64
@@ -165,8 +158,10 @@ def read_intensity(
             f"product type {product_type!r} is not supported: sarheight reads the pixels of "
             "Level-1 SLC and GRD products (IW, EW, SM)"
         )
-    group, burst = _select_group(available_groups(safe), measurement, product_type, burst)
-    found = _group_files(safe, files, group)
+    group, burst = select_measurement(
+        available_groups(safe), measurement, product_type=product_type, burst=burst
+    )
+    found = group_files(safe, files, group)
     product = safe.name
     if "measurement" not in found:
         raise ProductError(
@@ -299,21 +294,6 @@ def _check_chunks(chunks: Any) -> None:
 # --------------------------------------------------------------------------------------
 # Product files
 # --------------------------------------------------------------------------------------
-
-
-def _group_files(safe: SafeProduct, files: dict[str, tuple[str, ...]], group: str) -> dict[str, str]:
-    """Existing files of one swath/polarisation, by kind, as the manifest types them."""
-    swath, pol = group.lower().split("/")
-    found: dict[str, str] = {}
-    for href, (file_type, _prefix, file_swath, file_pol, _date) in files.items():
-        kind = _FILE_KINDS.get(file_type)
-        if kind is None or file_swath.lower() != swath or file_pol.lower() != pol:
-            continue
-        # The same join xarray-sentinel's find_available_groups does.
-        abspath = os.path.join(safe.directory, os.path.normpath(href))
-        if safe.fs.exists(abspath):
-            found[kind] = abspath
-    return found
 
 
 @dataclasses.dataclass(frozen=True)
