@@ -660,7 +660,7 @@ class RadarGeometry:
             that burst. Without it an SLC sub-swath is one continuous (debursted) grid.
         orbit_degree : degree of the polynomial fitted to the annotated state vectors.
         """
-        from .sentinel1 import read_annotation
+        from .preprocess.sentinel1 import read_annotation
 
         info = read_annotation(path, measurement, burst=burst)
         orbit_ds = info["orbit"]

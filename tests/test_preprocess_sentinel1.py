@@ -265,7 +265,7 @@ def test_grd_sigma_gamma_beta_follow_incidence(synthetic_grd: dict, grd: Path) -
     ratios sit up to 1 % (σ⁰) and 1.4 % (γ⁰) off over the whole product, IW2 and IW3's
     within 0.5 %.
     """
-    # The grid as sarheight.sentinel1.geolocation_grid gives it, read with the same
+    # The grid as sarheight.preprocess.sentinel1.geolocation_grid gives it, read with the same
     # xarray-sentinel parser but without the rest of the annotation (~1.5 s less).
     (annotation,) = (grd / "annotation").glob("*.xml")
     grid = esa_safe.parse_tag_as_list(annotation, "//geolocationGridPoint")

@@ -1,5 +1,18 @@
 """Preprocessing core shared by the physics and learning parts of sarheight.
 
-``sentinel1``: calibrated (β⁰, σ⁰, γ⁰), optionally thermal-noise-corrected intensity of
-Sentinel-1 Level-1 products in radar geometry.
+Reading products and making model-ready images from them, one subpackage or module per
+source:
+
+``safe``
+    the SAFE container of Sentinel-1 and Sentinel-2 products: a ``.SAFE`` directory, its
+    ``manifest.safe`` or a zip of it, opened as one :class:`~.safe.SafeProduct`.
+``sentinel1``
+    Sentinel-1 Level-1 SLC and GRD products: manifest and measurement groups, the
+    annotation that the radar geometry is built from, and calibrated (β⁰, σ⁰, γ⁰),
+    optionally thermal-noise-corrected intensity in radar geometry.
+
+To come, beside these: a Sentinel-2 reader (``sentinel2``, on ``safe``), speckle
+filters, normalisation and tiling for the learning models.
+
+Importing this package imports none of its modules.
 """

@@ -40,14 +40,11 @@ import itertools
 import logging
 import os
 import threading
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import dask.array
-import fsspec
 import numpy as np
 import rasterio.errors
 import xarray as xr
@@ -56,8 +53,9 @@ from tqdm.dask import TqdmCallback
 from xarray_sentinel import esa_safe
 from xarray_sentinel import sentinel1 as xs1
 
-from ..errors import InvalidInputError, ProductError, UnsupportedProductError
-from ..sentinel1 import _select_group, available_groups, open_product, read_manifest
+from ...errors import InvalidInputError, ProductError, UnsupportedProductError
+from ..safe import SafeProduct, open_safe
+from .product import available_groups, group_files, read_manifest, select_measurement
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +71,6 @@ CALIBRATIONS: dict[str, tuple[str, str]] = {
     "sigmanought": ("sigma0", "sigmaNought"),
     "gamma": ("gamma0", "gamma"),
     "gamma0": ("gamma0", "gamma"),
-}
-
-_FILE_KINDS = {
-    "s1Level1MeasurementSchema": "measurement",
-    "s1Level1ProductSchema": "annotation",
-    "s1Level1CalibrationSchema": "calibration",
-    "s1Level1NoiseSchema": "noise",
 }
 
 #: Pixels per block when the caller asks for an eager read: bounds the float64
@@ -159,17 +150,19 @@ def read_intensity(
     window = _window_form(window)
     _check_chunks(chunks)
 
-    fs, manifest = open_product(path)
-    attrs, files = read_manifest(fs, manifest)
+    safe = open_safe(path, mission="Sentinel-1")
+    attrs, files = read_manifest(safe)
     product_type = attrs["product_type"]
     if product_type not in ("SLC", "GRD"):
         raise UnsupportedProductError(
             f"product type {product_type!r} is not supported: sarheight reads the pixels of "
             "Level-1 SLC and GRD products (IW, EW, SM)"
         )
-    group, burst = _select_group(available_groups(fs, manifest), measurement, product_type, burst)
-    found = _group_files(fs, manifest, files, group)
-    product = Path(os.path.dirname(manifest)).name or Path(str(path)).name
+    group, burst = select_measurement(
+        available_groups(safe), measurement, product_type=product_type, burst=burst
+    )
+    found = group_files(safe, files, group)
+    product = safe.name
     if "measurement" not in found:
         raise ProductError(
             f"{product} holds no measurement TIFF for {group}: the annotation gives the geometry "
@@ -188,7 +181,7 @@ def read_intensity(
             "or use the complete product as downloaded"
         )
 
-    source = _Source(path, fs, found)
+    source = _Source(safe, found)
     grid, raster_shape = _open_grid(source, product, group)
     grid, label = _select_grid(grid, group, burst, product_type)
     lines, samples = _window_indices(grid, window, raster_shape, burst, label)
@@ -303,50 +296,25 @@ def _check_chunks(chunks: Any) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _group_files(
-    fs: fsspec.AbstractFileSystem, manifest: str, files: dict[str, tuple[str, ...]], group: str
-) -> dict[str, str]:
-    """Existing files of one swath/polarisation, by kind, as the manifest types them."""
-    swath, pol = group.lower().split("/")
-    found: dict[str, str] = {}
-    for href, (file_type, _prefix, file_swath, file_pol, _date) in files.items():
-        kind = _FILE_KINDS.get(file_type)
-        if kind is None or file_swath.lower() != swath or file_pol.lower() != pol:
-            continue
-        # The same join xarray-sentinel's find_available_groups does.
-        abspath = os.path.join(os.path.dirname(manifest), os.path.normpath(href))
-        if fs.exists(abspath):
-            found[kind] = abspath
-    return found
-
-
 @dataclasses.dataclass(frozen=True)
 class _Source:
     """Where the files of one measurement are, and how to tell their versions apart."""
 
-    path: str | os.PathLike[str]
-    fs: fsspec.AbstractFileSystem
+    safe: SafeProduct
     files: dict[str, str]
-
-    @property
-    def zip_path(self) -> Path | None:
-        source = Path(self.path).expanduser()
-        return source.resolve() if source.is_file() and zipfile.is_zipfile(source) else None
 
     def rasterio_path(self) -> str:
         """A path GDAL opens: the TIFF itself, or a /vsizip/ path into a zipped SAFE."""
-        member = self.files["measurement"]
-        archive = self.zip_path
-        return f"/vsizip/{archive}/{member.lstrip('/')}" if archive is not None else member
+        return self.safe.gdal_path(self.files["measurement"])
 
     def key(self, *kinds: str) -> tuple[Any, ...]:
-        archive = self.zip_path
+        archive = self.safe.archive
         stats = [archive.stat()] if archive is not None else [os.stat(self.files[k]) for k in kinds]
         names = tuple(self.files[k] for k in kinds)
         return (str(archive), names, tuple((s.st_mtime_ns, s.st_size) for s in stats))
 
     def read(self, kind: str) -> bytes:
-        with self.fs.open(self.files[kind]) as file:
+        with self.safe.fs.open(self.files[kind]) as file:
             return file.read()
 
 
