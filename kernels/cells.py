@@ -4,8 +4,7 @@
 what the facets and masks need: ECEF position, (line, sample) without clipping, the unit
 look vector, the local slant-plane pixel area, the ellipsoid incidence angle and the
 sweep coordinates (look angle, cross-track angle). ``ecef_of_cells`` recomputes the
-positions with the same arithmetic; ``valid_extent`` bounds the valid cells' lines and
-samples.
+positions with the same arithmetic.
 
 Facets (``facets``) are built from these centres; layover and shadow masks
 (``visibility``) are set from their line, slant range and angles: for every radar line,
@@ -289,21 +288,3 @@ def ecef_of_cells(lon, lat, height, a, e2, out):
             out[i, j, 0] = (pv + h) * cl * co
             out[i, j, 1] = (pv + h) * cl * so
             out[i, j, 2] = (pv * (1.0 - e2) + h) * sl
-
-
-@numba.njit(cache=True, nogil=True)
-def valid_extent(line, sample, valid):
-    """Smallest and largest line and sample of the valid cells: (l_min, l_max, s_min, s_max)."""
-    l_min = math.inf
-    l_max = -math.inf
-    s_min = math.inf
-    s_max = -math.inf
-    rows, cols = line.shape
-    for i in range(rows):
-        for j in range(cols):
-            if valid[i, j]:
-                l_min = min(l_min, line[i, j])
-                l_max = max(l_max, line[i, j])
-                s_min = min(s_min, sample[i, j])
-                s_max = max(s_max, sample[i, j])
-    return l_min, l_max, s_min, s_max

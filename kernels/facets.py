@@ -992,41 +992,78 @@ def add_tile(acc, exact, out, line_offset, sample_offset):
                 target[sample_offset + c, 1] += source[c, 1]
 
 
-@numba.njit(cache=True, nogil=True)
-def footprint(line, sample):
-    """The extent of a tile's cell centres in the image, for the buffer its facets need.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _vertex_at(line, sample, valid, rho, kappa, extent):
+    """Widen ``extent`` (smallest line, largest line, smallest sample, largest sample) by
+    the facet vertex at fractional DEM row ``rho`` and column ``kappa``, interpolated
+    (extrapolated beyond the outermost centres) from the four centres ``_vertex_row``
+    takes; none where one of them is void (the vertex is NaN there too)."""
+    rows, cols = line.shape
+    i0 = min(max(int(math.floor(rho)), 0), rows - 2)
+    j0 = min(max(int(math.floor(kappa)), 0), cols - 2)
+    if not (valid[i0, j0] and valid[i0 + 1, j0] and valid[i0, j0 + 1] and valid[i0 + 1, j0 + 1]):
+        return
+    wr = rho - i0
+    w = kappa - j0
+    lv = ((1.0 - w) * ((1.0 - wr) * line[i0, j0] + wr * line[i0 + 1, j0])
+          + w * ((1.0 - wr) * line[i0, j0 + 1] + wr * line[i0 + 1, j0 + 1]))
+    sv = ((1.0 - w) * ((1.0 - wr) * sample[i0, j0] + wr * sample[i0 + 1, j0])
+          + w * ((1.0 - wr) * sample[i0, j0 + 1] + wr * sample[i0 + 1, j0 + 1]))
+    if lv == lv and sv == sv:
+        extent[0] = min(extent[0], lv)
+        extent[1] = max(extent[1], lv)
+        extent[2] = min(extent[2], sv)
+        extent[3] = max(extent[3], sv)
 
-    Returns (smallest line, largest line, smallest sample, largest sample, largest step
-    in line or sample between neighbouring centres along either axis), over the finite
-    centres; NaN where there is none.
+
+@numba.njit(cache=True, nogil=True)
+def facet_extent(line, sample, valid, top, bottom, left, right):
+    """The extent in the image of the facets of a block of cells: (smallest line, largest
+    line, smallest sample, largest sample) over their vertices; NaN where no cell is valid.
+
+    Between cell centres the vertices interpolate bilinearly: they lie within the extremes
+    of the centres. At the DEM's border they are extrapolated half a cell beyond the
+    outermost centres (``_column_weights``, ``_vertex_row``): half a neighbour step along
+    an edge's normal, at a corner half a step along both axes, so that an edge cell's
+    footprint reaches past the centres by up to a whole cell step (several pixels where
+    cells are larger than pixels, or foreshortened). ``top``, ``bottom``, ``left``,
+    ``right``: whether the block's first row, last row, first column, last column is the
+    DEM's border (elsewhere a block's edge is a halo of neighbours, between whose centres
+    its own cells' vertices lie). Along the border the upsampled grid is bilinear in (row,
+    column) between the centres' rows and columns, so its extremes are the extrapolated
+    vertices at those rows and columns and at the corners. Cells that are not valid, or
+    whose position is not finite, are void.
     """
     rows, cols = line.shape
-    l_min = math.inf
-    l_max = -math.inf
-    s_min = math.inf
-    s_max = -math.inf
-    step = 0.0
+    extent = np.array([math.inf, -math.inf, math.inf, -math.inf])
     for i in range(rows):
         for j in range(cols):
             lv = line[i, j]
             sv = sample[i, j]
-            if lv == lv and sv == sv:
-                l_min = min(l_min, lv)
-                l_max = max(l_max, lv)
-                s_min = min(s_min, sv)
-                s_max = max(s_max, sv)
-            # NaN differences compare false: they leave the step as it is.
-            for di, dj in ((1, 0), (0, 1)):
-                if i + di < rows and j + dj < cols:
-                    dl = abs(line[i + di, j + dj] - lv)
-                    ds = abs(sample[i + di, j + dj] - sv)
-                    if dl > step:
-                        step = dl
-                    if ds > step:
-                        step = ds
-    if l_min > l_max:
-        return math.nan, math.nan, math.nan, math.nan, step
-    return l_min, l_max, s_min, s_max, step
+            if valid[i, j] and lv == lv and sv == sv:
+                extent[0] = min(extent[0], lv)
+                extent[1] = max(extent[1], lv)
+                extent[2] = min(extent[2], sv)
+                extent[3] = max(extent[3], sv)
+    if extent[0] > extent[1]:
+        return math.nan, math.nan, math.nan, math.nan
+    if rows >= 2 and cols >= 2:
+        for edge in range(2):
+            if not (top if edge == 0 else bottom):
+                continue
+            rho = -0.5 if edge == 0 else rows - 0.5
+            for j in range(-1, cols + 1):
+                if (j < 0 and not left) or (j == cols and not right):
+                    continue
+                _vertex_at(line, sample, valid, rho, -0.5 if j < 0 else (cols - 0.5 if j == cols else float(j)),
+                           extent)
+        for edge in range(2):
+            if not (left if edge == 0 else right):
+                continue
+            kappa = -0.5 if edge == 0 else cols - 0.5
+            for i in range(rows):
+                _vertex_at(line, sample, valid, float(i), kappa, extent)
+    return extent[0], extent[1], extent[2], extent[3]
 
 
 @numba.njit(cache=True, nogil=True)

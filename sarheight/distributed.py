@@ -56,6 +56,7 @@ from .dem import geodetic_at_rows, horizontal_crs, is_wgs84_degrees
 from .errors import InvalidInputError
 from .geometry import RadarGeometry, RadarWindow
 from .io import GeoTiffBlockWriter
+from .kernels.facets import facet_extent
 from .masks import MASK_ATTRS, MaskCode
 from .observation import (
     Observation,
@@ -86,6 +87,7 @@ from .simulate import (
     smooth_stride,
     step_stride,
     visibility_masks,
+    window_of_extent,
 )
 
 logger = logging.getLogger(__name__)
@@ -193,8 +195,7 @@ class _TileExtent:
     """Where a tile's cells fall in the image (from its block's plan)."""
 
     any_own: bool  # whether any of its own cells has a solution
-    extent: tuple[float, float, float, float]  # lines and samples (min, max, min, max) of its cells and neighbours
-    step: float  # the largest line or sample step between neighbouring cells
+    extent: tuple[float, float, float, float]  # lines and samples (min, max, min, max) of its facets
     own_lines: tuple[float, float]  # the smallest and largest line of its own cells
 
 
@@ -205,7 +206,9 @@ class _BlockPlan:
     any: bool
     faces_away: np.ndarray | None
     line_range: tuple[float, float] = (math.nan, math.nan)
-    sample_range: tuple[float, float] = (math.nan, math.nan)
+    # Lines and samples (min, max, min, max) of the facets of its cells with their halo:
+    # together the blocks give the whole DEM's, hence the window in memory.
+    facet_range: tuple[float, float, float, float] = (math.nan, math.nan, math.nan, math.nan)
     steps: list[np.ndarray] = dataclasses.field(default_factory=list)  # simulate.cell_steps
     along_track_rows: bool = True
     range_spacing: float = math.nan
@@ -241,11 +244,12 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
                steps_every: int, col_edges: list[int]) -> _BlockPlan:
     """What the client needs to plan, from the cell geometry of a block's rows (with halo).
 
-    Extents, the cell steps (``simulate.cell_steps``) every ``steps_every`` rows and
-    columns, orientation and range spacing; the faces-away flags of the own rows;
-    each column's line every ``_LINE_SAMPLING`` rows (and at the last own row); per
-    tile (column range of ``col_edges``), the extent in lines and samples of its cells
-    and their neighbours; the block's share of the cells the smooth fields are fitted to.
+    Extents (the lines of the own cells' centres, the lines and samples of the facets,
+    ``kernels.facets.facet_extent``), the cell steps (``simulate.cell_steps``) every
+    ``steps_every`` rows and columns, orientation and range spacing; the faces-away flags
+    of the own rows; each column's line every ``_LINE_SAMPLING`` rows (and at the last own
+    row); per tile (column range of ``col_edges``), the extent in lines and samples of its
+    facets; the block's share of the cells the smooth fields are fitted to.
     """
     cells = cell_geometry(dem_rows, geometry)
     own_rows = slice(block.start - block.halo_start, block.stop - block.halo_start)
@@ -254,21 +258,23 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
     if not valid.any():
         return _BlockPlan(any=False, faces_away=cells["faces_away"][own_rows])
     line = np.where(cells["valid"], cells["line"], np.nan)
-    sample = np.where(cells["valid"], cells["sample"], np.nan)
+    # The DEM's border among the block's edges: its first and last rows when the block
+    # has no halo there; its first and last columns always.
+    top, bottom = block.start == 0, own_rows.stop == line.shape[0]
+    cols = line.shape[1]
     tiles = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN
         for c0, c1 in itertools.pairwise(col_edges):
             # Own cells and their ring of neighbours: every facet vertex of the tile lies
-            # between those centres (or half a cell beyond them at the DEM's border).
+            # between those centres, or beyond them at the DEM's border.
             ring = (slice(max(0, own_rows.start - 1), own_rows.stop + 1), slice(max(0, c0 - 1), c1 + 1))
             own_tile = (own_rows, slice(c0, c1))
             any_own = bool(valid[:, c0:c1].any())
-            extent = (np.nanmin(line[ring]), np.nanmax(line[ring]), np.nanmin(sample[ring]), np.nanmax(sample[ring]))
-            step = max([float(np.nanmax(np.abs(np.diff(a[ring], axis=axis)), initial=0.0))
-                        for a in (line, sample) for axis in (0, 1) if a[ring].shape[axis] > 1], default=0.0)
+            extent = facet_extent(cells["line"][ring], cells["sample"][ring], cells["valid"][ring], top, bottom,
+                                  c0 == 0, c1 == cols)
             own_lines = (np.nanmin(line[own_tile]), np.nanmax(line[own_tile])) if any_own else (np.nan, np.nan)
-            tiles.append(_TileExtent(any_own, extent, step, own_lines))
+            tiles.append(_TileExtent(any_own, extent, own_lines))
         # Each column's smallest and largest line over intervals of _LINE_SAMPLING rows
         # (valid cells only, so voids cannot hide a crossing), the last interval reaching
         # into the next block's first row: the intervals tile the DEM's rows.
@@ -285,7 +291,7 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
         any=True,
         faces_away=cells["faces_away"][own_rows],
         line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
-        sample_range=(float(np.nanmin(own["sample"][valid])), float(np.nanmax(own["sample"][valid]))),
+        facet_range=facet_extent(cells["line"], cells["sample"], cells["valid"], top, bottom, True, True),
         steps=cell_steps(cells, steps_every, block.halo_start, (own_rows.start, own_rows.stop)),
         along_track_rows=rows_run_along_track(cells["line"]),
         range_spacing=slant_range_spacing(cells),
@@ -460,13 +466,10 @@ class _BlockwiseRun:
         for block, block_plan in zip(self.blocks, plans, strict=True):
             self.faces_away[block.start:block.stop] = block_plan.faces_away
             block_plan.faces_away = None
-        line_ranges = np.array([plans[k].line_range for k in present])
-        sample_ranges = np.array([plans[k].sample_range for k in present])
-        self.window = window = radar_window(
-            np.array([[line_ranges[:, 0].min(), line_ranges[:, 1].max()]]),
-            np.array([[sample_ranges[:, 0].min(), sample_ranges[:, 1].max()]]),
-            np.ones((1, 2), bool), geometry,
-        )
+        facet_ranges = np.array([plans[k].facet_range for k in present])
+        self.window = window = window_of_extent(
+            (float(np.nanmin(facet_ranges[:, 0])), float(np.nanmax(facet_ranges[:, 1])),
+             float(np.nanmin(facet_ranges[:, 2])), float(np.nanmax(facet_ranges[:, 3]))), geometry)
         # The same cell pairs as in memory, hence the same factor.
         steps = [np.concatenate([plans[k].steps[q] for k in present]) for q in range(4)]
         factor = int(self.oversample) if self.oversample != "auto" else (
@@ -512,7 +515,7 @@ class _BlockwiseRun:
                 if not plans[k].any or not plans[k].tiles[m].any_own:
                     continue  # no cell solved: gathered for its geometry and void products only
                 extent = plans[k].tiles[m]
-                self.subs[tile] = _sub_window(extent.extent, extent.step, self.window)
+                self.subs[tile] = _sub_window(extent.extent, self.window)
                 self.tile_lines[tile] = extent.own_lines
         self.needs = _overlapping(self.subs)
 
@@ -772,11 +775,10 @@ class _Pipeline:
 # --- radar windows, sheared strips, coordinates ---------------------------------------
 
 
-def _sub_window(extent: tuple[float, float, float, float], step: float, window: RadarWindow) -> RadarWindow:
-    """The radar sub-window of a tile whose cells and neighbours span ``extent`` (lines,
-    samples: min, max, min, max): its facets' vertices lie between those centres, or
-    half a neighbour ``step`` beyond them at the DEM's edge."""
-    margin = math.ceil(0.5 * step) + 2
+def _sub_window(extent: tuple[float, float, float, float], window: RadarWindow, margin: int = 2) -> RadarWindow:
+    """The radar sub-window of a tile whose facets span ``extent`` (lines, samples: min,
+    max, min, max; ``kernels.facets.facet_extent``, the DEM's border included), ``margin``
+    pixels around it as the window's own (``simulate.radar_window``), within the window."""
     first_line = max(window.line0, math.floor(extent[0]) - margin)
     stop_line = min(window.line_stop, math.ceil(extent[1]) + margin + 1)
     first_sample = max(window.sample0, math.floor(extent[2]) - margin)

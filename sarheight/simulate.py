@@ -350,14 +350,30 @@ def slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) ->
 
 def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geometry: RadarGeometry,
                  margin: int = 2) -> RadarWindow:
-    """The part of the image the DEM's cells fall in: (line0, n_lines, sample0, n_samples)."""
+    """The part of the image the facets of the DEM's cells fall in, ``margin`` pixels
+    around the extent of the facets' vertices.
+
+    That extent (``kernels.facets.facet_extent``) reaches beyond the cell centres at the
+    DEM's border, whose facets are extrapolated half a cell beyond the outermost centres:
+    by up to a cell step, several pixels where cells are larger than pixels or
+    foreshortened. A window cut at the centres would drop the outer part of those facets
+    from the scatter and the gather alike, and their cells (at the corners, where the
+    rotated grid reaches the window's bounds) would get less than their energy.
+    """
     if not valid.any():
         raise GeometryError(
             "no DEM cell has a zero-Doppler solution on the side the radar looks at: DEM and "
             "geometry do not overlap; check the DEM's CRS and extent and the product"
         )
+    return window_of_extent(facets.facet_extent(line, sample, valid, True, True, True, True), geometry, margin)
+
+
+def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarGeometry,
+                     margin: int = 2) -> RadarWindow:
+    """:func:`radar_window` of facets spanning ``extent`` (smallest line, largest line,
+    smallest sample, largest sample; a block-wise run gathers it from its blocks)."""
     lines, samples = geometry.grid.shape
-    l_min, l_max, s_min, s_max = kernels.cells.valid_extent(line, sample, valid)
+    l_min, l_max, s_min, s_max = extent
     line0 = max(0, math.floor(l_min) - margin)
     line1 = min(lines, math.ceil(l_max) + margin + 1)
     sample0 = max(0, math.floor(s_min) - margin)
@@ -628,7 +644,8 @@ class Simulation:
                 first_line = first_sample = 0
                 buffer = sums
             else:
-                first_line, count, first_sample, n = _tile_reach(line, sample, self.window)
+                border = (start == 0, stop == shape[0], col_start == 0, col_stop == shape[1])
+                first_line, count, first_sample, n = _tile_reach(line, sample, self.window, take(c["valid"]), border)
                 buffer = np.zeros(facets.scatter_buffer_shape(count, n, exact))
             facets.facet_pass(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
@@ -767,16 +784,21 @@ def _tiles(first: int, last: int, col_first: int, col_last: int) -> list[tuple[i
             for c0, c1 in itertools.pairwise(col_edges) if c1 > c0]
 
 
-def _tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow) -> tuple[int, int, int, int]:
+def _tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow, valid: np.ndarray | None = None,
+                border: tuple[bool, bool, bool, bool] = (True, True, True, True)) -> tuple[int, int, int, int]:
     """The window pixels (first line, lines, first sample, samples; window-relative) that
     the facets of a tile's own cells can reach, from its cells with their halo (``line``,
-    ``sample``): every facet vertex lies between those centres, or half a neighbour step
-    beyond them at the DEM's edge."""
+    ``sample``, ``valid``: default where the line is finite): every facet vertex lies
+    between those centres, or beyond them at the DEM's border, ``border``: whether the
+    first row, last row, first column, last column are the DEM's (default all: a
+    superset) (``kernels.facets.facet_extent``)."""
     line0, n_lines, sample0, n_samples = window
-    l_min, l_max, s_min, s_max, step = facets.footprint(line, sample)
+    if valid is None:
+        valid = np.isfinite(line)
+    l_min, l_max, s_min, s_max = facets.facet_extent(line, sample, valid, *border)
     if not math.isfinite(l_min):
         return 0, 1, 0, 1
-    margin = math.ceil(0.5 * step) + 2
+    margin = 2
     low = max(0, math.floor(l_min) - margin - line0)
     high = min(n_lines, math.ceil(l_max) + margin + 1 - line0)
     left = max(0, math.floor(s_min) - margin - sample0)

@@ -11,8 +11,11 @@ from sarheight.simulate import simulate_sar
 from tests.test_layover import _geometry, _rough_dem
 
 # Partial sums add up in another order block-wise: the float32 outputs agree to a few
-# units in the last place (1.2e-7 relative is one).
-FLOAT32_ROUNDING = 5e-7
+# units in the last place (1.2e-7 relative is one), up to about 5 for a cell that takes
+# part of its energy from pixels the DEM barely fills (grazing incidence at the DEM's
+# border; the noise floor over a tiny simulated sum): in the rotated scene, cell
+# (49, 0) moves by 4.5e-7 in memory alone when only the tiles' size changes.
+FLOAT32_ROUNDING = 1e-6
 # ... except values that are themselves rounding residue: a pixel that a facet barely
 # touches holds the difference of the exact projection's row sums, about 1e-16 of the
 # row's deposits (measured: 6e-10 in a scene whose largest value is 2.6, 3e-16 apart
