@@ -140,7 +140,7 @@ def test_simulate_under_a_real_product_and_a_wrong_measurement(shared_data, tmp_
     """The geometry read from a Sentinel-1 SAFE on the command line (real annotation), and
     a swath/polarisation the product lacks refused in one line."""
     from sarheight.dem import open_dem
-    from tests.test_layover_real import SAFES
+    from tests.helpers import SAFES
 
     safe = shared_data / "s1" / SAFES["descending"]
     source = shared_data / "dem" / "bigtujunga_srtm30_utm11.tif"

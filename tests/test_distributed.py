@@ -8,7 +8,7 @@ import pytest
 from sarheight.errors import InvalidInputError
 from sarheight.layover import reconstruct
 from sarheight.simulate import simulate_sar
-from tests.test_layover import _geometry, _rough_dem
+from tests.helpers import rough_dem, synthetic_geometry
 
 # Partial sums add up in another order block-wise: the float32 outputs agree to a few
 # units in the last place (1.2e-7 relative is one), up to about 5 for a cell that takes
@@ -29,8 +29,8 @@ def scene():
     # (heading 35 deg; block-wise runs need DEM rows more along track than across), the
     # radar looks south-east: layover runs obliquely across DEM rows, so across the
     # boundaries of the row blocks below (and of the column tiles).
-    dem = _rough_dem(5, rows=64, cols=48, relief=1200.0)
-    geometry = _geometry(dem, incidence=25.0, heading=35.0)
+    dem = rough_dem(5, rows=64, cols=48, relief=1200.0)
+    geometry = synthetic_geometry(dem, incidence=25.0, heading=35.0)
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
     return dem, geometry, observation, reconstruct(observation, dem, geometry)
 
@@ -127,8 +127,8 @@ def test_lazy_observation_and_repeated_runs_on_one_client(scene):
 def rotated_scene():
     """Lines crossing the DEM at 10 degrees to its columns (a Sentinel-1 track over a
     north-up grid): bands of lines are sheared strips of the DEM."""
-    dem = _rough_dem(9, rows=56, cols=60, relief=1000.0)
-    geometry = _geometry(dem, incidence=28.0, heading=350.0)
+    dem = rough_dem(9, rows=56, cols=60, relief=1000.0)
+    geometry = synthetic_geometry(dem, incidence=28.0, heading=350.0)
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
     return dem, geometry, observation, reconstruct(observation, dem, geometry)
 
@@ -143,12 +143,12 @@ def test_rotated_grid_tiles_and_bands_equal_in_memory(rotated_scene, rows_per_bl
 def test_voids_across_band_edges_and_the_image_start_equal_in_memory():
     """DEM voids at the edges of the bands of lines, and a DEM reaching before the image's
     first line: every cell is judged by exactly one band, as in memory."""
-    dem = _rough_dem(21, rows=64, cols=40, relief=900.0)
+    dem = rough_dem(21, rows=64, cols=40, relief=900.0)
     heights = dem.values.copy()
     heights[14:20, 5:30] = np.nan  # across the edge between the first two bands
     heights[33:35, :] = np.nan
     dem = dem.copy(data=heights)
-    geometry = _geometry(dem, incidence=27.0, heading=355.0)
+    geometry = synthetic_geometry(dem, incidence=27.0, heading=355.0)
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
     # Start the image a third of the way into the DEM's lines.
     first = int(observation["line"].values[0] + observation.shape[0] // 3)
@@ -176,8 +176,8 @@ def test_bilinear_oversampling_chosen_as_in_memory():
     the in-memory factor, so the results agree."""
     from sarheight.simulate import simulate
 
-    dem = _rough_dem(5, rows=64, cols=48, relief=1200.0)
-    geometry = _geometry(dem, incidence=25.0)
+    dem = rough_dem(5, rows=64, cols=48, relief=1200.0)
+    geometry = synthetic_geometry(dem, incidence=25.0)
     dem.values[:32] = float(np.nanmean(dem.values))  # flat top half
     factors = [simulate(part, geometry, projection="bilinear").attrs["oversample"] for part in (dem[:32], dem[32:])]
     assert factors[0] != factors[1]

@@ -12,12 +12,12 @@ from sarheight.kernels.projection import gather_triangles, sample_window, scatte
 from sarheight.reallocation import reallocate, reallocation_ratios
 from sarheight.simulate import run_simulation
 from tests import twin_reallocation as twin
-from tests.test_layover import _geometry, _rough_dem
+from tests.helpers import rough_dem, synthetic_geometry
 
 
 def _state(seed: int, projection: str, oversample, incidence: float = 25.0, heading: float = 10.0):
-    dem = _rough_dem(seed, rows=24, cols=20, relief=700.0)
-    return run_simulation(dem, _geometry(dem, incidence=incidence, heading=heading), projection=projection,
+    dem = rough_dem(seed, rows=24, cols=20, relief=700.0)
+    return run_simulation(dem, synthetic_geometry(dem, incidence=incidence, heading=heading), projection=projection,
                           oversample=oversample)
 
 

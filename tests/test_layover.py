@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
-from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,9 +16,7 @@ from sarheight.geometry import RadarGeometry
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
 from sarheight.layover import reconstruct, to_isce3_mask
 from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
-
-LON, LAT = 10.0, 45.0
-CELL_DEG = 30.0 / 111_320.0  # about 30 m in latitude
+from tests.helpers import plane_dem, rough_dem, synthetic_geometry
 
 
 def _brute_force_weights(triangle: np.ndarray, n_rows: int, n_cols: int, n: int = 200) -> np.ndarray:
@@ -90,37 +87,14 @@ def test_sliver_point_deposit_lands_in_its_pixel_and_is_read_back(line, sample, 
                             abs_tol=1e-12)
 
 
-def _plane_dem(rows: int, cols: int, slope_east_deg: float = 0.0, slope_north_deg: float = 0.0,
-               base: float = 200.0) -> xr.DataArray:
-    """A planar DEM on a geographic grid of ~30 m cells (heights ellipsoidal)."""
-    from sarheight.dem import open_dem
-
-    dx = CELL_DEG * math.cos(math.radians(LAT)) * 111_320.0
-    dy = CELL_DEG * 111_320.0
-    x = np.arange(cols) * dx
-    y = -np.arange(rows) * dy
-    heights = base + np.tan(math.radians(slope_east_deg)) * x[None, :] + np.tan(math.radians(slope_north_deg)) * y[:, None]
-    transform = Affine(CELL_DEG, 0, LON, 0, -CELL_DEG, LAT)
-    return open_dem((heights.astype(np.float32), transform, "EPSG:4326"), vertical_datum="ellipsoid")
-
-
-def _geometry(dem: xr.DataArray, incidence: float = 35.0, heading: float = 0.0) -> RadarGeometry:
-    west, south, east, north = dem.rio.bounds()
-    return RadarGeometry.synthetic(
-        center_lon=0.5 * (west + east), center_lat=0.5 * (south + north), heading_deg=heading,
-        incidence_near_deg=incidence - 2.0, incidence_far_deg=incidence + 2.0,
-        line_spacing=15.0, sample_spacing=15.0, azimuth_extent=5e3,
-    )
-
-
 @pytest.mark.parametrize("slope", [10.0, 34.0, 36.0, 50.0])
 def test_planar_fore_slope_layover_iff_steeper_than_incidence(slope):
     # Heading north, right-looking: the radar is west of the scene looking east, so a slope
     # rising towards the east faces it. Layover iff steeper than the incidence (35 deg at
     # the scene; the look angle at the sensor, about 31 deg, is not the threshold): one
     # degree either side tells them apart.
-    dem = _plane_dem(40, 40, slope_east_deg=slope)
-    result = simulate(dem, _geometry(dem))
+    dem = plane_dem(40, 40, slope_east_deg=slope)
+    result = simulate(dem, synthetic_geometry(dem))
     interior = result["layover"].values[5:-5, 5:-5]
     assert np.all(interior != 255)
     layover_fraction = np.mean(interior != 0)
@@ -135,8 +109,8 @@ def test_planar_fore_slope_layover_iff_steeper_than_incidence(slope):
 def test_planar_back_slope_active_shadow_iff_steeper_than_complement(slope):
     # A slope falling away from the radar (towards the east) is in active shadow iff
     # steeper than 90 - 35 deg (not 90 minus the look angle, about 59 deg).
-    dem = _plane_dem(40, 40, slope_east_deg=-slope)
-    result = simulate(dem, _geometry(dem))
+    dem = plane_dem(40, 40, slope_east_deg=-slope)
+    result = simulate(dem, synthetic_geometry(dem))
     interior = result["shadow"].values[5:-5, 5:-5]
     if slope > 55.0:
         assert np.mean(interior == 1) > 0.95
@@ -145,8 +119,8 @@ def test_planar_back_slope_active_shadow_iff_steeper_than_complement(slope):
 
 
 def test_flat_terrain_gamma_is_beta_tan_incidence():
-    dem = _plane_dem(30, 30)
-    geometry = _geometry(dem)
+    dem = plane_dem(30, 30)
+    geometry = synthetic_geometry(dem)
     observation = simulate_sar(dem, geometry, backscatter=lambda theta: np.full_like(theta, 0.1) * 0 + empirical_sigma0(theta),
                                looks=None, nesz_db=None)
     result = reconstruct(observation, dem, geometry, contribution="gamma", output="gamma0")
@@ -159,30 +133,12 @@ def test_flat_terrain_gamma_is_beta_tan_incidence():
     assert np.allclose(result["flattened"].values[interior], result["backscatter"].values[interior], rtol=1e-6)
 
 
-def _rough_dem(seed: int, rows: int = 36, cols: int = 36, relief: float = 600.0) -> xr.DataArray:
-    from sarheight.simulate import texture
-
-    field = np.log(texture((rows, cols), seed=seed, correlation_cells=4.0, contrast_db=10.0))
-    field = (field - field.min()) / (field.max() - field.min())
-    dem = _plane_dem(rows, cols)
-    return dem.copy(data=(200.0 + relief * field).astype(np.float32))
-
-
-def _oriented_geometry(dem: xr.DataArray, incidence: float, heading: float, look_side: str) -> RadarGeometry:
-    west, south, east, north = dem.rio.bounds()
-    return RadarGeometry.synthetic(
-        center_lon=0.5 * (west + east), center_lat=0.5 * (south + north), heading_deg=heading,
-        incidence_near_deg=incidence - 2.0, incidence_far_deg=incidence + 2.0,
-        line_spacing=15.0, sample_spacing=15.0, azimuth_extent=5e3, look_side=look_side,
-    )
-
-
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 10_000), incidence=st.floats(20.0, 45.0), heading=st.floats(0.0, 360.0),
        look_side=st.sampled_from(["right", "left"]), projection=st.sampled_from(["exact", "bilinear"]))
 def test_reconstruction_invariants_on_random_terrain(seed, incidence, heading, look_side, projection):
-    dem = _rough_dem(seed)
-    geometry = _oriented_geometry(dem, incidence, heading, look_side)
+    dem = rough_dem(seed)
+    geometry = synthetic_geometry(dem, incidence, heading, look_side)
 
     def law(theta):
         return 3.0 * empirical_sigma0(theta)
@@ -215,8 +171,8 @@ def test_reconstruction_invariants_on_random_terrain(seed, incidence, heading, l
        look_side=st.sampled_from(["right", "left"]))
 def test_textured_truth_in_layover_reconstruction_beats_flattening_beats_geocoding(seed, incidence, heading,
                                                                                    look_side):
-    dem = _rough_dem(seed, rows=60, cols=60, relief=900.0)
-    geometry = _oriented_geometry(dem, incidence, heading, look_side)
+    dem = rough_dem(seed, rows=60, cols=60, relief=900.0)
+    geometry = synthetic_geometry(dem, incidence, heading, look_side)
     observation, truth = simulate_sar(dem, geometry, looks=None, nesz_db=None, return_truth=True)
     result = reconstruct(observation, dem, geometry)
     layover = (result["layover"].values == 1) | (result["layover"].values == 2)
@@ -247,7 +203,7 @@ def test_closed_simulation_recovers_the_dem_border_and_corners(relief, heading, 
     the border and corner cells are recovered as exactly as the interior, in memory and
     block-wise (the radar window and the tiles' reach and sub-windows hold their whole
     footprints)."""
-    dem = _rough_dem(3, rows=40, cols=40, relief=relief) if relief else _plane_dem(40, 40)
+    dem = rough_dem(3, rows=40, cols=40, relief=relief) if relief else plane_dem(40, 40)
     west, south, east, north = dem.rio.bounds()
     geometry = RadarGeometry.synthetic(
         center_lon=0.5 * (west + east), center_lat=0.5 * (south + north), heading_deg=heading,
@@ -281,8 +237,8 @@ def test_closed_simulation_recovers_the_dem_border_and_corners(relief, heading, 
 def test_shadow_never_divides_by_zero(contribution, projection):
     """A scene all in active shadow: no warning (division by zero, invalid value), no
     infinity; its cells are NaN and say why."""
-    dem = _plane_dem(24, 24, slope_east_deg=-60.0)
-    geometry = _geometry(dem)
+    dem = plane_dem(24, 24, slope_east_deg=-60.0)
+    geometry = synthetic_geometry(dem)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         observation = simulate_sar(dem, geometry, looks=None, nesz_db=-22.0, projection=projection)
@@ -295,8 +251,8 @@ def test_shadow_never_divides_by_zero(contribution, projection):
 
 
 def test_isce3_mask_codes():
-    dem = _plane_dem(30, 30, slope_east_deg=45.0)
-    result = reconstruct(simulate_sar(dem, _geometry(dem), looks=None, nesz_db=None), dem, _geometry(dem))
+    dem = plane_dem(30, 30, slope_east_deg=45.0)
+    result = reconstruct(simulate_sar(dem, synthetic_geometry(dem), looks=None, nesz_db=None), dem, synthetic_geometry(dem))
     mask = to_isce3_mask(result).values
     layover = result["layover"].values
     assert np.all(mask[(layover == 1) & (result["shadow"].values == 0)] == 2)
@@ -313,8 +269,8 @@ def test_isce3_mask_codes():
 
 def test_image_covering_part_of_the_dem_gives_nan_where_it_is_missing():
     """Cells whose facets reach a pixel the image lacks get NaN, not a value biased low."""
-    dem = _rough_dem(7, rows=40, cols=40, relief=300.0)
-    geometry = _geometry(dem, incidence=35.0)
+    dem = rough_dem(7, rows=40, cols=40, relief=300.0)
+    geometry = synthetic_geometry(dem, incidence=35.0)
     observation = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None)
     full = reconstruct(observation, dem, geometry)
     cut = int(observation["sample"].values[observation.shape[1] // 2])
@@ -333,8 +289,8 @@ def test_image_covering_part_of_the_dem_gives_nan_where_it_is_missing():
 
 def test_inputs_of_every_kind_give_the_same_reconstruction():
     """numpy array of the product grid, DataArray window, xarray-sentinel layout, dask array."""
-    dem = _rough_dem(11, rows=30, cols=30, relief=500.0)
-    geometry = _geometry(dem, incidence=30.0)
+    dem = rough_dem(11, rows=30, cols=30, relief=500.0)
+    geometry = synthetic_geometry(dem, incidence=30.0)
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0, seed=3)
     reference = reconstruct(observation, dem, geometry)
     grid = np.full(geometry.grid.shape, np.nan, dtype=np.float32)
@@ -357,8 +313,8 @@ def test_inputs_of_every_kind_give_the_same_reconstruction():
 def test_map_grid_observation_rebuilds_the_radar_pixels():
     """An image geocoded to the DEM's grid: flat terrain comes back exactly; on rough terrain
     the rebuilt pixels reconstruct close to the radar-geometry input outside layover."""
-    flat = _plane_dem(30, 30)
-    geometry = _geometry(flat, incidence=35.0)
+    flat = plane_dem(30, 30)
+    geometry = synthetic_geometry(flat, incidence=35.0)
     sigma0 = flat.copy(data=np.full(flat.shape, 0.08, dtype=np.float32))
     result = reconstruct(sigma0, flat, geometry)
     inside = result["layover"].values != 255
@@ -369,8 +325,8 @@ def test_map_grid_observation_rebuilds_the_radar_pixels():
     interior[2:-2, 2:-2] = inside[2:-2, 2:-2]
     np.testing.assert_allclose(result["backscatter"].values[interior], 0.08, rtol=1e-3)
 
-    dem = _rough_dem(13, rows=40, cols=40, relief=250.0)
-    geometry = _geometry(dem, incidence=35.0)
+    dem = rough_dem(13, rows=40, cols=40, relief=250.0)
+    geometry = synthetic_geometry(dem, incidence=35.0)
     observation = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None)
     direct = reconstruct(observation, dem, geometry)
     rebuilt = reconstruct(direct["geocoded"], dem, geometry)
@@ -383,8 +339,8 @@ def test_map_grid_observation_rebuilds_the_radar_pixels():
 
 
 def test_bad_input_gives_clear_errors():
-    dem = _plane_dem(20, 20)
-    geometry = _geometry(dem)
+    dem = plane_dem(20, 20)
+    geometry = synthetic_geometry(dem)
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
     with pytest.raises(InvalidInputError, match="contribution"):
         reconstruct(observation, dem, geometry, contribution="lambertian")
@@ -394,7 +350,7 @@ def test_bad_input_gives_clear_errors():
         reconstruct(np.ones((3, 3)), dem, geometry)
     with pytest.raises(InvalidInputError, match="geometry"):
         reconstruct(observation.values, dem)
-    far_away = _plane_dem(20, 20).assign_coords(x=lambda d: d.x + 40.0)
+    far_away = plane_dem(20, 20).assign_coords(x=lambda d: d.x + 40.0)
     far_away = far_away.rio.write_transform(far_away.rio.transform(recalc=True))
     with pytest.raises(GeometryError):
         simulate(far_away, geometry)
@@ -415,8 +371,8 @@ def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch
     facets are computed (those passes are replaced here by one that fails)."""
     import sarheight.simulate as simulation
 
-    dem = _plane_dem(20, 20)
-    geometry = _geometry(dem)
+    dem = plane_dem(20, 20)
+    geometry = synthetic_geometry(dem)
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
 
     def no_work(*args, **kwargs):
@@ -452,8 +408,8 @@ def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch
 
 
 def test_fields_on_another_grid_and_bad_simulation_parameters_are_refused():
-    dem = _plane_dem(20, 20)
-    geometry = _geometry(dem)
+    dem = plane_dem(20, 20)
+    geometry = synthetic_geometry(dem)
     weights = dem.copy(data=np.ones(dem.shape))
     moved = weights.assign_coords(y=weights["y"] + 0.5)
     with pytest.raises(InvalidInputError, match="not on the DEM grid"):
@@ -475,8 +431,8 @@ def test_fields_on_another_grid_and_bad_simulation_parameters_are_refused():
 def test_an_image_covering_part_of_the_dem_warns():
     from sarheight.errors import PartialCoverageWarning
 
-    dem = _plane_dem(20, 20)
-    geometry = _geometry(dem)
+    dem = plane_dem(20, 20)
+    geometry = synthetic_geometry(dem)
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
     half = observation.where(observation["sample"] < observation["sample"][observation.sizes["sample"] // 2])
     with pytest.warns(PartialCoverageWarning, match="no value"):
@@ -491,8 +447,8 @@ def test_to_geotiff_writes_the_products_of_a_simulation_or_a_reconstruction(tmp_
 
     from sarheight.layover import RECONSTRUCTION_BANDS, SIMULATION_BANDS, to_geotiff
 
-    dem = _plane_dem(20, 20)
-    geometry = _geometry(dem)
+    dem = plane_dem(20, 20)
+    geometry = synthetic_geometry(dem)
     simulation = simulate(dem, geometry)
     result = reconstruct(simulate_sar(dem, geometry, looks=None, nesz_db=None), dem, geometry)
     for dataset, bands in ((simulation, SIMULATION_BANDS), (result, RECONSTRUCTION_BANDS)):

@@ -42,7 +42,7 @@ from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.layover import reconstruct
 from sarheight.simulate import simulate, simulate_sar
-from tests.test_layover import CELL_DEG, LAT, LON, _geometry, _plane_dem, _rough_dem
+from tests.helpers import CELL_DEG, LAT, LON, plane_dem, rough_dem, synthetic_geometry
 
 # WGS84, written out here so that the reference does not lean on the library's constants.
 A = 6_378_137.0
@@ -252,8 +252,8 @@ def _synthetic(dem: xr.DataArray, incidence: float, heading: float, look_side: s
 def test_reference_on_planar_slopes():
     # The reference itself on the analytic cases of DESIGN §11 (incidence 35 degrees).
     for slope, layover, shadow in [(40.0, True, False), (30.0, False, False), (-50.0, False, False), (-60.0, False, True)]:
-        dem = _plane_dem(12, 12, slope_east_deg=slope)
-        reference = _reference_masks(dem, _geometry(dem))
+        dem = plane_dem(12, 12, slope_east_deg=slope)
+        reference = _reference_masks(dem, synthetic_geometry(dem))
         interior = (slice(2, -2), slice(2, -2))
         assert np.all(reference["layover"][interior] == layover), slope
         assert np.all(reference["shadow"][interior] == shadow), slope
@@ -266,7 +266,7 @@ terrain = dict(
 
 
 def _compare(seed, relief, incidence, heading, look_side, line_spacing):
-    dem = _rough_dem(seed, 30, 30, relief)
+    dem = rough_dem(seed, 30, 30, relief)
     geometry = _synthetic(dem, incidence, heading, look_side, line_spacing)
     result = simulate(dem, geometry, oversample=1)
     figures = _agreement(result, _reference_masks(dem, geometry))
@@ -379,7 +379,7 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
     from sarheight.masks import kernel_codes
     from sarheight.simulate import cell_geometry, radar_window, rows_run_along_track
 
-    dem = _rough_dem(seed, 24, 24, 650.0)
+    dem = rough_dem(seed, 24, 24, 650.0)
     if window == "holes":
         heights = dem.values.copy()
         heights[5:8, 9:11] = np.nan
@@ -442,7 +442,7 @@ def test_masks_are_stable_when_the_dem_is_oversampled(heading, look_side):
     """The same terrain on a grid 2x finer gives the same masks: each cell's code is the
     one most of its four sub-cells get (99 % of the cells; the rest lie on the edges of
     layover and shadow regions, which the finer grid places to a finer step)."""
-    dem = _rough_dem(7, 30, 30, 400.0)
+    dem = rough_dem(7, 30, 30, 400.0)
     fine_dem = _upsampled(dem)
     geometry = _synthetic(dem, 44.0, heading, look_side)
     coarse, fine = simulate(dem, geometry, oversample=1), simulate(fine_dem, geometry, oversample=1)
@@ -465,15 +465,15 @@ def test_masks_are_stable_when_the_dem_is_oversampled(heading, look_side):
 
 @pytest.mark.parametrize("heading", [30.0, 60.0, 200.0, 300.0])
 def test_every_cell_inside_the_image_gets_a_mask(heading):
-    dem = _plane_dem(30, 30)
-    result = simulate(dem, _geometry(dem, heading=heading))
+    dem = plane_dem(30, 30)
+    result = simulate(dem, synthetic_geometry(dem, heading=heading))
     assert np.isfinite(result["radar_line"].values).all()  # every centre is in the image
     outside = int((result["layover"].values == 255).sum())
     assert outside == 0, f"{outside} cells inside the image are marked 255"
 
 
 def _smooth_dem() -> xr.DataArray:
-    dem = _plane_dem(40, 40)
+    dem = plane_dem(40, 40)
     yy, xx = np.mgrid[0:40, 0:40]
     heights = (200.0 + 30.0 * np.sin(2 * np.pi * xx / 40) * np.cos(2 * np.pi * yy / 55)
                + 15.0 * np.sin(2 * np.pi * (xx + yy) / 70))
@@ -483,7 +483,7 @@ def _smooth_dem() -> xr.DataArray:
 @pytest.mark.parametrize(("incidence", "heading"), [(35.0, 0.0), (30.0, 20.0), (40.0, 190.0)])
 def test_exact_and_bilinear_projections_agree_on_smooth_terrain(incidence, heading):
     dem = _smooth_dem()  # slopes under 15 degrees, no layover, no shadow
-    geometry = _geometry(dem, incidence=incidence, heading=heading)
+    geometry = synthetic_geometry(dem, incidence=incidence, heading=heading)
     exact = simulate(dem, geometry, projection="exact")
     bilinear = simulate(dem, geometry, projection="bilinear")
     # Pixels well inside the DEM's footprint.
@@ -613,8 +613,8 @@ def test_ridge_layover_extent_shares_and_mixing(incidence, alpha, fore_cells, ba
 
 
 def test_flat_terrain_has_mixing_one():
-    dem = _plane_dem(30, 30)
-    result = simulate(dem, _geometry(dem, heading=10.0))
+    dem = plane_dem(30, 30)
+    result = simulate(dem, synthetic_geometry(dem, heading=10.0))
     mixing = result["mixing"].values
     reached = mixing > 0
     assert reached.mean() > 0.5

@@ -19,18 +19,7 @@ from sarheight.layover import reconstruct
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
 from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
-
-SAFES = {
-    "ascending": "S1A_IW_SLC__1SDV_20221016T015043_20221016T015111_045461_056FC0_6681.SAFE",
-    "descending": "S1A_IW_SLC__1SDV_20230108T135249_20230108T135316_046693_0598D3_BA76.SAFE",
-    "grd": "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE",
-}
-
-
-def _required(path):
-    if not path.exists():
-        pytest.skip(f"{path} is absent")
-    return path
+from tests.helpers import SAFES, required
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def geometries(shared_data):
 
     def load(key):
         if key not in cache:
-            cache[key] = RadarGeometry.from_sentinel1(_required(shared_data / "s1" / SAFES[key]), "IW/VV")
+            cache[key] = RadarGeometry.from_sentinel1(required(shared_data / "s1" / SAFES[key]), "IW/VV")
         return cache[key]
 
     return load
@@ -48,12 +37,12 @@ def geometries(shared_data):
 
 @pytest.fixture(scope="module")
 def geoid(shared_data):
-    return _required(shared_data / "geoid" / "egm96_15.gtx")
+    return required(shared_data / "geoid" / "egm96_15.gtx")
 
 
 @pytest.fixture(scope="module")
 def bigtujunga(shared_data, geoid):
-    return open_dem(_required(shared_data / "dem" / "bigtujunga_srtm30_utm11.tif"),
+    return open_dem(required(shared_data / "dem" / "bigtujunga_srtm30_utm11.tif"),
                     vertical_datum="egm96", geoid_grid=geoid)
 
 
@@ -105,7 +94,7 @@ def test_bigtujunga_layover_faces_each_sensor(bigtujunga, geometries):
 def test_rome_grd_flat_terrain(shared_data, geoid, geometries):
     grd = geometries("grd")
     assert grd.grid.projection == "ground_range"
-    dem = open_dem(_required(shared_data / "dem" / "rome_cop30_egm96.tif"), geoid_grid=geoid)  # EPSG:9707
+    dem = open_dem(required(shared_data / "dem" / "rome_cop30_egm96.tif"), geoid_grid=geoid)  # EPSG:9707
     assert dem.attrs["source_vertical_datum"] == "egm96"
     result = simulate(dem, grd)
     layover, shadow = result["layover"].values, result["shadow"].values
@@ -215,8 +204,8 @@ def test_reconstruct_from_a_safe_product_path(shared_data, geoid):
     """A SAFE path: geometry from the annotation, beta0 from the calibration LUTs and the
     measurement TIFF (an all-zero placeholder in the reference data), read for the
     DEM's window only."""
-    safe = _required(shared_data / "s1" / SAFES["grd"])
-    dem = open_dem(_required(shared_data / "dem" / "rome_cop30_egm96.tif"), geoid_grid=geoid)
+    safe = required(shared_data / "s1" / SAFES["grd"])
+    dem = open_dem(required(shared_data / "dem" / "rome_cop30_egm96.tif"), geoid_grid=geoid)
     result = reconstruct(safe, dem, measurement="IW/VV", progress=False)
     inside = result["layover"].values != 255
     assert inside.mean() > 0.99

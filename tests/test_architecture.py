@@ -1,0 +1,116 @@
+"""The house: imports point one way (the order of docs/architecture.md), no private name
+crosses a module, the kernels import nothing of ours, no test imports another test."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The layers of the package, lowest first (docs/architecture.md): a module imports only
+#: from lower layers, or from its own layer's package (a subpackage's own modules).
+LAYERS = (
+    ("kernels",),
+    ("_version", "_threads", "errors", "extras", "masks"),
+    ("io",),
+    ("dem",),
+    ("preprocess",),
+    ("geometry",),
+    ("simulate",),
+    ("observation",),
+    ("reallocation",),
+    ("distributed",),
+    ("layover",),
+    ("plots", "sample_data"),
+    ("demo",),
+    ("models",),
+    ("cli",),
+    ("__main__",),
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted names (below ``sarheight``) of the package's modules, kernels included."""
+    modules = {}
+    for folder, prefix in ((ROOT / "sarheight", ()), (ROOT / "kernels", ("kernels",))):
+        for path in folder.rglob("*.py"):
+            relative = path.relative_to(folder)
+            if not prefix and relative.parts[0] == "kernels":
+                continue  # a link to kernels/ in some checkouts: read from kernels/ itself
+            parts = prefix + relative.with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, str]]:
+    """(imported module below ``sarheight``, imported name or "") of every import of ours."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            elif node.module and node.module.split(".")[0] == "sarheight":
+                target = node.module.removeprefix("sarheight").lstrip(".")
+            else:
+                continue
+            found += [(target, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name.removeprefix("sarheight").lstrip("."), "") for alias in node.names
+                      if alias.name.split(".")[0] == "sarheight"]
+    return found
+
+
+MODULES = _modules()
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[0] if module else ""
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_down(name):
+    if not name:
+        return  # the package's __init__ re-exports the errors and the version
+    rank = RANK.get(_layer(name))
+    assert rank is not None, f"sarheight.{name} is in no layer of docs/architecture.md: place it there and here"
+    for target, imported in _imports(name, MODULES[name]):
+        full = f"{target}.{imported}" if target else imported
+        module = full if full in MODULES else target
+        if _layer(module) == _layer(name):
+            continue  # within one package of the house
+        assert RANK[_layer(module)] < rank, f"sarheight.{name} imports sarheight.{module}, which is above it"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_private_name_crosses_a_module(name):
+    for target, imported in _imports(name, MODULES[name]):
+        full = f"{target}.{imported}" if target else imported
+        if full in MODULES or not imported.startswith("_") or imported.startswith("__"):
+            continue  # a module, a public name, or a dunder (__version__)
+        assert target == name, f"sarheight.{name} imports the private {imported} of sarheight.{target}"
+
+
+def test_kernels_import_nothing_of_ours():
+    for name, path in MODULES.items():
+        if _layer(name) == "kernels":
+            assert all(_layer(target) == "kernels" for target, _ in _imports(name, path)), name
+
+
+def test_no_test_imports_another_test_module():
+    for path in (ROOT / "tests").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            assert not any(n.split(".")[-1].startswith("test_") for n in names if n.startswith("tests")), \
+                f"{path.name} imports a test module: move what it shares into tests/helpers.py"
