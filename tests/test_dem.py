@@ -23,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 from rasterio.transform import from_origin
 
 from sarheight import dem as sdem
+from sarheight import sample_data
 from sarheight.errors import DatumError, InvalidInputError, MissingInputError
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
 from tests import reference_twins
@@ -111,6 +112,13 @@ def egm96_gtx(shared_data):
     return path
 
 
+#: Real DEMs and geoid grids of the datum tests: the packaged crops, present on every clone.
+ROME = sample_data.path("rome_cop30_egm96_crop.tif")
+ROME_GEOID = sample_data.path("egm96_15_rome.gtx")
+TUJUNGA = sample_data.path("bigtujunga_srtm30_utm11_crop.tif")
+TUJUNGA_GEOID = sample_data.path("egm96_15_san_gabriel.gtx")
+
+
 @pytest.fixture
 def isolated_proj(tmp_path):
     """PROJ with its database and no grid, network off; restored afterwards.
@@ -175,14 +183,14 @@ def test_every_shared_dem_opens(dem_dir, egm96_gtx, name, kwargs, raw_range, und
     assert dem.attrs["units"] == "m"
 
 
-def test_rome_datum_from_compound_crs_converted_with_gtx(dem_dir, egm96_gtx):
-    path = dem_dir / "rome_cop30_egm96.tif"
+def test_rome_datum_from_compound_crs_converted_with_gtx():
+    path = ROME
     with rasterio.open(path) as src:
         assert src.crs.to_epsg() == 9707  # WGS 84 + EGM96 height: the datum is in the CRS
-    dem = sdem.open_dem(path, geoid_grid=egm96_gtx)
+    dem = sdem.open_dem(path, geoid_grid=ROME_GEOID)
     assert dem.attrs["source_vertical_datum"] == "egm96"
     assert dem.attrs["vertical_datum"] == "ellipsoid"
-    assert dem.attrs["geoid_grid"] == str(egm96_gtx)
+    assert dem.attrs["geoid_grid"] == str(ROME_GEOID)
     assert pyproj.CRS.from_user_input(dem.rio.crs).to_epsg() == 4326
 
     raw = read_raw(path)
@@ -192,31 +200,31 @@ def test_rome_datum_from_compound_crs_converted_with_gtx(dem_dir, egm96_gtx):
     assert 53 <= np.nanmin(dem.values) and np.nanmax(dem.values) <= 165
 
 
-def test_proj_grid_gives_the_same_heights_as_the_geoid_grid(dem_dir, egm96_gtx, isolated_proj):
+def test_proj_grid_gives_the_same_heights_as_the_geoid_grid(isolated_proj):
     # PROJ finds the GTX under its legacy name egm96_15.gtx as an alternative to
     # us_nga_egm96_15.tif: two independent interpolations of the same grid.
-    shutil.copy(egm96_gtx, isolated_proj / "egm96_15.gtx")
-    path = dem_dir / "rome_cop30_egm96.tif"
+    shutil.copy(ROME_GEOID, isolated_proj / "egm96_15.gtx")
+    path = ROME
     through_proj = sdem.open_dem(path)
-    through_grid = sdem.open_dem(path, geoid_grid=egm96_gtx)
+    through_grid = sdem.open_dem(path, geoid_grid=ROME_GEOID)
     assert through_proj.attrs["geoid_grid"] == "PROJ"
     np.testing.assert_allclose(through_proj.values, through_grid.values, atol=1e-3)
     assert (through_proj.values - read_raw(path)).mean() == pytest.approx(48.6, abs=0.5)
 
 
-def test_bigtujunga_egm96_keyword_converts(dem_dir, egm96_gtx):
-    path = dem_dir / "bigtujunga_srtm30_utm11.tif"
-    dem = sdem.open_dem(path, vertical_datum="egm96", geoid_grid=egm96_gtx)
+def test_bigtujunga_egm96_keyword_converts():
+    path = TUJUNGA
+    dem = sdem.open_dem(path, vertical_datum="egm96", geoid_grid=TUJUNGA_GEOID)
     undulation = dem.values - read_raw(path)
     # EGM96 in the San Gabriel Mountains is about -33 m.
     assert -36.5 < np.nanmin(undulation) and np.nanmax(undulation) < -31.0
     assert np.nanmax(undulation) - np.nanmin(undulation) < 2.0
     assert dem.attrs["source_vertical_datum"] == "egm96"
-    assert dem.attrs["geoid_grid"] == str(egm96_gtx)
+    assert dem.attrs["geoid_grid"] == str(TUJUNGA_GEOID)
 
 
-def test_2d_crs_without_datum_warns_and_keeps_heights(dem_dir):
-    path = dem_dir / "bigtujunga_srtm30_utm11.tif"
+def test_2d_crs_without_datum_warns_and_keeps_heights():
+    path = TUJUNGA
     with pytest.warns(UserWarning, match="no vertical datum"):
         dem = sdem.open_dem(path)
     assert dem.attrs["source_vertical_datum"] == "unspecified (taken as ellipsoid)"
@@ -226,7 +234,7 @@ def test_2d_crs_without_datum_warns_and_keeps_heights(dem_dir):
     np.testing.assert_array_equal(dem.values, read_raw(path).astype(np.float32))
 
 
-def test_missing_datum_warning_is_shown_for_every_dem_and_points_at_the_caller(dem_dir, tmp_path):
+def test_missing_datum_warning_is_shown_for_every_dem_and_points_at_the_caller(tmp_path):
     """Python shows a warning once per code location by default: this one must never go
     quiet, or the second DEM opened with a 2-D CRS would be silently 30-100 m off."""
     import subprocess
@@ -239,34 +247,33 @@ def test_missing_datum_warning_is_shown_for_every_dem_and_points_at_the_caller(d
         "for _ in range(3):\n"
         "    open_dem(sys.argv[1])\n"
     )
-    done = subprocess.run([sys.executable, str(script), str(dem_dir / "bigtujunga_srtm30_utm11.tif")],
+    done = subprocess.run([sys.executable, str(script), str(TUJUNGA)],
                           capture_output=True, text=True, check=True)
     warning_lines = [line for line in done.stderr.splitlines() if "VerticalDatumWarning" in line]
     assert len(warning_lines) == 3, done.stderr
     assert all(line.startswith(str(script)) for line in warning_lines), warning_lines
 
 
-def test_geoid_grid_without_datum_is_refused(dem_dir, egm96_gtx):
+def test_geoid_grid_without_datum_is_refused():
     with pytest.raises(DatumError, match="vertical_datum='egm96'"):
-        sdem.open_dem(dem_dir / "bigtujunga_srtm30_utm11.tif", geoid_grid=egm96_gtx)
+        sdem.open_dem(TUJUNGA, geoid_grid=TUJUNGA_GEOID)
 
 
-def test_no_geoid_grid_anywhere_raises_datum_error(dem_dir, isolated_proj):
+def test_no_geoid_grid_anywhere_raises_datum_error(isolated_proj):
     skip_if_user_proj_has_geoid()
     with pytest.raises(DatumError) as info:
-        sdem.open_dem(dem_dir / "rome_cop30_egm96.tif")
+        sdem.open_dem(ROME)
     message = str(info.value)
     assert "geoid_grid" in message
     assert 'vertical_datum="ellipsoid"' in message
     assert "us_nga_egm96_15.tif" in message
 
     with pytest.raises(DatumError, match="EGM2008"):
-        sdem.open_dem(dem_dir / "bigtujunga_srtm30_utm11.tif", vertical_datum="egm2008")
+        sdem.open_dem(TUJUNGA, vertical_datum="egm2008")
 
 
-def test_ellipsoid_override_means_no_conversion_and_no_warning(dem_dir):
-    for name in ("rome_cop30_egm96.tif", "bigtujunga_srtm30_utm11.tif"):
-        path = dem_dir / name
+def test_ellipsoid_override_means_no_conversion_and_no_warning():
+    for path in (ROME, TUJUNGA):
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
             dem = sdem.open_dem(path, vertical_datum="ellipsoid")
@@ -276,21 +283,21 @@ def test_ellipsoid_override_means_no_conversion_and_no_warning(dem_dir):
         assert "geoid_grid" not in dem.attrs
 
 
-def test_opened_dem_passes_through_without_reconversion(dem_dir, egm96_gtx):
-    dem = sdem.open_dem(dem_dir / "rome_cop30_egm96.tif", geoid_grid=egm96_gtx)
+def test_opened_dem_passes_through_without_reconversion():
+    dem = sdem.open_dem(ROME, geoid_grid=ROME_GEOID)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         again = sdem.open_dem(dem)
     assert no_user_warnings(record) == []
     np.testing.assert_array_equal(again.values, dem.values)
     assert again.attrs["source_vertical_datum"] == "egm96"
-    assert again.attrs["geoid_grid"] == str(egm96_gtx)
+    assert again.attrs["geoid_grid"] == str(ROME_GEOID)
     assert again.rio.crs == dem.rio.crs
     same = sdem.open_dem(dem, vertical_datum="ellipsoid")
     assert same.attrs["source_vertical_datum"] == "egm96"
     np.testing.assert_array_equal(same.values, dem.values)
     with pytest.raises(DatumError, match="already ellipsoidal"):
-        sdem.open_dem(dem, vertical_datum="egm96", geoid_grid=egm96_gtx)
+        sdem.open_dem(dem, vertical_datum="egm96", geoid_grid=ROME_GEOID)
 
 
 # --------------------------------------------------------------------------------------
