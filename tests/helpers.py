@@ -68,3 +68,34 @@ def synthetic_geometry(dem: xr.DataArray, incidence: float = 35.0, heading: floa
         incidence_near_deg=incidence - 2.0, incidence_far_deg=incidence + 2.0,
         line_spacing=15.0, sample_spacing=15.0, azimuth_extent=5e3, look_side=look_side,
     )
+
+
+def assert_closed_recovery(dem: xr.DataArray, geometry: RadarGeometry, chunks: tuple = (None,),
+                           tolerance: float = 1e-5, lit_border: float = 0.9) -> None:
+    """Reconstruct a closed simulation of ``dem`` (the empirical sigma0 law, no speckle,
+    no noise: nothing lies beyond the DEM) in memory (``None``) and with each of
+    ``chunks``, and require every lit cell back within ``tolerance`` relative: the 3 x 3
+    cells at each corner (all lit), the outer ring (``lit_border`` of it lit) and the
+    interior."""
+    from sarheight.layover import reconstruct
+    from sarheight.simulate import empirical_sigma0, simulate_sar
+
+    observation, truth = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None,
+                                      return_truth=True)
+    border = np.ones(dem.shape, dtype=bool)
+    border[1:-1, 1:-1] = False
+    corners = np.zeros(dem.shape, dtype=bool)
+    for rows in (slice(0, 3), slice(-3, None)):
+        for cols in (slice(0, 3), slice(-3, None)):
+            corners[rows, cols] = True
+    for size in chunks:
+        result = reconstruct(observation, dem, geometry, contribution=empirical_sigma0, chunks=size, progress=False)
+        backscatter = result["backscatter"].values.astype(np.float64)
+        lit = np.isfinite(backscatter)
+        error = np.abs(backscatter / truth.values - 1)
+        print(f"chunks={size}: largest relative error at the corners {np.nanmax(error[corners]):.1e}, on the "
+              f"border {np.nanmax(error[border]):.1e}, inside {np.nanmax(error[~border]):.1e}")
+        assert lit[corners].all() and lit[border].mean() > lit_border, size
+        for part, where in (("corners", corners), ("border", border), ("interior", ~border)):
+            assert np.nanmax(error[where]) < tolerance, (size, part, np.unravel_index(
+                np.nanargmax(np.where(where, error, np.nan)), error.shape))

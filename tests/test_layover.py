@@ -16,7 +16,7 @@ from sarheight.geometry import RadarGeometry
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
 from sarheight.layover import reconstruct, to_isce3_mask
 from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
-from tests.helpers import plane_dem, rough_dem, synthetic_geometry
+from tests.helpers import assert_closed_recovery, plane_dem, rough_dem, synthetic_geometry
 
 
 def _brute_force_weights(triangle: np.ndarray, n_rows: int, n_cols: int, n: int = 200) -> np.ndarray:
@@ -210,26 +210,7 @@ def test_closed_simulation_recovers_the_dem_border_and_corners(relief, heading, 
         incidence_near_deg=33.0, incidence_far_deg=37.0, line_spacing=line_spacing,
         sample_spacing=sample_spacing, azimuth_extent=5e3,
     )
-    observation, truth = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None,
-                                      return_truth=True)
-    border = np.ones(dem.shape, dtype=bool)
-    border[1:-1, 1:-1] = False
-    corners = np.zeros(dem.shape, dtype=bool)
-    for rows in (slice(0, 3), slice(-3, None)):
-        for cols in (slice(0, 3), slice(-3, None)):
-            corners[rows, cols] = True
-    runs = {"in memory": None, "tiles of 8 x 8 cells": (8, 8)} if blocks else {"in memory": None}
-    for name, chunks in runs.items():
-        result = reconstruct(observation, dem, geometry, contribution=empirical_sigma0, chunks=chunks, progress=False)
-        backscatter = result["backscatter"].values.astype(np.float64)
-        lit = np.isfinite(backscatter)
-        assert lit[border].mean() > 0.9 and lit[corners].all(), name
-        error = np.abs(backscatter / truth.values - 1)
-        print(f"{name}: largest relative error at the corners {np.nanmax(error[corners]):.1e}, on the border "
-              f"{np.nanmax(error[border]):.1e}, inside {np.nanmax(error[~border]):.1e}")
-        assert np.nanmax(error[corners]) < 1e-5, name
-        assert np.nanmax(error[border]) < 1e-5, name
-        assert np.nanmax(error[~border]) < 1e-5, name
+    assert_closed_recovery(dem, geometry, chunks=(None, (8, 8)) if blocks else (None,))
 
 
 @pytest.mark.parametrize("projection", ["exact", "bilinear"])

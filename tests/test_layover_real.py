@@ -19,7 +19,7 @@ from sarheight.layover import reconstruct
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
 from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
-from tests.helpers import SAFES, required
+from tests.helpers import SAFES, assert_closed_recovery, required
 
 
 @pytest.fixture(scope="module")
@@ -157,23 +157,7 @@ def test_closed_simulation_recovers_the_border_of_a_real_dem(bigtujunga, geometr
     block-wise."""
     descending = geometries("descending")
     window = bigtujunga.isel(y=slice(199, 643), x=slice(400, 982))
-    observation, truth = simulate_sar(window, descending, backscatter=empirical_sigma0, looks=None, nesz_db=None,
-                                      return_truth=True)
-    border = np.ones(window.shape, dtype=bool)
-    border[1:-1, 1:-1] = False
-    for chunks in (None, 64):
-        result = reconstruct(observation, window, descending, contribution=empirical_sigma0, chunks=chunks,
-                             progress=False)
-        backscatter = result["backscatter"].values.astype(np.float64)
-        lit = np.isfinite(backscatter)
-        assert lit[border].mean() > 0.95
-        error = np.abs(backscatter / truth.values - 1)
-        print(f"chunks={chunks}: largest relative error on the border {np.nanmax(error[border]):.1e} "
-              f"({np.sum(error[border] > 1e-5)} cells above 1e-5), inside {np.nanmax(error[~border]):.1e}")
-        for corner in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
-            assert error[corner] < 1e-5, (chunks, corner)
-        assert np.nanmax(error[border]) < 1e-5, chunks
-        assert np.nanmax(error[~border]) < 1e-5, chunks
+    assert_closed_recovery(window, descending, chunks=(None, 64), lit_border=0.95)
 
 
 def test_block_wise_equals_in_memory_under_a_real_orbit(bigtujunga, geometries):
@@ -227,18 +211,4 @@ def test_closed_simulation_recovers_the_corners_of_the_sample_dem():
     geometry = RadarGeometry.synthetic(center_lon=(west + east) / 2, center_lat=(south + north) / 2,
                                        heading_deg=348, incidence_near_deg=30, incidence_far_deg=46,
                                        line_spacing=14, sample_spacing=2.3)
-    observation, truth = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None,
-                                      return_truth=True)
-    border = np.ones(dem.shape, dtype=bool)
-    border[1:-1, 1:-1] = False
-    for chunks in (None, 64):
-        result = reconstruct(observation, dem, geometry, contribution=empirical_sigma0, chunks=chunks,
-                             progress=False)
-        error = np.abs(result["backscatter"].values.astype(np.float64) / truth.values - 1)
-        assert np.isfinite(error[border]).mean() > 0.95
-        print(f"chunks={chunks}: largest relative error at the corners "
-              f"{max(error[c] for c in ((0, 0), (0, -1), (-1, 0), (-1, -1))):.1e}, on the border "
-              f"{np.nanmax(error[border]):.1e}, inside {np.nanmax(error[~border]):.1e}")
-        for corner in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
-            assert error[corner] < 1e-5, (chunks, corner)
-        assert np.nanmax(error) < 1e-5, chunks
+    assert_closed_recovery(dem, geometry, chunks=(None, 64), lit_border=0.95)

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .annotation import Sentinel1Annotation, geolocation_grid, read_annotation
     from .intensity import CALIBRATIONS, read_intensity
-    from .product import ManifestFiles, available_groups, group_files, read_manifest, select_measurement
+    from .product import (
+        ManifestFiles,
+        available_groups,
+        group_files,
+        level1_product_type,
+        read_manifest,
+        select_measurement,
+    )
 
 __all__ = [
     "CALIBRATIONS",
@@ -33,6 +40,7 @@ __all__ = [
     "available_groups",
     "geolocation_grid",
     "group_files",
+    "level1_product_type",
     "read_annotation",
     "read_intensity",
     "read_manifest",
@@ -47,6 +55,7 @@ _MODULES = {
     "available_groups": "product",
     "geolocation_grid": "annotation",
     "group_files": "product",
+    "level1_product_type": "product",
     "read_annotation": "annotation",
     "read_intensity": "intensity",
     "read_manifest": "product",

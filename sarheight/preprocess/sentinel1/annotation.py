@@ -16,9 +16,9 @@ import numpy as np
 import xarray as xr
 from xarray_sentinel import esa_safe, sentinel1
 
-from ...errors import ProductError, UnsupportedProductError
+from ...errors import ProductError
 from ..safe import open_safe
-from .product import available_groups, read_manifest, select_measurement
+from .product import available_groups, level1_product_type, read_manifest, select_measurement
 
 __all__ = ["Sentinel1Annotation", "geolocation_grid", "read_annotation"]
 
@@ -124,12 +124,7 @@ def read_annotation(
     """
     safe = open_safe(path, mission="Sentinel-1")
     attrs, _files = read_manifest(safe)
-    product_type = attrs["product_type"]
-    if product_type not in ("SLC", "GRD"):
-        raise UnsupportedProductError(
-            f"product type {product_type!r} is not supported: sarheight reads Level-1 SLC and GRD "
-            "products (IW, EW, SM)"
-        )
+    product_type = level1_product_type(attrs)
     groups = available_groups(safe)
     group, burst = select_measurement(groups, measurement, product_type=product_type, burst=burst)
     annotation = groups[group][-1]

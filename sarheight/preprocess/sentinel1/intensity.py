@@ -53,9 +53,9 @@ from tqdm.dask import TqdmCallback
 from xarray_sentinel import esa_safe
 from xarray_sentinel import sentinel1 as xs1
 
-from ...errors import InvalidInputError, ProductError, UnsupportedProductError
+from ...errors import InvalidInputError, ProductError
 from ..safe import SafeProduct, open_safe
-from .product import available_groups, group_files, read_manifest, select_measurement
+from .product import available_groups, group_files, level1_product_type, read_manifest, select_measurement
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +152,7 @@ def read_intensity(
 
     safe = open_safe(path, mission="Sentinel-1")
     attrs, files = read_manifest(safe)
-    product_type = attrs["product_type"]
-    if product_type not in ("SLC", "GRD"):
-        raise UnsupportedProductError(
-            f"product type {product_type!r} is not supported: sarheight reads the pixels of "
-            "Level-1 SLC and GRD products (IW, EW, SM)"
-        )
+    product_type = level1_product_type(attrs)
     group, burst = select_measurement(
         available_groups(safe), measurement, product_type=product_type, burst=burst
     )

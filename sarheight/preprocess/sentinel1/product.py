@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from xarray_sentinel import esa_safe, sentinel1
 
-from ...errors import ProductError
+from ...errors import ProductError, UnsupportedProductError
 from ..safe import SafeProduct
 
 __all__ = ["ManifestFiles", "available_groups", "group_files", "read_manifest", "select_measurement"]
@@ -65,6 +65,18 @@ def read_manifest(safe: SafeProduct) -> tuple[dict[str, Any], ManifestFiles]:
             f"could not read the Sentinel-1 manifest {safe.manifest!r} ({exc}): the file is truncated, "
             "not a Sentinel-1 product, or from an unsupported mission"
         ) from exc
+
+
+def level1_product_type(attrs: dict[str, Any]) -> str:
+    """The product type of a manifest's attributes (``read_manifest``), "SLC" or "GRD";
+    UnsupportedProductError for the others (RAW, OCN: sarheight reads Level-1 only)."""
+    product_type = attrs["product_type"]
+    if product_type not in ("SLC", "GRD"):
+        raise UnsupportedProductError(
+            f"product type {product_type!r} is not supported: sarheight reads Level-1 SLC and GRD "
+            "products (IW, EW, SM)"
+        )
+    return product_type
 
 
 def available_groups(safe: SafeProduct) -> dict[str, list[str]]:
