@@ -96,6 +96,16 @@ logger = logging.getLogger(__name__)
 # --- where the tasks run --------------------------------------------------------------
 
 
+def check_client(client: Any) -> None:
+    """Refuse a ``client`` that is none of what :meth:`Workers.open` takes."""
+    if client is None or isinstance(client, str) or (hasattr(client, "submit") and hasattr(client, "scatter")):
+        return
+    raise InvalidInputError(
+        f"client must be None (local threads), 'local', a scheduler address or a dask.distributed.Client, "
+        f"not {type(client).__name__}"
+    )
+
+
 class Workers:
     """Where the tasks of a block-wise run go: local threads, or a dask.distributed client.
 
@@ -127,11 +137,6 @@ class Workers:
                     client = stack.enter_context(Client(client))
                 yield cls(client=client)
             return
-        if not hasattr(client, "submit") or not hasattr(client, "scatter"):
-            raise InvalidInputError(
-                f"client must be None (local threads), 'local', a scheduler address or a dask.distributed.Client, "
-                f"not {type(client).__name__}"
-            )
         yield cls(client=client)
 
     @property

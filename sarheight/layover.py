@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 from .dem import open_dem
-from .distributed import reconstruct_blockwise
+from .distributed import check_client, reconstruct_blockwise
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
@@ -132,6 +132,7 @@ def reconstruct(
         raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
     blockwise = chunks is not None or client is not None
     rows_per_block, cols_per_tile = _blocks_and_tiles(chunks)
+    check_client(client)
     if out is not None:
         if not blockwise:
             raise InvalidInputError(
@@ -165,7 +166,7 @@ def _blocks_and_tiles(chunks: Any) -> tuple[int, int]:
     if chunks is None:
         chunks = DEFAULT_ROWS_PER_BLOCK
     sizes = chunks if isinstance(chunks, tuple) else (chunks,)
-    for size in sizes:
+    for size in sizes or (None,):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 or len(sizes) > 2:
             raise InvalidInputError(
                 "chunks (DEM rows per block, or rows per block and columns per tile) must be an integer of "

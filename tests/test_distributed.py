@@ -74,7 +74,7 @@ def test_dask_cluster_equals_in_memory(scene):
 
 def test_bad_block_size(scene):
     dem, geometry, observation, _ = scene
-    for chunks in (1, 0, 2.5, "16", True, (16, 1), (16, 16, 16)):
+    for chunks in (1, 0, 2.5, "16", True, (16, 1), (16, 16, 16), ()):
         with pytest.raises(InvalidInputError, match=r"chunks .*at least 2"):
             reconstruct(observation, dem, geometry, chunks=chunks)
     with pytest.raises(InvalidInputError, match="client must be"):
