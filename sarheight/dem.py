@@ -33,7 +33,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import affine
@@ -56,6 +55,7 @@ from sarheight.errors import (
     VerticalDatumWarning,
     user_stacklevel,
 )
+from sarheight.io import check_memory, check_raster_path, open_raster, read_band
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
 from sarheight.kernels.geodesy import interpolate_rows
 
@@ -241,7 +241,7 @@ def _already_ellipsoidal(dem: xr.DataArray, vertical_datum: str | None, crs_datu
     return True
 
 
-def _source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: Path | None,
+def _source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: str | None,
                   horizontal: pyproj.CRS) -> str:
     """The datum the heights are on: the keyword's, else the CRS's, else unspecified
     (taken as ellipsoidal, with a warning)."""
@@ -269,7 +269,7 @@ def _source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: 
     return _UNSPECIFIED
 
 
-def _geoid_transformer(source_datum: str, grid_path: Path | None) -> pyproj.Transformer | None:
+def _geoid_transformer(source_datum: str, grid_path: str | None) -> pyproj.Transformer | None:
     """PROJ's geoid transformer where geoid heights are converted without a grid file;
     the grid file is checked instead where one is given. Raises before any work where
     neither can serve."""
@@ -284,7 +284,7 @@ def _geoid_transformer(source_datum: str, grid_path: Path | None) -> pyproj.Tran
 
 
 def _add_undulation(values: np.ndarray, dem: xr.DataArray, horizontal: pyproj.CRS, source_datum: str,
-                    transformer: pyproj.Transformer | None, grid_path: Path | None) -> tuple[np.ndarray, str]:
+                    transformer: pyproj.Transformer | None, grid_path: str | None) -> tuple[np.ndarray, str]:
     """Geoid heights plus the undulation at every cell (float32), and the grid used
     (a path, or "PROJ")."""
     lon, lat = _geodetic_of(dem, horizontal)
@@ -321,7 +321,7 @@ def _check_vertical_datum_keyword(vertical_datum: Any) -> str | None:
     )
 
 
-def _check_geoid_grid_path(geoid_grid: str | os.PathLike | None) -> Path | None:
+def _check_geoid_grid_path(geoid_grid: str | os.PathLike | None) -> str | None:
     if geoid_grid is None:
         return None
     if not isinstance(geoid_grid, (str, os.PathLike)):
@@ -329,19 +329,19 @@ def _check_geoid_grid_path(geoid_grid: str | os.PathLike | None) -> Path | None:
             f"geoid_grid must be a path to a raster of geoid undulations, not "
             f"{type(geoid_grid).__name__}."
         )
-    path = Path(geoid_grid).expanduser()
-    if not path.exists():
+    try:
+        return check_raster_path(geoid_grid, "Geoid grid")
+    except MissingInputError as error:
         raise MissingInputError(
-            f"Geoid grid {str(path)!r} does not exist. Give the path of a raster of geoid "
-            "undulations (e.g. egm96_15.gtx or PROJ's us_nga_egm96_15.tif)."
-        )
-    return path
+            f"{error} Give the path of a raster of geoid undulations (e.g. egm96_15.gtx or PROJ's "
+            "us_nga_egm96_15.tif)."
+        ) from None
 
 
 def _as_dataarray(source: DemSource) -> xr.DataArray:
     """A DataArray with dims ("y", "x") and a float array, not yet validated."""
     if isinstance(source, (str, os.PathLike)):
-        dem = _read_raster(Path(source).expanduser())
+        dem = _read_raster(source)
     elif isinstance(source, xr.DataArray):
         dem = source
     elif isinstance(source, tuple):
@@ -354,25 +354,24 @@ def _as_dataarray(source: DemSource) -> xr.DataArray:
     return _to_yx(dem)
 
 
-def _read_raster(path: Path) -> xr.DataArray:
-    if not path.exists():
-        raise MissingInputError(
-            f"DEM {str(path)!r} does not exist. Check the path (relative paths are taken "
-            f"from {os.getcwd()!r})."
-        )
-    try:
-        dem = rioxarray.open_rasterio(path, masked=True, mask_and_scale=True)
-    except (rasterio.errors.RasterioError, OSError, ValueError) as error:
-        raise InvalidInputError(
-            f"DEM {str(path)!r} cannot be read as a raster ({error}). Give a GeoTIFF or "
-            "another format GDAL reads."
-        ) from error
-    if not isinstance(dem, xr.DataArray):
-        raise InvalidInputError(
-            f"DEM {str(path)!r} holds several subdatasets. Open the one with the heights "
-            "(e.g. with rioxarray.open_rasterio(..., variable=...)) and pass the DataArray."
-        )
-    return dem.load()
+def _read_raster(path: str | os.PathLike) -> xr.DataArray:
+    """The DEM file at ``path`` (a format sarheight reads, :func:`sarheight.io.open_raster`),
+    loaded."""
+    with open_raster(path, "DEM") as dataset:
+        check_memory(dataset.width * dataset.height * 8, f"the DEM {str(path)!r} ({dataset.height} x "
+                     f"{dataset.width} cells)", ": crop it to the area of interest (gdal_translate -projwin)")
+        try:
+            dem = rioxarray.open_rasterio(dataset, masked=True, mask_and_scale=True)
+            if not isinstance(dem, xr.DataArray):
+                raise InvalidInputError(
+                    f"DEM {str(path)!r} holds several subdatasets. Open the one with the heights "
+                    "(e.g. with rioxarray.open_rasterio(..., variable=...)) and pass the DataArray."
+                )
+            return dem.load()
+        except (rasterio.errors.RasterioError, OSError, ValueError) as error:
+            raise InvalidInputError(
+                f"DEM {str(path)!r} cannot be read ({error}): the file is truncated or corrupt"
+            ) from error
 
 
 def _dataarray_from_tuple(source: tuple) -> xr.DataArray:
@@ -942,18 +941,12 @@ def _undulation_from_proj(
     return undulation
 
 
-def _check_geoid_grid_file(path: Path) -> None:
-    try:
-        with rasterio.open(path) as grid:
-            _geoid_grid_geometry(grid, path)
-    except rasterio.errors.RasterioError as error:
-        raise DatumError(
-            f"Geoid grid {str(path)!r} cannot be read as a raster ({error}). Give a raster "
-            "of geoid undulations (e.g. egm96_15.gtx or us_nga_egm96_15.tif)."
-        ) from error
+def _check_geoid_grid_file(path: str) -> None:
+    with open_raster(path, "geoid grid") as grid:
+        _geoid_grid_geometry(grid, path)
 
 
-def _geoid_grid_geometry(grid: rasterio.DatasetReader, path: Path) -> affine.Affine:
+def _geoid_grid_geometry(grid: rasterio.DatasetReader, path: str) -> affine.Affine:
     if grid.crs is not None and not _crs_from_user_input(grid.crs).is_geographic:
         raise DatumError(
             f"Geoid grid {str(path)!r} is in {grid.crs}, not on a longitude/latitude grid. "
@@ -968,7 +961,7 @@ def _geoid_grid_geometry(grid: rasterio.DatasetReader, path: Path) -> affine.Aff
     return transform
 
 
-def _undulation_from_grid(path: Path, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+def _undulation_from_grid(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Bilinear interpolation of a geoid grid (m) at longitudes/latitudes (degrees).
 
     Only the window of the grid around the DEM is read, so a global 1' EGM2008 grid costs
@@ -978,7 +971,7 @@ def _undulation_from_grid(path: Path, lon: np.ndarray, lat: np.ndarray) -> np.nd
     lon = _compact(np.asarray(lon, dtype=np.float64))
     lat = _compact(np.asarray(lat, dtype=np.float64))
     shape = np.broadcast_shapes(lon.shape, lat.shape)
-    with rasterio.open(path) as grid:
+    with open_raster(path, "geoid grid") as grid:
         transform = _geoid_grid_geometry(grid, path)
         width, height = grid.width, grid.height
         period = 360.0 / transform.a
@@ -1013,7 +1006,7 @@ def _undulation_from_grid(path: Path, lon: np.ndarray, lat: np.ndarray) -> np.nd
         col_hi = int(max(i0.max(), i1.max()))
         row_lo, row_hi = int(j0.min()), int(j1.max())
         window = rasterio.windows.Window(col_lo, row_lo, col_hi - col_lo + 1, row_hi - row_lo + 1)
-        values = grid.read(1, window=window, masked=True)
+        values = read_band(grid, "geoid grid", window=window, masked=True)
     values = np.ma.filled(values.astype(np.float64), np.nan)
     i0, i1, j0, j1 = i0 - col_lo, i1 - col_lo, j0 - row_lo, j1 - row_lo
     undulation = (1.0 - wv) * ((1.0 - wu) * values[j0, i0] + wu * values[j0, i1]) + wv * (
@@ -1022,7 +1015,7 @@ def _undulation_from_grid(path: Path, lon: np.ndarray, lat: np.ndarray) -> np.nd
     return np.broadcast_to(undulation, shape)
 
 
-def _outside_grid_message(path: Path, bounds: Any) -> str:
+def _outside_grid_message(path: str, bounds: Any) -> str:
     return (
         f"The DEM extends outside geoid grid {str(path)!r} (bounds {tuple(bounds)}). Give a "
         "geoid grid that covers the DEM (a global one such as egm96_15.gtx)."

@@ -1,8 +1,18 @@
-"""Writing results: atomic, tiled, compressed GeoTIFFs with band names.
+"""Rasters in and out: inputs opened only in the formats sarheight reads, results written
+as atomic, tiled, compressed GeoTIFFs with band names.
 
-Every file is written under a temporary name in the destination folder and renamed into
-place only once complete, so an interrupted run never leaves a half-written file under
-the final name.
+Reading. DEMs, geoid grids and images come from anywhere, and GDAL opens whatever it
+recognises: a VRT (also one renamed ``.tif``) can present any local file as pixels or
+make GDAL fetch a URL. :func:`open_raster` therefore opens a raster only with the drivers
+of :data:`READ_DRIVERS`, refuses VRTs by their content before GDAL sees them, and
+refuses network paths (``/vsicurl/``, ``/vsis3/``, URLs) unless the environment variable
+:data:`ALLOW_NETWORK_ENV` is ``1``. A raster whose declared size needs more memory than
+the machine has available is refused before it is read, and a corrupt or truncated file
+is an :class:`~sarheight.errors.InvalidInputError` naming it.
+
+Writing. Every file is written under a temporary name in the destination folder and
+renamed into place only once complete, so an interrupted run never leaves a half-written
+file under the final name.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,8 +32,126 @@ import rasterio.windows
 import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MissingInputError
 from .masks import MaskCode
+
+#: The formats (GDAL drivers) of the rasters sarheight reads: GeoTIFF (DEMs, images,
+#: Sentinel-1 measurements), GTX (geoid grids such as egm96_15.gtx) and SRTM ``.hgt`` tiles.
+READ_DRIVERS = ("GTiff", "GTX", "SRTMHGT")
+#: Names of the formats of :data:`READ_DRIVERS`, for messages.
+READ_FORMATS = "GeoTIFF, GTX or SRTM .hgt"
+#: Set this environment variable to 1 to let sarheight read rasters over the network.
+ALLOW_NETWORK_ENV = "SARHEIGHT_ALLOW_NETWORK"
+
+# GDAL's virtual file systems that reach the network (also nested, as in
+# /vsizip//vsicurl/...), and URLs.
+_NETWORK_PATH = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)|://", re.I)
+# GDAL settings while opening inputs: no raw VRT bands (defence in depth: the VRT
+# driver is not among READ_DRIVERS), no listing of the input's folder.
+_READ_OPTIONS = {"GDAL_VRT_ENABLE_RAWRASTERBAND": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+def network_allowed() -> bool:
+    """Whether the user let sarheight read rasters over the network (:data:`ALLOW_NETWORK_ENV`)."""
+    return os.environ.get(ALLOW_NETWORK_ENV, "").strip().lower() in ("1", "yes", "true")
+
+
+def check_raster_path(path: str | os.PathLike[str], what: str) -> str:
+    """The path GDAL is to open, after refusing a network path (unless allowed), a file
+    that does not exist and a VRT; ``what`` names the input in messages ("DEM")."""
+    source = os.fspath(path)
+    if _NETWORK_PATH.search(source):
+        if not network_allowed():
+            raise InvalidInputError(
+                f"{what} {source!r} is a network path: sarheight reads local files unless you set "
+                f"{ALLOW_NETWORK_ENV}=1 (download the file, or set it if you trust the source)"
+            )
+        return source
+    if source.startswith("/vsi"):
+        return source  # inside a local archive (/vsizip/, /vsitar/): GDAL checks that it is there
+    local = Path(source).expanduser()
+    if not local.exists():
+        raise MissingInputError(
+            f"{what} {source!r} does not exist. Check the path (relative paths are taken from {os.getcwd()!r})."
+        )
+    if local.is_dir():
+        raise InvalidInputError(f"{what} {source!r} is a folder: give the path of the raster file")
+    with open(local, "rb") as file:
+        head = file.read(1024)
+    if b"<VRTDataset" in head:
+        raise InvalidInputError(
+            f"{what} {source!r} is a GDAL VRT, which can present any file or URL as pixels: sarheight does "
+            f"not read VRTs. If you trust it, make a GeoTIFF of it (gdal_translate -of GTiff IN OUT.tif)"
+        )
+    return str(local)
+
+
+@contextlib.contextmanager
+def open_raster(path: str | os.PathLike[str], what: str,
+                drivers: Sequence[str] = READ_DRIVERS) -> Iterator[rasterio.DatasetReader]:
+    """Open an input raster with one of ``drivers`` only (see the module's docstring).
+
+    Raises
+    ------
+    MissingInputError
+        No such file.
+    InvalidInputError
+        A network path (unless allowed), a VRT, a format outside ``drivers``, or a file
+        GDAL cannot open (truncated, corrupt), each naming ``what`` and the file.
+    """
+    source = check_raster_path(path, what)
+    with rasterio.Env(**_READ_OPTIONS):
+        dataset, errors = None, []
+        for driver in drivers:
+            try:
+                dataset = rasterio.open(source, driver=driver)
+                break
+            except rasterio.errors.RasterioIOError as error:
+                errors.append(str(error))
+        if dataset is None:
+            unrecognised = all("not recognized" in error for error in errors)
+            raise InvalidInputError(
+                f"{what} {source!r} is not a raster sarheight reads ({READ_FORMATS}): convert it, e.g. "
+                "gdal_translate -of GTiff IN OUT.tif" if unrecognised else
+                f"{what} {source!r} cannot be read ({errors[0]}): the file is truncated or corrupt"
+            )
+        with dataset:
+            yield dataset
+
+
+def read_band(dataset: rasterio.DatasetReader, what: str, band: int = 1,
+              window: rasterio.windows.Window | None = None, masked: bool = False) -> np.ndarray:
+    """A band of an open input raster (or its ``window``), refusing one whose size needs more
+    memory than is available and turning a read failure (a truncated file) into an
+    :class:`~sarheight.errors.InvalidInputError` naming ``what`` and the file."""
+    rows, cols = (dataset.height, dataset.width) if window is None else (int(window.height), int(window.width))
+    check_memory(rows * cols * (np.dtype(dataset.dtypes[band - 1]).itemsize + 4),
+                 f"reading {what} {dataset.name!r} ({rows} x {cols} cells)")
+    try:
+        return dataset.read(band, window=window, masked=masked)
+    except rasterio.errors.RasterioError as error:
+        raise InvalidInputError(
+            f"{what} {dataset.name!r} cannot be read ({error}): the file is truncated or corrupt"
+        ) from error
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable``; the physical memory
+    where the system does not say)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(needed: int, what: str, hint: str = "") -> None:
+    """Refuse, before any work, ``what`` when it needs more than the available memory."""
+    available = available_memory()
+    if needed > available:
+        raise InvalidInputError(
+            f"{what} needs about {needed / 2**30:.1f} GiB of memory, more than the {available / 2**30:.1f} GiB "
+            f"available{hint}"
+        )
+
 
 #: No-data value of uint8 mask bands: outside the image or no DEM.
 MASK_NODATA = int(MaskCode.OUTSIDE)

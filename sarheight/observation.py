@@ -30,6 +30,7 @@ import xarray as xr
 from ._threads import run_blocks
 from .errors import InvalidInputError, PartialCoverageWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
+from .io import check_memory, open_raster
 from .kernels import facets
 from .kernels import reallocation as reallocation_kernels
 from .simulate import FacetContribution, Simulation, channels, clear_residue
@@ -166,22 +167,28 @@ def _check_geometry(geometry: Any) -> None:
 
 
 def _read_map_geotiff(path: Path) -> xr.DataArray:
-    """A single-band GeoTIFF geocoded to a map grid, as a (y, x) DataArray (masked)."""
+    """A single-band GeoTIFF geocoded to a map grid, as a (y, x) DataArray (masked, loaded)."""
+    import rasterio.errors
     import rioxarray
 
-    image = rioxarray.open_rasterio(path, masked=True)
-    if image.sizes.get("band", 1) != 1:
-        raise InvalidInputError(
-            f"{str(path)!r} has {image.sizes['band']} bands: give a single-band GeoTIFF of the observation "
-            "(e.g. gdal_translate -b 1 IN.tif OUT.tif)"
-        )
-    image = image.squeeze("band", drop=True)
-    if image.rio.crs is None:
-        raise InvalidInputError(
-            f"{str(path)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid "
-            "(radar-geometry arrays are given as arrays with a geometry)"
-        )
-    return image
+    with open_raster(path, "the SAR image") as dataset:
+        if dataset.count != 1:
+            raise InvalidInputError(
+                f"{str(path)!r} has {dataset.count} bands: give a single-band GeoTIFF of the observation "
+                "(e.g. gdal_translate -b 1 IN.tif OUT.tif)"
+            )
+        if dataset.crs is None:
+            raise InvalidInputError(
+                f"{str(path)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid "
+                "(radar-geometry arrays are given as arrays with a geometry)"
+            )
+        check_memory(dataset.width * dataset.height * 8, f"the SAR image {str(path)!r}")
+        try:
+            return rioxarray.open_rasterio(dataset, masked=True).squeeze("band", drop=True).load()
+        except (rasterio.errors.RasterioError, OSError, ValueError) as error:
+            raise InvalidInputError(
+                f"the SAR image {str(path)!r} cannot be read ({error}): the file is truncated or corrupt"
+            ) from error
 
 
 def _from_xarray_sentinel(sar: xr.DataArray) -> xr.DataArray:

@@ -495,7 +495,7 @@ BAD_INPUTS = [
         InvalidInputError,
         "rotated",
     ),
-    ("not a raster", _text_file, {}, InvalidInputError, "cannot be read"),
+    ("not a raster", _text_file, {}, InvalidInputError, "not a raster sarheight reads"),
     ("not a DEM at all", lambda t: [[1.0, 2.0]], {}, InvalidInputError, "DataArray"),
     (
         "bad CRS",

@@ -54,6 +54,7 @@ from xarray_sentinel import esa_safe
 from xarray_sentinel import sentinel1 as xs1
 
 from ...errors import InvalidInputError, ProductError
+from ...io import open_raster
 from ..safe import SafeProduct, open_safe
 from .product import available_groups, group_files, level1_product_type, read_manifest, select_measurement
 
@@ -339,6 +340,10 @@ def _open_grid(source: _Source, product: str, group: str) -> tuple[xr.DataArray,
         annotation = io.BytesIO(source.read("annotation"))
         return xs1.open_pol_dataset(source.rasterio_path(), annotation, attrs={})
 
+    # A GeoTIFF, as every Sentinel-1 measurement is, before xarray-sentinel lets GDAL open
+    # it with any driver (a VRT in its place could present any file as pixels).
+    with open_raster(source.rasterio_path(), f"the {group} measurement of {product}", drivers=("GTiff",)):
+        pass
     try:
         dataset = _cached(("measurement", *source.key("measurement", "annotation")), make)
     except Exception as exc:  # rasterio, xmlschema, xarray raise many kinds
