@@ -4,6 +4,7 @@ Kernels import only numpy, numba and math. Geometry is float64; angles are radia
 times are float seconds since a reference epoch chosen by the caller.
 """
 
+import contextlib
 from pathlib import Path
 
 
@@ -29,18 +30,23 @@ def _allow_vectorised_loops_with_many_arrays() -> None:
 # Before any kernel compiles.
 _allow_vectorised_loops_with_many_arrays()
 
-from . import (  # noqa: E402
-    cells,
-    facets,
-    geodesy,
-    orbit,
-    projection,
-    radar_grid,
-    reallocation,
-    visibility,
-    zero_doppler,
-)
-from ._cache import refresh_stale_caches  # noqa: E402
+from ._cache import caching_disabled, choose_cache_location, refresh_stale_caches  # noqa: E402
+
+#: Where the compiled kernels are cached: a folder, None beside the sources, "" nowhere.
+CACHE_LOCATION = choose_cache_location(Path(__file__).parent)
+
+with caching_disabled() if CACHE_LOCATION == "" else contextlib.nullcontext():
+    from . import (
+        cells,
+        facets,
+        geodesy,
+        orbit,
+        projection,
+        radar_grid,
+        reallocation,
+        visibility,
+        zero_doppler,
+    )
 from .geodesy import WGS84_A, WGS84_E2, geodetic_to_ecef, geodetic_to_ecef_grid  # noqa: E402
 from .orbit import orbit_state, orbit_states  # noqa: E402
 from .radar_grid import (  # noqa: E402
