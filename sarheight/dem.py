@@ -358,7 +358,9 @@ def _read_raster(path: str | os.PathLike) -> xr.DataArray:
     """The DEM file at ``path`` (a format sarheight reads, :func:`sarheight.io.open_raster`),
     loaded."""
     with open_raster(path, "DEM") as dataset:
-        check_memory(dataset.width * dataset.height * 8, f"the DEM {str(path)!r} ({dataset.height} x "
+        # The file's values, their float copy and the validated float32 heights.
+        itemsize = np.dtype(dataset.dtypes[0]).itemsize
+        check_memory(dataset.width * dataset.height * (itemsize + 12), f"the DEM {str(path)!r} ({dataset.height} x "
                      f"{dataset.width} cells)", ": crop it to the area of interest (gdal_translate -projwin)")
         try:
             dem = rioxarray.open_rasterio(dataset, masked=True, mask_and_scale=True)

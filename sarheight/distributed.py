@@ -42,6 +42,8 @@ import itertools
 import logging
 import math
 import os
+import re
+import socket
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +57,7 @@ from ._threads import progress_bar, serial_call, thread_count
 from .dem import geodetic_at_rows, horizontal_crs, is_wgs84_degrees
 from .errors import InvalidInputError
 from .geometry import RadarGeometry, RadarWindow
-from .io import GeoTiffBlockWriter
+from .io import GeoTiffBlockWriter, check_memory
 from .kernels.facets import facet_extent
 from .masks import MASK_ATTRS, MaskCode
 from .observation import (
@@ -67,6 +69,7 @@ from .observation import (
 )
 from .reallocation import Output, reallocate, result_dataset
 from .simulate import (
+    BYTES_PER_CELL,
     Contribution,
     FacetContribution,
     Projection,
@@ -96,14 +99,34 @@ logger = logging.getLogger(__name__)
 # --- where the tasks run --------------------------------------------------------------
 
 
+#: Seconds to wait for a dask scheduler to answer.
+CONNECT_TIMEOUT = 5.0
+
+
 def check_client(client: Any) -> None:
-    """Refuse a ``client`` that is none of what :meth:`Workers.open` takes."""
-    if client is None or isinstance(client, str) or (hasattr(client, "submit") and hasattr(client, "scatter")):
+    """Refuse, before any work, a ``client`` that is none of what :meth:`Workers.open`
+    takes, or a scheduler address where nothing answers."""
+    if client is None or client == "local" or (hasattr(client, "submit") and hasattr(client, "scatter")):
         return
-    raise InvalidInputError(
-        f"client must be None (local threads), 'local', a scheduler address or a dask.distributed.Client, "
-        f"not {type(client).__name__}"
-    )
+    if not isinstance(client, str):
+        raise InvalidInputError(
+            f"client must be None (local threads), 'local', a scheduler address or a dask.distributed.Client, "
+            f"not {type(client).__name__}"
+        )
+    match = re.fullmatch(r"(?:tcp://)?(\[[^\]]+\]|[^:/]+):(\d+)/?", client.strip())
+    if match is None:
+        raise InvalidInputError(
+            f"client={client!r}: not a scheduler address; give one as tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786), "
+            "or 'local' for a LocalCluster on this machine"
+        )
+    host, port = match[1].strip("[]"), int(match[2])
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise InvalidInputError(
+            f"client={client!r}: no dask scheduler answers there ({error.strerror or error}); start one "
+            "(dask scheduler) or check the address"
+        ) from None
 
 
 class Workers:
@@ -134,7 +157,7 @@ class Workers:
                     cluster = stack.enter_context(LocalCluster(processes=True, dashboard_address=None))
                     client = stack.enter_context(Client(cluster))
                 else:
-                    client = stack.enter_context(Client(client))
+                    client = stack.enter_context(Client(client, timeout=CONNECT_TIMEOUT))
                 yield cls(client=client)
             return
         yield cls(client=client)
@@ -419,7 +442,7 @@ def reconstruct_blockwise(observation: Observation, dem: xr.DataArray, *, contri
     with Workers.open(client) as workers:
         run = _BlockwiseRun(observation, dem, resolved, output=output, projection=projection,
                             oversample=oversample, rows_per_block=rows_per_block, cols_per_tile=cols_per_tile,
-                            workers=workers)
+                            workers=workers, streaming=out is not None)
         run.plan()
         run.check_observation()
         result, tiles_missing_pixels = run.execute(out, progress)
@@ -433,8 +456,9 @@ class _BlockwiseRun:
 
     def __init__(self, observation: Observation, dem: xr.DataArray, contribution: FacetContribution, *,
                  output: Output, projection: Projection, oversample: int | Literal["auto"], rows_per_block: int,
-                 cols_per_tile: int, workers: Workers):
+                 cols_per_tile: int, workers: Workers, streaming: bool):
         self.observation, self.dem, self.contribution = observation, dem, contribution
+        self.streaming = streaming  # the result goes to files as it comes
         self.output, self.projection, self.oversample = output, projection, oversample
         self.rows_per_block, self.cols_per_tile = rows_per_block, cols_per_tile
         self.workers = workers
@@ -489,6 +513,7 @@ class _BlockwiseRun:
         self.line_ranges = {k: plans[k].line_range for k in present}
         self.column_lines = {k: plans[k].column_lines for k in present}
         self._plan_tiles(plans)
+        self._check_memory()
         band_lines = max(2, self.rows_per_block)
         self.band_lines = band_lines
         self.bands = [(b0, min(b0 + band_lines, window.line_stop))
@@ -497,6 +522,18 @@ class _BlockwiseRun:
         self.layover = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
         self.shadow = np.full((rows, cols), MaskCode.OUTSIDE, dtype=np.uint8)
         self.mixing = np.zeros(window.shape, dtype=np.uint16)
+
+    def _check_memory(self) -> None:
+        """Refuse, before the facet passes, a run whose client arrays (the DEM, masks, the
+        mixing image and, in memory, the result) and tasks in flight (a tile's radar sums
+        each) need more memory than is available."""
+        per_cell = 8 + (0 if self.streaming else BYTES_PER_CELL // 3)
+        largest_sub = max((sub.lines * sub.samples for sub in self.subs.values()), default=0)
+        needed = self.dem.size * per_cell + self.window.lines * self.window.samples * 2 + (
+            largest_sub * 3 * 16 * (self.in_flight + 2))
+        check_memory(needed, f"a block-wise run on {self.dem.size} DEM cells ({self.window.lines} x "
+                     f"{self.window.samples} radar pixels, sub-windows up to {largest_sub} pixels)",
+                     ": use smaller blocks (chunks), coarser radar pixels, or out= to stream the result to files")
 
     def _plan_blocks(self, stride: int) -> list[_BlockPlan]:
         plans: list[_BlockPlan] = [None] * len(self.blocks)  # type: ignore[list-item]

@@ -569,13 +569,26 @@ class RadarGeometry:
         reference_time : the zero-Doppler time of the scene centre.
         wavelength : radar wavelength (m).
         """
+        numbers = {"center_lon": center_lon, "center_lat": center_lat, "heading_deg": heading_deg,
+                   "incidence_near_deg": incidence_near_deg, "incidence_far_deg": incidence_far_deg,
+                   "line_spacing": line_spacing, "sample_spacing": sample_spacing, "altitude": altitude,
+                   "wavelength": wavelength}
+        if azimuth_extent is not None:
+            numbers["azimuth_extent"] = azimuth_extent
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+                raise InvalidInputError(f"{name}={value!r}: must be a finite number")
         if not 0.0 < incidence_near_deg < incidence_far_deg < 89.0:
             raise InvalidInputError(
                 "need 0 < incidence_near_deg < incidence_far_deg < 89 degrees, got "
                 f"{incidence_near_deg}, {incidence_far_deg}"
             )
-        if not (line_spacing > 0 and sample_spacing > 0 and altitude > 0):
-            raise InvalidInputError("line_spacing, sample_spacing and altitude must be positive")
+        if not (line_spacing > 0 and sample_spacing > 0 and altitude > 0 and wavelength > 0):
+            raise InvalidInputError("line_spacing, sample_spacing, altitude and wavelength must be positive")
+        if azimuth_extent is not None and not azimuth_extent > 0:
+            raise InvalidInputError(f"azimuth_extent must be positive, got {azimuth_extent}")
+        if not -180.0 <= center_lon <= 360.0:
+            raise InvalidInputError(f"center_lon must lie between -180 and 360 degrees, got {center_lon}")
         if not (-90.0 < center_lat < 90.0):
             raise InvalidInputError(f"center_lat must lie strictly between -90 and 90, got {center_lat}")
         if look_side not in ("right", "left"):

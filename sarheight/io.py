@@ -76,6 +76,8 @@ def check_raster_path(path: str | os.PathLike[str], what: str) -> str:
         )
     if local.is_dir():
         raise InvalidInputError(f"{what} {source!r} is a folder: give the path of the raster file")
+    if local.stat().st_size == 0:
+        raise InvalidInputError(f"{what} {source!r} is an empty file: it was not written completely, or not at all")
     with open(local, "rb") as file:
         head = file.read(1024)
     if b"<VRTDataset" in head:
@@ -116,7 +118,26 @@ def open_raster(path: str | os.PathLike[str], what: str,
                 f"{what} {source!r} cannot be read ({errors[0]}): the file is truncated or corrupt"
             )
         with dataset:
+            _check_raw_size(dataset, source, what)
             yield dataset
+
+
+#: Header bytes of the raw formats, whose pixels GDAL reads as zeros past a truncated end.
+_RAW_HEADERS = {"GTX": 40, "SRTMHGT": 0}
+
+
+def _check_raw_size(dataset: rasterio.DatasetReader, source: str, what: str) -> None:
+    """Refuse a truncated raw-format file (GTX, .hgt), which GDAL would read as zeros."""
+    header = _RAW_HEADERS.get(dataset.driver)
+    if header is None or not os.path.isfile(source):
+        return
+    expected = header + dataset.width * dataset.height * dataset.count * np.dtype(dataset.dtypes[0]).itemsize
+    size = os.path.getsize(source)
+    if size < expected:
+        raise InvalidInputError(
+            f"{what} {source!r} is truncated: {size} bytes where its {dataset.height} x {dataset.width} values need "
+            f"{expected}; download it again"
+        )
 
 
 def read_band(dataset: rasterio.DatasetReader, what: str, band: int = 1,

@@ -39,6 +39,7 @@ from .geometry import RadarGeometry
 from .io import write_geotiff
 from .masks import to_isce3_mask
 from .observation import Quantity, resolve_observation
+from .paths import check_writable_folder
 from .reallocation import Output, reconstruct_in_memory
 from .simulate import Contribution, Projection, check_dem_shape, check_simulation_options
 
@@ -139,8 +140,7 @@ def reconstruct(
                 "out= writes the result block by block: give chunks= (or client=) too, or write an "
                 "in-memory result with to_geotiff(result, path)"
             )
-        if not Path(out).parent.is_dir():
-            raise InvalidInputError(f"output folder {str(Path(out).parent)!r} does not exist: create it first")
+        check_writable_folder(out, "out")
     observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
                                       sar_db=sar_db)
     if blockwise and observation.on_map:

@@ -154,6 +154,7 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
     _check_geometry(geometry)
     if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
         _check_map_image(sar)
+        _check_map_values(sar, sar_db)
         return Observation(geometry, image=sar, quantity=sar_quantity, in_db=sar_db)
     if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
         sar = _from_xarray_sentinel(sar)
@@ -363,6 +364,15 @@ def _check_map_image(image: xr.DataArray) -> None:
         raise InvalidInputError(f"the geocoded SAR image must hold real numbers, got dtype {image.dtype}")
     if image.dtype.kind == "f" and bool(np.isinf(image.values).any()):
         raise InvalidInputError("the geocoded SAR image has infinite values: mask them as NaN first")
+
+
+def _check_map_values(image: xr.DataArray, in_db: bool) -> None:
+    """Refuse, before any work, negative values given as linear power (resampling keeps
+    non-negative values non-negative): most often an image in dB."""
+    if not in_db and image.dtype.kind in "fi" and bool((image.values < 0).any()):
+        raise InvalidInputError(
+            "the geocoded SAR image has negative values: give linear power, or sar_db=True if it is in dB"
+        )
 
 
 def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) -> Observation:

@@ -27,6 +27,7 @@ from ._version import __version__
 from .dem import geodetic_coordinates, open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, RadarWindow
+from .io import check_memory
 from .kernels import facets, visibility
 from .masks import MASK_ATTRS, MaskCode, kernel_codes
 
@@ -915,6 +916,23 @@ def check_simulation_options(geometry: Any, projection: Any, oversample: Any) ->
         check_oversample(oversample)
 
 
+#: Peak memory of an in-memory simulation or reconstruction per DEM cell (98-130 bytes
+#: measured by benchmarks/reconstruct.py, outputs included) and per pixel of its radar
+#: window (simulated sums, ratios, mixing, the observation, smooth fields).
+BYTES_PER_CELL = 130
+BYTES_PER_PIXEL = 48
+
+
+def check_run_memory(cells: int, window: RadarWindow | None = None) -> None:
+    """Refuse, before the costly passes, a simulation of ``cells`` DEM cells onto
+    ``window`` that needs more memory than the machine has available."""
+    pixels = 0 if window is None else window.lines * window.samples
+    where = f"{cells} DEM cells" + ("" if window is None else f" onto {window.lines} x {window.samples} radar pixels")
+    check_memory(cells * BYTES_PER_CELL + pixels * BYTES_PER_PIXEL, f"simulating {where}",
+                 ": crop the DEM, use coarser radar pixels, or reconstruct block by block (chunks=256; "
+                 "on the command line --chunks 256)")
+
+
 def check_dem_shape(dem: xr.DataArray) -> None:
     """Refuse a DEM too small to form facets (fewer than 2 x 2 cells)."""
     if min(dem.shape) < 2:
@@ -942,8 +960,10 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     dem = open_dem(dem, copy=False)
     check_dem_shape(dem)
     resolved = resolve_contribution(contribution, dem)
+    check_run_memory(dem.size)
     cells = cell_geometry(dem, geometry)
     window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
+    check_run_memory(dem.size, window)
     if on_window is not None:
         on_window(window)
     factor = _oversample_factor(oversample, projection, dem, cells)

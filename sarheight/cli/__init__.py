@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import SarHeightError
+from ..paths import check_writable_folder
 from . import compile_kernels, demo, geocode, reconstruct, simulate
 from .options import in_command_words
 
@@ -61,18 +62,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     # may be called from Python).
     shown = warnings.showwarning
     warnings.showwarning = functools.partial(_show_warning, parser=parser)
+    status = 2
     try:
         created = _prepare_outputs(args)
         return int(args.run(args) or 0)
     except SarHeightError as exc:
-        print(f"sarheight {args.command}: error: {in_command_words(str(exc), parser)}", file=sys.stderr)
-        # Folders made for the outputs of a command that wrote nothing go again.
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        return 2
+        message = in_command_words(str(exc), parser)
+    except MemoryError:
+        message = ("out of memory: crop the DEM, use coarser radar pixels, or run block by block "
+                   "(reconstruct --chunks 256)")
+    except KeyboardInterrupt:
+        message, status = "interrupted", 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        message, status = (f"unexpected {type(exc).__name__}: {exc} (run again with --verbose for the traceback, "
+                           "and please report it)"), 1
     finally:
         warnings.showwarning = shown
+    print(f"sarheight {args.command}: error: {message}", file=sys.stderr)
+    # Folders made for the outputs of a command that wrote nothing go again.
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    return status
 
 
 def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
@@ -83,6 +96,8 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
              (getattr(args, "quicklook", None), False)]
     missing: list[Path] = []
     for given, is_folder in paths:
+        if given is not None and not str(given).strip():
+            raise SarHeightError("an output path is empty: give the path of the file to write")
         if not given:
             continue
         path = Path(given)
@@ -101,8 +116,22 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
     created = []
     for folder in sorted(set(missing), key=lambda p: len(p.parts)):
         if not folder.exists():
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except OSError as error:
+                raise SarHeightError(f"cannot make the folder {str(folder)!r} ({error.strerror}): choose another "
+                                     "place") from None
             created.append(folder)
+    try:
+        for given, is_folder in paths:
+            if given:
+                check_writable_folder(Path(given) / "probe" if is_folder else given,
+                                      "--out" if given == getattr(args, "out", None) else "--quicklook")
+    except SarHeightError:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return created
 
 

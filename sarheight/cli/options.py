@@ -18,6 +18,11 @@ PROJECTION_HELP = ("'exact' (default): exact overlap of each facet's footprint w
                    "'bilinear': faster splatting of facet centres (an approximation)")
 
 
+#: Keywords of the library whose options have other names on the command line.
+LIBRARY_NAMES = {"heading_deg": "--heading", "incidence_near_deg": "--incidence-near",
+                 "incidence_far_deg": "--incidence-far", "client": "--scheduler", "out": "--out"}
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing")
 
@@ -121,6 +126,7 @@ def in_command_words(message: str, parser: argparse.ArgumentParser) -> str:
     the command (``geoid_grid=``, ``sar_db=True``) are named as the options."""
     options = {action.dest: action.option_strings[-1] for sub in _subparsers(parser) for action in sub._actions
                if action.option_strings and action.option_strings[-1].startswith("--")}
+    options.update(LIBRARY_NAMES)
 
     def option(match: re.Match) -> str:
         name = match.group(1)
