@@ -939,6 +939,15 @@ _FILES = {
 }
 
 
+def _output_file(out: Path, suffix: str) -> Path:
+    return out.with_name(out.stem + suffix + out.suffix)
+
+
+def output_files(out: str | os.PathLike[str]) -> list[Path]:
+    """The files a run with ``out`` writes: the float products, ``<out>_masks`` and ``<out>_geometry``."""
+    return [_output_file(Path(out), suffix) for suffix in _FILES]
+
+
 class _ResultSink:
     """Where the gathered blocks go: arrays of the whole DEM, or GeoTIFFs written block by block."""
 
@@ -956,8 +965,7 @@ class _ResultSink:
         self.tiles_missing_pixels = 0  # tiles whose facets reach pixels the image lacks
 
     def _path(self, suffix: str) -> Path:
-        out = Path(self.out)
-        return out.with_name(out.stem + suffix + out.suffix)
+        return _output_file(Path(self.out), suffix)
 
     def write(self, row_start: int, col_start: int, part: xr.Dataset) -> None:
         missing = int(part.attrs.pop("missing_pixels", 0))

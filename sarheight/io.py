@@ -181,24 +181,55 @@ MASK_NODATA = int(MaskCode.OUTSIDE)
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
-    final = Path(path)
-    if not final.parent.exists():
-        raise InvalidInputError(f"output folder {str(final.parent)!r} does not exist: create it first")
+    with output_set([path]) as (temporary,):
+        yield temporary
+
+
+@contextlib.contextmanager
+def output_set(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each of ``paths`` (the files of one run); rename them
+    all into place if the block succeeds, remove them all if it fails.
+
+    A failed run thus leaves the previous files as they were, never a new result beside an
+    old masks file. Paths must differ and not be symbolic links (a link would be replaced
+    by a plain file: give the path it points to).
+    """
+    finals = [Path(path) for path in paths]
+    resolved = [final.parent.resolve() / final.name for final in finals]
+    if len(set(resolved)) != len(resolved):
+        raise InvalidInputError(f"the outputs {[str(f) for f in finals]} name one file twice: give each its own path")
+    for final in finals:
+        if not final.parent.exists():
+            raise InvalidInputError(f"output folder {str(final.parent)!r} does not exist: create it first")
+        if final.is_symlink():
+            raise InvalidInputError(
+                f"output {str(final)!r} is a symbolic link, which writing would replace by a plain file: give the "
+                f"path it points to ({os.path.realpath(final)!r}) or another one"
+            )
+    temporaries: list[Path] = []
+    try:
+        for final in finals:
+            temporaries.append(_exclusive_temporary(final))
+        yield list(temporaries)
+        for temporary, final in zip(temporaries, finals, strict=True):
+            os.replace(temporary, final)
+    finally:
+        for temporary in temporaries:
+            if temporary.exists():
+                temporary.unlink()
+
+
+def _exclusive_temporary(final: Path) -> Path:
+    """A new empty file beside ``final``, named ``.NAME.TOKEN.part``."""
     # Not tempfile.mkstemp: it creates the file private (0600), and the rename would keep
     # that; an exclusive open() gives the usual permissions (0666 less the umask).
     while True:
-        tmp_path = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
+        temporary = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
         try:
-            with open(tmp_path, "x"):
-                break
+            with open(temporary, "x"):
+                return temporary
         except FileExistsError:
             continue
-    try:
-        yield tmp_path
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def _band_array(da: xr.DataArray) -> tuple[np.ndarray, float | int | None]:

@@ -33,13 +33,13 @@ import numpy as np
 import xarray as xr
 
 from .dem import open_dem
-from .distributed import check_client, reconstruct_blockwise
+from .distributed import check_client, output_files, reconstruct_blockwise
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
 from .masks import to_isce3_mask
 from .observation import Quantity, resolve_observation
-from .paths import check_writable_folder
+from .paths import check_outputs, check_writable_folder
 from .reallocation import Output, reconstruct_in_memory
 from .simulate import Contribution, Projection, check_dem_shape, check_simulation_options
 
@@ -141,6 +141,8 @@ def reconstruct(
                 "in-memory result with to_geotiff(result, path)"
             )
         check_writable_folder(out, "out")
+        check_outputs([(path, f"out= ({path.name})") for path in output_files(out)],
+                      [(sar, "the observation"), (dem, "the DEM")])
     observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
                                       sar_db=sar_db)
     if blockwise and observation.on_map:

@@ -1,4 +1,5 @@
-"""Output paths checked before any work: folders that exist and can be written.
+"""Output paths checked before any work: folders that exist and can be written, files that
+are neither an input nor another output of the same run.
 
 Light on purpose (the standard library only): the command line checks its outputs with
 it before it imports anything heavy.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import InvalidInputError
@@ -34,3 +36,21 @@ def check_writable_folder(path: str | os.PathLike[str], what: str) -> Path:
             f"({error.strerror}); choose another place"
         ) from None
     return folder
+
+
+def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
+                  inputs: Sequence[tuple[object, str]] = ()) -> None:
+    """Refuse, before any work, outputs (path, name in messages) that name one file twice, or
+    a file among ``inputs`` (anything given as an input, with its name; only paths count):
+    writing would replace it."""
+    seen: dict[str, str] = {}
+    for path, name in outputs:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise InvalidInputError(f"{name} and {seen[key]} name the same file {os.fspath(path)!r}: give each its "
+                                    "own path")
+        seen[key] = name
+    for source, label in inputs:
+        if isinstance(source, (str, os.PathLike)) and os.fspath(source) and os.path.realpath(source) in seen:
+            raise InvalidInputError(f"{seen[os.path.realpath(source)]} {os.fspath(source)!r} is {label}, an input of "
+                                    "this run: writing would replace it; give another path")

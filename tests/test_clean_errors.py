@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+import sarheight.cli.simulate
 import sarheight.io
 from sarheight import sample_data
 from sarheight.cli import main
@@ -169,3 +170,83 @@ def test_an_unexpected_failure_is_one_line_unless_verbose(dem_tif, tmp_path, cap
     assert "interrupted" in _one_line_error(capsys, ["geocode", str(dem_tif), "--out", str(tmp_path / "g.tif"),
                                                      *SYNTHETIC], 130)
     assert not shutil.which("nonexistent-sarheight-helper")
+
+
+# --- outputs that cannot clobber -------------------------------------------------------
+
+
+def test_outputs_never_replace_an_input_or_each_other(dem_tif, tmp_path, capsys):
+    out = tmp_path / "x.tif"
+    err = _one_line_error(capsys, ["simulate", str(dem_tif), "--out", str(out), "--quicklook", str(out),
+                                   *SYNTHETIC])
+    assert "--quicklook and --out name the same file" in err
+    err = _one_line_error(capsys, ["simulate", str(dem_tif), "--out", str(out), "--quicklook",
+                                   str(tmp_path / "x_masks.tif"), *SYNTHETIC])
+    assert "masks file" in err and "same file" in err
+    copy = tmp_path / "dem.tif"
+    copy.write_bytes(dem_tif.read_bytes())
+    err = _one_line_error(capsys, ["simulate", str(copy), "--out", str(copy), *SYNTHETIC])
+    assert "is the DEM, an input of this run" in err
+    assert copy.read_bytes() == dem_tif.read_bytes()
+    link = tmp_path / "link.tif"
+    link.symlink_to(tmp_path / "target.tif")
+    err = _one_line_error(capsys, ["geocode", str(dem_tif), "--out", str(link), *SYNTHETIC])
+    assert "symbolic link" in err and link.is_symlink()
+    from sarheight.layover import reconstruct
+
+    with pytest.raises(InvalidInputError, match="is the DEM, an input of this run"):
+        reconstruct(np.zeros((2, 2)), copy, None, chunks=16, out=copy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif", "link.tif"]
+
+
+def test_a_run_s_files_are_written_together_or_not_at_all(dem_tif, tmp_path, capsys, monkeypatch):
+    """The result and its masks file are one set: a failure while writing the second
+    leaves the previous pair as it was."""
+    import sarheight.cli.options
+
+    out = tmp_path / "s.tif"
+    assert main(["simulate", str(dem_tif), "--out", str(out), *SYNTHETIC]) == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert sorted(before) == ["s.tif", "s_masks.tif"]
+
+    def failing(result, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sarheight.cli.options, "write_masks", failing)
+    monkeypatch.setattr(sarheight.cli.simulate, "write_masks", failing)
+    _one_line_error(capsys, ["simulate", str(dem_tif), "--out", str(out), "--heading", "192", *SYNTHETIC], 1)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_sigterm_removes_the_temporary_files(dem_tif, tmp_path):
+    """SIGTERM (as timeout, SLURM or docker stop send) while the outputs are being written:
+    the command stops with status 143 and leaves no .part file and no output."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        import sarheight.cli.simulate as command
+        from sarheight.cli import main
+
+        def slow_masks(result, path):
+            path.write_bytes(b"partial")
+            print("writing", flush=True)
+            time.sleep(60)
+
+        command.write_masks = slow_masks
+        sys.exit(main(["simulate", {str(dem_tif)!r}, "--out", {str(tmp_path / "out" / "s.tif")!r},
+                       "--geometry", "synthetic", "--vertical-datum", "ellipsoid", "-q"]))
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "writing"
+    assert any(p.name.endswith(".part") for p in (tmp_path / "out").iterdir())
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip() == "sarheight simulate: error: terminated"
+    assert not (tmp_path / "out").exists()  # made for the outputs, removed with the temporaries

@@ -17,16 +17,19 @@ import argparse
 import contextlib
 import functools
 import logging
+import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from .._version import __version__
 from ..errors import SarHeightError
-from ..paths import check_writable_folder
+from ..paths import check_outputs, check_writable_folder
 from . import compile_kernels, demo, geocode, reconstruct, simulate
-from .options import in_command_words
+from .options import in_command_words, masks_path
 
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct)
@@ -63,9 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = functools.partial(_show_warning, parser=parser)
     status = 2
+    # SIGTERM (timeout, SLURM, docker stop) unwinds the run as Ctrl-C does, so that its
+    # temporary files go.
+    terminate = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         created = _prepare_outputs(args)
         return int(args.run(args) or 0)
+    except Terminated:
+        message, status = "terminated", 128 + signal.SIGTERM
     except SarHeightError as exc:
         message = in_command_words(str(exc), parser)
     except MemoryError:
@@ -80,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "and please report it)"), 1
     finally:
         warnings.showwarning = shown
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, terminate)
     print(f"sarheight {args.command}: error: {message}", file=sys.stderr)
     # Folders made for the outputs of a command that wrote nothing go again.
     for folder in reversed(created):
@@ -88,16 +100,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+class Terminated(BaseException):
+    """The command was asked to stop (SIGTERM); a BaseException, as KeyboardInterrupt is,
+    so that nothing on the way mistakes it for an error to handle."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
     """Check the output paths before any work and make their missing folders; returns the
-    folders made, outermost first. A subcommand whose ``--out`` is a folder says so with
-    ``out_is_folder``; the others' are files, as ``--quicklook`` always is."""
-    paths = [(getattr(args, "out", None), getattr(args, "out_is_folder", False)),
-             (getattr(args, "quicklook", None), False)]
+    folders made, outermost first.
+
+    A subcommand whose ``--out`` is a folder says so with ``out_is_folder``; the others'
+    are files, as ``--quicklook`` always is, and with ``masks_file`` the run also writes
+    ``OUT_masks.tif``. The files of a run must differ from each other and from every input
+    the command names, and must not be symbolic links (writing would replace a link by a
+    plain file).
+    """
+    paths = [(getattr(args, "out", None), getattr(args, "out_is_folder", False), "--out"),
+             (getattr(args, "quicklook", None), False, "--quicklook")]
+    if getattr(args, "masks_file", False) and getattr(args, "out", None):
+        paths.append((str(masks_path(Path(args.out))), False, "--out's masks file"))
     missing: list[Path] = []
-    for given, is_folder in paths:
+    for given, is_folder, option in paths:
         if given is not None and not str(given).strip():
-            raise SarHeightError("an output path is empty: give the path of the file to write")
+            raise SarHeightError(f"{option} is empty: give the path of the file to write")
         if not given:
             continue
         path = Path(given)
@@ -106,6 +135,9 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
                                  "give a folder's path")
         if not is_folder and path.is_dir():
             raise SarHeightError(f"{given!r} is a folder: give the path of the file to write")
+        if not is_folder and path.is_symlink():
+            raise SarHeightError(f"{option} {given!r} is a symbolic link, which writing would replace by a plain "
+                                 f"file: give the path it points to ({os.path.realpath(path)!r}) or another one")
         folder = path if is_folder else path.parent
         ancestor = folder
         while not ancestor.exists():
@@ -113,6 +145,8 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
             raise SarHeightError(f"cannot write {given!r}: {str(ancestor)!r} is a file, not a folder")
+    check_outputs([(given, option) for given, is_folder, option in paths if given and not is_folder],
+                  [(getattr(args, name, None), label) for name, label in INPUT_OPTIONS.items()])
     created = []
     for folder in sorted(set(missing), key=lambda p: len(p.parts)):
         if not folder.exists():
@@ -123,16 +157,19 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
                                      "place") from None
             created.append(folder)
     try:
-        for given, is_folder in paths:
+        for given, is_folder, option in paths:
             if given:
-                check_writable_folder(Path(given) / "probe" if is_folder else given,
-                                      "--out" if given == getattr(args, "out", None) else "--quicklook")
+                check_writable_folder(Path(given) / "probe" if is_folder else given, option)
     except SarHeightError:
         for folder in reversed(created):
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
     return created
+
+
+#: The options that name input files, by the attribute argparse gives them.
+INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry"}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, parser) -> None:

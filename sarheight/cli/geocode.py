@@ -11,6 +11,7 @@ from .options import (
     add_quiet,
     geometry_from_args,
     open_dem_from_args,
+    run_outputs,
 )
 
 NAME = "geocode"
@@ -32,20 +33,21 @@ def run(args: argparse.Namespace) -> int:
     dem = open_dem_from_args(args, args.dem)
     geometry = geometry_from_args(args, dem)
     geocoded = backward_geocode(dem, geometry)
-    path = write_geotiff(geocoding_products(geocoded), args.out)
-    if args.quicklook:
-        from ..plots import quicklook
+    with run_outputs(args, masks=False) as (out, _, quicklook_path):
+        write_geotiff(geocoding_products(geocoded), out)
+        if quicklook_path is not None:
+            from ..plots import quicklook
 
-        quicklook(
-            [
-                ("slant range (km)", geocoded["slant_range"] / 1e3, {"colorbar": "km"}),
-                ("incidence angle", geocoded["incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
-                ("line", geocoded["line"], {"cmap": "cividis"}),
-                ("sample", geocoded["sample"], {"cmap": "cividis"}),
-            ],
-            args.quicklook, columns=2,
-        )
+            quicklook(
+                [
+                    ("slant range (km)", geocoded["slant_range"] / 1e3, {"colorbar": "km"}),
+                    ("incidence angle", geocoded["incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
+                    ("line", geocoded["line"], {"cmap": "cividis"}),
+                    ("sample", geocoded["sample"], {"cmap": "cividis"}),
+                ],
+                quicklook_path, columns=2,
+            )
     if not args.quiet:
         inside = float(geocoded["line"].notnull().mean())
-        print(f"wrote {path}: {dem.shape[0]} x {dem.shape[1]} cells, {inside:.1%} inside the image")
+        print(f"wrote {args.out}: {dem.shape[0]} x {dem.shape[1]} cells, {inside:.1%} inside the image")
     return 0

@@ -4,8 +4,10 @@ they name, the stages bar, and library messages in the command's words."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +98,31 @@ def geometry_from_args(args: argparse.Namespace, dem: Any) -> Any:
     return RadarGeometry.from_sentinel1(args.geometry, args.measurement, burst=args.burst)
 
 
-def write_masks(result: Any, out: Path) -> Path:
-    """``OUT_masks.tif`` beside ``out``: layover, shadow and the ISCE3 mask (uint8)."""
+@contextlib.contextmanager
+def run_outputs(args: argparse.Namespace, masks: bool) -> Iterator[tuple[Path, Path | None, Path | None]]:
+    """Temporaries for the files of a run (``--out``, its masks file, ``--quicklook``),
+    renamed into place together when the block succeeds and removed when it fails
+    (``sarheight.io.output_set``): a failed run leaves the previous files as they were."""
+    from ..io import output_set
+
+    out = Path(args.out)
+    finals = [out, masks_path(out) if masks else None, Path(args.quicklook) if args.quicklook else None]
+    with output_set([path for path in finals if path is not None]) as temporaries:
+        given = iter(temporaries)
+        yield tuple(next(given) if path is not None else None for path in finals)
+
+
+def masks_path(out: Path) -> Path:
+    """``OUT_masks.tif`` beside ``out``: where simulate and reconstruct write the masks."""
+    return out.with_name(out.stem + "_masks.tif")
+
+
+def write_masks(result: Any, path: Path) -> Path:
+    """Layover, shadow and the ISCE3 mask (uint8) of ``result`` as a GeoTIFF at ``path``."""
     from ..io import write_geotiff
     from ..masks import to_isce3_mask
 
-    masks = out.with_name(out.stem + "_masks.tif")
-    return write_geotiff(result[["layover", "shadow"]].assign(isce3_mask=to_isce3_mask(result)), masks)
+    return write_geotiff(result[["layover", "shadow"]].assign(isce3_mask=to_isce3_mask(result)), path)
 
 
 class Stages:

@@ -14,7 +14,9 @@ from .options import (
     add_geometry_options,
     add_quiet,
     geometry_from_args,
+    masks_path,
     open_dem_from_args,
+    run_outputs,
     write_masks,
 )
 
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_quiet(parser)
     add_geometry_options(parser, required=False)
     add_dem_options(parser)
+    parser.set_defaults(masks_file=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,11 +79,12 @@ def run(args: argparse.Namespace) -> int:
                          projection=args.projection, measurement=args.measurement, sar_quantity=args.sar_quantity,
                          sar_db=args.sar_db, chunks=args.chunks, client=args.scheduler, progress=not args.quiet)
     stages.done("reconstructed")
-    out = Path(args.out)
-    to_geotiff(result, out)
-    masks = write_masks(result, out)
-    if args.quicklook:
-        _quicklook(result, args.output, args.quicklook)
+    with run_outputs(args, masks=True) as (out, masks, quicklook_path):
+        to_geotiff(result, out)
+        write_masks(result, masks)
+        if quicklook_path is not None:
+            _quicklook(result, args.output, quicklook_path)
+    out, masks = Path(args.out), masks_path(Path(args.out))
     stages.done("wrote outputs")
     stages.close()
     if not args.quiet:

@@ -13,7 +13,9 @@ from .options import (
     add_quiet,
     add_simulation_options,
     geometry_from_args,
+    masks_path,
     open_dem_from_args,
+    run_outputs,
     write_masks,
 )
 
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_quiet(parser)
     add_geometry_options(parser)
     add_dem_options(parser)
+    parser.set_defaults(masks_file=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,25 +47,26 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(dem, geometry, contribution=args.contribution, projection=args.projection,
                       progress=not args.quiet)
     stages.done("simulated")
-    out = Path(args.out)
-    to_geotiff(result, out)
-    masks = write_masks(result, out)
-    if args.quicklook:
-        from ..plots import quicklook
+    with run_outputs(args, masks=True) as (out, masks, quicklook_path):
+        to_geotiff(result, out)
+        write_masks(result, masks)
+        if quicklook_path is not None:
+            from ..plots import quicklook
 
-        quicklook(
-            [
-                ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
-                ("layover (1 active, 2 passive)", result["layover"].where(inside_image(result["layover"])),
-                 {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
-                ("shadow (1 active, 2 passive)", result["shadow"].where(inside_image(result["shadow"])),
-                 {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
-                ("simulated image (radar geometry, dB)",
-                 10 * np.log10(result["simulated_area"].where(result["simulated_area"] > 0)),
-                 {"cmap": "gray", "colorbar": "dB"}),
-            ],
-            args.quicklook, columns=2,
-        )
+            quicklook(
+                [
+                    ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
+                    ("layover (1 active, 2 passive)", result["layover"].where(inside_image(result["layover"])),
+                     {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
+                    ("shadow (1 active, 2 passive)", result["shadow"].where(inside_image(result["shadow"])),
+                     {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
+                    ("simulated image (radar geometry, dB)",
+                     10 * np.log10(result["simulated_area"].where(result["simulated_area"] > 0)),
+                     {"cmap": "gray", "colorbar": "dB"}),
+                ],
+                quicklook_path, columns=2,
+            )
+    out, masks = Path(args.out), masks_path(Path(args.out))
     stages.done("wrote outputs")
     stages.close()
     if not args.quiet:
