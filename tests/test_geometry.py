@@ -773,7 +773,7 @@ def test_missing_product(tmp_path, no_orbit_fit):
     [
         ("rome_grd", "IW/HH", r"unknown measurement group 'IW/HH'.*\['IW/VV'\]"),
         ("san_gabriel_desc_slc", "EW1/VV", r"unknown measurement group 'EW1/VV'.*\['IW2/VV'\]"),
-        ("san_gabriel_desc_slc", "IW3/VV", "unknown measurement group"),
+        ("san_gabriel_desc_slc", "IW3/VV", r"lacks .*iw3-slc-vv.*which its manifest lists for 'IW3/VV'"),
         ("san_gabriel_desc_slc", "VV", "not of the form SWATH/POL"),
     ],
 )

@@ -10,6 +10,7 @@ scipy's RegularGridInterpolator, combined as ESA's (|DN|² − η) / K².
 
 from __future__ import annotations
 
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -441,10 +442,15 @@ def test_missing_product(tmp_path: Path) -> None:
         read_intensity(tmp_path / "S1A_nothing.SAFE")
 
 
-@pytest.mark.parametrize("measurement", ["IW/HH", "IW/VH", "EW/VV", "IW-VV"])
-def test_unknown_measurement(grd: Path, measurement: str) -> None:
-    # VH is listed in the manifest but its files are not in the shared copy.
-    with pytest.raises(ProductError, match="measurement"):
+@pytest.mark.parametrize(("measurement", "message"), [
+    ("IW/HH", "unknown measurement group 'IW/HH'"),
+    # VH is listed in the manifest but its files are not in the shared copy: say which.
+    ("IW/VH", r"lacks \./annotation/s1b-iw-grd-vh-.*\.xml, which its manifest lists for 'IW/VH'"),
+    ("EW/VV", "unknown measurement group"),
+    ("IW-VV", "not of the form SWATH/POL"),
+])
+def test_unknown_measurement(grd: Path, measurement: str, message: str) -> None:
+    with pytest.raises(ProductError, match=message):
         read_intensity(grd, measurement)
 
 
@@ -480,3 +486,83 @@ def test_bad_window(grd: Path, window: object) -> None:
 def test_bad_chunks(grd: Path, chunks: object) -> None:
     with pytest.raises(InvalidInputError, match="chunks"):
         read_intensity(grd, window=(0, 1, 0, 1), chunks=chunks)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# Altered and hostile products
+# --------------------------------------------------------------------------------------
+
+
+def _annotation_href(product: Path) -> str:
+    manifest = (product / "manifest.safe").read_text()
+    (name,) = {p.name for p in (product / "annotation").glob("s1*-vv-*.xml")}
+    return next(part.split('"')[1] for part in manifest.split("href=")[1:] if name in part.split('"')[1])
+
+
+def test_a_manifest_href_outside_the_product_is_refused(grd: Path, tmp_path: Path) -> None:
+    from sarheight.geometry import RadarGeometry
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for index, folder in enumerate(("../../elsewhere", str(outside))):
+        product = _copy_without_pixels(grd, tmp_path / f"copy{index}")
+        href = _annotation_href(product)
+        name = Path(href).name
+        target = f"{folder}/{name}"
+        shutil.copyfile(product / href, outside / name)
+        manifest = product / "manifest.safe"
+        manifest.write_text(manifest.read_text().replace(f'href="{href}"', f'href="{target}"'))
+        with pytest.raises(ProductError, match="outside the product"):
+            RadarGeometry.from_sentinel1(product)
+    # A link inside the product that leads out of it.
+    product = _copy_without_pixels(grd, tmp_path / "linked")
+    href = _annotation_href(product)
+    (product / href).unlink()
+    (product / href).symlink_to(outside / Path(href).name)
+    with pytest.raises(ProductError, match=r"is a link to .*outside the product"):
+        RadarGeometry.from_sentinel1(product)
+
+
+def test_another_product_s_annotation_is_refused(s1: Path, tmp_path: Path) -> None:
+    """The descending SLC with the ascending one's IW2 annotation under its own name."""
+    from sarheight.geometry import RadarGeometry
+
+    descending = _copy_without_pixels(s1 / SLC_SAN_GABRIEL[1], tmp_path)
+    (foreign,) = (s1 / SLC_SAN_GABRIEL[0] / "annotation").glob("s1a-iw2-slc-vv-*.xml")
+    (own,) = (descending / "annotation").glob("s1a-iw2-slc-vv-*.xml")
+    shutil.copyfile(foreign, own)
+    with pytest.raises(ProductError, match=r"belongs to another product \(absoluteOrbitNumber '45461' where the "
+                                           r"manifest says '46693'.*startTime"):
+        RadarGeometry.from_sentinel1(descending, "IW2/VV")
+
+
+def test_a_missing_annotation_is_named(grd: Path, tmp_path: Path) -> None:
+    from sarheight.geometry import RadarGeometry
+
+    product = _copy_without_pixels(grd, tmp_path)
+    href = _annotation_href(product)
+    (product / href).unlink()
+    with pytest.raises(ProductError, match=rf"lacks {re.escape(href)}, which its manifest lists for 'IW/VV': the "
+                                           "product is incomplete"):
+        RadarGeometry.from_sentinel1(product)
+
+
+def test_a_small_zip_holding_a_huge_annotation_is_refused_unread(grd: Path, tmp_path: Path) -> None:
+    """A few hundred KB of zip whose annotation inflates to 80 MB: refused by its declared
+    size, before it is read."""
+    from sarheight.geometry import RadarGeometry
+
+    product = _copy_without_pixels(grd, tmp_path)
+    href = _annotation_href(product)
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
+        for file in product.rglob("*"):
+            if file.is_file() and file.name != Path(href).name:
+                bomb.write(file, f"{product.name}/{file.relative_to(product)}")
+        with bomb.open(f"{product.name}/{href[2:] if href.startswith('./') else href}", "w") as member:
+            block = b" " * 2**20
+            for _ in range(80):
+                member.write(block)
+    assert archive.stat().st_size < 2**20
+    with pytest.raises(ProductError, match=r"is 80 MB, more than the 64 MB a product's metadata file ever needs"):
+        RadarGeometry.from_sentinel1(archive)

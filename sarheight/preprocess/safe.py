@@ -19,7 +19,11 @@ import fsspec
 
 from ..errors import MissingInputError, ProductError
 
-__all__ = ["SafeProduct", "open_safe"]
+__all__ = ["XML_LIMIT", "SafeProduct", "open_safe"]
+
+#: The largest metadata file (manifest, annotation, calibration, noise XML) read from a
+#: product, in bytes: real ones are a few MB; a small zip can hold a huge one.
+XML_LIMIT = 64 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +60,43 @@ class SafeProduct:
         """The product name: the ``.SAFE`` folder's name, or the zip's name when the zip
         holds the manifest at its root."""
         return Path(self.directory).name or self.path.name
+
+    def member(self, href: str) -> str:
+        """The path in ``fs`` of a file the manifest lists by ``href``, refusing one outside
+        the product (an absolute path, ``..``, or a link leading out of a SAFE folder)."""
+        if os.path.isabs(href) or href.startswith(("/", "\\")) or ".." in href.replace("\\", "/").split("/"):
+            raise ProductError(
+                f"the manifest of {self.name} lists {href!r}, outside the product: a product's files are in its "
+                "folder; this one is damaged or was altered"
+            )
+        path = os.path.join(self.directory, os.path.normpath(href))
+        if self.archive is None:
+            folder = os.path.realpath(self.directory)
+            if os.path.commonpath([folder, os.path.realpath(path)]) != folder:
+                raise ProductError(
+                    f"{href!r} of {self.name} is a link to {os.path.realpath(path)!r}, outside the product: this "
+                    "product was altered; use one as downloaded"
+                )
+        return path
+
+    def read(self, path: str, what: str, limit: int = XML_LIMIT) -> bytes:
+        """The bytes of a metadata file of the product (a path in ``fs``), refusing one larger
+        than ``limit`` before reading it (a small zip can hold a huge file)."""
+        try:
+            size = self.fs.size(path)
+        except (OSError, KeyError):
+            size = None
+        if size is not None and size > limit:
+            raise ProductError(
+                f"{what} {path!r} of {self.name} is {size / 2**20:.0f} MB, more than the {limit / 2**20:.0f} MB a "
+                "product's metadata file ever needs: this product is damaged or was altered"
+            )
+        with self.fs.open(path) as file:
+            content = file.read(limit + 1)
+        if len(content) > limit:
+            raise ProductError(f"{what} {path!r} of {self.name} is larger than {limit / 2**20:.0f} MB: this product "
+                               "is damaged or was altered")
+        return content
 
     def gdal_path(self, member: str) -> str:
         """A path GDAL (rasterio) opens for a file of the product given by its path in ``fs``:

@@ -18,7 +18,7 @@ from xarray_sentinel import esa_safe, sentinel1
 
 from ...errors import ProductError
 from ..safe import open_safe
-from .product import available_groups, level1_product_type, read_manifest, select_measurement
+from .product import check_identity, find_measurement, level1_product_type, read_manifest
 
 __all__ = ["Sentinel1Annotation", "geolocation_grid", "read_annotation"]
 
@@ -123,14 +123,13 @@ def read_annotation(
         burst.
     """
     safe = open_safe(path, mission="Sentinel-1")
-    attrs, _files = read_manifest(safe)
+    attrs, files = read_manifest(safe)
     product_type = level1_product_type(attrs)
-    groups = available_groups(safe)
-    group, burst = select_measurement(groups, measurement, product_type=product_type, burst=burst)
+    group, burst, groups = find_measurement(safe, files, measurement, product_type=product_type, burst=burst)
     annotation = groups[group][-1]
+    content = safe.read(annotation, "the annotation")
+    check_identity(content, attrs, group, f"the annotation {annotation!r}", safe)
     try:
-        with safe.fs.open(annotation) as file:
-            content = file.read()
         # Each parser reads from the start: give each its own stream.
         product = esa_safe.parse_tag(io.BytesIO(content), "//productInformation")
         image = esa_safe.parse_tag(io.BytesIO(content), "//imageInformation")

@@ -56,7 +56,7 @@ from xarray_sentinel import sentinel1 as xs1
 from ...errors import InvalidInputError, ProductError
 from ...io import open_raster
 from ..safe import SafeProduct, open_safe
-from .product import available_groups, group_files, level1_product_type, read_manifest, select_measurement
+from .product import check_identity, find_measurement, group_files, level1_product_type, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -154,9 +154,7 @@ def read_intensity(
     safe = open_safe(path, mission="Sentinel-1")
     attrs, files = read_manifest(safe)
     product_type = level1_product_type(attrs)
-    group, burst = select_measurement(
-        available_groups(safe), measurement, product_type=product_type, burst=burst
-    )
+    group, burst, _ = find_measurement(safe, files, measurement, product_type=product_type, burst=burst)
     found = group_files(safe, files, group)
     product = safe.name
     if "measurement" not in found:
@@ -177,7 +175,7 @@ def read_intensity(
             "or use the complete product as downloaded"
         )
 
-    source = _Source(safe, found)
+    source = _Source(safe, found, attrs, group)
     grid, raster_shape = _open_grid(source, product, group)
     grid, label = _select_grid(grid, group, burst, product_type)
     lines, samples = _window_indices(grid, window, raster_shape, burst, label)
@@ -298,6 +296,8 @@ class _Source:
 
     safe: SafeProduct
     files: dict[str, str]
+    attrs: dict[str, Any]  # the manifest's description of the product
+    group: str
 
     def rasterio_path(self) -> str:
         """A path GDAL opens: the TIFF itself, or a /vsizip/ path into a zipped SAFE."""
@@ -310,8 +310,12 @@ class _Source:
         return (str(archive), names, tuple((s.st_mtime_ns, s.st_size) for s in stats))
 
     def read(self, kind: str) -> bytes:
-        with self.safe.fs.open(self.files[kind]) as file:
-            return file.read()
+        """The ``kind`` XML (annotation, calibration, noise), bounded in size and checked to
+        be this product's."""
+        what = f"the {kind} file {self.files[kind]!r}"
+        content = self.safe.read(self.files[kind], what)
+        check_identity(content, self.attrs, self.group, what, self.safe)
+        return content
 
 
 def _cached(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:

@@ -9,7 +9,7 @@ describes.
 
 from __future__ import annotations
 
-import os
+import io
 import re
 from typing import Any
 
@@ -19,7 +19,17 @@ from xarray_sentinel import esa_safe, sentinel1
 from ...errors import ProductError, UnsupportedProductError
 from ..safe import SafeProduct
 
-__all__ = ["ManifestFiles", "available_groups", "group_files", "read_manifest", "select_measurement"]
+__all__ = [
+    "ManifestFiles",
+    "available_groups",
+    "check_identity",
+    "find_measurement",
+    "group_files",
+    "level1_product_type",
+    "listed_but_missing",
+    "read_manifest",
+    "select_measurement",
+]
 
 #: The data objects of a manifest as xarray-sentinel lists them: href (relative to the
 #: product folder) -> (file type, e.g. "s1Level1CalibrationSchema"; file name prefix, e.g.
@@ -57,14 +67,17 @@ def read_manifest(safe: SafeProduct) -> tuple[dict[str, Any], ManifestFiles]:
     ProductError
         the manifest is unreadable, or not that of a Sentinel-1 product.
     """
+    content = safe.read(safe.manifest, "the manifest")
     try:
-        with safe.fs.open(safe.manifest) as file:
-            return esa_safe.parse_manifest_sentinel1(file)
+        attrs, files = esa_safe.parse_manifest_sentinel1(io.BytesIO(content))
     except Exception as exc:  # xarray-sentinel raises ValueError, ParseError, KeyError...
         raise ProductError(
             f"could not read the Sentinel-1 manifest {safe.manifest!r} ({exc}): the file is truncated, "
             "not a Sentinel-1 product, or from an unsupported mission"
         ) from exc
+    for href in files:
+        safe.member(href)  # refuses a file outside the product
+    return attrs, files
 
 
 def level1_product_type(attrs: dict[str, Any]) -> str:
@@ -196,8 +209,74 @@ def group_files(safe: SafeProduct, files: ManifestFiles, group: str) -> dict[str
         kind = _FILE_KINDS.get(file_type)
         if kind is None or file_swath.lower() != swath or file_pol.lower() != pol:
             continue
-        # The same join xarray-sentinel's find_available_groups does.
-        abspath = os.path.join(safe.directory, os.path.normpath(href))
+        # The same join xarray-sentinel's find_available_groups does, inside the product.
+        abspath = safe.member(href)
         if safe.fs.exists(abspath):
             found[kind] = abspath
     return found
+
+
+def listed_but_missing(safe: SafeProduct, files: ManifestFiles, group: str, kind: str = "annotation") -> list[str]:
+    """The files of ``kind`` of a measurement group that the manifest lists but the product
+    lacks (an incomplete download)."""
+    swath, pol = group.lower().split("/")
+    missing = []
+    for href, (file_type, _prefix, file_swath, file_pol, _date) in files.items():
+        if (_FILE_KINDS.get(file_type) == kind and file_pol.lower() == pol
+                and (file_swath.lower() == swath or file_swath.lower().rstrip("0123456789") == swath)
+                and not safe.fs.exists(safe.member(href))):
+            missing.append(href)
+    return sorted(missing)
+
+
+def find_measurement(safe: SafeProduct, files: ManifestFiles, measurement: str, *, product_type: str,
+                     burst: int | None = None) -> tuple[str, int | None, dict[str, list[str]]]:
+    """:func:`select_measurement` on the product's groups, which it also returns; where the
+    group is absent because its annotation file is missing, the error names that file."""
+    groups = available_groups(safe)
+    try:
+        group, burst = select_measurement(groups, measurement, product_type=product_type, burst=burst)
+    except ProductError:
+        match = _GROUP.match(measurement.strip("/")) if isinstance(measurement, str) else None
+        missing = listed_but_missing(safe, files, f"{match['swath']}/{match['pol']}") if match else []
+        if missing:
+            raise ProductError(
+                f"{safe.name} lacks {', '.join(missing)}, which its manifest lists for {measurement!r}: the product "
+                "is incomplete; download it again"
+            ) from None
+        raise
+    return group, burst, groups
+
+
+#: Seconds by which a file's start time may lie outside the product's (sub-swaths start later).
+_TIME_SLACK = 10.0
+
+
+def check_identity(content: bytes, attrs: dict[str, Any], group: str, what: str, safe: SafeProduct) -> None:
+    """Refuse a metadata file (annotation, calibration, noise) whose header names another
+    product than the manifest: another mission unit, mode, product type, orbit, swath or
+    polarisation, or a start time outside the product's."""
+    try:
+        header = esa_safe.parse_tag(io.BytesIO(content), "//adsHeader")
+    except Exception as exc:
+        raise ProductError(f"{what} of {safe.name} has no readable header ({type(exc).__name__}: {exc}): the file "
+                           "is truncated or not a Sentinel-1 annotation") from exc
+    swath, pol = group.split("/")
+    expected = {
+        "missionId": f"S1{attrs.get('number', '')}", "mode": attrs.get("mode"),
+        "productType": attrs.get("product_type"), "absoluteOrbitNumber": str(attrs.get("orbit_number", "")),
+        "swath": swath, "polarisation": pol,
+    }
+    found = {key: str(header.get(key, "")) for key in expected}
+    wrong = [key for key, value in expected.items() if value and found[key].upper() != str(value).upper()]
+    start = np.datetime64(header.get("startTime", "NaT"))
+    first = np.datetime64(attrs.get("start_time", "NaT")) - np.timedelta64(int(_TIME_SLACK), "s")
+    last = np.datetime64(attrs.get("stop_time", "NaT")) + np.timedelta64(int(_TIME_SLACK), "s")
+    if not np.isnat(first) and not (first <= start <= last):
+        wrong.append("startTime")
+        expected["startTime"], found["startTime"] = f"{attrs.get('start_time')}..{attrs.get('stop_time')}", str(start)
+    if wrong:
+        said = ", ".join(f"{key} {found[key]!r} where the manifest says {expected[key]!r}" for key in wrong)
+        raise ProductError(f"{what} of {safe.name} belongs to another product ({said}): this product was altered; "
+                           "use one as downloaded")
+
