@@ -52,6 +52,7 @@ from sarheight.errors import (
     DatumError,
     InvalidInputError,
     MissingInputError,
+    PlausibilityWarning,
     VerticalDatumWarning,
     user_stacklevel,
 )
@@ -185,6 +186,7 @@ def open_dem(
             return dem
         attrs = {**dem.attrs, "units": "m"}
         return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy)
+    _warn_if_implausible(values, transform, horizontal, dem.attrs.get("units"), fill_voids)
     source_datum = _source_datum(vertical_datum, crs_datum, grid_path, horizontal)
     # Everything that can refuse the conversion is checked before any work is done.
     transformer = _geoid_transformer(source_datum, grid_path)
@@ -207,6 +209,68 @@ def open_dem(
 
 # Python shows a warning once per code location by default; this one concerns each DEM.
 warnings.filterwarnings("always", category=VerticalDatumWarning)
+
+
+#: Share of cell steps steeper than 60 degrees above which heights look like feet (or are
+#: exaggerated): real DEMs of 20-100 m cells have at most 0.3 % (Alaska, the Himalaya),
+#: the same in feet 3-25 %.
+_STEEP_SHARE = 0.02
+#: Heights below which a DEM is too small to judge.
+_PLAUSIBILITY_CELLS = 100
+#: Share of void cells above which a DEM with relief is warned about.
+_VOID_SHARE = 0.01
+
+
+def _warn_if_implausible(values: np.ndarray, transform: affine.Affine, horizontal: pyproj.CRS, units: Any,
+                         fill_voids: bool) -> None:
+    """Warn (:class:`~sarheight.errors.PlausibilityWarning`) when heights look like feet
+    or kilometres, or when a DEM with relief has voids, once per DEM opened."""
+    if isinstance(units, str) and units.strip().lower() in ("ft", "foot", "feet", "us survey foot", "ftus"):
+        warnings.warn(f"the DEM's heights are in {units}, not metres: convert them (multiply by 0.3048) before use",
+                      PlausibilityWarning, stacklevel=user_stacklevel())
+        return
+    stride = max(1, int(math.sqrt(values.size / 250_000)))
+    sample = values[::stride, ::stride].astype(np.float64)
+    finite = sample[np.isfinite(sample)]
+    if finite.size < _PLAUSIBILITY_CELLS:
+        return  # too few heights to judge
+    dx, dy = _cell_size_m(transform, horizontal, values.shape)
+    with np.errstate(invalid="ignore"):
+        slopes = np.concatenate([(np.abs(np.diff(sample, axis=1)) / (dx * stride)).ravel(),
+                                 (np.abs(np.diff(sample, axis=0)) / (dy * stride)).ravel()])
+    slopes = slopes[np.isfinite(slopes)]
+    relief = float(finite.max() - finite.min())
+    if slopes.size and float(np.mean(slopes > math.tan(math.radians(60.0)))) > _STEEP_SHARE:
+        warnings.warn(
+            f"{100 * float(np.mean(slopes > math.tan(math.radians(60.0)))):.0f} % of the DEM's cell steps are steeper "
+            "than 60 degrees, which real terrain at this resolution never is: are the heights in feet (multiply by "
+            "0.3048) or is the cell size wrong? Layover would be grossly overestimated",
+            PlausibilityWarning, stacklevel=user_stacklevel())
+    extent = max(dx * values.shape[1], dy * values.shape[0])
+    if (relief > 0 and -0.5 <= finite.min() and finite.max() <= 9.0 and extent > 5_000.0
+            and slopes.size and float(np.percentile(slopes, 99)) < math.tan(math.radians(0.5))
+            and not np.allclose(finite, np.round(finite))):
+        warnings.warn(
+            f"the DEM's heights span {finite.min():.3g}..{finite.max():.3g} over {extent / 1e3:.0f} km: if they are "
+            "in kilometres, multiply them by 1000 (the geometry needs metres)",
+            PlausibilityWarning, stacklevel=user_stacklevel())
+    voids = float(np.mean(~np.isfinite(sample)))
+    if not fill_voids and voids > _VOID_SHARE and relief > 100.0:
+        warnings.warn(
+            f"{100 * voids:.0f} % of the DEM's cells have no height: they and the facets around them are left out "
+            "(NaN), with the layover or shadow they would cause; if they are voids in the terrain (not sea or "
+            "outside the area), fill them with fill_voids=True",
+            PlausibilityWarning, stacklevel=user_stacklevel())
+
+
+def _cell_size_m(transform: affine.Affine, horizontal: pyproj.CRS, shape: tuple[int, int]) -> tuple[float, float]:
+    """(dx, dy) of a cell in metres: the CRS's unit for projected grids, the local metres of
+    a degree at the grid's middle latitude for geographic ones."""
+    if horizontal.is_geographic:
+        latitude = math.radians(transform.f + transform.e * 0.5 * shape[0])
+        return abs(transform.a) * 111_320.0 * max(math.cos(latitude), 1e-6), abs(transform.e) * 111_320.0
+    unit = horizontal.axis_info[0].unit_conversion_factor if horizontal.axis_info else 1.0
+    return abs(transform.a) * (unit or 1.0), abs(transform.e) * (unit or 1.0)
 
 
 def _already_ellipsoidal(dem: xr.DataArray, vertical_datum: str | None, crs_datum: str | None) -> bool:

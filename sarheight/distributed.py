@@ -65,6 +65,7 @@ from .observation import (
     check_intensity,
     check_values,
     intensity_on_window,
+    warn_if_implausible,
     warn_partial_coverage,
 )
 from .reallocation import Output, reallocate, result_dataset
@@ -570,14 +571,15 @@ class _BlockwiseRun:
         checked = list(self.subs.values())
         if observation.lazy_image or observation.product is not None:
             checked = checked[::max(1, len(checked) // 8)]
-        covered = False
+        covered = []
         for sub in checked:
             observed = observation.on_window(sub)
             if np.isfinite(observed).any():
-                covered = True
                 check_intensity(observed, sub)
+                covered.append(observed.ravel()[:: max(1, observed.size // 10_000)])
         if not covered:
             check_intensity(np.full((1, 1), np.nan), self.window)  # raises: the image does not cover the DEM
+        warn_if_implausible(np.concatenate(covered))
 
     # The tasks.
 

@@ -57,3 +57,8 @@ class VerticalDatumWarning(UserWarning):
 
 class PartialCoverageWarning(UserWarning):
     """The observation lacks pixels under the DEM: the cells that land there are NaN."""
+
+
+class PlausibilityWarning(UserWarning):
+    """An input that is valid but looks wrong: an all-zero image, dB given as linear power
+    or the reverse, heights that look like feet or kilometres, a DEM full of voids."""

@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from ._threads import run_blocks
-from .errors import InvalidInputError, PartialCoverageWarning, user_stacklevel
+from .errors import InvalidInputError, PartialCoverageWarning, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
 from .io import check_memory, open_raster
 from .kernels import facets
@@ -292,6 +292,35 @@ def check_intensity(observed: np.ndarray, window: RadarWindow) -> None:
     check_values(observed)
 
 
+#: Median linear intensity above which an observation looks like dB or digital numbers:
+#: calibrated beta0 is a few tenths in mountains, rarely above 1 even on bright slopes.
+LINEAR_MEDIAN_LIMIT = 10.0
+#: Values of a plausibility check: an even sample of the window is enough.
+_PLAUSIBILITY_SAMPLES = 100_000
+
+
+def warn_if_implausible(observed: np.ndarray) -> None:
+    """Warn (:class:`~sarheight.errors.PlausibilityWarning`) when the intensities read under
+    the DEM are all zero (a placeholder product) or look like dB or digital numbers rather
+    than linear power."""
+    values = np.asarray(observed).ravel()
+    values = values[:: max(1, values.size // _PLAUSIBILITY_SAMPLES)]
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return
+    if not values.any():
+        warnings.warn(
+            "the SAR image is all zero where the DEM falls: a placeholder product (one whose measurement holds "
+            "no pixels), or a mask? Every reconstructed value is then zero",
+            PlausibilityWarning, stacklevel=user_stacklevel())
+    elif float(np.median(values[values > 0])) > LINEAR_MEDIAN_LIMIT:
+        warnings.warn(
+            f"the SAR image's median intensity is {float(np.median(values[values > 0])):.3g}: that looks like "
+            "amplitude, digital numbers or dB, not calibrated linear power (beta0 is mostly below 1); calibrate it "
+            "(a SAFE path does), or convert dB with 10 ** (db / 10)",
+            PlausibilityWarning, stacklevel=user_stacklevel())
+
+
 def warn_partial_coverage(where: str) -> None:
     """Say that the observation lacks ``where`` (pixels under the DEM), and what follows
     (pointing at the user's call)."""
@@ -368,11 +397,19 @@ def _check_map_image(image: xr.DataArray) -> None:
 
 def _check_map_values(image: xr.DataArray, in_db: bool) -> None:
     """Refuse, before any work, negative values given as linear power (resampling keeps
-    non-negative values non-negative): most often an image in dB."""
-    if not in_db and image.dtype.kind in "fi" and bool((image.values < 0).any()):
+    non-negative values non-negative): most often an image in dB; warn where values given
+    as dB are all positive (most often linear power)."""
+    values = image.values
+    if not in_db and image.dtype.kind in "fi" and bool((values < 0).any()):
         raise InvalidInputError(
             "the geocoded SAR image has negative values: give linear power, or sar_db=True if it is in dB"
         )
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values.ravel()
+    if in_db and finite.size and bool((finite > 0).all()):
+        warnings.warn(
+            "the geocoded SAR image, given as dB (sar_db=True), is positive everywhere: backscatter in dB is mostly "
+            "negative; if the values are linear power, leave sar_db out",
+            PlausibilityWarning, stacklevel=user_stacklevel())
 
 
 def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) -> Observation:

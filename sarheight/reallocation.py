@@ -29,7 +29,13 @@ from ._version import __version__
 from .geometry import RadarWindow
 from .kernels import reallocation as reallocation_kernels
 from .masks import kernel_codes
-from .observation import Observation, check_intensity, rebuilt_in_radar_geometry, warn_partial_coverage
+from .observation import (
+    Observation,
+    check_intensity,
+    rebuilt_in_radar_geometry,
+    warn_if_implausible,
+    warn_partial_coverage,
+)
 from .simulate import (
     Contribution,
     Projection,
@@ -253,6 +259,7 @@ def reconstruct_in_memory(observation: Observation, dem: xr.DataArray, *, contri
     def observe(window: RadarWindow) -> None:
         observed.append(source.on_window(window))
         check_intensity(observed[0], window)
+        warn_if_implausible(observed[0])
 
     source = observation
     # Scatter and gather each pass over every DEM row.

@@ -9,6 +9,7 @@ from .options import (
     add_geometry_options,
     add_outputs,
     add_quiet,
+    check_geometry_options,
     geometry_from_args,
     open_dem_from_args,
     run_outputs,
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..geometry import backward_geocode, geocoding_products
     from ..io import write_geotiff
 
+    check_geometry_options(args, product_given=False)
     dem = open_dem_from_args(args, args.dem)
     geometry = geometry_from_args(args, dem)
     geocoded = backward_geocode(dem, geometry)

@@ -50,14 +50,44 @@ def add_geometry_options(parser: argparse.ArgumentParser, required: bool = True)
         help_text += ("; default: the --sar product's own (needed for a geocoded GeoTIFF --sar: the "
                       "product it came from, or 'synthetic')")
     group.add_argument("--geometry", required=required, default=None, metavar="SAFE|synthetic", help=help_text)
-    group.add_argument("--measurement", default="IW/VV", help="swath/polarisation of the product (default IW/VV)")
-    group.add_argument("--burst", type=int, default=None, help="SLC burst index (0-based), default all")
-    group.add_argument("--heading", type=float, default=348.0, help="synthetic: heading, deg (348 ascending, 192 descending)")
-    group.add_argument("--incidence-near", type=float, default=30.0, help="synthetic: near-range incidence, deg")
-    group.add_argument("--incidence-far", type=float, default=46.0, help="synthetic: far-range incidence, deg")
-    group.add_argument("--line-spacing", type=float, default=10.0, help="synthetic: azimuth pixel spacing, m")
-    group.add_argument("--sample-spacing", type=float, default=10.0, help="synthetic: slant-range pixel spacing, m")
-    group.add_argument("--look-side", choices=("right", "left"), default="right", help="synthetic: look side")
+    group.add_argument("--measurement", default=None,
+                       help="swath/polarisation of the product (default IW/VV); not with 'synthetic'")
+    group.add_argument("--burst", type=int, default=None, help="SLC burst index (0-based), default all; not with "
+                       "'synthetic'")
+    for option, value, text in SYNTHETIC_OPTIONS:
+        group.add_argument(option, type=type(value) if not isinstance(value, str) else None, default=None,
+                           choices=("right", "left") if option == "--look-side" else None,
+                           help=f"synthetic: {text} (default {value})")
+
+
+#: The options of a synthetic geometry: (option, default, help).
+SYNTHETIC_OPTIONS = (
+    ("--heading", 348.0, "heading, deg (348 ascending, 192 descending)"),
+    ("--incidence-near", 30.0, "near-range incidence, deg"),
+    ("--incidence-far", 46.0, "far-range incidence, deg"),
+    ("--line-spacing", 10.0, "azimuth pixel spacing, m"),
+    ("--sample-spacing", 10.0, "slant-range pixel spacing, m"),
+    ("--look-side", "right", "look side"),
+)
+
+
+def _synthetic_value(args: argparse.Namespace, option: str) -> Any:
+    value = getattr(args, option.lstrip("-").replace("-", "_"))
+    return value if value is not None else next(default for name, default, _ in SYNTHETIC_OPTIONS if name == option)
+
+
+def check_geometry_options(args: argparse.Namespace, product_given: bool) -> None:
+    """Refuse options that the chosen geometry would ignore: --measurement and --burst
+    with a synthetic geometry, the synthetic options with a product's."""
+    synthetic = (args.geometry or "").lower() == "synthetic"
+    if synthetic and not product_given and (args.measurement is not None or args.burst is not None):
+        raise SarHeightError("--measurement and --burst select part of a Sentinel-1 product: with --geometry "
+                             "synthetic there is none; leave them out")
+    given = [option for option, _, _ in SYNTHETIC_OPTIONS
+             if getattr(args, option.lstrip("-").replace("-", "_")) is not None]
+    if given and not synthetic:
+        raise SarHeightError(f"{', '.join(given)} shape a synthetic geometry: a product's geometry is its own; "
+                             "leave them out, or give --geometry synthetic")
 
 
 def add_dem_options(parser: argparse.ArgumentParser) -> None:
@@ -86,16 +116,19 @@ def geometry_from_args(args: argparse.Namespace, dem: Any) -> Any:
         west, south, east, north = dem.rio.transform_bounds("EPSG:4326")
         return RadarGeometry.synthetic(
             center_lon=0.5 * (west + east), center_lat=0.5 * (south + north),
-            heading_deg=args.heading, incidence_near_deg=args.incidence_near,
-            incidence_far_deg=args.incidence_far, line_spacing=args.line_spacing,
-            sample_spacing=args.sample_spacing, look_side=args.look_side,
+            heading_deg=_synthetic_value(args, "--heading"),
+            incidence_near_deg=_synthetic_value(args, "--incidence-near"),
+            incidence_far_deg=_synthetic_value(args, "--incidence-far"),
+            line_spacing=_synthetic_value(args, "--line-spacing"),
+            sample_spacing=_synthetic_value(args, "--sample-spacing"),
+            look_side=_synthetic_value(args, "--look-side"),
         )
     if not Path(args.geometry).exists():
         raise SarHeightError(
             f"--geometry {args.geometry!r}: no such Sentinel-1 product; give a .SAFE directory, its "
             "manifest.safe or a .zip of the SAFE, or 'synthetic'"
         )
-    return RadarGeometry.from_sentinel1(args.geometry, args.measurement, burst=args.burst)
+    return RadarGeometry.from_sentinel1(args.geometry, args.measurement or "IW/VV", burst=args.burst)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from .options import (
     add_dem_options,
     add_geometry_options,
     add_quiet,
+    check_geometry_options,
     geometry_from_args,
     masks_path,
     open_dem_from_args,
@@ -64,19 +65,25 @@ def run(args: argparse.Namespace) -> int:
             "--chunks and --scheduler take observations in radar geometry (a SAFE product); a geocoded "
             "GeoTIFF is reconstructed in memory: leave them out"
         )
-    stages = Stages(3, args.quiet)
-    dem = open_dem_from_args(args, args.dem)
-    if args.geometry is not None:
-        geometry = geometry_from_args(args, dem)
-    elif geotiff:
+    if geotiff and args.geometry is None:
         raise SarHeightError(
             "a geocoded GeoTIFF observation needs --geometry (the SAFE it came from, or 'synthetic')"
         )
+    if not geotiff and args.geometry is not None:
+        raise SarHeightError(
+            f"--sar {args.sar!r} is a product, which brings its own geometry: leave --geometry out"
+        )
+    check_geometry_options(args, product_given=not geotiff)
+    measurement = args.measurement or "IW/VV"
+    stages = Stages(3, args.quiet)
+    dem = open_dem_from_args(args, args.dem)
+    if geotiff:
+        geometry = geometry_from_args(args, dem)
     else:
-        geometry = RadarGeometry.from_sentinel1(sar_path, args.measurement, burst=args.burst)
+        geometry = RadarGeometry.from_sentinel1(sar_path, measurement, burst=args.burst)
     stages.done("read DEM and geometry")
     result = reconstruct(sar_path, dem, geometry, contribution=args.contribution, output=args.output,
-                         projection=args.projection, measurement=args.measurement, sar_quantity=args.sar_quantity,
+                         projection=args.projection, measurement=measurement, sar_quantity=args.sar_quantity,
                          sar_db=args.sar_db, chunks=args.chunks, client=args.scheduler, progress=not args.quiet)
     stages.done("reconstructed")
     with run_outputs(args, masks=True) as (out, masks, quicklook_path):

@@ -12,6 +12,7 @@ from .options import (
     add_outputs,
     add_quiet,
     add_simulation_options,
+    check_geometry_options,
     geometry_from_args,
     masks_path,
     open_dem_from_args,
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..masks import MaskCode, inside_image
     from ..simulate import simulate
 
+    check_geometry_options(args, product_given=False)
     stages = Stages(3, args.quiet)
     dem = open_dem_from_args(args, args.dem)
     geometry = geometry_from_args(args, dem)
