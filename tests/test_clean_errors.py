@@ -250,3 +250,15 @@ def test_sigterm_removes_the_temporary_files(dem_tif, tmp_path):
     assert process.returncode == 143, err
     assert err.strip() == "sarheight simulate: error: terminated"
     assert not (tmp_path / "out").exists()  # made for the outputs, removed with the temporaries
+
+
+def test_an_unreachable_scheduler_on_the_command_line(shared_data, tmp_path, capsys):
+    from tests.helpers import SAFES, required
+
+    safe = required(shared_data / "s1" / SAFES["grd"])
+    dem = required(shared_data / "dem" / "rome_cop30_egm96.tif")
+    geoid = required(shared_data / "geoid" / "egm96_15.gtx")
+    err = _one_line_error(capsys, ["reconstruct", "--sar", str(safe), "--dem", str(dem), "--geoid-grid", str(geoid),
+                                   "--out", str(tmp_path / "r.tif"), "--scheduler", "tcp://127.0.0.1:1", "-q"])
+    assert "--scheduler 'tcp://127.0.0.1:1': no dask scheduler answers there" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -189,7 +189,7 @@ def in_command_words(message: str, parser: argparse.ArgumentParser) -> str:
         value_follows = match.group(2) == "=" and match.string[match.end():match.end() + 1] not in ("", " ")
         return options[name] + (" " if value_follows else "")
 
-    message = re.sub(r"\b([a-z]+(?:_[a-z0-9]+)+)(=(?:True\b)?)", option, message)
+    message = re.sub(r"\b([a-z][a-z0-9_]*)(=(?:True\b)?)", option, message)
     if ".rio.write_crs(" in message:
         message += " For a file: rio edit-info --crs EPSG:4326 FILE.tif (rasterio's command line)."
     return message
