@@ -929,8 +929,7 @@ def check_run_memory(cells: int, window: RadarWindow | None = None) -> None:
     pixels = 0 if window is None else window.lines * window.samples
     where = f"{cells} DEM cells" + ("" if window is None else f" onto {window.lines} x {window.samples} radar pixels")
     check_memory(cells * BYTES_PER_CELL + pixels * BYTES_PER_PIXEL, f"simulating {where}",
-                 ": crop the DEM, use coarser radar pixels, or reconstruct block by block (chunks=256; "
-                 "on the command line --chunks 256)")
+                 ": crop the DEM, use coarser radar pixels, or reconstruct block by block (chunks=256)")
 
 
 def check_dem_shape(dem: xr.DataArray) -> None:
