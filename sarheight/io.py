@@ -34,6 +34,7 @@ import xarray as xr
 
 from .errors import InvalidInputError, MissingInputError
 from .masks import MaskCode
+from .paths import check_outputs
 
 #: The formats (GDAL drivers) of the rasters sarheight reads: GeoTIFF (DEMs, images,
 #: Sentinel-1 measurements), GTX (geoid grids such as egm96_15.gtx) and SRTM ``.hgt`` tiles.
@@ -195,17 +196,10 @@ def output_set(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
     by a plain file: give the path it points to).
     """
     finals = [Path(path) for path in paths]
-    resolved = [final.parent.resolve() / final.name for final in finals]
-    if len(set(resolved)) != len(resolved):
-        raise InvalidInputError(f"the outputs {[str(f) for f in finals]} name one file twice: give each its own path")
     for final in finals:
         if not final.parent.exists():
             raise InvalidInputError(f"output folder {str(final.parent)!r} does not exist: create it first")
-        if final.is_symlink():
-            raise InvalidInputError(
-                f"output {str(final)!r} is a symbolic link, which writing would replace by a plain file: give the "
-                f"path it points to ({os.path.realpath(final)!r}) or another one"
-            )
+    check_outputs([(final, "output") for final in finals])
     temporaries: list[Path] = []
     try:
         for final in finals:

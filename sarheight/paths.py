@@ -40,11 +40,16 @@ def check_writable_folder(path: str | os.PathLike[str], what: str) -> Path:
 
 def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
                   inputs: Sequence[tuple[object, str]] = ()) -> None:
-    """Refuse, before any work, outputs (path, name in messages) that name one file twice, or
-    a file among ``inputs`` (anything given as an input, with its name; only paths count):
-    writing would replace it."""
+    """Refuse outputs (path, name in messages) that are symbolic links (writing would replace
+    a link by a plain file), that name one file twice, or that name a file among ``inputs``
+    (anything given as an input, with its name; only paths count): writing would replace it."""
     seen: dict[str, str] = {}
     for path, name in outputs:
+        if os.path.islink(path):
+            raise InvalidInputError(
+                f"{name} {os.fspath(path)!r} is a symbolic link, which writing would replace by a plain file: give "
+                f"the path it points to ({os.path.realpath(path)!r}) or another one"
+            )
         key = os.path.realpath(path)
         if key in seen:
             raise InvalidInputError(f"{name} and {seen[key]} name the same file {os.fspath(path)!r}: give each its "

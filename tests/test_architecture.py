@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("kernels",),
     ("_version", "_threads", "errors", "extras", "masks"),
-    ("io", "paths"),
+    ("paths",),
+    ("io",),
     ("dem",),
     ("preprocess",),
     ("geometry",),

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import functools
 import logging
-import os
 import signal
 import sys
 import threading
@@ -135,9 +134,6 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
                                  "give a folder's path")
         if not is_folder and path.is_dir():
             raise SarHeightError(f"{given!r} is a folder: give the path of the file to write")
-        if not is_folder and path.is_symlink():
-            raise SarHeightError(f"{option} {given!r} is a symbolic link, which writing would replace by a plain "
-                                 f"file: give the path it points to ({os.path.realpath(path)!r}) or another one")
         folder = path if is_folder else path.parent
         ancestor = folder
         while not ancestor.exists():
