@@ -273,6 +273,18 @@ def _cell_size_m(transform: affine.Affine, horizontal: pyproj.CRS, shape: tuple[
     return abs(transform.a) * (unit or 1.0), abs(transform.e) * (unit or 1.0)
 
 
+def cell_size_m(dem: xr.DataArray) -> tuple[float, float]:
+    """(dy, dx): the size of a cell of ``dem``'s grid in metres, in the order of its axes.
+
+    Projected grids: the CRS's linear unit converted to metres. Geographic grids: the metres
+    of a degree at the grid's middle latitude (111.32 km of latitude, times its cosine for
+    longitude), a few parts per thousand off at the edges of a tile one degree high.
+    """
+    transform = _transform_of(dem)
+    dx, dy = _cell_size_m(transform, _horizontal_crs(_crs_of(dem)), dem.shape[-2:])
+    return dy, dx
+
+
 def _already_ellipsoidal(dem: xr.DataArray, vertical_datum: str | None, crs_datum: str | None) -> bool:
     """Whether ``dem``'s attributes say it holds ellipsoidal heights (an ``open_dem``
     result) and nothing given contradicts them; raises where something does."""
