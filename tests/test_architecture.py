@@ -26,6 +26,7 @@ LAYERS = (
     ("distributed",),
     ("layover",),
     ("plots", "sample_data"),
+    ("priors",),
     ("demo",),
     ("models",),
     ("cli",),
