@@ -27,6 +27,7 @@ LAYERS = (
     ("layover",),
     ("plots", "sample_data"),
     ("priors",),
+    ("terrain",),
     ("demo",),
     ("models",),
     ("cli",),
