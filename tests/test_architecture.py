@@ -26,8 +26,8 @@ LAYERS = (
     ("distributed",),
     ("layover",),
     ("plots", "sample_data"),
-    ("demo",),
     ("models",),
+    ("demo",),
     ("cli",),
     ("__main__",),
 )
