@@ -28,8 +28,8 @@ LAYERS = (
     ("plots", "sample_data"),
     ("priors",),
     ("terrain",),
-    ("demo",),
     ("models",),
+    ("demo",),
     ("cli",),
     ("__main__",),
 )
