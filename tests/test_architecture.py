@@ -26,8 +26,9 @@ LAYERS = (
     ("distributed",),
     ("layover",),
     ("plots", "sample_data"),
-    ("demo",),
     ("models",),
+    ("data",),
+    ("demo",),
     ("cli",),
     ("__main__",),
 )
