@@ -216,3 +216,26 @@ def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Pat
     folder.mkdir(parents=True, exist_ok=True)
     return [write_tiny_scene(folder / f"s{k}.nc", seed=k, **options) for k in range(count)]
 
+
+def fit_tiny_checkpoint(scenes: str | Path, path: str | Path, *, seed: int = 0, model: str = "unet",
+                        channels: tuple[str, ...] | None = None, steps: int = 2, tile: int = 32,
+                        **model_options) -> Path:
+    """Train a small model (``base_channels`` 4, ``depth`` 2 unless given) for ``steps``
+    steps on the scenes of ``scenes`` through the Python API, and save its checkpoint at
+    ``path``; returns the path."""
+    import lightning as L
+
+    from sarheight.data import DEFAULT_CHANNELS, TerrainDataModule
+    from sarheight.training import AtomicCheckpointIO, PixelRegression
+
+    L.seed_everything(seed, verbose=False)
+    data = TerrainDataModule(scenes=str(scenes), channels=list(channels or DEFAULT_CHANNELS), tile=tile,
+                             tiles_per_epoch=4 * steps, batch_size=4)
+    module = PixelRegression(model=model, model_options={"base_channels": 4, "depth": 2, **model_options},
+                             in_channels=data.in_channels, scheduler="none")
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], default_root_dir=Path(path).parent)
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(path)
+    return Path(path)

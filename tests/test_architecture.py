@@ -28,6 +28,7 @@ LAYERS = (
     ("plots", "sample_data"),
     ("models",),
     ("data",),
+    ("training",),
     ("demo",),
     ("cli",),
     ("__main__",),
