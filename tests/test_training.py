@@ -275,8 +275,16 @@ def test_fit_test_and_predict_commands(tmp_path, scenes, capsys):
     assert [entry["epoch"] for entry in checkpoint["sarheight"]["history"]] == [0, 1]
     log = tmp_path / "runs" / "tiny" / "version_0"
     assert (log / "learning_curve.png").stat().st_size > 0
-    header = (log / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train_loss_step", "val_loss", "val_rmse", "val_r2", "val_rmse_active_layover"} <= set(header)
+    with open(log / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert {"train_loss_step", "val_loss", "val_rmse", "val_r2", "val_rmse_active_layover"} <= set(rows[0])
+    # The baseline beside the model: the priors-only interpolation of the validation scene.
+    ds = open_scene(scenes / "s1.nc")
+    error = (ds["prior_interpolated"] - ds["height"]).values[(ds["shadow"].values == 0)
+                                                            & (ds["layover"].values != 255)]
+    ds.close()
+    logged = [float(row["val_rmse_reference"]) for row in rows if row["val_rmse_reference"]]
+    assert len(logged) == 2 and logged[-1] == pytest.approx(np.sqrt(np.mean(error**2)), rel=1e-5)
     assert not list(last.parent.glob("*.part"))
     capsys.readouterr()
     assert main(["test", "--config", str(config), "--ckpt_path", str(last)]) == 0

@@ -105,7 +105,9 @@ class PixelRegression(L.LightningModule):
 
     Logged: ``train_loss`` (each step and epoch), ``val_loss``, ``test_loss``, and per
     epoch ``{train,val,test}_{rmse,mae,r2}`` and ``{val,test}_rmse_<class>`` of the
-    heights (metres; prediction plus offset against target plus offset). At the end of
+    heights (metres; prediction plus offset against target plus offset), and with an
+    offset the baseline ``{train,val,test}_rmse_reference``, the RMSE of the offset alone
+    (for terrain, the priors-only interpolation the model has to beat). At the end of
     ``fit`` the learning curve (loss and RMSE per epoch) is written as
     ``learning_curve.png`` into the logger's folder (none without a logger).
     """
@@ -146,6 +148,7 @@ class PixelRegression(L.LightningModule):
         #: draws the whole curve).
         self.history: list[dict[str, Any]] = []
         self._metrics: dict[str, HeightMetrics] = {}
+        self._reference_metrics: dict[str, HeightMetrics] = {}
         # Keyed by "<stage>_loss": a key "train" would shadow Module.train.
         self._losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
         self._last_val: dict[str, float] = {}
@@ -174,6 +177,7 @@ class PixelRegression(L.LightningModule):
                                 splits={k: list(v) for k, v in getattr(data, "split_scenes", {}).items()})
         self._metrics = {stage: HeightMetrics(data.class_names if stage != "train" else ()).to(self.device)
                          for stage in ("train", "val", "test")}
+        self._reference_metrics = {stage: HeightMetrics().to(self.device) for stage in ("train", "val", "test")}
 
     # Steps.
 
@@ -189,6 +193,10 @@ class PixelRegression(L.LightningModule):
         offset = batch.get("offset", torch.zeros((), device=prediction.device))
         self._metrics[stage].to(prediction.device).update(prediction.detach() + offset, batch["target"] + offset,
                                                           batch["mask"], batch.get("classes"))
+        if "offset" in batch:
+            # The baseline: the reference alone (the priors-only interpolation).
+            self._reference_metrics[stage].to(prediction.device).update(offset, batch["target"] + offset,
+                                                                        batch["mask"])
         self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
                  batch_size=batch["inputs"].shape[0])
         return loss
@@ -205,6 +213,10 @@ class PixelRegression(L.LightningModule):
     def _epoch_figures(self, stage: str) -> dict[str, float]:
         """Compute, log and reset the epoch's metrics of ``stage``; returns them as floats."""
         values = {key: float(value) for key, value in self._metrics[stage].compute().items() if key != "count"}
+        reference = self._reference_metrics[stage]
+        if reference.count > 0:
+            values["rmse_reference"] = float(reference.compute()["rmse"])
+        reference.reset()
         mean_loss = self._losses[f"{stage}_loss"]
         values["loss"] = float(mean_loss.compute()) if mean_loss.update_count else math.nan
         self._metrics[stage].reset()
@@ -228,7 +240,8 @@ class PixelRegression(L.LightningModule):
         self.history.append({"epoch": int(self.current_epoch), "step": int(self.global_step),
                              "train_loss": figures["loss"], "train_rmse": figures["rmse"],
                              "val_loss": self._last_val.get("loss", math.nan),
-                             "val_rmse": self._last_val.get("rmse", math.nan)})
+                             "val_rmse": self._last_val.get("rmse", math.nan),
+                             "val_rmse_reference": self._last_val.get("rmse_reference", math.nan)})
 
     def on_fit_end(self) -> None:
         folder = self.trainer.log_dir if self.trainer.loggers else None
@@ -305,20 +318,26 @@ def _plain(value: Any) -> Any:
 
 
 def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Plot the loss and the RMSE (m) of training and validation per epoch into a PNG,
-    atomically; returns its path."""
+    """Plot the loss and the RMSE (m) of training and validation per epoch (and the
+    validation RMSE of the reference alone, the baseline) into a PNG, atomically; returns
+    its path."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     epochs = [entry["epoch"] for entry in history]
+    curves = {
+        "loss": [("train_loss", "-o", "train"), ("val_loss", "-s", "validation")],
+        "RMSE (m)": [("train_rmse", "-o", "train"), ("val_rmse", "-s", "validation"),
+                     ("val_rmse_reference", "--", "validation, reference alone")],
+    }
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, figure, label in ((axes[0], "loss", "loss"), (axes[1], "rmse", "RMSE (m)")):
-        for stage, style in (("train", "-o"), ("val", "-s")):
-            values = [entry.get(f"{stage}_{figure}", math.nan) for entry in history]
+    for ax, (label, lines) in zip(axes, curves.items(), strict=True):
+        for key, style, name in lines:
+            values = [entry.get(key, math.nan) for entry in history]
             if any(math.isfinite(v) for v in values):
-                ax.plot(epochs, values, style, label=stage, markersize=3)
+                ax.plot(epochs, values, style, label=name, markersize=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
