@@ -17,6 +17,10 @@ geodetic_at_rows
     The same for a sheared strip of cells (the block-wise masks).
 horizontal_crs, is_wgs84_degrees
     A DEM's horizontal CRS, and whether it needs no transformation to geodetic coordinates.
+split_crs
+    The horizontal part of any CRS and the vertical datum it declares.
+geoid_undulation
+    The geoid undulation (m) at given longitudes and latitudes, by open_dem's rules.
 ecef_coordinates
     Earth-centred Earth-fixed coordinates (m) of every cell.
 terrain_attributes
@@ -65,9 +69,11 @@ __all__ = [
     "ecef_coordinates",
     "geodetic_at_rows",
     "geodetic_coordinates",
+    "geoid_undulation",
     "horizontal_crs",
     "is_wgs84_degrees",
     "open_dem",
+    "split_crs",
     "terrain_attributes",
 ]
 
@@ -271,6 +277,18 @@ def _cell_size_m(transform: affine.Affine, horizontal: pyproj.CRS, shape: tuple[
         return abs(transform.a) * 111_320.0 * max(math.cos(latitude), 1e-6), abs(transform.e) * 111_320.0
     unit = horizontal.axis_info[0].unit_conversion_factor if horizontal.axis_info else 1.0
     return abs(transform.a) * (unit or 1.0), abs(transform.e) * (unit or 1.0)
+
+
+def cell_size_m(dem: xr.DataArray) -> tuple[float, float]:
+    """(dy, dx): the size of a cell of ``dem``'s grid in metres, in the order of its axes.
+
+    Projected grids: the CRS's linear unit converted to metres. Geographic grids: the metres
+    of a degree at the grid's middle latitude (111.32 km of latitude, times its cosine for
+    longitude), a few parts per thousand off at the edges of a tile one degree high.
+    """
+    transform = _transform_of(dem)
+    dx, dy = _cell_size_m(transform, _horizontal_crs(_crs_of(dem)), dem.shape[-2:])
+    return dy, dx
 
 
 def _already_ellipsoidal(dem: xr.DataArray, vertical_datum: str | None, crs_datum: str | None) -> bool:
@@ -732,6 +750,34 @@ def horizontal_crs(dem: xr.DataArray) -> pyproj.CRS:
     return _horizontal_crs(_crs_of(dem))
 
 
+def split_crs(crs: Any) -> tuple[pyproj.CRS, str | None]:
+    """The horizontal part of a CRS and the vertical datum its heights are on.
+
+    Parameters
+    ----------
+    crs : anything pyproj reads as a CRS
+        E.g. "EPSG:4326", "EPSG:9707" (WGS 84 + EGM96 height), "EPSG:4979" (3-D WGS 84), a
+        WKT string or a :class:`pyproj.CRS`.
+
+    Returns
+    -------
+    horizontal : pyproj.CRS
+        The 2-D horizontal CRS (the horizontal part of a compound CRS, a 3-D CRS made 2-D).
+    vertical_datum : str or None
+        "egm96" or "egm2008" for a compound CRS with that geoid height, "ellipsoid" for a 3-D
+        geographic or projected CRS, None where the CRS says nothing about heights, or the
+        name of a vertical datum sarheight does not convert (e.g. "North American Vertical
+        Datum 1988"), as :func:`open_dem` reads a DEM's CRS.
+
+    Raises
+    ------
+    InvalidInputError
+        Not a CRS pyproj understands, or a vertical-only CRS.
+    """
+    parsed = _crs_from_user_input(crs)
+    return _horizontal_crs(parsed), _vertical_datum_of_crs(parsed)
+
+
 def is_wgs84_degrees(crs: pyproj.CRS) -> bool:
     """Whether ``crs`` is geographic WGS84 in degrees, longitude/latitude: cell
     coordinates that need no transformation to geodetic ones."""
@@ -944,6 +990,67 @@ def _compact(array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+def geoid_undulation(
+    lon_deg: np.ndarray,
+    lat_deg: np.ndarray,
+    datum: str,
+    geoid_grid: str | os.PathLike | None = None,
+    *,
+    subject: str = "point set",
+) -> np.ndarray:
+    """The geoid undulation N (m) at WGS84 longitudes and latitudes: h = H + N turns
+    heights H on the geoid into WGS84 ellipsoidal heights h.
+
+    The same conversion as :func:`open_dem`'s, for heights that are not on a grid (GNSS or
+    altimeter points).
+
+    Parameters
+    ----------
+    lon_deg, lat_deg : array_like
+        WGS84 longitude and latitude (degrees), broadcastable to one shape.
+    datum : {"egm96", "egm2008"}
+        The geoid the heights refer to.
+    geoid_grid : str or os.PathLike, optional
+        Raster of geoid undulations (m) on a longitude/latitude grid, as in
+        :func:`open_dem`, sampled bilinearly. ``None``: PROJ's grid through pyproj,
+        refused where PROJ has none.
+    subject : str, default "point set"
+        Whose heights these are, in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        N (m), float64, of the broadcast shape of ``lon_deg`` and ``lat_deg``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``datum`` is not "egm96" or "egm2008".
+    MissingInputError
+        ``geoid_grid`` names a file that does not exist.
+    DatumError
+        No grid available (none given, none in PROJ and its network off), a grid that is
+        not a longitude/latitude grid, or points outside the grid.
+    """
+    key = _check_vertical_datum_keyword(datum)
+    if key not in _GEOID_VERTICAL_EPSG:
+        raise InvalidInputError(
+            f"datum={datum!r} is not a geoid: give 'egm96' or 'egm2008' (ellipsoidal heights need no undulation)."
+        )
+    grid_path = _check_geoid_grid_path(geoid_grid)
+    lon, lat = np.broadcast_arrays(np.asarray(lon_deg, dtype=np.float64), np.asarray(lat_deg, dtype=np.float64))
+    if grid_path is None:
+        return _undulation_from_proj(_proj_geoid_transformer(key, subject), lon, lat, subject)
+    _check_geoid_grid_file(grid_path)
+    undulation = np.array(_undulation_from_grid(grid_path, lon, lat, subject), dtype=np.float64)
+    if not np.isfinite(undulation).all():
+        raise DatumError(
+            f"The geoid grid {str(grid_path)!r} has no undulation for {int((~np.isfinite(undulation)).sum())} "
+            f"of the {subject}'s points. Use a geoid grid that covers them all."
+        )
+    return undulation
+
+
 def _geoid_help(datum: str) -> str:
     grid = _PROJ_GRID_FILES[datum]
     example = "egm96_15.gtx or us_nga_egm96_15.tif" if datum == "egm96" else grid
@@ -968,11 +1075,12 @@ def _uses_geoid_grid(transformer: pyproj.Transformer) -> bool:
     return "gridshift" in transformer.definition
 
 
-def _proj_geoid_transformer(datum: str) -> pyproj.Transformer:
+def _proj_geoid_transformer(datum: str, subject: str = "DEM") -> pyproj.Transformer:
     """A grid-based transformer from WGS 84 + geoid height to WGS 84 ellipsoidal height.
 
     Raises DatumError when PROJ has no grid for the geoid (not installed and network off):
     PROJ would then fall back to a 'ballpark' operation that leaves heights unchanged.
+    ``subject`` names whose heights they are in the message.
     """
     source = f"EPSG:4326+{_GEOID_VERTICAL_EPSG[datum]}"
     with warnings.catch_warnings():
@@ -985,7 +1093,7 @@ def _proj_geoid_transformer(datum: str) -> pyproj.Transformer:
             return transformer
     network = "on" if pyproj.network.is_network_enabled() else "off"
     raise DatumError(
-        f"The DEM's heights are on {_GEOID_LABEL[datum]} and must be converted to WGS84 "
+        f"The {subject}'s heights are on {_GEOID_LABEL[datum]} and must be converted to WGS84 "
         f"ellipsoidal heights, but PROJ has no {_GEOID_LABEL[datum]} grid "
         f"({_PROJ_GRID_FILES[datum]} is not in {pyproj.datadir.get_data_dir()} or "
         f"{pyproj.datadir.get_user_data_dir()}; PROJ network {network}). {_geoid_help(datum)}"
@@ -993,15 +1101,15 @@ def _proj_geoid_transformer(datum: str) -> pyproj.Transformer:
 
 
 def _undulation_from_proj(
-    transformer: pyproj.Transformer, lon: np.ndarray, lat: np.ndarray
+    transformer: pyproj.Transformer, lon: np.ndarray, lat: np.ndarray, subject: str = "DEM"
 ) -> np.ndarray:
     lon_full, lat_full = (np.ascontiguousarray(a) for a in np.broadcast_arrays(lon, lat))
     _, _, undulation = transformer.transform(lon_full, lat_full, np.zeros_like(lon_full))
     undulation = np.asarray(undulation, dtype=np.float64)
     if not np.isfinite(undulation).all():
         raise DatumError(
-            "PROJ could not compute the geoid undulation for every DEM cell (a grid that "
-            "failed to download, or a DEM outside the grid). Pass geoid_grid= a local path "
+            f"PROJ could not compute the geoid undulation everywhere on the {subject} (a grid that "
+            f"failed to download, or a {subject} outside the grid). Pass geoid_grid= a local path "
             "to the geoid grid instead."
         )
     return undulation
@@ -1027,7 +1135,7 @@ def _geoid_grid_geometry(grid: rasterio.DatasetReader, path: str) -> affine.Affi
     return transform
 
 
-def _undulation_from_grid(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+def _undulation_from_grid(path: str, lon: np.ndarray, lat: np.ndarray, subject: str = "DEM") -> np.ndarray:
     """Bilinear interpolation of a geoid grid (m) at longitudes/latitudes (degrees).
 
     Only the window of the grid around the DEM is read, so a global 1' EGM2008 grid costs
@@ -1055,14 +1163,14 @@ def _undulation_from_grid(path: str, lon: np.ndarray, lat: np.ndarray) -> np.nda
                 outside = (u < -0.5) | (u > width - 0.5)
                 u = np.where(outside, u + turn / transform.a, u)
             if (u < -0.5).any() or (u > width - 0.5).any():
-                raise DatumError(_outside_grid_message(path, grid.bounds))
+                raise DatumError(_outside_grid_message(path, grid.bounds, subject))
             u = np.clip(u, 0.0, max(width - 1, 0))
             i0 = np.minimum(np.floor(u).astype(np.int64), max(width - 2, 0))
             wu = u - i0
             i1 = np.minimum(i0 + 1, width - 1)
         v = (lat - transform.f) / transform.e - 0.5
         if (v < -0.5 - 1e-9).any() or (v > height - 0.5 + 1e-9).any():
-            raise DatumError(_outside_grid_message(path, grid.bounds))
+            raise DatumError(_outside_grid_message(path, grid.bounds, subject))
         v = np.clip(v, 0.0, max(height - 1, 0))
         j0 = np.minimum(np.floor(v).astype(np.int64), max(height - 2, 0))
         wv = v - j0
@@ -1081,10 +1189,10 @@ def _undulation_from_grid(path: str, lon: np.ndarray, lat: np.ndarray) -> np.nda
     return np.broadcast_to(undulation, shape)
 
 
-def _outside_grid_message(path: str, bounds: Any) -> str:
+def _outside_grid_message(path: str, bounds: Any, subject: str = "DEM") -> str:
     return (
-        f"The DEM extends outside geoid grid {str(path)!r} (bounds {tuple(bounds)}). Give a "
-        "geoid grid that covers the DEM (a global one such as egm96_15.gtx)."
+        f"The {subject} extends outside geoid grid {str(path)!r} (bounds {tuple(bounds)}). Give a "
+        f"geoid grid that covers the {subject} (a global one such as egm96_15.gtx)."
     )
 
 

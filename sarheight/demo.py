@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .dem import cell_size_m
 from .geometry import RadarGeometry, backward_geocode, geocoding_products
 from .io import write_geotiff
 from .plots import hillshade, quicklook
@@ -50,15 +51,6 @@ def demo_geometry(dem: xr.DataArray) -> RadarGeometry:
         sample_spacing=10.0,
         azimuth_extent=60e3,
     )
-
-
-def _cell_size_m(dem: xr.DataArray) -> tuple[float, float]:
-    """Approximate (dy, dx) cell size in metres of a DEM in degrees or metres."""
-    dx, dy = dem.rio.resolution()
-    if dem.rio.crs is not None and dem.rio.crs.is_geographic:
-        lat = float(np.radians(dem["y"].mean()))
-        return abs(dy) * 111_320.0, abs(dx) * 111_320.0 * np.cos(lat)
-    return abs(dy), abs(dx)
 
 
 #: Factor applied to the Jacksboro relief for the reconstruction demo (see the module docstring).
@@ -187,7 +179,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool 
     png = quicklook(
         [
             ("DEM (m)", dem, {"cmap": "terrain", "colorbar": "m"}),
-            ("shaded relief", hillshade(dem.values, _cell_size_m(dem)), {"cmap": "gray"}),
+            ("shaded relief", hillshade(dem.values, cell_size_m(dem)), {"cmap": "gray"}),
             ("slant range (km)", geocoded["slant_range"] / 1e3, {"cmap": "viridis", "colorbar": "km"}),
             ("ellipsoid incidence angle", geocoded["incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
             ("line", geocoded["line"], {"cmap": "cividis", "colorbar": "line"}),

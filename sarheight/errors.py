@@ -62,3 +62,8 @@ class PartialCoverageWarning(UserWarning):
 class PlausibilityWarning(UserWarning):
     """An input that is valid but looks wrong: an all-zero image, dB given as linear power
     or the reverse, heights that look like feet or kilometres, a DEM full of voids."""
+
+
+class PriorsOutsideWarning(UserWarning):
+    """Some prior points lie outside the DEM grid, or on its cells without height: they
+    are left out, and the warning says how many and where the grid is."""

@@ -26,6 +26,8 @@ LAYERS = (
     ("distributed",),
     ("layover",),
     ("plots", "sample_data"),
+    ("priors",),
+    ("terrain",),
     ("models",),
     ("data",),
     ("training",),

@@ -3,8 +3,30 @@
 
 Needs the ``ml`` extra (``pip install 'sarheight[ml]'``): importing this package
 without PyTorch raises :class:`~sarheight.extras.MissingExtraError` saying so.
+
+Models are built by name (``build("ask_unet", in_channels=4)``); :func:`available` lists
+the names, :func:`register` adds a builder. Modules: ``blocks`` (ECA, LSK, the convolution
+block), ``unet`` (ASK-UNet and its ablations), ``registry`` (the names).
 """
 
 from ..extras import require
 
 require("sarheight.models", "torch")
+
+from .blocks import ECA, ConvBlock, LSKBlock, LSKUnit, eca_kernel_size  # noqa: E402
+from .registry import available, build, register  # noqa: E402
+from .unet import ASKUNet, UNet, pad_to_multiple  # noqa: E402  (registers the U-Net family)
+
+__all__ = [
+    "ECA",
+    "ASKUNet",
+    "ConvBlock",
+    "LSKBlock",
+    "LSKUnit",
+    "UNet",
+    "available",
+    "build",
+    "eca_kernel_size",
+    "pad_to_multiple",
+    "register",
+]
