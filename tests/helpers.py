@@ -16,7 +16,9 @@ from affine import Affine
 
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
+from sarheight.masks import MASK_ATTRS
 from sarheight.simulate import texture
+from sarheight.terrain import write_scene
 
 #: Where the synthetic scenes lie (degrees), and their cell size: about 30 m in latitude.
 LON, LAT = 10.0, 45.0
@@ -106,8 +108,8 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
                      truth: bool = True, other_pass: bool = False, drop: tuple[str, ...] = (),
                      outside_corner: int = 6, origin: tuple[float, float] = (500_000.0, 5_000_000.0),
                      crs: str = "EPSG:32632") -> Path:
-    """Write a terrain scene file in the layout of ``sarheight.terrain`` (NetCDF4 through
-    h5netcdf, dims (y, x), CRS through rioxarray) from analytic terrain, without physics.
+    """Write a terrain scene file with :func:`sarheight.terrain.write_scene` from analytic
+    terrain, without physics.
 
     The height is a sum of sinusoids of random wavelengths (8-40 cells), directions and
     phases; the SAR images are an empirical sigma0 law of the local incidence (radar looking
@@ -199,14 +201,13 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
     x = origin[0] + (np.arange(cols) + 0.5) * cell
     y = origin[1] - (np.arange(rows) + 0.5) * cell
     ds = xr.Dataset(
-        {key: (("y", "x"), values, {"units": units} if units else {})
+        {key: (("y", "x"), values, MASK_ATTRS if key in ("layover", "shadow") else {"units": units} if units else {})
          for key, (values, units) in variables.items() if key not in drop},
         coords={"y": y, "x": x},
         attrs={"scene_name": name or Path(path).stem, "dem_name": f"sinusoids-{seed}",
                "pass_direction": "ascending", "kind": "simulated" if truth else "observed"},
     ).rio.write_crs(crs)
-    ds.to_netcdf(path, engine="h5netcdf")
-    return Path(path)
+    return write_scene(ds, path)
 
 
 def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Path]:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 pytest.importorskip("lightning")
 
-from sarheight.data import TERRAIN_CLASSES, TerrainDataModule, open_scene, scene_arrays
+from sarheight.data import TERRAIN_CLASSES, TerrainDataModule, scene_arrays
 from sarheight.data.terrain import SPLITS, terrain_classes
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.masks import MaskCode
+from sarheight.terrain import open_scene, write_scene
 from tests.helpers import write_tiny_scene, write_tiny_scenes
 
 
@@ -106,10 +106,9 @@ def test_normalisation_statistics_come_from_the_training_split_only(tmp_path):
     before = statistics()
 
     def shift(name, variable, amount):
-        ds = open_scene(tmp_path / f"{name}.nc").load()
-        ds.close()
+        ds = open_scene(tmp_path / f"{name}.nc")
         ds[variable] = ds[variable] + amount
-        ds.to_netcdf(tmp_path / f"{name}.nc", engine="h5netcdf")
+        write_scene(ds, tmp_path / f"{name}.nc")
 
     shift("s1", "sar_reconstructed", 50.0)
     shift("s2", "height", 300.0)
@@ -127,7 +126,7 @@ def test_statistics_by_hand_and_heights_relative_to_the_reference(tmp_path):
     data = TerrainDataModule(scenes=str(tmp_path), channels=channels, val_scenes=["s1"], test_scenes=["s2"],
                              tile=16)
     data.setup("fit")
-    ds = xr.open_dataset(tmp_path / "s0.nc", engine="h5netcdf")
+    ds = open_scene(tmp_path / "s0.nc")
     sar = ds["sar_reconstructed"].values.astype(np.float64)
     relative = ds["coarse_height"].values.astype(np.float64) - ds["prior_interpolated"].values
     mean, std = data.input_statistics
@@ -137,12 +136,11 @@ def test_statistics_by_hand_and_heights_relative_to_the_reference(tmp_path):
     valid = (ds["shadow"].values == 0) & (ds["layover"].values != 255)
     assert data.target_statistics[0] == pytest.approx(target[valid].mean(), rel=1e-4)
     assert data.target_statistics[1] == pytest.approx(target[valid].std(), rel=1e-4)
-    ds.close()
 
 
 def test_loss_mask_excludes_shadow_outside_and_missing_targets(tmp_path):
     path = write_tiny_scene(tmp_path / "a.nc", rows=40, cols=36, seed=2)
-    ds = open_scene(path).load()
+    ds = open_scene(path)
     ds["height"][5, 30] = np.nan
     ds["prior_interpolated"][6, 30] = np.nan
     arrays = scene_arrays(ds, ["sar_reconstructed"], reference="prior_interpolated", target="height")

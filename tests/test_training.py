@@ -22,8 +22,9 @@ import torch
 pytest.importorskip("lightning")
 
 from sarheight.cli import main
-from sarheight.data import TERRAIN_CLASSES, TerrainDataModule, open_scene
+from sarheight.data import TERRAIN_CLASSES, TerrainDataModule
 from sarheight.errors import InvalidInputError, MissingInputError
+from sarheight.terrain import open_scene
 from sarheight.training import HeightMetrics, load_checkpoint, masked_loss, predict_height
 from sarheight.training.predict import blend_window, tile_starts
 from tests.helpers import fit_tiny_checkpoint, write_tiny_scene, write_tiny_scenes
@@ -91,7 +92,6 @@ def test_loss_of_a_terrain_batch_does_not_see_shadow_or_nodata(scenes):
         ds = open_scene(scenes / f"{scene.name}.nc")
         shadow = ds["shadow"].values[row:row + rows, col:col + cols]
         layover = ds["layover"].values[row:row + rows, col:col + cols]
-        ds.close()
         excluded[index, 0, :rows, :cols] = torch.from_numpy((shadow != 0) | (layover == 255))
     assert excluded.any() and not (excluded & batch["mask"]).any()
     prediction[excluded] = 1e5
@@ -189,7 +189,7 @@ def test_blend_weights_sum_to_one_where_neighbours_overlap_by_the_overlap():
 def test_prediction_on_any_raster_size_keeps_the_grid_and_leaves_missing_inputs_nan(tmp_path, checkpoints):
     path = write_tiny_scene(tmp_path / "odd.nc", rows=75, cols=61, seed=5, crs="EPSG:32633")
     result = predict_height(path, checkpoints["seed0"], tile=32, overlap=16, progress=False)
-    scene = open_scene(path).load()
+    scene = open_scene(path)
     assert result["height"].shape == (75, 61) and "height_std" not in result
     np.testing.assert_array_equal(result["x"], scene["x"])
     np.testing.assert_array_equal(result["y"], scene["y"])
@@ -197,7 +197,6 @@ def test_prediction_on_any_raster_size_keeps_the_grid_and_leaves_missing_inputs_
     missing = ~np.isfinite(scene["sar_reconstructed"].values)
     assert missing.any()
     assert np.isnan(result["height"].values[missing]).all() and np.isfinite(result["height"].values[~missing]).all()
-    scene.close()
 
 
 def test_ensemble_spread_is_zero_for_twins_and_positive_across_seeds(scenes, checkpoints):
@@ -282,7 +281,6 @@ def test_fit_test_and_predict_commands(tmp_path, scenes, capsys):
     ds = open_scene(scenes / "s1.nc")
     error = (ds["prior_interpolated"] - ds["height"]).values[(ds["shadow"].values == 0)
                                                             & (ds["layover"].values != 255)]
-    ds.close()
     logged = [float(row["val_rmse_reference"]) for row in rows if row["val_rmse_reference"]]
     assert len(logged) == 2 and logged[-1] == pytest.approx(np.sqrt(np.mean(error**2)), rel=1e-5)
     assert not list(last.parent.glob("*.part"))
@@ -353,3 +351,18 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes):
     with open(logs[-1] / "metrics.csv", newline="") as file:
         steps = [int(row["step"]) for row in csv.DictReader(file)]
     assert len(logs) == 2 and min(steps) >= killed_at["global_step"]
+
+
+@pytest.mark.parametrize("name", ["terrain_ask_unet", "terrain_unet"])
+def test_shipped_configs_train_and_test(tmp_path, scenes, monkeypatch, name):
+    # The configs as shipped (model, loss, schedule, checkpoints), on tiny scenes and tiles.
+    monkeypatch.chdir(tmp_path)
+    config = str(ROOT / "configs" / f"{name}.yaml")
+    small = ["--data.scenes", str(scenes), "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2",
+             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", "--config", config, *small]) == 0
+    checkpoints = tmp_path / "runs" / name / "checkpoints"
+    assert (checkpoints / "last.ckpt").exists() and len(list(checkpoints.glob("best-epoch=0-val_rmse=*.ckpt"))) == 1
+    stored = torch.load(checkpoints / "last.ckpt", weights_only=True)["sarheight"]
+    assert stored["model"] == name.removeprefix("terrain_") and stored["model_config"]["depth"] == 4
+    assert main(["test", "--config", config, *small, "--ckpt_path", "last"]) == 0

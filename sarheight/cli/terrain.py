@@ -56,16 +56,12 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..data.terrain import open_scene
     from ..io import write_geotiff
+    from ..terrain import open_scene
     from ..training.predict import predict_height
     from .options import run_outputs
 
-    ds = open_scene(args.scene)
-    try:
-        scene = ds.load()
-    finally:
-        ds.close()
+    scene = open_scene(args.scene)
     result = predict_height(scene, args.ckpt, tile=args.tile, overlap=args.overlap, progress=not args.quiet,
                             device=args.device)
     truth = scene["height"].values if "height" in scene else None

@@ -16,8 +16,8 @@ from .terrain import (  # noqa: E402  (after the check of the extra)
     SceneArrays,
     TerrainDataModule,
     TerrainScenes,
-    open_scene,
     scene_arrays,
+    scene_header,
 )
 
 __all__ = [
@@ -28,6 +28,6 @@ __all__ = [
     "SceneArrays",
     "TerrainDataModule",
     "TerrainScenes",
-    "open_scene",
     "scene_arrays",
+    "scene_header",
 ]

@@ -19,9 +19,10 @@ Decisions, in one place:
   relative to it is zero at the priors (the interpolation passes through them) and says no
   more than ``prior_mask``; it stays in the default channels so that the same list serves
   ``reference=None``, where heights are absolute.
-- **In memory.** Scenes are read once, whole, at :meth:`TerrainDataModule.setup`: they
-  are small (a 1000 x 1000 scene of six channels is 24 MB), and random tiles then cost a
-  slice, not a file read.
+- **In memory.** Scenes are read once (:func:`sarheight.terrain.open_scene`) at
+  :meth:`TerrainDataModule.setup`, after every file's variables have been checked, and
+  only their channels kept: they are small (a 1000 x 1000 scene of six channels is
+  24 MB), and random tiles then cost a slice, not a file read.
 - **Spatial splits.** By scene (whole scenes to validation and test) or by square blocks
   of ``block_size`` cells (each block to one split). A training tile lies entirely inside
   training cells; validation and test tiles lie inside one region (scene or block) of
@@ -63,6 +64,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
+from ..terrain import open_scene
 
 logger = logging.getLogger(__name__)
 
@@ -130,26 +132,23 @@ class SceneArrays:
         return self.inputs.shape[1], self.inputs.shape[2]
 
 
-def open_scene(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open a scene file lazily (h5netcdf, coordinates and CRS decoded).
+def scene_header(path: str | os.PathLike[str]) -> tuple[str, tuple[str, ...]]:
+    """A scene file's name and variables, read without its data (to check every scene of a
+    set before reading any).
 
     Raises
     ------
     MissingInputError : the file does not exist.
-    InvalidInputError : it is not a NetCDF4 file with dims (y, x).
+    InvalidInputError : it is not a NetCDF-4 file.
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingInputError(f"scene file {str(path)!r} does not exist: give a scene written by sarheight.terrain")
+        raise MissingInputError(f"no scene file {str(path)!r}: build scenes with sarheight.terrain")
     try:
-        ds = xr.open_dataset(path, engine="h5netcdf", decode_coords="all")
-    except Exception as error:
-        raise InvalidInputError(f"{str(path)!r} is not a readable NetCDF4 scene ({error}): give a scene written by "
-                                "sarheight.terrain") from None
-    if not {"y", "x"} <= set(ds.dims):
-        ds.close()
-        raise InvalidInputError(f"scene {str(path)!r} has dims {tuple(ds.dims)}, not (y, x): give a scene on a map grid")
-    return ds
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return scene_name(ds, path), tuple(str(name) for name in ds.data_vars)
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"{str(path)!r} is not a readable scene file (NetCDF-4): {error}") from None
 
 
 def scene_name(ds: xr.Dataset, path: str | os.PathLike[str] | None = None) -> str:
@@ -160,23 +159,19 @@ def scene_name(ds: xr.Dataset, path: str | os.PathLike[str] | None = None) -> st
     return Path(path).stem if path is not None else "the scene"
 
 
-def check_scene(ds: xr.Dataset, needed: Sequence[str], name: str, needed_by: str) -> None:
-    """Refuse a scene that lacks a variable of ``needed``, or has one off its (y, x) grid.
+def check_scene(variables: Sequence[str], needed: Sequence[str], name: str, needed_by: str) -> None:
+    """Refuse a scene whose ``variables`` lack one of ``needed``.
 
     Raises
     ------
     InvalidInputError : naming the scene, the variables missing and those it has.
     """
-    missing = [variable for variable in dict.fromkeys(needed) if variable not in ds.data_vars]
+    missing = [variable for variable in dict.fromkeys(needed) if variable not in variables]
     if missing:
         raise InvalidInputError(
             f"scene {name!r} lacks {', '.join(repr(v) for v in missing)}, which {needed_by} needs; it has "
-            f"{', '.join(sorted(str(v) for v in ds.data_vars))}: write the scene with them, or choose channels it has"
+            f"{', '.join(sorted(variables))}: write the scene with them, or choose channels it has"
         )
-    for variable in dict.fromkeys(needed):
-        if ds[variable].dims != ("y", "x"):
-            raise InvalidInputError(f"variable {variable!r} of scene {name!r} has dims {ds[variable].dims}, not "
-                                    "('y', 'x'): every channel must lie on the scene's grid")
 
 
 def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | None, target: str | None = None,
@@ -203,7 +198,11 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
     """
     name = name or scene_name(ds)
     needed = [*channels, *([reference] if reference else []), *([target, "layover", "shadow"] if target else [])]
-    check_scene(ds, needed, name, needed_by)
+    check_scene([str(v) for v in ds.data_vars], needed, name, needed_by)
+    for variable in dict.fromkeys(needed):
+        if ds[variable].dims != ("y", "x"):
+            raise InvalidInputError(f"variable {variable!r} of scene {name!r} has dims {ds[variable].dims}, not "
+                                    "('y', 'x'): every channel must lie on the scene's grid")
     offset = ds[reference].values.astype(np.float32) if reference else None
     inputs = np.empty((len(channels), ds.sizes["y"], ds.sizes["x"]), dtype=np.float32)
     missing = ~np.isfinite(offset) if offset is not None else np.zeros(inputs.shape[1:], dtype=bool)
@@ -504,21 +503,20 @@ class TerrainDataModule(L.LightningDataModule):
         if self.data is not None:
             return
         files = self.scene_files()
-        opened = [open_scene(path) for path in files]
-        try:
-            names = [scene_name(ds, path) for ds, path in zip(opened, files, strict=True)]
-            duplicates = sorted({name for name in names if names.count(name) > 1})
-            if duplicates:
-                raise InvalidInputError(f"scene names {duplicates} occur more than once among {len(files)} scene "
-                                        "files: give each scene a unique scene_name")
-            needed = [*self.channels, *([self.reference] if self.reference else []), self.target, "layover", "shadow"]
-            for ds, name in zip(opened, names, strict=True):
-                check_scene(ds, needed, name, "the data module (data.channels, data.target, data.reference)")
-            data = [scene_arrays(ds, self.channels, reference=self.reference, target=self.target, name=name)
-                    for ds, name in zip(opened, names, strict=True)]
-        finally:
-            for ds in opened:
-                ds.close()
+        headers = [scene_header(path) for path in files]
+        names = [name for name, _ in headers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise InvalidInputError(f"scene names {duplicates} occur more than once among {len(files)} scene files: "
+                                    "give each scene a unique scene_name")
+        needed = [*self.channels, *([self.reference] if self.reference else []), self.target, "layover", "shadow"]
+        for name, variables in headers:
+            check_scene(variables, needed, name, "the data module (data.channels, data.target, data.reference)")
+        data = []
+        for path, name in zip(files, names, strict=True):
+            scene = open_scene(path)
+            data.append(scene_arrays(scene, self.channels, reference=self.reference, target=self.target, name=name))
+            scene.close()
         if self.split == "scene":
             self._split_scenes(data)
         else:

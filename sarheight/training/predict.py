@@ -17,9 +17,10 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ..data.terrain import open_scene, scene_arrays, scene_name
+from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, MissingInputError
 from ..models import build
+from ..terrain import open_scene
 from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_inputs
 
 
@@ -233,20 +234,13 @@ def predict_height(
                 f"{list(first.channels)} and {list(member.channels)}, references {first.reference!r} and "
                 f"{member.reference!r}): an ensemble needs members trained on the same channels"
             )
-    if isinstance(scene, xr.Dataset):
-        ds, source = scene, None
-    else:
-        source = Path(scene)
-        ds = open_scene(source)
-    try:
-        name = scene_name(ds, source)
-        arrays = scene_arrays(ds, first.channels, reference=first.reference, name=name,
-                              needed_by=f"checkpoint {first.path.name!r}")
-        coords = {"y": ds["y"].values, "x": ds["x"].values}
-        crs = ds.rio.crs
-    finally:
-        if source is not None:
-            ds.close()
+    source = None if isinstance(scene, xr.Dataset) else Path(scene)
+    ds = scene if source is None else open_scene(source)
+    name = scene_name(ds, source)
+    arrays = scene_arrays(ds, first.channels, reference=first.reference, name=name,
+                          needed_by=f"checkpoint {first.path.name!r}")
+    coords = {"y": ds["y"].values, "x": ds["x"].values}
+    crs = ds.rio.crs
 
     rows, cols = arrays.shape
     # Longer axes are padded (by reflection, as the models pad) to a multiple of the
