@@ -107,7 +107,7 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
                      cell: float = 30.0, relief: float = 400.0, incidence: float = 35.0, priors: int = 12,
                      truth: bool = True, other_pass: bool = False, drop: tuple[str, ...] = (),
                      outside_corner: int = 6, origin: tuple[float, float] = (500_000.0, 5_000_000.0),
-                     crs: str = "EPSG:32632") -> Path:
+                     crs: str = "EPSG:32632", dem_name: str | None = None) -> Path:
     """Write a terrain scene file with :func:`sarheight.terrain.write_scene` from analytic
     terrain, without physics.
 
@@ -119,7 +119,8 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
     image (255, SAR NaN); ``priors`` cells sampled from the truth give the prior height,
     mask and distance (Euclidean, metres) and the priors-only interpolation (linear,
     nearest outside the hull). ``drop`` leaves variables out; ``truth=False`` leaves out
-    ``height`` (an observed scene without a reference).
+    ``height`` (an observed scene without a reference). ``dem_name`` (default
+    ``sinusoids-SEED``) names the area: scenes sharing it go to one split.
 
     Returns
     -------
@@ -204,7 +205,7 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
         {key: (("y", "x"), values, MASK_ATTRS if key in ("layover", "shadow") else {"units": units} if units else {})
          for key, (values, units) in variables.items() if key not in drop},
         coords={"y": y, "x": x},
-        attrs={"scene_name": name or Path(path).stem, "dem_name": f"sinusoids-{seed}",
+        attrs={"scene_name": name or Path(path).stem, "dem_name": dem_name or f"sinusoids-{seed}",
                "pass_direction": "ascending", "kind": "simulated" if truth else "observed"},
     ).rio.write_crs(crs)
     return write_scene(ds, path)

@@ -66,8 +66,30 @@ def test_scene_split_by_fractions_is_seeded_and_keeps_training_scenes(scenes):
     assert [len(first.split_scenes[s]) for s in SPLITS] == [3, 1, 1]
     assert sorted(name for names in first.split_scenes.values() for name in names) == ["s0", "s1", "s2", "s3", "s4"]
     too_few = TerrainDataModule(scenes=[str(scenes / "s0.nc"), str(scenes / "s1.nc")])
-    with pytest.raises(InvalidInputError, match="no scene is left for training"):
+    with pytest.raises(InvalidInputError, match="no area is left for training"):
         too_few.setup("fit")
+
+
+def test_scenes_of_one_area_share_their_split(tmp_path):
+    # s0 and s1 are two looks at one DEM ("alps"): never one in training, one in validation.
+    write_tiny_scene(tmp_path / "s0.nc", rows=32, cols=32, seed=0, dem_name="alps")
+    write_tiny_scene(tmp_path / "s1.nc", rows=32, cols=32, seed=1, dem_name="alps")
+    for seed in range(2, 6):
+        write_tiny_scene(tmp_path / f"s{seed}.nc", rows=32, cols=32, seed=seed)
+    scenes = str(tmp_path)
+    named = TerrainDataModule(scenes=scenes, val_scenes=["s1"], test_scenes=["s2"], tile=16)
+    named.setup("fit")
+    assert named.split_scenes["val"] == ["s0", "s1"] and named.split_scenes["test"] == ["s2"]
+    for seed in range(6):
+        drawn = TerrainDataModule(scenes=scenes, seed=seed, tile=16)
+        drawn.setup("fit")
+        assert any({"s0", "s1"} <= set(members) for members in drawn.split_scenes.values()), seed
+    blocks = TerrainDataModule(scenes=scenes, split="block", block_size=16, tile=16, seed=2)
+    blocks.setup("fit")
+    np.testing.assert_array_equal(blocks.areas[0], blocks.areas[1])
+    alone = TerrainDataModule(scenes=scenes, group_by=None, val_scenes=["s1"], test_scenes=["s2"], tile=16)
+    alone.setup("fit")
+    assert alone.split_scenes["val"] == ["s1"] and "s0" in alone.split_scenes["train"]
 
 
 @pytest.mark.parametrize(("block_size", "tile"), [(32, 32), (40, 24)])

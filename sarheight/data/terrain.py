@@ -24,7 +24,8 @@ Decisions, in one place:
   only their channels kept: they are small (a 1000 x 1000 scene of six channels is
   24 MB), and random tiles then cost a slice, not a file read.
 - **Spatial splits.** By scene (whole scenes to validation and test) or by square blocks
-  of ``block_size`` cells (each block to one split). A training tile lies entirely inside
+  of ``block_size`` cells (each block to one split); the scenes of one area (``dem_name``:
+  both passes and every prior draw of one DEM) share their splits. A training tile lies entirely inside
   training cells; validation and test tiles lie inside one region (scene or block) of
   their split, cut on a fixed grid, the last tile of a row or column padded rather than
   shifted, so that every cell is scored once. Padding cells have no inputs (NaN, 0 after
@@ -132,9 +133,25 @@ class SceneArrays:
         return self.inputs.shape[1], self.inputs.shape[2]
 
 
-def scene_header(path: str | os.PathLike[str]) -> tuple[str, tuple[str, ...]]:
-    """A scene file's name and variables, read without its data (to check every scene of a
-    set before reading any).
+class SceneHeader(NamedTuple):
+    """What :func:`scene_header` reads of a scene file: its name, its variables and the
+    area it covers (scenes of one area go to one split)."""
+
+    name: str
+    variables: tuple[str, ...]
+    area: str
+
+
+def scene_header(path: str | os.PathLike[str], group_by: str | None = "dem_name") -> SceneHeader:
+    """A scene file's name, variables and area, read without its data (to check every scene
+    of a set before reading any).
+
+    Parameters
+    ----------
+    path : the scene file.
+    group_by : the attribute naming the area a scene covers (``dem_name``: the scenes of
+        one DEM, whatever their pass, priors or seed, see the same terrain); a scene without
+        it, or with ``group_by=None``, is an area of its own.
 
     Raises
     ------
@@ -146,7 +163,9 @@ def scene_header(path: str | os.PathLike[str]) -> tuple[str, tuple[str, ...]]:
         raise MissingInputError(f"no scene file {str(path)!r}: build scenes with sarheight.terrain")
     try:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return scene_name(ds, path), tuple(str(name) for name in ds.data_vars)
+            name = scene_name(ds, path)
+            area = ds.attrs.get(group_by) if group_by else None
+            return SceneHeader(name, tuple(str(v) for v in ds.data_vars), str(area) if area else name)
     except (OSError, ValueError) as error:
         raise InvalidInputError(f"{str(path)!r} is not a readable scene file (NetCDF-4): {error}") from None
 
@@ -358,9 +377,14 @@ class TerrainDataModule(L.LightningDataModule):
         docstring), or None for absolute heights.
     split : "scene" (whole scenes to validation and test) or "block" (square blocks of
         ``block_size`` cells).
-    val_scenes, test_scenes : with ``split="scene"``, the names of the validation and
-        test scenes; a split not named is drawn from the other scenes with its fraction.
-    val_fraction, test_fraction : the share of scenes (or blocks) drawn for validation and
+    val_scenes, test_scenes : with ``split="scene"``, the validation and test scenes, by
+        scene name or area name (e.g. a DEM's); a scene brings the other scenes of its area
+        with it. A split not named is drawn from the other areas with its fraction.
+    group_by : the scene attribute naming the area a scene covers (default ``dem_name``):
+        the scenes of one area (both passes, every prior draw and seed of one DEM see the
+        same terrain) go to one split, and with ``split="block"`` a block goes to one split
+        in all of them. None: every scene is an area of its own.
+    val_fraction, test_fraction : the share of areas (or blocks) drawn for validation and
         test with ``seed``; at least one each when the fraction is above 0.
     block_size : the side of the blocks of ``split="block"`` (cells); at least ``tile``,
         so that training tiles fit inside one block.
@@ -380,6 +404,7 @@ class TerrainDataModule(L.LightningDataModule):
         split: Literal["scene", "block"] = "scene",
         val_scenes: list[str] | None = None,
         test_scenes: list[str] | None = None,
+        group_by: str | None = "dem_name",
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         block_size: int = 256,
@@ -428,6 +453,9 @@ class TerrainDataModule(L.LightningDataModule):
         self.split = split
         self.val_scenes = list(val_scenes or [])
         self.test_scenes = list(test_scenes or [])
+        self.group_by = group_by
+        #: Per scene, the area it covers (its ``group_by`` attribute).
+        self.scene_areas: list[str] = []
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.block_size = block_size
@@ -503,15 +531,17 @@ class TerrainDataModule(L.LightningDataModule):
         if self.data is not None:
             return
         files = self.scene_files()
-        headers = [scene_header(path) for path in files]
-        names = [name for name, _ in headers]
+        headers = [scene_header(path, self.group_by) for path in files]
+        names = [header.name for header in headers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise InvalidInputError(f"scene names {duplicates} occur more than once among {len(files)} scene files: "
                                     "give each scene a unique scene_name")
         needed = [*self.channels, *([self.reference] if self.reference else []), self.target, "layover", "shadow"]
-        for name, variables in headers:
-            check_scene(variables, needed, name, "the data module (data.channels, data.target, data.reference)")
+        for header in headers:
+            check_scene(header.variables, needed, header.name,
+                        "the data module (data.channels, data.target, data.reference)")
+        self.scene_areas = [header.area for header in headers]
         data = []
         for path, name in zip(files, names, strict=True):
             scene = open_scene(path)
@@ -533,36 +563,56 @@ class TerrainDataModule(L.LightningDataModule):
 
     def _split_scenes(self, data: list[SceneArrays]) -> None:
         names = [scene.name for scene in data]
-        unknown = [name for name in self.val_scenes + self.test_scenes if name not in names]
-        if unknown:
-            raise InvalidInputError(f"data.val_scenes/test_scenes name {unknown}, which are not among the scenes "
-                                    f"({', '.join(names)})")
-        both = set(self.val_scenes) & set(self.test_scenes)
+        members: dict[str, list[str]] = {}
+        for name, area in zip(names, self.scene_areas, strict=True):
+            members.setdefault(area, []).append(name)
+        area_of = dict(zip(names, self.scene_areas, strict=True))
+
+        def areas(given: list[str]) -> list[str]:
+            unknown = [name for name in given if name not in members and name not in area_of]
+            if unknown:
+                raise InvalidInputError(f"data.val_scenes/test_scenes name {unknown}, which are neither scenes "
+                                        f"({', '.join(names)}) nor areas ({', '.join(members)})")
+            return list(dict.fromkeys(name if name in members else area_of[name] for name in given))
+
+        chosen = {"val": areas(self.val_scenes), "test": areas(self.test_scenes)}
+        both = set(chosen["val"]) & set(chosen["test"])
         if both:
-            raise InvalidInputError(f"scenes {sorted(both)} are named for both validation and test: name each once")
-        chosen = {"val": list(self.val_scenes), "test": list(self.test_scenes)}
-        rest = [name for name in names if name not in chosen["val"] + chosen["test"]]
+            raise InvalidInputError(f"the scenes of {sorted(both)} are named for both validation and test (scenes of "
+                                    f"one {self.group_by} go to one split): name each area once")
+        rest = [area for area in members if area not in chosen["val"] + chosen["test"]]
         rest = [rest[k] for k in np.random.default_rng(self.seed).permutation(len(rest))]
         for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction)):
             if not chosen[split] and fraction > 0:
-                count = max(1, round(fraction * len(names)))
+                count = max(1, round(fraction * len(members)))
                 chosen[split], rest = rest[:count], rest[count:]
         if not rest:
             raise InvalidInputError(
-                f"no scene is left for training among {len(names)} (validation {chosen['val']}, test "
-                f"{chosen['test']}): add scenes, lower data.val_fraction/test_fraction, or use split='block'"
+                f"no area is left for training among {len(members)} (validation {chosen['val']}, test "
+                f"{chosen['test']}; scenes of one {self.group_by} go to one split): add scenes, lower "
+                "data.val_fraction/test_fraction, or use split='block'"
             )
-        self.split_scenes = {"train": sorted(rest), "val": sorted(chosen["val"]), "test": sorted(chosen["test"])}
-        code = {name: SPLITS.index(split) for split, members in self.split_scenes.items() for name in members}
+        chosen["train"] = rest
+        self.split_scenes = {split: sorted(name for area in chosen[split] for name in members[area])
+                             for split in SPLITS}
+        code = {name: SPLITS.index(split) for split, scenes in self.split_scenes.items() for name in scenes}
         self.areas = [np.full(scene.shape, code[scene.name], dtype=np.uint8) for scene in data]
         self._regions = {split: [(index, 0, 0, *scene.shape) for index, scene in enumerate(data)
                                  if scene.name in self.split_scenes[split]] for split in ("val", "test")}
 
     def _split_blocks(self, data: list[SceneArrays]) -> None:
         size = self.block_size
-        blocks = [(index, row, col, min(row + size, scene.shape[0]), min(col + size, scene.shape[1]))
-                  for index, scene in enumerate(data)
-                  for row in range(0, scene.shape[0], size) for col in range(0, scene.shape[1], size)]
+        shapes: dict[str, tuple[int, int]] = {}
+        for scene, area in zip(data, self.scene_areas, strict=True):
+            if shapes.setdefault(area, scene.shape) != scene.shape:
+                raise InvalidInputError(
+                    f"the scenes of {self.group_by} {area!r} lie on grids of different shapes ({shapes[area]} and "
+                    f"{scene.shape}): blocks of one area must match across its scenes; use split='scene'"
+                )
+        # A block of an area goes to one split in all the scenes of that area (both passes
+        # of one DEM see the same terrain).
+        blocks = [(area, row, col) for area, (rows, cols) in shapes.items()
+                  for row in range(0, rows, size) for col in range(0, cols, size)]
         order = np.random.default_rng(self.seed).permutation(len(blocks))
         counts = {split: (max(1, round(fraction * len(blocks))) if fraction > 0 else 0)
                   for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))}
@@ -571,17 +621,21 @@ class TerrainDataModule(L.LightningDataModule):
                 f"{len(blocks)} blocks of {size} cells leave none for training after {counts['val']} for validation "
                 f"and {counts['test']} for test: make data.block_size smaller, or add scenes"
             )
-        assigned = {"val": order[:counts["val"]], "test": order[counts["val"]:counts["val"] + counts["test"]],
-                    "train": order[counts["val"] + counts["test"]:]}
+        split_of = {}
+        for position, k in enumerate(order):
+            split_of[blocks[k]] = ("val" if position < counts["val"] else
+                                   "test" if position < counts["val"] + counts["test"] else "train")
         self.areas = [np.full(scene.shape, _NO_SPLIT, dtype=np.uint8) for scene in data]
-        self._regions = {}
-        self.split_scenes = {}
-        for split, members in assigned.items():
-            regions = sorted(blocks[k] for k in members)
-            for index, row0, col0, row1, col1 in regions:
-                self.areas[index][row0:row1, col0:col1] = SPLITS.index(split)
-            self._regions[split] = regions
-            self.split_scenes[split] = sorted({data[index].name for index, *_ in regions})
+        self._regions = {split: [] for split in SPLITS}
+        for index, (scene, area) in enumerate(zip(data, self.scene_areas, strict=True)):
+            for row in range(0, scene.shape[0], size):
+                for col in range(0, scene.shape[1], size):
+                    split = split_of[(area, row, col)]
+                    row1, col1 = min(row + size, scene.shape[0]), min(col + size, scene.shape[1])
+                    self.areas[index][row:row1, col:col1] = SPLITS.index(split)
+                    self._regions[split].append((index, row, col, row1, col1))
+        self.split_scenes = {split: sorted({data[index].name for index, *_ in regions})
+                             for split, regions in self._regions.items()}
 
     def _statistics(self, data: list[SceneArrays]) -> None:
         channels = len(self.channels)
