@@ -238,3 +238,12 @@ def test_random_tiles_follow_the_torch_seed(scenes):
     first = draws()
     torch.manual_seed(3)
     assert draws() == first and len(set(first)) > 1
+
+
+def test_mask_channels_as_inputs_leave_outside_the_image_missing(tmp_path):
+    ds = open_scene(write_tiny_scene(tmp_path / "a.nc", rows=24, cols=24, seed=1))
+    arrays = scene_arrays(ds, ["layover", "shadow", "prior_mask"], reference="prior_interpolated")
+    outside = ds["layover"].values == MaskCode.OUTSIDE
+    assert outside.any() and np.isnan(arrays.inputs[:2, outside]).all()
+    np.testing.assert_array_equal(arrays.inputs[0, ~outside], ds["layover"].values[~outside])
+    np.testing.assert_array_equal(arrays.missing, outside)

@@ -76,6 +76,10 @@ DEFAULT_CHANNELS = ("sar_reconstructed", "prior_height", "prior_mask", "prior_di
 #: Channels holding heights (m): given relative to the reference channel when there is one.
 HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "height"})
 
+#: Channels of mask codes (:class:`~sarheight.masks.MaskCode`): as inputs, 255 (outside
+#: the image) is a missing value.
+MASK_CHANNELS = frozenset({"layover", "shadow"})
+
 #: Channels that are NaN by design where they say nothing (the heights of the priors,
 #: given only at the priors): a NaN there is no missing input.
 SPARSE_CHANNELS = frozenset({"prior_height"})
@@ -227,6 +231,9 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
     missing = ~np.isfinite(offset) if offset is not None else np.zeros(inputs.shape[1:], dtype=bool)
     for index, channel in enumerate(channels):
         values = ds[channel].values.astype(np.float32)
+        if channel in MASK_CHANNELS:
+            # Outside the image is no code but a missing value.
+            values[values == MaskCode.OUTSIDE] = np.nan
         if offset is not None and channel in HEIGHT_CHANNELS:
             values = values - offset
         inputs[index] = values
