@@ -16,7 +16,9 @@ from affine import Affine
 
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
+from sarheight.masks import MASK_ATTRS
 from sarheight.simulate import texture
+from sarheight.terrain import write_scene
 
 #: Where the synthetic scenes lie (degrees), and their cell size: about 30 m in latitude.
 LON, LAT = 10.0, 45.0
@@ -99,3 +101,143 @@ def assert_closed_recovery(dem: xr.DataArray, geometry: RadarGeometry, chunks: t
         for part, where in (("corners", corners), ("border", border), ("interior", ~border)):
             assert np.nanmax(error[where]) < tolerance, (size, part, np.unravel_index(
                 np.nanargmax(np.where(where, error, np.nan)), error.shape))
+
+
+def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: int = 0, name: str | None = None,
+                     cell: float = 30.0, relief: float = 400.0, incidence: float = 35.0, priors: int = 12,
+                     truth: bool = True, other_pass: bool = False, drop: tuple[str, ...] = (),
+                     outside_corner: int = 6, origin: tuple[float, float] = (500_000.0, 5_000_000.0),
+                     crs: str = "EPSG:32632", dem_name: str | None = None) -> Path:
+    """Write a terrain scene file with :func:`sarheight.terrain.write_scene` from analytic
+    terrain, without physics.
+
+    The height is a sum of sinusoids of random wavelengths (8-40 cells), directions and
+    phases; the SAR images are an empirical sigma0 law of the local incidence (radar looking
+    east for the ascending pass, west for the other) with 4-look speckle; layover and shadow
+    come from slope thresholds along the range direction (active) and two cells beside
+    them (passive); a triangle of ``outside_corner`` cells at the top left lies outside the
+    image (255, SAR NaN); ``priors`` cells sampled from the truth give the prior height,
+    mask and distance (Euclidean, metres) and the priors-only interpolation (linear,
+    nearest outside the hull). ``drop`` leaves variables out; ``truth=False`` leaves out
+    ``height`` (an observed scene without a reference). ``dem_name`` (default
+    ``sinusoids-SEED``) names the area: scenes sharing it go to one split.
+
+    Returns
+    -------
+    The path written.
+    """
+    from scipy.interpolate import griddata
+    from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    height = np.full((rows, cols), 600.0)
+    for amplitude in relief * rng.dirichlet(np.ones(5)):
+        wavelength = rng.uniform(8.0, 40.0)
+        direction = rng.uniform(0.0, np.pi)
+        phase = rng.uniform(0.0, 2 * np.pi)
+        height += 0.5 * amplitude * np.sin(2 * np.pi * (xx * np.cos(direction) + yy * np.sin(direction)) / wavelength
+                                           + phase)
+    dz_dy, dz_dx = np.gradient(height, cell)
+    dz_dy = -dz_dy  # rows run south
+    outside = (yy + xx) < outside_corner
+
+    def image(look_east: bool, speckle_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Local incidence (deg), layover and shadow codes, and sigma0 (dB) for one pass."""
+        theta = np.radians(incidence)
+        # Slope rising away from the radar along the range direction (the radar sits west
+        # of the scene when it looks east).
+        range_slope = dz_dx if look_east else -dz_dx
+        cos_local = (np.cos(theta) - np.sin(theta) * range_slope) / np.sqrt(1 + dz_dx**2 + dz_dy**2)
+        local = np.degrees(np.arccos(np.clip(cos_local, -1.0, 1.0)))
+        steepness = np.degrees(np.arctan(range_slope))
+        active_layover = steepness < -incidence
+        active_shadow = steepness > 90.0 - incidence - 25.0
+        step = 1 if look_east else -1
+        layover = np.where(active_layover, 1, np.where(binary_dilation(active_layover, np.ones((1, 5), bool)), 2, 0))
+        behind = binary_dilation(active_shadow, np.ones((1, 3), bool), origin=(0, -step))
+        shadow = np.where(active_shadow, 1, np.where(behind, 2, 0))
+        layover = np.where(outside, 255, layover).astype(np.uint8)
+        shadow = np.where(outside, 255, shadow).astype(np.uint8)
+        speckle = np.random.default_rng(speckle_seed).gamma(4.0, 1 / 4.0, (rows, cols))
+        sigma0 = 0.3 * np.clip(np.cos(np.radians(local)), 1e-3, None) ** 2 * speckle
+        db = 10 * np.log10(sigma0)
+        db = np.where((shadow != 0) | outside, np.nan, db)
+        return local.astype(np.float32), layover, shadow, db.astype(np.float32)
+
+    local, layover, shadow, reconstructed = image(True, seed + 1)
+    # The geocoded image sums the layover energy (brighter by about 3 dB there); the
+    # reconstruction gives each cell its own share back.
+    geocoded = np.where(layover != 0, reconstructed + 3.0, reconstructed).astype(np.float32)
+    cells = np.flatnonzero(~outside.ravel())
+    chosen = rng.choice(cells, size=priors, replace=False)
+    prior_mask = np.zeros(rows * cols, dtype=np.uint8)
+    prior_mask[chosen] = 1
+    prior_mask = prior_mask.reshape(rows, cols)
+    prior_height = np.where(prior_mask == 1, height, np.nan).astype(np.float32)
+    prior_distance = (distance_transform_edt(prior_mask == 0) * cell).astype(np.float32)
+    points = np.column_stack(np.nonzero(prior_mask))
+    values = height[prior_mask == 1]
+    interpolated = griddata(points, values, (yy, xx), method="linear")
+    nearest = griddata(points, values, (yy, xx), method="nearest")
+    interpolated = np.where(np.isfinite(interpolated), interpolated, nearest).astype(np.float32)
+    variables = {
+        "sar_reconstructed": (reconstructed, "dB"),
+        "sar_geocoded": (geocoded, "dB"),
+        "local_incidence_angle": (np.where(outside, np.nan, local).astype(np.float32), "deg"),
+        "layover": (layover, None),
+        "shadow": (shadow, None),
+        "prior_height": (prior_height, "m"),
+        "prior_mask": (prior_mask, None),
+        "prior_distance": (prior_distance, "m"),
+        "prior_interpolated": (interpolated, "m"),
+        "coarse_height": (gaussian_filter(height, 3.0).astype(np.float32), "m"),
+    }
+    if truth:
+        variables["height"] = (height.astype(np.float32), "m")
+    if other_pass:
+        _, other_layover, _, other = image(False, seed + 2)
+        variables["other_sar_reconstructed"] = (other, "dB")
+        variables["other_sar_geocoded"] = (np.where(other_layover != 0, other + 3.0, other).astype(np.float32), "dB")
+    x = origin[0] + (np.arange(cols) + 0.5) * cell
+    y = origin[1] - (np.arange(rows) + 0.5) * cell
+    ds = xr.Dataset(
+        {key: (("y", "x"), values, MASK_ATTRS if key in ("layover", "shadow") else {"units": units} if units else {})
+         for key, (values, units) in variables.items() if key not in drop},
+        coords={"y": y, "x": x},
+        attrs={"scene_name": name or Path(path).stem, "dem_name": dem_name or f"sinusoids-{seed}",
+               "pass_direction": "ascending", "kind": "simulated" if truth else "observed"},
+    ).rio.write_crs(crs)
+    return write_scene(ds, path)
+
+
+def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Path]:
+    """``count`` scenes ``s0.nc``, ``s1.nc``... of :func:`write_tiny_scene` (seeds 0, 1...)
+    in ``folder`` (made if missing), each ``options`` passed on; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_tiny_scene(folder / f"s{k}.nc", seed=k, **options) for k in range(count)]
+
+
+def fit_tiny_checkpoint(scenes: str | Path, path: str | Path, *, seed: int = 0, model: str = "unet",
+                        channels: tuple[str, ...] | None = None, steps: int = 2, tile: int = 32,
+                        **model_options) -> Path:
+    """Train a small model (``base_channels`` 4, ``depth`` 2 unless given) for ``steps``
+    steps on the scenes of ``scenes`` through the Python API, and save its checkpoint at
+    ``path``; returns the path."""
+    import lightning as L
+
+    from sarheight.data import DEFAULT_CHANNELS, TerrainDataModule
+    from sarheight.training import AtomicCheckpointIO, PixelRegression
+
+    L.seed_everything(seed, verbose=False)
+    data = TerrainDataModule(scenes=str(scenes), channels=list(channels or DEFAULT_CHANNELS), tile=tile,
+                             tiles_per_epoch=4 * steps, batch_size=4)
+    module = PixelRegression(model=model, model_options={"base_channels": 4, "depth": 2, **model_options},
+                             in_channels=data.in_channels, scheduler="none")
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], default_root_dir=Path(path).parent)
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(path)
+    return Path(path)

@@ -29,6 +29,8 @@ LAYERS = (
     ("priors",),
     ("terrain",),
     ("models",),
+    ("data",),
+    ("training",),
     ("demo",),
     ("cli",),
     ("__main__",),

@@ -1,7 +1,9 @@
 """The ``sarheight`` command: one module per subcommand, the shared options in :mod:`.options`.
 
 Each subcommand module gives ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``; :data:`COMMANDS` lists them in the order ``--help`` shows. A new
+``run(args) -> int``; :data:`COMMANDS` lists them in the order ``--help`` shows. A command
+with ``PASSTHROUGH`` set (``fit``, ``validate``, ``test``: LightningCLI) parses the rest
+of the line itself: it gets every argument after its name in ``args.arguments``. A new
 subcommand (``fit``, ``predict``, a model's own) is a new module and one line here.
 Start-up stays fast because every subcommand imports what it needs (numpy, the physics,
 the models) inside ``run``, not at the top of its module.
@@ -27,11 +29,11 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import SarHeightError
 from ..paths import check_outputs, check_writable_folder
-from . import compile_kernels, demo, geocode, reconstruct, simulate
+from . import compile_kernels, demo, fit, geocode, reconstruct, simulate, terrain
 from .options import in_command_words, masks_path
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct)
+COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, *fit.COMMANDS, terrain)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,16 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
-        subparser = sub.add_parser(command.NAME, help=command.HELP)
+        passthrough = getattr(command, "PASSTHROUGH", False)
+        subparser = sub.add_parser(command.NAME, help=command.HELP, add_help=not passthrough)
         command.add_arguments(subparser)
-        subparser.set_defaults(run=command.run)
+        subparser.set_defaults(run=command.run, passthrough=passthrough)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command with ``argv`` (default: the process's arguments); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.arguments = rest
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
@@ -165,7 +171,8 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
 
 
 #: The options that name input files, by the attribute argparse gives them.
-INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry"}
+INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry",
+                 "scene": "--scene"}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, parser) -> None:

@@ -1,0 +1,121 @@
+"""``sarheight terrain ACTION``: the terrain height model's actions, ``predict`` first.
+
+Each action is an :class:`Action` in :data:`ACTIONS` (its help, its options, its run):
+another (``scenes``, ``ablate``) is a function pair and one entry there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from .options import add_outputs, add_quiet
+
+NAME = "terrain"
+HELP = "terrain height from one SAR image and sparse priors: predict a height map with trained checkpoints"
+
+
+class Action(NamedTuple):
+    """An action of ``sarheight terrain``."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, action in ACTIONS.items():
+        subparser = actions.add_parser(name, help=action.help, description=action.help)
+        action.add_arguments(subparser)
+        subparser.set_defaults(run_action=action.run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args.run_action(args)
+
+
+# predict
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", action="append", required=True, metavar="CKPT",
+                        help="a checkpoint of sarheight fit; repeat it for an ensemble (seeds, folds): the map is "
+                        "their mean, with their standard deviation as a second band")
+    parser.add_argument("--scene", required=True, help="the scene file (NetCDF, written by sarheight.terrain)")
+    add_outputs(parser, "output GeoTIFF: height (m), and height_std (m) with several checkpoints")
+    parser.add_argument("--tile", type=int, default=256, help="tile side, cells (default 256)")
+    parser.add_argument("--overlap", type=int, default=64,
+                        help="least overlap of neighbouring tiles, cells, at most tile/2 (default 64)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
+    add_quiet(parser)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..io import write_geotiff
+    from ..terrain import open_scene
+    from ..training.predict import predict_height
+    from .options import run_outputs
+
+    scene = open_scene(args.scene)
+    result = predict_height(scene, args.ckpt, tile=args.tile, overlap=args.overlap, progress=not args.quiet,
+                            device=args.device)
+    truth = scene["height"].values if "height" in scene else None
+    with run_outputs(args, masks=False) as (out, _, quicklook_path):
+        write_geotiff(result, out, variables=[name for name in ("height", "height_std") if name in result])
+        if quicklook_path is not None:
+            _quicklook(scene, result, quicklook_path)
+    if not args.quiet:
+        if truth is not None:
+            error = result["height"].values - truth
+            valid = np.isfinite(error)
+            line = f"RMSE against the scene's height: {np.sqrt(np.mean(error[valid] ** 2)):.2f} m"
+            if "prior_interpolated" in scene:
+                baseline = scene["prior_interpolated"].values - truth
+                line += f" (priors-only interpolation {np.sqrt(np.nanmean(baseline[valid] ** 2)):.2f} m)"
+            print(f"{line} over {int(valid.sum())} cells")
+        written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
+        print(f"wrote {' and '.join(written)}")
+    return 0
+
+
+def _quicklook(scene, result, path: Path) -> None:
+    import numpy as np
+
+    from ..plots import quicklook
+
+    height = result["height"].values
+    truth = scene["height"].values if "height" in scene else None
+    shown = [values for values in (height, truth) if values is not None]
+    low, high = (float(np.nanpercentile(np.concatenate([v.ravel() for v in shown]), p)) for p in (1, 99))
+    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
+    panels = []
+    if truth is not None:
+        panels.append(("truth height (m)", truth, terrain))
+    panels.append(("predicted height (m)", height, terrain))
+    if truth is not None:
+        errors = [height - truth]
+        if "prior_interpolated" in scene:
+            errors.append(scene["prior_interpolated"].values - truth)
+        limit = max(float(np.nanpercentile(np.abs(e), 99)) for e in errors) or 1.0
+        diverging = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}
+        panels.append(("prediction - truth (m)", errors[0], diverging))
+    if "height_std" in result:
+        panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
+                       {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
+    if "prior_interpolated" in scene:
+        panels.append(("priors-only interpolation (m)", scene["prior_interpolated"].values, terrain))
+        if truth is not None:
+            panels.append(("priors only - truth (m)", errors[1], diverging))
+    quicklook(panels, path, title=f"sarheight terrain predict: {result.attrs['scene_name']}")
+
+
+#: The actions of ``sarheight terrain``, in the order ``--help`` lists them.
+ACTIONS = {
+    "predict": Action("predict a height map (GeoTIFF) from a scene with one or several checkpoints",
+                      add_predict_arguments, run_predict),
+}

@@ -1,0 +1,695 @@
+"""Terrain scenes as tiles for the height model: reading, spatial splits, normalisation.
+
+A terrain scene is one NetCDF4 file (``*.nc``, written by :mod:`sarheight.terrain`) on a
+map grid, dims ``(y, x)``: the SAR images (``sar_reconstructed``, ``sar_geocoded``, dB),
+``local_incidence_angle`` (deg), the ``layover`` and ``shadow`` codes
+(:class:`~sarheight.masks.MaskCode`), the sparse priors (``prior_height``, ``prior_mask``,
+``prior_distance`` in m, ``prior_interpolated``: the priors-only interpolation),
+``coarse_height``, the truth ``height`` (m) where there is one, and optionally the other
+pass's images (``other_sar_reconstructed``, ``other_sar_geocoded``).
+
+Decisions, in one place:
+
+- **Relative to a reference.** The model predicts ``target - reference`` (default
+  reference: ``prior_interpolated``). The priors fix the absolute level; what the network
+  has to learn is the relief between them, which is what SAR texture (slopes, layover,
+  shadow) can tell. Height-valued input channels (:data:`HEIGHT_CHANNELS`) are given
+  relative to the reference too, so that the network never sees the absolute level and a
+  model trained in the Alps applies at sea level. With a reference, ``prior_height``
+  relative to it is zero at the priors (the interpolation passes through them) and says no
+  more than ``prior_mask``; it stays in the default channels so that the same list serves
+  ``reference=None``, where heights are absolute.
+- **In memory.** Scenes are read once (:func:`sarheight.terrain.open_scene`) at
+  :meth:`TerrainDataModule.setup`, after every file's variables have been checked, and
+  only their channels kept: they are small (a 1000 x 1000 scene of six channels is
+  24 MB), and random tiles then cost a slice, not a file read.
+- **Spatial splits.** By scene (whole scenes to validation and test) or by square blocks
+  of ``block_size`` cells (each block to one split); the scenes of one area (``dem_name``:
+  both passes and every prior draw of one DEM) share their splits. A training tile lies entirely inside
+  training cells; validation and test tiles lie inside one region (scene or block) of
+  their split, cut on a fixed grid, the last tile of a row or column padded rather than
+  shifted, so that every cell is scored once. Padding cells have no inputs (NaN, 0 after
+  normalisation) and no loss. Random tiles of one area are never split apart: neighbouring
+  tiles share their relief, which would leak the answer into validation.
+- **No augmentation.** Flips and rotations would swap the slopes facing the radar with
+  those facing away, which layover and shadow tell apart.
+- **Normalisation.** Per-channel mean and standard deviation (NaN-aware) over the
+  training cells only; applied by the LightningModule, which keeps them in its
+  checkpoint, so that the statistics a model was trained with travel with it. NaN inputs
+  become 0 after normalisation (the channel's mean).
+- **Loss mask.** A cell counts where the target and the reference are finite, it is not
+  in shadow (``shadow == 0``: the SAR image holds nothing there) and inside the image
+  (``layover != 255``).
+- **Terrain classes** for the metrics (:data:`TERRAIN_CLASSES`): active layover
+  (``layover == 1``), passive layover (``layover == 2``), shadow-adjacent (within
+  :data:`SHADOW_ADJACENT_CELLS` cells of shadow, not in it), other; layover wins where
+  both apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import lightning as L
+import numpy as np
+import torch
+import xarray as xr
+from scipy.ndimage import binary_dilation
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import InvalidInputError, MissingInputError
+from ..masks import MaskCode
+from ..terrain import open_scene
+
+logger = logging.getLogger(__name__)
+
+#: The input channels of the ASK-UNet paper: reconstructed SAR, prior heights, prior mask
+#: and the distance to the nearest prior.
+DEFAULT_CHANNELS = ("sar_reconstructed", "prior_height", "prior_mask", "prior_distance")
+
+#: Channels holding heights (m): given relative to the reference channel when there is one.
+HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "height"})
+
+#: Channels of mask codes (:class:`~sarheight.masks.MaskCode`): as inputs, 255 (outside
+#: the image) is a missing value.
+MASK_CHANNELS = frozenset({"layover", "shadow"})
+
+#: Channels that are NaN by design where they say nothing (the heights of the priors,
+#: given only at the priors): a NaN there is no missing input.
+SPARSE_CHANNELS = frozenset({"prior_height"})
+
+#: The terrain classes of the per-class metrics, by code (the index).
+TERRAIN_CLASSES = ("active_layover", "passive_layover", "shadow_adjacent", "other")
+
+#: How near shadow (cells, in any direction) a cell counts as shadow-adjacent.
+SHADOW_ADJACENT_CELLS = 3
+
+#: The split codes of the area maps.
+SPLITS = ("train", "val", "test")
+_NO_SPLIT = 255
+
+
+class Window(NamedTuple):
+    """A tile's place: scene index, first row, first column, rows and columns inside the
+    scene (at most the tile side; the rest of the tile is padding)."""
+
+    scene: int
+    row: int
+    col: int
+    rows: int
+    cols: int
+
+
+@dataclass
+class SceneArrays:
+    """One scene's arrays, ready for tiling (float32 unless said).
+
+    Attributes
+    ----------
+    name : the scene's name (``scene_name`` attribute, else the file's stem).
+    inputs : (C, H, W) the input channels in order, height channels relative to the
+        reference; NaN where a channel has no value.
+    offset : (H, W) the reference (m), added to the model's output to give the height; 0
+        without a reference.
+    missing : (H, W) bool, where an input other than the sparse ones, or the reference, is
+        NaN: the model has nothing to go on there, its prediction is NaN.
+    target : (H, W) the target relative to the reference (m), or None without a target.
+    loss_mask : (H, W) bool, the cells the loss and the metrics count, or None.
+    classes : (H, W) uint8 codes of :data:`TERRAIN_CLASSES`, or None.
+    """
+
+    name: str
+    inputs: np.ndarray
+    offset: np.ndarray
+    missing: np.ndarray
+    target: np.ndarray | None = None
+    loss_mask: np.ndarray | None = None
+    classes: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.inputs.shape[1], self.inputs.shape[2]
+
+
+class SceneHeader(NamedTuple):
+    """What :func:`scene_header` reads of a scene file: its name, its variables and the
+    area it covers (scenes of one area go to one split)."""
+
+    name: str
+    variables: tuple[str, ...]
+    area: str
+
+
+def scene_header(path: str | os.PathLike[str], group_by: str | None = "dem_name") -> SceneHeader:
+    """A scene file's name, variables and area, read without its data (to check every scene
+    of a set before reading any).
+
+    Parameters
+    ----------
+    path : the scene file.
+    group_by : the attribute naming the area a scene covers (``dem_name``: the scenes of
+        one DEM, whatever their pass, priors or seed, see the same terrain); a scene without
+        it, or with ``group_by=None``, is an area of its own.
+
+    Raises
+    ------
+    MissingInputError : the file does not exist.
+    InvalidInputError : it is not a NetCDF-4 file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"no scene file {str(path)!r}: build scenes with sarheight.terrain")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            name = scene_name(ds, path)
+            area = ds.attrs.get(group_by) if group_by else None
+            return SceneHeader(name, tuple(str(v) for v in ds.data_vars), str(area) if area else name)
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"{str(path)!r} is not a readable scene file (NetCDF-4): {error}") from None
+
+
+def scene_name(ds: xr.Dataset, path: str | os.PathLike[str] | None = None) -> str:
+    """A scene's name: its ``scene_name`` attribute, else the file's stem, else "the scene"."""
+    name = ds.attrs.get("scene_name")
+    if name:
+        return str(name)
+    return Path(path).stem if path is not None else "the scene"
+
+
+def check_scene(variables: Sequence[str], needed: Sequence[str], name: str, needed_by: str) -> None:
+    """Refuse a scene whose ``variables`` lack one of ``needed``.
+
+    Raises
+    ------
+    InvalidInputError : naming the scene, the variables missing and those it has.
+    """
+    missing = [variable for variable in dict.fromkeys(needed) if variable not in variables]
+    if missing:
+        raise InvalidInputError(
+            f"scene {name!r} lacks {', '.join(repr(v) for v in missing)}, which {needed_by} needs; it has "
+            f"{', '.join(sorted(variables))}: write the scene with them, or choose channels it has"
+        )
+
+
+def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | None, target: str | None = None,
+                 name: str | None = None, needed_by: str = "the model") -> SceneArrays:
+    """Read a scene's inputs (and with ``target``, its target, loss mask and classes).
+
+    Parameters
+    ----------
+    ds : the scene (see the module's docstring for its variables).
+    channels : the input channels, in order.
+    reference : the height channel (m) the model predicts relative to, or None.
+    target : the height to learn (m), or None to read the inputs only (prediction).
+    name : the scene's name in messages; default :func:`scene_name`.
+    needed_by : who needs the channels, in messages ("the data module", "checkpoint A.ckpt").
+
+    Returns
+    -------
+    SceneArrays (see there for what each array holds).
+
+    Raises
+    ------
+    InvalidInputError : a variable is missing (named, with those the scene has), before
+        anything is read.
+    """
+    name = name or scene_name(ds)
+    needed = [*channels, *([reference] if reference else []), *([target, "layover", "shadow"] if target else [])]
+    check_scene([str(v) for v in ds.data_vars], needed, name, needed_by)
+    for variable in dict.fromkeys(needed):
+        if ds[variable].dims != ("y", "x"):
+            raise InvalidInputError(f"variable {variable!r} of scene {name!r} has dims {ds[variable].dims}, not "
+                                    "('y', 'x'): every channel must lie on the scene's grid")
+    offset = ds[reference].values.astype(np.float32) if reference else None
+    inputs = np.empty((len(channels), ds.sizes["y"], ds.sizes["x"]), dtype=np.float32)
+    missing = ~np.isfinite(offset) if offset is not None else np.zeros(inputs.shape[1:], dtype=bool)
+    for index, channel in enumerate(channels):
+        values = ds[channel].values.astype(np.float32)
+        if channel in MASK_CHANNELS:
+            # Outside the image is no code but a missing value.
+            values[values == MaskCode.OUTSIDE] = np.nan
+        if offset is not None and channel in HEIGHT_CHANNELS:
+            values = values - offset
+        inputs[index] = values
+        if channel not in SPARSE_CHANNELS:
+            missing |= ~np.isfinite(values)
+    if offset is None:
+        offset = np.zeros(inputs.shape[1:], dtype=np.float32)
+    arrays = SceneArrays(name=name, inputs=inputs, offset=np.where(np.isfinite(offset), offset, 0).astype(np.float32),
+                         missing=missing)
+    if target:
+        layover = ds["layover"].values
+        shadow = ds["shadow"].values
+        relative = ds[target].values.astype(np.float32) - (offset if reference else 0)
+        arrays.target = relative.astype(np.float32)
+        arrays.loss_mask = (np.isfinite(relative) & (shadow == MaskCode.NONE) & (layover != MaskCode.OUTSIDE)
+                            & np.isfinite(offset))
+        arrays.classes = terrain_classes(layover, shadow)
+    return arrays
+
+
+def terrain_classes(layover: np.ndarray, shadow: np.ndarray) -> np.ndarray:
+    """The codes of :data:`TERRAIN_CLASSES` (uint8) from the layover and shadow masks."""
+    in_shadow = (shadow == MaskCode.ACTIVE) | (shadow == MaskCode.PASSIVE)
+    near_shadow = binary_dilation(in_shadow, np.ones((3, 3), dtype=bool), iterations=SHADOW_ADJACENT_CELLS) & ~in_shadow
+    classes = np.full(layover.shape, TERRAIN_CLASSES.index("other"), dtype=np.uint8)
+    classes[near_shadow] = TERRAIN_CLASSES.index("shadow_adjacent")
+    classes[layover == MaskCode.PASSIVE] = TERRAIN_CLASSES.index("passive_layover")
+    classes[layover == MaskCode.ACTIVE] = TERRAIN_CLASSES.index("active_layover")
+    return classes
+
+
+def window_starts(allowed: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(K, 2) first rows and columns of every ``rows`` x ``cols`` window that lies entirely
+    in the ``allowed`` cells (a summed-area table: one pass whatever the window)."""
+    table = np.pad(allowed.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    inside = table[rows:, cols:] - table[:-rows, cols:] - table[rows:, :-cols] + table[:-rows, :-cols]
+    return np.argwhere(inside == rows * cols)
+
+
+def grid_windows(scene: int, row0: int, col0: int, row1: int, col1: int, tile: int) -> list[Window]:
+    """The tiles of a fixed grid over the rectangle [row0, row1) x [col0, col1), the last
+    of each row and column cut at the rectangle's edge (and padded to the tile)."""
+    return [Window(scene, row, col, min(tile, row1 - row), min(tile, col1 - col))
+            for row in range(row0, row1, tile) for col in range(col0, col1, tile)]
+
+
+class TerrainScenes(Dataset):
+    """Tiles of terrain scenes held in memory: a fixed list (validation, test) or random
+    draws inside allowed cells (training).
+
+    Parameters
+    ----------
+    scenes : the scenes, with targets (:func:`scene_arrays`).
+    tile : the side of every tile (cells); windows smaller than it are padded.
+    windows : the fixed tiles; or, for random tiles,
+    areas : per scene, a bool (H, W) map of the cells a random tile may cover, and
+    length : the number of random tiles per epoch.
+
+    Random tiles are drawn uniformly over every position where a tile of ``tile`` cells
+    (less in a scene smaller than that) lies entirely inside the allowed cells, with
+    torch's random generator: seeded by Lightning's ``seed_everything``, and per worker by
+    the DataLoader, so each epoch and worker draws anew.
+
+    Each item is a dict of tensors: ``inputs`` (C, T, T, NaN where missing or padding),
+    ``target`` (1, T, T, relative to the reference, 0 outside the mask), ``mask`` (1, T, T,
+    bool), ``offset`` (1, T, T, the reference), ``classes`` (1, T, T, uint8), ``scene``
+    (the scene's index) and ``window`` (row, col, rows, cols).
+    """
+
+    def __init__(self, scenes: Sequence[SceneArrays], tile: int, *, windows: Sequence[Window] | None = None,
+                 areas: Sequence[np.ndarray] | None = None, length: int | None = None):
+        if (windows is None) == (areas is None):
+            raise InvalidInputError("give either windows (fixed tiles) or areas and length (random tiles)")
+        self.scenes = list(scenes)
+        self.tile = int(tile)
+        self.windows = list(windows) if windows is not None else None
+        self.length = int(length or 0)
+        self._starts = np.zeros((0, 3), dtype=np.int64)
+        self._sizes: list[tuple[int, int]] = []
+        if areas is not None:
+            if self.length < 1:
+                raise InvalidInputError(f"random tiles need a length of at least 1, not {length}")
+            starts = []
+            for index, (scene, allowed) in enumerate(zip(self.scenes, areas, strict=True)):
+                rows, cols = min(self.tile, scene.shape[0]), min(self.tile, scene.shape[1])
+                self._sizes.append((rows, cols))
+                found = window_starts(allowed, rows, cols)
+                starts.append(np.column_stack([np.full(len(found), index), found]))
+            self._starts = np.concatenate(starts) if starts else self._starts
+            if not len(self._starts):
+                raise InvalidInputError(
+                    f"no tile of {self.tile} cells fits inside the training cells: make data.block_size at least "
+                    "data.tile, or data.tile smaller"
+                )
+
+    def __len__(self) -> int:
+        return len(self.windows) if self.windows is not None else self.length
+
+    def window(self, index: int) -> Window:
+        """The tile of item ``index``: the fixed one, or a new random draw."""
+        if self.windows is not None:
+            return self.windows[index]
+        scene, row, col = (int(v) for v in self._starts[int(torch.randint(len(self._starts), ()).item())])
+        return Window(scene, row, col, *self._sizes[scene])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.item(self.window(index))
+
+    def item(self, window: Window) -> dict[str, torch.Tensor]:
+        """The tensors of one tile (see the class's docstring)."""
+        scene = self.scenes[window.scene]
+        tile = self.tile
+        rows = slice(window.row, window.row + window.rows)
+        cols = slice(window.col, window.col + window.cols)
+        inner = (slice(0, window.rows), slice(0, window.cols))
+        inputs = np.full((scene.inputs.shape[0], tile, tile), np.nan, dtype=np.float32)
+        inputs[(slice(None), *inner)] = scene.inputs[:, rows, cols]
+        target = np.zeros((1, tile, tile), dtype=np.float32)
+        mask = np.zeros((1, tile, tile), dtype=bool)
+        offset = np.zeros((1, tile, tile), dtype=np.float32)
+        classes = np.full((1, tile, tile), TERRAIN_CLASSES.index("other"), dtype=np.uint8)
+        mask[(0, *inner)] = scene.loss_mask[rows, cols]
+        target[(0, *inner)] = np.where(mask[(0, *inner)], scene.target[rows, cols], 0)
+        offset[(0, *inner)] = scene.offset[rows, cols]
+        classes[(0, *inner)] = scene.classes[rows, cols]
+        return {
+            "inputs": torch.from_numpy(inputs), "target": torch.from_numpy(target), "mask": torch.from_numpy(mask),
+            "offset": torch.from_numpy(offset), "classes": torch.from_numpy(classes),
+            "scene": torch.tensor(window.scene), "window": torch.tensor(window[1:]),
+        }
+
+
+class TerrainDataModule(L.LightningDataModule):
+    """Terrain scenes as tiles, split spatially, for the pixel-wise height regression.
+
+    Parameters
+    ----------
+    scenes : a folder of scene files (``*.nc``), or a list of files and folders.
+    channels : the input channels, in order (default :data:`DEFAULT_CHANNELS`); any
+        variable of the scenes: ``local_incidence_angle``, ``layover``, ``shadow``,
+        ``coarse_height``, ``prior_interpolated``, ``sar_geocoded``, and the other pass's
+        ``other_sar_reconstructed`` (ascending and descending together see the slopes from
+        both sides).
+    target : the height to learn (m).
+    reference : the height channel the model predicts relative to (see the module's
+        docstring), or None for absolute heights.
+    split : "scene" (whole scenes to validation and test) or "block" (square blocks of
+        ``block_size`` cells).
+    val_scenes, test_scenes : with ``split="scene"``, the validation and test scenes, by
+        scene name or area name (e.g. a DEM's); a scene brings the other scenes of its area
+        with it. A split not named is drawn from the other areas with its fraction.
+    group_by : the scene attribute naming the area a scene covers (default ``dem_name``):
+        the scenes of one area (both passes, every prior draw and seed of one DEM see the
+        same terrain) go to one split, and with ``split="block"`` a block goes to one split
+        in all of them. None: every scene is an area of its own.
+    val_fraction, test_fraction : the share of areas (or blocks) drawn for validation and
+        test with ``seed``; at least one each when the fraction is above 0.
+    block_size : the side of the blocks of ``split="block"`` (cells); at least ``tile``,
+        so that training tiles fit inside one block.
+    tile : the side of the tiles (cells).
+    tiles_per_epoch : random training tiles per epoch.
+    batch_size : tiles per batch.
+    num_workers : DataLoader worker processes (0: in the main process).
+    seed : the seed of the split (the tiles follow Lightning's ``seed_everything``).
+    """
+
+    def __init__(
+        self,
+        scenes: str | list[str] = "scenes",
+        channels: Sequence[str] = DEFAULT_CHANNELS,
+        target: str = "height",
+        reference: str | None = "prior_interpolated",
+        split: Literal["scene", "block"] = "scene",
+        val_scenes: list[str] | None = None,
+        test_scenes: list[str] | None = None,
+        group_by: str | None = "dem_name",
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        block_size: int = 256,
+        tile: int = 128,
+        tiles_per_epoch: int = 512,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        channels = list(channels)
+        if not channels:
+            raise InvalidInputError("data.channels is empty: name at least one input channel")
+        if len(set(channels)) != len(channels):
+            raise InvalidInputError(f"data.channels {channels} names a channel twice: name each once")
+        if target in channels:
+            raise InvalidInputError(f"the target {target!r} is among data.channels: the model would be given the "
+                                    "answer; remove it from the channels")
+        if reference is not None and reference == target:
+            raise InvalidInputError(f"data.reference is the target {target!r}: choose another height channel "
+                                    "(prior_interpolated, coarse_height) or null")
+        if split not in ("scene", "block"):
+            raise InvalidInputError(f"data.split must be 'scene' or 'block', not {split!r}")
+        if split == "block" and (val_scenes or test_scenes):
+            raise InvalidInputError("data.val_scenes and data.test_scenes name scenes of split='scene': with "
+                                    "split='block', blocks are drawn with the fractions")
+        for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise InvalidInputError(f"data.{option} must lie in [0, 1), not {value}")
+        if val_fraction + test_fraction >= 1:
+            raise InvalidInputError(f"data.val_fraction + data.test_fraction is {val_fraction + test_fraction}: "
+                                    "keep it below 1, training needs the rest")
+        for option, value, least in (("tile", tile, 8), ("block_size", block_size, 1),
+                                     ("tiles_per_epoch", tiles_per_epoch, 1), ("batch_size", batch_size, 1),
+                                     ("num_workers", num_workers, 0)):
+            if int(value) != value or value < least:
+                raise InvalidInputError(f"data.{option} must be an integer of at least {least}, not {value}")
+        if split == "block" and block_size < tile:
+            raise InvalidInputError(f"data.block_size ({block_size}) is smaller than data.tile ({tile}): no "
+                                    "training tile would fit inside one block; make the blocks larger")
+        self.save_hyperparameters()
+        self.scenes = [scenes] if isinstance(scenes, (str, os.PathLike)) else list(scenes)
+        self.channels = channels
+        self.target = target
+        self.reference = reference
+        self.split = split
+        self.val_scenes = list(val_scenes or [])
+        self.test_scenes = list(test_scenes or [])
+        self.group_by = group_by
+        #: Per scene, the area it covers (its ``group_by`` attribute).
+        self.scene_areas: list[str] = []
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.block_size = block_size
+        self.tile = tile
+        self.tiles_per_epoch = tiles_per_epoch
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.data: list[SceneArrays] | None = None
+        #: Per scene, the split code of every cell (0 train, 1 val, 2 test, 255 none).
+        self.areas: list[np.ndarray] = []
+        #: The scene names of each split (with split="block", the scenes holding its blocks).
+        self.split_scenes: dict[str, list[str]] = {}
+        self.datasets: dict[str, TerrainScenes] = {}
+        self._regions: dict[str, list[tuple[int, int, int, int, int]]] = {}
+        self._mean: list[float] = []
+        self._std: list[float] = []
+        self._target_mean = 0.0
+        self._target_std = 1.0
+
+    # What the regression module reads (sarheight.training.regression.RegressionData).
+
+    @property
+    def in_channels(self) -> int:
+        """The number of input channels (linked to the model's ``in_channels``)."""
+        return len(self.channels)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The terrain classes of the per-class metrics."""
+        return TERRAIN_CLASSES
+
+    @property
+    def input_statistics(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and standard deviation over the training cells."""
+        self._require_setup()
+        return list(self._mean), list(self._std)
+
+    @property
+    def target_statistics(self) -> tuple[float, float]:
+        """Mean and standard deviation (m) of the target relative to the reference over the
+        training cells of the loss mask."""
+        self._require_setup()
+        return self._target_mean, self._target_std
+
+    def _require_setup(self) -> None:
+        if self.data is None:
+            raise RuntimeError("the data module is not set up: call setup() first")
+
+    # Reading, splitting, normalising.
+
+    def scene_files(self) -> list[Path]:
+        """The scene files named by ``scenes``, folders expanded to their ``*.nc``, sorted."""
+        files: list[Path] = []
+        for given in self.scenes:
+            path = Path(given)
+            if path.is_dir():
+                found = sorted(path.glob("*.nc"))
+                if not found:
+                    raise MissingInputError(f"no scene file (*.nc) in {str(path)!r}: write scenes there with "
+                                            "sarheight.terrain, or point data.scenes elsewhere")
+                files += found
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise MissingInputError(f"data.scenes names {str(path)!r}, which does not exist: give a folder of "
+                                        "scene files or the files")
+        return list(dict.fromkeys(files))
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the scenes (once), split them and compute the normalisation statistics from
+        the training cells; every scene is checked for every variable before any is read."""
+        if self.data is not None:
+            return
+        files = self.scene_files()
+        headers = [scene_header(path, self.group_by) for path in files]
+        names = [header.name for header in headers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise InvalidInputError(f"scene names {duplicates} occur more than once among {len(files)} scene files: "
+                                    "give each scene a unique scene_name")
+        needed = [*self.channels, *([self.reference] if self.reference else []), self.target, "layover", "shadow"]
+        for header in headers:
+            check_scene(header.variables, needed, header.name,
+                        "the data module (data.channels, data.target, data.reference)")
+        self.scene_areas = [header.area for header in headers]
+        data = []
+        for path, name in zip(files, names, strict=True):
+            scene = open_scene(path)
+            data.append(scene_arrays(scene, self.channels, reference=self.reference, target=self.target, name=name))
+            scene.close()
+        if self.split == "scene":
+            self._split_scenes(data)
+        else:
+            self._split_blocks(data)
+        self._statistics(data)
+        self.data = data
+        train_areas = [area == SPLITS.index("train") for area in self.areas]
+        self.datasets = {"train": TerrainScenes(data, self.tile, areas=train_areas, length=self.tiles_per_epoch)}
+        for split in ("val", "test"):
+            windows = [window for region in self._regions[split] for window in grid_windows(*region, self.tile)]
+            self.datasets[split] = TerrainScenes(data, self.tile, windows=windows)
+        logger.info("terrain scenes: %s; %d validation and %d test tiles", {k: len(v) for k, v in
+                    self.split_scenes.items()}, len(self.datasets["val"]), len(self.datasets["test"]))
+
+    def _split_scenes(self, data: list[SceneArrays]) -> None:
+        names = [scene.name for scene in data]
+        members: dict[str, list[str]] = {}
+        for name, area in zip(names, self.scene_areas, strict=True):
+            members.setdefault(area, []).append(name)
+        area_of = dict(zip(names, self.scene_areas, strict=True))
+
+        def areas(given: list[str]) -> list[str]:
+            unknown = [name for name in given if name not in members and name not in area_of]
+            if unknown:
+                raise InvalidInputError(f"data.val_scenes/test_scenes name {unknown}, which are neither scenes "
+                                        f"({', '.join(names)}) nor areas ({', '.join(members)})")
+            return list(dict.fromkeys(name if name in members else area_of[name] for name in given))
+
+        chosen = {"val": areas(self.val_scenes), "test": areas(self.test_scenes)}
+        both = set(chosen["val"]) & set(chosen["test"])
+        if both:
+            raise InvalidInputError(f"the scenes of {sorted(both)} are named for both validation and test (scenes of "
+                                    f"one {self.group_by} go to one split): name each area once")
+        rest = [area for area in members if area not in chosen["val"] + chosen["test"]]
+        rest = [rest[k] for k in np.random.default_rng(self.seed).permutation(len(rest))]
+        for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction)):
+            if not chosen[split] and fraction > 0:
+                count = max(1, round(fraction * len(members)))
+                chosen[split], rest = rest[:count], rest[count:]
+        if not rest:
+            raise InvalidInputError(
+                f"no area is left for training among {len(members)} (validation {chosen['val']}, test "
+                f"{chosen['test']}; scenes of one {self.group_by} go to one split): add scenes, lower "
+                "data.val_fraction/test_fraction, or use split='block'"
+            )
+        chosen["train"] = rest
+        self.split_scenes = {split: sorted(name for area in chosen[split] for name in members[area])
+                             for split in SPLITS}
+        code = {name: SPLITS.index(split) for split, scenes in self.split_scenes.items() for name in scenes}
+        self.areas = [np.full(scene.shape, code[scene.name], dtype=np.uint8) for scene in data]
+        self._regions = {split: [(index, 0, 0, *scene.shape) for index, scene in enumerate(data)
+                                 if scene.name in self.split_scenes[split]] for split in ("val", "test")}
+
+    def _split_blocks(self, data: list[SceneArrays]) -> None:
+        size = self.block_size
+        shapes: dict[str, tuple[int, int]] = {}
+        for scene, area in zip(data, self.scene_areas, strict=True):
+            if shapes.setdefault(area, scene.shape) != scene.shape:
+                raise InvalidInputError(
+                    f"the scenes of {self.group_by} {area!r} lie on grids of different shapes ({shapes[area]} and "
+                    f"{scene.shape}): blocks of one area must match across its scenes; use split='scene'"
+                )
+        # A block of an area goes to one split in all the scenes of that area (both passes
+        # of one DEM see the same terrain).
+        blocks = [(area, row, col) for area, (rows, cols) in shapes.items()
+                  for row in range(0, rows, size) for col in range(0, cols, size)]
+        order = np.random.default_rng(self.seed).permutation(len(blocks))
+        counts = {split: (max(1, round(fraction * len(blocks))) if fraction > 0 else 0)
+                  for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))}
+        if counts["val"] + counts["test"] >= len(blocks):
+            raise InvalidInputError(
+                f"{len(blocks)} blocks of {size} cells leave none for training after {counts['val']} for validation "
+                f"and {counts['test']} for test: make data.block_size smaller, or add scenes"
+            )
+        split_of = {}
+        for position, k in enumerate(order):
+            split_of[blocks[k]] = ("val" if position < counts["val"] else
+                                   "test" if position < counts["val"] + counts["test"] else "train")
+        self.areas = [np.full(scene.shape, _NO_SPLIT, dtype=np.uint8) for scene in data]
+        self._regions = {split: [] for split in SPLITS}
+        for index, (scene, area) in enumerate(zip(data, self.scene_areas, strict=True)):
+            for row in range(0, scene.shape[0], size):
+                for col in range(0, scene.shape[1], size):
+                    split = split_of[(area, row, col)]
+                    row1, col1 = min(row + size, scene.shape[0]), min(col + size, scene.shape[1])
+                    self.areas[index][row:row1, col:col1] = SPLITS.index(split)
+                    self._regions[split].append((index, row, col, row1, col1))
+        self.split_scenes = {split: sorted({data[index].name for index, *_ in regions})
+                             for split, regions in self._regions.items()}
+
+    def _statistics(self, data: list[SceneArrays]) -> None:
+        channels = len(self.channels)
+        total = np.zeros(channels)
+        squares = np.zeros(channels)
+        count = np.zeros(channels)
+        target = np.zeros(3)
+        for scene, area in zip(data, self.areas, strict=True):
+            train = area == SPLITS.index("train")
+            values = scene.inputs[:, train].astype(np.float64)
+            finite = np.isfinite(values)
+            values = np.where(finite, values, 0.0)
+            total += values.sum(axis=1)
+            squares += (values**2).sum(axis=1)
+            count += finite.sum(axis=1)
+            relative = scene.target[train & scene.loss_mask].astype(np.float64)
+            target += (relative.size, relative.sum(), (relative**2).sum())
+        if target[0] == 0:
+            raise InvalidInputError("the training cells hold no valid target (finite, outside shadow, inside the "
+                                    f"image): check the scenes' {self.target!r} and masks")
+        mean = np.divide(total, count, out=np.zeros(channels), where=count > 0)
+        std = np.sqrt(np.maximum(np.divide(squares, count, out=np.zeros(channels), where=count > 0) - mean**2, 0))
+        # A constant channel (or one without values) is only centred: dividing by ~0
+        # would blow its rounding noise up to unit variance.
+        std = np.where(std > 1e-6 * (1 + np.abs(mean)), std, 1.0)
+        self._mean = [float(v) for v in mean]
+        self._std = [float(v) for v in std]
+        self._target_mean = float(target[1] / target[0])
+        variance = target[2] / target[0] - self._target_mean**2
+        self._target_std = float(math.sqrt(variance)) if variance > 1e-12 else 1.0
+
+    # Loaders.
+
+    def _loader(self, split: str) -> DataLoader:
+        self._require_setup()
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=False,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_setup()
+        if not len(self.datasets["test"]):
+            raise InvalidInputError("the test split is empty: set data.test_fraction above 0 or name "
+                                    "data.test_scenes")
+        return self._loader("test")

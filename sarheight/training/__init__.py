@@ -1,0 +1,31 @@
+"""Training and prediction of the learning floor: the pixel-wise regression module, its
+losses and metrics, atomic checkpoints, the LightningCLI of ``sarheight fit|validate|test``,
+and tiled prediction with ensembles.
+
+Needs the ``ml`` extra (``pip install 'sarheight[ml]'``): importing this package
+without it raises :class:`~sarheight.extras.MissingExtraError` saying so.
+"""
+
+from ..extras import require
+
+require("sarheight.training")
+
+from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint  # noqa: E402  (after the check of the extra)
+from .losses import LOSSES, masked_loss  # noqa: E402
+from .metrics import HeightMetrics  # noqa: E402
+from .predict import TrainedModel, load_checkpoint, predict_height  # noqa: E402
+from .regression import PixelRegression, RegressionData, normalise_inputs  # noqa: E402
+
+__all__ = [
+    "LOSSES",
+    "AtomicCheckpointIO",
+    "HeightMetrics",
+    "PixelRegression",
+    "RegressionData",
+    "ResumableCheckpoint",
+    "TrainedModel",
+    "load_checkpoint",
+    "masked_loss",
+    "normalise_inputs",
+    "predict_height",
+]

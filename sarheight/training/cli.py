@@ -1,0 +1,82 @@
+"""``sarheight fit|validate|test``: LightningCLI over :class:`PixelRegression` and a data module.
+
+A run is a YAML configuration (``configs/terrain_ask_unet.yaml``) with ``model`` (the
+:class:`PixelRegression` options), ``data`` (a data module's ``class_path`` and
+``init_args``), ``trainer`` and ``checkpoint`` (the :class:`ModelCheckpoint` options), and
+any key overridden on the command line (``--trainer.max_epochs 2``, ``--data.init_args.scenes
+DIR``). The model's ``in_channels`` follows the data module's channels. Checkpoints are
+written atomically (:class:`~sarheight.training.checkpoints.AtomicCheckpointIO`), the last
+one as ``last.ckpt`` (also every ``checkpoint.every_n_train_steps`` steps, so that
+``--ckpt_path last`` resumes a run killed mid-epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint
+from .regression import PixelRegression
+
+#: The Trainer methods sarheight runs as subcommands.
+SUBCOMMANDS = ("fit", "validate", "test")
+
+
+class SarHeightCLI(LightningCLI):
+    """LightningCLI with sarheight's defaults: the model's channels linked to the data
+    module's, a configurable checkpoint callback keeping ``last.ckpt`` current
+    (``checkpoint``: :class:`~sarheight.training.checkpoints.ResumableCheckpoint`, every 100
+    steps by default), atomic checkpoint files, and no ``predict`` subcommand (``sarheight
+    terrain predict`` blends tiles)."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name in SUBCOMMANDS}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The resumable state: last.ckpt only (a best-by-validation checkpoint is a second
+        # ModelCheckpoint in trainer.callbacks, see configs/).
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
+                             "checkpoint.every_n_train_steps": 100})
+        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        return super().instantiate_trainer(**{"plugins": plugins, **kwargs})
+
+
+def run_cli(subcommand: str, arguments: Sequence[str]) -> int:
+    """Run ``sarheight SUBCOMMAND ARGUMENTS`` (fit, validate or test) through LightningCLI;
+    returns the exit status (LightningCLI exits by itself on a bad configuration)."""
+    if subcommand not in SUBCOMMANDS:
+        raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
+    # Lightning logs through its own handlers: passed on to the root logger too, each
+    # line would show twice.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).propagate = False
+    with warnings.catch_warnings():
+        # The arguments are the command line's, handed on: not the mix LightningCLI warns of.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        SarHeightCLI(
+            PixelRegression,
+            LightningDataModule,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "sarheight"},
+            args=[subcommand, *arguments],
+        )
+    return 0

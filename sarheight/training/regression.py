@@ -1,0 +1,350 @@
+"""The pixel-wise regression LightningModule, shared by the terrain and building height
+models: masked loss, metrics per class, normalisation kept in the checkpoint, learning
+curve.
+
+What is specific to a task lives in its data module, which the module reads through
+:class:`RegressionData`: the input channels and their statistics, the target's
+statistics, the class names. A batch is a dict of tensors: ``inputs`` (N, C, H, W; NaN
+where missing), ``target`` (N, 1, H, W, relative to ``offset``), ``mask`` (N, 1, H, W,
+bool: the cells that count), and optionally ``offset`` (N, 1, H, W: added to prediction
+and target for the metrics, e.g. the reference height) and ``classes`` (N, 1, H, W codes
+of the class names).
+
+The checkpoint holds, under the key ``"sarheight"``, everything prediction needs, as
+plain Python values (so that ``torch.load(path, weights_only=True)`` loads the whole
+file): the channel list, the normalisation statistics, the reference and target
+channels, the target statistics, the model's name and configuration, the class names,
+the scenes of each split and the per-epoch history of the learning curve.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import lightning as L
+import numpy as np
+import torch
+from torchmetrics import MeanMetric
+
+from ..errors import InvalidInputError
+from ..io import atomic_path
+from ..models import build
+from .losses import LOSSES, masked_loss
+from .metrics import HeightMetrics
+
+logger = logging.getLogger(__name__)
+
+#: The version of the ``"sarheight"`` entry of checkpoints.
+CHECKPOINT_FORMAT = 1
+
+#: The key of that entry.
+CHECKPOINT_KEY = "sarheight"
+
+
+@runtime_checkable
+class RegressionData(Protocol):
+    """What :class:`PixelRegression` reads from its data module, once it is set up."""
+
+    channels: list[str]
+    target: str
+    reference: str | None
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def input_statistics(self) -> tuple[list[float], list[float]]: ...
+
+    @property
+    def target_statistics(self) -> tuple[float, float]: ...
+
+
+def normalise_inputs(inputs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``(inputs - mean) / std`` per channel of (N, C, H, W) inputs, missing values (NaN)
+    set to 0 afterwards: the channel's training mean, the least surprising value."""
+    normalised = (inputs - mean[:, None, None]) / std[:, None, None]
+    return torch.where(torch.isfinite(normalised), normalised, torch.zeros((), dtype=normalised.dtype,
+                                                                             device=normalised.device))
+
+
+class PixelRegression(L.LightningModule):
+    """Pixel-wise height regression with a model of :mod:`sarheight.models`.
+
+    Parameters
+    ----------
+    model : the model's name for :func:`sarheight.models.build` ("ask_unet", "unet",
+        "unet_lsk", "unet_eca").
+    model_options : its keyword arguments besides ``in_channels`` (``base_channels``,
+        ``depth``...).
+    in_channels : the number of input channels; linked from the data module by
+        ``sarheight fit``.
+    loss : "l1", "mse" or "huber" (masked: see :func:`~sarheight.training.losses.masked_loss`).
+    huber_delta : the Huber threshold (m).
+    lr : the learning rate of AdamW.
+    weight_decay : AdamW's decoupled weight decay.
+    scheduler : "cosine" (cosine annealing over all training steps, stepped each step),
+        "plateau" (ReduceLROnPlateau on ``val_loss``, halving after ``patience`` epochs
+        without improvement; needs a validation split) or "none".
+    patience : the epochs ReduceLROnPlateau waits.
+
+    At the start of every stage the input statistics are taken from the data module's
+    training split into the module's buffers, and, for ``fit``, the model's
+    ``output_offset`` / ``output_scale`` from the target's mean and standard deviation,
+    so that the network's head starts at unit scale and the model outputs metres. A
+    checkpoint restored afterwards (resume, or ``validate``/``test`` of a checkpoint)
+    replaces them with its own: a model always runs with the statistics it was trained
+    with. Its channel list must equal the data module's.
+
+    Logged: ``train_loss`` (each step and epoch), ``val_loss``, ``test_loss``, and per
+    epoch ``{train,val,test}_{rmse,mae,r2}`` and ``{val,test}_rmse_<class>`` of the
+    heights (metres; prediction plus offset against target plus offset), and with an
+    offset the baseline ``{train,val,test}_rmse_reference``, the RMSE of the offset alone
+    (for terrain, the priors-only interpolation the model has to beat). At the end of
+    ``fit`` the learning curve (loss and RMSE per epoch) is written as
+    ``learning_curve.png`` into the logger's folder (none without a logger).
+    """
+
+    def __init__(
+        self,
+        model: str = "ask_unet",
+        model_options: dict[str, Any] | None = None,
+        in_channels: int = 4,
+        loss: Literal["l1", "mse", "huber"] = "l1",
+        huber_delta: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["cosine", "plateau", "none"] = "cosine",
+        patience: int = 3,
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise InvalidInputError(f"model.loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        if scheduler not in ("cosine", "plateau", "none"):
+            raise InvalidInputError(f"model.scheduler must be 'cosine', 'plateau' or 'none', not {scheduler!r}")
+        if not lr > 0 or not huber_delta > 0 or weight_decay < 0:
+            raise InvalidInputError(f"model.lr ({lr}) and model.huber_delta ({huber_delta}) must be positive, "
+                                    f"model.weight_decay ({weight_decay}) not negative")
+        options = dict(model_options or {})
+        if "in_channels" in options:
+            raise InvalidInputError("model.model_options names in_channels: it comes from the data module's "
+                                    "channels (model.in_channels); remove it from the options")
+        self.save_hyperparameters()
+        self.model = build(model, in_channels=in_channels, **options)
+        self.register_buffer("input_mean", torch.zeros(in_channels))
+        self.register_buffer("input_std", torch.ones(in_channels))
+        self.loss_kind = loss
+        #: What the checkpoint carries besides the weights (see the module's docstring).
+        self.description: dict[str, Any] = {"channels": None, "reference": None, "target": None,
+                                            "target_mean": 0.0, "target_std": 1.0, "class_names": [], "splits": {}}
+        #: Per-epoch figures of the learning curve (kept in the checkpoint: a resumed run
+        #: draws the whole curve).
+        self.history: list[dict[str, Any]] = []
+        self._metrics: dict[str, HeightMetrics] = {}
+        self._reference_metrics: dict[str, HeightMetrics] = {}
+        # Keyed by "<stage>_loss": a key "train" would shadow Module.train.
+        self._losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
+        self._last_val: dict[str, float] = {}
+
+    # Set-up from the data module.
+
+    def setup(self, stage: str) -> None:
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if not isinstance(data, RegressionData):
+            raise InvalidInputError(f"{type(self).__name__} needs a data module giving channels, their statistics and "
+                                    f"the target's (sarheight.training.RegressionData), not {type(data).__name__}")
+        if data.in_channels != self.hparams.in_channels:
+            raise InvalidInputError(f"the data module gives {data.in_channels} channels ({', '.join(data.channels)}) "
+                                    f"but the model takes {self.hparams.in_channels}: set model.in_channels to match, "
+                                    "or let sarheight fit link it")
+        mean, std = data.input_statistics
+        self.input_mean.copy_(torch.tensor(mean, dtype=torch.float32))
+        self.input_std.copy_(torch.tensor(std, dtype=torch.float32))
+        target_mean, target_std = data.target_statistics
+        if stage == "fit":
+            self.model.output_offset.fill_(target_mean)
+            self.model.output_scale.fill_(target_std)
+        self.description.update(channels=list(data.channels), reference=data.reference, target=data.target,
+                                target_mean=float(target_mean), target_std=float(target_std),
+                                class_names=list(data.class_names),
+                                splits={k: list(v) for k, v in getattr(data, "split_scenes", {}).items()})
+        self._metrics = {stage: HeightMetrics(data.class_names if stage != "train" else ()).to(self.device)
+                         for stage in ("train", "val", "test")}
+        self._reference_metrics = {stage: HeightMetrics().to(self.device) for stage in ("train", "val", "test")}
+
+    # Steps.
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The model's output (m, relative to the reference) for raw (N, C, H, W) inputs."""
+        return self.model(normalise_inputs(inputs, self.input_mean, self.input_std))
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        prediction = self(batch["inputs"])
+        loss = masked_loss(prediction, batch["target"], batch["mask"], self.loss_kind, self.hparams.huber_delta)
+        cells = batch["mask"].sum()
+        self._losses[f"{stage}_loss"].update(loss.detach(), weight=cells.clamp(min=1))
+        offset = batch.get("offset", torch.zeros((), device=prediction.device))
+        self._metrics[stage].to(prediction.device).update(prediction.detach() + offset, batch["target"] + offset,
+                                                          batch["mask"], batch.get("classes"))
+        if "offset" in batch:
+            # The baseline: the reference alone (the priors-only interpolation).
+            self._reference_metrics[stage].to(prediction.device).update(offset, batch["target"] + offset,
+                                                                        batch["mask"])
+        self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
+                 batch_size=batch["inputs"].shape[0])
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _epoch_figures(self, stage: str) -> dict[str, float]:
+        """Compute, log and reset the epoch's metrics of ``stage``; returns them as floats."""
+        values = {key: float(value) for key, value in self._metrics[stage].compute().items() if key != "count"}
+        reference = self._reference_metrics[stage]
+        if reference.count > 0:
+            values["rmse_reference"] = float(reference.compute()["rmse"])
+        reference.reset()
+        mean_loss = self._losses[f"{stage}_loss"]
+        values["loss"] = float(mean_loss.compute()) if mean_loss.update_count else math.nan
+        self._metrics[stage].reset()
+        mean_loss.reset()
+        self.log_dict({f"{stage}_{key}": value for key, value in values.items() if key != "loss"})
+        return values
+
+    def on_train_epoch_start(self) -> None:
+        self._last_val = {}
+
+    def on_validation_epoch_end(self) -> None:
+        figures = self._epoch_figures("val")
+        if not self.trainer.sanity_checking:
+            self._last_val = figures
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_figures("test")
+
+    def on_train_epoch_end(self) -> None:
+        figures = self._epoch_figures("train")
+        self.history.append({"epoch": int(self.current_epoch), "step": int(self.global_step),
+                             "train_loss": figures["loss"], "train_rmse": figures["rmse"],
+                             "val_loss": self._last_val.get("loss", math.nan),
+                             "val_rmse": self._last_val.get("rmse", math.nan),
+                             "val_rmse_reference": self._last_val.get("rmse_reference", math.nan)})
+
+    def on_fit_end(self) -> None:
+        folder = self.trainer.log_dir if self.trainer.loggers else None
+        if self.trainer.is_global_zero and folder and self.history:
+            path = plot_learning_curve(self.history, Path(folder) / "learning_curve.png")
+            logger.info("learning curve written to %s", path)
+
+    # Optimisation.
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "none":
+            return {"optimizer": optimizer}
+        if self.hparams.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=self.hparams.patience)
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"}}
+        steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps) or steps < 1:
+            raise InvalidInputError("the cosine schedule needs a bounded run: set trainer.max_epochs or "
+                                    "trainer.max_steps, or model.scheduler: plateau")
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # Checkpoints.
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            **self.description,
+            "input_mean": [float(v) for v in self.input_mean.tolist()],
+            "input_std": [float(v) for v in self.input_std.tolist()],
+            "model": str(self.hparams.model),
+            "model_config": _plain(self.model.config),
+            "history": _plain(self.history),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(CHECKPOINT_KEY)
+        if stored is None:
+            raise InvalidInputError("the checkpoint has no 'sarheight' entry (channels, normalisation): it was not "
+                                    "written by sarheight fit")
+        expected = self.description.get("channels")
+        if expected is not None and list(stored["channels"]) != list(expected):
+            raise InvalidInputError(
+                f"the checkpoint was trained on the channels {list(stored['channels'])}, the data module gives "
+                f"{list(expected)}: set data.channels to the checkpoint's, or train a new model"
+            )
+        if expected is not None and stored.get("reference") != self.description.get("reference"):
+            raise InvalidInputError(
+                f"the checkpoint predicts relative to {stored.get('reference')!r}, the data module gives "
+                f"{self.description.get('reference')!r}: set data.reference to the checkpoint's"
+            )
+        self.description.update({key: stored[key] for key in self.description if key in stored})
+        self.history = list(stored.get("history", []))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python values (dicts, lists, str, int, float, bool, None), so that a
+    checkpoint loads with ``weights_only=True``."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    raise InvalidInputError(f"cannot keep {value!r} ({type(value).__name__}) in a checkpoint: use plain values")
+
+
+def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Plot the loss and the RMSE (m) of training and validation per epoch (and the
+    validation RMSE of the reference alone, the baseline) into a PNG, atomically; returns
+    its path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [entry["epoch"] for entry in history]
+    curves = {
+        "loss": [("train_loss", "-o", "train"), ("val_loss", "-s", "validation")],
+        "RMSE (m)": [("train_rmse", "-o", "train"), ("val_rmse", "-s", "validation"),
+                     ("val_rmse_reference", "--", "validation, reference alone")],
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (label, lines) in zip(axes, curves.items(), strict=True):
+        for key, style, name in lines:
+            values = [entry.get(key, math.nan) for entry in history]
+            if any(math.isfinite(v) for v in values):
+                ax.plot(epochs, values, style, label=name, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("learning curve")
+    fig.tight_layout()
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
