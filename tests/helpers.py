@@ -193,6 +193,9 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
         "prior_interpolated": (interpolated, "m"),
         "coarse_height": (gaussian_filter(height, 3.0).astype(np.float32), "m"),
     }
+    coarse = variables["coarse_height"][0]
+    residual = griddata(points, values - coarse[prior_mask == 1], (yy, xx), method="nearest")
+    variables["coarse_corrected"] = ((coarse + residual).astype(np.float32), "m")
     if truth:
         variables["height"] = (height.astype(np.float32), "m")
     if other_pass:
@@ -206,7 +209,8 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
          for key, (values, units) in variables.items() if key not in drop},
         coords={"y": y, "x": x},
         attrs={"scene_name": name or Path(path).stem, "dem_name": dem_name or f"sinusoids-{seed}",
-               "pass_direction": "ascending", "kind": "simulated" if truth else "observed"},
+               "pass_direction": "ascending", "kind": "simulated" if truth else "observed",
+               "prior_pattern": "random", "coarse_factor": 3},
     ).rio.write_crs(crs)
     return write_scene(ds, path)
 

@@ -168,3 +168,28 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
     wrong = sample_priors(truth.isel(y=slice(0, 20)), count=3)
     with pytest.raises(InvalidInputError, match="grid"):
         observed_scene(observation, coarse, geometry, wrong, progress=False)
+
+
+def test_scenes_command_writes_both_passes_and_resumes(truth, tmp_path):
+    from sarheight.cli import main
+    from sarheight.io import write_geotiff
+
+    dem_path = write_geotiff(truth.to_dataset(name="height"), tmp_path / "hills.tif")
+    out = tmp_path / "scenes"
+    arguments = ["terrain", "scenes", "--dem", str(dem_path), "--out", str(out), "--vertical-datum", "ellipsoid",
+                 "--prior-count", "6", "--prior-pattern", "random", "--prior-pattern", "tracks", "-q"]
+    assert main(arguments) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"hills_{direction}_c3_{pattern}_s0.nc" for direction in ("ascending", "descending")
+                     for pattern in ("random", "tracks")]
+    ascending = open_scene(out / "hills_ascending_c3_random_s0.nc")
+    descending = open_scene(out / "hills_descending_c3_random_s0.nc")
+    assert ascending.attrs["pass_direction"] == "ascending" and ascending.attrs["dem_name"] == "hills"
+    # The files of a pair hold each other's image, and share their priors.
+    np.testing.assert_array_equal(ascending["other_sar_reconstructed"].values, descending["sar_reconstructed"].values)
+    np.testing.assert_array_equal(ascending["prior_mask"].values, descending["prior_mask"].values)
+    stamps = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(arguments) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+    assert main(["terrain", "scenes", "--dem", str(dem_path), "--out", str(tmp_path / "x"), "--geometry",
+                 "synthetic", "--geometry", "synthetic", "-q"]) == 2

@@ -1,7 +1,8 @@
-"""``sarheight terrain ACTION``: the terrain height model's actions, ``predict`` first.
+"""``sarheight terrain ACTION``: the terrain height model's actions: ``scenes`` (simulate
+training scenes), ``predict`` (a height map from checkpoints), ``ablate`` (the study).
 
-Each action is an :class:`Action` in :data:`ACTIONS` (its help, its options, its run):
-another (``scenes``, ``ablate``) is a function pair and one entry there.
+Each action is an :class:`Action` in :data:`ACTIONS` (its help, its options, its run);
+``scenes`` and ``ablate`` live in modules of their own beside this one.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from . import terrain_ablate, terrain_scenes
 from .options import add_outputs, add_quiet
 
 NAME = "terrain"
-HELP = "terrain height from one SAR image and sparse priors: predict a height map with trained checkpoints"
+HELP = "terrain height from one SAR image and sparse priors: scenes, prediction, the ablation"
 
 
 class Action(NamedTuple):
@@ -116,6 +118,8 @@ def _quicklook(scene, result, path: Path) -> None:
 
 #: The actions of ``sarheight terrain``, in the order ``--help`` lists them.
 ACTIONS = {
+    "scenes": Action(terrain_scenes.HELP, terrain_scenes.add_arguments, terrain_scenes.run),
     "predict": Action("predict a height map (GeoTIFF) from a scene with one or several checkpoints",
                       add_predict_arguments, run_predict),
+    "ablate": Action(terrain_ablate.HELP, terrain_ablate.add_arguments, terrain_ablate.run),
 }

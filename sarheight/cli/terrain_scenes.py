@@ -1,0 +1,101 @@
+"""``sarheight terrain scenes``: simulate the terrain scenes a height model trains on."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SarHeightError
+from .options import add_dem_options, add_quiet
+
+HELP = "simulate terrain scenes (one NetCDF file per DEM and geometry) from DEMs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dem", action="append", required=True, metavar="DEM",
+                        help="a DEM raster (repeat for several); its file name names its scenes")
+    parser.add_argument("--out", required=True, help="folder of the scene files (made if missing; files that "
+                        "exist are kept, so a run resumes)")
+    group = parser.add_argument_group("acquisition geometry")
+    group.add_argument("--geometry", action="append", default=None, metavar="SAFE|synthetic",
+                       help="'synthetic' (default): Sentinel-1-like geometries centred on each DEM, one per "
+                       "--pass; or Sentinel-1 products (repeat: an ascending and a descending one make pairs) "
+                       "whose geometry covers every DEM")
+    group.add_argument("--measurement", default="IW/VV", help="swath/polarisation of the products (default IW/VV)")
+    group.add_argument("--pass", dest="passes", action="append", choices=("ascending", "descending"), default=None,
+                       help="synthetic: the passes (default both; each scene also holds the other pass)")
+    group.add_argument("--look-side", dest="look_sides", action="append", choices=("right", "left"), default=None,
+                       help="synthetic: look sides (default right; add left to augment)")
+    group.add_argument("--heading-offset", dest="heading_offsets", action="append", type=float, default=None,
+                       metavar="DEG", help="synthetic: offsets added to the pass headings (default 0; repeat to "
+                       "augment)")
+    group.add_argument("--incidence-near", type=float, default=30.0, help="synthetic: near incidence, deg (30)")
+    group.add_argument("--incidence-far", type=float, default=46.0, help="synthetic: far incidence, deg (46)")
+    scene = parser.add_argument_group("scene")
+    scene.add_argument("--coarse-factor", dest="coarse_factors", action="append", type=int, default=None,
+                       help="how much coarser the DEM of the reconstruction is (default 3; repeat for several)")
+    scene.add_argument("--prior-fraction", type=float, default=1e-3,
+                       help="share of the cells with a known height (default 0.001)")
+    scene.add_argument("--prior-count", type=int, default=None, help="number of known heights (instead of "
+                       "--prior-fraction)")
+    scene.add_argument("--prior-pattern", dest="prior_patterns", action="append",
+                       choices=("random", "tracks", "clusters"), default=None,
+                       help="how the known heights lie (default random; repeat for several)")
+    scene.add_argument("--prior-noise", type=float, default=0.0, help="error of the known heights, m (0)")
+    scene.add_argument("--looks", type=float, default=4.4, help="equivalent number of looks of the speckle (4.4)")
+    scene.add_argument("--nesz", type=float, default=-22.0, help="noise-equivalent sigma0, dB (-22)")
+    scene.add_argument("--seeds", type=int, default=1, help="scenes per geometry with other texture, speckle "
+                       "and prior draws (default 1)")
+    add_dem_options(parser)
+    add_quiet(parser)
+    parser.set_defaults(out_is_folder=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..geometry import RadarGeometry
+    from ..terrain import simulate_scenes
+    from .options import open_dem_from_args
+
+    if args.seeds < 1:
+        raise SarHeightError(f"--seeds must be at least 1, got {args.seeds}")
+    geometries = None
+    given = args.geometry or ["synthetic"]
+    if any(g.lower() == "synthetic" for g in given):
+        if len(given) > 1:
+            raise SarHeightError("--geometry synthetic stands alone: give it once, or give products only")
+    else:
+        synthetic_options = [option for option, value in (("--pass", args.passes), ("--look-side", args.look_sides),
+                                                          ("--heading-offset", args.heading_offsets)) if value]
+        if synthetic_options:
+            raise SarHeightError(f"{', '.join(synthetic_options)} shape synthetic geometries: the products' "
+                                 "geometries are their own; leave them out")
+        for path in given:
+            if not Path(path).exists():
+                raise SarHeightError(f"--geometry {path!r}: no such Sentinel-1 product; give a .SAFE directory, its "
+                                     "manifest.safe or a .zip, or 'synthetic'")
+        geometries = [RadarGeometry.from_sentinel1(path, args.measurement) for path in given]
+    dems = []
+    for path in args.dem:
+        dem = open_dem_from_args(args, path)
+        dem.attrs["dem_name"] = Path(path).stem
+        dems.append(dem)
+    paths = simulate_scenes(
+        dems, args.out,
+        geometries=geometries,
+        passes=tuple(dict.fromkeys(args.passes or ("ascending", "descending"))),
+        look_sides=tuple(dict.fromkeys(args.look_sides or ("right",))),
+        heading_offsets_deg=tuple(dict.fromkeys(args.heading_offsets or (0.0,))),
+        incidence_deg=(args.incidence_near, args.incidence_far),
+        coarse_factors=tuple(dict.fromkeys(args.coarse_factors or (3,))),
+        prior_patterns=tuple(dict.fromkeys(args.prior_patterns or ("random",))),
+        seeds=tuple(range(args.seeds)),
+        prior_fraction=None if args.prior_count is not None else args.prior_fraction,
+        prior_count=args.prior_count,
+        prior_noise_m=args.prior_noise,
+        looks=args.looks,
+        nesz_db=args.nesz,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(f"{len(paths)} scene files in {args.out}")
+    return 0

@@ -1,0 +1,473 @@
+"""The terrain-height ablation: which inputs and which attention modules lower the height
+error, against the baselines, on held-out terrain.
+
+For every prior pattern and coarse factor among the scenes, with one fixed training
+budget and the same held-out DEMs, :func:`run_ablation` trains
+
+- the four U-Net variants (U-Net, +LSK, +ECA, ASK-UNet) on the geocoded SAR
+  (``sar_geocoded``: without reallocation) and on the reconstructed SAR
+  (``sar_reconstructed``), each with the priors, their mask and distance map, relative to
+  the priors-only interpolation;
+- ASK-UNet with the coarse DEM as an extra channel, relative to the coarse DEM corrected
+  by the interpolated prior residuals (the best coarse-DEM baseline: the network learns
+  what the SAR adds to it);
+- ASK-UNet with both passes (the other pass's reconstructed image as an extra channel);
+
+over several seeds, and evaluates them beside the baselines that need no training: the
+mean of the priors, the priors-only interpolation, the coarse DEM resampled, and the
+coarse DEM corrected by the interpolated prior residuals. Every method is scored on the
+same cells of the held-out scenes (the truth known, not in shadow, inside the image, the
+SAR of both kinds defined), overall and per terrain class.
+
+The run is resumable: each trained model's scores are written beside its checkpoint,
+and a finished one is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..data.terrain import TERRAIN_CLASSES, terrain_classes
+from ..errors import InvalidInputError
+from ..io import atomic_path
+from ..masks import MaskCode
+from ..priors import interpolate_priors
+from ..terrain import open_scene
+
+logger = logging.getLogger(__name__)
+
+#: The four U-Net variants of the ablation, plain first.
+VARIANTS = ("unet", "unet_lsk", "unet_eca", "ask_unet")
+
+#: Labels of the variants in tables.
+VARIANT_LABELS = {"unet": "U-Net", "unet_lsk": "U-Net + LSK", "unet_eca": "U-Net + ECA", "ask_unet": "ASK-UNet"}
+
+#: The prior channels every model has.
+PRIOR_CHANNELS = ("prior_height", "prior_mask", "prior_distance")
+
+#: Classes of the per-class RMSE, and the layover classes together.
+CLASSES = (*TERRAIN_CLASSES, "layover")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One trained configuration of the ablation."""
+
+    model: str
+    sar: str  # "reconstructed" or "geocoded"
+    extra: str = ""  # "", "coarse" or "both_passes"
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}_{self.sar}" + (f"_{self.extra}" if self.extra else "")
+
+    @property
+    def label(self) -> str:
+        extra = {"": "", "coarse": " + coarse DEM", "both_passes": " + both passes"}[self.extra]
+        return f"{VARIANT_LABELS[self.model]}, {self.sar} SAR{extra}"
+
+    @property
+    def channels(self) -> list[str]:
+        channels = [f"sar_{self.sar}", *PRIOR_CHANNELS]
+        if self.extra == "coarse":
+            channels.append("coarse_height")
+        if self.extra == "both_passes":
+            channels.append(f"other_sar_{self.sar}")
+        return channels
+
+    @property
+    def reference(self) -> str:
+        return "coarse_corrected" if self.extra == "coarse" else "prior_interpolated"
+
+
+def experiments(variants: Sequence[str] = VARIANTS) -> list[Experiment]:
+    """The trained configurations: every variant on both SAR kinds, then ASK-UNet with the
+    coarse DEM and with both passes."""
+    found = [Experiment(model, sar) for sar in ("geocoded", "reconstructed") for model in variants]
+    best = "ask_unet" if "ask_unet" in variants else variants[-1]
+    found += [Experiment(best, "reconstructed", "coarse"), Experiment(best, "reconstructed", "both_passes")]
+    return found
+
+
+#: The baselines that need no training, by label.
+BASELINES = ("prior mean", "priors-only interpolation", "coarse DEM", "coarse DEM + prior residuals")
+
+
+def coarse_corrected(scene: xr.Dataset) -> np.ndarray:
+    """The coarse DEM corrected by the priors: the prior heights' residuals from the coarse
+    DEM, interpolated (:func:`~sarheight.priors.interpolate_priors`, linear), added back."""
+    if "coarse_corrected" in scene.data_vars:
+        return scene["coarse_corrected"].values
+    residual = scene[["prior_height", "prior_mask"]].copy()
+    residual["prior_height"] = scene["prior_height"] - scene["coarse_height"]
+    return (scene["coarse_height"].values + interpolate_priors(residual).values).astype(np.float32)
+
+
+def _index(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The attributes of every scene file that the ablation groups by (read lazily)."""
+    found = []
+    for path in paths:
+        with xr.open_dataset(path, engine="h5netcdf") as opened:
+            attrs = opened.attrs
+            found.append({"path": path, "scene": str(attrs.get("scene_name", path.stem)),
+                          "dem": str(attrs.get("dem_name", path.stem)),
+                          "pattern": str(attrs.get("prior_pattern", "given")),
+                          "coarse_factor": int(attrs.get("coarse_factor", 0)),
+                          "has_other": "other_sar_reconstructed" in opened.data_vars,
+                          "has_truth": "height" in opened.data_vars})
+    return found
+
+
+def evaluation_mask(scene: xr.Dataset, other_pass: bool) -> np.ndarray:
+    """The cells every method is scored on: the truth known, not in shadow, inside the
+    image, and the SAR of both kinds (and of the other pass) defined there."""
+    mask = (np.isfinite(scene["height"].values) & (scene["shadow"].values == MaskCode.NONE)
+            & (scene["layover"].values != MaskCode.OUTSIDE))
+    names = ["sar_reconstructed", "sar_geocoded"] + (["other_sar_reconstructed"] if other_pass else [])
+    for name in names:
+        mask &= np.isfinite(scene[name].values)
+    return mask
+
+
+class Scores:
+    """Sums of squared errors and counts, overall and per class, over held-out scenes."""
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(("overall", *CLASSES), 0.0)
+        self.counts = dict.fromkeys(("overall", *CLASSES), 0)
+        self.filled = 0
+
+    def add(self, prediction: np.ndarray, scene: xr.Dataset, mask: np.ndarray, classes: np.ndarray) -> None:
+        fallback = ~np.isfinite(prediction) & mask
+        if fallback.any():
+            # Cells the model cannot see (an input missing) take the priors-only value:
+            # every method is scored on the same cells.
+            prediction = np.where(fallback, scene["prior_interpolated"].values, prediction)
+            self.filled += int(fallback.sum())
+        squared = (prediction.astype(np.float64) - scene["height"].values) ** 2
+        selections = {"overall": mask}
+        for code, name in enumerate(TERRAIN_CLASSES):
+            selections[name] = mask & (classes == code)
+        selections["layover"] = mask & (classes <= TERRAIN_CLASSES.index("passive_layover"))
+        for name, selected in selections.items():
+            self.sums[name] += float(squared[selected].sum())
+            self.counts[name] += int(selected.sum())
+
+    def rmse(self) -> dict[str, float]:
+        return {name: (math.sqrt(self.sums[name] / self.counts[name]) if self.counts[name] else float("nan"))
+                for name in self.sums}
+
+
+def _baselines(scene: xr.Dataset) -> dict[str, np.ndarray]:
+    priors = scene["prior_height"].values
+    known = np.isfinite(priors) & (scene["prior_mask"].values > 0)
+    return {
+        "prior mean": np.full(priors.shape, float(priors[known].mean()), dtype=np.float32),
+        "priors-only interpolation": scene["prior_interpolated"].values,
+        "coarse DEM": scene["coarse_height"].values,
+        "coarse DEM + prior residuals": scene["coarse_corrected"].values,
+    }
+
+
+def _write_json(data: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+
+
+def run_ablation(
+    scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    test_dems: Sequence[str],
+    val_dems: Sequence[str] = (),
+    seeds: int = 3,
+    max_epochs: int = 10,
+    tiles_per_epoch: int = 128,
+    batch_size: int = 8,
+    tile: int = 96,
+    base_channels: int = 16,
+    depth: int = 4,
+    lr: float = 2e-3,
+    variants: Sequence[str] = VARIANTS,
+    patterns: Sequence[str] | None = None,
+    coarse_factors: Sequence[int] | None = None,
+    accelerator: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and score the ablation; write ``ablation.json``, ``ablation.md`` and
+    ``ablation.png`` into ``out`` and return the results.
+
+    Parameters
+    ----------
+    scenes : a folder of scene files (``sarheight terrain scenes``) or a list of files.
+    out : the folder of the runs (``runs/<pattern>_c<factor>/<experiment>/seed<k>/``) and
+        the tables.
+    test_dems, val_dems : the DEMs (``dem_name`` of the scenes) held out for testing and
+        for validation (logged only: the last model of the budget is scored); every
+        scene of the others trains.
+    seeds : trainings per configuration (mean +- std over them).
+    max_epochs, tiles_per_epoch, batch_size, tile : the fixed budget of every training.
+    base_channels, depth, lr : the models' width and depth and the learning rate.
+    variants : the U-Net variants (default all four).
+    patterns, coarse_factors : restrict the grid (default every one among the scenes).
+    accelerator : Lightning's ("auto": a GPU where there is one).
+    progress : show progress.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    from tqdm.auto import tqdm
+
+    from ..data.terrain import TerrainDataModule
+    from .checkpoints import AtomicCheckpointIO
+    from .predict import predict_height
+    from .regression import PixelRegression
+
+    out = Path(out)
+    given = [Path(scenes)] if isinstance(scenes, (str, os.PathLike)) else [Path(p) for p in scenes]
+    paths = sorted({p for g in given for p in (sorted(g.glob("*.nc")) if g.is_dir() else [g])})
+    if not paths:
+        raise InvalidInputError(f"no scene files (*.nc) in {[str(g) for g in given]}: build them with "
+                                "`sarheight terrain scenes`")
+    if seeds < 1:
+        raise InvalidInputError(f"seeds must be at least 1, got {seeds}")
+    index = _index(paths)
+    dems = sorted({entry["dem"] for entry in index})
+    unknown = [dem for dem in (*test_dems, *val_dems) if dem not in dems]
+    if unknown or not test_dems:
+        raise InvalidInputError(f"test_dems {list(test_dems)} / val_dems {list(val_dems)}: name held-out DEMs among "
+                                f"those of the scenes ({', '.join(dems)}){'; unknown: ' + str(unknown) if unknown else ''}")
+    if set(test_dems) & set(val_dems):
+        raise InvalidInputError("a DEM is named for both testing and validation: name each once")
+    if not set(dems) - set(test_dems) - set(val_dems):
+        raise InvalidInputError("no DEM is left for training: hold out fewer")
+    unknown_variants = [v for v in variants if v not in VARIANTS]
+    if unknown_variants:
+        raise InvalidInputError(f"unknown variants {unknown_variants}: choose among {', '.join(VARIANTS)}")
+    cells = sorted({(entry["pattern"], entry["coarse_factor"]) for entry in index
+                    if (patterns is None or entry["pattern"] in patterns)
+                    and (coarse_factors is None or entry["coarse_factor"] in coarse_factors)})
+    if not cells:
+        raise InvalidInputError(f"no scene has prior pattern {patterns} and coarse factor {coarse_factors}")
+    plan = experiments(variants)
+    for pattern, factor in cells:
+        members = [e for e in index if e["pattern"] == pattern and e["coarse_factor"] == factor]
+        if not any(e["dem"] in test_dems and e["has_truth"] for e in members):
+            raise InvalidInputError(f"no held-out scene with a truth for prior pattern {pattern!r}, coarse factor "
+                                    f"{factor}: the held-out DEMs need scenes of every pattern and factor")
+    out.mkdir(parents=True, exist_ok=True)
+    budget = {"max_epochs": max_epochs, "tiles_per_epoch": tiles_per_epoch, "batch_size": batch_size, "tile": tile,
+              "base_channels": base_channels, "depth": depth, "lr": lr}
+    results: dict[str, Any] = {"budget": budget, "test_dems": list(test_dems), "val_dems": list(val_dems),
+                               "train_dems": sorted(set(dems) - set(test_dems) - set(val_dems)), "cells": {}}
+    total = len(cells) * len(plan) * seeds
+    bar = tqdm(total=total, desc="ablation", unit="training", disable=not progress)
+    for pattern, factor in cells:
+        members = [e for e in index if e["pattern"] == pattern and e["coarse_factor"] == factor]
+        files = [str(e["path"]) for e in members]
+        test = [e for e in members if e["dem"] in test_dems and e["has_truth"]]
+        test_scenes = [e["scene"] for e in test]
+        val_scenes = [e["scene"] for e in members if e["dem"] in val_dems]
+        other_pass = all(e["has_other"] for e in test)
+        held_out = []
+        for entry in test:
+            scene = open_scene(entry["path"])
+            classes = terrain_classes(scene["layover"].values, scene["shadow"].values)
+            held_out.append((entry, scene, evaluation_mask(scene, other_pass), classes))
+        cell_key = f"{pattern}_c{factor}"
+        cell: dict[str, Any] = {"pattern": pattern, "coarse_factor": factor, "test_scenes": test_scenes,
+                                "cells_scored": int(sum(m.sum() for _, _, m, _ in held_out)),
+                                "baselines": {}, "experiments": {}}
+        for name in BASELINES:
+            scores = Scores()
+            for _, scene, mask, classes in held_out:
+                scores.add(_baselines(scene)[name], scene, mask, classes)
+            cell["baselines"][name] = scores.rmse()
+        for experiment in plan:
+            if experiment.extra == "both_passes" and not other_pass:
+                bar.update(seeds)
+                continue
+            runs = []
+            for seed in range(seeds):
+                run_dir = out / "runs" / cell_key / experiment.name / f"seed{seed}"
+                scores_path = run_dir / "scores.json"
+                if scores_path.exists():
+                    runs.append(json.loads(scores_path.read_text()))
+                    bar.update()
+                    continue
+                run_dir.mkdir(parents=True, exist_ok=True)
+                L.seed_everything(seed, workers=True, verbose=False)
+                data = TerrainDataModule(files, channels=experiment.channels, reference=experiment.reference,
+                                         split="scene", val_scenes=val_scenes, test_scenes=test_scenes,
+                                         val_fraction=0.0, test_fraction=0.0, tile=tile,
+                                         tiles_per_epoch=tiles_per_epoch, batch_size=batch_size, seed=seed)
+                module = PixelRegression(model=experiment.model,
+                                         model_options={"base_channels": base_channels, "depth": depth},
+                                         in_channels=len(experiment.channels), loss="huber", lr=lr,
+                                         scheduler="cosine")
+                trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
+                                    logger=CSVLogger(run_dir, name="", version=""),
+                                    callbacks=[ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)],
+                                    plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
+                                    enable_model_summary=False, limit_val_batches=1.0 if val_scenes else 0,
+                                    log_every_n_steps=max(1, min(50, tiles_per_epoch // batch_size)),
+                                    num_sanity_val_steps=0)
+                with warnings.catch_warnings():
+                    # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
+                    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+                    trainer.fit(module, data)
+                checkpoint = run_dir / "last.ckpt"
+                scores = Scores()
+                for _, scene, mask, classes in held_out:
+                    predicted = predict_height(scene, checkpoint, progress=False)["height"].values
+                    scores.add(predicted, scene, mask, classes)
+                record = {**scores.rmse(), "filled_cells": scores.filled, "seed": seed}
+                _write_json(record, scores_path)
+                runs.append(record)
+                bar.update()
+            cell["experiments"][experiment.name] = {"label": experiment.label, "model": experiment.model,
+                                                    "sar": experiment.sar, "extra": experiment.extra,
+                                                    "channels": experiment.channels,
+                                                    "reference": experiment.reference,
+                                                    "runs": runs, **_mean_std(runs)}
+        cell["reductions"] = _reductions(cell, variants)
+        results["cells"][cell_key] = cell
+    bar.close()
+    _write_json(results, out / "ablation.json")
+    write_table(results, out / "ablation.md")
+    plot_ablation(results, out / "ablation.png")
+    return results
+
+
+def _mean_std(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {"mean": {}, "std": {}}
+    for name in ("overall", *CLASSES):
+        values = np.array([run[name] for run in runs], dtype=float)
+        finite = values[np.isfinite(values)]
+        found["mean"][name] = float(finite.mean()) if finite.size else float("nan")
+        found["std"][name] = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+    return found
+
+
+def _reduction(better: float, worse: float) -> float:
+    """Relative reduction of the RMSE (%), as the paper gives it."""
+    return 100.0 * (1.0 - better / worse) if worse and math.isfinite(better) and math.isfinite(worse) else float("nan")
+
+
+def _reductions(cell: dict[str, Any], variants: Sequence[str]) -> dict[str, Any]:
+    experiments_ = cell["experiments"]
+    found: dict[str, Any] = {"reconstructed_vs_geocoded": {}, "ask_unet_vs_unet": {}}
+    for model in variants:
+        rec, geo = experiments_.get(f"{model}_reconstructed"), experiments_.get(f"{model}_geocoded")
+        if rec and geo:
+            found["reconstructed_vs_geocoded"][model] = {
+                name: _reduction(rec["mean"][name], geo["mean"][name]) for name in ("overall", "layover")}
+    for sar in ("reconstructed", "geocoded"):
+        ask, plain = experiments_.get(f"ask_unet_{sar}"), experiments_.get(f"unet_{sar}")
+        if ask and plain:
+            found["ask_unet_vs_unet"][sar] = {name: _reduction(ask["mean"][name], plain["mean"][name])
+                                              for name in ("overall", "layover")}
+    priors_only = cell["baselines"]["priors-only interpolation"]["overall"]
+    if "ask_unet_reconstructed" in experiments_:
+        found["ask_unet_reconstructed_vs_priors_only"] = _reduction(
+            experiments_["ask_unet_reconstructed"]["mean"]["overall"], priors_only)
+    coarse = [name for name in experiments_ if name.endswith("_coarse")]
+    if coarse:
+        best = min(cell["baselines"][name]["overall"] for name in ("coarse DEM", "coarse DEM + prior residuals"))
+        found["coarse_channel_vs_best_coarse_baseline"] = _reduction(experiments_[coarse[0]]["mean"]["overall"], best)
+    return found
+
+
+def _cell_text(mean: float, std: float | None = None) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def write_table(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """The ablation as Markdown: per prior pattern and coarse factor, RMSE (m) of every
+    method overall and per terrain class (mean ± std over seeds), and the reductions."""
+    budget = results["budget"]
+    lines = ["# Terrain-height ablation", "",
+             f"Held-out DEMs: {', '.join(results['test_dems'])}; training DEMs: {', '.join(results['train_dems'])}"
+             + (f"; validation: {', '.join(results['val_dems'])}" if results["val_dems"] else "") + ".",
+             "Budget of every training: " + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".",
+             "RMSE in metres on the held-out scenes' scored cells (truth known, not in shadow, inside the image); "
+             "trained models: mean ± std over seeds.", ""]
+    columns = ("overall", *CLASSES)
+    for cell in results["cells"].values():
+        lines += [f"## Priors {cell['pattern']}, coarse DEM {cell['coarse_factor']}x ({cell['cells_scored']} cells)", "",
+                  "| method | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+                  "|---" * (len(columns) + 1) + "|"]
+        for name, rmse in cell["baselines"].items():
+            lines.append(f"| {name} | " + " | ".join(_cell_text(rmse[c]) for c in columns) + " |")
+        for experiment in cell["experiments"].values():
+            seeds = len(experiment["runs"])
+            lines.append(f"| {experiment['label']} ({seeds} seed{'s' * (seeds > 1)}) | " + " | ".join(
+                _cell_text(experiment["mean"][c], experiment["std"][c]) for c in columns) + " |")
+        reductions = cell["reductions"]
+        lines += ["", "Relative RMSE reductions (%, overall / in layover):", ""]
+        for model, figures in reductions["reconstructed_vs_geocoded"].items():
+            lines.append(f"- reconstructed vs geocoded SAR, {VARIANT_LABELS[model]}: "
+                         f"{figures['overall']:.1f} / {figures['layover']:.1f}")
+        for sar, figures in reductions["ask_unet_vs_unet"].items():
+            lines.append(f"- ASK-UNet vs U-Net, {sar} SAR: {figures['overall']:.1f} / {figures['layover']:.1f}")
+        if "ask_unet_reconstructed_vs_priors_only" in reductions:
+            lines.append(f"- ASK-UNet (reconstructed) vs priors-only interpolation: "
+                         f"{reductions['ask_unet_reconstructed_vs_priors_only']:.1f} (overall)")
+        if "coarse_channel_vs_best_coarse_baseline" in reductions:
+            lines.append(f"- with the coarse DEM channel vs the best coarse-DEM baseline: "
+                         f"{reductions['coarse_channel_vs_best_coarse_baseline']:.1f} (overall)")
+        lines.append("")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+    return path
+
+
+def plot_ablation(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Bars of the overall and layover RMSE of every method, one panel per pattern and factor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = list(results["cells"].values())
+    fig, axes = plt.subplots(len(cells), 1, figsize=(11, 4.2 * len(cells)), squeeze=False)
+    for ax, cell in zip(axes[:, 0], cells, strict=True):
+        labels, overall, layover, errors = [], [], [], []
+        for name, rmse in cell["baselines"].items():
+            labels.append(name)
+            overall.append(rmse["overall"])
+            layover.append(rmse["layover"])
+            errors.append(0.0)
+        for experiment in cell["experiments"].values():
+            labels.append(experiment["label"].replace(", ", "\n"))
+            overall.append(experiment["mean"]["overall"])
+            layover.append(experiment["mean"]["layover"])
+            errors.append(experiment["std"]["overall"])
+        x = np.arange(len(labels))
+        ax.bar(x - 0.2, overall, 0.4, yerr=errors, label="overall", color="tab:blue")
+        ax.bar(x + 0.2, layover, 0.4, label="in layover", color="tab:orange")
+        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("RMSE (m)")
+        ax.set_title(f"priors {cell['pattern']}, coarse DEM {cell['coarse_factor']}x", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle("Terrain height on held-out DEMs: baselines and trained models", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
