@@ -17,7 +17,9 @@ A scene is an ``xr.Dataset`` on a map grid (y, x) with a CRS:
 - ``prior_height``, ``prior_mask``, ``prior_distance`` and ``prior_interpolated``: the
   sparse known heights, the distance to the nearest one (m) and the priors-only
   interpolation (:mod:`sarheight.priors`);
-- ``coarse_height``: the coarse DEM on the scene grid;
+- ``coarse_height``: the coarse DEM on the scene grid, and ``coarse_corrected``: the
+  coarse DEM plus the interpolated residuals of the priors from it (the best baseline a
+  user with a coarse DEM and a few known heights has without a model);
 - ``height``: the truth (simulated scenes; observed scenes with a reference DEM);
 - optionally ``other_sar_reconstructed`` and ``other_sar_geocoded``: the opposite pass
   over the same terrain (ascending and descending see the slopes from both sides).
@@ -71,7 +73,7 @@ PASS_HEADINGS = {"ascending": 348.0, "descending": 192.0}
 #: The variables every scene has (``height`` only where the truth is known).
 INPUT_VARIABLES = (
     "sar_reconstructed", "sar_geocoded", "local_incidence_angle", "layover", "shadow",
-    "prior_height", "prior_mask", "prior_distance", "prior_interpolated", "coarse_height",
+    "prior_height", "prior_mask", "prior_distance", "prior_interpolated", "coarse_height", "coarse_corrected",
 )
 
 #: The variables of the opposite pass, when a scene has it.
@@ -86,6 +88,7 @@ _ATTRS = {
     "prior_distance": {"units": "m", "long_name": "distance to the nearest known height"},
     "prior_interpolated": {"units": "m", "long_name": "priors-only interpolation"},
     "coarse_height": {"units": "m", "long_name": "coarse DEM resampled to the scene grid"},
+    "coarse_corrected": {"units": "m", "long_name": "coarse DEM plus the interpolated residuals of the priors"},
     "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
 }
 
@@ -280,6 +283,10 @@ def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr
     variables["prior_interpolated"] = _on_grid(interpolate_priors(priors, method=prior_method).astype(np.float32),
                                                grid, "prior_interpolated")
     variables["coarse_height"] = _on_grid(coarse.astype(np.float32), grid, "coarse_height")
+    residuals = priors[["prior_height", "prior_mask"]].copy()
+    residuals["prior_height"] = priors["prior_height"] - coarse.values
+    correction = interpolate_priors(residuals, method=prior_method).values
+    variables["coarse_corrected"] = _on_grid((coarse.values + correction).astype(np.float32), grid, "coarse_corrected")
     scene = xr.Dataset(variables)
     return scene.rio.write_crs(grid.rio.crs)
 

@@ -63,6 +63,8 @@ def test_scene_has_every_variable_on_the_dem_grid(scene, truth):
     assert np.isnan(scene["prior_height"].values[~mask]).all()
     assert (scene["prior_distance"].values[mask] == 0).all() and (scene["prior_distance"].values[~mask] > 0).all()
     assert np.isfinite(scene["prior_interpolated"].values).all()
+    # The corrected coarse DEM passes through the priors.
+    np.testing.assert_allclose(scene["coarse_corrected"].values[mask], truth.values[mask], atol=1e-3)
     attrs = scene.attrs
     assert attrs["kind"] == "simulated" and attrs["pass_direction"] == "ascending"
     assert attrs["other_pass"] == "descending" and attrs["coarse_factor"] == FACTOR and attrs["dem_name"] == "rough"
