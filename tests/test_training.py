@@ -304,7 +304,7 @@ def test_commands_refuse_other_channels_and_bad_configs(tmp_path, scenes, checkp
     assert status == 2 and "error: the checkpoint was trained on the channels" in err and "Traceback" not in err
     missing = tmp_path / "missing"
     missing.mkdir()
-    status = main(["fit", "--config", str(config), "--data.init_args.scenes", str(missing)])
+    status = main(["fit", "--config", str(config), "--data.scenes", str(missing)])
     assert status == 2 and "no scene file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(config), "--model.loss", "cubic"])
@@ -320,7 +320,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes):
     runs = tmp_path / "runs"
     config = _config(tmp_path / "resume.yaml", scenes, runs, every_n_steps=1)
     # One long epoch: the kill falls in its middle.
-    long_epoch = ["--data.init_args.tiles_per_epoch", "4000", "--trainer.max_epochs", "1"]
+    long_epoch = ["--data.tiles_per_epoch", "4000", "--trainer.max_epochs", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "sarheight", "fit", "--config", str(config)]
     process = subprocess.Popen([*command, *long_epoch], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
@@ -361,8 +361,9 @@ def test_shipped_configs_train_and_test(tmp_path, scenes, monkeypatch, name):
     small = ["--data.scenes", str(scenes), "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2",
              "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
     assert main(["fit", "--config", config, *small]) == 0
-    checkpoints = tmp_path / "runs" / name / "checkpoints"
-    assert (checkpoints / "last.ckpt").exists() and len(list(checkpoints.glob("best-epoch=0-val_rmse=*.ckpt"))) == 1
-    stored = torch.load(checkpoints / "last.ckpt", weights_only=True)["sarheight"]
+    last = tmp_path / "runs" / name / "checkpoints" / "last.ckpt"
+    best = list((tmp_path / "runs" / name / "version_0" / "checkpoints").glob("best-epoch=0-val_rmse=*.ckpt"))
+    assert last.exists() and len(best) == 1
+    stored = torch.load(last, weights_only=True)["sarheight"]
     assert stored["model"] == name.removeprefix("terrain_") and stored["model_config"]["depth"] == 4
     assert main(["test", "--config", config, *small, "--ckpt_path", "last"]) == 0

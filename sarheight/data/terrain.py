@@ -74,7 +74,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHANNELS = ("sar_reconstructed", "prior_height", "prior_mask", "prior_distance")
 
 #: Channels holding heights (m): given relative to the reference channel when there is one.
-HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "height"})
+HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "coarse_corrected", "height"})
 
 #: Channels of mask codes (:class:`~sarheight.masks.MaskCode`): as inputs, 255 (outside
 #: the image) is a missing value.
@@ -376,7 +376,7 @@ class TerrainDataModule(L.LightningDataModule):
     scenes : a folder of scene files (``*.nc``), or a list of files and folders.
     channels : the input channels, in order (default :data:`DEFAULT_CHANNELS`); any
         variable of the scenes: ``local_incidence_angle``, ``layover``, ``shadow``,
-        ``coarse_height``, ``prior_interpolated``, ``sar_geocoded``, and the other pass's
+        ``coarse_height``, ``coarse_corrected``, ``prior_interpolated``, ``sar_geocoded``, and the other pass's
         ``other_sar_reconstructed`` (ascending and descending together see the slopes from
         both sides).
     target : the height to learn (m).

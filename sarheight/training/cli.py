@@ -3,7 +3,7 @@
 A run is a YAML configuration (``configs/terrain_ask_unet.yaml``) with ``model`` (the
 :class:`PixelRegression` options), ``data`` (a data module's ``class_path`` and
 ``init_args``), ``trainer`` and ``checkpoint`` (the :class:`ModelCheckpoint` options), and
-any key overridden on the command line (``--trainer.max_epochs 2``, ``--data.init_args.scenes
+any key overridden on the command line (``--trainer.max_epochs 2``, ``--data.scenes
 DIR``). The model's ``in_channels`` follows the data module's channels. Checkpoints are
 written atomically (:class:`~sarheight.training.checkpoints.AtomicCheckpointIO`), the last
 one as ``last.ckpt`` (also every ``checkpoint.every_n_train_steps`` steps, so that
