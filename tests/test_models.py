@@ -5,6 +5,7 @@ counts from the layer formulae; ECA's kernel sizes and gates computed by hand; L
 receptive field from its kernel sizes; reflection and replication padding by index.
 """
 
+import copy
 import math
 
 import pytest
@@ -363,3 +364,24 @@ def test_training_with_lsk_keeps_gradients_bounded():
     assert all(math.isfinite(n) for n in norms)
     assert max(norms) < 10.0 * norms[0], norms
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_memory_layouts_give_the_same_heights():
+    """Channels last (the default, faster on the CPU) and NCHW activations agree to float
+    rounding, in both modes, gradients included."""
+    torch.manual_seed(0)
+    original = build("ask_unet", in_channels=3, base_channels=8, depth=3)
+    assert original.memory_format == torch.channels_last
+    x = torch.randn(2, 3, 45, 38)
+    results = []
+    for memory_format in (torch.channels_last, torch.contiguous_format):
+        model = copy.deepcopy(original)  # the same weights and statistics for each layout
+        model.memory_format = memory_format
+        model.train()
+        model(x).square().mean().backward()
+        gradient = model.encoder[0][0][0].weight.grad.clone()
+        model.eval()
+        with torch.no_grad():
+            results.append((model(x), gradient))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
