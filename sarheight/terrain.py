@@ -178,25 +178,21 @@ def degrade_dem(dem: Any, factor: int) -> xr.DataArray:
     coarse[counts == 0] = np.nan
     transform = dem.rio.transform()
     coarse_transform = transform @ transform.scale(factor, factor)
-    fine = np.full((rows, cols), np.nan, dtype=np.float32)
-    rasterio.warp.reproject(
-        coarse.astype(np.float32), fine,
-        src_transform=coarse_transform, src_crs=dem.rio.crs, src_nodata=np.nan,
-        dst_transform=transform, dst_crs=dem.rio.crs, dst_nodata=np.nan,
-        resampling=rasterio.warp.Resampling.bilinear,
-    )
+    def back_to_fine(resampling: rasterio.warp.Resampling) -> np.ndarray:
+        fine = np.full((rows, cols), np.nan, dtype=np.float32)
+        rasterio.warp.reproject(
+            coarse.astype(np.float32), fine,
+            src_transform=coarse_transform, src_crs=dem.rio.crs, src_nodata=np.nan,
+            dst_transform=transform, dst_crs=dem.rio.crs, dst_nodata=np.nan, resampling=resampling,
+        )
+        return fine
+
+    fine = back_to_fine(rasterio.warp.Resampling.bilinear)
     # Bilinear resampling leaves the outer half coarse cell without four neighbours
     # (GDAL then returns nodata): those cells take the nearest coarse value.
     missing = ~np.isfinite(fine) & np.isfinite(dem.values)
     if missing.any():
-        nearest = np.full((rows, cols), np.nan, dtype=np.float32)
-        rasterio.warp.reproject(
-            coarse.astype(np.float32), nearest,
-            src_transform=coarse_transform, src_crs=dem.rio.crs, src_nodata=np.nan,
-            dst_transform=transform, dst_crs=dem.rio.crs, dst_nodata=np.nan,
-            resampling=rasterio.warp.Resampling.nearest,
-        )
-        fine[missing] = nearest[missing]
+        fine[missing] = back_to_fine(rasterio.warp.Resampling.nearest)[missing]
     fine[~np.isfinite(dem.values)] = np.nan
     out = dem.copy(data=fine)
     out.attrs.update(coarse_factor=factor, long_name=f"DEM degraded {factor}x and resampled back (bilinear)")

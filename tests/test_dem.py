@@ -6,7 +6,6 @@ and planes whose slope and aspect are known in closed form.
 """
 
 import math
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -117,27 +116,6 @@ ROME = sample_data.path("rome_cop30_egm96_crop.tif")
 ROME_GEOID = sample_data.path("egm96_15_rome.gtx")
 TUJUNGA = sample_data.path("bigtujunga_srtm30_utm11_crop.tif")
 TUJUNGA_GEOID = sample_data.path("egm96_15_san_gabriel.gtx")
-
-
-@pytest.fixture
-def isolated_proj(tmp_path):
-    """PROJ with its database and no grid, network off; restored afterwards.
-
-    PROJ always searches its user directory as well, so tests that need PROJ to lack a grid
-    skip when one is installed there.
-    """
-    original_dir = pyproj.datadir.get_data_dir()
-    original_network = pyproj.network.is_network_enabled()
-    data_dir = tmp_path / "proj"
-    data_dir.mkdir()
-    (data_dir / "proj.db").symlink_to(Path(original_dir.split(os.pathsep)[0]) / "proj.db")
-    pyproj.datadir.set_data_dir(data_dir)
-    pyproj.network.set_network_enabled(False)
-    try:
-        yield data_dir
-    finally:
-        pyproj.datadir.set_data_dir(original_dir)
-        pyproj.network.set_network_enabled(original_network)
 
 
 def skip_if_user_proj_has_geoid():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import struct
 import warnings
@@ -72,24 +71,13 @@ def prior_cells(priors):
 
 
 @pytest.fixture
-def isolated_proj(tmp_path):
-    """PROJ with its database and no grid, network off; restored afterwards (skips where a
-    geoid grid sits in PROJ's user directory, which PROJ always searches)."""
+def isolated_proj(isolated_proj):
+    """The shared PROJ without grids (tests/conftest.py), skipping where a geoid grid sits
+    in PROJ's user directory, which PROJ always searches."""
     user_dir = Path(pyproj.datadir.get_user_data_dir())
     if user_dir.is_dir() and any("egm" in p.name.lower() for p in user_dir.iterdir()):
         pytest.skip(f"a geoid grid is installed in PROJ's user directory {user_dir}")
-    original_dir = pyproj.datadir.get_data_dir()
-    original_network = pyproj.network.is_network_enabled()
-    data_dir = tmp_path / "proj"
-    data_dir.mkdir()
-    (data_dir / "proj.db").symlink_to(Path(original_dir.split(os.pathsep)[0]) / "proj.db")
-    pyproj.datadir.set_data_dir(data_dir)
-    pyproj.network.set_network_enabled(False)
-    try:
-        yield data_dir
-    finally:
-        pyproj.datadir.set_data_dir(original_dir)
-        pyproj.network.set_network_enabled(original_network)
+    return isolated_proj
 
 
 # --------------------------------------------------------------------------------------
