@@ -132,8 +132,9 @@ class ASKUNet(nn.Module):
     memory_format : the memory layout of the activations, ``torch.channels_last`` (the
         default) or ``torch.contiguous_format``. Channels last is what oneDNN's depthwise
         and 1 x 1 convolutions run fastest on: on the CPU it makes a training step of
-        ASK-UNet about 1.5x faster and of the U-Net 1.2x (``benchmarks/models.py``). The
-        values agree to float rounding; the attribute is not part of :attr:`config`.
+        ASK-UNet about 1.45x faster and leaves the U-Net's as it is
+        (``benchmarks/models.py``). The values agree to float rounding; the attribute is
+        not part of :attr:`config`.
     """
 
     def __init__(self, in_channels: int, *, base_channels: int = 32, depth: int = 4, lsk: bool = True,
