@@ -18,6 +18,7 @@ from .terrain import (  # noqa: E402  (after the check of the extra)
     TerrainDataModule,
     TerrainScenes,
     scene_arrays,
+    scene_files,
     scene_header,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "TerrainDataModule",
     "TerrainScenes",
     "scene_arrays",
+    "scene_files",
     "scene_header",
 ]

@@ -54,7 +54,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -138,12 +138,13 @@ class SceneArrays:
 
 
 class SceneHeader(NamedTuple):
-    """What :func:`scene_header` reads of a scene file: its name, its variables and the
-    area it covers (scenes of one area go to one split)."""
+    """What :func:`scene_header` reads of a scene file: its name, its variables, the area
+    it covers (scenes of one area go to one split) and its attributes."""
 
     name: str
     variables: tuple[str, ...]
     area: str
+    attrs: dict[str, Any]
 
 
 def scene_header(path: str | os.PathLike[str], group_by: str | None = "dem_name") -> SceneHeader:
@@ -169,9 +170,36 @@ def scene_header(path: str | os.PathLike[str], group_by: str | None = "dem_name"
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             name = scene_name(ds, path)
             area = ds.attrs.get(group_by) if group_by else None
-            return SceneHeader(name, tuple(str(v) for v in ds.data_vars), str(area) if area else name)
+            return SceneHeader(name, tuple(str(v) for v in ds.data_vars), str(area) if area else name, dict(ds.attrs))
     except (OSError, ValueError) as error:
         raise InvalidInputError(f"{str(path)!r} is not a readable scene file (NetCDF-4): {error}") from None
+
+
+def scene_files(scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], option: str) -> list[Path]:
+    """The scene files ``scenes`` names (a folder, a file, or a list of both), folders
+    expanded to their ``*.nc``, sorted, each once; ``option`` names where they were given
+    in messages.
+
+    Raises
+    ------
+    MissingInputError : a path does not exist, or a folder holds no scene file.
+    """
+    given = [scenes] if isinstance(scenes, (str, os.PathLike)) else list(scenes)
+    files: list[Path] = []
+    for entry in given:
+        path = Path(entry)
+        if path.is_dir():
+            found = sorted(path.glob("*.nc"))
+            if not found:
+                raise MissingInputError(f"no scene file (*.nc) in {str(path)!r}: write scenes there with "
+                                        f"sarheight.terrain, or point {option} elsewhere")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise MissingInputError(f"{option} names {str(path)!r}, which does not exist: give a folder of "
+                                    "scene files or the files")
+    return list(dict.fromkeys(files))
 
 
 def scene_name(ds: xr.Dataset, path: str | os.PathLike[str] | None = None) -> str:
@@ -516,21 +544,7 @@ class TerrainDataModule(L.LightningDataModule):
 
     def scene_files(self) -> list[Path]:
         """The scene files named by ``scenes``, folders expanded to their ``*.nc``, sorted."""
-        files: list[Path] = []
-        for given in self.scenes:
-            path = Path(given)
-            if path.is_dir():
-                found = sorted(path.glob("*.nc"))
-                if not found:
-                    raise MissingInputError(f"no scene file (*.nc) in {str(path)!r}: write scenes there with "
-                                            "sarheight.terrain, or point data.scenes elsewhere")
-                files += found
-            elif path.is_file():
-                files.append(path)
-            else:
-                raise MissingInputError(f"data.scenes names {str(path)!r}, which does not exist: give a folder of "
-                                        "scene files or the files")
-        return list(dict.fromkeys(files))
+        return scene_files(self.scenes, "data.scenes")
 
     def setup(self, stage: str | None = None) -> None:
         """Read the scenes (once), split them and compute the normalisation statistics from

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..data.terrain import TERRAIN_CLASSES, terrain_classes
+from ..data.terrain import TERRAIN_CLASSES, scene_files, scene_header, terrain_classes
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..masks import MaskCode
@@ -115,17 +115,15 @@ def coarse_corrected(scene: xr.Dataset) -> np.ndarray:
 
 
 def _index(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """The attributes of every scene file that the ablation groups by (read lazily)."""
+    """What the ablation groups the scene files by, read from their headers."""
     found = []
     for path in paths:
-        with xr.open_dataset(path, engine="h5netcdf") as opened:
-            attrs = opened.attrs
-            found.append({"path": path, "scene": str(attrs.get("scene_name", path.stem)),
-                          "dem": str(attrs.get("dem_name", path.stem)),
-                          "pattern": str(attrs.get("prior_pattern", "given")),
-                          "coarse_factor": int(attrs.get("coarse_factor", 0)),
-                          "has_other": "other_sar_reconstructed" in opened.data_vars,
-                          "has_truth": "height" in opened.data_vars})
+        header = scene_header(path)
+        found.append({"path": path, "scene": header.name, "dem": header.area,
+                      "pattern": str(header.attrs.get("prior_pattern", "given")),
+                      "coarse_factor": int(header.attrs.get("coarse_factor", 0)),
+                      "has_other": "other_sar_reconstructed" in header.variables,
+                      "has_truth": "height" in header.variables})
     return found
 
 
@@ -235,14 +233,9 @@ def run_ablation(
     from .regression import PixelRegression
 
     out = Path(out)
-    given = [Path(scenes)] if isinstance(scenes, (str, os.PathLike)) else [Path(p) for p in scenes]
-    paths = sorted({p for g in given for p in (sorted(g.glob("*.nc")) if g.is_dir() else [g])})
-    if not paths:
-        raise InvalidInputError(f"no scene files (*.nc) in {[str(g) for g in given]}: build them with "
-                                "`sarheight terrain scenes`")
     if seeds < 1:
         raise InvalidInputError(f"seeds must be at least 1, got {seeds}")
-    index = _index(paths)
+    index = _index(scene_files(scenes, "scenes"))
     dems = sorted({entry["dem"] for entry in index})
     unknown = [dem for dem in (*test_dems, *val_dems) if dem not in dems]
     if unknown or not test_dems:
