@@ -95,7 +95,11 @@ _ATTRS = {
 
 def pass_direction(geometry: RadarGeometry) -> PassDirection:
     """``"ascending"`` when the platform flies northward over the scene, else ``"descending"``."""
-    return "ascending" if math.cos(math.radians(geometry.heading())) > 0 else "descending"
+    return _direction_of_heading(geometry.heading())
+
+
+def _direction_of_heading(heading_deg: float) -> PassDirection:
+    return "ascending" if math.cos(math.radians(heading_deg)) > 0 else "descending"
 
 
 def scene_geometry(
@@ -385,7 +389,7 @@ def _scene_attrs(reconstruction_attrs: dict, *, kind: str, name: str | None, dem
     heading = reconstruction_attrs.get("geometry_heading_deg", reconstruction_attrs.get("heading_deg"))
     direction = None
     if heading is not None:
-        direction = "ascending" if math.cos(math.radians(float(heading))) > 0 else "descending"
+        direction = _direction_of_heading(float(heading))
     attrs = {
         "kind": kind,
         "dem_name": dem_name,
@@ -570,8 +574,8 @@ def simulate_scenes(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    truths = [(open_dem(dem), _source_name(dem)) for dem in dems]
-    names = [name for _, name in truths]
+    truths = [open_dem(dem).assign_attrs(dem_name=_source_name(dem)) for dem in dems]
+    names = [truth.attrs["dem_name"] for truth in truths]
     if len(set(names)) != len(names):
         raise InvalidInputError(f"two DEMs share a name ({names}): their scene files would collide; rename one")
 
@@ -599,7 +603,7 @@ def simulate_scenes(
         len(geometries) if geometries is not None else len(passes) * len(look_sides) * len(heading_offsets_deg))
     paths: list[Path] = []
     with tqdm(total=total, desc="terrain scenes", unit="scene", disable=not progress) as bar:
-        for truth, dem_name in truths:
+        for truth, dem_name in zip(truths, names, strict=True):
             for tag, geometry, other in variants(truth):
                 for factor in coarse_factors:
                     for pattern in prior_patterns:
@@ -610,7 +614,6 @@ def simulate_scenes(
                                 scene = simulate_scene(truth, geometry, coarse_factor=factor, prior_pattern=pattern,
                                                        seed=seed, other_geometry=other, name=name, progress=False,
                                                        **scene_options)
-                                scene.attrs["dem_name"] = dem_name
                                 write_scene(scene, path)
                             paths.append(path)
                             bar.update()
