@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("lightning")
 
 from sarheight.data import TERRAIN_CLASSES, TerrainDataModule, scene_arrays
-from sarheight.data.terrain import SPLITS, terrain_classes
+from sarheight.data.terrain import SPLITS, scene_files, terrain_classes
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.masks import MaskCode
 from sarheight.terrain import open_scene, write_scene
@@ -247,3 +247,15 @@ def test_mask_channels_as_inputs_leave_outside_the_image_missing(tmp_path):
     assert outside.any() and np.isnan(arrays.inputs[:2, outside]).all()
     np.testing.assert_array_equal(arrays.inputs[0, ~outside], ds["layover"].values[~outside])
     np.testing.assert_array_equal(arrays.missing, outside)
+
+
+def test_scene_files_expand_folders_and_patterns_and_name_what_is_missing(tmp_path):
+    write_tiny_scenes(tmp_path, count=3, rows=8, cols=8)
+    every = scene_files(tmp_path, "data.scenes")
+    assert [path.name for path in every] == ["s0.nc", "s1.nc", "s2.nc"]
+    picked = scene_files([str(tmp_path / "s[02].nc"), tmp_path / "s0.nc"], "data.scenes")
+    assert [path.name for path in picked] == ["s0.nc", "s2.nc"]
+    with pytest.raises(MissingInputError, match=r"pattern .*matches no scene file"):
+        scene_files(str(tmp_path / "*_c5_*.nc"), "data.scenes")
+    with pytest.raises(MissingInputError, match="does not exist"):
+        scene_files(tmp_path / "absent.nc", "data.scenes")

@@ -23,6 +23,7 @@ pytest.importorskip("lightning")
 
 from sarheight.cli import main
 from sarheight.data import TERRAIN_CLASSES, TerrainDataModule
+from sarheight.data.terrain import DEFAULT_CHANNELS
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.terrain import open_scene
 from sarheight.training import HeightMetrics, load_checkpoint, masked_loss, predict_height
@@ -126,7 +127,7 @@ def test_height_metrics_by_hand():
 def test_checkpoint_loads_with_weights_only_and_carries_what_prediction_needs(checkpoints, scenes):
     checkpoint = torch.load(checkpoints["seed0"], weights_only=True)
     stored = checkpoint["sarheight"]
-    assert stored["channels"] == ["sar_reconstructed", "prior_height", "prior_mask", "prior_distance"]
+    assert stored["channels"] == list(DEFAULT_CHANNELS)
     assert stored["reference"] == "prior_interpolated" and stored["target"] == "height"
     assert stored["model"] == "unet" and stored["model_config"]["depth"] == 2
     data = TerrainDataModule(scenes=str(scenes), tile=32)

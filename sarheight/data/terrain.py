@@ -48,6 +48,7 @@ Decisions, in one place:
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
@@ -69,9 +70,15 @@ from ..terrain import open_scene
 
 logger = logging.getLogger(__name__)
 
-#: The input channels of the ASK-UNet paper: reconstructed SAR, prior heights, prior mask
-#: and the distance to the nearest prior.
-DEFAULT_CHANNELS = ("sar_reconstructed", "prior_height", "prior_mask", "prior_distance")
+#: The input channels of the ASK-UNet paper (reconstructed SAR, prior heights, prior mask
+#: and the distance to the nearest prior) plus the local incidence angle of the coarse
+#: DEM. The scene's SAR is sigma0 normalised by the coarse DEM's facet areas, so the
+#: terrain's radiometric signature (bright slopes facing the radar, dark ones facing away),
+#: the cue a network reads height from, is divided out of it; the local incidence angle
+#: gives it back (the image as geocoding would show it is a function of the two). On
+#: held-out real DEMs the SAR without it lowered a U-Net's error below the priors-only
+#: interpolation by 1 %, with it by 7.5 %, for the same short training.
+DEFAULT_CHANNELS = ("sar_reconstructed", "local_incidence_angle", "prior_height", "prior_mask", "prior_distance")
 
 #: Channels holding heights (m): given relative to the reference channel when there is one.
 HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "coarse_corrected", "height"})
@@ -176,8 +183,9 @@ def scene_header(path: str | os.PathLike[str], group_by: str | None = "dem_name"
 
 
 def scene_files(scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], option: str) -> list[Path]:
-    """The scene files ``scenes`` names (a folder, a file, or a list of both), folders
-    expanded to their ``*.nc``, sorted, each once; ``option`` names where they were given
+    """The scene files ``scenes`` names (a folder, a file, a glob pattern such as
+    ``scenes/*_c3_random_*.nc``, or a list of them), folders and patterns expanded to
+    their ``*.nc``, sorted, each once; ``option`` names where they were given
     in messages.
 
     Raises
@@ -188,7 +196,14 @@ def scene_files(scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     files: list[Path] = []
     for entry in given:
         path = Path(entry)
-        if path.is_dir():
+        if not path.exists() and glob.has_magic(str(entry)):
+            # A pattern (``scenes/*_c3_random_*.nc``) picks some scenes of a folder.
+            found = sorted(Path(match) for match in glob.glob(str(entry)) if match.endswith(".nc"))
+            if not found:
+                raise MissingInputError(f"{option} pattern {str(entry)!r} matches no scene file (*.nc): check the "
+                                        "folder and the pattern")
+            files += found
+        elif path.is_dir():
             found = sorted(path.glob("*.nc"))
             if not found:
                 raise MissingInputError(f"no scene file (*.nc) in {str(path)!r}: write scenes there with "

@@ -79,7 +79,9 @@ class Experiment:
 
     @property
     def channels(self) -> list[str]:
-        channels = [f"sar_{self.sar}", *PRIOR_CHANNELS]
+        # The local incidence angle of the coarse DEM gives the flattened SAR back its
+        # terrain radiometry (see sarheight.data.terrain.DEFAULT_CHANNELS).
+        channels = [f"sar_{self.sar}", "local_incidence_angle", *PRIOR_CHANNELS]
         if self.extra == "coarse":
             channels.append("coarse_height")
         if self.extra == "both_passes":
