@@ -41,6 +41,22 @@ def test_demo_scene_has_layover_and_shadow_and_reconstruction_beats_the_alternat
     assert rmse["reconstructed"] < rmse["flattened"] < rmse["geocoded"]
 
 
+def test_demo_terrain_step_beats_the_priors_with_the_shipped_model(demo_run):
+    """The packaged ASK-UNet (trained on other DEMs) on the Jacksboro scene: a GeoTIFF and
+    a quicklook, and a lower error than the priors-only interpolation it starts from."""
+    out, figures = demo_run
+    terrain = figures["terrain"]
+    print(f"demo terrain: {terrain['priors']} priors, RMSE priors-only {terrain['rmse_m']['priors_only']:.2f} m, "
+          f"model {terrain['rmse_m']['model']:.2f} m")
+    with rasterio.open(out / "jacksboro_height.tif") as src:
+        assert src.crs.to_epsg() == 4326 and src.descriptions == ("height",) and src.shape == (344, 403)
+        height = src.read(1)
+    assert np.isfinite(height).mean() > 0.99 and 150 < np.nanmedian(height) < 1100
+    assert (out / "jacksboro_height.png").stat().st_size > 50_000
+    assert terrain["priors"] == round(1e-3 * 344 * 403) and terrain["scored_cells"] > 0.9 * 344 * 403
+    assert terrain["rmse_m"]["model"] < terrain["rmse_m"]["priors_only"]
+
+
 def test_cli_demo_quiet(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
     assert capsys.readouterr().out == ""

@@ -57,3 +57,20 @@ def test_geoid_crops_give_the_full_grid_s_undulation(shared_data):
         with_crop = open_dem(sample_data.path(dem_name), vertical_datum=datum, geoid_grid=sample_data.path(crop))
         with_full = open_dem(sample_data.path(dem_name), vertical_datum=datum, geoid_grid=grid)
         np.testing.assert_allclose(with_crop.values, with_full.values, rtol=0, atol=1e-3)
+
+
+def test_the_demo_checkpoint_is_small_packaged_and_loads_with_weights_only():
+    import fnmatch
+    import re
+    from pathlib import Path
+
+    from sarheight.training import load_checkpoint
+
+    checkpoint = sample_data.terrain_demo_checkpoint()
+    assert checkpoint.stat().st_size <= 10 * 2**20
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    patterns = re.findall(r'"([^"]+)"', re.search(r'^"sarheight\.sample_data" = \[(.*)\]$', pyproject, re.M).group(1))
+    assert any(fnmatch.fnmatch(checkpoint.name, pattern) for pattern in patterns), "not in the package data"
+    model = load_checkpoint(checkpoint)
+    assert model.model_name == "ask_unet" and model.channels[:2] == ("sar_reconstructed", "local_incidence_angle")
+    assert model.reference == "prior_interpolated" and model.target == "height"

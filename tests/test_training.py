@@ -27,7 +27,7 @@ from sarheight.data.terrain import DEFAULT_CHANNELS
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.terrain import open_scene
 from sarheight.training import HeightMetrics, load_checkpoint, masked_loss, predict_height
-from sarheight.training.predict import blend_window, tile_starts
+from sarheight.training.predict import blend_window, export_checkpoint, tile_starts
 from tests.helpers import fit_tiny_checkpoint, write_tiny_scene, write_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +155,9 @@ def test_not_a_sarheight_checkpoint_is_refused(tmp_path):
     torch.save({"sarheight": {"channels": []}, "state_dict": {}, "stray": Path("x")}, tmp_path / "code.ckpt")
     with pytest.raises(InvalidInputError, match="beyond tensors and plain values"):
         load_checkpoint(tmp_path / "code.ckpt")
+    with pytest.raises(InvalidInputError, match="not of sarheight"):
+        export_checkpoint(tmp_path / "other.ckpt", tmp_path / "exported.ckpt")
+    assert not (tmp_path / "exported.ckpt").exists()
 
 
 # Prediction.
@@ -295,7 +298,19 @@ def test_fit_test_and_predict_commands(tmp_path, scenes, capsys):
     assert "RMSE against the scene's height" in capsys.readouterr().out
     with rasterio.open(out) as src:
         assert src.crs.to_epsg() == 32632 and src.descriptions == ("height", "height_std") and src.shape == (64, 56)
+        ensemble = src.read(1)
     assert quicklook.stat().st_size > 0
+    # Exported: only what prediction needs, smaller, the same prediction.
+    exported = tmp_path / "shipped" / "small.ckpt"
+    assert main(["terrain", "export", "--ckpt", str(last), "--out", str(exported)]) == 0
+    assert f"wrote {exported}" in capsys.readouterr().out
+    kept = torch.load(exported, weights_only=True)
+    assert set(kept) <= {"state_dict", "sarheight", "epoch", "global_step"} and "optimizer_states" in checkpoint
+    assert exported.stat().st_size < 0.6 * last.stat().st_size
+    assert main(["terrain", "predict", "--ckpt", str(exported), "--scene", str(scenes / "s2.nc"), "--out",
+                 str(out), "--tile", "32", "--overlap", "8", "--quiet"]) == 0
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(1), ensemble)
 
 
 def test_commands_refuse_other_channels_and_bad_configs(tmp_path, scenes, checkpoints, capsys):

@@ -1,5 +1,6 @@
 """``sarheight terrain ACTION``: the terrain height model's actions: ``scenes`` (simulate
-training scenes), ``predict`` (a height map from checkpoints), ``ablate`` (the study).
+training scenes), ``predict`` (a height map from checkpoints), ``ablate`` (the study),
+``export`` (a checkpoint reduced to what prediction needs).
 
 Each action is an :class:`Action` in :data:`ACTIONS` (its help, its options, its run);
 ``scenes`` and ``ablate`` live in modules of their own beside this one.
@@ -60,7 +61,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from ..io import write_geotiff
     from ..terrain import open_scene
-    from ..training.predict import predict_height
+    from ..training.predict import predict_height, prediction_quicklook
     from .options import run_outputs
 
     scene = open_scene(args.scene)
@@ -70,7 +71,7 @@ def run_predict(args: argparse.Namespace) -> int:
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(result, out, variables=[name for name in ("height", "height_std") if name in result])
         if quicklook_path is not None:
-            _quicklook(scene, result, quicklook_path)
+            prediction_quicklook(scene, result, quicklook_path)
     if not args.quiet:
         if truth is not None:
             error = result["height"].values - truth
@@ -85,35 +86,23 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quicklook(scene, result, path: Path) -> None:
-    import numpy as np
+# export
 
-    from ..plots import quicklook
 
-    height = result["height"].values
-    truth = scene["height"].values if "height" in scene else None
-    shown = [values for values in (height, truth) if values is not None]
-    low, high = (float(np.nanpercentile(np.concatenate([v.ravel() for v in shown]), p)) for p in (1, 99))
-    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
-    panels = []
-    if truth is not None:
-        panels.append(("truth height (m)", truth, terrain))
-    panels.append(("predicted height (m)", height, terrain))
-    if truth is not None:
-        errors = [height - truth]
-        if "prior_interpolated" in scene:
-            errors.append(scene["prior_interpolated"].values - truth)
-        limit = max(float(np.nanpercentile(np.abs(e), 99)) for e in errors) or 1.0
-        diverging = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}
-        panels.append(("prediction - truth (m)", errors[0], diverging))
-    if "height_std" in result:
-        panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
-                       {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
-    if "prior_interpolated" in scene:
-        panels.append(("priors-only interpolation (m)", scene["prior_interpolated"].values, terrain))
-        if truth is not None:
-            panels.append(("priors only - truth (m)", errors[1], diverging))
-    quicklook(panels, path, title=f"sarheight terrain predict: {result.attrs['scene_name']}")
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="a checkpoint of sarheight fit")
+    parser.add_argument("--out", required=True, help="the checkpoint to write: weights, channels, statistics and "
+                        "model configuration, without the optimiser state")
+    add_quiet(parser)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..training.predict import export_checkpoint
+
+    written = export_checkpoint(args.ckpt, args.out)
+    if not args.quiet:
+        print(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
+    return 0
 
 
 #: The actions of ``sarheight terrain``, in the order ``--help`` lists them.
@@ -122,4 +111,6 @@ ACTIONS = {
     "predict": Action("predict a height map (GeoTIFF) from a scene with one or several checkpoints",
                       add_predict_arguments, run_predict),
     "ablate": Action(terrain_ablate.HELP, terrain_ablate.add_arguments, terrain_ablate.run),
+    "export": Action("keep what prediction needs of a checkpoint (weights, channels, statistics): a third of "
+                     "the size, to ship or share", add_export_arguments, run_export),
 }

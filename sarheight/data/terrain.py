@@ -19,6 +19,10 @@ Decisions, in one place:
   relative to it is zero at the priors (the interpolation passes through them) and says no
   more than ``prior_mask``; it stays in the default channels so that the same list serves
   ``reference=None``, where heights are absolute.
+- **The local incidence angle is a default input.** The scene's SAR is sigma0: the
+  coarse DEM's facet areas are divided out of it, and with them the brightness of slopes
+  facing the radar, the cue height is read from. The local incidence angle of the coarse
+  DEM gives that back (see :data:`DEFAULT_CHANNELS`).
 - **In memory.** Scenes are read once (:func:`sarheight.terrain.open_scene`) at
   :meth:`TerrainDataModule.setup`, after every file's variables have been checked, and
   only their channels kept: they are small (a 1000 x 1000 scene of six channels is

@@ -13,7 +13,7 @@ require("sarheight.training")
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint  # noqa: E402  (after the check of the extra)
 from .losses import LOSSES, masked_loss  # noqa: E402
 from .metrics import HeightMetrics  # noqa: E402
-from .predict import TrainedModel, load_checkpoint, predict_height  # noqa: E402
+from .predict import TrainedModel, export_checkpoint, load_checkpoint, predict_height, prediction_quicklook  # noqa: E402
 from .regression import PixelRegression, RegressionData, normalise_inputs  # noqa: E402
 
 __all__ = [
@@ -24,8 +24,10 @@ __all__ = [
     "RegressionData",
     "ResumableCheckpoint",
     "TrainedModel",
+    "export_checkpoint",
     "load_checkpoint",
     "masked_loss",
     "normalise_inputs",
     "predict_height",
+    "prediction_quicklook",
 ]

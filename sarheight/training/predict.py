@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, MissingInputError
+from ..io import atomic_path
 from ..models import build
 from ..terrain import open_scene
 from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_inputs
@@ -113,6 +114,32 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         input_mean=torch.tensor(stored["input_mean"], dtype=torch.float32, device=device),
         input_std=torch.tensor(stored["input_std"], dtype=torch.float32, device=device),
     )
+
+
+def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Write the part of a training checkpoint that prediction needs: the model's weights,
+    its channels, statistics and configuration (no optimiser state, about a third of the
+    size), written atomically.
+
+    Parameters
+    ----------
+    source : a checkpoint of ``sarheight fit`` (checked as :func:`load_checkpoint` does).
+    target : the file to write (``.ckpt``); it loads with :func:`load_checkpoint`.
+
+    Returns
+    -------
+    Path of ``target``.
+    """
+    load_checkpoint(source)  # the same clear errors as prediction, before writing anything
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    kept = {key: checkpoint[key] for key in ("state_dict", CHECKPOINT_KEY, "epoch", "global_step")
+            if key in checkpoint}
+    kept["state_dict"] = {key: value for key, value in kept["state_dict"].items() if key.startswith("model.")}
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as temporary:
+        torch.save(kept, temporary)
+    return target
 
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
@@ -294,3 +321,37 @@ def predict_height(
         "overlap": int(overlap),
     })
     return out.rio.write_crs(crs) if crs is not None else out
+
+
+def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.PathLike[str], *,
+                         title: str | None = None) -> Path:
+    """A PNG of a prediction (:func:`predict_height`) beside its scene: the truth, the
+    prediction, its error, the ensemble's standard deviation, the priors-only
+    interpolation and its error, as far as the scene and the result have them. Heights
+    share one colour scale (1st-99th percentile), errors one symmetric scale."""
+    from ..plots import quicklook
+
+    height = result["height"].values
+    truth = scene["height"].values if "height" in scene else None
+    shown = [values for values in (height, truth) if values is not None]
+    low, high = (float(np.nanpercentile(np.concatenate([v.ravel() for v in shown]), p)) for p in (1, 99))
+    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
+    panels = []
+    if truth is not None:
+        panels.append(("truth height (m)", truth, terrain))
+    if "prior_interpolated" in scene:
+        panels.append(("priors-only interpolation (m)", scene["prior_interpolated"].values, terrain))
+    panels.append(("predicted height (m)", height, terrain))
+    if truth is not None:
+        errors = [height - truth]
+        if "prior_interpolated" in scene:
+            errors.append(scene["prior_interpolated"].values - truth)
+        limit = max(float(np.nanpercentile(np.abs(e), 99)) for e in errors) or 1.0
+        diverging = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}
+        if len(errors) > 1:
+            panels.append(("priors only - truth (m)", errors[1], diverging))
+        panels.append(("prediction - truth (m)", errors[0], diverging))
+    if "height_std" in result:
+        panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
+                       {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
+    return quicklook(panels, path, title=title or f"sarheight terrain predict: {result.attrs['scene_name']}")
