@@ -25,12 +25,13 @@ and a finished one is not trained again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,21 @@ def _baselines(scene: xr.Dataset) -> dict[str, np.ndarray]:
     }
 
 
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's own INFO lines (accelerators found, tips) once per training would bury
+    the ablation's progress bar: warnings and errors only, while it trains."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for each, level in zip(loggers, levels, strict=True):
+            each.setLevel(level)
+
+
 def _write_json(data: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=float))
@@ -311,17 +327,18 @@ def run_ablation(
                                          model_options={"base_channels": base_channels, "depth": depth},
                                          in_channels=len(experiment.channels), loss="huber", lr=lr,
                                          scheduler="cosine")
-                trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
-                                    logger=CSVLogger(run_dir, name="", version=""),
-                                    callbacks=[ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)],
-                                    plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
-                                    enable_model_summary=False, limit_val_batches=1.0 if val_scenes else 0,
-                                    log_every_n_steps=max(1, min(50, tiles_per_epoch // batch_size)),
-                                    num_sanity_val_steps=0)
-                with warnings.catch_warnings():
-                    # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
-                    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-                    trainer.fit(module, data)
+                with _quiet_lightning():
+                    trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
+                                        logger=CSVLogger(run_dir, name="", version=""),
+                                        callbacks=[ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)],
+                                        plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
+                                        enable_model_summary=False, limit_val_batches=1.0 if val_scenes else 0,
+                                        log_every_n_steps=max(1, min(50, tiles_per_epoch // batch_size)),
+                                        num_sanity_val_steps=0)
+                    with warnings.catch_warnings():
+                        # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
+                        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+                        trainer.fit(module, data)
                 checkpoint = run_dir / "last.ckpt"
                 scores = Scores()
                 for _, scene, mask, classes in held_out:
