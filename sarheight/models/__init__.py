@@ -6,7 +6,8 @@ without PyTorch raises :class:`~sarheight.extras.MissingExtraError` saying so.
 
 Models are built by name (``build("ask_unet", in_channels=4)``); :func:`available` lists
 the names, :func:`register` adds a builder. Modules: ``blocks`` (ECA, LSK, the convolution
-block), ``unet`` (ASK-UNet and its ablations), ``registry`` (the names).
+block), ``unet`` (ASK-UNet and its ablations), ``resnet`` (ResNet-50 with torchvision's
+names, pretrained weights from a local file), ``mbhr`` (MBHR-Net), ``registry`` (the names).
 """
 
 from ..extras import require
@@ -14,7 +15,9 @@ from ..extras import require
 require("sarheight.models", "torch")
 
 from .blocks import ECA, ConvBlock, LSKBlock, LSKUnit, eca_kernel_size  # noqa: E402
+from .mbhr import MBHRNet  # noqa: E402  (registers mbhr_net)
 from .registry import available, build, register  # noqa: E402
+from .resnet import ResNet50Encoder, adapt_first_conv, load_resnet_weights  # noqa: E402
 from .unet import ASKUNet, UNet, pad_to_multiple  # noqa: E402  (registers the U-Net family)
 
 __all__ = [
@@ -23,10 +26,14 @@ __all__ = [
     "ConvBlock",
     "LSKBlock",
     "LSKUnit",
+    "MBHRNet",
+    "ResNet50Encoder",
     "UNet",
+    "adapt_first_conv",
     "available",
     "build",
     "eca_kernel_size",
+    "load_resnet_weights",
     "pad_to_multiple",
     "register",
 ]

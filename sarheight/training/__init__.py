@@ -1,6 +1,6 @@
 """Training and prediction of the learning floor: the pixel-wise regression module, its
-losses and metrics, atomic checkpoints, the LightningCLI of ``sarheight fit|validate|test``,
-and tiled prediction with ensembles.
+losses (MBHR-Net's among them) and metrics, atomic checkpoints, the LightningCLI of
+``sarheight fit|validate|test``, and tiled prediction with ensembles.
 
 Needs the ``ml`` extra (``pip install 'sarheight[ml]'``): importing this package
 without it raises :class:`~sarheight.extras.MissingExtraError` saying so.
@@ -11,7 +11,7 @@ from ..extras import require
 require("sarheight.training")
 
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint  # noqa: E402  (after the check of the extra)
-from .losses import LOSSES, masked_loss  # noqa: E402
+from .losses import LOSSES, masked_loss, mbhr_loss  # noqa: E402
 from .metrics import HeightMetrics  # noqa: E402
 from .predict import TrainedModel, export_checkpoint, load_checkpoint, predict_height, prediction_quicklook  # noqa: E402
 from .regression import PixelRegression, RegressionData, normalise_inputs  # noqa: E402
@@ -27,6 +27,7 @@ __all__ = [
     "export_checkpoint",
     "load_checkpoint",
     "masked_loss",
+    "mbhr_loss",
     "normalise_inputs",
     "predict_height",
     "prediction_quicklook",
