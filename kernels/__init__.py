@@ -44,6 +44,7 @@ with caching_disabled() if CACHE_LOCATION == "" else contextlib.nullcontext():
         projection,
         radar_grid,
         reallocation,
+        speckle,
         visibility,
         zero_doppler,
     )
@@ -60,7 +61,8 @@ from .zero_doppler import geocode_cells, geocode_grid  # noqa: E402
 
 # Before any kernel runs: drop cached compilations older than any kernel source.
 refresh_stale_caches(Path(__file__).parent,
-                     (cells, facets, geodesy, orbit, projection, radar_grid, reallocation, visibility, zero_doppler))
+                     (cells, facets, geodesy, orbit, projection, radar_grid, reallocation, speckle, visibility,
+                      zero_doppler))
 
 __all__ = [
     "WGS84_A",

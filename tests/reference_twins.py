@@ -96,3 +96,93 @@ def geocode(lon_rad, lat_rad, height, k):
     sample = np.where(outside | bad, np.nan, sample)
     t, r, incidence = (np.where(bad, np.nan, v) for v in (t, r, incidence))
     return t, r, line, sample, incidence
+
+
+# --------------------------------------------------------------------------------------
+# Speckle filters (kernels/speckle.py)
+# --------------------------------------------------------------------------------------
+
+
+def _shifted(image, half):
+    """Views (dy, dx, image shifted by it) over a NaN-padded copy, offsets row-major."""
+    rows, cols = image.shape
+    padded = np.full((rows + 2 * half, cols + 2 * half), np.nan)
+    padded[half:half + rows, half:half + cols] = image
+    for dy in range(-half, half + 1):
+        for dx in range(-half, half + 1):
+            yield dy, dx, padded[half + dy:half + dy + rows, half + dx:half + dx + cols]
+
+
+def _lee_estimate(z, total, total_sq, count, looks):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        variance = total_sq / count - mean * mean
+        noise = 1.0 / looks
+        weight = np.clip((variance - mean * mean * noise) / (1.0 + noise) / variance, 0.0, 1.0)
+    out = np.where(variance > 0, mean + weight * (z - mean), mean)
+    return np.where(np.isnan(z), np.nan, out)
+
+
+def _window_sums(image, half, include=None):
+    """Sum, sum of squares and count of the valid cells of each pixel's window, summed in
+    row-major offset order; ``include(dy, dx)`` (per-pixel bool) restricts the window."""
+    total = np.zeros(image.shape)
+    total_sq = np.zeros(image.shape)
+    count = np.zeros(image.shape)
+    for dy, dx, values in _shifted(image, half):
+        keep = ~np.isnan(values)
+        if include is not None:
+            keep &= include(dy, dx)
+        v = np.where(keep, values, 0.0)
+        total += v
+        total_sq += v * v
+        count += keep
+    return total, total_sq, count
+
+
+def lee(image, window, looks):
+    """Numpy twin of ``kernels.speckle.lee`` on the whole image."""
+    image = np.asarray(image, np.float64)
+    return _lee_estimate(image, *_window_sums(image, window // 2), looks)
+
+
+#: The eight edge-aligned half windows of the 7 x 7 refined-Lee window as boolean masks
+#: over offsets (dy + 3, dx + 3), indexed [direction, side]; direction 0 vertical edge
+#: (gradient left-right), 1 horizontal edge (top-bottom), 2 the dy = dx diagonal (gradient
+#: top right - bottom left), 3 the dy = -dx diagonal (top left - bottom right); side 0 is
+#: the half towards the gradient's first end.
+_DY, _DX = np.mgrid[-3:4, -3:4]
+EDGE_WINDOWS = np.array([
+    [_DX <= 0, _DX >= 0],
+    [_DY <= 0, _DY >= 0],
+    [_DX >= _DY, _DX <= _DY],
+    [_DX <= -_DY, _DX >= -_DY],
+])
+
+
+def refined_lee(image, looks):
+    """Numpy twin of ``kernels.speckle.refined_lee`` on the whole image."""
+    image = np.asarray(image, np.float64)
+    # 3 x 3 means centred at every cell of the image padded by 2 (centres outside the
+    # image still see its edge), then picked at offsets -2, 0, 2.
+    rows, cols = image.shape
+    padded = np.full((rows + 4, cols + 4), np.nan)
+    padded[2:2 + rows, 2:2 + cols] = image
+    total, _, count = _window_sums(padded, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local = np.where(count > 0, total / count, np.nan)
+    means = np.stack([local[2 + dy:2 + dy + rows, 2 + dx:2 + dx + cols]
+                      for dy in (-2, 0, 2) for dx in (-2, 0, 2)])
+    ends = np.array([(3, 5), (1, 7), (2, 6), (0, 8)])
+    gradients = np.abs(means[ends[:, 0]] - means[ends[:, 1]])
+    gradients = np.where(np.isnan(gradients), -1.0, gradients)
+    direction = np.argmax(gradients, axis=0)
+    found = gradients.max(axis=0) >= 0
+    first = np.take_along_axis(means[ends[:, 0]], direction[None], 0)[0]
+    second = np.take_along_axis(means[ends[:, 1]], direction[None], 0)[0]
+    side = (np.abs(second - means[4]) < np.abs(first - means[4])).astype(int)
+
+    def include(dy, dx):
+        return np.where(found, EDGE_WINDOWS[direction, side, dy + 3, dx + 3], True)
+
+    return _lee_estimate(image, *_window_sums(image, 3, include), looks)

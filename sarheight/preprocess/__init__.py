@@ -11,8 +11,14 @@ source:
     annotation that the radar geometry is built from, and calibrated (β⁰, σ⁰, γ⁰),
     optionally thermal-noise-corrected intensity in radar geometry.
 
-To come, beside these: a Sentinel-2 reader (``sentinel2``, on ``safe``), speckle
-filters, normalisation and tiling for the learning models.
+``backscatter``
+    linear power and dB (:func:`~.backscatter.to_db`, :func:`~.backscatter.from_db`),
+    the check that processing in linear power runs on it, and multilooking.
+``speckle``
+    the Lee (1980) and refined Lee (1981) speckle filters on DataArrays, NaN-aware.
+
+To come, beside these: a Sentinel-2 reader (``sentinel2``, on ``safe``), normalisation
+and tiling for the learning models.
 
 Importing this package imports none of its modules.
 """
