@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sarheight.errors import InvalidInputError
 from sarheight.kernels import speckle as kernels
 from sarheight.preprocess.backscatter import from_db, multilook, to_db
+from sarheight.preprocess.composite import monthly_composite
 from sarheight.preprocess.speckle import lee_filter, refined_lee_filter
 from tests import reference_twins
 
@@ -239,3 +240,44 @@ def test_multilook_averages_valid_pixels_of_whole_blocks_and_updates_the_grid():
         multilook(image, 8, 1)
     with pytest.raises(InvalidInputError, match="positive integer"):
         multilook(image, 0, 2)
+
+
+# --------------------------------------------------------------------------------------
+# Monthly composites
+# --------------------------------------------------------------------------------------
+
+
+def time_stack(dates, values, units="1"):
+    image = georeferenced(np.asarray(values, np.float32).reshape(len(dates), 2, 2)).rename(band="time")
+    image = image.assign_coords(time=np.array(dates, "datetime64[ns]"))
+    return image.assign_attrs(units=units)
+
+
+def test_monthly_composite_takes_the_nan_aware_median_of_each_month():
+    dates = ["2021-01-03", "2021-01-15", "2021-01-27", "2021-03-02", "2021-03-14", "2021-01-09"]
+    values = np.array([[1, 5, np.nan, 2], [2, 6, np.nan, np.nan], [9, 7, np.nan, 3],
+                       [4, 1, 8, np.nan], [6, 3, 8, np.nan], [3, 5, np.nan, 2]], np.float32)
+    stack = time_stack(dates, values)
+    out = monthly_composite(stack)
+    assert out.dims == stack.dims and out.rio.crs == stack.rio.crs and out.attrs["composite"] == "monthly median"
+    np.testing.assert_array_equal(out["time"].values, np.array(["2021-01-01", "2021-03-01"], "datetime64[ns]"))
+    np.testing.assert_array_equal(out["acquisitions"].values, [4, 2])
+    # January: dates out of order, four of them (the mean of the middle two), a pixel never valid.
+    np.testing.assert_allclose(out.values[0].ravel(), [2.5, 5.5, np.nan, 2])
+    np.testing.assert_allclose(out.values[1].ravel(), [5, 2, 8, np.nan])
+
+
+def test_monthly_composite_of_db_takes_the_median_in_linear_power():
+    linear = np.array([1.0, 4.0]).repeat(4)
+    stack = to_db(time_stack(["2022-05-01", "2022-05-20"], linear)).assign_attrs(units="dB")
+    out = monthly_composite(stack)
+    assert out.attrs["units"] == "dB"
+    np.testing.assert_allclose(out.values, 10 * np.log10(2.5), rtol=1e-6)  # not the dB mean, 3.01 dB
+
+
+def test_monthly_composite_refuses_a_stack_without_dates():
+    image = georeferenced(speckled((4, 4), 4.4, 0))
+    with pytest.raises(InvalidInputError, match="'time' dim"):
+        monthly_composite(image)
+    with pytest.raises(InvalidInputError, match="must be dates"):
+        monthly_composite(image.expand_dims(time=[1, 2]))

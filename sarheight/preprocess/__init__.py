@@ -16,6 +16,8 @@ source:
     the check that processing in linear power runs on it, and multilooking.
 ``speckle``
     the Lee (1980) and refined Lee (1981) speckle filters on DataArrays, NaN-aware.
+``composite``
+    monthly median composites of image time series (a ``time`` dim).
 
 To come, beside these: a Sentinel-2 reader (``sentinel2``, on ``safe``), normalisation
 and tiling for the learning models.
