@@ -18,9 +18,12 @@ source:
     the Lee (1980) and refined Lee (1981) speckle filters on DataArrays, NaN-aware.
 ``composite``
     monthly median composites of image time series (a ``time`` dim).
+``sentinel2``
+    Sentinel-2 L1C/L2A: reflectance from DNs with the processing-baseline offset, the
+    ten bands of the models by name, 20 m → 10 m resampling, SCL cloud masks.
 
-To come, beside these: a Sentinel-2 reader (``sentinel2``, on ``safe``), normalisation
-and tiling for the learning models.
+To come, beside these: reading whole Sentinel-2 SAFE products (on ``safe``), alignment
+of rasters on one grid, normalisation and tiling for the learning models.
 
 Importing this package imports none of its modules.
 """
