@@ -184,6 +184,9 @@ def bigearthnet(tmp_path_factory) -> Path:
                         "the real BigEarthNet patch pairs are inside that wheel")
         folder = Path(next(iter(spec.submodule_search_locations)))
         archives = {name: (folder / name).read_bytes() for name in names}
+    if not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python's tarfile has no extraction filter (3.10.12+ / 3.11.4+): the archives are not "
+                    "unpacked without it")
     root = tmp_path_factory.mktemp("bigearthnet")
     for content in archives.values():
         with tarfile.open(fileobj=io.BytesIO(content), mode="r:bz2") as tar:
