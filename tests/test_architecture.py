@@ -28,6 +28,7 @@ LAYERS = (
     ("plots", "sample_data"),
     ("priors",),
     ("terrain",),
+    ("city",),
     ("models",),
     ("data",),
     ("training",),
