@@ -68,13 +68,13 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.transform
 import xarray as xr
 from scipy import ndimage
 
 from ._version import __version__
 from .dem import open_dem
 from .errors import InvalidInputError, PlausibilityWarning
+from .geometry import RadarGeometry
 from .io import atomic_path, write_geotiff
 from .preprocess.backscatter import multilook, to_db
 from .preprocess.sentinel2 import S2_BANDS
@@ -119,7 +119,8 @@ SHADOW_FRACTION = 0.3
 #: Sentinel-2's mean local solar time at the overpass (hours).
 OVERPASS_HOUR = 10.5
 
-#: Scene classification codes written with the reflectance.
+#: Scene classification codes written with the reflectance (2: cast shadows, as the
+#: L2A processor labels dark shadowed pixels).
 SCL = {"vegetation": 4, "not_vegetated": 5, "cast_shadow": 2, "cloud": 9}
 
 
@@ -321,7 +322,7 @@ def _season(month: int) -> float:
     return 0.5 + 0.5 * math.cos(2 * math.pi * (month - 7) / 12.0)
 
 
-def _ground_look(geometry: Any) -> tuple[float, float]:
+def _ground_look(geometry: RadarGeometry) -> tuple[float, float]:
     """(d_row, d_col) of the unit ground-range direction away from the sensor, on a
     north-up grid: a right-looking sensor sees the ground to the right of its heading."""
     heading = math.radians(geometry.heading())
@@ -372,7 +373,8 @@ def simulate_city(
     Returns
     -------
     xr.Dataset on the product grid (y, x) with CRS: ``s1`` (time, polarisation=VV/VH, y, x)
-    sigma0 in dB; ``s2`` (time, band=B2..B12, y, x) reflectance; ``scl`` (time, y, x)
+    sigma0 in dB (VH: the components scaled by :data:`VH_RATIO`, vegetation's volume
+    scattering the least weakened, under the same noise floor, so noisier); ``s2`` (time, band=B2..B12, y, x) reflectance; ``scl`` (time, y, x)
     scene classification; ``height`` (m, building height: the mean height of the
     buildings of a cell where they cover at least half of it, else 0); ``land_cover``
     (the most common class of the cell). attrs record the parameters and geometry.
@@ -388,6 +390,8 @@ def simulate_city(
         raise InvalidInputError(f"cloud_fraction must be in [0, 1), got {cloud_fraction!r}")
     if not (math.isfinite(looks) and looks > 0):
         raise InvalidInputError(f"looks must be a positive number, got {looks!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     factor = int(layout.attrs["fine_factor"])
     step = float(layout.attrs["cell_size_m"])
     cover = layout["land_cover"].values
@@ -414,6 +418,8 @@ def simulate_city(
         if sigma0.any():
             images[name] = simulate_sar(surface, geometry, backscatter=surface.copy(data=sigma0), looks=None,
                                         nesz_db=None, seed=seed)
+    if not images:
+        raise InvalidInputError("the layout has no land cover that scatters: give one from city_layout(...)")
     window = next(iter(images.values()))
     if double_bounce > 0 and foot.any():
         # On the surface model the foot cell's own facets climb half-way up the wall and
@@ -429,7 +435,8 @@ def simulate_city(
     sin_inc = np.sin(cells["incidence"].astype(np.float64))
     rng = np.random.default_rng([seed, 1])
     fine_looks = looks / factor**2
-    noise = 10 ** (nesz_db / 10)
+    # The noise floor in beta0 (NESZ is a sigma0): over a city the incidence hardly varies.
+    noise = 10 ** (nesz_db / 10) / float(np.mean(sin_inc))
     s1 = np.empty((len(months), 2, cover.shape[0] // factor, cover.shape[1] // factor), dtype=np.float32)
     for t, month in enumerate(months):
         moisture = 0.7 + 0.6 * _season(month)  # leafier, wetter canopy in summer
@@ -438,8 +445,7 @@ def simulate_city(
             if pol == "VH":
                 weights = {name: weight * VH_RATIO[name] for name, weight in weights.items()}
             beta0 = sum(weights[name] * image.values.astype(np.float64) for name, image in images.items())
-            beta0 = (beta0 + noise / np.maximum(np.sin(_window_incidence(window)), 1e-3)) * rng.gamma(
-                fine_looks, 1.0 / fine_looks, size=beta0.shape)
+            beta0 = (beta0 + noise) * rng.gamma(fine_looks, 1.0 / fine_looks, size=beta0.shape)
             sigma0 = ndimage.map_coordinates(beta0, [line, sample], order=1, mode="nearest") * sin_inc
             fine = layout["terrain_height"].copy(data=sigma0.astype(np.float32))
             s1[t, b] = to_db(multilook(fine, factor, factor)).values
@@ -478,12 +484,6 @@ def simulate_city(
         },
     )
     return city.rio.write_crs(layout.rio.crs)
-
-
-def _window_incidence(window: xr.DataArray) -> np.ndarray:
-    """The ellipsoid incidence across a radar window, for the noise floor: a 38-degree
-    mid-swath value (the floor's variation over a city-sized window is negligible)."""
-    return np.full(window.shape, math.radians(38.0))
 
 
 def wall_foot(surface: np.ndarray, building: np.ndarray, away: tuple[float, float], *,
