@@ -374,8 +374,8 @@ def simulate_city(
     -------
     xr.Dataset on the product grid (y, x) with CRS: ``s1`` (time, polarisation=VV/VH, y, x)
     sigma0 in dB (VH: the components scaled by :data:`VH_RATIO`, vegetation's volume
-    scattering the least weakened, under the same noise floor, so noisier); ``s2`` (time, band=B2..B12, y, x) reflectance; ``scl`` (time, y, x)
-    scene classification; ``height`` (m, building height: the mean height of the
+    scattering the least weakened, under the same noise floor, so noisier); ``s2``
+    (time, band=B2..B12, y, x) reflectance; ``scl`` (time, y, x) scene classification; ``height`` (m, building height: the mean height of the
     buildings of a cell where they cover at least half of it, else 0); ``land_cover``
     (the most common class of the cell). attrs record the parameters and geometry.
     """
@@ -410,8 +410,7 @@ def simulate_city(
     for name in ("street", "building", "bare"):
         urban[cover == LAND_COVER[name]] = SIGMA0_VV[name]
     vegetation = np.where(cover == LAND_COVER["vegetation"], SIGMA0_VV["vegetation"], 0.0)
-    foot = wall_foot(surface_height, building, _ground_look(geometry),
-                     min_wall_m=min_wall_m)
+    foot = wall_foot(surface_height, building, _ground_look(geometry), min_wall_m=min_wall_m)
     components = {"urban": urban, "vegetation": vegetation}
     images = {}
     for name, sigma0 in components.items():
@@ -446,8 +445,10 @@ def simulate_city(
                 weights = {name: weight * VH_RATIO[name] for name, weight in weights.items()}
             beta0 = sum(weights[name] * image.values.astype(np.float64) for name, image in images.items())
             beta0 = (beta0 + noise) * rng.gamma(fine_looks, 1.0 / fine_looks, size=beta0.shape)
+            # Bilinear sampling of the radar image, as terrain correction does by default.
             sigma0 = ndimage.map_coordinates(beta0, [line, sample], order=1, mode="nearest") * sin_inc
-            fine = layout["terrain_height"].copy(data=sigma0.astype(np.float32))
+            fine = xr.DataArray(sigma0.astype(np.float32), dims=("y", "x"), name=pol,
+                                coords={"y": layout["y"], "x": layout["x"]}, attrs={"units": "1"})
             s1[t, b] = to_db(multilook(fine, factor, factor)).values
     coarse_y = layout["y"].values[: (cover.shape[0] // factor) * factor].reshape(-1, factor).mean(axis=1)
     coarse_x = layout["x"].values[: (cover.shape[1] // factor) * factor].reshape(-1, factor).mean(axis=1)
@@ -464,8 +465,8 @@ def simulate_city(
     coords = {"time": times, "y": coarse_y, "x": coarse_x}
     city = xr.Dataset(
         {
-            "s1": xr.DataArray(s1, dims=("time", "polarisation", "y", "x"), coords={**coords, "polarisation": ["VV", "VH"]},
-                               attrs={"units": "dB", "long_name": "sigma0 (dB)"}),
+            "s1": xr.DataArray(s1, dims=("time", "polarisation", "y", "x"),
+                               coords={**coords, "polarisation": ["VV", "VH"]}, attrs={"units": "dB", "long_name": "sigma0 (dB)"}),
             "s2": xr.DataArray(s2, dims=("time", "band", "y", "x"), coords={**coords, "band": list(S2_BANDS)},
                                attrs={"units": "1", "long_name": "surface reflectance (L2A-like)"}),
             "scl": xr.DataArray(scl, dims=("time", "y", "x"), coords=coords,

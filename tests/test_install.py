@@ -26,7 +26,7 @@ def test_the_physics_imports_nothing_of_the_ml_extra():
     done = _run("""
         import sys
         import sarheight.cli, sarheight.demo, sarheight.distributed, sarheight.geometry
-        import sarheight.layover, sarheight.observation, sarheight.reallocation, sarheight.simulate
+        import sarheight.city, sarheight.layover, sarheight.observation, sarheight.reallocation, sarheight.simulate
         from sarheight.cli import build_parser
         build_parser()
         from sarheight.extras import ML_MODULES

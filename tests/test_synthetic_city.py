@@ -147,6 +147,15 @@ def test_vegetation_greener_in_summer_and_clouds_coded(city):
     assert 0.05 < np.mean(~clear) < 0.2
     s1 = city["s1"]
     assert np.isfinite(s1.values).all() and (s1.sel(polarisation="VH") < s1.sel(polarisation="VV")).mean() > 0.9
+    # Each month has its own speckle, also where nothing changes with the seasons.
+    street = city["land_cover"].values == LAND_COVER["street"]
+    vv = s1.sel(polarisation="VV").values
+    assert np.abs(vv[0][street] - vv[1][street]).mean() > 0.5
+    # VH: vegetation's volume scattering keeps more of the VV power than the buildings do
+    # (the streets' VH is at the noise floor).
+    ratio = s1.sel(polarisation="VH").values[1] - vv[1]
+    buildings = city["land_cover"].values == LAND_COVER["building"]
+    assert np.median(ratio[veg]) > np.median(ratio[buildings]) + 3.0
 
 
 def test_write_city_round_trip(city, tmp_path):
