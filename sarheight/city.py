@@ -125,8 +125,8 @@ SCL = {"vegetation": 4, "not_vegetated": 5, "cast_shadow": 2, "cloud": 9}
 
 
 def _check_shape(shape: Any) -> tuple[int, int]:
-    if (not isinstance(shape, tuple) or len(shape) != 2
-            or not all(isinstance(n, (int, np.integer)) and n >= 16 for n in shape)):
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 2
+            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 16 for n in shape)):
         raise InvalidInputError(f"shape must be (rows, cols) of the product grid, each >= 16 cells, got {shape!r}")
     return int(shape[0]), int(shape[1])
 

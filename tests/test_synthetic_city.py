@@ -96,6 +96,19 @@ def test_tower_lays_over_toward_the_sensor_and_shadows_behind(tower_radar):
     assert np.all(vv[:, 26:30] < ground - 10.0)  # the far part of the roof is hidden too
 
 
+def test_descending_pass_sees_the_tower_from_the_east():
+    layout = one_tower()
+    first = simulate_city(layout, months=(7,), pass_direction="descending", looks=1e4, nesz_db=-30.0)
+    xr.testing.assert_identical(first, simulate_city(layout, months=(7,), pass_direction="descending",
+                                                     looks=1e4, nesz_db=-30.0))
+    vv = first["s1"].sel(polarisation="VV").isel(time=0).values[23:29]
+    ground = np.median(vv[:, :8])
+    # Heading ~192 degrees, right-looking: the sensor is to the east, the layover too, the
+    # shadow west of the footprint (columns 20..29).
+    assert np.median(vv[:, 30:34]) > ground + 4.0
+    assert np.all(vv[:, 18:22] < ground - 10.0)
+
+
 def test_double_bounce_line_at_the_wall_foot(tower_radar):
     with_line = tower_radar[10.0]["s1"].sel(polarisation="VV").isel(time=0).values[23:29]
     without = tower_radar[0.0]["s1"].sel(polarisation="VV").isel(time=0).values[23:29]
@@ -172,5 +185,6 @@ def test_write_city_round_trip(city, tmp_path):
     assert s1.attrs["long_name"] == ("VV", "VH") and s1.dtype == np.float32
     np.testing.assert_allclose(s1.values, city["s1"].isel(time=0).values, rtol=0, atol=1e-5)
     height = rioxarray.open_rasterio(tmp_path / "city" / "height.tif", masked=True).load()
+    assert np.isnan(height.rio.encoded_nodata)
     np.testing.assert_array_equal(height.values[0], city["height"].values)
     assert np.allclose(height.rio.transform(), s2.rio.transform())
