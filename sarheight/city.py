@@ -347,7 +347,7 @@ def simulate_city(
     nesz_db: float = -22.0,
     double_bounce: float = 10.0,
     min_wall_m: float = 3.0,
-    latitude_deg: float = 48.0,
+    latitude_deg: float | None = None,
     cloud_fraction: float = 0.0,
     seed: int = 0,
 ) -> xr.Dataset:
@@ -366,7 +366,7 @@ def simulate_city(
     double_bounce : linear sigma0 added at the foot of a wall facing the radar (times
         the facing cosine); 0: no double bounce.
     min_wall_m : the least height step (m) counted as a wall for the double bounce.
-    latitude_deg : latitude of the sun's course (degrees north).
+    latitude_deg : latitude of the sun's course (degrees north); default the city's own.
     cloud_fraction : share of each month's scene under cloud (0: clear skies).
     seed : seeds the speckle, noise and clouds (months get their own draws).
 
@@ -394,6 +394,9 @@ def simulate_city(
         raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     factor = int(layout.attrs["fine_factor"])
     step = float(layout.attrs["cell_size_m"])
+    if latitude_deg is None:
+        _, south, _, north = layout.rio.transform_bounds("EPSG:4326")
+        latitude_deg = 0.5 * (south + north)
     cover = layout["land_cover"].values
     building = layout["building_height"].values.astype(np.float64)
     surface_height = layout["terrain_height"].values.astype(np.float64) + building

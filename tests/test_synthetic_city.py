@@ -142,7 +142,8 @@ def test_optical_shadow_on_the_anti_sun_side():
     layout = one_tower()
     city = simulate_city(layout, months=(6,), looks=1e4)
     nir = city["s2"].sel(band="B8").isel(time=0).values
-    azimuth, elevation = sun_position(6, 48.0)
+    assert city.attrs["latitude_deg"] == pytest.approx(47.8, abs=0.1)  # the default origin's, in UTM 32N
+    azimuth, elevation = sun_position(6, city.attrs["latitude_deg"])
     assert 90.0 < azimuth < 180.0 and 40.0 < elevation < 70.0  # a June morning: the sun in the south-east
     # The shadow falls north-west: on the cells along the footprint's (rows, cols 20..29)
     # northern and western edges, not on its southern and eastern ones.
