@@ -427,7 +427,7 @@ def predict_buildings(
     tile : the tile side (cells), a multiple of ``2 ** (stages + 1)`` of MBHR-Net.
     overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
     out : a GeoTIFF to write the result to (bands ``height`` and, with an ensemble,
-        ``height_std``), atomically; None for none.
+        ``height_std``), atomically, its folder made if missing; None for none.
     progress : show a progress bar (tqdm; silent when not a terminal).
     device : "cpu", "cuda"... (default: CUDA when there is one).
     batch_size : tiles per forward pass.
@@ -505,5 +505,6 @@ def predict_buildings(
     })
     result = result.rio.write_crs(city.crs).rio.write_transform(transform)
     if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_geotiff(result, out)
     return result
