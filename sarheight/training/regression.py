@@ -100,7 +100,7 @@ class PixelRegression(L.LightningModule):
     Parameters
     ----------
     model : the model's name for :func:`sarheight.models.build` ("ask_unet", "unet",
-        "unet_lsk", "unet_eca").
+        "unet_lsk", "unet_eca"; "mbhr_net" with input groups ``s1`` and ``s2``).
     model_options : its keyword arguments besides ``in_channels`` (``base_channels``,
         ``depth``...).
     in_channels : the number of input channels, or for a model of several inputs the
