@@ -121,6 +121,11 @@ def test_bad_city_folders_are_refused_before_reading(tmp_path, cities):
     with pytest.raises(InvalidInputError, match="not \\['VV', 'VH'\\]"):
         module(cities)
     write_tiny_city(cities / "city2", seed=2)
+    with rasterio.open(cities / "city2" / "s2_202303.tif", "r+") as dst:
+        dst.set_band_description(10, "B1")
+    with pytest.raises(InvalidInputError, match="not the ten"):
+        module(cities)
+    write_tiny_city(cities / "city2", seed=2)
     for path in (cities / "city2").glob("s2_*.tif"):
         path.rename(path.with_name(path.name.replace("2023", "2022")))
     with pytest.warns(UserWarning), pytest.raises(InvalidInputError, match="no month with both images"):

@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..io import open_raster
-from ..preprocess.sentinel2 import S2_BANDS, open_bands, reflectance
+from ..preprocess.sentinel2 import S2_BANDS, band_name, open_bands, reflectance
 from .terrain import SPLITS, Window, grid_windows, window_starts
 
 logger = logging.getLogger(__name__)
@@ -192,9 +192,9 @@ def check_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> 
         if path.name.startswith("s1_") and descriptions != S1_BANDS:
             raise InvalidInputError(f"{str(path)!r} has bands described {list(descriptions)}, not {list(S1_BANDS)}: "
                                     "write Sentinel-1 sigma0 (dB) as two bands VV, VH")
-        if path.name.startswith("s2_") and len(descriptions) != len(S2_BANDS):
-            raise InvalidInputError(f"{str(path)!r} has {len(descriptions)} bands ({list(descriptions)}), not the ten "
-                                    f"{list(S2_BANDS)}: write the ten Sentinel-2 bands")
+        if path.name.startswith("s2_") and not set(S2_BANDS) <= {band_name(d) for d in descriptions}:
+            raise InvalidInputError(f"{str(path)!r} has bands described {list(descriptions)}, not the ten "
+                                    f"{list(S2_BANDS)}: write the ten Sentinel-2 bands with their names")
         if path.name == "height.tif" and nodata is None:
             raise InvalidInputError(f"{str(path)!r} declares no nodata value: write it (e.g. -9999) so that cells "
                                     "without a height are told from cells without a building (0)")
