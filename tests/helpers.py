@@ -245,3 +245,50 @@ def fit_tiny_checkpoint(scenes: str | Path, path: str | Path, *, seed: int = 0, 
     trainer.fit(module, datamodule=data)
     trainer.save_checkpoint(path)
     return Path(path)
+
+
+#: The tiny cities' grid: UTM zone 33N, 10 m cells.
+CITY_CRS = "EPSG:32633"
+CITY_NODATA = -9999.0
+
+
+def write_tiny_city(folder: str | Path, *, rows: int = 40, cols: int = 48, months: tuple[str, ...] = ("202301",
+                    "202302", "202303"), seed: int = 0, nodata_cells: int = 5) -> Path:
+    """A city folder of random but consistent rasters: ``height.tif`` (blocks of buildings
+    0-40 m, ``nodata_cells`` cells of nodata in the first row), and per month
+    ``s1_YYYYMM.tif`` (VV, VH in dB, brighter over taller buildings) and ``s2_YYYYMM.tif``
+    (ten bands of uint16 DNs with processing baseline 05.10, i.e. offset -1000); returns
+    the folder."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from sarheight.preprocess.sentinel2 import S2_BANDS
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    transform = from_origin(400_000.0 + 1000 * seed, 5_000_000.0, 10.0, 10.0)
+    profile = {"driver": "GTiff", "height": rows, "width": cols, "crs": CITY_CRS, "transform": transform}
+    blocks = rng.choice([0.0, 0.0, 6.0, 15.0, 35.0], size=(rows // 8 + 1, cols // 8 + 1))
+    height = np.kron(blocks, np.ones((8, 8)))[:rows, :cols].astype(np.float32)
+    height[0, :nodata_cells] = CITY_NODATA
+    with rasterio.open(folder / "height.tif", "w", count=1, dtype="float32", nodata=CITY_NODATA, **profile) as dst:
+        dst.write(height, 1)
+    built = np.where(height == CITY_NODATA, 0, height)
+    for month in months:
+        s1 = np.stack([-12 + 0.2 * built, -19 + 0.15 * built]) + rng.normal(0, 1, (2, rows, cols))
+        with rasterio.open(folder / f"s1_{month}.tif", "w", count=2, dtype="float32", **profile) as dst:
+            dst.write(s1.astype(np.float32))
+            dst.descriptions = ("VV", "VH")
+        reflect = 0.05 + 0.01 * np.arange(10)[:, None, None] + 0.002 * built + rng.uniform(0, 0.02, (10, rows, cols))
+        with rasterio.open(folder / f"s2_{month}.tif", "w", count=10, dtype="uint16", **profile) as dst:
+            dst.write(np.round(reflect * 10000 + 1000).astype(np.uint16))
+            dst.descriptions = S2_BANDS
+            dst.update_tags(PROCESSING_BASELINE="05.10")
+    return folder
+
+
+def write_tiny_cities(root: str | Path, count: int = 3, **options) -> list[Path]:
+    """``count`` city folders ``city0``, ``city1``... of :func:`write_tiny_city` (seeds 0,
+    1...) in ``root``; returns their paths."""
+    return [write_tiny_city(Path(root) / f"city{k}", seed=k, **options) for k in range(count)]

@@ -1,4 +1,5 @@
-"""Lightning data modules of the learning floor: terrain scenes for the height model.
+"""Lightning data modules of the learning floor: terrain scenes for the height model, and
+cities of monthly Sentinel-1/2 images for building heights.
 
 Needs the ``ml`` extra (``pip install 'sarheight[ml]'``): importing this package
 without it raises :class:`~sarheight.extras.MissingExtraError` saying so.
@@ -8,6 +9,7 @@ from ..extras import require
 
 require("sarheight.data")
 
+from .buildings import BUILDING_CLASSES, BuildingHeightDataModule, CityArrays, read_city  # noqa: E402
 from .terrain import (  # noqa: E402  (after the check of the extra)
     DEFAULT_CHANNELS,
     HEIGHT_CHANNELS,
@@ -23,14 +25,18 @@ from .terrain import (  # noqa: E402  (after the check of the extra)
 )
 
 __all__ = [
+    "BUILDING_CLASSES",
     "DEFAULT_CHANNELS",
     "HEIGHT_CHANNELS",
     "SPARSE_CHANNELS",
     "TERRAIN_CLASSES",
+    "BuildingHeightDataModule",
+    "CityArrays",
     "SceneArrays",
     "SceneHeader",
     "TerrainDataModule",
     "TerrainScenes",
+    "read_city",
     "scene_arrays",
     "scene_files",
     "scene_header",

@@ -13,8 +13,16 @@ require("sarheight.training")
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint  # noqa: E402  (after the check of the extra)
 from .losses import LOSSES, masked_loss, mbhr_loss  # noqa: E402
 from .metrics import HeightMetrics  # noqa: E402
-from .predict import TrainedModel, export_checkpoint, load_checkpoint, predict_height, prediction_quicklook  # noqa: E402
-from .regression import PixelRegression, RegressionData, normalise_inputs  # noqa: E402
+from .predict import (  # noqa: E402
+    TileBlending,
+    TrainedModel,
+    export_checkpoint,
+    load_checkpoint,
+    predict_buildings,
+    predict_height,
+    prediction_quicklook,
+)
+from .regression import PixelRegression, RegressionData, normalise_groups, normalise_inputs  # noqa: E402
 
 __all__ = [
     "LOSSES",
@@ -23,12 +31,15 @@ __all__ = [
     "PixelRegression",
     "RegressionData",
     "ResumableCheckpoint",
+    "TileBlending",
     "TrainedModel",
     "export_checkpoint",
     "load_checkpoint",
     "masked_loss",
     "mbhr_loss",
+    "normalise_groups",
     "normalise_inputs",
+    "predict_buildings",
     "predict_height",
     "prediction_quicklook",
 ]

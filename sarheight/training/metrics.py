@@ -1,4 +1,5 @@
-"""Metrics of height maps: RMSE, MAE, R² and the RMSE of each terrain class."""
+"""Metrics of height maps: RMSE, MAE, R², the RMSE of each class (terrain or height
+class) and, for buildings, the IoU of footprints."""
 
 from __future__ import annotations
 
@@ -20,18 +21,23 @@ class HeightMetrics(Metric):
     Parameters
     ----------
     class_names : the names of the class codes 0, 1, ... (none: no per-class RMSE).
+    footprint_threshold : a height (m): with it, the intersection over union of the
+        footprints, the valid cells above it in the prediction and in the target (building
+        footprints, 1 m by MBHR-Net's convention); None for none.
 
-    ``compute()`` returns a dict: ``rmse``, ``mae``, ``r2``, ``count`` (cells), and
-    ``rmse_<class>`` for each class (NaN for a class with no cell).
+    ``compute()`` returns a dict: ``rmse``, ``mae``, ``r2``, ``count`` (cells),
+    ``rmse_<class>`` for each class (NaN for a class with no cell), and with a threshold
+    ``iou`` (NaN when neither map has a footprint).
     """
 
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, class_names: Sequence[str] = (), **kwargs):
+    def __init__(self, class_names: Sequence[str] = (), footprint_threshold: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.class_names = tuple(class_names)
-        for name in ("count", "sum_abs", "sum_sq", "sum_target", "sum_target_sq"):
+        self.footprint_threshold = footprint_threshold
+        for name in ("count", "sum_abs", "sum_sq", "sum_target", "sum_target_sq", "intersection", "union"):
             self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         classes = max(1, len(self.class_names))
         self.add_state("class_sum_sq", default=torch.zeros(classes, dtype=torch.float64), dist_reduce_fx="sum")
@@ -49,6 +55,11 @@ class HeightMetrics(Metric):
         self.sum_sq += (error**2).sum()
         self.sum_target += wanted.sum()
         self.sum_target_sq += (wanted**2).sum()
+        if self.footprint_threshold is not None:
+            predicted_footprint = prediction[mask] > self.footprint_threshold
+            true_footprint = target[mask] > self.footprint_threshold
+            self.intersection += (predicted_footprint & true_footprint).sum()
+            self.union += (predicted_footprint | true_footprint).sum()
         if self.class_names:
             if classes is None:
                 raise ValueError("HeightMetrics with class names needs the classes of the cells")
@@ -68,5 +79,7 @@ class HeightMetrics(Metric):
         for index, name in enumerate(self.class_names):
             cells = self.class_count[index]
             values[f"rmse_{name}"] = torch.sqrt(self.class_sum_sq[index] / cells) if cells > 0 else nan
+        if self.footprint_threshold is not None:
+            values["iou"] = self.intersection / self.union if self.union > 0 else nan
         values["count"] = count
         return values

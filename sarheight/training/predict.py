@@ -1,5 +1,6 @@
 """Height maps from trained checkpoints: overlapping tiles blended without seams, and
-ensembles of checkpoints (seeds, folds) with a per-cell standard deviation."""
+ensembles of checkpoints (seeds, folds) with a per-cell standard deviation; terrain
+scenes (:func:`predict_height`) and cities of monthly images (:func:`predict_buildings`)."""
 
 from __future__ import annotations
 
@@ -17,20 +18,22 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, MissingInputError
-from ..io import atomic_path
+from ..io import atomic_path, write_geotiff
 from ..models import build
 from ..terrain import open_scene
-from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_inputs
+from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_groups, normalise_inputs
 
 
 @dataclass(frozen=True)
 class TrainedModel:
     """A trained model with what it needs to run: its channels and their statistics.
 
-    Calling it on raw inputs (N, C, H, W; NaN where missing) gives the prediction (N, 1,
-    H, W) in metres, relative to ``reference`` when there is one.
+    Calling it on raw inputs (N, C, H, W; NaN where missing; for a model of several
+    inputs, one tensor per group of ``input_groups``, in its order) gives the prediction
+    (N, 1, H, W) in metres, relative to ``reference`` when there is one.
     """
 
     path: Path
@@ -42,10 +45,13 @@ class TrainedModel:
     target: str
     input_mean: torch.Tensor
     input_std: torch.Tensor
+    input_groups: dict[str, int] | None = None
 
     @torch.inference_mode()
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(normalise_inputs(inputs, self.input_mean, self.input_std))
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.input_groups:
+            return self.model(*normalise_groups(inputs, self.input_mean, self.input_std))
+        return self.model(normalise_inputs(inputs[0], self.input_mean, self.input_std))
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> TrainedModel:
@@ -113,6 +119,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         channels=channels, reference=stored.get("reference"), target=str(stored["target"]),
         input_mean=torch.tensor(stored["input_mean"], dtype=torch.float32, device=device),
         input_std=torch.tensor(stored["input_std"], dtype=torch.float32, device=device),
+        input_groups=dict(stored["input_groups"]) if stored.get("input_groups") else None,
     )
 
 
@@ -180,9 +187,65 @@ def blend_window(size: int, overlap: int, interior_start: bool, interior_end: bo
 def model_alignment(member: TrainedModel) -> int:
     """The cells a tile's start must be a multiple of for the model to see the pooling grid
     of a single pass: ``2 ** depth`` for the U-Nets (a tile shifted by one cell pools other
-    pairs of cells, and its prediction differs everywhere), 1 for a model without ``depth``."""
+    pairs of cells, and its prediction differs everywhere), ``2 ** (stages + 1)`` for
+    MBHR-Net's ResNet encoders (stride 2 of the stem, then 2 per further stage), 1 for a
+    model without either."""
     depth = member.model_config.get("depth")
-    return 2 ** depth if isinstance(depth, int) and depth > 0 else 1
+    stages = member.model_config.get("stages")
+    if isinstance(depth, int) and depth > 0:
+        return 2 ** depth
+    return 2 ** (stages + 1) if isinstance(stages, int) and stages > 0 else 1
+
+
+class TileBlending:
+    """Overlapping tiles over a raster of ``shape`` cells and their blending weights, for
+    running a model on any raster size without seams (see :func:`predict_height`).
+
+    Axes longer than a tile are padded (by reflection, as the models pad) to a multiple of
+    ``align``, so that every tile starts on the pooling grid of cell 0; tiles start where
+    :func:`tile_starts` puts them and are weighted by :func:`blend_window`.
+    """
+
+    def __init__(self, shape: tuple[int, int], tile: int, overlap: int, align: int = 1):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.padded = [n if n <= tile else math.ceil(n / align) * align for n in self.shape]
+        self.sizes = [min(tile, n) for n in self.padded]
+        axes = []
+        for n, size in zip(self.padded, self.sizes, strict=True):
+            starts = tile_starts(n, tile, overlap, align)
+            axes.append([(start, blend_window(size, overlap, index > 0, index < len(starts) - 1))
+                         for index, start in enumerate(starts)])
+        #: (first row, first column, weights) of every tile.
+        self.windows = [(r, c, np.outer(wr, wc)) for r, wr in axes[0] for c, wc in axes[1]]
+
+    @property
+    def count(self) -> int:
+        """The number of tiles."""
+        return len(self.windows)
+
+    def predict(self, member: TrainedModel, inputs: Sequence[np.ndarray], *, device: torch.device,
+                batch_size: int = 4, progress: Any = None) -> np.ndarray:
+        """The blended prediction (float64, ``shape``) of ``member`` on ``inputs`` (one (C, H, W)
+        float32 array per model input, on the raster's grid); ``progress`` is called with
+        the number of tiles done after each batch."""
+        rows, cols = self.shape
+        padded = [np.pad(array, ((0, 0), (0, self.padded[0] - rows), (0, self.padded[1] - cols)), mode="reflect")
+                  for array in inputs]
+        tensors = [torch.from_numpy(np.ascontiguousarray(array)) for array in padded]
+        blended = np.zeros(self.padded)
+        total = np.zeros(self.padded)
+        height, width = self.sizes
+        for first in range(0, len(self.windows), batch_size):
+            batch = self.windows[first:first + batch_size]
+            stacks = [torch.stack([tensor[:, r:r + height, c:c + width] for r, c, _ in batch]).to(device)
+                      for tensor in tensors]
+            output = member(*stacks)[:, 0].double().cpu().numpy()
+            for (r, c, weight), values in zip(batch, output, strict=True):
+                blended[r:r + height, c:c + width] += weight * values
+                total[r:r + height, c:c + width] += weight
+            if progress is not None:
+                progress(len(batch))
+        return (blended / total)[:rows, :cols]
 
 
 def predict_height(
@@ -270,38 +333,17 @@ def predict_height(
     crs = ds.rio.crs
 
     rows, cols = arrays.shape
-    # Longer axes are padded (by reflection, as the models pad) to a multiple of the
-    # alignment, so that every tile starts on the pooling grid of cell 0.
-    padded = [n if n <= tile else math.ceil(n / align) * align for n in (rows, cols)]
-    inputs = np.pad(arrays.inputs, ((0, 0), (0, padded[0] - rows), (0, padded[1] - cols)), mode="reflect")
-    inputs = torch.from_numpy(inputs)
-    sizes = [min(tile, n) for n in padded]
-    axes = []
-    for n, size in zip(padded, sizes, strict=True):
-        starts = tile_starts(n, tile, overlap, align)
-        axes.append([(start, blend_window(size, overlap, index > 0, index < len(starts) - 1))
-                     for index, start in enumerate(starts)])
-    windows = [(r, c, np.outer(wr, wc)) for r, wr in axes[0] for c, wc in axes[1]]
-    mean = np.zeros(padded)
-    spread = np.zeros(padded)  # Welford's sum of squared deviations across members
-    with tqdm(total=len(members) * len(windows), desc="predicting height", unit="tile",
+    tiling = TileBlending((rows, cols), tile, overlap, align)
+    mean = np.zeros((rows, cols))
+    spread = np.zeros((rows, cols))  # Welford's sum of squared deviations across members
+    with tqdm(total=len(members) * tiling.count, desc="predicting height", unit="tile",
               disable=None if progress else True) as bar:
         for count, member in enumerate(members, start=1):
-            blended = np.zeros(padded)
-            total = np.zeros(padded)
-            for first_window in range(0, len(windows), batch_size):
-                batch = windows[first_window:first_window + batch_size]
-                stack = torch.stack([inputs[:, r:r + sizes[0], c:c + sizes[1]] for r, c, _ in batch])
-                output = member(stack.to(torch_device))[:, 0].double().cpu().numpy()
-                for (r, c, weight), values in zip(batch, output, strict=True):
-                    blended[r:r + sizes[0], c:c + sizes[1]] += weight * values
-                    total[r:r + sizes[0], c:c + sizes[1]] += weight
-                bar.update(len(batch))
-            blended /= total
+            blended = tiling.predict(member, [arrays.inputs], device=torch_device, batch_size=batch_size,
+                                     progress=bar.update)
             delta = blended - mean
             mean += delta / count
             spread += delta * (blended - mean)
-    mean, spread = mean[:rows, :cols], spread[:rows, :cols]
 
     height = np.where(arrays.missing, np.nan, mean + arrays.offset).astype(np.float32)
     variables = {"height": (("y", "x"), height, {"units": "m", "long_name": "predicted height"
@@ -355,3 +397,114 @@ def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.P
         panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
                        {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
     return quicklook(panels, path, title=title or f"sarheight terrain predict: {result.attrs['scene_name']}")
+
+
+def predict_buildings(
+    city_folder: str | os.PathLike[str],
+    checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    tile: int = 64,
+    overlap: int = 16,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    batch_size: int = 4,
+) -> xr.Dataset:
+    """Predict the building height of a city folder with one or several checkpoints of
+    ``sarheight fit`` trained on :class:`~sarheight.data.buildings.BuildingHeightDataModule`.
+
+    Every month of the folder (``s1_YYYYMM.tif`` with ``s2_YYYYMM.tif``; see
+    :mod:`sarheight.data.buildings`, ``height.tif`` not needed) is predicted on overlapping
+    tiles blended without seams (:class:`TileBlending`, any raster size), and a member's
+    map is the mean over the months whose inputs are all finite at a cell (the months are
+    samples of one truth: their mean averages out clouds and speckle). With several
+    checkpoints the result is the members' mean, with their standard deviation.
+
+    Parameters
+    ----------
+    city_folder : the city's folder.
+    checkpoints : one or several checkpoints with the same input groups.
+    tile : the tile side (cells), a multiple of ``2 ** (stages + 1)`` of MBHR-Net.
+    overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
+    out : a GeoTIFF to write the result to (bands ``height`` and, with an ensemble,
+        ``height_std``), atomically, its folder made if missing; None for none.
+    progress : show a progress bar (tqdm; silent when not a terminal).
+    device : "cpu", "cuda"... (default: CUDA when there is one).
+    batch_size : tiles per forward pass.
+
+    Returns
+    -------
+    xr.Dataset on the city's grid with its CRS: ``height`` (float32, m, the mean over
+    months and members; NaN where no month has all inputs), with several checkpoints
+    ``height_std`` (float32, m, sample standard deviation of the members' maps); attrs
+    name the city, months, checkpoints, tile and overlap.
+
+    Raises
+    ------
+    MissingInputError, InvalidInputError : a missing folder or checkpoint, a checkpoint
+        without Sentinel-1/2 input groups, members of different inputs, unpaired or
+        mismatched rasters, bad ``tile``/``overlap``; all before any tile runs.
+    """
+    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
+    if not paths:
+        raise InvalidInputError("no checkpoint given: give at least one .ckpt written by sarheight fit")
+    if int(tile) != tile or tile < 8:
+        raise InvalidInputError(f"tile must be an integer of at least 8 cells, not {tile}")
+    if int(overlap) != overlap or not 0 <= overlap <= tile // 2:
+        raise InvalidInputError(f"overlap must be an integer from 0 to tile / 2 ({tile // 2}), not {overlap}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    members = [load_checkpoint(path, device=torch_device) for path in paths]
+    first = members[0]
+    for member in members:
+        if list(member.input_groups or {}) != ["s1", "s2"]:
+            raise InvalidInputError(f"checkpoint {str(member.path)!r} takes the inputs {member.input_groups or 'inputs'}"
+                                    ", not Sentinel-1 and Sentinel-2 (s1, s2): give a building-height checkpoint "
+                                    "(sarheight fit --config configs/buildings_mbhr.yaml)")
+        if member.channels != first.channels:
+            raise InvalidInputError(f"checkpoints {str(first.path)!r} and {str(member.path)!r} differ in their "
+                                    f"channels ({list(first.channels)} and {list(member.channels)})")
+    align = max(model_alignment(member) for member in members)
+    if tile % align or tile - overlap < align:
+        raise InvalidInputError(f"tile ({tile}) must be a multiple of {align} (2 ** (stages + 1) of the model) and "
+                                f"exceed overlap ({overlap}) by at least {align}")
+    city = read_city(city_folder, needs_height=False)
+    tiling = TileBlending(city.shape, tile, overlap, align)
+    valid = [np.isfinite(city.s1[k]).all(0) & np.isfinite(city.s2[k]).all(0) for k in range(len(city.months))]
+    months_counted = np.sum(valid, axis=0)
+    mean = np.zeros(city.shape)
+    spread = np.zeros(city.shape)
+    with tqdm(total=len(members) * len(city.months) * tiling.count, desc="predicting building height",
+              unit="tile", disable=None if progress else True) as bar:
+        for count, member in enumerate(members, start=1):
+            summed = np.zeros(city.shape)
+            for month in range(len(city.months)):
+                values = tiling.predict(member, [city.s1[month], city.s2[month]], device=torch_device,
+                                        batch_size=batch_size, progress=bar.update)
+                summed += np.where(valid[month], values, 0.0)
+            monthly = summed / np.maximum(months_counted, 1)
+            delta = monthly - mean
+            mean += delta / count
+            spread += delta * (monthly - mean)
+    missing = months_counted == 0
+    rows, cols = city.shape
+    transform = city.transform
+    coords = {"y": transform.f + transform.e * (np.arange(rows) + 0.5),
+              "x": transform.c + transform.a * (np.arange(cols) + 0.5)}
+    variables = {"height": (("y", "x"), np.where(missing, np.nan, mean).astype(np.float32),
+                            {"units": "m", "long_name": "predicted building height (mean over months"
+                             + (" and checkpoints)" if len(members) > 1 else ")")})}
+    if len(members) > 1:
+        std = np.where(missing, np.nan, np.sqrt(spread / (len(members) - 1))).astype(np.float32)
+        variables["height_std"] = (("y", "x"), std, {"units": "m", "long_name": "standard deviation of the "
+                                                     "ensemble's building heights"})
+    result = xr.Dataset(variables, coords=coords, attrs={
+        "city": city.name, "months": ", ".join(city.months), "checkpoints": "; ".join(str(m.path) for m in members),
+        "members": len(members), "model": first.model_name, "tile": int(tile), "overlap": int(overlap),
+    })
+    result = result.rio.write_crs(city.crs).rio.write_transform(transform)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_geotiff(result, out)
+    return result

@@ -5,7 +5,9 @@ curve.
 What is specific to a task lives in its data module, which the module reads through
 :class:`RegressionData`: the input channels and their statistics, the target's
 statistics, the class names. A batch is a dict of tensors: ``inputs`` (N, C, H, W; NaN
-where missing), ``target`` (N, 1, H, W, relative to ``offset``), ``mask`` (N, 1, H, W,
+where missing) or, for a model of several inputs (MBHR-Net's Sentinel-1 and Sentinel-2),
+one tensor per input group named as the keys of the data module's ``in_channels`` (a
+dict: ``{"s1": 2, "s2": 10}``), ``target`` (N, 1, H, W, relative to ``offset``), ``mask`` (N, 1, H, W,
 bool: the cells that count), and optionally ``offset`` (N, 1, H, W: added to prediction
 and target for the metrics, e.g. the reference height) and ``classes`` (N, 1, H, W codes
 of the class names).
@@ -14,7 +16,9 @@ The checkpoint holds, under the key ``"sarheight"``, everything prediction needs
 plain Python values (so that ``torch.load(path, weights_only=True)`` loads the whole
 file): the channel list, the normalisation statistics, the reference and target
 channels, the target statistics, the model's name and configuration, the class names,
-the scenes of each split and the per-epoch history of the learning curve.
+the scenes of each split and the per-epoch history of the learning curve. With input
+groups, ``input_groups`` gives each group's channel count, in the order of the channel
+list and the statistics (which run over all groups' channels, one after the other).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from torchmetrics import MeanMetric
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..models import build
-from .losses import LOSSES, masked_loss
+from .losses import LOSSES, masked_loss, mbhr_loss
 from .metrics import HeightMetrics
 
 logger = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ class RegressionData(Protocol):
     reference: str | None
 
     @property
-    def in_channels(self) -> int: ...
+    def in_channels(self) -> int | dict[str, int]: ...
 
     @property
     def class_names(self) -> tuple[str, ...]: ...
@@ -75,21 +79,40 @@ def normalise_inputs(inputs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
                                                                              device=normalised.device))
 
 
+def normalise_groups(inputs: Sequence[torch.Tensor], mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
+    """:func:`normalise_inputs` of several input tensors (N, C_k, H, W) whose channels are,
+    one group after the other, those of the statistics ``mean`` and ``std`` (sum C_k)."""
+    sizes = [tensor.shape[1] for tensor in inputs]
+    if sum(sizes) != mean.numel():
+        raise InvalidInputError(f"inputs of {sizes} channels for statistics of {mean.numel()} channels: give the "
+                                "input groups the model was trained with")
+    means, stds = torch.split(mean, sizes), torch.split(std, sizes)
+    return [normalise_inputs(tensor, m, s) for tensor, m, s in zip(inputs, means, stds, strict=True)]
+
+
+#: The losses :class:`PixelRegression` takes: those of :func:`masked_loss` and MBHR-Net's.
+REGRESSION_LOSSES = (*LOSSES, "mbhr")
+
+
 class PixelRegression(L.LightningModule):
     """Pixel-wise height regression with a model of :mod:`sarheight.models`.
 
     Parameters
     ----------
     model : the model's name for :func:`sarheight.models.build` ("ask_unet", "unet",
-        "unet_lsk", "unet_eca").
+        "unet_lsk", "unet_eca"; "mbhr_net" with input groups ``s1`` and ``s2``).
     model_options : its keyword arguments besides ``in_channels`` (``base_channels``,
         ``depth``...).
-    in_channels : the number of input channels; linked from the data module by
-        ``sarheight fit``.
-    loss : "l1", "mse" or "huber" (masked: see :func:`~sarheight.training.losses.masked_loss`).
+    in_channels : the number of input channels, or for a model of several inputs the
+        channels of each input group (``{"s1": 2, "s2": 10}``: the model is built with
+        ``s1_channels=2, s2_channels=10``); linked from the data module by ``sarheight fit``.
+    loss : "l1", "mse" or "huber" (masked: see :func:`~sarheight.training.losses.masked_loss`),
+        or "mbhr" (MBHR-Net's ``w_mse * MSE + w_cos * (1 - cosine)``,
+        :func:`~sarheight.training.losses.mbhr_loss`).
     huber_delta : the Huber threshold (m).
+    w_mse, w_cos : the weights of the "mbhr" loss (the paper's 0.2 and 0.8).
     lr : the learning rate of AdamW.
-    weight_decay : AdamW's decoupled weight decay.
+    weight_decay : AdamW's decoupled weight decay (0: Adam).
     scheduler : "cosine" (cosine annealing over all training steps, stepped each step),
         "plateau" (ReduceLROnPlateau on ``val_loss``, halving after ``patience`` epochs
         without improvement; needs a validation split) or "none".
@@ -98,7 +121,8 @@ class PixelRegression(L.LightningModule):
     At the start of every stage the input statistics are taken from the data module's
     training split into the module's buffers, and, for ``fit``, the model's
     ``output_offset`` / ``output_scale`` from the target's mean and standard deviation,
-    so that the network's head starts at unit scale and the model outputs metres. A
+    so that the network's head starts at unit scale and the model outputs metres (a
+    model without them, MBHR-Net with its ReLU head, outputs metres directly). A
     checkpoint restored afterwards (resume, or ``validate``/``test`` of a checkpoint)
     replaces them with its own: a model always runs with the statistics it was trained
     with. Its channel list must equal the data module's.
@@ -107,7 +131,9 @@ class PixelRegression(L.LightningModule):
     epoch ``{train,val,test}_{rmse,mae,r2}`` and ``{val,test}_rmse_<class>`` of the
     heights (metres; prediction plus offset against target plus offset), and with an
     offset the baseline ``{train,val,test}_rmse_reference``, the RMSE of the offset alone
-    (for terrain, the priors-only interpolation the model has to beat). At the end of
+    (for terrain, the priors-only interpolation the model has to beat), and where the data
+module has a ``height_threshold_m`` (buildings) ``{stage}_iou``, the IoU of the
+footprints above it. At the end of
     ``fit`` the learning curve (loss and RMSE per epoch) is written as
     ``learning_curve.png`` into the logger's folder (none without a logger).
     """
@@ -116,34 +142,49 @@ class PixelRegression(L.LightningModule):
         self,
         model: str = "ask_unet",
         model_options: dict[str, Any] | None = None,
-        in_channels: int = 4,
-        loss: Literal["l1", "mse", "huber"] = "l1",
+        in_channels: int | dict[str, int] = 4,
+        loss: Literal["l1", "mse", "huber", "mbhr"] = "l1",
         huber_delta: float = 1.0,
+        w_mse: float = 0.2,
+        w_cos: float = 0.8,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         scheduler: Literal["cosine", "plateau", "none"] = "cosine",
         patience: int = 3,
     ):
         super().__init__()
-        if loss not in LOSSES:
-            raise InvalidInputError(f"model.loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        if loss not in REGRESSION_LOSSES:
+            raise InvalidInputError(f"model.loss must be one of {', '.join(REGRESSION_LOSSES)}, not {loss!r}")
+        if not (w_mse >= 0 and w_cos >= 0):
+            raise InvalidInputError(f"model.w_mse ({w_mse}) and model.w_cos ({w_cos}) must not be negative")
         if scheduler not in ("cosine", "plateau", "none"):
             raise InvalidInputError(f"model.scheduler must be 'cosine', 'plateau' or 'none', not {scheduler!r}")
         if not lr > 0 or not huber_delta > 0 or weight_decay < 0:
             raise InvalidInputError(f"model.lr ({lr}) and model.huber_delta ({huber_delta}) must be positive, "
                                     f"model.weight_decay ({weight_decay}) not negative")
         options = dict(model_options or {})
-        if "in_channels" in options:
-            raise InvalidInputError("model.model_options names in_channels: it comes from the data module's "
+        #: The channels of each input group, None for a model of one input.
+        self.input_groups = {str(k): int(v) for k, v in in_channels.items()} if isinstance(in_channels, dict) else None
+        channel_options = ([f"{name}_channels" for name in self.input_groups] if self.input_groups
+                           else ["in_channels"])
+        named = [option for option in channel_options if option in options]
+        if named:
+            raise InvalidInputError(f"model.model_options names {', '.join(named)}: it comes from the data module's "
                                     "channels (model.in_channels); remove it from the options")
         self.save_hyperparameters()
-        self.model = build(model, in_channels=in_channels, **options)
-        self.register_buffer("input_mean", torch.zeros(in_channels))
-        self.register_buffer("input_std", torch.ones(in_channels))
+        if self.input_groups:
+            self.model = build(model, **{f"{name}_channels": n for name, n in self.input_groups.items()}, **options)
+            total = sum(self.input_groups.values())
+        else:
+            self.model = build(model, in_channels=in_channels, **options)
+            total = int(in_channels)
+        self.register_buffer("input_mean", torch.zeros(total))
+        self.register_buffer("input_std", torch.ones(total))
         self.loss_kind = loss
         #: What the checkpoint carries besides the weights (see the module's docstring).
         self.description: dict[str, Any] = {"channels": None, "reference": None, "target": None,
-                                            "target_mean": 0.0, "target_std": 1.0, "class_names": [], "splits": {}}
+                                            "target_mean": 0.0, "target_std": 1.0, "class_names": [], "splits": {},
+                                            "input_groups": self.input_groups, "height_threshold_m": None}
         #: Per-epoch figures of the learning curve (kept in the checkpoint: a resumed run
         #: draws the whole curve).
         self.history: list[dict[str, Any]] = []
@@ -160,34 +201,54 @@ class PixelRegression(L.LightningModule):
         if not isinstance(data, RegressionData):
             raise InvalidInputError(f"{type(self).__name__} needs a data module giving channels, their statistics and "
                                     f"the target's (sarheight.training.RegressionData), not {type(data).__name__}")
-        if data.in_channels != self.hparams.in_channels:
-            raise InvalidInputError(f"the data module gives {data.in_channels} channels ({', '.join(data.channels)}) "
+        given = data.in_channels
+        if (dict(given) if isinstance(given, dict) else given) != (self.input_groups or self.hparams.in_channels):
+            raise InvalidInputError(f"the data module gives {given} channels ({', '.join(data.channels)}) "
                                     f"but the model takes {self.hparams.in_channels}: set model.in_channels to match, "
                                     "or let sarheight fit link it")
+        threshold = getattr(data, "height_threshold_m", None)
         mean, std = data.input_statistics
         self.input_mean.copy_(torch.tensor(mean, dtype=torch.float32))
         self.input_std.copy_(torch.tensor(std, dtype=torch.float32))
         target_mean, target_std = data.target_statistics
-        if stage == "fit":
+        if stage == "fit" and hasattr(self.model, "output_offset"):
             self.model.output_offset.fill_(target_mean)
             self.model.output_scale.fill_(target_std)
         self.description.update(channels=list(data.channels), reference=data.reference, target=data.target,
                                 target_mean=float(target_mean), target_std=float(target_std),
                                 class_names=list(data.class_names),
-                                splits={k: list(v) for k, v in getattr(data, "split_scenes", {}).items()})
-        self._metrics = {stage: HeightMetrics(data.class_names if stage != "train" else ()).to(self.device)
+                                splits={k: list(v) for k, v in getattr(data, "split_scenes", {}).items()},
+                                height_threshold_m=None if threshold is None else float(threshold))
+        self._metrics = {stage: HeightMetrics(data.class_names if stage != "train" else (),
+                                              footprint_threshold=threshold).to(self.device)
                          for stage in ("train", "val", "test")}
         self._reference_metrics = {stage: HeightMetrics().to(self.device) for stage in ("train", "val", "test")}
 
     # Steps.
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The model's output (m, relative to the reference) for raw (N, C, H, W) inputs."""
-        return self.model(normalise_inputs(inputs, self.input_mean, self.input_std))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The model's output (m, relative to the reference) for raw (N, C, H, W) inputs, one
+        tensor per input group in the order of ``in_channels`` when there are groups."""
+        if self.input_groups:
+            return self.model(*normalise_groups(inputs, self.input_mean, self.input_std))
+        return self.model(normalise_inputs(inputs[0], self.input_mean, self.input_std))
+
+    def batch_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The input tensors of a batch: ``inputs``, or one per input group."""
+        names = list(self.input_groups) if self.input_groups else ["inputs"]
+        missing = [name for name in names if name not in batch]
+        if missing:
+            raise InvalidInputError(f"the batch lacks {missing} (it has {sorted(batch)}): the data module must give "
+                                    "the model's inputs")
+        return [batch[name] for name in names]
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        prediction = self(batch["inputs"])
-        loss = masked_loss(prediction, batch["target"], batch["mask"], self.loss_kind, self.hparams.huber_delta)
+        prediction = self(*self.batch_inputs(batch))
+        if self.loss_kind == "mbhr":
+            loss = mbhr_loss(prediction, batch["target"], batch["mask"], w_mse=self.hparams.w_mse,
+                             w_cos=self.hparams.w_cos)
+        else:
+            loss = masked_loss(prediction, batch["target"], batch["mask"], self.loss_kind, self.hparams.huber_delta)
         cells = batch["mask"].sum()
         self._losses[f"{stage}_loss"].update(loss.detach(), weight=cells.clamp(min=1))
         offset = batch.get("offset", torch.zeros((), device=prediction.device))
@@ -198,7 +259,7 @@ class PixelRegression(L.LightningModule):
             self._reference_metrics[stage].to(prediction.device).update(offset, batch["target"] + offset,
                                                                         batch["mask"])
         self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
-                 batch_size=batch["inputs"].shape[0])
+                 batch_size=batch["target"].shape[0])
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

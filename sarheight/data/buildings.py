@@ -1,0 +1,560 @@
+"""Building heights from monthly Sentinel-1 and Sentinel-2 images, per city, as tiles.
+
+A root folder holds one folder per city; in each, on one 10 m grid with a CRS:
+
+- ``s1_YYYYMM.tif``: Sentinel-1 sigma0 of the month (dB, float32), two bands described
+  "VV" and "VH";
+- ``s2_YYYYMM.tif``: Sentinel-2 DNs of the month (uint16), the ten bands of
+  :data:`~sarheight.preprocess.sentinel2.S2_BANDS` by description, with tags giving the
+  processing baseline or offset (turned into reflectance by
+  :func:`~sarheight.preprocess.sentinel2.reflectance`);
+- ``height.tif``: the building height (m, float32), 0 where there is no building, its
+  nodata declared in the file.
+
+Decisions, in one place:
+
+- **Months are samples.** Each (city, month) with both images is one sample, as in the
+  MBHR-Net paper (twelve per location a year); a month with only one of the two images is
+  skipped with a warning. The target is the same for every month of a city.
+- **In memory.** The cities are read once at :meth:`BuildingHeightDataModule.setup`,
+  after every file's grid and bands have been checked: a city of 1000 x 1000 cells and
+  twelve months is 576 MB of float32 (12 bands x 12 months), small enough for a few
+  cities, and random tiles then cost a slice rather than twelve file reads.
+- **Spatial splits.** By city (whole cities to validation and test) or by square blocks
+  of ``block_size`` cells (each block to one split in every month). A training tile lies
+  inside training cells; validation and test tiles lie inside one region (city or block),
+  cut on a fixed grid and padded at the edges (as in :mod:`sarheight.data.terrain`), once
+  per month. Random tiles of one city are never split apart: neighbouring tiles share
+  their buildings and would leak the answer.
+- **Normalisation.** Per-channel mean and standard deviation of the Sentinel-1 (dB) and
+  Sentinel-2 (reflectance) channels over the training cells of every month only, applied
+  by the LightningModule and kept in its checkpoint. NaN inputs become 0 after
+  normalisation.
+- **Loss mask.** A cell counts where the height is valid (not nodata, finite) and the
+  month's inputs are all finite (an image's nodata gives the model nothing to go on).
+- **Height classes** for the metrics (:data:`BUILDING_CLASSES`): no building (height at
+  most the footprint threshold, 1 m by default), low-rise (up to 10 m), mid-rise (up to
+  30 m), high-rise (above 30 m).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import InvalidInputError, MissingInputError
+from ..io import open_raster
+from ..preprocess.sentinel2 import S2_BANDS, band_name, open_bands, reflectance
+from .terrain import SPLITS, Window, grid_windows, window_starts
+
+logger = logging.getLogger(__name__)
+
+#: The Sentinel-1 bands, in the models' order.
+S1_BANDS = ("VV", "VH")
+
+#: The input groups of a sample: the name of each tensor of a batch and its channels.
+INPUT_GROUPS = {"s1": S1_BANDS, "s2": S2_BANDS}
+
+#: The height classes of the per-class metrics, by code (the index).
+BUILDING_CLASSES = ("no_building", "low_rise", "mid_rise", "high_rise")
+
+#: The upper bounds (m) of the low-rise and mid-rise classes.
+CLASS_BOUNDS_M = (10.0, 30.0)
+
+_MONTH_FILE = re.compile(r"^(s1|s2)_(\d{6})\.tif$")
+_NO_SPLIT = 255
+
+
+@dataclass
+class CityArrays:
+    """One city's arrays, ready for tiling (float32).
+
+    Attributes
+    ----------
+    name : the city's folder name.
+    months : the months with both images ("YYYYMM"), sorted.
+    s1 : (M, 2, H, W) Sentinel-1 sigma0 (dB); NaN where missing.
+    s2 : (M, 10, H, W) Sentinel-2 reflectance (1); NaN where missing.
+    height : (H, W) building height (m); NaN at nodata.
+    transform, crs : the grid (rasterio's affine transform and CRS).
+    """
+
+    name: str
+    months: list[str]
+    s1: np.ndarray
+    s2: np.ndarray
+    height: np.ndarray
+    transform: Any
+    crs: Any
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height.shape[0], self.height.shape[1]
+
+    def loss_mask(self, month: int) -> np.ndarray:
+        """(H, W) bool: the cells whose height is valid and whose inputs of ``month`` (an
+        index) are all finite."""
+        inputs = np.isfinite(self.s1[month]).all(0) & np.isfinite(self.s2[month]).all(0)
+        return np.isfinite(self.height) & inputs
+
+
+def building_classes(height: np.ndarray, threshold_m: float = 1.0) -> np.ndarray:
+    """The codes of :data:`BUILDING_CLASSES` (uint8) of heights (m); NaN heights get the
+    code of "no_building" (they are outside every mask)."""
+    classes = np.zeros(height.shape, dtype=np.uint8)
+    with np.errstate(invalid="ignore"):
+        classes[height > threshold_m] = 1
+        classes[height > CLASS_BOUNDS_M[0]] = 2
+        classes[height > CLASS_BOUNDS_M[1]] = 3
+    return classes
+
+
+def city_months(folder: str | os.PathLike[str]) -> list[str]:
+    """The months ("YYYYMM", sorted) of a city folder with both ``s1_`` and ``s2_`` images;
+    a month with only one of them is skipped with a warning.
+
+    Raises
+    ------
+    MissingInputError : the folder does not exist, or has no ``height.tif``.
+    InvalidInputError : no month has both images.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingInputError(f"city folder {str(folder)!r} does not exist: give a folder holding s1_YYYYMM.tif, "
+                                "s2_YYYYMM.tif and height.tif")
+    found: dict[str, set[str]] = {"s1": set(), "s2": set()}
+    for path in folder.iterdir():
+        match = _MONTH_FILE.match(path.name)
+        if match:
+            found[match.group(1)].add(match.group(2))
+    for sensor, other in (("s1", "s2"), ("s2", "s1")):
+        alone = sorted(found[sensor] - found[other])
+        if alone:
+            warnings.warn(f"city {folder.name!r}: months {alone} have {sensor}_YYYYMM.tif but no {other}_YYYYMM.tif; "
+                          "skipped", stacklevel=2)
+    months = sorted(found["s1"] & found["s2"])
+    if not months:
+        raise InvalidInputError(
+            f"city folder {str(folder)!r} has no month with both images (s1 months {sorted(found['s1'])}, s2 months "
+            f"{sorted(found['s2'])}): write s1_YYYYMM.tif and s2_YYYYMM.tif of the same months"
+        )
+    return months
+
+
+def check_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> list[str]:
+    """Check a city folder without reading its pixels: the months' pairing, every file's grid
+    (the same shape, transform and CRS as the first, which must have a CRS), the bands'
+    descriptions, and ``height.tif`` with its nodata. Returns the months.
+
+    Raises
+    ------
+    MissingInputError : the folder or ``height.tif`` is missing.
+    InvalidInputError : no common month, a grid that differs, wrong band descriptions, a
+        height without declared nodata, a grid without a CRS.
+    """
+    folder = Path(folder)
+    months = city_months(folder)
+    files = [folder / f"{sensor}_{month}.tif" for month in months for sensor in ("s1", "s2")]
+    height = folder / "height.tif"
+    if needs_height:
+        if not height.is_file():
+            raise MissingInputError(f"city {folder.name!r} has no height.tif in {str(folder)!r}: write the building "
+                                    "heights (m, 0 = no building) there")
+        files.insert(0, height)
+    grid = None
+    for path in files:
+        with open_raster(path, "city raster") as dataset:
+            here = (dataset.shape, tuple(dataset.transform)[:6], dataset.crs)
+            descriptions = tuple(str(d) for d in dataset.descriptions)
+            nodata = dataset.nodata
+        if grid is None:
+            grid = here
+            if here[2] is None:
+                raise InvalidInputError(f"{str(path)!r} has no CRS: the city's rasters need one map grid with a CRS")
+        elif here != grid:
+            raise InvalidInputError(
+                f"{str(path)!r} lies on another grid ({here[0]} cells, transform {here[1]}, CRS {here[2]}) than "
+                f"{str(files[0])!r} ({grid[0]} cells, transform {grid[1]}, CRS {grid[2]}): resample every image of "
+                "the city onto one 10 m grid"
+            )
+        if path.name.startswith("s1_") and descriptions != S1_BANDS:
+            raise InvalidInputError(f"{str(path)!r} has bands described {list(descriptions)}, not {list(S1_BANDS)}: "
+                                    "write Sentinel-1 sigma0 (dB) as two bands VV, VH")
+        if path.name.startswith("s2_") and not set(S2_BANDS) <= {band_name(d) for d in descriptions}:
+            raise InvalidInputError(f"{str(path)!r} has bands described {list(descriptions)}, not the ten "
+                                    f"{list(S2_BANDS)}: write the ten Sentinel-2 bands with their names")
+        if path.name == "height.tif" and nodata is None:
+            raise InvalidInputError(f"{str(path)!r} declares no nodata value: write it (e.g. -9999) so that cells "
+                                    "without a height are told from cells without a building (0)")
+    return months
+
+
+def _read_masked(path: Path) -> np.ndarray:
+    with open_raster(path, "city raster") as dataset:
+        values = dataset.read().astype(np.float32)
+        nodata = dataset.nodata
+    if nodata is not None and not math.isnan(nodata):
+        values[values == np.float32(nodata)] = np.nan
+    return values
+
+
+def read_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> CityArrays:
+    """Read a city folder (checked first with :func:`check_city`) into memory: Sentinel-1 in
+    dB as it is, Sentinel-2 as reflectance, the height with nodata as NaN (all NaN without
+    ``needs_height`` and no ``height.tif``)."""
+    folder = Path(folder)
+    months = check_city(folder, needs_height=needs_height)
+    s1 = np.stack([_read_masked(folder / f"s1_{month}.tif") for month in months])
+    s2 = np.stack([reflectance(open_bands(folder / f"s2_{month}.tif", bands=S2_BANDS)).values for month in months])
+    with open_raster(folder / f"s1_{months[0]}.tif", "city raster") as dataset:
+        transform, crs, shape = dataset.transform, dataset.crs, dataset.shape
+    height_path = folder / "height.tif"
+    height = _read_masked(height_path)[0] if height_path.is_file() else np.full(shape, np.nan, dtype=np.float32)
+    return CityArrays(name=folder.name, months=months, s1=s1.astype(np.float32), s2=s2.astype(np.float32),
+                      height=height, transform=transform, crs=crs)
+
+
+class CityTiles(Dataset):
+    """Tiles of cities held in memory, one month each: a fixed list of (window, month)
+    (validation, test) or random draws inside allowed cells and over the months
+    (training), with torch's random generator (seeded by ``seed_everything``).
+
+    Each item is a dict of tensors: ``s1`` (2, T, T) and ``s2`` (10, T, T), NaN where
+    missing or padding; ``target`` (1, T, T, m, 0 outside the mask); ``mask`` (1, T, T,
+    bool); ``classes`` (1, T, T, uint8 codes of :data:`BUILDING_CLASSES`); ``city``,
+    ``month`` (indices) and ``window`` (row, col, rows, cols).
+    """
+
+    def __init__(self, cities: Sequence[CityArrays], tile: int, *, threshold_m: float = 1.0,
+                 windows: Sequence[tuple[Window, int]] | None = None,
+                 areas: Sequence[np.ndarray] | None = None, length: int | None = None):
+        if (windows is None) == (areas is None):
+            raise InvalidInputError("give either windows (fixed tiles) or areas and length (random tiles)")
+        self.cities = list(cities)
+        self.tile = int(tile)
+        self.threshold_m = float(threshold_m)
+        self.windows = list(windows) if windows is not None else None
+        self.length = int(length or 0)
+        self._classes = [building_classes(city.height, self.threshold_m) for city in self.cities]
+        self._starts = np.zeros((0, 3), dtype=np.int64)
+        self._sizes: list[tuple[int, int]] = []
+        if areas is not None:
+            starts = []
+            for index, (city, allowed) in enumerate(zip(self.cities, areas, strict=True)):
+                rows, cols = min(self.tile, city.shape[0]), min(self.tile, city.shape[1])
+                self._sizes.append((rows, cols))
+                found = window_starts(allowed, rows, cols)
+                starts.append(np.column_stack([np.full(len(found), index), found]))
+            self._starts = np.concatenate(starts) if starts else self._starts
+            if not len(self._starts):
+                raise InvalidInputError(f"no tile of {self.tile} cells fits inside the training cells: make "
+                                        "data.block_size at least data.tile, or data.tile smaller")
+
+    def __len__(self) -> int:
+        return len(self.windows) if self.windows is not None else self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if self.windows is not None:
+            window, month = self.windows[index]
+        else:
+            city, row, col = (int(v) for v in self._starts[int(torch.randint(len(self._starts), ()).item())])
+            window = Window(city, row, col, *self._sizes[city])
+            month = int(torch.randint(len(self.cities[city].months), ()).item())
+        return self.item(window, month)
+
+    def item(self, window: Window, month: int) -> dict[str, torch.Tensor]:
+        """The tensors of one tile of one month (see the class's docstring)."""
+        city = self.cities[window.scene]
+        tile = self.tile
+        rows = slice(window.row, window.row + window.rows)
+        cols = slice(window.col, window.col + window.cols)
+        inner = (slice(0, window.rows), slice(0, window.cols))
+        tensors = {}
+        for name, source in (("s1", city.s1), ("s2", city.s2)):
+            values = np.full((source.shape[1], tile, tile), np.nan, dtype=np.float32)
+            values[(slice(None), *inner)] = source[month, :, rows, cols]
+            tensors[name] = torch.from_numpy(values)
+        mask = np.zeros((1, tile, tile), dtype=bool)
+        target = np.zeros((1, tile, tile), dtype=np.float32)
+        classes = np.zeros((1, tile, tile), dtype=np.uint8)
+        mask[(0, *inner)] = city.loss_mask(month)[rows, cols]
+        target[(0, *inner)] = np.where(mask[(0, *inner)], city.height[rows, cols], 0)
+        classes[(0, *inner)] = self._classes[window.scene][rows, cols]
+        return {**tensors, "target": torch.from_numpy(target), "mask": torch.from_numpy(mask),
+                "classes": torch.from_numpy(classes), "city": torch.tensor(window.scene),
+                "month": torch.tensor(month), "window": torch.tensor(window[1:])}
+
+
+class BuildingHeightDataModule(L.LightningDataModule):
+    """Cities of monthly Sentinel-1/2 images and building heights as tiles, split spatially,
+    for :class:`~sarheight.training.PixelRegression` with MBHR-Net.
+
+    Parameters
+    ----------
+    root : the folder of city folders (see the module's docstring).
+    cities : the city folders to use, by name; default every folder of ``root``.
+    split : "city" (whole cities to validation and test) or "block" (square blocks of
+        ``block_size`` cells of every city).
+    val_cities, test_cities : with ``split="city"``, the validation and test cities by
+        name; a split not named is drawn from the other cities with its fraction.
+    val_fraction, test_fraction : the share of cities (or blocks) drawn for validation
+        and test with ``seed``; at least one each when above 0.
+    block_size : the side of the blocks of ``split="block"`` (cells), at least ``tile``.
+    tile : the side of the tiles (cells); a multiple of ``2 ** (stages + 1)`` of MBHR-Net.
+    tiles_per_epoch : random training tiles (each of one month) per epoch.
+    batch_size : tiles per batch.
+    num_workers : DataLoader worker processes (0: in the main process).
+    seed : the seed of the split (the tiles follow Lightning's ``seed_everything``).
+    height_threshold_m : the height (m) above which a cell is a building footprint, for
+        the footprint IoU and the class "no_building".
+    """
+
+    def __init__(
+        self,
+        root: str = "cities",
+        *,
+        cities: list[str] | None = None,
+        split: Literal["city", "block"] = "city",
+        val_cities: list[str] | None = None,
+        test_cities: list[str] | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        block_size: int = 128,
+        tile: int = 64,
+        tiles_per_epoch: int = 256,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+        height_threshold_m: float = 1.0,
+    ):
+        super().__init__()
+        if split not in ("city", "block"):
+            raise InvalidInputError(f"data.split must be 'city' or 'block', not {split!r}")
+        if split == "block" and (val_cities or test_cities):
+            raise InvalidInputError("data.val_cities and data.test_cities name cities of split='city': with "
+                                    "split='block', blocks are drawn with the fractions")
+        for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise InvalidInputError(f"data.{option} must lie in [0, 1), not {value}")
+        for option, value, least in (("tile", tile, 8), ("block_size", block_size, 1),
+                                     ("tiles_per_epoch", tiles_per_epoch, 1), ("batch_size", batch_size, 1),
+                                     ("num_workers", num_workers, 0)):
+            if int(value) != value or value < least:
+                raise InvalidInputError(f"data.{option} must be an integer of at least {least}, not {value}")
+        if split == "block" and block_size < tile:
+            raise InvalidInputError(f"data.block_size ({block_size}) is smaller than data.tile ({tile}): no "
+                                    "training tile would fit inside one block; make the blocks larger")
+        if not (math.isfinite(height_threshold_m) and height_threshold_m >= 0):
+            raise InvalidInputError(f"data.height_threshold_m must be a number >= 0 (m), not {height_threshold_m}")
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.cities = list(cities) if cities is not None else None
+        self.split = split
+        self.val_cities = list(val_cities or [])
+        self.test_cities = list(test_cities or [])
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.block_size = block_size
+        self.tile = tile
+        self.tiles_per_epoch = tiles_per_epoch
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.height_threshold_m = float(height_threshold_m)
+        self.channels = [*S1_BANDS, *S2_BANDS]
+        self.target = "height"
+        self.reference: str | None = None
+        self.data: list[CityArrays] | None = None
+        #: Per city, the split code of every cell (0 train, 1 val, 2 test).
+        self.areas: list[np.ndarray] = []
+        #: The city names of each split (with split="block", the cities holding its blocks).
+        self.split_scenes: dict[str, list[str]] = {}
+        self.datasets: dict[str, CityTiles] = {}
+        self.regions: dict[str, list[tuple[int, int, int, int, int]]] = {}
+        self._mean: list[float] = []
+        self._std: list[float] = []
+        self._target = (0.0, 1.0)
+
+    # What the regression module reads (sarheight.training.regression.RegressionData).
+
+    @property
+    def in_channels(self) -> dict[str, int]:
+        """The channels of each input group (linked to the model's ``in_channels``)."""
+        return {name: len(bands) for name, bands in INPUT_GROUPS.items()}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The height classes of the per-class metrics."""
+        return BUILDING_CLASSES
+
+    @property
+    def input_statistics(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and standard deviation over the training cells of every month,
+        Sentinel-1 channels first (dB), then Sentinel-2 (reflectance)."""
+        self._require_setup()
+        return list(self._mean), list(self._std)
+
+    @property
+    def target_statistics(self) -> tuple[float, float]:
+        """Mean and standard deviation (m) of the height over the valid training cells."""
+        self._require_setup()
+        return self._target
+
+    def _require_setup(self) -> None:
+        if self.data is None:
+            raise RuntimeError("the data module is not set up: call setup() first")
+
+    # Reading, splitting, normalising.
+
+    def city_folders(self) -> list[Path]:
+        """The city folders: those named by ``cities``, or every folder of ``root``, sorted."""
+        if not self.root.is_dir():
+            raise MissingInputError(f"data.root {str(self.root)!r} is not a folder: give the folder of city folders")
+        if self.cities is None:
+            folders = sorted(path for path in self.root.iterdir() if path.is_dir())
+            if not folders:
+                raise MissingInputError(f"data.root {str(self.root)!r} holds no city folder")
+            return folders
+        missing = [name for name in self.cities if not (self.root / name).is_dir()]
+        if missing:
+            raise MissingInputError(f"data.cities names {missing}, which are not folders of {str(self.root)!r}")
+        return [self.root / name for name in self.cities]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Check every city folder, then read them (once), split them and compute the
+        normalisation statistics from the training cells."""
+        if self.data is not None:
+            return
+        folders = self.city_folders()
+        for folder in folders:
+            check_city(folder)
+        data = [read_city(folder) for folder in folders]
+        if self.split == "city":
+            self._split_cities(data)
+        else:
+            self._split_blocks(data)
+        self._statistics(data)
+        self.data = data
+        train = [area == SPLITS.index("train") for area in self.areas]
+        self.datasets = {"train": CityTiles(data, self.tile, threshold_m=self.height_threshold_m, areas=train,
+                                            length=self.tiles_per_epoch)}
+        for split in ("val", "test"):
+            windows = [(window, month) for region in self.regions[split] for window in grid_windows(*region, self.tile)
+                       for month in range(len(data[window.scene].months))]
+            self.datasets[split] = CityTiles(data, self.tile, threshold_m=self.height_threshold_m, windows=windows)
+        logger.info("cities: %s; %d validation and %d test tiles", self.split_scenes, len(self.datasets["val"]),
+                    len(self.datasets["test"]))
+
+    def _split_cities(self, data: list[CityArrays]) -> None:
+        names = [city.name for city in data]
+        unknown = [name for name in self.val_cities + self.test_cities if name not in names]
+        if unknown:
+            raise InvalidInputError(f"data.val_cities/test_cities name {unknown}, which are not cities ({names})")
+        both = set(self.val_cities) & set(self.test_cities)
+        if both:
+            raise InvalidInputError(f"cities {sorted(both)} are named for both validation and test: name each once")
+        chosen = {"val": list(self.val_cities), "test": list(self.test_cities)}
+        rest = [name for name in names if name not in chosen["val"] + chosen["test"]]
+        rest = [rest[k] for k in np.random.default_rng(self.seed).permutation(len(rest))]
+        for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction)):
+            if not chosen[split] and fraction > 0:
+                count = max(1, round(fraction * len(names)))
+                chosen[split], rest = rest[:count], rest[count:]
+        if not rest:
+            raise InvalidInputError(f"no city is left for training among {names} (validation {chosen['val']}, test "
+                                    f"{chosen['test']}): add cities, lower the fractions, or use split='block'")
+        chosen["train"] = rest
+        self.split_scenes = {split: sorted(chosen[split]) for split in SPLITS}
+        code = {name: SPLITS.index(split) for split, cities in chosen.items() for name in cities}
+        self.areas = [np.full(city.shape, code[city.name], dtype=np.uint8) for city in data]
+        self.regions = {split: [(index, 0, 0, *city.shape) for index, city in enumerate(data)
+                                if city.name in chosen[split]] for split in SPLITS}
+
+    def _split_blocks(self, data: list[CityArrays]) -> None:
+        size = self.block_size
+        blocks = [(index, row, col) for index, city in enumerate(data)
+                  for row in range(0, city.shape[0], size) for col in range(0, city.shape[1], size)]
+        order = np.random.default_rng(self.seed).permutation(len(blocks))
+        counts = {split: (max(1, round(fraction * len(blocks))) if fraction > 0 else 0)
+                  for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))}
+        if counts["val"] + counts["test"] >= len(blocks):
+            raise InvalidInputError(f"{len(blocks)} blocks of {size} cells leave none for training after "
+                                    f"{counts['val']} for validation and {counts['test']} for test: make "
+                                    "data.block_size smaller, or add cities")
+        self.areas = [np.full(city.shape, _NO_SPLIT, dtype=np.uint8) for city in data]
+        self.regions = {split: [] for split in SPLITS}
+        for position, k in enumerate(order):
+            split = ("val" if position < counts["val"] else
+                     "test" if position < counts["val"] + counts["test"] else "train")
+            index, row, col = blocks[k]
+            row1, col1 = min(row + size, data[index].shape[0]), min(col + size, data[index].shape[1])
+            self.areas[index][row:row1, col:col1] = SPLITS.index(split)
+            self.regions[split].append((index, row, col, row1, col1))
+        self.split_scenes = {split: sorted({data[index].name for index, *_ in regions})
+                             for split, regions in self.regions.items()}
+
+    def _statistics(self, data: list[CityArrays]) -> None:
+        channels = len(self.channels)
+        total, squares, count = np.zeros(channels), np.zeros(channels), np.zeros(channels)
+        target = np.zeros(3)
+        for city, area in zip(data, self.areas, strict=True):
+            train = area == SPLITS.index("train")
+            for month in range(len(city.months)):
+                values = np.concatenate([city.s1[month][:, train], city.s2[month][:, train]]).astype(np.float64)
+                finite = np.isfinite(values)
+                values = np.where(finite, values, 0.0)
+                total += values.sum(axis=1)
+                squares += (values**2).sum(axis=1)
+                count += finite.sum(axis=1)
+                heights = city.height[train & city.loss_mask(month)].astype(np.float64)
+                target += (heights.size, heights.sum(), (heights**2).sum())
+        if target[0] == 0:
+            raise InvalidInputError("the training cells hold no valid height with finite inputs: check the cities' "
+                                    "height.tif (nodata) and images")
+        mean = np.divide(total, count, out=np.zeros(channels), where=count > 0)
+        std = np.sqrt(np.maximum(np.divide(squares, count, out=np.zeros(channels), where=count > 0) - mean**2, 0))
+        # A constant channel is only centred: dividing by ~0 would blow its rounding noise up.
+        std = np.where(std > 1e-6 * (1 + np.abs(mean)), std, 1.0)
+        self._mean = [float(v) for v in mean]
+        self._std = [float(v) for v in std]
+        target_mean = target[1] / target[0]
+        variance = target[2] / target[0] - target_mean**2
+        self._target = (float(target_mean), float(math.sqrt(variance)) if variance > 1e-12 else 1.0)
+
+    # Loaders.
+
+    def _loader(self, split: str) -> DataLoader:
+        self._require_setup()
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=False,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_setup()
+        if not len(self.datasets["test"]):
+            raise InvalidInputError("the test split is empty: set data.test_fraction above 0 or name "
+                                    "data.test_cities")
+        return self._loader("test")
+
+
+__all__ = ["BUILDING_CLASSES", "INPUT_GROUPS", "S1_BANDS", "BuildingHeightDataModule", "CityArrays", "CityTiles",
+           "building_classes", "check_city", "city_months", "read_city"]

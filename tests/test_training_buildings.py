@@ -1,0 +1,92 @@
+"""Building heights end to end on tiny cities: ``sarheight fit`` and ``test`` with
+configs/buildings_mbhr.yaml, resuming, checkpoints that load with weights_only=True,
+the footprint IoU, and prediction of an odd-size city to a GeoTIFF."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+pytest.importorskip("lightning")
+
+from sarheight.cli import main
+from sarheight.errors import InvalidInputError, MissingInputError
+from sarheight.training import HeightMetrics, PixelRegression, load_checkpoint, predict_buildings
+
+from .helpers import write_tiny_cities, write_tiny_city
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "buildings_mbhr.yaml"
+
+
+def arguments(root: Path, runs: Path, steps: int) -> list[str]:
+    """The config with sizes small enough for a test: one residual stage, tiles of 16 cells."""
+    return ["--config", str(CONFIG), "--data.root", str(root), "--data.val_cities", "[city1]",
+            "--data.test_cities", "[city2]", "--data.tile", "16", "--data.tiles_per_epoch", "4",
+            "--data.batch_size", "2", "--model.model_options", "{fusion: sum, stages: 1, decoder_channels: [8, 8]}",
+            "--trainer.max_steps", str(steps), "--trainer.accelerator", "cpu", "--trainer.max_time", "null",
+            "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.logger.init_args.save_dir", str(runs), "--checkpoint.dirpath", str(runs / "checkpoints")]
+
+
+def test_fit_test_resume_and_predict(tmp_path, capsys):
+    root = tmp_path / "cities"
+    write_tiny_cities(root)
+    runs = tmp_path / "runs"
+    assert main(["fit", *arguments(root, runs, 2)]) == 0
+    last = runs / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    stored = checkpoint["sarheight"]
+    assert checkpoint["global_step"] == 2
+    assert stored["input_groups"] == {"s1": 2, "s2": 10} and stored["channels"][:3] == ["VV", "VH", "B2"]
+    assert len(stored["input_mean"]) == 12 and stored["model"] == "mbhr_net"
+    assert stored["model_config"]["stages"] == 1 and stored["splits"]["train"] == ["city0"]
+    assert stored["class_names"] == ["no_building", "low_rise", "mid_rise", "high_rise"]
+    with open(runs / "buildings_mbhr" / "version_0" / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert {"val_loss", "val_rmse", "val_r2", "val_iou", "val_rmse_high_rise"} <= set(rows[0])
+    capsys.readouterr()
+    assert main(["test", *arguments(root, runs, 2), "--ckpt_path", str(last)]) == 0
+    assert "test_iou" in capsys.readouterr().out
+    # Resumed from last.ckpt: two more steps.
+    assert main(["fit", *arguments(root, runs, 4), "--ckpt_path", "last"]) == 0
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+
+    member = load_checkpoint(last)
+    assert member.input_groups == {"s1": 2, "s2": 10}
+    odd = write_tiny_city(tmp_path / "odd", rows=37, cols=29, months=("202301", "202302"), seed=7)
+    (odd / "height.tif").unlink()  # prediction needs no truth
+    out = tmp_path / "predicted" / "odd.tif"
+    result = predict_buildings(odd, [last, last], tile=16, overlap=4, out=out, progress=False)
+    assert result["height"].shape == (37, 29) and np.isfinite(result["height"].values).all()
+    assert float(result["height_std"].max()) == 0.0  # the same checkpoint twice
+    assert result.attrs["months"] == "202301, 202302"
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 32633 and src.descriptions == ("height", "height_std") and src.shape == (37, 29)
+        assert src.transform.c == 400_000.0 + 7000 and src.transform.a == 10.0
+    with pytest.raises(InvalidInputError, match="multiple of 4"):
+        predict_buildings(odd, last, tile=18, overlap=4, progress=False)
+    with pytest.raises(MissingInputError, match="does not exist"):
+        predict_buildings(tmp_path / "nowhere", last, progress=False)
+
+
+def test_footprint_iou_and_two_input_module():
+    metrics = HeightMetrics(footprint_threshold=1.0)
+    prediction = torch.tensor([[0.0, 2.0, 5.0, 0.5]])
+    target = torch.tensor([[0.0, 3.0, 0.0, 4.0]])
+    metrics.update(prediction, target, torch.ones_like(target, dtype=torch.bool))
+    assert float(metrics.compute()["iou"]) == pytest.approx(1 / 3)  # one shared footprint of three
+    module = PixelRegression(model="mbhr_net", model_options={"stages": 1, "decoder_channels": [8, 8]},
+                             in_channels={"s1": 2, "s2": 10}, loss="mbhr")
+    assert module.input_mean.shape == (12,)
+    out = module(torch.randn(1, 2, 16, 16), torch.randn(1, 10, 16, 16))
+    assert out.shape == (1, 1, 16, 16)
+    with pytest.raises(InvalidInputError, match="s1_channels"):
+        PixelRegression(model="mbhr_net", model_options={"s1_channels": 2}, in_channels={"s1": 2, "s2": 10})
+    with pytest.raises(InvalidInputError, match=r"model\.loss"):
+        PixelRegression(model="mbhr_net", in_channels={"s1": 2, "s2": 10}, loss="cosine")
