@@ -1165,7 +1165,10 @@ def interpolate_priors(priors: xr.Dataset | xr.DataArray, method: str = "linear"
             else:
                 estimate = _idw(tree, known_heights, cells, k, power)
             result[block] = estimate.reshape(-1, mask.shape[1])
-    # Exact at the priors, whatever the rounding of the barycentric weights.
+    # Both interpolations are convex combinations of the priors: the rounding of their
+    # weights must not take a cell outside the priors' range (a flat set of priors gave
+    # 1e-16 above it). Exact at the priors, whatever that rounding.
+    np.clip(result, known_heights.min(), known_heights.max(), out=result)
     result[mask] = known_heights
     if used != "nearest":
         attrs.update(power=float(power), neighbours=k)

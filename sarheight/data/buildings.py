@@ -49,15 +49,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..io import open_raster
 from ..preprocess.sentinel2 import S2_BANDS, band_name, open_bands, reflectance
 from .terrain import SPLITS, Window, grid_windows, window_starts
+from .tiles import ChannelSums, TiledDataModule
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class CityTiles(Dataset):
                 "month": torch.tensor(month), "window": torch.tensor(window[1:])}
 
 
-class BuildingHeightDataModule(L.LightningDataModule):
+class BuildingHeightDataModule(TiledDataModule):
     """Cities of monthly Sentinel-1/2 images and building heights as tiles, split spatially,
     for :class:`~sarheight.training.PixelRegression` with MBHR-Net.
 
@@ -322,6 +322,8 @@ class BuildingHeightDataModule(L.LightningDataModule):
     height_threshold_m : the height (m) above which a cell is a building footprint, for
         the footprint IoU and the class "no_building".
     """
+
+    test_option = "data.test_cities"
 
     def __init__(
         self,
@@ -385,9 +387,6 @@ class BuildingHeightDataModule(L.LightningDataModule):
         self.split_scenes: dict[str, list[str]] = {}
         self.datasets: dict[str, CityTiles] = {}
         self.regions: dict[str, list[tuple[int, int, int, int, int]]] = {}
-        self._mean: list[float] = []
-        self._std: list[float] = []
-        self._target = (0.0, 1.0)
 
     # What the regression module reads (sarheight.training.regression.RegressionData).
 
@@ -400,23 +399,6 @@ class BuildingHeightDataModule(L.LightningDataModule):
     def class_names(self) -> tuple[str, ...]:
         """The height classes of the per-class metrics."""
         return BUILDING_CLASSES
-
-    @property
-    def input_statistics(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and standard deviation over the training cells of every month,
-        Sentinel-1 channels first (dB), then Sentinel-2 (reflectance)."""
-        self._require_setup()
-        return list(self._mean), list(self._std)
-
-    @property
-    def target_statistics(self) -> tuple[float, float]:
-        """Mean and standard deviation (m) of the height over the valid training cells."""
-        self._require_setup()
-        return self._target
-
-    def _require_setup(self) -> None:
-        if self.data is None:
-            raise RuntimeError("the data module is not set up: call setup() first")
 
     # Reading, splitting, normalising.
 
@@ -508,52 +490,14 @@ class BuildingHeightDataModule(L.LightningDataModule):
                              for split, regions in self.regions.items()}
 
     def _statistics(self, data: list[CityArrays]) -> None:
-        channels = len(self.channels)
-        total, squares, count = np.zeros(channels), np.zeros(channels), np.zeros(channels)
-        target = np.zeros(3)
+        sums = ChannelSums(len(self.channels))
         for city, area in zip(data, self.areas, strict=True):
             train = area == SPLITS.index("train")
             for month in range(len(city.months)):
-                values = np.concatenate([city.s1[month][:, train], city.s2[month][:, train]]).astype(np.float64)
-                finite = np.isfinite(values)
-                values = np.where(finite, values, 0.0)
-                total += values.sum(axis=1)
-                squares += (values**2).sum(axis=1)
-                count += finite.sum(axis=1)
-                heights = city.height[train & city.loss_mask(month)].astype(np.float64)
-                target += (heights.size, heights.sum(), (heights**2).sum())
-        if target[0] == 0:
-            raise InvalidInputError("the training cells hold no valid height with finite inputs: check the cities' "
-                                    "height.tif (nodata) and images")
-        mean = np.divide(total, count, out=np.zeros(channels), where=count > 0)
-        std = np.sqrt(np.maximum(np.divide(squares, count, out=np.zeros(channels), where=count > 0) - mean**2, 0))
-        # A constant channel is only centred: dividing by ~0 would blow its rounding noise up.
-        std = np.where(std > 1e-6 * (1 + np.abs(mean)), std, 1.0)
-        self._mean = [float(v) for v in mean]
-        self._std = [float(v) for v in std]
-        target_mean = target[1] / target[0]
-        variance = target[2] / target[0] - target_mean**2
-        self._target = (float(target_mean), float(math.sqrt(variance)) if variance > 1e-12 else 1.0)
-
-    # Loaders.
-
-    def _loader(self, split: str) -> DataLoader:
-        self._require_setup()
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=False,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        self._require_setup()
-        if not len(self.datasets["test"]):
-            raise InvalidInputError("the test split is empty: set data.test_fraction above 0 or name "
-                                    "data.test_cities")
-        return self._loader("test")
+                sums.add_inputs(np.concatenate([city.s1[month][:, train], city.s2[month][:, train]]))
+                sums.add_target(city.height[train & city.loss_mask(month)])
+        self.set_statistics(sums, "the training cells hold no valid height with finite inputs: check the cities' "
+                            "height.tif (nodata) and images")
 
 
 __all__ = ["BUILDING_CLASSES", "INPUT_GROUPS", "S1_BANDS", "BuildingHeightDataModule", "CityArrays", "CityTiles",

@@ -54,23 +54,22 @@ from __future__ import annotations
 
 import glob
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import lightning as L
 import numpy as np
 import torch
 import xarray as xr
 from scipy.ndimage import binary_dilation
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
 from ..terrain import open_scene
+from .tiles import ChannelSums, TiledDataModule
 
 logger = logging.getLogger(__name__)
 
@@ -415,7 +414,7 @@ class TerrainScenes(Dataset):
         }
 
 
-class TerrainDataModule(L.LightningDataModule):
+class TerrainDataModule(TiledDataModule):
     """Terrain scenes as tiles, split spatially, for the pixel-wise height regression.
 
     Parameters
@@ -448,6 +447,8 @@ class TerrainDataModule(L.LightningDataModule):
     num_workers : DataLoader worker processes (0: in the main process).
     seed : the seed of the split (the tiles follow Lightning's ``seed_everything``).
     """
+
+    test_option = "data.test_scenes"
 
     def __init__(
         self,
@@ -525,10 +526,6 @@ class TerrainDataModule(L.LightningDataModule):
         self.split_scenes: dict[str, list[str]] = {}
         self.datasets: dict[str, TerrainScenes] = {}
         self._regions: dict[str, list[tuple[int, int, int, int, int]]] = {}
-        self._mean: list[float] = []
-        self._std: list[float] = []
-        self._target_mean = 0.0
-        self._target_std = 1.0
 
     # What the regression module reads (sarheight.training.regression.RegressionData).
 
@@ -541,23 +538,6 @@ class TerrainDataModule(L.LightningDataModule):
     def class_names(self) -> tuple[str, ...]:
         """The terrain classes of the per-class metrics."""
         return TERRAIN_CLASSES
-
-    @property
-    def input_statistics(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and standard deviation over the training cells."""
-        self._require_setup()
-        return list(self._mean), list(self._std)
-
-    @property
-    def target_statistics(self) -> tuple[float, float]:
-        """Mean and standard deviation (m) of the target relative to the reference over the
-        training cells of the loss mask."""
-        self._require_setup()
-        return self._target_mean, self._target_std
-
-    def _require_setup(self) -> None:
-        if self.data is None:
-            raise RuntimeError("the data module is not set up: call setup() first")
 
     # Reading, splitting, normalising.
 
@@ -678,51 +658,10 @@ class TerrainDataModule(L.LightningDataModule):
                              for split, regions in self._regions.items()}
 
     def _statistics(self, data: list[SceneArrays]) -> None:
-        channels = len(self.channels)
-        total = np.zeros(channels)
-        squares = np.zeros(channels)
-        count = np.zeros(channels)
-        target = np.zeros(3)
+        sums = ChannelSums(len(self.channels))
         for scene, area in zip(data, self.areas, strict=True):
             train = area == SPLITS.index("train")
-            values = scene.inputs[:, train].astype(np.float64)
-            finite = np.isfinite(values)
-            values = np.where(finite, values, 0.0)
-            total += values.sum(axis=1)
-            squares += (values**2).sum(axis=1)
-            count += finite.sum(axis=1)
-            relative = scene.target[train & scene.loss_mask].astype(np.float64)
-            target += (relative.size, relative.sum(), (relative**2).sum())
-        if target[0] == 0:
-            raise InvalidInputError("the training cells hold no valid target (finite, outside shadow, inside the "
-                                    f"image): check the scenes' {self.target!r} and masks")
-        mean = np.divide(total, count, out=np.zeros(channels), where=count > 0)
-        std = np.sqrt(np.maximum(np.divide(squares, count, out=np.zeros(channels), where=count > 0) - mean**2, 0))
-        # A constant channel (or one without values) is only centred: dividing by ~0
-        # would blow its rounding noise up to unit variance.
-        std = np.where(std > 1e-6 * (1 + np.abs(mean)), std, 1.0)
-        self._mean = [float(v) for v in mean]
-        self._std = [float(v) for v in std]
-        self._target_mean = float(target[1] / target[0])
-        variance = target[2] / target[0] - self._target_mean**2
-        self._target_std = float(math.sqrt(variance)) if variance > 1e-12 else 1.0
-
-    # Loaders.
-
-    def _loader(self, split: str) -> DataLoader:
-        self._require_setup()
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=False,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        self._require_setup()
-        if not len(self.datasets["test"]):
-            raise InvalidInputError("the test split is empty: set data.test_fraction above 0 or name "
-                                    "data.test_scenes")
-        return self._loader("test")
+            sums.add_inputs(scene.inputs[:, train])
+            sums.add_target(scene.target[train & scene.loss_mask])
+        self.set_statistics(sums, "the training cells hold no valid target (finite, outside shadow, inside the "
+                            f"image): check the scenes' {self.target!r} and masks")
