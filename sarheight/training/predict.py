@@ -149,6 +149,23 @@ def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[
     return target
 
 
+def _load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
+                  device: str | torch.device | None) -> tuple[list[TrainedModel], torch.device]:
+    """The checkpoints of a prediction loaded on its device, after the tiling options are
+    checked (both predictors: before any tile runs)."""
+    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
+    if not paths:
+        raise InvalidInputError("no checkpoint given: give at least one .ckpt written by sarheight fit")
+    if int(tile) != tile or tile < 8:
+        raise InvalidInputError(f"tile must be an integer of at least 8 cells, not {tile}")
+    if int(overlap) != overlap or not 0 <= overlap <= tile // 2:
+        raise InvalidInputError(f"overlap must be an integer from 0 to tile / 2 ({tile // 2}), not {overlap}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return [load_checkpoint(path, device=torch_device) for path in paths], torch_device
+
+
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """First cells of the tiles along an axis of ``length`` cells (a multiple of ``align``
     when longer than a tile): tiles of ``tile`` cells, starting at multiples of ``align``,
@@ -298,17 +315,8 @@ def predict_height(
         different channels or references, a scene lacking a channel the checkpoints need,
         bad ``tile``/``overlap``; all checked before any tile runs.
     """
-    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
-    if not paths:
-        raise InvalidInputError("no checkpoint given: give at least one .ckpt written by sarheight fit")
-    if int(tile) != tile or tile < 8:
-        raise InvalidInputError(f"tile must be an integer of at least 8 cells, not {tile}")
-    if int(overlap) != overlap or not 0 <= overlap <= tile // 2:
-        raise InvalidInputError(f"overlap must be an integer from 0 to tile / 2 ({tile // 2}), not {overlap}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    members = [load_checkpoint(path, device=torch_device) for path in paths]
+    members, torch_device = _load_members(checkpoints, tile=tile, overlap=overlap, batch_size=batch_size,
+                                          device=device)
     first = members[0]
     align = max(model_alignment(member) for member in members)
     if tile % align or tile - overlap < align:
@@ -445,17 +453,8 @@ def predict_buildings(
         without Sentinel-1/2 input groups, members of different inputs, unpaired or
         mismatched rasters, bad ``tile``/``overlap``; all before any tile runs.
     """
-    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
-    if not paths:
-        raise InvalidInputError("no checkpoint given: give at least one .ckpt written by sarheight fit")
-    if int(tile) != tile or tile < 8:
-        raise InvalidInputError(f"tile must be an integer of at least 8 cells, not {tile}")
-    if int(overlap) != overlap or not 0 <= overlap <= tile // 2:
-        raise InvalidInputError(f"overlap must be an integer from 0 to tile / 2 ({tile // 2}), not {overlap}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    members = [load_checkpoint(path, device=torch_device) for path in paths]
+    members, torch_device = _load_members(checkpoints, tile=tile, overlap=overlap, batch_size=batch_size,
+                                          device=device)
     first = members[0]
     for member in members:
         if list(member.input_groups or {}) != ["s1", "s2"]:
