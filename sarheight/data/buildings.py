@@ -57,7 +57,7 @@ from ..errors import InvalidInputError, MissingInputError
 from ..io import open_raster
 from ..preprocess.sentinel2 import S2_BANDS, band_name, open_bands, reflectance
 from .terrain import SPLITS, Window, grid_windows, window_starts
-from .tiles import ChannelSums, TiledDataModule
+from .tiles import NO_SPLIT, ChannelSums, TiledDataModule, assign_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ BUILDING_CLASSES = ("no_building", "low_rise", "mid_rise", "high_rise")
 CLASS_BOUNDS_M = (10.0, 30.0)
 
 _MONTH_FILE = re.compile(r"^(s1|s2)_(\d{6})\.tif$")
-_NO_SPLIT = 255
 
 
 @dataclass
@@ -470,19 +469,11 @@ class BuildingHeightDataModule(TiledDataModule):
         size = self.block_size
         blocks = [(index, row, col) for index, city in enumerate(data)
                   for row in range(0, city.shape[0], size) for col in range(0, city.shape[1], size)]
-        order = np.random.default_rng(self.seed).permutation(len(blocks))
-        counts = {split: (max(1, round(fraction * len(blocks))) if fraction > 0 else 0)
-                  for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))}
-        if counts["val"] + counts["test"] >= len(blocks):
-            raise InvalidInputError(f"{len(blocks)} blocks of {size} cells leave none for training after "
-                                    f"{counts['val']} for validation and {counts['test']} for test: make "
-                                    "data.block_size smaller, or add cities")
-        self.areas = [np.full(city.shape, _NO_SPLIT, dtype=np.uint8) for city in data]
+        split_of = assign_blocks(blocks, val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+                                 seed=self.seed, block_size=size, more="cities")
+        self.areas = [np.full(city.shape, NO_SPLIT, dtype=np.uint8) for city in data]
         self.regions = {split: [] for split in SPLITS}
-        for position, k in enumerate(order):
-            split = ("val" if position < counts["val"] else
-                     "test" if position < counts["val"] + counts["test"] else "train")
-            index, row, col = blocks[k]
+        for (index, row, col), split in split_of.items():
             row1, col1 = min(row + size, data[index].shape[0]), min(col + size, data[index].shape[1])
             self.areas[index][row:row1, col:col1] = SPLITS.index(split)
             self.regions[split].append((index, row, col, row1, col1))

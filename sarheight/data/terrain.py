@@ -69,7 +69,7 @@ from torch.utils.data import Dataset
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
 from ..terrain import open_scene
-from .tiles import ChannelSums, TiledDataModule
+from .tiles import NO_SPLIT, ChannelSums, TiledDataModule, assign_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,6 @@ SHADOW_ADJACENT_CELLS = 3
 
 #: The split codes of the area maps.
 SPLITS = ("train", "val", "test")
-_NO_SPLIT = 255
 
 
 class Window(NamedTuple):
@@ -633,19 +632,9 @@ class TerrainDataModule(TiledDataModule):
         # of one DEM see the same terrain).
         blocks = [(area, row, col) for area, (rows, cols) in shapes.items()
                   for row in range(0, rows, size) for col in range(0, cols, size)]
-        order = np.random.default_rng(self.seed).permutation(len(blocks))
-        counts = {split: (max(1, round(fraction * len(blocks))) if fraction > 0 else 0)
-                  for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))}
-        if counts["val"] + counts["test"] >= len(blocks):
-            raise InvalidInputError(
-                f"{len(blocks)} blocks of {size} cells leave none for training after {counts['val']} for validation "
-                f"and {counts['test']} for test: make data.block_size smaller, or add scenes"
-            )
-        split_of = {}
-        for position, k in enumerate(order):
-            split_of[blocks[k]] = ("val" if position < counts["val"] else
-                                   "test" if position < counts["val"] + counts["test"] else "train")
-        self.areas = [np.full(scene.shape, _NO_SPLIT, dtype=np.uint8) for scene in data]
+        split_of = assign_blocks(blocks, val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+                                 seed=self.seed, block_size=size, more="scenes")
+        self.areas = [np.full(scene.shape, NO_SPLIT, dtype=np.uint8) for scene in data]
         self._regions = {split: [] for split in SPLITS}
         for index, (scene, area) in enumerate(zip(data, self.scene_areas, strict=True)):
             for row in range(0, scene.shape[0], size):

@@ -10,6 +10,7 @@ and :class:`~sarheight.data.buildings.BuildingHeightDataModule`; each sets up it
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from typing import ClassVar
 
 import lightning as L
@@ -17,6 +18,32 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InvalidInputError
+
+#: The split code of cells in no split (the padding of an area's grid).
+NO_SPLIT = 255
+
+
+def assign_blocks(blocks: Sequence[Hashable], *, val_fraction: float, test_fraction: float, seed: int,
+                  block_size: int, more: str) -> dict[Hashable, str]:
+    """The split of each block: a random permutation (``seed``), its first
+    ``val_fraction`` of the blocks to validation, the next ``test_fraction`` to test (at
+    least one each when the fraction is above 0), the rest to training.
+
+    Raises
+    ------
+    InvalidInputError : no block would be left for training (``more`` names what to add).
+    """
+    order = np.random.default_rng(seed).permutation(len(blocks))
+    counts = {split: (max(1, round(fraction * len(blocks))) if fraction > 0 else 0)
+              for split, fraction in (("val", val_fraction), ("test", test_fraction))}
+    if counts["val"] + counts["test"] >= len(blocks):
+        raise InvalidInputError(
+            f"{len(blocks)} blocks of {block_size} cells leave none for training after {counts['val']} for "
+            f"validation and {counts['test']} for test: make data.block_size smaller, or add {more}"
+        )
+    return {blocks[k]: ("val" if position < counts["val"] else
+                        "test" if position < counts["val"] + counts["test"] else "train")
+            for position, k in enumerate(order)}
 
 
 class ChannelSums:
