@@ -133,3 +133,22 @@ def test_bad_city_folders_are_refused_before_reading(tmp_path, cities):
     with pytest.raises(InvalidInputError, match=r"data\.split"):
         BuildingHeightDataModule(str(cities), split="scene")
     assert CITY_NODATA < 0
+
+
+def test_one_sensor_gives_the_other_group_no_channels(cities):
+    both = module(cities)
+    s2_only = module(cities, sensors=["s2"])
+    assert s2_only.in_channels == {"s1": 0, "s2": 10} and s2_only.channels == list(both.channels[2:])
+    # The statistics are those of the sensor's channels, the scored cells the same.
+    assert s2_only.input_statistics[0] == both.input_statistics[0][2:]
+    assert s2_only.target_statistics == both.target_statistics
+    item, reference = s2_only.datasets["val"][5], both.datasets["val"][5]
+    assert item["s1"].shape == (0, 16, 16) and torch_equal(item["s2"], reference["s2"])
+    assert torch_equal(item["mask"], reference["mask"])
+    for sensors in (["s3"], [], "s1"):
+        with pytest.raises(InvalidInputError, match="data.sensors must name one or both"):
+            module(cities, sensors=sensors)
+
+
+def torch_equal(a, b) -> bool:
+    return bool(((a == b) | (a.isnan() & b.isnan())).all())

@@ -54,6 +54,36 @@ class TestMBHRNetSum(MBHRTester):
     fusion = "sum"
 
 
+class TestMBHRNetSentinel1Only(MBHRTester):
+    fusion = "concat"
+    channels = ((1, 0), (2, 0), (3, 0))
+    default_channels = (2, 0)
+
+
+class TestMBHRNetSentinel2Only(MBHRTester):
+    fusion = "sum"
+    channels = ((0, 1), (0, 10), (0, 13))
+    default_channels = (0, 10)
+
+
+def test_a_single_sensor_model_has_one_encoder_and_ignores_the_other_input():
+    torch.manual_seed(0)
+    s1_only = MBHRNet(2, 0).eval()
+    assert s1_only.encoder_s2 is None and len(s1_only.encoders) == 1
+    both = MBHRNet(2, 10)
+    assert sum(p.numel() for p in s1_only.parameters()) < sum(p.numel() for p in both.parameters())
+    s1 = torch.randn(1, 2, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(s1_only(s1, None), s1_only(s1, torch.zeros(1, 0, 32, 32)))
+    # Its state dict loads into a model of the same sensors, the names those of the pair.
+    assert all(not key.startswith("encoder_s2") for key in s1_only.state_dict())
+    MBHRNet(**s1_only.config).load_state_dict(s1_only.state_dict())
+    with pytest.raises(InvalidInputError, match="without s2"):
+        s1_only(s1, torch.zeros(1, 10, 32, 32))
+    with pytest.raises(InvalidInputError, match="at least one sensor"):
+        MBHRNet(0, 0)
+
+
 # --------------------------------------------------------------------------------------
 # ResNet-50: torchvision's names, shapes and parameter count
 # --------------------------------------------------------------------------------------
@@ -373,7 +403,7 @@ def test_config_rebuilds_the_model():
 def test_constructor_refuses_bad_options():
     for kwargs, message in (({"fusion": "add"}, "fusion must be one of 'concat', 'sum', got 'add'"),
                             ({"stages": 5}, "stages must be an integer from 1 to 4, got 5"),
-                            ({"s1_channels": 0}, "s1_channels must be an integer >= 1"),
+                            ({"s1_channels": -1}, "s1_channels must be an integer >= 0"),
                             ({"decoder_channels": (8, 8)}, r"decoder_channels must be 4 integers.*stages=3"),
                             ({"stages": 1, "decoder_channels": (8, 0)}, "decoder_channels must be an integer >= 1")):
         with pytest.raises(InvalidInputError, match=message):

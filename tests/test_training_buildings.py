@@ -90,3 +90,26 @@ def test_footprint_iou_and_two_input_module():
         PixelRegression(model="mbhr_net", model_options={"s1_channels": 2}, in_channels={"s1": 2, "s2": 10})
     with pytest.raises(InvalidInputError, match=r"model\.loss"):
         PixelRegression(model="mbhr_net", in_channels={"s1": 2, "s2": 10}, loss="cosine")
+
+
+@pytest.mark.parametrize("sensor, channels", [("s1", ["VV", "VH"]), ("s2", None)])
+def test_a_single_sensor_model_trains_and_predicts(tmp_path, sensor, channels):
+    root = tmp_path / "cities"
+    write_tiny_cities(root)
+    runs = tmp_path / "runs"
+    assert main(["fit", *arguments(root, runs, 2), "--data.sensors", f"[{sensor}]"]) == 0
+    last = runs / "checkpoints" / "last.ckpt"
+    stored = torch.load(last, weights_only=True)["sarheight"]
+    other = "s2" if sensor == "s1" else "s1"
+    assert stored["input_groups"] == {"s1": 2 if sensor == "s1" else 0, "s2": 10 if sensor == "s2" else 0}
+    assert len(stored["input_mean"]) == stored["input_groups"][sensor]
+    if channels:
+        assert stored["channels"] == channels
+    assert not any(key.startswith(f"model.encoder_{other}") for key in torch.load(last, weights_only=True)["state_dict"])
+    result = predict_buildings(root / "city2", last, tile=16, overlap=4, progress=False)
+    assert np.isfinite(result["height"].values).all()
+    with pytest.raises(InvalidInputError, match="differ"):
+        both = runs.parent / "both"
+        assert main(["fit", *arguments(root, both, 1)]) == 0
+        predict_buildings(root / "city2", [last, both / "checkpoints" / "last.ckpt"], tile=16, overlap=4,
+                          progress=False)

@@ -67,6 +67,9 @@ S1_BANDS = ("VV", "VH")
 #: The input groups of a sample: the name of each tensor of a batch and its channels.
 INPUT_GROUPS = {"s1": S1_BANDS, "s2": S2_BANDS}
 
+#: The sensors, by input group name.
+SENSORS = tuple(INPUT_GROUPS)
+
 #: The height classes of the per-class metrics, by code (the index).
 BUILDING_CLASSES = ("no_building", "low_rise", "mid_rise", "high_rise")
 
@@ -107,6 +110,14 @@ class CityArrays:
         index) are all finite."""
         inputs = np.isfinite(self.s1[month]).all(0) & np.isfinite(self.s2[month]).all(0)
         return np.isfinite(self.height) & inputs
+
+
+def check_sensors(sensors: Sequence[str]) -> tuple[str, ...]:
+    """The sensors (input groups) to use, checked: one or both of :data:`SENSORS`, in
+    that order."""
+    if isinstance(sensors, str) or not set(sensors) <= set(SENSORS) or not sensors:
+        raise InvalidInputError(f"data.sensors must name one or both of {list(SENSORS)}, not {sensors!r}")
+    return tuple(name for name in SENSORS if name in sensors)
 
 
 def building_classes(height: np.ndarray, threshold_m: float = 1.0) -> np.ndarray:
@@ -231,16 +242,18 @@ class CityTiles(Dataset):
     (training), with torch's random generator (seeded by ``seed_everything``).
 
     Each item is a dict of tensors: ``s1`` (2, T, T) and ``s2`` (10, T, T), NaN where
-    missing or padding; ``target`` (1, T, T, m, 0 outside the mask); ``mask`` (1, T, T,
+    missing or padding (a sensor not in ``sensors``: 0 channels); ``target`` (1, T, T, m, 0 outside the mask); ``mask`` (1, T, T,
     bool); ``classes`` (1, T, T, uint8 codes of :data:`BUILDING_CLASSES`); ``city``,
     ``month`` (indices) and ``window`` (row, col, rows, cols).
     """
 
     def __init__(self, cities: Sequence[CityArrays], tile: int, *, threshold_m: float = 1.0,
                  windows: Sequence[tuple[Window, int]] | None = None,
-                 areas: Sequence[np.ndarray] | None = None, length: int | None = None):
+                 areas: Sequence[np.ndarray] | None = None, length: int | None = None,
+                 sensors: Sequence[str] = SENSORS):
         if (windows is None) == (areas is None):
             raise InvalidInputError("give either windows (fixed tiles) or areas and length (random tiles)")
+        self.sensors = check_sensors(sensors)
         self.cities = list(cities)
         self.tile = int(tile)
         self.threshold_m = float(threshold_m)
@@ -284,8 +297,9 @@ class CityTiles(Dataset):
         inner = (slice(0, window.rows), slice(0, window.cols))
         tensors = {}
         for name, source in (("s1", city.s1), ("s2", city.s2)):
-            values = np.full((source.shape[1], tile, tile), np.nan, dtype=np.float32)
-            values[(slice(None), *inner)] = source[month, :, rows, cols]
+            channels = source.shape[1] if name in self.sensors else 0
+            values = np.full((channels, tile, tile), np.nan, dtype=np.float32)
+            values[(slice(None), *inner)] = source[month, :channels, rows, cols]
             tensors[name] = torch.from_numpy(values)
         mask = np.zeros((1, tile, tile), dtype=bool)
         target = np.zeros((1, tile, tile), dtype=np.float32)
@@ -320,6 +334,11 @@ class BuildingHeightDataModule(TiledDataModule):
     seed : the seed of the split (the tiles follow Lightning's ``seed_everything``).
     height_threshold_m : the height (m) above which a cell is a building footprint, for
         the footprint IoU and the class "no_building".
+    sensors : the sensors the model reads, ``["s1", "s2"]`` by default; one of them for a
+        single-sensor model (MBHR-Net with the other's channels 0: ``in_channels`` gives
+        that group 0 channels and its tensors have none). The scored cells stay those
+        where every image of the folder is valid, whichever sensors are read, so that
+        models of different sensors are compared on the same cells.
     """
 
     test_option = "data.test_cities"
@@ -341,8 +360,10 @@ class BuildingHeightDataModule(TiledDataModule):
         num_workers: int = 0,
         seed: int = 0,
         height_threshold_m: float = 1.0,
+        sensors: list[str] | None = None,
     ):
         super().__init__()
+        self.sensors = check_sensors(SENSORS if sensors is None else sensors)
         if split not in ("city", "block"):
             raise InvalidInputError(f"data.split must be 'city' or 'block', not {split!r}")
         if split == "block" and (val_cities or test_cities):
@@ -376,7 +397,7 @@ class BuildingHeightDataModule(TiledDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.height_threshold_m = float(height_threshold_m)
-        self.channels = [*S1_BANDS, *S2_BANDS]
+        self.channels = [band for name in self.sensors for band in INPUT_GROUPS[name]]
         self.target = "height"
         self.reference: str | None = None
         self.data: list[CityArrays] | None = None
@@ -392,7 +413,7 @@ class BuildingHeightDataModule(TiledDataModule):
     @property
     def in_channels(self) -> dict[str, int]:
         """The channels of each input group (linked to the model's ``in_channels``)."""
-        return {name: len(bands) for name, bands in INPUT_GROUPS.items()}
+        return {name: len(bands) if name in self.sensors else 0 for name, bands in INPUT_GROUPS.items()}
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -432,11 +453,12 @@ class BuildingHeightDataModule(TiledDataModule):
         self.data = data
         train = [area == SPLITS.index("train") for area in self.areas]
         self.datasets = {"train": CityTiles(data, self.tile, threshold_m=self.height_threshold_m, areas=train,
-                                            length=self.tiles_per_epoch)}
+                                            length=self.tiles_per_epoch, sensors=self.sensors)}
         for split in ("val", "test"):
             windows = [(window, month) for region in self.regions[split] for window in grid_windows(*region, self.tile)
                        for month in range(len(data[window.scene].months))]
-            self.datasets[split] = CityTiles(data, self.tile, threshold_m=self.height_threshold_m, windows=windows)
+            self.datasets[split] = CityTiles(data, self.tile, threshold_m=self.height_threshold_m, windows=windows,
+                                             sensors=self.sensors)
         logger.info("cities: %s; %d validation and %d test tiles", self.split_scenes, len(self.datasets["val"]),
                     len(self.datasets["test"]))
 
@@ -485,11 +507,12 @@ class BuildingHeightDataModule(TiledDataModule):
         for city, area in zip(data, self.areas, strict=True):
             train = area == SPLITS.index("train")
             for month in range(len(city.months)):
-                sums.add_inputs(np.concatenate([city.s1[month][:, train], city.s2[month][:, train]]))
+                images = {"s1": city.s1[month], "s2": city.s2[month]}
+                sums.add_inputs(np.concatenate([images[name][:, train] for name in self.sensors]))
                 sums.add_target(city.height[train & city.loss_mask(month)])
         self.set_statistics(sums, "the training cells hold no valid height with finite inputs: check the cities' "
                             "height.tif (nodata) and images")
 
 
-__all__ = ["BUILDING_CLASSES", "INPUT_GROUPS", "S1_BANDS", "BuildingHeightDataModule", "CityArrays", "CityTiles",
-           "building_classes", "check_city", "city_months", "read_city"]
+__all__ = ["BUILDING_CLASSES", "INPUT_GROUPS", "S1_BANDS", "SENSORS", "BuildingHeightDataModule", "CityArrays",
+           "CityTiles", "building_classes", "check_sensors", "check_city", "city_months", "read_city"]

@@ -93,8 +93,11 @@ class MBHRNet(nn.Module):
 
     Parameters
     ----------
-    s1_channels : Sentinel-1 input channels (>= 1; 2 for VV and VH backscatter).
-    s2_channels : Sentinel-2 input channels (>= 1; 10 for the 10 m and 20 m bands).
+    s1_channels : Sentinel-1 input channels (2 for VV and VH backscatter).
+    s2_channels : Sentinel-2 input channels (10 for the 10 m and 20 m bands).
+        One of the two may be 0: that sensor has no encoder and its input is ignored,
+        which makes the single-sensor networks of the paper's first experiments (one
+        ResNet-50 encoder, the same decoder; ``fusion`` has nothing to fuse).
     fusion : one of :data:`FUSIONS`.
     weights : a ResNet-50 state dict file (ImageNet or SSL4EO-S12) loaded into both
         encoders by :func:`~sarheight.models.resnet.load_resnet_weights`, the first
@@ -105,7 +108,8 @@ class MBHRNet(nn.Module):
     decoder_channels : the channels of the ``stages + 1`` decoder levels, deepest first;
         by default the first ``stages + 1`` of :data:`DECODER_CHANNELS`.
 
-    Shapes: s1 (N, s1_channels, H, W) and s2 (N, s2_channels, H, W) float, on one grid ->
+    Shapes: s1 (N, s1_channels, H, W) and s2 (N, s2_channels, H, W) float, on one grid (the
+    input of a sensor of 0 channels may be None or of 0 channels) ->
     (N, 1, H, W) heights >= 0, for any H, W >= 1: the inputs are padded to a multiple of
     2**(stages + 1), at least twice that (so that the bridge has more than one cell and
     batch normalisation trains on a batch of one), and the output cropped back (see
@@ -116,8 +120,11 @@ class MBHRNet(nn.Module):
                  weights: str | os.PathLike[str] | Sequence[str | os.PathLike[str] | None] | None = None,
                  stages: int = 3, decoder_channels: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.s1_channels = _check_int(s1_channels, 1, None, "s1_channels")
-        self.s2_channels = _check_int(s2_channels, 1, None, "s2_channels")
+        self.s1_channels = _check_int(s1_channels, 0, None, "s1_channels")
+        self.s2_channels = _check_int(s2_channels, 0, None, "s2_channels")
+        if not (self.s1_channels or self.s2_channels):
+            raise InvalidInputError("MBHRNet needs the channels of at least one sensor: s1_channels and s2_channels "
+                                    "are both 0")
         self.stages = _check_int(stages, 1, 4, "stages")
         if fusion not in FUSIONS:
             raise InvalidInputError(f"MBHRNet's fusion must be one of {', '.join(map(repr, FUSIONS))}, got {fusion!r}")
@@ -130,10 +137,13 @@ class MBHRNet(nn.Module):
                                     f"level for stages={stages}), got {decoder_channels!r}")
         self.decoder_channels = tuple(_check_int(c, 1, None, "decoder_channels") for c in decoder_channels)
 
-        self.encoder_s1 = ResNet50Encoder(s1_channels, stages=stages)
-        self.encoder_s2 = ResNet50Encoder(s2_channels, stages=stages)
-        per_sensor = self.encoder_s1.channels
-        fused = tuple(2 * c for c in per_sensor) if fusion == "concat" else per_sensor
+        # A sensor of no channels has no encoder (None keeps the attribute and the other
+        # encoder's parameter names those of the two-sensor model).
+        self.encoder_s1 = ResNet50Encoder(s1_channels, stages=stages) if s1_channels else None
+        self.encoder_s2 = ResNet50Encoder(s2_channels, stages=stages) if s2_channels else None
+        per_sensor = self.encoders[0].channels
+        both = len(self.encoders) == 2
+        fused = tuple(2 * c for c in per_sensor) if fusion == "concat" and both else per_sensor
         #: Channels of the fused features, finest (stride 2) first.
         self.fused_channels = fused
         levels = []
@@ -168,8 +178,13 @@ class MBHRNet(nn.Module):
             raise InvalidInputError(f"MBHRNet's weights must be a file, a pair (Sentinel-1 file, Sentinel-2 file) or "
                                     f"None, got {weights!r}")
         for encoder, path in zip((self.encoder_s1, self.encoder_s2), pair, strict=True):
-            if path is not None:
+            if path is not None and encoder is not None:
                 load_resnet_weights(encoder, path, in_channels=encoder.in_channels)
+
+    @property
+    def encoders(self) -> list[ResNet50Encoder]:
+        """The encoders of the sensors with channels, Sentinel-1's first."""
+        return [encoder for encoder in (self.encoder_s1, self.encoder_s2) if encoder is not None]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -186,10 +201,21 @@ class MBHRNet(nn.Module):
     def check_inputs(self, s1: torch.Tensor, s2: torch.Tensor) -> None:
         """Raise :class:`~sarheight.errors.InvalidInputError` unless ``s1`` and ``s2`` are
         non-empty (N, C, H, W) tensors of the model's channels, of one batch size and
-        grid, of the parameters' floating-point dtype."""
+        grid, of the parameters' floating-point dtype (the input of a sensor without
+        channels: None or a tensor of 0 channels, not checked further)."""
         name = type(self).__name__
         dtype = self.head.weight.dtype
+        used = []
         for sensor, x, channels in (("s1", s1, self.s1_channels), ("s2", s2, self.s2_channels)):
+            if not channels:
+                if x is not None and not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] == 0):
+                    raise InvalidInputError(
+                        f"{name} was built without {sensor} (0 channels) but got {sensor} of "
+                        f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}: give None or a "
+                        "tensor of 0 channels"
+                    )
+                continue
+            used.append(x)
             if not isinstance(x, torch.Tensor):
                 raise InvalidInputError(f"{name} takes torch.Tensors, got {type(x).__name__} for {sensor}")
             if x.dim() != 4:
@@ -207,25 +233,29 @@ class MBHRNet(nn.Module):
             if x.dtype != dtype:
                 raise InvalidInputError(f"{name} expected {sensor} of {dtype} like its parameters, got {x.dtype}: "
                                         f"convert it with x.to({dtype})")
-        if s1.shape[0] != s2.shape[0] or s1.shape[2:] != s2.shape[2:]:
+        if len(used) == 2 and (s1.shape[0] != s2.shape[0] or s1.shape[2:] != s2.shape[2:]):
             raise InvalidInputError(
                 f"{name} takes s1 and s2 of one batch size on one grid, got s1 {tuple(s1.shape)} and s2 "
                 f"{tuple(s2.shape)}: resample both sensors to the same 10 m grid"
             )
 
-    def forward(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    def forward(self, s1: torch.Tensor | None, s2: torch.Tensor | None) -> torch.Tensor:
         """Heights (N, 1, H, W), in metres and >= 0, from ``s1`` (N, s1_channels, H, W) and
         ``s2`` (N, s2_channels, H, W)."""
         self.check_inputs(s1, s2)
-        height, width = s1.shape[-2:]
+        inputs = [x for x, channels in ((s1, self.s1_channels), (s2, self.s2_channels)) if channels]
+        height, width = inputs[0].shape[-2:]
         multiple = 2**(self.stages + 1)
-        s1, (top, left) = pad_to_multiple(s1, multiple, minimum=2 * multiple)
-        s2, _ = pad_to_multiple(s2, multiple, minimum=2 * multiple)  # the same size: the same offset
-        pairs = zip(self.encoder_s1(s1), self.encoder_s2(s2), strict=True)
-        if self.fusion == "concat":
-            fused = [torch.cat(pair, dim=1) for pair in pairs]
+        features = []
+        for encoder, x in zip(self.encoders, inputs, strict=True):
+            x, (top, left) = pad_to_multiple(x, multiple, minimum=2 * multiple)  # one size: one offset
+            features.append(encoder(x))
+        if len(features) == 1:
+            fused = features[0]
+        elif self.fusion == "concat":
+            fused = [torch.cat(pair, dim=1) for pair in zip(*features, strict=True)]
         else:
-            fused = [a + b for a, b in pairs]
+            fused = [a + b for a, b in zip(*features, strict=True)]
         x = fused[-1]
         for level, block in enumerate(self.decoder):
             skip_index = self.stages - 1 - level

@@ -461,7 +461,7 @@ def predict_buildings(
             raise InvalidInputError(f"checkpoint {str(member.path)!r} takes the inputs {member.input_groups or 'inputs'}"
                                     ", not Sentinel-1 and Sentinel-2 (s1, s2): give a building-height checkpoint "
                                     "(sarheight fit --config configs/buildings_mbhr.yaml)")
-        if member.channels != first.channels:
+        if member.channels != first.channels or member.input_groups != first.input_groups:
             raise InvalidInputError(f"checkpoints {str(first.path)!r} and {str(member.path)!r} differ in their "
                                     f"channels ({list(first.channels)} and {list(member.channels)})")
     align = max(model_alignment(member) for member in members)
@@ -470,7 +470,12 @@ def predict_buildings(
                                 f"exceed overlap ({overlap}) by at least {align}")
     city = read_city(city_folder, needs_height=False)
     tiling = TileBlending(city.shape, tile, overlap, align)
-    valid = [np.isfinite(city.s1[k]).all(0) & np.isfinite(city.s2[k]).all(0) for k in range(len(city.months))]
+    # A single-sensor model (a group of 0 channels) gets that sensor's input without
+    # channels, and predicts wherever its own sensor is valid.
+    groups = first.input_groups or {}
+    images = {name: [image[:groups[name]] for image in source] for name, source in (("s1", city.s1), ("s2", city.s2))}
+    valid = [np.logical_and.reduce([np.isfinite(images[name][k]).all(0) for name in groups if groups[name]])
+             for k in range(len(city.months))]
     months_counted = np.sum(valid, axis=0)
     mean = np.zeros(city.shape)
     spread = np.zeros(city.shape)
@@ -479,7 +484,7 @@ def predict_buildings(
         for count, member in enumerate(members, start=1):
             summed = np.zeros(city.shape)
             for month in range(len(city.months)):
-                values = tiling.predict(member, [city.s1[month], city.s2[month]], device=torch_device,
+                values = tiling.predict(member, [images["s1"][month], images["s2"][month]], device=torch_device,
                                         batch_size=batch_size, progress=bar.update)
                 summed += np.where(valid[month], values, 0.0)
             monthly = summed / np.maximum(months_counted, 1)
