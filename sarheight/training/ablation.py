@@ -25,13 +25,11 @@ and a finished one is not trained again.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from ..io import atomic_path
 from ..masks import MaskCode
 from ..priors import interpolate_priors
 from ..terrain import open_scene
+from .experiments import mean_std, reduction, train_run, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -181,26 +180,6 @@ def _baselines(scene: xr.Dataset) -> dict[str, np.ndarray]:
     }
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's own INFO lines (accelerators found, tips) once per training would bury
-    the ablation's progress bar: warnings and errors only, while it trains."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [each.level for each in loggers]
-    for each in loggers:
-        each.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for each, level in zip(loggers, levels, strict=True):
-            each.setLevel(level)
-
-
-def _write_json(data: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=float))
-
-
 def run_ablation(
     scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -241,12 +220,9 @@ def run_ablation(
     progress : show progress.
     """
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from tqdm.auto import tqdm
 
     from ..data.terrain import TerrainDataModule
-    from .checkpoints import AtomicCheckpointIO
     from .predict import predict_height
     from .regression import PixelRegression
 
@@ -317,7 +293,6 @@ def run_ablation(
                     runs.append(json.loads(scores_path.read_text()))
                     bar.update()
                     continue
-                run_dir.mkdir(parents=True, exist_ok=True)
                 L.seed_everything(seed, workers=True, verbose=False)
                 data = TerrainDataModule(files, channels=experiment.channels, reference=experiment.reference,
                                          split="scene", val_scenes=val_scenes, test_scenes=test_scenes,
@@ -327,54 +302,29 @@ def run_ablation(
                                          model_options={"base_channels": base_channels, "depth": depth},
                                          in_channels=len(experiment.channels), loss="huber", lr=lr,
                                          scheduler="cosine")
-                with _quiet_lightning():
-                    trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
-                                        logger=CSVLogger(run_dir, name="", version=""),
-                                        callbacks=[ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)],
-                                        plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
-                                        enable_model_summary=False, limit_val_batches=1.0 if val_scenes else 0,
-                                        log_every_n_steps=max(1, min(50, tiles_per_epoch // batch_size)),
-                                        num_sanity_val_steps=0)
-                    with warnings.catch_warnings():
-                        # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
-                        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-                        trainer.fit(module, data)
-                checkpoint = run_dir / "last.ckpt"
+                checkpoint = train_run(module, data, run_dir, max_epochs=max_epochs,
+                                       steps_per_epoch=tiles_per_epoch // batch_size, accelerator=accelerator,
+                                       validate=bool(val_scenes))
                 scores = Scores()
                 for _, scene, mask, classes in held_out:
                     predicted = predict_height(scene, checkpoint, progress=False)["height"].values
                     scores.add(predicted, scene, mask, classes)
                 record = {**scores.rmse(), "filled_cells": scores.filled, "seed": seed}
-                _write_json(record, scores_path)
+                write_json(record, scores_path)
                 runs.append(record)
                 bar.update()
             cell["experiments"][experiment.name] = {"label": experiment.label, "model": experiment.model,
                                                     "sar": experiment.sar, "extra": experiment.extra,
                                                     "channels": experiment.channels,
                                                     "reference": experiment.reference,
-                                                    "runs": runs, **_mean_std(runs)}
+                                                    "runs": runs, **mean_std(runs, ("overall", *CLASSES))}
         cell["reductions"] = _reductions(cell, variants)
         results["cells"][cell_key] = cell
     bar.close()
-    _write_json(results, out / "ablation.json")
+    write_json(results, out / "ablation.json")
     write_table(results, out / "ablation.md")
     plot_ablation(results, out / "ablation.png")
     return results
-
-
-def _mean_std(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {"mean": {}, "std": {}}
-    for name in ("overall", *CLASSES):
-        values = np.array([run[name] for run in runs], dtype=float)
-        finite = values[np.isfinite(values)]
-        found["mean"][name] = float(finite.mean()) if finite.size else float("nan")
-        found["std"][name] = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
-    return found
-
-
-def _reduction(better: float, worse: float) -> float:
-    """Relative reduction of the RMSE (%), as the paper gives it."""
-    return 100.0 * (1.0 - better / worse) if worse and math.isfinite(better) and math.isfinite(worse) else float("nan")
 
 
 def _reductions(cell: dict[str, Any], variants: Sequence[str]) -> dict[str, Any]:
@@ -384,20 +334,20 @@ def _reductions(cell: dict[str, Any], variants: Sequence[str]) -> dict[str, Any]
         rec, geo = experiments_.get(f"{model}_reconstructed"), experiments_.get(f"{model}_geocoded")
         if rec and geo:
             found["reconstructed_vs_geocoded"][model] = {
-                name: _reduction(rec["mean"][name], geo["mean"][name]) for name in ("overall", "layover")}
+                name: reduction(rec["mean"][name], geo["mean"][name]) for name in ("overall", "layover")}
     for sar in ("reconstructed", "geocoded"):
         ask, plain = experiments_.get(f"ask_unet_{sar}"), experiments_.get(f"unet_{sar}")
         if ask and plain:
-            found["ask_unet_vs_unet"][sar] = {name: _reduction(ask["mean"][name], plain["mean"][name])
+            found["ask_unet_vs_unet"][sar] = {name: reduction(ask["mean"][name], plain["mean"][name])
                                               for name in ("overall", "layover")}
     priors_only = cell["baselines"]["priors-only interpolation"]["overall"]
     if "ask_unet_reconstructed" in experiments_:
-        found["ask_unet_reconstructed_vs_priors_only"] = _reduction(
+        found["ask_unet_reconstructed_vs_priors_only"] = reduction(
             experiments_["ask_unet_reconstructed"]["mean"]["overall"], priors_only)
     coarse = [name for name in experiments_ if name.endswith("_coarse")]
     if coarse:
         best = min(cell["baselines"][name]["overall"] for name in ("coarse DEM", "coarse DEM + prior residuals"))
-        found["coarse_channel_vs_best_coarse_baseline"] = _reduction(experiments_[coarse[0]]["mean"]["overall"], best)
+        found["coarse_channel_vs_best_coarse_baseline"] = reduction(experiments_[coarse[0]]["mean"]["overall"], best)
     return found
 
 

@@ -1,0 +1,101 @@
+"""What the experiment runners share (the terrain ablation, the building-height
+comparison): one training of a fixed budget into a run folder, resumable scores, and
+mean ± std over seeds.
+
+Public names
+------------
+train_run
+    Fit a :class:`~sarheight.training.PixelRegression` on a data module into a run folder
+    (``last.ckpt``, ``metrics.csv``), quietly.
+quiet_lightning
+    A context in which Lightning logs warnings and errors only.
+write_json
+    Write JSON atomically.
+mean_std
+    Mean and sample standard deviation of named figures over runs.
+reduction
+    The relative reduction (%) of an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_path
+
+__all__ = ["mean_std", "quiet_lightning", "reduction", "train_run", "write_json"]
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's own INFO lines (accelerators found, tips) once per training would bury
+    a runner's progress bar: warnings and errors only, while it trains."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for each, level in zip(loggers, levels, strict=True):
+            each.setLevel(level)
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    """``data`` as indented JSON at ``path``, written atomically (floats as they are)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+
+
+def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, steps_per_epoch: int,
+              accelerator: str = "auto", validate: bool = True) -> Path:
+    """Fit ``module`` on ``data`` for ``max_epochs`` into ``run_dir`` (made if missing):
+    a CSV log (``metrics.csv``) and ``last.ckpt`` written atomically at the end, no
+    progress bar, no sanity validation; returns the checkpoint's path. The caller seeds
+    (``lightning.seed_everything``) before building the module."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from .checkpoints import AtomicCheckpointIO
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with quiet_lightning():
+        trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
+                            logger=CSVLogger(run_dir, name="", version=""),
+                            callbacks=[ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)],
+                            plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=1.0 if validate else 0,
+                            log_every_n_steps=max(1, min(50, steps_per_epoch)), num_sanity_val_steps=0)
+        with warnings.catch_warnings():
+            # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            trainer.fit(module, data)
+    return run_dir / "last.ckpt"
+
+
+def mean_std(runs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """``{"mean": {name: ...}, "std": {name: ...}}`` of the figures ``names`` over ``runs``
+    (NaNs left out; the sample standard deviation, 0 for a single run)."""
+    found: dict[str, Any] = {"mean": {}, "std": {}}
+    for name in names:
+        values = np.array([run[name] for run in runs], dtype=float)
+        finite = values[np.isfinite(values)]
+        found["mean"][name] = float(finite.mean()) if finite.size else float("nan")
+        found["std"][name] = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+    return found
+
+
+def reduction(better: float, worse: float) -> float:
+    """Relative reduction (%) of an error from ``worse`` to ``better`` (NaN when undefined)."""
+    return 100.0 * (1.0 - better / worse) if worse and math.isfinite(better) and math.isfinite(worse) else float("nan")
