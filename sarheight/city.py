@@ -90,6 +90,7 @@ __all__ = [
     "sun_position",
     "sun_shadow",
     "wall_foot",
+    "write_cities",
     "write_city",
 ]
 
@@ -600,3 +601,27 @@ def _write_uint(data: np.ndarray, path: Path, crs: Any, transform: Any, names: l
         dst.update_tags(**tags)
     return path
 
+
+
+def write_cities(out: str | os.PathLike[str], *, count: int = 4, size: int = 128, cloud_fraction: float = 0.1,
+                 first_seed: int = 0, progress: bool = True) -> list[Path]:
+    """Simulate and write ``count`` cities of ``size`` x ``size`` product cells into
+    ``out/city_000``, ``out/city_001``... (:func:`city_layout`, :func:`simulate_city`,
+    :func:`write_city`), each of its own seed (``first_seed + index``), the passes
+    alternating between ascending and descending. A city whose ``height.tif`` exists is
+    kept (an interrupted run resumes). Returns the city folders."""
+    from tqdm.auto import tqdm
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidInputError(f"count must be a positive integer, got {count!r}")
+    folders = []
+    for index in tqdm(range(count), desc="simulating cities", unit="city", disable=None if progress else True):
+        seed = first_seed + index
+        folder = Path(out) / f"city_{seed:03d}"
+        if not (folder / "height.tif").is_file():
+            city = simulate_city(city_layout((size, size), seed=seed),
+                                 pass_direction="ascending" if seed % 2 == 0 else "descending",
+                                 cloud_fraction=cloud_fraction, seed=seed)
+            write_city(city, folder)
+        folders.append(folder)
+    return folders

@@ -146,7 +146,7 @@ def test_one_sensor_gives_the_other_group_no_channels(cities):
     assert item["s1"].shape == (0, 16, 16) and torch_equal(item["s2"], reference["s2"])
     assert torch_equal(item["mask"], reference["mask"])
     for sensors in (["s3"], [], "s1"):
-        with pytest.raises(InvalidInputError, match="data.sensors must name one or both"):
+        with pytest.raises(InvalidInputError, match=r"data\.sensors must name one or both"):
             module(cities, sensors=sensors)
 
 

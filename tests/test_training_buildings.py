@@ -15,6 +15,7 @@ import torch
 pytest.importorskip("lightning")
 
 from sarheight.cli import main
+from sarheight.data import read_city
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.training import HeightMetrics, PixelRegression, load_checkpoint, predict_buildings
 
@@ -113,3 +114,67 @@ def test_a_single_sensor_model_trains_and_predicts(tmp_path, sensor, channels):
         assert main(["fit", *arguments(root, both, 1)]) == 0
         predict_buildings(root / "city2", [last, both / "checkpoints" / "last.ckpt"], tile=16, overlap=4,
                           progress=False)
+
+
+def test_the_buildings_command_predicts_compares_and_exports(tmp_path, capsys):
+    root = tmp_path / "cities"
+    write_tiny_cities(root)
+    runs = tmp_path / "runs"
+    assert main(["fit", *arguments(root, runs, 1)]) == 0
+    last = runs / "checkpoints" / "last.ckpt"
+    out, quicklook = tmp_path / "city2.tif", tmp_path / "city2.png"
+    capsys.readouterr()
+    assert main(["buildings", "predict", "--ckpt", str(last), "--city", str(root / "city2"), "--out", str(out),
+                 "--quicklook", str(quicklook), "--tile", "16", "--overlap", "4", "--quiet"]) == 0
+    assert out.is_file() and quicklook.stat().st_size > 10_000 and capsys.readouterr().out == ""
+    assert main(["buildings", "predict", "--ckpt", str(last), "--city", str(root / "city2"), "--out", str(out),
+                 "--tile", "16", "--overlap", "4"]) == 0
+    assert "RMSE against the city's height.tif" in capsys.readouterr().out
+    small = tmp_path / "small.ckpt"
+    assert main(["buildings", "export", "--ckpt", str(last), "--out", str(small), "--quiet"]) == 0
+    assert small.stat().st_size < last.stat().st_size
+    # A bad tile is one line in the command's words, before any work.
+    assert main(["buildings", "predict", "--ckpt", str(small), "--city", str(root / "city2"), "--out",
+                 str(tmp_path / "bad.tif"), "--tile", "18", "--overlap", "4"]) == 2
+    assert "multiple of" in capsys.readouterr().err and not (tmp_path / "bad.tif").exists()
+
+
+def test_the_comparison_scores_every_method_on_the_same_cells(tmp_path):
+    from sarheight.training.building_comparison import MEAN_BASELINE, run_building_comparison, score_heights
+
+    root = tmp_path / "cities"
+    write_tiny_cities(root)
+    out = tmp_path / "comparison"
+    options = {"test_cities": ["city2"], "val_cities": ["city1"], "seeds": 2, "max_epochs": 1, "tiles_per_epoch": 4,
+               "batch_size": 2, "tile": 16, "stages": 1, "decoder_channels": (8, 8), "accelerator": "cpu",
+               "progress": False}
+    results = run_building_comparison(root, out, **options)
+    assert results["train_cities"] == ["city0"] and set(results["networks"]) == {"mbhr_net", "s1_only", "s2_only"}
+    for entry in results["networks"].values():
+        assert len(entry["runs"]) == 2 and entry["mean"]["rmse"] > 0 and entry["std"]["rmse"] >= 0
+    baseline = results["baselines"][MEAN_BASELINE]
+    truth = read_city(root / "city0").height
+    assert baseline["height_m"] == pytest.approx(float(np.nanmean(truth)), rel=1e-6)
+    assert (out / "comparison.md").read_text().count("±") >= 3 * 8 and (out / "comparison.png").stat().st_size > 0
+    # Finished runs are read back, not trained again.
+    before = (out / "runs" / "s1_only" / "seed1" / "last.ckpt").stat().st_mtime_ns
+    again = run_building_comparison(root, out, **options)
+    assert again["networks"]["s1_only"]["runs"] == results["networks"]["s1_only"]["runs"]
+    assert (out / "runs" / "s1_only" / "seed1" / "last.ckpt").stat().st_mtime_ns == before
+    with pytest.raises(InvalidInputError, match="unknown"):
+        run_building_comparison(root, out, **{**options, "test_cities": ["atlantis"]})
+    # The scores by hand: one map, a perfect prediction but one cell.
+    height = np.array([[0.0, 5.0], [20.0, 40.0]])
+    predicted = height.copy()
+    predicted[1, 1] = 36.0
+    scores = score_heights([predicted], [height], [np.ones((2, 2), bool)])
+    assert scores["rmse"] == pytest.approx(2.0) and scores["iou"] == 1.0 and scores["rmse_high_rise"] == 4.0
+    assert scores["r2"] == pytest.approx(1 - 16 / np.sum((height - height.mean()) ** 2))
+
+
+def test_the_cities_command_writes_city_folders(tmp_path):
+    assert main(["buildings", "cities", "--out", str(tmp_path / "cities"), "--count", "2", "--size", "24",
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "cities").iterdir()) == ["city_000", "city_001"]
+    city = read_city(tmp_path / "cities" / "city_001")
+    assert len(city.months) == 12 and city.shape == (24, 24) and np.nanmax(city.height) > 0

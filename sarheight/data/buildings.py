@@ -514,5 +514,17 @@ class BuildingHeightDataModule(TiledDataModule):
                             "height.tif (nodata) and images")
 
 
-__all__ = ["BUILDING_CLASSES", "INPUT_GROUPS", "S1_BANDS", "SENSORS", "BuildingHeightDataModule", "CityArrays",
-           "CityTiles", "building_classes", "check_sensors", "check_city", "city_months", "read_city"]
+__all__ = [
+    "BUILDING_CLASSES",
+    "INPUT_GROUPS",
+    "S1_BANDS",
+    "SENSORS",
+    "BuildingHeightDataModule",
+    "CityArrays",
+    "CityTiles",
+    "building_classes",
+    "check_city",
+    "check_sensors",
+    "city_months",
+    "read_city",
+]

@@ -16,6 +16,7 @@ from .metrics import HeightMetrics  # noqa: E402
 from .predict import (  # noqa: E402
     TileBlending,
     TrainedModel,
+    buildings_quicklook,
     export_checkpoint,
     load_checkpoint,
     predict_buildings,
@@ -33,6 +34,7 @@ __all__ = [
     "ResumableCheckpoint",
     "TileBlending",
     "TrainedModel",
+    "buildings_quicklook",
     "export_checkpoint",
     "load_checkpoint",
     "masked_loss",

@@ -23,6 +23,7 @@ from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, MissingInputError
 from ..io import atomic_path, write_geotiff
 from ..models import build
+from ..preprocess.sentinel2 import S2_BANDS
 from ..terrain import open_scene
 from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_groups, normalise_inputs
 
@@ -405,6 +406,42 @@ def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.P
         panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
                        {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
     return quicklook(panels, path, title=title or f"sarheight terrain predict: {result.attrs['scene_name']}")
+
+
+def buildings_quicklook(city_folder: str | os.PathLike[str], result: xr.Dataset, path: str | os.PathLike[str], *,
+                        title: str | None = None) -> Path:
+    """A PNG of a building-height prediction (:func:`predict_buildings`) beside its city:
+    Sentinel-2 true colour and Sentinel-1 VV of the first month, the truth where the folder
+    has ``height.tif``, the prediction, its error and the ensemble's standard deviation.
+    Heights share one colour scale (0 to the 99.5th percentile)."""
+    from ..plots import quicklook
+
+    city = read_city(city_folder, needs_height=False)
+    height = result["height"].values
+    truth = city.height if np.isfinite(city.height).any() else None
+    shown = np.concatenate([v[np.isfinite(v)] for v in (height, truth) if v is not None])
+    top = float(np.percentile(shown, 99.5)) if shown.size else 1.0
+    heights = {"cmap": "viridis", "vmin": 0.0, "vmax": top or 1.0, "colorbar": "m"}
+    rgb = city.s2[0][[S2_BANDS.index(band) for band in ("B4", "B3", "B2")]].transpose(1, 2, 0)
+    # A plain linear stretch of reflectance to its 98th percentile: what a true-colour view does.
+    rgb = np.clip(np.nan_to_num(rgb / max(float(np.nanpercentile(rgb, 98)), 1e-6)), 0.0, 1.0)
+    vv = city.s1[0][0]
+    low, high = (float(np.nanpercentile(vv, p)) for p in (2, 98))
+    panels = [(f"Sentinel-2 true colour ({city.months[0]})", rgb, {}),
+              (f"Sentinel-1 VV (dB, {city.months[0]})", vv, {"cmap": "gray", "vmin": low, "vmax": high,
+                                                            "colorbar": "dB"})]
+    if truth is not None:
+        panels.append(("true building height (m)", truth, heights))
+    panels.append((f"predicted height (m, mean of {len(city.months)} months)", height, heights))
+    if truth is not None:
+        error = height - truth
+        limit = float(np.nanpercentile(np.abs(error), 99)) or 1.0
+        panels.append(("prediction - truth (m)", error, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit,
+                                                          "colorbar": "m"}))
+    if "height_std" in result:
+        panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
+                       {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
+    return quicklook(panels, path, title=title or f"sarheight buildings predict: {city.name}")
 
 
 def predict_buildings(
