@@ -21,9 +21,12 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/sarheight compile
 	touch $@
 
+# The test data: the bigearthnet-common wheel holds real BigEarthNet Sentinel-1/-2 patches
+# (tests/conftest.py finds it in $(VENV)/test-data).
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[ml,test]'
+	$(BIN)/python -m pip download --quiet --no-deps bigearthnet-common==2.8.0 -d $(VENV)/test-data
 	$(BIN)/sarheight compile
 	touch $@ $(STAMP_RUN)
 

@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import xarray as xr
 from scipy import ndimage
 
@@ -75,7 +74,8 @@ from ._version import __version__
 from .dem import open_dem
 from .errors import InvalidInputError, PlausibilityWarning
 from .geometry import RadarGeometry
-from .io import atomic_path, write_geotiff
+from .io import write_bands
+from .preprocess.align import write_height, write_s1_image, write_s2_image
 from .preprocess.backscatter import multilook, to_db
 from .preprocess.sentinel2 import S2_BANDS
 from .simulate import cell_geometry, simulate_sar
@@ -549,12 +549,15 @@ def write_city(city: xr.Dataset, folder: str | os.PathLike[str]) -> list[Path]:
 
     Files, all on the product grid with the city's CRS, each written atomically:
 
-    - ``s1_YYYYMM.tif``: 2 float32 bands, sigma0 (dB), descriptions "VV", "VH"; nodata NaN;
-    - ``s2_YYYYMM.tif``: 10 uint16 bands, L2A digital numbers (DN = 10000 reflectance +
-      1000; 0 no data), descriptions B2 ... B12, tags ``PROCESSING_BASELINE`` and
-      ``BOA_ADD_OFFSET`` (-1000), ``BOA_QUANTIFICATION_VALUE`` (10000);
+    - ``s1_YYYYMM.tif``: 2 float32 bands, sigma0 (dB), descriptions "VV", "VH"; nodata NaN
+      (:func:`sarheight.preprocess.align.write_s1_image`);
+    - ``s2_YYYYMM.tif``: 10 uint16 bands, L2A-like digital numbers (DN = 10000 reflectance
+      + 1000; 0 no data), descriptions B2 ... B12, tags ``ADD_OFFSET`` (-1000),
+      ``QUANTIFICATION_VALUE`` (10000) and ``PROCESSING_BASELINE``
+      (:func:`sarheight.preprocess.align.write_s2_image`);
     - ``scl_YYYYMM.tif``: the scene classification (uint8, SCL codes);
-    - ``height.tif``: float32 building height (m), 0 where no building; nodata NaN.
+    - ``height.tif``: float32 building height (m), 0 where no building; nodata NaN
+      (:func:`sarheight.preprocess.align.write_height`).
 
     Returns the paths written, in that order per month, ``height.tif`` last.
     """
@@ -567,40 +570,17 @@ def write_city(city: xr.Dataset, folder: str | os.PathLike[str]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     crs = city.rio.crs
     transform = city["height"].rio.transform(recalc=True)
+    tags = {"PROCESSING_BASELINE": PROCESSING_BASELINE, "PRODUCT_LEVEL": "L2A-like (synthetic)"}
     paths = []
     for t, time in enumerate(city["time"].values):
         stamp = str(np.datetime_as_string(time, unit="M")).replace("-", "")
-        s1 = xr.Dataset({pol: city["s1"].isel(time=t).sel(polarisation=pol).drop_vars(["polarisation", "time"])
-                         for pol in ("VV", "VH")}).rio.write_crs(crs)
-        s1.attrs = {"units": "dB", "quantity": "sigma0", "sarheight_version": __version__}
-        paths.append(write_geotiff(s1, folder / f"s1_{stamp}.tif", variables=["VV", "VH"]))
-        reflect = city["s2"].isel(time=t).values
-        dn = np.clip(np.round(np.nan_to_num(reflect, nan=-0.1) * 10000.0 + 1000.0), 0, 65534).astype(np.uint16)
-        dn[~np.isfinite(reflect)] = 0
-        paths.append(_write_uint(dn, folder / f"s2_{stamp}.tif", crs, transform, list(S2_BANDS), {
-            "PROCESSING_BASELINE": PROCESSING_BASELINE, "BOA_ADD_OFFSET": "-1000",
-            "BOA_QUANTIFICATION_VALUE": "10000", "PRODUCT_LEVEL": "L2A-like (synthetic)"}, nodata=0))
-        paths.append(_write_uint(city["scl"].isel(time=t).values[None].astype(np.uint8), folder / f"scl_{stamp}.tif",
-                                 crs, transform, ["SCL"], {}, nodata=None))
-    height = city["height"].astype(np.float32).rio.write_crs(crs)
-    height = height.assign_attrs(units="m").rename("height")
-    paths.append(write_geotiff(height, folder / "height.tif"))
+        month = {name: city[name].isel(time=t, drop=True).rio.write_crs(crs) for name in ("s1", "s2")}
+        paths.append(write_s1_image(month["s1"], folder / f"s1_{stamp}.tif"))
+        paths.append(write_s2_image(month["s2"], folder / f"s2_{stamp}.tif", tags=tags))
+        paths.append(write_bands(city["scl"].isel(time=t).values[None].astype(np.uint8), folder / f"scl_{stamp}.tif",
+                                 crs=crs, transform=transform, descriptions=["SCL"]))
+    paths.append(write_height(city["height"].rio.write_crs(crs), folder / "height.tif"))
     return paths
-
-
-def _write_uint(data: np.ndarray, path: Path, crs: Any, transform: Any, names: list[str], tags: dict[str, str],
-                nodata: int | None) -> Path:
-    profile = {"driver": "GTiff", "height": data.shape[1], "width": data.shape[2], "count": data.shape[0],
-               "dtype": data.dtype.name, "crs": crs, "transform": transform, "compress": "deflate"}
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(data)
-        for index, name in enumerate(names, start=1):
-            dst.set_band_description(index, name)
-        dst.update_tags(**tags)
-    return path
-
 
 
 def write_cities(out: str | os.PathLike[str], *, count: int = 4, size: int = 128, cloud_fraction: float = 0.1,

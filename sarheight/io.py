@@ -325,6 +325,57 @@ def write_geotiff(
     return Path(path)
 
 
+
+def write_bands(
+    data: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    crs: Any,
+    transform: Any,
+    descriptions: Sequence[str],
+    tags: dict[str, Any] | None = None,
+    nodata: float | int | None = None,
+) -> Path:
+    """Write an array of bands as one GeoTIFF in the array's own dtype, atomically.
+
+    Where :func:`write_geotiff` stores variables as float (or uint8 masks), this keeps
+    the dtype given: integer products (Sentinel-2 DNs as uint16, class codes as uint8)
+    stay as the product stores them.
+
+    Parameters
+    ----------
+    data : (bands, rows, cols) values, any GeoTIFF dtype.
+    path : destination file.
+    crs, transform : the map grid (a rasterio CRS or anything it reads; an Affine).
+    descriptions : one name per band (band descriptions), in band order.
+    tags : dataset tags (values written as strings).
+    nodata : the no-data value to declare, or None for none.
+
+    Returns
+    -------
+    The path written.
+
+    Raises
+    ------
+    InvalidInputError
+        ``data`` is not 3-D, or the descriptions do not name every band.
+    """
+    if data.ndim != 3:
+        raise InvalidInputError(f"write_bands takes (bands, rows, cols), got an array of shape {data.shape}")
+    if len(descriptions) != data.shape[0]:
+        raise InvalidInputError(f"{len(descriptions)} band descriptions for {data.shape[0]} bands: name every band")
+    profile = {"driver": "GTiff", "height": data.shape[1], "width": data.shape[2], "count": data.shape[0],
+               "dtype": data.dtype.name, "crs": crs, "transform": transform, "compress": "deflate"}
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+        for index, name in enumerate(descriptions, start=1):
+            dst.set_band_description(index, str(name))
+        dst.update_tags(**{key: str(value) for key, value in (tags or {}).items()})
+    return Path(path)
+
+
 class GeoTiffBlockWriter:
     """A multi-band GeoTIFF written block of rows by block of rows, atomically.
 

@@ -1,6 +1,10 @@
 """Shared fixtures of the test suite."""
 
+import importlib.util
+import io
 import os
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pyproj
@@ -17,6 +21,47 @@ def shared_data() -> Path:
             "beside the repository"
         )
     return path
+
+
+#: The environment variable naming a bigearthnet-common wheel (it holds real BigEarthNet patches).
+BIGEARTHNET_WHEEL_ENV = "SARHEIGHT_BIGEARTHNET_WHEEL"
+
+
+def _bigearthnet_wheel() -> Path | None:
+    """The bigearthnet-common wheel: the one the environment variable names, else the one
+    ``make test`` downloads into ``.venv/test-data`` (the newest, where there are several)."""
+    named = os.environ.get(BIGEARTHNET_WHEEL_ENV)
+    if named:
+        return Path(named)
+    downloaded = sorted((Path(__file__).resolve().parents[1] / ".venv" / "test-data").glob("bigearthnet_common-*.whl"))
+    return downloaded[-1] if downloaded else None
+
+
+@pytest.fixture(scope="session")
+def bigearthnet(tmp_path_factory) -> Path:
+    """The BigEarthNet example patches (six Sentinel-1/Sentinel-2 pairs), extracted from the
+    bigearthnet-common wheel (:func:`_bigearthnet_wheel`) or the installed package."""
+    names = ("BigEarthNet-S1-Example.tar.bz2", "BigEarthNet-S2-Example.tar.bz2")
+    wheel = _bigearthnet_wheel()
+    if wheel is not None:
+        with zipfile.ZipFile(wheel) as archive:
+            archives = {name: archive.read(f"bigearthnet_common/{name}") for name in names}
+    else:
+        spec = importlib.util.find_spec("bigearthnet_common")
+        if spec is None or not spec.submodule_search_locations:
+            pytest.skip(f"no bigearthnet-common wheel in .venv/test-data (make test downloads it), none named by "
+                        f"{BIGEARTHNET_WHEEL_ENV}, and the package is not installed: the real BigEarthNet patch "
+                        "pairs are inside it")
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        archives = {name: (folder / name).read_bytes() for name in names}
+    if not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python's tarfile has no extraction filter (3.10.12+ / 3.11.4+): the archives are not "
+                    "unpacked without it")
+    root = tmp_path_factory.mktemp("bigearthnet")
+    for content in archives.values():
+        with tarfile.open(fileobj=io.BytesIO(content), mode="r:bz2") as tar:
+            tar.extractall(root, filter="data")
+    return root
 
 
 @pytest.fixture

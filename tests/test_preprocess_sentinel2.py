@@ -2,17 +2,10 @@
 core on real Sentinel-1 + Sentinel-2 data: the Sen1Floods11 chip of ../shared/data/s1s2
 and the BigEarthNet patch pairs inside the ``bigearthnet-common`` wheel.
 
-The BigEarthNet archives are found in the installed ``bigearthnet_common`` package, or
-in the wheel named by the environment variable ``SARHEIGHT_BIGEARTHNET_WHEEL``; the tests
-that need them skip otherwise.
+The BigEarthNet archives come from the ``bigearthnet`` fixture of conftest.py (the
+wheel that ``make test`` downloads, the one named by ``SARHEIGHT_BIGEARTHNET_WHEEL``, or
+the installed package); the tests that need them skip otherwise.
 """
-
-import importlib.util
-import io
-import os
-import tarfile
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +17,6 @@ from sarheight.errors import InvalidInputError, ProductError
 from sarheight.preprocess import sentinel2 as s2
 from sarheight.preprocess.backscatter import from_db, to_db
 from sarheight.preprocess.speckle import lee_filter, refined_lee_filter
-
-BIGEARTHNET_WHEEL_ENV = "SARHEIGHT_BIGEARTHNET_WHEEL"
 
 
 def grid(values, resolution=10.0, bands=None, crs="EPSG:32629"):
@@ -166,32 +157,6 @@ def test_the_sen1floods11_chip_goes_through_the_core(shared_data):
             assert enl(filtered) > enl(linear)
             db = to_db(filtered)
             assert np.nanmedian(db) == pytest.approx(np.nanmedian(sar.sel(band=pol)), abs=1.5)
-
-
-@pytest.fixture(scope="module")
-def bigearthnet(tmp_path_factory) -> Path:
-    """The BigEarthNet example patches, extracted from the bigearthnet-common wheel."""
-    wheel = os.environ.get(BIGEARTHNET_WHEEL_ENV)
-    archives: dict[str, bytes] = {}
-    names = ("BigEarthNet-S1-Example.tar.bz2", "BigEarthNet-S2-Example.tar.bz2")
-    if wheel:
-        with zipfile.ZipFile(wheel) as archive:
-            archives = {name: archive.read(f"bigearthnet_common/{name}") for name in names}
-    else:
-        spec = importlib.util.find_spec("bigearthnet_common")
-        if spec is None or not spec.submodule_search_locations:
-            pytest.skip(f"bigearthnet-common is not installed and {BIGEARTHNET_WHEEL_ENV} names no wheel of it: "
-                        "the real BigEarthNet patch pairs are inside that wheel")
-        folder = Path(next(iter(spec.submodule_search_locations)))
-        archives = {name: (folder / name).read_bytes() for name in names}
-    if not hasattr(tarfile, "data_filter"):
-        pytest.skip("this Python's tarfile has no extraction filter (3.10.12+ / 3.11.4+): the archives are not "
-                    "unpacked without it")
-    root = tmp_path_factory.mktemp("bigearthnet")
-    for content in archives.values():
-        with tarfile.open(fileobj=io.BytesIO(content), mode="r:bz2") as tar:
-            tar.extractall(root, filter="data")
-    return root
 
 
 def test_the_bigearthnet_patch_pairs_go_through_the_core(bigearthnet):
