@@ -57,6 +57,25 @@ def test_demo_terrain_step_beats_the_priors_with_the_shipped_model(demo_run):
     assert terrain["rmse_m"]["model"] < terrain["rmse_m"]["priors_only"]
 
 
+def test_demo_building_step_beats_the_mean_height_with_the_shipped_model(demo_run):
+    """The packaged MBHR-Net (trained on other synthetic cities) on the demo's city: a
+    GeoTIFF and a quicklook, and a lower error than the training cities' mean height."""
+    out, figures = demo_run
+    buildings = figures["buildings"]
+    scores = buildings["scores"]
+    print(f"demo buildings: RMSE mean height {scores['mean_height']['rmse']:.2f} m, model "
+          f"{scores['model']['rmse']:.2f} m, IoU {scores['model']['iou']:.2f}")
+    with rasterio.open(out / "demo_city_height.tif") as src:
+        assert src.crs.to_epsg() == 32632 and src.descriptions == ("height",) and src.shape == (96, 96)
+        assert src.res == (10.0, 10.0)
+        height = src.read(1)
+    assert np.isfinite(height).all() and height.min() >= 0
+    assert (out / "demo_city_height.png").stat().st_size > 50_000
+    assert buildings["scored_cells"] == 96 * 96 and buildings["building_cells"] > 500
+    assert scores["model"]["rmse"] < scores["mean_height"]["rmse"]
+    assert scores["model"]["iou"] > 0.5
+
+
 def test_cli_demo_quiet(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
     assert capsys.readouterr().out == ""

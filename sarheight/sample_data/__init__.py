@@ -39,6 +39,7 @@ FILES = (
     "egm96_15_san_gabriel.gtx",
     "egm96_15_rome.gtx",
     "terrain_ask_unet_demo.ckpt",
+    "buildings_mbhr_demo.ckpt",
 )
 
 
@@ -93,3 +94,10 @@ def terrain_demo_checkpoint() -> Path:
     """The packaged ASK-UNet checkpoint of the demo's terrain step (exported with
     ``sarheight terrain export``: weights, channels, statistics; 12 base channels)."""
     return path("terrain_ask_unet_demo.ckpt")
+
+
+def buildings_demo_checkpoint() -> Path:
+    """The packaged MBHR-Net checkpoint of the demo's building step (exported with
+    ``sarheight buildings export``: weights, channels, statistics; encoders of one
+    residual stage, trained by ``configs/buildings_demo.yaml`` on synthetic cities)."""
+    return path("buildings_mbhr_demo.ckpt")

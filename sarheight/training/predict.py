@@ -47,6 +47,8 @@ class TrainedModel:
     input_mean: torch.Tensor
     input_std: torch.Tensor
     input_groups: dict[str, int] | None = None
+    #: The mean of the training targets (m): the "mean height" baseline of the model's data.
+    target_mean: float | None = None
 
     @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -121,6 +123,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         input_mean=torch.tensor(stored["input_mean"], dtype=torch.float32, device=device),
         input_std=torch.tensor(stored["input_std"], dtype=torch.float32, device=device),
         input_groups=dict(stored["input_groups"]) if stored.get("input_groups") else None,
+        target_mean=float(stored["target_mean"]) if stored.get("target_mean") is not None else None,
     )
 
 
