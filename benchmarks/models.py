@@ -28,37 +28,15 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from typing import Any
 
 import torch
-from _common import REPO, best_time, machine, write_json
+from _common import REPO, best_cpu_time, best_time, loadavg, machine, write_json
 
 from sarheight.models import build
 
 VARIANTS = ("unet", "unet_eca", "unet_lsk", "ask_unet")
 TILE_KM2 = 256 * 256 * 10.0 * 10.0 / 1e6  # a 256^2 tile of 10 m cells: 6.5536 km^2
-
-
-def loadavg() -> list[float] | None:
-    """1, 5 and 15-minute load averages (None where the system does not say)."""
-    try:
-        return [float(v) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def best_cpu_time(func, repeats: int = 3) -> float:
-    """Best process CPU time (s, all threads) of ``func`` over ``repeats`` warm runs: the
-    work itself, which other processes on a shared machine inflate much less than the
-    wall time (they take cores away; they add only cache and memory-bandwidth contention)."""
-    func()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        func()
-        times.append(time.process_time() - start)
-    return min(times)
 
 
 def setup(name: str, args: argparse.Namespace, memory_format: torch.memory_format = torch.channels_last):
