@@ -69,3 +69,14 @@ def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     tmp = path.with_suffix(path.suffix + ".part")
     tmp.write_text(json.dumps(result, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def finish(result: dict[str, Any], path: str | os.PathLike[str], load_start: list[float] | None) -> int:
+    """Add the load averages at the start and now to ``result``, write it as JSON at
+    ``path`` and say so; returns 0, the benchmark's exit status."""
+    load_end = loadavg()
+    print(f"load average {load_end}")
+    result["loadavg_start"], result["loadavg_end"] = load_start, load_end
+    write_json(result, path)
+    print(f"wrote {path}")
+    return 0

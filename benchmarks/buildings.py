@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 import torch
-from _common import best_cpu_time, best_time, loadavg, machine, write_json
+from _common import best_cpu_time, best_time, finish, loadavg, machine
 
 from sarheight.models import MBHRNet
 from sarheight.training.losses import mbhr_loss
@@ -110,12 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                           "optimiser": "Adam"},
         "results": rows,
     }
-    load_end = loadavg()
-    print(f"load average {load_end}")
-    result["loadavg_start"], result["loadavg_end"] = load_start, load_end
-    write_json(result, args.out)
-    print(f"wrote {args.out}")
-    return 0
+    return finish(result, args.out, load_start)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ average before and after: on a shared machine timings follow the load.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
-from _common import REPO, best_time, machine, write_json
+from _common import REPO, best_time, loadavg, machine, write_json
 from affine import Affine
 
 from sarheight.dem import open_dem
@@ -84,14 +83,6 @@ def numpy_twin(dem, geom: RadarGeometry, cells: int = 250_000) -> tuple[float, d
             raise AssertionError(f"kernel and numpy twin disagree on which cells have a {name}")
         differences[name] = float(np.nanmax(np.abs(a - b))) if np.isfinite(a).any() else 0.0
     return height.size / seconds, differences
-
-
-def loadavg() -> list[float] | None:
-    """1, 5 and 15-minute load averages (None where the system does not say)."""
-    try:
-        return [float(v) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

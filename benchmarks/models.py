@@ -31,7 +31,7 @@ import sys
 from typing import Any
 
 import torch
-from _common import REPO, best_cpu_time, best_time, loadavg, machine, write_json
+from _common import REPO, best_cpu_time, best_time, finish, loadavg, machine
 
 from sarheight.models import build
 
@@ -208,12 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         result["profile_train_step"] = profile_extra_time(args)
         print("ASK-UNet's extra self CPU time by operator (ms): "
               + ", ".join(f"{op} {ms:.0f}" for op, ms in result["profile_train_step"]["extra_by_operator_ms"].items()))
-    load_end = loadavg()
-    print(f"load average {load_end}")
-    result["loadavg_start"], result["loadavg_end"] = load_start, load_end
-    write_json(result, args.out)
-    print(f"wrote {args.out}")
-    return 0
+    return finish(result, args.out, load_start)
 
 
 if __name__ == "__main__":

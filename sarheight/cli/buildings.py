@@ -11,23 +11,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_outputs, add_quiet
-from .terrain import Action, add_export_arguments, run_export
+from .options import Action, add_actions, add_outputs, add_quiet, add_training_budget, run_action
+from .terrain import add_export_arguments, run_export
 
 NAME = "buildings"
 HELP = "building height from monthly Sentinel-1 and Sentinel-2: synthetic cities, prediction, the comparison"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, action in ACTIONS.items():
-        subparser = actions.add_parser(name, help=action.help, description=action.help)
-        action.add_arguments(subparser)
-        subparser.set_defaults(run_action=action.run)
+    add_actions(parser, ACTIONS)
 
 
-def run(args: argparse.Namespace) -> int:
-    return args.run_action(args)
+run = run_action
 
 
 # cities
@@ -109,18 +104,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a city held out for testing; repeat for several")
     parser.add_argument("--val-city", action="append", default=[], metavar="CITY",
                         help="a city held out for validation (logged only); default none")
-    parser.add_argument("--seeds", type=int, default=3, help="trainings per network (default 3)")
-    parser.add_argument("--max-epochs", type=int, default=10, help="epochs of every training (default 10)")
-    parser.add_argument("--tiles-per-epoch", type=int, default=256, help="training tiles per epoch (256)")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per batch (8)")
-    parser.add_argument("--tile", type=int, default=64, help="tile side, cells (64)")
+    add_training_budget(parser, seeds=3, max_epochs=10, tiles_per_epoch=256, batch_size=8, tile=64, lr=1e-3)
     parser.add_argument("--stages", type=int, default=2, help="residual stages of each ResNet-50 encoder (2)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (0.001)")
     parser.add_argument("--network", action="append", default=None, choices=("mbhr_net", "s1_only", "s2_only"),
                         help="restrict the networks (default all three)")
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto: a GPU if there is one)")
-    add_quiet(parser)
-    parser.set_defaults(out_is_folder=True)
 
 
 def run_compare(args: argparse.Namespace) -> int:

@@ -7,9 +7,9 @@ import argparse
 import contextlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SarHeightError
 
@@ -27,6 +27,46 @@ LIBRARY_NAMES = {"heading_deg": "--heading", "incidence_near_deg": "--incidence-
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+
+
+class Action(NamedTuple):
+    """An action of a subcommand with actions (``sarheight terrain ACTION``)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def add_actions(parser: argparse.ArgumentParser, actions: dict[str, Action]) -> None:
+    """A required ``ACTION`` argument of the subcommand, one subparser per action; the
+    action's ``run`` is in ``args.run_action`` (see :func:`run_action`)."""
+    subparsers = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, action in actions.items():
+        subparser = subparsers.add_parser(name, help=action.help, description=action.help)
+        action.add_arguments(subparser)
+        subparser.set_defaults(run_action=action.run)
+
+
+def run_action(args: argparse.Namespace) -> int:
+    """Run the action that :func:`add_actions` chose."""
+    return args.run_action(args)
+
+
+def add_training_budget(parser: argparse.ArgumentParser, *, seeds: int, max_epochs: int, tiles_per_epoch: int,
+                        batch_size: int, tile: int, lr: float) -> None:
+    """The options of an experiment runner's fixed budget of every training (with their
+    defaults), its accelerator and ``--quiet``; its ``--out`` is a folder."""
+    parser.add_argument("--seeds", type=int, default=seeds, help=f"trainings per configuration (default {seeds})")
+    parser.add_argument("--max-epochs", type=int, default=max_epochs,
+                        help=f"epochs of every training (default {max_epochs})")
+    parser.add_argument("--tiles-per-epoch", type=int, default=tiles_per_epoch,
+                        help=f"training tiles per epoch ({tiles_per_epoch})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"tiles per batch ({batch_size})")
+    parser.add_argument("--tile", type=int, default=tile, help=f"tile side, cells ({tile})")
+    parser.add_argument("--lr", type=float, default=lr, help=f"learning rate ({lr:g})")
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto: a GPU if there is one)")
+    add_quiet(parser)
+    parser.set_defaults(out_is_folder=True)
 
 
 def add_outputs(parser: argparse.ArgumentParser, out_help: str) -> None:

@@ -2,42 +2,27 @@
 training scenes), ``predict`` (a height map from checkpoints), ``ablate`` (the study),
 ``export`` (a checkpoint reduced to what prediction needs).
 
-Each action is an :class:`Action` in :data:`ACTIONS` (its help, its options, its run);
+Each action is an :class:`~.options.Action` in :data:`ACTIONS` (its help, its options, its run);
 ``scenes`` and ``ablate`` live in modules of their own beside this one.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 from . import terrain_ablate, terrain_scenes
-from .options import add_outputs, add_quiet
+from .options import Action, add_actions, add_outputs, add_quiet, run_action
 
 NAME = "terrain"
 HELP = "terrain height from one SAR image and sparse priors: scenes, prediction, the ablation"
 
 
-class Action(NamedTuple):
-    """An action of ``sarheight terrain``."""
-
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, action in ACTIONS.items():
-        subparser = actions.add_parser(name, help=action.help, description=action.help)
-        action.add_arguments(subparser)
-        subparser.set_defaults(run_action=action.run)
+    add_actions(parser, ACTIONS)
 
 
-def run(args: argparse.Namespace) -> int:
-    return args.run_action(args)
+run = run_action
 
 
 # predict

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_quiet
+from .options import add_training_budget
 
 HELP = ("train the U-Net variants on geocoded and reconstructed SAR (and with the coarse DEM, both passes) "
         "against the baselines on held-out DEMs; Markdown and JSON table, figure")
@@ -18,23 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a DEM (its scenes' dem_name) held out for testing; repeat for several")
     parser.add_argument("--val-dem", action="append", default=[], metavar="DEM",
                         help="a DEM held out for validation (logged only); default none")
-    parser.add_argument("--seeds", type=int, default=3, help="trainings per configuration (default 3)")
-    parser.add_argument("--max-epochs", type=int, default=10, help="epochs of every training (default 10)")
-    parser.add_argument("--tiles-per-epoch", type=int, default=128, help="training tiles per epoch (128)")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per batch (8)")
-    parser.add_argument("--tile", type=int, default=96, help="tile side, cells (96)")
+    add_training_budget(parser, seeds=3, max_epochs=10, tiles_per_epoch=128, batch_size=8, tile=96, lr=2e-3)
     parser.add_argument("--base-channels", type=int, default=16, help="channels of the first stage (16)")
     parser.add_argument("--depth", type=int, default=4, help="U-Net depth (4)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate (0.002)")
     parser.add_argument("--variant", action="append", default=None,
                         choices=("unet", "unet_lsk", "unet_eca", "ask_unet"),
                         help="restrict the variants (default all four)")
     parser.add_argument("--prior-pattern", action="append", default=None, help="restrict the prior patterns")
     parser.add_argument("--coarse-factor", action="append", type=int, default=None,
                         help="restrict the coarse factors")
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto: a GPU if there is one)")
-    add_quiet(parser)
-    parser.set_defaults(out_is_folder=True)
 
 
 def run(args: argparse.Namespace) -> int:

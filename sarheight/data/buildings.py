@@ -55,14 +55,12 @@ from torch.utils.data import Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..io import open_raster
+from ..preprocess.align import S1_BANDS
 from ..preprocess.sentinel2 import S2_BANDS, band_name, open_bands, reflectance
 from .terrain import SPLITS, Window, grid_windows, window_starts
 from .tiles import NO_SPLIT, ChannelSums, TiledDataModule, assign_blocks
 
 logger = logging.getLogger(__name__)
-
-#: The Sentinel-1 bands, in the models' order.
-S1_BANDS = ("VV", "VH")
 
 #: The input groups of a sample: the name of each tensor of a batch and its channels.
 INPUT_GROUPS = {"s1": S1_BANDS, "s2": S2_BANDS}

@@ -48,7 +48,7 @@ from ..errors import InvalidInputError
 from ..io import write_bands, write_geotiff
 from .backscatter import from_db, is_db, to_db
 from .composite import monthly_composite
-from .sentinel2 import S2_BANDS, reflectance, resample_to, select_bands
+from .sentinel2 import RESAMPLINGS, S2_BANDS, reflectance, resample_to, select_bands
 
 __all__ = [
     "DEFAULT_RESAMPLING",
@@ -111,10 +111,6 @@ class CityInputs(NamedTuple):
 # --------------------------------------------------------------------------------------
 # The grid and the warp
 # --------------------------------------------------------------------------------------
-
-
-#: The resamplings rasterio's warp does (all of rasterio's but "gauss"), by name.
-RESAMPLINGS = tuple(method.name for method in rasterio.warp.SUPPORTED_RESAMPLING)
 
 
 def _resampling(name: str) -> str:

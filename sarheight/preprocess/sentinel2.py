@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import rasterio.enums
+import rasterio.warp
 import rioxarray
 import xarray as xr
 
@@ -313,6 +314,10 @@ def _offset(attrs: Mapping[str, Any], processing_baseline: str | None, offset: f
     )
 
 
+#: The resamplings rasterio's warp does (all of rasterio's but "gauss"), by name.
+RESAMPLINGS = tuple(method.name for method in rasterio.warp.SUPPORTED_RESAMPLING)
+
+
 def resample_to(image: xr.DataArray, like: xr.DataArray, *, resampling: str = "bilinear") -> xr.DataArray:
     """``image`` on the grid of ``like`` (e.g. a 20 m band on the 10 m grid), with rasterio.
 
@@ -336,11 +341,10 @@ def resample_to(image: xr.DataArray, like: xr.DataArray, *, resampling: str = "b
     InvalidInputError
         an unknown resampling name, or no CRS on either raster.
     """
-    try:
-        method = rasterio.enums.Resampling[resampling]
-    except KeyError:
-        names = ", ".join(m.name for m in rasterio.enums.Resampling)
-        raise InvalidInputError(f"unknown resampling {resampling!r}: use one of {names}") from None
+    if resampling not in RESAMPLINGS:
+        raise InvalidInputError(f"unknown resampling {resampling!r}: use one of {', '.join(RESAMPLINGS)} (rasterio's "
+                                "names of the warp's resamplings)")
+    method = rasterio.enums.Resampling[resampling]
     for name, raster in (("image", image), ("like", like)):
         if raster.rio.crs is None:
             raise InvalidInputError(f"{name} has no CRS: write one with .rio.write_crs(...) before resampling")
