@@ -40,7 +40,7 @@ class GeometryError(SarHeightError, ValueError):
 
 
 class ProductError(SarHeightError, ValueError):
-    """A Sentinel-1 product is not what was expected (not a SAFE, missing annotation)."""
+    """A Sentinel-1 or Sentinel-2 product is not what was expected (not a SAFE, missing annotation or band file)."""
 
 
 class UnsupportedProductError(ProductError):

@@ -37,10 +37,11 @@ from .masks import MaskCode
 from .paths import check_outputs
 
 #: The formats (GDAL drivers) of the rasters sarheight reads: GeoTIFF (DEMs, images,
-#: Sentinel-1 measurements), GTX (geoid grids such as egm96_15.gtx) and SRTM ``.hgt`` tiles.
-READ_DRIVERS = ("GTiff", "GTX", "SRTMHGT")
+#: Sentinel-1 measurements), JPEG 2000 (the bands of Sentinel-2 SAFE products), GTX
+#: (geoid grids such as egm96_15.gtx) and SRTM ``.hgt`` tiles.
+READ_DRIVERS = ("GTiff", "JP2OpenJPEG", "GTX", "SRTMHGT")
 #: Names of the formats of :data:`READ_DRIVERS`, for messages.
-READ_FORMATS = "GeoTIFF, GTX or SRTM .hgt"
+READ_FORMATS = "GeoTIFF, JPEG 2000, GTX or SRTM .hgt"
 #: Set this environment variable to 1 to let sarheight read rasters over the network.
 ALLOW_NETWORK_ENV = "SARHEIGHT_ALLOW_NETWORK"
 

@@ -125,7 +125,7 @@ def test_network_paths_are_refused_unless_allowed(server, monkeypatch):
 def test_files_that_are_not_rasters_sarheight_reads(tmp_path):
     text = tmp_path / "heights.txt"
     text.write_text("1 2 3\n")
-    with pytest.raises(InvalidInputError, match=r"not a raster sarheight reads \(GeoTIFF, GTX or SRTM .hgt\)"):
+    with pytest.raises(InvalidInputError, match=r"not a raster sarheight reads \(GeoTIFF, JPEG 2000, GTX or SRTM .hgt\)"):
         open_dem(text)
     with pytest.raises(MissingInputError, match="does not exist"):
         open_dem(tmp_path / "nope.tif")

@@ -11,7 +11,7 @@ import xarray as xr
 from affine import Affine
 
 from sarheight.errors import InvalidInputError
-from sarheight.io import MASK_NODATA, atomic_path, write_geotiff
+from sarheight.io import MASK_NODATA, atomic_path, open_raster, read_band, write_geotiff
 
 
 def _dataset(rows: int = 300, cols: int = 260) -> xr.Dataset:
@@ -91,3 +91,22 @@ def test_bad_requests_are_refused_before_writing(tmp_path):
     with pytest.raises(InvalidInputError, match="does not exist"):
         write_geotiff(ds, tmp_path / "missing" / "c.tif", ["backscatter"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_jpeg_2000_opens_and_a_vrt_named_jp2_does_not(tmp_path):
+    # Sentinel-2 SAFE products store their bands as JPEG 2000; lossless here, as the bands are.
+    values = np.arange(24 * 24, dtype=np.uint16).reshape(24, 24)
+    transform = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_600_000.0)
+    path = tmp_path / "T33TUG_20220301T100000_B02.jp2"
+    with rasterio.open(path, "w", driver="JP2OpenJPEG", height=24, width=24, count=1, dtype="uint16",
+                       crs="EPSG:32633", transform=transform, QUALITY=100, REVERSIBLE="YES") as dst:
+        dst.write(values, 1)
+    with open_raster(path, "Sentinel-2 band") as dataset:
+        assert dataset.driver == "JP2OpenJPEG" and dataset.crs.to_epsg() == 32633
+        assert dataset.transform == transform
+        np.testing.assert_array_equal(read_band(dataset, "Sentinel-2 band"), values)
+    vrt = tmp_path / "B03.jp2"
+    vrt.write_text('<VRTDataset rasterXSize="1" rasterYSize="1"></VRTDataset>')
+    with pytest.raises(InvalidInputError, match="is a GDAL VRT"):
+        with open_raster(vrt, "Sentinel-2 band"):
+            pass

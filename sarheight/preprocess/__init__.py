@@ -19,15 +19,16 @@ source:
 ``composite``
     monthly median composites of image time series (a ``time`` dim).
 ``sentinel2``
-    Sentinel-2 L1C/L2A: reflectance from DNs with the processing-baseline offset, the
-    ten bands of the models by name, 20 m → 10 m resampling, SCL cloud masks.
+    Sentinel-2 L1C/L2A: whole SAFE products (folder, metadata file or zip, JPEG 2000
+    bands) read as reflectance on one grid; reflectance from DNs with the
+    processing-baseline offset, the ten bands of the models by name, 20 m → 10 m
+    resampling, SCL cloud masks.
 ``align``
     Sentinel-1, Sentinel-2 and reference rasters on one 10 m grid (the UTM zone of the
     footprint by default), σ⁰ resampled in linear power; the per-city folder of monthly
     composites that the building data module reads, written from real products.
 
-To come, beside these: reading whole Sentinel-2 SAFE products (on ``safe``),
-normalisation and tiling for the learning models.
+To come, beside these: normalisation and tiling for the learning models.
 
 Importing this package imports none of its modules.
 """
