@@ -239,3 +239,11 @@ def test_what_is_not_one_l1c_or_l2a_product_is_refused(products, tmp_path):
     with pytest.raises(ProductError, match=r"bands SCL .* pass mask=False"):
         s2.open_product(no_scl)
     assert s2.open_product(no_scl, mask=False).shape == (10, 24, 24)
+
+
+def test_one_band_file_is_named_by_its_file_name(products):
+    """L1C band files end in the band, L2A ones in band and resolution."""
+    for level, pattern, band in (("L1C", "*_B8A.jp2", "B8A"), ("L2A", "*_B05_20m.jp2", "B5")):
+        safe = next(path for key, path in products.items() if key[0] == level)
+        image = s2.open_bands(next(safe.rglob(pattern)))
+        assert list(image["band"].values) == [band]

@@ -186,7 +186,7 @@ def open_bands(path: str | os.PathLike[str], *, bands: Sequence[str] | None = No
     ----------
     path : the GeoTIFF or JPEG 2000 file. Bands are named by their descriptions ("B2",
         "B02"...); a single-band file without one by its file name's ending
-        ("..._B8A.tif", "..._B02.jp2").
+        ("..._B8A.tif", "..._B02.jp2", "..._B05_20m.jp2").
     bands : names to select, in this order (see :func:`select_bands`); all by default.
 
     Returns
@@ -206,7 +206,9 @@ def open_bands(path: str | os.PathLike[str], *, bands: Sequence[str] | None = No
         tags = dataset.tags()
         image = rioxarray.open_rasterio(dataset, mask_and_scale=False).load()
     if len(descriptions) == 1 and not descriptions[0]:
-        descriptions = [os.path.splitext(os.path.basename(os.fspath(path)))[0].rsplit("_", 1)[-1]]
+        # L1C names end in the band ("..._B02.jp2"), L2A names in band and resolution ("..._B02_10m.jp2").
+        parts = os.path.splitext(os.path.basename(os.fspath(path)))[0].split("_")
+        descriptions = [parts[-2] if len(parts) > 1 and re.fullmatch(r"\d+m", parts[-1]) else parts[-1]]
     if not all(descriptions):
         raise InvalidInputError(
             f"the bands of {os.fspath(path)!r} have no descriptions, so they cannot be told apart by "
