@@ -1125,3 +1125,76 @@ def faces_away(ecef, look, row_start, row_stop, out):
                 out[i, j] = False
             else:
                 out[i, j] = (towards if outward > 0.0 else -towards) <= 0.0 if outward != 0.0 else True
+
+
+#: Sub-points per quadrant side of ``layover_facing_share`` (n x n per quadrant, 4 n^2 per cell).
+FACING_SUBPOINTS = 4
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _quadrant_values(values, valid, i, j, dr, dc):
+    """The cell's own value and its quadrant's mid-edge and corner values (means of the
+    cells around them) on the bilinear surface, and whether all four cells are valid."""
+    rows, cols = values.shape
+    i1 = i + dr
+    j1 = j + dc
+    if i1 < 0 or i1 >= rows or j1 < 0 or j1 >= cols:
+        return False, 0.0, 0.0, 0.0, 0.0
+    if not (valid[i1, j] and valid[i, j1] and valid[i1, j1]):
+        return False, 0.0, 0.0, 0.0, 0.0
+    centre = values[i, j]
+    along_rows = 0.5 * (centre + values[i1, j])
+    along_cols = 0.5 * (centre + values[i, j1])
+    corner = 0.25 * (centre + values[i1, j] + values[i, j1] + values[i1, j1])
+    return True, centre, along_rows, along_cols, corner
+
+
+@numba.njit(cache=True, nogil=True)
+def layover_facing_share(line, sample, valid, orientation, row_start, row_stop, out):
+    """The share of each cell's own footprint that is range-reversing, rows ``row_start:row_stop``.
+
+    A surface is range-reversing (it faces the radar in layover) where moving away from
+    the sensor in ground range along it, in its zero-Doppler plane, brings it closer:
+    the slant range falls along the curve of constant radar line. Along that curve the
+    sample changes as the Jacobian determinant det d(line, sample) / d(row, column) (the
+    derivative of the sample along the direction (-d line / d column, d line / d row)),
+    so a point is range-reversing where the determinant's sign is the opposite of flat
+    terrain's, ``orientation`` (+1 or -1).
+
+    The footprint is the square of half a cell around the cell centre on the bilinear
+    surface through the cells' (line, sample) (mid-edge and corner values the means of
+    the cells around them), in four quadrants; each quadrant whose four cells are valid
+    is sampled at ``FACING_SUBPOINTS`` x ``FACING_SUBPOINTS`` sub-points. ``out`` (rows,
+    cols) float32 gets the share of the sampled sub-points that are range-reversing, NaN
+    where the cell is void or no quadrant is sampled (a DEM of one cell).
+    """
+    cols = line.shape[1]
+    n = FACING_SUBPOINTS
+    for i in range(row_start, row_stop):
+        for j in range(cols):
+            if not valid[i, j]:
+                out[i, j] = np.nan
+                continue
+            reversing = 0
+            sampled = 0
+            for dr in (-1, 1):
+                for dc in (-1, 1):
+                    ok, l00, l10, l01, l11 = _quadrant_values(line, valid, i, j, dr, dc)
+                    if not ok:
+                        continue
+                    _, s00, s10, s01, s11 = _quadrant_values(sample, valid, i, j, dr, dc)
+                    # (a, b) in [0, 1]^2 from the centre towards row i + dr / 2 and column
+                    # j + dc / 2: rows and columns run dr / 2 and dc / 2 per unit of a, b.
+                    sign = orientation * dr * dc
+                    for p in range(n):
+                        a = (p + 0.5) / n
+                        for q in range(n):
+                            b = (q + 0.5) / n
+                            la = (1.0 - b) * (l10 - l00) + b * (l11 - l01)
+                            lb = (1.0 - a) * (l01 - l00) + a * (l11 - l10)
+                            sa = (1.0 - b) * (s10 - s00) + b * (s11 - s01)
+                            sb = (1.0 - a) * (s01 - s00) + a * (s11 - s10)
+                            if sign * (la * sb - lb * sa) < 0.0:
+                                reversing += 1
+                    sampled += n * n
+            out[i, j] = reversing / sampled if sampled else np.nan

@@ -307,6 +307,41 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     return layover, shadow, mixing
 
 
+def flat_orientation(cells: dict[str, np.ndarray], samples: int = STEP_SAMPLES) -> int:
+    """The sign (+1 or -1) of the Jacobian determinant d(line, sample) / d(row, column) of
+    terrain that is not range-reversing: the sign of the median of the forward-difference
+    determinants on an even subset of the cells (layover is a minority of any terrain,
+    so the median is the flat terrain's), +1 where no cell pair is valid."""
+    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    if min(line.shape) < 2:
+        return 1
+    stride = step_stride(line.shape, samples)
+    here = (slice(0, -1, stride), slice(0, -1, stride))
+    down = (slice(1, None, stride), slice(0, -1, stride))
+    right = (slice(0, -1, stride), slice(1, None, stride))
+    determinant = ((line[down] - line[here]) * (sample[right] - sample[here])
+                   - (line[right] - line[here]) * (sample[down] - sample[here]))
+    usable = valid[here] & valid[down] & valid[right] & np.isfinite(determinant)
+    return -1 if usable.any() and float(np.median(determinant[usable])) < 0.0 else 1
+
+
+def layover_facing_share(cells: dict[str, np.ndarray], orientation: int | None = None) -> np.ndarray:
+    """The share (0..1, float32) of each cell's own footprint that faces the radar in
+    layover (range-reversing in its zero-Doppler plane; ``kernels.facets.layover_facing_share``),
+    NaN where the cell is void. ``orientation``: flat terrain's determinant sign
+    (default :func:`flat_orientation`).
+
+    The criterion of active layover from the cell's own surface: a cell of which more
+    than half faces the radar this way lays over its neighbours by itself.
+    """
+    orientation = flat_orientation(cells) if orientation is None else int(orientation)
+    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    out = np.empty(line.shape, dtype=np.float32)
+    run_blocks(lambda start, stop: facets.layover_facing_share(line, sample, valid, orientation, start, stop, out),
+               line.shape[0], block_count(line.shape))
+    return out
+
+
 def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away: np.ndarray, line0: int,
              n_lines: int, layover: np.ndarray, shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``kernels.visibility.visibility_buckets`` on row blocks in threads: a counting sort of

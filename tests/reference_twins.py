@@ -186,3 +186,51 @@ def refined_lee(image, looks):
         return np.where(found, EDGE_WINDOWS[direction, side, dy + 3, dx + 3], True)
 
     return _lee_estimate(image, *_window_sums(image, 3, include), looks)
+
+
+#: Sub-points per quadrant side of the layover-facing share, and their offsets in (0, 1).
+FACING_SUBPOINTS = 4
+FACING_OFFSETS = (np.arange(FACING_SUBPOINTS) + 0.5) / FACING_SUBPOINTS
+
+
+def quadrant_values(values: np.ndarray, valid: np.ndarray, dr: int, dc: int):
+    """Per cell: centre, mid-edge along rows, mid-edge along columns and corner values of
+    the quadrant (dr, dc), and whether its four cells are valid (numpy, shifted copies)."""
+    rows, cols = values.shape
+    padded = np.full((rows + 2, cols + 2), np.nan)
+    padded[1:-1, 1:-1] = values
+    ok_pad = np.zeros((rows + 2, cols + 2), dtype=bool)
+    ok_pad[1:-1, 1:-1] = valid
+
+    def shifted(array, a, b):
+        return array[1 + a:rows + 1 + a, 1 + b:cols + 1 + b]
+
+    ok = valid & shifted(ok_pad, dr, 0) & shifted(ok_pad, 0, dc) & shifted(ok_pad, dr, dc)
+    centre = values
+    along_rows = 0.5 * (centre + shifted(padded, dr, 0))
+    along_cols = 0.5 * (centre + shifted(padded, 0, dc))
+    corner = 0.25 * (centre + shifted(padded, dr, 0) + shifted(padded, 0, dc) + shifted(padded, dr, dc))
+    return ok, centre, along_rows, along_cols, corner
+
+
+def layover_facing_share_twin(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orientation: int) -> np.ndarray:
+    """``kernels.facets.layover_facing_share`` on whole arrays: the sub-points' Jacobian
+    determinants of every quadrant at once, counted where their sign is not ``orientation``'s."""
+    reversing = np.zeros(line.shape)
+    sampled = np.zeros(line.shape)
+    for dr in (-1, 1):
+        for dc in (-1, 1):
+            ok, l00, l10, l01, l11 = quadrant_values(line, valid, dr, dc)
+            _, s00, s10, s01, s11 = quadrant_values(sample, valid, dr, dc)
+            a, b = np.meshgrid(FACING_OFFSETS, FACING_OFFSETS, indexing="ij")
+            a, b = a[..., None, None], b[..., None, None]
+            la = (1 - b) * (l10 - l00) + b * (l11 - l01)
+            lb = (1 - a) * (l01 - l00) + a * (l11 - l10)
+            sa = (1 - b) * (s10 - s00) + b * (s11 - s01)
+            sb = (1 - a) * (s01 - s00) + a * (s11 - s10)
+            with np.errstate(invalid="ignore"):
+                count = (orientation * dr * dc * (la * sb - lb * sa) < 0).sum(axis=(0, 1))
+            reversing += np.where(ok, count, 0)
+            sampled += np.where(ok, FACING_SUBPOINTS ** 2, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid & (sampled > 0), reversing / sampled, np.nan)
