@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+#: The real reference data beside the repository (``../shared/data``); absent on most machines.
+SHARED_DATA = REPO.parent / "shared" / "data"
+#: The Sentinel-1B IW GRD over Lazio and Abruzzo (annotation only: geometry).
+ROME_GRD_NAME = "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the numpy reference twins live in tests/
 

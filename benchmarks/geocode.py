@@ -17,14 +17,14 @@ import argparse
 import sys
 
 import numpy as np
-from _common import REPO, best_time, loadavg, machine, write_json
+from _common import ROME_GRD_NAME, SHARED_DATA, best_time, loadavg, machine, write_json
 from affine import Affine
 
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry, backward_geocode
 from tests import reference_twins
 
-ROME_GRD = REPO.parent / "shared" / "data" / "s1" / "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
+ROME_GRD = SHARED_DATA / "s1" / ROME_GRD_NAME
 CENTER = (12.6, 41.9)  # lon, lat: inside the Rome GRD
 
 

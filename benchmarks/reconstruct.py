@@ -28,7 +28,19 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
 5. the block-wise path (``reconstruct(..., chunks=256)``) against the in-memory one: on
    local threads and on one dask ``LocalCluster`` started once (``client=``), after all
    in-memory measurements (its idle workers would run beside them; start-up not timed);
-   speed relative to the in-memory ``reconstruct`` and agreement of ``backscatter``.
+   speed relative to the in-memory ``reconstruct`` and agreement of ``backscatter``;
+6. the coarse-DEM case (``--coarse``, after the others by default): a DEM 2-3x coarser
+   than the radar pixels in each direction under a real geometry, the Sentinel-1B IW GRD
+   annotation over Rome in ../shared/data (10 m ground-range pixels). Geographic: the
+   Copernicus DEM (1" = 23 m x 31 m, EGM96 heights made ellipsoidal with the geoid grid),
+   mirrored from its 360 cells to ``--coarse-side`` (1440) a side, real heights without
+   seams, so that the run is long enough to time (2.1 M cells, 19.5 M radar pixels;
+   Rome is flat: no layover, little sweep work per cell). Projected: the same heights
+   resampled to UTM 33N at 30 m (1.5 M cells). Big Tujunga under the IW SLC is not
+   used: an SLC's pixels (about 2.3 m in slant range, 14 m in azimuth) are not 2-3x
+   finer than a 30 m DEM in each direction. DEM cells/s and radar pixels/s of
+   ``simulate`` and ``reconstruct``, and the phase profile of one run of each. Skipped,
+   with the reason printed, where the data are absent.
 
 Timings are the best of 3 warm runs (run-to-run spread on a shared 2-core machine is
 20-30 %); the distributed comparisons, the slowest, the best of 2 above 1024^2.
@@ -52,7 +64,8 @@ is the simulated image of the same size and projection times 4.4-look gamma spec
 
     python benchmarks/reconstruct.py                       # 1024, 2048, 4096: tens of minutes, 12+ GB
     python benchmarks/reconstruct.py --sizes 1024,2048     # without the largest
-    python benchmarks/reconstruct.py --quick               # smoke run: 256, 512
+    python benchmarks/reconstruct.py --quick               # smoke run: 256, 512; the coarse DEM at 360
+    python benchmarks/reconstruct.py --coarse only         # the coarse-DEM case alone: a few minutes
 
 Writes JSON (``--out``; ``--quick`` default ``benchmarks/results/reconstruct-quick.json``),
 rewritten atomically after each size so a long run leaves its partial results.
@@ -79,7 +92,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from _common import REPO, best_time, machine, write_json
+from _common import REPO, ROME_GRD_NAME, SHARED_DATA, best_time, machine, write_json
 from affine import Affine
 
 from sarheight import layover as layover_module
@@ -123,12 +136,16 @@ def mountain_terrain(n: int, seed: int = 0) -> np.ndarray:
     return field.astype(np.float32)
 
 
+def radii_of_curvature(lat: float) -> tuple[float, float]:
+    """WGS84 radii of curvature (m) at latitude ``lat`` (degrees): prime vertical, meridional."""
+    sin2 = math.sin(math.radians(lat)) ** 2
+    return WGS84_A / math.sqrt(1 - WGS84_E2 * sin2), WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * sin2) ** 1.5
+
+
 def dem_transform(n: int) -> Affine:
     """Geographic grid of ``SPACING`` m cells centred on ``CENTER``."""
     lon, lat = CENTER
-    sin2 = math.sin(math.radians(lat)) ** 2
-    prime_vertical = WGS84_A / math.sqrt(1 - WGS84_E2 * sin2)
-    meridional = WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * sin2) ** 1.5
+    prime_vertical, meridional = radii_of_curvature(lat)
     d_lat = math.degrees(SPACING / meridional)
     d_lon = math.degrees(SPACING / (prime_vertical * math.cos(math.radians(lat))))
     return Affine(d_lon, 0, lon - n * d_lon / 2, 0, -d_lat, lat + n * d_lat / 2)
@@ -196,6 +213,8 @@ class PhaseProfile:
             (sim, "slant_range_spacing", "sweep"),
             (sim.Simulation, "facet_pass", facet),
             (sim, "smooth_samples", "smooth_fields"),
+            (sim, "radar_sums", "radar_buffers"),
+            (sim, "clear_residue", "clear_residue"),
             (sim.SmoothFields, "evaluate", "smooth_fields"),
             (sim.Simulation, "to_dataset", "dataset_assembly"),
             (rea, "result_dataset", "dataset_assembly"),
@@ -532,6 +551,137 @@ def distributed_comparison(client, observation, dem, geometry, projection, in_me
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+# --------------------------------------------------------------------------- coarse DEM, real geometry
+
+#: Copernicus DEM 30 m (1 arc second, EGM96 heights) around Rome, inside the Rome GRD.
+ROME_DEM = Path("dem") / "rome_cop30_egm96.tif"
+#: EGM96 undulations, to turn its heights into ellipsoidal ones.
+GEOID = Path("geoid") / "egm96_15.gtx"
+#: The projected case: the same heights on a UTM 33N grid of this spacing (m).
+UTM_CRS, UTM_SPACING = "EPSG:32633", 30.0
+#: DEM cells a side of the geographic case (the DEM itself has 360: it is mirrored to this).
+COARSE_SIDE, COARSE_SIDE_QUICK = 1440, 360
+
+
+def coarse_inputs(shared: Path, side: int) -> tuple[RadarGeometry, dict[str, xr.DataArray], str | None]:
+    """The Rome GRD geometry and the coarse DEMs under it: ``geographic``, the Copernicus
+    DEM on its own 1" grid, mirrored (``np.pad(mode="symmetric")``: real heights, no
+    seams) from 360 to ``side`` cells a side, then made ellipsoidal with the geoid grid;
+    ``projected``, that DEM resampled bilinearly to a UTM 33N grid of ``UTM_SPACING`` m
+    inside its footprint. Or a reason to skip when the data are absent."""
+    import rasterio
+    from pyproj import Transformer
+    from rasterio.warp import Resampling, reproject
+
+    paths = [shared / "s1" / ROME_GRD_NAME, shared / ROME_DEM, shared / GEOID]
+    absent = [str(p) for p in paths if not p.exists()]
+    if absent:
+        return None, {}, f"the real reference data are absent ({', '.join(absent)})"
+    geometry = RadarGeometry.from_sentinel1(paths[0], "IW/VV")
+    with rasterio.open(paths[1]) as source:
+        heights, transform = source.read(1).astype(np.float32), source.transform
+    extra = max(0, side - heights.shape[0]), max(0, side - heights.shape[1])
+    heights = np.pad(heights, ((0, extra[0]), (0, extra[1])), mode="symmetric")[:side, :side]
+    geographic = open_dem((heights, transform, "EPSG:4326"), vertical_datum="egm96", geoid_grid=paths[2])
+    # The largest UTM rectangle inside the geographic footprint: no void corners.
+    west, north = transform * (0, 0)
+    east, south = transform * (side, side)
+    to_utm = Transformer.from_crs("EPSG:4326", UTM_CRS, always_xy=True)
+    x, y = to_utm.transform([west, west, east, east], [north, south, north, south])
+    left, right, top, bottom = max(x[:2]), min(x[2:]), min(y[0], y[2]), max(y[1], y[3])
+    shape = int((top - bottom) // UTM_SPACING), int((right - left) // UTM_SPACING)
+    utm_transform = Affine(UTM_SPACING, 0, left, 0, -UTM_SPACING, top)
+    projected = np.full(shape, np.nan, dtype=np.float32)
+    reproject(geographic.values, projected, src_transform=transform, src_crs="EPSG:4326", dst_transform=utm_transform,
+              dst_crs=UTM_CRS, resampling=Resampling.bilinear, src_nodata=np.nan, dst_nodata=np.nan)
+    return geometry, {"geographic": geographic,
+                      "projected": open_dem((projected, utm_transform, UTM_CRS), vertical_datum="ellipsoid")}, None
+
+
+def dem_cell_size(dem: xr.DataArray) -> list[float]:
+    """Ground size (m) of a DEM cell along x and along y, at the DEM's centre."""
+    dx, dy = abs(float(dem.x[1] - dem.x[0])), abs(float(dem.y[1] - dem.y[0]))
+    if not dem.rio.crs.is_geographic:
+        return [dx, dy]
+    lat = float(dem.y.mean())
+    prime_vertical, meridional = radii_of_curvature(lat)
+    return [math.radians(dx) * prime_vertical * math.cos(math.radians(lat)), math.radians(dy) * meridional]
+
+
+def coarse_case(name: str, dem: xr.DataArray, geometry: RadarGeometry, projections: list[str],
+                repeats: int) -> list[dict[str, Any]]:
+    """``simulate`` and ``reconstruct`` of one coarse DEM: DEM cells/s and radar pixels/s
+    (best of ``repeats`` warm runs), and the phase profile of one run of each."""
+    rows = []
+    for projection in projections:
+        run_sim = functools.partial(simulate, dem, geometry, projection=projection, progress=False)
+        sim_seconds = best_time(run_sim, repeats=repeats)
+        simulation = run_sim()
+        observation = speckled_observation(simulation)
+        run_rec = functools.partial(reconstruct, observation, dem, geometry, projection=projection, progress=False)
+        rec_seconds = best_time(run_rec, repeats=repeats)
+        sim_profile, rec_profile = PhaseProfile(), PhaseProfile()
+        _, sim_profiled, _ = sim_profile.run(run_sim)
+        result, rec_profiled, _ = rec_profile.run(run_rec)
+        pixels = int(simulation.sizes["line"] * simulation.sizes["sample"])
+        layover = result["layover"].values
+        row = {
+            "case": name, "crs": str(dem.rio.crs), "shape": list(dem.shape), "cells": int(dem.size),
+            "cell_size_m": dem_cell_size(dem), "projection": projection,
+            "oversample": int(result.attrs["oversample"]),
+            "radar_window": [int(simulation.sizes["line"]), int(simulation.sizes["sample"])],
+            "radar_pixels": pixels, "radar_pixels_per_cell": pixels / dem.size,
+            "dem_step_in_pixels": dem_step_in_pixels(simulation),
+            "layover_fraction": float(np.isin(layover, (1, 2)).mean()),
+            "shadow_fraction": float(np.isin(result["shadow"].values, (1, 2)).mean()),
+            "outside_fraction": float((layover == 255).mean()),
+        }
+        for label, seconds, profile, profiled in (("simulate", sim_seconds, sim_profile, sim_profiled),
+                                                  ("reconstruct", rec_seconds, rec_profile, rec_profiled)):
+            row[label] = {"seconds": seconds, "cells_per_second": dem.size / seconds,
+                          "radar_pixels_per_second": pixels / seconds,
+                          "phases_seconds": dict(sorted(profile.seconds.items(), key=lambda kv: -kv[1])),
+                          "profiled_run_seconds": profiled, "phase_calls": dict(profile.calls),
+                          "profile_missing": profile.missing}
+        row["load_average"] = os.getloadavg()
+        rows.append(row)
+        print(f"{name:10s} {projection:8s} {row['oversample']:2d} {row['shape'][0]:5d}x{row['shape'][1]:<5d} "
+              f"{pixels / 1e6:6.2f} M px " + "  ".join(
+                  f"{label} {row[label]['seconds']:6.2f} s {row[label]['cells_per_second'] / 1e6:5.2f} M cells/s "
+                  f"{row[label]['radar_pixels_per_second'] / 1e6:6.2f} M px/s" for label in ("simulate", "reconstruct"))
+              + f"  load {row['load_average'][0]:.1f}", flush=True)
+        for label in ("simulate", "reconstruct"):
+            r = row[label]
+            print(f"        {label} phases (s, of {r['profiled_run_seconds']:.2f}): "
+                  f"{_phase_line(r['phases_seconds'], r['phase_calls'])}", flush=True)
+        del simulation, observation, result
+        gc.collect()
+    return rows
+
+
+def run_coarse(shared: Path, side: int, projections: list[str], repeats: int) -> dict[str, Any]:
+    """The coarse-DEM section of the report: DEMs 2-3x coarser than the pixels under the
+    real Rome GRD geometry (10 m pixels), geographic and projected."""
+    geometry, dems, skipped = coarse_inputs(shared, side)
+    section: dict[str, Any] = {
+        "geometry": f"Sentinel-1B IW GRD annotation {ROME_GRD_NAME} (10 m ground-range pixels), degree-5 orbit",
+        "dems": {"geographic": f"{ROME_DEM} (Copernicus 30 m, 1\" = 23 m x 31 m, EGM96 -> ellipsoid with {GEOID}), "
+                               f"mirrored from 360 to {side} cells a side",
+                 "projected": f"the geographic DEM resampled bilinearly to {UTM_CRS} at {UTM_SPACING:g} m, inside "
+                              "its footprint"},
+        "shared_data": str(shared), "repeats": repeats, "results": [],
+    }
+    if skipped:
+        print(f"coarse DEM: skipped: {skipped}", flush=True)
+        section["skipped"] = skipped
+        return section
+    print(f"coarse DEM under the Rome GRD: {'case':10s} {'proj':8s} k, DEM shape, radar pixels in the window; "
+          "best of warm runs", flush=True)
+    for name, dem in dems.items():
+        section["results"] += coarse_case(name, dem, geometry, projections, repeats)
+    return section
+
+
 # --------------------------------------------------------------------------- main
 
 def _repeats(n: int, quick: bool, *, distributed: bool = False) -> int:
@@ -554,6 +704,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fast smoke run: sizes 256,512, one timed repeat")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--skip-distributed", action="store_true", help="skip the block-wise comparisons")
+    parser.add_argument("--coarse", choices=("yes", "no", "only"), default="yes",
+                        help="the coarse-DEM case under the real Rome GRD after the others (default), not at all, "
+                             "or alone")
+    parser.add_argument("--coarse-side", type=int, default=None,
+                        help=f"DEM cells a side of its geographic case (default {COARSE_SIDE}; --quick: "
+                             f"{COARSE_SIDE_QUICK}, the DEM as it comes)")
+    parser.add_argument("--shared-data", type=Path, default=SHARED_DATA,
+                        help="the real reference data (default ../shared/data beside the repository)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--projection", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -561,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_child(args.memory_child, args.projection)))
         return 0
     sizes = [int(s) for s in (args.sizes or ("256,512" if args.quick else "1024,2048,4096")).split(",")]
+    if args.coarse == "only":
+        sizes = []
     projections = [p.strip() for p in args.projections.split(",")]
     out = args.out or ("benchmarks/results/reconstruct-quick.json" if args.quick else "benchmarks/results/reconstruct.json")
     geometry = make_geometry()
@@ -579,14 +739,15 @@ def main(argv: list[str] | None = None) -> int:
             "scaling": "cells_per_second / cells_per_second at the smallest size (1.0 = linear)",
         },
         "results": [], "memory": [], "numpy_twin": None, "kernel_costs": None,
-        "distributed": {"rows_per_block": ROWS_PER_BLOCK, "results": []},
+        "distributed": {"rows_per_block": ROWS_PER_BLOCK, "results": []}, "coarse": None,
         "complete": False,
     }
     print(f"machine: {report['machine']['cpu_count']} CPUs, {report['machine']['numba_threads']} Numba threads; "
           f"load {report['load_average_at_start'][0]:.1f}", flush=True)
     print("k: facets per DEM cell side (oversample); scaling: cells/s over cells/s at the smallest size", flush=True)
-    print(f"{'size':>6s} {'proj':8s} {'k':>2s} {'layover':>7s} {'simulate':>14s} {'reconstruct':>14s} "
-          f"{'scaling sim/rec':>15s}", flush=True)
+    if sizes:
+        print(f"{'size':>6s} {'proj':8s} {'k':>2s} {'layover':>7s} {'simulate':>14s} {'reconstruct':>14s} "
+              f"{'scaling sim/rec':>15s}", flush=True)
     first: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="sarheight-bench-") as scratch:
         for n in sizes:
@@ -676,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
             del dem, heights
             gc.collect()
             write_json(report, out)
-    if not args.skip_distributed:
+    if not args.skip_distributed and sizes:
         # After the in-memory figures: a LocalCluster's worker processes take some CPU even
         # when idle, and would be running beside those timings.
         with distributed_clients() as clients:
@@ -700,6 +861,9 @@ def main(argv: list[str] | None = None) -> int:
                     del observation, result
                     gc.collect()
                 write_json(report, out)
+    if args.coarse != "no":
+        side = args.coarse_side or (COARSE_SIDE_QUICK if args.quick else COARSE_SIDE)
+        report["coarse"] = run_coarse(args.shared_data, side, projections, 1 if args.quick else 3)
     report["load_average_at_end"] = os.getloadavg()
     report["complete"] = True
     write_json(report, out)
