@@ -1095,6 +1095,32 @@ def prefix_buffer(images, row_start, row_stop, exact, buffer):
 
 
 @numba.njit(cache=True, nogil=True)
+def per_pixel_area(image, pixel_area, row_start, row_stop, out):
+    """``image / pixel_area`` as float32 into ``out``, NaN where the pixel area is not
+    positive (or NaN), rows ``row_start:row_stop``: one pass, no temporaries."""
+    for r in range(row_start, row_stop):
+        for c in range(image.shape[1]):
+            area = pixel_area[r, c]
+            out[r, c] = image[r, c] / area if area > 0.0 else np.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def valid_pixels(gamma_image, flat_gamma_area, fraction, row_start, row_stop, out):
+    """Whether the simulated gamma area reaches ``fraction`` of flat terrain's, rows
+    ``row_start:row_stop``, as ``numpy.nan_to_num(gamma) >= fraction *
+    numpy.nan_to_num(flat, nan=inf)`` in one pass: a NaN image counts as 0, a NaN flat
+    area as unreachable, infinities as the largest finite values."""
+    big = np.finfo(np.float64).max
+    for r in range(row_start, row_stop):
+        for c in range(gamma_image.shape[1]):
+            g = gamma_image[r, c]
+            g = 0.0 if g != g else min(max(g, -big), big)
+            f = flat_gamma_area[r, c]
+            f = math.inf if f != f else min(max(f, -big), big)
+            out[r, c] = g >= fraction * f
+
+
+@numba.njit(cache=True, nogil=True)
 def faces_away(ecef, look, row_start, row_stop, out):
     """Whether each cell's surface faces away from the sensor, rows ``row_start:row_stop``.
 

@@ -722,8 +722,10 @@ class Simulation:
                 return on_cells(np.degrees(np.arccos(np.clip(c["cos_local_incidence"], -1, 1))))
 
         def per_pixel_area(image: np.ndarray) -> np.ndarray:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(self.pixel_area > 0, image / self.pixel_area, np.nan).astype(np.float32)
+            out = np.empty(image.shape, dtype=np.float32)
+            run_blocks(lambda start, stop: facets.per_pixel_area(image, self.pixel_area, start, stop, out),
+                       image.shape[0], block_count(image.shape))
+            return out
 
         builders = {
             "local_incidence_angle": lambda: (dims, local_incidence(), {"units": "degree", "long_name": "local incidence angle"}),
@@ -790,7 +792,11 @@ class Simulation:
     def valid_pixels(self) -> np.ndarray:
         """Simulated gamma area at least 5 % of the flat-terrain gamma area a_p cot(theta)."""
         flat = self.smooth_fields.evaluate("flat_gamma_area", self.window)
-        return np.nan_to_num(self.images[1]) >= VALID_AREA_FRACTION * np.nan_to_num(flat, nan=np.inf)
+        gamma = self.images[1]
+        out = np.empty(gamma.shape, dtype=bool)
+        run_blocks(lambda start, stop: facets.valid_pixels(gamma, flat, VALID_AREA_FRACTION, start, stop, out),
+                   gamma.shape[0], block_count(gamma.shape))
+        return out
 
 
 #: Cells of a tile of the facet passes: its buffers (facet tables of a DEM row, the
