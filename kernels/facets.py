@@ -1095,6 +1095,20 @@ def prefix_buffer(images, row_start, row_stop, exact, buffer):
 
 
 @numba.njit(cache=True, nogil=True)
+def polynomial_field(row_terms, column_terms, row_start, row_stop, out):
+    """A separable polynomial field, rows ``row_start:row_stop``: ``out[r, c] = sum over k
+    of row_terms[k, r] * column_terms[k, c]``, summed in the order of k (as the numpy
+    accumulation it replaces, term after term: the same values to the bit)."""
+    terms = row_terms.shape[0]
+    for r in range(row_start, row_stop):
+        for c in range(out.shape[1]):
+            total = 0.0
+            for k in range(terms):
+                total += row_terms[k, r] * column_terms[k, c]
+            out[r, c] = total
+
+
+@numba.njit(cache=True, nogil=True)
 def per_pixel_area(image, pixel_area, row_start, row_stop, out):
     """``image / pixel_area`` as float32 into ``out``, NaN where the pixel area is not
     positive (or NaN), rows ``row_start:row_stop``: one pass, no temporaries."""

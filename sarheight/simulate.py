@@ -936,11 +936,16 @@ class SmoothFields:
             return np.full((sub_lines, sub_samples), np.nan)
         lines = np.arange(sub_line0 - line0, sub_line0 - line0 + sub_lines)
         samples = np.arange(sub_sample0 - sample0, sub_sample0 - sample0 + sub_samples)
-        uu = ((lines - 0.5 * n_lines) / max(n_lines, 1))[:, None]
-        vv = ((samples - 0.5 * n_samples) / max(n_samples, 1))[None, :]
-        out = np.zeros((sub_lines, sub_samples))
-        for (p, q), c in zip(self._terms(self.degree), coefficients, strict=True):
-            out += c * uu**p * vv**q
+        uu = (lines - 0.5 * n_lines) / max(n_lines, 1)
+        vv = (samples - 0.5 * n_samples) / max(n_samples, 1)
+        # Each term is (c u^p) v^q: its factors along lines and along samples, then one
+        # threaded pass over the pixels (no whole-image temporary per term).
+        terms = list(zip(self._terms(self.degree), coefficients, strict=True))
+        row_terms = np.array([c * uu**p for (p, _), c in terms]).reshape(len(terms), sub_lines)
+        column_terms = np.array([vv**q for (_, q), _ in terms]).reshape(len(terms), sub_samples)
+        out = np.empty((sub_lines, sub_samples))
+        run_blocks(lambda start, stop: facets.polynomial_field(row_terms, column_terms, start, stop, out),
+                   sub_lines, block_count(out.shape))
         return out
 
 

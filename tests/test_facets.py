@@ -156,3 +156,22 @@ def test_per_pixel_outputs_match_their_numpy_expressions(seed, rows, cols, speci
     facets.valid_pixels(image, flat, fraction, 0, rows, valid)
     with np.errstate(invalid="ignore", over="ignore"):
         np.testing.assert_array_equal(valid, np.nan_to_num(image) >= fraction * np.nan_to_num(flat, nan=np.inf))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), lines=st.integers(1, 9), samples=st.integers(1, 9), terms=st.integers(0, 10))
+def test_polynomial_field_equals_the_numpy_accumulation(seed, lines, samples, terms):
+    """The smooth fields' polynomial in one pass: term after term as the numpy sum of
+    whole-image terms (c u^p) v^q did, so equal to the bit."""
+    rng = np.random.default_rng(seed)
+    uu, vv = rng.uniform(-0.5, 0.5, lines), rng.uniform(-0.5, 0.5, samples)
+    powers = rng.integers(0, 4, (terms, 2))
+    coefficients = rng.normal(0, 100, terms)
+    expected = np.zeros((lines, samples))
+    for (p, q), c in zip(powers, coefficients, strict=True):
+        expected += c * uu[:, None] ** p * vv[None, :] ** q
+    row_terms = np.array([c * uu**p for (p, _), c in zip(powers, coefficients, strict=True)]).reshape(terms, lines)
+    column_terms = np.array([vv**q for _, q in powers]).reshape(terms, samples)
+    out = np.empty((lines, samples))
+    facets.polynomial_field(row_terms, column_terms, 0, lines, out)
+    np.testing.assert_array_equal(out, expected)
