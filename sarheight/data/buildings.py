@@ -51,14 +51,21 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..io import open_raster
 from ..preprocess.align import S1_BANDS
 from ..preprocess.sentinel2 import S2_BANDS, band_name, open_bands, reflectance
-from .terrain import SPLITS, Window, grid_windows, window_starts
-from .tiles import NO_SPLIT, ChannelSums, TiledDataModule, assign_blocks
+from .tiles import (
+    NO_SPLIT,
+    SPLITS,
+    ChannelSums,
+    TiledDataModule,
+    TileSet,
+    Window,
+    assign_blocks,
+    grid_windows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +241,7 @@ def read_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> C
                       height=height, transform=transform, crs=crs)
 
 
-class CityTiles(Dataset):
+class CityTiles(TileSet):
     """Tiles of cities held in memory, one month each: a fixed list of (window, month)
     (validation, test) or random draws inside allowed cells and over the months
     (training), with torch's random generator (seeded by ``seed_everything``).
@@ -249,31 +256,11 @@ class CityTiles(Dataset):
                  windows: Sequence[tuple[Window, int]] | None = None,
                  areas: Sequence[np.ndarray] | None = None, length: int | None = None,
                  sensors: Sequence[str] = SENSORS):
-        if (windows is None) == (areas is None):
-            raise InvalidInputError("give either windows (fixed tiles) or areas and length (random tiles)")
         self.sensors = check_sensors(sensors)
         self.cities = list(cities)
-        self.tile = int(tile)
         self.threshold_m = float(threshold_m)
-        self.windows = list(windows) if windows is not None else None
-        self.length = int(length or 0)
         self._classes = [building_classes(city.height, self.threshold_m) for city in self.cities]
-        self._starts = np.zeros((0, 3), dtype=np.int64)
-        self._sizes: list[tuple[int, int]] = []
-        if areas is not None:
-            starts = []
-            for index, (city, allowed) in enumerate(zip(self.cities, areas, strict=True)):
-                rows, cols = min(self.tile, city.shape[0]), min(self.tile, city.shape[1])
-                self._sizes.append((rows, cols))
-                found = window_starts(allowed, rows, cols)
-                starts.append(np.column_stack([np.full(len(found), index), found]))
-            self._starts = np.concatenate(starts) if starts else self._starts
-            if not len(self._starts):
-                raise InvalidInputError(f"no tile of {self.tile} cells fits inside the training cells: make "
-                                        "data.block_size at least data.tile, or data.tile smaller")
-
-    def __len__(self) -> int:
-        return len(self.windows) if self.windows is not None else self.length
+        super().__init__([city.shape for city in self.cities], tile, windows=windows, areas=areas, length=length)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
@@ -281,9 +268,8 @@ class CityTiles(Dataset):
         if self.windows is not None:
             window, month = self.windows[index]
         else:
-            city, row, col = (int(v) for v in self._starts[int(torch.randint(len(self._starts), ()).item())])
-            window = Window(city, row, col, *self._sizes[city])
-            month = int(torch.randint(len(self.cities[city].months), ()).item())
+            window = self.draw()
+            month = int(torch.randint(len(self.cities[window.scene].months), ()).item())
         return self.item(window, month)
 
     def item(self, window: Window, month: int) -> dict[str, torch.Tensor]:
@@ -360,51 +346,22 @@ class BuildingHeightDataModule(TiledDataModule):
         height_threshold_m: float = 1.0,
         sensors: list[str] | None = None,
     ):
-        super().__init__()
-        self.sensors = check_sensors(SENSORS if sensors is None else sensors)
-        if split not in ("city", "block"):
-            raise InvalidInputError(f"data.split must be 'city' or 'block', not {split!r}")
-        if split == "block" and (val_cities or test_cities):
-            raise InvalidInputError("data.val_cities and data.test_cities name cities of split='city': with "
-                                    "split='block', blocks are drawn with the fractions")
-        for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise InvalidInputError(f"data.{option} must lie in [0, 1), not {value}")
-        for option, value, least in (("tile", tile, 8), ("block_size", block_size, 1),
-                                     ("tiles_per_epoch", tiles_per_epoch, 1), ("batch_size", batch_size, 1),
-                                     ("num_workers", num_workers, 0)):
-            if int(value) != value or value < least:
-                raise InvalidInputError(f"data.{option} must be an integer of at least {least}, not {value}")
-        if split == "block" and block_size < tile:
-            raise InvalidInputError(f"data.block_size ({block_size}) is smaller than data.tile ({tile}): no "
-                                    "training tile would fit inside one block; make the blocks larger")
+        checked_sensors = check_sensors(SENSORS if sensors is None else sensors)
+        super().__init__(unit="city", units="cities", split=split, named=bool(val_cities or test_cities),
+                         val_fraction=val_fraction, test_fraction=test_fraction, block_size=block_size, tile=tile,
+                         tiles_per_epoch=tiles_per_epoch, batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.sensors = checked_sensors
         if not (math.isfinite(height_threshold_m) and height_threshold_m >= 0):
             raise InvalidInputError(f"data.height_threshold_m must be a number >= 0 (m), not {height_threshold_m}")
         self.save_hyperparameters()
         self.root = Path(root)
         self.cities = list(cities) if cities is not None else None
-        self.split = split
         self.val_cities = list(val_cities or [])
         self.test_cities = list(test_cities or [])
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.block_size = block_size
-        self.tile = tile
-        self.tiles_per_epoch = tiles_per_epoch
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
         self.height_threshold_m = float(height_threshold_m)
         self.channels = [band for name in self.sensors for band in INPUT_GROUPS[name]]
         self.target = "height"
         self.reference: str | None = None
-        self.data: list[CityArrays] | None = None
-        #: Per city, the split code of every cell (0 train, 1 val, 2 test).
-        self.areas: list[np.ndarray] = []
-        #: The city names of each split (with split="block", the cities holding its blocks).
-        self.split_scenes: dict[str, list[str]] = {}
-        self.datasets: dict[str, CityTiles] = {}
-        self.regions: dict[str, list[tuple[int, int, int, int, int]]] = {}
 
     # What the regression module reads (sarheight.training.regression.RegressionData).
 

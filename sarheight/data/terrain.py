@@ -64,12 +64,20 @@ import numpy as np
 import torch
 import xarray as xr
 from scipy.ndimage import binary_dilation
-from torch.utils.data import Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
 from ..terrain import open_scene
-from .tiles import NO_SPLIT, ChannelSums, TiledDataModule, assign_blocks
+from .tiles import (
+    NO_SPLIT,
+    SPLITS,
+    ChannelSums,
+    TiledDataModule,
+    TileSet,
+    Window,
+    assign_blocks,
+    grid_windows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,21 +107,6 @@ TERRAIN_CLASSES = ("active_layover", "passive_layover", "shadow_adjacent", "othe
 
 #: How near shadow (cells, in any direction) a cell counts as shadow-adjacent.
 SHADOW_ADJACENT_CELLS = 3
-
-#: The split codes of the area maps.
-SPLITS = ("train", "val", "test")
-
-
-class Window(NamedTuple):
-    """A tile's place: scene index, first row, first column, rows and columns inside the
-    scene (at most the tile side; the rest of the tile is padding)."""
-
-    scene: int
-    row: int
-    col: int
-    rows: int
-    cols: int
-
 
 @dataclass
 class SceneArrays:
@@ -310,22 +303,7 @@ def terrain_classes(layover: np.ndarray, shadow: np.ndarray) -> np.ndarray:
     return classes
 
 
-def window_starts(allowed: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(K, 2) first rows and columns of every ``rows`` x ``cols`` window that lies entirely
-    in the ``allowed`` cells (a summed-area table: one pass whatever the window)."""
-    table = np.pad(allowed.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    inside = table[rows:, cols:] - table[:-rows, cols:] - table[rows:, :-cols] + table[:-rows, :-cols]
-    return np.argwhere(inside == rows * cols)
-
-
-def grid_windows(scene: int, row0: int, col0: int, row1: int, col1: int, tile: int) -> list[Window]:
-    """The tiles of a fixed grid over the rectangle [row0, row1) x [col0, col1), the last
-    of each row and column cut at the rectangle's edge (and padded to the tile)."""
-    return [Window(scene, row, col, min(tile, row1 - row), min(tile, col1 - col))
-            for row in range(row0, row1, tile) for col in range(col0, col1, tile)]
-
-
-class TerrainScenes(Dataset):
+class TerrainScenes(TileSet):
     """Tiles of terrain scenes held in memory: a fixed list (validation, test) or random
     draws inside allowed cells (training).
 
@@ -337,10 +315,7 @@ class TerrainScenes(Dataset):
     areas : per scene, a bool (H, W) map of the cells a random tile may cover, and
     length : the number of random tiles per epoch.
 
-    Random tiles are drawn uniformly over every position where a tile of ``tile`` cells
-    (less in a scene smaller than that) lies entirely inside the allowed cells, with
-    torch's random generator: seeded by Lightning's ``seed_everything``, and per worker by
-    the DataLoader, so each epoch and worker draws anew.
+    Random tiles are drawn as :class:`~sarheight.data.tiles.TileSet` draws them.
 
     Each item is a dict of tensors: ``inputs`` (C, T, T, NaN where missing or padding),
     ``target`` (1, T, T, relative to the reference, 0 outside the mask), ``mask`` (1, T, T,
@@ -350,44 +325,13 @@ class TerrainScenes(Dataset):
 
     def __init__(self, scenes: Sequence[SceneArrays], tile: int, *, windows: Sequence[Window] | None = None,
                  areas: Sequence[np.ndarray] | None = None, length: int | None = None):
-        if (windows is None) == (areas is None):
-            raise InvalidInputError("give either windows (fixed tiles) or areas and length (random tiles)")
         self.scenes = list(scenes)
-        self.tile = int(tile)
-        self.windows = list(windows) if windows is not None else None
-        self.length = int(length or 0)
-        self._starts = np.zeros((0, 3), dtype=np.int64)
-        self._sizes: list[tuple[int, int]] = []
-        if areas is not None:
-            if self.length < 1:
-                raise InvalidInputError(f"random tiles need a length of at least 1, not {length}")
-            starts = []
-            for index, (scene, allowed) in enumerate(zip(self.scenes, areas, strict=True)):
-                rows, cols = min(self.tile, scene.shape[0]), min(self.tile, scene.shape[1])
-                self._sizes.append((rows, cols))
-                found = window_starts(allowed, rows, cols)
-                starts.append(np.column_stack([np.full(len(found), index), found]))
-            self._starts = np.concatenate(starts) if starts else self._starts
-            if not len(self._starts):
-                raise InvalidInputError(
-                    f"no tile of {self.tile} cells fits inside the training cells: make data.block_size at least "
-                    "data.tile, or data.tile smaller"
-                )
-
-    def __len__(self) -> int:
-        return len(self.windows) if self.windows is not None else self.length
-
-    def window(self, index: int) -> Window:
-        """The tile of item ``index``: the fixed one, or a new random draw."""
-        if self.windows is not None:
-            return self.windows[index]
-        scene, row, col = (int(v) for v in self._starts[int(torch.randint(len(self._starts), ()).item())])
-        return Window(scene, row, col, *self._sizes[scene])
+        super().__init__([scene.shape for scene in self.scenes], tile, windows=windows, areas=areas, length=length)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return self.item(self.window(index))
+        return self.item(self.windows[index] if self.windows is not None else self.draw())
 
     def item(self, window: Window) -> dict[str, torch.Tensor]:
         """The tensors of one tile (see the class's docstring)."""
@@ -468,7 +412,6 @@ class TerrainDataModule(TiledDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ):
-        super().__init__()
         channels = list(channels)
         if not channels:
             raise InvalidInputError("data.channels is empty: name at least one input channel")
@@ -480,51 +423,22 @@ class TerrainDataModule(TiledDataModule):
         if reference is not None and reference == target:
             raise InvalidInputError(f"data.reference is the target {target!r}: choose another height channel "
                                     "(prior_interpolated, coarse_height) or null")
-        if split not in ("scene", "block"):
-            raise InvalidInputError(f"data.split must be 'scene' or 'block', not {split!r}")
-        if split == "block" and (val_scenes or test_scenes):
-            raise InvalidInputError("data.val_scenes and data.test_scenes name scenes of split='scene': with "
-                                    "split='block', blocks are drawn with the fractions")
-        for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise InvalidInputError(f"data.{option} must lie in [0, 1), not {value}")
+        super().__init__(unit="scene", units="scenes", split=split, named=bool(val_scenes or test_scenes),
+                         val_fraction=val_fraction, test_fraction=test_fraction, block_size=block_size, tile=tile,
+                         tiles_per_epoch=tiles_per_epoch, batch_size=batch_size, num_workers=num_workers, seed=seed)
         if val_fraction + test_fraction >= 1:
             raise InvalidInputError(f"data.val_fraction + data.test_fraction is {val_fraction + test_fraction}: "
                                     "keep it below 1, training needs the rest")
-        for option, value, least in (("tile", tile, 8), ("block_size", block_size, 1),
-                                     ("tiles_per_epoch", tiles_per_epoch, 1), ("batch_size", batch_size, 1),
-                                     ("num_workers", num_workers, 0)):
-            if int(value) != value or value < least:
-                raise InvalidInputError(f"data.{option} must be an integer of at least {least}, not {value}")
-        if split == "block" and block_size < tile:
-            raise InvalidInputError(f"data.block_size ({block_size}) is smaller than data.tile ({tile}): no "
-                                    "training tile would fit inside one block; make the blocks larger")
         self.save_hyperparameters()
         self.scenes = [scenes] if isinstance(scenes, (str, os.PathLike)) else list(scenes)
         self.channels = channels
         self.target = target
         self.reference = reference
-        self.split = split
         self.val_scenes = list(val_scenes or [])
         self.test_scenes = list(test_scenes or [])
         self.group_by = group_by
         #: Per scene, the area it covers (its ``group_by`` attribute).
         self.scene_areas: list[str] = []
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.block_size = block_size
-        self.tile = tile
-        self.tiles_per_epoch = tiles_per_epoch
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-        self.data: list[SceneArrays] | None = None
-        #: Per scene, the split code of every cell (0 train, 1 val, 2 test, 255 none).
-        self.areas: list[np.ndarray] = []
-        #: The scene names of each split (with split="block", the scenes holding its blocks).
-        self.split_scenes: dict[str, list[str]] = {}
-        self.datasets: dict[str, TerrainScenes] = {}
-        self._regions: dict[str, list[tuple[int, int, int, int, int]]] = {}
 
     # What the regression module reads (sarheight.training.regression.RegressionData).
 
@@ -575,7 +489,7 @@ class TerrainDataModule(TiledDataModule):
         train_areas = [area == SPLITS.index("train") for area in self.areas]
         self.datasets = {"train": TerrainScenes(data, self.tile, areas=train_areas, length=self.tiles_per_epoch)}
         for split in ("val", "test"):
-            windows = [window for region in self._regions[split] for window in grid_windows(*region, self.tile)]
+            windows = [window for region in self.regions[split] for window in grid_windows(*region, self.tile)]
             self.datasets[split] = TerrainScenes(data, self.tile, windows=windows)
         logger.info("terrain scenes: %s; %d validation and %d test tiles", {k: len(v) for k, v in
                     self.split_scenes.items()}, len(self.datasets["val"]), len(self.datasets["test"]))
@@ -616,7 +530,7 @@ class TerrainDataModule(TiledDataModule):
                              for split in SPLITS}
         code = {name: SPLITS.index(split) for split, scenes in self.split_scenes.items() for name in scenes}
         self.areas = [np.full(scene.shape, code[scene.name], dtype=np.uint8) for scene in data]
-        self._regions = {split: [(index, 0, 0, *scene.shape) for index, scene in enumerate(data)
+        self.regions = {split: [(index, 0, 0, *scene.shape) for index, scene in enumerate(data)
                                  if scene.name in self.split_scenes[split]] for split in ("val", "test")}
 
     def _split_blocks(self, data: list[SceneArrays]) -> None:
@@ -635,16 +549,16 @@ class TerrainDataModule(TiledDataModule):
         split_of = assign_blocks(blocks, val_fraction=self.val_fraction, test_fraction=self.test_fraction,
                                  seed=self.seed, block_size=size, more="scenes")
         self.areas = [np.full(scene.shape, NO_SPLIT, dtype=np.uint8) for scene in data]
-        self._regions = {split: [] for split in SPLITS}
+        self.regions = {split: [] for split in SPLITS}
         for index, (scene, area) in enumerate(zip(data, self.scene_areas, strict=True)):
             for row in range(0, scene.shape[0], size):
                 for col in range(0, scene.shape[1], size):
                     split = split_of[(area, row, col)]
                     row1, col1 = min(row + size, scene.shape[0]), min(col + size, scene.shape[1])
                     self.areas[index][row:row1, col:col1] = SPLITS.index(split)
-                    self._regions[split].append((index, row, col, row1, col1))
+                    self.regions[split].append((index, row, col, row1, col1))
         self.split_scenes = {split: sorted({data[index].name for index, *_ in regions})
-                             for split, regions in self._regions.items()}
+                             for split, regions in self.regions.items()}
 
     def _statistics(self, data: list[SceneArrays]) -> None:
         sums = ChannelSums(len(self.channels))

@@ -11,16 +11,100 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InvalidInputError
 
+#: The split codes of the area maps.
+SPLITS = ("train", "val", "test")
+
 #: The split code of cells in no split (the padding of an area's grid).
 NO_SPLIT = 255
+
+
+class Window(NamedTuple):
+    """A tile's place: area (scene, city) index, first row, first column, rows and
+    columns inside the area (at most the tile side; the rest of the tile is padding)."""
+
+    scene: int
+    row: int
+    col: int
+    rows: int
+    cols: int
+
+
+def window_starts(allowed: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(K, 2) first rows and columns of every ``rows`` x ``cols`` window that lies entirely
+    in the ``allowed`` cells (a summed-area table: one pass whatever the window)."""
+    table = np.pad(allowed.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    inside = table[rows:, cols:] - table[:-rows, cols:] - table[rows:, :-cols] + table[:-rows, :-cols]
+    return np.argwhere(inside == rows * cols)
+
+
+def grid_windows(scene: int, row0: int, col0: int, row1: int, col1: int, tile: int) -> list[Window]:
+    """The tiles of a fixed grid over the rectangle [row0, row1) x [col0, col1), the last
+    of each row and column cut at the rectangle's edge (and padded to the tile)."""
+    return [Window(scene, row, col, min(tile, row1 - row), min(tile, col1 - col))
+            for row in range(row0, row1, tile) for col in range(col0, col1, tile)]
+
+
+class TileSet(Dataset):
+    """Tiles over areas held in memory: a fixed list of windows (validation, test) or
+    random draws inside allowed cells (training), the part that the terrain and the
+    building datasets share; a subclass gives the tensors of a window.
+
+    Parameters
+    ----------
+    shapes : per area (scene, city), its (rows, cols).
+    tile : the side of every tile (cells); windows smaller than it are padded.
+    windows : the fixed tiles (:class:`Window`, or what a subclass pairs with one, kept
+        as given in ``windows``); or, for random tiles (:meth:`draw`),
+    areas : per area, a bool (H, W) map of the cells a random tile may cover, and
+    length : the number of random tiles per epoch.
+
+    Random tiles are drawn uniformly over every position where a tile of ``tile`` cells
+    (less in an area smaller than that) lies entirely inside the allowed cells, with
+    torch's random generator: seeded by Lightning's ``seed_everything``, and per worker by
+    the DataLoader, so each epoch and worker draws anew.
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, int]], tile: int, *, windows: Sequence[Any] | None = None,
+                 areas: Sequence[np.ndarray] | None = None, length: int | None = None):
+        if (windows is None) == (areas is None):
+            raise InvalidInputError("give either windows (fixed tiles) or areas and length (random tiles)")
+        self.tile = int(tile)
+        self.windows = list(windows) if windows is not None else None
+        self.length = int(length or 0)
+        self._starts = np.zeros((0, 3), dtype=np.int64)
+        self._sizes: list[tuple[int, int]] = []
+        if areas is not None:
+            if self.length < 1:
+                raise InvalidInputError(f"random tiles need a length of at least 1, not {length}")
+            starts = []
+            for index, (shape, allowed) in enumerate(zip(shapes, areas, strict=True)):
+                rows, cols = min(self.tile, shape[0]), min(self.tile, shape[1])
+                self._sizes.append((rows, cols))
+                found = window_starts(allowed, rows, cols)
+                starts.append(np.column_stack([np.full(len(found), index), found]))
+            self._starts = np.concatenate(starts) if starts else self._starts
+            if not len(self._starts):
+                raise InvalidInputError(
+                    f"no tile of {self.tile} cells fits inside the training cells: make data.block_size at least "
+                    "data.tile, or data.tile smaller"
+                )
+
+    def __len__(self) -> int:
+        return len(self.windows) if self.windows is not None else self.length
+
+    def draw(self) -> Window:
+        """A new random tile inside the allowed cells."""
+        area, row, col = (int(v) for v in self._starts[int(torch.randint(len(self._starts), ()).item())])
+        return Window(area, row, col, *self._sizes[area])
 
 
 def assign_blocks(blocks: Sequence[Hashable], *, val_fraction: float, test_fraction: float, seed: int,
@@ -98,19 +182,55 @@ class TiledDataModule(L.LightningDataModule):
     """The part of a tiled data module the regression module reads
     (:class:`~sarheight.training.regression.RegressionData`): statistics and loaders.
 
-    A subclass sets ``self.data`` (not None once set up), ``self.datasets`` by split,
-    ``self.batch_size`` and ``self.num_workers``, and calls :meth:`set_statistics`.
+    A subclass passes the shared options to ``__init__``; its ``setup`` sets
+    ``self.data`` (not None once set up), ``self.areas``, ``self.split_scenes``,
+    ``self.regions`` and ``self.datasets`` by split, and calls :meth:`set_statistics`.
     """
 
     #: The option that names the test regions, for the message of an empty test split.
     test_option: ClassVar[str] = "data.test_fraction"
 
-    def __init__(self) -> None:
+    def __init__(self, *, unit: str, units: str, split: str, named: bool, val_fraction: float, test_fraction: float,
+                 block_size: int, tile: int, tiles_per_epoch: int, batch_size: int, num_workers: int,
+                 seed: int) -> None:
+        """Check and keep the options every tiled data module has: ``split`` (``unit``,
+        e.g. "scene", or "block"), whether validation or test ``units`` are ``named``
+        (which only ``split=unit`` allows), the fractions, the block and tile sides, tiles
+        per epoch, batch size, workers and the seed of the split."""
+        if split not in (unit, "block"):
+            raise InvalidInputError(f"data.split must be '{unit}' or 'block', not {split!r}")
+        if split == "block" and named:
+            raise InvalidInputError(f"data.val_{units} and data.test_{units} name {units} of split='{unit}': with "
+                                    "split='block', blocks are drawn with the fractions")
+        for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise InvalidInputError(f"data.{option} must lie in [0, 1), not {value}")
+        for option, value, least in (("tile", tile, 8), ("block_size", block_size, 1),
+                                     ("tiles_per_epoch", tiles_per_epoch, 1), ("batch_size", batch_size, 1),
+                                     ("num_workers", num_workers, 0)):
+            if int(value) != value or value < least:
+                raise InvalidInputError(f"data.{option} must be an integer of at least {least}, not {value}")
+        if split == "block" and block_size < tile:
+            raise InvalidInputError(f"data.block_size ({block_size}) is smaller than data.tile ({tile}): no "
+                                    "training tile would fit inside one block; make the blocks larger")
         super().__init__()
+        self.split = split
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.block_size = block_size
+        self.tile = tile
+        self.tiles_per_epoch = tiles_per_epoch
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
         self.data: list | None = None
         self.datasets: dict[str, Dataset] = {}
-        self.batch_size = 1
-        self.num_workers = 0
+        #: Per area (scene, city), the split code of every cell (0 train, 1 val, 2 test, 255 none).
+        self.areas: list[np.ndarray] = []
+        #: The area names of each split (with split="block", the areas holding its blocks).
+        self.split_scenes: dict[str, list[str]] = {}
+        #: Per split, the rectangles (area index, row0, col0, row1, col1) its fixed tiles cover.
+        self.regions: dict[str, list[tuple[int, int, int, int, int]]] = {}
         self.statistics: tuple[list[float], list[float]] = ([], [])
         self.target_moments: tuple[float, float] = (0.0, 1.0)
 
