@@ -156,6 +156,19 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
     return figures
 
 
+def missing_ml_extra(step: str, what: str, say) -> dict[str, Any] | None:
+    """None where the ``ml`` extra is installed; else say that ``step`` is skipped and
+    return the figures of a skipped step (``what`` names it in the message)."""
+    from .extras import MissingExtraError, require
+
+    try:
+        require(what)
+    except MissingExtraError as missing:
+        say(f"{step}: skipped ({missing})")
+        return {"skipped": str(missing)}
+    return None
+
+
 def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.PathLike[str] | None = None,
                      progress: bool = True) -> dict[str, Any]:
     """Terrain height from one simulated SAR image and sparse priors with the shipped
@@ -168,16 +181,13 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     :func:`sarheight.sample_data.terrain_demo_checkpoint`) was trained on other DEMs only.
     Scored on the cells with a known height, not in shadow and inside the image.
     """
-    from .extras import MissingExtraError, require
     from .masks import MaskCode
     from .sample_data import terrain_demo_checkpoint
     from .terrain import scene_geometry, simulate_scene
 
-    try:
-        require("the terrain step of the demo")
-    except MissingExtraError as missing:
-        say(f"terrain: skipped ({missing})")
-        return {"skipped": str(missing)}
+    skipped = missing_ml_extra("terrain", "the terrain step of the demo", say)
+    if skipped:
+        return skipped
     from .training.predict import load_checkpoint, predict_height, prediction_quicklook
 
     model = load_checkpoint(checkpoint or terrain_demo_checkpoint())
@@ -230,14 +240,11 @@ def run_buildings_demo(out: Path, say, *, checkpoint: str | os.PathLike[str] | N
     Scored on the cells of a known height with a month of every input.
     """
     from .city import city_layout, simulate_city, write_city
-    from .extras import MissingExtraError, require
     from .sample_data import buildings_demo_checkpoint
 
-    try:
-        require("the building step of the demo")
-    except MissingExtraError as missing:
-        say(f"buildings: skipped ({missing})")
-        return {"skipped": str(missing)}
+    skipped = missing_ml_extra("buildings", "the building step of the demo", say)
+    if skipped:
+        return skipped
     from .training.building_comparison import score_heights
     from .training.predict import buildings_quicklook, load_checkpoint, predict_buildings
 

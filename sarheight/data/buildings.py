@@ -225,6 +225,14 @@ def _read_masked(path: Path) -> np.ndarray:
     return values
 
 
+def read_height(folder: str | os.PathLike[str]) -> np.ndarray:
+    """The building height (m, float32 (H, W), nodata as NaN) of a city folder, checked
+    first with :func:`check_city`, without reading its images."""
+    folder = Path(folder)
+    check_city(folder)
+    return _read_masked(folder / "height.tif")[0]
+
+
 def read_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> CityArrays:
     """Read a city folder (checked first with :func:`check_city`) into memory: Sentinel-1 in
     dB as it is, Sentinel-2 as reflectance, the height with nodata as NaN (all NaN without
@@ -236,6 +244,7 @@ def read_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> C
     with open_raster(folder / f"s1_{months[0]}.tif", "city raster") as dataset:
         transform, crs, shape = dataset.transform, dataset.crs, dataset.shape
     height_path = folder / "height.tif"
+    # check_city has checked the height where there is one: read it without checking again.
     height = _read_masked(height_path)[0] if height_path.is_file() else np.full(shape, np.nan, dtype=np.float32)
     return CityArrays(name=folder.name, months=months, s1=s1.astype(np.float32), s2=s2.astype(np.float32),
                       height=height, transform=transform, crs=crs)
@@ -482,4 +491,5 @@ __all__ = [
     "check_sensors",
     "city_months",
     "read_city",
+    "read_height",
 ]

@@ -25,7 +25,6 @@ and a finished one is not trained again.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -43,7 +42,7 @@ from ..io import atomic_path
 from ..masks import MaskCode
 from ..priors import interpolate_priors
 from ..terrain import open_scene
-from .experiments import mean_std, reduction, train_run, write_json
+from .experiments import mean_std, reduction, seeded_runs, train_run, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +218,6 @@ def run_ablation(
     accelerator : Lightning's ("auto": a GPU where there is one).
     progress : show progress.
     """
-    import lightning as L
     from tqdm.auto import tqdm
 
     from ..data.terrain import TerrainDataModule
@@ -285,15 +283,11 @@ def run_ablation(
             if experiment.extra == "both_passes" and not other_pass:
                 bar.update(seeds)
                 continue
-            runs = []
-            for seed in range(seeds):
-                run_dir = out / "runs" / cell_key / experiment.name / f"seed{seed}"
-                scores_path = run_dir / "scores.json"
-                if scores_path.exists():
-                    runs.append(json.loads(scores_path.read_text()))
-                    bar.update()
-                    continue
-                L.seed_everything(seed, workers=True, verbose=False)
+
+            # Called at once by seeded_runs: the loop's values are bound as defaults all the same.
+            def train_and_score(seed: int, run_dir: Path, experiment: Experiment = experiment, files: list[str] = files,
+                                val_scenes: list[str] = val_scenes, test_scenes: list[str] = test_scenes,
+                                held_out: list[Any] = held_out) -> dict[str, Any]:
                 data = TerrainDataModule(files, channels=experiment.channels, reference=experiment.reference,
                                          split="scene", val_scenes=val_scenes, test_scenes=test_scenes,
                                          val_fraction=0.0, test_fraction=0.0, tile=tile,
@@ -309,10 +303,9 @@ def run_ablation(
                 for _, scene, mask, classes in held_out:
                     predicted = predict_height(scene, checkpoint, progress=False)["height"].values
                     scores.add(predicted, scene, mask, classes)
-                record = {**scores.rmse(), "filled_cells": scores.filled, "seed": seed}
-                write_json(record, scores_path)
-                runs.append(record)
-                bar.update()
+                return {**scores.rmse(), "filled_cells": scores.filled}
+
+            runs = seeded_runs(out / "runs" / cell_key / experiment.name, seeds, train_and_score, bar.update)
             cell["experiments"][experiment.name] = {"label": experiment.label, "model": experiment.model,
                                                     "sar": experiment.sar, "extra": experiment.extra,
                                                     "channels": experiment.channels,

@@ -22,7 +22,6 @@ and a finished one is not trained again.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -32,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data.buildings import BUILDING_CLASSES, building_classes, read_city
+from ..data.buildings import BUILDING_CLASSES, building_classes, read_city, read_height
 from ..errors import InvalidInputError
 from ..io import atomic_path
-from .experiments import mean_std, reduction, train_run, write_json
+from .experiments import mean_std, reduction, seeded_runs, train_run, write_json
 
 __all__ = ["COMPARISON_FIGURES", "MEAN_BASELINE", "NETWORKS", "Network", "plot_building_comparison", "run_building_comparison",
            "score_heights", "write_building_table"]
@@ -118,7 +117,6 @@ def run_building_comparison(
     accelerator : Lightning's ("auto": a GPU where there is one).
     progress : show progress.
     """
-    import lightning as L
     from tqdm.auto import tqdm
 
     from ..data.buildings import BuildingHeightDataModule
@@ -148,11 +146,9 @@ def run_building_comparison(
     held_out = []
     for name in test_cities:
         city = read_city(root / name)
-        observed = np.zeros(city.shape, dtype=bool)
-        for month in range(len(city.months)):
-            observed |= np.isfinite(city.s1[month]).all(0) & np.isfinite(city.s2[month]).all(0)
-        held_out.append((name, city.height.astype(np.float64), np.isfinite(city.height) & observed))
-    training_heights = np.concatenate([read_city(root / name).height.ravel() for name in train_cities])
+        scored = np.logical_or.reduce([city.loss_mask(month) for month in range(len(city.months))])
+        held_out.append((name, city.height.astype(np.float64), scored))
+    training_heights = np.concatenate([read_height(root / name).ravel() for name in train_cities])
     mean_height = float(np.nanmean(training_heights))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -174,15 +170,7 @@ def run_building_comparison(
         model_options["decoder_channels"] = list(decoder_channels)
     bar = tqdm(total=len(chosen) * seeds, desc="building-height comparison", unit="training", disable=not progress)
     for network in (known[name] for name in chosen):
-        runs = []
-        for seed in range(seeds):
-            run_dir = out / "runs" / network.name / f"seed{seed}"
-            scores_path = run_dir / "scores.json"
-            if scores_path.exists():
-                runs.append(json.loads(scores_path.read_text()))
-                bar.update()
-                continue
-            L.seed_everything(seed, workers=True, verbose=False)
+        def train_and_score(seed: int, run_dir: Path, network: Network = network) -> dict[str, Any]:
             data = BuildingHeightDataModule(str(root), cities=[*train_cities, *val_cities, *test_cities],
                                             split="city", val_cities=list(val_cities),
                                             test_cities=list(test_cities), val_fraction=0.0, test_fraction=0.0,
@@ -197,10 +185,9 @@ def run_building_comparison(
             predictions = [predict_buildings(root / name, checkpoint, tile=tile, overlap=tile // 4,
                                              progress=False)["height"].values.astype(np.float64)
                            for name, _, _ in held_out]
-            record = {**score_heights(predictions, truths, masks, threshold_m=threshold_m), "seed": seed}
-            write_json(record, scores_path)
-            runs.append(record)
-            bar.update()
+            return score_heights(predictions, truths, masks, threshold_m=threshold_m)
+
+        runs = seeded_runs(out / "runs" / network.name, seeds, train_and_score, bar.update)
         results["networks"][network.name] = {"label": network.label, "sensors": list(network.sensors), "runs": runs,
                                              **mean_std(runs, COMPARISON_FIGURES)}
     bar.close()
@@ -268,7 +255,7 @@ def plot_building_comparison(results: dict[str, Any], root: str | os.PathLike[st
     from .predict import predict_buildings
 
     city = results["test_cities"][0]
-    truth = read_city(Path(root) / city).height
+    truth = read_height(Path(root) / city)
     maps = [("truth", truth)]
     for name, entry in results["networks"].items():
         checkpoint = Path(path).parent / "runs" / name / "seed0" / "last.ckpt"

@@ -11,6 +11,8 @@ quiet_lightning
     A context in which Lightning logs warnings and errors only.
 write_json
     Write JSON atomically.
+seeded_runs
+    The scores of a configuration's trainings, one per seed, resumable.
 mean_std
     Mean and sample standard deviation of named figures over runs.
 reduction
@@ -24,7 +26,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from ..io import atomic_path
 
-__all__ = ["mean_std", "quiet_lightning", "reduction", "train_run", "write_json"]
+__all__ = ["mean_std", "quiet_lightning", "reduction", "seeded_runs", "train_run", "write_json"]
 
 
 @contextlib.contextmanager
@@ -82,6 +84,29 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             trainer.fit(module, data)
     return run_dir / "last.ckpt"
+
+
+def seeded_runs(folder: str | Path, seeds: int, train_and_score: Callable[[int, Path], dict[str, Any]],
+                progress: Callable[[], Any]) -> list[dict[str, Any]]:
+    """The scores of ``seeds`` trainings of one configuration, in ``folder/seed<k>/``: read
+    back from its ``scores.json`` where a finished run wrote it (a run resumes), else
+    Lightning seeded with k, ``train_and_score(k, run_dir)`` run and its scores written
+    there with ``"seed": k``; ``progress()`` is called after each."""
+    import lightning as L
+
+    runs = []
+    for seed in range(seeds):
+        run_dir = Path(folder) / f"seed{seed}"
+        scores_path = run_dir / "scores.json"
+        if scores_path.exists():
+            record = json.loads(scores_path.read_text())
+        else:
+            L.seed_everything(seed, workers=True, verbose=False)
+            record = {**train_and_score(seed, run_dir), "seed": seed}
+            write_json(record, scores_path)
+        runs.append(record)
+        progress()
+    return runs
 
 
 def mean_std(runs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
