@@ -71,7 +71,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..data.buildings import read_city
+    from ..data.buildings import read_height
     from ..io import write_geotiff
     from ..training.predict import buildings_quicklook, predict_buildings
     from .options import run_outputs
@@ -84,7 +84,7 @@ def run_predict(args: argparse.Namespace) -> int:
             buildings_quicklook(args.city, result, quicklook_path)
     if not args.quiet:
         if (Path(args.city) / "height.tif").is_file():
-            error = result["height"].values - read_city(args.city).height
+            error = result["height"].values - read_height(args.city)
             valid = np.isfinite(error)
             print(f"RMSE against the city's height.tif: {np.sqrt(np.mean(error[valid] ** 2)):.2f} m over "
                   f"{int(valid.sum())} cells")
