@@ -1189,6 +1189,36 @@ def _quadrant_values(values, valid, i, j, dr, dc):
     return True, centre, along_rows, along_cols, corner
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _facing_counts(line, sample, valid, orientation, i, j):
+    """Of cell (i, j)'s footprint sub-points (``layover_facing_share``), how many are
+    range-reversing and how many are sampled."""
+    n = FACING_SUBPOINTS
+    reversing = 0
+    sampled = 0
+    for dr in (-1, 1):
+        for dc in (-1, 1):
+            ok, l00, l10, l01, l11 = _quadrant_values(line, valid, i, j, dr, dc)
+            if not ok:
+                continue
+            _, s00, s10, s01, s11 = _quadrant_values(sample, valid, i, j, dr, dc)
+            # (a, b) in [0, 1]^2 from the centre towards row i + dr / 2 and column
+            # j + dc / 2: rows and columns run dr / 2 and dc / 2 per unit of a, b.
+            sign = orientation * dr * dc
+            for p in range(n):
+                a = (p + 0.5) / n
+                for q in range(n):
+                    b = (q + 0.5) / n
+                    la = (1.0 - b) * (l10 - l00) + b * (l11 - l01)
+                    lb = (1.0 - a) * (l01 - l00) + a * (l11 - l10)
+                    sa = (1.0 - b) * (s10 - s00) + b * (s11 - s01)
+                    sb = (1.0 - a) * (s01 - s00) + a * (s11 - s10)
+                    if sign * (la * sb - lb * sa) < 0.0:
+                        reversing += 1
+            sampled += n * n
+    return reversing, sampled
+
+
 @numba.njit(cache=True, nogil=True)
 def layover_facing_share(line, sample, valid, orientation, row_start, row_stop, out):
     """The share of each cell's own footprint that is range-reversing, rows ``row_start:row_stop``.
@@ -1209,32 +1239,26 @@ def layover_facing_share(line, sample, valid, orientation, row_start, row_stop, 
     where the cell is void or no quadrant is sampled (a DEM of one cell).
     """
     cols = line.shape[1]
-    n = FACING_SUBPOINTS
     for i in range(row_start, row_stop):
         for j in range(cols):
             if not valid[i, j]:
                 out[i, j] = np.nan
                 continue
-            reversing = 0
-            sampled = 0
-            for dr in (-1, 1):
-                for dc in (-1, 1):
-                    ok, l00, l10, l01, l11 = _quadrant_values(line, valid, i, j, dr, dc)
-                    if not ok:
-                        continue
-                    _, s00, s10, s01, s11 = _quadrant_values(sample, valid, i, j, dr, dc)
-                    # (a, b) in [0, 1]^2 from the centre towards row i + dr / 2 and column
-                    # j + dc / 2: rows and columns run dr / 2 and dc / 2 per unit of a, b.
-                    sign = orientation * dr * dc
-                    for p in range(n):
-                        a = (p + 0.5) / n
-                        for q in range(n):
-                            b = (q + 0.5) / n
-                            la = (1.0 - b) * (l10 - l00) + b * (l11 - l01)
-                            lb = (1.0 - a) * (l01 - l00) + a * (l11 - l10)
-                            sa = (1.0 - b) * (s10 - s00) + b * (s11 - s01)
-                            sb = (1.0 - a) * (s01 - s00) + a * (s11 - s10)
-                            if sign * (la * sb - lb * sa) < 0.0:
-                                reversing += 1
-                    sampled += n * n
+            reversing, sampled = _facing_counts(line, sample, valid, orientation, i, j)
             out[i, j] = reversing / sampled if sampled else np.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def active_layover(line, sample, valid, orientation, row_start, row_stop, out):
+    """Whether each cell is in active layover, rows ``row_start:row_stop``: more than half
+    of its own footprint range-reversing (``layover_facing_share`` > 1/2; counts compared
+    in integers, so that the flag is exactly the share's), into ``out`` (rows, cols) bool;
+    False where the cell is void or no quadrant is sampled."""
+    cols = line.shape[1]
+    for i in range(row_start, row_stop):
+        for j in range(cols):
+            if not valid[i, j]:
+                out[i, j] = False
+                continue
+            reversing, sampled = _facing_counts(line, sample, valid, orientation, i, j)
+            out[i, j] = 2 * reversing > sampled

@@ -21,11 +21,14 @@ angle and cross-track angle, and the points split into nearer (c' < c) and farth
     backward margin   r - min r'      over the farther points
     shadow margin     max eta' - eta  over the nearer points
 
-Layover forward and backward where the margin exceeds ``range_tolerance`` (both: active,
-one: passive); passive shadow where the shadow margin reaches ``range_tolerance / r``
-(the same tolerance seen from the sensor); active shadow where the cell's surface faces
-away from the sensor, whatever the profile. A valid cell that no line of the window
-brackets has no point: neither layover nor passive shadow.
+Active layover where the cell's own surface lays over (the caller's ``active_layover``:
+more than half of its footprint range-reversing, ``facets.active_layover``), whatever
+the profile; passive layover where it does not but is overlain, a margin exceeding
+``range_tolerance`` forward or backward. Active shadow where the cell's surface faces
+away from the sensor (``faces_away``), whatever the profile; passive shadow where it
+does not but the shadow margin reaches ``range_tolerance / r`` (the same tolerance seen
+from the sensor). A valid cell that no line of the window brackets has no point:
+neither passive layover nor passive shadow.
 
 Cost. Building every cell's profile would cost O(cols) per cell; the masks are those of
 that construction (the tests check it against a numpy twin that builds it) at about
@@ -667,8 +670,8 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
 
 
 @numba.njit(cache=True, nogil=True)
-def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, valid,
-                        line0, sample0, n_lines, n_samples, range_tolerance, codes):
+def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover,
+                        valid, line0, sample0, n_lines, n_samples, range_tolerance, codes):
     """Layover and shadow masks of the cells in their own zero-Doppler planes, and mixing.
 
     Every radar line of the window is cut out of the DEM as a terrain profile; each valid
@@ -683,7 +686,8 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
         sample indices) from ``cell_geometry``; rows must run along track.
     slant_range : (rows, cols) float64, m.
     look_angle, cross_track : (rows, cols) float64, rad.
-    faces_away : (rows, cols) bool, the cell's surface faces away from the sensor.
+    faces_away : (rows, cols) bool, the cell's surface faces away from the sensor (active shadow).
+    active_layover : (rows, cols) bool, the cell's own surface lays over (active layover).
     valid : (rows, cols) bool.
     line0, sample0, n_lines, n_samples : int, the radar window (absolute first line and
         sample, size); only the lines of the window have profiles.
@@ -695,24 +699,26 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
     Returns
     -------
     layover, shadow : (rows, cols) uint8 codes: none, active or passive; outside for
-        invalid cells only (a valid cell that no profile reaches has no layover, and is in
-        active shadow where it faces away).
+        invalid cells only (a valid cell that no profile reaches is in active layover or
+        shadow where its own surface says so, else in none).
     mixing : (n_lines, n_samples) uint16, separate ground segments per pixel.
     """
     rows, cols = line.shape
     layover = np.empty((rows, cols), dtype=np.uint8)
     shadow = np.empty((rows, cols), dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    start, bucket = visibility_buckets(line, valid, valid, faces_away, line0, n_lines, codes, layover, shadow)
+    start, bucket = visibility_buckets(line, valid, valid, faces_away, active_layover, line0, n_lines, codes,
+                                       layover, shadow)
     runs = _column_runs(line, valid)
-    visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, valid, runs, start, bucket,
+    visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover, valid, runs,
+                     start, bucket,
                      line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, codes, layover, shadow,
                      mixing)
     return layover, shadow, mixing
 
 
 @numba.njit(cache=True, nogil=True)
-def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, codes, layover, shadow):
+def visibility_buckets(line, valid, judged, faces_away, active_layover, line0, n_lines, codes, layover, shadow):
     """Initial masks and the cells bucketed by the pair of window lines that brackets them.
 
     Key b holds the valid cells with floor(line) = line0 + b - 1, between lines b - 1 and
@@ -720,14 +726,15 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, codes, l
 
     Parameters
     ----------
-    line : (rows, cols) float64; valid, faces_away : (rows, cols) bool.
+    line : (rows, cols) float64; valid, faces_away, active_layover : (rows, cols) bool.
     judged : (rows, cols) bool, the valid cells to judge (bucket); the others only lend
         their points to the profiles (the neighbours of a band of lines).
     line0, n_lines : int, the window's first line and number of lines.
     codes : (none, active, passive, outside), int, the mask codes (the caller's:
         ``masks.MaskCode``).
     layover, shadow : (rows, cols) uint8 outputs: outside for invalid cells, none for
-        valid ones (active shadow where the cell faces away).
+        valid ones (active layover where ``active_layover``, active shadow where the cell
+        faces away).
 
     Returns
     -------
@@ -736,8 +743,8 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, codes, l
     """
     n_keys = n_lines + 1
     counts = np.zeros(n_keys + 1, dtype=np.int64)
-    bucket_counts(line, valid, judged, faces_away, line0, n_lines, 0, line.shape[0], codes, layover, shadow,
-                  counts)
+    bucket_counts(line, valid, judged, faces_away, active_layover, line0, n_lines, 0, line.shape[0], codes, layover,
+                  shadow, counts)
     start = np.zeros(n_keys + 1, dtype=np.int64)
     for b in range(n_keys):
         start[b + 1] = start[b] + counts[b]
@@ -748,8 +755,8 @@ def visibility_buckets(line, valid, judged, faces_away, line0, n_lines, codes, l
 
 
 @numba.njit(cache=True, nogil=True)
-def bucket_counts(line, valid, judged, faces_away, line0, n_lines, row_start, row_stop, codes, layover, shadow,
-                  counts):
+def bucket_counts(line, valid, judged, faces_away, active_layover, line0, n_lines, row_start, row_stop, codes,
+                  layover, shadow, counts):
     """Rows ``row_start:row_stop`` of ``visibility_buckets``' first pass: the initial masks
     of their cells (``codes`` as there) and, into ``counts`` (n_lines + 1,), how many
     judged cells each key holds. Row blocks run on threads; ``bucket_fill`` then places
@@ -760,7 +767,7 @@ def bucket_counts(line, valid, judged, faces_away, line0, n_lines, row_start, ro
     for i in range(row_start, row_stop):
         for j in range(cols):
             if valid[i, j]:
-                layover[i, j] = none
+                layover[i, j] = active if active_layover[i, j] else none
                 shadow[i, j] = active if faces_away[i, j] else none
                 key = int(math.floor(line[i, j])) - line0 + 1
                 if 0 <= key < n_keys and judged[i, j]:
@@ -825,8 +832,8 @@ def _initial_pointers(target, runs, line):
 
 
 @numba.njit(cache=True, nogil=True)
-def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, valid, runs, start, bucket,
-                     line0, sample0, n_lines, n_samples, range_tolerance, key_start, key_stop,
+def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover, valid, runs,
+                     start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, key_start, key_stop,
                      codes, layover, shadow, mixing):
     """Masks of the cells of keys ``key_start:key_stop`` and mixing of their window lines.
 
@@ -837,7 +844,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     ``key_start:min(key_stop, n_lines)`` are written: ranges of keys run independently
     (on threads).
     """
-    none, active, passive, _ = codes
+    passive = codes[2]
     rows, cols = line.shape
     n_keys = n_lines + 1
     if rows < 2:
@@ -1009,24 +1016,27 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                     shade = max(shade, (1.0 - w) * look_angle[ii, jj] + w * look_angle[ii + 1, jj] - e)
                 else:
                     backward = max(backward, r - r_k)
-            # Then the columns on the same side in both profiles, through their envelopes.
-            fore = forward > range_tolerance
-            if not fore:
-                m0, a0 = _nearer_max(split0, own0, t, r_hi, r_max, r_max_arg)
-                m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
-                if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
-                    fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
-                                         p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f,
-                                         side_blocks[0], side_ready, 0)
-            back = backward > range_tolerance
-            if not back:
-                m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
-                m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
-                if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
-                    back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
-                                         p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
-                                         side_blocks[1], side_ready, 1)
-            layover[i, j] = active if fore and back else (passive if fore or back else none)
+            # Then the columns on the same side in both profiles, through their envelopes;
+            # a cell in active layover needs no margin.
+            if not active_layover[i, j]:
+                fore = forward > range_tolerance
+                if not fore:
+                    m0, a0 = _nearer_max(split0, own0, t, r_hi, r_max, r_max_arg)
+                    m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
+                    if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
+                        fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
+                                             p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f,
+                                             side_blocks[0], side_ready, 0)
+                back = backward > range_tolerance
+                if not back:
+                    m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
+                    m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
+                    if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
+                        back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
+                                             p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
+                                             side_blocks[1], side_ready, 1)
+                if fore or back:
+                    layover[i, j] = passive
             if not faces_away[i, j]:
                 level = range_tolerance / r
                 shaded = shade >= level

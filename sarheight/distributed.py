@@ -233,7 +233,10 @@ class _BlockPlan:
     """What the client needs to plan, from the cell geometry of one block of rows."""
 
     any: bool
+    # The own rows' flags of the cells' own surface (``simulate.cell_geometry``): they
+    # need the neighbouring rows, which the block's halo holds and a sheared band may not.
     faces_away: np.ndarray | None
+    active_layover: np.ndarray | None
     line_range: tuple[float, float] = (math.nan, math.nan)
     # Lines and samples (min, max, min, max) of the facets of its cells with their halo:
     # together the blocks give the whole DEM's, hence the window in memory.
@@ -285,7 +288,8 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
     own = {name: cells[name][own_rows] for name in ("line", "sample", "valid", "pixel_area", "incidence")}
     valid = own["valid"]
     if not valid.any():
-        return _BlockPlan(any=False, faces_away=cells["faces_away"][own_rows])
+        return _BlockPlan(any=False, faces_away=cells["faces_away"][own_rows],
+                          active_layover=cells["active_layover"][own_rows])
     line = np.where(cells["valid"], cells["line"], np.nan)
     # The DEM's border among the block's edges: its first and last rows when the block
     # has no halo there; its first and last columns always.
@@ -319,6 +323,7 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
     return _BlockPlan(
         any=True,
         faces_away=cells["faces_away"][own_rows],
+        active_layover=cells["active_layover"][own_rows],
         line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
         facet_range=facet_extent(cells["line"], cells["sample"], cells["valid"], top, bottom, True, True),
         steps=cell_steps(cells, steps_every, block.halo_start, (own_rows.start, own_rows.stop)),
@@ -331,11 +336,11 @@ def _task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: _Block, s
 
 
 def _task_masks(axes: _Axes, row_start: np.ndarray, height: np.ndarray, faces_away: np.ndarray,
-                geometry: RadarGeometry, band: tuple[int, int], window: RadarWindow,
+                active_layover: np.ndarray, geometry: RadarGeometry, band: tuple[int, int], window: RadarWindow,
                 range_tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Layover, shadow and mixing of a band of lines [band[0], band[1]).
 
-    ``height`` and ``faces_away`` hold, column by column, the DEM rows from ``row_start``
+    ``height``, ``faces_away`` and ``active_layover`` hold, column by column, the DEM rows from ``row_start``
     whose cells cross the band's lines and the next (a sheared strip, ``_sheared``; rows
     beyond a column's strip are void). The cells judged are those whose line falls in
     the band; the profiles of lines band[0] .. band[1] are cut from all of them. Returns
@@ -343,7 +348,7 @@ def _task_masks(axes: _Axes, row_start: np.ndarray, height: np.ndarray, faces_aw
     (uint16, window samples) and which cells were judged.
     """
     lon, lat = axes.lon_lat(row_start, height.shape[0])
-    cells = cell_geometry_arrays(lon, lat, height, geometry, faces_away=False)
+    cells = cell_geometry_arrays(lon, lat, height, geometry, own_surface=False)
     del lon, lat
     first, stop = band
     with np.errstate(invalid="ignore"):
@@ -352,7 +357,7 @@ def _task_masks(axes: _Axes, row_start: np.ndarray, height: np.ndarray, faces_aw
         # image's line -0.5 .. 0), which in memory take that line's profile alone.
         judged = cells["valid"] & (key >= (first - 1 if first == window.line0 else first)) & (key < stop)
     profile_lines = RadarWindow(first, min(stop + 1, window.line_stop) - first, window.sample0, window.samples)
-    layover, shadow, mixing = visibility_masks(cells, faces_away, profile_lines, transpose=False,
+    layover, shadow, mixing = visibility_masks(cells, faces_away, active_layover, profile_lines, transpose=False,
                                                range_tolerance=range_tolerance, judged=judged)
     lines, samples = geometry.grid.shape
     with np.errstate(invalid="ignore"):
@@ -493,9 +498,11 @@ class _BlockwiseRun:
                 "needs them to; transpose the DEM or reconstruct in memory (without chunks or client)"
             )
         self.faces_away = np.zeros((rows, cols), dtype=bool)
+        self.active_layover = np.zeros((rows, cols), dtype=bool)
         for block, block_plan in zip(self.blocks, plans, strict=True):
             self.faces_away[block.start:block.stop] = block_plan.faces_away
-            block_plan.faces_away = None
+            self.active_layover[block.start:block.stop] = block_plan.active_layover
+            block_plan.faces_away = block_plan.active_layover = None
         facet_ranges = np.array([plans[k].facet_range for k in present])
         self.window = window = window_of_extent(
             (float(np.nanmin(facet_ranges[:, 0])), float(np.nanmax(facet_ranges[:, 1])),
@@ -604,8 +611,10 @@ class _BlockwiseRun:
         def make(_: dict) -> tuple[Callable, tuple]:
             row_start, row_stop = self.rows_of_band(b)
             height, index = _sheared(self.dem, row_start, row_stop)
-            away = np.take_along_axis(self.faces_away, np.clip(index, 0, self.dem.shape[0] - 1), axis=0)
-            return _task_masks, (self.axes, row_start, height, away, self.geometry, self.bands[b], self.window,
+            index = np.clip(index, 0, self.dem.shape[0] - 1)
+            away = np.take_along_axis(self.faces_away, index, axis=0)
+            own_layover = np.take_along_axis(self.active_layover, index, axis=0)
+            return _task_masks, (self.axes, row_start, height, away, own_layover, self.geometry, self.bands[b], self.window,
                                  self.range_tolerance)
         return make
 

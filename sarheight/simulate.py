@@ -264,22 +264,25 @@ def rows_run_along_track(line: np.ndarray) -> bool:
     return not steps[1] > steps[0]
 
 
-def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray,
-                window: RadarWindow, *, transpose: bool | None = None,
+def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_layover: np.ndarray,
+                     window: RadarWindow, *, transpose: bool | None = None,
                 range_tolerance: float | None = None,
                 judged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
     of the window's pixels (``kernels.visibility``).
 
-    Every valid cell gets a code (:class:`~sarheight.masks.MaskCode`), none where no line
-    of ``window`` brackets it; the caller marks the cells outside the image. Only the lines of ``window`` have profiles, so
+    Every valid cell gets a code (:class:`~sarheight.masks.MaskCode`): active layover
+    where ``own_layover`` (its own surface lays over, :func:`active_layover`), active
+    shadow where ``faces_away``, passive where other terrain overlays or shadows it in its
+    own plane; no passive code where no line of ``window`` brackets it. The caller marks
+    the cells outside the image. Only the lines of ``window`` have profiles, so
     a block's masks equal the in-memory ones where its window holds the lines around its
     cells (``distributed``). ``judged``: judge only these cells (the others lend their
     points to the profiles); needs rows along track.
     """
     line0, n_lines, sample0, n_samples = window
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
-    arrays = [cells[name] for name in names] + [faces_away, cells["valid"]]
+    arrays = [cells[name] for name in names] + [faces_away, own_layover, cells["valid"]]
     # Profiles cut DEM columns along track: put the axis along which lines change most first.
     if transpose is None:
         transpose = not rows_run_along_track(cells["line"])
@@ -287,14 +290,14 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray,
         range_tolerance = 0.05 * slant_range_spacing(cells)
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
-    line, valid, faces_away = arrays[0], arrays[6], arrays[5]
+    line, faces_away, own_layover, valid = arrays[0], arrays[5], arrays[6], arrays[7]
     layover = np.empty(line.shape, dtype=np.uint8)
     shadow = np.empty(line.shape, dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
     if transpose and judged is not None:
         raise InvalidInputError("masks of a selection of cells need rows along track")
-    start, bucket = _buckets(line, valid, valid if judged is None else judged, faces_away, line0, n_lines,
-                             layover, shadow)
+    start, bucket = _buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0,
+                             n_lines, layover, shadow)
     runs = visibility.column_runs(line, valid)
     # Ranges of lines are independent: each thread cuts the profile before its first.
     # Many more ranges than threads even out where layover (the costly cells) gathers
@@ -307,50 +310,76 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray,
     return layover, shadow, mixing
 
 
-def flat_orientation(cells: dict[str, np.ndarray], samples: int = STEP_SAMPLES) -> int:
+def flat_orientation(cells: dict[str, np.ndarray], geometry: RadarGeometry, samples: int = 64) -> int:
     """The sign (+1 or -1) of the Jacobian determinant d(line, sample) / d(row, column) of
-    terrain that is not range-reversing: the sign of the median of the forward-difference
-    determinants on an even subset of the cells (layover is a minority of any terrain,
-    so the median is the flat terrain's), +1 where no cell pair is valid."""
-    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
-    if min(line.shape) < 2:
+    terrain that is not range-reversing, for the cells' grid under ``geometry``.
+
+    Each of up to ``samples`` valid cells (an even subset) is mapped with its row and
+    column neighbours' positions at its own height: a level patch of the grid, which
+    never reverses range; the sign is the median's (all agree, barring rounding on a
+    degenerate grid). The terrain itself plays no part, so a DEM that is mostly layover
+    gets the same sign as any other on its grid, and blocks of one DEM agree. +1 where
+    no cell has both neighbours valid.
+    """
+    lon, lat, height, valid = cells["lon"], cells["lat"], cells["height"], cells["valid"]
+    if min(valid.shape) < 2:
         return 1
-    stride = step_stride(line.shape, samples)
-    here = (slice(0, -1, stride), slice(0, -1, stride))
-    down = (slice(1, None, stride), slice(0, -1, stride))
-    right = (slice(0, -1, stride), slice(1, None, stride))
-    determinant = ((line[down] - line[here]) * (sample[right] - sample[here])
-                   - (line[right] - line[here]) * (sample[down] - sample[here]))
-    usable = valid[here] & valid[down] & valid[right] & np.isfinite(determinant)
-    return -1 if usable.any() and float(np.median(determinant[usable])) < 0.0 else 1
+    usable = np.flatnonzero(valid[:-1, :-1])
+    if usable.size == 0:
+        return 1
+    usable = usable[np.linspace(0, usable.size - 1, min(samples, usable.size)).astype(np.int64)]
+    i, j = np.divmod(usable, valid.shape[1] - 1)
+    at = (np.stack([i, i + 1, i], axis=1), np.stack([j, j, j + 1], axis=1))
+    level = np.repeat(np.asarray(height[i, j], dtype=np.float64)[:, None], 3, axis=1)
+    patch = cell_geometry_arrays(np.ascontiguousarray(np.broadcast_to(lon, valid.shape)[at]),
+                                 np.ascontiguousarray(np.broadcast_to(lat, valid.shape)[at]), level, geometry,
+                                 own_surface=False)
+    line, sample = patch["line"], patch["sample"]
+    determinant = ((line[:, 1] - line[:, 0]) * (sample[:, 2] - sample[:, 0])
+                   - (line[:, 2] - line[:, 0]) * (sample[:, 1] - sample[:, 0]))
+    determinant = determinant[patch["valid"].all(axis=1) & np.isfinite(determinant)]
+    return -1 if determinant.size and float(np.median(determinant)) < 0.0 else 1
 
 
-def layover_facing_share(cells: dict[str, np.ndarray], orientation: int | None = None) -> np.ndarray:
+def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
     """The share (0..1, float32) of each cell's own footprint that faces the radar in
     layover (range-reversing in its zero-Doppler plane; ``kernels.facets.layover_facing_share``),
     NaN where the cell is void. ``orientation``: flat terrain's determinant sign
-    (default :func:`flat_orientation`).
+    (:func:`flat_orientation`).
 
     The criterion of active layover from the cell's own surface: a cell of which more
-    than half faces the radar this way lays over its neighbours by itself.
+    than half faces the radar this way lays over its neighbours by itself
+    (:func:`active_layover`, ``cells["active_layover"]``).
     """
-    orientation = flat_orientation(cells) if orientation is None else int(orientation)
     line, sample, valid = cells["line"], cells["sample"], cells["valid"]
     out = np.empty(line.shape, dtype=np.float32)
-    run_blocks(lambda start, stop: facets.layover_facing_share(line, sample, valid, orientation, start, stop, out),
+    run_blocks(lambda start, stop: facets.layover_facing_share(line, sample, valid, int(orientation), start, stop,
+                                                               out),
                line.shape[0], block_count(line.shape))
     return out
 
 
-def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away: np.ndarray, line0: int,
-             n_lines: int, layover: np.ndarray, shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def active_layover(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
+    """Whether each cell is in active layover (bool): more than half of its own footprint
+    range-reversing (:func:`layover_facing_share` above 1/2, ``kernels.facets.active_layover``)."""
+    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    out = np.empty(line.shape, dtype=bool)
+    run_blocks(lambda start, stop: facets.active_layover(line, sample, valid, int(orientation), start, stop, out),
+               line.shape[0], block_count(line.shape))
+    return out
+
+
+def _buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away: np.ndarray,
+             own_layover: np.ndarray, line0: int, n_lines: int, layover: np.ndarray,
+             shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``kernels.visibility.visibility_buckets`` on row blocks in threads: a counting sort of
     the cells by key, counted per block, placed per block (rows in order, so the cells of
     a key stay row-major)."""
     blocks = row_blocks(line.shape[0], block_count(line.shape))
     counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
     codes = kernel_codes()
-    run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, line0, n_lines, *blocks[k],
+    run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, own_layover, line0, n_lines,
+                                                      *blocks[k],
                                                       codes, layover, shadow, counts[k]) for k in range(a, b)],
                len(blocks), len(blocks))
     # Key b's cells are bucket[start[b]:start[b + 1]]; block k's begin at cursor[k, b].
@@ -458,11 +487,11 @@ def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.nd
 
 
 def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geometry: RadarGeometry, *,
-                         faces_away: bool = True) -> dict[str, np.ndarray]:
+                         own_surface: bool = True) -> dict[str, np.ndarray]:
     """:func:`cell_geometry` of cells given by longitude, latitude (rad; broadcast views of
     1-D axes are the fast case) and height (m) arrays of one shape, whose rows and columns
-    are DEM rows and columns (``faces_away``: normals from the neighbouring rows and
-    columns of these arrays)."""
+    are DEM rows and columns (``own_surface``: also ``faces_away`` and ``active_layover``,
+    which take the surface between the neighbouring rows and columns of these arrays)."""
     shape = height.shape
     k = geometry.kernel_arguments()
     # name: (dtype, trailing shape), in the kernel's argument order. Allocated here,
@@ -480,7 +509,7 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
         "valid": (np.bool_, ()),
     }
     out = {name: np.empty((*shape, *trailing), dtype=dtype) for name, (dtype, trailing) in fields.items()}
-    away = np.empty(shape, dtype=bool) if faces_away else None
+    away = np.empty(shape, dtype=bool) if own_surface else None
     reference_ns = np.datetime64(geometry.reference_time, "ns").astype(np.int64)
 
     def work(start: int, stop: int) -> None:
@@ -508,6 +537,9 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
     out.update(lon=lon, lat=lat, height=height)
     if away is not None:
         out["faces_away"] = away
+        # After every block's lines and samples are known: the footprints reach into
+        # the neighbouring rows.
+        out["active_layover"] = active_layover(out, flat_orientation(out, geometry))
     return out
 
 
@@ -1013,7 +1045,7 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
         on_window(window)
     factor = _oversample_factor(oversample, projection, dem, cells)
     lines, samples = geometry.grid.shape
-    layover, shadow, mixing = visibility_masks(cells, cells["faces_away"], window)
+    layover, shadow, mixing = visibility_masks(cells, cells["faces_away"], cells["active_layover"], window)
     # Cells whose centre falls outside the image are "outside" (255); a cell straddling
     # the image's edge keeps only the energy of its part inside.
     with np.errstate(invalid="ignore"):
@@ -1024,7 +1056,7 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     del outside
     smooth = SmoothFields.from_cells(cells, window)
     # What only the masks and the smooth fields needed goes now: 33 bytes per cell.
-    for name in ("look_angle", "cross_track", "pixel_area", "faces_away"):
+    for name in ("look_angle", "cross_track", "pixel_area", "faces_away", "active_layover"):
         del cells[name]
     state = Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
                         layover, shadow, mixing, {}, radar_sums(0, 0), smooth)

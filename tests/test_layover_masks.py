@@ -320,14 +320,16 @@ def _cut_columns(line, valid, fields, target):
     return found, [(1.0 - w) * field[i, j] + w * field[i + 1, j] for field in fields]
 
 
-def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, valid, line0, n_lines,
+def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, own_layover, valid, line0, n_lines,
                      range_tolerance):
     """Numpy twin of ``visibility_profiles``' masks: each cell's own profile, built whole.
 
     A cell on line l is judged in its own zero-Doppler plane: one point per other DEM
     column that the lines floor(l) or floor(l) + 1 of the window [line0, line0 + n_lines)
     cut, namely that column cut at l itself, where it reaches l. Points with a smaller
-    cross-track angle than the cell's are nearer, the others farther.
+    cross-track angle than the cell's are nearer, the others farther. Active layover and
+    shadow are the cell's own flags (``own_layover``, ``faces_away``); passive, a margin
+    beyond the tolerance where the flag is not set.
 
     Returns
     -------
@@ -359,7 +361,7 @@ def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, val
         backward = r - np.min(r_k[farther], initial=np.inf)
         shade = np.max(eta_k[nearer], initial=-np.inf) - look_angle[i, j]
         fore, back = forward > range_tolerance, backward > range_tolerance
-        layover[i, j] = 1 if fore and back else (2 if fore or back else 0)
+        layover[i, j] = 1 if own_layover[i, j] else (2 if fore or back else 0)
         shadow[i, j] = 1 if faces_away[i, j] else (2 if shade >= range_tolerance / r else 0)
         margins[:, i, j] = forward - range_tolerance, backward - range_tolerance, shade * r - range_tolerance
     return layover, shadow, margins
@@ -392,7 +394,7 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
     if window == "middle":
         line0, n_lines = line0 + n_lines // 3, n_lines // 3
     arrays = [cells[name] for name in ("line", "sample", "slant_range", "look_angle", "cross_track")]
-    arrays += [faces_away, cells["valid"]]
+    arrays += [faces_away, cells["active_layover"], cells["valid"]]
     transpose = not rows_run_along_track(cells["line"])
     assert transpose == (heading == 100.0)
     if transpose:
@@ -400,9 +402,9 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
     tolerance = 0.05 * geometry.grid.range_spacing
     layover, shadow, _ = visibility_profiles(*arrays, line0, sample0, n_lines, n_samples, tolerance,
                                              kernel_codes())
-    line, _, slant_range, look_angle, cross_track, away, valid = arrays
+    line, _, slant_range, look_angle, cross_track, away, own_layover, valid = arrays
     twin_layover, twin_shadow, margins = _twin_visibility(line, slant_range, look_angle, cross_track, away,
-                                                          valid, line0, n_lines, tolerance)
+                                                          own_layover, valid, line0, n_lines, tolerance)
     # A margin within rounding of its threshold could go either way: there should be none.
     assert not np.any(np.abs(margins[np.isfinite(margins)]) < 1e-6)
     assert np.array_equal(layover, twin_layover), np.argwhere(layover != twin_layover)
