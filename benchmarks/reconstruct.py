@@ -42,9 +42,10 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    the Rome 1" grid under the Rome GRD: the shared data hold no DEM of mountains under a
    GRD, and Rome has no layover or shadow. The 1" cells are 3x smaller than SRTM's 3", so
    the slopes are 3x steeper than eastern Turkey's (Alpine): layover and shadow, and
-   the sweep's work on them. Big Tujunga under the IW SLC is not used: an SLC's pixels (about 2.3 m in slant range, 14 m in azimuth) are not 2-3x
-   finer than a 30 m DEM in each direction. DEM cells/s and radar pixels/s of
-   ``simulate`` and ``reconstruct``, and the phase profile of one run of each. Skipped,
+   the sweep's work on them. Big Tujunga under the IW SLC is not used: an SLC's pixels
+   (about 2.3 m in slant range, 14 m in azimuth) are not 2-3x finer than a 30 m DEM in
+   each direction. DEM cells/s and radar pixels/s of ``simulate`` and ``reconstruct``,
+   the layover and shadow fractions, and the phase profile of one run of each. Skipped,
    with the reason printed, where the data are absent.
 
 Timings are the best of 3 warm runs (run-to-run spread on a shared 2-core machine is
