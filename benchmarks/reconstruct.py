@@ -36,10 +36,16 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    mirrored from its 360 cells to ``--coarse-side`` (1440) a side, real heights without
    seams, so that the run is long enough to time (2.1 M cells, 19.5 M radar pixels;
    Rome is flat: no layover, little sweep work per cell). Projected: the same heights
-   resampled to UTM 33N at 30 m (1.5 M cells). Big Tujunga under the IW SLC is not
-   used: an SLC's pixels (about 2.3 m in slant range, 14 m in azimuth) are not 2-3x
-   finer than a 30 m DEM in each direction. DEM cells/s and radar pixels/s of
-   ``simulate`` and ``reconstruct``, and the phase profile of one run of each. Skipped,
+   resampled to UTM 33N at 30 m (1.5 M cells). Mountains: transplanted relief, the real
+   SRTM 3" heights of eastern Turkey (1111-3270 m, EGM96 made ellipsoidal) mirrored from
+   1000 to ``--coarse-side`` cells (cropped at ``--quick``) and placed cell for cell on
+   the Rome 1" grid under the Rome GRD: the shared data hold no DEM of mountains under a
+   GRD, and Rome has no layover or shadow. The 1" cells are 3x smaller than SRTM's 3", so
+   the slopes are 3x steeper than eastern Turkey's (Alpine): layover and shadow, and
+   the sweep's work on them. Big Tujunga under the IW SLC is not used: an SLC's pixels
+   (about 2.3 m in slant range, 14 m in azimuth) are not 2-3x finer than a 30 m DEM in
+   each direction. DEM cells/s and radar pixels/s of ``simulate`` and ``reconstruct``,
+   the layover and shadow fractions, and the phase profile of one run of each. Skipped,
    with the reason printed, where the data are absent.
 
 Timings are the best of 3 warm runs (run-to-run spread on a shared 2-core machine is
@@ -561,28 +567,46 @@ GEOID = Path("geoid") / "egm96_15.gtx"
 UTM_CRS, UTM_SPACING = "EPSG:32633", 30.0
 #: DEM cells a side of the geographic case (the DEM itself has 360: it is mirrored to this).
 COARSE_SIDE, COARSE_SIDE_QUICK = 1440, 360
+#: SRTM 3" heights of eastern Turkey (1000 x 1000 cells, 1111-3270 m, EGM96): the relief of
+#: the mountains case, placed cell for cell on the Rome DEM's 1" grid.
+MOUNTAIN_DEM = Path("dem") / "eastern_turkey_srtm3.tif"
+
+
+def mirrored(heights: np.ndarray, side: int) -> np.ndarray:
+    """``heights`` mirrored (``np.pad(mode="symmetric")``: real heights, no seams) or cropped
+    to ``side`` x ``side`` cells, from its first row and column."""
+    extra = max(0, side - heights.shape[0]), max(0, side - heights.shape[1])
+    return np.pad(heights, ((0, extra[0]), (0, extra[1])), mode="symmetric")[:side, :side]
 
 
 def coarse_inputs(shared: Path, side: int) -> tuple[RadarGeometry, dict[str, xr.DataArray], str | None]:
     """The Rome GRD geometry and the coarse DEMs under it: ``geographic``, the Copernicus
-    DEM on its own 1" grid, mirrored (``np.pad(mode="symmetric")``: real heights, no
-    seams) from 360 to ``side`` cells a side, then made ellipsoidal with the geoid grid;
-    ``projected``, that DEM resampled bilinearly to a UTM 33N grid of ``UTM_SPACING`` m
-    inside its footprint. Or a reason to skip when the data are absent."""
+    DEM on its own 1" grid, mirrored (:func:`mirrored`) from 360 to ``side`` cells a side,
+    then made ellipsoidal with the geoid grid; ``projected``, that DEM resampled
+    bilinearly to a UTM 33N grid of ``UTM_SPACING`` m inside its footprint;
+    ``mountains``, transplanted relief: the SRTM 3" heights of eastern Turkey (1111-3270
+    m, EGM96), mirrored or cropped to ``side`` cells a side and placed cell for cell on
+    the Rome DEM's 1" grid, made ellipsoidal with the geoid grid there. The shared data
+    hold no DEM of mountains under a GRD (Rome is flat: no layover, no shadow), so real
+    mountain heights are put under the Rome GRD; its cells (23 m x 31 m) are 3x smaller
+    than SRTM's 3" (70 m x 93 m there), so its slopes are 3x steeper than the real ones,
+    Alpine rather than Anatolian. Or a reason to skip when the data are absent."""
     import rasterio
     from pyproj import Transformer
     from rasterio.warp import Resampling, reproject
 
-    paths = [shared / "s1" / ROME_GRD_NAME, shared / ROME_DEM, shared / GEOID]
+    paths = [shared / "s1" / ROME_GRD_NAME, shared / ROME_DEM, shared / GEOID, shared / MOUNTAIN_DEM]
     absent = [str(p) for p in paths if not p.exists()]
     if absent:
         return None, {}, f"the real reference data are absent ({', '.join(absent)})"
     geometry = RadarGeometry.from_sentinel1(paths[0], "IW/VV")
     with rasterio.open(paths[1]) as source:
         heights, transform = source.read(1).astype(np.float32), source.transform
-    extra = max(0, side - heights.shape[0]), max(0, side - heights.shape[1])
-    heights = np.pad(heights, ((0, extra[0]), (0, extra[1])), mode="symmetric")[:side, :side]
+    heights = mirrored(heights, side)
     geographic = open_dem((heights, transform, "EPSG:4326"), vertical_datum="egm96", geoid_grid=paths[2])
+    with rasterio.open(paths[3]) as source:
+        relief = mirrored(source.read(1).astype(np.float32), side)
+    mountains = open_dem((relief, transform, "EPSG:4326"), vertical_datum="egm96", geoid_grid=paths[2])
     # The largest UTM rectangle inside the geographic footprint: no void corners.
     west, north = transform * (0, 0)
     east, south = transform * (side, side)
@@ -595,7 +619,8 @@ def coarse_inputs(shared: Path, side: int) -> tuple[RadarGeometry, dict[str, xr.
     reproject(geographic.values, projected, src_transform=transform, src_crs="EPSG:4326", dst_transform=utm_transform,
               dst_crs=UTM_CRS, resampling=Resampling.bilinear, src_nodata=np.nan, dst_nodata=np.nan)
     return geometry, {"geographic": geographic,
-                      "projected": open_dem((projected, utm_transform, UTM_CRS), vertical_datum="ellipsoid")}, None
+                      "projected": open_dem((projected, utm_transform, UTM_CRS), vertical_datum="ellipsoid"),
+                      "mountains": mountains}, None
 
 
 def dem_cell_size(dem: xr.DataArray) -> list[float]:
@@ -649,6 +674,7 @@ def coarse_case(name: str, dem: xr.DataArray, geometry: RadarGeometry, projectio
               f"{pixels / 1e6:6.2f} M px " + "  ".join(
                   f"{label} {row[label]['seconds']:6.2f} s {row[label]['cells_per_second'] / 1e6:5.2f} M cells/s "
                   f"{row[label]['radar_pixels_per_second'] / 1e6:6.2f} M px/s" for label in ("simulate", "reconstruct"))
+              + f"  layover {row['layover_fraction']:.1%} shadow {row['shadow_fraction']:.1%}"
               + f"  load {row['load_average'][0]:.1f}", flush=True)
         for label in ("simulate", "reconstruct"):
             r = row[label]
@@ -661,14 +687,20 @@ def coarse_case(name: str, dem: xr.DataArray, geometry: RadarGeometry, projectio
 
 def run_coarse(shared: Path, side: int, projections: list[str], repeats: int) -> dict[str, Any]:
     """The coarse-DEM section of the report: DEMs 2-3x coarser than the pixels under the
-    real Rome GRD geometry (10 m pixels), geographic and projected."""
+    real Rome GRD geometry (10 m pixels): Rome geographic and projected, and transplanted
+    mountains (``coarse_inputs``)."""
     geometry, dems, skipped = coarse_inputs(shared, side)
     section: dict[str, Any] = {
         "geometry": f"Sentinel-1B IW GRD annotation {ROME_GRD_NAME} (10 m ground-range pixels), degree-5 orbit",
         "dems": {"geographic": f"{ROME_DEM} (Copernicus 30 m, 1\" = 23 m x 31 m, EGM96 -> ellipsoid with {GEOID}), "
                                f"mirrored from 360 to {side} cells a side",
                  "projected": f"the geographic DEM resampled bilinearly to {UTM_CRS} at {UTM_SPACING:g} m, inside "
-                              "its footprint"},
+                              "its footprint",
+                 "mountains": f"transplanted relief: the real SRTM 3\" heights of eastern Turkey ({MOUNTAIN_DEM}, "
+                              f"1111-3270 m, EGM96 -> ellipsoid with {GEOID}) {'mirrored' if side > 1000 else 'cropped'} "
+                              f"to {side} cells a side and placed cell for cell on the Rome DEM's 1\" grid under the "
+                              "Rome GRD, since the shared data hold no DEM of mountains under a GRD; its cells are 3x "
+                              "smaller than SRTM's 3\", so its slopes are 3x steeper than the real ones (Alpine)"},
         "shared_data": str(shared), "repeats": repeats, "results": [],
     }
     if skipped:

@@ -1135,6 +1135,57 @@ def valid_pixels(gamma_image, flat_gamma_area, fraction, row_start, row_stop, ou
 
 
 @numba.njit(cache=True, nogil=True)
+def radar_products(images, area_rows, area_columns, flat_rows, flat_columns, fraction, row_start, row_stop,
+                   simulated_area, simulated_gamma_area, pixel_area, valid):
+    """The radar outputs of a simulation, rows ``row_start:row_stop``, in one pass over the
+    pixels, each pixel's pixel area and flat-terrain gamma area evaluated where it is used
+    (no whole-image field): the same values to the bit as ``polynomial_field`` of the two
+    fields followed by ``per_pixel_area`` of both images, the pixel area as float32 and
+    ``valid_pixels``.
+
+    Parameters
+    ----------
+    images : (2, lines, samples) simulated sums: sum w c, sum w A_gamma (m^2).
+    area_rows, area_columns : the pixel area (m^2) as ``polynomial_field``'s row and
+        column terms (a NaN row term where nothing was fitted).
+    flat_rows, flat_columns : the flat-terrain gamma area a_p cot(theta) (m^2), likewise.
+    fraction : validity threshold, a fraction of the flat-terrain gamma area.
+    simulated_area, simulated_gamma_area : (lines, samples) float32 out: the sums over
+        the pixel area, NaN where it is not positive (or NaN).
+    pixel_area : (lines, samples) float32 out: the pixel area (m^2).
+    valid : (lines, samples) bool out: gamma area at least ``fraction`` of flat terrain's.
+    """
+    big = np.finfo(np.float64).max
+    n_samples = images.shape[2]
+    # The fields of a line, term after term along the line (SIMD lanes over the samples;
+    # each pixel's sum still in the order of the terms).
+    area_line = np.empty(n_samples)
+    flat_line = np.empty(n_samples)
+    for r in range(row_start, row_stop):
+        area_line[:] = 0.0
+        for k in range(area_rows.shape[0]):
+            term = area_rows[k, r]
+            for c in range(n_samples):
+                area_line[c] += term * area_columns[k, c]
+        flat_line[:] = 0.0
+        for k in range(flat_rows.shape[0]):
+            term = flat_rows[k, r]
+            for c in range(n_samples):
+                flat_line[c] += term * flat_columns[k, c]
+        for c in range(n_samples):
+            area = area_line[c]
+            flat = flat_line[c]
+            pixel_area[r, c] = area
+            positive = area > 0.0
+            simulated_area[r, c] = images[0, r, c] / area if positive else np.nan
+            gamma = images[1, r, c]
+            simulated_gamma_area[r, c] = gamma / area if positive else np.nan
+            g = 0.0 if gamma != gamma else min(max(gamma, -big), big)
+            f = math.inf if flat != flat else min(max(flat, -big), big)
+            valid[r, c] = g >= fraction * f
+
+
+@numba.njit(cache=True, nogil=True)
 def faces_away(ecef, look, row_start, row_stop, out):
     """Whether each cell's surface faces away from the sensor, rows ``row_start:row_stop``.
 

@@ -233,13 +233,29 @@ def clear_residue(images, line_start, line_stop, fields, powers, fitted, fit, li
 
 @numba.njit(cache=True, nogil=True)
 def intensity_problems(values, row_start, row_stop):
-    """Whether rows ``row_start:row_stop`` of an observed image hold an infinite value, and
-    a negative one (NaN is neither)."""
+    """What rows ``row_start:row_stop`` of an observed image hold, in one pass: an infinite
+    value, a negative one (NaN is neither), a finite one, a NaN (unknown)."""
     infinite = False
     negative = False
+    finite = False
+    unknown = False
     for i in range(row_start, row_stop):
         for j in range(values.shape[1]):
             value = values[i, j]
             infinite |= math.isinf(value)
             negative |= value < 0.0
-    return infinite, negative
+            finite |= math.isfinite(value)
+            unknown |= value != value
+    return infinite, negative, finite, unknown
+
+
+@numba.njit(cache=True, nogil=True)
+def missing_pixels(observed, buffer, line_start, line_stop, out):
+    """Lines ``line_start:line_stop`` of the pixels that the facets reach but the
+    observation lacks: ``isnan(observed) & ((sum w c > 0) | (sum w A_gamma > 0))``, the
+    sums read from the radar buffer ``buffer`` (padded, channels side by side)."""
+    for r in range(line_start, line_stop):
+        row = buffer[r + PAD]
+        for c in range(observed.shape[1]):
+            value = observed[r, c]
+            out[r, c] = value != value and (row[c + PAD, 0] > 0.0 or row[c + PAD, 1] > 0.0)

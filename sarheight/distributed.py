@@ -64,6 +64,7 @@ from .observation import (
     Observation,
     check_intensity,
     check_values,
+    intensity_flags,
     intensity_on_window,
     warn_if_implausible,
     warn_partial_coverage,
@@ -581,8 +582,9 @@ class _BlockwiseRun:
         covered = []
         for sub in checked:
             observed = observation.on_window(sub)
-            if np.isfinite(observed).any():
-                check_intensity(observed, sub)
+            flags = intensity_flags(observed)  # one threaded pass
+            if flags[2]:  # some finite value: the image covers this sub-window
+                check_values(observed, flags)
                 covered.append(observed.ravel()[:: max(1, observed.size // 10_000)])
         if not covered:
             check_intensity(np.full((1, 1), np.nan), self.window)  # raises: the image does not cover the DEM

@@ -257,20 +257,26 @@ def _check_radar_image(sar: Any, geometry: RadarGeometry) -> None:
     check_values(sar.values if isinstance(sar, xr.DataArray) else sar)
 
 
-def check_values(values: Any) -> None:
-    """Refuse negative or infinite intensities (an array of real numbers) before any work."""
+def intensity_flags(values: Any) -> tuple[bool, bool, bool, bool]:
+    """Whether an array of real numbers holds an infinite value, a negative one, a finite
+    one and a NaN: one threaded pass over a 2-D float image
+    (``kernels.reallocation.intensity_problems``; the image can be a whole product's)."""
     values = np.asarray(values)
     if values.dtype.kind in "iu":
-        # Integers are never infinite; unsigned ones never negative.
-        infinite, negative = False, bool(values.dtype.kind == "i" and values.size and values.min() < 0)
-    elif values.ndim == 2 and values.dtype in (np.float32, np.float64) and values.flags.c_contiguous:
-        # One threaded pass (the image can be a whole product's).
+        # Integers are never infinite nor NaN; unsigned ones never negative.
+        return False, bool(values.dtype.kind == "i" and values.size and values.min() < 0), values.size > 0, False
+    if values.ndim == 2 and values.dtype in (np.float32, np.float64) and values.flags.c_contiguous:
         found = run_blocks(lambda start, stop: reallocation_kernels.intensity_problems(values, start, stop),
                            values.shape[0])
-        infinite, negative = any(f[0] for f in found), any(f[1] for f in found)
-    else:
-        infinite = bool(np.isinf(values).any())
-        negative = bool(values.size and np.nanmin(values, initial=np.inf) < 0)
+        return tuple(any(f[k] for f in found) for k in range(4))
+    return (bool(np.isinf(values).any()), bool(values.size and np.nanmin(values, initial=np.inf) < 0),
+            bool(np.isfinite(values).any()), bool(np.isnan(values).any()))
+
+
+def check_values(values: Any, flags: tuple[bool, bool, bool, bool] | None = None) -> None:
+    """Refuse negative or infinite intensities (an array of real numbers) before any work;
+    ``flags``: its :func:`intensity_flags`, when known."""
+    infinite, negative, _, _ = intensity_flags(values) if flags is None else flags
     if infinite:
         raise InvalidInputError("the SAR image has infinite values: mask them as NaN first")
     if negative:
@@ -283,13 +289,14 @@ def check_values(values: Any) -> None:
 def check_intensity(observed: np.ndarray, window: RadarWindow) -> None:
     """Refuse the intensities read on ``window`` where none is finite (the image does not
     cover the DEM) or some are negative or infinite."""
-    if not np.isfinite(observed).any():
+    flags = intensity_flags(observed)
+    if not flags[2]:
         line0, n_lines, sample0, n_samples = window
         raise InvalidInputError(
             f"the SAR image has no finite value where the DEM falls (lines {line0}..{line0 + n_lines - 1}, "
             f"samples {sample0}..{sample0 + n_samples - 1}): the image does not cover the DEM"
         )
-    check_values(observed)
+    check_values(observed, flags)
 
 
 #: Median linear intensity above which an observation looks like dB or digital numbers:

@@ -32,6 +32,7 @@ from .masks import kernel_codes
 from .observation import (
     Observation,
     check_intensity,
+    intensity_flags,
     rebuilt_in_radar_geometry,
     warn_if_implausible,
     warn_partial_coverage,
@@ -125,13 +126,12 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     # Pixels the image lacks (NaN) but facets reach: the cells whose facets reach one get
     # only part of their energy, so they are NaN, not biased low. Found while the sums
     # are still there, rarely: the ratios' pass counts them.
-    with np.errstate(invalid="ignore"):
-        if bool(np.isnan(observed).any()):
-            images = channels(sums)
-            missing = np.isnan(observed) & ((images[0] > 0) | (images[1] > 0))
-            del images
-        else:
-            missing = None
+    if intensity_flags(observed)[3]:
+        missing = np.empty(observed.shape, dtype=bool)
+        run_blocks(lambda start, stop, image=observed: reallocation_kernels.missing_pixels(
+            image, sums, start, stop, missing), observed.shape[0], max(1, math.ceil(observed.shape[0] / _LINES_PER_BLOCK)))
+    else:
+        missing = None
     simulated_image, valid_pixels, n_missing = _ratios_in_place(state, sums, observed, prefix=state.exact)
     if not n_missing:
         missing = None

@@ -753,11 +753,7 @@ class Simulation:
             with np.errstate(invalid="ignore"):
                 return on_cells(np.degrees(np.arccos(np.clip(c["cos_local_incidence"], -1, 1))))
 
-        def per_pixel_area(image: np.ndarray) -> np.ndarray:
-            out = np.empty(image.shape, dtype=np.float32)
-            run_blocks(lambda start, stop: facets.per_pixel_area(image, self.pixel_area, start, stop, out),
-                       image.shape[0], block_count(image.shape))
-            return out
+        radar = functools.cache(self.radar_products)
 
         builders = {
             "local_incidence_angle": lambda: (dims, local_incidence(), {"units": "degree", "long_name": "local incidence angle"}),
@@ -777,14 +773,14 @@ class Simulation:
             "azimuth_time": lambda: (dims, cells["azimuth_time"]),
             "incidence_angle": lambda: (dims, np.degrees(cells["incidence"]).astype(np.float32),
                                         {"units": "degree", "long_name": "ellipsoid incidence angle"}),
-            "simulated_area": lambda: (radar_dims, per_pixel_area(self.images[0]),
+            "simulated_area": lambda: (radar_dims, radar()["simulated_area"],
                                        {"long_name": "simulated area image sum(w c) / pixel area"}),
-            "simulated_gamma_area": lambda: (radar_dims, per_pixel_area(self.images[1]),
+            "simulated_gamma_area": lambda: (radar_dims, radar()["simulated_gamma_area"],
                                              {"long_name": "simulated gamma area image sum(w A_gamma) / pixel area"}),
-            "pixel_area": lambda: (radar_dims, self.pixel_area.astype(np.float32),
+            "pixel_area": lambda: (radar_dims, radar()["pixel_area"],
                                    {"units": "m2", "long_name": "slant-plane pixel area"}),
             "mixing": lambda: (radar_dims, self.mixing, {"long_name": "number of separate ground segments per pixel"}),
-            "valid": lambda: (radar_dims, self.valid_pixels, {"long_name": "gamma area >= 5 % of flat terrain"}),
+            "valid": lambda: (radar_dims, radar()["valid"], {"long_name": "gamma area >= 5 % of flat terrain"}),
         }
         names = variables if variables is not None else tuple(builders)
         wants_radar = bool({"simulated_area", "simulated_gamma_area", "pixel_area", "mixing", "valid"} & set(names))
@@ -819,6 +815,24 @@ class Simulation:
     def sin_incidence(self) -> np.ndarray:
         """Sine of the ellipsoid incidence angle at every window pixel."""
         return np.sin(self.smooth_fields.evaluate("incidence", self.window))
+
+    def radar_products(self) -> dict[str, np.ndarray]:
+        """The radar outputs of the window (``simulated_area``, ``simulated_gamma_area``,
+        ``pixel_area``, all float32, and ``valid``, see :func:`simulate`) in one threaded
+        pass over the pixels (``kernels.facets.radar_products``), the smooth fields
+        evaluated per pixel: no whole-image float64 field."""
+        images = self.images
+        shape = images.shape[1:]
+        smooth = self.smooth_fields
+        area_terms = smooth.separable_terms("pixel_area", self.window)
+        flat_terms = smooth.separable_terms("flat_gamma_area", self.window)
+        out = {name: np.empty(shape, dtype=np.float32)
+               for name in ("simulated_area", "simulated_gamma_area", "pixel_area")}
+        out["valid"] = np.empty(shape, dtype=bool)
+        run_blocks(lambda start, stop: facets.radar_products(
+            images, *area_terms, *flat_terms, VALID_AREA_FRACTION, start, stop, *out.values()),
+            shape[0], block_count(shape))
+        return out
 
     @functools.cached_property
     def valid_pixels(self) -> np.ndarray:
@@ -959,22 +973,33 @@ class SmoothFields:
             fields[1] = self.coefficients["flat_gamma_area"]
         return fields, powers, fitted, tuple(int(value) for value in self.window)
 
-    def evaluate(self, name: str, window: RadarWindow | None = None) -> np.ndarray:
-        """The field on ``window`` (default: the whole fitted window), NaN when nothing was fitted."""
+    def separable_terms(self, name: str, window: RadarWindow | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The field on ``window`` (default: the whole fitted window) as row terms (n_terms,
+        lines) and column terms (n_terms, samples), the field being the sum over the terms
+        of their products, in order (``kernels.facets.polynomial_field``): each term
+        (c u^p) v^q is its factors along lines and along samples. One NaN term when
+        nothing was fitted."""
         line0, n_lines, sample0, n_samples = self.window
         sub_line0, sub_lines, sub_sample0, sub_samples = window or self.window
         coefficients = self.coefficients[name]
         if coefficients is None:
-            return np.full((sub_lines, sub_samples), np.nan)
+            return np.full((1, sub_lines), np.nan), np.ones((1, sub_samples))
         lines = np.arange(sub_line0 - line0, sub_line0 - line0 + sub_lines)
         samples = np.arange(sub_sample0 - sample0, sub_sample0 - sample0 + sub_samples)
         uu = (lines - 0.5 * n_lines) / max(n_lines, 1)
         vv = (samples - 0.5 * n_samples) / max(n_samples, 1)
-        # Each term is (c u^p) v^q: its factors along lines and along samples, then one
-        # threaded pass over the pixels (no whole-image temporary per term).
         terms = list(zip(self._terms(self.degree), coefficients, strict=True))
         row_terms = np.array([c * uu**p for (p, _), c in terms]).reshape(len(terms), sub_lines)
         column_terms = np.array([vv**q for (_, q), _ in terms]).reshape(len(terms), sub_samples)
+        return row_terms, column_terms
+
+    def evaluate(self, name: str, window: RadarWindow | None = None) -> np.ndarray:
+        """The field on ``window`` (default: the whole fitted window), NaN when nothing was fitted."""
+        _, sub_lines, _, sub_samples = window or self.window
+        if self.coefficients[name] is None:
+            return np.full((sub_lines, sub_samples), np.nan)
+        # One threaded pass over the pixels (no whole-image temporary per term).
+        row_terms, column_terms = self.separable_terms(name, window)
         out = np.empty((sub_lines, sub_samples))
         run_blocks(lambda start, stop: facets.polynomial_field(row_terms, column_terms, start, stop, out),
                    sub_lines, block_count(out.shape))

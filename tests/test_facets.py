@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sarheight.kernels import facets
 from sarheight.kernels.projection import gather_triangles, sample_window, scatter_triangles
 from sarheight.reallocation import reallocate, reallocation_ratios
-from sarheight.simulate import run_simulation
+from sarheight.simulate import VALID_AREA_FRACTION, run_simulation
 from tests import twin_reallocation as twin
 from tests.helpers import rough_dem, synthetic_geometry
 
@@ -156,6 +156,55 @@ def test_per_pixel_outputs_match_their_numpy_expressions(seed, rows, cols, speci
     facets.valid_pixels(image, flat, fraction, 0, rows, valid)
     with np.errstate(invalid="ignore", over="ignore"):
         np.testing.assert_array_equal(valid, np.nan_to_num(image) >= fraction * np.nan_to_num(flat, nan=np.inf))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), lines=st.integers(1, 7), samples=st.integers(1, 7), terms=st.integers(0, 6),
+       special=_SPECIAL, fraction=st.sampled_from([0.0, 0.05, 1.0]))
+def test_radar_products_equal_their_numpy_expressions(seed, lines, samples, terms, special, fraction):
+    """A simulation's radar outputs in one pass, the smooth fields evaluated per pixel,
+    equal the whole-image numpy expressions they replace (the fields accumulated term
+    after term, then the images over the pixel area, the area as float32, the validity),
+    NaN, infinities, zero and negative areas included."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(1.0, 2.0, (2, lines, samples))
+    images[rng.random(images.shape) < 0.3] = special
+    fields = []
+    for _ in range(2):
+        rows, columns = rng.normal(0.0, 2.0, (terms, lines)), rng.uniform(-1.0, 1.0, (terms, samples))
+        rows[rng.random(rows.shape) < 0.2] = special
+        fields.append((rows, columns))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        area, flat = (sum((rows[k][:, None] * columns[k][None, :] for k in range(terms)),
+                          np.zeros((lines, samples))) for rows, columns in fields)
+        expected = {"simulated_area": np.where(area > 0, images[0] / area, np.nan).astype(np.float32),
+                    "simulated_gamma_area": np.where(area > 0, images[1] / area, np.nan).astype(np.float32),
+                    "pixel_area": area.astype(np.float32),
+                    "valid": np.nan_to_num(images[1]) >= fraction * np.nan_to_num(flat, nan=np.inf)}
+    out = {name: np.empty((lines, samples), dtype=np.float32) for name in list(expected)[:3]}
+    out["valid"] = np.empty((lines, samples), dtype=bool)
+    facets.radar_products(images, *fields[0], *fields[1], fraction, 0, lines, *out.values())
+    for name, values in expected.items():
+        np.testing.assert_array_equal(out[name], values, err_msg=name)
+
+
+@pytest.mark.parametrize("projection", ["exact", "bilinear"])
+def test_radar_products_of_a_simulation_equal_the_separate_passes(projection):
+    """On a simulation, the one-pass radar outputs equal the smooth fields evaluated over
+    the window followed by the per-pixel passes, to the bit."""
+    state = _state(5, projection, "auto")
+    products = state.radar_products()
+    images = state.images
+    pixel_area = state.smooth_fields.evaluate("pixel_area")
+    flat = state.smooth_fields.evaluate("flat_gamma_area")
+    for name, image in (("simulated_area", images[0]), ("simulated_gamma_area", images[1])):
+        out = np.empty(image.shape, dtype=np.float32)
+        facets.per_pixel_area(image, pixel_area, 0, image.shape[0], out)
+        np.testing.assert_array_equal(products[name], out)
+    np.testing.assert_array_equal(products["pixel_area"], pixel_area.astype(np.float32))
+    valid = np.empty(images.shape[1:], dtype=bool)
+    facets.valid_pixels(images[1], flat, VALID_AREA_FRACTION, 0, valid.shape[0], valid)
+    np.testing.assert_array_equal(products["valid"], valid)
 
 
 @settings(max_examples=20, deadline=None)

@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 
 from sarheight.errors import GeometryError, InvalidInputError
 from sarheight.geometry import RadarGeometry
+from sarheight.kernels import facets
+from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
 from sarheight.layover import reconstruct, to_isce3_mask
-from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
+from sarheight.observation import intensity_flags
+from sarheight.simulate import channels, empirical_sigma0, run_simulation, simulate, simulate_sar
 from tests.helpers import assert_closed_recovery, plane_dem, rough_dem, synthetic_geometry
 
 
@@ -266,6 +269,34 @@ def test_image_covering_part_of_the_dem_gives_nan_where_it_is_missing():
     # Away from the cut the cells keep exactly what they had.
     np.testing.assert_allclose(result["backscatter"].values[before], full["backscatter"].values[before], rtol=1e-9)
     assert np.nanmin(result["backscatter"].values) > 0
+
+
+_SPECIAL = st.sampled_from([0.0, -1.0, np.nan, np.inf, -np.inf, 2.5])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 7), cols=st.integers(1, 7), special=_SPECIAL,
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_observation_checks_in_one_pass_equal_their_numpy_expressions(seed, rows, cols, special, dtype):
+    """The flags of an observation in one threaded pass, and the pixels the facets reach
+    but the observation lacks, equal the numpy expressions they replace (NaN and
+    infinities in the image and in the sums)."""
+    rng = np.random.default_rng(seed)
+    observed = rng.normal(1.0, 1.0, (rows, cols)).astype(dtype)
+    observed[rng.random(observed.shape) < 0.3] = special
+    flags = intensity_flags(observed)
+    with np.errstate(invalid="ignore"):
+        expected = (bool(np.isinf(observed).any()), bool((observed < 0).any()), bool(np.isfinite(observed).any()),
+                    bool(np.isnan(observed).any()))
+    assert flags == expected
+    sums = np.zeros(facets.radar_buffer_shape(rows, cols))
+    images = channels(sums)
+    images[:] = rng.normal(0.0, 1.0, images.shape)
+    images[rng.random(images.shape) < 0.3] = special
+    missing = np.empty((rows, cols), dtype=bool)
+    reallocation_kernels.missing_pixels(observed, sums, 0, rows, missing)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(missing, np.isnan(observed) & ((images[0] > 0) | (images[1] > 0)))
 
 
 def test_inputs_of_every_kind_give_the_same_reconstruction():
