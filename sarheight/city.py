@@ -432,7 +432,7 @@ def simulate_city(
                               nesz_db=None, seed=seed)
         images["double_bounce"] = corner.reindex_like(window, fill_value=0.0)
     # The bare terrain's radar position of each cell: the geocoding of a GRD product.
-    cells = cell_geometry(terrain, geometry)
+    cells = cell_geometry(terrain, geometry, own_surface=False)
     line = cells["line"] - float(window["line"].values[0])
     sample = cells["sample"] - float(window["sample"].values[0])
     sin_inc = np.sin(cells["incidence"].astype(np.float64))

@@ -373,7 +373,8 @@ def _tile_simulation(dem_view: xr.DataArray, geometry: RadarGeometry, plan: _Til
                      shadow_view: np.ndarray, sub_window: RadarWindow) -> Simulation:
     """The simulation of a tile with its halo, in a radar sub-window (masks outside in the
     halo: the neighbouring tiles' cells are not processed here)."""
-    cells = cell_geometry(dem_view, geometry)
+    # The masks are given: the flags of the cells' own surface are not needed here.
+    cells = cell_geometry(dem_view, geometry, own_surface=False)
     return Simulation(dem_view, geometry, cells, sub_window, plan.oversample, plan.exact, plan.contribution,
                       layover_view, shadow_view, np.zeros((1, 1), dtype=np.uint16), {}, radar_sums(0, 0),
                       plan.smooth)

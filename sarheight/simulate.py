@@ -478,12 +478,13 @@ def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: in
     return out
 
 
-def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry) -> dict[str, np.ndarray]:
-    """Zero-Doppler geometry of every cell centre (``kernels.cells.cell_geometry``) and
-    whether each cell faces away from the sensor; ``lon``, ``lat`` (rad) and ``height`` are
+def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry, *, own_surface: bool = True) -> dict[str, np.ndarray]:
+    """Zero-Doppler geometry of every cell centre (``kernels.cells.cell_geometry``) and,
+    with ``own_surface``, the flags of its own surface (``faces_away``, ``active_layover``:
+    what the masks need, not the facet passes); ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
     lon, lat = geodetic_coordinates(dem, radians=True)
-    return cell_geometry_arrays(lon, lat, np.ascontiguousarray(dem.values), geometry)
+    return cell_geometry_arrays(lon, lat, np.ascontiguousarray(dem.values), geometry, own_surface=own_surface)
 
 
 def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geometry: RadarGeometry, *,
