@@ -7,7 +7,8 @@ without PyTorch raises :class:`~sarheight.extras.MissingExtraError` saying so.
 Models are built by name (``build("ask_unet", in_channels=4)``); :func:`available` lists
 the names, :func:`register` adds a builder. Modules: ``blocks`` (ECA, LSK, the convolution
 block), ``unet`` (ASK-UNet and its ablations), ``resnet`` (ResNet-50 with torchvision's
-names, pretrained weights from a local file), ``mbhr`` (MBHR-Net), ``registry`` (the names).
+names, pretrained weights from a local file), ``mbhr`` (MBHR-Net), ``fusion`` (the LCZ
+fusion network), ``registry`` (the names).
 """
 
 from ..extras import require
@@ -15,6 +16,7 @@ from ..extras import require
 require("sarheight.models", "torch")
 
 from .blocks import ECA, ConvBlock, LSKBlock, LSKUnit, eca_kernel_size  # noqa: E402
+from .fusion import FusionNet, split_groups  # noqa: E402  (registers fusion_net)
 from .mbhr import MBHRNet  # noqa: E402  (registers mbhr_net)
 from .registry import available, build, register  # noqa: E402
 from .resnet import ResNet50Encoder, adapt_first_conv, load_resnet_weights  # noqa: E402
@@ -24,6 +26,7 @@ __all__ = [
     "ECA",
     "ASKUNet",
     "ConvBlock",
+    "FusionNet",
     "LSKBlock",
     "LSKUnit",
     "MBHRNet",
@@ -36,4 +39,5 @@ __all__ = [
     "load_resnet_weights",
     "pad_to_multiple",
     "register",
+    "split_groups",
 ]
