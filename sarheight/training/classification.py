@@ -1,0 +1,216 @@
+"""The patch classification LightningModule of the Local Climate Zone fusion study:
+FusionNet, class-weighted cross-entropy, Adam, and the scores of the study (overall and
+average accuracy, Cohen's kappa, per-class accuracy, the confusion matrix).
+
+The normalisation statistics (per channel, from the training split) and the class
+weights are taken from the data module at the start of ``fit`` into the module's buffers,
+so the checkpoint holds them: a checkpoint classifies raw So2Sat patches with nothing
+else. A checkpoint restored afterwards (resume, test of the best checkpoint) brings its
+own.
+
+Public names
+------------
+LCZClassification
+    The LightningModule.
+classification_scores
+    OA, AA, kappa and per-class accuracy of a confusion matrix.
+load_classifier
+    A trained module from its checkpoint, for inference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from ..errors import InvalidInputError, MissingInputError
+from ..models import FusionNet
+from ..models.fusion import WIDTHS
+
+__all__ = ["LCZClassification", "classification_scores", "load_classifier"]
+
+#: The scores of :func:`classification_scores` that are one number each.
+SCORES = ("oa", "aa", "kappa")
+
+
+def classification_scores(matrix: np.ndarray | torch.Tensor) -> dict[str, Any]:
+    """The scores of a confusion matrix (rows: the true class, columns: the predicted).
+
+    Returns
+    -------
+    dict
+        ``oa``: overall accuracy, the share of samples classified right; ``aa``: average
+        accuracy, the mean of the per-class accuracies over the classes that have samples;
+        ``kappa``: Cohen's kappa, (p_o - p_e) / (1 - p_e) with p_e the agreement of
+        independent row and column totals; ``per_class``: each class's accuracy (its
+        recall; NaN for a class without samples); ``samples``: the total. Fractions in [0, 1].
+    """
+    matrix = np.asarray(matrix.cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise InvalidInputError(f"a confusion matrix is square, got shape {matrix.shape}")
+    total = matrix.sum()
+    if total <= 0:
+        nan = float("nan")
+        return {"oa": nan, "aa": nan, "kappa": nan, "per_class": [nan] * len(matrix), "samples": 0}
+    truth, predicted = matrix.sum(1), matrix.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(truth > 0, np.diag(matrix) / truth, np.nan)
+    observed = np.trace(matrix) / total
+    expected = float(truth @ predicted) / total**2
+    kappa = (observed - expected) / (1.0 - expected) if expected < 1.0 else float("nan")
+    return {"oa": float(observed), "aa": float(np.nanmean(per_class)), "kappa": float(kappa),
+            "per_class": [float(v) for v in per_class], "samples": int(total)}
+
+
+class LCZClassification(L.LightningModule):
+    """Local Climate Zone classification of 18-channel So2Sat patches with :class:`FusionNet`.
+
+    Parameters
+    ----------
+    split, stage, sum_mode : the network's input split, fusion stage and, at stage 6,
+        how its branches are trained (:class:`~sarheight.models.FusionNet`).
+    num_classes : classes (17 local climate zones).
+    lr : Adam's learning rate (the paper's 1e-3).
+    dropout : after the dense layer (the paper's 0.4).
+    widths : the network's block widths (B1-B5 and the dense layer).
+    class_names : the classes' names, for the per-class scores.
+
+    A batch is ``(patches, labels)``: (N, 18, H, W) raw values and (N,) class codes.
+    Logged each epoch: ``{train,val,test}_loss`` and ``{val,test}_{oa,aa,kappa}``. After a
+    validation or test epoch :attr:`scores` holds that stage's
+    :func:`classification_scores` and its confusion matrix.
+    """
+
+    def __init__(self, split: str = "sar+optical", stage: int = 0, sum_mode: str = "dependent",
+                 num_classes: int = 17, lr: float = 1e-3, dropout: float = 0.4,
+                 widths: Sequence[int] = WIDTHS, class_names: Sequence[str] | None = None) -> None:
+        super().__init__()
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise InvalidInputError(f"lr must be a positive learning rate, got {lr!r}")
+        self.save_hyperparameters()
+        self.model = FusionNet(split, stage, num_classes, sum_mode, dropout=dropout, widths=tuple(widths))
+        self.class_names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(num_classes))
+        if len(self.class_names) != num_classes:
+            raise InvalidInputError(f"{len(self.class_names)} class names for {num_classes} classes")
+        channels = self.model.in_channels
+        self.register_buffer("input_mean", torch.zeros(channels))
+        self.register_buffer("input_std", torch.ones(channels))
+        self.register_buffer("class_weight", torch.ones(num_classes))
+        self.confusion = torch.nn.ModuleDict({stage: MulticlassConfusionMatrix(num_classes)
+                                              for stage in ("val", "test")})
+        self.scores: dict[str, dict[str, Any]] = {}
+
+    # ---- statistics from the data -------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if data is None or getattr(data, "statistics", None) is None:
+            raise MissingInputError("LCZClassification trains with a data module giving the training split's "
+                                    "statistics and class weights (sarheight.data.So2SatDataModule)")
+        self.set_statistics(data.statistics.mean, data.statistics.std, data.class_weights)
+
+    def set_statistics(self, mean: Sequence[float], std: Sequence[float], class_weights: Sequence[float]) -> None:
+        """Take per-channel ``mean`` and ``std`` and the loss's ``class_weights`` into the buffers."""
+        values = {"mean": np.asarray(mean, float), "std": np.asarray(std, float),
+                  "class weights": np.asarray(class_weights, float)}
+        sizes = {"mean": self.input_mean.numel(), "std": self.input_std.numel(),
+                 "class weights": self.class_weight.numel()}
+        for name, array in values.items():
+            if array.shape != (sizes[name],) or not np.isfinite(array).all():
+                raise InvalidInputError(f"{name}: {sizes[name]} finite values expected, got {array.shape}")
+        if (values["std"] <= 0).any() or (values["class weights"] < 0).any():
+            raise InvalidInputError("standard deviations must be > 0 and class weights >= 0")
+        for buffer, name in ((self.input_mean, "mean"), (self.input_std, "std"), (self.class_weight, "class weights")):
+            buffer.copy_(torch.as_tensor(values[name], dtype=buffer.dtype))
+
+    # ---- the network ----------------------------------------------------------------
+
+    def normalise(self, patches: torch.Tensor) -> torch.Tensor:
+        """Raw (N, 18, H, W) patches standardised per channel; non-finite values become 0."""
+        normalised = (patches.float() - self.input_mean[:, None, None]) / self.input_std[:, None, None]
+        return torch.nan_to_num(normalised, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, num_classes) logits of raw patches (stage 6: log of the summed probabilities)."""
+        return self.model(self.normalise(patches))
+
+    def predict_proba(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, num_classes) class probabilities of raw patches (evaluation mode, no gradient)."""
+        self.eval()
+        with torch.no_grad():
+            return torch.softmax(self(patches.to(self.device)), dim=1)
+
+    def _loss(self, patches: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.normalise(patches)
+        if self.model.stage == 6 and self.model.sum_mode == "independent":
+            # Each branch on its own loss: no gradient flows between them.
+            branches = self.model.branch_logits(x)
+            loss = sum(F.cross_entropy(z, labels, weight=self.class_weight) for z in branches)
+            logits = torch.logsumexp(torch.stack([F.log_softmax(z, 1) for z in branches]), 0)
+            return loss, logits
+        logits = self.model(x)
+        return F.cross_entropy(logits, labels, weight=self.class_weight), logits
+
+    def training_step(self, batch, batch_index):
+        patches, labels = batch
+        loss, _ = self._loss(patches, labels)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate(self, batch, stage: str) -> torch.Tensor:
+        patches, labels = batch
+        loss, logits = self._loss(patches, labels)
+        self.log(f"{stage}_loss", loss, on_epoch=True, batch_size=len(labels))
+        self.confusion[stage].update(logits.argmax(1), labels)
+        return loss
+
+    def validation_step(self, batch, batch_index):
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_index):
+        return self._evaluate(batch, "test")
+
+    def _end(self, stage: str) -> None:
+        matrix = self.confusion[stage].compute()
+        self.confusion[stage].reset()
+        scores = classification_scores(matrix)
+        self.scores[stage] = {**scores, "confusion": matrix.cpu().long().tolist()}
+        for name in SCORES:
+            self.log(f"{stage}_{name}", float(scores[name]))
+
+    def on_validation_epoch_end(self) -> None:
+        self._end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._end("test")
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+def load_classifier(path: str | os.PathLike[str], map_location: str = "cpu") -> LCZClassification:
+    """The :class:`LCZClassification` of a checkpoint (its statistics and class weights
+    included), in evaluation mode; the checkpoint is read with ``weights_only=True``."""
+    if not os.path.isfile(path):
+        raise MissingInputError(f"no checkpoint at {os.fspath(path)!r}: give the path of a .ckpt that "
+                                "sarheight lcz sweep wrote")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise InvalidInputError(f"{os.fspath(path)!r} is not a readable checkpoint ({error})") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not hparams or "split" not in hparams or "stage" not in hparams:
+        raise InvalidInputError(f"{os.fspath(path)!r} is not a checkpoint of an LCZ classifier "
+                                "(no split and stage among its hyper-parameters)")
+    module = LCZClassification(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
