@@ -174,6 +174,7 @@ def _blocks(dataset: h5py.Dataset, rows: np.ndarray, chunk: int) -> Iterator[tup
         else:
             values = dataset[wanted]
         yield np.arange(first, last), np.asarray(values)
+        del values  # one block in memory at a time: the next is read after this is dropped
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,9 @@ def channel_statistics(path: str | os.PathLike[str], indices: Sequence[int] | np
 
     Read ``chunk`` rows at a time (in increasing order, whatever the order of
     ``indices``); each chunk's mean and sum of squared deviations are summed in float64
-    and merged (Chan et al.), which keeps the variance exact for large means. A row given
-    twice counts twice. The file is checked first (:func:`check_file`).
+    and merged (Chan et al.), which keeps the variance exact for large means. One block of
+    one dataset is in memory at a time: ``chunk`` x 80 KiB of ``sen2`` (335 MB at 4096
+    rows). A row given twice counts twice. The file is checked first (:func:`check_file`).
     """
     path = Path(path)
     count = check_file(path)
@@ -278,6 +280,7 @@ def _moments(dataset: h5py.Dataset, rows: np.ndarray, weights: np.ndarray, chunk
         mean = mean + delta * n / merged
         squares = squares + block_squares + delta**2 * total * n / merged
         total = merged
+        del values
     return mean, squares / total
 
 
