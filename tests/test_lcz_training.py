@@ -127,3 +127,150 @@ def test_grid_of_the_study():
 def test_scores_json_round_trip():
     scores = classification_scores(np.eye(3) * 4)
     assert json.loads(json.dumps(scores))["oa"] == 1.0
+
+
+# --------------------------------------------------------------------------------------
+# the sweep end to end on tiny files in the So2Sat layout
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def so2sat(tmp_path_factory):
+    pytest.importorskip("h5py", reason="the So2Sat reader needs h5py (ml extra)")
+    from tests.helpers import write_tiny_so2sat
+
+    return write_tiny_so2sat(tmp_path_factory.mktemp("so2sat"), {"training.h5": 68, "validation.h5": 34,
+                                                                 "testing.h5": 34})
+
+
+@pytest.fixture(scope="module")
+def sweep(so2sat, tmp_path_factory):
+    from sarheight.training.lcz import run_sweep
+
+    out = tmp_path_factory.mktemp("sweep")
+    results = run_sweep(so2sat, out, splits=["sar", "optical", "sar+optical"], stages=[0, 6], seeds=2,
+                        max_epochs=2, patience=1, batch_size=16, widths=SMALL, accelerator="cpu", progress=False)
+    return out, results
+
+
+def test_sweep_writes_the_table_figures_and_every_run(sweep):
+    out, results = sweep
+    names = ["sar", "optical", "sar+optical_stage0", "sar+optical_stage6", "sar+optical_independent_sum"]
+    assert list(results["rows"]) == names
+    for name in names:
+        row = results["rows"][name]
+        assert len(row["runs"]) == 2 and [run["seed"] for run in row["runs"]] == [0, 1]
+        for run in row["runs"]:
+            assert 0 <= run["oa"] <= 1 and 0 <= run["aa"] <= 1 and -1 <= run["kappa"] <= 1
+        assert np.array(row["confusion_sum"]).sum() == 2 * 34  # every test patch, both seeds
+        assert row["std"]["oa"] >= 0
+    for name in ("sar", "optical", "sar+optical_stage0", "sar+optical_stage6"):
+        for seed in (0, 1):
+            run = out / "runs" / name / f"seed{seed}"
+            assert (run / "best.ckpt").exists() and (run / "last.ckpt").exists() and (run / "scores.json").exists()
+    saved = json.loads((out / "lcz_sweep.json").read_text())
+    assert saved["rows"]["sar"]["mean"]["oa"] == results["rows"]["sar"]["mean"]["oa"]
+    table = (out / "lcz_sweep.md").read_text()
+    assert "SAR | optical, independent sum" in table and "**" in table and "compact_high_rise" in table
+    for figure in ("lcz_sweep.png", "confusion.png"):
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_module_learns_the_tiny_classes(so2sat):
+    """Classes with separated channel means (a nearest-centroid rule gets them all): sixty
+    Adam steps take the test accuracy far above the 1/17 of chance, a check that labels,
+    channels, normalisation and loss line up end to end."""
+    from sarheight.data import So2SatDataModule
+
+    data = So2SatDataModule(str(so2sat), batch_size=17)
+    data.setup()
+    torch.manual_seed(0)
+    module = LCZClassification("sar+optical", 3, widths=(16, 16, 16, 16, 32, 64))
+    module.set_statistics(data.statistics.mean, data.statistics.std, data.class_weights)
+    optimiser = module.configure_optimizers()
+    for _ in range(15):
+        module.train()
+        for patches, labels in data.train_dataloader():
+            optimiser.zero_grad()
+            module._loss(patches, labels)[0].backward()
+            optimiser.step()
+    module.eval()
+    with torch.no_grad():
+        right = sum(int((module(x).argmax(1) == y).sum()) for x, y in data.test_dataloader())
+    assert right / 34 > 0.4
+
+
+def test_the_sweep_resumes_without_training_again(sweep, so2sat):
+    from sarheight.training.lcz import run_sweep
+
+    out, results = sweep
+    stamps = {path: path.stat().st_mtime_ns for path in (out / "runs").rglob("*.ckpt")}
+    again = run_sweep(so2sat, out, splits=["sar", "optical", "sar+optical"], stages=[0, 6], seeds=2,
+                      max_epochs=2, patience=1, batch_size=16, widths=SMALL, accelerator="cpu", progress=False)
+    assert {path: path.stat().st_mtime_ns for path in (out / "runs").rglob("*.ckpt")} == stamps
+    assert again["rows"] == results["rows"]
+
+
+def test_combine_of_the_single_sensor_networks_is_the_independent_sum(sweep, so2sat, tmp_path):
+    from sarheight.cli import main
+
+    out, results = sweep
+    written = tmp_path / "sum.json"
+    status = main(["lcz", "combine", str(out / "runs/sar/seed1/best.ckpt"), str(out / "runs/optical/seed1/best.ckpt"),
+                   "--data", str(so2sat), "--out", str(written), "--quiet"])
+    assert status == 0
+    scores = json.loads(written.read_text())
+    run = results["rows"]["sar+optical_independent_sum"]["runs"][1]
+    assert scores["oa"] == run["oa"] and scores["aa"] == run["aa"] and scores["samples"] == 34
+
+
+def test_a_checkpoint_classifies_raw_patches_alone(sweep, so2sat):
+    from sarheight.data.so2sat import So2SatLCZ42
+    from sarheight.training.classification import load_classifier
+
+    out, results = sweep
+    model = load_classifier(out / "runs/optical/seed0/best.ckpt")
+    assert model.model.groups == ((8, 9, 10, 11, 12, 13, 14, 15, 16, 17),)
+    assert model.input_std.min() > 0 and not torch.all(model.input_mean == 0)
+    test = So2SatLCZ42(so2sat, "testing")
+    patches = torch.stack([test[i][0] for i in range(len(test))])
+    labels = torch.stack([test[i][1] for i in range(len(test))])
+    predicted = model.predict_proba(patches).argmax(1)
+    assert float((predicted == labels).float().mean()) == pytest.approx(results["rows"]["optical"]["runs"][0]["oa"])
+    with pytest.raises(Exception, match="no checkpoint"):
+        load_classifier(out / "missing.ckpt")
+
+
+def test_sweep_command_line_and_clear_errors(so2sat, tmp_path, capsys):
+    from sarheight.cli import main
+
+    status = main(["lcz", "sweep", "--data", str(so2sat), "--splits", "physical", "--stages", "3", "--seeds", "1",
+                   "--max-epochs", "1", "--limit", "20", "--accelerator", "cpu", "--out", str(tmp_path / "cli"),
+                   "--quiet"])
+    assert status == 0
+    assert (tmp_path / "cli" / "lcz_sweep.md").exists()
+    assert main(["lcz", "sweep", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert main(["lcz", "sweep", "--data", str(so2sat), "--splits", "radar", "--out", str(tmp_path / "y"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "splits ['radar']" in err
+
+
+def test_lightning_cli_trains_one_configuration(so2sat, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from sarheight.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "lcz_fusion.yaml"
+    monkeypatch.chdir(tmp_path)
+    status = main(["lcz", "fit", "--config", str(config), "--data.root", str(so2sat), "--trainer.max_epochs", "1",
+                   "--model.widths", "[8, 8, 8, 8, 16, 16]", "--model.split", "physical", "--model.stage", "2",
+                   "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"])
+    assert status == 0
+    assert (tmp_path / "runs/lcz_fusion/checkpoints/last.ckpt").exists()
+    best = list((tmp_path / "runs/lcz_fusion").rglob("best-*.ckpt"))
+    assert len(best) == 1
+    status = main(["lcz", "test", "--config", str(config), "--data.root", str(so2sat), "--ckpt_path", str(best[0]),
+                   "--model.widths", "[8, 8, 8, 8, 16, 16]", "--model.split", "physical", "--model.stage", "2",
+                   "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"])
+    assert status == 0

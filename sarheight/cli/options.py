@@ -30,11 +30,14 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 
 class Action(NamedTuple):
-    """An action of a subcommand with actions (``sarheight terrain ACTION``)."""
+    """An action of a subcommand with actions (``sarheight terrain ACTION``); with
+    ``passthrough`` (LightningCLI's ``fit``) the action reads the rest of the line itself,
+    from ``args.arguments``, ``--help`` included."""
 
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    passthrough: bool = False
 
 
 def add_actions(parser: argparse.ArgumentParser, actions: dict[str, Action]) -> None:
@@ -42,9 +45,12 @@ def add_actions(parser: argparse.ArgumentParser, actions: dict[str, Action]) -> 
     action's ``run`` is in ``args.run_action`` (see :func:`run_action`)."""
     subparsers = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, action in actions.items():
-        subparser = subparsers.add_parser(name, help=action.help, description=action.help)
+        subparser = subparsers.add_parser(name, help=action.help, description=action.help,
+                                          add_help=not action.passthrough)
         action.add_arguments(subparser)
         subparser.set_defaults(run_action=action.run)
+        if action.passthrough:
+            subparser.set_defaults(passthrough=True)
 
 
 def run_action(args: argparse.Namespace) -> int:

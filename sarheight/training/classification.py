@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ..data.so2sat import LCZ_CLASSES
 from ..errors import InvalidInputError, MissingInputError
 from ..models import FusionNet
 from ..models.fusion import WIDTHS
@@ -80,7 +81,8 @@ class LCZClassification(L.LightningModule):
     lr : Adam's learning rate (the paper's 1e-3).
     dropout : after the dense layer (the paper's 0.4).
     widths : the network's block widths (B1-B5 and the dense layer).
-    class_names : the classes' names, for the per-class scores.
+    class_names : the classes' names, for the per-class scores (default: the 17 local
+        climate zones of :data:`~sarheight.data.so2sat.LCZ_CLASSES`).
 
     A batch is ``(patches, labels)``: (N, 18, H, W) raw values and (N,) class codes.
     Logged each epoch: ``{train,val,test}_loss`` and ``{val,test}_{oa,aa,kappa}``. After a
@@ -96,7 +98,11 @@ class LCZClassification(L.LightningModule):
             raise InvalidInputError(f"lr must be a positive learning rate, got {lr!r}")
         self.save_hyperparameters()
         self.model = FusionNet(split, stage, num_classes, sum_mode, dropout=dropout, widths=tuple(widths))
-        self.class_names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(num_classes))
+        if class_names:
+            self.class_names = tuple(class_names)
+        else:
+            self.class_names = LCZ_CLASSES if num_classes == len(LCZ_CLASSES) else tuple(
+                f"class_{i}" for i in range(num_classes))
         if len(self.class_names) != num_classes:
             raise InvalidInputError(f"{len(self.class_names)} class names for {num_classes} classes")
         channels = self.model.in_channels

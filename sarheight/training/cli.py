@@ -45,7 +45,8 @@ class SarHeightCLI(LightningCLI):
         parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
                              "checkpoint.every_n_train_steps": 100})
-        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+        if self.model_class is PixelRegression:
+            parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
@@ -56,11 +57,24 @@ class SarHeightCLI(LightningCLI):
         return super().instantiate_trainer(**{"plugins": plugins, **kwargs})
 
 
-def run_cli(subcommand: str, arguments: Sequence[str]) -> int:
+def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> int:
     """Run ``sarheight SUBCOMMAND ARGUMENTS`` (fit, validate or test) through LightningCLI;
-    returns the exit status (LightningCLI exits by itself on a bad configuration)."""
+    returns the exit status (LightningCLI exits by itself on a bad configuration).
+
+    ``task`` is ``"height"`` (:class:`PixelRegression` with any data module: ``sarheight
+    fit``) or ``"lcz"`` (:class:`~sarheight.training.classification.LCZClassification` with
+    :class:`~sarheight.data.so2sat.So2SatDataModule`: ``sarheight lcz fit``)."""
     if subcommand not in SUBCOMMANDS:
         raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
+    if task == "height":
+        model_class, data_class, subclass_mode = PixelRegression, LightningDataModule, True
+    elif task == "lcz":
+        from ..data.so2sat import So2SatDataModule
+        from .classification import LCZClassification
+
+        model_class, data_class, subclass_mode = LCZClassification, So2SatDataModule, False
+    else:
+        raise ValueError(f"task {task!r} is not 'height' or 'lcz'")
     # Lightning logs through its own handlers: passed on to the root logger too, each
     # line would show twice.
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -71,9 +85,9 @@ def run_cli(subcommand: str, arguments: Sequence[str]) -> int:
         # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         SarHeightCLI(
-            PixelRegression,
-            LightningDataModule,
-            subclass_mode_data=True,
+            model_class,
+            data_class,
+            subclass_mode_data=subclass_mode,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": "sarheight"},
