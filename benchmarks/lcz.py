@@ -7,7 +7,8 @@ nothing), with the default widths on So2Sat patches (18 x 32 x 32): the warm rat
 training step (forward, class-weighted cross-entropy, backward, an Adam step; dropout
 and batch statistics as in training; the independent sum's per-branch losses at stage
 6 as well) and of inference (evaluation mode, no autograd), on a batch of ``--batch``
-random patches, and the parameter count. Configurations are timed in alternation over
+random patches, in wall time and in process CPU time (all threads; other processes on a
+shared machine inflate it less), and the parameter count. Configurations are timed in alternation over
 ``--rounds`` rounds, best of each, so that a change of the machine's load shifts all of
 them alike. Writes JSON with the load average.
 
@@ -20,7 +21,7 @@ import argparse
 from typing import Any
 
 import torch
-from _common import best_time, finish, loadavg, machine
+from _common import best_cpu_time, best_time, finish, loadavg, machine
 
 from sarheight.models import FusionNet
 from sarheight.models.fusion import SPLITS, STAGES
@@ -80,12 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         for key in configurations():
             _, train_step, infer = setup(*key, args.batch)
             timing = {"train_step_s": best_time(train_step, repeats=3, min_total=0.3),
-                      "inference_s": best_time(infer, repeats=3, min_total=0.3)}
+                      "inference_s": best_time(infer, repeats=3, min_total=0.3),
+                      "train_step_cpu_s": best_cpu_time(train_step, repeats=3),
+                      "inference_cpu_s": best_cpu_time(infer, repeats=3)}
             entry = best.setdefault(key, timing)
             for name, value in timing.items():
                 entry[name] = min(entry[name], value)
             print(f"round {round_ + 1} {key[0]:12s} stage {key[1]} {key[2]:11s} train {timing['train_step_s']:.4f} s "
-                  f"inference {timing['inference_s']:.4f} s per {args.batch} patches", flush=True)
+                  f"({timing['train_step_cpu_s']:.4f} s CPU) inference {timing['inference_s']:.4f} s "
+                  f"({timing['inference_cpu_s']:.4f} s CPU) per {args.batch} patches", flush=True)
     rows: list[dict[str, Any]] = []
     for (split, stage, sum_mode), timing in best.items():
         model, _, _ = setup(split, stage, sum_mode, 1)
