@@ -171,7 +171,7 @@ def test_sweep_writes_the_table_figures_and_every_run(sweep):
     saved = json.loads((out / "lcz_sweep.json").read_text())
     assert saved["rows"]["sar"]["mean"]["oa"] == results["rows"]["sar"]["mean"]["oa"]
     table = (out / "lcz_sweep.md").read_text()
-    assert "SAR | optical, independent sum" in table and "**" in table and "compact_high_rise" in table
+    assert "SAR \\| optical, independent sum" in table and "**" in table and "compact_high_rise" in table
     for figure in ("lcz_sweep.png", "confusion.png"):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
 

@@ -316,6 +316,11 @@ def _percent(mean: float, std: float) -> str:
     return "–" if not np.isfinite(mean) else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (a ``|`` of its own would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def write_sweep_table(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """The study's table in Markdown: OA, AA and kappa (%, mean ± std over seeds) per row,
     the best AA in bold, then the per-class accuracy of every row."""
@@ -325,13 +330,13 @@ def write_sweep_table(results: dict[str, Any], path: str | os.PathLike[str]) -> 
              "| configuration | OA (%) | AA (%) | κ (×100) |", "|---|---|---|---|"]
     for name, row in rows.items():
         aa = _percent(row["mean"]["aa"], row["std"]["aa"])
-        lines.append(f"| {row['label']} | {_percent(row['mean']['oa'], row['std']['oa'])} | "
+        lines.append(f"| {_cell(row['label'])} | {_percent(row['mean']['oa'], row['std']['oa'])} | "
                      f"{f'**{aa}**' if name == best else aa} | {_percent(row['mean']['kappa'], row['std']['kappa'])} |")
     classes = results["classes"]
     lines += ["", "Per-class accuracy (%), mean over seeds:", "",
               "| configuration | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     for row in rows.values():
-        lines.append(f"| {row['label']} | " + " | ".join("–" if not np.isfinite(v) else f"{100 * v:.1f}"
+        lines.append(f"| {_cell(row['label'])} | " + " | ".join("–" if not np.isfinite(v) else f"{100 * v:.1f}"
                                                         for v in row["per_class_mean"]) + " |")
     path = Path(path)
     with atomic_path(path) as tmp:
