@@ -175,6 +175,23 @@ def _bracket(target, j, i, line, runs):
     return False, i
 
 
+@numba.njit(cache=True, nogil=True)
+def _column_spans(runs, cols):
+    """Per column, the smallest and largest line of its valid cells ((cols, 2) float64; inf
+    and -inf for a column without runs): a line outside it is not reached."""
+    first, _, lines, _ = runs
+    span = np.empty((cols, 2))
+    for j in range(cols):
+        lo = math.inf
+        hi = -math.inf
+        for k in range(first[j], first[j + 1]):
+            lo = min(lo, lines[k, 0])
+            hi = max(hi, lines[k, 1])
+        span[j, 0] = lo
+        span[j, 1] = hi
+    return span
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _weight(target, i, j, line):
     """Interpolation weight of row i + 1 where column j's line equals ``target``."""
@@ -183,7 +200,7 @@ def _weight(target, i, j, line):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, faces_away, runs, pointer,
+def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, faces_away, runs, span, pointer,
                  ct, eta, rng, smp, away, column, bracket):
     """Cut every DEM column where its cells' line crosses ``target``: the line's profile.
 
@@ -192,7 +209,7 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
     target : float, the radar line (absolute index).
     line, sample, slant_range, look_angle, cross_track, faces_away : (rows, cols) cell
         arrays as in ``visibility_profiles``.
-    runs : the column runs from ``_column_runs``.
+    runs : the column runs from ``_column_runs``; span: their line spans (``_column_spans``).
     pointer : (cols,) int64, per column the first row of the pair tried first; updated,
         so that successive lines start where the last one was found.
     ct, eta, rng, smp : (cols,) float64 outputs: cross-track angle (rad), look angle
@@ -205,6 +222,7 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
     n : int, the number of points written.
     """
     rows, cols = line.shape
+    first, pairs, _, rising = runs
     n = 0
     for j in range(cols):
         # Lines advance by about one per DEM row along a column: the pair the last line
@@ -223,7 +241,19 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
                     found = True
                     i = k
         if not found:
-            found, i = _bracket(target, j, pointer[j], line, runs)
+            o0 = first[j]
+            o1 = first[j + 1]
+            if o0 == o1:
+                continue
+            if target < span[j, 0] or target > span[j, 1]:
+                # A line the column does not reach (columns at the DEM's edges, every line
+                # for a while): _bracket steps to the column's run at that end and stops
+                # there; written out, without the call (its array arguments are
+                # reference-counted, which cost more than the search here).
+                k = o1 - 1 if (target > span[j, 1]) == rising[j] else o0
+                pointer[j] = min(max(i, pairs[k, 0]), pairs[k, 1])
+                continue
+            found, i = _bracket(target, j, i, line, runs)
         pointer[j] = i
         if not found:
             continue
@@ -492,43 +522,6 @@ def _count_below_near(values, slot, n, x, guess):
         else:
             hi = mid
     return lo
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _nearer_max(split, own, slot, values, prefix, prefix_arg):
-    """Maximum of ``values[slot, :split]`` without index ``own``, and where it is.
-
-    ``prefix`` and ``prefix_arg`` hold the running maximum of ``values`` and its index.
-    Returns (-inf, -1) where no point is left. The own column's point lies next to the
-    split, so the loop is short; the rest is written with selects, not branches (whether
-    the own column is nearer than the split is a coin toss from cell to cell).
-    """
-    inside = 0 <= own < split
-    limit = own if inside else split
-    k = max(limit - 1, 0)
-    best = prefix[slot, k] if limit > 0 else -math.inf
-    arg = prefix_arg[slot, k] if limit > 0 else -1
-    for q in range(own + 1 if inside else split, split):
-        if values[slot, q] > best:
-            best = values[slot, q]
-            arg = q
-    return best, arg
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _farther_min(split, own, n, slot, values, suffix, suffix_arg):
-    """Minimum of ``values[slot, split:n]`` without index ``own``, and where it is (inf, -1:
-    none); as ``_nearer_max``."""
-    inside = own >= split
-    first = own + 1 if inside else split
-    k = min(first, n - 1)
-    best = suffix[slot, k] if first < n else math.inf
-    arg = suffix_arg[slot, k] if first < n else -1
-    for q in range(split, own if inside else split):
-        if values[slot, q] < best:
-            best = values[slot, q]
-            arg = q
-    return best, arg
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -851,6 +844,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
         return
     key_stop = min(key_stop, n_keys)
     pointer = _initial_pointers(float(line0 + max(key_start - 1, 0)), runs, line)
+    span = _column_spans(runs, cols)
     ct = np.empty(cols)
     eta = np.empty(cols)
     rng = np.empty(cols)
@@ -895,7 +889,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
         count[s] = 0
         if b < n_lines:
             n = _cut_profile(float(line0 + b), line, sample, slant_range, look_angle, cross_track, faces_away,
-                             runs, pointer, ct, eta, rng, smp, away, column, bracket)
+                             runs, span, pointer, ct, eta, rng, smp, away, column, bracket)
             if n > 0:
                 order = _sorted_order(ct, n)
                 if own:
@@ -1017,20 +1011,48 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 else:
                     backward = max(backward, r - r_k)
             # Then the columns on the same side in both profiles, through their envelopes;
-            # a cell in active layover needs no margin.
+            # a cell in active layover needs no margin. The envelope extremum of a side
+            # without the own column: the running extremum up to that column (the side's
+            # end of it, ``near``; its start, ``far``) and the few points between it and the
+            # split. Written out: as an inlined helper taking the arrays, their reference
+            # counting stayed, nine atomic increments and decrements a cell.
+            near0 = own0 if 0 <= own0 < split0 else split0
+            near1 = own1 if 0 <= own1 < split1 else split1
+            far0 = own0 + 1 if own0 >= split0 else split0
+            far1 = own1 + 1 if own1 >= split1 else split1
             if not active_layover[i, j]:
                 fore = forward > range_tolerance
                 if not fore:
-                    m0, a0 = _nearer_max(split0, own0, t, r_hi, r_max, r_max_arg)
-                    m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
+                    m0 = r_max[t, near0 - 1] if near0 > 0 else -math.inf
+                    a0 = r_max_arg[t, near0 - 1] if near0 > 0 else -1
+                    for q in range(near0 + 1, split0):
+                        if r_hi[t, q] > m0:
+                            m0 = r_hi[t, q]
+                            a0 = q
+                    m1 = r_max[s, near1 - 1] if near1 > 0 else -math.inf
+                    a1 = r_max_arg[s, near1 - 1] if near1 > 0 else -1
+                    for q in range(near1 + 1, split1):
+                        if r_hi[s, q] > m1:
+                            m1 = r_hi[s, q]
+                            a1 = q
                     if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
                         fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                              p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f,
                                              side_blocks[0], side_ready, 0)
                 back = backward > range_tolerance
                 if not back:
-                    m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
-                    m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
+                    m0 = r_min[t, far0] if far0 < n0 else math.inf
+                    a0 = r_min_arg[t, far0] if far0 < n0 else -1
+                    for q in range(split0, far0 - 1):
+                        if r_lo[t, q] < m0:
+                            m0 = r_lo[t, q]
+                            a0 = q
+                    m1 = r_min[s, far1] if far1 < n1 else math.inf
+                    a1 = r_min_arg[s, far1] if far1 < n1 else -1
+                    for q in range(split1, far1 - 1):
+                        if r_lo[s, q] < m1:
+                            m1 = r_lo[s, q]
+                            a1 = q
                     if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
                         back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                              p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
@@ -1041,8 +1063,18 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 level = range_tolerance / r
                 shaded = shade >= level
                 if not shaded:
-                    m0, a0 = _nearer_max(split0, own0, t, eta_hi, eta_max, eta_max_arg)
-                    m1, a1 = _nearer_max(split1, own1, s, eta_hi, eta_max, eta_max_arg)
+                    m0 = eta_max[t, near0 - 1] if near0 > 0 else -math.inf
+                    a0 = eta_max_arg[t, near0 - 1] if near0 > 0 else -1
+                    for q in range(near0 + 1, split0):
+                        if eta_hi[t, q] > m0:
+                            m0 = eta_hi[t, q]
+                            a0 = q
+                    m1 = eta_max[s, near1 - 1] if near1 > 0 else -math.inf
+                    a1 = eta_max_arg[s, near1 - 1] if near1 > 0 else -1
+                    for q in range(near1 + 1, split1):
+                        if eta_hi[s, q] > m1:
+                            m1 = eta_hi[s, q]
+                            a1 = q
                     if _bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
                         shaded = _side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
                                                p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f,
