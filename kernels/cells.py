@@ -202,8 +202,15 @@ def _chunk_slopes(range_row, line_time, solved, n, rm_times, rm_sr0, rm_coeffs, 
             q0 += 1
         if q0 < n and not is_nearest_entry(line_time[q0], rm_times, entry):
             entry = nearest_entry(line_time[q0], rm_times)
+        # is_nearest_entry's comparisons, with infinite neighbours at the ends: written
+        # out, as the inlined call kept the reference counting of ``rm_times`` per cell.
+        n_entries = rm_times.shape[0]
+        previous = rm_times[entry - 1] if entry > 0 else -math.inf
+        current = rm_times[entry]
+        following = rm_times[entry + 1] if entry < n_entries - 1 else math.inf
         for q in range(n):
-            uniform &= (not solved[q]) | is_nearest_entry(line_time[q], rm_times, entry)
+            lt = line_time[q]
+            uniform &= (not solved[q]) | ((lt - previous > current - lt) & (lt - current <= following - lt))
     if not uniform:
         for q in range(n):
             slope[q] = (ground_range_and_derivative(line_time[q], range_row[q], rm_times, rm_sr0, rm_coeffs)[1]

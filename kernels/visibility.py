@@ -45,6 +45,13 @@ bound is inconclusive, the columns where the extrema are reached, then the whole
 Cells are bucketed by L0, two profiles are kept, and bracket searches step from run to
 run of valid cells along a column, not through voids.
 
+The bounds hold for any two lines that bracket a cell, not only L0 and L0 + 1: the cells
+between window lines a and a + g are set against those two profiles at once, with
+f = (l - a) / g (``visibility_lines``' ``group``). On a DEM coarser than the lines, g =
+the lines per DEM row makes the work per pair of profiles (envelopes, running extrema)
+follow the DEM rows instead of the lines; every line is still cut for the mixing. The
+masks are the same for any g (the tests check g = 1, 2, 3 against the twin).
+
 Mixing: per pixel of a line, the number of separate runs of illuminated points of the
 line's profile in it.
 
@@ -175,6 +182,23 @@ def _bracket(target, j, i, line, runs):
     return False, i
 
 
+@numba.njit(cache=True, nogil=True)
+def _column_spans(runs, cols):
+    """Per column, the smallest and largest line of its valid cells ((cols, 2) float64; inf
+    and -inf for a column without runs): a line outside it is not reached."""
+    first, _, lines, _ = runs
+    span = np.empty((cols, 2))
+    for j in range(cols):
+        lo = math.inf
+        hi = -math.inf
+        for k in range(first[j], first[j + 1]):
+            lo = min(lo, lines[k, 0])
+            hi = max(hi, lines[k, 1])
+        span[j, 0] = lo
+        span[j, 1] = hi
+    return span
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _weight(target, i, j, line):
     """Interpolation weight of row i + 1 where column j's line equals ``target``."""
@@ -183,7 +207,7 @@ def _weight(target, i, j, line):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, faces_away, runs, pointer,
+def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, faces_away, runs, span, pointer,
                  ct, eta, rng, smp, away, column, bracket):
     """Cut every DEM column where its cells' line crosses ``target``: the line's profile.
 
@@ -192,7 +216,7 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
     target : float, the radar line (absolute index).
     line, sample, slant_range, look_angle, cross_track, faces_away : (rows, cols) cell
         arrays as in ``visibility_profiles``.
-    runs : the column runs from ``_column_runs``.
+    runs : the column runs from ``_column_runs``; span: their line spans (``_column_spans``).
     pointer : (cols,) int64, per column the first row of the pair tried first; updated,
         so that successive lines start where the last one was found.
     ct, eta, rng, smp : (cols,) float64 outputs: cross-track angle (rad), look angle
@@ -205,6 +229,7 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
     n : int, the number of points written.
     """
     rows, cols = line.shape
+    first, pairs, _, rising = runs
     n = 0
     for j in range(cols):
         # Lines advance by about one per DEM row along a column: the pair the last line
@@ -223,7 +248,19 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
                     found = True
                     i = k
         if not found:
-            found, i = _bracket(target, j, pointer[j], line, runs)
+            o0 = first[j]
+            o1 = first[j + 1]
+            if o0 == o1:
+                continue
+            if target < span[j, 0] or target > span[j, 1]:
+                # A line the column does not reach (columns at the DEM's edges, every line
+                # for a while): _bracket steps to the column's run at that end and stops
+                # there; written out, without the call (its array arguments are
+                # reference-counted, which cost more than the search here).
+                k = o1 - 1 if (target > span[j, 1]) == rising[j] else o0
+                pointer[j] = min(max(i, pairs[k, 0]), pairs[k, 1])
+                continue
+            found, i = _bracket(target, j, i, line, runs)
         pointer[j] = i
         if not found:
             continue
@@ -323,13 +360,14 @@ def _own_point(here, j, i, line, runs, cross_track, field):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _envelopes(j, i0, i1, f_line0, r0, r1, eta0, eta1, ct0, ct1, line, valid, slant_range, look_angle,
+def _envelopes(j, i0, i1, f_line0, width, r0, r1, eta0, eta1, ct0, ct1, line, valid, slant_range, look_angle,
                cross_track):
     """How far the column's path between two lines rises above and sinks below its chords.
 
-    Between its cuts at lines L0 (row pair from ``i0``) and L0 + 1 (from ``i1``), column
-    ``j`` is piecewise linear in the line, with kinks at the cells between; the chords
-    join the cuts' slant ranges ``r0``, ``r1`` and look angles ``eta0``, ``eta1``.
+    Between its cuts at lines ``f_line0`` (row pair from ``i0``) and ``f_line0 + width``
+    (from ``i1``), column ``j`` is piecewise linear in the line, with kinks at the cells
+    between; the chords join the cuts' slant ranges ``r0``, ``r1`` and look angles
+    ``eta0``, ``eta1``.
 
     Returns
     -------
@@ -346,7 +384,7 @@ def _envelopes(j, i0, i1, f_line0, r0, r1, eta0, eta1, ct0, ct1, line, valid, sl
     hi = max(ct0, ct1)
     first, last = (i0 + 1, i1) if i1 >= i0 else (i1 + 1, i0)
     for m in range(first, last + 1):
-        a = line[m, j] - f_line0
+        a = (line[m, j] - f_line0) / width
         if not valid[m, j] or a < 0.0 or a > 1.0:
             return -1.0, -1.0, -1.0, 0.0
         excess = slant_range[m, j] - (r0 + a * (r1 - r0))
@@ -495,43 +533,6 @@ def _count_below_near(values, slot, n, x, guess):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _nearer_max(split, own, slot, values, prefix, prefix_arg):
-    """Maximum of ``values[slot, :split]`` without index ``own``, and where it is.
-
-    ``prefix`` and ``prefix_arg`` hold the running maximum of ``values`` and its index.
-    Returns (-inf, -1) where no point is left. The own column's point lies next to the
-    split, so the loop is short; the rest is written with selects, not branches (whether
-    the own column is nearer than the split is a coin toss from cell to cell).
-    """
-    inside = 0 <= own < split
-    limit = own if inside else split
-    k = max(limit - 1, 0)
-    best = prefix[slot, k] if limit > 0 else -math.inf
-    arg = prefix_arg[slot, k] if limit > 0 else -1
-    for q in range(own + 1 if inside else split, split):
-        if values[slot, q] > best:
-            best = values[slot, q]
-            arg = q
-    return best, arg
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _farther_min(split, own, n, slot, values, suffix, suffix_arg):
-    """Minimum of ``values[slot, split:n]`` without index ``own``, and where it is (inf, -1:
-    none); as ``_nearer_max``."""
-    inside = own >= split
-    first = own + 1 if inside else split
-    k = min(first, n - 1)
-    best = suffix[slot, k] if first < n else math.inf
-    arg = suffix_arg[slot, k] if first < n else -1
-    for q in range(split, own if inside else split):
-        if values[slot, q] < best:
-            best = values[slot, q]
-            arg = q
-    return best, arg
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _exceeds(margin, threshold, strict):
     return margin > threshold if strict else margin >= threshold
 
@@ -671,7 +672,7 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
 
 @numba.njit(cache=True, nogil=True)
 def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover,
-                        valid, line0, sample0, n_lines, n_samples, range_tolerance, codes):
+                        valid, line0, sample0, n_lines, n_samples, range_tolerance, codes, group=1):
     """Layover and shadow masks of the cells in their own zero-Doppler planes, and mixing.
 
     Every radar line of the window is cut out of the DEM as a terrain profile; each valid
@@ -695,6 +696,8 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
         level, so that interpolation noise never reads as layover or shadow.
     codes : (none, active, passive, outside), int, the mask codes (the caller's:
         ``masks.MaskCode``).
+    group : int, lines per pair of bracketing profiles (``visibility_lines``); the masks
+        do not depend on it.
 
     Returns
     -------
@@ -712,8 +715,8 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
     runs = _column_runs(line, valid)
     visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover, valid, runs,
                      start, bucket,
-                     line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, codes, layover, shadow,
-                     mixing)
+                     line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, group, codes, layover,
+                     shadow, mixing)
     return layover, shadow, mixing
 
 
@@ -794,6 +797,33 @@ def bucket_fill(line, valid, judged, line0, n_lines, row_start, row_stop, cursor
 
 
 @numba.njit(cache=True, nogil=True)
+def line_groups(n_lines, group):
+    """The bounds of ``visibility_lines``' groups of keys for ``group`` lines per group:
+    key 0, then the keys between successive window lines 0, group, 2 group, ... and the
+    last line, then key n_lines. Returns (n_groups + 1,) int64, group g holding keys
+    bounds[g]:bounds[g + 1]; ranges of keys that run independently start and stop at these."""
+    bounds = [0]
+    for b in range(n_lines):
+        if b % group == 0 or b == n_lines - 1:
+            bounds.append(b + 1)
+    bounds.append(n_lines + 1)
+    return np.array(bounds, dtype=np.int64)
+
+
+def line_group(line, valid, largest=16):
+    """Lines per group for ``visibility_lines``: the median number of lines between a
+    cell and the next along its column (rows run along track), rounded down, 1 to
+    ``largest``. More lines per pair than cells per line would loosen the bounds."""
+    steps = np.abs(np.diff(line, axis=0))[valid[1:] & valid[:-1]]
+    steps = steps[np.isfinite(steps)]
+    if steps.size == 0:
+        return 1
+    if steps.size > 200_000:
+        steps = steps[:: steps.size // 200_000]
+    return int(min(largest, max(1, math.floor(float(np.median(steps))))))
+
+
+@numba.njit(cache=True, nogil=True)
 def column_runs(line, valid):
     """The runs of valid cells along every DEM column (``_column_runs``), for ``visibility_lines``."""
     return _column_runs(line, valid)
@@ -834,7 +864,7 @@ def _initial_pointers(target, runs, line):
 @numba.njit(cache=True, nogil=True)
 def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover, valid, runs,
                      start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, key_start, key_stop,
-                     codes, layover, shadow, mixing):
+                     group, codes, layover, shadow, mixing):
     """Masks of the cells of keys ``key_start:key_stop`` and mixing of their window lines.
 
     Arguments as in ``visibility_profiles`` (``codes`` too), with ``runs`` from
@@ -843,6 +873,14 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     (n_lines, n_samples), of which only the cells of these keys and window lines
     ``key_start:min(key_stop, n_lines)`` are written: ranges of keys run independently
     (on threads).
+
+    ``group`` (>= 1): lines per pair of bracketing profiles. Every line is cut (for the
+    mixing), but the cells are set against the profiles of window lines 0, group,
+    2 group, ... and the last, all cells between two of them at once (the bounds hold
+    for any two lines that bracket a cell; the cells of keys 0 and n_lines keep their one
+    profile). On a DEM coarser than the lines, group = the lines per DEM row makes the
+    work per pair follow the DEM rows, not the lines. ``key_start`` and ``key_stop`` must
+    be bounds of those groups (``line_groups``).
     """
     passive = codes[2]
     rows, cols = line.shape
@@ -851,6 +889,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
         return
     key_stop = min(key_stop, n_keys)
     pointer = _initial_pointers(float(line0 + max(key_start - 1, 0)), runs, line)
+    span = _column_spans(runs, cols)
     ct = np.empty(cols)
     eta = np.empty(cols)
     rng = np.empty(cols)
@@ -858,7 +897,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     away = np.zeros(cols, dtype=np.bool_)
     column = np.empty(cols, dtype=np.int64)
     bracket = np.empty(cols, dtype=np.int64)
-    # Two sorted profiles in alternating slots: line b of the window goes to slot b % 2.
+    # Two sorted profiles in alternating slots: those of the last two bounds of the groups.
     count = np.zeros(2, dtype=np.int64)
     p_ct = np.empty((2, cols))
     p_r = np.empty((2, cols))
@@ -886,34 +925,54 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     # range, farther slant range, nearer look angle.
     side_blocks = np.empty((3, 4, cols // SIDE_BLOCK + 1))
     side_ready = np.zeros(3, dtype=np.bool_)
+    # Line b of the window is a bound of the groups where b % group == 0 or it is the last;
+    # a bound's profile goes to the slot its predecessor's is not in.
+    s = 1
+    t = 0
+    previous = -1
+    n = 0
     for b in range(max(key_start - 1, 0), key_stop):
         own = b >= key_start  # the line before the range is cut only to bracket its first key
-        s = b & 1
-        t = 1 - s  # the previous line's slot
-        for k in range(count[s]):
-            rank[s, p_col[s, k]] = -1
-        count[s] = 0
+        bound = b >= n_lines - 1 or b % group == 0
         if b < n_lines:
             n = _cut_profile(float(line0 + b), line, sample, slant_range, look_angle, cross_track, faces_away,
-                             runs, pointer, ct, eta, rng, smp, away, column, bracket)
+                             runs, span, pointer, ct, eta, rng, smp, away, column, bracket)
             if n > 0:
                 order = _sorted_order(ct, n)
                 if own:
                     _add_mixing(mixing[b], order, eta, rng, smp, away, n, sample0, range_tolerance)
-                for k in range(n):
-                    p = order[k]
-                    p_ct[s, k] = ct[p]
-                    p_r[s, k] = rng[p]
-                    p_eta[s, k] = eta[p]
-                    p_col[s, k] = column[p]
-                    p_row[s, k] = bracket[p]
-                    rank[s, column[p]] = k
-                count[s] = n
-        if not own or start[b + 1] == start[b]:
+        if not bound:
+            continue
+        s = 1 - s
+        t = 1 - s  # the previous bound's slot
+        for k in range(count[s]):
+            rank[s, p_col[s, k]] = -1
+        count[s] = 0
+        if b < n_lines and n > 0:
+            for k in range(n):
+                p = order[k]
+                p_ct[s, k] = ct[p]
+                p_r[s, k] = rng[p]
+                p_eta[s, k] = eta[p]
+                p_col[s, k] = column[p]
+                p_row[s, k] = bracket[p]
+                rank[s, column[p]] = k
+            count[s] = n
+        # The keys between the previous bound and this one (keys 0 and n_lines: their
+        # own, with one profile).
+        if b == 0 or b == n_lines or previous < 0:
+            first_key = b
+            base = float(line0 + b - 1)
+            width = 1.0
+        else:
+            first_key = previous + 1
+            base = float(line0 + previous)
+            width = float(b - previous)
+        previous = b
+        if not own or start[b + 1] == start[first_key]:
             continue
         n0 = count[t]
         n1 = count[s]
-        base = float(line0 + b - 1)
         # Envelopes of the columns cut by both lines; the others go point by point. The
         # largest cross-track spread of a column's path bounds how far from a cell the
         # columns that may change side lie.
@@ -935,7 +994,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             q = rank[s, jj]
             if q >= 0:
                 up, down, eta_up, path_spread = _envelopes(
-                    jj, p_row[t, k], p_row[s, q], base, p_r[t, k], p_r[s, q], p_eta[t, k], p_eta[s, q], p_ct[t, k],
+                    jj, p_row[t, k], p_row[s, q], base, width, p_r[t, k], p_r[s, q], p_eta[t, k], p_eta[s, q], p_ct[t, k],
                     p_ct[s, q], line, valid, slant_range, look_angle, cross_track)
                 if up >= 0.0:
                     r_hi[t, k] = p_r[t, k] + up
@@ -952,7 +1011,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
         for u in range(n_special):
             slot = special[u, 0]
             k = special[u, 1]
-            _path_bounds(p_col[slot, k], p_row[slot, k], base, base + 1.0, line, valid, runs, slant_range,
+            _path_bounds(p_col[slot, k], p_row[slot, k], base, base + width, line, valid, runs, slant_range,
                          look_angle, cross_track, special_bounds[u])
         for u in (t, s):
             _running_max(r_hi, u, count[u], r_max, r_max_arg)
@@ -962,11 +1021,11 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
         side_ready[:] = False
         split0 = n0 // 2
         split1 = n1 // 2
-        for c in range(start[b], start[b + 1]):
+        for c in range(start[first_key], start[b + 1]):
             i = bucket[c] // cols
             j = bucket[c] - i * cols
             here = line[i, j]
-            f = here - base
+            f = (here - base) / width
             r = slant_range[i, j]
             e = look_angle[i, j]
             x = cross_track[i, j]
@@ -1017,20 +1076,48 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 else:
                     backward = max(backward, r - r_k)
             # Then the columns on the same side in both profiles, through their envelopes;
-            # a cell in active layover needs no margin.
+            # a cell in active layover needs no margin. The envelope extremum of a side
+            # without the own column: the running extremum up to that column (the side's
+            # end of it, ``near``; its start, ``far``) and the few points between it and the
+            # split. Written out: as an inlined helper taking the arrays, their reference
+            # counting stayed, nine atomic increments and decrements a cell.
+            near0 = own0 if 0 <= own0 < split0 else split0
+            near1 = own1 if 0 <= own1 < split1 else split1
+            far0 = own0 + 1 if own0 >= split0 else split0
+            far1 = own1 + 1 if own1 >= split1 else split1
             if not active_layover[i, j]:
                 fore = forward > range_tolerance
                 if not fore:
-                    m0, a0 = _nearer_max(split0, own0, t, r_hi, r_max, r_max_arg)
-                    m1, a1 = _nearer_max(split1, own1, s, r_hi, r_max, r_max_arg)
+                    m0 = r_max[t, near0 - 1] if near0 > 0 else -math.inf
+                    a0 = r_max_arg[t, near0 - 1] if near0 > 0 else -1
+                    for q in range(near0 + 1, split0):
+                        if r_hi[t, q] > m0:
+                            m0 = r_hi[t, q]
+                            a0 = q
+                    m1 = r_max[s, near1 - 1] if near1 > 0 else -math.inf
+                    a1 = r_max_arg[s, near1 - 1] if near1 > 0 else -1
+                    for q in range(near1 + 1, split1):
+                        if r_hi[s, q] > m1:
+                            m1 = r_hi[s, q]
+                            a1 = q
                     if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
                         fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                              p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f,
                                              side_blocks[0], side_ready, 0)
                 back = backward > range_tolerance
                 if not back:
-                    m0, a0 = _farther_min(split0, own0, n0, t, r_lo, r_min, r_min_arg)
-                    m1, a1 = _farther_min(split1, own1, n1, s, r_lo, r_min, r_min_arg)
+                    m0 = r_min[t, far0] if far0 < n0 else math.inf
+                    a0 = r_min_arg[t, far0] if far0 < n0 else -1
+                    for q in range(split0, far0 - 1):
+                        if r_lo[t, q] < m0:
+                            m0 = r_lo[t, q]
+                            a0 = q
+                    m1 = r_min[s, far1] if far1 < n1 else math.inf
+                    a1 = r_min_arg[s, far1] if far1 < n1 else -1
+                    for q in range(split1, far1 - 1):
+                        if r_lo[s, q] < m1:
+                            m1 = r_lo[s, q]
+                            a1 = q
                     if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
                         back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                              p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
@@ -1041,8 +1128,18 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                 level = range_tolerance / r
                 shaded = shade >= level
                 if not shaded:
-                    m0, a0 = _nearer_max(split0, own0, t, eta_hi, eta_max, eta_max_arg)
-                    m1, a1 = _nearer_max(split1, own1, s, eta_hi, eta_max, eta_max_arg)
+                    m0 = eta_max[t, near0 - 1] if near0 > 0 else -math.inf
+                    a0 = eta_max_arg[t, near0 - 1] if near0 > 0 else -1
+                    for q in range(near0 + 1, split0):
+                        if eta_hi[t, q] > m0:
+                            m0 = eta_hi[t, q]
+                            a0 = q
+                    m1 = eta_max[s, near1 - 1] if near1 > 0 else -math.inf
+                    a1 = eta_max_arg[s, near1 - 1] if near1 > 0 else -1
+                    for q in range(near1 + 1, split1):
+                        if eta_hi[s, q] > m1:
+                            m1 = eta_hi[s, q]
+                            a1 = q
                     if _bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
                         shaded = _side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
                                                p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f,

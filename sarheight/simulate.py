@@ -299,12 +299,16 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     start, bucket = _buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0,
                              n_lines, layover, shadow)
     runs = visibility.column_runs(line, valid)
-    # Ranges of lines are independent: each thread cuts the profile before its first.
+    # Cells are set against the profiles of every group-th line (a DEM row's worth on a
+    # DEM coarser than the lines), so that the work per pair of profiles follows the rows.
+    group = visibility.line_group(line, valid)
+    bounds = visibility.line_groups(n_lines, group)
+    # Ranges of groups are independent: each thread cuts the profile before its first.
     # Many more ranges than threads even out where layover (the costly cells) gathers
     # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
     run_blocks(lambda first, stop: visibility.visibility_lines(
-        *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, first, stop,
-        kernel_codes(), layover, shadow, mixing), n_lines + 1, 16 * thread_count())
+        *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, bounds[first],
+        bounds[stop], group, kernel_codes(), layover, shadow, mixing), len(bounds) - 1, 16 * thread_count())
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
