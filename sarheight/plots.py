@@ -12,6 +12,18 @@ import xarray as xr
 from .io import atomic_path
 
 
+def save_figure(fig, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically (a reader never sees half a file),
+    close it and return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    return path
+
+
 def _figure(n_panels: int, columns: int = 3):
     import matplotlib
 

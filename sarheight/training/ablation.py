@@ -40,6 +40,7 @@ from ..data.terrain import TERRAIN_CLASSES, scene_files, scene_header, terrain_c
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..masks import MaskCode
+from ..plots import save_figure
 from ..priors import interpolate_priors
 from ..terrain import open_scene
 from .experiments import mean_std, reduction, seeded_runs, train_run, write_json
@@ -421,8 +422,4 @@ def plot_ablation(results: dict[str, Any], path: str | os.PathLike[str]) -> Path
         ax.legend(fontsize=8)
     fig.suptitle("Terrain height on held-out DEMs: baselines and trained models", fontsize=11)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

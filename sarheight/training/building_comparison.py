@@ -34,6 +34,7 @@ import numpy as np
 from ..data.buildings import BUILDING_CLASSES, building_classes, read_city, read_height
 from ..errors import InvalidInputError
 from ..io import atomic_path
+from ..plots import save_figure
 from .experiments import mean_std, reduction, seeded_runs, train_run, write_json
 
 __all__ = ["COMPARISON_FIGURES", "MEAN_BASELINE", "NETWORKS", "Network", "plot_building_comparison", "run_building_comparison",
@@ -295,9 +296,5 @@ def plot_building_comparison(results: dict[str, Any], root: str | os.PathLike[st
     fig.colorbar(image, ax=fig.axes[-len(maps):], shrink=0.8, label="building height (m)")
     fig.suptitle(f"Building height on held-out cities ({', '.join(results['test_cities'])}); maps: {city}",
                  fontsize=11)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 

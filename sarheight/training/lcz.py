@@ -45,6 +45,7 @@ import torch
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..models.fusion import GROUPS, SPLITS, STAGES
+from ..plots import save_figure
 from .classification import SCORES, classification_scores, load_classifier
 from .experiments import mean_std, quiet_lightning, seeded_runs, write_json
 
@@ -377,11 +378,7 @@ def plot_sweep(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str],
@@ -410,8 +407,4 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | o
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="% of the true class", shrink=0.8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -36,8 +36,8 @@ import torch
 from torchmetrics import MeanMetric
 
 from ..errors import InvalidInputError
-from ..io import atomic_path
 from ..models import build
+from ..plots import save_figure
 from .losses import LOSSES, masked_loss, mbhr_loss
 from .metrics import HeightMetrics
 
@@ -405,7 +405,4 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLi
         ax.legend()
     fig.suptitle("learning curve")
     fig.tight_layout()
-    with atomic_path(path) as temporary:
-        fig.savefig(temporary, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
