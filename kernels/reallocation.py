@@ -259,3 +259,14 @@ def missing_pixels(observed, buffer, line_start, line_stop, out):
         for c in range(observed.shape[1]):
             value = observed[r, c]
             out[r, c] = value != value and (row[c + PAD, 0] > 0.0 or row[c + PAD, 1] > 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def weighted_mean(weighted_sum, weight_sum, line_start, line_stop, out):
+    """Lines ``line_start:line_stop`` of ``weighted_sum / weight_sum`` where the weight is
+    positive, NaN elsewhere (no cell with a weight reached the pixel): the area-weighted
+    mean of a map-grid observation in each radar pixel."""
+    for r in range(line_start, line_stop):
+        for c in range(out.shape[1]):
+            weight = weight_sum[r, c]
+            out[r, c] = weighted_sum[r, c] / weight if weight > 0.0 else math.nan

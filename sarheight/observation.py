@@ -455,7 +455,9 @@ def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) 
                                                  per_cell=False)[-1])[:1]
         clear_residue(rebuilt, simulation.window, simulation.smooth_fields, contribution)
         images.append(rebuilt[0])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pixels = np.where(images[1] > 0, images[0] / images[1], np.nan)
+    weighted, weight = (np.ascontiguousarray(image, dtype=np.float64) for image in images)
+    pixels = np.empty(weight.shape)
+    run_blocks(lambda start, stop: reallocation_kernels.weighted_mean(weighted, weight, start, stop, pixels),
+               pixels.shape[0])
     image = xr.DataArray(pixels, dims=("line", "sample"), coords=simulation.window.coords())
     return Observation(observation.geometry, image=image)

@@ -278,9 +278,9 @@ _SPECIAL = st.sampled_from([0.0, -1.0, np.nan, np.inf, -np.inf, 2.5])
 @given(seed=st.integers(0, 10_000), rows=st.integers(1, 7), cols=st.integers(1, 7), special=_SPECIAL,
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_observation_checks_in_one_pass_equal_their_numpy_expressions(seed, rows, cols, special, dtype):
-    """The flags of an observation in one threaded pass, and the pixels the facets reach
-    but the observation lacks, equal the numpy expressions they replace (NaN and
-    infinities in the image and in the sums)."""
+    """The flags of an observation in one threaded pass, the pixels the facets reach but
+    the observation lacks, and the map-grid observation's weighted mean per pixel equal
+    the numpy expressions they replace (NaN and infinities in the image and in the sums)."""
     rng = np.random.default_rng(seed)
     observed = rng.normal(1.0, 1.0, (rows, cols)).astype(dtype)
     observed[rng.random(observed.shape) < 0.3] = special
@@ -297,6 +297,12 @@ def test_observation_checks_in_one_pass_equal_their_numpy_expressions(seed, rows
     reallocation_kernels.missing_pixels(observed, sums, 0, rows, missing)
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(missing, np.isnan(observed) & ((images[0] > 0) | (images[1] > 0)))
+    # The map-grid observation's area-weighted mean per pixel.
+    weighted, weight = np.ascontiguousarray(images[0]), np.ascontiguousarray(images[1])
+    mean = np.empty((rows, cols))
+    reallocation_kernels.weighted_mean(weighted, weight, 0, rows, mean)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.testing.assert_array_equal(mean, np.where(weight > 0, weighted / weight, np.nan))
 
 
 def test_inputs_of_every_kind_give_the_same_reconstruction():
