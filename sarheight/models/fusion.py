@@ -16,6 +16,8 @@ SUM_MODES
     ``"dependent"`` and ``"independent"``: how the branches of a stage-6 sum are trained.
 split_groups
     The branches (channel index groups) of a split name or a group name.
+log_summed_probabilities
+    log sum_b softmax(z_b) of branch logits: stage 6's output.
 
 Reference: Gawlikowski et al., "Fusion strategies for Sentinel-1 and Sentinel-2 data in
 Local Climate Zone classification" (So2Sat LCZ42): five convolutional blocks and a dense
@@ -55,7 +57,7 @@ from ..errors import InvalidInputError
 from .blocks import ConvBlock
 from .registry import register
 
-__all__ = ["GROUPS", "SPLITS", "STAGES", "SUM_MODES", "FusionNet", "split_groups"]
+__all__ = ["GROUPS", "SPLITS", "STAGES", "SUM_MODES", "FusionNet", "log_summed_probabilities", "split_groups"]
 
 #: The physical groups of the 18 So2Sat LCZ42 channels (Sentinel-1: Re/Im VH, Re/Im VV,
 #: Lee-filtered VH and VV intensity, Re/Im of the Lee-filtered covariance; Sentinel-2: B2,
@@ -115,6 +117,12 @@ def split_groups(split: str | Sequence[Sequence[int]]) -> tuple[tuple[int, ...],
     if len(set(flat)) != len(flat):
         raise InvalidInputError(f"a channel belongs to one group only; {split!r} repeats some")
     return groups
+
+
+def log_summed_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log sum_b softmax(z_b) of the (N, classes) logits of each branch, computed stably
+    (log-sum-exp of the log-probabilities): the output of a stage-6 network."""
+    return torch.logsumexp(torch.stack([F.log_softmax(z, dim=1) for z in logits]), dim=0)
 
 
 def _block(index: int, in_channels: int, out_channels: int, num_classes: int, dropout: float) -> nn.Module:
@@ -213,6 +221,5 @@ class FusionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = self._branch_outputs(x)
         if self.stage == 6:
-            # log sum_b softmax(z_b), stably.
-            return torch.logsumexp(torch.stack([F.log_softmax(z, dim=1) for z in outputs]), dim=0)
+            return log_summed_probabilities(outputs)
         return self.trunk(torch.cat(outputs, dim=1))

@@ -33,7 +33,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from ..data.so2sat import LCZ_CLASSES
 from ..errors import InvalidInputError, MissingInputError
 from ..models import FusionNet
-from ..models.fusion import WIDTHS
+from ..models.fusion import WIDTHS, log_summed_probabilities
 
 __all__ = ["LCZClassification", "classification_scores", "load_classifier"]
 
@@ -161,8 +161,7 @@ class LCZClassification(L.LightningModule):
             # Each branch on its own loss: no gradient flows between them.
             branches = self.model.branch_logits(x)
             loss = sum(F.cross_entropy(z, labels, weight=self.class_weight) for z in branches)
-            logits = torch.logsumexp(torch.stack([F.log_softmax(z, 1) for z in branches]), 0)
-            return loss, logits
+            return loss, log_summed_probabilities(branches)
         logits = self.model(x)
         return F.cross_entropy(logits, labels, weight=self.class_weight), logits
 
