@@ -40,13 +40,17 @@ __all__ = ["mean_std", "quiet_lightning", "reduction", "seeded_runs", "train_run
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning's own INFO lines (accelerators found, tips) once per training would bury
-    a runner's progress bar: warnings and errors only, while it trains."""
+    a runner's progress bar: warnings and errors only, while it trains; and not the
+    deprecation warning of Lightning 2.6's own use of a torch API, which nothing a user
+    does can change."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [each.level for each in loggers]
     for each in loggers:
         each.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
     finally:
         for each, level in zip(loggers, levels, strict=True):
             each.setLevel(level)
@@ -79,10 +83,7 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
                             plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
                             enable_model_summary=False, limit_val_batches=1.0 if validate else 0,
                             log_every_n_steps=max(1, min(50, steps_per_epoch)), num_sanity_val_steps=0)
-        with warnings.catch_warnings():
-            # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
-            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-            trainer.fit(module, data)
+        trainer.fit(module, data)
     return run_dir / "last.ckpt"
 
 

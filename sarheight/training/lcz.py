@@ -143,8 +143,6 @@ def _train(configuration: Configuration, data: Any, run_dir: Path, *, max_epochs
     best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_oa", mode="max", save_top_k=1,
                            save_last=True)
     with quiet_lightning(), warnings.catch_warnings():
-        # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
-        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         # Losses are logged per epoch: the step logging interval does not matter.
         warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
