@@ -246,7 +246,11 @@ def test_the_data_module_end_to_end_with_worker_processes(root):
     assert {split: dataset.path.name for split, dataset in data.datasets.items()} == {
         "train": FILES["training"], "val": FILES["validation"], "test": FILES["testing"]}
     statistics = channel_statistics(root / "training.h5")
-    assert data.statistics == statistics and data.datasets["test"].statistics == statistics
+    assert data.statistics == statistics
+    # Raw patches (the classifier normalises, once, with the statistics it keeps).
+    assert all(dataset.statistics is None for dataset in data.datasets.values())
+    raw = So2SatLCZ42(root, "testing")
+    assert torch.equal(data.datasets["test"][3][0], raw[3][0])
     np.testing.assert_allclose(data.class_weights, class_weights(read_labels(root / "training.h5")))
     serial = batches(data.val_dataloader())
     assert [len(y) for _, y in serial] == [8, 8, 4]  # drop_last=False

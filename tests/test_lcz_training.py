@@ -176,6 +176,24 @@ def test_sweep_writes_the_table_figures_and_every_run(sweep):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_module_normalises_the_data_modules_batches_once(so2sat):
+    """The data module's batches are raw; the module's normalisation with the data
+    module's statistics gives each channel zero mean and unit variance over the training
+    rows (normalised twice, the S2 reflectances would be blown up by their small std)."""
+    from sarheight.data import So2SatDataModule
+
+    data = So2SatDataModule(str(so2sat), batch_size=68)
+    data.setup()
+    module = LCZClassification("sar+optical", 0, widths=SMALL)
+    module.set_statistics(data.statistics.mean, data.statistics.std, data.class_weights)
+    (patches, _), = list(data.train_dataloader())
+    normalised = module.normalise(patches).double()
+    torch.testing.assert_close(normalised.mean(dim=(0, 2, 3)), torch.zeros(18, dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalised.std(dim=(0, 2, 3), unbiased=False), torch.ones(18, dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+
+
 def test_the_module_learns_the_tiny_classes(so2sat):
     """Classes with separated channel means (a nearest-centroid rule gets them all): sixty
     Adam steps take the test accuracy far above the 1/17 of chance, a check that labels,

@@ -479,7 +479,9 @@ class So2SatLCZ42(Dataset):
 
 class So2SatDataModule(L.LightningDataModule):
     """So2Sat LCZ42 for a patch classifier: the splits of a setting, statistics and class
-    weights from the training rows.
+    weights from the training rows. The loaders give raw patches; the classifier
+    (:class:`~sarheight.training.classification.LCZClassification`) takes the statistics
+    from :attr:`statistics` and normalises.
 
     Parameters
     ----------
@@ -537,7 +539,9 @@ class So2SatDataModule(L.LightningDataModule):
         statistics = channel_statistics(self.root / name, train_rows)
         weights = class_weights(read_labels(self.root / name, train_rows), self.num_classes)
         key = {file: split for split, file in FILES.items()}
-        self.datasets = {split: So2SatLCZ42(self.root, key[name], indices=rows, statistics=statistics)
+        # Raw patches: the classifier normalises with these statistics and keeps them in
+        # its checkpoint, so that it classifies raw patches alone.
+        self.datasets = {split: So2SatLCZ42(self.root, key[name], indices=rows)
                          for split, (name, rows) in splits.items()}
         self._statistics = statistics
         self._class_weights = weights
