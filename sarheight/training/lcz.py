@@ -44,7 +44,7 @@ import torch
 
 from ..errors import InvalidInputError
 from ..io import atomic_path
-from ..models.fusion import GROUPS, SPLITS, STAGES
+from ..models.fusion import GROUPS, SPLITS, STAGES, log_summed_probabilities
 from ..plots import save_figure
 from .classification import SCORES, classification_scores, load_classifier
 from .experiments import mean_std, quiet_lightning, seeded_runs, write_json
@@ -171,7 +171,7 @@ def combine_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], loader: A
     checkpoints : checkpoints of :class:`~sarheight.training.classification.LCZClassification`
         (each with its own input group, statistics and classes; the classes must agree).
     loader : batches of ``(patches, labels)``, raw 18-channel patches.
-    accelerator : ``"cpu"`` or ``"cuda"``.
+    accelerator : ``"cpu"``, ``"cuda"`` (or ``"gpu"``) or ``"auto"`` (a GPU where there is one).
 
     Returns
     -------
@@ -180,7 +180,7 @@ def combine_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], loader: A
     """
     if not checkpoints:
         raise InvalidInputError("combine needs at least one checkpoint")
-    device = torch.device("cuda" if accelerator in ("cuda", "gpu") and torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available() else "cpu")
     models = [load_classifier(path).to(device) for path in checkpoints]
     classes = {model.hparams.num_classes for model in models}
     if len(classes) != 1:
@@ -191,8 +191,7 @@ def combine_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], loader: A
     with torch.no_grad():
         for patches, labels in loader:
             patches = patches.to(device)
-            probability = sum(torch.softmax(model(patches), dim=1) for model in models)
-            predicted = probability.argmax(1).cpu()
+            predicted = log_summed_probabilities([model(patches) for model in models]).argmax(1).cpu()
             matrix += torch.bincount(labels.long() * num_classes + predicted,
                                      minlength=num_classes**2).reshape(num_classes, num_classes)
     return {**classification_scores(matrix), "confusion": matrix.tolist(),
@@ -282,8 +281,7 @@ def run_sweep(
             data[seed].setup()
             members = [out / "runs" / member / f"seed{seed}" / runs[member][seed]["checkpoint"]
                        for member in MEMBERS[row.split]]
-            device = "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
-            return combine_checkpoints(members, data[seed].test_dataloader(), accelerator=device)
+            return combine_checkpoints(members, data[seed].test_dataloader(), accelerator=accelerator)
 
         runs[row.name] = seeded_runs(out / "runs" / row.name, seeds, independent, bar.update)
     bar.close()
