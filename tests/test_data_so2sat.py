@@ -282,3 +282,20 @@ def test_limit_keeps_the_first_rows_of_each_split(root):
     statistics = channel_statistics(root / "training.h5", splits["train"][1][:5])
     assert data.statistics == statistics
     assert sum(len(y) for _, y in data.train_dataloader()) == 5
+
+
+def test_statistics_of_the_same_rows_are_read_once_while_the_file_is_unchanged(tmp_path):
+    import os
+
+    from tests.helpers import write_tiny_so2sat
+
+    root = write_tiny_so2sat(tmp_path / "cache")
+    first = channel_statistics(root / "training.h5", [3, 1, 2])
+    assert channel_statistics(root / "training.h5", [1, 2, 3]) is first  # same rows, any order
+    assert channel_statistics(root / "training.h5", [1, 2]) is not first
+    # Rewritten (another modification time): computed again, from the new contents.
+    write_tiny_so2sat(root, seed=5)
+    later = os.stat(root / "training.h5").st_mtime_ns + 10**9
+    os.utime(root / "training.h5", ns=(later, later))
+    again = channel_statistics(root / "training.h5", [1, 2, 3])
+    assert again is not first and again != first

@@ -43,6 +43,7 @@ Decisions, in one place:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -116,15 +117,23 @@ def check_file(path: str | os.PathLike[str]) -> int:
     if not path.is_file():
         raise MissingInputError(f"So2Sat file {_name(path)} does not exist: give the folder holding "
                                 f"{', '.join(FILES.values())} (the So2Sat LCZ42 download)")
-    status = path.stat()
-    key = (str(path.resolve()), status.st_size, status.st_mtime_ns)
+    key = _file_key(path)
     if key not in _CHECKED:
         _CHECKED[key] = _check_layout(path)
     return _CHECKED[key]
 
 
-#: The files found good by :func:`check_file`: rows by (path, size, modification time).
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """What identifies a file's contents here: its resolved path, size and modification time."""
+    status = path.stat()
+    return str(path.resolve()), status.st_size, status.st_mtime_ns
+
+
+#: The files found good by :func:`check_file`: rows by :func:`_file_key`.
 _CHECKED: dict[tuple[str, int, int], int] = {}
+
+#: The statistics :func:`channel_statistics` computed, by :func:`_file_key` and the rows' digest.
+_STATISTICS: dict[tuple[tuple[str, int, int], str], ChannelStatistics] = {}
 
 
 def _check_layout(path: Path) -> int:
@@ -262,6 +271,7 @@ def channel_statistics(path: str | os.PathLike[str], indices: Sequence[int] | np
     and merged (Chan et al.), which keeps the variance exact for large means. One block of
     one dataset is in memory at a time: ``chunk`` x 80 KiB of ``sen2`` (335 MB at 4096
     rows). A row given twice counts twice. The file is checked first (:func:`check_file`).
+    The statistics of the same rows of an unchanged file are computed once per process.
     """
     path = Path(path)
     count = check_file(path)
@@ -270,12 +280,17 @@ def channel_statistics(path: str | os.PathLike[str], indices: Sequence[int] | np
     rows = np.arange(count, dtype=np.int64) if indices is None else _rows(indices, count, "channel_statistics")
     if not rows.size:
         raise InvalidInputError(f"channel_statistics over {_name(path)}: no rows given; give at least one")
-    weights = np.bincount(np.searchsorted(np.unique(rows), rows)).astype(np.float64)
-    with h5py.File(path, "r") as file:
-        moments = [_moments(file[name], rows, weights, int(chunk)) for name in ("sen1", "sen2")]
-    mean = np.concatenate([m[0] for m in moments])
-    variance = np.concatenate([m[1] for m in moments])
-    return ChannelStatistics(mean=tuple(mean), std=tuple(np.sqrt(variance)))
+    # The same rows of an unchanged file are not read again (each seed of a sweep's
+    # train-val-test setting asks for the training file's statistics, 52 GB of it).
+    key = (_file_key(path), hashlib.sha1(np.sort(rows).tobytes()).hexdigest())
+    if key not in _STATISTICS:
+        weights = np.bincount(np.searchsorted(np.unique(rows), rows)).astype(np.float64)
+        with h5py.File(path, "r") as file:
+            moments = [_moments(file[name], rows, weights, int(chunk)) for name in ("sen1", "sen2")]
+        mean = np.concatenate([m[0] for m in moments])
+        variance = np.concatenate([m[1] for m in moments])
+        _STATISTICS[key] = ChannelStatistics(mean=tuple(mean), std=tuple(np.sqrt(variance)))
+    return _STATISTICS[key]
 
 
 def _moments(dataset: h5py.Dataset, rows: np.ndarray, weights: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
