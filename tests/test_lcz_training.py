@@ -257,6 +257,10 @@ def test_a_checkpoint_classifies_raw_patches_alone(sweep, so2sat):
     assert float((predicted == labels).float().mean()) == pytest.approx(results["rows"]["optical"]["runs"][0]["oa"])
     with pytest.raises(Exception, match="no checkpoint"):
         load_classifier(out / "missing.ckpt")
+    from sarheight import sample_data
+
+    with pytest.raises(InvalidInputError, match="not a checkpoint of an LCZ classifier"):
+        load_classifier(sample_data.path("terrain_ask_unet_demo.ckpt"))
 
 
 def test_sweep_command_line_and_clear_errors(so2sat, tmp_path, capsys):
