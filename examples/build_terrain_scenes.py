@@ -1,23 +1,38 @@
-"""Build a terrain-height training set from real DEMs.
+"""Build terrain-height scene sets from real DEMs.
 
-Simulates, for every DEM, an ascending and a descending Sentinel-1-like pass (each scene
-file also holds the other pass), with a DEM 3x coarser for the reconstruction, random and
-altimeter-track priors and two seeds, into one NetCDF file per scene::
+Two sets, from the real DEMs of the shared reference data (SRTM, Copernicus, OGGM, BC TRIM
+and ISCE3 rasters; heights on a geoid are brought to the ellipsoid with its EGM96 grid) and
+matplotlib's Jacksboro fault DEM:
 
-    python examples/build_terrain_scenes.py --data ../shared/data --out scenes/
+``--task refine`` (default): the refinement study's scenes, in three folders of ``--out``:
 
-The DEMs are the real ones of the shared reference data (SRTM, Copernicus and OGGM
-rasters; their heights are on EGM96 and brought to the ellipsoid with its geoid grid) and
-matplotlib's Jacksboro fault DEM. Which scenes train and which are held out is the data
-module's choice (``data.test_scenes`` in the training configuration, by DEM name):
-hold out whole DEMs, never tiles of one area. Augment with more geometries
-(``--look-side left``, ``--heading-offset``), not by flipping images: a flip changes the
-look direction, and with it which slopes are in layover.
+- ``train/``: the training DEMs and the validation ones (South Glacier, 20 m, and
+  Jacksboro, logged only: the demo's terrain, never trained on). Per training DEM,
+  ``--sample`` scenes drawn at random from every combination of pass (ascending,
+  descending), look side (right, left), heading (the pass's, and 10 degrees either way),
+  coarse factor (2, 3, 5, 10), prior pattern (random, altimeter tracks), looks (4.4: one
+  date; 44 and 220: composites of 10 and 50 dates) and land cover (none, 3 dB patches),
+  all under the empirical sigma0 law the reconstruction models;
+- ``test/``: four DEMs never trained or validated on, of four cell sizes: Big Tujunga
+  (SRTM, 30 m), Chhota Shigri (94 m), Okanagan (BC TRIM, 50 m) and Semisopochnoi
+  (Copernicus, 1 arc-second: 19 x 31 m). The last two are outside the training
+  mountains' spacings (66-100 m). Every coarse factor of the table (3, 5, 10) x looks
+  (4.4, 44, 220) x three grounds: the training law without land cover (the upper
+  bound), with 3 dB of land cover, and Lambert's law with land cover (a surface the
+  model never saw); an ascending pass with the descending one beside it, random priors.
 
-The same, from the command line, for one DEM::
+``--task ablation``: the seed paper's ablation set (``sarheight terrain ablate``): the
+six DEMs of the first study and Jacksboro, both passes, random and track priors, one
+folder.
 
-    sarheight terrain scenes --dem dem.tif --vertical-datum egm96 --geoid-grid egm96_15.gtx \\
-        --prior-pattern random --prior-pattern tracks --seeds 2 --out scenes/
+The sea (cells at exactly 0 m on Columbia, Pico and Semisopochnoi) is left out of every
+scene's truth: a flat sea is neither learned from nor scored.
+
+    python examples/build_terrain_scenes.py --data ../shared/data --out refine_scenes
+    python examples/build_terrain_scenes.py --task ablation --data ../shared/data --out scenes
+
+Augment with more geometries, not by flipping images: a flip changes the look direction,
+and with it which slopes are in layover.
 """
 
 from __future__ import annotations
@@ -25,58 +40,103 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import rasterio
+
 from sarheight.dem import open_dem
 from sarheight.sample_data import jacksboro_dem
 from sarheight.terrain import simulate_scenes
 
-#: The DEMs of ../shared/data/dem and the datum of their heights.
+#: The DEMs of ../shared/data/dem: the datum of their heights (None: their CRS says it)
+#: and whether they hold sea at 0 m.
 DEMS = {
-    "bigtujunga_srtm30_utm11.tif": "egm96",
-    "chhota_shigri_94m.tif": "egm96",
-    "columbia_100m.tif": "egm96",
-    "eastern_turkey_srtm3.tif": "egm96",
-    "rome_cop30_egm96.tif": None,  # its compound CRS says EGM96
-    "south_glacier_20m.tif": "egm96",
+    "bigtujunga_srtm30_utm11": ("egm96", False),
+    "boulder_indian_peaks_srtm3": (None, False),
+    "chhota_shigri_94m": ("egm96", False),
+    "clear_lake_ca_ellipsoid100m": ("ellipsoid", False),
+    "columbia_100m": ("egm96", True),
+    "eastern_turkey_srtm3": ("egm96", False),
+    "mont_ventoux_srtm3": (None, False),
+    "okanagan_oliver_trim50m": ("egm96", False),
+    "pico_faial_azores_srtm3": (None, True),
+    "rome_cop30_egm96": (None, False),
+    "semisopochnoi_cop30": ("egm2008", True),
+    "south_glacier_20m": ("egm96", False),
+    "white_mountains_nh_srtm3": (None, False),
 }
+
+#: The roles of the DEMs in the refinement study.
+TEST_DEMS = ("bigtujunga_srtm30_utm11", "chhota_shigri_94m", "okanagan_oliver_trim50m", "semisopochnoi_cop30")
+VALIDATION_DEMS = ("south_glacier_20m", "jacksboro")
+TRAINING_DEMS = tuple(name for name in DEMS if name not in TEST_DEMS + VALIDATION_DEMS)
+
+#: The DEMs of the seed paper's ablation.
+ABLATION_DEMS = ("bigtujunga_srtm30_utm11", "chhota_shigri_94m", "columbia_100m", "eastern_turkey_srtm3",
+                 "rome_cop30_egm96", "south_glacier_20m", "jacksboro")
+
+
+def open_dems(data: Path, names: tuple[str, ...]) -> tuple[list, dict]:
+    """The DEMs ``names`` (ellipsoidal heights, named), and the sea of those that have one."""
+    geoid = data / "geoid" / "egm96_15.gtx"
+    dems, sea = [], {}
+    for name in names:
+        if name == "jacksboro":
+            dem = jacksboro_dem()
+        else:
+            path = data / "dem" / f"{name}.tif"
+            if not path.exists():
+                print(f"skipping {path}: absent")
+                continue
+            datum, has_sea = DEMS[name]
+            dem = open_dem(path, vertical_datum=datum, geoid_grid=geoid)
+            if has_sea:
+                with rasterio.open(path) as source:
+                    sea[name] = source.read(1) == 0
+        dem.attrs["dem_name"] = name
+        dems.append(dem)
+    return dems, sea
+
+
+def build_refinement(data: Path, out: Path, sample: int, validation_sample: int) -> None:
+    dems, sea = open_dems(data, TRAINING_DEMS)
+    axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
+            "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5, 10),
+            "prior_patterns": ("random", "tracks"), "looks": (4.4, 44.0, 220.0), "land_cover_db": (0.0, 3.0)}
+    paths = simulate_scenes(dems, out / "train", sample=sample, unscored=sea, **axes)
+    dems, sea = open_dems(data, VALIDATION_DEMS)
+    paths += simulate_scenes(dems, out / "train", sample=validation_sample, unscored=sea, **axes)
+    print(f"{len(paths)} training and validation scenes in {out / 'train'}")
+    dems, sea = open_dems(data, TEST_DEMS)
+    paths = []
+    for law, covers in (("empirical", (0.0, 3.0)), ("lambert", (3.0,))):
+        paths += simulate_scenes(dems, out / "test", passes=("ascending",), coarse_factors=(3, 5, 10),
+                                 looks=(4.4, 44.0, 220.0), laws=(law,), land_cover_db=covers, unscored=sea)
+    print(f"{len(paths)} test scenes in {out / 'test'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("refine", "ablation"), default="refine",
+                        help="the refinement study's sets (default) or the seed paper's ablation set")
     parser.add_argument("--data", default="../shared/data", help="the reference data folder (dem/, geoid/)")
     parser.add_argument("--out", default="scenes", help="folder of the scene files")
-    parser.add_argument("--seeds", type=int, default=2, help="scenes per geometry and pattern")
+    parser.add_argument("--sample", type=int, default=16, help="refine: training scenes per training DEM (16)")
+    parser.add_argument("--validation-sample", type=int, default=4,
+                        help="refine: scenes per validation DEM (4)")
+    parser.add_argument("--seeds", type=int, default=2, help="ablation: scenes per geometry and pattern")
     parser.add_argument("--coarse-factor", type=int, action="append", default=None,
-                        help="coarse DEM factors (default 3; repeat for several)")
-    parser.add_argument("--prior-pattern", action="append", default=None,
-                        help="prior patterns (default random and tracks)")
-    parser.add_argument("--prior-fraction", type=float, default=1e-3, help="share of cells with a known height")
-    parser.add_argument("--look-side", action="append", default=None, help="look sides (default right)")
+                        help="ablation: coarse DEM factors (default 3; repeat for several)")
     args = parser.parse_args()
-
-    data = Path(args.data)
-    geoid = data / "geoid" / "egm96_15.gtx"
-    dems = []
-    for name, datum in DEMS.items():
-        path = data / "dem" / name
-        if not path.exists():
-            print(f"skipping {path}: absent")
-            continue
-        dem = open_dem(path, vertical_datum=datum, geoid_grid=geoid)
-        dem.attrs["dem_name"] = path.stem
-        dems.append(dem)
-    jacksboro = jacksboro_dem()
-    jacksboro.attrs["dem_name"] = "jacksboro"
-    dems.append(jacksboro)
-    paths = simulate_scenes(
-        dems, args.out,
-        coarse_factors=tuple(args.coarse_factor or (3,)),
-        prior_patterns=tuple(args.prior_pattern or ("random", "tracks")),
-        seeds=tuple(range(args.seeds)),
-        look_sides=tuple(args.look_side or ("right",)),
-        prior_fraction=args.prior_fraction,
-    )
-    print(f"{len(paths)} scenes in {args.out}")
+    data, out = Path(args.data), Path(args.out)
+    if args.task == "refine":
+        build_refinement(data, out, args.sample, args.validation_sample)
+        return
+    dems, sea = open_dems(data, ABLATION_DEMS)
+    paths = simulate_scenes(dems, out, coarse_factors=tuple(args.coarse_factor or (3,)),
+                            prior_patterns=("random", "tracks"), seeds=tuple(range(args.seeds)), unscored=sea)
+    print(f"{len(paths)} scenes in {out}")
 
 
 if __name__ == "__main__":
+    np.seterr(all="ignore")
     main()

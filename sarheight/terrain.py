@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import rasterio.transform
 import rasterio.warp
 import xarray as xr
 
@@ -59,9 +60,9 @@ from .errors import InvalidInputError, MissingInputError
 from .geometry import RadarGeometry
 from .io import atomic_path
 from .layover import reconstruct
-from .masks import MASK_ATTRS
+from .masks import MASK_ATTRS, MaskCode
 from .priors import distance_map, interpolate_priors, sample_priors
-from .simulate import simulate_sar
+from .simulate import empirical_sigma0, simulate_sar
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +74,12 @@ PASS_HEADINGS = {"ascending": 348.0, "descending": 192.0}
 #: The variables every scene has (``height`` only where the truth is known).
 INPUT_VARIABLES = (
     "sar_reconstructed", "sar_geocoded", "local_incidence_angle", "layover", "shadow",
-    "prior_height", "prior_mask", "prior_distance", "prior_interpolated", "coarse_height", "coarse_corrected",
+    "prior_height", "prior_mask", "prior_distance", "prior_interpolated", "coarse_height", "coarse_bicubic",
+    "coarse_lanczos", "coarse_corrected",
 )
 
 #: The variables of the opposite pass, when a scene has it.
-OTHER_PASS_VARIABLES = ("other_sar_reconstructed", "other_sar_geocoded")
+OTHER_PASS_VARIABLES = ("other_sar_reconstructed", "other_sar_geocoded", "other_local_incidence_angle")
 
 _ATTRS = {
     "sar_reconstructed": {"units": "dB", "long_name": "sigma0 reconstructed in layover (reallocated)"},
@@ -87,7 +89,9 @@ _ATTRS = {
     "prior_mask": {"long_name": "1 where a height is known"},
     "prior_distance": {"units": "m", "long_name": "distance to the nearest known height"},
     "prior_interpolated": {"units": "m", "long_name": "priors-only interpolation"},
-    "coarse_height": {"units": "m", "long_name": "coarse DEM resampled to the scene grid"},
+    "coarse_height": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (bilinear)"},
+    "coarse_bicubic": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (bicubic)"},
+    "coarse_lanczos": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (Lanczos)"},
     "coarse_corrected": {"units": "m", "long_name": "coarse DEM plus the interpolated residuals of the priors"},
     "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
 }
@@ -150,14 +154,20 @@ def scene_geometry(
     )
 
 
-def degrade_dem(dem: Any, factor: int) -> xr.DataArray:
-    """``dem`` as a ``factor`` times coarser DEM would give it, resampled back to its grid.
+#: How a coarse DEM is resampled to a finer grid: GDAL's kernels by name.
+UPSAMPLING = {"bilinear": rasterio.warp.Resampling.bilinear, "bicubic": rasterio.warp.Resampling.cubic,
+              "lanczos": rasterio.warp.Resampling.lanczos}
 
-    The heights are averaged over blocks of ``factor`` x ``factor`` cells (a coarser DEM
-    measures the mean surface of its cells; blocks at the edges average what they hold),
-    then interpolated bilinearly back to the original cells (``rasterio.warp.reproject``,
-    ``Resampling.bilinear``): the smooth surface a user with only the coarse DEM would
-    resample to the SAR's grid. ``factor=1`` returns the heights unchanged.
+#: The scene variable holding the coarse DEM resampled by each kernel of :data:`UPSAMPLING`.
+COARSE_VARIABLES = {"bilinear": "coarse_height", "bicubic": "coarse_bicubic", "lanczos": "coarse_lanczos"}
+
+
+def block_mean(dem: Any, factor: int) -> xr.DataArray:
+    """``dem`` as a ``factor`` times coarser DEM measures it: the mean height of every block
+    of ``factor`` x ``factor`` cells (blocks at the edges average what they hold), on the
+    coarse grid (its own transform, the same CRS and attributes).
+
+    ``factor=1`` returns the heights unchanged.
     """
     dem = open_dem(dem, copy=False)
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
@@ -182,25 +192,224 @@ def degrade_dem(dem: Any, factor: int) -> xr.DataArray:
     coarse[counts == 0] = np.nan
     transform = dem.rio.transform()
     coarse_transform = transform @ transform.scale(factor, factor)
-    def back_to_fine(resampling: rasterio.warp.Resampling) -> np.ndarray:
-        fine = np.full((rows, cols), np.nan, dtype=np.float32)
-        rasterio.warp.reproject(
-            coarse.astype(np.float32), fine,
-            src_transform=coarse_transform, src_crs=dem.rio.crs, src_nodata=np.nan,
-            dst_transform=transform, dst_crs=dem.rio.crs, dst_nodata=np.nan, resampling=resampling,
-        )
-        return fine
+    y = coarse_transform.f + coarse_transform.e * (np.arange(coarse_rows) + 0.5)
+    x = coarse_transform.c + coarse_transform.a * (np.arange(coarse_cols) + 0.5)
+    out = xr.DataArray(coarse.astype(np.float32), dims=("y", "x"), coords={"y": y, "x": x}, name=dem.name,
+                       attrs={**dem.attrs, "coarse_factor": factor})
+    return out.rio.write_crs(dem.rio.crs).rio.write_transform(coarse_transform)
 
-    fine = back_to_fine(rasterio.warp.Resampling.bilinear)
-    # Bilinear resampling leaves the outer half coarse cell without four neighbours
-    # (GDAL then returns nodata): those cells take the nearest coarse value.
-    missing = ~np.isfinite(fine) & np.isfinite(dem.values)
-    if missing.any():
-        fine[missing] = back_to_fine(rasterio.warp.Resampling.nearest)[missing]
-    fine[~np.isfinite(dem.values)] = np.nan
-    out = dem.copy(data=fine)
-    out.attrs.update(coarse_factor=factor, long_name=f"DEM degraded {factor}x and resampled back (bilinear)")
+
+def upsample(coarse: xr.DataArray, grid: xr.DataArray, method: str = "bilinear", *,
+             what: str = "the coarse DEM") -> xr.DataArray:
+    """``coarse`` (heights with a CRS) resampled to ``grid``'s cells with ``method`` (a
+    kernel of :data:`UPSAMPLING`); NaN outside it and where ``grid`` is NaN.
+
+    Kernels that need neighbours beyond the coarse raster's outer cells (GDAL then returns
+    nodata there) fall back to bilinear, then to the nearest coarse value, so that every
+    cell of the grid that the coarse raster covers has a height. A ``coarse`` already on
+    ``grid`` is returned as it is.
+    """
+    if method not in UPSAMPLING:
+        raise InvalidInputError(f"upsampling must be one of {', '.join(UPSAMPLING)}, got {method!r}")
+    if coarse.rio.crs == grid.rio.crs and coarse.shape == grid.shape and np.allclose(
+            coarse.rio.transform(), grid.rio.transform()):
+        return coarse
+
+    def resample(kernel: rasterio.warp.Resampling) -> np.ndarray:
+        out = np.full(grid.shape, np.nan, dtype=np.float32)
+        rasterio.warp.reproject(
+            coarse.values.astype(np.float32), out,
+            src_transform=coarse.rio.transform(), src_crs=coarse.rio.crs, src_nodata=np.nan,
+            dst_transform=grid.rio.transform(), dst_crs=grid.rio.crs, dst_nodata=np.nan, resampling=kernel,
+        )
+        return out
+
+    fine = resample(UPSAMPLING[method])
+    for fallback in (rasterio.warp.Resampling.bilinear, rasterio.warp.Resampling.nearest):
+        missing = ~np.isfinite(fine)
+        if not missing.any():
+            break
+        fine[missing] = resample(fallback)[missing]
+    if not np.isfinite(fine).any():
+        raise InvalidInputError(f"{what} does not overlap the scene grid: give one that covers it")
+    fine[~np.isfinite(grid.values)] = np.nan
+    out = grid.copy(data=fine)
+    out.attrs = {**coarse.attrs, "upsampling": method}
     return out
+
+
+def degrade_dem(dem: Any, factor: int, method: str = "bilinear") -> xr.DataArray:
+    """``dem`` as a ``factor`` times coarser DEM would give it, resampled back to its grid.
+
+    The heights are averaged over blocks of ``factor`` x ``factor`` cells
+    (:func:`block_mean`: a coarser DEM measures the mean surface of its cells), then
+    interpolated back to the original cells with ``method`` (:func:`upsample`; bilinear:
+    the smooth surface a user with only the coarse DEM would resample to the SAR's grid).
+    ``factor=1`` returns the heights unchanged.
+    """
+    dem = open_dem(dem, copy=False)
+    coarse = block_mean(dem, factor)
+    if int(factor) == 1:
+        return coarse
+    out = upsample(coarse, dem, method)
+    out.attrs.update(coarse_factor=int(factor),
+                     long_name=f"DEM degraded {int(factor)}x and resampled back ({method})")
+    return out
+
+
+def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
+    """A grid of ``spacing_m`` metres over ``dem``'s extent, in its CRS (degrees of that
+    size at its middle latitude on a geographic grid): where a refined DEM is made.
+
+    Returns a DataArray of zeros on the grid (dims ``y``, ``x``, north-up) with the CRS.
+
+    Raises
+    ------
+    InvalidInputError : the spacing is not a positive number of metres, or not finer
+        than the DEM's own cells (nothing to refine).
+    """
+    dem = open_dem(dem, copy=False)
+    if isinstance(spacing_m, bool) or not (isinstance(spacing_m, (int, float)) and math.isfinite(spacing_m)
+                                           and spacing_m > 0):
+        raise InvalidInputError(f"the spacing must be a positive number of metres, got {spacing_m!r}")
+    dy, dx = cell_size_m(dem)
+    cell = math.sqrt(dy * dx)
+    if spacing_m >= 0.99 * cell:
+        raise InvalidInputError(
+            f"the DEM's cells are {cell:.1f} m, already as fine as the spacing {spacing_m:g} m: refine to a finer "
+            f"spacing (from {cell / 10:.0f} to {cell / 2:.0f} m, 2-10 times finer), or give the coarser DEM"
+        )
+    transform = dem.rio.transform()
+    rows, cols = dem.shape
+    # The grid's steps in the DEM's own units: metres (or feet...) on projected grids, degrees
+    # on geographic ones, as many as make spacing_m metres.
+    step_y, step_x = abs(transform.e) * spacing_m / dy, abs(transform.a) * spacing_m / dx
+    west, north = transform.c, transform.f
+    east, south = west + transform.a * cols, north + transform.e * rows
+    left, right = min(west, east), max(west, east)
+    bottom, top = min(north, south), max(north, south)
+    n_cols, n_rows = max(round((right - left) / step_x), 1), max(round((top - bottom) / step_y), 1)
+    x = left + step_x * (np.arange(n_cols) + 0.5)
+    y = top - step_y * (np.arange(n_rows) + 0.5)
+    grid = xr.DataArray(np.zeros((n_rows, n_cols), dtype=np.float32), dims=("y", "x"), coords={"y": y, "x": x},
+                        name="grid", attrs={"spacing_m": float(spacing_m)})
+    return grid.rio.write_crs(dem.rio.crs).rio.write_transform(
+        rasterio.transform.from_origin(left, top, step_x, step_y))
+
+
+def coarse_cell_size(scene: xr.Dataset) -> float:
+    """The cell size (m, the geometric mean of its two sides) of the coarse DEM a scene was
+    made from: its ``coarse_cell_m`` attribute, else its ``coarse_factor`` times the
+    scene's cell size, else the scene's cell size."""
+    if "coarse_cell_m" in scene.attrs:
+        return float(scene.attrs["coarse_cell_m"])
+    dy, dx = cell_size_m(scene[next(iter(scene.data_vars))])
+    return float(scene.attrs.get("coarse_factor", 1)) * math.sqrt(dy * dx)
+
+
+#: Variables a scene gives without storing them (:func:`scene_variable`), by the stored
+#: variables each is computed from: the refinement model's scale-free inputs. None reads
+#: the truth (``height``).
+#:
+#: - ``coarse_slope_east``, ``coarse_slope_north``: the gradient of the coarse DEM
+#:   (``coarse_bicubic``, m/m), eastward and northward;
+#: - ``coarse_curvature``: its Laplacian times the coarse cell size (m/m: the change of
+#:   slope across one coarse cell; positive in valleys);
+#: - ``coarse_factor``: the coarse cell size over the scene's (constant);
+#: - ``look_east``, ``look_north`` (and ``other_``): the unit vector of the ground-range
+#:   direction, away from the sensor (constant): which way the radar looks on the map;
+#: - ``sar_ratio`` (and ``sar_ratio_geocoded``, ``other_sar_ratio``): the observed sigma0
+#:   over the sigma0 the reconstruction's law gives the coarse DEM's local incidence (dB):
+#:   what the coarse DEM does not explain. In layover it is the reconstructed value.
+DERIVED_VARIABLES: dict[str, tuple[str, ...]] = {
+    "coarse_slope_east": ("coarse_bicubic",),
+    "coarse_slope_north": ("coarse_bicubic",),
+    "coarse_curvature": ("coarse_bicubic",),
+    "coarse_factor": ("coarse_height",),
+    "look_east": ("coarse_height",),
+    "look_north": ("coarse_height",),
+    "other_look_east": ("other_sar_reconstructed",),
+    "other_look_north": ("other_sar_reconstructed",),
+    "sar_ratio": ("sar_reconstructed", "local_incidence_angle"),
+    "sar_ratio_geocoded": ("sar_geocoded", "local_incidence_angle"),
+    "other_sar_ratio": ("other_sar_reconstructed", "other_local_incidence_angle"),
+    "sar_ratio_clear": ("sar_reconstructed", "local_incidence_angle", "layover"),
+    "sar_ratio_geocoded_clear": ("sar_geocoded", "local_incidence_angle", "layover"),
+}
+
+
+def variable_sources(name: str) -> tuple[str, ...]:
+    """The stored variables a scene needs to give ``name`` (itself, unless it is derived)."""
+    return DERIVED_VARIABLES.get(name, (name,))
+
+
+def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
+    """The values (float32, (y, x)) of a scene's variable ``name``: stored, or derived from
+    the stored ones (:data:`DERIVED_VARIABLES`).
+
+    Raises
+    ------
+    InvalidInputError : a variable it needs is missing, or (for the look direction) the
+        scene does not record its heading and look side.
+    """
+    if name in scene.data_vars:
+        return scene[name].values.astype(np.float32)
+    if name not in DERIVED_VARIABLES:
+        raise InvalidInputError(f"the scene has no variable {name!r}: it has {', '.join(sorted(scene.data_vars))}")
+    missing = [source for source in DERIVED_VARIABLES[name] if source not in scene.data_vars]
+    if missing:
+        raise InvalidInputError(f"{name!r} is computed from {', '.join(missing)}, which the scene lacks: write the "
+                                "scene again with this version of sarheight")
+    shape = scene[DERIVED_VARIABLES[name][0]].shape
+    if name.startswith("coarse_") and name != "coarse_factor":
+        return _coarse_terrain(scene, name)
+    if name == "coarse_factor":
+        return np.full(shape, float(scene.attrs.get("coarse_factor", coarse_cell_size(scene) / _grid_cell(scene))),
+                       dtype=np.float32)
+    if name.endswith(("look_east", "look_north")):
+        prefix = "other_" if name.startswith("other_") else ""
+        heading, side = scene.attrs.get(f"{prefix}heading_deg"), scene.attrs.get(f"{prefix}look_side")
+        if heading is None or side not in ("right", "left"):
+            raise InvalidInputError(f"{name!r} needs the scene's {prefix}heading_deg and {prefix}look_side attributes:"
+                                    " write the scene again with this version of sarheight")
+        azimuth = math.radians(float(heading) + (90.0 if side == "right" else -90.0))
+        value = math.sin(azimuth) if name.endswith("east") else math.cos(azimuth)
+        return np.full(shape, value, dtype=np.float32)
+    sar, incidence = DERIVED_VARIABLES[name][:2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        simulated = 10.0 * np.log10(empirical_sigma0(scene[incidence].values))
+    ratio = scene[sar].values - simulated
+    if name.endswith("_clear"):
+        ratio = np.where(scene["layover"].values == MaskCode.ACTIVE, np.nan, ratio)
+    return np.where(np.isfinite(ratio), ratio, np.nan).astype(np.float32)
+
+
+def _grid_cell(scene: xr.Dataset) -> float:
+    dy, dx = cell_size_m(scene[next(iter(scene.data_vars))])
+    return math.sqrt(dy * dx)
+
+
+def grid_steps(grid: xr.DataArray) -> tuple[float, float]:
+    """The signed steps (m) of one row northward and one column eastward of a map grid
+    (``y``, ``x`` coordinates with a CRS): rows run south on north-up grids, so their step
+    is negative there."""
+    dy, dx = cell_size_m(grid)
+    north = dy * (1.0 if grid["y"].size < 2 or float(grid["y"][1] - grid["y"][0]) > 0 else -1.0)
+    east = dx * (1.0 if grid["x"].size < 2 or float(grid["x"][1] - grid["x"][0]) > 0 else -1.0)
+    return north, east
+
+
+def _coarse_terrain(scene: xr.Dataset, name: str) -> np.ndarray:
+    heights = scene["coarse_bicubic"]
+    north_step, east_step = grid_steps(heights)
+    values = heights.values.astype(np.float64)
+    along_rows, along_cols = np.gradient(values, north_step, east_step)
+    if name == "coarse_slope_east":
+        return along_cols.astype(np.float32)
+    if name == "coarse_slope_north":
+        return along_rows.astype(np.float32)
+    laplacian = np.gradient(along_rows, north_step, axis=0) + np.gradient(along_cols, east_step, axis=1)
+    return (laplacian * coarse_cell_size(scene)).astype(np.float32)
 
 
 def _db(values: np.ndarray) -> np.ndarray:
@@ -216,28 +425,10 @@ def _on_grid(values: xr.DataArray | np.ndarray, grid: xr.DataArray, name: str, a
                         attrs=dict(attrs if attrs is not None else _ATTRS.get(name, {})))
 
 
-def _resample_to(source: xr.DataArray, grid: xr.DataArray, what: str) -> xr.DataArray:
-    """``source`` (heights with a CRS) bilinearly on ``grid``'s cells; NaN outside it."""
-    if source.rio.crs == grid.rio.crs and source.shape == grid.shape and np.allclose(
-            source.rio.transform(), grid.rio.transform()):
-        return source
-    out = np.full(grid.shape, np.nan, dtype=np.float32)
-    rasterio.warp.reproject(
-        source.values.astype(np.float32), out,
-        src_transform=source.rio.transform(), src_crs=source.rio.crs, src_nodata=np.nan,
-        dst_transform=grid.rio.transform(), dst_crs=grid.rio.crs, dst_nodata=np.nan,
-        resampling=rasterio.warp.Resampling.bilinear,
-    )
-    if not np.isfinite(out).any():
-        raise InvalidInputError(f"{what} does not overlap the scene grid: give one that covers it")
-    result = grid.copy(data=out)
-    result.attrs = {**source.attrs}
-    return result
-
-
 def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
-                 projection: str, progress: bool) -> tuple[dict[str, np.ndarray], RadarGeometry | None]:
-    result = reconstruct(sar, coarse, geometry, measurement=measurement, projection=projection, progress=progress)
+                 projection: str, progress: bool, **observation: Any) -> tuple[dict[str, np.ndarray], dict]:
+    result = reconstruct(sar, coarse, geometry, measurement=measurement, projection=projection, progress=progress,
+                         **observation)
     arrays = {
         "sar_reconstructed": _db(result["backscatter"].values),
         # Without reallocation: the terrain-flattened backscatter (Small 2011), every cell of
@@ -253,7 +444,11 @@ def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None,
 
 
 def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_vertical_datum: str | None) -> xr.Dataset:
-    """Priors on ``grid``: a Dataset of :func:`sample_priors` on it, or points to put on it."""
+    """Priors on ``grid``: a Dataset of :func:`sample_priors` on it, points to put on it, or
+    None (no prior: heights NaN, the mask 0)."""
+    if priors is None:
+        return xr.Dataset({"prior_height": grid.copy(data=np.full(grid.shape, np.nan, dtype=np.float32)),
+                           "prior_mask": grid.copy(data=np.zeros(grid.shape, dtype=np.uint8))})
     if isinstance(priors, xr.Dataset):
         missing = {"prior_height", "prior_mask"} - set(priors.data_vars)
         if missing:
@@ -278,14 +473,22 @@ def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr
         variables[name].attrs.update(MASK_ATTRS)
     variables["prior_height"] = _on_grid(priors["prior_height"].astype(np.float32), grid, "prior_height")
     variables["prior_mask"] = _on_grid(priors["prior_mask"].astype(np.uint8), grid, "prior_mask")
-    variables["prior_distance"] = _on_grid(distance_map(priors["prior_mask"]).astype(np.float32), grid,
-                                           "prior_distance")
-    variables["prior_interpolated"] = _on_grid(interpolate_priors(priors, method=prior_method).astype(np.float32),
-                                               grid, "prior_interpolated")
     variables["coarse_height"] = _on_grid(coarse.astype(np.float32), grid, "coarse_height")
-    residuals = priors[["prior_height", "prior_mask"]].copy()
-    residuals["prior_height"] = priors["prior_height"] - coarse.values
-    correction = interpolate_priors(residuals, method=prior_method).values
+    if priors["prior_mask"].values.any():
+        distance = distance_map(priors["prior_mask"]).values
+        interpolated = interpolate_priors(priors, method=prior_method).values
+        residuals = priors[["prior_height", "prior_mask"]].copy()
+        residuals["prior_height"] = priors["prior_height"] - coarse.values
+        correction = interpolate_priors(residuals, method=prior_method).values
+    else:
+        # No known height: every cell is farther from one than the grid is wide, and there
+        # is nothing to interpolate (the coarse DEM is its own correction).
+        dy, dx = cell_size_m(grid)
+        distance = np.full(grid.shape, math.hypot(grid.shape[0] * dy, grid.shape[1] * dx))
+        interpolated = np.full(grid.shape, np.nan)
+        correction = np.zeros(grid.shape)
+    variables["prior_distance"] = _on_grid(distance.astype(np.float32), grid, "prior_distance")
+    variables["prior_interpolated"] = _on_grid(interpolated.astype(np.float32), grid, "prior_interpolated")
     variables["coarse_corrected"] = _on_grid((coarse.values + correction).astype(np.float32), grid, "coarse_corrected")
     scene = xr.Dataset(variables)
     return scene.rio.write_crs(grid.rio.crs)
@@ -305,6 +508,8 @@ def observed_scene(
     prior_method: str = "linear",
     other: tuple[Any, RadarGeometry | None] | None = None,
     projection: Literal["exact", "bilinear"] = "exact",
+    sar_quantity: str = "sigma0",
+    sar_db: bool = False,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -321,7 +526,7 @@ def observed_scene(
     geometry : the acquisition geometry (None: read from the SAFE product ``sar``).
     priors : the known heights: a Dataset of :func:`sarheight.priors.sample_priors` on the
         scene grid, or points (a CSV, GeoJSON or GeoPackage path, or a DataFrame of x, y,
-        height) that are put on it (their heights WGS84-ellipsoidal).
+        height) that are put on it (their heights WGS84-ellipsoidal), or None for none.
     points_crs, points_vertical_datum : the CRS of points given as a CSV or DataFrame (the
         other formats carry theirs) and the datum of their heights ("ellipsoid", "egm96",
         "egm2008": converted), as :func:`sarheight.priors.sample_priors` takes them.
@@ -336,6 +541,8 @@ def observed_scene(
     other : ``(sar, geometry)`` of the opposite pass, giving ``other_sar_reconstructed``
         and ``other_sar_geocoded``.
     projection : as in :func:`sarheight.layover.reconstruct`.
+    sar_quantity, sar_db : what a geocoded (map-grid) ``sar`` holds, as
+        :func:`sarheight.layover.reconstruct` takes them (the other pass's too).
     name : the scene's name (attribute ``scene_name``); default from the inputs.
     progress : show progress bars (only on a terminal).
 
@@ -343,34 +550,47 @@ def observed_scene(
     -------
     xr.Dataset on the grid with the variables the module docstring lists.
     """
-    coarse = open_dem(coarse_dem)
+    native = open_dem(coarse_dem)
     if grid is None:
-        grid_dem = coarse
+        grid_dem = native
     else:
         grid_dem = open_dem(grid, vertical_datum="ellipsoid") if not isinstance(grid, xr.DataArray) else grid
-        coarse = _resample_to(coarse, grid_dem, "the coarse DEM")
-        coarse = open_dem(coarse, copy=False)
+    # The reconstruction runs on the coarse DEM resampled bilinearly to the grid (a smooth
+    # surface without the overshoot of sharper kernels); the sharper resamplings are
+    # baselines and the refinement's reference.
+    coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+    resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
     resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum)
+    observation = {"sar_quantity": sar_quantity, "sar_db": sar_db}
     inputs, attrs = _pass_inputs(sar, coarse, geometry, measurement=measurement, projection=projection,
-                                 progress=progress)
+                                 progress=progress, **observation)
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
+    for variable, values in resampled.items():
+        scene[variable] = _on_grid(values.astype(np.float32), coarse, variable)
     if other is not None:
-        other_inputs, _ = _pass_inputs(other[0], coarse, other[1], measurement=measurement, projection=projection,
-                                       progress=progress)
-        scene = _with_other_pass(scene, other_inputs)
+        other_inputs, other_attrs = _pass_inputs(other[0], coarse, other[1], measurement=measurement,
+                                                 projection=projection, progress=progress, **observation)
+        scene = _with_other_pass(scene, other_inputs, other_attrs)
     if truth is not None:
-        scene["height"] = _on_grid(_resample_to(open_dem(truth), coarse, "the reference DEM").astype(np.float32),
-                                   coarse, "height")
+        scene["height"] = _on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")
+                                   .astype(np.float32), coarse, "height")
+    dy, dx = cell_size_m(native)
+    grid_dy, grid_dx = cell_size_m(coarse)
     scene.attrs.update(_scene_attrs(attrs, kind="observed", name=name, dem_name=_source_name(coarse_dem),
                                     prior_method=prior_method))
+    scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
+                       coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3))
     return scene
 
 
-def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray]) -> xr.Dataset:
+def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], other_attrs: dict) -> xr.Dataset:
     grid = scene["coarse_height"]
-    for name in ("sar_reconstructed", "sar_geocoded"):
+    for name in ("sar_reconstructed", "sar_geocoded", "local_incidence_angle"):
         attrs = {**_ATTRS[name], "long_name": _ATTRS[name]["long_name"] + ", opposite pass"}
         scene[f"other_{name}"] = _on_grid(other_inputs[name], grid, f"other_{name}", attrs)
+    for key in ("heading_deg", "look_side"):
+        if key in other_attrs:
+            scene.attrs[f"other_{key}"] = other_attrs[key]
     return scene
 
 
@@ -418,6 +638,9 @@ def simulate_scene(
     seed: int = 0,
     other_geometry: RadarGeometry | None = None,
     projection: Literal["exact", "bilinear"] = "exact",
+    law: str = "empirical",
+    land_cover_db: float = 3.0,
+    unscored: Any = None,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -438,11 +661,16 @@ def simulate_scene(
     prior_noise_m : standard deviation (m) of the error of the known heights.
     prior_method : the interpolation of ``prior_interpolated``.
     looks, nesz_db : speckle looks and noise floor (dB) of the observation, as in
-        :func:`sarheight.simulate.simulate_sar`.
-    seed : seeds the texture, speckle, noise and the priors' draw.
+        :func:`sarheight.simulate.simulate_sar` (a temporal composite of N dates of 4.4
+        looks: ``looks=4.4 * N``).
+    seed : seeds the land cover, speckle, noise and the priors' draw.
     other_geometry : the opposite pass: also simulate and reconstruct it
         (``other_sar_reconstructed``, ``other_sar_geocoded``), with the same priors.
     projection : as in :func:`sarheight.simulate.simulate`.
+    law, land_cover_db : the ground's sigma0 law and land-cover contrast (dB), as in
+        :func:`sarheight.simulate.simulate_sar`; both passes see the same land cover.
+    unscored : cells (bool, on the DEM grid) whose true height the scene leaves out of
+        ``height`` (NaN: neither trained on nor scored), such as sea at a constant height.
     name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
     progress : show progress bars (only on a terminal).
 
@@ -454,7 +682,7 @@ def simulate_scene(
     truth = open_dem(dem)
     if prior_count is None and prior_fraction is None:
         raise InvalidInputError("give prior_fraction or prior_count: a scene needs known heights")
-    coarse = degrade_dem(truth, coarse_factor)
+    coarse = block_mean(truth, coarse_factor)
     priors = sample_priors(truth, **({"count": prior_count} if prior_count is not None else
                                      {"fraction": prior_fraction}),
                            pattern=prior_pattern, noise_m=prior_noise_m, seed=seed)
@@ -464,16 +692,23 @@ def simulate_scene(
         # passes of a pair: the seed follows the pass, not the file.
         offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
         pass_seed = seed + 1_000_003 * offset
-        return simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed, projection=projection)
+        return simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed, projection=projection,
+                            law=law, land_cover_db=land_cover_db, land_cover_seed=seed)
 
     dem_name = _source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
     other = None
     if other_geometry is not None:
         other = (observe(other_geometry), other_geometry)
-    scene = observed_scene(observe(geometry), coarse, geometry, priors, prior_method=prior_method,
+    scene = observed_scene(observe(geometry), coarse, geometry, priors, grid=truth, prior_method=prior_method,
                            other=other, projection=projection, name=scene_name, progress=progress)
-    scene["height"] = _on_grid(truth.values.astype(np.float32), truth, "height")
+    height = truth.values.astype(np.float32)
+    if unscored is not None:
+        left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)
+        if left_out.shape != truth.shape:
+            raise InvalidInputError(f"unscored is {left_out.shape}, the DEM {truth.shape}: give a mask on the DEM grid")
+        height = np.where(left_out, np.float32(np.nan), height)
+    scene["height"] = _on_grid(height, truth, "height")
     scene.attrs.update(
         kind="simulated",
         dem_name=dem_name,
@@ -483,6 +718,8 @@ def simulate_scene(
         prior_count=int(priors["prior_mask"].sum()),
         prior_noise_m=float(prior_noise_m),
         looks=float(looks) if looks is not None else "none",
+        sigma0_law=law,
+        land_cover_db=float(land_cover_db),
         nesz_db=float(nesz_db) if nesz_db is not None else "none",
         seed=int(seed),
         other_pass=pass_direction(other_geometry) if other_geometry is not None else "none",
@@ -535,6 +772,14 @@ def _variant_tag(look_side: str, heading_offset: float) -> str:
     return tag + (f"_h{heading_offset:+g}" if heading_offset else "")
 
 
+def _radiometry_tag(looks: float | None, law: str, land_cover_db: float) -> str:
+    """The part of a scene's file name that tells its observation's looks, law and land
+    cover apart from the default (4.4 looks, the empirical law, 3 dB of land cover)."""
+    tag = "" if looks == 4.4 else f"_looks{looks:g}" if looks is not None else "_nospeckle"
+    tag += "" if law == "empirical" else f"_{law}"
+    return tag + ("" if land_cover_db == 3.0 else f"_cover{land_cover_db:g}")
+
+
 def simulate_scenes(
     dems: list[Any],
     out: str | os.PathLike[str],
@@ -547,10 +792,16 @@ def simulate_scenes(
     coarse_factors: tuple[int, ...] = (3,),
     prior_patterns: tuple[str, ...] = ("random",),
     seeds: tuple[int, ...] = (0,),
+    looks: tuple[float | None, ...] = (4.4,),
+    laws: tuple[str, ...] = ("empirical",),
+    land_cover_db: tuple[float, ...] = (3.0,),
+    sample: int | None = None,
+    unscored: dict[str, Any] | None = None,
     progress: bool = True,
     **scene_options: Any,
 ) -> list[Path]:
-    """Simulate and write one scene file per DEM, geometry, coarse factor, prior pattern and seed.
+    """Simulate and write one scene file per DEM, geometry, coarse factor, prior pattern,
+    observation (looks, law, land cover) and seed, or a random sample of them.
 
     Parameters
     ----------
@@ -561,15 +812,27 @@ def simulate_scenes(
         synthetic ones from ``passes``, ``look_sides``, ``heading_offsets_deg`` and
         ``incidence_deg`` centred on each DEM (:func:`scene_geometry`).
     coarse_factors, prior_patterns, seeds : the other axes of the set; a seed draws the
-        texture, the speckle and the priors.
-    scene_options : passed to :func:`simulate_scene` (``prior_fraction``, ``looks``, ...).
+        land cover, the speckle and the priors.
+    looks, laws, land_cover_db : the observations: equivalent looks (4.4 a date, 44 a
+        composite of ten), the ground's sigma0 law and the land cover's contrast (dB), as
+        :func:`simulate_scene` takes them.
+    sample : per DEM, how many scenes to draw at random (without repeats, seeded by the
+        DEM's name) from all the combinations of the axes above, instead of every one: a
+        training set that spans many axes without their product.
+    unscored : per DEM name, the cells whose truth its scenes leave out (see
+        :func:`simulate_scene`: the sea).
+    scene_options : passed to :func:`simulate_scene` (``prior_fraction``, ``nesz_db``, ...).
 
-    Each scene carries the first geometry of the opposite pass (with the same look side
-    and heading offset, for synthetic ones) as its ``other_*`` variables; the scenes of
+    Each scene carries the opposite pass (for synthetic geometries: with the same look
+    side and heading offset, also when ``passes`` names one pass; for products: the first
+    product of the other direction, if any) as its ``other_*`` variables; the scenes of
     one DEM, factor, pattern and seed share their priors. Files are named
-    ``<dem>_<pass>[_left][_h<offset>]_c<factor>_<pattern>_s<seed>.nc``; a file that exists
-    is kept, so an interrupted run resumes. Returns the paths, in order.
+    ``<dem>_<pass>[_left][_h<offset>]_c<factor>_<pattern>[_looks<n>][_<law>][_cover<dB>]_s<seed>.nc``;
+    a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
+    import itertools
+    import zlib
+
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -578,6 +841,11 @@ def simulate_scenes(
     names = [truth.attrs["dem_name"] for truth in truths]
     if len(set(names)) != len(names):
         raise InvalidInputError(f"two DEMs share a name ({names}): their scene files would collide; rename one")
+    unknown = sorted(set(unscored or {}) - set(names))
+    if unknown:
+        raise InvalidInputError(f"unscored names DEMs {unknown} that are not among {names}")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+        raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 
     def variants(truth: xr.DataArray) -> list[tuple[str, RadarGeometry, RadarGeometry | None]]:
         if geometries is not None:
@@ -592,29 +860,34 @@ def simulate_scenes(
             for offset in heading_offsets_deg:
                 made = {direction: scene_geometry(truth, direction, incidence_near_deg=incidence_deg[0],
                                                   incidence_far_deg=incidence_deg[1], look_side=look_side,
-                                                  heading_offset_deg=offset) for direction in passes}
+                                                  heading_offset_deg=offset) for direction in PASS_HEADINGS}
                 for direction in passes:
-                    others = [made[d] for d in passes if d != direction]
-                    found.append((direction + _variant_tag(look_side, offset), made[direction],
-                                  others[0] if others else None))
+                    other = next(made[d] for d in PASS_HEADINGS if d != direction)
+                    found.append((direction + _variant_tag(look_side, offset), made[direction], other))
         return found
 
-    total = len(truths) * len(coarse_factors) * len(prior_patterns) * len(seeds) * (
-        len(geometries) if geometries is not None else len(passes) * len(look_sides) * len(heading_offsets_deg))
+    plans = []
+    for truth, dem_name in zip(truths, names, strict=True):
+        combinations = list(itertools.product(variants(truth), coarse_factors, prior_patterns, looks, laws,
+                                              land_cover_db, seeds))
+        if sample is not None and sample < len(combinations):
+            rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
+            combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample, replace=False))]
+        plans.append((truth, dem_name, combinations))
     paths: list[Path] = []
-    with tqdm(total=total, desc="terrain scenes", unit="scene", disable=not progress) as bar:
-        for truth, dem_name in zip(truths, names, strict=True):
-            for tag, geometry, other in variants(truth):
-                for factor in coarse_factors:
-                    for pattern in prior_patterns:
-                        for seed in seeds:
-                            name = f"{dem_name}_{tag}_c{factor}_{pattern}_s{seed}"
-                            path = out / f"{name}.nc"
-                            if not path.exists():
-                                scene = simulate_scene(truth, geometry, coarse_factor=factor, prior_pattern=pattern,
-                                                       seed=seed, other_geometry=other, name=name, progress=False,
-                                                       **scene_options)
-                                write_scene(scene, path)
-                            paths.append(path)
-                            bar.update()
+    with tqdm(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes", unit="scene",
+              disable=not progress) as bar:
+        for truth, dem_name, combinations in plans:
+            for (tag, geometry, other), factor, pattern, scene_looks, law, cover, seed in combinations:
+                name = (f"{dem_name}_{tag}_c{factor}_{pattern}{_radiometry_tag(scene_looks, law, cover)}"
+                        f"_s{seed}")
+                path = out / f"{name}.nc"
+                if not path.exists():
+                    scene = simulate_scene(truth, geometry, coarse_factor=factor, prior_pattern=pattern, seed=seed,
+                                           other_geometry=other, name=name, looks=scene_looks, law=law,
+                                           land_cover_db=cover, unscored=(unscored or {}).get(dem_name),
+                                           progress=False, **scene_options)
+                    write_scene(scene, path)
+                paths.append(path)
+                bar.update()
     return paths

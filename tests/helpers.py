@@ -215,6 +215,22 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
     return write_scene(ds, path)
 
 
+def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a", "hills-b", "hills-c"), *,
+                         size: int = 48, relief: float = 400.0, **axes) -> list[Path]:
+    """Refinement scenes simulated with the physics (:func:`sarheight.terrain.simulate_scenes`:
+    both passes, each with the other, coarse DEM 3x, 6 random priors) from a rough DEM of
+    ``size`` cells per name (seeded by its position), into ``folder``; ``axes`` are passed on
+    (``coarse_factors``, ``looks``, ``land_cover_db``...)."""
+    from sarheight.terrain import simulate_scenes
+
+    dems = []
+    for seed, name in enumerate(names):
+        dem = rough_dem(seed=20 + seed, rows=size, cols=size, relief=relief)
+        dem.attrs["dem_name"] = name
+        dems.append(dem)
+    return simulate_scenes(dems, folder, prior_count=6, progress=False, **axes)
+
+
 def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Path]:
     """``count`` scenes ``s0.nc``, ``s1.nc``... of :func:`write_tiny_scene` (seeds 0, 1...)
     in ``folder`` (made if missing), each ``options`` passed on; returns their paths."""
@@ -225,10 +241,11 @@ def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Pat
 
 def fit_tiny_checkpoint(scenes: str | Path, path: str | Path, *, seed: int = 0, model: str = "unet",
                         channels: tuple[str, ...] | None = None, steps: int = 2, tile: int = 32,
-                        **model_options) -> Path:
+                        data_options: dict | None = None, **model_options) -> Path:
     """Train a small model (``base_channels`` 4, ``depth`` 2 unless given) for ``steps``
-    steps on the scenes of ``scenes`` through the Python API, and save its checkpoint at
-    ``path``; returns the path."""
+    steps on the scenes of ``scenes`` through the Python API (``data_options`` passed to
+    the data module: ``reference``, ``scale``...), and save its checkpoint at ``path``;
+    returns the path."""
     import lightning as L
 
     from sarheight.data import DEFAULT_CHANNELS, TerrainDataModule
@@ -236,7 +253,7 @@ def fit_tiny_checkpoint(scenes: str | Path, path: str | Path, *, seed: int = 0, 
 
     L.seed_everything(seed, verbose=False)
     data = TerrainDataModule(scenes=str(scenes), channels=list(channels or DEFAULT_CHANNELS), tile=tile,
-                             tiles_per_epoch=4 * steps, batch_size=4)
+                             tiles_per_epoch=4 * steps, batch_size=4, **(data_options or {}))
     module = PixelRegression(model=model, model_options={"base_channels": 4, "depth": 2, **model_options},
                              in_channels=data.in_channels, scheduler="none")
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -13,7 +13,7 @@ pytest.importorskip("lightning")
 
 from sarheight.cli import main
 from sarheight.errors import InvalidInputError
-from sarheight.training.ablation import experiments, run_ablation
+from sarheight.studies.ablation import experiments, run_ablation
 from tests.helpers import write_tiny_scene
 
 

@@ -14,7 +14,7 @@ from sarheight.data.terrain import SPLITS, scene_files, terrain_classes
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.masks import MaskCode
 from sarheight.terrain import open_scene, write_scene
-from tests.helpers import write_tiny_scene, write_tiny_scenes
+from tests.helpers import simulate_tiny_scenes, write_tiny_scene, write_tiny_scenes
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +192,10 @@ def test_terrain_classes_by_hand():
     near[3:7, 5:9] = True
     near[6, 8] = False
     assert all(name[c] == "shadow_adjacent" for c in codes[near])
-    assert name[codes[6, 8]] == "other" and name[codes[0, 0]] == "other" and name[codes[2, 4]] == "other"
-    assert (codes[~near & (layover == 0)] == TERRAIN_CLASSES.index("other")).all()
+    assert name[codes[6, 8]] == "shadow" and name[codes[0, 0]] == "other" and name[codes[2, 4]] == "other"
+    rest = ~near & (layover == 0)
+    rest[6, 8] = False
+    assert (codes[rest] == TERRAIN_CLASSES.index("other")).all()
 
 
 def test_a_scene_without_a_channel_is_named_before_any_reading(tmp_path):
@@ -259,3 +261,61 @@ def test_scene_files_expand_folders_and_patterns_and_name_what_is_missing(tmp_pa
         scene_files(str(tmp_path / "*_c5_*.nc"), "data.scenes")
     with pytest.raises(MissingInputError, match="does not exist"):
         scene_files(tmp_path / "absent.nc", "data.scenes")
+
+
+#: The refinement model's inputs (configs/terrain_refine.yaml).
+REFINE_CHANNELS = ["coarse_slope_east", "coarse_slope_north", "coarse_curvature", "coarse_factor", "prior_height",
+                   "prior_mask", "prior_distance", "sar_ratio", "local_incidence_angle", "look_east", "look_north",
+                   "layover", "shadow"]
+
+
+@pytest.fixture(scope="module")
+def physical_scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("physical")
+    simulate_tiny_scenes(folder, names=("hills-a", "hills-b", "hills-c"), size=40, relief=900.0)
+    return folder
+
+
+def test_refinement_arrays_are_in_units_of_the_coarse_cell(physical_scenes):
+    ds = open_scene(sorted(physical_scenes.glob("hills-a_ascending*.nc"))[0])
+    unit = ds.attrs["coarse_cell_m"]
+    arrays = scene_arrays(ds, REFINE_CHANNELS, reference="coarse_bicubic", target="height", scale="coarse_cell",
+                          score_shadow=True)
+    assert arrays.scale == pytest.approx(unit) and unit == pytest.approx(3 * ds.attrs["grid_cell_m"], rel=1e-4)
+    truth, reference = ds["height"].values, ds["coarse_bicubic"].values
+    np.testing.assert_allclose(arrays.offset + arrays.scale * arrays.target, truth, atol=1e-3)
+    known = ds["prior_mask"].values > 0
+    index = REFINE_CHANNELS.index
+    np.testing.assert_allclose(arrays.inputs[index("prior_height")][known],
+                               (ds["prior_height"].values - reference)[known] / unit, rtol=1e-5)
+    np.testing.assert_allclose(arrays.inputs[index("prior_distance")], ds["prior_distance"].values / unit, rtol=1e-5)
+    # The slopes are not heights: they keep their values.
+    assert arrays.inputs[index("coarse_slope_east")].std() > 0.05
+    # The ratio is NaN in shadow without making the cell missing: a refinement predicts there.
+    shadow = (ds["shadow"].values != MaskCode.NONE) & (ds["shadow"].values != MaskCode.OUTSIDE)
+    assert shadow.any() and np.isnan(arrays.inputs[index("sar_ratio")][shadow]).all()
+    assert not arrays.missing[shadow].any() and arrays.loss_mask[shadow].all()
+    excluded = scene_arrays(ds, REFINE_CHANNELS, reference="coarse_bicubic", target="height", scale="coarse_cell")
+    assert not excluded.loss_mask[shadow].any()
+    with pytest.raises(InvalidInputError, match="reference"):
+        scene_arrays(ds, REFINE_CHANNELS, reference=None, scale="coarse_cell")
+    with pytest.raises(InvalidInputError, match="scale"):
+        scene_arrays(ds, REFINE_CHANNELS, reference="coarse_bicubic", scale="metres")
+
+
+def test_refinement_data_module_gives_the_scale_with_every_tile(physical_scenes):
+    data = TerrainDataModule(scenes=str(physical_scenes), channels=REFINE_CHANNELS, reference="coarse_bicubic",
+                             scale="coarse_cell", score_shadow=True, val_scenes=["hills-b"], test_scenes=["hills-c"],
+                             tile=32, tiles_per_epoch=4, batch_size=2)
+    data.setup("fit")
+    item = data.datasets["train"][0]
+    assert item["scale"].shape == (1, 1, 1) and float(item["scale"]) == pytest.approx(data.data[0].scale)
+    batch = next(iter(data.train_dataloader()))
+    assert batch["scale"].shape == (2, 1, 1, 1)
+    # The target statistics are of heights over the coarse cell: a few hundredths.
+    mean, std = data.target_statistics
+    assert abs(mean) < 0.05 and 0.001 < std < 0.5
+    with pytest.raises(InvalidInputError, match=r"data\.scale"):
+        TerrainDataModule(scenes=str(physical_scenes), reference=None, scale="coarse_cell")
+    with pytest.raises(InvalidInputError, match=r"data\.scale"):
+        TerrainDataModule(scenes=str(physical_scenes), scale="feet")

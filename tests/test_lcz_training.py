@@ -1,4 +1,4 @@
-"""Tests of sarheight.training.classification and sarheight.training.lcz: the scores of a
+"""Tests of sarheight.training.classification and sarheight.studies.lcz: the scores of a
 confusion matrix worked by hand, the classification module's normalisation, losses and
 checkpoint, the independent sum, and the study's grid, resumable sweep and outputs on
 tiny So2Sat LCZ42 files."""
@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch", reason="the LCZ study needs the ml extra (P
 pytest.importorskip("lightning", reason="the LCZ study needs the ml extra (Lightning)")
 
 from sarheight.errors import InvalidInputError  # noqa: E402
+from sarheight.studies.lcz import Configuration, configurations, parse_stages  # noqa: E402
 from sarheight.training.classification import LCZClassification, classification_scores  # noqa: E402
-from sarheight.training.lcz import Configuration, configurations, parse_stages  # noqa: E402
 
 SMALL = (8, 8, 8, 8, 16, 16)
 
@@ -145,7 +145,7 @@ def so2sat(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sweep(so2sat, tmp_path_factory):
-    from sarheight.training.lcz import run_sweep
+    from sarheight.studies.lcz import run_sweep
 
     out = tmp_path_factory.mktemp("sweep")
     results = run_sweep(so2sat, out, splits=["sar", "optical", "sar+optical"], stages=[0, 6], seeds=2,
@@ -219,7 +219,7 @@ def test_the_module_learns_the_tiny_classes(so2sat):
 
 
 def test_the_sweep_resumes_without_training_again(sweep, so2sat):
-    from sarheight.training.lcz import run_sweep
+    from sarheight.studies.lcz import run_sweep
 
     out, results = sweep
     stamps = {path: path.stat().st_mtime_ns for path in (out / "runs").rglob("*.ckpt")}

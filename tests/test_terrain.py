@@ -13,13 +13,20 @@ from sarheight.masks import MaskCode
 from sarheight.priors import sample_priors
 from sarheight.simulate import simulate_sar
 from sarheight.terrain import (
+    DERIVED_VARIABLES,
     INPUT_VARIABLES,
+    block_mean,
+    coarse_cell_size,
     degrade_dem,
     observed_scene,
     open_scene,
     pass_direction,
+    refinement_grid,
     scene_geometry,
+    scene_variable,
     simulate_scene,
+    simulate_scenes,
+    upsample,
     write_scene,
 )
 from tests.helpers import plane_dem, rough_dem
@@ -107,13 +114,17 @@ def test_no_input_is_computed_from_the_fine_dem(truth, geometry):
     priors = sample_priors(truth, count=12, seed=2)
     scenes = [observed_scene(observation, degrade_dem(dem, FACTOR), geometry, priors, progress=False)
               for dem in (truth, perturbed)]
-    for name in INPUT_VARIABLES:
-        np.testing.assert_array_equal(scenes[0][name].values, scenes[1][name].values, err_msg=name)
+    for name in (*INPUT_VARIABLES, *DERIVED_VARIABLES):
+        if name.startswith("other_"):
+            continue
+        np.testing.assert_array_equal(scene_variable(scenes[0], name), scene_variable(scenes[1], name), err_msg=name)
     # And simulate_scene takes its masks, incidence and coarse heights from the coarse DEM only.
     a, b = (simulate_scene(dem, geometry, coarse_factor=FACTOR, prior_count=12, seed=2, progress=False)
             for dem in (truth, perturbed))
-    for name in ("local_incidence_angle", "layover", "shadow", "coarse_height", "prior_mask"):
-        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    for name in ("local_incidence_angle", "layover", "shadow", "coarse_height", "coarse_bicubic", "coarse_lanczos",
+                 "prior_mask", "coarse_slope_east", "coarse_slope_north", "coarse_curvature", "coarse_factor",
+                 "look_east", "look_north"):
+        np.testing.assert_array_equal(scene_variable(a, name), scene_variable(b, name), err_msg=name)
     assert not np.array_equal(a["height"].values, b["height"].values)
 
 
@@ -193,3 +204,111 @@ def test_scenes_command_writes_both_passes_and_resumes(truth, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
     assert main(["terrain", "scenes", "--dem", str(dem_path), "--out", str(tmp_path / "x"), "--geometry",
                  "synthetic", "--geometry", "synthetic", "-q"]) == 2
+
+
+def test_coarse_resamplings_keep_planes_and_fill_the_edges():
+    dem = plane_dem(40, 36, slope_east_deg=15.0, slope_north_deg=8.0)
+    coarse = block_mean(dem, 4)
+    assert coarse.shape == (10, 9) and coarse.attrs["coarse_factor"] == 4
+    assert coarse.rio.transform().a == pytest.approx(4 * dem.rio.transform().a)
+    inner = (slice(4, -5), slice(4, -5))
+    for method in ("bilinear", "bicubic", "lanczos"):
+        fine = upsample(coarse, dem, method)
+        assert fine.shape == dem.shape and np.isfinite(fine.values).all(), method
+        # Bilinear and cubic convolution reproduce a plane; a windowed sinc only nearly (its
+        # weights are not exactly linear-preserving: metres of ripple on a 15 degree slope).
+        np.testing.assert_allclose(fine.values[inner], dem.values[inner], atol=0.1 if method != "lanczos" else 4.0,
+                                   err_msg=method)
+    np.testing.assert_array_equal(degrade_dem(dem, 4).values, upsample(coarse, dem, "bilinear").values)
+    with pytest.raises(InvalidInputError, match="upsampling"):
+        upsample(coarse, dem, "nearest-ish")
+
+
+def test_derived_variables_of_a_plane(truth):
+    """On a plane the coarse DEM's slopes are the plane's, its curvature nil; the look
+    direction follows the heading and the look side; the ratio is the SAR over the law."""
+    dem = plane_dem(60, 60, slope_east_deg=12.0, slope_north_deg=-5.0)
+    geometry = scene_geometry(dem, "descending")
+    scene = simulate_scene(dem, geometry, coarse_factor=FACTOR, prior_count=5, looks=None, nesz_db=None,
+                           land_cover_db=0.0, progress=False)
+    inner = (slice(6, -6), slice(6, -6))
+    np.testing.assert_allclose(scene_variable(scene, "coarse_slope_east")[inner], np.tan(np.radians(12.0)), rtol=1e-3)
+    np.testing.assert_allclose(scene_variable(scene, "coarse_slope_north")[inner], -np.tan(np.radians(5.0)),
+                               rtol=1e-2)
+    assert np.abs(scene_variable(scene, "coarse_curvature")[inner]).max() < 1e-4
+    assert coarse_cell_size(scene) == pytest.approx(FACTOR * scene.attrs["grid_cell_m"])
+    assert (scene_variable(scene, "coarse_factor") == FACTOR).all()
+    # Descending and right-looking: heading ~192 degrees, the radar looks west.
+    east, north = scene_variable(scene, "look_east")[0, 0], scene_variable(scene, "look_north")[0, 0]
+    assert east < -0.95 and abs(north) < 0.3 and east**2 + north**2 == pytest.approx(1.0, abs=1e-6)
+    # No speckle, no land cover, the reconstruction's own law: the plane is what the coarse
+    # DEM predicts, the ratio 0 dB.
+    assert np.nanmax(np.abs(scene_variable(scene, "sar_ratio")[inner])) < 0.05
+    with pytest.raises(InvalidInputError, match="lacks"):
+        scene_variable(scene.drop_vars("coarse_bicubic"), "coarse_slope_east")
+    with pytest.raises(InvalidInputError, match="no variable"):
+        scene_variable(scene, "nonsense")
+
+
+def test_land_cover_law_and_the_unscored_sea(truth, geometry):
+    sea = np.zeros(truth.shape, dtype=bool)
+    sea[:, :5] = True
+    clean = simulate_scene(truth, geometry, prior_count=4, looks=None, nesz_db=None, land_cover_db=0.0,
+                           other_geometry=scene_geometry(truth, "descending"), unscored=sea, progress=False)
+    covered = simulate_scene(truth, geometry, prior_count=4, looks=None, nesz_db=None, land_cover_db=3.0,
+                             other_geometry=scene_geometry(truth, "descending"), progress=False)
+    lambert = simulate_scene(truth, geometry, prior_count=4, looks=None, nesz_db=None, land_cover_db=0.0,
+                             law="lambert", progress=False)
+    assert np.isnan(clean["height"].values[sea]).all() and np.isfinite(clean["height"].values[~sea]).all()
+    assert clean.attrs["land_cover_db"] == 0.0 and lambert.attrs["sigma0_law"] == "lambert"
+    # The land cover adds its patches (3 dB, somewhat smoothed by the pixels) to the ratio.
+    cover = scene_variable(covered, "sar_ratio") - scene_variable(clean, "sar_ratio")
+    assert 1.5 < np.nanstd(cover) < 4.0, np.nanstd(cover)
+    assert not np.allclose(scene_variable(lambert, "sar_ratio"), scene_variable(clean, "sar_ratio"), equal_nan=True)
+    # Both passes see one land cover: its patches agree where both see the ground.
+    other_cover = scene_variable(covered, "other_sar_ratio") - scene_variable(clean, "other_sar_ratio")
+    both = np.isfinite(cover) & np.isfinite(other_cover)
+    assert np.corrcoef(cover[both], other_cover[both])[0, 1] > 0.5
+    with pytest.raises(InvalidInputError, match="unscored"):
+        simulate_scene(truth, geometry, prior_count=4, unscored=sea[:-1], progress=False)
+
+
+def test_refinement_grid_and_a_scene_without_priors(truth, geometry):
+    coarse = block_mean(truth, FACTOR)
+    grid = refinement_grid(coarse, 30.0)
+    dy, dx = (abs(v) for v in (grid.rio.transform().e, grid.rio.transform().a))
+    assert grid.rio.crs == coarse.rio.crs and grid.shape[0] == pytest.approx(coarse.shape[0] * FACTOR, abs=2)
+    west, _, _, north = coarse.rio.bounds()
+    assert grid["x"].values[0] == pytest.approx(west + dx / 2) and grid["y"].values[0] == pytest.approx(north - dy / 2)
+    with pytest.raises(InvalidInputError, match="already as fine"):
+        refinement_grid(coarse, 120.0)
+    with pytest.raises(InvalidInputError, match="positive"):
+        refinement_grid(coarse, -3.0)
+    observation = simulate_sar(truth, geometry, seed=2)
+    scene = observed_scene(observation, coarse, geometry, None, grid=grid, progress=False)
+    assert scene.sizes == {"y": grid.shape[0], "x": grid.shape[1]}
+    assert not scene["prior_mask"].values.any() and np.isnan(scene["prior_height"].values).all()
+    assert (scene["prior_distance"].values > 1000).all()
+    np.testing.assert_array_equal(scene["coarse_corrected"].values, scene["coarse_height"].values)
+    # The grid is geographic: cells of 30 x 21 m, so the coarse DEM's are 76 m, 2.5 of 30 m.
+    assert scene.attrs["coarse_cell_m"] == pytest.approx(FACTOR * np.sqrt(30.0 * 30.0 * np.cos(np.radians(45))),
+                                                         rel=0.01)
+    assert scene.attrs["coarse_factor"] == pytest.approx(scene.attrs["coarse_cell_m"] / 30.0, rel=0.01)
+
+
+def test_scene_sets_sample_their_axes_and_pair_one_pass(truth, tmp_path):
+    axes = {"look_sides": ("right", "left"), "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3),
+            "looks": (4.4, 44.0), "land_cover_db": (0.0, 3.0)}
+    paths = simulate_scenes([truth], tmp_path / "a", sample=5, prior_count=4, progress=False, **axes)
+    again = simulate_scenes([truth], tmp_path / "b", sample=5, prior_count=4, progress=False, **axes)
+    assert len(paths) == 5 and [p.name for p in paths] == [p.name for p in again]  # seeded by the DEM's name
+    one = simulate_scenes([truth], tmp_path / "c", passes=("ascending",), laws=("lambert",), prior_count=4,
+                          progress=False)
+    assert [p.name for p in one] == ["rough_ascending_c3_random_lambert_s0.nc"]
+    scene = open_scene(one[0])
+    assert "other_sar_ratio" not in scene and np.isfinite(scene_variable(scene, "other_sar_ratio")).any()
+    assert scene.attrs["other_look_side"] == "right" and scene.attrs["sigma0_law"] == "lambert"
+    with pytest.raises(InvalidInputError, match="sample"):
+        simulate_scenes([truth], tmp_path / "d", sample=0, progress=False)
+    with pytest.raises(InvalidInputError, match="unscored"):
+        simulate_scenes([truth], tmp_path / "d", unscored={"elsewhere": None}, progress=False)

@@ -103,7 +103,8 @@ def test_height_metrics_by_hand():
     prediction = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 100.0]])[None, None]
     target = torch.tensor([[1.0, 3.0, 5.0], [4.0, 8.0, 0.0]])[None, None]
     mask = torch.tensor([[True, True, True], [True, True, False]])[None, None]
-    classes = torch.tensor([[0, 0, 1], [3, 3, 1]], dtype=torch.uint8)[None, None]
+    other = TERRAIN_CLASSES.index("other")
+    classes = torch.tensor([[0, 0, 1], [other, other, 1]], dtype=torch.uint8)[None, None]
     metrics = HeightMetrics(TERRAIN_CLASSES)
     # Two batches accumulate as one.
     metrics.update(prediction[..., :1, :], target[..., :1, :], mask[..., :1, :], classes[..., :1, :])
@@ -116,7 +117,7 @@ def test_height_metrics_by_hand():
     assert values["r2"].item() == pytest.approx(1 - np.sum(errors**2) / np.sum((truth - truth.mean()) ** 2))
     assert values["rmse_active_layover"].item() == pytest.approx(np.sqrt((0 + 1) / 2))
     assert values["rmse_passive_layover"].item() == pytest.approx(2.0)  # the masked cell does not count
-    assert math.isnan(values["rmse_shadow_adjacent"].item())
+    assert math.isnan(values["rmse_shadow_adjacent"].item()) and math.isnan(values["rmse_shadow"].item())
     assert values["rmse_other"].item() == pytest.approx(np.sqrt(9 / 2))
     assert values["count"].item() == 5
 

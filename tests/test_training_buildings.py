@@ -140,7 +140,7 @@ def test_the_buildings_command_predicts_compares_and_exports(tmp_path, capsys):
 
 
 def test_the_comparison_scores_every_method_on_the_same_cells(tmp_path):
-    from sarheight.training.building_comparison import MEAN_BASELINE, run_building_comparison, score_heights
+    from sarheight.studies.buildings import MEAN_BASELINE, run_building_comparison, score_heights
 
     root = tmp_path / "cities"
     write_tiny_cities(root)

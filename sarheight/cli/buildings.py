@@ -114,7 +114,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("sarheight buildings compare")
-    from ..training.building_comparison import run_building_comparison
+    from ..studies.buildings import run_building_comparison
 
     decoder = (64, 32, 16, 8, 8)[:args.stages + 1] if 1 <= args.stages <= 4 else None
     run_building_comparison(

@@ -56,7 +56,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("sarheight lcz sweep")
-    from ..training.lcz import parse_stages, run_sweep
+    from ..studies.lcz import parse_stages, run_sweep
 
     results = run_sweep(args.data, args.out, splits=[s.strip() for s in args.splits.split(",") if s.strip()],
                         stages=parse_stages(args.stages), seeds=args.seeds, setting=args.setting,
@@ -91,8 +91,8 @@ def run_combine(args: argparse.Namespace) -> int:
 
     require("sarheight lcz combine")
     from ..data.so2sat import So2SatDataModule
-    from ..training.experiments import write_json
-    from ..training.lcz import combine_checkpoints
+    from ..studies.lcz import combine_checkpoints
+    from ..studies.runs import write_json
 
     data = So2SatDataModule(args.data, setting=args.setting, seed=args.seed, batch_size=args.batch_size,
                             num_workers=args.num_workers, limit=args.limit)

@@ -58,18 +58,24 @@ def run_action(args: argparse.Namespace) -> int:
     return args.run_action(args)
 
 
-def add_training_budget(parser: argparse.ArgumentParser, *, seeds: int, max_epochs: int, tiles_per_epoch: int,
-                        batch_size: int, tile: int, lr: float) -> None:
+def add_training_budget(parser: argparse.ArgumentParser, *, seeds: int | None, max_epochs: int | None,
+                        tiles_per_epoch: int | None, batch_size: int | None, tile: int | None,
+                        lr: float | None) -> None:
     """The options of an experiment runner's fixed budget of every training (with their
-    defaults), its accelerator and ``--quiet``; its ``--out`` is a folder."""
-    parser.add_argument("--seeds", type=int, default=seeds, help=f"trainings per configuration (default {seeds})")
+    defaults; None: the runner's own, said in its help), its accelerator and ``--quiet``;
+    its ``--out`` is a folder."""
+
+    def default(value: float | None) -> str:
+        return f"default {value:g}" if value is not None else "default: the task's"
+
+    parser.add_argument("--seeds", type=int, default=seeds, help=f"trainings per configuration ({default(seeds)})")
     parser.add_argument("--max-epochs", type=int, default=max_epochs,
-                        help=f"epochs of every training (default {max_epochs})")
+                        help=f"epochs of every training ({default(max_epochs)})")
     parser.add_argument("--tiles-per-epoch", type=int, default=tiles_per_epoch,
-                        help=f"training tiles per epoch ({tiles_per_epoch})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"tiles per batch ({batch_size})")
-    parser.add_argument("--tile", type=int, default=tile, help=f"tile side, cells ({tile})")
-    parser.add_argument("--lr", type=float, default=lr, help=f"learning rate ({lr:g})")
+                        help=f"training tiles per epoch ({default(tiles_per_epoch)})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"tiles per batch ({default(batch_size)})")
+    parser.add_argument("--tile", type=int, default=tile, help=f"tile side, cells ({default(tile)})")
+    parser.add_argument("--lr", type=float, default=lr, help=f"learning rate ({default(lr)})")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto: a GPU if there is one)")
     add_quiet(parser)
     parser.set_defaults(out_is_folder=True)

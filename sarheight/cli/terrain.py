@@ -1,9 +1,10 @@
-"""``sarheight terrain ACTION``: the terrain height model's actions: ``scenes`` (simulate
-training scenes), ``predict`` (a height map from checkpoints), ``ablate`` (the study),
-``export`` (a checkpoint reduced to what prediction needs).
+"""``sarheight terrain ACTION``: the terrain height model's actions: ``refine`` (a coarse DEM
+refined with Sentinel-1), ``scenes`` (simulate training scenes), ``predict`` (a height map
+of a scene from checkpoints), ``ablate`` (the studies), ``export`` (a checkpoint reduced to
+what prediction needs).
 
 Each action is an :class:`~.options.Action` in :data:`ACTIONS` (its help, its options, its run);
-``scenes`` and ``ablate`` live in modules of their own beside this one.
+``refine``, ``scenes`` and ``ablate`` live in modules of their own beside this one.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import terrain_ablate, terrain_scenes
+from . import terrain_ablate, terrain_refine, terrain_scenes
 from .options import Action, add_actions, add_outputs, add_quiet, run_action
 
 NAME = "terrain"
-HELP = "terrain height from one SAR image and sparse priors: scenes, prediction, the ablation"
+HELP = ("terrain height: refine a coarse DEM with Sentinel-1 (refine), simulate training scenes, predict, the "
+        "studies")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,13 +80,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="a checkpoint of sarheight fit")
     parser.add_argument("--out", required=True, help="the checkpoint to write: weights, channels, statistics and "
                         "model configuration, without the optimiser state")
+    parser.add_argument("--half", action="store_true", help="store the weights in float16 (half the size, to ship)")
     add_quiet(parser)
 
 
 def run_export(args: argparse.Namespace) -> int:
     from ..training.predict import export_checkpoint
 
-    written = export_checkpoint(args.ckpt, args.out)
+    written = export_checkpoint(args.ckpt, args.out, half=args.half)
     if not args.quiet:
         print(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
     return 0
@@ -92,6 +95,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 #: The actions of ``sarheight terrain``, in the order ``--help`` lists them.
 ACTIONS = {
+    "refine": Action(terrain_refine.HELP, terrain_refine.add_arguments, terrain_refine.run),
     "scenes": Action(terrain_scenes.HELP, terrain_scenes.add_arguments, terrain_scenes.run),
     "predict": Action("predict a height map (GeoTIFF) from a scene with one or several checkpoints",
                       add_predict_arguments, run_predict),

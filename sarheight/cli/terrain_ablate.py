@@ -1,47 +1,95 @@
-"""``sarheight terrain ablate``: the terrain-height ablation on held-out DEMs."""
+"""``sarheight terrain ablate``: the terrain-height studies on held-out DEMs: the seed paper's
+ablation (``--task ablation``) and the refinement study (``--task refine``)."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..errors import SarHeightError
 from .options import add_training_budget
 
-HELP = ("train the U-Net variants on geocoded and reconstructed SAR (and with the coarse DEM, both passes) "
-        "against the baselines on held-out DEMs; Markdown and JSON table, figure")
+HELP = ("the terrain studies on held-out DEMs: --task refine (networks and physics against the coarse DEM, with "
+        "and without SAR) or --task ablation (the U-Net variants on geocoded and reconstructed SAR); Markdown and "
+        "JSON tables, figure")
+
+#: The ablation's budget when not given (the refinement study takes its from --config).
+ABLATION_BUDGET = {"seeds": 3, "max_epochs": 10, "tiles_per_epoch": 128, "batch_size": 8, "tile": 96, "lr": 2e-3}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenes", required=True, help="folder of scene files (sarheight terrain scenes)")
-    parser.add_argument("--out", required=True, help="folder of the runs, ablation.md, ablation.json, ablation.png; "
+    parser.add_argument("--task", choices=("ablation", "refine"), default="ablation",
+                        help="ablation (default): the seed paper's U-Net variants relative to the priors; refine: the "
+                        "refinement of the coarse DEM by the networks of --config and by clinometry")
+    parser.add_argument("--scenes", required=True, help="folder of scene files (sarheight terrain scenes); refine: "
+                        "the training and validation scenes")
+    parser.add_argument("--out", required=True, help="folder of the runs and the tables (ablation.* or refinement.*); "
                         "a run that finished there is not trained again")
-    parser.add_argument("--test-dem", action="append", required=True, metavar="DEM",
-                        help="a DEM (its scenes' dem_name) held out for testing; repeat for several")
+    parser.add_argument("--test-dem", action="append", default=None, metavar="DEM",
+                        help="ablation: a DEM (its scenes' dem_name) held out for testing; repeat for several")
     parser.add_argument("--val-dem", action="append", default=[], metavar="DEM",
-                        help="a DEM held out for validation (logged only); default none")
-    add_training_budget(parser, seeds=3, max_epochs=10, tiles_per_epoch=128, batch_size=8, tile=96, lr=2e-3)
-    parser.add_argument("--base-channels", type=int, default=16, help="channels of the first stage (16)")
-    parser.add_argument("--depth", type=int, default=4, help="U-Net depth (4)")
+                        help="ablation: a DEM held out for validation (logged only); default none")
+    parser.add_argument("--test-scenes", default=None, help="refine: the folder of the held-out scenes (their DEMs "
+                        "in no training scene)")
+    parser.add_argument("--config", default="configs/terrain_refine.yaml",
+                        help="refine: the SAR network's configuration, from which the others derive "
+                        "(default configs/terrain_refine.yaml)")
+    parser.add_argument("--method", action="append", default=None,
+                        choices=("sar", "nosar", "sar_geocoded", "both_passes", "priors_only_network"),
+                        help="refine: restrict the trained networks (default all)")
+    parser.add_argument("--max-time", default=None, metavar="DD:HH:MM:SS",
+                        help="refine: stop every training after this long (default the configuration's)")
+    add_training_budget(parser, **{key: None for key in ABLATION_BUDGET})
+    parser.add_argument("--base-channels", type=int, default=16, help="ablation: channels of the first stage (16)")
+    parser.add_argument("--depth", type=int, default=4, help="ablation: U-Net depth (4)")
     parser.add_argument("--variant", action="append", default=None,
                         choices=("unet", "unet_lsk", "unet_eca", "ask_unet"),
-                        help="restrict the variants (default all four)")
-    parser.add_argument("--prior-pattern", action="append", default=None, help="restrict the prior patterns")
+                        help="ablation: restrict the variants (default all four)")
+    parser.add_argument("--prior-pattern", action="append", default=None, help="ablation: restrict the prior patterns")
     parser.add_argument("--coarse-factor", action="append", type=int, default=None,
-                        help="restrict the coarse factors")
+                        help="ablation: restrict the coarse factors")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("sarheight terrain ablate")
-    from ..training.ablation import VARIANTS, run_ablation
+    if args.task == "refine":
+        return _run_refinement(args)
+    if not args.test_dem:
+        raise SarHeightError("--task ablation needs --test-dem: name the held-out DEMs (their scenes' dem_name)")
+    from ..studies.ablation import VARIANTS, run_ablation
 
+    budget = {key: getattr(args, key) if getattr(args, key) is not None else value
+              for key, value in ABLATION_BUDGET.items()}
     results = run_ablation(
-        args.scenes, args.out, test_dems=args.test_dem, val_dems=args.val_dem, seeds=args.seeds,
-        max_epochs=args.max_epochs, tiles_per_epoch=args.tiles_per_epoch, batch_size=args.batch_size,
-        tile=args.tile, base_channels=args.base_channels, depth=args.depth, lr=args.lr,
+        args.scenes, args.out, test_dems=args.test_dem, val_dems=args.val_dem, seeds=budget["seeds"],
+        max_epochs=budget["max_epochs"], tiles_per_epoch=budget["tiles_per_epoch"], batch_size=budget["batch_size"],
+        tile=budget["tile"], base_channels=args.base_channels, depth=args.depth, lr=budget["lr"],
         variants=args.variant or VARIANTS, patterns=args.prior_pattern, coarse_factors=args.coarse_factor,
         accelerator=args.accelerator, progress=not args.quiet,
     )
     if not args.quiet:
         print(f"{len(results['cells'])} prior pattern x coarse factor cells; table in {args.out}/ablation.md")
+    return 0
+
+
+def _run_refinement(args: argparse.Namespace) -> int:
+    from ..studies.refinement import run_refinement_study
+
+    if args.test_scenes is None:
+        raise SarHeightError("--task refine needs --test-scenes: the folder of the held-out scenes")
+    ignored = [option for option, value in (("--test-dem", args.test_dem), ("--val-dem", args.val_dem),
+                                            ("--variant", args.variant), ("--tile", args.tile),
+                                            ("--tiles-per-epoch", args.tiles_per_epoch),
+                                            ("--batch-size", args.batch_size), ("--lr", args.lr)) if value]
+    if ignored:
+        raise SarHeightError(f"{', '.join(ignored)} belong to --task ablation: the refinement study takes its networks "
+                             "and budget from --config (edit a copy of it), its held-out DEMs from --test-scenes")
+    results = run_refinement_study(args.scenes, args.test_scenes, args.out, config=args.config,
+                                   seeds=args.seeds if args.seeds is not None else 2, methods=args.method,
+                                   max_epochs=args.max_epochs, max_time=args.max_time, accelerator=args.accelerator,
+                                   progress=not args.quiet)
+    if not args.quiet:
+        print(f"{len(results['rows'])} held-out DEM x factor x looks x ground rows; table in "
+              f"{args.out}/refinement.md")
     return 0

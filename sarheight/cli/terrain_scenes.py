@@ -42,7 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        choices=("random", "tracks", "clusters"), default=None,
                        help="how the known heights lie (default random; repeat for several)")
     scene.add_argument("--prior-noise", type=float, default=0.0, help="error of the known heights, m (0)")
-    scene.add_argument("--looks", type=float, default=4.4, help="equivalent number of looks of the speckle (4.4)")
+    scene.add_argument("--looks", action="append", type=float, default=None,
+                       help="equivalent number of looks of the speckle: 4.4 a date (default), 44 a composite of ten "
+                       "dates (repeat for several)")
+    scene.add_argument("--law", dest="laws", action="append", choices=("empirical", "lambert"), default=None,
+                       help="the ground's sigma0 law of the local incidence: empirical (default, the law the "
+                       "reconstruction models) or lambert (another surface); repeat for several")
+    scene.add_argument("--land-cover", dest="land_cover_db", action="append", type=float, default=None,
+                       metavar="DB", help="contrast of the land cover's sigma0 patches, dB (default 3; 0 for none; "
+                       "repeat for several)")
+    scene.add_argument("--sample", type=int, default=None, metavar="N",
+                       help="draw N scenes per DEM at random from all the combinations of the options above "
+                       "instead of making every one")
     scene.add_argument("--nesz", type=float, default=-22.0, help="noise-equivalent sigma0, dB (-22)")
     scene.add_argument("--seeds", type=int, default=1, help="scenes per geometry with other texture, speckle "
                        "and prior draws (default 1)")
@@ -92,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
         prior_fraction=None if args.prior_count is not None else args.prior_fraction,
         prior_count=args.prior_count,
         prior_noise_m=args.prior_noise,
-        looks=args.looks,
+        looks=tuple(dict.fromkeys(args.looks or (4.4,))),
+        laws=tuple(dict.fromkeys(args.laws or ("empirical",))),
+        land_cover_db=tuple(dict.fromkeys(args.land_cover_db or (3.0,))),
+        sample=args.sample,
         nesz_db=args.nesz,
         progress=not args.quiet,
     )

@@ -41,13 +41,24 @@ Decisions, in one place:
   training cells only; applied by the LightningModule, which keeps them in its
   checkpoint, so that the statistics a model was trained with travel with it. NaN inputs
   become 0 after normalisation (the channel's mean).
-- **Loss mask.** A cell counts where the target and the reference are finite, it is not
-  in shadow (``shadow == 0``: the SAR image holds nothing there) and inside the image
-  (``layover != 255``).
+- **Refinement: in units of the coarse cell.** With ``reference`` a coarse DEM and
+  ``scale="coarse_cell"``, the model learns the fine DEM's departure from the coarse one
+  divided by the coarse DEM's cell size L (m), and its height and length inputs (prior
+  residuals, distances) are divided by L too; with the scale-free channels of
+  :data:`sarheight.terrain.DERIVED_VARIABLES` (slopes, curvature times L, the coarse
+  factor, the sigma0 ratio) nothing it sees has a unit of length. What a block mean
+  leaves out of a DEM grows with L roughly as the slopes do (terrain is close to
+  self-similar over 10 m - 1 km), so one model serves DEMs of 10-100 m cells and coarse
+  factors 2-10: trained on 90 m DEMs, it is not asked for corrections of 90 m DEMs'
+  size on a 30 m one. Heights come back as ``reference + L * output``.
+- **Loss mask.** A cell counts where the target and the reference are finite, inside the
+  image (``layover != 255``), every input the model needs is there (the SAR image is
+  NaN in shadow: a model of it has nothing to go on), and, unless ``score_shadow``,
+  not in shadow (``shadow == 0``).
 - **Terrain classes** for the metrics (:data:`TERRAIN_CLASSES`): active layover
-  (``layover == 1``), passive layover (``layover == 2``), shadow-adjacent (within
-  :data:`SHADOW_ADJACENT_CELLS` cells of shadow, not in it), other; layover wins where
-  both apply.
+  (``layover == 1``), passive layover (``layover == 2``), shadow (active or passive),
+  shadow-adjacent (within :data:`SHADOW_ADJACENT_CELLS` cells of shadow, not in it),
+  other; layover wins where both apply.
 """
 
 from __future__ import annotations
@@ -67,7 +78,7 @@ from scipy.ndimage import binary_dilation
 
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
-from ..terrain import open_scene
+from ..terrain import coarse_cell_size, open_scene, scene_variable, variable_sources
 from .tiles import (
     NO_SPLIT,
     SPLITS,
@@ -98,12 +109,22 @@ HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_heigh
 #: the image) is a missing value.
 MASK_CHANNELS = frozenset({"layover", "shadow"})
 
-#: Channels that are NaN by design where they say nothing (the heights of the priors,
-#: given only at the priors): a NaN there is no missing input.
-SPARSE_CHANNELS = frozenset({"prior_height"})
+#: Channels holding lengths (m): given in coarse cells with ``scale="coarse_cell"``.
+LENGTH_CHANNELS = frozenset({"prior_distance"})
+
+#: Channels that are NaN by design where they say nothing: the heights of the priors,
+#: given only at the priors, and the ratios of observed to simulated sigma0, which
+#: shadow leaves without an observation (a refinement still predicts there, from the
+#: coarse DEM). A NaN there is no missing input.
+SPARSE_CHANNELS = frozenset({"prior_height", "sar_ratio", "sar_ratio_geocoded", "other_sar_ratio", "sar_ratio_clear",
+                             "sar_ratio_geocoded_clear"})
+
+#: The scales :func:`scene_arrays` can give heights in: metres (None) or the coarse
+#: DEM's cell size (``"coarse_cell"``, see the module's docstring).
+SCALES = (None, "coarse_cell")
 
 #: The terrain classes of the per-class metrics, by code (the index).
-TERRAIN_CLASSES = ("active_layover", "passive_layover", "shadow_adjacent", "other")
+TERRAIN_CLASSES = ("active_layover", "passive_layover", "shadow", "shadow_adjacent", "other")
 
 #: How near shadow (cells, in any direction) a cell counts as shadow-adjacent.
 SHADOW_ADJACENT_CELLS = 3
@@ -121,7 +142,10 @@ class SceneArrays:
         without a reference.
     missing : (H, W) bool, where an input other than the sparse ones, or the reference, is
         NaN: the model has nothing to go on there, its prediction is NaN.
-    target : (H, W) the target relative to the reference (m), or None without a target.
+    scale : the unit (m) of the heights and lengths: 1, or the coarse cell size with
+        ``scale="coarse_cell"``; heights are ``offset + scale * value``.
+    target : (H, W) the target relative to the reference (in ``scale``), or None without a
+        target.
     loss_mask : (H, W) bool, the cells the loss and the metrics count, or None.
     classes : (H, W) uint8 codes of :data:`TERRAIN_CLASSES`, or None.
     """
@@ -130,6 +154,7 @@ class SceneArrays:
     inputs: np.ndarray
     offset: np.ndarray
     missing: np.ndarray
+    scale: float = 1.0
     target: np.ndarray | None = None
     loss_mask: np.ndarray | None = None
     classes: np.ndarray | None = None
@@ -236,17 +261,23 @@ def check_scene(variables: Sequence[str], needed: Sequence[str], name: str, need
 
 
 def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | None, target: str | None = None,
-                 name: str | None = None, needed_by: str = "the model") -> SceneArrays:
+                 name: str | None = None, needed_by: str = "the model", scale: str | None = None,
+                 score_shadow: bool = False) -> SceneArrays:
     """Read a scene's inputs (and with ``target``, its target, loss mask and classes).
 
     Parameters
     ----------
     ds : the scene (see the module's docstring for its variables).
-    channels : the input channels, in order.
+    channels : the input channels, in order: stored variables or derived ones
+        (:data:`sarheight.terrain.DERIVED_VARIABLES`).
     reference : the height channel (m) the model predicts relative to, or None.
     target : the height to learn (m), or None to read the inputs only (prediction).
     name : the scene's name in messages; default :func:`scene_name`.
     needed_by : who needs the channels, in messages ("the data module", "checkpoint A.ckpt").
+    scale : None (heights in metres) or ``"coarse_cell"`` (heights relative to the
+        reference and lengths in units of the coarse DEM's cell size; see the module's
+        docstring).
+    score_shadow : count shadow cells in the loss mask (where the inputs are there).
 
     Returns
     -------
@@ -258,36 +289,46 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
         anything is read.
     """
     name = name or scene_name(ds)
+    if scale not in SCALES:
+        raise InvalidInputError(f"scale must be None or 'coarse_cell', not {scale!r}")
+    if scale is not None and reference is None:
+        raise InvalidInputError("a scale of heights needs a reference to measure them from: set data.reference "
+                                "(coarse_bicubic) or data.scale null")
     needed = [*channels, *([reference] if reference else []), *([target, "layover", "shadow"] if target else [])]
-    check_scene([str(v) for v in ds.data_vars], needed, name, needed_by)
-    for variable in dict.fromkeys(needed):
+    sources = [source for variable in needed for source in variable_sources(variable)]
+    check_scene([str(v) for v in ds.data_vars], sources, name, needed_by)
+    for variable in dict.fromkeys(sources):
         if ds[variable].dims != ("y", "x"):
             raise InvalidInputError(f"variable {variable!r} of scene {name!r} has dims {ds[variable].dims}, not "
                                     "('y', 'x'): every channel must lie on the scene's grid")
+    unit = coarse_cell_size(ds) if scale == "coarse_cell" else 1.0
     offset = ds[reference].values.astype(np.float32) if reference else None
     inputs = np.empty((len(channels), ds.sizes["y"], ds.sizes["x"]), dtype=np.float32)
     missing = ~np.isfinite(offset) if offset is not None else np.zeros(inputs.shape[1:], dtype=bool)
     for index, channel in enumerate(channels):
-        values = ds[channel].values.astype(np.float32)
+        values = scene_variable(ds, channel)
         if channel in MASK_CHANNELS:
             # Outside the image is no code but a missing value.
             values[values == MaskCode.OUTSIDE] = np.nan
         if offset is not None and channel in HEIGHT_CHANNELS:
             values = values - offset
+        if channel in HEIGHT_CHANNELS | LENGTH_CHANNELS and unit != 1.0:
+            values = values / np.float32(unit)
         inputs[index] = values
         if channel not in SPARSE_CHANNELS:
             missing |= ~np.isfinite(values)
     if offset is None:
         offset = np.zeros(inputs.shape[1:], dtype=np.float32)
     arrays = SceneArrays(name=name, inputs=inputs, offset=np.where(np.isfinite(offset), offset, 0).astype(np.float32),
-                         missing=missing)
+                         missing=missing, scale=float(unit))
     if target:
         layover = ds["layover"].values
         shadow = ds["shadow"].values
-        relative = ds[target].values.astype(np.float32) - (offset if reference else 0)
+        relative = (ds[target].values.astype(np.float32) - (offset if reference else 0)) / np.float32(unit)
         arrays.target = relative.astype(np.float32)
-        arrays.loss_mask = (np.isfinite(relative) & (shadow == MaskCode.NONE) & (layover != MaskCode.OUTSIDE)
-                            & np.isfinite(offset))
+        arrays.loss_mask = (np.isfinite(relative) & (layover != MaskCode.OUTSIDE) & np.isfinite(offset) & ~missing)
+        if not score_shadow:
+            arrays.loss_mask &= shadow == MaskCode.NONE
         arrays.classes = terrain_classes(layover, shadow)
     return arrays
 
@@ -298,6 +339,7 @@ def terrain_classes(layover: np.ndarray, shadow: np.ndarray) -> np.ndarray:
     near_shadow = binary_dilation(in_shadow, np.ones((3, 3), dtype=bool), iterations=SHADOW_ADJACENT_CELLS) & ~in_shadow
     classes = np.full(layover.shape, TERRAIN_CLASSES.index("other"), dtype=np.uint8)
     classes[near_shadow] = TERRAIN_CLASSES.index("shadow_adjacent")
+    classes[in_shadow] = TERRAIN_CLASSES.index("shadow")
     classes[layover == MaskCode.PASSIVE] = TERRAIN_CLASSES.index("passive_layover")
     classes[layover == MaskCode.ACTIVE] = TERRAIN_CLASSES.index("active_layover")
     return classes
@@ -319,7 +361,8 @@ class TerrainScenes(TileSet):
 
     Each item is a dict of tensors: ``inputs`` (C, T, T, NaN where missing or padding),
     ``target`` (1, T, T, relative to the reference, 0 outside the mask), ``mask`` (1, T, T,
-    bool), ``offset`` (1, T, T, the reference), ``classes`` (1, T, T, uint8), ``scene``
+    bool), ``offset`` (1, T, T, the reference), ``scale`` (1, 1, 1: heights are ``offset +
+    scale * value``), ``classes`` (1, T, T, uint8), ``scene``
     (the scene's index) and ``window`` (row, col, rows, cols).
     """
 
@@ -353,6 +396,7 @@ class TerrainScenes(TileSet):
         return {
             "inputs": torch.from_numpy(inputs), "target": torch.from_numpy(target), "mask": torch.from_numpy(mask),
             "offset": torch.from_numpy(offset), "classes": torch.from_numpy(classes),
+            "scale": torch.full((1, 1, 1), scene.scale, dtype=torch.float32),
             "scene": torch.tensor(window.scene), "window": torch.tensor(window[1:]),
         }
 
@@ -371,6 +415,11 @@ class TerrainDataModule(TiledDataModule):
     target : the height to learn (m).
     reference : the height channel the model predicts relative to (see the module's
         docstring), or None for absolute heights.
+    scale : None (heights in metres) or ``"coarse_cell"``: heights relative to the
+        reference, and lengths, in units of the coarse DEM's cell size (the refinement;
+        see the module's docstring).
+    score_shadow : count shadow cells in the loss and the metrics, where the model has its
+        inputs (a refinement predicts there from the coarse DEM).
     split : "scene" (whole scenes to validation and test) or "block" (square blocks of
         ``block_size`` cells).
     val_scenes, test_scenes : with ``split="scene"``, the validation and test scenes, by
@@ -399,6 +448,8 @@ class TerrainDataModule(TiledDataModule):
         channels: Sequence[str] = DEFAULT_CHANNELS,
         target: str = "height",
         reference: str | None = "prior_interpolated",
+        scale: Literal["coarse_cell"] | None = None,
+        score_shadow: bool = False,
         split: Literal["scene", "block"] = "scene",
         val_scenes: list[str] | None = None,
         test_scenes: list[str] | None = None,
@@ -434,6 +485,13 @@ class TerrainDataModule(TiledDataModule):
         self.channels = channels
         self.target = target
         self.reference = reference
+        if scale not in SCALES:
+            raise InvalidInputError(f"data.scale must be null or coarse_cell, not {scale!r}")
+        if scale is not None and reference is None:
+            raise InvalidInputError("data.scale coarse_cell measures heights from a reference: set data.reference "
+                                    "(e.g. coarse_bicubic) or data.scale null")
+        self.scale = scale
+        self.score_shadow = bool(score_shadow)
         self.val_scenes = list(val_scenes or [])
         self.test_scenes = list(test_scenes or [])
         self.group_by = group_by
@@ -470,7 +528,8 @@ class TerrainDataModule(TiledDataModule):
         if duplicates:
             raise InvalidInputError(f"scene names {duplicates} occur more than once among {len(files)} scene files: "
                                     "give each scene a unique scene_name")
-        needed = [*self.channels, *([self.reference] if self.reference else []), self.target, "layover", "shadow"]
+        needed = [source for variable in [*self.channels, *([self.reference] if self.reference else []), self.target,
+                                          "layover", "shadow"] for source in variable_sources(variable)]
         for header in headers:
             check_scene(header.variables, needed, header.name,
                         "the data module (data.channels, data.target, data.reference)")
@@ -478,7 +537,8 @@ class TerrainDataModule(TiledDataModule):
         data = []
         for path, name in zip(files, names, strict=True):
             scene = open_scene(path)
-            data.append(scene_arrays(scene, self.channels, reference=self.reference, target=self.target, name=name))
+            data.append(scene_arrays(scene, self.channels, reference=self.reference, target=self.target, name=name,
+                                     scale=self.scale, score_shadow=self.score_shadow))
             scene.close()
         if self.split == "scene":
             self._split_scenes(data)

@@ -14,7 +14,7 @@ LOSSES = ("l1", "mse", "huber")
 
 
 def masked_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "l1",
-                delta: float = 1.0) -> torch.Tensor:
+                delta: float = 1.0, weights: torch.Tensor | None = None) -> torch.Tensor:
     """The mean ``kind`` loss over the cells where ``mask`` is true.
 
     Parameters
@@ -25,6 +25,8 @@ def masked_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tens
         or its gradient.
     kind : one of :data:`LOSSES`.
     delta : the Huber threshold (m).
+    weights : optional non-negative weights of the cells, of that shape: the loss is then
+        their weighted mean (a class that is rare but matters counts more).
 
     Returns
     -------
@@ -41,6 +43,14 @@ def masked_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tens
         return prediction.sum() * 0.0
     # Select, not multiply: 0 * NaN is NaN, and would poison the gradient.
     chosen, wanted = prediction[mask], target[mask]
+    if weights is not None:
+        if weights.shape != target.shape:
+            raise InvalidInputError(f"weights {tuple(weights.shape)} must have the target's shape {tuple(target.shape)}")
+        chosen_weights = weights[mask].to(chosen.dtype)
+        losses = {"l1": F.l1_loss, "mse": F.mse_loss}.get(kind)
+        each = (losses(chosen, wanted, reduction="none") if losses is not None
+                else F.huber_loss(chosen, wanted, delta=delta, reduction="none"))
+        return (each * chosen_weights).sum() / chosen_weights.sum().clamp(min=torch.finfo(chosen.dtype).tiny)
     if kind == "l1":
         return F.l1_loss(chosen, wanted)
     if kind == "mse":

@@ -22,6 +22,7 @@ from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, MissingInputError
 from ..io import atomic_path, write_geotiff
+from ..masks import MaskCode
 from ..models import build
 from ..preprocess.sentinel2 import S2_BANDS
 from ..terrain import open_scene
@@ -49,6 +50,9 @@ class TrainedModel:
     input_groups: dict[str, int] | None = None
     #: The mean of the training targets (m): the "mean height" baseline of the model's data.
     target_mean: float | None = None
+    #: The unit of the output relative to the reference: None (metres) or "coarse_cell"
+    #: (the scene's coarse cell size, :mod:`sarheight.data.terrain`).
+    scale: str | None = None
 
     @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -124,10 +128,11 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         input_std=torch.tensor(stored["input_std"], dtype=torch.float32, device=device),
         input_groups=dict(stored["input_groups"]) if stored.get("input_groups") else None,
         target_mean=float(stored["target_mean"]) if stored.get("target_mean") is not None else None,
+        scale=stored.get("scale"),
     )
 
 
-def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[str], *, half: bool = False) -> Path:
     """Write the part of a training checkpoint that prediction needs: the model's weights,
     its channels, statistics and configuration (no optimiser state, about a third of the
     size), written atomically.
@@ -136,6 +141,8 @@ def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[
     ----------
     source : a checkpoint of ``sarheight fit`` (checked as :func:`load_checkpoint` does).
     target : the file to write (``.ckpt``); it loads with :func:`load_checkpoint`.
+    half : store the floating-point weights in float16 (half the size again, to ship a
+        model; they load back into the float32 model, differing by about 1e-3 relative).
 
     Returns
     -------
@@ -145,7 +152,8 @@ def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[
     checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     kept = {key: checkpoint[key] for key in ("state_dict", CHECKPOINT_KEY, "epoch", "global_step")
             if key in checkpoint}
-    kept["state_dict"] = {key: value for key, value in kept["state_dict"].items() if key.startswith("model.")}
+    kept["state_dict"] = {key: (value.half() if half and value.is_floating_point() else value)
+                          for key, value in kept["state_dict"].items() if key.startswith("model.")}
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as temporary:
@@ -330,7 +338,7 @@ def predict_height(
             f"{max(align, tile // align * align) // 2}"
         )
     for member in members[1:]:
-        if member.channels != first.channels or member.reference != first.reference:
+        if (member.channels, member.reference, member.scale) != (first.channels, first.reference, first.scale):
             raise InvalidInputError(
                 f"checkpoints {str(first.path)!r} and {str(member.path)!r} differ in their inputs (channels "
                 f"{list(first.channels)} and {list(member.channels)}, references {first.reference!r} and "
@@ -340,7 +348,7 @@ def predict_height(
     ds = scene if source is None else open_scene(source)
     name = scene_name(ds, source)
     arrays = scene_arrays(ds, first.channels, reference=first.reference, name=name,
-                          needed_by=f"checkpoint {first.path.name!r}")
+                          needed_by=f"checkpoint {first.path.name!r}", scale=first.scale)
     coords = {"y": ds["y"].values, "x": ds["x"].values}
     crs = ds.rio.crs
 
@@ -351,8 +359,8 @@ def predict_height(
     with tqdm(total=len(members) * tiling.count, desc="predicting height", unit="tile",
               disable=None if progress else True) as bar:
         for count, member in enumerate(members, start=1):
-            blended = tiling.predict(member, [arrays.inputs], device=torch_device, batch_size=batch_size,
-                                     progress=bar.update)
+            blended = arrays.scale * tiling.predict(member, [arrays.inputs], device=torch_device,
+                                                    batch_size=batch_size, progress=bar.update)
             delta = blended - mean
             mean += delta / count
             spread += delta * (blended - mean)
@@ -377,14 +385,115 @@ def predict_height(
     return out.rio.write_crs(crs) if crs is not None else out
 
 
+def refine_dem(
+    coarse_dem: xr.DataArray,
+    sar: Any,
+    checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    spacing_m: float,
+    geometry: Any = None,
+    other: tuple[Any, Any] | None = None,
+    priors: Any = None,
+    points_crs: Any = None,
+    points_vertical_datum: str | None = None,
+    measurement: str = "IW/VV",
+    sar_quantity: str = "sigma0",
+    sar_db: bool = False,
+    tile: int = 256,
+    overlap: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Refine a user's coarse DEM with a SAR observation and a refinement model: the fine
+    DEM on a grid of ``spacing_m`` metres, with the ensemble's spread.
+
+    The coarse DEM is resampled to the grid (:func:`sarheight.terrain.refinement_grid`),
+    the observation reconstructed on it and the model's inputs made
+    (:func:`sarheight.terrain.observed_scene`), then the checkpoints predict the
+    correction (:func:`predict_height`). Cells the model has no value for (outside the
+    image, where the other pass is missing) keep the reference (the coarse DEM resampled)
+    and are counted in ``attrs["cells_kept_coarse"]``.
+
+    Parameters
+    ----------
+    coarse_dem : the user's DEM (from :func:`sarheight.dem.open_dem`: ellipsoidal heights).
+    sar : the observation: a Sentinel-1 SAFE product, or anything
+        :func:`sarheight.layover.reconstruct` takes (a geocoded sigma0 GeoTIFF with
+        ``geometry``).
+    checkpoints : refinement checkpoints (``configs/terrain_refine.yaml``), one or an
+        ensemble of the same channels.
+    spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
+    geometry : the acquisition geometry (None: the SAFE product's own).
+    other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
+    priors, points_crs, points_vertical_datum : known heights (a points file or DataFrame,
+        as :func:`sarheight.terrain.observed_scene` takes them), or None.
+    measurement, sar_quantity, sar_db : as :func:`sarheight.layover.reconstruct` takes them.
+    tile, overlap, device : as :func:`predict_height` takes them.
+    progress : show progress bars (tqdm; silent when not a terminal).
+
+    Returns
+    -------
+    (refined, scene): ``refined`` an xr.Dataset on the grid with its CRS: ``height``
+    (float32, m, ellipsoidal) and with several checkpoints ``height_std`` (m), and
+    ``coarse`` (the reference it corrects); ``scene`` the model's inputs.
+
+    Raises
+    ------
+    InvalidInputError : a checkpoint that is not a refinement model, a spacing not finer
+        than the DEM, an observation covering no cell of the DEM, priors outside it; the
+        checkpoints and spacing before any work.
+    """
+    from ..terrain import observed_scene, refinement_grid
+
+    members, _ = _load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
+    for member in members:
+        if member.scale != "coarse_cell" or not str(member.reference or "").startswith("coarse"):
+            raise InvalidInputError(
+                f"checkpoint {str(member.path)!r} predicts heights relative to {member.reference!r}, not as a "
+                "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
+                "configs/terrain_refine.yaml)")
+        if any(channel.startswith("other_") for channel in member.channels) and other is None:
+            raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "
+                                    "pass's observation too")
+    grid = refinement_grid(coarse_dem, spacing_m)
+    scene = observed_scene(sar, coarse_dem, geometry, priors, grid=grid, measurement=measurement,
+                           points_crs=points_crs, points_vertical_datum=points_vertical_datum, other=other,
+                           sar_quantity=sar_quantity, sar_db=sar_db, name="refinement", progress=progress)
+    inside = scene["layover"].values != MaskCode.OUTSIDE
+    if not inside.any():
+        raise InvalidInputError("the observation covers no cell of the DEM: give a product (or geometry) that "
+                                "images the DEM's area")
+    result = predict_height(scene, [member.path for member in members], tile=tile, overlap=overlap,
+                            progress=progress, device=device)
+    reference = scene[members[0].reference].values
+    kept = ~np.isfinite(result["height"].values) & np.isfinite(reference)
+    result["height"] = result["height"].copy(data=np.where(kept, reference, result["height"].values))
+    if "height_std" in result:
+        result["height_std"] = result["height_std"].copy(data=np.where(kept, np.nan, result["height_std"].values))
+    result["coarse"] = (("y", "x"), reference.astype(np.float32),
+                        {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({members[0].reference})"})
+    result.attrs.update(spacing_m=float(spacing_m), coarse_cell_m=float(scene.attrs["coarse_cell_m"]),
+                        coarse_factor=float(scene.attrs["coarse_factor"]), cells_kept_coarse=int(kept.sum()),
+                        cells_outside_image=int((~inside).sum()))
+    result = result.rio.write_crs(scene.rio.crs)
+    return result, scene
+
+
 def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.PathLike[str], *,
-                         title: str | None = None) -> Path:
+                         title: str | None = None, baseline: str | None = None) -> Path:
     """A PNG of a prediction (:func:`predict_height`) beside its scene: the truth, the
-    prediction, its error, the ensemble's standard deviation, the priors-only
-    interpolation and its error, as far as the scene and the result have them. Heights
-    share one colour scale (1st-99th percentile), errors one symmetric scale."""
+    baseline the prediction is measured against, the prediction, their errors and the
+    ensemble's standard deviation, as far as the scene and the result have them. Heights
+    share one colour scale (1st-99th percentile), errors one symmetric scale.
+
+    ``baseline``: the scene's variable shown as the method without a model (default the
+    result's reference where it is a coarse DEM, else ``prior_interpolated``)."""
     from ..plots import quicklook
 
+    reference = str(result.attrs.get("reference", ""))
+    if baseline is None:
+        baseline = reference if reference.startswith("coarse") else "prior_interpolated"
+    label = {"prior_interpolated": "priors-only interpolation"}.get(baseline, baseline.replace("_", " "))
     height = result["height"].values
     truth = scene["height"].values if "height" in scene else None
     shown = [values for values in (height, truth) if values is not None]
@@ -393,17 +502,17 @@ def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.P
     panels = []
     if truth is not None:
         panels.append(("truth height (m)", truth, terrain))
-    if "prior_interpolated" in scene:
-        panels.append(("priors-only interpolation (m)", scene["prior_interpolated"].values, terrain))
+    if baseline in scene:
+        panels.append((f"{label} (m)", scene[baseline].values, terrain))
     panels.append(("predicted height (m)", height, terrain))
     if truth is not None:
         errors = [height - truth]
-        if "prior_interpolated" in scene:
-            errors.append(scene["prior_interpolated"].values - truth)
+        if baseline in scene:
+            errors.append(scene[baseline].values - truth)
         limit = max(float(np.nanpercentile(np.abs(e), 99)) for e in errors) or 1.0
         diverging = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}
         if len(errors) > 1:
-            panels.append(("priors only - truth (m)", errors[1], diverging))
+            panels.append((f"{label} - truth (m)", errors[1], diverging))
         panels.append(("prediction - truth (m)", errors[0], diverging))
     if "height_std" in result:
         panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,

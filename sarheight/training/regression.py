@@ -9,8 +9,9 @@ where missing) or, for a model of several inputs (MBHR-Net's Sentinel-1 and Sent
 one tensor per input group named as the keys of the data module's ``in_channels`` (a
 dict: ``{"s1": 2, "s2": 10}``), ``target`` (N, 1, H, W, relative to ``offset``), ``mask`` (N, 1, H, W,
 bool: the cells that count), and optionally ``offset`` (N, 1, H, W: added to prediction
-and target for the metrics, e.g. the reference height) and ``classes`` (N, 1, H, W codes
-of the class names).
+and target for the metrics, e.g. the reference height), ``scale`` (N, 1, 1, 1: the unit of
+prediction and target in metres, e.g. the coarse DEM's cell size; the metrics are of
+``offset + scale * value``) and ``classes`` (N, 1, H, W codes of the class names).
 
 The checkpoint holds, under the key ``"sarheight"``, everything prediction needs, as
 plain Python values (so that ``torch.load(path, weights_only=True)`` loads the whole
@@ -117,6 +118,9 @@ class PixelRegression(L.LightningModule):
         "plateau" (ReduceLROnPlateau on ``val_loss``, halving after ``patience`` epochs
         without improvement; needs a validation split) or "none".
     patience : the epochs ReduceLROnPlateau waits.
+    class_weights : loss weights of the cells of some classes of the data module
+        (``{active_layover: 4, passive_layover: 4}``: rare cells that matter count more;
+        the others weigh 1); l1, mse and huber losses only.
 
     At the start of every stage the input statistics are taken from the data module's
     training split into the module's buffers, and, for ``fit``, the model's
@@ -151,6 +155,7 @@ footprints above it. At the end of
         weight_decay: float = 1e-4,
         scheduler: Literal["cosine", "plateau", "none"] = "cosine",
         patience: int = 3,
+        class_weights: dict[str, float] | None = None,
     ):
         super().__init__()
         if loss not in REGRESSION_LOSSES:
@@ -159,6 +164,10 @@ footprints above it. At the end of
             raise InvalidInputError(f"model.w_mse ({w_mse}) and model.w_cos ({w_cos}) must not be negative")
         if scheduler not in ("cosine", "plateau", "none"):
             raise InvalidInputError(f"model.scheduler must be 'cosine', 'plateau' or 'none', not {scheduler!r}")
+        weights = dict(class_weights or {})
+        if weights and (loss == "mbhr" or not all(isinstance(v, (int, float)) and v >= 0 for v in weights.values())):
+            raise InvalidInputError(f"model.class_weights {weights} must be non-negative numbers, with an l1, mse or "
+                                    "huber loss")
         if not lr > 0 or not huber_delta > 0 or weight_decay < 0:
             raise InvalidInputError(f"model.lr ({lr}) and model.huber_delta ({huber_delta}) must be positive, "
                                     f"model.weight_decay ({weight_decay}) not negative")
@@ -182,12 +191,14 @@ footprints above it. At the end of
         self.register_buffer("input_std", torch.ones(total))
         self.loss_kind = loss
         #: What the checkpoint carries besides the weights (see the module's docstring).
-        self.description: dict[str, Any] = {"channels": None, "reference": None, "target": None,
+        self.description: dict[str, Any] = {"channels": None, "reference": None, "scale": None, "target": None,
                                             "target_mean": 0.0, "target_std": 1.0, "class_names": [], "splits": {},
                                             "input_groups": self.input_groups, "height_threshold_m": None}
         #: Per-epoch figures of the learning curve (kept in the checkpoint: a resumed run
         #: draws the whole curve).
         self.history: list[dict[str, Any]] = []
+        #: The loss weight of each class code (set from the data module's classes).
+        self.class_weight_table = torch.ones(1)
         self._metrics: dict[str, HeightMetrics] = {}
         self._reference_metrics: dict[str, HeightMetrics] = {}
         # Keyed by "<stage>_loss": a key "train" would shadow Module.train.
@@ -214,11 +225,18 @@ footprints above it. At the end of
         if stage == "fit" and hasattr(self.model, "output_offset"):
             self.model.output_offset.fill_(target_mean)
             self.model.output_scale.fill_(target_std)
-        self.description.update(channels=list(data.channels), reference=data.reference, target=data.target,
+        self.description.update(channels=list(data.channels), reference=data.reference,
+                                scale=getattr(data, "scale", None), target=data.target,
                                 target_mean=float(target_mean), target_std=float(target_std),
                                 class_names=list(data.class_names),
                                 splits={k: list(v) for k, v in getattr(data, "split_scenes", {}).items()},
                                 height_threshold_m=None if threshold is None else float(threshold))
+        unknown = sorted(set(self.hparams.class_weights or {}) - set(data.class_names))
+        if unknown:
+            raise InvalidInputError(f"model.class_weights names {unknown}, which are not classes of the data "
+                                    f"({', '.join(data.class_names)})")
+        self.class_weight_table = torch.tensor([float((self.hparams.class_weights or {}).get(name, 1.0))
+                                                for name in data.class_names] or [1.0])
         self._metrics = {stage: HeightMetrics(data.class_names if stage != "train" else (),
                                               footprint_threshold=threshold).to(self.device)
                          for stage in ("train", "val", "test")}
@@ -248,16 +266,22 @@ footprints above it. At the end of
             loss = mbhr_loss(prediction, batch["target"], batch["mask"], w_mse=self.hparams.w_mse,
                              w_cos=self.hparams.w_cos)
         else:
-            loss = masked_loss(prediction, batch["target"], batch["mask"], self.loss_kind, self.hparams.huber_delta)
+            weights = None
+            if self.hparams.class_weights and "classes" in batch:
+                weights = self.class_weight_table.to(prediction.device)[batch["classes"].long()]
+            loss = masked_loss(prediction, batch["target"], batch["mask"], self.loss_kind, self.hparams.huber_delta,
+                               weights=weights)
         cells = batch["mask"].sum()
         self._losses[f"{stage}_loss"].update(loss.detach(), weight=cells.clamp(min=1))
         offset = batch.get("offset", torch.zeros((), device=prediction.device))
-        self._metrics[stage].to(prediction.device).update(prediction.detach() + offset, batch["target"] + offset,
+        # Heights in metres: the model's unit may be a scale (the coarse cell) per sample.
+        unit = batch.get("scale", torch.ones((), device=prediction.device))
+        truth = batch["target"] * unit + offset
+        self._metrics[stage].to(prediction.device).update(prediction.detach() * unit + offset, truth,
                                                           batch["mask"], batch.get("classes"))
         if "offset" in batch:
-            # The baseline: the reference alone (the priors-only interpolation).
-            self._reference_metrics[stage].to(prediction.device).update(offset, batch["target"] + offset,
-                                                                        batch["mask"])
+            # The baseline: the reference alone (the priors-only interpolation, the coarse DEM).
+            self._reference_metrics[stage].to(prediction.device).update(offset, truth, batch["mask"])
         self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
                  batch_size=batch["target"].shape[0])
         return loss
@@ -355,6 +379,11 @@ footprints above it. At the end of
             raise InvalidInputError(
                 f"the checkpoint predicts relative to {stored.get('reference')!r}, the data module gives "
                 f"{self.description.get('reference')!r}: set data.reference to the checkpoint's"
+            )
+        if expected is not None and stored.get("scale") != self.description.get("scale"):
+            raise InvalidInputError(
+                f"the checkpoint gives heights in units of {stored.get('scale') or 'metres'!r}, the data module in "
+                f"{self.description.get('scale') or 'metres'!r}: set data.scale to the checkpoint's"
             )
         self.description.update({key: stored[key] for key in self.description if key in stored})
         self.history = list(stored.get("history", []))

@@ -35,7 +35,8 @@ from ..data.buildings import BUILDING_CLASSES, building_classes, read_city, read
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..plots import save_figure
-from .experiments import mean_std, reduction, seeded_runs, train_run, write_json
+from .runs import mean_std, reduction, seeded_runs, train_run, write_json
+from .scoring import MapScores
 
 __all__ = ["COMPARISON_FIGURES", "MEAN_BASELINE", "NETWORKS", "Network", "plot_building_comparison", "run_building_comparison",
            "score_heights", "write_building_table"]
@@ -65,18 +66,12 @@ MEAN_BASELINE = "mean height of the training cities"
 def score_heights(predictions: Sequence[np.ndarray], truths: Sequence[np.ndarray], masks: Sequence[np.ndarray], *,
                   threshold_m: float = 1.0) -> dict[str, float]:
     """RMSE, MAE, R², footprint IoU and the RMSE per height class (m) of predicted height
-    maps against the truth over the cells of ``masks``, all maps together (one
-    :class:`~sarheight.training.metrics.HeightMetrics`)."""
-    import torch
-
-    from .metrics import HeightMetrics
-
-    metrics = HeightMetrics(class_names=BUILDING_CLASSES, footprint_threshold=threshold_m)
+    maps against the truth over the cells of ``masks``, all maps together
+    (:class:`~.scoring.MapScores`)."""
+    scores = MapScores(BUILDING_CLASSES, threshold_m=threshold_m)
     for prediction, truth, mask in zip(predictions, truths, masks, strict=True):
-        filled = np.where(mask, truth, 0.0)
-        metrics.update(torch.from_numpy(np.where(mask, prediction, 0.0)), torch.from_numpy(filled),
-                       torch.from_numpy(mask), torch.from_numpy(building_classes(filled, threshold_m)))
-    return {name: float(value) for name, value in metrics.compute().items()}
+        scores.add(prediction, truth, mask, building_classes(np.where(mask, truth, 0.0), threshold_m))
+    return scores.compute()
 
 
 def run_building_comparison(
@@ -121,8 +116,8 @@ def run_building_comparison(
     from tqdm.auto import tqdm
 
     from ..data.buildings import BuildingHeightDataModule
-    from .predict import predict_buildings
-    from .regression import PixelRegression
+    from ..training.predict import predict_buildings
+    from ..training.regression import PixelRegression
 
     root, out = Path(root), Path(out)
     if seeds < 1:
@@ -253,7 +248,7 @@ def plot_building_comparison(results: dict[str, Any], root: str | os.PathLike[st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .predict import predict_buildings
+    from ..training.predict import predict_buildings
 
     city = results["test_cities"][0]
     truth = read_height(Path(root) / city)

@@ -43,7 +43,8 @@ from ..masks import MaskCode
 from ..plots import save_figure
 from ..priors import interpolate_priors
 from ..terrain import open_scene
-from .experiments import mean_std, reduction, seeded_runs, train_run, write_json
+from .runs import mean_std, reduction, seeded_runs, train_run, write_json
+from .scoring import MapScores
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +142,11 @@ def evaluation_mask(scene: xr.Dataset, other_pass: bool) -> np.ndarray:
 
 
 class Scores:
-    """Sums of squared errors and counts, overall and per class, over held-out scenes."""
+    """The ablation's scores on held-out scenes (:class:`~.scoring.MapScores` over the
+    terrain classes and layover as a whole), a model's NaN cells filled first."""
 
     def __init__(self) -> None:
-        self.sums = dict.fromkeys(("overall", *CLASSES), 0.0)
-        self.counts = dict.fromkeys(("overall", *CLASSES), 0)
+        self.scores = MapScores(TERRAIN_CLASSES, groups={"layover": ("active_layover", "passive_layover")})
         self.filled = 0
 
     def add(self, prediction: np.ndarray, scene: xr.Dataset, mask: np.ndarray, classes: np.ndarray) -> None:
@@ -155,18 +156,11 @@ class Scores:
             # every method is scored on the same cells.
             prediction = np.where(fallback, scene["prior_interpolated"].values, prediction)
             self.filled += int(fallback.sum())
-        squared = (prediction.astype(np.float64) - scene["height"].values) ** 2
-        selections = {"overall": mask}
-        for code, name in enumerate(TERRAIN_CLASSES):
-            selections[name] = mask & (classes == code)
-        selections["layover"] = mask & (classes <= TERRAIN_CLASSES.index("passive_layover"))
-        for name, selected in selections.items():
-            self.sums[name] += float(squared[selected].sum())
-            self.counts[name] += int(selected.sum())
+        self.scores.add(prediction, scene["height"].values, mask, classes)
 
     def rmse(self) -> dict[str, float]:
-        return {name: (math.sqrt(self.sums[name] / self.counts[name]) if self.counts[name] else float("nan"))
-                for name in self.sums}
+        values = self.scores.compute()
+        return {"overall": values["rmse"], **{name: values[f"rmse_{name}"] for name in CLASSES}}
 
 
 def _baselines(scene: xr.Dataset) -> dict[str, np.ndarray]:
@@ -222,8 +216,8 @@ def run_ablation(
     from tqdm.auto import tqdm
 
     from ..data.terrain import TerrainDataModule
-    from .predict import predict_height
-    from .regression import PixelRegression
+    from ..training.predict import predict_height
+    from ..training.regression import PixelRegression
 
     out = Path(out)
     if seeds < 1:

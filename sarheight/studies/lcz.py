@@ -46,8 +46,8 @@ from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..models.fusion import GROUPS, SPLITS, STAGES, log_summed_probabilities
 from ..plots import save_figure
-from .classification import SCORES, classification_scores, load_classifier
-from .experiments import mean_std, quiet_lightning, seeded_runs, write_json
+from ..training.classification import SCORES, classification_scores, load_classifier
+from .runs import mean_std, quiet_lightning, seeded_runs, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ def _train(configuration: Configuration, data: Any, run_dir: Path, *, max_epochs
     from lightning.pytorch.loggers import CSVLogger
 
     from ..data.so2sat import LCZ_CLASSES
-    from .checkpoints import AtomicCheckpointIO
-    from .classification import LCZClassification
+    from ..training.checkpoints import AtomicCheckpointIO
+    from ..training.classification import LCZClassification
 
     run_dir.mkdir(parents=True, exist_ok=True)
     module = LCZClassification(configuration.split, configuration.stage or 0, num_classes=len(LCZ_CLASSES),

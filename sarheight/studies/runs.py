@@ -63,21 +63,22 @@ def write_json(data: Any, path: str | Path) -> None:
 
 
 def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, steps_per_epoch: int,
-              accelerator: str = "auto", validate: bool = True) -> Path:
-    """Fit ``module`` on ``data`` for ``max_epochs`` into ``run_dir`` (made if missing):
-    a CSV log (``metrics.csv``) and ``last.ckpt`` written atomically at the end, no
-    progress bar, no sanity validation; returns the checkpoint's path. The caller seeds
-    (``lightning.seed_everything``) before building the module."""
+              accelerator: str = "auto", validate: bool = True, max_time: str | None = None) -> Path:
+    """Fit ``module`` on ``data`` for ``max_epochs`` (or until ``max_time``, Lightning's
+    ``"DD:HH:MM:SS"``) into ``run_dir`` (made if missing): a CSV log (``metrics.csv``) and
+    ``last.ckpt`` written atomically at the end, no progress bar, no sanity validation;
+    returns the checkpoint's path. The caller seeds (``lightning.seed_everything``) before
+    building the module."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from .checkpoints import AtomicCheckpointIO
+    from ..training.checkpoints import AtomicCheckpointIO
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with quiet_lightning():
-        trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
+        trainer = L.Trainer(max_epochs=max_epochs, max_time=max_time, accelerator=accelerator, devices=1,
                             logger=CSVLogger(run_dir, name="", version=""),
                             callbacks=[ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)],
                             plugins=[AtomicCheckpointIO()], enable_progress_bar=False,

@@ -1,0 +1,124 @@
+"""``sarheight terrain refine``: a user's coarse DEM refined with Sentinel-1 and a refinement
+model, on a grid of the chosen spacing (:func:`sarheight.training.predict.refine_dem`, on
+:func:`sarheight.terrain.observed_scene`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SarHeightError
+from .options import (
+    Stages,
+    add_dem_options,
+    add_geometry_options,
+    add_outputs,
+    add_quiet,
+    check_geometry_options,
+    geometry_from_args,
+    open_dem_from_args,
+    run_outputs,
+)
+
+HELP = ("refine a coarse DEM with Sentinel-1 (a SAFE product, or a geocoded sigma0 GeoTIFF) and a refinement "
+        "model: the fine DEM on a grid of --spacing metres, with the ensemble's spread")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dem", required=True, help="the coarse DEM (GeoTIFF, any CRS rasterio reads)")
+    parser.add_argument("--sar", action="append", required=True, metavar="SAR",
+                        help="the observation: a Sentinel-1 SAFE (.SAFE or .zip) or a GeoTIFF geocoded to a map grid; "
+                        "repeat once for the opposite pass (models trained on both passes)")
+    parser.add_argument("--ckpt", action="append", required=True, metavar="CKPT",
+                        help="a refinement checkpoint (sarheight fit --config configs/terrain_refine.yaml); repeat for "
+                        "an ensemble: the map is their mean, their standard deviation a second band")
+    parser.add_argument("--spacing", type=float, required=True, metavar="M",
+                        help="cell size of the refined DEM, metres (2-10 times finer than the DEM's)")
+    parser.add_argument("--priors", default=None, metavar="POINTS",
+                        help="known heights: a CSV (x, y, height), GeoJSON or GeoPackage of points")
+    parser.add_argument("--priors-crs", default=None, help="the CRS of a CSV of priors (e.g. EPSG:4326)")
+    parser.add_argument("--priors-vertical-datum", choices=("ellipsoid", "egm96", "egm2008"), default=None,
+                        help="the datum of the priors' heights (geoid heights are converted)")
+    add_outputs(parser, "output GeoTIFF: height (m, WGS84 ellipsoidal), height_std (m) with several checkpoints, "
+                "and the coarse DEM on the same grid")
+    parser.add_argument("--sar-quantity", choices=("beta0", "sigma0", "gamma0"), default="sigma0",
+                        help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
+    parser.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
+    add_geometry_options(parser, required=False)
+    add_dem_options(parser)
+    add_quiet(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("sarheight terrain refine")
+    from ..geometry import RadarGeometry
+    from ..io import write_geotiff
+    from ..training.predict import refine_dem
+
+    if len(args.sar) > 2:
+        raise SarHeightError(f"--sar is given {len(args.sar)} times: give one pass, or two (a pass and the opposite)")
+    paths = [Path(sar) for sar in args.sar]
+    geotiffs = [path.suffix.lower() in (".tif", ".tiff") for path in paths]
+    for path in paths:
+        if not path.exists():
+            raise SarHeightError(f"--sar {str(path)!r}: no such product or GeoTIFF")
+    if any(geotiffs) and args.geometry is None:
+        raise SarHeightError("a geocoded GeoTIFF --sar needs --geometry (the SAFE it came from, or 'synthetic')")
+    if all(not g for g in geotiffs) and args.geometry is not None:
+        raise SarHeightError("--sar products bring their own geometry: leave --geometry out")
+    if args.priors is not None and not Path(args.priors).is_file():
+        raise SarHeightError(f"--priors {args.priors!r}: no such file of points")
+    check_geometry_options(args, product_given=not any(geotiffs))
+    stages = Stages(3, args.quiet)
+    dem = open_dem_from_args(args, args.dem)
+    geometries = [geometry_from_args(args, dem) if geotiff else
+                  RadarGeometry.from_sentinel1(path, args.measurement or "IW/VV", burst=args.burst)
+                  for path, geotiff in zip(paths, geotiffs, strict=True)]
+    stages.done("read the DEM and the geometry")
+    other = (paths[1], geometries[1]) if len(paths) == 2 else None
+    refined, scene = refine_dem(dem, paths[0], args.ckpt, spacing_m=args.spacing, geometry=geometries[0], other=other,
+                                priors=args.priors, points_crs=args.priors_crs,
+                                points_vertical_datum=args.priors_vertical_datum,
+                                measurement=args.measurement or "IW/VV", sar_quantity=args.sar_quantity,
+                                sar_db=args.sar_db, device=args.device, progress=not args.quiet)
+    stages.done("refined")
+    with run_outputs(args, masks=False) as (out, _, quicklook_path):
+        write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
+        if quicklook_path is not None:
+            _quicklook(refined, scene, quicklook_path)
+    stages.done("wrote outputs")
+    stages.close()
+    if not args.quiet:
+        attrs = refined.attrs
+        rows, cols = refined["height"].shape
+        print(f"refined {attrs['coarse_cell_m']:.1f} m cells to {args.spacing:g} m ({rows} x {cols} cells, coarse "
+              f"factor {attrs['coarse_factor']:.2f}) with {attrs['members']} checkpoint"
+              f"{'s' * (attrs['members'] > 1)}; {attrs['cells_kept_coarse']} cells kept the coarse DEM "
+              f"({attrs['cells_outside_image']} outside the image)")
+        written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
+        print(f"wrote {' and '.join(written)}")
+    return 0
+
+
+def _quicklook(refined, scene, path) -> None:
+    import numpy as np
+
+    from ..plots import quicklook
+    from ..terrain import scene_variable
+
+    height, coarse = refined["height"].values, refined["coarse"].values
+    low, high = (float(np.nanpercentile(coarse, p)) for p in (1, 99))
+    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
+    change = height - coarse
+    limit = float(np.nanpercentile(np.abs(change), 99)) or 1.0
+    ratio = scene_variable(scene, "sar_ratio")
+    panels = [("coarse DEM, resampled (m)", coarse, terrain), ("refined DEM (m)", height, terrain),
+              ("refined - coarse (m)", change, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}),
+              ("observed / simulated sigma0 (dB)", ratio, {"cmap": "gray", "vmin": -6, "vmax": 6, "colorbar": "dB"})]
+    if "height_std" in refined:
+        panels.append((f"std of {refined.attrs['members']} checkpoints (m)", refined["height_std"].values,
+                       {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
+    quicklook(panels, path, title="sarheight terrain refine")

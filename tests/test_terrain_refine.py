@@ -1,0 +1,205 @@
+"""Refinement of a coarse DEM by the networks: the shipped configurations train as they
+are, heights come back in metres from the coarse cell's units, class weights in the loss,
+and the real-product path (``sarheight terrain refine``) from a DEM GeoTIFF and a geocoded
+sigma0 GeoTIFF to a refined DEM with the ensemble's spread, with its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import torch
+
+pytest.importorskip("lightning")
+
+from sarheight.cli import main
+from sarheight.errors import InvalidInputError
+from sarheight.terrain import open_scene
+from sarheight.training import load_checkpoint, masked_loss, predict_height
+from sarheight.training.predict import refine_dem
+from tests.helpers import fit_tiny_checkpoint, simulate_tiny_scenes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The SAR refinement model's channels (configs/terrain_refine.yaml).
+CHANNELS = ("coarse_slope_east", "coarse_slope_north", "coarse_curvature", "coarse_factor", "prior_height",
+            "prior_mask", "prior_distance", "sar_ratio", "local_incidence_angle", "look_east", "look_north", "layover",
+            "shadow")
+REFINE = {"reference": "coarse_bicubic", "scale": "coarse_cell", "score_shadow": True}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("refine_scenes")
+    simulate_tiny_scenes(folder, names=("hills-a", "hills-b", "hills-c"), size=40)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoints(scenes, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("refine_checkpoints")
+    return [fit_tiny_checkpoint(scenes, folder / f"seed{seed}.ckpt", seed=seed, channels=CHANNELS,
+                                data_options={**REFINE, "val_scenes": ["hills-b"], "test_scenes": ["hills-c"]})
+            for seed in (0, 1)]
+
+
+def test_weighted_loss_is_the_weighted_mean():
+    generator = torch.Generator().manual_seed(1)
+    prediction, target = torch.randn(2, 1, 6, 6, generator=generator), torch.randn(2, 1, 6, 6, generator=generator)
+    mask = torch.rand(2, 1, 6, 6, generator=generator) > 0.2
+    weights = torch.rand(2, 1, 6, 6, generator=generator) * 4
+    for kind in ("l1", "mse", "huber"):
+        each = {"l1": (prediction - target).abs(), "mse": (prediction - target) ** 2,
+                "huber": torch.nn.functional.huber_loss(prediction, target, reduction="none")}[kind]
+        expected = (each * weights)[mask].sum() / weights[mask].sum()
+        assert masked_loss(prediction, target, mask, kind, weights=weights).item() == pytest.approx(expected.item())
+        assert masked_loss(prediction, target, mask, kind, weights=torch.ones_like(weights)).item() == pytest.approx(
+            masked_loss(prediction, target, mask, kind).item())
+    with pytest.raises(InvalidInputError, match="weights"):
+        masked_loss(prediction, target, mask, "l1", weights=weights[:1])
+
+
+def test_checkpoint_gives_heights_in_metres_from_the_coarse_cell(scenes, checkpoints):
+    model = load_checkpoint(checkpoints[0])
+    assert model.scale == "coarse_cell" and model.reference == "coarse_bicubic" and model.channels == CHANNELS
+    scene = open_scene(sorted(scenes.glob("hills-c_ascending*.nc"))[0])
+    result = predict_height(scene, [checkpoints[0]], tile=64, overlap=0, progress=False)
+    # One tile covers the scene: the map is the reference plus the cell size times the output.
+    from sarheight.data.terrain import scene_arrays
+
+    arrays = scene_arrays(scene, CHANNELS, reference="coarse_bicubic", scale="coarse_cell")
+    output = model(torch.from_numpy(arrays.inputs[None]))[0, 0].numpy()
+    expected = arrays.offset + scene.attrs["coarse_cell_m"] * output
+    np.testing.assert_allclose(result["height"].values, expected, rtol=1e-5, atol=1e-3)
+    # Shadow has no SAR value, yet a refinement predicts there.
+    shadow = (scene["shadow"].values == 1) | (scene["shadow"].values == 2)
+    assert shadow.any() and np.isfinite(result["height"].values[shadow]).all()
+
+
+@pytest.mark.parametrize("name", ["terrain_refine", "terrain_refine_nosar"])
+def test_shipped_refinement_configs_train_and_test(tmp_path, scenes, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    config = str(ROOT / "configs" / f"{name}.yaml")
+    small = ["--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
+             "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2", "--trainer.max_epochs", "1",
+             "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", "--config", config, *small]) == 0
+    last = tmp_path / "runs" / name / "checkpoints" / "last.ckpt"
+    stored = torch.load(last, weights_only=True)["sarheight"]
+    assert stored["scale"] == "coarse_cell" and stored["reference"].startswith("coarse_")
+    assert ("sar_ratio" in stored["channels"]) == (name == "terrain_refine")
+    assert main(["test", "--config", config, *small, "--ckpt_path", "last"]) == 0
+
+
+def test_class_weights_are_checked_against_the_data(scenes, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    small = ["--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
+             "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2", "--trainer.max_epochs", "1",
+             "--trainer.enable_progress_bar", "false"]
+    config = str(ROOT / "configs" / "terrain_refine.yaml")
+    assert main(["fit", "--config", config, *small, "--model.class_weights", "{glacier: 3}"]) != 0
+    assert "glacier" in capsys.readouterr().err
+
+
+# The real-product path.
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    """A user's 90 m DEM (the real Big Tujunga crop averaged 3x) and a geocoded sigma0
+    GeoTIFF (dB) of the real 30 m relief, simulated under a Sentinel-1-like pass."""
+    from sarheight import sample_data
+    from sarheight.dem import open_dem
+    from sarheight.io import write_geotiff
+    from sarheight.layover import reconstruct
+    from sarheight.simulate import simulate_sar
+    from sarheight.terrain import block_mean, scene_geometry
+
+    folder = tmp_path_factory.mktemp("product")
+    fine = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
+                    geoid_grid=sample_data.path("egm96_15_san_gabriel.gtx")).isel(y=slice(0, 96), x=slice(0, 96))
+    write_geotiff(block_mean(fine, 3).rename("height"), folder / "coarse90.tif")
+    geometry = scene_geometry(fine, "ascending")
+    observed = reconstruct(simulate_sar(fine, geometry, seed=3), fine, geometry, progress=False)
+    write_geotiff((10 * np.log10(observed["geocoded"].where(observed["geocoded"] > 0))).rename("sigma0"),
+                  folder / "sigma0_db.tif")
+    return {"folder": folder, "fine": fine, "geometry": geometry}
+
+
+def test_refine_dem_from_a_geocoded_image(product, checkpoints):
+    from sarheight.dem import open_dem
+
+    coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
+    refined, scene = refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints, spacing_m=30.0,
+                                geometry=product["geometry"], sar_db=True, progress=False)
+    assert refined["height"].shape == (96, 96) and refined.rio.crs == coarse.rio.crs
+    assert np.isfinite(refined["height"].values).all() and (refined["height_std"].values >= 0).all()
+    assert refined.attrs["coarse_factor"] == pytest.approx(3.0) and refined.attrs["members"] == 2
+    assert "sar_ratio" not in scene and np.isfinite(scene["sar_reconstructed"].values).mean() > 0.9
+    # The heights stay near the coarse DEM the model corrects.
+    assert np.abs(refined["height"].values - refined["coarse"].values).max() < 200
+    with pytest.raises(InvalidInputError, match="already as fine"):
+        refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints, spacing_m=90.0,
+                   geometry=product["geometry"], sar_db=True, progress=False)
+
+
+def test_refine_command(product, checkpoints, tmp_path, capsys):
+    folder = product["folder"]
+    fine = product["fine"]
+    points = pd.DataFrame({"x": fine["x"].values[[10, 50, 80]], "y": fine["y"].values[[20, 40, 70]],
+                           "height": fine.values[[20, 40, 70], [10, 50, 80]]})
+    points.to_csv(tmp_path / "priors.csv", index=False)
+    out = tmp_path / "fine.tif"
+    base = ["terrain", "refine", "--dem", str(folder / "coarse90.tif"), "--vertical-datum", "ellipsoid",
+            "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic", "--heading", "348",
+            "--ckpt", str(checkpoints[0]), "--ckpt", str(checkpoints[1]), "--spacing", "30"]
+    assert main([*base, "--priors", str(tmp_path / "priors.csv"), "--priors-crs", "EPSG:32611",
+                 "--priors-vertical-datum", "ellipsoid", "--out", str(out), "--quicklook", str(tmp_path / "q.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "refined 90.0 m cells to 30 m" in printed and "2 checkpoints" in printed
+    with rasterio.open(out) as written:
+        assert written.descriptions == ("height", "height_std", "coarse") and written.crs.to_epsg() == 32611
+        assert written.res == pytest.approx((30.0, 30.0))
+    assert (tmp_path / "q.png").stat().st_size > 0
+    # Clear errors, before any work.
+    assert main([*base[:-1], "300", "--out", str(tmp_path / "a.tif")]) == 2
+    assert "already as fine" in capsys.readouterr().err
+    no_geometry = [arg for arg in base if arg not in ("--geometry", "synthetic", "--heading", "348")]
+    assert main([*no_geometry, "--out", str(tmp_path / "b.tif")]) == 2
+    assert "needs --geometry" in capsys.readouterr().err
+    far = points.assign(x=points["x"] + 1e6)
+    far.to_csv(tmp_path / "far.csv", index=False)
+    assert main([*base, "--priors", str(tmp_path / "far.csv"), "--priors-crs", "EPSG:32611",
+                 "--priors-vertical-datum", "ellipsoid", "--out", str(tmp_path / "c.tif")]) == 2
+    assert "None of the 3 points" in capsys.readouterr().err
+    assert not (tmp_path / "a.tif").exists() and not (tmp_path / "c.tif").exists()
+
+
+def test_refine_refuses_a_model_that_is_not_a_refinement(product, tmp_path):
+    from sarheight.dem import open_dem
+    from tests.helpers import write_tiny_scenes
+
+    folder = tmp_path / "seed_scenes"
+    write_tiny_scenes(folder, count=3, rows=40, cols=40)
+    priors_only = fit_tiny_checkpoint(folder, tmp_path / "priors_only.ckpt")
+    coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
+    with pytest.raises(InvalidInputError, match="not as a correction of the coarse DEM"):
+        refine_dem(coarse, product["folder"] / "sigma0_db.tif", [priors_only], spacing_m=30.0,
+                   geometry=product["geometry"], sar_db=True, progress=False)
+
+
+def test_half_export_predicts_as_the_full_checkpoint(scenes, checkpoints, tmp_path):
+    from sarheight.training.predict import export_checkpoint
+
+    full = export_checkpoint(checkpoints[0], tmp_path / "full.ckpt")
+    half = export_checkpoint(checkpoints[0], tmp_path / "half.ckpt", half=True)
+    weights = [torch.load(path, weights_only=True)["state_dict"] for path in (full, half)]
+    size = [sum(t.numel() * t.element_size() for t in w.values()) for w in weights]
+    assert size[1] < 0.55 * size[0] and weights[1]["model.head.weight"].dtype == torch.float16
+    scene = open_scene(sorted(scenes.glob("hills-c_ascending*.nc"))[0])
+    heights = [predict_height(scene, [path], progress=False)["height"].values for path in (full, half)]
+    change = heights[1] - heights[0]
+    assert np.abs(change).max() < 1e-2 * max(np.abs(heights[0] - scene["coarse_bicubic"].values).max(), 1.0)
