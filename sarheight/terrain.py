@@ -17,12 +17,21 @@ A scene is an ``xr.Dataset`` on a map grid (y, x) with a CRS:
 - ``prior_height``, ``prior_mask``, ``prior_distance`` and ``prior_interpolated``: the
   sparse known heights, the distance to the nearest one (m) and the priors-only
   interpolation (:mod:`sarheight.priors`);
-- ``coarse_height``: the coarse DEM on the scene grid, and ``coarse_corrected``: the
-  coarse DEM plus the interpolated residuals of the priors from it (the best baseline a
-  user with a coarse DEM and a few known heights has without a model);
+- ``coarse_height``: the coarse DEM resampled bilinearly to the scene grid (the DEM the
+  reconstruction runs on), ``coarse_bicubic`` and ``coarse_lanczos``: resampled with
+  sharper kernels (the refinement's reference and baselines), and ``coarse_corrected``:
+  the coarse DEM plus the interpolated residuals of the priors from it;
 - ``height``: the truth (simulated scenes; observed scenes with a reference DEM);
-- optionally ``other_sar_reconstructed`` and ``other_sar_geocoded``: the opposite pass
-  over the same terrain (ascending and descending see the slopes from both sides).
+- optionally ``other_sar_reconstructed``, ``other_sar_geocoded`` and
+  ``other_local_incidence_angle``: the opposite pass over the same terrain (ascending and
+  descending see the slopes from both sides).
+
+Attributes record the geometry (``heading_deg``, ``look_side``, and ``other_`` ones), the
+coarse DEM's cell size ``coarse_cell_m``, the grid's ``grid_cell_m`` and their ratio
+``coarse_factor``. :func:`scene_variable` also gives the variables of
+:data:`DERIVED_VARIABLES`, computed from these on the fly: the refinement model's
+scale-free inputs (the coarse DEM's slopes and curvature, the look direction, the ratio of
+observed to simulated sigma0).
 
 No input is computed from the true fine DEM except the observation itself (simulated
 from it, as the real one is made by the real terrain) and the priors (known heights are
@@ -60,7 +69,7 @@ from .errors import InvalidInputError, MissingInputError
 from .geometry import RadarGeometry
 from .io import atomic_path
 from .layover import reconstruct
-from .masks import MASK_ATTRS, MaskCode
+from .masks import MASK_ATTRS
 from .priors import distance_map, interpolate_priors, sample_priors
 from .simulate import empirical_sigma0, simulate_sar
 
@@ -333,8 +342,6 @@ DERIVED_VARIABLES: dict[str, tuple[str, ...]] = {
     "sar_ratio": ("sar_reconstructed", "local_incidence_angle"),
     "sar_ratio_geocoded": ("sar_geocoded", "local_incidence_angle"),
     "other_sar_ratio": ("other_sar_reconstructed", "other_local_incidence_angle"),
-    "sar_ratio_clear": ("sar_reconstructed", "local_incidence_angle", "layover"),
-    "sar_ratio_geocoded_clear": ("sar_geocoded", "local_incidence_angle", "layover"),
 }
 
 
@@ -375,12 +382,10 @@ def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
         azimuth = math.radians(float(heading) + (90.0 if side == "right" else -90.0))
         value = math.sin(azimuth) if name.endswith("east") else math.cos(azimuth)
         return np.full(shape, value, dtype=np.float32)
-    sar, incidence = DERIVED_VARIABLES[name][:2]
+    sar, incidence = DERIVED_VARIABLES[name]
     with np.errstate(divide="ignore", invalid="ignore"):
         simulated = 10.0 * np.log10(empirical_sigma0(scene[incidence].values))
     ratio = scene[sar].values - simulated
-    if name.endswith("_clear"):
-        ratio = np.where(scene["layover"].values == MaskCode.ACTIVE, np.nan, ratio)
     return np.where(np.isfinite(ratio), ratio, np.nan).astype(np.float32)
 
 

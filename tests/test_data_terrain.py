@@ -319,3 +319,21 @@ def test_refinement_data_module_gives_the_scale_with_every_tile(physical_scenes)
         TerrainDataModule(scenes=str(physical_scenes), reference=None, scale="coarse_cell")
     with pytest.raises(InvalidInputError, match=r"data\.scale"):
         TerrainDataModule(scenes=str(physical_scenes), scale="feet")
+
+
+def test_refinement_inputs_have_no_unit_of_length(physical_scenes):
+    """Terrain k times larger in every direction (cells, heights, distances) gives the
+    refinement model the same inputs and target: one model serves every cell size."""
+    ds = open_scene(sorted(physical_scenes.glob("hills-b_descending*.nc"))[0]).rio.write_crs("EPSG:32632")
+    ds = ds.assign_coords(x=np.arange(ds.sizes["x"]) * 30.0, y=-np.arange(ds.sizes["y"]) * 30.0)
+    ds.attrs["coarse_cell_m"] = 90.0
+    k = 7.0
+    larger = ds.copy(deep=True).assign_coords(x=ds["x"] * k, y=ds["y"] * k)
+    for name in ("height", "coarse_bicubic", "coarse_lanczos", "prior_height", "prior_distance"):
+        larger[name] = larger[name].copy(data=ds[name].values * k)
+    larger.attrs["coarse_cell_m"] = 90.0 * k
+    options = {"reference": "coarse_lanczos", "target": "height", "scale": "coarse_cell", "score_shadow": True}
+    small, big = (scene_arrays(scene, REFINE_CHANNELS, **options) for scene in (ds, larger))
+    np.testing.assert_allclose(big.inputs, small.inputs, rtol=1e-4, atol=1e-5)  # float32 heights
+    np.testing.assert_allclose(big.target, small.target, rtol=1e-4, atol=1e-6)
+    assert big.scale == pytest.approx(k * small.scale)

@@ -260,7 +260,7 @@ def test_a_checkpoint_classifies_raw_patches_alone(sweep, so2sat):
     from sarheight import sample_data
 
     with pytest.raises(InvalidInputError, match="not a checkpoint of an LCZ classifier"):
-        load_classifier(sample_data.path("terrain_ask_unet_demo.ckpt"))
+        load_classifier(sample_data.path("terrain_refine_demo.ckpt"))
 
 
 def test_sweep_command_line_and_clear_errors(so2sat, tmp_path, capsys):

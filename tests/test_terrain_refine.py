@@ -203,3 +203,20 @@ def test_half_export_predicts_as_the_full_checkpoint(scenes, checkpoints, tmp_pa
     heights = [predict_height(scene, [path], progress=False)["height"].values for path in (full, half)]
     change = heights[1] - heights[0]
     assert np.abs(change).max() < 1e-2 * max(np.abs(heights[0] - scene["coarse_bicubic"].values).max(), 1.0)
+
+
+def test_a_real_product_without_pixels_is_refused(shared_data, tmp_path, capsys):
+    """The real GRD annotation over Rome (its measurement an all-zero placeholder): the
+    product path reads it, finds nothing to refine with and says so, writing nothing."""
+    from sarheight import sample_data
+    from sarheight.io import write_geotiff
+    from sarheight.terrain import block_mean
+    from tests.helpers import SAFES, required
+
+    product = required(shared_data / "s1" / SAFES["grd"])
+    write_geotiff(block_mean(sample_data.rome_dem(), 3).rename("height"), tmp_path / "rome80.tif")
+    out = tmp_path / "refined.tif"
+    assert main(["terrain", "refine", "--dem", str(tmp_path / "rome80.tif"), "--vertical-datum", "ellipsoid",
+                 "--sar", str(product), "--ckpt", str(sample_data.terrain_demo_checkpoint()), "--spacing", "30",
+                 "--out", str(out), "-q"]) == 2
+    assert "placeholder or masked product" in capsys.readouterr().err and not out.exists()

@@ -116,8 +116,7 @@ LENGTH_CHANNELS = frozenset({"prior_distance"})
 #: given only at the priors, and the ratios of observed to simulated sigma0, which
 #: shadow leaves without an observation (a refinement still predicts there, from the
 #: coarse DEM). A NaN there is no missing input.
-SPARSE_CHANNELS = frozenset({"prior_height", "sar_ratio", "sar_ratio_geocoded", "other_sar_ratio", "sar_ratio_clear",
-                             "sar_ratio_geocoded_clear"})
+SPARSE_CHANNELS = frozenset({"prior_height", "sar_ratio", "sar_ratio_geocoded", "other_sar_ratio"})
 
 #: The scales :func:`scene_arrays` can give heights in: metres (None) or the coarse
 #: DEM's cell size (``"coarse_cell"``, see the module's docstring).

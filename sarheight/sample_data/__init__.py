@@ -10,9 +10,9 @@
   EGM96 height, 7-85 m): flat terrain with a compound CRS.
 - Two crops of the EGM96 geoid grid (15'), one over each of the last two, so that their
   heights are brought to the ellipsoid offline.
-- :func:`terrain_demo_checkpoint`: the small ASK-UNet of the demo's terrain step, trained
-  by ``sarheight fit --config configs/terrain_demo.yaml`` on real DEMs other than
-  Jacksboro.
+- :func:`terrain_demo_checkpoint`: the refinement ASK-UNet of the demo's terrain step,
+  trained by ``sarheight fit --config configs/terrain_refine.yaml`` on real DEMs other
+  than Jacksboro.
 
 :func:`path` gives each file; ``README.md`` beside them says where they come from,
 their licences and how they were cut.
@@ -38,7 +38,7 @@ FILES = (
     "rome_cop30_egm96_crop.tif",
     "egm96_15_san_gabriel.gtx",
     "egm96_15_rome.gtx",
-    "terrain_ask_unet_demo.ckpt",
+    "terrain_refine_demo.ckpt",
     "buildings_mbhr_demo.ckpt",
 )
 
@@ -91,9 +91,11 @@ def jacksboro_dem() -> xr.DataArray:
 
 
 def terrain_demo_checkpoint() -> Path:
-    """The packaged ASK-UNet checkpoint of the demo's terrain step (exported with
-    ``sarheight terrain export``: weights, channels, statistics; 12 base channels)."""
-    return path("terrain_ask_unet_demo.ckpt")
+    """The packaged refinement checkpoint of the demo's terrain step: the ASK-UNet of
+    ``configs/terrain_refine.yaml`` (16 base channels, the coarse DEM corrected in units
+    of its cell with the SAR ratio and the priors), exported with ``sarheight terrain
+    export --half`` (weights in float16)."""
+    return path("terrain_refine_demo.ckpt")
 
 
 def buildings_demo_checkpoint() -> Path:

@@ -10,10 +10,11 @@ networks of :func:`networks` over seeds:
   reallocation in layover: what the reconstruction is worth there), and with both passes;
 - the no-SAR network: the same with every SAR-derived channel removed (the control);
 - the seed paper's setting: SAR and priors without the coarse DEM, relative to the
-  priors-only interpolation (``configs/terrain_ask_unet.yaml``'s channels, the same budget);
+  priors-only interpolation (``configs/terrain_ask_unet.yaml``'s channels, the same model
+  and budget, no class weights);
 
 and scores them on held-out scenes beside the methods that need no training: the coarse
-DEM resampled bilinearly, bicubically and with a Lanczos kernel, the bicubic coarse DEM
+DEM resampled bilinearly, bicubically and with a Lanczos kernel, the Lanczos coarse DEM
 plus the interpolated residuals of the priors, the priors-only interpolation, and the
 clinometric refinement (:mod:`sarheight.clinometry`). Every method is scored on the same
 cells (truth known, inside the image), overall and per terrain class (layover, shadow,
@@ -75,7 +76,7 @@ BASELINES = {
     "coarse_bilinear": "coarse DEM, bilinear",
     "coarse_bicubic": "coarse DEM, bicubic",
     "coarse_lanczos": "coarse DEM, Lanczos",
-    "coarse_priors": "coarse DEM (bicubic) + interpolated prior residuals",
+    "coarse_priors": "coarse DEM (Lanczos) + interpolated prior residuals",
     "priors_only": "priors-only interpolation",
     "clinometry": "clinometry (physics, no learning)",
 }
@@ -186,12 +187,12 @@ def score_map(prediction: np.ndarray, scene: xr.Dataset, mask: np.ndarray, class
 def baseline_maps(scene: xr.Dataset) -> dict[str, np.ndarray]:
     """The heights of every method that needs no training (:data:`BASELINES`) on a scene."""
     residual = scene[["prior_height", "prior_mask"]].copy()
-    residual["prior_height"] = scene["prior_height"] - scene["coarse_bicubic"]
+    residual["prior_height"] = scene["prior_height"] - scene["coarse_lanczos"]
     return {
         "coarse_bilinear": scene["coarse_height"].values,
         "coarse_bicubic": scene["coarse_bicubic"].values,
         "coarse_lanczos": scene["coarse_lanczos"].values,
-        "coarse_priors": scene["coarse_bicubic"].values + interpolate_priors(residual).values,
+        "coarse_priors": scene["coarse_lanczos"].values + interpolate_priors(residual).values,
         "priors_only": scene["prior_interpolated"].values,
         "clinometry": refine_scene(scene).values,
     }
@@ -271,7 +272,7 @@ def run_refinement_study(
         raise InvalidInputError(f"seeds must be a positive integer, got {seeds!r}")
     settings = read_config(config)
     data_options, model_options, trainer_options = settings["data"], settings["model"], settings["trainer"]
-    planned = networks(data_options["channels"], data_options.get("reference") or "coarse_bicubic",
+    planned = networks(data_options["channels"], data_options.get("reference") or "coarse_lanczos",
                        data_options.get("scale"))
     names = [network.name for network in planned]
     unknown = sorted(set(methods or names) - set(names))
@@ -309,17 +310,20 @@ def run_refinement_study(
                 scale=network.scale, score_shadow=network.score_shadow, split="scene", val_scenes=val_dems,
                 val_fraction=0.0, test_fraction=0.0, tile=budget["tile"], tiles_per_epoch=budget["tiles_per_epoch"],
                 batch_size=budget["batch_size"], seed=seed)
+            # The seed setting keeps its own loss weights (none): only the budget is shared.
+            weights = model_options.get("class_weights") if network.scale is not None else None
             module = PixelRegression(model=budget["model"], model_options=dict(budget["model_options"]),
                                      in_channels=len(network.channels), loss=budget["loss"], lr=budget["lr"],
                                      weight_decay=model_options.get("weight_decay", 1e-4),
-                                     scheduler=model_options.get("scheduler", "cosine"))
+                                     scheduler=model_options.get("scheduler", "cosine"), class_weights=weights)
             checkpoint = train_run(module, data, run_dir, max_epochs=budget["max_epochs"],
                                    steps_per_epoch=budget["tiles_per_epoch"] // budget["batch_size"],
                                    accelerator=accelerator, validate=bool(val_dems), max_time=budget["max_time"])
             return {"checkpoint": str(checkpoint)}
 
-        runs = seeded_runs(out / "runs" / network.name, seeds, train, bar.update)
-        checkpoints[network.name] = [Path(run["checkpoint"]) for run in runs]
+        seeded_runs(out / "runs" / network.name, seeds, train, bar.update)
+        # Where the runs are, whatever folder the study was started from.
+        checkpoints[network.name] = [out / "runs" / network.name / f"seed{seed}" / "last.ckpt" for seed in range(seeds)]
     bar.close()
 
     # 2. The scores, per scene, resumable.
@@ -402,6 +406,7 @@ def summarise(index: Sequence[dict[str, Any]], baseline_scores: dict[str, Any],
             figures = row["methods"][method]["mean"]
             reductions[method] = {
                 "vs_best_coarse": reduction(figures["overall"], row["methods"][best]["mean"]["overall"]),
+                "vs_bicubic": reduction(figures["overall"], row["methods"]["coarse_bicubic"]["mean"]["overall"]),
                 **({"vs_nosar": reduction(figures["overall"], row["methods"]["nosar"]["mean"]["overall"]),
                     "vs_nosar_layover": reduction(figures["layover"], row["methods"]["nosar"]["mean"]["layover"])}
                    if "nosar" in row["methods"] else {}),
@@ -457,9 +462,9 @@ def write_table(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
              "networks: mean ± std over seeds. The scenes' SAR is simulated: the figures of the empirical law "
              "without land cover are an upper bound; land cover and a different law bracket what real data give.",
              "", "## Summary: reductions (%) averaged over the held-out DEMs", "",
-             "Against the best coarse-DEM baseline of each DEM (bilinear, bicubic, Lanczos); against the no-SAR "
-             "network overall and in layover; in brackets, on how many DEMs the method is worse than the best "
-             "coarse baseline.", ""]
+             "Against the best coarse-DEM baseline of each DEM (the best of bilinear, bicubic and Lanczos) "
+             "/ against the bicubic coarse DEM; in brackets, on how many DEMs the method is worse than the best "
+             "coarse baseline; then the SAR's share: against the no-SAR network overall and in layover.", ""]
     methods = [m for m in labels if m not in COARSE_BASELINES]
     lines += ["| ground | looks | factor | " + " | ".join(labels[m] for m in methods) + " |",
               "|---" * (len(methods) + 3) + "|"]
@@ -470,7 +475,7 @@ def write_table(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             if figures is None:
                 cells.append("–")
                 continue
-            text = f"{figures['vs_best_coarse']:+.1f} ({figures['worse_than_coarse']})"
+            text = f"{figures['vs_best_coarse']:+.1f} / {figures['vs_bicubic']:+.1f} ({figures['worse_than_coarse']})"
             if "vs_nosar" in figures and method not in ("nosar", "priors_only", "priors_only_network"):
                 text += f"; SAR {figures['vs_nosar']:+.1f} / lay. {figures['vs_nosar_layover']:+.1f}"
             cells.append(text)

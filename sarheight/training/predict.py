@@ -463,6 +463,12 @@ def refine_dem(
     if not inside.any():
         raise InvalidInputError("the observation covers no cell of the DEM: give a product (or geometry) that "
                                 "images the DEM's area")
+    observed = np.isfinite(scene["sar_reconstructed"].values) & inside
+    if observed.sum() < 0.5 * inside.sum():
+        raise InvalidInputError(
+            f"the observation has a value in {observed.sum() / inside.sum():.0%} of the cells it images (zero or no "
+            "data elsewhere, shadow aside): a placeholder or masked product cannot refine the DEM; give the "
+            "calibrated image itself")
     result = predict_height(scene, [member.path for member in members], tile=tile, overlap=overlap,
                             progress=progress, device=device)
     reference = scene[members[0].reference].values
@@ -493,7 +499,9 @@ def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.P
     reference = str(result.attrs.get("reference", ""))
     if baseline is None:
         baseline = reference if reference.startswith("coarse") else "prior_interpolated"
-    label = {"prior_interpolated": "priors-only interpolation"}.get(baseline, baseline.replace("_", " "))
+    label = {"prior_interpolated": "priors-only interpolation", "coarse_height": "coarse DEM, bilinear",
+             "coarse_bicubic": "coarse DEM, bicubic", "coarse_lanczos": "coarse DEM, Lanczos"}.get(
+        baseline, baseline.replace("_", " "))
     height = result["height"].values
     truth = scene["height"].values if "height" in scene else None
     shown = [values for values in (height, truth) if values is not None]
