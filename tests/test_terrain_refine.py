@@ -220,3 +220,17 @@ def test_a_real_product_without_pixels_is_refused(shared_data, tmp_path, capsys)
                  "--sar", str(product), "--ckpt", str(sample_data.terrain_demo_checkpoint()), "--spacing", "30",
                  "--out", str(out), "-q"]) == 2
     assert "placeholder or masked product" in capsys.readouterr().err and not out.exists()
+
+
+def test_refine_never_writes_over_an_input(product, checkpoints, tmp_path, capsys):
+    folder = product["folder"]
+    base = ["terrain", "refine", "--dem", str(folder / "coarse90.tif"), "--vertical-datum", "ellipsoid",
+            "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic",
+            "--ckpt", str(checkpoints[0]), "--ckpt", str(checkpoints[1]), "--spacing", "30", "-q"]
+    stamps = {path: path.stat().st_mtime_ns for path in (folder / "coarse90.tif", folder / "sigma0_db.tif",
+                                                          checkpoints[1])}
+    for target in stamps:
+        assert main([*base, "--out", str(target)]) == 2
+        assert "an input of this run" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "a.tif"), "--quicklook", str(checkpoints[1])]) == 2
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps

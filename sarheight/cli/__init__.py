@@ -147,8 +147,10 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
             raise SarHeightError(f"cannot write {given!r}: {str(ancestor)!r} is a file, not a folder")
-    check_outputs([(given, option) for given, is_folder, option in paths if given and not is_folder],
-                  [(getattr(args, name, None), label) for name, label in INPUT_OPTIONS.items()])
+    # An option given several times (--sar, --ckpt) names several inputs.
+    inputs = [(value, label) for name, label in INPUT_OPTIONS.items()
+              for value in (lambda given: given if isinstance(given, list) else [given])(getattr(args, name, None))]
+    check_outputs([(given, option) for given, is_folder, option in paths if given and not is_folder], inputs)
     created = []
     for folder in sorted(set(missing), key=lambda p: len(p.parts)):
         if not folder.exists():
@@ -172,7 +174,7 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
 
 #: The options that name input files, by the attribute argparse gives them.
 INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry",
-                 "scene": "--scene"}
+                 "scene": "--scene", "ckpt": "--ckpt", "priors": "--priors"}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, parser) -> None:
