@@ -1,8 +1,12 @@
-"""Checkpoints that survive a killed run: written atomically, the last one kept current."""
+"""Checkpoints that survive a killed run and never run code: written atomically, read
+with ``weights_only=True`` only, the last one kept current."""
 
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +15,47 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ..errors import InvalidInputError
 from ..io import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint I/O, each file written to a temporary beside it
-    (``.NAME.TOKEN.part``) and renamed into place (``os.replace``) once complete.
+    (``.NAME.TOKEN.part``) and renamed into place (``os.replace``) once complete, and read
+    with ``torch.load(weights_only=True)`` whatever the caller asks.
 
     A run killed while writing ``last.ckpt`` (SIGKILL, out of memory, a pre-empted node)
     thus leaves the previous ``last.ckpt`` intact for ``--ckpt_path last``, never a
     truncated file; at worst a hidden ``.part`` file. Local paths only.
+
+    Every checkpoint Lightning reads goes through :meth:`load_checkpoint`: resuming
+    (``--ckpt_path last``, the LCZ sweep), ``validate`` and ``test``. A checkpoint is data:
+    one whose pickle asks for more than tensors and plain values (a planted ``last.ckpt``
+    whose ``__reduce__`` runs a command) is refused before any of it runs, also with
+    ``--weights_only false`` or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (an explicit
+    ``weights_only=True`` wins over both).
     """
+
+    def load_checkpoint(self, path: str | os.PathLike[str],
+                        map_location: Callable | None = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise InvalidInputError("checkpoints are read as data only (weights_only=True): sarheight never runs code "
+                                    "from a checkpoint; leave out --weights_only false")
+        path = Path(path)
+        if path.is_file() and not zipfile.is_zipfile(path):
+            raise InvalidInputError(f"{str(path)!r} is not a complete PyTorch checkpoint (no zip archive of "
+                                    "torch.save; a truncated or foreign file): give another, or train again")
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            raise InvalidInputError(f"{str(path)!r} holds Python objects beyond tensors and plain values, which "
+                                    "sarheight never loads (they could run code): it is not a checkpoint of "
+                                    "sarheight fit, or it was altered") from None
+        except (RuntimeError, EOFError) as error:
+            raise InvalidInputError(f"{str(path)!r} is not a readable checkpoint ({type(error).__name__}: "
+                                    f"{str(error).splitlines()[0] if str(error) else 'truncated'}): give another, "
+                                    "or train again") from None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str],
                         storage_options: Any | None = None) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from ..errors import InvalidInputError
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint
 from .regression import PixelRegression
 
@@ -57,6 +59,67 @@ class SarHeightCLI(LightningCLI):
         return super().instantiate_trainer(**{"plugins": plugins, **kwargs})
 
 
+#: The packages a configuration may name classes of (``class_path``): naming a class
+#: imports its module, and a module runs code when imported.
+ALLOWED_CLASS_PACKAGES = ("sarheight", "torch", "lightning")
+
+#: Options whose value may be a class (a dotted path is then imported).
+CLASS_OPTIONS = ("--data", "--model", "--trainer.logger", "--trainer.callbacks", "--trainer.plugins",
+                 "--trainer.strategy", "--trainer.profiler", "--trainer.accelerator", "--optimizer",
+                 "--lr_scheduler")
+
+
+def check_arguments(arguments: Sequence[str]) -> None:
+    """Refuse, before LightningCLI reads anything, what would run code that is not
+    sarheight's, torch's or Lightning's: a class path of another package (in the
+    arguments or in a YAML configuration they name), and ``--weights_only false`` (a
+    checkpoint read as more than data).
+
+    Raises
+    ------
+    InvalidInputError : naming the option or file and what to do.
+    """
+    import re
+
+    import yaml
+
+    def refuse_path(value: str, where: str) -> None:
+        if "." in value and value.split(".")[0] not in ALLOWED_CLASS_PACKAGES:
+            raise InvalidInputError(
+                f"{where} names the class {value!r}: configurations may only name classes of "
+                f"{', '.join(ALLOWED_CLASS_PACKAGES)} (a class of another package would be imported, and run its "
+                "code); use a class of these or its short name")
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "class_path" and isinstance(value, str):
+                    refuse_path(value, where)
+                walk(value, where)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+
+    tokens = list(arguments)
+    for index, token in enumerate(tokens):
+        option, _, inline = token.partition("=")
+        value = inline if inline else (tokens[index + 1] if index + 1 < len(tokens) else "")
+        if option == "--weights_only" and value.strip().lower() in ("false", "0", "no", "off"):
+            raise InvalidInputError("--weights_only false would let a checkpoint run code: sarheight reads "
+                                    "checkpoints as data only; leave the option out")
+        if not option.startswith("--"):
+            continue
+        for found in re.findall(r"class_path['\"]?\s*[:=]\s*['\"]?([\w.]+)", value):
+            refuse_path(found, option)
+        if option.endswith(".class_path") or option.rstrip("+") in CLASS_OPTIONS:
+            refuse_path(value.strip(), option)
+        if value.endswith((".yaml", ".yml")) and Path(value).is_file():
+            try:
+                walk(yaml.safe_load(Path(value).read_text()), f"{option} {value}")
+            except yaml.YAMLError as error:
+                raise InvalidInputError(f"{option} {value!r} is not readable YAML: {error}") from None
+
+
 def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> int:
     """Run ``sarheight SUBCOMMAND ARGUMENTS`` (fit, validate or test) through LightningCLI;
     returns the exit status (LightningCLI exits by itself on a bad configuration).
@@ -66,6 +129,7 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
     :class:`~sarheight.data.so2sat.So2SatDataModule`: ``sarheight lcz fit``)."""
     if subcommand not in SUBCOMMANDS:
         raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
+    check_arguments(arguments)
     if task == "height":
         model_class, data_class, subclass_mode = PixelRegression, LightningDataModule, True
     elif task == "lcz":

@@ -1,0 +1,109 @@
+"""No code runs from a checkpoint or a configuration: planted checkpoints on every resume
+path, ``--weights_only false``, ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, and class paths of
+other packages (a ``pwnmod.py`` beside the configuration)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("lightning")
+
+from sarheight.cli import main
+from sarheight.errors import InvalidInputError
+from sarheight.training.checkpoints import AtomicCheckpointIO
+from sarheight.training.cli import check_arguments
+from tests.helpers import write_tiny_scenes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Planted:
+    """A pickle that, loaded with weights_only=False, writes a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def plant(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": 0, "payload": Planted(marker)}, path)
+    return path
+
+
+def test_the_checkpoint_io_reads_data_only(tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    planted = plant(tmp_path / "last.ckpt", marker)
+    io = AtomicCheckpointIO()
+    with pytest.raises(InvalidInputError, match="never loads"):
+        io.load_checkpoint(planted)
+    with pytest.raises(InvalidInputError, match="weights_only=True"):
+        io.load_checkpoint(planted, weights_only=False)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(InvalidInputError, match="never loads"):
+        io.load_checkpoint(planted)
+    assert not marker.exists()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(planted.read_bytes()[:200])
+    with pytest.raises(InvalidInputError, match="not a complete PyTorch checkpoint"):
+        io.load_checkpoint(truncated)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scenes")
+    write_tiny_scenes(folder, count=3, rows=40, cols=40)
+    return folder
+
+
+def _fit(tmp_path: Path, scenes: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sarheight", "fit", "--config", str(ROOT / "configs" / "terrain_unet.yaml"),
+               "--data.scenes", str(scenes), "--data.tile", "32", "--data.tiles_per_epoch", "4",
+               "--data.batch_size", "2", "--trainer.max_epochs", "1", "--model.model_options.base_channels", "4",
+               "--trainer.enable_progress_bar", "false", *extra]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("how", ["plain", "weights_only false", "environment"])
+def test_a_planted_last_checkpoint_runs_no_code_on_resume(tmp_path, scenes, how):
+    marker = tmp_path / "ran"
+    plant(tmp_path / "runs" / "terrain_unet" / "checkpoints" / "last.ckpt", marker)
+    extra = ["--ckpt_path", "last"] + (["--weights_only", "false"] if how == "weights_only false" else [])
+    done = _fit(tmp_path, scenes, *extra, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if how == "environment"
+                else None)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert not marker.exists()
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("sarheight fit: error:") and ("weights_only" in last_line or "never" in last_line)
+
+
+def test_class_paths_of_other_packages_are_never_imported(tmp_path, scenes):
+    marker = tmp_path / "imported"
+    (tmp_path / "pwnmod.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+                                        "class Evil:\n    pass\n")
+    config = yaml.safe_load((ROOT / "configs" / "terrain_unet.yaml").read_text())
+    config["trainer"]["callbacks"].append({"class_path": "pwnmod.Evil"})
+    (tmp_path / "evil.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "sarheight", "fit", "--config", "evil.yaml", "--data.scenes",
+                           str(scenes)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "pwnmod.Evil" in done.stderr and not marker.exists(), done.stderr[-2000:]
+    for arguments in (["--data", "pwnmod.Evil"], ["--data.class_path=pwnmod.Evil"],
+                      ["--trainer.callbacks+=pwnmod.Evil"], ["--trainer.logger", '{"class_path": "pwnmod.Evil"}']):
+        with pytest.raises(InvalidInputError, match="may only name classes"):
+            check_arguments(arguments)
+    # The classes of sarheight, torch and Lightning, and short names, stay allowed.
+    check_arguments(["--data", "sarheight.data.TerrainDataModule", "--trainer.callbacks+=LearningRateMonitor",
+                     "--trainer.logger.class_path", "lightning.pytorch.loggers.CSVLogger",
+                     "--config", str(ROOT / "configs" / "terrain_refine.yaml")])
+    assert main(["fit", "--config", str(tmp_path / "evil.yaml")]) == 2
+    assert not marker.exists()
