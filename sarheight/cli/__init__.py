@@ -147,9 +147,16 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
             raise SarHeightError(f"cannot write {given!r}: {str(ancestor)!r} is a file, not a folder")
-    # An option given several times (--sar, --ckpt) names several inputs.
+    # An option given several times (--sar, --ckpt) names several inputs, a folder of
+    # inputs (a city, So2Sat, scenes) the files read from it.
     inputs = [(value, label) for name, label in INPUT_OPTIONS.items()
               for value in (lambda given: given if isinstance(given, list) else [given])(getattr(args, name, None))]
+    for name, patterns in INPUT_FOLDERS.items():
+        given = getattr(args, name, None)
+        for folder in (given if isinstance(given, list) else [given]):
+            if isinstance(folder, str) and Path(folder).is_dir():
+                inputs += [(str(path), f"a file of --{name.replace('_', '-')} {folder}")
+                           for pattern in patterns for path in Path(folder).glob(pattern)]
     check_outputs([(given, option) for given, is_folder, option in paths if given and not is_folder], inputs)
     created = []
     for folder in sorted(set(missing), key=lambda p: len(p.parts)):
@@ -174,7 +181,11 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
 
 #: The options that name input files, by the attribute argparse gives them.
 INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry",
-                 "scene": "--scene", "ckpt": "--ckpt", "priors": "--priors"}
+                 "scene": "--scene", "ckpt": "--ckpt", "priors": "--priors", "scenes": "--scenes"}
+
+#: The options that name folders of inputs, by attribute, with the files read from them.
+INPUT_FOLDERS = {"city": ("s1_*.tif", "s2_*.tif", "height.tif"), "data": ("*.h5",), "scenes": ("*.nc",),
+                 "cities": ("*/s1_*.tif", "*/s2_*.tif", "*/height.tif")}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, parser) -> None:
