@@ -107,3 +107,51 @@ def test_class_paths_of_other_packages_are_never_imported(tmp_path, scenes):
                      "--config", str(ROOT / "configs" / "terrain_refine.yaml")])
     assert main(["fit", "--config", str(tmp_path / "evil.yaml")]) == 2
     assert not marker.exists()
+
+
+# Silent NaN, and checkpoint metadata that is not trusted.
+
+
+def test_a_diverging_training_stops_and_keeps_the_good_checkpoint(tmp_path, scenes):
+    done = _fit(tmp_path, scenes)
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = tmp_path / "runs" / "terrain_unet" / "checkpoints" / "last.ckpt"
+    good = last.read_bytes()
+    diverged = _fit(tmp_path, scenes, "--model.lr", "1e12", "--model.scheduler", "none", "--trainer.max_epochs", "3",
+                    "--checkpoint.every_n_train_steps", "1")
+    assert diverged.returncode == 2, diverged.stderr[-2000:]
+    assert "the training diverged" in diverged.stderr or "not finite" in diverged.stderr
+    assert last.read_bytes() == good
+    nothing = _fit(tmp_path, scenes, "--trainer.max_epochs", "0")
+    assert nothing.returncode == 2 and "nothing would be trained" in nothing.stderr
+
+
+def test_checkpoint_metadata_is_bounded_and_checked(tmp_path, scenes):
+    from sarheight.training import load_checkpoint
+    from tests.helpers import fit_tiny_checkpoint
+
+    path = fit_tiny_checkpoint(scenes, tmp_path / "good.ckpt")
+    load_checkpoint(path)
+    original = path.read_bytes()
+
+    def altered(name: str, change) -> Path:
+        checkpoint = torch.load(path, weights_only=True)
+        change(checkpoint)
+        torch.save(checkpoint, tmp_path / name)
+        return tmp_path / name
+
+    cases = {
+        "deep.ckpt": (lambda c: c["sarheight"]["model_config"].update(depth=10**6), "beyond what sarheight trains"),
+        "wide.ckpt": (lambda c: c["sarheight"]["model_config"].update(base_channels=65536), "beyond what"),
+        "other.ckpt": (lambda c: c["sarheight"]["model_config"].update(base_channels=8), "describes a model of"),
+        "std0.ckpt": (lambda c: c["sarheight"].update(input_std=[0.0] * len(c["sarheight"]["input_std"])),
+                      "statistics"),
+        "nan_mean.ckpt": (lambda c: c["sarheight"].update(input_mean=[float("nan")] * len(c["sarheight"]["input_mean"])),
+                          "statistics"),
+        "nan_weights.ckpt": (lambda c: c["state_dict"][next(k for k in c["state_dict"] if k.endswith("weight"))]
+                             .fill_(float("nan")), "not finite"),
+    }
+    for name, (change, message) in cases.items():
+        with pytest.raises(InvalidInputError, match=message):
+            load_checkpoint(altered(name, change))
+    assert path.read_bytes() == original

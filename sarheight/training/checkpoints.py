@@ -79,3 +79,24 @@ class ResumableCheckpoint(ModelCheckpoint):
             return
         self.last_model_path = self.last_model_path or self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
         trainer.save_checkpoint(self.last_model_path)
+
+
+def require_finite_loss(loss: torch.Tensor, module: LightningModule) -> None:
+    """Stop a training whose loss is not finite (NaN, infinite), with what to change: a
+    diverged run would otherwise go on for its epochs and save weights of NaN."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        lr = getattr(module.hparams, "lr", None)
+        raise InvalidInputError(
+            f"the training diverged: the loss is {float(loss.detach())} at step {module.global_step} (epoch "
+            f"{module.current_epoch}); lower model.lr{f' (now {lr:g})' if lr is not None else ''}, or look for "
+            "extreme values in the inputs; the checkpoints written before are kept")
+
+
+def require_finite_weights(state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse weights with a NaN or an infinite value: ``what`` (a checkpoint about to be
+    written, or one read) would give maps of NaN."""
+    bad = [name for name, value in state_dict.items()
+           if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise InvalidInputError(f"{what} has weights that are not finite ({', '.join(bad[:3])}"
+                                f"{' ...' if len(bad) > 3 else ''}): a diverged or damaged model; train again")

@@ -34,6 +34,7 @@ from ..data.so2sat import LCZ_CLASSES
 from ..errors import InvalidInputError, MissingInputError
 from ..models import FusionNet
 from ..models.fusion import WIDTHS, log_summed_probabilities
+from .checkpoints import require_finite_loss, require_finite_weights
 
 __all__ = ["LCZClassification", "classification_scores", "load_classifier"]
 
@@ -168,8 +169,13 @@ class LCZClassification(L.LightningModule):
     def training_step(self, batch, batch_index):
         patches, labels = batch
         loss, _ = self._loss(patches, labels)
+        require_finite_loss(loss, self)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Never a checkpoint of NaN over a good last.ckpt.
+        require_finite_weights(checkpoint["state_dict"], "the checkpoint to write")
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:
         patches, labels = batch

@@ -50,6 +50,12 @@ class SarHeightCLI(LightningCLI):
         if self.model_class is PixelRegression:
             parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
 
+    def before_fit(self) -> None:
+        # A run of no epoch or step would exit 0 having trained nothing.
+        if self.trainer.max_epochs == 0 or self.trainer.max_steps == 0:
+            raise InvalidInputError("trainer.max_epochs or trainer.max_steps is 0: nothing would be trained; give at "
+                                    "least 1")
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
         plugins = config.get("plugins") or []

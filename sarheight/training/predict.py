@@ -21,11 +21,12 @@ from tqdm.auto import tqdm
 from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, MissingInputError
-from ..io import atomic_path, write_geotiff
+from ..io import atomic_path, check_memory, write_geotiff
 from ..masks import MaskCode
 from ..models import build
 from ..preprocess.sentinel2 import S2_BANDS
 from ..terrain import open_scene
+from .checkpoints import require_finite_weights
 from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_groups, normalise_inputs
 
 
@@ -108,19 +109,21 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
     if missing:
         raise InvalidInputError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}: it was saved before training "
                                 "started; use a checkpoint written during or after sarheight fit")
-    model = build(stored["model"], **stored["model_config"])
+    channels = tuple(stored["channels"])
+    if len(stored["input_mean"]) != len(channels) or len(stored["input_std"]) != len(channels):
+        raise InvalidInputError(f"checkpoint {str(path)!r} has statistics of {len(stored['input_mean'])} channels for "
+                                f"{len(channels)} channels: the file is inconsistent, train again")
+    check_statistics(stored, path)
     weights = {key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items()
                if key.startswith("model.")}
+    require_finite_weights(weights, f"checkpoint {str(path)!r}")
+    model = build_checked(stored["model"], stored["model_config"], weights, path)
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
         raise InvalidInputError(f"the weights of {str(path)!r} do not fit its model {stored['model']!r} "
                                 f"{stored['model_config']}: {str(error).splitlines()[0]}") from None
     model.to(device).eval()
-    channels = tuple(stored["channels"])
-    if len(stored["input_mean"]) != len(channels) or len(stored["input_std"]) != len(channels):
-        raise InvalidInputError(f"checkpoint {str(path)!r} has statistics of {len(stored['input_mean'])} channels for "
-                                f"{len(channels)} channels: the file is inconsistent, train again")
     return TrainedModel(
         path=path, model=model, model_name=str(stored["model"]), model_config=dict(stored["model_config"]),
         channels=channels, reference=stored.get("reference"), target=str(stored["target"]),
@@ -130,6 +133,63 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         target_mean=float(stored["target_mean"]) if stored.get("target_mean") is not None else None,
         scale=stored.get("scale"),
     )
+
+
+#: The largest value a checkpoint's model configuration may give an integer option (depth
+#: aside): beyond it the file is not one of a model sarheight trains.
+CONFIG_INTEGER_LIMIT = 4096
+
+#: The deepest U-Net or encoder a checkpoint may ask for.
+CONFIG_DEPTH_LIMIT = 8
+
+
+def build_checked(name: str, config: dict[str, Any], weights: dict[str, torch.Tensor],
+                  path: str | os.PathLike[str]) -> torch.nn.Module:
+    """The model a checkpoint's configuration describes, built only once its options are
+    bounded (a depth of a million would build for hours, 65536 channels ask for hundreds of
+    GiB) and its size, counted without memory (on torch's meta device), equals the weights
+    the file holds.
+
+    Raises
+    ------
+    InvalidInputError : an option out of bounds, or a model whose size is not the weights'.
+    """
+    def integers(value: Any) -> list[int]:
+        if isinstance(value, bool):
+            return []
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, (list, tuple)):
+            return [item for entry in value for item in integers(entry)]
+        return []
+
+    for key, value in config.items():
+        limit = CONFIG_DEPTH_LIMIT if key in ("depth", "stages") else CONFIG_INTEGER_LIMIT
+        if any(number < 0 or number > limit for number in integers(value)):
+            raise InvalidInputError(f"checkpoint {str(path)!r} asks for a model with {key}={value!r}, beyond what "
+                                    f"sarheight trains (at most {limit}): the file is damaged or not sarheight's")
+    with torch.device("meta"):
+        skeleton = build(name, **config)
+    needed = sum(tensor.numel() for tensor in skeleton.state_dict().values())
+    held = sum(tensor.numel() for tensor in weights.values())
+    if needed != held:
+        raise InvalidInputError(f"checkpoint {str(path)!r} describes a model of {needed} values but holds {held}: the "
+                                "file is inconsistent; train again")
+    check_memory(8 * needed, f"the model of checkpoint {str(path)!r}")
+    return build(name, **config)
+
+
+def check_statistics(stored: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse normalisation statistics that would give a silently wrong map: a mean that is
+    not finite, a standard deviation that is not finite and positive (inputs divided by 0
+    or NaN), target statistics likewise."""
+    means = np.asarray(stored["input_mean"], dtype=np.float64)
+    stds = np.asarray(stored["input_std"], dtype=np.float64)
+    targets = np.asarray([stored.get("target_mean", 0.0), stored.get("target_std", 1.0)], dtype=np.float64)
+    if not (np.isfinite(means).all() and np.isfinite(stds).all() and (stds > 0).all() and np.isfinite(targets).all()
+            and targets[1] > 0):
+        raise InvalidInputError(f"checkpoint {str(path)!r} has normalisation statistics that are not finite, or a "
+                                "standard deviation of 0: the file is damaged; train again")
 
 
 def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[str], *, half: bool = False) -> Path:

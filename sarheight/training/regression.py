@@ -39,6 +39,7 @@ from torchmetrics import MeanMetric
 from ..errors import InvalidInputError
 from ..models import build
 from ..plots import save_figure
+from .checkpoints import require_finite_loss, require_finite_weights
 from .losses import LOSSES, masked_loss, mbhr_loss
 from .metrics import HeightMetrics
 
@@ -287,7 +288,9 @@ footprints above it. At the end of
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        require_finite_loss(loss, self)
+        return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -354,6 +357,8 @@ footprints above it. At the end of
     # Checkpoints.
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Never a checkpoint of NaN over a good last.ckpt.
+        require_finite_weights(checkpoint["state_dict"], "the checkpoint to write")
         checkpoint[CHECKPOINT_KEY] = {
             "format": CHECKPOINT_FORMAT,
             **self.description,
