@@ -474,6 +474,11 @@ class So2SatLCZ42(Dataset):
         row = int(self.indices[index])
         sen1, sen2, labels = self._open()
         x = np.concatenate([sen1[row], sen2[row]], axis=-1).transpose(2, 0, 1)
+        if not np.isfinite(x).all():
+            # Every split's rows, not only the training ones the statistics read: a NaN
+            # patch would be scored as whatever its NaN logits arg-max to.
+            raise InvalidInputError(f"{str(self.path)!r} row {row} holds NaN or infinite values: the file is damaged; "
+                                    "mend or drop the row (rows, or --limit, select others)")
         if self._normalise is not None:
             mean, std = self._normalise
             x = (x - mean) / std

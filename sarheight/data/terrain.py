@@ -313,6 +313,11 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
             values = values - offset
         if channel in HEIGHT_CHANNELS | LENGTH_CHANNELS and unit != 1.0:
             values = values / np.float32(unit)
+        if channel != "prior_height" and not np.isfinite(values).any():
+            # (A scene without priors has no prior height anywhere; every other channel
+            # all NaN or infinite is a broken input, which would give a map of nothing.)
+            raise InvalidInputError(f"channel {channel!r} of scene {name!r} has no finite value: the scene is broken "
+                                    "(a SAR image of NaN, an empty product); write it again from valid inputs")
         inputs[index] = values
         if channel not in SPARSE_CHANNELS:
             missing |= ~np.isfinite(values)

@@ -180,6 +180,9 @@ def combine_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], loader: A
     """
     if not checkpoints:
         raise InvalidInputError("combine needs at least one checkpoint")
+    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {accelerator!r} was asked for, but torch sees no CUDA device here: give cpu "
+                                "(or auto), or run where a GPU is")
     device = torch.device("cuda" if accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available() else "cpu")
     models = [load_classifier(path).to(device) for path in checkpoints]
     classes = {model.hparams.num_classes for model in models}

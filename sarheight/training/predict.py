@@ -82,6 +82,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         values, or is not one of sarheight (no channel list and statistics).
     """
     path = Path(path)
+    device = resolve_device(device)
     if not path.is_file():
         raise MissingInputError(f"checkpoint {str(path)!r} does not exist: give a .ckpt written by sarheight fit")
     # torch.save writes a zip archive; anything else is no checkpoint (the unpickler would
@@ -234,8 +235,45 @@ def _load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
         raise InvalidInputError(f"overlap must be an integer from 0 to tile / 2 ({tile // 2}), not {overlap}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return [load_checkpoint(path, device=torch_device) for path in paths], torch_device
+    torch_device = resolve_device(device)
+    members = [load_checkpoint(path, device=torch_device) for path in paths]
+    warn_identical_members(members)
+    return members, torch_device
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device a prediction runs on: ``device`` checked (a CUDA device that is not
+    there is named as such, not found later as an unreadable checkpoint), or CUDA where
+    there is one, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidInputError(f"device {device!r} is not a torch device: give cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and (not torch.cuda.is_available()
+                                  or (chosen.index or 0) >= torch.cuda.device_count()):
+        raise InvalidInputError(f"device {device!r} was asked for, but torch sees "
+                                f"{torch.cuda.device_count()} CUDA device(s) here: give cpu, or run where the GPU is")
+    if chosen.type not in ("cpu", "cuda"):
+        raise InvalidInputError(f"device {device!r}: sarheight predicts on cpu or cuda")
+    return chosen
+
+
+def warn_identical_members(members: Sequence[TrainedModel]) -> None:
+    """Warn when two members of an ensemble have the same weights (one file given twice, or
+    copies): their spread is zero by construction, not a sign of certainty."""
+    import warnings
+
+    seen: dict[tuple, Path] = {}
+    for member in members:
+        key = tuple(float(value.double().sum()) for value in member.model.state_dict().values()
+                    if value.is_floating_point())
+        if key in seen:
+            warnings.warn(f"checkpoints {str(seen[key])!r} and {str(member.path)!r} hold the same weights: the "
+                          "ensemble's spread (height_std) is zero there by construction; give members trained with "
+                          "other seeds", stacklevel=3)
+        seen.setdefault(key, member.path)
 
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
@@ -691,6 +729,12 @@ def predict_buildings(
     # channels, and predicts wherever its own sensor is valid.
     groups = first.input_groups or {}
     images = {name: [image[:groups[name]] for image in source] for name, source in (("s1", city.s1), ("s2", city.s2))}
+    for name in groups:
+        for channel in range(groups[name]):
+            if not any(np.isfinite(image[channel]).any() for image in images[name]):
+                raise InvalidInputError(f"city {city.name!r}: {name.upper()} channel {channel} has no finite value in "
+                                        "any month (NaN or infinite everywhere): the folder's rasters are broken; "
+                                        "write them again from valid products")
     valid = [np.logical_and.reduce([np.isfinite(images[name][k]).all(0) for name in groups if groups[name]])
              for k in range(len(city.months))]
     months_counted = np.sum(valid, axis=0)
