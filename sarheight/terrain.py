@@ -471,6 +471,37 @@ def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_ver
     return sample_priors(grid, points=priors, crs=points_crs, vertical_datum=points_vertical_datum)
 
 
+#: How far (m, the median over the priors) known heights may lie from the coarse DEM: no
+#: real DEM is off by as much.
+PRIOR_OFFSET_LIMIT_M = 1000.0
+
+
+def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> None:
+    """Refuse known heights that cannot be of the coarse DEM's terrain: 3.28 times its
+    heights (feet), or their median departure from it beyond :data:`PRIOR_OFFSET_LIMIT_M`
+    (another datum, units, or place).
+
+    Raises
+    ------
+    InvalidInputError : naming the offset and what to check.
+    """
+    known = (priors["prior_mask"].values > 0) & np.isfinite(priors["prior_height"].values) & np.isfinite(coarse.values)
+    if known.sum() < 3:
+        return
+    heights, below = priors["prior_height"].values[known], coarse.values[known]
+    offset = float(np.median(heights - below))
+    if abs(offset) > 100.0 and np.median(np.abs(below)) > 50.0:
+        ratio = float(np.median(heights / np.where(below != 0, below, np.nan)))
+        if abs(ratio - 1 / 0.3048) < 0.1:
+            raise InvalidInputError(f"the known heights are {ratio:.2f} times the coarse DEM's: in feet? Convert them "
+                                    "to metres (multiply by 0.3048)")
+    if abs(offset) > PRIOR_OFFSET_LIMIT_M:
+        raise InvalidInputError(
+            f"the known heights lie a median {offset:+.0f} m from the coarse DEM at their cells: no DEM is that far "
+            "off; check their units (metres), their vertical datum (points_vertical_datum, WGS84 ellipsoidal "
+            "heights after conversion) and their CRS")
+
+
 def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr.DataArray,
                    priors: xr.Dataset, prior_method: str) -> xr.Dataset:
     variables = {name: _on_grid(values, grid, name) for name, values in inputs.items()}
@@ -566,6 +597,7 @@ def observed_scene(
     coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
     resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum)
+    check_priors_against(resolved, coarse)
     observation = {"sar_quantity": sar_quantity, "sar_db": sar_db}
     inputs, attrs = _pass_inputs(sar, coarse, geometry, measurement=measurement, projection=projection,
                                  progress=progress, **observation)

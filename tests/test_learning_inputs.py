@@ -101,3 +101,45 @@ def test_a_city_without_sentinel1_values_is_refused(tmp_path):
 
     with pytest.raises(InvalidInputError, match="S1 channel 0 has no finite value"):
         predict_buildings(city, [sample_data.buildings_demo_checkpoint()], progress=False)
+
+
+def test_implausible_priors_and_city_rasters(tmp_path):
+    import pandas as pd
+    import rasterio
+
+    from sarheight.data.buildings import read_city
+    from sarheight.errors import PlausibilityWarning
+    from sarheight.simulate import simulate_sar
+    from sarheight.terrain import degrade_dem, observed_scene, scene_geometry
+    from tests.helpers import rough_dem
+
+    truth = rough_dem(seed=4, rows=40, cols=40, relief=600.0)
+    geometry = scene_geometry(truth, "ascending")
+    observation = simulate_sar(truth, geometry, seed=1)
+    coarse = degrade_dem(truth, 3)
+    rows, cols = np.array([5, 12, 20, 30, 35]), np.array([4, 18, 9, 30, 22])
+    points = pd.DataFrame({"x": truth["x"].values[cols], "y": truth["y"].values[rows],
+                           "height": truth.values[rows, cols]})
+    options = {"points_crs": truth.rio.crs, "points_vertical_datum": "ellipsoid", "progress": False}
+    observed_scene(observation, coarse, geometry, points, **options)
+    with pytest.raises(InvalidInputError, match="in feet"):
+        observed_scene(observation, coarse, geometry, points.assign(height=points["height"] / 0.3048), **options)
+    with pytest.raises(InvalidInputError, match=r"median \+1[12]\d\d\d m from the coarse DEM"):
+        observed_scene(observation, coarse, geometry, points.assign(height=points["height"] + 12_000), **options)
+    city = write_tiny_city(tmp_path / "city", months=("202301",))
+    read_city(city)
+    with rasterio.open(city / "s1_202301.tif", "r+") as dst:
+        dst.write(10 ** (dst.read() / 10))
+    with pytest.warns(PlausibilityWarning, match="linear power, not dB"):
+        read_city(city)
+    city = write_tiny_city(tmp_path / "city2", months=("202301",))
+    with rasterio.open(city / "s2_202301.tif", "r+") as dst:
+        profile = dst.profile
+        reflect = (dst.read().astype(np.float32) - 1000) / 10000
+    profile.update(dtype="float32")
+    with rasterio.open(city / "s2_202301.tif", "w", **profile) as dst:
+        dst.write(reflect)
+        dst.descriptions = tuple(__import__("sarheight.preprocess.sentinel2", fromlist=["S2_BANDS"]).S2_BANDS)
+        dst.update_tags(PROCESSING_BASELINE="05.10")
+    with pytest.warns(PlausibilityWarning, match="reflectance, not digital numbers"):
+        read_city(city)

@@ -233,6 +233,27 @@ def read_height(folder: str | os.PathLike[str]) -> np.ndarray:
     return _read_masked(folder / "height.tif")[0]
 
 
+def warn_if_implausible_city(name: str, s1: np.ndarray, s2_numbers: np.ndarray) -> None:
+    """Warn (:class:`~sarheight.errors.PlausibilityWarning`) when a city's rasters hold what
+    the model was not trained on: Sentinel-1 in linear power instead of dB (nearly every
+    value between 0 and a few, where dB of land are -25 to 0), Sentinel-2 as reflectance
+    (0-1) instead of digital numbers (hundreds to thousands)."""
+    from ..errors import PlausibilityWarning, user_stacklevel
+
+    radar = s1[np.isfinite(s1)]
+    if radar.size and float(np.mean(radar >= 0)) > 0.9 and float(np.percentile(radar, 99)) < 5.0:
+        warnings.warn(f"city {name!r}: {100 * float(np.mean(radar >= 0)):.0f} % of its Sentinel-1 values are between "
+                      f"0 and {float(np.percentile(radar, 99)):.2g}: linear power, not dB? The model reads dB "
+                      "(10 log10 of the power); convert the s1_*.tif rasters", PlausibilityWarning,
+                      stacklevel=user_stacklevel())
+    optical = s2_numbers[np.isfinite(s2_numbers) & (s2_numbers != 0)]
+    if optical.size and float(np.percentile(optical, 99)) < 2.0:
+        warnings.warn(f"city {name!r}: its Sentinel-2 values are below {float(np.percentile(optical, 99)):.2g}: "
+                      "reflectance, not digital numbers? The s2_*.tif rasters hold the products' DNs (reflectance "
+                      "x 10000, plus the baseline's offset); write those", PlausibilityWarning,
+                      stacklevel=user_stacklevel())
+
+
 def read_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> CityArrays:
     """Read a city folder (checked first with :func:`check_city`) into memory: Sentinel-1 in
     dB as it is, Sentinel-2 as reflectance, the height with nodata as NaN (all NaN without
@@ -240,7 +261,9 @@ def read_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> C
     folder = Path(folder)
     months = check_city(folder, needs_height=needs_height)
     s1 = np.stack([_read_masked(folder / f"s1_{month}.tif") for month in months])
-    s2 = np.stack([reflectance(open_bands(folder / f"s2_{month}.tif", bands=S2_BANDS)).values for month in months])
+    numbers = [open_bands(folder / f"s2_{month}.tif", bands=S2_BANDS) for month in months]
+    warn_if_implausible_city(folder.name, s1, np.stack([dn.values for dn in numbers]))
+    s2 = np.stack([reflectance(dn).values for dn in numbers])
     with open_raster(folder / f"s1_{months[0]}.tif", "city raster") as dataset:
         transform, crs, shape = dataset.transform, dataset.crs, dataset.shape
     height_path = folder / "height.tif"
