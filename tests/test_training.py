@@ -333,6 +333,32 @@ def test_commands_refuse_other_channels_and_bad_configs(tmp_path, scenes, checkp
     assert "--scene" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    (["--data.batch_size", "0"], "batch_size"),
+    (["--data.tile", "7"], "tile"),
+    (["--data.tile", "40000", "--data.batch_size", "64"], "lower data.tile or data.batch_size"),
+    (["--trainer.accelerator", "cuda"], "set trainer.accelerator to cpu"),
+])
+def test_fit_refuses_a_bad_setting_in_one_line(tmp_path, scenes, capsys, override, message):
+    if "cuda" in override and torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    config = _config(tmp_path / "tiny.yaml", scenes, tmp_path / "runs")
+    status = main(["fit", "--config", str(config), *override])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_fit_refuses_a_checkpoint_folder_it_cannot_write_and_says_where_it_wrote(tmp_path, scenes, capsys):
+    config = _config(tmp_path / "tiny.yaml", scenes, tmp_path / "runs")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    status = main(["fit", "--config", str(config), "--checkpoint.dirpath", str(blocker / "checkpoints")])
+    assert status == 2 and "checkpoint.dirpath" in capsys.readouterr().err
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs", "1"]) == 0
+    assert f"checkpoints: last {tmp_path / 'runs' / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes):
     runs = tmp_path / "runs"
     config = _config(tmp_path / "resume.yaml", scenes, runs, every_n_steps=1)

@@ -13,6 +13,7 @@ one as ``last.ckpt`` (also every ``checkpoint.every_n_train_steps`` steps, so th
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,8 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SarHeightError
+from ..io import check_memory
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint
 from .regression import PixelRegression
 
@@ -55,6 +57,59 @@ class SarHeightCLI(LightningCLI):
         if self.trainer.max_epochs == 0 or self.trainer.max_steps == 0:
             raise InvalidInputError("trainer.max_epochs or trainer.max_steps is 0: nothing would be trained; give at "
                                     "least 1")
+        self._check_checkpoint_folders()
+        self._check_memory(training=True)
+
+    def before_validate(self) -> None:
+        self._check_memory(training=False)
+
+    def before_test(self) -> None:
+        self._check_memory(training=False)
+
+    def after_fit(self) -> None:
+        # Where the run's checkpoints went: what predict and --ckpt_path last need.
+        written = []
+        for callback in self.trainer.checkpoint_callbacks:
+            for label, path in (("last", getattr(callback, "last_model_path", "")),
+                                ("best", getattr(callback, "best_model_path", ""))):
+                if path and Path(path).is_file() and path not in [p for _, p in written]:
+                    written.append((label, path))
+        if written and self.trainer.is_global_zero:
+            print("checkpoints: " + "; ".join(f"{label} {path}" for label, path in written))
+
+    def _check_checkpoint_folders(self) -> None:
+        """The checkpoint folders made and writable before the first step (not found after
+        minutes of training)."""
+        from ..paths import check_writable_folder
+
+        for callback in self.trainer.checkpoint_callbacks:
+            folder = getattr(callback, "dirpath", None)
+            if not folder:
+                continue
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InvalidInputError(f"cannot make the checkpoint folder {str(folder)!r} ({error.strerror}): set "
+                                        "checkpoint.dirpath to a place you can write") from None
+            check_writable_folder(Path(folder) / "last.ckpt", "the checkpoint folder (checkpoint.dirpath)")
+
+    def _check_memory(self, training: bool) -> None:
+        """Refuse a batch the memory cannot hold, before any work: the model's activations
+        counted on torch's meta device (no memory, no time)."""
+        data, module = self.datamodule, self.model
+        tile, batch = getattr(data, "tile", None), getattr(data, "batch_size", None)
+        model = getattr(module, "model", None)
+        if not (isinstance(tile, int) and isinstance(batch, int) and model is not None):
+            return
+        groups = getattr(module, "input_groups", None) or {"inputs": getattr(data, "in_channels", None)}
+        if not all(isinstance(count, int) for count in groups.values()):
+            return
+        needed = activation_bytes(model, [(batch, count, tile, tile) for count in groups.values()])
+        if needed is None:
+            return
+        needed = needed * (3 if training else 1) + 16 * sum(p.numel() for p in model.parameters())
+        check_memory(int(needed), f"a batch of {batch} tiles of {tile} x {tile} cells",
+                     hint=": lower data.tile or data.batch_size")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
@@ -63,6 +118,34 @@ class SarHeightCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         return super().instantiate_trainer(**{"plugins": plugins, **kwargs})
+
+
+def activation_bytes(model: Any, shapes: list[tuple[int, ...]]) -> int | None:
+    """The bytes of every module's output in one forward pass of ``model`` on inputs of
+    ``shapes``, counted on a meta-device copy (no memory used, no arithmetic done); None
+    where the model cannot run on the meta device."""
+    import copy
+
+    import torch
+
+    total = 0
+
+    def count(_module: Any, _inputs: Any, output: Any) -> None:
+        nonlocal total
+        for tensor in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(tensor, torch.Tensor):
+                total += tensor.numel() * tensor.element_size()
+
+    try:
+        skeleton = copy.deepcopy(model).to("meta")
+        hooks = [part.register_forward_hook(count) for part in skeleton.modules()]
+        with torch.no_grad():
+            skeleton(*[torch.empty(shape, device="meta") for shape in shapes])
+        for hook in hooks:
+            hook.remove()
+    except Exception:
+        return None
+    return total
 
 
 #: The packages a configuration may name classes of (``class_path``): naming a class
@@ -154,13 +237,52 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         # Lightning 2.6's own use of an API torch deprecated: nothing a user can change.
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-        SarHeightCLI(
-            model_class,
-            data_class,
-            subclass_mode_data=subclass_mode,
-            auto_configure_optimizers=False,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "sarheight"},
-            args=[subcommand, *arguments],
-        )
+        # Lightning's own use of jsonargparse APIs deprecated since 4.49: nothing a user can change.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="lightning.pytorch.cli")
+        try:
+            SarHeightCLI(
+                model_class,
+                data_class,
+                subclass_mode_data=subclass_mode,
+                auto_configure_optimizers=False,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"prog": "sarheight"},
+                args=[subcommand, *arguments],
+            )
+        except SarHeightError:
+            raise
+        except Exception as error:
+            reason = user_error(error)
+            if reason is None:
+                raise
+            raise InvalidInputError(reason) from None
     return 0
+
+
+def user_error(error: BaseException) -> str | None:
+    """The message a user needs of an error that LightningCLI or Lightning raised over a
+    configuration (jsonargparse wraps the data module's own error in a list of the
+    alternatives it tried; Lightning's MisconfigurationException says what is wrong), or
+    None for an error of another kind (a bug, to report)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, SarHeightError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    if isinstance(error, MisconfigurationException):
+        if "accelerator is not available" in text:
+            found = re.search(r"`(\w+?)Accelerator`", text)
+            name = found.group(1) if found else "the chosen"
+            return (f"trainer.accelerator: no {name} device is available here; set trainer.accelerator to cpu "
+                    "(or auto)")
+        return text
+    if isinstance(error, ValueError) and "Does not validate against any of the Union subtypes" in text:
+        reasons = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")
+                   and "Expected a <class 'NoneType'>" not in line]
+        if reasons:
+            return reasons[0]
+    return None
