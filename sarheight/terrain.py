@@ -777,6 +777,14 @@ def write_scene(scene: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         raise InvalidInputError("the scene has no CRS: write one with scene.rio.write_crs(...) first")
     # Every variable names the grid mapping, also those added after the CRS was written.
     scene = scene.rio.write_crs(scene.rio.crs)
+    # The grid is the coordinates (cell centres): a single row or column has no spacing to
+    # georeference it, unless the caller wrote the transform. (It is not stored otherwise:
+    # a stored transform goes stale when coordinates are reassigned.)
+    stored = scene[scene.rio.grid_mapping].attrs.get("GeoTransform")
+    if min(scene.sizes.get("y", 0), scene.sizes.get("x", 0)) < 2 and not stored:
+        raise InvalidInputError(f"the scene of {scene.sizes.get('y', 0)} x {scene.sizes.get('x', 0)} cells has no "
+                                "transform, and a single row or column has no cell size to georeference it: crop at "
+                                "least 2 x 2 cells, or write the transform first (scene.rio.write_transform)")
     # (An encoding given to to_netcdf replaces the variable's own, grid mapping included.)
     encoding = {name: {**{key: value for key, value in scene[name].encoding.items()
                           if key in ("grid_mapping", "_FillValue", "dtype")}, "zlib": True, "complevel": 4}
@@ -801,6 +809,9 @@ def open_scene(path: str | os.PathLike[str]) -> xr.Dataset:
     missing = [name for name in ("sar_reconstructed", "prior_mask") if name not in scene.data_vars]
     if missing:
         raise InvalidInputError(f"{str(path)!r} is not a terrain scene: it lacks {missing}")
+    if min(scene.sizes.get("y", 0), scene.sizes.get("x", 0)) < 2 and scene.rio.transform() == rasterio.transform.Affine.identity():
+        raise InvalidInputError(f"{str(path)!r} holds {scene.sizes.get('y', 0)} x {scene.sizes.get('x', 0)} cells and "
+                                "no transform: it lost its georeferencing; write the scene again with sarheight")
     return scene
 
 

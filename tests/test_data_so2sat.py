@@ -152,7 +152,8 @@ def test_the_80_10_10_setting_partitions_the_training_file(root):
     other = setting_indices(root, "80-10-10", seed=1)
     assert all(np.array_equal(again[s][1], splits[s][1]) for s in splits)
     assert not np.array_equal(other["val"][1], splits["val"][1])
-    with pytest.raises(MissingInputError, match=r"lacks \['validation.h5', 'testing.h5'\].*80-10-10"):
+    with pytest.raises(MissingInputError, match=r"lacks \['validation.h5', 'testing.h5'\].*--setting 80-10-10 on the "
+                       r"command line, data.setting in a configuration"):
         setting_indices(root, "train-val-test")
     with pytest.raises(InvalidInputError, match="fractions"):
         setting_indices(root, "80-10-10", fractions=(0.8, 0.1, 0.2))

@@ -262,6 +262,25 @@ def test_a_checkpoint_classifies_raw_patches_alone(sweep, so2sat):
     with pytest.raises(InvalidInputError, match="not a checkpoint of an LCZ classifier"):
         load_classifier(sample_data.path("terrain_refine_demo.ckpt"))
 
+    # Weights of another classifier under these hyper-parameters: named, not a traceback.
+    mixed = torch.load(out / "runs/optical/seed0/best.ckpt", weights_only=True)
+    mixed["state_dict"] = torch.load(out / "runs/sar/seed0/best.ckpt", weights_only=True)["state_dict"]
+    torch.save(mixed, out / "mixed.ckpt")
+    with pytest.raises(InvalidInputError, match=r"do not fit the classifier .*split 'optical'"):
+        load_classifier(out / "mixed.ckpt")
+
+
+def test_a_truncated_so2sat_file_is_named(so2sat, tmp_path):
+    from sarheight.data.so2sat import So2SatLCZ42
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("training.h5", "validation.h5", "testing.h5"):
+        data = (so2sat / name).read_bytes()
+        (cut / name).write_bytes(data[: len(data) // 2] if name == "testing.h5" else data)
+    with pytest.raises(InvalidInputError, match=r"testing.h5' cannot be read .*truncated or damaged; download it again"):
+        So2SatLCZ42(cut, "testing")
+
 
 def test_sweep_command_line_and_clear_errors(so2sat, tmp_path, capsys):
     from sarheight.cli import main

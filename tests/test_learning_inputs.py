@@ -143,3 +143,33 @@ def test_implausible_priors_and_city_rasters(tmp_path):
         dst.update_tags(PROCESSING_BASELINE="05.10")
     with pytest.warns(PlausibilityWarning, match="reflectance, not digital numbers"):
         read_city(city)
+
+
+def test_a_one_cell_scene_keeps_its_georeferencing_or_is_refused(scenes, checkpoint, tmp_path):
+    import rasterio
+
+    from sarheight.cli import main
+
+    scene = open_scene(scenes / "s0.nc")
+    cell = scene.isel(y=slice(5, 6), x=slice(3, 4))
+    (x_size, _, west, _, y_size, north) = tuple(scene.rio.transform())[:6]
+    with pytest.raises(InvalidInputError, match="crop at least 2 x 2 cells"):
+        write_scene(cell, tmp_path / "cell.nc")
+    from rasterio.transform import Affine
+
+    write_scene(cell.rio.write_transform(scene.rio.transform() * Affine.translation(3, 5)), tmp_path / "cell.nc")
+    assert tuple(open_scene(tmp_path / "cell.nc").rio.transform())[:6] == (x_size, 0, west + 3 * x_size, 0, y_size,
+                                                                          north + 5 * y_size)
+    assert main(["terrain", "predict", "--ckpt", str(checkpoint), "--scene", str(tmp_path / "cell.nc"), "--out",
+                 str(tmp_path / "cell.tif"), "--quiet"]) == 0
+    with rasterio.open(tmp_path / "cell.tif") as src:
+        assert tuple(src.transform)[:6] == (x_size, 0, west + 3 * x_size, 0, y_size, north + 5 * y_size)
+        assert src.crs == scene.rio.crs
+
+
+def test_prediction_memory_is_counted_before_work(scenes, checkpoint, tmp_path, capsys):
+    status = main(["terrain", "predict", "--ckpt", str(checkpoint), "--scene", str(scenes / "s0.nc"), "--out",
+                   str(tmp_path / "h.tif"), "--tile", "65536", "--overlap", "8", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and "GiB of memory" in err and "lower --tile" in err
+    assert not (tmp_path / "h.tif").exists()

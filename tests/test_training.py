@@ -351,6 +351,10 @@ def test_fit_refuses_a_bad_setting_in_one_line(tmp_path, scenes, capsys, overrid
 
 def test_fit_refuses_a_checkpoint_folder_it_cannot_write_and_says_where_it_wrote(tmp_path, scenes, capsys):
     config = _config(tmp_path / "tiny.yaml", scenes, tmp_path / "runs")
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(b"PK" + bytes(200))
+    assert main(["fit", "--config", str(config), "--ckpt_path", str(cut)]) == 2
+    assert "is not a complete PyTorch checkpoint" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     status = main(["fit", "--config", str(config), "--checkpoint.dirpath", str(blocker / "checkpoints")])

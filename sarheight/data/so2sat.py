@@ -139,6 +139,16 @@ _STATISTICS: dict[tuple[tuple[str, int, int], str], ChannelStatistics] = {}
 def _check_layout(path: Path) -> int:
     if not h5py.is_hdf5(path):
         raise InvalidInputError(f"{_name(path)} is not an HDF5 file: give the So2Sat LCZ42 .h5 files as downloaded")
+    try:
+        return _check_rows(path)
+    except OSError as error:
+        # A download cut short opens as HDF5 but cannot be read to its end.
+        reason = str(error).split("(")[-1].rstrip(")") if "(" in str(error) else str(error)
+        raise InvalidInputError(f"{_name(path)} cannot be read ({reason}): the file is truncated or damaged; download "
+                                "it again (its size is in the So2Sat LCZ42 listing)") from None
+
+
+def _check_rows(path: Path) -> int:
     with h5py.File(path, "r") as file:
         missing = [name for name in LAYOUT if not isinstance(file.get(name), h5py.Dataset)]
         if missing:
@@ -364,7 +374,8 @@ def _check_root(root: str | os.PathLike[str], setting: str) -> Path:
     missing = [name for name in needed if not (root / name).is_file()]
     if missing:
         raise MissingInputError(f"So2Sat root {str(root)!r} lacks {missing}, which the {setting!r} setting needs"
-                                + (": put them there, or use setting='80-10-10' (training.h5 only)"
+                                + (": put them there, or use the 80-10-10 setting (training.h5 only: --setting 80-10-10 on the "
+                                   "command line, data.setting in a configuration)"
                                    if setting == "train-val-test" else ": put it there"))
     return root
 

@@ -222,6 +222,17 @@ def load_classifier(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     if not hparams or "split" not in hparams or "stage" not in hparams:
         raise InvalidInputError(f"{os.fspath(path)!r} is not a checkpoint of an LCZ classifier "
                                 "(no split and stage among its hyper-parameters)")
-    module = LCZClassification(**hparams)
-    module.load_state_dict(checkpoint["state_dict"])
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict):
+        raise InvalidInputError(f"{os.fspath(path)!r} holds no state_dict: it is not a checkpoint of sarheight lcz "
+                                "fit or sweep")
+    require_finite_weights(state, f"checkpoint {os.fspath(path)!r}")
+    try:
+        module = LCZClassification(**hparams)
+        module.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, InvalidInputError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidInputError(f"the weights of {os.fspath(path)!r} do not fit the classifier its hyper-parameters "
+                                f"describe (split {hparams.get('split')!r}, stage {hparams.get('stage')!r}): {first}; "
+                                "the file was altered or mixed up: give the checkpoint as sarheight wrote it") from None
     return module.eval()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import InvalidInputError, SarHeightError
-from ..io import check_memory
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint
+from .memory import check_forward_memory
 from .regression import PixelRegression
 
 #: The Trainer methods sarheight runs as subcommands.
@@ -104,12 +105,9 @@ class SarHeightCLI(LightningCLI):
         groups = getattr(module, "input_groups", None) or {"inputs": getattr(data, "in_channels", None)}
         if not all(isinstance(count, int) for count in groups.values()):
             return
-        needed = activation_bytes(model, [(batch, count, tile, tile) for count in groups.values()])
-        if needed is None:
-            return
-        needed = needed * (3 if training else 1) + 16 * sum(p.numel() for p in model.parameters())
-        check_memory(int(needed), f"a batch of {batch} tiles of {tile} x {tile} cells",
-                     hint=": lower data.tile or data.batch_size")
+        check_forward_memory(model, [(batch, count, tile, tile) for count in groups.values()],
+                             f"a batch of {batch} tiles of {tile} x {tile} cells", training=training,
+                             hint=": lower data.tile or data.batch_size")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
@@ -118,34 +116,6 @@ class SarHeightCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         return super().instantiate_trainer(**{"plugins": plugins, **kwargs})
-
-
-def activation_bytes(model: Any, shapes: list[tuple[int, ...]]) -> int | None:
-    """The bytes of every module's output in one forward pass of ``model`` on inputs of
-    ``shapes``, counted on a meta-device copy (no memory used, no arithmetic done); None
-    where the model cannot run on the meta device."""
-    import copy
-
-    import torch
-
-    total = 0
-
-    def count(_module: Any, _inputs: Any, output: Any) -> None:
-        nonlocal total
-        for tensor in output if isinstance(output, (tuple, list)) else (output,):
-            if isinstance(tensor, torch.Tensor):
-                total += tensor.numel() * tensor.element_size()
-
-    try:
-        skeleton = copy.deepcopy(model).to("meta")
-        hooks = [part.register_forward_hook(count) for part in skeleton.modules()]
-        with torch.no_grad():
-            skeleton(*[torch.empty(shape, device="meta") for shape in shapes])
-        for hook in hooks:
-            hook.remove()
-    except Exception:
-        return None
-    return total
 
 
 #: The packages a configuration may name classes of (``class_path``): naming a class
@@ -198,6 +168,10 @@ def check_arguments(arguments: Sequence[str]) -> None:
                                     "checkpoints as data only; leave the option out")
         if not option.startswith("--"):
             continue
+        if option == "--ckpt_path" and Path(value).is_file() and not zipfile.is_zipfile(value):
+            # LightningCLI reads a named checkpoint's hyperparameters before any sarheight code.
+            raise InvalidInputError(f"--ckpt_path {value!r} is not a complete PyTorch checkpoint (no zip archive of "
+                                    "torch.save; a truncated or foreign file): give another, or train again")
         for found in re.findall(r"class_path['\"]?\s*[:=]\s*['\"]?([\w.]+)", value):
             refuse_path(found, option)
         if option.endswith(".class_path") or option.rstrip("+") in CLASS_OPTIONS:

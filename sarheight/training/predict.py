@@ -27,6 +27,7 @@ from ..models import build
 from ..preprocess.sentinel2 import S2_BANDS
 from ..terrain import open_scene
 from .checkpoints import require_finite_weights
+from .memory import check_forward_memory
 from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_groups, normalise_inputs
 
 
@@ -445,6 +446,15 @@ def predict_height(
     source = None if isinstance(scene, xr.Dataset) else Path(scene)
     ds = scene if source is None else open_scene(source)
     name = scene_name(ds, source)
+    # Inputs (float32), the blend's weights and the ensemble's running sums (float64) over
+    # the whole scene, beside one batch of tiles through the largest member.
+    cells = ds.sizes["y"] * ds.sizes["x"]
+    check_forward_memory(max(members, key=lambda member: sum(p.numel() for p in member.model.parameters())).model,
+                         [(batch_size, len(first.channels), tile, tile)],
+                         f"predicting scene {name!r} ({ds.sizes['y']} x {ds.sizes['x']} cells) in batches of "
+                         f"{batch_size} tiles of {tile} x {tile}", training=False,
+                         extra_bytes=cells * (4 * (len(first.channels) + 2) + 8 * 4),
+                         hint=": lower --tile, or crop the scene")
     arrays = scene_arrays(ds, first.channels, reference=first.reference, name=name,
                           needed_by=f"checkpoint {first.path.name!r}", scale=first.scale)
     coords = {"y": ds["y"].values, "x": ds["x"].values}
@@ -480,7 +490,9 @@ def predict_height(
         "tile": int(tile),
         "overlap": int(overlap),
     })
-    return out.rio.write_crs(crs) if crs is not None else out
+    # The scene's transform travels with the map: a scene of one row or column has no
+    # spacing in its coordinates to recompute it from.
+    return out.rio.write_crs(crs).rio.write_transform(ds.rio.transform()) if crs is not None else out
 
 
 def refine_dem(
