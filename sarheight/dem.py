@@ -543,8 +543,8 @@ def _validated_heights(dem: xr.DataArray, transform: affine.Affine | None = None
     high = float(np.fmax.reduce(values, axis=None)) if values.size else np.nan
     if np.isinf(low) or np.isinf(high):
         raise InvalidInputError(
-            "The DEM holds infinite heights. Declare them nodata (of a file: gdal_edit.py -a_nodata "
-            "VALUE dem.tif; in Python: dem.where(np.isfinite(dem)) or dem.rio.write_nodata(VALUE))."
+            "The DEM holds infinite heights. Replace them with NaN (dem.where(np.isfinite(dem)))"
+            " or declare the nodata value (dem.rio.write_nodata(...))."
         )
     if np.isnan(low):
         raise InvalidInputError(
@@ -554,9 +554,8 @@ def _validated_heights(dem: xr.DataArray, transform: affine.Affine | None = None
     if low < _HEIGHT_RANGE_M[0] or high > _HEIGHT_RANGE_M[1]:
         raise InvalidInputError(
             f"DEM heights span {low:g}..{high:g}, outside {_HEIGHT_RANGE_M[0]:g}.."
-            f"{_HEIGHT_RANGE_M[1]:g} m: an undeclared nodata value (declare it: of a file, "
-            "gdal_edit.py -a_nodata VALUE dem.tif; in Python, dem.rio.write_nodata(VALUE)) or "
-            "heights not in metres (convert them)."
+            f"{_HEIGHT_RANGE_M[1]:g} m: an undeclared nodata value (declare it with "
+            "dem.rio.write_nodata(value)) or heights not in metres (convert them)."
         )
     return values
 
@@ -652,9 +651,8 @@ def _crs_of(dem: xr.DataArray) -> pyproj.CRS:
     crs = dem.rio.crs
     if crs is None:
         raise InvalidInputError(
-            "The DEM has no CRS. Assign the one its coordinates are in, e.g. 'EPSG:4326' or "
-            "the DEM's UTM zone 'EPSG:326xx' (of a file: gdal_edit.py -a_srs EPSG:4326 "
-            "dem.tif; in Python: dem = dem.rio.write_crs('EPSG:4326'))."
+            "The DEM has no CRS. Assign the one its coordinates are in, e.g. "
+            "dem = dem.rio.write_crs('EPSG:4326') (or the DEM's UTM zone, 'EPSG:326xx')."
         )
     return _crs_from_user_input(crs)
 
@@ -709,8 +707,7 @@ def _check_not_rotated(transform: affine.Affine) -> None:
     if transform.b != 0.0 or transform.d != 0.0:
         raise InvalidInputError(
             f"The DEM's grid is rotated (transform {tuple(transform)[:6]}). Warp it to a "
-            "north-up grid first (of a file: gdalwarp dem.tif north_up.tif; in Python: "
-            "dem.rio.reproject(dem.rio.crs))."
+            "north-up grid first, e.g. dem.rio.reproject(dem.rio.crs)."
         )
     if transform.a == 0.0 or transform.e == 0.0:
         raise InvalidInputError(

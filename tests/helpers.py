@@ -316,23 +316,9 @@ SO2SAT_ROWS = {"training.h5": 60, "validation.h5": 20, "testing.h5": 20}
 
 
 def write_tiny_so2sat(root: str | Path, rows: dict[str, int] | None = None, *, seed: int = 0) -> Path:
-    """A So2Sat LCZ42 root folder of tiny HDF5 files in the dataset's layout (``sen1``
-    (N, 32, 32, 8), ``sen2`` (N, 32, 32, 10), ``label`` (N, 17) one-hot, float64), N by
-    file name from ``rows`` (default :data:`SO2SAT_ROWS`). The classes cycle through the
-    17 (every class in every file of at least 17 rows), shuffled; every channel is a
-    class-dependent mean (the same in every file) plus noise, so a model can learn them.
-    Returns the folder."""
-    import h5py
+    """A So2Sat LCZ42 root folder of tiny files (:func:`sarheight.data.so2sat.write_sample`),
+    N by file name from ``rows`` (default :data:`SO2SAT_ROWS`). Returns the folder."""
+    from sarheight.data.so2sat import write_sample
 
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    means = np.random.default_rng(1234).normal(0.0, 2.0, (17, 18))
-    for index, (name, count) in enumerate((rows or SO2SAT_ROWS).items()):
-        rng = np.random.default_rng([seed, index])
-        classes = rng.permutation(np.arange(count) % 17)
-        values = means[classes][:, None, None, :] + rng.normal(0.0, 1.0, (count, 32, 32, 18))
-        with h5py.File(root / name, "w") as file:
-            file["sen1"] = values[..., :8]
-            file["sen2"] = values[..., 8:] * 0.1 + 0.2
-            file["label"] = np.eye(17)[classes]
-    return root
+    rows = rows or SO2SAT_ROWS
+    return write_sample(root, {name.removesuffix(".h5"): count for name, count in rows.items()}, seed=seed)

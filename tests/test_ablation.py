@@ -65,3 +65,39 @@ def test_ablate_command(scenes, tmp_path):
                    "--seeds", "1", "--max-epochs", "1", "--tiles-per-epoch", "2", "--batch-size", "2", "--tile", "32",
                    "--base-channels", "4", "--depth", "2", "--variant", "unet", "-q"])
     assert status == 0 and (out / "ablation.md").exists()
+
+
+def test_a_study_training_resumes_from_its_last_checkpoint_and_shows_its_steps(scenes, tmp_path, capsys):
+    import lightning as L
+    import torch
+
+    from sarheight.data import TerrainDataModule
+    from sarheight.studies.runs import train_run
+    from sarheight.training import PixelRegression
+
+    def module_and_data():
+        L.seed_everything(0, verbose=False)
+        data = TerrainDataModule(str(scenes), val_scenes=["s1"], test_scenes=["s2"], tile=32, tiles_per_epoch=8,
+                                 batch_size=2)
+        module = PixelRegression(model="unet", model_options={"base_channels": 4, "depth": 2},
+                                 in_channels=data.in_channels, scheduler="none")
+        trained = []
+        step = module.training_step
+
+        def counted(*args, **kwargs):
+            trained.append(1)
+            return step(*args, **kwargs)
+
+        module.training_step = counted
+        return module, data, trained
+
+    # An interrupted study: one epoch of two done.
+    module, data, trained = module_and_data()
+    last = train_run(module, data, tmp_path / "run", max_epochs=1, steps_per_epoch=4, accelerator="cpu")
+    assert torch.load(last, weights_only=True)["global_step"] == 4 and len(trained) == 4
+    capsys.readouterr()
+    module, data, trained = module_and_data()
+    last = train_run(module, data, tmp_path / "run", max_epochs=2, steps_per_epoch=4, accelerator="cpu",
+                     progress=True, description="unet seed 0")
+    assert torch.load(last, weights_only=True)["global_step"] == 8 and len(trained) == 4  # the rest only
+    assert "unet seed 0" in capsys.readouterr().err

@@ -262,3 +262,21 @@ def test_an_unreachable_scheduler_on_the_command_line(shared_data, tmp_path, cap
                                    "--out", str(tmp_path / "r.tif"), "--scheduler", "tcp://127.0.0.1:1", "-q"])
     assert "--scheduler 'tcp://127.0.0.1:1': no dask scheduler answers there" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dem_fix_is_given_for_a_file_too(tmp_path, capsys):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from sarheight.cli import main
+
+    path = tmp_path / "nodata_undeclared.tif"
+    heights = np.full((20, 20), 500.0, dtype=np.float32)
+    heights[:3] = -32768.0
+    with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=1, dtype="float32", crs="EPSG:32611",
+                       transform=from_origin(400000, 3800000, 30, 30)) as dst:
+        dst.write(heights, 1)
+    assert main(["simulate", str(path), "--geometry", "synthetic", "--vertical-datum", "ellipsoid", "--out",
+                 str(tmp_path / "s.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "rio edit-info --nodata VALUE FILE.tif" in err

@@ -100,5 +100,8 @@ def test_cli_compile_runs_the_demo_on_a_corner_and_leaves_nothing(tmp_path, monk
     monkeypatch.setattr(demo, "run_demo", lambda *a, **k: calls.append(k["dem"].shape) or real(*a, **k))
     assert main(["compile"]) == 0
     assert calls == [(demo.COMPILE_CELLS, demo.COMPILE_CELLS)]
-    assert "compiled and cached in" in capsys.readouterr().out
-    assert list(tmp_path.iterdir()) == []
+    captured = capsys.readouterr()
+    assert "compiled and cached in" in captured.out
+    assert "warning" not in captured.err  # the warm-up's own inputs are nothing to warn the user of
+    # Nothing of ours is left (Lightning's import makes torch's own cache folder there).
+    assert [path.name for path in tmp_path.iterdir() if not path.name.startswith("torchinductor")] == []

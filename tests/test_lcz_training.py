@@ -297,13 +297,24 @@ def test_sweep_command_line_and_clear_errors(so2sat, tmp_path, capsys):
     assert "splits ['radar']" in err
 
 
-def test_lightning_cli_trains_one_configuration(so2sat, tmp_path, monkeypatch):
+def test_lightning_cli_trains_one_configuration(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 
+    import h5py
+
     from sarheight.cli import main
+    from sarheight.data.so2sat import LAYOUT, check_file
 
     config = Path(__file__).resolve().parents[1] / "configs" / "lcz_fusion.yaml"
     monkeypatch.chdir(tmp_path)
+    # The README's trial: tiny files in the dataset's exact layout, then the configuration.
+    assert main(["lcz", "sample", "--out", "so2sat-tiny", "--rows", "40"]) == 0
+    assert "not for results" in capsys.readouterr().out
+    so2sat = tmp_path / "so2sat-tiny"
+    assert [check_file(so2sat / name) for name in ("training.h5", "validation.h5", "testing.h5")] == [40, 20, 20]
+    with h5py.File(so2sat / "training.h5") as file:
+        assert {name: (file[name].shape[1:], file[name].dtype) for name in LAYOUT} == {
+            name: (tail, np.float64) for name, tail in LAYOUT.items()}
     status = main(["lcz", "fit", "--config", str(config), "--data.root", str(so2sat), "--trainer.max_epochs", "1",
                    "--model.widths", "[8, 8, 8, 8, 16, 16]", "--model.split", "physical", "--model.stage", "2",
                    "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"])

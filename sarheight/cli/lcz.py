@@ -107,6 +107,33 @@ def run_combine(args: argparse.Namespace) -> int:
     return 0
 
 
+# sample
+
+
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder of the three files (made if missing)")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="rows of training.h5 (default 68; validation.h5 and testing.h5 get half)")
+    parser.add_argument("--seed", type=int, default=0, help="the draws of classes and noise (default 0)")
+    add_quiet(parser)
+    parser.set_defaults(out_is_folder=True)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("sarheight lcz sample")
+    from ..data.so2sat import FILES, SAMPLE_ROWS, write_sample
+
+    rows = SAMPLE_ROWS if args.rows is None else {"training": args.rows, "validation": max(1, args.rows // 2),
+                                                  "testing": max(1, args.rows // 2)}
+    root = write_sample(args.out, rows, seed=args.seed)
+    if not args.quiet:
+        print(f"wrote {', '.join(FILES[split] for split in rows)} in {root} ({sum(rows.values())} synthetic patches "
+              "in the So2Sat LCZ42 layout: for trying the workflow, not for results)")
+    return 0
+
+
 # fit, validate, test
 
 
@@ -136,6 +163,8 @@ def lightning_action(subcommand: str) -> Action:
 ACTIONS = {
     "sweep": Action("train and score every input split and fusion stage over seeds (resumable); Markdown and JSON "
                     "table, accuracy-by-stage figure, confusion matrix", add_sweep_arguments, run_sweep),
+    "sample": Action("write tiny synthetic files in the So2Sat LCZ42 layout, to try the workflow before the real "
+                     "download (about 59 GB)", add_sample_arguments, run_sample),
     "combine": Action("score the sum of the class probabilities of separately trained classifiers (the "
                       "independent sum)", add_combine_arguments, run_combine),
     **{name: lightning_action(name) for name in ("fit", "validate", "test")},

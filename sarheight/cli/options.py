@@ -242,8 +242,12 @@ def in_command_words(message: str, parser: argparse.ArgumentParser) -> str:
         return options[name] + (" " if value_follows else "")
 
     message = re.sub(r"\b([a-z][a-z0-9_]*)(=(?:True\b)?)", option, message)
-    if ".rio.write_crs(" in message:
-        message += " For a file: rio edit-info --crs EPSG:4326 FILE.tif (rasterio's command line)."
+    # The same fix for a file, with rasterio's own command line (installed with sarheight).
+    for python, shell in ((".rio.write_crs(", "rio edit-info --crs EPSG:4326 FILE.tif"),
+                          (".rio.write_nodata(", "rio edit-info --nodata VALUE FILE.tif"),
+                          (".rio.reproject(", "rio warp FILE.tif NORTH_UP.tif")):
+        if python in message:
+            message += f" For a file: {shell} (rasterio's command line)."
     return message
 
 

@@ -466,7 +466,7 @@ class BuildingHeightDataModule(TiledDataModule):
                 chosen[split], rest = rest[:count], rest[count:]
         if not rest:
             raise InvalidInputError(f"no city is left for training among {names} (validation {chosen['val']}, test "
-                                    f"{chosen['test']}): add cities, lower the fractions, or use split='block'")
+                                    f"{chosen['test']}): add cities, lower data.val_fraction/test_fraction, or set data.split to block")
         chosen["train"] = rest
         self.split_scenes = {split: sorted(chosen[split]) for split in SPLITS}
         code = {name: SPLITS.index(split) for split, cities in chosen.items() for name in cities}

@@ -587,7 +587,7 @@ class TerrainDataModule(TiledDataModule):
             raise InvalidInputError(
                 f"no area is left for training among {len(members)} (validation {chosen['val']}, test "
                 f"{chosen['test']}; scenes of one {self.group_by} go to one split): add scenes, lower "
-                "data.val_fraction/test_fraction, or use split='block'"
+                "data.val_fraction/test_fraction, or set data.split to block"
             )
         chosen["train"] = rest
         self.split_scenes = {split: sorted(name for area in chosen[split] for name in members[area])

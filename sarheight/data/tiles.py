@@ -200,8 +200,9 @@ class TiledDataModule(L.LightningDataModule):
         if split not in (unit, "block"):
             raise InvalidInputError(f"data.split must be '{unit}' or 'block', not {split!r}")
         if split == "block" and named:
-            raise InvalidInputError(f"data.val_{units} and data.test_{units} name {units} of split='{unit}': with "
-                                    "split='block', blocks are drawn with the fractions")
+            raise InvalidInputError(f"data.val_{units} and data.test_{units} name {units}, which data.split {unit} "
+                                    "uses: with data.split block, blocks are drawn with data.val_fraction and "
+                                    "data.test_fraction")
         for option, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0 <= value < 1:
                 raise InvalidInputError(f"data.{option} must lie in [0, 1), not {value}")

@@ -318,7 +318,8 @@ def run_refinement_study(
                                      scheduler=model_options.get("scheduler", "cosine"), class_weights=weights)
             checkpoint = train_run(module, data, run_dir, max_epochs=budget["max_epochs"],
                                    steps_per_epoch=budget["tiles_per_epoch"] // budget["batch_size"],
-                                   accelerator=accelerator, validate=bool(val_dems), max_time=budget["max_time"])
+                                   accelerator=accelerator, validate=bool(val_dems), max_time=budget["max_time"],
+                                   progress=progress, description=f"{network.name} seed {seed}")
             return {"checkpoint": str(checkpoint)}
 
         seeded_runs(out / "runs" / network.name, seeds, train, bar.update)

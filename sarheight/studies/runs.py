@@ -6,7 +6,10 @@ Public names
 ------------
 train_run
     Fit a :class:`~sarheight.training.PixelRegression` on a data module into a run folder
-    (``last.ckpt``, ``metrics.csv``), quietly.
+    (``last.ckpt``, ``metrics.csv``), quietly or with a bar over its steps; resumes from
+    the folder's ``last.ckpt``.
+step_progress
+    A Lightning callback: a bar over one training's steps.
 quiet_lightning
     A context in which Lightning logs warnings and errors only.
 write_json
@@ -34,7 +37,7 @@ import numpy as np
 
 from ..io import atomic_path
 
-__all__ = ["mean_std", "quiet_lightning", "reduction", "seeded_runs", "train_run", "write_json"]
+__all__ = ["mean_std", "quiet_lightning", "reduction", "seeded_runs", "step_progress", "train_run", "write_json"]
 
 
 @contextlib.contextmanager
@@ -63,29 +66,68 @@ def write_json(data: Any, path: str | Path) -> None:
 
 
 def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, steps_per_epoch: int,
-              accelerator: str = "auto", validate: bool = True, max_time: str | None = None) -> Path:
+              accelerator: str = "auto", validate: bool = True, max_time: str | None = None,
+              progress: bool = False, description: str = "training") -> Path:
     """Fit ``module`` on ``data`` for ``max_epochs`` (or until ``max_time``, Lightning's
     ``"DD:HH:MM:SS"``) into ``run_dir`` (made if missing): a CSV log (``metrics.csv``) and
-    ``last.ckpt`` written atomically at the end, no progress bar, no sanity validation;
-    returns the checkpoint's path. The caller seeds (``lightning.seed_everything``) before
-    building the module."""
+    ``last.ckpt``, written atomically every quarter epoch and at the end; no sanity
+    validation. Returns the checkpoint's path. The caller seeds
+    (``lightning.seed_everything``) before building the module.
+
+    A ``last.ckpt`` already in ``run_dir`` (a study interrupted mid-training) is resumed
+    from: the steps it holds are not trained again (the data order after it differs from
+    an uninterrupted run's). With ``progress``, a bar over the training's steps
+    (``description``, its loss) beneath the caller's bar over trainings.
+    """
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from ..training.checkpoints import AtomicCheckpointIO
+    from ..training.checkpoints import AtomicCheckpointIO, ResumableCheckpoint
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    last = run_dir / "last.ckpt"
+    checkpoint = ResumableCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0,
+                                     every_n_train_steps=max(1, steps_per_epoch // 4))
+    callbacks = [checkpoint] + ([step_progress(max_epochs * steps_per_epoch, description)] if progress else [])
     with quiet_lightning():
         trainer = L.Trainer(max_epochs=max_epochs, max_time=max_time, accelerator=accelerator, devices=1,
-                            logger=CSVLogger(run_dir, name="", version=""),
-                            callbacks=[ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)],
+                            logger=CSVLogger(run_dir, name="", version=""), callbacks=callbacks,
                             plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
                             enable_model_summary=False, limit_val_batches=1.0 if validate else 0,
                             log_every_n_steps=max(1, min(50, steps_per_epoch)), num_sanity_val_steps=0)
-        trainer.fit(module, data)
-    return run_dir / "last.ckpt"
+        trainer.fit(module, data, ckpt_path=str(last) if last.is_file() else None)
+    return last
+
+
+def step_progress(total_steps: int, description: str) -> Any:
+    """A Lightning callback showing one bar over a training's ``total_steps`` (tqdm, below
+    a caller's bar over trainings, gone when the training ends) with the latest loss. (The
+    class is made on use: Lightning is imported only by a study that trains.)"""
+    from lightning.pytorch.callbacks import Callback
+    from tqdm.auto import tqdm
+
+    class StepProgress(Callback):
+        bar: Any = None
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            self.bar = tqdm(total=total_steps, initial=min(trainer.global_step, total_steps), desc=description,
+                            unit="step", leave=False, position=1)
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.bar.update(1)
+            loss = trainer.callback_metrics.get("train_loss_step", trainer.callback_metrics.get("train_loss"))
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            self.bar.close()
+
+        def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+    return StepProgress()
 
 
 def seeded_runs(folder: str | Path, seeds: int, train_and_score: Callable[[int, Path], dict[str, Any]],
