@@ -26,8 +26,9 @@ def scenes(tmp_path_factory):
 
 
 def _draw(dataset, count):
-    """``count`` items of a dataset (random tiles are drawn anew each time)."""
-    return [dataset[k % len(dataset)] for k in range(count)]
+    """``count`` items of a dataset: the fixed tiles in turn, or the random tiles of keys
+    0, 1, ... (each key its own draw)."""
+    return [dataset[k % len(dataset) if dataset.windows is not None else k] for k in range(count)]
 
 
 def test_scene_split_keeps_every_tile_inside_its_split(scenes):
@@ -227,19 +228,33 @@ def test_bad_options_are_refused_at_construction(tmp_path):
         TerrainDataModule(scenes=str(tmp_path)).setup("fit")
 
 
-def test_random_tiles_follow_the_torch_seed(scenes):
-    data = TerrainDataModule(scenes=str(scenes), val_scenes=["s1"], test_scenes=["s3"], tile=32)
+def test_random_tiles_follow_their_keys_and_the_torch_seed(scenes):
+    data = TerrainDataModule(scenes=str(scenes), val_scenes=["s1"], test_scenes=["s3"], tile=32, tiles_per_epoch=12,
+                             batch_size=4)
     data.setup("fit")
     dataset = data.datasets["train"]
 
-    def draws():
-        items = [dataset[0] for _ in range(10)]
-        return [(int(item["scene"]), *item["window"].tolist()) for item in items]
+    def tile(key):
+        item = dataset[key]
+        return (int(item["scene"]), *item["window"].tolist())
 
+    # A tile is its key's: the same whatever was read before, in any process.
+    assert tile(7) == tile(7) and len({tile(key) for key in range(10)}) > 1
+    # An epoch's keys follow torch's seed, and each epoch draws anew.
+    sampler = data.train_dataloader().sampler
     torch.manual_seed(3)
-    first = draws()
+    first, second = list(sampler), list(sampler)
     torch.manual_seed(3)
-    assert draws() == first and len(set(first)) > 1
+    assert list(sampler) == first != second and len(first) == 12
+    # Two processes of a distributed run, seeded alike, read disjoint halves of one
+    # process's keys (Lightning wraps the sampler so): together the same tiles, each once.
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    halves = []
+    for rank in (0, 1):
+        torch.manual_seed(3)
+        halves.append(list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)))
+    assert sorted(halves[0] + halves[1]) == sorted(first) and not set(halves[0]) & set(halves[1])
 
 
 def test_mask_channels_as_inputs_leave_outside_the_image_missing(tmp_path):

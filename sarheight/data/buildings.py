@@ -295,13 +295,12 @@ class CityTiles(TileSet):
         super().__init__([city.shape for city in self.cities], tile, windows=windows, areas=areas, length=length)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+        self.check_index(index)
         if self.windows is not None:
             window, month = self.windows[index]
         else:
-            window = self.draw()
-            month = int(torch.randint(len(self.cities[window.scene].months), ()).item())
+            window, generator = self.random_tile(index)
+            month = int(generator.integers(len(self.cities[window.scene].months)))
         return self.item(window, month)
 
     def item(self, window: Window, month: int) -> dict[str, torch.Tensor]:

@@ -376,9 +376,8 @@ class TerrainScenes(TileSet):
         super().__init__([scene.shape for scene in self.scenes], tile, windows=windows, areas=areas, length=length)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        return self.item(self.windows[index] if self.windows is not None else self.draw())
+        self.check_index(index)
+        return self.item(self.windows[index] if self.windows is not None else self.random_tile(index)[0])
 
     def item(self, window: Window) -> dict[str, torch.Tensor]:
         """The tensors of one tile (see the class's docstring)."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, NamedTuple
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import InvalidInputError
 
@@ -68,9 +68,12 @@ class TileSet(Dataset):
     length : the number of random tiles per epoch.
 
     Random tiles are drawn uniformly over every position where a tile of ``tile`` cells
-    (less in an area smaller than that) lies entirely inside the allowed cells, with
-    torch's random generator: seeded by Lightning's ``seed_everything``, and per worker by
-    the DataLoader, so each epoch and worker draws anew.
+    (less in an area smaller than that) lies entirely inside the allowed cells. Item
+    ``key`` of a random set is the tile drawn with NumPy's generator seeded by ``key``
+    (:meth:`random_tile`); :class:`EpochDraws` gives each epoch's keys. A tile thus
+    depends on its key alone, not on the worker or process that reads it: one process, or
+    several of a distributed run each reading its share of the keys, train on the same
+    tiles.
     """
 
     def __init__(self, shapes: Sequence[tuple[int, int]], tile: int, *, windows: Sequence[Any] | None = None,
@@ -101,10 +104,39 @@ class TileSet(Dataset):
     def __len__(self) -> int:
         return len(self.windows) if self.windows is not None else self.length
 
-    def draw(self) -> Window:
-        """A new random tile inside the allowed cells."""
-        area, row, col = (int(v) for v in self._starts[int(torch.randint(len(self._starts), ()).item())])
-        return Window(area, row, col, *self._sizes[area])
+    def random_tile(self, key: int) -> tuple[Window, np.random.Generator]:
+        """The random tile of ``key`` (a non-negative integer, from :class:`EpochDraws`)
+        inside the allowed cells, and the generator it was drawn with, for what else the
+        tile draws (a month)."""
+        if self.windows is not None or not 0 <= key:
+            raise IndexError(key)
+        generator = np.random.default_rng(key)
+        area, row, col = (int(v) for v in self._starts[int(generator.integers(len(self._starts)))])
+        return Window(area, row, col, *self._sizes[area]), generator
+
+    def check_index(self, index: int) -> None:
+        """Raise IndexError for an index of no fixed tile (random sets take any key)."""
+        if self.windows is not None and not 0 <= index < len(self.windows):
+            raise IndexError(index)
+
+
+class EpochDraws(Sampler[int]):
+    """The keys of one epoch's random tiles (:meth:`TileSet.random_tile`): ``length``
+    consecutive integers from ``seed * length``, the seed drawn from torch's generator
+    when the epoch starts. Lightning's ``seed_everything`` seeds that generator alike in
+    every process, so the processes of a distributed run draw the same seed, and its
+    sampler hands each process its share of the keys: together they train on the tiles
+    one process would, each once (not the same tiles in every process)."""
+
+    def __init__(self, length: int):
+        self.length = int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        seed = int(torch.randint(2**31 - 1, ()).item())
+        return iter(range(seed * self.length, (seed + 1) * self.length))
 
 
 def assign_blocks(blocks: Sequence[Hashable], *, val_fraction: float, test_fraction: float, seed: int,
@@ -262,10 +294,12 @@ class TiledDataModule(L.LightningDataModule):
             raise RuntimeError("the data module is not set up: call setup() first")
 
     def loader(self, split: str) -> DataLoader:
-        """The loader of ``split``, in order (training tiles are drawn at random by the
-        dataset itself)."""
+        """The loader of ``split``: fixed tiles in order, random ones by the keys of
+        :class:`EpochDraws`."""
         self.require_setup()
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=False,
+        dataset = self.datasets[split]
+        draws = EpochDraws(len(dataset)) if getattr(dataset, "windows", ()) is None else None
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, sampler=draws,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -170,7 +170,7 @@ class LCZClassification(L.LightningModule):
         patches, labels = batch
         loss, _ = self._loss(patches, labels)
         require_finite_loss(loss, self)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -180,7 +180,7 @@ class LCZClassification(L.LightningModule):
     def _evaluate(self, batch, stage: str) -> torch.Tensor:
         patches, labels = batch
         loss, logits = self._loss(patches, labels)
-        self.log(f"{stage}_loss", loss, on_epoch=True, batch_size=len(labels))
+        self.log(f"{stage}_loss", loss, on_epoch=True, batch_size=len(labels), sync_dist=True)
         self.confusion[stage].update(logits.argmax(1), labels)
         return loss
 
@@ -196,7 +196,7 @@ class LCZClassification(L.LightningModule):
         scores = classification_scores(matrix)
         self.scores[stage] = {**scores, "confusion": matrix.cpu().long().tolist()}
         for name in SCORES:
-            self.log(f"{stage}_{name}", float(scores[name]))
+            self.log(f"{stage}_{name}", float(scores[name]), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._end("val")

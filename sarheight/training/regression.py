@@ -283,8 +283,9 @@ footprints above it. At the end of
         if "offset" in batch:
             # The baseline: the reference alone (the priors-only interpolation, the coarse DEM).
             self._reference_metrics[stage].to(prediction.device).update(offset, truth, batch["mask"])
+        # Averaged over the processes of a distributed run (each logs its own batch's loss).
         self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
-                 batch_size=batch["target"].shape[0])
+                 batch_size=batch["target"].shape[0], sync_dist=True)
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -309,7 +310,9 @@ footprints above it. At the end of
         values["loss"] = float(mean_loss.compute()) if mean_loss.update_count else math.nan
         self._metrics[stage].reset()
         mean_loss.reset()
-        self.log_dict({f"{stage}_{key}": value for key, value in values.items() if key != "loss"})
+        # The figures are of every process's cells already (torchmetrics sums its states
+        # across processes): the same in each, so averaging them changes nothing.
+        self.log_dict({f"{stage}_{key}": value for key, value in values.items() if key != "loss"}, sync_dist=True)
         return values
 
     def on_train_epoch_start(self) -> None:
