@@ -47,7 +47,7 @@ from ..io import atomic_path
 from ..models.fusion import GROUPS, SPLITS, STAGES, log_summed_probabilities
 from ..plots import save_figure
 from ..training.classification import SCORES, classification_scores, load_classifier
-from .runs import mean_std, quiet_lightning, seeded_runs, write_json
+from .runs import mean_std, quiet_lightning, seeded_runs, step_progress, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +124,10 @@ def parse_stages(text: str) -> list[int]:
 
 
 def _train(configuration: Configuration, data: Any, run_dir: Path, *, max_epochs: int, patience: int,
-           lr: float, widths: Sequence[int], accelerator: str) -> dict[str, Any]:
+           lr: float, widths: Sequence[int], accelerator: str, progress: bool = False,
+           description: str = "training") -> dict[str, Any]:
     """Fit one network into ``run_dir`` (resuming from its ``last.ckpt``), score its best
-    checkpoint on the test split."""
+    checkpoint on the test split; with ``progress``, a bar over the training's steps."""
     import warnings
 
     import lightning as L
@@ -148,7 +149,8 @@ def _train(configuration: Configuration, data: Any, run_dir: Path, *, max_epochs
         warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
         trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
                             logger=CSVLogger(run_dir, name="", version=""),
-                            callbacks=[best, EarlyStopping("val_oa", mode="max", patience=patience)],
+                            callbacks=[best, EarlyStopping("val_oa", mode="max", patience=patience),
+                                       *([step_progress(None, description)] if progress else [])],
                             plugins=[AtomicCheckpointIO()], enable_progress_bar=False, enable_model_summary=False,
                             num_sanity_val_steps=0, log_every_n_steps=10, deterministic="warn")
         last = run_dir / "last.ckpt"
@@ -269,7 +271,8 @@ def run_sweep(
         def train_and_score(seed: int, run_dir: Path) -> dict[str, Any]:
             bar.set_postfix_str(f"{configuration.name} seed {seed}")
             data[seed].setup()
-            return _train(configuration, data[seed], run_dir, **options)
+            return _train(configuration, data[seed], run_dir, progress=progress,
+                          description=f"{configuration.name} seed {seed}", **options)
         return train_and_score
 
     runs = {name: seeded_runs(out / "runs" / name, seeds, train(configuration), bar.update)

@@ -100,10 +100,11 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
     return last
 
 
-def step_progress(total_steps: int, description: str) -> Any:
-    """A Lightning callback showing one bar over a training's ``total_steps`` (tqdm, below
-    a caller's bar over trainings, gone when the training ends) with the latest loss. (The
-    class is made on use: Lightning is imported only by a study that trains.)"""
+def step_progress(total_steps: int | None, description: str) -> Any:
+    """A Lightning callback showing one bar over a training's ``total_steps`` (None: the
+    trainer's estimate, which early stopping may cut short) with the latest loss: tqdm,
+    below a caller's bar over trainings, gone when the training ends. (The class is made on
+    use: Lightning is imported only by a study that trains.)"""
     from lightning.pytorch.callbacks import Callback
     from tqdm.auto import tqdm
 
@@ -111,8 +112,9 @@ def step_progress(total_steps: int, description: str) -> Any:
         bar: Any = None
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            self.bar = tqdm(total=total_steps, initial=min(trainer.global_step, total_steps), desc=description,
-                            unit="step", leave=False, position=1)
+            total = total_steps if total_steps is not None else int(trainer.estimated_stepping_batches)
+            self.bar = tqdm(total=total, initial=min(trainer.global_step, total), desc=description, unit="step",
+                            leave=False, position=1)
 
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             self.bar.update(1)
