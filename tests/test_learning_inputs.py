@@ -157,7 +157,7 @@ def test_a_one_cell_scene_keeps_its_georeferencing_or_is_refused(scenes, checkpo
         write_scene(cell, tmp_path / "cell.nc")
     from rasterio.transform import Affine
 
-    write_scene(cell.rio.write_transform(scene.rio.transform() * Affine.translation(3, 5)), tmp_path / "cell.nc")
+    write_scene(cell.rio.write_transform(scene.rio.transform() @ Affine.translation(3, 5)), tmp_path / "cell.nc")
     assert tuple(open_scene(tmp_path / "cell.nc").rio.transform())[:6] == (x_size, 0, west + 3 * x_size, 0, y_size,
                                                                           north + 5 * y_size)
     assert main(["terrain", "predict", "--ckpt", str(checkpoint), "--scene", str(tmp_path / "cell.nc"), "--out",
