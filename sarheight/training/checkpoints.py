@@ -43,9 +43,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise InvalidInputError("checkpoints are read as data only (weights_only=True): sarheight never runs code "
                                     "from a checkpoint; leave out --weights_only false")
         path = Path(path)
-        if path.is_file() and not zipfile.is_zipfile(path):
-            raise InvalidInputError(f"{str(path)!r} is not a complete PyTorch checkpoint (no zip archive of "
-                                    "torch.save; a truncated or foreign file): give another, or train again")
+        require_checkpoint_archive(path, repr(str(path)))
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError:
@@ -79,6 +77,14 @@ class ResumableCheckpoint(ModelCheckpoint):
             return
         self.last_model_path = self.last_model_path or self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
         trainer.save_checkpoint(self.last_model_path)
+
+
+def require_checkpoint_archive(path: str | os.PathLike[str], name: str) -> None:
+    """Refuse a file that is not the zip archive ``torch.save`` writes (a truncated or
+    foreign file), named ``name`` in the message, before anything unpickles it."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise InvalidInputError(f"{name} is not a complete PyTorch checkpoint (no zip archive of torch.save; a "
+                                "truncated or foreign file): give another, or train again")
 
 
 def require_finite_loss(loss: torch.Tensor, module: LightningModule) -> None:

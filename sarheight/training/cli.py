@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import InvalidInputError, SarHeightError
-from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint
+from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, require_checkpoint_archive
 from .memory import check_forward_memory
 from .regression import PixelRegression
 
@@ -138,8 +137,6 @@ def check_arguments(arguments: Sequence[str]) -> None:
     ------
     InvalidInputError : naming the option or file and what to do.
     """
-    import re
-
     import yaml
 
     def refuse_path(value: str, where: str) -> None:
@@ -168,10 +165,9 @@ def check_arguments(arguments: Sequence[str]) -> None:
                                     "checkpoints as data only; leave the option out")
         if not option.startswith("--"):
             continue
-        if option == "--ckpt_path" and Path(value).is_file() and not zipfile.is_zipfile(value):
+        if option == "--ckpt_path":
             # LightningCLI reads a named checkpoint's hyperparameters before any sarheight code.
-            raise InvalidInputError(f"--ckpt_path {value!r} is not a complete PyTorch checkpoint (no zip archive of "
-                                    "torch.save; a truncated or foreign file): give another, or train again")
+            require_checkpoint_archive(value, f"--ckpt_path {value!r}")
         for found in re.findall(r"class_path['\"]?\s*[:=]\s*['\"]?([\w.]+)", value):
             refuse_path(found, option)
         if option.endswith(".class_path") or option.rstrip("+") in CLASS_OPTIONS:
