@@ -1222,52 +1222,82 @@ def faces_away(ecef, look, row_start, row_stop, out):
 FACING_SUBPOINTS = 4
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _quadrant_values(values, valid, i, j, dr, dc):
-    """The cell's own value and its quadrant's mid-edge and corner values (means of the
-    cells around them) on the bilinear surface, and whether all four cells are valid."""
-    rows, cols = values.shape
-    i1 = i + dr
-    j1 = j + dc
-    if i1 < 0 or i1 >= rows or j1 < 0 or j1 >= cols:
-        return False, 0.0, 0.0, 0.0, 0.0
-    if not (valid[i1, j] and valid[i, j1] and valid[i1, j1]):
-        return False, 0.0, 0.0, 0.0, 0.0
-    centre = values[i, j]
-    along_rows = 0.5 * (centre + values[i1, j])
-    along_cols = 0.5 * (centre + values[i, j1])
-    corner = 0.25 * (centre + values[i1, j] + values[i, j1] + values[i1, j1])
-    return True, centre, along_rows, along_cols, corner
 
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _facing_counts(line, sample, valid, orientation, i, j):
-    """Of cell (i, j)'s footprint sub-points (``layover_facing_share``), how many are
-    range-reversing and how many are sampled."""
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _quadrant_reversing(l00, l10, l01, l11, s00, s10, s01, s11, sign):
+    """Of one quadrant's ``FACING_SUBPOINTS`` x ``FACING_SUBPOINTS`` sub-points, how many
+    are range-reversing. (l, s)00 is the cell's own value, 10 the mid-edge towards the
+    row neighbour, 01 towards the column neighbour, 11 the corner; ``sign``: the
+    orientation of flat terrain times the quadrant's row and column directions. Scalars
+    only: an array argument is reference-counted per call, which cost more than the
+    count itself."""
     n = FACING_SUBPOINTS
+    # The determinant is bilinear in (a, b) (la, sa follow b alone, lb, sb a alone), so
+    # over the quadrant it lies between its corner values: where all four share a sign
+    # by far more than rounding, every sub-point has it too. (The sub-points' own
+    # rounding is ~1e-16 of ``bound`` / 1e-12: the counts are the loop's to the point.)
+    d00 = sign * ((l10 - l00) * (s01 - s00) - (l01 - l00) * (s10 - s00))
+    d10 = sign * ((l10 - l00) * (s11 - s10) - (l11 - l10) * (s10 - s00))
+    d01 = sign * ((l11 - l01) * (s01 - s00) - (l01 - l00) * (s11 - s01))
+    d11 = sign * ((l11 - l01) * (s11 - s10) - (l11 - l10) * (s11 - s01))
+    bound = 1e-12 * (max(abs(l10 - l00), abs(l11 - l01)) * max(abs(s01 - s00), abs(s11 - s10))
+                     + max(abs(l01 - l00), abs(l11 - l10)) * max(abs(s10 - s00), abs(s11 - s01)))
+    if min(min(d00, d10), min(d01, d11)) > bound:
+        return 0
+    if max(max(d00, d10), max(d01, d11)) < -bound:
+        return n * n
     reversing = 0
-    sampled = 0
-    for dr in (-1, 1):
-        for dc in (-1, 1):
-            ok, l00, l10, l01, l11 = _quadrant_values(line, valid, i, j, dr, dc)
-            if not ok:
+    for p in range(n):
+        a = (p + 0.5) / n
+        for q in range(n):
+            b = (q + 0.5) / n
+            la = (1.0 - b) * (l10 - l00) + b * (l11 - l01)
+            lb = (1.0 - a) * (l01 - l00) + a * (l11 - l10)
+            sa = (1.0 - b) * (s10 - s00) + b * (s11 - s01)
+            sb = (1.0 - a) * (s01 - s00) + a * (s11 - s10)
+            if sign * (la * sb - lb * sa) < 0.0:
+                reversing += 1
+    return reversing
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _facing_row(line, sample, valid, orientation, i, reversing, sampled):
+    """Of each cell's footprint sub-points in row ``i`` (``layover_facing_share``), how
+    many are range-reversing and how many are sampled, into ``reversing`` and
+    ``sampled`` (cols,) int64; both 0 where the cell is void.
+
+    Each quadrant runs from the cell centre to its mid-edge and corner values (means of
+    the cells around them) on the bilinear surface, and is sampled only where all four
+    of its cells are valid.
+    """
+    rows, cols = line.shape
+    n = FACING_SUBPOINTS
+    for j in range(cols):
+        reversing[j] = 0
+        sampled[j] = 0
+        if not valid[i, j]:
+            continue
+        l00 = line[i, j]
+        s00 = sample[i, j]
+        for quadrant in range(4):
+            dr = -1 if quadrant < 2 else 1
+            dc = -1 if quadrant % 2 == 0 else 1
+            i1 = i + dr
+            j1 = j + dc
+            if i1 < 0 or i1 >= rows or j1 < 0 or j1 >= cols:
                 continue
-            _, s00, s10, s01, s11 = _quadrant_values(sample, valid, i, j, dr, dc)
+            if not (valid[i1, j] and valid[i, j1] and valid[i1, j1]):
+                continue
+            l10 = 0.5 * (l00 + line[i1, j])
+            l01 = 0.5 * (l00 + line[i, j1])
+            l11 = 0.25 * (l00 + line[i1, j] + line[i, j1] + line[i1, j1])
+            s10 = 0.5 * (s00 + sample[i1, j])
+            s01 = 0.5 * (s00 + sample[i, j1])
+            s11 = 0.25 * (s00 + sample[i1, j] + sample[i, j1] + sample[i1, j1])
             # (a, b) in [0, 1]^2 from the centre towards row i + dr / 2 and column
             # j + dc / 2: rows and columns run dr / 2 and dc / 2 per unit of a, b.
-            sign = orientation * dr * dc
-            for p in range(n):
-                a = (p + 0.5) / n
-                for q in range(n):
-                    b = (q + 0.5) / n
-                    la = (1.0 - b) * (l10 - l00) + b * (l11 - l01)
-                    lb = (1.0 - a) * (l01 - l00) + a * (l11 - l10)
-                    sa = (1.0 - b) * (s10 - s00) + b * (s11 - s01)
-                    sb = (1.0 - a) * (s01 - s00) + a * (s11 - s10)
-                    if sign * (la * sb - lb * sa) < 0.0:
-                        reversing += 1
-            sampled += n * n
-    return reversing, sampled
+            reversing[j] += _quadrant_reversing(l00, l10, l01, l11, s00, s10, s01, s11, orientation * dr * dc)
+            sampled[j] += n * n
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1290,13 +1320,12 @@ def layover_facing_share(line, sample, valid, orientation, row_start, row_stop, 
     where the cell is void or no quadrant is sampled (a DEM of one cell).
     """
     cols = line.shape[1]
+    reversing = np.empty(cols, dtype=np.int64)
+    sampled = np.empty(cols, dtype=np.int64)
     for i in range(row_start, row_stop):
+        _facing_row(line, sample, valid, orientation, i, reversing, sampled)
         for j in range(cols):
-            if not valid[i, j]:
-                out[i, j] = np.nan
-                continue
-            reversing, sampled = _facing_counts(line, sample, valid, orientation, i, j)
-            out[i, j] = reversing / sampled if sampled else np.nan
+            out[i, j] = reversing[j] / sampled[j] if sampled[j] else np.nan
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1306,10 +1335,9 @@ def active_layover(line, sample, valid, orientation, row_start, row_stop, out):
     in integers, so that the flag is exactly the share's), into ``out`` (rows, cols) bool;
     False where the cell is void or no quadrant is sampled."""
     cols = line.shape[1]
+    reversing = np.empty(cols, dtype=np.int64)
+    sampled = np.empty(cols, dtype=np.int64)
     for i in range(row_start, row_stop):
+        _facing_row(line, sample, valid, orientation, i, reversing, sampled)
         for j in range(cols):
-            if not valid[i, j]:
-                out[i, j] = False
-                continue
-            reversing, sampled = _facing_counts(line, sample, valid, orientation, i, j)
-            out[i, j] = 2 * reversing > sampled
+            out[i, j] = 2 * reversing[j] > sampled[j]
