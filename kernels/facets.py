@@ -18,10 +18,9 @@ when gathering for its integral, shared by both (Green's theorem, ``projection``
 The work is staged so that most of it runs on SIMD lanes, each stage a loop over the
 sub-columns of one vertex or sub-row with no branch in its body: vertices, triangle
 geometry and contributions, net scales, and the cutting of every edge into its pieces
-(``_cut``: an edge shorter than a pixel in both directions crosses at most one
-row and one column border, so it has at most three pieces; the longer ones are flagged
-and walked one by one, ``_walk_long``). Only the deposits into (scatter) or reads from
-(gather) the radar buffer go piece by piece, and they have no branches either: a piece
+(``_cut``: an edge crossing at most two row borders and two column borders has at most
+five pieces; the longer ones are flagged and walked one by one, ``_walk_long``). Only
+the deposits into (scatter) or reads from (gather) the radar buffer go piece by piece, and they have no branches either: a piece
 off the image is moved to the buffer's padding.
 
 Radar buffers (``radar_buffer_shape``) hold the two channels of each pixel side by side,
@@ -104,12 +103,12 @@ _U2 = np.uint64(2)
 _U4 = np.uint64(4)
 
 # The piece table of a run of edges (``_cut_for_scatter``, ``_cut_for_gather``): per
-# piece slot (three per edge) its pixel as a flat offset into a raveled radar buffer, and
+# piece slot (five per edge) its pixel as a flat offset into a raveled radar buffer, and
 # (scatter) what it adds to the pixel's column and the one before in both channels, or
-# (gather) its fraction and extent; then the flag of edges too long for three pieces.
-_SLOTS = 3
-_LONG = 15
-_PIECE_ROWS = 16
+# (gather) its fraction and extent; then the flag of edges too long for five pieces.
+_SLOTS = 5
+_LONG = 25
+_PIECE_ROWS = 26
 
 
 def radar_buffer_shape(n_lines: int, n_samples: int) -> tuple[int, int, int]:
@@ -384,9 +383,35 @@ def _usable_cells(line, valid, i, col_start, col_stop, out):
 # --------------------------------------------------------------------------- edge pieces
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _cut(al, a_s, bl, b_s, last_row, last_col, width):
+def _sort2(a, b):
+    """(min, max) of two floats: one compare-exchange of a sorting network."""
+    return min(a, b), max(a, b)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _piece_at(lo, hi, al, a_s, dl, ds, fl0, step_l, ur1, ur2, fs0, step_s, us1, us2, last_row, last_col, width,
+              use, dummy):
+    """The piece of an edge between the fractions ``lo`` and ``hi`` of its length: its
+    pixel (flat index into a radar buffer of ``width`` columns, row and column clamped to
+    one beyond the image), f (its mean S minus that column) and its extent Delta L. Its
+    row is the first end's plus the row borders crossed before its middle (``ur1``,
+    ``ur2``: their fractions, 2 where none), its column likewise."""
+    pad = float(PAD)
+    mid = 0.5 * (lo + hi)
+    crossed_l = (1.0 if mid > ur1 else 0.0) + (1.0 if mid > ur2 else 0.0)
+    crossed_s = (1.0 if mid > us1 else 0.0) + (1.0 if mid > us2 else 0.0)
+    row = min(max(fl0 + step_l * crossed_l, -1.0), last_row)
+    col = min(max(fs0 + step_s * crossed_s, -1.0), last_col)
+    pixel = (row + pad) * width + col + pad if use else dummy
+    f = a_s + ds * mid - col if use else 0.0
+    extent = dl * (hi - lo) if use else 0.0
+    return pixel, f, extent
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _cut_narrow(al, a_s, bl, b_s, last_row, last_col, width):
     """Cut the edge (al, a_s) -> (bl, b_s) (window coordinates) at the pixel borders it
-    crosses.
+    crosses, for footprints of about a pixel (``_cut_wide`` for larger ones).
 
     An edge that crosses at most one row and one column border has at most three pieces:
     up to the first crossing, between the two, after the second (empty ones have no
@@ -430,7 +455,70 @@ def _cut(al, a_s, bl, b_s, last_row, last_col, width):
     p2 = (row + pad) * width + col + pad if use else dummy
     f2 = a_s + ds * mid - col if use else 0.0
     x2 = dl * (1.0 - u2) if use else 0.0
-    return p0, f0, x0, p1, f1, x1, p2, f2, x2, finite and not short
+    return (p0, f0, x0, p1, f1, x1, p2, f2, x2), finite and not short
+
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _cut_wide(al, a_s, bl, b_s, last_row, last_col, width):
+    """Cut the edge (al, a_s) -> (bl, b_s) (window coordinates) at the pixel borders it
+    crosses, for footprints larger than a pixel (``WIDE_CUT_EXTENT``).
+
+    An edge that crosses at most two row borders and two column borders has at most
+    five pieces, between its ends and the crossings sorted along it (empty ones have no
+    extent). On a DEM 2-3 times coarser than the pixels about 40 % of the edges of the 2x
+    upsampled facets cross more borders than ``_cut_narrow`` takes, and walking them one
+    by one cost half the facet passes' time; here they stay on SIMD lanes. Where the
+    footprints are about a pixel, the narrow cut's fewer pieces are quicker. Returns per piece
+    its pixel as a flat pixel index into a radar buffer of ``width`` columns (row and
+    column clamped to one beyond the image: rows -1..last_row, columns -1..last_col), f
+    (the mean S of the piece minus that clamped column) and its extent Delta L; then
+    whether the edge is too long for five pieces (its pieces have no extent here:
+    ``_walk_long`` walks it). An edge with a void end (NaN) has no extent and is not
+    long. Scalars only, no branch: callers are SIMD loops.
+    """
+    dl = bl - al
+    ds = b_s - a_s
+    fl0 = math.floor(al)
+    fl1 = math.floor(bl)
+    fs0 = math.floor(a_s)
+    fs1 = math.floor(b_s)
+    rows_crossed = abs(fl1 - fl0)
+    cols_crossed = abs(fs1 - fs0)
+    finite = dl == dl and ds == ds
+    short = rows_crossed <= 2.0 and cols_crossed <= 2.0
+    use = finite and short
+    # The fractions of the edge where it crosses the row borders min + 1 and max of its
+    # ends' rows (one border: the same), and the column borders likewise; 2: none.
+    ur1 = (min(fl0, fl1) + 1.0 - al) / dl if rows_crossed >= 1.0 else 2.0
+    ur2 = (max(fl0, fl1) - al) / dl if rows_crossed >= 2.0 else 2.0
+    us1 = (min(fs0, fs1) + 1.0 - a_s) / ds if cols_crossed >= 1.0 else 2.0
+    us2 = (max(fs0, fs1) - a_s) / ds if cols_crossed >= 2.0 else 2.0
+    step_l = 1.0 if fl1 > fl0 else -1.0
+    step_s = 1.0 if fs1 > fs0 else -1.0
+    # The four crossings in order (a sorting network), at most the edge's end.
+    c0, c1 = _sort2(ur1, ur2)
+    c2, c3 = _sort2(us1, us2)
+    c0, c2 = _sort2(c0, c2)
+    c1, c3 = _sort2(c1, c3)
+    c1, c2 = _sort2(c1, c2)
+    c0 = min(c0, 1.0)
+    c1 = min(c1, 1.0)
+    c2 = min(c2, 1.0)
+    c3 = min(c3, 1.0)
+    pad = float(PAD)
+    dummy = (pad - 1.0) * width + pad - 1.0  # pixel (-1, -1): padding
+    p0, f0, x0 = _piece_at(0.0, c0, al, a_s, dl, ds, fl0, step_l, ur1, ur2, fs0, step_s, us1, us2, last_row,
+                           last_col, width, use, dummy)
+    p1, f1, x1 = _piece_at(c0, c1, al, a_s, dl, ds, fl0, step_l, ur1, ur2, fs0, step_s, us1, us2, last_row,
+                           last_col, width, use, dummy)
+    p2, f2, x2 = _piece_at(c1, c2, al, a_s, dl, ds, fl0, step_l, ur1, ur2, fs0, step_s, us1, us2, last_row,
+                           last_col, width, use, dummy)
+    p3, f3, x3 = _piece_at(c2, c3, al, a_s, dl, ds, fl0, step_l, ur1, ur2, fs0, step_s, us1, us2, last_row,
+                           last_col, width, use, dummy)
+    p4, f4, x4 = _piece_at(c3, 1.0, al, a_s, dl, ds, fl0, step_l, ur1, ur2, fs0, step_s, us1, us2, last_row,
+                           last_col, width, use, dummy)
+    return (p0, f0, x0, p1, f1, x1, p2, f2, x2, p3, f3, x3, p4, f4, x4), finite and not short
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -449,40 +537,59 @@ def _scatter_slot(pieces, slot, q, pixel, f, extent, net0, net1):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _cut_for_scatter(l0, s0, l1, s1, n, net0, net1, n_lines, n_samples, width, pieces):
+def _cut_for_scatter(l0, s0, l1, s1, n, net0, net1, n_lines, n_samples, width, wide, pieces):
     """The piece table (``_PIECE_ROWS``, >= n) of ``n`` edges (l0, s0) -> (l1, s1) with net
-    scales ``net0``, ``net1``: per slot its pixel and the amounts it deposits."""
+    scales ``net0``, ``net1``: per slot its pixel and the amounts it deposits; five
+    slots if ``wide`` (``_cut_wide``), else three (``_cut_narrow``)."""
     last_row = float(n_lines)
     last_col = float(n_samples)
     w = float(width)
-    for q in range(n):
-        p0, f0, x0, p1, f1, x1, p2, f2, x2, long_edge = _cut(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
-        c0 = net0[q]
-        c1 = net1[q]
-        _scatter_slot(pieces, 0, q, p0, f0, x0, c0, c1)
-        _scatter_slot(pieces, 1, q, p1, f1, x1, c0, c1)
-        _scatter_slot(pieces, 2, q, p2, f2, x2, c0, c1)
-        pieces[_LONG, q] = 1.0 if long_edge else 0.0
+    # Two loops, not one with the test inside: each stays a branch-free SIMD loop.
+    if wide:
+        for q in range(n):
+            cut, long_edge = _cut_wide(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
+            c0 = net0[q]
+            c1 = net1[q]
+            _scatter_slot(pieces, 0, q, cut[0], cut[1], cut[2], c0, c1)
+            _scatter_slot(pieces, 1, q, cut[3], cut[4], cut[5], c0, c1)
+            _scatter_slot(pieces, 2, q, cut[6], cut[7], cut[8], c0, c1)
+            _scatter_slot(pieces, 3, q, cut[9], cut[10], cut[11], c0, c1)
+            _scatter_slot(pieces, 4, q, cut[12], cut[13], cut[14], c0, c1)
+            pieces[_LONG, q] = 1.0 if long_edge else 0.0
+    else:
+        for q in range(n):
+            cut, long_edge = _cut_narrow(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
+            c0 = net0[q]
+            c1 = net1[q]
+            _scatter_slot(pieces, 0, q, cut[0], cut[1], cut[2], c0, c1)
+            _scatter_slot(pieces, 1, q, cut[3], cut[4], cut[5], c0, c1)
+            _scatter_slot(pieces, 2, q, cut[6], cut[7], cut[8], c0, c1)
+            pieces[_LONG, q] = 1.0 if long_edge else 0.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _cut_for_gather(l0, s0, l1, s1, n, n_lines, n_samples, width, pieces):
-    """The piece table of ``n`` edges for gathering: per slot its pixel, f and extent."""
+def _cut_for_gather(l0, s0, l1, s1, n, n_lines, n_samples, width, wide, pieces):
+    """The piece table of ``n`` edges for gathering: per slot its pixel, f and extent
+    (slots as ``_cut_for_scatter``)."""
     last_row = float(n_lines)
     last_col = float(n_samples)
     w = float(width)
-    for q in range(n):
-        p0, f0, x0, p1, f1, x1, p2, f2, x2, long_edge = _cut(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
-        pieces[0, q] = p0
-        pieces[1, q] = f0
-        pieces[2, q] = x0
-        pieces[5, q] = p1
-        pieces[6, q] = f1
-        pieces[7, q] = x1
-        pieces[10, q] = p2
-        pieces[11, q] = f2
-        pieces[12, q] = x2
-        pieces[_LONG, q] = 1.0 if long_edge else 0.0
+    if wide:
+        for q in range(n):
+            cut, long_edge = _cut_wide(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
+            for slot in range(_SLOTS):
+                pieces[5 * slot, q] = cut[3 * slot]
+                pieces[5 * slot + 1, q] = cut[3 * slot + 1]
+                pieces[5 * slot + 2, q] = cut[3 * slot + 2]
+            pieces[_LONG, q] = 1.0 if long_edge else 0.0
+    else:
+        for q in range(n):
+            cut, long_edge = _cut_narrow(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
+            for slot in range(3):
+                pieces[5 * slot, q] = cut[3 * slot]
+                pieces[5 * slot + 1, q] = cut[3 * slot + 1]
+                pieces[5 * slot + 2, q] = cut[3 * slot + 2]
+            pieces[_LONG, q] = 1.0 if long_edge else 0.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -493,17 +600,20 @@ def _add_piece(pieces, base, q, flat):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _deposit_pieces(pieces, n, flat):
-    """Add the pieces of ``n`` edges to the scatter buffer ``flat`` (raveled,
-    ``scatter_buffer_shape``). The third slot is empty for most edges (only those
-    crossing a row and a column border fill it): passed over where it is."""
+def _deposit_pieces(pieces, n, slots, flat):
+    """Add the pieces of ``n`` edges (``slots`` of them each) to the scatter buffer
+    ``flat`` (raveled, ``scatter_buffer_shape``). The first two slots are filled for most
+    edges; the others (edges crossing two borders or more) are passed over where they
+    carry nothing."""
     for q in range(n):
         _add_piece(pieces, 0, q, flat)
     for q in range(n):
         _add_piece(pieces, 5, q, flat)
-    for q in range(n):
-        if pieces[13, q] != 0.0 or pieces[14, q] != 0.0 or pieces[11, q] != 0.0 or pieces[12, q] != 0.0:
-            _add_piece(pieces, 10, q, flat)
+    for slot in range(2, slots):
+        base = 5 * slot
+        for q in range(n):
+            if pieces[base + 1, q] != 0.0 or pieces[base + 2, q] != 0.0:
+                _add_piece(pieces, base, q, flat)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -518,19 +628,50 @@ def _read_piece(pieces, base, q, flat):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _integrate_pieces(pieces, n, flat, out0, out1):
-    """The integrals along ``n`` edges (into ``out0``, ``out1``) of the two channels whose
-    inclusive row prefix sums ``flat`` holds (a radar buffer raveled)."""
+def _integrate_pieces(pieces, n, slots, flat, out0, out1):
+    """The integrals along ``n`` edges (``slots`` pieces each; into ``out0``, ``out1``)
+    of the two channels whose inclusive row prefix sums ``flat`` holds (a radar buffer
+    raveled)."""
     for q in range(n):
         a0, a1 = _read_piece(pieces, 0, q, flat)
         b0, b1 = _read_piece(pieces, 5, q, flat)
         out0[q] = a0 + b0
         out1[q] = a1 + b1
-    for q in range(n):
-        if pieces[12, q] != 0.0:
-            c0, c1 = _read_piece(pieces, 10, q, flat)
-            out0[q] += c0
-            out1[q] += c1
+    for slot in range(2, slots):
+        base = 5 * slot
+        for q in range(n):
+            if pieces[base + 2, q] != 0.0:
+                c0, c1 = _read_piece(pieces, base, q, flat)
+                out0[q] += c0
+                out1[q] += c1
+
+
+#: Footprint extent (pixels, ``footprint_extent``) above which a row's edges are cut by
+#: ``_cut_wide`` (up to five pieces an edge) rather than ``_cut_narrow`` (three). Measured
+#: on one thread, ns per DEM cell of a scatter and a gather pass (the benchmark's
+#: ``kernel_costs``): with facets of about half a pixel (extent 0.5) the narrow cut is
+#: 1.4x quicker, with facets of 1.2-1.6 pixels (a DEM 2-3x coarser than the pixels) the
+#: wide one is 1.3x quicker.
+WIDE_CUT_EXTENT = 0.8
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def footprint_extent(upper, lower):
+    """The mean extent (pixels) of the footprints of the sub-quads between two vertex rows
+    (``_vertex_row``; (5, n_sub + 1), L and S in rows 3 and 4): per sub-quad the larger of
+    |Delta L| and |Delta S| over its top and left edges, averaged over those with finite
+    vertices (0 if none). Used to choose each row's cut; ``lower`` may be ``upper``
+    (top edges alone)."""
+    total = 0.0
+    count = 0
+    for b in range(upper.shape[1] - 1):
+        top = max(abs(upper[3, b + 1] - upper[3, b]), abs(upper[4, b + 1] - upper[4, b]))
+        left = max(abs(lower[3, b] - upper[3, b]), abs(lower[4, b] - upper[4, b]))
+        extent = max(top, left)
+        if extent == extent:
+            total += extent
+            count += 1
+    return total / count if count else 0.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -572,17 +713,19 @@ def _walk_long(l0, s0, l1, s1, gather, net0, net1, flat, width, n_lines, n_sampl
 
 
 @numba.njit(cache=True, nogil=True)
-def _edges(l0, s0, l1, s1, n, gather, net0, net1, out0, out1, pieces, flat, width, n_lines, n_samples):
+def _edges(l0, s0, l1, s1, n, gather, net0, net1, out0, out1, pieces, flat, width, n_lines, n_samples, wide):
     """Scatter ``n`` edges with net scales ``net0``, ``net1``, or gather their integrals
-    into ``out0``, ``out1``: cut into pieces on SIMD lanes, then deposited or read."""
+    into ``out0``, ``out1``: cut into pieces on SIMD lanes (``wide``: up to five a
+    edge, else three), then deposited or read."""
     if n <= 0:
         return
+    slots = _SLOTS if wide else 3
     if gather:
-        _cut_for_gather(l0, s0, l1, s1, n, n_lines, n_samples, width, pieces)
-        _integrate_pieces(pieces, n, flat, out0, out1)
+        _cut_for_gather(l0, s0, l1, s1, n, n_lines, n_samples, width, wide, pieces)
+        _integrate_pieces(pieces, n, slots, flat, out0, out1)
     else:
-        _cut_for_scatter(l0, s0, l1, s1, n, net0, net1, n_lines, n_samples, width, pieces)
-        _deposit_pieces(pieces, n, flat)
+        _cut_for_scatter(l0, s0, l1, s1, n, net0, net1, n_lines, n_samples, width, wide, pieces)
+        _deposit_pieces(pieces, n, slots, flat)
     for q in range(n):
         if pieces[_LONG, q] != 0.0:
             if gather:
@@ -801,17 +944,19 @@ def facet_pass(
                 if slivers:
                     _slivers(vertices[a], vertices[a + 1], t, row, k, i, gather, flat, width, n_lines, n_samples,
                              energy)
+        # The cut per row, by the size of its footprints measured here.
+        wide = footprint_extent(vertices[0], vertices[1]) > WIDE_CUT_EXTENT
         if gather:
             _gather_row(vertices, scale, k, n_sub, i, i == row_start, h_int, v_int, d_int, per_sub, pieces, flat,
-                        width, n_lines, n_samples, energy, dummy)
+                        width, n_lines, n_samples, energy, dummy, wide)
         else:
             _scatter_row(vertices, scale, k, n_sub, top0, top1, net0, net1, pieces, flat, width, n_lines,
-                         n_samples, dummy)
+                         n_samples, dummy, wide)
     if exact and not gather:
         # The bottom vertex row of the last DEM row: walk what its triangles left there.
         bottom = vertices[k]
         _edges(bottom[3, :n_sub], bottom[4, :n_sub], bottom[3, 1:], bottom[4, 1:], n_sub, False, top0, top1,
-               dummy, dummy, pieces, flat, width, n_lines, n_samples)
+               dummy, dummy, pieces, flat, width, n_lines, n_samples, footprint_extent(bottom, bottom) > WIDE_CUT_EXTENT)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -843,7 +988,7 @@ def _slivers(top, bottom, t, row, k, i, gather, flat, width, n_lines, n_samples,
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _scatter_row(vertices, scale, k, n_sub, top0, top1, net0, net1, pieces, flat, width, n_lines, n_samples,
-                 dummy):
+                 dummy, wide):
     """Walk the edges of one DEM row's triangles once each, with their net scales.
 
     ``scale`` (channel, t, a, b + 1): c / area and A_gamma / area of the row's triangles.
@@ -858,19 +1003,19 @@ def _scatter_row(vertices, scale, k, n_sub, top0, top1, net0, net1, pieces, flat
             net0[b] = scale[0, 0, a, b + 1] + top0[b]
             net1[b] = scale[1, 0, a, b + 1] + top1[b]
         _edges(upper[3, :n_sub], upper[4, :n_sub], upper[3, 1:], upper[4, 1:], n_sub, False, net0, net1,
-               dummy, dummy, pieces, flat, width, n_lines, n_samples)
+               dummy, dummy, pieces, flat, width, n_lines, n_samples, wide)
         # V(a, b): +T0 of the sub-quad to its left, -T1 of the one to its right.
         for b in range(n_sub + 1):
             net0[b] = scale[0, 0, a, b] - scale[0, 1, a, b + 1]
             net1[b] = scale[1, 0, a, b] - scale[1, 1, a, b + 1]
         _edges(upper[3], upper[4], lower[3], lower[4], n_sub + 1, False, net0, net1, dummy, dummy, pieces, flat,
-               width, n_lines, n_samples)
+               width, n_lines, n_samples, wide)
         # D(a, b): +T1 - T0 of the same sub-quad.
         for b in range(n_sub):
             net0[b] = scale[0, 1, a, b + 1] - scale[0, 0, a, b + 1]
             net1[b] = scale[1, 1, a, b + 1] - scale[1, 0, a, b + 1]
         _edges(upper[3, :n_sub], upper[4, :n_sub], lower[3, 1:], lower[4, 1:], n_sub, False, net0, net1, dummy,
-               dummy, pieces, flat, width, n_lines, n_samples)
+               dummy, pieces, flat, width, n_lines, n_samples, wide)
         # What this sub-row's T1 leave on the H edges of vertex row a + 1.
         for b in range(n_sub):
             top0[b] = -scale[0, 1, a, b + 1]
@@ -879,7 +1024,7 @@ def _scatter_row(vertices, scale, k, n_sub, top0, top1, net0, net1, pieces, flat
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gather_row(vertices, scale, k, n_sub, i, first, h_int, v_int, d_int, per_sub, pieces, flat, width, n_lines,
-                n_samples, energy, dummy):
+                n_samples, energy, dummy, wide):
     """Integrate the ratio images over one DEM row's triangles, each edge walked once.
 
     ``h_int`` (channel, vertex row, b): integrals along the H edges; row 0 is carried from
@@ -887,7 +1032,7 @@ def _gather_row(vertices, scale, k, n_sub, i, first, h_int, v_int, d_int, per_su
     """
     if first:
         _edges(vertices[0, 3, :n_sub], vertices[0, 4, :n_sub], vertices[0, 3, 1:], vertices[0, 4, 1:], n_sub,
-               True, dummy, dummy, h_int[0, 0], h_int[1, 0], pieces, flat, width, n_lines, n_samples)
+               True, dummy, dummy, h_int[0, 0], h_int[1, 0], pieces, flat, width, n_lines, n_samples, wide)
     else:
         _copy_rows(h_int[:, k], h_int[:, 0])
     for b in range(n_sub):
@@ -897,11 +1042,11 @@ def _gather_row(vertices, scale, k, n_sub, i, first, h_int, v_int, d_int, per_su
         upper = vertices[a]
         lower = vertices[a + 1]
         _edges(lower[3, :n_sub], lower[4, :n_sub], lower[3, 1:], lower[4, 1:], n_sub, True, dummy, dummy,
-               h_int[0, a + 1], h_int[1, a + 1], pieces, flat, width, n_lines, n_samples)
+               h_int[0, a + 1], h_int[1, a + 1], pieces, flat, width, n_lines, n_samples, wide)
         _edges(upper[3], upper[4], lower[3], lower[4], n_sub + 1, True, dummy, dummy, v_int[0], v_int[1], pieces,
-               flat, width, n_lines, n_samples)
+               flat, width, n_lines, n_samples, wide)
         _edges(upper[3, :n_sub], upper[4, :n_sub], lower[3, 1:], lower[4, 1:], n_sub, True, dummy, dummy,
-               d_int[0], d_int[1], pieces, flat, width, n_lines, n_samples)
+               d_int[0], d_int[1], pieces, flat, width, n_lines, n_samples, wide)
         for q in range(2):
             for b in range(n_sub):
                 # The integrals over T0 and T1 from their boundaries, times their scales.

@@ -61,14 +61,14 @@ def rough_dem(seed: int, rows: int = 36, cols: int = 36, relief: float = 600.0) 
 
 
 def synthetic_geometry(dem: xr.DataArray, incidence: float = 35.0, heading: float = 0.0,
-                       look_side: str = "right") -> RadarGeometry:
+                       look_side: str = "right", pixel_spacing: float = 15.0) -> RadarGeometry:
     """A straight-orbit geometry over ``dem``: incidence ``incidence`` +- 2 degrees,
-    15 m pixels, 5 km along track."""
+    ``pixel_spacing`` m pixels (line and slant-range sample), 5 km along track."""
     west, south, east, north = dem.rio.bounds()
     return RadarGeometry.synthetic(
         center_lon=0.5 * (west + east), center_lat=0.5 * (south + north), heading_deg=heading,
         incidence_near_deg=incidence - 2.0, incidence_far_deg=incidence + 2.0,
-        line_spacing=15.0, sample_spacing=15.0, azimuth_extent=5e3, look_side=look_side,
+        line_spacing=pixel_spacing, sample_spacing=pixel_spacing, azimuth_extent=5e3, look_side=look_side,
     )
 
 

@@ -15,10 +15,11 @@ from tests import twin_reallocation as twin
 from tests.helpers import rough_dem, synthetic_geometry
 
 
-def _state(seed: int, projection: str, oversample, incidence: float = 25.0, heading: float = 10.0):
+def _state(seed: int, projection: str, oversample, incidence: float = 25.0, heading: float = 10.0,
+           pixel_spacing: float = 15.0):
     dem = rough_dem(seed, rows=24, cols=20, relief=700.0)
-    return run_simulation(dem, synthetic_geometry(dem, incidence=incidence, heading=heading), projection=projection,
-                          oversample=oversample)
+    geometry = synthetic_geometry(dem, incidence=incidence, heading=heading, pixel_spacing=pixel_spacing)
+    return run_simulation(dem, geometry, projection=projection, oversample=oversample)
 
 
 def _observation(state) -> np.ndarray:
@@ -27,10 +28,13 @@ def _observation(state) -> np.ndarray:
     return simulated * rng.gamma(4.0, 0.25, simulated.shape)
 
 
-@pytest.mark.parametrize("oversample", [1, 2, 3])
-def test_exact_facets_match_triangles_walked_one_by_one(oversample):
-    """Edges walked once with net scales equal every triangle scattered (and gathered) alone."""
-    state = _state(5, "exact", oversample)
+@pytest.mark.parametrize(("oversample", "pixel_spacing"), [(1, 15.0), (2, 15.0), (3, 15.0), (2, 7.0), (1, 4.0),
+                                                           (2, 4.0)])
+def test_exact_facets_match_triangles_walked_one_by_one(oversample, pixel_spacing):
+    """Edges walked once with net scales equal every triangle scattered (and gathered) alone:
+    on pixels of 15 m (DEM cells of about one pixel), 7 m and 4 m (cells of 2-8 pixels,
+    whose edges cross up to two borders each way on SIMD lanes, or more, walked)."""
+    state = _state(5, "exact", oversample, pixel_spacing=pixel_spacing)
     assert (state.layover == 1).any() or (state.layover == 2).any(), "the case must contain layover"
     shadowed = (state.shadow == 1) | (state.shadow == 2)
     cells = twin._Facets(state.cells, shadowed, state.window, state.oversample)
@@ -224,3 +228,44 @@ def test_polynomial_field_equals_the_numpy_accumulation(seed, lines, samples, te
     out = np.empty((lines, samples))
     facets.polynomial_field(row_terms, column_terms, 0, lines, out)
     np.testing.assert_array_equal(out, expected)
+
+
+_coordinate = st.one_of(st.floats(-1.5, 9.5), st.integers(-1, 9).map(float))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), ends=st.lists(st.tuples(_coordinate, _coordinate, st.floats(-3.5, 3.5),
+                                                              st.floats(-3.5, 3.5)), min_size=1, max_size=12),
+       wide=st.booleans())
+def test_edge_pieces_on_simd_lanes_equal_the_walk_border_by_border(seed, ends, wide):
+    """The cut of edges into pieces on SIMD lanes, up to five (``wide``: two row and two
+    column borders crossed) or three, deposits and integrates what walking each edge
+    border by border does: edges of up to 3.5 pixels each way, on and off the image,
+    ends on pixel borders."""
+    n_lines, n_samples = 7, 8
+    edges = np.array([(l0, s0, l0 + dl, s0 + ds) for l0, s0, dl, ds in ends])
+    l0, s0, l1, s1 = (np.ascontiguousarray(edges[:, k]) for k in range(4))
+    n = len(edges)
+    rng = np.random.default_rng(seed)
+    net0, net1 = rng.normal(size=n), rng.normal(size=n)
+    pieces = np.empty((facets._PIECE_ROWS, n))
+    dummy = np.empty(n)
+    shape = facets.scatter_buffer_shape(n_lines, n_samples, True)
+    width = shape[1]
+    on_lanes, walked = np.zeros(shape), np.zeros(shape)
+    facets._edges(l0, s0, l1, s1, n, False, net0, net1, dummy, dummy, pieces, on_lanes.reshape(-1), width,
+                  n_lines, n_samples, wide)
+    for q in range(n):
+        if l1[q] != l0[q]:
+            facets._walk_long(l0[q], s0[q], l1[q], s1[q], False, net0[q], net1[q], walked.reshape(-1), width,
+                              n_lines, n_samples)
+    np.testing.assert_allclose(on_lanes, walked, rtol=0, atol=1e-12 * max(1.0, np.abs(walked).max()))
+    # Gather: the integrals along each edge of two channels' row prefix sums.
+    prefix = rng.normal(size=facets.radar_buffer_shape(n_lines, n_samples))
+    out0, out1 = np.empty(n), np.empty(n)
+    facets._edges(l0, s0, l1, s1, n, True, dummy, dummy, out0, out1, pieces, prefix.reshape(-1), width, n_lines,
+                  n_samples, wide)
+    for q in range(n):
+        expected = (facets._walk_long(l0[q], s0[q], l1[q], s1[q], True, 0.0, 0.0, prefix.reshape(-1), width, n_lines,
+                                      n_samples) if l1[q] != l0[q] else (0.0, 0.0))
+        np.testing.assert_allclose((out0[q], out1[q]), expected, rtol=1e-12, atol=1e-12)
