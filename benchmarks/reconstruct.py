@@ -101,24 +101,25 @@ import xarray as xr
 from _common import REPO, ROME_GRD_NAME, SHARED_DATA, best_time, machine, write_json
 from affine import Affine
 
+from sarheight import benchmark as scene
 from sarheight import layover as layover_module
 from sarheight import observation as observation_module
 from sarheight import reallocation as reallocation_module
 from sarheight import simulate as simulate_module
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
-from sarheight.kernels import WGS84_A, WGS84_E2, facets
+from sarheight.kernels import facets
 from sarheight.layover import reconstruct
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
 from sarheight.simulate import run_simulation, simulate
 
-CENTER = (12.6, 41.9)  # lon, lat: as benchmarks/geocode.py
-SPACING = 10.0  # m, DEM cells and ground pixels
-INCIDENCE = (30.0, 46.0)
-RMS_SLOPE = 0.5
-OUTER_SCALE = 512  # cells
-LOOKS = 4.4
+CENTER = scene.CENTER  # lon, lat: as benchmarks/geocode.py
+SPACING = scene.PIXEL_SPACING  # m, DEM cells and ground pixels
+INCIDENCE = scene.INCIDENCE
+RMS_SLOPE = scene.RMS_SLOPE
+OUTER_SCALE = round(scene.OUTER_SCALE_M / SPACING)  # cells
+LOOKS = scene.LOOKS
 TWIN_TOLERANCE = 1e-9  # relative to the largest value, twin against library (float64, sums in other orders)
 # Per cell, sigma0 = energy / contribution: where a cell's contribution is a small part of
 # the largest (slopes nearly facing away), the same absolute rounding is a larger part of
@@ -130,31 +131,15 @@ PROJECTIONS = ("exact", "bilinear")
 # --------------------------------------------------------------------------- inputs
 
 def mountain_terrain(n: int, seed: int = 0) -> np.ndarray:
-    """Heights (m, float32, min 0): 1/f^2 noise flat beyond ``OUTER_SCALE``, RMS slope ``RMS_SLOPE``."""
-    rng = np.random.default_rng(seed)
-    fy, fx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
-    amplitude = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / OUTER_SCALE) ** 2
-    amplitude[0, 0] = 0.0
-    field = np.fft.irfft2(amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape)), s=(n, n))
-    d_row, d_col = np.gradient(field, SPACING)
-    field *= RMS_SLOPE / np.sqrt(np.mean(d_row**2 + d_col**2))
-    field -= field.min()
-    return field.astype(np.float32)
-
-
-def radii_of_curvature(lat: float) -> tuple[float, float]:
-    """WGS84 radii of curvature (m) at latitude ``lat`` (degrees): prime vertical, meridional."""
-    sin2 = math.sin(math.radians(lat)) ** 2
-    return WGS84_A / math.sqrt(1 - WGS84_E2 * sin2), WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * sin2) ** 1.5
+    """Heights (m, float32, min 0) of ``n`` x ``n`` cells of ``SPACING`` m: the package's
+    benchmark terrain (``sarheight.benchmark.mountain_terrain``), 1/f^2 noise flat beyond
+    ``OUTER_SCALE`` cells, RMS slope ``RMS_SLOPE``."""
+    return scene.mountain_terrain(n, SPACING, seed)
 
 
 def dem_transform(n: int) -> Affine:
     """Geographic grid of ``SPACING`` m cells centred on ``CENTER``."""
-    lon, lat = CENTER
-    prime_vertical, meridional = radii_of_curvature(lat)
-    d_lat = math.degrees(SPACING / meridional)
-    d_lon = math.degrees(SPACING / (prime_vertical * math.cos(math.radians(lat))))
-    return Affine(d_lon, 0, lon - n * d_lon / 2, 0, -d_lat, lat + n * d_lat / 2)
+    return Affine(*scene.grid_transform(n, SPACING))
 
 
 def make_dem(n: int, heights: np.ndarray | None = None) -> xr.DataArray:
@@ -163,19 +148,18 @@ def make_dem(n: int, heights: np.ndarray | None = None) -> xr.DataArray:
 
 
 def make_geometry() -> RadarGeometry:
+    """The package benchmark's geometry (``sarheight.benchmark.synthetic_scene``): 10 m
+    ground-range pixels at mid incidence."""
     mid = math.radians(0.5 * sum(INCIDENCE))
     return RadarGeometry.synthetic(
-        center_lon=CENTER[0], center_lat=CENTER[1], heading_deg=193.0, incidence_near_deg=INCIDENCE[0],
+        center_lon=CENTER[0], center_lat=CENTER[1], heading_deg=scene.HEADING, incidence_near_deg=INCIDENCE[0],
         incidence_far_deg=INCIDENCE[1], line_spacing=SPACING, sample_spacing=SPACING * math.sin(mid),
     )
 
 
 def speckled_observation(simulation: xr.Dataset, seed: int = 1) -> xr.DataArray:
     """The simulated image times LOOKS-look gamma speckle: a beta0-like observation (float32)."""
-    area = simulation["simulated_area"]
-    rng = np.random.default_rng(seed)
-    values = np.nan_to_num(area.values.astype(np.float64)) * rng.gamma(LOOKS, 1.0 / LOOKS, size=area.shape)
-    return area.copy(data=values.astype(np.float32)).rename("beta0")
+    return scene.speckled(simulation, seed)
 
 
 def dem_step_in_pixels(simulation: xr.Dataset) -> dict[str, float]:
@@ -629,7 +613,7 @@ def dem_cell_size(dem: xr.DataArray) -> list[float]:
     if not dem.rio.crs.is_geographic:
         return [dx, dy]
     lat = float(dem.y.mean())
-    prime_vertical, meridional = radii_of_curvature(lat)
+    prime_vertical, meridional = scene.radii_of_curvature(lat)
     return [math.radians(dx) * prime_vertical * math.cos(math.radians(lat)), math.radians(dy) * meridional]
 
 

@@ -25,7 +25,7 @@ LAYERS = (
     ("reallocation",),
     ("distributed",),
     ("layover",),
-    ("plots", "sample_data"),
+    ("plots", "sample_data", "benchmark"),
     ("priors",),
     ("terrain",),
     ("clinometry",),

@@ -29,11 +29,12 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import SarHeightError
 from ..paths import check_outputs, check_writable_folder
-from . import buildings, compile_kernels, demo, fit, geocode, lcz, reconstruct, simulate, terrain
+from . import benchmark, buildings, compile_kernels, demo, fit, geocode, lcz, reconstruct, simulate, terrain
 from .options import in_command_words, masks_path
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, *fit.COMMANDS, terrain, buildings, lcz)
+COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, benchmark, *fit.COMMANDS, terrain, buildings,
+            lcz)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,362 @@
+"""The speed benchmark of simulation and reconstruction, run on the user's own machine (``sarheight benchmark``).
+
+Times :func:`sarheight.simulate.simulate` and :func:`sarheight.layover.reconstruct`
+warm (after the kernels are compiled and a first run), on synthetic mountains, so that
+it needs no data:
+
+- ``pixel``: a DEM of ``side`` x ``side`` 10 m cells under 10 m ground-range pixels (DEM
+  spacing = pixel spacing);
+- ``coarse``: a DEM of ``coarse_side`` x ``coarse_side`` 30 m cells under the same
+  pixels: each cell covers about 3 x 3 pixels, as a 30 m DEM under a Sentinel-1 GRD.
+
+The terrain is 1/f^2 noise, flat beyond 5 km, scaled to an RMS slope of 0.5 (27 degrees),
+so that every size has the same layover and shadow fractions; the geometry is a straight
+orbit (heading 193 degrees, incidence 30-46 degrees) near Rome; the observation is the
+simulated image times 4.4-look gamma speckle. Each (case, projection, step) is timed
+``repeats`` times: the best and the median run, DEM cells per second of the median, and
+the spread (largest minus smallest over the median). Every figure comes with the
+threads the kernels ran on and the load average around it.
+
+With ``against``, the same runs of another version of sarheight (a source tree, such as
+a ``git worktree`` of an earlier commit) alternate with this one's run by run, each
+version in its own process, so that both see the same machine and load: the ratio of
+their medians is the speed-up, measured in one run.
+
+The two versions run in worker processes that this module starts on itself (``serve``):
+they read one request a line on stdin and answer one JSON line on stdout. A worker for
+another tree imports that tree's ``sarheight`` (and its ``kernels`` as
+``sarheight.kernels``) and uses only the public API every version has (``open_dem``,
+``RadarGeometry.synthetic``, ``simulate``, ``reconstruct``), so that any earlier commit
+can be timed. The module imports nothing of sarheight at its top for that reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.util
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Scene centre (lon, lat, degrees) and ground-range pixel (m).
+CENTER = (12.6, 41.9)
+PIXEL_SPACING = 10.0
+#: DEM cell size (m) of the two cases.
+CASES = {"pixel": 10.0, "coarse": 30.0}
+INCIDENCE = (30.0, 46.0)
+HEADING = 193.0
+RMS_SLOPE = 0.5
+OUTER_SCALE_M = 5120.0
+LOOKS = 4.4
+STEPS = ("simulate", "reconstruct")
+PROJECTIONS = ("exact", "bilinear")
+
+WGS84_A = 6378137.0
+WGS84_E2 = 6.69437999014e-3
+
+
+def mountain_terrain(n: int, spacing: float = PIXEL_SPACING, seed: int = 0) -> np.ndarray:
+    """Heights (m, float32, min 0) of an ``n`` x ``n`` DEM of ``spacing`` m cells: 1/f^2
+    noise flat beyond 5 km (``OUTER_SCALE_M``), scaled to an RMS slope of ``RMS_SLOPE``
+    (every size and spacing has the same slope statistics)."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
+    amplitude = 1.0 / np.maximum(np.hypot(fx, fy), spacing / OUTER_SCALE_M) ** 2
+    amplitude[0, 0] = 0.0
+    field = np.fft.irfft2(amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape)), s=(n, n))
+    d_row, d_col = np.gradient(field, spacing)
+    field *= RMS_SLOPE / np.sqrt(np.mean(d_row**2 + d_col**2))
+    field -= field.min()
+    return field.astype(np.float32)
+
+
+def radii_of_curvature(lat: float) -> tuple[float, float]:
+    """WGS84 radii of curvature (m) at latitude ``lat`` (degrees): prime vertical, meridional."""
+    sin2 = math.sin(math.radians(lat)) ** 2
+    return WGS84_A / math.sqrt(1 - WGS84_E2 * sin2), WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * sin2) ** 1.5
+
+
+def grid_transform(n: int, spacing: float) -> tuple[float, float, float, float, float, float]:
+    """Affine coefficients (a, b, c, d, e, f) of a geographic grid of ``n`` x ``n`` cells of
+    ``spacing`` m, centred on ``CENTER``."""
+    lon, lat = CENTER
+    prime_vertical, meridional = radii_of_curvature(lat)
+    d_lat = math.degrees(spacing / meridional)
+    d_lon = math.degrees(spacing / (prime_vertical * math.cos(math.radians(lat))))
+    return d_lon, 0.0, lon - n * d_lon / 2, 0.0, -d_lat, lat + n * d_lat / 2
+
+
+def synthetic_scene(side: int, spacing: float) -> tuple[Any, Any]:
+    """The DEM (mountains, ``side`` cells of ``spacing`` m) and the geometry of one case,
+    through the public API alone."""
+    from affine import Affine
+
+    from sarheight.dem import open_dem
+    from sarheight.geometry import RadarGeometry
+
+    heights = mountain_terrain(side, spacing)
+    dem = open_dem((heights, Affine(*grid_transform(side, spacing)), "EPSG:4326"), vertical_datum="ellipsoid")
+    mid = math.radians(0.5 * sum(INCIDENCE))
+    geometry = RadarGeometry.synthetic(
+        center_lon=CENTER[0], center_lat=CENTER[1], heading_deg=HEADING, incidence_near_deg=INCIDENCE[0],
+        incidence_far_deg=INCIDENCE[1], line_spacing=PIXEL_SPACING,
+        # sample_spacing is the slant-range spacing: this makes the ground-range pixel
+        # PIXEL_SPACING at mid incidence.
+        sample_spacing=PIXEL_SPACING * math.sin(mid),
+    )
+    return dem, geometry
+
+
+def speckled(simulation: Any, seed: int = 1) -> Any:
+    """The simulated image times ``LOOKS``-look gamma speckle: a beta0-like observation (float32)."""
+    area = simulation["simulated_area"]
+    rng = np.random.default_rng(seed)
+    values = np.nan_to_num(area.values.astype(np.float64)) * rng.gamma(LOOKS, 1.0 / LOOKS, size=area.shape)
+    return area.copy(data=values.astype(np.float32)).rename("beta0")
+
+
+# --------------------------------------------------------------------------- worker process
+
+class _TreeFinder(importlib.abc.MetaPathFinder):
+    """Imports ``sarheight`` from the source tree ``root`` (``root/sarheight``) and its
+    kernels (``root/kernels``) as ``sarheight.kernels``, as an install of it maps them."""
+
+    def __init__(self, root: Path):
+        self.locations = {"sarheight": root / "sarheight", "sarheight.kernels": root / "kernels"}
+
+    def find_spec(self, name, path, target=None):
+        location = self.locations.get(name)
+        if location is None:
+            return None
+        return importlib.util.spec_from_file_location(name, location / "__init__.py",
+                                                      submodule_search_locations=[str(location)])
+
+
+def serve(tree: str | None) -> None:
+    """The worker's loop: prepare scenes and time runs on request (one JSON line each way).
+
+    Requests: ``{"op": "prepare", "case", "side", "projection"}`` builds the scene, runs
+    both steps once (compilation, first touch) and answers the version, cells, oversampling
+    factor and threads; ``{"op": "time", "case", "side", "projection", "step"}`` answers the
+    wall time (s) of one warm run and the load average just before it.
+    """
+    if tree:
+        sys.meta_path.insert(0, _TreeFinder(Path(tree)))
+    import numba
+
+    from sarheight.layover import reconstruct
+    from sarheight.simulate import simulate
+
+    package = sys.modules["sarheight"]  # this tree's, or the one installed
+
+    scenes: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        key = (request["case"], int(request["side"]), request["projection"])
+        if request["op"] == "prepare":
+            dem, geometry = synthetic_scene(key[1], CASES[key[0]])
+            projection = key[2]
+            simulation = simulate(dem, geometry, projection=projection, progress=False)
+            observation = speckled(simulation)
+            runs: dict[str, Callable[[], Any]] = {
+                "simulate": lambda d=dem, g=geometry, p=projection: simulate(d, g, projection=p, progress=False),
+                "reconstruct": lambda o=observation, d=dem, g=geometry, p=projection: reconstruct(
+                    o, d, g, projection=p, progress=False),
+            }
+            result = runs["reconstruct"]()
+            scenes[key] = runs
+            answer = {"version": getattr(package, "__version__", "?"), "cells": int(dem.size),
+                      "oversample": int(result.attrs.get("oversample", 0)),
+                      "radar_pixels": int(simulation.sizes["line"] * simulation.sizes["sample"]),
+                      "threads": numba.get_num_threads(), "source": str(Path(package.__file__).parent)}
+            del simulation, result
+        else:
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            scenes[key][request["step"]]()
+            answer = {"seconds": time.perf_counter() - start, "load": load}
+        print(json.dumps(answer), flush=True)
+
+
+class Worker:
+    """A worker process timing one version of sarheight (``tree``: its source tree; None:
+    the one this module belongs to)."""
+
+    def __init__(self, label: str, tree: Path | None):
+        self.label = label
+        self.tree = tree
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        self._scratch = tempfile.TemporaryDirectory(prefix="sarheight-benchmark-")
+        # Run this file by path from a neutral directory: never with the package folder
+        # first on sys.path (its io.py, distributed.py would shadow other modules).
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+             str(Path(__file__).resolve()), "--serve", str(tree or "")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self._scratch.name, env=env)
+
+    def ask(self, **request: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            from .errors import SarHeightError
+
+            raise SarHeightError(f"the benchmark's worker for {self.label} stopped (exit status "
+                                 f"{self.process.wait()}); its error is printed above")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+        self._scratch.cleanup()
+
+
+# --------------------------------------------------------------------------- the run
+
+def summary(seconds: list[float], cells: int) -> dict[str, Any]:
+    """Best, median and spread ((max - min) / median) of repeated runs, and DEM cells per
+    second of the median run."""
+    median = statistics.median(seconds)
+    return {"seconds": seconds, "best": min(seconds), "median": median,
+            "spread": (max(seconds) - min(seconds)) / median, "cells_per_second": cells / median}
+
+
+@contextlib.contextmanager
+def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
+    """The source tree to compare with: ``against`` itself when it is one (a folder holding
+    ``sarheight/__init__.py`` and ``kernels/``), else a git revision of the checkout
+    ``here`` belongs to, checked out into a temporary worktree for the run. Yields
+    (label, tree)."""
+    from .errors import SarHeightError
+
+    folder = Path(against).expanduser()
+    if (folder / "sarheight" / "__init__.py").is_file() and (folder / "kernels").is_dir():
+        yield str(folder), folder.resolve()
+        return
+    git = shutil.which("git")
+    top = subprocess.run([git, "-C", str(here), "rev-parse", "--show-toplevel"], capture_output=True,
+                         text=True) if git else None
+    if top is None or top.returncode != 0:
+        raise SarHeightError(f"--against {against}: not a sarheight source tree (a folder with sarheight/ and "
+                             "kernels/), and this sarheight is not a git checkout in which it could name a "
+                             "revision; give the folder of another checkout")
+    root = Path(top.stdout.strip())
+    commit = subprocess.run([git, "-C", str(root), "rev-parse", "--short", f"{against}^{{commit}}"],
+                            capture_output=True, text=True)
+    if commit.returncode != 0:
+        raise SarHeightError(f"--against {against}: neither a sarheight source tree nor a revision of the git "
+                             f"checkout {root} (git says: {commit.stderr.strip()})")
+    scratch = Path(tempfile.mkdtemp(prefix="sarheight-against-"))
+    worktree = scratch / commit.stdout.strip()
+    subprocess.run([git, "-C", str(root), "worktree", "add", "--detach", "--quiet", str(worktree),
+                    commit.stdout.strip()], check=True, capture_output=True)
+    try:
+        yield f"{against} ({commit.stdout.strip()})", worktree
+    finally:
+        subprocess.run([git, "-C", str(root), "worktree", "remove", "--force", str(worktree)], capture_output=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJECTIONS, repeats: int = 5,
+                  against: str | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time each case (name: DEM side in cells) and projection, both steps, ``repeats``
+    runs each, in worker processes; with ``against``, alternating with that version.
+
+    Returns the report (what :func:`format_table` prints and ``--out`` writes as JSON).
+    """
+    here = Path(__file__).resolve().parents[1]
+    report: dict[str, Any] = {
+        "benchmark": "sarheight benchmark", "cpu_count": os.cpu_count(), "repeats": repeats,
+        "load_average_at_start": list(os.getloadavg()),
+        "setup": {"terrain": f"1/f^2 mountains, RMS slope {RMS_SLOPE}, flat beyond {OUTER_SCALE_M:g} m",
+                  "geometry": f"straight orbit, heading {HEADING:g}, incidence {INCIDENCE[0]:g}-{INCIDENCE[1]:g} "
+                              f"degrees, {PIXEL_SPACING:g} m ground-range pixels",
+                  "cases": {name: f"{CASES[name]:g} m DEM cells" for name in cases},
+                  "observation": f"the simulated image times {LOOKS}-look speckle",
+                  "timing": "warm runs, one at a time; median and spread over the repeats"},
+        "versions": {}, "results": [],
+    }
+    with contextlib.ExitStack() as stack:
+        workers = [Worker("this version", None)]
+        stack.callback(workers[0].close)
+        if against:
+            label, tree = stack.enter_context(reference_tree(against, here))
+            workers.append(Worker(label, tree))
+            stack.callback(workers[1].close)
+        for case, side in cases.items():
+            for projection in projections:
+                infos = []
+                for worker in workers:
+                    say(f"preparing {case} {side}x{side} {projection} for {worker.label} (a first run compiles "
+                        "the kernels where they are not cached: minutes)")
+                    infos.append(worker.ask(op="prepare", case=case, side=side, projection=projection))
+                    report["versions"][worker.label] = {"version": infos[-1]["version"],
+                                                        "source": infos[-1]["source"],
+                                                        "threads": infos[-1]["threads"]}
+                for step in STEPS:
+                    times: list[list[float]] = [[] for _ in workers]
+                    loads: list[float] = []
+                    for repeat in range(repeats):
+                        # Alternate which version goes first, so that neither always
+                        # follows the other's memory traffic.
+                        order = range(len(workers)) if repeat % 2 == 0 else reversed(range(len(workers)))
+                        for w in order:
+                            answer = workers[w].ask(op="time", case=case, side=side, projection=projection,
+                                                    step=step)
+                            times[w].append(answer["seconds"])
+                            loads.append(answer["load"])
+                    row = {"case": case, "side": side, "cells": infos[0]["cells"],
+                           "radar_pixels": infos[0]["radar_pixels"], "oversample": infos[0]["oversample"],
+                           "projection": projection, "step": step, "threads": infos[0]["threads"],
+                           "load": [min(loads), max(loads)],
+                           "versions": {worker.label: summary(times[w], infos[w]["cells"])
+                                        for w, worker in enumerate(workers)}}
+                    if against:
+                        ours, theirs = (row["versions"][worker.label]["median"] for worker in workers)
+                        row["speedup"] = theirs / ours
+                    report["results"].append(row)
+                    say(format_row(row, [worker.label for worker in workers]))
+    report["load_average_at_end"] = list(os.getloadavg())
+    return report
+
+
+def format_row(row: dict[str, Any], labels: list[str]) -> str:
+    """One line of the table: case, projection, step, then per version the median time,
+    M cells/s and spread; the speed-up against the other version; threads and load."""
+    cells = f"{row['case']:6s} {row['side']:5d}² {row['projection']:8s} {row['step']:11s}"
+    for label in labels:
+        s = row["versions"][label]
+        cells += f"  {s['median']:6.2f} s {s['cells_per_second'] / 1e6:6.2f} M cells/s ±{s['spread']:4.0%}"
+    if "speedup" in row:
+        cells += f"  {row['speedup']:5.2f}x"
+    return cells + f"  {row['threads']} threads, load {row['load'][0]:.1f}-{row['load'][1]:.1f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as the table the command prints."""
+    labels = list(report["versions"])
+    head = ("case   DEM    projection step      " + "".join(f"  {label[:34]:34s}" for label in labels)
+            + ("  speed-up" if len(labels) > 1 else ""))
+    lines = [head] + [format_row(row, labels) for row in report["results"]]
+    lines.append("median of the runs; ± is the spread (max - min) / median"
+                 + ("; speed-up = the other version's median / this one's" if len(labels) > 1 else ""))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--serve":
+    serve(sys.argv[2] if len(sys.argv) > 2 else None)

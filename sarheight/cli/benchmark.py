@@ -1,0 +1,59 @@
+"""``sarheight benchmark``: how fast simulate and reconstruct run on this machine, optionally against another version."""
+
+from __future__ import annotations
+
+import argparse
+
+from .options import add_quiet
+
+NAME = "benchmark"
+HELP = "time simulate and reconstruct on this machine (synthetic mountains; no data needed)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--side", type=int, default=2048,
+                        help="DEM cells a side of the case whose DEM spacing is the pixel spacing (10 m; "
+                             "default 2048; 0 leaves it out)")
+    parser.add_argument("--coarse-side", type=int, default=1024,
+                        help="DEM cells a side of the case with a DEM 3x coarser than the pixels (30 m cells "
+                             "under 10 m pixels; default 1024; 0 leaves it out)")
+    parser.add_argument("--projection", choices=("exact", "bilinear", "both"), default="both")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each step (default 5)")
+    parser.add_argument("--against", metavar="TREE_OR_REVISION", default=None,
+                        help="also time another version, run by run in turn with this one: the folder of "
+                             "another sarheight source tree, or a git revision (HEAD~1, a tag) of this checkout")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: sides 256 and 128, 2 repeats")
+    parser.add_argument("--out", default=None, help="also write the report as JSON to this file")
+    add_quiet(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..benchmark import PROJECTIONS, format_table, run_benchmark
+    from ..errors import SarHeightError
+    from ..io import atomic_path
+    from ..paths import check_outputs, check_writable_folder
+
+    side, coarse_side, repeats = (256, 128, 2) if args.quick else (args.side, args.coarse_side, args.repeats)
+    for name, value, least in (("--side", side, 0), ("--coarse-side", coarse_side, 0), ("--repeats", repeats, 1)):
+        if value < least or (name != "--repeats" and 0 < value < 16):
+            raise SarHeightError(f"{name} {value}: give at least 16 cells a side (0 leaves the case out)"
+                                 if name != "--repeats" else f"--repeats {value}: give 1 or more")
+    cases = {name: n for name, n in (("pixel", side), ("coarse", coarse_side)) if n}
+    if not cases:
+        raise SarHeightError("--side 0 and --coarse-side 0 leave nothing to time; give one of them")
+    if args.out:
+        check_outputs([(args.out, "--out")])
+        check_writable_folder(args.out, "--out")
+    projections = PROJECTIONS if args.projection == "both" else (args.projection,)
+    report = run_benchmark(cases=cases, projections=projections, repeats=repeats, against=args.against,
+                           say=(lambda _line: None) if args.quiet else print)
+    if not args.quiet:
+        print()
+        print(format_table(report))
+    if args.out:
+        with atomic_path(args.out) as path:
+            path.write_text(json.dumps(report, indent=2))
+    return 0
