@@ -347,6 +347,38 @@ def format_row(row: dict[str, Any], labels: list[str]) -> str:
     return cells + f"  {row['threads']} threads, load {row['load'][0]:.1f}-{row['load'][1]:.1f}"
 
 
+def plot_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """A bar chart of the report, written as a PNG at ``path``: DEM cells per second (the
+    median run, the spread as an error bar from the slowest to the fastest run) of each
+    case, projection and step, one bar per version."""
+    import matplotlib
+
+    from .plots import save_figure
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    labels = list(report["versions"])
+    rows = report["results"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) * len(labels)), 4.2))
+    width = 0.8 / len(labels)
+    x = np.arange(len(rows))
+    for k, label in enumerate(labels):
+        rates = [row["cells"] / np.array(row["versions"][label]["seconds"]) / 1e6 for row in rows]
+        median = np.array([row["versions"][label]["cells_per_second"] / 1e6 for row in rows])
+        low = median - np.array([r.min() for r in rates])
+        high = np.array([r.max() for r in rates]) - median
+        ax.bar(x + (k - (len(labels) - 1) / 2) * width, median, width, yerr=[low, high], capsize=2, label=label)
+    ax.set_xticks(x, [f"{r['case']} {r['side']}²\n{r['projection']}\n{r['step']}" for r in rows], fontsize=7)
+    ax.set_ylabel("M DEM cells / s (median; bars: slowest to fastest run)")
+    threads = sorted({row["threads"] for row in rows})
+    ax.set_title(f"sarheight benchmark: {report['cpu_count']} CPUs, {'/'.join(map(str, threads))} threads, "
+                 f"{report['repeats']} runs each", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as the table the command prints."""
     labels = list(report["versions"])

@@ -33,9 +33,10 @@ def test_benchmark_against_a_source_tree_writes_its_table_and_json(tmp_path, cap
     """Both versions (here the same tree, imported through the source-tree finder) run in
     their own worker processes, in turn: one row per case, projection and step, with
     the speed-up of the medians."""
-    out = tmp_path / "bench.json"
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     assert main(["benchmark", "--side", "24", "--coarse-side", "16", "--projection", "exact", "--repeats", "2",
-                 "--against", str(REPO), "--out", str(out)]) == 0
+                 "--against", str(REPO), "--out", str(out), "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     rows = report["results"]

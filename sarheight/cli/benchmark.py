@@ -25,13 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: sides 256 and 128, 2 repeats")
     parser.add_argument("--out", default=None, help="also write the report as JSON to this file")
+    parser.add_argument("--plot", default=None, help="also draw the figures as a bar chart (PNG) in this file")
     add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..benchmark import PROJECTIONS, format_table, run_benchmark
+    from ..benchmark import PROJECTIONS, format_table, plot_report, run_benchmark
     from ..errors import SarHeightError
     from ..io import atomic_path
     from ..paths import check_outputs, check_writable_folder
@@ -44,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     cases = {name: n for name, n in (("pixel", side), ("coarse", coarse_side)) if n}
     if not cases:
         raise SarHeightError("--side 0 and --coarse-side 0 leave nothing to time; give one of them")
-    if args.out:
-        check_outputs([(args.out, "--out")])
-        check_writable_folder(args.out, "--out")
+    outputs = [(path, name) for path, name in ((args.out, "--out"), (args.plot, "--plot")) if path]
+    check_outputs(outputs)
+    for path, name in outputs:
+        check_writable_folder(path, name)
     projections = PROJECTIONS if args.projection == "both" else (args.projection,)
     report = run_benchmark(cases=cases, projections=projections, repeats=repeats, against=args.against,
                            say=(lambda _line: None) if args.quiet else print)
@@ -56,4 +58,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         with atomic_path(args.out) as path:
             path.write_text(json.dumps(report, indent=2))
+    if args.plot:
+        plot_report(report, args.plot)
     return 0
