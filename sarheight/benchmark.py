@@ -266,7 +266,8 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
     subprocess.run([git, "-C", str(root), "worktree", "add", "--detach", "--quiet", str(worktree),
                     commit.stdout.strip()], check=True, capture_output=True)
     try:
-        yield f"{against} ({commit.stdout.strip()})", worktree
+        short = commit.stdout.strip()
+        yield (against if short.startswith(against) else f"{against} ({short})"), worktree
     finally:
         subprocess.run([git, "-C", str(root), "worktree", "remove", "--force", str(worktree)], capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
