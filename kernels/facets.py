@@ -648,11 +648,11 @@ def _integrate_pieces(pieces, n, slots, flat, out0, out1):
 
 #: Footprint extent (pixels, ``footprint_extent``) above which a row's edges are cut by
 #: ``_cut_wide`` (up to five pieces an edge) rather than ``_cut_narrow`` (three). Measured
-#: on one thread, ns per DEM cell of a scatter and a gather pass (the benchmark's
-#: ``kernel_costs``): with facets of about half a pixel (extent 0.5) the narrow cut is
-#: 1.4x quicker, with facets of 1.2-1.6 pixels (a DEM 2-3x coarser than the pixels) the
-#: wide one is 1.3x quicker.
-WIDE_CUT_EXTENT = 0.8
+#: on one thread, ns per DEM cell of a scatter and a gather pass over one tile of the
+#: benchmark's mountains under pixels of 12 to 4 m (sub-quads of 0.41 to 1.24 pixels),
+#: narrow / wide: 175 / 253 at 0.41, 224 / 275 at 0.71, 269 / 299 at 0.82, 326 / 335 at
+#: 0.99, 455 / 400 at 1.24 (scatter; the gather alike): they cross near one pixel.
+WIDE_CUT_EXTENT = 1.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
