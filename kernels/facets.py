@@ -18,8 +18,9 @@ when gathering for its integral, shared by both (Green's theorem, ``projection``
 The work is staged so that most of it runs on SIMD lanes, each stage a loop over the
 sub-columns of one vertex or sub-row with no branch in its body: vertices, triangle
 geometry and contributions, net scales, and the cutting of every edge into its pieces
-(``_cut``: an edge crossing at most two row borders and two column borders has at most
-five pieces; the longer ones are flagged and walked one by one, ``_walk_long``). Only
+(``_cut_narrow``: at most three pieces, an edge crossing at most one row and one column
+border; ``_cut_wide``, for footprints larger than a pixel: at most five, two row and two
+column borders; the longer ones are flagged and walked one by one, ``_walk_long``). Only
 the deposits into (scatter) or reads from (gather) the radar buffer go piece by piece, and they have no branches either: a piece
 off the image is moved to the buffer's padding.
 
@@ -678,7 +679,7 @@ def footprint_extent(upper, lower):
 def _walk_long(l0, s0, l1, s1, gather, net0, net1, flat, width, n_lines, n_samples):
     """One edge crossing several row or column borders, walked border by border: its
     pieces deposited with net scales ``net0``, ``net1`` (scatter) or, when ``gather``,
-    its integrals returned. Pieces are placed (and clamped) as in ``_cut``."""
+    its integrals returned. Pieces are placed (and clamped) as in ``_cut_narrow`` and ``_cut_wide``."""
     dl = l1 - l0
     ds = s1 - s0
     total0 = 0.0
@@ -1387,9 +1388,10 @@ def _quadrant_reversing(l00, l10, l01, l11, s00, s10, s01, s11, sign):
     d11 = sign * ((l11 - l01) * (s11 - s10) - (l11 - l10) * (s11 - s01))
     bound = 1e-12 * (max(abs(l10 - l00), abs(l11 - l01)) * max(abs(s01 - s00), abs(s11 - s10))
                      + max(abs(l01 - l00), abs(l11 - l10)) * max(abs(s10 - s00), abs(s11 - s01)))
-    if min(min(d00, d10), min(d01, d11)) > bound:
+    # Each corner compared on its own: min and max would pass over a NaN one.
+    if d00 > bound and d10 > bound and d01 > bound and d11 > bound:
         return 0
-    if max(max(d00, d10), max(d01, d11)) < -bound:
+    if d00 < -bound and d10 < -bound and d01 < -bound and d11 < -bound:
         return n * n
     reversing = 0
     for p in range(n):

@@ -26,8 +26,9 @@ The two versions run in worker processes that this module starts on itself (``se
 they read one request a line on stdin and answer one JSON line on stdout. A worker for
 another tree imports that tree's ``sarheight`` (and its ``kernels`` as
 ``sarheight.kernels``) and uses only the public API every version has (``open_dem``,
-``RadarGeometry.synthetic``, ``simulate``, ``reconstruct``), so that any earlier commit
-can be timed. The module imports nothing of sarheight at its top for that reason.
+``RadarGeometry.synthetic``, ``simulate``, ``reconstruct`` with ``progress``), so that
+earlier commits can be timed (those since ``progress`` was added: all but the first
+few). The module imports nothing of sarheight at its top for that reason.
 """
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ def serve(tree: str | None) -> None:
     factor and threads; ``{"op": "time", "case", "side", "projection", "step"}`` answers the
     wall time (s) of one warm run and the load average just before it.
     """
+    # Answers go to the pipe the parent reads; anything else printed (by Python or by
+    # native code, on descriptor 1) to stderr, so that it cannot break the protocol.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     if tree:
         sys.meta_path.insert(0, _TreeFinder(Path(tree)))
     import numba
@@ -187,7 +193,8 @@ def serve(tree: str | None) -> None:
             start = time.perf_counter()
             scenes[key][request["step"]]()
             answer = {"seconds": time.perf_counter() - start, "load": load}
-        print(json.dumps(answer), flush=True)
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
 
 
 class Worker:
@@ -209,9 +216,12 @@ class Worker:
 
     def ask(self, **request: Any) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        answer = self.process.stdout.readline()
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+        except BrokenPipeError:  # it stopped before reading the request
+            answer = ""
         if not answer:
             from .errors import SarHeightError
 
@@ -221,7 +231,8 @@ class Worker:
 
     def close(self) -> None:
         if self.process.stdin is not None:
-            self.process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
         self.process.wait()
         self._scratch.cleanup()
 
@@ -261,15 +272,22 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
     if commit.returncode != 0:
         raise SarHeightError(f"--against {against}: neither a sarheight source tree nor a revision of the git "
                              f"checkout {root} (git says: {commit.stderr.strip()})")
+    short = commit.stdout.strip()
     scratch = Path(tempfile.mkdtemp(prefix="sarheight-against-"))
-    worktree = scratch / commit.stdout.strip()
-    subprocess.run([git, "-C", str(root), "worktree", "add", "--detach", "--quiet", str(worktree),
-                    commit.stdout.strip()], check=True, capture_output=True)
+    worktree = scratch / short
     try:
-        short = commit.stdout.strip()
-        yield (against if short.startswith(against) else f"{against} ({short})"), worktree
+        added = subprocess.run([git, "-C", str(root), "worktree", "add", "--detach", "--quiet", str(worktree), short],
+                               capture_output=True, text=True)
+        if added.returncode != 0:
+            raise SarHeightError(f"--against {against}: git could not check out {short} into {worktree} (git says: "
+                                 f"{added.stderr.strip()})")
+        # A hash, short or full, is its own label; a name gets its hash beside it.
+        same = short.startswith(against) or against.startswith(short)
+        yield (against if same else f"{against} ({short})"), worktree
     finally:
-        subprocess.run([git, "-C", str(root), "worktree", "remove", "--force", str(worktree)], capture_output=True)
+        if worktree.exists():
+            subprocess.run([git, "-C", str(root), "worktree", "remove", "--force", str(worktree)],
+                           capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -280,6 +298,8 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
 
     Returns the report (what :func:`format_table` prints and ``--out`` writes as JSON).
     """
+    from .errors import SarHeightError
+
     here = Path(__file__).resolve().parents[1]
     report: dict[str, Any] = {
         "benchmark": "sarheight benchmark", "cpu_count": os.cpu_count(), "repeats": repeats,
@@ -293,11 +313,12 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
         "versions": {}, "results": [],
     }
     with contextlib.ExitStack() as stack:
+        # The reference first: a bad --against is refused before any worker starts.
+        reference = stack.enter_context(reference_tree(against, here)) if against else None
         workers = [Worker("this version", None)]
         stack.callback(workers[0].close)
-        if against:
-            label, tree = stack.enter_context(reference_tree(against, here))
-            workers.append(Worker(label, tree))
+        if reference is not None:
+            workers.append(Worker(*reference))
             stack.callback(workers[1].close)
         for case, side in cases.items():
             for projection in projections:
@@ -306,6 +327,11 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                     say(f"preparing {case} {side}x{side} {projection} for {worker.label} (a first run compiles "
                         "the kernels where they are not cached: minutes)")
                     infos.append(worker.ask(op="prepare", case=case, side=side, projection=projection))
+                    if worker.tree is None and Path(infos[-1]["source"]) != Path(__file__).resolve().parent:
+                        raise SarHeightError(
+                            f"the benchmark's worker imported sarheight from {infos[-1]['source']}, not this one "
+                            f"({Path(__file__).resolve().parent}): run the command with the Python of the "
+                            "environment this sarheight is installed in")
                     report["versions"][worker.label] = {"version": infos[-1]["version"],
                                                         "source": infos[-1]["source"],
                                                         "threads": infos[-1]["threads"]}

@@ -4,6 +4,9 @@ tree (alternating worker processes), and its refusals."""
 from __future__ import annotations
 
 import json
+import shutil
+import statistics
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +52,9 @@ def test_benchmark_against_a_source_tree_writes_its_table_and_json(tmp_path, cap
         assert row["cells"] == row["side"] ** 2 and row["threads"] >= 1
         for label in labels:
             assert len(row["versions"][label]["seconds"]) == 2
-        assert row["speedup"] == pytest.approx(row["versions"][labels[1]]["median"]
-                                               / row["versions"][labels[0]]["median"])
+        # The speed-up is the ratio of the medians of the runs recorded.
+        assert row["speedup"] == pytest.approx(statistics.median(row["versions"][labels[1]]["seconds"])
+                                               / statistics.median(row["versions"][labels[0]]["seconds"]))
     # The coarse case has about 3 x 3 pixels a cell, the other about one (the radar
     # window adds a margin, large beside DEMs this small).
     pixel, coarse = rows[0], rows[2]
@@ -69,3 +73,27 @@ def test_benchmark_refuses_bad_options_in_one_line(arguments, message, capsys):
     assert main(["benchmark", "--quick", *arguments] if arguments[0] == "--against" else ["benchmark", *arguments]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0]
+
+
+def test_a_version_that_fails_to_import_stops_the_run_in_one_line(tmp_path, capfd):
+    """A worker that dies (here: another tree whose sarheight cannot be imported) ends the
+    run with one line naming it, its error printed above by the worker itself."""
+    tree = tmp_path / "broken"
+    (tree / "sarheight").mkdir(parents=True)
+    (tree / "kernels").mkdir()
+    (tree / "sarheight" / "__init__.py").write_text("raise ImportError('a broken checkout')\n")
+    (tree / "kernels" / "__init__.py").write_text("")
+    assert main(["benchmark", "--side", "16", "--coarse-side", "0", "--projection", "exact", "--repeats", "1",
+                 "--against", str(tree)]) == 2
+    error = capfd.readouterr().err  # the worker's own stderr too
+    assert "a broken checkout" in error
+    assert error.strip().splitlines()[-1].startswith("sarheight benchmark: error: the benchmark's worker for")
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs git and a git checkout")
+def test_a_git_revision_is_checked_out_for_the_run_and_removed_after():
+    with benchmark.reference_tree("HEAD", REPO) as (label, tree):
+        assert (tree / "sarheight" / "__init__.py").is_file() and (tree / "kernels").is_dir()
+        assert label.startswith("HEAD (")
+    listed = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True).stdout
+    assert str(tree) not in listed and not tree.exists()

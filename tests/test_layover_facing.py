@@ -35,13 +35,19 @@ N = facets.FACING_SUBPOINTS
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), rows=st.integers(1, 9), cols=st.integers(1, 9), orientation=st.sampled_from([-1, 1]))
-def test_the_kernel_matches_its_numpy_twin(seed, rows, cols, orientation):
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 9), cols=st.integers(1, 9), orientation=st.sampled_from([-1, 1]),
+       nan=st.booleans())
+def test_the_kernel_matches_its_numpy_twin(seed, rows, cols, orientation, nan):
+    """Random surfaces, folds included (the quadrants whose corners differ in sign are
+    counted point by point, the others at once); with ``nan``, a valid cell with a NaN
+    line or sample among them."""
     assert len(OFFSETS) == N  # the twin samples the kernel's sub-points
     rng = np.random.default_rng(seed)
     line = rng.normal(size=(rows, cols)).cumsum(axis=0)
     sample = rng.normal(size=(rows, cols)).cumsum(axis=1)
     valid = rng.random((rows, cols)) > 0.15
+    if nan:
+        (line if rng.random() < 0.5 else sample)[rng.integers(rows), rng.integers(cols)] = np.nan
     out = np.empty((rows, cols), dtype=np.float32)
     facets.layover_facing_share(line, sample, valid, orientation, 0, rows, out)
     twin = layover_facing_share_twin(line, sample, valid, orientation)
@@ -257,3 +263,25 @@ def test_agreement_with_the_reference_on_a_real_dem_under_a_real_orbit(shared_da
     masks = mask_agreement(layover, reference)
     print("active layover against the reference, and the facing cells the layover mask holds:", masks)
     check_masks(masks)
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=st.lists(st.floats(-3, 3), min_size=8, max_size=8), nan_at=st.integers(-1, 7),
+       sign=st.sampled_from([-1, 1]))
+def test_a_quadrant_counted_at_once_equals_its_sub_points(values, nan_at, sign):
+    """The corner-sign shortcut of a quadrant's count equals counting its sub-points one by
+    one, a NaN corner value (``nan_at``) included: no sub-point with NaN is range-reversing."""
+    if nan_at >= 0:
+        values[nan_at] = float("nan")
+    l00, l10, l01, l11, s00, s10, s01, s11 = values
+    expected = 0
+    for p in range(N):
+        a = (p + 0.5) / N
+        for q in range(N):
+            b = (q + 0.5) / N
+            la = (1 - b) * (l10 - l00) + b * (l11 - l01)
+            lb = (1 - a) * (l01 - l00) + a * (l11 - l10)
+            sa = (1 - b) * (s10 - s00) + b * (s11 - s01)
+            sb = (1 - a) * (s01 - s00) + a * (s11 - s10)
+            expected += sign * (la * sb - lb * sa) < 0.0
+    assert facets._quadrant_reversing(l00, l10, l01, l11, s00, s10, s01, s11, sign) == expected
