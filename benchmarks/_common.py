@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -20,15 +21,22 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the numpy reference twins live in tests/
 
 
-def best_time(func: Callable[[], Any], repeats: int = 3, min_total: float = 0.5) -> float:
-    """Best wall time (s) of ``func`` over ``repeats`` runs (more while the total is short), warm."""
+def timed_runs(func: Callable[[], Any], repeats: int = 3, min_total: float = 0.5) -> dict[str, Any]:
+    """Wall times (s) of ``func`` over ``repeats`` warm runs (more while the total is
+    short): all of them, the best, the median and the spread ((max - min) / median)."""
     func()  # warm: compilation, caches, page faults of first allocations
     times: list[float] = []
     while len(times) < repeats or (sum(times) < min_total and len(times) < 20):
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)
-    return min(times)
+    median = statistics.median(times)
+    return {"runs": times, "best": min(times), "median": median, "spread": (max(times) - min(times)) / median}
+
+
+def best_time(func: Callable[[], Any], repeats: int = 3, min_total: float = 0.5) -> float:
+    """Best wall time (s) of ``func`` over ``repeats`` runs (more while the total is short), warm."""
+    return timed_runs(func, repeats, min_total)["best"]
 
 
 def best_cpu_time(func: Callable[[], Any], repeats: int = 3) -> float:

@@ -48,8 +48,10 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    the layover and shadow fractions, and the phase profile of one run of each. Skipped,
    with the reason printed, where the data are absent.
 
-Timings are the best of 3 warm runs (run-to-run spread on a shared 2-core machine is
-20-30 %); the distributed comparisons, the slowest, the best of 2 above 1024^2.
+Timings are the best of 3 warm runs, each printed with the spread of its runs ((max - min) /
+median), the threads and the load (run-to-run spread on a shared 2-core machine is 20-30 %);
+the distributed comparisons, the slowest, the best of 2 above 1024^2. Ratios against
+another version in one run: ``sarheight benchmark --against REV``.
 
 Inputs. The DEM is a geographic (EPSG:4326) grid of 10 m x 10 m cells (latitude and
 longitude steps from the WGS84 radii of curvature at the scene centre near Rome) of
@@ -98,7 +100,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from _common import REPO, ROME_GRD_NAME, SHARED_DATA, best_time, machine, write_json
+from _common import REPO, ROME_GRD_NAME, SHARED_DATA, best_time, machine, timed_runs, write_json
 from affine import Affine
 
 from sarheight import benchmark as scene
@@ -556,6 +558,13 @@ COARSE_SIDE, COARSE_SIDE_QUICK = 1440, 360
 MOUNTAIN_DEM = Path("dem") / "eastern_turkey_srtm3.tif"
 
 
+def numba_threads() -> int:
+    """Threads the kernels run on (Numba's setting)."""
+    import numba
+
+    return numba.get_num_threads()
+
+
 def mirrored(heights: np.ndarray, side: int) -> np.ndarray:
     """``heights`` mirrored (``np.pad(mode="symmetric")``: real heights, no seams) or cropped
     to ``side`` x ``side`` cells, from its first row and column."""
@@ -624,11 +633,11 @@ def coarse_case(name: str, dem: xr.DataArray, geometry: RadarGeometry, projectio
     rows = []
     for projection in projections:
         run_sim = functools.partial(simulate, dem, geometry, projection=projection, progress=False)
-        sim_seconds = best_time(run_sim, repeats=repeats)
+        sim_runs = timed_runs(run_sim, repeats=repeats)
         simulation = run_sim()
         observation = speckled_observation(simulation)
         run_rec = functools.partial(reconstruct, observation, dem, geometry, projection=projection, progress=False)
-        rec_seconds = best_time(run_rec, repeats=repeats)
+        rec_runs = timed_runs(run_rec, repeats=repeats)
         sim_profile, rec_profile = PhaseProfile(), PhaseProfile()
         _, sim_profiled, _ = sim_profile.run(run_sim)
         result, rec_profiled, _ = rec_profile.run(run_rec)
@@ -645,21 +654,25 @@ def coarse_case(name: str, dem: xr.DataArray, geometry: RadarGeometry, projectio
             "shadow_fraction": float(np.isin(result["shadow"].values, (1, 2)).mean()),
             "outside_fraction": float((layover == 255).mean()),
         }
-        for label, seconds, profile, profiled in (("simulate", sim_seconds, sim_profile, sim_profiled),
-                                                  ("reconstruct", rec_seconds, rec_profile, rec_profiled)):
+        for label, runs, profile, profiled in (("simulate", sim_runs, sim_profile, sim_profiled),
+                                               ("reconstruct", rec_runs, rec_profile, rec_profiled)):
+            seconds = runs["best"]
             row[label] = {"seconds": seconds, "cells_per_second": dem.size / seconds,
+                          "runs_seconds": runs["runs"], "spread": runs["spread"],
                           "radar_pixels_per_second": pixels / seconds,
                           "phases_seconds": dict(sorted(profile.seconds.items(), key=lambda kv: -kv[1])),
                           "profiled_run_seconds": profiled, "phase_calls": dict(profile.calls),
                           "profile_missing": profile.missing}
         row["load_average"] = os.getloadavg()
+        row["threads"] = numba_threads()
         rows.append(row)
         print(f"{name:10s} {projection:8s} {row['oversample']:2d} {row['shape'][0]:5d}x{row['shape'][1]:<5d} "
               f"{pixels / 1e6:6.2f} M px " + "  ".join(
                   f"{label} {row[label]['seconds']:6.2f} s {row[label]['cells_per_second'] / 1e6:5.2f} M cells/s "
                   f"{row[label]['radar_pixels_per_second'] / 1e6:6.2f} M px/s" for label in ("simulate", "reconstruct"))
               + f"  layover {row['layover_fraction']:.1%} shadow {row['shadow_fraction']:.1%}"
-              + f"  load {row['load_average'][0]:.1f}", flush=True)
+              + f"  spread ±{row['simulate']['spread']:.0%} / ±{row['reconstruct']['spread']:.0%}, "
+              f"{row['threads']} threads, load {row['load_average'][0]:.1f}", flush=True)
         for label in ("simulate", "reconstruct"):
             r = row[label]
             print(f"        {label} phases (s, of {r['profiled_run_seconds']:.2f}): "
@@ -772,16 +785,18 @@ def main(argv: list[str] | None = None) -> int:
             np.save(Path(scratch) / "heights.npy", heights)
             repeats = _repeats(n, args.quick)
             for projection in projections:
-                sim_seconds = best_time(lambda dem=dem, projection=projection: simulate(dem, geometry, projection=projection),
-                                        repeats=repeats)
+                sim_runs = timed_runs(lambda dem=dem, projection=projection: simulate(dem, geometry, projection=projection),
+                                      repeats=repeats)
+                sim_seconds = sim_runs["best"]
                 simulation = simulate(dem, geometry, projection=projection)
                 observation = speckled_observation(simulation)
                 np.save(Path(scratch) / f"observation-{projection}.npy", observation.values)
                 np.savez(Path(scratch) / f"coords-{projection}.npz", line=observation["line"].values,
                          sample=observation["sample"].values)
-                rec_seconds = best_time(
+                rec_runs = timed_runs(
                     lambda obs=observation, dem=dem, projection=projection: reconstruct(obs, dem, geometry, projection=projection),
                     repeats=repeats)
+                rec_seconds = rec_runs["best"]
                 profile = PhaseProfile()
                 result, profiled_seconds, _ = profile.run(
                     lambda obs=observation, dem=dem, projection=projection: reconstruct(obs, dem, geometry, projection=projection))
@@ -794,8 +809,11 @@ def main(argv: list[str] | None = None) -> int:
                     "outside_fraction": float((layover == 255).mean()),
                     "radar_window": [int(simulation.sizes["line"]), int(simulation.sizes["sample"])],
                     "dem_step_in_pixels": dem_step_in_pixels(simulation),
-                    "simulate": {"seconds": sim_seconds, "cells_per_second": dem.size / sim_seconds},
-                    "reconstruct": {"seconds": rec_seconds, "cells_per_second": dem.size / rec_seconds},
+                    "simulate": {"seconds": sim_seconds, "cells_per_second": dem.size / sim_seconds,
+                                 "runs_seconds": sim_runs["runs"], "spread": sim_runs["spread"]},
+                    "reconstruct": {"seconds": rec_seconds, "cells_per_second": dem.size / rec_seconds,
+                                    "runs_seconds": rec_runs["runs"], "spread": rec_runs["spread"]},
+                    "threads": numba_threads(),
                     "reconstruct_phases_seconds": dict(sorted(profile.seconds.items(), key=lambda kv: -kv[1])),
                     "profiled_run_seconds": profiled_seconds,
                     "phase_calls": dict(profile.calls),
@@ -809,7 +827,9 @@ def main(argv: list[str] | None = None) -> int:
                 report["results"].append(row)
                 print(f"{n:5d}² {projection:8s} {row['oversample']:2d} {row['layover_fraction']:7.1%} "
                       f"{row['simulate']['cells_per_second'] / 1e6:7.3f} Mcell/s {row['reconstruct']['cells_per_second'] / 1e6:7.3f} Mcell/s "
-                      f"{row['simulate']['scaling_vs_smallest']:7.2f} /{row['reconstruct']['scaling_vs_smallest']:5.2f}", flush=True)
+                      f"{row['simulate']['scaling_vs_smallest']:7.2f} /{row['reconstruct']['scaling_vs_smallest']:5.2f}"
+                      f"  spread ±{row['simulate']['spread']:.0%} / ±{row['reconstruct']['spread']:.0%}, "
+                      f"{row['threads']} threads, load {row['load_average']:.1f}", flush=True)
                 print(f"        phases (s, of {profiled_seconds:.2f}): {_phase_line(row['reconstruct_phases_seconds'], row['phase_calls'])}",
                       flush=True)
                 if n == sizes[0] and projection == projections[-1]:
