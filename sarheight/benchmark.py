@@ -362,15 +362,21 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
     return report
 
 
+#: Widths of the table's columns: case, DEM side, projection, step; one version's figures.
+_CASE, _SIDE, _PROJECTION, _STEP = 6, 6, 8, 11
+_FIGURES = len(f"{0.0:6.2f} s {0.0:6.2f} M cells/s ±{0.0:4.0%}")
+
+
 def format_row(row: dict[str, Any], labels: list[str]) -> str:
     """One line of the table: case, projection, step, then per version the median time,
     M cells/s and spread; the speed-up against the other version; threads and load."""
-    cells = f"{row['case']:6s} {row['side']:5d}² {row['projection']:8s} {row['step']:11s}"
+    cells = (f"{row['case']:{_CASE}s} {str(row['side']) + '²':>{_SIDE}s} {row['projection']:{_PROJECTION}s} "
+             f"{row['step']:{_STEP}s}")
     for label in labels:
         s = row["versions"][label]
         cells += f"  {s['median']:6.2f} s {s['cells_per_second'] / 1e6:6.2f} M cells/s ±{s['spread']:4.0%}"
     if "speedup" in row:
-        cells += f"  {row['speedup']:5.2f}x"
+        cells += f"  {row['speedup']:7.2f}x"
     return cells + f"  {row['threads']} threads, load {row['load'][0]:.1f}-{row['load'][1]:.1f}"
 
 
@@ -407,9 +413,10 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """The report as the table the command prints."""
+    """The report as the table the command prints, a header over :func:`format_row`'s lines."""
     labels = list(report["versions"])
-    head = ("case   DEM    projection step      " + "".join(f"  {label[:34]:34s}" for label in labels)
+    head = (f"{'case':{_CASE}s} {'DEM':>{_SIDE}s} {'proj.':{_PROJECTION}s} {'step':{_STEP}s}"
+            + "".join(f"  {label[:_FIGURES]:{_FIGURES}s}" for label in labels)
             + ("  speed-up" if len(labels) > 1 else ""))
     lines = [head] + [format_row(row, labels) for row in report["results"]]
     lines.append("median of the runs; ± is the spread (max - min) / median"
