@@ -73,7 +73,7 @@ def _horner(terms, v):
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, fitted, fit,
-                line0, sample0, simulated, valid):
+                line0, sample0, thresholds, simulated, valid):
     """Radar lines ``line_start:line_stop`` of the radar buffer ``buffer`` (the simulated
     sums of ``kernels.facets``: sum w c, sum w A_gamma), turned in place into what the
     gather reads: the ratios I_p a_p / sum(w c) and I_p a_p / sum(w A_gamma) (0 where
@@ -87,6 +87,8 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
         flat-terrain gamma area a_p cot(theta) (field 1), see the module docstring;
         ``fitted`` False where no cell was available to fit them (a_p = 0 then).
     line0, sample0 : absolute line and sample of pixel (0, 0) of the window.
+    thresholds : (2,) the sums below ``thresholds[q]`` a_p are rounding residue, read as 0
+        (``clear_residue``, in this pass: clearing the sums first gives the same).
     simulated : (lines, samples) float32 out: sum(w c) / a_p, NaN where a_p is not positive.
     valid : (lines, samples) bool out: gamma area at least ``VALID_AREA_FRACTION`` of flat terrain's.
 
@@ -116,6 +118,8 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
             k = c + PAD
             contribution = row[k, 0]
             gamma = row[k, 1]
+            contribution = 0.0 if contribution < thresholds[0] * area else contribution
+            gamma = 0.0 if gamma < thresholds[1] * area else gamma
             simulated[r, c] = contribution / area if area > 0.0 else math.nan
             valid[r, c] = (gamma if gamma == gamma else 0.0) >= VALID_AREA_FRACTION * flat
             intensity = observed[r, c]

@@ -43,8 +43,10 @@ from .simulate import (
     Simulation,
     block_count,
     channels,
+    clear_residue,
     gather_buffer,
     radar_sums,
+    residue_thresholds,
     run_simulation,
 )
 
@@ -70,12 +72,15 @@ def _ratios_in_place(state: Simulation, sums: np.ndarray, observed: np.ndarray, 
     """
     line0, n_lines, sample0, n_samples = state.window
     fields, powers, fitted, fit = state.smooth_fields.kernel_arguments()
+    # The sums' rounding residue is cleared as they are read (a state that was cleared
+    # already reads the same).
+    thresholds = residue_thresholds(state.contribution, state.smooth_fields)
     simulated = np.empty((n_lines, n_samples), dtype=np.float32)
     valid = np.empty((n_lines, n_samples), dtype=bool)
 
     def work(start: int, stop: int) -> int:
         return reallocation_kernels.ratio_lines(sums, observed, start, stop, prefix, fields, powers, fitted, fit,
-                                                line0, sample0, simulated, valid)
+                                                line0, sample0, thresholds, simulated, valid)
 
     missing = sum(run_blocks(work, n_lines, max(1, math.ceil(n_lines / _LINES_PER_BLOCK))))
     return simulated, valid, missing
@@ -127,6 +132,8 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     # only part of their energy, so they are NaN, not biased low. Found while the sums
     # are still there, rarely: the ratios' pass counts them.
     if intensity_flags(observed)[3]:
+        # Which pixels the facets reach is read from the sums without their residue.
+        clear_residue(channels(sums), state.window, state.smooth_fields, state.contribution)
         missing = np.empty(observed.shape, dtype=bool)
         run_blocks(lambda start, stop, image=observed: reallocation_kernels.missing_pixels(
             image, sums, start, stop, missing), observed.shape[0], max(1, math.ceil(observed.shape[0] / _LINES_PER_BLOCK)))
@@ -264,9 +271,10 @@ def reconstruct_in_memory(observation: Observation, dem: xr.DataArray, *, contri
     source = observation
     # Scatter and gather each pass over every DEM row.
     with progress_bar(2 * dem.shape[0], "reconstruct", progress) as update:
+        # The ratio pass clears the sums' rounding residue as it reads them.
         state = run_simulation(dem, observation.geometry, contribution=contribution, projection=projection,
                                oversample=oversample, keep_per_cell=observation.on_map, progress=update,
-                               on_window=None if observation.on_map else observe)
+                               on_window=None if observation.on_map else observe, clear=False)
         if observation.on_map:
             source = rebuilt_in_radar_geometry(observation, state)
             state.per_cell = {}

@@ -1067,7 +1067,7 @@ def check_dem_shape(dem: xr.DataArray) -> None:
 def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribution = "model",
                    projection: Projection = "exact", oversample: int | Literal["auto"] = "auto",
                    keep_per_cell: bool = True, progress: Callable[[int], None] | None = None,
-                   on_window: Callable[[RadarWindow], None] | None = None) -> Simulation:
+                   on_window: Callable[[RadarWindow], None] | None = None, clear: bool = True) -> Simulation:
     """Cell geometry, masks, and the scatter of the facets into the radar window.
 
     Parameters
@@ -1079,6 +1079,9 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     progress : called with the DEM rows of each scattered block.
     on_window : called with the radar window as soon as it is known, before the masks
         and facets (to check an observation on it).
+    clear : clear the rounding residue of the sums (:func:`clear_residue`); False leaves
+        it to the reallocation's ratio pass, which clears as it reads them (one pass over
+        the window fewer: ``reconstruct``).
     """
     check_simulation_options(geometry, projection, oversample)
     # The heights are only read: no copy of a DEM that is already ellipsoidal.
@@ -1115,13 +1118,20 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     else:
         sums = state.facet_pass(gather=False, consume=lambda *_: None, per_cell=False, progress=progress)[-1]
     state.sums = sums
-    clear_residue(state.images, window, smooth, resolved)
+    if clear:
+        clear_residue(state.images, window, smooth, resolved)
     return state
 
 
 #: Fraction of a pixel's flat-terrain sum below which a simulated sum is taken for
 #: rounding residue and cleared.
 RESIDUE_FRACTION = 1e-9
+
+
+def residue_thresholds(contribution: FacetContribution, smooth: SmoothFields) -> np.ndarray:
+    """(2,) per unit of pixel area, the sums (contribution, gamma area) below which a
+    pixel's simulated sum is rounding residue (:func:`clear_residue`)."""
+    return RESIDUE_FRACTION * np.array(_flat_densities(contribution, smooth))
 
 
 def _flat_densities(contribution: FacetContribution, smooth: SmoothFields) -> tuple[float, float]:
@@ -1162,7 +1172,7 @@ def clear_residue(images: np.ndarray, window: RadarWindow, smooth: SmoothFields,
     about a billion times flat terrain's.
     """
     line0, n_lines, sample0, n_samples = window
-    thresholds = RESIDUE_FRACTION * np.array(_flat_densities(contribution, smooth)[:images.shape[0]])
+    thresholds = residue_thresholds(contribution, smooth)[:images.shape[0]]
     fields, powers, fitted, fit = smooth.kernel_arguments()
     run_blocks(lambda start, stop: kernels.reallocation.clear_residue(
         images, start, stop, fields, powers, fitted, fit, line0, sample0, thresholds),

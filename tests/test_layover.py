@@ -18,7 +18,15 @@ from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
 from sarheight.layover import reconstruct, to_isce3_mask
 from sarheight.observation import intensity_flags
-from sarheight.simulate import channels, empirical_sigma0, run_simulation, simulate, simulate_sar
+from sarheight.reallocation import reallocate
+from sarheight.simulate import (
+    channels,
+    clear_residue,
+    empirical_sigma0,
+    run_simulation,
+    simulate,
+    simulate_sar,
+)
 from tests.helpers import assert_closed_recovery, plane_dem, rough_dem, synthetic_geometry
 
 
@@ -232,6 +240,34 @@ def test_shadow_never_divides_by_zero(contribution, projection):
     for name in ("backscatter", "flattened"):
         assert np.isnan(result[name].values[interior]).all(), name
         assert not np.isinf(result[name].values).any(), name
+
+
+@pytest.mark.parametrize("projection", ["exact", "bilinear"])
+@pytest.mark.parametrize("unknown", [False, True])
+def test_residue_cleared_as_the_ratios_read_the_sums_equals_clearing_them_first(projection, unknown):
+    """``reconstruct`` leaves the sums' rounding residue to the ratio pass, which clears it
+    as it reads them: every product is the one of sums cleared first, with and without
+    pixels the observation lacks (NaN: their mask reads the sums too)."""
+    dem = rough_dem(4, rows=30, cols=26, relief=900.0)
+    geometry = synthetic_geometry(dem, incidence=30.0, heading=15.0)
+    # One state for both (threads add the tiles in any order: two runs differ by rounding).
+    state = run_simulation(dem, geometry, projection=projection, keep_per_cell=False, clear=False)
+    rng = np.random.default_rng(2)
+    observed = np.nan_to_num(state.images[0] / state.pixel_area) * rng.gamma(4.0, 0.25, state.images.shape[1:])
+    if unknown:
+        observed[:, : observed.shape[1] // 5] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        as_read = reallocate(state, observed.copy())  # on a copy of the sums, residue and all
+        raw = state.images.copy()
+        clear_residue(state.images, state.window, state.smooth_fields, state.contribution)
+        if projection == "exact":
+            assert (state.images != raw).any(), "the case must leave residue for the test to see"
+        cleared_first = reallocate(state, observed.copy())
+    assert as_read["missing_pixels"] == cleared_first["missing_pixels"]
+    assert (as_read["missing_pixels"] > 0) == unknown
+    for name in ("backscatter", "flattened", "geocoded", "simulated", "mixing", "energy"):
+        np.testing.assert_array_equal(as_read[name], cleared_first[name], err_msg=name)
 
 
 def test_isce3_mask_codes():
