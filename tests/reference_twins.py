@@ -213,6 +213,20 @@ def quadrant_values(values: np.ndarray, valid: np.ndarray, dr: int, dc: int):
     return ok, centre, along_rows, along_cols, corner
 
 
+def quadrant_reversing_twin(l00, l10, l01, l11, s00, s10, s01, s11, sign):
+    """How many of a quadrant's sub-points are range-reversing (``kernels.facets._quadrant_reversing``):
+    the Jacobian determinant at every sub-point at once, counted where its sign times
+    ``sign`` is negative (NaN: not counted). Arguments broadcast (scalars or arrays)."""
+    a, b = np.meshgrid(FACING_OFFSETS, FACING_OFFSETS, indexing="ij")
+    a, b = a.reshape(a.shape + (1,) * np.ndim(l00)), b.reshape(b.shape + (1,) * np.ndim(l00))
+    la = (1 - b) * (l10 - l00) + b * (l11 - l01)
+    lb = (1 - a) * (l01 - l00) + a * (l11 - l10)
+    sa = (1 - b) * (s10 - s00) + b * (s11 - s01)
+    sb = (1 - a) * (s01 - s00) + a * (s11 - s10)
+    with np.errstate(invalid="ignore"):
+        return (sign * (la * sb - lb * sa) < 0).sum(axis=(0, 1))
+
+
 def layover_facing_share_twin(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orientation: int) -> np.ndarray:
     """``kernels.facets.layover_facing_share`` on whole arrays: the sub-points' Jacobian
     determinants of every quadrant at once, counted where their sign is not ``orientation``'s."""
@@ -222,14 +236,7 @@ def layover_facing_share_twin(line: np.ndarray, sample: np.ndarray, valid: np.nd
         for dc in (-1, 1):
             ok, l00, l10, l01, l11 = quadrant_values(line, valid, dr, dc)
             _, s00, s10, s01, s11 = quadrant_values(sample, valid, dr, dc)
-            a, b = np.meshgrid(FACING_OFFSETS, FACING_OFFSETS, indexing="ij")
-            a, b = a[..., None, None], b[..., None, None]
-            la = (1 - b) * (l10 - l00) + b * (l11 - l01)
-            lb = (1 - a) * (l01 - l00) + a * (l11 - l10)
-            sa = (1 - b) * (s10 - s00) + b * (s11 - s01)
-            sb = (1 - a) * (s01 - s00) + a * (s11 - s10)
-            with np.errstate(invalid="ignore"):
-                count = (orientation * dr * dc * (la * sb - lb * sa) < 0).sum(axis=(0, 1))
+            count = quadrant_reversing_twin(l00, l10, l01, l11, s00, s10, s01, s11, orientation * dr * dc)
             reversing += np.where(ok, count, 0)
             sampled += np.where(ok, FACING_SUBPOINTS ** 2, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
