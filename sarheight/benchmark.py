@@ -17,6 +17,10 @@ simulated image times 4.4-look gamma speckle. Each (case, projection, step) is t
 the spread (largest minus smallest over the median). Every figure comes with the
 threads the kernels ran on and the load average around it.
 
+Where sarsen is installed, the reference peer is timed on the same scenes: its
+radiometric terrain correction (:func:`peer_run`), with the ratio of this version's
+speed to it.
+
 With ``against``, the same runs of another version of sarheight (a source tree, such as
 a ``git worktree`` of an earlier commit) alternate with this one's run by run, each
 version in its own process, so that both see the same machine and load: the ratio of
@@ -39,6 +43,7 @@ import importlib.util
 import json
 import math
 import os
+import select
 import shutil
 import statistics
 import subprocess
@@ -63,6 +68,21 @@ OUTER_SCALE_M = 5120.0
 LOOKS = 4.4
 STEPS = ("simulate", "reconstruct")
 PROJECTIONS = ("exact", "bilinear")
+
+#: The reference peer (timed where it is installed) and what it runs: sarsen's
+#: radiometric terrain correction, ``gamma_bilinear`` (every DEM cell geocoded, its
+#: gamma area spread bilinearly over the pixels, the image geocoded and divided by it).
+PEER = "sarsen"
+PEER_STEP = "terrain correction"
+PEER_METHOD = "gamma_bilinear"
+#: The DEM chunk sarsen's ``terrain_correction`` opens DEMs with, and the overlap (cells)
+#: of its radiometry's chunks (its defaults).
+PEER_CHUNKS = 1024
+PEER_BOUND = 128
+#: This version's runs the peer is compared with: (projection, step).
+PEER_COMPARED = (("exact", "reconstruct"), ("bilinear", "simulate"))
+# Written here, not imported: this module imports nothing of sarheight at its top.
+SPEED_OF_LIGHT = 299_792_458.0
 
 WGS84_A = 6378137.0
 WGS84_E2 = 6.69437999014e-3
@@ -128,6 +148,108 @@ def speckled(simulation: Any, seed: int = 1) -> Any:
     return area.copy(data=values.astype(np.float32)).rename("beta0")
 
 
+def peer_product(geometry: Any, observation: Any) -> Any:
+    """``observation`` (beta0, dims line x sample of ``geometry``'s grid) and the orbit of
+    ``geometry`` as the reference peer reads a product: a ``sarsen.SlantRangeSarProduct``
+    (state vectors every second over the orbit's span, the image on zero-Doppler time and
+    slant-range time axes), made once, so that the peer's runs time the peer alone.
+
+    Its grid parameters are in the scene's own terms: the slant-range spacing of the
+    image (sarsen's Sentinel-1 reader takes the annotated spacing over the sine of the
+    mid-swath incidence) and the scene's line spacing (``PIXEL_SPACING``)."""
+    import sarsen
+    import xarray as xr
+
+    orbit = geometry.orbit
+    seconds = np.arange(orbit.t_min, orbit.t_max, 1.0)
+    position = xr.DataArray(orbit.state(seconds)[0].T, dims=("axis", "azimuth_time"), name="position",
+                            coords={"axis": [0, 1, 2],
+                                    "azimuth_time": orbit.reference_time + (seconds * 1e9).astype("timedelta64[ns]")})
+    line, sample = observation["line"].values, observation["sample"].values
+    slant_range = geometry.line_sample_to_time_range(np.zeros_like(sample), sample)[1]
+    amplitude = xr.DataArray(np.sqrt(np.nan_to_num(observation.values.astype(np.float64))),
+                             dims=("azimuth_time", "slant_range_time"), attrs={"units": "m m-1"},
+                             coords={"azimuth_time": geometry.line_to_time(line),
+                                     "slant_range_time": 2.0 * slant_range / SPEED_OF_LIGHT})
+    grid = geometry.grid
+    first_range = float(geometry.line_sample_to_time_range(0.0, 0.0)[1])
+
+    class Product(sarsen.SlantRangeSarProduct):
+        """The scene's image as a slant-range product, in the terms sarsen reads."""
+
+        product_type = "SLC"
+
+        def state_vectors(self) -> xr.DataArray:
+            """Sensor positions (m, ECEF), dims axis x azimuth_time."""
+            return position
+
+        def complex_amplitude(self) -> xr.DataArray:
+            """The amplitude (square root of beta0) on zero-Doppler and slant-range time."""
+            return amplitude
+
+        def grid_parameters(self, grouping_area_factor: tuple[float, float] = (3.0, 3.0)) -> dict[str, Any]:
+            """The grid sarsen sums the gamma areas on: pixels grouped by
+            ``grouping_area_factor`` (azimuth, range)."""
+            return {"slant_range_time0": 2.0 * first_range / SPEED_OF_LIGHT,
+                    "azimuth_time0": grid.first_line_time,
+                    "slant_range_time_interval_s": 2.0 * grid.range_spacing / SPEED_OF_LIGHT * grouping_area_factor[1],
+                    "slant_range_spacing_m": grid.range_spacing * grouping_area_factor[1],
+                    "azimuth_time_interval_s": grid.line_interval * grouping_area_factor[0],
+                    "azimuth_spacing_m": PIXEL_SPACING * grouping_area_factor[0]}
+
+    return Product()
+
+
+def peer_chunks(shape: tuple[int, int], threads: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The DEM chunks the peer runs on: no larger than sarsen's default (``PEER_CHUNKS``),
+    at least as many as ``threads`` (dask runs one task a thread: a DEM in one chunk would
+    run on one core), none thinner than sarsen's overlap (``PEER_BOUND``) where the DEM
+    allows, even in size (dask refuses an overlap deeper than its smallest chunk)."""
+    per_axis = max(1, math.ceil(math.sqrt(threads)))
+    chunks = []
+    for n in shape:
+        pieces = min(max(math.ceil(n / PEER_CHUNKS), per_axis), max(1, n // PEER_BOUND))
+        edges = np.linspace(0, n, pieces + 1).round().astype(int)
+        chunks.append(tuple(int(c) for c in np.diff(edges)))
+    return chunks[0], chunks[1]
+
+
+def peer_run(dem: Any, geometry: Any, observation: Any, threads: int) -> Callable[[], Any]:
+    """A run of the reference peer on one scene: sarsen's radiometric terrain correction
+    (``sarsen.apps.do_terrain_correction``, ``gamma_bilinear``, its default grouping of
+    3 x 3 pixels) of ``observation`` (as :func:`peer_product` takes it) over ``dem`` in
+    :func:`peer_chunks` for ``threads``, computed to the end. Returns the run: it gives
+    the terrain-corrected gamma0 and the simulated beta0 on the DEM grid (a Dataset)."""
+    import warnings
+
+    import xarray as xr
+    from sarsen.apps import do_terrain_correction
+
+    product = peer_product(geometry, observation)
+    rows, cols = peer_chunks(dem.shape, threads)
+    # sarsen takes DEMs with y ascending (its open_dem_raster flips north-up rasters).
+    raster = dem.isel(y=slice(None, None, -1)).chunk({"y": rows[::-1], "x": cols})
+    bound = min(PEER_BOUND, *rows, *cols)
+
+    def run() -> Any:
+        with warnings.catch_warnings():
+            # sarsen divides by its simulated beta0, zero where no cell lands: not this
+            # benchmark's business, and not to be printed.
+            warnings.filterwarnings("ignore", "(invalid value|divide by zero) encountered in divide", RuntimeWarning)
+            gamma0, simulated = do_terrain_correction(product, raster, correct_radiometry=PEER_METHOD,
+                                                      radiometry_chunks=max(*rows, *cols), radiometry_bound=bound)
+            return xr.Dataset({"gamma0": gamma0, "simulated_beta0": simulated}).compute()
+
+    return run
+
+
+def peer_threads() -> int:
+    """The threads the peer may run on: dask's threaded scheduler's (one per CPU it may use)."""
+    from dask.system import CPU_COUNT
+
+    return int(CPU_COUNT)
+
+
 # --------------------------------------------------------------------------- worker process
 
 class _TreeFinder(importlib.abc.MetaPathFinder):
@@ -145,13 +267,37 @@ class _TreeFinder(importlib.abc.MetaPathFinder):
                                                       submodule_search_locations=[str(location)])
 
 
+def prepare_peer(case: str, side: int, runs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """The worker's answer to preparing the reference peer on a case: its run (put in
+    ``runs`` under ``PEER_STEP``) made and run once; whether it is installed, and where
+    it is but fails, the error (the run goes on without it)."""
+    if importlib.util.find_spec(PEER) is None:
+        return {"installed": False}
+    try:
+        from sarheight.simulate import simulate
+
+        dem, geometry = synthetic_scene(side, CASES[case])
+        observation = speckled(simulate(dem, geometry, projection="bilinear", progress=False))
+        threads = peer_threads()
+        runs[PEER_STEP] = peer_run(dem, geometry, observation, threads)
+        runs[PEER_STEP]()
+        chunks = peer_chunks(dem.shape, threads)
+        return {"installed": True, "version": sys.modules[PEER].__version__, "cells": int(dem.size),
+                "threads": min(threads, len(chunks[0]) * len(chunks[1])),
+                "chunks": [max(chunks[0]), max(chunks[1])]}
+    except Exception as error:  # a broken install of the peer: say so, time the rest
+        return {"installed": True, "error": f"{type(error).__name__}: {error}"}
+
+
 def serve(tree: str | None) -> None:
     """The worker's loop: prepare scenes and time runs on request (one JSON line each way).
 
     Requests: ``{"op": "prepare", "case", "side", "projection"}`` builds the scene, runs
     both steps once (compilation, first touch) and answers the version, cells, oversampling
     factor and threads; ``{"op": "time", "case", "side", "projection", "step"}`` answers the
-    wall time (s) of one warm run and the load average just before it.
+    wall time (s) of one warm run and the load average just before it. The projection
+    ``PEER`` prepares the reference peer's run instead (step ``PEER_STEP``), or answers
+    that it is not installed.
     """
     # Answers go to the pipe the parent reads; anything else printed (by Python or by
     # native code, on descriptor 1) to stderr, so that it cannot break the protocol.
@@ -171,7 +317,9 @@ def serve(tree: str | None) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         key = (request["case"], int(request["side"]), request["projection"])
-        if request["op"] == "prepare":
+        if request["op"] == "prepare" and key[2] == PEER:
+            answer = prepare_peer(key[0], key[1], scenes.setdefault(key, {}))
+        elif request["op"] == "prepare":
             dem, geometry = synthetic_scene(key[1], CASES[key[0]])
             projection = key[2]
             simulation = simulate(dem, geometry, projection=projection, progress=False)
@@ -197,13 +345,20 @@ def serve(tree: str | None) -> None:
         answers.flush()
 
 
+#: Seconds a worker may take to answer one request (a first preparation compiles the
+#: kernels: minutes) before the run stops it as hung.
+WORKER_TIMEOUT = 1800.0
+
+
 class Worker:
     """A worker process timing one version of sarheight (``tree``: its source tree; None:
-    the one this module belongs to)."""
+    the one this module belongs to), stopped as hung when a request takes longer than
+    ``timeout`` seconds."""
 
-    def __init__(self, label: str, tree: Path | None):
+    def __init__(self, label: str, tree: Path | None, timeout: float = WORKER_TIMEOUT):
         self.label = label
         self.tree = tree
+        self.timeout = timeout
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         self._scratch = tempfile.TemporaryDirectory(prefix="sarheight-benchmark-")
@@ -216,15 +371,23 @@ class Worker:
 
     def ask(self, **request: Any) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
+        from .errors import SarHeightError
+
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
+            # One line answers each request, so nothing is left in the pipe's buffer
+            # between requests: waiting on the descriptor is waiting for the answer.
+            ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+            if not ready:
+                self.process.kill()
+                what = " ".join(str(request[k]) for k in ("op", "case", "side", "projection", "step") if k in request)
+                raise SarHeightError(f"the benchmark's worker for {self.label} gave no answer in {self.timeout:g} s "
+                                     f"(to {what}) and was stopped; give --timeout for longer runs")
             answer = self.process.stdout.readline()
         except BrokenPipeError:  # it stopped before reading the request
             answer = ""
         if not answer:
-            from .errors import SarHeightError
-
             raise SarHeightError(f"the benchmark's worker for {self.label} stopped (exit status "
                                  f"{self.process.wait()}); its error is printed above")
         return json.loads(answer)
@@ -292,9 +455,12 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
 
 
 def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJECTIONS, repeats: int = 5,
-                  against: str | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
+                  against: str | None = None, peer: bool = True, timeout: float = WORKER_TIMEOUT,
+                  say: Callable[[str], None] = print) -> dict[str, Any]:
     """Time each case (name: DEM side in cells) and projection, both steps, ``repeats``
-    runs each, in worker processes; with ``against``, alternating with that version.
+    runs each, in worker processes; with ``against``, alternating with that version;
+    with ``peer``, the reference peer too where it is installed (``report["peer"]``).
+    A worker that takes more than ``timeout`` seconds over one request is stopped.
 
     Returns the report (what :func:`format_table` prints and ``--out`` writes as JSON).
     """
@@ -311,14 +477,15 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                   "observation": f"the simulated image times {LOOKS}-look speckle",
                   "timing": "warm runs, one at a time; median and spread over the repeats"},
         "versions": {}, "results": [],
+        "peer": {"name": PEER, "method": PEER_METHOD, "installed": None, "results": []} if peer else None,
     }
     with contextlib.ExitStack() as stack:
         # The reference first: a bad --against is refused before any worker starts.
         reference = stack.enter_context(reference_tree(against, here)) if against else None
-        workers = [Worker("this version", None)]
+        workers = [Worker("this version", None, timeout)]
         stack.callback(workers[0].close)
         if reference is not None:
-            workers.append(Worker(*reference))
+            workers.append(Worker(*reference, timeout))
             stack.callback(workers[1].close)
         for case, side in cases.items():
             for projection in projections:
@@ -358,8 +525,48 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                         row["speedup"] = theirs / ours
                     report["results"].append(row)
                     say(format_row(row, [worker.label for worker in workers]))
+            if peer and report["peer"]["installed"] is not False:
+                peer_row = time_peer(workers[0], case, side, repeats, report, say)
+                if peer_row is not None:
+                    say(format_peer_row(peer_row))
     report["load_average_at_end"] = list(os.getloadavg())
     return report
+
+
+def time_peer(worker: Worker, case: str, side: int, repeats: int, report: dict[str, Any],
+              say: Callable[[str], None]) -> dict[str, Any] | None:
+    """Time the reference peer on one case in ``worker`` (``repeats`` warm runs) and add
+    its row to ``report["peer"]``, with this version's speed over the peer's for the runs
+    of ``PEER_COMPARED`` already in the report; None (and the report says so) where the
+    peer is not installed."""
+    say(f"preparing {case} {side}x{side} for the reference peer, {PEER} (where installed)")
+    info = worker.ask(op="prepare", case=case, side=side, projection=PEER)
+    entry = report["peer"]
+    entry["installed"] = info["installed"]
+    if not info["installed"]:
+        say(f"the reference peer, {PEER}, is not installed: `pip install {PEER}` adds its figure")
+        return None
+    if "error" in info:
+        entry.setdefault("errors", []).append(f"{case} {side}²: {info['error']}")
+        say(f"the reference peer, {PEER}, failed on {case} {side}² and is left out there: {info['error']}")
+        return None
+    entry["version"] = info["version"]
+    seconds, loads = [], []
+    for _ in range(repeats):
+        answer = worker.ask(op="time", case=case, side=side, projection=PEER, step=PEER_STEP)
+        seconds.append(answer["seconds"])
+        loads.append(answer["load"])
+    # "projection" holds the peer's method: the table's column for it.
+    row = {"case": case, "side": side, "cells": info["cells"], "projection": PEER_METHOD, "step": PEER_STEP,
+           "threads": info["threads"], "chunks": info["chunks"], "load": [min(loads), max(loads)],
+           "versions": {f"{PEER} {info['version']}": summary(seconds, info["cells"])}, "this_version_over_peer": {}}
+    peer_speed = row["versions"][f"{PEER} {info['version']}"]["cells_per_second"]
+    for ours in report["results"]:
+        if ours["case"] == case and (ours["projection"], ours["step"]) in PEER_COMPARED:
+            row["this_version_over_peer"][f"{ours['step']} {ours['projection']}"] = (
+                ours["versions"]["this version"]["cells_per_second"] / peer_speed)
+    entry["results"].append(row)
+    return row
 
 
 #: Widths of the table's columns: case, DEM side, projection, step; one version's figures.
@@ -380,10 +587,19 @@ def format_row(row: dict[str, Any], labels: list[str]) -> str:
     return cells + f"  {row['threads']} threads, load {row['load'][0]:.1f}-{row['load'][1]:.1f}"
 
 
+def format_peer_row(row: dict[str, Any]) -> str:
+    """A line of the peer's table: as :func:`format_row`, then this version's speed over
+    the peer's for each of its runs compared."""
+    label = next(iter(row["versions"]))
+    ratios = ", ".join(f"{ratio:.2f}x ({name})" for name, ratio in row["this_version_over_peer"].items())
+    line = format_row(row, [label])
+    return line + (f"  this version: {ratios}" if ratios else "")
+
+
 def plot_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """A bar chart of the report, written as a PNG at ``path``: DEM cells per second (the
     median run, the spread as an error bar from the slowest to the fastest run) of each
-    case, projection and step, one bar per version."""
+    case, projection and step, one bar per version, and the reference peer's where it ran."""
     import matplotlib
 
     from .plots import save_figure
@@ -391,18 +607,23 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    labels = list(report["versions"])
-    rows = report["results"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) * len(labels)), 4.2))
-    width = 0.8 / len(labels)
-    x = np.arange(len(rows))
+    rows = report["results"] + (report["peer"]["results"] if report.get("peer") else [])
+    labels = list(dict.fromkeys(label for row in rows for label in row["versions"]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) * len(report["versions"])), 4.2))
+    width = 0.8 / len(report["versions"])
     for k, label in enumerate(labels):
-        rates = [row["cells"] / np.array(row["versions"][label]["seconds"]) / 1e6 for row in rows]
-        median = np.array([row["versions"][label]["cells_per_second"] / 1e6 for row in rows])
+        x = np.array([i for i, row in enumerate(rows) if label in row["versions"]], dtype=float)
+        mine = [row for row in rows if label in row["versions"]]
+        rates = [row["cells"] / np.array(row["versions"][label]["seconds"]) / 1e6 for row in mine]
+        median = np.array([row["versions"][label]["cells_per_second"] / 1e6 for row in mine])
         low = median - np.array([r.min() for r in rates])
         high = np.array([r.max() for r in rates]) - median
-        ax.bar(x + (k - (len(labels) - 1) / 2) * width, median, width, yerr=[low, high], capsize=2, label=label)
-    ax.set_xticks(x, [f"{r['case']} {r['side']}²\n{r['projection']}\n{r['step']}" for r in rows], fontsize=7)
+        # The peer's bars stand alone at their rows; the versions' side by side.
+        offset = (k - (len(report["versions"]) - 1) / 2) * width if label in report["versions"] else 0.0
+        ax.bar(x + offset, median, width, yerr=[low, high], capsize=2, label=label)
+    ticks = [f"{r['case']} {r['side']}²\n" + (f"{PEER}\n{r['projection']}" if r["step"] == PEER_STEP
+                                                else f"{r['projection']}\n{r['step']}") for r in rows]
+    ax.set_xticks(np.arange(len(rows)), ticks, fontsize=7)
     ax.set_ylabel("M DEM cells / s (median; bars: slowest to fastest run)")
     threads = sorted({row["threads"] for row in rows})
     ax.set_title(f"sarheight benchmark: {report['cpu_count']} CPUs, {'/'.join(map(str, threads))} threads, "
@@ -421,6 +642,18 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [head] + [format_row(row, labels) for row in report["results"]]
     lines.append("median of the runs; ± is the spread (max - min) / median"
                  + ("; speed-up = the other version's median / this one's" if len(labels) > 1 else ""))
+    peer = report.get("peer")
+    for error in (peer or {}).get("errors", []):
+        lines.append(f"reference peer: {PEER} failed on {error}")
+    if peer and peer["installed"] and peer["results"]:
+        lines += ["", f"reference peer: {PEER} {peer['version']}, radiometric terrain correction ({peer['method']}: "
+                  "every DEM cell geocoded, its gamma area spread bilinearly over 3 x 3-pixel groups, the image "
+                  "geocoded and flattened; no layover or shadow masks, no reallocation)"]
+        lines += [format_peer_row(row) for row in peer["results"]]
+        lines.append("this version: its median speed over the peer's for the step named (the peer's runs follow "
+                     "this version's on each case, in the same run); threads: those its chunks can keep busy")
+    elif peer and peer["installed"] is False:
+        lines += ["", f"reference peer: {PEER} is not installed (`pip install {PEER}` adds its figure)"]
     return "\n".join(lines)
 
 

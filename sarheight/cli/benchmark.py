@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", metavar="TREE_OR_REVISION", default=None,
                         help="also time another version, run by run in turn with this one: the folder of "
                              "another sarheight source tree, or a git revision (HEAD~1, a tag) of this checkout")
+    parser.add_argument("--no-peer", dest="peer", action="store_false",
+                        help="leave out the reference peer (sarsen's terrain correction, timed on the same "
+                             "scenes where sarsen is installed)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="stop a version's worker that takes longer than this over one preparation or "
+                             "run (default 1800: a first run compiles the kernels)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: sides 256 and 128, 2 repeats")
     parser.add_argument("--out", default=None, help="also write the report as JSON to this file")
@@ -32,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..benchmark import PROJECTIONS, format_table, plot_report, run_benchmark
+    from ..benchmark import PROJECTIONS, WORKER_TIMEOUT, format_table, plot_report, run_benchmark
     from ..errors import SarHeightError
     from ..io import atomic_path
     from ..paths import check_outputs, check_writable_folder
@@ -42,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         if value < least or (name != "--repeats" and 0 < value < 16):
             raise SarHeightError(f"{name} {value}: give at least 16 cells a side (0 leaves the case out)"
                                  if name != "--repeats" else f"--repeats {value}: give 1 or more")
+    timeout = WORKER_TIMEOUT if args.timeout is None else args.timeout
+    if not 0 < timeout < 1e7:  # select() takes no infinite or astronomic timeout
+        raise SarHeightError(f"--timeout {args.timeout:g}: give a positive number of seconds (below 1e7)")
     cases = {name: n for name, n in (("pixel", side), ("coarse", coarse_side)) if n}
     if not cases:
         raise SarHeightError("--side 0 and --coarse-side 0 leave nothing to time; give one of them")
@@ -51,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable_folder(path, name)
     projections = PROJECTIONS if args.projection == "both" else (args.projection,)
     report = run_benchmark(cases=cases, projections=projections, repeats=repeats, against=args.against,
-                           say=(lambda _line: None) if args.quiet else print)
+                           peer=args.peer, timeout=timeout, say=(lambda _line: None) if args.quiet else print)
     if not args.quiet:
         print()
         print(format_table(report))
