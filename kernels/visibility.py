@@ -810,16 +810,23 @@ def line_groups(n_lines, group):
     return np.array(bounds, dtype=np.int64)
 
 
-def line_group(line, valid, largest=16):
+def line_group(line, valid, largest=16, samples=200_000):
     """Lines per group for ``visibility_lines``: the median number of lines between a
     cell and the next along its column (rows run along track), rounded down, 1 to
-    ``largest``. More lines per pair than cells per line would loosen the bounds."""
-    steps = np.abs(np.diff(line, axis=0))[valid[1:] & valid[:-1]]
+    ``largest``. More lines per pair than cells per line would loosen the bounds.
+
+    Taken over about ``samples`` pairs of neighbouring rows, an even subset of them: the
+    group sets the work, never the masks (any group gives the same), and differencing the
+    whole DEM cost more than the median needs (0.03-0.05 s at 2048^2, serial)."""
+    rows, cols = line.shape
+    if rows < 2:
+        return 1
+    stride = max(1, (rows - 1) * cols // samples)
+    first, second = slice(0, rows - 1, stride), slice(1, rows, stride)
+    steps = np.abs(line[second] - line[first])[valid[second] & valid[first]]
     steps = steps[np.isfinite(steps)]
     if steps.size == 0:
         return 1
-    if steps.size > 200_000:
-        steps = steps[:: steps.size // 200_000]
     return int(min(largest, max(1, math.floor(float(np.median(steps))))))
 
 
