@@ -459,7 +459,6 @@ def _cut_narrow(al, a_s, bl, b_s, last_row, last_col, width):
     return (p0, f0, x0, p1, f1, x1, p2, f2, x2), finite and not short
 
 
-
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _cut_wide(al, a_s, bl, b_s, last_row, last_col, width):
     """Cut the edge (al, a_s) -> (bl, b_s) (window coordinates) at the pixel borders it
@@ -549,22 +548,14 @@ def _cut_for_scatter(l0, s0, l1, s1, n, net0, net1, n_lines, n_samples, width, w
     if wide:
         for q in range(n):
             cut, long_edge = _cut_wide(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
-            c0 = net0[q]
-            c1 = net1[q]
-            _scatter_slot(pieces, 0, q, cut[0], cut[1], cut[2], c0, c1)
-            _scatter_slot(pieces, 1, q, cut[3], cut[4], cut[5], c0, c1)
-            _scatter_slot(pieces, 2, q, cut[6], cut[7], cut[8], c0, c1)
-            _scatter_slot(pieces, 3, q, cut[9], cut[10], cut[11], c0, c1)
-            _scatter_slot(pieces, 4, q, cut[12], cut[13], cut[14], c0, c1)
+            for slot in range(_SLOTS):
+                _scatter_slot(pieces, slot, q, cut[3 * slot], cut[3 * slot + 1], cut[3 * slot + 2], net0[q], net1[q])
             pieces[_LONG, q] = 1.0 if long_edge else 0.0
     else:
         for q in range(n):
             cut, long_edge = _cut_narrow(l0[q], s0[q], l1[q], s1[q], last_row, last_col, w)
-            c0 = net0[q]
-            c1 = net1[q]
-            _scatter_slot(pieces, 0, q, cut[0], cut[1], cut[2], c0, c1)
-            _scatter_slot(pieces, 1, q, cut[3], cut[4], cut[5], c0, c1)
-            _scatter_slot(pieces, 2, q, cut[6], cut[7], cut[8], c0, c1)
+            for slot in range(3):
+                _scatter_slot(pieces, slot, q, cut[3 * slot], cut[3 * slot + 1], cut[3 * slot + 2], net0[q], net1[q])
             pieces[_LONG, q] = 1.0 if long_edge else 0.0
 
 
@@ -1366,7 +1357,6 @@ def faces_away(ecef, look, row_start, row_stop, out):
 
 #: Sub-points per quadrant side of ``layover_facing_share`` (n x n per quadrant, 4 n^2 per cell).
 FACING_SUBPOINTS = 4
-
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
