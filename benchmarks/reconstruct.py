@@ -150,13 +150,9 @@ def make_dem(n: int, heights: np.ndarray | None = None) -> xr.DataArray:
 
 
 def make_geometry() -> RadarGeometry:
-    """The package benchmark's geometry (``sarheight.benchmark.synthetic_scene``): 10 m
+    """The package benchmark's geometry (``sarheight.benchmark.synthetic_geometry``): 10 m
     ground-range pixels at mid incidence."""
-    mid = math.radians(0.5 * sum(INCIDENCE))
-    return RadarGeometry.synthetic(
-        center_lon=CENTER[0], center_lat=CENTER[1], heading_deg=scene.HEADING, incidence_near_deg=INCIDENCE[0],
-        incidence_far_deg=INCIDENCE[1], line_spacing=SPACING, sample_spacing=SPACING * math.sin(mid),
-    )
+    return scene.synthetic_geometry()
 
 
 def speckled_observation(simulation: xr.Dataset, seed: int = 1) -> xr.DataArray:

@@ -119,25 +119,31 @@ def grid_transform(n: int, spacing: float) -> tuple[float, float, float, float, 
     return d_lon, 0.0, lon - n * d_lon / 2, 0.0, -d_lat, lat + n * d_lat / 2
 
 
-def synthetic_scene(side: int, spacing: float) -> tuple[Any, Any]:
-    """The DEM (mountains, ``side`` cells of ``spacing`` m) and the geometry of one case,
-    through the public API alone."""
-    from affine import Affine
-
-    from sarheight.dem import open_dem
+def synthetic_geometry() -> Any:
+    """The geometry of every case: a straight orbit (heading ``HEADING``, incidence
+    ``INCIDENCE``) over ``CENTER``, ``PIXEL_SPACING`` m lines and ground-range pixels."""
     from sarheight.geometry import RadarGeometry
 
-    heights = mountain_terrain(side, spacing)
-    dem = open_dem((heights, Affine(*grid_transform(side, spacing)), "EPSG:4326"), vertical_datum="ellipsoid")
     mid = math.radians(0.5 * sum(INCIDENCE))
-    geometry = RadarGeometry.synthetic(
+    return RadarGeometry.synthetic(
         center_lon=CENTER[0], center_lat=CENTER[1], heading_deg=HEADING, incidence_near_deg=INCIDENCE[0],
         incidence_far_deg=INCIDENCE[1], line_spacing=PIXEL_SPACING,
         # sample_spacing is the slant-range spacing: this makes the ground-range pixel
         # PIXEL_SPACING at mid incidence.
         sample_spacing=PIXEL_SPACING * math.sin(mid),
     )
-    return dem, geometry
+
+
+def synthetic_scene(side: int, spacing: float) -> tuple[Any, Any]:
+    """The DEM (mountains, ``side`` cells of ``spacing`` m) and the geometry of one case,
+    through the public API alone."""
+    from affine import Affine
+
+    from sarheight.dem import open_dem
+
+    heights = mountain_terrain(side, spacing)
+    dem = open_dem((heights, Affine(*grid_transform(side, spacing)), "EPSG:4326"), vertical_datum="ellipsoid")
+    return dem, synthetic_geometry()
 
 
 def speckled(simulation: Any, seed: int = 1) -> Any:
