@@ -220,7 +220,7 @@ def finish_cells(energy, sigma_area, gamma_area, cos_local, shadow, cell_valid, 
 def clear_residue(images, line_start, line_stop, fields, powers, fitted, fit, line0, sample0, thresholds):
     """Clear, on lines ``line_start:line_stop`` of ``images`` (channels, lines, samples),
     the sums below ``thresholds[q]`` times the pixel area (field 0 of the polynomials, as
-    in ``ratio_lines``; 0 where not fitted): rounding residue, see ``simulate._clear_residue``."""
+    in ``ratio_lines``; 0 where not fitted): rounding residue, see ``simulate.clear_residue``."""
     n_samples = images.shape[2]
     fit_line0, fit_lines, fit_sample0, fit_samples = fit
     area_terms = _v_terms(powers)
