@@ -220,11 +220,12 @@ def peer_chunks(shape: tuple[int, int], threads: int) -> tuple[tuple[int, ...], 
     return chunks[0], chunks[1]
 
 
-def peer_run(dem: Any, geometry: Any, observation: Any, threads: int) -> Callable[[], Any]:
+def peer_run(dem: Any, geometry: Any, observation: Any,
+             chunks: tuple[tuple[int, ...], tuple[int, ...]]) -> Callable[[], Any]:
     """A run of the reference peer on one scene: sarsen's radiometric terrain correction
     (``sarsen.apps.do_terrain_correction``, ``gamma_bilinear``, its default grouping of
     3 x 3 pixels) of ``observation`` (as :func:`peer_product` takes it) over ``dem`` in
-    :func:`peer_chunks` for ``threads``, computed to the end. Returns the run: it gives
+    ``chunks`` (rows, columns: :func:`peer_chunks`), computed to the end. Returns the run: it gives
     the terrain-corrected gamma0 and the simulated beta0 on the DEM grid (a Dataset)."""
     import warnings
 
@@ -232,7 +233,7 @@ def peer_run(dem: Any, geometry: Any, observation: Any, threads: int) -> Callabl
     from sarsen.apps import do_terrain_correction
 
     product = peer_product(geometry, observation)
-    rows, cols = peer_chunks(dem.shape, threads)
+    rows, cols = chunks
     # sarsen takes DEMs with y ascending (its open_dem_raster flips north-up rasters).
     raster = dem.isel(y=slice(None, None, -1)).chunk({"y": rows[::-1], "x": cols})
     bound = min(PEER_BOUND, *rows, *cols)
@@ -285,9 +286,9 @@ def prepare_peer(case: str, side: int, runs: dict[str, Callable[[], Any]]) -> di
         dem, geometry = synthetic_scene(side, CASES[case])
         observation = speckled(simulate(dem, geometry, projection="bilinear", progress=False))
         threads = peer_threads()
-        runs[PEER_STEP] = peer_run(dem, geometry, observation, threads)
-        runs[PEER_STEP]()
         chunks = peer_chunks(dem.shape, threads)
+        runs[PEER_STEP] = peer_run(dem, geometry, observation, chunks)
+        runs[PEER_STEP]()
         return {"installed": True, "version": sys.modules[PEER].__version__, "cells": int(dem.size),
                 "threads": min(threads, len(chunks[0]) * len(chunks[1])),
                 "chunks": [max(chunks[0]), max(chunks[1])]}

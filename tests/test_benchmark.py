@@ -126,7 +126,7 @@ def test_the_peer_reads_the_scene_that_sarheight_simulates():
     line = (azimuth_time - grid["azimuth_time0"]) / np.timedelta64(1, "s") / grid["azimuth_time_interval_s"]
     assert np.abs(sample - cells["sample"]).max() < 1e-3 and np.abs(line - cells["line"]).max() < 1e-3
 
-    result = benchmark.peer_run(dem, geometry, observation, threads=2)()
+    result = benchmark.peer_run(dem, geometry, observation, benchmark.peer_chunks(dem.shape, 2))()
     gamma0, simulated = result["gamma0"].values[::-1], result["simulated_beta0"].values[::-1]
     assert gamma0.shape == dem.shape and np.isfinite(gamma0).mean() > 0.9
     assert (simulated > 0).mean() > 0.9
