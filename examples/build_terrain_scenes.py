@@ -4,22 +4,34 @@ Two sets, from the real DEMs of the shared reference data (SRTM, Copernicus, OGG
 and ISCE3 rasters; heights on a geoid are brought to the ellipsoid with its EGM96 grid) and
 matplotlib's Jacksboro fault DEM:
 
-``--task refine`` (default): the refinement study's scenes, in three folders of ``--out``:
+``--task refine`` (default): the refinement study's scenes, in three folders of ``--out``,
+made as real data would be, not as the simulator would like them:
 
-- ``train/``: the training DEMs and the validation ones (South Glacier, 20 m, and
-  Jacksboro, logged only: the demo's terrain, never trained on). Per training DEM,
-  ``--sample`` scenes drawn at random from every combination of pass (ascending,
-  descending), look side (right, left), heading (the pass's, and 10 degrees either way),
-  coarse factor (2, 3, 5, 10), prior pattern (random, altimeter tracks), looks (4.4: one
-  date; 44 and 220: composites of 10 and 50 dates) and land cover (none, 3 dB patches),
-  all under the empirical sigma0 law the reconstruction models;
-- ``test/``: four DEMs never trained or validated on, of four cell sizes: Big Tujunga
-  (SRTM, 30 m), Chhota Shigri (94 m), Okanagan (BC TRIM, 50 m) and Semisopochnoi
-  (Copernicus, 1 arc-second: 19 x 31 m). The last two are outside the training
-  mountains' spacings (66-100 m). Every coarse factor of the table (3, 5, 10) x looks
-  (4.4: one date; 44: ten) x three grounds: the training law without land cover (the
-  upper bound), with 3 dB of land cover, and Lambert's law with land cover (a surface the
-  model never saw); an ascending pass with the descending one beside it, random priors.
+- the coarse DEM is a realistic product (:mod:`sarheight.coarse_dem`): correlated error
+  of a few metres, error growing with slope, a geolocation shift of up to tens of
+  metres, a grid not aligned with the fine one, heights rounded as int16 products are;
+- the priors carry their instrument's error (:data:`sarheight.priors.PRIOR_KINDS`:
+  ICESat-2-like altimeter tracks, GEDI-like wide-footprint lidar, GNSS campaigns);
+- the ground's sigma0 follows land cover that follows the terrain (rock, soil,
+  vegetation, snow by height, slope and aspect), each class with its own law drawn from
+  a family (:data:`sarheight.ground.GROUND_FAMILIES`), and every scene has its own land
+  cover.
+
+``train/``: per training DEM, ``--sample`` scenes drawn at random from every combination
+of pass (ascending, descending), look side (right, left), heading (the pass's, and 10
+degrees either way), coarse factor (2, 3, 5, 10), prior kind (altimeter, lidar, GNSS) and
+looks (4.4: one date; 44: a composite of ten), the coarse DEM's errors from the
+"training" family and the ground from the "training" family; and the validation DEMs
+(South Glacier, 20 m, and Jacksboro: logged, and the networks' calibration).
+
+``test/``: four DEMs never trained or validated on, of four cell sizes: Big Tujunga
+(SRTM, 30 m), Chhota Shigri (94 m), Okanagan (BC TRIM, 50 m) and Semisopochnoi
+(Copernicus, 1 arc-second: 19 x 31 m; the last two outside the training mountains'
+66-100 m). Coarse factors 3 and 5, one date, every prior kind, the coarse DEM's errors
+from the "test" family (wider ranges than training's: values and combinations training
+never saw), and two grounds: new draws of the training family ("test-family") and laws
+of a form the training family does not contain ("outside"); an ascending pass with the
+descending one beside it.
 
 ``--task ablation``: the seed paper's ablation set (``sarheight terrain ablate``): the
 six DEMs of the first study and Jacksboro, both passes, random and track priors, one
@@ -101,16 +113,16 @@ def build_refinement(data: Path, out: Path, sample: int, validation_sample: int)
     dems, sea = open_dems(data, TRAINING_DEMS)
     axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5, 10),
-            "prior_patterns": ("random", "tracks"), "looks": (4.4, 44.0, 220.0), "land_cover_db": (0.0, 3.0)}
+            "coarse_families": ("training",), "prior_kinds": ("altimeter", "lidar", "gnss"), "looks": (4.4, 44.0),
+            "ground_families": ("training",)}
     paths = simulate_scenes(dems, out / "train", sample=sample, unscored=sea, **axes)
     dems, sea = open_dems(data, VALIDATION_DEMS)
     paths += simulate_scenes(dems, out / "train", sample=validation_sample, unscored=sea, **axes)
     print(f"{len(paths)} training and validation scenes in {out / 'train'}")
     dems, sea = open_dems(data, TEST_DEMS)
-    paths = []
-    for law, covers in (("empirical", (0.0, 3.0)), ("lambert", (3.0,))):
-        paths += simulate_scenes(dems, out / "test", passes=("ascending",), coarse_factors=(3, 5, 10),
-                                 looks=(4.4, 44.0), laws=(law,), land_cover_db=covers, unscored=sea)
+    paths = simulate_scenes(dems, out / "test", passes=("ascending",), coarse_factors=(3, 5),
+                            coarse_families=("test",), prior_kinds=("altimeter", "lidar", "gnss"), looks=(4.4,),
+                            ground_families=("test-family", "outside"), unscored=sea)
     print(f"{len(paths)} test scenes in {out / 'test'}")
 
 

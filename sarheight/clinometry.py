@@ -13,8 +13,10 @@ The steps, on the scene's grid:
    under incidence theta returns ``I = sigma0(theta_loc) / sin(theta_loc)`` per radar pixel
    (``theta_loc = theta - alpha``), so ``r = 10 log10(I(alpha_fine) / I(alpha_coarse))``
    gives ``alpha_fine - alpha_coarse = r / S`` with ``S = -d(10 log10(sigma0(x) / sin x))/dx``
-   at the coarse DEM's local incidence (dB per radian; :func:`range_slope_sensitivity`,
-   for the law the reconstruction models). Cells in layover or shadow, or where the local
+   at the coarse DEM's local incidence (dB per radian; :func:`range_slope_sensitivity`).
+   The law is fitted to the observation itself (:func:`sarheight.terrain.scene_sigma0_law`),
+   never assumed: a ground whose law differs from the reconstruction's would otherwise
+   scale every slope wrongly. Cells in layover or shadow, or where the local
    incidence leaves the law's useful range, say nothing.
 2. **Slopes to heights: a Wiener filter.** The height correction ``c`` whose range
    derivative matches those slopes, ``d = u . grad(c) + noise``, is solved in the Fourier
@@ -52,7 +54,7 @@ import xarray as xr
 from .errors import InvalidInputError
 from .masks import MaskCode
 from .simulate import empirical_sigma0
-from .terrain import coarse_cell_size, grid_steps, scene_variable
+from .terrain import coarse_cell_size, grid_steps, scene_sigma0_law, scene_variable
 
 #: Local incidence angles (degrees) outside which the ratio is not turned into a slope:
 #: near grazing and near normal incidence the law's slope sensitivity is unreliable.
@@ -285,10 +287,16 @@ def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_lanczos", sar: s
     scene : a terrain scene with ``reference``, ``sar`` (sigma0, dB), its
         ``local_incidence_angle``, ``layover``, ``shadow``, the priors and the attributes
         of its geometry (``heading_deg``, ``look_side``) and coarse DEM.
-    reference : the coarse DEM on the scene grid.
+    reference : the coarse DEM on the scene grid. Its Wiener prior is the power a block
+        mean loses, so the reference is a plain resampling (Lanczos), not a back-projection
+        that has restored part of that power already (on Big Tujunga at 3x, clinometry
+        from the back-projected DEM was worse than the back-projection alone).
     sar : ``sar_reconstructed`` or ``sar_geocoded`` (or the other pass's, with
         ``other_``: then its own local incidence and look are used).
-    anchors : spread the priors' residuals (:func:`anchor_to_priors`).
+    anchors : correct the coarse DEM's error by the priors: the kriged correction of the
+        scene (``coarse_refined - coarse_backprojected``, :mod:`sarheight.backprojection`,
+        where the scene has it), then the residuals left at the priors spread around each
+        (:func:`anchor_to_priors`).
 
     Returns
     -------
@@ -310,10 +318,18 @@ def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_lanczos", sar: s
     valid = None if other else ((scene["layover"].values == MaskCode.NONE)
                                 & (scene["shadow"].values == MaskCode.NONE))
     cell = coarse_cell_size(scene)
+    fitted = scene_sigma0_law(scene, sar, f"{prefix}local_incidence_angle")
+
+    def law(angles: np.ndarray) -> np.ndarray:
+        return 10.0 ** (fitted(angles) / 10.0)
+
     correction = clinometric_correction(base.values, scene_variable(scene, ratio_name),
                                         scene[f"{prefix}local_incidence_angle"].values, look, (north, east), cell,
-                                        valid=valid)
+                                        valid=valid, law=law)
     heights = base.values.astype(np.float64) + correction
+    if anchors and {"coarse_refined", "coarse_backprojected"} <= set(scene.data_vars):
+        kriged = scene["coarse_refined"].values.astype(np.float64) - scene["coarse_backprojected"].values
+        heights = heights + np.where(np.isfinite(kriged), kriged, 0.0)
     if anchors and "prior_mask" in scene.data_vars:
         heights = anchor_to_priors(heights, scene["prior_height"].values, scene["prior_mask"].values,
                                    (north, east), 0.5 * cell)

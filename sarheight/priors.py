@@ -9,7 +9,13 @@ Public functions
 ----------------
 sample_priors
     Priors on a DEM's grid: sampled from the DEM in one of the patterns real priors come in,
-    or read from points (GNSS, ICESat-2) in any CRS and vertical datum.
+    exact or with an instrument's errors, or read from points (GNSS, ICESat-2) in any CRS and
+    vertical datum.
+instrument_priors
+    Priors as an instrument kind of :data:`PRIOR_KINDS` gives them: its pattern, and errors
+    drawn from its ranges.
+draw_prior_errors, PriorErrors
+    One instrument's error model, drawn from a kind's ranges or given.
 distance_map
     The distance (m) from every cell to the nearest prior, geographic grids included.
 interpolate_priors
@@ -35,7 +41,12 @@ evaluated only on uniform priors is flattered. ``sample_priors(pattern=...)`` dr
     (20 m, ATL06's segment spacing) from a random phase, assigned to the cell that contains it
     (each cell once). Tracks are drawn until the count is reached, their beams taken whole in
     random order, and the last beam is cut to meet the count exactly (a track interrupted by
-    clouds).
+    clouds). ``track_layout="gedi"`` lays tracks out as GEDI's instead: eight ground tracks
+    :data:`GEDI_TRACK_SPACING_M` (600 m) apart across track, a footprint every
+    :data:`GEDI_SHOT_SPACING_M` (60 m) along it (Dubayah et al. 2020, Sci. Remote Sens. 1),
+    headed :data:`GEDI_HEADING_DEG` (38-62 degrees) from north: the ISS's 51.6 degree orbit
+    crosses latitudes 0-45 degrees at that angle (sin(heading) = cos(inclination) / cos(latitude),
+    the Earth's rotation neglected).
 ``"clusters"``
     GNSS campaigns: points surveyed along roads and valleys, in a few clusters. Cluster
     centres are drawn with a preference for valley floors: a probability proportional to
@@ -49,7 +60,59 @@ evaluated only on uniform priors is flattered. ``sample_priors(pattern=...)`` dr
     round(sqrt(count) / 2) clusters (at least one), the count split evenly among them.
 
 Every pattern is drawn with ``numpy.random.default_rng(seed)``; the same seed gives the same
-priors, and the noise of ``noise_m`` is drawn after the cells, so that it never moves them.
+priors, and the errors and the noise of ``noise_m`` are drawn after the cells, in that order,
+so that they never move them.
+
+Instrument errors
+-----------------
+Sampled priors are the DEM's heights at their cells unless ``sample_priors(errors=...)``
+gives a :class:`PriorErrors`; each cell is then measured as the instrument would measure it:
+
+1. the instrument aims at the cell's centre and hits a point displaced by its geolocation
+   error (Gaussian, ``geolocation_m`` per axis, drawn per prior), so that the error grows with
+   the slope (``geolocation_m * tan(slope)`` along the slope);
+2. it measures the terrain there (the DEM, bilinear between cell centres) averaged over its
+   footprint, weighted by a Gaussian of standard deviation ``footprint_m / 4``: the laser's
+   energy profile, whose 1/e^2 diameter is the footprint and which the returns average, rather
+   than a sharp disc. The Gaussian has the second moment of the uniform disc of that diameter
+   (r^2 / 4 per axis, r the radius), so the two agree on any quadratic terrain: a curvature
+   ``c`` (m^-1) along one axis raises the height by ``c r^2 / 8`` with either. It is
+   evaluated by a 12-point cubature (two rings at the Gauss-Laguerre radii of the Gaussian,
+   six points each, exact for polynomials of degree 5);
+3. a wide footprint on a slope returns first from its low side, and the lowest-mode ground
+   of a waveform lies below its centre: the height is lowered by
+   ``slope_bias * footprint_m / 2 * tan(slope)``, the slope that of the plane fitted to the
+   footprint's samples;
+4. Gaussian vertical noise of ``vertical_m`` is added;
+
+and the height is recorded at the intended cell: the instrument reports where it thinks it
+measured. The geolocation errors are independent from prior to prior; the pointing biases
+that real tracks share are not modelled. Past the grid's edge the terrain is continued by
+odd reflection, which keeps its slope (exact on a plane).
+
+:data:`PRIOR_KINDS` gives each instrument kind its pattern and the uniform ranges from which
+:func:`draw_prior_errors` draws its errors:
+
+``"altimeter"``
+    ICESat-2 ATL06/ATL08 land heights, pattern ``"tracks"`` (ICESat-2's layout). Vertical
+    0.05-0.5 m: centimetres to decimetres on flat, open ground (Brunt et al. 2019, Geophys.
+    Res. Lett. 46; Neuenschwander & Pitts 2019, Remote Sens. Environ. 221). Geolocation
+    2-6 m: a few metres once calibrated, within the 6.5 m requirement (Luthcke et al. 2021,
+    Earth Space Sci. 8). Footprint 11-17 m: 10.6-12 m measured with corner-cube arrays
+    (Magruder et al. 2020, Remote Sens. 12; 2021, Earth Space Sci. 8), with a margin for
+    its variation between beams and over the mission. No slope bias: the photons of a
+    footprint sample it without a preference for its lowest point.
+``"lidar"``
+    GEDI L2A ground elevations, pattern ``"tracks"`` with ``track_layout="gedi"``. Vertical
+    0.3-1.5 m; geolocation 3-12 m: about 10 m in release 1, a few metres in release 2
+    (Beck et al. 2021, GEDI L1B/L2A ATBD; Tang et al. 2023, Remote Sens. Environ. 291);
+    footprint 22-28 m, 25 m nominal (Dubayah et al. 2020, Sci. Remote Sens. 1); slope bias
+    0.2-0.8: ground errors of metres that grow with the slope (Adam et al. 2020, Remote Sens.
+    12; Quiros et al. 2021, IEEE J. Sel. Top. Appl. Earth Obs. Remote Sens. 14).
+``"gnss"``
+    RTK/PPK surveys, pattern ``"clusters"``: 1-5 cm vertically and horizontally, a point.
+``"exact"``
+    Pattern ``"random"`` and no error: the DEM's heights.
 """
 
 from __future__ import annotations
@@ -98,7 +161,12 @@ from .kernels import WGS84_A, WGS84_E2, geodetic_to_ecef
 __all__ = [
     "INTERPOLATION_METHODS",
     "PATTERNS",
+    "PRIOR_KINDS",
+    "TRACK_LAYOUTS",
+    "PriorErrors",
     "distance_map",
+    "draw_prior_errors",
+    "instrument_priors",
     "interpolate_priors",
     "sample_priors",
 ]
@@ -118,6 +186,22 @@ BEAM_SPACING_M = 90.0
 TRACK_SPACING_M = 20.0
 #: Range (degrees from the grid's north) from which the tracks' heading magnitude is drawn.
 TRACK_HEADING_DEG = (2.0, 12.0)
+#: GEDI: across-track distance (m) between its eight ground tracks, along-track distance (m)
+#: between its footprints, and the range (degrees from north) of its tracks' heading magnitude.
+GEDI_TRACK_SPACING_M = 600.0
+GEDI_SHOT_SPACING_M = 60.0
+GEDI_HEADING_DEG = (38.0, 62.0)
+#: The layouts of ``pattern="tracks"`` (see the module docstring).
+TRACK_LAYOUTS = ("icesat2", "gedi")
+# Per layout: the beams' across-track offsets (m) from the track's centre, the along-track
+# spacing (m) of their points and the range (degrees) of the heading magnitude.
+_TRACK_LAYOUTS = {
+    "icesat2": (np.array([-PAIR_SPACING_M - 0.5 * BEAM_SPACING_M, -PAIR_SPACING_M + 0.5 * BEAM_SPACING_M,
+                          -0.5 * BEAM_SPACING_M, 0.5 * BEAM_SPACING_M,
+                          PAIR_SPACING_M - 0.5 * BEAM_SPACING_M, PAIR_SPACING_M + 0.5 * BEAM_SPACING_M]),
+                TRACK_SPACING_M, TRACK_HEADING_DEG),
+    "gedi": ((np.arange(8) - 3.5) * GEDI_TRACK_SPACING_M, GEDI_SHOT_SPACING_M, GEDI_HEADING_DEG),
+}
 #: Width (m) of the neighbourhood against which a cell is low (a valley floor).
 VALLEY_WINDOW_M = 1000.0
 #: Grade (height over distance) that divides a road path's step weight by e.
@@ -132,6 +216,21 @@ Y_COLUMNS = ("y", "lat", "latitude", "northing")
 HEIGHT_COLUMNS = ("height", "h", "z", "elevation", "elev", "h_li", "h_te_best_fit")
 #: File suffixes of the points formats.
 POINT_FORMATS = {".csv": "CSV", ".txt": "CSV", ".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GeoPackage"}
+
+#: Instrument kinds: the pattern their priors come in (and the track layout of a "tracks"
+#: pattern), and the uniform ranges (low, high) from which :func:`draw_prior_errors` draws
+#: each field of :class:`PriorErrors`. Sources in the module docstring.
+PRIOR_KINDS: dict[str, dict[str, Any]] = {
+    "altimeter": {"pattern": "tracks", "track_layout": "icesat2", "vertical_m": (0.05, 0.5),
+                  "geolocation_m": (2.0, 6.0), "footprint_m": (11.0, 17.0), "slope_bias": (0.0, 0.0)},
+    "lidar": {"pattern": "tracks", "track_layout": "gedi", "vertical_m": (0.3, 1.5),
+              "geolocation_m": (3.0, 12.0), "footprint_m": (22.0, 28.0), "slope_bias": (0.2, 0.8)},
+    "gnss": {"pattern": "clusters", "vertical_m": (0.01, 0.05), "geolocation_m": (0.01, 0.05),
+             "footprint_m": (0.0, 0.0), "slope_bias": (0.0, 0.0)},
+    "exact": {"pattern": "random", "vertical_m": (0.0, 0.0), "geolocation_m": (0.0, 0.0),
+              "footprint_m": (0.0, 0.0), "slope_bias": (0.0, 0.0)},
+}
+_ERROR_FIELDS = ("vertical_m", "geolocation_m", "footprint_m", "slope_bias")
 
 _UNSPECIFIED = "unspecified (taken as ellipsoid)"
 # Rows of cells handled at once by the distance and interpolation queries (bounded memory).
@@ -155,12 +254,15 @@ def sample_priors(
     pattern: str = "random",
     noise_m: float = 0.0,
     seed: int = 0,
+    errors: PriorErrors | None = None,
+    track_layout: str = "icesat2",
     crs: Any = None,
     vertical_datum: str | None = None,
     geoid_grid: str | os.PathLike | None = None,
     layer: str | None = None,
 ) -> xr.Dataset:
-    """Sparse elevation priors on a DEM's grid: sampled from the DEM, or from given points.
+    """Sparse elevation priors on a DEM's grid: sampled from the DEM (exact, or measured
+    with an instrument's errors), or from given points.
 
     Parameters
     ----------
@@ -189,9 +291,17 @@ def sample_priors(
         How sampled priors lie (see the module docstring); not for ``points``.
     noise_m : float, default 0
         Standard deviation (m) of Gaussian noise added to every prior height (sampled or
-        given), drawn after the cells.
+        given), drawn after the cells and the errors, on top of the errors.
     seed : int, default 0
-        Seed of ``numpy.random.default_rng``: cells, tracks, clusters and noise.
+        Seed of ``numpy.random.default_rng``: cells, tracks, clusters, errors and noise.
+    errors : PriorErrors, optional
+        The instrument's error model (see the module docstring; :func:`draw_prior_errors`
+        draws one): each prior is measured at its cell's centre displaced by the geolocation
+        error, averaged over the footprint, lowered by the slope bias and given vertical
+        noise. Drawn after the cells, which never move with it; independent of ``pattern``
+        (:func:`instrument_priors` takes both from an instrument kind). Not for ``points``.
+    track_layout : {"icesat2", "gedi"}, default "icesat2"
+        The beams of ``pattern="tracks"`` (see the module docstring).
     crs : anything pyproj reads, optional
         The CRS of ``points``. Required for CSV files and DataFrames (which carry none; a
         DataFrame's ``attrs["crs"]`` is read when present): no CRS is assumed for them, since a
@@ -225,18 +335,23 @@ def sample_priors(
         (cells with a prior), ``fraction`` (of the DEM's cells with a height), ``seed``,
         ``noise_m``, ``source`` (the points file's name or "the DataFrame"; "sampled from"
         the DEM file's name), ``vertical_datum`` ("ellipsoid") and ``source_vertical_datum``
-        of the heights, and per pattern: ``track_heading_deg``, ``clusters``; for points
-        ``points`` (read), ``points_left_out``, ``points_per_cell`` and ``geoid_grid`` (a
-        path or "PROJ") where converted.
+        of the heights, and per pattern: ``track_heading_deg`` and ``track_layout``,
+        ``clusters``; for points ``points`` (read), ``points_left_out``, ``points_per_cell``
+        and ``geoid_grid`` (a path or "PROJ") where converted. Sampled priors also carry
+        ``prior_error_rms_m``, the root-mean-square (m) of the priors minus the DEM's heights
+        at their cells (errors and noise together), and with ``errors`` its
+        :meth:`PriorErrors.to_attrs`: ``prior_kind``, ``prior_vertical_m``,
+        ``prior_geolocation_m``, ``prior_footprint_m``, ``prior_slope_bias``.
 
     Raises
     ------
     InvalidInputError
         Not exactly one of fraction, count, points; a fraction outside (0, 1], a count
-        outside 1 .. the cells with a height; an unknown pattern; a negative or non-finite
-        noise; a seed that is not an integer; points keywords without points; a points
-        table without the expected columns, with heights that are missing or not numbers,
-        or without a CRS; no point on the grid; the checks of ``open_dem``.
+        outside 1 .. the cells with a height; an unknown pattern or track layout, a track
+        layout without tracks; a negative or non-finite noise; a seed that is not an integer;
+        errors that are not a PriorErrors, or given with points; points keywords without
+        points; a points table without the expected columns, with heights that are missing
+        or not numbers, or without a CRS; no point on the grid; the checks of ``open_dem``.
     MissingInputError
         ``points`` or ``geoid_grid`` names a file that does not exist.
     DatumError
@@ -251,6 +366,7 @@ def sample_priors(
         Nothing declares the points' vertical datum: they are taken as ellipsoidal.
     """
     _check_request(fraction, count, points, pattern, noise_m, seed, crs, vertical_datum, geoid_grid, layer)
+    _check_errors(errors, points, pattern, track_layout)
     dem_source = Path(dem).name if isinstance(dem, (str, os.PathLike)) else None
     dem = open_dem(dem, copy=False)
     heights = np.asarray(dem.values)
@@ -267,12 +383,17 @@ def sample_priors(
             flat_valid = np.flatnonzero(valid)
             cells = np.sort(rng.choice(flat_valid, size=n, replace=False))
         elif pattern == "tracks":
-            cells, heading = _track_cells(valid, n, steps, rng)
-            attrs["track_heading_deg"] = heading
+            beams_m, spacing_m, heading_deg = _TRACK_LAYOUTS[track_layout]
+            cells, heading = _track_cells(valid, n, steps, rng, beams_m=beams_m, spacing_m=spacing_m,
+                                          heading_deg=heading_deg)
+            attrs.update(track_heading_deg=heading, track_layout=track_layout)
         else:
             cells, clusters = _cluster_cells(heights, valid, n, steps, rng)
             attrs["clusters"] = clusters
         values = heights.ravel()[cells].astype(np.float64)
+        if errors is not None:
+            values = _measure(heights, cells, errors, steps, rng)
+            attrs.update(errors.to_attrs())
         attrs.update(source=f"sampled from {dem_source or dem.attrs.get('source', 'the DEM')}",
                      source_vertical_datum=str(dem.attrs.get("source_vertical_datum", "ellipsoid")))
     else:
@@ -281,6 +402,10 @@ def sample_priors(
         attrs.update(point_attrs, pattern="points")
     if noise_m > 0:
         values = values + rng.normal(0.0, noise_m, size=values.shape)
+    if points is None:
+        # Against the float32 heights the priors are stored as: an exact prior's error is 0.
+        stored = values.astype(np.float32).astype(np.float64)
+        attrs["prior_error_rms_m"] = float(np.sqrt(np.mean((stored - heights.ravel()[cells]) ** 2)))
     attrs.update(count=int(cells.size), fraction=float(cells.size / n_valid), noise_m=float(noise_m),
                  vertical_datum="ellipsoid")
     return _priors_dataset(dem, cells, values, attrs, transform, grid_crs)
@@ -323,10 +448,27 @@ def _check_request(fraction: Any, count: Any, points: Any, pattern: Any, noise_m
     if isinstance(noise_m, bool) or not isinstance(noise_m, (int, float, np.integer, np.floating)) \
             or not math.isfinite(noise_m) or noise_m < 0:
         raise InvalidInputError(f"noise_m={noise_m!r} must be a standard deviation in metres, 0 or more.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"seed={seed!r} must be a whole number, 0 or more (the same seed, the same priors).")
+    _check_seed(seed)
     if layer is not None and not isinstance(layer, str):
         raise InvalidInputError(f"layer={layer!r} must be the name of a GeoPackage table.")
+
+
+def _check_errors(errors: Any, points: Any, pattern: str, track_layout: Any) -> None:
+    """The instrument keywords of :func:`sample_priors` checked before the DEM is read."""
+    if errors is not None and not isinstance(errors, PriorErrors):
+        raise InvalidInputError(
+            f"errors={errors!r} must be a PriorErrors (draw_prior_errors(kind, seed) draws one), or None for exact "
+            "priors."
+        )
+    if errors is not None and points is not None:
+        raise InvalidInputError(
+            "errors= simulates an instrument measuring the DEM; points= are measured heights that carry their own "
+            "errors. Leave errors out with points (noise_m= adds noise to them)."
+        )
+    if track_layout not in TRACK_LAYOUTS:
+        raise InvalidInputError(f"track_layout={track_layout!r} is not one of {', '.join(map(repr, TRACK_LAYOUTS))}.")
+    if track_layout != "icesat2" and pattern != "tracks":
+        raise InvalidInputError(f"track_layout={track_layout!r} lays out pattern='tracks', not {pattern!r}.")
 
 
 def _prior_count(fraction: float | None, count: int | None, n_valid: int) -> int:
@@ -363,6 +505,225 @@ def _priors_dataset(dem: xr.DataArray, cells: np.ndarray, values: np.ndarray, at
 
 
 # --------------------------------------------------------------------------------------
+# Instrument errors
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriorErrors:
+    """The error model of one instrument's priors (see the module docstring).
+
+    Parameters
+    ----------
+    kind : str
+        The instrument kind, a key of :data:`PRIOR_KINDS` or any name (for the record).
+    vertical_m : float, default 0
+        Standard deviation (m) of the instrument's vertical noise.
+    geolocation_m : float, default 0
+        Standard deviation (m) of its horizontal position error, per axis: the height is
+        measured at a displaced point, so its error grows with the slope.
+    footprint_m : float, default 0
+        Diameter (m) of its footprint, 0 for a point: the height measured is the terrain
+        averaged over it (a Gaussian of standard deviation footprint_m / 4).
+    slope_bias : float, default 0
+        Share, 0-1, of the footprint's radius times tan(slope) by which a sloping footprint's
+        height is lowered: a wide-footprint lidar picks the lowest ground return.
+
+    Raises
+    ------
+    InvalidInputError
+        An empty kind, a negative or non-finite error, a slope_bias outside [0, 1].
+    """
+
+    kind: str
+    vertical_m: float = 0.0
+    geolocation_m: float = 0.0
+    footprint_m: float = 0.0
+    slope_bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind:
+            raise InvalidInputError(f"kind={self.kind!r} must name the instrument (e.g. 'altimeter').")
+        for name in _ERROR_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or value < 0 or (name == "slope_bias" and value > 1):
+                what = "a share between 0 and 1" if name == "slope_bias" else "a standard deviation or " \
+                    "diameter in metres, 0 or more"
+                raise InvalidInputError(f"PriorErrors {name}={value!r} must be {what}.")
+            # Plain floats: NetCDF attributes and equality do not depend on how they were given.
+            object.__setattr__(self, name, float(value))
+
+    def to_attrs(self, prefix: str = "prior_") -> dict[str, float | str]:
+        """The error model as NetCDF attributes: ``{prefix}kind`` (str) and
+        ``{prefix}vertical_m``, ``{prefix}geolocation_m``, ``{prefix}footprint_m`` (m),
+        ``{prefix}slope_bias`` (floats)."""
+        return {f"{prefix}kind": self.kind, **{f"{prefix}{name}": float(getattr(self, name))
+                                               for name in _ERROR_FIELDS}}
+
+
+def draw_prior_errors(kind: str, seed: int) -> PriorErrors:
+    """One instrument's error model, each field drawn uniformly from the kind's range.
+
+    Parameters
+    ----------
+    kind : {"altimeter", "lidar", "gnss", "exact"}
+        A key of :data:`PRIOR_KINDS`.
+    seed : int
+        Seed of ``numpy.random.default_rng``; the fields are drawn in the order vertical_m,
+        geolocation_m, footprint_m, slope_bias.
+
+    Returns
+    -------
+    PriorErrors
+        vertical_m, geolocation_m, footprint_m (m) and slope_bias inside the kind's ranges.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown kind, or a seed that is not a whole number, 0 or more.
+    """
+    spec = _kind_spec(kind)
+    _check_seed(seed)
+    rng = np.random.default_rng(seed)
+    return PriorErrors(kind, **{name: float(rng.uniform(*spec[name])) for name in _ERROR_FIELDS})
+
+
+def instrument_priors(dem: DemSource, kind: str, *, fraction: float | None = None, count: int | None = None,
+                      seed: int = 0) -> xr.Dataset:
+    """Priors as an instrument kind gives them: the kind's pattern (and track layout) and
+    errors drawn from its ranges (:data:`PRIOR_KINDS`).
+
+    Parameters
+    ----------
+    dem : str, os.PathLike, xarray.DataArray or tuple
+        As for :func:`sample_priors`.
+    kind : {"altimeter", "lidar", "gnss", "exact"}
+        A key of :data:`PRIOR_KINDS`.
+    fraction, count : optional
+        Exactly one: the share of the DEM's cells with a height that get a prior, or their
+        number (as for :func:`sample_priors`).
+    seed : int, default 0
+        Seed of the cells, the errors' parameters and their draws. The parameters come from
+        ``draw_prior_errors(kind, s)`` with ``s`` derived from ``seed`` by
+        ``numpy.random.SeedSequence``, not ``seed`` itself, whose first numbers also lay out
+        the cells: one stream would tie, say, the altimeter's vertical noise to its tracks'
+        heading from scene to scene.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`sample_priors` with ``errors=`` (the error model and ``prior_error_rms_m``
+        in its attrs).
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown kind, and what :func:`sample_priors` refuses.
+    """
+    spec = _kind_spec(kind)
+    _check_seed(seed)
+    errors_seed = int(np.random.SeedSequence(int(seed), spawn_key=(1,)).generate_state(1)[0])
+    return sample_priors(dem, fraction=fraction, count=count, pattern=spec["pattern"],
+                         track_layout=spec.get("track_layout", "icesat2"),
+                         errors=draw_prior_errors(kind, errors_seed), seed=seed)
+
+
+def _kind_spec(kind: Any) -> dict[str, Any]:
+    if not isinstance(kind, str) or kind not in PRIOR_KINDS:
+        raise InvalidInputError(f"kind={kind!r} is not one of {', '.join(map(repr, PRIOR_KINDS))} (PRIOR_KINDS).")
+    return PRIOR_KINDS[kind]
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed={seed!r} must be a whole number, 0 or more (the same seed, the same priors).")
+
+
+def _measure(heights: np.ndarray, cells: np.ndarray, errors: PriorErrors, steps: tuple[float, float],
+             rng: np.random.Generator) -> np.ndarray:
+    """The heights (m, float64) the instrument of ``errors`` measures aiming at ``cells``
+    (flat indices), its errors drawn from ``rng``: geolocation (east, north), then vertical
+    noise; a zero error draws nothing, so that an exact model leaves ``rng`` as it was."""
+    n = cells.size
+    exact = heights.ravel()[cells].astype(np.float64)
+    if errors.geolocation_m == 0 and errors.footprint_m == 0:
+        values = exact.copy()
+    else:
+        step_n, step_e = steps
+        row, col = np.divmod(cells, heights.shape[1])
+        east = north = np.zeros(n)
+        if errors.geolocation_m > 0:
+            east, north = rng.normal(0.0, errors.geolocation_m, size=(2, n))
+        off_e, off_n, weights = _footprint_cubature(errors.footprint_m)
+        samples = _bilinear(heights, row[:, None] + (north[:, None] + off_n) / step_n,
+                            col[:, None] + (east[:, None] + off_e) / step_e)
+        found = np.isfinite(samples)
+        total = (np.where(found, weights, 0.0)).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(found, samples * weights, 0.0).sum(axis=1) / total
+        # Where the whole footprint fell on voids, the cell's own height stands for it.
+        values = np.where(total > 0, mean, exact)
+        if errors.slope_bias > 0 and errors.footprint_m > 0:
+            # Missing samples take the footprint's mean: they pull the fitted slope to zero.
+            deviation = np.where(found, samples, values[:, None]) - values[:, None]
+            grade_e = (deviation * weights * off_e).sum(axis=1) / (weights * off_e**2).sum()
+            grade_n = (deviation * weights * off_n).sum(axis=1) / (weights * off_n**2).sum()
+            values = values - errors.slope_bias * 0.5 * errors.footprint_m * np.hypot(grade_e, grade_n)
+    if errors.vertical_m > 0:
+        values = values + rng.normal(0.0, errors.vertical_m, size=n)
+    return values
+
+
+def _footprint_cubature(footprint_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """East and north offsets (m) and weights (summing to 1) of the points that average the
+    terrain over a footprint of diameter ``footprint_m``: its centre alone for a point, else
+    two rings of six at the Gauss-Laguerre radii of a Gaussian of sigma footprint_m / 4
+    (r^2 / 2 sigma^2 is exponential), the second ring turned by half a step."""
+    if footprint_m == 0:
+        return np.zeros(1), np.zeros(1), np.ones(1)
+    nodes, node_weights = np.polynomial.laguerre.laggauss(2)
+    radii = 0.25 * footprint_m * np.sqrt(2.0 * nodes)
+    angles = 2.0 * np.pi * np.arange(6) / 6
+    angles = np.concatenate([angles, angles + np.pi / 6])
+    radius = np.repeat(radii, 6)
+    return radius * np.cos(angles), radius * np.sin(angles), np.repeat(node_weights / 6, 6)
+
+
+def _bilinear(heights: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The DEM's heights (m, float64) at fractional (row, column) positions of any shape,
+    bilinear between cell centres; NaN where none of the four nearest cells has a height.
+
+    Cells without a height are left out of the four (the others' weights renormalised), as
+    map_coordinates alone would spread a NaN over every value next to it. Past the grid's
+    edge the heights are continued by odd reflection (2 h_edge - h_mirror): the slope goes on,
+    where mode="nearest" would flatten the terrain and hide the geolocation error of priors
+    near the edge. Only the window that the positions need is read.
+    """
+    n_rows, n_cols = heights.shape
+    window, shifts = [], []
+    for positions, size in ((rows, n_rows), (cols, n_cols)):
+        low, high = float(positions.min()), float(positions.max())
+        start = min(max(0, math.floor(low)), size - 1)
+        stop = max(min(size, math.floor(high) + 2), start + 1)
+        # Past the edge, 256 cells at most are continued; further positions take the last.
+        before = min(256, math.ceil(-low) + 1) if low < 0 else 0
+        after = min(256, math.ceil(high - (size - 1)) + 1) if high > size - 1 else 0
+        window.append((start, stop, before, after))
+        shifts.append(before - start)
+    (r0, r1, rb, ra), (c0, c1, cb, ca) = window
+    padded = np.pad(heights[r0:r1, c0:c1], ((rb, ra), (cb, ca)), mode="reflect", reflect_type="odd")
+    found = np.isfinite(padded)
+    coordinates = np.stack([rows + shifts[0], cols + shifts[1]])
+    total = scipy.ndimage.map_coordinates(np.where(found, padded, 0.0), coordinates, output=np.float64,
+                                          order=1, mode="nearest")
+    weight = scipy.ndimage.map_coordinates(found.astype(np.float32), coordinates, output=np.float64,
+                                           order=1, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 1e-6, total / weight, np.nan)
+
+
+# --------------------------------------------------------------------------------------
 # Patterns
 # --------------------------------------------------------------------------------------
 
@@ -387,19 +748,20 @@ def _first_occurrences(cells: np.ndarray) -> np.ndarray:
     return cells[np.sort(first)]
 
 
-def _track_cells(valid: np.ndarray, count: int, steps: tuple[float, float],
-                 rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def _track_cells(valid: np.ndarray, count: int, steps: tuple[float, float], rng: np.random.Generator, *,
+                 beams_m: np.ndarray | None = None, spacing_m: float = TRACK_SPACING_M,
+                 heading_deg: tuple[float, float] = TRACK_HEADING_DEG) -> tuple[np.ndarray, float]:
     """``count`` cells along ICESat-2-like beams (see the module docstring), and the heading
-    magnitude (degrees) of the tracks."""
+    magnitude (degrees) of the tracks; ``beams_m`` (across-track offsets, m, from the track's
+    centre; ICESat-2's by default), ``spacing_m`` (along-track, m) and ``heading_deg`` (the
+    range of the heading magnitude) lay out another instrument's."""
     rows, cols = valid.shape
     step_n, step_e = steps
     flat_valid = valid.ravel()
     centre_e, centre_n = 0.5 * (cols - 1) * step_e, 0.5 * (rows - 1) * step_n
     reach = 0.5 * math.hypot(cols * step_e, rows * step_n) + max(abs(step_e), abs(step_n))
-    half_beam = 0.5 * BEAM_SPACING_M
-    beams = np.array([-PAIR_SPACING_M - half_beam, -PAIR_SPACING_M + half_beam, -half_beam, half_beam,
-                      PAIR_SPACING_M - half_beam, PAIR_SPACING_M + half_beam])
-    heading = float(rng.uniform(*TRACK_HEADING_DEG))
+    beams = _TRACK_LAYOUTS["icesat2"][0] if beams_m is None else np.asarray(beams_m, dtype=np.float64)
+    heading = float(rng.uniform(*heading_deg))
     taken = np.zeros(rows * cols, dtype=bool)
     chosen: list[np.ndarray] = []
     n_chosen = idle = 0
@@ -408,7 +770,7 @@ def _track_cells(valid: np.ndarray, count: int, steps: tuple[float, float],
         along = (math.sin(angle), math.cos(angle))  # east, north
         across = (math.cos(angle), -math.sin(angle))
         offset = rng.uniform(-reach, reach) - beams[rng.integers(beams.size)]
-        t = np.arange(-reach + rng.uniform(0.0, TRACK_SPACING_M), reach, TRACK_SPACING_M)
+        t = np.arange(-reach + rng.uniform(0.0, spacing_m), reach, spacing_m)
         added = False
         for beam in rng.permutation(beams.size):
             distance = offset + beams[beam]

@@ -27,6 +27,7 @@ from ._version import __version__
 from .dem import geodetic_coordinates, open_dem
 from .errors import GeometryError, InvalidInputError
 from .geometry import RadarGeometry, RadarWindow
+from .ground import Ground, lognormal_texture
 from .io import check_memory
 from .kernels import facets, visibility
 from .masks import MASK_ATTRS, MaskCode, kernel_codes
@@ -1233,18 +1234,8 @@ def texture(shape: tuple[int, int], *, seed: int = 0, correlation_cells: float =
             contrast_db: float = 3.0) -> np.ndarray:
     """A land-cover-like multiplicative texture (mean 1): smooth patches with log-normal
     values, their standard deviation ``contrast_db`` (dB; 0: all ones), independent of
-    the terrain's slopes."""
-    if contrast_db == 0:
-        return np.ones(shape)
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(shape)
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.rfftfreq(shape[1])[None, :]
-    kernel = np.exp(-0.5 * (2 * np.pi * correlation_cells) ** 2 * (fx**2 + fy**2))
-    field = np.fft.irfft2(np.fft.rfft2(noise) * kernel, s=shape)
-    field = (field - field.mean()) / (field.std() + 1e-12)
-    sigma = contrast_db * np.log(10) / 10
-    return np.exp(sigma * field - 0.5 * sigma**2)
+    the terrain's slopes (:func:`sarheight.ground.lognormal_texture`)."""
+    return lognormal_texture(shape, seed=seed, contrast_db=contrast_db, correlation_cells=correlation_cells)
 
 
 def simulate_sar(
@@ -1261,6 +1252,7 @@ def simulate_sar(
     law: str = "empirical",
     land_cover_db: float = 3.0,
     land_cover_seed: int | None = None,
+    ground: Ground | None = None,
 ) -> xr.DataArray | tuple[xr.DataArray, xr.DataArray]:
     """Simulate a beta0-like radar observation (linear intensity) of a DEM.
 
@@ -1279,6 +1271,13 @@ def simulate_sar(
         follows the law alone).
     land_cover_seed : the seed of the land cover (default ``seed``): observations of one
         ground by several passes share it, while their speckle differs.
+    ground : a :class:`sarheight.ground.Ground` on the DEM's grid (e.g. from
+        :func:`sarheight.ground.draw_ground`): the ground sigma0 of each cell is its land
+        cover class's law of the cell's own local incidence (that of the cell's summed
+        facet area vector) times the ground's texture, carried by the cell's facets that
+        see the sensor in proportion to their sigma areas. It replaces ``law`` and the
+        land cover: refused together with ``backscatter``, a ``law`` other than
+        "empirical", ``land_cover_db`` other than 3 or a ``land_cover_seed``.
     looks : equivalent number of looks of the multiplicative gamma speckle; None: none.
     nesz_db : noise-equivalent sigma0 (dB) of an additive noise floor; None: none.
     seed : random seed of the texture, speckle and noise.
@@ -1303,9 +1302,36 @@ def simulate_sar(
         raise InvalidInputError(f"law must be one of {', '.join(SIGMA0_LAWS)}, got {law!r}")
     if not (isinstance(land_cover_db, (int, float, np.number)) and 0 <= land_cover_db < 30):
         raise InvalidInputError(f"land_cover_db must be a number of dB from 0 to 30, got {land_cover_db!r}")
+    if ground is not None:
+        if not isinstance(ground, Ground):
+            raise InvalidInputError(f"ground must be a sarheight.ground.Ground (draw_ground makes one), got "
+                                    f"{type(ground).__name__}")
+        given = [name for name, clash in (("backscatter", backscatter is not None), ("law", law != "empirical"),
+                                          ("land_cover_db", land_cover_db != 3.0),
+                                          ("land_cover_seed", land_cover_seed is not None)) if clash]
+        if given:
+            raise InvalidInputError(
+                f"ground gives the ground's sigma0 laws, land cover and texture: give it without {', '.join(given)}"
+            )
     dem = open_dem(dem)
     options = {"projection": projection, "oversample": oversample}
-    if backscatter is None:
+    if ground is not None:
+        if ground.shape != dem.shape:
+            raise InvalidInputError(f"the ground's class map has shape {ground.shape}, the DEM {dem.shape}: draw "
+                                    "the ground on this DEM (draw_ground(dem, family, seed))")
+
+        def lit(angles: np.ndarray) -> np.ndarray:
+            return np.ones_like(angles)  # a facet's contribution: its sigma area where it sees the sensor
+
+        first = run_simulation(dem, geometry, contribution=lit, **options)
+        with np.errstate(invalid="ignore"):
+            incidence = np.degrees(np.arccos(np.clip(first.per_cell["cos_local_incidence"], -1, 1)))
+        # Cells outside the image or without facets have no angle (NaN): nothing to carry.
+        weights = np.nan_to_num(ground.sigma0(incidence)) * first.per_cell["contribution"]
+        state = run_simulation(dem, geometry, contribution=dem.copy(data=weights), **options)
+        sigma_area = first.per_cell["sigma_area"]
+        truth = np.where(sigma_area > 0, weights / np.where(sigma_area > 0, sigma_area, 1), np.nan)
+    elif backscatter is None:
         model = run_simulation(dem, geometry, contribution="model" if law == "empirical" else SIGMA0_LAWS[law],
                                **options)
         cover = texture(dem.shape, seed=seed if land_cover_seed is None else int(land_cover_seed),
@@ -1353,11 +1379,13 @@ def simulate_sar(
             "looks": "none" if looks is None else float(looks),
             "nesz_db": "none" if nesz_db is None else float(nesz_db),
             "seed": int(seed),
-            "sigma0_law": law if backscatter is None else "given",
-            "land_cover_db": float(land_cover_db) if backscatter is None else "given",
+            "sigma0_law": ground.name if ground is not None else law if backscatter is None else "given",
+            "land_cover_db": (ground.texture_db if ground is not None else float(land_cover_db) if backscatter is None
+                              else "given"),
             "projection": projection,
             "oversample": state.oversample,
             "sarheight_version": __version__,
+            **(ground.to_attrs() if ground is not None else {}),
         },
     )
     if not return_truth:

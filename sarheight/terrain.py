@@ -64,13 +64,23 @@ import rasterio.warp
 import xarray as xr
 
 from ._version import __version__
+from .backprojection import upsample
+from .coarse_dem import CoarseDemErrors, coarse_product, draw_errors
 from .dem import cell_size_m, open_dem
 from .errors import InvalidInputError, MissingInputError
 from .geometry import RadarGeometry
+from .ground import FittedLaw, Ground, draw_ground, fit_sigma0_law
 from .io import atomic_path
 from .layover import reconstruct
-from .masks import MASK_ATTRS
-from .priors import distance_map, interpolate_priors, sample_priors
+from .masks import MASK_ATTRS, MaskCode
+from .priors import (
+    PRIOR_KINDS,
+    PriorErrors,
+    distance_map,
+    draw_prior_errors,
+    interpolate_priors,
+    sample_priors,
+)
 from .simulate import empirical_sigma0, simulate_sar
 
 logger = logging.getLogger(__name__)
@@ -84,7 +94,7 @@ PASS_HEADINGS = {"ascending": 348.0, "descending": 192.0}
 INPUT_VARIABLES = (
     "sar_reconstructed", "sar_geocoded", "local_incidence_angle", "layover", "shadow",
     "prior_height", "prior_mask", "prior_distance", "prior_interpolated", "coarse_height", "coarse_bicubic",
-    "coarse_lanczos", "coarse_corrected",
+    "coarse_lanczos", "coarse_corrected", "coarse_backprojected", "coarse_refined", "prior_correction_std",
 )
 
 #: The variables of the opposite pass, when a scene has it.
@@ -102,6 +112,9 @@ _ATTRS = {
     "coarse_bicubic": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (bicubic)"},
     "coarse_lanczos": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (Lanczos)"},
     "coarse_corrected": {"units": "m", "long_name": "coarse DEM plus the interpolated residuals of the priors"},
+    "coarse_backprojected": {"units": "m", "long_name": "coarse DEM refined by iterative back-projection"},
+    "coarse_refined": {"units": "m", "long_name": "coarse DEM back-projected, corrected by the priors (kriged)"},
+    "prior_correction_std": {"units": "m", "long_name": "standard deviation of the kriged correction"},
     "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
 }
 
@@ -163,11 +176,7 @@ def scene_geometry(
     )
 
 
-#: How a coarse DEM is resampled to a finer grid: GDAL's kernels by name.
-UPSAMPLING = {"bilinear": rasterio.warp.Resampling.bilinear, "bicubic": rasterio.warp.Resampling.cubic,
-              "lanczos": rasterio.warp.Resampling.lanczos}
-
-#: The scene variable holding the coarse DEM resampled by each kernel of :data:`UPSAMPLING`.
+#: The scene variable holding the coarse DEM resampled by each kernel of :data:`sarheight.backprojection.UPSAMPLING`.
 COARSE_VARIABLES = {"bilinear": "coarse_height", "bicubic": "coarse_bicubic", "lanczos": "coarse_lanczos"}
 
 
@@ -206,45 +215,6 @@ def block_mean(dem: Any, factor: int) -> xr.DataArray:
     out = xr.DataArray(coarse.astype(np.float32), dims=("y", "x"), coords={"y": y, "x": x}, name=dem.name,
                        attrs={**dem.attrs, "coarse_factor": factor})
     return out.rio.write_crs(dem.rio.crs).rio.write_transform(coarse_transform)
-
-
-def upsample(coarse: xr.DataArray, grid: xr.DataArray, method: str = "bilinear", *,
-             what: str = "the coarse DEM") -> xr.DataArray:
-    """``coarse`` (heights with a CRS) resampled to ``grid``'s cells with ``method`` (a
-    kernel of :data:`UPSAMPLING`); NaN outside it and where ``grid`` is NaN.
-
-    Kernels that need neighbours beyond the coarse raster's outer cells (GDAL then returns
-    nodata there) fall back to bilinear, then to the nearest coarse value, so that every
-    cell of the grid that the coarse raster covers has a height. A ``coarse`` already on
-    ``grid`` is returned as it is.
-    """
-    if method not in UPSAMPLING:
-        raise InvalidInputError(f"upsampling must be one of {', '.join(UPSAMPLING)}, got {method!r}")
-    if coarse.rio.crs == grid.rio.crs and coarse.shape == grid.shape and np.allclose(
-            coarse.rio.transform(), grid.rio.transform()):
-        return coarse
-
-    def resample(kernel: rasterio.warp.Resampling) -> np.ndarray:
-        out = np.full(grid.shape, np.nan, dtype=np.float32)
-        rasterio.warp.reproject(
-            coarse.values.astype(np.float32), out,
-            src_transform=coarse.rio.transform(), src_crs=coarse.rio.crs, src_nodata=np.nan,
-            dst_transform=grid.rio.transform(), dst_crs=grid.rio.crs, dst_nodata=np.nan, resampling=kernel,
-        )
-        return out
-
-    fine = resample(UPSAMPLING[method])
-    for fallback in (rasterio.warp.Resampling.bilinear, rasterio.warp.Resampling.nearest):
-        missing = ~np.isfinite(fine)
-        if not missing.any():
-            break
-        fine[missing] = resample(fallback)[missing]
-    if not np.isfinite(fine).any():
-        raise InvalidInputError(f"{what} does not overlap the scene grid: give one that covers it")
-    fine[~np.isfinite(grid.values)] = np.nan
-    out = grid.copy(data=fine)
-    out.attrs = {**coarse.attrs, "upsampling": method}
-    return out
 
 
 def degrade_dem(dem: Any, factor: int, method: str = "bilinear") -> xr.DataArray:
@@ -328,8 +298,15 @@ def coarse_cell_size(scene: xr.Dataset) -> float:
 #: - ``look_east``, ``look_north`` (and ``other_``): the unit vector of the ground-range
 #:   direction, away from the sensor (constant): which way the radar looks on the map;
 #: - ``sar_ratio`` (and ``sar_ratio_geocoded``, ``other_sar_ratio``): the observed sigma0
-#:   over the sigma0 the reconstruction's law gives the coarse DEM's local incidence (dB):
-#:   what the coarse DEM does not explain. In layover it is the reconstructed value.
+#:   over a law of the local incidence fitted to the observation itself
+#:   (:func:`scene_sigma0_law`), at the coarse DEM's local incidence (dB, its median over
+#:   the fitted cells taken out): what the coarse DEM does not explain, whatever law the
+#:   ground follows. In layover it is the reconstructed value;
+#: - ``sar_slope`` (and ``sar_slope_geocoded``, ``other_sar_slope``): that ratio read as a
+#:   change of the range slope (radians, rising away from the sensor) through the fitted
+#:   law's sensitivity (:meth:`sarheight.ground.FittedLaw.sensitivity`), clipped at
+#:   :data:`RANGE_SLOPE_LIMIT_RAD`; NaN where the law says little (sensitivity below
+#:   :data:`MIN_SENSITIVITY_DB`) and in layover and shadow.
 DERIVED_VARIABLES: dict[str, tuple[str, ...]] = {
     "coarse_slope_east": ("coarse_bicubic",),
     "coarse_slope_north": ("coarse_bicubic",),
@@ -342,7 +319,61 @@ DERIVED_VARIABLES: dict[str, tuple[str, ...]] = {
     "sar_ratio": ("sar_reconstructed", "local_incidence_angle"),
     "sar_ratio_geocoded": ("sar_geocoded", "local_incidence_angle"),
     "other_sar_ratio": ("other_sar_reconstructed", "other_local_incidence_angle"),
+    "sar_slope": ("sar_reconstructed", "local_incidence_angle"),
+    "sar_slope_geocoded": ("sar_geocoded", "local_incidence_angle"),
+    "other_sar_slope": ("other_sar_reconstructed", "other_local_incidence_angle"),
 }
+
+#: The largest range-slope change (radians) one cell's brightness may claim.
+RANGE_SLOPE_LIMIT_RAD = math.radians(25.0)
+
+#: The least sensitivity (dB per radian of range slope) at which brightness is read as
+#: slope: below it (near grazing, or a ground whose law is flat) a dB of speckle would be
+#: tens of degrees.
+MIN_SENSITIVITY_DB = 3.0
+
+
+def scene_sigma0_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
+                     incidence: str = "local_incidence_angle") -> FittedLaw:
+    """The sigma0 law of the local incidence fitted to a scene's own observation
+    (:func:`sarheight.ground.fit_sigma0_law`, robust medians per degree of incidence),
+    outside layover and shadow (for the other pass, whose masks a scene does not keep,
+    where it is finite: NaN in its shadow). A scene too small to fit one (fewer than 30
+    cells in every degree of incidence) falls back to the empirical law, fitted to that
+    law's own values.
+
+    """
+    sigma0, angles = scene[sar].values, scene[incidence].values
+    valid = np.isfinite(sigma0) & np.isfinite(angles)
+    if not sar.startswith("other_") and "layover" in scene.data_vars:
+        valid &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    try:
+        return fit_sigma0_law(sigma0, angles, valid)
+    except InvalidInputError:
+        grid = np.linspace(5.0, 85.0, 81)
+        with np.errstate(divide="ignore"):
+            return fit_sigma0_law(10.0 * np.log10(np.repeat(empirical_sigma0(grid), 40)), np.repeat(grid, 40))
+
+
+def _sar_ratio_and_slope(scene: xr.Dataset, sar: str, incidence: str, slope: bool) -> np.ndarray:
+    law = scene_sigma0_law(scene, sar, incidence)
+    angles = scene[incidence].values.astype(np.float64)
+    ratio = law.ratio_db(scene[sar].values, angles)
+    fitted = np.isfinite(ratio)
+    if not sar.startswith("other_") and "layover" in scene.data_vars:
+        fitted &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    if fitted.any():
+        # The ratio is defined up to a constant (speckle's mean in dB, the fit's level).
+        ratio = ratio - np.median(ratio[fitted])
+    if not slope:
+        return np.where(np.isfinite(ratio), ratio, np.nan).astype(np.float32)
+    sensitivity = law.sensitivity(angles)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        change = np.clip(ratio / sensitivity, -RANGE_SLOPE_LIMIT_RAD, RANGE_SLOPE_LIMIT_RAD)
+        readable = np.isfinite(change) & (sensitivity >= MIN_SENSITIVITY_DB)
+    if not sar.startswith("other_") and "layover" in scene.data_vars:
+        readable &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    return np.where(readable, change, np.nan).astype(np.float32)
 
 
 def variable_sources(name: str) -> tuple[str, ...]:
@@ -383,10 +414,32 @@ def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
         value = math.sin(azimuth) if name.endswith("east") else math.cos(azimuth)
         return np.full(shape, value, dtype=np.float32)
     sar, incidence = DERIVED_VARIABLES[name]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        simulated = 10.0 * np.log10(empirical_sigma0(scene[incidence].values))
-    ratio = scene[sar].values - simulated
-    return np.where(np.isfinite(ratio), ratio, np.nan).astype(np.float32)
+    return _sar_ratio_and_slope(scene, sar, incidence, slope="_slope" in name)
+
+
+#: The terrain classes a refinement is judged in, gated by and its spread calibrated in:
+#: the coarse DEM's layover (active or passive), its shadow, steep slopes outside both
+#: (the coarse DEM's slope at least :data:`STEEP_SLOPE_DEG`), and the other cells. Each
+#: cell is in one class, taken in that order.
+REFINEMENT_CLASSES = ("layover", "shadow", "steep", "other")
+
+#: The coarse slope (degrees) from which a cell outside layover and shadow is steep: about
+#: where global DEMs' errors double (their error grows with the tangent of the slope).
+STEEP_SLOPE_DEG = 20.0
+
+
+def refinement_classes(scene: xr.Dataset) -> np.ndarray:
+    """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
+    scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
+    user knows, never the truth."""
+    layover, shadow = scene["layover"].values, scene["shadow"].values
+    slope = np.degrees(np.arctan(np.hypot(scene_variable(scene, "coarse_slope_east"),
+                                          scene_variable(scene, "coarse_slope_north"))))
+    codes = np.full(layover.shape, REFINEMENT_CLASSES.index("other"), dtype=np.uint8)
+    codes[slope >= STEEP_SLOPE_DEG] = REFINEMENT_CLASSES.index("steep")
+    codes[(shadow == MaskCode.ACTIVE) | (shadow == MaskCode.PASSIVE)] = REFINEMENT_CLASSES.index("shadow")
+    codes[(layover == MaskCode.ACTIVE) | (layover == MaskCode.PASSIVE)] = REFINEMENT_CLASSES.index("layover")
+    return codes
 
 
 def _grid_cell(scene: xr.Dataset) -> float:
@@ -515,7 +568,13 @@ def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr
         interpolated = interpolate_priors(priors, method=prior_method).values
         residuals = priors[["prior_height", "prior_mask"]].copy()
         residuals["prior_height"] = priors["prior_height"] - coarse.values
-        correction = interpolate_priors(residuals, method=prior_method).values
+        # A prior beyond the coarse DEM (a real product's grid need not reach the scene's
+        # edge) has no residual.
+        residuals["prior_mask"] = priors["prior_mask"] * np.isfinite(residuals["prior_height"]).astype(np.uint8)
+        if residuals["prior_mask"].values.any():
+            correction = interpolate_priors(residuals, method=prior_method).values
+        else:
+            correction = np.zeros(grid.shape)
     else:
         # No known height: every cell is farther from one than the grid is wide, and there
         # is nothing to interpolate (the coarse DEM is its own correction).
@@ -604,6 +663,9 @@ def observed_scene(
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
     for variable, values in resampled.items():
         scene[variable] = _on_grid(values.astype(np.float32), coarse, variable)
+    dy, dx = cell_size_m(native)
+    for variable, values in refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx)).items():
+        scene[variable] = _on_grid(values, coarse, variable)
     if other is not None:
         other_inputs, other_attrs = _pass_inputs(other[0], coarse, other[1], measurement=measurement,
                                                  projection=projection, progress=progress, **observation)
@@ -611,13 +673,29 @@ def observed_scene(
     if truth is not None:
         scene["height"] = _on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")
                                    .astype(np.float32), coarse, "height")
-    dy, dx = cell_size_m(native)
     grid_dy, grid_dx = cell_size_m(coarse)
     scene.attrs.update(_scene_attrs(attrs, kind="observed", name=name, dem_name=_source_name(coarse_dem),
                                     prior_method=prior_method))
     scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
                        coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3))
     return scene
+
+
+def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dataset,
+                        coarse_cell_m: float) -> dict[str, np.ndarray]:
+    """The coarse DEM ``native`` (on its own grid) refined on ``grid`` without SAR and
+    without learning (:mod:`sarheight.backprojection`): ``coarse_backprojected``,
+    ``coarse_refined`` (with the priors' residuals kriged) and ``prior_correction_std``
+    (m; NaN without priors), float32 arrays on the grid."""
+    from .backprojection import back_project, prior_correction
+
+    backprojected = back_project(native, grid)
+    correction, deviation = prior_correction(backprojected, priors["prior_height"].values,
+                                             priors["prior_mask"].values, coarse_cell_m=coarse_cell_m)
+    refined = backprojected.values + correction
+    return {"coarse_backprojected": backprojected.values.astype(np.float32),
+            "coarse_refined": refined.astype(np.float32),
+            "prior_correction_std": np.where(np.isfinite(backprojected.values), deviation, np.nan).astype(np.float32)}
 
 
 def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], other_attrs: dict) -> xr.Dataset:
@@ -677,12 +755,24 @@ def simulate_scene(
     projection: Literal["exact", "bilinear"] = "exact",
     law: str = "empirical",
     land_cover_db: float = 3.0,
+    land_cover_seed: int | None = None,
+    coarse_errors: CoarseDemErrors | None = None,
+    prior_errors: PriorErrors | None = None,
+    ground: Ground | None = None,
     unscored: Any = None,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
     """A simulated terrain scene: the observation from the fine DEM, everything else from
     a DEM ``coarse_factor`` times coarser, and the fine DEM as the truth.
+
+    The coarse DEM is the ideal one (the block mean on an aligned grid,
+    :func:`block_mean`) unless ``coarse_errors`` describe a real product's
+    (:func:`sarheight.coarse_dem.coarse_product`: correlated and slope-dependent error, a
+    geolocation shift, a grid not aligned with the fine one); the priors are exact unless
+    ``prior_errors`` give their instrument's; the ground follows one ``law`` with
+    land-cover patches unless ``ground`` (:class:`sarheight.ground.Ground`: land cover that
+    follows the terrain, a law per class) is given.
 
     Parameters
     ----------
@@ -706,6 +796,15 @@ def simulate_scene(
     projection : as in :func:`sarheight.simulate.simulate`.
     law, land_cover_db : the ground's sigma0 law and land-cover contrast (dB), as in
         :func:`sarheight.simulate.simulate_sar`; both passes see the same land cover.
+    land_cover_seed : the seed of that land cover (default ``seed``).
+    coarse_errors : the coarse product's errors (their ``factor`` must be
+        ``coarse_factor``), drawn with :func:`sarheight.coarse_dem.draw_errors`; None: the
+        ideal block mean.
+    prior_errors : the priors' instrument errors
+        (:func:`sarheight.priors.draw_prior_errors`); None: exact heights (plus
+        ``prior_noise_m``).
+    ground : the ground's sigma0 per terrain class (:func:`sarheight.ground.draw_ground`),
+        instead of ``law`` and ``land_cover_db``.
     unscored : cells (bool, on the DEM grid) whose true height the scene leaves out of
         ``height`` (NaN: neither trained on nor scored), such as sea at a constant height.
     name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
@@ -719,18 +818,30 @@ def simulate_scene(
     truth = open_dem(dem)
     if prior_count is None and prior_fraction is None:
         raise InvalidInputError("give prior_fraction or prior_count: a scene needs known heights")
-    coarse = block_mean(truth, coarse_factor)
+    if coarse_errors is not None and coarse_errors.factor != int(coarse_factor):
+        raise InvalidInputError(f"coarse_errors are of a {coarse_errors.factor}x product, coarse_factor is "
+                                f"{coarse_factor}: draw them for the scene's factor")
+    if coarse_errors is None or coarse_errors.is_ideal:
+        coarse = block_mean(truth, coarse_factor)
+    else:
+        coarse = coarse_product(truth, coarse_errors, seed=seed)
     priors = sample_priors(truth, **({"count": prior_count} if prior_count is not None else
                                      {"fraction": prior_fraction}),
-                           pattern=prior_pattern, noise_m=prior_noise_m, seed=seed)
+                           pattern=prior_pattern, noise_m=prior_noise_m, seed=seed, errors=prior_errors,
+                           track_layout=PRIOR_KINDS.get(getattr(prior_errors, "kind", ""), {}).get(
+                               "track_layout") or "icesat2")
 
     def observe(pass_geometry: RadarGeometry) -> xr.DataArray:
         # Each pass is its own acquisition (its own speckle), the same in the files of both
         # passes of a pair: the seed follows the pass, not the file.
         offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
         pass_seed = seed + 1_000_003 * offset
+        if ground is not None:
+            return simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
+                                projection=projection, ground=ground)
         return simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed, projection=projection,
-                            law=law, land_cover_db=land_cover_db, land_cover_seed=seed)
+                            law=law, land_cover_db=land_cover_db,
+                            land_cover_seed=seed if land_cover_seed is None else land_cover_seed)
 
     dem_name = _source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
@@ -754,9 +865,17 @@ def simulate_scene(
         prior_pattern=prior_pattern,
         prior_count=int(priors["prior_mask"].sum()),
         prior_noise_m=float(prior_noise_m),
+        prior_error_rms_m=float(priors.attrs.get("prior_error_rms_m", 0.0)),
+        **(prior_errors.to_attrs() if prior_errors is not None else {"prior_kind": "exact"}),
+        coarse_family=str(coarse.attrs.get("coarse_family", "ideal" if coarse_errors is None or coarse_errors.is_ideal
+                                           else "given")),
+        **{key: value for key, value in (coarse_errors.to_attrs() if coarse_errors is not None else {}).items()
+           if key != "coarse_factor"},
         looks=float(looks) if looks is not None else "none",
-        sigma0_law=law,
-        land_cover_db=float(land_cover_db),
+        sigma0_law=ground.name if ground is not None else law,
+        land_cover_db=float(ground.texture_db if ground is not None else land_cover_db),
+        land_cover_seed=int(seed if land_cover_seed is None else land_cover_seed),
+        **({"ground_family": ground.family, **ground.to_attrs()} if ground is not None else {}),
         nesz_db=float(nesz_db) if nesz_db is not None else "none",
         seed=int(seed),
         other_pass=pass_direction(other_geometry) if other_geometry is not None else "none",
@@ -843,6 +962,9 @@ def simulate_scenes(
     looks: tuple[float | None, ...] = (4.4,),
     laws: tuple[str, ...] = ("empirical",),
     land_cover_db: tuple[float, ...] = (3.0,),
+    coarse_families: tuple[str, ...] = ("ideal",),
+    prior_kinds: tuple[str | None, ...] = (None,),
+    ground_families: tuple[str | None, ...] = (None,),
     sample: int | None = None,
     unscored: dict[str, Any] | None = None,
     progress: bool = True,
@@ -864,6 +986,13 @@ def simulate_scenes(
     looks, laws, land_cover_db : the observations: equivalent looks (4.4 a date, 44 a
         composite of ten), the ground's sigma0 law and the land cover's contrast (dB), as
         :func:`simulate_scene` takes them.
+    coarse_families : the families of :data:`sarheight.coarse_dem.DEGRADATION_FAMILIES`
+        the coarse DEM's errors are drawn from ("ideal": the block mean).
+    prior_kinds : kinds of :data:`sarheight.priors.PRIOR_KINDS` whose pattern and errors
+        the priors are drawn with; None: ``prior_patterns``, exact.
+    ground_families : families of :data:`sarheight.ground.GROUND_FAMILIES` the ground
+        (land cover following the terrain, a law per class) is drawn from, instead of
+        ``laws`` and ``land_cover_db``; None: those.
     sample : per DEM, how many scenes to draw at random (without repeats, seeded by the
         DEM's name) from all the combinations of the axes above, instead of every one: a
         training set that spans many axes without their product.
@@ -874,8 +1003,11 @@ def simulate_scenes(
     Each scene carries the opposite pass (for synthetic geometries: with the same look
     side and heading offset, also when ``passes`` names one pass; for products: the first
     product of the other direction, if any) as its ``other_*`` variables; the scenes of
-    one DEM, factor, pattern and seed share their priors. Files are named
-    ``<dem>_<pass>[_left][_h<offset>]_c<factor>_<pattern>[_looks<n>][_<law>][_cover<dB>]_s<seed>.nc``;
+    one DEM, factor, pattern and seed share their priors. Every drawn property (the coarse
+    DEM's errors, the priors' instrument errors, the ground and the land cover) is drawn
+    with a seed of its own scene (the CRC-32 of its name without the pass): no two scenes
+    share a land cover, except the two passes of a pair, which see the same ground. Files are named
+    ``<dem>_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<pattern or kind>[_looks<n>][_<law>][_cover<dB>][_ground-<family>]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
     import itertools
@@ -916,8 +1048,9 @@ def simulate_scenes(
 
     plans = []
     for truth, dem_name in zip(truths, names, strict=True):
-        combinations = list(itertools.product(variants(truth), coarse_factors, prior_patterns, looks, laws,
-                                              land_cover_db, seeds))
+        priors_axis = [kind for kind in prior_kinds if kind is not None] or list(prior_patterns)
+        combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, priors_axis, looks,
+                                              laws, land_cover_db, ground_families, seeds))
         if sample is not None and sample < len(combinations):
             rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
             combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample, replace=False))]
@@ -926,15 +1059,31 @@ def simulate_scenes(
     with tqdm(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes", unit="scene",
               disable=not progress) as bar:
         for truth, dem_name, combinations in plans:
-            for (tag, geometry, other), factor, pattern, scene_looks, law, cover, seed in combinations:
-                name = (f"{dem_name}_{tag}_c{factor}_{pattern}{_radiometry_tag(scene_looks, law, cover)}"
-                        f"_s{seed}")
+            for (tag, geometry, other), factor, family, priors, scene_looks, law, cover, ground_family, seed \
+                    in combinations:
+                radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
+                              else _radiometry_tag(scene_looks, "empirical", 3.0) + f"_ground-{ground_family}")
+                name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{priors}"
+                        f"{radiometry}_s{seed}")
                 path = out / f"{name}.nc"
                 if not path.exists():
-                    scene = simulate_scene(truth, geometry, coarse_factor=factor, prior_pattern=pattern, seed=seed,
-                                           other_geometry=other, name=name, looks=scene_looks, law=law,
-                                           land_cover_db=cover, unscored=(unscored or {}).get(dem_name),
-                                           progress=False, **scene_options)
+                    # The two passes of a pair see one ground, one coarse DEM and one set of
+                    # priors (each holds the other's image): the draws follow the name
+                    # without the pass.
+                    pair = tag.removeprefix("ascending").removeprefix("descending")
+                    draw = zlib.crc32(name.replace(f"{dem_name}_{tag}_", f"{dem_name}_pair{pair}_", 1).encode())
+                    kind = priors if priors in PRIOR_KINDS and priors in prior_kinds else None
+                    drawn: dict[str, Any] = {
+                        "coarse_errors": None if family == "ideal" else draw_errors(factor, family, draw),
+                        "prior_errors": draw_prior_errors(kind, draw + 1) if kind else None,
+                        "prior_pattern": PRIOR_KINDS[kind]["pattern"] if kind else priors,
+                        "ground": draw_ground(truth, ground_family, draw + 2) if ground_family else None,
+                    }
+                    scene = simulate_scene(truth, geometry, coarse_factor=factor, seed=seed, other_geometry=other,
+                                           name=name, looks=scene_looks, law=law, land_cover_db=cover,
+                                           land_cover_seed=draw, unscored=(unscored or {}).get(dem_name),
+                                           progress=False, **drawn, **scene_options)
+                    scene.attrs["coarse_family"] = family
                     write_scene(scene, path)
                 paths.append(path)
                 bar.update()

@@ -59,6 +59,32 @@ class TestASKUNet(VariantTester):
     name = "ask_unet"
 
 
+class TestASKUNetUncertainty(ModelTester):
+    """ASK-UNet with the second head: the height and the log of its standard deviation."""
+
+    def make(self, in_channels, seed):
+        torch.manual_seed(seed)
+        return build("ask_unet", in_channels=in_channels, base_channels=8, depth=3, uncertainty=True)
+
+    def expected_shape(self, batch, channels, height, width):
+        return (batch, 2, height, width)
+
+
+def test_uncertainty_head_is_in_the_output_unit():
+    # The height head's output scale applies to the spread too: log_std moves by log(scale).
+    model = build("unet", in_channels=2, base_channels=4, depth=2, uncertainty=True).eval()
+    x = torch.randn(1, 2, 16, 16)
+    before = model(x)
+    model.output_scale.fill_(10.0)
+    model.output_offset.fill_(5.0)
+    after = model(x)
+    assert torch.allclose(after[:, 0], 5.0 + 10.0 * before[:, 0], atol=1e-5)
+    assert torch.allclose(after[:, 1], before[:, 1] + math.log(10.0), atol=1e-5)
+    assert build(model.variant, **model.config).config == model.config == {
+        "in_channels": 2, "base_channels": 4, "depth": 2, "uncertainty": True}
+    assert "uncertainty" not in build("unet", in_channels=2, base_channels=4, depth=2).config
+
+
 # --------------------------------------------------------------------------------------
 # parameter counts
 # --------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default configs/terrain_refine.yaml)")
     parser.add_argument("--method", action="append", default=None,
                         choices=("sar", "nosar", "sar_geocoded", "both_passes", "priors_only_network"),
-                        help="refine: restrict the trained networks (default all)")
+                        help="refine: the networks to train (default sar and nosar: the two the SAR's share needs); repeat for several")
     parser.add_argument("--max-time", default=None, metavar="DD:HH:MM:SS",
                         help="refine: stop every training after this long (default the configuration's)")
     add_training_budget(parser, **{key: None for key in ABLATION_BUDGET})

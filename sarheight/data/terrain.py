@@ -103,20 +103,27 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHANNELS = ("sar_reconstructed", "local_incidence_angle", "prior_height", "prior_mask", "prior_distance")
 
 #: Channels holding heights (m): given relative to the reference channel when there is one.
-HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "coarse_corrected", "height"})
+HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "coarse_corrected", "height",
+                             "coarse_bicubic", "coarse_lanczos", "coarse_backprojected", "coarse_refined"})
 
 #: Channels of mask codes (:class:`~sarheight.masks.MaskCode`): as inputs, 255 (outside
 #: the image) is a missing value.
 MASK_CHANNELS = frozenset({"layover", "shadow"})
 
 #: Channels holding lengths (m): given in coarse cells with ``scale="coarse_cell"``.
-LENGTH_CHANNELS = frozenset({"prior_distance"})
+LENGTH_CHANNELS = frozenset({"prior_distance", "prior_correction_std"})
 
 #: Channels that are NaN by design where they say nothing: the heights of the priors,
-#: given only at the priors, and the ratios of observed to simulated sigma0, which
-#: shadow leaves without an observation (a refinement still predicts there, from the
-#: coarse DEM). A NaN there is no missing input.
-SPARSE_CHANNELS = frozenset({"prior_height", "sar_ratio", "sar_ratio_geocoded", "other_sar_ratio"})
+#: given only at the priors, the ratios of observed to simulated sigma0 and the range
+#: slopes read from them, which shadow leaves without an observation (a refinement still
+#: predicts there, from the coarse DEM), and the spread of the priors' correction, which
+#: a scene without priors lacks. A NaN there is no missing input.
+SPARSE_CHANNELS = frozenset({"prior_height", "sar_ratio", "sar_ratio_geocoded", "other_sar_ratio", "sar_slope",
+                             "sar_slope_geocoded", "other_sar_slope", "prior_correction_std"})
+
+#: Sparse channels that a scene may hold no value of at all: the priors' heights and the
+#: spread of their correction, in a scene without priors.
+EMPTY_CHANNELS = frozenset({"prior_height", "prior_correction_std"})
 
 #: The scales :func:`scene_arrays` can give heights in: metres (None) or the coarse
 #: DEM's cell size (``"coarse_cell"``, see the module's docstring).
@@ -313,7 +320,7 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
             values = values - offset
         if channel in HEIGHT_CHANNELS | LENGTH_CHANNELS and unit != 1.0:
             values = values / np.float32(unit)
-        if channel != "prior_height" and not np.isfinite(values).any():
+        if channel not in EMPTY_CHANNELS and not np.isfinite(values).any():
             # (A scene without priors has no prior height anywhere; every other channel
             # all NaN or infinite is a broken input, which would give a map of nothing.)
             raise InvalidInputError(f"channel {channel!r} of scene {name!r} has no finite value: the scene is broken "
@@ -518,6 +525,14 @@ class TerrainDataModule(TiledDataModule):
     def scene_files(self) -> list[Path]:
         """The scene files named by ``scenes``, folders expanded to their ``*.nc``, sorted."""
         return scene_files(self.scenes, "data.scenes")
+
+    def split_files(self, split: str) -> list[Path]:
+        """The scene files of a split ("train", "val", "test") after :meth:`setup` (with
+        ``split="scene"``; block splits share their files between splits: none)."""
+        if self.split != "scene" or not getattr(self, "split_scenes", None):
+            return []
+        wanted = set(self.split_scenes.get(split, ()))
+        return [path for path in self.scene_files() if scene_header(path, self.group_by).name in wanted]
 
     def setup(self, stage: str | None = None) -> None:
         """Read the scenes (once), split them and compute the normalisation statistics from

@@ -106,7 +106,10 @@ class ASKUNet(nn.Module):
     a 1 x 1 convolution to the level's channels (rather than a transposed convolution,
     whose overlapping strides leave a checkerboard pattern that a height map shows as a
     periodic ripple), concatenation with the skip (passed through ECA when ``eca``), a
-    convolution block, and ECA after it (when ``eca``). A 1 x 1 head gives one channel.
+    convolution block, and ECA after it (when ``eca``). A 1 x 1 head gives one channel,
+    and with ``uncertainty`` a second 1 x 1 head gives the log of the standard deviation of
+    the height's error, in the output's unit (heteroscedastic regression, Kendall & Gal
+    2017: the network says where it is unsure, trained on its own errors).
 
     The output is ``output_offset + output_scale * head``: two float buffers (0 and 1 at
     construction, saved in the state dict) that the training core sets from the training
@@ -121,8 +124,10 @@ class ASKUNet(nn.Module):
     depth : number of encoder stages, i.e. of 2 x 2 poolings (>= 1).
     lsk : an LSK unit after each encoder stage.
     eca : ECA on each skip connection and after each decoder block.
+    uncertainty : a second output channel, ``log_std``.
 
-    Shapes: (N, in_channels, H, W) float -> (N, 1, H, W), for any H, W >= 1: the input is
+    Shapes: (N, in_channels, H, W) float -> (N, 1, H, W) (with ``uncertainty``, (N, 2, H, W):
+    the height and the log of its standard deviation), for any H, W >= 1: the input is
     padded to a multiple of 2**depth (at least 2 * 2**depth, so that the bottleneck has
     more than one cell and batch normalisation trains on a batch of one) and the output
     cropped back (see :func:`pad_to_multiple`).
@@ -138,15 +143,15 @@ class ASKUNet(nn.Module):
     """
 
     def __init__(self, in_channels: int, *, base_channels: int = 32, depth: int = 4, lsk: bool = True,
-                 eca: bool = True) -> None:
+                 eca: bool = True, uncertainty: bool = False) -> None:
         super().__init__()
         self.in_channels = _check_int(in_channels, 1, "in_channels")
         self.base_channels = _check_int(base_channels, 2, "base_channels")
         self.depth = _check_int(depth, 1, "depth")
-        for name, value in (("lsk", lsk), ("eca", eca)):
+        for name, value in (("lsk", lsk), ("eca", eca), ("uncertainty", uncertainty)):
             if not isinstance(value, bool):
                 raise InvalidInputError(f"{name} must be True or False, got {value!r}")
-        self.lsk, self.eca = lsk, eca
+        self.lsk, self.eca, self.uncertainty = lsk, eca, uncertainty
         channels = [base_channels * 2**i for i in range(depth + 1)]
         self.encoder = nn.ModuleList(
             nn.Sequential(ConvBlock(in_channels if i == 0 else channels[i - 1], channels[i]),
@@ -158,6 +163,7 @@ class ASKUNet(nn.Module):
         self.decoder = nn.ModuleList(_DecoderLevel(channels[i + 1], channels[i], eca)
                                      for i in reversed(range(depth)))
         self.head = nn.Conv2d(channels[0], 1, 1)
+        self.uncertainty_head = nn.Conv2d(channels[0], 1, 1) if uncertainty else None
         self.memory_format = torch.channels_last
         self.register_buffer("output_offset", torch.tensor(0.0))
         self.register_buffer("output_scale", torch.tensor(1.0))
@@ -166,8 +172,10 @@ class ASKUNet(nn.Module):
     def config(self) -> dict[str, Any]:
         """The constructor's arguments: ``type(model)(**model.config)`` builds the same
         architecture, and so does ``build(model.variant, **model.config)``."""
-        return {"in_channels": self.in_channels, "base_channels": self.base_channels, "depth": self.depth,
-                "lsk": self.lsk, "eca": self.eca}
+        config = {"in_channels": self.in_channels, "base_channels": self.base_channels, "depth": self.depth,
+                  "lsk": self.lsk, "eca": self.eca}
+        # Only when set: the configurations of models without it stay what they were.
+        return {**config, "uncertainty": True} if self.uncertainty else config
 
     @property
     def variant(self) -> str:
@@ -201,7 +209,8 @@ class ASKUNet(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Heights (N, 1, H, W) of the inputs ``x`` (N, in_channels, H, W)."""
+        """Heights (N, 1, H, W) of the inputs ``x`` (N, in_channels, H, W); with
+        ``uncertainty``, (N, 2, H, W): the heights and the log of their standard deviation."""
         self.check_input(x)
         height, width = x.shape[-2:]
         multiple = 2**self.depth
@@ -215,8 +224,13 @@ class ASKUNet(nn.Module):
         x = self.bottleneck(x)
         for level, skip in zip(self.decoder, reversed(skips), strict=True):
             x = level(x, skip)
-        x = self.head(x)[..., top:top + height, left:left + width]
-        return self.output_offset + self.output_scale * x
+        features = x[..., top:top + height, left:left + width]
+        heights = self.output_offset + self.output_scale * self.head(features)
+        if self.uncertainty_head is None:
+            return heights
+        # In the output's unit: the head learns a normalised spread, as the height head does.
+        log_std = self.uncertainty_head(features) + torch.log(self.output_scale)
+        return torch.cat([heights, log_std], dim=1)
 
 
 class UNet(ASKUNet):
@@ -227,33 +241,37 @@ class UNet(ASKUNet):
     in_channels, base_channels, depth : as :class:`ASKUNet`.
     """
 
-    def __init__(self, in_channels: int, *, base_channels: int = 32, depth: int = 4) -> None:
-        super().__init__(in_channels, base_channels=base_channels, depth=depth, lsk=False, eca=False)
+    def __init__(self, in_channels: int, *, base_channels: int = 32, depth: int = 4,
+                 uncertainty: bool = False) -> None:
+        super().__init__(in_channels, base_channels=base_channels, depth=depth, lsk=False, eca=False,
+                         uncertainty=uncertainty)
 
     @property
     def config(self) -> dict[str, Any]:
         """The constructor's arguments: ``UNet(**model.config)`` builds the same architecture."""
-        return {"in_channels": self.in_channels, "base_channels": self.base_channels, "depth": self.depth}
+        config = {"in_channels": self.in_channels, "base_channels": self.base_channels, "depth": self.depth}
+        return {**config, "uncertainty": True} if self.uncertainty else config
 
 
 def _variant(name: str, with_lsk: bool, with_eca: bool, description: str) -> Callable[..., ASKUNet]:
     """Register the builder of one ablation variant under ``name``."""
 
     def builder(in_channels: int, *, base_channels: int = 32, depth: int = 4, lsk: bool = with_lsk,
-                eca: bool = with_eca) -> ASKUNet:
+                eca: bool = with_eca, uncertainty: bool = False) -> ASKUNet:
         if (lsk, eca) != (with_lsk, with_eca):
             raise InvalidInputError(
                 f"the model {name!r} has lsk={with_lsk}, eca={with_eca}, got lsk={lsk}, eca={eca}: build "
                 "'ask_unet', 'unet_lsk', 'unet_eca' or 'unet' for the other combinations"
             )
         if not (lsk or eca):
-            return UNet(in_channels, base_channels=base_channels, depth=depth)
-        return ASKUNet(in_channels, base_channels=base_channels, depth=depth, lsk=lsk, eca=eca)
+            return UNet(in_channels, base_channels=base_channels, depth=depth, uncertainty=uncertainty)
+        return ASKUNet(in_channels, base_channels=base_channels, depth=depth, lsk=lsk, eca=eca,
+                       uncertainty=uncertainty)
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = (
         f"{description}: :class:`{'ASKUNet' if with_lsk or with_eca else 'UNet'}` with ``in_channels``, "
-        f"``base_channels`` and ``depth``; ``lsk`` and ``eca``, if given, must be {with_lsk} and {with_eca}, "
+        f"``base_channels``, ``depth`` and ``uncertainty``; ``lsk`` and ``eca``, if given, must be {with_lsk} and {with_eca}, "
         "so that ``build(model.variant, **model.config)`` rebuilds a model."
     )
     return register(name)(builder)

@@ -12,18 +12,22 @@ one as ``last.ckpt`` (also every ``checkpoint.every_n_train_steps`` steps, so th
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 import re
 import warnings
+from argparse import ArgumentError
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from ..errors import InvalidInputError, SarHeightError
+from ..errors import InvalidInputError, MissingInputError, SarHeightError
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, require_checkpoint_archive
 from .memory import check_forward_memory
 from .regression import PixelRegression
@@ -75,7 +79,27 @@ class SarHeightCLI(LightningCLI):
                 if path and Path(path).is_file() and path not in [p for _, p in written]:
                     written.append((label, path))
         if written and self.trainer.is_global_zero:
+            self._calibrate([path for _, path in written])
             print("checkpoints: " + "; ".join(f"{label} {path}" for label, path in written))
+
+    def _calibrate(self, checkpoints: Sequence[str]) -> None:
+        """Calibrate a refinement model's checkpoints on the validation scenes
+        (:mod:`sarheight.training.calibration`): the gate of its correction per terrain
+        class and, with a spread head, the scale of its spread; and say what they show."""
+        from ..data.terrain import TerrainDataModule
+        from .calibration import calibrate_checkpoint, describe_calibration
+
+        data = self.datamodule
+        if not (isinstance(data, TerrainDataModule) and data.reference and getattr(data, "scale", None)):
+            return
+        scenes = data.split_files("val")
+        if not scenes:
+            print("calibration: no validation scenes (data.val_scenes), the checkpoints keep their raw correction "
+                  "and spread")
+            return
+        for path in checkpoints:
+            figures = calibrate_checkpoint(path, scenes)
+            print(f"calibrated {path} on {len(scenes)} validation scenes: {describe_calibration(figures)}")
 
     def _check_checkpoint_folders(self) -> None:
         """The checkpoint folders made and writable before the first step (not found after
@@ -127,11 +151,29 @@ CLASS_OPTIONS = ("--data", "--model", "--trainer.logger", "--trainer.callbacks",
                  "--lr_scheduler")
 
 
+#: A dotted Python path (``package.module.Name``): what jsonargparse imports where a class
+#: or a callable may be given, in any string of a configuration.
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+#: A file a configuration names is read to check it only up to this size: a larger one is
+#: data (scenes, checkpoints), not a nested configuration.
+_NESTED_CONFIG_BYTES = 1 << 20
+
+
 def check_arguments(arguments: Sequence[str]) -> None:
     """Refuse, before LightningCLI reads anything, what would run code that is not
     sarheight's, torch's or Lightning's: a class path of another package (in the
     arguments or in a YAML configuration they name), and ``--weights_only false`` (a
     checkpoint read as more than data).
+
+    jsonargparse imports more than ``class_path`` keys: a bare dotted string where a
+    class may go (``data: pkg.Class``, ``callbacks: [pkg.Class]``), a string holding YAML
+    or JSON, and a file named where a nested configuration may go (``data: other.yaml``,
+    any suffix); ``--config``, ``-c`` and their abbreviations load a file of any suffix.
+    So every value of the arguments and every string of a configuration, at any depth,
+    is checked: a ``class_path`` of another package, a dotted string whose first part is
+    an importable module of another package (found with :func:`importlib.util.find_spec`,
+    which runs none of its code), embedded YAML and the text files named, recursively.
 
     Raises
     ------
@@ -146,58 +188,123 @@ def check_arguments(arguments: Sequence[str]) -> None:
                 f"{', '.join(ALLOWED_CLASS_PACKAGES)} (a class of another package would be imported, and run its "
                 "code); use a class of these or its short name")
 
-    def walk(node: object, where: str) -> None:
+    def check_string(value: str, where: str, folder: Path | None, seen: set[Path]) -> None:
+        text = value.strip()
+        if _DOTTED.fullmatch(text) and text.split(".")[0] not in ALLOWED_CLASS_PACKAGES:
+            head = text.split(".")[0]
+            # A file name (s0.nc, last.ckpt) is shaped the same: only a module that could
+            # be imported is refused.
+            try:
+                importable = importlib.util.find_spec(head) is not None
+            except (ImportError, ValueError):  # loaded already, without a spec (__main__)
+                importable = True
+            if importable:
+                raise InvalidInputError(
+                    f"{where} gives {text!r}, which would be imported as a class of the module {head!r} (code "
+                    f"outside {', '.join(ALLOWED_CLASS_PACKAGES)}): name classes of these only; a file of that "
+                    f"name is given as ./{text}")
+        for found in re.findall(r"class_path['\"]?\s*[:=]\s*['\"]?([\w.]+)", text):
+            refuse_path(found, where)
+        if text[:1] in ("{", "["):
+            try:
+                walk(yaml.safe_load(text), where, folder, seen)
+            except yaml.YAMLError:
+                pass  # not YAML: jsonargparse keeps it a string
+        elif text and "\n" not in text:
+            # A file named where a nested configuration may go is read as one.
+            for base in (Path.cwd(), *([folder] if folder else [])):
+                try:
+                    named = (base / text).is_file()
+                except OSError:  # a name too long to be a file's
+                    named = False
+                if named:
+                    walk_file(base / text, where, seen, strict=False)
+
+    def walk(node: object, where: str, folder: Path | None, seen: set[Path]) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "class_path" and isinstance(value, str):
                     refuse_path(value, where)
-                walk(value, where)
+                walk(value, where, folder, seen)
         elif isinstance(node, list):
             for item in node:
-                walk(item, where)
+                walk(item, where, folder, seen)
+        elif isinstance(node, str):
+            check_string(node, where, folder, seen)
+
+    def walk_file(path: Path, where: str, seen: set[Path], strict: bool) -> None:
+        """Walk a configuration file; ``strict``: the file is one the arguments give as a
+        configuration (unreadable YAML is an error), else a file a string names (a file of
+        data is passed over: jsonargparse reads no class from it either)."""
+        path = path.resolve()
+        if path in seen:
+            return
+        seen.add(path)
+        try:
+            if not strict and path.stat().st_size > _NESTED_CONFIG_BYTES:
+                return
+            raw = path.read_bytes()
+            if not strict and b"\0" in raw[:4096]:
+                return  # binary: a scene or a checkpoint
+            node = yaml.safe_load(raw.decode())
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            if strict:
+                raise InvalidInputError(f"{where} is not readable YAML: {error}") from None
+            return
+        except OSError:
+            return  # unreadable here: jsonargparse cannot read it either
+        walk(node, f"{where} ({path.name})" if not strict else where, path.parent, seen)
 
     tokens = list(arguments)
+    seen: set[Path] = set()
     for index, token in enumerate(tokens):
         option, _, inline = token.partition("=")
+        if token.startswith("-c") and not token.startswith("--"):
+            # argparse reads "-c FILE", "-cFILE" and "-c=FILE" alike.
+            option, inline = "-c", token[2:].removeprefix("=")
         value = inline if inline else (tokens[index + 1] if index + 1 < len(tokens) else "")
         if option == "--weights_only" and value.strip().lower() in ("false", "0", "no", "off"):
             raise InvalidInputError("--weights_only false would let a checkpoint run code: sarheight reads "
                                     "checkpoints as data only; leave the option out")
-        if not option.startswith("--"):
+        if not option.startswith("-"):
             continue
         if option == "--ckpt_path":
             # LightningCLI reads a named checkpoint's hyperparameters before any sarheight code.
             require_checkpoint_archive(value, f"--ckpt_path {value!r}")
-        for found in re.findall(r"class_path['\"]?\s*[:=]\s*['\"]?([\w.]+)", value):
-            refuse_path(found, option)
+            continue
         if option.endswith(".class_path") or option.rstrip("+") in CLASS_OPTIONS:
             refuse_path(value.strip(), option)
-        if value.endswith((".yaml", ".yml")) and Path(value).is_file():
-            try:
-                walk(yaml.safe_load(Path(value).read_text()), f"{option} {value}")
-            except yaml.YAMLError as error:
-                raise InvalidInputError(f"{option} {value!r} is not readable YAML: {error}") from None
+        # --config and the abbreviations argparse accepts for it load a file of any suffix.
+        is_config = option == "-c" or (len(option) >= 4 and "--config".startswith(option))
+        if (is_config or value.endswith((".yaml", ".yml"))) and Path(value).is_file():
+            walk_file(Path(value), f"{option} {value}", seen, strict=True)
+        else:
+            check_string(value, option, None, seen)
 
 
-def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> int:
-    """Run ``sarheight SUBCOMMAND ARGUMENTS`` (fit, validate or test) through LightningCLI;
-    returns the exit status (LightningCLI exits by itself on a bad configuration).
-
-    ``task`` is ``"height"`` (:class:`PixelRegression` with any data module: ``sarheight
-    fit``) or ``"lcz"`` (:class:`~sarheight.training.classification.LCZClassification` with
-    :class:`~sarheight.data.so2sat.So2SatDataModule`: ``sarheight lcz fit``)."""
-    if subcommand not in SUBCOMMANDS:
-        raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
-    check_arguments(arguments)
+def _task_classes(task: str) -> tuple[type, type, bool]:
+    """The model class, the data module class and whether the data module is given by its
+    ``class_path`` (subclass mode) for ``task``."""
     if task == "height":
-        model_class, data_class, subclass_mode = PixelRegression, LightningDataModule, True
-    elif task == "lcz":
+        return PixelRegression, LightningDataModule, True
+    if task == "lcz":
         from ..data.so2sat import So2SatDataModule
         from .classification import LCZClassification
 
-        model_class, data_class, subclass_mode = LCZClassification, So2SatDataModule, False
-    else:
-        raise ValueError(f"task {task!r} is not 'height' or 'lcz'")
+        return LCZClassification, So2SatDataModule, False
+    raise ValueError(f"task {task!r} is not 'height' or 'lcz'")
+
+
+def _build_cli(cli_class: type[SarHeightCLI], task: str, args: list[str], **options: Any) -> SarHeightCLI:
+    """``cli_class`` over ``task``'s classes with the options every sarheight run shares,
+    errors of a configuration turned into one-line :class:`InvalidInputError`; ``options``
+    go to LightningCLI (``run``, ``parser_kwargs`` added to :data:`PARSER_KWARGS`).
+
+    The one place the parser is made: ``sarheight fit`` and :func:`configured_run` must
+    read a configuration alike.
+    """
+    model_class, data_class, subclass_mode = _task_classes(task)
+    parser_kwargs = {**PARSER_KWARGS, **options.pop("parser_kwargs", {})}
     # Lightning logs through its own handlers: passed on to the root logger too, each
     # line would show twice.
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -211,14 +318,15 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="lightning.pytorch.cli")
         try:
-            SarHeightCLI(
+            return cli_class(
                 model_class,
                 data_class,
                 subclass_mode_data=subclass_mode,
                 auto_configure_optimizers=False,
                 save_config_kwargs={"overwrite": True},
-                parser_kwargs={"prog": "sarheight"},
-                args=[subcommand, *arguments],
+                parser_kwargs=parser_kwargs,
+                args=args,
+                **options,
             )
         except SarHeightError:
             raise
@@ -227,7 +335,162 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
             if reason is None:
                 raise
             raise InvalidInputError(reason) from None
+
+
+#: The parser options of every sarheight LightningCLI.
+PARSER_KWARGS: dict[str, Any] = {"prog": "sarheight"}
+
+
+def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> int:
+    """Run ``sarheight SUBCOMMAND ARGUMENTS`` (fit, validate or test) through LightningCLI;
+    returns the exit status (LightningCLI exits by itself on a bad configuration).
+
+    ``task`` is ``"height"`` (:class:`PixelRegression` with any data module: ``sarheight
+    fit``) or ``"lcz"`` (:class:`~sarheight.training.classification.LCZClassification` with
+    :class:`~sarheight.data.so2sat.So2SatDataModule`: ``sarheight lcz fit``)."""
+    if subcommand not in SUBCOMMANDS:
+        raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
+    check_arguments(arguments)
+    _build_cli(SarHeightCLI, task, [subcommand, *arguments])
     return 0
+
+
+@dataclass(frozen=True)
+class ConfiguredRun:
+    """A training configuration read as ``sarheight fit --config`` reads it.
+
+    Attributes
+    ----------
+    config : Path
+        The configuration file.
+    model : LightningModule
+        The model, instantiated (:class:`PixelRegression` for the height task), its
+        ``in_channels`` linked to the data module's as in ``sarheight fit``.
+    datamodule : LightningDataModule
+        The data module, instantiated (not set up: no scene is read).
+    trainer_options : dict
+        The ``trainer`` keys of the parsed configuration, every default filled in, as
+        plain YAML values (``max_epochs``, ``max_time``, ``accelerator``...). The
+        class-valued ones (``logger``, ``callbacks``, ``plugins``...) are their
+        ``class_path``/``init_args`` specifications, not objects: a caller building its
+        own ``Trainer`` picks the keys it uses.
+    seed : int or None
+        The value ``seed_everything`` was called with before the model and data module
+        were instantiated (the one drawn where the configuration says ``true``); None
+        where it says ``false`` (no seeding).
+    init_args : dict
+        ``{"model": {...}, "data": {...}}``: the parsed init args of the model and the data
+        module, every default filled in, plus those linked from the data module
+        (``model.in_channels``): plain YAML values, for comparison and records.
+    config_text : str
+        The whole parsed configuration as YAML: what ``sarheight fit`` saves as
+        ``config.yaml`` beside its logs.
+    """
+
+    config: Path
+    model: LightningModule
+    datamodule: LightningDataModule
+    trainer_options: dict[str, Any]
+    seed: int | None
+    init_args: dict[str, dict[str, Any]]
+    config_text: str
+
+
+class _ConfigReader(SarHeightCLI):
+    """:class:`SarHeightCLI` (the same parser, links and seeding) that instantiates no
+    Trainer: see :func:`configured_run`."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> None:  # type: ignore[override]
+        return None
+
+
+def configured_run(config: str | os.PathLike[str], overrides: Sequence[str] = (), *,
+                   task: str = "height") -> ConfiguredRun:
+    """Read a training configuration exactly as ``sarheight fit --config CONFIG
+    OVERRIDES`` does, and instantiate its model and data module.
+
+    The same LightningCLI parser as ``sarheight fit`` (:class:`SarHeightCLI` over the same
+    classes, subclass mode, parser options and argument links), given ``--config CONFIG
+    *OVERRIDES`` after the same :func:`check_arguments` checks, so that nothing the
+    configuration names is imported unchecked. As LightningCLI does, ``seed_everything``
+    is called (with the configuration's ``seed_everything``) before the classes are
+    instantiated: this reseeds the process's random generators.
+
+    No Trainer is instantiated (LightningCLI's ``run=False`` would make one): making one
+    creates no file, but it resolves the accelerator and devices, logs them ("GPU
+    available: ...") and, for an unavailable accelerator, fails for a caller that sets
+    its own; the caller builds its Trainer from :attr:`ConfiguredRun.trainer_options`.
+    The ``trainer.logger`` and ``trainer.callbacks`` objects and the ``checkpoint``
+    callback are instantiated by the parser (their constructors create no folder or
+    file) and dropped.
+
+    Parameters
+    ----------
+    config : path
+        The YAML configuration (``configs/terrain_refine.yaml``), of any suffix.
+    overrides : sequence of str
+        Command-line style arguments after it: ``["--data.channels", "[a, b]",
+        "--seed_everything", "1", "--trainer.max_epochs", "2"]``. Options of the ``fit``
+        subcommand itself (``--ckpt_path``) are not configuration and are refused.
+    task : {"height", "lcz"}
+        ``"height"``: ``sarheight fit`` (:class:`PixelRegression`, any data module by
+        ``class_path``); ``"lcz"``: ``sarheight lcz fit``.
+
+    Returns
+    -------
+    ConfiguredRun
+
+    Raises
+    ------
+    MissingInputError : the configuration file does not exist.
+    InvalidInputError : it is not a file, names a class of another package, or holds a
+        key or value that ``sarheight fit`` refuses (one line, as ``sarheight fit`` says it).
+    """
+    import yaml
+
+    path = Path(config)
+    if not path.exists():
+        raise MissingInputError(f"no configuration {str(path)!r}: give a YAML training configuration (see configs/)")
+    if not path.is_file():
+        raise InvalidInputError(f"the configuration {str(path)!r} is not a file: give a YAML training configuration")
+    _task_classes(task)
+    arguments = ["--config", str(path), *overrides]
+    check_arguments(arguments)
+    try:
+        # exit_on_error False: a library call raises where the command exits with usage.
+        cli = _build_cli(_ConfigReader, task, arguments, run=False, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as error:
+        raise InvalidInputError(f"{path}: {_argument_message(error)}") from None
+    config_text = cli.parser.dump(cli.config, skip_none=False)
+    parsed = yaml.safe_load(config_text)
+
+    def init_args(key: str) -> dict[str, Any]:
+        node = parsed.get(key) or {}
+        return dict(node.get("init_args") or {}) if "class_path" in node else dict(node)
+
+    model_args = init_args("model")
+    # Linked arguments (model.in_channels) are applied on instantiation: only the
+    # instantiated model has them. LightningCLI's own entries start with "_".
+    model_args.update({key: value for key, value in cli.model.hparams.items()
+                       if key not in model_args and not key.startswith("_")})
+    seed = parsed.get("seed_everything")
+    return ConfiguredRun(config=path, model=cli.model, datamodule=cli.datamodule,
+                         trainer_options=dict(parsed.get("trainer") or {}),
+                         seed=None if seed is False else int(seed),
+                         init_args={"model": model_args, "data": init_args("data")}, config_text=config_text)
+
+
+def _argument_message(error: ArgumentError) -> str:
+    """One line of what jsonargparse found wrong (it writes several: the key, then
+    the reason, or a list of the alternatives of a union)."""
+    text = str(error.message if getattr(error, "message", None) else error)
+    reason = user_error(ValueError(text))
+    if reason is not None:
+        return reason
+    message = ""
+    for line in (line.strip() for line in text.splitlines() if line.strip()):
+        message += (" " if message.endswith(":") else "; " if message else "") + line
+    return message
 
 
 def user_error(error: BaseException) -> str | None:

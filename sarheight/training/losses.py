@@ -117,3 +117,29 @@ def mbhr_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     cosine = (p * t).sum(1) / (p_norm * t_norm)
     counted = mask.flatten(1).any(1)
     return w_mse * mse + w_cos * (1.0 - cosine[counted]).mean()
+
+
+#: The log standard deviations the uncertainty loss clamps to (in the output's unit): a
+#: spread of e^-8 or e^6 output units is no answer, and an unbounded log would overflow.
+LOG_STD_RANGE = (-8.0, 6.0)
+
+
+def spread_loss(log_std: torch.Tensor, error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The Gaussian negative log-likelihood of a prediction's ``error`` under the predicted
+    spread, ``mean(log_std + error^2 / (2 exp(2 log_std)))`` over the cells of ``mask``.
+
+    ``error`` is the target minus the prediction *detached* by the caller: the spread
+    learns the size of the errors the height head makes without pulling the heights
+    towards cells of small spread (the heights' own loss stays what it was; a joint
+    likelihood trades accuracy for a smaller variance where the fit is hard, Seitzer et
+    al. 2022). The minimum over ``log_std`` at a cell is ``log |error|``: the spread
+    converges to the root mean square of the errors of cells that look alike.
+    """
+    if log_std.shape != error.shape or mask.shape != error.shape:
+        raise InvalidInputError(f"log_std {tuple(log_std.shape)}, error {tuple(error.shape)} and mask "
+                                f"{tuple(mask.shape)} must have one shape")
+    mask = mask.bool()
+    if not mask.any():
+        return log_std.sum() * 0.0
+    chosen = log_std[mask].clamp(*LOG_STD_RANGE)
+    return (chosen + 0.5 * error[mask] ** 2 * torch.exp(-2.0 * chosen)).mean()

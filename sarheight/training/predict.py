@@ -25,8 +25,9 @@ from ..io import atomic_path, check_memory, write_geotiff
 from ..masks import MaskCode
 from ..models import build
 from ..preprocess.sentinel2 import S2_BANDS
-from ..terrain import open_scene
+from ..terrain import open_scene, refinement_classes
 from .checkpoints import require_finite_weights
+from .losses import LOG_STD_RANGE
 from .memory import check_forward_memory
 from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_groups, normalise_inputs
 
@@ -55,6 +56,16 @@ class TrainedModel:
     #: The unit of the output relative to the reference: None (metres) or "coarse_cell"
     #: (the scene's coarse cell size, :mod:`sarheight.data.terrain`).
     scale: str | None = None
+    #: What the validation scenes said of the model (:mod:`sarheight.training.calibration`):
+    #: per class of :data:`sarheight.terrain.REFINEMENT_CLASSES`, the share of its
+    #: correction kept and the scale of its spread; None where it was not calibrated.
+    calibration: dict[str, Any] | None = None
+
+    @property
+    def outputs(self) -> int:
+        """The model's output channels: 1 (heights) or 2 (heights and the log of their
+        standard deviation, ``model_options.uncertainty``)."""
+        return 2 if self.model_config.get("uncertainty") else 1
 
     @torch.inference_mode()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -134,6 +145,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         input_groups=dict(stored["input_groups"]) if stored.get("input_groups") else None,
         target_mean=float(stored["target_mean"]) if stored.get("target_mean") is not None else None,
         scale=stored.get("scale"),
+        calibration=dict(stored["calibration"]) if isinstance(stored.get("calibration"), dict) else None,
     )
 
 
@@ -356,24 +368,29 @@ class TileBlending:
         """The blended prediction (float64, ``shape``) of ``member`` on ``inputs`` (one (C, H, W)
         float32 array per model input, on the raster's grid); ``progress`` is called with
         the number of tiles done after each batch."""
+        return self.predict_outputs(member, inputs, device=device, batch_size=batch_size, progress=progress)[0]
+
+    def predict_outputs(self, member: TrainedModel, inputs: Sequence[np.ndarray], *, device: torch.device,
+                        batch_size: int = 4, progress: Any = None) -> np.ndarray:
+        """As :meth:`predict`, every output channel of the model: (K, *shape) float64."""
         rows, cols = self.shape
         padded = [np.pad(array, ((0, 0), (0, self.padded[0] - rows), (0, self.padded[1] - cols)), mode="reflect")
                   for array in inputs]
         tensors = [torch.from_numpy(np.ascontiguousarray(array)) for array in padded]
-        blended = np.zeros(self.padded)
+        blended = np.zeros((member.outputs, *self.padded))
         total = np.zeros(self.padded)
         height, width = self.sizes
         for first in range(0, len(self.windows), batch_size):
             batch = self.windows[first:first + batch_size]
             stacks = [torch.stack([tensor[:, r:r + height, c:c + width] for r, c, _ in batch]).to(device)
                       for tensor in tensors]
-            output = member(*stacks)[:, 0].double().cpu().numpy()
+            output = member(*stacks)[:, :member.outputs].double().cpu().numpy()
             for (r, c, weight), values in zip(batch, output, strict=True):
-                blended[r:r + height, c:c + width] += weight * values
+                blended[:, r:r + height, c:c + width] += weight * values
                 total[r:r + height, c:c + width] += weight
             if progress is not None:
                 progress(len(batch))
-        return (blended / total)[:rows, :cols]
+        return (blended / total)[:, :rows, :cols]
 
 
 def predict_height(
@@ -414,11 +431,18 @@ def predict_height(
     xr.Dataset on the scene's grid (coordinates and CRS kept): ``height`` (float32, m),
     the ensemble mean, NaN where an input the model needs is missing (the reference, or a
     non-sparse channel: the SAR image in shadow and outside the image; fill from
-    ``prior_interpolated`` where a full map is needed); with several checkpoints
-    ``height_std`` (float32, m), the per-cell standard deviation of the members'
-    predictions (sample, ddof=1), an uncertainty none of the priors gives. With one
-    checkpoint there is no ``height_std``: a single network gives no spread, and a map of
-    zeros would read as certainty. Attributes name the checkpoints, channels and reference.
+    ``prior_interpolated`` where a full map is needed); ``height_std`` (float32, m), the
+    standard deviation of the height's error: with models of a spread head
+    (``model_options.uncertainty``), the root of their mean variance plus the members'
+    disagreement (sample variance, ddof=1), each member's spread scaled per terrain class
+    as its calibration says (:mod:`sarheight.training.calibration`, so that about 68 % of
+    the validation cells lie within one standard deviation); with models without that
+    head, the members' disagreement alone, and with one such checkpoint there is no
+    ``height_std`` (a single network of one output gives no spread, and a map of zeros
+    would read as certainty). A calibrated member's correction of its reference is
+    scaled per terrain class by its calibration's ``keep`` (1: as trained, 0: the
+    reference): where the validation scenes showed the network worse than its reference.
+    Attributes name the checkpoints, channels and reference.
 
     Raises
     ------
@@ -462,24 +486,39 @@ def predict_height(
 
     rows, cols = arrays.shape
     tiling = TileBlending((rows, cols), tile, overlap, align)
+    calibrated = any(member.calibration for member in members)
+    spreads = any(member.outputs == 2 for member in members)
+    classes = refinement_classes(ds) if calibrated else None
     mean = np.zeros((rows, cols))
     spread = np.zeros((rows, cols))  # Welford's sum of squared deviations across members
+    variance = np.zeros((rows, cols))  # the sum of the members' own variances
     with tqdm(total=len(members) * tiling.count, desc="predicting height", unit="tile",
               disable=None if progress else True) as bar:
         for count, member in enumerate(members, start=1):
-            blended = arrays.scale * tiling.predict(member, [arrays.inputs], device=torch_device,
-                                                    batch_size=batch_size, progress=bar.update)
-            delta = blended - mean
+            outputs = tiling.predict_outputs(member, [arrays.inputs], device=torch_device, batch_size=batch_size,
+                                             progress=bar.update)
+            correction = arrays.scale * outputs[0]
+            if member.calibration and classes is not None:
+                correction = correction * np.asarray(member.calibration["keep"], dtype=np.float64)[classes]
+            if member.outputs == 2:
+                std = arrays.scale * np.exp(np.clip(outputs[1], *LOG_STD_RANGE))
+                if member.calibration and classes is not None:
+                    std = std * np.asarray(member.calibration["std_scale"], dtype=np.float64)[classes]
+                variance += std**2
+            delta = correction - mean
             mean += delta / count
-            spread += delta * (blended - mean)
+            spread += delta * (correction - mean)
 
     height = np.where(arrays.missing, np.nan, mean + arrays.offset).astype(np.float32)
     variables = {"height": (("y", "x"), height, {"units": "m", "long_name": "predicted height"
                                                  + (" (ensemble mean)" if len(members) > 1 else "")})}
-    if len(members) > 1:
-        std = np.where(arrays.missing, np.nan, np.sqrt(spread / (len(members) - 1))).astype(np.float32)
-        variables["height_std"] = (("y", "x"), std, {"units": "m", "long_name": "standard deviation of the "
-                                                     "ensemble's heights"})
+    if spreads or len(members) > 1:
+        # The members' own spreads (their mean variance) and their disagreement.
+        total = variance / len(members) + (spread / (len(members) - 1) if len(members) > 1 else 0.0)
+        std = np.where(arrays.missing, np.nan, np.sqrt(total)).astype(np.float32)
+        what = ("standard deviation of the height's error" + (", calibrated" if calibrated else "")
+                if spreads else "standard deviation of the ensemble's heights")
+        variables["height_std"] = (("y", "x"), std, {"units": "m", "long_name": what})
     out = xr.Dataset(variables, coords=coords, attrs={
         "scene_name": name,
         "checkpoints": "; ".join(str(member.path) for member in members),
@@ -489,6 +528,7 @@ def predict_height(
         "reference": first.reference or "none",
         "tile": int(tile),
         "overlap": int(overlap),
+        "calibrated": int(calibrated),
     })
     # The scene's transform travels with the map: a scene of one row or column has no
     # spacing in its coordinates to recompute it from.

@@ -40,7 +40,7 @@ from ..errors import InvalidInputError
 from ..models import build
 from ..plots import save_figure
 from .checkpoints import require_finite_loss, require_finite_weights
-from .losses import LOSSES, masked_loss, mbhr_loss
+from .losses import LOSSES, masked_loss, mbhr_loss, spread_loss
 from .metrics import HeightMetrics
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,10 @@ class PixelRegression(L.LightningModule):
     class_weights : loss weights of the cells of some classes of the data module
         (``{active_layover: 4, passive_layover: 4}``: rare cells that matter count more;
         the others weigh 1); l1, mse and huber losses only.
+    spread_weight : with a model of two outputs (``model_options.uncertainty: true``: the
+        height and the log of its standard deviation), the weight of the spread's loss
+        (:func:`~sarheight.training.losses.spread_loss`) beside the height's; it trains
+        on the height head's errors, detached, and never changes the heights' gradient.
 
     At the start of every stage the input statistics are taken from the data module's
     training split into the module's buffers, and, for ``fit``, the model's
@@ -157,6 +161,7 @@ footprints above it. At the end of
         scheduler: Literal["cosine", "plateau", "none"] = "cosine",
         patience: int = 3,
         class_weights: dict[str, float] | None = None,
+        spread_weight: float = 0.1,
     ):
         super().__init__()
         if loss not in REGRESSION_LOSSES:
@@ -169,6 +174,8 @@ footprints above it. At the end of
         if weights and (loss == "mbhr" or not all(isinstance(v, (int, float)) and v >= 0 for v in weights.values())):
             raise InvalidInputError(f"model.class_weights {weights} must be non-negative numbers, with an l1, mse or "
                                     "huber loss")
+        if not (isinstance(spread_weight, (int, float)) and spread_weight >= 0):
+            raise InvalidInputError(f"model.spread_weight ({spread_weight!r}) must be a non-negative number")
         if not lr > 0 or not huber_delta > 0 or weight_decay < 0:
             raise InvalidInputError(f"model.lr ({lr}) and model.huber_delta ({huber_delta}) must be positive, "
                                     f"model.weight_decay ({weight_decay}) not negative")
@@ -262,7 +269,9 @@ footprints above it. At the end of
         return [batch[name] for name in names]
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        prediction = self(*self.batch_inputs(batch))
+        output = self(*self.batch_inputs(batch))
+        # A model of two outputs gives the height and the log of its spread.
+        prediction, log_std = (output[:, :1], output[:, 1:2]) if output.shape[1] == 2 else (output, None)
         if self.loss_kind == "mbhr":
             loss = mbhr_loss(prediction, batch["target"], batch["mask"], w_mse=self.hparams.w_mse,
                              w_cos=self.hparams.w_cos)
@@ -272,6 +281,9 @@ footprints above it. At the end of
                 weights = self.class_weight_table.to(prediction.device)[batch["classes"].long()]
             loss = masked_loss(prediction, batch["target"], batch["mask"], self.loss_kind, self.hparams.huber_delta,
                                weights=weights)
+        if log_std is not None:
+            error = torch.where(batch["mask"], batch["target"] - prediction.detach(), torch.zeros((), device=output.device))
+            loss = loss + self.hparams.spread_weight * spread_loss(log_std, error, batch["mask"])
         cells = batch["mask"].sum()
         self._losses[f"{stage}_loss"].update(loss.detach(), weight=cells.clamp(min=1))
         offset = batch.get("offset", torch.zeros((), device=prediction.device))

@@ -1,0 +1,294 @@
+"""A coarse DEM refined without SAR and without learning: resampled to a finer grid
+(:func:`upsample`), refined by iterative back-projection of the coarse product, then its
+error at the known heights spread by kriging.
+
+These are the baselines a learned refinement has to beat (the strongest non-learned
+ones, ``docs/terrain_refinement.md``), and the reference the networks correct.
+
+**Iterative back-projection** (Irani & Peleg 1991, the classic super-resolution of one
+image from its own blur model): a coarse DEM measures the mean height over each of its
+cells. Starting from the coarse DEM resampled to the fine grid (Lanczos), each round
+measures the estimate as the coarse product would (:func:`area_mean`: the area-weighted
+mean over each coarse cell, exact for grids that are not aligned), and adds the
+difference between the product and that measurement, resampled bicubically. The
+estimate converges to heights whose coarse measurement is the product, with the
+resampling kernel's sharpness in between. On an exact block mean it undoes much of the
+block's blur (8-15 % below Lanczos on the held-out DEMs); on a real product it also
+sharpens the product's own errors, so that the study measures it on realistic products.
+
+**Kriging of the priors' residuals** (noise-aware anchoring): a real coarse DEM carries
+errors correlated over hundreds of metres to kilometres (a few metres: SRTM, Copernicus)
+that no resampling can see, and which known heights measure. The residuals of the
+priors from the estimate are a correlated field (the product's error) plus what is not
+correlated beyond a coarse cell (relief the product lost, the priors' own error): an
+exponential covariance with a nugget is fitted to their semivariogram, and simple
+kriging around their mean gives the correction and its standard deviation. A linear
+interpolation of the residuals would copy the uncorrelated part between priors a
+kilometre apart and add more error than it removes; the nugget keeps it out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio.warp
+import xarray as xr
+
+from .dem import cell_size_m
+from .errors import InvalidInputError
+
+__all__ = ["UPSAMPLING", "ResidualCovariance", "area_mean", "back_project", "fit_residual_covariance", "krige_residuals",
+           "prior_correction", "upsample"]
+
+#: The rounds of back-projection: the estimate changes by less than a centimetre a round
+#: after about ten on the study's DEMs.
+BACK_PROJECTION_ROUNDS = 10
+
+#: The most priors a kriging solve uses (evenly thinned beyond): the solve is cubic in it.
+KRIGING_PRIORS = 2500
+
+
+#: How a coarse DEM is resampled to a finer grid: GDAL's kernels by name.
+UPSAMPLING = {"bilinear": rasterio.warp.Resampling.bilinear, "bicubic": rasterio.warp.Resampling.cubic,
+              "lanczos": rasterio.warp.Resampling.lanczos}
+
+def upsample(coarse: xr.DataArray, grid: xr.DataArray, method: str = "bilinear", *,
+             what: str = "the coarse DEM") -> xr.DataArray:
+    """``coarse`` (heights with a CRS) resampled to ``grid``'s cells with ``method`` (a
+    kernel of :data:`UPSAMPLING`); NaN outside it and where ``grid`` is NaN.
+
+    Kernels that need neighbours beyond the coarse raster's outer cells (GDAL then returns
+    nodata there) fall back to bilinear, then to the nearest coarse value, so that every
+    cell of the grid that the coarse raster covers has a height. A ``coarse`` already on
+    ``grid`` is returned as it is.
+    """
+    if method not in UPSAMPLING:
+        raise InvalidInputError(f"upsampling must be one of {', '.join(UPSAMPLING)}, got {method!r}")
+    if coarse.rio.crs == grid.rio.crs and coarse.shape == grid.shape and np.allclose(
+            coarse.rio.transform(), grid.rio.transform()):
+        return coarse
+
+    def resample(kernel: rasterio.warp.Resampling) -> np.ndarray:
+        out = np.full(grid.shape, np.nan, dtype=np.float32)
+        rasterio.warp.reproject(
+            coarse.values.astype(np.float32), out,
+            src_transform=coarse.rio.transform(), src_crs=coarse.rio.crs, src_nodata=np.nan,
+            dst_transform=grid.rio.transform(), dst_crs=grid.rio.crs, dst_nodata=np.nan, resampling=kernel,
+        )
+        return out
+
+    fine = resample(UPSAMPLING[method])
+    for fallback in (rasterio.warp.Resampling.bilinear, rasterio.warp.Resampling.nearest):
+        missing = ~np.isfinite(fine)
+        if not missing.any():
+            break
+        fine[missing] = resample(fallback)[missing]
+    if not np.isfinite(fine).any():
+        raise InvalidInputError(f"{what} does not overlap the scene grid: give one that covers it")
+    fine[~np.isfinite(grid.values)] = np.nan
+    out = grid.copy(data=fine)
+    out.attrs = {**coarse.attrs, "upsampling": method}
+    return out
+
+
+def _resample(values: np.ndarray, source: xr.DataArray, target: xr.DataArray,
+              kernel: rasterio.warp.Resampling) -> np.ndarray:
+    out = np.full(target.shape, np.nan, dtype=np.float32)
+    rasterio.warp.reproject(
+        np.asarray(values, dtype=np.float32), out,
+        src_transform=source.rio.transform(), src_crs=source.rio.crs, src_nodata=np.nan,
+        dst_transform=target.rio.transform(), dst_crs=target.rio.crs, dst_nodata=np.nan, resampling=kernel)
+    return out
+
+
+def area_mean(fine: xr.DataArray, coarse: xr.DataArray) -> np.ndarray:
+    """The heights ``fine`` as the coarse DEM ``coarse`` measures them: the mean over each
+    coarse cell of the fine cells it covers, weighted by the area of their overlap
+    (GDAL's average resampling; grids need not be aligned). NaN where no fine cell with
+    a height lies in a coarse cell. Returns float32 on ``coarse``'s grid."""
+    return _resample(fine.values, fine, coarse, rasterio.warp.Resampling.average)
+
+
+def _upsample(values: np.ndarray, coarse: xr.DataArray, grid: xr.DataArray, method: str) -> np.ndarray:
+    return upsample(coarse.copy(data=np.asarray(values, dtype=np.float32)), grid, method).values
+
+
+def back_project(coarse: xr.DataArray, grid: xr.DataArray, *, rounds: int = BACK_PROJECTION_ROUNDS,
+                 start: str = "lanczos") -> xr.DataArray:
+    """Iterative back-projection of a coarse DEM onto a finer grid (see the module's
+    docstring).
+
+    Parameters
+    ----------
+    coarse : the coarse DEM on its own grid (heights, m, with a CRS).
+    grid : the finer grid (a DataArray with a CRS; NaN cells stay NaN).
+    rounds : the rounds of back-projection (0: the starting resampling).
+    start : the resampling the estimate starts from (:data:`sarheight.terrain.UPSAMPLING`).
+
+    Returns
+    -------
+    xr.DataArray of heights (float32, m) on ``grid``.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+        raise InvalidInputError(f"rounds must be a non-negative integer, got {rounds!r}")
+    estimate = _upsample(coarse.values, coarse, grid, start).astype(np.float64)
+    measured = np.asarray(coarse.values, dtype=np.float64)
+    inside = np.isfinite(estimate)
+    for _ in range(int(rounds)):
+        difference = measured - area_mean(grid.copy(data=estimate.astype(np.float32)), coarse)
+        difference = np.where(np.isfinite(difference), difference, 0.0)
+        update = _upsample(difference, coarse, grid, "bicubic")
+        estimate = estimate + np.where(np.isfinite(update), update, 0.0)
+    out = grid.copy(data=np.where(inside, estimate, np.nan).astype(np.float32))
+    out.name = "height"
+    out.attrs = {"units": "m", "long_name": f"coarse DEM back-projected ({int(rounds)} rounds from {start})"}
+    return out
+
+
+@dataclass(frozen=True)
+class ResidualCovariance:
+    """The covariance of the priors' residuals: ``sill - nugget`` of an exponential field of
+    correlation length ``length_m``, plus a ``nugget`` uncorrelated between priors (m^2;
+    m), around their ``mean`` (m)."""
+
+    mean: float
+    sill: float
+    nugget: float
+    length_m: float
+
+    @property
+    def correlated(self) -> float:
+        """The variance of the correlated part (m^2)."""
+        return max(self.sill - self.nugget, 0.0)
+
+
+def _thin(count: int, limit: int) -> np.ndarray:
+    return np.arange(count) if count <= limit else np.linspace(0, count - 1, limit).round().astype(np.int64)
+
+
+def fit_residual_covariance(points: np.ndarray, residuals: np.ndarray, *, shortest_m: float) -> ResidualCovariance:
+    """Fit :class:`ResidualCovariance` to residuals at ``points`` ((n, 2) metric
+    coordinates, m) by weighted least squares on their binned semivariogram.
+
+    ``shortest_m`` is the shortest correlation length tried (the coarse cell: a shorter
+    correlated error is no error of the coarse DEM's scale); the longest is the extent
+    of the points.
+    """
+    residuals = np.asarray(residuals, dtype=np.float64)
+    mean, sill = float(residuals.mean()), float(residuals.var())
+    # The mean is the coarse DEM's bias only as far as it stands out of twice its standard
+    # error (a few priors on an unbiased DEM would otherwise shift every cell by their
+    # noise): shrunk towards 0 by max(0, 1 - 4 SE^2 / mean^2).
+    if mean:
+        mean *= max(0.0, 1.0 - 4.0 * sill / max(residuals.size, 1) / mean**2)
+    if residuals.size < 8 or sill <= 0:
+        return ResidualCovariance(mean, sill, sill, shortest_m)
+    chosen = _thin(residuals.size, 1500)
+    xy, value = points[chosen], residuals[chosen]
+    left, right = np.triu_indices(value.size, k=1)
+    lag = np.hypot(*(xy[left] - xy[right]).T)
+    half_square = 0.5 * (value[left] - value[right]) ** 2
+    extent = float(lag.max()) if lag.size else shortest_m
+    edges = np.geomspace(max(min(float(lag[lag > 0].min(initial=shortest_m)), shortest_m), 1e-3), extent, 20)
+    which = np.digitize(lag, edges) - 1
+    counts = np.bincount(which[(which >= 0) & (which < edges.size - 1)], minlength=edges.size - 1).astype(float)
+    sums = np.bincount(which[(which >= 0) & (which < edges.size - 1)],
+                       weights=half_square[(which >= 0) & (which < edges.size - 1)], minlength=edges.size - 1)
+    used = counts >= 10
+    if used.sum() < 3:
+        return ResidualCovariance(mean, sill, sill, shortest_m)
+    centres = np.sqrt(edges[:-1] * edges[1:])[used]
+    observed, weight = sums[used] / counts[used], counts[used]
+    best = (math.inf, sill, shortest_m)
+    for length in np.geomspace(shortest_m, max(extent, shortest_m), 24):
+        shape = 1.0 - np.exp(-centres / length)
+        # For a given length the model n + (s - n) * shape is linear in n: least squares, clipped.
+        design = 1.0 - shape
+        nugget = float(np.clip(np.sum(weight * design * (observed - sill * shape)) / max(np.sum(weight * design**2),
+                                                                                          1e-30), 0.0, sill))
+        model = nugget + (sill - nugget) * shape
+        cost = float(np.sum(weight * (observed - model) ** 2))
+        if cost < best[0]:
+            best = (cost, nugget, float(length))
+    return ResidualCovariance(mean, sill, best[1], best[2])
+
+
+def krige_residuals(points: np.ndarray, residuals: np.ndarray, targets: np.ndarray,
+                    covariance: ResidualCovariance) -> tuple[np.ndarray, np.ndarray]:
+    """Simple kriging of ``residuals`` at ``points`` ((n, 2), m) onto ``targets`` ((m, 2),
+    m) around their mean: the correlated part of the residual field and its standard
+    deviation at every target (m)."""
+    correlated = covariance.correlated
+    if correlated <= 0 or residuals.size == 0:
+        return np.full(len(targets), covariance.mean if residuals.size else 0.0), np.full(len(targets), 0.0)
+    chosen = _thin(residuals.size, KRIGING_PRIORS)
+    xy, value = points[chosen], np.asarray(residuals, dtype=np.float64)[chosen] - covariance.mean
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        distance = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
+        return correlated * np.exp(-distance / covariance.length_m)
+
+    from scipy.linalg import cholesky, solve_triangular
+
+    system = kernel(xy, xy) + (covariance.nugget + 1e-6 * correlated) * np.eye(len(xy))
+    factor = cholesky(system, lower=True)
+    weights = solve_triangular(factor.T, solve_triangular(factor, value, lower=True), lower=False)
+    estimate = np.empty(len(targets))
+    variance = np.empty(len(targets))
+    for start in range(0, len(targets), 4096):
+        block = kernel(targets[start:start + 4096], xy)
+        estimate[start:start + 4096] = covariance.mean + block @ weights
+        solved = solve_triangular(factor, block.T, lower=True)
+        variance[start:start + 4096] = correlated - np.sum(solved**2, axis=0)
+    return estimate, np.sqrt(np.clip(variance, 0.0, None))
+
+
+def prior_correction(heights: xr.DataArray, prior_height: np.ndarray, prior_mask: np.ndarray, *,
+                     coarse_cell_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The correction of ``heights`` (a DEM on a grid, m) by the known heights: the kriged
+    correlated part of their residuals (see the module's docstring) and its standard
+    deviation, both (H, W) float64 in metres; zero correction and NaN deviation with
+    fewer than three priors.
+
+    The kriging runs on a lattice of a quarter of the correlation length (at most two
+    coarse cells, at least the grid's cell) and is resampled bilinearly to the grid: the
+    correction is smooth on that scale.
+    """
+    if not (math.isfinite(coarse_cell_m) and coarse_cell_m > 0):
+        raise InvalidInputError(f"coarse_cell_m must be a positive number of metres, got {coarse_cell_m!r}")
+    values = np.asarray(heights.values, dtype=np.float64)
+    known = (np.asarray(prior_mask) > 0) & np.isfinite(prior_height) & np.isfinite(values)
+    if known.sum() < 3:
+        return np.zeros(values.shape), np.full(values.shape, np.nan)
+    dy, dx = cell_size_m(heights)
+    rows, cols = np.nonzero(known)
+    points = np.stack([rows * dy, cols * dx], axis=1)
+    residuals = np.asarray(prior_height, dtype=np.float64)[known] - values[known]
+    covariance = fit_residual_covariance(points, residuals, shortest_m=coarse_cell_m)
+    spacing = min(max(covariance.length_m / 4.0, min(dy, dx)), 2.0 * coarse_cell_m)
+    step_rows, step_cols = max(1, int(spacing // dy)), max(1, int(spacing // dx))
+    lattice_rows = np.arange(0, values.shape[0] + step_rows - 1, step_rows).clip(max=values.shape[0] - 1)
+    lattice_cols = np.arange(0, values.shape[1] + step_cols - 1, step_cols).clip(max=values.shape[1] - 1)
+    lattice_rows, lattice_cols = np.unique(lattice_rows), np.unique(lattice_cols)
+    grid_rows, grid_cols = np.meshgrid(lattice_rows * dy, lattice_cols * dx, indexing="ij")
+    targets = np.stack([grid_rows.ravel(), grid_cols.ravel()], axis=1)
+    estimate, deviation = krige_residuals(points, residuals, targets, covariance)
+    shape = (lattice_rows.size, lattice_cols.size)
+    correction = _bilinear(estimate.reshape(shape), lattice_rows, lattice_cols, values.shape)
+    spread = _bilinear(deviation.reshape(shape), lattice_rows, lattice_cols, values.shape)
+    return correction, spread
+
+
+def _bilinear(lattice: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``lattice`` (values at the grid's ``rows`` x ``cols``) interpolated bilinearly to
+    every cell of a grid of ``shape``."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    if lattice.shape[0] == 1 or lattice.shape[1] == 1:
+        return np.broadcast_to(lattice.mean(), shape).copy()
+    interpolator = RegularGridInterpolator((rows, cols), lattice, method="linear", bounds_error=False,
+                                           fill_value=None)
+    grid_rows, grid_cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    return interpolator(np.stack([grid_rows.ravel(), grid_cols.ravel()], axis=1)).reshape(shape)
