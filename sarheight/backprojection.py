@@ -46,8 +46,11 @@ __all__ = ["UPSAMPLING", "ResidualCovariance", "area_mean", "back_project", "fit
 #: after about ten on the study's DEMs.
 BACK_PROJECTION_ROUNDS = 10
 
-#: The most priors a kriging solve uses (evenly thinned beyond): the solve is cubic in it.
-KRIGING_PRIORS = 2500
+#: The priors each cell is kriged from (its nearest).
+KRIGING_NEIGHBOURS = 32
+
+#: The most cells of the lattice the correction is kriged on (its spacing grows beyond).
+KRIGING_TARGETS = 40_000
 
 
 #: How a coarse DEM is resampled to a finer grid: GDAL's kernels by name.
@@ -108,7 +111,18 @@ def area_mean(fine: xr.DataArray, coarse: xr.DataArray) -> np.ndarray:
     coarse cell of the fine cells it covers, weighted by the area of their overlap
     (GDAL's average resampling; grids need not be aligned). NaN where no fine cell with
     a height lies in a coarse cell. Returns float32 on ``coarse``'s grid."""
-    return _resample(fine.values, fine, coarse, rasterio.warp.Resampling.average)
+    # Beyond its edge GDAL would repeat the raster's last cells into a coarse cell that
+    # reaches past it: a border of NaN (nodata) keeps the mean to the cells there are.
+    transform = fine.rio.transform()
+    border = int(math.ceil(max(abs(coarse.rio.transform().a / transform.a),
+                               abs(coarse.rio.transform().e / transform.e)))) + 1
+    padded = np.pad(np.asarray(fine.values, dtype=np.float32), border, constant_values=np.nan)
+    out = np.full(coarse.shape, np.nan, dtype=np.float32)
+    rasterio.warp.reproject(
+        padded, out, src_transform=transform * transform.translation(-border, -border), src_crs=fine.rio.crs,
+        src_nodata=np.nan, dst_transform=coarse.rio.transform(), dst_crs=coarse.rio.crs, dst_nodata=np.nan,
+        resampling=rasterio.warp.Resampling.average)
+    return out
 
 
 def _upsample(values: np.ndarray, coarse: xr.DataArray, grid: xr.DataArray, method: str) -> np.ndarray:
@@ -181,8 +195,7 @@ def fit_residual_covariance(points: np.ndarray, residuals: np.ndarray, *, shorte
     # The mean is the coarse DEM's bias only as far as it stands out of twice its standard
     # error (a few priors on an unbiased DEM would otherwise shift every cell by their
     # noise): shrunk towards 0 by max(0, 1 - 4 SE^2 / mean^2).
-    if mean:
-        mean *= max(0.0, 1.0 - 4.0 * sill / max(residuals.size, 1) / mean**2)
+    mean = mean * max(0.0, 1.0 - 4.0 * sill / max(residuals.size, 1) / mean**2) if abs(mean) > 1e-12 else 0.0
     if residuals.size < 8 or sill <= 0:
         return ResidualCovariance(mean, sill, sill, shortest_m)
     chosen = _thin(residuals.size, 1500)
@@ -219,29 +232,34 @@ def krige_residuals(points: np.ndarray, residuals: np.ndarray, targets: np.ndarr
                     covariance: ResidualCovariance) -> tuple[np.ndarray, np.ndarray]:
     """Simple kriging of ``residuals`` at ``points`` ((n, 2), m) onto ``targets`` ((m, 2),
     m) around their mean: the correlated part of the residual field and its standard
-    deviation at every target (m)."""
+    deviation at every target (m).
+
+    Each target is kriged from its :data:`KRIGING_NEIGHBOURS` nearest priors (a moving
+    neighbourhood: the weights of farther priors are screened off by nearer ones, and a
+    solve over all of them would cost the cube of their number per scene)."""
+    from scipy.spatial import cKDTree
+
     correlated = covariance.correlated
+    residuals = np.asarray(residuals, dtype=np.float64)
     if correlated <= 0 or residuals.size == 0:
         return np.full(len(targets), covariance.mean if residuals.size else 0.0), np.full(len(targets), 0.0)
-    chosen = _thin(residuals.size, KRIGING_PRIORS)
-    xy, value = points[chosen], np.asarray(residuals, dtype=np.float64)[chosen] - covariance.mean
-
-    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        distance = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
-        return correlated * np.exp(-distance / covariance.length_m)
-
-    from scipy.linalg import cholesky, solve_triangular
-
-    system = kernel(xy, xy) + (covariance.nugget + 1e-6 * correlated) * np.eye(len(xy))
-    factor = cholesky(system, lower=True)
-    weights = solve_triangular(factor.T, solve_triangular(factor, value, lower=True), lower=False)
+    value = residuals - covariance.mean
+    count = min(KRIGING_NEIGHBOURS, residuals.size)
+    _, nearest = cKDTree(points).query(targets, k=count)
+    nearest = nearest.reshape(len(targets), count)
     estimate = np.empty(len(targets))
     variance = np.empty(len(targets))
-    for start in range(0, len(targets), 4096):
-        block = kernel(targets[start:start + 4096], xy)
-        estimate[start:start + 4096] = covariance.mean + block @ weights
-        solved = solve_triangular(factor, block.T, lower=True)
-        variance[start:start + 4096] = correlated - np.sum(solved**2, axis=0)
+    for start in range(0, len(targets), 2048):
+        chosen = nearest[start:start + 2048]
+        xy = points[chosen]  # (b, k, 2)
+        between = np.hypot(xy[:, :, None, 0] - xy[:, None, :, 0], xy[:, :, None, 1] - xy[:, None, :, 1])
+        system = correlated * np.exp(-between / covariance.length_m)
+        system += (covariance.nugget + 1e-6 * correlated) * np.eye(count)
+        to_target = targets[start:start + 2048, None, :] - xy
+        right = correlated * np.exp(-np.hypot(to_target[..., 0], to_target[..., 1]) / covariance.length_m)
+        weights = np.linalg.solve(system, right[..., None])[..., 0]
+        estimate[start:start + 2048] = covariance.mean + np.sum(weights * value[chosen], axis=1)
+        variance[start:start + 2048] = correlated - np.sum(weights * right, axis=1)
     return estimate, np.sqrt(np.clip(variance, 0.0, None))
 
 
@@ -253,7 +271,8 @@ def prior_correction(heights: xr.DataArray, prior_height: np.ndarray, prior_mask
     fewer than three priors.
 
     The kriging runs on a lattice of a quarter of the correlation length (at most two
-    coarse cells, at least the grid's cell) and is resampled bilinearly to the grid: the
+    coarse cells, at least the grid's cell, and coarser where it would have more than
+    :data:`KRIGING_TARGETS` cells) and is resampled bilinearly to the grid: the
     correction is smooth on that scale.
     """
     if not (math.isfinite(coarse_cell_m) and coarse_cell_m > 0):
@@ -268,6 +287,7 @@ def prior_correction(heights: xr.DataArray, prior_height: np.ndarray, prior_mask
     residuals = np.asarray(prior_height, dtype=np.float64)[known] - values[known]
     covariance = fit_residual_covariance(points, residuals, shortest_m=coarse_cell_m)
     spacing = min(max(covariance.length_m / 4.0, min(dy, dx)), 2.0 * coarse_cell_m)
+    spacing = max(spacing, math.sqrt(values.shape[0] * dy * values.shape[1] * dx / KRIGING_TARGETS))
     step_rows, step_cols = max(1, int(spacing // dy)), max(1, int(spacing // dx))
     lattice_rows = np.arange(0, values.shape[0] + step_rows - 1, step_rows).clip(max=values.shape[0] - 1)
     lattice_cols = np.arange(0, values.shape[1] + step_cols - 1, step_cols).clip(max=values.shape[1] - 1)

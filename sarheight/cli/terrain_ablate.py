@@ -4,6 +4,7 @@ ablation (``--task ablation``) and the refinement study (``--task refine``)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import SarHeightError
 from .options import add_training_budget
@@ -88,7 +89,7 @@ def _run_refinement(args: argparse.Namespace) -> int:
     results = run_refinement_study(args.scenes, args.test_scenes, args.out, config=args.config,
                                    seeds=args.seeds if args.seeds is not None else 2, methods=args.method,
                                    max_epochs=args.max_epochs, max_time=args.max_time, accelerator=args.accelerator,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, command=" ".join(["sarheight", *sys.argv[1:]]))
     if not args.quiet:
         print(f"{len(results['rows'])} held-out DEM x factor x looks x ground rows; table in "
               f"{args.out}/refinement.md")

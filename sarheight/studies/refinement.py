@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -249,6 +250,7 @@ def run_refinement_study(
     max_time: str | None = None,
     accelerator: str = "auto",
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Train the study's networks, score every method on the held-out scenes, and write
     ``refinement.json``, ``refinement.md`` and ``refinement.png`` into ``out``.
@@ -270,6 +272,8 @@ def run_refinement_study(
     max_epochs, max_time : override the configuration's budget (a quick trial).
     accelerator : Lightning's ("auto": a GPU where there is one).
     progress : show progress.
+    command : the command that ran the study, kept in the JSON (the documentation shows it
+        beside the figures).
 
     Raises
     ------
@@ -317,6 +321,7 @@ def run_refinement_study(
     # 1. The trainings, each then calibrated on the validation scenes.
     checkpoints: dict[str, list[Path]] = {}
     calibrations: dict[str, list[dict[str, Any]]] = {}
+    train_seconds: dict[str, list[float]] = {}
     bar = tqdm(total=len(planned) * seeds, desc="refinement study: trainings", unit="training",
                disable=not progress)
     for network in planned:
@@ -330,19 +335,22 @@ def run_refinement_study(
                               "--model.class_weights", "null"]
             run = configured_run(config, overrides)
             steps = int(run.datamodule.tiles_per_epoch) // int(run.datamodule.batch_size)
+            started = time.perf_counter()
             checkpoint = train_run(run.model, run.datamodule, run_dir, max_epochs=epochs,
                                    steps_per_epoch=steps, accelerator=accelerator, validate=bool(val_files),
                                    max_time=budget["max_time"], progress=progress,
                                    description=f"{network.name} seed {seed}")
+            trained = time.perf_counter() - started
             calibration = (calibrate_checkpoint(checkpoint, val_files) if val_files and network.reference
                            else None)
-            return {"checkpoint": str(checkpoint), "calibration": calibration,
+            return {"checkpoint": str(checkpoint), "calibration": calibration, "train_seconds": trained,
                     "init_args": run.init_args}
 
         records = seeded_runs(out / "runs" / network.name, seeds, train, bar.update)
         # Where the runs are, whatever folder the study was started from.
         checkpoints[network.name] = [out / "runs" / network.name / f"seed{seed}" / "last.ckpt" for seed in range(seeds)]
         calibrations[network.name] = [record.get("calibration") for record in records]
+        train_seconds[network.name] = [float(record.get("train_seconds", math.nan)) for record in records]
     bar.close()
 
     # 2. The scores, per scene, resumable.
@@ -375,7 +383,8 @@ def run_refinement_study(
     results = summarise(index, baseline_scores, run_scores, planned, seeds)
     results.update(budget=budget, config=str(config), train_dems=train_dems, val_dems=val_dems,
                    test_dems=sorted({e["dem"] for e in index}), filled_cells=filled, calibrations=calibrations,
-                   priors=prior_report(index))
+                   train_seconds=train_seconds, priors=prior_report(index),
+                   command=command or f"run_refinement_study({str(train_scenes)!r}, {str(test_scenes)!r}, {str(out)!r})")
     write_json(results, out / "refinement.json")
     write_table(results, out / "refinement.md")
     plot_refinement(results, out / "refinement.png")
@@ -657,3 +666,148 @@ def plot_refinement(results: dict[str, Any], path: str | os.PathLike[str]) -> Pa
                  "(ticks: the least DEM)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+#: The targets of the study (reductions in %, coverage in % of cells): the SAR network
+#: against the best non-learned method, the SAR's share, and the calibration of its spread.
+TARGETS = {"vs_best": {3: 10.0, 5: 20.0}, "share": {3: 5.0, 5: 15.0}, "within_1std": (68.27, 10.0),
+           "within_2std": (95.45, 10.0)}
+
+#: The markers around the parts of a Markdown file written from the study's JSON.
+GENERATED_BEGIN = "<!-- generated from {source} by {writer}: edit the study, not this text -->"
+GENERATED_END = "<!-- end of the generated text -->"
+
+
+def _pct(figures: dict[str, float]) -> str:
+    return "–" if not math.isfinite(figures["mean"]) else f"{figures['mean']:+.1f} ({figures['least']:+.1f})"
+
+
+def _dem_label(dem: str) -> str:
+    """A DEM's name as the tables show it: its file name up to the first underscore."""
+    return dem.split("_")[0]
+
+
+def results_section(results: dict[str, Any]) -> str:
+    """The study's figures as the Markdown the documentation shows (benchmarks/README.md,
+    docs/terrain_refinement.md): every number in it read from ``results`` (the study's
+    JSON, with the command that made it), so that text and data cannot drift apart."""
+    command = str(results.get("command", ""))
+    labels = results["labels"]
+    seconds = [value for values in results.get("train_seconds", {}).values() for value in values
+               if math.isfinite(value)]
+    lines = [f"Held-out DEMs (never trained on, never validated on): "
+             f"{', '.join(results['test_dems'])}; training DEMs: {', '.join(results['train_dems'])}; validation "
+             f"and calibration: {', '.join(results['val_dems'])}. Networks: "
+             + ", ".join(f"{labels[name]} ({len(runs)} seeds)" for name, runs in results["calibrations"].items())
+             + (f"; a training took {min(seconds) / 60:.1f}-{max(seconds) / 60:.1f} min on this machine."
+                if seconds else "."), "", "```bash", command, "```", "",
+             "Reduction of the RMSE (%) against the best non-learned method of each DEM and ground (mean over the "
+             "held-out DEMs, in brackets the least of them; positive: below it). The best non-learned method is "
+             f"the best of {', '.join(labels[m] for m in NON_LEARNED)} on that DEM; the SAR's share is the SAR "
+             "network against the no-SAR one.", "",
+             "| ground | factor | best non-learned (per DEM) | clinometry | no-SAR network | SAR network | SAR's share |"
+             " within 1 / 2 std (SAR, least-most DEM) |", "|---|---|---|---|---|---|---|---|"]
+    for entry in results["summary"]:
+        methods = entry["methods"]
+        best = ", ".join(f"{_dem_label(dem)}: {labels[name]}" for dem, name in entry["best_non_learned"].items())
+        sar = methods.get("sar", {})
+        coverage = sar.get("coverage")
+        cover = (f"{coverage['within_1std']['least']:.0f}-{coverage['within_1std']['most']:.0f} / "
+                 f"{coverage['within_2std']['least']:.0f}-{coverage['within_2std']['most']:.0f} %" if coverage else "–")
+        lines.append(f"| {entry['condition'].removeprefix('ground: ')} | {entry['coarse_factor']}x | {best} | "
+                     f"{_pct(methods['clinometry']['vs_best'])} | "
+                     f"{_pct(methods['nosar']['vs_best']) if 'nosar' in methods else '–'} | "
+                     f"{_pct(sar['vs_best']) if sar else '–'} | "
+                     f"{_pct(sar['vs_nosar']) if 'vs_nosar' in sar else '–'} | {cover} |")
+    lines += ["", "The targets, measured (one date; realistic coarse DEMs and priors; grounds of land cover that "
+              "follows the terrain):", ""]
+    for line in target_lines(results):
+        lines.append(f"- {line}")
+    if results.get("priors"):
+        lines += ["", "Priors of the held-out scenes: " + "; ".join(
+            f"{kind}, {v['scenes']} scenes, {v['error_rms_m']:.2f} m RMS error ({v['least_m']:.2f}-{v['most_m']:.2f})"
+            for kind, v in results["priors"].items()) + "."]
+    return "\n".join(lines)
+
+
+def target_lines(results: dict[str, Any]) -> list[str]:
+    """One line per target of the study (:data:`TARGETS`): met or missed, and by how much,
+    per ground and coarse factor, read from ``results``."""
+    found = []
+    for entry in results["summary"]:
+        factor, ground = entry["coarse_factor"], entry["condition"].removeprefix("ground: ")
+        methods = entry["methods"]
+        sar, nosar = methods.get("sar"), methods.get("nosar")
+        if sar is None:
+            continue
+        where = f"{ground}, {factor}x"
+        goal = TARGETS["vs_best"].get(factor)
+        if goal is not None:
+            mean = sar["vs_best"]["mean"]
+            verdict = "met" if mean >= goal else f"missed by {goal - mean:.1f} points"
+            found.append(f"{where}: SAR network {mean:+.1f} % against the best non-learned method (target "
+                         f">= {goal:.0f} %): {verdict}; least DEM {sar['vs_best']['least']:+.1f} %"
+                         + (f", above it on {', '.join(_dem_label(d) for d in sar['worse_than_best'])}"
+                            if sar["worse_than_best"] else ", below it on every DEM")
+                         + (f"; above the best non-learned method of the class in {len(sar['worse_in_class'])} "
+                            f"DEM x class pairs ({', '.join(sar['worse_in_class'])})" if sar["worse_in_class"]
+                            else "; below it in every terrain class"))
+        share_goal = TARGETS["share"].get(factor)
+        if share_goal is not None and nosar is not None and "vs_nosar" in sar:
+            share = sar["vs_nosar"]["mean"]
+            control = not nosar["worse_than_best"]
+            found.append(f"{where}: SAR's share {share:+.1f} % (least DEM {sar['vs_nosar']['least']:+.1f} %; target "
+                         f">= {share_goal:.0f} %): {'met' if share >= share_goal else 'missed'}; the no-SAR network "
+                         f"{nosar['vs_best']['mean']:+.1f} % against the best non-learned method, "
+                         + ("below it on every DEM (a control)" if control else
+                            f"above it on {', '.join(_dem_label(d) for d in nosar['worse_than_best'])} (not a control "
+                            "there)"))
+        coverage = sar.get("coverage")
+        if coverage:
+            parts = []
+            for key, label in (("within_1std", "one"), ("within_2std", "two")):
+                goal_value, tolerance = TARGETS[key]
+                low, high = coverage[key]["least"], coverage[key]["most"]
+                ok = goal_value - tolerance <= low and high <= goal_value + tolerance
+                parts.append(f"{low:.0f}-{high:.0f} % of the cells within {label} height_std per DEM (target "
+                             f"{goal_value:.0f} ± {tolerance:.0f}: {'met' if ok else 'missed'})")
+            found.append(f"{where}: " + "; ".join(parts))
+    seconds = [value for values in results.get("train_seconds", {}).values() for value in values
+               if math.isfinite(value)]
+    if seconds:
+        most = max(seconds) / 60
+        found.append(f"each training at most {most:.1f} min on two CPU cores (target <= 15): "
+                     f"{'met' if most <= 15.5 else 'missed'}")
+    return found
+
+
+def write_generated(path: str | os.PathLike[str], text: str, *, source: str, writer: str) -> Path:
+    """Replace the generated part of a Markdown file (between :data:`GENERATED_BEGIN` for
+    ``source`` and ``writer`` and :data:`GENERATED_END`) by ``text``, atomically.
+
+    Raises
+    ------
+    InvalidInputError : the file has no such markers.
+    """
+    from ..io import atomic_path
+
+    path = Path(path)
+    content = path.read_text()
+    begin = GENERATED_BEGIN.format(source=source, writer=writer)
+    if begin not in content or GENERATED_END not in content.split(begin, 1)[1]:
+        raise InvalidInputError(f"{str(path)!r} has no generated part for {source}: add the lines {begin!r} and "
+                                f"{GENERATED_END!r} where the figures go")
+    head, rest = content.split(begin, 1)
+    tail = rest.split(GENERATED_END, 1)[1]
+    with atomic_path(path) as tmp:
+        tmp.write_text(f"{head}{begin}\n{text}\n{GENERATED_END}{tail}")
+    return path
+
+
+def generated_text(path: str | os.PathLike[str], *, source: str, writer: str) -> str:
+    """The generated part of a Markdown file (see :func:`write_generated`), or "" without one."""
+    content = Path(path).read_text()
+    begin = GENERATED_BEGIN.format(source=source, writer=writer)
+    if begin not in content:
+        return ""
+    return content.split(begin, 1)[1].split(GENERATED_END, 1)[0].strip("\n")

@@ -1,0 +1,36 @@
+"""Write the refinement study's figures into the documentation from its JSON.
+
+    python benchmarks/refinement_docs.py [--results benchmarks/terrain_refinement/refinement.json]
+
+benchmarks/README.md and docs/terrain_refinement.md hold the figures between markers
+(``sarheight.studies.refinement.GENERATED_BEGIN`` / ``GENERATED_END``); this script
+rewrites that part from the JSON ``sarheight terrain ablate --task refine`` wrote, and
+tests/test_refinement_docs.py fails when the text and the JSON differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sarheight.studies.refinement import results_section, write_generated
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = "benchmarks/terrain_refinement/refinement.json"
+WRITER = "benchmarks/refinement_docs.py"
+DOCUMENTS = ("benchmarks/README.md", "docs/terrain_refinement.md")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(ROOT / RESULTS), help=f"the study's JSON (default {RESULTS})")
+    args = parser.parse_args()
+    text = results_section(json.loads(Path(args.results).read_text()))
+    for document in DOCUMENTS:
+        write_generated(ROOT / document, text, source=RESULTS, writer=WRITER)
+        print(f"wrote the figures of {RESULTS} into {document}")
+
+
+if __name__ == "__main__":
+    main()
