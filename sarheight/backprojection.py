@@ -114,8 +114,8 @@ def area_mean(fine: xr.DataArray, coarse: xr.DataArray) -> np.ndarray:
     # Beyond its edge GDAL would repeat the raster's last cells into a coarse cell that
     # reaches past it: a border of NaN (nodata) keeps the mean to the cells there are.
     transform = fine.rio.transform()
-    border = int(math.ceil(max(abs(coarse.rio.transform().a / transform.a),
-                               abs(coarse.rio.transform().e / transform.e)))) + 1
+    border = math.ceil(max(abs(coarse.rio.transform().a / transform.a),
+                           abs(coarse.rio.transform().e / transform.e))) + 1
     padded = np.pad(np.asarray(fine.values, dtype=np.float32), border, constant_values=np.nan)
     out = np.full(coarse.shape, np.nan, dtype=np.float32)
     rasterio.warp.reproject(
