@@ -276,7 +276,7 @@ def anchor_to_priors(heights: np.ndarray, prior_height: np.ndarray, prior_mask: 
     return heights + spread
 
 
-def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_lanczos", sar: str = "sar_reconstructed",
+def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_registered", sar: str = "sar_reconstructed",
                  anchors: bool = True) -> xr.DataArray:
     """The clinometric refinement of a terrain scene (:mod:`sarheight.terrain`): the coarse
     DEM ``reference`` plus the correction its SAR image ``sar`` asks for
@@ -287,8 +287,10 @@ def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_lanczos", sar: s
     scene : a terrain scene with ``reference``, ``sar`` (sigma0, dB), its
         ``local_incidence_angle``, ``layover``, ``shadow``, the priors and the attributes
         of its geometry (``heading_deg``, ``look_side``) and coarse DEM.
-    reference : the coarse DEM on the scene grid. Its Wiener prior is the power a block
-        mean loses, so the reference is a plain resampling (Lanczos), not a back-projection
+    reference : the coarse DEM on the scene grid: by default registered to the priors and
+        resampled with a Lanczos kernel (``coarse_lanczos``, not registered, in scenes
+        without it). Its Wiener prior is the power a block mean loses, so the reference is
+        a plain resampling, not a back-projection
         that has restored part of that power already (on Big Tujunga at 3x, clinometry
         from the back-projected DEM was worse than the back-projection alone).
     sar : ``sar_reconstructed`` or ``sar_geocoded`` (or the other pass's, with
@@ -304,6 +306,8 @@ def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_lanczos", sar: s
     """
     other = sar.startswith("other_")
     prefix = "other_" if other else ""
+    if reference == "coarse_registered" and reference not in scene.data_vars:
+        reference = "coarse_lanczos"
     ratio_name = f"{prefix}sar_ratio" + ("_geocoded" if sar.endswith("geocoded") and not other else "")
     needed = [reference, sar, f"{prefix}local_incidence_angle", "layover", "shadow"]
     missing = [name for name in needed if name not in scene.data_vars]

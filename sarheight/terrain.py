@@ -94,7 +94,8 @@ PASS_HEADINGS = {"ascending": 348.0, "descending": 192.0}
 INPUT_VARIABLES = (
     "sar_reconstructed", "sar_geocoded", "local_incidence_angle", "layover", "shadow",
     "prior_height", "prior_mask", "prior_distance", "prior_interpolated", "coarse_height", "coarse_bicubic",
-    "coarse_lanczos", "coarse_corrected", "coarse_backprojected", "coarse_refined", "prior_correction_std",
+    "coarse_lanczos", "coarse_corrected", "coarse_registered", "coarse_backprojected", "coarse_refined",
+    "prior_correction_std",
 )
 
 #: The variables of the opposite pass, when a scene has it.
@@ -112,7 +113,8 @@ _ATTRS = {
     "coarse_bicubic": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (bicubic)"},
     "coarse_lanczos": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (Lanczos)"},
     "coarse_corrected": {"units": "m", "long_name": "coarse DEM plus the interpolated residuals of the priors"},
-    "coarse_backprojected": {"units": "m", "long_name": "coarse DEM refined by iterative back-projection"},
+    "coarse_registered": {"units": "m", "long_name": "coarse DEM registered to the priors, resampled (Lanczos)"},
+    "coarse_backprojected": {"units": "m", "long_name": "coarse DEM registered to the priors, back-projected"},
     "coarse_refined": {"units": "m", "long_name": "coarse DEM back-projected, corrected by the priors (kriged)"},
     "prior_correction_std": {"units": "m", "long_name": "standard deviation of the kriged correction"},
     "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
@@ -664,7 +666,8 @@ def observed_scene(
     for variable, values in resampled.items():
         scene[variable] = _on_grid(values.astype(np.float32), coarse, variable)
     dy, dx = cell_size_m(native)
-    for variable, values in refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx)).items():
+    refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx))
+    for variable, values in refined.items():
         scene[variable] = _on_grid(values, coarse, variable)
     if other is not None:
         other_inputs, other_attrs = _pass_inputs(other[0], coarse, other[1], measurement=measurement,
@@ -676,26 +679,34 @@ def observed_scene(
     grid_dy, grid_dx = cell_size_m(coarse)
     scene.attrs.update(_scene_attrs(attrs, kind="observed", name=name, dem_name=_source_name(coarse_dem),
                                     prior_method=prior_method))
+    scene.attrs.update(registration)
     scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
                        coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3))
     return scene
 
 
 def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dataset,
-                        coarse_cell_m: float) -> dict[str, np.ndarray]:
+                        coarse_cell_m: float) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
     """The coarse DEM ``native`` (on its own grid) refined on ``grid`` without SAR and
-    without learning (:mod:`sarheight.backprojection`): ``coarse_backprojected``,
-    ``coarse_refined`` (with the priors' residuals kriged) and ``prior_correction_std``
-    (m; NaN without priors), float32 arrays on the grid."""
-    from .backprojection import back_project, prior_correction
+    without learning (:mod:`sarheight.backprojection`): registered horizontally to the
+    priors (``coarse_registered``: resampled with a Lanczos kernel), back-projected (``coarse_backprojected``), then corrected by the priors'
+    residuals kriged (``coarse_refined``, with their standard deviation
+    ``prior_correction_std``, m; NaN without priors): float32 arrays on the grid; and the
+    co-registration's attributes."""
+    from .backprojection import back_project, coregister, prior_correction
 
-    backprojected = back_project(native, grid)
-    correction, deviation = prior_correction(backprojected, priors["prior_height"].values,
-                                             priors["prior_mask"].values, coarse_cell_m=coarse_cell_m)
+    registered, registration = coregister(native, grid, priors["prior_height"].values, priors["prior_mask"].values)
+    backprojected = back_project(registered, grid)
+    lanczos = upsample(registered, grid, "lanczos").values
+    known = registration.corrected_priors(backprojected, priors["prior_height"].values)
+    correction, deviation = prior_correction(backprojected, known, priors["prior_mask"].values,
+                                             coarse_cell_m=coarse_cell_m)
     refined = backprojected.values + correction
-    return {"coarse_backprojected": backprojected.values.astype(np.float32),
-            "coarse_refined": refined.astype(np.float32),
-            "prior_correction_std": np.where(np.isfinite(backprojected.values), deviation, np.nan).astype(np.float32)}
+    arrays = {"coarse_registered": lanczos.astype(np.float32),
+              "coarse_backprojected": backprojected.values.astype(np.float32),
+              "coarse_refined": refined.astype(np.float32),
+              "prior_correction_std": np.where(np.isfinite(backprojected.values), deviation, np.nan).astype(np.float32)}
+    return arrays, registration.to_attrs()
 
 
 def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], other_attrs: dict) -> xr.Dataset:
@@ -1024,6 +1035,10 @@ def simulate_scenes(
     unknown = sorted(set(unscored or {}) - set(names))
     if unknown:
         raise InvalidInputError(f"unscored names DEMs {unknown} that are not among {names}")
+    if any(family is not None for family in ground_families) and (tuple(laws) != ("empirical",)
+                                                                   or tuple(land_cover_db) != (3.0,)):
+        raise InvalidInputError("ground_families draw each scene's laws and land cover: leave laws and land_cover_db "
+                                "(--law, --land-cover) at their defaults with them")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 

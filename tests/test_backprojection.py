@@ -467,3 +467,65 @@ def test_prior_correction_refuses_a_bad_coarse_cell(cell):
     mask = random_mask(np.random.default_rng(0), truth.shape, 10)
     with pytest.raises(InvalidInputError, match="coarse_cell_m"):
         prior_correction(projected(truth + error), np.where(mask == 1, truth, np.nan), mask, coarse_cell_m=cell)
+
+
+# --------------------------------------------------------------------------------------
+# co-registration to the priors and the significance of the residuals' mean
+# --------------------------------------------------------------------------------------
+
+
+def _shifted_product(dem, factor, east_m, north_m):
+    from sarheight.coarse_dem import CoarseDemErrors, coarse_product
+
+    return coarse_product(dem, CoarseDemErrors(factor, shift_east_m=east_m, shift_north_m=north_m))
+
+
+@pytest.mark.parametrize(("east", "north"), [(30.0, -20.0), (-12.0, 25.0), (0.0, 0.0)])
+def test_coregistration_finds_the_products_shift(east, north):
+    from sarheight.backprojection import coregister
+    from sarheight.priors import sample_priors
+
+    dem = rough_dem(seed=3, rows=120, cols=120, relief=900.0)
+    product = _shifted_product(dem, 3, east, north)
+    priors = sample_priors(dem, count=600, seed=1)
+    moved, registration = coregister(product, dem, priors["prior_height"].values, priors["prior_mask"].values)
+    assert registration.shift_east_m == pytest.approx(east, abs=3.0)
+    assert registration.shift_north_m == pytest.approx(north, abs=3.0)
+    # Relabelled, not resampled: the heights are the product's, the grid moved by -shift.
+    np.testing.assert_array_equal(moved.values, product.values)
+    from sarheight.dem import cell_size_m
+
+    degrees_per_metre = abs(dem.rio.transform().a) / cell_size_m(dem)[1]
+    assert float(moved["x"][0] - product["x"][0]) == pytest.approx(
+        -registration.shift_east_m * degrees_per_metre, rel=1e-6, abs=1e-12)
+    inner = (slice(10, -10), slice(10, -10))
+    before = upsample(product, dem, "lanczos").values[inner] - dem.values[inner]
+    after = upsample(moved, dem, "lanczos").values[inner] - dem.values[inner]
+    if east or north:
+        assert np.sqrt(np.nanmean(after**2)) < 0.6 * np.sqrt(np.nanmean(before**2))
+
+
+def test_coregistration_says_nothing_on_flat_terrain():
+    from sarheight.backprojection import coregister
+    from sarheight.priors import sample_priors
+
+    # Noisy priors over flat ground: their noise is no shift.
+    dem = plane_dem(60, 60)
+    product = _shifted_product(dem, 3, 20.0, 0.0)
+    priors = sample_priors(dem, count=300, seed=2, noise_m=0.5)
+    _, registration = coregister(product, dem, priors["prior_height"].values, priors["prior_mask"].values)
+    assert abs(registration.shift_east_m) < 1.0 and abs(registration.shift_north_m) < 1.0
+
+
+def test_correlated_residuals_are_few_samples_of_their_mean():
+    from sarheight.backprojection import ResidualCovariance, significant_mean
+
+    # Residuals of one correlated field along one short line: their plain mean is the
+    # field's local value, and under the covariance it does not stand out.
+    points = np.stack([np.zeros(200), np.linspace(0.0, 400.0, 200)], axis=1)
+    residuals = np.full(200, 2.0) + np.random.default_rng(1).normal(0, 0.2, 200)
+    covariance = ResidualCovariance(mean=2.0, sill=9.0, nugget=0.04, length_m=2000.0)
+    assert significant_mean(points, residuals, covariance).mean == 0.0
+    # The same residuals as independent samples: a bias of 2 m stands out.
+    independent = ResidualCovariance(mean=2.0, sill=0.05, nugget=0.04, length_m=1.0)
+    assert significant_mean(points, residuals, independent).mean == pytest.approx(2.0, abs=0.05)

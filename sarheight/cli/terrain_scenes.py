@@ -51,6 +51,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scene.add_argument("--land-cover", dest="land_cover_db", action="append", type=float, default=None,
                        metavar="DB", help="contrast of the land cover's sigma0 patches, dB (default 3; 0 for none; "
                        "repeat for several)")
+    realistic = parser.add_argument_group(
+        "realistic inputs", "draw per scene what real data carry (each from a seed of its own scene), as the "
+        "refinement study's scenes are drawn: train on these, or a model learns to invert an ideal coarse DEM")
+    realistic.add_argument("--coarse-family", dest="coarse_families", action="append",
+                           choices=("ideal", "training", "test"), default=None,
+                           help="the coarse DEM: ideal (default, the block mean on an aligned grid), or a product "
+                           "with errors drawn from a family of sarheight.coarse_dem (correlated and "
+                           "slope-dependent error, geolocation shift, a grid not aligned); repeat for several")
+    realistic.add_argument("--prior-kind", dest="prior_kinds", action="append",
+                           choices=("altimeter", "lidar", "gnss", "exact"), default=None,
+                           help="the instrument of the known heights, its pattern and its error "
+                           "(sarheight.priors.PRIOR_KINDS), instead of --prior-pattern; repeat for several")
+    realistic.add_argument("--ground-family", dest="ground_families", action="append",
+                           choices=("training", "test-family", "outside", "empirical", "lambert", "gamma0"),
+                           default=None, help="the ground: land cover following the terrain with a sigma0 law "
+                           "per class drawn from a family of sarheight.ground, instead of --law and --land-cover; "
+                           "repeat for several")
     scene.add_argument("--sample", type=int, default=None, metavar="N",
                        help="draw N scenes per DEM at random from all the combinations of the options above "
                        "instead of making every one")
@@ -106,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         looks=tuple(dict.fromkeys(args.looks or (4.4,))),
         laws=tuple(dict.fromkeys(args.laws or ("empirical",))),
         land_cover_db=tuple(dict.fromkeys(args.land_cover_db or (3.0,))),
+        coarse_families=tuple(dict.fromkeys(args.coarse_families or ("ideal",))),
+        prior_kinds=tuple(dict.fromkeys(args.prior_kinds or (None,))),
+        ground_families=tuple(dict.fromkeys(args.ground_families or (None,))),
         sample=args.sample,
         nesz_db=args.nesz,
         progress=not args.quiet,

@@ -104,7 +104,8 @@ DEFAULT_CHANNELS = ("sar_reconstructed", "local_incidence_angle", "prior_height"
 
 #: Channels holding heights (m): given relative to the reference channel when there is one.
 HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "coarse_corrected", "height",
-                             "coarse_bicubic", "coarse_lanczos", "coarse_backprojected", "coarse_refined"})
+                             "coarse_bicubic", "coarse_lanczos", "coarse_registered", "coarse_backprojected",
+                             "coarse_refined"})
 
 #: Channels of mask codes (:class:`~sarheight.masks.MaskCode`): as inputs, 255 (outside
 #: the image) is a missing value.

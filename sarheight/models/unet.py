@@ -107,9 +107,12 @@ class ASKUNet(nn.Module):
     whose overlapping strides leave a checkerboard pattern that a height map shows as a
     periodic ripple), concatenation with the skip (passed through ECA when ``eca``), a
     convolution block, and ECA after it (when ``eca``). A 1 x 1 head gives one channel,
-    and with ``uncertainty`` a second 1 x 1 head gives the log of the standard deviation of
-    the height's error, in the output's unit (heteroscedastic regression, Kendall & Gal
-    2017: the network says where it is unsure, trained on its own errors).
+    and with ``uncertainty`` a second head (3 x 3 convolution, GELU, 1 x 1 convolution) gives
+    the log of the standard deviation of the height's error, in the output's unit
+    (heteroscedastic regression, Kendall & Gal 2017: the network says where it is unsure,
+    trained on its own errors). That head reads the decoder's features *detached*: its
+    loss never reaches the layers the heights come from (sharing them, the spread's
+    likelihood outweighed the heights' loss and the heights stopped learning).
 
     The output is ``output_offset + output_scale * head``: two float buffers (0 and 1 at
     construction, saved in the state dict) that the training core sets from the training
@@ -163,7 +166,9 @@ class ASKUNet(nn.Module):
         self.decoder = nn.ModuleList(_DecoderLevel(channels[i + 1], channels[i], eca)
                                      for i in reversed(range(depth)))
         self.head = nn.Conv2d(channels[0], 1, 1)
-        self.uncertainty_head = nn.Conv2d(channels[0], 1, 1) if uncertainty else None
+        self.uncertainty_head = nn.Sequential(
+            nn.Conv2d(channels[0], channels[0], 3, padding=1), nn.GELU(), nn.Conv2d(channels[0], 1, 1),
+        ) if uncertainty else None
         self.memory_format = torch.channels_last
         self.register_buffer("output_offset", torch.tensor(0.0))
         self.register_buffer("output_scale", torch.tensor(1.0))
@@ -229,7 +234,7 @@ class ASKUNet(nn.Module):
         if self.uncertainty_head is None:
             return heights
         # In the output's unit: the head learns a normalised spread, as the height head does.
-        log_std = self.uncertainty_head(features) + torch.log(self.output_scale)
+        log_std = self.uncertainty_head(features.detach()) + torch.log(self.output_scale)
         return torch.cat([heights, log_std], dim=1)
 
 

@@ -125,7 +125,8 @@ class PixelRegression(L.LightningModule):
     spread_weight : with a model of two outputs (``model_options.uncertainty: true``: the
         height and the log of its standard deviation), the weight of the spread's loss
         (:func:`~sarheight.training.losses.spread_loss`) beside the height's; it trains
-        on the height head's errors, detached, and never changes the heights' gradient.
+        the spread head on the height head's errors, and never reaches the layers the
+        heights come from (the model's spread head reads them detached).
 
     At the start of every stage the input statistics are taken from the data module's
     training split into the module's buffers, and, for ``fit``, the model's
@@ -161,7 +162,7 @@ footprints above it. At the end of
         scheduler: Literal["cosine", "plateau", "none"] = "cosine",
         patience: int = 3,
         class_weights: dict[str, float] | None = None,
-        spread_weight: float = 0.1,
+        spread_weight: float = 1.0,
     ):
         super().__init__()
         if loss not in REGRESSION_LOSSES:
