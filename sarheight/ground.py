@@ -706,6 +706,10 @@ def draw_ground(dem: Any, family: str | GroundFamily, seed: int) -> Ground:
 # The law fitted to an observation
 
 
+#: The points of the table a fitted law is evaluated on for large arrays.
+_TABLE_POINTS = 90_001
+
+
 def _bernstein(x: np.ndarray, degree: int) -> np.ndarray:
     """(len(x), degree + 1) Bernstein basis polynomials of ``degree`` on 0..1."""
     x = np.asarray(x, dtype=np.float64)[:, None]
@@ -750,6 +754,12 @@ class FittedLaw:
         c = np.asarray(self.coefficients)
         if self.degree == 0 or span <= 0:
             return np.full(t.shape, c[0]), np.zeros(t.shape)
+        if t.size > 4 * _TABLE_POINTS:
+            # A smooth polynomial on a table of a thousandth of a degree or finer,
+            # interpolated: the basis of a million cells would take a second a scene.
+            grid = np.linspace(low, high, _TABLE_POINTS)
+            value, slope = self._inside(grid)
+            return np.interp(t, grid, value), np.interp(t, grid, slope)
         x = (t - low) / span
         value = _bernstein(x.ravel(), self.degree) @ c
         slope = _bernstein(x.ravel(), self.degree - 1) @ (self.degree * np.diff(c)) / span
