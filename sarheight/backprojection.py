@@ -137,6 +137,11 @@ class Coregistration:
 #: Rounds of co-registration: each re-measures the residuals on the moved DEM.
 COREGISTRATION_ROUNDS = 3
 
+#: The largest shift (m) a co-registration applies: twice the largest registration error
+#: of global products (a half-cell confusion of a 90 m product), beyond which a fit is led
+#: astray, not measuring a product.
+COREGISTRATION_LIMIT_M = 90.0
+
 
 def _tan_slope(dem: xr.DataArray) -> np.ndarray:
     dy, dx = cell_size_m(dem)
@@ -146,31 +151,9 @@ def _tan_slope(dem: xr.DataArray) -> np.ndarray:
     return np.hypot(along_rows, along_cols)
 
 
-def coregister(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np.ndarray, prior_mask: np.ndarray
-               ) -> tuple[xr.DataArray, Coregistration]:
-    """Register a coarse DEM horizontally to known heights (Nuth & Kaab 2011, The
-    Cryosphere 5, as a linear least-squares fit): a DEM displaced by ``s`` differs from the
-    truth at a known height by ``s . grad(h)`` plus a bias, so the residuals of the priors
-    regressed on the DEM's gradient give the shift; three rounds on the moved DEM take the
-    rest of a large one. The regression also takes a term in the tangent of the slope:
-    a departure that grows with the slope whatever its direction is no shift but the
-    priors' own bias (wide-footprint lidar takes the lowest return), kept apart so that
-    neither the shift nor the kriged correction takes it for the DEM's error. The fit is robust (residuals beyond 3 scaled median absolute
-    deviations left out) and a component is kept only as far as it stands out of twice
-    its standard error (shrunk as the kriging's mean is): flat terrain, or priors on
-    one slope, say nothing of a shift.
-
-    Parameters
-    ----------
-    coarse : the coarse DEM on its own grid.
-    grid : the grid the priors lie on (its CRS: the shift is measured in its metres).
-    prior_height, prior_mask : the known heights on ``grid``.
-
-    Returns
-    -------
-    (the coarse DEM with its transform moved by the shift, the coregistration). The
-    heights are unchanged: a displaced product is relabelled, not resampled.
-    """
+def _fit_registration(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np.ndarray, prior_mask: np.ndarray
+                      ) -> tuple[xr.DataArray, Coregistration]:
+    """The registration fitted to the priors of ``prior_mask`` (see :func:`coregister`)."""
     known = (np.asarray(prior_mask) > 0) & np.isfinite(prior_height)
     total_east = total_north = 0.0
     slope_bias = 0.0
@@ -213,13 +196,16 @@ def coregister(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np.ndarra
         step = []
         for value, error in ((solution[1], math.sqrt(max(covariance[1, 1], 0.0))),
                              (solution[2], math.sqrt(max(covariance[2, 2], 0.0)))):
-            step.append(value * max(0.0, 1.0 - 4.0 * error**2 / value**2) if abs(value) > 1e-9 else 0.0)
+            step.append(value * max(0.0, 1.0 - error**2 / value**2) if abs(value) > 1e-9 else 0.0)
         errors = (math.sqrt(max(covariance[1, 1], 0.0)), math.sqrt(max(covariance[2, 2], 0.0)))
         bias_error = math.sqrt(max(covariance[3, 3], 0.0))
         slope_bias = (solution[3] * max(0.0, 1.0 - 4.0 * bias_error**2 / solution[3] ** 2)
                       if abs(solution[3]) > 1e-9 else 0.0)
         total_east += step[0]
         total_north += step[1]
+        magnitude = math.hypot(total_east, total_north)
+        if magnitude > COREGISTRATION_LIMIT_M:
+            total_east, total_north = (value * COREGISTRATION_LIMIT_M / magnitude for value in (total_east, total_north))
         # The content shown at q + shift lies at q: move the grid by -shift (in CRS units).
         east_units, north_units = total_east / per_unit_x, total_north / per_unit_y
         moved = coarse.assign_coords(x=coarse["x"] - east_units, y=coarse["y"] - north_units).rio.write_transform(
@@ -228,6 +214,63 @@ def coregister(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np.ndarra
             break
     return moved, Coregistration(float(total_east), float(total_north), float(errors[0]), float(errors[1]),
                                  int(known.sum()), float(slope_bias))
+
+
+def coregister(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np.ndarray, prior_mask: np.ndarray
+               ) -> tuple[xr.DataArray, Coregistration]:
+    """Register a coarse DEM horizontally to known heights (Nuth & Kaab 2011, The
+    Cryosphere 5, as a linear least-squares fit): a DEM displaced by ``s`` differs from the
+    truth at a known height by ``s . grad(h)`` plus a bias, so the residuals of the priors
+    regressed on the DEM's gradient give the shift; three rounds on the moved DEM take the
+    rest of a large one. The regression also takes a term in the tangent of the slope:
+    a departure that grows with the slope whatever its direction is no shift but the
+    priors' own bias (wide-footprint lidar takes the lowest return), kept apart so that
+    neither the shift nor the kriged correction takes it for the DEM's error. The fit is
+    robust (residuals beyond 3 scaled median absolute deviations left out); a component of
+    the shift is shrunk by ``max(0, 1 - SE^2 / s^2)`` (flat terrain, or priors on one
+    slope, say nothing of a shift) and the shift capped at :data:`COREGISTRATION_LIMIT_M`.
+
+    The move is kept only where priors the fit did not see say it helps: the priors are
+    split in two halves at random, each half's fit must lower the robust spread of the
+    other half's residuals, else the product stays where it is. (On coarse cells of
+    hundreds of metres, or priors along a few valleys, a fit can move the product by tens
+    of metres the wrong way, and the priors it was fitted to always agree with it.)
+
+    Parameters
+    ----------
+    coarse : the coarse DEM on its own grid.
+    grid : the grid the priors lie on (its CRS: the shift is measured in its metres).
+    prior_height, prior_mask : the known heights on ``grid``.
+
+    Returns
+    -------
+    (the coarse DEM with its transform moved by the shift, the coregistration). The
+    heights are unchanged: a displaced product is relabelled, not resampled.
+    """
+    known = (np.asarray(prior_mask) > 0) & np.isfinite(prior_height)
+    cells = np.flatnonzero(known)
+    unmoved = Coregistration(0.0, 0.0, math.inf, math.inf, int(cells.size))
+    if cells.size < 16:
+        return coarse, unmoved
+    halves = np.zeros(known.size, dtype=np.int8)
+    halves[np.random.default_rng(cells.size).permutation(cells)[: cells.size // 2]] = 1
+    halves = halves.reshape(known.shape)
+    for fitted in (0, 1):
+        held_out = known & (halves != fitted)
+        moved, _ = _fit_registration(coarse, grid, prior_height, known & (halves == fitted))
+        if moved is coarse or _prior_spread(moved, grid, prior_height, held_out) >= _prior_spread(
+                coarse, grid, prior_height, held_out):
+            return coarse, unmoved
+    return _fit_registration(coarse, grid, prior_height, known)
+
+
+def _prior_spread(dem: xr.DataArray, grid: xr.DataArray, prior_height: np.ndarray, known: np.ndarray) -> float:
+    """The robust spread (m, scaled median absolute deviation) of the priors' residuals
+    from ``dem`` resampled to ``grid``."""
+    heights = upsample(dem, grid, "bicubic").values
+    use = known & np.isfinite(heights)
+    residual = np.asarray(prior_height, dtype=np.float64)[use] - heights[use]
+    return 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) if residual.size else math.inf
 
 
 def _resample(values: np.ndarray, source: xr.DataArray, target: xr.DataArray,
