@@ -43,6 +43,7 @@ import numpy as np
 import rasterio.transform
 import rasterio.warp
 import xarray as xr
+from affine import Affine
 
 from .dem import cell_size_m
 from .errors import InvalidInputError
@@ -296,7 +297,7 @@ def area_mean(fine: xr.DataArray, coarse: xr.DataArray) -> np.ndarray:
     padded = np.pad(np.asarray(fine.values, dtype=np.float32), border, constant_values=np.nan)
     out = np.full(coarse.shape, np.nan, dtype=np.float32)
     rasterio.warp.reproject(
-        padded, out, src_transform=transform * transform.translation(-border, -border), src_crs=fine.rio.crs,
+        padded, out, src_transform=transform @ Affine.translation(-border, -border), src_crs=fine.rio.crs,
         src_nodata=np.nan, dst_transform=coarse.rio.transform(), dst_crs=coarse.rio.crs, dst_nodata=np.nan,
         resampling=rasterio.warp.Resampling.average)
     return out

@@ -19,6 +19,7 @@ DEM as it is.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ import xarray as xr
 
 from .dem import cell_size_m
 from .geometry import RadarGeometry, backward_geocode, geocoding_products
-from .io import write_geotiff
+from .io import atomic_path, write_geotiff
 from .plots import hillshade, quicklook
 from .sample_data import jacksboro_dem
 
@@ -191,7 +192,10 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     (the "outside" family of :data:`sarheight.ground.GROUND_FAMILIES`), an ascending
     Sentinel-1-like pass, one date of speckle. The checkpoint (``checkpoint``, default the
     packaged :func:`sarheight.sample_data.terrain_demo_checkpoint`) never trained on this
-    DEM. Every method is scored on the same cells: the truth known, inside the image.
+    DEM (other scenes of it validated and calibrated the model). Every method is scored on the same cells: the truth known, inside the image, and
+    covered by the coarse product (shifted and on its own grid, it stops up to a coarse cell
+    and its shift short of the DEM's edges: the refined DEM is NaN there, as it is wherever
+    a user's coarse DEM does not reach).
     """
     from .coarse_dem import draw_errors
     from .ground import draw_ground
@@ -202,8 +206,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     skipped = missing_ml_extra("terrain", "the terrain step of the demo", say)
     if skipped:
         return skipped
-    from .masks import MaskCode
-    from .studies.refinement import BASELINES, NON_LEARNED, baseline_maps
+    from .studies.refinement import BASELINES, NON_LEARNED, baseline_maps, scoring_mask
     from .training.predict import load_checkpoint, predict_height, prediction_quicklook
 
     model = load_checkpoint(checkpoint or terrain_demo_checkpoint())
@@ -221,7 +224,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     predicted = time.perf_counter() - start - simulated
     truth = scene["height"].values
     refined = np.where(np.isfinite(result["height"].values), result["height"].values, scene[model.reference].values)
-    scored = np.isfinite(truth) & (scene["layover"].values != MaskCode.OUTSIDE)
+    scored = scoring_mask(scene)
     maps = {BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
     maps[f"{model.model_name} refinement"] = refined
     rmse = {name: float(np.sqrt(np.mean((values[scored] - truth[scored]) ** 2))) for name, values in maps.items()}
@@ -231,11 +234,14 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
         counted = scored & np.isfinite(std)
         z = np.abs(refined - truth)[counted] / np.maximum(std[counted], 1e-9)
         within = (float(np.mean(z <= 1)), float(np.mean(z <= 2)))
+    # As refine_dem does: where the model has no input (shadow, outside the image), the
+    # map keeps its reference.
+    result["height"] = result["height"].copy(data=refined.astype(np.float32))
     tif = write_geotiff(result, out / "jacksboro_height.tif", variables=["height"])
     png = prediction_quicklook(scene, result, out / "jacksboro_height.png", baseline=model.reference,
                                title="sarheight demo: a realistic 3x coarser DEM of Jacksboro refined with one "
                                f"Sentinel-1 date and {int(scene['prior_mask'].values.sum())} altimeter heights "
-                               "(model never saw this DEM, nor this ground's laws)")
+                               "(model never trained on this DEM, nor under this ground's laws)")
     figures = {"priors": int(scene["prior_mask"].values.sum()), "scored_cells": int(scored.sum()),
                "coarse_errors": errors.to_attrs(), "prior_error_rms_m": float(scene.attrs["prior_error_rms_m"]),
                "rmse_m": rmse, "within_std": within, "simulate_seconds": simulated, "predict_seconds": predicted,
@@ -363,6 +369,10 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool 
     figures["reconstruction"] = run_reconstruction_demo(dem, out, say)
     figures["terrain"] = run_terrain_demo(dem, out, say, progress=progress)
     figures["buildings"] = run_buildings_demo(out, say, size=city_size, progress=progress)
+    # What the demo printed, for the README's figures and anyone comparing runs.
+    with atomic_path(out / "figures.json") as temporary:
+        temporary.write_text(json.dumps(figures, indent=2, default=str))
+    say(f"wrote {out / 'figures.json'}")
     return figures
 
 

@@ -166,4 +166,4 @@ def test_scene_refinement_beats_the_coarse_dem_on_real_relief(looks, land_cover_
     print(errors)
     assert errors["clinometry"] < gain * errors["lanczos"]
     with pytest.raises(InvalidInputError, match="lacks"):
-        refine_scene(scene.drop_vars("coarse_lanczos"))
+        refine_scene(scene.drop_vars(["coarse_registered", "coarse_lanczos"]))

@@ -42,9 +42,10 @@ def test_demo_scene_has_layover_and_shadow_and_reconstruction_beats_the_alternat
 
 
 def test_demo_terrain_step_refines_the_coarse_dem_with_the_shipped_model(demo_run):
-    """The packaged refinement model (trained on other DEMs) on the Jacksboro scene: a
-    GeoTIFF and a quicklook, and a lower error than the best resampling of the coarse DEM
-    and than the clinometry."""
+    """The packaged refinement model (trained on other DEMs) on a realistic Jacksboro scene:
+    a GeoTIFF and a quicklook, heights wherever the coarse product reaches, every
+    non-learned method scored beside it on the same cells, and a lower error than the best
+    of them."""
     out, figures = demo_run
     terrain = figures["terrain"]
     rmse = terrain["rmse_m"]
@@ -52,13 +53,19 @@ def test_demo_terrain_step_refines_the_coarse_dem_with_the_shipped_model(demo_ru
     with rasterio.open(out / "jacksboro_height.tif") as src:
         assert src.crs.to_epsg() == 4326 and src.descriptions == ("height",) and src.shape == (344, 403)
         height = src.read(1)
-    assert np.isfinite(height).mean() > 0.99 and 150 < np.nanmedian(height) < 1100
+    # The shifted product on its own grid stops short of the DEM's edges; inside it every
+    # cell has a height.
+    assert terrain["scored_cells"] > 0.9 * 344 * 403
+    assert np.isfinite(height).sum() >= terrain["scored_cells"] and 150 < np.nanmedian(height) < 1100
     assert (out / "jacksboro_height.png").stat().st_size > 50_000
-    assert terrain["priors"] == round(1e-3 * 344 * 403) and terrain["scored_cells"] > 0.99 * 344 * 403
+    assert terrain["priors"] > 0 and terrain["prior_error_rms_m"] > 0
+    assert {"coarse DEM, bilinear", "coarse DEM, Lanczos", "clinometry (SAR physics)"} <= set(rmse)
     model = next(value for name, value in rmse.items() if name.endswith("refinement"))
-    best_coarse = min(value for name, value in rmse.items() if name.startswith("coarse DEM"))
-    assert rmse["coarse DEM, bicubic"] < rmse["coarse DEM, bilinear"]
-    assert model < best_coarse and model < rmse["clinometry (physics)"]
+    best = min(value for name, value in rmse.items() if not name.endswith("refinement"))
+    assert np.isfinite(list(rmse.values())).all()
+    assert model < best
+    low, high = terrain["within_std"]
+    assert 0.4 < low < high <= 1.0
 
 
 def test_demo_building_step_beats_the_mean_height_with_the_shipped_model(demo_run):

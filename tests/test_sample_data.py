@@ -73,4 +73,7 @@ def test_the_demo_checkpoint_is_small_packaged_and_loads_with_weights_only():
     assert any(fnmatch.fnmatch(checkpoint.name, pattern) for pattern in patterns), "not in the package data"
     model = load_checkpoint(checkpoint)
     assert model.model_name == "ask_unet" and "sar_ratio" in model.channels and model.scale == "coarse_cell"
-    assert model.reference == "coarse_lanczos" and model.target == "height"
+    assert model.reference == "coarse_refined" and model.target == "height"
+    # Calibrated on its validation scenes: a gate and a spread scale per terrain class.
+    assert model.outputs == 2 and model.calibration is not None
+    assert set(model.calibration["classes"]) == {"layover", "shadow", "steep", "other"}

@@ -165,11 +165,21 @@ def test_index(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return found
 
 
+#: The layers a scored cell has a value in: the truth and every product of the coarse DEM
+#: (the registered ones stop short of the edges by the registration's shift).
+SCORED_LAYERS = ("height", "coarse_height", "coarse_bicubic", "coarse_lanczos", "coarse_registered",
+                 "coarse_backprojected", "coarse_refined")
+
+
 def scoring_mask(scene: xr.Dataset) -> np.ndarray:
-    """The cells every method is scored on: the truth and the coarse DEM known, inside the
-    image (shadow included: a refinement predicts there from the coarse DEM)."""
-    return (np.isfinite(scene["height"].values) & np.isfinite(scene["coarse_bicubic"].values)
-            & (scene["layover"].values != MaskCode.OUTSIDE))
+    """The cells every method is scored on: the truth and every product of the coarse DEM
+    known (:data:`SCORED_LAYERS`), inside the image (shadow included: a refinement
+    predicts there from the coarse DEM)."""
+    mask = scene["layover"].values != MaskCode.OUTSIDE
+    for name in SCORED_LAYERS:
+        if name in scene.data_vars:
+            mask &= np.isfinite(scene[name].values)
+    return mask
 
 
 def score_map(prediction: np.ndarray, scene: xr.Dataset, mask: np.ndarray, classes: np.ndarray,
