@@ -50,12 +50,14 @@ and with it which slopes are in layover.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import rasterio
 
 from sarheight.dem import open_dem
+from sarheight.errors import SarHeightError
 from sarheight.sample_data import jacksboro_dem
 from sarheight.terrain import simulate_scenes
 
@@ -100,7 +102,11 @@ def open_dems(data: Path, names: tuple[str, ...]) -> tuple[list, dict]:
                 print(f"skipping {path}: absent")
                 continue
             datum, has_sea = DEMS[name]
-            dem = open_dem(path, vertical_datum=datum, geoid_grid=geoid)
+            try:
+                dem = open_dem(path, vertical_datum=datum, geoid_grid=geoid)
+            except SarHeightError as error:
+                print(f"build_terrain_scenes: error: {path}: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
             if has_sea:
                 with rasterio.open(path) as source:
                     sea[name] = source.read(1) == 0
@@ -140,6 +146,18 @@ def main() -> None:
                         help="ablation: coarse DEM factors (default 3; repeat for several)")
     args = parser.parse_args()
     data, out = Path(args.data), Path(args.out)
+    # Every refusal one line and exit 2, before any scene is made.
+    if not (data / "dem").is_dir():
+        parser.error(f"--data {args.data}: no dem/ folder there; give the reference data folder (with dem/ and "
+                     "geoid/)")
+    if not (data / "geoid" / "egm96_15.gtx").is_file():
+        parser.error(f"--data {args.data}: no geoid/egm96_15.gtx there, which the DEMs on the geoid need")
+    for option, value, least in (("--sample", args.sample, 1), ("--validation-sample", args.validation_sample, 0),
+                                 ("--seeds", args.seeds, 1)):
+        if value < least:
+            parser.error(f"{option} {value}: give {least} or more")
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {args.out} is a file: give a folder")
     if args.task == "refine":
         build_refinement(data, out, args.sample, args.validation_sample)
         return

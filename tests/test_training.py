@@ -27,7 +27,8 @@ from sarheight.data.terrain import DEFAULT_CHANNELS
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.terrain import open_scene
 from sarheight.training import HeightMetrics, load_checkpoint, masked_loss, predict_height
-from sarheight.training.predict import blend_window, export_checkpoint, tile_starts
+from sarheight.training.checkpoints import export_checkpoint
+from sarheight.training.predict import blend_window, tile_starts
 from tests.helpers import fit_tiny_checkpoint, write_tiny_scene, write_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
