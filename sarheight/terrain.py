@@ -1044,7 +1044,7 @@ def check_scene_values(scene: xr.Dataset, name: str) -> None:
             continue
         median = float(np.median(values))
         spread = float(1.4826 * np.median(np.abs(values - median)))
-        if spread < MIN_OBSERVED_SPREAD_DB / 10:
+        if spread < 0.01:  # dB: not even rounding to a hundredth of a decibel
             warnings.warn(f"{name}'s {variable} is constant ({median:.1f} dB): it carries no relief, and a SAR "
                           "model reads nothing from it", PlausibilityWarning, stacklevel=user_stacklevel())
         elif float(values.min()) >= 0.0 and median < 2.0 and spread < 1.0:
