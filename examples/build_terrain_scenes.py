@@ -50,12 +50,14 @@ and with it which slopes are in layover.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import rasterio
 
 from sarheight.dem import open_dem
+from sarheight.errors import SarHeightError
 from sarheight.sample_data import jacksboro_dem
 from sarheight.terrain import simulate_scenes
 
@@ -87,6 +89,12 @@ ABLATION_DEMS = ("bigtujunga_srtm30_utm11", "chhota_shigri_94m", "columbia_100m"
                  "rome_cop30_egm96", "south_glacier_20m", "jacksboro")
 
 
+def fail(message: str) -> None:
+    """End the run with one line of what was wrong and what to do, exit status 2."""
+    print(f"build_terrain_scenes: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def open_dems(data: Path, names: tuple[str, ...]) -> tuple[list, dict]:
     """The DEMs ``names`` (ellipsoidal heights, named), and the sea of those that have one."""
     geoid = data / "geoid" / "egm96_15.gtx"
@@ -100,7 +108,10 @@ def open_dems(data: Path, names: tuple[str, ...]) -> tuple[list, dict]:
                 print(f"skipping {path}: absent")
                 continue
             datum, has_sea = DEMS[name]
-            dem = open_dem(path, vertical_datum=datum, geoid_grid=geoid)
+            try:
+                dem = open_dem(path, vertical_datum=datum, geoid_grid=geoid)
+            except SarHeightError as error:
+                fail(f"{path}: {error}")
             if has_sea:
                 with rasterio.open(path) as source:
                     sea[name] = source.read(1) == 0
@@ -140,6 +151,18 @@ def main() -> None:
                         help="ablation: coarse DEM factors (default 3; repeat for several)")
     args = parser.parse_args()
     data, out = Path(args.data), Path(args.out)
+    # Every refusal one line and exit 2, before any scene is made.
+    if not (data / "dem").is_dir():
+        fail(f"--data {args.data}: no dem/ folder there; give the reference data folder (with dem/ and "
+                     "geoid/)")
+    if not (data / "geoid" / "egm96_15.gtx").is_file():
+        fail(f"--data {args.data}: no geoid/egm96_15.gtx there, which the DEMs on the geoid need")
+    for option, value, least in (("--sample", args.sample, 1), ("--validation-sample", args.validation_sample, 0),
+                                 ("--seeds", args.seeds, 1)):
+        if value < least:
+            fail(f"{option} {value}: give {least} or more")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {args.out} is a file: give a folder")
     if args.task == "refine":
         build_refinement(data, out, args.sample, args.validation_sample)
         return

@@ -365,6 +365,23 @@ def _geoid_transformer(source_datum: str, grid_path: str | None) -> pyproj.Trans
     return None
 
 
+#: The range (m) of the geoid's undulation over the Earth (EGM96 and EGM2008: about
+#: -107 m south of India to +86 m over New Guinea), with a margin.
+GEOID_UNDULATION_M = (-120.0, 100.0)
+
+
+def _check_undulation_range(undulation: np.ndarray, grid: str, where: str) -> None:
+    """Refuse a grid whose undulations under ``where`` no geoid has (a DEM given as the
+    geoid grid would add the heights to themselves)."""
+    if undulation.size and not (GEOID_UNDULATION_M[0] <= float(np.min(undulation))
+                                and float(np.max(undulation)) <= GEOID_UNDULATION_M[1]):
+        raise DatumError(
+            f"the geoid grid {grid} gives undulations of {float(np.min(undulation)):.0f}.."
+            f"{float(np.max(undulation)):.0f} m under {where}, outside the {GEOID_UNDULATION_M[0]:g}.."
+            f"{GEOID_UNDULATION_M[1]:g} m any geoid has: it is not a grid of geoid undulations (a DEM?); give the "
+            "geoid grid (e.g. egm96_15.gtx)")
+
+
 def _add_undulation(values: np.ndarray, dem: xr.DataArray, horizontal: pyproj.CRS, source_datum: str,
                     transformer: pyproj.Transformer | None, grid_path: str | None) -> tuple[np.ndarray, str]:
     """Geoid heights plus the undulation at every cell (float32), and the grid used
@@ -381,6 +398,7 @@ def _add_undulation(values: np.ndarray, dem: xr.DataArray, horizontal: pyproj.CR
             "geoid grid that covers the whole DEM."
         )
     finite = undulation[np.isfinite(undulation)]
+    _check_undulation_range(finite, used, "the DEM")
     logger.info(
         "converted %s heights to WGS84 ellipsoidal heights with %s: undulation %.2f..%.2f m",
         _GEOID_LABEL[source_datum], used,
@@ -1048,6 +1066,7 @@ def geoid_undulation(
             f"The geoid grid {str(grid_path)!r} has no undulation for {int((~np.isfinite(undulation)).sum())} "
             f"of the {subject}'s points. Use a geoid grid that covers them all."
         )
+    _check_undulation_range(undulation, str(grid_path), f"the {subject}'s points")
     return undulation
 
 

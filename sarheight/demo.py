@@ -23,9 +23,7 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +205,8 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     if skipped:
         return skipped
     from .studies.refinement import BASELINES, NON_LEARNED, baseline_maps, scoring_mask
-    from .training.predict import load_checkpoint, predict_height, prediction_quicklook
+    from .training.checkpoints import load_checkpoint
+    from .training.predict import predict_height, prediction_quicklook
 
     model = load_checkpoint(checkpoint or terrain_demo_checkpoint())
     say(f"terrain: {model.model_name} {model.model_config} from {model.path.name}, refining {model.reference} with "
@@ -220,7 +219,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
                            other_geometry=scene_geometry(dem, "descending"), name="jacksboro_ascending_c3_demo",
                            progress=False)
     simulated = time.perf_counter() - start
-    result = predict_height(scene, [model.path], progress=progress)
+    result = predict_height(scene, [model], progress=progress)
     predicted = time.perf_counter() - start - simulated
     truth = scene["height"].values
     refined = np.where(np.isfinite(result["height"].values), result["height"].values, scene[model.reference].values)
@@ -287,7 +286,8 @@ def run_buildings_demo(out: Path, say, *, checkpoint: str | os.PathLike[str] | N
     if skipped:
         return skipped
     from .studies.buildings import score_heights
-    from .training.predict import buildings_quicklook, load_checkpoint, predict_buildings
+    from .training.checkpoints import load_checkpoint
+    from .training.predict import buildings_quicklook, predict_buildings
 
     model = load_checkpoint(checkpoint or buildings_demo_checkpoint())
     say(f"buildings: {model.model_name} {model.model_config} from {model.path.name}")
@@ -297,7 +297,7 @@ def run_buildings_demo(out: Path, say, *, checkpoint: str | os.PathLike[str] | N
     folder = out / "demo_city"
     write_city(city, folder)
     simulated = time.perf_counter() - start
-    result = predict_buildings(folder, model.path, progress=progress)
+    result = predict_buildings(folder, model, progress=progress)
     predicted = time.perf_counter() - start - simulated
     truth = city["height"].values.astype(np.float64)
     scored = np.isfinite(truth) & np.isfinite(result["height"].values)
@@ -325,8 +325,9 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool 
              dem: xr.DataArray | None = None, city_size: int = 96) -> dict[str, Any]:
     """Run the demo; returns the figures printed and the paths written.
 
-    ``dem``: the DEM to run on instead of the Jacksboro DEM (``compile_kernels`` passes a
-    corner of it); ``city_size``: the side of the building step's city (cells of 10 m).
+    ``dem``: the DEM to run on instead of the Jacksboro DEM
+    (:func:`sarheight.cli.compile_kernels.compile_kernels` passes a corner of it);
+    ``city_size``: the side of the building step's city (cells of 10 m).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -374,44 +375,3 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool 
         temporary.write_text(json.dumps(figures, indent=2, default=str))
     say(f"wrote {out / 'figures.json'}")
     return figures
-
-
-#: Side (cells) of the corner of the demo's DEM that ``compile_kernels`` runs the demo on.
-COMPILE_CELLS = 48
-
-
-def compile_kernels() -> float:
-    """Compile the Numba kernels that the demo and the everyday calls use, and let Numba
-    cache them beside their sources, so that the first real run starts at once.
-
-    Runs the whole demo on a corner of its DEM (``COMPILE_CELLS`` cells a side: the same
-    dtypes and array layouts, hence the same compiled signatures), writing into a
-    temporary folder that is then removed; then the calls of the README's Quickstart on a
-    corner of the projected sample DEM (whose coordinates are full arrays, not the
-    broadcast axes of a geographic grid), in memory and block by block. ``make install``
-    calls it (``sarheight compile``): compiling takes about a minute on two cores, once
-    per installation and again only when a kernel's source changes. Returns the seconds
-    taken.
-    """
-    from .layover import reconstruct
-    from .sample_data import bigtujunga_dem
-    from .simulate import simulate, simulate_sar
-
-    start = time.perf_counter()
-    dem = jacksboro_dem()
-    # A corner from the first row and column: the grid's transform stays that of the DEM.
-    corner = dem.isel(y=slice(0, COMPILE_CELLS), x=slice(0, COMPILE_CELLS))
-    # The warnings of these small warm-up inputs (an image edge the corner's facets reach)
-    # are about no input of the user's: not shown.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with tempfile.TemporaryDirectory(prefix="sarheight-compile-") as scratch:
-            run_demo(scratch, progress=False, dem=corner, city_size=COMPILE_CELLS)
-        projected = bigtujunga_dem().isel(y=slice(0, COMPILE_CELLS), x=slice(0, COMPILE_CELLS))
-        geometry = demo_geometry(projected)
-        backward_geocode(projected, geometry)
-        simulate(projected, geometry, progress=False)
-        observation = simulate_sar(projected, geometry, seed=0)
-        reconstruct(observation, projected, geometry, progress=False)
-        reconstruct(observation, projected, geometry, chunks=16, progress=False)
-    return time.perf_counter() - start

@@ -328,6 +328,27 @@ def warn_if_implausible(observed: np.ndarray) -> None:
             PlausibilityWarning, stacklevel=user_stacklevel())
 
 
+def intensity_summary(values: Any, *, in_db: bool = False) -> dict[str, float]:
+    """The level and spread of an observation's values where they are finite and positive
+    (an even sample of at most :data:`_PLAUSIBILITY_SAMPLES`): ``observed_median_db`` and
+    ``observed_spread_db`` (1.4826 times the median absolute deviation of the values in
+    dB, the standard deviation of a normal law), and ``observed_sampled`` the values
+    judged. Speckle alone spreads a Sentinel-1 image by several dB, even multi-looked; a
+    constant or placeholder image by none. NaN figures where no value is judged."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[:: max(1, values.size // _PLAUSIBILITY_SAMPLES)]
+    if in_db:
+        decibels = values[np.isfinite(values)]
+    else:
+        positive = values[np.isfinite(values) & (values > 0)]
+        decibels = 10.0 * np.log10(positive)
+    if not decibels.size:
+        return {"observed_median_db": float("nan"), "observed_spread_db": float("nan"), "observed_sampled": 0}
+    median = float(np.median(decibels))
+    return {"observed_median_db": median, "observed_spread_db": float(1.4826 * np.median(np.abs(decibels - median))),
+            "observed_sampled": int(decibels.size)}
+
+
 def warn_partial_coverage(where: str) -> None:
     """Say that the observation lacks ``where`` (pixels under the DEM), and what follows
     (pointing at the user's call)."""

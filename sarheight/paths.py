@@ -14,6 +14,11 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 
+#: The installed package's folder: no output is written among its files.
+PACKAGE_FOLDER = os.path.realpath(Path(__file__).resolve().parent)
+#: Files no output replaces, wherever they lie: code.
+PROGRAM_SUFFIXES = (".py", ".pyc", ".pyx", ".so", ".pyd", ".sh")
+
 
 def check_writable_folder(path: str | os.PathLike[str], what: str) -> Path:
     """The folder of the output file ``path``, after checking before any work that it exists
@@ -41,8 +46,10 @@ def check_writable_folder(path: str | os.PathLike[str], what: str) -> Path:
 def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
                   inputs: Sequence[tuple[object, str]] = ()) -> None:
     """Refuse outputs (path, name in messages) that are symbolic links (writing would replace
-    a link by a plain file), that name one file twice, or that name a file among ``inputs``
-    (anything given as an input, with its name; only paths count): writing would replace it."""
+    a link by a plain file), that name one file twice, that name a file among ``inputs``
+    (anything given as an input, with its name; only paths count) or lie inside a folder
+    among them (a SAFE product, a city: writing would change the input), or that would
+    replace code (sarheight's own files, or any file of a program suffix)."""
     seen: dict[str, str] = {}
     for path, name in outputs:
         if os.path.islink(path):
@@ -56,6 +63,20 @@ def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
                                     "own path")
         seen[key] = name
     for source, label in inputs:
-        if isinstance(source, (str, os.PathLike)) and os.fspath(source) and os.path.realpath(source) in seen:
+        if not (isinstance(source, (str, os.PathLike)) and os.fspath(source)):
+            continue
+        if os.path.realpath(source) in seen:
             raise InvalidInputError(f"{seen[os.path.realpath(source)]} {os.fspath(source)!r} is {label}, an input of "
                                     "this run: writing would replace it; give another path")
+        if os.path.isdir(source):
+            # A folder given as an input (a SAFE product, a city, scenes) is read whole:
+            # a file written into it changes the input, now or for the next run.
+            folder = os.path.realpath(source)
+            for key, name in seen.items():
+                if os.path.commonpath([key, folder]) == folder:
+                    raise InvalidInputError(f"{name} lies inside {label} {os.fspath(source)!r}, an input of this run: "
+                                            "writing there would change it; write outside it")
+    for key, name in seen.items():
+        if os.path.commonpath([key, PACKAGE_FOLDER]) == PACKAGE_FOLDER or Path(key).suffix in PROGRAM_SUFFIXES:
+            raise InvalidInputError(f"{name} {key!r} is a program file (or lies among sarheight's own): writing would "
+                                    "replace code; give another path")

@@ -33,6 +33,7 @@ from .observation import (
     Observation,
     check_intensity,
     intensity_flags,
+    intensity_summary,
     rebuilt_in_radar_geometry,
     warn_if_implausible,
     warn_partial_coverage,
@@ -262,11 +263,17 @@ def reconstruct_in_memory(observation: Observation, dem: xr.DataArray, *, contri
     once the simulation is known.
     """
     observed: list[np.ndarray] = []
+    # What the observation holds under the DEM, for a caller to judge whether it carries
+    # relief: a map-grid image's own values (its rebuilt radar pixels vary with the
+    # terrain's areas even where the image is constant), else the radar pixels read.
+    summary = (intensity_summary(observation.image.values, in_db=observation.in_db) if observation.on_map else {})
 
     def observe(window: RadarWindow) -> None:
         observed.append(source.on_window(window))
         check_intensity(observed[0], window)
         warn_if_implausible(observed[0])
+        if not summary:
+            summary.update(intensity_summary(observed[0]))
 
     source = observation
     # Scatter and gather each pass over every DEM row.
@@ -283,4 +290,5 @@ def reconstruct_in_memory(observation: Observation, dem: xr.DataArray, *, contri
         result = reallocate(state, observed.pop(), output, in_place=True, keep_energy=False, progress=update)
     dataset = result_dataset(state, result, output)
     dataset.attrs["observation"] = observation.description
+    dataset.attrs.update(summary)
     return dataset

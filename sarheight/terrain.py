@@ -55,6 +55,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,7 +68,7 @@ from ._version import __version__
 from .backprojection import upsample
 from .coarse_dem import CoarseDemErrors, coarse_product, draw_errors
 from .dem import cell_size_m, open_dem
-from .errors import InvalidInputError, MissingInputError
+from .errors import InvalidInputError, MissingInputError, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry
 from .ground import FittedLaw, Ground, draw_ground, fit_sigma0_law
 from .io import atomic_path
@@ -238,6 +239,12 @@ def degrade_dem(dem: Any, factor: int, method: str = "bilinear") -> xr.DataArray
     return out
 
 
+#: The most a refinement refines (coarse cell over spacing): the models train at 2-10.
+MAX_REFINEMENT_FACTOR = 10
+#: The most cells a refined grid holds: a scene keeps about twenty float32 layers of it.
+MAX_REFINEMENT_CELLS = 40_000_000
+
+
 def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
     """A grid of ``spacing_m`` metres over ``dem``'s extent, in its CRS (degrees of that
     size at its middle latitude on a geographic grid): where a refined DEM is made.
@@ -246,8 +253,9 @@ def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
 
     Raises
     ------
-    InvalidInputError : the spacing is not a positive number of metres, or not finer
-        than the DEM's own cells (nothing to refine).
+    InvalidInputError : the spacing is not a positive number of metres, not finer than
+        the DEM's own cells (nothing to refine), more than :data:`MAX_REFINEMENT_FACTOR`
+        times finer, or the grid beyond :data:`MAX_REFINEMENT_CELLS`.
     """
     dem = open_dem(dem, copy=False)
     if isinstance(spacing_m, bool) or not (isinstance(spacing_m, (int, float)) and math.isfinite(spacing_m)
@@ -260,8 +268,19 @@ def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
             f"the DEM's cells are {cell:.1f} m, already as fine as the spacing {spacing_m:g} m: refine to a finer "
             f"spacing (from {cell / 10:.0f} to {cell / 2:.0f} m, 2-10 times finer), or give the coarser DEM"
         )
+    if cell / spacing_m > MAX_REFINEMENT_FACTOR + 0.5:
+        raise InvalidInputError(
+            f"a spacing of {spacing_m:g} m is {cell / spacing_m:.0f} times finer than the DEM's {cell:.1f} m cells: "
+            f"refinement reads at most {MAX_REFINEMENT_FACTOR} times finer (the models train at 2-10 times); give a "
+            f"spacing of {cell / MAX_REFINEMENT_FACTOR:.0f} m or more")
     transform = dem.rio.transform()
     rows, cols = dem.shape
+    fine_cells = rows * cols * (cell / spacing_m) ** 2
+    if fine_cells > MAX_REFINEMENT_CELLS:
+        raise InvalidInputError(
+            f"the refined grid would hold {fine_cells / 1e6:.0f} million cells (the DEM's {rows} x {cols} cells, "
+            f"{cell / spacing_m:.1f} times finer), beyond the {MAX_REFINEMENT_CELLS / 1e6:.0f} million one refinement "
+            "holds in memory: crop the DEM into parts, or give a coarser spacing")
     # The grid's steps in the DEM's own units: metres (or feet...) on projected grids, degrees
     # on geographic ones, as many as make spacing_m metres.
     step_y, step_x = abs(transform.e) * spacing_m / dy, abs(transform.a) * spacing_m / dx
@@ -503,7 +522,8 @@ def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None,
     return arrays, result.attrs
 
 
-def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_vertical_datum: str | None) -> xr.Dataset:
+def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_vertical_datum: str | None,
+                    points_geoid_grid: Any = None) -> xr.Dataset:
     """Priors on ``grid``: a Dataset of :func:`sample_priors` on it, points to put on it, or
     None (no prior: heights NaN, the mask 0)."""
     if priors is None:
@@ -523,7 +543,8 @@ def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_ver
                 "on the scene's grid (sample_priors(grid, points=...)), or give the points themselves"
             )
         return priors
-    return sample_priors(grid, points=priors, crs=points_crs, vertical_datum=points_vertical_datum)
+    return sample_priors(grid, points=priors, crs=points_crs, vertical_datum=points_vertical_datum,
+                         geoid_grid=points_geoid_grid)
 
 
 #: How far (m, the median over the priors) known heights may lie from the coarse DEM: no
@@ -602,6 +623,7 @@ def observed_scene(
     measurement: str = "IW/VV",
     points_crs: Any = None,
     points_vertical_datum: str | None = None,
+    points_geoid_grid: Any = None,
     prior_method: str = "linear",
     other: tuple[Any, RadarGeometry | None] | None = None,
     projection: Literal["exact", "bilinear"] = "exact",
@@ -627,6 +649,8 @@ def observed_scene(
     points_crs, points_vertical_datum : the CRS of points given as a CSV or DataFrame (the
         other formats carry theirs) and the datum of their heights ("ellipsoid", "egm96",
         "egm2008": converted), as :func:`sarheight.priors.sample_priors` takes them.
+    points_geoid_grid : the raster of geoid undulations that converts the points' heights
+        on a geoid (:func:`sarheight.dem.geoid_undulation`); None: PROJ's.
     grid : the scene's grid: a DEM-like raster (path or DataArray) whose cells the scene
         takes, ideally at the SAR's pixel size; default the coarse DEM's own grid. The
         coarse DEM is resampled to it bilinearly.
@@ -657,7 +681,7 @@ def observed_scene(
     # baselines and the refinement's reference.
     coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
-    resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum)
+    resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum, points_geoid_grid)
     check_priors_against(resolved, coarse)
     observation = {"sar_quantity": sar_quantity, "sar_db": sar_db}
     inputs, attrs = _pass_inputs(sar, coarse, geometry, measurement=measurement, projection=projection,
@@ -683,6 +707,67 @@ def observed_scene(
     scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
                        coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3))
     return scene
+
+
+#: The spread (dB, robust standard deviation) of an observation's values below which it
+#: carries no relief: speckle alone spreads a Sentinel-1 image by several dB even after
+#: multi-looking, a constant fill or a placeholder by none.
+MIN_OBSERVED_SPREAD_DB = 0.5
+#: The levels (dB, median under the DEM) a calibrated Sentinel-1 backscatter image lies
+#: within over land; outside, the quantity or the units are most likely not the ones said.
+OBSERVED_LEVEL_DB = (-35.0, 10.0)
+#: Relief (m) below which a coarse DEM is flat: nothing of the terrain for the SAR to read.
+MIN_RELIEF_M = 1.0
+
+
+def check_refinement_inputs(scene: xr.Dataset) -> None:
+    """Refuse or warn about what a refinement is given but cannot refine with, before the
+    model runs: an observation without relief information (constant or nearly constant
+    under the DEM, linear or dB: refused), an observation whose level is far from
+    Sentinel-1's backscatter (warned: the quantity or the units are wrong), a coarse DEM
+    that is flat or whose heights look like kilometres (warned).
+
+    Parameters
+    ----------
+    scene : a scene of a user's data (:func:`observed_scene`): its ``coarse_height`` and
+        the attributes ``observed_median_db`` and ``observed_spread_db`` of the
+        observation (:func:`sarheight.observation.intensity_summary`).
+
+    Raises
+    ------
+    InvalidInputError : the observation carries no relief.
+    """
+    for prefix, which in (("", "the SAR image"), ("other_", "the opposite pass's SAR image")):
+        spread = scene.attrs.get(f"{prefix}observed_spread_db")
+        median = scene.attrs.get(f"{prefix}observed_median_db")
+        if spread is None or not math.isfinite(float(spread)):
+            continue
+        if float(spread) < MIN_OBSERVED_SPREAD_DB:
+            raise InvalidInputError(
+                f"{which} is {'constant' if float(spread) == 0 else 'nearly constant'} where the DEM falls (median "
+                f"{float(median):.1f} dB, spread {float(spread):.2f} dB; speckle alone gives several dB): it carries no "
+                "relief to refine the DEM with (a placeholder, a mask or a fill?); give the calibrated image itself")
+        low, high = OBSERVED_LEVEL_DB
+        if not low <= float(median) <= high:
+            warnings.warn(
+                f"{which}'s median under the DEM is {float(median):.1f} dB, outside the {low:g}..{high:g} dB of "
+                "calibrated Sentinel-1 backscatter over land: is the quantity (--sar-quantity) or the unit "
+                "(--sar-db) the one said, or is it amplitude or digital numbers? The refinement reads the relief "
+                "from the level's changes, and would read it wrong", PlausibilityWarning, stacklevel=user_stacklevel())
+    heights = np.asarray(scene["coarse_height"].values, dtype=np.float64)
+    finite = heights[np.isfinite(heights)]
+    if not finite.size:
+        return
+    relief = float(finite.max() - finite.min())
+    if relief < MIN_RELIEF_M:
+        warnings.warn(
+            f"the coarse DEM is flat (its heights span {relief:.2g} m): a refinement adds the relief the SAR and the "
+            "priors show, but check that it is the DEM (not a mask, a fill or a single level)",
+            PlausibilityWarning, stacklevel=user_stacklevel())
+    elif -0.5 <= finite.min() and finite.max() <= 9.0 and not np.allclose(finite, np.round(finite)):
+        warnings.warn(
+            f"the coarse DEM's heights span {finite.min():.3g}..{finite.max():.3g}: if they are in kilometres, "
+            "multiply them by 1000 (the refinement needs metres)", PlausibilityWarning, stacklevel=user_stacklevel())
 
 
 def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dataset,
@@ -714,7 +799,7 @@ def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], oth
     for name in ("sar_reconstructed", "sar_geocoded", "local_incidence_angle"):
         attrs = {**_ATTRS[name], "long_name": _ATTRS[name]["long_name"] + ", opposite pass"}
         scene[f"other_{name}"] = _on_grid(other_inputs[name], grid, f"other_{name}", attrs)
-    for key in ("heading_deg", "look_side"):
+    for key in ("heading_deg", "look_side", "observed_median_db", "observed_spread_db", "observed_sampled"):
         if key in other_attrs:
             scene.attrs[f"other_{key}"] = other_attrs[key]
     return scene
@@ -731,7 +816,7 @@ def _source_name(source: Any) -> str:
 def _scene_attrs(reconstruction_attrs: dict, *, kind: str, name: str | None, dem_name: str,
                  **parameters: Any) -> dict[str, Any]:
     keep = {key: value for key, value in reconstruction_attrs.items()
-            if key.startswith("geometry_") or key in ("product", "mission", "heading_deg", "look_side")}
+            if key.startswith(("geometry_", "observed_")) or key in ("product", "mission", "heading_deg", "look_side")}
     heading = reconstruction_attrs.get("geometry_heading_deg", reconstruction_attrs.get("heading_deg"))
     direction = None
     if heading is not None:
@@ -942,7 +1027,43 @@ def open_scene(path: str | os.PathLike[str]) -> xr.Dataset:
     if min(scene.sizes.get("y", 0), scene.sizes.get("x", 0)) < 2 and scene.rio.transform() == rasterio.transform.Affine.identity():
         raise InvalidInputError(f"{str(path)!r} holds {scene.sizes.get('y', 0)} x {scene.sizes.get('x', 0)} cells and "
                                 "no transform: it lost its georeferencing; write the scene again with sarheight")
+    check_scene_values(scene, repr(str(path)))
     return scene
+
+
+def check_scene_values(scene: xr.Dataset, name: str) -> None:
+    """Refuse a scene whose layers are in other units than a scene's (sigma0 linear
+    instead of dB, incidence in radians), and warn of one whose SAR carries no relief
+    (constant) or whose heights look like feet; ``name`` names it in the messages."""
+    for variable in ("sar_reconstructed", "other_sar_reconstructed"):
+        if variable not in scene.data_vars:
+            continue
+        values = np.asarray(scene[variable].values, dtype=np.float64).ravel()
+        values = values[np.isfinite(values)][:: max(1, values.size // 100_000)]
+        if not values.size:
+            continue
+        median = float(np.median(values))
+        spread = float(1.4826 * np.median(np.abs(values - median)))
+        if spread < 0.01:  # dB: not even rounding to a hundredth of a decibel
+            warnings.warn(f"{name}'s {variable} is constant ({median:.1f} dB): it carries no relief, and a SAR "
+                          "model reads nothing from it", PlausibilityWarning, stacklevel=user_stacklevel())
+        elif float(values.min()) >= 0.0 and median < 2.0 and spread < 1.0:
+            raise InvalidInputError(
+                f"{name}'s {variable} holds {float(values.min()):.3g}..{float(values.max()):.3g} (median {median:.3g}): "
+                "sigma0 in linear units, where a scene holds dB (mostly negative); write it as 10 log10(sigma0)")
+    for variable in ("local_incidence_angle", "other_local_incidence_angle"):
+        if variable in scene.data_vars:
+            values = np.asarray(scene[variable].values, dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            if finite.size and float(np.max(np.abs(finite))) <= math.pi / 2 + 0.01:
+                raise InvalidInputError(
+                    f"{name}'s {variable} lies within {float(finite.min()):.3g}..{float(finite.max()):.3g}: radians, "
+                    "where a scene holds degrees; write it in degrees")
+    heights = scene["coarse_height"] if "coarse_height" in scene.data_vars else None
+    if heights is not None and str(heights.attrs.get("units", "m")).strip().lower() in ("ft", "foot", "feet",
+                                                                                          "us survey foot"):
+        raise InvalidInputError(f"{name}'s heights are in {heights.attrs['units']}: a scene holds metres; convert "
+                                "them (multiply by 0.3048) and write it again")
 
 
 def _variant_tag(look_side: str, heading_offset: float) -> str:

@@ -93,11 +93,11 @@ def test_a_study_training_resumes_from_its_last_checkpoint_and_shows_its_steps(s
 
     # An interrupted study: one epoch of two done.
     module, data, trained = module_and_data()
-    last = train_run(module, data, tmp_path / "run", max_epochs=1, steps_per_epoch=4, accelerator="cpu")
+    last = train_run(module, data, tmp_path / "run", max_epochs=1, steps_per_epoch=4, accelerator="cpu").last
     assert torch.load(last, weights_only=True)["global_step"] == 4 and len(trained) == 4
     capsys.readouterr()
     module, data, trained = module_and_data()
     last = train_run(module, data, tmp_path / "run", max_epochs=2, steps_per_epoch=4, accelerator="cpu",
-                     progress=True, description="unet seed 0")
+                     progress=True, description="unet seed 0").last
     assert torch.load(last, weights_only=True)["global_step"] == 8 and len(trained) == 4  # the rest only
     assert "unet seed 0" in capsys.readouterr().err

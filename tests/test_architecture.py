@@ -36,6 +36,7 @@ LAYERS = (
     ("models",),
     ("data",),
     ("training",),
+    ("refinement",),
     ("studies",),
     ("demo",),
     ("cli",),

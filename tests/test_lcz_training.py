@@ -62,12 +62,12 @@ def test_the_module_normalises_with_its_statistics_and_weights_the_classes():
     std = patches.std(dim=(0, 2, 3))
     weights = np.linspace(0.5, 2.0, 17)
     module.set_statistics(mean.tolist(), std.tolist(), weights)
-    normalised = module.normalise(patches)
+    (normalised,) = module.normalise(patches)
     assert normalised.mean(dim=(0, 2, 3)).abs().max() < 1e-4
     patches[0, 0, 0, 0] = float("nan")
-    assert module.normalise(patches)[0, 0, 0, 0] == 0
+    assert module.normalise(patches)[0][0, 0, 0, 0] == 0
     loss, _ = module._loss(patches, labels)
-    logits = module.model(module.normalise(patches))
+    logits = module.model(*module.normalise(patches))
     expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor(weights, dtype=torch.float32))
     torch.testing.assert_close(loss, expected)
     with pytest.raises(InvalidInputError, match="18 finite values"):
@@ -187,7 +187,7 @@ def test_the_module_normalises_the_data_modules_batches_once(so2sat):
     module = LCZClassification("sar+optical", 0, widths=SMALL)
     module.set_statistics(data.statistics.mean, data.statistics.std, data.class_weights)
     (patches, _), = list(data.train_dataloader())
-    normalised = module.normalise(patches).double()
+    normalised = module.normalise(patches)[0].double()
     torch.testing.assert_close(normalised.mean(dim=(0, 2, 3)), torch.zeros(18, dtype=torch.float64),
                                atol=1e-4, rtol=0)
     torch.testing.assert_close(normalised.std(dim=(0, 2, 3), unbiased=False), torch.ones(18, dtype=torch.float64),
@@ -205,7 +205,7 @@ def test_the_module_learns_the_tiny_classes(so2sat):
     torch.manual_seed(0)
     module = LCZClassification("sar+optical", 3, widths=(16, 16, 16, 16, 32, 64))
     module.set_statistics(data.statistics.mean, data.statistics.std, data.class_weights)
-    optimiser = module.configure_optimizers()
+    optimiser = module.configure_optimizers()["optimizer"]
     for _ in range(15):
         module.train()
         for patches, labels in data.train_dataloader():
@@ -255,7 +255,7 @@ def test_a_checkpoint_classifies_raw_patches_alone(sweep, so2sat):
     labels = torch.stack([test[i][1] for i in range(len(test))])
     predicted = model.predict_proba(patches).argmax(1)
     assert float((predicted == labels).float().mean()) == pytest.approx(results["rows"]["optical"]["runs"][0]["oa"])
-    with pytest.raises(Exception, match="no checkpoint"):
+    with pytest.raises(Exception, match="does not exist"):
         load_classifier(out / "missing.ckpt")
     from sarheight import sample_data
 

@@ -84,7 +84,8 @@ def test_a_planted_last_checkpoint_runs_no_code_on_resume(tmp_path, scenes, how)
     assert done.returncode == 2, done.stderr[-2000:]
     assert not marker.exists()
     last_line = done.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("sarheight fit: error:") and ("weights_only" in last_line or "never" in last_line)
+    assert last_line.startswith("sarheight fit: error:") and any(
+        word in last_line for word in ("weights_only", "never", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"))
 
 
 def test_class_paths_of_other_packages_are_never_imported(tmp_path, scenes):
@@ -155,3 +156,125 @@ def test_checkpoint_metadata_is_bounded_and_checked(tmp_path, scenes):
         with pytest.raises(InvalidInputError, match=message):
             load_checkpoint(altered(name, change))
     assert path.read_bytes() == original
+
+
+# Code from any depth of a configuration: the import-path policy decides before any import.
+
+
+def _marker_module(folder: Path, name: str = "pwnmod") -> Path:
+    """A module beside the run that, imported, leaves a file: it must never be."""
+    marker = folder / f"{name}_imported"
+    (folder / f"{name}.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+                                       "class Evil:\n    pass\n\ndef hook(*args, **kwargs):\n    pass\n")
+    return marker
+
+
+def _config(tmp_path: Path, edit) -> Path:
+    config = yaml.safe_load((ROOT / "configs" / "terrain_unet.yaml").read_text())
+    edit(config)
+    path = tmp_path / "shared.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _refused(done: subprocess.CompletedProcess, *markers: Path) -> str:
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert not any(marker.exists() for marker in markers), done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("sarheight fit: error:"), done.stderr[-3000:]
+    return lines[-1]
+
+
+def _fit_config(tmp_path: Path, scenes: Path, config: Path, *extra: str, env: dict | None = None
+                ) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sarheight", "fit", "--config", str(config), "--data.scenes", str(scenes),
+               "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2",
+               "--trainer.max_epochs", "1", "--model.model_options.base_channels", "4",
+               "--trainer.enable_progress_bar", "false", *extra]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path),
+                                                                                   os.environ.get("PYTHONPATH")])),
+                               **(env or {})})
+
+
+@pytest.mark.parametrize("route", ["config", "command line", "strategy"])
+def test_the_safe_checkpoint_io_cannot_be_replaced(tmp_path, scenes, route):
+    marker = tmp_path / "ran"
+    plant(tmp_path / "runs" / "terrain_unet" / "checkpoints" / "last.ckpt", marker)
+    unsafe = {"class_path": "lightning.pytorch.plugins.io.TorchCheckpointIO"}
+
+    def edit(config):
+        config["ckpt_path"] = "last"
+        if route == "config":
+            config["trainer"]["plugins"] = [unsafe]
+            config["weights_only"] = False
+        elif route == "strategy":
+            config["trainer"]["strategy"] = {"class_path": "lightning.pytorch.strategies.SingleDeviceStrategy",
+                                             "init_args": {"device": "cpu", "checkpoint_io": unsafe}}
+
+    extra = (["--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO"]
+             if route == "command line" else [])
+    line = _refused(_fit_config(tmp_path, scenes, _config(tmp_path, edit), *extra,
+                                env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "0"}), marker)
+    assert "TorchCheckpointIO" in line or "checkpoint" in line
+
+
+def test_the_environment_cannot_switch_weights_only_off(tmp_path, scenes):
+    done = _fit_config(tmp_path, scenes, ROOT / "configs" / "terrain_unet.yaml",
+                       env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" in _refused(done)
+
+
+def test_a_nested_configuration_imports_nothing_outside_the_allow_list(tmp_path, scenes):
+    marker = _marker_module(tmp_path)
+    (tmp_path / "inner.yaml").write_text("class_path: pwnmod.Evil\n")
+
+    def edit(config):
+        config["trainer"]["logger"] = "inner.yaml"
+
+    assert "pwnmod" in _refused(_fit_config(tmp_path, scenes, _config(tmp_path, edit)), marker)
+
+
+@pytest.mark.parametrize("where", ["config", "command line", "abbreviated", "standard library"])
+def test_dotted_callables_in_allowed_classes_are_checked(tmp_path, scenes, where):
+    marker = _marker_module(tmp_path)
+    hook = "this.d" if where == "standard library" else "pwnmod.hook"
+
+    def edit(config):
+        if where == "config":
+            config["trainer"]["callbacks"].append({"class_path": "lightning.pytorch.callbacks.LambdaCallback",
+                                                   "init_args": {"on_fit_start": hook}})
+
+    extra = {"config": [], "command line": ["--trainer.callbacks+=LambdaCallback",
+                                            "--trainer.callbacks.on_fit_start", hook],
+             "abbreviated": ["--trainer.callbacks+=LambdaCallback", "--trainer.callbacks.on_fit_st", hook],
+             "standard library": ["--trainer.callbacks+=LambdaCallback",
+                                  "--trainer.callbacks.on_fit_start", hook]}[where]
+    done = _fit_config(tmp_path, scenes, _config(tmp_path, edit), *extra)
+    line = _refused(done, marker)
+    assert hook.split(".")[0] in line or "LambdaCallback" in line
+    assert "Hello" not in done.stdout  # 'this' prints the Zen of Python when imported
+
+
+def test_weights_only_abbreviated_is_refused(tmp_path, scenes):
+    marker = tmp_path / "ran"
+    plant(tmp_path / "runs" / "terrain_unet" / "checkpoints" / "last.ckpt", marker)
+    done = _fit_config(tmp_path, scenes, ROOT / "configs" / "terrain_unet.yaml", "--ckpt_path", "last",
+                       "--weights_on", "false")
+    assert "weights_only" in _refused(done, marker)
+
+
+def test_a_ckpt_path_that_is_not_a_checkpoint_of_data_is_named(tmp_path, scenes):
+    marker = tmp_path / "ran"
+    planted = plant(tmp_path / "planted.ckpt", marker)
+    for value, message in ((str(tmp_path), "is a folder"), (str(tmp_path / "missing.ckpt"), "no such file"),
+                           (str(planted), "never loads")):
+        for option in ("--ckpt_path", "--ckpt_pa"):
+            with pytest.raises(InvalidInputError, match=message):
+                check_arguments([option, value])
+    check_arguments(["--ckpt_path", "last"])
+
+    def edit(config):
+        config["ckpt_path"] = str(planted)
+
+    assert "never loads" in _refused(_fit_config(tmp_path, scenes, _config(tmp_path, edit)), marker)

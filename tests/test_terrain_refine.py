@@ -17,9 +17,9 @@ pytest.importorskip("lightning")
 
 from sarheight.cli import main
 from sarheight.errors import InvalidInputError
+from sarheight.refinement import refine_dem
 from sarheight.terrain import open_scene
 from sarheight.training import load_checkpoint, masked_loss, predict_height
-from sarheight.training.predict import refine_dem
 from tests.helpers import fit_tiny_checkpoint, simulate_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_refine_refuses_a_model_that_is_not_a_refinement(product, tmp_path):
 
 
 def test_half_export_predicts_as_the_full_checkpoint(scenes, checkpoints, tmp_path):
-    from sarheight.training.predict import export_checkpoint
+    from sarheight.training.checkpoints import export_checkpoint
 
     full = export_checkpoint(checkpoints[0], tmp_path / "full.ckpt")
     half = export_checkpoint(checkpoints[0], tmp_path / "half.ckpt", half=True)
@@ -234,3 +234,120 @@ def test_refine_never_writes_over_an_input(product, checkpoints, tmp_path, capsy
         assert "an input of this run" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "a.tif"), "--quicklook", str(checkpoints[1])]) == 2
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+
+
+def test_refine_refuses_an_image_without_relief(product, checkpoints, tmp_path):
+    """A constant sigma0 GeoTIFF (dB or linear) carries no relief: refused before the
+    model runs; a real one's level and spread are in the result's attributes."""
+    import rioxarray
+
+    from sarheight.dem import open_dem
+    from sarheight.io import write_geotiff
+
+    coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
+    image = rioxarray.open_rasterio(product["folder"] / "sigma0_db.tif").squeeze("band", drop=True)
+    for value, in_db in ((-12.0, True), (0.06, False)):
+        constant = image.copy(data=np.where(np.isfinite(image.values), value, np.nan).astype(np.float32))
+        path = write_geotiff(constant.rename("sigma0"), tmp_path / f"constant_{in_db}.tif")
+        with pytest.raises(InvalidInputError, match="constant where the DEM falls"):
+            refine_dem(coarse, path, checkpoints, spacing_m=30.0, geometry=product["geometry"], sar_db=in_db,
+                       progress=False)
+    refined, _ = refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints[:1], spacing_m=30.0,
+                            geometry=product["geometry"], sar_db=True, progress=False)
+    assert refined.attrs["observed_spread_db"] > 1.0 and -30 < refined.attrs["observed_median_db"] < 5
+    assert 0 < refined.attrs["correction_rms_m"] <= refined.attrs["correction_max_m"]
+
+
+def test_refine_warns_of_a_flat_dem_and_of_an_implausible_level():
+    import xarray as xr
+
+    from sarheight.errors import PlausibilityWarning
+    from sarheight.terrain import check_refinement_inputs
+
+    heights = np.full((20, 20), 312.0, dtype=np.float32)
+    scene = xr.Dataset({"coarse_height": (("y", "x"), heights)},
+                       attrs={"observed_median_db": -11.0, "observed_spread_db": 3.5})
+    with pytest.warns(PlausibilityWarning, match="flat"):
+        check_refinement_inputs(scene)
+    scene["coarse_height"] = (("y", "x"), np.linspace(0.2, 1.7, 400, dtype=np.float32).reshape(20, 20))
+    with pytest.warns(PlausibilityWarning, match="kilometres"):
+        check_refinement_inputs(scene)
+    scene["coarse_height"] = (("y", "x"), np.linspace(200, 1700, 400, dtype=np.float32).reshape(20, 20))
+    scene.attrs.update(observed_median_db=27.0)
+    with pytest.warns(PlausibilityWarning, match="outside the"):
+        check_refinement_inputs(scene)
+    scene.attrs.update(observed_median_db=-11.0, other_observed_median_db=-14.0, other_observed_spread_db=0.01)
+    with pytest.raises(InvalidInputError, match="opposite pass's SAR image is nearly constant"):
+        check_refinement_inputs(scene)
+
+
+def test_refine_refuses_a_spacing_beyond_ten_times_and_a_grid_too_large(product, checkpoints):
+    from sarheight.dem import open_dem
+    from sarheight.terrain import refinement_grid
+
+    coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
+    with pytest.raises(InvalidInputError, match="15 times finer"):
+        refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints, spacing_m=6.0,
+                   geometry=product["geometry"], sar_db=True, progress=False)
+    import xarray as xr
+
+    big = xr.DataArray(np.full((2000, 3000), 500.0, dtype=np.float32), dims=("y", "x"), name="height",
+                       coords={"y": 4e6 - 90.0 * (np.arange(2000) + 0.5), "x": 4e5 + 90.0 * (np.arange(3000) + 0.5)})
+    with pytest.raises(InvalidInputError, match="million cells"):
+        refinement_grid(big.rio.write_crs(coarse.rio.crs), 10.0)
+
+
+def test_a_second_pass_for_a_one_pass_model_is_refused(product, checkpoints):
+    from sarheight.dem import open_dem
+
+    coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
+    image = product["folder"] / "sigma0_db.tif"
+    with pytest.raises(InvalidInputError, match="would be ignored"):
+        refine_dem(coarse, image, checkpoints, spacing_m=30.0, geometry=product["geometry"], sar_db=True,
+                   other=(image, product["geometry"]), progress=False)
+
+
+def test_refine_never_writes_inside_an_input_folder_or_over_code(product, checkpoints, tmp_path, capsys):
+    folder = product["folder"]
+    safe = tmp_path / "S1A_IW_GRDH_1SDV_X.SAFE"
+    (safe / "measurement").mkdir(parents=True)
+    image = safe / "measurement" / "s1a-iw-grd-vv.tiff"
+    image.write_bytes(b"II*\0")
+    before = image.read_bytes()
+    base = ["terrain", "refine", "--dem", str(folder / "coarse90.tif"), "--vertical-datum", "ellipsoid",
+            "--ckpt", str(checkpoints[0]), "--spacing", "30", "-q"]
+    assert main([*base, "--sar", str(safe), "--out", str(image)]) == 2
+    assert "lies inside --sar" in capsys.readouterr().err and image.read_bytes() == before
+    assert main([*base, "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic",
+                 "--out", str(tmp_path / "hook.py")]) == 2
+    assert "program file" in capsys.readouterr().err and not (tmp_path / "hook.py").exists()
+
+
+def test_priors_on_the_geoid_are_converted_with_the_given_grid(product, checkpoints, tmp_path, capsys):
+    """--priors-vertical-datum egm96 with --geoid-grid: the grid reaches the priors (no
+    PROJ grid is needed offline); the heights written differ from the ellipsoidal run's
+    by about the undulation where the priors hold."""
+    from sarheight import sample_data
+    from sarheight.dem import geoid_undulation
+
+    folder, fine = product["folder"], product["fine"]
+    rows, cols = [20, 40, 70], [10, 50, 80]
+    undulation = geoid_undulation(*_lonlat(fine, rows, cols), "egm96", sample_data.path("egm96_15_san_gabriel.gtx"))
+    points = pd.DataFrame({"x": fine["x"].values[cols], "y": fine["y"].values[rows],
+                           "height": fine.values[rows, cols] - undulation})
+    points.to_csv(tmp_path / "geoid_priors.csv", index=False)
+    out = tmp_path / "fine.tif"
+    assert main(["terrain", "refine", "--dem", str(folder / "coarse90.tif"), "--vertical-datum", "ellipsoid",
+                 "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic", "--heading", "348",
+                 "--ckpt", str(checkpoints[0]), "--spacing", "30", "--priors", str(tmp_path / "geoid_priors.csv"),
+                 "--priors-crs", "EPSG:32611", "--priors-vertical-datum", "egm96", "--geoid-grid",
+                 str(sample_data.path("egm96_15_san_gabriel.gtx")), "--out", str(out), "-q"]) == 0, \
+        capsys.readouterr().err
+    assert out.exists()
+
+
+def _lonlat(dem, rows, cols):
+    from pyproj import Transformer
+
+    transformer = Transformer.from_crs(dem.rio.crs, "EPSG:4326", always_xy=True)
+    return transformer.transform(dem["x"].values[cols], dem["y"].values[rows])

@@ -156,6 +156,7 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
         given = getattr(args, name, None)
         for folder in (given if isinstance(given, list) else [given]):
             if isinstance(folder, str) and Path(folder).is_dir():
+                inputs.append((folder, f"--{name.replace('_', '-')}"))
                 inputs += [(str(path), f"a file of --{name.replace('_', '-')} {folder}")
                            for pattern in patterns for path in Path(folder).glob(pattern)]
     check_outputs([(given, option) for given, is_folder, option in paths if given and not is_folder], inputs)

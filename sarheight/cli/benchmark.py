@@ -54,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     cases = {name: n for name, n in (("pixel", side), ("coarse", coarse_side)) if n}
     if not cases:
         raise SarHeightError("--side 0 and --coarse-side 0 leave nothing to time; give one of them")
+    from ..io import check_memory
+    from ..simulate import BYTES_PER_CELL
+
+    for name, n in cases.items():
+        # The DEM, its simulation and the reconstruction of the largest case, before any is made.
+        check_memory(n * n * BYTES_PER_CELL, f"--{'side' if name == 'pixel' else 'coarse-side'} {n} (a {n} x {n} "
+                     "DEM, simulated and reconstructed)", hint="; give a smaller side")
     outputs = [(path, name) for path, name in ((args.out, "--out"), (args.plot, "--plot")) if path]
     check_outputs(outputs)
     for path, name in outputs:

@@ -85,7 +85,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..training.predict import export_checkpoint
+    from ..training.checkpoints import export_checkpoint
 
     written = export_checkpoint(args.ckpt, args.out, half=args.half)
     if not args.quiet:

@@ -1,5 +1,5 @@
 """``sarheight terrain refine``: a user's coarse DEM refined with Sentinel-1 and a refinement
-model, on a grid of the chosen spacing (:func:`sarheight.training.predict.refine_dem`, on
+model, on a grid of the chosen spacing (:func:`sarheight.refinement.refine_dem`, on
 :func:`sarheight.terrain.observed_scene`)."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     require("sarheight terrain refine")
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
-    from ..training.predict import refine_dem
+    from ..refinement import refine_dem
 
     if len(args.sar) > 2:
         raise SarHeightError(f"--sar is given {len(args.sar)} times: give one pass, or two (a pass and the opposite)")
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     refined, scene = refine_dem(dem, paths[0], args.ckpt, spacing_m=args.spacing, geometry=geometries[0], other=other,
                                 priors=args.priors, points_crs=args.priors_crs,
                                 points_vertical_datum=args.priors_vertical_datum,
+                                points_geoid_grid=getattr(args, "geoid_grid", None),
                                 measurement=args.measurement or "IW/VV", sar_quantity=args.sar_quantity,
                                 sar_db=args.sar_db, device=args.device, progress=not args.quiet)
     stages.done("refined")
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"refined {attrs['coarse_cell_m']:.1f} m cells to {args.spacing:g} m ({rows} x {cols} cells, coarse "
               f"factor {attrs['coarse_factor']:.2f}) with {attrs['members']} checkpoint"
               f"{'s' * (attrs['members'] > 1)}; {attrs['cells_kept_coarse']} cells kept the coarse DEM "
-              f"({attrs['cells_outside_image']} outside the image)")
+              f"({attrs['cells_outside_image']} outside the image); the model moved the coarse DEM by "
+              f"{attrs['correction_rms_m']:.1f} m RMS (at most {attrs['correction_max_m']:.1f} m), the image's "
+              f"sigma0 {attrs.get('observed_median_db', float('nan')):.1f} dB median, "
+              f"{attrs.get('observed_spread_db', float('nan')):.1f} dB spread")
         written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
         print(f"wrote {' and '.join(written)}")
     return 0

@@ -294,7 +294,7 @@ def run_ablation(
                 checkpoint = train_run(module, data, run_dir, max_epochs=max_epochs,
                                        steps_per_epoch=tiles_per_epoch // batch_size, accelerator=accelerator,
                                        validate=bool(val_scenes), progress=progress,
-                                       description=f"{experiment.name} seed {seed}")
+                                       description=f"{experiment.name} seed {seed}").last
                 scores = Scores()
                 for _, scene, mask, classes in held_out:
                     predicted = predict_height(scene, checkpoint, progress=False)["height"].values

@@ -178,7 +178,7 @@ def run_building_comparison(
             checkpoint = train_run(module, data, run_dir, max_epochs=max_epochs,
                                    steps_per_epoch=tiles_per_epoch // batch_size, accelerator=accelerator,
                                    validate=bool(val_cities), progress=progress,
-                                   description=f"{network.name} seed {seed}")
+                                   description=f"{network.name} seed {seed}").last
             predictions = [predict_buildings(root / name, checkpoint, tile=tile, overlap=tile // 4,
                                              progress=False)["height"].values.astype(np.float64)
                            for name, _, _ in held_out]

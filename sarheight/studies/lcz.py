@@ -47,7 +47,7 @@ from ..io import atomic_path
 from ..models.fusion import GROUPS, SPLITS, STAGES, log_summed_probabilities
 from ..plots import save_figure
 from ..training.classification import SCORES, classification_scores, load_classifier
-from .runs import mean_std, quiet_lightning, seeded_runs, step_progress, write_json
+from .runs import BestCheckpoint, mean_std, quiet_lightning, seeded_runs, train_run, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -128,38 +128,25 @@ def _train(configuration: Configuration, data: Any, run_dir: Path, *, max_epochs
            description: str = "training") -> dict[str, Any]:
     """Fit one network into ``run_dir`` (resuming from its ``last.ckpt``), score its best
     checkpoint on the test split; with ``progress``, a bar over the training's steps."""
-    import warnings
-
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from ..data.so2sat import LCZ_CLASSES
     from ..training.checkpoints import AtomicCheckpointIO
     from ..training.classification import LCZClassification
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     module = LCZClassification(configuration.split, configuration.stage or 0, num_classes=len(LCZ_CLASSES),
                                lr=lr, widths=tuple(widths), class_names=list(LCZ_CLASSES))
-    best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_oa", mode="max", save_top_k=1,
-                           save_last=True)
-    with quiet_lightning(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-        # Losses are logged per epoch: the step logging interval does not matter.
-        warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-        trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1,
-                            logger=CSVLogger(run_dir, name="", version=""),
-                            callbacks=[best, EarlyStopping("val_oa", mode="max", patience=patience),
-                                       *([step_progress(None, description)] if progress else [])],
-                            plugins=[AtomicCheckpointIO()], enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, log_every_n_steps=10, deterministic="warn")
-        last = run_dir / "last.ckpt"
-        trainer.fit(module, data, ckpt_path=str(last) if last.exists() else None)
-        best_path = Path(best.best_model_path) if best.best_model_path else last
-        trainer.test(module, data, ckpt_path=str(best_path), verbose=False)
+    # The same run helper as the other studies: resumable, the best by validation OA kept,
+    # early stopping.
+    run = train_run(module, data, run_dir, max_epochs=max_epochs, accelerator=accelerator, progress=progress,
+                    description=description, best=BestCheckpoint("val_oa", "max", patience))
+    with quiet_lightning():
+        tester = L.Trainer(accelerator=accelerator, devices=1, logger=False, plugins=[AtomicCheckpointIO()],
+                           enable_progress_bar=False, enable_model_summary=False)
+        tester.test(module, data, ckpt_path=str(run.best), verbose=False)
     scores = dict(module.scores["test"])
-    scores.update(best_val_oa=float(best.best_model_score) if best.best_model_score is not None else float("nan"),
-                  epochs=int(trainer.current_epoch), checkpoint=best_path.name)
+    scores.update(best_val_oa=run.best_score if run.best_score is not None else float("nan"),
+                  epochs=run.epochs, checkpoint=run.best.name)
     return scores
 
 

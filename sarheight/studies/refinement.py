@@ -351,7 +351,7 @@ def run_refinement_study(
             checkpoint = train_run(run.model, run.datamodule, run_dir, max_epochs=epochs,
                                    steps_per_epoch=steps, accelerator=accelerator, validate=bool(val_files),
                                    max_time=budget["max_time"], progress=progress,
-                                   description=f"{network.name} seed {seed}")
+                                   description=f"{network.name} seed {seed}").last
             trained = time.perf_counter() - started
             calibration = (calibrate_checkpoint(checkpoint, val_files) if val_files and network.reference
                            else None)

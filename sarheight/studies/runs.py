@@ -1,13 +1,14 @@
-"""What the experiment runners share (the terrain ablation, the building-height
-comparison): one training of a fixed budget into a run folder, resumable scores, and
+"""What the experiment runners share (the terrain refinement and ablation, the
+building-height comparison, the LCZ sweep): one training of a fixed budget into a run folder, resumable scores, and
 mean ± std over seeds.
 
 Public names
 ------------
 train_run
-    Fit a :class:`~sarheight.training.PixelRegression` on a data module into a run folder
-    (``last.ckpt``, ``metrics.csv``), quietly or with a bar over its steps; resumes from
-    the folder's ``last.ckpt``.
+    Fit a task (heights or Local Climate Zones) on a data module into a run folder
+    (``last.ckpt``, ``metrics.csv``, with :class:`BestCheckpoint` the best one and early
+    stopping), quietly or with a bar over its steps; resumes from the folder's
+    ``last.ckpt``; several processes with ``strategy="ddp"``.
 step_progress
     A Lightning callback: a bar over one training's steps.
 quiet_lightning
@@ -30,6 +31,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,8 @@ import numpy as np
 
 from ..io import atomic_path
 
-__all__ = ["mean_std", "quiet_lightning", "reduction", "seeded_runs", "step_progress", "train_run", "write_json"]
+__all__ = ["BestCheckpoint", "TrainedRun", "mean_std", "quiet_lightning", "reduction", "seeded_runs", "step_progress",
+           "train_run", "write_json"]
 
 
 @contextlib.contextmanager
@@ -65,21 +68,47 @@ def write_json(data: Any, path: str | Path) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=float))
 
 
-def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, steps_per_epoch: int,
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """Keep the best checkpoint by a validation figure (``best.ckpt``) and stop after
+    ``patience`` epochs without improvement (early stopping)."""
+
+    monitor: str
+    mode: str = "max"
+    patience: int = 5
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What :func:`train_run` leaves: ``last`` (``last.ckpt``), and with a
+    :class:`BestCheckpoint` the best one and its figure; ``epochs`` trained."""
+
+    last: Path
+    epochs: int
+    best: Path | None = None
+    best_score: float | None = None
+
+
+def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, steps_per_epoch: int | None = None,
               accelerator: str = "auto", validate: bool = True, max_time: str | None = None,
-              progress: bool = False, description: str = "training") -> Path:
-    """Fit ``module`` on ``data`` for ``max_epochs`` (or until ``max_time``, Lightning's
-    ``"DD:HH:MM:SS"``) into ``run_dir`` (made if missing): a CSV log (``metrics.csv``) and
-    ``last.ckpt``, written atomically every quarter epoch and at the end; no sanity
-    validation. Returns the checkpoint's path. The caller seeds
-    (``lightning.seed_everything``) before building the module.
+              progress: bool = False, description: str = "training", best: BestCheckpoint | None = None,
+              devices: int | str = 1, strategy: str = "auto") -> TrainedRun:
+    """Fit ``module`` (a :class:`~sarheight.training.task.SarHeightTask`: heights or
+    Local Climate Zones) on ``data`` for ``max_epochs`` (or until ``max_time``,
+    Lightning's ``"DD:HH:MM:SS"``) into ``run_dir`` (made if missing): a CSV log
+    (``metrics.csv``) and ``last.ckpt``, written atomically every quarter epoch (of
+    ``steps_per_epoch``; None: at each epoch's end) and at the end; no sanity validation.
+    The caller seeds (``lightning.seed_everything``) before building the module.
 
     A ``last.ckpt`` already in ``run_dir`` (a study interrupted mid-training) is resumed
     from: the steps it holds are not trained again (the data order after it differs from
     an uninterrupted run's). With ``progress``, a bar over the training's steps
-    (``description``, its loss) beneath the caller's bar over trainings.
+    (``description``, its loss) beneath the caller's bar over trainings. ``best`` keeps
+    the best checkpoint and stops early; ``devices`` and ``strategy`` are the Trainer's
+    (``strategy="ddp"`` over several processes, as ``sarheight fit`` takes them).
     """
     import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from ..training.checkpoints import AtomicCheckpointIO, ResumableCheckpoint
@@ -87,17 +116,31 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     last = run_dir / "last.ckpt"
-    checkpoint = ResumableCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0,
-                                     every_n_train_steps=max(1, steps_per_epoch // 4))
-    callbacks = [checkpoint] + ([step_progress(max_epochs * steps_per_epoch, description)] if progress else [])
-    with quiet_lightning():
-        trainer = L.Trainer(max_epochs=max_epochs, max_time=max_time, accelerator=accelerator, devices=1,
-                            logger=CSVLogger(run_dir, name="", version=""), callbacks=callbacks,
+    every = max(1, steps_per_epoch // 4) if steps_per_epoch else None
+    checkpoint = ResumableCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0, every_n_train_steps=every)
+    callbacks: list[Any] = [checkpoint]
+    keeper = None
+    if best is not None:
+        keeper = ModelCheckpoint(dirpath=run_dir, filename="best", monitor=best.monitor, mode=best.mode, save_top_k=1)
+        callbacks += [keeper, EarlyStopping(best.monitor, mode=best.mode, patience=best.patience)]
+    if progress:
+        callbacks.append(step_progress(max_epochs * steps_per_epoch if steps_per_epoch else None, description))
+    with quiet_lightning(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        # Losses are logged per epoch where steps are few: the logging interval does not matter.
+        warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+        trainer = L.Trainer(max_epochs=max_epochs, max_time=max_time, accelerator=accelerator, devices=devices,
+                            strategy=strategy, logger=CSVLogger(run_dir, name="", version=""), callbacks=callbacks,
                             plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
                             enable_model_summary=False, limit_val_batches=1.0 if validate else 0,
-                            log_every_n_steps=max(1, min(50, steps_per_epoch)), num_sanity_val_steps=0)
+                            log_every_n_steps=max(1, min(50, steps_per_epoch or 10)), num_sanity_val_steps=0)
         trainer.fit(module, data, ckpt_path=str(last) if last.is_file() else None)
-    return last
+    if keeper is None:
+        return TrainedRun(last=last, epochs=int(trainer.current_epoch))
+    score = keeper.best_model_score
+    return TrainedRun(last=last, epochs=int(trainer.current_epoch),
+                      best=Path(keeper.best_model_path) if keeper.best_model_path else last,
+                      best_score=float(score) if score is not None else None)
 
 
 def step_progress(total_steps: int | None, description: str) -> Any:

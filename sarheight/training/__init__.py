@@ -10,20 +10,25 @@ from ..extras import require
 
 require("sarheight.training")
 
-from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint  # noqa: E402  (after the check of the extra)
-from .losses import LOSSES, masked_loss, mbhr_loss  # noqa: E402
-from .metrics import HeightMetrics  # noqa: E402
-from .predict import (  # noqa: E402
-    TileBlending,
+from .checkpoints import (  # noqa: E402  (after the check of the extra)
+    AtomicCheckpointIO,
+    ResumableCheckpoint,
     TrainedModel,
-    buildings_quicklook,
     export_checkpoint,
     load_checkpoint,
+    read_checkpoint,
+)
+from .losses import LOSSES, masked_loss, mbhr_loss  # noqa: E402
+from .metrics import HeightMetrics  # noqa: E402
+from .normalisation import normalise_groups, normalise_inputs  # noqa: E402
+from .predict import (  # noqa: E402
+    TileBlending,
+    buildings_quicklook,
     predict_buildings,
     predict_height,
     prediction_quicklook,
 )
-from .regression import PixelRegression, RegressionData, normalise_groups, normalise_inputs  # noqa: E402
+from .regression import PixelRegression, RegressionData  # noqa: E402
 
 __all__ = [
     "LOSSES",
@@ -44,4 +49,5 @@ __all__ = [
     "predict_buildings",
     "predict_height",
     "prediction_quicklook",
+    "read_checkpoint",
 ]

@@ -39,9 +39,9 @@ from ..data.terrain import scene_arrays
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..terrain import REFINEMENT_CLASSES, open_scene, refinement_classes
+from .checkpoints import CHECKPOINT_KEY, load_checkpoint, resolve_device
 from .losses import LOG_STD_RANGE
-from .predict import TileBlending, load_checkpoint, model_alignment, resolve_device
-from .regression import CHECKPOINT_KEY
+from .predict import TileBlending, model_alignment
 
 #: The fewest validation cells of a class that calibrate it.
 MIN_CELLS = 200

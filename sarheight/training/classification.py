@@ -24,7 +24,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,9 +31,10 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..data.so2sat import LCZ_CLASSES
 from ..errors import InvalidInputError, MissingInputError
-from ..models import FusionNet
+from ..models import build
 from ..models.fusion import WIDTHS, log_summed_probabilities
-from .checkpoints import require_finite_loss, require_finite_weights
+from .checkpoints import read_checkpoint, require_finite_weights
+from .task import SarHeightTask, check_optimisation
 
 __all__ = ["LCZClassification", "classification_scores", "load_classifier"]
 
@@ -71,15 +71,20 @@ def classification_scores(matrix: np.ndarray | torch.Tensor) -> dict[str, Any]:
             "per_class": [float(v) for v in per_class], "samples": int(total)}
 
 
-class LCZClassification(L.LightningModule):
-    """Local Climate Zone classification of 18-channel So2Sat patches with :class:`FusionNet`.
+class LCZClassification(SarHeightTask):
+    """Local Climate Zone classification of 18-channel So2Sat patches with :class:`FusionNet`
+    (built through :func:`sarheight.models.build` as ``"fusion_net"``; statistics, finite
+    guards and the optimiser of :class:`~sarheight.training.task.SarHeightTask`).
 
     Parameters
     ----------
     split, stage, sum_mode : the network's input split, fusion stage and, at stage 6,
         how its branches are trained (:class:`~sarheight.models.FusionNet`).
     num_classes : classes (17 local climate zones).
-    lr : Adam's learning rate (the paper's 1e-3).
+    lr : the learning rate (the paper's 1e-3, with Adam: ``weight_decay`` 0 and
+        ``scheduler`` "none", the defaults).
+    weight_decay, scheduler, patience : the optimiser's decoupled weight decay and
+        schedule (:class:`~sarheight.training.task.SarHeightTask`).
     dropout : after the dense layer (the paper's 0.4).
     widths : the network's block widths (B1-B5 and the dense layer).
     class_names : the classes' names, for the per-class scores (default: the 17 local
@@ -93,12 +98,13 @@ class LCZClassification(L.LightningModule):
 
     def __init__(self, split: str = "sar+optical", stage: int = 0, sum_mode: str = "dependent",
                  num_classes: int = 17, lr: float = 1e-3, dropout: float = 0.4,
-                 widths: Sequence[int] = WIDTHS, class_names: Sequence[str] | None = None) -> None:
+                 widths: Sequence[int] = WIDTHS, class_names: Sequence[str] | None = None,
+                 weight_decay: float = 0.0, scheduler: str = "none", patience: int = 3) -> None:
         super().__init__()
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise InvalidInputError(f"lr must be a positive learning rate, got {lr!r}")
+        check_optimisation(lr, weight_decay, scheduler, patience)
         self.save_hyperparameters()
-        self.model = FusionNet(split, stage, num_classes, sum_mode, dropout=dropout, widths=tuple(widths))
+        self.model = build("fusion_net", split=split, stage=stage, num_classes=num_classes, sum_mode=sum_mode,
+                           dropout=dropout, widths=tuple(widths))
         if class_names:
             self.class_names = tuple(class_names)
         else:
@@ -106,9 +112,7 @@ class LCZClassification(L.LightningModule):
                 f"class_{i}" for i in range(num_classes))
         if len(self.class_names) != num_classes:
             raise InvalidInputError(f"{len(self.class_names)} class names for {num_classes} classes")
-        channels = self.model.in_channels
-        self.register_buffer("input_mean", torch.zeros(channels))
-        self.register_buffer("input_std", torch.ones(channels))
+        self.init_statistics(self.model.in_channels)
         self.register_buffer("class_weight", torch.ones(num_classes))
         self.confusion = torch.nn.ModuleDict({stage: MulticlassConfusionMatrix(num_classes)
                                               for stage in ("val", "test")})
@@ -127,28 +131,18 @@ class LCZClassification(L.LightningModule):
 
     def set_statistics(self, mean: Sequence[float], std: Sequence[float], class_weights: Sequence[float]) -> None:
         """Take per-channel ``mean`` and ``std`` and the loss's ``class_weights`` into the buffers."""
-        values = {"mean": np.asarray(mean, float), "std": np.asarray(std, float),
-                  "class weights": np.asarray(class_weights, float)}
-        sizes = {"mean": self.input_mean.numel(), "std": self.input_std.numel(),
-                 "class weights": self.class_weight.numel()}
-        for name, array in values.items():
-            if array.shape != (sizes[name],) or not np.isfinite(array).all():
-                raise InvalidInputError(f"{name}: {sizes[name]} finite values expected, got {array.shape}")
-        if (values["std"] <= 0).any() or (values["class weights"] < 0).any():
-            raise InvalidInputError("standard deviations must be > 0 and class weights >= 0")
-        for buffer, name in ((self.input_mean, "mean"), (self.input_std, "std"), (self.class_weight, "class weights")):
-            buffer.copy_(torch.as_tensor(values[name], dtype=buffer.dtype))
+        weights = np.asarray(class_weights, float)
+        if weights.shape != (self.class_weight.numel(),) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise InvalidInputError(f"class weights: {self.class_weight.numel()} finite values >= 0 expected, got "
+                                    f"{weights.shape}")
+        self.set_input_statistics(mean, std)
+        self.class_weight.copy_(torch.as_tensor(weights, dtype=self.class_weight.dtype))
 
     # ---- the network ----------------------------------------------------------------
 
-    def normalise(self, patches: torch.Tensor) -> torch.Tensor:
-        """Raw (N, 18, H, W) patches standardised per channel; non-finite values become 0."""
-        normalised = (patches.float() - self.input_mean[:, None, None]) / self.input_std[:, None, None]
-        return torch.nan_to_num(normalised, nan=0.0, posinf=0.0, neginf=0.0)
-
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, num_classes) logits of raw patches (stage 6: log of the summed probabilities)."""
-        return self.model(self.normalise(patches))
+        return self.model(*self.normalise(patches))
 
     def predict_proba(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, num_classes) class probabilities of raw patches (evaluation mode, no gradient)."""
@@ -157,7 +151,7 @@ class LCZClassification(L.LightningModule):
             return torch.softmax(self(patches.to(self.device)), dim=1)
 
     def _loss(self, patches: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.normalise(patches)
+        (x,) = self.normalise(patches)
         if self.model.stage == 6 and self.model.sum_mode == "independent":
             # Each branch on its own loss: no gradient flows between them.
             branches = self.model.branch_logits(x)
@@ -168,14 +162,9 @@ class LCZClassification(L.LightningModule):
 
     def training_step(self, batch, batch_index):
         patches, labels = batch
-        loss, _ = self._loss(patches, labels)
-        require_finite_loss(loss, self)
+        loss = self.guarded(self._loss(patches, labels)[0])
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
         return loss
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Never a checkpoint of NaN over a good last.ckpt.
-        require_finite_weights(checkpoint["state_dict"], "the checkpoint to write")
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:
         patches, labels = batch
@@ -204,21 +193,13 @@ class LCZClassification(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._end("test")
 
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
 def load_classifier(path: str | os.PathLike[str], map_location: str = "cpu") -> LCZClassification:
     """The :class:`LCZClassification` of a checkpoint (its statistics and class weights
     included), in evaluation mode; the checkpoint is read with ``weights_only=True``."""
-    if not os.path.isfile(path):
-        raise MissingInputError(f"no checkpoint at {os.fspath(path)!r}: give the path of a .ckpt that "
-                                "sarheight lcz sweep wrote")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise InvalidInputError(f"{os.fspath(path)!r} is not a readable checkpoint ({error})") from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    checkpoint = read_checkpoint(path, map_location=map_location)
+    hparams = checkpoint.get("hyper_parameters")
     if not hparams or "split" not in hparams or "stage" not in hparams:
         raise InvalidInputError(f"{os.fspath(path)!r} is not a checkpoint of an LCZ classifier "
                                 "(no split and stage among its hyper-parameters)")

@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import InvalidInputError, MissingInputError, SarHeightError
-from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, require_checkpoint_archive
+from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, check_resume_checkpoint
 from .memory import check_forward_memory
 from .regression import PixelRegression
 
@@ -55,6 +55,15 @@ class SarHeightCLI(LightningCLI):
                              "checkpoint.every_n_train_steps": 100})
         if self.model_class is PixelRegression:
             parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the hyperparameters of a ckpt_path given in a configuration file
+        # while parsing: the same checks as on the command line first.
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            value = self.config[subcommand].get("ckpt_path")
+            check_resume_checkpoint(value, f"ckpt_path {str(value)!r}")
+        super()._parse_ckpt_path()
 
     def before_fit(self) -> None:
         # A run of no epoch or step would exit 0 having trained nothing.
@@ -133,17 +142,68 @@ class SarHeightCLI(LightningCLI):
                              hint=": lower data.tile or data.batch_size")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
-        plugins = config.get("plugins") or []
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        if config.get("weights_only") is False:
+            raise InvalidInputError("weights_only: false would let a checkpoint run code: sarheight reads checkpoints "
+                                    "as data only; leave weights_only out of the configuration")
+        plugins = config.get("trainer", {}).get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        for plugin in plugins:
+            if isinstance(plugin, CheckpointIO) and not isinstance(plugin, AtomicCheckpointIO):
+                raise InvalidInputError(f"trainer.plugins gives the checkpoint I/O {type(plugin).__name__}: sarheight "
+                                        "reads and writes checkpoints with its own (data only, written atomically); "
+                                        "leave the checkpoint I/O out of trainer.plugins")
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
-        return super().instantiate_trainer(**{"plugins": plugins, **kwargs})
+        trainer = super().instantiate_trainer(**{"plugins": plugins, **kwargs})
+        # A strategy carries its own checkpoint I/O (init arg checkpoint_io).
+        if not isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+            raise InvalidInputError(f"trainer.strategy sets the checkpoint I/O "
+                                    f"{type(trainer.strategy.checkpoint_io).__name__}: sarheight reads and writes "
+                                    "checkpoints with its own; leave checkpoint_io out of the strategy")
+        return trainer
 
 
 #: The packages a configuration may name classes of (``class_path``): naming a class
 #: imports its module, and a module runs code when imported.
 ALLOWED_CLASS_PACKAGES = ("sarheight", "torch", "lightning")
+
+#: The import paths a value of a configuration may name (a class, or a callable where an
+#: option takes one), enforced by jsonargparse itself before it imports anything, at any
+#: depth (nested files, command-line overrides, init args): the project, the parts of
+#: Lightning and torch a training configuration is made of. The most specific entry of
+#: the two lists decides.
+IMPORT_ALLOWLIST = ("sarheight", "lightning.pytorch.callbacks", "lightning.pytorch.loggers",
+                    "lightning.pytorch.strategies", "lightning.pytorch.profilers", "lightning.pytorch.accelerators",
+                    "lightning.pytorch.plugins", "lightning.fabric.plugins", "lightning.pytorch.core",
+                    "lightning.pytorch.trainer", "torch.optim", "torch.nn")
+
+#: Denied inside the allowed packages: the checkpoint I/O (Lightning's reads a checkpoint's
+#: pickle whole; sarheight's :class:`AtomicCheckpointIO` reads data only and cannot be
+#: replaced), and the callback that calls any function a configuration names.
+IMPORT_DENYLIST = ("*", "lightning.pytorch.plugins.io", "lightning.fabric.plugins.io",
+                   "lightning.pytorch.callbacks.LambdaCallback", "lightning.pytorch.callbacks.lambda_function")
+
+
+def enforce_import_policy() -> None:
+    """Make jsonargparse refuse to import any path outside :data:`IMPORT_ALLOWLIST` (or
+    inside :data:`IMPORT_DENYLIST`) that a configuration or the command line names, for
+    every parser of the process."""
+    from jsonargparse import set_parsing_settings
+
+    set_parsing_settings(import_path_denylist=list(IMPORT_DENYLIST), import_path_allowlist=list(IMPORT_ALLOWLIST))
+
+
+#: The environment variable that would make torch read a checkpoint's pickle whole.
+UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+def refuse_unsafe_environment() -> None:
+    """Refuse a process whose environment switches torch's weights-only loading off."""
+    value = os.environ.get(UNSAFE_LOAD_VARIABLE, "").strip().lower()
+    if value not in ("", "0", "false", "no", "off"):
+        raise InvalidInputError(f"{UNSAFE_LOAD_VARIABLE}={os.environ[UNSAFE_LOAD_VARIABLE]} would let a checkpoint "
+                                "run code: sarheight reads checkpoints as data only; unset it")
 
 #: Options whose value may be a class (a dotted path is then imported).
 CLASS_OPTIONS = ("--data", "--model", "--trainer.logger", "--trainer.callbacks", "--trainer.plugins",
@@ -180,6 +240,8 @@ def check_arguments(arguments: Sequence[str]) -> None:
     InvalidInputError : naming the option or file and what to do.
     """
     import yaml
+
+    refuse_unsafe_environment()
 
     def refuse_path(value: str, where: str) -> None:
         if "." in value and value.split(".")[0] not in ALLOWED_CLASS_PACKAGES:
@@ -263,14 +325,16 @@ def check_arguments(arguments: Sequence[str]) -> None:
             # argparse reads "-c FILE", "-cFILE" and "-c=FILE" alike.
             option, inline = "-c", token[2:].removeprefix("=")
         value = inline if inline else (tokens[index + 1] if index + 1 < len(tokens) else "")
-        if option == "--weights_only" and value.strip().lower() in ("false", "0", "no", "off"):
+        # argparse takes any unambiguous prefix of an option (--weights_on).
+        if (len(option) > 3 and "--weights_only".startswith(option)
+                and value.strip().lower() in ("false", "0", "no", "off")):
             raise InvalidInputError("--weights_only false would let a checkpoint run code: sarheight reads "
                                     "checkpoints as data only; leave the option out")
         if not option.startswith("-"):
             continue
-        if option == "--ckpt_path":
+        if len(option) > 3 and "--ckpt_path".startswith(option):
             # LightningCLI reads a named checkpoint's hyperparameters before any sarheight code.
-            require_checkpoint_archive(value, f"--ckpt_path {value!r}")
+            check_resume_checkpoint(value, f"--ckpt_path {value!r}")
             continue
         if option.endswith(".class_path") or option.rstrip("+") in CLASS_OPTIONS:
             refuse_path(value.strip(), option)
@@ -304,6 +368,7 @@ def _build_cli(cli_class: type[SarHeightCLI], task: str, args: list[str], **opti
     read a configuration alike.
     """
     model_class, data_class, subclass_mode = _task_classes(task)
+    enforce_import_policy()
     parser_kwargs = {**PARSER_KWARGS, **options.pop("parser_kwargs", {})}
     # Lightning logs through its own handlers: passed on to the root logger too, each
     # line would show twice.
@@ -351,7 +416,12 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
     if subcommand not in SUBCOMMANDS:
         raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
     check_arguments(arguments)
-    _build_cli(SarHeightCLI, task, [subcommand, *arguments])
+    try:
+        # exit_on_error False: a bad configuration raises, and is said in one line (not
+        # the usage and every alternative of a union jsonargparse tried).
+        _build_cli(SarHeightCLI, task, [subcommand, *arguments], parser_kwargs={"exit_on_error": False})
+    except ArgumentError as error:
+        raise InvalidInputError(_argument_message(error)) from None
     return 0
 
 
@@ -506,6 +576,12 @@ def user_error(error: BaseException) -> str | None:
             return str(seen)
         seen = seen.__cause__ or seen.__context__
     text = str(error)
+    denied = re.search(r"Importing '([\w.]+)' is not allowed", text)
+    if denied:
+        return (f"the configuration names {denied.group(1)!r}, which sarheight never imports from a configuration "
+                "(code outside the project and the parts of Lightning and torch a training is made of; no "
+                "checkpoint I/O, no function to call): name a class of sarheight or of Lightning's callbacks, "
+                "loggers or strategies")
     if isinstance(error, MisconfigurationException):
         if "accelerator is not available" in text:
             found = re.search(r"`(\w+?)Accelerator`", text)

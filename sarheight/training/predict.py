@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,227 +17,21 @@ from tqdm.auto import tqdm
 
 from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
-from ..errors import InvalidInputError, MissingInputError
-from ..io import atomic_path, check_memory, write_geotiff
-from ..masks import MaskCode
-from ..models import build
+from ..errors import InvalidInputError
+from ..io import write_geotiff
 from ..preprocess.sentinel2 import S2_BANDS
 from ..terrain import open_scene, refinement_classes
-from .checkpoints import require_finite_weights
+from .checkpoints import TrainedModel, load_checkpoint, moved_to, resolve_device, warn_identical_members
 from .losses import LOG_STD_RANGE
 from .memory import check_forward_memory
-from .regression import CHECKPOINT_FORMAT, CHECKPOINT_KEY, normalise_groups, normalise_inputs
 
 
-@dataclass(frozen=True)
-class TrainedModel:
-    """A trained model with what it needs to run: its channels and their statistics.
-
-    Calling it on raw inputs (N, C, H, W; NaN where missing; for a model of several
-    inputs, one tensor per group of ``input_groups``, in its order) gives the prediction
-    (N, 1, H, W) in metres, relative to ``reference`` when there is one.
-    """
-
-    path: Path
-    model: torch.nn.Module
-    model_name: str
-    model_config: dict[str, Any]
-    channels: tuple[str, ...]
-    reference: str | None
-    target: str
-    input_mean: torch.Tensor
-    input_std: torch.Tensor
-    input_groups: dict[str, int] | None = None
-    #: The mean of the training targets (m): the "mean height" baseline of the model's data.
-    target_mean: float | None = None
-    #: The unit of the output relative to the reference: None (metres) or "coarse_cell"
-    #: (the scene's coarse cell size, :mod:`sarheight.data.terrain`).
-    scale: str | None = None
-    #: What the validation scenes said of the model (:mod:`sarheight.training.calibration`):
-    #: per class of :data:`sarheight.terrain.REFINEMENT_CLASSES`, the share of its
-    #: correction kept and the scale of its spread; None where it was not calibrated.
-    calibration: dict[str, Any] | None = None
-
-    @property
-    def outputs(self) -> int:
-        """The model's output channels: 1 (heights) or 2 (heights and the log of their
-        standard deviation, ``model_options.uncertainty``)."""
-        return 2 if self.model_config.get("uncertainty") else 1
-
-    @torch.inference_mode()
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        if self.input_groups:
-            return self.model(*normalise_groups(inputs, self.input_mean, self.input_std))
-        return self.model(normalise_inputs(inputs[0], self.input_mean, self.input_std))
-
-
-def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> TrainedModel:
-    """Load a checkpoint of ``sarheight fit`` with ``torch.load(weights_only=True)`` (no
-    code runs from the file) and rebuild its model through :func:`sarheight.models.build`.
-
-    Parameters
-    ----------
-    path : the checkpoint (``.ckpt``).
-    device : where the model runs.
-
-    Returns
-    -------
-    TrainedModel, in evaluation mode.
-
-    Raises
-    ------
-    MissingInputError : the file does not exist.
-    InvalidInputError : it is not a PyTorch checkpoint, holds more than tensors and plain
-        values, or is not one of sarheight (no channel list and statistics).
-    """
-    path = Path(path)
-    device = resolve_device(device)
-    if not path.is_file():
-        raise MissingInputError(f"checkpoint {str(path)!r} does not exist: give a .ckpt written by sarheight fit")
-    # torch.save writes a zip archive; anything else is no checkpoint (the unpickler would
-    # report a text file as unsafe code).
-    if not zipfile.is_zipfile(path):
-        raise InvalidInputError(f"{str(path)!r} is not a PyTorch checkpoint (no zip archive of torch.save): give a "
-                                ".ckpt written by sarheight fit")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise InvalidInputError(f"{str(path)!r} holds Python objects beyond tensors and plain values: it is not a "
-                                "sarheight checkpoint (those load with weights_only=True)") from None
-    except Exception as error:
-        raise InvalidInputError(f"{str(path)!r} is not a readable PyTorch checkpoint ({type(error).__name__}: "
-                                f"{error}): give a .ckpt written by sarheight fit") from None
-    stored = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
-    if not isinstance(stored, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise InvalidInputError(f"{str(path)!r} is a PyTorch checkpoint but not of sarheight: it lacks the channel "
-                                "list and normalisation statistics prediction needs; train with sarheight fit")
-    if int(stored.get("format", 0)) > CHECKPOINT_FORMAT:
-        raise InvalidInputError(f"{str(path)!r} was written by a newer sarheight (checkpoint format "
-                                f"{stored.get('format')}): upgrade sarheight")
-    missing = [key for key in ("channels", "input_mean", "input_std", "model", "model_config", "target")
-               if stored.get(key) is None]
-    if missing:
-        raise InvalidInputError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}: it was saved before training "
-                                "started; use a checkpoint written during or after sarheight fit")
-    channels = tuple(stored["channels"])
-    if len(stored["input_mean"]) != len(channels) or len(stored["input_std"]) != len(channels):
-        raise InvalidInputError(f"checkpoint {str(path)!r} has statistics of {len(stored['input_mean'])} channels for "
-                                f"{len(channels)} channels: the file is inconsistent, train again")
-    check_statistics(stored, path)
-    weights = {key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items()
-               if key.startswith("model.")}
-    require_finite_weights(weights, f"checkpoint {str(path)!r}")
-    model = build_checked(stored["model"], stored["model_config"], weights, path)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise InvalidInputError(f"the weights of {str(path)!r} do not fit its model {stored['model']!r} "
-                                f"{stored['model_config']}: {str(error).splitlines()[0]}") from None
-    model.to(device).eval()
-    return TrainedModel(
-        path=path, model=model, model_name=str(stored["model"]), model_config=dict(stored["model_config"]),
-        channels=channels, reference=stored.get("reference"), target=str(stored["target"]),
-        input_mean=torch.tensor(stored["input_mean"], dtype=torch.float32, device=device),
-        input_std=torch.tensor(stored["input_std"], dtype=torch.float32, device=device),
-        input_groups=dict(stored["input_groups"]) if stored.get("input_groups") else None,
-        target_mean=float(stored["target_mean"]) if stored.get("target_mean") is not None else None,
-        scale=stored.get("scale"),
-        calibration=dict(stored["calibration"]) if isinstance(stored.get("calibration"), dict) else None,
-    )
-
-
-#: The largest value a checkpoint's model configuration may give an integer option (depth
-#: aside): beyond it the file is not one of a model sarheight trains.
-CONFIG_INTEGER_LIMIT = 4096
-
-#: The deepest U-Net or encoder a checkpoint may ask for.
-CONFIG_DEPTH_LIMIT = 8
-
-
-def build_checked(name: str, config: dict[str, Any], weights: dict[str, torch.Tensor],
-                  path: str | os.PathLike[str]) -> torch.nn.Module:
-    """The model a checkpoint's configuration describes, built only once its options are
-    bounded (a depth of a million would build for hours, 65536 channels ask for hundreds of
-    GiB) and its size, counted without memory (on torch's meta device), equals the weights
-    the file holds.
-
-    Raises
-    ------
-    InvalidInputError : an option out of bounds, or a model whose size is not the weights'.
-    """
-    def integers(value: Any) -> list[int]:
-        if isinstance(value, bool):
-            return []
-        if isinstance(value, int):
-            return [value]
-        if isinstance(value, (list, tuple)):
-            return [item for entry in value for item in integers(entry)]
-        return []
-
-    for key, value in config.items():
-        limit = CONFIG_DEPTH_LIMIT if key in ("depth", "stages") else CONFIG_INTEGER_LIMIT
-        if any(number < 0 or number > limit for number in integers(value)):
-            raise InvalidInputError(f"checkpoint {str(path)!r} asks for a model with {key}={value!r}, beyond what "
-                                    f"sarheight trains (at most {limit}): the file is damaged or not sarheight's")
-    with torch.device("meta"):
-        skeleton = build(name, **config)
-    needed = sum(tensor.numel() for tensor in skeleton.state_dict().values())
-    held = sum(tensor.numel() for tensor in weights.values())
-    if needed != held:
-        raise InvalidInputError(f"checkpoint {str(path)!r} describes a model of {needed} values but holds {held}: the "
-                                "file is inconsistent; train again")
-    check_memory(8 * needed, f"the model of checkpoint {str(path)!r}")
-    return build(name, **config)
-
-
-def check_statistics(stored: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Refuse normalisation statistics that would give a silently wrong map: a mean that is
-    not finite, a standard deviation that is not finite and positive (inputs divided by 0
-    or NaN), target statistics likewise."""
-    means = np.asarray(stored["input_mean"], dtype=np.float64)
-    stds = np.asarray(stored["input_std"], dtype=np.float64)
-    targets = np.asarray([stored.get("target_mean", 0.0), stored.get("target_std", 1.0)], dtype=np.float64)
-    if not (np.isfinite(means).all() and np.isfinite(stds).all() and (stds > 0).all() and np.isfinite(targets).all()
-            and targets[1] > 0):
-        raise InvalidInputError(f"checkpoint {str(path)!r} has normalisation statistics that are not finite, or a "
-                                "standard deviation of 0: the file is damaged; train again")
-
-
-def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[str], *, half: bool = False) -> Path:
-    """Write the part of a training checkpoint that prediction needs: the model's weights,
-    its channels, statistics and configuration (no optimiser state, about a third of the
-    size), written atomically.
-
-    Parameters
-    ----------
-    source : a checkpoint of ``sarheight fit`` (checked as :func:`load_checkpoint` does).
-    target : the file to write (``.ckpt``); it loads with :func:`load_checkpoint`.
-    half : store the floating-point weights in float16 (half the size again, to ship a
-        model; they load back into the float32 model, differing by about 1e-3 relative).
-
-    Returns
-    -------
-    Path of ``target``.
-    """
-    load_checkpoint(source)  # the same clear errors as prediction, before writing anything
-    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    kept = {key: checkpoint[key] for key in ("state_dict", CHECKPOINT_KEY, "epoch", "global_step")
-            if key in checkpoint}
-    kept["state_dict"] = {key: (value.half() if half and value.is_floating_point() else value)
-                          for key, value in kept["state_dict"].items() if key.startswith("model.")}
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as temporary:
-        torch.save(kept, temporary)
-    return target
-
-
-def _load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
+def load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
                   device: str | torch.device | None) -> tuple[list[TrainedModel], torch.device]:
     """The checkpoints of a prediction loaded on its device, after the tiling options are
     checked (both predictors: before any tile runs)."""
-    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
-    if not paths:
+    given = [checkpoints] if isinstance(checkpoints, (str, os.PathLike, TrainedModel)) else list(checkpoints)
+    if not given:
         raise InvalidInputError("no checkpoint given: give at least one .ckpt written by sarheight fit")
     if int(tile) != tile or tile < 8:
         raise InvalidInputError(f"tile must be an integer of at least 8 cells, not {tile}")
@@ -249,44 +40,11 @@ def _load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
     if int(batch_size) != batch_size or batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
     torch_device = resolve_device(device)
-    members = [load_checkpoint(path, device=torch_device) for path in paths]
+    # Models loaded already (refine_dem's, checked there) are moved, not read again.
+    members = [load_checkpoint(item, device=torch_device) if not isinstance(item, TrainedModel)
+               else moved_to(item, torch_device) for item in given]
     warn_identical_members(members)
     return members, torch_device
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The torch device a prediction runs on: ``device`` checked (a CUDA device that is not
-    there is named as such, not found later as an unreadable checkpoint), or CUDA where
-    there is one, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidInputError(f"device {device!r} is not a torch device: give cpu, cuda or cuda:N") from None
-    if chosen.type == "cuda" and (not torch.cuda.is_available()
-                                  or (chosen.index or 0) >= torch.cuda.device_count()):
-        raise InvalidInputError(f"device {device!r} was asked for, but torch sees "
-                                f"{torch.cuda.device_count()} CUDA device(s) here: give cpu, or run where the GPU is")
-    if chosen.type not in ("cpu", "cuda"):
-        raise InvalidInputError(f"device {device!r}: sarheight predicts on cpu or cuda")
-    return chosen
-
-
-def warn_identical_members(members: Sequence[TrainedModel]) -> None:
-    """Warn when two members of an ensemble have the same weights (one file given twice, or
-    copies): their spread is zero by construction, not a sign of certainty."""
-    import warnings
-
-    seen: dict[tuple, Path] = {}
-    for member in members:
-        key = tuple(float(value.double().sum()) for value in member.model.state_dict().values()
-                    if value.is_floating_point())
-        if key in seen:
-            warnings.warn(f"checkpoints {str(seen[key])!r} and {str(member.path)!r} hold the same weights: the "
-                          "ensemble's spread (height_std) is zero there by construction; give members trained with "
-                          "other seeds", stacklevel=3)
-        seen.setdefault(key, member.path)
 
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
@@ -395,7 +153,7 @@ class TileBlending:
 
 def predict_height(
     scene: xr.Dataset | str | os.PathLike[str],
-    checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel],
     *,
     tile: int = 256,
     overlap: int = 64,
@@ -419,7 +177,8 @@ def predict_height(
     ----------
     scene : a scene (Dataset) or its file (see :mod:`sarheight.data.terrain`).
     checkpoints : one or several checkpoints, trained on the same channels with the same
-        reference (seeds or folds of one experiment).
+        reference (seeds or folds of one experiment): paths, or models loaded with
+        :func:`~sarheight.training.checkpoints.load_checkpoint` (not read again).
     tile : the tile side (cells), a multiple of ``2 ** depth`` of the U-Nets.
     overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
     progress : show a progress bar (tqdm; silent when not a terminal).
@@ -450,7 +209,7 @@ def predict_height(
         different channels or references, a scene lacking a channel the checkpoints need,
         bad ``tile``/``overlap``; all checked before any tile runs.
     """
-    members, torch_device = _load_members(checkpoints, tile=tile, overlap=overlap, batch_size=batch_size,
+    members, torch_device = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=batch_size,
                                           device=device)
     first = members[0]
     align = max(model_alignment(member) for member in members)
@@ -535,106 +294,6 @@ def predict_height(
     return out.rio.write_crs(crs).rio.write_transform(ds.rio.transform()) if crs is not None else out
 
 
-def refine_dem(
-    coarse_dem: xr.DataArray,
-    sar: Any,
-    checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    *,
-    spacing_m: float,
-    geometry: Any = None,
-    other: tuple[Any, Any] | None = None,
-    priors: Any = None,
-    points_crs: Any = None,
-    points_vertical_datum: str | None = None,
-    measurement: str = "IW/VV",
-    sar_quantity: str = "sigma0",
-    sar_db: bool = False,
-    tile: int = 256,
-    overlap: int = 64,
-    device: str | None = None,
-    progress: bool = True,
-) -> tuple[xr.Dataset, xr.Dataset]:
-    """Refine a user's coarse DEM with a SAR observation and a refinement model: the fine
-    DEM on a grid of ``spacing_m`` metres, with the ensemble's spread.
-
-    The coarse DEM is resampled to the grid (:func:`sarheight.terrain.refinement_grid`),
-    the observation reconstructed on it and the model's inputs made
-    (:func:`sarheight.terrain.observed_scene`), then the checkpoints predict the
-    correction (:func:`predict_height`). Cells the model has no value for (outside the
-    image, where the other pass is missing) keep the reference (the coarse DEM resampled)
-    and are counted in ``attrs["cells_kept_coarse"]``.
-
-    Parameters
-    ----------
-    coarse_dem : the user's DEM (from :func:`sarheight.dem.open_dem`: ellipsoidal heights).
-    sar : the observation: a Sentinel-1 SAFE product, or anything
-        :func:`sarheight.layover.reconstruct` takes (a geocoded sigma0 GeoTIFF with
-        ``geometry``).
-    checkpoints : refinement checkpoints (``configs/terrain_refine.yaml``), one or an
-        ensemble of the same channels.
-    spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
-    geometry : the acquisition geometry (None: the SAFE product's own).
-    other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
-    priors, points_crs, points_vertical_datum : known heights (a points file or DataFrame,
-        as :func:`sarheight.terrain.observed_scene` takes them), or None.
-    measurement, sar_quantity, sar_db : as :func:`sarheight.layover.reconstruct` takes them.
-    tile, overlap, device : as :func:`predict_height` takes them.
-    progress : show progress bars (tqdm; silent when not a terminal).
-
-    Returns
-    -------
-    (refined, scene): ``refined`` an xr.Dataset on the grid with its CRS: ``height``
-    (float32, m, ellipsoidal) and with several checkpoints ``height_std`` (m), and
-    ``coarse`` (the reference it corrects); ``scene`` the model's inputs.
-
-    Raises
-    ------
-    InvalidInputError : a checkpoint that is not a refinement model, a spacing not finer
-        than the DEM, an observation covering no cell of the DEM, priors outside it; the
-        checkpoints and spacing before any work.
-    """
-    from ..terrain import observed_scene, refinement_grid
-
-    members, _ = _load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
-    for member in members:
-        if member.scale != "coarse_cell" or not str(member.reference or "").startswith("coarse"):
-            raise InvalidInputError(
-                f"checkpoint {str(member.path)!r} predicts heights relative to {member.reference!r}, not as a "
-                "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
-                "configs/terrain_refine.yaml)")
-        if any(channel.startswith("other_") for channel in member.channels) and other is None:
-            raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "
-                                    "pass's observation too")
-    grid = refinement_grid(coarse_dem, spacing_m)
-    scene = observed_scene(sar, coarse_dem, geometry, priors, grid=grid, measurement=measurement,
-                           points_crs=points_crs, points_vertical_datum=points_vertical_datum, other=other,
-                           sar_quantity=sar_quantity, sar_db=sar_db, name="refinement", progress=progress)
-    inside = scene["layover"].values != MaskCode.OUTSIDE
-    if not inside.any():
-        raise InvalidInputError("the observation covers no cell of the DEM: give a product (or geometry) that "
-                                "images the DEM's area")
-    observed = np.isfinite(scene["sar_reconstructed"].values) & inside
-    if observed.sum() < 0.5 * inside.sum():
-        raise InvalidInputError(
-            f"the observation has a value in {observed.sum() / inside.sum():.0%} of the cells it images (zero or no "
-            "data elsewhere, shadow aside): a placeholder or masked product cannot refine the DEM; give the "
-            "calibrated image itself")
-    result = predict_height(scene, [member.path for member in members], tile=tile, overlap=overlap,
-                            progress=progress, device=device)
-    reference = scene[members[0].reference].values
-    kept = ~np.isfinite(result["height"].values) & np.isfinite(reference)
-    result["height"] = result["height"].copy(data=np.where(kept, reference, result["height"].values))
-    if "height_std" in result:
-        result["height_std"] = result["height_std"].copy(data=np.where(kept, np.nan, result["height_std"].values))
-    result["coarse"] = (("y", "x"), reference.astype(np.float32),
-                        {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({members[0].reference})"})
-    result.attrs.update(spacing_m=float(spacing_m), coarse_cell_m=float(scene.attrs["coarse_cell_m"]),
-                        coarse_factor=float(scene.attrs["coarse_factor"]), cells_kept_coarse=int(kept.sum()),
-                        cells_outside_image=int((~inside).sum()))
-    result = result.rio.write_crs(scene.rio.crs)
-    return result, scene
-
-
 def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.PathLike[str], *,
                          title: str | None = None, baseline: str | None = None) -> Path:
     """A PNG of a prediction (:func:`predict_height`) beside its scene: the truth, the
@@ -716,7 +375,7 @@ def buildings_quicklook(city_folder: str | os.PathLike[str], result: xr.Dataset,
 
 def predict_buildings(
     city_folder: str | os.PathLike[str],
-    checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel],
     *,
     tile: int = 64,
     overlap: int = 16,
@@ -738,7 +397,8 @@ def predict_buildings(
     Parameters
     ----------
     city_folder : the city's folder.
-    checkpoints : one or several checkpoints with the same input groups.
+    checkpoints : one or several checkpoints with the same input groups (paths, or models
+        loaded with :func:`~sarheight.training.checkpoints.load_checkpoint`).
     tile : the tile side (cells), a multiple of ``2 ** (stages + 1)`` of MBHR-Net.
     overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
     out : a GeoTIFF to write the result to (bands ``height`` and, with an ensemble,
@@ -760,7 +420,7 @@ def predict_buildings(
         without Sentinel-1/2 input groups, members of different inputs, unpaired or
         mismatched rasters, bad ``tile``/``overlap``; all before any tile runs.
     """
-    members, torch_device = _load_members(checkpoints, tile=tile, overlap=overlap, batch_size=batch_size,
+    members, torch_device = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=batch_size,
                                           device=device)
     first = members[0]
     for member in members:

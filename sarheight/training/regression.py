@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-import lightning as L
 import numpy as np
 import torch
 from torchmetrics import MeanMetric
@@ -39,18 +38,12 @@ from torchmetrics import MeanMetric
 from ..errors import InvalidInputError
 from ..models import build
 from ..plots import save_figure
-from .checkpoints import require_finite_loss, require_finite_weights
+from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from .losses import LOSSES, masked_loss, mbhr_loss, spread_loss
 from .metrics import HeightMetrics
+from .task import SarHeightTask, check_optimisation
 
 logger = logging.getLogger(__name__)
-
-#: The version of the ``"sarheight"`` entry of checkpoints.
-CHECKPOINT_FORMAT = 1
-
-#: The key of that entry.
-CHECKPOINT_KEY = "sarheight"
-
 
 @runtime_checkable
 class RegressionData(Protocol):
@@ -73,31 +66,13 @@ class RegressionData(Protocol):
     def target_statistics(self) -> tuple[float, float]: ...
 
 
-def normalise_inputs(inputs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """``(inputs - mean) / std`` per channel of (N, C, H, W) inputs, missing values (NaN)
-    set to 0 afterwards: the channel's training mean, the least surprising value."""
-    normalised = (inputs - mean[:, None, None]) / std[:, None, None]
-    return torch.where(torch.isfinite(normalised), normalised, torch.zeros((), dtype=normalised.dtype,
-                                                                             device=normalised.device))
-
-
-def normalise_groups(inputs: Sequence[torch.Tensor], mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
-    """:func:`normalise_inputs` of several input tensors (N, C_k, H, W) whose channels are,
-    one group after the other, those of the statistics ``mean`` and ``std`` (sum C_k)."""
-    sizes = [tensor.shape[1] for tensor in inputs]
-    if sum(sizes) != mean.numel():
-        raise InvalidInputError(f"inputs of {sizes} channels for statistics of {mean.numel()} channels: give the "
-                                "input groups the model was trained with")
-    means, stds = torch.split(mean, sizes), torch.split(std, sizes)
-    return [normalise_inputs(tensor, m, s) for tensor, m, s in zip(inputs, means, stds, strict=True)]
-
-
 #: The losses :class:`PixelRegression` takes: those of :func:`masked_loss` and MBHR-Net's.
 REGRESSION_LOSSES = (*LOSSES, "mbhr")
 
 
-class PixelRegression(L.LightningModule):
-    """Pixel-wise height regression with a model of :mod:`sarheight.models`.
+class PixelRegression(SarHeightTask):
+    """Pixel-wise height regression with a model of :mod:`sarheight.models` (statistics,
+    finite guards and the optimiser of :class:`~sarheight.training.task.SarHeightTask`).
 
     Parameters
     ----------
@@ -169,17 +144,15 @@ footprints above it. At the end of
             raise InvalidInputError(f"model.loss must be one of {', '.join(REGRESSION_LOSSES)}, not {loss!r}")
         if not (w_mse >= 0 and w_cos >= 0):
             raise InvalidInputError(f"model.w_mse ({w_mse}) and model.w_cos ({w_cos}) must not be negative")
-        if scheduler not in ("cosine", "plateau", "none"):
-            raise InvalidInputError(f"model.scheduler must be 'cosine', 'plateau' or 'none', not {scheduler!r}")
         weights = dict(class_weights or {})
         if weights and (loss == "mbhr" or not all(isinstance(v, (int, float)) and v >= 0 for v in weights.values())):
             raise InvalidInputError(f"model.class_weights {weights} must be non-negative numbers, with an l1, mse or "
                                     "huber loss")
         if not (isinstance(spread_weight, (int, float)) and spread_weight >= 0):
             raise InvalidInputError(f"model.spread_weight ({spread_weight!r}) must be a non-negative number")
-        if not lr > 0 or not huber_delta > 0 or weight_decay < 0:
-            raise InvalidInputError(f"model.lr ({lr}) and model.huber_delta ({huber_delta}) must be positive, "
-                                    f"model.weight_decay ({weight_decay}) not negative")
+        check_optimisation(lr, weight_decay, scheduler, patience)
+        if not (isinstance(huber_delta, (int, float)) and huber_delta > 0):
+            raise InvalidInputError(f"model.huber_delta ({huber_delta!r}) must be positive")
         options = dict(model_options or {})
         #: The channels of each input group, None for a model of one input.
         self.input_groups = {str(k): int(v) for k, v in in_channels.items()} if isinstance(in_channels, dict) else None
@@ -196,8 +169,7 @@ footprints above it. At the end of
         else:
             self.model = build(model, in_channels=in_channels, **options)
             total = int(in_channels)
-        self.register_buffer("input_mean", torch.zeros(total))
-        self.register_buffer("input_std", torch.ones(total))
+        self.init_statistics(total)
         self.loss_kind = loss
         #: What the checkpoint carries besides the weights (see the module's docstring).
         self.description: dict[str, Any] = {"channels": None, "reference": None, "scale": None, "target": None,
@@ -227,9 +199,7 @@ footprints above it. At the end of
                                     f"but the model takes {self.hparams.in_channels}: set model.in_channels to match, "
                                     "or let sarheight fit link it")
         threshold = getattr(data, "height_threshold_m", None)
-        mean, std = data.input_statistics
-        self.input_mean.copy_(torch.tensor(mean, dtype=torch.float32))
-        self.input_std.copy_(torch.tensor(std, dtype=torch.float32))
+        self.set_input_statistics(*data.input_statistics)
         target_mean, target_std = data.target_statistics
         if stage == "fit" and hasattr(self.model, "output_offset"):
             self.model.output_offset.fill_(target_mean)
@@ -256,9 +226,7 @@ footprints above it. At the end of
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """The model's output (m, relative to the reference) for raw (N, C, H, W) inputs, one
         tensor per input group in the order of ``in_channels`` when there are groups."""
-        if self.input_groups:
-            return self.model(*normalise_groups(inputs, self.input_mean, self.input_std))
-        return self.model(normalise_inputs(inputs[0], self.input_mean, self.input_std))
+        return self.model(*self.normalise(*inputs))
 
     def batch_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The input tensors of a batch: ``inputs``, or one per input group."""
@@ -302,9 +270,7 @@ footprints above it. At the end of
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        require_finite_loss(loss, self)
-        return loss
+        return self.guarded(self._step(batch, "train"))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -353,28 +319,10 @@ footprints above it. At the end of
             path = plot_learning_curve(self.history, Path(folder) / "learning_curve.png")
             logger.info("learning curve written to %s", path)
 
-    # Optimisation.
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none":
-            return {"optimizer": optimizer}
-        if self.hparams.scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=self.hparams.patience)
-            return {"optimizer": optimizer,
-                    "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"}}
-        steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(steps) or steps < 1:
-            raise InvalidInputError("the cosine schedule needs a bounded run: set trainer.max_epochs or "
-                                    "trainer.max_steps, or model.scheduler: plateau")
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
     # Checkpoints.
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Never a checkpoint of NaN over a good last.ckpt.
-        require_finite_weights(checkpoint["state_dict"], "the checkpoint to write")
+        super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_KEY] = {
             "format": CHECKPOINT_FORMAT,
             **self.description,

@@ -1,0 +1,144 @@
+"""``refine_dem``: a user's coarse DEM refined with a SAR observation and a refinement
+model, from files to the fine DEM: the physics (the observation reconstructed on the
+grid, the model's inputs, :func:`sarheight.terrain.observed_scene`) and then the
+inference (:func:`sarheight.training.predict.predict_height`). The workflow above both:
+neither the physics modules nor the training floor import it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from .errors import InvalidInputError
+from .masks import MaskCode
+from .terrain import check_refinement_inputs, observed_scene, refinement_grid
+
+if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
+    from .training.checkpoints import TrainedModel
+
+
+def refine_dem(
+    coarse_dem: xr.DataArray,
+    sar: Any,
+    checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel],
+    *,
+    spacing_m: float,
+    geometry: Any = None,
+    other: tuple[Any, Any] | None = None,
+    priors: Any = None,
+    points_crs: Any = None,
+    points_vertical_datum: str | None = None,
+    points_geoid_grid: Any = None,
+    measurement: str = "IW/VV",
+    sar_quantity: str = "sigma0",
+    sar_db: bool = False,
+    tile: int = 256,
+    overlap: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Refine a user's coarse DEM with a SAR observation and a refinement model: the fine
+    DEM on a grid of ``spacing_m`` metres, with the ensemble's spread.
+
+    The coarse DEM is resampled to the grid (:func:`sarheight.terrain.refinement_grid`),
+    the observation reconstructed on it and the model's inputs made
+    (:func:`sarheight.terrain.observed_scene`), then the checkpoints predict the
+    correction (:func:`predict_height`). Cells the model has no value for (outside the
+    image, where the other pass is missing) keep the reference (the coarse DEM resampled)
+    and are counted in ``attrs["cells_kept_coarse"]``.
+
+    Parameters
+    ----------
+    coarse_dem : the user's DEM (from :func:`sarheight.dem.open_dem`: ellipsoidal heights).
+    sar : the observation: a Sentinel-1 SAFE product, or anything
+        :func:`sarheight.layover.reconstruct` takes (a geocoded sigma0 GeoTIFF with
+        ``geometry``).
+    checkpoints : refinement checkpoints (``configs/terrain_refine.yaml``), one or an
+        ensemble of the same channels.
+    spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
+    geometry : the acquisition geometry (None: the SAFE product's own).
+    other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
+    priors, points_crs, points_vertical_datum, points_geoid_grid : known heights (a points
+        file or DataFrame, as :func:`sarheight.terrain.observed_scene` takes them, with
+        the geoid grid that converts heights on a geoid), or None.
+    measurement, sar_quantity, sar_db : as :func:`sarheight.layover.reconstruct` takes them.
+    tile, overlap, device : as :func:`predict_height` takes them.
+    progress : show progress bars (tqdm; silent when not a terminal).
+
+    Returns
+    -------
+    (refined, scene): ``refined`` an xr.Dataset on the grid with its CRS: ``height``
+    (float32, m, ellipsoidal) and with several checkpoints ``height_std`` (m), and
+    ``coarse`` (the reference it corrects); its attributes say how far the model moved
+    the reference (``correction_rms_m``, ``correction_max_m``) and what the observation
+    held (``observed_median_db``, ``observed_spread_db``); ``scene`` the model's inputs.
+
+    Raises
+    ------
+    InvalidInputError : a checkpoint that is not a refinement model, a spacing not finer
+        than the DEM, an observation covering no cell of the DEM or carrying no relief
+        (:func:`sarheight.terrain.check_refinement_inputs`, which also warns of a flat DEM
+        or an observation's implausible level), priors outside it; the checkpoints and
+        spacing before any work, the observation before the model runs.
+    """
+    from .extras import require
+
+    require("sarheight.refinement.refine_dem")
+    from .training.predict import load_members, predict_height
+
+    members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
+    for member in members:
+        if member.scale != "coarse_cell" or not str(member.reference or "").startswith("coarse"):
+            raise InvalidInputError(
+                f"checkpoint {str(member.path)!r} predicts heights relative to {member.reference!r}, not as a "
+                "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
+                "configs/terrain_refine.yaml)")
+        both_passes = any(channel.startswith("other_") for channel in member.channels)
+        if both_passes and other is None:
+            raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "
+                                    "pass's observation too")
+        if other is not None and not both_passes:
+            raise InvalidInputError(f"checkpoint {str(member.path)!r} reads one pass, and a second observation was "
+                                    "given: it would be ignored; give one --sar, or a model trained on both passes")
+    grid = refinement_grid(coarse_dem, spacing_m)
+    scene = observed_scene(sar, coarse_dem, geometry, priors, grid=grid, measurement=measurement,
+                           points_crs=points_crs, points_vertical_datum=points_vertical_datum,
+                           points_geoid_grid=points_geoid_grid, other=other,
+                           sar_quantity=sar_quantity, sar_db=sar_db, name="refinement", progress=progress)
+    inside = scene["layover"].values != MaskCode.OUTSIDE
+    if not inside.any():
+        raise InvalidInputError("the observation covers no cell of the DEM: give a product (or geometry) that "
+                                "images the DEM's area")
+    observed = np.isfinite(scene["sar_reconstructed"].values) & inside
+    if observed.sum() < 0.5 * inside.sum():
+        raise InvalidInputError(
+            f"the observation has a value in {observed.sum() / inside.sum():.0%} of the cells it images (zero or no "
+            "data elsewhere, shadow aside): a placeholder or masked product cannot refine the DEM; give the "
+            "calibrated image itself")
+    check_refinement_inputs(scene)
+    result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
+    reference = scene[members[0].reference].values
+    kept = ~np.isfinite(result["height"].values) & np.isfinite(reference)
+    change = (result["height"].values - reference)[np.isfinite(result["height"].values) & np.isfinite(reference)]
+    result["height"] = result["height"].copy(data=np.where(kept, reference, result["height"].values))
+    if "height_std" in result:
+        result["height_std"] = result["height_std"].copy(data=np.where(kept, np.nan, result["height_std"].values))
+    result["coarse"] = (("y", "x"), reference.astype(np.float32),
+                        {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({members[0].reference})"})
+    result.attrs.update(spacing_m=float(spacing_m), coarse_cell_m=float(scene.attrs["coarse_cell_m"]),
+                        coarse_factor=float(scene.attrs["coarse_factor"]), cells_kept_coarse=int(kept.sum()),
+                        cells_outside_image=int((~inside).sum()),
+                        # How far the model moved the reference (its SAR and priors together).
+                        correction_rms_m=float(np.sqrt(np.mean(change**2))) if change.size else 0.0,
+                        correction_max_m=float(np.max(np.abs(change))) if change.size else 0.0,
+                        **{key: float(value) for key, value in scene.attrs.items()
+                           if key.startswith(("observed_", "other_observed_"))})
+    result = result.rio.write_crs(scene.rio.crs)
+    return result, scene
+
+
+__all__ = ["refine_dem"]

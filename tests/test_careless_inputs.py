@@ -1,0 +1,83 @@
+"""What a careless user gives the command line and the library: each refused in one
+line naming the option and what to do (exit 2), before any work and without writing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sarheight.cli import main
+from sarheight.dem import open_dem
+from sarheight.errors import DatumError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_dem_given_as_its_own_geoid_grid_is_refused(tmp_path):
+    import numpy as np
+    import xarray as xr
+
+    from sarheight.io import write_geotiff
+
+    lat, lon = 46.0 - 0.001 * (np.arange(60) + 0.5), 7.0 + 0.001 * (np.arange(80) + 0.5)
+    heights = 1200.0 + 300.0 * np.sin(lon[None, :] * 400.0) * np.cos(lat[:, None] * 300.0)
+    dem = xr.DataArray(heights.astype(np.float32), dims=("y", "x"), coords={"y": lat, "x": lon}, name="height")
+    path = write_geotiff(dem.rio.write_crs("EPSG:4326"), tmp_path / "alps_egm96.tif")
+    with pytest.raises(DatumError, match="not a grid of geoid undulations"):
+        open_dem(path, vertical_datum="egm96", geoid_grid=path)
+
+
+def test_benchmark_sides_beyond_memory_and_outputs_over_code_are_refused(tmp_path, capsys):
+    assert main(["benchmark", "--side", "1000000", "--coarse-side", "0", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "GiB" in err and "--side 1000000" in err
+    version = ROOT / "sarheight" / "_version.py"
+    before = version.read_bytes()
+    assert main(["benchmark", "--quick", "--out", str(version), "-q"]) == 2
+    assert "program file" in capsys.readouterr().err and version.read_bytes() == before
+
+
+@pytest.mark.parametrize("case", ["missing", "a file", "sample 0"])
+def test_the_scene_builder_refuses_what_it_cannot_build_from(tmp_path, case):
+    data = {"missing": tmp_path / "absent", "a file": tmp_path / "data.txt", "sample 0": tmp_path}[case]
+    if case == "a file":
+        data.write_text("not a folder")
+    extra = ["--sample", "0"] if case == "sample 0" else []
+    if case == "sample 0":
+        (tmp_path / "dem").mkdir()
+        (tmp_path / "geoid").mkdir()
+        (tmp_path / "geoid" / "egm96_15.gtx").write_bytes(b"")
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "build_terrain_scenes.py"), "--data", str(data),
+                           "--out", str(tmp_path / "scenes"), *extra], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2 and ("--data" in done.stderr or "--sample" in done.stderr)
+    assert not (tmp_path / "scenes").exists()
+
+
+def test_scenes_in_other_units_are_refused_and_blank_ones_warned():
+    import numpy as np
+    import xarray as xr
+
+    from sarheight.errors import InvalidInputError, PlausibilityWarning
+    from sarheight.terrain import check_scene_values
+
+    rng = np.random.default_rng(0)
+    sigma0_db = (-11.0 + 3.0 * rng.standard_normal((30, 30))).astype(np.float32)
+    incidence = np.full((30, 30), 38.0, dtype=np.float32)
+
+    def scene(sar, angle, units="m"):
+        return xr.Dataset({"sar_reconstructed": (("y", "x"), sar), "local_incidence_angle": (("y", "x"), angle),
+                           "coarse_height": (("y", "x"), np.full((30, 30), 300.0, dtype=np.float32), {"units": units})})
+
+    check_scene_values(scene(sigma0_db, incidence), "s")
+    with pytest.raises(InvalidInputError, match="linear units"):
+        check_scene_values(scene((10 ** (sigma0_db / 10)).astype(np.float32), incidence), "s")
+    with pytest.raises(InvalidInputError, match="radians"):
+        check_scene_values(scene(sigma0_db, np.radians(incidence)), "s")
+    with pytest.raises(InvalidInputError, match="feet"):
+        check_scene_values(scene(sigma0_db, incidence, units="feet"), "s")
+    with pytest.warns(PlausibilityWarning, match="constant"):
+        check_scene_values(scene(np.full((30, 30), -12.0, dtype=np.float32), incidence), "s")
