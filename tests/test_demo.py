@@ -99,6 +99,7 @@ def test_cli_compile_runs_the_demo_on_a_corner_and_leaves_nothing(tmp_path, monk
     import tempfile
 
     from sarheight import demo
+    from sarheight.cli import compile_kernels
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -106,7 +107,7 @@ def test_cli_compile_runs_the_demo_on_a_corner_and_leaves_nothing(tmp_path, monk
     real = demo.run_demo
     monkeypatch.setattr(demo, "run_demo", lambda *a, **k: calls.append(k["dem"].shape) or real(*a, **k))
     assert main(["compile"]) == 0
-    assert calls == [(demo.COMPILE_CELLS, demo.COMPILE_CELLS)]
+    assert calls == [(compile_kernels.COMPILE_CELLS, compile_kernels.COMPILE_CELLS)]
     captured = capsys.readouterr()
     assert "compiled and cached in" in captured.out
     assert "warning" not in captured.err  # the warm-up's own inputs are nothing to warn the user of

@@ -222,6 +222,7 @@ class PredictionCache:
     def __init__(self, network: Network, checkpoint: Path):
         self.network, self.checkpoint = network, checkpoint
         self.maps: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.model: Any = None  # loaded once, on the first scene it predicts
 
     def predict(self, scene: xr.Dataset) -> tuple[np.ndarray, np.ndarray | None, int]:
         """The network's heights on ``scene`` (NaN cells filled with its reference), their
@@ -233,7 +234,11 @@ class PredictionCache:
         key = hashlib.sha1(np.ascontiguousarray(arrays.inputs).tobytes()
                            + np.ascontiguousarray(arrays.offset).tobytes()).hexdigest()
         if key not in self.maps:
-            result = predict_height(scene, [self.checkpoint], progress=False)
+            if self.model is None:
+                from ..training.checkpoints import load_checkpoint
+
+                self.model = load_checkpoint(self.checkpoint)
+            result = predict_height(scene, [self.model], progress=False)
             self.maps[key] = (result["height"].values,
                               result["height_std"].values if "height_std" in result else None)
         heights, std = self.maps[key]
