@@ -548,14 +548,24 @@ def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_ver
 
 
 #: How far (m, the median over the priors) known heights may lie from the coarse DEM: no
-#: real DEM is off by as much.
-PRIOR_OFFSET_LIMIT_M = 1000.0
+#: real DEM is off by as much (SRTM's and Copernicus's biases are metres; a geoid mistaken
+#: for the ellipsoid is tens of metres, warned of below this).
+PRIOR_OFFSET_LIMIT_M = 100.0
+#: The median departure (m) beyond which the priors are warned of: more than a DEM's bias.
+PRIOR_OFFSET_WARNING_M = 20.0
+#: A prior this far (m) from the coarse DEM beyond the others' median, and beyond eight of
+#: their robust standard deviations, is an outlier and left out.
+PRIOR_OUTLIER_M = 150.0
 
 
-def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> None:
-    """Refuse known heights that cannot be of the coarse DEM's terrain: 3.28 times its
-    heights (feet), or their median departure from it beyond :data:`PRIOR_OFFSET_LIMIT_M`
-    (another datum, units, or place).
+def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> xr.Dataset:
+    """The known heights checked against the coarse DEM at their cells: refused where they
+    cannot be of its terrain (3.28 times its heights: feet; a median departure beyond
+    :data:`PRIOR_OFFSET_LIMIT_M`: another datum, units or place), warned of where their
+    median departure is beyond :data:`PRIOR_OFFSET_WARNING_M` (a geoid taken for the
+    ellipsoid?), and returned without the outliers (beyond :data:`PRIOR_OUTLIER_M` and
+    eight robust standard deviations from the others' departure), which are named in a
+    warning: one prior 3 km off would otherwise pull the map into a spike.
 
     Raises
     ------
@@ -563,9 +573,10 @@ def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> None:
     """
     known = (priors["prior_mask"].values > 0) & np.isfinite(priors["prior_height"].values) & np.isfinite(coarse.values)
     if known.sum() < 3:
-        return
+        return priors
     heights, below = priors["prior_height"].values[known], coarse.values[known]
-    offset = float(np.median(heights - below))
+    departure = heights.astype(np.float64) - below
+    offset = float(np.median(departure))
     if abs(offset) > 100.0 and np.median(np.abs(below)) > 50.0:
         ratio = float(np.median(heights / np.where(below != 0, below, np.nan)))
         if abs(ratio - 1 / 0.3048) < 0.1:
@@ -576,6 +587,28 @@ def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> None:
             f"the known heights lie a median {offset:+.0f} m from the coarse DEM at their cells: no DEM is that far "
             "off; check their units (metres), their vertical datum (points_vertical_datum, WGS84 ellipsoidal "
             "heights after conversion) and their CRS")
+    if abs(offset) > PRIOR_OFFSET_WARNING_M:
+        warnings.warn(
+            f"the known heights lie a median {offset:+.0f} m from the coarse DEM at their cells, more than a DEM's "
+            "bias: are they on a geoid but said to be ellipsoidal (or the DEM on one), or in another place? The "
+            "refinement moves the map towards them", PlausibilityWarning, stacklevel=user_stacklevel())
+    spread = 1.4826 * float(np.median(np.abs(departure - offset)))
+    outliers = np.abs(departure - offset) > max(PRIOR_OUTLIER_M, 8.0 * spread)
+    if not outliers.any():
+        return priors
+    worst = float(departure[outliers][np.argmax(np.abs(departure[outliers] - offset))])
+    warnings.warn(
+        f"{int(outliers.sum())} of the {int(known.sum())} known heights lie far from the coarse DEM and the other "
+        f"priors' departure (the farthest {worst:+.0f} m, the others a median {offset:+.0f} m): left out as outliers; "
+        "check them", PlausibilityWarning, stacklevel=user_stacklevel())
+    mask = priors["prior_mask"].values.copy()
+    rows, cols = np.nonzero(known)
+    mask[rows[outliers], cols[outliers]] = 0
+    height = np.where(mask > 0, priors["prior_height"].values, np.nan).astype(priors["prior_height"].dtype)
+    cleaned = priors.copy()
+    cleaned["prior_mask"] = priors["prior_mask"].copy(data=mask)
+    cleaned["prior_height"] = priors["prior_height"].copy(data=height)
+    return cleaned
 
 
 def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr.DataArray,
@@ -682,7 +715,7 @@ def observed_scene(
     coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
     resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum, points_geoid_grid)
-    check_priors_against(resolved, coarse)
+    resolved = check_priors_against(resolved, coarse)
     observation = {"sar_quantity": sar_quantity, "sar_db": sar_db}
     inputs, attrs = _pass_inputs(sar, coarse, geometry, measurement=measurement, projection=projection,
                                  progress=progress, **observation)

@@ -81,3 +81,58 @@ def test_scenes_in_other_units_are_refused_and_blank_ones_warned():
         check_scene_values(scene(sigma0_db, incidence, units="feet"), "s")
     with pytest.warns(PlausibilityWarning, match="constant"):
         check_scene_values(scene(np.full((30, 30), -12.0, dtype=np.float32), incidence), "s")
+
+
+def test_priors_far_from_the_coarse_dem_are_refused_warned_or_left_out():
+    import numpy as np
+    import xarray as xr
+
+    from sarheight.errors import InvalidInputError, PlausibilityWarning
+    from sarheight.terrain import check_priors_against
+
+    rng = np.random.default_rng(3)
+    coarse = xr.DataArray((800.0 + 200.0 * rng.random((40, 40))).astype(np.float32), dims=("y", "x"))
+    mask = np.zeros((40, 40), dtype=np.uint8)
+    mask[::5, ::5] = 1
+
+    def priors(offset: float) -> xr.Dataset:
+        height = np.where(mask > 0, coarse.values + offset + rng.normal(0, 3, coarse.shape), np.nan)
+        return xr.Dataset({"prior_height": (("y", "x"), height.astype(np.float32)),
+                           "prior_mask": (("y", "x"), mask.copy())})
+
+    kept = check_priors_against(priors(2.0), coarse)
+    assert int(kept["prior_mask"].sum()) == int(mask.sum())
+    with pytest.warns(PlausibilityWarning, match="median \\+50 m"):
+        check_priors_against(priors(50.0), coarse)
+    with pytest.raises(InvalidInputError, match="median \\+500 m"):
+        check_priors_against(priors(500.0), coarse)
+    spiked = priors(2.0)
+    spiked["prior_height"].values[10, 10] += 3000.0
+    with pytest.warns(PlausibilityWarning, match="1 of the 64 known heights"):
+        cleaned = check_priors_against(spiked, coarse)
+    assert cleaned["prior_mask"].values[10, 10] == 0 and int(cleaned["prior_mask"].sum()) == int(mask.sum()) - 1
+    assert np.isnan(cleaned["prior_height"].values[10, 10])
+
+
+def test_a_studys_records_are_taken_only_as_it_wrote_them(tmp_path):
+    from sarheight.errors import InvalidInputError
+    from sarheight.studies.runs import read_sealed_json, write_json
+
+    path = tmp_path / "baselines.json"
+    assert read_sealed_json(path) is None
+    write_json({"scene": {"overall": 4.2}}, path, sealed=True)
+    assert read_sealed_json(path) == {"scene": {"overall": 4.2}}
+    path.write_text(path.read_text().replace("4.2", "1.2"))
+    with pytest.raises(InvalidInputError, match="changed after the study wrote it"):
+        read_sealed_json(path)
+    write_json({"scene": {"overall": 4.2}}, path, sealed=True)
+    (tmp_path / "baselines.json.sha256").unlink()
+    with pytest.raises(InvalidInputError, match="seal baselines.json.sha256 is missing"):
+        read_sealed_json(path)
+
+
+def test_a_duration_that_is_not_one_is_named(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["terrain", "ablate", "--task", "refine", "--scenes", ".", "--test-scenes", ".", "--max-time", "banana",
+              "--out", "x"])
+    assert exit_.value.code == 2 and "--max-time" in capsys.readouterr().err

@@ -17,6 +17,15 @@ HELP = ("the terrain studies on held-out DEMs: --task refine (networks and physi
 ABLATION_BUDGET = {"seeds": 3, "max_epochs": 10, "tiles_per_epoch": 128, "batch_size": 8, "tile": 96, "lr": 2e-3}
 
 
+def training_time(text: str) -> str:
+    """A ``--max-time`` as Lightning takes it (``DD:HH:MM:SS``), checked before any work."""
+    parts = text.strip().split(":")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts) or int(parts[2]) > 59 or int(parts[3]) > 59:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give days, hours, minutes and seconds as "
+                                         "DD:HH:MM:SS (00:00:15:00 for 15 minutes)")
+    return text.strip()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=("ablation", "refine"), default="ablation",
                         help="ablation (default): the seed paper's U-Net variants relative to the priors; refine: the "
@@ -37,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", action="append", default=None,
                         choices=("sar", "nosar", "sar_geocoded", "both_passes", "priors_only_network"),
                         help="refine: the networks to train (default sar and nosar: the two the SAR's share needs); repeat for several")
-    parser.add_argument("--max-time", default=None, metavar="DD:HH:MM:SS",
+    parser.add_argument("--max-time", default=None, metavar="DD:HH:MM:SS", type=training_time,
                         help="refine: stop every training after this long (default the configuration's)")
     add_training_budget(parser, **{key: None for key in ABLATION_BUDGET})
     parser.add_argument("--base-channels", type=int, default=16, help="ablation: channels of the first stage (16)")

@@ -32,7 +32,6 @@ again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -51,7 +50,7 @@ from ..errors import InvalidInputError
 from ..masks import MaskCode
 from ..plots import save_figure
 from ..terrain import REFINEMENT_CLASSES, open_scene, refinement_classes
-from .runs import mean_std, reduction, seeded_runs, train_run, write_json
+from .runs import mean_std, read_sealed_json, reduction, seeded_runs, train_run, write_json
 from .scoring import MapScores
 
 logger = logging.getLogger(__name__)
@@ -248,7 +247,7 @@ class PredictionCache:
 
 
 def _scored(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_sealed_json(path) or {}
 
 
 def _list_option(values: Sequence[str]) -> str:
@@ -387,13 +386,13 @@ def run_refinement_study(
         if name not in baseline_scores:
             baseline_scores[name] = {method: score_map(heights, scene, mask, classes)
                                      for method, heights in baseline_maps(scene).items()}
-            write_json(baseline_scores, baseline_path)
+            write_json(baseline_scores, baseline_path, sealed=True)
         for (method, seed), scores in run_scores.items():
             if name in scores:
                 continue
             heights, std, count = caches[(method, seed)].predict(scene)
             scores[name] = {**score_map(heights, scene, mask, classes, std), "filled_cells": count}
-            write_json(scores, scores_dir / f"{method}_seed{seed}.json")
+            write_json(scores, scores_dir / f"{method}_seed{seed}.json", sealed=True)
     filled = {method: sum(int(s.get("filled_cells", 0)) for (m, _), scores in run_scores.items() if m == method
                           for s in scores.values()) for method in checkpoints}
 

@@ -26,6 +26,7 @@ reduction
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -37,10 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..io import atomic_path
 
-__all__ = ["BestCheckpoint", "TrainedRun", "mean_std", "quiet_lightning", "reduction", "seeded_runs", "step_progress",
-           "train_run", "write_json"]
+__all__ = ["BestCheckpoint", "TrainedRun", "mean_std", "quiet_lightning", "read_sealed_json", "reduction", "seeded_runs",
+           "step_progress", "train_run", "write_json"]
 
 
 @contextlib.contextmanager
@@ -62,10 +64,42 @@ def quiet_lightning() -> Iterator[None]:
             each.setLevel(level)
 
 
-def write_json(data: Any, path: str | Path) -> None:
-    """``data`` as indented JSON at ``path``, written atomically (floats as they are)."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=float))
+def write_json(data: Any, path: str | Path, *, sealed: bool = False) -> None:
+    """``data`` as indented JSON at ``path``, written atomically (floats as they are);
+    ``sealed``: with its SHA-256 beside it (``PATH.sha256``), so that a study resuming
+    from it (:func:`read_sealed_json`) takes only what it wrote itself."""
+    text = json.dumps(data, indent=2, default=float)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    if sealed:
+        with atomic_path(_seal_path(path)) as tmp:
+            tmp.write_text(hashlib.sha256(text.encode()).hexdigest() + "\n")
+
+
+def _seal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def read_sealed_json(path: str | Path) -> Any:
+    """What :func:`write_json` wrote sealed at ``path``, or None where there is no such
+    file; a file that is not readable JSON (truncated) or that changed after it was
+    written (its seal differs, or is missing) is refused, naming what to delete."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    text = path.read_text()
+    seal = _seal_path(path)
+    redo = f"delete it (and {seal.name}) and run again to compute it anew"
+    if not seal.is_file() or seal.read_text().strip() != hashlib.sha256(text.encode()).hexdigest():
+        raise InvalidInputError(f"{str(path)!r} changed after the study wrote it (its seal {seal.name} "
+                                f"{'is missing' if not seal.is_file() else 'differs'}): a study takes only its own "
+                                f"figures; {redo}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"{str(path)!r} is not readable JSON ({error.msg} at line {error.lineno}): {redo}"
+                                ) from None
 
 
 @dataclass(frozen=True)
@@ -187,12 +221,11 @@ def seeded_runs(folder: str | Path, seeds: int, train_and_score: Callable[[int, 
     for seed in range(seeds):
         run_dir = Path(folder) / f"seed{seed}"
         scores_path = run_dir / "scores.json"
-        if scores_path.exists():
-            record = json.loads(scores_path.read_text())
-        else:
+        record = read_sealed_json(scores_path)
+        if record is None:
             L.seed_everything(seed, workers=True, verbose=False)
             record = {**train_and_score(seed, run_dir), "seed": seed}
-            write_json(record, scores_path)
+            write_json(record, scores_path, sealed=True)
         runs.append(record)
         progress()
     return runs
