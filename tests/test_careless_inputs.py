@@ -136,3 +136,16 @@ def test_a_duration_that_is_not_one_is_named(capsys):
         main(["terrain", "ablate", "--task", "refine", "--scenes", ".", "--test-scenes", ".", "--max-time", "banana",
               "--out", "x"])
     assert exit_.value.code == 2 and "--max-time" in capsys.readouterr().err
+
+
+def test_an_lcz_checkpoint_of_lightning_cli_loads_for_combination(tmp_path):
+    """``sarheight lcz fit`` (LightningCLI) adds its own entries to the hyper-parameters:
+    no option of the classifier, and no sign of an altered file."""
+    torch = pytest.importorskip("torch")
+    from sarheight.training.classification import LCZClassification, load_classifier
+
+    module = LCZClassification("sar", 0, widths=(4, 4, 4, 4, 4, 8))
+    hyper = {**dict(module.hparams), "_instantiator": "lightning.pytorch.cli.instantiate_module"}
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hyper}, tmp_path / "last.ckpt")
+    loaded = load_classifier(tmp_path / "last.ckpt")
+    assert loaded.hparams.split == "sar" and not loaded.training

@@ -278,3 +278,11 @@ def test_a_ckpt_path_that_is_not_a_checkpoint_of_data_is_named(tmp_path, scenes)
         config["ckpt_path"] = str(planted)
 
     assert "never loads" in _refused(_fit_config(tmp_path, scenes, _config(tmp_path, edit)), marker)
+
+
+def test_a_logs_folder_that_cannot_be_made_is_named_before_training(tmp_path, scenes):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    done = _fit_config(tmp_path, scenes, ROOT / "configs" / "terrain_unet.yaml",
+                       "--trainer.logger.init_args.save_dir", str(blocker / "logs"))
+    assert "the logs folder" in _refused(done)

@@ -56,7 +56,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("sarheight lcz sweep")
+    import torch
+
+    from ..errors import SarHeightError
     from ..studies.lcz import parse_stages, run_sweep
+
+    if args.accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise SarHeightError(f"--accelerator {args.accelerator}: torch sees no CUDA device here; give cpu (or auto), "
+                             "or run where the GPU is")
 
     results = run_sweep(args.data, args.out, splits=[s.strip() for s in args.splits.split(",") if s.strip()],
                         stages=parse_stages(args.stages), seeds=args.seeds, setting=args.setting,

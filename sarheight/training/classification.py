@@ -200,6 +200,10 @@ def load_classifier(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     included), in evaluation mode; the checkpoint is read with ``weights_only=True``."""
     checkpoint = read_checkpoint(path, map_location=map_location)
     hparams = checkpoint.get("hyper_parameters")
+    if isinstance(hparams, dict):
+        # Lightning's own entries (LightningCLI's "_instantiator", "_class_path") are no
+        # options of the classifier.
+        hparams = {key: value for key, value in hparams.items() if not str(key).startswith("_")}
     if not hparams or "split" not in hparams or "stage" not in hparams:
         raise InvalidInputError(f"{os.fspath(path)!r} is not a checkpoint of an LCZ classifier "
                                 "(no split and stage among its hyper-parameters)")

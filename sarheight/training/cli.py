@@ -115,16 +115,19 @@ class SarHeightCLI(LightningCLI):
         minutes of training)."""
         from ..paths import check_writable_folder
 
-        for callback in self.trainer.checkpoint_callbacks:
-            folder = getattr(callback, "dirpath", None)
+        folders = [(getattr(callback, "dirpath", None), "the checkpoint folder", "checkpoint.dirpath")
+                   for callback in self.trainer.checkpoint_callbacks]
+        folders += [(getattr(logger, "save_dir", None), "the logs folder", "trainer.logger's save_dir")
+                    for logger in self.trainer.loggers]
+        for folder, what, option in folders:
             if not folder:
                 continue
             try:
                 Path(folder).mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise InvalidInputError(f"cannot make the checkpoint folder {str(folder)!r} ({error.strerror}): set "
-                                        "checkpoint.dirpath to a place you can write") from None
-            check_writable_folder(Path(folder) / "last.ckpt", "the checkpoint folder (checkpoint.dirpath)")
+                raise InvalidInputError(f"cannot make {what} {str(folder)!r} ({error.strerror}): set {option} to a "
+                                        "place you can write") from None
+            check_writable_folder(Path(folder) / "probe", f"{what} ({option})")
 
     def _check_memory(self, training: bool) -> None:
         """Refuse a batch the memory cannot hold, before any work: the model's activations
@@ -311,7 +314,10 @@ def check_arguments(arguments: Sequence[str]) -> None:
             node = yaml.safe_load(raw.decode())
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             if strict:
-                raise InvalidInputError(f"{where} is not readable YAML: {error}") from None
+                mark = getattr(error, "problem_mark", None)
+                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+                place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                raise InvalidInputError(f"{where} is not readable YAML ({problem}{place}): mend the file") from None
             return
         except OSError:
             return  # unreadable here: jsonargparse cannot read it either
