@@ -127,7 +127,7 @@ def test_a_studys_records_are_taken_only_as_it_wrote_them(tmp_path):
         read_sealed_json(path)
     write_json({"scene": {"overall": 4.2}}, path, sealed=True)
     (tmp_path / "baselines.json.sha256").unlink()
-    with pytest.raises(InvalidInputError, match="seal baselines.json.sha256 is missing"):
+    with pytest.raises(InvalidInputError, match=r"seal baselines\.json\.sha256 is missing"):
         read_sealed_json(path)
 
 
