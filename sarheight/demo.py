@@ -205,6 +205,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     if skipped:
         return skipped
     from .studies.refinement import BASELINES, NON_LEARNED, baseline_maps, scoring_mask
+    from .studies.scoring import map_rmse
     from .training.checkpoints import load_checkpoint
     from .training.predict import predict_height, prediction_quicklook
 
@@ -226,7 +227,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     scored = scoring_mask(scene)
     maps = {BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
     maps[f"{model.model_name} refinement"] = refined
-    rmse = {name: float(np.sqrt(np.mean((values[scored] - truth[scored]) ** 2))) for name, values in maps.items()}
+    rmse = {name: map_rmse(values, truth, scored) for name, values in maps.items()}
     within = None
     if "height_std" in result:
         std = result["height_std"].values

@@ -61,12 +61,14 @@ def run_predict(args: argparse.Namespace) -> int:
             prediction_quicklook(scene, result, quicklook_path)
     if not args.quiet:
         if truth is not None:
-            error = result["height"].values - truth
-            valid = np.isfinite(error)
-            line = f"RMSE against the scene's height: {np.sqrt(np.mean(error[valid] ** 2)):.2f} m"
+            from ..studies.scoring import map_rmse
+
+            valid = np.isfinite(result["height"].values) & np.isfinite(truth)
+            line = f"RMSE against the scene's height: {map_rmse(result['height'].values, truth, valid):.2f} m"
             if "prior_interpolated" in scene:
-                baseline = scene["prior_interpolated"].values - truth
-                line += f" (priors-only interpolation {np.sqrt(np.nanmean(baseline[valid] ** 2)):.2f} m)"
+                baseline = scene["prior_interpolated"].values
+                counted = valid & np.isfinite(baseline)
+                line += f" (priors-only interpolation {map_rmse(baseline, truth, counted):.2f} m)"
             print(f"{line} over {int(valid.sum())} cells")
         written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
         print(f"wrote {' and '.join(written)}")

@@ -74,3 +74,12 @@ class MapScores:
             values[f"rmse_{name}"] = math.sqrt(float(sums[indices].sum()) / count) if count else math.nan
             values[f"count_{name}"] = count
         return values
+
+
+def map_rmse(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """The RMSE (m) of one height map on the cells of ``mask`` (bool) where the truth is
+    known, as the studies and the training count it (:class:`MapScores`)."""
+    scores = MapScores()
+    scores.add(prediction, truth, mask)
+    return scores.compute()["rmse"]
+
