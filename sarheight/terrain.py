@@ -245,6 +245,34 @@ MAX_REFINEMENT_FACTOR = 10
 MAX_REFINEMENT_CELLS = 40_000_000
 
 
+def check_refinement_spacing(cell_m: float, shape: tuple[int, int], spacing_m: Any) -> None:
+    """Refuse, before any DEM is read, a refinement of a DEM of ``shape`` cells of
+    ``cell_m`` metres to ``spacing_m`` metres that cannot be made: not a positive number,
+    not finer than the DEM, more than :data:`MAX_REFINEMENT_FACTOR` times finer, or a
+    grid beyond :data:`MAX_REFINEMENT_CELLS`."""
+    if isinstance(spacing_m, bool) or not (isinstance(spacing_m, (int, float)) and math.isfinite(spacing_m)
+                                           and spacing_m > 0):
+        raise InvalidInputError(f"the spacing must be a positive number of metres, got {spacing_m!r}")
+    cell = float(cell_m)
+    rows, cols = shape
+    if spacing_m >= 0.99 * cell:
+        raise InvalidInputError(
+            f"the DEM's cells are {cell:.1f} m, already as fine as the spacing {spacing_m:g} m: refine to a finer "
+            f"spacing (from {cell / 10:.0f} to {cell / 2:.0f} m, 2-10 times finer), or give the coarser DEM"
+        )
+    if cell / spacing_m > MAX_REFINEMENT_FACTOR + 0.5:
+        raise InvalidInputError(
+            f"a spacing of {spacing_m:g} m is {cell / spacing_m:.0f} times finer than the DEM's {cell:.1f} m cells: "
+            f"refinement reads at most {MAX_REFINEMENT_FACTOR} times finer (the models train at 2-10 times); give a "
+            f"spacing of {cell / MAX_REFINEMENT_FACTOR:.0f} m or more")
+    fine_cells = rows * cols * (cell / spacing_m) ** 2
+    if fine_cells > MAX_REFINEMENT_CELLS:
+        raise InvalidInputError(
+            f"the refined grid would hold {fine_cells / 1e6:.0f} million cells (the DEM's {rows} x {cols} cells, "
+            f"{cell / spacing_m:.1f} times finer), beyond the {MAX_REFINEMENT_CELLS / 1e6:.0f} million one refinement "
+            "holds in memory: crop the DEM into parts, or give a coarser spacing")
+
+
 def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
     """A grid of ``spacing_m`` metres over ``dem``'s extent, in its CRS (degrees of that
     size at its middle latitude on a geographic grid): where a refined DEM is made.
@@ -258,29 +286,10 @@ def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
         times finer, or the grid beyond :data:`MAX_REFINEMENT_CELLS`.
     """
     dem = open_dem(dem, copy=False)
-    if isinstance(spacing_m, bool) or not (isinstance(spacing_m, (int, float)) and math.isfinite(spacing_m)
-                                           and spacing_m > 0):
-        raise InvalidInputError(f"the spacing must be a positive number of metres, got {spacing_m!r}")
     dy, dx = cell_size_m(dem)
-    cell = math.sqrt(dy * dx)
-    if spacing_m >= 0.99 * cell:
-        raise InvalidInputError(
-            f"the DEM's cells are {cell:.1f} m, already as fine as the spacing {spacing_m:g} m: refine to a finer "
-            f"spacing (from {cell / 10:.0f} to {cell / 2:.0f} m, 2-10 times finer), or give the coarser DEM"
-        )
-    if cell / spacing_m > MAX_REFINEMENT_FACTOR + 0.5:
-        raise InvalidInputError(
-            f"a spacing of {spacing_m:g} m is {cell / spacing_m:.0f} times finer than the DEM's {cell:.1f} m cells: "
-            f"refinement reads at most {MAX_REFINEMENT_FACTOR} times finer (the models train at 2-10 times); give a "
-            f"spacing of {cell / MAX_REFINEMENT_FACTOR:.0f} m or more")
+    check_refinement_spacing(math.sqrt(dy * dx), dem.shape, spacing_m)
     transform = dem.rio.transform()
     rows, cols = dem.shape
-    fine_cells = rows * cols * (cell / spacing_m) ** 2
-    if fine_cells > MAX_REFINEMENT_CELLS:
-        raise InvalidInputError(
-            f"the refined grid would hold {fine_cells / 1e6:.0f} million cells (the DEM's {rows} x {cols} cells, "
-            f"{cell / spacing_m:.1f} times finer), beyond the {MAX_REFINEMENT_CELLS / 1e6:.0f} million one refinement "
-            "holds in memory: crop the DEM into parts, or give a coarser spacing")
     # The grid's steps in the DEM's own units: metres (or feet...) on projected grids, degrees
     # on geographic ones, as many as make spacing_m metres.
     step_y, step_x = abs(transform.e) * spacing_m / dy, abs(transform.a) * spacing_m / dx

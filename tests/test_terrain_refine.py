@@ -351,3 +351,17 @@ def _lonlat(dem, rows, cols):
 
     transformer = Transformer.from_crs(dem.rio.crs, "EPSG:4326", always_xy=True)
     return transformer.transform(dem["x"].values[cols], dem["y"].values[rows])
+
+
+def test_the_spacing_is_checked_before_the_dem_is_read(product, checkpoints, tmp_path, capsys, monkeypatch):
+    import sarheight.dem
+
+    def never(*args, **kwargs):
+        raise AssertionError("the DEM was read before the spacing was checked")
+
+    monkeypatch.setattr(sarheight.dem, "open_dem", never)
+    folder = product["folder"]
+    assert main(["terrain", "refine", "--dem", str(folder / "coarse90.tif"), "--vertical-datum", "ellipsoid",
+                 "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic",
+                 "--ckpt", str(checkpoints[0]), "--spacing", "0.01", "--out", str(tmp_path / "fine.tif")]) == 2
+    assert "times finer" in capsys.readouterr().err and not (tmp_path / "fine.tif").exists()

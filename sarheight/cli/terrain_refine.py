@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.priors is not None and not Path(args.priors).is_file():
         raise SarHeightError(f"--priors {args.priors!r}: no such file of points")
     check_geometry_options(args, product_given=not any(geotiffs))
+    _check_spacing_before_reading(args.dem, args.spacing)
     stages = Stages(3, args.quiet)
     dem = open_dem_from_args(args, args.dem)
     geometries = [geometry_from_args(args, dem) if geotiff else
@@ -126,3 +127,27 @@ def _quicklook(refined, scene, path) -> None:
         panels.append((f"std of {refined.attrs['members']} checkpoints (m)", refined["height_std"].values,
                        {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
     quicklook(panels, path, title="sarheight terrain refine")
+
+
+def _check_spacing_before_reading(path: str, spacing_m: float) -> None:
+    """The spacing checked against the DEM's header (its grid and CRS; no height read), so
+    that a spacing the refinement refuses is said before a large DEM is read."""
+    import math
+
+    import rioxarray
+
+    from ..dem import cell_size_m
+    from ..io import open_raster
+    from ..terrain import check_refinement_spacing
+
+    with open_raster(path, "the DEM"):
+        pass  # the same refusals as reading it (a VRT, a network path, a foreign format)
+    header = rioxarray.open_rasterio(path, masked=True, cache=False)  # lazy: no pixel read
+    try:
+        if header.rio.crs is None:
+            return  # open_dem says what is missing
+        dy, dx = cell_size_m(header.squeeze("band", drop=True) if "band" in header.dims else header)
+        check_refinement_spacing(math.sqrt(dy * dx), header.shape[-2:], spacing_m)
+    finally:
+        header.close()
+
