@@ -458,7 +458,8 @@ def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) 
         values = 10.0 ** (values / 10.0)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        raise InvalidInputError("the geocoded SAR image does not overlap the DEM")
+        raise InvalidInputError("the geocoded SAR image has no value where the DEM falls (all NaN there): it does not "
+                                "overlap the DEM, or it is masked there; give an image of the DEM's area")
     if np.any(finite < 0):
         raise InvalidInputError("the geocoded SAR image has negative values: give linear power, or sar_db=True for dB")
     theta = simulation.cells["incidence"].astype(np.float64)

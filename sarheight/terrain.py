@@ -736,8 +736,12 @@ def observed_scene(
     for variable, values in refined.items():
         scene[variable] = _on_grid(values, coarse, variable)
     if other is not None:
-        other_inputs, other_attrs = _pass_inputs(other[0], coarse, other[1], measurement=measurement,
-                                                 projection=projection, progress=progress, **observation)
+        try:
+            other_inputs, other_attrs = _pass_inputs(other[0], coarse, other[1], measurement=measurement,
+                                                     projection=projection, progress=progress, **observation)
+        except InvalidInputError as error:
+            # Two observations were given: say which one is wrong.
+            raise InvalidInputError(f"the opposite pass's observation (the second --sar): {error}") from None
         scene = _with_other_pass(scene, other_inputs, other_attrs)
     if truth is not None:
         scene["height"] = _on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")
