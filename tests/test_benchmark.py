@@ -111,7 +111,7 @@ def test_the_peer_reads_the_scene_that_sarheight_simulates():
 
     dem, geometry = benchmark.synthetic_scene(32, 30.0)
     observation = benchmark.speckled(simulate(dem, geometry, projection="bilinear", progress=False))
-    product = benchmark.peer_product(geometry, observation)
+    product = benchmark.peer_product(geometry, observation, line_spacing_m=benchmark.PIXEL_SPACING)
     orbit = sarsen.orbit.OrbitPolyfitInterpolator.from_position(product.state_vectors())
     south_up = dem.isel(y=slice(None, None, -1))
     acquisition = sarsen.apps.simulate_acquisition(sarsen.scene.convert_to_dem_ecef(south_up), orbit,
@@ -126,7 +126,8 @@ def test_the_peer_reads_the_scene_that_sarheight_simulates():
     line = (azimuth_time - grid["azimuth_time0"]) / np.timedelta64(1, "s") / grid["azimuth_time_interval_s"]
     assert np.abs(sample - cells["sample"]).max() < 1e-3 and np.abs(line - cells["line"]).max() < 1e-3
 
-    result = benchmark.peer_run(dem, geometry, observation, benchmark.peer_chunks(dem.shape, 2))()
+    result = benchmark.peer_run(dem, geometry, observation, benchmark.peer_chunks(dem.shape, 2),
+                                line_spacing_m=benchmark.PIXEL_SPACING)()
     gamma0, simulated = result["gamma0"].values[::-1], result["simulated_beta0"].values[::-1]
     assert gamma0.shape == dem.shape and np.isfinite(gamma0).mean() > 0.9
     assert (simulated > 0).mean() > 0.9
