@@ -149,3 +149,11 @@ def test_an_lcz_checkpoint_of_lightning_cli_loads_for_combination(tmp_path):
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hyper}, tmp_path / "last.ckpt")
     loaded = load_classifier(tmp_path / "last.ckpt")
     assert loaded.hparams.split == "sar" and not loaded.training
+
+
+def test_a_tree_to_compare_with_without_its_kernels_package_is_named(tmp_path, capsys):
+    (tmp_path / "sarheight").mkdir()
+    (tmp_path / "sarheight" / "__init__.py").write_text("")
+    (tmp_path / "kernels").mkdir()
+    assert main(["benchmark", "--quick", "--against", str(tmp_path), "-q"]) == 2
+    assert "kernels/ folder has no __init__.py" in capsys.readouterr().err

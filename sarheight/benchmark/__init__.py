@@ -147,6 +147,9 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
 
     folder = Path(against).expanduser()
     if (folder / "sarheight" / "__init__.py").is_file() and (folder / "kernels").is_dir():
+        if not (folder / "kernels" / "__init__.py").is_file():
+            raise SarHeightError(f"--against {against}: its kernels/ folder has no __init__.py, so its kernels "
+                                 "cannot be imported; give a complete source tree (a checkout of sarheight)")
         yield str(folder), folder.resolve()
         return
     git = shutil.which("git")
