@@ -74,6 +74,7 @@ from .ground import FittedLaw, Ground, draw_ground, fit_sigma0_law
 from .io import atomic_path
 from .layover import reconstruct
 from .masks import MASK_ATTRS, MaskCode
+from .observation import intensity_summary
 from .priors import (
     PRIOR_KINDS,
     PriorErrors,
@@ -1085,11 +1086,11 @@ def check_scene_values(scene: xr.Dataset, name: str) -> None:
         if variable not in scene.data_vars:
             continue
         values = np.asarray(scene[variable].values, dtype=np.float64).ravel()
-        values = values[np.isfinite(values)][:: max(1, values.size // 100_000)]
+        values = values[np.isfinite(values)]
         if not values.size:
             continue
-        median = float(np.median(values))
-        spread = float(1.4826 * np.median(np.abs(values - median)))
+        summary = intensity_summary(values, in_db=True)
+        median, spread = summary["observed_median_db"], summary["observed_spread_db"]
         if spread < 0.01:  # dB: not even rounding to a hundredth of a decibel
             warnings.warn(f"{name}'s {variable} is constant ({median:.1f} dB): it carries no relief, and a SAR "
                           "model reads nothing from it", PlausibilityWarning, stacklevel=user_stacklevel())

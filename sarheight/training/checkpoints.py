@@ -143,7 +143,7 @@ def check_resume_checkpoint(value: str | os.PathLike[str] | None, where: str) ->
     if not path.is_file():
         raise InvalidInputError(f"{where}: no such file; give a checkpoint file (.ckpt) written by sarheight fit, "
                                 "or last to resume the run's own")
-    AtomicCheckpointIO().load_checkpoint(path)
+    read_checkpoint(path)
 
 
 def require_finite_loss(loss: torch.Tensor, module: LightningModule) -> None:

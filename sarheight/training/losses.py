@@ -13,6 +13,16 @@ from ..errors import InvalidInputError
 LOSSES = ("l1", "mse", "huber")
 
 
+def _one_shape(mask: torch.Tensor, **tensors: torch.Tensor) -> torch.Tensor:
+    """``mask`` as booleans, after refusing tensors and a mask of different shapes (named
+    in the message, in the order given, the mask last)."""
+    shapes = [tensor.shape for tensor in tensors.values()]
+    if any(shape != mask.shape for shape in shapes):
+        named = ", ".join(f"{name} {tuple(tensor.shape)}" for name, tensor in tensors.items())
+        raise InvalidInputError(f"{named} and mask {tuple(mask.shape)} must have one shape")
+    return mask.bool()
+
+
 def masked_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "l1",
                 delta: float = 1.0, weights: torch.Tensor | None = None) -> torch.Tensor:
     """The mean ``kind`` loss over the cells where ``mask`` is true.
@@ -35,10 +45,7 @@ def masked_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     """
     if kind not in LOSSES:
         raise InvalidInputError(f"loss {kind!r} is not one of {', '.join(LOSSES)}")
-    if prediction.shape != target.shape or mask.shape != target.shape:
-        raise InvalidInputError(f"prediction {tuple(prediction.shape)}, target {tuple(target.shape)} and mask "
-                                f"{tuple(mask.shape)} must have one shape")
-    mask = mask.bool()
+    mask = _one_shape(mask, prediction=prediction, target=target)
     if not mask.any():
         return prediction.sum() * 0.0
     # Select, not multiply: 0 * NaN is NaN, and would poison the gradient.
@@ -135,10 +142,7 @@ def spread_loss(log_std: torch.Tensor, error: torch.Tensor, mask: torch.Tensor) 
     al. 2022). The minimum over ``log_std`` at a cell is ``log |error|``: the spread
     converges to the root mean square of the errors of cells that look alike.
     """
-    if log_std.shape != error.shape or mask.shape != error.shape:
-        raise InvalidInputError(f"log_std {tuple(log_std.shape)}, error {tuple(error.shape)} and mask "
-                                f"{tuple(mask.shape)} must have one shape")
-    mask = mask.bool()
+    mask = _one_shape(mask, log_std=log_std, error=error)
     if not mask.any():
         return log_std.sum() * 0.0
     chosen = log_std[mask].clamp(*LOG_STD_RANGE)
