@@ -157,3 +157,16 @@ def test_a_tree_to_compare_with_without_its_kernels_package_is_named(tmp_path, c
     (tmp_path / "kernels").mkdir()
     assert main(["benchmark", "--quick", "--against", str(tmp_path), "-q"]) == 2
     assert "kernels/ folder has no __init__.py" in capsys.readouterr().err
+
+
+def test_a_prediction_is_never_written_into_the_city_it_reads(tmp_path, capsys):
+    """An --out named like a month's Sentinel-1 file inside the city would change what
+    the next run of that city reads: refused before the checkpoint is even opened."""
+    city = tmp_path / "city"
+    city.mkdir()
+    (city / "s1_202001.tif").write_bytes(b"month")
+    (tmp_path / "model.ckpt").write_bytes(b"not read")
+    assert main(["buildings", "predict", "--city", str(city), "--ckpt", str(tmp_path / "model.ckpt"),
+                 "--out", str(city / "s1_202002.tif"), "-q"]) == 2
+    assert "--out lies inside --city" in capsys.readouterr().err
+    assert sorted(path.name for path in city.iterdir()) == ["s1_202001.tif"]

@@ -286,3 +286,22 @@ def test_a_logs_folder_that_cannot_be_made_is_named_before_training(tmp_path, sc
     done = _fit_config(tmp_path, scenes, ROOT / "configs" / "terrain_unet.yaml",
                        "--trainer.logger.init_args.save_dir", str(blocker / "logs"))
     assert "the logs folder" in _refused(done)
+
+
+def test_the_plugin_route_is_closed_for_lcz_test_too(tmp_path):
+    """`lcz test` reads a checkpoint as `fit` resumes one: a planted one with the plugin
+    that would load it as a pickle is refused before either is read."""
+    pytest.importorskip("h5py", reason="the So2Sat reader needs h5py (ml extra)")
+    from tests.helpers import write_tiny_so2sat
+
+    so2sat = write_tiny_so2sat(tmp_path / "so2sat", {"training.h5": 8, "validation.h5": 4, "testing.h5": 4})
+    marker = tmp_path / "ran"
+    planted = plant(tmp_path / "runs" / "last.ckpt", marker)
+    command = [sys.executable, "-m", "sarheight", "lcz", "test", "--config", str(ROOT / "configs" / "lcz_fusion.yaml"),
+               "--data.root", str(so2sat), "--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO",
+               "--ckpt_path", str(planted)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "0"})
+    assert done.returncode == 2 and not marker.exists(), done.stderr[-3000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("sarheight lcz: error:") and ("TorchCheckpointIO" in line or "never loads" in line)

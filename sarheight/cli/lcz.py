@@ -48,6 +48,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop when validation OA has not improved for this many epochs (default 25)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto: a GPU if there is one)")
+    parser.add_argument("--devices", type=int, default=1,
+                        help="processes per training: GPUs, or CPU processes with --accelerator cpu; more than one "
+                        "trains with DDP, each process on --batch-size patches per step (default 1)")
     add_quiet(parser)
     parser.set_defaults(out_is_folder=True)
 
@@ -64,12 +67,23 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
         raise SarHeightError(f"--accelerator {args.accelerator}: torch sees no CUDA device here; give cpu (or auto), "
                              "or run where the GPU is")
+    if args.devices < 1:
+        raise SarHeightError(f"--devices {args.devices}: give the number of processes per training, 1 or more")
+    if args.devices > 1 and args.accelerator != "cpu":
+        available = torch.cuda.device_count()
+        if args.accelerator in ("cuda", "gpu") or available:
+            if args.devices > available:
+                raise SarHeightError(f"--devices {args.devices}: torch sees {available} GPU(s) here; give at most "
+                                     f"{available}, or --accelerator cpu for CPU processes")
+        else:
+            raise SarHeightError(f"--devices {args.devices} with --accelerator {args.accelerator}: there is no GPU "
+                                 "here; give --accelerator cpu to train on that many CPU processes")
 
     results = run_sweep(args.data, args.out, splits=[s.strip() for s in args.splits.split(",") if s.strip()],
                         stages=parse_stages(args.stages), seeds=args.seeds, setting=args.setting,
                         max_epochs=args.max_epochs, patience=args.patience, batch_size=args.batch_size, lr=args.lr,
                         limit=args.limit, num_workers=args.num_workers, accelerator=args.accelerator,
-                        progress=not args.quiet)
+                        devices=args.devices, progress=not args.quiet)
     if not args.quiet:
         best = max(results["rows"].values(), key=lambda row: row["mean"]["aa"])
         print(f"{len(results['rows'])} configurations x {results['seeds']} seed(s); best average accuracy "

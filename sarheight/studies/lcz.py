@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +125,7 @@ def parse_stages(text: str) -> list[int]:
 
 
 def _train(configuration: Configuration, data: Any, run_dir: Path, *, max_epochs: int, patience: int,
-           lr: float, widths: Sequence[int], accelerator: str, progress: bool = False,
+           lr: float, widths: Sequence[int], accelerator: str, devices: int = 1, progress: bool = False,
            description: str = "training") -> dict[str, Any]:
     """Fit one network into ``run_dir`` (resuming from its ``last.ckpt``), score its best
     checkpoint on the test split; with ``progress``, a bar over the training's steps."""
@@ -138,9 +139,13 @@ def _train(configuration: Configuration, data: Any, run_dir: Path, *, max_epochs
                                lr=lr, widths=tuple(widths), class_names=list(LCZ_CLASSES))
     # The same run helper as the other studies: resumable, the best by validation OA kept,
     # early stopping.
+    # Several processes by spawning: "ddp" would start the whole sweep again in each.
     run = train_run(module, data, run_dir, max_epochs=max_epochs, accelerator=accelerator, progress=progress,
-                    description=description, best=BestCheckpoint("val_oa", "max", patience))
-    with quiet_lightning():
+                    description=description, best=BestCheckpoint("val_oa", "max", patience), devices=devices,
+                    strategy="ddp_spawn" if devices > 1 else "auto")
+    with quiet_lightning(), warnings.catch_warnings():
+        # The tester needs none of the training's callbacks that the checkpoint names.
+        warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`")
         tester = L.Trainer(accelerator=accelerator, devices=1, logger=False, plugins=[AtomicCheckpointIO()],
                            enable_progress_bar=False, enable_model_summary=False)
         tester.test(module, data, ckpt_path=str(run.best), verbose=False)
@@ -206,6 +211,7 @@ def run_sweep(
     limit: int | None = None,
     num_workers: int = 0,
     accelerator: str = "auto",
+    devices: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and score the fusion study; write the table, the figures and the JSON into
@@ -225,6 +231,9 @@ def run_sweep(
     limit : at most this many patches per split (quick runs; ``None``: all).
     num_workers : data-loading processes.
     accelerator : Lightning's (``"auto"``: a GPU where there is one).
+    devices : processes per training (GPUs, or CPU processes over gloo); more than one
+        trains with DDP: each process draws batches of ``batch_size`` from its share of
+        the patches (the batch of one step is ``devices * batch_size``).
     progress : show a progress bar over the trainings.
     """
     from tqdm.auto import tqdm
@@ -236,7 +245,7 @@ def run_sweep(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InvalidInputError(f"seeds must be an integer >= 1, got {seeds!r}")
     for name, value, minimum in (("max_epochs", max_epochs, 1), ("patience", patience, 1),
-                                 ("batch_size", batch_size, 1)):
+                                 ("batch_size", batch_size, 1), ("devices", devices, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     widths = tuple(widths or WIDTHS)
@@ -252,7 +261,7 @@ def run_sweep(
     total = seeds * (len(trained) + sum(row.independent for row in rows))
     bar = tqdm(total=total, desc="LCZ sweep", unit="run", disable=not progress)
     options = {"max_epochs": max_epochs, "patience": patience, "lr": lr, "widths": widths,
-               "accelerator": accelerator}
+               "accelerator": accelerator, "devices": devices}
 
     def train(configuration: Configuration) -> Callable[[int, Path], dict[str, Any]]:
         def train_and_score(seed: int, run_dir: Path) -> dict[str, Any]:

@@ -139,7 +139,10 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
     an uninterrupted run's). With ``progress``, a bar over the training's steps
     (``description``, its loss) beneath the caller's bar over trainings. ``best`` keeps
     the best checkpoint and stops early; ``devices`` and ``strategy`` are the Trainer's
-    (``strategy="ddp"`` over several processes, as ``sarheight fit`` takes them).
+    (``"ddp"`` as ``sarheight fit`` takes it; ``"ddp_spawn"`` for a runner that trains
+    several times in one process, as ``"ddp"`` starts the whole program again in each
+    process). Under ``"ddp_spawn"`` the processes get no step bar (the caller's bar over
+    trainings stays): the trainer, callbacks and all, is pickled into each of them.
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -157,7 +160,8 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
     if best is not None:
         keeper = ModelCheckpoint(dirpath=run_dir, filename="best", monitor=best.monitor, mode=best.mode, save_top_k=1)
         callbacks += [keeper, EarlyStopping(best.monitor, mode=best.mode, patience=best.patience)]
-    if progress:
+    spawned = isinstance(strategy, str) and strategy.startswith("ddp_spawn")
+    if progress and not spawned:
         callbacks.append(step_progress(max_epochs * steps_per_epoch if steps_per_epoch else None, description))
     with quiet_lightning(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -169,12 +173,32 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
                             enable_model_summary=False, limit_val_batches=1.0 if validate else 0,
                             log_every_n_steps=max(1, min(50, steps_per_epoch or 10)), num_sanity_val_steps=0)
         trainer.fit(module, data, ckpt_path=str(last) if last.is_file() else None)
+    epochs = int(trainer.current_epoch)
+    if spawned:
+        # The spawned processes' loops and callbacks stay there: their files say them.
+        from ..training.checkpoints import read_checkpoint
+
+        epochs = int(read_checkpoint(last)["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
     if keeper is None:
-        return TrainedRun(last=last, epochs=int(trainer.current_epoch))
-    score = keeper.best_model_score
-    return TrainedRun(last=last, epochs=int(trainer.current_epoch),
-                      best=Path(keeper.best_model_path) if keeper.best_model_path else last,
+        return TrainedRun(last=last, epochs=epochs)
+    best_path, score = keeper.best_model_path, keeper.best_model_score
+    if spawned and not best_path and (run_dir / "best.ckpt").is_file():
+        best_path, score = _kept_best(run_dir / "best.ckpt", best.monitor)
+    return TrainedRun(last=last, epochs=epochs,
+                      best=Path(best_path) if best_path else last,
                       best_score=float(score) if score is not None else None)
+
+
+def _kept_best(path: Path, monitor: str) -> tuple[str, float | None]:
+    """The path and figure of a best checkpoint kept by a ModelCheckpoint on ``monitor``
+    (its own state inside the file)."""
+    from ..training.checkpoints import read_checkpoint
+
+    for state in read_checkpoint(path).get("callbacks", {}).values():
+        if isinstance(state, dict) and state.get("monitor") == monitor and "best_model_score" in state:
+            score = state["best_model_score"]
+            return str(path), None if score is None else float(score)
+    return str(path), None
 
 
 def step_progress(total_steps: int | None, description: str) -> Any:
