@@ -37,6 +37,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import affine
@@ -65,10 +66,12 @@ from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
 from sarheight.kernels.geodesy import interpolate_rows
 
 __all__ = [
+    "PACKAGED_EGM96",
     "VERTICAL_DATUMS",
     "ecef_coordinates",
     "geodetic_at_rows",
     "geodetic_coordinates",
+    "geoid_source",
     "geoid_undulation",
     "horizontal_crs",
     "is_wgs84_degrees",
@@ -92,6 +95,10 @@ _UNSPECIFIED = "unspecified (taken as ellipsoid)"
 _GEOID_VERTICAL_EPSG = {"egm96": 5773, "egm2008": 3855}
 _PROJ_GRID_FILES = {"egm96": "us_nga_egm96_15.tif", "egm2008": "us_nga_egm08_25.tif"}
 _GEOID_LABEL = {"egm96": "EGM96", "egm2008": "EGM2008"}
+
+#: The EGM96 geoid grid that ships with sarheight (15', the whole Earth; sarheight/geoids/
+#: README.md says where it comes from): geoid heights convert offline, with no PROJ grid.
+PACKAGED_EGM96 = Path(__file__).resolve().parent / "geoids" / "egm96_15.tif"
 
 # Heights outside this range (m) are not terrain: most often an undeclared nodata value
 # (-32768, -9999) or heights in feet.
@@ -128,15 +135,17 @@ def open_dem(
         "ellipsoid"``) is only validated and passed through; declaring its heights EGM96 or
         EGM2008 again is refused rather than converted twice.
     vertical_datum : {"egm96", "egm2008", "ellipsoid"}, optional
-        Datum of the input heights; overrides what the CRS says. ``None``: read it from a
-        compound CRS (e.g. EPSG:9707 = WGS 84 + EGM96 height, EPSG:9518 = WGS 84 + EGM2008
-        height) or a 3-D ellipsoidal CRS; a plain 2-D CRS is taken as ellipsoidal with a
-        warning.
+        Datum of the input heights. ``None``: read it from a compound CRS (e.g.
+        EPSG:9707 = WGS 84 + EGM96 height, EPSG:9518 = WGS 84 + EGM2008 height) or a 3-D
+        ellipsoidal CRS; a plain 2-D CRS is taken as ellipsoidal with a warning. Given
+        where the CRS says another datum, it overrides the CRS with a warning naming both.
     geoid_grid : str or os.PathLike, optional
         Raster of geoid undulations N (m) on a geographic lon/lat grid, any format rasterio
         reads (PROJ's ``us_nga_egm96_15.tif``, ``egm96_15.gtx``, an EGM2008 grid). Sampled
-        bilinearly at each cell; longitudes wrap around for global grids. ``None``: use
-        PROJ's grid through pyproj, if installed or reachable through PROJ's network.
+        bilinearly at each cell; longitudes wrap around for global grids. ``None``: EGM96
+        through the global 15' grid that ships with sarheight (offline); EGM2008 through
+        PROJ's grid where PROJ has one (installed, or its network on), else through the
+        EGM96 grid with a warning (the two differ by under a metre over most of the Earth).
     fill_voids : bool, default False
         Fill NaN voids by inverse-distance interpolation (``rasterio.fill.fillnodata``,
         up to 100 cells from valid data). Otherwise voids stay NaN.
@@ -195,7 +204,7 @@ def open_dem(
     _warn_if_implausible(values, transform, horizontal, dem.attrs.get("units"), fill_voids)
     source_datum = _source_datum(vertical_datum, crs_datum, grid_path, horizontal)
     # Everything that can refuse the conversion is checked before any work is done.
-    transformer = _geoid_transformer(source_datum, grid_path)
+    transformer, grid_path = _geoid_transformer(source_datum, grid_path)
     if fill_voids:
         values = _fill_voids(values)
     attrs = {key: value for key, value in dem.attrs.items()
@@ -329,7 +338,11 @@ def _source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: 
     (taken as ellipsoidal, with a warning)."""
     if vertical_datum is not None:
         if crs_datum not in (None, vertical_datum):
-            logger.info("vertical_datum=%r overrides the %r datum of the DEM's CRS", vertical_datum, crs_datum)
+            warnings.warn(
+                f"vertical_datum={vertical_datum!r} (--vertical-datum {vertical_datum}) overrides the DEM's CRS, "
+                f"which says its heights are on {_GEOID_LABEL.get(crs_datum, crs_datum)}: the heights are taken as "
+                f"{_GEOID_LABEL.get(vertical_datum, vertical_datum)}. Leave the option out to follow the CRS.",
+                VerticalDatumWarning, stacklevel=user_stacklevel())
         return vertical_datum
     if crs_datum is not None:
         return crs_datum
@@ -351,18 +364,32 @@ def _source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: 
     return _UNSPECIFIED
 
 
-def _geoid_transformer(source_datum: str, grid_path: str | None) -> pyproj.Transformer | None:
-    """PROJ's geoid transformer where geoid heights are converted without a grid file;
-    the grid file is checked instead where one is given. Raises before any work where
-    neither can serve."""
+def _geoid_transformer(source_datum: str, grid_path: str | None, subject: str = "DEM"
+                       ) -> tuple[pyproj.Transformer | None, str | None]:
+    """How heights on ``source_datum`` become ellipsoidal: (PROJ's transformer, None) or
+    (None, a grid file). A given grid is checked and used; else EGM96 through the grid
+    that ships with sarheight, EGM2008 through PROJ's grid where PROJ has one (installed,
+    or its network on), else through the EGM96 grid with a warning (no EGM2008 grid
+    ships: see sarheight/geoids/README.md). Raises before any work where nothing serves."""
     if source_datum not in _GEOID_VERTICAL_EPSG:
         if grid_path is not None:
             logger.info("geoid_grid is not used: the heights are already ellipsoidal")
-        return None
-    if grid_path is None:
-        return _proj_geoid_transformer(source_datum)
-    _check_geoid_grid_file(grid_path)
-    return None
+        return None, None
+    if grid_path is not None:
+        _check_geoid_grid_file(grid_path)
+        return None, grid_path
+    if source_datum == "egm2008":
+        try:
+            return _proj_geoid_transformer(source_datum, subject), None
+        except DatumError:
+            warnings.warn(
+                f"The {subject}'s heights are on EGM2008 and no EGM2008 grid is here (none ships with "
+                f"sarheight; PROJ has no {_PROJ_GRID_FILES['egm2008']}): EGM96's undulation, which ships, is "
+                "used instead. The two geoids differ by under a metre over most of the Earth and by a few "
+                "metres in parts of the Himalaya, the Andes and Africa; for EGM2008 itself give --geoid-grid "
+                f"(geoid_grid=) an EGM2008 grid, or `projsync --file {_PROJ_GRID_FILES['egm2008']}` once.",
+                VerticalDatumWarning, stacklevel=user_stacklevel())
+    return None, str(PACKAGED_EGM96)
 
 
 #: The range (m) of the geoid's undulation over the Earth (EGM96 and EGM2008: about
@@ -1008,6 +1035,21 @@ def _compact(array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+def geoid_source(datum: str, geoid_grid: str | os.PathLike | None = None, *, subject: str = "point set") -> str:
+    """What converts heights on the geoid ``datum`` ("egm96", "egm2008") to ellipsoidal
+    heights, as :func:`open_dem` and :func:`geoid_undulation` choose it: ``geoid_grid``
+    (checked), ``"PROJ"`` (PROJ's EGM2008 grid), or the path of the EGM96 grid that ships
+    with sarheight (for EGM2008 with a warning); pass it on as ``geoid_grid`` (a path) to
+    convert with it."""
+    key = _check_vertical_datum_keyword(datum)
+    if key not in _GEOID_VERTICAL_EPSG:
+        raise InvalidInputError(
+            f"datum={datum!r} is not a geoid: give 'egm96' or 'egm2008' (ellipsoidal heights need no undulation)."
+        )
+    transformer, grid_path = _geoid_transformer(key, _check_geoid_grid_path(geoid_grid), subject)
+    return "PROJ" if transformer is not None else str(grid_path)
+
+
 def geoid_undulation(
     lon_deg: np.ndarray,
     lat_deg: np.ndarray,
@@ -1030,8 +1072,8 @@ def geoid_undulation(
         The geoid the heights refer to.
     geoid_grid : str or os.PathLike, optional
         Raster of geoid undulations (m) on a longitude/latitude grid, as in
-        :func:`open_dem`, sampled bilinearly. ``None``: PROJ's grid through pyproj,
-        refused where PROJ has none.
+        :func:`open_dem`, sampled bilinearly. ``None``: as :func:`open_dem` (EGM96's grid
+        that ships with sarheight; EGM2008 through PROJ's grid, else EGM96's with a warning).
     subject : str, default "point set"
         Whose heights these are, in error messages.
 
@@ -1047,19 +1089,17 @@ def geoid_undulation(
     MissingInputError
         ``geoid_grid`` names a file that does not exist.
     DatumError
-        No grid available (none given, none in PROJ and its network off), a grid that is
-        not a longitude/latitude grid, or points outside the grid.
+        A grid that is not a longitude/latitude grid of undulations, or points outside it.
     """
     key = _check_vertical_datum_keyword(datum)
     if key not in _GEOID_VERTICAL_EPSG:
         raise InvalidInputError(
             f"datum={datum!r} is not a geoid: give 'egm96' or 'egm2008' (ellipsoidal heights need no undulation)."
         )
-    grid_path = _check_geoid_grid_path(geoid_grid)
     lon, lat = np.broadcast_arrays(np.asarray(lon_deg, dtype=np.float64), np.asarray(lat_deg, dtype=np.float64))
-    if grid_path is None:
-        return _undulation_from_proj(_proj_geoid_transformer(key, subject), lon, lat, subject)
-    _check_geoid_grid_file(grid_path)
+    transformer, grid_path = _geoid_transformer(key, _check_geoid_grid_path(geoid_grid), subject)
+    if transformer is not None:
+        return _undulation_from_proj(transformer, lon, lat, subject)
     undulation = np.array(_undulation_from_grid(grid_path, lon, lat, subject), dtype=np.float64)
     if not np.isfinite(undulation).all():
         raise DatumError(

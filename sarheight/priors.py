@@ -142,6 +142,7 @@ from .dem import (
     VERTICAL_DATUMS,
     DemSource,
     geodetic_coordinates,
+    geoid_source,
     geoid_undulation,
     horizontal_crs,
     open_dem,
@@ -956,8 +957,10 @@ def _priors_from_points(points: Any, crs: Any, vertical_datum: str | None, geoid
         # Only the points on the grid: a geoid grid cropped to the DEM covers them.
         to_lonlat = pyproj.Transformer.from_crs(horizontal, "EPSG:4326", always_xy=True)
         lon, lat = to_lonlat.transform(read.x[usable], read.y[usable])
-        heights = heights + geoid_undulation(lon, lat, datum, geoid_grid, subject="point set")
-        attrs["geoid_grid"] = str(geoid_grid) if geoid_grid is not None else "PROJ"
+        source = geoid_source(datum, geoid_grid, subject="point set")
+        heights = heights + geoid_undulation(lon, lat, datum, None if source == "PROJ" else source,
+                                             subject="point set")
+        attrs["geoid_grid"] = source
     elif geoid_grid is not None:
         logger.info("geoid_grid is not used: the points' heights are already ellipsoidal")
     _warn_left_out(read, inside, usable, valid.shape, transform, grid_crs)

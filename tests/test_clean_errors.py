@@ -14,7 +14,7 @@ import sarheight.cli.simulate
 import sarheight.io
 from sarheight import sample_data
 from sarheight.cli import main
-from sarheight.dem import open_dem
+from sarheight.dem import PACKAGED_EGM96, open_dem
 from sarheight.errors import InvalidInputError
 from sarheight.geometry import RadarGeometry
 
@@ -49,8 +49,8 @@ def test_truncated_and_empty_files_name_themselves(dem_tif, tmp_path, capsys):
         open_dem(cut, vertical_datum="ellipsoid")
     err = _one_line_error(capsys, ["simulate", str(cut), "--out", str(tmp_path / "s.tif"), *SYNTHETIC])
     assert "cut.tif" in err and "truncated" in err
-    geoid = _truncated(sample_data.path("egm96_15_rome.gtx"), tmp_path / "geoid.gtx", 0.3)
-    with pytest.raises(InvalidInputError, match=r"geoid grid '.*geoid.gtx' is truncated"):
+    geoid = _truncated(PACKAGED_EGM96, tmp_path / "geoid.tif", 0.1)  # Rome lies at a quarter of its rows
+    with pytest.raises(InvalidInputError, match=r"geoid grid '.*geoid.tif' .*truncated"):
         open_dem(sample_data.path("rome_cop30_egm96_crop.tif"), geoid_grid=geoid)
     empty = tmp_path / "empty.tif"
     empty.write_bytes(b"")

@@ -17,6 +17,7 @@ from sarheight.clinometry import (
     range_slope_sensitivity,
     refine_scene,
 )
+from sarheight.dem import PACKAGED_EGM96
 from sarheight.errors import InvalidInputError
 from sarheight.simulate import empirical_sigma0, lambert_sigma0
 
@@ -155,7 +156,7 @@ def test_scene_refinement_beats_the_coarse_dem_on_real_relief(looks, land_cover_
     from sarheight.terrain import scene_geometry, simulate_scene
 
     dem = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
-                   geoid_grid=sample_data.path("egm96_15_san_gabriel.gtx"))
+                   geoid_grid=PACKAGED_EGM96)
     scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, prior_count=6, looks=looks,
                            nesz_db=None if looks is None else -22.0, land_cover_db=land_cover_db, progress=False)
     refined = refine_scene(scene)

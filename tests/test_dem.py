@@ -6,7 +6,6 @@ and planes whose slope and aspect are known in closed form.
 """
 
 import math
-import shutil
 import warnings
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from rasterio.transform import from_origin
 
 from sarheight import dem as sdem
 from sarheight import sample_data
-from sarheight.errors import DatumError, InvalidInputError, MissingInputError
+from sarheight.errors import DatumError, InvalidInputError, MissingInputError, VerticalDatumWarning
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
 from tests import reference_twins
 
@@ -111,11 +110,11 @@ def egm96_gtx(shared_data):
     return path
 
 
-#: Real DEMs and geoid grids of the datum tests: the packaged crops, present on every clone.
+#: Real DEMs of the datum tests (the packaged crops) and the global EGM96 grid that ships
+#: with sarheight, present on every clone.
 ROME = sample_data.path("rome_cop30_egm96_crop.tif")
-ROME_GEOID = sample_data.path("egm96_15_rome.gtx")
 TUJUNGA = sample_data.path("bigtujunga_srtm30_utm11_crop.tif")
-TUJUNGA_GEOID = sample_data.path("egm96_15_san_gabriel.gtx")
+ROME_GEOID = TUJUNGA_GEOID = sdem.PACKAGED_EGM96
 
 
 def skip_if_user_proj_has_geoid():
@@ -178,16 +177,40 @@ def test_rome_datum_from_compound_crs_converted_with_gtx():
     assert 53 <= np.nanmin(dem.values) and np.nanmax(dem.values) <= 165
 
 
-def test_proj_grid_gives_the_same_heights_as_the_geoid_grid(isolated_proj):
-    # PROJ finds the GTX under its legacy name egm96_15.gtx as an alternative to
-    # us_nga_egm96_15.tif: two independent interpolations of the same grid.
-    shutil.copy(ROME_GEOID, isolated_proj / "egm96_15.gtx")
-    path = ROME
-    through_proj = sdem.open_dem(path)
-    through_grid = sdem.open_dem(path, geoid_grid=ROME_GEOID)
-    assert through_proj.attrs["geoid_grid"] == "PROJ"
-    np.testing.assert_allclose(through_proj.values, through_grid.values, atol=1e-3)
-    assert (through_proj.values - read_raw(path)).mean() == pytest.approx(48.6, abs=0.5)
+def test_the_packaged_grid_gives_proj_s_heights(isolated_proj, tmp_path):
+    """PROJ, given the same grid under its legacy name egm96_15.gtx, converts the heights
+    as the packaged grid does: two independent interpolations of one grid."""
+    with rasterio.open(sdem.PACKAGED_EGM96) as src:
+        profile = {**src.profile, "driver": "GTX"}
+        for key in ("compress", "predictor", "blockysize", "tiled", "interleave"):
+            profile.pop(key, None)
+        with rasterio.open(isolated_proj / "egm96_15.gtx", "w", **profile) as dst:
+            dst.write(src.read(1), 1)
+    packaged = sdem.open_dem(ROME)
+    assert packaged.attrs["geoid_grid"] == str(sdem.PACKAGED_EGM96)
+    lon, lat = np.meshgrid(packaged.x.values, packaged.y.values)
+    proj = pyproj.Transformer.from_crs("EPSG:4326+5773", "EPSG:4979", always_xy=True)
+    _, _, through_proj = proj.transform(lon, lat, read_raw(ROME).astype(np.float64))
+    np.testing.assert_allclose(packaged.values, through_proj, atol=1e-3)
+    assert (packaged.values - read_raw(ROME)).mean() == pytest.approx(48.6, abs=0.5)
+
+
+def test_geoid_heights_convert_offline_with_no_proj_grid(isolated_proj):
+    """No PROJ grid, no network: EGM96 through the packaged grid; EGM2008 through it too,
+    with a warning that says so and how to get EGM2008's own grid."""
+    skip_if_user_proj_has_geoid()
+    dem = sdem.open_dem(ROME)
+    assert dem.attrs["source_vertical_datum"] == "egm96"
+    with pytest.warns(VerticalDatumWarning, match=r"EGM2008.*EGM96's undulation.*us_nga_egm08_25\.tif"):
+        egm2008 = sdem.open_dem(TUJUNGA, vertical_datum="egm2008")
+    np.testing.assert_allclose(egm2008.values, sdem.open_dem(TUJUNGA, vertical_datum="egm96").values)
+    assert egm2008.attrs["source_vertical_datum"] == "egm2008"
+
+
+def test_a_keyword_overriding_the_crs_is_warned_naming_both():
+    with pytest.warns(VerticalDatumWarning, match=r"overrides the DEM's CRS, which says its heights are on EGM96"):
+        dem = sdem.open_dem(ROME, vertical_datum="ellipsoid")
+    np.testing.assert_array_equal(dem.values, read_raw(ROME).astype(np.float32))
 
 
 def test_bigtujunga_egm96_keyword_converts():
@@ -237,21 +260,10 @@ def test_geoid_grid_without_datum_is_refused():
         sdem.open_dem(TUJUNGA, geoid_grid=TUJUNGA_GEOID)
 
 
-def test_no_geoid_grid_anywhere_raises_datum_error(isolated_proj):
-    skip_if_user_proj_has_geoid()
-    with pytest.raises(DatumError) as info:
-        sdem.open_dem(ROME)
-    message = str(info.value)
-    assert "geoid_grid" in message
-    assert 'vertical_datum="ellipsoid"' in message
-    assert "us_nga_egm96_15.tif" in message
-
-    with pytest.raises(DatumError, match="EGM2008"):
-        sdem.open_dem(TUJUNGA, vertical_datum="egm2008")
-
-
 def test_ellipsoid_override_means_no_conversion_and_no_warning():
-    for path in (ROME, TUJUNGA):
+    # TUJUNGA's CRS says nothing of heights (ROME's compound CRS makes the keyword an
+    # override, warned: test_a_keyword_overriding_the_crs_is_warned_naming_both).
+    for path in (TUJUNGA,):
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
             dem = sdem.open_dem(path, vertical_datum="ellipsoid")
@@ -336,8 +348,8 @@ def test_egm2008_and_3d_crs_are_recognised(isolated_proj):
     z = np.full((3, 3), 10.0)
     transform = from_origin(12.0, 42.0, 0.01, 0.01)
     for crs in ("EPSG:9518", "EPSG:4326+3855"):
-        with pytest.raises(DatumError, match="EGM2008"):
-            sdem.open_dem((z, transform, crs))
+        with pytest.warns(VerticalDatumWarning, match="EGM2008"):
+            assert sdem.open_dem((z, transform, crs)).attrs["source_vertical_datum"] == "egm2008"
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         dem = sdem.open_dem((z, transform, "EPSG:4979"))

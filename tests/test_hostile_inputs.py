@@ -13,7 +13,7 @@ import rasterio
 import sarheight.io
 from sarheight import sample_data
 from sarheight.cli import main
-from sarheight.dem import open_dem
+from sarheight.dem import PACKAGED_EGM96, open_dem
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.geometry import RadarGeometry
 from sarheight.layover import reconstruct
@@ -117,7 +117,7 @@ def test_network_paths_are_refused_unless_allowed(server, monkeypatch):
             open_dem(path)
     assert requests == []
     monkeypatch.setenv("SARHEIGHT_ALLOW_NETWORK", "1")
-    remote = open_dem(f"/vsicurl/{url}/rome_cop30_egm96_crop.tif", geoid_grid=sample_data.path("egm96_15_rome.gtx"))
+    remote = open_dem(f"/vsicurl/{url}/rome_cop30_egm96_crop.tif", geoid_grid=PACKAGED_EGM96)
     np.testing.assert_array_equal(remote.values, sample_data.rome_dem().values)
     assert requests
 

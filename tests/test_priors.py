@@ -32,7 +32,7 @@ from rasterio.transform import from_origin
 from scipy.interpolate import LinearNDInterpolator
 
 from sarheight import sample_data
-from sarheight.dem import geoid_undulation, open_dem, split_crs
+from sarheight.dem import PACKAGED_EGM96, geoid_undulation, open_dem, split_crs
 from sarheight.errors import (
     DatumError,
     InvalidInputError,
@@ -53,7 +53,7 @@ from sarheight.priors import (
 from tests.helpers import plane_dem, rough_dem
 
 TUJUNGA = sample_data.path("bigtujunga_srtm30_utm11_crop.tif")
-TUJUNGA_GEOID = sample_data.path("egm96_15_san_gabriel.gtx")
+TUJUNGA_GEOID = PACKAGED_EGM96
 
 
 @pytest.fixture(scope="module")
@@ -688,13 +688,14 @@ def test_split_crs_reads_the_datum_of_compound_and_3d_crss():
     assert split_crs("EPSG:9707")[0] == pyproj.CRS("EPSG:4326")
 
 
-def test_egm96_heights_without_a_grid_are_refused(tmp_path, tujunga, isolated_proj):
+def test_geoid_heights_without_a_proj_grid_convert_offline(tmp_path, tujunga, isolated_proj):
     lon, lat, height, _ = _points_on(TUJUNGA, 5, seed=3)
     path = write_csv(tmp_path / "levelled.csv", lon, lat, height)
-    with pytest.raises(DatumError, match=r"point set's heights are on EGM96.*PROJ has no EGM96 grid"):
-        sample_priors(tujunga, points=path, crs="EPSG:9707")
-    with pytest.raises(DatumError, match="EGM2008"):
-        sample_priors(tujunga, points=path, crs="EPSG:4326", vertical_datum="egm2008")
+    on_egm96 = sample_priors(tujunga, points=path, crs="EPSG:9707")
+    assert on_egm96.attrs["geoid_grid"] == "PROJ" or "egm96_15" in on_egm96.attrs["geoid_grid"]
+    with pytest.warns(VerticalDatumWarning, match="EGM2008"):
+        on_egm2008 = sample_priors(tujunga, points=path, crs="EPSG:4326", vertical_datum="egm2008")
+    np.testing.assert_allclose(on_egm2008["prior_height"].values, on_egm96["prior_height"].values, equal_nan=True)
     with pytest.raises(MissingInputError, match="does not exist"):
         sample_priors(tujunga, points=path, crs="EPSG:9707", geoid_grid=tmp_path / "nowhere.gtx")
 

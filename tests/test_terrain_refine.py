@@ -16,6 +16,7 @@ import torch
 pytest.importorskip("lightning")
 
 from sarheight.cli import main
+from sarheight.dem import PACKAGED_EGM96
 from sarheight.errors import InvalidInputError
 from sarheight.refinement import refine_dem
 from sarheight.terrain import open_scene
@@ -120,7 +121,7 @@ def product(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("product")
     fine = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
-                    geoid_grid=sample_data.path("egm96_15_san_gabriel.gtx")).isel(y=slice(0, 96), x=slice(0, 96))
+                    geoid_grid=PACKAGED_EGM96).isel(y=slice(0, 96), x=slice(0, 96))
     write_geotiff(block_mean(fine, 3).rename("height"), folder / "coarse90.tif")
     geometry = scene_geometry(fine, "ascending")
     observed = reconstruct(simulate_sar(fine, geometry, seed=3), fine, geometry, progress=False)
@@ -327,12 +328,11 @@ def test_priors_on_the_geoid_are_converted_with_the_given_grid(product, checkpoi
     """--priors-vertical-datum egm96 with --geoid-grid: the grid reaches the priors (no
     PROJ grid is needed offline); the heights written differ from the ellipsoidal run's
     by about the undulation where the priors hold."""
-    from sarheight import sample_data
     from sarheight.dem import geoid_undulation
 
     folder, fine = product["folder"], product["fine"]
     rows, cols = [20, 40, 70], [10, 50, 80]
-    undulation = geoid_undulation(*_lonlat(fine, rows, cols), "egm96", sample_data.path("egm96_15_san_gabriel.gtx"))
+    undulation = geoid_undulation(*_lonlat(fine, rows, cols), "egm96", PACKAGED_EGM96)
     points = pd.DataFrame({"x": fine["x"].values[cols], "y": fine["y"].values[rows],
                            "height": fine.values[rows, cols] - undulation})
     points.to_csv(tmp_path / "geoid_priors.csv", index=False)
@@ -341,7 +341,7 @@ def test_priors_on_the_geoid_are_converted_with_the_given_grid(product, checkpoi
                  "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic", "--heading", "348",
                  "--ckpt", str(checkpoints[0]), "--spacing", "30", "--priors", str(tmp_path / "geoid_priors.csv"),
                  "--priors-crs", "EPSG:32611", "--priors-vertical-datum", "egm96", "--geoid-grid",
-                 str(sample_data.path("egm96_15_san_gabriel.gtx")), "--out", str(out), "-q"]) == 0, \
+                 str(PACKAGED_EGM96), "--out", str(out), "-q"]) == 0, \
         capsys.readouterr().err
     assert out.exists()
 

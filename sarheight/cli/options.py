@@ -147,9 +147,13 @@ def add_dem_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("DEM")
     group.add_argument(
         "--vertical-datum", choices=("egm96", "egm2008", "ellipsoid"), default=None,
-        help="heights' datum when the DEM's CRS does not say (geoid heights are converted)",
+        help="the heights' datum where the DEM's CRS does not say it (SRTM, Copernicus: egm96/egm2008); where "
+        "the CRS says another, this overrides it with a warning naming both. Geoid heights are converted offline: "
+        "EGM96 with the grid that ships with sarheight, EGM2008 with PROJ's grid where installed, else with EGM96's "
+        "(warned: under a metre apart over most of the Earth)",
     )
-    group.add_argument("--geoid-grid", default=None, help="raster of geoid undulations (e.g. egm96_15.gtx)")
+    group.add_argument("--geoid-grid", default=None,
+                       help="a raster of geoid undulations to use instead (e.g. an EGM2008 grid, us_nga_egm08_25.tif)")
     group.add_argument("--fill-voids", action="store_true", help="fill DEM voids by interpolation")
 
 

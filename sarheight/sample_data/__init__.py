@@ -8,8 +8,8 @@
   Sentinel-1 geometries; the README's Quickstart runs on it.
 - :func:`rome_dem`: the Copernicus DEM 30 m around Rome (160 x 160 cells, WGS 84 +
   EGM96 height, 7-85 m): flat terrain with a compound CRS.
-- Two crops of the EGM96 geoid grid (15'), one over each of the last two, so that their
-  heights are brought to the ellipsoid offline.
+  (Their EGM96 heights reach the ellipsoid offline through the global grid of
+  ``sarheight/geoids``.)
 - :func:`terrain_demo_checkpoint`: the refinement ASK-UNet of the demo's terrain step,
   trained by ``sarheight fit --config configs/terrain_refine.yaml`` on real DEMs other
   than Jacksboro.
@@ -36,8 +36,6 @@ FOLDER = Path(__file__).resolve().parent
 FILES = (
     "bigtujunga_srtm30_utm11_crop.tif",
     "rome_cop30_egm96_crop.tif",
-    "egm96_15_san_gabriel.gtx",
-    "egm96_15_rome.gtx",
     "terrain_refine_demo.ckpt",
     "buildings_mbhr_demo.ckpt",
 )
@@ -52,24 +50,24 @@ def path(name: str) -> Path:
 
 def bigtujunga_dem() -> xr.DataArray:
     """SRTM 30 m over the Big Tujunga catchment (San Gabriel Mountains), EGM96 heights
-    brought to the WGS84 ellipsoid with the packaged geoid crop (undulation about -33 m)."""
-    return open_dem(path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
-                    geoid_grid=path("egm96_15_san_gabriel.gtx"))
+    brought to the WGS84 ellipsoid with the packaged EGM96 grid (undulation about -33 m)."""
+    return open_dem(path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96")
 
 
 def rome_dem() -> xr.DataArray:
     """Copernicus DEM 30 m around Rome; its compound CRS (EPSG:9707) says EGM96, converted
-    with the packaged geoid crop (undulation about 48.6 m)."""
-    return open_dem(path("rome_cop30_egm96_crop.tif"), geoid_grid=path("egm96_15_rome.gtx"))
+    with the packaged EGM96 grid (undulation about 48.6 m)."""
+    return open_dem(path("rome_cop30_egm96_crop.tif"))
 
 
 def jacksboro_dem() -> xr.DataArray:
     """The Jacksboro fault DEM shipped with matplotlib, as a DEM DataArray (EPSG:4326).
 
     The file gives heights above the geoid (about -30 m from the ellipsoid there) and no
-    datum. With no geoid grid at hand offline, the heights are declared ellipsoidal: under
-    a synthetic geometry that only shifts the scene by a constant 30 m, which changes no
-    layover or shadow. The attributes say so.
+    datum. The demo declares them ellipsoidal (its figures were made so): under a synthetic
+    geometry that only shifts the scene by a constant 30 m, which changes no layover or
+    shadow. The attributes say so; ``open_dem(..., vertical_datum="egm96")`` on the same
+    array would convert them with the packaged geoid grid.
     """
     from matplotlib import cbook
 
