@@ -3,8 +3,8 @@
 For MBHR-Net as the paper has it (two ResNet-50 encoders of three residual stages,
 features of 64/256/512/1024 channels fused by concatenation; the default decoder), with
 the released code's sum fusion, the single-sensor networks (Sentinel-1 only, Sentinel-2
-only), and the two CPU-sized models of the configs (``configs/buildings_mbhr.yaml``:
-two stages; ``configs/buildings_demo.yaml``: one stage): the warm time of a training step
+only), and the two CPU-sized models of the configs (``sarheight/configs/buildings_mbhr.yaml``:
+two stages; ``sarheight/configs/buildings_demo.yaml``: one stage): the warm time of a training step
 (forward, MBHR-Net's loss, backward and an Adam step on a batch of tiles of 2 + 10
 channels), the inference rate in km^2/s (the same batch, evaluation mode, no autograd; 10
 m cells), in wall time and in process CPU time, and the parameter count. Models are

@@ -264,7 +264,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
 
 
 #: The seed of the demo's synthetic city: the shipped building model trained on cities of
-#: seeds 0-9 (configs/buildings_demo.yaml) and never saw this one.
+#: seeds 0-9 (sarheight/configs/buildings_demo.yaml) and never saw this one.
 DEMO_CITY_SEED = 100
 
 

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import secrets
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,30 @@ def write_geotiff(
         dst.update_tags(**tags)
     return Path(path)
 
+
+
+def write_radar_image(image: xr.DataArray, path: str | os.PathLike[str]) -> Path:
+    """Write an image in radar geometry (dims ``(line, sample)``, pixel-centre coordinates)
+    as a one-band float32 GeoTIFF, atomically: no map CRS; its transform maps the raster's
+    column and row to the pixel's ``sample`` and ``line`` (unit steps from the window's
+    first pixel), the band description is the image's name and its attributes are tags."""
+    if image.dims != ("line", "sample"):
+        raise InvalidInputError(f"a radar image has dims ('line', 'sample'), got {image.dims}")
+    lines, samples = image["line"].values, image["sample"].values
+    rows, cols = image.shape
+    profile = {"driver": "GTiff", "height": rows, "width": cols, "count": 1, "dtype": "float32",
+               "transform": rasterio.Affine(1.0, 0.0, float(samples[0]) - 0.5, 0.0, 1.0, float(lines[0]) - 0.5),
+               "nodata": float("nan"), "compress": "deflate", "predictor": 3, "tiled": True,
+               "blockxsize": tile_side(rows, cols), "blockysize": tile_side(rows, cols), "BIGTIFF": "IF_SAFER"}
+    tags = {k: str(v) for k, v in image.attrs.items() if isinstance(v, (str, int, float, np.number))}
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(np.asarray(image.values, dtype=np.float32), 1)
+            dst.set_band_description(1, str(image.name or "image"))
+            dst.update_tags(first_line=str(lines[0]), first_sample=str(samples[0]),
+                            axes="rows: radar lines (azimuth), columns: radar samples (range)", **tags)
+    return Path(path)
 
 
 def write_bands(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,15 @@ import numpy as np
 import xarray as xr
 
 from .io import atomic_path
+from .masks import MaskCode
+
+#: The panel keywords of a layover or shadow mask (:class:`sarheight.masks.MaskCode`):
+#: one colour per code with a legend of the codes' values and names, not a colour bar;
+#: cells outside the image (255) are left blank (give the mask with them as NaN).
+MASK_LEGEND: dict = {"categories": [(int(MaskCode.NONE), "0 none", "#f0f0f0"),
+                                    (int(MaskCode.ACTIVE), "1 active", "#d62728"),
+                                    (int(MaskCode.PASSIVE), "2 passive", "#1f77b4")],
+                     "blank": "255 outside the image: blank"}
 
 
 def save_figure(fig, path: str | os.PathLike[str], dpi: int = 100) -> Path:
@@ -37,6 +47,22 @@ def _figure(n_panels: int, columns: int = 3):
     return fig, axes.ravel()
 
 
+def _categorical(ax, values: np.ndarray, categories: Sequence[tuple[int, str, str]], blank: str | None,
+                 kwargs: dict) -> None:
+    """A categorical image: one colour per value, a legend of them below the panel."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    codes = [value for value, _, _ in categories]
+    cmap = ListedColormap([colour for _, _, colour in categories])
+    edges = [codes[0] - 0.5, *[(a + b) / 2 for a, b in itertools.pairwise(codes)], codes[-1] + 0.5]
+    ax.imshow(values, cmap=cmap, norm=BoundaryNorm(edges, cmap.N), **kwargs)
+    handles = [Patch(facecolor=colour, edgecolor="0.4", label=label) for _, label, colour in categories]
+    if blank:
+        handles.append(Patch(facecolor="white", edgecolor="0.4", label=blank))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8, frameon=False)
+
+
 def hillshade(
     height: np.ndarray,
     cell_size: tuple[float, float] = (1.0, 1.0),
@@ -62,7 +88,9 @@ def quicklook(
     """Save a grid of image panels as a PNG, atomically.
 
     ``panels`` holds (title, image, imshow keyword arguments) triples; a ``"colorbar"``
-    key in the keywords gives the colour bar's label.
+    key in the keywords gives the colour bar's label; ``"categories"`` (a list of
+    (value, label, colour)) draws a categorical image with a legend instead (as
+    :data:`MASK_LEGEND`), ``"blank"`` a legend line for its NaN cells.
     """
     import matplotlib.pyplot as plt
 
@@ -70,14 +98,22 @@ def quicklook(
     for ax, (name, image, kwargs) in zip(axes, panels, strict=False):
         kwargs = dict(kwargs)
         label = kwargs.pop("colorbar", None)
+        categories = kwargs.pop("categories", None)
+        blank = kwargs.pop("blank", None)
         values = image.values if isinstance(image, xr.DataArray) else np.asarray(image)
         kwargs.setdefault("interpolation", "nearest")
-        im = ax.imshow(values, **kwargs)
+        if categories is not None:
+            _categorical(ax, values, categories, blank, kwargs)
+        else:
+            im = ax.imshow(values, **kwargs)
         ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-        if label is not None:
-            fig.colorbar(im, ax=ax, shrink=0.8, label=label)
+        if label is not None and categories is None:
+            bar = fig.colorbar(im, ax=ax, shrink=0.8, label=label)
+            # One solid band per level, not a stack of thin rectangles with seams.
+            bar.solids.set_rasterized(True)
+            bar.solids.set_edgecolor("face")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

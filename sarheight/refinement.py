@@ -21,12 +21,22 @@ if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refin
     from .training.checkpoints import TrainedModel
 
 
+#: The ways :func:`refine_dem` refines: the trained network (or ensemble), and the two
+#: refinements that need no learning (the physics alone): clinometry, and the coarse DEM
+#: registered to the priors, back-projected and corrected by the priors' residuals kriged.
+METHODS = ("network", "clinometry", "back-projection")
+
+#: The variable of the scene each non-learned method gives (clinometry is computed).
+_SCENE_METHOD = {"back-projection": "coarse_refined"}
+
+
 def refine_dem(
     coarse_dem: xr.DataArray,
     sar: Any,
-    checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel],
+    checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel] | None = None,
     *,
     spacing_m: float,
+    method: str = "network",
     geometry: Any = None,
     other: tuple[Any, Any] | None = None,
     priors: Any = None,
@@ -41,15 +51,21 @@ def refine_dem(
     device: str | None = None,
     progress: bool = True,
 ) -> tuple[xr.Dataset, xr.Dataset]:
-    """Refine a user's coarse DEM with a SAR observation and a refinement model: the fine
-    DEM on a grid of ``spacing_m`` metres, with the ensemble's spread.
+    """Refine a user's coarse DEM with a SAR observation: the fine DEM on a grid of
+    ``spacing_m`` metres, by a refinement network (with the ensemble's spread) or by a
+    method that needs no learning.
 
     The coarse DEM is resampled to the grid (:func:`sarheight.terrain.refinement_grid`),
     the observation reconstructed on it and the model's inputs made
-    (:func:`sarheight.terrain.observed_scene`), then the checkpoints predict the
-    correction (:func:`predict_height`). Cells the model has no value for (outside the
-    image, where the other pass is missing) keep the reference (the coarse DEM resampled)
-    and are counted in ``attrs["cells_kept_coarse"]``.
+    (:func:`sarheight.terrain.observed_scene`); then ``method``: ``"network"``, the
+    checkpoints predict the correction (:func:`predict_height`; None: the refinement
+    network that ships with sarheight, :func:`sarheight.sample_data.terrain_demo_checkpoint`);
+    ``"clinometry"``, the slopes the image asks for (:func:`sarheight.clinometry.refine_scene`);
+    ``"back-projection"``, the coarse DEM registered to the priors, back-projected and
+    corrected by the priors' residuals kriged (:mod:`sarheight.backprojection`; without
+    priors, the back-projection alone). The non-learned methods need no checkpoint and no
+    torch. Cells a method has no value for (outside the image, where the other pass is
+    missing) keep the coarse DEM and are counted in ``attrs["cells_kept_coarse"]``.
 
     Parameters
     ----------
@@ -57,9 +73,11 @@ def refine_dem(
     sar : the observation: a Sentinel-1 SAFE product, or anything
         :func:`sarheight.layover.reconstruct` takes (a geocoded sigma0 GeoTIFF with
         ``geometry``).
-    checkpoints : refinement checkpoints (``configs/terrain_refine.yaml``), one or an
-        ensemble of the same channels.
+    checkpoints : refinement checkpoints (``sarheight/configs/terrain_refine.yaml``), one or an
+        ensemble of the same channels; None: the packaged network. Only with
+        ``method="network"``.
     spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
+    method : one of :data:`METHODS`.
     geometry : the acquisition geometry (None: the SAFE product's own).
     other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
     priors, points_crs, points_vertical_datum, points_geoid_grid : known heights (a points
@@ -73,37 +91,41 @@ def refine_dem(
     -------
     (refined, scene): ``refined`` an xr.Dataset on the grid with its CRS: ``height``
     (float32, m, ellipsoidal) and with several checkpoints ``height_std`` (m), and
-    ``coarse`` (the reference it corrects); its attributes say how far the model moved
-    the reference (``correction_rms_m``, ``correction_max_m``) and what the observation
-    held (``observed_median_db``, ``observed_spread_db``); ``scene`` the model's inputs.
+    ``coarse`` (the coarse DEM on the grid: the reference the network corrects, else its
+    Lanczos resampling); its attributes name the ``method`` and say how far it moved the
+    coarse DEM (``correction_rms_m``, ``correction_max_m``) and what the observation held
+    (``observed_median_db``, ``observed_spread_db``); ``scene`` the model's inputs.
 
     Raises
     ------
-    InvalidInputError : a checkpoint that is not a refinement model, a spacing not finer
-        than the DEM, an observation covering no cell of the DEM or carrying no relief
+    InvalidInputError : an unknown method, checkpoints with a non-learned method, a
+        checkpoint that is not a refinement model, a spacing not finer than the DEM, an
+        observation covering no cell of the DEM or carrying no relief
         (:func:`sarheight.terrain.check_refinement_inputs`, which also warns of a flat DEM
-        or an observation's implausible level), priors outside it; the checkpoints and
-        spacing before any work, the observation before the model runs.
+        or an observation's implausible level), priors outside it; the method, the
+        checkpoints and the spacing before any work, the observation before the model runs.
     """
-    from .extras import require
+    if method not in METHODS:
+        raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
+    members: list[Any] = []
+    if method == "network":
+        from .extras import require
 
-    require("sarheight.refinement.refine_dem")
-    from .training.predict import load_members, predict_height
+        require("sarheight.refinement.refine_dem (method network)")
+        from .training.predict import load_members
 
-    members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
-    for member in members:
-        if member.scale != "coarse_cell" or not str(member.reference or "").startswith("coarse"):
-            raise InvalidInputError(
-                f"checkpoint {str(member.path)!r} predicts heights relative to {member.reference!r}, not as a "
-                "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
-                "configs/terrain_refine.yaml)")
-        both_passes = any(channel.startswith("other_") for channel in member.channels)
-        if both_passes and other is None:
-            raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "
-                                    "pass's observation too")
-        if other is not None and not both_passes:
-            raise InvalidInputError(f"checkpoint {str(member.path)!r} reads one pass, and a second observation was "
-                                    "given: it would be ignored; give one --sar, or a model trained on both passes")
+        if checkpoints is None:
+            from .sample_data import terrain_demo_checkpoint
+
+            checkpoints = terrain_demo_checkpoint()
+        members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
+        _check_members(members, other)
+    elif checkpoints is not None:
+        raise InvalidInputError(f"checkpoints were given with method={method!r}, which needs none: leave them out, "
+                                "or give method='network'")
+    elif other is not None:
+        raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
+                                "ignored; give one observation")
     grid = refinement_grid(coarse_dem, spacing_m)
     scene = observed_scene(sar, coarse_dem, geometry, priors, grid=grid, measurement=measurement,
                            points_crs=points_crs, points_vertical_datum=points_vertical_datum,
@@ -120,19 +142,35 @@ def refine_dem(
             "data elsewhere, shadow aside): a placeholder or masked product cannot refine the DEM; give the "
             "calibrated image itself")
     check_refinement_inputs(scene)
-    result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
-    reference = scene[members[0].reference].values
+    if method == "network":
+        from .training.predict import predict_height
+
+        result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
+        reference_name = members[0].reference
+    else:
+        reference_name = "coarse_lanczos"
+        if method == "clinometry":
+            from .clinometry import refine_scene
+
+            heights = refine_scene(scene)
+        else:
+            heights = scene[_SCENE_METHOD[method]]
+        result = xr.Dataset({"height": (("y", "x"), heights.values.astype(np.float32),
+                                        {"units": "m", "long_name": f"refined height ({method})"})},
+                            coords={"y": scene["y"], "x": scene["x"]})
+    reference = scene[reference_name].values
     kept = ~np.isfinite(result["height"].values) & np.isfinite(reference)
     change = (result["height"].values - reference)[np.isfinite(result["height"].values) & np.isfinite(reference)]
     result["height"] = result["height"].copy(data=np.where(kept, reference, result["height"].values))
     if "height_std" in result:
         result["height_std"] = result["height_std"].copy(data=np.where(kept, np.nan, result["height_std"].values))
     result["coarse"] = (("y", "x"), reference.astype(np.float32),
-                        {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({members[0].reference})"})
-    result.attrs.update(spacing_m=float(spacing_m), coarse_cell_m=float(scene.attrs["coarse_cell_m"]),
+                        {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({reference_name})"})
+    result.attrs.update(method=method, members=len(members), spacing_m=float(spacing_m),
+                        coarse_cell_m=float(scene.attrs["coarse_cell_m"]),
                         coarse_factor=float(scene.attrs["coarse_factor"]), cells_kept_coarse=int(kept.sum()),
                         cells_outside_image=int((~inside).sum()),
-                        # How far the model moved the reference (its SAR and priors together).
+                        # How far the method moved the coarse DEM (its SAR and priors together).
                         correction_rms_m=float(np.sqrt(np.mean(change**2))) if change.size else 0.0,
                         correction_max_m=float(np.max(np.abs(change))) if change.size else 0.0,
                         **{key: float(value) for key, value in scene.attrs.items()
@@ -141,4 +179,21 @@ def refine_dem(
     return result, scene
 
 
-__all__ = ["refine_dem"]
+def _check_members(members: Sequence[Any], other: Any) -> None:
+    """Refinement checkpoints only, reading as many passes as are given."""
+    for member in members:
+        if member.scale != "coarse_cell" or not str(member.reference or "").startswith("coarse"):
+            raise InvalidInputError(
+                f"checkpoint {str(member.path)!r} predicts heights relative to {member.reference!r}, not as a "
+                "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
+                "terrain_refine)")
+        both_passes = any(channel.startswith("other_") for channel in member.channels)
+        if both_passes and other is None:
+            raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "
+                                    "pass's observation too")
+        if other is not None and not both_passes:
+            raise InvalidInputError(f"checkpoint {str(member.path)!r} reads one pass, and a second observation was "
+                                    "given: it would be ignored; give one --sar, or a model trained on both passes")
+
+
+__all__ = ["METHODS", "refine_dem"]

@@ -123,6 +123,12 @@ _ATTRS = {
 }
 
 
+def variable_description(name: str) -> str:
+    """What the scene variable ``name`` holds, in words (its ``long_name``; the name itself
+    for a variable without one)."""
+    return _ATTRS.get(name, {}).get("long_name", name)
+
+
 def pass_direction(geometry: RadarGeometry) -> PassDirection:
     """``"ascending"`` when the platform flies northward over the scene, else ``"descending"``."""
     return _direction_of_heading(geometry.heading())

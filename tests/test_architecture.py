@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("kernels",),
     ("_version", "_threads", "errors", "extras", "masks"),
-    ("paths",),
+    ("paths", "configs", "geoids"),
     ("io",),
     ("dem",),
     ("ground", "coarse_dem"),

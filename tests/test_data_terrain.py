@@ -278,7 +278,7 @@ def test_scene_files_expand_folders_and_patterns_and_name_what_is_missing(tmp_pa
         scene_files(tmp_path / "absent.nc", "data.scenes")
 
 
-#: The refinement model's inputs (configs/terrain_refine.yaml).
+#: The refinement model's inputs (sarheight/configs/terrain_refine.yaml).
 REFINE_CHANNELS = ["coarse_slope_east", "coarse_slope_north", "coarse_curvature", "coarse_factor", "prior_height",
                    "prior_mask", "prior_distance", "sar_ratio", "local_incidence_angle", "look_east", "look_north",
                    "layover", "shadow"]

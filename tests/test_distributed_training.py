@@ -1,7 +1,7 @@
 """Scale-out of training: Lightning's DDP over two CPU processes (gloo) runs the shipped
 terrain refinement configuration unchanged, with the same figures as one process.
 
-Documented tolerance (configs/terrain_refine.yaml): a checkpoint validated by two
+Documented tolerance (sarheight/configs/terrain_refine.yaml): a checkpoint validated by two
 processes scores as by one to within 1e-4 relative (the order of the float64 sums, and
 torch's distributed sampler repeating at most one tile per process to even the shares);
 two processes with half the batch each train on the same tiles as one process (each
@@ -40,7 +40,7 @@ def scenes(tmp_path_factory):
 def sarheight(folder: Path, subcommand: str, scenes: Path, devices: int, batch_size: int, *extra: str) -> str:
     """Run ``python -m sarheight SUBCOMMAND`` with the shipped refinement configuration on
     ``devices`` CPU processes (DDP over gloo for two); returns its output."""
-    command = [sys.executable, "-m", "sarheight", subcommand, "--config", str(ROOT / "configs" / "terrain_refine.yaml"),
+    command = [sys.executable, "-m", "sarheight", subcommand, "--config", str(ROOT / "sarheight" / "configs" / "terrain_refine.yaml"),
                "--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
                "--data.tile", "32", "--data.tiles_per_epoch", "16", "--data.batch_size", str(batch_size),
                "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
@@ -105,7 +105,7 @@ def training_steps(metrics: Path) -> list[int]:
 
 
 def test_lcz_fit_trains_on_two_processes(so2sat, tmp_path):
-    run_command(tmp_path, "lcz", "fit", "--config", str(ROOT / "configs" / "lcz_fusion.yaml"), "--data.root",
+    run_command(tmp_path, "lcz", "fit", "--config", str(ROOT / "sarheight" / "configs" / "lcz_fusion.yaml"), "--data.root",
                 str(so2sat), "--data.batch_size", "16", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                 "--trainer.strategy", "ddp", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
                 "--checkpoint.dirpath", "checkpoints")

@@ -305,7 +305,7 @@ def test_lightning_cli_trains_one_configuration(tmp_path, monkeypatch, capsys):
     from sarheight.cli import main
     from sarheight.data.so2sat import LAYOUT, check_file
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "lcz_fusion.yaml"
+    config = Path(__file__).resolve().parents[1] / "sarheight" / "configs" / "lcz_fusion.yaml"
     monkeypatch.chdir(tmp_path)
     # The README's trial: tiny files in the dataset's exact layout, then the configuration.
     assert main(["lcz", "sample", "--out", "so2sat-tiny", "--rows", "40"]) == 0

@@ -66,7 +66,7 @@ def scenes(tmp_path_factory):
 
 
 def _fit(tmp_path: Path, scenes: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "sarheight", "fit", "--config", str(ROOT / "configs" / "terrain_unet.yaml"),
+    command = [sys.executable, "-m", "sarheight", "fit", "--config", str(ROOT / "sarheight" / "configs" / "terrain_unet.yaml"),
                "--data.scenes", str(scenes), "--data.tile", "32", "--data.tiles_per_epoch", "4",
                "--data.batch_size", "2", "--trainer.max_epochs", "1", "--model.model_options.base_channels", "4",
                "--trainer.enable_progress_bar", "false", *extra]
@@ -92,7 +92,7 @@ def test_class_paths_of_other_packages_are_never_imported(tmp_path, scenes):
     marker = tmp_path / "imported"
     (tmp_path / "pwnmod.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
                                         "class Evil:\n    pass\n")
-    config = yaml.safe_load((ROOT / "configs" / "terrain_unet.yaml").read_text())
+    config = yaml.safe_load((ROOT / "sarheight" / "configs" / "terrain_unet.yaml").read_text())
     config["trainer"]["callbacks"].append({"class_path": "pwnmod.Evil"})
     (tmp_path / "evil.yaml").write_text(yaml.safe_dump(config))
     done = subprocess.run([sys.executable, "-m", "sarheight", "fit", "--config", "evil.yaml", "--data.scenes",
@@ -105,7 +105,7 @@ def test_class_paths_of_other_packages_are_never_imported(tmp_path, scenes):
     # The classes of sarheight, torch and Lightning, and short names, stay allowed.
     check_arguments(["--data", "sarheight.data.TerrainDataModule", "--trainer.callbacks+=LearningRateMonitor",
                      "--trainer.logger.class_path", "lightning.pytorch.loggers.CSVLogger",
-                     "--config", str(ROOT / "configs" / "terrain_refine.yaml")])
+                     "--config", str(ROOT / "sarheight" / "configs" / "terrain_refine.yaml")])
     assert main(["fit", "--config", str(tmp_path / "evil.yaml")]) == 2
     assert not marker.exists()
 
@@ -170,7 +170,7 @@ def _marker_module(folder: Path, name: str = "pwnmod") -> Path:
 
 
 def _config(tmp_path: Path, edit) -> Path:
-    config = yaml.safe_load((ROOT / "configs" / "terrain_unet.yaml").read_text())
+    config = yaml.safe_load((ROOT / "sarheight" / "configs" / "terrain_unet.yaml").read_text())
     edit(config)
     path = tmp_path / "shared.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -220,7 +220,7 @@ def test_the_safe_checkpoint_io_cannot_be_replaced(tmp_path, scenes, route):
 
 
 def test_the_environment_cannot_switch_weights_only_off(tmp_path, scenes):
-    done = _fit_config(tmp_path, scenes, ROOT / "configs" / "terrain_unet.yaml",
+    done = _fit_config(tmp_path, scenes, ROOT / "sarheight" / "configs" / "terrain_unet.yaml",
                        env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" in _refused(done)
 
@@ -259,7 +259,7 @@ def test_dotted_callables_in_allowed_classes_are_checked(tmp_path, scenes, where
 def test_weights_only_abbreviated_is_refused(tmp_path, scenes):
     marker = tmp_path / "ran"
     plant(tmp_path / "runs" / "terrain_unet" / "checkpoints" / "last.ckpt", marker)
-    done = _fit_config(tmp_path, scenes, ROOT / "configs" / "terrain_unet.yaml", "--ckpt_path", "last",
+    done = _fit_config(tmp_path, scenes, ROOT / "sarheight" / "configs" / "terrain_unet.yaml", "--ckpt_path", "last",
                        "--weights_on", "false")
     assert "weights_only" in _refused(done, marker)
 
@@ -283,7 +283,7 @@ def test_a_ckpt_path_that_is_not_a_checkpoint_of_data_is_named(tmp_path, scenes)
 def test_a_logs_folder_that_cannot_be_made_is_named_before_training(tmp_path, scenes):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    done = _fit_config(tmp_path, scenes, ROOT / "configs" / "terrain_unet.yaml",
+    done = _fit_config(tmp_path, scenes, ROOT / "sarheight" / "configs" / "terrain_unet.yaml",
                        "--trainer.logger.init_args.save_dir", str(blocker / "logs"))
     assert "the logs folder" in _refused(done)
 
@@ -297,7 +297,7 @@ def test_the_plugin_route_is_closed_for_lcz_test_too(tmp_path):
     so2sat = write_tiny_so2sat(tmp_path / "so2sat", {"training.h5": 8, "validation.h5": 4, "testing.h5": 4})
     marker = tmp_path / "ran"
     planted = plant(tmp_path / "runs" / "last.ckpt", marker)
-    command = [sys.executable, "-m", "sarheight", "lcz", "test", "--config", str(ROOT / "configs" / "lcz_fusion.yaml"),
+    command = [sys.executable, "-m", "sarheight", "lcz", "test", "--config", str(ROOT / "sarheight" / "configs" / "lcz_fusion.yaml"),
                "--data.root", str(so2sat), "--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO",
                "--ckpt_path", str(planted)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,

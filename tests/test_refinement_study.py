@@ -55,8 +55,8 @@ def test_map_scores_by_hand():
 def test_the_networks_derive_from_the_shipped_configuration():
     from sarheight.training.cli import configured_run
 
-    config = configured_run(ROOT / "configs" / "terrain_refine.yaml").init_args
-    control = configured_run(ROOT / "configs" / "terrain_refine_nosar.yaml").init_args
+    config = configured_run(ROOT / "sarheight" / "configs" / "terrain_refine.yaml").init_args
+    control = configured_run(ROOT / "sarheight" / "configs" / "terrain_refine_nosar.yaml").init_args
     found = {n.name: n for n in networks(config["data"]["channels"], config["data"]["reference"],
                                          config["data"]["scale"])}
     # The control configuration is the SAR one without its SAR-derived channels, and the
@@ -85,7 +85,7 @@ def study_inputs(tmp_path_factory):
     simulate_tiny_scenes(root / "test", names=("hills-t",), size=40, passes=("ascending",), coarse_factors=(3, 5),
                          coarse_families=("test",), prior_kinds=("lidar", "gnss"),
                          ground_families=("test-family", "outside"))
-    config = yaml.safe_load((ROOT / "configs" / "terrain_refine.yaml").read_text())
+    config = yaml.safe_load((ROOT / "sarheight" / "configs" / "terrain_refine.yaml").read_text())
     config["model"]["model_options"] = {"base_channels": 4, "depth": 2, "uncertainty": True}
     config["trainer"]["max_epochs"] = 1
     config["trainer"]["accelerator"] = "cpu"

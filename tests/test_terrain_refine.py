@@ -25,7 +25,7 @@ from tests.helpers import fit_tiny_checkpoint, simulate_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The SAR refinement model's channels (configs/terrain_refine.yaml).
+#: The SAR refinement model's channels (sarheight/configs/terrain_refine.yaml).
 CHANNELS = ("coarse_slope_east", "coarse_slope_north", "coarse_curvature", "coarse_factor", "prior_height",
             "prior_mask", "prior_distance", "sar_ratio", "local_incidence_angle", "look_east", "look_north", "layover",
             "shadow")
@@ -83,7 +83,7 @@ def test_checkpoint_gives_heights_in_metres_from_the_coarse_cell(scenes, checkpo
 @pytest.mark.parametrize("name", ["terrain_refine", "terrain_refine_nosar"])
 def test_shipped_refinement_configs_train_and_test(tmp_path, scenes, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
-    config = str(ROOT / "configs" / f"{name}.yaml")
+    config = str(ROOT / "sarheight" / "configs" / f"{name}.yaml")
     small = ["--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
              "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2", "--trainer.max_epochs", "1",
              "--trainer.enable_progress_bar", "false"]
@@ -100,7 +100,7 @@ def test_class_weights_are_checked_against_the_data(scenes, tmp_path, monkeypatc
     small = ["--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
              "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2", "--trainer.max_epochs", "1",
              "--trainer.enable_progress_bar", "false"]
-    config = str(ROOT / "configs" / "terrain_refine.yaml")
+    config = str(ROOT / "sarheight" / "configs" / "terrain_refine.yaml")
     assert main(["fit", "--config", config, *small, "--model.class_weights", "{glacier: 3}"]) != 0
     assert "glacier" in capsys.readouterr().err
 

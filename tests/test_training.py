@@ -407,7 +407,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes):
 def test_shipped_configs_train_and_test(tmp_path, scenes, monkeypatch, name):
     # The configs as shipped (model, loss, schedule, checkpoints), on tiny scenes and tiles.
     monkeypatch.chdir(tmp_path)
-    config = str(ROOT / "configs" / f"{name}.yaml")
+    config = str(ROOT / "sarheight" / "configs" / f"{name}.yaml")
     small = ["--data.scenes", str(scenes), "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2",
              "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
     assert main(["fit", "--config", config, *small]) == 0

@@ -1,5 +1,5 @@
 """Building heights end to end on tiny cities: ``sarheight fit`` and ``test`` with
-configs/buildings_mbhr.yaml, resuming, checkpoints that load with weights_only=True,
+sarheight/configs/buildings_mbhr.yaml, resuming, checkpoints that load with weights_only=True,
 the footprint IoU, and prediction of an odd-size city to a GeoTIFF."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sarheight.training import HeightMetrics, PixelRegression, load_checkpoint, 
 
 from .helpers import write_tiny_cities, write_tiny_city
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "buildings_mbhr.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "sarheight" / "configs" / "buildings_mbhr.yaml"
 
 
 def arguments(root: Path, runs: Path, steps: int) -> list[str]:

@@ -103,8 +103,8 @@ def test_overrides_reach_the_objects(fitted):
 
 
 def test_the_shipped_refinement_configuration_reads(scenes):
-    run = configured_run(ROOT / "configs" / "terrain_refine.yaml", ["--data.scenes", str(scenes)])
-    shipped = yaml.safe_load((ROOT / "configs" / "terrain_refine.yaml").read_text())
+    run = configured_run(ROOT / "sarheight" / "configs" / "terrain_refine.yaml", ["--data.scenes", str(scenes)])
+    shipped = yaml.safe_load((ROOT / "sarheight" / "configs" / "terrain_refine.yaml").read_text())
     for key, value in shipped["model"].items():
         assert run.init_args["model"][key] == value, key
     for key, value in shipped["data"]["init_args"].items():
@@ -160,17 +160,17 @@ def test_an_override_naming_another_package_is_refused(fitted, tmp_path, monkeyp
 
 def test_file_names_shaped_like_class_paths_stay_allowed(scenes):
     # s0.nc is dotted like a class path, but no module s0 can be imported.
-    check_arguments(["--config", str(ROOT / "configs" / "terrain_unet.yaml"), "--data.scenes", "s0.nc",
+    check_arguments(["--config", str(ROOT / "sarheight" / "configs" / "terrain_unet.yaml"), "--data.scenes", "s0.nc",
                      "--data.scenes", str(scenes / "s0.nc"), "--trainer.max_time", "00:00:01:00"])
-    for shipped in sorted((ROOT / "configs").glob("*.yaml")):
+    for shipped in sorted((ROOT / "sarheight" / "configs").glob("*.yaml")):
         check_arguments(["--config", str(shipped)])
 
 
 def test_missing_or_bad_configurations_are_clear_errors(fitted, tmp_path):
     config, _ = fitted
-    with pytest.raises(MissingInputError, match=r"no configuration .*nope\.yaml"):
+    with pytest.raises(MissingInputError, match=r"nope\.yaml.*no such file, nor a shipped configuration"):
         configured_run(tmp_path / "nope.yaml")
-    with pytest.raises(InvalidInputError, match="is not a file"):
+    with pytest.raises(InvalidInputError, match="is a folder"):
         configured_run(tmp_path)
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     with pytest.raises(InvalidInputError, match="not readable YAML"):

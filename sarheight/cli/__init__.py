@@ -29,12 +29,24 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import SarHeightError
 from ..paths import check_outputs, check_writable_folder
-from . import benchmark, buildings, compile_kernels, demo, fit, geocode, lcz, reconstruct, simulate, terrain
-from .options import in_command_words, masks_path
+from . import (
+    benchmark,
+    buildings,
+    compile_kernels,
+    configs,
+    demo,
+    fit,
+    geocode,
+    lcz,
+    reconstruct,
+    simulate,
+    terrain,
+)
+from .options import companion_path, in_command_words, masks_path
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, benchmark, *fit.COMMANDS, terrain, buildings,
-            lcz)
+COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, benchmark, *fit.COMMANDS, configs, terrain,
+            buildings, lcz)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +141,8 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
              (getattr(args, "quicklook", None), False, "--quicklook")]
     if getattr(args, "masks_file", False) and getattr(args, "out", None):
         paths.append((str(masks_path(Path(args.out))), False, "--out's masks file"))
+    for name in getattr(args, "companion_files", ()) if getattr(args, "out", None) else ():
+        paths.append((str(companion_path(Path(args.out), name)), False, f"--out's {name} file"))
     missing: list[Path] = []
     for given, is_folder, option in paths:
         if given is not None and not str(given).strip():

@@ -3,7 +3,7 @@
 ``compare`` (MBHR-Net against the single-sensor networks and the mean, on held-out
 cities), ``export`` (a checkpoint reduced to what prediction needs).
 
-Training is ``sarheight fit --config configs/buildings_mbhr.yaml``.
+Training is ``sarheight fit --config buildings_mbhr``.
 """
 
 from __future__ import annotations

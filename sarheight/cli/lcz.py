@@ -1,7 +1,7 @@
 """``sarheight lcz ACTION``: the Local Climate Zone fusion study on So2Sat LCZ42:
 ``sweep`` (train and score the grid of splits and fusion stages), ``combine`` (score the
 independent sum of separately trained classifiers), and ``fit``/``validate``/``test``
-(one configuration through LightningCLI, ``configs/lcz_fusion.yaml``)."""
+(one configuration through LightningCLI, ``sarheight/configs/lcz_fusion.yaml``)."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def lightning_action(subcommand: str) -> Action:
 
         return run_cli(subcommand, args.arguments, task="lcz")
 
-    helps = {"fit": "train one FusionNet from a YAML configuration (--config configs/lcz_fusion.yaml; --help lists "
+    helps = {"fit": "train one FusionNet from a YAML configuration (--config lcz_fusion; --help lists "
                     "every key)",
              "validate": "score a checkpoint on the validation split (--config, --ckpt_path)",
              "test": "score a checkpoint on the test split (--config, --ckpt_path)"}

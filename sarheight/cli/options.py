@@ -203,7 +203,13 @@ def run_outputs(args: argparse.Namespace, masks: bool) -> Iterator[tuple[Path, P
 
 def masks_path(out: Path) -> Path:
     """``OUT_masks.tif`` beside ``out``: where simulate and reconstruct write the masks."""
-    return out.with_name(out.stem + "_masks.tif")
+    return companion_path(out, "masks")
+
+
+def companion_path(out: Path, name: str) -> Path:
+    """``OUT_<name>.tif`` beside ``out``: a further file of the run (a command names them
+    in ``companion_files``, checked with ``--out`` before any work)."""
+    return out.with_name(f"{out.stem}_{name}.tif")
 
 
 def write_masks(result: Any, path: Path) -> Path:

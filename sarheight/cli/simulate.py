@@ -1,4 +1,7 @@
-"""``sarheight simulate``: layover/shadow masks, areas and the simulated image of a DEM."""
+"""``sarheight simulate``: layover/shadow masks, areas and the simulated image of a DEM;
+with it, an observation simulated in the radar geometry and its sigma0 geocoded to the
+DEM's grid, so that the rest of the chain (``reconstruct``, ``terrain refine``) can be
+tried on any DEM."""
 
 from __future__ import annotations
 
@@ -13,68 +16,112 @@ from .options import (
     add_quiet,
     add_simulation_options,
     check_geometry_options,
+    companion_path,
     geometry_from_args,
     masks_path,
     open_dem_from_args,
-    run_outputs,
     write_masks,
 )
 
 NAME = "simulate"
-HELP = "layover/shadow masks, areas and the simulated image of a DEM"
+HELP = ("layover/shadow masks, areas and the simulated image of a DEM, and an observation simulated from it "
+        "(in radar geometry, and its sigma0 geocoded to the DEM's grid) to try reconstruct and terrain refine")
+
+#: The files written beside ``--out``: the masks, the observation in the radar geometry
+#: and its sigma0 geocoded to the DEM's grid.
+COMPANIONS = ("masks", "image", "sigma0")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dem", help="DEM raster (any CRS rasterio reads)")
-    add_outputs(parser, "output GeoTIFF of per-cell products (masks go to OUT_masks.tif)")
+    add_outputs(parser, "output GeoTIFF of per-cell products; beside it OUT_masks.tif (layover, shadow), "
+                "OUT_image.tif (the simulated observation in the radar geometry: beta0, linear, lines x samples, no "
+                "map CRS) and OUT_sigma0.tif (its sigma0 geocoded to the DEM's grid, ellipsoid-referenced, linear: "
+                "give it to reconstruct or terrain refine as --sar with the same --geometry)")
     add_simulation_options(parser)
+    observation = parser.add_argument_group("the simulated observation (OUT_image.tif, OUT_sigma0.tif)")
+    observation.add_argument("--looks", type=float, default=4.4,
+                             help="equivalent number of looks of its speckle (default 4.4, Sentinel-1 IW GRD)")
+    observation.add_argument("--nesz", type=float, default=-22.0,
+                             help="its noise floor, dB (default -22, Sentinel-1 IW)")
+    observation.add_argument("--seed", type=int, default=0, help="seed of its land cover, speckle and noise")
     add_quiet(parser)
     add_geometry_options(parser)
     add_dem_options(parser)
-    parser.set_defaults(masks_file=True)
+    parser.set_defaults(masks_file=True, companion_files=COMPANIONS[1:])
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..layover import to_geotiff
+    from ..errors import SarHeightError
+    from ..io import output_set, write_geotiff, write_radar_image
+    from ..layover import reconstruct, to_geotiff
     from ..masks import MaskCode, inside_image
-    from ..simulate import simulate
+    from ..simulate import simulate, simulate_sar
 
     check_geometry_options(args, product_given=False)
-    stages = Stages(3, args.quiet)
+    if not (args.looks > 0 and np.isfinite(args.looks)):
+        raise SarHeightError(f"--looks {args.looks:g}: give a positive number of looks (4.4 for Sentinel-1 IW GRD)")
+    if not np.isfinite(args.nesz):
+        raise SarHeightError(f"--nesz {args.nesz}: give the noise floor in dB (-22 for Sentinel-1 IW)")
+    if args.seed < 0:
+        raise SarHeightError(f"--seed {args.seed}: give a seed of 0 or more")
+    stages = Stages(4, args.quiet)
     dem = open_dem_from_args(args, args.dem)
     geometry = geometry_from_args(args, dem)
     stages.done("read DEM and geometry")
     result = simulate(dem, geometry, contribution=args.contribution, projection=args.projection,
                       progress=not args.quiet)
     stages.done("simulated")
-    with run_outputs(args, masks=True) as (out, masks, quicklook_path):
-        to_geotiff(result, out)
-        write_masks(result, masks)
-        if quicklook_path is not None:
-            from ..plots import quicklook
-
-            quicklook(
-                [
-                    ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
-                    ("layover (1 active, 2 passive)", result["layover"].where(inside_image(result["layover"])),
-                     {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
-                    ("shadow (1 active, 2 passive)", result["shadow"].where(inside_image(result["shadow"])),
-                     {"vmin": 0, "vmax": 2, "colorbar": "0 none, 1 active, 2 passive"}),
-                    ("simulated image (radar geometry, dB)",
-                     10 * np.log10(result["simulated_area"].where(result["simulated_area"] > 0)),
-                     {"cmap": "gray", "colorbar": "dB"}),
-                ],
-                quicklook_path, columns=2,
-            )
-    out, masks = Path(args.out), masks_path(Path(args.out))
+    observation = simulate_sar(dem, geometry, looks=args.looks, nesz_db=args.nesz, seed=args.seed,
+                               projection=args.projection)
+    # The observation geocoded to the DEM's grid: sigma0 as a geocoded product holds it.
+    sigma0 = reconstruct(observation, dem, geometry)["geocoded"]
+    stages.done("simulated the observation")
+    out = Path(args.out)
+    finals = [out, *(companion_path(out, name) for name in COMPANIONS)]
+    finals += [Path(args.quicklook)] if args.quicklook else []
+    with output_set(finals) as temporaries:
+        to_geotiff(result, temporaries[0])
+        write_masks(result, temporaries[1])
+        write_radar_image(observation.rename("beta0"), temporaries[2])
+        write_geotiff(sigma0.rename("sigma0"), temporaries[3])
+        if args.quicklook:
+            _quicklook(result, observation, sigma0, temporaries[4])
     stages.done("wrote outputs")
     stages.close()
     if not args.quiet:
         inside = inside_image(result["layover"])
         layover = np.mean(result["layover"].values[inside] != MaskCode.NONE)
         shadow = np.mean(result["shadow"].values[inside] != MaskCode.NONE)
-        print(f"wrote {out} and {masks}: layover {layover:.1%}, shadow {shadow:.1%} of {int(inside.sum())} cells "
-              "in the image")
+        print(f"wrote {out} and {masks_path(out)}: layover {layover:.1%}, shadow {shadow:.1%} of {int(inside.sum())} "
+              "cells in the image")
+        print(f"wrote the simulated observation ({args.looks:g} looks, noise floor {args.nesz:g} dB, seed {args.seed}): "
+              f"{companion_path(out, 'image')} in the radar geometry and {companion_path(out, 'sigma0')} geocoded to "
+              f"the DEM's grid; try: sarheight terrain refine --dem COARSE_DEM --sar {companion_path(out, 'sigma0')} "
+              f"--geometry {args.geometry} ... --spacing M --out refined.tif")
     return 0
+
+
+def _quicklook(result, observation, sigma0, path: Path) -> None:
+    import numpy as np
+
+    from ..masks import inside_image
+    from ..plots import MASK_LEGEND, quicklook
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        area_db = 10 * np.log10(result["simulated_area"].where(result["simulated_area"] > 0))
+        low, high = (float(np.nanpercentile(area_db, p)) for p in (1, 99))
+        panels = [
+            ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
+            ("layover", result["layover"].where(inside_image(result["layover"])), MASK_LEGEND),
+            ("shadow", result["shadow"].where(inside_image(result["shadow"])), MASK_LEGEND),
+            ("simulated image (radar geometry, area dB)", area_db,
+             {"cmap": "gray", "vmin": low, "vmax": high, "colorbar": "dB (m²)"}),
+            ("simulated observation (radar geometry, beta0 dB)", 10 * np.log10(observation),
+             {"cmap": "gray", "vmin": -25, "vmax": 5, "colorbar": "dB"}),
+            ("its sigma0 geocoded to the DEM (dB)", 10 * np.log10(sigma0),
+             {"cmap": "gray", "vmin": -25, "vmax": 5, "colorbar": "dB"}),
+        ]
+    quicklook(panels, path, columns=2)

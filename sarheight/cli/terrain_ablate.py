@@ -40,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ablation: a DEM held out for validation (logged only); default none")
     parser.add_argument("--test-scenes", default=None, help="refine: the folder of the held-out scenes (their DEMs "
                         "in no training scene)")
-    parser.add_argument("--config", default="configs/terrain_refine.yaml",
-                        help="refine: the SAR network's configuration, from which the others derive "
-                        "(default configs/terrain_refine.yaml)")
+    parser.add_argument("--config", default="terrain_refine",
+                        help="refine: the SAR network's configuration, a file or a shipped one's name, from which the "
+                        "others derive (default terrain_refine)")
     parser.add_argument("--method", action="append", default=None,
                         choices=("sar", "nosar", "sar_geocoded", "both_passes", "priors_only_network"),
                         help="refine: the networks to train (default sar and nosar: the two the SAR's share needs); repeat for several")

@@ -1,6 +1,7 @@
-"""``sarheight terrain refine``: a user's coarse DEM refined with Sentinel-1 and a refinement
-model, on a grid of the chosen spacing (:func:`sarheight.refinement.refine_dem`, on
-:func:`sarheight.terrain.observed_scene`)."""
+"""``sarheight terrain refine``: a user's coarse DEM refined with Sentinel-1, on a grid of
+the chosen spacing, by the refinement network that ships with sarheight (or one's own
+checkpoints) or by a method that needs no learning (:func:`sarheight.refinement.refine_dem`,
+on :func:`sarheight.terrain.observed_scene`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SarHeightError
+from ..refinement import METHODS
 from .options import (
     Stages,
     add_dem_options,
@@ -20,8 +22,9 @@ from .options import (
     run_outputs,
 )
 
-HELP = ("refine a coarse DEM with Sentinel-1 (a SAFE product, or a geocoded sigma0 GeoTIFF) and a refinement "
-        "model: the fine DEM on a grid of --spacing metres, with the ensemble's spread")
+HELP = ("refine a coarse DEM with Sentinel-1 (a SAFE product, or a geocoded sigma0 GeoTIFF) by the packaged "
+        "refinement network, your checkpoints, clinometry or back-projection: the fine DEM on a grid of --spacing "
+        "metres")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sar", action="append", required=True, metavar="SAR",
                         help="the observation: a Sentinel-1 SAFE (.SAFE or .zip) or a GeoTIFF geocoded to a map grid; "
                         "repeat once for the opposite pass (models trained on both passes)")
-    parser.add_argument("--ckpt", action="append", required=True, metavar="CKPT",
-                        help="a refinement checkpoint (sarheight fit --config configs/terrain_refine.yaml); repeat for "
-                        "an ensemble: the map is their mean, their standard deviation a second band")
+    parser.add_argument("--method", choices=METHODS, default="network",
+                        help="network (default): a refinement network, the one that ships with sarheight unless --ckpt "
+                        "names yours; clinometry: the slopes the image asks for, from the physics alone; "
+                        "back-projection: the coarse DEM registered to the priors, back-projected and corrected by the "
+                        "priors' residuals kriged (no SAR). The last two need no checkpoint and no torch")
+    parser.add_argument("--ckpt", action="append", default=None, metavar="CKPT",
+                        help="with --method network: your refinement checkpoint (sarheight fit --config "
+                        "terrain_refine) instead of the packaged one; repeat for an ensemble: the map is their mean, "
+                        "their standard deviation a second band")
     parser.add_argument("--spacing", type=float, required=True, metavar="M",
                         help="cell size of the refined DEM, metres (2-10 times finer than the DEM's)")
     parser.add_argument("--priors", default=None, metavar="POINTS",
@@ -51,13 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..extras import require
-
-    require("sarheight terrain refine")
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
     from ..refinement import refine_dem
 
+    if args.method == "network":
+        from ..extras import require
+
+        require("sarheight terrain refine --method network")
+    elif args.ckpt:
+        raise SarHeightError(f"--ckpt is for --method network; --method {args.method} needs no checkpoint: leave "
+                             "--ckpt out")
+    elif len(args.sar) > 1:
+        raise SarHeightError(f"--method {args.method} reads one pass: give one --sar")
     if len(args.sar) > 2:
         raise SarHeightError(f"--sar is given {len(args.sar)} times: give one pass, or two (a pass and the opposite)")
     paths = [Path(sar) for sar in args.sar]
@@ -80,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                   for path, geotiff in zip(paths, geotiffs, strict=True)]
     stages.done("read the DEM and the geometry")
     other = (paths[1], geometries[1]) if len(paths) == 2 else None
-    refined, scene = refine_dem(dem, paths[0], args.ckpt, spacing_m=args.spacing, geometry=geometries[0], other=other,
+    refined, scene = refine_dem(dem, paths[0], args.ckpt, spacing_m=args.spacing, method=args.method,
+                                geometry=geometries[0], other=other,
                                 priors=args.priors, points_crs=args.priors_crs,
                                 points_vertical_datum=args.priors_vertical_datum,
                                 points_geoid_grid=getattr(args, "geoid_grid", None),
@@ -96,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         attrs = refined.attrs
         rows, cols = refined["height"].shape
+        by = (("the packaged network" if not args.ckpt else f"{attrs['members']} checkpoint"
+               f"{'s' * (attrs['members'] > 1)}") if args.method == "network" else args.method)
         print(f"refined {attrs['coarse_cell_m']:.1f} m cells to {args.spacing:g} m ({rows} x {cols} cells, coarse "
-              f"factor {attrs['coarse_factor']:.2f}) with {attrs['members']} checkpoint"
-              f"{'s' * (attrs['members'] > 1)}; {attrs['cells_kept_coarse']} cells kept the coarse DEM "
-              f"({attrs['cells_outside_image']} outside the image); the model moved the coarse DEM by "
+              f"factor {attrs['coarse_factor']:.2f}) by {by}; {attrs['cells_kept_coarse']} cells kept the coarse DEM "
+              f"({attrs['cells_outside_image']} outside the image); it moved the coarse DEM by "
               f"{attrs['correction_rms_m']:.1f} m RMS (at most {attrs['correction_max_m']:.1f} m), the image's "
               f"sigma0 {attrs.get('observed_median_db', float('nan')):.1f} dB median, "
               f"{attrs.get('observed_spread_db', float('nan')):.1f} dB spread")
@@ -124,9 +141,12 @@ def _quicklook(refined, scene, path) -> None:
               ("refined - coarse (m)", change, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}),
               ("observed / simulated sigma0 (dB)", ratio, {"cmap": "gray", "vmin": -6, "vmax": 6, "colorbar": "dB"})]
     if "height_std" in refined:
-        panels.append((f"std of {refined.attrs['members']} checkpoints (m)", refined["height_std"].values,
-                       {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
-    quicklook(panels, path, title="sarheight terrain refine")
+        members = refined.attrs["members"]
+        spread = refined["height_std"].values
+        panels.append((f"spread of {members} checkpoints (m)" if members > 1 else "the network's calibrated spread (m)",
+                       spread, {"cmap": "magma", "vmin": 0, "vmax": float(np.nanpercentile(spread, 99)) or 1.0,
+                                "colorbar": "m"}))
+    quicklook(panels, path, title=f"sarheight terrain refine ({refined.attrs['method']})")
 
 
 def _check_spacing_before_reading(path: str, spacing_m: float) -> None:

@@ -11,7 +11,7 @@
   (Their EGM96 heights reach the ellipsoid offline through the global grid of
   ``sarheight/geoids``.)
 - :func:`terrain_demo_checkpoint`: the refinement ASK-UNet of the demo's terrain step,
-  trained by ``sarheight fit --config configs/terrain_refine.yaml`` on real DEMs other
+  trained by ``sarheight fit --config terrain_refine`` on real DEMs other
   than Jacksboro.
 
 :func:`path` gives each file; ``README.md`` beside them says where they come from,
@@ -90,7 +90,7 @@ def jacksboro_dem() -> xr.DataArray:
 
 def terrain_demo_checkpoint() -> Path:
     """The packaged refinement checkpoint of the demo's terrain step: the ASK-UNet of
-    ``configs/terrain_refine.yaml`` (16 base channels, the coarse DEM corrected in units
+    ``sarheight/configs/terrain_refine.yaml`` (16 base channels, the coarse DEM corrected in units
     of its cell with the SAR ratio and the priors), exported with ``sarheight terrain
     export --half`` (weights in float16)."""
     return path("terrain_refine_demo.ckpt")
@@ -99,5 +99,5 @@ def terrain_demo_checkpoint() -> Path:
 def buildings_demo_checkpoint() -> Path:
     """The packaged MBHR-Net checkpoint of the demo's building step (exported with
     ``sarheight buildings export``: weights, channels, statistics; encoders of one
-    residual stage, trained by ``configs/buildings_demo.yaml`` on synthetic cities)."""
+    residual stage, trained by ``sarheight/configs/buildings_demo.yaml`` on synthetic cities)."""
     return path("buildings_mbhr_demo.ckpt")

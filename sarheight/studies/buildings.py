@@ -106,7 +106,7 @@ def run_building_comparison(
     seeds : trainings per network (mean ± std over them).
     max_epochs, tiles_per_epoch, batch_size, tile : the fixed budget of every training.
     stages, decoder_channels, fusion : MBHR-Net's encoder stages, decoder and fusion
-        (the CPU-sized defaults of ``configs/buildings_mbhr.yaml``).
+        (the CPU-sized defaults of ``sarheight/configs/buildings_mbhr.yaml``).
     lr : Adam's learning rate (cosine schedule over the budget).
     threshold_m : the footprint threshold of the IoU and the height classes (m).
     networks : restrict to these of :data:`NETWORKS` by name (default all).

@@ -1,7 +1,7 @@
 """The terrain refinement study: how much better than the best refinement without learning
 do the networks make a coarse DEM, and how much of that is the SAR's.
 
-:func:`run_refinement_study` trains, from one configuration (``configs/terrain_refine.yaml``,
+:func:`run_refinement_study` trains, from one configuration (``sarheight/configs/terrain_refine.yaml``,
 parsed by the same reader as ``sarheight fit --config``:
 :func:`sarheight.training.cli.configured_run`), the networks of :func:`networks` over
 seeds, each calibrated on the validation scenes after its training
@@ -63,7 +63,7 @@ SAR_CHANNELS = ("sar_ratio", "sar_ratio_geocoded", "sar_slope", "sar_slope_geoco
 OTHER_PASS_CHANNELS = ("other_sar_ratio", "other_sar_slope", "other_local_incidence_angle", "other_look_east",
                        "other_look_north")
 
-#: The seed paper's setting: SAR and priors, no coarse DEM (``configs/terrain_ask_unet.yaml``).
+#: The seed paper's setting: SAR and priors, no coarse DEM (``sarheight/configs/terrain_ask_unet.yaml``).
 PRIORS_ONLY_CHANNELS = ("sar_reconstructed", "local_incidence_angle", "prior_height", "prior_mask", "prior_distance")
 
 #: The figures kept per scored scene and map: overall and per terrain class.
@@ -115,7 +115,7 @@ def networks(channels: Sequence[str], reference: str, scale: str | None) -> list
     channels = tuple(channels)
     if "sar_ratio" not in channels:
         raise InvalidInputError(f"the configuration's channels {list(channels)} hold no sar_ratio: give a refinement "
-                                "configuration (configs/terrain_refine.yaml)")
+                                "configuration (sarheight/configs/terrain_refine.yaml)")
     geocoded = {"sar_ratio": "sar_ratio_geocoded", "sar_slope": "sar_slope_geocoded"}
     sar = Network("sar", "SAR network", channels, reference, scale)
     return [
@@ -279,7 +279,7 @@ def run_refinement_study(
         scenes shows.
     out : the folder of the runs (``runs/<network>/seed<k>/``), the per-scene scores
         (``scores/``) and the tables.
-    config : the refinement configuration (``configs/terrain_refine.yaml``): each network
+    config : the refinement configuration (``sarheight/configs/terrain_refine.yaml``): each network
         is what ``sarheight fit --config`` builds from it, with its channels (and the seed)
         overridden.
     seeds : trainings per network (mean ± std over them).

@@ -155,6 +155,7 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
     last = run_dir / "last.ckpt"
     every = max(1, steps_per_epoch // 4) if steps_per_epoch else None
     checkpoint = ResumableCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0, every_n_train_steps=every)
+    checkpoint.resume_hint = "run the same command again: the study resumes every training from its last.ckpt"
     callbacks: list[Any] = [checkpoint]
     keeper = None
     if best is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -72,13 +73,37 @@ class ResumableCheckpoint(ModelCheckpoint):
     ``every_n_train_steps`` steps (so that a run killed mid-epoch resumes with ``--ckpt_path
     last``, losing at most that many steps), and this class writes it once more when
     training ends, which Lightning skips when the last step falls between two intervals.
+    A training interrupted (Ctrl-C, SIGTERM, an error) says where its last checkpoint is
+    and how to resume from it (:attr:`resume_hint`).
     """
+
+    #: How to resume, in the interruption's message (a runner that resumes by itself says so).
+    resume_hint: str = "run the same command again with --ckpt_path last"
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.save_last or trainer.fast_dev_run:
             return
         self.last_model_path = self.last_model_path or self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
         trainer.save_checkpoint(self.last_model_path)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        if not trainer.is_global_zero or not self.save_last:
+            return
+        # A step cut in the middle is not saved (its weights may be half updated): the
+        # last checkpoint written is what a resumed run starts from.
+        last = Path(self.last_model_path or self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST))
+        what = "interrupted" if isinstance(exception, KeyboardInterrupt) or not isinstance(exception, Exception) \
+            else f"stopped by an error ({type(exception).__name__})"
+        every = (f"every {self._every_n_train_steps} steps" if self._every_n_train_steps else "at each epoch's end")
+        if last.is_file():
+            step = read_checkpoint(last).get("global_step", "?")
+            message = (f"training {what} at step {trainer.global_step}: its last checkpoint {last} holds step {step} "
+                       f"(written {every}); to resume, {self.resume_hint}")
+        else:
+            message = (f"training {what} at step {trainer.global_step}, before its first checkpoint (written "
+                       f"{every}): nothing to resume from")
+        print(message, file=sys.stderr, flush=True)
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """``sarheight fit|validate|test``: LightningCLI over :class:`PixelRegression` and a data module.
 
-A run is a YAML configuration (``configs/terrain_ask_unet.yaml``) with ``model`` (the
+A run is a YAML configuration (``sarheight/configs/terrain_ask_unet.yaml``) with ``model`` (the
 :class:`PixelRegression` options), ``data`` (a data module's ``class_path`` and
 ``init_args``), ``trainer`` and ``checkpoint`` (the :class:`ModelCheckpoint` options), and
 any key overridden on the command line (``--trainer.max_epochs 2``, ``--data.scenes
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import re
 import warnings
@@ -27,7 +28,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from ..errors import InvalidInputError, MissingInputError, SarHeightError
+from ..errors import InvalidInputError, SarHeightError
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, check_resume_checkpoint
 from .memory import check_forward_memory
 from .regression import PixelRegression
@@ -49,7 +50,7 @@ class SarHeightCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The resumable state: last.ckpt only (a best-by-validation checkpoint is a second
-        # ModelCheckpoint in trainer.callbacks, see configs/).
+        # ModelCheckpoint in trainer.callbacks, see sarheight/configs/).
         parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
                              "checkpoint.every_n_train_steps": 100})
@@ -90,6 +91,45 @@ class SarHeightCLI(LightningCLI):
         if written and self.trainer.is_global_zero:
             self._calibrate([path for _, path in written])
             print("checkpoints: " + "; ".join(f"{label} {path}" for label, path in written))
+        if self.trainer.is_global_zero:
+            for line in self._fit_summary():
+                print(line)
+
+    def _fit_summary(self) -> list[str]:
+        """How good the trained model is, in the task's units, beside the baseline it
+        logged; and where its curves are."""
+        lines = []
+        history = getattr(self.model, "history", None)
+        if history:
+            # Heights: RMSE in metres at the last validation and at the best one.
+            scored = [row for row in history if math.isfinite(row.get("val_rmse", math.nan))]
+            if scored:
+                last, best = scored[-1], min(scored, key=lambda row: row["val_rmse"])
+                line = (f"validation RMSE: the model {last['val_rmse']:.2f} m after epoch {last['epoch']} (best "
+                        f"{best['val_rmse']:.2f} m, epoch {best['epoch']})")
+                reference = getattr(self.datamodule, "reference", None)
+                if reference and math.isfinite(last.get("val_rmse_reference", math.nan)):
+                    from ..terrain import variable_description
+
+                    change = 100.0 * (1.0 - best["val_rmse"] / last["val_rmse_reference"])
+                    line += (f"; the baseline, {variable_description(reference)} ({reference}), "
+                             f"{last['val_rmse_reference']:.2f} m: the best is {abs(change):.1f} % "
+                             f"{'below' if change >= 0 else 'above'} it")
+                lines.append(line)
+            else:
+                lines.append("validation: none ran (no validation scenes, or limit_val_batches 0): the model's RMSE "
+                             "is unknown; give data.val_scenes")
+        else:
+            figures = {key: float(value) for key, value in self.trainer.callback_metrics.items()
+                       if key.startswith("val_") and key != "val_loss"}
+            if figures:
+                lines.append("validation: " + ", ".join(f"{key[4:]} {value:.4f}" for key, value in sorted(figures.items())))
+        folder = self.trainer.log_dir if self.trainer.loggers else None
+        if folder:
+            curves = [name for name in ("metrics.csv", "learning_curve.png") if (Path(folder) / name).is_file()]
+            if curves:
+                lines.append(f"curves: {', '.join(str(Path(folder) / name) for name in curves)}")
+        return lines
 
     def _calibrate(self, checkpoints: Sequence[str]) -> None:
         """Calibrate a refinement model's checkpoints on the validation scenes
@@ -419,8 +459,15 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
     ``task`` is ``"height"`` (:class:`PixelRegression` with any data module: ``sarheight
     fit``) or ``"lcz"`` (:class:`~sarheight.training.classification.LCZClassification` with
     :class:`~sarheight.data.so2sat.So2SatDataModule`: ``sarheight lcz fit``)."""
+    from .. import configs
+
     if subcommand not in SUBCOMMANDS:
         raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
+    if any(argument in ("-h", "--help") for argument in arguments):
+        # LightningCLI's help lists every option (hundreds of lines): first what to give.
+        print(configs.help_summary(subcommand if task == "height" else f"lcz {subcommand}", arguments), flush=True)
+    # A shipped configuration by name, from any folder (a path still works).
+    arguments = configs.resolve_arguments(arguments)
     check_arguments(arguments)
     try:
         # exit_on_error False: a bad configuration raises, and is said in one line (not
@@ -502,8 +549,9 @@ def configured_run(config: str | os.PathLike[str], overrides: Sequence[str] = ()
 
     Parameters
     ----------
-    config : path
-        The YAML configuration (``configs/terrain_refine.yaml``), of any suffix.
+    config : path or name
+        The YAML configuration, of any suffix, or a shipped one's name (``terrain_refine``:
+        :func:`sarheight.configs.resolve`).
     overrides : sequence of str
         Command-line style arguments after it: ``["--data.channels", "[a, b]",
         "--seed_everything", "1", "--trainer.max_epochs", "2"]``. Options of the ``fit``
@@ -524,11 +572,9 @@ def configured_run(config: str | os.PathLike[str], overrides: Sequence[str] = ()
     """
     import yaml
 
-    path = Path(config)
-    if not path.exists():
-        raise MissingInputError(f"no configuration {str(path)!r}: give a YAML training configuration (see configs/)")
-    if not path.is_file():
-        raise InvalidInputError(f"the configuration {str(path)!r} is not a file: give a YAML training configuration")
+    from .. import configs
+
+    path = configs.resolve(config)
     _task_classes(task)
     arguments = ["--config", str(path), *overrides]
     check_arguments(arguments)

@@ -427,7 +427,7 @@ def predict_buildings(
         if list(member.input_groups or {}) != ["s1", "s2"]:
             raise InvalidInputError(f"checkpoint {str(member.path)!r} takes the inputs {member.input_groups or 'inputs'}"
                                     ", not Sentinel-1 and Sentinel-2 (s1, s2): give a building-height checkpoint "
-                                    "(sarheight fit --config configs/buildings_mbhr.yaml)")
+                                    "(sarheight fit --config buildings_mbhr)")
         if member.channels != first.channels or member.input_groups != first.input_groups:
             raise InvalidInputError(f"checkpoints {str(first.path)!r} and {str(member.path)!r} differ in their "
                                     f"channels ({list(first.channels)} and {list(member.channels)})")

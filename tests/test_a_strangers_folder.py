@@ -1,0 +1,100 @@
+"""A stranger's real DEM and own folder, from the command line alone, as a user types the
+commands: from an empty folder outside the clone, no network, no configuration or geoid
+grid of their own. The wheel carries what these commands read (geoid grid, configurations,
+the packaged network)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[1]
+SARHEIGHT = Path(sys.executable).parent / "sarheight"
+#: A real Copernicus DEM on EGM96 (its compound CRS EPSG:9707 says so): the packaged crop.
+ROME = ROOT / "sarheight" / "sample_data" / "rome_cop30_egm96_crop.tif"
+
+pytestmark = pytest.mark.skipif(not SARHEIGHT.is_file(), reason=f"the sarheight command is not installed beside "
+                                f"{sys.executable} (pip install -e '.[ml]')")
+
+
+def sarheight(folder: Path, *arguments: str, status: int = 0) -> str:
+    """``sarheight ARGUMENTS`` run in ``folder`` with no network, as a user types it."""
+    env = {**os.environ, "PROJ_NETWORK": "OFF", "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([str(SARHEIGHT), *arguments], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == status, f"{arguments}: {done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """An empty folder outside the clone holding the user's DEM."""
+    home = tmp_path / "work"
+    home.mkdir()
+    shutil.copy(ROME, home / "my_dem.tif")
+    return home
+
+
+def test_the_wheel_carries_the_geoid_grid_the_configurations_and_the_network(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        pytest.skip(f"no wheel could be built here: {done.stderr.strip().splitlines()[-1:]}")
+    (wheel,) = tmp_path.glob("sarheight-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("sarheight/geoids/egm96_15.tif", "sarheight/configs/terrain_refine.yaml",
+                   "sarheight/configs/lcz_fusion.yaml", "sarheight/sample_data/terrain_refine_demo.ckpt"):
+        assert needed in names, needed
+
+
+def test_a_real_egm96_dem_is_refined_by_clinometry_and_by_the_packaged_network(folder):
+    out = sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif")
+    assert "sim_sigma0.tif" in out and (folder / "sim_image.tif").is_file()
+    with rasterio.open(folder / "sim_sigma0.tif") as src:
+        assert src.crs is not None and src.descriptions == ("sigma0",)
+    common = ["--dem", "my_dem.tif", "--sar", "sim_sigma0.tif", "--geometry", "synthetic", "--spacing", "10"]
+    out = sarheight(folder, "terrain", "refine", *common, "--method", "clinometry", "--out", "clinometry.tif")
+    assert "by clinometry" in out
+    out = sarheight(folder, "terrain", "refine", *common, "--out", "network.tif", "--quicklook", "network.png")
+    assert "by the packaged network" in out
+    for name in ("clinometry.tif", "network.tif"):
+        with rasterio.open(folder / name) as src:
+            heights = src.read(1)
+            # Ellipsoidal: EGM96's undulation (about 48.6 m at Rome) added to 7-85 m.
+            assert src.tags()["method"] in ("clinometry", "network")
+            assert 40 < float(heights.min()) and float(heights.max()) < 150
+    out = sarheight(folder, "terrain", "refine", *common, "--method", "back-projection", "--ckpt", "x.ckpt", "--out",
+                    "no.tif", status=2)
+    assert "--ckpt is for --method network" in out and not (folder / "no.tif").exists()
+
+
+def test_a_copernicus_dem_says_a_vertical_datum_that_overrides_its_crs(folder):
+    out = sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--vertical-datum", "ellipsoid",
+                    "--out", "sim.tif", "-q")
+    assert "overrides the DEM's CRS" in out and "EGM96" in out
+
+
+def test_training_by_name_reports_metres_and_where_its_curves_are(folder):
+    from tests.helpers import simulate_tiny_scenes
+
+    simulate_tiny_scenes(folder / "scenes", size=40)
+    out = sarheight(folder, "fit", "--config", "terrain_refine", "--help")
+    head = "\n".join(out.splitlines()[:40])
+    assert "terrain_refine" in head and "--data.scenes" in head and "--model.model" in head
+    out = sarheight(folder, "fit", "--config", "terrain_refine", "--data.scenes", "scenes", "--data.val_scenes",
+                    "[hills-b]", "--data.tile", "32", "--data.tiles_per_epoch", "8", "--data.batch_size", "4",
+                    "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
+    assert "validation RMSE: the model" in out and " m " in out and "the baseline" in out
+    assert "curves:" in out and (folder / "runs" / "terrain_refine" / "checkpoints" / "last.ckpt").is_file()
+    assert "terrain_refine " in sarheight(folder, "configs")
+    sarheight(folder, "configs", "--copy", "terrain_refine")
+    assert (folder / "terrain_refine.yaml").read_text() == (ROOT / "sarheight" / "configs" /
+                                                            "terrain_refine.yaml").read_text()
