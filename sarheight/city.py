@@ -63,6 +63,7 @@ import itertools
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ from scipy import ndimage
 
 from ._version import __version__
 from .dem import open_dem
-from .errors import InvalidInputError, PlausibilityWarning
+from .errors import InvalidInputError, PlausibilityWarning, deferred_warnings
 from .geometry import RadarGeometry
 from .io import write_bands
 from .preprocess.align import write_height, write_s1_image, write_s2_image
@@ -351,6 +352,7 @@ def simulate_city(
     latitude_deg: float | None = None,
     cloud_fraction: float = 0.0,
     seed: int = 0,
+    on_step: Callable[[str], None] | None = None,
 ) -> xr.Dataset:
     """Sentinel-1 and Sentinel-2-like monthly images of a city from :func:`city_layout`.
 
@@ -370,6 +372,7 @@ def simulate_city(
     latitude_deg : latitude of the sun's course (degrees north); default the city's own.
     cloud_fraction : share of each month's scene under cloud (0: clear skies).
     seed : seeds the speckle, noise and clouds (months get their own draws).
+    on_step : called with the name of each step as it starts (a progress bar's text).
 
     Returns
     -------
@@ -416,15 +419,18 @@ def simulate_city(
     vegetation = np.where(cover == LAND_COVER["vegetation"], SIGMA0_VV["vegetation"], 0.0)
     foot = wall_foot(surface_height, building, _ground_look(geometry), min_wall_m=min_wall_m)
     components = {"urban": urban, "vegetation": vegetation}
+    say = on_step or (lambda name: None)
     images = {}
     for name, sigma0 in components.items():
         if sigma0.any():
+            say(f"Sentinel-1: the {name} scattering")
             images[name] = simulate_sar(surface, geometry, backscatter=surface.copy(data=sigma0), looks=None,
                                         nesz_db=None, seed=seed)
     if not images:
         raise InvalidInputError("the layout has no land cover that scatters: give one from city_layout(...)")
     window = next(iter(images.values()))
     if double_bounce > 0 and foot.any():
+        say("Sentinel-1: the double bounce")
         # On the surface model the foot cell's own facets climb half-way up the wall and
         # would carry its energy into layover; on the bare terrain the foot is flat ground
         # and its energy lands at the corner's slant range, where every wall-ground path does.
@@ -442,6 +448,7 @@ def simulate_city(
     noise = 10 ** (nesz_db / 10) / float(np.mean(sin_inc))
     s1 = np.empty((len(months), 2, cover.shape[0] // factor, cover.shape[1] // factor), dtype=np.float32)
     for t, month in enumerate(months):
+        say(f"Sentinel-1: month {month}")
         moisture = 0.7 + 0.6 * _season(month)  # leafier, wetter canopy in summer
         for b, pol in enumerate(("VV", "VH")):
             weights = {"urban": 1.0, "double_bounce": 1.0, "vegetation": moisture}
@@ -457,6 +464,7 @@ def simulate_city(
     coarse_y = layout["y"].values[: (cover.shape[0] // factor) * factor].reshape(-1, factor).mean(axis=1)
     coarse_x = layout["x"].values[: (cover.shape[1] // factor) * factor].reshape(-1, factor).mean(axis=1)
 
+    say("Sentinel-2: the months")
     s2, scl = _optical(layout, months, latitude_deg, cloud_fraction, seed)
     is_building = (building > 0).astype(np.float64)
     coverage = _aggregate(is_building, factor)
@@ -595,13 +603,21 @@ def write_cities(out: str | os.PathLike[str], *, count: int = 4, size: int = 128
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InvalidInputError(f"count must be a positive integer, got {count!r}")
     folders = []
-    for index in tqdm(range(count), desc="simulating cities", unit="city", disable=None if progress else True):
-        seed = first_seed + index
-        folder = Path(out) / f"city_{seed:03d}"
-        if not (folder / "height.tif").is_file():
-            city = simulate_city(city_layout((size, size), seed=seed),
-                                 pass_direction="ascending" if seed % 2 == 0 else "descending",
-                                 cloud_fraction=cloud_fraction, seed=seed)
-            write_city(city, folder)
-        folders.append(folder)
+    with deferred_warnings(), tqdm(total=count, desc="simulating cities", unit="city",
+                                   disable=None if progress else True) as bar:
+        for index in range(count):
+            seed = first_seed + index
+            folder = Path(out) / f"city_{seed:03d}"
+            if not (folder / "height.tif").is_file():
+                def step(name: str, city: str = folder.name) -> None:
+                    bar.set_postfix_str(f"{city}: {name}")  # the bar moves within a city too
+
+                step("the layout")
+                city = simulate_city(city_layout((size, size), seed=seed),
+                                     pass_direction="ascending" if seed % 2 == 0 else "descending",
+                                     cloud_fraction=cloud_fraction, seed=seed, on_step=step)
+                step("writing")
+                write_city(city, folder)
+            folders.append(folder)
+            bar.update(1)
     return folders

@@ -5,8 +5,27 @@ Every error says what was wrong and what to do about it. They all derive from
 (``ValueError``, ``FileNotFoundError``), so ``except ValueError`` keeps working.
 """
 
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def deferred_warnings() -> Iterator[None]:
+    """Hold back the warnings raised inside the block (a progress bar's life) and show them
+    after it, each distinct one once with how many times it came: not through the bar's
+    line, nor once per scene or tile."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    seen: dict[tuple[type, str], list] = {}
+    for record in caught:
+        seen.setdefault((record.category, str(record.message)), []).append(record)
+    for (category, text), records in seen.items():
+        first = records[0]
+        times = f" ({len(records)} times)" if len(records) > 1 else ""
+        warnings.warn_explicit(text + times, category, first.filename, first.lineno)
 
 
 def user_stacklevel() -> int:

@@ -68,7 +68,13 @@ from ._version import __version__
 from .backprojection import upsample
 from .coarse_dem import CoarseDemErrors, coarse_product, draw_errors
 from .dem import cell_size_m, open_dem
-from .errors import InvalidInputError, MissingInputError, PlausibilityWarning, user_stacklevel
+from .errors import (
+    InvalidInputError,
+    MissingInputError,
+    PlausibilityWarning,
+    deferred_warnings,
+    user_stacklevel,
+)
 from .geometry import RadarGeometry
 from .ground import FittedLaw, Ground, draw_ground, fit_sigma0_law
 from .io import atomic_path
@@ -1245,8 +1251,9 @@ def simulate_scenes(
             combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample, replace=False))]
         plans.append((truth, dem_name, combinations))
     paths: list[Path] = []
-    with tqdm(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes", unit="scene",
-              disable=not progress) as bar:
+    # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
+    with deferred_warnings(), tqdm(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes", unit="scene",
+                                   disable=not progress) as bar:
         for truth, dem_name, combinations in plans:
             for (tag, geometry, other), factor, family, priors, scene_looks, law, cover, ground_family, seed \
                     in combinations:

@@ -98,3 +98,27 @@ def test_training_by_name_reports_metres_and_where_its_curves_are(folder):
     sarheight(folder, "configs", "--copy", "terrain_refine")
     assert (folder / "terrain_refine.yaml").read_text() == (ROOT / "sarheight" / "configs" /
                                                             "terrain_refine.yaml").read_text()
+
+
+def test_an_interrupted_training_says_how_to_resume(folder):
+    import signal
+    import time
+
+    from tests.helpers import simulate_tiny_scenes
+
+    simulate_tiny_scenes(folder / "scenes", size=40)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    run = subprocess.Popen([str(SARHEIGHT), "fit", "--config", "terrain_refine", "--data.scenes", "scenes",
+                            "--data.val_scenes", "[hills-b]", "--data.tile", "32", "--data.tiles_per_epoch", "8",
+                            "--data.batch_size", "4", "--trainer.max_epochs", "1000", "--checkpoint.every_n_train_steps",
+                            "2", "--trainer.enable_progress_bar", "false"], cwd=folder, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = folder / "runs" / "terrain_refine" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    run.send_signal(signal.SIGTERM)  # as a scheduler stops a job; Ctrl-C takes the same path
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert f"its last checkpoint {last} holds step" in err and "run the same command again with --ckpt_path last" in err

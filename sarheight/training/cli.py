@@ -31,6 +31,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from ..errors import InvalidInputError, SarHeightError
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, check_resume_checkpoint
 from .memory import check_forward_memory
+from .progress import TrainingProgress
 from .regression import PixelRegression
 
 #: The Trainer methods sarheight runs as subcommands.
@@ -105,8 +106,8 @@ class SarHeightCLI(LightningCLI):
             scored = [row for row in history if math.isfinite(row.get("val_rmse", math.nan))]
             if scored:
                 last, best = scored[-1], min(scored, key=lambda row: row["val_rmse"])
-                line = (f"validation RMSE: the model {last['val_rmse']:.2f} m after epoch {last['epoch']} (best "
-                        f"{best['val_rmse']:.2f} m, epoch {best['epoch']})")
+                line = (f"validation RMSE: the model {last['val_rmse']:.2f} m after epoch {last['epoch'] + 1} (best "
+                        f"{best['val_rmse']:.2f} m, epoch {best['epoch'] + 1})")
                 reference = getattr(self.datamodule, "reference", None)
                 if reference and math.isfinite(last.get("val_rmse_reference", math.nan)):
                     from ..terrain import variable_description
@@ -199,6 +200,9 @@ class SarHeightCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         trainer = super().instantiate_trainer(**{"plugins": plugins, **kwargs})
+        # Every training says each epoch's figures and the time left (a line where no
+        # live bar shows the steps).
+        trainer.callbacks.append(TrainingProgress())
         # A strategy carries its own checkpoint I/O (init arg checkpoint_io).
         if not isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
             raise InvalidInputError(f"trainer.strategy sets the checkpoint I/O "

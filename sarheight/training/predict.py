@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, deferred_warnings
 from ..io import write_geotiff
 from ..preprocess.sentinel2 import S2_BANDS
 from ..terrain import open_scene, refinement_classes
@@ -251,8 +251,8 @@ def predict_height(
     mean = np.zeros((rows, cols))
     spread = np.zeros((rows, cols))  # Welford's sum of squared deviations across members
     variance = np.zeros((rows, cols))  # the sum of the members' own variances
-    with tqdm(total=len(members) * tiling.count, desc="predicting height", unit="tile",
-              disable=None if progress else True) as bar:
+    with deferred_warnings(), tqdm(total=len(members) * tiling.count, desc="predicting height", unit="tile",
+                                   disable=None if progress else True) as bar:
         for count, member in enumerate(members, start=1):
             outputs = tiling.predict_outputs(member, [arrays.inputs], device=torch_device, batch_size=batch_size,
                                              progress=bar.update)
@@ -452,8 +452,9 @@ def predict_buildings(
     months_counted = np.sum(valid, axis=0)
     mean = np.zeros(city.shape)
     spread = np.zeros(city.shape)
-    with tqdm(total=len(members) * len(city.months) * tiling.count, desc="predicting building height",
-              unit="tile", disable=None if progress else True) as bar:
+    with deferred_warnings(), tqdm(total=len(members) * len(city.months) * tiling.count,
+                                   desc="predicting building height", unit="tile",
+                                   disable=None if progress else True) as bar:
         for count, member in enumerate(members, start=1):
             summed = np.zeros(city.shape)
             for month in range(len(city.months)):
