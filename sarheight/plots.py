@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -115,7 +116,8 @@ def quicklook(
             bar.solids.set_rasterized(True)
             bar.solids.set_edgecolor("face")
     if title:
-        fig.suptitle(title, fontsize=11)
+        # Wrapped to the figure's width (about 13 characters an inch at this size).
+        fig.suptitle("\n".join(textwrap.wrap(title, int(13 * 4.6 * columns))), fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -13,14 +13,20 @@ import pytest
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real reference data beside the repository (``../shared/data``)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    """The real reference data: the folder ``SARHEIGHT_REFERENCE_DATA`` names, else
+    ``../shared/data`` beside the repository (README.md, "Reference data and tests")."""
+    named = os.environ.get(REFERENCE_DATA_ENV)
+    path = Path(named) if named else Path(__file__).resolve().parents[2] / "shared" / "data"
     if not path.is_dir():
         pytest.skip(
-            "../shared/data is absent: real-data tests need the shared reference data "
-            "beside the repository"
+            f"{path} is absent: the real-data tests need the reference data (set {REFERENCE_DATA_ENV} to its "
+            "folder, or place it at ../shared/data beside the repository)"
         )
     return path
+
+
+#: The environment variable naming the reference data's folder.
+REFERENCE_DATA_ENV = "SARHEIGHT_REFERENCE_DATA"
 
 
 #: The environment variable naming a bigearthnet-common wheel (it holds real BigEarthNet patches).

@@ -92,7 +92,8 @@ def test_training_by_name_reports_metres_and_where_its_curves_are(folder):
     out = sarheight(folder, "fit", "--config", "terrain_refine", "--data.scenes", "scenes", "--data.val_scenes",
                     "[hills-b]", "--data.tile", "32", "--data.tiles_per_epoch", "8", "--data.batch_size", "4",
                     "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")
-    assert "validation RMSE: the model" in out and " m " in out and "the baseline" in out
+    assert "validation RMSE: the model" in out and "(coarse_refined)" in out and "(coarse_height)" in out
+    assert "epoch 1/1:" in out
     assert "curves:" in out and (folder / "runs" / "terrain_refine" / "checkpoints" / "last.ckpt").is_file()
     assert "terrain_refine " in sarheight(folder, "configs")
     sarheight(folder, "configs", "--copy", "terrain_refine")

@@ -200,14 +200,14 @@ def test_outputs_never_replace_an_input_or_each_other(dem_tif, tmp_path, capsys)
 
 
 def test_a_run_s_files_are_written_together_or_not_at_all(dem_tif, tmp_path, capsys, monkeypatch):
-    """The result and its masks file are one set: a failure while writing the second
-    leaves the previous pair as it was."""
+    """The result and its companion files are one set: a failure while writing the masks
+    leaves the previous set as it was."""
     import sarheight.cli.options
 
     out = tmp_path / "s.tif"
     assert main(["simulate", str(dem_tif), "--out", str(out), *SYNTHETIC]) == 0
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
-    assert sorted(before) == ["s.tif", "s_masks.tif"]
+    assert sorted(before) == ["s.tif", "s_image.tif", "s_masks.tif", "s_sigma0.tif"]
 
     def failing(result, path):
         raise OSError(28, "No space left on device")

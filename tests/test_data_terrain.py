@@ -336,6 +336,29 @@ def test_refinement_data_module_gives_the_scale_with_every_tile(physical_scenes)
         TerrainDataModule(scenes=str(physical_scenes), scale="feet")
 
 
+def test_tiles_carry_the_coarse_dem_as_a_second_baseline(physical_scenes):
+    """Where the reference refines the coarse DEM already, every tile also carries the
+    coarse DEM resampled bilinearly (the plainest baseline), cell for cell; not where the
+    reference is that DEM itself."""
+    from sarheight.data.terrain import BASELINE
+
+    data = TerrainDataModule(scenes=str(physical_scenes), channels=REFINE_CHANNELS, reference="coarse_bicubic",
+                             scale="coarse_cell", val_scenes=["hills-b"], test_scenes=["hills-c"], tile=32,
+                             tiles_per_epoch=4, batch_size=2)
+    data.setup("fit")
+    dataset = data.datasets["val"]
+    item = dataset[0]
+    scene = dataset.scenes[int(item["scene"])]
+    row, col, rows, cols = (int(v) for v in item["window"])
+    np.testing.assert_array_equal(item["baseline"][0, :rows, :cols].numpy(),
+                                  scene.baseline[row:row + rows, col:col + cols])
+    assert torch.isnan(item["baseline"][0, rows:, :]).all()
+    ds = open_scene(sorted(physical_scenes.glob("hills-a_ascending*.nc"))[0])
+    np.testing.assert_array_equal(scene_arrays(ds, REFINE_CHANNELS, reference="coarse_bicubic", target="height")
+                                  .baseline, ds[BASELINE].values.astype(np.float32))
+    assert scene_arrays(ds, REFINE_CHANNELS, reference=BASELINE, target="height").baseline is None
+
+
 def test_refinement_inputs_have_no_unit_of_length(physical_scenes):
     """Terrain k times larger in every direction (cells, heights, distances) gives the
     refinement model the same inputs and target: one model serves every cell size."""

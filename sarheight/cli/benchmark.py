@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coarse-side", type=int, default=1024,
                         help="DEM cells a side of the case with a DEM 3x coarser than the pixels (30 m cells "
                              "under 10 m pixels; default 1024; 0 leaves it out)")
-    parser.add_argument("--projection", choices=("exact", "bilinear", "both"), default="both")
+    parser.add_argument("--projection", choices=("exact", "bilinear", "both"), default="both",
+                        help="how the facets reach the radar pixels in the timed runs: exact (the overlap of each "
+                        "facet's footprint with the pixels), bilinear (splatting of facet centres, faster), or both "
+                        "(default)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each step (default 5)")
     parser.add_argument("--against", metavar="TREE_OR_REVISION", default=None,
                         help="also time another version, run by run in turn with this one: the folder of "
@@ -29,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop a version's worker that takes longer than this over one preparation or "
                              "run (default 1800: a first run compiles the kernels)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: sides 256 and 128, 2 repeats")
+                        help="a smoke run: sides 256 and 128, 2 repeats; its M cells/s understate the speed "
+                        "(fixed costs weigh on small DEMs): compare speeds at the default sides")
     parser.add_argument("--out", default=None, help="also write the report as JSON to this file")
     parser.add_argument("--plot", default=None, help="also draw the figures as a bar chart (PNG) in this file")
     add_quiet(parser)
@@ -71,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print()
         print(format_table(report))
+        if args.quick:
+            print("(--quick: sides 256 and 128, where fixed costs weigh; the default sides, 2048 and 1024, give the "
+                  "speeds benchmarks/README.md quotes)")
     if args.out:
         with atomic_path(args.out) as path:
             path.write_text(json.dumps(report, indent=2))

@@ -7,10 +7,13 @@ import argparse
 from .options import add_quiet
 
 NAME = "demo"
-HELP = "run the built-in real example (offline)"
+HELP = ("run the built-in real example, offline (under a minute once installed): the layover reconstruction of the real "
+        "Jacksboro DEM, its refinement beside every non-learned method, a city's building heights; figures, "
+        "GeoTIFFs and figures.json in --out")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = HELP
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     add_quiet(parser)
     parser.set_defaults(out_is_folder=True)

@@ -136,6 +136,11 @@ TERRAIN_CLASSES = ("active_layover", "passive_layover", "shadow", "shadow_adjace
 #: How near shadow (cells, in any direction) a cell counts as shadow-adjacent.
 SHADOW_ADJACENT_CELLS = 3
 
+#: The plainest use of the coarse DEM (resampled bilinearly): the baseline every height
+#: training scores beside its reference (which may be a refinement of it already).
+BASELINE = "coarse_height"
+
+
 @dataclass
 class SceneArrays:
     """One scene's arrays, ready for tiling (float32 unless said).
@@ -155,6 +160,9 @@ class SceneArrays:
         target.
     loss_mask : (H, W) bool, the cells the loss and the metrics count, or None.
     classes : (H, W) uint8 codes of :data:`TERRAIN_CLASSES`, or None.
+    baseline : (H, W) the coarse DEM resampled bilinearly (m, :data:`BASELINE`; NaN where
+        it has none), a second baseline the training scores beside the reference, or None
+        where the scene lacks it or it is the reference itself.
     """
 
     name: str
@@ -165,6 +173,7 @@ class SceneArrays:
     target: np.ndarray | None = None
     loss_mask: np.ndarray | None = None
     classes: np.ndarray | None = None
+    baseline: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -342,6 +351,8 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
         if not score_shadow:
             arrays.loss_mask &= shadow == MaskCode.NONE
         arrays.classes = terrain_classes(layover, shadow)
+        if BASELINE in ds.data_vars and reference not in (None, BASELINE):
+            arrays.baseline = ds[BASELINE].values.astype(np.float32)
     return arrays
 
 
@@ -404,12 +415,18 @@ class TerrainScenes(TileSet):
         target[(0, *inner)] = np.where(mask[(0, *inner)], scene.target[rows, cols], 0)
         offset[(0, *inner)] = scene.offset[rows, cols]
         classes[(0, *inner)] = scene.classes[rows, cols]
-        return {
+        item = {
             "inputs": torch.from_numpy(inputs), "target": torch.from_numpy(target), "mask": torch.from_numpy(mask),
             "offset": torch.from_numpy(offset), "classes": torch.from_numpy(classes),
             "scale": torch.full((1, 1, 1), scene.scale, dtype=torch.float32),
             "scene": torch.tensor(window.scene), "window": torch.tensor(window[1:]),
         }
+        if all(other.baseline is not None for other in self.scenes):
+            # Every scene has it, so that the batches of a run share their keys.
+            baseline = np.full((1, tile, tile), np.nan, dtype=np.float32)
+            baseline[(0, *inner)] = scene.baseline[rows, cols]
+            item["baseline"] = torch.from_numpy(baseline)
+        return item
 
 
 class TerrainDataModule(TiledDataModule):

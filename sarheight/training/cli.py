@@ -92,8 +92,11 @@ class SarHeightCLI(LightningCLI):
         if written and self.trainer.is_global_zero:
             self._calibrate([path for _, path in written])
             print("checkpoints: " + "; ".join(f"{label} {path}" for label, path in written))
+        # Every process reads the summary (the logs folder is a collective of a DDP run's
+        # processes: asked by one alone, it would wait for the others for ever); one says it.
+        lines = self._fit_summary()
         if self.trainer.is_global_zero:
-            for line in self._fit_summary():
+            for line in lines:
                 print(line)
 
     def _fit_summary(self) -> list[str]:
@@ -108,14 +111,18 @@ class SarHeightCLI(LightningCLI):
                 last, best = scored[-1], min(scored, key=lambda row: row["val_rmse"])
                 line = (f"validation RMSE: the model {last['val_rmse']:.2f} m after epoch {last['epoch'] + 1} (best "
                         f"{best['val_rmse']:.2f} m, epoch {best['epoch'] + 1})")
-                reference = getattr(self.datamodule, "reference", None)
-                if reference and math.isfinite(last.get("val_rmse_reference", math.nan)):
-                    from ..terrain import variable_description
+                from ..data.terrain import BASELINE
+                from ..terrain import variable_description
 
-                    change = 100.0 * (1.0 - best["val_rmse"] / last["val_rmse_reference"])
-                    line += (f"; the baseline, {variable_description(reference)} ({reference}), "
-                             f"{last['val_rmse_reference']:.2f} m: the best is {abs(change):.1f} % "
-                             f"{'below' if change >= 0 else 'above'} it")
+                # The baselines it logged: its reference (a refinement of the coarse DEM
+                # without learning, where it is one), and the coarse DEM resampled.
+                baselines = [(getattr(self.datamodule, "reference", None), last.get("val_rmse_reference", math.nan)),
+                             (BASELINE, last.get("val_rmse_coarse", math.nan))]
+                for name, figure in baselines:
+                    if name and math.isfinite(figure):
+                        change = 100.0 * (1.0 - best["val_rmse"] / figure)
+                        line += (f"; {variable_description(name)} ({name}) {figure:.2f} m, the best "
+                                 f"{abs(change):.1f} % {'below' if change >= 0 else 'above'} it")
                 lines.append(line)
             else:
                 lines.append("validation: none ran (no validation scenes, or limit_val_batches 0): the model's RMSE "

@@ -309,7 +309,8 @@ def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.P
     if baseline is None:
         baseline = reference if reference.startswith("coarse") else "prior_interpolated"
     label = {"prior_interpolated": "priors-only interpolation", "coarse_height": "coarse DEM, bilinear",
-             "coarse_bicubic": "coarse DEM, bicubic", "coarse_lanczos": "coarse DEM, Lanczos"}.get(
+             "coarse_bicubic": "coarse DEM, bicubic", "coarse_lanczos": "coarse DEM, Lanczos",
+             "coarse_refined": "back-projection + kriged priors"}.get(
         baseline, baseline.replace("_", " "))
     height = result["height"].values
     truth = scene["height"].values if "height" in scene else None
@@ -317,24 +318,36 @@ def prediction_quicklook(scene: xr.Dataset, result: xr.Dataset, path: str | os.P
     low, high = (float(np.nanpercentile(np.concatenate([v.ravel() for v in shown]), p)) for p in (1, 99))
     terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
     panels = []
+    errors = {}
     if truth is not None:
         panels.append(("truth height (m)", truth, terrain))
-    if baseline in scene:
-        panels.append((f"{label} (m)", scene[baseline].values, terrain))
-    panels.append(("predicted height (m)", height, terrain))
-    if truth is not None:
-        errors = [height - truth]
+        errors["prediction"] = height - truth
         if baseline in scene:
-            errors.append(scene[baseline].values - truth)
-        limit = max(float(np.nanpercentile(np.abs(e), 99)) for e in errors) or 1.0
-        diverging = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}
-        if len(errors) > 1:
-            panels.append((f"{label} - truth (m)", errors[1], diverging))
-        panels.append(("prediction - truth (m)", errors[0], diverging))
+            errors["baseline"] = scene[baseline].values - truth
+    if baseline in scene:
+        panels.append((f"{label} (m){_rmse_title(errors.get('baseline'))}", scene[baseline].values, terrain))
+    panels.append((f"predicted height (m){_rmse_title(errors.get('prediction'))}", height, terrain))
+    if errors:
+        limit = max(float(np.nanpercentile(np.abs(e), 99)) for e in errors.values()) or 1.0
+        diverging = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m (red: above the truth)"}
+        if "baseline" in errors:
+            panels.append((f"{label} - truth (m){_rmse_title(errors['baseline'])}", errors["baseline"], diverging))
+        panels.append((f"prediction - truth (m){_rmse_title(errors['prediction'])}", errors["prediction"], diverging))
     if "height_std" in result:
-        panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
+        panels.append((_spread_title(result.attrs["members"]), result["height_std"].values,
                        {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
     return quicklook(panels, path, title=title or f"sarheight terrain predict: {result.attrs['scene_name']}")
+
+
+def _rmse_title(error: np.ndarray | None) -> str:
+    """", RMSE x.xx m" of an error map, for a panel's title ("" without one)."""
+    if error is None or not np.isfinite(error).any():
+        return ""
+    return f"\nRMSE {float(np.sqrt(np.nanmean(error**2))):.2f} m"
+
+
+def _spread_title(members: int) -> str:
+    return f"std of {members} checkpoints (m)" if members > 1 else "the model's calibrated spread (m)"
 
 
 def buildings_quicklook(city_folder: str | os.PathLike[str], result: xr.Dataset, path: str | os.PathLike[str], *,
@@ -359,16 +372,16 @@ def buildings_quicklook(city_folder: str | os.PathLike[str], result: xr.Dataset,
     panels = [(f"Sentinel-2 true colour ({city.months[0]})", rgb, {}),
               (f"Sentinel-1 VV (dB, {city.months[0]})", vv, {"cmap": "gray", "vmin": low, "vmax": high,
                                                             "colorbar": "dB"})]
+    error = height - truth if truth is not None else None
     if truth is not None:
         panels.append(("true building height (m)", truth, heights))
-    panels.append((f"predicted height (m, mean of {len(city.months)} months)", height, heights))
-    if truth is not None:
-        error = height - truth
+    panels.append((f"predicted height (m, mean of {len(city.months)} months){_rmse_title(error)}", height, heights))
+    if error is not None:
         limit = float(np.nanpercentile(np.abs(error), 99)) or 1.0
-        panels.append(("prediction - truth (m)", error, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit,
-                                                          "colorbar": "m"}))
+        panels.append((f"prediction - truth (m){_rmse_title(error)}", error,
+                       {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m (red: above the truth)"}))
     if "height_std" in result:
-        panels.append((f"std of {result.attrs['members']} checkpoints (m)", result["height_std"].values,
+        panels.append((_spread_title(result.attrs["members"]), result["height_std"].values,
                        {"cmap": "magma", "vmin": 0, "colorbar": "m"}))
     return quicklook(panels, path, title=title or f"sarheight buildings predict: {city.name}")
 

@@ -105,8 +105,11 @@ class TrainingProgress(Callback):
             parts.append(f"training loss {self._loss_sum / self._loss_count:.4g}")
         if "val_rmse" in metrics:
             line = f"validation RMSE {float(metrics['val_rmse']):.2f} m"
-            if "val_rmse_reference" in metrics:
-                line += f" (its baseline {float(metrics['val_rmse_reference']):.2f} m)"
+            baselines = [f"{float(metrics[key]):.2f} m {label}" for key, label in
+                         (("val_rmse_reference", "its reference"), ("val_rmse_coarse", "the coarse DEM"))
+                         if key in metrics]
+            if baselines:
+                line += f" ({', '.join(baselines)})"
             parts.append(line)
         elif "val_oa" in metrics:
             parts.append(f"validation OA {100 * float(metrics['val_oa']):.1f} %"

@@ -182,6 +182,7 @@ footprints above it. At the end of
         self.class_weight_table = torch.ones(1)
         self._metrics: dict[str, HeightMetrics] = {}
         self._reference_metrics: dict[str, HeightMetrics] = {}
+        self._baseline_metrics: dict[str, HeightMetrics] = {}
         # Keyed by "<stage>_loss": a key "train" would shadow Module.train.
         self._losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
         self._last_val: dict[str, float] = {}
@@ -220,6 +221,7 @@ footprints above it. At the end of
                                               footprint_threshold=threshold).to(self.device)
                          for stage in ("train", "val", "test")}
         self._reference_metrics = {stage: HeightMetrics().to(self.device) for stage in ("train", "val", "test")}
+        self._baseline_metrics = {stage: HeightMetrics().to(self.device) for stage in ("train", "val", "test")}
 
     # Steps.
 
@@ -264,6 +266,11 @@ footprints above it. At the end of
         if "offset" in batch:
             # The baseline: the reference alone (the priors-only interpolation, the coarse DEM).
             self._reference_metrics[stage].to(prediction.device).update(offset, truth, batch["mask"])
+        if "baseline" in batch:
+            # The coarse DEM resampled bilinearly, where the reference refines it already.
+            baseline = batch["baseline"]
+            known = batch["mask"] & torch.isfinite(baseline)
+            self._baseline_metrics[stage].to(prediction.device).update(torch.nan_to_num(baseline), truth, known)
         # Averaged over the processes of a distributed run (each logs its own batch's loss).
         self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
                  batch_size=batch["target"].shape[0], sync_dist=True)
@@ -285,6 +292,11 @@ footprints above it. At the end of
         if reference.count > 0:
             values["rmse_reference"] = float(reference.compute()["rmse"])
         reference.reset()
+        baseline = self._baseline_metrics.get(stage)
+        if baseline is not None and baseline.count > 0:
+            values["rmse_coarse"] = float(baseline.compute()["rmse"])
+        if baseline is not None:
+            baseline.reset()
         mean_loss = self._losses[f"{stage}_loss"]
         values["loss"] = float(mean_loss.compute()) if mean_loss.update_count else math.nan
         self._metrics[stage].reset()
@@ -311,7 +323,8 @@ footprints above it. At the end of
                              "train_loss": figures["loss"], "train_rmse": figures["rmse"],
                              "val_loss": self._last_val.get("loss", math.nan),
                              "val_rmse": self._last_val.get("rmse", math.nan),
-                             "val_rmse_reference": self._last_val.get("rmse_reference", math.nan)})
+                             "val_rmse_reference": self._last_val.get("rmse_reference", math.nan),
+                             "val_rmse_coarse": self._last_val.get("rmse_coarse", math.nan)})
 
     def on_fit_end(self) -> None:
         folder = self.trainer.log_dir if self.trainer.loggers else None
@@ -378,8 +391,8 @@ def _plain(value: Any) -> Any:
 
 def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Plot the loss and the RMSE (m) of training and validation per epoch (and the
-    validation RMSE of the reference alone, the baseline) into a PNG, atomically; returns
-    its path."""
+    validation RMSE of the baselines: the reference alone, the coarse DEM resampled) into
+    a PNG, atomically; returns its path."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -389,7 +402,8 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLi
     curves = {
         "loss": [("train_loss", "-o", "train"), ("val_loss", "-s", "validation")],
         "RMSE (m)": [("train_rmse", "-o", "train"), ("val_rmse", "-s", "validation"),
-                     ("val_rmse_reference", "--", "validation, reference alone")],
+                     ("val_rmse_reference", "--", "validation, reference alone"),
+                     ("val_rmse_coarse", ":", "validation, coarse DEM (bilinear)")],
     }
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (label, lines) in zip(axes, curves.items(), strict=True):
