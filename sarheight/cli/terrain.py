@@ -64,11 +64,18 @@ def run_predict(args: argparse.Namespace) -> int:
             from ..studies.scoring import map_rmse
 
             valid = np.isfinite(result["height"].values) & np.isfinite(truth)
+            from ..terrain import variable_description
+
             line = f"RMSE against the scene's height: {map_rmse(result['height'].values, truth, valid):.2f} m"
-            if "prior_interpolated" in scene:
-                baseline = scene["prior_interpolated"].values
+            # The baselines: the model's reference, the coarse DEM resampled, the priors alone.
+            names = dict.fromkeys([str(result.attrs.get("reference") or ""), "coarse_height", "prior_interpolated"])
+            baselines = []
+            for name in (name for name in names if name in scene):
+                baseline = scene[name].values
                 counted = valid & np.isfinite(baseline)
-                line += f" (priors-only interpolation {map_rmse(baseline, truth, counted):.2f} m)"
+                baselines.append(f"{variable_description(name)} {map_rmse(baseline, truth, counted):.2f} m")
+            if baselines:
+                line += f" ({'; '.join(baselines)})"
             print(f"{line} over {int(valid.sum())} cells")
         written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
         print(f"wrote {' and '.join(written)}")
