@@ -123,3 +123,16 @@ def test_an_interrupted_training_says_how_to_resume(folder):
     _, err = run.communicate(timeout=120)
     assert run.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert f"its last checkpoint {last} holds step" in err and "run the same command again with --ckpt_path last" in err
+
+
+def test_a_listing_whose_reader_went_away_ends_quietly(monkeypatch, capsys):
+    """``sarheight configs | head -1`` where head is gone before the listing is written:
+    status 141 (as a shell reports SIGPIPE), no error and no traceback."""
+    from sarheight.cli import main
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w", buffering=1) as closed:  # line-buffered: each line reaches the pipe
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert main(["configs"]) == 141
+    assert capsys.readouterr().err == ""

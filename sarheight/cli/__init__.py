@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -101,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(reconstruct --chunks 256)")
     except KeyboardInterrupt:
         message, status = "interrupted", 130
+    except BrokenPipeError:
+        # The reader of the output went away (`sarheight configs | head`): nothing to say
+        # to it; the rest of the output goes nowhere rather than raising at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         if args.verbose:
             raise
