@@ -145,7 +145,8 @@ def open_dem(
         bilinearly at each cell; longitudes wrap around for global grids. ``None``: EGM96
         through the global 15' grid that ships with sarheight (offline); EGM2008 through
         PROJ's grid where PROJ has one (installed, or its network on), else through the
-        EGM96 grid with a warning (the two differ by under a metre over most of the Earth).
+        EGM96 grid with a warning (the two differ by decimetres to a metre or so over most of
+        the Earth, more where EGM96 had little gravity data).
     fill_voids : bool, default False
         Fill NaN voids by inverse-distance interpolation (``rasterio.fill.fillnodata``,
         up to 100 cells from valid data). Otherwise voids stay NaN.
@@ -385,8 +386,9 @@ def _geoid_transformer(source_datum: str, grid_path: str | None, subject: str = 
             warnings.warn(
                 f"The {subject}'s heights are on EGM2008 and no EGM2008 grid is here (none ships with "
                 f"sarheight; PROJ has no {_PROJ_GRID_FILES['egm2008']}): EGM96's undulation, which ships, is "
-                "used instead. The two geoids differ by under a metre over most of the Earth and by a few "
-                "metres in parts of the Himalaya, the Andes and Africa; for EGM2008 itself give --geoid-grid "
+                "used instead. The two geoids differ by decimetres to a metre or so over most of the Earth, "
+                "more where EGM96 had little gravity data (parts of the Himalaya, the Andes, Africa, "
+                "Antarctica); for EGM2008 itself give --geoid-grid "
                 f"(geoid_grid=) an EGM2008 grid, or `projsync --file {_PROJ_GRID_FILES['egm2008']}` once.",
                 VerticalDatumWarning, stacklevel=user_stacklevel())
     return None, str(PACKAGED_EGM96)

@@ -150,7 +150,7 @@ def add_dem_options(parser: argparse.ArgumentParser) -> None:
         help="the heights' datum where the DEM's CRS does not say it (SRTM, Copernicus: egm96/egm2008); where "
         "the CRS says another, this overrides it with a warning naming both. Geoid heights are converted offline: "
         "EGM96 with the grid that ships with sarheight, EGM2008 with PROJ's grid where installed, else with EGM96's "
-        "(warned: under a metre apart over most of the Earth)",
+        "(warned: decimetres to a metre or so apart over most of the Earth)",
     )
     group.add_argument("--geoid-grid", default=None,
                        help="a raster of geoid undulations to use instead (e.g. an EGM2008 grid, us_nga_egm08_25.tif)")
