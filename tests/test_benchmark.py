@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -65,6 +66,22 @@ def test_benchmark_against_a_source_tree_writes_its_table_and_json(tmp_path, cap
     assert report["peer"] is None and "reference peer" not in printed
     assert "speed-up" in printed and any(line.startswith("coarse") and "16² exact" in line and "reconstruct" in line
                                          for line in printed.splitlines())
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the scaling of a second thread needs two cores")
+def test_thread_counts_each_run_in_a_worker_and_give_the_efficiency(tmp_path, capsys):
+    out = tmp_path / "threads.json"
+    assert main(["benchmark", "--side", "24", "--coarse-side", "0", "--projection", "bilinear", "--repeats", "2",
+                 "--threads", "1,2", "--no-peer", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["threads"] == [1, 2]
+    assert report["versions"]["this version"]["threads"] == 2
+    assert report["versions"]["this version, 1 thread"]["threads"] == 1
+    for row in report["results"]:
+        one, two = (statistics.median(row["versions"][label]["seconds"])
+                    for label in ("this version, 1 thread", "this version"))
+        assert row["efficiency"]["this version"] == pytest.approx(one / two / 2)
+    assert "efficiency" in capsys.readouterr().out
 
 
 def test_the_reference_peer_is_timed_on_the_same_scene_where_it_is_installed(tmp_path, capsys):
@@ -163,6 +180,8 @@ def test_the_table_says_where_the_peer_is_not_installed():
     (["--side", "0", "--coarse-side", "0"], "leave nothing to time"),
     (["--against", "no-such-revision-or-folder"], "neither a sarheight source tree nor a revision"),
     (["--timeout", "0"], "positive number of seconds"),
+    (["--threads", "0,2", "--quick"], "thread counts from 1"),
+    (["--threads", "one,two", "--quick"], "separated by commas"),
 ])
 def test_benchmark_refuses_bad_options_in_one_line(arguments, message, capsys):
     assert main(["benchmark", "--quick", *arguments] if arguments[0] == "--against" else ["benchmark", *arguments]) == 2

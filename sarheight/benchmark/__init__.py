@@ -92,12 +92,16 @@ class Worker:
     the one this module belongs to), stopped as hung when a request takes longer than
     ``timeout`` seconds."""
 
-    def __init__(self, label: str, tree: Path | None, timeout: float = WORKER_TIMEOUT):
+    def __init__(self, label: str, tree: Path | None, timeout: float = WORKER_TIMEOUT, threads: int | None = None):
         self.label = label
         self.tree = tree
         self.timeout = timeout
+        self.threads = threads
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
+        if threads is not None:
+            # The kernels' threads (Numba's setting, which sarheight's row blocks follow).
+            env["NUMBA_NUM_THREADS"] = str(threads)
         self._scratch = tempfile.TemporaryDirectory(prefix="sarheight-benchmark-")
         # Run this file by path from a neutral directory: never with the package folder
         # first on sys.path (its io.py, distributed.py would shadow other modules).
@@ -186,15 +190,23 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
 
 def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJECTIONS, repeats: int = 5,
                   against: str | None = None, peer: bool = True, timeout: float = WORKER_TIMEOUT,
-                  say: Callable[[str], None] = print) -> dict[str, Any]:
+                  threads: tuple[int, ...] | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Time each case (name: DEM side in cells) and projection, both steps, ``repeats``
     runs each, in worker processes; with ``against``, alternating with that version;
     with ``peer``, the reference peer too where it is installed (``report["peer"]``).
     A worker that takes more than ``timeout`` seconds over one request is stopped.
+    ``threads`` (e.g. ``(1, 2)``): each version also on these thread counts, in workers
+    of their own, alternating with the others; each row then gives the efficiency of the
+    most threads over one (``row["efficiency"]``: speed-up over one thread / threads).
 
     Returns the report (what :func:`format_table` prints and ``--out`` writes as JSON).
     """
     from ..errors import SarHeightError
+
+    counts = sorted(set(threads or ()))
+    if counts and (counts[0] < 1 or counts[-1] > (os.cpu_count() or 1)):
+        raise SarHeightError(f"--threads {','.join(map(str, counts))}: give thread counts from 1 to this machine's "
+                             f"{os.cpu_count()} cores")
 
     here = Path(__file__).resolve().parents[2]
     report: dict[str, Any] = {
@@ -206,17 +218,23 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                   "cases": {name: f"{CASES[name]:g} m DEM cells" for name in cases},
                   "observation": f"the simulated image times {LOOKS}-look speckle",
                   "timing": "warm runs, one at a time; median and spread over the repeats"},
-        "versions": {}, "results": [],
+        "against": against, "versions": {}, "results": [],
         "peer": {"name": PEER, "method": PEER_METHOD, "installed": None, "results": []} if peer else None,
     }
     with contextlib.ExitStack() as stack:
         # The reference first: a bad --against is refused before any worker starts.
         reference = stack.enter_context(reference_tree(against, here)) if against else None
-        workers = [Worker("this version", None, timeout)]
-        stack.callback(workers[0].close)
-        if reference is not None:
-            workers.append(Worker(*reference, timeout))
-            stack.callback(workers[1].close)
+        # Each version on the most threads under its own name (the peer and the speed-up
+        # compare those), and on fewer under "<name>, N thread(s)".
+        most = counts[-1] if counts else None
+        versions = [("this version", None)] + ([reference] if reference is not None else [])
+        workers = []
+        for name, tree in versions:
+            for count in counts[::-1] or [None]:
+                label = name if count == most else f"{name}, {count} thread{'s' * (count > 1)}"
+                workers.append(Worker(label, tree, timeout, threads=count))
+                stack.callback(workers[-1].close)
+        report["threads"] = counts or None
         for case, side in cases.items():
             for projection in projections:
                 infos = []
@@ -251,8 +269,13 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                            "versions": {worker.label: summary(times[w], infos[w]["cells"])
                                         for w, worker in enumerate(workers)}}
                     if against:
-                        ours, theirs = (row["versions"][worker.label]["median"] for worker in workers)
+                        ours, theirs = (row["versions"][label]["median"] for label, _ in versions)
                         row["speedup"] = theirs / ours
+                    if len(counts) > 1:
+                        fewest = f"{{}}, {counts[0]} thread{'s' * (counts[0] > 1)}"
+                        row["efficiency"] = {
+                            label: (row["versions"][fewest.format(label)]["median"] / row["versions"][label]["median"])
+                            * counts[0] / counts[-1] for label, _ in versions}
                     report["results"].append(row)
                     say(format_row(row, [worker.label for worker in workers]))
             if peer and report["peer"]["installed"] is not False:

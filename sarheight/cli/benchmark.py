@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="stop a version's worker that takes longer than this over one preparation or "
                              "run (default 1800: a first run compiles the kernels)")
+    parser.add_argument("--threads", default=None, metavar="N,M",
+                        help="also time on these thread counts (e.g. 1,2), each in a worker of its own: every row "
+                        "then gives the efficiency of the most threads over the fewest")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: sides 256 and 128, 2 repeats; its M cells/s understate the speed "
                         "(fixed costs weigh on small DEMs): compare speeds at the default sides")
@@ -70,8 +73,13 @@ def run(args: argparse.Namespace) -> int:
     for path, name in outputs:
         check_writable_folder(path, name)
     projections = PROJECTIONS if args.projection == "both" else (args.projection,)
+    try:
+        threads = tuple(int(part) for part in args.threads.split(",")) if args.threads else None
+    except ValueError:
+        raise SarHeightError(f"--threads {args.threads!r}: give thread counts separated by commas, e.g. 1,2") from None
     report = run_benchmark(cases=cases, projections=projections, repeats=repeats, against=args.against,
-                           peer=args.peer, timeout=timeout, say=(lambda _line: None) if args.quiet else print)
+                           peer=args.peer, timeout=timeout, threads=threads,
+                           say=(lambda _line: None) if args.quiet else print)
     if not args.quiet:
         print()
         print(format_table(report))
