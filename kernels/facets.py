@@ -1106,9 +1106,16 @@ def add_tile(acc, exact, out, line_offset, sample_offset):
     ``sample_offset``). Exact projection (``scatter_buffer_shape``): pixel c of channel q
     gets v f at c plus the v of every column right of it, the padding included (the
     difference sums of Green's theorem); bilinear buffers hold the images."""
-    n_rows = acc.shape[0] - 2 * PAD
+    add_tile_rows(acc, exact, out, line_offset, sample_offset, 0, acc.shape[0] - 2 * PAD)
+
+
+@numba.njit(cache=True, nogil=True)
+def add_tile_rows(acc, exact, out, line_offset, sample_offset, row_start, row_stop):
+    """:func:`add_tile` for the tile's pixel rows ``row_start:row_stop`` alone: each row is
+    added on its own, so that tiles may add different lines of ``out`` at once (one lock
+    per band of lines instead of one for the whole buffer)."""
     n_cols = acc.shape[1] - 2 * PAD
-    for r in range(n_rows):
+    for r in range(max(row_start, 0), min(row_stop, acc.shape[0] - 2 * PAD)):
         target = out[line_offset + r + PAD]
         source = acc[r + PAD]
         if exact:

@@ -479,6 +479,10 @@ def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarG
 #: positions, per-cell sums, scatter bands) stay small beside the whole-DEM arrays.
 BLOCK_CELLS = 1 << 17
 
+#: Radar lines of a band of the radar buffer that the scatter's tiles add to under a lock
+#: of its own.
+ADD_BAND_LINES = 64
+
 
 def block_count(shape: tuple[int, int]) -> int:
     """Row blocks for a per-cell pass: at least one per thread, about ``BLOCK_CELLS`` cells each."""
@@ -712,7 +716,10 @@ class Simulation:
         whole_weight = user_weight.shape == shape and user_weight.shape[0] > 1
         first, last = rows if rows is not None else (0, shape[0])
         col_first, col_last = cols if cols is not None else (0, shape[1])
-        lock = threading.Lock()
+        # One lock per band of radar lines: tiles add their buffers band by band, so that
+        # tiles over different lines add at once (one lock for the whole buffer made the
+        # adding serial, the more so the more threads).
+        locks = [threading.Lock() for _ in range(math.ceil(sums.shape[0] / ADD_BAND_LINES))]
 
         def work(start: int, stop: int, col_start: int, col_stop: int) -> None:
             view = (slice(max(0, start - 1), min(shape[0], stop + 1)),
@@ -747,8 +754,12 @@ class Simulation:
                 own[1].start, own[1].stop, energy, *sums_of_cells,
             )
             if not gather:
-                with lock:
-                    facets.add_tile(buffer, exact, sums, first_line, first_sample)
+                rows_of_tile = buffer.shape[0] - 2 * facets.PAD
+                top = first_line + facets.PAD  # the buffer row of the tile's first pixel row
+                for band in range(top // ADD_BAND_LINES, (top + rows_of_tile - 1) // ADD_BAND_LINES + 1):
+                    with locks[band]:
+                        facets.add_tile_rows(buffer, exact, sums, first_line, first_sample,
+                                             band * ADD_BAND_LINES - top, (band + 1) * ADD_BAND_LINES - top)
             consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
                     [p[own] for p in sums_of_cells])
             if progress is not None:

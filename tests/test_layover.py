@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -514,3 +515,20 @@ def test_to_geotiff_writes_the_products_of_a_simulation_or_a_reconstruction(tmp_
             assert src.descriptions == bands
     with pytest.raises(InvalidInputError, match="not in the dataset"):
         to_geotiff(result, tmp_path / "other.tif", ["backscatter", "nope"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 7), st.integers(0, 5), st.integers(0, 4), st.booleans(),
+       st.lists(st.integers(-3, 12), min_size=1, max_size=4), st.integers(0, 2**31 - 1))
+def test_a_tile_added_band_by_band_equals_the_tile_added_at_once(rows, cols, line_offset, sample_offset, exact,
+                                                                 cuts, seed):
+    """The scatter adds its tiles band of lines by band (a lock per band): the rows in any
+    partition, cut anywhere (beyond the tile's ends too), add up to the whole tile."""
+    acc = np.random.default_rng(seed).random(facets.scatter_buffer_shape(rows, cols, exact))
+    shape = facets.radar_buffer_shape(rows + line_offset + 2, cols + sample_offset + 2)
+    whole, banded = np.zeros(shape), np.zeros(shape)
+    facets.add_tile(acc, exact, whole, line_offset, sample_offset)
+    edges = sorted({-5, rows + 5, *cuts})
+    for start, stop in itertools.pairwise(edges):
+        facets.add_tile_rows(acc, exact, banded, line_offset, sample_offset, start, stop)
+    np.testing.assert_array_equal(banded, whole)
