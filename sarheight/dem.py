@@ -1242,7 +1242,9 @@ def _undulation_from_grid(path: str, lon: np.ndarray, lat: np.ndarray, subject: 
         row_lo, row_hi = int(j0.min()), int(j1.max())
         window = rasterio.windows.Window(col_lo, row_lo, col_hi - col_lo + 1, row_hi - row_lo + 1)
         values = read_band(grid, "geoid grid", window=window, masked=True)
-    values = np.ma.filled(values.astype(np.float64), np.nan)
+        # A grid stored as scaled integers (the packaged one: centimetres) says its scale.
+        scale, offset = float(grid.scales[0] or 1.0), float(grid.offsets[0] or 0.0)
+    values = np.ma.filled(values.astype(np.float64), np.nan) * scale + offset
     i0, i1, j0, j1 = i0 - col_lo, i1 - col_lo, j0 - row_lo, j1 - row_lo
     undulation = (1.0 - wv) * ((1.0 - wu) * values[j0, i0] + wu * values[j0, i1]) + wv * (
         (1.0 - wu) * values[j1, i0] + wu * values[j1, i1]

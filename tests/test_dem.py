@@ -181,11 +181,11 @@ def test_the_packaged_grid_gives_proj_s_heights(isolated_proj, tmp_path):
     """PROJ, given the same grid under its legacy name egm96_15.gtx, converts the heights
     as the packaged grid does: two independent interpolations of one grid."""
     with rasterio.open(sdem.PACKAGED_EGM96) as src:
-        profile = {**src.profile, "driver": "GTX"}
+        profile = {**src.profile, "driver": "GTX", "dtype": "float32"}
         for key in ("compress", "predictor", "blockysize", "tiled", "interleave"):
             profile.pop(key, None)
         with rasterio.open(isolated_proj / "egm96_15.gtx", "w", **profile) as dst:
-            dst.write(src.read(1), 1)
+            dst.write((src.read(1) * src.scales[0]).astype(np.float32), 1)
     packaged = sdem.open_dem(ROME)
     assert packaged.attrs["geoid_grid"] == str(sdem.PACKAGED_EGM96)
     lon, lat = np.meshgrid(packaged.x.values, packaged.y.values)

@@ -46,15 +46,18 @@ def test_each_crop_is_its_window_of_the_full_file(shared_data, name):
 
 
 def test_the_packaged_geoid_grid_is_the_full_egm96_grid(shared_data):
-    """sarheight/geoids/egm96_15.tif holds the values of the reference egm96_15.gtx, on the
-    same cell centres."""
+    """sarheight/geoids/egm96_15.tif holds the values of the reference egm96_15.gtx in whole
+    centimetres (its scale 0.01: within 5 mm), on the same cell centres."""
     from sarheight.dem import PACKAGED_EGM96
 
     grid = shared_data / "geoid" / "egm96_15.gtx"
     if not grid.exists():
         pytest.skip(f"{grid} is absent")
     with rasterio.open(PACKAGED_EGM96) as packaged, rasterio.open(grid) as reference:
-        np.testing.assert_array_equal(packaged.read(1), reference.read(1))
+        assert packaged.scales == (0.01,)
+        centimetres = packaged.read(1)
+        np.testing.assert_array_equal(centimetres, np.round(reference.read(1).astype(np.float64) * 100))
+        np.testing.assert_allclose(centimetres * 0.01, reference.read(1), rtol=0, atol=0.005 + 1e-9)
         assert packaged.transform.almost_equals(reference.transform)
         assert packaged.crs.to_epsg() == 4326
 
