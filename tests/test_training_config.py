@@ -183,3 +183,16 @@ def test_missing_or_bad_configurations_are_clear_errors(fitted, tmp_path):
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="task"):
         configured_run(config, task="roofs")
+
+
+@pytest.mark.parametrize("tokens", [["--config", "terrain_refine"], ["--config=terrain_refine"], ["-c", "terrain_refine"],
+                                    ["-cterrain_refine"], ["-c=terrain_refine"], ["--conf", "terrain_refine"],
+                                    ["--co=terrain_refine.yaml"]])
+def test_every_form_of_the_config_option_finds_a_shipped_configuration(tokens):
+    """The forms argparse reads as --config (the ones the import checks read) name a
+    shipped configuration by name alike; other options are left as they are."""
+    from sarheight.configs import FOLDER, resolve_arguments
+
+    resolved = resolve_arguments([*tokens, "--data.scenes", "terrain_refine"])
+    assert str(FOLDER / "terrain_refine.yaml") in "".join(resolved[:len(tokens)])
+    assert resolved[len(tokens):] == ["--data.scenes", "terrain_refine"]

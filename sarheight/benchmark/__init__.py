@@ -227,12 +227,15 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
         # Each version on the most threads under its own name (the peer and the speed-up
         # compare those), and on fewer under "<name>, N thread(s)".
         most = counts[-1] if counts else None
+
+        def label(name: str, count: int | None) -> str:
+            return name if count == most else f"{name}, {count} thread{'s' * (count > 1)}"
+
         versions = [("this version", None)] + ([reference] if reference is not None else [])
         workers = []
         for name, tree in versions:
             for count in counts[::-1] or [None]:
-                label = name if count == most else f"{name}, {count} thread{'s' * (count > 1)}"
-                workers.append(Worker(label, tree, timeout, threads=count))
+                workers.append(Worker(label(name, count), tree, timeout, threads=count))
                 stack.callback(workers[-1].close)
         report["threads"] = counts or None
         for case, side in cases.items():
@@ -268,14 +271,13 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                            "load": [min(loads), max(loads)],
                            "versions": {worker.label: summary(times[w], infos[w]["cells"])
                                         for w, worker in enumerate(workers)}}
+                    medians = {name: worker_summary["median"] for name, worker_summary in row["versions"].items()}
                     if against:
-                        ours, theirs = (row["versions"][label]["median"] for label, _ in versions)
+                        ours, theirs = (medians[name] for name, _ in versions)
                         row["speedup"] = theirs / ours
                     if len(counts) > 1:
-                        fewest = f"{{}}, {counts[0]} thread{'s' * (counts[0] > 1)}"
-                        row["efficiency"] = {
-                            label: (row["versions"][fewest.format(label)]["median"] / row["versions"][label]["median"])
-                            * counts[0] / counts[-1] for label, _ in versions}
+                        row["efficiency"] = {name: medians[label(name, counts[0])] / medians[name] * counts[0] / most
+                                             for name, _ in versions}
                     report["results"].append(row)
                     say(format_row(row, [worker.label for worker in workers]))
             if peer and report["peer"]["installed"] is not False:

@@ -20,15 +20,26 @@ from pathlib import Path
 
 from ..errors import InvalidInputError, MissingInputError
 
-__all__ = ["FOLDER", "describe", "help_summary", "names", "resolve", "resolve_arguments"]
+__all__ = ["FOLDER", "config_option", "describe", "help_summary", "names", "resolve", "resolve_arguments"]
 
 #: The folder of the shipped configurations.
 FOLDER = Path(__file__).resolve().parent
 
-#: The option that names a configuration, its short form, and the shortest abbreviation
-#: of the long one the parser takes.
-_OPTIONS = ("--config", "-c")
-_SHORTEST = "--conf"
+
+def config_option(token: str) -> tuple[str, str, str | None] | None:
+    """Where a command-line token names a configuration file: (the option, what separates
+    it from a value given in the same token, that value or None for the next token).
+    argparse reads ``-c FILE``, ``-cFILE``, ``-c=FILE``, ``--config FILE``,
+    ``--config=FILE`` and any prefix of ``--config`` from ``--co`` alike; None for any
+    other token."""
+    if token.startswith("-c") and not token.startswith("--"):
+        rest = token[2:]
+        separator = "=" if rest.startswith("=") else ""
+        return "-c", separator, rest.removeprefix("=") or None
+    option, equals, value = token.partition("=")
+    if len(option) >= 4 and "--config".startswith(option):
+        return option, equals, value if equals else None
+    return None
 
 
 def names() -> list[str]:
@@ -76,16 +87,17 @@ def resolve(value: str | os.PathLike[str]) -> Path:
 
 
 def resolve_arguments(arguments: Sequence[str]) -> list[str]:
-    """``arguments`` with the value of every ``--config`` (``-c``, ``--config=``, an
-    abbreviation such as ``--conf``) resolved by :func:`resolve` to a file's path."""
+    """``arguments`` with the value of every configuration option (:func:`config_option`:
+    ``--config``, ``-c``, their joined forms and abbreviations) resolved by
+    :func:`resolve` to a file's path."""
     resolved = list(arguments)
     for index, argument in enumerate(resolved):
-        option, equals, value = argument.partition("=")
-        is_config = option in _OPTIONS or (option.startswith(_SHORTEST) and "--config".startswith(option))
-        if not is_config:
+        found = config_option(argument)
+        if found is None:
             continue
-        if equals:
-            resolved[index] = f"{option}={resolve(value)}"
+        option, separator, value = found
+        if value is not None:
+            resolved[index] = f"{option}{separator}{resolve(value)}"
         elif index + 1 < len(resolved) and not resolved[index + 1].startswith("-"):
             resolved[index + 1] = str(resolve(resolved[index + 1]))
     return resolved
@@ -93,10 +105,10 @@ def resolve_arguments(arguments: Sequence[str]) -> list[str]:
 
 def _config_value(arguments: Sequence[str]) -> str | None:
     for index, argument in enumerate(arguments):
-        option, equals, value = argument.partition("=")
-        if option in _OPTIONS or (option.startswith(_SHORTEST) and "--config".startswith(option)):
-            if equals:
-                return value
+        found = config_option(argument)
+        if found is not None:
+            if found[2] is not None:
+                return found[2]
             if index + 1 < len(arguments):
                 return arguments[index + 1]
     return None

@@ -28,6 +28,8 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from ..configs import config_option, help_summary, resolve_arguments
+from ..configs import resolve as resolve_config
 from ..errors import InvalidInputError, SarHeightError
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, check_resume_checkpoint
 from .memory import check_forward_memory
@@ -377,10 +379,13 @@ def check_arguments(arguments: Sequence[str]) -> None:
     tokens = list(arguments)
     seen: set[Path] = set()
     for index, token in enumerate(tokens):
-        option, _, inline = token.partition("=")
-        if token.startswith("-c") and not token.startswith("--"):
-            # argparse reads "-c FILE", "-cFILE" and "-c=FILE" alike.
-            option, inline = "-c", token[2:].removeprefix("=")
+        # --config, -c and the forms and abbreviations argparse accepts for them load a
+        # file of any suffix.
+        config = config_option(token)
+        if config is not None:
+            option, inline = config[0], config[2] or ""
+        else:
+            option, _, inline = token.partition("=")
         value = inline if inline else (tokens[index + 1] if index + 1 < len(tokens) else "")
         # argparse takes any unambiguous prefix of an option (--weights_on).
         if (len(option) > 3 and "--weights_only".startswith(option)
@@ -395,9 +400,7 @@ def check_arguments(arguments: Sequence[str]) -> None:
             continue
         if option.endswith(".class_path") or option.rstrip("+") in CLASS_OPTIONS:
             refuse_path(value.strip(), option)
-        # --config and the abbreviations argparse accepts for it load a file of any suffix.
-        is_config = option == "-c" or (len(option) >= 4 and "--config".startswith(option))
-        if (is_config or value.endswith((".yaml", ".yml"))) and Path(value).is_file():
+        if (config is not None or value.endswith((".yaml", ".yml"))) and Path(value).is_file():
             walk_file(Path(value), f"{option} {value}", seen, strict=True)
         else:
             check_string(value, option, None, seen)
@@ -470,15 +473,13 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
     ``task`` is ``"height"`` (:class:`PixelRegression` with any data module: ``sarheight
     fit``) or ``"lcz"`` (:class:`~sarheight.training.classification.LCZClassification` with
     :class:`~sarheight.data.so2sat.So2SatDataModule`: ``sarheight lcz fit``)."""
-    from .. import configs
-
     if subcommand not in SUBCOMMANDS:
         raise ValueError(f"{subcommand!r} is not one of {', '.join(SUBCOMMANDS)}")
     if any(argument in ("-h", "--help") for argument in arguments):
         # LightningCLI's help lists every option (hundreds of lines): first what to give.
-        print(configs.help_summary(subcommand if task == "height" else f"lcz {subcommand}", arguments), flush=True)
+        print(help_summary(subcommand if task == "height" else f"lcz {subcommand}", arguments), flush=True)
     # A shipped configuration by name, from any folder (a path still works).
-    arguments = configs.resolve_arguments(arguments)
+    arguments = resolve_arguments(arguments)
     check_arguments(arguments)
     try:
         # exit_on_error False: a bad configuration raises, and is said in one line (not
@@ -583,9 +584,7 @@ def configured_run(config: str | os.PathLike[str], overrides: Sequence[str] = ()
     """
     import yaml
 
-    from .. import configs
-
-    path = configs.resolve(config)
+    path = resolve_config(config)
     _task_classes(task)
     arguments = ["--config", str(path), *overrides]
     check_arguments(arguments)

@@ -40,18 +40,23 @@ class TrainingProgress(Callback):
         self._loss_sum = 0.0
         self._loss_count = 0
 
+    @staticmethod
+    def _bar(trainer: Trainer) -> Any:
+        """The trainer's progress bar where it shows, else None."""
+        bar = trainer.progress_bar_callback
+        return bar if bar is not None and getattr(bar, "is_enabled", False) else None
+
     def _say(self, trainer: Trainer, line: str) -> None:
         if not trainer.is_global_zero:
             return
-        bar = trainer.progress_bar_callback
-        if bar is not None and getattr(bar, "is_enabled", False) and hasattr(bar, "print"):
+        bar = self._bar(trainer)
+        if bar is not None and hasattr(bar, "print"):
             bar.print(line)  # above the live bar, not through it
         else:
             print(line, flush=True)
 
     def _live_bar(self, trainer: Trainer) -> bool:
-        bar = trainer.progress_bar_callback
-        return bar is not None and getattr(bar, "is_enabled", False) and sys.stdout.isatty()
+        return self._bar(trainer) is not None and sys.stdout.isatty()
 
     def _time_left(self, trainer: Trainer, epoch_seconds: float) -> float:
         left = math.inf
