@@ -672,7 +672,7 @@ def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, 
 
 @numba.njit(cache=True, nogil=True)
 def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover,
-                        valid, line0, sample0, n_lines, n_samples, range_tolerance, codes, group=1):
+                        valid, line0, sample0, n_lines, n_samples, range_tolerance, codes, group=1, cut_all=True):
     """Layover and shadow masks of the cells in their own zero-Doppler planes, and mixing.
 
     Every radar line of the window is cut out of the DEM as a terrain profile; each valid
@@ -698,6 +698,8 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
         ``masks.MaskCode``).
     group : int, lines per pair of bracketing profiles (``visibility_lines``); the masks
         do not depend on it.
+    cut_all : False: cut only the groups' bounding lines, the mixing of the others taken
+        from the nearer of them (``visibility_lines``).
 
     Returns
     -------
@@ -716,7 +718,7 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
     visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover, valid, runs,
                      start, bucket,
                      line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, group, codes, layover,
-                     shadow, mixing)
+                     shadow, mixing, cut_all)
     return layover, shadow, mixing
 
 
@@ -871,7 +873,7 @@ def _initial_pointers(target, runs, line):
 @numba.njit(cache=True, nogil=True)
 def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover, valid, runs,
                      start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, key_start, key_stop,
-                     group, codes, layover, shadow, mixing):
+                     group, codes, layover, shadow, mixing, cut_all=True):
     """Masks of the cells of keys ``key_start:key_stop`` and mixing of their window lines.
 
     Arguments as in ``visibility_profiles`` (``codes`` too), with ``runs`` from
@@ -888,6 +890,11 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     profile). On a DEM coarser than the lines, group = the lines per DEM row makes the
     work per pair follow the DEM rows, not the lines. ``key_start`` and ``key_stop`` must
     be bounds of those groups (``line_groups``).
+
+    ``cut_all`` False: only the groups' bounding lines are cut (the masks need no other),
+    and a line between two of them takes the mixing of the nearer (the earlier at equal
+    distance): the mixing of a line is then that of a line at most group / 2 away, not
+    its own. The masks are the same either way.
     """
     passive = codes[2]
     rows, cols = line.shape
@@ -932,6 +939,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     # range, farther slant range, nearer look angle.
     side_blocks = np.empty((3, 4, cols // SIDE_BLOCK + 1))
     side_ready = np.zeros(3, dtype=np.bool_)
+    # Without cut_all: the mixing of the last two bounding lines, in the profiles' slots.
+    bound_mixing = np.zeros((2, mixing.shape[1] if not cut_all else 0), dtype=np.uint16)
     # Line b of the window is a bound of the groups where b % group == 0 or it is the last;
     # a bound's profile goes to the slot its predecessor's is not in.
     s = 1
@@ -941,17 +950,27 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     for b in range(max(key_start - 1, 0), key_stop):
         own = b >= key_start  # the line before the range is cut only to bracket its first key
         bound = b >= n_lines - 1 or b % group == 0
-        if b < n_lines:
+        if b < n_lines and (cut_all or bound):
             n = _cut_profile(float(line0 + b), line, sample, slant_range, look_angle, cross_track, faces_away,
                              runs, span, pointer, ct, eta, rng, smp, away, column, bracket)
             if n > 0:
                 order = _sorted_order(ct, n)
-                if own:
+                if own and cut_all:
                     _add_mixing(mixing[b], order, eta, rng, smp, away, n, sample0, range_tolerance)
         if not bound:
             continue
         s = 1 - s
         t = 1 - s  # the previous bound's slot
+        if not cut_all and b < n_lines:
+            bound_mixing[s, :] = 0
+            if n > 0:
+                _add_mixing(bound_mixing[s], order, eta, rng, smp, away, n, sample0, range_tolerance)
+            if own:
+                mixing[b, :] = bound_mixing[s]
+            # The lines since the previous bound (all of this range's own) take the nearer's.
+            if previous >= 0:
+                for m in range(previous + 1, b):
+                    mixing[m, :] = bound_mixing[t] if m - previous <= b - m else bound_mixing[s]
         for k in range(count[s]):
             rank[s, p_col[s, k]] = -1
         count[s] = 0

@@ -285,8 +285,8 @@ def rows_run_along_track(line: np.ndarray) -> bool:
 
 def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_layover: np.ndarray,
                      window: RadarWindow, *, transpose: bool | None = None,
-                range_tolerance: float | None = None,
-                judged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                range_tolerance: float | None = None, judged: np.ndarray | None = None,
+                every_line: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
     of the window's pixels (``kernels.visibility``).
 
@@ -297,7 +297,11 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     the cells outside the image. Only the lines of ``window`` have profiles, so
     a block's masks equal the in-memory ones where its window holds the lines around its
     cells (``distributed``). ``judged``: judge only these cells (the others lend their
-    points to the profiles); needs rows along track.
+    points to the profiles); needs rows along track. ``every_line`` False: only the
+    lines that bound the sweep's groups are cut, and the lines between take the mixing of
+    the nearer of them (``kernels.visibility.visibility_lines``' ``cut_all``; the masks
+    are the same; each line's mixing is that of the bounding line nearest to it, at most
+    half a group away).
     """
     line0, n_lines, sample0, n_samples = window
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
@@ -327,7 +331,8 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
     run_blocks(lambda first, stop: visibility.visibility_lines(
         *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, bounds[first],
-        bounds[stop], group, kernel_codes(), layover, shadow, mixing), len(bounds) - 1, 16 * thread_count())
+        bounds[stop], group, kernel_codes(), layover, shadow, mixing, every_line), len(bounds) - 1,
+        16 * thread_count())
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
@@ -1079,7 +1084,8 @@ def check_dem_shape(dem: xr.DataArray) -> None:
 def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribution = "model",
                    projection: Projection = "exact", oversample: int | Literal["auto"] = "auto",
                    keep_per_cell: bool = True, progress: Callable[[int], None] | None = None,
-                   on_window: Callable[[RadarWindow], None] | None = None, clear: bool = True) -> Simulation:
+                   on_window: Callable[[RadarWindow], None] | None = None, clear: bool = True,
+                   every_line: bool = True) -> Simulation:
     """Cell geometry, masks, and the scatter of the facets into the radar window.
 
     Parameters
@@ -1094,6 +1100,10 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     clear : clear the rounding residue of the sums (:func:`clear_residue`); False leaves
         it to the reallocation's ratio pass, which clears as it reads them (one pass over
         the window fewer: ``reconstruct``).
+    every_line : the mixing of every line of the window from its own profile; False: only
+        the lines that bound the sweep's groups are cut, the others take the mixing of the
+        nearer (:func:`visibility_masks`; the masks are the same), for callers that do
+        not use the mixing.
     """
     check_simulation_options(geometry, projection, oversample)
     # The heights are only read: no copy of a DEM that is already ellipsoidal.
@@ -1108,7 +1118,8 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
         on_window(window)
     factor = _oversample_factor(oversample, projection, dem, cells)
     lines, samples = geometry.grid.shape
-    layover, shadow, mixing = visibility_masks(cells, cells["faces_away"], cells["active_layover"], window)
+    layover, shadow, mixing = visibility_masks(cells, cells["faces_away"], cells["active_layover"], window,
+                                               every_line=every_line)
     # Cells whose centre falls outside the image are "outside" (255); a cell straddling
     # the image's edge keeps only the energy of its part inside.
     with np.errstate(invalid="ignore"):
@@ -1325,7 +1336,9 @@ def simulate_sar(
                 f"ground gives the ground's sigma0 laws, land cover and texture: give it without {', '.join(given)}"
             )
     dem = open_dem(dem)
-    options = {"projection": projection, "oversample": oversample}
+    # The observation needs the masks, not the mixing: the sweep cuts only the lines
+    # that bound its groups.
+    options = {"projection": projection, "oversample": oversample, "every_line": False}
     if ground is not None:
         if ground.shape != dem.shape:
             raise InvalidInputError(f"the ground's class map has shape {ground.shape}, the DEM {dem.shape}: draw "

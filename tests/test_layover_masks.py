@@ -405,12 +405,18 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
                                                           own_layover, valid, line0, n_lines, tolerance)
     # A margin within rounding of its threshold could go either way: there should be none.
     assert not np.any(np.abs(margins[np.isfinite(margins)]) < 1e-6)
-    # The masks do not depend on how many lines lie between the bracketing profiles.
+    # The masks do not depend on how many lines lie between the bracketing profiles, nor on
+    # whether the lines between them are cut; those lines then take the mixing of the
+    # nearer bounding line.
     for group in sorted({1, 2, 3, line_group(line, valid)}):
-        layover, shadow, _ = visibility_profiles(*arrays, line0, sample0, n_lines, n_samples, tolerance,
-                                                 kernel_codes(), group)
+        layover, shadow, mixing = visibility_profiles(*arrays, line0, sample0, n_lines, n_samples, tolerance,
+                                                      kernel_codes(), group)
         assert np.array_equal(layover, twin_layover), (group, np.argwhere(layover != twin_layover))
         assert np.array_equal(shadow, twin_shadow), (group, np.argwhere(shadow != twin_shadow))
+        bound_layover, bound_shadow, bound_mixing = visibility_profiles(
+            *arrays, line0, sample0, n_lines, n_samples, tolerance, kernel_codes(), group, False)
+        assert np.array_equal(bound_layover, layover) and np.array_equal(bound_shadow, shadow), group
+        assert np.array_equal(bound_mixing, mixing[nearer_bound(n_lines, group)]), group
     inside = valid & (layover != 255)
     print(f"{window}, heading {heading}, lines {line_spacing} m: layover {np.mean(layover[inside] != 0):.3f}, "
           f"passive shadow {np.mean(shadow[inside] == 2):.3f}, active shadow {np.mean(shadow[inside] == 1):.3f}")
@@ -421,6 +427,18 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
 # --------------------------------------------------------------------------------------
 # properties of the masks and of the projections
 # --------------------------------------------------------------------------------------
+
+
+def nearer_bound(n_lines: int, group: int) -> np.ndarray:
+    """Per window line, the nearer of the sweep's bounding lines around it (every group-th
+    line from the first, and the last; the earlier at equal distance): whose mixing a
+    sweep that cuts only the bounding lines gives it."""
+    bounds = np.array(sorted({*range(0, n_lines, group), n_lines - 1}))
+    lines = np.arange(n_lines)
+    after = np.searchsorted(bounds, lines)  # the first bound at or after the line
+    before = bounds[np.maximum(after - 1, 0)]
+    after = bounds[np.minimum(after, bounds.size - 1)]
+    return np.where(lines - before <= after - lines, before, after)
 
 
 def _upsampled(dem: xr.DataArray, factor: int = 2) -> xr.DataArray:
