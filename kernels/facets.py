@@ -1162,6 +1162,12 @@ def _vertex_at(line, sample, valid, rho, kappa, extent):
 
 @numba.njit(cache=True, nogil=True)
 def facet_extent(line, sample, valid, top, bottom, left, right):
+    """``facet_extent_rows`` over all the rows of a block of cells (see there)."""
+    return facet_extent_rows(line, sample, valid, 0, line.shape[0], top, bottom, left, right)
+
+
+@numba.njit(cache=True, nogil=True)
+def facet_extent_rows(line, sample, valid, row_start, row_stop, top, bottom, left, right):
     """The extent in the image of the facets of a block of cells: (smallest line, largest
     line, smallest sample, largest sample) over their vertices; NaN where no cell is valid.
 
@@ -1177,10 +1183,15 @@ def facet_extent(line, sample, valid, top, bottom, left, right):
     column) between the centres' rows and columns, so its extremes are the extrapolated
     vertices at those rows and columns and at the corners. Cells that are not valid, or
     whose position is not finite, are void.
+
+    Only the vertices of rows ``row_start:row_stop`` (the border's above the first row
+    and below the last where the range holds them) are taken, each computed as over the
+    whole block: the extents of a partition of the rows (threads) combine, by their
+    extremes, into the whole block's, bit for bit.
     """
     rows, cols = line.shape
     extent = np.array([math.inf, -math.inf, math.inf, -math.inf])
-    for i in range(rows):
+    for i in range(row_start, row_stop):
         for j in range(cols):
             lv = line[i, j]
             sv = sample[i, j]
@@ -1193,7 +1204,7 @@ def facet_extent(line, sample, valid, top, bottom, left, right):
         return math.nan, math.nan, math.nan, math.nan
     if rows >= 2 and cols >= 2:
         for edge in range(2):
-            if not (top if edge == 0 else bottom):
+            if not (top if edge == 0 else bottom) or not (row_start == 0 if edge == 0 else row_stop == rows):
                 continue
             rho = -0.5 if edge == 0 else rows - 0.5
             for j in range(-1, cols + 1):
@@ -1205,7 +1216,7 @@ def facet_extent(line, sample, valid, top, bottom, left, right):
             if not (left if edge == 0 else right):
                 continue
             kappa = -0.5 if edge == 0 else cols - 0.5
-            for i in range(rows):
+            for i in range(row_start, row_stop):
                 _vertex_at(line, sample, valid, float(i), kappa, extent)
     return extent[0], extent[1], extent[2], extent[3]
 

@@ -335,8 +335,9 @@ def intensity_summary(values: Any, *, in_db: bool = False) -> dict[str, float]:
     dB, the standard deviation of a normal law), and ``observed_sampled`` the values
     judged. Speckle alone spreads a Sentinel-1 image by several dB, even multi-looked; a
     constant or placeholder image by none. NaN figures where no value is judged."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    values = values[:: max(1, values.size // _PLAUSIBILITY_SAMPLES)]
+    # Sampled before converted: a window's float32 image is not copied whole to float64.
+    values = np.ravel(np.asarray(values))
+    values = values[:: max(1, values.size // _PLAUSIBILITY_SAMPLES)].astype(np.float64)
     if in_db:
         decibels = values[np.isfinite(values)]
     else:

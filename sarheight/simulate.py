@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -309,22 +310,26 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     # Profiles cut DEM columns along track: put the axis along which lines change most first.
     if transpose is None:
         transpose = not rows_run_along_track(cells["line"])
-    if range_tolerance is None:
-        range_tolerance = 0.05 * slant_range_spacing(cells)
+    if transpose and judged is not None:
+        raise InvalidInputError("masks of a selection of cells need rows along track")
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
     line, faces_away, own_layover, valid = arrays[0], arrays[5], arrays[6], arrays[7]
     layover = np.empty(line.shape, dtype=np.uint8)
     shadow = np.empty(line.shape, dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    if transpose and judged is not None:
-        raise InvalidInputError("masks of a selection of cells need rows along track")
-    start, bucket = _buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0,
-                             n_lines, layover, shadow)
-    runs = visibility.column_runs(line, valid)
-    # Cells are set against the profiles of every group-th line (a DEM row's worth on a
-    # DEM coarser than the lines), so that the work per pair of profiles follows the rows.
-    group = visibility.line_group(line, valid)
+    # The serial preparations (the level tolerance's median, the column runs, the line
+    # group) run on a thread of their own beside the bucketing of the cells.
+    with ThreadPoolExecutor(max_workers=1) as side:
+        tolerance = side.submit(lambda: 0.05 * slant_range_spacing(cells)) if range_tolerance is None else None
+        runs_made = side.submit(visibility.column_runs, line, valid)
+        # Cells are set against the profiles of every group-th line (a DEM row's worth on
+        # a DEM coarser than the lines), so that the work per pair follows the rows.
+        group_made = side.submit(visibility.line_group, line, valid)
+        start, bucket = _buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0,
+                                 n_lines, layover, shadow)
+        range_tolerance = tolerance.result() if tolerance is not None else range_tolerance
+        runs, group = runs_made.result(), group_made.result()
     bounds = visibility.line_groups(n_lines, group)
     # Ranges of groups are independent: each thread cuts the profile before its first.
     # Many more ranges than threads even out where layover (the costly cells) gathers
@@ -352,11 +357,9 @@ def flat_orientation(cells: dict[str, np.ndarray], geometry: RadarGeometry, samp
     lon, lat, height, valid = cells["lon"], cells["lat"], cells["height"], cells["valid"]
     if min(valid.shape) < 2:
         return 1
-    usable = np.flatnonzero(valid[:-1, :-1])
-    if usable.size == 0:
+    i, j = evenly_chosen(valid[:-1, :-1], samples)
+    if i.size == 0:
         return 1
-    usable = usable[np.linspace(0, usable.size - 1, min(samples, usable.size)).astype(np.int64)]
-    i, j = np.divmod(usable, valid.shape[1] - 1)
     at = (np.stack([i, i + 1, i], axis=1), np.stack([j, j, j + 1], axis=1))
     level = np.repeat(np.asarray(height[i, j], dtype=np.float64)[:, None], 3, axis=1)
     patch = cell_geometry_arrays(np.ascontiguousarray(np.broadcast_to(lon, valid.shape)[at]),
@@ -367,6 +370,23 @@ def flat_orientation(cells: dict[str, np.ndarray], geometry: RadarGeometry, samp
                    - (line[:, 2] - line[:, 0]) * (sample[:, 1] - sample[:, 0]))
     determinant = determinant[patch["valid"].all(axis=1) & np.isfinite(determinant)]
     return -1 if determinant.size and float(np.median(determinant)) < 0.0 else 1
+
+
+def evenly_chosen(mask: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of up to ``samples`` True cells of a 2-D ``mask``, evenly spaced in
+    row-major order from the first to the last: those of
+    ``np.flatnonzero(mask)[np.linspace(0, n - 1, samples).astype(int)]``, found through
+    per-row counts instead of listing every True cell (a whole DEM's, 5 ms at 2048^2)."""
+    per_row = np.count_nonzero(mask, axis=1)
+    ends = np.cumsum(per_row)
+    total = int(ends[-1]) if ends.size else 0
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ranks = np.linspace(0, total - 1, min(samples, total)).astype(np.int64)
+    rows = np.searchsorted(ends, ranks, side="right")
+    columns = np.array([np.flatnonzero(mask[row])[rank - (ends[row] - per_row[row])]
+                        for row, rank in zip(rows, ranks, strict=True)], dtype=np.int64)
+    return rows.astype(np.int64), columns
 
 
 def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
@@ -458,7 +478,18 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
             "no DEM cell has a zero-Doppler solution on the side the radar looks at: DEM and "
             "geometry do not overlap; check the DEM's CRS and extent and the product"
         )
-    return window_of_extent(facets.facet_extent(line, sample, valid, True, True, True, True), geometry, margin)
+    return window_of_extent(whole_facet_extent(line, sample, valid), geometry, margin)
+
+
+def whole_facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray) -> tuple[float, float, float, float]:
+    """``kernels.facets.facet_extent`` of a whole DEM's cells (its borders the DEM's), on
+    row blocks in threads, their extremes combined: the same extent, bit for bit."""
+    parts = np.array(run_blocks(lambda start, stop: facets.facet_extent_rows(
+        line, sample, valid, start, stop, True, True, True, True), line.shape[0], block_count(line.shape)))
+    if np.all(np.isnan(parts[:, 0])):
+        return math.nan, math.nan, math.nan, math.nan
+    return (float(np.nanmin(parts[:, 0])), float(np.nanmax(parts[:, 1])), float(np.nanmin(parts[:, 2])),
+            float(np.nanmax(parts[:, 3])))
 
 
 def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarGeometry,

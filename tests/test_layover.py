@@ -532,3 +532,26 @@ def test_a_tile_added_band_by_band_equals_the_tile_added_at_once(rows, cols, lin
     for start, stop in itertools.pairwise(edges):
         facets.add_tile_rows(acc, exact, banded, line_offset, sample_offset, start, stop)
     np.testing.assert_array_equal(banded, whole)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 7), st.lists(st.integers(0, 9), max_size=4), st.floats(0.0, 0.6),
+       st.integers(0, 2**31 - 1))
+def test_the_facet_extent_of_row_blocks_combines_into_the_whole(rows, cols, cuts, voids, seed):
+    """``radar_window`` takes the facets' extent on row blocks in threads: the extremes of
+    the blocks' extents are the whole DEM's, bit for bit, borders and voids included."""
+    from sarheight.simulate import whole_facet_extent
+
+    rng = np.random.default_rng(seed)
+    line = np.cumsum(rng.random((rows, cols)) + 0.2, axis=0) + rng.random((1, cols))
+    sample = np.cumsum(rng.random((rows, cols)) + 0.2, axis=1) + rng.random((rows, 1))
+    valid = rng.random((rows, cols)) >= voids
+    whole = np.array(facets.facet_extent(line, sample, valid, True, True, True, True))
+    parts = np.array([facets.facet_extent_rows(line, sample, valid, start, stop, True, True, True, True)
+                      for start, stop in itertools.pairwise(sorted({0, rows, *(c for c in cuts if c < rows)}))])
+    if np.all(np.isnan(whole)):
+        assert np.all(np.isnan(parts))
+        return
+    combined = [np.nanmin(parts[:, 0]), np.nanmax(parts[:, 1]), np.nanmin(parts[:, 2]), np.nanmax(parts[:, 3])]
+    np.testing.assert_array_equal(combined, whole)
+    np.testing.assert_array_equal(whole_facet_extent(line, sample, valid), whole)
