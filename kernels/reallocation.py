@@ -64,11 +64,15 @@ def _normalised(index, first, fit_first, fit_count):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _horner(terms, v):
-    value = 0.0
+def _horner_along(terms, v, out):
+    """The polynomial in v of coefficients ``terms`` (lowest power first) at every v[c],
+    into ``out``, by Horner's rule: a loop over the samples per coefficient, on SIMD lanes."""
+    for c in range(v.shape[0]):
+        out[c] = 0.0
     for q in range(terms.shape[0] - 1, -1, -1):
-        value = value * v + terms[q]
-    return value
+        term = terms[q]
+        for c in range(v.shape[0]):
+            out[c] = out[c] * v[c] + term
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -101,44 +105,61 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
     fit_line0, fit_lines, fit_sample0, fit_samples = fit
     area_terms = _v_terms(powers)
     flat_terms = _v_terms(powers)
+    # Per line: the fields along it, each a loop of its own over the samples, and the
+    # ratios in a loop without a carried sum: both on SIMD lanes (one loop carrying the
+    # prefix sums ran a pixel at a time, divisions included); the prefix sums after.
+    v = np.empty(n_samples)
+    for c in range(n_samples):
+        v[c] = _normalised(c, sample0, fit_sample0, fit_samples)
+    area = np.empty(n_samples)
+    flat = np.empty(n_samples)
     missing = 0
     for r in range(line_start, line_stop):
         u = _normalised(r, line0, fit_line0, fit_lines)
         _line_terms(fields, powers, 0, u, area_terms)
         _line_terms(fields, powers, 1, u, flat_terms)
+        if fitted:
+            _horner_along(area_terms, v, area)
+            _horner_along(flat_terms, v, flat)
+            for c in range(n_samples):
+                area[c] = area[c] if area[c] == area[c] else 0.0
+                flat[c] = flat[c] if flat[c] == flat[c] else math.inf
+        else:
+            area[:] = 0.0
+            flat[:] = math.inf
         row = buffer[r + PAD]
-        running0 = 0.0
-        running1 = 0.0
+        observed_row = observed[r]
+        simulated_row = simulated[r]
+        valid_row = valid[r]
         for c in range(n_samples):
-            v = _normalised(c, sample0, fit_sample0, fit_samples)
-            area = _horner(area_terms, v) if fitted else 0.0
-            area = area if area == area else 0.0
-            flat = _horner(flat_terms, v) if fitted else math.inf
-            flat = flat if flat == flat else math.inf
             k = c + PAD
+            a = area[c]
             contribution = row[k, 0]
             gamma = row[k, 1]
-            contribution = 0.0 if contribution < thresholds[0] * area else contribution
-            gamma = 0.0 if gamma < thresholds[1] * area else gamma
-            simulated[r, c] = contribution / area if area > 0.0 else math.nan
-            valid[r, c] = (gamma if gamma == gamma else 0.0) >= VALID_AREA_FRACTION * flat
-            intensity = observed[r, c]
+            contribution = 0.0 if contribution < thresholds[0] * a else contribution
+            gamma = 0.0 if gamma < thresholds[1] * a else gamma
+            simulated_row[c] = contribution / a if a > 0.0 else math.nan
+            valid_row[c] = (gamma if gamma == gamma else 0.0) >= VALID_AREA_FRACTION * flat[c]
+            intensity = observed_row[c]
             known = intensity == intensity
-            if not known and (contribution > 0.0 or gamma > 0.0):
-                missing += 1
-            energy = intensity * area if known else 0.0
-            ratio0 = energy / contribution if contribution > 0.0 else 0.0
-            ratio1 = energy / gamma if gamma > 0.0 else 0.0
-            running0 += ratio0
-            running1 += ratio1
-            row[k, 0] = running0 if exact else ratio0
-            row[k, 1] = running1 if exact else ratio1
+            missing += 1 if not known and (contribution > 0.0 or gamma > 0.0) else 0
+            energy = intensity * a if known else 0.0
+            row[k, 0] = energy / contribution if contribution > 0.0 else 0.0
+            row[k, 1] = energy / gamma if gamma > 0.0 else 0.0
+        running0 = 0.0
+        running1 = 0.0
+        if exact:
+            for k in range(PAD, PAD + n_samples):
+                running0 += row[k, 0]
+                running1 += row[k, 1]
+                row[k, 0] = running0
+                row[k, 1] = running1
         for k in range(PAD):
             row[k, 0] = 0.0
             row[k, 1] = 0.0
         for k in range(PAD + n_samples, width):
-            row[k, 0] = running0 if exact else 0.0
-            row[k, 1] = running1 if exact else 0.0
+            row[k, 0] = running0
+            row[k, 1] = running1
     if line_start == 0:
         for r in range(PAD):
             buffer[r] = 0.0
@@ -224,15 +245,22 @@ def clear_residue(images, line_start, line_stop, fields, powers, fitted, fit, li
     n_samples = images.shape[2]
     fit_line0, fit_lines, fit_sample0, fit_samples = fit
     area_terms = _v_terms(powers)
+    # As in ratio_lines: the pixel area along the line first, then a loop without
+    # branches over the pixels, both on SIMD lanes.
+    v = np.empty(n_samples)
+    for c in range(n_samples):
+        v[c] = _normalised(c, sample0, fit_sample0, fit_samples)
+    area = np.zeros(n_samples)
     for r in range(line_start, line_stop):
         _line_terms(fields, powers, 0, _normalised(r, line0, fit_line0, fit_lines), area_terms)
-        for c in range(n_samples):
-            v = _normalised(c, sample0, fit_sample0, fit_samples)
-            area = _horner(area_terms, v) if fitted else 0.0
-            area = area if area == area else 0.0
-            for q in range(images.shape[0]):
-                if images[q, r, c] < thresholds[q] * area:
-                    images[q, r, c] = 0.0
+        if fitted:
+            _horner_along(area_terms, v, area)
+        for q in range(images.shape[0]):
+            threshold = thresholds[q]
+            line = images[q, r]
+            for c in range(n_samples):
+                a = area[c] if area[c] == area[c] else 0.0
+                line[c] = 0.0 if line[c] < threshold * a else line[c]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -555,3 +555,105 @@ def test_the_facet_extent_of_row_blocks_combines_into_the_whole(rows, cols, cuts
     combined = [np.nanmin(parts[:, 0]), np.nanmax(parts[:, 1]), np.nanmin(parts[:, 2]), np.nanmax(parts[:, 3])]
     np.testing.assert_array_equal(combined, whole)
     np.testing.assert_array_equal(whole_facet_extent(line, sample, valid), whole)
+
+
+def _twin_fields(fields, powers, fitted, fit, line0, sample0, r, n_samples):
+    """Pixel area and flat-terrain gamma area along window line ``r``, as
+    ``kernels.reallocation`` evaluates them (the same operations in the same order)."""
+    fit_line0, fit_lines, fit_sample0, fit_samples = fit
+    u = (line0 + r - fit_line0 - 0.5 * fit_lines) / max(fit_lines, 1)
+    v = (sample0 + np.arange(n_samples) - fit_sample0 - 0.5 * fit_samples) / max(fit_samples, 1)
+    out = []
+    for field, void in ((0, 0.0), (1, math.inf)):
+        if not fitted:
+            out.append(np.full(n_samples, void))
+            continue
+        coefficients = np.zeros(int(powers[:, 1].max()) + 1)
+        for t, (p, q) in enumerate(powers):
+            value = fields[field, t]
+            for _ in range(p):
+                value *= u
+            coefficients[q] += value
+        value = np.zeros(n_samples)
+        for q in range(coefficients.size - 1, -1, -1):
+            value = value * v + coefficients[q]
+        out.append(np.where(np.isnan(value), void, value))
+    return out
+
+
+def _twin_ratio_lines(buffer, observed, start, stop, exact, fields, powers, fitted, fit, line0, sample0,
+                      thresholds):
+    """Numpy twin of ``kernels.reallocation.ratio_lines`` (on a copy of ``buffer``)."""
+    buffer = buffer.copy()
+    pad = facets.PAD
+    n_lines, n_samples = observed.shape
+    simulated = np.full(observed.shape, -1.0, dtype=np.float32)
+    valid = np.zeros(observed.shape, dtype=bool)
+    missing = 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for r in range(start, stop):
+            area, flat = _twin_fields(fields, powers, fitted, fit, line0, sample0, r, n_samples)
+            row = buffer[r + pad]
+            contribution, gamma = row[pad:pad + n_samples, 0], row[pad:pad + n_samples, 1]
+            contribution = np.where(contribution < thresholds[0] * area, 0.0, contribution)
+            gamma = np.where(gamma < thresholds[1] * area, 0.0, gamma)
+            simulated[r] = np.where(area > 0.0, contribution / area, np.nan)
+            valid[r] = np.where(np.isnan(gamma), 0.0, gamma) >= reallocation_kernels.VALID_AREA_FRACTION * flat
+            known = ~np.isnan(observed[r])
+            missing += int(np.sum(~known & ((contribution > 0.0) | (gamma > 0.0))))
+            energy = np.where(known, observed[r] * area, 0.0)
+            ratios = [np.where(sums > 0.0, energy / sums, 0.0) for sums in (contribution, gamma)]
+            for q in range(2):
+                line = np.cumsum(ratios[q]) if exact else ratios[q]
+                row[:pad, q] = 0.0
+                row[pad:pad + n_samples, q] = line
+                row[pad + n_samples:, q] = line[-1] if exact else 0.0
+    if start == 0:
+        buffer[:pad] = 0.0
+    if stop == n_lines:
+        buffer[pad + n_lines:] = 0.0
+    return buffer, simulated, valid, missing
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 9), st.booleans(), st.booleans(), st.integers(0, 2),
+       st.floats(0.0, 0.6), st.integers(0, 2**31 - 1))
+def test_the_ratio_and_residue_passes_match_their_numpy_twin(n_lines, n_samples, exact, fitted, degree, unknown,
+                                                             seed):
+    """``ratio_lines`` (the reallocation's ratios, and their prefix sums for exact
+    projection) and ``clear_residue`` against numpy twins that evaluate the fields and
+    divide the same way: equal bit for bit, residue, voids, pixels without area and lines
+    of any block included."""
+    rng = np.random.default_rng(seed)
+    powers = np.array([(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)], dtype=np.int64)
+    fields = rng.normal(size=(2, powers.shape[0])) * np.array([[40.0], [60.0]])
+    fields[:, 0] += np.array([100.0, 150.0])  # mostly positive areas, some not
+    fit = (int(rng.integers(-3, 3)), n_lines + int(rng.integers(0, 4)), int(rng.integers(-3, 3)),
+           n_samples + int(rng.integers(0, 4)))
+    line0, sample0 = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+    buffer = rng.random(facets.radar_buffer_shape(n_lines, n_samples)) * 200.0
+    buffer[rng.random(buffer.shape) < 0.2] = 0.0
+    observed = rng.random((n_lines, n_samples)).astype(np.float32)
+    observed[rng.random(observed.shape) < unknown] = np.nan
+    thresholds = np.array([0.3, 0.5])  # a quarter or so of the sums read as residue
+    start = int(rng.integers(0, n_lines))
+    stop = int(rng.integers(start + 1, n_lines + 1))
+    twin = _twin_ratio_lines(buffer, observed, start, stop, exact, fields, powers, fitted, fit, line0, sample0,
+                             thresholds)
+    simulated = np.full(observed.shape, -1.0, dtype=np.float32)
+    valid = np.zeros(observed.shape, dtype=bool)
+    missing = reallocation_kernels.ratio_lines(buffer, observed, start, stop, exact, fields, powers, fitted, fit,
+                                               line0, sample0, thresholds, simulated, valid)
+    np.testing.assert_array_equal(buffer, twin[0])
+    np.testing.assert_array_equal(simulated, twin[1])
+    np.testing.assert_array_equal(valid, twin[2])
+    assert missing == twin[3]
+    images = rng.random((2, n_lines, n_samples)) * 200.0
+    images[0, 0, 0] = np.nan
+    expected = images.copy()
+    for r in range(start, stop):
+        area, _ = _twin_fields(fields, powers, fitted, fit, line0, sample0, r, n_samples)
+        for q in range(2):
+            expected[q, r] = np.where(expected[q, r] < thresholds[q] * area, 0.0, expected[q, r])
+    reallocation_kernels.clear_residue(images, start, stop, fields, powers, fitted, fit, line0, sample0, thresholds)
+    np.testing.assert_array_equal(images, expected)
