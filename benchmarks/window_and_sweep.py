@@ -152,6 +152,43 @@ def sweep(case: str, side: int) -> dict[str, Any]:
     return out
 
 
+def edge_pieces(case: str, side: int, oversample: int = 2) -> dict[str, Any]:
+    """How the edges of the exact passes' facets lie on the pixels: the facets' vertices
+    (the DEM's cells upsampled ``oversample`` times, bilinear between the centres, as
+    the facet kernel makes them) and their three edges per sub-quad (along rows, along
+    columns, the diagonal), on every 4th row of sub-quads. Per edge, the row and
+    column borders it crosses: the pieces the passes cut it into now (1 + both), and
+    the pieces a pixel-row form would cut (1 + rows crossed), and how many pixels such a
+    row piece spans on average (the ratio of the two)."""
+    dem, geometry = synthetic_scene(side, CASES[case])
+    cells = cell_geometry(dem, geometry)
+    fine = {}
+    for name in ("line", "sample"):
+        values = cells[name]
+        n_rows, n_cols = values.shape
+        columns = np.arange(0, n_cols - 1 + 1e-9, 1 / oversample)
+        # Bilinear between the centres: along the columns, then along the rows (every 4th
+        # row of sub-quads, with the vertex row below it).
+        across = np.stack([np.interp(columns, np.arange(n_cols), row) for row in values])
+        fine_rows = np.arange(0, n_rows - 1, 1 / oversample)[::4]
+        fine[name] = [np.stack([np.interp(fine_rows + offset, np.arange(n_rows), across[:, j])
+                                for j in range(columns.size)], axis=1) for offset in (0.0, 1 / oversample)]
+    (line, line_below), (sample, sample_below) = fine["line"], fine["sample"]
+    edges = [((line[:, :-1], sample[:, :-1]), (line[:, 1:], sample[:, 1:])),  # along rows
+             ((line, sample), (line_below, sample_below)),  # along columns
+             ((line[:, :-1], sample[:, :-1]), (line_below[:, 1:], sample_below[:, 1:]))]  # diagonal
+    rows_crossed = np.concatenate([np.abs(np.floor(b[0]) - np.floor(a[0])).ravel() for a, b in edges])
+    columns_crossed = np.concatenate([np.abs(np.floor(b[1]) - np.floor(a[1])).ravel() for a, b in edges])
+    pieces = np.mean(1 + rows_crossed + columns_crossed)
+    row_pieces = np.mean(1 + rows_crossed)
+    out = {"case": case, "side": side, "oversample": oversample, "pieces_per_edge": float(pieces),
+           "row_pieces_per_edge": float(row_pieces), "pixels_per_row_piece": float(pieces / row_pieces),
+           "edges_crossing_a_column_border": float(np.mean(columns_crossed > 0)),
+           "edges_crossing_a_row_border": float(np.mean(rows_crossed > 0))}
+    print(f"{case} {side}² edges: {json.dumps(out)}")
+    return out
+
+
 def float32(case: str, side: int) -> dict[str, Any]:
     dem, geometry = synthetic_scene(side, CASES[case])
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
@@ -198,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         before = kernels_at(args.before, Path(folder))
         result["ratio_passes"] = [ratio_passes(case, side, before) for case, side in SCENES]
     result["sweep"] = [sweep(case, side) for case, side in SCENES]
+    result["edge_pieces"] = [edge_pieces(case, side) for case, side in SCENES]
     result["float32"] = [float32(case, side) for case, side in (("coarse", 512), ("pixel", 1024))]
     return finish(result, args.out, load_start)
 
