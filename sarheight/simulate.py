@@ -318,18 +318,27 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     layover = np.empty(line.shape, dtype=np.uint8)
     shadow = np.empty(line.shape, dtype=np.uint8)
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-    # The serial preparations (the level tolerance's median, the column runs, the line
-    # group) run on a thread of their own beside the bucketing of the cells.
-    with ThreadPoolExecutor(max_workers=1) as side:
-        tolerance = side.submit(lambda: 0.05 * slant_range_spacing(cells)) if range_tolerance is None else None
-        runs_made = side.submit(visibility.column_runs, line, valid)
-        # Cells are set against the profiles of every group-th line (a DEM row's worth on
-        # a DEM coarser than the lines), so that the work per pair follows the rows.
-        group_made = side.submit(visibility.line_group, line, valid)
-        start, bucket = _buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0,
-                                 n_lines, layover, shadow)
-        range_tolerance = tolerance.result() if tolerance is not None else range_tolerance
-        runs, group = runs_made.result(), group_made.result()
+
+    def prepared() -> tuple[float, tuple[np.ndarray, ...], int]:
+        # The level tolerance, the column runs and the lines per group: cells are set
+        # against the profiles of every group-th line (a DEM row's worth on a DEM coarser
+        # than the lines), so that the work per pair of profiles follows the rows.
+        tolerance = 0.05 * slant_range_spacing(cells) if range_tolerance is None else range_tolerance
+        return tolerance, visibility.column_runs(line, valid), visibility.line_group(line, valid)
+
+    def bucketed() -> tuple[np.ndarray, np.ndarray]:
+        return _buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0, n_lines,
+                        layover, shadow)
+
+    if thread_count() > 1:
+        # The serial preparations on a thread of their own beside the bucketing.
+        with ThreadPoolExecutor(max_workers=1) as side:
+            preparing = side.submit(prepared)
+            start, bucket = bucketed()
+            range_tolerance, runs, group = preparing.result()
+    else:
+        start, bucket = bucketed()
+        range_tolerance, runs, group = prepared()
     bounds = visibility.line_groups(n_lines, group)
     # Ranges of groups are independent: each thread cuts the profile before its first.
     # Many more ranges than threads even out where layover (the costly cells) gathers

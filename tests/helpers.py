@@ -322,3 +322,15 @@ def write_tiny_so2sat(root: str | Path, rows: dict[str, int] | None = None, *, s
 
     rows = rows or SO2SAT_ROWS
     return write_sample(root, {name.removesuffix(".h5"): count for name, count in rows.items()}, seed=seed)
+
+
+def nearer_bound(n_lines: int, group: int) -> np.ndarray:
+    """Per window line, the nearer of the sweep's bounding lines around it (every group-th
+    line from the first, and the last; the earlier at equal distance): whose mixing a
+    sweep that cuts only the bounding lines gives it."""
+    bounds = np.array(sorted({*range(0, n_lines, group), n_lines - 1}))
+    lines = np.arange(n_lines)
+    after = np.searchsorted(bounds, lines)  # the first bound at or after the line
+    before = bounds[np.maximum(after - 1, 0)]
+    after = bounds[np.minimum(after, bounds.size - 1)]
+    return np.where(lines - before <= after - lines, before, after)

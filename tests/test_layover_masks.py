@@ -42,7 +42,7 @@ from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.layover import reconstruct
 from sarheight.simulate import simulate, simulate_sar
-from tests.helpers import CELL_DEG, LAT, LON, plane_dem, rough_dem, synthetic_geometry
+from tests.helpers import CELL_DEG, LAT, LON, nearer_bound, plane_dem, rough_dem, synthetic_geometry
 
 # WGS84, written out here so that the reference does not lean on the library's constants.
 A = 6_378_137.0
@@ -427,18 +427,6 @@ def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spa
 # --------------------------------------------------------------------------------------
 # properties of the masks and of the projections
 # --------------------------------------------------------------------------------------
-
-
-def nearer_bound(n_lines: int, group: int) -> np.ndarray:
-    """Per window line, the nearer of the sweep's bounding lines around it (every group-th
-    line from the first, and the last; the earlier at equal distance): whose mixing a
-    sweep that cuts only the bounding lines gives it."""
-    bounds = np.array(sorted({*range(0, n_lines, group), n_lines - 1}))
-    lines = np.arange(n_lines)
-    after = np.searchsorted(bounds, lines)  # the first bound at or after the line
-    before = bounds[np.maximum(after - 1, 0)]
-    after = bounds[np.minimum(after, bounds.size - 1)]
-    return np.where(lines - before <= after - lines, before, after)
 
 
 def _upsampled(dem: xr.DataArray, factor: int = 2) -> xr.DataArray:

@@ -19,7 +19,7 @@ from sarheight.layover import reconstruct
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
 from sarheight.simulate import empirical_sigma0, run_simulation, simulate, simulate_sar
-from tests.helpers import SAFES, assert_closed_recovery, required
+from tests.helpers import SAFES, assert_closed_recovery, nearer_bound, required
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,6 @@ def test_sweep_of_the_bounding_lines_under_the_grd_on_alpine_relief(shared_data,
     import rasterio
 
     from sarheight.kernels.visibility import line_group
-    from tests.test_layover_masks import nearer_bound
 
     grd = geometries("grd")
     with rasterio.open(required(shared_data / "dem" / "rome_cop30_egm96.tif")) as source:
