@@ -657,3 +657,30 @@ def test_the_ratio_and_residue_passes_match_their_numpy_twin(n_lines, n_samples,
             expected[q, r] = np.where(expected[q, r] < thresholds[q] * area, 0.0, expected[q, r])
     reallocation_kernels.clear_residue(images, start, stop, fields, powers, fitted, fit, line0, sample0, thresholds)
     np.testing.assert_array_equal(images, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.floats(0.0, 1.0), st.integers(1, 80), st.integers(0, 2**31 - 1))
+def test_evenly_chosen_cells_are_those_of_the_listing_of_every_cell(rows, cols, share, samples, seed):
+    """``flat_orientation`` picks its cells through per-row counts: the same cells as
+    listing every True cell and taking evenly spaced ones from it."""
+    from sarheight.simulate import evenly_chosen
+
+    mask = np.random.default_rng(seed).random((rows, cols)) < share
+    listed = np.flatnonzero(mask)
+    chosen = evenly_chosen(mask, samples)
+    if listed.size == 0:
+        assert chosen[0].size == 0 and chosen[1].size == 0
+        return
+    expected = np.divmod(listed[np.linspace(0, listed.size - 1, min(samples, listed.size)).astype(np.int64)], cols)
+    np.testing.assert_array_equal(chosen[0], expected[0])
+    np.testing.assert_array_equal(chosen[1], expected[1])
+    # A view with strides (the cells with a right and a lower neighbour), as flat_orientation passes.
+    view = np.random.default_rng(seed + 1).random((rows + 1, cols + 1)) < share
+    listed = np.flatnonzero(view[:-1, :-1])
+    if listed.size:
+        expected = np.divmod(listed[np.linspace(0, listed.size - 1, min(samples, listed.size)).astype(np.int64)],
+                             cols)
+        chosen = evenly_chosen(view[:-1, :-1], samples)
+        np.testing.assert_array_equal(chosen[0], expected[0])
+        np.testing.assert_array_equal(chosen[1], expected[1])
