@@ -392,6 +392,9 @@ class TerrainScenes(TileSet):
     def __init__(self, scenes: Sequence[SceneArrays], tile: int, *, windows: Sequence[Window] | None = None,
                  areas: Sequence[np.ndarray] | None = None, length: int | None = None):
         self.scenes = list(scenes)
+        # Tiles carry the coarse-DEM baseline only where every scene has it, so that the
+        # batches of a run share their keys.
+        self.with_baseline = all(scene.baseline is not None for scene in self.scenes)
         super().__init__([scene.shape for scene in self.scenes], tile, windows=windows, areas=areas, length=length)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -421,8 +424,7 @@ class TerrainScenes(TileSet):
             "scale": torch.full((1, 1, 1), scene.scale, dtype=torch.float32),
             "scene": torch.tensor(window.scene), "window": torch.tensor(window[1:]),
         }
-        if all(other.baseline is not None for other in self.scenes):
-            # Every scene has it, so that the batches of a run share their keys.
+        if self.with_baseline:
             baseline = np.full((1, tile, tile), np.nan, dtype=np.float32)
             baseline[(0, *inner)] = scene.baseline[rows, cols]
             item["baseline"] = torch.from_numpy(baseline)
