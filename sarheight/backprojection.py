@@ -48,8 +48,20 @@ from affine import Affine
 from .dem import cell_size_m
 from .errors import InvalidInputError
 
-__all__ = ["UPSAMPLING", "Coregistration", "ResidualCovariance", "area_mean", "back_project", "coregister",
-           "fit_residual_covariance", "krige_residuals", "prior_correction", "significant_mean", "upsample"]
+__all__ = [
+    "UPSAMPLING",
+    "Coregistration",
+    "ResidualCovariance",
+    "area_mean",
+    "back_project",
+    "coregister",
+    "fit_residual_covariance",
+    "krige_residuals",
+    "prior_correction",
+    "shifted",
+    "significant_mean",
+    "upsample",
+]
 
 #: The rounds of back-projection: the estimate changes by less than a centimetre a round
 #: after about ten on the study's DEMs.
@@ -144,6 +156,19 @@ COREGISTRATION_ROUNDS = 3
 COREGISTRATION_LIMIT_M = 90.0
 
 
+def shifted(dem: xr.DataArray, grid: xr.DataArray, shift_east_m: float, shift_north_m: float) -> xr.DataArray:
+    """``dem`` relabelled so that the content it shows at ``q + shift`` lies at ``q``: its
+    transform moved by ``-shift`` (metres east and north, converted to the units of its
+    CRS with the metres of ``grid``'s cells, which shares the CRS). The heights are
+    unchanged: a displaced product is relabelled, not resampled."""
+    dy, dx = cell_size_m(grid)
+    # Metres per unit of the CRS along each axis (degrees on a geographic grid).
+    east_units = shift_east_m / (dx / abs(grid.rio.transform().a))
+    north_units = shift_north_m / (dy / abs(grid.rio.transform().e))
+    return dem.assign_coords(x=dem["x"] - east_units, y=dem["y"] - north_units).rio.write_transform(
+        rasterio.transform.Affine.translation(-east_units, -north_units) @ dem.rio.transform())
+
+
 def _tan_slope(dem: xr.DataArray) -> np.ndarray:
     dy, dx = cell_size_m(dem)
     values = np.asarray(dem.values, dtype=np.float64)
@@ -161,10 +186,6 @@ def _fit_registration(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np
     errors = (math.inf, math.inf)
     moved = coarse
     dy, dx = cell_size_m(grid)
-    transform = coarse.rio.transform()
-    # Metres per unit of the CRS along each axis (degrees on a geographic grid).
-    per_unit_x = dx / abs(grid.rio.transform().a)
-    per_unit_y = dy / abs(grid.rio.transform().e)
     for _ in range(COREGISTRATION_ROUNDS):
         heights = upsample(moved, grid, "bicubic").values.astype(np.float64)
         north_step = dy if grid.rio.transform().e > 0 else -dy
@@ -207,10 +228,7 @@ def _fit_registration(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np
         magnitude = math.hypot(total_east, total_north)
         if magnitude > COREGISTRATION_LIMIT_M:
             total_east, total_north = (value * COREGISTRATION_LIMIT_M / magnitude for value in (total_east, total_north))
-        # The content shown at q + shift lies at q: move the grid by -shift (in CRS units).
-        east_units, north_units = total_east / per_unit_x, total_north / per_unit_y
-        moved = coarse.assign_coords(x=coarse["x"] - east_units, y=coarse["y"] - north_units).rio.write_transform(
-            rasterio.transform.Affine.translation(-east_units, -north_units) @ transform)
+        moved = shifted(coarse, grid, total_east, total_north)
         if abs(step[0]) < 0.05 and abs(step[1]) < 0.05:
             break
     return moved, Coregistration(float(total_east), float(total_north), float(errors[0]), float(errors[1]),

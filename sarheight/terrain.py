@@ -65,18 +65,27 @@ import rasterio.warp
 import xarray as xr
 
 from ._version import __version__
-from .backprojection import upsample
+from .backprojection import shifted, upsample
 from .coarse_dem import CoarseDemErrors, coarse_product, draw_errors
 from .dem import cell_size_m, open_dem
 from .errors import (
     InvalidInputError,
     MissingInputError,
+    PartialCoverageWarning,
     PlausibilityWarning,
     deferred_warnings,
     user_stacklevel,
 )
 from .geometry import RadarGeometry
 from .ground import FittedLaw, Ground, draw_ground, fit_sigma0_law
+from .inversion import (
+    InversionImage,
+    InversionSettings,
+    composite_images,
+    invert_dem,
+    radar_image,
+    register_to_images,
+)
 from .io import atomic_path
 from .layover import reconstruct
 from .masks import MASK_ATTRS, MaskCode
@@ -125,6 +134,8 @@ _ATTRS = {
     "coarse_backprojected": {"units": "m", "long_name": "coarse DEM registered to the priors, back-projected"},
     "coarse_refined": {"units": "m", "long_name": "coarse DEM back-projected, corrected by the priors (kriged)"},
     "prior_correction_std": {"units": "m", "long_name": "standard deviation of the kriged correction"},
+    "inverted": {"units": "m", "long_name": "refined by inverting the simulator against every observation"},
+    "inversion_readable": {"long_name": "observations whose ratio the inversion read at the cell"},
     "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
 }
 
@@ -527,9 +538,13 @@ def _on_grid(values: xr.DataArray | np.ndarray, grid: xr.DataArray, name: str, a
 
 
 def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
-                 projection: str, progress: bool, **observation: Any) -> tuple[dict[str, np.ndarray], dict]:
-    result = reconstruct(sar, coarse, geometry, measurement=measurement, projection=projection, progress=progress,
-                         **observation)
+                 projection: str, progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+    with warnings.catch_warnings():
+        # The image is read with a margin around the DEM: its edges' partial coverage is
+        # the margin's, not the product's.
+        warnings.filterwarnings("ignore", category=PartialCoverageWarning)
+        result = reconstruct(sar, coarse, geometry, measurement=measurement, projection=projection,
+                             progress=progress)
     arrays = {
         "sar_reconstructed": _db(result["backscatter"].values),
         # Without reallocation: the terrain-flattened backscatter (Small 2011), every cell of
@@ -684,20 +699,31 @@ def observed_scene(
     projection: Literal["exact", "bilinear"] = "exact",
     sar_quantity: str = "sigma0",
     sar_db: bool = False,
+    register: bool = True,
+    inversion: bool = False,
+    inversion_settings: InversionSettings | None = None,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
-    """A terrain scene from a real observation: the model's inputs for a user's own data.
+    """A terrain scene from a real observation, or several (dates, passes): the model's
+    inputs for a user's own data.
 
     Parameters
     ----------
-    sar : the observation, anything :func:`sarheight.layover.reconstruct` takes: a
+    sar : the observation, anything :func:`sarheight.layover.reconstruct` takes (a
         Sentinel-1 SAFE product path, a calibrated xarray-sentinel measurement, a radar
-        geometry array with ``geometry``, or a geocoded GeoTIFF / map DataArray.
+        geometry array with ``geometry``, or a geocoded GeoTIFF / map DataArray), or a
+        sequence of them: dates and passes. They are read in radar geometry over the DEM
+        and grouped (:func:`sarheight.inversion.composite_images`: the dates of one
+        acquisition grid whose level agrees are averaged, looks summed; a date of another
+        level, wet snow or frozen ground, kept apart); the first observation's pass is the
+        scene's (``sar_*``, its composite), the first of the opposite direction its
+        ``other_*``.
     coarse_dem : the DEM a user has (anything :func:`sarheight.dem.open_dem` takes; WGS84
         ellipsoidal heights: open it with ``open_dem(path, vertical_datum=...)`` first if
         it is on a geoid).
-    geometry : the acquisition geometry (None: read from the SAFE product ``sar``).
+    geometry : the acquisition geometry (None: read from each SAFE product), one for every
+        observation, or a sequence of one per observation.
     priors : the known heights: a Dataset of :func:`sarheight.priors.sample_priors` on the
         scene grid, or points (a CSV, GeoJSON or GeoPackage path, or a DataFrame of x, y,
         height) that are put on it (their heights WGS84-ellipsoidal), or None for none.
@@ -719,6 +745,15 @@ def observed_scene(
     projection : as in :func:`sarheight.layover.reconstruct`.
     sar_quantity, sar_db : what a geocoded (map-grid) ``sar`` holds, as
         :func:`sarheight.layover.reconstruct` takes them (the other pass's too).
+    register : register the coarse DEM to the image(s) before anything else
+        (:func:`sarheight.inversion.register_to_images`; ``image_registration_*``
+        attributes), where the image can tell the shift; the priors' registration then
+        measures what is left (``coregistration_*``), a second opinion.
+    inversion : also refine by inverting the simulator against every observation
+        (:func:`sarheight.inversion.invert_dem`): ``inverted`` (m) and
+        ``inversion_readable``, with ``inversion_*`` attributes.
+    inversion_settings : the inversion's weights and regularisation (default
+        :class:`sarheight.inversion.InversionSettings`).
     name : the scene's name (attribute ``scene_name``); default from the inputs.
     progress : show progress bars (only on a terminal).
 
@@ -735,12 +770,22 @@ def observed_scene(
     # surface without the overshoot of sharper kernels); the sharper resamplings are
     # baselines and the refinement's reference.
     coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+    observations = observation_list(sar, geometry, other)
+    groups, own, opposite = _read_observations(observations, coarse, measurement=measurement,
+                                               sar_quantity=sar_quantity, sar_db=sar_db)
+    image_registration = None
+    if register:
+        # Before every method: the coarse DEM moved to where the image says its terrain is.
+        image_registration = register_to_images(coarse, groups)
+        east, north = image_registration.applied_shift()
+        if east or north:
+            native = shifted(native, coarse, east, north)
+            coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
     resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum, points_geoid_grid)
     resolved = check_priors_against(resolved, coarse)
-    observation = {"sar_quantity": sar_quantity, "sar_db": sar_db}
-    inputs, attrs = _pass_inputs(sar, coarse, geometry, measurement=measurement, projection=projection,
-                                 progress=progress, **observation)
+    inputs, attrs = _pass_inputs(own.image, coarse, own.geometry, measurement=measurement, projection=projection,
+                                 progress=progress)
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
     for variable, values in resampled.items():
         scene[variable] = _on_grid(values.astype(np.float32), coarse, variable)
@@ -748,14 +793,18 @@ def observed_scene(
     refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx))
     for variable, values in refined.items():
         scene[variable] = _on_grid(values, coarse, variable)
-    if other is not None:
-        try:
-            other_inputs, other_attrs = _pass_inputs(other[0], coarse, other[1], measurement=measurement,
-                                                     projection=projection, progress=progress, **observation)
-        except InvalidInputError as error:
-            # Two observations were given: say which one is wrong.
-            raise InvalidInputError(f"the opposite pass's observation (the second --sar): {error}") from None
+    if opposite is not None:
+        other_inputs, other_attrs = _pass_inputs(opposite.image, coarse, opposite.geometry, measurement=measurement,
+                                                 projection=projection, progress=progress)
         scene = _with_other_pass(scene, other_inputs, other_attrs)
+        scene.attrs["other_dates"] = int(opposite.dates)
+    if inversion:
+        inverted = invert_dem(scene["coarse_refined"].rio.write_crs(coarse.rio.crs), native, groups,
+                              prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
+                              coarse_cell_m=math.sqrt(dy * dx), settings=inversion_settings)
+        scene["inverted"] = _on_grid(inverted["height"].values, coarse, "inverted")
+        scene["inversion_readable"] = _on_grid(inverted["readable"].values, coarse, "inversion_readable")
+        scene.attrs.update({key: value for key, value in inverted.attrs.items() if key.startswith("inversion_")})
     if truth is not None:
         scene["height"] = _on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")
                                    .astype(np.float32), coarse, "height")
@@ -763,9 +812,65 @@ def observed_scene(
     scene.attrs.update(_scene_attrs(attrs, kind="observed", name=name, dem_name=_source_name(coarse_dem),
                                     prior_method=prior_method))
     scene.attrs.update(registration)
+    if image_registration is not None:
+        scene.attrs.update(image_registration.to_attrs())
     scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
-                       coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3))
+                       coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3), dates=int(own.dates),
+                       images=len(observations), image_groups=len(groups))
     return scene
+
+
+def observation_list(sar: Any, geometry: Any, other: tuple[Any, Any] | None = None
+                     ) -> list[tuple[Any, RadarGeometry | None]]:
+    """The observations a refinement is given, as (observation, geometry) pairs: ``sar``
+    one observation or a sequence of them (dates, passes), ``geometry`` one geometry for
+    all (None: each SAFE product's own) or a sequence of one per observation, and
+    ``other`` an opposite pass's ``(sar, geometry)``, appended.
+
+    Raises
+    ------
+    InvalidInputError : no observation, or a sequence of geometries not one per image.
+    """
+    many = isinstance(sar, (list, tuple))
+    images = list(sar) if many else [sar]
+    if not images:
+        raise InvalidInputError("no observation was given: give at least one SAR image")
+    if isinstance(geometry, (list, tuple)):
+        if len(geometry) != len(images):
+            raise InvalidInputError(f"{len(geometry)} geometries for {len(images)} observations: give one geometry "
+                                    "per observation (or one for all, or None for SAFE products)")
+        geometries = list(geometry)
+    else:
+        geometries = [geometry] * len(images)
+    pairs = list(zip(images, geometries, strict=True))
+    if other is not None:
+        pairs.append((other[0], other[1]))
+    return pairs
+
+
+def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: xr.DataArray, *,
+                       measurement: str, sar_quantity: str, sar_db: bool
+                       ) -> tuple[list[InversionImage], InversionImage, InversionImage | None]:
+    """Every observation read in radar geometry over the coarse DEM and grouped
+    (:func:`sarheight.inversion.composite_images`); the group of the first observation's
+    acquisition (the scene's own pass) and the first group of the opposite pass."""
+    images = []
+    for index, (sar, geometry) in enumerate(observations):
+        label = f"observation {index + 1} of {len(observations)} ({_source_name(sar)})" if len(observations) > 1 \
+            else None
+        try:
+            images.append(radar_image(sar, geometry, coarse, measurement=measurement, sar_quantity=sar_quantity,
+                                      sar_db=sar_db, name=label or _source_name(sar)))
+        except InvalidInputError as error:
+            if label is None:
+                raise
+            raise InvalidInputError(f"{label}: {error}") from None
+    groups = composite_images(images)
+    first = images[0].geometry
+    own = next(group for group in groups if group.geometry is first or group.geometry.to_attrs() == first.to_attrs())
+    direction = pass_direction(own.geometry)
+    opposite = next((group for group in groups if pass_direction(group.geometry) != direction), None)
+    return groups, own, opposite
 
 
 #: The spread (dB, robust standard deviation) of an observation's values below which it
@@ -915,6 +1020,9 @@ def simulate_scene(
     prior_errors: PriorErrors | None = None,
     ground: Ground | None = None,
     unscored: Any = None,
+    register: bool = True,
+    inversion: bool = False,
+    inversion_settings: InversionSettings | None = None,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -1004,7 +1112,8 @@ def simulate_scene(
     if other_geometry is not None:
         other = (observe(other_geometry), other_geometry)
     scene = observed_scene(observe(geometry), coarse, geometry, priors, grid=truth, prior_method=prior_method,
-                           other=other, projection=projection, name=scene_name, progress=progress)
+                           other=other, projection=projection, register=register, inversion=inversion,
+                           inversion_settings=inversion_settings, name=scene_name, progress=progress)
     height = truth.values.astype(np.float32)
     if unscored is not None:
         left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)

@@ -1,0 +1,1024 @@
+"""Refinement by inverting the simulator: the fine DEM whose simulated observations match
+the observed ones, whose coarse-cell means stay the coarse DEM's, and which passes
+through the known heights.
+
+**The problem.** On the fine grid, the heights ``h`` and a smooth log-albedo field
+``alpha`` minimise (Gauss-Newton, every round a sparse linear least-squares problem
+solved by preconditioned conjugate gradients)::
+
+    sum over images i and cells c   w_ic (ln sigma0_ic(h) - ln L_i(theta_ic(h)) - alpha_c)^2 / v_i
+  + sum over coarse cells k         (mean_k(h - R))^2 / sigma_c^2
+  + sum over known heights p        (h_p - P_p)^2 / sigma_p^2
+  + (h - R)' C^-1 (h - R)                                  the relief the coarse DEM lost
+  + lambda_alpha |Laplacian(alpha)|^2                      the albedo is smooth
+
+- ``sigma0_ic(h)`` is image ``i`` reconstructed on the surface ``h`` by the project's own
+  forward model (:func:`sarheight.layover.reconstruct`: facets, exact area projection,
+  local incidence, layover and shadow): the observation's brightness over what the
+  simulation of ``h`` puts in each pixel, times the law at each cell. Where ``h`` is the
+  terrain the ratio is speckle alone; every round reconstructs again on the new surface,
+  so that the image is read at the positions ``h`` puts its cells (a height error moves
+  a cell by ``dh / tan(theta)`` in ground range: tens of metres).
+- ``L_i`` is the law of image ``i`` (or of a group of its dates), a monotone polynomial
+  of the local incidence fitted to the image itself against the *current* surface's
+  incidence every round (:func:`sarheight.ground.fit_sigma0_law`): never fitted once
+  against the coarse DEM's smoothed incidence, which would leave it flatter than the
+  ground's. The albedo ``alpha`` (land cover, moisture patches) is shared by every
+  image: a slope brightens one pass and darkens the other, the albedo brightens both,
+  so two passes tell them apart at finer scales than one can (its node spacing is
+  :attr:`InversionSettings.albedo_spacing` coarse cells for one geometry,
+  :attr:`InversionSettings.albedo_spacing_passes` for several).
+- The linearisation of a cell's ratio in its slopes is the local one (the surface
+  normal's effect on the local incidence and on the footprint's compression,
+  ``ln(n . m) - ln L(theta)`` with ``m`` the image plane's normal), blurred by one
+  binomial step: a reconstructed cell reads the ratio of the pixels it shares with its
+  neighbours. The positions are taken as fixed within a round (they change with the
+  next reconstruction).
+- ``v_i`` is the variance of a cell's log-ratio that is not relief: speckle,
+  ``psi_1(looks)`` (the variance of the log of a gamma variable), or more where the
+  ground's texture adds to it (measured: the residual's variance at the reference less
+  what the relief prior predicts, never below speckle's).
+- ``R`` is the reference (the coarse DEM registered, back-projected and corrected by the
+  priors' kriged residuals), ``mean_k`` the mean over coarse cell ``k`` (cells whose
+  centres lie in it), so the inversion keeps the reference's coarse-cell means within
+  ``sigma_c``; ``C`` the covariance of the relief a block mean loses: the coarse DEM's
+  own power spectrum extrapolated to the fine wavenumbers, ``A |k|^-beta`` (terrain is
+  close to self-similar), times the share the block mean leaves out ``(1 - T(k))^2``,
+  scaled by :attr:`InversionSettings.prior_scale`.
+
+The weights and the regularisation (:class:`InversionSettings`) were chosen on the
+validation scenes of the refinement study, never on held-out ones.
+
+Clinometry (:mod:`sarheight.clinometry`) is the one-step special case: one image, the
+law fitted once against the coarse DEM, no albedo, no re-reading of the image at moved
+positions, a Wiener filter instead of the sparse solve. It stays as the fast method and a
+baseline.
+
+**Registration** (:func:`register_to_images`): before any method, the coarse DEM's
+horizontal shift is measured as DEM-to-SAR co-registration does it (GAMMA's
+``offset_pwrm`` between the simulated and the real image, ISCE's and DORIS's DEM
+co-registration): the image the coarse DEM simulates is correlated with the observation
+in radar geometry. Sentinel-1's geolocation is good to decimetres, a global DEM's to tens
+of metres: a shift of the terrain by ``s`` moves its image by ``M s`` pixels (``M`` the
+geometry's pixels per metre east and north), so the offset between the two images, over
+every image given, is the DEM's shift.
+
+Larger-than-memory grids: :func:`invert_blockwise` runs the inversion in overlapping
+blocks (on threads or a dask.distributed cluster) and keeps each block's core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.fft
+import scipy.sparse as sparse
+import scipy.sparse.linalg as sparse_linalg
+import xarray as xr
+from scipy import ndimage, special
+
+from .dem import cell_size_m, geodetic_coordinates, open_dem
+from .errors import InvalidInputError, PlausibilityWarning, user_stacklevel
+from .geometry import RadarGeometry, RadarWindow
+from .ground import FittedLaw, fit_sigma0_law
+from .layover import reconstruct
+from .masks import MaskCode
+from .observation import intensity_on_window, rebuilt_in_radar_geometry, resolve_observation
+from .simulate import cell_geometry, radar_window, run_simulation
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_LOOKS", "ImageRegistration", "InversionImage", "InversionSettings", "composite_images",
+           "invert_dem", "radar_image", "register_to_images", "relief_prior_spectrum", "speckle_variance"]
+
+#: Nepers per decibel.
+_NEPER_PER_DB = math.log(10.0) / 10.0
+
+#: The equivalent number of looks of a Sentinel-1 IW GRD (high resolution) pixel, taken
+#: for an image that does not say its own.
+DEFAULT_LOOKS = 4.4
+
+#: Local incidence angles (degrees) outside which a cell's ratio is not read.
+USEFUL_INCIDENCE_DEG = (10.0, 80.0)
+
+#: The level difference (dB) between a date and its pass's median beyond which the date
+#: is not composited with the others (wet snow, a soaked or frozen ground): kept as a
+#: group of its own, with its own law.
+DATE_LEVEL_TOLERANCE_DB = 1.0
+
+
+def speckle_variance(looks: float) -> float:
+    """The variance of the natural log of speckle of ``looks`` equivalent looks (a gamma
+    variable of shape ``looks``): the trigamma function, ``psi_1(looks)`` (nepers^2)."""
+    return float(special.polygamma(1, float(looks)))
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionImage:
+    """One observation, or a composite of several dates, in radar geometry.
+
+    Attributes
+    ----------
+    image : (line, sample) DataArray of linear beta0 with absolute product coordinates,
+        covering the DEM's footprint (with a margin).
+    geometry : its acquisition geometry.
+    looks : the equivalent number of looks of a pixel (a composite of N dates: N times
+        a date's).
+    name : what it is, for messages and attributes.
+    dates : how many dates it composites.
+    level_db : the median beta0 (dB) of the image over the DEM.
+    """
+
+    image: xr.DataArray
+    geometry: RadarGeometry
+    looks: float = DEFAULT_LOOKS
+    name: str = "image"
+    dates: int = 1
+    level_db: float = math.nan
+
+    @property
+    def window(self) -> RadarWindow:
+        """The radar window the image covers."""
+        lines, samples = self.image["line"].values, self.image["sample"].values
+        return RadarWindow(int(lines[0]), int(lines.size), int(samples[0]), int(samples.size))
+
+
+#: Pixels of margin around the DEM's radar window an image is read with: a height change
+#: of the inversion moves cells by a few pixels.
+WINDOW_MARGIN = 24
+
+
+def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, measurement: str = "IW/VV",
+                sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
+                name: str | None = None) -> InversionImage:
+    """An observation as :func:`sarheight.layover.reconstruct` takes it (a SAFE product, a
+    radar-geometry array or DataArray with ``geometry``, an xarray-sentinel measurement,
+    or a geocoded sigma0 GeoTIFF or map DataArray with ``geometry``), read in radar
+    geometry over ``dem``'s footprint.
+
+    A map-grid image's radar pixels are rebuilt through the simulation of ``dem``
+    (:func:`sarheight.observation.rebuilt_in_radar_geometry`): geocoding already mixed
+    what layover mixed, so it is read as well as that allows. ``looks``: the image's
+    equivalent number of looks; default its ``looks`` attribute, else
+    :data:`DEFAULT_LOOKS`.
+
+    Raises
+    ------
+    InvalidInputError, GeometryError : what :func:`resolve_observation` refuses, an image
+        that does not cover the DEM, or one without a positive value over it.
+    """
+    observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
+                                      sar_db=sar_db)
+    dem = open_dem(dem, copy=False)
+    if observation.on_map:
+        state = run_simulation(dem, observation.geometry, every_line=False)
+        rebuilt = rebuilt_in_radar_geometry(observation, state)
+        image = rebuilt.image
+    else:
+        cells = cell_geometry(dem, observation.geometry, own_surface=False)
+        window = radar_window(cells["line"], cells["sample"], cells["valid"], observation.geometry,
+                              margin=WINDOW_MARGIN)
+        values = np.asarray(observation.on_window(window), dtype=np.float32)
+        image = xr.DataArray(values, dims=("line", "sample"), coords=window.coords())
+    values = np.asarray(image.values, dtype=np.float64)
+    positive = values[np.isfinite(values) & (values > 0)]
+    label = name or _observation_name(sar)
+    if positive.size < 16:
+        raise InvalidInputError(f"the observation {label} has no positive value over the DEM (zero or no data "
+                                "everywhere there): a placeholder or masked product cannot refine the DEM; give the "
+                                "calibrated image itself, of the DEM's area")
+    if looks is None:
+        attribute = getattr(sar, "attrs", {}).get("looks") if isinstance(sar, xr.DataArray) else None
+        looks = float(attribute) if isinstance(attribute, (int, float, np.number)) else DEFAULT_LOOKS
+    if not (math.isfinite(looks) and looks > 0):
+        raise InvalidInputError(f"looks must be a positive number, got {looks!r}")
+    return InversionImage(image.astype(np.float32), observation.geometry, float(looks), label, 1,
+                          float(10.0 * np.log10(np.median(positive))))
+
+
+def _observation_name(sar: Any) -> str:
+    if isinstance(sar, (str, bytes)) or hasattr(sar, "__fspath__"):
+        return str(sar)
+    return f"a {type(sar).__name__}"
+
+
+def _same_acquisition_grid(first: RadarGeometry, second: RadarGeometry) -> bool:
+    """Whether two geometries image the ground on the same radar grid (repeat passes of one
+    orbit and frame: the same orbit and grid attributes)."""
+    return first is second or first.to_attrs() == second.to_attrs()
+
+
+def composite_images(images: Sequence[InversionImage], *,
+                     level_tolerance_db: float = DATE_LEVEL_TOLERANCE_DB) -> list[InversionImage]:
+    """The images grouped for the inversion: the dates of one acquisition grid (the same
+    orbit and image grid: a pass over repeat dates) whose level lies within
+    ``level_tolerance_db`` of their median are averaged in linear power (looks summed);
+    a date whose level departs further (wet snow, soaked or frozen ground: a different
+    law, not only a different level) is kept apart, a group of its own with a law of its
+    own; images of different grids (the other pass, another frame) are each their own.
+
+    Refuses a list that repeats an image (the same values on the same grid: one date
+    counted twice would halve the speckle it claims).
+    """
+    if not images:
+        raise InvalidInputError("no observation was given: give at least one SAR image")
+    for index, image in enumerate(images):
+        for earlier in images[:index]:
+            if (_same_acquisition_grid(image.geometry, earlier.geometry) and image.image.shape == earlier.image.shape
+                    and np.array_equal(image.image.values, earlier.image.values, equal_nan=True)):
+                raise InvalidInputError(f"the observation {image.name} repeats {earlier.name} (the same values on the "
+                                        "same grid): give each date once")
+    groups: list[list[InversionImage]] = []
+    for image in images:
+        for group in groups:
+            if _same_acquisition_grid(group[0].geometry, image.geometry) and group[0].image.shape == image.image.shape:
+                group.append(image)
+                break
+        else:
+            groups.append([image])
+    out: list[InversionImage] = []
+    for group in groups:
+        median = float(np.median([image.level_db for image in group]))
+        kept = [image for image in group if abs(image.level_db - median) <= level_tolerance_db]
+        apart = [image for image in group if abs(image.level_db - median) > level_tolerance_db]
+        if kept:
+            out.append(_average(kept))
+        out.extend(apart)
+    return out
+
+
+def _average(images: Sequence[InversionImage]) -> InversionImage:
+    if len(images) == 1:
+        return images[0]
+    stack = np.mean([np.asarray(image.image.values, dtype=np.float64) for image in images], axis=0)
+    values = stack[np.isfinite(stack) & (stack > 0)]
+    first = images[0]
+    return InversionImage(first.image.copy(data=stack.astype(np.float32)), first.geometry,
+                          float(sum(image.looks for image in images)),
+                          f"{first.name} and {len(images) - 1} more dates", sum(image.dates for image in images),
+                          float(10.0 * np.log10(np.median(values))) if values.size else math.nan)
+
+
+# ---------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionSettings:
+    """The inversion's weights and regularisation (chosen on the study's validation
+    scenes; ``sarheight terrain invert-tune`` records the choice).
+
+    Attributes
+    ----------
+    prior_scale : the relief prior's power relative to the coarse DEM's extrapolated
+        spectrum (1: as extrapolated).
+    coarse_error_m : the standard deviation (m) within which the coarse-cell means of the
+        result keep the reference's.
+    prior_error_m : the standard deviation (m) of a known height, when the priors do not
+        say theirs.
+    albedo_spacing, albedo_spacing_passes : the albedo's node spacing (coarse cells) for
+        one acquisition geometry, and for several (both passes see the same albedo, so it
+        can be finer).
+    albedo_smoothness : the weight of the albedo's roughness (its nodes' Laplacian).
+    rounds : Gauss-Newton rounds (each reconstructs every image on the current surface).
+    model_blur : binomial steps of the blur of a cell's ratio (0: none).
+    tolerance : the conjugate gradients' relative residual.
+    """
+
+    prior_scale: float = 0.5
+    coarse_error_m: float = 1.0
+    prior_error_m: float = 1.0
+    albedo_spacing: float = 4.0
+    albedo_spacing_passes: float = 2.0
+    albedo_smoothness: float = 10.0
+    rounds: int = 2
+    model_blur: int = 1
+    tolerance: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name in ("prior_scale", "coarse_error_m", "prior_error_m", "albedo_spacing", "albedo_spacing_passes",
+                     "albedo_smoothness", "tolerance"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
+                raise InvalidInputError(f"InversionSettings.{name} must be a positive number, got {value!r}")
+        for name, least in (("rounds", 1), ("model_blur", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise InvalidInputError(f"InversionSettings.{name} must be an integer >= {least}, got {value!r}")
+
+    def to_attrs(self, prefix: str = "inversion_") -> dict[str, float | int]:
+        """Attributes of a result: every setting, prefixed."""
+        return {f"{prefix}{key}": value for key, value in dataclasses.asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Operators on the grid (rows run along the grid's y, columns along x)
+
+
+def _difference(n: int, step: float) -> sparse.csr_matrix:
+    """The first derivative along an axis of ``n`` cells ``step`` metres apart: central
+    differences inside, one-sided at the ends (``np.gradient``'s)."""
+    if n < 2:
+        return sparse.csr_matrix((n, n))
+    lower, main, upper = np.full(n - 1, -0.5), np.zeros(n), np.full(n - 1, 0.5)
+    upper[0], main[0], lower[-1], main[-1] = 1.0, -1.0, -1.0, 1.0
+    return sparse.diags([lower, main, upper], [-1, 0, 1], format="csr") / step
+
+
+def gradient_operators(shape: tuple[int, int], steps: tuple[float, float]) -> tuple[sparse.csr_matrix,
+                                                                                   sparse.csr_matrix]:
+    """Sparse operators of the height's derivative northward and eastward (m/m) on a grid
+    of ``shape`` whose rows and columns are ``steps`` = (north, east) signed metres apart,
+    acting on the raveled heights."""
+    rows, cols = shape
+    north = sparse.kron(_difference(rows, steps[0]), sparse.identity(cols), format="csr")
+    east = sparse.kron(sparse.identity(rows), _difference(cols, steps[1]), format="csr")
+    return north, east
+
+
+def _second_difference(n: int) -> sparse.csr_matrix:
+    if n < 2:
+        return sparse.csr_matrix((n, n))
+    main = np.full(n, -2.0)
+    main[0] = main[-1] = -1.0
+    return sparse.diags([np.ones(n - 1), main, np.ones(n - 1)], [-1, 0, 1], format="csr")
+
+
+def _laplacian(shape: tuple[int, int]) -> sparse.csr_matrix:
+    rows, cols = shape
+    return (sparse.kron(_second_difference(rows), sparse.identity(cols))
+            + sparse.kron(sparse.identity(rows), _second_difference(cols))).tocsr()
+
+
+def _binomial(n: int) -> sparse.csr_matrix:
+    if n < 2:
+        return sparse.identity(n, format="csr")
+    main = np.full(n, 0.5)
+    main[0] = main[-1] = 0.75
+    return sparse.diags([np.full(n - 1, 0.25), main, np.full(n - 1, 0.25)], [-1, 0, 1], format="csr")
+
+
+def _blur(shape: tuple[int, int], steps: int) -> sparse.csr_matrix:
+    one = sparse.kron(_binomial(shape[0]), _binomial(shape[1]), format="csr")
+    out = sparse.identity(shape[0] * shape[1], format="csr")
+    for _ in range(steps):
+        out = one @ out
+    return out.tocsr()
+
+
+def coarse_mean_operator(grid: xr.DataArray, coarse: xr.DataArray) -> sparse.csr_matrix:
+    """The sparse operator (coarse cells x grid cells) of the mean over each cell of
+    ``coarse`` of the grid cells whose centres lie in it; only coarse cells that hold at
+    least 80 % of the most any holds (whole cells, not the grid's ragged edge). Both on
+    one CRS."""
+    if grid.rio.crs != coarse.rio.crs:
+        raise InvalidInputError("the coarse DEM and the grid must share a CRS for the coarse-cell means")
+    inverse = ~coarse.rio.transform()
+    xs, ys = np.meshgrid(np.asarray(grid["x"].values), np.asarray(grid["y"].values))
+    cols, rows = inverse * (xs.ravel(), ys.ravel())
+    cols, rows = np.floor(cols).astype(np.int64), np.floor(rows).astype(np.int64)
+    inside = (rows >= 0) & (rows < coarse.shape[0]) & (cols >= 0) & (cols < coarse.shape[1])
+    index = rows * coarse.shape[1] + cols
+    cells = np.flatnonzero(inside)
+    counts = np.bincount(index[cells], minlength=coarse.size)
+    if not counts.any():
+        raise InvalidInputError("no cell of the grid lies inside the coarse DEM: give a coarse DEM of the grid's area")
+    whole = counts >= 0.8 * counts.max()
+    kept = cells[whole[index[cells]]]
+    operator = sparse.csr_matrix((1.0 / counts[index[kept]], (index[kept], kept)), shape=(coarse.size, grid.size))
+    return operator[np.flatnonzero(whole)]
+
+
+def _albedo_interpolation(shape: tuple[int, int], spacing: float) -> tuple[sparse.csr_matrix, tuple[int, int]]:
+    """Bilinear interpolation (cells x nodes) from nodes ``spacing`` cells apart."""
+    spacing = max(float(spacing), 1.0)
+
+    def along(n: int) -> tuple[sparse.csr_matrix, int]:
+        nodes = math.ceil((n - 1) / spacing) + 1
+        position = np.arange(n) / spacing
+        first = np.minimum(np.floor(position).astype(np.int64), nodes - 1)
+        fraction = position - first
+        second = np.minimum(first + 1, nodes - 1)
+        index = np.arange(n)
+        return sparse.csr_matrix((np.r_[1.0 - fraction, fraction], (np.r_[index, index], np.r_[first, second])),
+                                 shape=(n, nodes)), nodes
+
+    rows, node_rows = along(shape[0])
+    cols, node_cols = along(shape[1])
+    return sparse.kron(rows, cols, format="csr"), (node_rows, node_cols)
+
+
+def relief_prior_spectrum(reference: np.ndarray, steps: tuple[float, float], coarse_cell_m: float,
+                          shape: tuple[int, int]) -> np.ndarray:
+    """The prior power (``E|FFT(d)|^2``, unnormalised FFT on a grid of ``shape``) of the
+    relief a coarse DEM of cells ``coarse_cell_m`` lost: the power law fitted to the
+    reference's spectrum below a quarter of the coarse Nyquist wavenumber (the block
+    mean's attenuation there divided out), times ``(1 - T(k))^2``, ``T`` the block mean's
+    transfer function (zero where the coarse DEM holds the wavenumber)."""
+    amplitude, beta = _power_law(reference, steps, coarse_cell_m)
+    amplitude *= shape[0] * shape[1] / reference.size
+    fy = np.fft.fftfreq(shape[0], d=steps[0])[:, None]
+    fx = np.fft.fftfreq(shape[1], d=steps[1])[None, :]
+    k = 2 * math.pi * np.hypot(fy, fx)
+    passed = np.sinc(fy * coarse_cell_m) * np.sinc(fx * coarse_cell_m)
+    passed = np.where((np.abs(fy) < 0.5 / coarse_cell_m) & (np.abs(fx) < 0.5 / coarse_cell_m), passed, 0.0)
+    with np.errstate(divide="ignore"):
+        power = np.where(k > 0, amplitude * np.where(k > 0, k, 1.0) ** -beta, 0.0)
+    return power * (1.0 - passed) ** 2
+
+
+#: The spectral exponent of terrain heights when a reference is too small to fit one.
+DEFAULT_SPECTRAL_EXPONENT = 3.6
+
+
+def _power_law(heights: np.ndarray, steps: tuple[float, float], coarse_cell_m: float) -> tuple[float, float]:
+    """(amplitude, exponent) of ``|FFT|^2 = A |k|^-beta`` of ``heights`` (plane-detrended,
+    Hann-windowed), fitted below a quarter of the coarse Nyquist wavenumber with the
+    block mean's attenuation divided out."""
+    rows, cols = heights.shape
+    filled = np.where(np.isfinite(heights), heights, np.nanmean(heights))
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    design = np.stack([np.ones(rows * cols), yy.ravel(), xx.ravel()], axis=1)
+    plane, *_ = np.linalg.lstsq(design, filled.ravel(), rcond=None)
+    detrended = filled - (design @ plane).reshape(rows, cols)
+    window = np.outer(np.hanning(rows), np.hanning(cols))
+    power = np.abs(np.fft.fft2(detrended * window)) ** 2 / max(float(np.mean(window**2)), 1e-12)
+    fy = np.fft.fftfreq(rows, d=steps[0])[:, None]
+    fx = np.fft.fftfreq(cols, d=steps[1])[None, :]
+    k = 2 * math.pi * np.hypot(fy, fx)
+    passed = (np.sinc(fy * coarse_cell_m) * np.sinc(fx * coarse_cell_m)) ** 2
+    low = 2 * math.pi * 2.0 / min(rows * abs(steps[0]), cols * abs(steps[1]))
+    high = 2 * math.pi / (4.0 * coarse_cell_m)
+    band = (k > low) & (k < high) & (power > 0) & (passed > 1e-6)
+    if not band.any():
+        band = (k > 0) & (k < high) & (power > 0) & (passed > 1e-6)
+    if not band.any():
+        return 0.0, DEFAULT_SPECTRAL_EXPONENT
+    log_k, log_power = np.log(k[band]), np.log(power[band] / passed[band])
+    beta = DEFAULT_SPECTRAL_EXPONENT
+    if band.sum() >= 12:
+        beta = float(np.clip(-np.polyfit(log_k, log_power, 1)[0], 2.0, 5.0))
+    return float(np.exp(np.median(log_power + beta * log_k))), beta
+
+
+# ---------------------------------------------------------------------------------------
+# The look and the image plane of every cell
+
+
+def _look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the unit vector towards the sensor and the unit normal of the image plane
+    (the plane of the look and the velocity, oriented upward), in the grid's local frame
+    (its x axis, its y axis, up), each (cells, 3)."""
+    cells = cell_geometry(dem, geometry, own_surface=False)
+    lon, lat = (np.asarray(v, dtype=np.float64) for v in geodetic_coordinates(dem, radians=True))
+    a, e2 = 6378137.0, 6.69437999014e-3
+    prime = a / np.sqrt(1.0 - e2 * np.sin(lat) ** 2)
+    surface = np.stack([prime * np.cos(lat) * np.cos(lon), prime * np.cos(lat) * np.sin(lon),
+                        prime * (1.0 - e2) * np.sin(lat)], axis=-1)
+    up = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+    east_step = _steps(dem)[1]
+    along_x = np.gradient(surface, axis=1) * math.copysign(1.0, east_step) if dem.shape[1] > 1 else np.stack(
+        [-np.sin(lon), np.cos(lon), np.zeros_like(lon)], axis=-1)
+    along_x = along_x - np.sum(along_x * up, axis=-1, keepdims=True) * up
+    along_x /= np.linalg.norm(along_x, axis=-1, keepdims=True)
+    along_y = np.cross(up, along_x)
+    times = cells["azimuth_time"]
+    finite = cells["valid"]
+    position, velocity, _ = geometry.orbit.state(np.where(finite, times, times[finite][0] if finite.any() else times))
+    look = position - surface - up * np.asarray(dem.values, dtype=np.float64)[..., None]
+    look /= np.linalg.norm(look, axis=-1, keepdims=True)
+    plane = np.cross(look, velocity)
+    plane /= np.linalg.norm(plane, axis=-1, keepdims=True)
+    plane *= np.sign(np.sum(plane * up, axis=-1))[..., None]
+
+    def local(vector: np.ndarray) -> np.ndarray:
+        return np.stack([np.sum(vector * along_x, -1), np.sum(vector * along_y, -1), np.sum(vector * up, -1)],
+                        axis=-1).reshape(-1, 3)
+
+    return local(look), local(plane)
+
+
+def _steps(grid: xr.DataArray) -> tuple[float, float]:
+    """(north, east) signed metres of one row and one column (rows run south on north-up
+    grids)."""
+    dy, dx = cell_size_m(grid)
+    north = dy * (1.0 if grid["y"].size < 2 or float(grid["y"][1] - grid["y"][0]) > 0 else -1.0)
+    east = dx * (1.0 if grid["x"].size < 2 or float(grid["x"][1] - grid["x"][0]) > 0 else -1.0)
+    return north, east
+
+
+def _linear_law(law: FittedLaw) -> Callable[[np.ndarray], np.ndarray]:
+    """A fitted law (dB) as the linear contribution law a simulation takes."""
+    def linear(angles: np.ndarray) -> np.ndarray:
+        return 10.0 ** (law(np.clip(angles, 0.01, 89.99)) / 10.0)
+
+    return linear
+
+
+# ---------------------------------------------------------------------------------------
+# The inversion
+
+
+@dataclasses.dataclass
+class _Reading:
+    """What one round reads of one image on the current surface."""
+
+    residual: np.ndarray
+    valid: np.ndarray
+    law: FittedLaw
+    slope_x: np.ndarray
+    slope_y: np.ndarray
+
+
+class _Problem:
+    """The linearised problem of one round, its operator and preconditioner."""
+
+    def __init__(self, shape: tuple[int, int], steps: tuple[float, float], coarse_mean: sparse.csr_matrix,
+                 prior_spectrum: np.ndarray, pad: int, blur: sparse.csr_matrix, albedo: sparse.csr_matrix,
+                 albedo_roughness: sparse.csr_matrix):
+        self.shape, self.steps, self.pad = shape, steps, pad
+        self.cells = shape[0] * shape[1]
+        self.coarse_mean, self.blur, self.albedo, self.albedo_roughness = coarse_mean, blur, albedo, albedo_roughness
+        self.gradient = gradient_operators(shape, steps)
+        floor = float(prior_spectrum.max()) * 1e-4 if prior_spectrum.max() > 0 else 1.0
+        padded = prior_spectrum.shape
+        # The prior's inverse as an operator: F^H diag(1 / P) F with the unnormalised FFT
+        # (ifft divides by the cell count, which P's convention carries).
+        self.inverse_prior = padded[0] * padded[1] / np.maximum(prior_spectrum, floor)
+        fy = np.fft.fftfreq(padded[0], d=steps[0])[:, None]
+        fx = np.fft.fftfreq(padded[1], d=steps[1])[None, :]
+        self.derivative = (1j * np.sin(2 * math.pi * fy * steps[0]) / steps[0],
+                           1j * np.sin(2 * math.pi * fx * steps[1]) / steps[1])
+        self.blur_symbol = (np.cos(math.pi * fy * steps[0]) ** 2 * np.cos(math.pi * fx * steps[1]) ** 2)
+
+    def embed(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.inverse_prior.shape)
+        p = self.pad
+        out[p:p + self.shape[0], p:p + self.shape[1]] = values.reshape(self.shape)
+        return out
+
+    def crop(self, values: np.ndarray) -> np.ndarray:
+        p = self.pad
+        return values[p:p + self.shape[0], p:p + self.shape[1]].ravel()
+
+    def relief_penalty(self, values: np.ndarray) -> np.ndarray:
+        """C^-1 applied to a correction (the padded FFT's operator, restricted)."""
+        spectrum = scipy.fft.rfft2(self.embed(values), workers=-1)
+        half = self.inverse_prior[:, : spectrum.shape[1]]
+        return self.crop(scipy.fft.irfft2(half * spectrum, s=self.inverse_prior.shape, workers=-1))
+
+
+def invert_dem(
+    reference: xr.DataArray,
+    coarse: xr.DataArray,
+    images: Sequence[InversionImage],
+    *,
+    prior_height: np.ndarray | None = None,
+    prior_mask: np.ndarray | None = None,
+    prior_error_m: np.ndarray | float | None = None,
+    coarse_cell_m: float | None = None,
+    settings: InversionSettings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> xr.Dataset:
+    """Refine ``reference`` by inverting the simulator against ``images`` (see the
+    module's docstring).
+
+    Parameters
+    ----------
+    reference : the reference heights on the fine grid (m, WGS84 ellipsoidal, a CRS): the
+        coarse DEM registered, back-projected and corrected by the priors.
+    coarse : the coarse DEM on its own grid (the same CRS): its cells are the cells whose
+        means are kept.
+    images : the observations in radar geometry (:func:`radar_image`, grouped by
+        :func:`composite_images`).
+    prior_height, prior_mask : known heights on the grid (NaN / 0 where none), or None.
+    prior_error_m : their standard deviation (m), one or per cell; default the settings'.
+    coarse_cell_m : the coarse DEM's cell size (m); default from ``coarse``.
+    settings : the weights and regularisation (default :class:`InversionSettings`).
+    progress : called with a line of text after each round.
+
+    Returns
+    -------
+    xr.Dataset on the grid: ``height`` (float32, m), ``albedo_db`` (the fitted albedo,
+    dB), ``readable`` (uint8: how many images' ratios were read at each cell); attributes
+    record the settings, the rounds' data misfit, each image's law at 40 degrees and
+    noise, and how far the result moved from the reference.
+    """
+    settings = settings or InversionSettings()
+    reference = open_dem(reference, copy=False)
+    if not images:
+        raise InvalidInputError("no observation was given: give at least one SAR image")
+    values = np.asarray(reference.values, dtype=np.float64)
+    known_cells = np.isfinite(values)
+    if not known_cells.any():
+        raise InvalidInputError("the reference DEM has no finite height")
+    fill = float(np.nanmean(values))
+    start = np.where(known_cells, values, fill).ravel()
+    shape, cells = values.shape, values.size
+    steps = _steps(reference)
+    if coarse_cell_m is None:
+        dy, dx = cell_size_m(coarse)
+        coarse_cell_m = math.sqrt(dy * dx)
+    grid_cell = math.sqrt(abs(steps[0] * steps[1]))
+    coarse_mean = coarse_mean_operator(reference, coarse)
+    pad = int(min(64, max(8, round(2 * coarse_cell_m / grid_cell))))
+    padded = (shape[0] + 2 * pad, shape[1] + 2 * pad)
+    prior_spectrum = settings.prior_scale * relief_prior_spectrum(start.reshape(shape), steps, coarse_cell_m, padded)
+    geometries = len({tuple(sorted(image.geometry.to_attrs().items())) for image in images})
+    spacing = (settings.albedo_spacing if geometries == 1 else settings.albedo_spacing_passes) * coarse_cell_m
+    albedo, nodes = _albedo_interpolation(shape, spacing / grid_cell)
+    problem = _Problem(shape, steps, coarse_mean, prior_spectrum, pad, _blur(shape, settings.model_blur), albedo,
+                       _laplacian(nodes))
+    frames = [_look_frame(reference.copy(data=start.reshape(shape).astype(np.float32)), image.geometry)
+              for image in images]
+    if prior_height is not None and prior_mask is not None:
+        prior_cells = (np.asarray(prior_mask).ravel() > 0) & np.isfinite(np.asarray(prior_height, np.float64).ravel())
+        prior_values = np.where(prior_cells, np.asarray(prior_height, dtype=np.float64).ravel(), 0.0)
+    else:
+        prior_cells, prior_values = np.zeros(cells, dtype=bool), np.zeros(cells)
+    error = settings.prior_error_m if prior_error_m is None else prior_error_m
+    prior_weight = np.where(prior_cells, 1.0 / np.maximum(np.broadcast_to(np.asarray(error, np.float64),
+                                                                          shape).ravel(), 0.05) ** 2, 0.0)
+    heights = start.copy()
+    albedo_nodes = np.zeros(albedo.shape[1])
+    laws: list[FittedLaw | None] = [None] * len(images)
+    variances: list[float | None] = [None] * len(images)
+    misfits: list[float] = []
+    readable = np.zeros(cells, dtype=np.uint8)
+    for round_index in range(settings.rounds):
+        readings = []
+        for index, (image, frame) in enumerate(zip(images, frames, strict=True)):
+            reading = _read(image, reference, heights, shape, albedo @ albedo_nodes, laws[index], frame, problem)
+            laws[index] = reading.law
+            if variances[index] is None:
+                variances[index] = _noise_variance(reading, image.looks, problem)
+            readings.append(reading)
+        readable = np.sum([reading.valid for reading in readings], axis=0).astype(np.uint8)
+        misfits.append(float(np.sqrt(np.mean(np.concatenate([r.residual[r.valid] ** 2 for r in readings])))))
+        heights, albedo_nodes = _solve(problem, readings, variances, heights, start, albedo_nodes, prior_cells,
+                                       prior_values, prior_weight, settings)
+        if progress is not None:
+            progress(f"inversion round {round_index + 1}/{settings.rounds}: misfit {misfits[-1]:.3f} nepers")
+    result = np.where(known_cells.ravel(), heights, np.nan).reshape(shape)
+    change = (result - values)[known_cells]
+    out = xr.Dataset(
+        {"height": (("y", "x"), result.astype(np.float32), {"units": "m", "long_name": "height by inversion"}),
+         "albedo_db": (("y", "x"), ((albedo @ albedo_nodes) / _NEPER_PER_DB).reshape(shape).astype(np.float32),
+                       {"units": "dB", "long_name": "the albedo fitted beside the heights"}),
+         "readable": (("y", "x"), readable.reshape(shape),
+                      {"long_name": "images whose ratio was read at the cell (not in layover or shadow)"})},
+        coords={"y": reference["y"], "x": reference["x"]})
+    out.attrs.update(settings.to_attrs())
+    out.attrs.update(
+        inversion_images=len(images), inversion_geometries=geometries,
+        inversion_misfit_nepers=", ".join(f"{value:.4f}" for value in misfits),
+        inversion_laws_db_at_40=", ".join(f"{float(law(40.0)):.2f}" for law in laws if law is not None),
+        inversion_noise_nepers=", ".join(f"{math.sqrt(v):.3f}" for v in variances if v is not None),
+        inversion_change_rms_m=float(np.sqrt(np.mean(change**2))) if change.size else 0.0,
+        inversion_coarse_cell_m=float(coarse_cell_m))
+    return out.rio.write_crs(reference.rio.crs)
+
+
+def _read(image: InversionImage, reference: xr.DataArray, heights: np.ndarray, shape: tuple[int, int],
+          albedo: np.ndarray, law: FittedLaw | None, frame: tuple[np.ndarray, np.ndarray],
+          problem: _Problem) -> _Reading:
+    """Reconstruct ``image`` on the surface ``heights``, refit its law there, and the
+    residual and the local slope sensitivities of every readable cell."""
+    surface = reference.copy(data=heights.reshape(shape).astype(np.float32))
+    contribution: Any = "model" if law is None else _linear_law(law)
+    with warnings.catch_warnings():
+        # Partial coverage at the margins and the noise floor are said once by the caller.
+        warnings.simplefilter("ignore")
+        result = reconstruct(image.image, surface, image.geometry, contribution=contribution, progress=False)
+    sigma = np.asarray(result["backscatter"].values, dtype=np.float64).ravel()
+    look, plane = frame
+    north_op, east_op = problem.gradient
+    slope_y, slope_x = north_op @ heights, east_op @ heights
+    q2 = 1.0 + slope_x**2 + slope_y**2
+    q = np.sqrt(q2)
+    plane_dot = (-slope_x * plane[:, 0] - slope_y * plane[:, 1] + plane[:, 2])
+    cos_theta = (-slope_x * look[:, 0] - slope_y * look[:, 1] + look[:, 2]) / q
+    theta = np.asarray(result["local_incidence_angle"].values, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        valid = (np.isfinite(sigma) & (sigma > 0) & np.isfinite(theta) & (theta > USEFUL_INCIDENCE_DEG[0])
+                 & (theta < USEFUL_INCIDENCE_DEG[1]) & (plane_dot > 0.05 * q) & (cos_theta > 0.05)
+                 & (np.asarray(result["layover"].values).ravel() == MaskCode.NONE)
+                 & (np.asarray(result["shadow"].values).ravel() == MaskCode.NONE))
+    log_sigma = np.log(np.where(valid, sigma, 1.0))
+    if valid.sum() < 64:
+        raise InvalidInputError(f"the observation {image.name} has fewer than 64 cells outside layover and shadow "
+                                "over the DEM: nothing to invert")
+    fitted = fit_sigma0_law(((log_sigma - albedo) / _NEPER_PER_DB).reshape(shape), theta.reshape(shape),
+                            valid.reshape(shape))
+    with np.errstate(invalid="ignore"):
+        law_log = fitted(theta) * _NEPER_PER_DB
+        law_slope = fitted.slope_db_per_deg(theta) * _NEPER_PER_DB * 180.0 / math.pi
+    residual = np.where(valid, log_sigma - law_log - albedo, 0.0)
+    residual[valid] -= residual[valid].mean()
+    sin_theta = np.sqrt(np.maximum(1.0 - cos_theta**2, 1e-6))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # d/dg [ln(n . m) - ln L(theta)] for the slopes g = (dh/dx, dh/dy) of the surface.
+        sensitivity_x = (-plane[:, 0] / plane_dot - slope_x / q2
+                         - law_slope / sin_theta * (look[:, 0] / q + cos_theta * slope_x / q2))
+        sensitivity_y = (-plane[:, 1] / plane_dot - slope_y / q2
+                         - law_slope / sin_theta * (look[:, 1] / q + cos_theta * slope_y / q2))
+    return _Reading(residual, valid, fitted, np.where(valid, sensitivity_x, 0.0), np.where(valid, sensitivity_y, 0.0))
+
+
+def _noise_variance(reading: _Reading, looks: float, problem: _Problem) -> float:
+    """The variance (nepers^2) of a cell's log-ratio that is not relief: the residual's
+    variance at the reference less the relief prior's share of it, never below speckle's
+    (``psi_1(looks)``)."""
+    residual = reading.residual[reading.valid]
+    observed = float(np.var(residual))
+    north_d, east_d = problem.derivative
+    blur = problem.blur_symbol
+    count = float(problem.inverse_prior.size)
+    power = count / problem.inverse_prior
+    # The expected squares of the relief's slopes, blurred as the reading is: (1/n^2) sum P |D|^2.
+    slope_x2 = float(np.sum(power * np.abs(east_d) ** 2 * blur**2)) / count**2
+    slope_y2 = float(np.sum(power * np.abs(north_d) ** 2 * blur**2)) / count**2
+    relief = float(np.mean(reading.slope_x[reading.valid] ** 2)) * slope_x2 + float(
+        np.mean(reading.slope_y[reading.valid] ** 2)) * slope_y2
+    return max(speckle_variance(looks), observed - relief)
+
+
+def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[float | None], heights: np.ndarray,
+           reference: np.ndarray, albedo_nodes: np.ndarray, prior_cells: np.ndarray, prior_values: np.ndarray,
+           prior_weight: np.ndarray, settings: InversionSettings) -> tuple[np.ndarray, np.ndarray]:
+    """One Gauss-Newton round: the new heights and albedo nodes."""
+    cells = problem.cells
+    north_op, east_op = problem.gradient
+    data_rows, weights = [], []
+    for reading, variance in zip(readings, variances, strict=True):
+        jacobian = problem.blur @ (sparse.diags(reading.slope_x) @ east_op + sparse.diags(reading.slope_y) @ north_op)
+        data_rows.append(jacobian.tocsr())
+        weights.append(reading.valid / float(variance))
+    mean = problem.coarse_mean
+    coarse_weight = 1.0 / settings.coarse_error_m**2
+    height_block = (sum(rows.T @ sparse.diags(w) @ rows for rows, w in zip(data_rows, weights, strict=True))
+                    + coarse_weight * (mean.T @ mean) + sparse.diags(prior_weight)).tocsr()
+    coupling = (-sum(rows.T @ sparse.diags(w) for rows, w in zip(data_rows, weights, strict=True)) @ problem.albedo).tocsr()
+    total_weight = np.sum(weights, axis=0)
+    roughness = problem.albedo_roughness
+    albedo_block = (problem.albedo.T @ sparse.diags(total_weight) @ problem.albedo
+                    + settings.albedo_smoothness * (roughness.T @ roughness)).tocsr()
+    correction = heights - reference
+    gradient_h = (sum(rows.T @ (w * r.residual) for rows, w, r in zip(data_rows, weights, readings, strict=True))
+                  + coarse_weight * (mean.T @ (mean @ correction))
+                  + prior_weight * np.where(prior_cells, heights - prior_values, 0.0)
+                  + problem.relief_penalty(correction))
+    gradient_a = (-problem.albedo.T @ np.sum([w * r.residual for w, r in zip(weights, readings, strict=True)], axis=0)
+                  + settings.albedo_smoothness * (roughness.T @ (roughness @ albedo_nodes)))
+    nodes = albedo_nodes.size
+
+    def apply(vector: np.ndarray) -> np.ndarray:
+        dh, da = vector[:cells], vector[cells:]
+        return np.concatenate([height_block @ dh + problem.relief_penalty(dh) + coupling @ da,
+                               coupling.T @ dh + albedo_block @ da])
+
+    # The preconditioner: the height block with every coefficient at its mean, diagonal in
+    # the Fourier domain (the relief prior exactly, the data term's mean slope
+    # sensitivity, the priors' mean weight), and the albedo block's diagonal.
+    symbol = problem.inverse_prior.copy()
+    north_d, east_d = problem.derivative
+    for reading, w in zip(readings, weights, strict=True):
+        valid = reading.valid
+        mean_x, mean_y = float(reading.slope_x[valid].mean()), float(reading.slope_y[valid].mean())
+        symbol += float(w.mean()) * problem.blur_symbol**2 * np.abs(mean_x * east_d + mean_y * north_d) ** 2
+    symbol += float(prior_weight.mean())
+    half = symbol[:, : symbol.shape[1] // 2 + 1]
+    albedo_diagonal = np.maximum(albedo_block.diagonal(), 1e-12)
+
+    def precondition(vector: np.ndarray) -> np.ndarray:
+        dh, da = vector[:cells], vector[cells:]
+        spectrum = scipy.fft.rfft2(problem.embed(dh), workers=-1)
+        smoothed = scipy.fft.irfft2(spectrum / half, s=symbol.shape, workers=-1)
+        return np.concatenate([problem.crop(smoothed), da / albedo_diagonal])
+
+    size = cells + nodes
+    step, _ = sparse_linalg.cg(sparse_linalg.LinearOperator((size, size), apply),
+                               -np.concatenate([gradient_h, gradient_a]),
+                               M=sparse_linalg.LinearOperator((size, size), precondition),
+                               rtol=settings.tolerance, maxiter=500)
+    return heights + step[:cells], albedo_nodes + step[cells:]
+
+
+# ---------------------------------------------------------------------------------------
+# Registration of the DEM to the image
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRegistration:
+    """The coarse DEM's horizontal shift measured against the image(s): a feature the DEM
+    shows at ``q + shift`` lies at ``q`` (metres east and north), its standard errors
+    (m), how many images measured it, and whether it is applied (the image can tell it:
+    its errors below :data:`REGISTRATION_PRECISION_M`) or why not."""
+
+    shift_east_m: float
+    shift_north_m: float
+    error_east_m: float
+    error_north_m: float
+    images: int
+    applied: bool
+    reason: str = ""
+
+    def applied_shift(self) -> tuple[float, float]:
+        """The shift (m east, north) to apply: none where not applied; each component shrunk
+        by ``max(0, 1 - 4 SE^2 / s^2)`` (a component within two standard errors of zero is
+        noise, and left out)."""
+        if not self.applied:
+            return 0.0, 0.0
+        return tuple(value * max(0.0, 1.0 - 4.0 * error**2 / value**2) if abs(value) > 1e-9 else 0.0
+                     for value, error in ((self.shift_east_m, self.error_east_m),
+                                          (self.shift_north_m, self.error_north_m)))  # type: ignore[return-value]
+
+    def to_attrs(self) -> dict[str, float | int | str]:
+        """Attributes for a scene: ``image_registration_*``."""
+        return {"image_registration_shift_east_m": self.shift_east_m,
+                "image_registration_shift_north_m": self.shift_north_m,
+                "image_registration_error_east_m": self.error_east_m,
+                "image_registration_error_north_m": self.error_north_m,
+                "image_registration_images": self.images, "image_registration_applied": int(self.applied),
+                "image_registration_reason": self.reason}
+
+
+#: The largest standard error (m, either component) at which an image registration is
+#: applied: beyond, the image cannot tell the shift (flat terrain, speckle) and the DEM is
+#: left where it is.
+REGISTRATION_PRECISION_M = 5.0
+
+#: The largest shift (m) searched for: twice a 90 m product's half-cell registration
+#: confusion.
+REGISTRATION_LIMIT_M = 90.0
+
+#: The Gaussian smoothing (pixels) of both images' logs before they are correlated:
+#: speckle averaged, the terrain's pattern kept.
+REGISTRATION_SMOOTHING_PX = 1.5
+
+
+def _pixels_per_metre(dem: xr.DataArray, geometry: RadarGeometry) -> np.ndarray:
+    """The 2x2 matrix of the radar image's (line, sample) displacement per metre east and
+    north of the terrain, at the DEM's median height (a flat surface: the terrain moved as
+    a whole)."""
+    level = float(np.nanmedian(np.asarray(dem.values, dtype=np.float64)))
+    flat = dem.copy(data=np.full(dem.shape, level, dtype=np.float32))
+    cells = cell_geometry(flat, geometry, own_surface=False)
+    north_step, east_step = _steps(dem)
+    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    rows = np.gradient(line, axis=0) / north_step, np.gradient(line, axis=1) / east_step
+    cols = np.gradient(sample, axis=0) / north_step, np.gradient(sample, axis=1) / east_step
+    use = valid & np.isfinite(rows[0]) & np.isfinite(cols[0])
+    return np.array([[np.median(rows[1][use]), np.median(rows[0][use])],
+                     [np.median(cols[1][use]), np.median(cols[0][use])]])
+
+
+def _simulated_image(dem: xr.DataArray, geometry: RadarGeometry, window: RadarWindow) -> np.ndarray:
+    """The image (beta0-like, linear) the DEM simulates with the empirical law, on
+    ``window``."""
+    state = run_simulation(dem, geometry, every_line=False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        intensity = np.where(state.pixel_area > 0, state.images[0] / state.pixel_area, np.nan)
+    image = xr.DataArray(intensity, dims=("line", "sample"), coords=state.window.coords())
+    return intensity_on_window(image, window)
+
+
+def _log_smoothed(values: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(np.asarray(values, dtype=np.float64))
+    valid = np.isfinite(logs)
+    filled = np.where(valid, logs, 0.0)
+    weight = ndimage.gaussian_filter(valid.astype(np.float64), sigma)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smoothed = ndimage.gaussian_filter(filled, sigma) / weight
+    return smoothed, valid & (weight > 0.6)
+
+
+def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[float, float]
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The offset (lines, samples) d with ``observed(x) ~ a + b simulated(x + d)`` and its
+    2x2 covariance, by phase correlation to the pixel then Lucas-Kanade to a fraction of
+    one; None where there is too little to correlate."""
+    sigma = REGISTRATION_SMOOTHING_PX
+    obs, obs_valid = _log_smoothed(observed, sigma)
+    sim, sim_valid = _log_smoothed(simulated, sigma)
+    both = obs_valid & sim_valid
+    if both.sum() < 256:
+        return None
+    obs_c = np.where(both, obs - obs[both].mean(), 0.0)
+    sim_c = np.where(both, sim - sim[both].mean(), 0.0)
+    # The whole-pixel offset: the peak of the cross-correlation within the limit.
+    correlation = np.real(np.fft.ifft2(np.fft.fft2(sim_c) * np.conj(np.fft.fft2(obs_c))))
+    lines, samples = correlation.shape
+    dl = np.fft.fftfreq(lines, 1.0 / lines)[:, None]
+    ds = np.fft.fftfreq(samples, 1.0 / samples)[None, :]
+    correlation[(np.abs(dl) > limit_px[0] + 1) | (np.abs(ds) > limit_px[1] + 1)] = -np.inf
+    peak = np.unravel_index(int(np.argmax(correlation)), correlation.shape)
+    offset = np.array([dl[peak[0], 0], ds[0, peak[1]]], dtype=np.float64)
+    grid_l, grid_s = np.mgrid[0:lines, 0:samples].astype(np.float64)
+    covariance = None
+    for _ in range(8):
+        moved = ndimage.map_coordinates(sim, [grid_l + offset[0], grid_s + offset[1]], order=1, mode="nearest")
+        moved_valid = ndimage.map_coordinates(sim_valid.astype(np.float64), [grid_l + offset[0], grid_s + offset[1]],
+                                              order=1, mode="constant") > 0.99
+        use = obs_valid & moved_valid
+        if use.sum() < 256:
+            return None
+        grad_l, grad_s = np.gradient(moved)
+        design = np.stack([np.ones(use.sum()), moved[use], grad_l[use], grad_s[use]], axis=1)
+        target = obs[use]
+        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+        gain = solution[1]
+        if not gain > 0.05:
+            return None
+        step = np.array([solution[2], solution[3]]) / gain
+        misfit = target - design @ solution
+        # Smoothing makes neighbouring residuals alike: each counts for the cells over the
+        # smoothing kernel's area (the sandwich estimate's factor for a correlated misfit).
+        correlated = 4.0 * math.pi * sigma**2
+        variance = float(np.sum(misfit**2)) / max(int(use.sum()) - 4, 1)
+        try:
+            inverse = np.linalg.inv(design.T @ design)
+        except np.linalg.LinAlgError:
+            return None
+        covariance = variance * correlated * inverse[2:, 2:] / gain**2
+        offset = offset + step
+        if np.all(np.abs(step) < 0.01):
+            break
+    if covariance is None or np.any(np.abs(offset) > np.asarray(limit_px) + 1):
+        return None
+    return offset, covariance
+
+
+def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
+                       precision_m: float = REGISTRATION_PRECISION_M,
+                       limit_m: float = REGISTRATION_LIMIT_M) -> ImageRegistration:
+    """Measure a DEM's horizontal shift against the observation(s) (see the module's
+    docstring): the image the DEM simulates is correlated with each observation in radar
+    geometry, each offset turned into metres east and north through the geometry's
+    pixels per metre, the images combined by weighted least squares.
+
+    Parameters
+    ----------
+    dem : the DEM on the grid it is used on (e.g. the coarse DEM resampled bilinearly),
+        ellipsoidal heights, a CRS.
+    images : the observations (:func:`radar_image`; composites read better).
+    precision_m : the largest standard error (m) at which the shift is applied.
+    limit_m : the largest shift (m) searched for.
+
+    Returns
+    -------
+    ImageRegistration: applied only where the image can tell (relief, enough cells); on
+    flat terrain or where the estimate is unreliable the DEM stays where it is, with the
+    reason, and a :class:`~sarheight.errors.PlausibilityWarning` says so.
+    """
+    dem = open_dem(dem, copy=False)
+    normal, rhs = np.zeros((2, 2)), np.zeros(2)
+    used = 0
+    for image in images:
+        window = image.window
+        observed = intensity_on_window(image.image, window)
+        simulated = _simulated_image(dem, image.geometry, window)
+        per_metre = _pixels_per_metre(dem, image.geometry)
+        limit_px = (abs(per_metre[0]).sum() * limit_m, abs(per_metre[1]).sum() * limit_m)
+        found = _image_offset(observed, simulated, limit_px)
+        if found is None:
+            continue
+        offset, covariance = found
+        try:
+            weight = np.linalg.inv(covariance)
+        except np.linalg.LinAlgError:
+            continue
+        normal += per_metre.T @ weight @ per_metre
+        rhs += per_metre.T @ weight @ offset
+        used += 1
+    if used == 0:
+        registration = ImageRegistration(0.0, 0.0, math.inf, math.inf, 0, False,
+                                         "the image(s) hold too little pattern to correlate with the DEM's")
+    else:
+        try:
+            covariance_m = np.linalg.inv(normal)
+        except np.linalg.LinAlgError:
+            covariance_m = np.full((2, 2), np.inf)
+        shift = covariance_m @ rhs if np.all(np.isfinite(covariance_m)) else np.zeros(2)
+        errors = np.sqrt(np.maximum(np.diag(covariance_m), 0.0))
+        east, north = float(shift[0]), float(shift[1])
+        if not np.all(errors <= precision_m):
+            registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
+                                             f"standard error {max(errors):.1f} m above {precision_m:g} m: the image "
+                                             "cannot tell the shift (flat terrain?)")
+        elif math.hypot(east, north) > limit_m:
+            registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
+                                             f"a shift of {math.hypot(east, north):.0f} m, beyond {limit_m:g} m")
+        else:
+            registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, True)
+    if not registration.applied:
+        warnings.warn(f"the DEM was not registered to the image: {registration.reason}; it stays where it is (the "
+                      "priors' registration still applies)", PlausibilityWarning, stacklevel=user_stacklevel())
+    return registration
