@@ -494,6 +494,62 @@ class Ground:
 
 
 # ---------------------------------------------------------------------------------------
+# The ground on one date
+
+
+@dataclasses.dataclass(frozen=True)
+class DateCondition:
+    """How the ground of one date of a stack differs from the scene's ground.
+
+    Attributes
+    ----------
+    level_db : moisture: every law's level moved by this many dB (a wetter soil and
+        canopy return more at C-band; a dry or frozen one less: a dB or two over a season).
+    wet_snow : the ground is under wet snow on that date: every class follows the ground's
+        snow law (dark and steep: 3 dB and more below snow-free ground, Nagler & Rott
+        2000), the same cells' texture.
+    """
+
+    level_db: float = 0.0
+    wet_snow: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.level_db, (int, float, np.number)) and math.isfinite(self.level_db)
+                and abs(self.level_db) <= 10.0):
+            raise InvalidInputError(f"level_db must be a number of dB within +-10, got {self.level_db!r}")
+
+    def apply(self, ground: Ground) -> Ground:
+        """``ground`` as it is on this date."""
+        laws = (ground.law_of("snow"),) * len(LAND_COVER_CLASSES) if self.wet_snow else ground.laws
+        if self.level_db:
+            laws = tuple(Sigma0Law.with_level(law.form, law.level_db + self.level_db, *law.shape_parameters)
+                         for law in laws)
+        return dataclasses.replace(ground, laws=laws)
+
+    @property
+    def name(self) -> str:
+        """A short description, e.g. ``"+0.7 dB"`` or ``"wet snow, -0.3 dB"``."""
+        return ("wet snow, " if self.wet_snow else "") + f"{self.level_db:+.1f} dB"
+
+
+def draw_date_conditions(dates: int, seed: int, *, moisture_db: float = 1.0, snow_dates: int = 0
+                         ) -> tuple[DateCondition, ...]:
+    """The conditions of ``dates`` dates of a stack: each date's moisture a level drawn
+    from a normal of ``moisture_db`` standard deviation (dB), and ``snow_dates`` of them,
+    drawn at random, under wet snow. The same ``seed`` draws the same conditions."""
+    if isinstance(dates, bool) or not isinstance(dates, (int, np.integer)) or dates < 1:
+        raise InvalidInputError(f"dates must be a positive integer, got {dates!r}")
+    if isinstance(snow_dates, bool) or not isinstance(snow_dates, (int, np.integer)) or not 0 <= snow_dates <= dates:
+        raise InvalidInputError(f"snow_dates must be an integer from 0 to dates ({dates}), got {snow_dates!r}")
+    if not (isinstance(moisture_db, (int, float, np.number)) and 0 <= moisture_db <= 5):
+        raise InvalidInputError(f"moisture_db must be a number of dB from 0 to 5, got {moisture_db!r}")
+    rng = np.random.default_rng([zlib.crc32(b"dates"), int(seed)])
+    levels = np.clip(rng.normal(0.0, float(moisture_db), size=int(dates)), -10.0, 10.0)
+    snow = set(rng.choice(int(dates), size=int(snow_dates), replace=False).tolist())
+    return tuple(DateCondition(float(level), index in snow) for index, level in enumerate(levels))
+
+
+# ---------------------------------------------------------------------------------------
 # Families of grounds
 
 

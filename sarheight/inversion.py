@@ -149,6 +149,10 @@ class InversionImage:
         return RadarWindow(int(lines[0]), int(lines.size), int(samples[0]), int(samples.size))
 
 
+#: The Gaussian smoothing (cells) of the observed brightness whose gradient says how a
+#: cell's reading changes as its height moves it in the image.
+TRANSLATION_SMOOTHING = 2.0
+
 #: Pixels of margin around the DEM's radar window an image is read with: a height change
 #: of the inversion moves cells by a few pixels.
 WINDOW_MARGIN = 24
@@ -300,6 +304,7 @@ class InversionSettings:
     rounds: int = 2
     model_blur: int = 1
     tolerance: float = 1e-3
+    translation: bool = True
 
     def __post_init__(self) -> None:
         for name in ("prior_scale", "coarse_error_m", "prior_error_m", "albedo_spacing", "albedo_spacing_passes",
@@ -534,6 +539,7 @@ class _Reading:
     law: FittedLaw
     slope_x: np.ndarray
     slope_y: np.ndarray
+    translation: np.ndarray
 
 
 class _Problem:
@@ -611,7 +617,8 @@ def invert_dem(
     noise, and how far the result moved from the reference.
     """
     settings = settings or InversionSettings()
-    reference = open_dem(reference, copy=False)
+    # The reference is on the grid the caller made, in ellipsoidal heights already.
+    reference = open_dem(reference, vertical_datum="ellipsoid", copy=False)
     if not images:
         raise InvalidInputError("no observation was given: give at least one SAR image")
     values = np.asarray(reference.values, dtype=np.float64)
@@ -728,7 +735,24 @@ def _read(image: InversionImage, reference: xr.DataArray, heights: np.ndarray, s
                          - law_slope / sin_theta * (look[:, 0] / q + cos_theta * slope_x / q2))
         sensitivity_y = (-plane[:, 1] / plane_dot - slope_y / q2
                          - law_slope / sin_theta * (look[:, 1] / q + cos_theta * slope_y / q2))
-    return _Reading(residual, valid, fitted, np.where(valid, sensitivity_x, 0.0), np.where(valid, sensitivity_y, 0.0))
+    # The cell's move in the image: raising it by dh moves its radar position as far as a
+    # move of kappa dh towards the sensor along the surface does; the observation there is
+    # the observed brightness's gradient (smoothed: speckle's own gradient is noise) that
+    # way.
+    horizontal = np.hypot(look[:, 0], look[:, 1])
+    toward_x, toward_y = look[:, 0] / horizontal, look[:, 1] / horizontal
+    kappa = look[:, 2] / np.maximum(horizontal + look[:, 2] * (toward_x * slope_x + toward_y * slope_y), 0.1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = log_sigma - np.log(np.maximum(plane_dot / q, 1e-3))
+    filled = np.where(valid, observed, np.nan)
+    weight = ndimage.gaussian_filter(np.isfinite(filled).reshape(shape).astype(np.float64), TRANSLATION_SMOOTHING)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smooth = (ndimage.gaussian_filter(np.nan_to_num(filled).reshape(shape), TRANSLATION_SMOOTHING)
+                  / weight).ravel()
+    smooth = np.where(np.isfinite(smooth), smooth, 0.0)
+    translation = kappa * (toward_x * (east_op @ smooth) + toward_y * (north_op @ smooth))
+    return _Reading(residual, valid, fitted, np.where(valid, sensitivity_x, 0.0), np.where(valid, sensitivity_y, 0.0),
+                    np.where(valid & (weight.ravel() > 0.5), translation, 0.0))
 
 
 def _noise_variance(reading: _Reading, looks: float, problem: _Problem) -> float:
@@ -758,6 +782,8 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
     data_rows, weights = [], []
     for reading, variance in zip(readings, variances, strict=True):
         jacobian = problem.blur @ (sparse.diags(reading.slope_x) @ east_op + sparse.diags(reading.slope_y) @ north_op)
+        if settings.translation:
+            jacobian = jacobian + sparse.diags(reading.translation)
         data_rows.append(jacobian.tocsr())
         weights.append(reading.valid / float(variance))
     mean = problem.coarse_mean
@@ -1012,7 +1038,8 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
         if not np.all(errors <= precision_m):
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
                                              f"standard error {max(errors):.1f} m above {precision_m:g} m: the image "
-                                             "cannot tell the shift (flat terrain?)")
+                                             f"cannot tell the shift to {precision_m:g} m (flat terrain, or cells too "
+                                             "coarse)")
         elif math.hypot(east, north) > limit_m:
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
                                              f"a shift of {math.hypot(east, north):.0f} m, beyond {limit_m:g} m")

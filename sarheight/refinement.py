@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import InvalidInputError
+from .inversion import InversionSettings
 from .masks import MaskCode
 from .terrain import check_refinement_inputs, observed_scene, refinement_grid
 
@@ -21,13 +22,14 @@ if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refin
     from .training.checkpoints import TrainedModel
 
 
-#: The ways :func:`refine_dem` refines: the trained network (or ensemble), and the two
-#: refinements that need no learning (the physics alone): clinometry, and the coarse DEM
-#: registered to the priors, back-projected and corrected by the priors' residuals kriged.
-METHODS = ("network", "clinometry", "back-projection")
+#: The ways :func:`refine_dem` refines: the trained network (or ensemble), and the
+#: refinements that need no learning (the physics alone): the inversion of the simulator
+#: against every observation, clinometry (its one-step case, one pass), and the coarse DEM
+#: registered, back-projected and corrected by the priors' residuals kriged (no SAR).
+METHODS = ("network", "inversion", "clinometry", "back-projection")
 
 #: The variable of the scene each non-learned method gives (clinometry is computed).
-_SCENE_METHOD = {"back-projection": "coarse_refined"}
+_SCENE_METHOD = {"back-projection": "coarse_refined", "inversion": "inverted"}
 
 
 def refine_dem(
@@ -49,6 +51,7 @@ def refine_dem(
     tile: int = 256,
     overlap: int = 64,
     device: str | None = None,
+    inversion_settings: InversionSettings | None = None,
     progress: bool = True,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Refine a user's coarse DEM with a SAR observation: the fine DEM on a grid of
@@ -60,6 +63,8 @@ def refine_dem(
     (:func:`sarheight.terrain.observed_scene`); then ``method``: ``"network"``, the
     checkpoints predict the correction (:func:`predict_height`; None: the refinement
     network that ships with sarheight, :func:`sarheight.sample_data.terrain_demo_checkpoint`);
+    ``"inversion"``, the fine DEM whose simulated observations match every observation
+    given (:func:`sarheight.inversion.invert_dem`: both passes and many dates);
     ``"clinometry"``, the slopes the image asks for (:func:`sarheight.clinometry.refine_scene`);
     ``"back-projection"``, the coarse DEM registered to the priors, back-projected and
     corrected by the priors' residuals kriged (:mod:`sarheight.backprojection`; without
@@ -72,19 +77,26 @@ def refine_dem(
     coarse_dem : the user's DEM (from :func:`sarheight.dem.open_dem`: ellipsoidal heights).
     sar : the observation: a Sentinel-1 SAFE product, or anything
         :func:`sarheight.layover.reconstruct` takes (a geocoded sigma0 GeoTIFF with
-        ``geometry``).
+        ``geometry``); or a sequence of them (dates, both passes: checked and grouped as
+        :func:`sarheight.terrain.observed_scene` does). The network reads the first
+        observation's pass (its dates' composite) and, for models trained on both passes,
+        the opposite one; clinometry and back-projection read one pass; the inversion
+        every observation.
     checkpoints : refinement checkpoints (``sarheight/configs/terrain_refine.yaml``), one or an
         ensemble of the same channels; None: the packaged network. Only with
         ``method="network"``.
     spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
     method : one of :data:`METHODS`.
-    geometry : the acquisition geometry (None: the SAFE product's own).
+    geometry : the acquisition geometry (None: the SAFE products' own), one for every
+        observation or a sequence of one per observation.
     other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
     priors, points_crs, points_vertical_datum, points_geoid_grid : known heights (a points
         file or DataFrame, as :func:`sarheight.terrain.observed_scene` takes them, with
         the geoid grid that converts heights on a geoid), or None.
     measurement, sar_quantity, sar_db : as :func:`sarheight.layover.reconstruct` takes them.
     tile, overlap, device : as :func:`predict_height` takes them.
+    inversion_settings : the inversion's weights (default
+        :class:`sarheight.inversion.InversionSettings`).
     progress : show progress bars (tqdm; silent when not a terminal).
 
     Returns
@@ -119,18 +131,24 @@ def refine_dem(
 
             checkpoints = terrain_demo_checkpoint()
         members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
-        _check_members(members, other)
+        if not isinstance(sar, (list, tuple)):
+            _check_members(members, other is not None)
     elif checkpoints is not None:
         raise InvalidInputError(f"checkpoints were given with method={method!r}, which needs none: leave them out, "
                                 "or give method='network'")
-    elif other is not None:
+    elif other is not None and method != "inversion":
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
-                                "ignored; give one observation")
+                                "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(coarse_dem, spacing_m)
     scene = observed_scene(sar, coarse_dem, geometry, priors, grid=grid, measurement=measurement,
                            points_crs=points_crs, points_vertical_datum=points_vertical_datum,
                            points_geoid_grid=points_geoid_grid, other=other,
-                           sar_quantity=sar_quantity, sar_db=sar_db, name="refinement", progress=progress)
+                           sar_quantity=sar_quantity, sar_db=sar_db, inversion=method == "inversion",
+                           inversion_settings=inversion_settings, name="refinement", progress=progress)
+    if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:
+        raise InvalidInputError(f"method={method!r} reads one pass, and observations of both passes were given: the "
+                                "opposite pass would be ignored; give the dates of one pass, or method='inversion', "
+                                "which reads every one")
     inside = scene["layover"].values != MaskCode.OUTSIDE
     if not inside.any():
         raise InvalidInputError("the observation covers no cell of the DEM: give a product (or geometry) that "
@@ -143,6 +161,7 @@ def refine_dem(
             "calibrated image itself")
     check_refinement_inputs(scene)
     if method == "network":
+        _check_members(members, "other_sar_reconstructed" in scene.data_vars)
         from .training.predict import predict_height
 
         result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
@@ -174,13 +193,17 @@ def refine_dem(
                         correction_rms_m=float(np.sqrt(np.mean(change**2))) if change.size else 0.0,
                         correction_max_m=float(np.max(np.abs(change))) if change.size else 0.0,
                         **{key: float(value) for key, value in scene.attrs.items()
-                           if key.startswith(("observed_", "other_observed_"))})
+                           if key.startswith(("observed_", "other_observed_"))},
+                        **{key: value for key, value in scene.attrs.items()
+                           if key.startswith(("image_registration_", "coregistration_", "inversion_"))
+                           or key in ("images", "image_groups", "dates", "other_dates")})
     result = result.rio.write_crs(scene.rio.crs)
     return result, scene
 
 
-def _check_members(members: Sequence[Any], other: Any) -> None:
-    """Refinement checkpoints only, reading as many passes as are given."""
+def _check_members(members: Sequence[Any], other: bool) -> None:
+    """Refinement checkpoints only, reading as many passes as are given (``other``: the
+    opposite pass is given)."""
     for member in members:
         if member.scale != "coarse_cell" or not str(member.reference or "").startswith("coarse"):
             raise InvalidInputError(
@@ -188,10 +211,10 @@ def _check_members(members: Sequence[Any], other: Any) -> None:
                 "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
                 "terrain_refine)")
         both_passes = any(channel.startswith("other_") for channel in member.channels)
-        if both_passes and other is None:
+        if both_passes and not other:
             raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "
                                     "pass's observation too")
-        if other is not None and not both_passes:
+        if other and not both_passes:
             raise InvalidInputError(f"checkpoint {str(member.path)!r} reads one pass, and a second observation was "
                                     "given: it would be ignored; give one --sar, or a model trained on both passes")
 

@@ -56,6 +56,7 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +78,7 @@ from .errors import (
     user_stacklevel,
 )
 from .geometry import RadarGeometry
-from .ground import FittedLaw, Ground, draw_ground, fit_sigma0_law
+from .ground import LAMBERT_LAW, SNAP_LAW, DateCondition, FittedLaw, Ground, draw_ground, fit_sigma0_law
 from .inversion import (
     InversionImage,
     InversionSettings,
@@ -1020,6 +1021,8 @@ def simulate_scene(
     prior_errors: PriorErrors | None = None,
     ground: Ground | None = None,
     unscored: Any = None,
+    dates: int = 1,
+    date_conditions: Sequence[DateCondition] | None = None,
     register: bool = True,
     inversion: bool = False,
     inversion_settings: InversionSettings | None = None,
@@ -1070,6 +1073,12 @@ def simulate_scene(
         instead of ``law`` and ``land_cover_db``.
     unscored : cells (bool, on the DEM grid) whose true height the scene leaves out of
         ``height`` (NaN: neither trained on nor scored), such as sea at a constant height.
+    dates, date_conditions : a stack: ``dates`` observations per pass, each with its own
+        speckle, the ground of each as its :class:`sarheight.ground.DateCondition` says
+        (moisture, wet snow; :func:`sarheight.ground.draw_date_conditions` draws them;
+        default ``dates`` dates of the same ground). The scene's ``sar_*`` are the
+        composite of the dates that agree (:func:`observed_scene`).
+    register, inversion, inversion_settings : as :func:`observed_scene` takes them.
     name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
     progress : show progress bars (only on a terminal).
 
@@ -1094,25 +1103,45 @@ def simulate_scene(
                            track_layout=PRIOR_KINDS.get(getattr(prior_errors, "kind", ""), {}).get(
                                "track_layout") or "icesat2")
 
-    def observe(pass_geometry: RadarGeometry) -> xr.DataArray:
+    conditions = tuple(date_conditions) if date_conditions is not None else (DateCondition(),) * int(dates)
+    if not conditions or not all(isinstance(condition, DateCondition) for condition in conditions):
+        raise InvalidInputError("date_conditions must be DateConditions, one per date (draw_date_conditions makes "
+                                "them)")
+    stack = len(conditions) > 1 or conditions[0] != DateCondition()
+    if stack and ground is None:
+        # A stack's dates change the ground's laws: the law and its land cover as a ground.
+        base_law = {"empirical": SNAP_LAW, "lambert": LAMBERT_LAW}.get(law)
+        if base_law is None:
+            raise InvalidInputError(f"law must be one of empirical, lambert, got {law!r}")
+        ground = Ground.uniform(base_law, truth.shape, texture_db=land_cover_db,
+                                texture_seed=seed if land_cover_seed is None else land_cover_seed)
+
+    def observe(pass_geometry: RadarGeometry) -> list[xr.DataArray]:
         # Each pass is its own acquisition (its own speckle), the same in the files of both
-        # passes of a pair: the seed follows the pass, not the file.
+        # passes of a pair: the seed follows the pass, not the file; each date its own.
         offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
         pass_seed = seed + 1_000_003 * offset
-        if ground is not None:
-            return simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
-                                projection=projection, ground=ground)
-        return simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed, projection=projection,
-                            law=law, land_cover_db=land_cover_db,
-                            land_cover_seed=seed if land_cover_seed is None else land_cover_seed)
+        if not stack:
+            if ground is not None:
+                return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
+                                     projection=projection, ground=ground)]
+            return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
+                                 projection=projection, law=law, land_cover_db=land_cover_db,
+                                 land_cover_seed=seed if land_cover_seed is None else land_cover_seed)]
+        return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed + 7_919 * date,
+                             projection=projection, ground=condition.apply(ground))
+                for date, condition in enumerate(conditions)]
 
     dem_name = _source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
-    other = None
+    own = observe(geometry)
+    observations, geometries = list(own), [geometry] * len(own)
     if other_geometry is not None:
-        other = (observe(other_geometry), other_geometry)
-    scene = observed_scene(observe(geometry), coarse, geometry, priors, grid=truth, prior_method=prior_method,
-                           other=other, projection=projection, register=register, inversion=inversion,
+        opposite = observe(other_geometry)
+        observations += opposite
+        geometries += [other_geometry] * len(opposite)
+    scene = observed_scene(observations, coarse, geometries, priors, grid=truth, prior_method=prior_method,
+                           projection=projection, register=register, inversion=inversion,
                            inversion_settings=inversion_settings, name=scene_name, progress=progress)
     height = truth.values.astype(np.float32)
     if unscored is not None:
@@ -1142,6 +1171,7 @@ def simulate_scene(
         **({"ground_family": ground.family, **ground.to_attrs()} if ground is not None else {}),
         nesz_db=float(nesz_db) if nesz_db is not None else "none",
         seed=int(seed),
+        date_conditions=", ".join(condition.name for condition in conditions),
         other_pass=pass_direction(other_geometry) if other_geometry is not None else "none",
         dem_source_vertical_datum=str(truth.attrs.get("source_vertical_datum", "")),
         **{f"geometry_{key}": value for key, value in geometry.to_attrs().items()

@@ -93,15 +93,20 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--projection", choices=("exact", "bilinear"), default="exact", help=PROJECTION_HELP)
 
 
-def add_geometry_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """The acquisition geometry: a Sentinel-1 product or a synthetic straight orbit."""
+def add_geometry_options(parser: argparse.ArgumentParser, required: bool = True, repeated: bool = False) -> None:
+    """The acquisition geometry: a Sentinel-1 product or a synthetic straight orbit
+    (``repeated``: ``--geometry`` may be given once per observation, a list)."""
     group = parser.add_argument_group("acquisition geometry")
     help_text = ("a Sentinel-1 product (.SAFE directory or .zip; the annotation is enough), or "
                  "'synthetic' for a straight-orbit Sentinel-1-like geometry centred on the DEM")
     if not required:
         help_text += ("; default: the --sar product's own (needed for a geocoded GeoTIFF --sar: the "
                       "product it came from, or 'synthetic')")
-    group.add_argument("--geometry", required=required, default=None, metavar="SAFE|synthetic", help=help_text)
+    if repeated:
+        help_text += ("; repeat once per GeoTIFF --sar in their order (or give one for all); synthetic:HEADING "
+                      "for a synthetic pass of that heading (degrees)")
+    group.add_argument("--geometry", required=required, default=None, metavar="SAFE|synthetic", help=help_text,
+                       action="append" if repeated else "store")
     group.add_argument("--measurement", default=None,
                        help="swath/polarisation of the product (default IW/VV); not with 'synthetic'")
     group.add_argument("--burst", type=int, default=None, help="SLC burst index (0-based), default all; not with "

@@ -30,13 +30,17 @@ HELP = ("refine a coarse DEM with Sentinel-1 (a SAFE product, or a geocoded sigm
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dem", required=True, help="the coarse DEM (GeoTIFF, any CRS rasterio reads)")
     parser.add_argument("--sar", action="append", required=True, metavar="SAR",
-                        help="the observation: a Sentinel-1 SAFE (.SAFE or .zip) or a GeoTIFF geocoded to a map grid; "
-                        "repeat once for the opposite pass (models trained on both passes)")
+                        help="an observation: a Sentinel-1 SAFE (.SAFE or .zip) or a GeoTIFF geocoded to a map grid; "
+                        "repeat for more dates and for the opposite pass (the dates of one pass are composited; "
+                        "--method inversion reads every one, the network one pass or both for models trained on "
+                        "both, clinometry and back-projection the dates of one pass)")
     parser.add_argument("--method", choices=METHODS, default="network",
                         help="network (default): a refinement network, the one that ships with sarheight unless --ckpt "
-                        "names yours; clinometry: the slopes the image asks for, from the physics alone; "
-                        "back-projection: the coarse DEM registered to the priors, back-projected and corrected by the "
-                        "priors' residuals kriged (no SAR). The last two need no checkpoint and no torch")
+                        "names yours; inversion: the fine DEM whose simulated images match every --sar, under the "
+                        "coarse DEM's cell means and the priors (both passes, many dates); clinometry: the slopes "
+                        "one pass's brightness asks for (the inversion's one-step case); back-projection: the coarse "
+                        "DEM registered, back-projected and corrected by the priors' residuals kriged (no SAR). The "
+                        "last three need no checkpoint and no torch")
     parser.add_argument("--ckpt", action="append", default=None, metavar="CKPT",
                         help="with --method network: your refinement checkpoint (sarheight fit --config "
                         "terrain_refine) instead of the packaged one; repeat for an ensemble: the map is their mean, "
@@ -54,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
     parser.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
-    add_geometry_options(parser, required=False)
+    # Several GeoTIFFs may need several geometries (the two passes): --geometry repeats here.
+    add_geometry_options(parser, required=False, repeated=True)
     add_dem_options(parser)
     add_quiet(parser)
 
@@ -71,32 +76,39 @@ def run(args: argparse.Namespace) -> int:
     elif args.ckpt:
         raise SarHeightError(f"--ckpt is for --method network; --method {args.method} needs no checkpoint: leave "
                              "--ckpt out")
-    elif len(args.sar) > 1:
-        raise SarHeightError(f"--method {args.method} reads one pass: give one --sar")
-    if len(args.sar) > 2:
-        raise SarHeightError(f"--sar is given {len(args.sar)} times: give one pass, or two (a pass and the opposite)")
+    if len(args.sar) > MAX_OBSERVATIONS:
+        raise SarHeightError(f"--sar is given {len(args.sar)} times: give at most {MAX_OBSERVATIONS} observations")
     paths = [Path(sar) for sar in args.sar]
     geotiffs = [path.suffix.lower() in (".tif", ".tiff") for path in paths]
     for path in paths:
         if not path.exists():
             raise SarHeightError(f"--sar {str(path)!r}: no such product or GeoTIFF")
-    if any(geotiffs) and args.geometry is None:
+    repeated = sorted({str(path) for path in paths if paths.count(path) > 1})
+    if repeated:
+        raise SarHeightError(f"--sar {repeated[0]!r} is given twice: give each date once")
+    given = args.geometry or []
+    if any(geotiffs) and not given:
         raise SarHeightError("a geocoded GeoTIFF --sar needs --geometry (the SAFE it came from, or 'synthetic')")
-    if all(not g for g in geotiffs) and args.geometry is not None:
+    if all(not g for g in geotiffs) and given:
         raise SarHeightError("--sar products bring their own geometry: leave --geometry out")
+    if len(given) not in (0, 1, sum(geotiffs)):
+        raise SarHeightError(f"--geometry is given {len(given)} times for {sum(geotiffs)} GeoTIFF --sar: give one "
+                             "for all of them, or one per GeoTIFF, in their order")
     if args.priors is not None and not Path(args.priors).is_file():
         raise SarHeightError(f"--priors {args.priors!r}: no such file of points")
-    check_geometry_options(args, product_given=not any(geotiffs))
+    for value in given:
+        check_geometry_options(_with_geometry(args, value), product_given=not any(geotiffs))
     _check_spacing_before_reading(args.dem, args.spacing)
     stages = Stages(3, args.quiet)
     dem = open_dem_from_args(args, args.dem)
-    geometries = [geometry_from_args(args, dem) if geotiff else
+    made = [geometry_from_args(_with_geometry(args, value), dem) for value in given]
+    made_for_each = iter(made * sum(geotiffs) if len(made) == 1 else made)
+    geometries = [next(made_for_each) if geotiff else
                   RadarGeometry.from_sentinel1(path, args.measurement or "IW/VV", burst=args.burst)
                   for path, geotiff in zip(paths, geotiffs, strict=True)]
     stages.done("read the DEM and the geometry")
-    other = (paths[1], geometries[1]) if len(paths) == 2 else None
-    refined, scene = refine_dem(dem, paths[0], args.ckpt, spacing_m=args.spacing, method=args.method,
-                                geometry=geometries[0], other=other,
+    refined, scene = refine_dem(dem, paths if len(paths) > 1 else paths[0], args.ckpt, spacing_m=args.spacing,
+                                method=args.method, geometry=geometries if len(paths) > 1 else geometries[0],
                                 priors=args.priors, points_crs=args.priors_crs,
                                 points_vertical_datum=args.priors_vertical_datum,
                                 points_geoid_grid=getattr(args, "geoid_grid", None),
@@ -114,6 +126,14 @@ def run(args: argparse.Namespace) -> int:
         rows, cols = refined["height"].shape
         by = (("the packaged network" if not args.ckpt else f"{attrs['members']} checkpoint"
                f"{'s' * (attrs['members'] > 1)}") if args.method == "network" else args.method)
+        if "image_registration_applied" in attrs:
+            registration = (f"registered the DEM to the image: moved {attrs['image_registration_shift_east_m']:+.1f} m "
+                            f"east, {attrs['image_registration_shift_north_m']:+.1f} m north (+- "
+                            f"{attrs['image_registration_error_east_m']:.1f}, "
+                            f"{attrs['image_registration_error_north_m']:.1f} m)"
+                            if attrs["image_registration_applied"] else
+                            f"did not register the DEM to the image ({attrs['image_registration_reason']})")
+            print(f"{registration}; {attrs.get('images', 1)} observation(s) in {attrs.get('image_groups', 1)} group(s)")
         print(f"refined {attrs['coarse_cell_m']:.1f} m cells to {args.spacing:g} m ({rows} x {cols} cells, coarse "
               f"factor {attrs['coarse_factor']:.2f}) by {by}; {attrs['cells_kept_coarse']} cells kept the coarse DEM "
               f"({attrs['cells_outside_image']} outside the image); it moved the coarse DEM by "
@@ -123,6 +143,25 @@ def run(args: argparse.Namespace) -> int:
         written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
         print(f"wrote {' and '.join(written)}")
     return 0
+
+
+#: The most observations one refinement takes (both passes of a year of 12-day repeats).
+MAX_OBSERVATIONS = 64
+
+
+def _with_geometry(args: argparse.Namespace, value: str) -> argparse.Namespace:
+    """``args`` with one ``--geometry`` value: ``synthetic:HEADING`` is a synthetic
+    geometry of that heading (degrees), so that two synthetic passes can be given."""
+    copy = argparse.Namespace(**vars(args))
+    copy.geometry = value
+    if value.lower().startswith("synthetic:"):
+        try:
+            copy.heading = float(value.split(":", 1)[1])
+        except ValueError:
+            raise SarHeightError(f"--geometry {value!r}: give synthetic:HEADING with a heading in degrees, e.g. "
+                                 "synthetic:192") from None
+        copy.geometry = "synthetic"
+    return copy
 
 
 def _quicklook(refined, scene, path) -> None:
