@@ -865,6 +865,16 @@ class ImageRegistration:
                      for value, error in ((self.shift_east_m, self.error_east_m),
                                           (self.shift_north_m, self.error_north_m)))  # type: ignore[return-value]
 
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> ImageRegistration | None:
+        """The registration a scene's attributes record (:meth:`to_attrs`), or None."""
+        if "image_registration_applied" not in attrs:
+            return None
+        return cls(float(attrs["image_registration_shift_east_m"]), float(attrs["image_registration_shift_north_m"]),
+                   float(attrs["image_registration_error_east_m"]), float(attrs["image_registration_error_north_m"]),
+                   int(attrs["image_registration_images"]), bool(int(attrs["image_registration_applied"])),
+                   str(attrs.get("image_registration_reason", "")))
+
     def to_attrs(self) -> dict[str, float | int | str]:
         """Attributes for a scene: ``image_registration_*``."""
         return {"image_registration_shift_east_m": self.shift_east_m,
@@ -887,6 +897,10 @@ REGISTRATION_LIMIT_M = 90.0
 #: The Gaussian smoothing (pixels) of both images' logs before they are correlated:
 #: speckle averaged, the terrain's pattern kept.
 REGISTRATION_SMOOTHING_PX = 1.5
+
+#: The Gaussian (pixels) whose smoothing of both logs is taken out before they are
+#: correlated (0: none).
+REGISTRATION_HIGHPASS_PX = 4.0
 
 
 def _pixels_per_metre(dem: xr.DataArray, geometry: RadarGeometry) -> np.ndarray:
@@ -934,6 +948,11 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
     sigma = REGISTRATION_SMOOTHING_PX
     obs, obs_valid = _log_smoothed(observed, sigma)
     sim, sim_valid = _log_smoothed(simulated, sigma)
+    if REGISTRATION_HIGHPASS_PX:
+        # Land cover and moisture vary over larger areas than the slopes' brightness: their
+        # patterns (which the simulation does not have) are taken out of both.
+        obs = obs - _log_smoothed(np.exp(np.where(obs_valid, obs, np.nan)), REGISTRATION_HIGHPASS_PX)[0]
+        sim = sim - _log_smoothed(np.exp(np.where(sim_valid, sim, np.nan)), REGISTRATION_HIGHPASS_PX)[0]
     both = obs_valid & sim_valid
     if both.sum() < 256:
         return None

@@ -791,7 +791,10 @@ def observed_scene(
     for variable, values in resampled.items():
         scene[variable] = _on_grid(values.astype(np.float32), coarse, variable)
     dy, dx = cell_size_m(native)
-    refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx))
+    # Where the image registered the DEM (to decimetres or metres), the priors' registration
+    # is a second opinion, recorded; where it could not, the priors register it.
+    refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx),
+                                                register=image_registration is None or not image_registration.applied)
     for variable, values in refined.items():
         scene[variable] = _on_grid(values, coarse, variable)
     if opposite is not None:
@@ -936,16 +939,21 @@ def check_refinement_inputs(scene: xr.Dataset) -> None:
 
 
 def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dataset,
-                        coarse_cell_m: float) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
+                        coarse_cell_m: float, *, register: bool = True
+                        ) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
     """The coarse DEM ``native`` (on its own grid) refined on ``grid`` without SAR and
     without learning (:mod:`sarheight.backprojection`): registered horizontally to the
     priors (``coarse_registered``: resampled with a Lanczos kernel), back-projected (``coarse_backprojected``), then corrected by the priors'
     residuals kriged (``coarse_refined``, with their standard deviation
     ``prior_correction_std``, m; NaN without priors): float32 arrays on the grid; and the
-    co-registration's attributes."""
+    co-registration's attributes. ``register=False``: the priors' registration is
+    measured and recorded (``coregistration_applied`` 0) but not applied: the image has
+    registered the DEM, and the priors are its second opinion."""
     from .backprojection import back_project, coregister, prior_correction
 
     registered, registration = coregister(native, grid, priors["prior_height"].values, priors["prior_mask"].values)
+    if not register:
+        registered = native
     backprojected = back_project(registered, grid)
     lanczos = upsample(registered, grid, "lanczos").values
     known = registration.corrected_priors(backprojected, priors["prior_height"].values)
@@ -956,7 +964,7 @@ def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dat
               "coarse_backprojected": backprojected.values.astype(np.float32),
               "coarse_refined": refined.astype(np.float32),
               "prior_correction_std": np.where(np.isfinite(backprojected.values), deviation, np.nan).astype(np.float32)}
-    return arrays, registration.to_attrs()
+    return arrays, {**registration.to_attrs(), "coregistration_applied": int(register)}
 
 
 def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], other_attrs: dict) -> xr.Dataset:
@@ -1103,43 +1111,13 @@ def simulate_scene(
                            track_layout=PRIOR_KINDS.get(getattr(prior_errors, "kind", ""), {}).get(
                                "track_layout") or "icesat2")
 
-    conditions = tuple(date_conditions) if date_conditions is not None else (DateCondition(),) * int(dates)
-    if not conditions or not all(isinstance(condition, DateCondition) for condition in conditions):
-        raise InvalidInputError("date_conditions must be DateConditions, one per date (draw_date_conditions makes "
-                                "them)")
-    stack = len(conditions) > 1 or conditions[0] != DateCondition()
-    if stack and ground is None:
-        # A stack's dates change the ground's laws: the law and its land cover as a ground.
-        base_law = {"empirical": SNAP_LAW, "lambert": LAMBERT_LAW}.get(law)
-        if base_law is None:
-            raise InvalidInputError(f"law must be one of empirical, lambert, got {law!r}")
-        ground = Ground.uniform(base_law, truth.shape, texture_db=land_cover_db,
-                                texture_seed=seed if land_cover_seed is None else land_cover_seed)
-
-    def observe(pass_geometry: RadarGeometry) -> list[xr.DataArray]:
-        # Each pass is its own acquisition (its own speckle), the same in the files of both
-        # passes of a pair: the seed follows the pass, not the file; each date its own.
-        offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
-        pass_seed = seed + 1_000_003 * offset
-        if not stack:
-            if ground is not None:
-                return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
-                                     projection=projection, ground=ground)]
-            return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
-                                 projection=projection, law=law, land_cover_db=land_cover_db,
-                                 land_cover_seed=seed if land_cover_seed is None else land_cover_seed)]
-        return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed + 7_919 * date,
-                             projection=projection, ground=condition.apply(ground))
-                for date, condition in enumerate(conditions)]
-
+    observations, geometries = simulate_observations(
+        truth, geometry, other_geometry, looks=looks, nesz_db=nesz_db, seed=seed, projection=projection, law=law,
+        land_cover_db=land_cover_db, land_cover_seed=land_cover_seed, ground=ground, dates=dates,
+        date_conditions=date_conditions)
+    conditions = _conditions(dates, date_conditions)
     dem_name = _source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
-    own = observe(geometry)
-    observations, geometries = list(own), [geometry] * len(own)
-    if other_geometry is not None:
-        opposite = observe(other_geometry)
-        observations += opposite
-        geometries += [other_geometry] * len(opposite)
     scene = observed_scene(observations, coarse, geometries, priors, grid=truth, prior_method=prior_method,
                            projection=projection, register=register, inversion=inversion,
                            inversion_settings=inversion_settings, name=scene_name, progress=progress)
@@ -1178,6 +1156,77 @@ def simulate_scene(
            if isinstance(value, (str, int, float))},
     )
     return scene
+
+
+def _conditions(dates: int, date_conditions: Sequence[DateCondition] | None) -> tuple[DateCondition, ...]:
+    if date_conditions is None:
+        if isinstance(dates, bool) or not isinstance(dates, (int, np.integer)) or dates < 1:
+            raise InvalidInputError(f"dates must be a positive integer, got {dates!r}")
+        return (DateCondition(),) * int(dates)
+    conditions = tuple(date_conditions)
+    if not conditions or not all(isinstance(condition, DateCondition) for condition in conditions):
+        raise InvalidInputError("date_conditions must be DateConditions, one per date (draw_date_conditions makes "
+                                "them)")
+    return conditions
+
+
+def simulate_observations(
+    truth: xr.DataArray,
+    geometry: RadarGeometry,
+    other_geometry: RadarGeometry | None = None,
+    *,
+    looks: float | None = 4.4,
+    nesz_db: float | None = -22.0,
+    seed: int = 0,
+    projection: Literal["exact", "bilinear"] = "exact",
+    law: str = "empirical",
+    land_cover_db: float = 3.0,
+    land_cover_seed: int | None = None,
+    ground: Ground | None = None,
+    dates: int = 1,
+    date_conditions: Sequence[DateCondition] | None = None,
+) -> tuple[list[xr.DataArray], list[RadarGeometry]]:
+    """The observations of a DEM (:func:`sarheight.simulate.simulate_sar`) as a scene
+    takes them: each date of ``geometry``'s pass, then each of ``other_geometry``'s, and
+    the geometry of each. Parameters as :func:`simulate_scene` takes them.
+
+    Each pass is its own acquisition (its own speckle), and each date of it (the seed
+    follows the pass and the date, not the scene file, so both passes' files of a pair
+    hold the same images); the dates' grounds follow their conditions
+    (:class:`sarheight.ground.DateCondition`), a law and its land cover taken as a
+    uniform ground for that.
+    """
+    conditions = _conditions(dates, date_conditions)
+    stack = len(conditions) > 1 or conditions[0] != DateCondition()
+    if stack and ground is None:
+        # A stack's dates change the ground's laws: the law and its land cover as a ground.
+        base_law = {"empirical": SNAP_LAW, "lambert": LAMBERT_LAW}.get(law)
+        if base_law is None:
+            raise InvalidInputError(f"law must be one of empirical, lambert, got {law!r}")
+        ground = Ground.uniform(base_law, truth.shape, texture_db=land_cover_db,
+                                texture_seed=seed if land_cover_seed is None else land_cover_seed)
+
+    def observe(pass_geometry: RadarGeometry) -> list[xr.DataArray]:
+        offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
+        pass_seed = seed + 1_000_003 * offset
+        if not stack:
+            if ground is not None:
+                return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
+                                     projection=projection, ground=ground)]
+            return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
+                                 projection=projection, law=law, land_cover_db=land_cover_db,
+                                 land_cover_seed=seed if land_cover_seed is None else land_cover_seed)]
+        return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed + 7_919 * date,
+                             projection=projection, ground=condition.apply(ground))
+                for date, condition in enumerate(conditions)]
+
+    observations = observe(geometry)
+    geometries = [geometry] * len(observations)
+    if other_geometry is not None:
+        opposite = observe(other_geometry)
+        observations += opposite
+        geometries += [other_geometry] * len(opposite)
+    return observations, geometries
 
 
 def write_scene(scene: xr.Dataset, path: str | os.PathLike[str]) -> Path:

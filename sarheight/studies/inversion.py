@@ -1,0 +1,557 @@
+"""The inversion study: how far inverting the simulator (:mod:`sarheight.inversion`)
+brings a coarse DEM below every refinement that needs no learning, with one image and
+with both passes of a stack of dates, and how well the image registers the DEM.
+
+Scenes are simulated from real DEMs as a user's data would come (:func:`study_case`):
+a realistic coarse product (:mod:`sarheight.coarse_dem`, the "test" family: correlated
+and slope-dependent error, bias, a geolocation shift, a grid not aligned, rounding), the
+priors of an instrument (:data:`sarheight.priors.PRIOR_KINDS`, their tracks' heading and
+their errors drawn per scene), and a ground whose laws are of a form the inversion does
+not model (the "outside" family of :mod:`sarheight.ground`), with land cover that follows
+the terrain. Conditions (:data:`CONDITIONS`):
+
+- ``plain``: one image of a ground of one law of the modelled form, no land cover, the
+  exact coarse DEM (its block mean): what the method can do where its model holds;
+- ``one_image``: one date of one pass, for each prior kind;
+- ``stack``: both passes x 10 dates, each date its own speckle and its ground its own
+  moisture (levels drawn, 1 dB), two of them under wet snow.
+
+The same coarse product, ground and priors serve every condition of a DEM and factor
+(the conditions' difference is the observation), and every draw follows the case's name.
+The inversion's settings (:class:`sarheight.inversion.InversionSettings`) are chosen on
+the validation DEMs (a coordinate search over :data:`SEARCH`, by the mean of the RMSE
+relative to back-projection with the kriged priors), never on held-out ones; the fair bar
+of each condition is the one method without learning (the inversion aside) whose mean
+relative RMSE over the validation scenes is lowest, its validation scores kept in the
+JSON; the oracle is the best of them per held-out row, chosen with the truth.
+
+Scored per case: every method of :func:`sarheight.studies.refinement.baseline_maps` and
+the inversion, overall and per terrain class, on the same cells; the image registration's
+and the priors' estimate against the drawn shift. Results resume from ``cases/``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..backprojection import shifted
+from ..coarse_dem import coarse_product, draw_errors
+from ..dem import open_dem
+from ..errors import InvalidInputError
+from ..ground import draw_date_conditions, draw_ground
+from ..inversion import ImageRegistration, InversionSettings, composite_images, invert_dem, radar_image
+from ..plots import save_figure
+from ..priors import PRIOR_KINDS, draw_prior_errors, sample_priors
+from ..terrain import (
+    REFINEMENT_CLASSES,
+    block_mean,
+    observed_scene,
+    refinement_classes,
+    scene_geometry,
+    simulate_observations,
+)
+from .refinement import baseline_maps, score_map, scoring_mask
+from .runs import reduction, write_json
+
+logger = logging.getLogger(__name__)
+
+#: The study's conditions: (passes, dates, ground, coarse product, prior kinds).
+CONDITIONS: dict[str, dict[str, Any]] = {
+    "plain": {"passes": 1, "dates": 1, "ground": "plain", "coarse": "ideal", "priors": ("altimeter",)},
+    "one_image": {"passes": 1, "dates": 1, "ground": "outside", "coarse": "test",
+                  "priors": ("altimeter", "lidar", "gnss")},
+    "stack": {"passes": 2, "dates": 10, "ground": "outside", "coarse": "test", "priors": ("altimeter",)},
+}
+
+#: Wet-snow dates of a stack, and the standard deviation (dB) of its dates' moisture levels.
+STACK_SNOW_DATES = 2
+STACK_MOISTURE_DB = 1.0
+
+#: The methods without learning scored beside the inversion (names of baseline_maps).
+NON_LEARNED = ("coarse_bilinear", "coarse_bicubic", "coarse_lanczos", "registered", "back_projection",
+               "back_projection_priors", "clinometry")
+METHOD_LABELS = {"coarse_bilinear": "bilinear", "coarse_bicubic": "bicubic", "coarse_lanczos": "Lanczos",
+                 "registered": "registered (Lanczos)", "back_projection": "back-projection",
+                 "back_projection_priors": "back-projection + kriged priors", "clinometry": "clinometry",
+                 "inversion": "inversion"}
+#: The method every relative figure is against.
+REFERENCE_METHOD = "back_projection_priors"
+
+#: The coordinate search of the settings on the validation scenes: each field in turn,
+#: the others at their best so far.
+SEARCH: dict[str, tuple[Any, ...]] = {
+    "prior_scale": (0.25, 0.5, 1.0),
+    "rounds": (2, 3),
+    "albedo_spacing": (2.0, 4.0, 8.0),
+    "albedo_spacing_passes": (1.0, 2.0, 4.0),
+    "albedo_smoothness": (1.0, 10.0, 100.0),
+}
+
+#: Cells per side of the crops the cases take from each DEM (the part with the most land).
+CROP_CELLS = 320
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scene of the study: a DEM, a condition, a coarse factor and a prior kind."""
+
+    dem: str
+    condition: str
+    factor: int
+    prior_kind: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dem}_{self.condition}_c{self.factor}_{self.prior_kind}"
+
+    def seed(self, what: str) -> int:
+        """A seed for ``what`` of this case (the CRC-32 of its name and ``what``)."""
+        return zlib.crc32(f"{self.name}/{what}".encode())
+
+    def shared_seed(self, what: str) -> int:
+        """A seed shared by every condition and prior kind of this DEM and factor."""
+        return zlib.crc32(f"{self.dem}_c{self.factor}/{what}".encode())
+
+
+def cases(dems: Sequence[str], factors: Sequence[int], conditions: Sequence[str] = tuple(CONDITIONS)) -> list[Case]:
+    """Every case of ``dems`` x ``conditions`` (each with its prior kinds) x ``factors``."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise InvalidInputError(f"unknown conditions {unknown}: use {', '.join(CONDITIONS)}")
+    return [Case(dem, condition, int(factor), kind) for dem in dems for condition in conditions
+            for factor in factors for kind in CONDITIONS[condition]["priors"]]
+
+
+def land_crop(dem: xr.DataArray, cells: int = CROP_CELLS, sea: np.ndarray | None = None) -> xr.DataArray:
+    """The ``cells`` x ``cells`` window of ``dem`` (or all of a smaller side) with the most
+    land (cells not in ``sea``), its heights opened as ellipsoidal (they are already)."""
+    rows, cols = dem.shape
+    height, width = min(cells, rows), min(cells, cols)
+    land = np.ones(dem.shape) if sea is None else (~np.asarray(sea, dtype=bool)).astype(np.float64)
+    summed = np.pad(land.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    counts = (summed[height:, width:] - summed[:-height, width:] - summed[height:, :-width]
+              + summed[:-height, :-width])
+    # Ties (all land): the centre.
+    centre = np.hypot(*np.meshgrid(np.arange(counts.shape[0]) - (counts.shape[0] - 1) / 2,
+                                   np.arange(counts.shape[1]) - (counts.shape[1] - 1) / 2, indexing="ij"))
+    best = np.unravel_index(int(np.argmax(counts - 1e-6 * centre)), counts.shape)
+    crop = dem.isel(y=slice(best[0], best[0] + height), x=slice(best[1], best[1] + width))
+    out = open_dem(crop, vertical_datum="ellipsoid")
+    out.attrs["dem_name"] = dem.attrs.get("dem_name", "dem")
+    return out
+
+
+@dataclass
+class CaseData:
+    """A case simulated: its scene (every method but the inversion), what the inversion
+    reads, the truth's sea, and what was drawn."""
+
+    scene: xr.Dataset
+    groups: list
+    registered: xr.DataArray
+    drawn_shift: tuple[float, float]
+    seconds: float
+
+
+def study_case(case: Case, truth: xr.DataArray, sea: np.ndarray | None = None) -> CaseData:
+    """Simulate ``case`` on ``truth`` (the cropped fine DEM; ``sea`` its cells left out of
+    the scores)."""
+    started = time.perf_counter()
+    condition = CONDITIONS[case.condition]
+    if condition["coarse"] == "ideal":
+        coarse = block_mean(truth, case.factor)
+        drawn = (0.0, 0.0)
+    else:
+        errors = draw_errors(case.factor, condition["coarse"], case.shared_seed("coarse"))
+        coarse = coarse_product(truth, errors, seed=case.shared_seed("coarse product"))
+        drawn = (errors.shift_east_m, errors.shift_north_m)
+    kind = case.prior_kind
+    priors = sample_priors(truth, fraction=1e-3, pattern=PRIOR_KINDS[kind]["pattern"], seed=case.seed("priors"),
+                           errors=draw_prior_errors(kind, case.seed("prior errors")),
+                           track_layout=PRIOR_KINDS[kind].get("track_layout") or "icesat2")
+    geometry = scene_geometry(truth, "ascending")
+    other = scene_geometry(truth, "descending") if condition["passes"] == 2 else None
+    if condition["ground"] == "plain":
+        ground_options: dict[str, Any] = {"law": "empirical", "land_cover_db": 0.0}
+    else:
+        ground_options = {"ground": draw_ground(truth, condition["ground"], case.shared_seed("ground"))}
+    dates = condition["dates"]
+    conditions = (draw_date_conditions(dates, case.seed("dates"), moisture_db=STACK_MOISTURE_DB,
+                                       snow_dates=STACK_SNOW_DATES) if dates > 1 else None)
+    observations, geometries = simulate_observations(truth, geometry, other, seed=case.seed("speckle") % 2**31,
+                                                     dates=dates, date_conditions=conditions, **ground_options)
+    scene = observed_scene(observations, coarse, geometries, priors, grid=truth, name=case.name, progress=False)
+    height = truth.values.astype(np.float32)
+    if sea is not None:
+        height = np.where(sea, np.float32(np.nan), height)
+    scene["height"] = (("y", "x"), height)
+    grid = scene["coarse_height"].rio.write_crs(truth.rio.crs)
+    groups = composite_images([radar_image(observation, geometry, grid, name=f"{case.name} image {index}")
+                               for index, (observation, geometry) in enumerate(zip(observations, geometries,
+                                                                                    strict=True))])
+    registration = ImageRegistration.from_attrs(scene.attrs)
+    east, north = registration.applied_shift() if registration is not None else (0.0, 0.0)
+    registered = shifted(coarse, grid, east, north) if (east or north) else coarse
+    return CaseData(scene, groups, registered, drawn, time.perf_counter() - started)
+
+
+def score_methods(data: CaseData, maps: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Every map of ``maps`` scored on the case's cells (NaN cells of a map take the
+    Lanczos resampling, as :func:`sarheight.refinement.refine_dem` keeps the coarse DEM
+    where a method has no value)."""
+    scene = data.scene
+    mask = scoring_mask(scene)
+    classes = refinement_classes(scene)
+    fallback = scene["coarse_lanczos"].values
+    return {name: score_map(np.where(np.isfinite(values), values, fallback), scene, mask, classes)
+            for name, values in maps.items()}
+
+
+def inversion_map(data: CaseData, settings: InversionSettings) -> tuple[np.ndarray, dict[str, Any], float]:
+    """The inversion of a case with ``settings``: heights, its attributes and its time (s)."""
+    scene = data.scene
+    started = time.perf_counter()
+    result = invert_dem(scene["coarse_refined"].rio.write_crs(scene.rio.crs), data.registered, data.groups,
+                        prior_height=scene["prior_height"].values, prior_mask=scene["prior_mask"].values,
+                        coarse_cell_m=float(scene.attrs["coarse_cell_m"]), settings=settings)
+    return result["height"].values, dict(result.attrs), time.perf_counter() - started
+
+
+def _relative(scores: dict[str, dict[str, float]], method: str) -> float:
+    return scores[method]["overall"] / scores[REFERENCE_METHOD]["overall"]
+
+
+def search_settings(validation: Sequence[CaseData], *, progress: Callable[[str], None] = logger.info
+                    ) -> tuple[InversionSettings, list[dict[str, Any]]]:
+    """The settings of :data:`SEARCH` with the lowest mean RMSE relative to
+    back-projection with the kriged priors over the validation cases (a coordinate
+    search), and every evaluation."""
+    references = [score_methods(data, {REFERENCE_METHOD: data.scene["coarse_refined"].values})[REFERENCE_METHOD]
+                  ["overall"] for data in validation]
+    evaluations: list[dict[str, Any]] = []
+    cache: dict[tuple, float] = {}
+
+    def evaluate(settings: InversionSettings) -> float:
+        key = tuple(sorted(asdict(settings).items()))
+        if key not in cache:
+            ratios = []
+            for data, reference in zip(validation, references, strict=True):
+                heights, _, _ = inversion_map(data, settings)
+                ratios.append(score_methods(data, {"inversion": heights})["inversion"]["overall"] / reference)
+            cache[key] = float(np.mean(ratios))
+            evaluations.append({"settings": asdict(settings), "mean_relative_rmse": cache[key]})
+            progress(f"validation: {asdict(settings)} -> {cache[key]:.4f}")
+        return cache[key]
+
+    best = InversionSettings()
+    best_score = evaluate(best)
+    for field, values in SEARCH.items():
+        for value in values:
+            candidate = replace(best, **{field: value})
+            score = evaluate(candidate)
+            if score < best_score - 1e-6:
+                best, best_score = candidate, score
+    return best, evaluations
+
+
+def case_record(case: Case, data: CaseData, settings: InversionSettings) -> dict[str, Any]:
+    """A case's scores, registrations and inversion attributes (JSON-ready)."""
+    maps = {name: values for name, values in baseline_maps(data.scene).items() if name in NON_LEARNED}
+    heights, attrs, seconds = inversion_map(data, settings)
+    maps["inversion"] = heights
+    scene = data.scene
+    registration = ImageRegistration.from_attrs(scene.attrs)
+    east, north = registration.applied_shift() if registration is not None else (0.0, 0.0)
+    priors_east = float(scene.attrs.get("coregistration_shift_east_m", 0.0))
+    priors_north = float(scene.attrs.get("coregistration_shift_north_m", 0.0))
+    relief = float(np.nanpercentile(scene["height"].values, 95) - np.nanpercentile(scene["height"].values, 5))
+    return {
+        "case": asdict(case), "name": case.name, "scores": score_methods(data, maps),
+        "relief_m": relief,
+        "registration": {
+            "drawn_east_m": data.drawn_shift[0], "drawn_north_m": data.drawn_shift[1],
+            "image_east_m": registration.shift_east_m if registration else math.nan,
+            "image_north_m": registration.shift_north_m if registration else math.nan,
+            "image_error_east_m": registration.error_east_m if registration else math.nan,
+            "image_error_north_m": registration.error_north_m if registration else math.nan,
+            "image_applied": bool(registration.applied) if registration else False,
+            "image_applied_east_m": east, "image_applied_north_m": north,
+            "image_miss_m": math.hypot(east - data.drawn_shift[0], north - data.drawn_shift[1]),
+            "image_estimate_miss_m": (math.hypot(registration.shift_east_m - data.drawn_shift[0],
+                                                 registration.shift_north_m - data.drawn_shift[1])
+                                      if registration else math.nan),
+            # The priors' estimate: applied where the image's was not, a second opinion
+            # of what the image's left where it was.
+            "priors_east_m": priors_east, "priors_north_m": priors_north,
+            "priors_applied": bool(int(scene.attrs.get("coregistration_applied", 1))),
+            "priors_miss_m": (math.hypot(priors_east - data.drawn_shift[0], priors_north - data.drawn_shift[1])
+                              if not (registration and registration.applied) else
+                              math.hypot(east + priors_east - data.drawn_shift[0],
+                                         north + priors_north - data.drawn_shift[1])),
+        },
+        "inversion": {key: (value if isinstance(value, (int, float, str)) else str(value))
+                      for key, value in attrs.items()},
+        "seconds": {"scene": data.seconds, "inversion": seconds},
+        "images": int(scene.attrs.get("images", 1)), "image_groups": int(scene.attrs.get("image_groups", 1)),
+    }
+
+
+def fair_bars(validation_records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per condition, the method without learning (the inversion aside) of the lowest mean
+    RMSE relative to back-projection with the kriged priors over the validation cases,
+    with every method's mean."""
+    bars: dict[str, dict[str, Any]] = {}
+    for condition in CONDITIONS:
+        records = [record for record in validation_records if record["case"]["condition"] == condition]
+        if not records:
+            continue
+        means = {method: float(np.mean([_relative(record["scores"], method) for record in records]))
+                 for method in (*NON_LEARNED, "inversion")}
+        chosen = min(NON_LEARNED, key=lambda method: means[method])
+        bars[condition] = {"method": chosen, "validation_mean_relative_rmse": means, "validation_cases": len(records)}
+    return bars
+
+
+def summarise(records: Sequence[dict[str, Any]], bars: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per condition and factor: the inversion's reduction (%) against the fair bar, the
+    oracle (the best method without learning per DEM and prior kind, with the truth) and
+    back-projection with the kriged priors, mean over the held-out DEMs and their least;
+    the worst terrain class against back-projection with the kriged priors; the image
+    registration's misses."""
+    rows = []
+    for condition, factor in itertools.product(CONDITIONS, sorted({r["case"]["factor"] for r in records})):
+        chosen = [r for r in records if r["case"]["condition"] == condition and r["case"]["factor"] == factor]
+        if not chosen or condition not in bars:
+            continue
+        bar = bars[condition]["method"]
+        per_dem: dict[str, dict[str, list[float]]] = {}
+        worst_class: list[tuple[float, str, str]] = []
+        for record in chosen:
+            scores = record["scores"]
+            inversion = scores["inversion"]["overall"]
+            oracle = min(scores[method]["overall"] for method in NON_LEARNED)
+            figures = per_dem.setdefault(record["case"]["dem"], {"fair": [], "oracle": [], "reference": []})
+            figures["fair"].append(reduction(inversion, scores[bar]["overall"]))
+            figures["oracle"].append(reduction(inversion, oracle))
+            figures["reference"].append(reduction(inversion, scores[REFERENCE_METHOD]["overall"]))
+            for name in REFINEMENT_CLASSES:
+                ours, theirs = scores["inversion"][name], scores[REFERENCE_METHOD][name]
+                if math.isfinite(ours) and math.isfinite(theirs) and scores["inversion"][f"count_{name}"] >= 50:
+                    worst_class.append((100.0 * (ours / theirs - 1.0), record["case"]["dem"], name))
+        dems = {dem: {key: float(np.mean(values)) for key, values in figures.items()}
+                for dem, figures in per_dem.items()}
+        misses = [r["registration"]["image_miss_m"] for r in chosen]
+        applied = [r["registration"]["image_applied"] for r in chosen]
+        worst = max(worst_class) if worst_class else (math.nan, "", "")
+        rows.append({
+            "condition": condition, "factor": factor, "fair_bar": bar, "dems": dems,
+            **{f"{key}_mean": float(np.mean([figures[key] for figures in dems.values()]))
+               for key in ("fair", "oracle", "reference")},
+            **{f"{key}_least": float(np.min([figures[key] for figures in dems.values()]))
+               for key in ("fair", "oracle", "reference")},
+            "worst_class_above_reference_pct": worst[0], "worst_class": f"{worst[1]} {worst[2]}".strip(),
+            "registration_miss_max_m": float(np.max(misses)), "registration_miss_mean_m": float(np.mean(misses)),
+            "registration_applied": int(np.sum(applied)), "cases": len(chosen),
+        })
+    return rows
+
+
+TARGETS = {"plain": 25.0, "one_image": 10.0, "stack": {3: 25.0, 5: 30.0}, "registration_m": 5.0,
+           "class_pct": 5.0, "seconds_per_million": 60.0}
+
+
+def target_lines(results: dict[str, Any]) -> list[str]:
+    """The issue's targets, each measured (from the study's JSON)."""
+    lines = []
+    for row in results["summary"]:
+        condition, factor = row["condition"], row["factor"]
+        if condition == "plain":
+            target, figure, against = TARGETS["plain"], row["reference_mean"], "back-projection + kriged priors"
+        elif condition == "one_image":
+            target, figure, against = TARGETS["one_image"], row["fair_mean"], (
+                f"the fair bar ({METHOD_LABELS[row['fair_bar']]})")
+        else:
+            target, figure, against = TARGETS["stack"][factor], row["reference_mean"], "back-projection + kriged priors"
+        verdict = "met" if figure >= target else f"missed by {target - figure:.1f} points"
+        lines.append(f"{condition}, {factor}x: inversion {figure:+.1f} % against {against} (target >= {target:g} %): "
+                     f"{verdict}; least DEM {row['reference_least' if condition != 'one_image' else 'fair_least']:+.1f} "
+                     f"%")
+    misses = [r["registration"]["image_miss_m"] for r in results["held_out"] if r["relief_m"] > 50.0]
+    if misses:
+        worst = max(misses)
+        lines.append(f"registration: the applied image shift within {worst:.1f} m of the drawn one on every held-out "
+                     f"scene with relief ({len(misses)} scenes; target <= {TARGETS['registration_m']:g} m): "
+                     f"{'met' if worst <= TARGETS['registration_m'] else 'missed'}")
+    worst_rows = [row for row in results["summary"] if math.isfinite(row["worst_class_above_reference_pct"])]
+    if worst_rows:
+        worst_row = max(worst_rows, key=lambda row: row["worst_class_above_reference_pct"])
+        value = worst_row["worst_class_above_reference_pct"]
+        lines.append(f"terrain classes: the worst is {worst_row['worst_class']} ({worst_row['condition']}, "
+                     f"{worst_row['factor']}x) at {value:+.1f} % against back-projection + kriged priors (target <= "
+                     f"+{TARGETS['class_pct']:g} %): {'met' if value <= TARGETS['class_pct'] else 'missed'}")
+    return lines
+
+
+def write_table(results: dict[str, Any], path: str | Path) -> Path:
+    """The study's table (markdown) from its results."""
+    lines = ["# Terrain refinement by inverting the simulator", "",
+             f"Validation DEMs: {', '.join(results['validation_dems'])}; held out: "
+             f"{', '.join(results['held_out_dems'])} (crops of at most {results['crop_cells']} cells a side). "
+             f"Settings chosen on validation: {results['settings']}.", "",
+             "Reduction of the RMSE (%) by the inversion (mean over the held-out DEMs, in brackets the least DEM; "
+             "positive: below it).", "",
+             "| condition | factor | fair bar (chosen on validation) | vs fair bar | vs oracle | vs back-projection "
+             "+ kriged priors | worst class vs it | registration miss (max) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in results["summary"]:
+        lines.append(f"| {row['condition']} | {row['factor']}x | {METHOD_LABELS[row['fair_bar']]} | "
+                     f"{row['fair_mean']:+.1f} ({row['fair_least']:+.1f}) | {row['oracle_mean']:+.1f} "
+                     f"({row['oracle_least']:+.1f}) | {row['reference_mean']:+.1f} ({row['reference_least']:+.1f}) | "
+                     f"{row['worst_class_above_reference_pct']:+.1f} ({row['worst_class']}) | "
+                     f"{row['registration_miss_max_m']:.1f} m |")
+    lines += ["", "Targets:", ""] + [f"- {line}" for line in target_lines(results)]
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_study(results: dict[str, Any], path: str | Path) -> Path:
+    """Bars: each method's RMSE relative to back-projection + kriged priors per condition
+    and factor (mean over held-out cases), and the registration misses."""
+    import matplotlib.pyplot as plt
+
+    rows = [(r["condition"], r["factor"]) for r in results["summary"]]
+    methods = (*NON_LEARNED, "inversion")
+    fig, (bars_axis, reg_axis) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / len(methods)
+    for index, method in enumerate(methods):
+        values = []
+        for condition, factor in rows:
+            records = [r for r in results["held_out"] if r["case"]["condition"] == condition
+                       and r["case"]["factor"] == factor]
+            values.append(float(np.mean([_relative(r["scores"], method) for r in records])))
+        bars_axis.bar(np.arange(len(rows)) + index * width, values, width, label=METHOD_LABELS[method],
+                      color="black" if method == "inversion" else None)
+    bars_axis.axhline(1.0, color="grey", lw=0.8)
+    bars_axis.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, [f"{c}\n{f}x" for c, f in rows])
+    bars_axis.set_ylabel("RMSE / back-projection + kriged priors")
+    bars_axis.set_title("held-out DEMs: RMSE relative to back-projection + kriged priors (lower is better)", fontsize=9)
+    bars_axis.legend(fontsize=7, ncol=2)
+    misses = [r["registration"]["image_miss_m"] for r in results["held_out"]]
+    reliefs = [r["relief_m"] for r in results["held_out"]]
+    reg_axis.scatter(reliefs, misses, s=12)
+    reg_axis.axhline(TARGETS["registration_m"], color="red", lw=0.8, label="target 5 m")
+    reg_axis.set_xlabel("relief (m, 5-95 %)")
+    reg_axis.set_ylabel("|applied - drawn shift| (m)")
+    reg_axis.set_title("image registration", fontsize=9)
+    reg_axis.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def run_inversion_study(
+    dems: dict[str, tuple[xr.DataArray, np.ndarray | None]],
+    validation_dems: Sequence[str],
+    held_out_dems: Sequence[str],
+    out: str | Path,
+    *,
+    factors: Sequence[int] = (3, 5),
+    conditions: Sequence[str] = tuple(CONDITIONS),
+    crop_cells: int = CROP_CELLS,
+    search: bool = True,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the study and write ``inversion.json``, ``inversion.md`` and ``inversion.png``
+    in ``out`` (cases' records in ``out/cases``: a rerun resumes from them).
+
+    Parameters
+    ----------
+    dems : by name, the fine DEM (ellipsoidal heights) and its sea (bool cells, or None).
+    validation_dems, held_out_dems : names of ``dems``: the settings and the fair bars are
+        chosen on the first, the figures measured on the second.
+    factors, conditions : the coarse factors and the conditions of :data:`CONDITIONS`.
+    crop_cells : cells a side of each DEM's crop (:func:`land_crop`).
+    search : search the settings on the validation cases (else the defaults).
+    progress : called with a line per step.
+    """
+    overlap = set(validation_dems) & set(held_out_dems)
+    if overlap:
+        raise InvalidInputError(f"{sorted(overlap)} are both validation and held-out DEMs: keep them apart")
+    out = Path(out)
+    (out / "cases").mkdir(parents=True, exist_ok=True)
+    crops = {name: land_crop(dems[name][0], crop_cells, dems[name][1]) for name in (*validation_dems, *held_out_dems)}
+    seas = {}
+    for name in crops:
+        sea = dems[name][1]
+        if sea is None:
+            seas[name] = None
+        else:
+            full = dems[name][0]
+            rows = np.flatnonzero(np.isin(full["y"].values, crops[name]["y"].values))
+            cols = np.flatnonzero(np.isin(full["x"].values, crops[name]["x"].values))
+            seas[name] = np.asarray(sea)[np.ix_(rows, cols)]
+
+    def simulate(case: Case) -> CaseData:
+        data = study_case(case, crops[case.dem], seas[case.dem])
+        progress(f"simulated {case.name} ({data.seconds:.0f} s, {data.scene.attrs.get('images', 1)} images)")
+        return data
+
+    validation_cases = cases(validation_dems, factors, conditions)
+    settings = InversionSettings()
+    evaluations: list[dict[str, Any]] = []
+    settings_path = out / "settings.json"
+    if settings_path.exists():
+        saved = json.loads(settings_path.read_text())
+        settings, evaluations = InversionSettings(**saved["settings"]), saved["evaluations"]
+        validation_data = None
+    else:
+        validation_data = [simulate(case) for case in validation_cases]
+        if search:
+            settings, evaluations = search_settings(validation_data, progress=progress)
+        write_json({"settings": asdict(settings), "evaluations": evaluations}, settings_path)
+    validation_records = []
+    for index, case in enumerate(validation_cases):
+        record_path = out / "cases" / f"validation_{case.name}.json"
+        if not record_path.exists():
+            if validation_data is None:
+                validation_data = [simulate(each) for each in validation_cases]
+            write_json(case_record(case, validation_data[index], settings), record_path)
+        validation_records.append(json.loads(record_path.read_text()))
+    del validation_data
+    bars = fair_bars(validation_records)
+    held_out_records = []
+    for case in cases(held_out_dems, factors, conditions):
+        record_path = out / "cases" / f"held_out_{case.name}.json"
+        if not record_path.exists():
+            data = simulate(case)
+            write_json(case_record(case, data, settings), record_path)
+            del data
+        record = json.loads(record_path.read_text())
+        held_out_records.append(record)
+        progress(f"{case.name}: inversion {record['scores']['inversion']['overall']:.2f} m, back-projection + kriged "
+                 f"priors {record['scores'][REFERENCE_METHOD]['overall']:.2f} m")
+    results = {
+        "validation_dems": list(validation_dems), "held_out_dems": list(held_out_dems), "factors": list(factors),
+        "conditions": {name: CONDITIONS[name] for name in conditions}, "crop_cells": crop_cells,
+        "settings": asdict(settings), "search": evaluations, "fair_bars": bars,
+        "validation": validation_records, "held_out": held_out_records,
+        "summary": summarise(held_out_records, bars),
+        "note": "simulated SAR: the figures are an upper bound of what real data give",
+    }
+    results["targets"] = target_lines(results)
+    write_json(results, out / "inversion.json")
+    write_table(results, out / "inversion.md")
+    plot_study(results, out / "inversion.png")
+    return results
