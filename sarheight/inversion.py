@@ -87,15 +87,21 @@ from .dem import cell_size_m, geodetic_coordinates, open_dem
 from .errors import InvalidInputError, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
 from .ground import FittedLaw, fit_sigma0_law
-from .layover import reconstruct
 from .masks import MaskCode
 from .observation import intensity_on_window, rebuilt_in_radar_geometry, resolve_observation
-from .simulate import cell_geometry, radar_window, run_simulation
+from .simulate import (
+    cell_geometry,
+    empirical_sigma0,
+    radar_window,
+    run_simulation,
+    simulate_sar,
+    visibility_masks,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_LOOKS", "ImageRegistration", "InversionImage", "InversionSettings", "composite_images",
-           "invert_dem", "radar_image", "register_to_images", "relief_prior_spectrum", "speckle_variance"]
+           "invert_dem", "law_of", "radar_image", "register_to_images", "relief_prior_spectrum", "speckle_variance"]
 
 #: Nepers per decibel.
 _NEPER_PER_DB = math.log(10.0) / 10.0
@@ -103,6 +109,13 @@ _NEPER_PER_DB = math.log(10.0) / 10.0
 #: The equivalent number of looks of a Sentinel-1 IW GRD (high resolution) pixel, taken
 #: for an image that does not say its own.
 DEFAULT_LOOKS = 4.4
+
+#: The looks taken for an image without speckle (a simulation's "none").
+NO_SPECKLE_LOOKS = 1e6
+
+#: The least variance (nepers^2) of a cell's log-ratio that is not relief: the
+#: simulator's own approximations (facets, the law's fit), where speckle is nil.
+MODEL_VARIANCE = 0.01**2
 
 #: Local incidence angles (degrees) outside which a cell's ratio is not read.
 USEFUL_INCIDENCE_DEG = (10.0, 80.0)
@@ -199,7 +212,9 @@ def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, 
                                 "calibrated image itself, of the DEM's area")
     if looks is None:
         attribute = getattr(sar, "attrs", {}).get("looks") if isinstance(sar, xr.DataArray) else None
-        looks = float(attribute) if isinstance(attribute, (int, float, np.number)) else DEFAULT_LOOKS
+        # A simulation without speckle says "none": as many looks as makes speckle nil.
+        looks = (float(attribute) if isinstance(attribute, (int, float, np.number)) else
+                 NO_SPECKLE_LOOKS if attribute == "none" else DEFAULT_LOOKS)
     if not (math.isfinite(looks) and looks > 0):
         raise InvalidInputError(f"looks must be a positive number, got {looks!r}")
     return InversionImage(image.astype(np.float32), observation.geometry, float(looks), label, 1,
@@ -468,7 +483,7 @@ def _power_law(heights: np.ndarray, steps: tuple[float, float], coarse_cell_m: f
     log_k, log_power = np.log(k[band]), np.log(power[band] / passed[band])
     beta = DEFAULT_SPECTRAL_EXPONENT
     if band.sum() >= 12:
-        beta = float(np.clip(-np.polyfit(log_k, log_power, 1)[0], 2.0, 5.0))
+        beta = float(np.clip(-np.polyfit(log_k, log_power, 1)[0], 3.0, 5.0))
     return float(np.exp(np.median(log_power + beta * log_k))), beta
 
 
@@ -516,6 +531,18 @@ def _steps(grid: xr.DataArray) -> tuple[float, float]:
     north = dy * (1.0 if grid["y"].size < 2 or float(grid["y"][1] - grid["y"][0]) > 0 else -1.0)
     east = dx * (1.0 if grid["x"].size < 2 or float(grid["x"][1] - grid["x"][0]) > 0 else -1.0)
     return north, east
+
+
+def law_of(law: Callable[[np.ndarray], np.ndarray]) -> FittedLaw:
+    """A known law (linear sigma0 of the local incidence, degrees) as the monotone
+    polynomial the inversion evaluates (:class:`sarheight.ground.FittedLaw`), fitted to
+    its own values over 5-85 degrees."""
+    angles = np.linspace(5.0, 85.0, 161)
+    with np.errstate(divide="ignore"):
+        values = 10.0 * np.log10(np.asarray(law(angles), dtype=np.float64))
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("a known law must give a positive sigma0 at every local incidence of 5-85 degrees")
+    return fit_sigma0_law(np.repeat(values, 40), np.repeat(angles, 40), bin_deg=0.5)
 
 
 def _linear_law(law: FittedLaw) -> Callable[[np.ndarray], np.ndarray]:
@@ -590,6 +617,7 @@ def invert_dem(
     prior_error_m: np.ndarray | float | None = None,
     coarse_cell_m: float | None = None,
     settings: InversionSettings | None = None,
+    known_laws: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> xr.Dataset:
     """Refine ``reference`` by inverting the simulator against ``images`` (see the
@@ -607,6 +635,9 @@ def invert_dem(
     prior_error_m : their standard deviation (m), one or per cell; default the settings'.
     coarse_cell_m : the coarse DEM's cell size (m); default from ``coarse``.
     settings : the weights and regularisation (default :class:`InversionSettings`).
+    known_laws : the ground's sigma0 law under each image, where it is known (linear
+        sigma0 of the local incidence in degrees): used as it is, never refitted; None:
+        fitted to each image.
     progress : called with a line of text after each round.
 
     Returns
@@ -642,8 +673,9 @@ def invert_dem(
     albedo, nodes = _albedo_interpolation(shape, spacing / grid_cell)
     problem = _Problem(shape, steps, coarse_mean, prior_spectrum, pad, _blur(shape, settings.model_blur), albedo,
                        _laplacian(nodes))
-    frames = [_look_frame(reference.copy(data=start.reshape(shape).astype(np.float32)), image.geometry)
-              for image in images]
+    surface = reference.copy(data=start.reshape(shape).astype(np.float32))
+    frames = [_look_frame(surface, image.geometry) for image in images]
+    samplings = [_sampling(image, surface) for image in images]
     if prior_height is not None and prior_mask is not None:
         prior_cells = (np.asarray(prior_mask).ravel() > 0) & np.isfinite(np.asarray(prior_height, np.float64).ravel())
         prior_values = np.where(prior_cells, np.asarray(prior_height, dtype=np.float64).ravel(), 0.0)
@@ -655,23 +687,52 @@ def invert_dem(
     heights = start.copy()
     albedo_nodes = np.zeros(albedo.shape[1])
     laws: list[FittedLaw | None] = [None] * len(images)
-    variances: list[float | None] = [None] * len(images)
     misfits: list[float] = []
-    readable = np.zeros(cells, dtype=np.uint8)
+    if known_laws is not None:
+        if len(known_laws) != len(images):
+            raise InvalidInputError(f"{len(known_laws)} laws for {len(images)} images: give one law per image")
+        laws = [law_of(law) for law in known_laws]
+
+    def read(surface_heights: np.ndarray, nodes: np.ndarray, current: list[FittedLaw | None]) -> list[_Reading]:
+        return [_read(image, samplings[index], reference, surface_heights, shape, albedo @ nodes, current[index],
+                      frame, problem, known=known_laws is not None)
+                for index, (image, frame) in enumerate(zip(images, frames, strict=True))]
+
+    penalties = _Penalties(problem, start, prior_cells, prior_values, prior_weight, settings)
+    readings = read(heights, albedo_nodes, laws)
+    variances = [_noise_variance(reading, image.looks, problem) for reading, image in zip(readings, images,
+                                                                                           strict=True)]
+    objective = penalties.objective(readings, variances, heights, albedo_nodes)
+    steps_taken: list[float] = []
     for round_index in range(settings.rounds):
-        readings = []
-        for index, (image, frame) in enumerate(zip(images, frames, strict=True)):
-            reading = _read(image, reference, heights, shape, albedo @ albedo_nodes, laws[index], frame, problem)
-            laws[index] = reading.law
-            if variances[index] is None:
-                variances[index] = _noise_variance(reading, image.looks, problem)
-            readings.append(reading)
-        readable = np.sum([reading.valid for reading in readings], axis=0).astype(np.uint8)
+        laws = [reading.law for reading in readings]
         misfits.append(float(np.sqrt(np.mean(np.concatenate([r.residual[r.valid] ** 2 for r in readings])))))
-        heights, albedo_nodes = _solve(problem, readings, variances, heights, start, albedo_nodes, prior_cells,
-                                       prior_values, prior_weight, settings)
+        new_heights, new_nodes, predicted = _solve(problem, readings, variances, heights, albedo_nodes, penalties)
+        # A damped Gauss-Newton step: the new surface is read with the simulator; where
+        # the objective falls by less than a tenth of what the linearisation promised (its
+        # neglected terms: positions, the law, layover near its threshold), the step is
+        # halved, up to three times, else the round keeps the surface and the rounds end.
+        fraction = 1.0
+        for _ in range(4):
+            trial = read(new_heights, new_nodes, laws)
+            trial_objective = penalties.objective(trial, variances, new_heights, new_nodes)
+            if trial_objective <= objective - 0.1 * fraction * (objective - predicted):
+                break
+            fraction *= 0.5
+            new_heights = heights + 0.5 * (new_heights - heights)
+            new_nodes = albedo_nodes + 0.5 * (new_nodes - albedo_nodes)
+        else:
+            steps_taken.append(0.0)
+            if progress is not None:
+                progress(f"inversion round {round_index + 1}/{settings.rounds}: no step lowers the objective; stopped")
+            break
+        steps_taken.append(fraction)
+        heights, albedo_nodes, readings, objective = new_heights, new_nodes, trial, trial_objective
         if progress is not None:
-            progress(f"inversion round {round_index + 1}/{settings.rounds}: misfit {misfits[-1]:.3f} nepers")
+            progress(f"inversion round {round_index + 1}/{settings.rounds}: misfit {misfits[-1]:.3f} nepers, step "
+                     f"{fraction:g}")
+    laws = [reading.law for reading in readings]
+    readable = np.sum([reading.valid for reading in readings], axis=0).astype(np.uint8)
     result = np.where(known_cells.ravel(), heights, np.nan).reshape(shape)
     change = (result - values)[known_cells]
     out = xr.Dataset(
@@ -686,24 +747,99 @@ def invert_dem(
         inversion_images=len(images), inversion_geometries=geometries,
         inversion_misfit_nepers=", ".join(f"{value:.4f}" for value in misfits),
         inversion_laws_db_at_40=", ".join(f"{float(law(40.0)):.2f}" for law in laws if law is not None),
-        inversion_noise_nepers=", ".join(f"{math.sqrt(v):.3f}" for v in variances if v is not None),
+        inversion_noise_nepers=", ".join(f"{math.sqrt(v):.3f}" for v in variances),
+        inversion_steps=", ".join(f"{value:g}" for value in steps_taken),
         inversion_change_rms_m=float(np.sqrt(np.mean(change**2))) if change.size else 0.0,
         inversion_coarse_cell_m=float(coarse_cell_m))
     return out.rio.write_crs(reference.rio.crs)
 
 
-def _read(image: InversionImage, reference: xr.DataArray, heights: np.ndarray, shape: tuple[int, int],
-          albedo: np.ndarray, law: FittedLaw | None, frame: tuple[np.ndarray, np.ndarray],
-          problem: _Problem) -> _Reading:
-    """Reconstruct ``image`` on the surface ``heights``, refit its law there, and the
-    residual and the local slope sensitivities of every readable cell."""
+@dataclasses.dataclass
+class _Sampling:
+    """How one image is read on the grid, fixed for the whole inversion: where the
+    reference surface puts each cell in the image, the box of pixels a cell covers, and the
+    observation read there."""
+
+    window: RadarWindow
+    line: np.ndarray
+    sample: np.ndarray
+    box: tuple[int, int]
+    observed: np.ndarray
+    usable: np.ndarray
+
+
+#: Cells of the grid's border left out of the data: their pixels hold terrain beyond the
+#: DEM, which the simulation of the DEM does not have.
+BORDER_CELLS = 2
+
+
+def _box_filtered(values: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """The mean over a box of pixels around each pixel, of the finite ones; NaN where the
+    box has none."""
+    finite = np.isfinite(values) & (values > 0)
+    if box == (1, 1):
+        return np.where(finite, values, np.nan)
+    total = ndimage.uniform_filter(np.where(finite, values, 0.0), box, mode="constant")
+    count = ndimage.uniform_filter(finite.astype(np.float64), box, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0.5, total / count, np.nan)
+
+
+def _sample_log(image: np.ndarray, sampling: _Sampling) -> np.ndarray:
+    """ln of ``image`` (on the sampling's window) box-filtered and read bilinearly at the
+    cells; NaN where it has no value."""
+    filtered = _box_filtered(np.asarray(image, dtype=np.float64), sampling.box)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(filtered)
+    finite = np.isfinite(logs)
+    out = np.full(sampling.line.shape, np.nan)
+    inside = np.isfinite(sampling.line)
+    values = ndimage.map_coordinates(np.where(finite, logs, 0.0), [sampling.line[inside], sampling.sample[inside]],
+                                     order=1, mode="constant")
+    weight = ndimage.map_coordinates(finite.astype(np.float64), [sampling.line[inside], sampling.sample[inside]],
+                                     order=1, mode="constant")
+    out[inside] = np.where(weight > 0.999, values, np.nan)
+    return out
+
+
+def _sampling(image: InversionImage, reference: xr.DataArray) -> _Sampling:
+    """Where ``reference`` puts every cell in ``image`` (fixed through the inversion: the
+    observation is read once, never re-read at moved positions, whose speckle would be
+    other speckle), its masks there, and the observation read over each cell's box."""
+    cells = cell_geometry(reference, image.geometry)
+    window = image.window
+    layover, shadow, _ = visibility_masks(cells, cells["faces_away"], cells["active_layover"], window,
+                                          every_line=False)
+    line = (cells["line"] - window.line0).ravel()
+    sample = (cells["sample"] - window.sample0).ravel()
+    inside = (cells["valid"].ravel() & (line >= 0) & (line <= window.lines - 1) & (sample >= 0)
+              & (sample <= window.samples - 1))
+    line, sample = np.where(inside, line, np.nan), np.where(inside, sample, np.nan)
+    # A cell covers about this many pixels along each axis of the image.
+    steps = [np.nanmedian(np.abs(np.diff(cells[name], axis=axis))) for name in ("line", "sample") for axis in (0, 1)]
+    box = (max(1, round(max(steps[0], steps[1]))), max(1, round(max(steps[2], steps[3]))))
+    sampling = _Sampling(window, line, sample, box, np.empty(0), np.empty(0, dtype=bool))
+    observed = _sample_log(intensity_on_window(image.image, window), sampling)
+    border = np.zeros(reference.shape, dtype=bool)
+    border[BORDER_CELLS:-BORDER_CELLS or None, BORDER_CELLS:-BORDER_CELLS or None] = True
+    usable = (np.isfinite(observed) & inside & border.ravel() & (layover.ravel() == MaskCode.NONE)
+              & (shadow.ravel() == MaskCode.NONE))
+    return dataclasses.replace(sampling, observed=observed, usable=usable)
+
+
+def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, heights: np.ndarray,
+          shape: tuple[int, int], albedo: np.ndarray, law: FittedLaw | None, frame: tuple[np.ndarray, np.ndarray],
+          problem: _Problem, known: bool = False) -> _Reading:
+    """Simulate the surface ``heights`` under ``image``'s geometry with the current law,
+    read the simulation where the observation was read, refit the law to their ratio, and
+    the residual and its sensitivities to the heights at every readable cell (``known``:
+    ``law`` is the ground's, not refitted)."""
     surface = reference.copy(data=heights.reshape(shape).astype(np.float32))
-    contribution: Any = "model" if law is None else _linear_law(law)
+    current = _linear_law(law) if law is not None else empirical_sigma0
     with warnings.catch_warnings():
-        # Partial coverage at the margins and the noise floor are said once by the caller.
         warnings.simplefilter("ignore")
-        result = reconstruct(image.image, surface, image.geometry, contribution=contribution, progress=False)
-    sigma = np.asarray(result["backscatter"].values, dtype=np.float64).ravel()
+        simulated = simulate_sar(surface, image.geometry, backscatter=current, looks=None, nesz_db=None)
+    model = _sample_log(intensity_on_window(simulated, sampling.window), sampling)
     look, plane = frame
     north_op, east_op = problem.gradient
     slope_y, slope_x = north_op @ heights, east_op @ heights
@@ -711,22 +847,28 @@ def _read(image: InversionImage, reference: xr.DataArray, heights: np.ndarray, s
     q = np.sqrt(q2)
     plane_dot = (-slope_x * plane[:, 0] - slope_y * plane[:, 1] + plane[:, 2])
     cos_theta = (-slope_x * look[:, 0] - slope_y * look[:, 1] + look[:, 2]) / q
-    theta = np.asarray(result["local_incidence_angle"].values, dtype=np.float64).ravel()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        valid = (np.isfinite(sigma) & (sigma > 0) & np.isfinite(theta) & (theta > USEFUL_INCIDENCE_DEG[0])
-                 & (theta < USEFUL_INCIDENCE_DEG[1]) & (plane_dot > 0.05 * q) & (cos_theta > 0.05)
-                 & (np.asarray(result["layover"].values).ravel() == MaskCode.NONE)
-                 & (np.asarray(result["shadow"].values).ravel() == MaskCode.NONE))
-    log_sigma = np.log(np.where(valid, sigma, 1.0))
+    with np.errstate(invalid="ignore"):
+        theta = np.degrees(np.arccos(np.clip(cos_theta, -1.0, 1.0)))
+        level = np.nanmedian(model[sampling.usable]) if sampling.usable.any() else 0.0
+        valid = (sampling.usable & np.isfinite(model) & (model > level + math.log(0.1))
+                 & (theta > USEFUL_INCIDENCE_DEG[0]) & (theta < USEFUL_INCIDENCE_DEG[1])
+                 & (plane_dot > 0.05 * q) & (cos_theta > 0.05))
     if valid.sum() < 64:
         raise InvalidInputError(f"the observation {image.name} has fewer than 64 cells outside layover and shadow "
                                 "over the DEM: nothing to invert")
-    fitted = fit_sigma0_law(((log_sigma - albedo) / _NEPER_PER_DB).reshape(shape), theta.reshape(shape),
-                            valid.reshape(shape))
+    with np.errstate(invalid="ignore"):
+        current_log = np.log(np.maximum(current(theta), 1e-30))
+    # The law refitted to the observation over the simulation at the current surface: what
+    # the current law lacks at each incidence (the relief's share of the ratio averages out
+    # over a degree's cells).
+    ratio = np.where(valid, sampling.observed - model - albedo, np.nan)
+    fitted = law if known and law is not None else fit_sigma0_law(
+        ((current_log + ratio) / _NEPER_PER_DB).reshape(shape), theta.reshape(shape), valid.reshape(shape))
     with np.errstate(invalid="ignore"):
         law_log = fitted(theta) * _NEPER_PER_DB
         law_slope = fitted.slope_db_per_deg(theta) * _NEPER_PER_DB * 180.0 / math.pi
-    residual = np.where(valid, log_sigma - law_log - albedo, 0.0)
+    model = model + (law_log - current_log)
+    residual = np.where(valid, sampling.observed - model - albedo, 0.0)
     residual[valid] -= residual[valid].mean()
     sin_theta = np.sqrt(np.maximum(1.0 - cos_theta**2, 1e-6))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -735,24 +877,17 @@ def _read(image: InversionImage, reference: xr.DataArray, heights: np.ndarray, s
                          - law_slope / sin_theta * (look[:, 0] / q + cos_theta * slope_x / q2))
         sensitivity_y = (-plane[:, 1] / plane_dot - slope_y / q2
                          - law_slope / sin_theta * (look[:, 1] / q + cos_theta * slope_y / q2))
-    # The cell's move in the image: raising it by dh moves its radar position as far as a
-    # move of kappa dh towards the sensor along the surface does; the observation there is
-    # the observed brightness's gradient (smoothed: speckle's own gradient is noise) that
-    # way.
+    # The cell's move in the image: raising it by dh moves its facets as far as a move of
+    # kappa dh towards the sensor along the surface does, so the simulation read at the
+    # fixed position shows what lay kappa dh farther: the simulated brightness's gradient
+    # towards the sensor (smooth: no speckle in it).
     horizontal = np.hypot(look[:, 0], look[:, 1])
     toward_x, toward_y = look[:, 0] / horizontal, look[:, 1] / horizontal
     kappa = look[:, 2] / np.maximum(horizontal + look[:, 2] * (toward_x * slope_x + toward_y * slope_y), 0.1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        observed = log_sigma - np.log(np.maximum(plane_dot / q, 1e-3))
-    filled = np.where(valid, observed, np.nan)
-    weight = ndimage.gaussian_filter(np.isfinite(filled).reshape(shape).astype(np.float64), TRANSLATION_SMOOTHING)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        smooth = (ndimage.gaussian_filter(np.nan_to_num(filled).reshape(shape), TRANSLATION_SMOOTHING)
-                  / weight).ravel()
-    smooth = np.where(np.isfinite(smooth), smooth, 0.0)
-    translation = kappa * (toward_x * (east_op @ smooth) + toward_y * (north_op @ smooth))
+    filled = np.where(np.isfinite(model), model, np.nanmedian(model[valid]))
+    translation = kappa * (toward_x * (east_op @ filled) + toward_y * (north_op @ filled))
     return _Reading(residual, valid, fitted, np.where(valid, sensitivity_x, 0.0), np.where(valid, sensitivity_y, 0.0),
-                    np.where(valid & (weight.ravel() > 0.5), translation, 0.0))
+                    np.where(valid & np.isfinite(translation), translation, 0.0))
 
 
 def _noise_variance(reading: _Reading, looks: float, problem: _Problem) -> float:
@@ -770,13 +905,39 @@ def _noise_variance(reading: _Reading, looks: float, problem: _Problem) -> float
     slope_y2 = float(np.sum(power * np.abs(north_d) ** 2 * blur**2)) / count**2
     relief = float(np.mean(reading.slope_x[reading.valid] ** 2)) * slope_x2 + float(
         np.mean(reading.slope_y[reading.valid] ** 2)) * slope_y2
-    return max(speckle_variance(looks), observed - relief)
+    return max(speckle_variance(looks) + MODEL_VARIANCE, observed - relief)
 
 
-def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[float | None], heights: np.ndarray,
-           reference: np.ndarray, albedo_nodes: np.ndarray, prior_cells: np.ndarray, prior_values: np.ndarray,
-           prior_weight: np.ndarray, settings: InversionSettings) -> tuple[np.ndarray, np.ndarray]:
-    """One Gauss-Newton round: the new heights and albedo nodes."""
+class _Penalties:
+    """The terms of the objective that are not the images': the coarse-cell means, the
+    known heights, the relief prior, the albedo's roughness."""
+
+    def __init__(self, problem: _Problem, reference: np.ndarray, prior_cells: np.ndarray, prior_values: np.ndarray,
+                 prior_weight: np.ndarray, settings: InversionSettings):
+        self.problem, self.reference, self.settings = problem, reference, settings
+        self.prior_cells, self.prior_values, self.prior_weight = prior_cells, prior_values, prior_weight
+        self.coarse_weight = 1.0 / settings.coarse_error_m**2
+
+    def known(self, heights: np.ndarray) -> np.ndarray:
+        return np.where(self.prior_cells, heights - self.prior_values, 0.0)
+
+    def objective(self, readings: Sequence[_Reading], variances: Sequence[float], heights: np.ndarray,
+                  albedo_nodes: np.ndarray) -> float:
+        """The whole objective at ``heights`` and ``albedo_nodes`` read as ``readings``."""
+        correction = heights - self.reference
+        means = self.problem.coarse_mean @ correction
+        roughness = self.problem.albedo_roughness @ albedo_nodes
+        data = sum(float(np.sum(r.residual[r.valid] ** 2)) / v for r, v in zip(readings, variances, strict=True))
+        return (data + self.coarse_weight * float(means @ means) + float(self.prior_weight @ self.known(heights) ** 2)
+                + float(correction @ self.problem.relief_penalty(correction))
+                + self.settings.albedo_smoothness * float(roughness @ roughness))
+
+
+def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[float], heights: np.ndarray,
+           albedo_nodes: np.ndarray, penalties: _Penalties) -> tuple[np.ndarray, np.ndarray, float]:
+    """One Gauss-Newton step: the new heights and albedo nodes, and the objective the
+    linearisation predicts there."""
+    settings = penalties.settings
     cells = problem.cells
     north_op, east_op = problem.gradient
     data_rows, weights = [], []
@@ -787,7 +948,8 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
         data_rows.append(jacobian.tocsr())
         weights.append(reading.valid / float(variance))
     mean = problem.coarse_mean
-    coarse_weight = 1.0 / settings.coarse_error_m**2
+    coarse_weight = penalties.coarse_weight
+    prior_weight = penalties.prior_weight
     height_block = (sum(rows.T @ sparse.diags(w) @ rows for rows, w in zip(data_rows, weights, strict=True))
                     + coarse_weight * (mean.T @ mean) + sparse.diags(prior_weight)).tocsr()
     coupling = (-sum(rows.T @ sparse.diags(w) for rows, w in zip(data_rows, weights, strict=True)) @ problem.albedo).tocsr()
@@ -795,10 +957,10 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
     roughness = problem.albedo_roughness
     albedo_block = (problem.albedo.T @ sparse.diags(total_weight) @ problem.albedo
                     + settings.albedo_smoothness * (roughness.T @ roughness)).tocsr()
-    correction = heights - reference
+    correction = heights - penalties.reference
     gradient_h = (sum(rows.T @ (w * r.residual) for rows, w, r in zip(data_rows, weights, readings, strict=True))
                   + coarse_weight * (mean.T @ (mean @ correction))
-                  + prior_weight * np.where(prior_cells, heights - prior_values, 0.0)
+                  + prior_weight * penalties.known(heights)
                   + problem.relief_penalty(correction))
     gradient_a = (-problem.albedo.T @ np.sum([w * r.residual for w, r in zip(weights, readings, strict=True)], axis=0)
                   + settings.albedo_smoothness * (roughness.T @ (roughness @ albedo_nodes)))
@@ -829,11 +991,15 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
         return np.concatenate([problem.crop(smoothed), da / albedo_diagonal])
 
     size = cells + nodes
-    step, _ = sparse_linalg.cg(sparse_linalg.LinearOperator((size, size), apply),
-                               -np.concatenate([gradient_h, gradient_a]),
+    gradient = np.concatenate([gradient_h, gradient_a])
+    step, _ = sparse_linalg.cg(sparse_linalg.LinearOperator((size, size), apply), -gradient,
                                M=sparse_linalg.LinearOperator((size, size), precondition),
                                rtol=settings.tolerance, maxiter=500)
-    return heights + step[:cells], albedo_nodes + step[cells:]
+    # The quadratic model's value at the step: Phi + 2 g.s + s.H.s (the objective is a
+    # sum of squares, its gradient here half of Phi's).
+    current = penalties.objective(readings, variances, heights, albedo_nodes)
+    predicted = current + 2.0 * float(gradient @ step) + float(step @ apply(step))
+    return heights + step[:cells], albedo_nodes + step[cells:], predicted
 
 
 # ---------------------------------------------------------------------------------------
