@@ -121,9 +121,11 @@ MODEL_VARIANCE = 0.01**2
 USEFUL_INCIDENCE_DEG = (10.0, 80.0)
 
 #: The level difference (dB) between a date and its pass's median beyond which the date
-#: is not composited with the others (wet snow, a soaked or frozen ground): kept as a
-#: group of its own, with its own law.
-DATE_LEVEL_TOLERANCE_DB = 1.0
+#: is not composited with the others (wet snow: 3 dB and more below the snow-free ground;
+#: a soaked or frozen ground): kept as a group of its own, with its own law. Within it, a
+#: date's moisture moves its level, not the brightness of one slope against another: the
+#: linear mean keeps the relief's pattern.
+DATE_LEVEL_TOLERANCE_DB = 2.0
 
 
 def speckle_variance(looks: float) -> float:
@@ -204,6 +206,12 @@ def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, 
         values = np.asarray(observation.on_window(window), dtype=np.float32)
         image = xr.DataArray(values, dims=("line", "sample"), coords=window.coords())
     values = np.asarray(image.values, dtype=np.float64)
+    if not observation.on_map:
+        # The level over the pixels the DEM's cells fall in, not the margin around them.
+        rows = np.rint(cells["line"][cells["valid"]] - window.line0).astype(np.int64)
+        cols = np.rint(cells["sample"][cells["valid"]] - window.sample0).astype(np.int64)
+        keep = (rows >= 0) & (rows < values.shape[0]) & (cols >= 0) & (cols < values.shape[1])
+        values = values[rows[keep], cols[keep]]
     positive = values[np.isfinite(values) & (values > 0)]
     label = name or _observation_name(sar)
     if positive.size < 16:
@@ -545,6 +553,18 @@ def law_of(law: Callable[[np.ndarray], np.ndarray]) -> FittedLaw:
     return fit_sigma0_law(np.repeat(values, 40), np.repeat(angles, 40), bin_deg=0.5)
 
 
+def _refit(sigma0_db: np.ndarray, theta: np.ndarray, valid: np.ndarray, current: FittedLaw | None) -> FittedLaw:
+    """The law fitted to ``sigma0_db`` of the local incidence ``theta``: in bins of a
+    degree (:func:`sarheight.ground.fit_sigma0_law`), of five degrees on small grids, else
+    the current law (or the empirical one)."""
+    for bin_deg, min_cells in ((1.0, 30), (5.0, 10)):
+        try:
+            return fit_sigma0_law(sigma0_db, theta, valid, bin_deg=bin_deg, min_cells=min_cells)
+        except InvalidInputError:
+            continue
+    return current if current is not None else law_of(empirical_sigma0)
+
+
 def _linear_law(law: FittedLaw) -> Callable[[np.ndarray], np.ndarray]:
     """A fitted law (dB) as the linear contribution law a simulation takes."""
     def linear(angles: np.ndarray) -> np.ndarray:
@@ -862,8 +882,8 @@ def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, h
     # the current law lacks at each incidence (the relief's share of the ratio averages out
     # over a degree's cells).
     ratio = np.where(valid, sampling.observed - model - albedo, np.nan)
-    fitted = law if known and law is not None else fit_sigma0_law(
-        ((current_log + ratio) / _NEPER_PER_DB).reshape(shape), theta.reshape(shape), valid.reshape(shape))
+    fitted = law if known and law is not None else _refit(((current_log + ratio) / _NEPER_PER_DB).reshape(shape),
+                                                          theta.reshape(shape), valid.reshape(shape), law)
     with np.errstate(invalid="ignore"):
         law_log = fitted(theta) * _NEPER_PER_DB
         law_slope = fitted.slope_db_per_deg(theta) * _NEPER_PER_DB * 180.0 / math.pi
