@@ -101,7 +101,8 @@ from .simulate import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_LOOKS", "ImageRegistration", "InversionImage", "InversionSettings", "composite_images",
-           "invert_dem", "law_of", "radar_image", "register_to_images", "relief_prior_spectrum", "speckle_variance"]
+           "invert_dem", "law_of", "radar_image", "register_to_images", "relief_power_law", "relief_prior_spectrum",
+           "speckle_variance"]
 
 #: Nepers per decibel.
 _NEPER_PER_DB = math.log(10.0) / 10.0
@@ -442,15 +443,24 @@ def _albedo_interpolation(shape: tuple[int, int], spacing: float) -> tuple[spars
     return sparse.kron(rows, cols, format="csr"), (node_rows, node_cols)
 
 
-def relief_prior_spectrum(reference: np.ndarray, steps: tuple[float, float], coarse_cell_m: float,
+def relief_power_law(reference: np.ndarray, steps: tuple[float, float], coarse_cell_m: float) -> tuple[float, float]:
+    """(amplitude per cell, exponent) of the power law ``|FFT|^2 / cells = A |k|^-beta``
+    (k in rad/m) of the terrain under ``reference`` (plane-detrended, Hann-windowed),
+    fitted below a quarter of the coarse Nyquist wavenumber with the block mean's
+    attenuation divided out; the exponent at least 3 (terrain is rougher than that only in
+    a fit to too few wavenumbers)."""
+    amplitude, beta = _power_law(reference, steps, coarse_cell_m)
+    return amplitude / reference.size, beta
+
+
+def relief_prior_spectrum(power_law: tuple[float, float], steps: tuple[float, float], coarse_cell_m: float,
                           shape: tuple[int, int]) -> np.ndarray:
     """The prior power (``E|FFT(d)|^2``, unnormalised FFT on a grid of ``shape``) of the
-    relief a coarse DEM of cells ``coarse_cell_m`` lost: the power law fitted to the
-    reference's spectrum below a quarter of the coarse Nyquist wavenumber (the block
-    mean's attenuation there divided out), times ``(1 - T(k))^2``, ``T`` the block mean's
-    transfer function (zero where the coarse DEM holds the wavenumber)."""
-    amplitude, beta = _power_law(reference, steps, coarse_cell_m)
-    amplitude *= shape[0] * shape[1] / reference.size
+    relief a coarse DEM of cells ``coarse_cell_m`` lost: the terrain's power law
+    (:func:`relief_power_law`) times ``(1 - T(k))^2``, ``T`` the block mean's transfer
+    function (zero where the coarse DEM holds the wavenumber)."""
+    amplitude, beta = power_law
+    amplitude *= shape[0] * shape[1]
     fy = np.fft.fftfreq(shape[0], d=steps[0])[:, None]
     fx = np.fft.fftfreq(shape[1], d=steps[1])[None, :]
     k = 2 * math.pi * np.hypot(fy, fx)
@@ -638,6 +648,9 @@ def invert_dem(
     coarse_cell_m: float | None = None,
     settings: InversionSettings | None = None,
     known_laws: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
+    blocks: int | None = None,
+    client: Any = None,
+    power_law: tuple[float, float] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> xr.Dataset:
     """Refine ``reference`` by inverting the simulator against ``images`` (see the
@@ -658,7 +671,18 @@ def invert_dem(
     known_laws : the ground's sigma0 law under each image, where it is known (linear
         sigma0 of the local incidence in degrees): used as it is, never refitted; None:
         fitted to each image.
-    progress : called with a line of text after each round.
+    blocks : run block by block (bounded memory): fine cells a side of each block's core
+        (each read with :data:`BLOCK_OVERLAP_COARSE_CELLS` coarse cells around it and
+        keeping its core); with ``client``, :data:`BLOCK_CELLS` by default. Each block
+        fits its own law and albedo: the result departs from the in-memory one near the
+        blocks' seams by a fraction of a metre (``tests/test_inversion.py`` states it).
+    client : where the blocks run, as :func:`sarheight.layover.reconstruct` takes it:
+        None (local threads), ``"local"`` (a LocalCluster) or a scheduler address or
+        ``dask.distributed.Client``.
+    power_law : the terrain's power law the relief prior extrapolates
+        (:func:`relief_power_law`); default fitted to ``reference`` (block by block, to
+        the whole grid once).
+    progress : called with a line of text after each round (each block, block-wise).
 
     Returns
     -------
@@ -670,6 +694,26 @@ def invert_dem(
     settings = settings or InversionSettings()
     # The reference is on the grid the caller made, in ellipsoidal heights already.
     reference = open_dem(reference, vertical_datum="ellipsoid", copy=False)
+    if blocks is not None or client is not None:
+        from .distributed import check_client
+
+        check_client(client)
+        size = BLOCK_CELLS if blocks is None else blocks
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16:
+            raise InvalidInputError(f"blocks must be at least 16 fine cells a side, got {blocks!r}")
+        if coarse_cell_m is None:
+            dy, dx = cell_size_m(coarse)
+            coarse_cell_m = math.sqrt(dy * dx)
+        grid_dy, grid_dx = cell_size_m(reference)
+        overlap = math.ceil(BLOCK_OVERLAP_COARSE_CELLS * coarse_cell_m / math.sqrt(grid_dy * grid_dx))
+        if power_law is None:
+            values = np.asarray(reference.values, dtype=np.float64)
+            power_law = relief_power_law(np.where(np.isfinite(values), values, np.nanmean(values)),
+                                         _steps(reference), coarse_cell_m)
+        return _invert_blockwise(reference, coarse, images, block_cells=int(size), overlap=overlap, client=client,
+                                 progress=progress, prior_height=prior_height, prior_mask=prior_mask,
+                                 prior_error_m=prior_error_m, coarse_cell_m=coarse_cell_m, settings=settings,
+                                 known_laws=known_laws, power_law=power_law)
     if not images:
         raise InvalidInputError("no observation was given: give at least one SAR image")
     values = np.asarray(reference.values, dtype=np.float64)
@@ -687,7 +731,9 @@ def invert_dem(
     coarse_mean = coarse_mean_operator(reference, coarse)
     pad = int(min(64, max(8, round(2 * coarse_cell_m / grid_cell))))
     padded = (shape[0] + 2 * pad, shape[1] + 2 * pad)
-    prior_spectrum = settings.prior_scale * relief_prior_spectrum(start.reshape(shape), steps, coarse_cell_m, padded)
+    if power_law is None:
+        power_law = relief_power_law(start.reshape(shape), steps, coarse_cell_m)
+    prior_spectrum = settings.prior_scale * relief_prior_spectrum(power_law, steps, coarse_cell_m, padded)
     geometries = len({tuple(sorted(image.geometry.to_attrs().items())) for image in images})
     spacing = (settings.albedo_spacing if geometries == 1 else settings.albedo_spacing_passes) * coarse_cell_m
     albedo, nodes = _albedo_interpolation(shape, spacing / grid_cell)
@@ -847,6 +893,72 @@ def _sampling(image: InversionImage, reference: xr.DataArray) -> _Sampling:
     return dataclasses.replace(sampling, observed=observed, usable=usable)
 
 
+#: Fine cells a side of a block of the block-wise inversion (its core), and the overlap
+#: (in coarse cells) read around it: a block's edge cells see only one side of their
+#: neighbourhood, so each keeps only its core.
+BLOCK_CELLS = 512
+BLOCK_OVERLAP_COARSE_CELLS = 6
+
+
+def _cropped(image: InversionImage, surface: xr.DataArray) -> InversionImage:
+    """``image`` cut to the radar window of ``surface`` (a block of the grid), with the
+    margin the inversion reads around it."""
+    cells = cell_geometry(surface, image.geometry, own_surface=False)
+    window = radar_window(cells["line"], cells["sample"], cells["valid"], image.geometry, margin=WINDOW_MARGIN)
+    part = image.window.intersection(window)
+    if part is None:
+        raise InvalidInputError(f"the observation {image.name} does not cover a block of the grid")
+    rows, cols = part.index_in(image.window)
+    return dataclasses.replace(image, image=image.image.isel(line=rows, sample=cols))
+
+
+def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Sequence[InversionImage], *,
+                      block_cells: int, overlap: int, client: Any, progress: Callable[[str], None] | None,
+                      **options: Any) -> xr.Dataset:
+    """:func:`invert_dem` in overlapping blocks, on threads or a dask.distributed cluster."""
+    from .distributed import Workers
+
+    rows, cols = reference.shape
+    heights = np.full(reference.shape, np.nan, dtype=np.float32)
+    tasks = []
+    with Workers.open(client) as workers:
+        shared = workers.broadcast((coarse, list(images)))
+        for row in range(0, rows, block_cells):
+            for col in range(0, cols, block_cells):
+                row_slice = slice(max(0, row - overlap), min(rows, row + block_cells + overlap))
+                col_slice = slice(max(0, col - overlap), min(cols, col + block_cells + overlap))
+                core = (slice(row - row_slice.start, min(rows, row + block_cells) - row_slice.start),
+                        slice(col - col_slice.start, min(cols, col + block_cells) - col_slice.start))
+                # Each task takes its own part of the grid and of the priors, not the whole.
+                part = dict(options)
+                for name in ("prior_height", "prior_mask"):
+                    if part[name] is not None:
+                        part[name] = np.asarray(part[name])[row_slice, col_slice]
+                tasks.append(((row, col), workers.submit(_invert_blockwise_task, reference.isel(y=row_slice,
+                                                                                                x=col_slice),
+                                                         shared, core, part)))
+        for done, ((row, col), future) in enumerate(tasks, start=1):
+            block = future.result()
+            heights[row:row + block.shape[0], col:col + block.shape[1]] = block
+            if progress is not None:
+                progress(f"inversion block {done}/{len(tasks)}")
+    out = xr.Dataset({"height": (("y", "x"), heights, {"units": "m", "long_name": "height by inversion"})},
+                     coords={"y": reference["y"], "x": reference["x"]})
+    settings = options.get("settings") or InversionSettings()
+    out.attrs.update(settings.to_attrs())
+    out.attrs.update(inversion_images=len(images), inversion_blocks=len(tasks), inversion_block_cells=block_cells,
+                     inversion_block_overlap=overlap)
+    return out.rio.write_crs(reference.rio.crs)
+
+
+def _invert_blockwise_task(surface: xr.DataArray, shared: tuple, core: tuple[slice, slice],
+                           options: dict[str, Any]) -> np.ndarray:
+    """One block's inversion (a task of the block-wise run): the heights of its core."""
+    coarse, images = shared
+    result = invert_dem(surface, coarse, [_cropped(image, surface) for image in images], **options)
+    return result["height"].values[core]
+
+
 def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, heights: np.ndarray,
           shape: tuple[int, int], albedo: np.ndarray, law: FittedLaw | None, frame: tuple[np.ndarray, np.ndarray],
           problem: _Problem, known: bool = False) -> _Reading:
@@ -970,8 +1082,9 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
     mean = problem.coarse_mean
     coarse_weight = penalties.coarse_weight
     prior_weight = penalties.prior_weight
+    # The coarse-cell means stay an operator: their product holds factor^2 entries a row.
     height_block = (sum(rows.T @ sparse.diags(w) @ rows for rows, w in zip(data_rows, weights, strict=True))
-                    + coarse_weight * (mean.T @ mean) + sparse.diags(prior_weight)).tocsr()
+                    + sparse.diags(prior_weight)).tocsr()
     coupling = (-sum(rows.T @ sparse.diags(w) for rows, w in zip(data_rows, weights, strict=True)) @ problem.albedo).tocsr()
     total_weight = np.sum(weights, axis=0)
     roughness = problem.albedo_roughness
@@ -988,8 +1101,8 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
 
     def apply(vector: np.ndarray) -> np.ndarray:
         dh, da = vector[:cells], vector[cells:]
-        return np.concatenate([height_block @ dh + problem.relief_penalty(dh) + coupling @ da,
-                               coupling.T @ dh + albedo_block @ da])
+        return np.concatenate([height_block @ dh + coarse_weight * (mean.T @ (mean @ dh)) + problem.relief_penalty(dh)
+                               + coupling @ da, coupling.T @ dh + albedo_block @ da])
 
     # The preconditioner: the height block with every coefficient at its mean, diagonal in
     # the Fourier domain (the relief prior exactly, the data term's mean slope

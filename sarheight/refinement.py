@@ -52,6 +52,8 @@ def refine_dem(
     overlap: int = 64,
     device: str | None = None,
     inversion_settings: InversionSettings | None = None,
+    inversion_blocks: int | None = None,
+    client: Any = None,
     progress: bool = True,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Refine a user's coarse DEM with a SAR observation: the fine DEM on a grid of
@@ -97,6 +99,9 @@ def refine_dem(
     tile, overlap, device : as :func:`predict_height` takes them.
     inversion_settings : the inversion's weights (default
         :class:`sarheight.inversion.InversionSettings`).
+    inversion_blocks, client : the inversion block by block (fine cells a side of a
+        block) on threads or a dask.distributed cluster (None, "local", a scheduler
+        address or a Client), for grids larger than memory.
     progress : show progress bars (tqdm; silent when not a terminal).
 
     Returns
@@ -119,6 +124,9 @@ def refine_dem(
     """
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
+    if (inversion_blocks is not None or client is not None) and method != "inversion":
+        raise InvalidInputError(f"inversion_blocks and client run the inversion block by block: method={method!r} "
+                                "has no blocks; leave them out, or give method='inversion'")
     members: list[Any] = []
     if method == "network":
         from .extras import require
@@ -144,7 +152,8 @@ def refine_dem(
                            points_crs=points_crs, points_vertical_datum=points_vertical_datum,
                            points_geoid_grid=points_geoid_grid, other=other,
                            sar_quantity=sar_quantity, sar_db=sar_db, inversion=method == "inversion",
-                           inversion_settings=inversion_settings, name="refinement", progress=progress)
+                           inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
+                           name="refinement", progress=progress)
     if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:
         raise InvalidInputError(f"method={method!r} reads one pass, and observations of both passes were given: the "
                                 "opposite pass would be ignored; give the dates of one pass, or method='inversion', "

@@ -703,6 +703,8 @@ def observed_scene(
     register: bool = True,
     inversion: bool = False,
     inversion_settings: InversionSettings | None = None,
+    inversion_blocks: int | None = None,
+    client: Any = None,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -755,6 +757,9 @@ def observed_scene(
         ``inversion_readable``, with ``inversion_*`` attributes.
     inversion_settings : the inversion's weights and regularisation (default
         :class:`sarheight.inversion.InversionSettings`).
+    inversion_blocks, client : run the inversion block by block (cells a side of a block)
+        on threads or a dask.distributed cluster, as :func:`sarheight.inversion.invert_dem`
+        takes them.
     name : the scene's name (attribute ``scene_name``); default from the inputs.
     progress : show progress bars (only on a terminal).
 
@@ -805,9 +810,11 @@ def observed_scene(
     if inversion:
         inverted = invert_dem(scene["coarse_refined"].rio.write_crs(coarse.rio.crs), native, groups,
                               prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
-                              coarse_cell_m=math.sqrt(dy * dx), settings=inversion_settings)
+                              coarse_cell_m=math.sqrt(dy * dx), settings=inversion_settings, blocks=inversion_blocks,
+                              client=client)
         scene["inverted"] = _on_grid(inverted["height"].values, coarse, "inverted")
-        scene["inversion_readable"] = _on_grid(inverted["readable"].values, coarse, "inversion_readable")
+        if "readable" in inverted:
+            scene["inversion_readable"] = _on_grid(inverted["readable"].values, coarse, "inversion_readable")
         scene.attrs.update({key: value for key, value in inverted.attrs.items() if key.startswith("inversion_")})
     if truth is not None:
         scene["height"] = _on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
     parser.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
+    parser.add_argument("--blocks", type=int, default=None, metavar="CELLS",
+                        help="--method inversion: run it block by block, CELLS fine cells a side of a block (bounded "
+                        "memory, local threads)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="--method inversion: run its blocks on a dask.distributed cluster: a scheduler address "
+                        "(tcp://host:8786), or 'local' for a LocalCluster on this machine")
     # Several GeoTIFFs may need several geometries (the two passes): --geometry repeats here.
     add_geometry_options(parser, required=False, repeated=True)
     add_dem_options(parser)
@@ -76,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.ckpt:
         raise SarHeightError(f"--ckpt is for --method network; --method {args.method} needs no checkpoint: leave "
                              "--ckpt out")
+    if (args.blocks is not None or args.scheduler is not None) and args.method != "inversion":
+        raise SarHeightError(f"--blocks and --scheduler run the inversion block by block: --method {args.method} has "
+                             "none; leave them out, or give --method inversion")
+    if args.blocks is not None and args.blocks < 16:
+        raise SarHeightError(f"--blocks {args.blocks}: give at least 16 cells a side")
     if len(args.sar) > MAX_OBSERVATIONS:
         raise SarHeightError(f"--sar is given {len(args.sar)} times: give at most {MAX_OBSERVATIONS} observations")
     paths = [Path(sar) for sar in args.sar]
@@ -113,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
                                 points_vertical_datum=args.priors_vertical_datum,
                                 points_geoid_grid=getattr(args, "geoid_grid", None),
                                 measurement=args.measurement or "IW/VV", sar_quantity=args.sar_quantity,
-                                sar_db=args.sar_db, device=args.device, progress=not args.quiet)
+                                sar_db=args.sar_db, device=args.device, inversion_blocks=args.blocks,
+                                client=args.scheduler, progress=not args.quiet)
     stages.done("refined")
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
