@@ -1,4 +1,4 @@
-"""Write the refinement study's figures into the documentation from its JSON.
+"""Write the refinement and inversion studies' figures into the documentation from their JSON.
 
     python benchmarks/refinement_docs.py [--results benchmarks/terrain_refinement/refinement.json]
 
@@ -14,10 +14,12 @@ import argparse
 import json
 from pathlib import Path
 
+from sarheight.studies import inversion
 from sarheight.studies.refinement import results_section, write_generated
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "benchmarks/terrain_refinement/refinement.json"
+INVERSION_RESULTS = "benchmarks/terrain_inversion/inversion.json"
 WRITER = "benchmarks/refinement_docs.py"
 DOCUMENTS = ("benchmarks/README.md", "docs/terrain_refinement.md")
 
@@ -30,6 +32,11 @@ def main() -> None:
     for document in DOCUMENTS:
         write_generated(ROOT / document, text, source=RESULTS, writer=WRITER)
         print(f"wrote the figures of {RESULTS} into {document}")
+    results = json.loads((ROOT / INVERSION_RESULTS).read_text())
+    inversion.write_table(results, ROOT / INVERSION_RESULTS.replace(".json", ".md"))
+    for document in DOCUMENTS:
+        write_generated(ROOT / document, inversion.results_section(results), source=INVERSION_RESULTS, writer=WRITER)
+        print(f"wrote the figures of {INVERSION_RESULTS} into {document}")
 
 
 if __name__ == "__main__":

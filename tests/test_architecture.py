@@ -30,6 +30,7 @@ LAYERS = (
     ("benchmark",),
     ("priors",),
     ("backprojection",),
+    ("inversion",),
     ("terrain",),
     ("clinometry",),
     ("city",),

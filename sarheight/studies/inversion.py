@@ -404,16 +404,28 @@ def target_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_table(results: dict[str, Any], path: str | Path) -> Path:
-    """The study's table (markdown) from its results."""
-    lines = ["# Terrain refinement by inverting the simulator", "",
-             f"Validation DEMs: {', '.join(results['validation_dems'])}; held out: "
-             f"{', '.join(results['held_out_dems'])} (crops of at most {results['crop_cells']} cells a side). "
-             f"Settings chosen on validation: {results['settings']}.", "",
+def results_section(results: dict[str, Any]) -> str:
+    """The study's figures as Markdown (the generated part of the documents): the DEMs,
+    the settings and fair bars chosen on validation, the reductions per condition and
+    factor, and the targets, measured."""
+    bars = ", ".join(f"{condition}: {METHOD_LABELS[bar['method']]} (validation mean "
+                     f"{bar['validation_mean_relative_rmse'][bar['method']]:.3f} of back-projection + kriged priors; "
+                     f"inversion {bar['validation_mean_relative_rmse']['inversion']:.3f})"
+                     for condition, bar in results["fair_bars"].items())
+    chosen = ", ".join(f"{key} {value:g}" for key, value in results["settings"].items()
+                       if key in SEARCH)
+    seconds = [record["seconds"]["inversion"] for record in results["held_out"]]
+    lines = [f"Validation DEMs (settings and fair bars chosen there): {', '.join(results['validation_dems'])}; held "
+             f"out: {', '.join(results['held_out_dems'])}; crops of at most {results['crop_cells']} cells a side, "
+             f"coarse factors {', '.join(f'{f}x' for f in results['factors'])}; {len(results['held_out'])} held-out and "
+             f"{len(results['validation'])} validation scenes. Settings chosen on validation ({len(results['search'])} "
+             f"evaluated): {chosen}. Fair bars: {bars}. An inversion took {min(seconds):.1f}-{max(seconds):.1f} s on "
+             "these crops.", "",
              "Reduction of the RMSE (%) by the inversion (mean over the held-out DEMs, in brackets the least DEM; "
-             "positive: below it).", "",
-             "| condition | factor | fair bar (chosen on validation) | vs fair bar | vs oracle | vs back-projection "
-             "+ kriged priors | worst class vs it | registration miss (max) |",
+             "positive: below it). The oracle is the best method without learning per DEM and prior kind, chosen "
+             "with the truth.", "",
+             "| condition | factor | fair bar | vs fair bar | vs oracle | vs back-projection + kriged priors | worst "
+             "class vs it | registration miss (max) |",
              "|---|---|---|---|---|---|---|---|"]
     for row in results["summary"]:
         lines.append(f"| {row['condition']} | {row['factor']}x | {METHOD_LABELS[row['fair_bar']]} | "
@@ -421,9 +433,15 @@ def write_table(results: dict[str, Any], path: str | Path) -> Path:
                      f"({row['oracle_least']:+.1f}) | {row['reference_mean']:+.1f} ({row['reference_least']:+.1f}) | "
                      f"{row['worst_class_above_reference_pct']:+.1f} ({row['worst_class']}) | "
                      f"{row['registration_miss_max_m']:.1f} m |")
-    lines += ["", "Targets:", ""] + [f"- {line}" for line in target_lines(results)]
+    lines += ["", "The targets, measured:", ""] + [f"- {line}" for line in target_lines(results)]
+    lines += ["", f"Simulated SAR: {results['note']}."]
+    return "\n".join(lines)
+
+
+def write_table(results: dict[str, Any], path: str | Path) -> Path:
+    """The study's table (Markdown) from its results."""
     path = Path(path)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("# Terrain refinement by inverting the simulator\n\n" + results_section(results) + "\n")
     return path
 
 

@@ -1,0 +1,105 @@
+"""How long ``sarheight terrain refine --method inversion`` takes on a grid of a million cells.
+
+    python benchmarks/inversion_speed.py --out benchmarks/terrain_inversion/speed.json
+
+The fine DEM is the reference data's eastern Turkey SRTM3 tile (1000 x 1000 cells, 3
+arc-seconds; synthetic mountains of the same size where the reference data is absent);
+the user's coarse DEM its 3x block mean; the observation its simulated sigma0, geocoded
+(``sarheight simulate``). The command refines the coarse DEM back onto the fine grid (one
+million cells) from the observation, the way a user runs it: each run a process of its
+own, timed from start to exit, the first one warming the kernels' cache. Also timed in
+the same run, for where the time goes: clinometry and back-projection on the same inputs
+(the scene they share), and the inversion's own rounds (``invert_dem``) on the scene's
+inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEM = "eastern_turkey_srtm3"
+GEOMETRY = ["--geometry", "synthetic", "--line-spacing", "60", "--sample-spacing", "45"]
+
+
+def _command(*args: str) -> float:
+    """Seconds one ``sarheight`` command takes, in a process of its own."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "sarheight", *args], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="the reference data folder")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "terrain_inversion" / "speed.json"))
+    parser.add_argument("--runs", type=int, default=2, help="timed runs of each command after the warm-up (2)")
+    args = parser.parse_args()
+
+    from sarheight.dem import open_dem
+    from sarheight.io import write_geotiff
+    from sarheight.terrain import block_mean
+
+    path = Path(args.data) / "dem" / f"{DEM}.tif"
+    if path.exists():
+        fine = open_dem(path, vertical_datum="egm96", geoid_grid=Path(args.data) / "geoid" / "egm96_15.gtx")
+        source = f"{DEM} (reference data)"
+    else:
+        from sarheight.benchmark.scenes import synthetic_scene
+
+        fine, _ = synthetic_scene(1000, 90.0)
+        source = "synthetic mountains, 1000 x 1000 cells of 90 m"
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        write_geotiff(fine.rename("height"), folder / "fine.tif")
+        write_geotiff(block_mean(fine, 3).rename("height"), folder / "coarse.tif")
+        common = ["--vertical-datum", "ellipsoid", "--quiet"]
+        _command("simulate", str(folder / "fine.tif"), *GEOMETRY, *common, "--out", str(folder / "sim.tif"))
+        from sarheight.dem import cell_size_m
+
+        dy, dx = cell_size_m(fine)
+        spacing = f"{(dy * dx) ** 0.5:.3f}"
+        refine = ["terrain", "refine", "--dem", str(folder / "coarse.tif"), "--sar", str(folder / "sim_sigma0.tif"),
+                  *GEOMETRY, *common, "--spacing", spacing]
+        timings: dict[str, list[float]] = {}
+        for method in ("inversion", "clinometry", "back-projection"):
+            out = folder / f"{method}.tif"
+            _command(*refine, "--method", method, "--out", str(out))  # warm-up: the kernels' cache
+            timings[method] = [_command(*refine, "--method", method, "--out", str(out)) for _ in range(args.runs)]
+        import rioxarray
+
+        refined = rioxarray.open_rasterio(folder / "inversion.tif", masked=True)
+        cells = int(refined.shape[-1] * refined.shape[-2])
+        truth = np.asarray(fine.values, dtype=np.float64)
+        scores = {}
+        for method in timings:
+            heights = rioxarray.open_rasterio(folder / f"{method}.tif", masked=True).sel(band=1).values
+            if heights.shape == truth.shape:
+                scores[method] = float(np.sqrt(np.nanmean((heights - truth) ** 2)))
+    record = {
+        "dem": source, "grid_cells": cells, "spacing_m": float(spacing), "coarse_factor": 3,
+        "seconds": timings, "best_seconds": {key: min(values) for key, values in timings.items()},
+        "rmse_m_against_the_fine_dem": scores,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "target_seconds": 60.0,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    for method, best in record["best_seconds"].items():
+        print(f"{method}: {best:.1f} s on {cells} cells (best of {args.runs}); RMSE {scores.get(method, float('nan')):.2f} m")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
