@@ -314,9 +314,18 @@ class InversionSettings:
         one acquisition geometry, and for several (both passes see the same albedo, so it
         can be finer).
     albedo_smoothness : the weight of the albedo's roughness (its nodes' Laplacian).
-    rounds : Gauss-Newton rounds (each reconstructs every image on the current surface).
-    model_blur : binomial steps of the blur of a cell's ratio (0: none).
+    rounds : Gauss-Newton rounds (each simulates the current surface under every image).
+    model_blur : binomial steps of the blur of a cell's ratio in the local linearisation
+        (0: none).
     tolerance : the conjugate gradients' relative residual.
+    translation : the local linearisation includes a cell's move in the image.
+    probe_stride : probe the linearisation with the simulator itself (0: the local one):
+        ``probe_stride**2`` simulations a round and image, each raising every
+        ``probe_stride``-th cell (:func:`_probed_jacobian`).
+    probe_looks : probe only images (or groups of dates) of at least this many looks:
+        with one date's speckle the local linearisation does as well (on a Big Tujunga
+        crop, the same RMSE both ways), with a stack the probed one reads more (a tenth
+        lower there, both passes x 10 dates).
     """
 
     prior_scale: float = 0.5
@@ -329,14 +338,16 @@ class InversionSettings:
     model_blur: int = 1
     tolerance: float = 1e-3
     translation: bool = True
+    probe_stride: int = 0
+    probe_looks: float = 20.0
 
     def __post_init__(self) -> None:
         for name in ("prior_scale", "coarse_error_m", "prior_error_m", "albedo_spacing", "albedo_spacing_passes",
-                     "albedo_smoothness", "tolerance"):
+                     "albedo_smoothness", "tolerance", "probe_looks"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"InversionSettings.{name} must be a positive number, got {value!r}")
-        for name, least in (("rounds", 1), ("model_blur", 0)):
+        for name, least in (("rounds", 1), ("model_blur", 0), ("probe_stride", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise InvalidInputError(f"InversionSettings.{name} must be an integer >= {least}, got {value!r}")
@@ -597,6 +608,7 @@ class _Reading:
     slope_x: np.ndarray
     slope_y: np.ndarray
     translation: np.ndarray
+    probed: sparse.csr_matrix | None = None
 
 
 class _Problem:
@@ -761,12 +773,14 @@ def invert_dem(
 
     def read(surface_heights: np.ndarray, nodes: np.ndarray, current: list[FittedLaw | None]) -> list[_Reading]:
         return [_read(image, samplings[index], reference, surface_heights, shape, albedo @ nodes, current[index],
-                      frame, problem, known=known_laws is not None)
+                      frame, problem, known=known_laws is not None,
+                      probe=settings.probe_stride if image.looks >= settings.probe_looks else 0)
                 for index, (image, frame) in enumerate(zip(images, frames, strict=True))]
 
     penalties = _Penalties(problem, start, prior_cells, prior_values, prior_weight, settings)
     readings = read(heights, albedo_nodes, laws)
-    variances = [_noise_variance(reading, image.looks, problem) for reading, image in zip(readings, images,
+    variances = [_noise_variance(reading, image.looks * sampling.box[0] * sampling.box[1], problem)
+                 for reading, image, sampling in zip(readings, images, samplings,
                                                                                            strict=True)]
     objective = penalties.objective(readings, variances, heights, albedo_nodes)
     steps_taken: list[float] = []
@@ -961,7 +975,7 @@ def _invert_blockwise_task(surface: xr.DataArray, shared: tuple, core: tuple[sli
 
 def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, heights: np.ndarray,
           shape: tuple[int, int], albedo: np.ndarray, law: FittedLaw | None, frame: tuple[np.ndarray, np.ndarray],
-          problem: _Problem, known: bool = False) -> _Reading:
+          problem: _Problem, known: bool = False, probe: int = 0) -> _Reading:
     """Simulate the surface ``heights`` under ``image``'s geometry with the current law,
     read the simulation where the observation was read, refit the law to their ratio, and
     the residual and its sensitivities to the heights at every readable cell (``known``:
@@ -972,6 +986,7 @@ def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, h
         warnings.simplefilter("ignore")
         simulated = simulate_sar(surface, image.geometry, backscatter=current, looks=None, nesz_db=None)
     model = _sample_log(intensity_on_window(simulated, sampling.window), sampling)
+    probed = _probed_jacobian(image, sampling, surface, current, model, probe) if probe else None
     look, plane = frame
     north_op, east_op = problem.gradient
     slope_y, slope_x = north_op @ heights, east_op @ heights
@@ -1019,7 +1034,49 @@ def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, h
     filled = np.where(np.isfinite(model), model, np.nanmedian(model[valid]))
     translation = kappa * (toward_x * (east_op @ filled) + toward_y * (north_op @ filled))
     return _Reading(residual, valid, fitted, np.where(valid, sensitivity_x, 0.0), np.where(valid, sensitivity_y, 0.0),
-                    np.where(valid & np.isfinite(translation), translation, 0.0))
+                    np.where(valid & np.isfinite(translation), translation, 0.0),
+                    None if probed is None else (sparse.diags(valid.astype(np.float64)) @ probed).tocsr())
+
+
+#: The height (m) each probe of :func:`_probed_jacobian` raises its cells by.
+PROBE_M = 0.5
+
+
+def _probed_jacobian(image: InversionImage, sampling: _Sampling, surface: xr.DataArray,
+                     law: Callable[[np.ndarray], np.ndarray], model: np.ndarray, stride: int) -> sparse.csr_matrix:
+    """The residual's derivative in the heights, probed with the simulator itself: the
+    cells of one class of ``stride`` x ``stride`` (every ``stride``-th row and column,
+    ``stride**2`` classes) are raised by :data:`PROBE_M` together, the surface simulated and
+    read, and each reading's change is the derivative in the height of the class's cell
+    nearest to it (within half a stride: a cell's footprint, its move in the image and the
+    reading's box reach its neighbours, not farther). Every effect the simulator has
+    (local incidence, compression, translation, layover near its cell) is in it."""
+    rows, cols = surface.shape
+    heights = np.asarray(surface.values, dtype=np.float64)
+    row_index, col_index = np.mgrid[0:rows, 0:cols]
+    half = stride // 2
+    entries_rows, entries_cols, entries = [], [], []
+    for first_row in range(stride):
+        for first_col in range(stride):
+            raised = ((row_index % stride) == first_row) & ((col_index % stride) == first_col)
+            probe = surface.copy(data=(heights + PROBE_M * raised).astype(np.float32))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                simulated = simulate_sar(probe, image.geometry, backscatter=law, looks=None, nesz_db=None)
+            change = (_sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
+            # The class's cell each reading belongs to: the nearest along each axis.
+            owner_row = first_row + stride * np.round((row_index - first_row) / stride).astype(np.int64)
+            owner_col = first_col + stride * np.round((col_index - first_col) / stride).astype(np.int64)
+            inside = ((owner_row >= 0) & (owner_row < rows) & (owner_col >= 0) & (owner_col < cols)
+                      & (np.abs(row_index - owner_row) <= half) & (np.abs(col_index - owner_col) <= half)
+                      & np.isfinite(change.reshape(rows, cols)))
+            entries_rows.append((row_index * cols + col_index)[inside])
+            entries_cols.append((owner_row * cols + owner_col)[inside])
+            # The residual is the observation less the model: its derivative is the model's, negated.
+            entries.append(-change.reshape(rows, cols)[inside])
+    cells = rows * cols
+    return sparse.csr_matrix((np.concatenate(entries), (np.concatenate(entries_rows), np.concatenate(entries_cols))),
+                             shape=(cells, cells))
 
 
 def _noise_variance(reading: _Reading, looks: float, problem: _Problem) -> float:
@@ -1074,9 +1131,13 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
     north_op, east_op = problem.gradient
     data_rows, weights = [], []
     for reading, variance in zip(readings, variances, strict=True):
-        jacobian = problem.blur @ (sparse.diags(reading.slope_x) @ east_op + sparse.diags(reading.slope_y) @ north_op)
-        if settings.translation:
-            jacobian = jacobian + sparse.diags(reading.translation)
+        if reading.probed is not None:
+            jacobian = reading.probed
+        else:
+            jacobian = problem.blur @ (sparse.diags(reading.slope_x) @ east_op
+                                       + sparse.diags(reading.slope_y) @ north_op)
+            if settings.translation:
+                jacobian = jacobian + sparse.diags(reading.translation)
         data_rows.append(jacobian.tocsr())
         weights.append(reading.valid / float(variance))
     mean = problem.coarse_mean

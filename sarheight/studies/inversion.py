@@ -57,6 +57,7 @@ from ..priors import PRIOR_KINDS, draw_prior_errors, sample_priors
 from ..terrain import (
     REFINEMENT_CLASSES,
     block_mean,
+    grid_steps,
     observed_scene,
     refinement_classes,
     scene_geometry,
@@ -97,6 +98,7 @@ SEARCH: dict[str, tuple[Any, ...]] = {
     "albedo_spacing": (2.0, 4.0, 8.0),
     "albedo_spacing_passes": (1.0, 2.0, 4.0),
     "albedo_smoothness": (1.0, 10.0, 100.0),
+    "probe_stride": (0, 4),
 }
 
 #: Cells per side of the crops the cases take from each DEM (the part with the most land).
@@ -266,6 +268,38 @@ def search_settings(validation: Sequence[CaseData], *, progress: Callable[[str],
     return best, evaluations
 
 
+#: The parts of a height error :func:`error_sources` tells apart.
+ERROR_SOURCES = ("coarse_scale", "lost_along_range", "lost_across_range", "lost_oblique")
+
+
+def error_sources(error: np.ndarray, scene: xr.Dataset) -> dict[str, float]:
+    """Where a map's squared error lies (shares of it, Hann-windowed spectrum): at the
+    wavenumbers the coarse DEM holds (below its Nyquist on both axes: its correlated
+    error, bias and shift, and what the priors could not correct), and in the relief it
+    lost, along the ground range (the wavevectors within 45 degrees of the look: what
+    one pass's brightness reads), across it (within 45 degrees of the track: what it
+    cannot read) and between."""
+    values = np.where(np.isfinite(error), error, 0.0)
+    values = values - values[np.isfinite(error)].mean() if np.isfinite(error).any() else values
+    rows, cols = values.shape
+    power = np.abs(np.fft.fft2(values * np.outer(np.hanning(rows), np.hanning(cols)))) ** 2
+    north, east = grid_steps(scene["coarse_height"])
+    fy = np.fft.fftfreq(rows, d=north)[:, None]
+    fx = np.fft.fftfreq(cols, d=east)[None, :]
+    cell = float(scene.attrs["coarse_cell_m"])
+    held = (np.abs(fy) < 0.5 / cell) & (np.abs(fx) < 0.5 / cell)
+    heading = math.radians(float(scene.attrs.get("heading_deg", scene.attrs.get("geometry_heading_deg", 0.0))))
+    side = 1.0 if scene.attrs.get("look_side", "right") == "right" else -1.0
+    look_east, look_north = math.sin(heading + side * math.pi / 2), math.cos(heading + side * math.pi / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alignment = np.abs(look_east * fx + look_north * fy) / np.hypot(fx, fy)
+    total = float(power.sum()) or 1.0
+    parts = {"coarse_scale": held, "lost_along_range": ~held & (alignment >= math.cos(math.pi / 4)),
+             "lost_across_range": ~held & (alignment <= math.sin(math.pi / 8)),
+             "lost_oblique": ~held & (alignment < math.cos(math.pi / 4)) & (alignment > math.sin(math.pi / 8))}
+    return {name: float(power[where].sum()) / total for name, where in parts.items()}
+
+
 def case_record(case: Case, data: CaseData, settings: InversionSettings) -> dict[str, Any]:
     """A case's scores, registrations and inversion attributes (JSON-ready)."""
     maps = {name: values for name, values in baseline_maps(data.scene).items() if name in NON_LEARNED}
@@ -277,8 +311,10 @@ def case_record(case: Case, data: CaseData, settings: InversionSettings) -> dict
     priors_east = float(scene.attrs.get("coregistration_shift_east_m", 0.0))
     priors_north = float(scene.attrs.get("coregistration_shift_north_m", 0.0))
     relief = float(np.nanpercentile(scene["height"].values, 95) - np.nanpercentile(scene["height"].values, 5))
+    truth = scene["height"].values.astype(np.float64)
+    sources = {name: error_sources(maps[name] - truth, scene) for name in (REFERENCE_METHOD, "inversion")}
     return {
-        "case": asdict(case), "name": case.name, "scores": score_methods(data, maps),
+        "case": asdict(case), "name": case.name, "scores": score_methods(data, maps), "error_sources": sources,
         "relief_m": relief,
         "registration": {
             "drawn_east_m": data.drawn_shift[0], "drawn_north_m": data.drawn_shift[1],
