@@ -78,7 +78,16 @@ from .errors import (
     user_stacklevel,
 )
 from .geometry import RadarGeometry
-from .ground import LAMBERT_LAW, SNAP_LAW, DateCondition, FittedLaw, Ground, draw_ground, fit_sigma0_law
+from .ground import (
+    LAMBERT_LAW,
+    SNAP_LAW,
+    DateCondition,
+    FittedLaw,
+    Ground,
+    draw_date_conditions,
+    draw_ground,
+    fit_sigma0_law,
+)
 from .inversion import (
     InversionImage,
     InversionSettings,
@@ -1351,6 +1360,9 @@ def simulate_scenes(
     coarse_families: tuple[str, ...] = ("ideal",),
     prior_kinds: tuple[str | None, ...] = (None,),
     ground_families: tuple[str | None, ...] = (None,),
+    dates: tuple[int, ...] = (1,),
+    moisture_db: float = 1.0,
+    snow_share: float = 0.2,
     sample: int | None = None,
     unscored: dict[str, Any] | None = None,
     progress: bool = True,
@@ -1379,6 +1391,11 @@ def simulate_scenes(
     ground_families : families of :data:`sarheight.ground.GROUND_FAMILIES` the ground
         (land cover following the terrain, a law per class) is drawn from, instead of
         ``laws`` and ``land_cover_db``; None: those.
+    dates, moisture_db, snow_share : stacks: the numbers of dates per pass of the scenes
+        (1: one observation a pass), each date its own speckle and its ground's level moved
+        by a moisture drawn with ``moisture_db`` standard deviation (dB), ``snow_share`` of
+        the dates under wet snow (:func:`sarheight.ground.draw_date_conditions`, from the
+        scene's own seed).
     sample : per DEM, how many scenes to draw at random (without repeats, seeded by the
         DEM's name) from all the combinations of the axes above, instead of every one: a
         training set that spans many axes without their product.
@@ -1393,7 +1410,7 @@ def simulate_scenes(
     DEM's errors, the priors' instrument errors, the ground and the land cover) is drawn
     with a seed of its own scene (the CRC-32 of its name without the pass): no two scenes
     share a land cover, except the two passes of a pair, which see the same ground. Files are named
-    ``<dem>_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<pattern or kind>[_looks<n>][_<law>][_cover<dB>][_ground-<family>]_s<seed>.nc``;
+    ``<dem>_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<pattern or kind>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
     import itertools
@@ -1414,6 +1431,9 @@ def simulate_scenes(
                                                                    or tuple(land_cover_db) != (3.0,)):
         raise InvalidInputError("ground_families draw each scene's laws and land cover: leave laws and land_cover_db "
                                 "(--law, --land-cover) at their defaults with them")
+    if not dates or any(isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+                        for value in dates):
+        raise InvalidInputError(f"dates must be positive numbers of dates per pass, got {dates!r}")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 
@@ -1440,7 +1460,7 @@ def simulate_scenes(
     for truth, dem_name in zip(truths, names, strict=True):
         priors_axis = [kind for kind in prior_kinds if kind is not None] or list(prior_patterns)
         combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, priors_axis, looks,
-                                              laws, land_cover_db, ground_families, seeds))
+                                              laws, land_cover_db, ground_families, dates, seeds))
         if sample is not None and sample < len(combinations):
             rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
             combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample, replace=False))]
@@ -1450,10 +1470,11 @@ def simulate_scenes(
     with deferred_warnings(), tqdm(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes", unit="scene",
                                    disable=not progress) as bar:
         for truth, dem_name, combinations in plans:
-            for (tag, geometry, other), factor, family, priors, scene_looks, law, cover, ground_family, seed \
+            for (tag, geometry, other), factor, family, priors, scene_looks, law, cover, ground_family, stack, seed \
                     in combinations:
                 radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
                               else _radiometry_tag(scene_looks, "empirical", 3.0) + f"_ground-{ground_family}")
+                radiometry += f"_dates{stack}" if stack > 1 else ""
                 name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{priors}"
                         f"{radiometry}_s{seed}")
                 path = out / f"{name}.nc"
@@ -1470,6 +1491,9 @@ def simulate_scenes(
                         "prior_pattern": PRIOR_KINDS[kind]["pattern"] if kind else priors,
                         "ground": draw_ground(truth, ground_family, draw + 2) if ground_family else None,
                     }
+                    if stack > 1:
+                        drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
+                                                                        snow_dates=round(snow_share * stack))
                     scene = simulate_scene(truth, geometry, coarse_factor=factor, seed=seed, other_geometry=other,
                                            name=name, looks=scene_looks, law=law, land_cover_db=cover,
                                            land_cover_seed=draw, unscored=(unscored or {}).get(dem_name),

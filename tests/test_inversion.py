@@ -283,3 +283,20 @@ def test_terrain_refine_command_inverts_several_observations(passes, tmp_path, c
                  "--sar-db", "--spacing", "30", "--method", "clinometry", "--blocks", "64", "--sar", ascending,
                  "--geometry", "synthetic", "--out", str(tmp_path / "no.tif")]) == 2
     assert "block by block" in capsys.readouterr().err and not (tmp_path / "no.tif").exists()
+
+
+def test_scene_sets_draw_stacks(tmp_path):
+    from sarheight.terrain import open_scene, simulate_scenes
+
+    truth = rough_dem(4, rows=30, cols=30, relief=200.0)
+    truth.attrs["dem_name"] = "hills"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlausibilityWarning)
+        paths = simulate_scenes([truth], tmp_path, passes=("ascending",), dates=(1, 4), prior_count=5,
+                                progress=False)
+    assert [path.name for path in paths] == ["hills_ascending_c3_random_s0.nc", "hills_ascending_c3_random_dates4_s0.nc"]
+    stack = open_scene(paths[1])
+    assert stack.attrs["images"] == 8 and stack.attrs["dates"] + stack.attrs.get("image_groups", 0) >= 4
+    assert stack.attrs["date_conditions"].count("dB") == 4
+    with pytest.raises(InvalidInputError, match="dates"):
+        simulate_scenes([truth], tmp_path, dates=(0,), progress=False)

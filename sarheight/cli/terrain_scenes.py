@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            default=None, help="the ground: land cover following the terrain with a sigma0 law "
                            "per class drawn from a family of sarheight.ground, instead of --law and --land-cover; "
                            "repeat for several")
+    scene.add_argument("--dates", action="append", type=int, default=None, metavar="N",
+                       help="stacks: N dates per pass, each its own speckle, moisture and (a fifth of them) wet snow; "
+                       "the scenes' SAR is the composite of the dates that agree (default 1; repeat for several)")
+    scene.add_argument("--inversion", action="store_true",
+                       help="also refine each scene by inverting the simulator against all its observations "
+                       "(the variable 'inverted')")
     scene.add_argument("--sample", type=int, default=None, metavar="N",
                        help="draw N scenes per DEM at random from all the combinations of the options above "
                        "instead of making every one")
@@ -126,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         coarse_families=tuple(dict.fromkeys(args.coarse_families or ("ideal",))),
         prior_kinds=tuple(dict.fromkeys(args.prior_kinds or (None,))),
         ground_families=tuple(dict.fromkeys(args.ground_families or (None,))),
+        dates=tuple(dict.fromkeys(args.dates or (1,))),
+        inversion=args.inversion,
         sample=args.sample,
         nesz_db=args.nesz,
         progress=not args.quiet,
