@@ -1,70 +1,77 @@
 """Refinement by inverting the simulator: the fine DEM whose simulated observations match
-the observed ones, whose coarse-cell means stay the coarse DEM's, and which passes
-through the known heights.
+the observed ones, whose coarse-cell means stay the reference's, and which passes through
+the known heights.
 
 **The problem.** On the fine grid, the heights ``h`` and a smooth log-albedo field
-``alpha`` minimise (Gauss-Newton, every round a sparse linear least-squares problem
-solved by preconditioned conjugate gradients)::
+``alpha`` minimise (damped Gauss-Newton, every round a sparse linear least-squares
+problem solved by preconditioned conjugate gradients)::
 
-    sum over images i and cells c   w_ic (ln sigma0_ic(h) - ln L_i(theta_ic(h)) - alpha_c)^2 / v_i
+    sum over images i and cells c   (ln O_ic - ln S_ic(h; L_i) - alpha_c)^2 / v_i
   + sum over coarse cells k         (mean_k(h - R))^2 / sigma_c^2
   + sum over known heights p        (h_p - P_p)^2 / sigma_p^2
   + (h - R)' C^-1 (h - R)                                  the relief the coarse DEM lost
   + lambda_alpha |Laplacian(alpha)|^2                      the albedo is smooth
 
-- ``sigma0_ic(h)`` is image ``i`` reconstructed on the surface ``h`` by the project's own
-  forward model (:func:`sarheight.layover.reconstruct`: facets, exact area projection,
-  local incidence, layover and shadow): the observation's brightness over what the
-  simulation of ``h`` puts in each pixel, times the law at each cell. Where ``h`` is the
-  terrain the ratio is speckle alone; every round reconstructs again on the new surface,
-  so that the image is read at the positions ``h`` puts its cells (a height error moves
-  a cell by ``dh / tan(theta)`` in ground range: tens of metres).
+- ``O_ic`` is image ``i`` read at cell ``c``: the mean over the box of pixels the cell
+  covers, at the position the *reference* surface gives the cell, read once
+  (:func:`_sampling`). ``S_ic(h; L_i)`` is the project's own simulation of the surface
+  ``h`` under image ``i``'s geometry with the law ``L_i`` (:func:`sarheight.simulate.simulate_sar`:
+  facets, exact area projection, local incidence, layover and shadow), read at the same
+  positions in the same way. Where ``h`` is the terrain their ratio is speckle alone. The
+  observation is never re-read at positions a surface moved: its speckle there would be
+  other speckle, and rounds that re-read it drift (measured before this form: each round
+  after the first made the result worse).
 - ``L_i`` is the law of image ``i`` (or of a group of its dates), a monotone polynomial
-  of the local incidence fitted to the image itself against the *current* surface's
-  incidence every round (:func:`sarheight.ground.fit_sigma0_law`): never fitted once
-  against the coarse DEM's smoothed incidence, which would leave it flatter than the
-  ground's. The albedo ``alpha`` (land cover, moisture patches) is shared by every
-  image: a slope brightens one pass and darkens the other, the albedo brightens both,
-  so two passes tell them apart at finer scales than one can (its node spacing is
-  :attr:`InversionSettings.albedo_spacing` coarse cells for one geometry,
+  of the local incidence refitted every round to the observation over the simulation of
+  the *current* surface (:func:`sarheight.ground.fit_sigma0_law`), never fitted once
+  against the coarse DEM's smoothed incidence. The albedo ``alpha`` (land cover, moisture
+  patches) is shared by every image: a slope brightens one pass and darkens the other,
+  the albedo brightens both, so two passes tell them apart at finer scales than one can
+  (node spacing :attr:`InversionSettings.albedo_spacing` coarse cells for one geometry,
   :attr:`InversionSettings.albedo_spacing_passes` for several).
-- The linearisation of a cell's ratio in its slopes is the local one (the surface
-  normal's effect on the local incidence and on the footprint's compression,
-  ``ln(n . m) - ln L(theta)`` with ``m`` the image plane's normal), blurred by one
-  binomial step: a reconstructed cell reads the ratio of the pixels it shares with its
-  neighbours. The positions are taken as fixed within a round (they change with the
-  next reconstruction).
+- The linearisation: a cell's slopes change its local incidence (the law's slope) and the
+  compression of its footprint in the image (``ln(n . m)``, ``m`` the image plane's
+  normal), blurred by one binomial step (a cell shares pixels with its neighbours); its
+  height moves it in the image by ``kappa dh`` towards the sensor, read through the
+  simulated brightness's gradient. Or, for images of many looks, the simulator probed
+  itself (:attr:`InversionSettings.probe_stride`). Each step is damped: halved until the
+  objective, read with the simulator on the new surface, falls by a tenth of what the
+  linearisation promised.
 - ``v_i`` is the variance of a cell's log-ratio that is not relief: speckle,
-  ``psi_1(looks)`` (the variance of the log of a gamma variable), or more where the
-  ground's texture adds to it (measured: the residual's variance at the reference less
-  what the relief prior predicts, never below speckle's).
+  ``psi_1(looks)`` over the pixels of the cell's box, or more where the ground's texture
+  adds to it (the residual's variance at the reference less what the relief prior
+  predicts there).
 - ``R`` is the reference (the coarse DEM registered, back-projected and corrected by the
-  priors' kriged residuals), ``mean_k`` the mean over coarse cell ``k`` (cells whose
-  centres lie in it), so the inversion keeps the reference's coarse-cell means within
-  ``sigma_c``; ``C`` the covariance of the relief a block mean loses: the coarse DEM's
-  own power spectrum extrapolated to the fine wavenumbers, ``A |k|^-beta`` (terrain is
-  close to self-similar), times the share the block mean leaves out ``(1 - T(k))^2``,
-  scaled by :attr:`InversionSettings.prior_scale`.
+  priors' kriged residuals), ``mean_k`` the mean over coarse cell ``k`` (of the cells
+  whose centres lie in it), kept within ``sigma_c``; ``C`` the covariance of the relief a
+  block mean loses: the terrain's power law (:func:`relief_power_law`, fitted to the
+  reference below a quarter of the coarse Nyquist wavenumber) extrapolated to the fine
+  wavenumbers, times the share the block mean leaves out, ``(1 - T(k))^2``, scaled by
+  :attr:`InversionSettings.prior_scale`.
 
 The weights and the regularisation (:class:`InversionSettings`) were chosen on the
-validation scenes of the refinement study, never on held-out ones.
+validation DEMs of the inversion study (:mod:`sarheight.studies.inversion`), never on
+held-out ones.
 
 Clinometry (:mod:`sarheight.clinometry`) is the one-step special case: one image, the
-law fitted once against the coarse DEM, no albedo, no re-reading of the image at moved
-positions, a Wiener filter instead of the sparse solve. It stays as the fast method and a
-baseline.
+law fitted once against the coarse DEM, no albedo, no re-simulation, a Wiener filter
+instead of the sparse solve. It stays as the fast method and a baseline.
 
 **Registration** (:func:`register_to_images`): before any method, the coarse DEM's
-horizontal shift is measured as DEM-to-SAR co-registration does it (GAMMA's
-``offset_pwrm`` between the simulated and the real image, ISCE's and DORIS's DEM
-co-registration): the image the coarse DEM simulates is correlated with the observation
-in radar geometry. Sentinel-1's geolocation is good to decimetres, a global DEM's to tens
-of metres: a shift of the terrain by ``s`` moves its image by ``M s`` pixels (``M`` the
-geometry's pixels per metre east and north), so the offset between the two images, over
-every image given, is the DEM's shift.
+horizontal shift is measured as DEM-to-SAR co-registration does it (GAMMA's offsets
+between the simulated and the real image, ISCE's and DORIS's DEM co-registration): the
+image the coarse DEM simulates is correlated with the observation in radar geometry.
+Sentinel-1's geolocation is good to decimetres, a global DEM's to tens of metres: a shift
+of the terrain by ``s`` moves its image by ``M s`` pixels (``M`` the geometry's pixels per
+metre east and north), so the offset between the two images, over every image given, is
+the DEM's shift.
 
-Larger-than-memory grids: :func:`invert_blockwise` runs the inversion in overlapping
-blocks (on threads or a dask.distributed cluster) and keeps each block's core.
+**Every image** (:func:`radar_image`, :func:`composite_images`): each observation read
+in radar geometry over the DEM; the dates of one acquisition grid whose levels agree
+composited, a date of another level (wet snow) kept apart with a law of its own.
+
+Larger-than-memory grids: :func:`invert_dem` with ``blocks`` (or ``client``) runs in
+overlapping blocks on threads or a dask.distributed cluster and keeps each block's core.
 """
 
 from __future__ import annotations
