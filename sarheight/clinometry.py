@@ -52,6 +52,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import InvalidInputError
+from .inversion import relief_power_law
 from .masks import MaskCode
 from .simulate import empirical_sigma0
 from .terrain import coarse_cell_size, grid_steps, scene_sigma0_law, scene_variable
@@ -62,11 +63,6 @@ USEFUL_INCIDENCE_DEG = (10.0, 80.0)
 
 #: The largest slope change (radians) one cell's ratio may claim.
 MAX_SLOPE_CHANGE = math.radians(25.0)
-
-#: The spectral exponent of terrain heights when the coarse DEM is too small to fit one
-#: (|k|^-beta; 2 (1 + H) with a Hurst exponent H of 0.7-0.9 for most relief).
-DEFAULT_SPECTRAL_EXPONENT = 3.6
-
 
 def range_slope_sensitivity(local_incidence_deg: np.ndarray | float,
                             law: Callable[[np.ndarray], np.ndarray] = empirical_sigma0) -> np.ndarray:
@@ -85,39 +81,6 @@ def range_slope_sensitivity(local_incidence_deg: np.ndarray | float,
         sensitivity = -(brightness(x + step) - brightness(x - step)) / (2 * step)
     inside = (x > step) & (x < math.pi / 2 - step)
     return np.where(inside & np.isfinite(sensitivity), sensitivity, np.nan)
-
-
-def _fit_spectrum(heights: np.ndarray, steps: tuple[float, float], coarse_cell_m: float) -> tuple[float, float]:
-    """(amplitude, exponent) of ``|FFT|^2 = A |k|^-beta`` of the terrain under ``heights``
-    (unnormalised FFT of the array as it is, k in rad/m), fitted below half the coarse
-    Nyquist wavenumber on the plane-detrended, Hann-windowed heights, the block mean's
-    attenuation there divided out; a fixed exponent
-    (:data:`DEFAULT_SPECTRAL_EXPONENT`) when fewer than 12 wavenumbers lie in that band."""
-    rows, cols = heights.shape
-    filled = np.where(np.isfinite(heights), heights, np.nanmean(heights))
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    design = np.stack([np.ones(rows * cols), yy.ravel(), xx.ravel()], axis=1)
-    plane, *_ = np.linalg.lstsq(design, filled.ravel(), rcond=None)
-    detrended = filled - (design @ plane).reshape(rows, cols)
-    window = np.outer(np.hanning(rows), np.hanning(cols))
-    power = np.abs(np.fft.fft2(detrended * window)) ** 2 / max(float(np.mean(window**2)), 1e-12)
-    k = _wavenumber(heights.shape, steps)
-    fy = np.fft.fftfreq(rows, d=steps[0])[:, None]
-    fx = np.fft.fftfreq(cols, d=steps[1])[None, :]
-    passed = (np.sinc(fy * coarse_cell_m) * np.sinc(fx * coarse_cell_m)) ** 2
-    low = 2 * math.pi * 2.0 / min(rows * abs(steps[0]), cols * abs(steps[1]))
-    high = 2 * math.pi / (4.0 * coarse_cell_m)
-    band = (k > low) & (k < high) & (power > 0)
-    if not band.any():
-        band = (k > 0) & (k < high) & (power > 0)
-    if not band.any():
-        return 0.0, DEFAULT_SPECTRAL_EXPONENT
-    log_k, log_power = np.log(k[band]), np.log(power[band] / passed[band])
-    beta = DEFAULT_SPECTRAL_EXPONENT
-    if band.sum() >= 12:
-        beta = float(np.clip(-np.polyfit(log_k, log_power, 1)[0], 2.0, 5.0))
-    # The amplitude at that exponent, robust to the scatter of single wavenumbers.
-    return float(np.exp(np.median(log_power + beta * log_k))), beta
 
 
 def _wavenumber(shape: tuple[int, int], steps: tuple[float, float]) -> np.ndarray:
@@ -229,9 +192,9 @@ def clinometric_correction(
     k_cols = np.fft.fftfreq(padded.shape[1], d=east_step)[None, :]
     derivative = 1j * (look_east * np.sin(2 * math.pi * k_cols * east_step) / east_step
                        + look_north * np.sin(2 * math.pi * k_rows * north_step) / north_step)
-    amplitude, beta = _fit_spectrum(reference, (north_step, east_step), coarse_cell_m)
+    amplitude, beta = relief_power_law(reference, (north_step, east_step), coarse_cell_m, min_exponent=2.0)
     # The same convention of |FFT|^2 on the padded grid: power scales with the cell count.
-    amplitude *= padded.size / reference.size
+    amplitude *= padded.size
     k = _wavenumber(padded.shape, (north_step, east_step))
     cell = coarse_cell_m
     passed = np.sinc(k_rows * cell) * np.sinc(k_cols * cell)

@@ -461,13 +461,15 @@ def _albedo_interpolation(shape: tuple[int, int], spacing: float) -> tuple[spars
     return sparse.kron(rows, cols, format="csr"), (node_rows, node_cols)
 
 
-def relief_power_law(reference: np.ndarray, steps: tuple[float, float], coarse_cell_m: float) -> tuple[float, float]:
+def relief_power_law(reference: np.ndarray, steps: tuple[float, float], coarse_cell_m: float, *,
+                     min_exponent: float = 3.0) -> tuple[float, float]:
     """(amplitude per cell, exponent) of the power law ``|FFT|^2 / cells = A |k|^-beta``
     (k in rad/m) of the terrain under ``reference`` (plane-detrended, Hann-windowed),
     fitted below a quarter of the coarse Nyquist wavenumber with the block mean's
-    attenuation divided out; the exponent at least 3 (terrain is rougher than that only in
-    a fit to too few wavenumbers)."""
-    amplitude, beta = _power_law(reference, steps, coarse_cell_m)
+    attenuation divided out; the exponent within ``min_exponent``..5 (terrain rougher than
+    ``|k|^-3`` is a fit to too few wavenumbers), :data:`DEFAULT_SPECTRAL_EXPONENT` where
+    fewer than 12 wavenumbers lie in that band."""
+    amplitude, beta = _power_law(reference, steps, coarse_cell_m, min_exponent)
     return amplitude / reference.size, beta
 
 
@@ -489,11 +491,13 @@ def relief_prior_spectrum(power_law: tuple[float, float], steps: tuple[float, fl
     return power * (1.0 - passed) ** 2
 
 
-#: The spectral exponent of terrain heights when a reference is too small to fit one.
+#: The spectral exponent of terrain heights when a reference is too small to fit one
+#: (|k|^-beta; 2 (1 + H) with a Hurst exponent H of 0.7-0.9 for most relief).
 DEFAULT_SPECTRAL_EXPONENT = 3.6
 
 
-def _power_law(heights: np.ndarray, steps: tuple[float, float], coarse_cell_m: float) -> tuple[float, float]:
+def _power_law(heights: np.ndarray, steps: tuple[float, float], coarse_cell_m: float,
+               min_exponent: float) -> tuple[float, float]:
     """(amplitude, exponent) of ``|FFT|^2 = A |k|^-beta`` of ``heights`` (plane-detrended,
     Hann-windowed), fitted below a quarter of the coarse Nyquist wavenumber with the
     block mean's attenuation divided out."""
@@ -519,7 +523,7 @@ def _power_law(heights: np.ndarray, steps: tuple[float, float], coarse_cell_m: f
     log_k, log_power = np.log(k[band]), np.log(power[band] / passed[band])
     beta = DEFAULT_SPECTRAL_EXPONENT
     if band.sum() >= 12:
-        beta = float(np.clip(-np.polyfit(log_k, log_power, 1)[0], 3.0, 5.0))
+        beta = float(np.clip(-np.polyfit(log_k, log_power, 1)[0], min_exponent, 5.0))
     return float(np.exp(np.median(log_power + beta * log_k))), beta
 
 
