@@ -66,7 +66,7 @@ import rasterio.warp
 import xarray as xr
 
 from ._version import __version__
-from .backprojection import shifted, upsample
+from .backprojection import back_project, shifted, upsample
 from .coarse_dem import CoarseDemErrors, coarse_product, draw_errors
 from .dem import cell_size_m, open_dem
 from .errors import (
@@ -790,8 +790,11 @@ def observed_scene(
                                                sar_quantity=sar_quantity, sar_db=sar_db)
     image_registration = None
     if register:
-        # Before every method: the coarse DEM moved to where the image says its terrain is.
-        image_registration = register_to_images(coarse, groups)
+        # Before every method: the coarse DEM moved to where the image says its terrain is,
+        # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
+        native_dy, native_dx = cell_size_m(native)
+        image_registration = register_to_images(open_dem(back_project(native, grid_dem), vertical_datum="ellipsoid"),
+                                                groups, coarse_cell_m=math.sqrt(native_dy * native_dx))
         east, north = image_registration.applied_shift()
         if east or north:
             native = shifted(native, coarse, east, north)
@@ -817,7 +820,8 @@ def observed_scene(
         scene = _with_other_pass(scene, other_inputs, other_attrs)
         scene.attrs["other_dates"] = int(opposite.dates)
     if inversion:
-        inverted = invert_dem(scene["coarse_refined"].rio.write_crs(coarse.rio.crs), native, groups,
+        inverted = invert_dem(inversion_reference(scene, (inversion_settings or InversionSettings()).reference)
+                              .rio.write_crs(coarse.rio.crs), native, groups,
                               prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
                               coarse_cell_m=math.sqrt(dy * dx), settings=inversion_settings, blocks=inversion_blocks,
                               client=client)
@@ -981,6 +985,25 @@ def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dat
               "coarse_refined": refined.astype(np.float32),
               "prior_correction_std": np.where(np.isfinite(backprojected.values), deviation, np.nan).astype(np.float32)}
     return arrays, {**registration.to_attrs(), "coregistration_applied": int(register)}
+
+
+#: The references the inversion may start from (:attr:`InversionSettings.reference`):
+#: the coarse DEM back-projected (which also sharpens a real product's errors) or resampled
+#: with a Lanczos kernel, each registered and corrected by the priors' kriged residuals.
+INVERSION_REFERENCES = ("back_projection", "lanczos")
+
+
+def inversion_reference(scene: xr.Dataset, reference: str = "back_projection") -> xr.DataArray:
+    """The heights the inversion starts from and keeps the coarse-cell means of: the
+    scene's ``coarse_refined`` (back-projection, kriged priors) or its Lanczos resampling
+    (``coarse_registered``) corrected by the same kriged residuals."""
+    if reference not in INVERSION_REFERENCES:
+        raise InvalidInputError(f"reference must be one of {', '.join(INVERSION_REFERENCES)}, got {reference!r}")
+    if reference == "back_projection":
+        return scene["coarse_refined"]
+    kriged = scene["coarse_refined"].values.astype(np.float64) - scene["coarse_backprojected"].values
+    values = scene["coarse_registered"].values + np.where(np.isfinite(kriged), kriged, 0.0)
+    return scene["coarse_registered"].copy(data=values.astype(np.float32))
 
 
 def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], other_attrs: dict) -> xr.Dataset:

@@ -49,7 +49,8 @@ def _invert(truth: xr.DataArray, *, looks: float | None = None, known: bool = Tr
     geometry = _geometry(truth)
     observation = simulate_sar(truth, geometry, looks=looks, nesz_db=None, land_cover_db=0.0, seed=seed)
     images = [radar_image(observation, geometry, reference)]
-    result = invert_dem(reference, coarse, images, settings=options or InversionSettings(rounds=4),
+    # The exact block mean has no error of its own: its cells' means are kept tight.
+    result = invert_dem(reference, coarse, images, settings=options or InversionSettings(rounds=4, coarse_error_m=0.3),
                         known_laws=[empirical_sigma0] if known else None)
     return result, reference, coarse
 
@@ -78,11 +79,12 @@ def test_speckle_variance_is_that_of_the_log_of_gamma_speckle():
 
 
 def test_a_tilted_plane_is_left_as_it_is():
-    # Its block mean is the plane: nothing is lost, the image holds nothing more.
+    # Its block mean is the plane: nothing is lost, the image holds nothing more. The
+    # plane moves by less than the 0.3 m its coarse cells' means may move.
     truth = plane_dem(45, 45, slope_east_deg=12.0, slope_north_deg=5.0)
     result, reference, _ = _invert(truth)
     inner = (slice(4, -4), slice(4, -4))
-    assert float(np.max(np.abs(result["height"].values - reference.values)[inner])) < 0.1
+    assert float(np.max(np.abs(result["height"].values - reference.values)[inner])) < 0.5
 
 
 def test_a_gaussian_hill_is_recovered_from_its_own_simulation():
@@ -91,9 +93,9 @@ def test_a_gaussian_hill_is_recovered_from_its_own_simulation():
     truth = truth.copy(data=(truth.values + 30.0 * np.exp(-((yy - 24) ** 2 + (xx - 24) ** 2) / (2 * 1.5**2)))
                        .astype(np.float32))
     result, reference, _ = _invert(truth)
-    # The block mean lost a third of the peak; the inversion takes the error down by 5 %
-    # or more (8 % measured) and brings the peak closer.
-    assert _rmse(result["height"].values, truth) < 0.95 * _rmse(reference.values, truth)
+    # The block mean lost a third of the peak; the inversion takes the error down by a
+    # quarter or more (36 % measured) and brings the peak closer.
+    assert _rmse(result["height"].values, truth) < 0.75 * _rmse(reference.values, truth)
     peak = (24, 24)
     assert abs(result["height"].values[peak] - truth.values[peak]) < abs(reference.values[peak] - truth.values[peak])
 
@@ -129,7 +131,7 @@ def test_the_inversion_keeps_the_coarse_cell_means(seed, prior_scale):
 
 
 def test_registration_recovers_a_known_shift_and_says_its_precision():
-    truth = rough_dem(5, rows=72, cols=72, relief=400.0)
+    truth = rough_dem(5, rows=96, cols=96, relief=400.0)
     for east, north in ((20.0, -15.0), (-35.0, 10.0)):
         product = coarse_product(truth, CoarseDemErrors(factor=FACTOR, shift_east_m=east, shift_north_m=north))
         grid = back_project(product, truth)
@@ -137,10 +139,10 @@ def test_registration_recovers_a_known_shift_and_says_its_precision():
                   for heading in (348.0, 192.0)]
         found = register_to_images(grid, images)
         assert found.applied, found.reason
-        # Within 5 m, and within three of its own standard errors.
+        # Within 5 m, and within two of its own standard errors.
         assert math.hypot(found.shift_east_m - east, found.shift_north_m - north) < 5.0
-        assert abs(found.shift_east_m - east) < 3 * found.error_east_m + 0.5
-        assert abs(found.shift_north_m - north) < 3 * found.error_north_m + 0.5
+        assert abs(found.shift_east_m - east) < 2 * found.error_east_m
+        assert abs(found.shift_north_m - north) < 2 * found.error_north_m
 
 
 def test_registration_is_refused_where_the_image_cannot_tell():

@@ -58,6 +58,7 @@ from ..terrain import (
     REFINEMENT_CLASSES,
     block_mean,
     grid_steps,
+    inversion_reference,
     observed_scene,
     refinement_classes,
     scene_geometry,
@@ -93,6 +94,8 @@ REFERENCE_METHOD = "back_projection_priors"
 #: The coordinate search of the settings on the validation scenes: each field in turn,
 #: the others at their best so far.
 SEARCH: dict[str, tuple[Any, ...]] = {
+    "reference": ("back_projection", "lanczos"),
+    "coarse_error_m": (1.0, 3.0, 6.0),
     "prior_scale": (0.25, 0.5, 1.0),
     "rounds": (2, 3),
     "albedo_spacing": (2.0, 4.0, 8.0),
@@ -225,7 +228,8 @@ def inversion_map(data: CaseData, settings: InversionSettings) -> tuple[np.ndarr
     """The inversion of a case with ``settings``: heights, its attributes and its time (s)."""
     scene = data.scene
     started = time.perf_counter()
-    result = invert_dem(scene["coarse_refined"].rio.write_crs(scene.rio.crs), data.registered, data.groups,
+    result = invert_dem(inversion_reference(scene, settings.reference).rio.write_crs(scene.rio.crs), data.registered,
+                        data.groups,
                         prior_height=scene["prior_height"].values, prior_mask=scene["prior_mask"].values,
                         coarse_cell_m=float(scene.attrs["coarse_cell_m"]), settings=settings)
     return result["height"].values, dict(result.attrs), time.perf_counter() - started
