@@ -337,6 +337,8 @@ class InversionSettings:
         lower there, both passes x 10 dates).
     reference : what a scene's inversion starts from (:func:`sarheight.terrain.inversion_reference`):
         ``"back_projection"`` or ``"lanczos"``, each registered and kriged.
+    unread_error_m : the standard deviation (m) within which cells no image reads
+        (layover, shadow) keep the reference.
     """
 
     prior_scale: float = 0.5
@@ -352,10 +354,11 @@ class InversionSettings:
     probe_stride: int = 0
     probe_looks: float = 20.0
     reference: str = "back_projection"
+    unread_error_m: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("prior_scale", "coarse_error_m", "prior_error_m", "albedo_spacing", "albedo_spacing_passes",
-                     "albedo_smoothness", "tolerance", "probe_looks"):
+                     "albedo_smoothness", "tolerance", "probe_looks", "unread_error_m"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"InversionSettings.{name} must be a positive number, got {value!r}")
@@ -801,8 +804,15 @@ def invert_dem(
                       probe=settings.probe_stride if image.looks >= settings.probe_looks else 0)
                 for index, (image, frame) in enumerate(zip(images, frames, strict=True))]
 
-    penalties = _Penalties(problem, start, prior_cells, prior_values, prior_weight, settings)
     readings = read(heights, albedo_nodes, laws)
+    # Cells no image reads (layover, shadow, outside) keep the reference within
+    # unread_error_m: the relief prior and the coarse-cell means would otherwise move them
+    # to balance their neighbours, which the images do read.
+    unread = ~np.any([reading.valid for reading in readings], axis=0) & ~prior_cells
+    prior_values = np.where(unread, start, prior_values)
+    prior_weight = np.where(unread, 1.0 / settings.unread_error_m**2, prior_weight)
+    prior_cells = prior_cells | unread
+    penalties = _Penalties(problem, start, prior_cells, prior_values, prior_weight, settings)
     variances = [_noise_variance(reading, image.looks * sampling.box[0] * sampling.box[1], problem)
                  for reading, image, sampling in zip(readings, images, samplings,
                                                                                            strict=True)]
