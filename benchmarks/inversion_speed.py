@@ -77,15 +77,16 @@ def main() -> None:
             _command(*refine, "--method", method, "--out", str(out))  # warm-up: the kernels' cache
             timings[method] = [_command(*refine, "--method", method, "--out", str(out)) for _ in range(args.runs)]
         import rioxarray
+        from rasterio.enums import Resampling
 
-        refined = rioxarray.open_rasterio(folder / "inversion.tif", masked=True)
+        refined = rioxarray.open_rasterio(folder / "inversion.tif", masked=True).sel(band=1)
         cells = int(refined.shape[-1] * refined.shape[-2])
-        truth = np.asarray(fine.values, dtype=np.float64)
+        # The fine DEM on the refined grid (the grid the command makes from the coarse DEM).
+        truth = np.asarray(fine.rio.reproject_match(refined, resampling=Resampling.bilinear).values, dtype=np.float64)
         scores = {}
         for method in timings:
             heights = rioxarray.open_rasterio(folder / f"{method}.tif", masked=True).sel(band=1).values
-            if heights.shape == truth.shape:
-                scores[method] = float(np.sqrt(np.nanmean((heights - truth) ** 2)))
+            scores[method] = float(np.sqrt(np.nanmean((heights - truth) ** 2)))
     record = {
         "dem": source, "grid_cells": cells, "spacing_m": float(spacing), "coarse_factor": 3,
         "seconds": timings, "best_seconds": {key: min(values) for key, values in timings.items()},

@@ -20,6 +20,7 @@ from sarheight.studies.refinement import results_section, write_generated
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "benchmarks/terrain_refinement/refinement.json"
 INVERSION_RESULTS = "benchmarks/terrain_inversion/inversion.json"
+INVERSION_SPEED = "benchmarks/terrain_inversion/speed.json"
 WRITER = "benchmarks/refinement_docs.py"
 DOCUMENTS = ("benchmarks/README.md", "docs/terrain_refinement.md")
 
@@ -33,9 +34,11 @@ def main() -> None:
         write_generated(ROOT / document, text, source=RESULTS, writer=WRITER)
         print(f"wrote the figures of {RESULTS} into {document}")
     results = json.loads((ROOT / INVERSION_RESULTS).read_text())
-    inversion.write_table(results, ROOT / INVERSION_RESULTS.replace(".json", ".md"))
+    speed = json.loads((ROOT / INVERSION_SPEED).read_text())
+    inversion.write_table(results, ROOT / INVERSION_RESULTS.replace(".json", ".md"), speed)
     for document in DOCUMENTS:
-        write_generated(ROOT / document, inversion.results_section(results), source=INVERSION_RESULTS, writer=WRITER)
+        write_generated(ROOT / document, inversion.results_section(results, speed), source=INVERSION_RESULTS,
+                        writer=WRITER)
         print(f"wrote the figures of {INVERSION_RESULTS} into {document}")
 
 

@@ -306,8 +306,9 @@ def _average(images: Sequence[InversionImage]) -> InversionImage:
 
 @dataclasses.dataclass(frozen=True)
 class InversionSettings:
-    """The inversion's weights and regularisation (chosen on the study's validation
-    scenes; ``sarheight terrain invert-tune`` records the choice).
+    """The inversion's weights and regularisation: the defaults are those the inversion
+    study chose on its validation DEMs (``benchmarks/terrain_inversion/settings.json``,
+    written by ``examples/inversion_study.py``).
 
     Attributes
     ----------
@@ -342,9 +343,9 @@ class InversionSettings:
     """
 
     prior_scale: float = 0.5
-    coarse_error_m: float = 1.0
+    coarse_error_m: float = 3.0
     prior_error_m: float = 1.0
-    albedo_spacing: float = 4.0
+    albedo_spacing: float = 2.0
     albedo_spacing_passes: float = 2.0
     albedo_smoothness: float = 10.0
     rounds: int = 2

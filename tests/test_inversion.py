@@ -122,7 +122,8 @@ def test_a_ridge_in_layover_is_not_made_worse_there():
 def test_the_inversion_keeps_the_coarse_cell_means(seed, prior_scale):
     truth = rough_dem(seed, rows=30, cols=30, relief=250.0)
     result, reference, coarse = _invert(truth, looks=4.4, known=False, seed=seed,
-                                        options=InversionSettings(prior_scale=prior_scale, rounds=2))
+                                        options=InversionSettings(prior_scale=prior_scale, rounds=2,
+                                                                  coarse_error_m=1.0))
     operator = coarse_mean_operator(truth, coarse)
     moved = operator @ (result["height"].values.astype(np.float64) - reference.values).ravel()
     # The means are kept as a soft constraint of 1 m (the coarse error it is given): within

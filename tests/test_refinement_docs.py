@@ -49,3 +49,28 @@ def test_the_study_judges_the_sar_against_the_best_non_learned_method_of_each_de
         assert row["methods"][best]["mean"]["overall"] == min(
             row["methods"][m]["mean"]["overall"] for m in results["labels"] if row["methods"][m]["runs"] == 0
             and m != "priors_only")
+
+
+INVERSION_RESULTS = "benchmarks/terrain_inversion/inversion.json"
+INVERSION_SPEED = "benchmarks/terrain_inversion/speed.json"
+
+
+@pytest.mark.parametrize("document", ["benchmarks/README.md", "docs/terrain_refinement.md"])
+def test_the_documents_show_the_inversion_studys_figures(document):
+    from sarheight.studies import inversion
+
+    results = json.loads((ROOT / INVERSION_RESULTS).read_text())
+    speed = json.loads((ROOT / INVERSION_SPEED).read_text())
+    assert generated_text(ROOT / document, source=INVERSION_RESULTS, writer=WRITER) == inversion.results_section(
+        results, speed), f"{document} differs from {INVERSION_RESULTS}: run python {WRITER}"
+
+
+def test_the_inversions_defaults_are_the_settings_its_study_chose():
+    from dataclasses import asdict
+
+    from sarheight.inversion import InversionSettings
+
+    chosen = json.loads((ROOT / "benchmarks/terrain_inversion/settings.json").read_text())["settings"]
+    assert asdict(InversionSettings()) == chosen
+    results = json.loads((ROOT / INVERSION_RESULTS).read_text())
+    assert results["settings"] == chosen and set(results["validation_dems"]).isdisjoint(results["held_out_dems"])

@@ -457,10 +457,11 @@ def target_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def results_section(results: dict[str, Any]) -> str:
+def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None) -> str:
     """The study's figures as Markdown (the generated part of the documents): the DEMs,
     the settings and fair bars chosen on validation, the reductions per condition and
-    factor, and the targets, measured."""
+    factor, and the targets, measured; with ``speed`` (``benchmarks/inversion_speed.py``'s
+    JSON), the command's time on a million cells."""
     bars = ", ".join(f"{condition}: {METHOD_LABELS[bar['method']]} (validation mean "
                      f"{bar['validation_mean_relative_rmse'][bar['method']]:.3f} of back-projection + kriged priors; "
                      f"inversion {bar['validation_mean_relative_rmse']['inversion']:.3f})"
@@ -488,14 +489,23 @@ def results_section(results: dict[str, Any]) -> str:
                      f"{row['worst_class_above_reference_pct']:+.1f} ({row['worst_class']}) | "
                      f"{row['registration_miss_max_m']:.1f} m |")
     lines += ["", "The targets, measured:", ""] + [f"- {line}" for line in target_lines(results)]
-    lines += ["", f"Simulated SAR: {results['note']}."]
+    if speed is not None:
+        best = speed["best_seconds"]["inversion"]
+        lines.append(f"- `sarheight terrain refine --method inversion` on {speed['grid_cells']:,} cells ({speed['dem']}, "
+                     f"coarse factor {speed['coarse_factor']}): {best:.1f} s, best of {len(speed['seconds']['inversion'])} "
+                     f"warm runs on {speed['machine']['cpus']} cores (target <= {speed['target_seconds']:g} s): "
+                     f"{'met' if best <= speed['target_seconds'] else 'missed'}; clinometry "
+                     f"{speed['best_seconds']['clinometry']:.1f} s, back-projection "
+                     f"{speed['best_seconds']['back-projection']:.1f} s on the same inputs")
+    note = results["note"]
+    lines += ["", f"{note[0].upper()}{note[1:]}."]
     return "\n".join(lines)
 
 
-def write_table(results: dict[str, Any], path: str | Path) -> Path:
-    """The study's table (Markdown) from its results."""
+def write_table(results: dict[str, Any], path: str | Path, speed: dict[str, Any] | None = None) -> Path:
+    """The study's table (Markdown) from its results (and the speed's, where given)."""
     path = Path(path)
-    path.write_text("# Terrain refinement by inverting the simulator\n\n" + results_section(results) + "\n")
+    path.write_text("# Terrain refinement by inverting the simulator\n\n" + results_section(results, speed) + "\n")
     return path
 
 
