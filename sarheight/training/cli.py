@@ -487,7 +487,21 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
         _build_cli(SarHeightCLI, task, [subcommand, *arguments], parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
         raise InvalidInputError(_argument_message(error)) from None
+    finally:
+        leave_process_group()
     return 0
+
+
+def leave_process_group() -> None:
+    """Close the distributed process group a DDP run opened, if any.
+
+    Lightning leaves it open; gloo's threads still running when the interpreter exits
+    abort the process now and then (``terminate called without an active exception``,
+    exit status 134) after a run that finished well."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 @dataclass(frozen=True)
