@@ -457,6 +457,22 @@ def target_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def error_budget(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where the error lies, per condition and factor: for back-projection + kriged priors
+    and the inversion, the RMS (m) of each part of :data:`ERROR_SOURCES` over the held-out
+    cases (each case's squared RMSE times the part's share of its spectrum)."""
+    budget = []
+    for row in results["summary"]:
+        records = [r for r in results["held_out"] if r["case"]["condition"] == row["condition"]
+                   and r["case"]["factor"] == row["factor"]]
+        parts = {method: {source: math.sqrt(float(np.mean([r["scores"][method]["overall"] ** 2
+                                                             * r["error_sources"][method][source] for r in records])))
+                          for source in ERROR_SOURCES}
+                 for method in (REFERENCE_METHOD, "inversion")}
+        budget.append({"condition": row["condition"], "factor": row["factor"], "rms_m": parts})
+    return budget
+
+
 def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None) -> str:
     """The study's figures as Markdown (the generated part of the documents): the DEMs,
     the settings and fair bars chosen on validation, the reductions per condition and
@@ -488,6 +504,17 @@ def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None
                      f"({row['oracle_least']:+.1f}) | {row['reference_mean']:+.1f} ({row['reference_least']:+.1f}) | "
                      f"{row['worst_class_above_reference_pct']:+.1f} ({row['worst_class']}) | "
                      f"{row['registration_miss_max_m']:.1f} m |")
+    lines += ["", "Where the error lies: the RMS (m) of each part of the error's spectrum over the held-out cases, "
+              "back-projection + kriged priors -> the inversion. Coarse scale: the wavenumbers the coarse grid holds "
+              "(the product's correlated error and shift, and what its block means and the resampling attenuate "
+              "below its Nyquist); lost relief: beyond them, along the ground range (what one pass's brightness "
+              "reads), across it (what it cannot read) and between.", "",
+              "| condition | factor | " + " | ".join(source.replace("_", " ") for source in ERROR_SOURCES) + " |",
+              "|---|---|" + "---|" * len(ERROR_SOURCES)]
+    for row in error_budget(results):
+        before, after = row["rms_m"][REFERENCE_METHOD], row["rms_m"]["inversion"]
+        lines.append(f"| {row['condition']} | {row['factor']}x | "
+                     + " | ".join(f"{before[source]:.2f} -> {after[source]:.2f}" for source in ERROR_SOURCES) + " |")
     lines += ["", "The targets, measured:", ""] + [f"- {line}" for line in target_lines(results)]
     if speed is not None:
         best = speed["best_seconds"]["inversion"]
