@@ -46,6 +46,11 @@ class InvalidInputError(SarHeightError, ValueError):
     """An input array, raster or parameter is unusable (shape, dtype, CRS, values)."""
 
 
+class OutputError(SarHeightError, OSError):
+    """An output could not be written whole (no space left, a quota, a file-size limit):
+    nothing is left under its name, and an earlier file there is as it was."""
+
+
 class MissingInputError(SarHeightError, FileNotFoundError):
     """A file or directory that was named does not exist."""
 

@@ -11,18 +11,27 @@ the machine has available is refused before it is read, and a corrupt or truncat
 is an :class:`~sarheight.errors.InvalidInputError` naming it.
 
 Writing. Every file is written under a temporary name in the destination folder and
-renamed into place only once complete, so an interrupted run never leaves a half-written
-file under the final name.
+renamed into place only once complete and checked (flushed to the disk, and a GeoTIFF read
+back block by block: GDAL only logs a write that fails when it closes the file), so an
+interrupted run or a full disk never leaves a half-written file under the final name; a
+write that fails for want of room is an :class:`~sarheight.errors.OutputError` naming the
+folder. Temporaries a killed run left (``.NAME.HOST-PID-TOKEN.part``) are removed, with a
+warning, by the next write to the same name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import math
 import os
 import re
 import secrets
+import shutil
+import socket
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +42,7 @@ import rasterio.windows
 import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
-from .errors import InvalidInputError, MissingInputError
+from .errors import InvalidInputError, MissingInputError, OutputError
 from .masks import MaskCode
 from .paths import check_outputs
 
@@ -190,23 +199,41 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def output_set(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
-    """Yield a temporary path beside each of ``paths`` (the files of one run); rename them
-    all into place if the block succeeds, remove them all if it fails.
+    """Yield a temporary path beside each of ``paths`` (the files of one run); check them
+    and rename them all into place if the block succeeds, remove them all if it fails.
 
     A failed run thus leaves the previous files as they were, never a new result beside an
-    old masks file. Paths must differ and not be symbolic links (a link would be replaced
-    by a plain file: give the path it points to).
+    old masks file. Each temporary is flushed to the disk and, where it is a GeoTIFF, read
+    back block by block before any is renamed. Paths must differ and not be symbolic links
+    (a link would be replaced by a plain file: give the path it points to).
+
+    Raises
+    ------
+    OutputError
+        A file could not be written whole (no space left, a quota, a file-size limit).
     """
     finals = [Path(path) for path in paths]
     for final in finals:
         if not final.parent.exists():
             raise InvalidInputError(f"output folder {str(final.parent)!r} does not exist: create it first")
     check_outputs([(final, "output") for final in finals])
+    for final in finals:
+        remove_stale_temporaries(final)
     temporaries: list[Path] = []
     try:
         for final in finals:
             temporaries.append(_exclusive_temporary(final))
-        yield list(temporaries)
+        try:
+            yield list(temporaries)
+            for temporary, final in zip(temporaries, finals, strict=True):
+                check_written(temporary, final)
+        except OutputError:
+            raise
+        except Exception as error:
+            reason = _no_room(error)
+            if reason is None:
+                raise
+            raise OutputError(_output_message(finals, reason)) from error
         for temporary, final in zip(temporaries, finals, strict=True):
             os.replace(temporary, final)
     finally:
@@ -215,12 +242,106 @@ def output_set(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
                 temporary.unlink()
 
 
+#: Error numbers of a write that found no room: no space left, a quota, a file-size limit.
+_NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# How GDAL, libtiff and torch's writer say the same in their messages (torch's checkpoint
+# writer, cut short, finds its file position behind what it wrote: "unexpected pos").
+_NO_ROOM_WORDS = ("no space left", "disk quota", "file too large", "write error", "write failed", "failed writing",
+                  "file write failed", "inline_container.cc")
+
+
+def _no_room(error: BaseException) -> str | None:
+    """Why ``error`` (or an error it was raised from) says a write found no room, or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_ROOM_ERRNOS:
+            return os.strerror(seen.errno).lower()
+        text = str(seen).lower()
+        if any(words in text for words in _NO_ROOM_WORDS):
+            return "a write error (a full disk, a quota or a file-size limit)"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _output_message(finals: Sequence[Path], reason: str) -> str:
+    folder = finals[0].parent.absolute()
+    try:
+        free = f"; {shutil.disk_usage(folder).free / 1e6:,.1f} MB free there now"
+    except OSError:
+        free = ""
+    # A temporary written through another (a file of a set): the name it will have.
+    names = ", ".join(match["name"] if (match := _TEMPORARY.match(final.name)) else final.name for final in finals)
+    return (f"could not write {names} in {str(folder)!r}: {reason}{free}. Nothing was written under "
+            f"{'those names' if len(finals) > 1 else 'that name'} (an earlier file there is as it was): free space "
+            "or write to another folder, then run the command again")
+
+
+#: TIFF's first bytes (little- and big-endian, classic and BigTIFF).
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def check_written(temporary: Path, final: Path) -> None:
+    """Flush ``temporary`` to the disk and, where it is a GeoTIFF, read every block of it
+    back; an :class:`OutputError` naming ``final`` where either fails."""
+    try:
+        descriptor = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+            magic = os.pread(descriptor, 4, 0)
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise OutputError(_output_message([final], _no_room(error) or str(error))) from error
+    if magic not in _TIFF_MAGIC:
+        return
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=64), rasterio.open(temporary) as written:
+            for band in written.indexes:
+                for _, window in written.block_windows(band):
+                    written.read(band, window=window)
+    except Exception as error:
+        raise OutputError(_output_message([final], "the file read back broken: a write error (a full disk, a "
+                                                   "quota or a file-size limit)")) from error
+
+
+#: The host's mark in temporary names (a run on another host may share the folder).
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]+\.part$")
+
+
+def remove_stale_temporaries(final: Path) -> list[Path]:
+    """Remove the temporaries of ``final`` that a run on this host left when it was killed
+    (its process is gone), with a warning naming them; returns them."""
+    removed = []
+    for candidate in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
+        match = _TEMPORARY.match(candidate.name)
+        if match is None or match["name"] != final.name or match["host"] != _HOST or _alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    if removed:
+        warnings.warn(f"removed {len(removed)} unfinished file(s) a killed run left beside {final}: "
+                      f"{', '.join(path.name for path in removed)}", stacklevel=3)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _exclusive_temporary(final: Path) -> Path:
-    """A new empty file beside ``final``, named ``.NAME.TOKEN.part``."""
+    """A new empty file beside ``final``, named ``.NAME.HOST-PID-TOKEN.part``."""
     # Not tempfile.mkstemp: it creates the file private (0600), and the rename would keep
     # that; an exclusive open() gives the usual permissions (0666 less the umask).
     while True:
-        temporary = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
+        temporary = final.parent / f".{final.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(6)}.part"
         try:
             with open(temporary, "x"):
                 return temporary

@@ -24,12 +24,24 @@ pytestmark = pytest.mark.skipif(not SARHEIGHT.is_file(), reason=f"the sarheight 
                                 f"{sys.executable} (pip install -e '.[ml]')")
 
 
-def sarheight(folder: Path, *arguments: str, status: int = 0) -> str:
-    """``sarheight ARGUMENTS`` run in ``folder`` with no network, as a user types it."""
+def sarheight(folder: Path, *arguments: str, status: int = 0, file_limit: int | None = None) -> str:
+    """``sarheight ARGUMENTS`` run in ``folder`` with no network, as a user types it;
+    ``file_limit``: the most bytes a file may take (``ulimit -f``), as a disk that fills
+    while the output is written."""
     env = {**os.environ, "PROJ_NETWORK": "OFF", "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)
+
+    def limited() -> None:
+        import resource
+        import signal
+
+        # A write past the limit then fails (EFBIG) as one on a full disk fails (ENOSPC),
+        # instead of the signal ending the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
     done = subprocess.run([str(SARHEIGHT), *arguments], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, preexec_fn=limited if file_limit else None)
     assert done.returncode == status, f"{arguments}: {done.stderr[-3000:]}"
     return done.stdout + done.stderr
 
@@ -136,3 +148,32 @@ def test_a_listing_whose_reader_went_away_ends_quietly(monkeypatch, capsys):
         monkeypatch.setattr(sys, "stdout", closed)
         assert main(["configs"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_a_disk_that_fills_loses_nothing(folder):
+    """The disk fills while the refined DEM is written (GDAL only logs the failed write when
+    it closes the file): one line naming the folder, exit 2, nothing under the final name,
+    the earlier output untouched; a temporary a killed run left is removed, with a word."""
+    sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif", "-q")
+    common = ["terrain", "refine", "--dem", "my_dem.tif", "--sar", "sim_sigma0.tif", "--geometry", "synthetic",
+              "--spacing", "10", "--method", "back-projection"]
+    sarheight(folder, *common, "--out", "refined.tif")
+    good = (folder / "refined.tif").read_bytes()
+    out = sarheight(folder, *common, "--out", "refined.tif", status=2, file_limit=len(good) // 3)
+    assert f"could not write refined.tif in '{folder}'" in out and "free space or write to another folder" in out
+    assert "wrote" not in out and "Traceback" not in out
+    assert (folder / "refined.tif").read_bytes() == good
+    assert not list(folder.glob(".*.part"))
+    sarheight(folder, *common, "--out", "new.tif", status=2, file_limit=len(good) // 3)
+    assert not (folder / "new.tif").exists() and not list(folder.glob(".*.part"))
+    # A run killed (SIGKILL) while writing leaves its temporary; the next write removes it.
+    killed = subprocess.Popen([sys.executable, "-c", "import time\nfrom sarheight.io import atomic_path\n"
+                               "with atomic_path('refined.tif') as temporary:\n    print(temporary, flush=True)\n"
+                               "    time.sleep(120)"], cwd=folder, stdout=subprocess.PIPE, text=True)
+    stale = folder / killed.stdout.readline().strip()
+    killed.kill()
+    killed.wait()
+    assert stale.is_file()
+    out = sarheight(folder, *common, "--out", "refined.tif")
+    assert f"removed 1 unfinished file(s) a killed run left beside refined.tif: {stale.name}" in out
+    assert not stale.exists() and not list(folder.glob(".*.part"))

@@ -214,7 +214,8 @@ def test_a_run_s_files_are_written_together_or_not_at_all(dem_tif, tmp_path, cap
 
     monkeypatch.setattr(sarheight.cli.options, "write_masks", failing)
     monkeypatch.setattr(sarheight.cli.simulate, "write_masks", failing)
-    _one_line_error(capsys, ["simulate", str(dem_tif), "--out", str(out), "--heading", "192", *SYNTHETIC], 1)
+    err = _one_line_error(capsys, ["simulate", str(dem_tif), "--out", str(out), "--heading", "192", *SYNTHETIC])
+    assert f"could not write s.tif, s_masks.tif, s_image.tif, s_sigma0.tif in '{tmp_path}': no space left" in err
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
