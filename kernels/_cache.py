@@ -124,6 +124,26 @@ def cached_dispatchers(modules: Iterable[ModuleType]) -> list[Dispatcher]:
     return found
 
 
+def cached_share(modules: Iterable[ModuleType]) -> float:
+    """The share of the ``cache=True`` functions of ``modules`` that have a cached
+    compilation (1.0 where there are none to cache); 0.0 where Numba's cache objects
+    cannot tell."""
+    dispatchers = cached_dispatchers(modules)
+    if not dispatchers:
+        return 1.0
+    try:
+        # An index file alone is no compilation (dropping a cache leaves an empty one):
+        # count the functions with a compiled entry (NAME-LINE.pyXY.N.nbc) beside it.
+        indexes = [Path(d._cache._cache_file._index_path) for d in dispatchers]
+        listed = {folder: {path.name for path in folder.glob("*.nbc")} if folder.is_dir() else set()
+                  for folder in {index.parent for index in indexes}}
+        found = sum(any(name.startswith(index.name[:-len("nbi")]) for name in listed[index.parent])
+                    for index in indexes)
+    except Exception:  # a Numba whose cache objects differ
+        return 0.0
+    return found / len(dispatchers)
+
+
 def refresh_stale_caches(directory: Path, modules: Iterable[ModuleType]) -> bool:
     """Drop the cached compilations of the functions of ``modules`` (kernels in
     ``directory``) if the kernel sources changed since the caches were written.

@@ -177,3 +177,22 @@ def test_a_disk_that_fills_loses_nothing(folder):
     out = sarheight(folder, *common, "--out", "refined.tif")
     assert f"removed 1 unfinished file(s) a killed run left beside refined.tif: {stale.name}" in out
     assert not stale.exists() and not list(folder.glob(".*.part"))
+
+
+def test_the_first_run_says_it_compiles_the_kernels(folder, tmp_path):
+    """On a new installation (nothing compiled in the kernels' cache) a command says, before
+    its minutes of compiling, what it is doing, how long it takes and how to do it ahead;
+    with the kernels compiled it says nothing of it."""
+    import signal
+
+    env = {**os.environ, "PROJ_NETWORK": "OFF", "NUMBA_CACHE_DIR": str(tmp_path / "new-cache")}
+    env.pop("PYTHONPATH", None)
+    run = subprocess.Popen([str(SARHEIGHT), "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif"],
+                           cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = run.stderr.readline()
+    run.send_signal(signal.SIGTERM)  # no need to wait for the compilation
+    run.communicate(timeout=300)
+    assert first.startswith("sarheight: compiling the numerical kernels (one to two minutes"), first
+    assert f"cached in {tmp_path / 'new-cache'}" in first and "`sarheight compile` does it ahead of time" in first
+    out = sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif")
+    assert "compiling" not in out

@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminated)
     try:
         created = _prepare_outputs(args)
+        announce_compiling(args)
         return int(args.run(args) or 0)
     except Terminated:
         message, status = "terminated", 128 + signal.SIGTERM
@@ -122,6 +123,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             folder.rmdir()
     return status
+
+
+#: The commands whose work runs the Numba kernels.
+KERNEL_COMMANDS = frozenset({"demo", "geocode", "simulate", "reconstruct", "benchmark", "terrain", "buildings"})
+
+
+def announce_compiling(args: argparse.Namespace) -> None:
+    """Say so, once, when a command starts compiling the kernels on an installation's first
+    run (or after a kernel source changed): it is otherwise silent for minutes."""
+    if args.command not in KERNEL_COMMANDS or getattr(args, "quiet", False):
+        return
+    from .. import kernels
+
+    # Nothing compiled yet: a new installation, or every cache dropped after a kernel
+    # source changed. (Later commands compile the few kernels the first did not use, in
+    # seconds.)
+    if kernels.compiled_share() > 0.05:
+        return
+    if kernels.CACHE_LOCATION == "":
+        where = ("no folder to cache them in is writable, so they compile on every run: set NUMBA_CACHE_DIR to a "
+                 "writable folder")
+    else:
+        folder = kernels.CACHE_LOCATION or str(Path(kernels.__file__).parent / "__pycache__")
+        where = f"once: then cached in {folder}; `sarheight compile` does it ahead of time"
+    message = (f"sarheight: compiling the numerical kernels (one to two minutes on two idle cores, more on a busy "
+               f"machine; {where})")
+    kernels.on_first_compile(lambda: print(message, file=sys.stderr, flush=True))
 
 
 class Terminated(BaseException):
