@@ -18,6 +18,7 @@ radar window; :func:`check_intensity` judges what was read.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -138,7 +139,9 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
     """
     if sar_quantity not in QUANTITIES:
         raise InvalidInputError(f"sar_quantity must be 'beta0', 'sigma0' or 'gamma0', got {sar_quantity!r}")
+    name = "the SAR image"
     if isinstance(sar, (str, os.PathLike)) and Path(sar).is_file() and Path(sar).suffix.lower() in (".tif", ".tiff"):
+        name = f"the SAR image {str(sar)!r}"
         sar = _read_map_geotiff(Path(sar))
     if isinstance(sar, (str, os.PathLike)):
         path = Path(sar)
@@ -154,12 +157,86 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
     _check_geometry(geometry)
     if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
         _check_map_image(sar)
+        check_image_geometry(sar.attrs, geometry, name)
         _check_map_values(sar, sar_db)
         return Observation(geometry, image=sar, quantity=sar_quantity, in_db=sar_db)
     if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
         sar = _from_xarray_sentinel(sar)
     _check_radar_image(sar, geometry)
     return Observation(geometry, image=sar)
+
+
+#: The prefix of the tags that say which geometry a geocoded image was made under
+#: (:func:`geometry_tags`; ``sarheight simulate`` writes them).
+GEOMETRY_TAG = "geometry_"
+#: How far the geometry given may differ from those tags (their units): beyond, the image
+#: was made under another pass or sensor geometry.
+GEOMETRY_TOLERANCES = {"heading_deg": 0.5, "incidence_near_deg": 0.05, "incidence_far_deg": 0.05,
+                       "range_spacing_m": 1e-3, "line_interval_s": 1e-6}
+
+
+_TAG_WORDS = {"product": "product", "look_side": "look side", "heading_deg": "heading",
+              "incidence_near_deg": "near-range incidence", "incidence_far_deg": "far-range incidence",
+              "range_spacing_m": "range pixel spacing", "line_interval_s": "line interval"}
+
+
+def geometry_tags(geometry: RadarGeometry, options: str | None = None) -> dict[str, Any]:
+    """The tags that say which geometry an image was made under (its flat description,
+    :meth:`RadarGeometry.to_attrs`, each key prefixed ``geometry_``); ``options``: how the
+    command line names it (``--geometry synthetic --heading 192``), for messages."""
+    tags = {f"{GEOMETRY_TAG}{key}": value for key, value in geometry.to_attrs().items()}
+    if options:
+        tags[f"{GEOMETRY_TAG}options"] = options
+    return tags
+
+
+def _geometry_words(values: dict[str, Any]) -> str:
+    product = str(values.get("product", "a product"))
+    words = ["a synthetic geometry" if product == "synthetic" else f"the product {product}"]
+    with contextlib.suppress(TypeError, ValueError):
+        words.append(f"heading {float(values['heading_deg']):.1f} deg")
+    if "incidence_near_deg" in values and "incidence_far_deg" in values:
+        words.append(f"incidence {float(values['incidence_near_deg']):g}-{float(values['incidence_far_deg']):g} deg")
+    if "look_side" in values:
+        words.append(f"{values['look_side']}-looking")
+    return ", ".join(words)
+
+
+def check_image_geometry(attrs: dict[str, Any], geometry: RadarGeometry, name: str = "the SAR image") -> None:
+    """Refuse a geocoded image whose tags (:func:`geometry_tags`) say it was made under
+    another geometry than ``geometry`` (another product, heading, look side, incidence
+    or pixel spacing); an image without them passes.
+
+    Raises
+    ------
+    InvalidInputError : naming both geometries, and the image's own as the command line
+        names it where its tags say.
+    """
+    tagged = {key[len(GEOMETRY_TAG):]: value for key, value in attrs.items() if key.startswith(GEOMETRY_TAG)}
+    if not tagged:
+        return
+    given = geometry.to_attrs()
+    differ = [key for key in ("product", "look_side") if key in tagged and key in given
+              and str(tagged[key]) != str(given[key])]
+    for key, tolerance in GEOMETRY_TOLERANCES.items():
+        if key not in tagged or key not in given:
+            continue
+        try:
+            difference = abs(float(tagged[key]) - float(given[key]))
+        except (TypeError, ValueError):
+            continue
+        if key == "heading_deg":
+            difference = min(difference, 360.0 - difference)
+        if difference > tolerance:
+            differ.append(key)
+    if differ:
+        options = tagged.get("options")
+        raise InvalidInputError(
+            f"{name} was made under {_geometry_words(tagged)}, not under the geometry given "
+            f"({_geometry_words(given)}; the {', '.join(_TAG_WORDS[key] for key in differ)} "
+            f"{'differs' if len(differ) == 1 else 'differ'}): give the "
+            f"geometry it was made under{f' ({options})' if options else ''}, or the image of this geometry"
+        )
 
 
 def _check_geometry(geometry: Any) -> None:

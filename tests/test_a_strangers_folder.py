@@ -196,3 +196,23 @@ def test_the_first_run_says_it_compiles_the_kernels(folder, tmp_path):
     assert f"cached in {tmp_path / 'new-cache'}" in first and "`sarheight compile` does it ahead of time" in first
     out = sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif")
     assert "compiling" not in out
+
+
+def test_an_observation_carries_the_geometry_it_was_made_under(folder):
+    """A descending observation refined under the default (ascending) geometry is refused
+    in one line that spells the geometry it was made under; the simulation's hint spells
+    it in full."""
+    out = sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--heading", "192", "--out", "d.tif")
+    assert "--sar d_sigma0.tif --geometry synthetic --heading 192 --spacing M --out refined.tif" in out
+    assert "..." not in out
+    with rasterio.open(folder / "d_sigma0.tif") as src:
+        tags = src.tags()
+    assert tags["geometry_options"] == "--geometry synthetic --heading 192" and tags["geometry_look_side"] == "right"
+    assert tags["dem_source_vertical_datum"] == "egm96"
+    with rasterio.open(folder / "d_image.tif") as src:
+        assert src.tags()["geometry_heading_deg"] == tags["geometry_heading_deg"]
+    out = sarheight(folder, "terrain", "refine", "--dem", "my_dem.tif", "--sar", "d_sigma0.tif", "--geometry",
+                    "synthetic", "--spacing", "10", "--method", "back-projection", "--out", "r.tif", status=2)
+    assert out.count("\n") == 1 and "the SAR image 'd_sigma0.tif' was made under a synthetic geometry" in out
+    assert "the heading differs" in out and "(--geometry synthetic --heading 192)" in out
+    assert not (folder / "r.tif").exists()

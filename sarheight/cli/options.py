@@ -192,6 +192,21 @@ def geometry_from_args(args: argparse.Namespace, dem: Any) -> Any:
     return RadarGeometry.from_sentinel1(args.geometry, args.measurement or "IW/VV", burst=args.burst)
 
 
+def geometry_words(args: argparse.Namespace) -> str:
+    """The geometry options as the user would type them again (``--geometry synthetic
+    --heading 192``): every option of the geometry that was given."""
+    words = [f"--geometry {args.geometry}"]
+    if args.geometry.lower() == "synthetic":
+        words += [f"{option} {getattr(args, option.lstrip('-').replace('-', '_')):g}"
+                  if not isinstance(default, str) else f"{option} {getattr(args, option.lstrip('-').replace('-', '_'))}"
+                  for option, default, _ in SYNTHETIC_OPTIONS
+                  if getattr(args, option.lstrip("-").replace("-", "_")) is not None]
+    else:
+        words += [f"--measurement {args.measurement}"] if args.measurement else []
+        words += [f"--burst {args.burst}"] if args.burst is not None else []
+    return " ".join(words)
+
+
 @contextlib.contextmanager
 def run_outputs(args: argparse.Namespace, masks: bool) -> Iterator[tuple[Path, Path | None, Path | None]]:
     """Temporaries for the files of a run (``--out``, its masks file, ``--quicklook``),

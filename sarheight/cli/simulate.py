@@ -18,6 +18,7 @@ from .options import (
     check_geometry_options,
     companion_path,
     geometry_from_args,
+    geometry_words,
     masks_path,
     open_dem_from_args,
     write_masks,
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import output_set, write_geotiff, write_radar_image
     from ..layover import reconstruct, to_geotiff
     from ..masks import MaskCode, inside_image
+    from ..observation import geometry_tags
     from ..simulate import simulate, simulate_sar
 
     check_geometry_options(args, product_given=False)
@@ -78,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
                                projection=args.projection)
     # The observation geocoded to the DEM's grid: sigma0 as a geocoded product holds it.
     sigma0 = reconstruct(observation, dem, geometry)["geocoded"]
+    # Both carry the geometry they were made under (terrain refine and reconstruct refuse
+    # another) and the datum of the DEM's heights.
+    tags = {**geometry_tags(geometry, geometry_words(args)),
+            "dem_source_vertical_datum": str(dem.attrs.get("source_vertical_datum", "ellipsoid"))}
+    observation = observation.assign_attrs(tags)
+    sigma0 = sigma0.assign_attrs(tags)
     stages.done("simulated the observation")
     out = Path(args.out)
     finals = [out, *(companion_path(out, name) for name in COMPANIONS)]
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         to_geotiff(result, temporaries[0])
         write_masks(result, temporaries[1])
         write_radar_image(observation.rename("beta0"), temporaries[2])
-        write_geotiff(sigma0.rename("sigma0"), temporaries[3])
+        write_geotiff(sigma0.rename("sigma0").to_dataset().assign_attrs(sigma0.attrs), temporaries[3])
         if args.quicklook:
             _quicklook(result, observation, sigma0, temporaries[4])
     stages.done("wrote outputs")
@@ -100,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the simulated observation ({args.looks:g} looks, noise floor {args.nesz:g} dB, seed {args.seed}): "
               f"{companion_path(out, 'image')} in the radar geometry and {companion_path(out, 'sigma0')} geocoded to "
               f"the DEM's grid; try: sarheight terrain refine --dem COARSE_DEM --sar {companion_path(out, 'sigma0')} "
-              f"--geometry {args.geometry} ... --spacing M --out refined.tif")
+              f"{geometry_words(args)} --spacing M --out refined.tif")
     return 0
 
 
