@@ -1112,6 +1112,67 @@ def geoid_undulation(
     return undulation
 
 
+#: The vertical datums heights can be written in (``--out-vertical-datum``).
+OUTPUT_DATUMS = ("ellipsoid", "egm96", "egm2008")
+
+
+def output_datum(dem: xr.DataArray) -> str:
+    """The datum a user's heights came in (``open_dem``'s ``source_vertical_datum``):
+    "egm96", "egm2008", or "ellipsoid" (also where it was unspecified and so taken)."""
+    source = str(dem.attrs.get("source_vertical_datum", "ellipsoid"))
+    return source if source in OUTPUT_DATUMS else "ellipsoid"
+
+
+def heights_in_datum(heights: xr.DataArray, datum: str, geoid_grid: str | os.PathLike | None = None
+                     ) -> xr.DataArray:
+    """WGS84 ellipsoidal heights (m) on a map grid given in ``datum``: the geoid's
+    undulation at each cell centre taken off for "egm96" and "egm2008" (h - N, the
+    inverse of :func:`open_dem`'s conversion, with the same grid), unchanged for
+    "ellipsoid".
+
+    Parameters
+    ----------
+    heights : xarray.DataArray
+        Ellipsoidal heights, dims ``("y", "x")`` with a CRS (what the refinements return).
+    datum : {"ellipsoid", "egm96", "egm2008"}
+    geoid_grid : str or os.PathLike, optional
+        As :func:`open_dem`'s (default: EGM96's packaged grid; EGM2008 through PROJ's grid,
+        else EGM96's with a warning).
+
+    Returns
+    -------
+    xarray.DataArray
+        The heights in ``datum`` (float32), the CRS unchanged; ``attrs["vertical_datum"]``
+        says the datum, ``attrs["geoid_grid"]`` the grid used.
+    """
+    key = str(datum).lower()
+    if key not in OUTPUT_DATUMS:
+        raise InvalidInputError(f"datum={datum!r}: give one of {', '.join(OUTPUT_DATUMS)}")
+    attrs = {**heights.attrs, "vertical_datum": key}
+    if key == "ellipsoid":
+        attrs.pop("geoid_grid", None)
+        return heights.copy(data=np.asarray(heights.values, dtype=np.float32)).assign_attrs(attrs)
+    lon, lat = geodetic_coordinates(heights)
+    # The grid chosen once (with its warning, where EGM2008 falls back on EGM96), then used.
+    source = geoid_source(key, geoid_grid, subject="refined DEM")
+    undulation = geoid_undulation(lon, lat, key, None if source == "PROJ" else source, subject="refined DEM")
+    attrs["geoid_grid"] = source
+    attrs["long_name"] = f"height above the {_GEOID_LABEL[key]} geoid"
+    values = (np.asarray(heights.values, dtype=np.float64) - undulation).astype(np.float32)
+    return heights.copy(data=values).assign_attrs(attrs)
+
+
+def crs_with_datum(horizontal: Any, datum: str) -> pyproj.CRS:
+    """The CRS of heights in ``datum`` on the grid of ``horizontal``: compound with the
+    geoid's height (EPSG:5773 EGM96, EPSG:3855 EGM2008), for "ellipsoid" the horizontal
+    CRS itself (a GeoTIFF has no ellipsoidal vertical CRS; the file's tags say it)."""
+    horizontal = _horizontal_crs(_crs_from_user_input(horizontal))
+    if datum not in _GEOID_VERTICAL_EPSG:
+        return horizontal
+    vertical = pyproj.CRS.from_epsg(_GEOID_VERTICAL_EPSG[datum])
+    return pyproj.crs.CompoundCRS(name=f"{horizontal.name} + {vertical.name}", components=[horizontal, vertical])
+
+
 def _geoid_help(datum: str) -> str:
     grid = _PROJ_GRID_FILES[datum]
     example = "egm96_15.gtx or us_nga_egm96_15.tif" if datum == "egm96" else grid

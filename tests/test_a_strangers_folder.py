@@ -77,12 +77,20 @@ def test_a_real_egm96_dem_is_refined_by_clinometry_and_by_the_packaged_network(f
     assert "by clinometry" in out
     out = sarheight(folder, "terrain", "refine", *common, "--out", "network.tif", "--quicklook", "network.png")
     assert "by the packaged network" in out
+    assert "heights in metres above the EGM96 geoid" in out and "as the DEM came" in out
     for name in ("clinometry.tif", "network.tif"):
         with rasterio.open(folder / name) as src:
             heights = src.read(1)
-            # Ellipsoidal: EGM96's undulation (about 48.6 m at Rome) added to 7-85 m.
-            assert src.tags()["method"] in ("clinometry", "network")
-            assert 40 < float(heights.min()) and float(heights.max()) < 150
+            # Back on EGM96, as the DEM came (7-85 m), its CRS saying so (WGS 84 + EGM96 height).
+            assert src.tags()["method"] in ("clinometry", "network") and src.tags()["vertical_datum"] == "egm96"
+            assert src.crs.to_epsg() == 9707
+            assert 0 < float(heights.min()) and float(heights.max()) < 100
+    out = sarheight(folder, "terrain", "refine", *common, "--method", "clinometry", "--out-vertical-datum", "ellipsoid",
+                    "--out", "ellipsoidal.tif")
+    assert "heights in metres above the WGS84 ellipsoid; the DEM came in metres above the EGM96 geoid" in out
+    with rasterio.open(folder / "ellipsoidal.tif") as src, rasterio.open(folder / "clinometry.tif") as geoid:
+        # EGM96's undulation at Rome: about 48.6 m.
+        assert 47 < float((src.read(1) - geoid.read(1)).mean()) < 50 and src.tags()["vertical_datum"] == "ellipsoid"
     out = sarheight(folder, "terrain", "refine", *common, "--method", "back-projection", "--ckpt", "x.ckpt", "--out",
                     "no.tif", status=2)
     assert "--ckpt is for --method network" in out and not (folder / "no.tif").exists()

@@ -741,3 +741,30 @@ def test_geodetic_coordinates_of_a_sheared_strip_are_those_of_the_whole_grid():
                                                      pyproj.CRS.from_user_input(crs))
         np.testing.assert_array_equal(strip_lon, lon[single, columns])
         np.testing.assert_array_equal(strip_lat, lat[single, columns])
+
+
+def test_heights_go_back_to_the_datum_they_came_in_and_read_back_the_same(tmp_path):
+    """open_dem brings EGM96 heights to the ellipsoid; heights_in_datum takes them back with
+    the same grid, and the file written with the compound CRS reads back as the same
+    ellipsoidal heights."""
+    import rasterio
+
+    from sarheight.dem import crs_with_datum, heights_in_datum, open_dem, output_datum
+    from sarheight.io import write_geotiff
+
+    source = Path(__file__).resolve().parents[1] / "sarheight" / "sample_data" / "rome_cop30_egm96_crop.tif"
+    dem = open_dem(source)
+    assert output_datum(dem) == "egm96"
+    with rasterio.open(source) as src:
+        original = src.read(1).astype(np.float64)
+    back = heights_in_datum(dem.rename("height"), "egm96")
+    np.testing.assert_allclose(back.values, original, atol=1e-3)
+    assert back.attrs["vertical_datum"] == "egm96" and back.attrs["geoid_grid"].endswith("egm96_15.tif")
+    assert np.array_equal(heights_in_datum(dem, "ellipsoid").values, dem.values)
+    path = write_geotiff(back.to_dataset().rio.write_crs(crs_with_datum(dem.rio.crs, "egm96").to_wkt()),
+                         tmp_path / "back.tif")
+    again = open_dem(path)
+    assert again.attrs["source_vertical_datum"] == "egm96"
+    np.testing.assert_allclose(again.values, dem.values, atol=1e-3)
+    with pytest.raises(InvalidInputError, match="give one of ellipsoid, egm96, egm2008"):
+        heights_in_datum(dem, "navd88")

@@ -56,7 +56,9 @@ def run_predict(args: argparse.Namespace) -> int:
                             device=args.device)
     truth = scene["height"].values if "height" in scene else None
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
-        write_geotiff(result, out, variables=[name for name in ("height", "height_std") if name in result])
+        # A scene's heights are ellipsoidal (sarheight.terrain): the file says so.
+        write_geotiff(result.assign_attrs(vertical_datum="ellipsoid"), out,
+                      variables=[name for name in ("height", "height_std") if name in result])
         if quicklook_path is not None:
             prediction_quicklook(scene, result, quicklook_path)
     if not args.quiet:

@@ -52,8 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priors-crs", default=None, help="the CRS of a CSV of priors (e.g. EPSG:4326)")
     parser.add_argument("--priors-vertical-datum", choices=("ellipsoid", "egm96", "egm2008"), default=None,
                         help="the datum of the priors' heights (geoid heights are converted)")
-    add_outputs(parser, "output GeoTIFF: height (m, WGS84 ellipsoidal), height_std (m) with several checkpoints, "
-                "and the coarse DEM on the same grid")
+    add_outputs(parser, "output GeoTIFF: height (m, in the DEM's vertical datum unless --out-vertical-datum), "
+                "height_std (m) with several checkpoints, and the coarse DEM on the same grid")
+    parser.add_argument("--out-vertical-datum", choices=tuple(DATUM_WORDS), default=None,
+                        help="the datum of the heights written (default: the DEM's, as it came: EGM96 heights back "
+                        "on EGM96 with the same geoid grid, the CRS compound with the geoid's height; ellipsoid: "
+                        "WGS84 ellipsoidal)")
     parser.add_argument("--sar-quantity", choices=("beta0", "sigma0", "gamma0"), default="sigma0",
                         help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
     parser.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
@@ -71,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..dem import output_datum
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
     from ..refinement import refine_dem
@@ -127,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
                                 sar_db=args.sar_db, device=args.device, inversion_blocks=args.blocks,
                                 client=args.scheduler, progress=not args.quiet)
     stages.done("refined")
+    datum = args.out_vertical_datum or output_datum(dem)
+    refined = _in_datum(refined, datum, args.geoid_grid)
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
         if quicklook_path is not None:
@@ -152,9 +159,36 @@ def run(args: argparse.Namespace) -> int:
               f"{attrs['correction_rms_m']:.1f} m RMS (at most {attrs['correction_max_m']:.1f} m), the image's "
               f"sigma0 {attrs.get('observed_median_db', float('nan')):.1f} dB median, "
               f"{attrs.get('observed_spread_db', float('nan')):.1f} dB spread")
+        source = output_datum(dem)
+        print(f"heights in {DATUM_WORDS[datum]}"
+              + (f" (the geoid's undulation taken off with {refined.attrs['geoid_grid']})" if datum != "ellipsoid"
+                 else "")
+              + (", as the DEM came" if datum == source else f"; the DEM came in {DATUM_WORDS[source]}")
+              + ("" if args.out_vertical_datum else "; --out-vertical-datum to choose"))
         written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
         print(f"wrote {' and '.join(written)}")
     return 0
+
+
+#: How the console names the datums.
+DATUM_WORDS = {"ellipsoid": "metres above the WGS84 ellipsoid", "egm96": "metres above the EGM96 geoid",
+               "egm2008": "metres above the EGM2008 geoid"}
+
+
+def _in_datum(refined, datum: str, geoid_grid: str | None):
+    """The refined heights (``height``, ``coarse``) in ``datum``, the CRS compound with the
+    geoid's height where there is one, the datum in the tags."""
+    from ..dem import crs_with_datum, heights_in_datum
+
+    crs = refined.rio.crs
+    converted = refined.copy()
+    for name in ("height", "coarse"):
+        if name in converted:
+            converted[name] = heights_in_datum(converted[name].rio.write_crs(crs), datum, geoid_grid)
+    converted.attrs.update(vertical_datum=datum)
+    if datum != "ellipsoid":
+        converted.attrs["geoid_grid"] = converted["height"].attrs["geoid_grid"]
+    return converted.rio.write_crs(crs_with_datum(crs, datum).to_wkt())
 
 
 #: The most observations one refinement takes (both passes of a year of 12-day repeats).
