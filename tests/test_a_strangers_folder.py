@@ -24,11 +24,12 @@ pytestmark = pytest.mark.skipif(not SARHEIGHT.is_file(), reason=f"the sarheight 
                                 f"{sys.executable} (pip install -e '.[ml]')")
 
 
-def sarheight(folder: Path, *arguments: str, status: int = 0, file_limit: int | None = None) -> str:
+def sarheight(folder: Path, *arguments: str, status: int = 0, file_limit: int | None = None,
+              environment: dict[str, str] | None = None) -> str:
     """``sarheight ARGUMENTS`` run in ``folder`` with no network, as a user types it;
     ``file_limit``: the most bytes a file may take (``ulimit -f``), as a disk that fills
     while the output is written."""
-    env = {**os.environ, "PROJ_NETWORK": "OFF", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PROJ_NETWORK": "OFF", "OMP_NUM_THREADS": "1", **(environment or {})}
     env.pop("PYTHONPATH", None)
 
     def limited() -> None:
@@ -224,3 +225,21 @@ def test_an_observation_carries_the_geometry_it_was_made_under(folder):
     assert out.count("\n") == 1 and "the SAR image 'd_sigma0.tif' was made under a synthetic geometry" in out
     assert "the heading differs" in out and "(--geometry synthetic --heading 192)" in out
     assert not (folder / "r.tif").exists()
+
+
+def test_a_log_hears_from_a_long_command(folder):
+    """Outside a terminal (a log, a pipe, a batch job) a command says each stage as it ends
+    and, while one runs, that it is still working (every 30 s; here every second)."""
+    sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif", "-q")
+    out = sarheight(folder, "terrain", "refine", "--dem", "my_dem.tif", "--sar", "sim_sigma0.tif", "--geometry",
+                    "synthetic", "--spacing", "10", "--method", "inversion", "--out", "inverted.tif",
+                    environment={"SARHEIGHT_PROGRESS_SECONDS": "1"})
+    lines = out.splitlines()
+    assert any(line.startswith("sarheight terrain refine: read the DEM and the geometry (1/3), ") for line in lines)
+    assert any(line.startswith("sarheight terrain refine: working (1/3 stages done, the last: read the DEM")
+               for line in lines)
+    assert any(line.startswith("sarheight terrain refine: wrote outputs (3/3), ") for line in lines)
+    quiet = sarheight(folder, "terrain", "refine", "--dem", "my_dem.tif", "--sar", "sim_sigma0.tif", "--geometry",
+                      "synthetic", "--spacing", "10", "--method", "back-projection", "--out", "bp.tif", "-q",
+                      environment={"SARHEIGHT_PROGRESS_SECONDS": "1"})
+    assert "sarheight terrain refine:" not in quiet

@@ -43,7 +43,7 @@ from . import (
     simulate,
     terrain,
 )
-from .options import companion_path, in_command_words, masks_path
+from .options import close_stages, companion_path, in_command_words, masks_path
 
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, benchmark, *fit.COMMANDS, configs, terrain,
@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, status = (f"unexpected {type(exc).__name__}: {exc} (run again with --verbose for the traceback, "
                            "and please report it)"), 1
     finally:
+        close_stages()
         warnings.showwarning = shown
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, terminate)

@@ -7,9 +7,11 @@ import argparse
 import contextlib
 import re
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ..errors import SarHeightError
 
@@ -241,19 +243,79 @@ def write_masks(result: Any, path: Path) -> Path:
 
 
 class Stages:
-    """A progress bar over the stages of a command (silent when not a terminal)."""
+    """The progress of a command over its stages: in a terminal a bar, its elapsed time kept
+    current; outside one (a log, a pipe, a batch job) a line per stage on standard error,
+    and one every :attr:`HEARTBEAT_S` seconds while a stage runs, so that a log never goes
+    quiet for minutes. Nothing with ``quiet``."""
 
-    def __init__(self, total: int, quiet: bool):
+    #: Seconds between the lines that say a stage is still running (outside a terminal);
+    #: the environment variable SARHEIGHT_PROGRESS_SECONDS sets another.
+    HEARTBEAT_S = 30.0
+    #: The stages not yet closed, closed by the command's end whatever happened.
+    open: ClassVar[set[Stages]] = set()
+
+    def __init__(self, total: int, quiet: bool, command: str | None = None):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, disable=quiet or not sys.stderr.isatty(), unit="step")
+        self.total, self.count, self.quiet = total, 0, quiet
+        self.command = command or (f"sarheight {sys.argv[1]}" if len(sys.argv) > 1 else "sarheight")
+        self.terminal = sys.stderr.isatty()
+        self.bar = tqdm(total=total, disable=quiet or not self.terminal, unit="step")
+        self.started = self.last_line = time.monotonic()
+        self.last_stage = "started"
+        self._stop = threading.Event()
+        self._beat = None
+        if not quiet:
+            self._beat = threading.Thread(target=self._heartbeat, name="sarheight-progress", daemon=True)
+            self._beat.start()
+        Stages.open.add(self)
 
     def done(self, what: str) -> None:
-        self.bar.set_description(what)
-        self.bar.update(1)
+        self.count += 1
+        self.last_stage = what
+        if self.terminal:
+            self.bar.set_description(what)
+            self.bar.update(1)
+        elif not self.quiet:
+            self._line(f"{what} ({self.count}/{self.total})")
 
     def close(self) -> None:
+        self._stop.set()
         self.bar.close()
+        Stages.open.discard(self)
+
+    def _line(self, text: str) -> None:
+        print(f"{self.command}: {text}, {time.monotonic() - self.started:.0f} s", file=sys.stderr, flush=True)
+        self.last_line = time.monotonic()
+
+    def _heartbeat(self) -> None:
+        # In a terminal the bar's clock is refreshed each second; in a log a line at most
+        # every HEARTBEAT_S.
+        every = heartbeat_seconds(self.HEARTBEAT_S)
+        period = 1.0 if self.terminal else every
+        while not self._stop.wait(period):
+            if self.terminal:
+                self.bar.refresh()
+            elif time.monotonic() - self.last_line >= 0.98 * every:
+                self._line(f"working ({self.count}/{self.total} stages done, the last: {self.last_stage})")
+
+
+def heartbeat_seconds(default: float) -> float:
+    """The seconds between progress lines in a log: SARHEIGHT_PROGRESS_SECONDS where it is
+    a positive number, else ``default``."""
+    import os
+
+    try:
+        value = float(os.environ.get("SARHEIGHT_PROGRESS_SECONDS", default))
+    except ValueError:
+        return default
+    return value if value > 0 and value == value else default
+
+
+def close_stages() -> None:
+    """Close every :class:`Stages` still open (a command that failed midway)."""
+    for stages in list(Stages.open):
+        stages.close()
 
 
 def in_command_words(message: str, parser: argparse.ArgumentParser) -> str:

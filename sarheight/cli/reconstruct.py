@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         )
     check_geometry_options(args, product_given=not geotiff)
     measurement = args.measurement or "IW/VV"
-    stages = Stages(3, args.quiet)
+    stages = Stages(3, args.quiet, "sarheight reconstruct")
     dem = open_dem_from_args(args, args.dem)
     if geotiff:
         geometry = geometry_from_args(args, dem)

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise SarHeightError(f"--nesz {args.nesz}: give the noise floor in dB (-22 for Sentinel-1 IW)")
     if args.seed < 0:
         raise SarHeightError(f"--seed {args.seed}: give a seed of 0 or more")
-    stages = Stages(4, args.quiet)
+    stages = Stages(4, args.quiet, "sarheight simulate")
     dem = open_dem_from_args(args, args.dem)
     geometry = geometry_from_args(args, dem)
     stages.done("read DEM and geometry")

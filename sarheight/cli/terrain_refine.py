@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     for value in given:
         check_geometry_options(_with_geometry(args, value), product_given=not any(geotiffs))
     _check_spacing_before_reading(args.dem, args.spacing)
-    stages = Stages(3, args.quiet)
+    stages = Stages(3, args.quiet, "sarheight terrain refine")
     dem = open_dem_from_args(args, args.dem)
     made = [geometry_from_args(_with_geometry(args, value), dem) for value in given]
     made_for_each = iter(made * sum(geotiffs) if len(made) == 1 else made)
