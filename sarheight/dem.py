@@ -36,7 +36,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1171,6 +1171,24 @@ def crs_with_datum(horizontal: Any, datum: str) -> pyproj.CRS:
         return horizontal
     vertical = pyproj.CRS.from_epsg(_GEOID_VERTICAL_EPSG[datum])
     return pyproj.crs.CompoundCRS(name=f"{horizontal.name} + {vertical.name}", components=[horizontal, vertical])
+
+
+def dataset_in_datum(dataset: xr.Dataset, datum: str, geoid_grid: str | os.PathLike | None = None,
+                     variables: Sequence[str] = ("height", "coarse")) -> xr.Dataset:
+    """A dataset whose ``variables`` (those it has) are ellipsoidal heights, with them in
+    ``datum`` (:func:`heights_in_datum`), its CRS compound with the geoid's height where
+    there is one (:func:`crs_with_datum`), ``attrs["vertical_datum"]`` (and
+    ``geoid_grid``) saying so: ready for :func:`sarheight.io.write_geotiff`."""
+    crs = dataset.rio.crs
+    converted = dataset.copy()
+    converted.attrs.pop("geoid_grid", None)
+    for name in variables:
+        if name in converted:
+            converted[name] = heights_in_datum(converted[name].rio.write_crs(crs), datum, geoid_grid)
+            if "geoid_grid" in converted[name].attrs:
+                converted.attrs["geoid_grid"] = converted[name].attrs["geoid_grid"]
+    converted.attrs["vertical_datum"] = datum
+    return converted.rio.write_crs(crs_with_datum(crs, datum).to_wkt())
 
 
 def _geoid_help(datum: str) -> str:

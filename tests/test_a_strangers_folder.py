@@ -243,3 +243,24 @@ def test_a_log_hears_from_a_long_command(folder):
                       "synthetic", "--spacing", "10", "--method", "back-projection", "--out", "bp.tif", "-q",
                       environment={"SARHEIGHT_PROGRESS_SECONDS": "1"})
     assert "sarheight terrain refine:" not in quiet
+
+
+def test_the_readme_chain_scores_a_coarse_copy_against_the_dem_it_came_from(folder):
+    """The README's own-DEM chain: a coarse copy of the user's DEM (a realistic product,
+    in the DEM's datum), refined at the DEM's cell size and scored against it beside every
+    method that needs no learning."""
+    sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif", "-q")
+    out = sarheight(folder, "terrain", "coarsen", "--dem", "my_dem.tif", "--factor", "3", "--product", "realistic",
+                    "--out", "coarse.tif")
+    assert "3x coarser than my_dem.tif (a realistic product: shifted" in out and "(egm96)" in out
+    with rasterio.open(folder / "coarse.tif") as coarse, rasterio.open(folder / "my_dem.tif") as fine:
+        assert coarse.crs.to_epsg() == 9707 and coarse.res[0] == pytest.approx(3 * fine.res[0])
+        # Heights on EGM96 as the DEM's (7-85 m at Rome), not ellipsoidal (48 m more).
+        assert abs(float(coarse.read(1).mean()) - float(fine.read(1).mean())) < 5
+    out = sarheight(folder, "terrain", "refine", "--dem", "coarse.tif", "--sar", "sim_sigma0.tif", "--geometry",
+                    "synthetic", "--spacing", "26.7", "--truth", "my_dem.tif", "--out", "fine.tif")
+    line = next(line for line in out.splitlines() if line.startswith("RMSE against my_dem.tif over "))
+    assert "m by network. Without learning: " in line and "clinometry (SAR physics)" in line
+    assert "registered, back-projection, kriged priors" in line and "the best of them" in line
+    out = sarheight(folder, "terrain", "coarsen", "--dem", "my_dem.tif", "--factor", "1", "--out", "x.tif", status=2)
+    assert "--factor 1: give an integer of 2 or more" in out and not (folder / "x.tif").exists()

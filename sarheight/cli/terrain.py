@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import terrain_ablate, terrain_refine, terrain_scenes
+from . import terrain_ablate, terrain_coarsen, terrain_refine, terrain_scenes
 from .options import Action, add_actions, add_outputs, add_quiet, run_action
 
 NAME = "terrain"
@@ -107,6 +107,7 @@ def run_export(args: argparse.Namespace) -> int:
 #: The actions of ``sarheight terrain``, in the order ``--help`` lists them.
 ACTIONS = {
     "refine": Action(terrain_refine.HELP, terrain_refine.add_arguments, terrain_refine.run),
+    "coarsen": Action(terrain_coarsen.HELP, terrain_coarsen.add_arguments, terrain_coarsen.run),
     "scenes": Action(terrain_scenes.HELP, terrain_scenes.add_arguments, terrain_scenes.run),
     "predict": Action("predict a height map (GeoTIFF) from a scene with one or several checkpoints",
                       add_predict_arguments, run_predict),

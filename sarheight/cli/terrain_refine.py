@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the datum of the priors' heights (geoid heights are converted)")
     add_outputs(parser, "output GeoTIFF: height (m, in the DEM's vertical datum unless --out-vertical-datum), "
                 "height_std (m) with several checkpoints, and the coarse DEM on the same grid")
+    parser.add_argument("--truth", default=None, metavar="FINE_DEM",
+                        help="a fine DEM of the same area (the one the coarse DEM was made from: terrain coarsen): "
+                        "the refined DEM is scored against it, beside every method that needs no learning")
     parser.add_argument("--out-vertical-datum", choices=tuple(DATUM_WORDS), default=None,
                         help="the datum of the heights written (default: the DEM's, as it came: EGM96 heights back "
                         "on EGM96 with the same geoid grid, the CRS compound with the geoid's height; ellipsoid: "
@@ -75,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dem import output_datum
+    from ..dem import dataset_in_datum, output_datum
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
     from ..refinement import refine_dem
@@ -132,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
                                 sar_db=args.sar_db, device=args.device, inversion_blocks=args.blocks,
                                 client=args.scheduler, progress=not args.quiet)
     stages.done("refined")
+    scores = _scores_against(args.truth, args, refined, scene) if args.truth else None
     datum = args.out_vertical_datum or output_datum(dem)
-    refined = _in_datum(refined, datum, args.geoid_grid)
+    refined = dataset_in_datum(refined, datum, args.geoid_grid)
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
         if quicklook_path is not None:
@@ -165,30 +169,51 @@ def run(args: argparse.Namespace) -> int:
                  else "")
               + (", as the DEM came" if datum == source else f"; the DEM came in {DATUM_WORDS[source]}")
               + ("" if args.out_vertical_datum else "; --out-vertical-datum to choose"))
+        if scores is not None:
+            print(scores)
         written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
         print(f"wrote {' and '.join(written)}")
     return 0
 
 
+def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -> str:
+    """The line that scores the refined heights against the fine DEM ``truth_path`` (read
+    as the DEM options say, resampled to the refined grid by area), beside every method
+    that needs no learning, on the cells where all have a value."""
+    import numpy as np
+    from rasterio.enums import Resampling
+
+    from ..studies.refinement import BASELINES, NON_LEARNED, baseline_maps
+    from ..studies.scoring import map_rmse
+    from .options import open_dem_from_args
+
+    truth = open_dem_from_args(argparse.Namespace(**{**vars(args), "vertical_datum": None}), truth_path)
+    grid = refined["height"].rio.write_crs(refined.rio.crs)
+    finer = min(abs(v) for v in truth.rio.resolution()) < min(abs(v) for v in grid.rio.resolution())
+    # Reprojected in float64 with NaN as no data: cells the truth does not cover stay NaN.
+    resampled = truth.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
+        grid, resampling=Resampling.average if finer else Resampling.bilinear).values
+    maps = {"this refinement": refined["height"].values}
+    maps.update({BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED})
+    valid = np.isfinite(resampled)
+    for values in maps.values():
+        valid &= np.isfinite(values)
+    if not valid.any():
+        raise SarHeightError(f"--truth {truth_path!r} has no height on the refined grid: give a fine DEM of the same "
+                             "area")
+    rmse = {name: map_rmse(values, resampled, valid) for name, values in maps.items()}
+    mine = rmse.pop("this refinement")
+    best = min(rmse, key=rmse.get)
+    others = "; ".join(f"{name} {value:.2f} m" for name, value in sorted(rmse.items(), key=lambda item: -item[1]))
+    below = 100 * (1 - mine / rmse[best])
+    return (f"RMSE against {truth_path} over {int(valid.sum())} cells: {mine:.2f} m by {args.method}. Without "
+            f"learning: {others}. This map is {abs(below):.1f} % {'below' if below >= 0 else 'above'} the best of "
+            f"them ({best})")
+
+
 #: How the console names the datums.
 DATUM_WORDS = {"ellipsoid": "metres above the WGS84 ellipsoid", "egm96": "metres above the EGM96 geoid",
                "egm2008": "metres above the EGM2008 geoid"}
-
-
-def _in_datum(refined, datum: str, geoid_grid: str | None):
-    """The refined heights (``height``, ``coarse``) in ``datum``, the CRS compound with the
-    geoid's height where there is one, the datum in the tags."""
-    from ..dem import crs_with_datum, heights_in_datum
-
-    crs = refined.rio.crs
-    converted = refined.copy()
-    for name in ("height", "coarse"):
-        if name in converted:
-            converted[name] = heights_in_datum(converted[name].rio.write_crs(crs), datum, geoid_grid)
-    converted.attrs.update(vertical_datum=datum)
-    if datum != "ellipsoid":
-        converted.attrs["geoid_grid"] = converted["height"].attrs["geoid_grid"]
-    return converted.rio.write_crs(crs_with_datum(crs, datum).to_wkt())
 
 
 #: The most observations one refinement takes (both passes of a year of 12-day repeats).
