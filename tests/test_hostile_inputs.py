@@ -140,3 +140,27 @@ def test_the_command_line_refuses_a_vrt_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("sarheight simulate: error: DEM") and "GDAL VRT" in error and error.count("\n") == 1
     assert not (tmp_path / "s.tif").exists()
+
+
+@pytest.mark.parametrize("name, text, said", [
+    ("bomb.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(20)),
+     "has more than 100 YAML aliases"),
+    ("long.yaml", "trainer:\n  callbacks: [" + ",".join(["1"] * 300_000) + "]\n", "holds more than 200,000 YAML items"),
+    ("deep.yaml", "model: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests deeper than 50 levels"),
+    ("big.yaml", "# " + "x" * (2 << 20) + "\n", "is 2.0 MiB: a configuration is a few kB"),
+])
+def test_a_configuration_is_bounded_before_it_is_parsed(name, text, said, tmp_path, monkeypatch, capsys):
+    """A YAML alias bomb (1.4 kB that expands to billions of nodes), a list of hundreds of
+    thousands of items, 100 000 nested brackets and a file of megabytes: each one line and
+    exit 2, in well under a second, instead of minutes of parsing or a RecursionError."""
+    pytest.importorskip("lightning")
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(text)
+    started = time.perf_counter()
+    assert main(["fit", "--config", name]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--config {name} {said}" in err, err
+    assert time.perf_counter() - started < 10

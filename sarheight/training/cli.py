@@ -276,6 +276,57 @@ _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 _NESTED_CONFIG_BYTES = 1 << 20
 
 
+#: Bounds of a configuration, checked before it is parsed: its size (a shipped one is a
+#: few kB), its YAML aliases (each may stand for a whole tree: a kilobyte of them expands
+#: to billions of nodes), its nesting depth and its number of YAML tokens.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_ALIASES = 100
+MAX_CONFIG_DEPTH = 50
+MAX_CONFIG_TOKENS = 200_000
+
+
+def check_config_size(size: int, where: str) -> None:
+    """Refuse a configuration of more than :data:`MAX_CONFIG_BYTES` bytes."""
+    if size > MAX_CONFIG_BYTES:
+        raise InvalidInputError(f"{where} is {size / 2**20:.1f} MiB: a configuration is a few kB (at most "
+                                f"{MAX_CONFIG_BYTES // 2**20} MiB here); give the configuration, not data")
+
+
+def check_config_text(text: str, where: str) -> None:
+    """Refuse a configuration text beyond :data:`MAX_CONFIG_BYTES`, :data:`MAX_CONFIG_ALIASES`,
+    :data:`MAX_CONFIG_DEPTH` or :data:`MAX_CONFIG_TOKENS`, in one line, before any parser
+    builds it (YAML's scanner reads it token by token, in bounded memory)."""
+    import yaml
+
+    check_config_size(len(text.encode(errors="replace")), where)
+    aliases = depth = deepest = count = 0
+    opening = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken,
+               yaml.BlockMappingStartToken)
+    closing = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            count += 1
+            if isinstance(token, yaml.AliasToken):
+                aliases += 1
+            elif isinstance(token, opening):
+                depth += 1
+                deepest = max(deepest, depth)
+            elif isinstance(token, closing):
+                depth -= 1
+            if aliases > MAX_CONFIG_ALIASES:
+                raise InvalidInputError(f"{where} has more than {MAX_CONFIG_ALIASES} YAML aliases (*name): each "
+                                        "repeats a whole part of the file, and so many can expand it beyond any "
+                                        "memory; write the values out")
+            if deepest > MAX_CONFIG_DEPTH:
+                raise InvalidInputError(f"{where} nests deeper than {MAX_CONFIG_DEPTH} levels: a configuration "
+                                        "is a few levels deep; mend the file")
+            if count > MAX_CONFIG_TOKENS:
+                raise InvalidInputError(f"{where} holds more than {MAX_CONFIG_TOKENS:,} YAML items: a configuration "
+                                        "holds tens; give the configuration, not data")
+    except yaml.YAMLError:
+        return  # not YAML: said where it is parsed
+
+
 def check_arguments(arguments: Sequence[str]) -> None:
     """Refuse, before LightningCLI reads anything, what would run code that is not
     sarheight's, torch's or Lightning's: a class path of another package (in the
@@ -324,6 +375,7 @@ def check_arguments(arguments: Sequence[str]) -> None:
         for found in re.findall(r"class_path['\"]?\s*[:=]\s*['\"]?([\w.]+)", text):
             refuse_path(found, where)
         if text[:1] in ("{", "["):
+            check_config_text(text, where)
             try:
                 walk(yaml.safe_load(text), where, folder, seen)
             except yaml.YAMLError:
@@ -361,9 +413,12 @@ def check_arguments(arguments: Sequence[str]) -> None:
         try:
             if not strict and path.stat().st_size > _NESTED_CONFIG_BYTES:
                 return
+            if strict:
+                check_config_size(path.stat().st_size, where)  # before reading it
             raw = path.read_bytes()
             if not strict and b"\0" in raw[:4096]:
                 return  # binary: a scene or a checkpoint
+            check_config_text(raw.decode(errors="replace"), where if strict else f"{where} ({path.name})")
             node = yaml.safe_load(raw.decode())
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             if strict:
