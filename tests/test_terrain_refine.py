@@ -81,7 +81,7 @@ def test_checkpoint_gives_heights_in_metres_from_the_coarse_cell(scenes, checkpo
 
 
 @pytest.mark.parametrize("name", ["terrain_refine", "terrain_refine_nosar"])
-def test_shipped_refinement_configs_train_and_test(tmp_path, scenes, monkeypatch, name):
+def test_shipped_refinement_configs_train_and_test(tmp_path, scenes, monkeypatch, capsys, name):
     monkeypatch.chdir(tmp_path)
     config = str(ROOT / "sarheight" / "configs" / f"{name}.yaml")
     small = ["--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
@@ -93,6 +93,25 @@ def test_shipped_refinement_configs_train_and_test(tmp_path, scenes, monkeypatch
     assert stored["scale"] == "coarse_cell" and stored["reference"].startswith("coarse_")
     assert ("sar_ratio" in stored["channels"]) == (name == "terrain_refine")
     assert main(["test", "--config", config, *small, "--ckpt_path", "last"]) == 0
+    if name != "terrain_refine":
+        return
+    # A checkpoint whose weights are NaN scores nothing (test, as validate and resume); one
+    # whose weights are finite but absurd predicts no finite height: each one line, exit 2.
+    checkpoint = torch.load(last, weights_only=True)
+    for tensor in checkpoint["state_dict"].values():
+        if tensor.is_floating_point():
+            tensor.mul_(1e30)
+    torch.save(checkpoint, tmp_path / "absurd.ckpt")
+    checkpoint["state_dict"][next(k for k in checkpoint["state_dict"] if k.endswith("weight"))].fill_(float("nan"))
+    torch.save(checkpoint, tmp_path / "nan.ckpt")
+    capsys.readouterr()
+    assert main(["test", "--config", config, *small, "--ckpt_path", "nan.ckpt"]) == 2
+    assert "checkpoint 'nan.ckpt' has weights that are not finite" in capsys.readouterr().err
+    (scene,) = sorted(scenes.glob("hills-c*.nc"))[:1]
+    assert main(["terrain", "predict", "--ckpt", "absurd.ckpt", "--scene", str(scene), "--out", "absurd.tif"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the model gave no finite height anywhere" in err and "absurd.ckpt" in err
+    assert not (tmp_path / "absurd.tif").exists()
 
 
 def test_class_weights_are_checked_against_the_data(scenes, tmp_path, monkeypatch, capsys):

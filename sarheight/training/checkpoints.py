@@ -56,7 +56,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if weights_only is False:
             raise InvalidInputError("checkpoints are read as data only (weights_only=True): sarheight never runs code "
                                     "from a checkpoint; leave out --weights_only false")
-        return read_checkpoint(path, map_location=map_location)
+        checkpoint = read_checkpoint(path, map_location=map_location)
+        # Every path that scores or resumes a checkpoint (test, validate, lcz test, fit
+        # --ckpt_path) reads it here: NaN weights would score NaN silently.
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            require_finite_weights(state, f"checkpoint {str(path)!r}")
+        return checkpoint
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str],
                         storage_options: Any | None = None) -> None:

@@ -269,6 +269,13 @@ def predict_height(
             spread += delta * (correction - mean)
 
     height = np.where(arrays.missing, np.nan, mean + arrays.offset).astype(np.float32)
+    wanted = ~np.asarray(arrays.missing, dtype=bool)
+    if wanted.any() and not np.isfinite(height[wanted]).any():
+        # Weights that are finite but absurd (scaled by 1e30) overflow every output.
+        raise InvalidInputError(
+            f"the model gave no finite height anywhere on {name!r} (its outputs overflow: checkpoint"
+            f"{'s' if len(members) > 1 else ''} {', '.join(repr(str(member.path)) for member in members)}): the "
+            "weights are broken; give a checkpoint of a training that converged")
     variables = {"height": (("y", "x"), height, {"units": "m", "long_name": "predicted height"
                                                  + (" (ensemble mean)" if len(members) > 1 else "")})}
     if spreads or len(members) > 1:
