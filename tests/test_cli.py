@@ -161,3 +161,29 @@ def test_simulate_under_a_real_product_and_a_wrong_measurement(shared_data, tmp_
                  "--vertical-datum", "ellipsoid", "--out", str(tmp_path / "other.tif"), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sarheight simulate: error:") and "IW9" in err and err.count("\n") == 1, err
+
+
+def test_every_command_says_what_it_does_and_refuses_what_it_would_ignore(tmp_path, monkeypatch, capsys):
+    """A newcomer's small surprises: each command's --help opens with what it does;
+    validate and test say they score a checkpoint; --quick refuses the sizes it would
+    ignore; copying a configuration twice names the file, not an --out never typed."""
+    from sarheight.cli import main
+
+    for command in ("compile", "configs", "benchmark"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        printed = capsys.readouterr().out
+        assert printed.split("\n\n")[1].strip().endswith("."), printed
+    assert main(["benchmark", "--quick", "--side", "300", "--repeats", "3"]) == 2
+    assert "would ignore --side, --repeats: leave out --quick" in capsys.readouterr().err
+    pytest.importorskip("lightning")
+    for command, said in (("validate", "a checkpoint scored on the validation split"),
+                          ("test", "a checkpoint scored on the test split")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert capsys.readouterr().out.startswith(f"sarheight {command}: {said}")
+    monkeypatch.chdir(tmp_path)
+    assert main(["configs", "--copy", "terrain_refine"]) == 0
+    assert main(["configs", "--copy", "terrain_refine"]) == 2
+    err = capsys.readouterr().err
+    assert "'terrain_refine.yaml' exists here (copied before?)" in err and "--out '" not in err

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         passthrough = getattr(command, "PASSTHROUGH", False)
-        subparser = sub.add_parser(command.NAME, help=command.HELP, add_help=not passthrough)
+        # The help line is also the description `sarheight COMMAND --help` opens with.
+        subparser = sub.add_parser(command.NAME, help=command.HELP, description=f"{command.HELP[:1].upper()}"
+                                   f"{command.HELP[1:]}.", add_help=not passthrough)
         command.add_arguments(subparser)
         subparser.set_defaults(run=command.run, passthrough=passthrough)
     return parser

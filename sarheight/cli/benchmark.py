@@ -11,17 +11,17 @@ HELP = "time simulate and reconstruct on this machine (synthetic mountains; no d
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--side", type=int, default=2048,
+    parser.add_argument("--side", type=int, default=None,
                         help="DEM cells a side of the case whose DEM spacing is the pixel spacing (10 m; "
                              "default 2048; 0 leaves it out)")
-    parser.add_argument("--coarse-side", type=int, default=1024,
+    parser.add_argument("--coarse-side", type=int, default=None,
                         help="DEM cells a side of the case with a DEM 3x coarser than the pixels (30 m cells "
                              "under 10 m pixels; default 1024; 0 leaves it out)")
     parser.add_argument("--projection", choices=("exact", "bilinear", "both"), default="both",
                         help="how the facets reach the radar pixels in the timed runs: exact (the overlap of each "
                         "facet's footprint with the pixels), bilinear (splatting of facet centres, faster), or both "
                         "(default)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each step (default 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs of each step (default 5)")
     parser.add_argument("--against", metavar="TREE_OR_REVISION", default=None,
                         help="also time another version, run by run in turn with this one: the folder of "
                              "another sarheight source tree, or a git revision (HEAD~1, a tag) of this checkout")
@@ -50,7 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from ..io import atomic_path
     from ..paths import check_outputs, check_writable_folder
 
-    side, coarse_side, repeats = (256, 128, 2) if args.quick else (args.side, args.coarse_side, args.repeats)
+    given = [option for option, value in (("--side", args.side), ("--coarse-side", args.coarse_side),
+                                          ("--repeats", args.repeats)) if value is not None]
+    if args.quick and given:
+        raise SarHeightError(f"--quick times sides 256 and 128, 2 repeats, and would ignore {', '.join(given)}: "
+                             "leave out --quick to time the sizes you give, or leave them out")
+    side, coarse_side, repeats = (256, 128, 2) if args.quick else (
+        2048 if args.side is None else args.side, 1024 if args.coarse_side is None else args.coarse_side,
+        5 if args.repeats is None else args.repeats)
     for name, value, least in (("--side", side, 0), ("--coarse-side", coarse_side, 0), ("--repeats", repeats, 1)):
         if value < least or (name != "--repeats" and 0 < value < 16):
             raise SarHeightError(f"{name} {value}: give at least 16 cells a side (0 leaves the case out)"

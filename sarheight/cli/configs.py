@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
                              f"{', '.join(configs.names())}")
     out = Path(args.out) if args.out else Path(f"{name}.yaml")
     if out.exists():
-        raise SarHeightError(f"--out {str(out)!r} exists: give another path (a configuration is never overwritten)")
+        if args.out:
+            raise SarHeightError(f"--out {str(out)!r} exists: give another path (a configuration is never "
+                                 "overwritten)")
+        raise SarHeightError(f"{str(out)!r} exists here (copied before?): edit it, or give --out ANOTHER.yaml (a "
+                             "configuration is never overwritten)")
     with atomic_path(out) as tmp:
         tmp.write_text((configs.FOLDER / f"{name}.yaml").read_text())
     if not args.quiet:

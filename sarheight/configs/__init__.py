@@ -135,7 +135,9 @@ def help_summary(command: str, arguments: Sequence[str]) -> str:
     ``--model.*`` keys it sets (any can be given on the command line)."""
     import yaml
 
-    lines = [f"sarheight {command}: a training run from a YAML configuration (LightningCLI): --config NAME or FILE, "
+    what = {"fit": "a training run", "validate": "a checkpoint scored on the validation split (--ckpt_path)",
+            "test": "a checkpoint scored on the test split (--ckpt_path)"}.get(command.split()[-1], "a training run")
+    lines = [f"sarheight {command}: {what}, from a YAML configuration (LightningCLI): --config NAME or FILE, "
              "then any key of it to override (--data.KEY VALUE, --model.KEY VALUE, --trainer.KEY VALUE).", "",
              "Shipped configurations (by name from any folder; `sarheight configs` lists them, "
              "`sarheight configs --copy NAME` copies one here to edit):"]
