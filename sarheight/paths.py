@@ -16,6 +16,32 @@ from .errors import InvalidInputError
 
 #: The installed package's folder: no output is written among its files.
 PACKAGE_FOLDER = os.path.realpath(Path(__file__).resolve().parent)
+
+
+def _own_folders() -> tuple[str, ...]:
+    """The package's folder and its kernels' (which a checkout keeps beside it, and an
+    installation inside it)."""
+    import importlib.util
+
+    folders = [PACKAGE_FOLDER]
+    try:
+        spec = importlib.util.find_spec("sarheight.kernels")
+        folders += [os.path.realpath(place) for place in (spec.submodule_search_locations or [])] if spec else []
+    except (ImportError, ValueError):
+        pass
+    return tuple(dict.fromkeys(folders))
+
+
+#: The folders no output is written into: sarheight's own files and its kernels'.
+OWN_FOLDERS = _own_folders()
+
+
+def inside_own_folders(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` lies in sarheight's own folders (:data:`OWN_FOLDERS`)."""
+    key = os.path.realpath(path)
+    return any(os.path.commonpath([key, folder]) == folder for folder in OWN_FOLDERS)
+
+
 #: Files no output replaces, wherever they lie: code.
 PROGRAM_SUFFIXES = (".py", ".pyc", ".pyx", ".so", ".pyd", ".sh")
 
@@ -77,6 +103,6 @@ def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
                     raise InvalidInputError(f"{name} lies inside {label} {os.fspath(source)!r}, an input of this run: "
                                             "writing there would change it; write outside it")
     for key, name in seen.items():
-        if os.path.commonpath([key, PACKAGE_FOLDER]) == PACKAGE_FOLDER or Path(key).suffix in PROGRAM_SUFFIXES:
+        if inside_own_folders(key) or Path(key).suffix in PROGRAM_SUFFIXES:
             raise InvalidInputError(f"{name} {key!r} is a program file (or lies among sarheight's own): writing would "
                                     "replace code; give another path")

@@ -384,3 +384,19 @@ def test_the_spacing_is_checked_before_the_dem_is_read(product, checkpoints, tmp
                  "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic",
                  "--ckpt", str(checkpoints[0]), "--spacing", "0.01", "--out", str(tmp_path / "fine.tif")]) == 2
     assert "times finer" in capsys.readouterr().err and not (tmp_path / "fine.tif").exists()
+
+
+@pytest.mark.parametrize("option", ["--checkpoint.dirpath", "--trainer.default_root_dir"])
+def test_a_training_never_writes_among_sarheight_own_files(option, scenes, tmp_path, monkeypatch, capsys):
+    """Checkpoints, logs and the saved configuration never go into the installed package or
+    its kernels: refused in one line before training, nothing made there."""
+    from sarheight.paths import OWN_FOLDERS
+
+    monkeypatch.chdir(tmp_path)
+    target = Path(OWN_FOLDERS[-1]) / "runs_here"
+    small = ["--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
+             "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2", "--trainer.max_epochs", "1",
+             "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", "--config", "terrain_refine", *small, option, str(target)]) == 2
+    assert "lies among sarheight's own files" in capsys.readouterr().err
+    assert not target.exists()

@@ -163,12 +163,19 @@ class SarHeightCLI(LightningCLI):
     def _check_checkpoint_folders(self) -> None:
         """The checkpoint folders made and writable before the first step (not found after
         minutes of training)."""
-        from ..paths import check_writable_folder
+        from ..paths import check_writable_folder, inside_own_folders
 
         folders = [(getattr(callback, "dirpath", None), "the checkpoint folder", "checkpoint.dirpath")
                    for callback in self.trainer.checkpoint_callbacks]
         folders += [(getattr(logger, "save_dir", None), "the logs folder", "trainer.logger's save_dir")
                     for logger in self.trainer.loggers]
+        folders += [(self.trainer.default_root_dir, "the run's folder", "trainer.default_root_dir")]
+        for folder, what, option in folders:
+            if not folder:
+                continue
+            if inside_own_folders(folder):
+                raise InvalidInputError(f"{what} {str(folder)!r} lies among sarheight's own files (the installed "
+                                        f"package or its kernels): set {option} to a folder of yours")
         for folder, what, option in folders:
             if not folder:
                 continue
