@@ -187,3 +187,29 @@ def test_every_command_says_what_it_does_and_refuses_what_it_would_ignore(tmp_pa
     assert main(["configs", "--copy", "terrain_refine"]) == 2
     err = capsys.readouterr().err
     assert "'terrain_refine.yaml' exists here (copied before?)" in err and "--out '" not in err
+
+
+@pytest.mark.parametrize("variable, value, said", [
+    ("NUMBA_NUM_THREADS", "0", "NUMBA_NUM_THREADS='0': Numba takes a whole number of threads of 1 or more"),
+    ("NUMBA_DISABLE_JIT", "1", "NUMBA_DISABLE_JIT='1' would run the kernels as plain Python"),
+    ("PROJ_DATA", "/nonexistent", "PROJ_DATA='/nonexistent' holds no proj.db"),
+    ("JSONARGPARSE_DEBUG", "1", "JSONARGPARSE_DEBUG='1': jsonargparse reads true or false there"),
+])
+def test_an_environment_that_would_break_a_run_is_named_in_one_line(variable, value, said, tmp_path):
+    """Environment variables that break Numba, PROJ or jsonargparse midway (a traceback, or
+    'unexpected ... please report it'): named before any work, as a user meets them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, variable: value}
+    done = subprocess.run([sys.executable, "-m", "sarheight", "simulate", "dem.tif", "--geometry", "synthetic",
+                           "--out", "out.tif"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr[-2000:]
+
+
+def test_the_command_line_names_the_methods_of_the_refinement():
+    from sarheight.cli.terrain_refine import METHODS as COMMAND_METHODS
+    from sarheight.refinement import METHODS
+
+    assert COMMAND_METHODS == METHODS

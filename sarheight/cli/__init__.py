@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._version import __version__
@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
     try:
+        check_environment(os.environ)
         created = _prepare_outputs(args)
         announce_compiling(args)
         return int(args.run(args) or 0)
@@ -126,6 +127,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             folder.rmdir()
     return status
+
+
+def check_environment(environment: Mapping[str, str]) -> None:
+    """Refuse, in one line naming the variable, environment variables that would break
+    Numba, PROJ or jsonargparse midway with a traceback or a wrong cause."""
+    threads = environment.get("NUMBA_NUM_THREADS")
+    if threads is not None and not (threads.strip().isdigit() and int(threads) >= 1):
+        raise SarHeightError(f"NUMBA_NUM_THREADS={threads!r}: Numba takes a whole number of threads of 1 or more; "
+                             "set one (e.g. 2), or unset it for all the cores")
+    if environment.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0"):
+        raise SarHeightError(f"NUMBA_DISABLE_JIT={environment['NUMBA_DISABLE_JIT']!r} would run the kernels as plain "
+                             "Python, which they cannot (they use compiled intrinsics) and which would take hours; "
+                             "unset it")
+    for variable in ("PROJ_DATA", "PROJ_LIB"):
+        folders = [folder for folder in environment.get(variable, "").split(os.pathsep) if folder]
+        if folders and not any(os.path.isfile(os.path.join(folder, "proj.db")) for folder in folders):
+            raise SarHeightError(f"{variable}={environment[variable]!r} holds no proj.db: PROJ could read no CRS; "
+                                 f"unset {variable} (pyproj brings its own) or point it at a PROJ data folder")
+    debug = environment.get("JSONARGPARSE_DEBUG")
+    if debug is not None and debug.strip().lower() not in ("", "true", "false"):
+        raise SarHeightError(f"JSONARGPARSE_DEBUG={debug!r}: jsonargparse reads true or false there; set one, or "
+                             "unset it")
 
 
 #: The commands whose work runs the Numba kernels.

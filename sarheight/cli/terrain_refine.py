@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 
 from ..errors import SarHeightError
-from ..refinement import METHODS
 from .options import (
     Stages,
     add_dem_options,
@@ -210,6 +209,10 @@ def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -
             f"learning: {others}. This map is {abs(below):.1f} % {'below' if below >= 0 else 'above'} the best of "
             f"them ({best})")
 
+
+#: The methods of :func:`sarheight.refinement.refine_dem` (spelled here: importing the
+#: refinement would load the whole physics, and Numba, for every command's start).
+METHODS = ("network", "inversion", "clinometry", "back-projection")
 
 #: How the console names the datums.
 DATUM_WORDS = {"ellipsoid": "metres above the WGS84 ellipsoid", "egm96": "metres above the EGM96 geoid",
