@@ -169,11 +169,29 @@ def read_band(dataset: rasterio.DatasetReader, what: str, band: int = 1,
 
 
 def available_memory() -> int:
-    """Bytes of memory available to new allocations (``MemAvailable``; the physical memory
-    where the system does not say)."""
+    """Bytes of memory available to new allocations: the system's (``MemAvailable``; the
+    physical memory where the system does not say), within the process's own limits where
+    it has them: its address-space limit (``ulimit -v``) less what it maps, and its control
+    group's limit (a container, a batch job's allocation) less what the group uses. A
+    job's limit is what kills a process without a word."""
     import psutil
 
-    return int(psutil.virtual_memory().available)
+    available = int(psutil.virtual_memory().available)
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            available = min(available, max(0, soft - psutil.Process().memory_info().vms))
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        with contextlib.suppress(OSError, ValueError):
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max" and int(limit) < 1 << 60:
+                available = min(available, max(0, int(limit) - int(Path(usage_file).read_text().strip())))
+                break
+    return available
 
 
 def check_memory(needed: int, what: str, hint: str = "") -> None:

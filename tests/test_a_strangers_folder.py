@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not SARHEIGHT.is_file(), reason=f"the sarheight 
 
 
 def sarheight(folder: Path, *arguments: str, status: int = 0, file_limit: int | None = None,
-              environment: dict[str, str] | None = None) -> str:
+              environment: dict[str, str] | None = None, memory_limit: int | None = None) -> str:
     """``sarheight ARGUMENTS`` run in ``folder`` with no network, as a user types it;
     ``file_limit``: the most bytes a file may take (``ulimit -f``), as a disk that fills
     while the output is written."""
@@ -38,11 +38,14 @@ def sarheight(folder: Path, *arguments: str, status: int = 0, file_limit: int | 
 
         # A write past the limit then fails (EFBIG) as one on a full disk fails (ENOSPC),
         # instead of the signal ending the process.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+        if file_limit:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+        if memory_limit:  # as a batch job's allocation bounds it
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
     done = subprocess.run([str(SARHEIGHT), *arguments], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=900, preexec_fn=limited if file_limit else None)
+                          timeout=900, preexec_fn=limited if file_limit or memory_limit else None)
     assert done.returncode == status, f"{arguments}: {done.stderr[-3000:]}"
     return done.stdout + done.stderr
 
@@ -264,3 +267,21 @@ def test_the_readme_chain_scores_a_coarse_copy_against_the_dem_it_came_from(fold
     assert "registered, back-projection, kriged priors" in line and "the best of them" in line
     out = sarheight(folder, "terrain", "coarsen", "--dem", "my_dem.tif", "--factor", "1", "--out", "x.tif", status=2)
     assert "--factor 1: give an integer of 2 or more" in out and not (folder / "x.tif").exists()
+
+
+def test_a_degenerate_dem_is_refused_with_the_memory_it_would_need(folder):
+    """A DEM of 2 x 20 000 cells (600 km long, 60 m wide) spans a radar window of hundreds
+    of millions of pixels: within a job's memory limit it is refused before any work, in one
+    line with the figure, instead of being killed minutes later without a word."""
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    heights = (500 + 5 * np.random.default_rng(0).normal(size=(2, 20000))).astype("float32")
+    with rasterio.open(folder / "thin.tif", "w", driver="GTiff", height=2, width=20000, count=1, dtype="float32",
+                       crs="EPSG:32633", transform=from_origin(300000, 5000000, 30, 30)) as dst:
+        dst.write(heights, 1)
+    sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif", "-q")
+    out = sarheight(folder, "terrain", "refine", "--dem", "thin.tif", "--vertical-datum", "ellipsoid", "--sar",
+                    "sim_sigma0.tif", "--geometry", "synthetic", "--spacing", "10", "--method", "back-projection",
+                    "--out", "thin_refined.tif", "-q", status=2, memory_limit=4 << 30)
+    assert out.count("\n") == 1 and "radar pixels needs about" in out and "GiB available" in out, out
