@@ -545,7 +545,7 @@ def _to_yx(dem: xr.DataArray) -> xr.DataArray:
         if dem.sizes["band"] != 1:
             raise InvalidInputError(
                 f"The DEM has {dem.sizes['band']} bands; a DEM has one. Select the band with "
-                "the heights, e.g. dem.isel(band=0)."
+                "the heights: dem.isel(band=0), or for a file gdal_translate -b 1 IN.tif DEM.tif."
             )
         dem = dem.squeeze("band", drop=True)
     if dem.ndim != 2:

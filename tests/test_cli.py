@@ -1,5 +1,7 @@
 """The ``sarheight`` command: help, version, geocode, simulate, reconstruct and its errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -213,3 +215,25 @@ def test_the_command_line_names_the_methods_of_the_refinement():
     from sarheight.refinement import METHODS
 
     assert COMMAND_METHODS == METHODS
+
+
+def test_a_two_band_dem_and_a_device_as_priors_are_named(tmp_path, capsys):
+    """A DEM of two bands and --priors /dev/zero: one line each with the right cause (they
+    gave 'unexpected ValueError' and 'no such file')."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from sarheight.cli import main
+
+    with rasterio.open(tmp_path / "two.tif", "w", driver="GTiff", height=60, width=60, count=2, dtype="float32",
+                       crs="EPSG:32633", transform=from_origin(300000, 5000000, 30, 30)) as dst:
+        dst.write(np.full((2, 60, 60), 500, dtype="float32"))
+    (tmp_path / "sigma0.tif").write_bytes((tmp_path / "two.tif").read_bytes())
+    common = ["terrain", "refine", "--sar", str(tmp_path / "sigma0.tif"), "--geometry", "synthetic", "--spacing", "10",
+              "--method", "back-projection", "--out", str(tmp_path / "out.tif")]
+    assert main([*common, "--dem", str(tmp_path / "two.tif")]) == 2
+    assert "The DEM has 2 bands; a DEM has one" in capsys.readouterr().err
+    if Path("/dev/zero").exists():
+        assert main([*common, "--dem", str(tmp_path / "two.tif"), "--priors", "/dev/zero"]) == 2
+        assert "--priors '/dev/zero': not a file (a folder or a device)" in capsys.readouterr().err

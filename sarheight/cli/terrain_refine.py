@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         raise SarHeightError(f"--geometry is given {len(given)} times for {sum(geotiffs)} GeoTIFF --sar: give one "
                              "for all of them, or one per GeoTIFF, in their order")
     if args.priors is not None and not Path(args.priors).is_file():
-        raise SarHeightError(f"--priors {args.priors!r}: no such file of points")
+        raise SarHeightError(f"--priors {args.priors!r}: " + (
+            "not a file (a folder or a device): give a CSV, GeoJSON or GeoPackage of points"
+            if Path(args.priors).exists() else "no such file of points"))
     for value in given:
         check_geometry_options(_with_geometry(args, value), product_given=not any(geotiffs))
     _check_spacing_before_reading(args.dem, args.spacing)
@@ -277,8 +279,8 @@ def _check_spacing_before_reading(path: str, spacing_m: float) -> None:
         pass  # the same refusals as reading it (a VRT, a network path, a foreign format)
     header = rioxarray.open_rasterio(path, masked=True, cache=False)  # lazy: no pixel read
     try:
-        if header.rio.crs is None:
-            return  # open_dem says what is missing
+        if header.rio.crs is None or header.sizes.get("band", 1) != 1:
+            return  # open_dem says what is wrong
         dy, dx = cell_size_m(header.squeeze("band", drop=True) if "band" in header.dims else header)
         check_refinement_spacing(math.sqrt(dy * dx), header.shape[-2:], spacing_m)
     finally:
