@@ -8,6 +8,7 @@ import csv
 import itertools
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -396,6 +397,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes):
     assert resumed.returncode == 0, resumed.stderr
     final = torch.load(last, weights_only=True)
     assert final["global_step"] == killed_at["global_step"] + 2
+    # Its epoch line times the resumed part, not the time since the machine booted.
+    said = re.search(r"epoch 1/1: (\d+) steps in ([\d.]+) (s|min|h)", resumed.stdout + resumed.stderr)
+    assert said is not None and said.group(3) == "s", (resumed.stdout + resumed.stderr)[-2000:]
     # The resumed run counted on from the checkpoint's step, it did not start again.
     logs = sorted((runs / "tiny").glob("version_*"))
     with open(logs[-1] / "metrics.csv", newline="") as file:

@@ -70,8 +70,11 @@ class TrainingProgress(Callback):
         return left
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start = time.monotonic()
+        # A run resumed mid-epoch starts no epoch: its first one is timed from here (not
+        # from the machine's boot, the clock's zero).
+        self._start = self._epoch_start = self._last_line = time.monotonic()
         self._epochs_done = 0
+        self._loss_sum, self._loss_count = 0.0, 0
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._epoch_start = self._last_line = time.monotonic()
