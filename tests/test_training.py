@@ -386,6 +386,12 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, scenes):
             if last.exists():
                 step = torch.load(last, weights_only=True)["global_step"]
             time.sleep(0.2)
+        # A second training into the same folder while this one runs would claim its
+        # last.ckpt too: refused, naming the one that holds it.
+        second = subprocess.run([*command, *long_epoch], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300)
+        assert second.returncode == 2 and f"another training (process {process.pid} on" in second.stderr, \
+            second.stderr[-2000:]
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()

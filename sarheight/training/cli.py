@@ -12,11 +12,13 @@ one as ``last.ckpt`` (also every ``checkpoint.every_n_train_steps`` steps, so th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
 import os
 import re
+import socket
 import warnings
 from argparse import ArgumentError
 from collections.abc import Sequence
@@ -75,6 +77,7 @@ class SarHeightCLI(LightningCLI):
             raise InvalidInputError("trainer.max_epochs or trainer.max_steps is 0: nothing would be trained; give at "
                                     "least 1")
         self._check_checkpoint_folders()
+        self._lock_checkpoint_folders()
         self._check_memory(training=True)
 
     def before_validate(self) -> None:
@@ -185,6 +188,17 @@ class SarHeightCLI(LightningCLI):
                 raise InvalidInputError(f"cannot make {what} {str(folder)!r} ({error.strerror}): set {option} to a "
                                         "place you can write") from None
             check_writable_folder(Path(folder) / "probe", f"{what} ({option})")
+
+    def _lock_checkpoint_folders(self) -> None:
+        """Hold each checkpoint folder for this training (a lock file, released when the run
+        ends, or when its process dies): two trainings into one folder would both claim its
+        ``last.ckpt``. Only the first process of a distributed run holds it."""
+        if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+            return
+        for callback in self.trainer.checkpoint_callbacks:
+            folder = getattr(callback, "dirpath", None)
+            if folder:
+                hold_folder(Path(folder), "checkpoint.dirpath")
 
     def _check_memory(self, training: bool) -> None:
         """Refuse a batch the memory cannot hold, before any work: the model's activations
@@ -550,8 +564,51 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
     except ArgumentError as error:
         raise InvalidInputError(_argument_message(error)) from None
     finally:
+        release_folders()
         leave_process_group()
     return 0
+
+
+#: The lock files this process holds (:func:`hold_folder`), released by :func:`release_folders`.
+_HELD: list[Any] = []
+#: The name of a checkpoint folder's lock file.
+LOCK_NAME = ".sarheight-training.lock"
+
+
+def hold_folder(folder: Path, option: str) -> None:
+    """Take ``folder``'s lock for this process, or refuse in one line where another
+    training holds it (naming its process)."""
+    import fcntl
+
+    path = folder / LOCK_NAME
+    handle = open(path, "a+")  # held until release_folders
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise InvalidInputError(f"another training ({holder}) writes its checkpoints in {str(folder)!r}: both would "
+                                f"claim its last.ckpt; give this one another {option}, or wait for that one") from None
+    except OSError:
+        handle.close()  # a file system without locks: nothing to hold
+        return
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    _HELD.append(handle)
+
+
+def release_folders() -> None:
+    """Release the folders this process holds."""
+    import fcntl
+
+    while _HELD:
+        handle = _HELD.pop()
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def leave_process_group() -> None:
