@@ -251,10 +251,7 @@ def _warn_if_implausible(values: np.ndarray, transform: affine.Affine, horizonta
     if finite.size < _PLAUSIBILITY_CELLS:
         return  # too few heights to judge
     dx, dy = _cell_size_m(transform, horizontal, values.shape)
-    with np.errstate(invalid="ignore"):
-        slopes = np.concatenate([(np.abs(np.diff(sample, axis=1)) / (dx * stride)).ravel(),
-                                 (np.abs(np.diff(sample, axis=0)) / (dy * stride)).ravel()])
-    slopes = slopes[np.isfinite(slopes)]
+    slopes = _step_slopes(sample, dx * stride, dy * stride)
     relief = float(finite.max() - finite.min())
     if slopes.size and float(np.mean(slopes > math.tan(math.radians(60.0)))) > _STEEP_SHARE:
         warnings.warn(
@@ -277,6 +274,34 @@ def _warn_if_implausible(values: np.ndarray, transform: affine.Affine, horizonta
             "(NaN), with the layover or shadow they would cause; if they are voids in the terrain (not sea or "
             "outside the area), fill them with fill_voids=True",
             PlausibilityWarning, stacklevel=user_stacklevel())
+
+
+def _step_slopes(values: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """The slopes (rise over run) of every finite step between neighbouring cells."""
+    with np.errstate(invalid="ignore"):
+        slopes = np.concatenate([(np.abs(np.diff(values, axis=1)) / dx).ravel(),
+                                 (np.abs(np.diff(values, axis=0)) / dy).ravel()])
+    return slopes[np.isfinite(slopes)]
+
+
+def steep_step_share(heights: xr.DataArray) -> float:
+    """The share of the steps between neighbouring cells of ``heights`` (a grid with a CRS)
+    steeper than 60 degrees: real terrain at 10-100 m cells has at most a few tenths of a
+    per cent (Alaska, the Himalaya), the same heights in feet 3-25 %; NaN where there are
+    fewer than 100 heights to judge."""
+    values = np.asarray(heights.values, dtype=np.float64)
+    stride = max(1, int(math.sqrt(values.size / 250_000)))
+    sample = values[::stride, ::stride]
+    if np.isfinite(sample).sum() < _PLAUSIBILITY_CELLS:
+        return float("nan")
+    dy, dx = cell_size_m(heights)
+    slopes = _step_slopes(sample, dx * stride, dy * stride)
+    return float(np.mean(slopes > math.tan(math.radians(60.0)))) if slopes.size else float("nan")
+
+
+#: The share of steep steps (:func:`steep_step_share`) above which heights are taken for
+#: feet (or the cell size for wrong).
+STEEP_SHARE = _STEEP_SHARE
 
 
 def _cell_size_m(transform: affine.Affine, horizontal: pyproj.CRS, shape: tuple[int, int]) -> tuple[float, float]:

@@ -68,7 +68,7 @@ import xarray as xr
 from ._version import __version__
 from .backprojection import back_project, shifted, upsample
 from .coarse_dem import CoarseDemErrors, coarse_product, draw_errors
-from .dem import cell_size_m, open_dem
+from .dem import STEEP_SHARE, cell_size_m, open_dem, steep_step_share
 from .errors import (
     InvalidInputError,
     MissingInputError,
@@ -1350,6 +1350,17 @@ def check_scene_values(scene: xr.Dataset, name: str) -> None:
                                                                                           "us survey foot"):
         raise InvalidInputError(f"{name}'s heights are in {heights.attrs['units']}: a scene holds metres; convert "
                                 "them (multiply by 0.3048) and write it again")
+    for variable in ("height", "coarse_height"):
+        if variable not in scene.data_vars or scene.rio.crs is None:
+            continue
+        share = steep_step_share(scene[variable].rio.write_crs(scene.rio.crs))
+        if share > STEEP_SHARE:
+            # Warned, as a DEM is (open_dem): synthetic relief can be that steep on purpose.
+            warnings.warn(
+                f"{name}'s {variable}: {100 * share:.0f} % of its cell steps are steeper than 60 degrees, which real "
+                "terrain at this resolution never is: are the heights in feet (multiply by 0.3048) or the cell size "
+                "wrong? Then write the scene again in metres", PlausibilityWarning, stacklevel=user_stacklevel())
+            break
 
 
 def _variant_tag(look_side: str, heading_offset: float) -> str:

@@ -4,6 +4,7 @@ there; an ensemble of identical members is named."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -173,3 +174,37 @@ def test_prediction_memory_is_counted_before_work(scenes, checkpoint, tmp_path, 
     err = capsys.readouterr().err
     assert status == 2 and "GiB of memory" in err and "lower --tile" in err
     assert not (tmp_path / "h.tif").exists()
+
+
+def test_heights_in_feet_in_a_scene_or_a_city_are_refused(tmp_path, capsys):
+    """A scene whose heights were written in feet (3.28 times steeper) and a city whose
+    building heights are in feet: one line each, where they trained and scored silently."""
+    import rasterio
+
+    from sarheight.cli import main
+    from sarheight.errors import PlausibilityWarning
+    from sarheight.terrain import open_scene, write_scene
+    from tests.helpers import simulate_tiny_scenes
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    simulate_tiny_scenes(folder, names=("hills-a",), size=40)
+    (path,) = sorted(folder.glob("*.nc"))[:1]
+    scene = open_scene(path)
+    for name in ("height", "coarse_height"):
+        if name in scene:
+            scene[name] = scene[name] / 0.3048
+    feet = write_scene(scene, tmp_path / "feet.nc")
+    with pytest.warns(PlausibilityWarning, match="are the heights in feet") as record:
+        open_scene(feet)
+    said = [str(w.message) for w in record if "are the heights in feet" in str(w.message)]
+    assert int(re.search(r"(\d+) % of its cell steps", said[0]).group(1)) >= 10
+    city = write_tiny_city(tmp_path / "city", months=("202301",))
+    with rasterio.open(city / "height.tif", "r+") as dst:
+        heights = dst.read(1)
+        dst.write(np.where(heights == dst.nodata, heights, heights / 0.3048), 1)
+    from sarheight import sample_data
+
+    assert main(["buildings", "predict", "--ckpt", str(sample_data.buildings_demo_checkpoint()), "--city", str(city),
+                 "--out", str(tmp_path / "b.tif")]) == 2
+    assert "are the heights in feet" in capsys.readouterr().err

@@ -233,6 +233,27 @@ def read_height(folder: str | os.PathLike[str]) -> np.ndarray:
     return _read_masked(folder / "height.tif")[0]
 
 
+#: The median height (m) of a city's buildings above which its heights look like feet:
+#: real cities' medians are 5-25 m (Manhattan's about 20), the same in feet 16-80.
+FEET_MEDIAN_M = 45.0
+
+
+def check_building_heights(name: str, path: Path, height: np.ndarray) -> None:
+    """Refuse building heights declared in feet, and heights whose buildings' median is
+    above :data:`FEET_MEDIAN_M` (feet, most likely), in one line: a model trained or scored
+    on them is off by a factor 3.3."""
+    with open_raster(path, "city raster") as dataset:
+        units = dataset.tags(1).get("units") or dataset.tags().get("units") or ""
+    if units.strip().lower() in ("ft", "foot", "feet", "us survey foot", "ftus"):
+        raise InvalidInputError(f"city {name!r}: height.tif is in {units}; write the building heights in metres "
+                                "(multiply by 0.3048)")
+    buildings = height[np.isfinite(height) & (height > 1.0)]
+    if buildings.size >= 20 and float(np.median(buildings)) > FEET_MEDIAN_M:
+        raise InvalidInputError(
+            f"city {name!r}: its buildings' median height is {float(np.median(buildings)):.0f} m, where real cities' "
+            f"are 5-25 m: are the heights in feet (multiply by 0.3048)? Write height.tif in metres")
+
+
 def warn_if_implausible_city(name: str, s1: np.ndarray, s2_numbers: np.ndarray) -> None:
     """Warn (:class:`~sarheight.errors.PlausibilityWarning`) when a city's rasters hold what
     the model was not trained on: Sentinel-1 in linear power instead of dB (nearly every
@@ -269,6 +290,8 @@ def read_city(folder: str | os.PathLike[str], *, needs_height: bool = True) -> C
     height_path = folder / "height.tif"
     # check_city has checked the height where there is one: read it without checking again.
     height = _read_masked(height_path)[0] if height_path.is_file() else np.full(shape, np.nan, dtype=np.float32)
+    if height_path.is_file():
+        check_building_heights(folder.name, height_path, height)
     return CityArrays(name=folder.name, months=months, s1=s1.astype(np.float32), s2=s2.astype(np.float32),
                       height=height, transform=transform, crs=crs)
 
