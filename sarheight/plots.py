@@ -17,10 +17,21 @@ from .masks import MaskCode
 #: The panel keywords of a layover or shadow mask (:class:`sarheight.masks.MaskCode`):
 #: one colour per code with a legend of the codes' values and names, not a colour bar;
 #: cells outside the image (255) are left blank (give the mask with them as NaN).
-MASK_LEGEND: dict = {"categories": [(int(MaskCode.NONE), "0 none", "#f0f0f0"),
+MASK_LEGEND: dict = {"categories": [(int(MaskCode.NONE), "0 none", "#b8d8b0"),
                                     (int(MaskCode.ACTIVE), "1 active", "#d62728"),
                                     (int(MaskCode.PASSIVE), "2 passive", "#1f77b4")],
                      "blank": "255 outside the image: blank"}
+
+
+def fitted_title(fig, title: str, fontsize: float = 11) -> None:
+    """``title`` as the figure's title, wrapped so that no line is wider than the figure
+    (a centred line wider than it is clipped at both edges)."""
+    width = fig.get_figwidth() * fig.dpi * 0.96
+    renderer = fig.canvas.get_renderer()
+    for chars in range(max(20, len(title)), 19, -4):
+        text = fig.suptitle("\n".join(textwrap.wrap(title, chars)), fontsize=fontsize)
+        if text.get_window_extent(renderer).width <= width:
+            return
 
 
 def save_figure(fig, path: str | os.PathLike[str], dpi: int = 100) -> Path:
@@ -103,6 +114,12 @@ def quicklook(
         blank = kwargs.pop("blank", None)
         values = image.values if isinstance(image, xr.DataArray) else np.asarray(image)
         kwargs.setdefault("interpolation", "nearest")
+        if categories is None and np.issubdtype(np.asarray(values).dtype, np.floating) and np.isnan(values).any():
+            # Cells without a value show the axes' hatching, never a colour of the scale
+            # (white is the top of the terrain scale).
+            ax.set_facecolor("white")
+            ax.patch.set_hatch("////")
+            ax.patch.set_edgecolor("#b0b0b0")
         if categories is not None:
             _categorical(ax, values, categories, blank, kwargs)
         else:
@@ -116,8 +133,7 @@ def quicklook(
             bar.solids.set_rasterized(True)
             bar.solids.set_edgecolor("face")
     if title:
-        # Wrapped to the figure's width (about 13 characters an inch at this size).
-        fig.suptitle("\n".join(textwrap.wrap(title, int(13 * 4.6 * columns))), fontsize=11)
+        fitted_title(fig, title, fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -397,22 +397,34 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLi
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    epochs = [entry["epoch"] for entry in history]
+    # Epochs counted from 1, as the progress lines count them.
+    epochs = [entry["epoch"] + 1 for entry in history]
+    losses = [entry.get(key, math.nan) for entry in history for key in ("train_loss", "val_loss")]
+    # A model that also gives its spread is trained on the Gaussian negative
+    # log-likelihood, which is below 0 once the errors are small against a metre.
+    loss_label = ("loss (negative log-likelihood: below 0 is fine)" if any(v < 0 for v in losses if math.isfinite(v))
+                  else "loss")
     curves = {
-        "loss": [("train_loss", "-o", "train"), ("val_loss", "-s", "validation")],
+        loss_label: [("train_loss", "-o", "train"), ("val_loss", "-s", "validation")],
         "RMSE (m)": [("train_rmse", "-o", "train"), ("val_rmse", "-s", "validation"),
-                     ("val_rmse_reference", "--", "validation, reference alone"),
-                     ("val_rmse_coarse", ":", "validation, coarse DEM (bilinear)")],
+                     ("val_rmse_reference", "--x", "validation, reference alone"),
+                     ("val_rmse_coarse", ":d", "validation, coarse DEM (bilinear)")],
     }
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (label, lines) in zip(axes, curves.items(), strict=True):
         for key, style, name in lines:
             values = [entry.get(key, math.nan) for entry in history]
             if any(math.isfinite(v) for v in values):
-                ax.plot(epochs, values, style, label=name, markersize=3)
+                # Markers on every line: a single epoch draws no segment.
+                ax.plot(epochs, values, style, label=name, markersize=5)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(epochs)) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+            ax.margins(y=0.3)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("learning curve")
