@@ -78,6 +78,7 @@ class SarHeightCLI(LightningCLI):
                                     "least 1")
         self._check_checkpoint_folders()
         self._lock_checkpoint_folders()
+        self._log_within_an_epoch()
         self._check_memory(training=True)
 
     def before_validate(self) -> None:
@@ -188,6 +189,18 @@ class SarHeightCLI(LightningCLI):
                 raise InvalidInputError(f"cannot make {what} {str(folder)!r} ({error.strerror}): set {option} to a "
                                         "place you can write") from None
             check_writable_folder(Path(folder) / "probe", f"{what} ({option})")
+
+    def _log_within_an_epoch(self) -> None:
+        """Log the training loss at least once an epoch: an epoch shorter than
+        ``trainer.log_every_n_steps`` (a trial's few tiles) would log none, and Lightning
+        warns of it; the interval becomes the epoch's steps per process."""
+        data = self.datamodule
+        tiles, batch = getattr(data, "tiles_per_epoch", None), getattr(data, "batch_size", None)
+        if not (isinstance(tiles, int) and isinstance(batch, int) and tiles > 0 and batch > 0):
+            return
+        steps = max(1, math.ceil(tiles / batch) // max(1, int(self.trainer.num_devices) * int(self.trainer.num_nodes)))
+        if 0 < self.trainer.log_every_n_steps and steps < self.trainer.log_every_n_steps:
+            self.trainer.log_every_n_steps = steps
 
     def _lock_checkpoint_folders(self) -> None:
         """Hold each checkpoint folder for this training (a lock file, released when the run
