@@ -152,6 +152,7 @@ from .errors import (
     DatumError,
     InvalidInputError,
     MissingInputError,
+    PlausibilityWarning,
     PriorsOutsideWarning,
     VerticalDatumWarning,
     user_stacklevel,
@@ -964,6 +965,7 @@ def _priors_from_points(points: Any, crs: Any, vertical_datum: str | None, geoid
     elif geoid_grid is not None:
         logger.info("geoid_grid is not used: the points' heights are already ellipsoidal")
     _warn_left_out(read, inside, usable, valid.shape, transform, grid_crs)
+    _warn_conflicting_duplicates(read.x[usable], read.y[usable], heights, read.source)
     unique, inverse, per_cell = np.unique(cells[usable], return_inverse=True, return_counts=True)
     means = np.bincount(inverse, weights=heights, minlength=unique.size) / per_cell
     attrs.update(
@@ -972,6 +974,30 @@ def _priors_from_points(points: Any, crs: Any, vertical_datum: str | None, geoid
         points_per_cell=f"the mean of the points in a cell ({int((per_cell > 1).sum())} cells had several)",
     )
     return unique, means, attrs
+
+
+#: Heights (m) of points at one position that differ by more than this are in conflict.
+DUPLICATE_CONFLICT_M = 1.0
+
+
+def _warn_conflicting_duplicates(x: np.ndarray, y: np.ndarray, heights: np.ndarray, source: str) -> None:
+    """Warn (:class:`~sarheight.errors.PlausibilityWarning`) of points at the very same
+    position whose heights disagree by more than :data:`DUPLICATE_CONFLICT_M`: they are
+    averaged per cell, and a later check of the priors against the DEM would read their
+    disagreement as a datum's offset."""
+    if x.size < 2:
+        return
+    order = np.lexsort((y, x))
+    same = (x[order][1:] == x[order][:-1]) & (y[order][1:] == y[order][:-1])
+    if not same.any():
+        return
+    differences = np.abs(np.diff(heights[order]))[same]
+    conflicting = differences > DUPLICATE_CONFLICT_M
+    if conflicting.any():
+        warnings.warn(f"{int(conflicting.sum())} point(s) of {source} repeat another's position with a height that "
+                      f"differs by up to {float(differences.max()):.1f} m (duplicates from two sources or dates?): "
+                      "each cell takes the mean of its points; remove the ones you do not trust",
+                      PlausibilityWarning, stacklevel=user_stacklevel())
 
 
 def _grid_bounds(shape: tuple[int, int], transform: affine.Affine, grid_crs: pyproj.CRS) -> str:

@@ -400,3 +400,20 @@ def test_a_training_never_writes_among_sarheight_own_files(option, scenes, tmp_p
     assert main(["fit", "--config", "terrain_refine", *small, option, str(target)]) == 2
     assert "lies among sarheight's own files" in capsys.readouterr().err
     assert not target.exists()
+
+
+def test_conflicting_duplicate_priors_are_named(product, tmp_path, capsys):
+    """Two points at the very same position with heights 30 m apart (two sources, two
+    dates): said in one warning, not read later as a datum's offset."""
+    fine = product["fine"]
+    points = pd.DataFrame({"x": fine["x"].values[[10, 50, 50]], "y": fine["y"].values[[20, 40, 40]],
+                           "height": fine.values[[20, 40, 40], [10, 50, 50]] + np.array([0.0, 0.0, 30.0])})
+    points.to_csv(tmp_path / "dup.csv", index=False)
+    folder = product["folder"]
+    assert main(["terrain", "refine", "--dem", str(folder / "coarse90.tif"), "--vertical-datum", "ellipsoid", "--sar",
+                 str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic", "--heading", "348",
+                 "--spacing", "30", "--method", "back-projection", "--priors", str(tmp_path / "dup.csv"),
+                 "--priors-crs", "EPSG:32611", "--priors-vertical-datum", "ellipsoid", "--out",
+                 str(tmp_path / "out.tif"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "1 point(s) of" in err and "repeat another's position with a height that differs by up to 30.0 m" in err
