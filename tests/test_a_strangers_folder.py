@@ -288,3 +288,15 @@ def test_a_degenerate_dem_is_refused_with_the_memory_it_would_need(folder):
                     "sim_sigma0.tif", "--geometry", "synthetic", "--spacing", "10", "--method", "back-projection",
                     "--out", "thin_refined.tif", "-q", status=2, memory_limit=4 << 30)
     assert out.count("\n") == 1 and "radar pixels needs about" in out and "GiB available" in out, out
+
+
+def test_a_file_of_the_user_beside_out_is_never_replaced(folder):
+    """simulate --out X.tif also writes X_masks.tif, X_image.tif and X_sigma0.tif: one of
+    the user's that bears such a name, with no X.tif beside it, is kept (one line, exit 2);
+    a second run to the same --out replaces its own set."""
+    (folder / "X_sigma0.tif").write_text("the user's own")
+    out = sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "X.tif", "-q", status=2)
+    assert "--out 'X.tif' would also write X_sigma0.tif, which exist(s) from elsewhere" in out
+    assert (folder / "X_sigma0.tif").read_text() == "the user's own" and not (folder / "X.tif").exists()
+    sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "Y.tif", "-q")
+    sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "Y.tif", "-q")

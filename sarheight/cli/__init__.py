@@ -203,6 +203,14 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
         paths.append((str(masks_path(Path(args.out))), False, "--out's masks file"))
     for name in getattr(args, "companion_files", ()) if getattr(args, "out", None) else ():
         paths.append((str(companion_path(Path(args.out), name)), False, f"--out's {name} file"))
+    # The files written beside --out replace files of a run to the same --out; one found
+    # there without --out (a file of the user's that happens to bear the name) is kept.
+    beside = [Path(given) for given, _, option in paths[2:] if given]
+    if getattr(args, "out", None) and not getattr(args, "out_is_folder", False) and not Path(args.out).exists():
+        found = [str(path) for path in beside if path.exists()]
+        if found:
+            raise SarHeightError(f"--out {args.out!r} would also write {', '.join(found)}, which exist(s) from "
+                                 f"elsewhere (no {Path(args.out).name} beside): move them, or give another --out")
     missing: list[Path] = []
     for given, is_folder, option in paths:
         if given is not None and not str(given).strip():
