@@ -326,3 +326,15 @@ def test_lightning_cli_trains_one_configuration(tmp_path, monkeypatch, capsys):
                    "--model.widths", "[8, 8, 8, 8, 16, 16]", "--model.split", "physical", "--model.stage", "2",
                    "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"])
     assert status == 0
+
+
+def test_lcz_fit_refuses_a_model_too_wide_for_the_memory(so2sat, tmp_path, monkeypatch, capsys):
+    """Widths that ask for hundreds of GiB of weights: one line with the figure before torch
+    tries to allocate them."""
+    from sarheight.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["lcz", "fit", "--config", "lcz_fusion", "--data.root", str(so2sat),
+                 "--model.widths", "[65536, 65536, 65536, 65536, 65536, 65536]", "--trainer.max_epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "a FusionNet of" in err and "needs about" in err and "give narrower model.widths" in err, err

@@ -31,6 +31,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..data.so2sat import LCZ_CLASSES
 from ..errors import InvalidInputError, MissingInputError
+from ..io import check_memory
 from ..models import build
 from ..models.fusion import WIDTHS, log_summed_probabilities
 from .checkpoints import read_checkpoint, require_finite_weights
@@ -71,6 +72,22 @@ def classification_scores(matrix: np.ndarray | torch.Tensor) -> dict[str, Any]:
             "per_class": [float(v) for v in per_class], "samples": int(total)}
 
 
+#: Bytes a trained weight takes: itself, its gradient and Adam's two moments (float32).
+BYTES_PER_WEIGHT = 16
+
+
+def check_model_memory(options: dict[str, Any]) -> None:
+    """Refuse, in one line with the figure, a FusionNet whose weights (counted on torch's
+    meta device: no memory, no time) would take more memory than there is to train them:
+    wide layers ask for hundreds of GiB, which torch would try to allocate first."""
+    with torch.device("meta"):
+        skeleton = build("fusion_net", **options)
+    weights = sum(parameter.numel() for parameter in skeleton.parameters())
+    check_memory(weights * BYTES_PER_WEIGHT, f"a FusionNet of {weights:,} weights (model.widths "
+                 f"{list(options['widths'])}, num_classes {options['num_classes']})",
+                 ": give narrower model.widths (the default: 32, 64, 128, 128, 256, 256)")
+
+
 class LCZClassification(SarHeightTask):
     """Local Climate Zone classification of 18-channel So2Sat patches with :class:`FusionNet`
     (built through :func:`sarheight.models.build` as ``"fusion_net"``; statistics, finite
@@ -103,8 +120,10 @@ class LCZClassification(SarHeightTask):
         super().__init__()
         check_optimisation(lr, weight_decay, scheduler, patience)
         self.save_hyperparameters()
-        self.model = build("fusion_net", split=split, stage=stage, num_classes=num_classes, sum_mode=sum_mode,
-                           dropout=dropout, widths=tuple(widths))
+        options = {"split": split, "stage": stage, "num_classes": num_classes, "sum_mode": sum_mode,
+                   "dropout": dropout, "widths": tuple(widths)}
+        check_model_memory(options)
+        self.model = build("fusion_net", **options)
         if class_names:
             self.class_names = tuple(class_names)
         else:
