@@ -9,11 +9,14 @@ first-call time of the large kernels).
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numba
 
@@ -59,23 +62,80 @@ def run_blocks(work: Callable[[int, int], T], rows: int, blocks: int | None = No
         return list(pool.map(lambda r: work(*r), ranges))
 
 
+#: Seconds between the progress lines a long task writes outside a terminal; the
+#: environment variable SARHEIGHT_PROGRESS_SECONDS sets another.
+PROGRESS_SECONDS = 30.0
+
+
+def progress_seconds(default: float = PROGRESS_SECONDS) -> float:
+    """The seconds between progress lines in a log: SARHEIGHT_PROGRESS_SECONDS where it is
+    a positive number, else ``default``."""
+    try:
+        value = float(os.environ.get("SARHEIGHT_PROGRESS_SECONDS", default))
+    except ValueError:
+        return default
+    return value if value > 0 and value == value else default
+
+
+def bar(iterable: Any = None, *, total: float | None = None, desc: str | None = None, unit: str = "it",
+        enabled: bool = True, **options: Any) -> Any:
+    """A progress bar (tqdm): in a terminal as tqdm draws it; outside one (a log, a pipe, a
+    batch job) a whole line on standard error every :func:`progress_seconds`, none for a
+    task shorter than that; nothing where ``enabled`` is False."""
+    from tqdm import tqdm
+
+    if not enabled:
+        return tqdm(iterable, total=total, disable=True)
+    if sys.stderr.isatty():
+        return tqdm(iterable, total=total, desc=desc, unit=unit, **options)
+    options.pop("leave", None)
+    return _log_bar_class()(iterable, total=total, desc=desc, unit=unit, mininterval=progress_seconds(), **options)
+
+
+@functools.cache
+def _log_bar_class() -> type:
+    """The class of :func:`bar`'s lines (made on first use: tqdm is imported late)."""
+    from tqdm import tqdm
+
+    class LogBar(tqdm):
+        """A tqdm bar that writes whole lines to standard error, at most every
+        ``mininterval`` seconds, and none before the first interval has passed."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._said = False
+            # tqdm's own output goes nowhere (no carriage returns, no stray newlines).
+            super().__init__(*args, file=io.StringIO(), disable=False, leave=False, **kwargs)
+
+        def display(self, msg: str | None = None, pos: int | None = None) -> None:
+            started = getattr(self, "start_t", None)  # set after tqdm's first refresh
+            if msg == "" or started is None or self._time() - started < self.mininterval * 0.98:
+                return
+            print(self.format_meter(**self.format_dict).strip(), file=sys.stderr, flush=True)
+            self._said = True
+
+        def close(self) -> None:
+            if not self.disable and self._said and self.n != self.last_print_n:
+                self.display()  # the last figures, where a line was written before
+            super().close()
+
+    return LogBar
+
+
 @contextlib.contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True, unit: str = "row") -> Iterator[Callable[[int], None]]:
     """A tqdm bar over ``total`` units, yielding a thread-safe ``update(n)``.
 
-    Silent when ``enabled`` is False or when standard error is not a terminal (tqdm's
-    ``disable=None``), so logs and CI output stay clean.
+    Outside a terminal a line every :func:`progress_seconds` (:func:`bar`); silent when
+    ``enabled`` is False.
     """
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=description, unit=unit, disable=None if enabled else True, leave=False)
+    shown = bar(total=total, desc=description, unit=unit, enabled=enabled, leave=False)
     lock = threading.Lock()
 
     def update(n: int) -> None:
         with lock:
-            bar.update(n)
+            shown.update(n)
 
     try:
         yield update
     finally:
-        bar.close()
+        shown.close()

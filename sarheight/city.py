@@ -598,13 +598,13 @@ def write_cities(out: str | os.PathLike[str], *, count: int = 4, size: int = 128
     :func:`write_city`), each of its own seed (``first_seed + index``), the passes
     alternating between ascending and descending. A city whose ``height.tif`` exists is
     kept (an interrupted run resumes). Returns the city folders."""
-    from tqdm.auto import tqdm
+    from ._threads import bar as progress_bar
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InvalidInputError(f"count must be a positive integer, got {count!r}")
     folders = []
-    with deferred_warnings(), tqdm(total=count, desc="simulating cities", unit="city",
-                                   disable=None if progress else True) as bar:
+    with deferred_warnings(), progress_bar(total=count, desc="simulating cities", unit="city",
+                                           enabled=progress) as bar:
         for index in range(count):
             seed = first_seed + index
             folder = Path(out) / f"city_{seed:03d}"

@@ -102,7 +102,7 @@ def refine_dem(
     inversion_blocks, client : the inversion block by block (fine cells a side of a
         block) on threads or a dask.distributed cluster (None, "local", a scheduler
         address or a Client), for grids larger than memory.
-    progress : show progress bars (tqdm; silent when not a terminal).
+    progress : show progress bars (outside a terminal, a line every 30 s).
 
     Returns
     -------

@@ -1450,7 +1450,7 @@ def simulate_scenes(
     import itertools
     import zlib
 
-    from tqdm.auto import tqdm
+    from ._threads import bar as progress_bar
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1501,8 +1501,8 @@ def simulate_scenes(
         plans.append((truth, dem_name, combinations))
     paths: list[Path] = []
     # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
-    with deferred_warnings(), tqdm(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes", unit="scene",
-                                   disable=not progress) as bar:
+    with deferred_warnings(), progress_bar(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes",
+                                           unit="scene", enabled=progress) as bar:
         for truth, dem_name, combinations in plans:
             for (tag, geometry, other), factor, family, priors, scene_looks, law, cover, ground_family, stack, seed \
                     in combinations:

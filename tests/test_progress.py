@@ -49,3 +49,28 @@ def test_a_training_says_each_epoch_and_within_it_where_no_bar_shows_the_steps(m
     assert "epoch 1: step 1/4, loss" in out and "s/step, the epoch ends in about" in out
     assert "epoch 1/2: 4 steps in" in out and "training loss" in out and "left" in out
     assert "epoch 2/2: 4 steps in" in out and "the last epoch" in out
+
+
+def test_a_long_task_writes_whole_lines_to_a_log_and_a_short_one_nothing(monkeypatch, capsys):
+    """Outside a terminal (a log, a pipe, a batch job) the bars of long tasks (terrain
+    scenes, predictions, studies) write a whole line every SARHEIGHT_PROGRESS_SECONDS (30 s),
+    no carriage return; a task shorter than that writes nothing."""
+    import time
+
+    from sarheight._threads import bar
+
+    monkeypatch.setenv("SARHEIGHT_PROGRESS_SECONDS", "0.05")
+    shown = bar(total=4, desc="terrain scenes", unit="scene")
+    for _ in range(4):
+        time.sleep(0.06)
+        shown.update(1)
+    shown.close()
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines and all(line.startswith("terrain scenes:") for line in lines) and "\r" not in err
+    assert "4/4" in lines[-1]
+    monkeypatch.setenv("SARHEIGHT_PROGRESS_SECONDS", "30")
+    shown = bar(total=3, desc="short")
+    shown.update(3)
+    shown.close()
+    assert capsys.readouterr().err == ""

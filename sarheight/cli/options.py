@@ -291,25 +291,15 @@ class Stages:
     def _heartbeat(self) -> None:
         # In a terminal the bar's clock is refreshed each second; in a log a line at most
         # every HEARTBEAT_S.
-        every = heartbeat_seconds(self.HEARTBEAT_S)
+        from .._threads import progress_seconds  # here: it imports Numba, which the command's start need not
+
+        every = progress_seconds(self.HEARTBEAT_S)
         period = 1.0 if self.terminal else every
         while not self._stop.wait(period):
             if self.terminal:
                 self.bar.refresh()
             elif time.monotonic() - self.last_line >= 0.98 * every:
                 self._line(f"working ({self.count}/{self.total} stages done, the last: {self.last_stage})")
-
-
-def heartbeat_seconds(default: float) -> float:
-    """The seconds between progress lines in a log: SARHEIGHT_PROGRESS_SECONDS where it is
-    a positive number, else ``default``."""
-    import os
-
-    try:
-        value = float(os.environ.get("SARHEIGHT_PROGRESS_SECONDS", default))
-    except ValueError:
-        return default
-    return value if value > 0 and value == value else default
 
 
 def close_stages() -> None:

@@ -213,8 +213,7 @@ def run_ablation(
     accelerator : Lightning's ("auto": a GPU where there is one).
     progress : show progress.
     """
-    from tqdm.auto import tqdm
-
+    from .._threads import bar as progress_bar
     from ..data.terrain import TerrainDataModule
     from ..training.predict import predict_height
     from ..training.regression import PixelRegression
@@ -252,7 +251,7 @@ def run_ablation(
     results: dict[str, Any] = {"budget": budget, "test_dems": list(test_dems), "val_dems": list(val_dems),
                                "train_dems": sorted(set(dems) - set(test_dems) - set(val_dems)), "cells": {}}
     total = len(cells) * len(plan) * seeds
-    bar = tqdm(total=total, desc="ablation", unit="training", disable=not progress)
+    bar = progress_bar(total=total, desc="ablation", unit="training", enabled=progress)
     for pattern, factor in cells:
         members = [e for e in index if e["pattern"] == pattern and e["coarse_factor"] == factor]
         files = [str(e["path"]) for e in members]

@@ -113,8 +113,7 @@ def run_building_comparison(
     accelerator : Lightning's ("auto": a GPU where there is one).
     progress : show progress.
     """
-    from tqdm.auto import tqdm
-
+    from .._threads import bar as progress_bar
     from ..data.buildings import BuildingHeightDataModule
     from ..training.predict import predict_buildings
     from ..training.regression import PixelRegression
@@ -164,7 +163,8 @@ def run_building_comparison(
     model_options: dict[str, Any] = {"fusion": fusion, "stages": stages}
     if decoder_channels:
         model_options["decoder_channels"] = list(decoder_channels)
-    bar = tqdm(total=len(chosen) * seeds, desc="building-height comparison", unit="training", disable=not progress)
+    bar = progress_bar(total=len(chosen) * seeds, desc="building-height comparison", unit="training",
+                       enabled=progress)
     for network in (known[name] for name in chosen):
         def train_and_score(seed: int, run_dir: Path, network: Network = network) -> dict[str, Any]:
             data = BuildingHeightDataModule(str(root), cities=[*train_cities, *val_cities, *test_cities],

@@ -236,8 +236,7 @@ def run_sweep(
         the patches (the batch of one step is ``devices * batch_size``).
     progress : show a progress bar over the trainings.
     """
-    from tqdm.auto import tqdm
-
+    from .._threads import bar as progress_bar
     from ..data.so2sat import LCZ_CLASSES, So2SatDataModule
     from ..models.fusion import WIDTHS
 
@@ -259,7 +258,7 @@ def run_sweep(
         if row.independent:
             trained.update({member: Configuration(member) for member in MEMBERS[row.split]})
     total = seeds * (len(trained) + sum(row.independent for row in rows))
-    bar = tqdm(total=total, desc="LCZ sweep", unit="run", disable=not progress)
+    bar = progress_bar(total=total, desc="LCZ sweep", unit="run", enabled=progress)
     options = {"max_epochs": max_epochs, "patience": patience, "lr": lr, "widths": widths,
                "accelerator": accelerator, "devices": devices}
 

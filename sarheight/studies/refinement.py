@@ -296,8 +296,7 @@ def run_refinement_study(
     InvalidInputError : a held-out DEM among the training scenes, a bad configuration or
         method, seeds below 1; before any training.
     """
-    from tqdm.auto import tqdm
-
+    from .._threads import bar as progress_bar
     from ..training.cli import configured_run
 
     out = Path(out)
@@ -338,8 +337,8 @@ def run_refinement_study(
     checkpoints: dict[str, list[Path]] = {}
     calibrations: dict[str, list[dict[str, Any]]] = {}
     train_seconds: dict[str, list[float]] = {}
-    bar = tqdm(total=len(planned) * seeds, desc="refinement study: trainings", unit="training",
-               disable=not progress)
+    bar = progress_bar(total=len(planned) * seeds, desc="refinement study: trainings", unit="training",
+                       enabled=progress)
     for network in planned:
         def train(seed: int, run_dir: Path, network: Network = network) -> dict[str, Any]:
             from ..training.calibration import calibrate_checkpoint
@@ -376,7 +375,7 @@ def run_refinement_study(
                   for name in checkpoints for seed in range(seeds)}
     caches = {(network.name, seed): PredictionCache(network, path)
               for network in planned for seed, path in enumerate(checkpoints[network.name])}
-    for entry in tqdm(index, desc="refinement study: scoring", unit="scene", disable=not progress):
+    for entry in progress_bar(index, desc="refinement study: scoring", unit="scene", enabled=progress):
         name = entry["scene"]
         if name in baseline_scores and all(name in scores for scores in run_scores.values()):
             continue
@@ -400,7 +399,7 @@ def run_refinement_study(
     # pick without the truth of the held-out ones (the fair bar) is chosen there.
     validation_path = scores_dir / "validation_baselines.json"
     validation_scores = _scored(validation_path)
-    for path in tqdm(val_files, desc="refinement study: validation baselines", unit="scene", disable=not progress):
+    for path in progress_bar(val_files, desc="refinement study: validation baselines", unit="scene", enabled=progress):
         scene = open_scene(path)
         name = str(scene.attrs.get("scene_name", Path(path).stem))
         if name in validation_scores or "height" not in scene.data_vars:

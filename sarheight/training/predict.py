@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from tqdm.auto import tqdm
 
+from .._threads import bar as progress_bar
 from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, deferred_warnings
@@ -181,7 +181,7 @@ def predict_height(
         :func:`~sarheight.training.checkpoints.load_checkpoint` (not read again).
     tile : the tile side (cells), a multiple of ``2 ** depth`` of the U-Nets.
     overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
-    progress : show a progress bar (tqdm; silent when not a terminal).
+    progress : show a progress bar (outside a terminal, a line every 30 s).
     device : "cpu", "cuda"... (default: CUDA when there is one).
     batch_size : tiles per forward pass.
 
@@ -251,8 +251,8 @@ def predict_height(
     mean = np.zeros((rows, cols))
     spread = np.zeros((rows, cols))  # Welford's sum of squared deviations across members
     variance = np.zeros((rows, cols))  # the sum of the members' own variances
-    with deferred_warnings(), tqdm(total=len(members) * tiling.count, desc="predicting height", unit="tile",
-                                   disable=None if progress else True) as bar:
+    with deferred_warnings(), progress_bar(total=len(members) * tiling.count, desc="predicting height", unit="tile",
+                                           enabled=progress) as bar:
         for count, member in enumerate(members, start=1):
             outputs = tiling.predict_outputs(member, [arrays.inputs], device=torch_device, batch_size=batch_size,
                                              progress=bar.update)
@@ -423,7 +423,7 @@ def predict_buildings(
     overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
     out : a GeoTIFF to write the result to (bands ``height`` and, with an ensemble,
         ``height_std``), atomically, its folder made if missing; None for none.
-    progress : show a progress bar (tqdm; silent when not a terminal).
+    progress : show a progress bar (outside a terminal, a line every 30 s).
     device : "cpu", "cuda"... (default: CUDA when there is one).
     batch_size : tiles per forward pass.
 
@@ -472,9 +472,8 @@ def predict_buildings(
     months_counted = np.sum(valid, axis=0)
     mean = np.zeros(city.shape)
     spread = np.zeros(city.shape)
-    with deferred_warnings(), tqdm(total=len(members) * len(city.months) * tiling.count,
-                                   desc="predicting building height", unit="tile",
-                                   disable=None if progress else True) as bar:
+    with deferred_warnings(), progress_bar(total=len(members) * len(city.months) * tiling.count,
+                                           desc="predicting building height", unit="tile", enabled=progress) as bar:
         for count, member in enumerate(members, start=1):
             summed = np.zeros(city.shape)
             for month in range(len(city.months)):
