@@ -230,7 +230,10 @@ warnings.filterwarnings("always", category=VerticalDatumWarning)
 #: Share of cell steps steeper than 60 degrees above which heights look like feet (or are
 #: exaggerated): real DEMs of 20-100 m cells have at most 0.3 % (Alaska, the Himalaya),
 #: the same in feet 3-25 %.
-_STEEP_SHARE = 0.02
+STEEP_SHARE = 0.02
+#: The ``units`` a raster's heights may declare that say feet (checked by every reader of
+#: heights: DEMs, scenes, cities).
+FEET_UNITS = ("ft", "foot", "feet", "us survey foot", "ftus")
 #: Heights below which a DEM is too small to judge.
 _PLAUSIBILITY_CELLS = 100
 #: Share of void cells above which a DEM with relief is warned about.
@@ -241,7 +244,7 @@ def _warn_if_implausible(values: np.ndarray, transform: affine.Affine, horizonta
                          fill_voids: bool) -> None:
     """Warn (:class:`~sarheight.errors.PlausibilityWarning`) when heights look like feet
     or kilometres, or when a DEM with relief has voids, once per DEM opened."""
-    if isinstance(units, str) and units.strip().lower() in ("ft", "foot", "feet", "us survey foot", "ftus"):
+    if isinstance(units, str) and units.strip().lower() in FEET_UNITS:
         warnings.warn(f"the DEM's heights are in {units}, not metres: convert them (multiply by 0.3048) before use",
                       PlausibilityWarning, stacklevel=user_stacklevel())
         return
@@ -253,7 +256,7 @@ def _warn_if_implausible(values: np.ndarray, transform: affine.Affine, horizonta
     dx, dy = _cell_size_m(transform, horizontal, values.shape)
     slopes = _step_slopes(sample, dx * stride, dy * stride)
     relief = float(finite.max() - finite.min())
-    if slopes.size and float(np.mean(slopes > math.tan(math.radians(60.0)))) > _STEEP_SHARE:
+    if slopes.size and float(np.mean(slopes > math.tan(math.radians(60.0)))) > STEEP_SHARE:
         warnings.warn(
             f"{100 * float(np.mean(slopes > math.tan(math.radians(60.0)))):.0f} % of the DEM's cell steps are steeper "
             "than 60 degrees, which real terrain at this resolution never is: are the heights in feet (multiply by "
@@ -297,11 +300,6 @@ def steep_step_share(heights: xr.DataArray) -> float:
     dy, dx = cell_size_m(heights)
     slopes = _step_slopes(sample, dx * stride, dy * stride)
     return float(np.mean(slopes > math.tan(math.radians(60.0)))) if slopes.size else float("nan")
-
-
-#: The share of steep steps (:func:`steep_step_share`) above which heights are taken for
-#: feet (or the cell size for wrong).
-STEEP_SHARE = _STEEP_SHARE
 
 
 def _cell_size_m(transform: affine.Affine, horizontal: pyproj.CRS, shape: tuple[int, int]) -> tuple[float, float]:

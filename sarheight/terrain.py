@@ -68,7 +68,7 @@ import xarray as xr
 from ._version import __version__
 from .backprojection import back_project, shifted, upsample
 from .coarse_dem import CoarseDemErrors, coarse_product, draw_errors
-from .dem import STEEP_SHARE, cell_size_m, open_dem, steep_step_share
+from .dem import FEET_UNITS, STEEP_SHARE, cell_size_m, open_dem, steep_step_share
 from .errors import (
     InvalidInputError,
     MissingInputError,
@@ -1346,8 +1346,7 @@ def check_scene_values(scene: xr.Dataset, name: str) -> None:
                     f"{name}'s {variable} lies within {float(finite.min()):.3g}..{float(finite.max()):.3g}: radians, "
                     "where a scene holds degrees; write it in degrees")
     heights = scene["coarse_height"] if "coarse_height" in scene.data_vars else None
-    if heights is not None and str(heights.attrs.get("units", "m")).strip().lower() in ("ft", "foot", "feet",
-                                                                                          "us survey foot"):
+    if heights is not None and str(heights.attrs.get("units", "m")).strip().lower() in FEET_UNITS:
         raise InvalidInputError(f"{name}'s heights are in {heights.attrs['units']}: a scene holds metres; convert "
                                 "them (multiply by 0.3048) and write it again")
     for variable in ("height", "coarse_height"):

@@ -245,12 +245,10 @@ def write_masks(result: Any, path: Path) -> Path:
 class Stages:
     """The progress of a command over its stages: in a terminal a bar, its elapsed time kept
     current; outside one (a log, a pipe, a batch job) a line per stage on standard error,
-    and one every :attr:`HEARTBEAT_S` seconds while a stage runs, so that a log never goes
-    quiet for minutes. Nothing with ``quiet``."""
+    and one every :func:`sarheight._threads.progress_seconds` (30 s) while a stage runs, as
+    every progress bar does there, so that a log never goes quiet for minutes. Nothing with
+    ``quiet``."""
 
-    #: Seconds between the lines that say a stage is still running (outside a terminal);
-    #: the environment variable SARHEIGHT_PROGRESS_SECONDS sets another.
-    HEARTBEAT_S = 30.0
     #: The stages not yet closed, closed by the command's end whatever happened.
     open: ClassVar[set[Stages]] = set()
 
@@ -290,10 +288,10 @@ class Stages:
 
     def _heartbeat(self) -> None:
         # In a terminal the bar's clock is refreshed each second; in a log a line at most
-        # every HEARTBEAT_S.
+        # every progress_seconds().
         from .._threads import progress_seconds  # here: it imports Numba, which the command's start need not
 
-        every = progress_seconds(self.HEARTBEAT_S)
+        every = progress_seconds()
         period = 1.0 if self.terminal else every
         while not self._stop.wait(period):
             if self.terminal:

@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                                 client=args.scheduler, progress=not args.quiet)
     stages.done("refined")
     scores = _scores_against(args.truth, args, refined, scene) if args.truth else None
-    datum = args.out_vertical_datum or output_datum(dem)
+    source = output_datum(dem)
+    datum = args.out_vertical_datum or source
     refined = dataset_in_datum(refined, datum, args.geoid_grid)
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
@@ -164,7 +165,6 @@ def run(args: argparse.Namespace) -> int:
               f"{attrs['correction_rms_m']:.1f} m RMS (at most {attrs['correction_max_m']:.1f} m), the image's "
               f"sigma0 {attrs.get('observed_median_db', float('nan')):.1f} dB median, "
               f"{attrs.get('observed_spread_db', float('nan')):.1f} dB spread")
-        source = output_datum(dem)
         print(f"heights in {DATUM_WORDS[datum]}"
               + (f" (the geoid's undulation taken off with {refined.attrs['geoid_grid']})" if datum != "ellipsoid"
                  else "")

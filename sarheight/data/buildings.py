@@ -52,6 +52,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..dem import FEET_UNITS
 from ..errors import InvalidInputError, MissingInputError
 from ..io import open_raster
 from ..preprocess.align import S1_BANDS
@@ -244,7 +245,7 @@ def check_building_heights(name: str, path: Path, height: np.ndarray) -> None:
     on them is off by a factor 3.3."""
     with open_raster(path, "city raster") as dataset:
         units = dataset.tags(1).get("units") or dataset.tags().get("units") or ""
-    if units.strip().lower() in ("ft", "foot", "feet", "us survey foot", "ftus"):
+    if units.strip().lower() in FEET_UNITS:
         raise InvalidInputError(f"city {name!r}: height.tif is in {units}; write the building heights in metres "
                                 "(multiply by 0.3048)")
     buildings = height[np.isfinite(height) & (height > 1.0)]
