@@ -48,7 +48,7 @@ def main() -> None:
 
     from sarheight.dem import open_dem
     from sarheight.io import write_geotiff
-    from sarheight.terrain import block_mean
+    from sarheight.terrain.grid import block_mean
 
     path = Path(args.data) / "dem" / f"{DEM}.tif"
     if path.exists():

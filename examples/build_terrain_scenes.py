@@ -59,7 +59,7 @@ import rasterio
 from sarheight.dem import open_dem
 from sarheight.errors import SarHeightError
 from sarheight.sample_data import jacksboro_dem
-from sarheight.terrain import simulate_scenes
+from sarheight.terrain.simulated import simulate_scenes
 
 #: The DEMs of ../shared/data/dem: the datum of their heights (None: their CRS says it)
 #: and whether they hold sea at 0 m.

@@ -12,7 +12,7 @@ geometry of :mod:`sarheight.terrain`, the preprocessing core) for one user task,
   10 m by default).
 - :func:`simulate_city`: the surface model (terrain + buildings) imaged by
   :func:`sarheight.simulate.simulate_sar` in a Sentinel-1-like geometry
-  (:func:`sarheight.terrain.scene_geometry`) with radar pixels as fine as the surface
+  (:func:`sarheight.terrain.geometry.scene_geometry`) with radar pixels as fine as the surface
   cells, so that walls fall into layover toward the sensor and roofs cast radar shadow
   behind; geocoded with the *bare terrain* (what a terrain-corrected GRD product uses:
   the buildings are not in its DEM, so their returns stay displaced toward near range)
@@ -80,7 +80,7 @@ from .preprocess.align import write_height, write_s1_image, write_s2_image
 from .preprocess.backscatter import multilook, to_db
 from .preprocess.sentinel2 import S2_BANDS
 from .simulate import cell_geometry, simulate_sar
-from .terrain import PassDirection, scene_geometry
+from .terrain.geometry import PassDirection, scene_geometry
 
 __all__ = [
     "LAND_COVER",
@@ -361,7 +361,7 @@ def simulate_city(
     layout : the city (:func:`city_layout`).
     months : the months (1-12) to image, one acquisition each.
     year : the year of the dates.
-    pass_direction : the Sentinel-1 pass (:func:`sarheight.terrain.scene_geometry`).
+    pass_direction : the Sentinel-1 pass (:func:`sarheight.terrain.geometry.scene_geometry`).
     incidence_deg : the swath's near and far incidence (degrees).
     looks : equivalent number of looks of the speckle of a product cell; each fine radar
         pixel gets ``looks / fine_factor**2`` so that the multilooked cell has ``looks``.

@@ -1,6 +1,6 @@
 """Realistic coarse DEMs: a fine (true) DEM as a global DEM product would measure it.
 
-The ideal coarse DEM (:func:`sarheight.terrain.block_mean`) is the exact mean of aligned
+The ideal coarse DEM (:func:`sarheight.terrain.grid.block_mean`) is the exact mean of aligned
 blocks of the truth. A real product (SRTM, Copernicus GLO-30/90, ASTER GDEM, AW3D30) is
 not: its grid is not aligned with the truth's, its content is displaced by its geolocation
 error, and its heights carry errors that are spatially correlated, grow with slope, share
@@ -48,7 +48,7 @@ error, CE90 = 2.146 sigma of a circular one):
 
 Test values come from ranges wider than training's, so that a test sees values and
 combinations training did not. The ``"ideal"`` family has no errors and an aligned grid:
-the product is then :func:`~sarheight.terrain.block_mean` on its whole blocks.
+the product is then :func:`~sarheight.terrain.grid.block_mean` on its whole blocks.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def coarse_product(truth: xr.DataArray, errors: CoarseDemErrors, *, seed: int = 
     truth : the fine DEM (heights in m with a CRS; anything :func:`sarheight.dem.open_dem`
         takes).
     errors : the product's errors; :meth:`CoarseDemErrors.ideal` gives
-        :func:`sarheight.terrain.block_mean` on its whole blocks.
+        :func:`sarheight.terrain.grid.block_mean` on its whole blocks.
     seed : seed of :func:`numpy.random.default_rng` for the random errors.
 
     Returns

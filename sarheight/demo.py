@@ -199,7 +199,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     beside every method that needs no learning.
 
     The scene is made as the study's held-out scenes are
-    (:func:`sarheight.terrain.simulate_scene`): the coarse DEM a real product with its own
+    (:func:`sarheight.terrain.simulated.simulate_scene`): the coarse DEM a real product with its own
     errors (the "test" family of :data:`sarheight.coarse_dem.DEGRADATION_FAMILIES`:
     correlated and slope-dependent error, a geolocation shift, a grid not aligned),
     ICESat-2-like altimeter priors with their error on 0.1 % of the cells, a ground of
@@ -216,7 +216,8 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     from .ground import draw_ground
     from .priors import draw_prior_errors
     from .sample_data import terrain_demo_checkpoint
-    from .terrain import scene_geometry, simulate_scene
+    from .terrain.geometry import scene_geometry
+    from .terrain.simulated import simulate_scene
 
     skipped = missing_ml_extra("terrain", "the terrain step of the demo", say)
     if skipped:

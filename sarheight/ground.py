@@ -846,7 +846,7 @@ class FittedLaw:
     def sensitivity(self, local_incidence_deg: np.ndarray | float) -> np.ndarray:
         """How fast the brightness of a pixel rises with the range slope (dB per radian):
         ``S = -d(10 log10(sigma0(x) / sin x)) / dx`` at the local incidence ``x`` (degrees
-        in), as ``sarheight.clinometry.range_slope_sensitivity`` for a known law. NaN
+        in), as ``sarheight.terrain.clinometry.range_slope_sensitivity`` for a known law. NaN
         outside (0, 90) degrees."""
         t = np.asarray(local_incidence_deg, dtype=np.float64)
         x = np.radians(t)

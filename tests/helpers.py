@@ -18,7 +18,7 @@ from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.masks import MASK_ATTRS
 from sarheight.simulate import texture
-from sarheight.terrain import write_scene
+from sarheight.terrain.files import write_scene
 
 #: Where the synthetic scenes lie (degrees), and their cell size: about 30 m in latitude.
 LON, LAT = 10.0, 45.0
@@ -108,7 +108,7 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
                      truth: bool = True, other_pass: bool = False, drop: tuple[str, ...] = (),
                      outside_corner: int = 6, origin: tuple[float, float] = (500_000.0, 5_000_000.0),
                      crs: str = "EPSG:32632", dem_name: str | None = None) -> Path:
-    """Write a terrain scene file with :func:`sarheight.terrain.write_scene` from analytic
+    """Write a terrain scene file with :func:`sarheight.terrain.files.write_scene` from analytic
     terrain, without physics.
 
     The height is a sum of sinusoids of random wavelengths (8-40 cells), directions and
@@ -217,11 +217,11 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
 
 def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a", "hills-b", "hills-c"), *,
                          size: int = 48, relief: float = 400.0, **axes) -> list[Path]:
-    """Refinement scenes simulated with the physics (:func:`sarheight.terrain.simulate_scenes`:
+    """Refinement scenes simulated with the physics (:func:`sarheight.terrain.simulated.simulate_scenes`:
     both passes, each with the other, coarse DEM 3x, 6 random priors) from a rough DEM of
     ``size`` cells per name (seeded by its position), into ``folder``; ``axes`` are passed on
     (``coarse_factors``, ``looks``, ``land_cover_db``...)."""
-    from sarheight.terrain import simulate_scenes
+    from sarheight.terrain.simulated import simulate_scenes
 
     dems = []
     for seed, name in enumerate(names):

@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The layers of the package, lowest first (docs/architecture.md): a module imports only
-#: from lower layers, or from its own layer's package (a subpackage's own modules).
+#: from lower layers, or from its own layer's package (a subpackage's own modules). A
+#: package whose modules sit on different floors (terrain) names each module.
 LAYERS = (
     ("kernels",),
     ("_version", "_threads", "errors", "extras", "masks"),
@@ -29,15 +30,19 @@ LAYERS = (
     ("plots", "sample_data"),
     ("benchmark",),
     ("priors",),
-    ("backprojection",),
-    ("inversion",),
-    ("terrain",),
-    ("clinometry",),
+    ("terrain.backprojection",),
+    ("terrain.geometry", "terrain.grid", "terrain.files"),
+    ("terrain.radar_images", "terrain.relief"),
+    ("terrain.registration", "terrain.inversion"),
+    ("terrain.variables",),
+    ("terrain.observed",),
+    ("terrain.simulated",),
+    ("terrain.clinometry",),
     ("city",),
     ("models",),
     ("data",),
     ("training",),
-    ("refinement",),
+    ("terrain.refinement", "terrain"),
     ("studies",),
     ("demo",),
     ("cli",),
@@ -85,7 +90,12 @@ MODULES = _modules()
 
 
 def _layer(module: str) -> str:
-    return module.split(".")[0] if module else ""
+    """The key of ``module``'s layer: its longest dotted prefix that :data:`LAYERS` names."""
+    parts = module.split(".") if module else [""]
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in RANK:
+            return ".".join(parts[:end])
+    return parts[0]
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-from sarheight.backprojection import (
+from sarheight.dem import open_dem
+from sarheight.errors import InvalidInputError
+from sarheight.terrain.backprojection import (
     KRIGING_NEIGHBOURS,
     ResidualCovariance,
     area_mean,
@@ -24,9 +26,7 @@ from sarheight.backprojection import (
     prior_correction,
     upsample,
 )
-from sarheight.dem import open_dem
-from sarheight.errors import InvalidInputError
-from sarheight.terrain import block_mean
+from sarheight.terrain.grid import block_mean
 from tests.helpers import plane_dem, rough_dem
 
 
@@ -482,8 +482,8 @@ def _shifted_product(dem, factor, east_m, north_m):
 
 @pytest.mark.parametrize(("east", "north"), [(30.0, -20.0), (-12.0, 25.0), (0.0, 0.0)])
 def test_coregistration_finds_the_products_shift(east, north):
-    from sarheight.backprojection import coregister
     from sarheight.priors import sample_priors
+    from sarheight.terrain.backprojection import coregister
 
     dem = rough_dem(seed=3, rows=120, cols=120, relief=900.0)
     product = _shifted_product(dem, 3, east, north)
@@ -506,8 +506,8 @@ def test_coregistration_finds_the_products_shift(east, north):
 
 
 def test_coregistration_says_nothing_on_flat_terrain():
-    from sarheight.backprojection import coregister
     from sarheight.priors import sample_priors
+    from sarheight.terrain.backprojection import coregister
 
     # Noisy priors over flat ground: their noise is no shift.
     dem = plane_dem(60, 60)
@@ -518,7 +518,7 @@ def test_coregistration_says_nothing_on_flat_terrain():
 
 
 def test_correlated_residuals_are_few_samples_of_their_mean():
-    from sarheight.backprojection import ResidualCovariance, significant_mean
+    from sarheight.terrain.backprojection import ResidualCovariance, significant_mean
 
     # Residuals of one correlated field along one short line: their plain mean is the
     # field's local value, and under the covariance it does not stand out.

@@ -12,7 +12,8 @@ import torch
 
 from sarheight.data.terrain import scene_arrays
 from sarheight.errors import InvalidInputError
-from sarheight.terrain import REFINEMENT_CLASSES, open_scene, refinement_classes
+from sarheight.terrain.files import open_scene
+from sarheight.terrain.variables import REFINEMENT_CLASSES, refinement_classes
 from sarheight.training.calibration import (
     MIN_CELLS,
     ONE_SIGMA,

@@ -62,7 +62,7 @@ def test_scenes_in_other_units_are_refused_and_blank_ones_warned():
     import xarray as xr
 
     from sarheight.errors import InvalidInputError, PlausibilityWarning
-    from sarheight.terrain import check_scene_values
+    from sarheight.terrain.files import check_scene_values
 
     rng = np.random.default_rng(0)
     sigma0_db = (-11.0 + 3.0 * rng.standard_normal((30, 30))).astype(np.float32)
@@ -88,7 +88,7 @@ def test_priors_far_from_the_coarse_dem_are_refused_warned_or_left_out():
     import xarray as xr
 
     from sarheight.errors import InvalidInputError, PlausibilityWarning
-    from sarheight.terrain import check_priors_against
+    from sarheight.terrain.observed import check_priors_against
 
     rng = np.random.default_rng(3)
     coarse = xr.DataArray((800.0 + 200.0 * rng.random((40, 40))).astype(np.float32), dims=("y", "x"))

@@ -212,7 +212,7 @@ def test_an_environment_that_would_break_a_run_is_named_in_one_line(variable, va
 
 def test_the_command_line_names_the_methods_of_the_refinement():
     from sarheight.cli.terrain_refine import METHODS as COMMAND_METHODS
-    from sarheight.refinement import METHODS
+    from sarheight.terrain.refinement import METHODS
 
     assert COMMAND_METHODS == METHODS
 

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sarheight.clinometry import (
+from sarheight.dem import PACKAGED_EGM96
+from sarheight.errors import InvalidInputError
+from sarheight.simulate import empirical_sigma0, lambert_sigma0
+from sarheight.terrain.clinometry import (
     anchor_to_priors,
     clinometric_correction,
     range_slope_sensitivity,
     refine_scene,
 )
-from sarheight.dem import PACKAGED_EGM96
-from sarheight.errors import InvalidInputError
-from sarheight.simulate import empirical_sigma0, lambert_sigma0
 
 CELL = 30.0
 FACTOR = 4
@@ -153,7 +153,8 @@ def test_scene_refinement_beats_the_coarse_dem_on_real_relief(looks, land_cover_
     speckle and 3 dB of land cover."""
     from sarheight import sample_data
     from sarheight.dem import open_dem
-    from sarheight.terrain import scene_geometry, simulate_scene
+    from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.simulated import simulate_scene
 
     dem = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
                    geoid_grid=PACKAGED_EGM96)

@@ -21,7 +21,7 @@ from sarheight.coarse_dem import (
 )
 from sarheight.dem import cell_size_m, open_dem
 from sarheight.errors import InvalidInputError, PlausibilityWarning
-from sarheight.terrain import block_mean
+from sarheight.terrain.grid import block_mean
 from tests.helpers import rough_dem
 
 CELL = 30.0  # m, the projected grids' cells

@@ -13,7 +13,7 @@ from sarheight.data import TERRAIN_CLASSES, TerrainDataModule, scene_arrays
 from sarheight.data.terrain import SPLITS, scene_files, terrain_classes
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.masks import MaskCode
-from sarheight.terrain import open_scene, write_scene
+from sarheight.terrain.files import open_scene, write_scene
 from tests.helpers import simulate_tiny_scenes, write_tiny_scene, write_tiny_scenes
 
 

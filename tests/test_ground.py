@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sarheight.clinometry import range_slope_sensitivity
 from sarheight.dem import open_dem
 from sarheight.errors import InvalidInputError
 from sarheight.ground import (
@@ -30,6 +29,7 @@ from sarheight.ground import (
     terrain_land_cover,
 )
 from sarheight.simulate import empirical_sigma0, lambert_sigma0, simulate, simulate_sar, texture
+from sarheight.terrain.clinometry import range_slope_sensitivity
 from tests.helpers import CELL_DEG, LAT, LON, plane_dem, synthetic_geometry
 
 ROCK, SOIL, VEGETATION, SNOW = range(4)

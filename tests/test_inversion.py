@@ -1,5 +1,5 @@
 """The refinement by inverting the simulator and the DEM's registration to the image
-(``sarheight.inversion``): its operators against numpy twins, analytic terrain from its own
+(``sarheight.terrain.inversion``): its operators against numpy twins, analytic terrain from its own
 simulator, the coarse-cell means kept (property), registration of a known shift, several
 observations grouped and refused where they disagree, stacks of dates."""
 
@@ -14,23 +14,20 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sarheight.backprojection import back_project
 from sarheight.coarse_dem import CoarseDemErrors, coarse_product
 from sarheight.errors import InvalidInputError, PlausibilityWarning
 from sarheight.ground import SNAP_LAW, DateCondition, Ground, draw_date_conditions
-from sarheight.inversion import (
-    InversionSettings,
-    coarse_mean_operator,
-    composite_images,
-    gradient_operators,
-    invert_dem,
-    radar_image,
-    register_to_images,
-    speckle_variance,
-)
 from sarheight.masks import MaskCode
 from sarheight.simulate import empirical_sigma0, simulate, simulate_sar
-from sarheight.terrain import block_mean, grid_steps, observation_list, scene_geometry, simulate_scene
+from sarheight.terrain.backprojection import back_project
+from sarheight.terrain.geometry import scene_geometry
+from sarheight.terrain.grid import block_mean, grid_steps
+from sarheight.terrain.inversion import InversionSettings, invert_dem
+from sarheight.terrain.observed import observation_list
+from sarheight.terrain.radar_images import composite_images, radar_image, speckle_variance
+from sarheight.terrain.registration import register_to_images
+from sarheight.terrain.relief import coarse_mean_operator, gradient_operators
+from sarheight.terrain.simulated import simulate_scene
 from tests.helpers import plane_dem, rough_dem, synthetic_geometry
 
 FACTOR = 3
@@ -240,7 +237,7 @@ def passes(tmp_path_factory):
 
 def test_refine_dem_by_inversion_reads_both_passes(passes):
     from sarheight.dem import open_dem
-    from sarheight.refinement import refine_dem
+    from sarheight.terrain.refinement import refine_dem
 
     folder, geometries = passes["folder"], passes["geometries"]
     coarse = open_dem(folder / "coarse90.tif", vertical_datum="ellipsoid")
@@ -290,7 +287,8 @@ def test_terrain_refine_command_inverts_several_observations(passes, tmp_path, c
 
 
 def test_scene_sets_draw_stacks(tmp_path):
-    from sarheight.terrain import open_scene, simulate_scenes
+    from sarheight.terrain.files import open_scene
+    from sarheight.terrain.simulated import simulate_scenes
 
     truth = rough_dem(4, rows=30, cols=30, relief=200.0)
     truth.attrs["dem_name"] = "hills"

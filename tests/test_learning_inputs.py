@@ -16,7 +16,7 @@ pytest.importorskip("lightning")
 from sarheight.cli import main
 from sarheight.data import TerrainDataModule
 from sarheight.errors import InvalidInputError
-from sarheight.terrain import open_scene, write_scene
+from sarheight.terrain.files import open_scene, write_scene
 from sarheight.training import predict_height
 from tests.helpers import fit_tiny_checkpoint, write_tiny_city, write_tiny_scenes, write_tiny_so2sat
 
@@ -111,7 +111,9 @@ def test_implausible_priors_and_city_rasters(tmp_path):
     from sarheight.data.buildings import read_city
     from sarheight.errors import PlausibilityWarning
     from sarheight.simulate import simulate_sar
-    from sarheight.terrain import degrade_dem, observed_scene, scene_geometry
+    from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.grid import degrade_dem
+    from sarheight.terrain.observed import observed_scene
     from tests.helpers import rough_dem
 
     truth = rough_dem(seed=4, rows=40, cols=40, relief=600.0)
@@ -183,7 +185,7 @@ def test_heights_in_feet_in_a_scene_or_a_city_are_refused(tmp_path, capsys):
 
     from sarheight.cli import main
     from sarheight.errors import PlausibilityWarning
-    from sarheight.terrain import open_scene, write_scene
+    from sarheight.terrain.files import open_scene, write_scene
     from tests.helpers import simulate_tiny_scenes
 
     folder = tmp_path / "scenes"

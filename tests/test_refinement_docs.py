@@ -68,7 +68,7 @@ def test_the_documents_show_the_inversion_studys_figures(document):
 def test_the_inversions_defaults_are_the_settings_its_study_chose():
     from dataclasses import asdict
 
-    from sarheight.inversion import InversionSettings
+    from sarheight.terrain.inversion import InversionSettings
 
     chosen = json.loads((ROOT / "benchmarks/terrain_inversion/settings.json").read_text())["settings"]
     assert asdict(InversionSettings()) == chosen

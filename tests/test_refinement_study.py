@@ -27,7 +27,7 @@ from sarheight.studies.refinement import (
     run_refinement_study,
 )
 from sarheight.studies.scoring import MapScores
-from sarheight.terrain import REFINEMENT_CLASSES
+from sarheight.terrain.variables import REFINEMENT_CLASSES
 from tests.helpers import simulate_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,23 +12,13 @@ from sarheight.errors import InvalidInputError
 from sarheight.masks import MaskCode
 from sarheight.priors import sample_priors
 from sarheight.simulate import simulate_sar
-from sarheight.terrain import (
-    DERIVED_VARIABLES,
-    INPUT_VARIABLES,
-    block_mean,
-    coarse_cell_size,
-    degrade_dem,
-    observed_scene,
-    open_scene,
-    pass_direction,
-    refinement_grid,
-    scene_geometry,
-    scene_variable,
-    simulate_scene,
-    simulate_scenes,
-    upsample,
-    write_scene,
-)
+from sarheight.terrain.backprojection import upsample
+from sarheight.terrain.files import open_scene, write_scene
+from sarheight.terrain.geometry import pass_direction, scene_geometry
+from sarheight.terrain.grid import block_mean, degrade_dem, refinement_grid
+from sarheight.terrain.observed import observed_scene
+from sarheight.terrain.simulated import simulate_scene, simulate_scenes
+from sarheight.terrain.variables import DERIVED_VARIABLES, INPUT_VARIABLES, coarse_cell_size, scene_variable
 from tests.helpers import plane_dem, rough_dem
 
 FACTOR = 3

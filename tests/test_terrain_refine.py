@@ -18,8 +18,8 @@ pytest.importorskip("lightning")
 from sarheight.cli import main
 from sarheight.dem import PACKAGED_EGM96
 from sarheight.errors import InvalidInputError
-from sarheight.refinement import refine_dem
-from sarheight.terrain import open_scene
+from sarheight.terrain.files import open_scene
+from sarheight.terrain.refinement import refine_dem
 from sarheight.training import load_checkpoint, masked_loss, predict_height
 from tests.helpers import fit_tiny_checkpoint, simulate_tiny_scenes
 
@@ -136,7 +136,8 @@ def product(tmp_path_factory):
     from sarheight.io import write_geotiff
     from sarheight.layover import reconstruct
     from sarheight.simulate import simulate_sar
-    from sarheight.terrain import block_mean, scene_geometry
+    from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.grid import block_mean
 
     folder = tmp_path_factory.mktemp("product")
     fine = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
@@ -230,7 +231,7 @@ def test_a_real_product_without_pixels_is_refused(shared_data, tmp_path, capsys)
     product path reads it, finds nothing to refine with and says so, writing nothing."""
     from sarheight import sample_data
     from sarheight.io import write_geotiff
-    from sarheight.terrain import block_mean
+    from sarheight.terrain.grid import block_mean
     from tests.helpers import SAFES, required
 
     product = required(shared_data / "s1" / SAFES["grd"])
@@ -282,7 +283,7 @@ def test_refine_warns_of_a_flat_dem_and_of_an_implausible_level():
     import xarray as xr
 
     from sarheight.errors import PlausibilityWarning
-    from sarheight.terrain import check_refinement_inputs
+    from sarheight.terrain.observed import check_refinement_inputs
 
     heights = np.full((20, 20), 312.0, dtype=np.float32)
     scene = xr.Dataset({"coarse_height": (("y", "x"), heights)},
@@ -303,7 +304,7 @@ def test_refine_warns_of_a_flat_dem_and_of_an_implausible_level():
 
 def test_refine_refuses_a_spacing_beyond_ten_times_and_a_grid_too_large(product, checkpoints):
     from sarheight.dem import open_dem
-    from sarheight.terrain import refinement_grid
+    from sarheight.terrain.grid import refinement_grid
 
     coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
     with pytest.raises(InvalidInputError, match="15 times finer"):

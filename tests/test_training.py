@@ -26,7 +26,7 @@ from sarheight.cli import main
 from sarheight.data import TERRAIN_CLASSES, TerrainDataModule
 from sarheight.data.terrain import DEFAULT_CHANNELS
 from sarheight.errors import InvalidInputError, MissingInputError
-from sarheight.terrain import open_scene
+from sarheight.terrain.files import open_scene
 from sarheight.training import HeightMetrics, load_checkpoint, masked_loss, predict_height
 from sarheight.training.checkpoints import export_checkpoint
 from sarheight.training.predict import blend_window, tile_starts

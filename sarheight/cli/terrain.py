@@ -47,7 +47,7 @@ def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..io import write_geotiff
-    from ..terrain import open_scene
+    from ..terrain.files import open_scene
     from ..training.predict import predict_height, prediction_quicklook
     from .options import run_outputs
 
@@ -66,7 +66,7 @@ def run_predict(args: argparse.Namespace) -> int:
             from ..studies.scoring import map_rmse
 
             valid = np.isfinite(result["height"].values) & np.isfinite(truth)
-            from ..terrain import variable_description
+            from ..terrain.variables import variable_description
 
             line = f"RMSE against the scene's height: {map_rmse(result['height'].values, truth, valid):.2f} m"
             # The baselines: the model's reference, the coarse DEM resampled, the priors alone.

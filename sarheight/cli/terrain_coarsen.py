@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..coarse_dem import coarse_product, draw_errors
     from ..dem import dataset_in_datum, output_datum
     from ..io import write_geotiff
-    from ..terrain import block_mean
+    from ..terrain.grid import block_mean
 
     if args.factor < 2:
         raise SarHeightError(f"--factor {args.factor}: give an integer of 2 or more")

@@ -1,7 +1,7 @@
 """``sarheight terrain refine``: a user's coarse DEM refined with Sentinel-1, on a grid of
 the chosen spacing, by the refinement network that ships with sarheight (or one's own
-checkpoints) or by a method that needs no learning (:func:`sarheight.refinement.refine_dem`,
-on :func:`sarheight.terrain.observed_scene`)."""
+checkpoints) or by a method that needs no learning (:func:`sarheight.terrain.refinement.refine_dem`,
+on :func:`sarheight.terrain.observed.observed_scene`)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..dem import dataset_in_datum, output_datum
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
-    from ..refinement import refine_dem
+    from ..terrain.refinement import refine_dem
 
     if args.method == "network":
         from ..extras import require
@@ -212,7 +212,7 @@ def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -
             f"them ({best})")
 
 
-#: The methods of :func:`sarheight.refinement.refine_dem` (spelled here: importing the
+#: The methods of :func:`sarheight.terrain.refinement.refine_dem` (spelled here: importing the
 #: refinement would load the whole physics, and Numba, for every command's start).
 METHODS = ("network", "inversion", "clinometry", "back-projection")
 
@@ -244,7 +244,7 @@ def _quicklook(refined, scene, path) -> None:
     import numpy as np
 
     from ..plots import quicklook
-    from ..terrain import scene_variable
+    from ..terrain.variables import scene_variable
 
     height, coarse = refined["height"].values, refined["coarse"].values
     low, high = (float(np.nanpercentile(coarse, p)) for p in (1, 99))
@@ -273,7 +273,7 @@ def _check_spacing_before_reading(path: str, spacing_m: float) -> None:
 
     from ..dem import cell_size_m
     from ..io import open_raster
-    from ..terrain import check_refinement_spacing
+    from ..terrain.grid import check_refinement_spacing
 
     with open_raster(path, "the DEM"):
         pass  # the same refusals as reading it (a VRT, a network path, a foreign format)

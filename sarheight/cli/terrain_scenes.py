@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
-    from ..terrain import simulate_scenes
+    from ..terrain.simulated import simulate_scenes
     from .options import open_dem_from_args
 
     if args.seeds < 1:

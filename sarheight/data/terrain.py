@@ -23,7 +23,7 @@ Decisions, in one place:
   coarse DEM's facet areas are divided out of it, and with them the brightness of slopes
   facing the radar, the cue height is read from. The local incidence angle of the coarse
   DEM gives that back (see :data:`DEFAULT_CHANNELS`).
-- **In memory.** Scenes are read once (:func:`sarheight.terrain.open_scene`) at
+- **In memory.** Scenes are read once (:func:`sarheight.terrain.files.open_scene`) at
   :meth:`TerrainDataModule.setup`, after every file's variables have been checked, and
   only their channels kept: they are small (a 1000 x 1000 scene of six channels is
   24 MB), and random tiles then cost a slice, not a file read.
@@ -45,7 +45,7 @@ Decisions, in one place:
   ``scale="coarse_cell"``, the model learns the fine DEM's departure from the coarse one
   divided by the coarse DEM's cell size L (m), and its height and length inputs (prior
   residuals, distances) are divided by L too; with the scale-free channels of
-  :data:`sarheight.terrain.DERIVED_VARIABLES` (slopes, curvature times L, the coarse
+  :data:`sarheight.terrain.variables.DERIVED_VARIABLES` (slopes, curvature times L, the coarse
   factor, the sigma0 ratio) nothing it sees has a unit of length. What a block mean
   leaves out of a DEM grows with L roughly as the slopes do (terrain is close to
   self-similar over 10 m - 1 km), so one model serves DEMs of 10-100 m cells and coarse
@@ -78,7 +78,8 @@ from scipy.ndimage import binary_dilation
 
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
-from ..terrain import coarse_cell_size, open_scene, scene_variable, variable_sources
+from ..terrain.files import open_scene
+from ..terrain.variables import coarse_cell_size, scene_variable, variable_sources
 from .tiles import (
     NO_SPLIT,
     SPLITS,
@@ -285,7 +286,7 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
     ----------
     ds : the scene (see the module's docstring for its variables).
     channels : the input channels, in order: stored variables or derived ones
-        (:data:`sarheight.terrain.DERIVED_VARIABLES`).
+        (:data:`sarheight.terrain.variables.DERIVED_VARIABLES`).
     reference : the height channel (m) the model predicts relative to, or None.
     target : the height to learn (m), or None to read the inputs only (prediction).
     name : the scene's name in messages; default :func:`scene_name`.

@@ -42,7 +42,7 @@ from ..io import atomic_path
 from ..masks import MaskCode
 from ..plots import save_figure
 from ..priors import interpolate_priors
-from ..terrain import open_scene
+from ..terrain.files import open_scene
 from .runs import mean_std, reduction, seeded_runs, train_run, write_json
 from .scoring import MapScores
 

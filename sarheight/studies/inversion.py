@@ -1,4 +1,4 @@
-"""The inversion study: how far inverting the simulator (:mod:`sarheight.inversion`)
+"""The inversion study: how far inverting the simulator (:mod:`sarheight.terrain.inversion`)
 brings a coarse DEM below every refinement that needs no learning, with one image and
 with both passes of a stack of dates, and how well the image registers the DEM.
 
@@ -18,7 +18,7 @@ the terrain. Conditions (:data:`CONDITIONS`):
 
 The same coarse product, ground and priors serve every condition of a DEM and factor
 (the conditions' difference is the observation), and every draw follows the case's name.
-The inversion's settings (:class:`sarheight.inversion.InversionSettings`) are chosen on
+The inversion's settings (:class:`sarheight.terrain.inversion.InversionSettings`) are chosen on
 the validation DEMs (a coordinate search over :data:`SEARCH`, by the mean of the RMSE
 relative to back-projection with the kriged priors), never on held-out ones; the fair bar
 of each condition is the one method without learning (the inversion aside) whose mean
@@ -46,24 +46,21 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..backprojection import shifted
 from ..coarse_dem import coarse_product, draw_errors
 from ..dem import open_dem
 from ..errors import InvalidInputError
 from ..ground import draw_date_conditions, draw_ground
-from ..inversion import ImageRegistration, InversionSettings, composite_images, invert_dem, radar_image
 from ..plots import save_figure
 from ..priors import PRIOR_KINDS, draw_prior_errors, sample_priors
-from ..terrain import (
-    REFINEMENT_CLASSES,
-    block_mean,
-    grid_steps,
-    inversion_reference,
-    observed_scene,
-    refinement_classes,
-    scene_geometry,
-    simulate_observations,
-)
+from ..terrain.backprojection import shifted
+from ..terrain.geometry import scene_geometry
+from ..terrain.grid import block_mean, grid_steps
+from ..terrain.inversion import InversionSettings, invert_dem
+from ..terrain.observed import observed_scene
+from ..terrain.radar_images import composite_images, radar_image
+from ..terrain.registration import ImageRegistration
+from ..terrain.simulated import simulate_observations
+from ..terrain.variables import REFINEMENT_CLASSES, inversion_reference, refinement_classes
 from .refinement import baseline_maps, score_map, scoring_mask
 from .runs import reduction, write_json
 
@@ -215,7 +212,7 @@ def study_case(case: Case, truth: xr.DataArray, sea: np.ndarray | None = None) -
 
 def score_methods(data: CaseData, maps: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Every map of ``maps`` scored on the case's cells (NaN cells of a map take the
-    Lanczos resampling, as :func:`sarheight.refinement.refine_dem` keeps the coarse DEM
+    Lanczos resampling, as :func:`sarheight.terrain.refinement.refine_dem` keeps the coarse DEM
     where a method has no value)."""
     scene = data.scene
     mask = scoring_mask(scene)

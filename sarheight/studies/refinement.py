@@ -18,7 +18,7 @@ It scores them on held-out scenes beside every method that needs no learning
 kernel, registered horizontally to the priors, then back-projected, then with the
 priors' residuals kriged, clinometry, and the priors-only interpolation. Every method is scored on the same
 cells (truth known, inside the image), overall and per terrain class of
-:data:`sarheight.terrain.REFINEMENT_CLASSES`, with the one scorer of the studies, per
+:data:`sarheight.terrain.variables.REFINEMENT_CLASSES`, with the one scorer of the studies, per
 held-out DEM, coarse factor, looks and ground (the sigma0 laws the scene was simulated
 with). The bar a network must clear in each row is the best of the methods of
 :data:`NON_LEARNED` on that DEM and condition; in each class, the best of them in that
@@ -44,12 +44,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..clinometry import refine_scene
 from ..data.terrain import scene_arrays, scene_files, scene_header
 from ..errors import InvalidInputError
 from ..masks import MaskCode
 from ..plots import save_figure
-from ..terrain import REFINEMENT_CLASSES, open_scene, refinement_classes
+from ..terrain.clinometry import refine_scene
+from ..terrain.files import open_scene
+from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
 from .runs import mean_std, read_sealed_json, reduction, seeded_runs, train_run, write_json
 from .scoring import MapScores
 

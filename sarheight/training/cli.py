@@ -118,7 +118,7 @@ class SarHeightCLI(LightningCLI):
                 line = (f"validation RMSE: the model {last['val_rmse']:.2f} m after epoch {last['epoch'] + 1} (best "
                         f"{best['val_rmse']:.2f} m, epoch {best['epoch'] + 1})")
                 from ..data.terrain import BASELINE
-                from ..terrain import variable_description
+                from ..terrain.variables import variable_description
 
                 # The baselines it logged: its reference (a refinement of the coarse DEM
                 # without learning, where it is one), and the coarse DEM resampled.

@@ -20,7 +20,8 @@ from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, deferred_warnings
 from ..io import write_geotiff
 from ..preprocess.sentinel2 import S2_BANDS
-from ..terrain import open_scene, refinement_classes
+from ..terrain.files import open_scene
+from ..terrain.variables import refinement_classes
 from .checkpoints import TrainedModel, load_checkpoint, moved_to, resolve_device, warn_identical_members
 from .losses import LOG_STD_RANGE
 from .memory import check_forward_memory

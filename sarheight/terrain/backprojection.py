@@ -45,8 +45,8 @@ import rasterio.warp
 import xarray as xr
 from affine import Affine
 
-from .dem import cell_size_m
-from .errors import InvalidInputError
+from ..dem import cell_size_m
+from ..errors import InvalidInputError
 
 __all__ = [
     "UPSAMPLING",
@@ -335,7 +335,7 @@ def back_project(coarse: xr.DataArray, grid: xr.DataArray, *, rounds: int = BACK
     coarse : the coarse DEM on its own grid (heights, m, with a CRS).
     grid : the finer grid (a DataArray with a CRS; NaN cells stay NaN).
     rounds : the rounds of back-projection (0: the starting resampling).
-    start : the resampling the estimate starts from (:data:`sarheight.terrain.UPSAMPLING`).
+    start : the resampling the estimate starts from (:data:`sarheight.terrain.backprojection.UPSAMPLING`).
 
     Returns
     -------
@@ -536,3 +536,30 @@ def _bilinear(lattice: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tu
                                            fill_value=None)
     grid_rows, grid_cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     return interpolator(np.stack([grid_rows.ravel(), grid_cols.ravel()], axis=1)).reshape(shape)
+
+
+def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dataset,
+                        coarse_cell_m: float, *, register: bool = True
+                        ) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
+    """The coarse DEM ``native`` (on its own grid) refined on ``grid`` without SAR and
+    without learning (this module): registered horizontally to the
+    priors (``coarse_registered``: resampled with a Lanczos kernel), back-projected (``coarse_backprojected``), then corrected by the priors'
+    residuals kriged (``coarse_refined``, with their standard deviation
+    ``prior_correction_std``, m; NaN without priors): float32 arrays on the grid; and the
+    co-registration's attributes. ``register=False``: the priors' registration is
+    measured and recorded (``coregistration_applied`` 0) but not applied: the image has
+    registered the DEM, and the priors are its second opinion."""
+    registered, registration = coregister(native, grid, priors["prior_height"].values, priors["prior_mask"].values)
+    if not register:
+        registered = native
+    backprojected = back_project(registered, grid)
+    lanczos = upsample(registered, grid, "lanczos").values
+    known = registration.corrected_priors(backprojected, priors["prior_height"].values)
+    correction, deviation = prior_correction(backprojected, known, priors["prior_mask"].values,
+                                             coarse_cell_m=coarse_cell_m)
+    refined = backprojected.values + correction
+    arrays = {"coarse_registered": lanczos.astype(np.float32),
+              "coarse_backprojected": backprojected.values.astype(np.float32),
+              "coarse_refined": refined.astype(np.float32),
+              "prior_correction_std": np.where(np.isfinite(backprojected.values), deviation, np.nan).astype(np.float32)}
+    return arrays, {**registration.to_attrs(), "coregistration_applied": int(register)}

@@ -14,7 +14,7 @@ The steps, on the scene's grid:
    (``theta_loc = theta - alpha``), so ``r = 10 log10(I(alpha_fine) / I(alpha_coarse))``
    gives ``alpha_fine - alpha_coarse = r / S`` with ``S = -d(10 log10(sigma0(x) / sin x))/dx``
    at the coarse DEM's local incidence (dB per radian; :func:`range_slope_sensitivity`).
-   The law is fitted to the observation itself (:func:`sarheight.terrain.scene_sigma0_law`),
+   The law is fitted to the observation itself (:func:`sarheight.terrain.variables.scene_sigma0_law`),
    never assumed: a ground whose law differs from the reconstruction's would otherwise
    scale every slope wrongly. Cells in layover or shadow, or where the local
    incidence leaves the law's useful range, say nothing.
@@ -51,11 +51,12 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from .errors import InvalidInputError
-from .inversion import relief_power_law
-from .masks import MaskCode
-from .simulate import empirical_sigma0
-from .terrain import coarse_cell_size, grid_steps, scene_sigma0_law, scene_variable
+from ..errors import InvalidInputError
+from ..masks import MaskCode
+from ..simulate import empirical_sigma0
+from .grid import grid_steps
+from .relief import relief_power_law
+from .variables import coarse_cell_size, scene_sigma0_law, scene_variable
 
 #: Local incidence angles (degrees) outside which the ratio is not turned into a slope:
 #: near grazing and near normal incidence the law's slope sensitivity is unreliable.
@@ -259,7 +260,7 @@ def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_registered", sar
     sar : ``sar_reconstructed`` or ``sar_geocoded`` (or the other pass's, with
         ``other_``: then its own local incidence and look are used).
     anchors : correct the coarse DEM's error by the priors: the kriged correction of the
-        scene (``coarse_refined - coarse_backprojected``, :mod:`sarheight.backprojection`,
+        scene (``coarse_refined - coarse_backprojected``, :mod:`sarheight.terrain.backprojection`,
         where the scene has it), then the residuals left at the priors spread around each
         (:func:`anchor_to_priors`).
 

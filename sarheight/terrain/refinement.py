@@ -1,6 +1,6 @@
 """``refine_dem``: a user's coarse DEM refined with a SAR observation and a refinement
 model, from files to the fine DEM: the physics (the observation reconstructed on the
-grid, the model's inputs, :func:`sarheight.terrain.observed_scene`) and then the
+grid, the model's inputs, :func:`sarheight.terrain.observed.observed_scene`) and then the
 inference (:func:`sarheight.training.predict.predict_height`). The workflow above both:
 neither the physics modules nor the training floor import it."""
 
@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
+from ..masks import MaskCode
+from .grid import refinement_grid
 from .inversion import InversionSettings
-from .masks import MaskCode
-from .terrain import check_refinement_inputs, observed_scene, refinement_grid
+from .observed import check_refinement_inputs, observed_scene
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
-    from .training.checkpoints import TrainedModel
+    from ..training.checkpoints import TrainedModel
 
 
 #: The ways :func:`refine_dem` refines: the trained network (or ensemble), and the
@@ -60,16 +61,16 @@ def refine_dem(
     ``spacing_m`` metres, by a refinement network (with the ensemble's spread) or by a
     method that needs no learning.
 
-    The coarse DEM is resampled to the grid (:func:`sarheight.terrain.refinement_grid`),
+    The coarse DEM is resampled to the grid (:func:`sarheight.terrain.grid.refinement_grid`),
     the observation reconstructed on it and the model's inputs made
-    (:func:`sarheight.terrain.observed_scene`); then ``method``: ``"network"``, the
+    (:func:`sarheight.terrain.observed.observed_scene`); then ``method``: ``"network"``, the
     checkpoints predict the correction (:func:`predict_height`; None: the refinement
     network that ships with sarheight, :func:`sarheight.sample_data.terrain_demo_checkpoint`);
     ``"inversion"``, the fine DEM whose simulated observations match every observation
-    given (:func:`sarheight.inversion.invert_dem`: both passes and many dates);
-    ``"clinometry"``, the slopes the image asks for (:func:`sarheight.clinometry.refine_scene`);
+    given (:func:`sarheight.terrain.inversion.invert_dem`: both passes and many dates);
+    ``"clinometry"``, the slopes the image asks for (:func:`sarheight.terrain.clinometry.refine_scene`);
     ``"back-projection"``, the coarse DEM registered to the priors, back-projected and
-    corrected by the priors' residuals kriged (:mod:`sarheight.backprojection`; without
+    corrected by the priors' residuals kriged (:mod:`sarheight.terrain.backprojection`; without
     priors, the back-projection alone). The non-learned methods need no checkpoint and no
     torch. Cells a method has no value for (outside the image, where the other pass is
     missing) keep the coarse DEM and are counted in ``attrs["cells_kept_coarse"]``.
@@ -80,7 +81,7 @@ def refine_dem(
     sar : the observation: a Sentinel-1 SAFE product, or anything
         :func:`sarheight.layover.reconstruct` takes (a geocoded sigma0 GeoTIFF with
         ``geometry``); or a sequence of them (dates, both passes: checked and grouped as
-        :func:`sarheight.terrain.observed_scene` does). The network reads the first
+        :func:`sarheight.terrain.observed.observed_scene` does). The network reads the first
         observation's pass (its dates' composite) and, for models trained on both passes,
         the opposite one; clinometry and back-projection read one pass; the inversion
         every observation.
@@ -93,12 +94,12 @@ def refine_dem(
         observation or a sequence of one per observation.
     other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
     priors, points_crs, points_vertical_datum, points_geoid_grid : known heights (a points
-        file or DataFrame, as :func:`sarheight.terrain.observed_scene` takes them, with
+        file or DataFrame, as :func:`sarheight.terrain.observed.observed_scene` takes them, with
         the geoid grid that converts heights on a geoid), or None.
     measurement, sar_quantity, sar_db : as :func:`sarheight.layover.reconstruct` takes them.
     tile, overlap, device : as :func:`predict_height` takes them.
     inversion_settings : the inversion's weights (default
-        :class:`sarheight.inversion.InversionSettings`).
+        :class:`sarheight.terrain.inversion.InversionSettings`).
     inversion_blocks, client : the inversion block by block (fine cells a side of a
         block) on threads or a dask.distributed cluster (None, "local", a scheduler
         address or a Client), for grids larger than memory.
@@ -118,7 +119,7 @@ def refine_dem(
     InvalidInputError : an unknown method, checkpoints with a non-learned method, a
         checkpoint that is not a refinement model, a spacing not finer than the DEM, an
         observation covering no cell of the DEM or carrying no relief
-        (:func:`sarheight.terrain.check_refinement_inputs`, which also warns of a flat DEM
+        (:func:`sarheight.terrain.observed.check_refinement_inputs`, which also warns of a flat DEM
         or an observation's implausible level), priors outside it; the method, the
         checkpoints and the spacing before any work, the observation before the model runs.
     """
@@ -129,13 +130,13 @@ def refine_dem(
                                 "has no blocks; leave them out, or give method='inversion'")
     members: list[Any] = []
     if method == "network":
-        from .extras import require
+        from ..extras import require
 
-        require("sarheight.refinement.refine_dem (method network)")
-        from .training.predict import load_members
+        require("sarheight.terrain.refinement.refine_dem (method network)")
+        from ..training.predict import load_members
 
         if checkpoints is None:
-            from .sample_data import terrain_demo_checkpoint
+            from ..sample_data import terrain_demo_checkpoint
 
             checkpoints = terrain_demo_checkpoint()
         members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
@@ -171,7 +172,7 @@ def refine_dem(
     check_refinement_inputs(scene)
     if method == "network":
         _check_members(members, "other_sar_reconstructed" in scene.data_vars)
-        from .training.predict import predict_height
+        from ..training.predict import predict_height
 
         result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
         reference_name = members[0].reference

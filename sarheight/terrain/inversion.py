@@ -53,22 +53,12 @@ The weights and the regularisation (:class:`InversionSettings`) were chosen on t
 validation DEMs of the inversion study (:mod:`sarheight.studies.inversion`), never on
 held-out ones.
 
-Clinometry (:mod:`sarheight.clinometry`) is the one-step special case: one image, the
+Clinometry (:mod:`sarheight.terrain.clinometry`) is the one-step special case: one image, the
 law fitted once against the coarse DEM, no albedo, no re-simulation, a Wiener filter
 instead of the sparse solve. It stays as the fast method and a baseline.
 
-**Registration** (:func:`register_to_images`): before any method, the coarse DEM's
-horizontal shift is measured as DEM-to-SAR co-registration does it (GAMMA's offsets
-between the simulated and the real image, ISCE's and DORIS's DEM co-registration): the
-image the coarse DEM simulates is correlated with the observation in radar geometry.
-Sentinel-1's geolocation is good to decimetres, a global DEM's to tens of metres: a shift
-of the terrain by ``s`` moves its image by ``M s`` pixels (``M`` the geometry's pixels per
-metre east and north), so the offset between the two images, over every image given, is
-the DEM's shift.
-
-**Every image** (:func:`radar_image`, :func:`composite_images`): each observation read
-in radar geometry over the DEM; the dates of one acquisition grid whose levels agree
-composited, a date of another level (wet snow) kept apart with a law of its own.
+The observations it reads: :mod:`sarheight.terrain.radar_images`; the DEM registered to
+them first: :mod:`sarheight.terrain.registration`.
 
 Larger-than-memory grids: :func:`invert_dem` with ``blocks`` (or ``client``) runs in
 overlapping blocks on threads or a dask.distributed cluster and keeps each block's core.
@@ -88,220 +78,42 @@ import scipy.fft
 import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 import xarray as xr
-from scipy import ndimage, special
+from scipy import ndimage
 
-from .dem import cell_size_m, geodetic_coordinates, open_dem
-from .errors import InvalidInputError, PlausibilityWarning, user_stacklevel
-from .geometry import RadarGeometry, RadarWindow
-from .ground import FittedLaw, fit_sigma0_law
-from .masks import MaskCode
-from .observation import intensity_on_window, rebuilt_in_radar_geometry, resolve_observation
-from .simulate import (
+from ..dem import cell_size_m, geodetic_coordinates, open_dem
+from ..errors import InvalidInputError
+from ..geometry import RadarGeometry, RadarWindow
+from ..ground import FittedLaw, fit_sigma0_law
+from ..masks import MaskCode
+from ..observation import intensity_on_window
+from ..simulate import (
     cell_geometry,
     empirical_sigma0,
     radar_window,
-    run_simulation,
     simulate_sar,
     visibility_masks,
+)
+from .grid import grid_steps
+from .radar_images import NEPER_PER_DB, USEFUL_INCIDENCE_DEG, WINDOW_MARGIN, InversionImage, speckle_variance
+from .relief import (
+    albedo_interpolation,
+    blur,
+    coarse_mean_operator,
+    gradient_operators,
+    laplacian,
+    relief_power_law,
+    relief_prior_spectrum,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_LOOKS", "ImageRegistration", "InversionImage", "InversionSettings", "composite_images",
-           "invert_dem", "law_of", "radar_image", "register_to_images", "relief_power_law", "relief_prior_spectrum",
-           "speckle_variance"]
 
-#: Nepers per decibel.
-_NEPER_PER_DB = math.log(10.0) / 10.0
+__all__ = ["InversionSettings", "invert_dem", "law_of"]
 
-#: The equivalent number of looks of a Sentinel-1 IW GRD (high resolution) pixel, taken
-#: for an image that does not say its own.
-DEFAULT_LOOKS = 4.4
-
-#: The looks taken for an image without speckle (a simulation's "none").
-NO_SPECKLE_LOOKS = 1e6
 
 #: The least variance (nepers^2) of a cell's log-ratio that is not relief: the
 #: simulator's own approximations (facets, the law's fit), where speckle is nil.
 MODEL_VARIANCE = 0.03**2
-
-#: Local incidence angles (degrees) outside which a cell's ratio is not read.
-USEFUL_INCIDENCE_DEG = (10.0, 80.0)
-
-#: The level difference (dB) between a date and its pass's median beyond which the date
-#: is not composited with the others (wet snow: 3 dB and more below the snow-free ground;
-#: a soaked or frozen ground): kept as a group of its own, with its own law. Within it, a
-#: date's moisture moves its level, not the brightness of one slope against another: the
-#: linear mean keeps the relief's pattern.
-DATE_LEVEL_TOLERANCE_DB = 2.0
-
-
-def speckle_variance(looks: float) -> float:
-    """The variance of the natural log of speckle of ``looks`` equivalent looks (a gamma
-    variable of shape ``looks``): the trigamma function, ``psi_1(looks)`` (nepers^2)."""
-    return float(special.polygamma(1, float(looks)))
-
-
-@dataclasses.dataclass(frozen=True)
-class InversionImage:
-    """One observation, or a composite of several dates, in radar geometry.
-
-    Attributes
-    ----------
-    image : (line, sample) DataArray of linear beta0 with absolute product coordinates,
-        covering the DEM's footprint (with a margin).
-    geometry : its acquisition geometry.
-    looks : the equivalent number of looks of a pixel (a composite of N dates: N times
-        a date's).
-    name : what it is, for messages and attributes.
-    dates : how many dates it composites.
-    level_db : the median beta0 (dB) of the image over the DEM.
-    """
-
-    image: xr.DataArray
-    geometry: RadarGeometry
-    looks: float = DEFAULT_LOOKS
-    name: str = "image"
-    dates: int = 1
-    level_db: float = math.nan
-
-    @property
-    def window(self) -> RadarWindow:
-        """The radar window the image covers."""
-        lines, samples = self.image["line"].values, self.image["sample"].values
-        return RadarWindow(int(lines[0]), int(lines.size), int(samples[0]), int(samples.size))
-
-
-#: The Gaussian smoothing (cells) of the observed brightness whose gradient says how a
-#: cell's reading changes as its height moves it in the image.
-TRANSLATION_SMOOTHING = 2.0
-
-#: Pixels of margin around the DEM's radar window an image is read with: a height change
-#: of the inversion moves cells by a few pixels.
-WINDOW_MARGIN = 24
-
-
-def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, measurement: str = "IW/VV",
-                sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
-                name: str | None = None) -> InversionImage:
-    """An observation as :func:`sarheight.layover.reconstruct` takes it (a SAFE product, a
-    radar-geometry array or DataArray with ``geometry``, an xarray-sentinel measurement,
-    or a geocoded sigma0 GeoTIFF or map DataArray with ``geometry``), read in radar
-    geometry over ``dem``'s footprint.
-
-    A map-grid image's radar pixels are rebuilt through the simulation of ``dem``
-    (:func:`sarheight.observation.rebuilt_in_radar_geometry`): geocoding already mixed
-    what layover mixed, so it is read as well as that allows. ``looks``: the image's
-    equivalent number of looks; default its ``looks`` attribute, else
-    :data:`DEFAULT_LOOKS`.
-
-    Raises
-    ------
-    InvalidInputError, GeometryError : what :func:`resolve_observation` refuses, an image
-        that does not cover the DEM, or one without a positive value over it.
-    """
-    observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
-                                      sar_db=sar_db)
-    dem = open_dem(dem, copy=False)
-    if observation.on_map:
-        state = run_simulation(dem, observation.geometry, every_line=False)
-        rebuilt = rebuilt_in_radar_geometry(observation, state)
-        image = rebuilt.image
-    else:
-        cells = cell_geometry(dem, observation.geometry, own_surface=False)
-        window = radar_window(cells["line"], cells["sample"], cells["valid"], observation.geometry,
-                              margin=WINDOW_MARGIN)
-        values = np.asarray(observation.on_window(window), dtype=np.float32)
-        image = xr.DataArray(values, dims=("line", "sample"), coords=window.coords())
-    values = np.asarray(image.values, dtype=np.float64)
-    if not observation.on_map:
-        # The level over the pixels the DEM's cells fall in, not the margin around them.
-        rows = np.rint(cells["line"][cells["valid"]] - window.line0).astype(np.int64)
-        cols = np.rint(cells["sample"][cells["valid"]] - window.sample0).astype(np.int64)
-        keep = (rows >= 0) & (rows < values.shape[0]) & (cols >= 0) & (cols < values.shape[1])
-        values = values[rows[keep], cols[keep]]
-    positive = values[np.isfinite(values) & (values > 0)]
-    label = name or _observation_name(sar)
-    if positive.size < 16:
-        raise InvalidInputError(f"the observation {label} has no positive value over the DEM (zero or no data "
-                                "everywhere there): a placeholder or masked product cannot refine the DEM; give the "
-                                "calibrated image itself, of the DEM's area")
-    if looks is None:
-        attribute = getattr(sar, "attrs", {}).get("looks") if isinstance(sar, xr.DataArray) else None
-        # A simulation without speckle says "none": as many looks as makes speckle nil.
-        looks = (float(attribute) if isinstance(attribute, (int, float, np.number)) else
-                 NO_SPECKLE_LOOKS if attribute == "none" else DEFAULT_LOOKS)
-    if not (math.isfinite(looks) and looks > 0):
-        raise InvalidInputError(f"looks must be a positive number, got {looks!r}")
-    return InversionImage(image.astype(np.float32), observation.geometry, float(looks), label, 1,
-                          float(10.0 * np.log10(np.median(positive))))
-
-
-def _observation_name(sar: Any) -> str:
-    if isinstance(sar, (str, bytes)) or hasattr(sar, "__fspath__"):
-        return str(sar)
-    return f"a {type(sar).__name__}"
-
-
-def _same_acquisition_grid(first: RadarGeometry, second: RadarGeometry) -> bool:
-    """Whether two geometries image the ground on the same radar grid (repeat passes of one
-    orbit and frame: the same orbit and grid attributes)."""
-    return first is second or first.to_attrs() == second.to_attrs()
-
-
-def composite_images(images: Sequence[InversionImage], *,
-                     level_tolerance_db: float = DATE_LEVEL_TOLERANCE_DB) -> list[InversionImage]:
-    """The images grouped for the inversion: the dates of one acquisition grid (the same
-    orbit and image grid: a pass over repeat dates) whose level lies within
-    ``level_tolerance_db`` of their median are averaged in linear power (looks summed);
-    a date whose level departs further (wet snow, soaked or frozen ground: a different
-    law, not only a different level) is kept apart, a group of its own with a law of its
-    own; images of different grids (the other pass, another frame) are each their own.
-
-    Refuses a list that repeats an image (the same values on the same grid: one date
-    counted twice would halve the speckle it claims).
-    """
-    if not images:
-        raise InvalidInputError("no observation was given: give at least one SAR image")
-    for index, image in enumerate(images):
-        for earlier in images[:index]:
-            if (_same_acquisition_grid(image.geometry, earlier.geometry) and image.image.shape == earlier.image.shape
-                    and np.array_equal(image.image.values, earlier.image.values, equal_nan=True)):
-                raise InvalidInputError(f"the observation {image.name} repeats {earlier.name} (the same values on the "
-                                        "same grid): give each date once")
-    groups: list[list[InversionImage]] = []
-    for image in images:
-        for group in groups:
-            if _same_acquisition_grid(group[0].geometry, image.geometry) and group[0].image.shape == image.image.shape:
-                group.append(image)
-                break
-        else:
-            groups.append([image])
-    out: list[InversionImage] = []
-    for group in groups:
-        median = float(np.median([image.level_db for image in group]))
-        kept = [image for image in group if abs(image.level_db - median) <= level_tolerance_db]
-        apart = [image for image in group if abs(image.level_db - median) > level_tolerance_db]
-        if kept:
-            out.append(_average(kept))
-        out.extend(apart)
-    return out
-
-
-def _average(images: Sequence[InversionImage]) -> InversionImage:
-    if len(images) == 1:
-        return images[0]
-    stack = np.mean([np.asarray(image.image.values, dtype=np.float64) for image in images], axis=0)
-    values = stack[np.isfinite(stack) & (stack > 0)]
-    first = images[0]
-    return InversionImage(first.image.copy(data=stack.astype(np.float32)), first.geometry,
-                          float(sum(image.looks for image in images)),
-                          f"{first.name} and {len(images) - 1} more dates", sum(image.dates for image in images),
-                          float(10.0 * np.log10(np.median(values))) if values.size else math.nan)
-
-
-# ---------------------------------------------------------------------------------------
-# Settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,7 +148,7 @@ class InversionSettings:
         with one date's speckle the local linearisation does as well (on a Big Tujunga
         crop, the same RMSE both ways), with a stack the probed one reads more (a tenth
         lower there, both passes x 10 dates).
-    reference : what a scene's inversion starts from (:func:`sarheight.terrain.inversion_reference`):
+    reference : what a scene's inversion starts from (:func:`sarheight.terrain.variables.inversion_reference`):
         ``"back_projection"`` or ``"lanczos"``, each registered and kriged.
     unread_error_m : the standard deviation (m) within which cells no image reads
         (layover, shadow) keep the reference.
@@ -373,181 +185,7 @@ class InversionSettings:
         return {f"{prefix}{key}": value for key, value in dataclasses.asdict(self).items()}
 
 
-# ---------------------------------------------------------------------------------------
-# Operators on the grid (rows run along the grid's y, columns along x)
-
-
-def _difference(n: int, step: float) -> sparse.csr_matrix:
-    """The first derivative along an axis of ``n`` cells ``step`` metres apart: central
-    differences inside, one-sided at the ends (``np.gradient``'s)."""
-    if n < 2:
-        return sparse.csr_matrix((n, n))
-    lower, main, upper = np.full(n - 1, -0.5), np.zeros(n), np.full(n - 1, 0.5)
-    upper[0], main[0], lower[-1], main[-1] = 1.0, -1.0, -1.0, 1.0
-    return sparse.diags([lower, main, upper], [-1, 0, 1], format="csr") / step
-
-
-def gradient_operators(shape: tuple[int, int], steps: tuple[float, float]) -> tuple[sparse.csr_matrix,
-                                                                                   sparse.csr_matrix]:
-    """Sparse operators of the height's derivative northward and eastward (m/m) on a grid
-    of ``shape`` whose rows and columns are ``steps`` = (north, east) signed metres apart,
-    acting on the raveled heights."""
-    rows, cols = shape
-    north = sparse.kron(_difference(rows, steps[0]), sparse.identity(cols), format="csr")
-    east = sparse.kron(sparse.identity(rows), _difference(cols, steps[1]), format="csr")
-    return north, east
-
-
-def _second_difference(n: int) -> sparse.csr_matrix:
-    if n < 2:
-        return sparse.csr_matrix((n, n))
-    main = np.full(n, -2.0)
-    main[0] = main[-1] = -1.0
-    return sparse.diags([np.ones(n - 1), main, np.ones(n - 1)], [-1, 0, 1], format="csr")
-
-
-def _laplacian(shape: tuple[int, int]) -> sparse.csr_matrix:
-    rows, cols = shape
-    return (sparse.kron(_second_difference(rows), sparse.identity(cols))
-            + sparse.kron(sparse.identity(rows), _second_difference(cols))).tocsr()
-
-
-def _binomial(n: int) -> sparse.csr_matrix:
-    if n < 2:
-        return sparse.identity(n, format="csr")
-    main = np.full(n, 0.5)
-    main[0] = main[-1] = 0.75
-    return sparse.diags([np.full(n - 1, 0.25), main, np.full(n - 1, 0.25)], [-1, 0, 1], format="csr")
-
-
-def _blur(shape: tuple[int, int], steps: int) -> sparse.csr_matrix:
-    one = sparse.kron(_binomial(shape[0]), _binomial(shape[1]), format="csr")
-    out = sparse.identity(shape[0] * shape[1], format="csr")
-    for _ in range(steps):
-        out = one @ out
-    return out.tocsr()
-
-
-def coarse_mean_operator(grid: xr.DataArray, coarse: xr.DataArray) -> sparse.csr_matrix:
-    """The sparse operator (coarse cells x grid cells) of the mean over each cell of
-    ``coarse`` of the grid cells whose centres lie in it; only coarse cells that hold at
-    least 80 % of the most any holds (whole cells, not the grid's ragged edge). Both on
-    one CRS."""
-    if grid.rio.crs != coarse.rio.crs:
-        raise InvalidInputError("the coarse DEM and the grid must share a CRS for the coarse-cell means")
-    inverse = ~coarse.rio.transform()
-    xs, ys = np.meshgrid(np.asarray(grid["x"].values), np.asarray(grid["y"].values))
-    cols, rows = inverse * (xs.ravel(), ys.ravel())
-    cols, rows = np.floor(cols).astype(np.int64), np.floor(rows).astype(np.int64)
-    inside = (rows >= 0) & (rows < coarse.shape[0]) & (cols >= 0) & (cols < coarse.shape[1])
-    index = rows * coarse.shape[1] + cols
-    cells = np.flatnonzero(inside)
-    counts = np.bincount(index[cells], minlength=coarse.size)
-    if not counts.any():
-        raise InvalidInputError("no cell of the grid lies inside the coarse DEM: give a coarse DEM of the grid's area")
-    whole = counts >= 0.8 * counts.max()
-    kept = cells[whole[index[cells]]]
-    operator = sparse.csr_matrix((1.0 / counts[index[kept]], (index[kept], kept)), shape=(coarse.size, grid.size))
-    return operator[np.flatnonzero(whole)]
-
-
-def _albedo_interpolation(shape: tuple[int, int], spacing: float) -> tuple[sparse.csr_matrix, tuple[int, int]]:
-    """Bilinear interpolation (cells x nodes) from nodes ``spacing`` cells apart."""
-    spacing = max(float(spacing), 1.0)
-
-    def along(n: int) -> tuple[sparse.csr_matrix, int]:
-        nodes = math.ceil((n - 1) / spacing) + 1
-        position = np.arange(n) / spacing
-        first = np.minimum(np.floor(position).astype(np.int64), nodes - 1)
-        fraction = position - first
-        second = np.minimum(first + 1, nodes - 1)
-        index = np.arange(n)
-        return sparse.csr_matrix((np.r_[1.0 - fraction, fraction], (np.r_[index, index], np.r_[first, second])),
-                                 shape=(n, nodes)), nodes
-
-    rows, node_rows = along(shape[0])
-    cols, node_cols = along(shape[1])
-    return sparse.kron(rows, cols, format="csr"), (node_rows, node_cols)
-
-
-def relief_power_law(reference: np.ndarray, steps: tuple[float, float], coarse_cell_m: float, *,
-                     min_exponent: float = 3.0) -> tuple[float, float]:
-    """(amplitude per cell, exponent) of the power law ``|FFT|^2 / cells = A |k|^-beta``
-    (k in rad/m) of the terrain under ``reference`` (plane-detrended, Hann-windowed),
-    fitted below a quarter of the coarse Nyquist wavenumber with the block mean's
-    attenuation divided out; the exponent within ``min_exponent``..5 (terrain rougher than
-    ``|k|^-3`` is a fit to too few wavenumbers), :data:`DEFAULT_SPECTRAL_EXPONENT` where
-    fewer than 12 wavenumbers lie in that band."""
-    amplitude, beta = _power_law(reference, steps, coarse_cell_m, min_exponent)
-    return amplitude / reference.size, beta
-
-
-def relief_prior_spectrum(power_law: tuple[float, float], steps: tuple[float, float], coarse_cell_m: float,
-                          shape: tuple[int, int], *, prior_scale: float = 1.0,
-                          coarse_error_m: float = 0.0) -> np.ndarray:
-    """The prior power (``E|FFT(d)|^2``, unnormalised FFT on a grid of ``shape``) of what
-    the reference misses: the relief a coarse DEM of cells ``coarse_cell_m`` lost (the
-    terrain's power law, :func:`relief_power_law`, times ``(1 - T(k))^2``, ``T`` the block
-    mean's transfer function, zero where the coarse DEM holds the wavenumber; scaled by
-    ``prior_scale``), plus the coarse product's own error, independent from coarse cell to
-    coarse cell with ``coarse_error_m`` standard deviation (``n sigma^2 f^2 T(k)^2``, ``n``
-    the cells and ``f`` the coarse cell in grid cells): a real product's slope-dependent
-    and residual errors, which the image can see and the coarse-cell means cannot."""
-    amplitude, beta = power_law
-    amplitude *= shape[0] * shape[1]
-    fy = np.fft.fftfreq(shape[0], d=steps[0])[:, None]
-    fx = np.fft.fftfreq(shape[1], d=steps[1])[None, :]
-    k = 2 * math.pi * np.hypot(fy, fx)
-    passed = np.sinc(fy * coarse_cell_m) * np.sinc(fx * coarse_cell_m)
-    passed = np.where((np.abs(fy) < 0.5 / coarse_cell_m) & (np.abs(fx) < 0.5 / coarse_cell_m), passed, 0.0)
-    with np.errstate(divide="ignore"):
-        power = np.where(k > 0, amplitude * np.where(k > 0, k, 1.0) ** -beta, 0.0)
-    cells = (coarse_cell_m**2) / abs(steps[0] * steps[1])
-    return (prior_scale * power * (1.0 - passed) ** 2
-            + shape[0] * shape[1] * coarse_error_m**2 * cells * passed**2)
-
-
-#: The spectral exponent of terrain heights when a reference is too small to fit one
-#: (|k|^-beta; 2 (1 + H) with a Hurst exponent H of 0.7-0.9 for most relief).
-DEFAULT_SPECTRAL_EXPONENT = 3.6
-
-
-def _power_law(heights: np.ndarray, steps: tuple[float, float], coarse_cell_m: float,
-               min_exponent: float) -> tuple[float, float]:
-    """(amplitude, exponent) of ``|FFT|^2 = A |k|^-beta`` of ``heights`` (plane-detrended,
-    Hann-windowed), fitted below a quarter of the coarse Nyquist wavenumber with the
-    block mean's attenuation divided out."""
-    rows, cols = heights.shape
-    filled = np.where(np.isfinite(heights), heights, np.nanmean(heights))
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    design = np.stack([np.ones(rows * cols), yy.ravel(), xx.ravel()], axis=1)
-    plane, *_ = np.linalg.lstsq(design, filled.ravel(), rcond=None)
-    detrended = filled - (design @ plane).reshape(rows, cols)
-    window = np.outer(np.hanning(rows), np.hanning(cols))
-    power = np.abs(np.fft.fft2(detrended * window)) ** 2 / max(float(np.mean(window**2)), 1e-12)
-    fy = np.fft.fftfreq(rows, d=steps[0])[:, None]
-    fx = np.fft.fftfreq(cols, d=steps[1])[None, :]
-    k = 2 * math.pi * np.hypot(fy, fx)
-    passed = (np.sinc(fy * coarse_cell_m) * np.sinc(fx * coarse_cell_m)) ** 2
-    low = 2 * math.pi * 2.0 / min(rows * abs(steps[0]), cols * abs(steps[1]))
-    high = 2 * math.pi / (4.0 * coarse_cell_m)
-    band = (k > low) & (k < high) & (power > 0) & (passed > 1e-6)
-    if not band.any():
-        band = (k > 0) & (k < high) & (power > 0) & (passed > 1e-6)
-    if not band.any():
-        return 0.0, DEFAULT_SPECTRAL_EXPONENT
-    log_k, log_power = np.log(k[band]), np.log(power[band] / passed[band])
-    beta = DEFAULT_SPECTRAL_EXPONENT
-    if band.sum() >= 12:
-        beta = float(np.clip(-np.polyfit(log_k, log_power, 1)[0], min_exponent, 5.0))
-    return float(np.exp(np.median(log_power + beta * log_k))), beta
-
-
-# ---------------------------------------------------------------------------------------
-# The look and the image plane of every cell
-
-
-def _look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray, np.ndarray]:
+def look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray, np.ndarray]:
     """Per cell, the unit vector towards the sensor and the unit normal of the image plane
     (the plane of the look and the velocity, oriented upward), in the grid's local frame
     (its x axis, its y axis, up), each (cells, 3)."""
@@ -558,7 +196,7 @@ def _look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray,
     surface = np.stack([prime * np.cos(lat) * np.cos(lon), prime * np.cos(lat) * np.sin(lon),
                         prime * (1.0 - e2) * np.sin(lat)], axis=-1)
     up = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
-    east_step = _steps(dem)[1]
+    east_step = grid_steps(dem)[1]
     along_x = np.gradient(surface, axis=1) * math.copysign(1.0, east_step) if dem.shape[1] > 1 else np.stack(
         [-np.sin(lon), np.cos(lon), np.zeros_like(lon)], axis=-1)
     along_x = along_x - np.sum(along_x * up, axis=-1, keepdims=True) * up
@@ -578,15 +216,6 @@ def _look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray,
                         axis=-1).reshape(-1, 3)
 
     return local(look), local(plane)
-
-
-def _steps(grid: xr.DataArray) -> tuple[float, float]:
-    """(north, east) signed metres of one row and one column (rows run south on north-up
-    grids)."""
-    dy, dx = cell_size_m(grid)
-    north = dy * (1.0 if grid["y"].size < 2 or float(grid["y"][1] - grid["y"][0]) > 0 else -1.0)
-    east = dx * (1.0 if grid["x"].size < 2 or float(grid["x"][1] - grid["x"][0]) > 0 else -1.0)
-    return north, east
 
 
 def law_of(law: Callable[[np.ndarray], np.ndarray]) -> FittedLaw:
@@ -619,10 +248,6 @@ def _linear_law(law: FittedLaw) -> Callable[[np.ndarray], np.ndarray]:
         return 10.0 ** (law(np.clip(angles, 0.01, 89.99)) / 10.0)
 
     return linear
-
-
-# ---------------------------------------------------------------------------------------
-# The inversion
 
 
 @dataclasses.dataclass
@@ -734,7 +359,7 @@ def invert_dem(
     # The reference is on the grid the caller made, in ellipsoidal heights already.
     reference = open_dem(reference, vertical_datum="ellipsoid", copy=False)
     if blocks is not None or client is not None:
-        from .distributed import check_client
+        from ..distributed import check_client
 
         check_client(client)
         size = BLOCK_CELLS if blocks is None else blocks
@@ -748,7 +373,7 @@ def invert_dem(
         if power_law is None:
             values = np.asarray(reference.values, dtype=np.float64)
             power_law = relief_power_law(np.where(np.isfinite(values), values, np.nanmean(values)),
-                                         _steps(reference), coarse_cell_m)
+                                         grid_steps(reference), coarse_cell_m)
         return _invert_blockwise(reference, coarse, images, block_cells=int(size), overlap=overlap, client=client,
                                  progress=progress, prior_height=prior_height, prior_mask=prior_mask,
                                  prior_error_m=prior_error_m, coarse_cell_m=coarse_cell_m, settings=settings,
@@ -762,7 +387,7 @@ def invert_dem(
     fill = float(np.nanmean(values))
     start = np.where(known_cells, values, fill).ravel()
     shape, cells = values.shape, values.size
-    steps = _steps(reference)
+    steps = grid_steps(reference)
     if coarse_cell_m is None:
         dy, dx = cell_size_m(coarse)
         coarse_cell_m = math.sqrt(dy * dx)
@@ -776,11 +401,11 @@ def invert_dem(
                                            coarse_error_m=settings.coarse_error_m)
     geometries = len({tuple(sorted(image.geometry.to_attrs().items())) for image in images})
     spacing = (settings.albedo_spacing if geometries == 1 else settings.albedo_spacing_passes) * coarse_cell_m
-    albedo, nodes = _albedo_interpolation(shape, spacing / grid_cell)
-    problem = _Problem(shape, steps, coarse_mean, prior_spectrum, pad, _blur(shape, settings.model_blur), albedo,
-                       _laplacian(nodes))
+    albedo, nodes = albedo_interpolation(shape, spacing / grid_cell)
+    problem = _Problem(shape, steps, coarse_mean, prior_spectrum, pad, blur(shape, settings.model_blur), albedo,
+                       laplacian(nodes))
     surface = reference.copy(data=start.reshape(shape).astype(np.float32))
-    frames = [_look_frame(surface, image.geometry) for image in images]
+    frames = [look_frame(surface, image.geometry) for image in images]
     samplings = [_sampling(image, surface) for image in images]
     if prior_height is not None and prior_mask is not None:
         prior_cells = (np.asarray(prior_mask).ravel() > 0) & np.isfinite(np.asarray(prior_height, np.float64).ravel())
@@ -852,7 +477,7 @@ def invert_dem(
     change = (result - values)[known_cells]
     out = xr.Dataset(
         {"height": (("y", "x"), result.astype(np.float32), {"units": "m", "long_name": "height by inversion"}),
-         "albedo_db": (("y", "x"), ((albedo @ albedo_nodes) / _NEPER_PER_DB).reshape(shape).astype(np.float32),
+         "albedo_db": (("y", "x"), ((albedo @ albedo_nodes) / NEPER_PER_DB).reshape(shape).astype(np.float32),
                        {"units": "dB", "long_name": "the albedo fitted beside the heights"}),
          "readable": (("y", "x"), readable.reshape(shape),
                       {"long_name": "images whose ratio was read at the cell (not in layover or shadow)"})},
@@ -946,6 +571,8 @@ def _sampling(image: InversionImage, reference: xr.DataArray) -> _Sampling:
 #: (in coarse cells) read around it: a block's edge cells see only one side of their
 #: neighbourhood, so each keeps only its core.
 BLOCK_CELLS = 512
+
+
 BLOCK_OVERLAP_COARSE_CELLS = 6
 
 
@@ -965,7 +592,7 @@ def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Seq
                       block_cells: int, overlap: int, client: Any, progress: Callable[[str], None] | None,
                       **options: Any) -> xr.Dataset:
     """:func:`invert_dem` in overlapping blocks, on threads or a dask.distributed cluster."""
-    from .distributed import Workers
+    from ..distributed import Workers
 
     rows, cols = reference.shape
     heights = np.full(reference.shape, np.nan, dtype=np.float32)
@@ -1044,11 +671,11 @@ def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, h
     # the current law lacks at each incidence (the relief's share of the ratio averages out
     # over a degree's cells).
     ratio = np.where(valid, sampling.observed - model - albedo, np.nan)
-    fitted = law if known and law is not None else _refit(((current_log + ratio) / _NEPER_PER_DB).reshape(shape),
+    fitted = law if known and law is not None else _refit(((current_log + ratio) / NEPER_PER_DB).reshape(shape),
                                                           theta.reshape(shape), valid.reshape(shape), law)
     with np.errstate(invalid="ignore"):
-        law_log = fitted(theta) * _NEPER_PER_DB
-        law_slope = fitted.slope_db_per_deg(theta) * _NEPER_PER_DB * 180.0 / math.pi
+        law_log = fitted(theta) * NEPER_PER_DB
+        law_slope = fitted.slope_db_per_deg(theta) * NEPER_PER_DB * 180.0 / math.pi
     model = model + (law_log - current_log)
     residual = np.where(valid, sampling.observed - model - albedo, 0.0)
     residual[valid] -= residual[valid].mean()
@@ -1229,239 +856,3 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
     current = penalties.objective(readings, variances, heights, albedo_nodes)
     predicted = current + 2.0 * float(gradient @ step) + float(step @ apply(step))
     return heights + step[:cells], albedo_nodes + step[cells:], predicted
-
-
-# ---------------------------------------------------------------------------------------
-# Registration of the DEM to the image
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageRegistration:
-    """The coarse DEM's horizontal shift measured against the image(s): a feature the DEM
-    shows at ``q + shift`` lies at ``q`` (metres east and north), its standard errors
-    (m), how many images measured it, and whether it is applied (the image can tell it:
-    its errors below :data:`REGISTRATION_PRECISION_M`) or why not."""
-
-    shift_east_m: float
-    shift_north_m: float
-    error_east_m: float
-    error_north_m: float
-    images: int
-    applied: bool
-    reason: str = ""
-
-    def applied_shift(self) -> tuple[float, float]:
-        """The shift (m east, north) to apply: none where not applied; each component shrunk
-        by ``max(0, 1 - 4 SE^2 / s^2)`` (a component within two standard errors of zero is
-        noise, and left out)."""
-        if not self.applied:
-            return 0.0, 0.0
-        return tuple(value * max(0.0, 1.0 - 4.0 * error**2 / value**2) if abs(value) > 1e-9 else 0.0
-                     for value, error in ((self.shift_east_m, self.error_east_m),
-                                          (self.shift_north_m, self.error_north_m)))  # type: ignore[return-value]
-
-    @classmethod
-    def from_attrs(cls, attrs: dict[str, Any]) -> ImageRegistration | None:
-        """The registration a scene's attributes record (:meth:`to_attrs`), or None."""
-        if "image_registration_applied" not in attrs:
-            return None
-        return cls(float(attrs["image_registration_shift_east_m"]), float(attrs["image_registration_shift_north_m"]),
-                   float(attrs["image_registration_error_east_m"]), float(attrs["image_registration_error_north_m"]),
-                   int(attrs["image_registration_images"]), bool(int(attrs["image_registration_applied"])),
-                   str(attrs.get("image_registration_reason", "")))
-
-    def to_attrs(self) -> dict[str, float | int | str]:
-        """Attributes for a scene: ``image_registration_*``."""
-        return {"image_registration_shift_east_m": self.shift_east_m,
-                "image_registration_shift_north_m": self.shift_north_m,
-                "image_registration_error_east_m": self.error_east_m,
-                "image_registration_error_north_m": self.error_north_m,
-                "image_registration_images": self.images, "image_registration_applied": int(self.applied),
-                "image_registration_reason": self.reason}
-
-
-#: The largest standard error (m, either component) at which an image registration is
-#: applied: beyond, the image cannot tell the shift (flat terrain, speckle) and the DEM is
-#: left where it is.
-REGISTRATION_PRECISION_M = 5.0
-
-#: The largest shift (m) searched for: twice a 90 m product's half-cell registration
-#: confusion.
-REGISTRATION_LIMIT_M = 90.0
-
-#: The Gaussian smoothing (pixels) of both images' logs before they are correlated:
-#: speckle averaged, the terrain's pattern kept.
-REGISTRATION_SMOOTHING_PX = 1.5
-
-#: The part of a coarse cell (its side) a registration's estimate may be off by beyond its
-#: random error: a smoothed DEM's image is not the terrain's moved, so their correlation
-#: has a bias that grows with the coarse cell. The median miss over the validation DEMs'
-#: one-image and exact-product cases (South Glacier, Jacksboro; 3x and 5x) was 0.035 of
-#: the coarse cell; taken into the stated error in quadrature.
-REGISTRATION_BIAS_FRACTION = 0.035
-
-
-def _pixels_per_metre(dem: xr.DataArray, geometry: RadarGeometry) -> np.ndarray:
-    """The 2x2 matrix of the radar image's (line, sample) displacement per metre east and
-    north of the terrain, at the DEM's median height (a flat surface: the terrain moved as
-    a whole)."""
-    level = float(np.nanmedian(np.asarray(dem.values, dtype=np.float64)))
-    flat = dem.copy(data=np.full(dem.shape, level, dtype=np.float32))
-    cells = cell_geometry(flat, geometry, own_surface=False)
-    north_step, east_step = _steps(dem)
-    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
-    rows = np.gradient(line, axis=0) / north_step, np.gradient(line, axis=1) / east_step
-    cols = np.gradient(sample, axis=0) / north_step, np.gradient(sample, axis=1) / east_step
-    use = valid & np.isfinite(rows[0]) & np.isfinite(cols[0])
-    return np.array([[np.median(rows[1][use]), np.median(rows[0][use])],
-                     [np.median(cols[1][use]), np.median(cols[0][use])]])
-
-
-def _simulated_image(dem: xr.DataArray, geometry: RadarGeometry, window: RadarWindow) -> np.ndarray:
-    """The image (beta0-like, linear) the DEM simulates with the empirical law, on
-    ``window``."""
-    state = run_simulation(dem, geometry, every_line=False)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        intensity = np.where(state.pixel_area > 0, state.images[0] / state.pixel_area, np.nan)
-    image = xr.DataArray(intensity, dims=("line", "sample"), coords=state.window.coords())
-    return intensity_on_window(image, window)
-
-
-def _log_smoothed(values: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logs = np.log(np.asarray(values, dtype=np.float64))
-    valid = np.isfinite(logs)
-    filled = np.where(valid, logs, 0.0)
-    weight = ndimage.gaussian_filter(valid.astype(np.float64), sigma)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        smoothed = ndimage.gaussian_filter(filled, sigma) / weight
-    return smoothed, valid & (weight > 0.6)
-
-
-def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[float, float]
-                  ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The offset (lines, samples) d with ``observed(x) ~ a + b simulated(x + d)`` and its
-    2x2 covariance, by phase correlation to the pixel then Lucas-Kanade to a fraction of
-    one; None where there is too little to correlate."""
-    sigma = REGISTRATION_SMOOTHING_PX
-    obs, obs_valid = _log_smoothed(observed, sigma)
-    sim, sim_valid = _log_smoothed(simulated, sigma)
-    both = obs_valid & sim_valid
-    if both.sum() < 256:
-        return None
-    obs_c = np.where(both, obs - obs[both].mean(), 0.0)
-    sim_c = np.where(both, sim - sim[both].mean(), 0.0)
-    # The whole-pixel offset: the peak of the cross-correlation within the limit.
-    correlation = np.real(np.fft.ifft2(np.fft.fft2(sim_c) * np.conj(np.fft.fft2(obs_c))))
-    lines, samples = correlation.shape
-    dl = np.fft.fftfreq(lines, 1.0 / lines)[:, None]
-    ds = np.fft.fftfreq(samples, 1.0 / samples)[None, :]
-    correlation[(np.abs(dl) > limit_px[0] + 1) | (np.abs(ds) > limit_px[1] + 1)] = -np.inf
-    peak = np.unravel_index(int(np.argmax(correlation)), correlation.shape)
-    offset = np.array([dl[peak[0], 0], ds[0, peak[1]]], dtype=np.float64)
-    grid_l, grid_s = np.mgrid[0:lines, 0:samples].astype(np.float64)
-    covariance = None
-    for _ in range(8):
-        moved = ndimage.map_coordinates(sim, [grid_l + offset[0], grid_s + offset[1]], order=1, mode="nearest")
-        moved_valid = ndimage.map_coordinates(sim_valid.astype(np.float64), [grid_l + offset[0], grid_s + offset[1]],
-                                              order=1, mode="constant") > 0.99
-        use = obs_valid & moved_valid
-        if use.sum() < 256:
-            return None
-        grad_l, grad_s = np.gradient(moved)
-        design = np.stack([np.ones(use.sum()), moved[use], grad_l[use], grad_s[use]], axis=1)
-        target = obs[use]
-        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-        gain = solution[1]
-        if not gain > 0.05:
-            return None
-        step = np.array([solution[2], solution[3]]) / gain
-        misfit = target - design @ solution
-        # Smoothing makes neighbouring residuals alike: each counts for the cells over the
-        # smoothing kernel's area (the sandwich estimate's factor for a correlated misfit).
-        correlated = 4.0 * math.pi * sigma**2
-        variance = float(np.sum(misfit**2)) / max(int(use.sum()) - 4, 1)
-        try:
-            inverse = np.linalg.inv(design.T @ design)
-        except np.linalg.LinAlgError:
-            return None
-        covariance = variance * correlated * inverse[2:, 2:] / gain**2
-        offset = offset + step
-        if np.all(np.abs(step) < 0.01):
-            break
-    if covariance is None or np.any(np.abs(offset) > np.asarray(limit_px) + 1):
-        return None
-    return offset, covariance
-
-
-def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
-                       coarse_cell_m: float | None = None, precision_m: float = REGISTRATION_PRECISION_M,
-                       limit_m: float = REGISTRATION_LIMIT_M) -> ImageRegistration:
-    """Measure a DEM's horizontal shift against the observation(s) (see the module's
-    docstring): the image the DEM simulates is correlated with each observation in radar
-    geometry, each offset turned into metres east and north through the geometry's
-    pixels per metre, the images combined by weighted least squares.
-
-    Parameters
-    ----------
-    dem : the DEM on the grid it is used on, ellipsoidal heights, a CRS: a smooth surface
-        (the coarse DEM back-projected: a bilinear resampling's piecewise planes draw the
-        coarse grid into its image, which the correlation would lock on).
-    images : the observations (:func:`radar_image`; composites read better).
-    coarse_cell_m : the coarse DEM's cell (m): the stated error takes in
-        :data:`REGISTRATION_BIAS_FRACTION` of it; None: the random error alone.
-    precision_m : the largest standard error (m) at which the shift is applied.
-    limit_m : the largest shift (m) searched for.
-
-    Returns
-    -------
-    ImageRegistration: applied only where the image can tell (relief, enough cells); on
-    flat terrain or where the estimate is unreliable the DEM stays where it is, with the
-    reason, and a :class:`~sarheight.errors.PlausibilityWarning` says so.
-    """
-    dem = open_dem(dem, copy=False)
-    normal, rhs = np.zeros((2, 2)), np.zeros(2)
-    used = 0
-    for image in images:
-        window = image.window
-        observed = intensity_on_window(image.image, window)
-        simulated = _simulated_image(dem, image.geometry, window)
-        per_metre = _pixels_per_metre(dem, image.geometry)
-        limit_px = (abs(per_metre[0]).sum() * limit_m, abs(per_metre[1]).sum() * limit_m)
-        found = _image_offset(observed, simulated, limit_px)
-        if found is None:
-            continue
-        offset, covariance = found
-        try:
-            weight = np.linalg.inv(covariance)
-        except np.linalg.LinAlgError:
-            continue
-        normal += per_metre.T @ weight @ per_metre
-        rhs += per_metre.T @ weight @ offset
-        used += 1
-    if used == 0:
-        registration = ImageRegistration(0.0, 0.0, math.inf, math.inf, 0, False,
-                                         "the image(s) hold too little pattern to correlate with the DEM's")
-    else:
-        try:
-            covariance_m = np.linalg.inv(normal)
-        except np.linalg.LinAlgError:
-            covariance_m = np.full((2, 2), np.inf)
-        shift = covariance_m @ rhs if np.all(np.isfinite(covariance_m)) else np.zeros(2)
-        bias = REGISTRATION_BIAS_FRACTION * coarse_cell_m if coarse_cell_m else 0.0
-        errors = np.sqrt(np.maximum(np.diag(covariance_m), 0.0) + bias**2)
-        east, north = float(shift[0]), float(shift[1])
-        if not np.all(errors <= precision_m):
-            registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
-                                             f"standard error {max(errors):.1f} m above {precision_m:g} m: the image "
-                                             f"cannot tell the shift to {precision_m:g} m (flat terrain, or cells too "
-                                             "coarse)")
-        elif math.hypot(east, north) > limit_m:
-            registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
-                                             f"a shift of {math.hypot(east, north):.0f} m, beyond {limit_m:g} m")
-        else:
-            registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, True)
-    if not registration.applied:
-        warnings.warn(f"the DEM was not registered to the image: {registration.reason}; it stays where it is (the "
-                      "priors' registration still applies)", PlausibilityWarning, stacklevel=user_stacklevel())
-    return registration

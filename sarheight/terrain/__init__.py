@@ -1,0 +1,68 @@
+"""Terrain refinement: a coarse DEM made finer with SAR, priors and physics, then a network.
+
+One concept a module, lowest first (each imports only those before it, and the physics
+below the package; ``docs/architecture.md`` places them among the other floors):
+
+- ``backprojection``: the coarse DEM refined without SAR or learning: resampling
+  (bilinear, bicubic, Lanczos), iterative back-projection, registration to the priors,
+  the priors' residuals kriged (:func:`refined_without_sar`);
+- ``geometry``: a scene's pass, and the Sentinel-1-like geometry of simulated scenes;
+- ``grid``: block means (what a coarser DEM measures), degraded DEMs, the refinement grid;
+- ``files``: scene files (NetCDF-4, written atomically, checked when opened);
+- ``radar_images``: every observation read in radar geometry over the DEM, dates
+  composited;
+- ``inversion``: the physics refinement (the fine DEM whose simulated observations match
+  the observed ones);
+- ``registration``: the coarse DEM registered to the images;
+- ``variables``: what a scene holds and derives (the model's scale-free inputs, the
+  terrain classes);
+- ``observed``: a scene from a user's observations, DEM and priors, with its checks;
+- ``simulated``: scenes simulated from fine DEMs, and sets of them as files;
+- ``clinometry``: the inversion's one-step case (a Wiener solve of the brightness);
+- ``refinement``: :func:`refine_dem`, the workflow a user calls (above the learning
+  floor: it runs the network when given checkpoints).
+
+The user entries are importable from here (``from sarheight.terrain import refine_dem``);
+they are loaded on first use, so importing the package costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: The user entries of terrain refinement, by the module that holds each.
+ENTRIES = {
+    "refine_dem": "refinement",
+    "METHODS": "refinement",
+    "observed_scene": "observed",
+    "simulate_scene": "simulated",
+    "simulate_scenes": "simulated",
+    "scene_geometry": "geometry",
+    "open_scene": "files",
+    "write_scene": "files",
+    "block_mean": "grid",
+    "degrade_dem": "grid",
+    "refinement_grid": "grid",
+    "scene_variable": "variables",
+    "refinement_classes": "variables",
+    "REFINEMENT_CLASSES": "variables",
+    "invert_dem": "inversion",
+    "InversionSettings": "inversion",
+    "register_to_images": "registration",
+    "refine_scene": "clinometry",
+    "back_project": "backprojection",
+    "upsample": "backprojection",
+}
+
+__all__ = sorted(ENTRIES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ENTRIES:
+        return getattr(importlib.import_module(f".{ENTRIES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(ENTRIES))

@@ -1,0 +1,498 @@
+"""A terrain scene from real observations (dates, passes) and a user's coarse DEM and
+priors, with the checks of what a refinement is given: the priors against the DEM, the
+observation's relief and level.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from .._version import __version__
+from ..dem import cell_size_m, open_dem
+from ..errors import (
+    InvalidInputError,
+    PartialCoverageWarning,
+    PlausibilityWarning,
+    user_stacklevel,
+)
+from ..geometry import RadarGeometry
+from ..layover import reconstruct
+from ..masks import MASK_ATTRS
+from ..priors import (
+    distance_map,
+    interpolate_priors,
+    sample_priors,
+)
+from .backprojection import back_project, refined_without_sar, shifted, upsample
+from .geometry import heading_direction, pass_direction
+from .grid import COARSE_VARIABLES
+from .inversion import InversionSettings, invert_dem
+from .radar_images import InversionImage, composite_images, radar_image
+from .registration import register_to_images
+from .variables import VARIABLE_ATTRS, inversion_reference, on_grid, power_to_db
+
+
+def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
+                 projection: str, progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+    with warnings.catch_warnings():
+        # The image is read with a margin around the DEM: its edges' partial coverage is
+        # the margin's, not the product's.
+        warnings.filterwarnings("ignore", category=PartialCoverageWarning)
+        result = reconstruct(sar, coarse, geometry, measurement=measurement, projection=projection,
+                             progress=progress)
+    arrays = {
+        "sar_reconstructed": power_to_db(result["backscatter"].values),
+        # Without reallocation: the terrain-flattened backscatter (Small 2011), every cell of
+        # a pixel given the pixel's value, as sigma0. Conventional geocoding would also
+        # leave out the terrain's radiometric correction and differ everywhere on slopes;
+        # this one differs from the reconstruction where reallocation acts, near layover.
+        "sar_geocoded": power_to_db(result["flattened"].values * np.cos(np.radians(result["local_incidence_angle"].values))),
+        "local_incidence_angle": result["local_incidence_angle"].values.astype(np.float32),
+        "layover": result["layover"].values,
+        "shadow": result["shadow"].values,
+    }
+    return arrays, result.attrs
+
+
+def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_vertical_datum: str | None,
+                    points_geoid_grid: Any = None) -> xr.Dataset:
+    """Priors on ``grid``: a Dataset of :func:`sample_priors` on it, points to put on it, or
+    None (no prior: heights NaN, the mask 0)."""
+    if priors is None:
+        return xr.Dataset({"prior_height": grid.copy(data=np.full(grid.shape, np.nan, dtype=np.float32)),
+                           "prior_mask": grid.copy(data=np.zeros(grid.shape, dtype=np.uint8))})
+    if isinstance(priors, xr.Dataset):
+        missing = {"prior_height", "prior_mask"} - set(priors.data_vars)
+        if missing:
+            raise InvalidInputError(
+                f"the priors lack {sorted(missing)}: give the Dataset sample_priors returns, or the points "
+                "(a CSV, GeoJSON or GeoPackage file, or a DataFrame of x, y, height)"
+            )
+        if priors["prior_height"].shape != grid.shape or not (
+                np.allclose(priors["x"], grid["x"]) and np.allclose(priors["y"], grid["y"])):
+            raise InvalidInputError(
+                f"the priors lie on a {priors['prior_height'].shape} grid, the scene on {grid.shape}: sample them "
+                "on the scene's grid (sample_priors(grid, points=...)), or give the points themselves"
+            )
+        return priors
+    return sample_priors(grid, points=priors, crs=points_crs, vertical_datum=points_vertical_datum,
+                         geoid_grid=points_geoid_grid)
+
+
+#: How far (m, the median over the priors) known heights may lie from the coarse DEM: no
+#: real DEM is off by as much (SRTM's and Copernicus's biases are metres; a geoid mistaken
+#: for the ellipsoid is tens of metres, warned of below this).
+PRIOR_OFFSET_LIMIT_M = 100.0
+
+
+#: The median departure (m) beyond which the priors are warned of: more than a DEM's bias.
+PRIOR_OFFSET_WARNING_M = 20.0
+
+
+#: A prior this far (m) from the coarse DEM beyond the others' median, and beyond eight of
+#: their robust standard deviations, is an outlier and left out.
+PRIOR_OUTLIER_M = 150.0
+
+
+def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> xr.Dataset:
+    """The known heights checked against the coarse DEM at their cells: refused where they
+    cannot be of its terrain (3.28 times its heights: feet; a median departure beyond
+    :data:`PRIOR_OFFSET_LIMIT_M`: another datum, units or place), warned of where their
+    median departure is beyond :data:`PRIOR_OFFSET_WARNING_M` (a geoid taken for the
+    ellipsoid?), and returned without the outliers (beyond :data:`PRIOR_OUTLIER_M` and
+    eight robust standard deviations from the others' departure), which are named in a
+    warning: one prior 3 km off would otherwise pull the map into a spike.
+
+    Raises
+    ------
+    InvalidInputError : naming the offset and what to check.
+    """
+    known = (priors["prior_mask"].values > 0) & np.isfinite(priors["prior_height"].values) & np.isfinite(coarse.values)
+    if known.sum() < 3:
+        return priors
+    heights, below = priors["prior_height"].values[known], coarse.values[known]
+    departure = heights.astype(np.float64) - below
+    offset = float(np.median(departure))
+    if abs(offset) > 100.0 and np.median(np.abs(below)) > 50.0:
+        ratio = float(np.median(heights / np.where(below != 0, below, np.nan)))
+        if abs(ratio - 1 / 0.3048) < 0.1:
+            raise InvalidInputError(f"the known heights are {ratio:.2f} times the coarse DEM's: in feet? Convert them "
+                                    "to metres (multiply by 0.3048)")
+    if abs(offset) > PRIOR_OFFSET_LIMIT_M:
+        raise InvalidInputError(
+            f"the known heights lie a median {offset:+.0f} m from the coarse DEM at their cells: no DEM is that far "
+            "off; check their units (metres), their vertical datum (points_vertical_datum, WGS84 ellipsoidal "
+            "heights after conversion) and their CRS")
+    if abs(offset) > PRIOR_OFFSET_WARNING_M:
+        warnings.warn(
+            f"the known heights lie a median {offset:+.0f} m from the coarse DEM at their cells, more than a DEM's "
+            "bias: are they on a geoid but said to be ellipsoidal (or the DEM on one), or in another place? The "
+            "refinement moves the map towards them", PlausibilityWarning, stacklevel=user_stacklevel())
+    spread = 1.4826 * float(np.median(np.abs(departure - offset)))
+    outliers = np.abs(departure - offset) > max(PRIOR_OUTLIER_M, 8.0 * spread)
+    if not outliers.any():
+        return priors
+    worst = float(departure[outliers][np.argmax(np.abs(departure[outliers] - offset))])
+    warnings.warn(
+        f"{int(outliers.sum())} of the {int(known.sum())} known heights lie far from the coarse DEM and the other "
+        f"priors' departure (the farthest {worst:+.0f} m, the others a median {offset:+.0f} m): left out as outliers; "
+        "check them", PlausibilityWarning, stacklevel=user_stacklevel())
+    mask = priors["prior_mask"].values.copy()
+    rows, cols = np.nonzero(known)
+    mask[rows[outliers], cols[outliers]] = 0
+    height = np.where(mask > 0, priors["prior_height"].values, np.nan).astype(priors["prior_height"].dtype)
+    cleaned = priors.copy()
+    cleaned["prior_mask"] = priors["prior_mask"].copy(data=mask)
+    cleaned["prior_height"] = priors["prior_height"].copy(data=height)
+    return cleaned
+
+
+def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr.DataArray,
+                   priors: xr.Dataset, prior_method: str) -> xr.Dataset:
+    variables = {name: on_grid(values, grid, name) for name, values in inputs.items()}
+    for name in ("layover", "shadow"):
+        variables[name].attrs.update(MASK_ATTRS)
+    variables["prior_height"] = on_grid(priors["prior_height"].astype(np.float32), grid, "prior_height")
+    variables["prior_mask"] = on_grid(priors["prior_mask"].astype(np.uint8), grid, "prior_mask")
+    variables["coarse_height"] = on_grid(coarse.astype(np.float32), grid, "coarse_height")
+    if priors["prior_mask"].values.any():
+        distance = distance_map(priors["prior_mask"]).values
+        interpolated = interpolate_priors(priors, method=prior_method).values
+        residuals = priors[["prior_height", "prior_mask"]].copy()
+        residuals["prior_height"] = priors["prior_height"] - coarse.values
+        # A prior beyond the coarse DEM (a real product's grid need not reach the scene's
+        # edge) has no residual.
+        residuals["prior_mask"] = priors["prior_mask"] * np.isfinite(residuals["prior_height"]).astype(np.uint8)
+        if residuals["prior_mask"].values.any():
+            correction = interpolate_priors(residuals, method=prior_method).values
+        else:
+            correction = np.zeros(grid.shape)
+    else:
+        # No known height: every cell is farther from one than the grid is wide, and there
+        # is nothing to interpolate (the coarse DEM is its own correction).
+        dy, dx = cell_size_m(grid)
+        distance = np.full(grid.shape, math.hypot(grid.shape[0] * dy, grid.shape[1] * dx))
+        interpolated = np.full(grid.shape, np.nan)
+        correction = np.zeros(grid.shape)
+    variables["prior_distance"] = on_grid(distance.astype(np.float32), grid, "prior_distance")
+    variables["prior_interpolated"] = on_grid(interpolated.astype(np.float32), grid, "prior_interpolated")
+    variables["coarse_corrected"] = on_grid((coarse.values + correction).astype(np.float32), grid, "coarse_corrected")
+    scene = xr.Dataset(variables)
+    return scene.rio.write_crs(grid.rio.crs)
+
+
+def observed_scene(
+    sar: Any,
+    coarse_dem: Any,
+    geometry: RadarGeometry | None,
+    priors: Any,
+    *,
+    grid: Any = None,
+    truth: Any = None,
+    measurement: str = "IW/VV",
+    points_crs: Any = None,
+    points_vertical_datum: str | None = None,
+    points_geoid_grid: Any = None,
+    prior_method: str = "linear",
+    other: tuple[Any, RadarGeometry | None] | None = None,
+    projection: Literal["exact", "bilinear"] = "exact",
+    sar_quantity: str = "sigma0",
+    sar_db: bool = False,
+    register: bool = True,
+    inversion: bool = False,
+    inversion_settings: InversionSettings | None = None,
+    inversion_blocks: int | None = None,
+    client: Any = None,
+    name: str | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """A terrain scene from a real observation, or several (dates, passes): the model's
+    inputs for a user's own data.
+
+    Parameters
+    ----------
+    sar : the observation, anything :func:`sarheight.layover.reconstruct` takes (a
+        Sentinel-1 SAFE product path, a calibrated xarray-sentinel measurement, a radar
+        geometry array with ``geometry``, or a geocoded GeoTIFF / map DataArray), or a
+        sequence of them: dates and passes. They are read in radar geometry over the DEM
+        and grouped (:func:`sarheight.terrain.radar_images.composite_images`: the dates of one
+        acquisition grid whose level agrees are averaged, looks summed; a date of another
+        level, wet snow or frozen ground, kept apart); the first observation's pass is the
+        scene's (``sar_*``, its composite), the first of the opposite direction its
+        ``other_*``.
+    coarse_dem : the DEM a user has (anything :func:`sarheight.dem.open_dem` takes; WGS84
+        ellipsoidal heights: open it with ``open_dem(path, vertical_datum=...)`` first if
+        it is on a geoid).
+    geometry : the acquisition geometry (None: read from each SAFE product), one for every
+        observation, or a sequence of one per observation.
+    priors : the known heights: a Dataset of :func:`sarheight.priors.sample_priors` on the
+        scene grid, or points (a CSV, GeoJSON or GeoPackage path, or a DataFrame of x, y,
+        height) that are put on it (their heights WGS84-ellipsoidal), or None for none.
+    points_crs, points_vertical_datum : the CRS of points given as a CSV or DataFrame (the
+        other formats carry theirs) and the datum of their heights ("ellipsoid", "egm96",
+        "egm2008": converted), as :func:`sarheight.priors.sample_priors` takes them.
+    points_geoid_grid : the raster of geoid undulations that converts the points' heights
+        on a geoid (:func:`sarheight.dem.geoid_undulation`); None: PROJ's.
+    grid : the scene's grid: a DEM-like raster (path or DataArray) whose cells the scene
+        takes, ideally at the SAR's pixel size; default the coarse DEM's own grid. The
+        coarse DEM is resampled to it bilinearly.
+    truth : a reference DEM (ellipsoidal heights) for ``height``, to evaluate a model on
+        real data; None: the scene has no ``height``.
+    measurement : the swath/polarisation of a SAFE product.
+    prior_method : the method of :func:`sarheight.priors.interpolate_priors` for
+        ``prior_interpolated``.
+    other : ``(sar, geometry)`` of the opposite pass, giving ``other_sar_reconstructed``
+        and ``other_sar_geocoded``.
+    projection : as in :func:`sarheight.layover.reconstruct`.
+    sar_quantity, sar_db : what a geocoded (map-grid) ``sar`` holds, as
+        :func:`sarheight.layover.reconstruct` takes them (the other pass's too).
+    register : register the coarse DEM to the image(s) before anything else
+        (:func:`sarheight.terrain.registration.register_to_images`; ``image_registration_*``
+        attributes), where the image can tell the shift; the priors' registration then
+        measures what is left (``coregistration_*``), a second opinion.
+    inversion : also refine by inverting the simulator against every observation
+        (:func:`sarheight.terrain.inversion.invert_dem`): ``inverted`` (m) and
+        ``inversion_readable``, with ``inversion_*`` attributes.
+    inversion_settings : the inversion's weights and regularisation (default
+        :class:`sarheight.terrain.inversion.InversionSettings`).
+    inversion_blocks, client : run the inversion block by block (cells a side of a block)
+        on threads or a dask.distributed cluster, as :func:`sarheight.terrain.inversion.invert_dem`
+        takes them.
+    name : the scene's name (attribute ``scene_name``); default from the inputs.
+    progress : show progress bars (only on a terminal).
+
+    Returns
+    -------
+    xr.Dataset on the grid with the variables the module docstring lists.
+    """
+    native = open_dem(coarse_dem)
+    if grid is None:
+        grid_dem = native
+    else:
+        grid_dem = open_dem(grid, vertical_datum="ellipsoid") if not isinstance(grid, xr.DataArray) else grid
+    # The reconstruction runs on the coarse DEM resampled bilinearly to the grid (a smooth
+    # surface without the overshoot of sharper kernels); the sharper resamplings are
+    # baselines and the refinement's reference.
+    coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+    observations = observation_list(sar, geometry, other)
+    groups, own, opposite = _read_observations(observations, coarse, measurement=measurement,
+                                               sar_quantity=sar_quantity, sar_db=sar_db)
+    image_registration = None
+    if register:
+        # Before every method: the coarse DEM moved to where the image says its terrain is,
+        # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
+        native_dy, native_dx = cell_size_m(native)
+        image_registration = register_to_images(open_dem(back_project(native, grid_dem), vertical_datum="ellipsoid"),
+                                                groups, coarse_cell_m=math.sqrt(native_dy * native_dx))
+        east, north = image_registration.applied_shift()
+        if east or north:
+            native = shifted(native, coarse, east, north)
+            coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+    resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
+    resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum, points_geoid_grid)
+    resolved = check_priors_against(resolved, coarse)
+    inputs, attrs = _pass_inputs(own.image, coarse, own.geometry, measurement=measurement, projection=projection,
+                                 progress=progress)
+    scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
+    for variable, values in resampled.items():
+        scene[variable] = on_grid(values.astype(np.float32), coarse, variable)
+    dy, dx = cell_size_m(native)
+    # Where the image registered the DEM (to decimetres or metres), the priors' registration
+    # is a second opinion, recorded; where it could not, the priors register it.
+    refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx),
+                                                register=image_registration is None or not image_registration.applied)
+    for variable, values in refined.items():
+        scene[variable] = on_grid(values, coarse, variable)
+    if opposite is not None:
+        other_inputs, other_attrs = _pass_inputs(opposite.image, coarse, opposite.geometry, measurement=measurement,
+                                                 projection=projection, progress=progress)
+        scene = _with_other_pass(scene, other_inputs, other_attrs)
+        scene.attrs["other_dates"] = int(opposite.dates)
+    if inversion:
+        inverted = invert_dem(inversion_reference(scene, (inversion_settings or InversionSettings()).reference)
+                              .rio.write_crs(coarse.rio.crs), native, groups,
+                              prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
+                              coarse_cell_m=math.sqrt(dy * dx), settings=inversion_settings, blocks=inversion_blocks,
+                              client=client)
+        scene["inverted"] = on_grid(inverted["height"].values, coarse, "inverted")
+        if "readable" in inverted:
+            scene["inversion_readable"] = on_grid(inverted["readable"].values, coarse, "inversion_readable")
+        scene.attrs.update({key: value for key, value in inverted.attrs.items() if key.startswith("inversion_")})
+    if truth is not None:
+        scene["height"] = on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")
+                                   .astype(np.float32), coarse, "height")
+    grid_dy, grid_dx = cell_size_m(coarse)
+    scene.attrs.update(_scene_attrs(attrs, kind="observed", name=name, dem_name=source_name(coarse_dem),
+                                    prior_method=prior_method))
+    scene.attrs.update(registration)
+    if image_registration is not None:
+        scene.attrs.update(image_registration.to_attrs())
+    scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
+                       coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3), dates=int(own.dates),
+                       images=len(observations), image_groups=len(groups))
+    return scene
+
+
+def observation_list(sar: Any, geometry: Any, other: tuple[Any, Any] | None = None
+                     ) -> list[tuple[Any, RadarGeometry | None]]:
+    """The observations a refinement is given, as (observation, geometry) pairs: ``sar``
+    one observation or a sequence of them (dates, passes), ``geometry`` one geometry for
+    all (None: each SAFE product's own) or a sequence of one per observation, and
+    ``other`` an opposite pass's ``(sar, geometry)``, appended.
+
+    Raises
+    ------
+    InvalidInputError : no observation, or a sequence of geometries not one per image.
+    """
+    many = isinstance(sar, (list, tuple))
+    images = list(sar) if many else [sar]
+    if not images:
+        raise InvalidInputError("no observation was given: give at least one SAR image")
+    if isinstance(geometry, (list, tuple)):
+        if len(geometry) != len(images):
+            raise InvalidInputError(f"{len(geometry)} geometries for {len(images)} observations: give one geometry "
+                                    "per observation (or one for all, or None for SAFE products)")
+        geometries = list(geometry)
+    else:
+        geometries = [geometry] * len(images)
+    pairs = list(zip(images, geometries, strict=True))
+    if other is not None:
+        pairs.append((other[0], other[1]))
+    return pairs
+
+
+def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: xr.DataArray, *,
+                       measurement: str, sar_quantity: str, sar_db: bool
+                       ) -> tuple[list[InversionImage], InversionImage, InversionImage | None]:
+    """Every observation read in radar geometry over the coarse DEM and grouped
+    (:func:`sarheight.terrain.radar_images.composite_images`); the group of the first observation's
+    acquisition (the scene's own pass) and the first group of the opposite pass."""
+    images = []
+    for index, (sar, geometry) in enumerate(observations):
+        label = f"observation {index + 1} of {len(observations)} ({source_name(sar)})" if len(observations) > 1 \
+            else None
+        try:
+            images.append(radar_image(sar, geometry, coarse, measurement=measurement, sar_quantity=sar_quantity,
+                                      sar_db=sar_db, name=label or source_name(sar)))
+        except InvalidInputError as error:
+            if label is None:
+                raise
+            raise InvalidInputError(f"{label}: {error}") from None
+    groups = composite_images(images)
+    first = images[0].geometry
+    own = next(group for group in groups if group.geometry is first or group.geometry.to_attrs() == first.to_attrs())
+    direction = pass_direction(own.geometry)
+    opposite = next((group for group in groups if pass_direction(group.geometry) != direction), None)
+    return groups, own, opposite
+
+
+#: The spread (dB, robust standard deviation) of an observation's values below which it
+#: carries no relief: speckle alone spreads a Sentinel-1 image by several dB even after
+#: multi-looking, a constant fill or a placeholder by none.
+MIN_OBSERVED_SPREAD_DB = 0.5
+
+
+#: The levels (dB, median under the DEM) a calibrated Sentinel-1 backscatter image lies
+#: within over land; outside, the quantity or the units are most likely not the ones said.
+OBSERVED_LEVEL_DB = (-35.0, 10.0)
+
+
+#: Relief (m) below which a coarse DEM is flat: nothing of the terrain for the SAR to read.
+MIN_RELIEF_M = 1.0
+
+
+def check_refinement_inputs(scene: xr.Dataset) -> None:
+    """Refuse or warn about what a refinement is given but cannot refine with, before the
+    model runs: an observation without relief information (constant or nearly constant
+    under the DEM, linear or dB: refused), an observation whose level is far from
+    Sentinel-1's backscatter (warned: the quantity or the units are wrong), a coarse DEM
+    that is flat or whose heights look like kilometres (warned).
+
+    Parameters
+    ----------
+    scene : a scene of a user's data (:func:`observed_scene`): its ``coarse_height`` and
+        the attributes ``observed_median_db`` and ``observed_spread_db`` of the
+        observation (:func:`sarheight.observation.intensity_summary`).
+
+    Raises
+    ------
+    InvalidInputError : the observation carries no relief.
+    """
+    for prefix, which in (("", "the SAR image"), ("other_", "the opposite pass's SAR image")):
+        spread = scene.attrs.get(f"{prefix}observed_spread_db")
+        median = scene.attrs.get(f"{prefix}observed_median_db")
+        if spread is None or not math.isfinite(float(spread)):
+            continue
+        if float(spread) < MIN_OBSERVED_SPREAD_DB:
+            raise InvalidInputError(
+                f"{which} is {'constant' if float(spread) == 0 else 'nearly constant'} where the DEM falls (median "
+                f"{float(median):.1f} dB, spread {float(spread):.2f} dB; speckle alone gives several dB): it carries no "
+                "relief to refine the DEM with (a placeholder, a mask or a fill?); give the calibrated image itself")
+        low, high = OBSERVED_LEVEL_DB
+        if not low <= float(median) <= high:
+            warnings.warn(
+                f"{which}'s median under the DEM is {float(median):.1f} dB, outside the {low:g}..{high:g} dB of "
+                "calibrated Sentinel-1 backscatter over land: is the quantity (--sar-quantity) or the unit "
+                "(--sar-db) the one said, or is it amplitude or digital numbers? The refinement reads the relief "
+                "from the level's changes, and would read it wrong", PlausibilityWarning, stacklevel=user_stacklevel())
+    heights = np.asarray(scene["coarse_height"].values, dtype=np.float64)
+    finite = heights[np.isfinite(heights)]
+    if not finite.size:
+        return
+    relief = float(finite.max() - finite.min())
+    if relief < MIN_RELIEF_M:
+        warnings.warn(
+            f"the coarse DEM is flat (its heights span {relief:.2g} m): a refinement adds the relief the SAR and the "
+            "priors show, but check that it is the DEM (not a mask, a fill or a single level)",
+            PlausibilityWarning, stacklevel=user_stacklevel())
+    elif -0.5 <= finite.min() and finite.max() <= 9.0 and not np.allclose(finite, np.round(finite)):
+        warnings.warn(
+            f"the coarse DEM's heights span {finite.min():.3g}..{finite.max():.3g}: if they are in kilometres, "
+            "multiply them by 1000 (the refinement needs metres)", PlausibilityWarning, stacklevel=user_stacklevel())
+
+
+def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], other_attrs: dict) -> xr.Dataset:
+    grid = scene["coarse_height"]
+    for name in ("sar_reconstructed", "sar_geocoded", "local_incidence_angle"):
+        attrs = {**VARIABLE_ATTRS[name], "long_name": VARIABLE_ATTRS[name]["long_name"] + ", opposite pass"}
+        scene[f"other_{name}"] = on_grid(other_inputs[name], grid, f"other_{name}", attrs)
+    for key in ("heading_deg", "look_side", "observed_median_db", "observed_spread_db", "observed_sampled"):
+        if key in other_attrs:
+            scene.attrs[f"other_{key}"] = other_attrs[key]
+    return scene
+
+
+def source_name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).stem
+    if isinstance(source, xr.DataArray):
+        return str(source.attrs.get("dem_name") or source.name or "dem")
+    return "dem"
+
+
+def _scene_attrs(reconstruction_attrs: dict, *, kind: str, name: str | None, dem_name: str,
+                 **parameters: Any) -> dict[str, Any]:
+    keep = {key: value for key, value in reconstruction_attrs.items()
+            if key.startswith(("geometry_", "observed_")) or key in ("product", "mission", "heading_deg", "look_side")}
+    heading = reconstruction_attrs.get("geometry_heading_deg", reconstruction_attrs.get("heading_deg"))
+    direction = None
+    if heading is not None:
+        direction = heading_direction(float(heading))
+    attrs = {
+        "kind": kind,
+        "dem_name": dem_name,
+        "scene_name": name or f"{dem_name}_{direction or 'pass'}",
+        "sarheight_version": __version__,
+        **keep,
+        **{key: value for key, value in parameters.items() if value is not None},
+    }
+    if direction is not None:
+        attrs["pass_direction"] = direction
+    return attrs

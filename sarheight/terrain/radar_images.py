@@ -1,0 +1,216 @@
+"""Every image a refinement reads (:func:`radar_image`, :func:`composite_images`): each observation read
+in radar geometry over the DEM; the dates of one acquisition grid whose levels agree
+composited, a date of another level (wet snow) kept apart with a law of its own.
+
+The speckle of an image as the inversion weighs it (:func:`speckle_variance`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import special
+
+from ..dem import open_dem
+from ..errors import InvalidInputError
+from ..geometry import RadarGeometry, RadarWindow
+from ..observation import rebuilt_in_radar_geometry, resolve_observation
+from ..simulate import (
+    cell_geometry,
+    radar_window,
+    run_simulation,
+)
+
+#: Nepers per decibel.
+NEPER_PER_DB = math.log(10.0) / 10.0
+
+
+#: The equivalent number of looks of a Sentinel-1 IW GRD (high resolution) pixel, taken
+#: for an image that does not say its own.
+DEFAULT_LOOKS = 4.4
+
+
+#: The looks taken for an image without speckle (a simulation's "none").
+NO_SPECKLE_LOOKS = 1e6
+
+
+#: Local incidence angles (degrees) outside which a cell's ratio is not read.
+USEFUL_INCIDENCE_DEG = (10.0, 80.0)
+
+
+#: The level difference (dB) between a date and its pass's median beyond which the date
+#: is not composited with the others (wet snow: 3 dB and more below the snow-free ground;
+#: a soaked or frozen ground): kept as a group of its own, with its own law. Within it, a
+#: date's moisture moves its level, not the brightness of one slope against another: the
+#: linear mean keeps the relief's pattern.
+DATE_LEVEL_TOLERANCE_DB = 2.0
+
+
+def speckle_variance(looks: float) -> float:
+    """The variance of the natural log of speckle of ``looks`` equivalent looks (a gamma
+    variable of shape ``looks``): the trigamma function, ``psi_1(looks)`` (nepers^2)."""
+    return float(special.polygamma(1, float(looks)))
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionImage:
+    """One observation, or a composite of several dates, in radar geometry.
+
+    Attributes
+    ----------
+    image : (line, sample) DataArray of linear beta0 with absolute product coordinates,
+        covering the DEM's footprint (with a margin).
+    geometry : its acquisition geometry.
+    looks : the equivalent number of looks of a pixel (a composite of N dates: N times
+        a date's).
+    name : what it is, for messages and attributes.
+    dates : how many dates it composites.
+    level_db : the median beta0 (dB) of the image over the DEM.
+    """
+
+    image: xr.DataArray
+    geometry: RadarGeometry
+    looks: float = DEFAULT_LOOKS
+    name: str = "image"
+    dates: int = 1
+    level_db: float = math.nan
+
+    @property
+    def window(self) -> RadarWindow:
+        """The radar window the image covers."""
+        lines, samples = self.image["line"].values, self.image["sample"].values
+        return RadarWindow(int(lines[0]), int(lines.size), int(samples[0]), int(samples.size))
+
+
+#: The Gaussian smoothing (cells) of the observed brightness whose gradient says how a
+#: cell's reading changes as its height moves it in the image.
+TRANSLATION_SMOOTHING = 2.0
+
+
+#: Pixels of margin around the DEM's radar window an image is read with: a height change
+#: of the inversion moves cells by a few pixels.
+WINDOW_MARGIN = 24
+
+
+def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, measurement: str = "IW/VV",
+                sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
+                name: str | None = None) -> InversionImage:
+    """An observation as :func:`sarheight.layover.reconstruct` takes it (a SAFE product, a
+    radar-geometry array or DataArray with ``geometry``, an xarray-sentinel measurement,
+    or a geocoded sigma0 GeoTIFF or map DataArray with ``geometry``), read in radar
+    geometry over ``dem``'s footprint.
+
+    A map-grid image's radar pixels are rebuilt through the simulation of ``dem``
+    (:func:`sarheight.observation.rebuilt_in_radar_geometry`): geocoding already mixed
+    what layover mixed, so it is read as well as that allows. ``looks``: the image's
+    equivalent number of looks; default its ``looks`` attribute, else
+    :data:`DEFAULT_LOOKS`.
+
+    Raises
+    ------
+    InvalidInputError, GeometryError : what :func:`resolve_observation` refuses, an image
+        that does not cover the DEM, or one without a positive value over it.
+    """
+    observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
+                                      sar_db=sar_db)
+    dem = open_dem(dem, copy=False)
+    if observation.on_map:
+        state = run_simulation(dem, observation.geometry, every_line=False)
+        rebuilt = rebuilt_in_radar_geometry(observation, state)
+        image = rebuilt.image
+    else:
+        cells = cell_geometry(dem, observation.geometry, own_surface=False)
+        window = radar_window(cells["line"], cells["sample"], cells["valid"], observation.geometry,
+                              margin=WINDOW_MARGIN)
+        values = np.asarray(observation.on_window(window), dtype=np.float32)
+        image = xr.DataArray(values, dims=("line", "sample"), coords=window.coords())
+    values = np.asarray(image.values, dtype=np.float64)
+    if not observation.on_map:
+        # The level over the pixels the DEM's cells fall in, not the margin around them.
+        rows = np.rint(cells["line"][cells["valid"]] - window.line0).astype(np.int64)
+        cols = np.rint(cells["sample"][cells["valid"]] - window.sample0).astype(np.int64)
+        keep = (rows >= 0) & (rows < values.shape[0]) & (cols >= 0) & (cols < values.shape[1])
+        values = values[rows[keep], cols[keep]]
+    positive = values[np.isfinite(values) & (values > 0)]
+    label = name or _observation_name(sar)
+    if positive.size < 16:
+        raise InvalidInputError(f"the observation {label} has no positive value over the DEM (zero or no data "
+                                "everywhere there): a placeholder or masked product cannot refine the DEM; give the "
+                                "calibrated image itself, of the DEM's area")
+    if looks is None:
+        attribute = getattr(sar, "attrs", {}).get("looks") if isinstance(sar, xr.DataArray) else None
+        # A simulation without speckle says "none": as many looks as makes speckle nil.
+        looks = (float(attribute) if isinstance(attribute, (int, float, np.number)) else
+                 NO_SPECKLE_LOOKS if attribute == "none" else DEFAULT_LOOKS)
+    if not (math.isfinite(looks) and looks > 0):
+        raise InvalidInputError(f"looks must be a positive number, got {looks!r}")
+    return InversionImage(image.astype(np.float32), observation.geometry, float(looks), label, 1,
+                          float(10.0 * np.log10(np.median(positive))))
+
+
+def _observation_name(sar: Any) -> str:
+    if isinstance(sar, (str, bytes)) or hasattr(sar, "__fspath__"):
+        return str(sar)
+    return f"a {type(sar).__name__}"
+
+
+def _same_acquisition_grid(first: RadarGeometry, second: RadarGeometry) -> bool:
+    """Whether two geometries image the ground on the same radar grid (repeat passes of one
+    orbit and frame: the same orbit and grid attributes)."""
+    return first is second or first.to_attrs() == second.to_attrs()
+
+
+def composite_images(images: Sequence[InversionImage], *,
+                     level_tolerance_db: float = DATE_LEVEL_TOLERANCE_DB) -> list[InversionImage]:
+    """The images grouped for the inversion: the dates of one acquisition grid (the same
+    orbit and image grid: a pass over repeat dates) whose level lies within
+    ``level_tolerance_db`` of their median are averaged in linear power (looks summed);
+    a date whose level departs further (wet snow, soaked or frozen ground: a different
+    law, not only a different level) is kept apart, a group of its own with a law of its
+    own; images of different grids (the other pass, another frame) are each their own.
+
+    Refuses a list that repeats an image (the same values on the same grid: one date
+    counted twice would halve the speckle it claims).
+    """
+    if not images:
+        raise InvalidInputError("no observation was given: give at least one SAR image")
+    for index, image in enumerate(images):
+        for earlier in images[:index]:
+            if (_same_acquisition_grid(image.geometry, earlier.geometry) and image.image.shape == earlier.image.shape
+                    and np.array_equal(image.image.values, earlier.image.values, equal_nan=True)):
+                raise InvalidInputError(f"the observation {image.name} repeats {earlier.name} (the same values on the "
+                                        "same grid): give each date once")
+    groups: list[list[InversionImage]] = []
+    for image in images:
+        for group in groups:
+            if _same_acquisition_grid(group[0].geometry, image.geometry) and group[0].image.shape == image.image.shape:
+                group.append(image)
+                break
+        else:
+            groups.append([image])
+    out: list[InversionImage] = []
+    for group in groups:
+        median = float(np.median([image.level_db for image in group]))
+        kept = [image for image in group if abs(image.level_db - median) <= level_tolerance_db]
+        apart = [image for image in group if abs(image.level_db - median) > level_tolerance_db]
+        if kept:
+            out.append(_average(kept))
+        out.extend(apart)
+    return out
+
+
+def _average(images: Sequence[InversionImage]) -> InversionImage:
+    if len(images) == 1:
+        return images[0]
+    stack = np.mean([np.asarray(image.image.values, dtype=np.float64) for image in images], axis=0)
+    values = stack[np.isfinite(stack) & (stack > 0)]
+    first = images[0]
+    return InversionImage(first.image.copy(data=stack.astype(np.float32)), first.geometry,
+                          float(sum(image.looks for image in images)),
+                          f"{first.name} and {len(images) - 1} more dates", sum(image.dates for image in images),
+                          float(10.0 * np.log10(np.median(values))) if values.size else math.nan)

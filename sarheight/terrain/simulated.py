@@ -1,0 +1,445 @@
+"""Simulated terrain scenes: the observation simulated from a fine DEM, everything else
+from a coarser one (ideal or a real product's errors), the fine DEM the truth; and sets of
+them written as scene files over passes, factors, priors, grounds, dates and seeds.
+
+Augment by simulating more geometries (passes, headings, incidence ranges, look sides),
+prior draws and speckle seeds, never by flipping or rotating the images: a flip changes
+the look direction, and with it which slopes are in layover.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from ..coarse_dem import CoarseDemErrors, coarse_product, draw_errors
+from ..dem import open_dem
+from ..errors import (
+    InvalidInputError,
+    deferred_warnings,
+)
+from ..geometry import RadarGeometry
+from ..ground import (
+    LAMBERT_LAW,
+    SNAP_LAW,
+    DateCondition,
+    Ground,
+    draw_date_conditions,
+    draw_ground,
+)
+from ..priors import (
+    PRIOR_KINDS,
+    PriorErrors,
+    draw_prior_errors,
+    sample_priors,
+)
+from ..simulate import simulate_sar
+from .files import write_scene
+from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
+from .grid import block_mean
+from .inversion import InversionSettings
+from .observed import observed_scene, source_name
+from .variables import on_grid
+
+
+def simulate_scene(
+    dem: Any,
+    geometry: RadarGeometry,
+    *,
+    coarse_factor: int = 3,
+    prior_fraction: float | None = 1e-3,
+    prior_count: int | None = None,
+    prior_pattern: str = "random",
+    prior_noise_m: float = 0.0,
+    prior_method: str = "linear",
+    looks: float | None = 4.4,
+    nesz_db: float | None = -22.0,
+    seed: int = 0,
+    other_geometry: RadarGeometry | None = None,
+    projection: Literal["exact", "bilinear"] = "exact",
+    law: str = "empirical",
+    land_cover_db: float = 3.0,
+    land_cover_seed: int | None = None,
+    coarse_errors: CoarseDemErrors | None = None,
+    prior_errors: PriorErrors | None = None,
+    ground: Ground | None = None,
+    unscored: Any = None,
+    dates: int = 1,
+    date_conditions: Sequence[DateCondition] | None = None,
+    register: bool = True,
+    inversion: bool = False,
+    inversion_settings: InversionSettings | None = None,
+    name: str | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """A simulated terrain scene: the observation from the fine DEM, everything else from
+    a DEM ``coarse_factor`` times coarser, and the fine DEM as the truth.
+
+    The coarse DEM is the ideal one (the block mean on an aligned grid,
+    :func:`block_mean`) unless ``coarse_errors`` describe a real product's
+    (:func:`sarheight.coarse_dem.coarse_product`: correlated and slope-dependent error, a
+    geolocation shift, a grid not aligned with the fine one); the priors are exact unless
+    ``prior_errors`` give their instrument's; the ground follows one ``law`` with
+    land-cover patches unless ``ground`` (:class:`sarheight.ground.Ground`: land cover that
+    follows the terrain, a law per class) is given.
+
+    Parameters
+    ----------
+    dem : the true (fine) DEM, anything :func:`sarheight.dem.open_dem` takes (WGS84
+        ellipsoidal heights, m). Its grid is the scene's.
+    geometry : the acquisition geometry (:func:`scene_geometry` makes a Sentinel-1-like one).
+    coarse_factor : how much coarser the DEM used for the reconstruction is
+        (:func:`degrade_dem`): 1 would leak the truth into the inputs.
+    prior_fraction, prior_count : how many known heights, as a share of the DEM's cells
+        or a number (give one; ``prior_count`` wins when both are set).
+    prior_pattern : ``"random"``, ``"tracks"`` (altimeter-like lines) or ``"clusters"``
+        (GNSS campaigns), as :func:`sarheight.priors.sample_priors` draws them.
+    prior_noise_m : standard deviation (m) of the error of the known heights.
+    prior_method : the interpolation of ``prior_interpolated``.
+    looks, nesz_db : speckle looks and noise floor (dB) of the observation, as in
+        :func:`sarheight.simulate.simulate_sar` (a temporal composite of N dates of 4.4
+        looks: ``looks=4.4 * N``).
+    seed : seeds the land cover, speckle, noise and the priors' draw.
+    other_geometry : the opposite pass: also simulate and reconstruct it
+        (``other_sar_reconstructed``, ``other_sar_geocoded``), with the same priors.
+    projection : as in :func:`sarheight.simulate.simulate`.
+    law, land_cover_db : the ground's sigma0 law and land-cover contrast (dB), as in
+        :func:`sarheight.simulate.simulate_sar`; both passes see the same land cover.
+    land_cover_seed : the seed of that land cover (default ``seed``).
+    coarse_errors : the coarse product's errors (their ``factor`` must be
+        ``coarse_factor``), drawn with :func:`sarheight.coarse_dem.draw_errors`; None: the
+        ideal block mean.
+    prior_errors : the priors' instrument errors
+        (:func:`sarheight.priors.draw_prior_errors`); None: exact heights (plus
+        ``prior_noise_m``).
+    ground : the ground's sigma0 per terrain class (:func:`sarheight.ground.draw_ground`),
+        instead of ``law`` and ``land_cover_db``.
+    unscored : cells (bool, on the DEM grid) whose true height the scene leaves out of
+        ``height`` (NaN: neither trained on nor scored), such as sea at a constant height.
+    dates, date_conditions : a stack: ``dates`` observations per pass, each with its own
+        speckle, the ground of each as its :class:`sarheight.ground.DateCondition` says
+        (moisture, wet snow; :func:`sarheight.ground.draw_date_conditions` draws them;
+        default ``dates`` dates of the same ground). The scene's ``sar_*`` are the
+        composite of the dates that agree (:func:`observed_scene`).
+    register, inversion, inversion_settings : as :func:`observed_scene` takes them.
+    name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
+    progress : show progress bars (only on a terminal).
+
+    Returns
+    -------
+    xr.Dataset on the DEM grid with the variables the module docstring lists, ``height``
+    the truth; attrs record the geometry, the DEM and the parameters.
+    """
+    truth = open_dem(dem)
+    if prior_count is None and prior_fraction is None:
+        raise InvalidInputError("give prior_fraction or prior_count: a scene needs known heights")
+    if coarse_errors is not None and coarse_errors.factor != int(coarse_factor):
+        raise InvalidInputError(f"coarse_errors are of a {coarse_errors.factor}x product, coarse_factor is "
+                                f"{coarse_factor}: draw them for the scene's factor")
+    if coarse_errors is None or coarse_errors.is_ideal:
+        coarse = block_mean(truth, coarse_factor)
+    else:
+        coarse = coarse_product(truth, coarse_errors, seed=seed)
+    priors = sample_priors(truth, **({"count": prior_count} if prior_count is not None else
+                                     {"fraction": prior_fraction}),
+                           pattern=prior_pattern, noise_m=prior_noise_m, seed=seed, errors=prior_errors,
+                           track_layout=PRIOR_KINDS.get(getattr(prior_errors, "kind", ""), {}).get(
+                               "track_layout") or "icesat2")
+
+    observations, geometries = simulate_observations(
+        truth, geometry, other_geometry, looks=looks, nesz_db=nesz_db, seed=seed, projection=projection, law=law,
+        land_cover_db=land_cover_db, land_cover_seed=land_cover_seed, ground=ground, dates=dates,
+        date_conditions=date_conditions)
+    conditions = _conditions(dates, date_conditions)
+    dem_name = source_name(dem)
+    scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
+    scene = observed_scene(observations, coarse, geometries, priors, grid=truth, prior_method=prior_method,
+                           projection=projection, register=register, inversion=inversion,
+                           inversion_settings=inversion_settings, name=scene_name, progress=progress)
+    height = truth.values.astype(np.float32)
+    if unscored is not None:
+        left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)
+        if left_out.shape != truth.shape:
+            raise InvalidInputError(f"unscored is {left_out.shape}, the DEM {truth.shape}: give a mask on the DEM grid")
+        height = np.where(left_out, np.float32(np.nan), height)
+    scene["height"] = on_grid(height, truth, "height")
+    scene.attrs.update(
+        kind="simulated",
+        dem_name=dem_name,
+        pass_direction=pass_direction(geometry),
+        coarse_factor=int(coarse_factor),
+        prior_pattern=prior_pattern,
+        prior_count=int(priors["prior_mask"].sum()),
+        prior_noise_m=float(prior_noise_m),
+        prior_error_rms_m=float(priors.attrs.get("prior_error_rms_m", 0.0)),
+        **(prior_errors.to_attrs() if prior_errors is not None else {"prior_kind": "exact"}),
+        coarse_family=str(coarse.attrs.get("coarse_family", "ideal" if coarse_errors is None or coarse_errors.is_ideal
+                                           else "given")),
+        **{key: value for key, value in (coarse_errors.to_attrs() if coarse_errors is not None else {}).items()
+           if key != "coarse_factor"},
+        looks=float(looks) if looks is not None else "none",
+        sigma0_law=ground.name if ground is not None else law,
+        land_cover_db=float(ground.texture_db if ground is not None else land_cover_db),
+        land_cover_seed=int(seed if land_cover_seed is None else land_cover_seed),
+        **({"ground_family": ground.family, **ground.to_attrs()} if ground is not None else {}),
+        nesz_db=float(nesz_db) if nesz_db is not None else "none",
+        seed=int(seed),
+        date_conditions=", ".join(condition.name for condition in conditions),
+        other_pass=pass_direction(other_geometry) if other_geometry is not None else "none",
+        dem_source_vertical_datum=str(truth.attrs.get("source_vertical_datum", "")),
+        **{f"geometry_{key}": value for key, value in geometry.to_attrs().items()
+           if isinstance(value, (str, int, float))},
+    )
+    return scene
+
+
+def _conditions(dates: int, date_conditions: Sequence[DateCondition] | None) -> tuple[DateCondition, ...]:
+    if date_conditions is None:
+        if isinstance(dates, bool) or not isinstance(dates, (int, np.integer)) or dates < 1:
+            raise InvalidInputError(f"dates must be a positive integer, got {dates!r}")
+        return (DateCondition(),) * int(dates)
+    conditions = tuple(date_conditions)
+    if not conditions or not all(isinstance(condition, DateCondition) for condition in conditions):
+        raise InvalidInputError("date_conditions must be DateConditions, one per date (draw_date_conditions makes "
+                                "them)")
+    return conditions
+
+
+def simulate_observations(
+    truth: xr.DataArray,
+    geometry: RadarGeometry,
+    other_geometry: RadarGeometry | None = None,
+    *,
+    looks: float | None = 4.4,
+    nesz_db: float | None = -22.0,
+    seed: int = 0,
+    projection: Literal["exact", "bilinear"] = "exact",
+    law: str = "empirical",
+    land_cover_db: float = 3.0,
+    land_cover_seed: int | None = None,
+    ground: Ground | None = None,
+    dates: int = 1,
+    date_conditions: Sequence[DateCondition] | None = None,
+) -> tuple[list[xr.DataArray], list[RadarGeometry]]:
+    """The observations of a DEM (:func:`sarheight.simulate.simulate_sar`) as a scene
+    takes them: each date of ``geometry``'s pass, then each of ``other_geometry``'s, and
+    the geometry of each. Parameters as :func:`simulate_scene` takes them.
+
+    Each pass is its own acquisition (its own speckle), and each date of it (the seed
+    follows the pass and the date, not the scene file, so both passes' files of a pair
+    hold the same images); the dates' grounds follow their conditions
+    (:class:`sarheight.ground.DateCondition`), a law and its land cover taken as a
+    uniform ground for that.
+    """
+    conditions = _conditions(dates, date_conditions)
+    stack = len(conditions) > 1 or conditions[0] != DateCondition()
+    if stack and ground is None:
+        # A stack's dates change the ground's laws: the law and its land cover as a ground.
+        base_law = {"empirical": SNAP_LAW, "lambert": LAMBERT_LAW}.get(law)
+        if base_law is None:
+            raise InvalidInputError(f"law must be one of empirical, lambert, got {law!r}")
+        ground = Ground.uniform(base_law, truth.shape, texture_db=land_cover_db,
+                                texture_seed=seed if land_cover_seed is None else land_cover_seed)
+
+    def observe(pass_geometry: RadarGeometry) -> list[xr.DataArray]:
+        offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
+        pass_seed = seed + 1_000_003 * offset
+        if not stack:
+            if ground is not None:
+                return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
+                                     projection=projection, ground=ground)]
+            return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
+                                 projection=projection, law=law, land_cover_db=land_cover_db,
+                                 land_cover_seed=seed if land_cover_seed is None else land_cover_seed)]
+        return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed + 7_919 * date,
+                             projection=projection, ground=condition.apply(ground))
+                for date, condition in enumerate(conditions)]
+
+    observations = observe(geometry)
+    geometries = [geometry] * len(observations)
+    if other_geometry is not None:
+        opposite = observe(other_geometry)
+        observations += opposite
+        geometries += [other_geometry] * len(opposite)
+    return observations, geometries
+
+
+def _variant_tag(look_side: str, heading_offset: float) -> str:
+    tag = "" if look_side == "right" else "_left"
+    return tag + (f"_h{heading_offset:+g}" if heading_offset else "")
+
+
+def _radiometry_tag(looks: float | None, law: str, land_cover_db: float) -> str:
+    """The part of a scene's file name that tells its observation's looks, law and land
+    cover apart from the default (4.4 looks, the empirical law, 3 dB of land cover)."""
+    tag = "" if looks == 4.4 else f"_looks{looks:g}" if looks is not None else "_nospeckle"
+    tag += "" if law == "empirical" else f"_{law}"
+    return tag + ("" if land_cover_db == 3.0 else f"_cover{land_cover_db:g}")
+
+
+def simulate_scenes(
+    dems: list[Any],
+    out: str | os.PathLike[str],
+    *,
+    geometries: list[RadarGeometry] | None = None,
+    passes: tuple[PassDirection, ...] = ("ascending", "descending"),
+    look_sides: tuple[str, ...] = ("right",),
+    heading_offsets_deg: tuple[float, ...] = (0.0,),
+    incidence_deg: tuple[float, float] = (30.0, 46.0),
+    coarse_factors: tuple[int, ...] = (3,),
+    prior_patterns: tuple[str, ...] = ("random",),
+    seeds: tuple[int, ...] = (0,),
+    looks: tuple[float | None, ...] = (4.4,),
+    laws: tuple[str, ...] = ("empirical",),
+    land_cover_db: tuple[float, ...] = (3.0,),
+    coarse_families: tuple[str, ...] = ("ideal",),
+    prior_kinds: tuple[str | None, ...] = (None,),
+    ground_families: tuple[str | None, ...] = (None,),
+    dates: tuple[int, ...] = (1,),
+    moisture_db: float = 1.0,
+    snow_share: float = 0.2,
+    sample: int | None = None,
+    unscored: dict[str, Any] | None = None,
+    progress: bool = True,
+    **scene_options: Any,
+) -> list[Path]:
+    """Simulate and write one scene file per DEM, geometry, coarse factor, prior pattern,
+    observation (looks, law, land cover) and seed, or a random sample of them.
+
+    Parameters
+    ----------
+    dems : DEMs (paths or DataArrays from :func:`sarheight.dem.open_dem`; a DataArray's
+        ``attrs["dem_name"]`` names its files).
+    out : the folder of the scene files (made if missing).
+    geometries : the geometries of real products (each must cover every DEM); default
+        synthetic ones from ``passes``, ``look_sides``, ``heading_offsets_deg`` and
+        ``incidence_deg`` centred on each DEM (:func:`scene_geometry`).
+    coarse_factors, prior_patterns, seeds : the other axes of the set; a seed draws the
+        land cover, the speckle and the priors.
+    looks, laws, land_cover_db : the observations: equivalent looks (4.4 a date, 44 a
+        composite of ten), the ground's sigma0 law and the land cover's contrast (dB), as
+        :func:`simulate_scene` takes them.
+    coarse_families : the families of :data:`sarheight.coarse_dem.DEGRADATION_FAMILIES`
+        the coarse DEM's errors are drawn from ("ideal": the block mean).
+    prior_kinds : kinds of :data:`sarheight.priors.PRIOR_KINDS` whose pattern and errors
+        the priors are drawn with; None: ``prior_patterns``, exact.
+    ground_families : families of :data:`sarheight.ground.GROUND_FAMILIES` the ground
+        (land cover following the terrain, a law per class) is drawn from, instead of
+        ``laws`` and ``land_cover_db``; None: those.
+    dates, moisture_db, snow_share : stacks: the numbers of dates per pass of the scenes
+        (1: one observation a pass), each date its own speckle and its ground's level moved
+        by a moisture drawn with ``moisture_db`` standard deviation (dB), ``snow_share`` of
+        the dates under wet snow (:func:`sarheight.ground.draw_date_conditions`, from the
+        scene's own seed).
+    sample : per DEM, how many scenes to draw at random (without repeats, seeded by the
+        DEM's name) from all the combinations of the axes above, instead of every one: a
+        training set that spans many axes without their product.
+    unscored : per DEM name, the cells whose truth its scenes leave out (see
+        :func:`simulate_scene`: the sea).
+    scene_options : passed to :func:`simulate_scene` (``prior_fraction``, ``nesz_db``, ...).
+
+    Each scene carries the opposite pass (for synthetic geometries: with the same look
+    side and heading offset, also when ``passes`` names one pass; for products: the first
+    product of the other direction, if any) as its ``other_*`` variables; the scenes of
+    one DEM, factor, pattern and seed share their priors. Every drawn property (the coarse
+    DEM's errors, the priors' instrument errors, the ground and the land cover) is drawn
+    with a seed of its own scene (the CRC-32 of its name without the pass): no two scenes
+    share a land cover, except the two passes of a pair, which see the same ground. Files are named
+    ``<dem>_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<pattern or kind>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>]_s<seed>.nc``;
+    a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
+    """
+    import itertools
+    import zlib
+
+    from .._threads import bar as progress_bar
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    truths = [open_dem(dem).assign_attrs(dem_name=source_name(dem)) for dem in dems]
+    names = [truth.attrs["dem_name"] for truth in truths]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"two DEMs share a name ({names}): their scene files would collide; rename one")
+    unknown = sorted(set(unscored or {}) - set(names))
+    if unknown:
+        raise InvalidInputError(f"unscored names DEMs {unknown} that are not among {names}")
+    if any(family is not None for family in ground_families) and (tuple(laws) != ("empirical",)
+                                                                   or tuple(land_cover_db) != (3.0,)):
+        raise InvalidInputError("ground_families draw each scene's laws and land cover: leave laws and land_cover_db "
+                                "(--law, --land-cover) at their defaults with them")
+    if not dates or any(isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+                        for value in dates):
+        raise InvalidInputError(f"dates must be positive numbers of dates per pass, got {dates!r}")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+        raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
+
+    def variants(truth: xr.DataArray) -> list[tuple[str, RadarGeometry, RadarGeometry | None]]:
+        if geometries is not None:
+            found = []
+            for index, geometry in enumerate(geometries):
+                others = [g for g in geometries if pass_direction(g) != pass_direction(geometry)]
+                tag = f"_g{index}" if len(geometries) > 1 else ""
+                found.append((f"{pass_direction(geometry)}{tag}", geometry, others[0] if others else None))
+            return found
+        found = []
+        for look_side in look_sides:
+            for offset in heading_offsets_deg:
+                made = {direction: scene_geometry(truth, direction, incidence_near_deg=incidence_deg[0],
+                                                  incidence_far_deg=incidence_deg[1], look_side=look_side,
+                                                  heading_offset_deg=offset) for direction in PASS_HEADINGS}
+                for direction in passes:
+                    other = next(made[d] for d in PASS_HEADINGS if d != direction)
+                    found.append((direction + _variant_tag(look_side, offset), made[direction], other))
+        return found
+
+    plans = []
+    for truth, dem_name in zip(truths, names, strict=True):
+        priors_axis = [kind for kind in prior_kinds if kind is not None] or list(prior_patterns)
+        combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, priors_axis, looks,
+                                              laws, land_cover_db, ground_families, dates, seeds))
+        if sample is not None and sample < len(combinations):
+            rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
+            combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample, replace=False))]
+        plans.append((truth, dem_name, combinations))
+    paths: list[Path] = []
+    # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
+    with deferred_warnings(), progress_bar(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes",
+                                           unit="scene", enabled=progress) as bar:
+        for truth, dem_name, combinations in plans:
+            for (tag, geometry, other), factor, family, priors, scene_looks, law, cover, ground_family, stack, seed \
+                    in combinations:
+                radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
+                              else _radiometry_tag(scene_looks, "empirical", 3.0) + f"_ground-{ground_family}")
+                radiometry += f"_dates{stack}" if stack > 1 else ""
+                name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{priors}"
+                        f"{radiometry}_s{seed}")
+                path = out / f"{name}.nc"
+                if not path.exists():
+                    # The two passes of a pair see one ground, one coarse DEM and one set of
+                    # priors (each holds the other's image): the draws follow the name
+                    # without the pass.
+                    pair = tag.removeprefix("ascending").removeprefix("descending")
+                    draw = zlib.crc32(name.replace(f"{dem_name}_{tag}_", f"{dem_name}_pair{pair}_", 1).encode())
+                    kind = priors if priors in PRIOR_KINDS and priors in prior_kinds else None
+                    drawn: dict[str, Any] = {
+                        "coarse_errors": None if family == "ideal" else draw_errors(factor, family, draw),
+                        "prior_errors": draw_prior_errors(kind, draw + 1) if kind else None,
+                        "prior_pattern": PRIOR_KINDS[kind]["pattern"] if kind else priors,
+                        "ground": draw_ground(truth, ground_family, draw + 2) if ground_family else None,
+                    }
+                    if stack > 1:
+                        drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
+                                                                        snow_dates=round(snow_share * stack))
+                    scene = simulate_scene(truth, geometry, coarse_factor=factor, seed=seed, other_geometry=other,
+                                           name=name, looks=scene_looks, law=law, land_cover_db=cover,
+                                           land_cover_seed=draw, unscored=(unscored or {}).get(dem_name),
+                                           progress=False, **drawn, **scene_options)
+                    scene.attrs["coarse_family"] = family
+                    write_scene(scene, path)
+                paths.append(path)
+                bar.update()
+    return paths

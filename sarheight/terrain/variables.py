@@ -1,0 +1,322 @@
+"""Terrain scenes: what the terrain-height model sees, simulated from a DEM or built from a
+real observation, and the scene files they travel in.
+
+A scene is an ``xr.Dataset`` on a map grid (y, x) with a CRS:
+
+- ``sar_reconstructed`` and ``sar_geocoded``: sigma0 (dB) with and without the layover
+  reallocation of :func:`sarheight.layover.reconstruct` (NaN in shadow and outside the
+  image), so that the two can be compared (the ablation). "Without" is the geocoded
+  image with the same radiometric terrain correction, Small's (2011) area-based
+  flattening (``flattened`` times the cosine of the local incidence, as sigma0): a
+  layover pixel's mixed value goes to all its cells alike. The two differ near layover
+  only (by tenths of a dB elsewhere: the reallocation also weighs cells sharing a
+  pixel by their modelled contribution); plain ellipsoid-normalised geocoding would
+  differ on every slope and mix the terrain correction into the comparison;
+- ``local_incidence_angle`` (deg), ``layover`` and ``shadow``
+  (:class:`~sarheight.masks.MaskCode`), all from the *coarse* DEM;
+- ``prior_height``, ``prior_mask``, ``prior_distance`` and ``prior_interpolated``: the
+  sparse known heights, the distance to the nearest one (m) and the priors-only
+  interpolation (:mod:`sarheight.priors`);
+- ``coarse_height``: the coarse DEM resampled bilinearly to the scene grid (the DEM the
+  reconstruction runs on), ``coarse_bicubic`` and ``coarse_lanczos``: resampled with
+  sharper kernels (the refinement's reference and baselines), and ``coarse_corrected``:
+  the coarse DEM plus the interpolated residuals of the priors from it;
+- ``height``: the truth (simulated scenes; observed scenes with a reference DEM);
+- optionally ``other_sar_reconstructed``, ``other_sar_geocoded`` and
+  ``other_local_incidence_angle``: the opposite pass over the same terrain (ascending and
+  descending see the slopes from both sides).
+
+Attributes record the geometry (``heading_deg``, ``look_side``, and ``other_`` ones), the
+coarse DEM's cell size ``coarse_cell_m``, the grid's ``grid_cell_m`` and their ratio
+``coarse_factor``. :func:`scene_variable` also gives the variables of
+:data:`DERIVED_VARIABLES`, computed from these on the fly: the refinement model's
+scale-free inputs (the coarse DEM's slopes and curvature, the look direction, the ratio of
+observed to simulated sigma0).
+
+No input is computed from the true fine DEM except the observation itself (simulated
+from it, as the real one is made by the real terrain) and the priors (known heights are
+samples of the truth): the reconstruction, masks and local incidence come from the
+coarse DEM a user would have. :func:`simulate_scene` is :func:`observed_scene` applied to
+an observation simulated from the fine DEM, so that the two cannot drift apart.
+
+This module names the variables, describes them, and derives the scale-free ones and
+the terrain classes of a refinement from the stored ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from ..dem import cell_size_m
+from ..errors import (
+    InvalidInputError,
+)
+from ..ground import (
+    FittedLaw,
+    fit_sigma0_law,
+)
+from ..masks import MaskCode
+from ..simulate import empirical_sigma0
+from .grid import grid_steps
+
+#: The variables every scene has (``height`` only where the truth is known).
+INPUT_VARIABLES = (
+    "sar_reconstructed", "sar_geocoded", "local_incidence_angle", "layover", "shadow",
+    "prior_height", "prior_mask", "prior_distance", "prior_interpolated", "coarse_height", "coarse_bicubic",
+    "coarse_lanczos", "coarse_corrected", "coarse_registered", "coarse_backprojected", "coarse_refined",
+    "prior_correction_std",
+)
+
+
+#: The variables of the opposite pass, when a scene has it.
+OTHER_PASS_VARIABLES = ("other_sar_reconstructed", "other_sar_geocoded", "other_local_incidence_angle")
+
+
+VARIABLE_ATTRS = {
+    "sar_reconstructed": {"units": "dB", "long_name": "sigma0 reconstructed in layover (reallocated)"},
+    "sar_geocoded": {"units": "dB", "long_name": "sigma0 without reallocation (terrain-flattened, as sigma0)"},
+    "local_incidence_angle": {"units": "degree", "long_name": "local incidence angle on the coarse DEM"},
+    "prior_height": {"units": "m", "long_name": "known heights (WGS84 ellipsoid), NaN where none"},
+    "prior_mask": {"long_name": "1 where a height is known"},
+    "prior_distance": {"units": "m", "long_name": "distance to the nearest known height"},
+    "prior_interpolated": {"units": "m", "long_name": "priors-only interpolation"},
+    "coarse_height": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (bilinear)"},
+    "coarse_bicubic": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (bicubic)"},
+    "coarse_lanczos": {"units": "m", "long_name": "coarse DEM resampled to the scene grid (Lanczos)"},
+    "coarse_corrected": {"units": "m", "long_name": "coarse DEM plus the interpolated residuals of the priors"},
+    "coarse_registered": {"units": "m", "long_name": "coarse DEM registered to the priors, resampled (Lanczos)"},
+    "coarse_backprojected": {"units": "m", "long_name": "coarse DEM registered to the priors, back-projected"},
+    "coarse_refined": {"units": "m", "long_name": "coarse DEM back-projected, corrected by the priors (kriged)"},
+    "prior_correction_std": {"units": "m", "long_name": "standard deviation of the kriged correction"},
+    "inverted": {"units": "m", "long_name": "refined by inverting the simulator against every observation"},
+    "inversion_readable": {"long_name": "observations whose ratio the inversion read at the cell"},
+    "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
+}
+
+
+def variable_description(name: str) -> str:
+    """What the scene variable ``name`` holds, in words (its ``long_name``; the name itself
+    for a variable without one)."""
+    return VARIABLE_ATTRS.get(name, {}).get("long_name", name)
+
+
+def coarse_cell_size(scene: xr.Dataset) -> float:
+    """The cell size (m, the geometric mean of its two sides) of the coarse DEM a scene was
+    made from: its ``coarse_cell_m`` attribute, else its ``coarse_factor`` times the
+    scene's cell size, else the scene's cell size."""
+    if "coarse_cell_m" in scene.attrs:
+        return float(scene.attrs["coarse_cell_m"])
+    dy, dx = cell_size_m(scene[next(iter(scene.data_vars))])
+    return float(scene.attrs.get("coarse_factor", 1)) * math.sqrt(dy * dx)
+
+
+#: Variables a scene gives without storing them (:func:`scene_variable`), by the stored
+#: variables each is computed from: the refinement model's scale-free inputs. None reads
+#: the truth (``height``).
+#:
+#: - ``coarse_slope_east``, ``coarse_slope_north``: the gradient of the coarse DEM
+#:   (``coarse_bicubic``, m/m), eastward and northward;
+#: - ``coarse_curvature``: its Laplacian times the coarse cell size (m/m: the change of
+#:   slope across one coarse cell; positive in valleys);
+#: - ``coarse_factor``: the coarse cell size over the scene's (constant);
+#: - ``look_east``, ``look_north`` (and ``other_``): the unit vector of the ground-range
+#:   direction, away from the sensor (constant): which way the radar looks on the map;
+#: - ``sar_ratio`` (and ``sar_ratio_geocoded``, ``other_sar_ratio``): the observed sigma0
+#:   over a law of the local incidence fitted to the observation itself
+#:   (:func:`scene_sigma0_law`), at the coarse DEM's local incidence (dB, its median over
+#:   the fitted cells taken out): what the coarse DEM does not explain, whatever law the
+#:   ground follows. In layover it is the reconstructed value;
+#: - ``sar_slope`` (and ``sar_slope_geocoded``, ``other_sar_slope``): that ratio read as a
+#:   change of the range slope (radians, rising away from the sensor) through the fitted
+#:   law's sensitivity (:meth:`sarheight.ground.FittedLaw.sensitivity`), clipped at
+#:   :data:`RANGE_SLOPE_LIMIT_RAD`; NaN where the law says little (sensitivity below
+#:   :data:`MIN_SENSITIVITY_DB`) and in layover and shadow.
+DERIVED_VARIABLES: dict[str, tuple[str, ...]] = {
+    "coarse_slope_east": ("coarse_bicubic",),
+    "coarse_slope_north": ("coarse_bicubic",),
+    "coarse_curvature": ("coarse_bicubic",),
+    "coarse_factor": ("coarse_height",),
+    "look_east": ("coarse_height",),
+    "look_north": ("coarse_height",),
+    "other_look_east": ("other_sar_reconstructed",),
+    "other_look_north": ("other_sar_reconstructed",),
+    "sar_ratio": ("sar_reconstructed", "local_incidence_angle"),
+    "sar_ratio_geocoded": ("sar_geocoded", "local_incidence_angle"),
+    "other_sar_ratio": ("other_sar_reconstructed", "other_local_incidence_angle"),
+    "sar_slope": ("sar_reconstructed", "local_incidence_angle"),
+    "sar_slope_geocoded": ("sar_geocoded", "local_incidence_angle"),
+    "other_sar_slope": ("other_sar_reconstructed", "other_local_incidence_angle"),
+}
+
+
+#: The largest range-slope change (radians) one cell's brightness may claim.
+RANGE_SLOPE_LIMIT_RAD = math.radians(25.0)
+
+
+#: The least sensitivity (dB per radian of range slope) at which brightness is read as
+#: slope: below it (near grazing, or a ground whose law is flat) a dB of speckle would be
+#: tens of degrees.
+MIN_SENSITIVITY_DB = 3.0
+
+
+def scene_sigma0_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
+                     incidence: str = "local_incidence_angle") -> FittedLaw:
+    """The sigma0 law of the local incidence fitted to a scene's own observation
+    (:func:`sarheight.ground.fit_sigma0_law`, robust medians per degree of incidence),
+    outside layover and shadow (for the other pass, whose masks a scene does not keep,
+    where it is finite: NaN in its shadow). A scene too small to fit one (fewer than 30
+    cells in every degree of incidence) falls back to the empirical law, fitted to that
+    law's own values.
+
+    """
+    sigma0, angles = scene[sar].values, scene[incidence].values
+    valid = np.isfinite(sigma0) & np.isfinite(angles)
+    if not sar.startswith("other_") and "layover" in scene.data_vars:
+        valid &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    try:
+        return fit_sigma0_law(sigma0, angles, valid)
+    except InvalidInputError:
+        grid = np.linspace(5.0, 85.0, 81)
+        with np.errstate(divide="ignore"):
+            return fit_sigma0_law(10.0 * np.log10(np.repeat(empirical_sigma0(grid), 40)), np.repeat(grid, 40))
+
+
+def _sar_ratio_and_slope(scene: xr.Dataset, sar: str, incidence: str, slope: bool) -> np.ndarray:
+    law = scene_sigma0_law(scene, sar, incidence)
+    angles = scene[incidence].values.astype(np.float64)
+    ratio = law.ratio_db(scene[sar].values, angles)
+    fitted = np.isfinite(ratio)
+    if not sar.startswith("other_") and "layover" in scene.data_vars:
+        fitted &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    if fitted.any():
+        # The ratio is defined up to a constant (speckle's mean in dB, the fit's level).
+        ratio = ratio - np.median(ratio[fitted])
+    if not slope:
+        return np.where(np.isfinite(ratio), ratio, np.nan).astype(np.float32)
+    sensitivity = law.sensitivity(angles)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        change = np.clip(ratio / sensitivity, -RANGE_SLOPE_LIMIT_RAD, RANGE_SLOPE_LIMIT_RAD)
+        readable = np.isfinite(change) & (sensitivity >= MIN_SENSITIVITY_DB)
+    if not sar.startswith("other_") and "layover" in scene.data_vars:
+        readable &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    return np.where(readable, change, np.nan).astype(np.float32)
+
+
+def variable_sources(name: str) -> tuple[str, ...]:
+    """The stored variables a scene needs to give ``name`` (itself, unless it is derived)."""
+    return DERIVED_VARIABLES.get(name, (name,))
+
+
+def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
+    """The values (float32, (y, x)) of a scene's variable ``name``: stored, or derived from
+    the stored ones (:data:`DERIVED_VARIABLES`).
+
+    Raises
+    ------
+    InvalidInputError : a variable it needs is missing, or (for the look direction) the
+        scene does not record its heading and look side.
+    """
+    if name in scene.data_vars:
+        return scene[name].values.astype(np.float32)
+    if name not in DERIVED_VARIABLES:
+        raise InvalidInputError(f"the scene has no variable {name!r}: it has {', '.join(sorted(scene.data_vars))}")
+    missing = [source for source in DERIVED_VARIABLES[name] if source not in scene.data_vars]
+    if missing:
+        raise InvalidInputError(f"{name!r} is computed from {', '.join(missing)}, which the scene lacks: write the "
+                                "scene again with this version of sarheight")
+    shape = scene[DERIVED_VARIABLES[name][0]].shape
+    if name.startswith("coarse_") and name != "coarse_factor":
+        return _coarse_terrain(scene, name)
+    if name == "coarse_factor":
+        return np.full(shape, float(scene.attrs.get("coarse_factor", coarse_cell_size(scene) / grid_cell_size(scene))),
+                       dtype=np.float32)
+    if name.endswith(("look_east", "look_north")):
+        prefix = "other_" if name.startswith("other_") else ""
+        heading, side = scene.attrs.get(f"{prefix}heading_deg"), scene.attrs.get(f"{prefix}look_side")
+        if heading is None or side not in ("right", "left"):
+            raise InvalidInputError(f"{name!r} needs the scene's {prefix}heading_deg and {prefix}look_side attributes:"
+                                    " write the scene again with this version of sarheight")
+        azimuth = math.radians(float(heading) + (90.0 if side == "right" else -90.0))
+        value = math.sin(azimuth) if name.endswith("east") else math.cos(azimuth)
+        return np.full(shape, value, dtype=np.float32)
+    sar, incidence = DERIVED_VARIABLES[name]
+    return _sar_ratio_and_slope(scene, sar, incidence, slope="_slope" in name)
+
+
+#: The terrain classes a refinement is judged in, gated by and its spread calibrated in:
+#: the coarse DEM's layover (active or passive), its shadow, steep slopes outside both
+#: (the coarse DEM's slope at least :data:`STEEP_SLOPE_DEG`), and the other cells. Each
+#: cell is in one class, taken in that order.
+REFINEMENT_CLASSES = ("layover", "shadow", "steep", "other")
+
+
+#: The coarse slope (degrees) from which a cell outside layover and shadow is steep: about
+#: where global DEMs' errors double (their error grows with the tangent of the slope).
+STEEP_SLOPE_DEG = 20.0
+
+
+def refinement_classes(scene: xr.Dataset) -> np.ndarray:
+    """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
+    scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
+    user knows, never the truth."""
+    layover, shadow = scene["layover"].values, scene["shadow"].values
+    slope = np.degrees(np.arctan(np.hypot(scene_variable(scene, "coarse_slope_east"),
+                                          scene_variable(scene, "coarse_slope_north"))))
+    codes = np.full(layover.shape, REFINEMENT_CLASSES.index("other"), dtype=np.uint8)
+    codes[slope >= STEEP_SLOPE_DEG] = REFINEMENT_CLASSES.index("steep")
+    codes[(shadow == MaskCode.ACTIVE) | (shadow == MaskCode.PASSIVE)] = REFINEMENT_CLASSES.index("shadow")
+    codes[(layover == MaskCode.ACTIVE) | (layover == MaskCode.PASSIVE)] = REFINEMENT_CLASSES.index("layover")
+    return codes
+
+
+def grid_cell_size(scene: xr.Dataset) -> float:
+    dy, dx = cell_size_m(scene[next(iter(scene.data_vars))])
+    return math.sqrt(dy * dx)
+
+
+def _coarse_terrain(scene: xr.Dataset, name: str) -> np.ndarray:
+    heights = scene["coarse_bicubic"]
+    north_step, east_step = grid_steps(heights)
+    values = heights.values.astype(np.float64)
+    along_rows, along_cols = np.gradient(values, north_step, east_step)
+    if name == "coarse_slope_east":
+        return along_cols.astype(np.float32)
+    if name == "coarse_slope_north":
+        return along_rows.astype(np.float32)
+    laplacian = np.gradient(along_rows, north_step, axis=0) + np.gradient(along_cols, east_step, axis=1)
+    return (laplacian * coarse_cell_size(scene)).astype(np.float32)
+
+
+def power_to_db(values: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 10.0 * np.log10(values)
+    out[~np.isfinite(out)] = np.nan
+    return out.astype(np.float32)
+
+
+def on_grid(values: xr.DataArray | np.ndarray, grid: xr.DataArray, name: str, attrs: dict | None = None) -> xr.DataArray:
+    data = values.values if isinstance(values, xr.DataArray) else values
+    return xr.DataArray(data, dims=("y", "x"), coords={"y": grid["y"], "x": grid["x"]}, name=name,
+                        attrs=dict(attrs if attrs is not None else VARIABLE_ATTRS.get(name, {})))
+
+
+#: The references the inversion may start from (:attr:`InversionSettings.reference`):
+#: the coarse DEM back-projected (which also sharpens a real product's errors) or resampled
+#: with a Lanczos kernel, each registered and corrected by the priors' kriged residuals.
+INVERSION_REFERENCES = ("back_projection", "lanczos")
+
+
+def inversion_reference(scene: xr.Dataset, reference: str = "back_projection") -> xr.DataArray:
+    """The heights the inversion starts from and keeps the coarse-cell means of: the
+    scene's ``coarse_refined`` (back-projection, kriged priors) or its Lanczos resampling
+    (``coarse_registered``) corrected by the same kriged residuals."""
+    if reference not in INVERSION_REFERENCES:
+        raise InvalidInputError(f"reference must be one of {', '.join(INVERSION_REFERENCES)}, got {reference!r}")
+    if reference == "back_projection":
+        return scene["coarse_refined"]
+    kriged = scene["coarse_refined"].values.astype(np.float64) - scene["coarse_backprojected"].values
+    values = scene["coarse_registered"].values + np.where(np.isfinite(kriged), kriged, 0.0)
+    return scene["coarse_registered"].copy(data=values.astype(np.float32))
