@@ -79,6 +79,7 @@ from .io import write_bands
 from .preprocess.align import write_height, write_s1_image, write_s2_image
 from .preprocess.backscatter import multilook, to_db
 from .preprocess.sentinel2 import S2_BANDS
+from .raster import gradient, smooth_random_field
 from .simulate import cell_geometry, simulate_sar
 from .terrain.geometry import PassDirection, scene_geometry
 
@@ -509,7 +510,7 @@ def wall_foot(surface: np.ndarray, building: np.ndarray, away: tuple[float, floa
     d_row, d_col = away
     ahead = _shift(surface, d_row, d_col, order=1)
     step = ahead - surface
-    grad_row, grad_col = np.gradient(_shift(surface, 0.5 * d_row, 0.5 * d_col, order=1))
+    grad_row, grad_col = gradient(_shift(surface, 0.5 * d_row, 0.5 * d_col, order=1))
     norm = np.hypot(grad_row, grad_col)
     with np.errstate(invalid="ignore", divide="ignore"):
         facing = np.where(norm > 0, (grad_row * d_row + grad_col * d_col) / norm, 0.0)
@@ -543,7 +544,7 @@ def _optical(layout: xr.Dataset, months: tuple[int, ...], latitude_deg: float, c
         codes = np.where(_aggregate(veg.astype(np.float64), factor) >= 0.5, SCL["vegetation"], SCL["not_vegetated"])
         codes = np.where(_aggregate(shadow.astype(np.float64), factor) >= 0.5, SCL["cast_shadow"], codes)
         if cloud_fraction > 0:
-            field = ndimage.gaussian_filter(rng.normal(size=(rows, cols)), sigma=max(rows, cols) / 8)
+            field = smooth_random_field((rows, cols), seed=rng, correlation_cells=max(rows, cols) / 8, boundary="reflect")
             cloud = field > np.quantile(field, 1 - cloud_fraction)
             coarse = np.where(cloud, 0.55 + rng.normal(0.0, 0.02, size=coarse.shape), coarse)
             codes = np.where(cloud, SCL["cloud"], codes)

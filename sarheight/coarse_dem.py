@@ -61,8 +61,9 @@ import scipy.sparse
 import xarray as xr
 from affine import Affine
 
-from .dem import cell_size_m, open_dem
+from .dem import open_dem
 from .errors import InvalidInputError
+from .raster import cell_size_m, gradient, smooth_random_field
 
 #: For each family, the range (low, high) each parameter is drawn from, uniformly;
 #: ``shift_m`` is the shift's magnitude (its direction is uniform), ``grid_offset`` a
@@ -207,27 +208,6 @@ def _overlap_weights(fine_cells: int, start: float, factor: int) -> tuple[scipy.
     return weights, first
 
 
-def _correlated_field(rng: np.random.Generator, shape: tuple[int, int], length_cells: tuple[float, float]
-                      ) -> np.ndarray:
-    """A Gaussian random field of unit variance with correlation exp(-(lag/length)^2)
-    (lengths in cells per axis): white noise filtered with a Gaussian of std length/2,
-    on a grid padded so that the FFT's wrap-around does not correlate opposite edges."""
-    sigma = [0.5 * length if length >= 1.0 else 0.0 for length in length_cells]
-    pads = [math.ceil(3 * s) for s in sigma]
-    padded = (shape[0] + 2 * pads[0], shape[1] + 2 * pads[1])
-    noise = rng.standard_normal(padded)
-    if max(sigma) == 0.0:
-        return noise[: shape[0], : shape[1]]
-    fy = np.fft.fftfreq(padded[0])[:, None]
-    fx = np.fft.fftfreq(padded[1])[None, :]
-    kernel = np.exp(-2 * np.pi**2 * ((sigma[0] * fy) ** 2 + (sigma[1] * fx) ** 2))
-    field = np.fft.ifft2(np.fft.fft2(noise) * kernel).real
-    # The ensemble's std, not the sample's: a long correlation over a small scene is
-    # partly a bias, as a real product's error is.
-    field /= math.sqrt(np.mean(kernel**2))
-    return field[pads[0] : pads[0] + shape[0], pads[1] : pads[1] + shape[1]]
-
-
 def coarse_product(truth: xr.DataArray, errors: CoarseDemErrors, *, seed: int = 0) -> xr.DataArray:
     """The coarse DEM product that measures ``truth`` with ``errors``, on its own grid.
 
@@ -289,9 +269,14 @@ def coarse_product(truth: xr.DataArray, errors: CoarseDemErrors, *, seed: int = 
     rng = np.random.default_rng(seed)
     coarse_dy, coarse_dx = factor * dy, factor * dx
     length = errors.correlation_length_m
-    correlated = _correlated_field(rng, mean.shape, (length / coarse_dy, length / coarse_dx))
+    # A Gaussian field of unit variance correlated as exp(-(lag/length)^2): white noise
+    # filtered with a Gaussian of std length/2; padded, so that the FFT's wrap-around does
+    # not correlate opposite edges, and of the ensemble's std (a long correlation over a
+    # small scene is partly a bias, as a real product's error is).
+    correlated = smooth_random_field(mean.shape, seed=rng, correlation_cells=(0.5 * length / coarse_dy,
+                                     0.5 * length / coarse_dx), boundary="padded")
     # Slopes of the terrain at the product's scale; cells beside voids get no slope error.
-    tan_slope = np.nan_to_num(np.hypot(*np.gradient(mean, coarse_dy, coarse_dx)), nan=0.0)
+    tan_slope = np.nan_to_num(np.hypot(*gradient(mean, (coarse_dy, coarse_dx))), nan=0.0)
     product = (mean + errors.correlated_error_m * correlated
                + errors.slope_error_m * tan_slope * rng.standard_normal(mean.shape) + errors.bias_m)
     if errors.quantum_m > 0:

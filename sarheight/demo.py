@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .dem import cell_size_m
 from .geometry import RadarGeometry, backward_geocode, geocoding_products
 from .io import atomic_path, write_geotiff
 from .plots import hillshade, quicklook
+from .raster import cell_size_m, power_to_db
 from .sample_data import jacksboro_dem
+from .scores import rms
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,6 @@ def reconstruction_geometry(dem: xr.DataArray) -> RadarGeometry:
     )
 
 
-def _db(values: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 10.0 * np.log10(values)
-
-
 def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]:
     """Simulate with the fine DEM, reconstruct with a 3x coarser one, compare with the truth
     (on the relief exaggerated ``RELIEF_EXAGGERATION`` times)."""
@@ -119,8 +115,8 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
     rmse = {}
     for name, values in (("geocoded", result["geocoded"]), ("flattened", flattened_sigma),
                          ("reconstructed", result["backscatter"])):
-        error = _db(values.values[in_layover]) - _db(coarse_truth.values[in_layover])
-        rmse[name] = float(np.sqrt(np.nanmean(error**2)))
+        error = power_to_db(values.values[in_layover]) - power_to_db(coarse_truth.values[in_layover])
+        rmse[name] = rms(error)
     figures = {
         "layover_fraction": float((inside & (layover != MaskCode.NONE)).sum() / inside.sum()),
         "shadow_fraction": float((inside & (shadow != MaskCode.NONE)).sum() / inside.sum()),
@@ -136,7 +132,7 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
     masks_legend = {"categories": [(0, "0 none", "#f0f0f0"), (1, "layover 1 active", "#d62728"),
                                    (2, "layover 2 passive", "#1f77b4"), (3, "shadow (1 or 2)", "#333333")],
                     "blank": "255 outside the image: blank"}
-    error_db = _db(result["backscatter"].values) - _db(coarse_truth.values)
+    error_db = power_to_db(result["backscatter"].values) - power_to_db(coarse_truth.values)
     gray = {"cmap": "gray", "vmin": -25, "vmax": 5, "colorbar": "dB"}
     # Errors in dB: red where brighter than the truth. The observation's noise floor is in
     # every product: it lifts the dark cells (+4 dB below -15 dB here; without it the
@@ -148,18 +144,18 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
 
     png = quicklook(
         [
-            ("observation beta0 (dB), radar geometry", _db(observation.values), gray),
-            ("truth sigma0 (dB)", _db(coarse_truth.values), gray),
-            (f"geocoded sigma0 (dB){in_layover('geocoded')}", _db(result["geocoded"].values), gray),
-            (f"flattened, as sigma0 (dB){in_layover('flattened')}", _db(flattened_sigma.values), gray),
-            (f"reconstructed sigma0 (dB){in_layover('reconstructed')}", _db(result["backscatter"].values), gray),
+            ("observation beta0 (dB), radar geometry", power_to_db(observation.values), gray),
+            ("truth sigma0 (dB)", power_to_db(coarse_truth.values), gray),
+            (f"geocoded sigma0 (dB){in_layover('geocoded')}", power_to_db(result["geocoded"].values), gray),
+            (f"flattened, as sigma0 (dB){in_layover('flattened')}", power_to_db(flattened_sigma.values), gray),
+            (f"reconstructed sigma0 (dB){in_layover('reconstructed')}", power_to_db(result["backscatter"].values), gray),
             (f"masks (MaskCode): {figures['layover_fraction']:.0%} layover,\n{figures['shadow_fraction']:.1%} shadow",
              mask_image,
              masks_legend),
             (f"reconstructed - truth (dB){in_layover('reconstructed')};\nred where dark: the noise floor",
              error_db, diverging),
             (f"geocoded - truth (dB){in_layover('geocoded')};\nslopes facing the radar red, facing away blue",
-             _db(result["geocoded"].values) - _db(coarse_truth.values), diverging),
+             power_to_db(result["geocoded"].values) - power_to_db(coarse_truth.values), diverging),
             ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
         ],
         out / "jacksboro_reconstruction.png",
@@ -222,8 +218,8 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     skipped = missing_ml_extra("terrain", "the terrain step of the demo", say)
     if skipped:
         return skipped
+    from .scores import map_rmse
     from .studies.refinement import BASELINES, NON_LEARNED, baseline_maps, scoring_mask
-    from .studies.scoring import map_rmse
     from .training.checkpoints import load_checkpoint
     from .training.predict import predict_height, prediction_quicklook
 

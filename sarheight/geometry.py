@@ -29,6 +29,7 @@ from .errors import (
     InvalidInputError,
     ProductError,
 )
+from .scores import rms
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class Orbit:
             rhs = np.vstack([positions, velocities * t_scale])
         coeffs, *_ = np.linalg.lstsq(design, rhs, rcond=None)
         residual = design[: times.size] @ coeffs - positions
-        fit_rms = float(np.sqrt(np.mean(residual**2)))
+        fit_rms = rms(residual)
         return cls(reference_time, coeffs, t_center, t_scale, float(t[0]), float(t[-1]), fit_rms)
 
     @classmethod

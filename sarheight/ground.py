@@ -38,15 +38,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy import optimize, stats
 
-from .dem import cell_size_m, open_dem
+from .dem import open_dem
 from .errors import InvalidInputError
+from .raster import filled_with_mean, gradient, grid_steps, smooth_random_field
 
 #: The local incidence angle (degrees) at which laws are levelled and compared: the middle
 #: of Sentinel-1 IW's swath.
@@ -196,21 +196,6 @@ LAMBERT_LAW = Sigma0Law("cosine", (0.1, 2.0))
 # Smooth random fields
 
 
-def smooth_random_field(shape: tuple[int, int], *, seed: int | Sequence[int], correlation_cells: float) -> np.ndarray:
-    """A smooth Gaussian random field of zero mean and unit standard deviation.
-
-    White noise filtered by a Gaussian kernel of ``correlation_cells`` cells (standard
-    deviation) through the FFT (periodic). ``seed``: an integer or a sequence of integers
-    (``numpy.random.default_rng``'s entropy)."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(shape)
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.rfftfreq(shape[1])[None, :]
-    kernel = np.exp(-0.5 * (2 * np.pi * correlation_cells) ** 2 * (fx**2 + fy**2))
-    field = np.fft.irfft2(np.fft.rfft2(noise) * kernel, s=shape)
-    return (field - field.mean()) / (field.std() + 1e-12)
-
-
 def lognormal_texture(shape: tuple[int, int], *, seed: int, contrast_db: float,
                       correlation_cells: float = 6.0) -> np.ndarray:
     """A multiplicative land-cover texture of mean 1: smooth patches (``correlation_cells``
@@ -231,11 +216,7 @@ def _slope_aspect(heights: np.ndarray, dem: xr.DataArray) -> tuple[np.ndarray, n
     """Slope (degrees) and aspect (degrees clockwise from north of the downslope direction)
     by central differences with metric cell sizes (any CRS, geographic included:
     ``sarheight.dem.terrain_attributes`` refuses geographic grids)."""
-    dy, dx = cell_size_m(dem)
-    north = dy * (1.0 if dem["y"].size < 2 or float(dem["y"][1] - dem["y"][0]) > 0 else -1.0)
-    east = dx * (1.0 if dem["x"].size < 2 or float(dem["x"][1] - dem["x"][0]) > 0 else -1.0)
-    filled = np.where(np.isfinite(heights), heights, np.nanmean(heights))
-    dz_north, dz_east = np.gradient(filled, north, east)
+    dz_north, dz_east = gradient(filled_with_mean(heights), grid_steps(dem))
     slope = np.degrees(np.arctan(np.hypot(dz_north, dz_east)))
     aspect = np.mod(np.degrees(np.arctan2(-dz_east, -dz_north)), 360.0)
     return slope, aspect

@@ -34,6 +34,7 @@ from .geometry import RadarGeometry, RadarWindow
 from .io import check_memory, open_raster
 from .kernels import facets
 from .kernels import reallocation as reallocation_kernels
+from .raster import power_to_db
 from .simulate import FacetContribution, Simulation, channels, clear_residue
 
 #: What a map-grid observation holds (ellipsoid-referenced).
@@ -418,8 +419,7 @@ def intensity_summary(values: Any, *, in_db: bool = False) -> dict[str, float]:
     if in_db:
         decibels = values[np.isfinite(values)]
     else:
-        positive = values[np.isfinite(values) & (values > 0)]
-        decibels = 10.0 * np.log10(positive)
+        decibels = power_to_db(values[np.isfinite(values) & (values > 0)], np.float64)
     if not decibels.size:
         return {"observed_median_db": float("nan"), "observed_spread_db": float("nan"), "observed_sampled": 0}
     median = float(np.median(decibels))

@@ -13,6 +13,7 @@ import xarray as xr
 
 from .io import atomic_path
 from .masks import MaskCode
+from .raster import gradient
 
 #: The panel keywords of a layover or shadow mask (:class:`sarheight.masks.MaskCode`):
 #: one colour per code with a legend of the codes' values and names, not a colour bar;
@@ -83,7 +84,7 @@ def hillshade(
 ) -> np.ndarray:
     """Unitless shaded relief in [0, 1] of a height grid (m) with cells of (dy, dx) metres."""
     filled = np.nan_to_num(height, nan=float(np.nanmean(height)))
-    gy, gx = np.gradient(filled, abs(cell_size[0]), abs(cell_size[1]))
+    gy, gx = gradient(filled, (abs(cell_size[0]), abs(cell_size[1])))
     slope = np.pi / 2 - np.arctan(np.hypot(gx, gy))
     aspect = np.arctan2(-gx, gy)
     az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)

@@ -159,6 +159,8 @@ from .errors import (
 )
 from .io import check_memory
 from .kernels import WGS84_A, WGS84_E2, geodetic_to_ecef
+from .raster import bilinear_at, cell_steps_m, gradient
+from .scores import rms
 
 __all__ = [
     "INTERPOLATION_METHODS",
@@ -380,7 +382,7 @@ def sample_priors(
     attrs: dict[str, Any] = {"pattern": pattern, "seed": int(seed)}
     if points is None:
         n = _prior_count(fraction, count, n_valid)
-        steps = _cell_steps_m(transform, grid_crs, heights.shape)
+        steps = cell_steps_m(transform, grid_crs, heights.shape)
         if pattern == "random":
             flat_valid = np.flatnonzero(valid)
             cells = np.sort(rng.choice(flat_valid, size=n, replace=False))
@@ -407,7 +409,7 @@ def sample_priors(
     if points is None:
         # Against the float32 heights the priors are stored as: an exact prior's error is 0.
         stored = values.astype(np.float32).astype(np.float64)
-        attrs["prior_error_rms_m"] = float(np.sqrt(np.mean((stored - heights.ravel()[cells]) ** 2)))
+        attrs["prior_error_rms_m"] = rms(stored - heights.ravel()[cells])
     attrs.update(count=int(cells.size), fraction=float(cells.size / n_valid), noise_m=float(noise_m),
                  vertical_datum="ellipsoid")
     return _priors_dataset(dem, cells, values, attrs, transform, grid_crs)
@@ -658,8 +660,10 @@ def _measure(heights: np.ndarray, cells: np.ndarray, errors: PriorErrors, steps:
         if errors.geolocation_m > 0:
             east, north = rng.normal(0.0, errors.geolocation_m, size=(2, n))
         off_e, off_n, weights = _footprint_cubature(errors.footprint_m)
-        samples = _bilinear(heights, row[:, None] + (north[:, None] + off_n) / step_n,
-                            col[:, None] + (east[:, None] + off_e) / step_e)
+        # Past the edge the slope goes on (odd reflection): "nearest" would flatten the
+        # terrain there and hide the geolocation error of priors near the edge.
+        samples = bilinear_at(heights, row[:, None] + (north[:, None] + off_n) / step_n,
+                              col[:, None] + (east[:, None] + off_e) / step_e, edge="odd")
         found = np.isfinite(samples)
         total = (np.where(found, weights, 0.0)).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -692,56 +696,9 @@ def _footprint_cubature(footprint_m: float) -> tuple[np.ndarray, np.ndarray, np.
     return radius * np.cos(angles), radius * np.sin(angles), np.repeat(node_weights / 6, 6)
 
 
-def _bilinear(heights: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The DEM's heights (m, float64) at fractional (row, column) positions of any shape,
-    bilinear between cell centres; NaN where none of the four nearest cells has a height.
-
-    Cells without a height are left out of the four (the others' weights renormalised), as
-    map_coordinates alone would spread a NaN over every value next to it. Past the grid's
-    edge the heights are continued by odd reflection (2 h_edge - h_mirror): the slope goes on,
-    where mode="nearest" would flatten the terrain and hide the geolocation error of priors
-    near the edge. Only the window that the positions need is read.
-    """
-    n_rows, n_cols = heights.shape
-    window, shifts = [], []
-    for positions, size in ((rows, n_rows), (cols, n_cols)):
-        low, high = float(positions.min()), float(positions.max())
-        start = min(max(0, math.floor(low)), size - 1)
-        stop = max(min(size, math.floor(high) + 2), start + 1)
-        # Past the edge, 256 cells at most are continued; further positions take the last.
-        before = min(256, math.ceil(-low) + 1) if low < 0 else 0
-        after = min(256, math.ceil(high - (size - 1)) + 1) if high > size - 1 else 0
-        window.append((start, stop, before, after))
-        shifts.append(before - start)
-    (r0, r1, rb, ra), (c0, c1, cb, ca) = window
-    padded = np.pad(heights[r0:r1, c0:c1], ((rb, ra), (cb, ca)), mode="reflect", reflect_type="odd")
-    found = np.isfinite(padded)
-    coordinates = np.stack([rows + shifts[0], cols + shifts[1]])
-    total = scipy.ndimage.map_coordinates(np.where(found, padded, 0.0), coordinates, output=np.float64,
-                                          order=1, mode="nearest")
-    weight = scipy.ndimage.map_coordinates(found.astype(np.float32), coordinates, output=np.float64,
-                                           order=1, mode="nearest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(weight > 1e-6, total / weight, np.nan)
-
-
 # --------------------------------------------------------------------------------------
 # Patterns
 # --------------------------------------------------------------------------------------
-
-
-def _cell_steps_m(transform: affine.Affine, crs: pyproj.CRS, shape: tuple[int, int]) -> tuple[float, float]:
-    """Signed (row, column) steps of the grid in metres, north and east positive: the CRS's
-    linear units for projected grids, the WGS84 metres of a degree at the grid's middle
-    latitude for geographic ones (enough to lay out a pattern)."""
-    if crs.is_geographic:
-        latitude = math.radians(transform.f + transform.e * 0.5 * shape[0])
-        w = math.sqrt(1.0 - WGS84_E2 * math.sin(latitude) ** 2)
-        metres_lat = math.radians(1.0) * WGS84_A * (1.0 - WGS84_E2) / w**3
-        metres_lon = math.radians(1.0) * WGS84_A / w * math.cos(latitude)
-        return transform.e * metres_lat, transform.a * metres_lon
-    units = [axis.unit_conversion_factor or 1.0 for axis in crs.axis_info] or [1.0]
-    return transform.e * units[-1], transform.a * units[0]
 
 
 def _first_occurrences(cells: np.ndarray) -> np.ndarray:
@@ -810,7 +767,7 @@ def _valley_weights(heights: np.ndarray, valid: np.ndarray, steps: tuple[float, 
         mean = total / share
     smooth = np.where(valid, heights, mean)
     smooth = np.where(np.isfinite(smooth), smooth, np.nanmean(heights[valid]))
-    grade_n, grade_e = np.gradient(smooth, step_n, step_e) if min(heights.shape) > 1 else (0.0 * smooth,) * 2
+    grade_n, grade_e = gradient(smooth, (step_n, step_e)) if min(heights.shape) > 1 else (0.0 * smooth,) * 2
     relief = (heights - mean)[valid]
     slope = np.hypot(grade_n, grade_e)[valid]
     low = 1.0 - scipy.stats.rankdata(relief) / relief.size
@@ -1386,7 +1343,7 @@ def distance_map(prior_mask: xr.DataArray | xr.Dataset) -> xr.DataArray:
     if crs.is_geographic:
         distance, method = _geodesic_distance(mask_array, mask), "nearest prior by k-d tree on WGS84 ECEF, arc length"
     else:
-        step_n, step_e = _cell_steps_m(transform, crs, mask.shape)
+        step_n, step_e = cell_steps_m(transform, crs, mask.shape)
         distance = scipy.ndimage.distance_transform_edt(~mask, sampling=(abs(step_n), abs(step_e)))
         method = "Euclidean distance transform with the cell size in metres"
     out = xr.DataArray(
@@ -1536,7 +1493,7 @@ def interpolate_priors(priors: xr.Dataset | xr.DataArray, method: str = "linear"
     attrs: dict[str, Any] = {"units": "m", "requested_method": method, "priors": int(known_heights.size)}
     used = method
     if method == "linear":
-        result, note = _linear_on_grid(mask, known_heights, _cell_steps_m(transform, crs, mask.shape))
+        result, note = _linear_on_grid(mask, known_heights, cell_steps_m(transform, crs, mask.shape))
         if note:
             attrs["note"] = note
             used = "idw"
@@ -1605,7 +1562,7 @@ def _metric_coordinates(grid: xr.DataArray, crs: pyproj.CRS,
     """East and north (m) of every cell: see :func:`interpolate_priors`' notes."""
     rows, cols = grid.shape
     if not crs.is_geographic:
-        step_n, step_e = _cell_steps_m(transform, crs, grid.shape)
+        step_n, step_e = cell_steps_m(transform, crs, grid.shape)
         east = np.broadcast_to((np.arange(cols) * step_e)[np.newaxis, :], grid.shape)
         north = np.broadcast_to((np.arange(rows) * step_n)[:, np.newaxis], grid.shape)
         return east, north

@@ -17,6 +17,7 @@ from affine import Affine
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.masks import MASK_ATTRS
+from sarheight.raster import metres_per_degree
 from sarheight.simulate import texture
 from sarheight.terrain.files import write_scene
 
@@ -39,11 +40,18 @@ def required(path: Path) -> Path:
     return path
 
 
+def cell_metres(rows: int, top_lat: float = LAT) -> tuple[float, float]:
+    """(dx, dy): the metres of a cell of :data:`CELL_DEG` of a grid of ``rows`` rows whose
+    top edge is at ``top_lat``, as sarheight measures geographic grids (WGS84, at the
+    grid's middle latitude)."""
+    north, east = metres_per_degree(top_lat - 0.5 * rows * CELL_DEG)
+    return CELL_DEG * east, CELL_DEG * north
+
+
 def plane_dem(rows: int, cols: int, slope_east_deg: float = 0.0, slope_north_deg: float = 0.0,
               base: float = 200.0) -> xr.DataArray:
     """A planar DEM on a geographic grid of ~30 m cells (heights ellipsoidal)."""
-    dx = CELL_DEG * math.cos(math.radians(LAT)) * 111_320.0
-    dy = CELL_DEG * 111_320.0
+    dx, dy = cell_metres(rows)
     x = np.arange(cols) * dx
     y = -np.arange(rows) * dy
     heights = base + np.tan(math.radians(slope_east_deg)) * x[None, :] + np.tan(math.radians(slope_north_deg)) * y[:, None]

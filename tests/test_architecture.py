@@ -4,6 +4,7 @@ crosses a module, the kernels import nothing of ours, no test imports another te
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ LAYERS = (
     ("_version", "_threads", "errors", "extras", "masks"),
     ("paths", "configs", "geoids"),
     ("io",),
+    ("raster", "scores"),
     ("dem",),
     ("ground", "coarse_dem"),
     ("preprocess",),
@@ -137,3 +139,36 @@ def test_no_test_imports_another_test_module():
                 names = [alias.name for alias in node.names]
             assert not any(n.split(".")[-1].startswith("test_") for n in names if n.startswith("tests")), \
                 f"{path.name} imports a test module: move what it shares into tests/helpers.py"
+
+
+#: The homes of the raster core's concepts (docs/architecture.md): the derivative of a
+#: raster, the metres of a degree, and the RMSE. The benchmark's scenes are exempt: they
+#: run in a worker beside another version's package and import nothing of sarheight.
+CORE_HOMES = {"gradient": "raster", "metres per degree": "raster", "RMSE": "scores"}
+SELF_CONTAINED = {"benchmark.scenes"}
+_METRES_PER_DEGREE = re.compile(r"\b111_?3\d\d(?:\.\d*)?\b|\b6_?371_?000\b")
+_HAND_RMSE = re.compile(r"sqrt\(\s*(?:float\(\s*)?(?:np|numpy)\.(?:nan)?mean\(")
+
+
+def _gradient_calls(path: Path) -> list[int]:
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "gradient"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id in ("np", "numpy")]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_the_raster_core_is_the_one_home_of_its_concepts(name):
+    if name in SELF_CONTAINED or _layer(name) == "kernels":
+        return
+    path = MODULES[name]
+    text = path.read_text()
+    if name != CORE_HOMES["gradient"]:
+        assert not _gradient_calls(path), (f"sarheight.{name} calls np.gradient (lines {_gradient_calls(path)}): "
+                                           "use sarheight.raster.gradient, the one derivative of a raster")
+    if name != CORE_HOMES["metres per degree"]:
+        found = _METRES_PER_DEGREE.findall(text)
+        assert not found, (f"sarheight.{name} holds a metres-per-degree constant {found}: use "
+                           "sarheight.raster.metres_per_degree or cell_steps_m (WGS84, the one conversion)")
+    if name != CORE_HOMES["RMSE"]:
+        found = _HAND_RMSE.findall(text)
+        assert not found, f"sarheight.{name} computes an RMSE by hand: use sarheight.scores (rms, MapScores)"

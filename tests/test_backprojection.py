@@ -493,7 +493,7 @@ def test_coregistration_finds_the_products_shift(east, north):
     assert registration.shift_north_m == pytest.approx(north, abs=3.0)
     # Relabelled, not resampled: the heights are the product's, the grid moved by -shift.
     np.testing.assert_array_equal(moved.values, product.values)
-    from sarheight.dem import cell_size_m
+    from sarheight.raster import cell_size_m
 
     degrees_per_metre = abs(dem.rio.transform().a) / cell_size_m(dem)[1]
     assert float(moved["x"][0] - product["x"][0]) == pytest.approx(

@@ -19,8 +19,9 @@ from sarheight.coarse_dem import (
     draw_errors,
     realistic_coarse_dem,
 )
-from sarheight.dem import cell_size_m, open_dem
+from sarheight.dem import open_dem
 from sarheight.errors import InvalidInputError, PlausibilityWarning
+from sarheight.raster import cell_size_m
 from sarheight.terrain.grid import block_mean
 from tests.helpers import rough_dem
 

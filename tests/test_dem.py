@@ -24,6 +24,7 @@ from sarheight import dem as sdem
 from sarheight import sample_data
 from sarheight.errors import DatumError, InvalidInputError, MissingInputError, VerticalDatumWarning
 from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
+from sarheight.raster import metres_per_degree
 from tests import reference_twins
 
 WGS84_B = WGS84_A * math.sqrt(1.0 - WGS84_E2)
@@ -326,8 +327,9 @@ def test_geodetic_coordinates_of_a_window_are_those_of_the_whole_grid(shape):
     lon, lat = sdem.geodetic_coordinates(dem)
     exact_lon, exact_lat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(
         *np.meshgrid(dem["x"].values, dem["y"].values))
-    assert np.abs(lat - exact_lat).max() * 111_320.0 < 1e-3
-    assert np.abs(lon - exact_lon).max() * 111_320.0 < 1e-3
+    metres = metres_per_degree(float(exact_lat.mean()))[0]  # the larger: latitude's
+    assert np.abs(lat - exact_lat).max() * metres < 1e-3
+    assert np.abs(lon - exact_lon).max() * metres < 1e-3
     for rows, cols in ((slice(7, None), slice(13, None)), (slice(0, 16), slice(None)), (slice(5, 9), slice(3, 20))):
         window_lon, window_lat = sdem.geodetic_coordinates(dem.isel(y=rows, x=cols))
         np.testing.assert_array_equal(window_lon, lon[rows, cols])

@@ -30,7 +30,7 @@ from sarheight.ground import (
 )
 from sarheight.simulate import empirical_sigma0, lambert_sigma0, simulate, simulate_sar, texture
 from sarheight.terrain.clinometry import range_slope_sensitivity
-from tests.helpers import CELL_DEG, LAT, LON, plane_dem, synthetic_geometry
+from tests.helpers import CELL_DEG, LAT, LON, cell_metres, plane_dem, synthetic_geometry
 
 ROCK, SOIL, VEGETATION, SNOW = range(4)
 ANGLES = np.linspace(0.0, 90.0, 901)
@@ -40,8 +40,7 @@ def cone(n: int = 41, slope_deg: float = 25.0, lat: float = LAT, base: float = 2
     """A cone of constant slope on a geographic grid of ~30 m cells, and the cells' distance
     east and north of its apex (m): the aspect of every cell is known (downslope = away
     from the apex)."""
-    dx = CELL_DEG * math.cos(math.radians(lat)) * 111_320.0
-    dy = CELL_DEG * 111_320.0
+    dx, dy = cell_metres(n, lat + n * CELL_DEG / 2)
     east = (np.arange(n) - n // 2)[None, :] * dx * np.ones((n, 1))
     north = -(np.arange(n) - n // 2)[:, None] * dy * np.ones((1, n))
     heights = base + math.tan(math.radians(slope_deg)) * (n // 2 * dy - np.hypot(east, north))
@@ -136,7 +135,7 @@ def test_snow_lies_above_the_snowline_lower_on_shaded_slopes():
 def test_rock_on_steep_slopes_and_vegetation_low():
     # h = a x^2 across the columns: the slope is atan(2 a x), exactly what central differences give.
     dem = plane_dem(24, 40)
-    dx = CELL_DEG * math.cos(math.radians(LAT)) * 111_320.0
+    dx = cell_metres(24)[0]
     x = np.arange(40) * dx
     a = math.tan(math.radians(65.0)) / (2 * x[-1])
     dem = dem.copy(data=np.broadcast_to(100.0 + a * x**2, dem.shape).astype(np.float32))

@@ -18,10 +18,11 @@ from sarheight.coarse_dem import CoarseDemErrors, coarse_product
 from sarheight.errors import InvalidInputError, PlausibilityWarning
 from sarheight.ground import SNAP_LAW, DateCondition, Ground, draw_date_conditions
 from sarheight.masks import MaskCode
+from sarheight.raster import grid_steps
 from sarheight.simulate import empirical_sigma0, simulate, simulate_sar
 from sarheight.terrain.backprojection import back_project
 from sarheight.terrain.geometry import scene_geometry
-from sarheight.terrain.grid import block_mean, grid_steps
+from sarheight.terrain.grid import block_mean
 from sarheight.terrain.inversion import InversionSettings, invert_dem
 from sarheight.terrain.observed import observation_list
 from sarheight.terrain.radar_images import composite_images, radar_image, speckle_variance

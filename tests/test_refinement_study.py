@@ -17,7 +17,6 @@ import yaml
 pytest.importorskip("lightning")
 
 from sarheight.cli import main
-from sarheight.data.terrain import TERRAIN_CLASSES
 from sarheight.errors import InvalidInputError
 from sarheight.studies.refinement import (
     BASELINES,
@@ -26,30 +25,10 @@ from sarheight.studies.refinement import (
     networks,
     run_refinement_study,
 )
-from sarheight.studies.scoring import MapScores
 from sarheight.terrain.variables import REFINEMENT_CLASSES
 from tests.helpers import simulate_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_map_scores_by_hand():
-    prediction = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 100.0]])
-    truth = np.array([[1.0, 3.0, 5.0], [4.0, 8.0, np.nan]])
-    mask = np.ones((2, 3), dtype=bool)
-    classes = np.array([[0, 0, 1], [4, 4, 1]])
-    scores = MapScores(TERRAIN_CLASSES, groups={"layover": ("active_layover", "passive_layover")})
-    scores.add(prediction, truth, mask, classes)
-    values = scores.compute()
-    errors = np.array([0.0, -1.0, -2.0, 0.0, -3.0])  # the NaN truth does not count
-    assert values["rmse"] == pytest.approx(np.sqrt(np.mean(errors**2))) and values["count"] == 5
-    assert values["rmse_active_layover"] == pytest.approx(np.sqrt(0.5))
-    assert values["rmse_layover"] == pytest.approx(np.sqrt(5 / 3)) and values["count_layover"] == 3
-    assert np.isnan(values["rmse_shadow"]) and values["count_shadow"] == 0
-    with pytest.raises(InvalidInputError, match="not finite"):
-        scores.add(np.full((2, 3), np.nan), truth, mask, classes)
-    with pytest.raises(InvalidInputError, match="groups"):
-        MapScores(TERRAIN_CLASSES, groups={"x": ("nowhere",)})
 
 
 def test_the_networks_derive_from_the_shipped_configuration():

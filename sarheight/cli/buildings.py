@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..scores import rms
 from .options import Action, add_actions, add_outputs, add_quiet, add_training_budget, run_action
 from .terrain import add_export_arguments, run_export
 
@@ -86,7 +87,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if (Path(args.city) / "height.tif").is_file():
             error = result["height"].values - read_height(args.city)
             valid = np.isfinite(error)
-            print(f"RMSE against the city's height.tif: {np.sqrt(np.mean(error[valid] ** 2)):.2f} m over "
+            print(f"RMSE against the city's height.tif: {rms(error[valid]):.2f} m over "
                   f"{int(valid.sum())} cells")
         written = [str(Path(args.out))] + ([str(Path(args.quicklook))] if args.quicklook else [])
         print(f"wrote {' and '.join(written)}")

@@ -100,13 +100,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _quicklook(result, output: str, path: str) -> None:
-    import numpy as np
 
     from ..masks import inside_image, to_isce3_mask
     from ..plots import quicklook
-
-    def db(values):
-        return 10 * np.log10(values.where(values > 0))
+    from ..raster import power_to_db as db
 
     quicklook(
         [

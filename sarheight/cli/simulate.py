@@ -117,9 +117,10 @@ def _quicklook(result, observation, sigma0, path: Path) -> None:
 
     from ..masks import inside_image
     from ..plots import MASK_LEGEND, quicklook
+    from ..raster import power_to_db
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        area_db = 10 * np.log10(result["simulated_area"].where(result["simulated_area"] > 0))
+        area_db = power_to_db(result["simulated_area"])
         low, high = (float(np.nanpercentile(area_db, p)) for p in (1, 99))
         panels = [
             ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
@@ -127,9 +128,9 @@ def _quicklook(result, observation, sigma0, path: Path) -> None:
             ("shadow", result["shadow"].where(inside_image(result["shadow"])), MASK_LEGEND),
             ("simulated image (radar geometry, area dB)", area_db,
              {"cmap": "gray", "vmin": low, "vmax": high, "colorbar": "dB (m²)"}),
-            ("simulated observation (radar geometry, beta0 dB)", 10 * np.log10(observation),
+            ("simulated observation (radar geometry, beta0 dB)", power_to_db(observation),
              {"cmap": "gray", "vmin": -25, "vmax": 5, "colorbar": "dB"}),
-            ("its sigma0 geocoded to the DEM (dB)", 10 * np.log10(sigma0),
+            ("its sigma0 geocoded to the DEM (dB)", power_to_db(sigma0),
              {"cmap": "gray", "vmin": -25, "vmax": 5, "colorbar": "dB"}),
         ]
     quicklook(panels, path, columns=2)

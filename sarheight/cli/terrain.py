@@ -63,7 +63,7 @@ def run_predict(args: argparse.Namespace) -> int:
             prediction_quicklook(scene, result, quicklook_path)
     if not args.quiet:
         if truth is not None:
-            from ..studies.scoring import map_rmse
+            from ..scores import map_rmse
 
             valid = np.isfinite(result["height"].values) & np.isfinite(truth)
             from ..terrain.variables import variable_description

@@ -184,8 +184,8 @@ def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -
     import numpy as np
     from rasterio.enums import Resampling
 
+    from ..scores import map_rmse
     from ..studies.refinement import BASELINES, NON_LEARNED, baseline_maps
-    from ..studies.scoring import map_rmse
     from .options import open_dem_from_args
 
     truth = open_dem_from_args(argparse.Namespace(**{**vars(args), "vertical_datum": None}), truth_path)
@@ -271,8 +271,8 @@ def _check_spacing_before_reading(path: str, spacing_m: float) -> None:
 
     import rioxarray
 
-    from ..dem import cell_size_m
     from ..io import open_raster
+    from ..raster import cell_size_m
     from ..terrain.grid import check_refinement_spacing
 
     with open_raster(path, "the DEM"):

@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidInputError
+from ..raster import power_to_db
 
 __all__ = ["DB_UNITS", "from_db", "is_db", "multilook", "require_linear_power", "to_db"]
 
@@ -88,9 +89,7 @@ def to_db(image: xr.DataArray) -> xr.DataArray:
             "to_db takes linear power"
         )
     dtype = np.float64 if image.dtype == np.float64 else np.float32
-    positive = image.where(np.isfinite(image) & (image > 0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (10.0 * np.log10(positive)).astype(dtype)
+    out = xr.apply_ufunc(power_to_db, image, kwargs={"dtype": dtype}, dask="parallelized", output_dtypes=[dtype])
     out.attrs = {**image.attrs, "units": "dB"}
     out.name = image.name
     return out

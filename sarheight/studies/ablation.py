@@ -42,9 +42,9 @@ from ..io import atomic_path
 from ..masks import MaskCode
 from ..plots import save_figure
 from ..priors import interpolate_priors
+from ..scores import MapScores
 from ..terrain.files import open_scene
 from .runs import mean_std, reduction, seeded_runs, train_run, write_json
-from .scoring import MapScores
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def evaluation_mask(scene: xr.Dataset, other_pass: bool) -> np.ndarray:
 
 
 class Scores:
-    """The ablation's scores on held-out scenes (:class:`~.scoring.MapScores` over the
+    """The ablation's scores on held-out scenes (:class:`~sarheight.scores.MapScores` over the
     terrain classes and layover as a whole), a model's NaN cells filled first."""
 
     def __init__(self) -> None:

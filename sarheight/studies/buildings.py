@@ -35,8 +35,8 @@ from ..data.buildings import BUILDING_CLASSES, building_classes, read_city, read
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..plots import save_figure
+from ..scores import MapScores
 from .runs import mean_std, reduction, seeded_runs, train_run, write_json
-from .scoring import MapScores
 
 __all__ = ["COMPARISON_FIGURES", "MEAN_BASELINE", "NETWORKS", "Network", "plot_building_comparison", "run_building_comparison",
            "score_heights", "write_building_table"]
@@ -67,7 +67,7 @@ def score_heights(predictions: Sequence[np.ndarray], truths: Sequence[np.ndarray
                   threshold_m: float = 1.0) -> dict[str, float]:
     """RMSE, MAE, R², footprint IoU and the RMSE per height class (m) of predicted height
     maps against the truth over the cells of ``masks``, all maps together
-    (:class:`~.scoring.MapScores`)."""
+    (:class:`~sarheight.scores.MapScores`)."""
     scores = MapScores(BUILDING_CLASSES, threshold_m=threshold_m)
     for prediction, truth, mask in zip(predictions, truths, masks, strict=True):
         scores.add(prediction, truth, mask, building_classes(np.where(mask, truth, 0.0), threshold_m))

@@ -52,9 +52,11 @@ from ..errors import InvalidInputError
 from ..ground import draw_date_conditions, draw_ground
 from ..plots import save_figure
 from ..priors import PRIOR_KINDS, draw_prior_errors, sample_priors
+from ..raster import grid_steps
+from ..scores import rms
 from ..terrain.backprojection import shifted
 from ..terrain.geometry import scene_geometry
-from ..terrain.grid import block_mean, grid_steps
+from ..terrain.grid import block_mean
 from ..terrain.inversion import InversionSettings, invert_dem
 from ..terrain.observed import observed_scene
 from ..terrain.radar_images import composite_images, radar_image
@@ -462,8 +464,8 @@ def error_budget(results: dict[str, Any]) -> list[dict[str, Any]]:
     for row in results["summary"]:
         records = [r for r in results["held_out"] if r["case"]["condition"] == row["condition"]
                    and r["case"]["factor"] == row["factor"]]
-        parts = {method: {source: math.sqrt(float(np.mean([r["scores"][method]["overall"] ** 2
-                                                             * r["error_sources"][method][source] for r in records])))
+        parts = {method: {source: rms([r["scores"][method]["overall"] * math.sqrt(r["error_sources"][method][source])
+                                       for r in records])
                           for source in ERROR_SOURCES}
                  for method in (REFERENCE_METHOD, "inversion")}
         budget.append({"condition": row["condition"], "factor": row["factor"], "rms_m": parts})

@@ -48,11 +48,11 @@ from ..data.terrain import scene_arrays, scene_files, scene_header
 from ..errors import InvalidInputError
 from ..masks import MaskCode
 from ..plots import save_figure
+from ..scores import MapScores
 from ..terrain.clinometry import refine_scene
 from ..terrain.files import open_scene
 from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
 from .runs import mean_std, read_sealed_json, reduction, seeded_runs, train_run, write_json
-from .scoring import MapScores
 
 logger = logging.getLogger(__name__)
 

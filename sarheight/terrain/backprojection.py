@@ -45,8 +45,8 @@ import rasterio.warp
 import xarray as xr
 from affine import Affine
 
-from ..dem import cell_size_m
 from ..errors import InvalidInputError
+from ..raster import cell_size_m, filled_with_mean, gradient, grid_steps
 
 __all__ = [
     "UPSAMPLING",
@@ -172,8 +172,7 @@ def shifted(dem: xr.DataArray, grid: xr.DataArray, shift_east_m: float, shift_no
 def _tan_slope(dem: xr.DataArray) -> np.ndarray:
     dy, dx = cell_size_m(dem)
     values = np.asarray(dem.values, dtype=np.float64)
-    filled = np.where(np.isfinite(values), values, np.nanmean(values))
-    along_rows, along_cols = np.gradient(filled, dy, dx)
+    along_rows, along_cols = gradient(filled_with_mean(values), (dy, dx))
     return np.hypot(along_rows, along_cols)
 
 
@@ -185,13 +184,10 @@ def _fit_registration(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np
     slope_bias = 0.0
     errors = (math.inf, math.inf)
     moved = coarse
-    dy, dx = cell_size_m(grid)
+    steps = grid_steps(grid)
     for _ in range(COREGISTRATION_ROUNDS):
         heights = upsample(moved, grid, "bicubic").values.astype(np.float64)
-        north_step = dy if grid.rio.transform().e > 0 else -dy
-        east_step = dx if grid.rio.transform().a > 0 else -dx
-        filled = np.where(np.isfinite(heights), heights, np.nanmean(heights))
-        along_rows, along_cols = np.gradient(filled, north_step, east_step)
+        along_rows, along_cols = gradient(filled_with_mean(heights), steps)
         use = known & np.isfinite(heights)
         if use.sum() < 8:
             break
@@ -520,12 +516,12 @@ def prior_correction(heights: xr.DataArray, prior_height: np.ndarray, prior_mask
     targets = np.stack([grid_rows.ravel(), grid_cols.ravel()], axis=1)
     estimate, deviation = krige_residuals(points, residuals, targets, covariance)
     shape = (lattice_rows.size, lattice_cols.size)
-    correction = _bilinear(estimate.reshape(shape), lattice_rows, lattice_cols, values.shape)
-    spread = _bilinear(deviation.reshape(shape), lattice_rows, lattice_cols, values.shape)
+    correction = _lattice_to_cells(estimate.reshape(shape), lattice_rows, lattice_cols, values.shape)
+    spread = _lattice_to_cells(deviation.reshape(shape), lattice_rows, lattice_cols, values.shape)
     return correction, spread
 
 
-def _bilinear(lattice: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _lattice_to_cells(lattice: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``lattice`` (values at the grid's ``rows`` x ``cols``) interpolated bilinearly to
     every cell of a grid of ``shape``."""
     from scipy.interpolate import RegularGridInterpolator

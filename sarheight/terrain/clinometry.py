@@ -53,8 +53,8 @@ import xarray as xr
 
 from ..errors import InvalidInputError
 from ..masks import MaskCode
+from ..raster import filled_with_mean, gradient, grid_steps
 from ..simulate import empirical_sigma0
-from .grid import grid_steps
 from .relief import relief_power_law
 from .variables import coarse_cell_size, scene_sigma0_law, scene_variable
 
@@ -173,8 +173,7 @@ def clinometric_correction(
     if not usable.any():
         return np.zeros(shape)
     # 1. The range slope of the coarse DEM and the change the ratio asks for.
-    filled = np.where(np.isfinite(reference), reference, np.nanmean(reference))
-    along_rows, along_cols = np.gradient(filled, north_step, east_step)
+    along_rows, along_cols = gradient(filled_with_mean(reference), (north_step, east_step))
     coarse_slope = np.arctan(look_east * along_cols + look_north * along_rows)
     sensitivity = range_slope_sensitivity(incidence, law)
     usable &= np.isfinite(sensitivity) & (sensitivity > 0.5)

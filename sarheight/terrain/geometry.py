@@ -8,11 +8,12 @@ import logging
 import math
 from typing import Any, Literal
 
-from ..dem import cell_size_m, open_dem
+from ..dem import open_dem
 from ..errors import (
     InvalidInputError,
 )
 from ..geometry import RadarGeometry
+from ..raster import cell_size_m
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ import rasterio.transform
 import rasterio.warp
 import xarray as xr
 
-from ..dem import cell_size_m, open_dem
+from ..dem import open_dem
 from ..errors import (
     InvalidInputError,
 )
+from ..raster import cell_size_m
 from .backprojection import upsample
 
 #: The scene variable holding the coarse DEM resampled by each kernel of :data:`sarheight.terrain.backprojection.UPSAMPLING`.
@@ -145,13 +146,3 @@ def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
                         name="grid", attrs={"spacing_m": float(spacing_m)})
     return grid.rio.write_crs(dem.rio.crs).rio.write_transform(
         rasterio.transform.from_origin(left, top, step_x, step_y))
-
-
-def grid_steps(grid: xr.DataArray) -> tuple[float, float]:
-    """The signed steps (m) of one row northward and one column eastward of a map grid
-    (``y``, ``x`` coordinates with a CRS): rows run south on north-up grids, so their step
-    is negative there."""
-    dy, dx = cell_size_m(grid)
-    north = dy * (1.0 if grid["y"].size < 2 or float(grid["y"][1] - grid["y"][0]) > 0 else -1.0)
-    east = dx * (1.0 if grid["x"].size < 2 or float(grid["x"][1] - grid["x"][0]) > 0 else -1.0)
-    return north, east

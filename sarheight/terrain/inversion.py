@@ -80,12 +80,15 @@ import scipy.sparse.linalg as sparse_linalg
 import xarray as xr
 from scipy import ndimage
 
-from ..dem import cell_size_m, geodetic_coordinates, open_dem
+from ..dem import geodetic_coordinates, open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
 from ..ground import FittedLaw, fit_sigma0_law
+from ..kernels import WGS84_A, WGS84_E2
 from ..masks import MaskCode
 from ..observation import intensity_on_window
+from ..raster import cell_size_m, gradient, grid_steps
+from ..scores import rms
 from ..simulate import (
     cell_geometry,
     empirical_sigma0,
@@ -93,7 +96,6 @@ from ..simulate import (
     simulate_sar,
     visibility_masks,
 )
-from .grid import grid_steps
 from .radar_images import NEPER_PER_DB, USEFUL_INCIDENCE_DEG, WINDOW_MARGIN, InversionImage, speckle_variance
 from .relief import (
     albedo_interpolation,
@@ -191,13 +193,13 @@ def look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray, 
     (its x axis, its y axis, up), each (cells, 3)."""
     cells = cell_geometry(dem, geometry, own_surface=False)
     lon, lat = (np.asarray(v, dtype=np.float64) for v in geodetic_coordinates(dem, radians=True))
-    a, e2 = 6378137.0, 6.69437999014e-3
+    a, e2 = WGS84_A, WGS84_E2
     prime = a / np.sqrt(1.0 - e2 * np.sin(lat) ** 2)
     surface = np.stack([prime * np.cos(lat) * np.cos(lon), prime * np.cos(lat) * np.sin(lon),
                         prime * (1.0 - e2) * np.sin(lat)], axis=-1)
     up = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
     east_step = grid_steps(dem)[1]
-    along_x = np.gradient(surface, axis=1) * math.copysign(1.0, east_step) if dem.shape[1] > 1 else np.stack(
+    along_x = gradient(surface, axis=1) * math.copysign(1.0, east_step) if dem.shape[1] > 1 else np.stack(
         [-np.sin(lon), np.cos(lon), np.zeros_like(lon)], axis=-1)
     along_x = along_x - np.sum(along_x * up, axis=-1, keepdims=True) * up
     along_x /= np.linalg.norm(along_x, axis=-1, keepdims=True)
@@ -446,7 +448,7 @@ def invert_dem(
     steps_taken: list[float] = []
     for round_index in range(settings.rounds):
         laws = [reading.law for reading in readings]
-        misfits.append(float(np.sqrt(np.mean(np.concatenate([r.residual[r.valid] ** 2 for r in readings])))))
+        misfits.append(rms(np.concatenate([r.residual[r.valid] for r in readings])))
         new_heights, new_nodes, predicted = _solve(problem, readings, variances, heights, albedo_nodes, penalties)
         # A damped Gauss-Newton step: the new surface is read with the simulator; where
         # the objective falls by less than a tenth of what the linearisation promised (its
@@ -489,7 +491,7 @@ def invert_dem(
         inversion_laws_db_at_40=", ".join(f"{float(law(40.0)):.2f}" for law in laws if law is not None),
         inversion_noise_nepers=", ".join(f"{math.sqrt(v):.3f}" for v in variances),
         inversion_steps=", ".join(f"{value:g}" for value in steps_taken),
-        inversion_change_rms_m=float(np.sqrt(np.mean(change**2))) if change.size else 0.0,
+        inversion_change_rms_m=rms(change) if change.size else 0.0,
         inversion_coarse_cell_m=float(coarse_cell_m))
     return out.rio.write_crs(reference.rio.crs)
 

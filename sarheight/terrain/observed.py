@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..dem import cell_size_m, open_dem
+from ..dem import open_dem
 from ..errors import (
     InvalidInputError,
     PartialCoverageWarning,
@@ -30,6 +30,7 @@ from ..priors import (
     interpolate_priors,
     sample_priors,
 )
+from ..raster import cell_size_m
 from .backprojection import back_project, refined_without_sar, shifted, upsample
 from .geometry import heading_direction, pass_direction
 from .grid import COARSE_VARIABLES

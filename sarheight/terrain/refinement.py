@@ -15,6 +15,7 @@ import xarray as xr
 
 from ..errors import InvalidInputError
 from ..masks import MaskCode
+from ..scores import rms
 from .grid import refinement_grid
 from .inversion import InversionSettings
 from .observed import check_refinement_inputs, observed_scene
@@ -200,7 +201,7 @@ def refine_dem(
                         coarse_factor=float(scene.attrs["coarse_factor"]), cells_kept_coarse=int(kept.sum()),
                         cells_outside_image=int((~inside).sum()),
                         # How far the method moved the coarse DEM (its SAR and priors together).
-                        correction_rms_m=float(np.sqrt(np.mean(change**2))) if change.size else 0.0,
+                        correction_rms_m=rms(change) if change.size else 0.0,
                         correction_max_m=float(np.max(np.abs(change))) if change.size else 0.0,
                         **{key: float(value) for key, value in scene.attrs.items()
                            if key.startswith(("observed_", "other_observed_"))},

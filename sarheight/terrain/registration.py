@@ -24,11 +24,11 @@ from ..dem import open_dem
 from ..errors import PlausibilityWarning, user_stacklevel
 from ..geometry import RadarGeometry, RadarWindow
 from ..observation import intensity_on_window
+from ..raster import gradient, grid_steps
 from ..simulate import (
     cell_geometry,
     run_simulation,
 )
-from .grid import grid_steps
 from .radar_images import InversionImage
 
 
@@ -110,8 +110,7 @@ def _pixels_per_metre(dem: xr.DataArray, geometry: RadarGeometry) -> np.ndarray:
     cells = cell_geometry(flat, geometry, own_surface=False)
     north_step, east_step = grid_steps(dem)
     line, sample, valid = cells["line"], cells["sample"], cells["valid"]
-    rows = np.gradient(line, axis=0) / north_step, np.gradient(line, axis=1) / east_step
-    cols = np.gradient(sample, axis=0) / north_step, np.gradient(sample, axis=1) / east_step
+    rows, cols = gradient(line, (north_step, east_step)), gradient(sample, (north_step, east_step))
     use = valid & np.isfinite(rows[0]) & np.isfinite(cols[0])
     return np.array([[np.median(rows[1][use]), np.median(rows[0][use])],
                      [np.median(cols[1][use]), np.median(cols[0][use])]])
@@ -168,7 +167,7 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
         use = obs_valid & moved_valid
         if use.sum() < 256:
             return None
-        grad_l, grad_s = np.gradient(moved)
+        grad_l, grad_s = gradient(moved)
         design = np.stack([np.ones(use.sum()), moved[use], grad_l[use], grad_s[use]], axis=1)
         target = obs[use]
         solution, *_ = np.linalg.lstsq(design, target, rcond=None)

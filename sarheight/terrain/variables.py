@@ -50,7 +50,6 @@ import math
 import numpy as np
 import xarray as xr
 
-from ..dem import cell_size_m
 from ..errors import (
     InvalidInputError,
 )
@@ -59,8 +58,8 @@ from ..ground import (
     fit_sigma0_law,
 )
 from ..masks import MaskCode
+from ..raster import cell_size_m, gradient, grid_steps
 from ..simulate import empirical_sigma0
-from .grid import grid_steps
 
 #: The variables every scene has (``height`` only where the truth is known).
 INPUT_VARIABLES = (
@@ -281,20 +280,14 @@ def _coarse_terrain(scene: xr.Dataset, name: str) -> np.ndarray:
     heights = scene["coarse_bicubic"]
     north_step, east_step = grid_steps(heights)
     values = heights.values.astype(np.float64)
-    along_rows, along_cols = np.gradient(values, north_step, east_step)
+    along_rows, along_cols = gradient(values, (north_step, east_step))
     if name == "coarse_slope_east":
         return along_cols.astype(np.float32)
     if name == "coarse_slope_north":
         return along_rows.astype(np.float32)
-    laplacian = np.gradient(along_rows, north_step, axis=0) + np.gradient(along_cols, east_step, axis=1)
+    steps = (north_step, east_step)
+    laplacian = gradient(along_rows, steps, axis=0) + gradient(along_cols, steps, axis=1)
     return (laplacian * coarse_cell_size(scene)).astype(np.float32)
-
-
-def power_to_db(values: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = 10.0 * np.log10(values)
-    out[~np.isfinite(out)] = np.nan
-    return out.astype(np.float32)
 
 
 def on_grid(values: xr.DataArray | np.ndarray, grid: xr.DataArray, name: str, attrs: dict | None = None) -> xr.DataArray:

@@ -38,6 +38,7 @@ import xarray as xr
 from ..data.terrain import scene_arrays
 from ..errors import InvalidInputError
 from ..io import atomic_path
+from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
 from .checkpoints import CHECKPOINT_KEY, load_checkpoint, resolve_device
@@ -100,9 +101,6 @@ def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[
             within.append((float(np.mean(z <= 1.0)), float(np.mean(z <= 2.0))))
         else:
             within.append((float("nan"), float("nan")))
-
-        def rms(values: np.ndarray) -> float:
-            return float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
 
         found["keep"].append(keep)
         found["std_scale"].append(scale)

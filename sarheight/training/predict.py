@@ -20,6 +20,7 @@ from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, deferred_warnings
 from ..io import write_geotiff
 from ..preprocess.sentinel2 import S2_BANDS
+from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.variables import refinement_classes
 from .checkpoints import TrainedModel, load_checkpoint, moved_to, resolve_device, warn_identical_members
@@ -351,7 +352,7 @@ def _rmse_title(error: np.ndarray | None) -> str:
     """", RMSE x.xx m" of an error map, for a panel's title ("" without one)."""
     if error is None or not np.isfinite(error).any():
         return ""
-    return f"\nRMSE {float(np.sqrt(np.nanmean(error**2))):.2f} m"
+    return f"\nRMSE {rms(error):.2f} m"
 
 
 def _spread_title(members: int) -> str:

@@ -1,0 +1,292 @@
+"""The raster core: how every grid of heights or backscatter is measured, differentiated,
+converted and sampled, in one place.
+
+- :func:`metres_per_degree`: the metres of a degree of latitude and longitude on the WGS84
+  ellipsoid (its meridional and prime-vertical radii of curvature): the only conversion
+  of degrees to metres in sarheight;
+- :func:`cell_steps_m` and :func:`grid_steps`: the signed steps (m) of one row northward
+  and one column eastward of a grid; :func:`cell_size_m`: their sizes, (dy, dx);
+- :func:`gradient`: the one derivative of a raster, with one NaN policy (a derivative that
+  reads a void is NaN; :func:`filled_with_mean` fills voids first where a caller wants
+  one everywhere);
+- :func:`power_to_db` and :func:`db_to_power`: decibels of linear power and back;
+- :func:`smooth_random_field`: Gaussian random fields of a given correlation;
+- :func:`bilinear_at`: values at fractional (row, column) positions, NaN-aware.
+
+Nothing here reads a file or knows what a DEM is: ``dem`` and everything above it
+measure their grids with these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import affine
+import numpy as np
+import pyproj
+import rasterio.crs
+import rioxarray  # noqa: F401  (the .rio accessor of grids)
+import scipy.ndimage
+import xarray as xr
+
+from .errors import InvalidInputError
+from .kernels import WGS84_A, WGS84_E2
+
+__all__ = ["bilinear_at", "cell_size_m", "cell_steps_m", "db_to_power", "filled_with_mean", "gradient", "grid_steps",
+           "horizontal_part", "metres_per_degree", "power_to_db", "smooth_random_field"]
+
+
+# ---------------------------------------------------------------------------------------
+# Metres of a grid
+
+
+def metres_per_degree(latitude_deg: Any) -> tuple[Any, Any]:
+    """(north, east): the metres of one degree of latitude and of one degree of longitude
+    at ``latitude_deg`` (a number, or an array: arrays back) on the WGS84 ellipsoid (the
+    meridional radius of curvature, and the prime-vertical one times the cosine of the
+    latitude)."""
+    latitude = np.radians(latitude_deg)
+    w = np.sqrt(1.0 - WGS84_E2 * np.sin(latitude) ** 2)
+    north = math.radians(1.0) * WGS84_A * (1.0 - WGS84_E2) / w**3
+    east = math.radians(1.0) * WGS84_A / w * np.cos(latitude)
+    if np.ndim(north) == 0:
+        return float(north), float(east)
+    return north, east
+
+
+def horizontal_part(crs: pyproj.CRS) -> pyproj.CRS:
+    """The 2-D horizontal part of a compound or 3-D CRS (a 2-D one unchanged).
+
+    Raises
+    ------
+    InvalidInputError : the CRS has no horizontal part (vertical only).
+    """
+    if crs.is_compound:
+        for sub in crs.sub_crs_list:
+            if not sub.is_vertical:
+                return horizontal_part(sub)
+        raise InvalidInputError(
+            f"The DEM's CRS {crs.name!r} has no horizontal part. Write a map CRS with "
+            "dem.rio.write_crs(...)."
+        )
+    if crs.is_vertical:
+        raise InvalidInputError(
+            f"The DEM's CRS {crs.name!r} is vertical only. Write a compound CRS (e.g. "
+            "'EPSG:4326+5773') or a map CRS with dem.rio.write_crs(...)."
+        )
+    if len(crs.axis_info) == 3:
+        return crs.to_2d()
+    return crs
+
+
+def cell_steps_m(transform: affine.Affine, crs: Any, shape: tuple[int, int]) -> tuple[float, float]:
+    """(north, east): the signed metres of one row and one column of a grid, positive
+    northward and eastward (rows run south on north-up grids: negative there).
+
+    Projected grids: the CRS's linear units converted to metres. Geographic grids: the
+    WGS84 metres of a degree (:func:`metres_per_degree`) at the grid's middle latitude, a
+    few parts per ten thousand off at the edges of a tile one degree high.
+
+    Parameters
+    ----------
+    transform : the grid's affine transform (not rotated).
+    crs : its CRS (pyproj, rasterio or anything pyproj reads; compound and 3-D CRSs by
+        their horizontal part).
+    shape : (rows, columns).
+    """
+    horizontal = horizontal_part(_pyproj_crs(crs))
+    if horizontal.is_geographic:
+        north, east = metres_per_degree(transform.f + transform.e * 0.5 * shape[0])
+        return transform.e * north, transform.a * max(east, 1e-6 * north)
+    units = [axis.unit_conversion_factor or 1.0 for axis in horizontal.axis_info] or [1.0]
+    return transform.e * units[-1], transform.a * units[0]
+
+
+def grid_steps(grid: xr.DataArray | xr.Dataset) -> tuple[float, float]:
+    """(north, east): the signed metres of one row and one column of a map grid (``y``,
+    ``x`` with a CRS), from its coordinates (:func:`cell_steps_m`)."""
+    crs = grid.rio.crs
+    if crs is None:
+        raise InvalidInputError("the grid has no CRS: write the one its coordinates are in "
+                                "(grid.rio.write_crs('EPSG:32611'), say)")
+    transform = grid.rio.transform()
+    if transform.b != 0 or transform.d != 0:
+        raise InvalidInputError("the grid is rotated (its transform has shear terms): warp it to a north-up grid first")
+    return cell_steps_m(transform, crs, (grid.sizes["y"], grid.sizes["x"]))
+
+
+def cell_size_m(grid: xr.DataArray | xr.Dataset) -> tuple[float, float]:
+    """(dy, dx): the size (m, positive) of a cell of ``grid``, in the order of its axes
+    (:func:`grid_steps` without their signs)."""
+    north, east = grid_steps(grid)
+    return abs(north), abs(east)
+
+
+def _pyproj_crs(crs: Any) -> pyproj.CRS:
+    if isinstance(crs, pyproj.CRS):
+        return crs
+    if isinstance(crs, rasterio.crs.CRS):
+        return pyproj.CRS.from_wkt(crs.to_wkt())
+    return pyproj.CRS.from_user_input(crs)
+
+
+# ---------------------------------------------------------------------------------------
+# Derivatives
+
+
+def gradient(values: np.ndarray, steps: tuple[float, float] = (1.0, 1.0), *, axis: int | None = None
+             ) -> Any:
+    """The derivative of a raster along its rows and its columns (per metre of the signed
+    ``steps``, (north, east) from :func:`grid_steps`: slopes rising northward and eastward).
+
+    Central differences inside, one-sided at the edges (second order in the steps), in
+    float64. The one NaN policy: a derivative that reads a NaN is NaN; a caller that
+    wants slopes across voids fills them first. A raster of one row (column) has no
+    derivative along it: zeros.
+
+    Returns
+    -------
+    (along rows, along columns), or the one along ``axis`` (0 or 1).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = []
+    for which in (0, 1) if axis is None else (axis,):
+        if values.shape[which] < 2:
+            out.append(np.zeros_like(values))
+        else:
+            out.append(np.gradient(values, float(steps[which]), axis=which))
+    return tuple(out) if axis is None else out[0]
+
+
+def filled_with_mean(values: np.ndarray) -> np.ndarray:
+    """``values`` (float64) with every NaN replaced by the mean of the finite ones: the
+    surface a caller differentiates where it wants a derivative at every cell (voids then
+    read as flat ground at the mean height)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    return np.where(finite, values, np.nanmean(values) if finite.any() else 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Decibels
+
+
+def power_to_db(values: Any, dtype: Any = np.float32) -> Any:
+    """Linear power to decibels, ``10 log10``; zero, negative and non-finite powers give
+    NaN (no dB value), never -inf. A DataArray gives a DataArray (same coordinates and
+    attributes, ``units`` "dB"); anything else an array of ``dtype``."""
+    if isinstance(values, xr.DataArray):
+        return values.copy(data=power_to_db(values.values, dtype)).assign_attrs(units="dB")
+    values = np.asarray(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 10.0 * np.log10(np.where(np.isfinite(values) & (values > 0), values, np.nan))
+    return out.astype(dtype)
+
+
+def db_to_power(values: Any, dtype: Any = np.float64) -> np.ndarray:
+    """Decibels to linear power, ``10^(dB / 10)`` (NaN stays NaN)."""
+    return np.power(10.0, np.asarray(values, dtype=np.float64) / 10.0).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Random fields
+
+
+def smooth_random_field(shape: tuple[int, int], *, seed: Any, correlation_cells: float | Sequence[float],
+                        boundary: Literal["periodic", "padded", "reflect"] = "periodic") -> np.ndarray:
+    """A smooth Gaussian random field of zero mean and unit standard deviation: white noise
+    filtered by a Gaussian kernel of ``correlation_cells`` cells (its standard deviation;
+    one per axis, or one for both) through the FFT.
+
+    Parameters
+    ----------
+    seed : an integer, a sequence of integers (``numpy.random.default_rng``'s entropy) or a
+        ``numpy.random.Generator`` to draw from.
+    boundary : ``"periodic"``: the field wraps around, and is scaled to the sample's mean
+        and standard deviation (a texture: every scene has its full contrast);
+        ``"padded"``: drawn on a grid padded by three kernel widths so that opposite edges
+        do not correlate, scaled by the ensemble's standard deviation (an error field: over
+        a scene small against the correlation, part of it is a bias, as in a real
+        product). A kernel narrower than one cell leaves the noise white; ``"reflect"``:
+        filtered in space with the edges mirrored, scaled to the sample's statistics (a
+        mask drawn by a quantile of it: clouds).
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    sigma = [float(correlation_cells)] * 2 if np.ndim(correlation_cells) == 0 else [float(c) for c in correlation_cells]
+    if boundary == "periodic":
+        noise = rng.standard_normal(shape)
+        fy = np.fft.fftfreq(shape[0])[:, None]
+        fx = np.fft.rfftfreq(shape[1])[None, :]
+        kernel = np.exp(-0.5 * (2 * np.pi) ** 2 * ((sigma[0] * fy) ** 2 + (sigma[1] * fx) ** 2))
+        field = np.fft.irfft2(np.fft.rfft2(noise) * kernel, s=shape)
+        return (field - field.mean()) / (field.std() + 1e-12)
+    if boundary == "reflect":
+        field = scipy.ndimage.gaussian_filter(rng.standard_normal(shape), sigma=sigma)
+        return (field - field.mean()) / (field.std() + 1e-12)
+    if boundary != "padded":
+        raise InvalidInputError(f"boundary must be 'periodic', 'padded' or 'reflect', got {boundary!r}")
+    sigma = [s if s >= 0.5 else 0.0 for s in sigma]
+    pads = [math.ceil(3 * s) for s in sigma]
+    padded = (shape[0] + 2 * pads[0], shape[1] + 2 * pads[1])
+    noise = rng.standard_normal(padded)
+    if max(sigma) == 0.0:
+        return noise[: shape[0], : shape[1]]
+    fy = np.fft.fftfreq(padded[0])[:, None]
+    fx = np.fft.fftfreq(padded[1])[None, :]
+    kernel = np.exp(-2 * np.pi**2 * ((sigma[0] * fy) ** 2 + (sigma[1] * fx) ** 2))
+    field = np.fft.ifft2(np.fft.fft2(noise) * kernel).real
+    field /= np.linalg.norm(kernel) / math.sqrt(kernel.size)  # the ensemble's standard deviation
+    return field[pads[0] : pads[0] + shape[0], pads[1] : pads[1] + shape[1]]
+
+
+# ---------------------------------------------------------------------------------------
+# Sampling
+
+
+def bilinear_at(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, *,
+                edge: Literal["nearest", "odd"] = "nearest") -> np.ndarray:
+    """``values`` (float64) at fractional (row, column) positions of any shape, bilinear
+    between cell centres; NaN where none of the four nearest cells has a value.
+
+    Cells without a value are left out of the four (the others' weights renormalised), as
+    interpolation alone would spread a NaN over every value next to it. Past the grid's
+    edge, ``edge="nearest"`` continues the edge's values; ``"odd"`` continues by odd
+    reflection (``2 v_edge - v_mirror``: a slope goes on, where "nearest" would flatten
+    the terrain). Only the window the positions need is read.
+    """
+    values = np.asarray(values)
+    rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+    n_rows, n_cols = values.shape
+    if rows.size == 0:
+        return np.full(rows.shape, np.nan)
+    window, shifts = [], []
+    for positions, size in ((rows, n_rows), (cols, n_cols)):
+        low, high = float(positions.min()), float(positions.max())
+        # At least two cells a side (where there are), so that a reflection past the edge
+        # has a slope to continue.
+        start = min(max(0, math.floor(low)), max(size - 2, 0))
+        stop = max(min(size, math.floor(high) + 2), min(start + 2, size))
+        if edge == "odd":
+            # Past the edge, 256 cells at most are continued; further positions take the last.
+            before = min(256, math.ceil(-low) + 1) if low < 0 else 0
+            after = min(256, math.ceil(high - (size - 1)) + 1) if high > size - 1 else 0
+        else:
+            before = after = 0
+        window.append((start, stop, before, after))
+        shifts.append(before - start)
+    (r0, r1, rb, ra), (c0, c1, cb, ca) = window
+    part = values[r0:r1, c0:c1]
+    if rb or ra or cb or ca:
+        part = np.pad(part, ((rb, ra), (cb, ca)), mode="reflect", reflect_type="odd")
+    found = np.isfinite(part)
+    coordinates = np.stack([rows + shifts[0], cols + shifts[1]])
+    total = scipy.ndimage.map_coordinates(np.where(found, part, 0.0), coordinates, output=np.float64,
+                                          order=1, mode="nearest")
+    weight = scipy.ndimage.map_coordinates(found.astype(np.float32), coordinates, output=np.float64,
+                                           order=1, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 1e-6, total / weight, np.nan)
