@@ -65,7 +65,7 @@ def main() -> None:
         write_geotiff(block_mean(fine, 3).rename("height"), folder / "coarse.tif")
         common = ["--vertical-datum", "ellipsoid", "--quiet"]
         _command("simulate", str(folder / "fine.tif"), *GEOMETRY, *common, "--out", str(folder / "sim.tif"))
-        from sarheight.dem import cell_size_m
+        from sarheight.raster import cell_size_m
 
         dy, dx = cell_size_m(fine)
         spacing = f"{(dy * dx) ** 0.5:.3f}"
