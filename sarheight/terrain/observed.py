@@ -30,14 +30,14 @@ from ..priors import (
     interpolate_priors,
     sample_priors,
 )
-from ..raster import cell_size_m
+from ..raster import cell_size_m, power_to_db
 from .backprojection import back_project, refined_without_sar, shifted, upsample
 from .geometry import heading_direction, pass_direction
 from .grid import COARSE_VARIABLES
 from .inversion import InversionSettings, invert_dem
 from .radar_images import InversionImage, composite_images, radar_image
 from .registration import register_to_images
-from .variables import VARIABLE_ATTRS, inversion_reference, on_grid, power_to_db
+from .variables import VARIABLE_ATTRS, inversion_reference, on_grid
 
 
 def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
