@@ -46,15 +46,9 @@ from sarheight.benchmark import CASES, speckled, synthetic_scene
 from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.kernels.visibility import line_group
 from sarheight.layover import reconstruct
-from sarheight.simulate import (
-    cell_geometry,
-    radar_window,
-    residue_thresholds,
-    run_simulation,
-    simulate,
-    simulate_sar,
-    visibility_masks,
-)
+from sarheight.simulate import run_simulation, simulate, simulate_sar
+from sarheight.simulate.cells import cell_geometry, radar_window, visibility_masks
+from sarheight.simulate.engine import residue_thresholds
 
 #: (case, DEM cells a side) of the figures, as ``sarheight benchmark`` runs them.
 SCENES = (("coarse", 1024), ("pixel", 2048))

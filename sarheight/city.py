@@ -80,7 +80,8 @@ from .preprocess.align import write_height, write_s1_image, write_s2_image
 from .preprocess.backscatter import multilook, to_db
 from .preprocess.sentinel2 import S2_BANDS
 from .raster import gradient, smooth_random_field
-from .simulate import cell_geometry, simulate_sar
+from .simulate import simulate_sar
+from .simulate.cells import cell_geometry
 from .terrain.geometry import PassDirection, scene_geometry
 
 __all__ = [

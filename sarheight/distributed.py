@@ -70,30 +70,23 @@ from .observation import (
     warn_partial_coverage,
 )
 from .reallocation import Output, reallocate, result_dataset
-from .simulate import (
-    BYTES_PER_CELL,
-    Contribution,
-    FacetContribution,
-    Projection,
-    Simulation,
-    SmoothFields,
+from .simulate import Simulation
+from .simulate.cells import (
     bilinear_oversample,
     cell_geometry,
     cell_geometry_arrays,
     cell_steps,
     channels,
-    clear_residue,
     radar_sums,
     radar_window,
-    resolve_contribution,
     rows_run_along_track,
     slant_range_spacing,
-    smooth_samples,
-    smooth_stride,
     step_stride,
     visibility_masks,
     window_of_extent,
 )
+from .simulate.contribution import Contribution, FacetContribution, Projection, resolve_contribution
+from .simulate.engine import BYTES_PER_CELL, SmoothFields, clear_residue, smooth_samples, smooth_stride
 
 logger = logging.getLogger(__name__)
 

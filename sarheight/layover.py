@@ -41,7 +41,8 @@ from .masks import to_isce3_mask
 from .observation import Quantity, resolve_observation
 from .paths import check_outputs, check_writable_folder
 from .reallocation import Output, reconstruct_in_memory
-from .simulate import Contribution, Projection, check_dem_shape, check_simulation_options
+from .simulate.contribution import Contribution, Projection
+from .simulate.engine import check_dem_shape, check_simulation_options
 
 __all__ = ["RECONSTRUCTION_BANDS", "SIMULATION_BANDS", "reconstruct", "to_geotiff", "to_isce3_mask"]
 

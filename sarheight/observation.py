@@ -35,7 +35,10 @@ from .io import check_memory, open_raster
 from .kernels import facets
 from .kernels import reallocation as reallocation_kernels
 from .raster import power_to_db
-from .simulate import FacetContribution, Simulation, channels, clear_residue
+from .simulate import Simulation
+from .simulate.cells import channels
+from .simulate.contribution import FacetContribution
+from .simulate.engine import clear_residue
 
 #: What a map-grid observation holds (ellipsoid-referenced).
 Quantity = Literal["beta0", "sigma0", "gamma0"]

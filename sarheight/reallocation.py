@@ -38,18 +38,10 @@ from .observation import (
     warn_if_implausible,
     warn_partial_coverage,
 )
-from .simulate import (
-    Contribution,
-    Projection,
-    Simulation,
-    block_count,
-    channels,
-    clear_residue,
-    gather_buffer,
-    radar_sums,
-    residue_thresholds,
-    run_simulation,
-)
+from .simulate import Simulation, run_simulation
+from .simulate.cells import block_count, channels, gather_buffer, radar_sums
+from .simulate.contribution import Contribution, Projection
+from .simulate.engine import clear_residue, residue_thresholds
 
 #: What ``backscatter`` holds: the reallocated energy over the sigma or the gamma area.
 Output = Literal["sigma0", "gamma0"]

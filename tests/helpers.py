@@ -87,8 +87,9 @@ def assert_closed_recovery(dem: xr.DataArray, geometry: RadarGeometry, chunks: t
     ``chunks``, and require every lit cell back within ``tolerance`` relative: the 3 x 3
     cells at each corner (all lit), the outer ring (``lit_border`` of it lit) and the
     interior."""
+    from sarheight.ground import empirical_sigma0
     from sarheight.layover import reconstruct
-    from sarheight.simulate import empirical_sigma0, simulate_sar
+    from sarheight.simulate import simulate_sar
 
     observation, truth = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None,
                                       return_truth=True)

@@ -124,7 +124,8 @@ def test_the_peer_reads_the_scene_that_sarheight_simulates():
     import sarsen.orbit
     import sarsen.scene
 
-    from sarheight.simulate import cell_geometry, simulate
+    from sarheight.simulate import simulate
+    from sarheight.simulate.cells import cell_geometry
 
     dem, geometry = benchmark.synthetic_scene(32, 30.0)
     observation = benchmark.speckled(simulate(dem, geometry, projection="bilinear", progress=False))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sarheight.dem import PACKAGED_EGM96
 from sarheight.errors import InvalidInputError
-from sarheight.simulate import empirical_sigma0, lambert_sigma0
+from sarheight.ground import empirical_sigma0, lambert_sigma0
 from sarheight.terrain.clinometry import (
     anchor_to_priors,
     clinometric_correction,

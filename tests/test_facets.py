@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from sarheight.kernels import facets
 from sarheight.kernels.projection import gather_triangles, sample_window, scatter_triangles
 from sarheight.reallocation import reallocate, reallocation_ratios
-from sarheight.simulate import VALID_AREA_FRACTION, run_simulation
+from sarheight.simulate import run_simulation
+from sarheight.simulate.contribution import VALID_AREA_FRACTION
 from tests import twin_reallocation as twin
 from tests.helpers import rough_dem, synthetic_geometry
 

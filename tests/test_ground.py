@@ -24,11 +24,13 @@ from sarheight.ground import (
     Ground,
     Sigma0Law,
     draw_ground,
+    empirical_sigma0,
     fit_sigma0_law,
+    lambert_sigma0,
     lognormal_texture,
     terrain_land_cover,
 )
-from sarheight.simulate import empirical_sigma0, lambert_sigma0, simulate, simulate_sar, texture
+from sarheight.simulate import simulate, simulate_sar, texture
 from sarheight.terrain.clinometry import range_slope_sensitivity
 from tests.helpers import CELL_DEG, LAT, LON, cell_metres, plane_dem, synthetic_geometry
 

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from sarheight.coarse_dem import CoarseDemErrors, coarse_product
 from sarheight.errors import InvalidInputError, PlausibilityWarning
-from sarheight.ground import SNAP_LAW, DateCondition, Ground, draw_date_conditions
+from sarheight.ground import SNAP_LAW, DateCondition, Ground, draw_date_conditions, empirical_sigma0
 from sarheight.masks import MaskCode
 from sarheight.raster import grid_steps
-from sarheight.simulate import empirical_sigma0, simulate, simulate_sar
+from sarheight.simulate import simulate, simulate_sar
 from sarheight.terrain.backprojection import back_project
 from sarheight.terrain.geometry import scene_geometry
 from sarheight.terrain.grid import block_mean

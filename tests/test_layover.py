@@ -14,20 +14,16 @@ from hypothesis import strategies as st
 
 from sarheight.errors import GeometryError, InvalidInputError
 from sarheight.geometry import RadarGeometry
+from sarheight.ground import empirical_sigma0
 from sarheight.kernels import facets
 from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
 from sarheight.layover import reconstruct, to_isce3_mask
 from sarheight.observation import intensity_flags
 from sarheight.reallocation import reallocate
-from sarheight.simulate import (
-    channels,
-    clear_residue,
-    empirical_sigma0,
-    run_simulation,
-    simulate,
-    simulate_sar,
-)
+from sarheight.simulate import run_simulation, simulate, simulate_sar
+from sarheight.simulate.cells import channels
+from sarheight.simulate.engine import clear_residue
 from tests.helpers import assert_closed_recovery, plane_dem, rough_dem, synthetic_geometry
 
 
@@ -540,7 +536,7 @@ def test_a_tile_added_band_by_band_equals_the_tile_added_at_once(rows, cols, lin
 def test_the_facet_extent_of_row_blocks_combines_into_the_whole(rows, cols, cuts, voids, seed):
     """``radar_window`` takes the facets' extent on row blocks in threads: the extremes of
     the blocks' extents are the whole DEM's, bit for bit, borders and voids included."""
-    from sarheight.simulate import whole_facet_extent
+    from sarheight.simulate.cells import whole_facet_extent
 
     rng = np.random.default_rng(seed)
     line = np.cumsum(rng.random((rows, cols)) + 0.2, axis=0) + rng.random((1, cols))
@@ -664,7 +660,7 @@ def test_the_ratio_and_residue_passes_match_their_numpy_twin(n_lines, n_samples,
 def test_evenly_chosen_cells_are_those_of_the_listing_of_every_cell(rows, cols, share, samples, seed):
     """``flat_orientation`` picks its cells through per-row counts: the same cells as
     listing every True cell and taking evenly spaced ones from it."""
-    from sarheight.simulate import evenly_chosen
+    from sarheight.simulate.cells import evenly_chosen
 
     mask = np.random.default_rng(seed).random((rows, cols)) < share
     listed = np.flatnonzero(mask)

@@ -18,13 +18,13 @@ from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.kernels import facets
 from sarheight.masks import MaskCode
-from sarheight.simulate import (
+from sarheight.simulate import simulate
+from sarheight.simulate.cells import (
     active_layover,
     cell_geometry,
     flat_orientation,
     layover_facing_share,
     radar_window,
-    simulate,
     visibility_masks,
 )
 from tests.helpers import SAFES, plane_dem, required, rough_dem, synthetic_geometry

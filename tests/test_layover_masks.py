@@ -379,7 +379,7 @@ def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, own
 def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spacing):
     from sarheight.kernels.visibility import line_group, visibility_profiles
     from sarheight.masks import kernel_codes
-    from sarheight.simulate import cell_geometry, radar_window, rows_run_along_track
+    from sarheight.simulate.cells import cell_geometry, radar_window, rows_run_along_track
 
     dem = rough_dem(seed, 24, 24, 650.0)
     if window == "holes":

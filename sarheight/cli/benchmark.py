@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if not cases:
         raise SarHeightError("--side 0 and --coarse-side 0 leave nothing to time; give one of them")
     from ..io import check_memory
-    from ..simulate import BYTES_PER_CELL
+    from ..simulate.engine import BYTES_PER_CELL
 
     for name, n in cases.items():
         # The DEM, its simulation and the reconstruction of the largest case, before any is made.

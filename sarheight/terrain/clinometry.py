@@ -52,9 +52,9 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidInputError
+from ..ground import empirical_sigma0
 from ..masks import MaskCode
 from ..raster import filled_with_mean, gradient, grid_steps
-from ..simulate import empirical_sigma0
 from .relief import relief_power_law
 from .variables import coarse_cell_size, scene_sigma0_law, scene_variable
 

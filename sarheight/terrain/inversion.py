@@ -83,19 +83,14 @@ from scipy import ndimage
 from ..dem import geodetic_coordinates, open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
-from ..ground import FittedLaw, fit_sigma0_law
+from ..ground import FittedLaw, empirical_sigma0, fit_sigma0_law
 from ..kernels import WGS84_A, WGS84_E2
 from ..masks import MaskCode
 from ..observation import intensity_on_window
 from ..raster import cell_size_m, gradient, grid_steps
 from ..scores import rms
-from ..simulate import (
-    cell_geometry,
-    empirical_sigma0,
-    radar_window,
-    simulate_sar,
-    visibility_masks,
-)
+from ..simulate import simulate_sar
+from ..simulate.cells import cell_geometry, radar_window, visibility_masks
 from .radar_images import NEPER_PER_DB, USEFUL_INCIDENCE_DEG, WINDOW_MARGIN, InversionImage, speckle_variance
 from .relief import (
     albedo_interpolation,

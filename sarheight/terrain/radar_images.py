@@ -20,11 +20,8 @@ from ..dem import open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
 from ..observation import rebuilt_in_radar_geometry, resolve_observation
-from ..simulate import (
-    cell_geometry,
-    radar_window,
-    run_simulation,
-)
+from ..simulate import run_simulation
+from ..simulate.cells import cell_geometry, radar_window
 
 #: Nepers per decibel.
 NEPER_PER_DB = math.log(10.0) / 10.0

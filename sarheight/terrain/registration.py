@@ -25,10 +25,8 @@ from ..errors import PlausibilityWarning, user_stacklevel
 from ..geometry import RadarGeometry, RadarWindow
 from ..observation import intensity_on_window
 from ..raster import gradient, grid_steps
-from ..simulate import (
-    cell_geometry,
-    run_simulation,
-)
+from ..simulate import run_simulation
+from ..simulate.cells import cell_geometry
 from .radar_images import InversionImage
 
 

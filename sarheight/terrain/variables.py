@@ -55,11 +55,11 @@ from ..errors import (
 )
 from ..ground import (
     FittedLaw,
+    empirical_sigma0,
     fit_sigma0_law,
 )
 from ..masks import MaskCode
 from ..raster import cell_size_m, gradient, grid_steps
-from ..simulate import empirical_sigma0
 
 #: The variables every scene has (``height`` only where the truth is known).
 INPUT_VARIABLES = (

@@ -1,0 +1,476 @@
+"""Where the DEM's cells fall in the radar image: their zero-Doppler geometry (line,
+sample, look), the oversampling a DEM's steps need, the visibility (layover and shadow)
+per zero-Doppler line, the radar window a DEM covers, the blocks and buffers of a run.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import kernels
+from .._threads import row_blocks, run_blocks, thread_count
+from ..dem import geodetic_coordinates
+from ..errors import GeometryError, InvalidInputError
+from ..geometry import RadarGeometry, RadarWindow
+from ..kernels import facets, visibility
+from ..masks import kernel_codes
+
+
+def oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cells: dict) -> int:
+    if oversample != "auto":
+        return int(oversample)
+    if projection == "exact":
+        return 2
+    return bilinear_oversample(cell_steps(cells, step_stride(cells["valid"].shape)))
+
+
+def check_oversample(oversample: Any) -> None:
+    """Refuse an ``oversample`` that is neither ``"auto"`` nor an integer 1..16 (the caller
+    handles ``"auto"``)."""
+    if not isinstance(oversample, (int, np.integer)) or not 1 <= int(oversample) <= 16:
+        raise InvalidInputError(f"oversample must be 'auto' or an integer 1..16, got {oversample!r}")
+
+
+#: Cell pairs whose steps decide the bilinear oversampling (a median: a sample suffices).
+STEP_SAMPLES = 2**18
+
+
+def step_stride(shape: tuple[int, int], samples: int = STEP_SAMPLES) -> int:
+    """Stride along rows and columns for about ``samples`` cell pairs of a DEM of ``shape``."""
+    return max(1, math.isqrt(shape[0] * shape[1] // samples))
+
+
+def neighbour_pairs(axis: int, stride: int, n_rows: int, start: int = 0,
+                    stop: int | None = None) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Index pairs (first, second) of neighbouring cells along ``axis`` (0: rows, 1:
+    columns), from every ``stride``-th row (rows ``start:stop`` of ``n_rows``; the
+    neighbour below may lie beyond ``stop``) and every ``stride``-th column: the sample
+    of cell pairs that the median steps of the cells are taken from."""
+    stop = n_rows if stop is None else stop
+    if axis == 0:
+        last = min(stop, n_rows - 1)
+        return ((slice(start, last, stride), slice(None, None, stride)),
+                (slice(start + 1, last + 1, stride), slice(None, None, stride)))
+    return ((slice(start, stop, stride), slice(0, -1, stride)), (slice(start, stop, stride), slice(1, None, stride)))
+
+
+def cell_steps(cells: dict[str, np.ndarray], stride: int, first_row: int = 0,
+               rows: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """|d line| and |d sample| from a valid cell to the next valid one along columns and
+    along rows: [line along y, sample along y, line along x, sample along x].
+
+    From the cells on DEM rows r with r % stride == 0 and every ``stride``-th column;
+    ``first_row``: the DEM row of ``cells``' first row, ``rows``: the local rows whose
+    pairs are taken (the next row may lie beyond them): blocks of rows with one row of
+    halo take, together, the same pairs as the whole DEM.
+    """
+    valid = cells["valid"]
+    start, stop = rows if rows is not None else (0, valid.shape[0])
+    start += (-(first_row + start)) % stride
+    out = []
+    for axis in (0, 1):
+        first, second = neighbour_pairs(axis, stride, valid.shape[0], start, stop)
+        both = valid[first] & valid[second]
+        for name in ("line", "sample"):
+            out.append(np.abs(cells[name][second] - cells[name][first])[both])
+    return out
+
+
+def bilinear_oversample(steps: list[np.ndarray]) -> int:
+    """Sub-quads per cell side for bilinear splatting, from ``cell_steps``.
+
+    A typical facet (the median cell step) spans at most about half a pixel; k >= 2.
+    Not sized for the largest steps: on back-slopes facets stretch to ~2 pixels in range,
+    and sizing k for them (the 95th percentile: k = 4 on a 10 m DEM with 10 m pixels, RMS
+    slope 0.5) quadrupled the cost without changing the error against the exact
+    projection (median 0.05, 95th percentile 0.33 of the pixel area at k = 2, 3 and 4):
+    that error comes from splatting a centre, not from the facet's size (k = 1: 0.19 and
+    0.69).
+    """
+    extent = max((float(np.median(step)) for step in steps if step.size), default=0.0)
+    return int(min(16, max(2, math.ceil(2.0 * extent))))
+
+
+def rows_run_along_track(line: np.ndarray) -> bool:
+    """Whether the zero-Doppler line changes more along DEM rows' axis (y) than along x
+    (median steps over about ``STEP_SAMPLES`` cell pairs)."""
+    stride = step_stride(line.shape)
+    steps = []
+    for axis in (0, 1):
+        first, second = neighbour_pairs(axis, stride, line.shape[0])
+        step = np.abs(line[second] - line[first])
+        step = step[np.isfinite(step)]
+        steps.append(float(np.median(step)) if step.size else 0.0)
+    return not steps[1] > steps[0]
+
+
+def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_layover: np.ndarray,
+                     window: RadarWindow, *, transpose: bool | None = None,
+                range_tolerance: float | None = None, judged: np.ndarray | None = None,
+                every_line: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
+    of the window's pixels (``kernels.visibility``).
+
+    Every valid cell gets a code (:class:`~sarheight.masks.MaskCode`): active layover
+    where ``own_layover`` (its own surface lays over, :func:`active_layover`), active
+    shadow where ``faces_away``, passive where other terrain overlays or shadows it in its
+    own plane; no passive code where no line of ``window`` brackets it. The caller marks
+    the cells outside the image. Only the lines of ``window`` have profiles, so
+    a block's masks equal the in-memory ones where its window holds the lines around its
+    cells (``distributed``). ``judged``: judge only these cells (the others lend their
+    points to the profiles); needs rows along track. ``every_line`` False: only the
+    lines that bound the sweep's groups are cut, and the lines between take the mixing of
+    the nearer of them (``kernels.visibility.visibility_lines``' ``cut_all``; the masks
+    are the same; each line's mixing is that of the bounding line nearest to it, at most
+    half a group away).
+    """
+    line0, n_lines, sample0, n_samples = window
+    names = ("line", "sample", "slant_range", "look_angle", "cross_track")
+    arrays = [cells[name] for name in names] + [faces_away, own_layover, cells["valid"]]
+    # Profiles cut DEM columns along track: put the axis along which lines change most first.
+    if transpose is None:
+        transpose = not rows_run_along_track(cells["line"])
+    if transpose and judged is not None:
+        raise InvalidInputError("masks of a selection of cells need rows along track")
+    if transpose:
+        arrays = [np.ascontiguousarray(a.T) for a in arrays]
+    line, faces_away, own_layover, valid = arrays[0], arrays[5], arrays[6], arrays[7]
+    layover = np.empty(line.shape, dtype=np.uint8)
+    shadow = np.empty(line.shape, dtype=np.uint8)
+    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
+
+    def prepared() -> tuple[float, tuple[np.ndarray, ...], int]:
+        # The level tolerance, the column runs and the lines per group: cells are set
+        # against the profiles of every group-th line (a DEM row's worth on a DEM coarser
+        # than the lines), so that the work per pair of profiles follows the rows.
+        tolerance = 0.05 * slant_range_spacing(cells) if range_tolerance is None else range_tolerance
+        return tolerance, visibility.column_runs(line, valid), visibility.line_group(line, valid)
+
+    def bucketed() -> tuple[np.ndarray, np.ndarray]:
+        return buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0, n_lines,
+                        layover, shadow)
+
+    if thread_count() > 1:
+        # The serial preparations on a thread of their own beside the bucketing.
+        with ThreadPoolExecutor(max_workers=1) as side:
+            preparing = side.submit(prepared)
+            start, bucket = bucketed()
+            range_tolerance, runs, group = preparing.result()
+    else:
+        start, bucket = bucketed()
+        range_tolerance, runs, group = prepared()
+    bounds = visibility.line_groups(n_lines, group)
+    # Ranges of groups are independent: each thread cuts the profile before its first.
+    # Many more ranges than threads even out where layover (the costly cells) gathers
+    # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
+    run_blocks(lambda first, stop: visibility.visibility_lines(
+        *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, bounds[first],
+        bounds[stop], group, kernel_codes(), layover, shadow, mixing, every_line), len(bounds) - 1,
+        16 * thread_count())
+    if transpose:
+        layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
+    return layover, shadow, mixing
+
+
+def flat_orientation(cells: dict[str, np.ndarray], geometry: RadarGeometry, samples: int = 64) -> int:
+    """The sign (+1 or -1) of the Jacobian determinant d(line, sample) / d(row, column) of
+    terrain that is not range-reversing, for the cells' grid under ``geometry``.
+
+    Each of up to ``samples`` valid cells (an even subset) is mapped with its row and
+    column neighbours' positions at its own height: a level patch of the grid, which
+    never reverses range; the sign is the median's (all agree, barring rounding on a
+    degenerate grid). The terrain itself plays no part, so a DEM that is mostly layover
+    gets the same sign as any other on its grid, and blocks of one DEM agree. +1 where
+    no cell has both neighbours valid.
+    """
+    lon, lat, height, valid = cells["lon"], cells["lat"], cells["height"], cells["valid"]
+    if min(valid.shape) < 2:
+        return 1
+    i, j = evenly_chosen(valid[:-1, :-1], samples)
+    if i.size == 0:
+        return 1
+    at = (np.stack([i, i + 1, i], axis=1), np.stack([j, j, j + 1], axis=1))
+    level = np.repeat(np.asarray(height[i, j], dtype=np.float64)[:, None], 3, axis=1)
+    patch = cell_geometry_arrays(np.ascontiguousarray(np.broadcast_to(lon, valid.shape)[at]),
+                                 np.ascontiguousarray(np.broadcast_to(lat, valid.shape)[at]), level, geometry,
+                                 own_surface=False)
+    line, sample = patch["line"], patch["sample"]
+    determinant = ((line[:, 1] - line[:, 0]) * (sample[:, 2] - sample[:, 0])
+                   - (line[:, 2] - line[:, 0]) * (sample[:, 1] - sample[:, 0]))
+    determinant = determinant[patch["valid"].all(axis=1) & np.isfinite(determinant)]
+    return -1 if determinant.size and float(np.median(determinant)) < 0.0 else 1
+
+
+def evenly_chosen(mask: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of up to ``samples`` True cells of a 2-D ``mask``, evenly spaced in
+    row-major order from the first to the last: those of
+    ``np.flatnonzero(mask)[np.linspace(0, n - 1, samples).astype(int)]``, found through
+    per-row counts instead of listing every True cell (a whole DEM's, 5 ms at 2048^2)."""
+    per_row = np.count_nonzero(mask, axis=1)
+    ends = np.cumsum(per_row)
+    total = int(ends[-1]) if ends.size else 0
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ranks = np.linspace(0, total - 1, min(samples, total)).astype(np.int64)
+    rows = np.searchsorted(ends, ranks, side="right")
+    columns = np.array([np.flatnonzero(mask[row])[rank - (ends[row] - per_row[row])]
+                        for row, rank in zip(rows, ranks, strict=True)], dtype=np.int64)
+    return rows.astype(np.int64), columns
+
+
+def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
+    """The share (0..1, float32) of each cell's own footprint that faces the radar in
+    layover (range-reversing in its zero-Doppler plane; ``kernels.facets.layover_facing_share``),
+    NaN where the cell is void. ``orientation``: flat terrain's determinant sign
+    (:func:`flat_orientation`).
+
+    The criterion of active layover from the cell's own surface: a cell of which more
+    than half faces the radar this way lays over its neighbours by itself
+    (:func:`active_layover`, ``cells["active_layover"]``).
+    """
+    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    out = np.empty(line.shape, dtype=np.float32)
+    run_blocks(lambda start, stop: facets.layover_facing_share(line, sample, valid, int(orientation), start, stop,
+                                                               out),
+               line.shape[0], block_count(line.shape))
+    return out
+
+
+def active_layover(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
+    """Whether each cell is in active layover (bool): more than half of its own footprint
+    range-reversing (:func:`layover_facing_share` above 1/2, ``kernels.facets.active_layover``)."""
+    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
+    out = np.empty(line.shape, dtype=bool)
+    run_blocks(lambda start, stop: facets.active_layover(line, sample, valid, int(orientation), start, stop, out),
+               line.shape[0], block_count(line.shape))
+    return out
+
+
+def buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away: np.ndarray,
+             own_layover: np.ndarray, line0: int, n_lines: int, layover: np.ndarray,
+             shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``kernels.visibility.visibility_buckets`` on row blocks in threads: a counting sort of
+    the cells by key, counted per block, placed per block (rows in order, so the cells of
+    a key stay row-major)."""
+    blocks = row_blocks(line.shape[0], block_count(line.shape))
+    counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
+    codes = kernel_codes()
+    run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, own_layover, line0, n_lines,
+                                                      *blocks[k],
+                                                      codes, layover, shadow, counts[k]) for k in range(a, b)],
+               len(blocks), len(blocks))
+    # Key b's cells are bucket[start[b]:start[b + 1]]; block k's begin at cursor[k, b].
+    per_key = counts[:, :n_lines + 1].sum(axis=0)
+    start = np.zeros(n_lines + 2, dtype=np.int64)
+    np.cumsum(per_key, out=start[1:])
+    cursors = start[:n_lines + 1] + np.cumsum(counts[:, :n_lines + 1], axis=0) - counts[:, :n_lines + 1]
+    bucket = np.empty(start[-1], dtype=np.int64)
+    run_blocks(lambda a, b: [visibility.bucket_fill(line, valid, judged, line0, n_lines, *blocks[k], cursors[k],
+                                                    bucket) for k in range(a, b)],
+               len(blocks), len(blocks))
+    return start, bucket
+
+
+def slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -> float:
+    """Median slant-range extent of one sample (m): slant range over sample differences
+    between neighbouring cells (the sample index depends on slant range alone, up to
+    the slow drift of GRD polynomials along track), on an even subset of the cells."""
+    slant_range, sample = cells["slant_range"], cells["sample"]
+    stride = max(1, int(math.sqrt(slant_range.size / samples)))
+    ratios = []
+    for axis in (0, 1):
+        if slant_range.shape[axis] < 2:
+            continue
+        first, second = neighbour_pairs(axis, stride, slant_range.shape[0])
+        d_range = slant_range[second] - slant_range[first]
+        d_sample = sample[second] - sample[first]
+        usable = np.isfinite(d_range) & np.isfinite(d_sample) & (np.abs(d_sample) >= 0.25)
+        ratios.append(np.abs(d_range[usable] / d_sample[usable]))
+    values = np.concatenate(ratios) if ratios else np.zeros(0)
+    return float(np.median(values)) if values.size else 1.0
+
+
+def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geometry: RadarGeometry,
+                 margin: int = 2) -> RadarWindow:
+    """The part of the image the facets of the DEM's cells fall in, ``margin`` pixels
+    around the extent of the facets' vertices.
+
+    That extent (``kernels.facets.facet_extent``) reaches beyond the cell centres at the
+    DEM's border, whose facets are extrapolated half a cell beyond the outermost centres:
+    by up to a cell step, several pixels where cells are larger than pixels or
+    foreshortened. A window cut at the centres would drop the outer part of those facets
+    from the scatter and the gather alike, and their cells (at the corners, where the
+    rotated grid reaches the window's bounds) would get less than their energy.
+    """
+    if not valid.any():
+        raise GeometryError(
+            "no DEM cell has a zero-Doppler solution on the side the radar looks at: DEM and "
+            "geometry do not overlap; check the DEM's CRS and extent and the product"
+        )
+    return window_of_extent(whole_facet_extent(line, sample, valid), geometry, margin)
+
+
+def whole_facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray) -> tuple[float, float, float, float]:
+    """``kernels.facets.facet_extent`` of a whole DEM's cells (its borders the DEM's), on
+    row blocks in threads, their extremes combined: the same extent, bit for bit."""
+    parts = np.array(run_blocks(lambda start, stop: facets.facet_extent_rows(
+        line, sample, valid, start, stop, True, True, True, True), line.shape[0], block_count(line.shape)))
+    if np.all(np.isnan(parts[:, 0])):
+        return math.nan, math.nan, math.nan, math.nan
+    return (float(np.nanmin(parts[:, 0])), float(np.nanmax(parts[:, 1])), float(np.nanmin(parts[:, 2])),
+            float(np.nanmax(parts[:, 3])))
+
+
+def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarGeometry,
+                     margin: int = 2) -> RadarWindow:
+    """:func:`radar_window` of facets spanning ``extent`` (smallest line, largest line,
+    smallest sample, largest sample; a block-wise run gathers it from its blocks)."""
+    lines, samples = geometry.grid.shape
+    l_min, l_max, s_min, s_max = extent
+    line0 = max(0, math.floor(l_min) - margin)
+    line1 = min(lines, math.ceil(l_max) + margin + 1)
+    sample0 = max(0, math.floor(s_min) - margin)
+    sample1 = min(samples, math.ceil(s_max) + margin + 1)
+    if line1 <= line0 or sample1 <= sample0:
+        raise GeometryError(
+            f"the DEM lies entirely outside the radar image ({lines} x {samples}): it maps to lines "
+            f"{l_min:.0f}..{l_max:.0f}, samples {s_min:.0f}..{s_max:.0f}; check that DEM and product "
+            "cover the same area"
+        )
+    return RadarWindow(line0, line1 - line0, sample0, sample1 - sample0)
+
+
+#: Cells per block of DEM rows in the per-cell passes: the blocks' own buffers (ECEF
+#: positions, per-cell sums, scatter bands) stay small beside the whole-DEM arrays.
+BLOCK_CELLS = 1 << 17
+
+
+#: Radar lines of a band of the radar buffer that the scatter's tiles add to under a lock
+#: of its own.
+ADD_BAND_LINES = 64
+
+
+def block_count(shape: tuple[int, int]) -> int:
+    """Row blocks for a per-cell pass: at least one per thread, about ``BLOCK_CELLS`` cells each."""
+    return max(thread_count(), math.ceil(shape[0] * shape[1] / BLOCK_CELLS))
+
+
+def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: int = 0,
+              col_stop: int | None = None) -> np.ndarray:
+    """ECEF positions (m) of the cells of DEM rows ``start:stop`` and columns
+    ``col_start:col_stop``, (rows, cols, 3) float64.
+
+    Recomputed from longitude, latitude and height whenever a pass needs them (a few ns
+    per cell), rather than kept for the whole DEM (24 bytes per cell).
+    """
+    cells_at = (slice(start, stop), slice(col_start, col_stop))
+    height = cells["height"][cells_at]
+    out = np.empty((*height.shape, 3))
+    kernels.cells.ecef_of_cells(cells["lon"][cells_at], cells["lat"][cells_at], height, kernels.WGS84_A,
+                                kernels.WGS84_E2, out)
+    return out
+
+
+def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry, *, own_surface: bool = True) -> dict[str, np.ndarray]:
+    """Zero-Doppler geometry of every cell centre (``kernels.cells.cell_geometry``) and,
+    with ``own_surface``, the flags of its own surface (``faces_away``, ``active_layover``:
+    what the masks need, not the facet passes); ``lon``, ``lat`` (rad) and ``height`` are
+    kept (views where possible) for the passes that recompute ECEF positions per block."""
+    lon, lat = geodetic_coordinates(dem, radians=True)
+    return cell_geometry_arrays(lon, lat, np.ascontiguousarray(dem.values), geometry, own_surface=own_surface)
+
+
+def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geometry: RadarGeometry, *,
+                         own_surface: bool = True) -> dict[str, np.ndarray]:
+    """:func:`cell_geometry` of cells given by longitude, latitude (rad; broadcast views of
+    1-D axes are the fast case) and height (m) arrays of one shape, whose rows and columns
+    are DEM rows and columns (``own_surface``: also ``faces_away`` and ``active_layover``,
+    which take the surface between the neighbouring rows and columns of these arrays)."""
+    shape = height.shape
+    k = geometry.kernel_arguments()
+    # name: (dtype, trailing shape), in the kernel's argument order. Allocated here,
+    # written (first touch too) by the row blocks on their threads.
+    fields = {
+        "azimuth_time": (np.int64, ()),
+        "slant_range": (np.float64, ()),
+        "line": (np.float64, ()),
+        "sample": (np.float64, ()),
+        "look": (np.float32, (3,)),
+        "pixel_area": (np.float32, ()),
+        "incidence": (np.float32, ()),
+        "look_angle": (np.float64, ()),
+        "cross_track": (np.float64, ()),
+        "valid": (np.bool_, ()),
+    }
+    out = {name: np.empty((*shape, *trailing), dtype=dtype) for name, (dtype, trailing) in fields.items()}
+    away = np.empty(shape, dtype=bool) if own_surface else None
+    reference_ns = np.datetime64(geometry.reference_time, "ns").astype(np.int64)
+
+    def work(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        # The normals of faces_away need the positions of one row more on each side.
+        halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
+        ecef = np.empty((halo_stop - halo_start, shape[1], 3))
+        kernels.cells.cell_geometry(
+            lon[rows], lat[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
+            k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
+            k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
+            k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"], reference_ns,
+            ecef[start - halo_start:stop - halo_start], *(array[rows] for array in out.values()),
+        )
+        for row in {halo_start, halo_stop - 1} - set(range(start, stop)):
+            local = row - halo_start
+            kernels.cells.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1],
+                                        kernels.WGS84_A, kernels.WGS84_E2, ecef[local:local + 1])
+        if away is not None:
+            facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
+                              away[halo_start:halo_stop])
+
+    run_blocks(work, shape[0], block_count(shape))
+    out["azimuth_time"] = out["azimuth_time"].view("datetime64[ns]")
+    out.update(lon=lon, lat=lat, height=height)
+    if away is not None:
+        out["faces_away"] = away
+        # After every block's lines and samples are known: the footprints reach into
+        # the neighbouring rows.
+        out["active_layover"] = active_layover(out, flat_orientation(out, geometry))
+    return out
+
+
+def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
+    """A zeroed radar buffer of ``n_lines`` x ``n_samples`` pixels for the two channels
+    of the facet kernel (``kernels.facets``: padded, channels side by side).
+
+    Zeroed by the threads, block by block: the first write to each fresh page of a large
+    array is a page fault, slow on virtual machines, and the scatter's tiles would
+    otherwise take them one after the other while adding into it under a lock.
+    """
+    sums = np.empty(facets.radar_buffer_shape(n_lines, n_samples))
+    if sums.size < BLOCK_CELLS:
+        sums.fill(0.0)
+    else:
+        run_blocks(lambda start, stop: sums[start:stop].fill(0.0), sums.shape[0],
+                   max(1, math.ceil(sums.size / BLOCK_CELLS)))
+    return sums
+
+
+def channels(sums: np.ndarray) -> np.ndarray:
+    """The images (2, lines, samples) of a radar buffer: a view."""
+    pad = facets.PAD
+    return sums[pad:-pad, pad:-pad].transpose(2, 0, 1)
+
+
+def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """The radar buffer the gather reads, from ratio images (2, lines, samples): their
+    padded row prefix sums for exact projection, the images for bilinear. In place when
+    ``out`` is the buffer ``images`` views (``channels``)."""
+    images = np.asarray(images, dtype=np.float64)
+    if out is None:
+        out = np.empty(facets.radar_buffer_shape(images.shape[1], images.shape[2]))
+    facets.prefix_buffer(images, 0, images.shape[1], exact, out)
+    return out

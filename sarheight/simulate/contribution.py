@@ -1,0 +1,146 @@
+"""What each facet of the DEM contributes to the image: a sigma0 law of the local incidence
+(the empirical one, or a user's), the gamma area, or per-cell weights, in the form the facet
+kernel takes (:class:`FacetContribution`, :func:`resolve_contribution`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from .. import kernels
+from ..errors import InvalidInputError
+from ..ground import EMPIRICAL_LAW, empirical_sigma0
+from ..kernels import facets
+
+#: Pixels whose simulated gamma area is below this fraction of the flat-terrain area are
+#: not valid for terrain flattening (Small 2011).
+VALID_AREA_FRACTION = kernels.reallocation.VALID_AREA_FRACTION
+
+
+Contribution = Literal["model", "gamma"] | Callable[[np.ndarray], np.ndarray] | xr.DataArray
+
+
+Projection = Literal["exact", "bilinear"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FacetContribution:
+    """What each facet contributes, in the form the facet kernel takes
+    (:func:`resolve_contribution` builds it from what a user gives).
+
+    Attributes
+    ----------
+    code : ``kernels.facets.CONTRIBUTION_MODEL`` (a sigma0 law of the local incidence
+        times the sigma area), ``CONTRIBUTION_GAMMA`` (the gamma area) or
+        ``CONTRIBUTION_USER`` (per-cell weights shared among the cell's facets).
+    law : the coefficients (a0, a1, a2) of the empirical sigma0 law.
+    table : a user law tabulated over 0..90 degrees of local incidence (linear sigma0), or
+        empty for the empirical law.
+    user_weight : the per-cell weights on the DEM grid (float64, 0 where NaN), or a
+        (1, 1) placeholder.
+    description : what the contribution is, for the outputs' attributes.
+    """
+
+    code: int
+    law: np.ndarray
+    table: np.ndarray
+    user_weight: np.ndarray
+    description: str
+
+    def density_scale(self, reference_area: float) -> float:
+        """The largest contribution per unit area a facet can have (the law's largest value,
+        1 for gamma areas, the largest cell weight over ``reference_area`` (m^2) for user
+        weights): the scale against which rounding residue is told from signal."""
+        if self.code == facets.CONTRIBUTION_GAMMA:
+            return 1.0
+        if self.code == facets.CONTRIBUTION_USER:
+            weight = float(np.max(self.user_weight, initial=0.0))
+            return weight / reference_area if reference_area > 0 else weight
+        if self.table.size > 1:
+            return float(np.max(self.table))
+        return float(empirical_sigma0(np.linspace(0.0, 90.0, 901)).max())
+
+
+def law_table(law: Callable[[np.ndarray], np.ndarray], n: int = 9000) -> np.ndarray:
+    angles = np.linspace(0.0, 90.0, n + 1)
+    try:
+        values = np.asarray(law(angles), dtype=np.float64)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"the contribution law {law!r} failed on local incidence angles 0..90 degrees ({exc}): "
+            "it must take a numpy array of angles in degrees and return linear sigma0"
+        ) from exc
+    if values.shape != angles.shape or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise InvalidInputError(
+            "the contribution law must return one finite, non-negative linear sigma0 per angle"
+        )
+    return values
+
+
+def values_on_dem_grid(field: xr.DataArray, dem: xr.DataArray, what: str) -> np.ndarray:
+    """The values of ``field`` (float64, rows and columns of the DEM) once it is known to lie
+    on the DEM's grid: the DEM's dimensions (in either order), its shape and, where
+    ``field`` has coordinates, the same ones (to a millionth of a cell). Raises a clear
+    error otherwise, naming ``what`` the field is."""
+    if set(field.dims) != set(dem.dims):
+        raise InvalidInputError(
+            f"{what}: dims {field.dims}, but the DEM's are {dem.dims}; give it on the DEM grid, e.g. "
+            "dem.copy(data=values)"
+        )
+    field = field.transpose(*dem.dims)
+    if field.shape != dem.shape:
+        raise InvalidInputError(
+            f"{what}: shape {field.shape}, but the DEM's is {dem.shape}; give one value per DEM cell on the "
+            "DEM grid"
+        )
+    for dim in dem.dims:
+        if dim not in field.coords or dim not in dem.coords or dem.sizes[dim] < 2:
+            continue
+        mine, theirs = np.asarray(field[dim].values, dtype=np.float64), np.asarray(dem[dim].values, dtype=np.float64)
+        step = abs(float(theirs[1] - theirs[0]))
+        if not np.allclose(mine, theirs, rtol=0.0, atol=1e-6 * step):
+            raise InvalidInputError(
+                f"not on the DEM grid: the {dim} coordinates of {what} run {mine[0]:.10g}..{mine[-1]:.10g}, "
+                f"the DEM's {theirs[0]:.10g}..{theirs[-1]:.10g}; resample it to the DEM "
+                "(field.rio.reproject_match(dem)) or build it with dem.copy(data=values)"
+            )
+    if field.dtype.kind not in "fiu":
+        raise InvalidInputError(f"{what}: dtype {field.dtype}; give real numbers")
+    return np.asarray(field.values, dtype=np.float64)
+
+
+def resolve_contribution(contribution: Contribution, dem: xr.DataArray) -> FacetContribution:
+    """The facet kernel's form of a contribution as a user gives it (see :func:`simulate`):
+    ``"model"``, ``"gamma"``, a callable law of the local incidence angle (degrees) or a
+    DataArray of per-cell weights on ``dem``'s grid. Raises InvalidInputError for
+    anything else, a law that fails or returns negative values, or weights off the grid."""
+    empty = np.zeros(0)
+    no_weight = np.zeros((1, 1))
+    if isinstance(contribution, str):
+        if contribution == "model":
+            return FacetContribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
+                                 "model: empirical sigma0 law x sigma area")
+        if contribution == "gamma":
+            return FacetContribution(facets.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
+                                 "gamma: projected (gamma) area, constant gamma0")
+        raise InvalidInputError(
+            f"unknown contribution model {contribution!r}: use 'model', 'gamma', a callable of the "
+            "local incidence angle (degrees) returning linear sigma0, or a DataArray of per-cell weights"
+        )
+    if isinstance(contribution, xr.DataArray):
+        weights = values_on_dem_grid(contribution, dem, "the contribution weights")
+        if np.any(weights < 0) or not np.all(np.isfinite(weights) | np.isnan(dem.values)):
+            raise InvalidInputError("contribution weights must be finite and non-negative on the DEM")
+        return FacetContribution(facets.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
+                             np.nan_to_num(weights), "user weights per cell")
+    if callable(contribution):
+        return FacetContribution(facets.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), law_table(contribution),
+                             no_weight, f"law {getattr(contribution, '__name__', repr(contribution))} x sigma area")
+    raise InvalidInputError(
+        f"contribution must be 'model', 'gamma', a callable or a DataArray, not {type(contribution).__name__}"
+    )
