@@ -82,7 +82,7 @@ def test_a_dem_too_large_for_memory_is_refused_before_reading(tmp_path, monkeypa
 
 def test_a_radar_window_too_large_for_memory_is_refused_before_the_passes(dem_tif, tmp_path, capsys, monkeypatch):
     """Centimetre pixels under a 60 x 60-cell DEM: hundreds of GiB of radar window."""
-    import sarheight.simulate as simulation
+    import sarheight.simulate.engine as simulation
 
     def no_work(*args, **kwargs):
         raise AssertionError("the masks were computed before the memory was checked")
@@ -133,7 +133,7 @@ def test_an_unreachable_scheduler_is_refused_before_any_work(dem_tif, tmp_path, 
 
 
 def test_a_db_image_given_as_linear_is_refused_before_the_simulation(tmp_path, monkeypatch):
-    import sarheight.simulate as simulation
+    import sarheight.simulate.engine as simulation
     from sarheight.layover import reconstruct
 
     dem = sample_data.rome_dem()

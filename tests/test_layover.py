@@ -420,7 +420,7 @@ def test_bad_input_gives_clear_errors():
 def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch):
     """Wrong kinds of values, shapes, grids and coverage are refused before the masks and
     facets are computed (those passes are replaced here by one that fails)."""
-    import sarheight.simulate as simulation
+    import sarheight.simulate.engine as simulation
 
     dem = plane_dem(20, 20)
     geometry = synthetic_geometry(dem)

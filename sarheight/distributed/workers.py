@@ -1,0 +1,107 @@
+"""Where a block-wise run's tasks run: local threads, or a dask.distributed cluster
+(:class:`Workers`; :func:`check_client` refuses a client that cannot run them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .._threads import serial_call, thread_count
+from ..errors import InvalidInputError
+
+#: Seconds to wait for a dask scheduler to answer.
+CONNECT_TIMEOUT = 5.0
+
+
+def check_client(client: Any) -> None:
+    """Refuse, before any work, a ``client`` that is none of what :meth:`Workers.open`
+    takes, or a scheduler address where nothing answers."""
+    if client is None or client == "local" or (hasattr(client, "submit") and hasattr(client, "scatter")):
+        return
+    if not isinstance(client, str):
+        raise InvalidInputError(
+            f"client must be None (local threads), 'local', a scheduler address or a dask.distributed.Client, "
+            f"not {type(client).__name__}"
+        )
+    match = re.fullmatch(r"(?:tcp://)?(\[[^\]]+\]|[^:/]+):(\d+)/?", client.strip())
+    if match is None:
+        raise InvalidInputError(
+            f"client={client!r}: not a scheduler address; give one as tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786), "
+            "or 'local' for a LocalCluster on this machine"
+        )
+    host, port = match[1].strip("[]"), int(match[2])
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise InvalidInputError(
+            f"client={client!r}: no dask scheduler answers there ({error.strerror or error}); start one "
+            "(dask scheduler) or check the address"
+        ) from None
+
+
+class Workers:
+    """Where the tasks of a block-wise run go: local threads, or a dask.distributed client.
+
+    Open one with :meth:`open`. Tasks run their row blocks serially
+    (``_threads.serial_call``): a run keeps about one task per worker thread in flight.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor | None = None, client: Any = None):
+        self.pool, self.client = pool, client
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, client: Any = None) -> Iterator[Workers]:
+        """``None``: local threads, one per core; ``"local"``: a new ``LocalCluster`` on this
+        machine (closed afterwards); a scheduler address (str) or a ``dask.distributed.Client``."""
+        if client is None:
+            # A task per thread: while one runs Python (assembling, writing), another computes.
+            with ThreadPoolExecutor(max_workers=max(1, thread_count())) as pool:
+                yield cls(pool=pool)
+            return
+        from dask.distributed import Client, LocalCluster
+
+        if isinstance(client, str):
+            with contextlib.ExitStack() as stack:
+                if client == "local":
+                    cluster = stack.enter_context(LocalCluster(processes=True, dashboard_address=None))
+                    client = stack.enter_context(Client(cluster))
+                else:
+                    client = stack.enter_context(Client(client, timeout=CONNECT_TIMEOUT))
+                yield cls(client=client)
+            return
+        yield cls(client=client)
+
+    @property
+    def threads(self) -> int:
+        """Worker threads in all."""
+        if self.pool is not None:
+            return self.pool._max_workers
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # a scheduler that cannot say: assume a small cluster
+            return 2
+
+    def submit(self, func: Callable, *args: Any):
+        """A future of ``func(*args)``, run with its row blocks on the worker's thread."""
+        return (self.pool or self.client).submit(serial_call, func, *args)
+
+    def broadcast(self, value: Any) -> Any:
+        """A value every task takes (the geometry): sent to the workers once, not with each task."""
+        if self.client is None:
+            return value
+        # hash=False: a key of its own per run (a content hash would be shared by two runs on
+        # one client, and the first run's release would drop the second's data).
+        return self.client.scatter(value, broadcast=True, hash=False)
+
+    def upload(self, value: Any) -> Any:
+        """A task's large argument (a tile's radar-grid sums): moved to a worker ahead of the
+        task rather than inside its description, as dask asks of arguments of many MB."""
+        if self.client is None:
+            return value
+        return self.client.scatter(value, hash=False)
