@@ -18,7 +18,7 @@ pytest.importorskip("lightning")
 from sarheight.cli import main
 from sarheight.errors import InvalidInputError
 from sarheight.training.checkpoints import AtomicCheckpointIO
-from sarheight.training.cli import check_arguments
+from sarheight.training.config_policy import check_arguments
 from tests.helpers import write_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]

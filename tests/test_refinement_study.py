@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_networks_derive_from_the_shipped_configuration():
-    from sarheight.training.cli import configured_run
+    from sarheight.training.configured import configured_run
 
     config = configured_run(ROOT / "sarheight" / "configs" / "terrain_refine.yaml").init_args
     control = configured_run(ROOT / "sarheight" / "configs" / "terrain_refine_nosar.yaml").init_args

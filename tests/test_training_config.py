@@ -15,7 +15,9 @@ import yaml
 pytest.importorskip("lightning")
 
 from sarheight.errors import InvalidInputError, MissingInputError
-from sarheight.training.cli import check_arguments, configured_run, run_cli
+from sarheight.training.cli import run_cli
+from sarheight.training.config_policy import check_arguments
+from sarheight.training.configured import configured_run
 from tests.helpers import write_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -298,7 +298,7 @@ def run_refinement_study(
         method, seeds below 1; before any training.
     """
     from .._threads import bar as progress_bar
-    from ..training.cli import configured_run
+    from ..training.configured import configured_run
 
     out = Path(out)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:

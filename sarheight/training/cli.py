@@ -13,27 +13,24 @@ one as ``last.ckpt`` (also every ``checkpoint.every_n_train_steps`` steps, so th
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
 import os
-import re
 import socket
 import warnings
 from argparse import ArgumentError
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from ..configs import config_option, help_summary, resolve_arguments
-from ..configs import resolve as resolve_config
+from ..configs import help_summary, resolve_arguments
 from ..errors import InvalidInputError, SarHeightError
 from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, check_resume_checkpoint
+from .config_policy import IMPORT_ALLOWLIST, IMPORT_DENYLIST, argument_message, check_arguments, user_error
 from .memory import check_forward_memory
 from .progress import TrainingProgress
 from .regression import PixelRegression
@@ -254,27 +251,6 @@ class SarHeightCLI(LightningCLI):
         return trainer
 
 
-#: The packages a configuration may name classes of (``class_path``): naming a class
-#: imports its module, and a module runs code when imported.
-ALLOWED_CLASS_PACKAGES = ("sarheight", "torch", "lightning")
-
-#: The import paths a value of a configuration may name (a class, or a callable where an
-#: option takes one), enforced by jsonargparse itself before it imports anything, at any
-#: depth (nested files, command-line overrides, init args): the project, the parts of
-#: Lightning and torch a training configuration is made of. The most specific entry of
-#: the two lists decides.
-IMPORT_ALLOWLIST = ("sarheight", "lightning.pytorch.callbacks", "lightning.pytorch.loggers",
-                    "lightning.pytorch.strategies", "lightning.pytorch.profilers", "lightning.pytorch.accelerators",
-                    "lightning.pytorch.plugins", "lightning.fabric.plugins", "lightning.pytorch.core",
-                    "lightning.pytorch.trainer", "torch.optim", "torch.nn")
-
-#: Denied inside the allowed packages: the checkpoint I/O (Lightning's reads a checkpoint's
-#: pickle whole; sarheight's :class:`AtomicCheckpointIO` reads data only and cannot be
-#: replaced), and the callback that calls any function a configuration names.
-IMPORT_DENYLIST = ("*", "lightning.pytorch.plugins.io", "lightning.fabric.plugins.io",
-                   "lightning.pytorch.callbacks.LambdaCallback", "lightning.pytorch.callbacks.lambda_function")
-
-
 def enforce_import_policy() -> None:
     """Make jsonargparse refuse to import any path outside :data:`IMPORT_ALLOWLIST` (or
     inside :data:`IMPORT_DENYLIST`) that a configuration or the command line names, for
@@ -284,218 +260,7 @@ def enforce_import_policy() -> None:
     set_parsing_settings(import_path_denylist=list(IMPORT_DENYLIST), import_path_allowlist=list(IMPORT_ALLOWLIST))
 
 
-#: The environment variable that would make torch read a checkpoint's pickle whole.
-UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-
-
-def refuse_unsafe_environment() -> None:
-    """Refuse a process whose environment switches torch's weights-only loading off."""
-    value = os.environ.get(UNSAFE_LOAD_VARIABLE, "").strip().lower()
-    if value not in ("", "0", "false", "no", "off"):
-        raise InvalidInputError(f"{UNSAFE_LOAD_VARIABLE}={os.environ[UNSAFE_LOAD_VARIABLE]} would let a checkpoint "
-                                "run code: sarheight reads checkpoints as data only; unset it")
-
-#: Options whose value may be a class (a dotted path is then imported).
-CLASS_OPTIONS = ("--data", "--model", "--trainer.logger", "--trainer.callbacks", "--trainer.plugins",
-                 "--trainer.strategy", "--trainer.profiler", "--trainer.accelerator", "--optimizer",
-                 "--lr_scheduler")
-
-
-#: A dotted Python path (``package.module.Name``): what jsonargparse imports where a class
-#: or a callable may be given, in any string of a configuration.
-_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
-
-#: A file a configuration names is read to check it only up to this size: a larger one is
-#: data (scenes, checkpoints), not a nested configuration.
-_NESTED_CONFIG_BYTES = 1 << 20
-
-
-#: Bounds of a configuration, checked before it is parsed: its size (a shipped one is a
-#: few kB), its YAML aliases (each may stand for a whole tree: a kilobyte of them expands
-#: to billions of nodes), its nesting depth and its number of YAML tokens.
-MAX_CONFIG_BYTES = 1 << 20
-MAX_CONFIG_ALIASES = 100
-MAX_CONFIG_DEPTH = 50
-MAX_CONFIG_TOKENS = 200_000
-
-
-def check_config_size(size: int, where: str) -> None:
-    """Refuse a configuration of more than :data:`MAX_CONFIG_BYTES` bytes."""
-    if size > MAX_CONFIG_BYTES:
-        raise InvalidInputError(f"{where} is {size / 2**20:.1f} MiB: a configuration is a few kB (at most "
-                                f"{MAX_CONFIG_BYTES // 2**20} MiB here); give the configuration, not data")
-
-
-def check_config_text(text: str, where: str) -> None:
-    """Refuse a configuration text beyond :data:`MAX_CONFIG_BYTES`, :data:`MAX_CONFIG_ALIASES`,
-    :data:`MAX_CONFIG_DEPTH` or :data:`MAX_CONFIG_TOKENS`, in one line, before any parser
-    builds it (YAML's scanner reads it token by token, in bounded memory)."""
-    import yaml
-
-    check_config_size(len(text.encode(errors="replace")), where)
-    aliases = depth = deepest = count = 0
-    opening = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken,
-               yaml.BlockMappingStartToken)
-    closing = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
-    try:
-        for token in yaml.scan(text, Loader=yaml.SafeLoader):
-            count += 1
-            if isinstance(token, yaml.AliasToken):
-                aliases += 1
-            elif isinstance(token, opening):
-                depth += 1
-                deepest = max(deepest, depth)
-            elif isinstance(token, closing):
-                depth -= 1
-            if aliases > MAX_CONFIG_ALIASES:
-                raise InvalidInputError(f"{where} has more than {MAX_CONFIG_ALIASES} YAML aliases (*name): each "
-                                        "repeats a whole part of the file, and so many can expand it beyond any "
-                                        "memory; write the values out")
-            if deepest > MAX_CONFIG_DEPTH:
-                raise InvalidInputError(f"{where} nests deeper than {MAX_CONFIG_DEPTH} levels: a configuration "
-                                        "is a few levels deep; mend the file")
-            if count > MAX_CONFIG_TOKENS:
-                raise InvalidInputError(f"{where} holds more than {MAX_CONFIG_TOKENS:,} YAML items: a configuration "
-                                        "holds tens; give the configuration, not data")
-    except yaml.YAMLError:
-        return  # not YAML: said where it is parsed
-
-
-def check_arguments(arguments: Sequence[str]) -> None:
-    """Refuse, before LightningCLI reads anything, what would run code that is not
-    sarheight's, torch's or Lightning's: a class path of another package (in the
-    arguments or in a YAML configuration they name), and ``--weights_only false`` (a
-    checkpoint read as more than data).
-
-    jsonargparse imports more than ``class_path`` keys: a bare dotted string where a
-    class may go (``data: pkg.Class``, ``callbacks: [pkg.Class]``), a string holding YAML
-    or JSON, and a file named where a nested configuration may go (``data: other.yaml``,
-    any suffix); ``--config``, ``-c`` and their abbreviations load a file of any suffix.
-    So every value of the arguments and every string of a configuration, at any depth,
-    is checked: a ``class_path`` of another package, a dotted string whose first part is
-    an importable module of another package (found with :func:`importlib.util.find_spec`,
-    which runs none of its code), embedded YAML and the text files named, recursively.
-
-    Raises
-    ------
-    InvalidInputError : naming the option or file and what to do.
-    """
-    import yaml
-
-    refuse_unsafe_environment()
-
-    def refuse_path(value: str, where: str) -> None:
-        if "." in value and value.split(".")[0] not in ALLOWED_CLASS_PACKAGES:
-            raise InvalidInputError(
-                f"{where} names the class {value!r}: configurations may only name classes of "
-                f"{', '.join(ALLOWED_CLASS_PACKAGES)} (a class of another package would be imported, and run its "
-                "code); use a class of these or its short name")
-
-    def check_string(value: str, where: str, folder: Path | None, seen: set[Path]) -> None:
-        text = value.strip()
-        if _DOTTED.fullmatch(text) and text.split(".")[0] not in ALLOWED_CLASS_PACKAGES:
-            head = text.split(".")[0]
-            # A file name (s0.nc, last.ckpt) is shaped the same: only a module that could
-            # be imported is refused.
-            try:
-                importable = importlib.util.find_spec(head) is not None
-            except (ImportError, ValueError):  # loaded already, without a spec (__main__)
-                importable = True
-            if importable:
-                raise InvalidInputError(
-                    f"{where} gives {text!r}, which would be imported as a class of the module {head!r} (code "
-                    f"outside {', '.join(ALLOWED_CLASS_PACKAGES)}): name classes of these only; a file of that "
-                    f"name is given as ./{text}")
-        for found in re.findall(r"class_path['\"]?\s*[:=]\s*['\"]?([\w.]+)", text):
-            refuse_path(found, where)
-        if text[:1] in ("{", "["):
-            check_config_text(text, where)
-            try:
-                walk(yaml.safe_load(text), where, folder, seen)
-            except yaml.YAMLError:
-                pass  # not YAML: jsonargparse keeps it a string
-        elif text and "\n" not in text:
-            # A file named where a nested configuration may go is read as one.
-            for base in (Path.cwd(), *([folder] if folder else [])):
-                try:
-                    named = (base / text).is_file()
-                except OSError:  # a name too long to be a file's
-                    named = False
-                if named:
-                    walk_file(base / text, where, seen, strict=False)
-
-    def walk(node: object, where: str, folder: Path | None, seen: set[Path]) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "class_path" and isinstance(value, str):
-                    refuse_path(value, where)
-                walk(value, where, folder, seen)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item, where, folder, seen)
-        elif isinstance(node, str):
-            check_string(node, where, folder, seen)
-
-    def walk_file(path: Path, where: str, seen: set[Path], strict: bool) -> None:
-        """Walk a configuration file; ``strict``: the file is one the arguments give as a
-        configuration (unreadable YAML is an error), else a file a string names (a file of
-        data is passed over: jsonargparse reads no class from it either)."""
-        path = path.resolve()
-        if path in seen:
-            return
-        seen.add(path)
-        try:
-            if not strict and path.stat().st_size > _NESTED_CONFIG_BYTES:
-                return
-            if strict:
-                check_config_size(path.stat().st_size, where)  # before reading it
-            raw = path.read_bytes()
-            if not strict and b"\0" in raw[:4096]:
-                return  # binary: a scene or a checkpoint
-            check_config_text(raw.decode(errors="replace"), where if strict else f"{where} ({path.name})")
-            node = yaml.safe_load(raw.decode())
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            if strict:
-                mark = getattr(error, "problem_mark", None)
-                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-                place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-                raise InvalidInputError(f"{where} is not readable YAML ({problem}{place}): mend the file") from None
-            return
-        except OSError:
-            return  # unreadable here: jsonargparse cannot read it either
-        walk(node, f"{where} ({path.name})" if not strict else where, path.parent, seen)
-
-    tokens = list(arguments)
-    seen: set[Path] = set()
-    for index, token in enumerate(tokens):
-        # --config, -c and the forms and abbreviations argparse accepts for them load a
-        # file of any suffix.
-        config = config_option(token)
-        if config is not None:
-            option, inline = config[0], config[2] or ""
-        else:
-            option, _, inline = token.partition("=")
-        value = inline if inline else (tokens[index + 1] if index + 1 < len(tokens) else "")
-        # argparse takes any unambiguous prefix of an option (--weights_on).
-        if (len(option) > 3 and "--weights_only".startswith(option)
-                and value.strip().lower() in ("false", "0", "no", "off")):
-            raise InvalidInputError("--weights_only false would let a checkpoint run code: sarheight reads "
-                                    "checkpoints as data only; leave the option out")
-        if not option.startswith("-"):
-            continue
-        if len(option) > 3 and "--ckpt_path".startswith(option):
-            # LightningCLI reads a named checkpoint's hyperparameters before any sarheight code.
-            check_resume_checkpoint(value, f"--ckpt_path {value!r}")
-            continue
-        if option.endswith(".class_path") or option.rstrip("+") in CLASS_OPTIONS:
-            refuse_path(value.strip(), option)
-        if (config is not None or value.endswith((".yaml", ".yml"))) and Path(value).is_file():
-            walk_file(Path(value), f"{option} {value}", seen, strict=True)
-        else:
-            check_string(value, option, None, seen)
-
-
-def _task_classes(task: str) -> tuple[type, type, bool]:
+def task_classes(task: str) -> tuple[type, type, bool]:
     """The model class, the data module class and whether the data module is given by its
     ``class_path`` (subclass mode) for ``task``."""
     if task == "height":
@@ -508,7 +273,7 @@ def _task_classes(task: str) -> tuple[type, type, bool]:
     raise ValueError(f"task {task!r} is not 'height' or 'lcz'")
 
 
-def _build_cli(cli_class: type[SarHeightCLI], task: str, args: list[str], **options: Any) -> SarHeightCLI:
+def build_cli(cli_class: type[SarHeightCLI], task: str, args: list[str], **options: Any) -> SarHeightCLI:
     """``cli_class`` over ``task``'s classes with the options every sarheight run shares,
     errors of a configuration turned into one-line :class:`InvalidInputError`; ``options``
     go to LightningCLI (``run``, ``parser_kwargs`` added to :data:`PARSER_KWARGS`).
@@ -516,7 +281,7 @@ def _build_cli(cli_class: type[SarHeightCLI], task: str, args: list[str], **opti
     The one place the parser is made: ``sarheight fit`` and :func:`configured_run` must
     read a configuration alike.
     """
-    model_class, data_class, subclass_mode = _task_classes(task)
+    model_class, data_class, subclass_mode = task_classes(task)
     enforce_import_policy()
     parser_kwargs = {**PARSER_KWARGS, **options.pop("parser_kwargs", {})}
     # Lightning logs through its own handlers: passed on to the root logger too, each
@@ -573,9 +338,9 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
     try:
         # exit_on_error False: a bad configuration raises, and is said in one line (not
         # the usage and every alternative of a union jsonargparse tried).
-        _build_cli(SarHeightCLI, task, [subcommand, *arguments], parser_kwargs={"exit_on_error": False})
+        build_cli(SarHeightCLI, task, [subcommand, *arguments], parser_kwargs={"exit_on_error": False})
     except ArgumentError as error:
-        raise InvalidInputError(_argument_message(error)) from None
+        raise InvalidInputError(argument_message(error)) from None
     finally:
         release_folders()
         leave_process_group()
@@ -584,6 +349,8 @@ def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> 
 
 #: The lock files this process holds (:func:`hold_folder`), released by :func:`release_folders`.
 _HELD: list[Any] = []
+
+
 #: The name of a checkpoint folder's lock file.
 LOCK_NAME = ".sarheight-training.lock"
 
@@ -634,172 +401,3 @@ def leave_process_group() -> None:
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-
-
-@dataclass(frozen=True)
-class ConfiguredRun:
-    """A training configuration read as ``sarheight fit --config`` reads it.
-
-    Attributes
-    ----------
-    config : Path
-        The configuration file.
-    model : LightningModule
-        The model, instantiated (:class:`PixelRegression` for the height task), its
-        ``in_channels`` linked to the data module's as in ``sarheight fit``.
-    datamodule : LightningDataModule
-        The data module, instantiated (not set up: no scene is read).
-    trainer_options : dict
-        The ``trainer`` keys of the parsed configuration, every default filled in, as
-        plain YAML values (``max_epochs``, ``max_time``, ``accelerator``...). The
-        class-valued ones (``logger``, ``callbacks``, ``plugins``...) are their
-        ``class_path``/``init_args`` specifications, not objects: a caller building its
-        own ``Trainer`` picks the keys it uses.
-    seed : int or None
-        The value ``seed_everything`` was called with before the model and data module
-        were instantiated (the one drawn where the configuration says ``true``); None
-        where it says ``false`` (no seeding).
-    init_args : dict
-        ``{"model": {...}, "data": {...}}``: the parsed init args of the model and the data
-        module, every default filled in, plus those linked from the data module
-        (``model.in_channels``): plain YAML values, for comparison and records.
-    config_text : str
-        The whole parsed configuration as YAML: what ``sarheight fit`` saves as
-        ``config.yaml`` beside its logs.
-    """
-
-    config: Path
-    model: LightningModule
-    datamodule: LightningDataModule
-    trainer_options: dict[str, Any]
-    seed: int | None
-    init_args: dict[str, dict[str, Any]]
-    config_text: str
-
-
-class _ConfigReader(SarHeightCLI):
-    """:class:`SarHeightCLI` (the same parser, links and seeding) that instantiates no
-    Trainer: see :func:`configured_run`."""
-
-    def instantiate_trainer(self, **kwargs: Any) -> None:  # type: ignore[override]
-        return None
-
-
-def configured_run(config: str | os.PathLike[str], overrides: Sequence[str] = (), *,
-                   task: str = "height") -> ConfiguredRun:
-    """Read a training configuration exactly as ``sarheight fit --config CONFIG
-    OVERRIDES`` does, and instantiate its model and data module.
-
-    The same LightningCLI parser as ``sarheight fit`` (:class:`SarHeightCLI` over the same
-    classes, subclass mode, parser options and argument links), given ``--config CONFIG
-    *OVERRIDES`` after the same :func:`check_arguments` checks, so that nothing the
-    configuration names is imported unchecked. As LightningCLI does, ``seed_everything``
-    is called (with the configuration's ``seed_everything``) before the classes are
-    instantiated: this reseeds the process's random generators.
-
-    No Trainer is instantiated (LightningCLI's ``run=False`` would make one): making one
-    creates no file, but it resolves the accelerator and devices, logs them ("GPU
-    available: ...") and, for an unavailable accelerator, fails for a caller that sets
-    its own; the caller builds its Trainer from :attr:`ConfiguredRun.trainer_options`.
-    The ``trainer.logger`` and ``trainer.callbacks`` objects and the ``checkpoint``
-    callback are instantiated by the parser (their constructors create no folder or
-    file) and dropped.
-
-    Parameters
-    ----------
-    config : path or name
-        The YAML configuration, of any suffix, or a shipped one's name (``terrain_refine``:
-        :func:`sarheight.configs.resolve`).
-    overrides : sequence of str
-        Command-line style arguments after it: ``["--data.channels", "[a, b]",
-        "--seed_everything", "1", "--trainer.max_epochs", "2"]``. Options of the ``fit``
-        subcommand itself (``--ckpt_path``) are not configuration and are refused.
-    task : {"height", "lcz"}
-        ``"height"``: ``sarheight fit`` (:class:`PixelRegression`, any data module by
-        ``class_path``); ``"lcz"``: ``sarheight lcz fit``.
-
-    Returns
-    -------
-    ConfiguredRun
-
-    Raises
-    ------
-    MissingInputError : the configuration file does not exist.
-    InvalidInputError : it is not a file, names a class of another package, or holds a
-        key or value that ``sarheight fit`` refuses (one line, as ``sarheight fit`` says it).
-    """
-    import yaml
-
-    path = resolve_config(config)
-    _task_classes(task)
-    arguments = ["--config", str(path), *overrides]
-    check_arguments(arguments)
-    try:
-        # exit_on_error False: a library call raises where the command exits with usage.
-        cli = _build_cli(_ConfigReader, task, arguments, run=False, parser_kwargs={"exit_on_error": False})
-    except ArgumentError as error:
-        raise InvalidInputError(f"{path}: {_argument_message(error)}") from None
-    config_text = cli.parser.dump(cli.config, skip_none=False)
-    parsed = yaml.safe_load(config_text)
-
-    def init_args(key: str) -> dict[str, Any]:
-        node = parsed.get(key) or {}
-        return dict(node.get("init_args") or {}) if "class_path" in node else dict(node)
-
-    model_args = init_args("model")
-    # Linked arguments (model.in_channels) are applied on instantiation: only the
-    # instantiated model has them. LightningCLI's own entries start with "_".
-    model_args.update({key: value for key, value in cli.model.hparams.items()
-                       if key not in model_args and not key.startswith("_")})
-    seed = parsed.get("seed_everything")
-    return ConfiguredRun(config=path, model=cli.model, datamodule=cli.datamodule,
-                         trainer_options=dict(parsed.get("trainer") or {}),
-                         seed=None if seed is False else int(seed),
-                         init_args={"model": model_args, "data": init_args("data")}, config_text=config_text)
-
-
-def _argument_message(error: ArgumentError) -> str:
-    """One line of what jsonargparse found wrong (it writes several: the key, then
-    the reason, or a list of the alternatives of a union)."""
-    text = str(error.message if getattr(error, "message", None) else error)
-    reason = user_error(ValueError(text))
-    if reason is not None:
-        return reason
-    message = ""
-    for line in (line.strip() for line in text.splitlines() if line.strip()):
-        message += (" " if message.endswith(":") else "; " if message else "") + line
-    return message
-
-
-def user_error(error: BaseException) -> str | None:
-    """The message a user needs of an error that LightningCLI or Lightning raised over a
-    configuration (jsonargparse wraps the data module's own error in a list of the
-    alternatives it tried; Lightning's MisconfigurationException says what is wrong), or
-    None for an error of another kind (a bug, to report)."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    seen = error
-    while seen is not None:
-        if isinstance(seen, SarHeightError):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    text = str(error)
-    denied = re.search(r"Importing '([\w.]+)' is not allowed", text)
-    if denied:
-        return (f"the configuration names {denied.group(1)!r}, which sarheight never imports from a configuration "
-                "(code outside the project and the parts of Lightning and torch a training is made of; no "
-                "checkpoint I/O, no function to call): name a class of sarheight or of Lightning's callbacks, "
-                "loggers or strategies")
-    if isinstance(error, MisconfigurationException):
-        if "accelerator is not available" in text:
-            found = re.search(r"`(\w+?)Accelerator`", text)
-            name = found.group(1) if found else "the chosen"
-            return (f"trainer.accelerator: no {name} device is available here; set trainer.accelerator to cpu "
-                    "(or auto)")
-        return text
-    if isinstance(error, ValueError) and "Does not validate against any of the Union subtypes" in text:
-        reasons = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")
-                   and "Expected a <class 'NoneType'>" not in line]
-        if reasons:
-            return reasons[0]
-    return None
