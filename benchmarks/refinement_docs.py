@@ -3,7 +3,7 @@
     python benchmarks/refinement_docs.py [--results benchmarks/terrain_refinement/refinement.json]
 
 benchmarks/README.md and docs/terrain_refinement.md hold the figures between markers
-(``sarheight.studies.refinement.GENERATED_BEGIN`` / ``GENERATED_END``); this script
+(``sarheight.studies.refinement_report.GENERATED_BEGIN`` / ``GENERATED_END``); this script
 rewrites that part from the JSON ``sarheight terrain ablate --task refine`` wrote, and
 tests/test_refinement_docs.py fails when the text and the JSON differ.
 """
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from sarheight.studies import inversion
-from sarheight.studies.refinement import results_section, write_generated
+from sarheight.studies.refinement_report import results_section, write_generated
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "benchmarks/terrain_refinement/refinement.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sarheight.studies.refinement import GENERATED_BEGIN, generated_text, results_section, target_lines
+from sarheight.studies.refinement_report import GENERATED_BEGIN, generated_text, results_section, target_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "benchmarks/terrain_refinement/refinement.json"

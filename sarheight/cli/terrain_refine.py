@@ -185,7 +185,7 @@ def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -
     from rasterio.enums import Resampling
 
     from ..scores import map_rmse
-    from ..studies.refinement import BASELINES, NON_LEARNED, baseline_maps
+    from ..studies.refinement_methods import BASELINES, NON_LEARNED, baseline_maps
     from .options import open_dem_from_args
 
     truth = open_dem_from_args(argparse.Namespace(**{**vars(args), "vertical_datum": None}), truth_path)
