@@ -133,8 +133,7 @@ def test_a_studys_records_are_taken_only_as_it_wrote_them(tmp_path):
 
 def test_a_duration_that_is_not_one_is_named(capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["terrain", "ablate", "--task", "refine", "--scenes", ".", "--test-scenes", ".", "--max-time", "banana",
-              "--out", "x"])
+        main(["terrain", "study", "--scenes", ".", "--test-scenes", ".", "--max-time", "banana", "--out", "x"])
     assert exit_.value.code == 2 and "--max-time" in capsys.readouterr().err
 
 

@@ -32,7 +32,7 @@ COMMANDS = readme_commands()
 
 def test_the_readme_shows_every_workflow():
     shown = {" ".join(words[:2]) if words[0] in ("terrain", "buildings", "lcz") else words[0] for words in COMMANDS}
-    assert {"fit", "terrain refine", "terrain scenes", "terrain ablate", "buildings predict", "lcz sample", "lcz fit",
+    assert {"fit", "terrain refine", "terrain scenes", "terrain study", "buildings predict", "lcz sample", "lcz fit",
             "lcz test", "lcz sweep", "reconstruct", "demo"} <= shown
 
 

@@ -161,12 +161,16 @@ def test_study_refuses_a_held_out_dem_among_the_training_scenes(study_inputs, tm
 def test_the_study_command(study_inputs, tmp_path, capsys):
     root = study_inputs
     out = tmp_path / "out"
-    arguments = ["terrain", "ablate", "--task", "refine", "--scenes", str(root / "train"), "--test-scenes",
-                 str(root / "test"), "--config", str(root / "tiny.yaml"), "--seeds", "1", "--method", "nosar",
-                 "--out", str(out)]
+    arguments = ["terrain", "study", "--scenes", str(root / "train"), "--test-scenes", str(root / "test"), "--config",
+                 str(root / "tiny.yaml"), "--seeds", "1", "--method", "nosar", "--out", str(out)]
     assert main(arguments) == 0
     assert "table in" in capsys.readouterr().out and (out / "refinement.md").exists()
-    assert main([*arguments[:-2], "--out", str(tmp_path / "x"), "--tile", "64"]) == 2
-    assert "belong to --task ablation" in capsys.readouterr().err
-    assert main(["terrain", "ablate", "--task", "refine", "--scenes", str(root / "train"), "--out", str(out)]) == 2
+    # The ablation's budget is not the study's: its networks and budget come from --config.
+    with pytest.raises(SystemExit) as exit_:
+        main([*arguments[:-2], "--out", str(tmp_path / "x"), "--tile", "64"])
+    assert exit_.value.code == 2
+    # The study's old command line hears where it went.
+    old = ["terrain", "ablate", "--task", "refine", "--scenes", str(root / "train"), "--test-scenes", str(root / "test"),
+           "--out", str(out)]
+    assert main(old) == 2 and "sarheight terrain study" in capsys.readouterr().err
     assert main(["terrain", "ablate", "--scenes", str(root / "train"), "--out", str(out)]) == 2

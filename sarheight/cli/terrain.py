@@ -1,10 +1,11 @@
 """``sarheight terrain ACTION``: the terrain height model's actions: ``refine`` (a coarse DEM
-refined with Sentinel-1), ``scenes`` (simulate training scenes), ``predict`` (a height map
-of a scene from checkpoints), ``ablate`` (the studies), ``export`` (a checkpoint reduced to
-what prediction needs).
+refined with Sentinel-1), ``coarsen`` (a fine DEM as a coarser product measures it),
+``scenes`` (simulate training scenes), ``predict`` (a height map of a scene from
+checkpoints), ``study`` (the refinement study), ``ablate`` (the seed paper's ablation),
+``export`` (a checkpoint reduced to what prediction needs).
 
 Each action is an :class:`~.options.Action` in :data:`ACTIONS` (its help, its options, its run);
-``refine``, ``scenes`` and ``ablate`` live in modules of their own beside this one.
+``refine``, ``coarsen``, ``scenes``, ``study`` and ``ablate`` live in modules of their own beside this one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import terrain_ablate, terrain_coarsen, terrain_refine, terrain_scenes
+from . import terrain_ablate, terrain_coarsen, terrain_refine, terrain_scenes, terrain_study
 from .options import Action, add_actions, add_outputs, add_quiet, run_action
 
 NAME = "terrain"
@@ -111,6 +112,7 @@ ACTIONS = {
     "scenes": Action(terrain_scenes.HELP, terrain_scenes.add_arguments, terrain_scenes.run),
     "predict": Action("predict a height map (GeoTIFF) from a scene with one or several checkpoints",
                       add_predict_arguments, run_predict),
+    "study": Action(terrain_study.HELP, terrain_study.add_arguments, terrain_study.run),
     "ablate": Action(terrain_ablate.HELP, terrain_ablate.add_arguments, terrain_ablate.run),
     "export": Action("keep what prediction needs of a checkpoint (weights, channels, statistics): a third of "
                      "the size, to ship or share", add_export_arguments, run_export),

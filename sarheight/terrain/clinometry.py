@@ -36,7 +36,7 @@ Where it helps and where it cannot: speckle of one date (4.4 looks) is about 2.2
 ten degrees of slope; a composite of ten dates brings it to 0.7 dB. Land cover (patches of
 a few dB independent of the slopes) reads as relief: the filter takes it for signal where
 its patches are larger than a cell. A ground whose sigma0 law differs from the modelled one
-scales the slopes wrongly. The study (``sarheight terrain ablate --task refine``) reports
+scales the slopes wrongly. The study (``sarheight terrain study``) reports
 all three.
 
 :func:`clinometric_correction` is the numpy core (arrays in, arrays out);
