@@ -219,7 +219,8 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     if skipped:
         return skipped
     from .scores import map_rmse
-    from .studies.refinement_methods import BASELINES, NON_LEARNED, baseline_maps, scoring_mask
+    from .studies.refinement_methods import scoring_mask
+    from .terrain.methods import BASELINES, NON_LEARNED, baseline_maps
     from .training.checkpoints import load_checkpoint
     from .training.predict import predict_height, prediction_quicklook
 

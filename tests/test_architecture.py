@@ -40,6 +40,7 @@ LAYERS = (
     ("terrain.observed",),
     ("terrain.simulated",),
     ("terrain.clinometry",),
+    ("terrain.methods",),
     ("city",),
     ("models",),
     ("data",),

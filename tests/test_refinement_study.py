@@ -19,7 +19,8 @@ pytest.importorskip("lightning")
 from sarheight.cli import main
 from sarheight.errors import InvalidInputError
 from sarheight.studies.refinement import run_refinement_study
-from sarheight.studies.refinement_methods import BASELINES, NON_LEARNED, SAR_CHANNELS, networks
+from sarheight.studies.refinement_methods import SAR_CHANNELS, networks
+from sarheight.terrain.methods import BASELINES, NON_LEARNED
 from sarheight.terrain.variables import REFINEMENT_CLASSES
 from tests.helpers import simulate_tiny_scenes
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import SarHeightError
+from ..errors import InvalidInputError, SarHeightError
 from .options import (
     Stages,
     add_dem_options,
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..dem import dataset_in_datum, output_datum
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
-    from ..terrain.refinement import refine_dem
+    from ..terrain.refinement import check_spacing_of_file, refine_dem, refinement_quicklook
 
     if args.method == "network":
         from ..extras import require
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             if Path(args.priors).exists() else "no such file of points"))
     for value in given:
         check_geometry_options(_with_geometry(args, value), product_given=not any(geotiffs))
-    _check_spacing_before_reading(args.dem, args.spacing)
+    check_spacing_of_file(args.dem, args.spacing)
     stages = Stages(3, args.quiet, "sarheight terrain refine")
     dem = open_dem_from_args(args, args.dem)
     made = [geometry_from_args(_with_geometry(args, value), dem) for value in given]
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
         if quicklook_path is not None:
-            _quicklook(refined, scene, quicklook_path)
+            refinement_quicklook(refined, scene, quicklook_path)
     stages.done("wrote outputs")
     stages.close()
     if not args.quiet:
@@ -179,35 +179,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -> str:
     """The line that scores the refined heights against the fine DEM ``truth_path`` (read
-    as the DEM options say, resampled to the refined grid by area), beside every method
-    that needs no learning, on the cells where all have a value."""
-    import numpy as np
-    from rasterio.enums import Resampling
-
-    from ..scores import map_rmse
-    from ..studies.refinement_methods import BASELINES, NON_LEARNED, baseline_maps
+    as the DEM options say), beside every method that needs no learning
+    (:func:`sarheight.terrain.refinement.scores_against`)."""
+    from ..terrain.refinement import scores_against
     from .options import open_dem_from_args
 
     truth = open_dem_from_args(argparse.Namespace(**{**vars(args), "vertical_datum": None}), truth_path)
-    grid = refined["height"].rio.write_crs(refined.rio.crs)
-    finer = min(abs(v) for v in truth.rio.resolution()) < min(abs(v) for v in grid.rio.resolution())
-    # Reprojected in float64 with NaN as no data: cells the truth does not cover stay NaN.
-    resampled = truth.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
-        grid, resampling=Resampling.average if finer else Resampling.bilinear).values
-    maps = {"this refinement": refined["height"].values}
-    maps.update({BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED})
-    valid = np.isfinite(resampled)
-    for values in maps.values():
-        valid &= np.isfinite(values)
-    if not valid.any():
-        raise SarHeightError(f"--truth {truth_path!r} has no height on the refined grid: give a fine DEM of the same "
-                             "area")
-    rmse = {name: map_rmse(values, resampled, valid) for name, values in maps.items()}
-    mine = rmse.pop("this refinement")
+    try:
+        found = scores_against(refined, scene, truth)
+    except InvalidInputError as error:
+        raise SarHeightError(f"--truth {truth_path!r}: {error}") from None
+    mine, rmse = found["refined"], found["methods"]
     best = min(rmse, key=rmse.get)
     others = "; ".join(f"{name} {value:.2f} m" for name, value in sorted(rmse.items(), key=lambda item: -item[1]))
     below = 100 * (1 - mine / rmse[best])
-    return (f"RMSE against {truth_path} over {int(valid.sum())} cells: {mine:.2f} m by {args.method}. Without "
+    return (f"RMSE against {truth_path} over {found['cells']} cells: {mine:.2f} m by {args.method}. Without "
             f"learning: {others}. This map is {abs(below):.1f} % {'below' if below >= 0 else 'above'} the best of "
             f"them ({best})")
 
@@ -238,51 +224,3 @@ def _with_geometry(args: argparse.Namespace, value: str) -> argparse.Namespace:
                                  "synthetic:192") from None
         copy.geometry = "synthetic"
     return copy
-
-
-def _quicklook(refined, scene, path) -> None:
-    import numpy as np
-
-    from ..plots import quicklook
-    from ..terrain.variables import scene_variable
-
-    height, coarse = refined["height"].values, refined["coarse"].values
-    low, high = (float(np.nanpercentile(coarse, p)) for p in (1, 99))
-    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
-    change = height - coarse
-    limit = float(np.nanpercentile(np.abs(change), 99)) or 1.0
-    ratio = scene_variable(scene, "sar_ratio")
-    panels = [("coarse DEM, resampled (m)", coarse, terrain), ("refined DEM (m)", height, terrain),
-              ("refined - coarse (m)", change, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}),
-              ("observed / simulated sigma0 (dB)", ratio, {"cmap": "gray", "vmin": -6, "vmax": 6, "colorbar": "dB"})]
-    if "height_std" in refined:
-        members = refined.attrs["members"]
-        spread = refined["height_std"].values
-        panels.append((f"spread of {members} checkpoints (m)" if members > 1 else "the network's calibrated spread (m)",
-                       spread, {"cmap": "magma", "vmin": 0, "vmax": float(np.nanpercentile(spread, 99)) or 1.0,
-                                "colorbar": "m"}))
-    quicklook(panels, path, title=f"sarheight terrain refine ({refined.attrs['method']})")
-
-
-def _check_spacing_before_reading(path: str, spacing_m: float) -> None:
-    """The spacing checked against the DEM's header (its grid and CRS; no height read), so
-    that a spacing the refinement refuses is said before a large DEM is read."""
-    import math
-
-    import rioxarray
-
-    from ..io import open_raster
-    from ..raster import cell_size_m
-    from ..terrain.grid import check_refinement_spacing
-
-    with open_raster(path, "the DEM"):
-        pass  # the same refusals as reading it (a VRT, a network path, a foreign format)
-    header = rioxarray.open_rasterio(path, masked=True, cache=False)  # lazy: no pixel read
-    try:
-        if header.rio.crs is None or header.sizes.get("band", 1) != 1:
-            return  # open_dem says what is wrong
-        dy, dx = cell_size_m(header.squeeze("band", drop=True) if "band" in header.dims else header)
-        check_refinement_spacing(math.sqrt(dy * dx), header.shape[-2:], spacing_m)
-    finally:
-        header.close()
-

@@ -25,7 +25,7 @@ of each condition is the one method without learning (the inversion aside) whose
 relative RMSE over the validation scenes is lowest, its validation scores kept in the
 JSON; the oracle is the best of them per held-out row, chosen with the truth.
 
-Scored per case: every method of :func:`sarheight.studies.refinement_methods.baseline_maps` and
+Scored per case: every method of :func:`sarheight.terrain.methods.baseline_maps` and
 the inversion, overall and per terrain class, on the same cells; the image registration's
 and the priors' estimate against the drawn shift. Results resume from ``cases/``.
 """
@@ -58,12 +58,13 @@ from ..terrain.backprojection import shifted
 from ..terrain.geometry import scene_geometry
 from ..terrain.grid import block_mean
 from ..terrain.inversion import InversionSettings, invert_dem
+from ..terrain.methods import baseline_maps
 from ..terrain.observed import observed_scene
 from ..terrain.radar_images import composite_images, radar_image
 from ..terrain.registration import ImageRegistration
 from ..terrain.simulated import simulate_observations
 from ..terrain.variables import REFINEMENT_CLASSES, inversion_reference, refinement_classes
-from .refinement_methods import baseline_maps, score_map, scoring_mask
+from .refinement_methods import score_map, scoring_mask
 from .runs import reduction, write_json
 
 logger = logging.getLogger(__name__)

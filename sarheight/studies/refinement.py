@@ -46,17 +46,9 @@ import xarray as xr
 from ..data.terrain import scene_arrays, scene_files, scene_header
 from ..errors import InvalidInputError
 from ..terrain.files import open_scene
+from ..terrain.methods import NON_LEARNED, baseline_maps
 from ..terrain.variables import refinement_classes
-from .refinement_methods import (
-    DEFAULT_METHODS,
-    NON_LEARNED,
-    Network,
-    baseline_maps,
-    ground_label,
-    networks,
-    score_map,
-    scoring_mask,
-)
+from .refinement_methods import DEFAULT_METHODS, Network, ground_label, networks, score_map, scoring_mask
 from .refinement_report import plot_refinement, prior_report, summarise, write_table
 from .runs import read_sealed_json, seeded_runs, train_run, write_json
 

@@ -16,7 +16,6 @@ import xarray as xr
 from ..errors import InvalidInputError
 from ..masks import MaskCode
 from ..scores import MapScores
-from ..terrain.clinometry import refine_scene
 from ..terrain.variables import REFINEMENT_CLASSES
 
 #: The SAR-derived channels a refinement configuration may hold: the control drops them.
@@ -35,26 +34,6 @@ PRIORS_ONLY_CHANNELS = ("sar_reconstructed", "local_incidence_angle", "prior_hei
 
 #: The figures kept per scored scene and map: overall and per terrain class.
 COLUMNS = ("overall", *REFINEMENT_CLASSES)
-
-
-#: The methods that need no training, by key, with their labels.
-BASELINES = {
-    "coarse_bilinear": "coarse DEM, bilinear",
-    "coarse_bicubic": "coarse DEM, bicubic",
-    "coarse_lanczos": "coarse DEM, Lanczos",
-    "registered": "registered to the priors (Lanczos)",
-    "back_projection": "registered, back-projection",
-    "back_projection_priors": "registered, back-projection, kriged priors",
-    "clinometry": "clinometry (SAR physics)",
-    "priors_only": "priors-only interpolation",
-}
-
-
-#: The non-learned methods among which the best, per DEM and condition, is the bar every
-#: network must clear (the priors-only interpolation, tens of metres off between priors,
-#: is reported but never the best).
-NON_LEARNED = ("coarse_bilinear", "coarse_bicubic", "coarse_lanczos", "registered", "back_projection",
-               "back_projection_priors", "clinometry")
 
 
 #: The networks the study trains unless told otherwise: the two the SAR's share needs.
@@ -149,15 +128,3 @@ def score_map(prediction: np.ndarray, scene: xr.Dataset, mask: np.ndarray, class
     return found
 
 
-def baseline_maps(scene: xr.Dataset) -> dict[str, np.ndarray]:
-    """The heights of every method that needs no training (:data:`BASELINES`) on a scene."""
-    return {
-        "coarse_bilinear": scene["coarse_height"].values,
-        "coarse_bicubic": scene["coarse_bicubic"].values,
-        "coarse_lanczos": scene["coarse_lanczos"].values,
-        "registered": scene["coarse_registered"].values,
-        "back_projection": scene["coarse_backprojected"].values,
-        "back_projection_priors": scene["coarse_refined"].values,
-        "clinometry": refine_scene(scene).values,
-        "priors_only": scene["prior_interpolated"].values,
-    }

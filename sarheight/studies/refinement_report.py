@@ -16,8 +16,9 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..plots import save_figure
+from ..terrain.methods import BASELINES, NON_LEARNED
 from ..terrain.variables import REFINEMENT_CLASSES
-from .refinement_methods import BASELINES, COLUMNS, NON_LEARNED, Network
+from .refinement_methods import COLUMNS, Network
 from .runs import mean_std, reduction
 
 

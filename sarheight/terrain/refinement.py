@@ -230,4 +230,88 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
                                     "given: it would be ignored; give one --sar, or a model trained on both passes")
 
 
-__all__ = ["METHODS", "refine_dem"]
+__all__ = ["METHODS", "check_spacing_of_file", "refine_dem", "refinement_quicklook", "scores_against"]
+
+
+def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> None:
+    """Refuse, from the DEM file's header alone (its grid and CRS; no height read), a
+    spacing :func:`refine_dem` would refuse (:func:`sarheight.terrain.grid.check_refinement_spacing`),
+    so that it is said before a large DEM is read. A header that says nothing usable (no
+    CRS, several bands) passes: opening the DEM says what is wrong."""
+    import math
+
+    import rioxarray
+
+    from ..io import open_raster
+    from ..raster import cell_size_m
+    from .grid import check_refinement_spacing
+
+    with open_raster(path, "the DEM"):
+        pass  # the same refusals as reading it (a VRT, a network path, a foreign format)
+    header = rioxarray.open_rasterio(path, masked=True, cache=False)  # lazy: no pixel read
+    try:
+        if header.rio.crs is None or header.sizes.get("band", 1) != 1:
+            return
+        dy, dx = cell_size_m(header.squeeze("band", drop=True) if "band" in header.dims else header)
+        check_refinement_spacing(math.sqrt(dy * dx), header.shape[-2:], spacing_m)
+    finally:
+        header.close()
+
+
+def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray) -> dict[str, Any]:
+    """The refined heights and every method that needs no learning
+    (:data:`sarheight.terrain.methods.NON_LEARNED`) scored against a fine DEM ``truth``
+    (heights in the refined map's datum), resampled to the refined grid (by area where it
+    is finer, else bilinearly), on the cells where all have a value.
+
+    Returns
+    -------
+    dict: ``cells`` (the cells scored), ``refined`` (the refinement's RMSE, m) and
+    ``methods`` (each non-learned method's RMSE, m, by its label).
+
+    Raises
+    ------
+    InvalidInputError : the truth has no height on the refined grid.
+    """
+    from rasterio.enums import Resampling
+
+    from ..scores import map_rmse
+    from .methods import BASELINES, NON_LEARNED, baseline_maps
+
+    grid = refined["height"].rio.write_crs(refined.rio.crs)
+    finer = min(abs(v) for v in truth.rio.resolution()) < min(abs(v) for v in grid.rio.resolution())
+    # Reprojected in float64 with NaN as no data: cells the truth does not cover stay NaN.
+    resampled = truth.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
+        grid, resampling=Resampling.average if finer else Resampling.bilinear).values
+    maps = {BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
+    valid = np.isfinite(resampled) & np.isfinite(refined["height"].values)
+    for values in maps.values():
+        valid &= np.isfinite(values)
+    if not valid.any():
+        raise InvalidInputError("the fine DEM has no height on the refined grid: give a fine DEM of the same area")
+    return {"cells": int(valid.sum()), "refined": map_rmse(refined["height"].values, resampled, valid),
+            "methods": {name: map_rmse(values, resampled, valid) for name, values in maps.items()}}
+
+
+def refinement_quicklook(refined: xr.Dataset, scene: xr.Dataset, path: str | os.PathLike[str]) -> None:
+    """A PNG of a refinement: the coarse DEM, the refined one, their difference, the
+    observed over simulated sigma0 and, with a spread, the spread."""
+    from ..plots import quicklook
+    from .variables import scene_variable
+
+    height, coarse = refined["height"].values, refined["coarse"].values
+    low, high = (float(np.nanpercentile(coarse, p)) for p in (1, 99))
+    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
+    change = height - coarse
+    limit = float(np.nanpercentile(np.abs(change), 99)) or 1.0
+    ratio = scene_variable(scene, "sar_ratio")
+    panels = [("coarse DEM, resampled (m)", coarse, terrain), ("refined DEM (m)", height, terrain),
+              ("refined - coarse (m)", change, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}),
+              ("observed / simulated sigma0 (dB)", ratio, {"cmap": "gray", "vmin": -6, "vmax": 6, "colorbar": "dB"})]
+    if "height_std" in refined:
+        members = refined.attrs["members"]
+        spread = refined["height_std"].values
+        panels.append((f"spread of {members} checkpoints (m)" if members > 1 else "the network's calibrated spread (m)",
+                       spread, {"cmap": "magma", "vmin": 0, "vmax": float(np.nanpercentile(spread, 99)) or 1.0,
+                                "colorbar": "m"}))
+    quicklook(panels, path, title=f"sarheight terrain refine ({refined.attrs['method']})")
