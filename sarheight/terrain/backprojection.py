@@ -535,7 +535,7 @@ def _lattice_to_cells(lattice: np.ndarray, rows: np.ndarray, cols: np.ndarray, s
 
 
 def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dataset,
-                        coarse_cell_m: float, *, register: bool = True
+                        coarse_cell_m: float, *, register: bool = True, made: dict[str, np.ndarray] | None = None
                         ) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
     """The coarse DEM ``native`` (on its own grid) refined on ``grid`` without SAR and
     without learning (this module): registered horizontally to the
@@ -544,12 +544,16 @@ def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dat
     ``prior_correction_std``, m; NaN without priors): float32 arrays on the grid; and the
     co-registration's attributes. ``register=False``: the priors' registration is
     measured and recorded (``coregistration_applied`` 0) but not applied: the image has
-    registered the DEM, and the priors are its second opinion."""
+    registered the DEM, and the priors are its second opinion. ``made``: what the caller
+    has already made of ``native`` on ``grid`` (``"back_projection"``, ``"lanczos"``),
+    used where the priors leave it where it is, instead of making it again."""
     registered, registration = coregister(native, grid, priors["prior_height"].values, priors["prior_mask"].values)
     if not register:
         registered = native
-    backprojected = back_project(registered, grid)
-    lanczos = upsample(registered, grid, "lanczos").values
+    made = made if registered is native and made is not None else {}
+    backprojected = (grid.copy(data=made["back_projection"]) if "back_projection" in made
+                     else back_project(registered, grid))
+    lanczos = made["lanczos"] if "lanczos" in made else upsample(registered, grid, "lanczos").values
     known = registration.corrected_priors(backprojected, priors["prior_height"].values)
     correction, deviation = prior_correction(backprojected, known, priors["prior_mask"].values,
                                              coarse_cell_m=coarse_cell_m)

@@ -286,17 +286,26 @@ def observed_scene(
     groups, own, opposite = _read_observations(observations, coarse, measurement=measurement,
                                                sar_quantity=sar_quantity, sar_db=sar_db)
     image_registration = None
+    # What is made of the coarse DEM on the grid once, for every method that needs it.
+    made: dict[str, np.ndarray] = {}
     if register:
         # Before every method: the coarse DEM moved to where the image says its terrain is,
         # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
         native_dy, native_dx = cell_size_m(native)
-        image_registration = register_to_images(open_dem(back_project(native, grid_dem), vertical_datum="ellipsoid"),
+        surface = back_project(native, grid_dem)
+        image_registration = register_to_images(open_dem(surface, vertical_datum="ellipsoid"),
                                                 groups, coarse_cell_m=math.sqrt(native_dy * native_dx))
         east, north = image_registration.applied_shift()
         if east or north:
             native = shifted(native, coarse, east, north)
             coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+        elif np.array_equal(np.isnan(grid_dem.values), np.isnan(coarse.values)):
+            # The back-projection reads the grid's voids only: on the same voids it is the
+            # one the priors' refinement would make.
+            made["back_projection"] = surface.values
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
+    if np.array_equal(np.isnan(grid_dem.values), np.isnan(coarse.values)):
+        made["lanczos"] = resampled["coarse_lanczos"].values
     resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum, points_geoid_grid)
     resolved = check_priors_against(resolved, coarse)
     inputs, attrs = _pass_inputs(own.image, coarse, own.geometry, measurement=measurement, projection=projection,
@@ -308,7 +317,8 @@ def observed_scene(
     # Where the image registered the DEM (to decimetres or metres), the priors' registration
     # is a second opinion, recorded; where it could not, the priors register it.
     refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx),
-                                                register=image_registration is None or not image_registration.applied)
+                                                register=image_registration is None or not image_registration.applied,
+                                                made=made)
     for variable, values in refined.items():
         scene[variable] = on_grid(values, coarse, variable)
     if opposite is not None:

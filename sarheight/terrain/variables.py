@@ -46,6 +46,9 @@ the terrain classes of a refinement from the stored ones.
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -161,16 +164,9 @@ RANGE_SLOPE_LIMIT_RAD = math.radians(25.0)
 MIN_SENSITIVITY_DB = 3.0
 
 
-def scene_sigma0_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
+def _fit_scene_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
                      incidence: str = "local_incidence_angle") -> FittedLaw:
-    """The sigma0 law of the local incidence fitted to a scene's own observation
-    (:func:`sarheight.ground.fit_sigma0_law`, robust medians per degree of incidence),
-    outside layover and shadow (for the other pass, whose masks a scene does not keep,
-    where it is finite: NaN in its shadow). A scene too small to fit one (fewer than 30
-    cells in every degree of incidence) falls back to the empirical law, fitted to that
-    law's own values.
-
-    """
+    """The law of :func:`scene_sigma0_law`, fitted."""
     sigma0, angles = scene[sar].values, scene[incidence].values
     valid = np.isfinite(sigma0) & np.isfinite(angles)
     if not sar.startswith("other_") and "layover" in scene.data_vars:
@@ -209,7 +205,7 @@ def variable_sources(name: str) -> tuple[str, ...]:
     return DERIVED_VARIABLES.get(name, (name,))
 
 
-def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
+def _make_variable(scene: xr.Dataset, name: str) -> np.ndarray:
     """The values (float32, (y, x)) of a scene's variable ``name``: stored, or derived from
     the stored ones (:data:`DERIVED_VARIABLES`).
 
@@ -257,7 +253,7 @@ REFINEMENT_CLASSES = ("layover", "shadow", "steep", "other")
 STEEP_SLOPE_DEG = 20.0
 
 
-def refinement_classes(scene: xr.Dataset) -> np.ndarray:
+def _make_classes(scene: xr.Dataset) -> np.ndarray:
     """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
     scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
     user knows, never the truth."""
@@ -313,3 +309,66 @@ def inversion_reference(scene: xr.Dataset, reference: str = "back_projection") -
     kriged = scene["coarse_refined"].values.astype(np.float64) - scene["coarse_backprojected"].values
     values = scene["coarse_registered"].values + np.where(np.isfinite(kriged), kriged, 0.0)
     return scene["coarse_registered"].copy(data=values.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------
+# Each derived array made once per scene
+
+#: Per live scene (by its id, while it lives): what has been derived from it, by key, with
+#: the stored arrays it was derived from.
+_DERIVED: dict[int, tuple[weakref.ref, dict[Any, tuple[tuple[Any, ...], Any]]]] = {}
+
+
+def _derived_once(scene: xr.Dataset, key: Any, sources: tuple[str, ...], make: Callable[[], Any]) -> Any:
+    """``make()`` the first time ``key`` is asked of ``scene``, the same object after,
+    while the stored variables it reads (``sources``) are the same arrays: a variable
+    replaced (``scene[name] = ...``) makes it anew. (Arrays changed in place are not seen:
+    a scene is built, then read.) Arrays come back as copies."""
+    entry = _DERIVED.get(id(scene))
+    if entry is None or entry[0]() is not scene:
+        identity = id(scene)
+        entry = (weakref.ref(scene, lambda _, identity=identity: _DERIVED.pop(identity, None)), {})
+        _DERIVED[identity] = entry
+    made = entry[1]
+    arrays = tuple(scene[name].variable.data if name in scene.variables else None for name in sources)
+    found = made.get(key)
+    if found is None or not all(a is b for a, b in zip(found[0], arrays, strict=True)):
+        found = (arrays, make())
+        made[key] = found
+    # Arrays are handed out as copies (a reader may change its own): made once, copied in a
+    # millisecond.
+    return found[1].copy() if isinstance(found[1], np.ndarray) else found[1]
+
+
+def scene_sigma0_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
+                     incidence: str = "local_incidence_angle") -> FittedLaw:
+    """The sigma0 law of the local incidence fitted to a scene's own observation
+    (:func:`sarheight.ground.fit_sigma0_law`, robust medians per degree of incidence),
+    outside layover and shadow (for the other pass, whose masks a scene does not keep,
+    where it is finite: NaN in its shadow). A scene too small to fit one (fewer than 30
+    cells in every degree of incidence) falls back to the empirical law, fitted to that
+    law's own values. Fitted once per scene and observation."""
+    return _derived_once(scene, ("law", sar, incidence), (sar, incidence, "layover", "shadow"),
+                         lambda: _fit_scene_law(scene, sar, incidence))
+
+
+def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
+    """The values (float32, (y, x)) of a scene's variable ``name``: stored, or derived from
+    the stored ones (:data:`DERIVED_VARIABLES`; each made once per scene).
+
+    Raises
+    ------
+    InvalidInputError : a variable it needs is missing, or (for the look direction) the
+        scene does not record its heading and look side.
+    """
+    if name in scene.data_vars or name not in DERIVED_VARIABLES:
+        return _make_variable(scene, name)
+    return _derived_once(scene, ("variable", name), (*DERIVED_VARIABLES[name], "layover", "shadow"),
+                         lambda: _make_variable(scene, name))
+
+
+def refinement_classes(scene: xr.Dataset) -> np.ndarray:
+    """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
+    scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
+    user knows, never the truth. Made once per scene."""
+    return _derived_once(scene, ("classes",), ("layover", "shadow", "coarse_bicubic"), lambda: _make_classes(scene))
