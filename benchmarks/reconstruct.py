@@ -111,9 +111,9 @@ from sarheight import simulate as simulate_module
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.kernels import facets
-from sarheight.layover import reconstruct
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
+from sarheight.reconstruction import reconstruct
 from sarheight.simulate import run_simulation, simulate
 
 CENTER = scene.CENTER  # lon, lat: as benchmarks/geocode.py

@@ -123,8 +123,8 @@ def child_distributed(dem_path: str, rows_per_block: int, out_dir: str) -> dict:
     from reconstruct import make_dem, make_geometry
 
     from sarheight.dem import open_dem
-    from sarheight.layover import reconstruct
     from sarheight.masks import MaskCode
+    from sarheight.reconstruction import reconstruct
 
     geometry = make_geometry()
     small = make_dem(64)  # warm: every kernel loaded before the measurement

@@ -41,14 +41,14 @@ from _common import REPO, finish, loadavg, machine
 from reconstruct import PhaseProfile
 
 from sarheight import reallocation
-from sarheight._threads import run_blocks
 from sarheight.benchmark import CASES, speckled, synthetic_scene
 from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.kernels.visibility import line_group
-from sarheight.layover import reconstruct
+from sarheight.reconstruction import reconstruct
 from sarheight.simulate import run_simulation, simulate, simulate_sar
 from sarheight.simulate.cells import cell_geometry, radar_window, visibility_masks
 from sarheight.simulate.engine import residue_thresholds
+from sarheight.threads import run_blocks
 
 #: (case, DEM cells a side) of the figures, as ``sarheight benchmark`` runs them.
 SCENES = (("coarse", 1024), ("pixel", 2048))

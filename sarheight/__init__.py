@@ -2,7 +2,17 @@
 
 Layover/shadow simulation and reconstruction from a DEM and the Sentinel-1 geometry,
 and models for terrain height, building height and local climate zones.
+
+The user entries are importable from here (``from sarheight import reconstruct``); each
+is loaded on first use, so that ``import sarheight`` costs nothing and the physics runs
+without the learning extra (torch, Lightning): those entries need ``pip install
+'sarheight[ml]'`` only when used.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from ._version import __version__
 from .errors import (
@@ -15,6 +25,30 @@ from .errors import (
     UnsupportedProductError,
 )
 
+#: The user entries, by the module that holds each (loaded on first use).
+ENTRIES = {
+    # the physics
+    "open_dem": "dem",
+    "RadarGeometry": "geometry",
+    "simulate": "simulate",
+    "simulate_sar": "simulate",
+    "reconstruct": "reconstruction",
+    "to_geotiff": "reconstruction",
+    "to_isce3_mask": "reconstruction",
+    "MaskCode": "masks",
+    "sample_priors": "priors",
+    "interpolate_priors": "priors",
+    "refine_dem": "terrain.refinement",
+    "observed_scene": "terrain.observed",
+    "simulate_scene": "terrain.simulated",
+    "open_scene": "terrain.files",
+    "invert_dem": "terrain.inversion",
+    # the learning floor (the ml extra)
+    "load_checkpoint": "training.checkpoints",
+    "predict_height": "training.predict",
+    "predict_buildings": "training.predict",
+}
+
 __all__ = [
     "DatumError",
     "GeometryError",
@@ -24,4 +58,15 @@ __all__ = [
     "SarHeightError",
     "UnsupportedProductError",
     "__version__",
+    *sorted(ENTRIES),
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ENTRIES:
+        return getattr(importlib.import_module(f".{ENTRIES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(ENTRIES))

@@ -600,7 +600,7 @@ def write_cities(out: str | os.PathLike[str], *, count: int = 4, size: int = 128
     :func:`write_city`), each of its own seed (``first_seed + index``), the passes
     alternating between ascending and descending. A city whose ``height.tif`` exists is
     kept (an interrupted run resumes). Returns the city folders."""
-    from ._threads import bar as progress_bar
+    from .threads import bar as progress_bar
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InvalidInputError(f"count must be a positive integer, got {count!r}")

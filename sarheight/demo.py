@@ -86,8 +86,8 @@ def reconstruction_geometry(dem: xr.DataArray) -> RadarGeometry:
 def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]:
     """Simulate with the fine DEM, reconstruct with a 3x coarser one, compare with the truth
     (on the relief exaggerated ``RELIEF_EXAGGERATION`` times)."""
-    from .layover import reconstruct, to_geotiff
     from .masks import MaskCode, inside_image, to_isce3_mask
+    from .reconstruction import reconstruct, to_geotiff
     from .simulate import simulate, simulate_sar
 
     dem = exaggerated_relief(dem)

@@ -23,13 +23,13 @@ import numpy as np
 import xarray as xr
 
 from . import kernels
-from ._threads import run_blocks
 from .errors import (
     GeometryError,
     InvalidInputError,
     ProductError,
 )
 from .scores import rms
+from .threads import run_blocks
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What :func:`sarheight.layover.reconstruct` is given, resolved into one form.
+"""What :func:`sarheight.reconstruction.reconstruct` is given, resolved into one form.
 
 An observation is one of
 
@@ -28,7 +28,6 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from ._threads import run_blocks
 from .errors import InvalidInputError, PartialCoverageWarning, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
 from .io import check_memory, open_raster
@@ -39,6 +38,7 @@ from .simulate import Simulation
 from .simulate.cells import channels
 from .simulate.contribution import FacetContribution
 from .simulate.engine import clear_residue
+from .threads import run_blocks
 
 #: What a map-grid observation holds (ellipsoid-referenced).
 Quantity = Literal["beta0", "sigma0", "gamma0"]

@@ -24,7 +24,6 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from ._threads import progress_bar, run_blocks
 from ._version import __version__
 from .geometry import RadarWindow
 from .kernels import reallocation as reallocation_kernels
@@ -42,6 +41,7 @@ from .simulate import Simulation, run_simulation
 from .simulate.cells import block_count, channels, gather_buffer, radar_sums
 from .simulate.contribution import Contribution, Projection
 from .simulate.engine import clear_residue, residue_thresholds
+from .threads import progress_bar, run_blocks
 
 #: What ``backscatter`` holds: the reallocated energy over the sigma or the gamma area.
 Output = Literal["sigma0", "gamma0"]
@@ -246,7 +246,7 @@ def result_dataset(state: Simulation, result: dict[str, np.ndarray], output: Out
 def reconstruct_in_memory(observation: Observation, dem: xr.DataArray, *, contribution: Contribution,
                           output: Output, projection: Projection, oversample: int | Literal["auto"],
                           progress: bool = True) -> xr.Dataset:
-    """Reconstruct a DEM held in memory (:func:`sarheight.layover.reconstruct` without
+    """Reconstruct a DEM held in memory (:func:`sarheight.reconstruction.reconstruct` without
     ``chunks``), from an observation and a DEM it has checked and opened.
 
     The observation is read on the radar window as soon as the window is known, before

@@ -88,7 +88,7 @@ def assert_closed_recovery(dem: xr.DataArray, geometry: RadarGeometry, chunks: t
     cells at each corner (all lit), the outer ring (``lit_border`` of it lit) and the
     interior."""
     from sarheight.ground import empirical_sigma0
-    from sarheight.layover import reconstruct
+    from sarheight.reconstruction import reconstruct
     from sarheight.simulate import simulate_sar
 
     observation, truth = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None,

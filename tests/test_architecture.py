@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: package whose modules sit on different floors (terrain) names each module.
 LAYERS = (
     ("kernels",),
-    ("_version", "_threads", "errors", "extras", "masks"),
+    ("_version", "threads", "errors", "extras", "masks"),
     ("paths", "configs", "geoids"),
     ("io",),
     ("raster", "scores"),
@@ -28,6 +28,7 @@ LAYERS = (
     ("observation",),
     ("reallocation",),
     ("distributed",),
+    ("reconstruction",),
     ("layover",),
     ("plots", "sample_data"),
     ("benchmark",),

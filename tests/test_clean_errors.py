@@ -124,7 +124,7 @@ def test_an_unreachable_scheduler_is_refused_before_any_work(dem_tif, tmp_path, 
     err = _one_line_error(capsys, ["reconstruct", "--sar", str(dem_tif), "--dem", str(dem_tif), "--out",
                                    str(tmp_path / "r.tif"), "--scheduler", "tcp://127.0.0.1:1"])
     assert "leave them out" in err  # a geocoded GeoTIFF is refused first
-    from sarheight.layover import reconstruct
+    from sarheight.reconstruction import reconstruct
 
     with pytest.raises(InvalidInputError, match="no dask scheduler answers there"):
         reconstruct(np.zeros((2, 2)), dem_tif, None, client="tcp://127.0.0.1:1")
@@ -134,7 +134,7 @@ def test_an_unreachable_scheduler_is_refused_before_any_work(dem_tif, tmp_path, 
 
 def test_a_db_image_given_as_linear_is_refused_before_the_simulation(tmp_path, monkeypatch):
     import sarheight.simulate.engine as simulation
-    from sarheight.layover import reconstruct
+    from sarheight.reconstruction import reconstruct
 
     dem = sample_data.rome_dem()
     db = dem.copy(data=np.full(dem.shape, -12.0, dtype=np.float32))
@@ -192,7 +192,7 @@ def test_outputs_never_replace_an_input_or_each_other(dem_tif, tmp_path, capsys)
     link.symlink_to(tmp_path / "target.tif")
     err = _one_line_error(capsys, ["geocode", str(dem_tif), "--out", str(link), *SYNTHETIC])
     assert "symbolic link" in err and link.is_symlink()
-    from sarheight.layover import reconstruct
+    from sarheight.reconstruction import reconstruct
 
     with pytest.raises(InvalidInputError, match="is the DEM, an input of this run"):
         reconstruct(np.zeros((2, 2)), copy, None, chunks=16, out=copy)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sarheight.errors import InvalidInputError
-from sarheight.layover import reconstruct
+from sarheight.reconstruction import reconstruct
 from sarheight.simulate import simulate_sar
 from tests.helpers import rough_dem, synthetic_geometry
 

@@ -16,7 +16,7 @@ from sarheight.cli import main
 from sarheight.dem import PACKAGED_EGM96, open_dem
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.geometry import RadarGeometry
-from sarheight.layover import reconstruct
+from sarheight.reconstruction import reconstruct
 
 VRT_RAW_BAND = """<VRTDataset rasterXSize="16" rasterYSize="16">
   <SRS>EPSG:4326</SRS>

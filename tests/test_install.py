@@ -70,3 +70,21 @@ def test_the_learning_stack_is_an_extra_not_a_dependency():
     extra = {re.split(r"[<>=!~\[ ]", spec)[0] for spec in project["optional-dependencies"]["ml"]}
     assert {"torch", "lightning", "torchmetrics", "jsonargparse", "h5py"} <= extra
     assert not required & extra, f"in the plain install: {sorted(required & extra)}"
+
+
+def test_the_user_entries_are_at_the_top_and_cost_nothing_to_import():
+    """``from sarheight import reconstruct`` and the other entries resolve to their homes;
+    importing the package loads neither Numba nor torch (the command line starts at once,
+    and the physics runs without the ml extra)."""
+    code = ("import sys, sarheight; loaded = [m for m in ('numba', 'torch') if m in sys.modules]; "
+            "entries = {name: getattr(sarheight, name).__module__ for name in sarheight.ENTRIES "
+            "if not sarheight.ENTRIES[name].startswith('training')}; print(loaded, len(entries))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("]")[0] == "[", done.stdout
+    import sarheight
+
+    assert sarheight.reconstruct.__module__ == "sarheight.reconstruction"
+    assert sarheight.refine_dem.__module__ == "sarheight.terrain.refinement"
+    assert set(sarheight.ENTRIES) <= set(dir(sarheight)) and set(sarheight.ENTRIES) <= set(sarheight.__all__)
+    with pytest.raises(AttributeError, match="no attribute"):
+        sarheight.nonsense  # noqa: B018

@@ -221,7 +221,7 @@ def passes(tmp_path_factory):
     from sarheight import sample_data
     from sarheight.dem import PACKAGED_EGM96, open_dem
     from sarheight.io import write_geotiff
-    from sarheight.layover import reconstruct
+    from sarheight.reconstruction import reconstruct
 
     folder = tmp_path_factory.mktemp("passes")
     fine = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",

@@ -18,9 +18,9 @@ from sarheight.ground import empirical_sigma0
 from sarheight.kernels import facets
 from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
-from sarheight.layover import reconstruct, to_isce3_mask
 from sarheight.observation import intensity_flags
 from sarheight.reallocation import reallocate
+from sarheight.reconstruction import reconstruct, to_isce3_mask
 from sarheight.simulate import run_simulation, simulate, simulate_sar
 from sarheight.simulate.cells import channels
 from sarheight.simulate.engine import clear_residue
@@ -500,7 +500,7 @@ def test_an_image_covering_part_of_the_dem_warns():
 def test_to_geotiff_writes_the_products_of_a_simulation_or_a_reconstruction(tmp_path):
     import rasterio
 
-    from sarheight.layover import RECONSTRUCTION_BANDS, SIMULATION_BANDS, to_geotiff
+    from sarheight.reconstruction import RECONSTRUCTION_BANDS, SIMULATION_BANDS, to_geotiff
 
     dem = plane_dem(20, 20)
     geometry = synthetic_geometry(dem)

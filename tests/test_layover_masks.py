@@ -40,7 +40,7 @@ from scipy.ndimage import binary_erosion
 
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
-from sarheight.layover import reconstruct
+from sarheight.reconstruction import reconstruct
 from sarheight.simulate import simulate, simulate_sar
 from tests.helpers import CELL_DEG, LAT, LON, nearer_bound, plane_dem, rough_dem, synthetic_geometry
 

@@ -16,9 +16,9 @@ from scipy.ndimage import binary_erosion
 from sarheight.dem import open_dem, terrain_attributes
 from sarheight.geometry import RadarGeometry, backward_geocode
 from sarheight.ground import empirical_sigma0
-from sarheight.layover import reconstruct
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
+from sarheight.reconstruction import reconstruct
 from sarheight.simulate import run_simulation, simulate, simulate_sar
 from tests.helpers import SAFES, assert_closed_recovery, nearer_bound, required
 

@@ -11,7 +11,7 @@ from sarheight import sample_data
 from sarheight.cli import main
 from sarheight.dem import open_dem
 from sarheight.errors import PlausibilityWarning
-from sarheight.layover import reconstruct
+from sarheight.reconstruction import reconstruct
 from sarheight.simulate import simulate_sar
 from tests.helpers import rough_dem, synthetic_geometry
 

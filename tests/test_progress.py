@@ -57,7 +57,7 @@ def test_a_long_task_writes_whole_lines_to_a_log_and_a_short_one_nothing(monkeyp
     no carriage return; a task shorter than that writes nothing."""
     import time
 
-    from sarheight._threads import bar
+    from sarheight.threads import bar
 
     monkeypatch.setenv("SARHEIGHT_PROGRESS_SECONDS", "0.05")
     shown = bar(total=4, desc="terrain scenes", unit="scene")

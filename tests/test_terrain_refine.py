@@ -134,7 +134,7 @@ def product(tmp_path_factory):
     from sarheight import sample_data
     from sarheight.dem import open_dem
     from sarheight.io import write_geotiff
-    from sarheight.layover import reconstruct
+    from sarheight.reconstruction import reconstruct
     from sarheight.simulate import simulate_sar
     from sarheight.terrain.geometry import scene_geometry
     from sarheight.terrain.grid import block_mean

@@ -96,7 +96,7 @@ def serve(tree: str | None) -> None:
         sys.meta_path.insert(0, _TreeFinder(Path(tree)))
     import numba
 
-    from sarheight.layover import reconstruct
+    from sarheight.layover import reconstruct  # the name every version has
     from sarheight.simulate import simulate
 
     package = sys.modules["sarheight"]  # this tree's, or the one installed

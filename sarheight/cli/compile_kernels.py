@@ -45,7 +45,7 @@ def compile_kernels() -> float:
     """
     from ..demo import demo_geometry, run_demo
     from ..geometry import backward_geocode
-    from ..layover import reconstruct
+    from ..reconstruction import reconstruct
     from ..sample_data import bigtujunga_dem, jacksboro_dem
     from ..simulate import simulate, simulate_sar
 

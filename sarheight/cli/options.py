@@ -245,7 +245,7 @@ def write_masks(result: Any, path: Path) -> Path:
 class Stages:
     """The progress of a command over its stages: in a terminal a bar, its elapsed time kept
     current; outside one (a log, a pipe, a batch job) a line per stage on standard error,
-    and one every :func:`sarheight._threads.progress_seconds` (30 s) while a stage runs, as
+    and one every :func:`sarheight.threads.progress_seconds` (30 s) while a stage runs, as
     every progress bar does there, so that a log never goes quiet for minutes. Nothing with
     ``quiet``."""
 
@@ -289,7 +289,7 @@ class Stages:
     def _heartbeat(self) -> None:
         # In a terminal the bar's clock is refreshed each second; in a log a line at most
         # every progress_seconds().
-        from .._threads import progress_seconds  # here: it imports Numba, which the command's start need not
+        from ..threads import progress_seconds  # here: it imports Numba, which the command's start need not
 
         every = progress_seconds()
         period = 1.0 if self.terminal else every

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
-    from ..layover import reconstruct, to_geotiff
+    from ..reconstruction import reconstruct, to_geotiff
 
     sar_path = Path(args.sar)
     geotiff = sar_path.suffix.lower() in (".tif", ".tiff")

@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import SarHeightError
     from ..io import output_set, write_geotiff, write_radar_image
-    from ..layover import reconstruct, to_geotiff
     from ..masks import MaskCode, inside_image
     from ..observation import geometry_tags
+    from ..reconstruction import reconstruct, to_geotiff
     from ..simulate import simulate, simulate_sar
 
     check_geometry_options(args, product_given=False)

@@ -12,12 +12,12 @@ import numpy as np
 import pyproj
 import xarray as xr
 
-from sarheight._threads import run_blocks
 from sarheight.errors import (
     InvalidInputError,
 )
 from sarheight.kernels.geodesy import interpolate_rows
 from sarheight.raster import horizontal_part, metres_per_degree
+from sarheight.threads import run_blocks
 
 from .crs import crs_of, is_wgs84_degrees, spatial_dem
 

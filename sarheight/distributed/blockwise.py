@@ -1,6 +1,6 @@
 """Block-wise reconstruction, on local threads or a dask.distributed cluster, for DEMs too large to reconstruct in memory.
 
-:func:`sarheight.layover.reconstruct` runs here when given ``chunks`` or ``client``
+:func:`sarheight.reconstruction.reconstruct` runs here when given ``chunks`` or ``client``
 (:func:`reconstruct_blockwise`). Every heavy step runs per piece of the DEM, on the
 workers, and each task recomputes the cell geometry it needs (geocoding costs a few
 percent of the facet passes), so nothing per cell stays on the workers or travels back
@@ -48,7 +48,6 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .._threads import progress_bar
 from ..errors import InvalidInputError
 from ..geometry import RadarWindow
 from ..io import check_memory
@@ -72,6 +71,7 @@ from ..simulate.cells import (
 )
 from ..simulate.contribution import Contribution, FacetContribution, Projection, resolve_contribution
 from ..simulate.engine import BYTES_PER_CELL, SmoothFields, clear_residue, smooth_stride
+from ..threads import progress_bar
 from .outputs import ResultSink
 from .pieces import (
     Axes,
@@ -101,7 +101,7 @@ def reconstruct_blockwise(observation: Observation, dem: xr.DataArray, *, contri
                           output: Output, projection: Projection, oversample: int | Literal["auto"],
                           rows_per_block: int, cols_per_tile: int, client: Any = None,
                           out: str | os.PathLike[str] | None = None, progress: bool = True) -> xr.Dataset:
-    """Reconstruct block by block (:func:`sarheight.layover.reconstruct` with ``chunks`` or
+    """Reconstruct block by block (:func:`sarheight.reconstruction.reconstruct` with ``chunks`` or
     ``client``), from an observation in radar geometry and a DEM it has checked and opened.
 
     Parameters

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .._threads import serial_call, thread_count
 from ..errors import InvalidInputError
+from ..threads import serial_call, thread_count
 
 #: Seconds to wait for a dask scheduler to answer.
 CONNECT_TIMEOUT = 5.0
@@ -48,7 +48,7 @@ class Workers:
     """Where the tasks of a block-wise run go: local threads, or a dask.distributed client.
 
     Open one with :meth:`open`. Tasks run their row blocks serially
-    (``_threads.serial_call``): a run keeps about one task per worker thread in flight.
+    (``sarheight.threads.serial_call``): a run keeps about one task per worker thread in flight.
     """
 
     def __init__(self, pool: ThreadPoolExecutor | None = None, client: Any = None):

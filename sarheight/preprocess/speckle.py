@@ -23,9 +23,9 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from .._threads import run_blocks
 from ..errors import InvalidInputError
 from ..kernels import speckle as kernels
+from ..threads import run_blocks
 from .backscatter import require_linear_power
 
 __all__ = ["IW_GRDH_LOOKS", "lee_filter", "refined_lee_filter"]

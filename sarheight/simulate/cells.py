@@ -13,12 +13,12 @@ import numpy as np
 import xarray as xr
 
 from .. import kernels
-from .._threads import row_blocks, run_blocks, thread_count
 from ..dem import geodetic_coordinates
 from ..errors import GeometryError, InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
 from ..kernels import facets, visibility
 from ..masks import kernel_codes
+from ..threads import row_blocks, run_blocks, thread_count
 
 
 def oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cells: dict) -> int:

@@ -19,7 +19,6 @@ import numpy as np
 import xarray as xr
 
 from .. import kernels
-from .._threads import run_blocks, thread_count
 from .._version import __version__
 from ..dem import open_dem
 from ..errors import InvalidInputError
@@ -28,6 +27,7 @@ from ..ground import empirical_sigma0
 from ..io import check_memory
 from ..kernels import facets
 from ..masks import MASK_ATTRS, MaskCode
+from ..threads import run_blocks, thread_count
 from .cells import (
     ADD_BAND_LINES,
     BLOCK_CELLS,

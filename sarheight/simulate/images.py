@@ -12,12 +12,12 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .._threads import progress_bar
 from .._version import __version__
 from ..dem import open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
 from ..ground import SIGMA0_LAWS, Ground, lognormal_texture
+from ..threads import progress_bar
 from .contribution import Contribution, Projection, values_on_dem_grid
 from .engine import run_simulation
 

@@ -213,8 +213,8 @@ def run_ablation(
     accelerator : Lightning's ("auto": a GPU where there is one).
     progress : show progress.
     """
-    from .._threads import bar as progress_bar
     from ..data.terrain import TerrainDataModule
+    from ..threads import bar as progress_bar
     from ..training.predict import predict_height
     from ..training.regression import PixelRegression
 

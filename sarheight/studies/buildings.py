@@ -113,8 +113,8 @@ def run_building_comparison(
     accelerator : Lightning's ("auto": a GPU where there is one).
     progress : show progress.
     """
-    from .._threads import bar as progress_bar
     from ..data.buildings import BuildingHeightDataModule
+    from ..threads import bar as progress_bar
     from ..training.predict import predict_buildings
     from ..training.regression import PixelRegression
 

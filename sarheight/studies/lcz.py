@@ -236,9 +236,9 @@ def run_sweep(
         the patches (the batch of one step is ``devices * batch_size``).
     progress : show a progress bar over the trainings.
     """
-    from .._threads import bar as progress_bar
     from ..data.so2sat import LCZ_CLASSES, So2SatDataModule
     from ..models.fusion import WIDTHS
+    from ..threads import bar as progress_bar
 
     rows = configurations(splits, stages)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:

@@ -158,7 +158,7 @@ def run_refinement_study(
     InvalidInputError : a held-out DEM among the training scenes, a bad configuration or
         method, seeds below 1; before any training.
     """
-    from .._threads import bar as progress_bar
+    from ..threads import bar as progress_bar
     from ..training.configured import configured_run
 
     out = Path(out)

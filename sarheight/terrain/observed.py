@@ -23,7 +23,6 @@ from ..errors import (
     user_stacklevel,
 )
 from ..geometry import RadarGeometry
-from ..layover import reconstruct
 from ..masks import MASK_ATTRS
 from ..priors import (
     distance_map,
@@ -31,6 +30,7 @@ from ..priors import (
     sample_priors,
 )
 from ..raster import cell_size_m, power_to_db
+from ..reconstruction import reconstruct
 from .backprojection import back_project, refined_without_sar, shifted, upsample
 from .geometry import heading_direction, pass_direction
 from .grid import COARSE_VARIABLES
@@ -219,7 +219,7 @@ def observed_scene(
 
     Parameters
     ----------
-    sar : the observation, anything :func:`sarheight.layover.reconstruct` takes (a
+    sar : the observation, anything :func:`sarheight.reconstruction.reconstruct` takes (a
         Sentinel-1 SAFE product path, a calibrated xarray-sentinel measurement, a radar
         geometry array with ``geometry``, or a geocoded GeoTIFF / map DataArray), or a
         sequence of them: dates and passes. They are read in radar geometry over the DEM
@@ -251,9 +251,9 @@ def observed_scene(
         ``prior_interpolated``.
     other : ``(sar, geometry)`` of the opposite pass, giving ``other_sar_reconstructed``
         and ``other_sar_geocoded``.
-    projection : as in :func:`sarheight.layover.reconstruct`.
+    projection : as in :func:`sarheight.reconstruction.reconstruct`.
     sar_quantity, sar_db : what a geocoded (map-grid) ``sar`` holds, as
-        :func:`sarheight.layover.reconstruct` takes them (the other pass's too).
+        :func:`sarheight.reconstruction.reconstruct` takes them (the other pass's too).
     register : register the coarse DEM to the image(s) before anything else
         (:func:`sarheight.terrain.registration.register_to_images`; ``image_registration_*``
         attributes), where the image can tell the shift; the priors' registration then

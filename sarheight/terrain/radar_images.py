@@ -97,7 +97,7 @@ WINDOW_MARGIN = 24
 def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, measurement: str = "IW/VV",
                 sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
                 name: str | None = None) -> InversionImage:
-    """An observation as :func:`sarheight.layover.reconstruct` takes it (a SAFE product, a
+    """An observation as :func:`sarheight.reconstruction.reconstruct` takes it (a SAFE product, a
     radar-geometry array or DataArray with ``geometry``, an xarray-sentinel measurement,
     or a geocoded sigma0 GeoTIFF or map DataArray with ``geometry``), read in radar
     geometry over ``dem``'s footprint.

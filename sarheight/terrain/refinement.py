@@ -80,7 +80,7 @@ def refine_dem(
     ----------
     coarse_dem : the user's DEM (from :func:`sarheight.dem.open_dem`: ellipsoidal heights).
     sar : the observation: a Sentinel-1 SAFE product, or anything
-        :func:`sarheight.layover.reconstruct` takes (a geocoded sigma0 GeoTIFF with
+        :func:`sarheight.reconstruction.reconstruct` takes (a geocoded sigma0 GeoTIFF with
         ``geometry``); or a sequence of them (dates, both passes: checked and grouped as
         :func:`sarheight.terrain.observed.observed_scene` does). The network reads the first
         observation's pass (its dates' composite) and, for models trained on both passes,
@@ -97,7 +97,7 @@ def refine_dem(
     priors, points_crs, points_vertical_datum, points_geoid_grid : known heights (a points
         file or DataFrame, as :func:`sarheight.terrain.observed.observed_scene` takes them, with
         the geoid grid that converts heights on a geoid), or None.
-    measurement, sar_quantity, sar_db : as :func:`sarheight.layover.reconstruct` takes them.
+    measurement, sar_quantity, sar_db : as :func:`sarheight.reconstruction.reconstruct` takes them.
     tile, overlap, device : as :func:`predict_height` takes them.
     inversion_settings : the inversion's weights (default
         :class:`sarheight.terrain.inversion.InversionSettings`).

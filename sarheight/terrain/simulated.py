@@ -356,7 +356,7 @@ def simulate_scenes(
     import itertools
     import zlib
 
-    from .._threads import bar as progress_bar
+    from ..threads import bar as progress_bar
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ real observation, and the scene files they travel in.
 A scene is an ``xr.Dataset`` on a map grid (y, x) with a CRS:
 
 - ``sar_reconstructed`` and ``sar_geocoded``: sigma0 (dB) with and without the layover
-  reallocation of :func:`sarheight.layover.reconstruct` (NaN in shadow and outside the
+  reallocation of :func:`sarheight.reconstruction.reconstruct` (NaN in shadow and outside the
   image), so that the two can be compared (the ablation). "Without" is the geocoded
   image with the same radiometric terrain correction, Small's (2011) area-based
   flattening (``flattened`` times the cosine of the local incidence, as sigma0): a

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._threads import bar as progress_bar
 from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
 from ..errors import InvalidInputError, deferred_warnings
@@ -23,6 +22,7 @@ from ..preprocess.sentinel2 import S2_BANDS
 from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.variables import refinement_classes
+from ..threads import bar as progress_bar
 from .checkpoints import TrainedModel, load_checkpoint, moved_to, resolve_device, warn_identical_members
 from .losses import LOG_STD_RANGE
 from .memory import check_forward_memory
