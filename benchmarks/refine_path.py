@@ -85,8 +85,13 @@ def main() -> None:
 
     from sarheight.benchmark.scenes import synthetic_scene
     from sarheight.io import write_geotiff
-    from sarheight.raster import cell_size_m
-    from sarheight.terrain.grid import block_mean
+
+    try:
+        from sarheight.raster import cell_size_m
+        from sarheight.terrain.grid import block_mean
+    except ImportError:  # an earlier version, measured for comparison
+        from sarheight.dem import cell_size_m
+        from sarheight.terrain import block_mean
 
     fine, _ = synthetic_scene(args.side, 90.0)
     methods = args.method or list(METHODS)
