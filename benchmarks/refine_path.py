@@ -42,7 +42,7 @@ COUNTED = {
     "sigma0 law fitted": [("ground/fitted.py", "fit_sigma0_law"), ("ground.py", "fit_sigma0_law")],
     "scene variables read (scene_variable)": [("terrain/variables.py", "scene_variable"),
                                               ("terrain.py", "scene_variable")],
-    "reconstructions": [("layover.py", "reconstruct")],
+    "reconstructions": [("sarheight/reconstruction.py", "reconstruct"), ("layover.py", "reconstruct")],
 }
 
 
