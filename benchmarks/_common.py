@@ -18,7 +18,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 #: The Sentinel-1B IW GRD over Lazio and Abruzzo (annotation only: geometry).
 ROME_GRD_NAME = "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # the numpy reference twins live in tests/
+    sys.path.insert(0, str(REPO))  # the numpy twins of the kernels live in twins/
 
 
 def timed_runs(func: Callable[[], Any], repeats: int = 3, min_total: float = 0.5) -> dict[str, Any]:

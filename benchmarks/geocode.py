@@ -22,7 +22,7 @@ from affine import Affine
 
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry, backward_geocode
-from tests import reference_twins
+from twins import geometry as reference_twins
 
 ROME_GRD = SHARED_DATA / "s1" / ROME_GRD_NAME
 CENTER = (12.6, 41.9)  # lon, lat: inside the Rome GRD

@@ -18,7 +18,7 @@ Measures, warm (after Numba compilation), ``sarheight.simulate.simulate`` and
    and the observation, which exist before the call) is reported apart, not per cell.
    Per-thread scatter buffers are part of the peak: it grows with the thread count;
 3. the ratio of the Numba kernels to the vectorised-numpy twin of the reconstruction's core
-   for bilinear projection (``tests/twin_reallocation.py``: facets, ``np.add.at``
+   for bilinear projection (``twins/reallocation.py``: facets, ``np.add.at``
    scatter, ratios, gather by fancy indexing), in the same process on the smallest size,
    after checking that the twin reproduces the library;
 4. the cost per DEM cell of the facet kernel (``kernels.facets.facet_pass``), one scatter
@@ -104,16 +104,17 @@ from _common import REPO, ROME_GRD_NAME, SHARED_DATA, best_time, machine, timed_
 from affine import Affine
 
 from sarheight import benchmark as scene
-from sarheight import layover as layover_module
 from sarheight import observation as observation_module
 from sarheight import reallocation as reallocation_module
-from sarheight import simulate as simulate_module
+from sarheight import reconstruction as layover_module
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.kernels import facets
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
 from sarheight.reconstruction import reconstruct
+from sarheight.simulate import cells as simulate_cells
+from sarheight.simulate import engine as simulate_module
 from sarheight.simulate import run_simulation, simulate
 
 CENTER = scene.CENTER  # lon, lat: as benchmarks/geocode.py
@@ -196,9 +197,9 @@ class PhaseProfile:
             (lay, "open_dem", "open_dem"),
             (sim, "cell_geometry", "cell_geometry"),
             (sim, "radar_window", "window"),
-            (sim, "_oversample_factor", "oversample_factor"),
+            (sim, "oversample_factor", "oversample_factor"),
             (sim, "visibility_masks", "sweep"),
-            (sim, "slant_range_spacing", "sweep"),
+            (simulate_cells, "slant_range_spacing", "sweep"),
             (sim.Simulation, "facet_pass", facet),
             (sim, "smooth_samples", "smooth_fields"),
             (sim, "radar_sums", "radar_buffers"),
@@ -210,7 +211,7 @@ class PhaseProfile:
             (obs.Observation, "on_window", "input"),
             (rea, "check_intensity", "input"),
             (rea, "reallocate", "reallocate_rest"),
-            (rea, "_ratios_in_place", "ratios"),
+            (rea, "ratios_in_place", "ratios"),
         ]
 
     def _call(self, name: str, func, args, kwargs):
@@ -370,7 +371,7 @@ def measure_memory(directory: str, projection: str) -> dict[str, Any]:
 
 def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.DataArray) -> dict[str, Any]:
     """Bilinear reconstruction core: Numba kernels against the numpy twin, agreement and speed."""
-    from tests import twin_reallocation as twins_projection
+    from twins import reallocation as twins_projection
 
     state = run_simulation(dem, geometry, projection="bilinear")
     observed = intensity_on_window(observation, state.window)
@@ -401,7 +402,7 @@ def twin_comparison(dem: xr.DataArray, geometry: RadarGeometry, observation: xr.
              and max(conservation["library_relative_error"], conservation["twin_relative_error"]) <= TWIN_TOLERANCE)
 
     def kernel_core():
-        images = simulate_module.channels(state.facet_pass(gather=False)[-1])
+        images = simulate_cells.channels(state.facet_pass(gather=False)[-1])
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios = np.where(images[:2] > 0, np.nan_to_num(observed) * pixel_area / images[:2], 0.0)
         return state.facet_pass(gather=True, ratios=np.ascontiguousarray(ratios))[0]
@@ -435,11 +436,11 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
     of ``view`` (with a halo of one cell), on this thread."""
     cells = state.cells
     line, sample, look, valid = (np.ascontiguousarray(cells[name][view]) for name in ("line", "sample", "look", "valid"))
-    ecef = simulate_module.cell_ecef(cells, view[0].start, view[0].stop, view[1].start, view[1].stop)
+    ecef = simulate_cells.cell_ecef(cells, view[0].start, view[0].stop, view[1].start, view[1].stop)
     shadowed = np.isin(np.ascontiguousarray(state.shadow[view]), (1, 2))
     line0, n_lines, sample0, n_samples = state.window
-    first_line, count, first_sample, n = simulate_module._tile_reach(line, sample, state.window)
-    ratios = simulate_module.gather_buffer(np.random.default_rng(1).random((2, n_lines, n_samples)), state.exact)
+    first_line, count, first_sample, n = simulate_module.tile_reach(line, sample, state.window)
+    ratios = simulate_cells.gather_buffer(np.random.default_rng(1).random((2, n_lines, n_samples)), state.exact)
     sums = simulate_module.radar_sums(n_lines, n_samples)
     c = state.contribution
     shape = line.shape

@@ -186,7 +186,7 @@ def edge_pieces(case: str, side: int, oversample: int = 2) -> dict[str, Any]:
 def float32(case: str, side: int) -> dict[str, Any]:
     dem, geometry = synthetic_scene(side, CASES[case])
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
-    original = reallocation._ratios_in_place
+    original = reallocation.ratios_in_place
     out: dict[str, Any] = {"case": case, "side": side}
     reference = None
     try:
@@ -199,7 +199,7 @@ def float32(case: str, side: int) -> dict[str, Any]:
                     sums[...] = sums.astype(np.float32)
                 return result
 
-            reallocation._ratios_in_place = rounded
+            reallocation.ratios_in_place = rounded
             backscatter = reconstruct(observation, dem, geometry, progress=False)["backscatter"].values
             backscatter = backscatter.astype(np.float64)
             if reference is None:
@@ -210,7 +210,7 @@ def float32(case: str, side: int) -> dict[str, Any]:
             out[stage] = {"largest": float(np.nanmax(relative)), "median": float(np.nanmedian(relative)),
                           "beyond_1e-6": float(np.nanmean(relative > 1e-6))}
     finally:
-        reallocation._ratios_in_place = original
+        reallocation.ratios_in_place = original
     print(f"{case} {side}² float32: {json.dumps(out)}")
     return out
 

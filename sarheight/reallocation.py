@@ -51,7 +51,7 @@ Output = Literal["sigma0", "gamma0"]
 _LINES_PER_BLOCK = 256
 
 
-def _ratios_in_place(state: Simulation, sums: np.ndarray, observed: np.ndarray, *,
+def ratios_in_place(state: Simulation, sums: np.ndarray, observed: np.ndarray, *,
                      prefix: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """Turn the simulated sums (a radar buffer, ``simulate.radar_sums``) into the
     reallocation ratios, in place (``kernels.reallocation.ratio_lines``).
@@ -83,7 +83,7 @@ def reallocation_ratios(state: Simulation, observed: np.ndarray) -> np.ndarray:
     """Per-pixel ratios I_p a_p / (sum of w c) for the model (channel 0) and gamma (channel 1)
     contributions; 0 where nothing was simulated."""
     sums = state.sums.copy()
-    _ratios_in_place(state, sums, observed, prefix=False)
+    ratios_in_place(state, sums, observed, prefix=False)
     return np.array(channels(sums))
 
 
@@ -132,7 +132,7 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
             image, sums, start, stop, missing), observed.shape[0], max(1, math.ceil(observed.shape[0] / _LINES_PER_BLOCK)))
     else:
         missing = None
-    simulated_image, valid_pixels, n_missing = _ratios_in_place(state, sums, observed, prefix=state.exact)
+    simulated_image, valid_pixels, n_missing = ratios_in_place(state, sums, observed, prefix=state.exact)
     if not n_missing:
         missing = None
     elif rows is None and cols is None:

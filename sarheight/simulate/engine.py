@@ -192,7 +192,7 @@ class Simulation:
                 buffer = sums
             else:
                 border = (start == 0, stop == shape[0], col_start == 0, col_stop == shape[1])
-                first_line, count, first_sample, n = _tile_reach(line, sample, self.window, take(c["valid"]), border)
+                first_line, count, first_sample, n = tile_reach(line, sample, self.window, take(c["valid"]), border)
                 buffer = np.zeros(facets.scatter_buffer_shape(count, n, exact))
             facets.facet_pass(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
@@ -359,7 +359,7 @@ def _tiles(first: int, last: int, col_first: int, col_last: int) -> list[tuple[i
             for c0, c1 in itertools.pairwise(col_edges) if c1 > c0]
 
 
-def _tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow, valid: np.ndarray | None = None,
+def tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow, valid: np.ndarray | None = None,
                 border: tuple[bool, bool, bool, bool] = (True, True, True, True)) -> tuple[int, int, int, int]:
     """The window pixels (first line, lines, first sample, samples; window-relative) that
     the facets of a tile's own cells can reach, from its cells with their halo (``line``,

@@ -1,0 +1,201 @@
+"""The house: imports point one way (the order of docs/architecture.md), no private name
+crosses a module, the kernels import nothing of ours, no test imports another test."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: The layers of the package, lowest first (docs/architecture.md): a module imports only
+#: from lower layers, or from its own layer's package (a subpackage's own modules). A
+#: package whose modules sit on different floors (terrain) names each module.
+LAYERS = (
+    ("kernels",),
+    ("_version", "threads", "errors", "extras", "masks"),
+    ("paths", "configs", "geoids"),
+    ("io",),
+    ("raster", "scores"),
+    ("dem",),
+    ("ground", "coarse_dem"),
+    ("preprocess",),
+    ("geometry",),
+    ("simulate",),
+    ("observation",),
+    ("reallocation",),
+    ("distributed",),
+    ("reconstruction",),
+    ("layover",),
+    ("plots", "sample_data"),
+    ("benchmark",),
+    ("priors",),
+    ("terrain.backprojection",),
+    ("terrain.geometry", "terrain.grid", "terrain.files"),
+    ("terrain.radar_images", "terrain.relief"),
+    ("terrain.registration", "terrain.inversion"),
+    ("terrain.variables",),
+    ("terrain.observed",),
+    ("terrain.simulated",),
+    ("terrain.clinometry",),
+    ("terrain.methods",),
+    ("city",),
+    ("models",),
+    ("data",),
+    ("training",),
+    ("terrain.refinement", "terrain"),
+    ("studies",),
+    ("demo",),
+    ("cli",),
+    ("__main__",),
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted names (below ``sarheight``) of the package's modules, kernels included."""
+    modules = {}
+    for folder, prefix in ((ROOT / "sarheight", ()), (ROOT / "kernels", ("kernels",))):
+        for path in folder.rglob("*.py"):
+            relative = path.relative_to(folder)
+            if not prefix and relative.parts[0] == "kernels":
+                continue  # a link to kernels/ in some checkouts: read from kernels/ itself
+            parts = prefix + relative.with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, str]]:
+    """(imported module below ``sarheight``, imported name or "") of every import of ours."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            elif node.module and node.module.split(".")[0] == "sarheight":
+                target = node.module.removeprefix("sarheight").lstrip(".")
+            else:
+                continue
+            found += [(target, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name.removeprefix("sarheight").lstrip("."), "") for alias in node.names
+                      if alias.name.split(".")[0] == "sarheight"]
+    return found
+
+
+MODULES = _modules()
+
+
+def _layer(module: str) -> str:
+    """The key of ``module``'s layer: its longest dotted prefix that :data:`LAYERS` names."""
+    parts = module.split(".") if module else [""]
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in RANK:
+            return ".".join(parts[:end])
+    return parts[0]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_down(name):
+    if not name:
+        return  # the package's __init__ re-exports the errors and the version
+    rank = RANK.get(_layer(name))
+    assert rank is not None, f"sarheight.{name} is in no layer of docs/architecture.md: place it there and here"
+    for target, imported in _imports(name, MODULES[name]):
+        full = f"{target}.{imported}" if target else imported
+        module = full if full in MODULES else target
+        if _layer(module) == _layer(name):
+            continue  # within one package of the house
+        assert RANK[_layer(module)] < rank, f"sarheight.{name} imports sarheight.{module}, which is above it"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_private_name_crosses_a_module(name):
+    for target, imported in _imports(name, MODULES[name]):
+        full = f"{target}.{imported}" if target else imported
+        if full in MODULES or not imported.startswith("_") or imported.startswith("__"):
+            continue  # a module, a public name, or a dunder (__version__)
+        assert target == name, f"sarheight.{name} imports the private {imported} of sarheight.{target}"
+
+
+def test_kernels_import_nothing_of_ours():
+    for name, path in MODULES.items():
+        if _layer(name) == "kernels":
+            assert all(_layer(target) == "kernels" for target, _ in _imports(name, path)), name
+
+
+def test_no_test_imports_another_test_module():
+    for path in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            assert not any(n.split(".")[-1].startswith("test_") for n in names if n.startswith("tests")), \
+                f"{path.name} imports a test module: move what it shares into tests/support/"
+
+
+#: The floors of the package the test folders mirror (and the house as a whole).
+TEST_FOLDERS = {"kernels", "core", "physics", "preprocess", "terrain", "learning", "studies", "cli", "house", "support"}
+
+
+def test_tests_live_in_the_folders_of_the_floors():
+    loose = sorted(path.name for path in (ROOT / "tests").glob("test_*.py"))
+    assert not loose, f"tests outside the floors' folders: {loose}; move them into one of {sorted(TEST_FOLDERS)}"
+    folders = {path.name for path in (ROOT / "tests").iterdir() if path.is_dir() and path.name != "__pycache__"}
+    assert folders <= TEST_FOLDERS, f"test folders {sorted(folders - TEST_FOLDERS)} mirror no floor: name them here"
+
+
+def test_no_benchmark_imports_tests_or_private_names():
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] != "tests", f"benchmarks/{path.name} imports tests: use twins/"
+                if node.module.split(".")[0] == "sarheight":
+                    private = [alias.name for alias in node.names if alias.name.startswith("_")
+                               and not alias.name.startswith("__")]
+                    assert not private, f"benchmarks/{path.name} imports private names {private} of {node.module}"
+            elif isinstance(node, ast.Import):
+                assert not any(alias.name.split(".")[0] == "tests" for alias in node.names), path.name
+
+
+#: The homes of the raster core's concepts (docs/architecture.md): the derivative of a
+#: raster, the metres of a degree, and the RMSE. The benchmark's scenes are exempt: they
+#: run in a worker beside another version's package and import nothing of sarheight.
+CORE_HOMES = {"gradient": "raster", "metres per degree": "raster", "RMSE": "scores"}
+SELF_CONTAINED = {"benchmark.scenes"}
+_METRES_PER_DEGREE = re.compile(r"\b111_?3\d\d(?:\.\d*)?\b|\b6_?371_?000\b")
+_HAND_RMSE = re.compile(r"sqrt\(\s*(?:float\(\s*)?(?:np|numpy)\.(?:nan)?mean\(")
+
+
+def _gradient_calls(path: Path) -> list[int]:
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "gradient"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id in ("np", "numpy")]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_the_raster_core_is_the_one_home_of_its_concepts(name):
+    if name in SELF_CONTAINED or _layer(name) == "kernels":
+        return
+    path = MODULES[name]
+    text = path.read_text()
+    if name != CORE_HOMES["gradient"]:
+        assert not _gradient_calls(path), (f"sarheight.{name} calls np.gradient (lines {_gradient_calls(path)}): "
+                                           "use sarheight.raster.gradient, the one derivative of a raster")
+    if name != CORE_HOMES["metres per degree"]:
+        found = _METRES_PER_DEGREE.findall(text)
+        assert not found, (f"sarheight.{name} holds a metres-per-degree constant {found}: use "
+                           "sarheight.raster.metres_per_degree or cell_steps_m (WGS84, the one conversion)")
+    if name != CORE_HOMES["RMSE"]:
+        found = _HAND_RMSE.findall(text)
+        assert not found, f"sarheight.{name} computes an RMSE by hand: use sarheight.scores (rms, MapScores)"

@@ -1,0 +1,51 @@
+"""The README's command lines cannot go stale: every ``sarheight`` line of its shell
+examples parses with today's options (argparse commands), or is accepted by LightningCLI
+with today's configuration keys (``fit``, ``lcz fit|test``: ``--print_config``, which
+reads and checks every key without training)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_commands() -> list[list[str]]:
+    """The ``sarheight`` command lines of the README's ``bash`` blocks, continuation lines
+    joined and comments dropped, as argument lists (without ``sarheight``)."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] == "sarheight":
+                commands.append(words[1:])
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_shows_every_workflow():
+    shown = {" ".join(words[:2]) if words[0] in ("terrain", "buildings", "lcz") else words[0] for words in COMMANDS}
+    assert {"fit", "terrain refine", "terrain scenes", "terrain study", "buildings predict", "lcz sample", "lcz fit",
+            "lcz test", "lcz sweep", "reconstruct", "demo"} <= shown
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=[" ".join(words[:2]) for words in COMMANDS])
+def test_a_readme_command_parses(words, monkeypatch, capsys):
+    from sarheight.cli import build_parser, main
+
+    monkeypatch.chdir(ROOT)
+    args, rest = build_parser().parse_known_args(words)
+    if not getattr(args, "passthrough", False):
+        assert rest == [], f"unknown options {rest}"
+        return
+    pytest.importorskip("lightning")
+    with pytest.raises(SystemExit) as info:
+        main([*words, "--print_config"])
+    assert info.value.code == 0, capsys.readouterr().err

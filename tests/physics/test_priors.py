@@ -1,0 +1,1014 @@
+"""Tests of sarheight.priors: sampled patterns, instrument errors, points files, distance
+maps, priors-only interpolation.
+
+References: the DEM's own heights and cells; planes and parabolas for the instrument errors
+(slope times displacement, the footprint's second moment against a disc's, computed on a
+lattice); rasterio's ``index`` and pyproj for the cells
+points land in; open_dem's geoid conversion of the Big Tujunga DEM for EGM96 point heights;
+geodesics (pyproj.Geod) and Euclidean distances from every cell to every prior for the
+distance map; planes and scipy's LinearNDInterpolator for the linear interpolation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import rasterio
+import scipy.ndimage
+import scipy.spatial
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.transform import from_origin
+from scipy.interpolate import LinearNDInterpolator
+
+from sarheight import sample_data
+from sarheight.dem import PACKAGED_EGM96, geoid_undulation, open_dem, split_crs
+from sarheight.errors import (
+    DatumError,
+    InvalidInputError,
+    MissingInputError,
+    PriorsOutsideWarning,
+    VerticalDatumWarning,
+)
+from sarheight.priors import (
+    PATTERNS,
+    PRIOR_KINDS,
+    PriorErrors,
+    distance_map,
+    draw_prior_errors,
+    instrument_priors,
+    interpolate_priors,
+    sample_priors,
+)
+from tests.support.scenes import plane_dem, rough_dem
+
+TUJUNGA = sample_data.path("bigtujunga_srtm30_utm11_crop.tif")
+TUJUNGA_GEOID = PACKAGED_EGM96
+
+
+@pytest.fixture(scope="module")
+def tujunga():
+    """Big Tujunga, SRTM 30 m in UTM 11N, EGM96 heights brought to the ellipsoid."""
+    return sample_data.bigtujunga_dem()
+
+
+def utm_dem(heights, cell=30.0, west=400_000.0, north=3_800_000.0, crs="EPSG:32611"):
+    """A DEM of ``heights`` (ellipsoidal) on a projected grid of ``cell`` (CRS units) cells."""
+    transform = from_origin(west, north, cell, cell)
+    return open_dem((np.asarray(heights, dtype=np.float32), transform, crs), vertical_datum="ellipsoid")
+
+
+def geographic_dem(rows, cols, lat_north, cell_deg, lon_west=10.0):
+    """A flat 100 m DEM on a WGS84 longitude/latitude grid."""
+    transform = from_origin(lon_west, lat_north, cell_deg, cell_deg)
+    return open_dem((np.full((rows, cols), 100.0, dtype=np.float32), transform, "EPSG:4326"),
+                    vertical_datum="ellipsoid")
+
+
+def user_warnings(record):
+    return [w for w in record if issubclass(w.category, UserWarning)]
+
+
+def prior_cells(priors):
+    return set(zip(*np.nonzero(priors["prior_mask"].values), strict=True))
+
+
+@pytest.fixture
+def isolated_proj(isolated_proj):
+    """The shared PROJ without grids (tests/conftest.py), skipping where a geoid grid sits
+    in PROJ's user directory, which PROJ always searches."""
+    user_dir = Path(pyproj.datadir.get_user_data_dir())
+    if user_dir.is_dir() and any("egm" in p.name.lower() for p in user_dir.iterdir()):
+        pytest.skip(f"a geoid grid is installed in PROJ's user directory {user_dir}")
+    return isolated_proj
+
+
+# --------------------------------------------------------------------------------------
+# Sampled priors: counts, seeds, noise, the output
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_count_and_fraction_give_that_many_priors_on_cells_with_a_height(pattern):
+    dem = rough_dem(3, rows=50, cols=60)
+    values = dem.values.copy()
+    values[10:20, 5:25] = np.nan  # a void: no prior may land there
+    dem = dem.copy(data=values)
+    n_valid = int(np.isfinite(values).sum())
+    for kwargs, expected in (({"count": 137}, 137), ({"fraction": 0.02}, round(0.02 * n_valid)),
+                             ({"fraction": 1e-6}, 1), ({"count": n_valid}, n_valid)):
+        priors = sample_priors(dem, pattern=pattern, seed=4, **kwargs)
+        mask = priors["prior_mask"].values.astype(bool)
+        height = priors["prior_height"].values
+        assert mask.sum() == expected == priors.attrs["count"], kwargs
+        assert priors.attrs["fraction"] == pytest.approx(expected / n_valid)
+        assert np.array_equal(np.isfinite(height), mask)
+        assert np.isfinite(values[mask]).all()
+        np.testing.assert_array_equal(height[mask], values[mask])
+
+
+def test_output_is_on_the_dem_grid_with_its_crs(tujunga):
+    priors = sample_priors(tujunga, count=50, pattern="tracks", noise_m=1.5, seed=7)
+    assert priors["prior_height"].dtype == np.float32
+    assert priors["prior_mask"].dtype == np.uint8
+    assert set(np.unique(priors["prior_mask"].values)) == {0, 1}
+    np.testing.assert_array_equal(priors["x"].values, tujunga["x"].values)
+    np.testing.assert_array_equal(priors["y"].values, tujunga["y"].values)
+    for item in (priors, priors["prior_height"], priors["prior_mask"]):
+        assert pyproj.CRS(item.rio.crs) == pyproj.CRS("EPSG:32611")
+        assert item.rio.transform().almost_equals(tujunga.rio.transform())
+    attrs = priors.attrs
+    assert (attrs["pattern"], attrs["count"], attrs["seed"], attrs["noise_m"]) == ("tracks", 50, 7, 1.5)
+    assert attrs["vertical_datum"] == "ellipsoid" and attrs["source_vertical_datum"] == "egm96"
+    assert 2.0 <= attrs["track_heading_deg"] <= 12.0
+    assert priors["prior_height"].attrs["units"] == "m"
+    with pytest.warns(VerticalDatumWarning):
+        from_file = sample_priors(TUJUNGA, count=5)
+    assert TUJUNGA.name in from_file.attrs["source"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_the_same_seed_gives_the_same_priors_and_another_seed_others(tujunga, pattern):
+    first = sample_priors(tujunga, count=200, pattern=pattern, seed=11)
+    again = sample_priors(tujunga, count=200, pattern=pattern, seed=11)
+    other = sample_priors(tujunga, count=200, pattern=pattern, seed=12)
+    assert prior_cells(first) == prior_cells(again)
+    np.testing.assert_array_equal(first["prior_height"].values, again["prior_height"].values)
+    assert prior_cells(first) != prior_cells(other)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_noise_has_the_asked_statistics_and_moves_no_prior(pattern):
+    dem = plane_dem(120, 120, slope_east_deg=5.0)
+    clean = sample_priors(dem, count=6000, pattern=pattern, seed=2)
+    noisy = sample_priors(dem, count=6000, pattern=pattern, seed=2, noise_m=4.0)
+    assert prior_cells(clean) == prior_cells(noisy)
+    mask = clean["prior_mask"].values.astype(bool)
+    error = noisy["prior_height"].values[mask].astype(np.float64) - clean["prior_height"].values[mask]
+    # 6000 draws: the mean within 4 standard errors (0.2 m), the deviation within 5 %.
+    assert abs(error.mean()) < 4 * 4.0 / math.sqrt(error.size)
+    assert error.std() == pytest.approx(4.0, rel=0.05)
+
+
+# --------------------------------------------------------------------------------------
+# The patterns are what they imitate
+# --------------------------------------------------------------------------------------
+
+
+def _principal_angle_from_north(rows, cols, step_n, step_e):
+    """Angle (degrees, 0..90) between north and the principal axis of cells (metres)."""
+    east = (cols - cols.mean()) * step_e
+    north = (rows - rows.mean()) * step_n
+    _, vectors = np.linalg.eigh(np.cov(np.vstack((east, north))))
+    axis = vectors[:, -1]
+    return math.degrees(math.atan2(abs(axis[0]), abs(axis[1])))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tracks_are_thin_near_meridional_lines_in_beam_pairs(tujunga, seed):
+    priors = sample_priors(tujunga, count=900, pattern="tracks", seed=seed)
+    mask = priors["prior_mask"].values.astype(bool)
+    labels, n = scipy.ndimage.label(mask, structure=np.ones((3, 3)))
+    lines = 0
+    for label in range(1, n + 1):
+        rows, cols = np.nonzero(labels == label)
+        if rows.size < 40:
+            continue  # a beam's end, cut to meet the count, or a corner of the grid
+        lines += 1
+        angle = _principal_angle_from_north(rows, cols, 30.0, 30.0)
+        # The heading drawn (2-12 degrees), plus the staircase of the cells.
+        assert angle < 15.0, (label, angle)
+        # One cell wide (two where the line steps sideways): at most 2 cells a row.
+        assert np.bincount(rows).max() <= 2
+    assert lines >= 2
+    # Beams come in pairs 90 m (3 cells) apart: gaps of 2-4 columns between priors of a row.
+    assert any(np.any(np.isin(np.diff(np.flatnonzero(row)), (2, 3, 4))) for row in mask)
+
+
+def _relief(heights, window=33):
+    """Height above the mean of the window x window cells around (33 x 30 m: 1 km)."""
+    return heights - scipy.ndimage.uniform_filter(heights.astype(np.float64), size=window, mode="nearest")
+
+
+def _neighbour_grades(heights, mask, cell=30.0):
+    """|height difference| / distance between every two 8-neighbours both in ``mask``."""
+    rows, cols = heights.shape
+    grades = []
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        c0, c1 = max(0, -dc), cols - max(0, dc)
+        a = (slice(0, rows - dr), slice(c0, c1))
+        b = (slice(dr, rows), slice(c0 + dc, c1 + dc))
+        both = mask[a] & mask[b]
+        grades.append(np.abs(heights[a] - heights[b])[both] / (cell * math.hypot(dr, dc)))
+    return np.concatenate(grades)
+
+
+def test_clusters_are_paths_on_low_ground_along_gentle_grades(tujunga):
+    heights = tujunga.values.astype(np.float64)
+    relief = _relief(heights)
+    terrain_grade = _neighbour_grades(heights, np.ones(heights.shape, bool)).mean()
+    relief_cluster, relief_random = [], []
+    for seed in range(6):
+        clusters = sample_priors(tujunga, count=400, pattern="clusters", seed=seed)
+        random = sample_priors(tujunga, count=400, pattern="random", seed=seed)
+        mask = clusters["prior_mask"].values.astype(bool)
+        assert 2 <= clusters.attrs["clusters"] <= 20
+        # A path: almost every prior has another one among its 8 neighbours.
+        neighbours = scipy.ndimage.convolve(mask.astype(int), np.ones((3, 3), int), mode="constant") - 1
+        assert np.mean(neighbours[mask] >= 1) > 0.97
+        # Road-like: the grade between neighbouring priors is well below the terrain's
+        # (Big Tujunga: 0.30 on average, 0.15-0.18 along the paths).
+        assert _neighbour_grades(heights, mask).mean() < 0.75 * terrain_grade
+        relief_cluster.append(relief[mask].mean())
+        relief_random.append(relief[random["prior_mask"].values.astype(bool)].mean())
+    # Lower than their surroundings (valleys), seed after seed.
+    assert np.mean(relief_cluster) < np.mean(relief_random) - 20.0
+    assert sum(c < r for c, r in zip(relief_cluster, relief_random, strict=True)) >= 5
+
+
+def test_tracks_cross_the_terrain_whatever_its_grade(tujunga):
+    """The altimeter ignores the terrain: along its lines, grades are the terrain's."""
+    heights = tujunga.values.astype(np.float64)
+    terrain_grade = _neighbour_grades(heights, np.ones(heights.shape, bool)).mean()
+    mask = sample_priors(tujunga, count=1000, pattern="tracks", seed=0)["prior_mask"].values.astype(bool)
+    assert _neighbour_grades(heights, mask).mean() == pytest.approx(terrain_grade, rel=0.25)
+
+
+def test_patterns_leave_gaps_that_random_priors_do_not(tujunga):
+    """Uniform priors are the easy case: tracks and clusters leave most cells far away."""
+    median = {pattern: float(np.median(distance_map(sample_priors(tujunga, fraction=0.01, pattern=pattern,
+                                                                  seed=1)).values))
+              for pattern in PATTERNS}
+    assert median["tracks"] > 3 * median["random"]
+    assert median["clusters"] > 3 * median["random"]
+
+
+# --------------------------------------------------------------------------------------
+# Instrument errors
+# --------------------------------------------------------------------------------------
+
+
+def _field_dem(field, rows=80, cols=80, cell=30.0):
+    """A projected DEM of ``field(east, north)`` (m, from the grid's north-west corner; north
+    negative down the grid) at the cell centres, and the heights it holds."""
+    east = (np.arange(cols) + 0.5) * cell
+    north = -(np.arange(rows) + 0.5) * cell
+    dem = utm_dem(field(east[None, :], north[:, None]) + np.zeros((rows, cols)), cell=cell)
+    return dem, dem.values.astype(np.float64)
+
+
+def _errors_of(priors, heights):
+    """Prior minus the DEM's height at every prior's cell (m)."""
+    mask = priors["prior_mask"].values.astype(bool)
+    return priors["prior_height"].values[mask].astype(np.float64) - heights[mask]
+
+
+@pytest.mark.parametrize(("grade_e", "grade_n"), [(0.3, 0.0), (0.2, -0.25), (0.0, 0.0)])
+def test_geolocation_error_on_a_plane_is_the_displacement_times_the_slope(grade_e, grade_n):
+    """h(p + d) - h(p) = grade . d: with d Gaussian of g per axis, its std is g |grade|."""
+    dem, heights = _field_dem(lambda e, n: 500.0 + grade_e * e + grade_n * n)
+    priors = sample_priors(dem, count=4000, seed=5, errors=PriorErrors("test", geolocation_m=6.0))
+    error = _errors_of(priors, heights)
+    expected = 6.0 * math.hypot(grade_e, grade_n)
+    # 4000 draws: the deviation within 5 % (its standard error is 1.1 %), the mean within 4
+    # standard errors; the priors on the edge cells too (the slope continues past the edge).
+    assert error.std() == pytest.approx(expected, rel=0.05, abs=1e-3)
+    assert abs(error.mean()) < 4 * expected / math.sqrt(error.size) + 1e-3
+
+
+def test_geolocation_error_on_a_geographic_grid_is_in_metres():
+    """plane_dem's ~30 m cells in degrees: the displacement (m) reaches the right cells."""
+    dem = plane_dem(80, 80, slope_east_deg=10.0)
+    priors = sample_priors(dem, count=4000, seed=6, errors=PriorErrors("test", geolocation_m=5.0))
+    error = _errors_of(priors, dem.values.astype(np.float64))
+    assert error.std() == pytest.approx(5.0 * math.tan(math.radians(10.0)), rel=0.05)
+
+
+def test_footprint_average_keeps_a_plane_and_raises_a_parabola_by_its_curvature():
+    """A Gaussian footprint of sigma = D / 4, like the disc of diameter D, has E[dx^2] =
+    r^2 / 4 (r = D / 2): on h = (c_e e^2 + c_n n^2) / 2 it adds (c_e + c_n) r^2 / 8."""
+    footprint = PriorErrors("test", footprint_m=25.0)
+    dem, heights = _field_dem(lambda e, n: 300.0 + 0.2 * e - 0.1 * n)
+    np.testing.assert_allclose(_errors_of(sample_priors(dem, count=500, seed=1, errors=footprint), heights),
+                               0.0, atol=2e-3)
+    # 2 m cells: the bilinear interpolant lies above the parabola by c/2 t (1 - t) cell^2 at
+    # most (0.004 m), under 1 % of the expected 0.6 m.
+    c_e, c_n, r = 0.008, 0.004, 20.0
+    dem, heights = _field_dem(lambda e, n: 100.0 + 0.5 * (c_e * (e - 200.0) ** 2 + c_n * (n + 200.0) ** 2),
+                              rows=200, cols=200, cell=2.0)
+    priors = sample_priors(dem, count=2000, seed=1, errors=PriorErrors("test", footprint_m=2 * r))
+    # Past the edge the terrain goes on by odd reflection, not as the parabola: only priors
+    # whose footprint (its outer ring at 2.6 sigma = 26 m) stays on the grid.
+    inside = np.zeros(heights.shape, bool)
+    inside[14:-14, 14:-14] = True
+    error = (priors["prior_height"].values - heights)[(priors["prior_mask"].values == 1) & inside]
+    assert error.size > 1000
+    disc = _disc_mean_offset(c_e, c_n, r)
+    assert disc == pytest.approx((c_e + c_n) * r**2 / 8, rel=1e-3)
+    np.testing.assert_allclose(error, disc, rtol=0.01)
+
+
+def _disc_mean_offset(c_e, c_n, r, n=801):
+    """Mean of (c_e x^2 + c_n y^2) / 2 over the disc of radius r, on an n x n lattice."""
+    x = np.linspace(-r, r, n)
+    xx, yy = np.meshgrid(x, x)
+    inside = xx**2 + yy**2 <= r**2
+    return float(np.mean(0.5 * (c_e * xx**2 + c_n * yy**2)[inside]))
+
+
+@pytest.mark.parametrize(("grade_e", "grade_n"), [(0.3, 0.0), (-0.2, 0.4), (0.0, 0.0)])
+def test_slope_bias_lowers_sloping_footprints_only(grade_e, grade_n):
+    dem, heights = _field_dem(lambda e, n: 800.0 + grade_e * e + grade_n * n)
+    errors = PriorErrors("test", footprint_m=25.0, slope_bias=0.5)
+    error = _errors_of(sample_priors(dem, count=500, seed=2, errors=errors), heights)
+    np.testing.assert_allclose(error, -0.5 * 12.5 * math.hypot(grade_e, grade_n), atol=2e-3)
+
+
+def test_vertical_noise_has_its_deviation_and_no_bias():
+    dem, heights = _field_dem(lambda e, n: 400.0 + 0.3 * e)
+    priors = sample_priors(dem, count=4000, seed=3, errors=PriorErrors("test", vertical_m=2.0))
+    error = _errors_of(priors, heights)
+    assert error.std() == pytest.approx(2.0, rel=0.05)
+    assert abs(error.mean()) < 4 * 2.0 / math.sqrt(error.size)
+    assert priors.attrs["prior_error_rms_m"] == pytest.approx(math.sqrt(np.mean(error**2)), rel=1e-6)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_exact_errors_are_todays_priors(pattern):
+    dem = rough_dem(2, rows=50, cols=50)
+    today = sample_priors(dem, count=300, pattern=pattern, noise_m=0.5, seed=9)
+    exact = sample_priors(dem, count=300, pattern=pattern, noise_m=0.5, seed=9,
+                          errors=draw_prior_errors("exact", 4))
+    np.testing.assert_array_equal(exact["prior_height"].values, today["prior_height"].values)
+    assert exact.attrs["prior_kind"] == "exact"
+    assert exact.attrs["prior_error_rms_m"] == today.attrs["prior_error_rms_m"] > 0
+    np.testing.assert_array_equal(instrument_priors(dem, "exact", count=300, seed=9)["prior_height"].values,
+                                  sample_priors(dem, count=300, seed=9)["prior_height"].values)
+    assert sample_priors(dem, count=300, pattern=pattern, seed=9).attrs["prior_error_rms_m"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["altimeter", "lidar", "gnss"])
+def test_errors_never_move_the_cells_and_the_same_seed_gives_the_same_priors(tujunga, kind):
+    spec = PRIOR_KINDS[kind]
+    first = instrument_priors(tujunga, kind, count=400, seed=21)
+    again = instrument_priors(tujunga, kind, count=400, seed=21)
+    exact = sample_priors(tujunga, count=400, seed=21, pattern=spec["pattern"],
+                          track_layout=spec.get("track_layout", "icesat2"))
+    np.testing.assert_array_equal(first["prior_height"].values, again["prior_height"].values)
+    assert first.attrs == again.attrs
+    assert prior_cells(first) == prior_cells(exact)
+    assert first.attrs["pattern"] == spec["pattern"]
+    error = _errors_of(first, tujunga.values.astype(np.float64))
+    assert first.attrs["prior_error_rms_m"] == pytest.approx(math.sqrt(np.mean(error**2)), rel=1e-6)
+    # float32 storage rounds a few GNSS errors (centimetres on 1-2 km heights) to nothing.
+    assert np.mean(error != 0) > 0.95
+    if kind == "lidar":
+        # Big Tujunga's slopes (tan ~0.6 on average): the slope bias lowers the priors by metres.
+        assert error.mean() < -1.0
+
+
+def test_gedi_tracks_have_a_footprint_every_60_m_at_the_iss_heading(tujunga):
+    gedi = sample_priors(tujunga, count=300, pattern="tracks", track_layout="gedi", seed=3)
+    icesat = sample_priors(tujunga, count=300, pattern="tracks", seed=3)
+    assert 38.0 <= gedi.attrs["track_heading_deg"] <= 62.0 and gedi.attrs["track_layout"] == "gedi"
+    assert icesat.attrs["track_layout"] == "icesat2"
+
+    def nearest(priors):
+        rows, cols = np.nonzero(priors["prior_mask"].values)
+        points = np.column_stack((rows, cols)) * 30.0
+        return scipy.spatial.cKDTree(points).query(points, k=2)[0][:, 1]
+
+    # 60 m along the track, which the cells round to 42-67 m; ICESat-2's 20 m give neighbours.
+    assert np.mean(nearest(gedi) < 40.0) < 0.05
+    assert 40.0 <= np.median(nearest(gedi)) <= 70.0
+    assert np.median(nearest(icesat)) == 30.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(sorted(PRIOR_KINDS)), seed=st.integers(0, 2**63 - 1))
+def test_drawn_errors_lie_in_their_kinds_ranges(kind, seed):
+    errors = draw_prior_errors(kind, seed)
+    assert errors == draw_prior_errors(kind, seed)
+    assert errors.kind == kind
+    for name in ("vertical_m", "geolocation_m", "footprint_m", "slope_bias"):
+        low, high = PRIOR_KINDS[kind][name]
+        assert low <= getattr(errors, name) <= high, name
+    assert PRIOR_KINDS[kind]["pattern"] in PATTERNS
+
+
+def test_error_model_is_written_in_the_attrs_and_survives_netcdf(tmp_path):
+    errors = PriorErrors("lidar", vertical_m=1, geolocation_m=np.float32(8.5), footprint_m=25, slope_bias=0.5)
+    attrs = errors.to_attrs()
+    assert attrs == {"prior_kind": "lidar", "prior_vertical_m": 1.0, "prior_geolocation_m": 8.5,
+                     "prior_footprint_m": 25.0, "prior_slope_bias": 0.5}
+    assert all(type(value) in (float, str) for value in attrs.values())
+    assert errors.to_attrs(prefix="gedi_")["gedi_kind"] == "lidar"
+    priors = sample_priors(rough_dem(1), count=50, seed=0, errors=errors)
+    assert attrs.items() <= priors.attrs.items()
+    priors.to_netcdf(tmp_path / "priors.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "priors.nc", engine="h5netcdf") as opened:
+        for name, value in {**attrs, "prior_error_rms_m": priors.attrs["prior_error_rms_m"]}.items():
+            assert opened.attrs[name] == value
+
+
+def test_bad_errors_are_refused(tmp_path, tujunga):
+    lon, lat, height, _ = _points_on(TUJUNGA, 4, seed=0)
+    path = write_csv(tmp_path / "p.csv", lon, lat, height)
+    with pytest.raises(InvalidInputError, match="points= are measured heights that carry their own errors"):
+        sample_priors(tujunga, points=path, crs="EPSG:4326", errors=draw_prior_errors("gnss", 0))
+    with pytest.raises(InvalidInputError, match="must be a PriorErrors"):
+        sample_priors(tujunga, count=5, errors={"vertical_m": 1.0})
+    with pytest.raises(InvalidInputError, match=r"'sonar' is not one of 'altimeter', 'lidar', 'gnss', 'exact'"):
+        draw_prior_errors("sonar", 0)
+    with pytest.raises(InvalidInputError, match="not one of"):
+        instrument_priors(tujunga, "GEDI", count=5)
+    with pytest.raises(InvalidInputError, match="seed"):
+        draw_prior_errors("lidar", -1)
+    with pytest.raises(InvalidInputError, match="track_layout='gedi' lays out pattern='tracks'"):
+        sample_priors(tujunga, count=5, track_layout="gedi")
+    with pytest.raises(InvalidInputError, match="not one of 'icesat2', 'gedi'"):
+        sample_priors(tujunga, count=5, pattern="tracks", track_layout="gedi2")
+    for kwargs, match in (({"vertical_m": -1.0}, "vertical_m=-1.0"), ({"footprint_m": math.inf}, "footprint_m"),
+                          ({"slope_bias": 1.5}, "between 0 and 1"), ({"geolocation_m": True}, "geolocation_m")):
+        with pytest.raises(InvalidInputError, match=match):
+            PriorErrors("test", **kwargs)
+    with pytest.raises(InvalidInputError, match="name the instrument"):
+        PriorErrors("")
+
+
+# --------------------------------------------------------------------------------------
+# Points files
+# --------------------------------------------------------------------------------------
+
+
+def _points_on(dem_path, n, seed, geoid_heights=False):
+    """Longitude, latitude, height of ``n`` points inside random cells of the DEM file, two
+    of them in one cell, and their cells computed with rasterio's ``index``."""
+    rng = np.random.default_rng(seed)
+    with rasterio.open(dem_path) as src:
+        rows = rng.integers(0, src.height, n)
+        cols = rng.integers(0, src.width, n)
+        rows[1], cols[1] = rows[0], cols[0]
+        # Anywhere inside the cell, away from its edges.
+        x = src.transform.c + src.transform.a * (cols + rng.uniform(0.05, 0.95, n))
+        y = src.transform.f + src.transform.e * (rows + rng.uniform(0.05, 0.95, n))
+        to_lonlat = pyproj.Transformer.from_crs(src.crs.to_wkt(), "EPSG:4326", always_xy=True)
+        lon, lat = to_lonlat.transform(x, y)
+        to_grid = pyproj.Transformer.from_crs("EPSG:4326", src.crs.to_wkt(), always_xy=True)
+        expected = [src.index(*xy) for xy in zip(*to_grid.transform(lon, lat), strict=True)]
+        raw = src.read(1).astype(np.float64)
+    height = raw[rows, cols] if geoid_heights else rng.uniform(500.0, 1600.0, n)
+    return np.asarray(lon), np.asarray(lat), height, expected
+
+
+def _expected_heights(expected, height):
+    cells = {}
+    for cell, h in zip(expected, height, strict=True):
+        cells.setdefault(cell, []).append(h)
+    return {cell: np.mean(values) for cell, values in cells.items()}
+
+
+def write_csv(path, lon, lat, height, names=("lon", "lat", "height")):
+    pd.DataFrame({names[0]: lon, names[1]: lat, names[2]: height}).to_csv(path, index=False)
+    return path
+
+
+def write_geojson(path, lon, lat, height, *, as_property=False, crs_member=None, multipoint=False):
+    if multipoint:
+        features = [{"type": "Feature", "properties": {},
+                     "geometry": {"type": "MultiPoint",
+                                  "coordinates": [[x, y, h] for x, y, h in zip(lon, lat, height, strict=True)]}}]
+    else:
+        features = [{"type": "Feature", "properties": {"Elevation": h} if as_property else {"name": f"p{i}"},
+                     "geometry": {"type": "Point", "coordinates": [x, y] if as_property else [x, y, h]}}
+                    for i, (x, y, h) in enumerate(zip(lon, lat, height, strict=True))]
+    document = {"type": "FeatureCollection", "features": features}
+    if crs_member is not None:
+        document["crs"] = {"type": "name", "properties": {"name": crs_member}}
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _wkb_point(x, y, z=None, big_endian=False):
+    order = ">" if big_endian else "<"
+    if z is None:
+        return struct.pack(order + "BIdd", 0 if big_endian else 1, 1, x, y)
+    return struct.pack(order + "BIddd", 0 if big_endian else 1, 1001, x, y, z)
+
+
+def _gpkg_blob(wkb, srs_id, envelope=None, big_endian=False):
+    """GeoPackage binary: "GP", version 0, flags (byte order bit 0, envelope code bits 1-3),
+    srs_id (int32), envelope (doubles), then the WKB (GeoPackage 1.3, 2.1.3.1.1)."""
+    order = ">" if big_endian else "<"
+    code = 0 if envelope is None else 1
+    header = b"GP" + bytes([0, (code << 1) | (0 if big_endian else 1)]) + struct.pack(order + "i", srs_id)
+    if envelope is not None:
+        header += struct.pack(order + "4d", *envelope)
+    return header + wkb
+
+
+def write_geopackage(path, lon, lat, height, *, z=True, big_endian=False, multipoint=False, tables=("points",),
+                     srs=(4326, "EPSG", 4326)):
+    """A GeoPackage written with sqlite3 after the GeoPackage 1.3 specification."""
+    srs_id, organization, code = srs
+    crs = pyproj.CRS.from_epsg(code) if organization == "EPSG" else None
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA application_id = 1196444487")  # "GPKG"
+        db.execute("CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, "
+                   "organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL, "
+                   "description TEXT)")
+        db.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", [
+            ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", None),
+            ("Undefined geographic SRS", 0, "NONE", 0, "undefined", None)])
+        if crs is not None:
+            db.execute("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)",
+                       (crs.name, srs_id, organization, code, crs.to_wkt(), None))
+        db.execute("CREATE TABLE gpkg_contents (table_name TEXT PRIMARY KEY, data_type TEXT NOT NULL, "
+                   "identifier TEXT, description TEXT DEFAULT '', last_change DATETIME, min_x DOUBLE, min_y DOUBLE, "
+                   "max_x DOUBLE, max_y DOUBLE, srs_id INTEGER)")
+        db.execute("CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL, column_name TEXT NOT NULL, "
+                   "geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL, z TINYINT NOT NULL, "
+                   "m TINYINT NOT NULL)")
+        for table in tables:
+            db.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) VALUES (?, ?, ?, ?)",
+                       (table, "features", table, srs_id))
+            db.execute("INSERT INTO gpkg_geometry_columns VALUES (?, ?, ?, ?, ?, ?)",
+                       (table, "geom", "MULTIPOINT" if multipoint else "POINT", srs_id, int(z), 0))
+            db.execute(f'CREATE TABLE "{table}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom BLOB, Height REAL)')
+            envelope = (min(lon), max(lon), min(lat), max(lat))
+            if multipoint:
+                parts = b"".join(_wkb_point(x, y, h if z else None, big_endian)
+                                 for x, y, h in zip(lon, lat, height, strict=True))
+                order = ">" if big_endian else "<"
+                wkb = struct.pack(order + "BII", 0 if big_endian else 1, 1004 if z else 4, len(lon)) + parts
+                db.execute(f'INSERT INTO "{table}" (geom, Height) VALUES (?, ?)',
+                           (_gpkg_blob(wkb, srs_id, envelope, big_endian), None))
+            else:
+                db.executemany(f'INSERT INTO "{table}" (geom, Height) VALUES (?, ?)', [
+                    (_gpkg_blob(_wkb_point(x, y, h if z else None, big_endian), srs_id,
+                                envelope if i % 2 else None, big_endian), None if z else h)
+                    for i, (x, y, h) in enumerate(zip(lon, lat, height, strict=True))])
+    return path
+
+
+POINT_SOURCES = {
+    "csv": lambda tmp, lon, lat, h: ({"points": write_csv(tmp / "gnss.csv", lon, lat, h), "crs": "EPSG:4979"}),
+    "csv-aliases": lambda tmp, lon, lat, h: (
+        {"points": write_csv(tmp / "atl06.csv", lon, lat, h, names=("Longitude", "LATITUDE", "h_li")),
+         "crs": "EPSG:4326", "vertical_datum": "ellipsoid"}),
+    "dataframe": lambda tmp, lon, lat, h: (
+        {"points": pd.DataFrame({"x": lon, "y": lat, "z": h}), "crs": "EPSG:4326", "vertical_datum": "ellipsoid"}),
+    "geojson": lambda tmp, lon, lat, h: {"points": write_geojson(tmp / "gnss.geojson", lon, lat, h)},
+    "geojson-multipoint": lambda tmp, lon, lat, h: {
+        "points": write_geojson(tmp / "gnss.json", lon, lat, h, multipoint=True)},
+    "geojson-property": lambda tmp, lon, lat, h: {
+        "points": write_geojson(tmp / "gnss.geojson", lon, lat, h, as_property=True), "vertical_datum": "ellipsoid"},
+    "gpkg": lambda tmp, lon, lat, h: {"points": write_geopackage(tmp / "gnss.gpkg", lon, lat, h),
+                                      "vertical_datum": "ellipsoid"},
+    "gpkg-big-endian-multipoint": lambda tmp, lon, lat, h: {
+        "points": write_geopackage(tmp / "gnss.gpkg", lon, lat, h, big_endian=True, multipoint=True),
+        "vertical_datum": "ellipsoid"},
+    "gpkg-height-column": lambda tmp, lon, lat, h: {
+        "points": write_geopackage(tmp / "gnss.gpkg", lon, lat, h, z=False), "vertical_datum": "ellipsoid"},
+}
+
+
+@pytest.mark.parametrize("source", sorted(POINT_SOURCES))
+def test_points_in_lonlat_land_in_the_cells_rasterio_gives(tmp_path, tujunga, source):
+    lon, lat, height, expected = _points_on(TUJUNGA, 40, seed=5)
+    kwargs = POINT_SOURCES[source](tmp_path, lon, lat, height)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        priors = sample_priors(tujunga, **kwargs)
+    assert user_warnings(record) == []  # every point inside, every datum declared
+    wanted = _expected_heights(expected, height)
+    assert prior_cells(priors) == set(wanted)
+    assert priors.attrs["count"] == len(wanted) == 39  # two points share a cell
+    assert priors.attrs["pattern"] == "points" and priors.attrs["points"] == 40
+    assert priors.attrs["points_left_out"] == 0 and "1 cells had several" in priors.attrs["points_per_cell"]
+    got = priors["prior_height"].values
+    for (row, col), value in wanted.items():
+        assert got[row, col] == pytest.approx(value, abs=1e-3)  # float32 of the mean
+
+
+def test_points_in_the_dems_projected_crs_and_a_legacy_geojson_crs(tmp_path, tujunga):
+    lon, lat, height, expected = _points_on(TUJUNGA, 25, seed=8)
+    x, y = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32611", always_xy=True).transform(lon, lat)
+    path = write_geojson(tmp_path / "utm.geojson", x, y, height, crs_member="urn:ogc:def:crs:EPSG::32611")
+    priors = sample_priors(tujunga, points=path, vertical_datum="ellipsoid")
+    assert prior_cells(priors) == set(_expected_heights(expected, height))
+    frame = pd.DataFrame({"easting": x, "northing": y, "elevation": height})
+    frame.attrs["crs"] = "EPSG:32611"
+    assert prior_cells(sample_priors(tujunga, points=frame, vertical_datum="ellipsoid")) == prior_cells(priors)
+
+
+def test_points_outside_the_grid_or_on_voids_are_counted_in_the_warning(tmp_path, tujunga):
+    lon, lat, height, expected = _points_on(TUJUNGA, 30, seed=9)
+    void_row, void_col = expected[5]
+    values = tujunga.values.copy()
+    values[void_row, void_col] = np.nan
+    dem = tujunga.copy(data=values)
+    # Three points kilometres beyond the grid's edges.
+    lon = np.concatenate([lon, [lon.min() - 0.2, lon.max() + 0.2, lon.mean()]])
+    lat = np.concatenate([lat, [lat.mean(), lat.mean(), lat.max() + 0.3]])
+    height = np.concatenate([height, [900.0, 900.0, 900.0]])
+    path = write_csv(tmp_path / "gnss.csv", lon, lat, height)
+    with pytest.warns(PriorsOutsideWarning) as record:
+        priors = sample_priors(dem, points=path, crs="EPSG:4979")
+    message = str(next(w.message for w in record if w.category is PriorsOutsideWarning))
+    assert "4 of the 33 points" in message and "3 outside" in message and "1 on cells without height" in message
+    west, _, _, north = tujunga.rio.bounds()
+    assert f"{west:.10g}" in message and f"{north:.10g}" in message
+    kept = set(expected) - {(void_row, void_col)}
+    assert prior_cells(priors) == kept
+    assert priors.attrs["points_left_out"] == 4
+
+
+def test_points_all_outside_are_refused_before_any_work(tmp_path, tujunga):
+    lon, lat, height, _ = _points_on(TUJUNGA, 10, seed=1)
+    path = write_csv(tmp_path / "swapped.csv", lat, lon, height)  # latitude and longitude swapped
+    with pytest.raises(InvalidInputError, match=r"None of the 10 points.*swapped"):
+        sample_priors(tujunga, points=path, crs="EPSG:4979")
+
+
+# --------------------------------------------------------------------------------------
+# Vertical datum of the points
+# --------------------------------------------------------------------------------------
+
+
+def test_egm96_point_heights_are_brought_to_the_ellipsoid(tmp_path, tujunga):
+    """Points at cell centres carrying the file's EGM96 heights must get the heights that
+    open_dem gives those cells (the same geoid grid, two ways)."""
+    lon, lat, height, expected = _points_on(TUJUNGA, 30, seed=3, geoid_heights=True)
+    path = write_csv(tmp_path / "levelled.csv", lon, lat, height)
+    for kwargs in ({"crs": "EPSG:4326", "vertical_datum": "egm96"}, {"crs": "EPSG:9707"}):
+        priors = sample_priors(tujunga, points=path, geoid_grid=TUJUNGA_GEOID, **kwargs)
+        assert priors.attrs["source_vertical_datum"] == "egm96"
+        assert priors.attrs["geoid_grid"] == str(TUJUNGA_GEOID)
+        rows, cols = np.array(sorted(set(expected))).T
+        got = priors["prior_height"].values[rows, cols]
+        undulation = got - np.array([_expected_heights(expected, height)[cell] for cell in zip(rows, cols,
+                                                                                                 strict=True)])
+        # EGM96 is about -33 m in the San Gabriel Mountains; the points are up to 21 m from
+        # their cell's centre, over which the geoid changes by well under a centimetre.
+        assert np.all((-36.5 < undulation) & (undulation < -31.0))
+        np.testing.assert_allclose(undulation, tujunga.values[rows, cols] - _raw(TUJUNGA)[rows, cols], atol=0.01)
+
+
+def _raw(path):
+    with rasterio.open(path) as src:
+        return src.read(1).astype(np.float64)
+
+
+def test_geoid_undulation_matches_open_dems_conversion(tujunga):
+    x, y = np.meshgrid(tujunga["x"].values[::37], tujunga["y"].values[::41])
+    lon, lat = pyproj.Transformer.from_crs("EPSG:32611", "EPSG:4326", always_xy=True).transform(x, y)
+    undulation = geoid_undulation(lon, lat, "egm96", TUJUNGA_GEOID)
+    np.testing.assert_allclose(undulation, (tujunga.values - _raw(TUJUNGA))[::41, ::37], atol=2e-3)
+    with pytest.raises(InvalidInputError, match="not a geoid"):
+        geoid_undulation(lon, lat, "ellipsoid")
+
+
+def test_split_crs_reads_the_datum_of_compound_and_3d_crss():
+    assert split_crs("EPSG:9707")[1] == "egm96"
+    assert split_crs("EPSG:9518")[1] == "egm2008"
+    assert split_crs("EPSG:4979")[1] == "ellipsoid"
+    assert split_crs("EPSG:32611")[1] is None
+    assert split_crs("EPSG:5498")[1] == "North American Vertical Datum 1988"
+    assert split_crs("EPSG:9707")[0] == pyproj.CRS("EPSG:4326")
+
+
+def test_geoid_heights_without_a_proj_grid_convert_offline(tmp_path, tujunga, isolated_proj):
+    lon, lat, height, _ = _points_on(TUJUNGA, 5, seed=3)
+    path = write_csv(tmp_path / "levelled.csv", lon, lat, height)
+    on_egm96 = sample_priors(tujunga, points=path, crs="EPSG:9707")
+    assert on_egm96.attrs["geoid_grid"] == "PROJ" or "egm96_15" in on_egm96.attrs["geoid_grid"]
+    with pytest.warns(VerticalDatumWarning, match="EGM2008"):
+        on_egm2008 = sample_priors(tujunga, points=path, crs="EPSG:4326", vertical_datum="egm2008")
+    np.testing.assert_allclose(on_egm2008["prior_height"].values, on_egm96["prior_height"].values, equal_nan=True)
+    with pytest.raises(MissingInputError, match="does not exist"):
+        sample_priors(tujunga, points=path, crs="EPSG:9707", geoid_grid=tmp_path / "nowhere.gtx")
+
+
+def test_undeclared_and_unconvertible_datums(tmp_path, tujunga):
+    lon, lat, height, _ = _points_on(TUJUNGA, 5, seed=3)
+    path = write_csv(tmp_path / "points.csv", lon, lat, height)
+    with pytest.warns(VerticalDatumWarning, match="taken as WGS84 ellipsoidal"):
+        priors = sample_priors(tujunga, points=path, crs="EPSG:4326")
+    assert priors.attrs["source_vertical_datum"] == "unspecified (taken as ellipsoid)"
+    with pytest.raises(DatumError, match="North American Vertical Datum 1988"):
+        sample_priors(tujunga, points=path, crs="EPSG:5498")
+    with pytest.raises(DatumError, match="vertical_datum='egm96'"):
+        sample_priors(tujunga, points=path, crs="EPSG:4326", geoid_grid=TUJUNGA_GEOID)
+    # RFC 7946: a GeoJSON third coordinate is an ellipsoidal height, a property is not declared.
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sample_priors(tujunga, points=write_geojson(tmp_path / "z.geojson", lon, lat, height))
+    assert user_warnings(record) == []
+    with pytest.warns(VerticalDatumWarning):
+        sample_priors(tujunga, points=write_geojson(tmp_path / "p.geojson", lon, lat, height, as_property=True))
+
+
+# --------------------------------------------------------------------------------------
+# distance_map
+# --------------------------------------------------------------------------------------
+
+
+def _random_mask(shape, count, seed):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask.ravel()[rng.choice(mask.size, count, replace=False)] = 1
+    return mask
+
+
+@pytest.mark.parametrize(("lat_north", "cell_deg", "shape"), [(55.0, 0.001, (40, 50)), (60.0, 1 / 60, (60, 45))])
+def test_distance_on_a_geographic_grid_is_the_geodesic_to_the_nearest_prior(lat_north, cell_deg, shape):
+    dem = geographic_dem(*shape, lat_north, cell_deg)
+    mask = dem.copy(data=_random_mask(shape, 6, seed=int(lat_north))).astype(np.uint8)
+    distance = distance_map(mask)
+    lon, lat = np.meshgrid(dem["x"].values, dem["y"].values)
+    rows, cols = np.nonzero(mask.values)
+    geod = pyproj.Geod(ellps="WGS84")
+    reference = np.full(shape, np.inf)
+    for row, col in zip(rows, cols, strict=True):
+        _, _, metres = geod.inv(lon, lat, np.full(shape, lon[row, col]), np.full(shape, lat[row, col]))
+        reference = np.minimum(reference, metres)
+    assert distance.dtype == np.float32 and distance.attrs["units"] == "m"
+    # Within float32 rounding (1e-7 relative) and 1 mm, over 5 km (first grid) to 1 degree.
+    np.testing.assert_allclose(distance.values, reference, rtol=2e-7, atol=1e-3)
+    # The degrees of the grid are not metres: east-west cells are shorter than north-south.
+    row, col = rows[0], cols[0]
+    if 0 < col < shape[1] - 1 and mask.values[row, col + 1] == 0:
+        assert distance.values[row, col + 1] < 0.65 * 111_000 * cell_deg
+
+
+def test_distance_on_real_geographic_dem_matches_geodesics():
+    rome = sample_data.rome_dem()[::8, ::8]  # 20 x 20 cells of 8 arc seconds, 42 degrees north
+    rome = rome.rio.write_transform(rome.rio.transform(recalc=True))
+    priors = sample_priors(rome, count=5, pattern="clusters", seed=2)
+    distance = distance_map(priors)
+    lon, lat = np.meshgrid(rome["x"].values, rome["y"].values)
+    geod = pyproj.Geod(ellps="WGS84")
+    reference = np.min([geod.inv(lon, lat, np.full(lon.shape, lon[r, c]), np.full(lon.shape, lat[r, c]))[2]
+                        for r, c in prior_cells(priors)], axis=0)
+    np.testing.assert_allclose(distance.values, reference, rtol=2e-7, atol=1e-3)
+
+
+@pytest.mark.parametrize(("crs", "metres_per_unit"), [("EPSG:32611", 1.0), ("EPSG:2229", 1200 / 3937)])
+def test_distance_on_a_projected_grid_is_euclidean_in_metres(crs, metres_per_unit):
+    shape = (30, 41)
+    dem = utm_dem(np.full(shape, 50.0), cell=25.0, west=6_400_000.0, north=1_900_000.0, crs=crs) \
+        if crs == "EPSG:2229" else utm_dem(np.full(shape, 50.0), cell=25.0)
+    mask = dem.copy(data=_random_mask(shape, 9, seed=3)).astype(np.uint8)
+    distance = distance_map(mask)
+    rows, cols = np.nonzero(mask.values)
+    grid_rows, grid_cols = np.indices(shape)
+    reference = np.min([np.hypot(grid_rows - r, grid_cols - c) for r, c in zip(rows, cols, strict=True)], axis=0)
+    np.testing.assert_allclose(distance.values, reference * 25.0 * metres_per_unit, rtol=1e-6)
+    assert pyproj.CRS(distance.rio.crs) == pyproj.CRS(crs)
+
+
+@pytest.mark.parametrize(("mask", "match"), [
+    (np.zeros((5, 6), np.uint8), "no prior"),
+    (np.full((5, 6), 2, np.uint8), "only 0"),
+    (np.full((5, 6), np.nan), "only 0"),
+])
+def test_distance_map_refuses_masks_without_priors_or_of_other_values(mask, match):
+    dem = utm_dem(np.zeros((5, 6)))
+    with pytest.raises(InvalidInputError, match=match):
+        distance_map(dem.copy(data=mask))
+
+
+def test_distance_map_needs_a_crs_and_a_mask():
+    dem = utm_dem(np.zeros((5, 6)))
+    bare = dem.copy(data=np.ones((5, 6), np.uint8)).drop_vars("spatial_ref")
+    bare.attrs.pop("grid_mapping", None)
+    with pytest.raises(InvalidInputError, match="no CRS"):
+        distance_map(bare)
+    with pytest.raises(InvalidInputError, match="no 'prior_mask'"):
+        distance_map(dem.to_dataset(name="height"))
+
+
+# --------------------------------------------------------------------------------------
+# interpolate_priors
+# --------------------------------------------------------------------------------------
+
+
+def _hull_mask(shape, rows, cols):
+    """Cells inside the convex hull of the prior cells (Qhull's facets as the reference)."""
+    hull = scipy.spatial.ConvexHull(np.column_stack((cols, rows)).astype(float))
+    grid_rows, grid_cols = np.indices(shape)
+    offsets = hull.equations[:, :2] @ np.vstack((grid_cols.ravel(), grid_rows.ravel())) + hull.equations[:, 2:]
+    return (offsets <= 1e-9).all(axis=0).reshape(shape)
+
+
+@pytest.mark.parametrize("geographic", [False, True])
+def test_linear_is_exact_on_a_plane_inside_the_hull(geographic):
+    if geographic:
+        dem = plane_dem(45, 50, slope_east_deg=8.0, slope_north_deg=-5.0)
+    else:
+        x = np.arange(50) * 30.0
+        y = np.arange(45) * 30.0
+        dem = utm_dem(300.0 + 0.12 * x[np.newaxis, :] - 0.07 * y[:, np.newaxis])
+    for pattern in PATTERNS:
+        priors = sample_priors(dem, count=60, pattern=pattern, seed=5)
+        result = interpolate_priors(priors, "linear")
+        rows, cols = np.nonzero(priors["prior_mask"].values)
+        inside = _hull_mask(dem.shape, rows, cols)
+        assert result.attrs["method"] == "linear", result.attrs.get("note")
+        np.testing.assert_allclose(result.values[inside], dem.values[inside], atol=2e-3)
+        assert np.isfinite(result.values).all()
+
+
+def test_linear_equals_scipys_linear_interpolator_inside_the_hull(tujunga):
+    priors = sample_priors(tujunga, count=120, pattern="clusters", seed=3)
+    result = interpolate_priors(priors, "linear")
+    rows, cols = np.nonzero(priors["prior_mask"].values)
+    points = np.column_stack((cols * 30.0, rows * 30.0))
+    reference = LinearNDInterpolator(points, priors["prior_height"].values[rows, cols].astype(np.float64))
+    grid_rows, grid_cols = np.indices(tujunga.shape)
+    expected = reference(np.column_stack((grid_cols.ravel() * 30.0, grid_rows.ravel() * 30.0))).reshape(tujunga.shape)
+    inside = np.isfinite(expected)
+    assert inside.mean() > 0.1
+    np.testing.assert_allclose(result.values[inside], expected[inside], atol=1e-3)
+    outside = result.values[~inside]
+    assert np.isfinite(outside).all()
+    assert result.attrs["method"] == "linear" and result.attrs["requested_method"] == "linear"
+
+
+@st.composite
+def prior_grids(draw):
+    rows, cols = draw(st.integers(2, 14)), draw(st.integers(2, 14))
+    n = draw(st.integers(1, min(25, rows * cols)))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    cells = rng.choice(rows * cols, n, replace=False)
+    heights = np.full(rows * cols, np.nan, dtype=np.float32)
+    heights[cells] = draw(st.lists(st.floats(-400.0, 8000.0, width=32), min_size=n, max_size=n))
+    geographic = draw(st.booleans())
+    transform = from_origin(10.0, 50.0, 0.0005, 0.0003) if geographic else from_origin(500_000.0, 5e6, 30.0, 20.0)
+    crs = "EPSG:4326" if geographic else "EPSG:32632"
+    array = open_dem((np.zeros((rows, cols), np.float32), transform, crs), vertical_datum="ellipsoid")
+    return array.copy(data=heights.reshape(rows, cols))
+
+
+@settings(max_examples=60, deadline=None)
+@given(heights=prior_grids(), method=st.sampled_from(["linear", "idw", "nearest"]))
+def test_interpolation_keeps_the_priors_fills_every_cell_and_stays_within_their_range(heights, method):
+    result = interpolate_priors(heights, method)
+    known = np.isfinite(heights.values)
+    assert result.dtype == np.float32 and result.shape == heights.shape
+    assert np.isfinite(result.values).all()
+    np.testing.assert_array_equal(result.values[known], heights.values[known])
+    assert result.values.min() >= heights.values[known].min()
+    assert result.values.max() <= heights.values[known].max()
+
+
+def test_collinear_priors_and_too_few_fall_back_to_idw():
+    dem = utm_dem(np.zeros((30, 30)))
+    along_a_beam = np.full((30, 30), np.nan, np.float32)
+    along_a_beam[:, 7] = np.linspace(100.0, 300.0, 30)  # one altimeter beam, north-south
+    diagonal = np.full((30, 30), np.nan, np.float32)
+    diagonal[np.arange(30), np.arange(30)] = np.arange(30.0)
+    two = np.full((30, 30), np.nan, np.float32)
+    two[3, 4], two[20, 25] = 10.0, 20.0
+    for heights, note in ((along_a_beam, "one line"), (diagonal, "one line"), (two, "three priors")):
+        result = interpolate_priors(dem.copy(data=heights), "linear")
+        assert result.attrs["method"] == "idw" and note in result.attrs["note"]
+        assert np.isfinite(result.values).all()
+        np.testing.assert_array_equal(result.values[np.isfinite(heights)], heights[np.isfinite(heights)])
+
+
+def test_a_single_track_interpolates_without_holes(tujunga):
+    """One beam cut from a track: its cells step sideways, so Qhull triangulates slivers."""
+    priors = sample_priors(tujunga, count=150, pattern="tracks", seed=0)
+    for method in ("linear", "idw", "nearest"):
+        result = interpolate_priors(priors, method)
+        assert np.isfinite(result.values).all(), method
+        mask = priors["prior_mask"].values.astype(bool)
+        np.testing.assert_array_equal(result.values[mask], priors["prior_height"].values[mask])
+
+
+def test_idw_and_nearest_against_a_brute_force_reference():
+    heights = np.full((12, 15), np.nan, np.float32)
+    rng = np.random.default_rng(4)
+    cells = rng.choice(heights.size, 10, replace=False)
+    heights.ravel()[cells] = rng.uniform(0, 1000, 10)
+    grid = utm_dem(np.zeros((12, 15)), cell=30.0).copy(data=heights)
+    rows, cols = np.divmod(cells, 15)
+    grid_rows, grid_cols = np.indices(heights.shape)
+    d = np.stack([np.hypot((grid_rows - r) * 30.0, (grid_cols - c) * 30.0) for r, c in zip(rows, cols, strict=True)])
+    values = heights.ravel()[cells].astype(np.float64)
+    order = np.argsort(d, axis=0, kind="stable")
+    ranked = np.take_along_axis(d, order, axis=0)
+    # Cells where two priors are equally near have no one nearest, nor one set of 4 nearest.
+    unique_nearest = ranked[0] < ranked[1]
+    nearest = values[order[0]]
+    result = interpolate_priors(grid, "nearest")
+    np.testing.assert_allclose(result.values[unique_nearest], nearest[unique_nearest], rtol=1e-6)
+    for k in (4, 10):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = 1.0 / ranked[:k] ** 2
+            idw = np.where(ranked[0] == 0, values[order[0]], (w * values[order[:k]]).sum(axis=0) / w.sum(axis=0))
+        definite = ranked[k - 1] < ranked[k] if k < len(cells) else np.ones(heights.shape, bool)
+        assert definite.mean() > 0.5
+        result = interpolate_priors(grid, "idw", neighbours=k)
+        np.testing.assert_allclose(result.values[definite], idw[definite], rtol=1e-6)
+        assert result.attrs["neighbours"] == k and result.attrs["power"] == 2.0
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"method": "kriging"}, "not one of"),
+    ({"method": "idw", "power": 0}, "power"),
+    ({"method": "idw", "neighbours": 0}, "neighbours"),
+])
+def test_interpolation_refuses_bad_keywords(kwargs, match):
+    priors = sample_priors(rough_dem(1), count=10)
+    with pytest.raises(InvalidInputError, match=match):
+        interpolate_priors(priors, **kwargs)
+
+
+def test_interpolation_refuses_no_prior_and_a_mask_that_disagrees():
+    priors = sample_priors(rough_dem(1), count=10)
+    with pytest.raises(InvalidInputError, match="no prior"):
+        interpolate_priors(priors["prior_height"] * np.nan)
+    edited = priors.copy(deep=True)
+    edited["prior_mask"][0, 0] = 1 - edited["prior_mask"][0, 0]
+    with pytest.raises(InvalidInputError, match="disagree"):
+        interpolate_priors(edited)
+
+
+# --------------------------------------------------------------------------------------
+# Bad requests: clear errors before any work
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({}, "exactly one of"),
+    ({"fraction": 0.1, "count": 5}, "exactly one of"),
+    ({"fraction": 0.0}, r"\(0, 1\]"),
+    ({"fraction": 1.5}, r"\(0, 1\]"),
+    ({"fraction": float("nan")}, r"\(0, 1\]"),
+    ({"count": 0}, "at least 1"),
+    ({"count": True}, "whole number"),
+    ({"count": 2.5}, "whole number"),
+    ({"count": 10**6}, "only 1296 cells"),
+    ({"count": 5, "pattern": "grid"}, "not one of"),
+    ({"count": 5, "noise_m": -1.0}, "noise_m"),
+    ({"count": 5, "seed": -3}, "seed"),
+    ({"count": 5, "crs": "EPSG:4326"}, "describe points="),
+    ({"count": 5, "geoid_grid": TUJUNGA_GEOID}, "describe points="),
+])
+def test_bad_requests_are_refused(kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        sample_priors(rough_dem(0), **kwargs)
+
+
+def test_bad_points_are_refused_with_what_to_do(tmp_path, tujunga):
+    lon, lat, height, _ = _points_on(TUJUNGA, 4, seed=0)
+    with pytest.raises(MissingInputError, match="does not exist"):
+        sample_priors(tujunga, points=tmp_path / "none.csv", crs="EPSG:4326")
+    with pytest.raises(InvalidInputError, match="no known suffix"):
+        sample_priors(tujunga, points=write_csv(tmp_path / "p.dat", lon, lat, height), crs="EPSG:4326")
+    with pytest.raises(InvalidInputError, match="pass crs="):
+        sample_priors(tujunga, points=write_csv(tmp_path / "p.csv", lon, lat, height))
+    with pytest.raises(InvalidInputError, match="pattern="):
+        sample_priors(tujunga, points=tmp_path / "p.csv", pattern="tracks", crs="EPSG:4326")
+    with pytest.raises(InvalidInputError, match=r"no height column: expected one named height, h, z, elevation"):
+        sample_priors(tujunga, points=write_csv(tmp_path / "q.csv", lon, lat, height, names=("lon", "lat", "alt")),
+                      crs="EPSG:4326")
+    with pytest.raises(InvalidInputError, match="several x"):
+        sample_priors(tujunga, points=pd.DataFrame({"x": lon, "lon": lon, "y": lat, "h": height}), crs="EPSG:4326")
+    table = pd.DataFrame({"x": lon, "y": lat, "h": height.astype(object)})
+    table.loc[2, "h"] = "n/a"
+    with pytest.raises(InvalidInputError, match=r"1 h values .* not finite numbers \(rows 2\)"):
+        sample_priors(tujunga, points=table, crs="EPSG:4326")
+    line = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}]}
+    (tmp_path / "line.geojson").write_text(json.dumps(line))
+    with pytest.raises(InvalidInputError, match=r"LineString.*Point"):
+        sample_priors(tujunga, points=tmp_path / "line.geojson")
+    (tmp_path / "broken.geojson").write_text("{not json")
+    with pytest.raises(InvalidInputError, match="not valid GeoJSON"):
+        sample_priors(tujunga, points=tmp_path / "broken.geojson")
+    (tmp_path / "fake.gpkg").write_bytes(b"not a database at all" * 50)
+    with pytest.raises(InvalidInputError, match="not a readable GeoPackage"):
+        sample_priors(tujunga, points=tmp_path / "fake.gpkg")
+    two = write_geopackage(tmp_path / "two.gpkg", lon, lat, height, tables=("campaign_a", "campaign_b"))
+    with pytest.raises(InvalidInputError, match=r"2 feature tables.*layer="):
+        sample_priors(tujunga, points=two)
+    priors = sample_priors(tujunga, points=two, layer="campaign_b", vertical_datum="ellipsoid")
+    assert priors.attrs["count"] == 3  # two of the four points share a cell
+    undefined = write_geopackage(tmp_path / "undefined.gpkg", lon, lat, height, srs=(0, "NONE", 0))
+    with pytest.raises(InvalidInputError, match="pass crs="):
+        sample_priors(tujunga, points=undefined)

@@ -1,0 +1,76 @@
+"""Text equals data: the refinement study's figures in benchmarks/README.md and
+docs/terrain_refinement.md are the ones its JSON holds (written by
+benchmarks/refinement_docs.py), and every target line says met or missed as the figures
+say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sarheight.studies.refinement_report import GENERATED_BEGIN, generated_text, results_section, target_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = "benchmarks/terrain_refinement/refinement.json"
+WRITER = "benchmarks/refinement_docs.py"
+
+
+@pytest.fixture(scope="module")
+def results():
+    return json.loads((ROOT / RESULTS).read_text())
+
+
+@pytest.mark.parametrize("document", ["benchmarks/README.md", "docs/terrain_refinement.md"])
+def test_the_documents_show_the_studys_figures(results, document):
+    text = (ROOT / document).read_text()
+    assert GENERATED_BEGIN.format(source=RESULTS, writer=WRITER) in text, f"{document} has no generated part"
+    assert generated_text(ROOT / document, source=RESULTS, writer=WRITER) == results_section(results), (
+        f"{document} differs from {RESULTS}: run python {WRITER}")
+
+
+def test_every_target_is_judged_by_its_figures(results):
+    lines = target_lines(results)
+    assert lines and all(("met" in line) or ("missed" in line) for line in lines)
+    for entry in results["summary"]:
+        sar = entry["methods"].get("sar")
+        if sar is None or entry["coarse_factor"] not in (3, 5):
+            continue
+        goal = {3: 10.0, 5: 20.0}[entry["coarse_factor"]]
+        where = f"{entry['condition'].removeprefix('ground: ')}, {entry['coarse_factor']}x: SAR network"
+        line = next(line for line in lines if line.startswith(where))
+        assert ("missed" in line.split(";")[0]) == (sar["vs_best"]["mean"] < goal)
+
+
+def test_the_study_judges_the_sar_against_the_best_non_learned_method_of_each_dem(results):
+    for row in results["rows"]:
+        best = row["best_non_learned"]
+        assert row["methods"][best]["mean"]["overall"] == min(
+            row["methods"][m]["mean"]["overall"] for m in results["labels"] if row["methods"][m]["runs"] == 0
+            and m != "priors_only")
+
+
+INVERSION_RESULTS = "benchmarks/terrain_inversion/inversion.json"
+INVERSION_SPEED = "benchmarks/terrain_inversion/speed.json"
+
+
+@pytest.mark.parametrize("document", ["benchmarks/README.md", "docs/terrain_refinement.md"])
+def test_the_documents_show_the_inversion_studys_figures(document):
+    from sarheight.studies import inversion
+
+    results = json.loads((ROOT / INVERSION_RESULTS).read_text())
+    speed = json.loads((ROOT / INVERSION_SPEED).read_text())
+    assert generated_text(ROOT / document, source=INVERSION_RESULTS, writer=WRITER) == inversion.results_section(
+        results, speed), f"{document} differs from {INVERSION_RESULTS}: run python {WRITER}"
+
+
+def test_the_inversions_defaults_are_the_settings_its_study_chose():
+    from dataclasses import asdict
+
+    from sarheight.terrain.inversion import InversionSettings
+
+    chosen = json.loads((ROOT / "benchmarks/terrain_inversion/settings.json").read_text())["settings"]
+    assert asdict(InversionSettings()) == chosen
+    results = json.loads((ROOT / INVERSION_RESULTS).read_text())
+    assert results["settings"] == chosen and set(results["validation_dems"]).isdisjoint(results["held_out_dems"])
