@@ -55,7 +55,7 @@ def main() -> None:
         fine = open_dem(path, vertical_datum="egm96", geoid_grid=Path(args.data) / "geoid" / "egm96_15.gtx")
         source = f"{DEM} (reference data)"
     else:
-        from sarheight.benchmark.scenes import synthetic_scene
+        from sarheight.cli.benchmark.scenes import synthetic_scene
 
         fine, _ = synthetic_scene(1000, 90.0)
         source = "synthetic mountains, 1000 x 1000 cells of 90 m"

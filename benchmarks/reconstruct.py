@@ -103,10 +103,10 @@ import xarray as xr
 from _common import REPO, ROME_GRD_NAME, SHARED_DATA, best_time, machine, timed_runs, write_json
 from affine import Affine
 
-from sarheight import benchmark as scene
 from sarheight import observation as observation_module
 from sarheight import reallocation as reallocation_module
 from sarheight import reconstruction as layover_module
+from sarheight.cli.benchmark import timing as scene
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.kernels import facets
@@ -135,7 +135,7 @@ PROJECTIONS = ("exact", "bilinear")
 
 def mountain_terrain(n: int, seed: int = 0) -> np.ndarray:
     """Heights (m, float32, min 0) of ``n`` x ``n`` cells of ``SPACING`` m: the package's
-    benchmark terrain (``sarheight.benchmark.mountain_terrain``), 1/f^2 noise flat beyond
+    benchmark terrain (``sarheight.cli.benchmark.timing.mountain_terrain``), 1/f^2 noise flat beyond
     ``OUTER_SCALE`` cells, RMS slope ``RMS_SLOPE``."""
     return scene.mountain_terrain(n, SPACING, seed)
 
@@ -151,7 +151,7 @@ def make_dem(n: int, heights: np.ndarray | None = None) -> xr.DataArray:
 
 
 def make_geometry() -> RadarGeometry:
-    """The package benchmark's geometry (``sarheight.benchmark.synthetic_geometry``): 10 m
+    """The package benchmark's geometry (``sarheight.cli.benchmark.timing.synthetic_geometry``): 10 m
     ground-range pixels at mid incidence."""
     return scene.synthetic_geometry()
 

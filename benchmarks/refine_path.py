@@ -83,13 +83,14 @@ def main() -> None:
     parser.add_argument("--method", action="append", choices=METHODS, default=None, help="methods (default all)")
     args = parser.parse_args()
 
-    from sarheight.benchmark.scenes import synthetic_scene
     from sarheight.io import write_geotiff
 
     try:
+        from sarheight.cli.benchmark.scenes import synthetic_scene
         from sarheight.raster import cell_size_m
         from sarheight.terrain.grid import block_mean
     except ImportError:  # an earlier version, measured for comparison
+        from sarheight.benchmark.scenes import synthetic_scene
         from sarheight.dem import cell_size_m
         from sarheight.terrain import block_mean
 

@@ -1,6 +1,6 @@
 """Where a reconstruction's time goes, and what the passes over the radar window and the sweep's lines can give.
 
-Measured warm on the scenes of ``sarheight benchmark`` (``sarheight.benchmark.synthetic_scene``:
+Measured warm on the scenes of ``sarheight benchmark`` (``sarheight.cli.benchmark.timing.synthetic_scene``:
 synthetic mountains, RMS slope 0.5, under 10 m pixels; the DEM at the pixel spacing, 2048²,
 and 3x coarser, 1024²), on the machine's threads:
 
@@ -41,7 +41,7 @@ from _common import REPO, finish, loadavg, machine
 from reconstruct import PhaseProfile
 
 from sarheight import reallocation
-from sarheight.benchmark import CASES, speckled, synthetic_scene
+from sarheight.cli.benchmark.timing import CASES, speckled, synthetic_scene
 from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.kernels.visibility import line_group
 from sarheight.reconstruction import reconstruct

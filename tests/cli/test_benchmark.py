@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sarheight import benchmark
 from sarheight.cli import main
+from sarheight.cli.benchmark import timing as benchmark
 from sarheight.errors import SarHeightError
 
 REPO = Path(__file__).resolve().parents[2]

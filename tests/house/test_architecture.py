@@ -31,7 +31,6 @@ LAYERS = (
     ("reconstruction",),
     ("layover",),
     ("plots", "sample_data"),
-    ("benchmark",),
     ("priors",),
     ("terrain.backprojection",),
     ("terrain.geometry", "terrain.grid", "terrain.files"),
@@ -172,7 +171,7 @@ def test_no_benchmark_imports_tests_or_private_names():
 #: raster, the metres of a degree, and the RMSE. The benchmark's scenes are exempt: they
 #: run in a worker beside another version's package and import nothing of sarheight.
 CORE_HOMES = {"gradient": "raster", "metres per degree": "raster", "RMSE": "scores"}
-SELF_CONTAINED = {"benchmark.scenes"}
+SELF_CONTAINED = {"cli.benchmark.scenes"}
 _METRES_PER_DEGREE = re.compile(r"\b111_?3\d\d(?:\.\d*)?\b|\b6_?371_?000\b")
 _HAND_RMSE = re.compile(r"sqrt\(\s*(?:float\(\s*)?(?:np|numpy)\.(?:nan)?mean\(")
 

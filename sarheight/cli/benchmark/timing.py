@@ -112,7 +112,7 @@ class Worker:
 
     def ask(self, **request: Any) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
-        from ..errors import SarHeightError
+        from ...errors import SarHeightError
 
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
@@ -147,7 +147,7 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
     ``sarheight/__init__.py`` and ``kernels/``), else a git revision of the checkout
     ``here`` belongs to, checked out into a temporary worktree for the run. Yields
     (label, tree)."""
-    from ..errors import SarHeightError
+    from ...errors import SarHeightError
 
     folder = Path(against).expanduser()
     if (folder / "sarheight" / "__init__.py").is_file() and (folder / "kernels").is_dir():
@@ -201,14 +201,14 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
 
     Returns the report (what :func:`format_table` prints and ``--out`` writes as JSON).
     """
-    from ..errors import SarHeightError
+    from ...errors import SarHeightError
 
     counts = sorted(set(threads or ()))
     if counts and (counts[0] < 1 or counts[-1] > (os.cpu_count() or 1)):
         raise SarHeightError(f"--threads {','.join(map(str, counts))}: give thread counts from 1 to this machine's "
                              f"{os.cpu_count()} cores")
 
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]
     report: dict[str, Any] = {
         "benchmark": "sarheight benchmark", "cpu_count": os.cpu_count(), "repeats": repeats,
         "load_average_at_start": list(os.getloadavg()),
@@ -245,10 +245,10 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                     say(f"preparing {case} {side}x{side} {projection} for {worker.label} (a first run compiles "
                         "the kernels where they are not cached: minutes)")
                     infos.append(worker.ask(op="prepare", case=case, side=side, projection=projection))
-                    if worker.tree is None and Path(infos[-1]["source"]) != Path(__file__).resolve().parents[1]:
+                    if worker.tree is None and Path(infos[-1]["source"]) != Path(__file__).resolve().parents[2]:
                         raise SarHeightError(
                             f"the benchmark's worker imported sarheight from {infos[-1]['source']}, not this one "
-                            f"({Path(__file__).resolve().parents[1]}): run the command with the Python of the "
+                            f"({Path(__file__).resolve().parents[2]}): run the command with the Python of the "
                             "environment this sarheight is installed in")
                     report["versions"][worker.label] = {"version": infos[-1]["version"],
                                                         "source": infos[-1]["source"],

@@ -1,7 +1,7 @@
 """The benchmark's worker process: it prepares scenes and times runs on request, one JSON
 line each way on stdin and stdout (:func:`serve`).
 
-:class:`sarheight.benchmark.Worker` starts this file by path (``--serve TREE``): for another
+:class:`sarheight.cli.benchmark.timing.Worker` starts this file by path (``--serve TREE``): for another
 version, ``TREE`` is its source tree, whose ``sarheight`` (and ``kernels`` as
 ``sarheight.kernels``) it imports; this file and its siblings (the scenes, the peer) are
 loaded by path and import nothing of sarheight at their top, so that earlier commits can

@@ -55,7 +55,7 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     case, projection and step, one bar per version, and the reference peer's where it ran."""
     import matplotlib
 
-    from ..plots import save_figure
+    from ...plots import save_figure
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_quiet
+from ..options import add_quiet
 
 NAME = "benchmark"
 HELP = "time simulate and reconstruct on this machine (synthetic mountains; no data needed)"
@@ -45,10 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..benchmark import PROJECTIONS, WORKER_TIMEOUT, format_table, plot_report, run_benchmark
-    from ..errors import SarHeightError
-    from ..io import atomic_path
-    from ..paths import check_outputs, check_writable_folder
+    from ...errors import SarHeightError
+    from ...io import atomic_path
+    from ...paths import check_outputs, check_writable_folder
+    from .timing import PROJECTIONS, WORKER_TIMEOUT, format_table, plot_report, run_benchmark
 
     given = [option for option, value in (("--side", args.side), ("--coarse-side", args.coarse_side),
                                           ("--repeats", args.repeats)) if value is not None]
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     cases = {name: n for name, n in (("pixel", side), ("coarse", coarse_side)) if n}
     if not cases:
         raise SarHeightError("--side 0 and --coarse-side 0 leave nothing to time; give one of them")
-    from ..io import check_memory
-    from ..simulate.engine import BYTES_PER_CELL
+    from ...io import check_memory
+    from ...simulate.engine import BYTES_PER_CELL
 
     for name, n in cases.items():
         # The DEM, its simulation and the reconstruction of the largest case, before any is made.
