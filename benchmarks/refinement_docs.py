@@ -5,7 +5,7 @@
 benchmarks/README.md and docs/terrain_refinement.md hold the figures between markers
 (``sarheight.studies.refinement_report.GENERATED_BEGIN`` / ``GENERATED_END``); this script
 rewrites that part from the JSON ``sarheight terrain study`` wrote, and
-tests/test_refinement_docs.py fails when the text and the JSON differ.
+tests/studies/test_refinement_docs.py fails when the text and the JSON differ.
 """
 
 from __future__ import annotations

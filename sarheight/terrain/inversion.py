@@ -336,7 +336,7 @@ def invert_dem(
         (each read with :data:`BLOCK_OVERLAP_COARSE_CELLS` coarse cells around it and
         keeping its core); with ``client``, :data:`BLOCK_CELLS` by default. Each block
         fits its own law and albedo: the result departs from the in-memory one near the
-        blocks' seams by a fraction of a metre (``tests/test_inversion.py`` states it).
+        blocks' seams by a fraction of a metre (``tests/terrain/test_inversion.py`` states it).
     client : where the blocks run, as :func:`sarheight.reconstruction.reconstruct` takes it:
         None (local threads), ``"local"`` (a LocalCluster) or a scheduler address or
         ``dask.distributed.Client``.
