@@ -36,7 +36,7 @@ def main() -> None:
     started = time.perf_counter()
     results = run_inversion_study(named, [n for n in VALIDATION_DEMS if n in named],
                                   [n for n in TEST_DEMS if n in named], args.out, factors=args.factors,
-                                  crop_cells=args.crop, progress=lambda line: print(line, flush=True))
+                                  crop_cells=args.crop, progress=True)
     for line in results["targets"]:
         print(line)
     print(f"wrote {args.out}/inversion.json, .md and .png in {time.perf_counter() - started:.0f} s")

@@ -240,7 +240,11 @@ def _relative(scores: dict[str, dict[str, float]], method: str) -> float:
     return scores[method]["overall"] / scores[REFERENCE_METHOD]["overall"]
 
 
-def search_settings(validation: Sequence[CaseData], *, progress: Callable[[str], None] = logger.info
+def _silent(line: str) -> None:
+    """No progress line."""
+
+
+def search_settings(validation: Sequence[CaseData], *, say: Callable[[str], None] = logger.info
                     ) -> tuple[InversionSettings, list[dict[str, Any]]]:
     """The settings of :data:`SEARCH` with the lowest mean RMSE relative to
     back-projection with the kriged priors over the validation cases (a coordinate
@@ -259,7 +263,7 @@ def search_settings(validation: Sequence[CaseData], *, progress: Callable[[str],
                 ratios.append(score_methods(data, {"inversion": heights})["inversion"]["overall"] / reference)
             cache[key] = float(np.mean(ratios))
             evaluations.append({"settings": asdict(settings), "mean_relative_rmse": cache[key]})
-            progress(f"validation: {asdict(settings)} -> {cache[key]:.4f}")
+            say(f"validation: {asdict(settings)} -> {cache[key]:.4f}")
         return cache[key]
 
     best = InversionSettings()
@@ -580,7 +584,7 @@ def run_inversion_study(
     conditions: Sequence[str] = tuple(CONDITIONS),
     crop_cells: int = CROP_CELLS,
     search: bool = True,
-    progress: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run the study and write ``inversion.json``, ``inversion.md`` and ``inversion.png``
     in ``out`` (cases' records in ``out/cases``: a rerun resumes from them).
@@ -593,8 +597,9 @@ def run_inversion_study(
     factors, conditions : the coarse factors and the conditions of :data:`CONDITIONS`.
     crop_cells : cells a side of each DEM's crop (:func:`land_crop`).
     search : search the settings on the validation cases (else the defaults).
-    progress : called with a line per step.
+    progress : print a line per step (a case simulated, a validation setting, a case scored).
     """
+    say = print if progress else _silent
     overlap = set(validation_dems) & set(held_out_dems)
     if overlap:
         raise InvalidInputError(f"{sorted(overlap)} are both validation and held-out DEMs: keep them apart")
@@ -614,7 +619,7 @@ def run_inversion_study(
 
     def simulate(case: Case) -> CaseData:
         data = study_case(case, crops[case.dem], seas[case.dem])
-        progress(f"simulated {case.name} ({data.seconds:.0f} s, {data.scene.attrs.get('images', 1)} images)")
+        say(f"simulated {case.name} ({data.seconds:.0f} s, {data.scene.attrs.get('images', 1)} images)")
         return data
 
     validation_cases = cases(validation_dems, factors, conditions)
@@ -628,7 +633,7 @@ def run_inversion_study(
     else:
         validation_data = [simulate(case) for case in validation_cases]
         if search:
-            settings, evaluations = search_settings(validation_data, progress=progress)
+            settings, evaluations = search_settings(validation_data, say=say)
         write_json({"settings": asdict(settings), "evaluations": evaluations}, settings_path)
     validation_records = []
     for index, case in enumerate(validation_cases):
@@ -649,7 +654,7 @@ def run_inversion_study(
             del data
         record = json.loads(record_path.read_text())
         held_out_records.append(record)
-        progress(f"{case.name}: inversion {record['scores']['inversion']['overall']:.2f} m, back-projection + kriged "
+        say(f"{case.name}: inversion {record['scores']['inversion']['overall']:.2f} m, back-projection + kriged "
                  f"priors {record['scores'][REFERENCE_METHOD]['overall']:.2f} m")
     results = {
         "validation_dems": list(validation_dems), "held_out_dems": list(held_out_dems), "factors": list(factors),

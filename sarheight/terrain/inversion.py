@@ -69,6 +69,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -312,7 +313,7 @@ def invert_dem(
     blocks: int | None = None,
     client: Any = None,
     power_law: tuple[float, float] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> xr.Dataset:
     """Refine ``reference`` by inverting the simulator against ``images`` (see the
     module's docstring).
@@ -343,7 +344,7 @@ def invert_dem(
     power_law : the terrain's power law the relief prior extrapolates
         (:func:`relief_power_law`); default fitted to ``reference`` (block by block, to
         the whole grid once).
-    progress : called with a line of text after each round (each block, block-wise).
+    progress : say a line on stderr after each round (each block, block-wise).
 
     Returns
     -------
@@ -372,7 +373,7 @@ def invert_dem(
             power_law = relief_power_law(np.where(np.isfinite(values), values, np.nanmean(values)),
                                          grid_steps(reference), coarse_cell_m)
         return _invert_blockwise(reference, coarse, images, block_cells=int(size), overlap=overlap, client=client,
-                                 progress=progress, prior_height=prior_height, prior_mask=prior_mask,
+                                 say=_say if progress else None, prior_height=prior_height, prior_mask=prior_mask,
                                  prior_error_m=prior_error_m, coarse_cell_m=coarse_cell_m, settings=settings,
                                  known_laws=known_laws, power_law=power_law)
     if not images:
@@ -460,14 +461,14 @@ def invert_dem(
             new_nodes = albedo_nodes + 0.5 * (new_nodes - albedo_nodes)
         else:
             steps_taken.append(0.0)
-            if progress is not None:
-                progress(f"inversion round {round_index + 1}/{settings.rounds}: no step lowers the objective; stopped")
+            if progress:
+                _say(f"inversion round {round_index + 1}/{settings.rounds}: no step lowers the objective; stopped")
             break
         steps_taken.append(fraction)
         heights, albedo_nodes, readings, objective = new_heights, new_nodes, trial, trial_objective
-        if progress is not None:
-            progress(f"inversion round {round_index + 1}/{settings.rounds}: misfit {misfits[-1]:.3f} nepers, step "
-                     f"{fraction:g}")
+        if progress:
+            _say(f"inversion round {round_index + 1}/{settings.rounds}: misfit {misfits[-1]:.3f} nepers, step "
+                 f"{fraction:g}")
     laws = [reading.law for reading in readings]
     readable = np.sum([reading.valid for reading in readings], axis=0).astype(np.uint8)
     result = np.where(known_cells.ravel(), heights, np.nan).reshape(shape)
@@ -585,8 +586,13 @@ def _cropped(image: InversionImage, surface: xr.DataArray) -> InversionImage:
     return dataclasses.replace(image, image=image.image.isel(line=rows, sample=cols))
 
 
+def _say(line: str) -> None:
+    """A line of progress, on stderr (the results go to files or to the caller)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Sequence[InversionImage], *,
-                      block_cells: int, overlap: int, client: Any, progress: Callable[[str], None] | None,
+                      block_cells: int, overlap: int, client: Any, say: Callable[[str], None] | None,
                       **options: Any) -> xr.Dataset:
     """:func:`invert_dem` in overlapping blocks, on threads or a dask.distributed cluster."""
     from ..distributed import Workers
@@ -613,8 +619,8 @@ def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Seq
         for done, ((row, col), future) in enumerate(tasks, start=1):
             block = future.result()
             heights[row:row + block.shape[0], col:col + block.shape[1]] = block
-            if progress is not None:
-                progress(f"inversion block {done}/{len(tasks)}")
+            if say is not None:
+                say(f"inversion block {done}/{len(tasks)}")
     out = xr.Dataset({"height": (("y", "x"), heights, {"units": "m", "long_name": "height by inversion"})},
                      coords={"y": reference["y"], "x": reference["x"]})
     settings = options.get("settings") or InversionSettings()

@@ -41,7 +41,7 @@ from ..io import atomic_path
 from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
-from .checkpoints import CHECKPOINT_KEY, load_checkpoint, resolve_device
+from .checkpoints import CHECKPOINT_KEY, load_checkpoint, read_checkpoint, resolve_device
 from .losses import LOG_STD_RANGE
 from .predict import TileBlending, model_alignment
 
@@ -167,7 +167,7 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str], scenes: Sequence[st
     figures = calibration_figures(corrections, departures, classes, stds if member.outputs == 2 else None)
     figures["scenes"] = names
     if write:
-        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        stored = read_checkpoint(checkpoint)  # the one door: data only
         stored[CHECKPOINT_KEY]["calibration"] = figures
         with atomic_path(Path(checkpoint)) as temporary:
             torch.save(stored, temporary)
