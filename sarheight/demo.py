@@ -105,7 +105,7 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
     weighted = (truth * fine_area).coarsen(y=3, x=3, boundary="trim").sum()
     area = fine_area.where(np.isfinite(truth)).coarsen(y=3, x=3, boundary="trim").sum()
     coarse_truth = (weighted / area).assign_coords(y=coarse["y"], x=coarse["x"])
-    result = reconstruct(observation, coarse, geometry)
+    result = reconstruct(coarse, observation, geometry)
     elapsed = time.perf_counter() - start
     layover = result["layover"].values
     shadow = result["shadow"].values

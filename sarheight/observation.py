@@ -184,6 +184,40 @@ _TAG_WORDS = {"product": "product", "look_side": "look side", "heading_deg": "he
               "range_spacing_m": "range pixel spacing", "line_interval_s": "line interval"}
 
 
+#: The dims only an image in radar geometry has (a DEM lies on a map grid, y and x).
+RADAR_DIMS = frozenset({"line", "sample", "azimuth_time", "slant_range_time", "ground_range", "pixel"})
+
+
+def looks_like_an_observation(value: Any) -> bool:
+    """Whether ``value`` can only be an observation, never a DEM: a Sentinel-1 product (a
+    ``.SAFE`` folder, its ``.zip`` or its ``manifest.safe``), a bare array (a DEM comes with
+    its transform and CRS), or a DataArray in radar geometry (:data:`RADAR_DIMS`)."""
+    if isinstance(value, np.ndarray):
+        return True
+    if isinstance(value, xr.DataArray):
+        return bool(RADAR_DIMS & set(value.dims))
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        name = path.name.lower()
+        return name.endswith((".safe", ".zip")) or name == "manifest.safe" or (path / "manifest.safe").is_file()
+    return False
+
+
+def check_argument_order(dem: Any, sar: Any, call: str) -> None:
+    """Refuse an observation given where the DEM goes (the order of sarheight's entries:
+    the DEM first, then the observation(s), then the geometry), before any work.
+
+    Raises
+    ------
+    InvalidInputError : naming the order ``call`` takes.
+    """
+    observations = list(sar) if isinstance(sar, (list, tuple)) else [sar]
+    if looks_like_an_observation(dem) and not all(looks_like_an_observation(item) for item in observations):
+        raise InvalidInputError(
+            f"the first argument is an observation (a SAR product or a radar-geometry image) and the second is not: "
+            f"sarheight takes the DEM first, then the observation(s), then the geometry: {call}")
+
+
 def geometry_tags(geometry: RadarGeometry, options: str | None = None) -> dict[str, Any]:
     """The tags that say which geometry an image was made under (its flat description,
     :meth:`RadarGeometry.to_attrs`, each key prefixed ``geometry_``); ``options``: how the

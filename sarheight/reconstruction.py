@@ -38,7 +38,7 @@ from .errors import InvalidInputError
 from .geometry import RadarGeometry
 from .io import write_geotiff
 from .masks import to_isce3_mask
-from .observation import Quantity, resolve_observation
+from .observation import Quantity, check_argument_order, resolve_observation
 from .paths import check_outputs, check_writable_folder
 from .reallocation import Output, reconstruct_in_memory
 from .simulate.contribution import Contribution, Projection
@@ -51,8 +51,8 @@ DEFAULT_ROWS_PER_BLOCK = 256
 
 
 def reconstruct(
-    sar: Any,
     dem: Any,
+    sar: Any,
     geometry: RadarGeometry | None = None,
     *,
     contribution: Contribution = "model",
@@ -71,6 +71,7 @@ def reconstruct(
 
     Parameters
     ----------
+    dem : DEM as :func:`sarheight.dem.open_dem` takes it (WGS84 ellipsoidal heights).
     sar : the observation, one of
         - a numpy array of the full product grid, or a DataArray with dims (line, sample)
           and absolute ``line``/``sample`` coordinates: linear beta0, with ``geometry``;
@@ -89,7 +90,6 @@ def reconstruct(
           blur: on relief the result is only as good as that input allows (on flat
           terrain it matches the radar-geometry input; give the product itself where
           you have it).
-    dem : DEM as :func:`sarheight.dem.open_dem` takes it (WGS84 ellipsoidal heights).
     geometry : acquisition geometry (read from the product when ``sar`` is a SAFE).
     contribution : ``"model"`` (default), ``"gamma"``, a callable law or per-cell weights,
         as in :func:`sarheight.simulate.simulate`.
@@ -130,6 +130,7 @@ def reconstruct(
     (ground segments sharing the cell's pixel), ``slant_range``, ``azimuth_time``; attrs
     record geometry, datum, parameters and version.
     """
+    check_argument_order(dem, sar, "reconstruct(dem, sar, geometry)")
     if output not in ("sigma0", "gamma0"):
         raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
     blockwise = chunks is not None or client is not None

@@ -64,6 +64,6 @@ def compile_kernels() -> float:
         backward_geocode(projected, geometry)
         simulate(projected, geometry, progress=False)
         observation = simulate_sar(projected, geometry, seed=0)
-        reconstruct(observation, projected, geometry, progress=False)
-        reconstruct(observation, projected, geometry, chunks=16, progress=False)
+        reconstruct(projected, observation, geometry, progress=False)
+        reconstruct(projected, observation, geometry, chunks=16, progress=False)
     return time.perf_counter() - start

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         geometry = RadarGeometry.from_sentinel1(sar_path, measurement, burst=args.burst)
     stages.done("read DEM and geometry")
-    result = reconstruct(sar_path, dem, geometry, contribution=args.contribution, output=args.output,
+    result = reconstruct(dem, sar_path, geometry, contribution=args.contribution, output=args.output,
                          projection=args.projection, measurement=measurement, sar_quantity=args.sar_quantity,
                          sar_db=args.sar_db, chunks=args.chunks, client=args.scheduler, progress=not args.quiet)
     stages.done("reconstructed")

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     observation = simulate_sar(dem, geometry, looks=args.looks, nesz_db=args.nesz, seed=args.seed,
                                projection=args.projection)
     # The observation geocoded to the DEM's grid: sigma0 as a geocoded product holds it.
-    sigma0 = reconstruct(observation, dem, geometry)["geocoded"]
+    sigma0 = reconstruct(dem, observation, geometry)["geocoded"]
     # Both carry the geometry they were made under (terrain refine and reconstruct refuse
     # another) and the datum of the DEM's heights.
     tags = {**geometry_tags(geometry, geometry_words(args)),

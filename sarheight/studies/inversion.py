@@ -198,13 +198,13 @@ def study_case(case: Case, truth: xr.DataArray, sea: np.ndarray | None = None) -
                                        snow_dates=STACK_SNOW_DATES) if dates > 1 else None)
     observations, geometries = simulate_observations(truth, geometry, other, seed=case.seed("speckle") % 2**31,
                                                      dates=dates, date_conditions=conditions, **ground_options)
-    scene = observed_scene(observations, coarse, geometries, priors, grid=truth, name=case.name, progress=False)
+    scene = observed_scene(coarse, observations, geometries, priors, grid=truth, name=case.name, progress=False)
     height = truth.values.astype(np.float32)
     if sea is not None:
         height = np.where(sea, np.float32(np.nan), height)
     scene["height"] = (("y", "x"), height)
     grid = scene["coarse_height"].rio.write_crs(truth.rio.crs)
-    groups = composite_images([radar_image(observation, geometry, grid, name=f"{case.name} image {index}")
+    groups = composite_images([radar_image(grid, observation, geometry, name=f"{case.name} image {index}")
                                for index, (observation, geometry) in enumerate(zip(observations, geometries,
                                                                                     strict=True))])
     registration = ImageRegistration.from_attrs(scene.attrs)

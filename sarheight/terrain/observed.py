@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ..geometry import RadarGeometry
 from ..masks import MASK_ATTRS
+from ..observation import check_argument_order
 from ..priors import (
     distance_map,
     interpolate_priors,
@@ -46,7 +47,7 @@ def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None,
         # The image is read with a margin around the DEM: its edges' partial coverage is
         # the margin's, not the product's.
         warnings.filterwarnings("ignore", category=PartialCoverageWarning)
-        result = reconstruct(sar, coarse, geometry, measurement=measurement, projection=projection,
+        result = reconstruct(coarse, sar, geometry, measurement=measurement, projection=projection,
                              progress=progress)
     arrays = {
         "sar_reconstructed": power_to_db(result["backscatter"].values),
@@ -190,8 +191,8 @@ def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr
 
 
 def observed_scene(
-    sar: Any,
     coarse_dem: Any,
+    sar: Any,
     geometry: RadarGeometry | None,
     priors: Any,
     *,
@@ -219,6 +220,9 @@ def observed_scene(
 
     Parameters
     ----------
+    coarse_dem : the DEM a user has (anything :func:`sarheight.dem.open_dem` takes; WGS84
+        ellipsoidal heights: open it with ``open_dem(path, vertical_datum=...)`` first if
+        it is on a geoid).
     sar : the observation, anything :func:`sarheight.reconstruction.reconstruct` takes (a
         Sentinel-1 SAFE product path, a calibrated xarray-sentinel measurement, a radar
         geometry array with ``geometry``, or a geocoded GeoTIFF / map DataArray), or a
@@ -228,9 +232,6 @@ def observed_scene(
         level, wet snow or frozen ground, kept apart); the first observation's pass is the
         scene's (``sar_*``, its composite), the first of the opposite direction its
         ``other_*``.
-    coarse_dem : the DEM a user has (anything :func:`sarheight.dem.open_dem` takes; WGS84
-        ellipsoidal heights: open it with ``open_dem(path, vertical_datum=...)`` first if
-        it is on a geoid).
     geometry : the acquisition geometry (None: read from each SAFE product), one for every
         observation, or a sequence of one per observation.
     priors : the known heights: a Dataset of :func:`sarheight.priors.sample_priors` on the
@@ -273,6 +274,7 @@ def observed_scene(
     -------
     xr.Dataset on the grid with the variables the module docstring lists.
     """
+    check_argument_order(coarse_dem, sar, "observed_scene(coarse_dem, sar, geometry, priors)")
     native = open_dem(coarse_dem)
     if grid is None:
         grid_dem = native
@@ -390,7 +392,7 @@ def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coa
         label = f"observation {index + 1} of {len(observations)} ({source_name(sar)})" if len(observations) > 1 \
             else None
         try:
-            images.append(radar_image(sar, geometry, coarse, measurement=measurement, sar_quantity=sar_quantity,
+            images.append(radar_image(coarse, sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
                                       sar_db=sar_db, name=label or source_name(sar)))
         except InvalidInputError as error:
             if label is None:

@@ -19,7 +19,7 @@ from scipy import special
 from ..dem import open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
-from ..observation import rebuilt_in_radar_geometry, resolve_observation
+from ..observation import check_argument_order, rebuilt_in_radar_geometry, resolve_observation
 from ..simulate import run_simulation
 from ..simulate.cells import cell_geometry, radar_window
 
@@ -94,7 +94,7 @@ TRANSLATION_SMOOTHING = 2.0
 WINDOW_MARGIN = 24
 
 
-def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, measurement: str = "IW/VV",
+def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, measurement: str = "IW/VV",
                 sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
                 name: str | None = None) -> InversionImage:
     """An observation as :func:`sarheight.reconstruction.reconstruct` takes it (a SAFE product, a
@@ -113,6 +113,7 @@ def radar_image(sar: Any, geometry: RadarGeometry | None, dem: xr.DataArray, *, 
     InvalidInputError, GeometryError : what :func:`resolve_observation` refuses, an image
         that does not cover the DEM, or one without a positive value over it.
     """
+    check_argument_order(dem, sar, "radar_image(dem, sar, geometry)")
     observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
                                       sar_db=sar_db)
     dem = open_dem(dem, copy=False)

@@ -150,7 +150,7 @@ def refine_dem(
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
                                 "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(coarse_dem, spacing_m)
-    scene = observed_scene(sar, coarse_dem, geometry, priors, grid=grid, measurement=measurement,
+    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement,
                            points_crs=points_crs, points_vertical_datum=points_vertical_datum,
                            points_geoid_grid=points_geoid_grid, other=other,
                            sar_quantity=sar_quantity, sar_db=sar_db, inversion=method == "inversion",

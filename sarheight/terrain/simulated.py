@@ -158,7 +158,7 @@ def simulate_scene(
     conditions = _conditions(dates, date_conditions)
     dem_name = source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
-    scene = observed_scene(observations, coarse, geometries, priors, grid=truth, prior_method=prior_method,
+    scene = observed_scene(coarse, observations, geometries, priors, grid=truth, prior_method=prior_method,
                            projection=projection, register=register, inversion=inversion,
                            inversion_settings=inversion_settings, name=scene_name, progress=progress)
     height = truth.values.astype(np.float32)

@@ -198,3 +198,45 @@ def test_the_raster_core_is_the_one_home_of_its_concepts(name):
     if name != CORE_HOMES["RMSE"]:
         found = _HAND_RMSE.findall(text)
         assert not found, f"sarheight.{name} computes an RMSE by hand: use sarheight.scores (rms, MapScores)"
+
+
+def _entries() -> dict[str, object]:
+    """The user entries: sarheight's top-level ones and terrain's."""
+    import importlib
+
+    import sarheight
+    import sarheight.terrain
+
+    found = {}
+    for package in (sarheight, sarheight.terrain):
+        for name, module in package.ENTRIES.items():
+            if module.startswith("training"):
+                continue  # the ml extra; its entries take checkpoints and scenes, no DEM
+            found[f"{package.__name__}.{name}"] = getattr(importlib.import_module(f"{package.__name__}.{module}"), name)
+    return found
+
+
+#: The names a DEM, an observation and a geometry go by in the entries' signatures.
+DEM_PARAMETERS = ("dem", "coarse_dem")
+OBSERVATION_PARAMETERS = ("sar",)
+GEOMETRY_PARAMETERS = ("geometry",)
+
+
+def test_one_interface_convention_at_the_surface():
+    """docs/architecture.md's convention: the DEM first, then the observation(s), then the
+    geometry; ``progress`` a bool."""
+    import inspect
+
+    for name, entry in _entries().items():
+        if not callable(entry) or isinstance(entry, type):
+            continue
+        parameters = list(inspect.signature(entry).parameters)
+        positions = [next((parameters.index(p) for p in names if p in parameters), None)
+                     for names in (DEM_PARAMETERS, OBSERVATION_PARAMETERS, GEOMETRY_PARAMETERS)]
+        given = [position for position in positions if position is not None]
+        assert given == sorted(given), f"{name}{inspect.signature(entry)}: the DEM first, then the observation, then the geometry"
+        if positions[0] is not None:
+            assert positions[0] == 0, f"{name}: the DEM is the first argument"
+        progress = inspect.signature(entry).parameters.get("progress")
+        if progress is not None:
+            assert progress.annotation in ("bool", bool), f"{name}: progress is a bool at the surface, not {progress.annotation}"

@@ -124,11 +124,11 @@ def test_implausible_priors_and_city_rasters(tmp_path):
     points = pd.DataFrame({"x": truth["x"].values[cols], "y": truth["y"].values[rows],
                            "height": truth.values[rows, cols]})
     options = {"points_crs": truth.rio.crs, "points_vertical_datum": "ellipsoid", "progress": False}
-    observed_scene(observation, coarse, geometry, points, **options)
+    observed_scene(coarse, observation, geometry, points, **options)
     with pytest.raises(InvalidInputError, match="in feet"):
-        observed_scene(observation, coarse, geometry, points.assign(height=points["height"] / 0.3048), **options)
+        observed_scene(coarse, observation, geometry, points.assign(height=points["height"] / 0.3048), **options)
     with pytest.raises(InvalidInputError, match=r"median \+1[12]\d\d\d m from the coarse DEM"):
-        observed_scene(observation, coarse, geometry, points.assign(height=points["height"] + 12_000), **options)
+        observed_scene(coarse, observation, geometry, points.assign(height=points["height"] + 12_000), **options)
     city = write_tiny_city(tmp_path / "city", months=("202301",))
     read_city(city)
     with rasterio.open(city / "s1_202301.tif", "r+") as dst:

@@ -127,9 +127,9 @@ def test_an_unreachable_scheduler_is_refused_before_any_work(dem_tif, tmp_path, 
     from sarheight.reconstruction import reconstruct
 
     with pytest.raises(InvalidInputError, match="no dask scheduler answers there"):
-        reconstruct(np.zeros((2, 2)), dem_tif, None, client="tcp://127.0.0.1:1")
+        reconstruct(dem_tif, np.zeros((2, 2)), None, client="tcp://127.0.0.1:1")
     with pytest.raises(InvalidInputError, match="not a scheduler address"):
-        reconstruct(np.zeros((2, 2)), dem_tif, None, client="my-cluster")
+        reconstruct(dem_tif, np.zeros((2, 2)), None, client="my-cluster")
 
 
 def test_a_db_image_given_as_linear_is_refused_before_the_simulation(tmp_path, monkeypatch):
@@ -148,7 +148,7 @@ def test_a_db_image_given_as_linear_is_refused_before_the_simulation(tmp_path, m
 
     monkeypatch.setattr(simulation, "cell_geometry", no_work)
     with pytest.raises(InvalidInputError, match="negative values: give linear power, or sar_db=True"):
-        reconstruct(db, dem, geometry)
+        reconstruct(dem, db, geometry)
 
 
 def test_an_unexpected_failure_is_one_line_unless_verbose(dem_tif, tmp_path, capsys, monkeypatch):
@@ -195,7 +195,7 @@ def test_outputs_never_replace_an_input_or_each_other(dem_tif, tmp_path, capsys)
     from sarheight.reconstruction import reconstruct
 
     with pytest.raises(InvalidInputError, match="is the DEM, an input of this run"):
-        reconstruct(np.zeros((2, 2)), copy, None, chunks=16, out=copy)
+        reconstruct(copy, np.zeros((2, 2)), None, chunks=16, out=copy)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif", "link.tif"]
 
 

@@ -32,7 +32,7 @@ def scene():
     dem = rough_dem(5, rows=64, cols=48, relief=1200.0)
     geometry = synthetic_geometry(dem, incidence=25.0, heading=35.0)
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
-    return dem, geometry, observation, reconstruct(observation, dem, geometry)
+    return dem, geometry, observation, reconstruct(dem, observation, geometry)
 
 
 def _assert_same(result, reference):
@@ -51,14 +51,14 @@ def _assert_same(result, reference):
 @pytest.mark.parametrize("rows_per_block", [2, 7, 64])
 def test_blocks_on_threads_equal_in_memory(scene, rows_per_block):
     dem, geometry, observation, reference = scene
-    _assert_same(reconstruct(observation, dem, geometry, chunks=rows_per_block), reference)
+    _assert_same(reconstruct(dem, observation, geometry, chunks=rows_per_block), reference)
 
 
 @pytest.mark.parametrize(("rows_per_block", "cols_per_tile"), [(7, 5), (16, 13), (3, 40), (5, 48), (11, 9)])
 def test_tiles_of_rows_and_columns_equal_in_memory(scene, rows_per_block, cols_per_tile):
     """Facets by tiles of a few columns, masks by bands of a few lines, in any combination."""
     dem, geometry, observation, reference = scene
-    result = reconstruct(observation, dem, geometry, chunks=(rows_per_block, cols_per_tile))
+    result = reconstruct(dem, observation, geometry, chunks=(rows_per_block, cols_per_tile))
     _assert_same(result, reference)
 
 
@@ -68,7 +68,7 @@ def test_dask_cluster_equals_in_memory(scene):
     dem, geometry, observation, reference = scene
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        result = reconstruct(observation, dem, geometry, client=client, chunks=(9, 17))
+        result = reconstruct(dem, observation, geometry, client=client, chunks=(9, 17))
     _assert_same(result, reference)
 
 
@@ -76,11 +76,11 @@ def test_bad_block_size(scene):
     dem, geometry, observation, _ = scene
     for chunks in (1, 0, 2.5, "16", True, (16, 1), (16, 16, 16), ()):
         with pytest.raises(InvalidInputError, match=r"chunks .*at least 2"):
-            reconstruct(observation, dem, geometry, chunks=chunks)
+            reconstruct(dem, observation, geometry, chunks=chunks)
     with pytest.raises(InvalidInputError, match="client must be"):
-        reconstruct(observation, dem, geometry, client=42)
+        reconstruct(dem, observation, geometry, client=42)
     with pytest.raises(InvalidInputError, match="block by block"):
-        reconstruct(observation, dem, geometry, out="rec.tif")
+        reconstruct(dem, observation, geometry, out="rec.tif")
 
 
 def test_written_block_by_block_to_geotiffs_equals_in_memory(scene, tmp_path):
@@ -88,7 +88,7 @@ def test_written_block_by_block_to_geotiffs_equals_in_memory(scene, tmp_path):
     import dask.array
 
     dem, geometry, observation, reference = scene
-    result = reconstruct(observation, dem, geometry, chunks=9, out=tmp_path / "rec.tif")
+    result = reconstruct(dem, observation, geometry, chunks=9, out=tmp_path / "rec.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.tif", "rec_geometry.tif", "rec_masks.tif"]
     assert isinstance(result["backscatter"].data, dask.array.Array)
     assert result.rio.crs == reference.rio.crs
@@ -105,7 +105,7 @@ def test_failed_block_run_leaves_no_file(scene, tmp_path):
     dem, geometry, observation, _ = scene
     bad = observation.copy(data=np.full(observation.shape, np.nan, dtype=np.float32))
     with pytest.raises(InvalidInputError, match="does not cover"):
-        reconstruct(bad, dem, geometry, chunks=9, out=tmp_path / "rec.tif")
+        reconstruct(dem, bad, geometry, chunks=9, out=tmp_path / "rec.tif")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -118,9 +118,9 @@ def test_lazy_observation_and_repeated_runs_on_one_client(scene):
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         for _ in range(2):
-            result = reconstruct(lazy, dem, geometry, client=client, chunks=(16, 24))
+            result = reconstruct(dem, lazy, geometry, client=client, chunks=(16, 24))
             _assert_same(result, reference)
-    _assert_same(reconstruct(lazy, dem, geometry), reference)
+    _assert_same(reconstruct(dem, lazy, geometry), reference)
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +130,13 @@ def rotated_scene():
     dem = rough_dem(9, rows=56, cols=60, relief=1000.0)
     geometry = synthetic_geometry(dem, incidence=28.0, heading=350.0)
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0)
-    return dem, geometry, observation, reconstruct(observation, dem, geometry)
+    return dem, geometry, observation, reconstruct(dem, observation, geometry)
 
 
 @pytest.mark.parametrize(("rows_per_block", "cols_per_tile"), [(16, 64), (6, 14), (9, 31)])
 def test_rotated_grid_tiles_and_bands_equal_in_memory(rotated_scene, rows_per_block, cols_per_tile):
     dem, geometry, observation, reference = rotated_scene
-    result = reconstruct(observation, dem, geometry, chunks=(rows_per_block, cols_per_tile))
+    result = reconstruct(dem, observation, geometry, chunks=(rows_per_block, cols_per_tile))
     _assert_same(result, reference)
 
 
@@ -158,10 +158,10 @@ def test_voids_across_band_edges_and_the_image_start_equal_in_memory():
     cut = dataclasses.replace(geometry, grid=geometry.grid.crop(first, lines, 0, samples))
     shifted = observation.sel(line=observation["line"] >= first).assign_coords(
         line=lambda o: o["line"] - first)
-    reference = reconstruct(shifted, dem, cut)
+    reference = reconstruct(dem, shifted, cut)
     assert (reference["layover"].values == 255).mean() > 0.2
     for rows_per_block in (8, 13):
-        result = reconstruct(shifted, dem, cut, chunks=(rows_per_block, 16))
+        result = reconstruct(dem, shifted, cut, chunks=(rows_per_block, 16))
         for name in ("layover", "shadow", "mixing"):
             assert np.array_equal(result[name].values, reference[name].values), (rows_per_block, name)
         for name in ("backscatter", "flattened"):
@@ -182,8 +182,8 @@ def test_bilinear_oversampling_chosen_as_in_memory():
     factors = [simulate(part, geometry, projection="bilinear").attrs["oversample"] for part in (dem[:32], dem[32:])]
     assert factors[0] != factors[1]
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
-    reference = reconstruct(observation, dem, geometry, projection="bilinear")
-    result = reconstruct(observation, dem, geometry, chunks=8, projection="bilinear")
+    reference = reconstruct(dem, observation, geometry, projection="bilinear")
+    result = reconstruct(dem, observation, geometry, chunks=8, projection="bilinear")
     assert result.attrs["oversample"] == reference.attrs["oversample"]
     for name in ("layover", "shadow", "mixing"):
         assert np.array_equal(result[name].values, reference[name].values), name
@@ -201,5 +201,5 @@ def test_a_partial_image_warns_block_wise_too(scene):
     dem, geometry, observation, _ = scene
     half = observation.where(observation["sample"] < observation["sample"][observation.sizes["sample"] // 2])
     with pytest.warns(PartialCoverageWarning, match="tiles reach"):
-        result = reconstruct(half, dem, geometry, chunks=16)
+        result = reconstruct(dem, half, geometry, chunks=16)
     assert "missing_pixels" not in result.attrs

@@ -96,7 +96,7 @@ def test_a_vrt_over_a_local_file_is_refused_unopened(tmp_path, gdal_opens, suffi
                                        line_spacing=10, sample_spacing=10)
     if suffix == ".tif":
         with pytest.raises(InvalidInputError, match=r"SAR image .* is a GDAL VRT"):
-            reconstruct(vrt, dem, geometry)
+            reconstruct(dem, vrt, geometry)
     assert str(vrt) not in gdal_opens
 
 

@@ -38,7 +38,7 @@ def test_reconstruction_invariants_on_random_terrain(seed, incidence, heading, l
 
     # Exact recovery of a scene that follows the contribution model, layover included.
     observation = simulate_sar(dem, geometry, backscatter=law, looks=None, nesz_db=None, projection=projection)
-    result = reconstruct(observation, dem, geometry, contribution=law, projection=projection)
+    result = reconstruct(dem, observation, geometry, contribution=law, projection=projection)
     state = run_simulation(dem, geometry, contribution=law, projection=projection)
     truth = state.per_cell["contribution"] / state.per_cell["sigma_area"]
     lit = np.isfinite(result["backscatter"].values)
@@ -67,7 +67,7 @@ def test_textured_truth_in_layover_reconstruction_beats_flattening_beats_geocodi
     dem = rough_dem(seed, rows=60, cols=60, relief=900.0)
     geometry = synthetic_geometry(dem, incidence, heading, look_side)
     observation, truth = simulate_sar(dem, geometry, looks=None, nesz_db=None, return_truth=True)
-    result = reconstruct(observation, dem, geometry)
+    result = reconstruct(dem, observation, geometry)
     layover = (result["layover"].values == 1) | (result["layover"].values == 2)
     layover &= np.isfinite(result["backscatter"].values) & np.isfinite(result["flattened"].values)
     assert layover.sum() > 50
@@ -92,7 +92,7 @@ def test_shadow_never_divides_by_zero(contribution, projection):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         observation = simulate_sar(dem, geometry, looks=None, nesz_db=-22.0, projection=projection)
-        result = reconstruct(observation, dem, geometry, contribution=contribution, projection=projection)
+        result = reconstruct(dem, observation, geometry, contribution=contribution, projection=projection)
     interior = (slice(3, -3), slice(3, -3))
     assert np.all(result["shadow"].values[interior] == 1)
     for name in ("backscatter", "flattened"):
@@ -130,7 +130,7 @@ def test_residue_cleared_as_the_ratios_read_the_sums_equals_clearing_them_first(
 
 def test_isce3_mask_codes():
     dem = plane_dem(30, 30, slope_east_deg=45.0)
-    result = reconstruct(simulate_sar(dem, synthetic_geometry(dem), looks=None, nesz_db=None), dem, synthetic_geometry(dem))
+    result = reconstruct(dem, simulate_sar(dem, synthetic_geometry(dem), looks=None, nesz_db=None), synthetic_geometry(dem))
     mask = to_isce3_mask(result).values
     layover = result["layover"].values
     assert np.all(mask[(layover == 1) & (result["shadow"].values == 0)] == 2)
@@ -150,10 +150,10 @@ def test_image_covering_part_of_the_dem_gives_nan_where_it_is_missing():
     dem = rough_dem(7, rows=40, cols=40, relief=300.0)
     geometry = synthetic_geometry(dem, incidence=35.0)
     observation = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None)
-    full = reconstruct(observation, dem, geometry)
+    full = reconstruct(dem, observation, geometry)
     cut = int(observation["sample"].values[observation.shape[1] // 2])
     partial = observation.where(observation["sample"] < cut)
-    result = reconstruct(partial, dem, geometry)
+    result = reconstruct(dem, partial, geometry)
     sample = full["geocoded"].copy(data=simulate(dem, geometry)["radar_sample"].values)
     beyond = (sample > cut + 1.5).values
     before = (sample < cut - 1.5).values & np.isfinite(full["backscatter"].values)
@@ -204,7 +204,7 @@ def test_inputs_of_every_kind_give_the_same_reconstruction():
     dem = rough_dem(11, rows=30, cols=30, relief=500.0)
     geometry = synthetic_geometry(dem, incidence=30.0)
     observation = simulate_sar(dem, geometry, looks=4.4, nesz_db=-22.0, seed=3)
-    reference = reconstruct(observation, dem, geometry)
+    reference = reconstruct(dem, observation, geometry)
     grid = np.full(geometry.grid.shape, np.nan, dtype=np.float32)
     grid[observation["line"].values[0]:observation["line"].values[-1] + 1,
          observation["sample"].values[0]:observation["sample"].values[-1] + 1] = observation.values
@@ -217,7 +217,7 @@ def test_inputs_of_every_kind_give_the_same_reconstruction():
                 "pixel": ("slant_range_time", observation["sample"].values)},
     )
     for sar in (grid, sentinel_like, observation.chunk({"line": 7, "sample": 9})):
-        result = reconstruct(sar, dem, geometry)
+        result = reconstruct(dem, sar, geometry)
         for name in ("backscatter", "geocoded", "flattened"):
             np.testing.assert_array_equal(result[name].values, reference[name].values)
 
@@ -228,7 +228,7 @@ def test_map_grid_observation_rebuilds_the_radar_pixels():
     flat = plane_dem(30, 30)
     geometry = synthetic_geometry(flat, incidence=35.0)
     sigma0 = flat.copy(data=np.full(flat.shape, 0.08, dtype=np.float32))
-    result = reconstruct(sigma0, flat, geometry)
+    result = reconstruct(flat, sigma0, geometry)
     inside = result["layover"].values != 255
     np.testing.assert_allclose(result["geocoded"].values[inside], 0.08, rtol=1e-3)
     # Pixels at the DEM's edge are only partly covered by its cells, which then take their
@@ -240,8 +240,8 @@ def test_map_grid_observation_rebuilds_the_radar_pixels():
     dem = rough_dem(13, rows=40, cols=40, relief=250.0)
     geometry = synthetic_geometry(dem, incidence=35.0)
     observation = simulate_sar(dem, geometry, backscatter=empirical_sigma0, looks=None, nesz_db=None)
-    direct = reconstruct(observation, dem, geometry)
-    rebuilt = reconstruct(direct["geocoded"], dem, geometry)
+    direct = reconstruct(dem, observation, geometry)
+    rebuilt = reconstruct(dem, direct["geocoded"], geometry)
     plain = (direct["layover"].values == 0) & (direct["shadow"].values == 0)
     plain &= np.isfinite(direct["backscatter"].values) & np.isfinite(rebuilt["backscatter"].values)
     error = np.abs(10 * np.log10(rebuilt["backscatter"].values[plain] / direct["backscatter"].values[plain]))
@@ -255,27 +255,27 @@ def test_bad_input_gives_clear_errors():
     geometry = synthetic_geometry(dem)
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
     with pytest.raises(InvalidInputError, match="contribution"):
-        reconstruct(observation, dem, geometry, contribution="lambertian")
+        reconstruct(dem, observation, geometry, contribution="lambertian")
     with pytest.raises(InvalidInputError, match="negative"):
-        reconstruct(-observation, dem, geometry)
+        reconstruct(dem, -observation, geometry)
     with pytest.raises(InvalidInputError, match="shape"):
-        reconstruct(np.ones((3, 3)), dem, geometry)
+        reconstruct(dem, np.ones((3, 3)), geometry)
     with pytest.raises(InvalidInputError, match="geometry"):
-        reconstruct(observation.values, dem)
+        reconstruct(dem, observation.values)
     far_away = plane_dem(20, 20).assign_coords(x=lambda d: d.x + 40.0)
     far_away = far_away.rio.write_transform(far_away.rio.transform(recalc=True))
     with pytest.raises(GeometryError):
         simulate(far_away, geometry)
     empty = observation.copy(data=np.full(observation.shape, np.nan, dtype=np.float32))
     with pytest.raises(InvalidInputError, match="does not cover"):
-        reconstruct(empty, dem, geometry)
+        reconstruct(dem, empty, geometry)
     infinite = observation.copy(data=np.where(observation.values > 0, np.inf, 0).astype(np.float32))
     with pytest.raises(InvalidInputError, match="infinite"):
-        reconstruct(infinite, dem, geometry)
+        reconstruct(dem, infinite, geometry)
     with pytest.raises(GeometryError):
-        reconstruct(observation, far_away, geometry)
+        reconstruct(far_away, observation, geometry)
     with pytest.raises(InvalidInputError, match="output"):
-        reconstruct(observation, dem, geometry, output="beta0")
+        reconstruct(dem, observation, geometry, output="beta0")
 
 
 def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch):
@@ -307,7 +307,7 @@ def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch
     ]
     for sar, message in cases:
         with pytest.raises(InvalidInputError, match=message):
-            reconstruct(sar, dem, geometry)
+            reconstruct(dem, sar, geometry)
     monkeypatch.undo()
     # Integer intensities are intensities: the same result as the floats.
     counts = np.zeros(geometry.grid.shape, dtype=np.uint16)
@@ -318,8 +318,8 @@ def test_observations_that_cannot_be_one_are_refused_before_any_work(monkeypatch
     from sarheight.errors import PlausibilityWarning
 
     with pytest.warns(PlausibilityWarning, match="looks like amplitude, digital numbers or dB"):
-        from_counts = reconstruct(counts, dem, geometry)["backscatter"].values
-        from_floats = reconstruct(as_float, dem, geometry)["backscatter"].values
+        from_counts = reconstruct(dem, counts, geometry)["backscatter"].values
+        from_floats = reconstruct(dem, as_float, geometry)["backscatter"].values
     np.testing.assert_allclose(from_counts, from_floats, rtol=1e-6)
 
 
@@ -331,10 +331,10 @@ def test_an_image_covering_part_of_the_dem_warns():
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
     half = observation.where(observation["sample"] < observation["sample"][observation.sizes["sample"] // 2])
     with pytest.warns(PartialCoverageWarning, match="no value"):
-        reconstruct(half, dem, geometry)
+        reconstruct(dem, half, geometry)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PartialCoverageWarning)
-        reconstruct(observation, dem, geometry)
+        reconstruct(dem, observation, geometry)
 
 
 def test_to_geotiff_writes_the_products_of_a_simulation_or_a_reconstruction(tmp_path):
@@ -345,7 +345,7 @@ def test_to_geotiff_writes_the_products_of_a_simulation_or_a_reconstruction(tmp_
     dem = plane_dem(20, 20)
     geometry = synthetic_geometry(dem)
     simulation = simulate(dem, geometry)
-    result = reconstruct(simulate_sar(dem, geometry, looks=None, nesz_db=None), dem, geometry)
+    result = reconstruct(dem, simulate_sar(dem, geometry, looks=None, nesz_db=None), geometry)
     for dataset, bands in ((simulation, SIMULATION_BANDS), (result, RECONSTRUCTION_BANDS)):
         with rasterio.open(to_geotiff(dataset, tmp_path / "out.tif")) as src:
             assert src.descriptions == bands
@@ -453,3 +453,20 @@ def test_the_ratio_and_residue_passes_match_their_numpy_twin(n_lines, n_samples,
             expected[q, r] = np.where(expected[q, r] < thresholds[q] * area, 0.0, expected[q, r])
     reallocation_kernels.clear_residue(images, start, stop, fields, powers, fitted, fit, line0, sample0, thresholds)
     np.testing.assert_array_equal(images, expected)
+
+
+def test_an_observation_where_the_dem_goes_is_refused_with_the_order():
+    """Every entry takes the DEM first, then the observation(s), then the geometry: an
+    observation given first (an array in radar geometry, a SAFE product) is refused
+    before any work, naming the order."""
+    from sarheight.terrain.observed import observed_scene
+
+    dem = plane_dem(20, 20)
+    geometry = synthetic_geometry(dem)
+    observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
+    with pytest.raises(InvalidInputError, match=r"DEM first.*reconstruct\(dem, sar, geometry\)"):
+        reconstruct(observation, dem, geometry)
+    with pytest.raises(InvalidInputError, match="DEM first"):
+        reconstruct("S1A_IW_SLC__1SDV_20221016T015043.SAFE", dem, geometry)
+    with pytest.raises(InvalidInputError, match=r"observed_scene\(coarse_dem, sar, geometry, priors\)"):
+        observed_scene(observation, dem, geometry, None, progress=False)

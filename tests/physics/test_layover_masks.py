@@ -503,8 +503,8 @@ def test_exact_and_bilinear_projections_agree_on_smooth_terrain(incidence, headi
     # A speckle-free textured scene reconstructed both ways.
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None, seed=3)
     cells = (slice(3, -3), slice(3, -3))
-    a = reconstruct(observation, dem, geometry, projection="exact")["backscatter"].values[cells]
-    b = reconstruct(observation, dem, geometry, projection="bilinear")["backscatter"].values[cells]
+    a = reconstruct(dem, observation, geometry, projection="exact")["backscatter"].values[cells]
+    b = reconstruct(dem, observation, geometry, projection="bilinear")["backscatter"].values[cells]
     both = np.isfinite(a) & np.isfinite(b)
     assert both.mean() > 0.99
     cell = np.abs(b[both] / a[both] - 1)

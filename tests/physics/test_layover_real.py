@@ -127,7 +127,7 @@ def test_reconstruction_under_the_descending_slc(bigtujunga, geometries):
         return 2.0 * empirical_sigma0(theta)
 
     observation = simulate_sar(window, descending, backscatter=law, looks=None, nesz_db=None)
-    result = reconstruct(observation, window, descending, contribution=law)
+    result = reconstruct(window, observation, descending, contribution=law)
     state = run_simulation(window, descending, contribution=law)
     truth = state.per_cell["contribution"] / state.per_cell["sigma_area"]
     backscatter = result["backscatter"].values
@@ -169,8 +169,8 @@ def test_block_wise_equals_in_memory_under_a_real_orbit(bigtujunga, geometries):
     descending = geometries("descending")
     window = bigtujunga.isel(y=slice(200, 500), x=slice(400, 700))
     observation = simulate_sar(window, descending, looks=4.4, nesz_db=-22.0)
-    reference = reconstruct(observation, window, descending, progress=False)
-    blocks = reconstruct(observation, window, descending, chunks=128, progress=False)
+    reference = reconstruct(window, observation, descending, progress=False)
+    blocks = reconstruct(window, observation, descending, chunks=128, progress=False)
     assert (reference["layover"].values != 0).mean() > 0.002
     for name in ("layover", "shadow", "mixing"):
         np.testing.assert_array_equal(blocks[name].values, reference[name].values)
@@ -194,7 +194,7 @@ def test_reconstruct_from_a_safe_product_path(shared_data, geoid):
     from sarheight.errors import PlausibilityWarning
 
     with pytest.warns(PlausibilityWarning, match="all zero where the DEM falls: a placeholder product"):
-        result = reconstruct(safe, dem, measurement="IW/VV", progress=False)
+        result = reconstruct(dem, safe, measurement="IW/VV", progress=False)
     inside = result["layover"].values != 255
     assert inside.mean() > 0.99
     assert np.all(result["geocoded"].values[inside] == 0.0)

@@ -67,15 +67,15 @@ def test_observations_that_look_wrong_are_named():
     observation = simulate_sar(dem, geometry, looks=None, nesz_db=None)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        reconstruct(observation, dem, geometry, progress=False)
+        reconstruct(dem, observation, geometry, progress=False)
     assert _plausibility_warnings(record) == []
     with pytest.warns(PlausibilityWarning, match="all zero where the DEM falls"):
-        reconstruct(observation * 0, dem, geometry, progress=False)
+        reconstruct(dem, observation * 0, geometry, progress=False)
     with pytest.warns(PlausibilityWarning, match=r"median intensity is \d+"):
-        reconstruct(observation * 1e5, dem, geometry, chunks=12, progress=False)  # digital numbers
+        reconstruct(dem, observation * 1e5, geometry, chunks=12, progress=False)  # digital numbers
     sigma0 = dem.copy(data=np.full(dem.shape, 0.05, dtype=np.float32))
     with pytest.warns(PlausibilityWarning, match="given as dB .* is positive everywhere"):
-        reconstruct(sigma0, dem, geometry, sar_db=True, progress=False)
+        reconstruct(dem, sigma0, geometry, sar_db=True, progress=False)
 
 
 def test_options_a_geometry_would_ignore_are_refused(tmp_path, capsys):

@@ -128,7 +128,7 @@ def test_flat_terrain_gamma_is_beta_tan_incidence():
     geometry = synthetic_geometry(dem)
     observation = simulate_sar(dem, geometry, backscatter=lambda theta: np.full_like(theta, 0.1) * 0 + empirical_sigma0(theta),
                                looks=None, nesz_db=None)
-    result = reconstruct(observation, dem, geometry, contribution="gamma", output="gamma0")
+    result = reconstruct(dem, observation, geometry, contribution="gamma", output="gamma0")
     incidence = np.radians(simulate(dem, geometry)["incidence_angle"].values)
     beta = result["geocoded"].values / np.sin(incidence)
     interior = (slice(4, -4), slice(4, -4))

@@ -100,7 +100,7 @@ def assert_closed_recovery(dem: xr.DataArray, geometry: RadarGeometry, chunks: t
         for cols in (slice(0, 3), slice(-3, None)):
             corners[rows, cols] = True
     for size in chunks:
-        result = reconstruct(observation, dem, geometry, contribution=empirical_sigma0, chunks=size, progress=False)
+        result = reconstruct(dem, observation, geometry, contribution=empirical_sigma0, chunks=size, progress=False)
         backscatter = result["backscatter"].values.astype(np.float64)
         lit = np.isfinite(backscatter)
         error = np.abs(backscatter / truth.values - 1)

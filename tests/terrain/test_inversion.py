@@ -46,7 +46,7 @@ def _invert(truth: xr.DataArray, *, looks: float | None = None, known: bool = Tr
     reference = back_project(coarse, truth)
     geometry = _geometry(truth)
     observation = simulate_sar(truth, geometry, looks=looks, nesz_db=None, land_cover_db=0.0, seed=seed)
-    images = [radar_image(observation, geometry, reference)]
+    images = [radar_image(reference, observation, geometry)]
     # The exact block mean has no error of its own: its cells' means are kept tight.
     result = invert_dem(reference, coarse, images, settings=options or InversionSettings(rounds=4, coarse_error_m=0.3),
                         known_laws=[empirical_sigma0] if known else None)
@@ -135,7 +135,7 @@ def test_registration_recovers_a_known_shift_and_says_its_precision():
     for east, north in ((20.0, -15.0), (-35.0, 10.0)):
         product = coarse_product(truth, CoarseDemErrors(factor=FACTOR, shift_east_m=east, shift_north_m=north))
         grid = back_project(product, truth)
-        images = [radar_image(simulate_sar(truth, _geometry(truth, heading), seed=1), _geometry(truth, heading), grid)
+        images = [radar_image(grid, simulate_sar(truth, _geometry(truth, heading), seed=1), _geometry(truth, heading))
                   for heading in (348.0, 192.0)]
         found = register_to_images(grid, images)
         assert found.applied, found.reason
@@ -147,7 +147,7 @@ def test_registration_recovers_a_known_shift_and_says_its_precision():
 
 def test_registration_is_refused_where_the_image_cannot_tell():
     flat = plane_dem(60, 60)
-    image = radar_image(simulate_sar(flat, _geometry(flat), seed=2), _geometry(flat), flat)
+    image = radar_image(flat, simulate_sar(flat, _geometry(flat), seed=2), _geometry(flat))
     with pytest.warns(PlausibilityWarning, match="not registered"):
         found = register_to_images(flat, [image])
     assert not found.applied and found.applied_shift() == (0.0, 0.0)
@@ -157,7 +157,7 @@ def _images(truth: xr.DataArray, seeds: tuple[int, ...], heading: float = 348.0,
             condition: DateCondition | None = None):
     geometry = _geometry(truth, heading)
     options = {"ground": condition.apply(ground)} if ground is not None and condition is not None else {}
-    return [radar_image(simulate_sar(truth, geometry, seed=seed, **options), geometry, truth, name=f"date {seed}")
+    return [radar_image(truth, simulate_sar(truth, geometry, seed=seed, **options), geometry, name=f"date {seed}")
             for seed in seeds]
 
 
@@ -186,8 +186,8 @@ def test_observations_that_disagree_are_refused():
     # An image of another place covers none of the DEM.
     elsewhere = plane_dem(30, 30).assign_coords(x=plane_dem(30, 30)["x"] + 1.0)
     with pytest.raises(Exception, match="DEM"):
-        radar_image(simulate_sar(truth, _geometry(truth), seed=1), _geometry(truth), elsewhere.rio.write_transform(
-            elsewhere.rio.transform(recalc=True)))
+        radar_image(elsewhere.rio.write_transform(
+            elsewhere.rio.transform(recalc=True)), simulate_sar(truth, _geometry(truth), seed=1), _geometry(truth))
 
 
 def test_date_conditions():
@@ -230,7 +230,7 @@ def passes(tmp_path_factory):
     geometries = {}
     for direction in ("ascending", "descending"):
         geometry = geometries[direction] = scene_geometry(fine, direction)
-        observed = reconstruct(simulate_sar(fine, geometry, seed=3), fine, geometry, progress=False)
+        observed = reconstruct(fine, simulate_sar(fine, geometry, seed=3), geometry, progress=False)
         write_geotiff((10 * np.log10(observed["geocoded"].where(observed["geocoded"] > 0))).rename("sigma0"),
                       folder / f"{direction}_db.tif")
     return {"folder": folder, "fine": fine, "geometries": geometries}

@@ -102,7 +102,7 @@ def test_no_input_is_computed_from_the_fine_dem(truth, geometry):
     np.testing.assert_array_equal(degrade_dem(perturbed, FACTOR).values, degrade_dem(truth, FACTOR).values)
     observation = simulate_sar(truth, geometry, seed=4)
     priors = sample_priors(truth, count=12, seed=2)
-    scenes = [observed_scene(observation, degrade_dem(dem, FACTOR), geometry, priors, progress=False)
+    scenes = [observed_scene(degrade_dem(dem, FACTOR), observation, geometry, priors, progress=False)
               for dem in (truth, perturbed)]
     for name in (*INPUT_VARIABLES, *DERIVED_VARIABLES):
         if name.startswith("other_"):
@@ -160,7 +160,7 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
     rows, cols = rng.integers(0, truth.shape[0], 8), rng.integers(0, truth.shape[1], 8)
     points = pd.DataFrame({"x": truth["x"].values[cols], "y": truth["y"].values[rows],
                            "height": truth.values[rows, cols]})
-    scene = observed_scene(observation, coarse, geometry, points, points_crs=truth.rio.crs,
+    scene = observed_scene(coarse, observation, geometry, points, points_crs=truth.rio.crs,
                            points_vertical_datum="ellipsoid", truth=truth,
                            progress=False)
     assert scene.attrs["kind"] == "observed"
@@ -168,7 +168,7 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
     np.testing.assert_array_equal(scene["height"].values, truth.values)
     wrong = sample_priors(truth.isel(y=slice(0, 20)), count=3)
     with pytest.raises(InvalidInputError, match="grid"):
-        observed_scene(observation, coarse, geometry, wrong, progress=False)
+        observed_scene(coarse, observation, geometry, wrong, progress=False)
 
 
 def test_scenes_command_writes_both_passes_and_resumes(truth, tmp_path):
@@ -277,7 +277,7 @@ def test_refinement_grid_and_a_scene_without_priors(truth, geometry):
     with pytest.raises(InvalidInputError, match="positive"):
         refinement_grid(coarse, -3.0)
     observation = simulate_sar(truth, geometry, seed=2)
-    scene = observed_scene(observation, coarse, geometry, None, grid=grid, progress=False)
+    scene = observed_scene(coarse, observation, geometry, None, grid=grid, progress=False)
     assert scene.sizes == {"y": grid.shape[0], "x": grid.shape[1]}
     assert not scene["prior_mask"].values.any() and np.isnan(scene["prior_height"].values).all()
     assert (scene["prior_distance"].values > 1000).all()

@@ -144,7 +144,7 @@ def product(tmp_path_factory):
                     geoid_grid=PACKAGED_EGM96).isel(y=slice(0, 96), x=slice(0, 96))
     write_geotiff(block_mean(fine, 3).rename("height"), folder / "coarse90.tif")
     geometry = scene_geometry(fine, "ascending")
-    observed = reconstruct(simulate_sar(fine, geometry, seed=3), fine, geometry, progress=False)
+    observed = reconstruct(fine, simulate_sar(fine, geometry, seed=3), geometry, progress=False)
     write_geotiff((10 * np.log10(observed["geocoded"].where(observed["geocoded"] > 0))).rename("sigma0"),
                   folder / "sigma0_db.tif")
     return {"folder": folder, "fine": fine, "geometry": geometry}

@@ -114,8 +114,9 @@ def serve(tree: str | None) -> None:
             observation = synthetic.speckled(simulation)
             runs: dict[str, Callable[[], Any]] = {
                 "simulate": lambda d=dem, g=geometry, p=projection: simulate(d, g, projection=p, progress=False),
+                # By keyword: the versions compared may order the arguments differently.
                 "reconstruct": lambda o=observation, d=dem, g=geometry, p=projection: reconstruct(
-                    o, d, g, projection=p, progress=False),
+                    sar=o, dem=d, geometry=g, projection=p, progress=False),
             }
             result = runs["reconstruct"]()
             scenes[key] = runs
