@@ -317,7 +317,7 @@ def memory_child(directory: str, projection: str) -> dict[str, Any]:
     geometry = make_geometry()
     # Warm: load the compiled kernels (on a tiny DEM) before the baseline.
     small = make_dem(64)
-    reconstruct(speckled_observation(simulate(small, geometry, projection=projection)), small, geometry,
+    reconstruct(small, speckled_observation(simulate(small, geometry, projection=projection)), geometry,
                 projection=projection)
     heights = np.load(Path(directory) / "heights.npy")
     n = heights.shape[0]
@@ -331,7 +331,7 @@ def memory_child(directory: str, projection: str) -> dict[str, Any]:
     inherited_maxrss = _maxrss()
     reset = _reset_peak_rss()
     rss_before, maxrss_before = _rss_now(), _peak_rss()
-    result = reconstruct(observation, dem, geometry, projection=projection)
+    result = reconstruct(dem, observation, geometry, projection=projection)
     maxrss_after = _peak_rss()
     output = int(result.nbytes)
     del result
@@ -339,7 +339,7 @@ def memory_child(directory: str, projection: str) -> dict[str, Any]:
     tracemalloc.start()
     profile = PhaseProfile(trace_memory=True)
     _result, seconds, traced_peak = profile.run(
-        lambda: reconstruct(observation, dem, geometry, projection=projection))
+        lambda: reconstruct(dem, observation, geometry, projection=projection))
     traced_end = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     cells = n * n
@@ -521,7 +521,7 @@ def distributed_comparison(client, observation, dem, geometry, projection, in_me
         return {"error": client}
 
     def run():
-        return reconstruct(observation, dem, geometry, projection=projection, chunks=ROWS_PER_BLOCK, client=client,
+        return reconstruct(dem, observation, geometry, projection=projection, chunks=ROWS_PER_BLOCK, client=client,
                            progress=False)
 
     try:
@@ -791,12 +791,12 @@ def main(argv: list[str] | None = None) -> int:
                 np.savez(Path(scratch) / f"coords-{projection}.npz", line=observation["line"].values,
                          sample=observation["sample"].values)
                 rec_runs = timed_runs(
-                    lambda obs=observation, dem=dem, projection=projection: reconstruct(obs, dem, geometry, projection=projection),
+                    lambda obs=observation, dem=dem, projection=projection: reconstruct(dem, obs, geometry, projection=projection),
                     repeats=repeats)
                 rec_seconds = rec_runs["best"]
                 profile = PhaseProfile()
                 result, profiled_seconds, _ = profile.run(
-                    lambda obs=observation, dem=dem, projection=projection: reconstruct(obs, dem, geometry, projection=projection))
+                    lambda obs=observation, dem=dem, projection=projection: reconstruct(dem, obs, geometry, projection=projection))
                 layover = result["layover"].values
                 row = {
                     "side": n, "cells": dem.size, "projection": projection,
@@ -878,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
                 dem = make_dem(n)
                 for projection in projections:
                     observation = speckled_observation(simulate(dem, geometry, projection=projection))
-                    result = reconstruct(observation, dem, geometry, projection=projection)
+                    result = reconstruct(dem, observation, geometry, projection=projection)
                     rec_seconds = next(row["reconstruct"]["seconds"] for row in report["results"]
                                        if row["side"] == n and row["projection"] == projection)
                     for client_name, client in clients.items():

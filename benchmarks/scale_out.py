@@ -129,14 +129,14 @@ def child_distributed(dem_path: str, rows_per_block: int, out_dir: str) -> dict:
     geometry = make_geometry()
     small = make_dem(64)  # warm: every kernel loaded before the measurement
     warm_observation = _lazy_observation_for(small, geometry)
-    reconstruct(warm_observation, small, geometry, chunks=16, out=Path(out_dir) / "warm.tif", progress=False)
+    reconstruct(small, warm_observation, geometry, chunks=16, out=Path(out_dir) / "warm.tif", progress=False)
     observation = _lazy_observation(dem_path, geometry)
     del small, warm_observation
     gc.collect()
     before = _reset_peak()
     start = time.perf_counter()
     dem = open_dem(dem_path, vertical_datum="ellipsoid")  # read inside the measurement
-    result = reconstruct(observation, dem, geometry, chunks=rows_per_block, out=Path(out_dir) / "scale_out.tif",
+    result = reconstruct(dem, observation, geometry, chunks=rows_per_block, out=Path(out_dir) / "scale_out.tif",
                          progress=False)
     seconds = time.perf_counter() - start
     peak = _status("VmHWM")

@@ -57,11 +57,11 @@ SCENES = (("coarse", 1024), ("pixel", 2048))
 def phases(case: str, side: int, projection: str) -> dict[str, Any]:
     dem, geometry = synthetic_scene(side, CASES[case])
     observation = speckled(simulate(dem, geometry, projection=projection, progress=False))
-    reconstruct(observation, dem, geometry, projection=projection, progress=False)
+    reconstruct(dem, observation, geometry, projection=projection, progress=False)
     best: tuple[float, dict[str, float]] | None = None
     for _ in range(3):
         profile = PhaseProfile()
-        _, total, _ = profile.run(lambda: reconstruct(observation, dem, geometry, projection=projection,
+        _, total, _ = profile.run(lambda: reconstruct(dem, observation, geometry, projection=projection,
                                                       progress=False))
         if best is None or total < best[0]:
             best = (total, dict(profile.seconds))
@@ -200,7 +200,7 @@ def float32(case: str, side: int) -> dict[str, Any]:
                 return result
 
             reallocation.ratios_in_place = rounded
-            backscatter = reconstruct(observation, dem, geometry, progress=False)["backscatter"].values
+            backscatter = reconstruct(dem, observation, geometry, progress=False)["backscatter"].values
             backscatter = backscatter.astype(np.float64)
             if reference is None:
                 reference = backscatter
