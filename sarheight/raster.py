@@ -34,7 +34,7 @@ import xarray as xr
 from .errors import InvalidInputError
 from .kernels import WGS84_A, WGS84_E2
 
-__all__ = ["bilinear_at", "cell_size_m", "cell_steps_m", "db_to_power", "filled_with_mean", "gradient", "grid_steps",
+__all__ = ["bilinear_at", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power", "filled_with_mean", "gradient", "grid_steps",
            "horizontal_part", "metres_per_degree", "power_to_db", "smooth_random_field"]
 
 
@@ -81,6 +81,38 @@ def horizontal_part(crs: pyproj.CRS) -> pyproj.CRS:
     return crs
 
 
+def crs_from_user_input(crs: Any) -> pyproj.CRS:
+    """A pyproj CRS from what a user or a file gives (a rasterio CRS, an EPSG code, WKT...).
+
+    Raises
+    ------
+    InvalidInputError : not a CRS pyproj understands.
+    """
+    try:
+        if isinstance(crs, rasterio.crs.CRS):
+            return pyproj.CRS.from_wkt(crs.to_wkt())
+        return pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as error:
+        raise InvalidInputError(
+            f"{crs!r} is not a CRS pyproj understands ({error}). Give e.g. 'EPSG:32611'."
+        ) from error
+
+
+def check_not_rotated(transform: affine.Affine) -> None:
+    """Refuse a rotated transform, or one with a zero cell size: every grid of sarheight is
+    north-up (or south-up) with cells of a size."""
+    if transform.b != 0.0 or transform.d != 0.0:
+        raise InvalidInputError(
+            f"The DEM's grid is rotated (transform {tuple(transform)[:6]}). Warp it to a "
+            "north-up grid first, e.g. dem.rio.reproject(dem.rio.crs)."
+        )
+    if transform.a == 0.0 or transform.e == 0.0:
+        raise InvalidInputError(
+            f"The DEM's transform {tuple(transform)[:6]} has a zero cell size. Write the "
+            "right one with dem.rio.write_transform(...)."
+        )
+
+
 def cell_steps_m(transform: affine.Affine, crs: Any, shape: tuple[int, int]) -> tuple[float, float]:
     """(north, east): the signed metres of one row and one column of a grid, positive
     northward and eastward (rows run south on north-up grids: negative there).
@@ -96,7 +128,7 @@ def cell_steps_m(transform: affine.Affine, crs: Any, shape: tuple[int, int]) -> 
         their horizontal part).
     shape : (rows, columns).
     """
-    horizontal = horizontal_part(_pyproj_crs(crs))
+    horizontal = horizontal_part(crs_from_user_input(crs))
     if horizontal.is_geographic:
         north, east = metres_per_degree(transform.f + transform.e * 0.5 * shape[0])
         return transform.e * north, transform.a * max(east, 1e-6 * north)
@@ -112,8 +144,7 @@ def grid_steps(grid: xr.DataArray | xr.Dataset) -> tuple[float, float]:
         raise InvalidInputError("the grid has no CRS: write the one its coordinates are in "
                                 "(grid.rio.write_crs('EPSG:32611'), say)")
     transform = grid.rio.transform()
-    if transform.b != 0 or transform.d != 0:
-        raise InvalidInputError("the grid is rotated (its transform has shear terms): warp it to a north-up grid first")
+    check_not_rotated(transform)
     return cell_steps_m(transform, crs, (grid.sizes["y"], grid.sizes["x"]))
 
 
@@ -122,14 +153,6 @@ def cell_size_m(grid: xr.DataArray | xr.Dataset) -> tuple[float, float]:
     (:func:`grid_steps` without their signs)."""
     north, east = grid_steps(grid)
     return abs(north), abs(east)
-
-
-def _pyproj_crs(crs: Any) -> pyproj.CRS:
-    if isinstance(crs, pyproj.CRS):
-        return crs
-    if isinstance(crs, rasterio.crs.CRS):
-        return pyproj.CRS.from_wkt(crs.to_wkt())
-    return pyproj.CRS.from_user_input(crs)
 
 
 # ---------------------------------------------------------------------------------------

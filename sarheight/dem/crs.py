@@ -10,17 +10,12 @@ from typing import Any
 import affine
 import numpy as np
 import pyproj
-import rasterio
-import rasterio.crs
-import rasterio.errors
-import rasterio.fill
-import rasterio.windows
 import xarray as xr
 
 from sarheight.errors import (
     InvalidInputError,
 )
-from sarheight.raster import horizontal_part
+from sarheight.raster import check_not_rotated, crs_from_user_input, horizontal_part
 
 
 def to_yx(dem: xr.DataArray) -> xr.DataArray:
@@ -53,17 +48,6 @@ def to_yx(dem: xr.DataArray) -> xr.DataArray:
             y=transform.f + transform.e * (np.arange(rows) + 0.5),
         )
     return dem
-
-
-def crs_from_user_input(crs: Any) -> pyproj.CRS:
-    try:
-        if isinstance(crs, rasterio.crs.CRS):
-            return pyproj.CRS.from_wkt(crs.to_wkt())
-        return pyproj.CRS.from_user_input(crs)
-    except pyproj.exceptions.CRSError as error:
-        raise InvalidInputError(
-            f"{crs!r} is not a CRS pyproj understands ({error}). Give e.g. 'EPSG:32611'."
-        ) from error
 
 
 def crs_of(dem: xr.DataArray) -> pyproj.CRS:
@@ -100,19 +84,6 @@ def transform_of(dem: xr.DataArray) -> affine.Affine:
     transform = dem.rio.transform()
     check_not_rotated(transform)
     return transform
-
-
-def check_not_rotated(transform: affine.Affine) -> None:
-    if transform.b != 0.0 or transform.d != 0.0:
-        raise InvalidInputError(
-            f"The DEM's grid is rotated (transform {tuple(transform)[:6]}). Warp it to a "
-            "north-up grid first, e.g. dem.rio.reproject(dem.rio.crs)."
-        )
-    if transform.a == 0.0 or transform.e == 0.0:
-        raise InvalidInputError(
-            f"The DEM's transform {tuple(transform)[:6]} has a zero cell size. Write the "
-            "right one with dem.rio.write_transform(...)."
-        )
 
 
 def check_cell_centres(dem: xr.DataArray, transform: affine.Affine | None = None) -> None:

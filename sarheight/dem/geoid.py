@@ -34,8 +34,8 @@ from sarheight.errors import (
 from sarheight.io import check_raster_path, open_raster, read_band
 from sarheight.raster import horizontal_part
 
+from ..raster import crs_from_user_input
 from .coordinates import compact, geodetic_coordinates, geodetic_of
-from .crs import crs_from_user_input
 
 logger = logging.getLogger(__name__)
 

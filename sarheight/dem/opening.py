@@ -40,15 +40,8 @@ from sarheight.errors import (
 from sarheight.io import check_memory, open_raster
 from sarheight.raster import cell_size_m, cell_steps_m, horizontal_part
 
-from .crs import (
-    check_cell_centres,
-    check_not_rotated,
-    crs_from_user_input,
-    crs_of,
-    to_yx,
-    transform_of,
-    vertical_datum_of_crs,
-)
+from ..raster import check_not_rotated, crs_from_user_input
+from .crs import check_cell_centres, crs_of, to_yx, transform_of, vertical_datum_of_crs
 from .geoid import (
     GEOID_VERTICAL_EPSG,
     UNSPECIFIED_DATUM,

@@ -190,6 +190,12 @@ def _scene_dataset(inputs: dict[str, np.ndarray], grid: xr.DataArray, coarse: xr
     return scene.rio.write_crs(grid.rio.crs)
 
 
+def _same_voids(first: xr.DataArray, second: xr.DataArray) -> bool:
+    """Whether two rasters of one grid have their voids (NaN) in the same cells: what a
+    resampling onto either reads of it."""
+    return bool(np.array_equal(np.isnan(first.values), np.isnan(second.values)))
+
+
 def observed_scene(
     coarse_dem: Any,
     sar: Any,
@@ -301,12 +307,12 @@ def observed_scene(
         if east or north:
             native = shifted(native, coarse, east, north)
             coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
-        elif np.array_equal(np.isnan(grid_dem.values), np.isnan(coarse.values)):
+        elif _same_voids(grid_dem, coarse):
             # The back-projection reads the grid's voids only: on the same voids it is the
             # one the priors' refinement would make.
             made["back_projection"] = surface.values
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
-    if np.array_equal(np.isnan(grid_dem.values), np.isnan(coarse.values)):
+    if "back_projection" in made or _same_voids(grid_dem, coarse):
         made["lanczos"] = resampled["coarse_lanczos"].values
     resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum, points_geoid_grid)
     resolved = check_priors_against(resolved, coarse)
