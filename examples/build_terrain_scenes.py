@@ -58,6 +58,7 @@ import rasterio
 
 from sarheight.dem import open_dem
 from sarheight.errors import SarHeightError
+from sarheight.priors import PriorSpec
 from sarheight.sample_data import jacksboro_dem
 from sarheight.terrain.simulated import simulate_scenes
 
@@ -85,6 +86,11 @@ VALIDATION_DEMS = ("south_glacier_20m", "jacksboro")
 TRAINING_DEMS = tuple(name for name in DEMS if name not in TEST_DEMS + VALIDATION_DEMS)
 
 #: The DEMs of the seed paper's ablation.
+#: The priors of the refinement study's scenes: 0.1 % of the cells, as each instrument
+#: measures them (its pattern, and errors drawn per scene from its ranges).
+INSTRUMENT_PRIORS = tuple(PriorSpec(fraction=1e-3, kind=kind) for kind in ("altimeter", "lidar", "gnss"))
+
+
 ABLATION_DEMS = ("bigtujunga_srtm30_utm11", "chhota_shigri_94m", "columbia_100m", "eastern_turkey_srtm3",
                  "rome_cop30_egm96", "south_glacier_20m", "jacksboro")
 
@@ -124,7 +130,7 @@ def build_refinement(data: Path, out: Path, sample: int, validation_sample: int)
     dems, sea = open_dems(data, TRAINING_DEMS)
     axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5, 10),
-            "coarse_families": ("training",), "prior_kinds": ("altimeter", "lidar", "gnss"), "looks": (4.4, 44.0),
+            "coarse_families": ("training",), "priors": INSTRUMENT_PRIORS, "looks": (4.4, 44.0),
             "ground_families": ("training",)}
     paths = simulate_scenes(dems, out / "train", sample=sample, unscored=sea, **axes)
     dems, sea = open_dems(data, VALIDATION_DEMS)
@@ -132,7 +138,7 @@ def build_refinement(data: Path, out: Path, sample: int, validation_sample: int)
     print(f"{len(paths)} training and validation scenes in {out / 'train'}")
     dems, sea = open_dems(data, TEST_DEMS)
     paths = simulate_scenes(dems, out / "test", passes=("ascending",), coarse_factors=(3, 5),
-                            coarse_families=("test",), prior_kinds=("altimeter", "lidar", "gnss"), looks=(4.4,),
+                            coarse_families=("test",), priors=INSTRUMENT_PRIORS, looks=(4.4,),
                             ground_families=("test-family", "outside"), unscored=sea)
     print(f"{len(paths)} test scenes in {out / 'test'}")
 
@@ -168,7 +174,8 @@ def main() -> None:
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     paths = simulate_scenes(dems, out, coarse_factors=tuple(args.coarse_factor or (3,)),
-                            prior_patterns=("random", "tracks"), seeds=tuple(range(args.seeds)), unscored=sea)
+                            priors=(PriorSpec(fraction=1e-3), PriorSpec(fraction=1e-3, pattern="tracks")),
+                            seeds=tuple(range(args.seeds)), unscored=sea)
     print(f"{len(paths)} scenes in {out}")
 
 

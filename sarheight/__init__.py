@@ -36,6 +36,7 @@ ENTRIES = {
     "to_geotiff": "reconstruction",
     "to_isce3_mask": "reconstruction",
     "MaskCode": "masks",
+    "PriorSpec": "priors",
     "sample_priors": "priors",
     "interpolate_priors": "priors",
     "refine_dem": "terrain.refinement",

@@ -210,7 +210,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     """
     from .coarse_dem import draw_errors
     from .ground import draw_ground
-    from .priors import draw_prior_errors
+    from .priors import PriorSpec, draw_prior_errors
     from .sample_data import terrain_demo_checkpoint
     from .terrain.geometry import scene_geometry
     from .terrain.simulated import simulate_scene
@@ -230,7 +230,8 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     start = time.perf_counter()
     errors = draw_errors(3, "test", DEMO_TERRAIN_SEED)
     scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, coarse_errors=errors,
-                           prior_pattern="tracks", prior_errors=draw_prior_errors("altimeter", DEMO_TERRAIN_SEED),
+                           priors=PriorSpec(fraction=1e-3, pattern="tracks",
+                                            errors=draw_prior_errors("altimeter", DEMO_TERRAIN_SEED)),
                            ground=draw_ground(dem, "outside", DEMO_TERRAIN_SEED), seed=DEMO_TERRAIN_SEED,
                            other_geometry=scene_geometry(dem, "descending"), name="jacksboro_ascending_c3_demo",
                            progress=False)

@@ -164,6 +164,58 @@ def add_dem_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fill-voids", action="store_true", help="fill DEM voids by interpolation")
 
 
+def add_prior_points_options(parser: argparse.ArgumentParser) -> None:
+    """Known heights measured: the points and what :class:`sarheight.priors.PriorSpec` needs
+    to read them (CRS, vertical datum, geoid grid, GeoPackage layer)."""
+    group = parser.add_argument_group("priors")
+    group.add_argument("--priors", default=None, metavar="POINTS",
+                       help="known heights: a CSV (x, y, height), GeoJSON or GeoPackage of points")
+    group.add_argument("--priors-crs", default=None, help="the CRS of a CSV of priors (e.g. EPSG:4326)")
+    group.add_argument("--priors-vertical-datum", choices=("ellipsoid", "egm96", "egm2008"), default=None,
+                       help="the datum of the priors' heights (geoid heights are converted)")
+    group.add_argument("--priors-geoid-grid", default=None, metavar="RASTER",
+                       help="the geoid undulations that convert the priors' heights (default: --geoid-grid, "
+                       "else PROJ's)")
+    group.add_argument("--priors-layer", default=None, metavar="TABLE",
+                       help="the table of a GeoPackage of priors that holds several")
+
+
+def prior_points_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`sarheight.priors.PriorSpec` of the points the options name, or None."""
+    from ..priors import PriorSpec
+
+    described = [option for option, value in (("--priors-crs", args.priors_crs),
+                                              ("--priors-vertical-datum", args.priors_vertical_datum),
+                                              ("--priors-geoid-grid", args.priors_geoid_grid),
+                                              ("--priors-layer", args.priors_layer)) if value is not None]
+    if args.priors is None:
+        if described:
+            raise SarHeightError(f"{', '.join(described)} describe --priors, which is not given: give the points, "
+                                 "or leave them out")
+        return None
+    if not Path(args.priors).is_file():
+        raise SarHeightError(f"--priors {args.priors!r}: " + (
+            "not a file (a folder or a device): give a CSV, GeoJSON or GeoPackage of points"
+            if Path(args.priors).exists() else "no such file of points"))
+    return PriorSpec(points=args.priors, crs=args.priors_crs, vertical_datum=args.priors_vertical_datum,
+                     geoid_grid=args.priors_geoid_grid or getattr(args, "geoid_grid", None), layer=args.priors_layer)
+
+
+def drawn_priors_from_args(args: argparse.Namespace) -> list[Any]:
+    """The :class:`sarheight.priors.PriorSpec` of each pattern or instrument kind the options
+    name (``--prior-pattern``, ``--prior-kind``), with ``--prior-fraction`` or
+    ``--prior-count`` and ``--prior-noise``."""
+    from ..priors import PriorSpec
+
+    if args.prior_kinds and args.prior_patterns:
+        raise SarHeightError("--prior-kind gives the pattern of its instrument: leave --prior-pattern out with it")
+    amount = {"count": args.prior_count} if args.prior_count is not None else {"fraction": args.prior_fraction}
+    if args.prior_kinds:
+        return [PriorSpec(kind=kind, noise_m=args.prior_noise, **amount) for kind in dict.fromkeys(args.prior_kinds)]
+    return [PriorSpec(pattern=pattern, noise_m=args.prior_noise, **amount)
+            for pattern in dict.fromkeys(args.prior_patterns or ("random",))]
+
+
 def open_dem_from_args(args: argparse.Namespace, path: str) -> Any:
     """The DEM at ``path`` read as the DEM options say."""
     from ..dem import open_dem

@@ -14,10 +14,12 @@ from .options import (
     add_dem_options,
     add_geometry_options,
     add_outputs,
+    add_prior_points_options,
     add_quiet,
     check_geometry_options,
     geometry_from_args,
     open_dem_from_args,
+    prior_points_from_args,
     run_outputs,
 )
 
@@ -46,11 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "their standard deviation a second band")
     parser.add_argument("--spacing", type=float, required=True, metavar="M",
                         help="cell size of the refined DEM, metres (2-10 times finer than the DEM's)")
-    parser.add_argument("--priors", default=None, metavar="POINTS",
-                        help="known heights: a CSV (x, y, height), GeoJSON or GeoPackage of points")
-    parser.add_argument("--priors-crs", default=None, help="the CRS of a CSV of priors (e.g. EPSG:4326)")
-    parser.add_argument("--priors-vertical-datum", choices=("ellipsoid", "egm96", "egm2008"), default=None,
-                        help="the datum of the priors' heights (geoid heights are converted)")
+    add_prior_points_options(parser)
     add_outputs(parser, "output GeoTIFF: height (m, in the DEM's vertical datum unless --out-vertical-datum), "
                 "height_std (m) with several checkpoints, and the coarse DEM on the same grid")
     parser.add_argument("--truth", default=None, metavar="FINE_DEM",
@@ -112,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if len(given) not in (0, 1, sum(geotiffs)):
         raise SarHeightError(f"--geometry is given {len(given)} times for {sum(geotiffs)} GeoTIFF --sar: give one "
                              "for all of them, or one per GeoTIFF, in their order")
-    if args.priors is not None and not Path(args.priors).is_file():
-        raise SarHeightError(f"--priors {args.priors!r}: " + (
-            "not a file (a folder or a device): give a CSV, GeoJSON or GeoPackage of points"
-            if Path(args.priors).exists() else "no such file of points"))
+    priors = prior_points_from_args(args)
     for value in given:
         check_geometry_options(_with_geometry(args, value), product_given=not any(geotiffs))
     check_spacing_of_file(args.dem, args.spacing)
@@ -129,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
     stages.done("read the DEM and the geometry")
     refined, scene = refine_dem(dem, paths if len(paths) > 1 else paths[0], args.ckpt, spacing_m=args.spacing,
                                 method=args.method, geometry=geometries if len(paths) > 1 else geometries[0],
-                                priors=args.priors, points_crs=args.priors_crs,
-                                points_vertical_datum=args.priors_vertical_datum,
-                                points_geoid_grid=getattr(args, "geoid_grid", None),
+                                priors=priors,
                                 measurement=args.measurement or "IW/VV", sar_quantity=args.sar_quantity,
                                 sar_db=args.sar_db, device=args.device, inversion_blocks=args.blocks,
                                 client=args.scheduler, progress=not args.quiet)

@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
     from ..terrain.simulated import simulate_scenes
-    from .options import open_dem_from_args
+    from .options import drawn_priors_from_args, open_dem_from_args
 
     if args.seeds < 1:
         raise SarHeightError(f"--seeds must be at least 1, got {args.seeds}")
@@ -121,16 +121,12 @@ def run(args: argparse.Namespace) -> int:
         heading_offsets_deg=tuple(dict.fromkeys(args.heading_offsets or (0.0,))),
         incidence_deg=(args.incidence_near, args.incidence_far),
         coarse_factors=tuple(dict.fromkeys(args.coarse_factors or (3,))),
-        prior_patterns=tuple(dict.fromkeys(args.prior_patterns or ("random",))),
+        priors=drawn_priors_from_args(args),
         seeds=tuple(range(args.seeds)),
-        prior_fraction=None if args.prior_count is not None else args.prior_fraction,
-        prior_count=args.prior_count,
-        prior_noise_m=args.prior_noise,
         looks=tuple(dict.fromkeys(args.looks or (4.4,))),
         laws=tuple(dict.fromkeys(args.laws or ("empirical",))),
         land_cover_db=tuple(dict.fromkeys(args.land_cover_db or (3.0,))),
         coarse_families=tuple(dict.fromkeys(args.coarse_families or ("ideal",))),
-        prior_kinds=tuple(dict.fromkeys(args.prior_kinds or (None,))),
         ground_families=tuple(dict.fromkeys(args.ground_families or (None,))),
         dates=tuple(dict.fromkeys(args.dates or (1,))),
         inversion=args.inversion,

@@ -7,6 +7,10 @@ priors-only interpolation. This module makes all three.
 
 Public functions
 ----------------
+PriorSpec
+    One specification of a scene's known heights (drawn in a pattern or read from points,
+    their errors, CRS, vertical datum and geoid grid), taken by every function that makes
+    priors and by the command line.
 sample_priors
     Priors on a DEM's grid: sampled from the DEM in one of the patterns real priors come in,
     exact or with an instrument's errors, or read from points (GNSS, ICESat-2) in any CRS and
@@ -24,7 +28,7 @@ interpolate_priors
 
 The modules: ``sampling`` (:func:`sample_priors` and the patterns), ``instruments`` (the
 errors of altimeters, lidars and GNSS, :data:`PRIOR_KINDS`), ``points`` (CSV, GeoJSON and
-GeoPackage readers), ``distance`` (:func:`distance_map`) and ``baseline``
+GeoPackage readers), ``spec`` (:class:`PriorSpec`), ``distance`` (:func:`distance_map`) and ``baseline``
 (:func:`interpolate_priors`). Their public names are importable from here.
 """
 
@@ -32,17 +36,20 @@ from __future__ import annotations
 
 from .baseline import INTERPOLATION_METHODS, interpolate_priors
 from .distance import distance_map
-from .instruments import PRIOR_KINDS, PriorErrors, draw_prior_errors
+from .instruments import PRIOR_ERROR_ATTRS, PRIOR_KINDS, PriorErrors, draw_prior_errors
 from .points import POINT_FORMATS
-from .sampling import PATTERNS, TRACK_LAYOUTS, instrument_priors, sample_priors
+from .sampling import instrument_priors, sample_priors
+from .spec import PATTERNS, TRACK_LAYOUTS, PriorSpec
 
 __all__ = [
     "INTERPOLATION_METHODS",
     "PATTERNS",
     "POINT_FORMATS",
+    "PRIOR_ERROR_ATTRS",
     "PRIOR_KINDS",
     "TRACK_LAYOUTS",
     "PriorErrors",
+    "PriorSpec",
     "distance_map",
     "draw_prior_errors",
     "instrument_priors",

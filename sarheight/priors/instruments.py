@@ -84,6 +84,10 @@ PRIOR_KINDS: dict[str, dict[str, Any]] = {
 ERROR_FIELDS = ("vertical_m", "geolocation_m", "footprint_m", "slope_bias")
 
 
+#: The attributes :meth:`PriorErrors.to_attrs` writes on priors and scenes.
+PRIOR_ERROR_ATTRS = ("prior_kind", *(f"prior_{name}" for name in ERROR_FIELDS))
+
+
 @dataclass(frozen=True)
 class PriorErrors:
     """The error model of one instrument's priors (see the module docstring).

@@ -45,6 +45,7 @@ so that they never move them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -53,7 +54,6 @@ from typing import Any
 
 import affine
 import numpy as np
-import pandas as pd
 import pyproj
 import scipy.ndimage
 import scipy.spatial
@@ -70,14 +70,11 @@ from ..errors import (
 )
 from ..raster import cell_steps_m, gradient
 from ..scores import rms
-from .instruments import PriorErrors, check_seed, draw_prior_errors, kind_spec, measure
+from .instruments import check_seed, measure
 from .points import priors_from_points
+from .spec import PriorSpec
 
 logger = logging.getLogger(__name__)
-
-
-#: The patterns :func:`sample_priors` draws (see the module docstring).
-PATTERNS = ("random", "tracks", "clusters")
 
 
 #: ICESat-2 ATLAS: across-track distance (m) between its beam pairs, and between the two
@@ -107,10 +104,6 @@ GEDI_SHOT_SPACING_M = 60.0
 GEDI_HEADING_DEG = (38.0, 62.0)
 
 
-#: The layouts of ``pattern="tracks"`` (see the module docstring).
-TRACK_LAYOUTS = ("icesat2", "gedi")
-
-
 # Per layout: the beams' across-track offsets (m) from the track's centre, the along-track
 # spacing (m) of their points and the range (degrees) of the heading magnitude.
 _TRACK_LAYOUTS = {
@@ -132,24 +125,9 @@ ROAD_GRADE = 0.08
 
 
 
-def sample_priors(
-    dem: DemSource,
-    *,
-    fraction: float | None = None,
-    count: int | None = None,
-    points: str | os.PathLike | pd.DataFrame | None = None,
-    pattern: str = "random",
-    noise_m: float = 0.0,
-    seed: int = 0,
-    errors: PriorErrors | None = None,
-    track_layout: str = "icesat2",
-    crs: Any = None,
-    vertical_datum: str | None = None,
-    geoid_grid: str | os.PathLike | None = None,
-    layer: str | None = None,
-) -> xr.Dataset:
-    """Sparse elevation priors on a DEM's grid: sampled from the DEM (exact, or measured
-    with an instrument's errors), or from given points.
+def sample_priors(dem: DemSource, priors: PriorSpec | None = None, *, seed: int = 0, **fields: Any) -> xr.Dataset:
+    """Sparse elevation priors on a DEM's grid: drawn from the DEM (exact, or measured with
+    an instrument's errors), or read from points, as a :class:`PriorSpec` says.
 
     Parameters
     ----------
@@ -158,55 +136,17 @@ def sample_priors(
         read from the CRS), so give a DEM on a geoid opened already
         (``open_dem(path, vertical_datum="egm96", geoid_grid=...)``). Its heights are WGS84
         ellipsoidal afterwards, and so are the priors.
-    fraction : float, optional
-        Share of the DEM's cells with a height that get a prior, 0 < fraction <= 1 (at least
-        one prior).
-    count : int, optional
-        Number of priors, 1 .. the number of cells with a height.
-    points : str, os.PathLike or pandas.DataFrame, optional
-        Known heights: a CSV (``.csv``, ``.txt``), GeoJSON (``.geojson``, ``.json``) or
-        GeoPackage (``.gpkg``) file, or a DataFrame. Tables have columns x, y and height, in
-        any case, or their aliases (:data:`X_COLUMNS`, :data:`Y_COLUMNS`,
-        :data:`HEIGHT_COLUMNS`: lon/lat, h/z/elevation, ICESat-2's h_li). GeoJSON: Point and
-        MultiPoint features, heights as the third coordinate or a height property.
-        GeoPackage: a Point or MultiPoint table, heights as Z or a height column. Each point
-        is reprojected onto the grid and given to the cell that contains it; the mean of
-        several points in one cell is that cell's prior. Points outside the grid or on
-        cells without height are left out with a :class:`~sarheight.errors.PriorsOutsideWarning`
-        that counts them.
-    pattern : {"random", "tracks", "clusters"}, default "random"
-        How sampled priors lie (see the module docstring); not for ``points``.
-    noise_m : float, default 0
-        Standard deviation (m) of Gaussian noise added to every prior height (sampled or
-        given), drawn after the cells and the errors, on top of the errors.
+    priors : PriorSpec, optional
+        Where the priors come from and how exact they are.
     seed : int, default 0
-        Seed of ``numpy.random.default_rng``: cells, tracks, clusters, errors and noise.
-    errors : PriorErrors, optional
-        The instrument's error model (see the module docstring; :func:`draw_prior_errors`
-        draws one): each prior is measured at its cell's centre displaced by the geolocation
-        error, averaged over the footprint, lowered by the slope bias and given vertical
-        noise. Drawn after the cells, which never move with it; independent of ``pattern``
-        (:func:`instrument_priors` takes both from an instrument kind). Not for ``points``.
-    track_layout : {"icesat2", "gedi"}, default "icesat2"
-        The beams of ``pattern="tracks"`` (see the module docstring).
-    crs : anything pyproj reads, optional
-        The CRS of ``points``. Required for CSV files and DataFrames (which carry none; a
-        DataFrame's ``attrs["crs"]`` is read when present): no CRS is assumed for them, since a
-        wrong guess moves every point. GeoJSON is EPSG:4326 (longitude, latitude) by RFC 7946
-        unless the file has a legacy ``crs`` member; a GeoPackage carries its CRS. Given, it
-        overrides what a file says. A compound CRS (EPSG:9707 = WGS 84 + EGM96 height) or a
-        3-D one (EPSG:4979) also says the datum of the heights.
-    vertical_datum : {"egm96", "egm2008", "ellipsoid"}, optional
-        Datum of the points' heights, overriding the CRS's (open_dem's rules). GeoJSON
-        heights given as the third coordinate are ellipsoidal by RFC 7946; heights that
-        nothing declares are taken as ellipsoidal with a
-        :class:`~sarheight.errors.VerticalDatumWarning` (GNSS and ICESat-2 heights are
-        ellipsoidal; levelled or map heights are not).
-    geoid_grid : str or os.PathLike, optional
-        Raster of geoid undulations (m) to bring EGM96/EGM2008 point heights to the
-        ellipsoid; ``None``: PROJ's grid, refused with a DatumError where PROJ has none.
-    layer : str, optional
-        The table of a GeoPackage that holds several point tables.
+        Seed of ``numpy.random.default_rng``: cells, tracks, clusters, errors and noise. An
+        instrument ``kind`` without ``errors`` has them drawn from its ranges with a seed
+        derived from this one by ``numpy.random.SeedSequence``, not this one itself, whose
+        first numbers also lay out the cells: one stream would tie, say, the altimeter's
+        vertical noise to its tracks' heading from scene to scene.
+    **fields
+        Instead of ``priors``: the fields of a :class:`PriorSpec` (``fraction=1e-3,
+        pattern="tracks"``, ``points="gnss.csv", crs="EPSG:4326"``...).
 
     Returns
     -------
@@ -224,21 +164,19 @@ def sample_priors(
         the DEM file's name), ``vertical_datum`` ("ellipsoid") and ``source_vertical_datum``
         of the heights, and per pattern: ``track_heading_deg`` and ``track_layout``,
         ``clusters``; for points ``points`` (read), ``points_left_out``, ``points_per_cell``
-        and ``geoid_grid`` (a path or "PROJ") where converted. Sampled priors also carry
+        and ``geoid_grid`` (a path or "PROJ") where converted. Drawn priors also carry
         ``prior_error_rms_m``, the root-mean-square (m) of the priors minus the DEM's heights
-        at their cells (errors and noise together), and with ``errors`` its
+        at their cells (errors and noise together), and with errors their
         :meth:`PriorErrors.to_attrs`: ``prior_kind``, ``prior_vertical_m``,
         ``prior_geolocation_m``, ``prior_footprint_m``, ``prior_slope_bias``.
 
     Raises
     ------
     InvalidInputError
-        Not exactly one of fraction, count, points; a fraction outside (0, 1], a count
-        outside 1 .. the cells with a height; an unknown pattern or track layout, a track
-        layout without tracks; a negative or non-finite noise; a seed that is not an integer;
-        errors that are not a PriorErrors, or given with points; points keywords without
-        points; a points table without the expected columns, with heights that are missing
-        or not numbers, or without a CRS; no point on the grid; the checks of ``open_dem``.
+        Both ``priors`` and fields, or neither; what :class:`PriorSpec` refuses; a seed that
+        is not a whole number; a count above the cells with a height; a points table without
+        the expected columns, with heights that are missing or not numbers, or without a
+        CRS; no point on the grid; the checks of ``open_dem``.
     MissingInputError
         ``points`` or ``geoid_grid`` names a file that does not exist.
     DatumError
@@ -252,8 +190,10 @@ def sample_priors(
     VerticalDatumWarning
         Nothing declares the points' vertical datum: they are taken as ellipsoidal.
     """
-    _check_request(fraction, count, points, pattern, noise_m, seed, crs, vertical_datum, geoid_grid, layer)
-    check_errors(errors, points, pattern, track_layout)
+    spec = _specification(priors, fields)
+    check_seed(seed)
+    if spec.kind is not None and spec.errors is None:
+        spec = spec.with_errors_drawn(int(np.random.SeedSequence(int(seed), spawn_key=(1,)).generate_state(1)[0]))
     dem_source = Path(dem).name if isinstance(dem, (str, os.PathLike)) else None
     dem = open_dem(dem, copy=False)
     heights = np.asarray(dem.values)
@@ -262,100 +202,60 @@ def sample_priors(
     transform = dem.rio.transform()
     grid_crs = horizontal_crs(dem)
     rng = np.random.default_rng(seed)
-    attrs: dict[str, Any] = {"pattern": pattern, "seed": int(seed)}
-    if points is None:
-        n = prior_count(fraction, count, n_valid)
+    attrs: dict[str, Any] = {"pattern": spec.pattern or "points", "seed": int(seed)}
+    if spec.points is None:
+        n = prior_count(spec.fraction, spec.count, n_valid)
         steps = cell_steps_m(transform, grid_crs, heights.shape)
-        if pattern == "random":
+        if spec.pattern == "random":
             flat_valid = np.flatnonzero(valid)
             cells = np.sort(rng.choice(flat_valid, size=n, replace=False))
-        elif pattern == "tracks":
-            beams_m, spacing_m, heading_deg = _TRACK_LAYOUTS[track_layout]
+        elif spec.pattern == "tracks":
+            beams_m, spacing_m, heading_deg = _TRACK_LAYOUTS[spec.track_layout]
             cells, heading = _track_cells(valid, n, steps, rng, beams_m=beams_m, spacing_m=spacing_m,
                                           heading_deg=heading_deg)
-            attrs.update(track_heading_deg=heading, track_layout=track_layout)
+            attrs.update(track_heading_deg=heading, track_layout=spec.track_layout)
         else:
             cells, clusters = _cluster_cells(heights, valid, n, steps, rng)
             attrs["clusters"] = clusters
         values = heights.ravel()[cells].astype(np.float64)
-        if errors is not None:
-            values = measure(heights, cells, errors, steps, rng)
-            attrs.update(errors.to_attrs())
+        if spec.errors is not None:
+            values = measure(heights, cells, spec.errors, steps, rng)
+            attrs.update(spec.errors.to_attrs())
         attrs.update(source=f"sampled from {dem_source or dem.attrs.get('source', 'the DEM')}",
                      source_vertical_datum=str(dem.attrs.get("source_vertical_datum", "ellipsoid")))
     else:
         cells, values, point_attrs = priors_from_points(
-            points, crs, vertical_datum, geoid_grid, layer, valid, transform, grid_crs)
-        attrs.update(point_attrs, pattern="points")
-    if noise_m > 0:
-        values = values + rng.normal(0.0, noise_m, size=values.shape)
-    if points is None:
+            spec.points, spec.crs, spec.vertical_datum, spec.geoid_grid, spec.layer, valid, transform, grid_crs)
+        attrs.update(point_attrs)
+    if spec.noise_m > 0:
+        values = values + rng.normal(0.0, spec.noise_m, size=values.shape)
+    if spec.points is None:
         # Against the float32 heights the priors are stored as: an exact prior's error is 0.
         stored = values.astype(np.float32).astype(np.float64)
         attrs["prior_error_rms_m"] = rms(stored - heights.ravel()[cells])
-    attrs.update(count=int(cells.size), fraction=float(cells.size / n_valid), noise_m=float(noise_m),
+    attrs.update(count=int(cells.size), fraction=float(cells.size / n_valid), noise_m=spec.noise_m,
                  vertical_datum="ellipsoid")
     return priors_dataset(dem, cells, values, attrs, transform, grid_crs)
 
 
-def _check_request(fraction: Any, count: Any, points: Any, pattern: Any, noise_m: Any, seed: Any, crs: Any,
-                   vertical_datum: Any, geoid_grid: Any, layer: Any) -> None:
-    """Every keyword of :func:`sample_priors` checked before the DEM is read."""
-    given = [name for name, value in (("fraction", fraction), ("count", count), ("points", points))
-             if value is not None]
-    if len(given) != 1:
+def _specification(priors: Any, fields: dict[str, Any]) -> PriorSpec:
+    """The one specification ``sample_priors`` was given, as a PriorSpec or as its fields."""
+    if priors is not None and fields:
         raise InvalidInputError(
-            "Give exactly one of fraction= (a share of the DEM's cells), count= (a number of priors) or points= "
-            f"(known heights), not {' and '.join(given) if given else 'none'}."
+            f"give the priors as a PriorSpec or as its fields, not both (priors= and {', '.join(sorted(fields))}=)."
         )
-    if pattern not in PATTERNS:
-        raise InvalidInputError(f"pattern={pattern!r} is not one of {', '.join(map(repr, PATTERNS))}.")
-    if points is not None and pattern != "random":
-        raise InvalidInputError(
-            f"pattern={pattern!r} draws priors from the DEM; given points= lie where they were measured. "
-            "Leave pattern out with points."
-        )
-    if points is None:
-        extra = [name for name, value in (("crs", crs), ("vertical_datum", vertical_datum),
-                                          ("geoid_grid", geoid_grid), ("layer", layer)) if value is not None]
-        if extra:
+    if priors is None:
+        unknown = sorted(set(fields) - {field.name for field in dataclasses.fields(PriorSpec)})
+        if unknown:
             raise InvalidInputError(
-                f"{', '.join(extra)} describe points= and mean nothing for priors sampled from the DEM: "
-                "open the DEM with open_dem(...) to give its own datum."
+                f"sample_priors got {', '.join(unknown)}=, which is not a field of PriorSpec: give fraction, count or "
+                "points, and pattern, kind, errors, noise_m, track_layout, crs, vertical_datum, geoid_grid, layer."
             )
-    if fraction is not None:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) \
-                or not 0.0 < float(fraction) <= 1.0:
-            raise InvalidInputError(
-                f"fraction={fraction!r} must be a number in (0, 1]: the share of the DEM's cells with a height "
-                "that get a prior (e.g. 0.001)."
-            )
-    if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1):
-        raise InvalidInputError(f"count={count!r} must be a whole number of priors, at least 1.")
-    if isinstance(noise_m, bool) or not isinstance(noise_m, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(noise_m) or noise_m < 0:
-        raise InvalidInputError(f"noise_m={noise_m!r} must be a standard deviation in metres, 0 or more.")
-    check_seed(seed)
-    if layer is not None and not isinstance(layer, str):
-        raise InvalidInputError(f"layer={layer!r} must be the name of a GeoPackage table.")
-
-
-def check_errors(errors: Any, points: Any, pattern: str, track_layout: Any) -> None:
-    """The instrument keywords of :func:`sample_priors` checked before the DEM is read."""
-    if errors is not None and not isinstance(errors, PriorErrors):
-        raise InvalidInputError(
-            f"errors={errors!r} must be a PriorErrors (draw_prior_errors(kind, seed) draws one), or None for exact "
-            "priors."
-        )
-    if errors is not None and points is not None:
-        raise InvalidInputError(
-            "errors= simulates an instrument measuring the DEM; points= are measured heights that carry their own "
-            "errors. Leave errors out with points (noise_m= adds noise to them)."
-        )
-    if track_layout not in TRACK_LAYOUTS:
-        raise InvalidInputError(f"track_layout={track_layout!r} is not one of {', '.join(map(repr, TRACK_LAYOUTS))}.")
-    if track_layout != "icesat2" and pattern != "tracks":
-        raise InvalidInputError(f"track_layout={track_layout!r} lays out pattern='tracks', not {pattern!r}.")
+        return PriorSpec(**fields)
+    if not isinstance(priors, PriorSpec):
+        raise InvalidInputError(f"priors={priors!r} must be a PriorSpec (PriorSpec(fraction=1e-3), "
+                                "PriorSpec(points='gnss.csv', crs='EPSG:4326')).")
+    return priors
 
 
 def prior_count(fraction: float | None, count: int | None, n_valid: int) -> int:
@@ -406,11 +306,8 @@ def instrument_priors(dem: DemSource, kind: str, *, fraction: float | None = Non
         Exactly one: the share of the DEM's cells with a height that get a prior, or their
         number (as for :func:`sample_priors`).
     seed : int, default 0
-        Seed of the cells, the errors' parameters and their draws. The parameters come from
-        ``draw_prior_errors(kind, s)`` with ``s`` derived from ``seed`` by
-        ``numpy.random.SeedSequence``, not ``seed`` itself, whose first numbers also lay out
-        the cells: one stream would tie, say, the altimeter's vertical noise to its tracks'
-        heading from scene to scene.
+        Seed of the cells, the errors' parameters and their draws (as :func:`sample_priors`
+        draws a kind's errors).
 
     Returns
     -------
@@ -423,12 +320,7 @@ def instrument_priors(dem: DemSource, kind: str, *, fraction: float | None = Non
     InvalidInputError
         An unknown kind, and what :func:`sample_priors` refuses.
     """
-    spec = kind_spec(kind)
-    check_seed(seed)
-    errors_seed = int(np.random.SeedSequence(int(seed), spawn_key=(1,)).generate_state(1)[0])
-    return sample_priors(dem, fraction=fraction, count=count, pattern=spec["pattern"],
-                         track_layout=spec.get("track_layout", "icesat2"),
-                         errors=draw_prior_errors(kind, errors_seed), seed=seed)
+    return sample_priors(dem, PriorSpec(fraction=fraction, count=count, kind=kind), seed=seed)
 
 
 def _first_occurrences(cells: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ from ..dem import open_dem
 from ..errors import InvalidInputError
 from ..ground import draw_date_conditions, draw_ground
 from ..plots import save_figure
-from ..priors import PRIOR_KINDS, draw_prior_errors, sample_priors
+from ..priors import PriorSpec, draw_prior_errors, sample_priors
 from ..raster import grid_steps
 from ..scores import rms
 from ..terrain.backprojection import shifted
@@ -184,9 +184,8 @@ def study_case(case: Case, truth: xr.DataArray, sea: np.ndarray | None = None) -
         coarse = coarse_product(truth, errors, seed=case.shared_seed("coarse product"))
         drawn = (errors.shift_east_m, errors.shift_north_m)
     kind = case.prior_kind
-    priors = sample_priors(truth, fraction=1e-3, pattern=PRIOR_KINDS[kind]["pattern"], seed=case.seed("priors"),
-                           errors=draw_prior_errors(kind, case.seed("prior errors")),
-                           track_layout=PRIOR_KINDS[kind].get("track_layout") or "icesat2")
+    priors = sample_priors(truth, PriorSpec(fraction=1e-3, kind=kind, errors=draw_prior_errors(kind, case.seed(
+        "prior errors"))), seed=case.seed("priors"))
     geometry = scene_geometry(truth, "ascending")
     other = scene_geometry(truth, "descending") if condition["passes"] == 2 else None
     if condition["ground"] == "plain":

@@ -26,6 +26,7 @@ from ..geometry import RadarGeometry
 from ..masks import MASK_ATTRS
 from ..observation import check_argument_order
 from ..priors import (
+    PriorSpec,
     distance_map,
     interpolate_priors,
     sample_priors,
@@ -63,10 +64,28 @@ def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None,
     return arrays, result.attrs
 
 
-def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_vertical_datum: str | None,
-                    points_geoid_grid: Any = None) -> xr.Dataset:
-    """Priors on ``grid``: a Dataset of :func:`sample_priors` on it, points to put on it, or
-    None (no prior: heights NaN, the mask 0)."""
+def check_priors_given(priors: Any) -> None:
+    """Refuse priors an observed scene cannot take, before any work: it takes a
+    :class:`PriorSpec` of points, a Dataset of :func:`sample_priors`, or None."""
+    if priors is None or isinstance(priors, xr.Dataset):
+        return
+    if isinstance(priors, PriorSpec):
+        if priors.points is None:
+            raise InvalidInputError(
+                f"priors={priors!r} draws known heights from the DEM, and a real scene's only DEM is the coarse one "
+                "being refined: give the points measured (PriorSpec(points='gnss.csv', crs='EPSG:4326')), or None"
+            )
+        return
+    raise InvalidInputError(
+        f"priors of type {type(priors).__name__}: give the known heights as PriorSpec(points=..., crs=..., "
+        "vertical_datum=..., geoid_grid=...) (a CSV, GeoJSON or GeoPackage file, or a DataFrame of x, y, height), "
+        "a Dataset of sample_priors on the scene's grid, or None"
+    )
+
+
+def _resolve_priors(priors: PriorSpec | xr.Dataset | None, grid: xr.DataArray) -> xr.Dataset:
+    """Priors on ``grid``: a Dataset of :func:`sample_priors` on it, the points of a
+    PriorSpec put on it, or None (no prior: heights NaN, the mask 0)."""
     if priors is None:
         return xr.Dataset({"prior_height": grid.copy(data=np.full(grid.shape, np.nan, dtype=np.float32)),
                            "prior_mask": grid.copy(data=np.zeros(grid.shape, dtype=np.uint8))})
@@ -75,17 +94,17 @@ def _resolve_priors(priors: Any, grid: xr.DataArray, points_crs: Any, points_ver
         if missing:
             raise InvalidInputError(
                 f"the priors lack {sorted(missing)}: give the Dataset sample_priors returns, or the points "
-                "(a CSV, GeoJSON or GeoPackage file, or a DataFrame of x, y, height)"
+                "(PriorSpec(points=..., crs=...))"
             )
         if priors["prior_height"].shape != grid.shape or not (
                 np.allclose(priors["x"], grid["x"]) and np.allclose(priors["y"], grid["y"])):
             raise InvalidInputError(
                 f"the priors lie on a {priors['prior_height'].shape} grid, the scene on {grid.shape}: sample them "
-                "on the scene's grid (sample_priors(grid, points=...)), or give the points themselves"
+                "on the scene's grid (sample_priors(grid, points=...)), or give the points themselves "
+                "(PriorSpec(points=..., crs=...))"
             )
         return priors
-    return sample_priors(grid, points=priors, crs=points_crs, vertical_datum=points_vertical_datum,
-                         geoid_grid=points_geoid_grid)
+    return sample_priors(grid, priors)
 
 
 #: How far (m, the median over the priors) known heights may lie from the coarse DEM: no
@@ -130,7 +149,7 @@ def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> xr.Dataset
     if abs(offset) > PRIOR_OFFSET_LIMIT_M:
         raise InvalidInputError(
             f"the known heights lie a median {offset:+.0f} m from the coarse DEM at their cells: no DEM is that far "
-            "off; check their units (metres), their vertical datum (points_vertical_datum, WGS84 ellipsoidal "
+            "off; check their units (metres), their vertical datum (PriorSpec(vertical_datum=...), WGS84 ellipsoidal "
             "heights after conversion) and their CRS")
     if abs(offset) > PRIOR_OFFSET_WARNING_M:
         warnings.warn(
@@ -205,9 +224,6 @@ def observed_scene(
     grid: Any = None,
     truth: Any = None,
     measurement: str = "IW/VV",
-    points_crs: Any = None,
-    points_vertical_datum: str | None = None,
-    points_geoid_grid: Any = None,
     prior_method: str = "linear",
     other: tuple[Any, RadarGeometry | None] | None = None,
     projection: Literal["exact", "bilinear"] = "exact",
@@ -240,14 +256,11 @@ def observed_scene(
         ``other_*``.
     geometry : the acquisition geometry (None: read from each SAFE product), one for every
         observation, or a sequence of one per observation.
-    priors : the known heights: a Dataset of :func:`sarheight.priors.sample_priors` on the
-        scene grid, or points (a CSV, GeoJSON or GeoPackage path, or a DataFrame of x, y,
-        height) that are put on it (their heights WGS84-ellipsoidal), or None for none.
-    points_crs, points_vertical_datum : the CRS of points given as a CSV or DataFrame (the
-        other formats carry theirs) and the datum of their heights ("ellipsoid", "egm96",
-        "egm2008": converted), as :func:`sarheight.priors.sample_priors` takes them.
-    points_geoid_grid : the raster of geoid undulations that converts the points' heights
-        on a geoid (:func:`sarheight.dem.geoid_undulation`); None: PROJ's.
+    priors : the known heights: points measured, as a :class:`sarheight.priors.PriorSpec`
+        (``PriorSpec(points="gnss.csv", crs="EPSG:4326", vertical_datum="egm96")``: a CSV,
+        GeoJSON or GeoPackage file or a DataFrame of x, y, height, with their CRS, datum and
+        geoid grid), put on the grid with WGS84-ellipsoidal heights; a Dataset of
+        :func:`sarheight.priors.sample_priors` on the scene grid; or None for none.
     grid : the scene's grid: a DEM-like raster (path or DataArray) whose cells the scene
         takes, ideally at the SAR's pixel size; default the coarse DEM's own grid. The
         coarse DEM is resampled to it bilinearly.
@@ -281,6 +294,7 @@ def observed_scene(
     xr.Dataset on the grid with the variables the module docstring lists.
     """
     check_argument_order(coarse_dem, sar, "observed_scene(coarse_dem, sar, geometry, priors)")
+    check_priors_given(priors)
     native = open_dem(coarse_dem)
     if grid is None:
         grid_dem = native
@@ -314,7 +328,7 @@ def observed_scene(
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
     if "back_projection" in made or _same_voids(grid_dem, coarse):
         made["lanczos"] = resampled["coarse_lanczos"].values
-    resolved = _resolve_priors(priors, coarse, points_crs, points_vertical_datum, points_geoid_grid)
+    resolved = _resolve_priors(priors, coarse)
     resolved = check_priors_against(resolved, coarse)
     inputs, attrs = _pass_inputs(own.image, coarse, own.geometry, measurement=measurement, projection=projection,
                                  progress=progress)

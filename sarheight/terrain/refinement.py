@@ -15,10 +15,11 @@ import xarray as xr
 
 from ..errors import InvalidInputError
 from ..masks import MaskCode
+from ..priors import PriorSpec
 from ..scores import rms
 from .grid import refinement_grid
 from .inversion import InversionSettings
-from .observed import check_refinement_inputs, observed_scene
+from .observed import check_priors_given, check_refinement_inputs, observed_scene
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
     from ..training.checkpoints import TrainedModel
@@ -43,10 +44,7 @@ def refine_dem(
     method: str = "network",
     geometry: Any = None,
     other: tuple[Any, Any] | None = None,
-    priors: Any = None,
-    points_crs: Any = None,
-    points_vertical_datum: str | None = None,
-    points_geoid_grid: Any = None,
+    priors: PriorSpec | None = None,
     measurement: str = "IW/VV",
     sar_quantity: str = "sigma0",
     sar_db: bool = False,
@@ -94,9 +92,9 @@ def refine_dem(
     geometry : the acquisition geometry (None: the SAFE products' own), one for every
         observation or a sequence of one per observation.
     other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
-    priors, points_crs, points_vertical_datum, points_geoid_grid : known heights (a points
-        file or DataFrame, as :func:`sarheight.terrain.observed.observed_scene` takes them, with
-        the geoid grid that converts heights on a geoid), or None.
+    priors : known heights measured, with their CRS, vertical datum and geoid grid
+        (:class:`sarheight.priors.PriorSpec` of ``points``, as
+        :func:`sarheight.terrain.observed.observed_scene` takes them), or None.
     measurement, sar_quantity, sar_db : as :func:`sarheight.reconstruction.reconstruct` takes them.
     tile, overlap, device : as :func:`predict_height` takes them.
     inversion_settings : the inversion's weights (default
@@ -126,6 +124,7 @@ def refine_dem(
     """
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
+    check_priors_given(priors)
     if (inversion_blocks is not None or client is not None) and method != "inversion":
         raise InvalidInputError(f"inversion_blocks and client run the inversion block by block: method={method!r} "
                                 "has no blocks; leave them out, or give method='inversion'")
@@ -150,9 +149,7 @@ def refine_dem(
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
                                 "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(coarse_dem, spacing_m)
-    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement,
-                           points_crs=points_crs, points_vertical_datum=points_vertical_datum,
-                           points_geoid_grid=points_geoid_grid, other=other,
+    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement, other=other,
                            sar_quantity=sar_quantity, sar_db=sar_db, inversion=method == "inversion",
                            inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
                            name="refinement", progress=progress)

@@ -33,9 +33,8 @@ from ..ground import (
     draw_ground,
 )
 from ..priors import (
-    PRIOR_KINDS,
-    PriorErrors,
-    draw_prior_errors,
+    PRIOR_ERROR_ATTRS,
+    PriorSpec,
     sample_priors,
 )
 from ..simulate import simulate_sar
@@ -46,16 +45,16 @@ from .inversion import InversionSettings
 from .observed import observed_scene, source_name
 from .variables import on_grid
 
+#: A scene's priors unless told otherwise: 0.1 % of the cells, random, exact.
+DEFAULT_PRIORS = PriorSpec(fraction=1e-3)
+
 
 def simulate_scene(
     dem: Any,
     geometry: RadarGeometry,
     *,
     coarse_factor: int = 3,
-    prior_fraction: float | None = 1e-3,
-    prior_count: int | None = None,
-    prior_pattern: str = "random",
-    prior_noise_m: float = 0.0,
+    priors: PriorSpec = DEFAULT_PRIORS,
     prior_method: str = "linear",
     looks: float | None = 4.4,
     nesz_db: float | None = -22.0,
@@ -66,7 +65,6 @@ def simulate_scene(
     land_cover_db: float = 3.0,
     land_cover_seed: int | None = None,
     coarse_errors: CoarseDemErrors | None = None,
-    prior_errors: PriorErrors | None = None,
     ground: Ground | None = None,
     unscored: Any = None,
     dates: int = 1,
@@ -83,8 +81,8 @@ def simulate_scene(
     The coarse DEM is the ideal one (the block mean on an aligned grid,
     :func:`block_mean`) unless ``coarse_errors`` describe a real product's
     (:func:`sarheight.coarse_dem.coarse_product`: correlated and slope-dependent error, a
-    geolocation shift, a grid not aligned with the fine one); the priors are exact unless
-    ``prior_errors`` give their instrument's; the ground follows one ``law`` with
+    geolocation shift, a grid not aligned with the fine one); the priors are drawn from the
+    fine DEM as ``priors`` says (exact unless it names an instrument); the ground follows one ``law`` with
     land-cover patches unless ``ground`` (:class:`sarheight.ground.Ground`: land cover that
     follows the terrain, a law per class) is given.
 
@@ -95,11 +93,9 @@ def simulate_scene(
     geometry : the acquisition geometry (:func:`scene_geometry` makes a Sentinel-1-like one).
     coarse_factor : how much coarser the DEM used for the reconstruction is
         (:func:`degrade_dem`): 1 would leak the truth into the inputs.
-    prior_fraction, prior_count : how many known heights, as a share of the DEM's cells
-        or a number (give one; ``prior_count`` wins when both are set).
-    prior_pattern : ``"random"``, ``"tracks"`` (altimeter-like lines) or ``"clusters"``
-        (GNSS campaigns), as :func:`sarheight.priors.sample_priors` draws them.
-    prior_noise_m : standard deviation (m) of the error of the known heights.
+    priors : the known heights (:class:`sarheight.priors.PriorSpec`): how many, in which
+        pattern, with which instrument's errors (a ``kind`` without ``errors`` has them
+        drawn from ``seed``); default 0.1 % of the cells, random and exact.
     prior_method : the interpolation of ``prior_interpolated``.
     looks, nesz_db : speckle looks and noise floor (dB) of the observation, as in
         :func:`sarheight.simulate.simulate_sar` (a temporal composite of N dates of 4.4
@@ -114,9 +110,6 @@ def simulate_scene(
     coarse_errors : the coarse product's errors (their ``factor`` must be
         ``coarse_factor``), drawn with :func:`sarheight.coarse_dem.draw_errors`; None: the
         ideal block mean.
-    prior_errors : the priors' instrument errors
-        (:func:`sarheight.priors.draw_prior_errors`); None: exact heights (plus
-        ``prior_noise_m``).
     ground : the ground's sigma0 per terrain class (:func:`sarheight.ground.draw_ground`),
         instead of ``law`` and ``land_cover_db``.
     unscored : cells (bool, on the DEM grid) whose true height the scene leaves out of
@@ -136,8 +129,9 @@ def simulate_scene(
     the truth; attrs record the geometry, the DEM and the parameters.
     """
     truth = open_dem(dem)
-    if prior_count is None and prior_fraction is None:
-        raise InvalidInputError("give prior_fraction or prior_count: a scene needs known heights")
+    if not isinstance(priors, PriorSpec):
+        raise InvalidInputError(f"priors={priors!r}: give a PriorSpec (PriorSpec(fraction=1e-3), "
+                                "PriorSpec(count=200, kind='altimeter')): a scene needs known heights")
     if coarse_errors is not None and coarse_errors.factor != int(coarse_factor):
         raise InvalidInputError(f"coarse_errors are of a {coarse_errors.factor}x product, coarse_factor is "
                                 f"{coarse_factor}: draw them for the scene's factor")
@@ -145,11 +139,7 @@ def simulate_scene(
         coarse = block_mean(truth, coarse_factor)
     else:
         coarse = coarse_product(truth, coarse_errors, seed=seed)
-    priors = sample_priors(truth, **({"count": prior_count} if prior_count is not None else
-                                     {"fraction": prior_fraction}),
-                           pattern=prior_pattern, noise_m=prior_noise_m, seed=seed, errors=prior_errors,
-                           track_layout=PRIOR_KINDS.get(getattr(prior_errors, "kind", ""), {}).get(
-                               "track_layout") or "icesat2")
+    known = sample_priors(truth, priors, seed=seed)
 
     observations, geometries = simulate_observations(
         truth, geometry, other_geometry, looks=looks, nesz_db=nesz_db, seed=seed, projection=projection, law=law,
@@ -158,7 +148,7 @@ def simulate_scene(
     conditions = _conditions(dates, date_conditions)
     dem_name = source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
-    scene = observed_scene(coarse, observations, geometries, priors, grid=truth, prior_method=prior_method,
+    scene = observed_scene(coarse, observations, geometries, known, grid=truth, prior_method=prior_method,
                            projection=projection, register=register, inversion=inversion,
                            inversion_settings=inversion_settings, name=scene_name, progress=progress)
     height = truth.values.astype(np.float32)
@@ -173,11 +163,12 @@ def simulate_scene(
         dem_name=dem_name,
         pass_direction=pass_direction(geometry),
         coarse_factor=int(coarse_factor),
-        prior_pattern=prior_pattern,
-        prior_count=int(priors["prior_mask"].sum()),
-        prior_noise_m=float(prior_noise_m),
-        prior_error_rms_m=float(priors.attrs.get("prior_error_rms_m", 0.0)),
-        **(prior_errors.to_attrs() if prior_errors is not None else {"prior_kind": "exact"}),
+        prior_pattern=known.attrs["pattern"],
+        prior_count=int(known["prior_mask"].sum()),
+        prior_noise_m=priors.noise_m,
+        prior_error_rms_m=float(known.attrs.get("prior_error_rms_m", 0.0)),
+        **({key: known.attrs[key] for key in PRIOR_ERROR_ATTRS} if "prior_kind" in known.attrs
+           else {"prior_kind": "exact"}),
         coarse_family=str(coarse.attrs.get("coarse_family", "ideal" if coarse_errors is None or coarse_errors.is_ideal
                                            else "given")),
         **{key: value for key, value in (coarse_errors.to_attrs() if coarse_errors is not None else {}).items()
@@ -292,13 +283,12 @@ def simulate_scenes(
     heading_offsets_deg: tuple[float, ...] = (0.0,),
     incidence_deg: tuple[float, float] = (30.0, 46.0),
     coarse_factors: tuple[int, ...] = (3,),
-    prior_patterns: tuple[str, ...] = ("random",),
+    priors: PriorSpec | Sequence[PriorSpec] = (DEFAULT_PRIORS,),
     seeds: tuple[int, ...] = (0,),
     looks: tuple[float | None, ...] = (4.4,),
     laws: tuple[str, ...] = ("empirical",),
     land_cover_db: tuple[float, ...] = (3.0,),
     coarse_families: tuple[str, ...] = ("ideal",),
-    prior_kinds: tuple[str | None, ...] = (None,),
     ground_families: tuple[str | None, ...] = (None,),
     dates: tuple[int, ...] = (1,),
     moisture_db: float = 1.0,
@@ -308,7 +298,7 @@ def simulate_scenes(
     progress: bool = True,
     **scene_options: Any,
 ) -> list[Path]:
-    """Simulate and write one scene file per DEM, geometry, coarse factor, prior pattern,
+    """Simulate and write one scene file per DEM, geometry, coarse factor, priors,
     observation (looks, law, land cover) and seed, or a random sample of them.
 
     Parameters
@@ -319,15 +309,16 @@ def simulate_scenes(
     geometries : the geometries of real products (each must cover every DEM); default
         synthetic ones from ``passes``, ``look_sides``, ``heading_offsets_deg`` and
         ``incidence_deg`` centred on each DEM (:func:`scene_geometry`).
-    coarse_factors, prior_patterns, seeds : the other axes of the set; a seed draws the
-        land cover, the speckle and the priors.
+    coarse_factors, seeds : other axes of the set; a seed draws the land cover, the
+        speckle and the priors.
+    priors : the priors' axis (:class:`sarheight.priors.PriorSpec`, one or several, each named in the files
+        by its ``label``: its instrument kind or pattern, so no two may share one); a kind
+        without errors has them drawn per scene.
     looks, laws, land_cover_db : the observations: equivalent looks (4.4 a date, 44 a
         composite of ten), the ground's sigma0 law and the land cover's contrast (dB), as
         :func:`simulate_scene` takes them.
     coarse_families : the families of :data:`sarheight.coarse_dem.DEGRADATION_FAMILIES`
         the coarse DEM's errors are drawn from ("ideal": the block mean).
-    prior_kinds : kinds of :data:`sarheight.priors.PRIOR_KINDS` whose pattern and errors
-        the priors are drawn with; None: ``prior_patterns``, exact.
     ground_families : families of :data:`sarheight.ground.GROUND_FAMILIES` the ground
         (land cover following the terrain, a law per class) is drawn from, instead of
         ``laws`` and ``land_cover_db``; None: those.
@@ -341,16 +332,16 @@ def simulate_scenes(
         training set that spans many axes without their product.
     unscored : per DEM name, the cells whose truth its scenes leave out (see
         :func:`simulate_scene`: the sea).
-    scene_options : passed to :func:`simulate_scene` (``prior_fraction``, ``nesz_db``, ...).
+    scene_options : passed to :func:`simulate_scene` (``nesz_db``, ``prior_method``, ...).
 
     Each scene carries the opposite pass (for synthetic geometries: with the same look
     side and heading offset, also when ``passes`` names one pass; for products: the first
     product of the other direction, if any) as its ``other_*`` variables; the scenes of
-    one DEM, factor, pattern and seed share their priors. Every drawn property (the coarse
-    DEM's errors, the priors' instrument errors, the ground and the land cover) is drawn
+    one DEM, factor, priors and seed share their priors. Every drawn property (the coarse
+    DEM's errors, an instrument kind's errors, the ground and the land cover) is drawn
     with a seed of its own scene (the CRC-32 of its name without the pass): no two scenes
     share a land cover, except the two passes of a pair, which see the same ground. Files are named
-    ``<dem>_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<pattern or kind>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>]_s<seed>.nc``;
+    ``<dem>_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors' label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
     import itertools
@@ -374,6 +365,13 @@ def simulate_scenes(
     if not dates or any(isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
                         for value in dates):
         raise InvalidInputError(f"dates must be positive numbers of dates per pass, got {dates!r}")
+    specs = [priors] if isinstance(priors, PriorSpec) else list(priors)
+    if not specs or not all(isinstance(spec, PriorSpec) for spec in specs):
+        raise InvalidInputError(f"priors={priors!r}: give a sequence of PriorSpec, one per priors of the set")
+    labels = [spec.label for spec in specs]
+    if len(set(labels)) != len(labels):
+        raise InvalidInputError(f"two priors share the label of their files ({labels}): give one PriorSpec per "
+                                "pattern or instrument kind")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 
@@ -398,8 +396,7 @@ def simulate_scenes(
 
     plans = []
     for truth, dem_name in zip(truths, names, strict=True):
-        priors_axis = [kind for kind in prior_kinds if kind is not None] or list(prior_patterns)
-        combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, priors_axis, looks,
+        combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, specs, looks,
                                               laws, land_cover_db, ground_families, dates, seeds))
         if sample is not None and sample < len(combinations):
             rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
@@ -410,12 +407,12 @@ def simulate_scenes(
     with deferred_warnings(), progress_bar(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes",
                                            unit="scene", enabled=progress) as bar:
         for truth, dem_name, combinations in plans:
-            for (tag, geometry, other), factor, family, priors, scene_looks, law, cover, ground_family, stack, seed \
+            for (tag, geometry, other), factor, family, spec, scene_looks, law, cover, ground_family, stack, seed \
                     in combinations:
                 radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
                               else _radiometry_tag(scene_looks, "empirical", 3.0) + f"_ground-{ground_family}")
                 radiometry += f"_dates{stack}" if stack > 1 else ""
-                name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{priors}"
+                name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{spec.label}"
                         f"{radiometry}_s{seed}")
                 path = out / f"{name}.nc"
                 if not path.exists():
@@ -424,11 +421,9 @@ def simulate_scenes(
                     # without the pass.
                     pair = tag.removeprefix("ascending").removeprefix("descending")
                     draw = zlib.crc32(name.replace(f"{dem_name}_{tag}_", f"{dem_name}_pair{pair}_", 1).encode())
-                    kind = priors if priors in PRIOR_KINDS and priors in prior_kinds else None
                     drawn: dict[str, Any] = {
                         "coarse_errors": None if family == "ideal" else draw_errors(factor, family, draw),
-                        "prior_errors": draw_prior_errors(kind, draw + 1) if kind else None,
-                        "prior_pattern": PRIOR_KINDS[kind]["pattern"] if kind else priors,
+                        "priors": spec.with_errors_drawn(draw + 1),
                         "ground": draw_ground(truth, ground_family, draw + 2) if ground_family else None,
                     }
                     if stack > 1:

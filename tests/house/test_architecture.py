@@ -240,3 +240,25 @@ def test_one_interface_convention_at_the_surface():
         progress = inspect.signature(entry).parameters.get("progress")
         if progress is not None:
             assert progress.annotation in ("bool", bool), f"{name}: progress is a bool at the surface, not {progress.annotation}"
+
+
+#: Every function that makes priors, each taking them as one ``priors`` specification.
+PRIOR_TAKERS = ("sarheight.priors.sample_priors", "sarheight.terrain.simulated.simulate_scene",
+                "sarheight.terrain.simulated.simulate_scenes", "sarheight.terrain.observed.observed_scene",
+                "sarheight.terrain.refinement.refine_dem")
+
+
+@pytest.mark.parametrize("dotted", PRIOR_TAKERS)
+def test_known_heights_are_one_specification(dotted):
+    """docs/architecture.md's convention: known heights are a ``PriorSpec`` given as
+    ``priors``; no function spells a part of it as a keyword of its own (``points_crs=``,
+    ``prior_fraction=``, ``prior_kinds=``). ``prior_method`` is the baseline's, not the
+    priors'."""
+    import importlib
+    import inspect
+
+    module, _, name = dotted.rpartition(".")
+    parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    assert "priors" in parameters, f"{dotted} takes the known heights as priors="
+    spelled = [p for p in parameters if (p.startswith(("prior_", "points_")) and p != "prior_method")]
+    assert not spelled, f"{dotted}: {spelled} are parts of a PriorSpec; take them in priors="

@@ -16,6 +16,7 @@ pytest.importorskip("lightning")
 from sarheight.cli import main
 from sarheight.data import TerrainDataModule
 from sarheight.errors import InvalidInputError
+from sarheight.priors import PriorSpec
 from sarheight.terrain.files import open_scene, write_scene
 from sarheight.training import predict_height
 from tests.support.scenes import fit_tiny_checkpoint, write_tiny_city, write_tiny_scenes, write_tiny_so2sat
@@ -123,12 +124,17 @@ def test_implausible_priors_and_city_rasters(tmp_path):
     rows, cols = np.array([5, 12, 20, 30, 35]), np.array([4, 18, 9, 30, 22])
     points = pd.DataFrame({"x": truth["x"].values[cols], "y": truth["y"].values[rows],
                            "height": truth.values[rows, cols]})
-    options = {"points_crs": truth.rio.crs, "points_vertical_datum": "ellipsoid", "progress": False}
-    observed_scene(coarse, observation, geometry, points, **options)
+
+    def known(table):
+        return PriorSpec(points=table, crs=truth.rio.crs, vertical_datum="ellipsoid")
+
+    observed_scene(coarse, observation, geometry, known(points), progress=False)
     with pytest.raises(InvalidInputError, match="in feet"):
-        observed_scene(coarse, observation, geometry, points.assign(height=points["height"] / 0.3048), **options)
+        observed_scene(coarse, observation, geometry, known(points.assign(height=points["height"] / 0.3048)),
+                       progress=False)
     with pytest.raises(InvalidInputError, match=r"median \+1[12]\d\d\d m from the coarse DEM"):
-        observed_scene(coarse, observation, geometry, points.assign(height=points["height"] + 12_000), **options)
+        observed_scene(coarse, observation, geometry, known(points.assign(height=points["height"] + 12_000)),
+                       progress=False)
     city = write_tiny_city(tmp_path / "city", months=("202301",))
     read_city(city)
     with rasterio.open(city / "s1_202301.tif", "r+") as dst:

@@ -44,6 +44,7 @@ from sarheight.priors import (
     PATTERNS,
     PRIOR_KINDS,
     PriorErrors,
+    PriorSpec,
     distance_map,
     draw_prior_errors,
     instrument_priors,
@@ -424,7 +425,7 @@ def test_error_model_is_written_in_the_attrs_and_survives_netcdf(tmp_path):
 def test_bad_errors_are_refused(tmp_path, tujunga):
     lon, lat, height, _ = _points_on(TUJUNGA, 4, seed=0)
     path = write_csv(tmp_path / "p.csv", lon, lat, height)
-    with pytest.raises(InvalidInputError, match="points= are measured heights that carry their own errors"):
+    with pytest.raises(InvalidInputError, match="errors= describe priors drawn from a DEM; given points= lie where they were measured"):
         sample_priors(tujunga, points=path, crs="EPSG:4326", errors=draw_prior_errors("gnss", 0))
     with pytest.raises(InvalidInputError, match="must be a PriorErrors"):
         sample_priors(tujunga, count=5, errors={"vertical_m": 1.0})
@@ -1012,3 +1013,34 @@ def test_bad_points_are_refused_with_what_to_do(tmp_path, tujunga):
     undefined = write_geopackage(tmp_path / "undefined.gpkg", lon, lat, height, srs=(0, "NONE", 0))
     with pytest.raises(InvalidInputError, match="pass crs="):
         sample_priors(tujunga, points=undefined)
+
+
+def test_one_specification_of_the_priors(tujunga, tmp_path):
+    """PriorSpec is the one spelling: its fields are sample_priors' keywords, a kind gives
+    the instrument's pattern, layout and errors, and every misuse is refused when made."""
+    spec = PriorSpec(count=60, pattern="tracks", noise_m=0.2)
+    xr.testing.assert_identical(sample_priors(tujunga, spec, seed=3),
+                                sample_priors(tujunga, count=60, pattern="tracks", noise_m=0.2, seed=3))
+    lidar = PriorSpec(count=400, kind="lidar")
+    assert (lidar.pattern, lidar.track_layout, lidar.label) == ("tracks", "gedi", "lidar")
+    xr.testing.assert_identical(sample_priors(tujunga, PriorSpec(count=400, kind="altimeter"), seed=21),
+                                instrument_priors(tujunga, "altimeter", count=400, seed=21))
+    drawn = lidar.with_errors_drawn(7)
+    assert drawn.errors == draw_prior_errors("lidar", 7) and drawn.with_errors_drawn(8) is drawn
+    assert PriorSpec(fraction=1e-3).label == "random"
+    path = write_csv(tmp_path / "p.csv", *_points_on(TUJUNGA, 4, seed=0)[:3])
+    points = PriorSpec(points=path, crs="EPSG:4326")
+    assert (points.label, points.source) == ("points", "p.csv")
+    for bad, words in (({}, "exactly one of"), ({"count": 5, "fraction": 0.1}, "exactly one of"),
+                       ({"count": 5, "crs": "EPSG:4326"}, "crs describe points="),
+                       ({"points": path, "kind": "gnss"}, "kind= describe priors drawn from a DEM"),
+                       ({"count": 5, "kind": "sonar"}, "not one of 'altimeter'"),
+                       ({"count": 5, "noise_m": -1}, "noise_m=-1"), ({"points": 3}, "must be a CSV")):
+        with pytest.raises(InvalidInputError, match=words):
+            PriorSpec(**bad)
+    with pytest.raises(InvalidInputError, match="not both"):
+        sample_priors(tujunga, spec, count=5)
+    with pytest.raises(InvalidInputError, match="points_crs=, which is not a field of PriorSpec"):
+        sample_priors(tujunga, points=path, points_crs="EPSG:4326")
+    with pytest.raises(InvalidInputError, match="must be a PriorSpec"):
+        sample_priors(tujunga, {"count": 5})

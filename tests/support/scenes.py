@@ -225,11 +225,14 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
 
 
 def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a", "hills-b", "hills-c"), *,
-                         size: int = 48, relief: float = 400.0, **axes) -> list[Path]:
+                         size: int = 48, relief: float = 400.0, prior_kinds: tuple[str, ...] = (),
+                         **axes) -> list[Path]:
     """Refinement scenes simulated with the physics (:func:`sarheight.terrain.simulated.simulate_scenes`:
     both passes, each with the other, coarse DEM 3x, 6 random priors) from a rough DEM of
-    ``size`` cells per name (seeded by its position), into ``folder``; ``axes`` are passed on
-    (``coarse_factors``, ``looks``, ``land_cover_db``...)."""
+    ``size`` cells per name (seeded by its position), into ``folder``; ``prior_kinds`` the
+    instruments of the priors instead (6 each); ``axes`` are passed on (``coarse_factors``,
+    ``looks``, ``land_cover_db``...)."""
+    from sarheight.priors import PriorSpec
     from sarheight.terrain.simulated import simulate_scenes
 
     dems = []
@@ -237,7 +240,8 @@ def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a"
         dem = rough_dem(seed=20 + seed, rows=size, cols=size, relief=relief)
         dem.attrs["dem_name"] = name
         dems.append(dem)
-    return simulate_scenes(dems, folder, prior_count=6, progress=False, **axes)
+    priors = tuple(PriorSpec(count=6, kind=kind) for kind in prior_kinds) or (PriorSpec(count=6),)
+    return simulate_scenes(dems, folder, priors=priors, progress=False, **axes)
 
 
 def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Path]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sarheight.dem import PACKAGED_EGM96
 from sarheight.errors import InvalidInputError
 from sarheight.ground import empirical_sigma0, lambert_sigma0
+from sarheight.priors import PriorSpec
 from sarheight.terrain.clinometry import (
     anchor_to_priors,
     clinometric_correction,
@@ -158,8 +159,8 @@ def test_scene_refinement_beats_the_coarse_dem_on_real_relief(looks, land_cover_
 
     dem = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
                    geoid_grid=PACKAGED_EGM96)
-    scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, prior_count=6, looks=looks,
-                           nesz_db=None if looks is None else -22.0, land_cover_db=land_cover_db, progress=False)
+    scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, priors=PriorSpec(count=6),
+                           looks=looks, nesz_db=None if looks is None else -22.0, land_cover_db=land_cover_db, progress=False)
     refined = refine_scene(scene)
     assert refined.dims == ("y", "x") and refined.rio.crs == scene.rio.crs
     truth = scene["height"].values

@@ -18,6 +18,7 @@ from sarheight.coarse_dem import CoarseDemErrors, coarse_product
 from sarheight.errors import InvalidInputError, PlausibilityWarning
 from sarheight.ground import SNAP_LAW, DateCondition, Ground, draw_date_conditions, empirical_sigma0
 from sarheight.masks import MaskCode
+from sarheight.priors import PriorSpec
 from sarheight.raster import grid_steps
 from sarheight.simulate import simulate, simulate_sar
 from sarheight.terrain.backprojection import back_project
@@ -207,8 +208,8 @@ def test_a_stack_scene_composites_its_dates_and_is_inverted():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlausibilityWarning)
         scene = simulate_scene(truth, scene_geometry(truth, "ascending"), other_geometry=scene_geometry(
-            truth, "descending"), prior_count=6, dates=3, date_conditions=draw_date_conditions(3, 1, moisture_db=0.3),
-            inversion=True, progress=False)
+            truth, "descending"), priors=PriorSpec(count=6), dates=3,
+            date_conditions=draw_date_conditions(3, 1, moisture_db=0.3), inversion=True, progress=False)
     assert scene.attrs["dates"] == 3 and scene.attrs["other_dates"] == 3 and scene.attrs["images"] == 6
     assert np.isfinite(scene["inverted"].values).all()
     assert scene.attrs["inversion_images"] >= 2 and scene.attrs["inversion_geometries"] == 2
@@ -295,7 +296,7 @@ def test_scene_sets_draw_stacks(tmp_path):
     truth.attrs["dem_name"] = "hills"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlausibilityWarning)
-        paths = simulate_scenes([truth], tmp_path, passes=("ascending",), dates=(1, 4), prior_count=5,
+        paths = simulate_scenes([truth], tmp_path, passes=("ascending",), dates=(1, 4), priors=PriorSpec(count=5),
                                 progress=False)
     assert [path.name for path in paths] == ["hills_ascending_c3_random_s0.nc", "hills_ascending_c3_random_dates4_s0.nc"]
     stack = open_scene(paths[1])

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from sarheight.errors import InvalidInputError
 from sarheight.masks import MaskCode
-from sarheight.priors import sample_priors
+from sarheight.priors import PriorSpec, sample_priors
 from sarheight.simulate import simulate_sar
 from sarheight.terrain.backprojection import upsample
 from sarheight.terrain.files import open_scene, write_scene
@@ -40,7 +40,7 @@ def geometry(truth):
 
 @pytest.fixture(scope="module")
 def scene(truth, geometry) -> xr.Dataset:
-    return simulate_scene(truth, geometry, coarse_factor=FACTOR, prior_fraction=0.02, seed=1,
+    return simulate_scene(truth, geometry, coarse_factor=FACTOR, priors=PriorSpec(fraction=0.02), seed=1,
                           other_geometry=scene_geometry(truth, "descending"), progress=False)
 
 
@@ -109,7 +109,7 @@ def test_no_input_is_computed_from_the_fine_dem(truth, geometry):
             continue
         np.testing.assert_array_equal(scene_variable(scenes[0], name), scene_variable(scenes[1], name), err_msg=name)
     # And simulate_scene takes its masks, incidence and coarse heights from the coarse DEM only.
-    a, b = (simulate_scene(dem, geometry, coarse_factor=FACTOR, prior_count=12, seed=2, progress=False)
+    a, b = (simulate_scene(dem, geometry, coarse_factor=FACTOR, priors=PriorSpec(count=12), seed=2, progress=False)
             for dem in (truth, perturbed))
     for name in ("local_incidence_angle", "layover", "shadow", "coarse_height", "coarse_bicubic", "coarse_lanczos",
                  "prior_mask", "coarse_slope_east", "coarse_slope_north", "coarse_curvature", "coarse_factor",
@@ -160,8 +160,8 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
     rows, cols = rng.integers(0, truth.shape[0], 8), rng.integers(0, truth.shape[1], 8)
     points = pd.DataFrame({"x": truth["x"].values[cols], "y": truth["y"].values[rows],
                            "height": truth.values[rows, cols]})
-    scene = observed_scene(coarse, observation, geometry, points, points_crs=truth.rio.crs,
-                           points_vertical_datum="ellipsoid", truth=truth,
+    scene = observed_scene(coarse, observation, geometry,
+                           PriorSpec(points=points, crs=truth.rio.crs, vertical_datum="ellipsoid"), truth=truth,
                            progress=False)
     assert scene.attrs["kind"] == "observed"
     assert int(scene["prior_mask"].sum()) == len({(r, c) for r, c in zip(rows, cols, strict=True)})
@@ -169,6 +169,27 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
     wrong = sample_priors(truth.isel(y=slice(0, 20)), count=3)
     with pytest.raises(InvalidInputError, match="grid"):
         observed_scene(coarse, observation, geometry, wrong, progress=False)
+    # One spelling of known heights: a PriorSpec of points, refused otherwise before any work.
+    with pytest.raises(InvalidInputError, match=r"give the known heights as PriorSpec\(points="):
+        observed_scene(coarse, observation, geometry, points, progress=False)
+    with pytest.raises(InvalidInputError, match="draws known heights from the DEM"):
+        observed_scene(coarse, observation, geometry, PriorSpec(count=5), progress=False)
+
+
+def test_scene_builders_take_one_priors_specification(truth, geometry, tmp_path):
+    with pytest.raises(InvalidInputError, match="give a PriorSpec"):
+        simulate_scene(truth, geometry, priors={"count": 4}, progress=False)
+    with pytest.raises(InvalidInputError, match="share the label"):
+        simulate_scenes([truth], tmp_path, priors=(PriorSpec(count=4), PriorSpec(count=8)), progress=False)
+    # An instrument kind names its files and draws its errors per scene, one draw for both passes.
+    paths = simulate_scenes([truth], tmp_path, priors=PriorSpec(count=6, kind="lidar"), looks=(None,),
+                            nesz_db=None, progress=False)
+    assert [path.name for path in paths] == ["rough_ascending_c3_lidar_nospeckle_s0.nc",
+                                             "rough_descending_c3_lidar_nospeckle_s0.nc"]
+    ascending, descending = (open_scene(path) for path in paths)
+    assert ascending.attrs["prior_kind"] == "lidar" and ascending.attrs["prior_pattern"] == "tracks"
+    assert ascending.attrs["prior_geolocation_m"] == descending.attrs["prior_geolocation_m"] > 0
+    assert not list(tmp_path.glob("*random*"))
 
 
 def test_scenes_command_writes_both_passes_and_resumes(truth, tmp_path):
@@ -194,6 +215,9 @@ def test_scenes_command_writes_both_passes_and_resumes(truth, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
     assert main(["terrain", "scenes", "--dem", str(dem_path), "--out", str(tmp_path / "x"), "--geometry",
                  "synthetic", "--geometry", "synthetic", "-q"]) == 2
+    assert main(["terrain", "scenes", "--dem", str(dem_path), "--out", str(tmp_path / "y"), "--prior-kind", "gnss",
+                 "--prior-pattern", "tracks", "-q"]) == 2
+    assert not (tmp_path / "y").exists() or not any((tmp_path / "y").iterdir())
 
 
 def test_coarse_resamplings_keep_planes_and_fill_the_edges():
@@ -219,7 +243,7 @@ def test_derived_variables_of_a_plane(truth):
     direction follows the heading and the look side; the ratio is the SAR over the law."""
     dem = plane_dem(60, 60, slope_east_deg=12.0, slope_north_deg=-5.0)
     geometry = scene_geometry(dem, "descending")
-    scene = simulate_scene(dem, geometry, coarse_factor=FACTOR, prior_count=5, looks=None, nesz_db=None,
+    scene = simulate_scene(dem, geometry, coarse_factor=FACTOR, priors=PriorSpec(count=5), looks=None, nesz_db=None,
                            land_cover_db=0.0, progress=False)
     inner = (slice(6, -6), slice(6, -6))
     np.testing.assert_allclose(scene_variable(scene, "coarse_slope_east")[inner], np.tan(np.radians(12.0)), rtol=1e-3)
@@ -243,11 +267,11 @@ def test_derived_variables_of_a_plane(truth):
 def test_land_cover_law_and_the_unscored_sea(truth, geometry):
     sea = np.zeros(truth.shape, dtype=bool)
     sea[:, :5] = True
-    clean = simulate_scene(truth, geometry, prior_count=4, looks=None, nesz_db=None, land_cover_db=0.0,
+    clean = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=0.0,
                            other_geometry=scene_geometry(truth, "descending"), unscored=sea, progress=False)
-    covered = simulate_scene(truth, geometry, prior_count=4, looks=None, nesz_db=None, land_cover_db=3.0,
+    covered = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=3.0,
                              other_geometry=scene_geometry(truth, "descending"), progress=False)
-    lambert = simulate_scene(truth, geometry, prior_count=4, looks=None, nesz_db=None, land_cover_db=0.0,
+    lambert = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=0.0,
                              law="lambert", progress=False)
     assert np.isnan(clean["height"].values[sea]).all() and np.isfinite(clean["height"].values[~sea]).all()
     assert clean.attrs["land_cover_db"] == 0.0 and lambert.attrs["sigma0_law"] == "lambert"
@@ -262,7 +286,7 @@ def test_land_cover_law_and_the_unscored_sea(truth, geometry):
     both = np.isfinite(own_cover) & np.isfinite(other_cover)
     assert np.corrcoef(own_cover[both], other_cover[both])[0, 1] > 0.5
     with pytest.raises(InvalidInputError, match="unscored"):
-        simulate_scene(truth, geometry, prior_count=4, unscored=sea[:-1], progress=False)
+        simulate_scene(truth, geometry, priors=PriorSpec(count=4), unscored=sea[:-1], progress=False)
 
 
 def test_refinement_grid_and_a_scene_without_priors(truth, geometry):
@@ -291,10 +315,10 @@ def test_refinement_grid_and_a_scene_without_priors(truth, geometry):
 def test_scene_sets_sample_their_axes_and_pair_one_pass(truth, tmp_path):
     axes = {"look_sides": ("right", "left"), "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3),
             "looks": (4.4, 44.0), "land_cover_db": (0.0, 3.0)}
-    paths = simulate_scenes([truth], tmp_path / "a", sample=5, prior_count=4, progress=False, **axes)
-    again = simulate_scenes([truth], tmp_path / "b", sample=5, prior_count=4, progress=False, **axes)
+    paths = simulate_scenes([truth], tmp_path / "a", sample=5, priors=PriorSpec(count=4), progress=False, **axes)
+    again = simulate_scenes([truth], tmp_path / "b", sample=5, priors=PriorSpec(count=4), progress=False, **axes)
     assert len(paths) == 5 and [p.name for p in paths] == [p.name for p in again]  # seeded by the DEM's name
-    one = simulate_scenes([truth], tmp_path / "c", passes=("ascending",), laws=("lambert",), prior_count=4,
+    one = simulate_scenes([truth], tmp_path / "c", passes=("ascending",), laws=("lambert",), priors=PriorSpec(count=4),
                           progress=False)
     assert [p.name for p in one] == ["rough_ascending_c3_random_lambert_s0.nc"]
     scene = open_scene(one[0])

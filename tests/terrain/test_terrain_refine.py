@@ -196,7 +196,9 @@ def test_refine_command(product, checkpoints, tmp_path, capsys):
     assert main([*base, "--priors", str(tmp_path / "far.csv"), "--priors-crs", "EPSG:32611",
                  "--priors-vertical-datum", "ellipsoid", "--out", str(tmp_path / "c.tif")]) == 2
     assert "None of the 3 points" in capsys.readouterr().err
-    assert not (tmp_path / "a.tif").exists() and not (tmp_path / "c.tif").exists()
+    assert main([*base, "--priors-crs", "EPSG:32611", "--out", str(tmp_path / "d.tif")]) == 2
+    assert "--priors-crs describe --priors, which is not given" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("a.tif", "c.tif", "d.tif"))
 
 
 def test_refine_refuses_a_model_that_is_not_a_refinement(product, tmp_path):
