@@ -45,7 +45,7 @@ ENTRIES = {
     "open_scene": "terrain.files",
     "invert_dem": "terrain.inversion",
     # the learning floor (the ml extra)
-    "load_checkpoint": "training.checkpoints",
+    "load_checkpoint": "training.trained",
     "predict_height": "training.predict",
     "predict_buildings": "training.predict",
 }

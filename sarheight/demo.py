@@ -221,10 +221,10 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     from .scores import map_rmse
     from .studies.refinement_methods import scoring_mask
     from .terrain.methods import BASELINES, NON_LEARNED, baseline_maps
-    from .training.checkpoints import load_checkpoint
     from .training.predict import predict_height, prediction_quicklook
+    from .training.trained import load_checkpoint
 
-    model = load_checkpoint(checkpoint or terrain_demo_checkpoint())
+    model = load_checkpoint(checkpoint or terrain_demo_checkpoint(), kind="height")
     say(f"terrain: {model.model_name} {model.model_config} from {model.path.name}, refining {model.reference} with "
         f"{', '.join(model.channels)}")
     start = time.perf_counter()
@@ -305,10 +305,10 @@ def run_buildings_demo(out: Path, say, *, checkpoint: str | os.PathLike[str] | N
     if skipped:
         return skipped
     from .studies.buildings import score_heights
-    from .training.checkpoints import load_checkpoint
     from .training.predict import buildings_quicklook, predict_buildings
+    from .training.trained import load_checkpoint
 
-    model = load_checkpoint(checkpoint or buildings_demo_checkpoint())
+    model = load_checkpoint(checkpoint or buildings_demo_checkpoint(), kind="height")
     say(f"buildings: {model.model_name} {model.model_config} from {model.path.name}")
     start = time.perf_counter()
     city = simulate_city(city_layout((size, size), seed=DEMO_CITY_SEED), pass_direction="ascending",

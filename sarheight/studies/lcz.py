@@ -47,7 +47,8 @@ from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..models.fusion import GROUPS, SPLITS, STAGES, log_summed_probabilities
 from ..plots import save_figure
-from ..training.classification import SCORES, classification_scores, load_classifier
+from ..training.classification import SCORES, classification_scores
+from ..training.trained import load_checkpoint
 from .runs import BestCheckpoint, mean_std, quiet_lightning, seeded_runs, train_run, write_json
 
 logger = logging.getLogger(__name__)
@@ -178,8 +179,8 @@ def combine_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], loader: A
         raise InvalidInputError(f"device {accelerator!r} was asked for, but torch sees no CUDA device here: give cpu "
                                 "(or auto), or run where a GPU is")
     device = torch.device("cuda" if accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available() else "cpu")
-    models = [load_classifier(path).to(device) for path in checkpoints]
-    classes = {model.hparams.num_classes for model in models}
+    models = [load_checkpoint(path, device=device, kind="lcz") for path in checkpoints]
+    classes = {model.num_classes for model in models}
     if len(classes) != 1:
         raise InvalidInputError(f"the checkpoints classify into different numbers of classes ({sorted(classes)}): "
                                 "combine classifiers of one study")

@@ -96,9 +96,9 @@ class PredictionCache:
                            + np.ascontiguousarray(arrays.offset).tobytes()).hexdigest()
         if key not in self.maps:
             if self.model is None:
-                from ..training.checkpoints import load_checkpoint
+                from ..training.trained import load_checkpoint
 
-                self.model = load_checkpoint(self.checkpoint)
+                self.model = load_checkpoint(self.checkpoint, kind="height")
             result = predict_height(scene, [self.model], progress=False)
             self.maps[key] = (result["height"].values,
                               result["height_std"].values if "height_std" in result else None)

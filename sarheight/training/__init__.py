@@ -15,7 +15,6 @@ from .checkpoints import (  # noqa: E402  (after the check of the extra)
     ResumableCheckpoint,
     TrainedModel,
     export_checkpoint,
-    load_checkpoint,
     read_checkpoint,
 )
 from .losses import LOSSES, masked_loss, mbhr_loss  # noqa: E402
@@ -29,6 +28,7 @@ from .predict import (  # noqa: E402
     prediction_quicklook,
 )
 from .regression import PixelRegression, RegressionData  # noqa: E402
+from .trained import TrainedClassifier, load_checkpoint  # noqa: E402
 
 __all__ = [
     "LOSSES",
@@ -38,6 +38,7 @@ __all__ = [
     "RegressionData",
     "ResumableCheckpoint",
     "TileBlending",
+    "TrainedClassifier",
     "TrainedModel",
     "buildings_quicklook",
     "export_checkpoint",

@@ -41,9 +41,10 @@ from ..io import atomic_path
 from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
-from .checkpoints import CHECKPOINT_KEY, load_checkpoint, read_checkpoint, resolve_device
+from .checkpoints import CHECKPOINT_KEY, read_checkpoint, resolve_device
 from .losses import LOG_STD_RANGE
 from .predict import TileBlending, model_alignment
+from .trained import load_checkpoint
 
 #: The fewest validation cells of a class that calibrate it.
 MIN_CELLS = 200
@@ -139,7 +140,7 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str], scenes: Sequence[st
     InvalidInputError : a checkpoint without a reference, no scene, a scene without the
         truth.
     """
-    member = load_checkpoint(checkpoint, device=resolve_device(device))
+    member = load_checkpoint(checkpoint, device=resolve_device(device), kind="height")
     if member.reference is None:
         raise InvalidInputError(f"checkpoint {str(checkpoint)!r} predicts absolute heights: the calibration gates a "
                                 "refinement of a reference; give a refinement checkpoint")

@@ -1,8 +1,9 @@
 """The one door of checkpoints: written atomically (the last one kept current), read with
 ``weights_only=True`` only (:func:`read_checkpoint`: no code runs from a file), loaded as
-a model ready to predict (:class:`TrainedModel`, :func:`load_checkpoint`: the archive,
-its structure, statistics and model bounded before anything is built), exported for
-shipping, and the device a model runs on."""
+a model ready to predict (:class:`TrainedModel`, :func:`trained_model`: the archive,
+its structure, statistics and model bounded before anything is built; users load through
+:func:`sarheight.training.trained.load_checkpoint`), exported for shipping, and the device
+a model runs on."""
 
 from __future__ import annotations
 
@@ -240,28 +241,18 @@ class TrainedModel:
         return self.model(normalise_inputs(inputs[0], self.input_mean, self.input_std))
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> TrainedModel:
-    """Load a checkpoint of ``sarheight fit`` with ``torch.load(weights_only=True)`` (no
-    code runs from the file) and rebuild its model through :func:`sarheight.models.build`.
-
-    Parameters
-    ----------
-    path : the checkpoint (``.ckpt``).
-    device : where the model runs.
-
-    Returns
-    -------
-    TrainedModel, in evaluation mode.
+def trained_model(checkpoint: dict[str, Any], path: Path, device: torch.device) -> TrainedModel:
+    """The :class:`TrainedModel` of a checkpoint of ``sarheight fit`` read by
+    :func:`read_checkpoint`: its structure, statistics and model bounded, then its model
+    rebuilt through :func:`sarheight.models.build` on ``device`` (users load checkpoints
+    with :func:`sarheight.training.trained.load_checkpoint`).
 
     Raises
     ------
-    MissingInputError : the file does not exist.
-    InvalidInputError : it is not a PyTorch checkpoint, holds more than tensors and plain
-        values, or is not one of sarheight (no channel list and statistics).
+    InvalidInputError : not a checkpoint of sarheight fit (no channel list and statistics),
+        one of a newer format, one saved before training, inconsistent statistics, weights
+        that are not finite or do not fit the model.
     """
-    path = Path(path)
-    device = resolve_device(device)
-    checkpoint = read_checkpoint(path, map_location=device)
     stored = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(stored, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise InvalidInputError(f"{str(path)!r} is a PyTorch checkpoint but not of sarheight: it lacks the channel "
@@ -365,8 +356,9 @@ def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[
 
     Parameters
     ----------
-    source : a checkpoint of ``sarheight fit`` (checked as :func:`load_checkpoint` does).
-    target : the file to write (``.ckpt``); it loads with :func:`load_checkpoint`.
+    source : a checkpoint of ``sarheight fit`` (checked as :func:`trained_model` does).
+    target : the file to write (``.ckpt``); it loads with
+        :func:`sarheight.training.trained.load_checkpoint`.
     half : store the floating-point weights in float16 (half the size again, to ship a
         model; they load back into the float32 model, differing by about 1e-3 relative).
 
@@ -374,8 +366,11 @@ def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[
     -------
     Path of ``target``.
     """
-    load_checkpoint(source)  # the same clear errors as prediction, before writing anything
     checkpoint = read_checkpoint(source)
+    if not isinstance(checkpoint.get(CHECKPOINT_KEY), dict):
+        raise InvalidInputError(f"{os.fspath(source)!r} is a PyTorch checkpoint but not of sarheight fit (no channel "
+                                "list and normalisation statistics): only a height model's checkpoint is exported")
+    trained_model(checkpoint, Path(source), torch.device("cpu"))  # prediction's clear errors, before writing
     kept = {key: checkpoint[key] for key in ("state_dict", CHECKPOINT_KEY, "epoch", "global_step")
             if key in checkpoint}
     kept["state_dict"] = {key: (value.half() if half and value.is_floating_point() else value)

@@ -14,14 +14,17 @@ LCZClassification
     The LightningModule.
 classification_scores
     OA, AA, kappa and per-class accuracy of a confusion matrix.
-load_classifier
-    A trained module from its checkpoint, for inference.
+TrainedClassifier, trained_classifier
+    A trained classifier from a checkpoint read as data (users load it with
+    :func:`sarheight.training.trained.load_checkpoint`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,10 +37,10 @@ from ..errors import InvalidInputError, MissingInputError
 from ..io import check_memory
 from ..models import build
 from ..models.fusion import WIDTHS, log_summed_probabilities
-from .checkpoints import read_checkpoint, require_finite_weights
+from .checkpoints import require_finite_weights
 from .task import SarHeightTask, check_optimisation
 
-__all__ = ["LCZClassification", "classification_scores", "load_classifier"]
+__all__ = ["LCZClassification", "TrainedClassifier", "classification_scores", "trained_classifier"]
 
 #: The scores of :func:`classification_scores` that are one number each.
 SCORES = ("oa", "aa", "kappa")
@@ -214,16 +217,88 @@ class LCZClassification(SarHeightTask):
 
 
 
-def load_classifier(path: str | os.PathLike[str], map_location: str = "cpu") -> LCZClassification:
-    """The :class:`LCZClassification` of a checkpoint (its statistics and class weights
-    included), in evaluation mode; the checkpoint is read with ``weights_only=True``."""
-    checkpoint = read_checkpoint(path, map_location=map_location)
+def _classifier_options(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The LCZClassification options of a checkpoint's hyper-parameters, or None."""
     hparams = checkpoint.get("hyper_parameters")
-    if isinstance(hparams, dict):
-        # Lightning's own entries (LightningCLI's "_instantiator", "_class_path") are no
-        # options of the classifier.
-        hparams = {key: value for key, value in hparams.items() if not str(key).startswith("_")}
-    if not hparams or "split" not in hparams or "stage" not in hparams:
+    if not isinstance(hparams, dict):
+        return None
+    # Lightning's own entries (LightningCLI's "_instantiator", "_class_path") are no
+    # options of the classifier.
+    hparams = {key: value for key, value in hparams.items() if not str(key).startswith("_")}
+    return hparams if "split" in hparams and "stage" in hparams else None
+
+
+def is_classifier_checkpoint(checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint read by :func:`~sarheight.training.checkpoints.read_checkpoint`
+    is one of an LCZ classifier (its hyper-parameters name a split and a stage)."""
+    return _classifier_options(checkpoint) is not None
+
+
+@dataclass(frozen=True)
+class TrainedClassifier:
+    """A trained LCZ classifier with what it needs to run: its fusion network, input
+    split and stage, classes, and the statistics and class weights of its training split
+    (held by its :class:`LCZClassification`).
+
+    Calling it on raw patches (N, 18, H, W) gives the (N, num_classes) logits (stage 6: the
+    log of the summed probabilities); :meth:`predict_proba` the class probabilities.
+    """
+
+    path: Path
+    module: LCZClassification
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The fusion network."""
+        return self.module.model
+
+    @property
+    def split(self) -> str:
+        return str(self.module.hparams.split)
+
+    @property
+    def stage(self) -> int:
+        return int(self.module.hparams.stage)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.module.hparams.num_classes)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.module.class_names)
+
+    @property
+    def input_mean(self) -> torch.Tensor:
+        return self.module.input_mean
+
+    @property
+    def input_std(self) -> torch.Tensor:
+        return self.module.input_std
+
+    @torch.inference_mode()
+    def __call__(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.module(patches.to(self.module.device))
+
+    def predict_proba(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, num_classes) class probabilities of raw patches."""
+        return self.module.predict_proba(patches)
+
+
+def trained_classifier(checkpoint: dict[str, Any], path: str | os.PathLike[str],
+                       device: torch.device) -> TrainedClassifier:
+    """The :class:`TrainedClassifier` of a checkpoint read by
+    :func:`~sarheight.training.checkpoints.read_checkpoint` (its statistics and class
+    weights included), in evaluation mode on ``device`` (users load checkpoints with
+    :func:`sarheight.training.trained.load_checkpoint`).
+
+    Raises
+    ------
+    InvalidInputError : no split and stage among its hyper-parameters, no state_dict,
+        weights that are not finite or do not fit the classifier they describe.
+    """
+    hparams = _classifier_options(checkpoint)
+    if hparams is None:
         raise InvalidInputError(f"{os.fspath(path)!r} is not a checkpoint of an LCZ classifier "
                                 "(no split and stage among its hyper-parameters)")
     state = checkpoint.get("state_dict")
@@ -239,4 +314,4 @@ def load_classifier(path: str | os.PathLike[str], map_location: str = "cpu") -> 
         raise InvalidInputError(f"the weights of {os.fspath(path)!r} do not fit the classifier its hyper-parameters "
                                 f"describe (split {hparams.get('split')!r}, stage {hparams.get('stage')!r}): {first}; "
                                 "the file was altered or mixed up: give the checkpoint as sarheight wrote it") from None
-    return module.eval()
+    return TrainedClassifier(path=Path(path), module=module.to(device).eval())

@@ -23,9 +23,10 @@ from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.variables import refinement_classes
 from ..threads import bar as progress_bar
-from .checkpoints import TrainedModel, load_checkpoint, moved_to, resolve_device, warn_identical_members
+from .checkpoints import TrainedModel, moved_to, resolve_device, warn_identical_members
 from .losses import LOG_STD_RANGE
 from .memory import check_forward_memory
+from .trained import load_checkpoint
 
 
 def load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
@@ -43,7 +44,7 @@ def load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
         raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
     torch_device = resolve_device(device)
     # Models loaded already (refine_dem's, checked there) are moved, not read again.
-    members = [load_checkpoint(item, device=torch_device) if not isinstance(item, TrainedModel)
+    members = [load_checkpoint(item, device=torch_device, kind="height") if not isinstance(item, TrainedModel)
                else moved_to(item, torch_device) for item in given]
     warn_identical_members(members)
     return members, torch_device
@@ -180,7 +181,7 @@ def predict_height(
     scene : a scene (Dataset) or its file (see :mod:`sarheight.data.terrain`).
     checkpoints : one or several checkpoints, trained on the same channels with the same
         reference (seeds or folds of one experiment): paths, or models loaded with
-        :func:`~sarheight.training.checkpoints.load_checkpoint` (not read again).
+        :func:`~sarheight.training.trained.load_checkpoint` (not read again).
     tile : the tile side (cells), a multiple of ``2 ** depth`` of the U-Nets.
     overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
     progress : show a progress bar (outside a terminal, a line every 30 s).
@@ -420,7 +421,7 @@ def predict_buildings(
     ----------
     city_folder : the city's folder.
     checkpoints : one or several checkpoints with the same input groups (paths, or models
-        loaded with :func:`~sarheight.training.checkpoints.load_checkpoint`).
+        loaded with :func:`~sarheight.training.trained.load_checkpoint`).
     tile : the tile side (cells), a multiple of ``2 ** (stages + 1)`` of MBHR-Net.
     overlap : the least overlap of neighbouring tiles (cells), at most ``tile / 2``.
     out : a GeoTIFF to write the result to (bands ``height`` and, with an ensemble,

@@ -141,13 +141,23 @@ def test_an_lcz_checkpoint_of_lightning_cli_loads_for_combination(tmp_path):
     """``sarheight lcz fit`` (LightningCLI) adds its own entries to the hyper-parameters:
     no option of the classifier, and no sign of an altered file."""
     torch = pytest.importorskip("torch")
-    from sarheight.training.classification import LCZClassification, load_classifier
+    from sarheight import sample_data
+    from sarheight.errors import InvalidInputError
+    from sarheight.training import TrainedClassifier, load_checkpoint
+    from sarheight.training.classification import LCZClassification
 
     module = LCZClassification("sar", 0, widths=(4, 4, 4, 4, 4, 8))
     hyper = {**dict(module.hparams), "_instantiator": "lightning.pytorch.cli.instantiate_module"}
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hyper}, tmp_path / "last.ckpt")
-    loaded = load_classifier(tmp_path / "last.ckpt")
-    assert loaded.hparams.split == "sar" and not loaded.training
+    loaded = load_checkpoint(tmp_path / "last.ckpt")
+    assert isinstance(loaded, TrainedClassifier)
+    assert loaded.split == "sar" and loaded.stage == 0 and not loaded.module.training
+    assert loaded(torch.zeros(2, 18, 32, 32)).shape == (2, loaded.num_classes)
+    # One loader, typed: each kind refused where the other is asked for, named.
+    with pytest.raises(InvalidInputError, match=r"LCZ classifier .*not of a height model"):
+        load_checkpoint(tmp_path / "last.ckpt", kind="height")
+    with pytest.raises(InvalidInputError, match="not a checkpoint of an LCZ classifier but of a height model"):
+        load_checkpoint(sample_data.path("terrain_refine_demo.ckpt"), kind="lcz")
 
 
 def test_a_tree_to_compare_with_without_its_kernels_package_is_named(tmp_path, capsys):

@@ -262,3 +262,27 @@ def test_known_heights_are_one_specification(dotted):
     assert "priors" in parameters, f"{dotted} takes the known heights as priors="
     spelled = [p for p in parameters if (p.startswith(("prior_", "points_")) and p != "prior_method")]
     assert not spelled, f"{dotted}: {spelled} are parts of a PriorSpec; take them in priors="
+
+
+def test_trained_models_are_loaded_by_one_loader():
+    """docs/architecture.md's convention: checkpoints become trained models only through
+    ``training/trained.load_checkpoint`` (``trained_model`` and ``trained_classifier`` build
+    them from a checkpoint read as data; nothing else calls them, and nothing calls
+    ``torch.load`` but the one door, and the reader of a pretrained encoder's state dict,
+    a torchvision file and no checkpoint, read as data too)."""
+    builders = {"trained_model", "trained_classifier"}
+    readers = {"sarheight/training/checkpoints.py", "sarheight/models/resnet.py"}
+    homes = {"sarheight/training/trained.py", "sarheight/training/checkpoints.py",
+             "sarheight/training/classification.py"}
+    offenders = []
+    for path in sorted((ROOT / "sarheight").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            dotted = ast.unparse(node.func)
+            if (name in builders and relative not in homes) or (
+                    dotted == "torch.load" and relative not in readers):
+                offenders.append(f"{relative}:{node.lineno} {dotted}")
+    assert not offenders, offenders

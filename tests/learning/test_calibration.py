@@ -21,9 +21,9 @@ from sarheight.training.calibration import (
     calibration_figures,
     describe_calibration,
 )
-from sarheight.training.checkpoints import load_checkpoint
 from sarheight.training.losses import spread_loss
 from sarheight.training.predict import predict_height
+from sarheight.training.trained import load_checkpoint
 from tests.support.scenes import fit_tiny_checkpoint, simulate_tiny_scenes
 
 LAYOVER, SHADOW, STEEP, OTHER = (REFINEMENT_CLASSES.index(name) for name in ("layover", "shadow", "steep", "other"))

@@ -244,10 +244,10 @@ def test_combine_of_the_single_sensor_networks_is_the_independent_sum(sweep, so2
 
 def test_a_checkpoint_classifies_raw_patches_alone(sweep, so2sat):
     from sarheight.data.so2sat import So2SatLCZ42
-    from sarheight.training.classification import load_classifier
+    from sarheight.training.trained import load_checkpoint
 
     out, results = sweep
-    model = load_classifier(out / "runs/optical/seed0/best.ckpt")
+    model = load_checkpoint(out / "runs/optical/seed0/best.ckpt", kind="lcz")
     assert model.model.groups == ((8, 9, 10, 11, 12, 13, 14, 15, 16, 17),)
     assert model.input_std.min() > 0 and not torch.all(model.input_mean == 0)
     test = So2SatLCZ42(so2sat, "testing")
@@ -256,18 +256,18 @@ def test_a_checkpoint_classifies_raw_patches_alone(sweep, so2sat):
     predicted = model.predict_proba(patches).argmax(1)
     assert float((predicted == labels).float().mean()) == pytest.approx(results["rows"]["optical"]["runs"][0]["oa"])
     with pytest.raises(Exception, match="does not exist"):
-        load_classifier(out / "missing.ckpt")
+        load_checkpoint(out / "missing.ckpt", kind="lcz")
     from sarheight import sample_data
 
     with pytest.raises(InvalidInputError, match="not a checkpoint of an LCZ classifier"):
-        load_classifier(sample_data.path("terrain_refine_demo.ckpt"))
+        load_checkpoint(sample_data.path("terrain_refine_demo.ckpt"), kind="lcz")
 
     # Weights of another classifier under these hyper-parameters: named, not a traceback.
     mixed = torch.load(out / "runs/optical/seed0/best.ckpt", weights_only=True)
     mixed["state_dict"] = torch.load(out / "runs/sar/seed0/best.ckpt", weights_only=True)["state_dict"]
     torch.save(mixed, out / "mixed.ckpt")
     with pytest.raises(InvalidInputError, match=r"do not fit the classifier .*split 'optical'"):
-        load_classifier(out / "mixed.ckpt")
+        load_checkpoint(out / "mixed.ckpt", kind="lcz")
 
 
 def test_a_truncated_so2sat_file_is_named(so2sat, tmp_path):
