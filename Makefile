@@ -36,8 +36,12 @@ install-test: $(STAMP_TEST)
 lint: install-test
 	$(BIN)/ruff check .
 
+# The tests run on one worker process a core (pytest-xdist), each test file on one worker
+# (its fixtures made once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+
 test: install-test lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: install
 	$(BIN)/sarheight demo --out demo-output

@@ -10,6 +10,14 @@ from pathlib import Path
 import pyproj
 import pytest
 
+# Under pytest-xdist (make test runs one worker a core) each worker is one process of
+# several sharing the cores: one thread each for Numba's row blocks, torch and BLAS, set
+# before any of them is imported, or they oversubscribe the cores (torch's spinning pool
+# beside a busy process runs many times slower). A value the environment gives is kept.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _variable in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
