@@ -112,7 +112,7 @@ class PriorSpec:
     layer: str | None = None
 
     def __post_init__(self) -> None:
-        given = [name for name in ("fraction", "count", "points") if getattr(self, name) is not None]
+        given = self._given("fraction", "count", "points")
         if len(given) != 1:
             raise InvalidInputError(
                 "Give exactly one of fraction= (a share of the DEM's cells), count= (a number of priors) or points= "
@@ -127,8 +127,12 @@ class PriorSpec:
             raise InvalidInputError(f"noise_m={self.noise_m!r} must be a standard deviation in metres, 0 or more.")
         object.__setattr__(self, "noise_m", float(self.noise_m))
 
+    def _given(self, *names: str) -> list[str]:
+        """The fields among ``names`` that were given (not None), in their order."""
+        return [name for name in names if getattr(self, name) is not None]
+
     def _check_points(self) -> None:
-        drawn = [name for name in ("pattern", "kind", "errors", "track_layout") if getattr(self, name) is not None]
+        drawn = self._given("pattern", "kind", "errors", "track_layout")
         if drawn:
             raise InvalidInputError(
                 f"{', '.join(name + '=' for name in drawn)} describe priors drawn from a DEM; given points= lie where they were measured "
@@ -142,7 +146,7 @@ class PriorSpec:
             raise InvalidInputError(f"layer={self.layer!r} must be the name of a GeoPackage table.")
 
     def _check_drawn(self) -> None:
-        extra = [name for name in ("crs", "vertical_datum", "geoid_grid", "layer") if getattr(self, name) is not None]
+        extra = self._given("crs", "vertical_datum", "geoid_grid", "layer")
         if extra:
             raise InvalidInputError(
                 f"{', '.join(extra)} describe points= and mean nothing for priors drawn from a DEM: open the DEM "

@@ -367,9 +367,6 @@ def export_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[
     Path of ``target``.
     """
     checkpoint = read_checkpoint(source)
-    if not isinstance(checkpoint.get(CHECKPOINT_KEY), dict):
-        raise InvalidInputError(f"{os.fspath(source)!r} is a PyTorch checkpoint but not of sarheight fit (no channel "
-                                "list and normalisation statistics): only a height model's checkpoint is exported")
     trained_model(checkpoint, Path(source), torch.device("cpu"))  # prediction's clear errors, before writing
     kept = {key: checkpoint[key] for key in ("state_dict", CHECKPOINT_KEY, "epoch", "global_step")
             if key in checkpoint}
