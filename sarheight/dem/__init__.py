@@ -48,7 +48,7 @@ from .geoid import (
     heights_in_datum,
     output_datum,
 )
-from .opening import FEET_UNITS, STEEP_SHARE, DemSource, open_dem, steep_step_share
+from .opening import FEET_UNITS, STEEP_SHARE, DemSource, is_opened, open_dem, steep_step_share
 
 __all__ = [
     "FEET_UNITS",
@@ -66,6 +66,7 @@ __all__ = [
     "geoid_undulation",
     "heights_in_datum",
     "horizontal_crs",
+    "is_opened",
     "is_wgs84_degrees",
     "open_dem",
     "output_datum",

@@ -18,6 +18,7 @@ import math
 import os
 import threading
 import warnings
+import weakref
 from typing import Any
 
 import affine
@@ -144,6 +145,55 @@ def open_dem(
     """
     vertical_datum = check_vertical_datum_keyword(vertical_datum)
     grid_path = check_geoid_grid_path(geoid_grid)
+    if is_opened(source) and vertical_datum in (None, "ellipsoid") and grid_path is None and not fill_voids:
+        # Checked when it was opened: the functions a DEM passes through each take it as
+        # they would any, and its heights are scanned once, not at every door.
+        return source if not copy else _opened(source.copy(deep=True))
+    return _opened(_open(source, vertical_datum, grid_path, fill_voids, copy))
+
+
+#: The DEMs open_dem has returned, by identity, each with what it had when it was
+#: returned (its heights' array, its CRS and transform, its datum): a new object (every
+#: arithmetic result, every copy, every selection) is not one of them, and one whose array,
+#: CRS, transform or datum was replaced in place no longer matches.
+_OPENED: weakref.WeakValueDictionary[int, xr.DataArray] = weakref.WeakValueDictionary()
+_OPENED_FORM: dict[int, tuple] = {}
+
+
+def _form(dem: xr.DataArray) -> tuple:
+    spatial_ref = dem.coords["spatial_ref"].attrs if "spatial_ref" in dem.coords else {}
+    return (id(dem.data), dem.dims, spatial_ref.get("crs_wkt"), spatial_ref.get("GeoTransform"),
+            dem.attrs.get("vertical_datum"))
+
+
+def _forget(key: int) -> None:
+    _OPENED_FORM.pop(key, None)
+
+
+def _opened(dem: xr.DataArray) -> xr.DataArray:
+    if _OPENED.get(id(dem)) is not dem:
+        _OPENED[id(dem)] = dem
+        weakref.finalize(dem, _forget, id(dem))
+    _OPENED_FORM[id(dem)] = _form(dem)
+    return dem
+
+
+def is_opened(dem: Any) -> bool:
+    """Whether ``dem`` is a DataArray :func:`open_dem` returned, as it returned it.
+
+    Such a DEM was checked when it was opened, and :func:`open_dem` (``vertical_datum``
+    None or "ellipsoid", no ``geoid_grid``, no ``fill_voids``) passes it through without
+    scanning its heights again. Heights written into its array in place afterwards are the
+    writer's to keep valid; anything derived from it (arithmetic, a copy, a selection) is a
+    new DEM, checked when it is opened.
+    """
+    return (isinstance(dem, xr.DataArray) and _OPENED.get(id(dem)) is dem
+            and _OPENED_FORM.get(id(dem)) == _form(dem))
+
+
+def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, fill_voids: bool,
+          copy: bool) -> xr.DataArray:
+    """:func:`open_dem`'s work on a DEM not opened before."""
     dem = _as_dataarray(source)
     # rioxarray derives the transform from the coordinates each time (milliseconds): once here.
     transform = transform_of(dem)

@@ -291,6 +291,41 @@ def test_opened_dem_passes_through_without_reconversion():
         sdem.open_dem(dem, vertical_datum="egm96", geoid_grid=ROME_GEOID)
 
 
+def test_a_dem_is_checked_once_and_what_is_derived_from_it_again(monkeypatch):
+    heights = np.linspace(100.0, 900.0, 64 * 48, dtype=np.float32).reshape(64, 48)
+    dem = sdem.open_dem((heights, Affine(30.0, 0, 500_000.0, 0, -30.0, 4_000_000.0), "EPSG:32611"),
+                        vertical_datum="ellipsoid")
+    assert sdem.is_opened(dem)
+    scans = []
+    real = sdem.opening.validated_heights
+    monkeypatch.setattr(sdem.opening, "validated_heights", lambda *a, **k: scans.append(1) or real(*a, **k))
+    # Passed through: the same object without a copy, or a registered copy, and no scan.
+    assert sdem.open_dem(dem, copy=False) is dem
+    again = sdem.open_dem(dem)
+    assert again is not dem and not np.shares_memory(again.values, dem.values) and sdem.is_opened(again)
+    xr.testing.assert_identical(again, dem)
+    assert sdem.open_dem(dem, vertical_datum="ellipsoid", copy=False) is dem
+    assert scans == []
+    # Anything derived is a new DEM and is scanned: arithmetic that leaves the range is refused.
+    for derived in (dem + 1.0, dem.copy(), dem.isel(x=slice(0, 20))):
+        assert not sdem.is_opened(derived)
+    with pytest.raises(InvalidInputError, match="outside"):
+        sdem.open_dem(dem * 1e6)
+    assert len(scans) == 1
+    # A DEM whose CRS or datum was replaced in place is no longer the one checked.
+    moved = sdem.open_dem(dem)
+    moved.rio.write_crs("EPSG:32612", inplace=True)
+    assert not sdem.is_opened(moved)
+    relabelled = sdem.open_dem(dem)
+    relabelled.attrs["vertical_datum"] = "egm96"
+    assert not sdem.is_opened(relabelled)
+    # Asking for work (a conversion, filled voids) is never skipped.
+    with pytest.raises(DatumError, match="already ellipsoidal"):
+        sdem.open_dem(dem, vertical_datum="egm96")
+    assert sdem.open_dem(dem, fill_voids=True) is not dem
+    assert not sdem.is_opened(xr.DataArray(heights, dims=("y", "x")))
+
+
 # --------------------------------------------------------------------------------------
 # open_dem on synthetic inputs
 # --------------------------------------------------------------------------------------
