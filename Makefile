@@ -13,19 +13,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# No byte-compiling at install: a module is compiled when it is first imported, and most of
+# torch's thousands never are (its install takes a third of the time).
+PIP := $(BIN)/python -m pip install --quiet --no-compile
+
 # Installing also compiles the kernels (cached beside their sources), so that the demo
 # and the first real run start at once.
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[ml]'
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[ml]'
 	$(BIN)/sarheight compile
 	touch $@
 
 # The test data: the bigearthnet-common wheel holds real BigEarthNet Sentinel-1/-2 patches
 # (tests/conftest.py finds it in $(VENV)/test-data).
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[ml,test]'
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[ml,test]'
 	$(BIN)/python -m pip download --quiet --no-deps bigearthnet-common==2.8.0 -d $(VENV)/test-data
 	$(BIN)/sarheight compile
 	touch $@ $(STAMP_RUN)

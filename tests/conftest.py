@@ -19,6 +19,39 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(_variable, "1")
 
 
+#: The test files that take longest (a minute or more on one worker on a new install, where
+#: they also compile kernels), longest first. They are collected first: pytest-xdist hands
+#: each file to the next free worker in collection order, so the long ones start at once and
+#: the workers end together, instead of one worker running the last long file alone.
+SLOW_FILES = (
+    "tests/house/test_a_strangers_folder.py",
+    "tests/learning/test_learning_security.py",
+    "tests/learning/test_distributed_training.py",
+    "tests/kernels/test_kernels_geometry.py",
+    "tests/studies/test_refinement_study.py",
+    "tests/learning/test_training.py",
+    "tests/house/test_demo.py",
+    "tests/terrain/test_terrain_refine.py",
+    "tests/physics/test_geometry.py",
+    "tests/physics/test_layover_masks.py",
+    "tests/learning/test_models_mbhr.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    rank = {name: index for index, name in enumerate(SLOW_FILES)}
+
+    def position(item: pytest.Item) -> int:
+        try:
+            return rank.get(item.path.resolve().relative_to(root).as_posix(), len(rank))
+        except ValueError:  # a test outside the repository's folder
+            return len(rank)
+
+    # A stable sort: the other files, and the tests within each file, keep their order.
+    items.sort(key=position)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real reference data: the folder ``SARHEIGHT_REFERENCE_DATA`` names, else

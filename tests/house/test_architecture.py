@@ -153,6 +153,13 @@ def test_tests_live_in_the_folders_of_the_floors():
     assert folders <= TEST_FOLDERS, f"test folders {sorted(folders - TEST_FOLDERS)} mirror no floor: name them here"
 
 
+def test_the_slow_files_run_first_are_test_files():
+    from tests.conftest import SLOW_FILES
+
+    missing = [name for name in SLOW_FILES if not (ROOT / name).is_file()]
+    assert not missing, f"tests/conftest.py's SLOW_FILES names files that are not there: {missing}"
+
+
 def test_no_benchmark_imports_tests_or_private_names():
     for path in (ROOT / "benchmarks").glob("*.py"):
         tree = ast.parse(path.read_text())
