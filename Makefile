@@ -13,23 +13,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# No byte-compiling at install: a module is compiled when it is first imported, and most of
-# torch's thousands never are (its install takes a third of the time).
-PIP := $(BIN)/python -m pip install --quiet --no-compile
-
 # Installing also compiles the kernels (cached beside their sources), so that the demo
 # and the first real run start at once.
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(PIP) $(TORCH)
-	$(PIP) -e '.[ml]'
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[ml]'
 	$(BIN)/sarheight compile
 	touch $@
 
 # The test data: the bigearthnet-common wheel holds real BigEarthNet Sentinel-1/-2 patches
 # (tests/conftest.py finds it in $(VENV)/test-data).
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(PIP) $(TORCH)
-	$(PIP) -e '.[ml,test]'
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[ml,test]'
 	$(BIN)/python -m pip download --quiet --no-deps bigearthnet-common==2.8.0 -d $(VENV)/test-data
 	$(BIN)/sarheight compile
 	touch $@ $(STAMP_RUN)
@@ -41,11 +37,14 @@ lint: install-test
 	$(BIN)/ruff check .
 
 # The tests run on one worker process a core (pytest-xdist), each test file on one worker
-# (its fixtures made once); TEST_WORKERS=0 runs them in this process.
+# (its fixtures made once), the files in the order tests/conftest.py collects them (the
+# longest first; xdist would otherwise start the files with the most tests first, and one
+# worker would run a long file of few tests alone at the end); TEST_WORKERS=0 runs them in
+# this process.
 TEST_WORKERS ?= auto
 
 test: install-test lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 demo: install
 	$(BIN)/sarheight demo --out demo-output
