@@ -38,6 +38,7 @@ from ..priors import (
     sample_priors,
 )
 from ..simulate import simulate_sar
+from .augment import TerrainTransform, orient_cells, transform_terrain
 from .files import write_scene
 from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
 from .grid import block_mean
@@ -293,6 +294,7 @@ def simulate_scenes(
     dates: tuple[int, ...] = (1,),
     moisture_db: float = 1.0,
     snow_share: float = 0.2,
+    terrain_transforms: Sequence[TerrainTransform] = (TerrainTransform(),),
     sample: int | None = None,
     unscored: dict[str, Any] | None = None,
     progress: bool = True,
@@ -327,7 +329,11 @@ def simulate_scenes(
         by a moisture drawn with ``moisture_db`` standard deviation (dB), ``snow_share`` of
         the dates under wet snow (:func:`sarheight.ground.draw_date_conditions`, from the
         scene's own seed).
-    sample : per DEM, how many scenes to draw at random (without repeats, seeded by the
+    terrain_transforms : new terrain from each DEM (:class:`sarheight.terrain.augment.TerrainTransform`:
+        turned, mirrored, scaled on the ground, on a projected grid), each with its own
+        geometries simulated over it; named in the files after the DEM (``<dem>-r1m``), the
+        scenes' ``dem_name`` the DEM's own (one area, one split). Default: the DEM as it is.
+    sample : per DEM (and terrain transform), how many scenes to draw at random (without repeats, seeded by the
         DEM's name) from all the combinations of the axes above, instead of every one: a
         training set that spans many axes without their product.
     unscored : per DEM name, the cells whose truth its scenes leave out (see
@@ -341,7 +347,7 @@ def simulate_scenes(
     DEM's errors, an instrument kind's errors, the ground and the land cover) is drawn
     with a seed of its own scene (the CRC-32 of its name without the pass): no two scenes
     share a land cover, except the two passes of a pair, which see the same ground. Files are named
-    ``<dem>_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors' label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>]_s<seed>.nc``;
+    ``<dem>[-<transform>]_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors' label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
     import itertools
@@ -372,6 +378,12 @@ def simulate_scenes(
     if len(set(labels)) != len(labels):
         raise InvalidInputError(f"two priors share the label of their files ({labels}): give one PriorSpec per "
                                 "pattern or instrument kind")
+    changes = list(terrain_transforms)
+    if not changes or not all(isinstance(change, TerrainTransform) for change in changes):
+        raise InvalidInputError(f"terrain_transforms={terrain_transforms!r}: give a sequence of TerrainTransform "
+                                "(TerrainTransform() is the DEM as it is)")
+    if len({change.label for change in changes}) != len(changes):
+        raise InvalidInputError(f"terrain_transforms repeats a transform ({[c.label or 'none' for c in changes]})")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 
@@ -395,18 +407,27 @@ def simulate_scenes(
         return found
 
     plans = []
-    for truth, dem_name in zip(truths, names, strict=True):
-        combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, specs, looks,
-                                              laws, land_cover_db, ground_families, dates, seeds))
-        if sample is not None and sample < len(combinations):
-            rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
-            combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample, replace=False))]
-        plans.append((truth, dem_name, combinations))
+    for source, source_dem_name in zip(truths, names, strict=True):
+        for change in changes:
+            # The geometries are made over the terrain as transformed: the physics of the
+            # new terrain, not an image turned.
+            truth = source if change == TerrainTransform() else transform_terrain(source, change)
+            dem_name = source_dem_name + (f"-{change.label}" if change.label else "")
+            cells = (unscored or {}).get(source_dem_name)
+            if cells is not None and change.label:
+                cells = orient_cells(np.asarray(cells), change, source.rio.transform())
+            combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, specs, looks,
+                                                  laws, land_cover_db, ground_families, dates, seeds))
+            if sample is not None and sample < len(combinations):
+                rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
+                combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample,
+                                                                           replace=False))]
+            plans.append((truth, dem_name, cells, combinations))
     paths: list[Path] = []
     # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
-    with deferred_warnings(), progress_bar(total=sum(len(plan[2]) for plan in plans), desc="terrain scenes",
+    with deferred_warnings(), progress_bar(total=sum(len(plan[3]) for plan in plans), desc="terrain scenes",
                                            unit="scene", enabled=progress) as bar:
-        for truth, dem_name, combinations in plans:
+        for truth, dem_name, cells, combinations in plans:
             for (tag, geometry, other), factor, family, spec, scene_looks, law, cover, ground_family, stack, seed \
                     in combinations:
                 radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
@@ -431,7 +452,7 @@ def simulate_scenes(
                                                                         snow_dates=round(snow_share * stack))
                     scene = simulate_scene(truth, geometry, coarse_factor=factor, seed=seed, other_geometry=other,
                                            name=name, looks=scene_looks, law=law, land_cover_db=cover,
-                                           land_cover_seed=draw, unscored=(unscored or {}).get(dem_name),
+                                           land_cover_seed=draw, unscored=cells,
                                            progress=False, **drawn, **scene_options)
                     scene.attrs["coarse_family"] = family
                     write_scene(scene, path)

@@ -38,6 +38,7 @@ LAYERS = (
     ("terrain.registration", "terrain.inversion"),
     ("terrain.variables",),
     ("terrain.observed",),
+    ("terrain.augment",),
     ("terrain.simulated",),
     ("terrain.clinometry",),
     ("terrain.methods",),
