@@ -77,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scene.add_argument("--sample", type=int, default=None, metavar="N",
                        help="draw N scenes per DEM at random from all the combinations of the options above "
                        "instead of making every one")
+    terrain = parser.add_argument_group(
+        "more terrain", "new terrain from each DEM, turned, mirrored or scaled on the ground (slopes kept), each "
+        "under geometries of its own: the physics of other terrain, not an image turned")
+    terrain.add_argument("--orientations", action="store_true",
+                         help="every orientation of each DEM's terrain: four quarter turns, each mirrored or not")
+    terrain.add_argument("--terrain-scale", dest="terrain_scales", action="append", type=float, default=None,
+                         metavar="S", help="the terrain scaled by S (0.5-2: its cells and its relief); repeat for "
+                         "several (default 1)")
     scene.add_argument("--nesz", type=float, default=-22.0, help="noise-equivalent sigma0, dB (-22)")
     scene.add_argument("--seeds", type=int, default=1, help="scenes per geometry with other texture, speckle "
                        "and prior draws (default 1)")
@@ -87,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
+    from ..terrain.augment import ORIENTATIONS, TerrainTransform
     from ..terrain.simulated import simulate_scenes
     from .options import drawn_priors_from_args, open_dem_from_args
 
@@ -108,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
                 raise SarHeightError(f"--geometry {path!r}: no such Sentinel-1 product; give a .SAFE directory, its "
                                      "manifest.safe or a .zip, or 'synthetic'")
         geometries = [RadarGeometry.from_sentinel1(path, args.measurement) for path in given]
+    orientations = ORIENTATIONS if args.orientations else (TerrainTransform(),)
+    terrain_transforms = [TerrainTransform(orientation.quarter_turns, orientation.mirror, scale)
+                          for scale in dict.fromkeys(args.terrain_scales or (1.0,)) for orientation in orientations]
     dems = []
     for path in args.dem:
         dem = open_dem_from_args(args, path)
@@ -129,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         coarse_families=tuple(dict.fromkeys(args.coarse_families or ("ideal",))),
         ground_families=tuple(dict.fromkeys(args.ground_families or (None,))),
         dates=tuple(dict.fromkeys(args.dates or (1,))),
+        terrain_transforms=terrain_transforms,
         inversion=args.inversion,
         sample=args.sample,
         nesz_db=args.nesz,

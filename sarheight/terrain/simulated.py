@@ -38,7 +38,7 @@ from ..priors import (
     sample_priors,
 )
 from ..simulate import simulate_sar
-from .augment import TerrainTransform, orient_cells, transform_terrain
+from .augment import TerrainTransform, orient_cells, terrain_on_a_projected_grid, transform_terrain
 from .files import write_scene
 from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
 from .grid import block_mean
@@ -330,8 +330,8 @@ def simulate_scenes(
         the dates under wet snow (:func:`sarheight.ground.draw_date_conditions`, from the
         scene's own seed).
     terrain_transforms : new terrain from each DEM (:class:`sarheight.terrain.augment.TerrainTransform`:
-        turned, mirrored, scaled on the ground, on a projected grid), each with its own
-        geometries simulated over it; named in the files after the DEM (``<dem>-r1m``), the
+        turned, mirrored, scaled on the ground; a geographic DEM on its UTM grid first), each
+        with its own geometries simulated over it; named in the files after the DEM (``<dem>-r1m``), the
         scenes' ``dem_name`` the DEM's own (one area, one split). Default: the DEM as it is.
     sample : per DEM (and terrain transform), how many scenes to draw at random (without repeats, seeded by the
         DEM's name) from all the combinations of the axes above, instead of every one: a
@@ -384,6 +384,16 @@ def simulate_scenes(
                                 "(TerrainTransform() is the DEM as it is)")
     if len({change.label for change in changes}) != len(changes):
         raise InvalidInputError(f"terrain_transforms repeats a transform ({[c.label or 'none' for c in changes]})")
+    if any(change.label for change in changes):
+        # A transformed geographic DEM is put on its UTM grid first, where cells given on
+        # its own grid no longer fall.
+        projected_only = sorted(name for name, truth in zip(names, truths, strict=True)
+                                if not truth.rio.crs.is_projected and (unscored or {}).get(name) is not None)
+        if projected_only:
+            raise InvalidInputError(
+                f"the unscored cells of {projected_only} are on a geographic grid, which a terrain transform "
+                "reprojects to its UTM zone: give the DEM on that grid "
+                "(sarheight.terrain.augment.terrain_on_a_projected_grid) with its unscored cells on it")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 
@@ -411,7 +421,8 @@ def simulate_scenes(
         for change in changes:
             # The geometries are made over the terrain as transformed: the physics of the
             # new terrain, not an image turned.
-            truth = source if change == TerrainTransform() else transform_terrain(source, change)
+            truth = (source if change == TerrainTransform()
+                     else transform_terrain(terrain_on_a_projected_grid(source), change))
             dem_name = source_dem_name + (f"-{change.label}" if change.label else "")
             cells = (unscored or {}).get(source_dem_name)
             if cells is not None and change.label:

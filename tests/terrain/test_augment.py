@@ -145,3 +145,34 @@ def test_a_scene_set_simulates_each_transformed_terrain_under_its_own_geometry(t
         simulate_scenes([dem], tmp_path, terrain_transforms=(quarter, quarter), progress=False)
     with pytest.raises(InvalidInputError, match="TerrainTransform"):
         simulate_scenes([dem], tmp_path, terrain_transforms=(1,), progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::sarheight.errors.PlausibilityWarning")
+def test_the_scenes_command_makes_more_terrain_from_a_geographic_dem(tmp_path):
+    from sarheight.cli import main
+    from sarheight.io import write_geotiff
+    from tests.support.scenes import rough_dem
+
+    dem_path = write_geotiff(rough_dem(seed=2, rows=24, cols=24, relief=300.0).to_dataset(name="height"),
+                             tmp_path / "hills.tif")
+    common = ["terrain", "scenes", "--dem", str(dem_path), "--vertical-datum", "ellipsoid", "--pass", "ascending",
+              "--prior-count", "4", "-q"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--terrain-scale", "1", "--terrain-scale", "1.5"]) == 0
+    assert sorted(path.name for path in (tmp_path / "a").iterdir()) == [
+        "hills-x1.5_ascending_c3_random_s0.nc", "hills_ascending_c3_random_s0.nc"]
+    assert main([*common, "--out", str(tmp_path / "b"), "--orientations"]) == 0
+    names = sorted(path.name.split("_")[0] for path in (tmp_path / "b").iterdir())
+    assert names == sorted(f"hills{'-' + change.label if change.label else ''}" for change in ORIENTATIONS)
+    assert main([*common, "--out", str(tmp_path / "c"), "--terrain-scale", "3"]) == 2
+
+
+def test_unscored_cells_of_a_geographic_dem_that_a_transform_reprojects_are_refused_before_any_work(tmp_path):
+    from sarheight.terrain.simulated import simulate_scenes
+    from tests.support.scenes import rough_dem
+
+    dem = rough_dem(seed=1, rows=20, cols=20)
+    dem.attrs["dem_name"] = "rough"
+    with pytest.raises(InvalidInputError, match="terrain_on_a_projected_grid"):
+        simulate_scenes([dem], tmp_path / "out", terrain_transforms=(TerrainTransform(mirror=True),),
+                        unscored={"rough": np.zeros(dem.shape, dtype=bool)}, progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
