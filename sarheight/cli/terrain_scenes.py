@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..errors import SarHeightError
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                                      "manifest.safe or a .zip, or 'synthetic'")
         geometries = [RadarGeometry.from_sentinel1(path, args.measurement) for path in given]
     orientations = ORIENTATIONS if args.orientations else (TerrainTransform(),)
-    terrain_transforms = [TerrainTransform(orientation.quarter_turns, orientation.mirror, scale)
+    terrain_transforms = [dataclasses.replace(orientation, scale=scale)
                           for scale in dict.fromkeys(args.terrain_scales or (1.0,)) for orientation in orientations]
     dems = []
     for path in args.dem:

@@ -152,12 +152,12 @@ def open_dem(
     return _opened(_open(source, vertical_datum, grid_path, fill_voids, copy))
 
 
-#: The DEMs open_dem has returned, by identity, each with what it had when it was
-#: returned (its heights' array, its CRS and transform, its datum): a new object (every
-#: arithmetic result, every copy, every selection) is not one of them, and one whose array,
-#: CRS, transform or datum was replaced in place no longer matches.
-_OPENED: weakref.WeakValueDictionary[int, xr.DataArray] = weakref.WeakValueDictionary()
-_OPENED_FORM: dict[int, tuple] = {}
+#: The DEMs open_dem has returned, by identity: a weak reference to each (whose death
+#: removes the entry) and what it had when it was returned (its heights' array, its CRS and
+#: transform, its datum). A new object (every arithmetic result, every copy, every
+#: selection) is not one of them, and one whose array, CRS, transform or datum was replaced
+#: in place no longer matches.
+_OPENED: dict[int, tuple[weakref.ref, tuple]] = {}
 
 
 def _form(dem: xr.DataArray) -> tuple:
@@ -166,15 +166,9 @@ def _form(dem: xr.DataArray) -> tuple:
             dem.attrs.get("vertical_datum"))
 
 
-def _forget(key: int) -> None:
-    _OPENED_FORM.pop(key, None)
-
-
 def _opened(dem: xr.DataArray) -> xr.DataArray:
-    if _OPENED.get(id(dem)) is not dem:
-        _OPENED[id(dem)] = dem
-        weakref.finalize(dem, _forget, id(dem))
-    _OPENED_FORM[id(dem)] = _form(dem)
+    key = id(dem)
+    _OPENED[key] = (weakref.ref(dem, lambda _, key=key: _OPENED.pop(key, None)), _form(dem))
     return dem
 
 
@@ -187,8 +181,8 @@ def is_opened(dem: Any) -> bool:
     writer's to keep valid; anything derived from it (arithmetic, a copy, a selection) is a
     new DEM, checked when it is opened.
     """
-    return (isinstance(dem, xr.DataArray) and _OPENED.get(id(dem)) is dem
-            and _OPENED_FORM.get(id(dem)) == _form(dem))
+    entry = _OPENED.get(id(dem)) if isinstance(dem, xr.DataArray) else None
+    return entry is not None and entry[0]() is dem and entry[1] == _form(dem)
 
 
 def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, fill_voids: bool,

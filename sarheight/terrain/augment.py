@@ -98,8 +98,8 @@ def transform_terrain(dem: Any, change: TerrainTransform) -> xr.DataArray:
             "transform_terrain needs a DEM on a projected grid (square metres on the ground); this one is "
             f"geographic ({crs}). Reproject it first: dem.rio.reproject(dem.rio.estimate_utm_crs())")
     dy, dx = cell_size_m(opened)
-    units = dx / abs(opened.rio.transform().a)  # metres of one unit of the CRS
     transform = opened.rio.transform()
+    units = dx / abs(transform.a)  # metres of one unit of the CRS
     heights = orient_cells(opened.values, change, transform)
     if change.quarter_turns % 2:
         dy, dx = dx, dy

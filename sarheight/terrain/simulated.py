@@ -418,11 +418,12 @@ def simulate_scenes(
 
     plans = []
     for source, source_dem_name in zip(truths, names, strict=True):
+        # A geographic DEM reprojected once, for all its transforms.
+        projected = terrain_on_a_projected_grid(source) if any(change.label for change in changes) else source
         for change in changes:
             # The geometries are made over the terrain as transformed: the physics of the
             # new terrain, not an image turned.
-            truth = (source if change == TerrainTransform()
-                     else transform_terrain(terrain_on_a_projected_grid(source), change))
+            truth = transform_terrain(projected, change) if change.label else source
             dem_name = source_dem_name + (f"-{change.label}" if change.label else "")
             cells = (unscored or {}).get(source_dem_name)
             if cells is not None and change.label:
