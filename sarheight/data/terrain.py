@@ -79,7 +79,8 @@ from scipy.ndimage import binary_dilation
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
 from ..terrain.files import open_scene
-from ..terrain.variables import coarse_cell_size, scene_variable, variable_sources
+from ..terrain.methods import channel_sources, scene_channel
+from ..terrain.variables import coarse_cell_size
 from .tiles import (
     NO_SPLIT,
     SPLITS,
@@ -106,7 +107,7 @@ DEFAULT_CHANNELS = ("sar_reconstructed", "local_incidence_angle", "prior_height"
 #: Channels holding heights (m): given relative to the reference channel when there is one.
 HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "coarse_corrected", "height",
                              "coarse_bicubic", "coarse_lanczos", "coarse_registered", "coarse_backprojected",
-                             "coarse_refined"})
+                             "coarse_refined", "clinometry", "inverted"})
 
 #: Channels of mask codes (:class:`~sarheight.masks.MaskCode`): as inputs, 255 (outside
 #: the image) is a missing value.
@@ -118,10 +119,12 @@ LENGTH_CHANNELS = frozenset({"prior_distance", "prior_correction_std"})
 #: Channels that are NaN by design where they say nothing: the heights of the priors,
 #: given only at the priors, the ratios of observed to simulated sigma0 and the range
 #: slopes read from them, which shadow leaves without an observation (a refinement still
-#: predicts there, from the coarse DEM), and the spread of the priors' correction, which
-#: a scene without priors lacks. A NaN there is no missing input.
+#: predicts there, from the coarse DEM), the spread of the priors' correction, which
+#: a scene without priors lacks, and the maps of the physics methods (clinometry, the
+#: inversion), which have none where the image says nothing. A NaN there is no missing input.
 SPARSE_CHANNELS = frozenset({"prior_height", "sar_ratio", "sar_ratio_geocoded", "other_sar_ratio", "sar_slope",
-                             "sar_slope_geocoded", "other_sar_slope", "prior_correction_std"})
+                             "sar_slope_geocoded", "other_sar_slope", "prior_correction_std", "clinometry",
+                             "inverted"})
 
 #: Sparse channels that a scene may hold no value of at all: the priors' heights and the
 #: spread of their correction, in a scene without priors.
@@ -312,7 +315,7 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
         raise InvalidInputError("a scale of heights needs a reference to measure them from: set data.reference "
                                 "(coarse_bicubic) or data.scale null")
     needed = [*channels, *([reference] if reference else []), *([target, "layover", "shadow"] if target else [])]
-    sources = [source for variable in needed for source in variable_sources(variable)]
+    sources = [source for variable in needed for source in channel_sources(variable)]
     check_scene([str(v) for v in ds.data_vars], sources, name, needed_by)
     for variable in dict.fromkeys(sources):
         if ds[variable].dims != ("y", "x"):
@@ -323,7 +326,7 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
     inputs = np.empty((len(channels), ds.sizes["y"], ds.sizes["x"]), dtype=np.float32)
     missing = ~np.isfinite(offset) if offset is not None else np.zeros(inputs.shape[1:], dtype=bool)
     for index, channel in enumerate(channels):
-        values = scene_variable(ds, channel)
+        values = scene_channel(ds, channel)
         if channel in MASK_CHANNELS:
             # Outside the image is no code but a missing value.
             values[values == MaskCode.OUTSIDE] = np.nan
@@ -568,7 +571,7 @@ class TerrainDataModule(TiledDataModule):
             raise InvalidInputError(f"scene names {duplicates} occur more than once among {len(files)} scene files: "
                                     "give each scene a unique scene_name")
         needed = [source for variable in [*self.channels, *([self.reference] if self.reference else []), self.target,
-                                          "layover", "shadow"] for source in variable_sources(variable)]
+                                          "layover", "shadow"] for source in channel_sources(variable)]
         for header in headers:
             check_scene(header.variables, needed, header.name,
                         "the data module (data.channels, data.target, data.reference)")

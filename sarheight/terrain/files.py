@@ -52,7 +52,9 @@ def write_scene(scene: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     encoding = {name: {**{key: value for key, value in scene[name].encoding.items()
                           if key in ("grid_mapping", "_FillValue", "dtype")}, "zlib": True, "complevel": 4}
                 for name in scene.data_vars if scene[name].ndim == 2}
-    attrs = {key: (value if isinstance(value, (str, int, float, np.number)) else str(value))
+    # NetCDF has no boolean: a flag (the inversion's settings) is stored as 0 or 1.
+    attrs = {key: (int(value) if isinstance(value, (bool, np.bool_))
+                   else value if isinstance(value, (str, int, float, np.number)) else str(value))
              for key, value in scene.attrs.items()}
     with atomic_path(path) as tmp:
         scene.assign_attrs(attrs).to_netcdf(tmp, engine="h5netcdf", encoding=encoding)

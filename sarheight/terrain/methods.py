@@ -3,6 +3,12 @@ the coarse DEM resampled (bilinear, bicubic, Lanczos), registered to the priors,
 back-projected, corrected by the priors' kriged residuals, clinometry, and the priors-only
 interpolation (:func:`baseline_maps`); the bar a network must clear is the best of
 :data:`NON_LEARNED`.
+
+The same maps are inputs of a network that stacks them (:data:`STACKED_METHODS`: each
+read as a correction of the network's reference, and chosen instead of the network per
+terrain class where the validation scenes say it is better,
+:mod:`sarheight.training.calibration`): :func:`scene_channel` gives a scene's channel,
+stored, derived (:func:`sarheight.terrain.variables.scene_variable`) or one of these maps.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..errors import InvalidInputError
 from .clinometry import refine_scene
+from .variables import made_once, scene_variable, variable_sources
 
 #: The methods that need no training, by key, with their labels.
 BASELINES = {
@@ -40,6 +48,53 @@ def baseline_maps(scene: xr.Dataset) -> dict[str, np.ndarray]:
         "registered": scene["coarse_registered"].values,
         "back_projection": scene["coarse_backprojected"].values,
         "back_projection_priors": scene["coarse_refined"].values,
-        "clinometry": refine_scene(scene).values,
+        "clinometry": method_heights(scene, "clinometry"),
         "priors_only": scene["prior_interpolated"].values,
     }
+
+
+#: The non-learned maps a network may read as inputs and be replaced by, per terrain
+#: class, where validation finds one better (a scene variable each; the inversion's map
+#: only in scenes built with it): registered to the priors (Lanczos), back-projected with
+#: the kriged priors (the usual reference itself), clinometry and the inversion.
+STACKED_METHODS = ("coarse_registered", "coarse_refined", "clinometry", "inverted")
+
+#: The stored variables the clinometric map is made from (:func:`refine_scene`'s defaults).
+CLINOMETRY_SOURCES = ("coarse_registered", "coarse_refined", "coarse_backprojected", "sar_reconstructed",
+                      "local_incidence_angle", "layover", "shadow", "prior_height", "prior_mask")
+
+
+def method_heights(scene: xr.Dataset, name: str) -> np.ndarray:
+    """The heights (float32, m, (y, x)) of the non-learned map ``name`` of
+    :data:`STACKED_METHODS` on a scene: stored, or (clinometry) made once per scene.
+
+    Raises
+    ------
+    InvalidInputError : an unknown name, or a map the scene cannot give.
+    """
+    if name not in STACKED_METHODS:
+        raise InvalidInputError(f"{name!r} is no stacked method: give one of {', '.join(STACKED_METHODS)}")
+    if name != "clinometry":
+        if name not in scene.data_vars:
+            raise InvalidInputError(f"the scene has no {name!r} map"
+                                    + (": build it with the inversion (inversion=True, sarheight terrain scenes "
+                                       "--inversion)" if name == "inverted" else ""))
+        return scene[name].values.astype(np.float32)
+    return made_once(scene, ("method", name), CLINOMETRY_SOURCES,
+                     lambda: refine_scene(scene).values.astype(np.float32))
+
+
+def scene_channel(scene: xr.Dataset, name: str) -> np.ndarray:
+    """The values (float32, (y, x)) of a model's input channel ``name``: a non-learned map
+    of :data:`STACKED_METHODS` (:func:`method_heights`), else a stored or derived scene
+    variable (:func:`sarheight.terrain.variables.scene_variable`)."""
+    if name == "clinometry":
+        return method_heights(scene, name)
+    return scene_variable(scene, name)
+
+
+def channel_sources(name: str) -> tuple[str, ...]:
+    """The stored variables a scene needs to give the channel ``name``."""
+    if name == "clinometry":
+        return ("coarse_lanczos", "sar_reconstructed", "local_incidence_angle", "layover", "shadow")
+    return variable_sources(name)

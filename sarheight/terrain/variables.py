@@ -94,6 +94,7 @@ VARIABLE_ATTRS = {
     "coarse_refined": {"units": "m", "long_name": "coarse DEM back-projected, corrected by the priors (kriged)"},
     "prior_correction_std": {"units": "m", "long_name": "standard deviation of the kriged correction"},
     "inverted": {"units": "m", "long_name": "refined by inverting the simulator against every observation"},
+    "clinometry": {"units": "m", "long_name": "coarse DEM registered, corrected by the slopes the image asks for"},
     "inversion_readable": {"long_name": "observations whose ratio the inversion read at the cell"},
     "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
 }
@@ -319,11 +320,19 @@ def inversion_reference(scene: xr.Dataset, reference: str = "back_projection") -
 _DERIVED: dict[int, tuple[weakref.ref, dict[Any, tuple[tuple[Any, ...], Any]]]] = {}
 
 
-def _derived_once(scene: xr.Dataset, key: Any, sources: tuple[str, ...], make: Callable[[], Any]) -> Any:
+def made_once(scene: xr.Dataset, key: Any, sources: tuple[str, ...], make: Callable[[], Any]) -> Any:
     """``make()`` the first time ``key`` is asked of ``scene``, the same object after,
     while the stored variables it reads (``sources``) are the same arrays: a variable
     replaced (``scene[name] = ...``) makes it anew. (Arrays changed in place are not seen:
-    a scene is built, then read.) Arrays come back as copies."""
+    a scene is built, then read.) Arrays come back as copies.
+
+    Parameters
+    ----------
+    scene : the scene derived from (held by a weak reference: its entries leave with it).
+    key : what is derived (hashable; one key, one thing).
+    sources : the stored variables ``make`` reads.
+    make : computes it.
+    """
     entry = _DERIVED.get(id(scene))
     if entry is None or entry[0]() is not scene:
         identity = id(scene)
@@ -348,7 +357,7 @@ def scene_sigma0_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
     where it is finite: NaN in its shadow). A scene too small to fit one (fewer than 30
     cells in every degree of incidence) falls back to the empirical law, fitted to that
     law's own values. Fitted once per scene and observation."""
-    return _derived_once(scene, ("law", sar, incidence), (sar, incidence, "layover", "shadow"),
+    return made_once(scene, ("law", sar, incidence), (sar, incidence, "layover", "shadow"),
                          lambda: _fit_scene_law(scene, sar, incidence))
 
 
@@ -363,7 +372,7 @@ def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
     """
     if name in scene.data_vars or name not in DERIVED_VARIABLES:
         return _make_variable(scene, name)
-    return _derived_once(scene, ("variable", name), (*DERIVED_VARIABLES[name], "layover", "shadow"),
+    return made_once(scene, ("variable", name), (*DERIVED_VARIABLES[name], "layover", "shadow"),
                          lambda: _make_variable(scene, name))
 
 
@@ -371,4 +380,4 @@ def refinement_classes(scene: xr.Dataset) -> np.ndarray:
     """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
     scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
     user knows, never the truth. Made once per scene."""
-    return _derived_once(scene, ("classes",), ("layover", "shadow", "coarse_bicubic"), lambda: _make_classes(scene))
+    return made_once(scene, ("classes",), ("layover", "shadow", "coarse_bicubic"), lambda: _make_classes(scene))

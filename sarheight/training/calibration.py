@@ -12,6 +12,13 @@ between 0 and 1: 0 falls back to the reference, 1 keeps the network as trained).
 class the validation scenes hold fewer than :data:`MIN_CELLS` cells of keeps 1 (nothing
 to judge by).
 
+A network that stacks the non-learned maps (reads them as channels,
+:data:`sarheight.terrain.methods.STACKED_METHODS`) is also weighed against each of them:
+per class, the one of the gated network and these maps whose validation RMSE is lowest is
+chosen (``choice``), so that a class where clinometry or the inversion beats the network
+gets that map, and the network's floor is the best of them where validation can tell. A
+map without a value at a cell leaves the network's there, as it does when predicting.
+
 A spread head (``model_options.uncertainty``) learns the size of its errors on the
 training scenes, which it has seen; on new terrain its errors are larger. Its spread is
 scaled per class by the factor that puts 68.27 % of the validation cells' errors
@@ -40,6 +47,7 @@ from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..scores import rms
 from ..terrain.files import open_scene
+from ..terrain.methods import STACKED_METHODS, method_heights
 from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
 from .checkpoints import CHECKPOINT_KEY, read_checkpoint, resolve_device
 from .losses import LOG_STD_RANGE
@@ -57,7 +65,8 @@ SAMPLE_CELLS = 200_000
 
 
 def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[np.ndarray],
-                        classes: Sequence[np.ndarray], stds: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+                        classes: Sequence[np.ndarray], stds: Sequence[np.ndarray] | None = None,
+                        alternatives: dict[str, Sequence[np.ndarray]] | None = None) -> dict[str, Any]:
     """The gate and the spread's scale from arrays (see the module's docstring).
 
     Parameters
@@ -68,22 +77,31 @@ def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[
     classes : per scene, the cells' codes of :data:`~sarheight.terrain.variables.REFINEMENT_CLASSES`.
     stds : per scene, the network's standard deviation (m) at those cells, or None for a
         model without a spread head.
+    alternatives : by name, per scene, a non-learned map's departure from the reference
+        (m, NaN where it has no value) at those cells: the maps the class may choose
+        instead of the network.
 
     Returns
     -------
     dict of plain values: ``classes`` (the names), ``keep`` and ``std_scale`` (one float
     per class), ``cells`` (validation cells per class), ``rmse_reference``,
-    ``rmse_network`` and ``rmse_gated`` (m, per class) and, with ``stds``,
-    ``within_1std`` and ``within_2std`` (the shares of cells after scaling).
+    ``rmse_network`` and ``rmse_gated`` (m, per class), ``choice`` (per class,
+    ``"network"`` or the alternative chosen), ``rmse_chosen`` (m, per class) and
+    ``rmse_alternatives`` (by name, m per class) and, with ``stds``, ``within_1std`` and
+    ``within_2std`` (the shares of cells after scaling, of the chosen heights' errors).
     """
     d = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in corrections]) if corrections else np.zeros(0)
     r = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in departures]) if departures else np.zeros(0)
     c = np.concatenate([np.asarray(v).ravel() for v in classes]) if classes else np.zeros(0, dtype=np.uint8)
     s = (np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in stds]) if stds else None)
-    if not (d.shape == r.shape == c.shape) or (s is not None and s.shape != d.shape):
-        raise InvalidInputError("corrections, departures, classes and stds must give one value per cell")
+    others = {name: (np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values]) if values
+                     else np.zeros(0)) for name, values in (alternatives or {}).items()}
+    if (not (d.shape == r.shape == c.shape) or (s is not None and s.shape != d.shape)
+            or any(values.shape != d.shape for values in others.values())):
+        raise InvalidInputError("corrections, departures, classes, stds and alternatives must give one value per cell")
     found: dict[str, Any] = {"classes": list(REFINEMENT_CLASSES), "keep": [], "std_scale": [], "cells": [],
-                             "rmse_reference": [], "rmse_network": [], "rmse_gated": []}
+                             "rmse_reference": [], "rmse_network": [], "rmse_gated": [], "choice": [],
+                             "rmse_chosen": [], "rmse_alternatives": {name: [] for name in others}}
     within: list[tuple[float, float]] = []
     for code in range(len(REFINEMENT_CLASSES)):
         chosen = (c == code) & np.isfinite(d) & np.isfinite(r) & (np.isfinite(s) if s is not None else True)
@@ -93,6 +111,15 @@ def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[
         if count >= MIN_CELLS and float(np.sum(dc * dc)) > 0:
             keep = float(np.clip(np.sum(dc * rc) / np.sum(dc * dc), 0.0, 1.0))
         error = rc - keep * dc
+        gated = rms(error)
+        choice, best = "network", gated
+        for name, values in others.items():
+            # Where the map has no value the network's height stays, as when predicting.
+            alternative = np.where(np.isfinite(values[chosen]), values[chosen], keep * dc)
+            score = rms(rc - alternative)
+            found["rmse_alternatives"][name].append(score)
+            if count >= MIN_CELLS and score < best:
+                choice, best, error = name, score, rc - alternative
         scale = 1.0
         if s is not None and count >= MIN_CELLS:
             standardised = np.abs(error) / np.maximum(s[chosen], 1e-6)
@@ -108,7 +135,9 @@ def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[
         found["cells"].append(count)
         found["rmse_reference"].append(rms(rc))
         found["rmse_network"].append(rms(rc - dc))
-        found["rmse_gated"].append(rms(error))
+        found["rmse_gated"].append(gated)
+        found["choice"].append(choice)
+        found["rmse_chosen"].append(best)
     if s is not None:
         found["within_1std"] = [w[0] for w in within]
         found["within_2std"] = [w[1] for w in within]
@@ -148,7 +177,9 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str], scenes: Sequence[st
         raise InvalidInputError("no validation scene to calibrate on: give scenes with their truth")
     torch_device = resolve_device(device)
     align = model_alignment(member)
+    stacked = stacked_alternatives(member.channels, member.reference)
     corrections, departures, classes, stds, names = [], [], [], [], []
+    alternatives: dict[str, list[np.ndarray]] = {name: [] for name in stacked}
     for source in scenes:
         ds = source if isinstance(source, xr.Dataset) else open_scene(source)
         arrays = scene_arrays(ds, member.channels, reference=member.reference, target=target, scale=member.scale,
@@ -162,10 +193,14 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str], scenes: Sequence[st
         corrections.append(arrays.scale * outputs[0].ravel()[kept])
         departures.append(arrays.scale * arrays.target.ravel()[kept])
         classes.append(codes.ravel()[kept])
+        for name in stacked:
+            alternatives[name].append((method_heights(ds, name).ravel()[kept] - arrays.offset.ravel()[kept])
+                                      .astype(np.float64))
         if member.outputs == 2:
             stds.append(arrays.scale * np.exp(np.clip(outputs[1].ravel()[kept], *LOG_STD_RANGE)))
         names.append(arrays.name)
-    figures = calibration_figures(corrections, departures, classes, stds if member.outputs == 2 else None)
+    figures = calibration_figures(corrections, departures, classes, stds if member.outputs == 2 else None,
+                                  alternatives)
     figures["scenes"] = names
     if write:
         stored = read_checkpoint(checkpoint)  # the one door: data only
@@ -183,12 +218,21 @@ def describe_calibration(figures: dict[str, Any]) -> str:
     for index, name in enumerate(figures["classes"]):
         if not figures["cells"][index]:
             continue
-        text = (f"{name} {figures['rmse_reference'][index]:.2f} -> {figures['rmse_gated'][index]:.2f} m "
-                f"(keep {figures['keep'][index]:.2f}")
+        choice = figures.get("choice", ["network"] * len(figures["classes"]))[index]
+        chosen = figures.get("rmse_chosen", figures["rmse_gated"])[index]
+        text = (f"{name} {figures['rmse_reference'][index]:.2f} -> {chosen:.2f} m "
+                + (f"(keep {figures['keep'][index]:.2f}" if choice == "network" else f"({choice}"))
         if "within_1std" in figures:
             text += f", {100 * figures['within_1std'][index]:.0f} % within 1 std"
         parts.append(text + ")")
     return "; ".join(parts)
+
+
+def stacked_alternatives(channels: Sequence[str], reference: str | None) -> list[str]:
+    """The non-learned maps a model reads as channels (:data:`sarheight.terrain.methods.STACKED_METHODS`),
+    its reference aside (the gate's ``keep`` of 0 is the reference): those a terrain class
+    may choose instead of the network."""
+    return [name for name in STACKED_METHODS if name in channels and name != reference]
 
 
 def _subsample(indices: np.ndarray, limit: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from ..io import write_geotiff
 from ..preprocess.sentinel2 import S2_BANDS
 from ..scores import rms
 from ..terrain.files import open_scene
+from ..terrain.methods import method_heights
 from ..terrain.variables import refinement_classes
 from ..threads import bar as progress_bar
 from .checkpoints import TrainedModel, moved_to, resolve_device, warn_identical_members
@@ -203,7 +204,10 @@ def predict_height(
     ``height_std`` (a single network of one output gives no spread, and a map of zeros
     would read as certainty). A calibrated member's correction of its reference is
     scaled per terrain class by its calibration's ``keep`` (1: as trained, 0: the
-    reference): where the validation scenes showed the network worse than its reference.
+    reference): where the validation scenes showed the network worse than its reference;
+    and where they showed a non-learned map the network stacks better than it (the
+    calibration's ``choice``), that map's heights replace the member's in the class
+    (:func:`chosen_corrections`).
     Attributes name the checkpoints, channels and reference.
 
     Raises
@@ -262,6 +266,7 @@ def predict_height(
             correction = arrays.scale * outputs[0]
             if member.calibration and classes is not None:
                 correction = correction * np.asarray(member.calibration["keep"], dtype=np.float64)[classes]
+                correction = chosen_corrections(ds, member.calibration, classes, correction, arrays.offset)
             if member.outputs == 2:
                 std = arrays.scale * np.exp(np.clip(outputs[1], *LOG_STD_RANGE))
                 if member.calibration and classes is not None:
@@ -507,4 +512,22 @@ def predict_buildings(
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_geotiff(result, out)
+    return result
+
+
+def chosen_corrections(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray, correction: np.ndarray,
+                       reference: np.ndarray) -> np.ndarray:
+    """A member's correction of its ``reference`` (m) with, in each terrain class whose
+    calibration chose a non-learned map over the network (``calibration["choice"]``,
+    :mod:`sarheight.training.calibration`), that map's departure from the reference
+    instead, where the map has a value."""
+    choice = calibration.get("choice")
+    if not choice or all(name == "network" for name in choice):
+        return correction
+    result = np.array(correction, dtype=np.float64)
+    for name in sorted(set(choice) - {"network"}):
+        codes = [index for index, chosen in enumerate(choice) if chosen == name]
+        heights = method_heights(scene, name)
+        cells = np.isin(classes, codes) & np.isfinite(heights)
+        result[cells] = heights[cells] - reference[cells]
     return result

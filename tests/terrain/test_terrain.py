@@ -151,6 +151,11 @@ def test_scene_file_round_trip(scene, tmp_path):
     assert opened.attrs["scene_name"] == scene.attrs["scene_name"]
     with pytest.raises(InvalidInputError, match=r"\.nc"):
         write_scene(scene, tmp_path / "scene.tif")
+    # A flag (the inversion's settings) has no NetCDF type: it is written as 0 or 1.
+    flagged = write_scene(scene.assign_attrs(inversion_translation=True, other_flag=np.bool_(False)),
+                          tmp_path / "flagged.nc")
+    attrs = open_scene(flagged).attrs
+    assert attrs["inversion_translation"] == 1 and attrs["other_flag"] == 0
 
 
 def test_observed_scene_takes_points_and_a_reference(truth, geometry):
