@@ -86,7 +86,8 @@ def refine_dem(
         every observation.
     checkpoints : refinement checkpoints (``sarheight/configs/terrain_refine.yaml``), one or an
         ensemble of the same channels; None: the packaged network. Only with
-        ``method="network"``.
+        ``method="network"``. A network that stacks the inversion's map (a channel
+        ``inverted``) has the inversion run for it, with ``inversion_settings``.
     spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
     method : one of :data:`METHODS`.
     geometry : the acquisition geometry (None: the SAFE products' own), one for every
@@ -150,7 +151,9 @@ def refine_dem(
                                 "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(coarse_dem, spacing_m)
     scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement, other=other,
-                           sar_quantity=sar_quantity, sar_db=sar_db, inversion=method == "inversion",
+                           sar_quantity=sar_quantity, sar_db=sar_db,
+                           # A network that stacks the inversion's map reads it as a channel.
+                           inversion=method == "inversion" or any("inverted" in m.channels for m in members),
                            inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
                            name="refinement", progress=progress)
     if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:

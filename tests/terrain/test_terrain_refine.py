@@ -167,6 +167,26 @@ def test_refine_dem_from_a_geocoded_image(product, checkpoints):
                    geometry=product["geometry"], sar_db=True, progress=False)
 
 
+def test_a_network_stacking_the_inversion_has_it_made(product, tmp_path):
+    """A network reading the inversion's map as a channel: refine_dem runs the inversion
+    for it, and predicts from every map."""
+    from sarheight.dem import open_dem
+
+    scenes = tmp_path / "scenes"
+    simulate_tiny_scenes(scenes, names=("hills-a", "hills-b", "hills-c"), size=36, inversion=True)
+    checkpoint = fit_tiny_checkpoint(scenes, tmp_path / "stacked.ckpt",
+                                     channels=(*CHANNELS, "coarse_registered", "clinometry", "inverted"),
+                                     data_options={"reference": "coarse_refined", "scale": "coarse_cell",
+                                                   "score_shadow": True, "val_scenes": ["hills-b"],
+                                                   "test_scenes": ["hills-c"]})
+    coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
+    refined, scene = refine_dem(coarse, product["folder"] / "sigma0_db.tif", [checkpoint], spacing_m=30.0,
+                                geometry=product["geometry"], sar_db=True, progress=False)
+    assert "inverted" in scene and any(key.startswith("inversion_") for key in refined.attrs)
+    assert np.isfinite(refined["height"].values).mean() > 0.9
+    assert np.abs(refined["height"].values - refined["coarse"].values).max() < 200
+
+
 def test_refine_command(product, checkpoints, tmp_path, capsys):
     folder = product["folder"]
     fine = product["fine"]
