@@ -411,3 +411,102 @@ def test_memory_layouts_give_the_same_heights():
             results.append((model(x), gradient))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# the stack network: the shared model test, and invariance to the order of the dates
+# --------------------------------------------------------------------------------------
+
+#: A small layout: 2 passes x 3 dates x 3 channels (presence first) after the static ones.
+STACK = {"passes": 2, "dates": 3, "date_channels": 3}
+STACKED = 2 * 3 * 3
+
+
+def stack_inputs(batch, channels, height, width, seed=0, present=None):
+    """Standard normal inputs whose presence flags are 1 (or as ``present`` says, per pass
+    and date)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, height, width, generator=generator)
+    static = channels - STACKED
+    for p in range(2):
+        for d in range(3):
+            flag = 1.0 if present is None else float(present[p][d])
+            x[:, static + (p * 3 + d) * 3] = flag
+    return x
+
+
+class TestDateStackNet(ModelTester):
+    channels = tuple(STACKED + k for k in (1, 2, 5))
+    default_channels = STACKED + 4
+
+    def make(self, in_channels, seed):
+        torch.manual_seed(seed)
+        return build("ask_unet_stack", in_channels=in_channels, base_channels=4, depth=2, date_features=4, **STACK)
+
+    def inputs(self, batch, channels, height, width, seed=0):
+        return (stack_inputs(batch, channels, height, width, seed),)
+
+
+class TestDateStackNetUncertainty(TestDateStackNet):
+    def make(self, in_channels, seed):
+        torch.manual_seed(seed)
+        return build("ask_unet_stack", in_channels=in_channels, base_channels=4, depth=2, date_features=4,
+                     uncertainty=True, backbone="unet", **STACK)
+
+    def expected_shape(self, batch, channels, height, width):
+        return (batch, 2, height, width)
+
+
+def _slots(x, static):
+    return x[:, static:].reshape(x.shape[0], 2, 3, 3, *x.shape[-2:])
+
+
+def test_the_stack_is_invariant_to_the_order_of_the_dates():
+    torch.manual_seed(0)
+    model = build("ask_unet_stack", in_channels=STACKED + 4, base_channels=4, depth=2, date_features=4,
+                  **STACK).eval()
+    x = stack_inputs(2, STACKED + 4, 20, 20, seed=1)
+    slots = _slots(x, 4)
+    shuffled = torch.cat([x[:, :4], slots[:, :, [2, 0, 1]].reshape(2, STACKED, 20, 20)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(shuffled), model(x), rtol=1e-5, atol=1e-5)
+        # The passes are streams of their own: swapping them changes the output.
+        swapped = torch.cat([x[:, :4], slots[:, [1, 0]].reshape(2, STACKED, 20, 20)], dim=1)
+        assert not torch.allclose(model(swapped), model(x), atol=1e-4)
+
+
+def test_an_absent_date_changes_nothing_and_a_present_one_does():
+    torch.manual_seed(0)
+    model = build("ask_unet_stack", in_channels=STACKED + 2, base_channels=4, depth=2, date_features=4,
+                  **STACK).eval()
+    present = [[1, 1, 0], [1, 0, 0]]
+    x = stack_inputs(1, STACKED + 2, 16, 16, seed=2, present=present)
+    with torch.no_grad():
+        before = model(x)
+        # The values of an absent slot (pass 0, date 2) are never read.
+        changed = x.clone()
+        changed[:, 2 + (0 * 3 + 2) * 3 + 1:2 + (0 * 3 + 2) * 3 + 3] += 50.0
+        torch.testing.assert_close(model(changed), before)
+        # A present one's are.
+        changed = x.clone()
+        changed[:, 2 + 1] += 5.0
+        assert not torch.allclose(model(changed), before)
+        # With no date at all, a stream gives zeros.
+        empty = stack_inputs(1, STACKED + 2, 16, 16, seed=2, present=[[0, 0, 0], [0, 0, 0]])
+        features = model.pooled(empty)
+        assert all(torch.count_nonzero(f) == 0 for f in features)
+
+
+def test_the_stack_refuses_a_layout_without_static_channels():
+    with pytest.raises(InvalidInputError, match="static channels"):
+        build("ask_unet_stack", in_channels=STACKED, **STACK)
+    with pytest.raises(InvalidInputError, match="presence flag"):
+        build("ask_unet_stack", in_channels=10, passes=1, dates=2, date_channels=1)
+    with pytest.raises(InvalidInputError, match="backbone"):
+        build("ask_unet_stack", in_channels=30, backbone="mbhr_net", **STACK)
+    model = build("ask_unet_stack", in_channels=STACKED + 1, base_channels=4, depth=2, **STACK)
+    with pytest.raises(InvalidInputError, match=r"\(N, 19, H, W\)"):
+        model(torch.zeros(1, 5, 8, 8))
+    # The configuration builds the same architecture.
+    again = build("ask_unet_stack", **model.config)
+    assert [tuple(p.shape) for p in again.parameters()] == [tuple(p.shape) for p in model.parameters()]
