@@ -71,7 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "repeat for several")
     scene.add_argument("--dates", action="append", type=int, default=None, metavar="N",
                        help="stacks: N dates per pass, each its own speckle, moisture and (a fifth of them) wet snow; "
-                       "the scenes' SAR is the composite of the dates that agree (default 1; repeat for several)")
+                       "the scenes' SAR is the composite of the dates that agree, and each date is kept "
+                       "(sar_dates) for a network over the stack (default 1; repeat for several)")
+    scene.add_argument("--opposite-pass", choices=("yes", "no", "both"), default="yes",
+                       help="whether each scene also observes the opposite pass (yes, the default), its own pass "
+                       "alone (no: files named _onepass), or both kinds of scene")
     scene.add_argument("--inversion", action="store_true",
                        help="also refine each scene by inverting the simulator against all its observations "
                        "(the variable 'inverted')")
@@ -142,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         coarse_families=tuple(dict.fromkeys(args.coarse_families or ("ideal",))),
         ground_families=tuple(dict.fromkeys(args.ground_families or (None,))),
         dates=tuple(dict.fromkeys(args.dates or (1,))),
+        opposite_passes={"yes": (True,), "no": (False,), "both": (True, False)}[args.opposite_pass],
         terrain_transforms=terrain_transforms,
         inversion=args.inversion,
         sample=args.sample,

@@ -80,7 +80,7 @@ from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
 from ..terrain.files import open_scene
 from ..terrain.methods import channel_sources, scene_channel
-from ..terrain.variables import coarse_cell_size
+from ..terrain.variables import DATE_PRESENCE_CHANNELS, DATE_SEPARATOR, coarse_cell_size, date_channel
 from .tiles import (
     NO_SPLIT,
     SPLITS,
@@ -334,13 +334,16 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
             values = values - offset
         if channel in HEIGHT_CHANNELS | LENGTH_CHANNELS and unit != 1.0:
             values = values / np.float32(unit)
-        if channel not in EMPTY_CHANNELS and not np.isfinite(values).any():
+        dated = date_channel(channel) is not None
+        if channel not in EMPTY_CHANNELS and not dated and not np.isfinite(values).any():
             # (A scene without priors has no prior height anywhere; every other channel
             # all NaN or infinite is a broken input, which would give a map of nothing.)
             raise InvalidInputError(f"channel {channel!r} of scene {name!r} has no finite value: the scene is broken "
                                     "(a SAR image of NaN, an empty product); write it again from valid inputs")
         inputs[index] = values
-        if channel not in SPARSE_CHANNELS:
+        if channel not in SPARSE_CHANNELS and not dated:
+            # (A date's channel has no value where the date or its pass is missing: a
+            # stack's network takes any number of dates.)
             missing |= ~np.isfinite(values)
     if offset is None:
         offset = np.zeros(inputs.shape[1:], dtype=np.float32)
@@ -358,6 +361,45 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
         if BASELINE in ds.data_vars and reference not in (None, BASELINE):
             arrays.baseline = ds[BASELINE].values.astype(np.float32)
     return arrays
+
+
+def stack_channels(dates: int, passes: int, date_channels: Sequence[str]) -> list[str]:
+    """The channels of the stacks, pass by pass and date by date (see
+    :class:`TerrainDataModule`'s ``dates``, ``passes`` and ``date_channels``).
+
+    Raises
+    ------
+    InvalidInputError : a number of dates or passes out of range, or stacks without a
+        channel of the date.
+    """
+    if isinstance(dates, bool) or not isinstance(dates, int) or dates < 0:
+        raise InvalidInputError(f"data.dates must be a number of dates per pass (0: no stack), got {dates!r}")
+    if passes not in (1, 2) or isinstance(passes, bool):
+        raise InvalidInputError(f"data.passes must be 1 (the own pass) or 2 (with the opposite one), got {passes!r}")
+    if not dates:
+        if date_channels:
+            raise InvalidInputError("data.date_channels were given without data.dates: give the dates per pass")
+        return []
+    names = list(date_channels)
+    if not names or any(name.startswith("other_") or date_channel(name) for name in names):
+        raise InvalidInputError(f"data.date_channels {names}: name at least one channel of a date, of the own pass "
+                                "(sar_ratio, local_incidence_angle): the opposite pass's follow with other_")
+    return [f"{prefix}{name}{DATE_SEPARATOR}{date}" for prefix in ("", "other_")[:passes] for date in range(dates)
+            for name in ("sar_present", *names)]
+
+
+def pool_date_statistics(channels: Sequence[str], sums: ChannelSums) -> None:
+    """Give every date's slot of one channel (``sar_ratio@0``, ``sar_ratio@1``...) the
+    statistics of all of them together, in place: the dates of a stack are not told apart
+    by their position, and a network pooled over them must see each normalised alike."""
+    groups: dict[str, list[int]] = {}
+    for index, channel in enumerate(channels):
+        found = date_channel(channel)
+        if found:
+            groups.setdefault(found[0], []).append(index)
+    for members in groups.values():
+        for array in (sums.total, sums.squares, sums.count):
+            array[members] = array[members].sum()
 
 
 def terrain_classes(layover: np.ndarray, shadow: np.ndarray) -> np.ndarray:
@@ -472,6 +514,13 @@ class TerrainDataModule(TiledDataModule):
     batch_size : tiles per batch.
     num_workers : DataLoader worker processes (0: in the main process).
     seed : the seed of the split (the tiles follow Lightning's ``seed_everything``).
+    dates, passes, date_channels : the stacks of a network over every image
+        (:mod:`sarheight.models.stack`): ``dates`` slots per pass (0: none), of the own pass
+        and with ``passes=2`` the opposite one, each the date's presence flag and its
+        ``date_channels`` (``sar_ratio``, ``local_incidence_angle``: the other pass's named
+        with ``other_``), appended to ``channels`` as ``sar_present@0``, ``sar_ratio@0``...
+        (:func:`sarheight.terrain.variables.date_channel`). A scene of fewer dates, or of
+        one pass, leaves the other slots empty.
     """
 
     test_option = "data.test_scenes"
@@ -496,10 +545,18 @@ class TerrainDataModule(TiledDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         seed: int = 0,
+        dates: int = 0,
+        passes: int = 1,
+        date_channels: Sequence[str] = (),
     ):
         channels = list(channels)
         if not channels:
             raise InvalidInputError("data.channels is empty: name at least one input channel")
+        dated = [channel for channel in channels if date_channel(channel)]
+        if dated:
+            raise InvalidInputError(f"data.channels names dates' channels ({', '.join(dated)}): give the stacks with "
+                                    "data.dates, data.passes and data.date_channels")
+        stacked = stack_channels(dates, passes, date_channels)
         if len(set(channels)) != len(channels):
             raise InvalidInputError(f"data.channels {channels} names a channel twice: name each once")
         if target in channels:
@@ -515,8 +572,11 @@ class TerrainDataModule(TiledDataModule):
             raise InvalidInputError(f"data.val_fraction + data.test_fraction is {val_fraction + test_fraction}: "
                                     "keep it below 1, training needs the rest")
         self.save_hyperparameters()
+        #: The stacks' layout (:attr:`date_layout`).
+        self.stacks = (int(dates), int(passes), len(date_channels) + 1) if dates else None
         self.scenes = [scenes] if isinstance(scenes, (str, os.PathLike)) else list(scenes)
-        self.channels = channels
+        # (save_hyperparameters keeps the channels as given, the stacks apart.)
+        self.channels = channels + stacked
         self.target = target
         self.reference = reference
         if scale not in SCALES:
@@ -543,6 +603,15 @@ class TerrainDataModule(TiledDataModule):
     def class_names(self) -> tuple[str, ...]:
         """The terrain classes of the per-class metrics."""
         return TERRAIN_CLASSES
+
+    @property
+    def date_layout(self) -> dict[str, int] | None:
+        """The stacks after the static channels, as a stack network is built for them
+        (``passes``, ``dates``, ``date_channels`` with the presence flag), or None."""
+        if self.stacks is None:
+            return None
+        dates, passes, per_date = self.stacks
+        return {"passes": passes, "dates": dates, "date_channels": per_date}
 
     # Reading, splitting, normalising.
 
@@ -668,5 +737,14 @@ class TerrainDataModule(TiledDataModule):
             train = area == SPLITS.index("train")
             sums.add_inputs(scene.inputs[:, train])
             sums.add_target(scene.target[train & scene.loss_mask])
+        pool_date_statistics(self.channels, sums)
         self.set_statistics(sums, "the training cells hold no valid target (finite, outside shadow, inside the "
                             f"image): check the scenes' {self.target!r} and masks")
+        if any(date_channel(channel) for channel in self.channels):
+            means, stds = self.statistics
+            for index, channel in enumerate(self.channels):
+                found = date_channel(channel)
+                if found and found[0] in DATE_PRESENCE_CHANNELS:
+                    # A presence flag reaches the model as it is, 0 or 1: the stack network
+                    # pools over the dates flagged present.
+                    means[index], stds[index] = 0.0, 1.0

@@ -112,6 +112,12 @@ class DateStackNet(nn.Module):
                   "backbone": self.backbone_name, "base_channels": inner["base_channels"], "depth": inner["depth"]}
         return {**config, "uncertainty": True} if inner.get("uncertainty") else config
 
+    @property
+    def date_layout(self) -> dict[str, int]:
+        """The stacks the network reads after its static channels (as a terrain data
+        module's ``date_layout`` gives them)."""
+        return {"passes": self.passes, "dates": self.dates, "date_channels": self.date_channels}
+
     # The training core sets the output's offset and scale on the backbone's head.
     @property
     def output_offset(self) -> torch.Tensor:

@@ -51,7 +51,7 @@ def write_scene(scene: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     # (An encoding given to to_netcdf replaces the variable's own, grid mapping included.)
     encoding = {name: {**{key: value for key, value in scene[name].encoding.items()
                           if key in ("grid_mapping", "_FillValue", "dtype")}, "zlib": True, "complevel": 4}
-                for name in scene.data_vars if scene[name].ndim == 2}
+                for name in scene.data_vars if scene[name].ndim in (2, 3)}
     # NetCDF has no boolean: a flag (the inversion's settings) is stored as 0 or 1.
     attrs = {key: (int(value) if isinstance(value, (bool, np.bool_))
                    else value if isinstance(value, (str, int, float, np.number)) else str(value))

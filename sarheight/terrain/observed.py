@@ -234,6 +234,7 @@ def observed_scene(
     inversion_settings: InversionSettings | None = None,
     inversion_blocks: int | None = None,
     client: Any = None,
+    keep_dates: bool = False,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -286,6 +287,10 @@ def observed_scene(
     inversion_blocks, client : run the inversion block by block (cells a side of a block)
         on threads or a dask.distributed cluster, as :func:`sarheight.terrain.inversion.invert_dem`
         takes them.
+    keep_dates : also keep each date of a pass of several dates, reconstructed on its own
+        (``sar_dates`` and ``other_sar_dates``, dims (date, y, x), dB, in the order given):
+        what a network over the stack reads (:mod:`sarheight.models.stack`). A pass of one
+        date is its composite.
     name : the scene's name (attribute ``scene_name``); default from the inputs.
     progress : show progress bars (only on a terminal).
 
@@ -305,8 +310,8 @@ def observed_scene(
     # baselines and the refinement's reference.
     coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
     observations = observation_list(sar, geometry, other)
-    groups, own, opposite = _read_observations(observations, coarse, measurement=measurement,
-                                               sar_quantity=sar_quantity, sar_db=sar_db)
+    groups, own, opposite, images = _read_observations(observations, coarse, measurement=measurement,
+                                                       sar_quantity=sar_quantity, sar_db=sar_db)
     image_registration = None
     # What is made of the coarse DEM on the grid once, for every method that needs it.
     made: dict[str, np.ndarray] = {}
@@ -348,6 +353,18 @@ def observed_scene(
                                                  projection=projection, progress=progress)
         scene = _with_other_pass(scene, other_inputs, other_attrs)
         scene.attrs["other_dates"] = int(opposite.dates)
+    if keep_dates:
+        for prefix, group in (("", own), ("other_", opposite)):
+            dates = [image for image in images if group is not None and _same_pass(image, group)]
+            if len(dates) > 1:
+                reconstructed = [_pass_inputs(image.image, coarse, image.geometry, measurement=measurement,
+                                              projection=projection, progress=False)[0]["sar_reconstructed"]
+                                 for image in dates]
+                scene[f"{prefix}sar_dates"] = xr.DataArray(
+                    np.stack(reconstructed).astype(np.float32), dims=("date", "y", "x"),
+                    coords={"y": scene["y"], "x": scene["x"]},
+                    attrs={"units": "dB", "long_name": "sigma0 of each date, reconstructed in layover"
+                           + (", opposite pass" if prefix else "")})
     if inversion:
         inverted = invert_dem(inversion_reference(scene, (inversion_settings or InversionSettings()).reference)
                               .rio.write_crs(coarse.rio.crs), native, groups,
@@ -403,10 +420,11 @@ def observation_list(sar: Any, geometry: Any, other: tuple[Any, Any] | None = No
 
 def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: xr.DataArray, *,
                        measurement: str, sar_quantity: str, sar_db: bool
-                       ) -> tuple[list[InversionImage], InversionImage, InversionImage | None]:
+                       ) -> tuple[list[InversionImage], InversionImage, InversionImage | None, list[InversionImage]]:
     """Every observation read in radar geometry over the coarse DEM and grouped
     (:func:`sarheight.terrain.radar_images.composite_images`); the group of the first observation's
-    acquisition (the scene's own pass) and the first group of the opposite pass."""
+    acquisition (the scene's own pass), the first group of the opposite pass, and the
+    images one by one."""
     images = []
     for index, (sar, geometry) in enumerate(observations):
         label = f"observation {index + 1} of {len(observations)} ({source_name(sar)})" if len(observations) > 1 \
@@ -423,7 +441,12 @@ def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coa
     own = next(group for group in groups if group.geometry is first or group.geometry.to_attrs() == first.to_attrs())
     direction = pass_direction(own.geometry)
     opposite = next((group for group in groups if pass_direction(group.geometry) != direction), None)
-    return groups, own, opposite
+    return groups, own, opposite, images
+
+
+def _same_pass(image: InversionImage, group: InversionImage) -> bool:
+    """Whether a date was acquired on a group's acquisition grid (one of its pass's dates)."""
+    return image.geometry is group.geometry or image.geometry.to_attrs() == group.geometry.to_attrs()
 
 
 #: The spread (dB, robust standard deviation) of an observation's values below which it

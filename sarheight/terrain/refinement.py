@@ -20,6 +20,7 @@ from ..scores import rms
 from .grid import refinement_grid
 from .inversion import InversionSettings
 from .observed import check_priors_given, check_refinement_inputs, observed_scene
+from .variables import date_channel
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
     from ..training.checkpoints import TrainedModel
@@ -82,7 +83,8 @@ def refine_dem(
         ``geometry``); or a sequence of them (dates, both passes: checked and grouped as
         :func:`sarheight.terrain.observed.observed_scene` does). The network reads the first
         observation's pass (its dates' composite) and, for models trained on both passes,
-        the opposite one; clinometry and back-projection read one pass; the inversion
+        the opposite one; a network over the stacks (``ask_unet_stack``) each date of
+        either pass, one pass or both; clinometry and back-projection read one pass; the inversion
         every observation.
     checkpoints : refinement checkpoints (``sarheight/configs/terrain_refine.yaml``), one or an
         ensemble of the same channels; None: the packaged network. Only with
@@ -154,6 +156,8 @@ def refine_dem(
                            sar_quantity=sar_quantity, sar_db=sar_db,
                            # A network that stacks the inversion's map reads it as a channel.
                            inversion=method == "inversion" or any("inverted" in m.channels for m in members),
+                           # A network over the stacks reads each date.
+                           keep_dates=any(date_channel(c) for m in members for c in m.channels),
                            inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
                            name="refinement", progress=progress)
     if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:
@@ -221,6 +225,8 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
                 f"checkpoint {str(member.path)!r} predicts heights relative to {member.reference!r}, not as a "
                 "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
                 "terrain_refine)")
+        if any(date_channel(channel) for channel in member.channels):
+            continue  # a network over the stacks takes one pass or both, one date or many
         both_passes = any(channel.startswith("other_") for channel in member.channels)
         if both_passes and not other:
             raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "

@@ -73,6 +73,7 @@ def simulate_scene(
     register: bool = True,
     inversion: bool = False,
     inversion_settings: InversionSettings | None = None,
+    keep_dates: bool | None = None,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -121,6 +122,8 @@ def simulate_scene(
         default ``dates`` dates of the same ground). The scene's ``sar_*`` are the
         composite of the dates that agree (:func:`observed_scene`).
     register, inversion, inversion_settings : as :func:`observed_scene` takes them.
+    keep_dates : keep each date of a stack (``sar_dates``, ``other_sar_dates``, as
+        :func:`observed_scene` keeps them); default: for a stack of several dates.
     name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
     progress : show progress bars (only on a terminal).
 
@@ -151,7 +154,9 @@ def simulate_scene(
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
     scene = observed_scene(coarse, observations, geometries, known, grid=truth, prior_method=prior_method,
                            projection=projection, register=register, inversion=inversion,
-                           inversion_settings=inversion_settings, name=scene_name, progress=progress)
+                           inversion_settings=inversion_settings,
+                           keep_dates=len(conditions) > 1 if keep_dates is None else keep_dates, name=scene_name,
+                           progress=progress)
     height = truth.values.astype(np.float32)
     if unscored is not None:
         left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)
@@ -295,6 +300,7 @@ def simulate_scenes(
     moisture_db: float = 1.0,
     snow_share: float = 0.2,
     terrain_transforms: Sequence[TerrainTransform] = (TerrainTransform(),),
+    opposite_passes: tuple[bool, ...] = (True,),
     sample: int | None = None,
     unscored: dict[str, Any] | None = None,
     progress: bool = True,
@@ -333,6 +339,9 @@ def simulate_scenes(
         turned, mirrored, scaled on the ground; a geographic DEM on its UTM grid first), each
         with its own geometries simulated over it; named in the files after the DEM (``<dem>-r1m``), the
         scenes' ``dem_name`` the DEM's own (one area, one split). Default: the DEM as it is.
+    opposite_passes : whether a scene also observes the opposite pass (True, the default)
+        or its own pass alone (False: ``_onepass`` in its name): both give scenes of one
+        image and of both passes for a network that takes either.
     sample : per DEM (and terrain transform), how many scenes to draw at random (without repeats, seeded by the
         DEM's name) from all the combinations of the axes above, instead of every one: a
         training set that spans many axes without their product.
@@ -342,12 +351,13 @@ def simulate_scenes(
 
     Each scene carries the opposite pass (for synthetic geometries: with the same look
     side and heading offset, also when ``passes`` names one pass; for products: the first
-    product of the other direction, if any) as its ``other_*`` variables; the scenes of
+    product of the other direction, if any) as its ``other_*`` variables, unless
+    ``opposite_passes`` says otherwise; the scenes of
     one DEM, factor, priors and seed share their priors. Every drawn property (the coarse
     DEM's errors, an instrument kind's errors, the ground and the land cover) is drawn
     with a seed of its own scene (the CRC-32 of its name without the pass): no two scenes
     share a land cover, except the two passes of a pair, which see the same ground. Files are named
-    ``<dem>[-<transform>]_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors' label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>]_s<seed>.nc``;
+    ``<dem>[-<transform>]_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors' label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>][_onepass]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
     import itertools
@@ -394,6 +404,9 @@ def simulate_scenes(
                 f"the unscored cells of {projected_only} are on a geographic grid, which a terrain transform "
                 "reprojects to its UTM zone: give the DEM on that grid "
                 "(sarheight.terrain.augment.terrain_on_a_projected_grid) with its unscored cells on it")
+    if not opposite_passes or any(not isinstance(value, bool) for value in opposite_passes) \
+            or len(set(opposite_passes)) != len(opposite_passes):
+        raise InvalidInputError(f"opposite_passes must be True, False or both, each once, got {opposite_passes!r}")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 
@@ -429,7 +442,7 @@ def simulate_scenes(
             if cells is not None and change.label:
                 cells = orient_cells(np.asarray(cells), change, source.rio.transform())
             combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, specs, looks,
-                                                  laws, land_cover_db, ground_families, dates, seeds))
+                                                  laws, land_cover_db, ground_families, dates, opposite_passes, seeds))
             if sample is not None and sample < len(combinations):
                 rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
                 combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample,
@@ -440,11 +453,11 @@ def simulate_scenes(
     with deferred_warnings(), progress_bar(total=sum(len(plan[3]) for plan in plans), desc="terrain scenes",
                                            unit="scene", enabled=progress) as bar:
         for truth, dem_name, cells, combinations in plans:
-            for (tag, geometry, other), factor, family, spec, scene_looks, law, cover, ground_family, stack, seed \
-                    in combinations:
+            for (tag, geometry, other), factor, family, spec, scene_looks, law, cover, ground_family, stack, opposite, \
+                    seed in combinations:
                 radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
                               else _radiometry_tag(scene_looks, "empirical", 3.0) + f"_ground-{ground_family}")
-                radiometry += f"_dates{stack}" if stack > 1 else ""
+                radiometry += (f"_dates{stack}" if stack > 1 else "") + ("" if opposite else "_onepass")
                 name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{spec.label}"
                         f"{radiometry}_s{seed}")
                 path = out / f"{name}.nc"
@@ -462,7 +475,8 @@ def simulate_scenes(
                     if stack > 1:
                         drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
                                                                         snow_dates=round(snow_share * stack))
-                    scene = simulate_scene(truth, geometry, coarse_factor=factor, seed=seed, other_geometry=other,
+                    scene = simulate_scene(truth, geometry, coarse_factor=factor, seed=seed,
+                                           other_geometry=other if opposite else None,
                                            name=name, looks=scene_looks, law=law, land_cover_db=cover,
                                            land_cover_seed=draw, unscored=cells,
                                            progress=False, **drawn, **scene_options)

@@ -168,10 +168,19 @@ MIN_SENSITIVITY_DB = 3.0
 def _fit_scene_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
                      incidence: str = "local_incidence_angle") -> FittedLaw:
     """The law of :func:`scene_sigma0_law`, fitted."""
-    sigma0, angles = scene[sar].values, scene[incidence].values
-    valid = np.isfinite(sigma0) & np.isfinite(angles)
-    if not sar.startswith("other_") and "layover" in scene.data_vars:
-        valid &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    return _fitted_law(scene, scene[sar].values, scene[incidence].values, own=not sar.startswith("other_"))
+
+
+def _outside_masks(scene: xr.Dataset, own: bool) -> np.ndarray | bool:
+    """Where the own pass's layover and shadow leave a cell's brightness to its slope (the
+    other pass's masks are not kept: True)."""
+    if own and "layover" in scene.data_vars:
+        return (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    return True
+
+
+def _fitted_law(scene: xr.Dataset, sigma0: np.ndarray, angles: np.ndarray, own: bool) -> FittedLaw:
+    valid = np.isfinite(sigma0) & np.isfinite(angles) & _outside_masks(scene, own)
     try:
         return fit_sigma0_law(sigma0, angles, valid)
     except InvalidInputError:
@@ -181,12 +190,14 @@ def _fit_scene_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
 
 
 def _sar_ratio_and_slope(scene: xr.Dataset, sar: str, incidence: str, slope: bool) -> np.ndarray:
-    law = scene_sigma0_law(scene, sar, incidence)
-    angles = scene[incidence].values.astype(np.float64)
-    ratio = law.ratio_db(scene[sar].values, angles)
-    fitted = np.isfinite(ratio)
-    if not sar.startswith("other_") and "layover" in scene.data_vars:
-        fitted &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    return _ratio_or_slope(scene, scene[sar].values, scene[incidence].values.astype(np.float64),
+                           scene_sigma0_law(scene, sar, incidence), own=not sar.startswith("other_"), slope=slope)
+
+
+def _ratio_or_slope(scene: xr.Dataset, sigma0: np.ndarray, angles: np.ndarray, law: FittedLaw, own: bool,
+                    slope: bool) -> np.ndarray:
+    ratio = law.ratio_db(sigma0, angles)
+    fitted = np.isfinite(ratio) & _outside_masks(scene, own)
     if fitted.any():
         # The ratio is defined up to a constant (speckle's mean in dB, the fit's level).
         ratio = ratio - np.median(ratio[fitted])
@@ -196,13 +207,15 @@ def _sar_ratio_and_slope(scene: xr.Dataset, sar: str, incidence: str, slope: boo
     with np.errstate(invalid="ignore", divide="ignore"):
         change = np.clip(ratio / sensitivity, -RANGE_SLOPE_LIMIT_RAD, RANGE_SLOPE_LIMIT_RAD)
         readable = np.isfinite(change) & (sensitivity >= MIN_SENSITIVITY_DB)
-    if not sar.startswith("other_") and "layover" in scene.data_vars:
-        readable &= (scene["layover"].values == MaskCode.NONE) & (scene["shadow"].values == MaskCode.NONE)
+    readable &= _outside_masks(scene, own)
     return np.where(readable, change, np.nan).astype(np.float32)
 
 
 def variable_sources(name: str) -> tuple[str, ...]:
-    """The stored variables a scene needs to give ``name`` (itself, unless it is derived)."""
+    """The stored variables a scene needs to give ``name`` (itself, unless it is derived;
+    none for a date's channel, which a scene without that date gives as empty)."""
+    if date_channel(name) is not None:
+        return ()
     return DERIVED_VARIABLES.get(name, (name,))
 
 
@@ -370,6 +383,8 @@ def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
     InvalidInputError : a variable it needs is missing, or (for the look direction) the
         scene does not record its heading and look side.
     """
+    if date_channel(name) is not None:
+        return made_once(scene, ("date channel", name), DATE_SOURCES, lambda: _date_variable(scene, name))
     if name in scene.data_vars or name not in DERIVED_VARIABLES:
         return _make_variable(scene, name)
     return made_once(scene, ("variable", name), (*DERIVED_VARIABLES[name], "layover", "shadow"),
@@ -381,3 +396,79 @@ def refinement_classes(scene: xr.Dataset) -> np.ndarray:
     scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
     user knows, never the truth. Made once per scene."""
     return made_once(scene, ("classes",), ("layover", "shadow", "coarse_bicubic"), lambda: _make_classes(scene))
+
+
+# ---------------------------------------------------------------------------------------
+# The channels of each date of a stack
+
+#: What separates a channel's name from the date it is of: ``sar_ratio@3`` is the fourth
+#: date's ratio of the own pass, ``other_sar_ratio@0`` the first of the opposite pass's.
+DATE_SEPARATOR = "@"
+
+#: The channels read from each date's own image (its law fitted to it alone): the ratio
+#: and the range slope of :data:`DERIVED_VARIABLES`, of either pass.
+DATE_IMAGE_CHANNELS = ("sar_ratio", "sar_slope", "other_sar_ratio", "other_sar_slope")
+
+#: The presence flag of a date: 1 where the date has a sigma0 at the cell, 0 where it has
+#: none (shadow, outside its image) or the scene has no such date or pass.
+DATE_PRESENCE_CHANNELS = ("sar_present", "other_sar_present")
+
+#: The stored variables the channels of the dates are made from.
+DATE_SOURCES = ("sar_dates", "other_sar_dates", "sar_reconstructed", "other_sar_reconstructed",
+                "local_incidence_angle", "other_local_incidence_angle", "layover", "shadow")
+
+
+def date_channel(name: str) -> tuple[str, int] | None:
+    """``(channel, date)`` of a date's channel name (``"sar_ratio@3"`` -> ``("sar_ratio",
+    3)``), None for a channel of the whole scene.
+
+    Raises
+    ------
+    InvalidInputError : a name with the separator but no date number after it.
+    """
+    if DATE_SEPARATOR not in name:
+        return None
+    base, _, index = name.rpartition(DATE_SEPARATOR)
+    if not base or not index.isdigit():
+        raise InvalidInputError(f"channel {name!r}: a date's channel is <channel>{DATE_SEPARATOR}<date number>, "
+                                f"such as sar_ratio{DATE_SEPARATOR}0")
+    return base, int(index)
+
+
+def pass_dates(scene: xr.Dataset, prefix: str = "") -> int:
+    """How many dates a scene holds of its own pass (``prefix=""``) or of the opposite one
+    (``"other_"``): the dates kept one by one (``sar_dates``), else 1 for a pass of one
+    image, 0 for a pass the scene lacks."""
+    if f"{prefix}sar_dates" in scene.data_vars:
+        return int(scene[f"{prefix}sar_dates"].sizes["date"])
+    return int(f"{prefix}sar_reconstructed" in scene.data_vars)
+
+
+def date_image(scene: xr.Dataset, prefix: str, date: int) -> np.ndarray:
+    """The sigma0 (dB, (y, x)) of a pass's ``date`` (0 the first): the dates kept, else the
+    pass's one image."""
+    if f"{prefix}sar_dates" in scene.data_vars:
+        return scene[f"{prefix}sar_dates"].values[date]
+    return scene[f"{prefix}sar_reconstructed"].values
+
+
+def _date_variable(scene: xr.Dataset, name: str) -> np.ndarray:
+    """The values (float32, (y, x)) of a date's channel (:func:`date_channel`): NaN where
+    the scene lacks the date (its presence flag 0)."""
+    base, date = date_channel(name)
+    prefix = "other_" if base.startswith("other_") else ""
+    shape = (scene.sizes["y"], scene.sizes["x"])
+    there = date < pass_dates(scene, prefix)
+    if base in DATE_PRESENCE_CHANNELS:
+        if not there:
+            return np.zeros(shape, dtype=np.float32)
+        return np.isfinite(date_image(scene, prefix, date)).astype(np.float32)
+    if not there:
+        return np.full(shape, np.nan, dtype=np.float32)
+    if base in DATE_IMAGE_CHANNELS:
+        sigma0 = date_image(scene, prefix, date)
+        angles = scene[f"{prefix}local_incidence_angle"].values.astype(np.float64)
+        law = _fitted_law(scene, sigma0, angles, own=not prefix)
+        return _ratio_or_slope(scene, sigma0, angles, law, own=not prefix, slope=base.endswith("_slope"))
+    # A channel of the pass (its local incidence, its look): the same for each of its dates.
+    return scene_variable(scene, base)

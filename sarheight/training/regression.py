@@ -199,6 +199,15 @@ footprints above it. At the end of
             raise InvalidInputError(f"the data module gives {given} channels ({', '.join(data.channels)}) "
                                     f"but the model takes {self.hparams.in_channels}: set model.in_channels to match, "
                                     "or let sarheight fit link it")
+        wanted, stacks = getattr(self.model, "date_layout", None), getattr(data, "date_layout", None)
+        if wanted != stacks:
+            raise InvalidInputError(
+                f"the model reads stacks of {wanted} after its static channels, and the data module gives {stacks}: "
+                "give the stack network (model ask_unet_stack) the data's dates, passes and date_channels (one more "
+                "than data.date_channels: the presence flag)" if wanted and stacks else
+                f"the model reads stacks of {wanted}, and the data module gives none: set data.dates, data.passes "
+                "and data.date_channels" if wanted else
+                f"the data module gives stacks of {stacks}: train them with model ask_unet_stack")
         threshold = getattr(data, "height_threshold_m", None)
         self.set_input_statistics(*data.input_statistics)
         target_mean, target_std = data.target_statistics

@@ -1,0 +1,128 @@
+"""The stack network on terrain scenes: the data module's stacks (channels of each date,
+statistics shared by the dates), and one network trained on scenes of one image and of
+both passes x several dates, predicting on either."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sarheight.data import TerrainDataModule
+from sarheight.data.terrain import stack_channels
+from sarheight.errors import InvalidInputError
+from sarheight.terrain.files import open_scene
+from sarheight.training.calibration import calibrate_checkpoint
+from sarheight.training.predict import predict_height
+from sarheight.training.trained import load_checkpoint
+from tests.support.scenes import fit_tiny_checkpoint, simulate_tiny_scenes
+
+STATIC = ("coarse_slope_east", "coarse_slope_north", "prior_mask", "prior_distance", "local_incidence_angle")
+STACKS = {"dates": 2, "passes": 2, "date_channels": ["sar_ratio", "local_incidence_angle"]}
+DATA = {"reference": "coarse_refined", "scale": "coarse_cell", "score_shadow": True, "val_scenes": ["hills-b"],
+        "test_scenes": ["hills-c"], **STACKS}
+MODEL = {"passes": 2, "dates": 2, "date_channels": 3, "date_features": 4}
+
+
+def test_stack_channels_pass_by_pass_and_date_by_date():
+    assert stack_channels(2, 2, ["sar_ratio"]) == ["sar_present@0", "sar_ratio@0", "sar_present@1", "sar_ratio@1",
+                                                   "other_sar_present@0", "other_sar_ratio@0", "other_sar_present@1",
+                                                   "other_sar_ratio@1"]
+    assert stack_channels(1, 1, ["sar_ratio", "local_incidence_angle"]) == [
+        "sar_present@0", "sar_ratio@0", "local_incidence_angle@0"]
+    assert stack_channels(0, 1, []) == []
+
+
+@pytest.mark.parametrize(("dates", "passes", "channels", "match"), [
+    (-1, 1, ["sar_ratio"], "data.dates"), (2, 3, ["sar_ratio"], "data.passes"), (2, 1, [], "date_channels"),
+    (2, 1, ["other_sar_ratio"], "own pass"), (0, 1, ["sar_ratio"], "without data.dates"),
+    (2, 1, ["sar_ratio@0"], "date_channels")])
+def test_bad_stacks_are_refused(dates, passes, channels, match):
+    with pytest.raises(InvalidInputError, match=match):
+        stack_channels(dates, passes, channels)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Three tiny DEMs, each as scenes of one image of one pass and of both passes x 2
+    dates."""
+    folder = tmp_path_factory.mktemp("stack_scenes") / "scenes"
+    simulate_tiny_scenes(folder, names=("hills-a", "hills-b", "hills-c"), size=40, passes=("ascending",),
+                         dates=(1, 2), opposite_passes=(False, True))
+    return folder
+
+
+def test_the_data_module_reads_the_stacks(scenes):
+    data = TerrainDataModule(scenes=str(scenes), channels=list(STATIC), tile=32, **DATA)
+    assert data.date_layout == {"passes": 2, "dates": 2, "date_channels": 3}
+    assert data.in_channels == len(STATIC) + 2 * 2 * 3
+    assert data.channels[len(STATIC):][:3] == ["sar_present@0", "sar_ratio@0", "local_incidence_angle@0"]
+    data.setup("fit")
+    means, stds = data.input_statistics
+    by_name = dict(zip(data.channels, zip(means, stds, strict=True), strict=True))
+    # The dates of a channel share their statistics; presence flags reach the model as 0 or 1.
+    assert by_name["sar_ratio@0"] == by_name["sar_ratio@1"]
+    assert by_name["other_sar_ratio@0"] == by_name["other_sar_ratio@1"]
+    assert by_name["other_sar_ratio@0"] != by_name["sar_ratio@0"]
+    assert by_name["sar_present@1"] == (0.0, 1.0) and by_name["other_sar_present@0"] == (0.0, 1.0)
+    # A date's channel among the static ones is refused: the stacks are given as stacks.
+    with pytest.raises(InvalidInputError, match=r"give the stacks with data\.dates"):
+        TerrainDataModule(scenes=str(scenes), channels=[*STATIC, "sar_ratio@0"])
+
+
+def test_one_network_for_one_image_and_for_stacks(scenes, tmp_path):
+    checkpoint = fit_tiny_checkpoint(scenes, tmp_path / "stack.ckpt", model="ask_unet_stack", channels=STATIC,
+                                     data_options=DATA, uncertainty=True, **MODEL)
+    member = load_checkpoint(checkpoint)
+    assert member.model_name == "ask_unet_stack" and member.model_config["dates"] == 2
+    files = sorted(scenes.glob("hills-c_*.nc"))
+    one = next(path for path in files if "_onepass" in path.stem and "_dates" not in path.stem)
+    both = next(path for path in files if "_onepass" not in path.stem and "_dates2" in path.stem)
+    for path in (one, both):
+        scene = open_scene(path)
+        out = predict_height(scene, [checkpoint], progress=False)
+        assert np.isfinite(out["height"].values).mean() > 0.9, path.stem
+        assert np.abs(out["height"].values - scene["coarse_refined"].values)[np.isfinite(out["height"].values)].max() \
+            < 500
+    # Both are read: the stack's prediction is not the one image's.
+    first, second = (predict_height(open_scene(path), [checkpoint], progress=False)["height"].values
+                     for path in (one, both))
+    assert not np.allclose(first, second, equal_nan=True)
+    figures = calibrate_checkpoint(checkpoint, [one, both])
+    assert len(figures["choice"]) == 4
+
+
+def test_the_model_and_the_data_must_agree_on_the_stacks(scenes, tmp_path):
+    with pytest.raises(InvalidInputError, match="data module gives stacks"):
+        fit_tiny_checkpoint(scenes, tmp_path / "a.ckpt", model="unet", channels=STATIC, data_options=DATA)
+    with pytest.raises(InvalidInputError, match="gives none"):
+        fit_tiny_checkpoint(scenes, tmp_path / "b.ckpt", model="ask_unet_stack", channels=STATIC,
+                            data_options={key: value for key, value in DATA.items() if key not in STACKS},
+                            **{**MODEL, "dates": 1, "passes": 1})
+    with pytest.raises(InvalidInputError, match="the data's dates"):
+        fit_tiny_checkpoint(scenes, tmp_path / "c.ckpt", model="ask_unet_stack", channels=STATIC, data_options=DATA,
+                            **{**MODEL, "date_channels": 2, "passes": 1, "dates": 6})
+
+
+def test_refine_dem_gives_a_stack_network_every_date(scenes, tmp_path):
+    from sarheight.dem import open_dem
+    from sarheight.raster import cell_size_m
+    from sarheight.simulate import simulate_sar
+    from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.grid import block_mean
+    from sarheight.terrain.refinement import refine_dem
+    from tests.support.scenes import rough_dem
+
+    checkpoint = fit_tiny_checkpoint(scenes, tmp_path / "stack.ckpt", model="ask_unet_stack", channels=STATIC,
+                                     data_options=DATA, **MODEL)
+    fine = rough_dem(seed=40, rows=36, cols=36, relief=300.0)
+    coarse = open_dem(block_mean(fine, 3))
+    ascending, descending = (scene_geometry(fine, direction) for direction in ("ascending", "descending"))
+    dates = [simulate_sar(fine, ascending, seed=seed) for seed in (1, 2)]
+    opposite = [simulate_sar(fine, descending, seed=seed) for seed in (3, 4)]
+    spacing = float(np.sqrt(np.prod(cell_size_m(fine))))
+    one, _ = refine_dem(coarse, dates[0], [checkpoint], spacing_m=spacing, geometry=ascending, progress=False)
+    both, scene = refine_dem(coarse, [*dates, *opposite], [checkpoint], spacing_m=spacing,
+                             geometry=[ascending] * 2 + [descending] * 2, progress=False)
+    assert scene["sar_dates"].sizes["date"] == 2 and scene["other_sar_dates"].sizes["date"] == 2
+    assert np.isfinite(one["height"].values).all() and np.isfinite(both["height"].values).all()
+    assert not np.allclose(one["height"].values, both["height"].values)

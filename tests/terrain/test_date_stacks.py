@@ -1,0 +1,134 @@
+"""Stacks of dates in terrain scenes: each date kept (``sar_dates``), the channels of each
+date (``sar_ratio@k``, ``sar_present@k``...), and scenes of one pass or both."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sarheight.errors import InvalidInputError
+from sarheight.ground import DateCondition, draw_date_conditions
+from sarheight.reconstruction import reconstruct
+from sarheight.simulate import simulate_sar
+from sarheight.terrain.files import open_scene, write_scene
+from sarheight.terrain.geometry import scene_geometry
+from sarheight.terrain.grid import block_mean
+from sarheight.terrain.observed import observed_scene
+from sarheight.terrain.simulated import simulate_scene, simulate_scenes
+from sarheight.terrain.variables import date_channel, pass_dates, scene_variable
+from tests.support.scenes import rough_dem
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return rough_dem(seed=31, rows=40, cols=40, relief=300.0)
+
+
+@pytest.fixture(scope="module")
+def stack(truth):
+    """A scene of both passes x 3 dates, each date kept."""
+    return simulate_scene(truth, scene_geometry(truth, "ascending"), other_geometry=scene_geometry(truth, "descending"),
+                          dates=3, date_conditions=draw_date_conditions(3, 5, moisture_db=1.0, snow_dates=0),
+                          progress=False)
+
+
+def test_each_date_is_kept_and_reconstructed_alone(truth):
+    geometry = scene_geometry(truth, "ascending")
+    images = [simulate_sar(truth, geometry, seed=seed) for seed in (1, 2, 3)]
+    coarse = block_mean(truth, 3)
+    scene = observed_scene(coarse, images, geometry, None, grid=truth, keep_dates=True, register=False,
+                           progress=False)
+    assert scene["sar_dates"].dims == ("date", "y", "x") and scene["sar_dates"].sizes["date"] == 3
+    assert "other_sar_dates" not in scene and scene.attrs["dates"] == 3
+    grid = scene["coarse_height"].rio.write_crs(scene.rio.crs)
+    for index, image in enumerate(images):
+        alone = reconstruct(grid, image, geometry, progress=False)["backscatter"].values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            twin = 10.0 * np.log10(np.where(alone > 0, alone, np.nan))
+        np.testing.assert_allclose(scene["sar_dates"].values[index], twin, rtol=1e-5, atol=1e-4, equal_nan=True)
+    # Not kept unless asked, and a pass of one date is its composite.
+    plain = observed_scene(coarse, images, geometry, None, grid=truth, register=False, progress=False)
+    assert "sar_dates" not in plain
+    np.testing.assert_array_equal(plain["sar_reconstructed"].values, scene["sar_reconstructed"].values)
+    one = observed_scene(coarse, images[0], geometry, None, grid=truth, keep_dates=True, register=False,
+                         progress=False)
+    assert "sar_dates" not in one and pass_dates(one) == 1
+
+
+def test_a_simulated_stack_keeps_its_dates_through_its_file(stack, tmp_path):
+    assert stack["sar_dates"].sizes["date"] == 3 and stack["other_sar_dates"].sizes["date"] == 3
+    # Each date its own speckle.
+    assert not np.allclose(stack["sar_dates"].values[0], stack["sar_dates"].values[1], equal_nan=True)
+    opened = open_scene(write_scene(stack, tmp_path / "stack.nc"))
+    np.testing.assert_array_equal(opened["sar_dates"].values, stack["sar_dates"].values)
+    assert pass_dates(opened) == 3 and pass_dates(opened, "other_") == 3
+    # One date of one pass: nothing kept beside the image.
+    single = simulate_scene(stack["height"].rio.write_crs(stack.rio.crs), scene_geometry(stack["height"], "ascending"),
+                            progress=False)
+    assert "sar_dates" not in single and pass_dates(single, "other_") == 0
+
+
+def test_the_channels_of_each_date(stack):
+    for date in range(3):
+        present = scene_variable(stack, f"sar_present@{date}")
+        image = stack["sar_dates"].values[date]
+        np.testing.assert_array_equal(present, np.isfinite(image).astype(np.float32))
+        ratio = scene_variable(stack, f"sar_ratio@{date}")
+        assert np.isfinite(ratio).mean() > 0.8 and abs(float(np.nanmedian(ratio))) < 0.5
+        np.testing.assert_array_equal(scene_variable(stack, f"other_local_incidence_angle@{date}"),
+                                      stack["other_local_incidence_angle"].values.astype(np.float32))
+    # The dates differ by their speckle: their ratios too.
+    assert not np.allclose(scene_variable(stack, "sar_ratio@0"), scene_variable(stack, "sar_ratio@2"), equal_nan=True)
+    # A slot beyond the scene's dates is empty.
+    assert not scene_variable(stack, "sar_present@3").any()
+    assert np.isnan(scene_variable(stack, "other_sar_ratio@7")).all()
+    assert np.isnan(scene_variable(stack, "local_incidence_angle@5")).all()
+
+
+def test_a_scene_of_one_image_is_its_first_date(truth):
+    scene = simulate_scene(truth, scene_geometry(truth, "ascending"), seed=4, progress=False)
+    # Its only date's ratio is the scene's ratio (the same law fitted to the same image).
+    np.testing.assert_allclose(scene_variable(scene, "sar_ratio@0"), scene_variable(scene, "sar_ratio"),
+                               rtol=1e-6, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(scene_variable(scene, "sar_slope@0"), scene_variable(scene, "sar_slope"),
+                               rtol=1e-6, atol=1e-6, equal_nan=True)
+    # The opposite pass it lacks is empty, not an error.
+    assert not scene_variable(scene, "other_sar_present@0").any()
+    assert np.isnan(scene_variable(scene, "other_sar_ratio@0")).all()
+
+
+@pytest.mark.parametrize(("name", "found"), [("sar_ratio@0", ("sar_ratio", 0)),
+                                             ("other_sar_present@12", ("other_sar_present", 12)),
+                                             ("coarse_slope_east", None)])
+def test_date_channel_names(name, found):
+    assert date_channel(name) == found
+
+
+@pytest.mark.parametrize("name", ["sar_ratio@", "sar_ratio@x", "@3"])
+def test_malformed_date_channels_are_refused(name):
+    with pytest.raises(InvalidInputError, match="date number"):
+        date_channel(name)
+
+
+def test_scene_sets_of_one_pass_and_of_both(truth, tmp_path):
+    paths = simulate_scenes([truth.assign_attrs(dem_name="hill")], tmp_path, passes=("ascending",),
+                            opposite_passes=(True, False), dates=(1, 2), progress=False)
+    names = sorted(path.stem for path in paths)
+    assert names == ["hill_ascending_c3_random_dates2_onepass_s0", "hill_ascending_c3_random_dates2_s0",
+                     "hill_ascending_c3_random_onepass_s0", "hill_ascending_c3_random_s0"]
+    for path in paths:
+        scene = open_scene(path)
+        one_pass = "_onepass" in path.stem
+        assert ("other_sar_reconstructed" in scene) != one_pass
+        assert pass_dates(scene) == (2 if "_dates2" in path.stem else 1)
+        assert pass_dates(scene, "other_") == (0 if one_pass else pass_dates(scene))
+    with pytest.raises(InvalidInputError, match="opposite_passes"):
+        simulate_scenes([truth], tmp_path, opposite_passes=(True, True), progress=False)
+    with pytest.raises(InvalidInputError, match="opposite_passes"):
+        simulate_scenes([truth], tmp_path, opposite_passes=(), progress=False)
+
+
+def test_a_stack_of_one_condition_is_kept_as_asked(truth):
+    scene = simulate_scene(truth, scene_geometry(truth, "ascending"), dates=2,
+                           date_conditions=(DateCondition(), DateCondition()), keep_dates=False, progress=False)
+    assert "sar_dates" not in scene and scene.attrs["dates"] == 2
