@@ -85,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     terrain = parser.add_argument_group(
         "more terrain", "new terrain from each DEM, turned, mirrored or scaled on the ground (slopes kept), each "
         "under geometries of its own: the physics of other terrain, not an image turned")
+    terrain.add_argument("--crop", type=int, default=None, metavar="CELLS",
+                         help="each scene a window of CELLS x CELLS of its terrain, drawn per scene (the draw of the "
+                         "most land); default the whole DEM")
     terrain.add_argument("--orientations", action="store_true",
                          help="every orientation of each DEM's terrain: four quarter turns, each mirrored or not")
     terrain.add_argument("--terrain-scale", dest="terrain_scales", action="append", type=float, default=None,
@@ -147,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         ground_families=tuple(dict.fromkeys(args.ground_families or (None,))),
         dates=tuple(dict.fromkeys(args.dates or (1,))),
         opposite_passes={"yes": (True,), "no": (False,), "both": (True, False)}[args.opposite_pass],
+        crop_cells=args.crop,
         terrain_transforms=terrain_transforms,
         inversion=args.inversion,
         sample=args.sample,

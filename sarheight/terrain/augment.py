@@ -139,3 +139,37 @@ def terrain_on_a_projected_grid(dem: Any, *, resampling: Resampling = Resampling
                                      resampling=resampling, nodata=np.nan)
     projected.attrs.update(dem_name=source_name(dem))
     return open_dem(projected, vertical_datum="ellipsoid")
+
+
+#: Windows drawn for a crop, the one with the most scored cells kept.
+CROP_DRAWS = 8
+
+
+def crop_window(dem: xr.DataArray, cells: int, unscored: np.ndarray | None = None, *,
+                seed: int = 0) -> tuple[int, int, int, int]:
+    """A window of ``cells`` x ``cells`` (or the whole side where the DEM is smaller) of a
+    DEM, drawn at random with ``seed``: of :data:`CROP_DRAWS` draws, the one with the most
+    cells that have a height and are not ``unscored`` (the sea). Returns (row, col, rows,
+    cols).
+
+    Raises
+    ------
+    InvalidInputError : ``cells`` below 16 (a scene needs coarse cells across).
+    """
+    if isinstance(cells, bool) or not isinstance(cells, (int, np.integer)) or cells < 16:
+        raise InvalidInputError(f"crop of {cells!r} cells: give 16 or more cells a side")
+    rows, cols = dem.shape
+    height, width = min(int(cells), rows), min(int(cells), cols)
+    usable = np.isfinite(np.asarray(dem.values, dtype=np.float64))
+    if unscored is not None:
+        usable &= ~np.asarray(unscored, dtype=bool)
+    summed = np.pad(usable.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    rng = np.random.default_rng(seed)
+    best, best_count = (0, 0), -1
+    for _ in range(CROP_DRAWS):
+        row, col = int(rng.integers(0, rows - height + 1)), int(rng.integers(0, cols - width + 1))
+        count = int(summed[row + height, col + width] - summed[row, col + width] - summed[row + height, col]
+                    + summed[row, col])
+        if count > best_count:
+            best, best_count = (row, col), count
+    return best[0], best[1], height, width

@@ -38,7 +38,13 @@ from ..priors import (
     sample_priors,
 )
 from ..simulate import simulate_sar
-from .augment import TerrainTransform, orient_cells, terrain_on_a_projected_grid, transform_terrain
+from .augment import (
+    TerrainTransform,
+    crop_window,
+    orient_cells,
+    terrain_on_a_projected_grid,
+    transform_terrain,
+)
 from .files import write_scene
 from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
 from .grid import block_mean
@@ -301,6 +307,7 @@ def simulate_scenes(
     snow_share: float = 0.2,
     terrain_transforms: Sequence[TerrainTransform] = (TerrainTransform(),),
     opposite_passes: tuple[bool, ...] = (True,),
+    crop_cells: int | None = None,
     sample: int | None = None,
     unscored: dict[str, Any] | None = None,
     progress: bool = True,
@@ -342,6 +349,10 @@ def simulate_scenes(
     opposite_passes : whether a scene also observes the opposite pass (True, the default)
         or its own pass alone (False: ``_onepass`` in its name): both give scenes of one
         image and of both passes for a network that takes either.
+    crop_cells : each scene a window of this many cells a side of its (transformed)
+        terrain, drawn per scene (:func:`sarheight.terrain.augment.crop_window`: the draw
+        of the most land; ``crop_row``, ``crop_col`` attributes), its geometry the whole
+        terrain's (so a crop lies anywhere from near to far range); None: the whole DEM.
     sample : per DEM (and terrain transform), how many scenes to draw at random (without repeats, seeded by the
         DEM's name) from all the combinations of the axes above, instead of every one: a
         training set that spans many axes without their product.
@@ -407,6 +418,9 @@ def simulate_scenes(
     if not opposite_passes or any(not isinstance(value, bool) for value in opposite_passes) \
             or len(set(opposite_passes)) != len(opposite_passes):
         raise InvalidInputError(f"opposite_passes must be True, False or both, each once, got {opposite_passes!r}")
+    if crop_cells is not None and (isinstance(crop_cells, bool) or not isinstance(crop_cells, int)
+                                   or crop_cells < 16):
+        raise InvalidInputError(f"crop_cells must be a number of cells a side (16 or more), got {crop_cells!r}")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
 
@@ -467,19 +481,28 @@ def simulate_scenes(
                     # without the pass.
                     pair = tag.removeprefix("ascending").removeprefix("descending")
                     draw = zlib.crc32(name.replace(f"{dem_name}_{tag}_", f"{dem_name}_pair{pair}_", 1).encode())
+                    terrain, left_out, window = truth, cells, None
+                    if crop_cells is not None:
+                        window = crop_window(truth, crop_cells, cells, seed=draw + 4)
+                        rows, cols = slice(window[0], window[0] + window[2]), slice(window[1], window[1] + window[3])
+                        terrain = open_dem(truth.isel(y=rows, x=cols), vertical_datum="ellipsoid")
+                        terrain.attrs["dem_name"] = truth.attrs["dem_name"]
+                        left_out = None if cells is None else np.asarray(cells)[rows, cols]
                     drawn: dict[str, Any] = {
                         "coarse_errors": None if family == "ideal" else draw_errors(factor, family, draw),
                         "priors": spec.with_errors_drawn(draw + 1),
-                        "ground": draw_ground(truth, ground_family, draw + 2) if ground_family else None,
+                        "ground": draw_ground(terrain, ground_family, draw + 2) if ground_family else None,
                     }
                     if stack > 1:
                         drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
                                                                         snow_dates=round(snow_share * stack))
-                    scene = simulate_scene(truth, geometry, coarse_factor=factor, seed=seed,
+                    scene = simulate_scene(terrain, geometry, coarse_factor=factor, seed=seed,
                                            other_geometry=other if opposite else None,
                                            name=name, looks=scene_looks, law=law, land_cover_db=cover,
-                                           land_cover_seed=draw, unscored=cells,
+                                           land_cover_seed=draw, unscored=left_out,
                                            progress=False, **drawn, **scene_options)
+                    if window is not None:
+                        scene.attrs.update(crop_row=window[0], crop_col=window[1])
                     scene.attrs["coarse_family"] = family
                     write_scene(scene, path)
                 paths.append(path)

@@ -16,6 +16,7 @@ from sarheight.terrain.augment import (
     terrain_on_a_projected_grid,
     transform_terrain,
 )
+from sarheight.terrain.files import open_scene
 
 UTM = "EPSG:32611"
 
@@ -164,6 +165,14 @@ def test_the_scenes_command_makes_more_terrain_from_a_geographic_dem(tmp_path):
     names = sorted(path.name.split("_")[0] for path in (tmp_path / "b").iterdir())
     assert names == sorted(f"hills{'-' + change.label if change.label else ''}" for change in ORIENTATIONS)
     assert main([*common, "--out", str(tmp_path / "c"), "--terrain-scale", "3"]) == 2
+    # Crops, and scenes of the own pass alone beside those of both, with the dates kept.
+    assert main([*common, "--out", str(tmp_path / "d"), "--crop", "18", "--opposite-pass", "both",
+                 "--dates", "2"]) == 0
+    assert sorted(path.name for path in (tmp_path / "d").iterdir()) == [
+        "hills_ascending_c3_random_dates2_onepass_s0.nc", "hills_ascending_c3_random_dates2_s0.nc"]
+    scene = open_scene(tmp_path / "d" / "hills_ascending_c3_random_dates2_s0.nc")
+    assert scene.sizes["y"] == 18 and scene["other_sar_dates"].sizes["date"] == 2
+    assert main([*common, "--out", str(tmp_path / "e"), "--crop", "4"]) == 2
 
 
 def test_unscored_cells_of_a_geographic_dem_that_a_transform_reprojects_are_refused_before_any_work(tmp_path):

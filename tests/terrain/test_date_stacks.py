@@ -132,3 +132,33 @@ def test_a_stack_of_one_condition_is_kept_as_asked(truth):
     scene = simulate_scene(truth, scene_geometry(truth, "ascending"), dates=2,
                            date_conditions=(DateCondition(), DateCondition()), keep_dates=False, progress=False)
     assert "sar_dates" not in scene and scene.attrs["dates"] == 2
+
+
+def test_crops_of_a_terrain_each_scene_its_own(tmp_path):
+    from sarheight.terrain.augment import crop_window
+
+    dem = rough_dem(seed=33, rows=60, cols=70, relief=300.0)
+    sea = np.zeros(dem.shape, dtype=bool)
+    sea[:, :35] = True  # the west half is sea
+    row, col, rows, cols = crop_window(dem, 32, sea, seed=1)
+    assert (rows, cols) == (32, 32) and 0 <= row <= 28 and 0 <= col <= 38
+    # Of its draws, the window with the most land.
+    assert sea[row:row + rows, col:col + cols].mean() < 0.5
+    assert crop_window(dem, 32, sea, seed=1) == (row, col, rows, cols)
+    assert crop_window(dem, 100)[2:] == (60, 70)
+    with pytest.raises(InvalidInputError, match="16 or more"):
+        crop_window(dem, 8)
+    paths = simulate_scenes([dem.assign_attrs(dem_name="hill")], tmp_path, passes=("ascending", "descending"),
+                            seeds=(0, 1), crop_cells=36, unscored={"hill": sea}, progress=False)
+    windows = set()
+    for path in paths:
+        scene = open_scene(path)
+        assert scene.sizes["y"] == scene.sizes["x"] == 36 and scene.attrs["dem_name"] == "hill"
+        window = (int(scene.attrs["crop_row"]), int(scene.attrs["crop_col"]))
+        windows.add(window)
+        # The truth is the DEM's in the window, the sea left out.
+        expected = np.where(sea, np.nan, dem.values)[window[0]:window[0] + 36, window[1]:window[1] + 36]
+        np.testing.assert_allclose(scene["height"].values, expected, rtol=1e-6, equal_nan=True)
+    assert len(windows) > 1
+    with pytest.raises(InvalidInputError, match="crop_cells"):
+        simulate_scenes([dem], tmp_path, crop_cells=4, progress=False)
