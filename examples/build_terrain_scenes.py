@@ -33,6 +33,25 @@ never saw), and two grounds: new draws of the training family ("test-family") an
 of a form the training family does not contain ("outside"); an ascending pass with the
 descending one beside it.
 
+``--task stack``: the scenes of the network on top of the physics
+(``sarheight/configs/terrain_stack.yaml``), every scene built with the inversion of its
+images (its settings those the inversion study chose on the validation DEMs,
+``--inversion-settings``) and each date of a stack kept:
+
+- ``train/``: every training DEM as it is and turned, mirrored (the eight orientations
+  of :data:`sarheight.terrain.augment.ORIENTATIONS`) and scaled (0.7x, 1.4x), each scene a
+  crop of ``--crop`` cells drawn from its terrain, ``--stack-sample`` scenes per DEM and
+  transform drawn from every combination of pass, look side, heading, coarse factor (2, 3,
+  5), prior kind, one date or ten, and the opposite pass or not; coarse DEMs and grounds of
+  the "training" families. The validation DEMs as they are, ``--validation-sample``
+  scenes each.
+- ``validation/<condition>/`` and ``test/<condition>/``: the validation DEMs (where
+  the fair bar of each condition is chosen) and the held-out DEMs under each condition of :data:`STACK_CONDITIONS`
+  (one image; one pass x 10 dates; both passes x 1 and x 10 dates, each on the "outside"
+  ground and the "test" coarse product; and the plain ground: one image, one law, no land
+  cover, the exact block mean), coarse factors 3 and 5, every prior kind (tracks' headings
+  drawn per scene), a crop of the most land of ``--crop-test`` cells.
+
 ``--task ablation``: the seed paper's ablation set (``sarheight terrain ablate``): the
 six DEMs of the first study and Jacksboro, both passes, random and track priors, one
 folder.
@@ -42,6 +61,7 @@ scene's truth: a flat sea is neither learned from nor scored.
 
     python examples/build_terrain_scenes.py --data ../shared/data --out refine_scenes
     python examples/build_terrain_scenes.py --task ablation --data ../shared/data --out scenes
+    python examples/build_terrain_scenes.py --task stack --data ../shared/data --out stack_scenes
 
 Augment with more geometries, not by flipping images: a flip changes the look direction,
 and with it which slopes are in layover.
@@ -50,6 +70,7 @@ and with it which slopes are in layover.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -60,6 +81,8 @@ from sarheight.dem import open_dem
 from sarheight.errors import SarHeightError
 from sarheight.priors import PriorSpec
 from sarheight.sample_data import jacksboro_dem
+from sarheight.terrain.augment import ORIENTATIONS, TerrainTransform
+from sarheight.terrain.inversion import InversionSettings
 from sarheight.terrain.simulated import simulate_scenes
 
 #: The DEMs of ../shared/data/dem: the datum of their heights (None: their CRS says it)
@@ -93,6 +116,25 @@ INSTRUMENT_PRIORS = tuple(PriorSpec(fraction=1e-3, kind=kind) for kind in ("alti
 
 ABLATION_DEMS = ("bigtujunga_srtm30_utm11", "chhota_shigri_94m", "columbia_100m", "eastern_turkey_srtm3",
                  "rome_cop30_egm96", "south_glacier_20m", "jacksboro")
+
+
+#: The held-out conditions of the stack set: the axes of simulate_scenes that make each.
+STACK_CONDITIONS = {
+    "one_image": {"opposite_passes": (False,), "dates": (1,), "ground_families": ("outside",),
+                  "coarse_families": ("test",)},
+    "one_pass_10_dates": {"opposite_passes": (False,), "dates": (10,), "ground_families": ("outside",),
+                          "coarse_families": ("test",)},
+    "both_passes": {"opposite_passes": (True,), "dates": (1,), "ground_families": ("outside",),
+                    "coarse_families": ("test",)},
+    "both_passes_10_dates": {"opposite_passes": (True,), "dates": (10,), "ground_families": ("outside",),
+                             "coarse_families": ("test",)},
+    "plain": {"opposite_passes": (False,), "dates": (1,), "laws": ("empirical",), "land_cover_db": (0.0,),
+              "coarse_families": ("ideal",)},
+}
+
+#: The terrain transforms of the stack set's training DEMs: the eight orientations, and
+#: the terrain scaled.
+STACK_TRANSFORMS = (*ORIENTATIONS, TerrainTransform(scale=0.7), TerrainTransform(scale=1.4))
 
 
 def fail(message: str) -> None:
@@ -143,15 +185,60 @@ def build_refinement(data: Path, out: Path, sample: int, validation_sample: int)
     print(f"{len(paths)} test scenes in {out / 'test'}")
 
 
+def inversion_settings(path: Path | None) -> InversionSettings:
+    """The inversion's settings of a study's ``settings.json`` (the inversion study's,
+    chosen on the validation DEMs), else the defaults."""
+    if path is None or not path.is_file():
+        print("inversion settings: the defaults (no settings file)")
+        return InversionSettings()
+    try:
+        return InversionSettings(**json.loads(path.read_text())["settings"])
+    except (KeyError, TypeError, ValueError) as error:
+        fail(f"--inversion-settings {path}: not a study's settings file ({error})")
+        raise
+
+
+def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
+                settings: InversionSettings) -> None:
+    common = {"inversion": True, "inversion_settings": settings, "priors": INSTRUMENT_PRIORS}
+    dems, sea = open_dems(data, TRAINING_DEMS)
+    axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
+            "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5),
+            "coarse_families": ("training",), "ground_families": ("training",), "dates": (1, 10),
+            "opposite_passes": (True, False)}
+    paths = simulate_scenes(dems, out / "train", sample=sample, unscored=sea, crop_cells=crop,
+                            terrain_transforms=STACK_TRANSFORMS, **axes, **common)
+    dems, sea = open_dems(data, VALIDATION_DEMS)
+    paths += simulate_scenes(dems, out / "train", sample=validation_sample, unscored=sea, crop_cells=crop,
+                             **axes, **common)
+    print(f"{len(paths)} training and validation scenes in {out / 'train'}")
+    # The conditions on the validation DEMs (the fair bar of each is chosen there) and on
+    # the held-out ones.
+    for role, names in (("validation", VALIDATION_DEMS), ("test", TEST_DEMS)):
+        dems, sea = open_dems(data, names)
+        for condition, condition_axes in STACK_CONDITIONS.items():
+            paths = simulate_scenes(dems, out / role / condition, passes=("ascending",), coarse_factors=(3, 5),
+                                    unscored=sea, crop_cells=crop_test, **condition_axes, **common)
+            print(f"{len(paths)} {role} scenes in {out / role / condition}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=("refine", "ablation"), default="refine",
-                        help="the refinement study's sets (default) or the seed paper's ablation set")
+    parser.add_argument("--task", choices=("refine", "stack", "ablation"), default="refine",
+                        help="the refinement study's sets (default), the stack network's, or the seed paper's "
+                        "ablation set")
     parser.add_argument("--data", default="../shared/data", help="the reference data folder (dem/, geoid/)")
     parser.add_argument("--out", default="scenes", help="folder of the scene files")
     parser.add_argument("--sample", type=int, default=16, help="refine: training scenes per training DEM (16)")
     parser.add_argument("--validation-sample", type=int, default=4,
                         help="refine: scenes per validation DEM (4)")
+    parser.add_argument("--stack-sample", type=int, default=3,
+                        help="stack: training scenes per training DEM and terrain transform (3)")
+    parser.add_argument("--crop", type=int, default=256, help="stack: cells a side of a training scene (256)")
+    parser.add_argument("--crop-test", type=int, default=320, help="stack: cells a side of a held-out scene (320)")
+    parser.add_argument("--inversion-settings", type=Path, default=Path("benchmarks/terrain_inversion/settings.json"),
+                        help="stack: the inversion's settings (the inversion study's settings.json; default "
+                        "benchmarks/terrain_inversion/settings.json, the defaults where it is absent)")
     parser.add_argument("--seeds", type=int, default=2, help="ablation: scenes per geometry and pattern")
     parser.add_argument("--coarse-factor", type=int, action="append", default=None,
                         help="ablation: coarse DEM factors (default 3; repeat for several)")
@@ -164,13 +251,18 @@ def main() -> None:
     if not (data / "geoid" / "egm96_15.gtx").is_file():
         fail(f"--data {args.data}: no geoid/egm96_15.gtx there, which the DEMs on the geoid need")
     for option, value, least in (("--sample", args.sample, 1), ("--validation-sample", args.validation_sample, 0),
-                                 ("--seeds", args.seeds, 1)):
+                                 ("--seeds", args.seeds, 1), ("--stack-sample", args.stack_sample, 1),
+                                 ("--crop", args.crop, 16), ("--crop-test", args.crop_test, 16)):
         if value < least:
             fail(f"{option} {value}: give {least} or more")
     if out.exists() and not out.is_dir():
         fail(f"--out {args.out} is a file: give a folder")
     if args.task == "refine":
         build_refinement(data, out, args.sample, args.validation_sample)
+        return
+    if args.task == "stack":
+        build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
+                    inversion_settings(args.inversion_settings))
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     paths = simulate_scenes(dems, out, coarse_factors=tuple(args.coarse_factor or (3,)),

@@ -4,6 +4,8 @@ both passes x several dates, predicting on either."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,10 +46,10 @@ def test_bad_stacks_are_refused(dates, passes, channels, match):
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     """Three tiny DEMs, each as scenes of one image of one pass and of both passes x 2
-    dates."""
+    dates, built with the inversion."""
     folder = tmp_path_factory.mktemp("stack_scenes") / "scenes"
     simulate_tiny_scenes(folder, names=("hills-a", "hills-b", "hills-c"), size=40, passes=("ascending",),
-                         dates=(1, 2), opposite_passes=(False, True))
+                         dates=(1, 2), opposite_passes=(False, True), inversion=True)
     return folder
 
 
@@ -126,3 +128,21 @@ def test_refine_dem_gives_a_stack_network_every_date(scenes, tmp_path):
     assert scene["sar_dates"].sizes["date"] == 2 and scene["other_sar_dates"].sizes["date"] == 2
     assert np.isfinite(one["height"].values).all() and np.isfinite(both["height"].values).all()
     assert not np.allclose(one["height"].values, both["height"].values)
+
+
+@pytest.mark.parametrize("name", ["terrain_stack", "terrain_stack_gpu", "terrain_stack_noimage"])
+def test_shipped_stack_configs_train(scenes, tmp_path, monkeypatch, name):
+    import torch
+
+    from sarheight.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = str(Path(__file__).resolve().parents[2] / "sarheight" / "configs" / f"{name}.yaml")
+    small = ["--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
+             "--data.tile", "32", "--data.tiles_per_epoch", "4", "--data.batch_size", "2", "--data.num_workers", "0",
+             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", "--config", config, *small]) == 0
+    stored = torch.load(tmp_path / "runs" / name / "checkpoints" / "last.ckpt", weights_only=True)["sarheight"]
+    image = ("clinometry", "inverted", "local_incidence_angle", "sar_present@0")
+    assert all((channel in stored["channels"]) == (name != "terrain_stack_noimage") for channel in image)
+    assert stored["calibration"]["choice"] and stored["reference"] == "coarse_refined"
