@@ -50,7 +50,8 @@ images (its settings those the inversion study chose on the validation DEMs,
   (one image; one pass x 10 dates; both passes x 1 and x 10 dates, each on the "outside"
   ground and the "test" coarse product; and the plain ground: one image, one law, no land
   cover, the exact block mean), coarse factors 3 and 5, every prior kind (tracks' headings
-  drawn per scene), a crop of the most land of ``--crop-test`` cells.
+  drawn per scene), a crop of the most land of ``--crop-test`` cells, the coarse DEM's
+  error kept taken apart (where a method's error comes from).
 
 ``--task ablation``: the seed paper's ablation set (``sarheight terrain ablate``): the
 six DEMs of the first study and Jacksboro, both passes, random and track priors, one
@@ -218,7 +219,8 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
         dems, sea = open_dems(data, names)
         for condition, condition_axes in STACK_CONDITIONS.items():
             paths = simulate_scenes(dems, out / role / condition, passes=("ascending",), coarse_factors=(3, 5),
-                                    unscored=sea, crop_cells=crop_test, **condition_axes, **common)
+                                    unscored=sea, crop_cells=crop_test, error_sources=True, **condition_axes,
+                                    **common)
             print(f"{len(paths)} {role} scenes in {out / role / condition}")
 
 

@@ -54,7 +54,7 @@ the product is then :func:`~sarheight.terrain.grid.block_mean` on its whole bloc
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import scipy.sparse
@@ -308,4 +308,38 @@ def realistic_coarse_dem(truth: xr.DataArray, factor: int, family: str, seed: in
     return product, errors
 
 
-__all__ = ["DEGRADATION_FAMILIES", "CoarseDemErrors", "coarse_product", "draw_errors", "realistic_coarse_dem"]
+#: The parts of a coarse product's error on its own grid that :func:`coarse_error_parts`
+#: gives (the shift's part is the difference of two area means, see there).
+ERROR_PARTS = ("correlated", "slope", "bias", "rounding")
+
+
+def coarse_error_parts(truth: xr.DataArray, errors: CoarseDemErrors, *, seed: int = 0) -> dict[str, xr.DataArray]:
+    """The product of :func:`coarse_product` (same ``truth``, ``errors`` and ``seed``) taken
+    apart: the exact area means of the truth on the product's grid without the shift
+    (``ideal``) and with it (``shifted``: their difference is the shift's part), and the
+    other parts of its error (:data:`ERROR_PARTS`, m, on the product's grid), which sum
+    to the product less ``shifted``. Each is made by the same random draws as the product
+    (one seed draws them in the same order whatever is switched off).
+
+    Returns
+    -------
+    dict of DataArrays: ``product``, ``shifted`` and the parts on the product's grid, and
+    ``ideal`` on its own (without the shift the product's grid may keep other cells: put
+    both on one grid before taking their difference).
+    """
+    product = coarse_product(truth, errors, seed=seed)
+    plain = {"correlated_error_m": 0.0, "slope_error_m": 0.0, "bias_m": 0.0, "quantum_m": 0.0}
+    ideal = coarse_product(truth, replace(errors, shift_east_m=0.0, shift_north_m=0.0, **plain), seed=seed)
+    shifted = coarse_product(truth, replace(errors, **plain), seed=seed)
+    correlated = coarse_product(truth, replace(errors, **{**plain, "correlated_error_m": errors.correlated_error_m}),
+                                seed=seed) - shifted
+    slope = coarse_product(truth, replace(errors, **{**plain, "slope_error_m": errors.slope_error_m}),
+                           seed=seed) - shifted
+    bias = xr.full_like(shifted, errors.bias_m)
+    rounding = product - shifted - correlated - slope - bias
+    return {"product": product, "ideal": ideal, "shifted": shifted, "correlated": correlated, "slope": slope,
+            "bias": bias, "rounding": rounding}
+
+
+__all__ = ["DEGRADATION_FAMILIES", "ERROR_PARTS", "CoarseDemErrors", "coarse_error_parts", "coarse_product",
+           "draw_errors", "realistic_coarse_dem"]

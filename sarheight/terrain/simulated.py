@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from ..coarse_dem import CoarseDemErrors, coarse_product, draw_errors
+from ..coarse_dem import ERROR_PARTS, CoarseDemErrors, coarse_error_parts, coarse_product, draw_errors
 from ..dem import open_dem
 from ..errors import (
     InvalidInputError,
@@ -45,6 +45,7 @@ from .augment import (
     terrain_on_a_projected_grid,
     transform_terrain,
 )
+from .backprojection import upsample
 from .files import write_scene
 from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
 from .grid import block_mean
@@ -80,6 +81,7 @@ def simulate_scene(
     inversion: bool = False,
     inversion_settings: InversionSettings | None = None,
     keep_dates: bool | None = None,
+    error_sources: bool = False,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -130,6 +132,10 @@ def simulate_scene(
     register, inversion, inversion_settings : as :func:`observed_scene` takes them.
     keep_dates : keep each date of a stack (``sar_dates``, ``other_sar_dates``, as
         :func:`observed_scene` keeps them); default: for a stack of several dates.
+    error_sources : also keep the coarse DEM's error taken apart on the scene's grid
+        (:data:`ERROR_SOURCE_VARIABLES`: the relief its cells lose, its shift, correlated,
+        slope, bias and rounding errors, m, summing to the bilinear resampling of the
+        product less the truth), to tell where a refinement's error comes from.
     name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
     progress : show progress bars (only on a terminal).
 
@@ -170,6 +176,9 @@ def simulate_scene(
             raise InvalidInputError(f"unscored is {left_out.shape}, the DEM {truth.shape}: give a mask on the DEM grid")
         height = np.where(left_out, np.float32(np.nan), height)
     scene["height"] = on_grid(height, truth, "height")
+    if error_sources:
+        for variable, values in coarse_error_maps(truth, coarse_factor, coarse_errors, seed).items():
+            scene[variable] = on_grid(values, truth, variable)
     scene.attrs.update(
         kind="simulated",
         dem_name=dem_name,
@@ -199,6 +208,32 @@ def simulate_scene(
            if isinstance(value, (str, int, float))},
     )
     return scene
+
+
+#: The scene variables of the coarse DEM's error taken apart (``error_sources``), by part.
+ERROR_SOURCE_VARIABLES = {"lost_relief": "coarse_error_lost_relief", "shift": "coarse_error_shift",
+                          "correlated": "coarse_error_correlated", "slope": "coarse_error_slope",
+                          "bias": "coarse_error_bias", "rounding": "coarse_error_rounding"}
+
+
+def coarse_error_maps(truth: xr.DataArray, factor: int, errors: CoarseDemErrors | None,
+                      seed: int) -> dict[str, np.ndarray]:
+    """The coarse DEM's error (its bilinear resampling to ``truth``'s grid less the truth)
+    taken apart on that grid (float32, m, by the variables of :data:`ERROR_SOURCE_VARIABLES`):
+    the relief the exact area mean loses, then each part of the product's error
+    (:func:`sarheight.coarse_dem.coarse_error_parts`, resampled bilinearly); the ideal
+    product (``errors`` None or ideal) only loses relief."""
+    heights = truth.values.astype(np.float64)
+    if errors is None or errors.is_ideal:
+        ideal = upsample(block_mean(truth, factor), truth).values
+        maps = {name: np.zeros(truth.shape) for name in ("shift", *ERROR_PARTS)}
+    else:
+        taken = coarse_error_parts(truth, errors, seed=seed)
+        ideal = upsample(taken["ideal"], truth).values
+        maps = {"shift": upsample(taken["shifted"], truth).values - ideal}
+        maps.update({name: upsample(taken[name].rio.write_crs(truth.rio.crs), truth).values for name in ERROR_PARTS})
+    maps["lost_relief"] = ideal - heights
+    return {variable: maps[name].astype(np.float32) for name, variable in ERROR_SOURCE_VARIABLES.items()}
 
 
 def _conditions(dates: int, date_conditions: Sequence[DateCondition] | None) -> tuple[DateCondition, ...]:

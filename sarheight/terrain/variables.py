@@ -97,6 +97,12 @@ VARIABLE_ATTRS = {
     "clinometry": {"units": "m", "long_name": "coarse DEM registered, corrected by the slopes the image asks for"},
     "inversion_readable": {"long_name": "observations whose ratio the inversion read at the cell"},
     "height": {"units": "m", "long_name": "true height above the WGS84 ellipsoid"},
+    "coarse_error_lost_relief": {"units": "m", "long_name": "the coarse DEM's error: the relief its cells lose"},
+    "coarse_error_shift": {"units": "m", "long_name": "the coarse DEM's error: its geolocation shift"},
+    "coarse_error_correlated": {"units": "m", "long_name": "the coarse DEM's error: its correlated error"},
+    "coarse_error_slope": {"units": "m", "long_name": "the coarse DEM's error: its slope-dependent error"},
+    "coarse_error_bias": {"units": "m", "long_name": "the coarse DEM's error: its bias"},
+    "coarse_error_rounding": {"units": "m", "long_name": "the coarse DEM's error: its heights' rounding"},
 }
 
 

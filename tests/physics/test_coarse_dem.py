@@ -4,6 +4,7 @@ the error terms, the families' draws and the refusals."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -236,3 +237,41 @@ def test_clear_errors(geographic):
         coarse_product(geographic[:5, :20], CoarseDemErrors.ideal(3))
     with pytest.raises(InvalidInputError, match="fewer than two"):
         coarse_product(geographic[:7, :20], CoarseDemErrors(3, shift_north_m=45.0))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_product_taken_apart_sums_to_it(seed):
+    from sarheight.coarse_dem import ERROR_PARTS, coarse_error_parts
+
+    truth = rough_dem(seed=seed, rows=60, cols=66, relief=300.0)
+    errors = draw_errors(3, "test", seed)
+    parts = coarse_error_parts(truth, errors, seed=seed + 10)
+    product = coarse_product(truth, errors, seed=seed + 10)
+    np.testing.assert_array_equal(parts["product"].values, product.values)
+    total = parts["shifted"] + sum(parts[name] for name in ERROR_PARTS)
+    np.testing.assert_allclose(total.values, product.values, atol=1e-3)
+    # Each part as its own setting makes it: the bias a constant, the rounding within half a quantum.
+    np.testing.assert_allclose(parts["bias"].values, errors.bias_m)
+    assert np.nanmax(np.abs(parts["rounding"].values)) <= errors.quantum_m / 2 + 1e-3
+    assert np.nanstd(parts["slope"].values) > 0 and np.nanstd(parts["correlated"].values) > 0
+    # Without a shift, the shifted area mean is the ideal one.
+    still = coarse_error_parts(truth, replace(errors, shift_east_m=0.0, shift_north_m=0.0), seed=seed + 10)
+    np.testing.assert_array_equal(still["shifted"].values, still["ideal"].values)
+
+
+def test_a_scene_keeps_its_coarse_dems_error_taken_apart():
+    from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES, simulate_scene
+
+    truth = rough_dem(seed=3, rows=60, cols=60, relief=300.0)
+    for errors in (None, draw_errors(3, "test", 5)):
+        scene = simulate_scene(truth, scene_geometry(truth, "ascending"), coarse_errors=errors, error_sources=True,
+                               register=False, progress=False)
+        total = sum(scene[name].values.astype(np.float64) for name in ERROR_SOURCE_VARIABLES.values())
+        direct = scene["coarse_height"].values.astype(np.float64) - scene["height"].values
+        counted = np.isfinite(total) & np.isfinite(direct)
+        assert counted.mean() > 0.85
+        np.testing.assert_allclose(total[counted], direct[counted], atol=1e-3)
+        if errors is None:
+            assert not scene["coarse_error_shift"].values.any() and not scene["coarse_error_slope"].values.any()
+    assert "coarse_error_shift" not in simulate_scene(truth, scene_geometry(truth, "ascending"), progress=False)
