@@ -1,0 +1,54 @@
+"""Run the study of the network on top of the physics (:mod:`sarheight.studies.stacking`) on
+the scenes of ``build_terrain_scenes.py --task stack``.
+
+    python examples/build_terrain_scenes.py --task stack --data ../shared/data --out stack_scenes
+    python examples/stack_study.py --scenes stack_scenes --out benchmarks/terrain_stack
+
+The stack network (``terrain_stack``) and its control without any image
+(``terrain_stack_noimage``) are trained on ``stack_scenes/train`` (``--seeds`` each) and
+calibrated on its validation DEMs; the fair bar of each condition is chosen on
+``stack_scenes/validation``; every method is scored on ``stack_scenes/test``. Writes
+``stacking.json``, ``stacking.md``, ``stacking.png`` and ``splits.json`` into ``--out``; a
+rerun resumes. ``--config terrain_stack_gpu`` trains the GPU configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sarheight.errors import SarHeightError
+from sarheight.studies.stacking import run_stack_study
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenes", default="stack_scenes", help="the folder of train/, validation/ and test/")
+    parser.add_argument("--out", default="benchmarks/terrain_stack", help="the study's folder")
+    parser.add_argument("--config", default="terrain_stack", help="the stack network's configuration")
+    parser.add_argument("--control", default="terrain_stack_noimage", help="its control's configuration")
+    parser.add_argument("--seeds", type=int, default=2, help="trainings of each network (2)")
+    parser.add_argument("--accelerator", default="auto", help="Lightning's accelerator (auto: a GPU if there is one)")
+    args = parser.parse_args()
+    scenes = Path(args.scenes)
+    started = time.perf_counter()
+    try:
+        results = run_stack_study(scenes / "train", scenes / "validation", scenes / "test", args.out,
+                                  config=args.config, control=args.control, seeds=args.seeds,
+                                  accelerator=args.accelerator, command=" ".join(["python", *sys.argv]))
+    except SarHeightError as error:
+        print(f"stack_study: error: {error}", file=sys.stderr)
+        return 2
+    for line in results["targets"]:
+        print(line)
+    print(f"wrote {args.out}/stacking.json, .md and .png in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

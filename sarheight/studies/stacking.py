@@ -1,0 +1,484 @@
+"""The study of the network on top of the physics: the stack network
+(``sarheight/configs/terrain_stack.yaml``: every image, every non-learned map, a choice per
+terrain class) against every refinement without learning, the inversion among them, on
+DEMs it never saw, under each held-out condition.
+
+Scenes (``examples/build_terrain_scenes.py --task stack``): training and calibration
+scenes in one folder; the validation DEMs and the held-out DEMs under each condition in
+``<root>/<condition>/`` folders (one image; one pass x 10 dates; both passes x 1 and x 10
+dates on a ground of laws of a form training never saw; the plain ground). Every scene
+holds the inversion of its images and its coarse DEM's error taken apart.
+
+Per seed, the stack network and its control (the same backbone without any image,
+``terrain_stack_noimage.yaml``) are trained and calibrated on the calibration scenes. On
+every held-out scene every method is scored on the same cells. The bars:
+
+- the oracle: per row (a DEM, condition, factor and prior kind), the best method without
+  learning, chosen with the truth;
+- the fair bar: per condition, the one method without learning (the inversion among
+  them) of the lowest mean RMSE relative to back-projection with the kriged priors over
+  the validation DEMs' scenes of that condition, chosen without the held-out truth; its
+  validation scores are kept.
+
+The figures per condition and factor: each reduction of the RMSE per held-out DEM (the
+mean over its prior kinds), their mean over the DEMs and their least, mean and spread
+over the seeds; a paired test over the DEMs (the network against the fair bar: the
+exact sign-flip test of the mean difference, and Student's paired t); the SAR's share
+(the network against its control) and the control against the fair bar; the share of
+cells within one and two calibrated standard deviations per DEM; and where the error
+goes (:func:`error_by_source`). Results resume: a training or a scored scene is not made
+again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..data.terrain import scene_files, scene_header
+from ..errors import InvalidInputError
+from ..plots import save_figure
+from ..scores import rms
+from ..terrain.files import open_scene
+from ..terrain.methods import NON_LEARNED, baseline_maps
+from ..terrain.simulated import ERROR_SOURCE_VARIABLES
+from ..terrain.variables import refinement_classes
+from .refinement import PredictionCache
+from .refinement_methods import Network, score_map, scoring_mask
+from .runs import read_sealed_json, reduction, seeded_runs, train_run, write_json
+
+logger = logging.getLogger(__name__)
+
+#: The held-out conditions, in the order the tables give them (the folders' names).
+CONDITIONS = ("one_image", "one_pass_10_dates", "both_passes", "both_passes_10_dates", "plain")
+
+#: The methods without learning: the baselines, and the inversion (the scenes' ``inverted``).
+METHODS = (*NON_LEARNED, "inversion")
+
+#: The method every relative figure is against, and the fair bar's is chosen by.
+REFERENCE = "back_projection_priors"
+
+#: The sources :func:`error_by_source` attributes an error to, then what none explains.
+SOURCES = (*ERROR_SOURCE_VARIABLES, "unexplained")
+
+#: The issue's targets (reductions, %), per condition and factor where they differ.
+TARGETS = {
+    "one_image": {"fair": 10.0, "inversion": 3.0},
+    "both_passes_10_dates": {"reference": {3: 30.0, 5: 35.0}, "inversion": 5.0},
+}
+
+
+def condition_index(root: str | os.PathLike[str], conditions: Sequence[str] = CONDITIONS) -> list[dict[str, Any]]:
+    """The scenes of ``root/<condition>/`` for each condition present, from their headers:
+    path, name, DEM, condition, coarse factor and prior kind.
+
+    Raises
+    ------
+    MissingInputError, InvalidInputError : no condition folder, or a scene without its
+        truth or its inversion.
+    """
+    found = []
+    root = Path(root)
+    present = [condition for condition in conditions if (root / condition).is_dir()]
+    if not present:
+        raise InvalidInputError(f"{str(root)!r} holds no folder of a condition ({', '.join(conditions)}): build "
+                                "them with examples/build_terrain_scenes.py --task stack")
+    for condition in present:
+        for path in scene_files(root / condition, f"the {condition} scenes"):
+            header = scene_header(path)
+            missing = [name for name in ("height", "inverted") if name not in header.variables]
+            if missing:
+                raise InvalidInputError(f"scene {header.name!r} lacks {missing}: the study scores against the truth "
+                                        "and the inversion (build the scenes with --task stack)")
+            found.append({"path": Path(path), "scene": header.name, "dem": header.area, "condition": condition,
+                          "factor": round(float(header.attrs.get("coarse_factor", 0))),
+                          "prior_kind": str(header.attrs.get("prior_kind", "exact"))})
+    return found
+
+
+def method_maps(scene: xr.Dataset) -> dict[str, np.ndarray]:
+    """The heights of every method without learning (:data:`METHODS`) on a scene."""
+    maps = {name: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
+    maps["inversion"] = scene["inverted"].values
+    return maps
+
+
+def error_by_source(error: np.ndarray, scene: xr.Dataset, mask: np.ndarray) -> dict[str, float]:
+    """Where a map's error comes from: the error (m) on the scored cells regressed, by
+    least squares, on the parts of the coarse DEM's error the scene keeps
+    (:data:`sarheight.terrain.simulated.ERROR_SOURCE_VARIABLES`: the relief its cells lose, its
+    shift, correlated, slope, bias and rounding errors; the bias with a constant), and
+    per part the RMS (m) of its fitted share; ``unexplained`` the RMS of what is left
+    (speckle, the method's own error). Empty for a scene without those parts."""
+    names = [name for name, variable in ERROR_SOURCE_VARIABLES.items() if variable in scene.data_vars]
+    if len(names) != len(ERROR_SOURCE_VARIABLES):
+        return {}
+    counted = mask & np.isfinite(error)
+    columns = []
+    for name in names:
+        values = scene[ERROR_SOURCE_VARIABLES[name]].values.astype(np.float64)
+        counted &= np.isfinite(values)
+        columns.append(values)
+    if counted.sum() < 2 * len(names):
+        return {}
+    design = np.stack([np.ones(int(counted.sum())) if name == "bias" else values[counted]
+                       for name, values in zip(names, columns, strict=True)], axis=1)
+    target = error[counted].astype(np.float64)
+    coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
+    found = {name: rms(coefficients[index] * design[:, index]) for index, name in enumerate(names)}
+    found["unexplained"] = rms(target - design @ coefficients)
+    return found
+
+
+def paired_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float]:
+    """The paired comparison of two methods' errors over DEMs: the mean difference
+    (``ours - theirs``), the exact two-sided sign-flip p-value of it (every sign of every
+    difference), and Student's paired t with its two-sided p-value."""
+    from scipy import stats
+
+    differences = np.asarray(ours, dtype=np.float64) - np.asarray(theirs, dtype=np.float64)
+    differences = differences[np.isfinite(differences)]
+    if differences.size < 2:
+        return {"dems": int(differences.size), "mean_difference": math.nan, "sign_flip_p": math.nan,
+                "t": math.nan, "t_p": math.nan}
+    observed = abs(differences.mean())
+    flips = np.array(list(itertools.product((-1.0, 1.0), repeat=differences.size)))
+    extreme = np.abs((flips * differences).mean(axis=1)) >= observed - 1e-12
+    result = stats.ttest_rel(np.asarray(ours, dtype=np.float64)[np.isfinite(ours)],
+                             np.asarray(theirs, dtype=np.float64)[np.isfinite(theirs)])
+    return {"dems": int(differences.size), "mean_difference": float(differences.mean()),
+            "sign_flip_p": float(extreme.mean()), "t": float(result.statistic), "t_p": float(result.pvalue)}
+
+
+def fair_bars(validation: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per condition, the method without learning of the lowest mean RMSE relative to
+    back-projection with the kriged priors over the validation scenes of that condition,
+    with every method's mean (``validation``: by scene, its condition and its scores)."""
+    bars = {}
+    for condition in CONDITIONS:
+        records = [record for record in validation.values() if record["condition"] == condition]
+        if not records:
+            continue
+        means = {method: float(np.mean([record["scores"][method]["overall"] / record["scores"][REFERENCE]["overall"]
+                                        for record in records])) for method in METHODS}
+        bars[condition] = {"method": min(METHODS, key=lambda method: means[method]),
+                           "validation_mean_relative_rmse": means, "validation_scenes": len(records)}
+    return bars
+
+
+def _rmse(row: dict[str, Any], method: str | None) -> float:
+    """A held-out row's overall RMSE of ``method`` (None: the oracle, the best method
+    without learning there)."""
+    if method is None:
+        return min(float(row["scores"][name]["overall"]) for name in METHODS)
+    return float(row["scores"][method]["overall"])
+
+
+def _per_dem(rows: list[dict[str, Any]], methods: Sequence[str]) -> dict[str, float]:
+    """Per DEM, the mean RMSE over its rows (its prior kinds) of the mean map of
+    ``methods`` (several: the seeds of a network, their RMSEs averaged)."""
+    found: dict[str, list[float]] = {}
+    for row in rows:
+        found.setdefault(row["dem"], []).append(float(np.mean([_rmse(row, method) for method in methods])))
+    return {dem: float(np.mean(values)) for dem, values in sorted(found.items())}
+
+
+def _per_dem_reduction(rows: list[dict[str, Any]], ours: str, theirs: str | None) -> dict[str, float]:
+    """Per DEM, the mean over its rows of the reduction (%) of ``ours`` against ``theirs``."""
+    found: dict[str, list[float]] = {}
+    for row in rows:
+        found.setdefault(row["dem"], []).append(reduction(_rmse(row, ours), _rmse(row, theirs)))
+    return {dem: float(np.mean(values)) for dem, values in sorted(found.items())}
+
+
+def summarise(index: list[dict[str, Any]], held_out: dict[str, dict[str, Any]], bars: dict[str, dict[str, Any]],
+              seeds: int) -> list[dict[str, Any]]:
+    """The figures per condition and factor (see the module's docstring), from each held-out
+    scene's record."""
+    rows = []
+    networks = [f"network_seed{seed}" for seed in range(seeds)]
+    controls = [f"control_seed{seed}" for seed in range(seeds)]
+    for condition, factor in itertools.product(CONDITIONS, sorted({entry["factor"] for entry in index})):
+        chosen = [{**entry, **held_out[entry["scene"]]} for entry in index
+                  if entry["condition"] == condition and entry["factor"] == factor]
+        if not chosen or condition not in bars:
+            continue
+        bar = bars[condition]["method"]
+        found: dict[str, Any] = {"condition": condition, "factor": factor, "fair_bar": bar, "scenes": len(chosen),
+                                 "dems": sorted({row["dem"] for row in chosen})}
+        for key, theirs in (("fair", bar), ("oracle", None), ("reference", REFERENCE), ("inversion", "inversion"),
+                            ("sar_share", "control"), ("control_fair", bar)):
+            per_seed = [_per_dem_reduction(chosen, control if key == "control_fair" else network,
+                                           control if theirs == "control" else theirs)
+                        for network, control in zip(networks, controls, strict=True)]
+            means = [float(np.mean(list(dems.values()))) for dems in per_seed]
+            least = [float(np.min(list(dems.values()))) for dems in per_seed]
+            found[key] = {"mean": float(np.mean(means)), "spread": float(np.std(means, ddof=1)) if seeds > 1 else 0.0,
+                          "least_dem": float(np.mean(least)),
+                          "per_dem": {dem: float(np.mean([dems[dem] for dems in per_seed])) for dem in per_seed[0]}}
+        found["rmse_m"] = {"network": _per_dem(chosen, networks), "control": _per_dem(chosen, controls),
+                           "fair_bar": _per_dem(chosen, [bar]), "inversion": _per_dem(chosen, ["inversion"]),
+                           "reference": _per_dem(chosen, [REFERENCE])}
+        # The network (its seeds' mean RMSE) against the fair bar, DEM by DEM.
+        found["paired_test_fair"] = paired_test(list(found["rmse_m"]["network"].values()),
+                                                list(found["rmse_m"]["fair_bar"].values()))
+        found["within_std"] = {
+            dem: {"within_1std": float(np.mean([w[0] for w in values])),
+                  "within_2std": float(np.mean([w[1] for w in values]))}
+            for dem, values in _group_within(chosen, seeds).items()}
+        found["error_sources_m"] = {
+            method: {source: rms([row["error_sources"][method][source] for row in chosen
+                                  if row["error_sources"].get(method)]) for source in SOURCES}
+            for method in ("fair_bar", "inversion", "network") if any(row["error_sources"].get(method)
+                                                                      for row in chosen)}
+        rows.append(found)
+    return rows
+
+
+def _group_within(rows: list[dict[str, Any]], seeds: int) -> dict[str, list[tuple[float, float]]]:
+    found: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        for seed in range(seeds):
+            scores = row["scores"][f"network_seed{seed}"]
+            if scores.get("std_cells"):
+                found.setdefault(row["dem"], []).append((scores["within_1std"] / scores["std_cells"],
+                                                         scores["within_2std"] / scores["std_cells"]))
+    return found
+
+
+def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, each measured (from the summary rows)."""
+    lines = []
+    for row in rows:
+        condition, factor = row["condition"], row["factor"]
+        targets = TARGETS.get(condition)
+        if not targets:
+            continue
+        for key, target in targets.items():
+            value = target[factor] if isinstance(target, dict) else target
+            figure = row[key]["mean"]
+            against = {"fair": f"the fair bar ({row['fair_bar']})", "inversion": "the inversion",
+                       "reference": "back-projection + kriged priors"}[key]
+            verdict = "met" if figure >= value else f"missed by {value - figure:.1f} points"
+            lines.append(f"{condition}, {factor}x: the network {figure:+.1f} ± {row[key]['spread']:.1f} % against "
+                         f"{against} (target >= {value:g} %): {verdict}; least DEM {row[key]['least_dem']:+.1f} %")
+        if row["fair"]["least_dem"] <= 0:
+            lines.append(f"{condition}, {factor}x: not every DEM below the fair bar (least {row['fair']['least_dem']:+.1f}"
+                         " %)")
+    return lines
+
+
+def write_table(results: dict[str, Any], path: str | Path) -> Path:
+    """The study's tables as Markdown, every figure from ``results``."""
+    lines = ["# The network on top of the physics", "",
+             f"Training DEMs: {', '.join(results['splits']['train_dems'])}; calibration: "
+             f"{', '.join(results['splits']['calibration_dems'])}; fair bars chosen on: "
+             f"{', '.join(results['splits']['validation_dems'])}; held out: "
+             f"{', '.join(results['splits']['held_out_dems'])}. {results['note']}.", "",
+             "Reductions of the RMSE (%), mean over the held-out DEMs ± spread over seeds, [least DEM]; positive: "
+             "the network below.", "",
+             "| condition | factor | fair bar | vs fair bar | vs oracle | vs inversion | vs back-projection + kriged "
+             "| SAR's share | control vs fair bar | paired p (sign flip / t) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in results["summary"]:
+        cells = [f"{row[key]['mean']:+.1f} ± {row[key]['spread']:.1f} [{row[key]['least_dem']:+.1f}]"
+                 for key in ("fair", "oracle", "inversion", "reference", "sar_share", "control_fair")]
+        test = row["paired_test_fair"]
+        lines.append(f"| {row['condition']} | {row['factor']}x | {row['fair_bar']} | " + " | ".join(cells)
+                     + f" | {test['sign_flip_p']:.3f} / {test['t_p']:.3f} |")
+    lines += ["", "Where the error goes (RMS, m, over the scenes of each row): the parts of the coarse DEM's error "
+              "each map's error regresses on, and what none explains.", "",
+              "| condition | factor | map | " + " | ".join(SOURCES) + " |", "|---|---|---|" + "---|" * len(SOURCES)]
+    for row in results["summary"]:
+        for method, parts in row["error_sources_m"].items():
+            lines.append(f"| {row['condition']} | {row['factor']}x | {method} | "
+                         + " | ".join(f"{parts[source]:.2f}" for source in SOURCES) + " |")
+    lines += ["", "Targets:", "", *[f"- {line}" for line in results["targets"]], ""]
+    Path(path).write_text("\n".join(lines))
+    return Path(path)
+
+
+def plot_study(results: dict[str, Any], path: str | Path) -> Path:
+    """Per condition and factor, the network's reduction against the fair bar, the
+    inversion and its control, per held-out DEM."""
+    import matplotlib.pyplot as plt
+
+    rows = results["summary"]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    labels = [f"{row['condition']}\n{row['factor']}x" for row in rows]
+    for axis, key, title in zip(axes, ("fair", "inversion", "sar_share"),
+                                ("against the fair bar", "against the inversion", "against its control (SAR's share)"),
+                                strict=True):
+        for index, row in enumerate(rows):
+            values = list(row[key]["per_dem"].values())
+            axis.scatter([index] * len(values), values, color="0.5", s=12)
+            axis.errorbar(index, row[key]["mean"], yerr=row[key]["spread"], fmt="o", color="C0")
+        axis.axhline(0.0, color="k", linewidth=0.8)
+        axis.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
+        axis.set_title(title)
+    axes[0].set_ylabel("RMSE reduction (%): dots per DEM, mean ± spread over seeds")
+    return save_figure(figure, path)
+
+
+def _calibration_files(train_files: list[Path], val_dems: Sequence[str]) -> list[Path]:
+    return [path for path in train_files if scene_header(path).area in val_dems]
+
+
+def run_stack_study(
+    train_scenes: str | os.PathLike[str],
+    validation_root: str | os.PathLike[str],
+    test_root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    config: str | os.PathLike[str] = "terrain_stack",
+    control: str | os.PathLike[str] = "terrain_stack_noimage",
+    seeds: int = 2,
+    max_epochs: int | None = None,
+    max_time: str | None = None,
+    accelerator: str = "auto",
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the study and write ``stacking.json``, ``stacking.md`` and ``stacking.png`` in
+    ``out`` (runs in ``out/runs``, scores in ``out/scores``: a rerun resumes).
+
+    Parameters
+    ----------
+    train_scenes : the training and calibration scenes (the configuration's
+        ``val_scenes`` name the calibration DEMs among them).
+    validation_root, test_root : folders of ``<condition>/`` scene folders: the validation
+        DEMs' (the fair bars are chosen there) and the held-out DEMs'.
+    out : the study's folder.
+    config, control : the stack network's configuration and its control's.
+    seeds : trainings of each (mean ± spread over them).
+    max_epochs, max_time, accelerator : override the configurations' budget and device.
+    progress : show progress.
+    command : the command that ran the study, kept in the JSON.
+
+    Raises
+    ------
+    InvalidInputError : a held-out or validation DEM among the training scenes, seeds
+        below 1, scenes without their truth or inversion; before any training.
+    """
+    from ..threads import bar as progress_bar
+    from ..training.calibration import calibrate_checkpoint
+    from ..training.configured import configured_run
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InvalidInputError(f"seeds must be a positive integer, got {seeds!r}")
+    out = Path(out)
+    train_files = scene_files(train_scenes, "the training scenes")
+    validation_index = condition_index(validation_root)
+    test_index = condition_index(test_root)
+    headers = [scene_header(path) for path in train_files]
+    train_areas = sorted({header.area for header in headers})
+    held_out_dems = sorted({entry["dem"] for entry in test_index})
+    validation_dems = sorted({entry["dem"] for entry in validation_index})
+    overlap = sorted(set(held_out_dems) & (set(train_areas) | set(validation_dems)))
+    if overlap:
+        raise InvalidInputError(f"the DEMs {overlap} are held out and also trained or validated on: hold whole DEMs "
+                                "out")
+    option = ["--data.scenes", "[" + ", ".join(str(path) for path in train_files) + "]"]
+    parsed = {name: configured_run(source, option) for name, source in (("network", config), ("control", control))}
+    calibration_dems = list(parsed["network"].init_args["data"].get("val_scenes") or [])
+    calibration = _calibration_files(train_files, calibration_dems)
+    transforms = sorted({header.name.split("_")[0] for header in headers if header.area not in calibration_dems})
+    splits = {"train_dems": [area for area in train_areas if area not in calibration_dems],
+              "train_terrain": transforms, "calibration_dems": calibration_dems,
+              "validation_dems": validation_dems, "held_out_dems": held_out_dems}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(splits, out / "splits.json")
+
+    # 1. The trainings, each calibrated on the calibration scenes.
+    checkpoints: dict[str, list[Path]] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
+    bar = progress_bar(total=2 * seeds, desc="stack study: trainings", unit="training", enabled=progress)
+    for name, source in (("network", config), ("control", control)):
+        def train(seed: int, run_dir: Path, source: Any = source, name: str = name) -> dict[str, Any]:
+            run = configured_run(source, [*option, "--seed_everything", str(seed)])
+            trainer = run.trainer_options
+            steps = int(run.datamodule.tiles_per_epoch) // int(run.datamodule.batch_size)
+            started = time.perf_counter()
+            checkpoint = train_run(run.model, run.datamodule, run_dir,
+                                   max_epochs=int(max_epochs or trainer.get("max_epochs") or 10),
+                                   steps_per_epoch=steps, accelerator=accelerator, validate=bool(calibration),
+                                   max_time=max_time or trainer.get("max_time"), progress=progress,
+                                   description=f"{name} seed {seed}").last
+            seconds = time.perf_counter() - started
+            figures = calibrate_checkpoint(checkpoint, calibration) if calibration else None
+            return {"checkpoint": str(checkpoint), "calibration": figures, "train_seconds": seconds,
+                    "init_args": run.init_args}
+
+        records[name] = seeded_runs(out / "runs" / name, seeds, train, bar.update)
+        checkpoints[name] = [out / "runs" / name / f"seed{seed}" / "last.ckpt" for seed in range(seeds)]
+    bar.close()
+    networks = {f"{name}_seed{seed}": PredictionCache(
+        Network(name, name, tuple(parsed[name].datamodule.channels), parsed[name].datamodule.reference,
+                parsed[name].datamodule.scale), path)
+        for name in checkpoints for seed, path in enumerate(checkpoints[name])}
+
+    # 2. The methods without learning on the validation DEMs: the fair bar of each condition.
+    validation_path = out / "scores" / "validation.json"
+    (out / "scores").mkdir(exist_ok=True)
+    validation = read_sealed_json(validation_path) or {}
+    for entry in progress_bar(validation_index, desc="stack study: validation", unit="scene", enabled=progress):
+        if entry["scene"] in validation:
+            continue
+        scene = open_scene(entry["path"])
+        mask, classes = scoring_mask(scene), refinement_classes(scene)
+        validation[entry["scene"]] = {"condition": entry["condition"], "dem": entry["dem"],
+                                      "scores": {method: score_map(heights, scene, mask, classes)
+                                                 for method, heights in method_maps(scene).items()}}
+        write_json(validation, validation_path, sealed=True)
+    bars = fair_bars(validation)
+
+    # 3. Every method and network on the held-out scenes.
+    held_out_path = out / "scores" / "held_out.json"
+    held_out = read_sealed_json(held_out_path) or {}
+    for entry in progress_bar(test_index, desc="stack study: held-out scenes", unit="scene", enabled=progress):
+        if entry["scene"] in held_out:
+            continue
+        scene = open_scene(entry["path"])
+        mask, classes = scoring_mask(scene), refinement_classes(scene)
+        truth = scene["height"].values.astype(np.float64)
+        maps = method_maps(scene)
+        scores = {method: score_map(heights, scene, mask, classes) for method, heights in maps.items()}
+        network_maps = {}
+        for key, cache in networks.items():
+            heights, std, filled = cache.predict(scene)
+            scores[key] = {**score_map(heights, scene, mask, classes, std), "filled_cells": filled}
+            network_maps[key] = heights
+        bar_method = bars.get(entry["condition"], {}).get("method", REFERENCE)
+        sources = {"fair_bar": error_by_source(maps[bar_method] - truth, scene, mask),
+                   "inversion": error_by_source(maps["inversion"] - truth, scene, mask),
+                   "network": error_by_source(np.mean([network_maps[f"network_seed{s}"] for s in range(seeds)], axis=0)
+                                              - truth, scene, mask)}
+        held_out[entry["scene"]] = {"scores": scores, "error_sources": sources}
+        write_json(held_out, held_out_path, sealed=True)
+
+    summary = summarise(test_index, held_out, bars, seeds)
+    results = {
+        "splits": splits, "conditions": sorted({entry["condition"] for entry in test_index}, key=CONDITIONS.index),
+        "fair_bars": bars, "validation": validation, "held_out": held_out, "summary": summary,
+        "trainings": {name: [{"train_seconds": record.get("train_seconds"), "calibration": record.get("calibration")}
+                             for record in runs] for name, runs in records.items()},
+        "configs": {"network": str(config), "control": str(control)}, "seeds": seeds,
+        "budget": {"max_epochs": max_epochs, "max_time": max_time, "accelerator": accelerator},
+        "note": "simulated SAR: the figures are an upper bound of what real data give",
+        "command": command or f"run_stack_study({str(train_scenes)!r}, {str(validation_root)!r}, "
+                              f"{str(test_root)!r}, {str(out)!r})",
+    }
+    results["targets"] = target_lines(summary)
+    write_json(results, out / "stacking.json")
+    write_table(results, out / "stacking.md")
+    plot_study(results, out / "stacking.png")
+    return results

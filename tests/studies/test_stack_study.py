@@ -1,0 +1,169 @@
+"""The stack network's study: its statistics (the paired test, where the error goes, the
+fair bars) by hand, and the whole study on tiny scenes, resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sarheight.errors import InvalidInputError
+from sarheight.priors import PriorSpec
+from sarheight.studies.stacking import (
+    METHODS,
+    REFERENCE,
+    SOURCES,
+    error_by_source,
+    fair_bars,
+    paired_test,
+    run_stack_study,
+)
+from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES, simulate_scenes
+from tests.support.scenes import rough_dem, simulate_tiny_scenes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_sign_flip_test_by_hand():
+    found = paired_test([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0])
+    # Of the 16 signs, only all + and all - reach a mean difference of 2.5.
+    assert found["dems"] == 4 and found["mean_difference"] == pytest.approx(2.5)
+    assert found["sign_flip_p"] == pytest.approx(2 / 16)
+    assert 0 < found["t_p"] < 0.05
+    mixed = paired_test([1.0, -1.0, 2.0], [0.0, 0.0, 0.0])
+    # |mean| 2/3: reached by (+,-,+), (-,+,-), (+,+,+), (-,-,-), (-,-,+) and (+,+,-): 6 of 8.
+    assert mixed["sign_flip_p"] == pytest.approx(6 / 8)
+    assert np.isnan(paired_test([1.0], [2.0])["sign_flip_p"])
+
+
+def scene_with_sources(seed: int = 0):
+    """A stand-in scene of the error parts, random maps on a 30 x 30 grid."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    variables = {variable: (("y", "x"), rng.normal(0.0, 1.0 + index, (30, 30)))
+                 for index, variable in enumerate(ERROR_SOURCE_VARIABLES.values())}
+    variables["coarse_error_bias"] = (("y", "x"), np.full((30, 30), 2.0))
+    return xr.Dataset(variables)
+
+
+def test_where_the_error_goes_by_hand():
+    scene = scene_with_sources()
+    lost = scene["coarse_error_lost_relief"].values
+    slope = scene["coarse_error_slope"].values
+    noise = np.random.default_rng(9).normal(0.0, 0.1, lost.shape)
+    error = -0.5 * lost + 2.0 * slope + 3.0 + noise
+    found = error_by_source(error, scene, np.ones(lost.shape, dtype=bool))
+    assert set(found) == set(SOURCES)
+    assert found["lost_relief"] == pytest.approx(np.sqrt(np.mean((0.5 * lost) ** 2)), rel=0.05)
+    assert found["slope"] == pytest.approx(np.sqrt(np.mean((2.0 * slope) ** 2)), rel=0.05)
+    assert found["bias"] == pytest.approx(3.0, rel=0.05)
+    assert found["shift"] < 0.05 and found["unexplained"] == pytest.approx(0.1, rel=0.2)
+    # A scene without the parts says nothing.
+    assert error_by_source(error, scene.drop_vars("coarse_error_shift"), np.ones(lost.shape, dtype=bool)) == {}
+
+
+def test_the_fair_bar_of_each_condition_is_chosen_on_validation():
+    def record(condition, **ratios):
+        scores = {method: {"overall": 10.0 * ratios.get(method, 1.2)} for method in METHODS}
+        scores[REFERENCE] = {"overall": 10.0}
+        return {"condition": condition, "scores": scores}
+
+    bars = fair_bars({"a": record("one_image", clinometry=0.9), "b": record("one_image", clinometry=0.95),
+                      "c": record("plain", inversion=0.8), "d": record("plain", clinometry=0.7, inversion=0.9)})
+    assert bars["one_image"]["method"] == "clinometry" and bars["one_image"]["validation_scenes"] == 2
+    assert bars["plain"]["method"] == "inversion"
+    assert bars["plain"]["validation_mean_relative_rmse"]["clinometry"] == pytest.approx((0.7 + 1.2) / 2)
+    assert "both_passes" not in bars
+
+
+def small_config(name: str, folder: Path) -> Path:
+    """A shipped stack configuration made tiny: 2 dates, 32-cell tiles, base 4, depth 2."""
+    config = yaml.safe_load((ROOT / "sarheight" / "configs" / f"{name}.yaml").read_text())
+    data = config["data"]["init_args"]
+    data.update(tile=32, tiles_per_epoch=4, batch_size=2, val_scenes=["hills-b"])
+    if "dates" in data:
+        data["dates"] = 2
+        config["model"]["model_options"].update(dates=2, date_features=4)
+    config["model"]["model_options"].update(base_channels=4, depth=2)
+    config["trainer"].update(max_epochs=1, enable_progress_bar=False, logger=False)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def condition_scenes(root: Path, names: tuple[str, ...], seed: int) -> None:
+    dems = []
+    for index, name in enumerate(names):
+        dem = rough_dem(seed=seed + index, rows=40, cols=40, relief=300.0)
+        dem.attrs["dem_name"] = name
+        dems.append(dem)
+    common = {"passes": ("ascending",), "inversion": True, "error_sources": True, "coarse_families": ("test",),
+              "priors": (PriorSpec(count=6, kind="altimeter"), PriorSpec(count=6, kind="gnss")), "progress": False}
+    simulate_scenes(dems, root / "one_image", opposite_passes=(False,), **common)
+    simulate_scenes(dems, root / "both_passes_10_dates", opposite_passes=(True,), dates=(2,), **common)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stack_study")
+    simulate_tiny_scenes(folder / "train", names=("hills-a", "hills-b"), size=40, passes=("ascending",),
+                         dates=(1, 2), opposite_passes=(False, True), inversion=True)
+    condition_scenes(folder / "validation", ("hills-v",), seed=60)
+    condition_scenes(folder / "test", ("hills-c", "hills-d"), seed=70)
+    configs = {name: small_config(name, folder) for name in ("terrain_stack", "terrain_stack_noimage")}
+    results = run_stack_study(folder / "train", folder / "validation", folder / "test", folder / "out",
+                              config=configs["terrain_stack"], control=configs["terrain_stack_noimage"], seeds=2,
+                              progress=False)
+    return {"folder": folder, "results": results, "configs": configs}
+
+
+def test_the_study_scores_every_condition_against_both_bars(study):
+    results, out = study["results"], study["folder"] / "out"
+    assert json.loads((out / "stacking.json").read_text())["summary"] == json.loads(json.dumps(results["summary"]))
+    assert (out / "stacking.md").read_text().startswith("# The network on top of the physics")
+    assert (out / "stacking.png").stat().st_size > 0
+    splits = json.loads((out / "splits.json").read_text())
+    assert splits == {"train_dems": ["hills-a"], "train_terrain": ["hills-a"], "calibration_dems": ["hills-b"],
+                      "validation_dems": ["hills-v"], "held_out_dems": ["hills-c", "hills-d"]}
+    assert [(row["condition"], row["factor"]) for row in results["summary"]] == [
+        ("one_image", 3), ("both_passes_10_dates", 3)]
+    for row in results["summary"]:
+        assert row["fair_bar"] in METHODS and row["dems"] == ["hills-c", "hills-d"]
+        assert row["paired_test_fair"]["dems"] == 2
+        for key in ("fair", "oracle", "inversion", "reference", "sar_share", "control_fair"):
+            assert set(row[key]["per_dem"]) == {"hills-c", "hills-d"}
+            assert row[key]["least_dem"] <= row[key]["mean"] + 1e-9 and row[key]["spread"] >= 0
+        # The oracle is the best per row: no method without learning is below it.
+        assert row["oracle"]["mean"] <= row["fair"]["mean"] + 1e-9
+        assert set(row["error_sources_m"]) == {"fair_bar", "inversion", "network"}
+        assert set(row["error_sources_m"]["network"]) == set(SOURCES)
+    bars = results["fair_bars"]
+    assert set(bars) == {"one_image", "both_passes_10_dates"}
+    assert all(set(bar["validation_mean_relative_rmse"]) == set(METHODS) for bar in bars.values())
+    assert len(results["trainings"]["network"]) == 2 and results["trainings"]["control"][0]["calibration"]
+    assert any("one_image, 3x: the network" in line for line in results["targets"])
+
+
+def test_the_study_resumes_without_training_again(study):
+    out = study["folder"] / "out"
+    checkpoint = out / "runs" / "network" / "seed0" / "last.ckpt"
+    before = checkpoint.stat().st_mtime_ns
+    again = run_stack_study(study["folder"] / "train", study["folder"] / "validation", study["folder"] / "test", out,
+                            config=study["configs"]["terrain_stack"], control=study["configs"]["terrain_stack_noimage"],
+                            seeds=2, progress=False)
+    assert checkpoint.stat().st_mtime_ns == before
+    assert again["summary"] == study["results"]["summary"]
+
+
+def test_a_held_out_dem_among_the_training_scenes_is_refused(study, tmp_path):
+    with pytest.raises(InvalidInputError, match="held out and also trained"):
+        run_stack_study(study["folder"] / "test" / "one_image", study["folder"] / "validation",
+                        study["folder"] / "test", tmp_path, config=study["configs"]["terrain_stack"],
+                        control=study["configs"]["terrain_stack_noimage"], progress=False)
+    with pytest.raises(InvalidInputError, match="seeds"):
+        run_stack_study(study["folder"] / "train", study["folder"] / "validation", study["folder"] / "test",
+                        tmp_path, seeds=0, progress=False)
