@@ -329,6 +329,22 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
     return save_figure(figure, path)
 
 
+def _scored_scenes(index: list[dict[str, Any]], path: Path, record: Any, description: str,
+                   progress: bool) -> dict[str, dict[str, Any]]:
+    """``record(entry, scene, mask, classes)`` of every scene of ``index``, by scene name,
+    kept in ``path`` (sealed) after each: those found there are not made again."""
+    from ..threads import bar as progress_bar
+
+    found = read_sealed_json(path) or {}
+    for entry in progress_bar(index, desc=description, unit="scene", enabled=progress):
+        if entry["scene"] in found:
+            continue
+        scene = open_scene(entry["path"])
+        found[entry["scene"]] = record(entry, scene, scoring_mask(scene), refinement_classes(scene))
+        write_json(found, path, sealed=True)
+    return found
+
+
 def _calibration_files(train_files: list[Path], val_dems: Sequence[str]) -> list[Path]:
     return [path for path in train_files if scene_header(path).area in val_dems]
 
@@ -427,28 +443,21 @@ def run_stack_study(
         for name in checkpoints for seed, path in enumerate(checkpoints[name])}
 
     # 2. The methods without learning on the validation DEMs: the fair bar of each condition.
-    validation_path = out / "scores" / "validation.json"
     (out / "scores").mkdir(exist_ok=True)
-    validation = read_sealed_json(validation_path) or {}
-    for entry in progress_bar(validation_index, desc="stack study: validation", unit="scene", enabled=progress):
-        if entry["scene"] in validation:
-            continue
-        scene = open_scene(entry["path"])
-        mask, classes = scoring_mask(scene), refinement_classes(scene)
-        validation[entry["scene"]] = {"condition": entry["condition"], "dem": entry["dem"],
-                                      "scores": {method: score_map(heights, scene, mask, classes)
-                                                 for method, heights in method_maps(scene).items()}}
-        write_json(validation, validation_path, sealed=True)
+
+    def validation_record(entry: dict[str, Any], scene: xr.Dataset, mask: np.ndarray,
+                          classes: np.ndarray) -> dict[str, Any]:
+        return {"condition": entry["condition"], "dem": entry["dem"],
+                "scores": {method: score_map(heights, scene, mask, classes)
+                           for method, heights in method_maps(scene).items()}}
+
+    validation = _scored_scenes(validation_index, out / "scores" / "validation.json", validation_record,
+                                "stack study: validation", progress)
     bars = fair_bars(validation)
 
     # 3. Every method and network on the held-out scenes.
-    held_out_path = out / "scores" / "held_out.json"
-    held_out = read_sealed_json(held_out_path) or {}
-    for entry in progress_bar(test_index, desc="stack study: held-out scenes", unit="scene", enabled=progress):
-        if entry["scene"] in held_out:
-            continue
-        scene = open_scene(entry["path"])
-        mask, classes = scoring_mask(scene), refinement_classes(scene)
+    def held_out_record(entry: dict[str, Any], scene: xr.Dataset, mask: np.ndarray,
+                        classes: np.ndarray) -> dict[str, Any]:
         truth = scene["height"].values.astype(np.float64)
         maps = method_maps(scene)
         scores = {method: score_map(heights, scene, mask, classes) for method, heights in maps.items()}
@@ -458,12 +467,14 @@ def run_stack_study(
             scores[key] = {**score_map(heights, scene, mask, classes, std), "filled_cells": filled}
             network_maps[key] = heights
         bar_method = bars.get(entry["condition"], {}).get("method", REFERENCE)
+        mean_network = np.mean([network_maps[f"network_seed{seed}"] for seed in range(seeds)], axis=0)
         sources = {"fair_bar": error_by_source(maps[bar_method] - truth, scene, mask),
                    "inversion": error_by_source(maps["inversion"] - truth, scene, mask),
-                   "network": error_by_source(np.mean([network_maps[f"network_seed{s}"] for s in range(seeds)], axis=0)
-                                              - truth, scene, mask)}
-        held_out[entry["scene"]] = {"scores": scores, "error_sources": sources}
-        write_json(held_out, held_out_path, sealed=True)
+                   "network": error_by_source(mean_network - truth, scene, mask)}
+        return {"scores": scores, "error_sources": sources}
+
+    held_out = _scored_scenes(test_index, out / "scores" / "held_out.json", held_out_record,
+                              "stack study: held-out scenes", progress)
 
     summary = summarise(test_index, held_out, bars, seeds)
     results = {
