@@ -29,6 +29,8 @@ SLOW_FILES = (
     "tests/learning/test_distributed_training.py",
     "tests/kernels/test_kernels_geometry.py",
     "tests/studies/test_refinement_study.py",
+    "tests/studies/test_stack_study.py",
+    "tests/learning/test_stack_network.py",
     "tests/learning/test_training.py",
     "tests/house/test_demo.py",
     "tests/terrain/test_terrain_refine.py",
