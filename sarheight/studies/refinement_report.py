@@ -353,6 +353,14 @@ def results_section(results: dict[str, Any]) -> str:
                      f"{_pct(methods['nosar']['vs_best']) if 'nosar' in methods else '–'} | "
                      f"{_pct(sar['vs_best']) if sar else '–'} | "
                      f"{_pct(sar['vs_nosar']) if 'vs_nosar' in sar else '–'} | {cover} |")
+    control = [reduction(row["methods"]["nosar"]["mean"]["overall"],
+                         row["methods"]["back_projection_priors"]["mean"]["overall"])
+               for row in results["rows"] if "nosar" in row["methods"]]
+    if control:
+        lines += ["", f"The no-SAR control moves off its reference ({labels['back_projection_priors']}): "
+                  f"{min(control):+.1f} to {max(control):+.1f} % per held-out DEM, factor and ground, below it in "
+                  f"{sum(value > 0 for value in control)} of {len(control)} rows, above it in "
+                  f"{sum(value < 0 for value in control)}."]
     lines += ["", "The targets, measured (one date; realistic coarse DEMs and priors; grounds of land cover that "
               "follows the terrain):", ""]
     for line in target_lines(results):
