@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an observation: a Sentinel-1 SAFE (.SAFE or .zip) or a GeoTIFF geocoded to a map grid; "
                         "repeat for more dates and for the opposite pass (the dates of one pass are composited; "
                         "--method inversion reads every one, the network one pass or both for models trained on "
-                        "both, clinometry and back-projection the dates of one pass)")
+                        "both, a stack network (sarheight fit --config terrain_stack) every date of either pass, "
+                        "clinometry and back-projection the dates of one pass)")
     parser.add_argument("--method", choices=METHODS, default="network",
                         help="network (default): a refinement network, the one that ships with sarheight unless --ckpt "
                         "names yours; inversion: the fine DEM whose simulated images match every --sar, under the "
