@@ -200,8 +200,8 @@ def inversion_settings(path: Path | None) -> InversionSettings:
 
 
 def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
-                settings: InversionSettings) -> None:
-    common = {"inversion": True, "inversion_settings": settings, "priors": INSTRUMENT_PRIORS}
+                settings: InversionSettings, client: str | None = None) -> None:
+    common = {"inversion": True, "inversion_settings": settings, "priors": INSTRUMENT_PRIORS, "client": client}
     dems, sea = open_dems(data, TRAINING_DEMS)
     axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5),
@@ -241,6 +241,9 @@ def main() -> None:
     parser.add_argument("--inversion-settings", type=Path, default=Path("benchmarks/terrain_inversion/settings.json"),
                         help="stack: the inversion's settings (the inversion study's settings.json; default "
                         "benchmarks/terrain_inversion/settings.json, the defaults where it is absent)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="stack: make the scenes on a dask.distributed cluster ('local': one process per core "
+                        "here; or tcp://HOST:PORT); default one after the other")
     parser.add_argument("--seeds", type=int, default=2, help="ablation: scenes per geometry and pattern")
     parser.add_argument("--coarse-factor", type=int, action="append", default=None,
                         help="ablation: coarse DEM factors (default 3; repeat for several)")
@@ -264,7 +267,7 @@ def main() -> None:
         return
     if args.task == "stack":
         build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
-                    inversion_settings(args.inversion_settings))
+                    inversion_settings(args.inversion_settings), args.scheduler)
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     paths = simulate_scenes(dems, out, coarse_factors=tuple(args.coarse_factor or (3,)),

@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="stacks: N dates per pass, each its own speckle, moisture and (a fifth of them) wet snow; "
                        "the scenes' SAR is the composite of the dates that agree, and each date is kept "
                        "(sar_dates) for a network over the stack (default 1; repeat for several)")
+    scene.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="make the scenes on a dask.distributed cluster: a scheduler address (tcp://HOST:PORT), or "
+                       "'local' for a LocalCluster of one process per core on this machine (default: one after the "
+                       "other here)")
     scene.add_argument("--opposite-pass", choices=("yes", "no", "both"), default="yes",
                        help="whether each scene also observes the opposite pass (yes, the default), its own pass "
                        "alone (no: files named _onepass), or both kinds of scene")
@@ -151,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         dates=tuple(dict.fromkeys(args.dates or (1,))),
         opposite_passes={"yes": (True,), "no": (False,), "both": (True, False)}[args.opposite_pass],
         crop_cells=args.crop,
+        client=args.scheduler,
         terrain_transforms=terrain_transforms,
         inversion=args.inversion,
         sample=args.sample,

@@ -9,7 +9,9 @@ the look direction, and with it which slopes are in layover.
 
 from __future__ import annotations
 
+import itertools
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -345,6 +347,7 @@ def simulate_scenes(
     crop_cells: int | None = None,
     sample: int | None = None,
     unscored: dict[str, Any] | None = None,
+    client: Any = None,
     progress: bool = True,
     **scene_options: Any,
 ) -> list[Path]:
@@ -393,6 +396,11 @@ def simulate_scenes(
         training set that spans many axes without their product.
     unscored : per DEM name, the cells whose truth its scenes leave out (see
         :func:`simulate_scene`: the sea).
+    client : where the scenes are made: None, one after the other here; ``"local"``, the
+        processes of a ``LocalCluster`` on this machine (one per core); a scheduler
+        address or a ``dask.distributed.Client`` (:class:`sarheight.distributed.Workers`).
+        The scenes are the same wherever they are made (every draw follows a scene's name),
+        to the rounding of the kernels' sums, which run on a worker's threads.
     scene_options : passed to :func:`simulate_scene` (``nesz_db``, ``prior_method``, ...).
 
     Each scene carries the opposite pass (for synthetic geometries: with the same look
@@ -406,9 +414,6 @@ def simulate_scenes(
     ``<dem>[-<transform>]_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors' label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>][_onepass]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
-    import itertools
-    import zlib
-
     from ..threads import bar as progress_bar
 
     out = Path(out)
@@ -458,6 +463,10 @@ def simulate_scenes(
         raise InvalidInputError(f"crop_cells must be a number of cells a side (16 or more), got {crop_cells!r}")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of scenes per DEM, got {sample!r}")
+    if client is not None:
+        from ..distributed import check_client
+
+        check_client(client)
 
     def variants(truth: xr.DataArray) -> list[tuple[str, RadarGeometry, RadarGeometry | None]]:
         if geometries is not None:
@@ -497,49 +506,77 @@ def simulate_scenes(
                 combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample,
                                                                            replace=False))]
             plans.append((truth, dem_name, cells, combinations))
-    paths: list[Path] = []
+    jobs: list[tuple[Path, Any]] = []
+    for truth, dem_name, cells, combinations in plans:
+        for combination in combinations:
+            (tag, _, _), factor, family, spec, scene_looks, law, cover, ground_family, stack, opposite, seed = \
+                combination
+            radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
+                          else _radiometry_tag(scene_looks, "empirical", 3.0) + f"_ground-{ground_family}")
+            radiometry += (f"_dates{stack}" if stack > 1 else "") + ("" if opposite else "_onepass")
+            name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{spec.label}"
+                    f"{radiometry}_s{seed}")
+            jobs.append((out / f"{name}.nc", (truth, dem_name, cells, combination)))
+    settings = {"crop_cells": crop_cells, "moisture_db": moisture_db, "snow_share": snow_share, **scene_options}
+    missing = [(path, job) for path, job in jobs if not path.exists()]
     # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
-    with deferred_warnings(), progress_bar(total=sum(len(plan[3]) for plan in plans), desc="terrain scenes",
-                                           unit="scene", enabled=progress) as bar:
-        for truth, dem_name, cells, combinations in plans:
-            for (tag, geometry, other), factor, family, spec, scene_looks, law, cover, ground_family, stack, opposite, \
-                    seed in combinations:
-                radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
-                              else _radiometry_tag(scene_looks, "empirical", 3.0) + f"_ground-{ground_family}")
-                radiometry += (f"_dates{stack}" if stack > 1 else "") + ("" if opposite else "_onepass")
-                name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{spec.label}"
-                        f"{radiometry}_s{seed}")
-                path = out / f"{name}.nc"
-                if not path.exists():
-                    # The two passes of a pair see one ground, one coarse DEM and one set of
-                    # priors (each holds the other's image): the draws follow the name
-                    # without the pass.
-                    pair = tag.removeprefix("ascending").removeprefix("descending")
-                    draw = zlib.crc32(name.replace(f"{dem_name}_{tag}_", f"{dem_name}_pair{pair}_", 1).encode())
-                    terrain, left_out, window = truth, cells, None
-                    if crop_cells is not None:
-                        window = crop_window(truth, crop_cells, cells, seed=draw + 4)
-                        rows, cols = slice(window[0], window[0] + window[2]), slice(window[1], window[1] + window[3])
-                        terrain = open_dem(truth.isel(y=rows, x=cols), vertical_datum="ellipsoid")
-                        terrain.attrs["dem_name"] = truth.attrs["dem_name"]
-                        left_out = None if cells is None else np.asarray(cells)[rows, cols]
-                    drawn: dict[str, Any] = {
-                        "coarse_errors": None if family == "ideal" else draw_errors(factor, family, draw),
-                        "priors": spec.with_errors_drawn(draw + 1),
-                        "ground": draw_ground(terrain, ground_family, draw + 2) if ground_family else None,
-                    }
-                    if stack > 1:
-                        drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
-                                                                        snow_dates=round(snow_share * stack))
-                    scene = simulate_scene(terrain, geometry, coarse_factor=factor, seed=seed,
-                                           other_geometry=other if opposite else None,
-                                           name=name, looks=scene_looks, law=law, land_cover_db=cover,
-                                           land_cover_seed=draw, unscored=left_out,
-                                           progress=False, **drawn, **scene_options)
-                    if window is not None:
-                        scene.attrs.update(crop_row=window[0], crop_col=window[1])
-                    scene.attrs["coarse_family"] = family
-                    write_scene(scene, path)
-                paths.append(path)
+    with deferred_warnings(), progress_bar(total=len(jobs), desc="terrain scenes", unit="scene",
+                                           enabled=progress) as bar:
+        bar.update(len(jobs) - len(missing))
+        if client is None:
+            for path, job in missing:
+                write_simulated_scene(path, *job, settings)
                 bar.update()
-    return paths
+        elif missing:
+            from dask.distributed import as_completed
+
+            from ..distributed import Workers
+
+            with Workers.open(client) as workers:
+                # Each DEM sent to the workers once, not with each of its scenes.
+                sent = {id(truth): workers.broadcast(truth) for truth, *_ in plans}
+                futures = [workers.submit(write_simulated_scene, path, sent[id(job[0])], *job[1:], settings)
+                           for path, job in missing]
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update()
+    return [path for path, _ in jobs]
+
+
+def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells: Any, combination: tuple,
+                          settings: dict[str, Any]) -> Path:
+    """Simulate and write one scene of :func:`simulate_scenes`: ``combination`` its axes
+    (geometry, factor, coarse family, priors, looks, law, land cover, ground family, dates,
+    opposite pass, seed), ``settings`` the set's crop, moisture, snow and scene options.
+    Every draw follows the scene's name (see :func:`simulate_scenes`)."""
+    (tag, geometry, other), factor, family, spec, scene_looks, law, cover, ground_family, stack, opposite, seed = \
+        combination
+    name = path.stem
+    settings = dict(settings)
+    crop_cells, moisture_db, snow_share = (settings.pop(key) for key in ("crop_cells", "moisture_db", "snow_share"))
+    # The two passes of a pair see one ground, one coarse DEM and one set of priors (each
+    # holds the other's image): the draws follow the name without the pass.
+    pair = tag.removeprefix("ascending").removeprefix("descending")
+    draw = zlib.crc32(name.replace(f"{dem_name}_{tag}_", f"{dem_name}_pair{pair}_", 1).encode())
+    terrain, left_out, window = truth, cells, None
+    if crop_cells is not None:
+        window = crop_window(truth, crop_cells, cells, seed=draw + 4)
+        rows, cols = slice(window[0], window[0] + window[2]), slice(window[1], window[1] + window[3])
+        terrain = open_dem(truth.isel(y=rows, x=cols), vertical_datum="ellipsoid")
+        terrain.attrs["dem_name"] = truth.attrs["dem_name"]
+        left_out = None if cells is None else np.asarray(cells)[rows, cols]
+    drawn: dict[str, Any] = {
+        "coarse_errors": None if family == "ideal" else draw_errors(factor, family, draw),
+        "priors": spec.with_errors_drawn(draw + 1),
+        "ground": draw_ground(terrain, ground_family, draw + 2) if ground_family else None,
+    }
+    if stack > 1:
+        drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
+                                                        snow_dates=round(snow_share * stack))
+    scene = simulate_scene(terrain, geometry, coarse_factor=factor, seed=seed, other_geometry=other if opposite else None,
+                           name=name, looks=scene_looks, law=law, land_cover_db=cover, land_cover_seed=draw,
+                           unscored=left_out, progress=False, **drawn, **settings)
+    if window is not None:
+        scene.attrs.update(crop_row=window[0], crop_col=window[1])
+    scene.attrs["coarse_family"] = family
+    return write_scene(scene, path)

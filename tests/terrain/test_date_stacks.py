@@ -162,3 +162,25 @@ def test_crops_of_a_terrain_each_scene_its_own(tmp_path):
     assert len(windows) > 1
     with pytest.raises(InvalidInputError, match="crop_cells"):
         simulate_scenes([dem], tmp_path, crop_cells=4, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_scenes_made_on_a_cluster_are_the_scenes_made_here(tmp_path):
+    dems = [rough_dem(seed=50 + k, rows=36, cols=36, relief=300.0).assign_attrs(dem_name=f"hill{k}") for k in (0, 1)]
+    options = {"passes": ("ascending",), "dates": (1, 2), "crop_cells": 30, "progress": False}
+    here = simulate_scenes(dems, tmp_path / "here", **options)
+    there = simulate_scenes(dems, tmp_path / "there", client="local", **options)
+    assert [path.name for path in here] == [path.name for path in there] and len(here) == 4
+    for first, second in zip(here, there, strict=True):
+        a, b = open_scene(first), open_scene(second)
+        assert set(a.data_vars) == set(b.data_vars)
+        for name in a.data_vars:
+            # The same draws; the kernels' sums on other threads (rounding).
+            np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-5, atol=1e-4, equal_nan=True,
+                                       err_msg=f"{first.name}: {name}")
+    # A set that is there already is not made again, wherever it would be.
+    before = [path.stat().st_mtime_ns for path in there]
+    simulate_scenes(dems, tmp_path / "there", client="local", **options)
+    assert [path.stat().st_mtime_ns for path in there] == before
+    with pytest.raises(InvalidInputError, match="scheduler address"):
+        simulate_scenes(dems, tmp_path / "x", client="nowhere", **options)
