@@ -277,15 +277,27 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_table(results: dict[str, Any], path: str | Path) -> Path:
-    """The study's tables as Markdown, every figure from ``results``."""
-    lines = ["# The network on top of the physics", "",
-             f"Training DEMs: {', '.join(results['splits']['train_dems'])}; calibration: "
-             f"{', '.join(results['splits']['calibration_dems'])}; fair bars chosen on: "
-             f"{', '.join(results['splits']['validation_dems'])}; held out: "
-             f"{', '.join(results['splits']['held_out_dems'])}. {results['note']}.", "",
-             "Reductions of the RMSE (%), mean over the held-out DEMs ± spread over seeds, [least DEM]; positive: "
-             "the network below.", "",
+def results_section(results: dict[str, Any]) -> str:
+    """The study's figures as Markdown (the table of :func:`write_table` and the generated
+    part of the documents): the splits by name, the fair bars with their validation
+    scores, the reductions, the paired tests, where the error goes and the targets, every
+    number read from ``results``."""
+    splits = results["splits"]
+    seconds = {name: [run["train_seconds"] for run in runs if run.get("train_seconds")]
+               for name, runs in results["trainings"].items()}
+    lines = [f"Training DEMs: {', '.join(splits['train_dems'])} (as terrain: {len(splits['train_terrain'])} "
+             f"turned, mirrored and scaled); calibration of the networks: {', '.join(splits['calibration_dems'])}; "
+             f"fair bars chosen on: {', '.join(splits['validation_dems'])}; held out (never trained, calibrated or "
+             f"chosen on): {', '.join(splits['held_out_dems'])}. {results['seeds']} seeds of each network; "
+             + "; ".join(f"a {name} training took {min(values) / 60:.1f}-{max(values) / 60:.1f} min"
+                         for name, values in seconds.items() if values)
+             + f". {results['note'][:1].upper()}{results['note'][1:]}.", "",
+             "Fair bars (the method of the lowest mean RMSE relative to back-projection + kriged priors on the "
+             "validation scenes of the condition): " + "; ".join(
+                 f"{condition}: {bar['method']} ({bar['validation_mean_relative_rmse'][bar['method']]:.3f}, "
+                 f"{bar['validation_scenes']} scenes)" for condition, bar in results["fair_bars"].items()) + ".", "",
+             "Reductions of the RMSE (%) by the network, mean over the held-out DEMs ± spread over seeds, [least "
+             "DEM]; positive: the network below.", "",
              "| condition | factor | fair bar | vs fair bar | vs oracle | vs inversion | vs back-projection + kriged "
              "| SAR's share | control vs fair bar | paired p (sign flip / t) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -302,8 +314,13 @@ def write_table(results: dict[str, Any], path: str | Path) -> Path:
         for method, parts in row["error_sources_m"].items():
             lines.append(f"| {row['condition']} | {row['factor']}x | {method} | "
                          + " | ".join(f"{parts[source]:.2f}" for source in SOURCES) + " |")
-    lines += ["", "Targets:", "", *[f"- {line}" for line in results["targets"]], ""]
-    Path(path).write_text("\n".join(lines))
+    lines += ["", "The targets, measured:", "", *[f"- {line}" for line in results["targets"]]]
+    return "\n".join(lines)
+
+
+def write_table(results: dict[str, Any], path: str | Path) -> Path:
+    """The study's tables as Markdown (:func:`results_section` under a title)."""
+    Path(path).write_text(f"# The network on top of the physics\n\n{results_section(results)}\n")
     return Path(path)
 
 

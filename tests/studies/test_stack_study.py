@@ -19,6 +19,7 @@ from sarheight.studies.stacking import (
     error_by_source,
     fair_bars,
     paired_test,
+    results_section,
     run_stack_study,
 )
 from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES, simulate_scenes
@@ -146,6 +147,11 @@ def test_the_study_scores_every_condition_against_both_bars(study):
     assert all(set(bar["validation_mean_relative_rmse"]) == set(METHODS) for bar in bars.values())
     assert len(results["trainings"]["network"]) == 2 and results["trainings"]["control"][0]["calibration"]
     assert any("one_image, 3x: the network" in line for line in results["targets"])
+    # The splits by name in the text the documents show, and every row.
+    text = results_section(results)
+    assert "Training DEMs: hills-a" in text and "held out (never trained, calibrated or chosen on): hills-c, hills-d" \
+        in text and "calibration of the networks: hills-b" in text and "fair bars chosen on: hills-v" in text
+    assert all(f"| {row['condition']} | {row['factor']}x |" in text for row in results["summary"])
 
 
 def test_the_study_resumes_without_training_again(study):
