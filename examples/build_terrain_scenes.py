@@ -45,6 +45,9 @@ images (its settings those the inversion study chose on the validation DEMs,
   5), prior kind, one date or ten, and the opposite pass or not; coarse DEMs and grounds of
   the "training" families. The validation DEMs as they are, ``--validation-sample``
   scenes each.
+- ``train_noimage/`` and ``test_noimage/<condition>/``: the twins of ``train/`` and
+  ``test/`` for the control without any image: the same scenes (the same names, so the
+  same draws) made without registering the coarse DEM to the image, without the inversion.
 - ``validation/<condition>/`` and ``test/<condition>/``: the validation DEMs (where
   the fair bar of each condition is chosen) and the held-out DEMs under each condition of :data:`STACK_CONDITIONS`
   (one image; one pass x 10 dates; both passes x 1 and x 10 dates, each on the "outside"
@@ -207,20 +210,27 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5),
             "coarse_families": ("training",), "ground_families": ("training",), "dates": (1, 10),
             "opposite_passes": (True, False)}
-    paths = simulate_scenes(dems, out / "train", sample=sample, unscored=sea, crop_cells=crop,
-                            terrain_transforms=STACK_TRANSFORMS, **axes, **common)
-    dems, sea = open_dems(data, VALIDATION_DEMS)
-    paths += simulate_scenes(dems, out / "train", sample=validation_sample, unscored=sea, crop_cells=crop,
-                             **axes, **common)
-    print(f"{len(paths)} training and validation scenes in {out / 'train'}")
+    # Each set twice: as the stack network reads it, and its twin without any image for the
+    # control (the same names, so the same draws; no product moved by the image's
+    # registration, no inversion, no dates kept).
+    twin = {**common, "inversion": False, "register": False, "keep_dates": False}
+    for folder, options in (("train", common), ("train_noimage", twin)):
+        dems, sea = open_dems(data, TRAINING_DEMS)
+        paths = simulate_scenes(dems, out / folder, sample=sample, unscored=sea, crop_cells=crop,
+                                terrain_transforms=STACK_TRANSFORMS, **axes, **options)
+        dems, sea = open_dems(data, VALIDATION_DEMS)
+        paths += simulate_scenes(dems, out / folder, sample=validation_sample, unscored=sea, crop_cells=crop,
+                                 **axes, **options)
+        print(f"{len(paths)} training and validation scenes in {out / folder}")
     # The conditions on the validation DEMs (the fair bar of each is chosen there) and on
     # the held-out ones.
-    for role, names in (("validation", VALIDATION_DEMS), ("test", TEST_DEMS)):
+    for role, names, options in (("validation", VALIDATION_DEMS, common), ("test", TEST_DEMS, common),
+                                 ("test_noimage", TEST_DEMS, twin)):
         dems, sea = open_dems(data, names)
         for condition, condition_axes in STACK_CONDITIONS.items():
             paths = simulate_scenes(dems, out / role / condition, passes=("ascending",), coarse_factors=(3, 5),
                                     unscored=sea, crop_cells=crop_test, error_sources=True, **condition_axes,
-                                    **common)
+                                    **options)
             print(f"{len(paths)} {role} scenes in {out / role / condition}")
 
 

@@ -5,8 +5,9 @@ the scenes of ``build_terrain_scenes.py --task stack``.
     python examples/stack_study.py --scenes stack_scenes --out benchmarks/terrain_stack
 
 The stack network (``terrain_stack``) and its control without any image
-(``terrain_stack_noimage``) are trained on ``stack_scenes/train`` (``--seeds`` each) and
-calibrated on its validation DEMs; the fair bar of each condition is chosen on
+(``terrain_stack_noimage``, on the image-free twins of the scenes, ``train_noimage/`` and
+``test_noimage/``) are trained (``--seeds`` each) and calibrated on the validation DEMs of
+their training scenes; the fair bar of each condition is chosen on
 ``stack_scenes/validation``; every method is scored on ``stack_scenes/test``. Writes
 ``stacking.json``, ``stacking.md``, ``stacking.png`` and ``splits.json`` into ``--out``; a
 rerun resumes. ``--config terrain_stack_gpu`` trains the GPU configuration.
@@ -37,8 +38,10 @@ def main() -> int:
     scenes = Path(args.scenes)
     started = time.perf_counter()
     try:
+        twins = (scenes / "train_noimage", scenes / "test_noimage")
         results = run_stack_study(scenes / "train", scenes / "validation", scenes / "test", args.out,
                                   config=args.config, control=args.control, seeds=args.seeds,
+                                  control_scenes=twins if all(path.is_dir() for path in twins) else None,
                                   accelerator=args.accelerator, command=" ".join(["python", *sys.argv]))
     except SarHeightError as error:
         print(f"stack_study: error: {error}", file=sys.stderr)

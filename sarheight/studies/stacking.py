@@ -77,14 +77,15 @@ TARGETS = {
 }
 
 
-def condition_index(root: str | os.PathLike[str], conditions: Sequence[str] = CONDITIONS) -> list[dict[str, Any]]:
+def condition_index(root: str | os.PathLike[str], conditions: Sequence[str] = CONDITIONS, *,
+                    require_inversion: bool = True) -> list[dict[str, Any]]:
     """The scenes of ``root/<condition>/`` for each condition present, from their headers:
     path, name, DEM, condition, coarse factor and prior kind.
 
     Raises
     ------
     MissingInputError, InvalidInputError : no condition folder, or a scene without its
-        truth or its inversion.
+        truth or (with ``require_inversion``) its inversion.
     """
     found = []
     root = Path(root)
@@ -95,7 +96,8 @@ def condition_index(root: str | os.PathLike[str], conditions: Sequence[str] = CO
     for condition in present:
         for path in scene_files(root / condition, f"the {condition} scenes"):
             header = scene_header(path)
-            missing = [name for name in ("height", "inverted") if name not in header.variables]
+            missing = [name for name in ("height", "inverted")[:2 if require_inversion else 1]
+                       if name not in header.variables]
             if missing:
                 raise InvalidInputError(f"scene {header.name!r} lacks {missing}: the study scores against the truth "
                                         "and the inversion (build the scenes with --task stack)")
@@ -375,6 +377,7 @@ def run_stack_study(
     config: str | os.PathLike[str] = "terrain_stack",
     control: str | os.PathLike[str] = "terrain_stack_noimage",
     seeds: int = 2,
+    control_scenes: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
     max_epochs: int | None = None,
     max_time: str | None = None,
     accelerator: str = "auto",
@@ -393,6 +396,13 @@ def run_stack_study(
     out : the study's folder.
     config, control : the stack network's configuration and its control's.
     seeds : trainings of each (mean ± spread over them).
+    control_scenes : ``(train, test_root)``: the control's own training scenes and held-out
+        ``<condition>/`` folders, twins of the others made without any image (the same
+        names, so the same draws, with ``register=False``: no product moved by the image's
+        registration; ``build_terrain_scenes.py --task stack`` writes them to
+        ``train_noimage/`` and ``test_noimage/``). Every method is then scored on the cells
+        both twins score. None: the control on the stack network's scenes (its reference
+        registered to the image where the image could tell the shift).
     max_epochs, max_time, accelerator : override the configurations' budget and device.
     progress : show progress.
     command : the command that ran the study, kept in the JSON.
@@ -421,9 +431,19 @@ def run_stack_study(
         raise InvalidInputError(f"the DEMs {overlap} are held out and also trained or validated on: hold whole DEMs "
                                 "out")
     option = ["--data.scenes", "[" + ", ".join(str(path) for path in train_files) + "]"]
-    parsed = {name: configured_run(source, option) for name, source in (("network", config), ("control", control))}
+    options = {"network": option, "control": option}
+    twins: dict[str, Path] = {}
+    if control_scenes is not None:
+        control_files = scene_files(control_scenes[0], "the control's training scenes")
+        options["control"] = ["--data.scenes", "[" + ", ".join(str(path) for path in control_files) + "]"]
+        twins = {entry["scene"]: entry["path"] for entry in condition_index(control_scenes[1], require_inversion=False)}
+        unmatched = sorted({entry["scene"] for entry in test_index} - set(twins))
+        if unmatched:
+            raise InvalidInputError(f"{len(unmatched)} held-out scenes have no twin among the control's "
+                                    f"({unmatched[:3]}...): build both sets with build_terrain_scenes.py --task stack")
+    parsed = {name: configured_run(source, options[name]) for name, source in (("network", config),
+                                                                                ("control", control))}
     calibration_dems = list(parsed["network"].init_args["data"].get("val_scenes") or [])
-    calibration = _calibration_files(train_files, calibration_dems)
     transforms = sorted({header.name.split("_")[0] for header in headers if header.area not in calibration_dems})
     splits = {"train_dems": [area for area in train_areas if area not in calibration_dems],
               "train_terrain": transforms, "calibration_dems": calibration_dems,
@@ -437,7 +457,9 @@ def run_stack_study(
     bar = progress_bar(total=2 * seeds, desc="stack study: trainings", unit="training", enabled=progress)
     for name, source in (("network", config), ("control", control)):
         def train(seed: int, run_dir: Path, source: Any = source, name: str = name) -> dict[str, Any]:
-            run = configured_run(source, [*option, "--seed_everything", str(seed)])
+            run = configured_run(source, [*options[name], "--seed_everything", str(seed)])
+            calibration = _calibration_files(scene_files(run.datamodule.scenes, "the training scenes"),
+                                             calibration_dems)
             trainer = run.trainer_options
             steps = int(run.datamodule.tiles_per_epoch) // int(run.datamodule.batch_size)
             started = time.perf_counter()
@@ -476,11 +498,15 @@ def run_stack_study(
     def held_out_record(entry: dict[str, Any], scene: xr.Dataset, mask: np.ndarray,
                         classes: np.ndarray) -> dict[str, Any]:
         truth = scene["height"].values.astype(np.float64)
+        twin = open_scene(twins[entry["scene"]]) if twins else scene
+        if twins:
+            # The cells both twins score (their products' edges differ by the shifts applied).
+            mask = mask & scoring_mask(twin)
         maps = method_maps(scene)
         scores = {method: score_map(heights, scene, mask, classes) for method, heights in maps.items()}
         network_maps = {}
         for key, cache in networks.items():
-            heights, std, filled = cache.predict(scene)
+            heights, std, filled = cache.predict(twin if key.startswith("control") else scene)
             scores[key] = {**score_map(heights, scene, mask, classes, std), "filled_cells": filled}
             network_maps[key] = heights
         bar_method = bars.get(entry["condition"], {}).get("method", REFERENCE)
@@ -500,6 +526,7 @@ def run_stack_study(
         "trainings": {name: [{"train_seconds": record.get("train_seconds"), "calibration": record.get("calibration")}
                              for record in runs] for name, runs in records.items()},
         "configs": {"network": str(config), "control": str(control)}, "seeds": seeds,
+        "control_without_image": control_scenes is not None,
         "budget": {"max_epochs": max_epochs, "max_time": max_time, "accelerator": accelerator},
         "note": "simulated SAR: the figures are an upper bound of what real data give",
         "command": command or f"run_stack_study({str(train_scenes)!r}, {str(validation_root)!r}, "

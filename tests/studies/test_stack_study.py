@@ -12,6 +12,7 @@ import yaml
 
 from sarheight.errors import InvalidInputError
 from sarheight.priors import PriorSpec
+from sarheight.studies.runs import read_sealed_json
 from sarheight.studies.stacking import (
     METHODS,
     REFERENCE,
@@ -96,14 +97,15 @@ def small_config(name: str, folder: Path) -> Path:
     return path
 
 
-def condition_scenes(root: Path, names: tuple[str, ...], seed: int) -> None:
+def condition_scenes(root: Path, names: tuple[str, ...], seed: int, **options) -> None:
     dems = []
     for index, name in enumerate(names):
         dem = rough_dem(seed=seed + index, rows=40, cols=40, relief=300.0)
         dem.attrs["dem_name"] = name
         dems.append(dem)
     common = {"passes": ("ascending",), "inversion": True, "error_sources": True, "coarse_families": ("test",),
-              "priors": (PriorSpec(count=6, kind="altimeter"), PriorSpec(count=6, kind="gnss")), "progress": False}
+              "priors": (PriorSpec(count=6, kind="altimeter"), PriorSpec(count=6, kind="gnss")), "progress": False,
+              **options}
     simulate_scenes(dems, root / "one_image", opposite_passes=(False,), **common)
     simulate_scenes(dems, root / "both_passes_10_dates", opposite_passes=(True,), dates=(2,), **common)
 
@@ -111,14 +113,18 @@ def condition_scenes(root: Path, names: tuple[str, ...], seed: int) -> None:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stack_study")
-    simulate_tiny_scenes(folder / "train", names=("hills-a", "hills-b"), size=40, passes=("ascending",),
-                         dates=(1, 2), opposite_passes=(False, True), inversion=True)
+    axes = {"names": ("hills-a", "hills-b"), "size": 40, "passes": ("ascending",), "dates": (1, 2),
+            "opposite_passes": (False, True)}
+    simulate_tiny_scenes(folder / "train", inversion=True, **axes)
     condition_scenes(folder / "validation", ("hills-v",), seed=60)
     condition_scenes(folder / "test", ("hills-c", "hills-d"), seed=70)
+    # The control's twins: the same scenes without any image.
+    simulate_tiny_scenes(folder / "train_noimage", register=False, **axes)
+    condition_scenes(folder / "test_noimage", ("hills-c", "hills-d"), seed=70, inversion=False, register=False)
     configs = {name: small_config(name, folder) for name in ("terrain_stack", "terrain_stack_noimage")}
     results = run_stack_study(folder / "train", folder / "validation", folder / "test", folder / "out",
                               config=configs["terrain_stack"], control=configs["terrain_stack_noimage"], seeds=2,
-                              progress=False)
+                              control_scenes=(folder / "train_noimage", folder / "test_noimage"), progress=False)
     return {"folder": folder, "results": results, "configs": configs}
 
 
@@ -146,6 +152,11 @@ def test_the_study_scores_every_condition_against_both_bars(study):
     assert set(bars) == {"one_image", "both_passes_10_dates"}
     assert all(set(bar["validation_mean_relative_rmse"]) == set(METHODS) for bar in bars.values())
     assert len(results["trainings"]["network"]) == 2 and results["trainings"]["control"][0]["calibration"]
+    # The control trained on the twins without any image, its calibration on their validation DEM.
+    assert results["control_without_image"] and results["trainings"]["control"][0]["calibration"]["scenes"]
+    for name, folder in (("control", "train_noimage"), ("network", "train")):
+        scenes = read_sealed_json(out / "runs" / name / "seed0" / "scores.json")["init_args"]["data"]["scenes"]
+        assert scenes and all(Path(path).parent.name == folder for path in scenes), name
     assert any("one_image, 3x: the network" in line for line in results["targets"])
     # The splits by name in the text the documents show, and every row.
     text = results_section(results)
@@ -158,9 +169,11 @@ def test_the_study_resumes_without_training_again(study):
     out = study["folder"] / "out"
     checkpoint = out / "runs" / "network" / "seed0" / "last.ckpt"
     before = checkpoint.stat().st_mtime_ns
-    again = run_stack_study(study["folder"] / "train", study["folder"] / "validation", study["folder"] / "test", out,
+    folder = study["folder"]
+    again = run_stack_study(folder / "train", folder / "validation", folder / "test", out,
                             config=study["configs"]["terrain_stack"], control=study["configs"]["terrain_stack_noimage"],
-                            seeds=2, progress=False)
+                            seeds=2, control_scenes=(folder / "train_noimage", folder / "test_noimage"),
+                            progress=False)
     assert checkpoint.stat().st_mtime_ns == before
     assert again["summary"] == study["results"]["summary"]
 
@@ -170,6 +183,11 @@ def test_a_held_out_dem_among_the_training_scenes_is_refused(study, tmp_path):
         run_stack_study(study["folder"] / "test" / "one_image", study["folder"] / "validation",
                         study["folder"] / "test", tmp_path, config=study["configs"]["terrain_stack"],
                         control=study["configs"]["terrain_stack_noimage"], progress=False)
+    with pytest.raises(InvalidInputError, match="no twin"):
+        run_stack_study(study["folder"] / "train", study["folder"] / "validation", study["folder"] / "test", tmp_path,
+                        config=study["configs"]["terrain_stack"], control=study["configs"]["terrain_stack_noimage"],
+                        control_scenes=(study["folder"] / "train_noimage", study["folder"] / "validation"),
+                        progress=False)
     with pytest.raises(InvalidInputError, match="seeds"):
         run_stack_study(study["folder"] / "train", study["folder"] / "validation", study["folder"] / "test",
                         tmp_path, seeds=0, progress=False)
