@@ -15,6 +15,11 @@ the Sentinel-1 IW geometry and scales the real relief 3x about its lowest point
 (``RELIEF_EXAGGERATION``): the slopes of an Alpine valley, with layover on about 14 % of
 the coarse cells facing the radar and shadow behind the steepest ridges. Step 1 uses the
 DEM as it is.
+
+3. Refines a realistic 3x coarser DEM of real relief with the packaged refinement model,
+   beside every method that needs no learning, the inversion among them: on the Big
+   Tujunga crop (SRTM, 30 m), a DEM the model neither trained nor was calibrated on.
+4. Predicts building heights of a synthetic city with the packaged MBHR-Net.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from .geometry import RadarGeometry, backward_geocode, geocoding_products
 from .io import atomic_path, write_geotiff
 from .plots import hillshade, quicklook
 from .raster import cell_size_m, power_to_db
-from .sample_data import jacksboro_dem
+from .sample_data import bigtujunga_dem, jacksboro_dem
 from .scores import rms
 
 logger = logging.getLogger(__name__)
@@ -187,12 +192,17 @@ def missing_ml_extra(step: str, what: str, say) -> dict[str, Any] | None:
 #: and the ground), none of them a training scene's.
 DEMO_TERRAIN_SEED = 7
 
+#: The terrain step's DEM in words (the packaged Big Tujunga crop: a DEM held out of the
+#: packaged model's training and calibration).
+TERRAIN_DEMO_LABEL = "Big Tujunga (SRTM, 30 m)"
+
 
 def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.PathLike[str] | None = None,
                      progress: bool = True) -> dict[str, Any]:
     """Terrain refinement: the shipped refinement model corrects a realistic 3x coarser DEM
-    of the real Jacksboro relief with one simulated Sentinel-1 date and a few known heights,
-    beside every method that needs no learning.
+    of real relief (the demo's: the Big Tujunga crop, a DEM held out of the model's
+    training and calibration) with one simulated Sentinel-1 date and a few known heights,
+    beside every method that needs no learning, the inversion among them.
 
     The scene is made as the study's held-out scenes are
     (:func:`sarheight.terrain.simulated.simulate_scene`): the coarse DEM a real product with its own
@@ -202,8 +212,9 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     land cover that follows the terrain under laws of a form the model never trained on
     (the "outside" family of :data:`sarheight.ground.GROUND_FAMILIES`), an ascending
     Sentinel-1-like pass, one date of speckle. The checkpoint (``checkpoint``, default the
-    packaged :func:`sarheight.sample_data.terrain_demo_checkpoint`) never trained on this
-    DEM (other scenes of it validated and calibrated the model). Every method is scored on the same cells: the truth known, inside the image, and
+    packaged :func:`sarheight.sample_data.terrain_demo_checkpoint`) neither trained nor
+    was calibrated on the Big Tujunga DEM (a held-out DEM of the refinement study). Every
+    method is scored on the same cells: the truth known, inside the image, and
     covered by the coarse product (shifted and on its own grid, it stops up to a coarse cell
     and its shift short of the DEM's edges: the refined DEM is NaN there, as it is wherever
     a user's coarse DEM does not reach).
@@ -227,14 +238,15 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     model = load_checkpoint(checkpoint or terrain_demo_checkpoint(), kind="height")
     say(f"terrain: {model.model_name} {model.model_config} from {model.path.name}, refining {model.reference} with "
         f"{', '.join(model.channels)}")
+    name = str(dem.attrs.get("dem_name") or "terrain")
     start = time.perf_counter()
     errors = draw_errors(3, "test", DEMO_TERRAIN_SEED)
     scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, coarse_errors=errors,
                            priors=PriorSpec(fraction=1e-3, pattern="tracks",
                                             errors=draw_prior_errors("altimeter", DEMO_TERRAIN_SEED)),
                            ground=draw_ground(dem, "outside", DEMO_TERRAIN_SEED), seed=DEMO_TERRAIN_SEED,
-                           other_geometry=scene_geometry(dem, "descending"), name="jacksboro_ascending_c3_demo",
-                           progress=False)
+                           other_geometry=scene_geometry(dem, "descending"), name=f"{name}_ascending_c3_demo",
+                           inversion=True, progress=False)
     simulated = time.perf_counter() - start
     result = predict_height(scene, [model], progress=progress)
     predicted = time.perf_counter() - start - simulated
@@ -242,6 +254,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     refined = np.where(np.isfinite(result["height"].values), result["height"].values, scene[model.reference].values)
     scored = scoring_mask(scene)
     maps = {BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
+    maps["inversion (SAR physics, both passes)"] = scene["inverted"].values
     maps[f"{model.model_name} refinement"] = refined
     rmse = {name: map_rmse(values, truth, scored) for name, values in maps.items()}
     within = None
@@ -253,15 +266,17 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     # As refine_dem does: where the model has no input (shadow, outside the image), the
     # map keeps its reference.
     result["height"] = result["height"].copy(data=refined.astype(np.float32))
-    tif = write_geotiff(result, out / "jacksboro_height.tif", variables=["height"])
+    tif = write_geotiff(result, out / f"{name}_height.tif", variables=["height"])
     # The figure sets the network beside the best method without learning, as the console.
     best = min((name for name in rmse if not name.endswith("refinement")), key=rmse.get)
     shown = scene.assign({best: (("y", "x"), maps[best].astype(np.float32))})
-    png = prediction_quicklook(shown, result, out / "jacksboro_height.png", baseline=best,
-                               title="sarheight demo: a realistic 3x coarser DEM of Jacksboro refined with one "
-                               f"Sentinel-1 date and {int(scene['prior_mask'].values.sum())} altimeter heights "
-                               "(model never trained on this DEM, nor under this ground's laws)")
-    figures = {"priors": int(scene["prior_mask"].values.sum()), "scored_cells": int(scored.sum()),
+    png = prediction_quicklook(shown, result, out / f"{name}_height.png", baseline=best,
+                               title=f"sarheight demo: a realistic 3x coarser DEM of {TERRAIN_DEMO_LABEL} refined "
+                               f"with one Sentinel-1 date and {int(scene['prior_mask'].values.sum())} altimeter "
+                               "heights (model never trained nor calibrated on this DEM, nor under this ground's "
+                               "laws)")
+    figures = {"dem": TERRAIN_DEMO_LABEL, "priors": int(scene["prior_mask"].values.sum()),
+               "scored_cells": int(scored.sum()),
                "coarse_errors": errors.to_attrs(), "prior_error_rms_m": float(scene.attrs["prior_error_rms_m"]),
                "rmse_m": rmse, "within_std": within, "simulate_seconds": simulated, "predict_seconds": predicted,
                "geotiff": str(tif), "quicklook": str(png)}
@@ -341,11 +356,13 @@ def run_buildings_demo(out: Path, say, *, checkpoint: str | os.PathLike[str] | N
 
 
 def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool = True,
-             dem: xr.DataArray | None = None, city_size: int = 96) -> dict[str, Any]:
+             dem: xr.DataArray | None = None, terrain_dem: xr.DataArray | None = None,
+             city_size: int = 96) -> dict[str, Any]:
     """Run the demo; returns the figures printed and the paths written.
 
-    ``dem``: the DEM to run on instead of the Jacksboro DEM
-    (:func:`sarheight.cli.compile_kernels.compile_kernels` passes a corner of it);
+    ``dem``: the DEM to run the geocoding and the reconstruction on instead of the
+    Jacksboro DEM; ``terrain_dem``: the terrain step's instead of the Big Tujunga crop
+    (:func:`sarheight.cli.compile_kernels.compile_kernels` passes a corner of each);
     ``city_size``: the side of the building step's city (cells of 10 m).
     """
     out = Path(out_dir)
@@ -387,7 +404,10 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool 
         f"incidence {figures['incidence_deg'][0]:.2f}-{figures['incidence_deg'][1]:.2f} deg")
     say(f"wrote {tif} and {png}")
     figures["reconstruction"] = run_reconstruction_demo(dem, out, say)
-    figures["terrain"] = run_terrain_demo(dem, out, say, progress=progress)
+    if terrain_dem is None:
+        terrain_dem = bigtujunga_dem()
+    terrain_dem.attrs.setdefault("dem_name", "bigtujunga")
+    figures["terrain"] = run_terrain_demo(terrain_dem, out, say, progress=progress)
     figures["buildings"] = run_buildings_demo(out, say, size=city_size, progress=progress)
     # What the demo printed, for the README's figures and anyone comparing runs.
     with atomic_path(out / "figures.json") as temporary:

@@ -58,8 +58,8 @@ def compile_kernels() -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with tempfile.TemporaryDirectory(prefix="sarheight-compile-") as scratch:
-            run_demo(scratch, progress=False, dem=corner, city_size=COMPILE_CELLS)
-        projected = bigtujunga_dem().isel(y=slice(0, COMPILE_CELLS), x=slice(0, COMPILE_CELLS))
+            projected = bigtujunga_dem().isel(y=slice(0, COMPILE_CELLS), x=slice(0, COMPILE_CELLS))
+            run_demo(scratch, progress=False, dem=corner, terrain_dem=projected.copy(), city_size=COMPILE_CELLS)
         geometry = demo_geometry(projected)
         backward_geocode(projected, geometry)
         simulate(projected, geometry, progress=False)
