@@ -48,8 +48,9 @@ def scenes(tmp_path_factory):
     """Three tiny DEMs, each as scenes of one image of one pass and of both passes x 2
     dates, built with the inversion."""
     folder = tmp_path_factory.mktemp("stack_scenes") / "scenes"
-    simulate_tiny_scenes(folder, names=("hills-a", "hills-b", "hills-c"), size=40, passes=("ascending",),
-                         dates=(1, 2), opposite_passes=(False, True), inversion=True)
+    for dates, opposite in ((1, False), (2, True)):
+        simulate_tiny_scenes(folder, names=("hills-a", "hills-b", "hills-c"), size=40, passes=("ascending",),
+                             dates=(dates,), opposite_passes=(opposite,), inversion=True)
     return folder
 
 
@@ -130,7 +131,18 @@ def test_refine_dem_gives_a_stack_network_every_date(scenes, tmp_path):
     assert not np.allclose(one["height"].values, both["height"].values)
 
 
-@pytest.mark.parametrize("name", ["terrain_stack", "terrain_stack_gpu", "terrain_stack_noimage"])
+def test_the_gpu_config_is_the_cpu_one_larger(scenes):
+    from sarheight.training.configured import configured_run
+
+    folder = Path(__file__).resolve().parents[2] / "sarheight" / "configs"
+    cpu, gpu = (configured_run(folder / f"{name}.yaml", ["--data.scenes", str(scenes)])
+                for name in ("terrain_stack", "terrain_stack_gpu"))
+    assert cpu.datamodule.channels == gpu.datamodule.channels and gpu.datamodule.date_layout == cpu.datamodule.date_layout
+    assert gpu.model.model.config == {**cpu.model.model.config, "base_channels": 32, "date_features": 32}
+    assert gpu.trainer_options["max_time"] is None and cpu.trainer_options["max_time"] == "00:00:15:00"
+
+
+@pytest.mark.parametrize("name", ["terrain_stack", "terrain_stack_noimage"])
 def test_shipped_stack_configs_train(scenes, tmp_path, monkeypatch, name):
     import torch
 
