@@ -12,7 +12,8 @@
   ``sarheight/geoids``.)
 - :func:`terrain_demo_checkpoint`: the refinement ASK-UNet of the demo's terrain step,
   trained by ``sarheight fit --config terrain_refine`` on real DEMs other
-  than Jacksboro.
+  than Big Tujunga; :func:`packaged_terrain_network` picks among the packaged networks
+  (:data:`TERRAIN_NETWORKS`) by what a user gives.
 
 :func:`path` gives each file; ``README.md`` beside them says where they come from,
 their licences and how they were cut.
@@ -27,7 +28,7 @@ import xarray as xr
 from affine import Affine
 
 from ..dem import open_dem
-from ..errors import MissingInputError
+from ..errors import InvalidInputError, MissingInputError
 
 #: The folder of the sample files.
 FOLDER = Path(__file__).resolve().parent
@@ -94,6 +95,30 @@ def terrain_demo_checkpoint() -> Path:
     of its cell with the SAR ratio and the priors), exported with ``sarheight terrain
     export --half`` (weights in float16)."""
     return path("terrain_refine_demo.ckpt")
+
+
+#: The packaged refinement networks, by what they read: ``one_image``, one pass (its dates
+#: composited); ``stack``, every date of either pass (:mod:`sarheight.models.stack`). A
+#: kind whose file does not ship is not offered.
+TERRAIN_NETWORKS = {"one_image": "terrain_refine_demo.ckpt", "stack": "terrain_stack_demo.ckpt"}
+
+
+def terrain_network(kind: str) -> Path | None:
+    """The packaged refinement network of ``kind`` (:data:`TERRAIN_NETWORKS`), or None
+    where it does not ship."""
+    name = TERRAIN_NETWORKS.get(kind)
+    if name is None:
+        raise InvalidInputError(f"no packaged network of kind {kind!r}: the kinds are {', '.join(TERRAIN_NETWORKS)}")
+    return FOLDER / name if name in FILES and (FOLDER / name).is_file() else None
+
+
+def packaged_terrain_network(images: int) -> tuple[str, Path]:
+    """The packaged refinement network for what a user gives: the stack network for
+    several images (dates, or both passes) where it ships, else the one-image network;
+    returns its kind and path."""
+    if images > 1 and terrain_network("stack") is not None:
+        return "stack", terrain_network("stack")
+    return "one_image", terrain_demo_checkpoint()
 
 
 def buildings_demo_checkpoint() -> Path:

@@ -19,7 +19,7 @@ from ..priors import PriorSpec
 from ..scores import rms
 from .grid import refinement_grid
 from .inversion import InversionSettings
-from .observed import check_priors_given, check_refinement_inputs, observed_scene
+from .observed import check_priors_given, check_refinement_inputs, observation_list, observed_scene
 from .variables import date_channel
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
@@ -87,7 +87,10 @@ def refine_dem(
         either pass, one pass or both; clinometry and back-projection read one pass; the inversion
         every observation.
     checkpoints : refinement checkpoints (``sarheight/configs/terrain_refine.yaml``), one or an
-        ensemble of the same channels; None: the packaged network. Only with
+        ensemble of the same channels; None: the packaged network for what is given
+        (:func:`sarheight.sample_data.packaged_terrain_network`: the stack network for
+        several images where it ships, else the one-image network; the
+        ``packaged_network`` attribute says which). Only with
         ``method="network"``. A network that stacks the inversion's map (a channel
         ``inverted``) has the inversion run for it, with ``inversion_settings``.
     spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
@@ -132,6 +135,7 @@ def refine_dem(
         raise InvalidInputError(f"inversion_blocks and client run the inversion block by block: method={method!r} "
                                 "has no blocks; leave them out, or give method='inversion'")
     members: list[Any] = []
+    packaged = None
     if method == "network":
         from ..extras import require
 
@@ -139,9 +143,10 @@ def refine_dem(
         from ..training.predict import load_members
 
         if checkpoints is None:
-            from ..sample_data import terrain_demo_checkpoint
+            from ..sample_data import packaged_terrain_network
 
-            checkpoints = terrain_demo_checkpoint()
+            # By what the user gives: several images go to the stack network where it ships.
+            packaged, checkpoints = packaged_terrain_network(len(observation_list(sar, geometry, other)))
         members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
         if not isinstance(sar, (list, tuple)):
             _check_members(members, other is not None)
@@ -200,6 +205,8 @@ def refine_dem(
         result["height_std"] = result["height_std"].copy(data=np.where(kept, np.nan, result["height_std"].values))
     result["coarse"] = (("y", "x"), reference.astype(np.float32),
                         {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({reference_name})"})
+    if packaged is not None:
+        result.attrs["packaged_network"] = packaged
     result.attrs.update(method=method, members=len(members), spacing_m=float(spacing_m),
                         coarse_cell_m=float(scene.attrs["coarse_cell_m"]),
                         coarse_factor=float(scene.attrs["coarse_factor"]), cells_kept_coarse=int(kept.sum()),

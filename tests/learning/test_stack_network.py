@@ -106,6 +106,37 @@ def test_the_model_and_the_data_must_agree_on_the_stacks(scenes, tmp_path):
                             **{**MODEL, "date_channels": 2, "passes": 1, "dates": 6})
 
 
+def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(scenes, tmp_path, monkeypatch):
+    from sarheight import sample_data
+    from sarheight.dem import open_dem
+    from sarheight.raster import cell_size_m
+    from sarheight.simulate import simulate_sar
+    from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.grid import block_mean
+    from sarheight.terrain.refinement import refine_dem
+    from tests.support.scenes import rough_dem
+
+    # As shipped: one network, for one image (its dates composited).
+    assert sample_data.packaged_terrain_network(1)[0] == "one_image"
+    assert sample_data.packaged_terrain_network(4) == ("one_image", sample_data.terrain_demo_checkpoint())
+    with pytest.raises(InvalidInputError, match="kinds are one_image, stack"):
+        sample_data.terrain_network("three_passes")
+    # With a stack network shipped, several images go to it, one image to the other.
+    stack = fit_tiny_checkpoint(scenes, tmp_path / "stack.ckpt", model="ask_unet_stack", channels=STATIC,
+                                data_options=DATA, **MODEL)
+    real = sample_data.terrain_network
+    monkeypatch.setattr(sample_data, "terrain_network", lambda kind: stack if kind == "stack" else real(kind))
+    fine = rough_dem(seed=41, rows=36, cols=36, relief=300.0)
+    coarse = open_dem(block_mean(fine, 3))
+    geometry = scene_geometry(fine, "ascending")
+    dates = [simulate_sar(fine, geometry, seed=seed) for seed in (1, 2)]
+    spacing = float(np.sqrt(np.prod(cell_size_m(fine))))
+    several, scene = refine_dem(coarse, dates, spacing_m=spacing, geometry=geometry, progress=False)
+    assert several.attrs["packaged_network"] == "stack" and scene["sar_dates"].sizes["date"] == 2
+    one, _ = refine_dem(coarse, dates[0], spacing_m=spacing, geometry=geometry, progress=False)
+    assert one.attrs["packaged_network"] == "one_image"
+
+
 def test_refine_dem_gives_a_stack_network_every_date(scenes, tmp_path):
     from sarheight.dem import open_dem
     from sarheight.raster import cell_size_m
