@@ -244,10 +244,10 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=16, help="refine: training scenes per training DEM (16)")
     parser.add_argument("--validation-sample", type=int, default=4,
                         help="refine: scenes per validation DEM (4)")
-    parser.add_argument("--stack-sample", type=int, default=3,
-                        help="stack: training scenes per training DEM and terrain transform (3)")
-    parser.add_argument("--crop", type=int, default=256, help="stack: cells a side of a training scene (256)")
-    parser.add_argument("--crop-test", type=int, default=320, help="stack: cells a side of a held-out scene (320)")
+    parser.add_argument("--stack-sample", type=int, default=2,
+                        help="stack: training scenes per training DEM and terrain transform (2)")
+    parser.add_argument("--crop", type=int, default=192, help="stack: cells a side of a training scene (192)")
+    parser.add_argument("--crop-test", type=int, default=256, help="stack: cells a side of a held-out scene (256)")
     parser.add_argument("--inversion-settings", type=Path, default=Path("benchmarks/terrain_inversion/settings.json"),
                         help="stack: the inversion's settings (the inversion study's settings.json; default "
                         "benchmarks/terrain_inversion/settings.json, the defaults where it is absent)")
