@@ -9,6 +9,7 @@ the look direction, and with it which slopes are in layover.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import zlib
@@ -528,11 +529,18 @@ def simulate_scenes(
                 write_simulated_scene(path, *job, settings)
                 bar.update()
         elif missing:
-            from dask.distributed import as_completed
+            from dask.distributed import Client, LocalCluster, as_completed
 
             from ..distributed import Workers
+            from ..threads import thread_count
 
-            with Workers.open(client) as workers:
+            with contextlib.ExitStack() as stack:
+                if client == "local":
+                    # A scene is a task of Python and kernels: a process per core, one thread each.
+                    cluster = stack.enter_context(LocalCluster(n_workers=thread_count(), threads_per_worker=1,
+                                                               processes=True, dashboard_address=None))
+                    client = stack.enter_context(Client(cluster))
+                workers = stack.enter_context(Workers.open(client))
                 # Each DEM sent to the workers once, not with each of its scenes.
                 sent = {id(truth): workers.broadcast(truth) for truth, *_ in plans}
                 futures = [workers.submit(write_simulated_scene, path, sent[id(job[0])], *job[1:], settings)
