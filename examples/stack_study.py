@@ -34,6 +34,11 @@ def main() -> int:
     parser.add_argument("--control", default="terrain_stack_noimage", help="its control's configuration")
     parser.add_argument("--seeds", type=int, default=2, help="trainings of each network (2)")
     parser.add_argument("--accelerator", default="auto", help="Lightning's accelerator (auto: a GPU if there is one)")
+    parser.add_argument("--trained-network", action="append", default=None, metavar="CKPT",
+                        help="a stack network trained elsewhere (a GPU: sarheight fit --config terrain_stack_gpu), one "
+                        "per seed, scored instead of trained here; with --trained-control")
+    parser.add_argument("--trained-control", action="append", default=None, metavar="CKPT",
+                        help="its control trained elsewhere, one per seed")
     args = parser.parse_args()
     scenes = Path(args.scenes)
     started = time.perf_counter()
@@ -42,6 +47,9 @@ def main() -> int:
         results = run_stack_study(scenes / "train", scenes / "validation", scenes / "test", args.out,
                                   config=args.config, control=args.control, seeds=args.seeds,
                                   control_scenes=twins if all(path.is_dir() for path in twins) else None,
+                                  trained={name: paths for name, paths in (("network", args.trained_network),
+                                                                           ("control", args.trained_control)) if paths}
+                                  or None,
                                   accelerator=args.accelerator, command=" ".join(["python", *sys.argv]))
     except SarHeightError as error:
         print(f"stack_study: error: {error}", file=sys.stderr)

@@ -364,6 +364,20 @@ def _scored_scenes(index: list[dict[str, Any]], path: Path, record: Any, descrip
     return found
 
 
+def _trained_elsewhere(checkpoint: Path, train_files: list[Path], calibration_dems: Sequence[str]) -> dict[str, Any]:
+    """The record of a checkpoint trained elsewhere: its calibration (made on the
+    calibration scenes among ``train_files`` where it has none), no time here."""
+    from ..training.calibration import calibrate_checkpoint
+    from ..training.trained import load_checkpoint
+
+    calibration = load_checkpoint(checkpoint, kind="height").calibration
+    if calibration is None:
+        files = _calibration_files(train_files, calibration_dems)
+        calibration = calibrate_checkpoint(checkpoint, files) if files else None
+    return {"checkpoint": str(checkpoint), "calibration": calibration, "train_seconds": None,
+            "trained_elsewhere": True}
+
+
 def _calibration_files(train_files: list[Path], val_dems: Sequence[str]) -> list[Path]:
     return [path for path in train_files if scene_header(path).area in val_dems]
 
@@ -378,6 +392,7 @@ def run_stack_study(
     control: str | os.PathLike[str] = "terrain_stack_noimage",
     seeds: int = 2,
     control_scenes: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
+    trained: dict[str, Sequence[str | os.PathLike[str]]] | None = None,
     max_epochs: int | None = None,
     max_time: str | None = None,
     accelerator: str = "auto",
@@ -403,6 +418,9 @@ def run_stack_study(
         ``train_noimage/`` and ``test_noimage/``). Every method is then scored on the cells
         both twins score. None: the control on the stack network's scenes (its reference
         registered to the image where the image could tell the shift).
+    trained : by ``"network"`` and ``"control"``, checkpoints trained elsewhere (on a GPU:
+        ``sarheight fit --config terrain_stack_gpu``), one per seed, scored instead of
+        trained here (calibrated on the calibration scenes where they are not yet).
     max_epochs, max_time, accelerator : override the configurations' budget and device.
     progress : show progress.
     command : the command that ran the study, kept in the JSON.
@@ -418,6 +436,13 @@ def run_stack_study(
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InvalidInputError(f"seeds must be a positive integer, got {seeds!r}")
+    given = {name: [Path(path) for path in paths] for name, paths in (trained or {}).items()}
+    wrong = sorted(set(given) - {"network", "control"}) + [f"{name} ({len(paths)} checkpoints for {seeds} seeds)"
+                                                           for name, paths in given.items() if len(paths) != seeds]
+    missing = [str(path) for paths in given.values() for path in paths if not path.is_file()]
+    if wrong or missing:
+        raise InvalidInputError(f"trained checkpoints: {', '.join(wrong + missing)}: give network and control, one "
+                                "existing checkpoint per seed")
     out = Path(out)
     train_files = scene_files(train_scenes, "the training scenes")
     validation_index = condition_index(validation_root)
@@ -432,10 +457,12 @@ def run_stack_study(
                                 "out")
     option = ["--data.scenes", "[" + ", ".join(str(path) for path in train_files) + "]"]
     options = {"network": option, "control": option}
+    scene_lists = {"network": train_files, "control": train_files}
     twins: dict[str, Path] = {}
     if control_scenes is not None:
         control_files = scene_files(control_scenes[0], "the control's training scenes")
         options["control"] = ["--data.scenes", "[" + ", ".join(str(path) for path in control_files) + "]"]
+        scene_lists["control"] = control_files
         twins = {entry["scene"]: entry["path"] for entry in condition_index(control_scenes[1], require_inversion=False)}
         unmatched = sorted({entry["scene"] for entry in test_index} - set(twins))
         if unmatched:
@@ -473,6 +500,11 @@ def run_stack_study(
             return {"checkpoint": str(checkpoint), "calibration": figures, "train_seconds": seconds,
                     "init_args": run.init_args}
 
+        if name in given:
+            records[name] = [_trained_elsewhere(path, scene_lists[name], calibration_dems) for path in given[name]]
+            checkpoints[name] = given[name]
+            bar.update(seeds)
+            continue
         records[name] = seeded_runs(out / "runs" / name, seeds, train, bar.update)
         checkpoints[name] = [out / "runs" / name / f"seed{seed}" / "last.ckpt" for seed in range(seeds)]
     bar.close()
@@ -523,7 +555,8 @@ def run_stack_study(
     results = {
         "splits": splits, "conditions": sorted({entry["condition"] for entry in test_index}, key=CONDITIONS.index),
         "fair_bars": bars, "validation": validation, "held_out": held_out, "summary": summary,
-        "trainings": {name: [{"train_seconds": record.get("train_seconds"), "calibration": record.get("calibration")}
+        "trainings": {name: [{"train_seconds": record.get("train_seconds"), "calibration": record.get("calibration"),
+                              "trained_elsewhere": bool(record.get("trained_elsewhere"))}
                              for record in runs] for name, runs in records.items()},
         "configs": {"network": str(config), "control": str(control)}, "seeds": seeds,
         "control_without_image": control_scenes is not None,

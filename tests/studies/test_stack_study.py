@@ -178,6 +178,26 @@ def test_the_study_resumes_without_training_again(study):
     assert again["summary"] == study["results"]["summary"]
 
 
+def test_networks_trained_elsewhere_are_scored_as_the_ones_trained_here(study, tmp_path):
+    folder, out = study["folder"], study["folder"] / "out"
+    trained = {name: [out / "runs" / name / f"seed{seed}" / "last.ckpt" for seed in range(2)]
+               for name in ("network", "control")}
+    elsewhere = run_stack_study(folder / "train", folder / "validation", folder / "test", tmp_path / "elsewhere",
+                                config=study["configs"]["terrain_stack"],
+                                control=study["configs"]["terrain_stack_noimage"], seeds=2,
+                                control_scenes=(folder / "train_noimage", folder / "test_noimage"), trained=trained,
+                                progress=False)
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+    assert all(run["trained_elsewhere"] for runs in elsewhere["trainings"].values() for run in runs)
+    for ours, theirs in zip(elsewhere["summary"], study["results"]["summary"], strict=True):
+        for key in ("fair", "sar_share"):
+            assert ours[key]["mean"] == pytest.approx(theirs[key]["mean"])
+            assert ours[key]["per_dem"] == pytest.approx(theirs[key]["per_dem"])
+    with pytest.raises(InvalidInputError, match="one existing checkpoint per seed"):
+        run_stack_study(folder / "train", folder / "validation", folder / "test", tmp_path / "x", seeds=3,
+                        trained=trained, progress=False)
+
+
 def test_a_held_out_dem_among_the_training_scenes_is_refused(study, tmp_path):
     with pytest.raises(InvalidInputError, match="held out and also trained"):
         run_stack_study(study["folder"] / "test" / "one_image", study["folder"] / "validation",
