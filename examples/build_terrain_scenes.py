@@ -202,10 +202,13 @@ def inversion_settings(path: Path | None) -> InversionSettings:
         raise
 
 
+#: The parts of the stack set, as --sets names them.
+STACK_SETS = ("train", "validation", "test")
+
+
 def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
-                settings: InversionSettings, client: str | None = None) -> None:
+                settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS) -> None:
     common = {"inversion": True, "inversion_settings": settings, "priors": INSTRUMENT_PRIORS, "client": client}
-    dems, sea = open_dems(data, TRAINING_DEMS)
     axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5),
             "coarse_families": ("training",), "ground_families": ("training",), "dates": (1, 10),
@@ -214,7 +217,7 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
     # control (the same names, so the same draws; no product moved by the image's
     # registration, no inversion, no dates kept).
     twin = {**common, "inversion": False, "register": False, "keep_dates": False}
-    for folder, options in (("train", common), ("train_noimage", twin)):
+    for folder, options in (("train", common), ("train_noimage", twin)) if "train" in sets else ():
         dems, sea = open_dems(data, TRAINING_DEMS)
         paths = simulate_scenes(dems, out / folder, sample=sample, unscored=sea, crop_cells=crop,
                                 terrain_transforms=STACK_TRANSFORMS, **axes, **options)
@@ -226,6 +229,8 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
     # the held-out ones.
     for role, names, options in (("validation", VALIDATION_DEMS, common), ("test", TEST_DEMS, common),
                                  ("test_noimage", TEST_DEMS, twin)):
+        if role.removesuffix("_noimage") not in sets:
+            continue
         dems, sea = open_dems(data, names)
         for condition, condition_axes in STACK_CONDITIONS.items():
             paths = simulate_scenes(dems, out / role / condition, passes=("ascending",), coarse_factors=(3, 5),
@@ -251,6 +256,9 @@ def main() -> None:
     parser.add_argument("--inversion-settings", type=Path, default=Path("benchmarks/terrain_inversion/settings.json"),
                         help="stack: the inversion's settings (the inversion study's settings.json; default "
                         "benchmarks/terrain_inversion/settings.json, the defaults where it is absent)")
+    parser.add_argument("--sets", nargs="+", choices=STACK_SETS, default=list(STACK_SETS),
+                        help="stack: the parts to build (default all; train: with its image-free twins; test: with "
+                        "its twins)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="stack: make the scenes on a dask.distributed cluster ('local': one process per core "
                         "here; or tcp://HOST:PORT); default one after the other")
@@ -277,7 +285,7 @@ def main() -> None:
         return
     if args.task == "stack":
         build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
-                    inversion_settings(args.inversion_settings), args.scheduler)
+                    inversion_settings(args.inversion_settings), args.scheduler, tuple(args.sets))
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     paths = simulate_scenes(dems, out, coarse_factors=tuple(args.coarse_factor or (3,)),
