@@ -17,8 +17,12 @@ below the package; ``docs/architecture.md`` places them among the other floors):
 - ``variables``: what a scene holds and derives (the model's scale-free inputs, the
   terrain classes);
 - ``observed``: a scene from a user's observations, DEM and priors, with its checks;
-- ``simulated``: scenes simulated from fine DEMs, and sets of them as files;
+- ``simulated``: scenes simulated from fine DEMs, and sets of them as files (here or on
+  a dask cluster);
+- ``augment``: new terrain from a DEM (turned, mirrored, scaled; crops of it);
 - ``clinometry``: the inversion's one-step case (a Wiener solve of the brightness);
+- ``methods``: the non-learned methods' maps on a scene, and the channels a network
+  that stacks them reads;
 - ``refinement``: :func:`refine_dem`, the workflow a user calls (above the learning
   floor: it runs the network when given checkpoints).
 
