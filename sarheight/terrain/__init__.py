@@ -17,9 +17,10 @@ below the package; ``docs/architecture.md`` places them among the other floors):
 - ``variables``: what a scene holds and derives (the model's scale-free inputs, the
   terrain classes);
 - ``observed``: a scene from a user's observations, DEM and priors, with its checks;
+- ``augment``: new terrain from a DEM (turned, mirrored, scaled; crops of it);
 - ``simulated``: scenes simulated from fine DEMs, and sets of them as files (here or on
   a dask cluster);
-- ``augment``: new terrain from a DEM (turned, mirrored, scaled; crops of it);
+- ``relief``: the power law of a terrain's relief (what a coarse cell loses);
 - ``clinometry``: the inversion's one-step case (a Wiener solve of the brightness);
 - ``methods``: the non-learned methods' maps on a scene, and the channels a network
   that stacks them reads;
