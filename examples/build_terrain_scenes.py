@@ -202,6 +202,26 @@ def inversion_settings(path: Path | None) -> InversionSettings:
         raise
 
 
+def projected_with_sea(dems: list, sea: dict) -> tuple[list, dict]:
+    """The DEMs that hold sea on a geographic grid put on their UTM grid, their sea with
+    them (nearest cell), as a terrain transform needs them
+    (:func:`sarheight.terrain.augment.terrain_on_a_projected_grid`); the others as they are."""
+    from rasterio.enums import Resampling
+
+    from sarheight.terrain.augment import terrain_on_a_projected_grid
+
+    out_dems, out_sea = [], dict(sea)
+    for dem in dems:
+        name = dem.attrs["dem_name"]
+        if name in sea and not dem.rio.crs.is_projected:
+            projected = terrain_on_a_projected_grid(dem)
+            mask = dem.copy(data=np.asarray(sea[name], dtype=np.float32)).rio.write_nodata(np.nan)
+            out_sea[name] = mask.rio.reproject_match(projected, resampling=Resampling.nearest).values > 0.5
+            dem = projected
+        out_dems.append(dem)
+    return out_dems, out_sea
+
+
 #: The parts of the stack set, as --sets names them.
 STACK_SETS = ("train", "validation", "test")
 
@@ -218,7 +238,7 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
     # registration, no inversion, no dates kept).
     twin = {**common, "inversion": False, "register": False, "keep_dates": False}
     for folder, options in (("train", common), ("train_noimage", twin)) if "train" in sets else ():
-        dems, sea = open_dems(data, TRAINING_DEMS)
+        dems, sea = projected_with_sea(*open_dems(data, TRAINING_DEMS))
         paths = simulate_scenes(dems, out / folder, sample=sample, unscored=sea, crop_cells=crop,
                                 terrain_transforms=STACK_TRANSFORMS, **axes, **options)
         dems, sea = open_dems(data, VALIDATION_DEMS)
