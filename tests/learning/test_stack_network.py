@@ -4,6 +4,7 @@ both passes x several dates, predicting on either."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +73,16 @@ def test_the_data_module_reads_the_stacks(scenes):
         TerrainDataModule(scenes=str(scenes), channels=[*STATIC, "sar_ratio@0"])
 
 
-def test_one_network_for_one_image_and_for_stacks(scenes, tmp_path):
-    checkpoint = fit_tiny_checkpoint(scenes, tmp_path / "stack.ckpt", model="ask_unet_stack", channels=STATIC,
-                                     data_options=DATA, uncertainty=True, **MODEL)
+@pytest.fixture(scope="module")
+def stack_checkpoint(scenes, tmp_path_factory):
+    """A tiny stack network (with its spread head) trained on the scenes."""
+    return fit_tiny_checkpoint(scenes, tmp_path_factory.mktemp("stack_checkpoint") / "stack.ckpt",
+                               model="ask_unet_stack", channels=STATIC, data_options=DATA, uncertainty=True, **MODEL)
+
+
+def test_one_network_for_one_image_and_for_stacks(scenes, stack_checkpoint, tmp_path):
+    # (Calibrated below: a copy, the fixture's stays as trained.)
+    checkpoint = Path(shutil.copy(stack_checkpoint, tmp_path / "stack.ckpt"))
     member = load_checkpoint(checkpoint)
     assert member.model_name == "ask_unet_stack" and member.model_config["dates"] == 2
     files = sorted(scenes.glob("hills-c_*.nc"))
@@ -106,7 +114,7 @@ def test_the_model_and_the_data_must_agree_on_the_stacks(scenes, tmp_path):
                             **{**MODEL, "date_channels": 2, "passes": 1, "dates": 6})
 
 
-def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(scenes, tmp_path, monkeypatch):
+def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(stack_checkpoint, monkeypatch):
     from sarheight import sample_data
     from sarheight.dem import open_dem
     from sarheight.raster import cell_size_m
@@ -122,8 +130,7 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(scenes, tmp_p
     with pytest.raises(InvalidInputError, match="kinds are one_image, stack"):
         sample_data.terrain_network("three_passes")
     # With a stack network shipped, several images go to it, one image to the other.
-    stack = fit_tiny_checkpoint(scenes, tmp_path / "stack.ckpt", model="ask_unet_stack", channels=STATIC,
-                                data_options=DATA, **MODEL)
+    stack = stack_checkpoint
     real = sample_data.terrain_network
     monkeypatch.setattr(sample_data, "terrain_network", lambda kind: stack if kind == "stack" else real(kind))
     fine = rough_dem(seed=41, rows=36, cols=36, relief=300.0)
@@ -137,7 +144,7 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(scenes, tmp_p
     assert one.attrs["packaged_network"] == "one_image"
 
 
-def test_refine_dem_gives_a_stack_network_every_date(scenes, tmp_path):
+def test_refine_dem_gives_a_stack_network_every_date(stack_checkpoint):
     from sarheight.dem import open_dem
     from sarheight.raster import cell_size_m
     from sarheight.simulate import simulate_sar
@@ -146,8 +153,7 @@ def test_refine_dem_gives_a_stack_network_every_date(scenes, tmp_path):
     from sarheight.terrain.refinement import refine_dem
     from tests.support.scenes import rough_dem
 
-    checkpoint = fit_tiny_checkpoint(scenes, tmp_path / "stack.ckpt", model="ask_unet_stack", channels=STATIC,
-                                     data_options=DATA, **MODEL)
+    checkpoint = stack_checkpoint
     fine = rough_dem(seed=40, rows=36, cols=36, relief=300.0)
     coarse = open_dem(block_mean(fine, 3))
     ascending, descending = (scene_geometry(fine, direction) for direction in ("ascending", "descending"))
