@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..coarse_dem import ERROR_PARTS, CoarseDemErrors, coarse_error_parts, coars
 from ..dem import open_dem
 from ..errors import (
     InvalidInputError,
+    PlausibilityWarning,
     deferred_warnings,
 )
 from ..geometry import RadarGeometry
@@ -167,11 +169,15 @@ def simulate_scene(
     conditions = _conditions(dates, date_conditions)
     dem_name = source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
-    scene = observed_scene(coarse, observations, geometries, known, grid=truth, prior_method=prior_method,
-                           projection=projection, register=register, inversion=inversion,
-                           inversion_settings=inversion_settings,
-                           keep_dates=len(conditions) > 1 if keep_dates is None else keep_dates, name=scene_name,
-                           progress=progress)
+    with warnings.catch_warnings():
+        # The coarse product, shifted and on its own grid, stops short of the truth's edges:
+        # the grid's cells it leaves without a height are no voids of a user's DEM.
+        warnings.filterwarnings("ignore", message=r".* of the DEM's cells have no height", category=PlausibilityWarning)
+        scene = observed_scene(coarse, observations, geometries, known, grid=truth, prior_method=prior_method,
+                               projection=projection, register=register, inversion=inversion,
+                               inversion_settings=inversion_settings,
+                               keep_dates=len(conditions) > 1 if keep_dates is None else keep_dates, name=scene_name,
+                               progress=progress)
     height = truth.values.astype(np.float32)
     if unscored is not None:
         left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)

@@ -184,3 +184,14 @@ def test_scenes_made_on_a_cluster_are_the_scenes_made_here(tmp_path):
     assert [path.stat().st_mtime_ns for path in there] == before
     with pytest.raises(InvalidInputError, match="scheduler address"):
         simulate_scenes(dems, tmp_path / "x", client="nowhere", **options)
+
+
+def test_a_simulated_product_short_of_the_edges_is_no_void_to_warn_of(truth, recwarn):
+    from sarheight.coarse_dem import draw_errors
+
+    scene = simulate_scene(truth, scene_geometry(truth, "ascending"), coarse_errors=draw_errors(3, "test", 7), seed=7,
+                           progress=False)
+    # The product stops short of the grid's edges (its shift and its own grid)...
+    assert np.isnan(scene["coarse_height"].values).any()
+    # ...and no warning calls those cells voids.
+    assert not [w for w in recwarn if "have no height" in str(w.message)]
