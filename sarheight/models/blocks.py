@@ -26,18 +26,12 @@ import math
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from .registry import integer_option
 
 __all__ = ["ECA", "ConvBlock", "LSKBlock", "LSKUnit", "eca_kernel_size"]
 
 #: The initial value of the LSK unit's layer scale (LSKNet's ``layer_scale_init_value``).
 LAYER_SCALE_INIT = 1e-2
-
-
-def _check_channels(channels: int, minimum: int, what: str) -> int:
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < minimum:
-        raise InvalidInputError(f"{what} needs an integer number of channels >= {minimum}, got {channels!r}")
-    return channels
 
 
 class ConvBlock(nn.Sequential):
@@ -52,8 +46,8 @@ class ConvBlock(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        _check_channels(in_channels, 1, "ConvBlock")
-        _check_channels(out_channels, 1, "ConvBlock")
+        integer_option(in_channels, "ConvBlock's in_channels")
+        integer_option(out_channels, "ConvBlock's out_channels")
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
@@ -80,7 +74,7 @@ def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
     int
         The odd kernel size k: 3 for C < 128, 5 for 128 <= C < 2048, 7 for 2048 <= C < 32768.
     """
-    _check_channels(channels, 1, "eca_kernel_size")
+    integer_option(channels, "eca_kernel_size's channels")
     t = int(abs((math.log2(channels) + b) / gamma))
     k = t if t % 2 else t + 1
     return max(k, 3)
@@ -105,7 +99,7 @@ class ECA(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = _check_channels(channels, 1, "ECA")
+        self.channels = integer_option(channels, "ECA's channels")
         self.kernel_size = eca_kernel_size(channels)
         self.conv = nn.Conv1d(1, 1, self.kernel_size, padding=(self.kernel_size - 1) // 2, bias=False)
 
@@ -139,7 +133,7 @@ class LSKBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = _check_channels(channels, 2, "LSKBlock")
+        self.channels = integer_option(channels, "LSKBlock's channels", 2)
         half = channels // 2
         self.conv_medium = nn.Conv2d(channels, channels, 5, padding=2, groups=channels)
         self.conv_large = nn.Conv2d(channels, channels, 7, padding=9, dilation=3, groups=channels)
@@ -182,7 +176,7 @@ class LSKUnit(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = _check_channels(channels, 2, "LSKUnit")
+        self.channels = integer_option(channels, "LSKUnit's channels", 2)
         self.norm = nn.BatchNorm2d(channels)
         self.proj_in = nn.Conv2d(channels, channels, 1)
         self.activation = nn.GELU()

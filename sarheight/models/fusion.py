@@ -55,7 +55,7 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .blocks import ConvBlock
-from .registry import register
+from .registry import integer_option, register
 
 __all__ = ["GROUPS", "SPLITS", "STAGES", "SUM_MODES", "FusionNet", "log_summed_probabilities", "split_groups"]
 
@@ -172,8 +172,7 @@ class FusionNet(nn.Module):
         if sum_mode == "independent" and stage != 6:
             raise InvalidInputError(f"sum_mode='independent' trains the branches of a stage-6 sum apart; "
                                     f"stage {stage} fuses features, give stage=6 or sum_mode='dependent'")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise InvalidInputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        integer_option(num_classes, "num_classes", 2)
         if max(i for group in groups for i in group) >= in_channels:
             raise InvalidInputError(f"the split {split!r} names channels beyond the {in_channels} input channels")
         if not 0.0 <= float(dropout) < 1.0:

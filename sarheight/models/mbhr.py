@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .blocks import ConvBlock
-from .registry import register
+from .registry import integer_option, register
 from .resnet import ResNet50Encoder, load_resnet_weights
 from .unet import pad_to_multiple
 
@@ -57,14 +57,6 @@ class _DecoderLevel(nn.Module):
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
         return self.block(x)
-
-
-def _check_int(value: Any, minimum: int, maximum: int | None, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
-            (maximum is not None and value > maximum):
-        allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise InvalidInputError(f"MBHRNet's {what} must be an integer {allowed}, got {value!r}")
-    return value
 
 
 @register("mbhr_net")
@@ -120,12 +112,12 @@ class MBHRNet(nn.Module):
                  weights: str | os.PathLike[str] | Sequence[str | os.PathLike[str] | None] | None = None,
                  stages: int = 3, decoder_channels: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.s1_channels = _check_int(s1_channels, 0, None, "s1_channels")
-        self.s2_channels = _check_int(s2_channels, 0, None, "s2_channels")
+        self.s1_channels = integer_option(s1_channels, "MBHRNet's s1_channels", 0)
+        self.s2_channels = integer_option(s2_channels, "MBHRNet's s2_channels", 0)
         if not (self.s1_channels or self.s2_channels):
             raise InvalidInputError("MBHRNet needs the channels of at least one sensor: s1_channels and s2_channels "
                                     "are both 0")
-        self.stages = _check_int(stages, 1, 4, "stages")
+        self.stages = integer_option(stages, "MBHRNet's stages", 1, 4)
         if fusion not in FUSIONS:
             raise InvalidInputError(f"MBHRNet's fusion must be one of {', '.join(map(repr, FUSIONS))}, got {fusion!r}")
         self.fusion = fusion
@@ -135,7 +127,7 @@ class MBHRNet(nn.Module):
                 len(decoder_channels) != stages + 1:
             raise InvalidInputError(f"MBHRNet's decoder_channels must be {stages + 1} integers (one per decoder "
                                     f"level for stages={stages}), got {decoder_channels!r}")
-        self.decoder_channels = tuple(_check_int(c, 1, None, "decoder_channels") for c in decoder_channels)
+        self.decoder_channels = tuple(integer_option(c, "MBHRNet's decoder_channels", 1) for c in decoder_channels)
 
         # A sensor of no channels has no encoder (None keeps the attribute and the other
         # encoder's parameter names those of the two-sensor model).

@@ -15,11 +15,30 @@ from torch import nn
 
 from ..errors import InvalidInputError
 
-__all__ = ["available", "build", "register"]
+__all__ = ["available", "build", "integer_option", "register"]
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def integer_option(value: Any, what: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` if it is an integer within ``[minimum, maximum]``; the one check of the
+    models' integer options (channels, depths, stages), so they all refuse alike.
+
+    A boolean is refused although Python counts it as an integer: ``depth: true`` in a
+    configuration is a mistake, not a depth of 1.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``what``, the allowed range and the value given.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+            (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise InvalidInputError(f"{what} must be an integer {allowed}, got {value!r}")
+    return value
 
 
 def register(name: str) -> Callable[[Builder], Builder]:

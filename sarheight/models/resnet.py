@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError, MissingInputError
+from .registry import integer_option
 
 __all__ = ["STAGE_BLOCKS", "STAGE_CHANNELS", "Bottleneck", "ResNet50Encoder", "adapt_first_conv",
            "load_resnet_weights"]
@@ -126,11 +127,8 @@ class ResNet50Encoder(nn.Module):
 
     def __init__(self, in_channels: int = 3, *, stages: int = 4, weights: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
-        for name, value, bounds in (("in_channels", in_channels, (1, None)), ("stages", stages, (1, 4))):
-            if isinstance(value, bool) or not isinstance(value, int) or value < bounds[0] or \
-                    (bounds[1] is not None and value > bounds[1]):
-                allowed = f">= {bounds[0]}" if bounds[1] is None else f"from {bounds[0]} to {bounds[1]}"
-                raise InvalidInputError(f"ResNet50Encoder's {name} must be an integer {allowed}, got {value!r}")
+        integer_option(in_channels, "ResNet50Encoder's in_channels")
+        integer_option(stages, "ResNet50Encoder's stages", 1, 4)
         self.in_channels, self.stages = in_channels, stages
         self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -192,8 +190,7 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     if weight.dim() != 4 or weight.shape[1] != 3:
         raise InvalidInputError(f"adapt_first_conv takes RGB filters of shape (out, 3, kh, kw), got "
                                 f"{tuple(weight.shape)}")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise InvalidInputError(f"in_channels must be an integer >= 1, got {in_channels!r}")
+    integer_option(in_channels, "in_channels")
     index = torch.arange(in_channels) % 3
     return weight[:, index].clone() * (3.0 / in_channels)
 

@@ -26,19 +26,13 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .registry import build, register
+from .registry import build, integer_option, register
 
 __all__ = ["DateStackNet"]
 
 
 #: The backbones a stack network may put its pooled streams into.
 BACKBONES = ("ask_unet", "unet_lsk", "unet_eca", "unet")
-
-
-def _positive(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"{what} must be a positive integer, got {value!r}")
-    return value
 
 
 class DateEncoder(nn.Module):
@@ -79,17 +73,17 @@ class DateStackNet(nn.Module):
                  date_features: int = 16, backbone: str = "ask_unet", base_channels: int = 32, depth: int = 4,
                  uncertainty: bool = False) -> None:
         super().__init__()
-        self.passes = _positive(passes, "passes")
-        self.dates = _positive(dates, "dates")
-        self.date_channels = _positive(date_channels, "date_channels")
-        self.date_features = _positive(date_features, "date_features")
+        self.passes = integer_option(passes, "passes")
+        self.dates = integer_option(dates, "dates")
+        self.date_channels = integer_option(date_channels, "date_channels")
+        self.date_features = integer_option(date_features, "date_features")
         if self.date_channels < 2:
             raise InvalidInputError(f"date_channels ({date_channels}) counts a date's presence flag and at least one "
                                     "channel of the date: give 2 or more")
         if backbone not in BACKBONES:
             raise InvalidInputError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         stacked = self.passes * self.dates * self.date_channels
-        in_channels = _positive(in_channels, "in_channels")
+        in_channels = integer_option(in_channels, "in_channels")
         if in_channels <= stacked:
             raise InvalidInputError(
                 f"in_channels ({in_channels}) must exceed the stacks' {stacked} channels ({passes} passes x {dates} "

@@ -28,15 +28,9 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .blocks import ECA, ConvBlock, LSKUnit
-from .registry import register
+from .registry import integer_option, register
 
 __all__ = ["ASKUNet", "UNet", "pad_to_multiple"]
-
-
-def _check_int(value: Any, minimum: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInputError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -60,7 +54,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[t
     offset : (top, left), where ``x`` starts inside ``padded``:
         ``padded[..., top:top + H, left:left + W]`` equals ``x``.
     """
-    _check_int(multiple, 1, "the padding multiple")
+    integer_option(multiple, "the padding multiple", 1)
     offset = []
     for axis in (-2, -1):
         size = x.shape[axis]
@@ -148,9 +142,9 @@ class ASKUNet(nn.Module):
     def __init__(self, in_channels: int, *, base_channels: int = 32, depth: int = 4, lsk: bool = True,
                  eca: bool = True, uncertainty: bool = False) -> None:
         super().__init__()
-        self.in_channels = _check_int(in_channels, 1, "in_channels")
-        self.base_channels = _check_int(base_channels, 2, "base_channels")
-        self.depth = _check_int(depth, 1, "depth")
+        self.in_channels = integer_option(in_channels, "in_channels", 1)
+        self.base_channels = integer_option(base_channels, "base_channels", 2)
+        self.depth = integer_option(depth, "depth", 1)
         for name, value in (("lsk", lsk), ("eca", eca), ("uncertainty", uncertainty)):
             if not isinstance(value, bool):
                 raise InvalidInputError(f"{name} must be True or False, got {value!r}")
