@@ -386,6 +386,46 @@ def write_table(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def results_section(results: dict[str, Any]) -> str:
+    """The ablation as the documents show it: one table of every method (rows) in every
+    prior pattern and coarse factor (columns), RMSE (m) overall (± std over seeds) / in
+    layover, then each cell's relative reductions; every number read from ``results``."""
+    cells = list(results["cells"].values())
+    header = [f"{cell['pattern']}, {cell['coarse_factor']}x" for cell in cells]
+    methods = list(dict.fromkeys([*(name for cell in cells for name in cell["baselines"]),
+                                  *(experiment["label"] for cell in cells for experiment in cell["experiments"].values())]))
+    lines = ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for method in methods:
+        row = []
+        for cell in cells:
+            experiment = next((e for e in cell["experiments"].values() if e["label"] == method), None)
+            if method in cell["baselines"]:
+                figures = cell["baselines"][method]
+                row.append(f"{_cell_text(figures['overall'])} / {figures['layover']:.0f}")
+            elif experiment is not None:
+                row.append(f"{_cell_text(experiment['mean']['overall'], experiment['std']['overall'])} / "
+                           f"{experiment['mean']['layover']:.0f}")
+            else:
+                row.append("–")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    lines += ["", "Relative RMSE reductions (%, overall / in layover; positive: the first named lower):", ""]
+    for title, cell in zip(header, cells, strict=True):
+        reductions = cell["reductions"]
+        parts = ["reconstructed vs geocoded SAR: " + ", ".join(
+            f"{VARIANT_LABELS[model]} {figures['overall']:+.1f} / {figures['layover']:+.1f}"
+            for model, figures in reductions["reconstructed_vs_geocoded"].items())]
+        parts += [f"ASK-UNet vs U-Net ({sar} SAR) {figures['overall']:+.1f} / {figures['layover']:+.1f}"
+                  for sar, figures in reductions["ask_unet_vs_unet"].items()]
+        if "ask_unet_reconstructed_vs_priors_only" in reductions:
+            parts.append("ASK-UNet (reconstructed) vs the priors-only interpolation "
+                         f"{reductions['ask_unet_reconstructed_vs_priors_only']:+.1f}")
+        if "coarse_channel_vs_best_coarse_baseline" in reductions:
+            parts.append("with the coarse DEM channel vs the best coarse-DEM baseline "
+                         f"{reductions['coarse_channel_vs_best_coarse_baseline']:+.1f}")
+        lines.append(f"- {title}: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
 def plot_ablation(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Bars of the overall and layover RMSE of every method, one panel per pattern and factor."""
     import matplotlib

@@ -1,11 +1,12 @@
-"""Write the refinement and inversion studies' figures into the documentation from their JSON.
+"""Write the terrain studies' figures (refinement, inversion, ablation) into the documentation from their JSON.
 
-    python benchmarks/refinement_docs.py [--results benchmarks/terrain_refinement/refinement.json]
+    python benchmarks/terrain_docs.py [--results benchmarks/terrain_refinement/refinement.json]
 
 benchmarks/README.md and docs/terrain_refinement.md hold the figures between markers
 (``sarheight.studies.refinement_report.GENERATED_BEGIN`` / ``GENERATED_END``); this script
-rewrites that part from the JSON ``sarheight terrain study`` wrote, and
-tests/studies/test_refinement_docs.py fails when the text and the JSON differ.
+rewrites those parts from the JSON ``sarheight terrain study``, the inversion study and
+``sarheight terrain ablate`` wrote, and tests/studies/test_terrain_docs.py fails when the
+text and the JSON differ.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import argparse
 import json
 from pathlib import Path
 
-from sarheight.studies import inversion
+from sarheight.studies import ablation, inversion
 from sarheight.studies.refinement_report import results_section, write_generated
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "benchmarks/terrain_refinement/refinement.json"
 INVERSION_RESULTS = "benchmarks/terrain_inversion/inversion.json"
 INVERSION_SPEED = "benchmarks/terrain_inversion/speed.json"
-WRITER = "benchmarks/refinement_docs.py"
+ABLATION_RESULTS = "benchmarks/terrain_ablation/ablation.json"
+WRITER = "benchmarks/terrain_docs.py"
 DOCUMENTS = ("benchmarks/README.md", "docs/terrain_refinement.md")
 
 
@@ -40,6 +42,9 @@ def main() -> None:
         write_generated(ROOT / document, inversion.results_section(results, speed), source=INVERSION_RESULTS,
                         writer=WRITER)
         print(f"wrote the figures of {INVERSION_RESULTS} into {document}")
+    text = ablation.results_section(json.loads((ROOT / ABLATION_RESULTS).read_text()))
+    write_generated(ROOT / "benchmarks/README.md", text, source=ABLATION_RESULTS, writer=WRITER)
+    print(f"wrote the figures of {ABLATION_RESULTS} into benchmarks/README.md")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Text equals data: the refinement study's figures in benchmarks/README.md and
-docs/terrain_refinement.md are the ones its JSON holds (written by
-benchmarks/refinement_docs.py), and every target line says met or missed as the figures
+"""Text equals data: the terrain studies' figures in benchmarks/README.md and
+docs/terrain_refinement.md are the ones their JSON hold (written by
+benchmarks/terrain_docs.py), and every target line says met or missed as the figures
 say."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sarheight.studies.refinement_report import GENERATED_BEGIN, generated_text,
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = "benchmarks/terrain_refinement/refinement.json"
-WRITER = "benchmarks/refinement_docs.py"
+WRITER = "benchmarks/terrain_docs.py"
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,19 @@ def test_the_inversions_defaults_are_the_settings_its_study_chose():
     assert asdict(InversionSettings()) == chosen
     results = json.loads((ROOT / INVERSION_RESULTS).read_text())
     assert results["settings"] == chosen and set(results["validation_dems"]).isdisjoint(results["held_out_dems"])
+
+
+ABLATION_RESULTS = "benchmarks/terrain_ablation/ablation.json"
+
+
+def test_the_readme_shows_the_ablations_figures():
+    from sarheight.studies import ablation
+
+    results = json.loads((ROOT / ABLATION_RESULTS).read_text())
+    text = ablation.results_section(results)
+    assert generated_text(ROOT / "benchmarks/README.md", source=ABLATION_RESULTS, writer=WRITER) == text, (
+        f"benchmarks/README.md differs from {ABLATION_RESULTS}: run python {WRITER}")
+    # One row per method, one column per prior pattern and coarse factor, every cell filled.
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert len(rows) == 4 + len(next(iter(results["cells"].values()))["experiments"])
+    assert all(line.count("|") == len(results["cells"]) + 2 and "–" not in line for line in rows)
