@@ -3,7 +3,7 @@ do the networks make a coarse DEM, and how much of that is the SAR's.
 
 :func:`run_refinement_study` trains, from one configuration (``sarheight/configs/terrain_refine.yaml``,
 parsed by the same reader as ``sarheight fit --config``:
-:func:`sarheight.training.cli.configured_run`), the networks of :func:`networks` over
+:func:`sarheight.training.configured.configured_run`), the networks of :func:`networks` over
 seeds, each calibrated on the validation scenes after its training
 (:mod:`sarheight.training.calibration`: the gate of its correction and the scale of its
 spread per terrain class):
@@ -35,7 +35,6 @@ import hashlib
 import logging
 import math
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from ..terrain.methods import NON_LEARNED, baseline_maps
 from ..terrain.variables import refinement_classes
 from .refinement_methods import DEFAULT_METHODS, Network, ground_label, networks, score_map, scoring_mask
 from .refinement_report import plot_refinement, prior_report, summarise, write_table
-from .runs import read_sealed_json, seeded_runs, train_run, write_json
+from .runs import configured_training, read_sealed_json, seeded_runs, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -203,25 +202,15 @@ def run_refinement_study(
                        enabled=progress)
     for network in planned:
         def train(seed: int, run_dir: Path, network: Network = network) -> dict[str, Any]:
-            from ..training.calibration import calibrate_checkpoint
-
             overrides = [*scenes_option, "--data.channels", _list_option(network.channels),
                          "--data.reference", network.reference, "--seed_everything", str(seed)]
             if network.scale is None:
                 overrides += ["--data.scale", "null", "--data.score_shadow", str(network.score_shadow).lower(),
                               "--model.class_weights", "null"]
-            run = configured_run(config, overrides)
-            steps = int(run.datamodule.tiles_per_epoch) // int(run.datamodule.batch_size)
-            started = time.perf_counter()
-            checkpoint = train_run(run.model, run.datamodule, run_dir, max_epochs=epochs,
-                                   steps_per_epoch=steps, accelerator=accelerator, validate=bool(val_files),
-                                   max_time=budget["max_time"], progress=progress,
-                                   description=f"{network.name} seed {seed}").last
-            trained = time.perf_counter() - started
-            calibration = (calibrate_checkpoint(checkpoint, val_files) if val_files and network.reference
-                           else None)
-            return {"checkpoint": str(checkpoint), "calibration": calibration, "train_seconds": trained,
-                    "init_args": run.init_args}
+            return configured_training(config, overrides, run_dir, calibration_files=val_files,
+                                       calibrate=bool(network.reference), max_epochs=epochs,
+                                       max_time=budget["max_time"], accelerator=accelerator, progress=progress,
+                                       description=f"{network.name} seed {seed}")
 
         records = seeded_runs(out / "runs" / network.name, seeds, train, bar.update)
         # Where the runs are, whatever folder the study was started from.

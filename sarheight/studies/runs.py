@@ -9,6 +9,9 @@ train_run
     (``last.ckpt``, ``metrics.csv``, with :class:`BestCheckpoint` the best one and early
     stopping), quietly or with a bar over its steps; resumes from the folder's
     ``last.ckpt``; several processes with ``strategy="ddp"``.
+configured_training
+    One training of a configuration (with overrides) into a run folder, timed, then
+    calibrated on the calibration scenes: what the terrain studies keep per seed.
 step_progress
     A Lightning callback: a bar over one training's steps.
 quiet_lightning
@@ -30,6 +33,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,7 +46,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..io import atomic_path
 
-__all__ = ["BestCheckpoint", "TrainedRun", "mean_std", "quiet_lightning", "read_sealed_json", "reduction", "seeded_runs",
+__all__ = ["BestCheckpoint", "TrainedRun", "configured_training", "mean_std", "quiet_lightning", "read_sealed_json", "reduction", "seeded_runs",
            "step_progress", "train_run", "write_json"]
 
 
@@ -188,6 +193,49 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
     return TrainedRun(last=last, epochs=epochs,
                       best=Path(best_path) if best_path else last,
                       best_score=float(score) if score is not None else None)
+
+
+def configured_training(config: str | os.PathLike[str], overrides: Sequence[str], run_dir: str | Path, *,
+                        calibration_files: Sequence[Path] = (), calibrate: bool = True,
+                        max_epochs: int | None = None, max_time: str | None = None, accelerator: str = "auto",
+                        progress: bool = False, description: str = "training") -> dict[str, Any]:
+    """Train the height network a configuration describes (``sarheight fit``'s, with
+    ``overrides`` in its command-line form) into ``run_dir`` with :func:`train_run`, then
+    calibrate it on ``calibration_files``.
+
+    Parameters
+    ----------
+    config : a packaged configuration's name or a YAML file.
+    overrides : options after it (``["--data.scenes", "[...]", "--seed_everything", "0"]``).
+    run_dir : the run's folder (resumed from its ``last.ckpt``).
+    calibration_files : the validation scenes: the training validates on them and the
+        network is calibrated on them; none, neither.
+    calibrate : False: no calibration (a network without a reference has no gate).
+    max_epochs, max_time : the budget; None: the configuration's (10 epochs without one).
+    accelerator, progress, description : as :func:`train_run`'s.
+
+    Returns
+    -------
+    ``{"checkpoint", "calibration", "train_seconds", "init_args"}``: the last checkpoint's
+    path, the calibration's figures (None without one), the training's wall time (s) and
+    the configuration as parsed.
+    """
+    from ..training.calibration import calibrate_checkpoint
+    from ..training.configured import configured_run
+
+    run = configured_run(config, list(overrides))
+    trainer = run.trainer_options
+    steps = int(run.datamodule.tiles_per_epoch) // int(run.datamodule.batch_size)
+    started = time.perf_counter()
+    checkpoint = train_run(run.model, run.datamodule, run_dir,
+                           max_epochs=int(max_epochs or trainer.get("max_epochs") or 10), steps_per_epoch=steps,
+                           accelerator=accelerator, validate=bool(calibration_files),
+                           max_time=max_time or trainer.get("max_time"), progress=progress,
+                           description=description).last
+    seconds = time.perf_counter() - started
+    figures = calibrate_checkpoint(checkpoint, list(calibration_files)) if calibration_files and calibrate else None
+    return {"checkpoint": str(checkpoint), "calibration": figures, "train_seconds": seconds,
+            "init_args": run.init_args}
 
 
 def _kept_best(path: Path, monitor: str) -> tuple[str, float | None]:

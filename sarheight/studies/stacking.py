@@ -24,7 +24,8 @@ The figures per condition and factor: each reduction of the RMSE per held-out DE
 mean over its prior kinds), their mean over the DEMs and their least, mean and spread
 over the seeds; a paired test over the DEMs (the network against the fair bar: the
 exact sign-flip test of the mean difference, and Student's paired t); the SAR's share
-(the network against its control) and the control against the fair bar; the share of
+(the network against its control) and the control against the fair bar; the network
+against the fair bar with each kind of prior alone; the share of
 cells within one and two calibrated standard deviations per DEM; and where the error
 goes (:func:`error_by_source`). Results resume: a training or a scored scene is not made
 again.
@@ -36,7 +37,6 @@ import itertools
 import logging
 import math
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from ..terrain.simulated import ERROR_SOURCE_VARIABLES
 from ..terrain.variables import refinement_classes
 from .refinement import PredictionCache
 from .refinement_methods import Network, score_map, scoring_mask
-from .runs import read_sealed_json, reduction, seeded_runs, train_run, write_json
+from .runs import configured_training, read_sealed_json, reduction, seeded_runs, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def condition_index(root: str | os.PathLike[str], conditions: Sequence[str] = CO
     for condition in present:
         for path in scene_files(root / condition, f"the {condition} scenes"):
             header = scene_header(path)
-            missing = [name for name in ("height", "inverted")[:2 if require_inversion else 1]
-                       if name not in header.variables]
+            required = ("height", "inverted") if require_inversion else ("height",)
+            missing = [name for name in required if name not in header.variables]
             if missing:
                 raise InvalidInputError(f"scene {header.name!r} lacks {missing}: the study scores against the truth "
                                         "and the inversion (build the scenes with --task stack)")
@@ -227,6 +227,12 @@ def summarise(index: list[dict[str, Any]], held_out: dict[str, dict[str, Any]], 
             found[key] = {"mean": float(np.mean(means)), "spread": float(np.std(means, ddof=1)) if seeds > 1 else 0.0,
                           "least_dem": float(np.mean(least)),
                           "per_dem": {dem: float(np.mean([dems[dem] for dems in per_seed])) for dem in per_seed[0]}}
+        # Each prior kind alone (its tracks' headings drawn per scene): the network against the fair bar.
+        found["fair_by_prior_kind"] = {
+            kind: float(np.mean([np.mean(list(_per_dem_reduction(
+                [row for row in chosen if row["prior_kind"] == kind], network, bar).values()))
+                for network in networks]))
+            for kind in sorted({row["prior_kind"] for row in chosen})}
         found["rmse_m"] = {"network": _per_dem(chosen, networks), "control": _per_dem(chosen, controls),
                            "fair_bar": _per_dem(chosen, [bar]), "inversion": _per_dem(chosen, ["inversion"]),
                            "reference": _per_dem(chosen, [REFERENCE])}
@@ -309,6 +315,15 @@ def results_section(results: dict[str, Any]) -> str:
         test = row["paired_test_fair"]
         lines.append(f"| {row['condition']} | {row['factor']}x | {row['fair_bar']} | " + " | ".join(cells)
                      + f" | {test['sign_flip_p']:.3f} / {test['t_p']:.3f} |")
+    kinds = sorted({kind for row in results["summary"] for kind in row.get("fair_by_prior_kind", {})})
+    if kinds:
+        lines += ["", "The network against the fair bar with each kind of prior alone (%, mean over the held-out DEMs "
+                  "and the seeds; the tracks' headings drawn per scene):", "",
+                  "| condition | factor | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+        for row in results["summary"]:
+            by_kind = row.get("fair_by_prior_kind", {})
+            lines.append(f"| {row['condition']} | {row['factor']}x | "
+                         + " | ".join(f"{by_kind[kind]:+.1f}" if kind in by_kind else "-" for kind in kinds) + " |")
     lines += ["", "Where the error goes (RMS, m, over the scenes of each row): the parts of the coarse DEM's error "
               "each map's error regresses on, and what none explains.", "",
               "| condition | factor | map | " + " | ".join(SOURCES) + " |", "|---|---|---|" + "---|" * len(SOURCES)]
@@ -431,7 +446,6 @@ def run_stack_study(
         below 1, scenes without their truth or inversion; before any training.
     """
     from ..threads import bar as progress_bar
-    from ..training.calibration import calibrate_checkpoint
     from ..training.configured import configured_run
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -484,21 +498,10 @@ def run_stack_study(
     bar = progress_bar(total=2 * seeds, desc="stack study: trainings", unit="training", enabled=progress)
     for name, source in (("network", config), ("control", control)):
         def train(seed: int, run_dir: Path, source: Any = source, name: str = name) -> dict[str, Any]:
-            run = configured_run(source, [*options[name], "--seed_everything", str(seed)])
-            calibration = _calibration_files(scene_files(run.datamodule.scenes, "the training scenes"),
-                                             calibration_dems)
-            trainer = run.trainer_options
-            steps = int(run.datamodule.tiles_per_epoch) // int(run.datamodule.batch_size)
-            started = time.perf_counter()
-            checkpoint = train_run(run.model, run.datamodule, run_dir,
-                                   max_epochs=int(max_epochs or trainer.get("max_epochs") or 10),
-                                   steps_per_epoch=steps, accelerator=accelerator, validate=bool(calibration),
-                                   max_time=max_time or trainer.get("max_time"), progress=progress,
-                                   description=f"{name} seed {seed}").last
-            seconds = time.perf_counter() - started
-            figures = calibrate_checkpoint(checkpoint, calibration) if calibration else None
-            return {"checkpoint": str(checkpoint), "calibration": figures, "train_seconds": seconds,
-                    "init_args": run.init_args}
+            return configured_training(source, [*options[name], "--seed_everything", str(seed)], run_dir,
+                                       calibration_files=_calibration_files(scene_lists[name], calibration_dems),
+                                       max_epochs=max_epochs, max_time=max_time, accelerator=accelerator,
+                                       progress=progress, description=f"{name} seed {seed}")
 
         if name in given:
             records[name] = [_trained_elsewhere(path, scene_lists[name], calibration_dems) for path in given[name]]

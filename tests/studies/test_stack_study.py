@@ -148,6 +148,9 @@ def test_the_study_scores_every_condition_against_both_bars(study):
         assert row["oracle"]["mean"] <= row["fair"]["mean"] + 1e-9
         assert set(row["error_sources_m"]) == {"fair_bar", "inversion", "network"}
         assert set(row["error_sources_m"]["network"]) == set(SOURCES)
+        # One kind of prior in these scenes: its row alone is the whole row.
+        assert list(row["fair_by_prior_kind"]) == ["altimeter"]
+        assert row["fair_by_prior_kind"]["altimeter"] == pytest.approx(row["fair"]["mean"])
     bars = results["fair_bars"]
     assert set(bars) == {"one_image", "both_passes_10_dates"}
     assert all(set(bar["validation_mean_relative_rmse"]) == set(METHODS) for bar in bars.values())
@@ -163,6 +166,7 @@ def test_the_study_scores_every_condition_against_both_bars(study):
     assert "Training DEMs: hills-a" in text and "held out (never trained, calibrated or chosen on): hills-c, hills-d" \
         in text and "calibration of the networks: hills-b" in text and "fair bars chosen on: hills-v" in text
     assert all(f"| {row['condition']} | {row['factor']}x |" in text for row in results["summary"])
+    assert "with each kind of prior alone" in text and "| condition | factor | altimeter |" in text
 
 
 def test_the_study_resumes_without_training_again(study):
