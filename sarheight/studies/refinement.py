@@ -49,7 +49,7 @@ from ..terrain.methods import NON_LEARNED, baseline_maps
 from ..terrain.variables import refinement_classes
 from .refinement_methods import DEFAULT_METHODS, Network, ground_label, networks, score_map, scoring_mask
 from .refinement_report import plot_refinement, prior_report, summarise, write_table
-from .runs import configured_training, read_sealed_json, seeded_runs, write_json
+from .runs import configured_training, read_sealed_json, seeded_runs, trained_steps, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ def run_refinement_study(
     checkpoints: dict[str, list[Path]] = {}
     calibrations: dict[str, list[dict[str, Any]]] = {}
     train_seconds: dict[str, list[float]] = {}
+    train_steps: dict[str, list[int]] = {}
     bar = progress_bar(total=len(planned) * seeds, desc="refinement study: trainings", unit="training",
                        enabled=progress)
     for network in planned:
@@ -217,6 +218,7 @@ def run_refinement_study(
         checkpoints[network.name] = [out / "runs" / network.name / f"seed{seed}" / "last.ckpt" for seed in range(seeds)]
         calibrations[network.name] = [record.get("calibration") for record in records]
         train_seconds[network.name] = [float(record.get("train_seconds", math.nan)) for record in records]
+        train_steps[network.name] = [trained_steps(path) for path in checkpoints[network.name]]
     bar.close()
 
     # 2. The scores, per scene, resumable.
@@ -263,7 +265,7 @@ def run_refinement_study(
     results.update(validation_baselines=validation_scores, fair_bar=fair_bar(validation_scores))
     results.update(budget=budget, config=str(config), train_dems=train_dems, val_dems=val_dems,
                    test_dems=sorted({e["dem"] for e in index}), filled_cells=filled, calibrations=calibrations,
-                   train_seconds=train_seconds, priors=prior_report(index),
+                   train_seconds=train_seconds, train_steps=train_steps, priors=prior_report(index),
                    command=command or f"run_refinement_study({str(train_scenes)!r}, {str(test_scenes)!r}, {str(out)!r})")
     write_json(results, out / "refinement.json")
     write_table(results, out / "refinement.md")

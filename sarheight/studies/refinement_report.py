@@ -321,6 +321,18 @@ def _dem_label(dem: str) -> str:
     return dem.split("_")[0]
 
 
+def _steps_text(results: dict[str, Any]) -> str:
+    """How many of its planned steps each training took (a time budget stops one early on
+    a slower machine); empty where the JSON does not say."""
+    steps = [value for values in results.get("train_steps", {}).values() for value in values]
+    budget = results.get("budget", {})
+    if not steps or not budget.get("tiles_per_epoch") or not budget.get("batch_size"):
+        return ""
+    planned = int(budget["max_epochs"]) * (int(budget["tiles_per_epoch"]) // int(budget["batch_size"]))
+    took = f"{min(steps)}" if min(steps) == max(steps) else f"{min(steps)}-{max(steps)}"
+    return f" ({took} of its {planned} planned steps)"
+
+
 def results_section(results: dict[str, Any]) -> str:
     """The study's figures as the Markdown the documentation shows (benchmarks/README.md,
     docs/terrain_refinement.md): every number in it read from ``results`` (the study's
@@ -333,8 +345,8 @@ def results_section(results: dict[str, Any]) -> str:
              f"{', '.join(results['test_dems'])}; training DEMs: {', '.join(results['train_dems'])}; validation "
              f"and calibration: {', '.join(results['val_dems'])}. Networks: "
              + ", ".join(f"{labels[name]} ({len(runs)} seeds)" for name, runs in results["calibrations"].items())
-             + (f"; a training took {min(seconds) / 60:.1f}-{max(seconds) / 60:.1f} min on this machine."
-                if seconds else "."), "", "```bash", command, "```", "",
+             + (f"; a training took {min(seconds) / 60:.1f}-{max(seconds) / 60:.1f} min on this machine"
+                if seconds else "") + _steps_text(results) + ".", "", "```bash", command, "```", "",
              "Reduction of the RMSE (%) against the best non-learned method of each DEM and ground (mean over the "
              "held-out DEMs, in brackets the least of them; positive: below it). The best non-learned method is "
              f"the best of {', '.join(labels[m] for m in NON_LEARNED)} on that DEM; the SAR's share is the SAR "

@@ -9,6 +9,8 @@ train_run
     (``last.ckpt``, ``metrics.csv``, with :class:`BestCheckpoint` the best one and early
     stopping), quietly or with a bar over its steps; resumes from the folder's
     ``last.ckpt``; several processes with ``strategy="ddp"``.
+trained_steps
+    The optimiser steps a run's checkpoint holds (a time budget may stop it early).
 configured_training
     One training of a configuration (with overrides) into a run folder, timed, then
     calibrated on the calibration scenes: what the terrain studies keep per seed.
@@ -47,7 +49,7 @@ from ..errors import InvalidInputError
 from ..io import atomic_path
 
 __all__ = ["BestCheckpoint", "TrainedRun", "configured_training", "mean_std", "quiet_lightning", "read_sealed_json", "reduction", "seeded_runs",
-           "step_progress", "train_run", "write_json"]
+           "step_progress", "train_run", "trained_steps", "write_json"]
 
 
 @contextlib.contextmanager
@@ -193,6 +195,15 @@ def train_run(module: Any, data: Any, run_dir: str | Path, *, max_epochs: int, s
     return TrainedRun(last=last, epochs=epochs,
                       best=Path(best_path) if best_path else last,
                       best_score=float(score) if score is not None else None)
+
+
+def trained_steps(checkpoint: str | Path) -> int:
+    """The optimiser steps the checkpoint's training took (Lightning's ``global_step``):
+    fewer than its epochs' steps where its time budget (``max_time``) stopped it, as on a
+    slower machine."""
+    from ..training.checkpoints import read_checkpoint
+
+    return int(read_checkpoint(checkpoint).get("global_step", 0))
 
 
 def configured_training(config: str | os.PathLike[str], overrides: Sequence[str], run_dir: str | Path, *,

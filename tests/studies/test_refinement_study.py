@@ -20,6 +20,7 @@ from sarheight.cli import main
 from sarheight.errors import InvalidInputError
 from sarheight.studies.refinement import run_refinement_study
 from sarheight.studies.refinement_methods import SAR_CHANNELS, networks
+from sarheight.studies.refinement_report import results_section
 from sarheight.terrain.methods import BASELINES, NON_LEARNED
 from sarheight.terrain.variables import REFINEMENT_CLASSES
 from tests.support.scenes import simulate_tiny_scenes
@@ -114,6 +115,9 @@ def test_study_scores_every_method_on_every_held_out_group_and_resumes(study_inp
     assert entry["methods"]["sar"]["vs_best"]["least"] <= entry["methods"]["sar"]["vs_best"]["mean"]
     for name in ("refinement.md", "refinement.json", "refinement.png"):
         assert (tmp_path / name).stat().st_size > 0
+    # The steps each training took, read from its checkpoint: one epoch of 4 tiles in batches of 2.
+    assert results["train_steps"] == {"sar": [2, 2], "nosar": [2, 2]}
+    assert "(2 of its 2 planned steps)." in results_section(results)
     table = (tmp_path / "refinement.md").read_text()
     assert "no-SAR network (control)" in table and "clinometry" in table and "upper bound" in table
     assert "back-projection" in table and "SAR's share" in table
