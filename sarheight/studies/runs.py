@@ -48,8 +48,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..io import atomic_path
 
-__all__ = ["BestCheckpoint", "TrainedRun", "configured_training", "mean_std", "quiet_lightning", "read_sealed_json", "reduction", "seeded_runs",
-           "step_progress", "train_run", "trained_steps", "write_json"]
+__all__ = ["BestCheckpoint", "TrainedRun", "configured_training", "mean_std", "quiet_lightning", "read_sealed_json",
+           "reduction", "seeded_runs", "step_progress", "train_run", "trained_steps", "write_json"]
 
 
 @contextlib.contextmanager
