@@ -168,14 +168,16 @@ def test_refine_dem_gives_a_stack_network_every_date(stack_checkpoint):
     assert not np.allclose(one["height"].values, both["height"].values)
 
 
-def test_the_gpu_config_is_the_cpu_one_larger(scenes):
+@pytest.mark.parametrize("name", ["terrain_stack", "terrain_stack_noimage"])
+def test_the_gpu_config_is_the_cpu_one_larger(scenes, name):
     from sarheight.training.configured import configured_run
 
     folder = Path(__file__).resolve().parents[2] / "sarheight" / "configs"
-    cpu, gpu = (configured_run(folder / f"{name}.yaml", ["--data.scenes", str(scenes)])
-                for name in ("terrain_stack", "terrain_stack_gpu"))
+    cpu, gpu = (configured_run(folder / f"{config}.yaml", ["--data.scenes", str(scenes)])
+                for config in (name, f"{name}_gpu"))
     assert cpu.datamodule.channels == gpu.datamodule.channels and gpu.datamodule.date_layout == cpu.datamodule.date_layout
-    assert gpu.model.model.config == {**cpu.model.model.config, "base_channels": 32, "date_features": 32}
+    larger = {"base_channels": 32, **({"date_features": 32} if "date_features" in cpu.model.model.config else {})}
+    assert gpu.model.model.config == {**cpu.model.model.config, **larger}
     assert gpu.trainer_options["max_time"] is None and cpu.trainer_options["max_time"] == "00:00:15:00"
 
 
