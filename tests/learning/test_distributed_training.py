@@ -67,13 +67,11 @@ def test_two_processes_train_and_validate_as_one(scenes, tmp_path):
               "--trainer.logger.init_args.save_dir", "two")
     one, two = last_val_rmse(tmp_path / "one"), last_val_rmse(tmp_path / "two")
     assert two == pytest.approx(one, rel=0.02)
-    # One checkpoint validated by one process and by two.
-    figures = []
-    for devices in (1, 2):
-        output = sarheight(tmp_path, "validate", scenes, devices, 4, "--ckpt_path", str(tmp_path / "one" / "last.ckpt"),
-                           "--trainer.logger", "false")
-        figures.append(float(re.search(r"\bval_rmse\b[\s│|]+([-+\d.eE]+)", output).group(1)))
-    assert figures[1] == pytest.approx(figures[0], rel=1e-4)
+    # The last checkpoint of one process, validated by two, gives the figure its training
+    # logged for those weights.
+    output = sarheight(tmp_path, "validate", scenes, 2, 4, "--ckpt_path", str(tmp_path / "one" / "last.ckpt"),
+                       "--trainer.logger", "false")
+    assert float(re.search(r"\bval_rmse\b[\s│|]+([-+\d.eE]+)", output).group(1)) == pytest.approx(one, rel=1e-4)
 
 
 # The LCZ study scales out the same way: LightningCLI's "ddp" for one configuration
