@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
     try:
+        check_installation()
         check_environment(os.environ)
         created = _prepare_outputs(args)
         announce_compiling(args)
@@ -127,6 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             folder.rmdir()
     return status
+
+
+def check_installation() -> None:
+    """Refuse, in one line, a ``sarheight`` package imported without its kernels: a source
+    checkout's ``sarheight/`` found before any installed one (``python -m sarheight`` in
+    the root of a checkout that was never installed), where only the install maps the
+    top-level ``kernels/`` folder into ``sarheight.kernels``."""
+    import importlib.util
+
+    package = __package__.rsplit(".", 1)[0]
+    if importlib.util.find_spec(f"{package}.kernels") is None:
+        found = Path(sys.modules[package].__file__).parent
+        raise SarHeightError(f"the {package} package imported from {found} has no kernels ({package}.kernels): a "
+                             "source checkout imported without installing it (the install maps its kernels/ folder "
+                             "there); install it (pip install -e . in the checkout, or make install), or run from "
+                             "another folder")
 
 
 def check_environment(environment: Mapping[str, str]) -> None:

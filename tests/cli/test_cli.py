@@ -210,6 +210,22 @@ def test_an_environment_that_would_break_a_run_is_named_in_one_line(variable, va
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr[-2000:]
 
 
+def test_a_checkout_imported_without_its_kernels_is_named(monkeypatch, capsys):
+    """``python -m sarheight`` in the root of a checkout never installed imports its
+    ``sarheight/`` without ``sarheight.kernels`` (only the install maps ``kernels/`` there):
+    named in one line before any work, not as an unexpected ImportError."""
+    import importlib.util
+
+    from sarheight.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "sarheight.kernels" else find_spec(name, *args))
+    assert main(["configs"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no kernels (sarheight.kernels)" in err and "pip install -e ." in err
+
+
 def test_the_command_line_names_the_methods_of_the_refinement():
     from sarheight.cli.terrain_refine import METHODS as COMMAND_METHODS
     from sarheight.terrain.refinement import METHODS
