@@ -10,7 +10,8 @@ The stack network (``terrain_stack``) and its control without any image
 their training scenes; the fair bar of each condition is chosen on
 ``stack_scenes/validation``; every method is scored on ``stack_scenes/test``. Writes
 ``stacking.json``, ``stacking.md``, ``stacking.png`` and ``splits.json`` into ``--out``; a
-rerun resumes. ``--config terrain_stack_gpu`` trains the GPU configuration.
+rerun resumes. ``--config terrain_stack_gpu`` trains the GPU configuration (and its control
+``terrain_stack_noimage_gpu``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def main() -> int:
     parser.add_argument("--scenes", default="stack_scenes", help="the folder of train/, validation/ and test/")
     parser.add_argument("--out", default="benchmarks/terrain_stack", help="the study's folder")
     parser.add_argument("--config", default="terrain_stack", help="the stack network's configuration")
-    parser.add_argument("--control", default="terrain_stack_noimage", help="its control's configuration")
+    parser.add_argument("--control", default=None,
+                        help="its control's configuration (default the one of the same size: terrain_stack_noimage, "
+                        "or terrain_stack_noimage_gpu with --config terrain_stack_gpu)")
     parser.add_argument("--seeds", type=int, default=2, help="trainings of each network (2)")
     parser.add_argument("--accelerator", default="auto", help="Lightning's accelerator (auto: a GPU if there is one)")
     parser.add_argument("--trained-network", action="append", default=None, metavar="CKPT",
@@ -41,11 +44,13 @@ def main() -> int:
                         help="its control trained elsewhere, one per seed")
     args = parser.parse_args()
     scenes = Path(args.scenes)
+    control = args.control or ("terrain_stack_noimage_gpu" if args.config == "terrain_stack_gpu"
+                               else "terrain_stack_noimage")
     started = time.perf_counter()
     try:
         twins = (scenes / "train_noimage", scenes / "test_noimage")
         results = run_stack_study(scenes / "train", scenes / "validation", scenes / "test", args.out,
-                                  config=args.config, control=args.control, seeds=args.seeds,
+                                  config=args.config, control=control, seeds=args.seeds,
                                   control_scenes=twins if all(path.is_dir() for path in twins) else None,
                                   trained={name: paths for name, paths in (("network", args.trained_network),
                                                                            ("control", args.trained_control)) if paths}

@@ -137,13 +137,13 @@ def check_installation() -> None:
     top-level ``kernels/`` folder into ``sarheight.kernels``."""
     import importlib.util
 
-    package = __package__.rsplit(".", 1)[0]
+    package = __name__.partition(".")[0]
     if importlib.util.find_spec(f"{package}.kernels") is None:
-        found = Path(sys.modules[package].__file__).parent
+        found = Path(getattr(sys.modules[package], "__file__", None) or ".").parent
         raise SarHeightError(f"the {package} package imported from {found} has no kernels ({package}.kernels): a "
                              "source checkout imported without installing it (the install maps its kernels/ folder "
                              "there); install it (pip install -e . in the checkout, or make install), or run from "
-                             "another folder")
+                             "another folder with no such checkout on PYTHONPATH")
 
 
 def check_environment(environment: Mapping[str, str]) -> None:
