@@ -75,13 +75,15 @@ def resolve(value: str | os.PathLike[str]) -> Path:
     path = Path(value)
     if path.is_file():
         return path
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    shipped = FOLDER / f"{name}.yaml"
+    # A shipped name wins over a folder of that name (a study's output, say): a folder is
+    # never a configuration.
+    if name in names() and (path.parent == Path(".") or path.parent.name == "configs"):
+        return shipped
     if path.is_dir():
         raise InvalidInputError(f"--config {str(value)!r} is a folder: give a YAML configuration, or the name of a "
                                 f"shipped one ({', '.join(names())})")
-    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
-    shipped = FOLDER / f"{name}.yaml"
-    if name in names() and (path.parent == Path(".") or path.parent.name == "configs"):
-        return shipped
     raise MissingInputError(f"--config {str(value)!r}: no such file, nor a shipped configuration of that name; give a "
                             f"YAML file or one of {', '.join(names())} (sarheight configs lists them)")
 

@@ -14,6 +14,7 @@ import yaml
 
 pytest.importorskip("lightning")
 
+from sarheight.configs import resolve
 from sarheight.errors import InvalidInputError, MissingInputError
 from sarheight.training.cli import run_cli
 from sarheight.training.config_policy import check_arguments
@@ -168,12 +169,16 @@ def test_file_names_shaped_like_class_paths_stay_allowed(scenes):
         check_arguments(["--config", str(shipped)])
 
 
-def test_missing_or_bad_configurations_are_clear_errors(fitted, tmp_path):
+def test_missing_or_bad_configurations_are_clear_errors(fitted, tmp_path, monkeypatch):
     config, _ = fitted
     with pytest.raises(MissingInputError, match=r"nope\.yaml.*no such file, nor a shipped configuration"):
         configured_run(tmp_path / "nope.yaml")
     with pytest.raises(InvalidInputError, match="is a folder"):
         configured_run(tmp_path)
+    # A folder named as a shipped configuration (a study's output) does not hide it.
+    (tmp_path / "terrain_stack").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve("terrain_stack") == ROOT / "sarheight" / "configs" / "terrain_stack.yaml"
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     with pytest.raises(InvalidInputError, match="not readable YAML"):
         configured_run(tmp_path / "broken.yaml")
