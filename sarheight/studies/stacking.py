@@ -54,6 +54,7 @@ from ..terrain.simulated import ERROR_SOURCE_VARIABLES
 from ..terrain.variables import refinement_classes
 from .refinement import PredictionCache
 from .refinement_methods import Network, score_map, scoring_mask
+from .refinement_report import TARGETS as REFINEMENT_TARGETS
 from .runs import configured_training, read_sealed_json, reduction, seeded_runs, write_json
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ TARGETS = {
     "one_image": {"fair": 10.0, "inversion": 3.0},
     "both_passes_10_dates": {"reference": {3: 30.0, 5: 35.0}, "inversion": 5.0},
 }
+
+#: The calibrated spread's coverage, per DEM under every condition: the share (%) of cells
+#: within one and two ``height_std`` of the truth, its target and tolerance (points).
+COVERAGE = {key: REFINEMENT_TARGETS[key] for key in ("within_1std", "within_2std")}
 
 
 def condition_index(root: str | os.PathLike[str], conditions: Sequence[str] = CONDITIONS, *,
@@ -105,6 +110,12 @@ def condition_index(root: str | os.PathLike[str], conditions: Sequence[str] = CO
                           "factor": round(float(header.attrs.get("coarse_factor", 0))),
                           "prior_kind": str(header.attrs.get("prior_kind", "exact"))})
     return found
+
+
+def scene_terrain(name: str, pass_direction: str) -> str:
+    """The terrain a scene sees: its DEM as turned, mirrored or scaled
+    (``boulder_indian_peaks_srtm3-r1m``), its name up to its pass."""
+    return name.split(f"_{pass_direction}_")[0]
 
 
 def method_maps(scene: xr.Dataset) -> dict[str, np.ndarray]:
@@ -282,6 +293,17 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
         if row["fair"]["least_dem"] <= 0:
             lines.append(f"{condition}, {factor}x: not every DEM below the fair bar (least {row['fair']['least_dem']:+.1f}"
                          " %)")
+    for row in rows:
+        if not row["within_std"]:
+            continue
+        parts, outside = [], []
+        for key, (target, tolerance) in COVERAGE.items():
+            shares = {dem: 100.0 * values[key] for dem, values in row["within_std"].items()}
+            parts.append(f"{min(shares.values()):.0f}-{max(shares.values()):.0f} % within {key[7]} std "
+                         f"(target {target:.0f} ± {tolerance:.0f})")
+            outside += [f"{dem} {share:.0f} % within {key[7]}" for dem, share in shares.items() if abs(share - target) > tolerance]
+        verdict = "met" if not outside else "missed (" + ", ".join(outside) + ")"
+        lines.append(f"{row['condition']}, {row['factor']}x: coverage per DEM {', '.join(parts)}: {verdict}")
     return lines
 
 
@@ -293,7 +315,7 @@ def results_section(results: dict[str, Any]) -> str:
     splits = results["splits"]
     seconds = {name: [run["train_seconds"] for run in runs if run.get("train_seconds")]
                for name, runs in results["trainings"].items()}
-    lines = [f"Training DEMs: {', '.join(splits['train_dems'])} (as terrain: {len(splits['train_terrain'])} "
+    lines = [f"Training DEMs: {', '.join(splits['train_dems'])} (as {len(splits['train_terrain'])} terrains, "
              f"turned, mirrored and scaled); calibration of the networks: {', '.join(splits['calibration_dems'])}; "
              f"fair bars chosen on: {', '.join(splits['validation_dems'])}; held out (never trained, calibrated or "
              f"chosen on): {', '.join(splits['held_out_dems'])}. {results['seeds']} seeds of each network; "
@@ -397,6 +419,55 @@ def _calibration_files(train_files: list[Path], val_dems: Sequence[str]) -> list
     return [path for path in train_files if scene_header(path).area in val_dems]
 
 
+def packaging_choice(candidates: dict[str, str | os.PathLike[str]], validation_root: str | os.PathLike[str],
+                     conditions: Sequence[str], *, progress: bool = True) -> dict[str, Any]:
+    """Which network to ship for what a user gives, chosen on the validation DEMs: per
+    condition, each candidate checkpoint's mean RMSE relative to back-projection with the
+    kriged priors (:data:`REFERENCE`) over the validation scenes of that condition, the
+    fair bar's beside, and the candidate of the lowest (``chosen``). The held-out DEMs are
+    not read.
+
+    Raises
+    ------
+    InvalidInputError : no candidate, or a condition without validation scenes.
+    """
+    from ..threads import bar as progress_bar
+    from ..training.trained import load_checkpoint
+
+    if not candidates:
+        raise InvalidInputError("packaging_choice needs at least one candidate checkpoint")
+    index = condition_index(validation_root, conditions)
+    absent = sorted(set(conditions) - {entry["condition"] for entry in index})
+    if absent:
+        raise InvalidInputError(f"no validation scenes of {absent} in {str(validation_root)!r}: build them with "
+                                "examples/build_terrain_scenes.py --task stack --sets validation")
+    caches = {}
+    for name, path in candidates.items():
+        model = load_checkpoint(path, kind="height")
+        caches[name] = PredictionCache(Network(name, name, tuple(model.channels), model.reference, model.scale),
+                                       Path(path))
+    relative: dict[str, dict[str, list[float]]] = {condition: {} for condition in conditions}
+    for entry in progress_bar(index, desc="packaging choice", unit="scene", enabled=progress):
+        scene = open_scene(entry["path"])
+        mask, classes = scoring_mask(scene), refinement_classes(scene)
+        maps = method_maps(scene)
+        reference = score_map(maps[REFERENCE], scene, mask, classes)["overall"]
+        found = relative[entry["condition"]]
+        for method, heights in maps.items():
+            found.setdefault(method, []).append(score_map(heights, scene, mask, classes)["overall"] / reference)
+        for name, cache in caches.items():
+            heights, _, _ = cache.predict(scene)
+            found.setdefault(name, []).append(score_map(heights, scene, mask, classes)["overall"] / reference)
+    choice = {}
+    for condition, found in relative.items():
+        means = {name: float(np.mean(values)) for name, values in found.items()}
+        choice[condition] = {"scenes": len(found[REFERENCE]), "mean_relative_rmse": means,
+                             "fair_bar": min(METHODS, key=means.get),
+                             "chosen": min(candidates, key=means.get)}
+    return {"validation_dems": sorted({entry["dem"] for entry in index}),
+            "candidates": {name: str(path) for name, path in candidates.items()}, "conditions": choice}
+
+
 def run_stack_study(
     train_scenes: str | os.PathLike[str],
     validation_root: str | os.PathLike[str],
@@ -485,7 +556,8 @@ def run_stack_study(
     parsed = {name: configured_run(source, options[name]) for name, source in (("network", config),
                                                                                 ("control", control))}
     calibration_dems = list(parsed["network"].init_args["data"].get("val_scenes") or [])
-    transforms = sorted({header.name.split("_")[0] for header in headers if header.area not in calibration_dems})
+    transforms = sorted({scene_terrain(header.name, str(header.attrs.get("pass_direction")))
+                         for header in headers if header.area not in calibration_dems})
     splits = {"train_dems": [area for area in train_areas if area not in calibration_dems],
               "train_terrain": transforms, "calibration_dems": calibration_dems,
               "validation_dems": validation_dems, "held_out_dems": held_out_dems}

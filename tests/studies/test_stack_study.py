@@ -19,9 +19,12 @@ from sarheight.studies.stacking import (
     SOURCES,
     error_by_source,
     fair_bars,
+    packaging_choice,
     paired_test,
     results_section,
     run_stack_study,
+    scene_terrain,
+    target_lines,
 )
 from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES, simulate_scenes
 from tests.support.scenes import rough_dem, simulate_tiny_scenes
@@ -39,6 +42,24 @@ def test_the_sign_flip_test_by_hand():
     # |mean| 2/3: reached by (+,-,+), (-,+,-), (+,+,+), (-,-,-), (-,-,+) and (+,+,-): 6 of 8.
     assert mixed["sign_flip_p"] == pytest.approx(6 / 8)
     assert np.isnan(paired_test([1.0], [2.0])["sign_flip_p"])
+
+
+def test_a_scene_terrain_is_its_dem_as_transformed():
+    name = "boulder_indian_peaks_srtm3-r1m_descending_left_h-10_c3_training_gnss_ground-training_dates10_s0"
+    assert scene_terrain(name, "descending") == "boulder_indian_peaks_srtm3-r1m"
+    assert scene_terrain("hills-a_ascending_c3_s0", "ascending") == "hills-a"
+
+
+def test_coverage_is_judged_per_dem():
+    def row(first, second):
+        return {"condition": "plain", "factor": 3, "within_std": {
+            "a": {"within_1std": 0.70, "within_2std": 0.96}, "b": {"within_1std": first, "within_2std": second}}}
+
+    assert target_lines([row(0.66, 0.93)]) == [
+        "plain, 3x: coverage per DEM 66-70 % within 1 std (target 68 ± 10), 93-96 % within 2 std (target 95 ± 10): "
+        "met"]
+    missed = target_lines([row(0.45, 0.80)])[0]
+    assert missed.endswith("missed (b 45 % within 1, b 80 % within 2)")
 
 
 def scene_with_sources(seed: int = 0):
@@ -215,3 +236,22 @@ def test_a_held_out_dem_among_the_training_scenes_is_refused(study, tmp_path):
     with pytest.raises(InvalidInputError, match="seeds"):
         run_stack_study(study["folder"] / "train", study["folder"] / "validation", study["folder"] / "test",
                         tmp_path, seeds=0, progress=False)
+
+
+def test_the_network_to_ship_is_chosen_on_the_validation_dems(study):
+    folder, out = study["folder"], study["folder"] / "out"
+    candidates = {f"seed {seed}": out / "runs" / "network" / f"seed{seed}" / "last.ckpt" for seed in range(2)}
+    choice = packaging_choice(candidates, folder / "validation", ("one_image", "both_passes_10_dates"),
+                              progress=False)
+    assert choice["validation_dems"] == ["hills-v"]
+    for condition in ("one_image", "both_passes_10_dates"):
+        found = choice["conditions"][condition]
+        means = found["mean_relative_rmse"]
+        assert found["scenes"] == 1 and means[REFERENCE] == pytest.approx(1.0)
+        assert set(means) == set(METHODS) | set(candidates)
+        assert found["chosen"] == min(candidates, key=means.get)
+        assert found["fair_bar"] == min(METHODS, key=means.get)
+    with pytest.raises(InvalidInputError, match="no validation scenes of"):
+        packaging_choice(candidates, folder / "validation", ("one_image", "plain"), progress=False)
+    with pytest.raises(InvalidInputError, match="at least one candidate"):
+        packaging_choice({}, folder / "validation", ("one_image",), progress=False)
