@@ -1,11 +1,11 @@
-"""Write the terrain studies' figures (refinement, inversion, ablation) into the documentation from their JSON.
+"""Write the terrain studies' figures (refinement, inversion, ablation, stack network) into the documentation from their JSON.
 
     python benchmarks/terrain_docs.py [--results benchmarks/terrain_refinement/refinement.json]
 
 benchmarks/README.md and docs/terrain_refinement.md hold the figures between markers
 (``sarheight.studies.refinement_report.GENERATED_BEGIN`` / ``GENERATED_END``); this script
 rewrites those parts from the JSON ``sarheight terrain study``, the inversion study and
-``sarheight terrain ablate`` wrote, and tests/studies/test_terrain_docs.py fails when the
+``sarheight terrain ablate`` and ``examples/stack_study.py`` wrote, and tests/studies/test_terrain_docs.py fails when the
 text and the JSON differ.
 """
 
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sarheight.studies import ablation, inversion
+from sarheight.studies import ablation, inversion, stacking
 from sarheight.studies.refinement_report import results_section, write_generated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ RESULTS = "benchmarks/terrain_refinement/refinement.json"
 INVERSION_RESULTS = "benchmarks/terrain_inversion/inversion.json"
 INVERSION_SPEED = "benchmarks/terrain_inversion/speed.json"
 ABLATION_RESULTS = "benchmarks/terrain_ablation/ablation.json"
+STACK_RESULTS = "benchmarks/terrain_stack/stacking.json"
 WRITER = "benchmarks/terrain_docs.py"
 DOCUMENTS = ("benchmarks/README.md", "docs/terrain_refinement.md")
 
@@ -45,6 +46,11 @@ def main() -> None:
     text = ablation.results_section(json.loads((ROOT / ABLATION_RESULTS).read_text()))
     write_generated(ROOT / "benchmarks/README.md", text, source=ABLATION_RESULTS, writer=WRITER)
     print(f"wrote the figures of {ABLATION_RESULTS} into benchmarks/README.md")
+    results = json.loads((ROOT / STACK_RESULTS).read_text())
+    stacking.write_table(results, ROOT / STACK_RESULTS.replace(".json", ".md"))
+    for document in DOCUMENTS:
+        write_generated(ROOT / document, stacking.results_section(results), source=STACK_RESULTS, writer=WRITER)
+        print(f"wrote the figures of {STACK_RESULTS} into {document}")
 
 
 if __name__ == "__main__":

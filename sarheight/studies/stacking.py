@@ -62,6 +62,10 @@ logger = logging.getLogger(__name__)
 #: The held-out conditions, in the order the tables give them (the folders' names).
 CONDITIONS = ("one_image", "one_pass_10_dates", "both_passes", "both_passes_10_dates", "plain")
 
+#: The conditions as the figure's axes name them.
+CONDITION_LABELS = {"one_image": "one image", "one_pass_10_dates": "1 pass x 10", "both_passes": "2 passes",
+                    "both_passes_10_dates": "2 passes x 10", "plain": "plain ground"}
+
 #: The methods without learning: the baselines, and the inversion (the scenes' ``inverted``).
 METHODS = (*NON_LEARNED, "inversion")
 
@@ -369,8 +373,8 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = results["summary"]
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
-    labels = [f"{row['condition']}\n{row['factor']}x" for row in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 5), sharey=True)
+    labels = [f"{CONDITION_LABELS.get(row['condition'], row['condition'])}\n{row['factor']}x" for row in rows]
     for axis, key, title in zip(axes, ("fair", "inversion", "sar_share"),
                                 ("against the fair bar", "against the inversion", "against its control (SAR's share)"),
                                 strict=True):
@@ -379,9 +383,11 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
             axis.scatter([index] * len(values), values, color="0.5", s=12)
             axis.errorbar(index, row[key]["mean"], yerr=row[key]["spread"], fmt="o", color="C0")
         axis.axhline(0.0, color="k", linewidth=0.8)
-        axis.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
+        axis.set_xticks(range(len(rows)), labels, rotation=90, fontsize=7)
         axis.set_title(title)
     axes[0].set_ylabel("RMSE reduction (%): dots per DEM, mean ± spread over seeds")
+    figure.suptitle("The stack network on the held-out DEMs (positive: below)")
+    figure.tight_layout()
     return save_figure(figure, path)
 
 

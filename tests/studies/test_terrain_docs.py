@@ -90,3 +90,37 @@ def test_the_readme_shows_the_ablations_figures():
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     assert len(rows) == 4 + len(next(iter(results["cells"].values()))["experiments"])
     assert all(line.count("|") == len(results["cells"]) + 2 and "–" not in line for line in rows)
+
+
+STACK_RESULTS = "benchmarks/terrain_stack/stacking.json"
+
+
+@pytest.fixture(scope="module")
+def stack_results():
+    return json.loads((ROOT / STACK_RESULTS).read_text())
+
+
+@pytest.mark.parametrize("document", ["benchmarks/README.md", "docs/terrain_refinement.md"])
+def test_the_documents_show_the_stack_studys_figures(stack_results, document):
+    from sarheight.studies import stacking
+
+    assert generated_text(ROOT / document, source=STACK_RESULTS, writer=WRITER) == stacking.results_section(
+        stack_results), f"{document} differs from {STACK_RESULTS}: run python {WRITER}"
+
+
+def test_the_stack_studys_targets_are_judged_by_its_figures(stack_results):
+    from sarheight.studies import stacking
+
+    # Recomputed from the summary, the targets are the ones the JSON holds.
+    assert stacking.target_lines(stack_results["summary"]) == stack_results["targets"]
+    for row in stack_results["summary"]:
+        for key, target in stacking.TARGETS.get(row["condition"], {}).items():
+            goal = target[row["factor"]] if isinstance(target, dict) else target
+            line = next(line for line in stack_results["targets"]
+                        if line.startswith(f"{row['condition']}, {row['factor']}x: the network")
+                        and f"(target >= {goal:g} %)" in line and (key != "inversion" or "the inversion" in line))
+            assert ("missed" in line) == (row[key]["mean"] < goal)
+    # The held-out DEMs were never trained, calibrated or chosen on.
+    splits = stack_results["splits"]
+    assert set(splits["held_out_dems"]).isdisjoint(splits["train_dems"] + splits["calibration_dems"]
+                                                   + splits["validation_dems"])
