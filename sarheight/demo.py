@@ -16,9 +16,10 @@ the Sentinel-1 IW geometry and scales the real relief 3x about its lowest point
 the coarse cells facing the radar and shadow behind the steepest ridges. Step 1 uses the
 DEM as it is.
 
-3. Refines a realistic 3x coarser DEM of real relief with the packaged refinement model,
-   beside every method that needs no learning, the inversion among them: on the Big
-   Tujunga crop (SRTM, 30 m), a DEM the model neither trained nor was calibrated on.
+3. Refines a realistic 3x coarser DEM of real relief with the packaged refinement
+   networks (one image; ten dates of both passes), beside every method that needs no
+   learning, the inversion among them: on the Big Tujunga crop (SRTM, 30 m), a DEM the
+   networks neither trained nor were calibrated on.
 4. Predicts building heights of a synthetic city with the packaged MBHR-Net.
 """
 
@@ -197,56 +198,86 @@ DEMO_TERRAIN_SEED = 7
 TERRAIN_DEMO_LABEL = "Big Tujunga (SRTM, 30 m)"
 
 
-def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.PathLike[str] | None = None,
-                     progress: bool = True) -> dict[str, Any]:
-    """Terrain refinement: the shipped refinement model corrects a realistic 3x coarser DEM
-    of real relief (the demo's: the Big Tujunga crop, a DEM held out of the model's
-    training and calibration) with one simulated Sentinel-1 date and a few known heights,
-    beside every method that needs no learning, the inversion among them.
+#: The images of the demo's terrain steps: one date of one pass (the one-image network),
+#: and ten dates of both passes (the stack network, where it ships).
+TERRAIN_DEMO_STEPS = {"one_image": {"both_passes": False, "dates": 1, "words": "one Sentinel-1 date",
+                                    "inversion": "inversion (SAR physics, one image)"},
+                      "stack": {"both_passes": True, "dates": 10, "words": "10 Sentinel-1 dates of each pass",
+                                "inversion": "inversion (SAR physics, both passes x 10 dates)"}}
 
-    The scene is made as the study's held-out scenes are
+
+def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.PathLike[str] | None = None,
+                     stack_checkpoint: str | os.PathLike[str] | None = None,
+                     progress: bool = True) -> dict[str, Any]:
+    """Terrain refinement: the shipped refinement networks correct a realistic 3x coarser
+    DEM of real relief (the demo's: the Big Tujunga crop, a DEM held out of the networks'
+    training and calibration), beside every method that needs no learning, the inversion
+    among them: the one-image network with one simulated Sentinel-1 date, then the stack
+    network (where it ships, or ``stack_checkpoint``) with ten dates of both passes.
+
+    Each scene is made as the studies' held-out scenes are
     (:func:`sarheight.terrain.simulated.simulate_scene`): the coarse DEM a real product with its own
     errors (the "test" family of :data:`sarheight.coarse_dem.DEGRADATION_FAMILIES`:
     correlated and slope-dependent error, a geolocation shift, a grid not aligned),
     ICESat-2-like altimeter priors with their error on 0.1 % of the cells, a ground of
-    land cover that follows the terrain under laws of a form the model never trained on
-    (the "outside" family of :data:`sarheight.ground.GROUND_FAMILIES`), an ascending
-    Sentinel-1-like pass, one date of speckle. The checkpoint (``checkpoint``, default the
-    packaged :func:`sarheight.sample_data.terrain_demo_checkpoint`) neither trained nor
-    was calibrated on the Big Tujunga DEM (a held-out DEM of the refinement study). Every
-    method is scored on the same cells: the truth known, inside the image, and
+    land cover that follows the terrain under laws of a form the networks never trained on
+    (the "outside" family of :data:`sarheight.ground.GROUND_FAMILIES`), Sentinel-1-like
+    passes, speckle per date. Every method reads the same images (the inversion every one,
+    back-projection and clinometry the first pass). The checkpoints (``checkpoint``,
+    default the packaged :func:`sarheight.sample_data.terrain_demo_checkpoint`) neither
+    trained nor were calibrated on the Big Tujunga DEM (a held-out DEM of both studies).
+    Every method is scored on the same cells: the truth known, inside the image, and
     covered by the coarse product (shifted and on its own grid, it stops up to a coarse cell
     and its shift short of the DEM's edges: the refined DEM is NaN there, as it is wherever
     a user's coarse DEM does not reach).
+
+    Returns the one-image step's figures, with the stack step's under ``"stack"``.
     """
-    from .coarse_dem import draw_errors
-    from .ground import draw_ground
-    from .priors import PriorSpec, draw_prior_errors
-    from .sample_data import terrain_demo_checkpoint
-    from .terrain.geometry import scene_geometry
-    from .terrain.simulated import simulate_scene
+    from .sample_data import terrain_demo_checkpoint, terrain_network
 
     skipped = missing_ml_extra("terrain", "the terrain step of the demo", say)
     if skipped:
         return skipped
+    figures = _terrain_demo_step(dem, out, say, checkpoint or terrain_demo_checkpoint(), "one_image",
+                                 progress=progress)
+    stack = stack_checkpoint or terrain_network("stack")
+    if stack is not None:
+        figures["stack"] = _terrain_demo_step(dem, out, say, stack, "stack", progress=progress)
+    return figures
+
+
+def _terrain_demo_step(dem: xr.DataArray, out: Path, say, checkpoint: str | os.PathLike[str], step: str, *,
+                       progress: bool) -> dict[str, Any]:
+    """One terrain step of the demo (:data:`TERRAIN_DEMO_STEPS`): the scene simulated, the
+    network's heights and every method without learning scored on the same cells, a
+    GeoTIFF and a quicklook written."""
+    from .coarse_dem import draw_errors
+    from .ground import draw_ground
+    from .priors import PriorSpec, draw_prior_errors
     from .scores import map_rmse
     from .studies.refinement_methods import scoring_mask
+    from .terrain.geometry import scene_geometry
     from .terrain.methods import BASELINES, NON_LEARNED, baseline_maps
+    from .terrain.simulated import simulate_scene
     from .training.predict import predict_height, prediction_quicklook
     from .training.trained import load_checkpoint
 
-    model = load_checkpoint(checkpoint or terrain_demo_checkpoint(), kind="height")
-    say(f"terrain: {model.model_name} {model.model_config} from {model.path.name}, refining {model.reference} with "
-        f"{', '.join(model.channels)}")
+    options = TERRAIN_DEMO_STEPS[step]
+    model = load_checkpoint(checkpoint, kind="height")
+    say(f"terrain ({options['words']}): {model.model_name} {model.model_config} from {model.path.name}, refining "
+        f"{model.reference} with {len(model.channels)} channels ({', '.join(model.channels[:6])}"
+        f"{', ...' if len(model.channels) > 6 else ''})")
     name = str(dem.attrs.get("dem_name") or "terrain")
+    suffix = "" if step == "one_image" else f"_{step}"
     start = time.perf_counter()
     errors = draw_errors(3, "test", DEMO_TERRAIN_SEED)
     scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, coarse_errors=errors,
                            priors=PriorSpec(fraction=1e-3, pattern="tracks",
                                             errors=draw_prior_errors("altimeter", DEMO_TERRAIN_SEED)),
                            ground=draw_ground(dem, "outside", DEMO_TERRAIN_SEED), seed=DEMO_TERRAIN_SEED,
-                           other_geometry=scene_geometry(dem, "descending"), name=f"{name}_ascending_c3_demo",
-                           inversion=True, progress=False)
+                           other_geometry=scene_geometry(dem, "descending") if options["both_passes"] else None,
+                           dates=options["dates"], name=f"{name}_ascending_c3_demo{suffix}", inversion=True,
+                           progress=False)
     simulated = time.perf_counter() - start
     result = predict_height(scene, [model], progress=progress)
     predicted = time.perf_counter() - start - simulated
@@ -254,8 +285,9 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     refined = np.where(np.isfinite(result["height"].values), result["height"].values, scene[model.reference].values)
     scored = scoring_mask(scene)
     maps = {BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
-    maps["inversion (SAR physics, both passes)"] = scene["inverted"].values
-    maps[f"{model.model_name} refinement"] = refined
+    maps[options["inversion"]] = scene["inverted"].values
+    network = f"{model.model_name} refinement"
+    maps[network] = refined
     rmse = {name: map_rmse(values, truth, scored) for name, values in maps.items()}
     within = None
     if "height_std" in result:
@@ -266,17 +298,17 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     # As refine_dem does: where the model has no input (shadow, outside the image), the
     # map keeps its reference.
     result["height"] = result["height"].copy(data=refined.astype(np.float32))
-    tif = write_geotiff(result, out / f"{name}_height.tif", variables=["height"])
+    tif = write_geotiff(result, out / f"{name}{suffix}_height.tif", variables=["height"])
     # The figure sets the network beside the best method without learning, as the console.
-    best = min((name for name in rmse if not name.endswith("refinement")), key=rmse.get)
+    best = min((name for name in rmse if name != network), key=rmse.get)
     shown = scene.assign({best: (("y", "x"), maps[best].astype(np.float32))})
-    png = prediction_quicklook(shown, result, out / f"{name}_height.png", baseline=best,
+    png = prediction_quicklook(shown, result, out / f"{name}{suffix}_height.png", baseline=best,
                                title=f"sarheight demo: a realistic 3x coarser DEM of {TERRAIN_DEMO_LABEL} refined "
-                               f"with one Sentinel-1 date and {int(scene['prior_mask'].values.sum())} altimeter "
+                               f"with {options['words']} and {int(scene['prior_mask'].values.sum())} altimeter "
                                "heights (model never trained nor calibrated on this DEM, nor under this ground's "
                                "laws)")
-    figures = {"dem": TERRAIN_DEMO_LABEL, "priors": int(scene["prior_mask"].values.sum()),
-               "scored_cells": int(scored.sum()),
+    figures = {"dem": TERRAIN_DEMO_LABEL, "images": options["words"], "checkpoint": model.path.name,
+               "priors": int(scene["prior_mask"].values.sum()), "scored_cells": int(scored.sum()),
                "coarse_errors": errors.to_attrs(), "prior_error_rms_m": float(scene.attrs["prior_error_rms_m"]),
                "rmse_m": rmse, "within_std": within, "simulate_seconds": simulated, "predict_seconds": predicted,
                "geotiff": str(tif), "quicklook": str(png)}
@@ -286,7 +318,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
         f"simulated in {simulated:.1f} s, heights refined in {predicted:.1f} s")
     say(f"terrain RMSE against the true DEM ({figures['scored_cells']} cells): " + ", ".join(
         f"{name} {value:.2f} m" for name, value in rmse.items()))
-    change = 100 * (1 - rmse[f"{model.model_name} refinement"] / rmse[best])
+    change = 100 * (1 - rmse[network] / rmse[best])
     say(f"terrain: the refined DEM is {abs(change):.1f} % {'below' if change >= 0 else 'above'} the best method "
         f"without learning ({best})")
     if within is not None:

@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "both, a stack network (sarheight fit --config terrain_stack) every date of either pass, "
                         "clinometry and back-projection the dates of one pass)")
     parser.add_argument("--method", choices=METHODS, default="network",
-                        help="network (default): a refinement network, the one that ships with sarheight unless --ckpt "
-                        "names yours; inversion: the fine DEM whose simulated images match every --sar, under the "
+                        help="network (default): a refinement network, the one that ships with sarheight for what "
+                        "--sar gives (the stack network for several observations, the one-image network for one) "
+                        "unless --ckpt names yours; inversion: the fine DEM whose simulated images match every --sar, under the "
                         "coarse DEM's cell means and the priors (both passes, many dates); clinometry: the slopes "
                         "one pass's brightness asks for (the inversion's one-step case); back-projection: the coarse "
                         "DEM registered, back-projected and corrected by the priors' residuals kriged (no SAR). The "
@@ -143,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         attrs = refined.attrs
         rows, cols = refined["height"].shape
-        by = (("the packaged network" if not args.ckpt else f"{attrs['members']} checkpoint"
+        by = ((f"the packaged {attrs.get('packaged_network', 'one_image').replace('_', '-')} network" if not args.ckpt
+               else f"{attrs['members']} checkpoint"
                f"{'s' * (attrs['members'] > 1)}") if args.method == "network" else args.method)
         if "image_registration_applied" in attrs:
             registration = (f"registered the DEM to the image: moved {attrs['image_registration_shift_east_m']:+.1f} m "

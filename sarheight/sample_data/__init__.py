@@ -12,7 +12,9 @@
   ``sarheight/geoids``.)
 - :func:`terrain_demo_checkpoint`: the refinement ASK-UNet of the demo's terrain step,
   trained by ``sarheight fit --config terrain_refine`` on real DEMs other
-  than Big Tujunga; :func:`packaged_terrain_network` picks among the packaged networks
+  than Big Tujunga; ``terrain_stack_demo.ckpt``, the stack network of
+  ``sarheight/configs/terrain_stack.yaml`` for several images, trained on the same DEMs;
+  :func:`packaged_terrain_network` picks among the packaged networks
   (:data:`TERRAIN_NETWORKS`) by what a user gives.
 
 :func:`path` gives each file; ``README.md`` beside them says where they come from,
@@ -38,6 +40,7 @@ FILES = (
     "bigtujunga_srtm30_utm11_crop.tif",
     "rome_cop30_egm96_crop.tif",
     "terrain_refine_demo.ckpt",
+    "terrain_stack_demo.ckpt",
     "buildings_mbhr_demo.ckpt",
 )
 

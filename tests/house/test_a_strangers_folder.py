@@ -59,7 +59,7 @@ def folder(tmp_path):
     return home
 
 
-def test_the_wheel_carries_the_geoid_grid_the_configurations_and_the_network(tmp_path):
+def test_the_wheel_carries_the_geoid_grid_the_configurations_and_the_networks(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                            str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -67,7 +67,8 @@ def test_the_wheel_carries_the_geoid_grid_the_configurations_and_the_network(tmp
     (wheel,) = tmp_path.glob("sarheight-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("sarheight/geoids/egm96_15.tif", "sarheight/configs/terrain_refine.yaml",
-                   "sarheight/configs/lcz_fusion.yaml", "sarheight/sample_data/terrain_refine_demo.ckpt"):
+                   "sarheight/configs/lcz_fusion.yaml", "sarheight/sample_data/terrain_refine_demo.ckpt",
+                   "sarheight/sample_data/terrain_stack_demo.ckpt"):
         assert needed in names, needed
 
 
@@ -80,7 +81,7 @@ def test_a_real_egm96_dem_is_refined_by_clinometry_and_by_the_packaged_network(f
     out = sarheight(folder, "terrain", "refine", *common, "--method", "clinometry", "--out", "clinometry.tif")
     assert "by clinometry" in out
     out = sarheight(folder, "terrain", "refine", *common, "--out", "network.tif", "--quicklook", "network.png")
-    assert "by the packaged network" in out
+    assert "by the packaged one-image network" in out
     assert "heights in metres above the EGM96 geoid" in out and "as the DEM came" in out
     for name in ("clinometry.tif", "network.tif"):
         with rasterio.open(folder / name) as src:

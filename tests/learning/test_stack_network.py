@@ -114,7 +114,7 @@ def test_the_model_and_the_data_must_agree_on_the_stacks(scenes, tmp_path):
                             **{**MODEL, "date_channels": 2, "passes": 1, "dates": 6})
 
 
-def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(stack_checkpoint, monkeypatch):
+def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
     from sarheight import sample_data
     from sarheight.dem import open_dem
     from sarheight.raster import cell_size_m
@@ -124,15 +124,13 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(stack_checkpo
     from sarheight.terrain.refinement import refine_dem
     from tests.support.scenes import rough_dem
 
-    # As shipped: one network, for one image (its dates composited).
-    assert sample_data.packaged_terrain_network(1)[0] == "one_image"
-    assert sample_data.packaged_terrain_network(4) == ("one_image", sample_data.terrain_demo_checkpoint())
+    # As shipped: the stack network for several images, the one-image network for one.
+    stack = sample_data.terrain_network("stack")
+    assert stack is not None and stack.name == "terrain_stack_demo.ckpt"
+    assert sample_data.packaged_terrain_network(1) == ("one_image", sample_data.terrain_demo_checkpoint())
+    assert sample_data.packaged_terrain_network(4) == ("stack", stack)
     with pytest.raises(InvalidInputError, match="kinds are one_image, stack"):
         sample_data.terrain_network("three_passes")
-    # With a stack network shipped, several images go to it, one image to the other.
-    stack = stack_checkpoint
-    real = sample_data.terrain_network
-    monkeypatch.setattr(sample_data, "terrain_network", lambda kind: stack if kind == "stack" else real(kind))
     fine = rough_dem(seed=41, rows=36, cols=36, relief=300.0)
     coarse = open_dem(block_mean(fine, 3))
     geometry = scene_geometry(fine, "ascending")
@@ -140,8 +138,12 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(stack_checkpo
     spacing = float(np.sqrt(np.prod(cell_size_m(fine))))
     several, scene = refine_dem(coarse, dates, spacing_m=spacing, geometry=geometry, progress=False)
     assert several.attrs["packaged_network"] == "stack" and scene["sar_dates"].sizes["date"] == 2
+    assert np.isfinite(several["height"].values).all() and "inverted" in scene
     one, _ = refine_dem(coarse, dates[0], spacing_m=spacing, geometry=geometry, progress=False)
     assert one.attrs["packaged_network"] == "one_image"
+    # Where the stack network does not ship, several images go to the one-image network.
+    monkeypatch.setattr(sample_data, "terrain_network", lambda kind: None)
+    assert sample_data.packaged_terrain_network(4) == ("one_image", sample_data.terrain_demo_checkpoint())
 
 
 def test_refine_dem_gives_a_stack_network_every_date(stack_checkpoint):
