@@ -129,7 +129,8 @@ class Coregistration:
     priors: int
     #: The priors' departure per unit of the tangent of the slope (m): wide-footprint
     #: lidar takes the lowest return of a sloping footprint (negative); 0 where it does
-    #: not stand out of twice its standard error.
+    #: not stand out of twice its standard error, or lies outside what a footprint can
+    #: make (:data:`SLOPE_BIAS_LIMIT_M`).
     slope_bias_m: float = 0.0
 
     def to_attrs(self) -> dict[str, float | int]:
@@ -154,6 +155,15 @@ COREGISTRATION_ROUNDS = 3
 #: of global products (a half-cell confusion of a 90 m product), beyond which a fit is led
 #: astray, not measuring a product.
 COREGISTRATION_LIMIT_M = 90.0
+
+
+#: The largest slope bias (m per unit of the tangent of the slope) a footprint's lowest
+#: return makes: half the widest spaceborne lidar footprint (GEDI's, up to 28 m), with
+#: margin. A departure that grows with the slope upward, or beyond this downward, is no
+#: bias of the priors but the relief the coarse cells lose (valleys filled, ridges cut, the
+#: priors along a valley floor below the DEM where it is steep): it stays in the
+#: residuals the kriging corrects.
+SLOPE_BIAS_LIMIT_M = 15.0
 
 
 def shifted(dem: xr.DataArray, grid: xr.DataArray, shift_east_m: float, shift_north_m: float) -> xr.DataArray:
@@ -218,7 +228,7 @@ def _fit_registration(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np
         errors = (math.sqrt(max(covariance[1, 1], 0.0)), math.sqrt(max(covariance[2, 2], 0.0)))
         bias_error = math.sqrt(max(covariance[3, 3], 0.0))
         slope_bias = (solution[3] * max(0.0, 1.0 - 4.0 * bias_error**2 / solution[3] ** 2)
-                      if abs(solution[3]) > 1e-9 else 0.0)
+                      if -SLOPE_BIAS_LIMIT_M <= solution[3] < -1e-9 else 0.0)
         total_east += step[0]
         total_north += step[1]
         magnitude = math.hypot(total_east, total_north)

@@ -529,3 +529,27 @@ def test_correlated_residuals_are_few_samples_of_their_mean():
     # The same residuals as independent samples: a bias of 2 m stands out.
     independent = ResidualCovariance(mean=2.0, sill=0.05, nugget=0.04, length_m=1.0)
     assert significant_mean(points, residuals, independent).mean == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize(("bias_m", "found"), [(-8.0, True), (12.0, False), (-120.0, False)])
+def test_a_slope_bias_is_taken_only_where_a_footprint_can_make_it(bias_m, found):
+    """A departure of the priors that grows with the slope downward, as a wide footprint's
+    lowest return makes it, is kept apart; one upward, or far beyond what a footprint can
+    make (the relief a coarse DEM loses along a valley floor), is not."""
+    from sarheight.priors import sample_priors
+    from sarheight.raster import filled_with_mean, gradient, grid_steps
+    from sarheight.terrain.backprojection import SLOPE_BIAS_LIMIT_M, coregister
+
+    dem = rough_dem(seed=3, rows=120, cols=120, relief=900.0)
+    # A product the priors move (the slope bias is kept with the move it comes with).
+    product = _shifted_product(dem, 3, 30.0, -20.0)
+    priors = sample_priors(dem, count=600, seed=1)
+    heights = upsample(product, dem, "bicubic").values.astype(np.float64)
+    tan_slope = np.hypot(*gradient(filled_with_mean(heights), grid_steps(dem)))
+    departed = priors["prior_height"].values + bias_m * tan_slope
+    _, registration = coregister(product, dem, departed, priors["prior_mask"].values)
+    if found:
+        assert registration.slope_bias_m == pytest.approx(bias_m, abs=3.0)
+    else:
+        assert registration.slope_bias_m == 0.0
+    assert -SLOPE_BIAS_LIMIT_M <= registration.slope_bias_m <= 0.0
