@@ -4,13 +4,13 @@ stack network chosen (weights in float16) for the package.
     python examples/stack_study.py --scenes stack_scenes --out benchmarks/terrain_stack
     python examples/package_terrain_networks.py --scenes stack_scenes --study benchmarks/terrain_stack
 
-For one image, the candidates are the packaged one-image network
-(``terrain_refine_demo.ckpt``) and each seed of the study's stack network; for several
-images (one pass x 10 dates, both passes x 1 and x 10 dates), each seed of the stack
-network. Each is scored on the validation scenes of those conditions
-(:func:`sarheight.studies.stacking.packaging_choice`: the mean RMSE relative to
-back-projection with the kriged priors; the held-out DEMs are not read). The stack seed of
-the lowest mean over the conditions of several images is exported (``--out``, default
+For several images (one pass x 10 dates, both passes x 1 and x 10 dates), the candidates
+are the seeds of the study's stack network; for one image, the packaged one-image network
+(``terrain_refine_demo.ckpt``) and the stack network chosen. Each is scored on the
+validation scenes of those conditions (:func:`sarheight.studies.stacking.packaging_choice`:
+the mean RMSE relative to back-projection with the kriged priors; the held-out DEMs are
+not read). The stack seed of the lowest mean over the conditions of several images is
+exported (``--out``, default
 ``terrain_stack_demo.ckpt``: sarheight writes nothing among its own files, so copy it to
 ``sarheight/sample_data/`` to ship it); the choice is written to ``<study>/packaged.json``.
 """
@@ -47,15 +47,16 @@ def main() -> int:
              for seed in range(args.seeds)}
     try:
         check_outputs([(args.out, "--out"), (study / "packaged.json", "the choice")])
-        one_image = packaging_choice({"one-image network (packaged)": terrain_demo_checkpoint(), **seeds},
-                                     Path(args.scenes) / "validation", ("one_image",))
         stack = packaging_choice(seeds, Path(args.scenes) / "validation", STACK_CONDITIONS)
+        means = {name: float(np.mean([stack["conditions"][condition]["mean_relative_rmse"][name]
+                                      for condition in STACK_CONDITIONS])) for name in seeds}
+        chosen = min(means, key=means.get)
+        # One image: the one-image network against the stack network chosen (two files ship).
+        one_image = packaging_choice({"one-image network (packaged)": terrain_demo_checkpoint(),
+                                      chosen: seeds[chosen]}, Path(args.scenes) / "validation", ("one_image",))
     except SarHeightError as error:
         print(f"package_terrain_networks: error: {error}", file=sys.stderr)
         return 2
-    means = {name: float(np.mean([stack["conditions"][condition]["mean_relative_rmse"][name]
-                                  for condition in STACK_CONDITIONS])) for name in seeds}
-    chosen = min(means, key=means.get)
     written = export_checkpoint(seeds[chosen], args.out, half=True)
     # The checkpoints by where they live: the package's by name, the study's within it.
     shown = {str(terrain_demo_checkpoint()): f"sarheight/sample_data/{terrain_demo_checkpoint().name}",
