@@ -176,6 +176,18 @@ def paired_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, flo
             "sign_flip_p": float(extreme.mean()), "t": float(result.statistic), "t_p": float(result.pvalue)}
 
 
+def method_scores(scene: xr.Dataset, mask: np.ndarray, classes: np.ndarray) -> dict[str, dict[str, float]]:
+    """The scores (:func:`score_map`) of every method without learning on a scene."""
+    return {method: score_map(heights, scene, mask, classes) for method, heights in method_maps(scene).items()}
+
+
+def mean_relative_rmse(records: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, float]:
+    """Per name, the mean over ``records`` (each with its ``scores``) of its overall RMSE
+    relative to :data:`REFERENCE`'s."""
+    return {name: float(np.mean([record["scores"][name]["overall"] / record["scores"][REFERENCE]["overall"]
+                                 for record in records])) for name in names}
+
+
 def fair_bars(validation: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per condition, the method without learning of the lowest mean RMSE relative to
     back-projection with the kriged priors over the validation scenes of that condition,
@@ -185,8 +197,7 @@ def fair_bars(validation: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
         records = [record for record in validation.values() if record["condition"] == condition]
         if not records:
             continue
-        means = {method: float(np.mean([record["scores"][method]["overall"] / record["scores"][REFERENCE]["overall"]
-                                        for record in records])) for method in METHODS}
+        means = mean_relative_rmse(records, METHODS)
         bars[condition] = {"method": min(METHODS, key=lambda method: means[method]),
                            "validation_mean_relative_rmse": means, "validation_scenes": len(records)}
     return bars
@@ -455,22 +466,18 @@ def packaging_choice(candidates: dict[str, str | os.PathLike[str]], validation_r
         model = load_checkpoint(path, kind="height")
         caches[name] = PredictionCache(Network(name, name, tuple(model.channels), model.reference, model.scale),
                                        Path(path))
-    relative: dict[str, dict[str, list[float]]] = {condition: {} for condition in conditions}
+    records: dict[str, list[dict[str, Any]]] = {condition: [] for condition in conditions}
     for entry in progress_bar(index, desc="packaging choice", unit="scene", enabled=progress):
         scene = open_scene(entry["path"])
         mask, classes = scoring_mask(scene), refinement_classes(scene)
-        maps = method_maps(scene)
-        reference = score_map(maps[REFERENCE], scene, mask, classes)["overall"]
-        found = relative[entry["condition"]]
-        for method, heights in maps.items():
-            found.setdefault(method, []).append(score_map(heights, scene, mask, classes)["overall"] / reference)
+        scores = method_scores(scene, mask, classes)
         for name, cache in caches.items():
-            heights, _, _ = cache.predict(scene)
-            found.setdefault(name, []).append(score_map(heights, scene, mask, classes)["overall"] / reference)
+            scores[name] = score_map(cache.predict(scene)[0], scene, mask, classes)
+        records[entry["condition"]].append({"scores": scores})
     choice = {}
-    for condition, found in relative.items():
-        means = {name: float(np.mean(values)) for name, values in found.items()}
-        choice[condition] = {"scenes": len(found[REFERENCE]), "mean_relative_rmse": means,
+    for condition, found in records.items():
+        means = mean_relative_rmse(found, [*METHODS, *candidates])
+        choice[condition] = {"scenes": len(found), "mean_relative_rmse": means,
                              "fair_bar": min(METHODS, key=means.get),
                              "chosen": min(candidates, key=means.get)}
     return {"validation_dems": sorted({entry["dem"] for entry in index}),
@@ -602,9 +609,7 @@ def run_stack_study(
 
     def validation_record(entry: dict[str, Any], scene: xr.Dataset, mask: np.ndarray,
                           classes: np.ndarray) -> dict[str, Any]:
-        return {"condition": entry["condition"], "dem": entry["dem"],
-                "scores": {method: score_map(heights, scene, mask, classes)
-                           for method, heights in method_maps(scene).items()}}
+        return {"condition": entry["condition"], "dem": entry["dem"], "scores": method_scores(scene, mask, classes)}
 
     validation = _scored_scenes(validation_index, out / "scores" / "validation.json", validation_record,
                                 "stack study: validation", progress)
