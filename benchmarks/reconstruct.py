@@ -451,8 +451,8 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
         per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)] if gather else [np.zeros((0, 0))] * 4
         buffer = ratios if gather else np.zeros(facets.scatter_buffer_shape(count, n, state.exact))
         origin = (line0, sample0) if gather else (line0 + first_line, sample0 + first_sample)
-        facets.facet_pass(ecef, line, sample, look, valid, shadowed, c.user_weight, state.oversample, c.code, c.law,
-                          c.table, state.exact, gather, *origin, buffer, buffer.reshape(-1), 1, shape[0] - 1, 1,
+        facets.facet_pass(ecef, line, sample, look, valid, shadowed, c.user_weight, c.cell_class, c.class_tables,
+                          state.oversample, c.code, c.law, c.table, state.exact, gather, *origin, buffer, buffer.reshape(-1), 1, shape[0] - 1, 1,
                           shape[1] - 1, energy, *per_cell)
         if not gather:
             facets.add_tile(buffer, state.exact, sums, first_line, first_sample)

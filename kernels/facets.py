@@ -48,6 +48,7 @@ from .projection import edge_crossings
 CONTRIBUTION_MODEL = 0
 CONTRIBUTION_GAMMA = 1
 CONTRIBUTION_USER = 2
+CONTRIBUTION_CELL_LAW = 3
 
 #: Padding of radar buffers on every side, in pixels.
 PAD = 2
@@ -760,7 +761,7 @@ def _pixel_offset(lv, sv, n_lines, n_samples, width):
 
 @numba.njit(cache=True, nogil=True)
 def facet_pass(
-    ecef, line, sample, look, valid, shadowed, user_weight,
+    ecef, line, sample, look, valid, shadowed, user_weight, cell_class, class_tables,
     oversample, contribution, law, law_table, exact, gather,
     line0, sample0, buffer, flat, row_start, row_stop, col_start, col_stop,
     energy, sigma_area, gamma_area, contrib_cell, cos_local,
@@ -776,9 +777,15 @@ def facet_pass(
     shadowed : (rows, cols) bool, cells in shadow contribute nothing.
     user_weight : (rows, cols) float64 per-cell weights for ``contribution`` 2 (else
         unused), shared among a cell's facets that face the sensor in proportion to their
-        sigma area.
+        sigma area; for ``contribution`` 3, the factor of each cell's law (its albedo).
+    cell_class, class_tables : for ``contribution`` 3 (else unused: (1, 1) and (1, 2)),
+        each cell's class (rows, cols) int64 and each class's law tabulated as
+        ``law_table`` (classes, n + 1): each facet of a cell that faces the sensor carries
+        its cell's class law of the facet's own local incidence times its sigma area
+        times the cell's ``user_weight``; a class outside the tables carries nothing.
     oversample : k, sub-quads per cell side.
-    contribution : 0 model law, 1 gamma area, 2 user weights.
+    contribution : 0 model law, 1 gamma area, 2 user weights, 3 a law per class of each
+        cell, times a factor per cell.
     law : (3,) coefficients (a0, a1, a2) of the law a0 cos(t) / (sin(t) + a1 cos(t))^a2,
         used when ``law_table`` has fewer than 2 entries.
     law_table : (n + 1,) sigma0 at local incidence k * 90 / n degrees (linear interpolation).
@@ -867,7 +874,7 @@ def facet_pass(
                     _other_law(law, law_table, table[t, a])
         # Per-cell sums (area vector, sigma and gamma areas, contribution), through
         # per-sub-column partial sums: for the outputs, and to share user weights.
-        if keep_sums or contribution == CONTRIBUTION_USER:
+        if keep_sums or contribution == CONTRIBUTION_USER or contribution == CONTRIBUTION_CELL_LAW:
             for q in range(6):
                 for b in range(n_sub):
                     per_sub[q, b] = 0.0
@@ -897,6 +904,8 @@ def facet_pass(
                     cell_sigma += per_sub[3, b]
                     cell_gamma += per_sub[4, b]
                     cell_c += per_sub[5, b]
+                norm = math.sqrt(ax * ax + ay * ay + az * az)
+                cos_cell = (ax * look[i, j, 0] + ay * look[i, j, 1] + az * look[i, j, 2]) / norm if norm > 0.0 else 0.0
                 if contribution == CONTRIBUTION_USER and not shadowed[i, j]:
                     # The cell's weight shared among its facets that face the sensor.
                     share = user_weight[i, j] / cell_c if cell_c > 0.0 else 0.0
@@ -905,13 +914,28 @@ def facet_pass(
                             for b in range(j * k, j * k + k):
                                 table[t, a, _C, b] *= share
                     cell_c *= share
+                elif contribution == CONTRIBUTION_CELL_LAW:
+                    # Each lit facet its cell's class law of its own local incidence, times
+                    # its sigma area and the cell's factor.
+                    code = cell_class[i, j]
+                    known = 0 <= code < class_tables.shape[0] and not shadowed[i, j]
+                    cell_c = 0.0
+                    for t in range(faces):
+                        for a in range(k):
+                            for b in range(j * k, j * k + k):
+                                sigma = table[t, a, _SIGMA, b]
+                                value = 0.0
+                                if known and table[t, a, _C, b] != 0.0 and sigma > 0.0:
+                                    value = user_weight[i, j] * _tabulated(table[t, a, _PROJECTED, b] / sigma,
+                                                                           class_tables[code]) * sigma
+                                table[t, a, _C, b] = value
+                                cell_c += value
                 if keep_sums:
                     sigma_area[i, j] = cell_sigma
                     gamma_area[i, j] = cell_gamma
                     contrib_cell[i, j] = cell_c
-                    norm = math.sqrt(ax * ax + ay * ay + az * az)
                     if norm > 0.0:
-                        cos_local[i, j] = (ax * look[i, j, 0] + ay * look[i, j, 1] + az * look[i, j, 2]) / norm
+                        cos_local[i, j] = cos_cell
         if gather:
             for j in range(cols):
                 energy[0, i, j] = 0.0

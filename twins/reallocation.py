@@ -28,7 +28,7 @@ import numpy as np
 
 from twins import geometry as reference_twins
 
-MODEL, GAMMA = "model", "gamma"
+MODEL, GAMMA, CELL_LAW = "model", "gamma", "cell_law"
 
 
 def usable_cells(cells: dict[str, np.ndarray]) -> np.ndarray:
@@ -138,7 +138,19 @@ class _Facets:
         area_gamma = np.maximum(projected, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             cos_t = np.where(area_sigma > 0.0, projected / area_sigma, 0.0)
-        c = sigma0_model(cos_t, law) * area_sigma if contribution == MODEL else area_gamma
+        if contribution == MODEL:
+            c = sigma0_model(cos_t, law) * area_sigma
+        elif contribution == CELL_LAW:
+            # law: (each usable cell's class, its factor, the classes' laws as callables).
+            classes, factor, laws = law
+            angles = np.degrees(np.arccos(np.clip(cos_t, -1.0, 1.0)))
+            value = np.zeros(cos_t.shape)
+            for code, each in enumerate(laws):
+                here = (classes == code) & (projected > 0.0)
+                value[here] = each(angles[here])
+            c = value * factor * area_sigma
+        else:
+            c = area_gamma
         return np.where(self.shadowed, 0.0, c), np.where(self.shadowed, 0.0, area_gamma), area_sigma
 
 

@@ -42,6 +42,7 @@ from .fitted import FittedLaw, fit_sigma0_law
 from .grounds import (
     GROUND_FAMILIES,
     THRESHOLD_LIMITS,
+    CellLaws,
     DateCondition,
     Ground,
     GroundFamily,
@@ -72,6 +73,7 @@ __all__ = [
     "SIGMA0_LAWS",
     "SNAP_LAW",
     "THRESHOLD_LIMITS",
+    "CellLaws",
     "DateCondition",
     "FittedLaw",
     "Ground",

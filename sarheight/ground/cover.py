@@ -84,6 +84,9 @@ def terrain_land_cover(
     irregularity: float = 0.05,
     slope_irregularity_deg: float = 4.0,
     correlation_cells: float = 8.0,
+    patch_share: float = 0.0,
+    patch_class: int = 1,
+    patch_cells: float = 16.0,
 ) -> np.ndarray:
     """Land-cover classes that follow the terrain (codes of :data:`LAND_COVER_CLASSES`).
 
@@ -98,7 +101,12 @@ def terrain_land_cover(
     - snow where ``u + irregularity n1 > snowline_quantile - aspect_snow_shift f`` (the
       snowline lower on shaded slopes);
     - vegetation where ``u + irregularity n2 < treeline_quantile``;
-    - soil otherwise (above the treeline, below the snowline, not steep).
+    - soil otherwise (above the treeline, below the snowline, not steep);
+
+    and then, across all of these, ``patch_share`` of the cells, in patches of a fourth smooth
+    field's highest values (``patch_cells`` their correlation), take the class
+    ``patch_class``: land cover the terrain does not decide (a clear-cut, a burn, fields,
+    debris, a dark wet patch), whose edges cross slopes and height lines.
 
     Parameters
     ----------
@@ -114,6 +122,9 @@ def terrain_land_cover(
     irregularity : standard deviation (quantile units) of the boundary fields of the
         height lines; ``slope_irregularity_deg`` (degrees) that of the rock threshold.
     correlation_cells : the boundary fields' correlation length (cells).
+    patch_share, patch_class, patch_cells : the share of the cells (0..1) in patches that
+        cut across the terrain's classes, their class (a code of
+        :data:`LAND_COVER_CLASSES`) and their correlation length (cells).
 
     Returns
     -------
@@ -130,6 +141,11 @@ def terrain_land_cover(
             raise InvalidInputError(f"{name} must be a finite number, got {value!r}")
     if irregularity < 0 or slope_irregularity_deg < 0 or correlation_cells <= 0:
         raise InvalidInputError("irregularity and slope_irregularity_deg must be >= 0, correlation_cells > 0")
+    if not (0.0 <= patch_share <= 1.0 and patch_cells > 0) or isinstance(patch_class, bool) or \
+            int(patch_class) != patch_class or not 0 <= int(patch_class) < len(LAND_COVER_CLASSES):
+        raise InvalidInputError(f"patch_share must be 0..1, patch_cells > 0 and patch_class a class code 0.."
+                                f"{len(LAND_COVER_CLASSES) - 1}, got {patch_share!r}, {patch_cells!r}, "
+                                f"{patch_class!r}")
     # The heights as they are: classes relative to the DEM's own quantiles do not depend
     # on the vertical datum (nor do slopes, to a part in a million).
     dem = open_dem(dem, vertical_datum="ellipsoid", copy=False)
@@ -147,6 +163,10 @@ def terrain_land_cover(
     codes[vegetation] = LAND_COVER_CLASSES.index("vegetation")
     codes[snow] = LAND_COVER_CLASSES.index("snow")
     codes[rock] = LAND_COVER_CLASSES.index("rock")
+    if patch_share > 0 and valid.any():
+        patches = smooth_random_field(heights.shape, seed=[int(seed), 3], correlation_cells=patch_cells)
+        threshold = np.quantile(patches[valid], 1.0 - patch_share)
+        codes[patches >= threshold] = int(patch_class)
     codes[~valid] = NO_CLASS
     return codes
 
@@ -162,6 +182,9 @@ class LandCoverRule:
     irregularity: float = 0.05
     slope_irregularity_deg: float = 4.0
     correlation_cells: float = 8.0
+    patch_share: float = 0.0
+    patch_class: int = 1
+    patch_cells: float = 16.0
 
     def classify(self, dem: Any, seed: int) -> np.ndarray:
         """The class map of ``dem`` under this rule (:func:`terrain_land_cover`)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,29 @@ import numpy as np
 from ..errors import InvalidInputError
 from .cover import LAND_COVER_CLASSES, NO_CLASS, LandCoverRule, lognormal_texture
 from .laws import LAMBERT_LAW, SNAP_LAW, Sigma0Law
+
+
+@dataclasses.dataclass(frozen=True)
+class CellLaws:
+    """A sigma0 law per class of land cover, and a factor per cell: each facet of a cell
+    that sees the sensor returns its cell's class law of the facet's own local incidence,
+    times its sigma area and the cell's factor (a texture, an albedo). What a ground of
+    land-cover classes returns (:class:`Ground`): a contribution
+    :func:`sarheight.simulate.simulate` takes, one pass of the facet kernel; with one class
+    and no factor, the law's contribution itself.
+
+    Attributes
+    ----------
+    classes : (rows, cols) integer class of each DEM cell, an index into ``laws``; a cell
+        of any other value (a void's 255) carries nothing.
+    laws : one linear sigma0 law of the local incidence (degrees) per class.
+    factor : (rows, cols) linear factor of each cell's law (an albedo, a texture), or None
+        for 1 everywhere; NaN carries nothing.
+    """
+
+    classes: np.ndarray
+    laws: tuple[Callable[[np.ndarray], np.ndarray], ...]
+    factor: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -128,6 +152,12 @@ class Ground:
             here = self.classes == code
             out[here] = law(angles[here])
         return out * self.texture()
+
+    def cell_laws(self) -> CellLaws:
+        """The ground as the facet kernel carries it (:class:`CellLaws`): each facet its
+        cell's class law of the facet's own local incidence times the cell's texture (on a
+        plane, what :meth:`sigma0` gives per cell)."""
+        return CellLaws(self.classes, self.laws, self.texture())
 
     def to_attrs(self) -> dict[str, str | float | int]:
         """Attributes for a scene or an image: the family, seeds, texture, each class's law
@@ -251,6 +281,8 @@ class GroundFamily:
     dominant_share : the probability that a scene is nearly one class: its thresholds at
         the ends of :data:`THRESHOLD_LIMITS` instead (vegetation, soil, rock or snow
         everywhere but where the terrain forbids it).
+    patch_share : (low, high) of the share of the cells in patches of one class drawn at
+        random that cut across the terrain's classes (:func:`terrain_land_cover`).
     """
 
     name: str
@@ -262,6 +294,7 @@ class GroundFamily:
     rock_slope_deg: tuple[float, float] = (25.0, 60.0)
     aspect_snow_shift: tuple[float, float] = (0.0, 0.15)
     dominant_share: float = 0.2
+    patch_share: tuple[float, float] = (0.0, 0.25)
 
     def form(self, land_cover: str) -> str:
         """The form of the laws the family draws for the class ``land_cover``."""
@@ -273,14 +306,16 @@ class GroundFamily:
         low, high = THRESHOLD_LIMITS["treeline_quantile"], THRESHOLD_LIMITS["snowline_quantile"]
         steep = THRESHOLD_LIMITS["rock_slope_deg"]
         shift = rng.uniform(*self.aspect_snow_shift)
+        patches = {"patch_share": float(rng.uniform(*self.patch_share)),
+                   "patch_class": int(rng.integers(len(LAND_COVER_CLASSES)))}
         if rng.random() < self.dominant_share:
             dominant = LAND_COVER_CLASSES[int(rng.integers(len(LAND_COVER_CLASSES)))]
             treeline = {"vegetation": low[1]}.get(dominant, low[0])
             snowline = {"snow": high[0]}.get(dominant, high[1])
             rock = {"rock": steep[0]}.get(dominant, steep[1])
-            return LandCoverRule(treeline, snowline, rock, shift)
+            return LandCoverRule(treeline, snowline, rock, shift, **patches)
         return LandCoverRule(rng.uniform(*self.treeline_quantile), rng.uniform(*self.snowline_quantile),
-                             rng.uniform(*self.rock_slope_deg), shift)
+                             rng.uniform(*self.rock_slope_deg), shift, **patches)
 
     def contains(self, ground: Ground) -> bool:
         """Whether ``ground``'s laws, texture and thresholds lie in this family's ranges."""
@@ -379,7 +414,8 @@ GROUND_FAMILIES: dict[str, GroundFamily] = {
 }
 
 
-def draw_ground(dem: Any, family: str | GroundFamily, seed: int) -> Ground:
+def draw_ground(dem: Any, family: str | GroundFamily, seed: int, *,
+                dark_share: tuple[float, float] | None = None) -> Ground:
     """A ground drawn from a family for a DEM.
 
     Parameters
@@ -389,6 +425,10 @@ def draw_ground(dem: Any, family: str | GroundFamily, seed: int) -> Ground:
     seed : non-negative integer. The same DEM, family and seed give the same ground; each
         family draws from its own random stream, so that "test-family" seed k is not
         "training" seed k.
+    dark_share : (low, high): the patches that cut across the terrain's classes are of the
+        class of the darkest law (at 40 degrees) and hold a share of the cells drawn in that
+        range (a dark class over a third of the cells: (0.34, 0.45)); None: the family's
+        patches.
 
     Returns
     -------
@@ -408,6 +448,12 @@ def draw_ground(dem: Any, family: str | GroundFamily, seed: int) -> Ground:
     laws = tuple(law_range.draw(rng) for law_range in family.laws)
     texture_db = float(rng.uniform(*family.texture_db))
     land_cover_seed, texture_seed = (int(value) for value in rng.integers(0, 2**31, size=2))
+    if dark_share is not None:
+        low, high = (float(value) for value in dark_share)
+        if not 0.0 <= low <= high <= 1.0:
+            raise InvalidInputError(f"dark_share must be (low, high) shares within 0..1, got {dark_share!r}")
+        darkest = int(np.argmin([law.level_db for law in laws]))
+        rule = dataclasses.replace(rule, patch_share=float(rng.uniform(low, high)), patch_class=darkest)
     classes = rule.classify(dem, land_cover_seed)
     return Ground(laws, classes, texture_db=texture_db, texture_seed=texture_seed, family=family.name,
                   seed=int(seed), rule=rule)

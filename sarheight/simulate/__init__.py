@@ -13,9 +13,10 @@ sigma0 laws a ground follows are :mod:`sarheight.ground`'s.
 
 from __future__ import annotations
 
+from ..ground import CellLaws
 from .contribution import Contribution, FacetContribution, Projection, resolve_contribution
-from .engine import Simulation, run_simulation
+from .engine import Simulation, resimulated, run_simulation
 from .images import simulate, simulate_sar, texture
 
-__all__ = ["Contribution", "FacetContribution", "Projection", "Simulation", "resolve_contribution", "run_simulation",
-           "simulate", "simulate_sar", "texture"]
+__all__ = ["CellLaws", "Contribution", "FacetContribution", "Projection", "Simulation", "resimulated",
+           "resolve_contribution", "run_simulation", "simulate", "simulate_sar", "texture"]

@@ -14,7 +14,7 @@ import xarray as xr
 
 from .. import kernels
 from ..errors import InvalidInputError
-from ..ground import EMPIRICAL_LAW, empirical_sigma0
+from ..ground import EMPIRICAL_LAW, CellLaws, empirical_sigma0
 from ..kernels import facets
 
 #: Pixels whose simulated gamma area is below this fraction of the flat-terrain area are
@@ -22,7 +22,7 @@ from ..kernels import facets
 VALID_AREA_FRACTION = kernels.reallocation.VALID_AREA_FRACTION
 
 
-Contribution = Literal["model", "gamma"] | Callable[[np.ndarray], np.ndarray] | xr.DataArray
+Contribution = Literal["model", "gamma"] | Callable[[np.ndarray], np.ndarray] | xr.DataArray | CellLaws
 
 
 Projection = Literal["exact", "bilinear"]
@@ -36,14 +36,19 @@ class FacetContribution:
     Attributes
     ----------
     code : ``kernels.facets.CONTRIBUTION_MODEL`` (a sigma0 law of the local incidence
-        times the sigma area), ``CONTRIBUTION_GAMMA`` (the gamma area) or
-        ``CONTRIBUTION_USER`` (per-cell weights shared among the cell's facets).
+        times the sigma area), ``CONTRIBUTION_GAMMA`` (the gamma area),
+        ``CONTRIBUTION_USER`` (per-cell weights shared among the cell's facets) or
+        ``CONTRIBUTION_CELL_LAW`` (a law per class of each facet's own incidence, a
+        factor per cell, :class:`sarheight.ground.CellLaws`).
     law : the coefficients (a0, a1, a2) of the empirical sigma0 law.
     table : a user law tabulated over 0..90 degrees of local incidence (linear sigma0), or
         empty for the empirical law.
-    user_weight : the per-cell weights on the DEM grid (float64, 0 where NaN), or a
-        (1, 1) placeholder.
+    user_weight : the per-cell weights on the DEM grid (float64, 0 where NaN; the laws'
+        factor of ``CONTRIBUTION_CELL_LAW``), or a (1, 1) placeholder.
     description : what the contribution is, for the outputs' attributes.
+    cell_class, class_tables : ``CONTRIBUTION_CELL_LAW``: each cell's class (int64 on the
+        DEM grid) and each class's law tabulated over 0..90 degrees (classes, n + 1); else
+        (1, 1) and (1, 2) placeholders.
     """
 
     code: int
@@ -51,6 +56,8 @@ class FacetContribution:
     table: np.ndarray
     user_weight: np.ndarray
     description: str
+    cell_class: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 1), dtype=np.int64))
+    class_tables: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 2)))
 
     def density_scale(self, reference_area: float) -> float:
         """The largest contribution per unit area a facet can have (the law's largest value,
@@ -61,9 +68,17 @@ class FacetContribution:
         if self.code == facets.CONTRIBUTION_USER:
             weight = float(np.max(self.user_weight, initial=0.0))
             return weight / reference_area if reference_area > 0 else weight
+        if self.code == facets.CONTRIBUTION_CELL_LAW:
+            return float(np.max(self.user_weight, initial=0.0)) * float(np.max(self.class_tables, initial=0.0))
         if self.table.size > 1:
             return float(np.max(self.table))
         return float(empirical_sigma0(np.linspace(0.0, 90.0, 901)).max())
+
+
+#: The steps over 0..90 degrees a law per class is tabulated in: the table's linear
+#: interpolation within a part in a million of the law's own value (dark steep laws
+#: included).
+CELL_LAW_STEPS = 90_000
 
 
 def law_table(law: Callable[[np.ndarray], np.ndarray], n: int = 9000) -> np.ndarray:
@@ -116,9 +131,10 @@ def values_on_dem_grid(field: xr.DataArray, dem: xr.DataArray, what: str) -> np.
 
 def resolve_contribution(contribution: Contribution, dem: xr.DataArray) -> FacetContribution:
     """The facet kernel's form of a contribution as a user gives it (see :func:`simulate`):
-    ``"model"``, ``"gamma"``, a callable law of the local incidence angle (degrees) or a
-    DataArray of per-cell weights on ``dem``'s grid. Raises InvalidInputError for
-    anything else, a law that fails or returns negative values, or weights off the grid."""
+    ``"model"``, ``"gamma"``, a callable law of the local incidence angle (degrees), a
+    DataArray of per-cell weights on ``dem``'s grid or :class:`CellLaws`. Raises
+    InvalidInputError for anything else, a law that fails or returns negative values, or
+    weights off the grid."""
     empty = np.zeros(0)
     no_weight = np.zeros((1, 1))
     if isinstance(contribution, str):
@@ -132,6 +148,8 @@ def resolve_contribution(contribution: Contribution, dem: xr.DataArray) -> Facet
             f"unknown contribution model {contribution!r}: use 'model', 'gamma', a callable of the "
             "local incidence angle (degrees) returning linear sigma0, or a DataArray of per-cell weights"
         )
+    if isinstance(contribution, CellLaws):
+        return _cell_laws(contribution, dem)
     if isinstance(contribution, xr.DataArray):
         weights = values_on_dem_grid(contribution, dem, "the contribution weights")
         if np.any(weights < 0) or not np.all(np.isfinite(weights) | np.isnan(dem.values)):
@@ -144,3 +162,28 @@ def resolve_contribution(contribution: Contribution, dem: xr.DataArray) -> Facet
     raise InvalidInputError(
         f"contribution must be 'model', 'gamma', a callable or a DataArray, not {type(contribution).__name__}"
     )
+
+
+def _cell_laws(contribution: CellLaws, dem: xr.DataArray) -> FacetContribution:
+    """The facet kernel's form of :class:`CellLaws` on ``dem``'s grid."""
+    classes = np.asarray(contribution.classes)
+    if classes.shape != dem.shape or classes.dtype.kind not in "iu":
+        raise InvalidInputError(f"CellLaws.classes must be integer classes of the DEM's shape {dem.shape}, got "
+                                f"{classes.dtype} of shape {classes.shape}")
+    laws = tuple(contribution.laws)
+    if not laws or not all(callable(law) for law in laws):
+        raise InvalidInputError("CellLaws.laws must be one callable sigma0 law (of degrees) per class")
+    if contribution.factor is None:
+        factor = np.ones(dem.shape)
+    else:
+        factor = np.asarray(contribution.factor, dtype=np.float64)
+        if factor.shape != dem.shape:
+            raise InvalidInputError(f"CellLaws.factor has shape {factor.shape}, the DEM {dem.shape}: give one factor "
+                                    "per DEM cell")
+        if np.any(factor[np.isfinite(factor)] < 0) or np.isinf(factor).any():
+            raise InvalidInputError("CellLaws.factor must be finite and non-negative (NaN where a cell carries nothing)")
+    return FacetContribution(facets.CONTRIBUTION_CELL_LAW, np.array(EMPIRICAL_LAW), np.zeros(0),
+                             np.ascontiguousarray(np.nan_to_num(factor, nan=0.0)),
+                             f"a law per class ({len(laws)}) x a factor per cell x sigma area",
+                             np.ascontiguousarray(classes, dtype=np.int64),
+                             np.stack([law_table(law, CELL_LAW_STEPS) for law in laws]))

@@ -162,6 +162,8 @@ class Simulation:
 
         user_weight = contribution.user_weight
         whole_weight = user_weight.shape == shape and user_weight.shape[0] > 1
+        cell_class = contribution.cell_class
+        whole_class = cell_class.shape == shape and cell_class.shape[0] > 1
         first, last = rows if rows is not None else (0, shape[0])
         col_first, col_last = cols if cols is not None else (0, shape[1])
         # One lock per band of radar lines: tiles add their buffers band by band, so that
@@ -197,7 +199,7 @@ class Simulation:
             facets.facet_pass(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
-                self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
+                take(cell_class) if whole_class else cell_class, contribution.class_tables, self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
                 line0 + first_line, sample0 + first_sample, buffer, buffer.reshape(-1), own[0].start, own[0].stop,
                 own[1].start, own[1].stop, energy, *sums_of_cells,
             )
@@ -599,6 +601,25 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     return state
 
 
+def resimulated(state: Simulation, dem: xr.DataArray) -> Simulation:
+    """``state``'s simulation of ``dem``, a DEM on the same grid whose heights differ a
+    little from ``state``'s (a probe of a derivative): the cells' zero-Doppler geometry
+    recomputed and the facets scattered again with the same contribution; the radar
+    window, the layover and shadow masks and the smooth fields kept (a derivative does not
+    move a cell into shadow, nor refit the pixel areas), no per-cell sums. About half the
+    work of :func:`run_simulation`."""
+    dem = open_dem(dem, copy=False)
+    if dem.shape != state.dem.shape:
+        raise InvalidInputError(f"resimulated takes a DEM of the simulation's grid {state.dem.shape}, got {dem.shape}")
+    cells = cell_geometry(dem, state.geometry, own_surface=False)
+    for name in ("look_angle", "cross_track", "pixel_area"):
+        cells.pop(name, None)
+    again = dataclasses.replace(state, dem=dem, cells=cells, per_cell={}, sums=radar_sums(0, 0))
+    again.sums = again.facet_pass(gather=False, consume=lambda *_: None, per_cell=False)[-1]
+    clear_residue(again.images, again.window, again.smooth_fields, again.contribution)
+    return again
+
+
 #: Fraction of a pixel's flat-terrain sum below which a simulated sum is taken for
 #: rounding residue and cleared.
 RESIDUE_FRACTION = 1e-9
@@ -622,7 +643,7 @@ def _flat_densities(contribution: FacetContribution, smooth: SmoothFields) -> tu
     gamma = math.cos(incidence) / math.sin(incidence)
     if contribution.code == facets.CONTRIBUTION_GAMMA:
         return gamma, gamma
-    if contribution.code == facets.CONTRIBUTION_USER:
+    if contribution.code in (facets.CONTRIBUTION_USER, facets.CONTRIBUTION_CELL_LAW):
         centre = (line0 + n_lines // 2, 1, sample0 + n_samples // 2, 1)
         reference_area = float(np.nan_to_num(smooth.evaluate("pixel_area", centre)[0, 0]))
         return contribution.density_scale(reference_area), gamma

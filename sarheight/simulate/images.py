@@ -16,7 +16,7 @@ from .._version import __version__
 from ..dem import open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
-from ..ground import SIGMA0_LAWS, Ground, lognormal_texture
+from ..ground import SIGMA0_LAWS, CellLaws, Ground, lognormal_texture
 from ..threads import progress_bar
 from .contribution import Contribution, Projection, values_on_dem_grid
 from .engine import run_simulation
@@ -107,17 +107,17 @@ def simulate_sar(
         ``land_cover_db``.
     law : with ``backscatter=None``, the ground's sigma0 law of the local incidence, a name
         of :data:`SIGMA0_LAWS` ("empirical": the law the reconstruction models;
-        "lambert": another surface).
+        "lambert": another surface), carried as a ground of one class is (each facet the
+        law of its own local incidence times its cell's texture).
     land_cover_db : with ``backscatter=None``, the standard deviation (dB) of the land-cover
         texture, patches of a few cells independent of the slopes (0: none, the ground
         follows the law alone).
     land_cover_seed : the seed of the land cover (default ``seed``): observations of one
         ground by several passes share it, while their speckle differs.
     ground : a :class:`sarheight.ground.Ground` on the DEM's grid (e.g. from
-        :func:`sarheight.ground.draw_ground`): the ground sigma0 of each cell is its land
-        cover class's law of the cell's own local incidence (that of the cell's summed
-        facet area vector) times the ground's texture, carried by the cell's facets that
-        see the sensor in proportion to their sigma areas. It replaces ``law`` and the
+        :func:`sarheight.ground.draw_ground`): each facet that sees the sensor returns its
+        cell's land-cover class law of the facet's own local incidence times the cell's
+        texture, times its sigma area. It replaces ``law`` and the
         land cover: refused together with ``backscatter``, a ``law`` other than
         "empirical", ``land_cover_db`` other than 3 or a ``land_cover_seed``.
     looks : equivalent number of looks of the multiplicative gamma speckle; None: none.
@@ -164,29 +164,24 @@ def simulate_sar(
             raise InvalidInputError(f"the ground's class map has shape {ground.shape}, the DEM {dem.shape}: draw "
                                     "the ground on this DEM (draw_ground(dem, family, seed))")
 
-        def lit(angles: np.ndarray) -> np.ndarray:
-            return np.ones_like(angles)  # a facet's contribution: its sigma area where it sees the sensor
-
-        first = run_simulation(dem, geometry, contribution=lit, **options)
-        with np.errstate(invalid="ignore"):
-            incidence = np.degrees(np.arccos(np.clip(first.per_cell["cos_local_incidence"], -1, 1)))
-        # Cells outside the image or without facets have no angle (NaN): nothing to carry.
-        weights = np.nan_to_num(ground.sigma0(incidence)) * first.per_cell["contribution"]
-        state = run_simulation(dem, geometry, contribution=dem.copy(data=weights), **options)
-        sigma_area = first.per_cell["sigma_area"]
-        truth = np.where(sigma_area > 0, weights / np.where(sigma_area > 0, sigma_area, 1), np.nan)
+        # Each facet its cell's class law of its own local incidence times the cell's
+        # texture, in one pass of the facet kernel.
+        state = run_simulation(dem, geometry, contribution=ground.cell_laws(), **options)
+        sigma_area = state.per_cell["sigma_area"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            truth = np.where(sigma_area > 0, state.per_cell["contribution"] / np.where(sigma_area > 0, sigma_area, 1),
+                             np.nan)
     elif backscatter is None:
-        model = run_simulation(dem, geometry, contribution="model" if law == "empirical" else SIGMA0_LAWS[law],
-                               **options)
+        # The law and its land-cover texture as a ground of one class: each facet the law
+        # of its own local incidence times its cell's texture (as every ground is carried).
         cover = texture(dem.shape, seed=seed if land_cover_seed is None else int(land_cover_seed),
                         contrast_db=float(land_cover_db))
-        weights = cover * model.per_cell["contribution"]
-        state = run_simulation(dem, geometry, contribution=dem.copy(data=weights), **options)
-        truth = cover * np.where(
-            model.per_cell["sigma_area"] > 0,
-            model.per_cell["contribution"] / np.where(model.per_cell["sigma_area"] > 0, model.per_cell["sigma_area"], 1),
-            np.nan,
-        )
+        classes = np.zeros(dem.shape, dtype=np.uint8)
+        state = run_simulation(dem, geometry, contribution=CellLaws(classes, (SIGMA0_LAWS[law],), cover), **options)
+        sigma_area = state.per_cell["sigma_area"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            truth = np.where(sigma_area > 0, state.per_cell["contribution"] / np.where(sigma_area > 0, sigma_area, 1),
+                             np.nan)
     elif isinstance(backscatter, xr.DataArray):
         values = values_on_dem_grid(backscatter, dem, "backscatter")
         if np.isinf(values).any():

@@ -32,7 +32,7 @@ from sarheight.ground import (
 )
 from sarheight.simulate import simulate, simulate_sar, texture
 from sarheight.terrain.clinometry import range_slope_sensitivity
-from tests.support.scenes import CELL_DEG, LAT, LON, cell_metres, plane_dem, synthetic_geometry
+from tests.support.scenes import CELL_DEG, LAT, LON, cell_metres, plane_dem, rough_dem, synthetic_geometry
 
 ROCK, SOIL, VEGETATION, SNOW = range(4)
 ANGLES = np.linspace(0.0, 90.0, 901)
@@ -348,3 +348,26 @@ def test_a_ground_off_the_dem_or_not_a_ground_is_refused():
         simulate_sar(dem, geometry, ground=Ground.uniform(SNAP_LAW, (5, 6)))
     with pytest.raises(InvalidInputError, match="Ground"):
         simulate_sar(dem, geometry, ground="training")
+
+
+def test_patches_cut_across_the_terrains_classes_and_a_dark_share_is_held():
+    dem = rough_dem(4, rows=80, cols=80, relief=800.0)
+    plain = terrain_land_cover(dem, seed=3)
+    patched = terrain_land_cover(dem, seed=3, patch_share=0.3, patch_class=3)
+    moved = patched != plain
+    # The patches take their share of the cells, whatever the terrain decided there, in
+    # patches (not single cells): most of a patch cell's neighbours are patch cells too.
+    assert 0.2 < float(np.mean(patched == 3)) - float(np.mean(plain == 3)) <= 0.31
+    inner = moved[1:-1, 1:-1]
+    neighbours = sum(np.roll(np.roll(moved, dy, 0), dx, 1)[1:-1, 1:-1]
+                     for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+    assert float(np.mean(neighbours[inner])) > 5.0
+    # Every class under the patches: they cut across rock, soil and vegetation alike.
+    assert len(set(plain[moved].tolist())) >= 2
+    ground = draw_ground(dem, "outside", 5, dark_share=(0.34, 0.45))
+    darkest = int(np.argmin([law.level_db for law in ground.laws]))
+    assert ground.rule.patch_class == darkest and float(np.mean(ground.classes == darkest)) >= 0.34
+    with pytest.raises(InvalidInputError, match="patch_share"):
+        terrain_land_cover(dem, seed=3, patch_share=1.5)
+    with pytest.raises(InvalidInputError, match="dark_share"):
+        draw_ground(dem, "outside", 5, dark_share=(0.5, 0.2))
