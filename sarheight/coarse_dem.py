@@ -152,6 +152,18 @@ class CoarseDemErrors:
         return (self.correlated_error_m == self.slope_error_m == self.bias_m == self.shift_east_m
                 == self.shift_north_m == self.quantum_m == 0.0 and self.grid_offset == (0.0, 0.0))
 
+    def stated_error_m(self, product: xr.DataArray) -> float:
+        """The vertical error (m, RMS) an accuracy figure of this product would state over
+        ``product`` (the product on its own grid, whose slopes weigh the slope error): its
+        correlated error, bias, slope-dependent error and rounding together; the shift
+        aside (a horizontal error). 0 for the exact block mean."""
+        heights = np.asarray(product.values, dtype=np.float64)
+        dy, dx = cell_size_m(product)
+        tan_slope = np.hypot(*gradient(heights, (dy, dx)))
+        mean_tan2 = float(np.nanmean(tan_slope**2)) if np.isfinite(tan_slope).any() else 0.0
+        return math.sqrt(self.correlated_error_m**2 + self.bias_m**2 + self.slope_error_m**2 * mean_tan2
+                         + self.quantum_m**2 / 12.0)
+
     def to_attrs(self) -> dict[str, float | int]:
         """The errors as flat attributes (plain numbers, keys prefixed ``coarse_``), for
         NetCDF scene files."""

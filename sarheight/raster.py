@@ -9,6 +9,7 @@ converted and sampled, in one place.
 - :func:`gradient`: the one derivative of a raster, with one NaN policy (a derivative that
   reads a void is NaN; :func:`filled_with_mean` fills voids first where a caller wants
   one everywhere);
+- :func:`nan_smoothed`: a Gaussian smoothing that reads only the finite cells;
 - :func:`power_to_db` and :func:`db_to_power`: decibels of linear power and back;
 - :func:`smooth_random_field`: Gaussian random fields of a given correlation;
 - :func:`bilinear_at`: values at fractional (row, column) positions, NaN-aware.
@@ -34,8 +35,9 @@ import xarray as xr
 from .errors import InvalidInputError
 from .kernels import WGS84_A, WGS84_E2
 
-__all__ = ["bilinear_at", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power", "filled_with_mean", "gradient", "grid_steps",
-           "horizontal_part", "metres_per_degree", "power_to_db", "smooth_random_field"]
+__all__ = ["bilinear_at", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power",
+           "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_smoothed",
+           "power_to_db", "smooth_random_field"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,6 +194,20 @@ def filled_with_mean(values: np.ndarray) -> np.ndarray:
     if finite.all():
         return values
     return np.where(finite, values, np.nanmean(values) if finite.any() else 0.0)
+
+
+def nan_smoothed(values: np.ndarray, sigma_cells: float | Sequence[float], *, least_weight: float = 0.3
+                 ) -> np.ndarray:
+    """A Gaussian smoothing of ``values`` (standard deviation ``sigma_cells``, per axis or
+    one for both) that reads only the finite cells: the weighted mean of the finite cells
+    around each cell, NaN where their weight is below ``least_weight`` of a full
+    neighbourhood's (a void's middle, a scene's ragged edge)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    total = scipy.ndimage.gaussian_filter(np.where(finite, values, 0.0), sigma_cells, mode="constant")
+    weight = scipy.ndimage.gaussian_filter(finite.astype(np.float64), sigma_cells, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight >= least_weight, total / weight, np.nan)
 
 
 # ---------------------------------------------------------------------------------------

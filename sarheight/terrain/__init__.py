@@ -11,16 +11,21 @@ below the package; ``docs/architecture.md`` places them among the other floors):
 - ``files``: scene files (NetCDF-4, written atomically, checked when opened);
 - ``radar_images``: every observation read in radar geometry over the DEM, dates
   composited;
+- ``relief``: the power law of a terrain's relief (what a coarse cell loses), the sparse
+  operators of a grid (the coarse cells' exact area means among them);
+- ``land_cover``: the ground as classes, told apart by the images (or a user's map);
+- ``forward``: the inversion's forward model: the project's simulator as the scenes are
+  made with it, read where the observation is, and its probed derivative;
+- ``registration``: the coarse DEM registered to the images (flagged where it may have
+  failed);
 - ``inversion``: the physics refinement (the fine DEM whose simulated observations match
   the observed ones);
-- ``registration``: the coarse DEM registered to the images;
 - ``variables``: what a scene holds and derives (the model's scale-free inputs, the
   terrain classes);
 - ``observed``: a scene from a user's observations, DEM and priors, with its checks;
 - ``augment``: new terrain from a DEM (turned, mirrored, scaled; crops of it);
 - ``simulated``: scenes simulated from fine DEMs, and sets of them as files (here or on
   a dask cluster);
-- ``relief``: the power law of a terrain's relief (what a coarse cell loses);
 - ``clinometry``: the inversion's one-step case (a Wiener solve of the brightness);
 - ``methods``: the non-learned methods' maps on a scene, and the channels a network
   that stacks them reads;

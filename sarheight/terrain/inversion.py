@@ -1,53 +1,56 @@
 """Refinement by inverting the simulator: the fine DEM whose simulated observations match
-the observed ones, whose coarse-cell means stay the reference's, and which passes through
+the observed ones, whose coarse-cell means stay the product's, and which passes through
 the known heights.
 
-**The problem.** On the fine grid, the heights ``h`` and a smooth log-albedo field
-``alpha`` minimise (damped Gauss-Newton, every round a sparse linear least-squares
-problem solved by preconditioned conjugate gradients)::
+**The problem.** On the fine grid, the heights ``h``, a smooth log-albedo field ``alpha``
+and a law per image and land-cover class minimise (damped Gauss-Newton, every round a
+sparse linear least-squares problem solved by preconditioned conjugate gradients)::
 
-    sum over images i and cells c   (ln O_ic - ln S_ic(h; L_i) - alpha_c)^2 / v_i
-  + sum over coarse cells k         (mean_k(h - R))^2 / sigma_c^2
+    sum over images i and cells c   rho((ln O_ic - ln S_ic(h, alpha; L_i, K)) / s_i)
+  + sum over coarse cells k         (mean_k(h) - H_k)^2 / sigma_k^2
   + sum over known heights p        (h_p - P_p)^2 / sigma_p^2
   + (h - R)' C^-1 (h - R)                                  the relief the coarse DEM lost
   + lambda_alpha |Laplacian(alpha)|^2                      the albedo is smooth
 
 - ``O_ic`` is image ``i`` read at cell ``c``: the mean over the box of pixels the cell
   covers, at the position the *reference* surface gives the cell, read once
-  (:func:`_sampling`). ``S_ic(h; L_i)`` is the project's own simulation of the surface
-  ``h`` under image ``i``'s geometry with the law ``L_i`` (:func:`sarheight.simulate.simulate_sar`:
-  facets, exact area projection, local incidence, layover and shadow), read at the same
-  positions in the same way. Where ``h`` is the terrain their ratio is speckle alone. The
-  observation is never re-read at positions a surface moved: its speckle there would be
-  other speckle, and rounds that re-read it drift (measured before this form: each round
-  after the first made the result worse).
-- ``L_i`` is the law of image ``i`` (or of a group of its dates), a monotone polynomial
-  of the local incidence refitted every round to the observation over the simulation of
-  the *current* surface (:func:`sarheight.ground.fit_sigma0_law`), never fitted once
-  against the coarse DEM's smoothed incidence. The albedo ``alpha`` (land cover, moisture
-  patches) is shared by every image: a slope brightens one pass and darkens the other,
-  the albedo brightens both, so two passes tell them apart at finer scales than one can
-  (node spacing :attr:`InversionSettings.albedo_spacing` coarse cells for one geometry,
-  :attr:`InversionSettings.albedo_spacing_passes` for several).
-- The linearisation: a cell's slopes change its local incidence (the law's slope) and the
-  compression of its footprint in the image (``ln(n . m)``, ``m`` the image plane's
-  normal), blurred by one binomial step (a cell shares pixels with its neighbours); its
-  height moves it in the image by ``kappa dh`` towards the sensor, read through the
-  simulated brightness's gradient. Or, for images of many looks, the simulator probed
-  itself (:attr:`InversionSettings.probe_stride`). Each step is damped: halved until the
+  (:func:`sarheight.terrain.forward.sampling_of`). The observation is never re-read at
+  positions a surface moved: its speckle there would be other speckle.
+- ``S_ic`` is the project's own simulation of the surface, as the scenes are made with it
+  (:mod:`sarheight.terrain.forward`): each lit facet its cell's class law ``L_i[K_c]`` of
+  its own local incidence times ``exp(alpha_c)`` (one pass of the facet kernel,
+  :class:`sarheight.ground.CellLaws`), projected exactly onto the pixels, the
+  image's noise floor added (its ``nesz_db``), read at the same positions in the same way.
+  Where ``h`` is the terrain and the ground is the classes' their ratio is speckle alone.
+- ``K`` is the ground as classes: a user's land-cover map, or the classes the images tell
+  apart (:mod:`sarheight.terrain.land_cover`: a brightness step between classes is then
+  no slope); each image (or group of its dates) fits its own law per class, a monotone
+  polynomial of the cell's local incidence, refitted every round to the observation over
+  the simulation of the *current* surface. The albedo is shared by every image: a slope
+  brightens one pass and darkens the other, the albedo brightens both.
+- The linearisation: the simulator's own derivative, probed (:attr:`InversionSettings.probe_stride`:
+  the cells of one of ``stride**2`` classes raised together, each reading's change the
+  derivative in its nearest raised cell's height), or the local model: a cell's slopes
+  change its local incidence (the law's slope) and the compression of its footprint in
+  the image (``ln(n . m)``), blurred by a binomial step, and its height moves it in the
+  image by ``kappa dh`` towards the sensor. Each step is damped: halved until the
   objective, read with the simulator on the new surface, falls by a tenth of what the
   linearisation promised.
-- ``v_i`` is the variance of a cell's log-ratio that is not relief: speckle,
-  ``psi_1(looks)`` over the pixels of the cell's box, or more where the ground's texture
-  adds to it (the residual's variance at the reference less what the relief prior
-  predicts there).
+- ``s_i^2`` is the variance of a cell's log-ratio that is not relief: speckle's,
+  ``psi_1`` of the looks the reading averages (the image's looks times its box's pixels),
+  and the model's own (:attr:`InversionSettings.model_error_nepers`). ``rho`` is Huber's
+  loss (:attr:`InversionSettings.robust_k`): a reading the simulator jumps at (a facet
+  lit or not, a cell at a shadow's edge) weighs as one of ``k`` deviations.
+- ``mean_k`` is the area mean over coarse cell ``k`` (exact on grids that are not
+  aligned), ``H_k`` the product's height there, corrected as the reference was (the
+  priors' kriged residuals), kept within ``sigma_k``: the product's stated error (the
+  share :attr:`InversionSettings.coarse_error_share` of it, at least
+  :data:`COARSE_ERROR_FLOOR_M`) and the registration's error times the cell's slope.
 - ``R`` is the reference (the coarse DEM registered, back-projected and corrected by the
-  priors' kriged residuals), ``mean_k`` the mean over coarse cell ``k`` (of the cells
-  whose centres lie in it), kept within ``sigma_c``; ``C`` the covariance of the relief a
-  block mean loses: the terrain's power law (:func:`relief_power_law`, fitted to the
-  reference below a quarter of the coarse Nyquist wavenumber) extrapolated to the fine
-  wavenumbers, times the share the block mean leaves out, ``(1 - T(k))^2``, scaled by
-  :attr:`InversionSettings.prior_scale`.
+  priors' kriged residuals); ``C`` the covariance of the relief a block mean loses: the
+  terrain's power law (:func:`relief_power_law`, fitted to the reference below a quarter
+  of the coarse Nyquist wavenumber) extrapolated to the fine wavenumbers, times the share
+  the block mean leaves out, ``(1 - T(k))^2``, scaled by :attr:`InversionSettings.prior_scale`.
 
 The weights and the regularisation (:class:`InversionSettings`) were chosen on the
 validation DEMs of the inversion study (:mod:`sarheight.studies.inversion`), never on
@@ -61,7 +64,8 @@ The observations it reads: :mod:`sarheight.terrain.radar_images`; the DEM regist
 them first: :mod:`sarheight.terrain.registration`.
 
 Larger-than-memory grids: :func:`invert_dem` with ``blocks`` (or ``client``) runs in
-overlapping blocks on threads or a dask.distributed cluster and keeps each block's core.
+overlapping blocks on threads or a dask.distributed cluster and keeps each block's core
+(the classes told apart once, from every block's features).
 """
 
 from __future__ import annotations
@@ -70,7 +74,6 @@ import dataclasses
 import logging
 import math
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,24 +82,42 @@ import scipy.fft
 import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 import xarray as xr
-from scipy import ndimage
 
 from ..dem import geodetic_coordinates, open_dem
 from ..errors import InvalidInputError
-from ..geometry import RadarGeometry, RadarWindow
-from ..ground import FittedLaw, empirical_sigma0, fit_sigma0_law
+from ..geometry import RadarGeometry
+from ..ground import FittedLaw, empirical_sigma0
 from ..kernels import WGS84_A, WGS84_E2
-from ..masks import MaskCode
 from ..observation import intensity_on_window
 from ..raster import cell_size_m, gradient, grid_steps
 from ..scores import rms
-from ..simulate import simulate_sar
-from ..simulate.cells import cell_geometry, radar_window, visibility_masks
-from .radar_images import NEPER_PER_DB, USEFUL_INCIDENCE_DEG, WINDOW_MARGIN, InversionImage, speckle_variance
+from ..simulate import Simulation
+from ..simulate.cells import cell_geometry, radar_window
+from .forward import (
+    KnownLaw,
+    Sampling,
+    brightness_features,
+    ground_cover,
+    law_of,
+    probed_jacobian,
+    refit_law,
+    sample_log,
+    sampling_of,
+    simulated_intensity,
+)
+from .land_cover import estimate_land_cover, land_cover_classes, land_cover_features
+from .radar_images import (
+    NEPER_PER_DB,
+    USEFUL_INCIDENCE_DEG,
+    WINDOW_MARGIN,
+    InversionImage,
+    pass_key,
+    speckle_variance,
+)
 from .relief import (
     albedo_interpolation,
     blur,
-    coarse_mean_operator,
+    coarse_means,
     gradient_operators,
     laplacian,
     relief_power_law,
@@ -106,12 +127,14 @@ from .relief import (
 logger = logging.getLogger(__name__)
 
 
-__all__ = ["InversionSettings", "invert_dem", "law_of"]
+__all__ = ["InversionSettings", "KnownLaw", "invert_dem", "law_of"]
 
 
-#: The least variance (nepers^2) of a cell's log-ratio that is not relief: the
-#: simulator's own approximations (facets, the law's fit), where speckle is nil.
-MODEL_VARIANCE = 0.03**2
+#: The least standard deviation (m) the coarse-cell means are kept within, whatever the
+#: product states: an exact block mean is kept to a few centimetres, not to nothing (the
+#: means of the cells whose centres lie in a coarse cell are not its exact area mean on a
+#: grid not aligned with it).
+COARSE_ERROR_FLOOR_M = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +148,9 @@ class InversionSettings:
     prior_scale : the relief prior's power relative to the coarse DEM's extrapolated
         spectrum (1: as extrapolated).
     coarse_error_m : the standard deviation (m) of the coarse product's error the image
-        may correct, independent from coarse cell to coarse cell (its slope-dependent
-        error, what the priors left of its correlated one): the coarse-cell means of the
-        result keep the reference's within it, and the relief prior allows it.
+        may correct where the product states none (:func:`invert_dem`'s
+        ``coarse_error_m``): the coarse-cell means of the result keep the product's within
+        it, and the relief prior allows it.
     prior_error_m : the standard deviation (m) of a known height, when the priors do not
         say theirs.
     albedo_spacing, albedo_spacing_passes : the albedo's node spacing (coarse cells) for
@@ -140,16 +163,23 @@ class InversionSettings:
     tolerance : the conjugate gradients' relative residual.
     translation : the local linearisation includes a cell's move in the image.
     probe_stride : probe the linearisation with the simulator itself (0: the local one):
-        ``probe_stride**2`` simulations a round and image, each raising every
-        ``probe_stride``-th cell (:func:`_probed_jacobian`).
-    probe_looks : probe only images (or groups of dates) of at least this many looks:
-        with one date's speckle the local linearisation does as well (on a Big Tujunga
-        crop, the same RMSE both ways), with a stack the probed one reads more (a tenth
-        lower there, both passes x 10 dates).
+        ``probe_stride**2`` simulations a probe and image, each raising every
+        ``probe_stride``-th cell (:func:`probed_jacobian`).
+    probe_looks : probe only images (or groups of dates) of at least this many looks.
     reference : what a scene's inversion starts from (:func:`sarheight.terrain.variables.inversion_reference`):
         ``"back_projection"`` or ``"lanczos"``, each registered and kriged.
     unread_error_m : the standard deviation (m) within which cells no image reads
         (layover, shadow) keep the reference.
+    model_error_nepers : the standard deviation of the simulator's own error in a cell's
+        log-ratio (nepers), beside speckle's.
+    reprobe : probe the derivative again every round (else once, kept).
+    coarse_error_share : the share of the product's stated error the coarse-cell means are
+        kept within.
+    robust_k : Huber's threshold (standard deviations) of the data's loss.
+    land_cover_classes : the most classes the images are told apart into (1: one law for
+        the whole ground).
+    land_cover_smoothing : the smoothing (cells) of the features the classes are told
+        apart by.
     """
 
     prior_scale: float = 0.5
@@ -166,14 +196,21 @@ class InversionSettings:
     probe_looks: float = 20.0
     reference: str = "back_projection"
     unread_error_m: float = 1.0
+    model_error_nepers: float = 0.03
+    reprobe: bool = True
+    coarse_error_share: float = 1.0
+    robust_k: float = 2.0
+    land_cover_classes: int = 4
+    land_cover_smoothing: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("prior_scale", "coarse_error_m", "prior_error_m", "albedo_spacing", "albedo_spacing_passes",
-                     "albedo_smoothness", "tolerance", "probe_looks", "unread_error_m"):
+                     "albedo_smoothness", "tolerance", "probe_looks", "unread_error_m", "model_error_nepers",
+                     "coarse_error_share", "robust_k", "land_cover_smoothing"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"InversionSettings.{name} must be a positive number, got {value!r}")
-        for name, least in (("rounds", 1), ("model_blur", 0), ("probe_stride", 0)):
+        for name, least in (("rounds", 1), ("model_blur", 0), ("probe_stride", 0), ("land_cover_classes", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise InvalidInputError(f"InversionSettings.{name} must be an integer >= {least}, got {value!r}")
@@ -216,49 +253,20 @@ def look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray, 
     return local(look), local(plane)
 
 
-def law_of(law: Callable[[np.ndarray], np.ndarray]) -> FittedLaw:
-    """A known law (linear sigma0 of the local incidence, degrees) as the monotone
-    polynomial the inversion evaluates (:class:`sarheight.ground.FittedLaw`), fitted to
-    its own values over 5-85 degrees."""
-    angles = np.linspace(5.0, 85.0, 161)
-    with np.errstate(divide="ignore"):
-        values = 10.0 * np.log10(np.asarray(law(angles), dtype=np.float64))
-    if not np.all(np.isfinite(values)):
-        raise InvalidInputError("a known law must give a positive sigma0 at every local incidence of 5-85 degrees")
-    return fit_sigma0_law(np.repeat(values, 40), np.repeat(angles, 40), bin_deg=0.5)
-
-
-def _refit(sigma0_db: np.ndarray, theta: np.ndarray, valid: np.ndarray, current: FittedLaw | None) -> FittedLaw:
-    """The law fitted to ``sigma0_db`` of the local incidence ``theta``: in bins of a
-    degree (:func:`sarheight.ground.fit_sigma0_law`), of five degrees on small grids, else
-    the current law (or the empirical one)."""
-    for bin_deg, min_cells in ((1.0, 30), (5.0, 10)):
-        try:
-            return fit_sigma0_law(sigma0_db, theta, valid, bin_deg=bin_deg, min_cells=min_cells)
-        except InvalidInputError:
-            continue
-    return current if current is not None else law_of(empirical_sigma0)
-
-
-def _linear_law(law: FittedLaw) -> Callable[[np.ndarray], np.ndarray]:
-    """A fitted law (dB) as the linear contribution law a simulation takes."""
-    def linear(angles: np.ndarray) -> np.ndarray:
-        return 10.0 ** (law(np.clip(angles, 0.01, 89.99)) / 10.0)
-
-    return linear
-
-
 @dataclasses.dataclass
 class _Reading:
     """What one round reads of one image on the current surface."""
 
     residual: np.ndarray
     valid: np.ndarray
-    law: FittedLaw
+    laws: list[FittedLaw]
     slope_x: np.ndarray
     slope_y: np.ndarray
     translation: np.ndarray
     probed: sparse.csr_matrix | None = None
+    raw_probe: sparse.csr_matrix | None = None
+    model: np.ndarray | None = None
+    simulation: Simulation | None = None
 
 
 class _Problem:
@@ -308,8 +316,12 @@ def invert_dem(
     prior_mask: np.ndarray | None = None,
     prior_error_m: np.ndarray | float | None = None,
     coarse_cell_m: float | None = None,
+    coarse_error_m: float | None = None,
+    registration_error_m: float | None = None,
+    correction: np.ndarray | None = None,
     settings: InversionSettings | None = None,
     known_laws: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
+    land_cover: Any = None,
     blocks: int | None = None,
     client: Any = None,
     power_law: tuple[float, float] | None = None,
@@ -329,10 +341,24 @@ def invert_dem(
     prior_height, prior_mask : known heights on the grid (NaN / 0 where none), or None.
     prior_error_m : their standard deviation (m), one or per cell; default the settings'.
     coarse_cell_m : the coarse DEM's cell size (m); default from ``coarse``.
+    coarse_error_m : the coarse product's stated vertical error (m, RMS): the coarse-cell
+        means of the result keep the product's within
+        :attr:`InversionSettings.coarse_error_share` of it (at least
+        :data:`COARSE_ERROR_FLOOR_M`); None (not stated): within the settings'
+        ``coarse_error_m``.
+    registration_error_m : how far (m) the coarse DEM's registration may be off: a coarse
+        cell's mean is then off by that much times its slope, and kept within it too;
+        None: nothing.
+    correction : what the reference added to the product on the grid (m: the priors'
+        kriged residuals), so that the coarse-cell means kept are the product's corrected
+        as the reference was; None: none.
     settings : the weights and regularisation (default :class:`InversionSettings`).
     known_laws : the ground's sigma0 law under each image, where it is known (linear
         sigma0 of the local incidence in degrees): used as it is, never refitted; None:
         fitted to each image.
+    land_cover : a land-cover map on the grid (integer codes, a DataArray on the grid or
+        an array of its shape): its classes, each with its own law, instead of the classes
+        the images tell apart (:mod:`sarheight.terrain.land_cover`).
     blocks : run block by block (bounded memory): fine cells a side of each block's core
         (each read with :data:`BLOCK_OVERLAP_COARSE_CELLS` coarse cells around it and
         keeping its core); with ``client``, :data:`BLOCK_CELLS` by default. Each block
@@ -374,7 +400,10 @@ def invert_dem(
                                          grid_steps(reference), coarse_cell_m)
         return _invert_blockwise(reference, coarse, images, block_cells=int(size), overlap=overlap, client=client,
                                  say=_say if progress else None, prior_height=prior_height, prior_mask=prior_mask,
-                                 prior_error_m=prior_error_m, coarse_cell_m=coarse_cell_m, settings=settings,
+                                 prior_error_m=prior_error_m, coarse_cell_m=coarse_cell_m,
+                                 coarse_error_m=coarse_error_m, registration_error_m=registration_error_m,
+                                 correction=correction, land_cover=land_cover,
+                                 settings=settings,
                                  known_laws=known_laws, power_law=power_law)
     if not images:
         raise InvalidInputError("no observation was given: give at least one SAR image")
@@ -390,13 +419,31 @@ def invert_dem(
         dy, dx = cell_size_m(coarse)
         coarse_cell_m = math.sqrt(dy * dx)
     grid_cell = math.sqrt(abs(steps[0] * steps[1]))
-    coarse_mean = coarse_mean_operator(reference, coarse)
+    # How far the coarse-cell means may depart from the product's: its stated error (the
+    # share the validation DEMs chose of it), else the settings' default.
+    tolerance = (settings.coarse_error_m if coarse_error_m is None
+                 else max(settings.coarse_error_share * coarse_error_m, COARSE_ERROR_FLOOR_M))
+    coarse_mean, coarse_heights, coarse_cells = coarse_means(reference, coarse)
+    # What the fine heights' coarse-cell means must keep: the product's heights, corrected
+    # as the reference corrected them (the priors' kriged residuals), where it has them.
+    # Only coarse cells the product has a height for and whose every grid cell the
+    # reference has (a void's fill is no height to average).
+    kept = np.isfinite(coarse_heights) & (coarse_mean @ (~known_cells.ravel()).astype(np.float64) < 1e-9)
+    coarse_mean, coarse_heights, coarse_cells = coarse_mean[np.flatnonzero(kept)], coarse_heights[kept], coarse_cells[kept]
+    if correction is not None:
+        coarse_heights = coarse_heights + coarse_mean @ np.nan_to_num(np.asarray(correction, np.float64).ravel())
+    coarse_offset = coarse_mean @ start - coarse_heights
+    # A coarse cell's mean is off by as much as its registration is, times its slope.
+    coarse_slope = np.nan_to_num(np.hypot(*gradient(np.asarray(coarse.values, dtype=np.float64),
+                                                    grid_steps(coarse))).ravel()[coarse_cells])
+    registration = 0.0 if registration_error_m is None else float(registration_error_m)
+    coarse_tolerance = np.sqrt(tolerance**2 + (registration * coarse_slope) ** 2)
     pad = int(min(64, max(8, round(2 * coarse_cell_m / grid_cell))))
     padded = (shape[0] + 2 * pad, shape[1] + 2 * pad)
     if power_law is None:
         power_law = relief_power_law(start.reshape(shape), steps, coarse_cell_m)
     prior_spectrum = relief_prior_spectrum(power_law, steps, coarse_cell_m, padded, prior_scale=settings.prior_scale,
-                                           coarse_error_m=settings.coarse_error_m)
+                                           coarse_error_m=tolerance)
     geometries = len({tuple(sorted(image.geometry.to_attrs().items())) for image in images})
     spacing = (settings.albedo_spacing if geometries == 1 else settings.albedo_spacing_passes) * coarse_cell_m
     albedo, nodes = albedo_interpolation(shape, spacing / grid_cell)
@@ -404,7 +451,7 @@ def invert_dem(
                        laplacian(nodes))
     surface = reference.copy(data=start.reshape(shape).astype(np.float32))
     frames = [look_frame(surface, image.geometry) for image in images]
-    samplings = [_sampling(image, surface) for image in images]
+    samplings = [sampling_of(image, surface) for image in images]
     if prior_height is not None and prior_mask is not None:
         prior_cells = (np.asarray(prior_mask).ravel() > 0) & np.isfinite(np.asarray(prior_height, np.float64).ravel())
         prior_values = np.where(prior_cells, np.asarray(prior_height, dtype=np.float64).ravel(), 0.0)
@@ -415,20 +462,37 @@ def invert_dem(
                                                                           shape).ravel(), 0.05) ** 2, 0.0)
     heights = start.copy()
     albedo_nodes = np.zeros(albedo.shape[1])
-    laws: list[FittedLaw | None] = [None] * len(images)
+    classes = np.zeros(shape, dtype=np.int64)
+    laws: list[list[FittedLaw] | None] = [None] * len(images)
     misfits: list[float] = []
     if known_laws is not None:
         if len(known_laws) != len(images):
             raise InvalidInputError(f"{len(known_laws)} laws for {len(images)} images: give one law per image")
-        laws = [law_of(law) for law in known_laws]
+        laws = [[law_of(law)] for law in known_laws]
 
-    def read(surface_heights: np.ndarray, nodes: np.ndarray, current: list[FittedLaw | None]) -> list[_Reading]:
-        return [_read(image, samplings[index], reference, surface_heights, shape, albedo @ nodes, current[index],
-                      frame, problem, known=known_laws is not None,
-                      probe=settings.probe_stride if image.looks >= settings.probe_looks else 0)
+    def read(surface_heights: np.ndarray, nodes: np.ndarray, current: list[list[FittedLaw] | None]) -> list[_Reading]:
+        return [_read(image, samplings[index], reference, surface_heights, shape, albedo @ nodes, classes,
+                      current[index], frame, problem, known=known_laws is not None)
                 for index, (image, frame) in enumerate(zip(images, frames, strict=True))]
 
+    def probe(readings: list[_Reading], surface_heights: np.ndarray) -> None:
+        """The simulator's own derivative of each image's reading (probed), where asked."""
+        for image, sampling, reading in zip(images, samplings, readings, strict=True):
+            stride = settings.probe_stride if image.looks >= settings.probe_looks else 0
+            if not stride:
+                continue
+            if reading.raw_probe is None:
+                surface = reference.copy(data=surface_heights.reshape(shape).astype(np.float32))
+                reading.raw_probe = probed_jacobian(image, sampling, surface, reading.simulation, reading.model,
+                                                    stride)
+            reading.probed = (sparse.diags(reading.valid.astype(np.float64)) @ reading.raw_probe).tocsr()
+
     readings = read(heights, albedo_nodes, laws)
+    classes = _classes(images, shape, surface, land_cover, settings, known=known_laws is not None)
+    if classes.max() > 0:
+        # Each class starts from its image's law over all classes, then fits its own.
+        laws = [[reading.laws[0]] * (int(classes.max()) + 1) for reading in readings]
+        readings = read(heights, albedo_nodes, laws)
     # Cells no image reads (layover, shadow, outside) keep the reference within
     # unread_error_m: the relief prior and the coarse-cell means would otherwise move them
     # to balance their neighbours, which the images do read.
@@ -436,14 +500,19 @@ def invert_dem(
     prior_values = np.where(unread, start, prior_values)
     prior_weight = np.where(unread, 1.0 / settings.unread_error_m**2, prior_weight)
     prior_cells = prior_cells | unread
-    penalties = _Penalties(problem, start, prior_cells, prior_values, prior_weight, settings)
-    variances = [_noise_variance(reading, image.looks * sampling.box[0] * sampling.box[1], problem)
-                 for reading, image, sampling in zip(readings, images, samplings,
-                                                                                           strict=True)]
+    penalties = _Penalties(problem, start, prior_cells, prior_values, prior_weight, settings, coarse_offset,
+                           coarse_tolerance)
+    variances = [_noise_variance(image, sampling, settings) for image, sampling in zip(images, samplings, strict=True)]
     objective = penalties.objective(readings, variances, heights, albedo_nodes)
     steps_taken: list[float] = []
+    kept_probes: list[sparse.csr_matrix | None] = [None] * len(images)
     for round_index in range(settings.rounds):
-        laws = [reading.law for reading in readings]
+        laws = [reading.laws for reading in readings]
+        if not settings.reprobe:
+            for reading, kept in zip(readings, kept_probes, strict=True):
+                reading.raw_probe = kept
+        probe(readings, heights)
+        kept_probes = [reading.raw_probe for reading in readings]
         misfits.append(rms(np.concatenate([r.residual[r.valid] for r in readings])))
         new_heights, new_nodes, predicted = _solve(problem, readings, variances, heights, albedo_nodes, penalties)
         # A damped Gauss-Newton step: the new surface is read with the simulator; where
@@ -469,7 +538,7 @@ def invert_dem(
         if progress:
             _say(f"inversion round {round_index + 1}/{settings.rounds}: misfit {misfits[-1]:.3f} nepers, step "
                  f"{fraction:g}")
-    laws = [reading.law for reading in readings]
+    laws = [reading.laws for reading in readings]
     readable = np.sum([reading.valid for reading in readings], axis=0).astype(np.uint8)
     result = np.where(known_cells.ravel(), heights, np.nan).reshape(shape)
     change = (result - values)[known_cells]
@@ -478,91 +547,23 @@ def invert_dem(
          "albedo_db": (("y", "x"), ((albedo @ albedo_nodes) / NEPER_PER_DB).reshape(shape).astype(np.float32),
                        {"units": "dB", "long_name": "the albedo fitted beside the heights"}),
          "readable": (("y", "x"), readable.reshape(shape),
-                      {"long_name": "images whose ratio was read at the cell (not in layover or shadow)"})},
+                      {"long_name": "images whose ratio was read at the cell (not in layover or shadow)"}),
+         "land_cover": (("y", "x"), classes.astype(np.uint8),
+                        {"long_name": "the ground's classes, each with its own law (given, or told apart by the "
+                                      "images)"})},
         coords={"y": reference["y"], "x": reference["x"]})
     out.attrs.update(settings.to_attrs())
     out.attrs.update(
         inversion_images=len(images), inversion_geometries=geometries,
+        inversion_land_cover_classes=int(classes.max()) + 1,
         inversion_misfit_nepers=", ".join(f"{value:.4f}" for value in misfits),
-        inversion_laws_db_at_40=", ".join(f"{float(law(40.0)):.2f}" for law in laws if law is not None),
+        inversion_laws_db_at_40=", ".join("/".join(f"{float(law(40.0)):.2f}" for law in group) for group in laws
+                                          if group is not None),
         inversion_noise_nepers=", ".join(f"{math.sqrt(v):.3f}" for v in variances),
         inversion_steps=", ".join(f"{value:g}" for value in steps_taken),
         inversion_change_rms_m=rms(change) if change.size else 0.0,
         inversion_coarse_cell_m=float(coarse_cell_m))
     return out.rio.write_crs(reference.rio.crs)
-
-
-@dataclasses.dataclass
-class _Sampling:
-    """How one image is read on the grid, fixed for the whole inversion: where the
-    reference surface puts each cell in the image, the box of pixels a cell covers, and the
-    observation read there."""
-
-    window: RadarWindow
-    line: np.ndarray
-    sample: np.ndarray
-    box: tuple[int, int]
-    observed: np.ndarray
-    usable: np.ndarray
-
-
-#: Cells of the grid's border left out of the data: their pixels hold terrain beyond the
-#: DEM, which the simulation of the DEM does not have.
-BORDER_CELLS = 2
-
-
-def _box_filtered(values: np.ndarray, box: tuple[int, int]) -> np.ndarray:
-    """The mean over a box of pixels around each pixel, of the finite ones; NaN where the
-    box has none."""
-    finite = np.isfinite(values) & (values > 0)
-    if box == (1, 1):
-        return np.where(finite, values, np.nan)
-    total = ndimage.uniform_filter(np.where(finite, values, 0.0), box, mode="constant")
-    count = ndimage.uniform_filter(finite.astype(np.float64), box, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0.5, total / count, np.nan)
-
-
-def _sample_log(image: np.ndarray, sampling: _Sampling) -> np.ndarray:
-    """ln of ``image`` (on the sampling's window) box-filtered and read bilinearly at the
-    cells; NaN where it has no value."""
-    filtered = _box_filtered(np.asarray(image, dtype=np.float64), sampling.box)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logs = np.log(filtered)
-    finite = np.isfinite(logs)
-    out = np.full(sampling.line.shape, np.nan)
-    inside = np.isfinite(sampling.line)
-    values = ndimage.map_coordinates(np.where(finite, logs, 0.0), [sampling.line[inside], sampling.sample[inside]],
-                                     order=1, mode="constant")
-    weight = ndimage.map_coordinates(finite.astype(np.float64), [sampling.line[inside], sampling.sample[inside]],
-                                     order=1, mode="constant")
-    out[inside] = np.where(weight > 0.999, values, np.nan)
-    return out
-
-
-def _sampling(image: InversionImage, reference: xr.DataArray) -> _Sampling:
-    """Where ``reference`` puts every cell in ``image`` (fixed through the inversion: the
-    observation is read once, never re-read at moved positions, whose speckle would be
-    other speckle), its masks there, and the observation read over each cell's box."""
-    cells = cell_geometry(reference, image.geometry)
-    window = image.window
-    layover, shadow, _ = visibility_masks(cells, cells["faces_away"], cells["active_layover"], window,
-                                          every_line=False)
-    line = (cells["line"] - window.line0).ravel()
-    sample = (cells["sample"] - window.sample0).ravel()
-    inside = (cells["valid"].ravel() & (line >= 0) & (line <= window.lines - 1) & (sample >= 0)
-              & (sample <= window.samples - 1))
-    line, sample = np.where(inside, line, np.nan), np.where(inside, sample, np.nan)
-    # A cell covers about this many pixels along each axis of the image.
-    steps = [np.nanmedian(np.abs(np.diff(cells[name], axis=axis))) for name in ("line", "sample") for axis in (0, 1)]
-    box = (max(1, round(max(steps[0], steps[1]))), max(1, round(max(steps[2], steps[3]))))
-    sampling = _Sampling(window, line, sample, box, np.empty(0), np.empty(0, dtype=bool))
-    observed = _sample_log(intensity_on_window(image.image, window), sampling)
-    border = np.zeros(reference.shape, dtype=bool)
-    border[BORDER_CELLS:-BORDER_CELLS or None, BORDER_CELLS:-BORDER_CELLS or None] = True
-    usable = (np.isfinite(observed) & inside & border.ravel() & (layover.ravel() == MaskCode.NONE)
-              & (shadow.ravel() == MaskCode.NONE))
-    return dataclasses.replace(sampling, observed=observed, usable=usable)
 
 
 #: Fine cells a side of a block of the block-wise inversion (its core), and the overlap
@@ -600,22 +601,37 @@ def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Seq
     rows, cols = reference.shape
     heights = np.full(reference.shape, np.nan, dtype=np.float32)
     tasks = []
+    blocks = []
+    for row in range(0, rows, block_cells):
+        for col in range(0, cols, block_cells):
+            row_slice = slice(max(0, row - overlap), min(rows, row + block_cells + overlap))
+            col_slice = slice(max(0, col - overlap), min(cols, col + block_cells + overlap))
+            core = (slice(row - row_slice.start, min(rows, row + block_cells) - row_slice.start),
+                    slice(col - col_slice.start, min(cols, col + block_cells) - col_slice.start))
+            blocks.append(((row, col), row_slice, col_slice, core))
+    settings = options.get("settings") or InversionSettings()
     with Workers.open(client) as workers:
         shared = workers.broadcast((coarse, list(images)))
-        for row in range(0, rows, block_cells):
-            for col in range(0, cols, block_cells):
-                row_slice = slice(max(0, row - overlap), min(rows, row + block_cells + overlap))
-                col_slice = slice(max(0, col - overlap), min(cols, col + block_cells + overlap))
-                core = (slice(row - row_slice.start, min(rows, row + block_cells) - row_slice.start),
-                        slice(col - col_slice.start, min(cols, col + block_cells) - col_slice.start))
-                # Each task takes its own part of the grid and of the priors, not the whole.
-                part = dict(options)
-                for name in ("prior_height", "prior_mask"):
-                    if part[name] is not None:
-                        part[name] = np.asarray(part[name])[row_slice, col_slice]
-                tasks.append(((row, col), workers.submit(_invert_blockwise_task, reference.isel(y=row_slice,
-                                                                                                x=col_slice),
-                                                         shared, core, part)))
+        if options.get("land_cover") is None and options.get("known_laws") is None and settings.land_cover_classes > 1:
+            # The classes are the whole grid's, told apart once from every block's features:
+            # blocks that told their own apart would give one ground two laws at a seam.
+            features = [np.full(reference.shape, np.nan) for _ in images]
+            futures = [(origin, workers.submit(_block_features_task, reference.isel(y=row_slice, x=col_slice), shared,
+                                               core)) for origin, row_slice, col_slice, core in blocks]
+            for (row, col), future in futures:
+                for full, part in zip(features, future.result(), strict=True):
+                    full[row:row + part.shape[0], col:col + part.shape[1]] = part
+            options = {**options, "land_cover": estimate_land_cover(
+                land_cover_features(features, [pass_key(image) for image in images]),
+                max_classes=settings.land_cover_classes, smoothing_cells=settings.land_cover_smoothing)}
+        for (row, col), row_slice, col_slice, core in blocks:
+            # Each task takes its own part of the grid and of the priors, not the whole.
+            part = dict(options)
+            for name in ("prior_height", "prior_mask", "correction", "land_cover"):
+                if part[name] is not None:
+                    part[name] = np.asarray(part[name])[row_slice, col_slice]
+            tasks.append(((row, col), workers.submit(_invert_blockwise_task, reference.isel(y=row_slice, x=col_slice),
+                                                     shared, core, part)))
         for done, ((row, col), future) in enumerate(tasks, start=1):
             block = future.result()
             heights[row:row + block.shape[0], col:col + block.shape[1]] = block
@@ -623,11 +639,21 @@ def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Seq
                 say(f"inversion block {done}/{len(tasks)}")
     out = xr.Dataset({"height": (("y", "x"), heights, {"units": "m", "long_name": "height by inversion"})},
                      coords={"y": reference["y"], "x": reference["x"]})
-    settings = options.get("settings") or InversionSettings()
+    if options.get("land_cover") is not None:
+        out["land_cover"] = (("y", "x"), land_cover_classes(options["land_cover"], reference).astype(np.uint8),
+                             {"long_name": "the ground's classes, each with its own law (given, or told apart by "
+                                           "the images)"})
     out.attrs.update(settings.to_attrs())
     out.attrs.update(inversion_images=len(images), inversion_blocks=len(tasks), inversion_block_cells=block_cells,
                      inversion_block_overlap=overlap)
     return out.rio.write_crs(reference.rio.crs)
+
+
+def _block_features_task(surface: xr.DataArray, shared: tuple, core: tuple[slice, slice]) -> list[np.ndarray]:
+    """One block's brightness features (a task of the block-wise run), on its core."""
+    _, images = shared
+    block = open_dem(surface, vertical_datum="ellipsoid", copy=False)
+    return [feature[core] for feature in brightness_features(block, [_cropped(image, block) for image in images])]
 
 
 def _invert_blockwise_task(surface: xr.DataArray, shared: tuple, core: tuple[slice, slice],
@@ -638,20 +664,36 @@ def _invert_blockwise_task(surface: xr.DataArray, shared: tuple, core: tuple[sli
     return result["height"].values[core]
 
 
-def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, heights: np.ndarray,
-          shape: tuple[int, int], albedo: np.ndarray, law: FittedLaw | None, frame: tuple[np.ndarray, np.ndarray],
-          problem: _Problem, known: bool = False, probe: int = 0) -> _Reading:
-    """Simulate the surface ``heights`` under ``image``'s geometry with the current law,
-    read the simulation where the observation was read, refit the law to their ratio, and
-    the residual and its sensitivities to the heights at every readable cell (``known``:
-    ``law`` is the ground's, not refitted)."""
+def _classes(images: Sequence[InversionImage], shape: tuple[int, int], reference: xr.DataArray, land_cover: Any,
+             settings: InversionSettings, *, known: bool) -> np.ndarray:
+    """The ground's classes: a user's land-cover map, or the classes the images tell apart
+    (:func:`sarheight.terrain.land_cover.estimate_land_cover` on each image's log ratio
+    over the simulation of the reference, dB, :func:`brightness_features`), or one class
+    (known laws, or :attr:`InversionSettings.land_cover_classes` 1)."""
+    if land_cover is not None:
+        return land_cover_classes(land_cover, reference)
+    if known or settings.land_cover_classes <= 1:
+        return np.zeros(shape, dtype=np.int64)
+    ratios = brightness_features(open_dem(reference, vertical_datum="ellipsoid", copy=False), images)
+    return estimate_land_cover(land_cover_features(ratios, [pass_key(image) for image in images]),
+                               max_classes=settings.land_cover_classes, smoothing_cells=settings.land_cover_smoothing)
+
+
+def _read(image: InversionImage, sampling: Sampling, reference: xr.DataArray, heights: np.ndarray,
+          shape: tuple[int, int], albedo: np.ndarray, classes: np.ndarray, laws: list[FittedLaw] | None,
+          frame: tuple[np.ndarray, np.ndarray], problem: _Problem, known: bool = False) -> _Reading:
+    """Simulate the surface ``heights`` under ``image``'s geometry with the current laws (one
+    per class of ``classes``) and albedo, read the simulation where the observation was
+    read, refit each class's law to their ratio, and the residual and its sensitivities to
+    the heights at every readable cell (``known``: the laws are the ground's, not
+    refitted)."""
     surface = reference.copy(data=heights.reshape(shape).astype(np.float32))
-    current = _linear_law(law) if law is not None else empirical_sigma0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        simulated = simulate_sar(surface, image.geometry, backscatter=current, looks=None, nesz_db=None)
-    model = _sample_log(intensity_on_window(simulated, sampling.window), sampling)
-    probed = _probed_jacobian(image, sampling, surface, current, model, probe) if probe else None
+    count = int(classes.max()) + 1 if classes.size else 1
+    current = list(laws) if laws is not None else [law_of(empirical_sigma0)] * count
+    cover = ground_cover(classes, current, albedo)
+    intensity, theta, simulation = simulated_intensity(image, surface, cover)
+    model = sample_log(intensity_on_window(intensity, sampling.window), sampling)
+    simulated = model
     look, plane = frame
     north_op, east_op = problem.gradient
     slope_y, slope_x = north_op @ heights, east_op @ heights
@@ -659,30 +701,42 @@ def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, h
     q = np.sqrt(q2)
     plane_dot = (-slope_x * plane[:, 0] - slope_y * plane[:, 1] + plane[:, 2])
     cos_theta = (-slope_x * look[:, 0] - slope_y * look[:, 1] + look[:, 2]) / q
+    flat_classes = classes.ravel()
     with np.errstate(invalid="ignore"):
-        theta = np.degrees(np.arccos(np.clip(cos_theta, -1.0, 1.0)))
         level = np.nanmedian(model[sampling.usable]) if sampling.usable.any() else 0.0
-        valid = (sampling.usable & np.isfinite(model) & (model > level + math.log(0.1))
+        valid = (sampling.usable & np.isfinite(model) & np.isfinite(theta) & (model > level + math.log(0.1))
                  & (theta > USEFUL_INCIDENCE_DEG[0]) & (theta < USEFUL_INCIDENCE_DEG[1])
                  & (plane_dot > 0.05 * q) & (cos_theta > 0.05))
     if valid.sum() < 64:
         raise InvalidInputError(f"the observation {image.name} has fewer than 64 cells outside layover and shadow "
                                 "over the DEM: nothing to invert")
-    with np.errstate(invalid="ignore"):
-        current_log = np.log(np.maximum(current(theta), 1e-30))
-    # The law refitted to the observation over the simulation at the current surface: what
-    # the current law lacks at each incidence (the relief's share of the ratio averages out
-    # over a degree's cells).
-    ratio = np.where(valid, sampling.observed - model - albedo, np.nan)
-    fitted = law if known and law is not None else _refit(((current_log + ratio) / NEPER_PER_DB).reshape(shape),
-                                                          theta.reshape(shape), valid.reshape(shape), law)
-    with np.errstate(invalid="ignore"):
-        law_log = fitted(theta) * NEPER_PER_DB
-        law_slope = fitted.slope_db_per_deg(theta) * NEPER_PER_DB * 180.0 / math.pi
+    # Each class's law refitted to the observation over the simulation at the current
+    # surface: what the current law lacks at each incidence (the relief's share of the
+    # ratio averages out over a degree's cells).
+    ratio = np.where(valid, sampling.observed - model, np.nan)
+    fitted: list[FittedLaw] = []
+    law_log = np.zeros(theta.size)
+    current_log = np.zeros(theta.size)
+    law_slope = np.zeros(theta.size)
+    for code in range(count):
+        members = flat_classes == code
+        with np.errstate(invalid="ignore"):
+            now = current[code](theta[members]) * NEPER_PER_DB
+        law = current[code] if known else refit_law(((now + ratio[members]) / NEPER_PER_DB),
+                                                 theta[members], valid[members], current[code])
+        fitted.append(law)
+        with np.errstate(invalid="ignore"):
+            current_log[members] = now
+            law_log[members] = law(theta[members]) * NEPER_PER_DB
+            law_slope[members] = law.slope_db_per_deg(theta[members]) * NEPER_PER_DB * 180.0 / math.pi
     model = model + (law_log - current_log)
-    residual = np.where(valid, sampling.observed - model - albedo, 0.0)
-    residual[valid] -= residual[valid].mean()
-    sin_theta = np.sqrt(np.maximum(1.0 - cos_theta**2, 1e-6))
+    residual = np.where(valid, sampling.observed - model, 0.0)
+    for code in range(count):
+        members = valid & (flat_classes == code)
+        if members.any():
+            residual[members] -= residual[members].mean()
+    cos_t = np.cos(np.radians(np.where(np.isfinite(theta), theta, 45.0)))
+    sin_theta = np.sqrt(np.maximum(1.0 - cos_t**2, 1e-6))
     with np.errstate(invalid="ignore", divide="ignore"):
         # d/dg [ln(n . m) - ln L(theta)] for the slopes g = (dh/dx, dh/dy) of the surface.
         sensitivity_x = (-plane[:, 0] / plane_dot - slope_x / q2
@@ -699,67 +753,15 @@ def _read(image: InversionImage, sampling: _Sampling, reference: xr.DataArray, h
     filled = np.where(np.isfinite(model), model, np.nanmedian(model[valid]))
     translation = kappa * (toward_x * (east_op @ filled) + toward_y * (north_op @ filled))
     return _Reading(residual, valid, fitted, np.where(valid, sensitivity_x, 0.0), np.where(valid, sensitivity_y, 0.0),
-                    np.where(valid & np.isfinite(translation), translation, 0.0),
-                    None if probed is None else (sparse.diags(valid.astype(np.float64)) @ probed).tocsr())
+                    np.where(valid & np.isfinite(translation), translation, 0.0), model=simulated,
+                    simulation=simulation)
 
 
-#: The height (m) each probe of :func:`_probed_jacobian` raises its cells by.
-PROBE_M = 0.5
-
-
-def _probed_jacobian(image: InversionImage, sampling: _Sampling, surface: xr.DataArray,
-                     law: Callable[[np.ndarray], np.ndarray], model: np.ndarray, stride: int) -> sparse.csr_matrix:
-    """The residual's derivative in the heights, probed with the simulator itself: the
-    cells of one class of ``stride`` x ``stride`` (every ``stride``-th row and column,
-    ``stride**2`` classes) are raised by :data:`PROBE_M` together, the surface simulated and
-    read, and each reading's change is the derivative in the height of the class's cell
-    nearest to it (within half a stride: a cell's footprint, its move in the image and the
-    reading's box reach its neighbours, not farther). Every effect the simulator has
-    (local incidence, compression, translation, layover near its cell) is in it."""
-    rows, cols = surface.shape
-    heights = np.asarray(surface.values, dtype=np.float64)
-    row_index, col_index = np.mgrid[0:rows, 0:cols]
-    half = stride // 2
-    entries_rows, entries_cols, entries = [], [], []
-    for first_row in range(stride):
-        for first_col in range(stride):
-            raised = ((row_index % stride) == first_row) & ((col_index % stride) == first_col)
-            probe = surface.copy(data=(heights + PROBE_M * raised).astype(np.float32))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                simulated = simulate_sar(probe, image.geometry, backscatter=law, looks=None, nesz_db=None)
-            change = (_sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
-            # The class's cell each reading belongs to: the nearest along each axis.
-            owner_row = first_row + stride * np.round((row_index - first_row) / stride).astype(np.int64)
-            owner_col = first_col + stride * np.round((col_index - first_col) / stride).astype(np.int64)
-            inside = ((owner_row >= 0) & (owner_row < rows) & (owner_col >= 0) & (owner_col < cols)
-                      & (np.abs(row_index - owner_row) <= half) & (np.abs(col_index - owner_col) <= half)
-                      & np.isfinite(change.reshape(rows, cols)))
-            entries_rows.append((row_index * cols + col_index)[inside])
-            entries_cols.append((owner_row * cols + owner_col)[inside])
-            # The residual is the observation less the model: its derivative is the model's, negated.
-            entries.append(-change.reshape(rows, cols)[inside])
-    cells = rows * cols
-    return sparse.csr_matrix((np.concatenate(entries), (np.concatenate(entries_rows), np.concatenate(entries_cols))),
-                             shape=(cells, cells))
-
-
-def _noise_variance(reading: _Reading, looks: float, problem: _Problem) -> float:
-    """The variance (nepers^2) of a cell's log-ratio that is not relief: the residual's
-    variance at the reference less the relief prior's share of it, never below speckle's
-    (``psi_1(looks)``)."""
-    residual = reading.residual[reading.valid]
-    observed = float(np.var(residual))
-    north_d, east_d = problem.derivative
-    blur = problem.blur_symbol
-    count = float(problem.inverse_prior.size)
-    power = count / problem.inverse_prior
-    # The expected squares of the relief's slopes, blurred as the reading is: (1/n^2) sum P |D|^2.
-    slope_x2 = float(np.sum(power * np.abs(east_d) ** 2 * blur**2)) / count**2
-    slope_y2 = float(np.sum(power * np.abs(north_d) ** 2 * blur**2)) / count**2
-    relief = float(np.mean(reading.slope_x[reading.valid] ** 2)) * slope_x2 + float(
-        np.mean(reading.slope_y[reading.valid] ** 2)) * slope_y2
-    return max(speckle_variance(looks) + MODEL_VARIANCE, observed - relief)
+def _noise_variance(image: InversionImage, sampling: Sampling, settings: InversionSettings) -> float:
+    """The variance (nepers^2) of a cell's log-ratio that is not relief: speckle's,
+    ``psi_1`` of the looks the cell's reading averages (the image's looks times the
+    pixels of its box), and the model's own (:attr:`InversionSettings.model_error_nepers`)."""
+    return speckle_variance(image.looks * sampling.box[0] * sampling.box[1]) + settings.model_error_nepers**2
 
 
 class _Penalties:
@@ -767,10 +769,18 @@ class _Penalties:
     known heights, the relief prior, the albedo's roughness."""
 
     def __init__(self, problem: _Problem, reference: np.ndarray, prior_cells: np.ndarray, prior_values: np.ndarray,
-                 prior_weight: np.ndarray, settings: InversionSettings):
+                 prior_weight: np.ndarray, settings: InversionSettings, coarse_offset: np.ndarray,
+                 coarse_error_m: np.ndarray):
         self.problem, self.reference, self.settings = problem, reference, settings
         self.prior_cells, self.prior_values, self.prior_weight = prior_cells, prior_values, prior_weight
-        self.coarse_weight = 1.0 / settings.coarse_error_m**2
+        self.coarse_weight = 1.0 / np.asarray(coarse_error_m, dtype=np.float64) ** 2
+        # The reference's coarse-cell means less the product's: the means' residual at the
+        # reference.
+        self.coarse_offset = coarse_offset
+
+    def coarse_residual(self, heights: np.ndarray) -> np.ndarray:
+        """The coarse-cell means of ``heights`` less the product's (m)."""
+        return self.problem.coarse_mean @ (heights - self.reference) + self.coarse_offset
 
     def known(self, heights: np.ndarray) -> np.ndarray:
         return np.where(self.prior_cells, heights - self.prior_values, 0.0)
@@ -779,12 +789,28 @@ class _Penalties:
                   albedo_nodes: np.ndarray) -> float:
         """The whole objective at ``heights`` and ``albedo_nodes`` read as ``readings``."""
         correction = heights - self.reference
-        means = self.problem.coarse_mean @ correction
+        means = self.coarse_residual(heights)
         roughness = self.problem.albedo_roughness @ albedo_nodes
-        data = sum(float(np.sum(r.residual[r.valid] ** 2)) / v for r, v in zip(readings, variances, strict=True))
-        return (data + self.coarse_weight * float(means @ means) + float(self.prior_weight @ self.known(heights) ** 2)
+        data = sum(float(np.sum(_huber(r.residual[r.valid] / math.sqrt(v), self.settings.robust_k)))
+                   for r, v in zip(readings, variances, strict=True))
+        return (data + float(self.coarse_weight @ means**2) + float(self.prior_weight @ self.known(heights) ** 2)
                 + float(correction @ self.problem.relief_penalty(correction))
                 + self.settings.albedo_smoothness * float(roughness @ roughness))
+
+
+def _huber(standardised: np.ndarray, k: float) -> np.ndarray:
+    """Huber's loss of standardised residuals: their square within ``k``, linear beyond
+    (a reading the simulator jumps at, a facet lit or not, weighs as one of ``k``
+    standard deviations, not as its square)."""
+    magnitude = np.abs(standardised)
+    return np.where(magnitude <= k, magnitude**2, 2.0 * k * magnitude - k**2)
+
+
+def _huber_weight(standardised: np.ndarray, k: float) -> np.ndarray:
+    """The weight of each residual in a least-squares step of Huber's loss (iteratively
+    reweighted): 1 within ``k`` standard deviations, ``k / |r|`` beyond."""
+    magnitude = np.abs(standardised)
+    return np.where(magnitude <= k, 1.0, k / np.maximum(magnitude, 1e-12))
 
 
 def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[float], heights: np.ndarray,
@@ -804,7 +830,8 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
             if settings.translation:
                 jacobian = jacobian + sparse.diags(reading.translation)
         data_rows.append(jacobian.tocsr())
-        weights.append(reading.valid / float(variance))
+        weights.append(reading.valid / float(variance)
+                       * _huber_weight(reading.residual / math.sqrt(variance), settings.robust_k))
     mean = problem.coarse_mean
     coarse_weight = penalties.coarse_weight
     prior_weight = penalties.prior_weight
@@ -818,7 +845,7 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
                     + settings.albedo_smoothness * (roughness.T @ roughness)).tocsr()
     correction = heights - penalties.reference
     gradient_h = (sum(rows.T @ (w * r.residual) for rows, w, r in zip(data_rows, weights, readings, strict=True))
-                  + coarse_weight * (mean.T @ (mean @ correction))
+                  + mean.T @ (coarse_weight * penalties.coarse_residual(heights))
                   + prior_weight * penalties.known(heights)
                   + problem.relief_penalty(correction))
     gradient_a = (-problem.albedo.T @ np.sum([w * r.residual for w, r in zip(weights, readings, strict=True)], axis=0)
@@ -827,7 +854,7 @@ def _solve(problem: _Problem, readings: Sequence[_Reading], variances: Sequence[
 
     def apply(vector: np.ndarray) -> np.ndarray:
         dh, da = vector[:cells], vector[cells:]
-        return np.concatenate([height_block @ dh + coarse_weight * (mean.T @ (mean @ dh)) + problem.relief_penalty(dh)
+        return np.concatenate([height_block @ dh + mean.T @ (coarse_weight * (mean @ dh)) + problem.relief_penalty(dh)
                                + coupling @ da, coupling.T @ dh + albedo_block @ da])
 
     # The preconditioner: the height block with every coefficient at its mean, diagonal in

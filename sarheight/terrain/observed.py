@@ -5,6 +5,7 @@ observation's relief and level.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -24,7 +25,7 @@ from ..errors import (
 )
 from ..geometry import RadarGeometry
 from ..masks import MASK_ATTRS
-from ..observation import check_argument_order
+from ..observation import check_argument_order, resolve_observation
 from ..priors import (
     PriorSpec,
     distance_map,
@@ -34,12 +35,14 @@ from ..priors import (
 from ..raster import cell_size_m, power_to_db
 from ..reconstruction import reconstruct
 from .backprojection import back_project, refined_without_sar, shifted, upsample
+from .forward import brightness_features
 from .geometry import heading_direction, pass_direction
 from .grid import COARSE_VARIABLES
 from .inversion import InversionSettings, invert_dem
-from .radar_images import InversionImage, composite_images, radar_image
-from .registration import register_to_images
-from .variables import VARIABLE_ATTRS, inversion_reference, on_grid
+from .land_cover import estimate_land_cover, land_cover_features
+from .radar_images import InversionImage, composite_images, pass_key, radar_image
+from .registration import ImageRegistration, register_to_images
+from .variables import VARIABLE_ATTRS, inversion_reference, on_grid, scene_correction
 
 
 def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
@@ -229,12 +232,14 @@ def observed_scene(
     projection: Literal["exact", "bilinear"] = "exact",
     sar_quantity: str = "sigma0",
     sar_db: bool = False,
-    register: bool = True,
+    register: bool | ImageRegistration = True,
     inversion: bool = False,
     inversion_settings: InversionSettings | None = None,
     inversion_blocks: int | None = None,
     client: Any = None,
     keep_dates: bool = False,
+    coarse_error_m: float | None = None,
+    land_cover: Any = None,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -278,7 +283,13 @@ def observed_scene(
     register : register the coarse DEM to the image(s) before anything else
         (:func:`sarheight.terrain.registration.register_to_images`; ``image_registration_*``
         attributes), where the image can tell the shift; the priors' registration then
-        measures what is left (``coregistration_*``), a second opinion.
+        measures what is left (``coregistration_*``), a second opinion that flags the
+        image's where they disagree. With ``inversion``, the registration is measured again
+        on the inversion's surface (a sharper image, nearer the terrain's) and, where it
+        moves the DEM by more than :data:`REGISTRATION_STEP_M`, the scene is made again
+        from the DEM so registered (``image_registration_rounds`` 2). An
+        :class:`~sarheight.terrain.registration.ImageRegistration`: apply that one (one
+        measured before) instead of measuring.
     inversion : also refine by inverting the simulator against every observation
         (:func:`sarheight.terrain.inversion.invert_dem`): ``inverted`` (m) and
         ``inversion_readable``, with ``inversion_*`` attributes.
@@ -291,6 +302,13 @@ def observed_scene(
         (``sar_dates`` and ``other_sar_dates``, dims (date, y, x), dB, in the order given):
         what a network over the stack reads (:mod:`sarheight.models.stack`). A pass of one
         date is its composite.
+    coarse_error_m : the coarse DEM's stated vertical error (m, RMS: its accuracy figure),
+        where known: what the priors' kriged correction may correct (0: an exact product,
+        left as it is) and how far the inversion's coarse-cell means may depart from it;
+        None: not stated.
+    land_cover : a land-cover map (a GeoTIFF path or a DataArray with a CRS of integer
+        class codes, resampled to the grid by the nearest cell): the inversion gives each of
+        its classes a law of its own instead of telling the classes apart from the images.
     name : the scene's name (attribute ``scene_name``); default from the inputs.
     progress : show progress bars (only on a terminal).
 
@@ -312,21 +330,26 @@ def observed_scene(
     observations = observation_list(sar, geometry, other)
     groups, own, opposite, images = _read_observations(observations, coarse, measurement=measurement,
                                                        sar_quantity=sar_quantity, sar_db=sar_db)
-    image_registration = None
+    image_registration = register if isinstance(register, ImageRegistration) else None
     # What is made of the coarse DEM on the grid once, for every method that needs it.
     made: dict[str, np.ndarray] = {}
-    if register:
+    native_dy, native_dx = cell_size_m(native)
+    if register is True:
         # Before every method: the coarse DEM moved to where the image says its terrain is,
         # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
-        native_dy, native_dx = cell_size_m(native)
-        surface = back_project(native, grid_dem)
-        image_registration = register_to_images(open_dem(surface, vertical_datum="ellipsoid"),
-                                                groups, coarse_cell_m=math.sqrt(native_dy * native_dx))
+        surface = open_dem(back_project(native, grid_dem), vertical_datum="ellipsoid")
+        # The ground's classes levelled out of the images first: a class's patches (snow
+        # above a line, on shaded slopes) would hold the correlation where they lie.
+        classes = estimate_land_cover(land_cover_features(brightness_features(surface, groups),
+                                                          [pass_key(group) for group in groups]))
+        image_registration = register_to_images(surface, groups, coarse_cell_m=math.sqrt(native_dy * native_dx),
+                                                classes=classes)
+    if image_registration is not None:
         east, north = image_registration.applied_shift()
         if east or north:
             native = shifted(native, coarse, east, north)
             coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
-        elif _same_voids(grid_dem, coarse):
+        elif register is True and _same_voids(grid_dem, coarse):
             # The back-projection reads the grid's voids only: on the same voids it is the
             # one the priors' refinement would make.
             made["back_projection"] = surface.values
@@ -345,9 +368,14 @@ def observed_scene(
     # is a second opinion, recorded; where it could not, the priors register it.
     refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx),
                                                 register=image_registration is None or not image_registration.applied,
-                                                made=made)
+                                                made=made, product_error_m=coarse_error_m)
     for variable, values in refined.items():
         scene[variable] = on_grid(values, coarse, variable)
+    if image_registration is not None:
+        image_registration = image_registration.checked_against(
+            registration["coregistration_shift_east_m"], registration["coregistration_shift_north_m"],
+            max(registration["coregistration_error_east_m"], registration["coregistration_error_north_m"]))
+    registration_error = registration_error_m(image_registration, registration)
     if opposite is not None:
         other_inputs, other_attrs = _pass_inputs(opposite.image, coarse, opposite.geometry, measurement=measurement,
                                                  projection=projection, progress=progress)
@@ -369,8 +397,20 @@ def observed_scene(
         inverted = invert_dem(inversion_reference(scene, (inversion_settings or InversionSettings()).reference)
                               .rio.write_crs(coarse.rio.crs), native, groups,
                               prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
-                              coarse_cell_m=math.sqrt(dy * dx), settings=inversion_settings, blocks=inversion_blocks,
-                              client=client)
+                              coarse_cell_m=math.sqrt(dy * dx), coarse_error_m=coarse_error_m,
+                              registration_error_m=registration_error, correction=scene_correction(scene),
+                              land_cover=None if land_cover is None else land_cover_on(land_cover, coarse),
+                              settings=inversion_settings,
+                              blocks=inversion_blocks, client=client)
+        if register is True:
+            again = _registered_again(inverted, coarse, groups, image_registration, math.sqrt(dy * dx))
+            if again is not None:
+                return observed_scene(
+                    coarse_dem, sar, geometry, priors, grid=grid, truth=truth, measurement=measurement,
+                    prior_method=prior_method, other=other, projection=projection, sar_quantity=sar_quantity,
+                    sar_db=sar_db, register=again, inversion=inversion, inversion_settings=inversion_settings,
+                    inversion_blocks=inversion_blocks, client=client, keep_dates=keep_dates,
+                    coarse_error_m=coarse_error_m, land_cover=land_cover, name=name, progress=progress)
         scene["inverted"] = on_grid(inverted["height"].values, coarse, "inverted")
         if "readable" in inverted:
             scene["inversion_readable"] = on_grid(inverted["readable"].values, coarse, "inversion_readable")
@@ -384,10 +424,95 @@ def observed_scene(
     scene.attrs.update(registration)
     if image_registration is not None:
         scene.attrs.update(image_registration.to_attrs())
+    if coarse_error_m is not None:
+        scene.attrs["coarse_stated_error_m"] = float(coarse_error_m)
+    if registration_error is not None:
+        scene.attrs["registration_error_m"] = float(registration_error)
     scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
                        coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3), dates=int(own.dates),
                        images=len(observations), image_groups=len(groups))
     return scene
+
+
+def land_cover_on(land_cover: Any, grid: xr.DataArray) -> np.ndarray:
+    """A land-cover map (a raster path, or a DataArray with a CRS) of integer class codes on
+    ``grid`` (the nearest cell's code; -1 where it has none).
+
+    Raises
+    ------
+    InvalidInputError : a map that is not a single band of integer codes with a CRS, or
+        one that covers no cell of the grid.
+    """
+    from rasterio.enums import Resampling
+
+    if isinstance(land_cover, (str, os.PathLike)):
+        import rioxarray
+
+        from ..io import open_raster
+
+        with open_raster(land_cover, "the land-cover map"):
+            pass
+        opened = rioxarray.open_rasterio(land_cover, masked=True)
+        if opened.sizes.get("band", 1) != 1:
+            raise InvalidInputError(f"the land-cover map {str(land_cover)!r} has {opened.sizes['band']} bands: give "
+                                    "one band of class codes")
+        land_cover = opened.squeeze("band", drop=True) if "band" in opened.dims else opened
+    if not isinstance(land_cover, xr.DataArray) or land_cover.rio.crs is None:
+        raise InvalidInputError("land_cover must be a GeoTIFF of class codes or a DataArray with a CRS "
+                                "(.rio.write_crs)")
+    values = np.asarray(land_cover.values, dtype=np.float64)
+    known = values[np.isfinite(values)]
+    if known.size == 0 or not np.allclose(known, np.round(known)):
+        raise InvalidInputError("the land-cover map must hold integer class codes (NaN or no data where none)")
+    on_grid_map = land_cover.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
+        grid, resampling=Resampling.nearest).values
+    if not np.isfinite(on_grid_map).any():
+        raise InvalidInputError("the land-cover map covers no cell of the DEM: give a map of the DEM's area")
+    return np.where(np.isfinite(on_grid_map), on_grid_map, -1.0)
+
+
+def registration_error_m(image: ImageRegistration | None, priors: dict[str, Any]) -> float | None:
+    """How far (m) the coarse DEM's registration may still be off: the image's stated
+    error where it registered the DEM; the priors' where they moved it; where neither did,
+    the shift the image measured (with its error), which is left in the DEM; None where
+    nothing measured it."""
+    if image is not None and image.applied:
+        return image.stated_error_m
+    moved = math.hypot(float(priors.get("coregistration_shift_east_m", 0.0)),
+                       float(priors.get("coregistration_shift_north_m", 0.0)))
+    if int(priors.get("coregistration_applied", 0)) and moved > 0:
+        return max(float(priors["coregistration_error_east_m"]), float(priors["coregistration_error_north_m"]))
+    if image is not None and math.isfinite(image.stated_error_m):
+        return math.hypot(math.hypot(image.shift_east_m, image.shift_north_m), image.stated_error_m)
+    return None
+
+
+#: The least move (m) of a registration measured again on the inversion's surface for the
+#: scene to be made again from the DEM so registered.
+REGISTRATION_STEP_M = 2.0
+
+
+def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[InversionImage],
+                      first: ImageRegistration | None, coarse_cell_m: float) -> ImageRegistration | None:
+    """The registration measured again on the inversion's surface (``inverted``'s heights
+    on ``grid``), as the total to apply to the coarse DEM, where it moves it by more than
+    :data:`REGISTRATION_STEP_M`; else None. (Its image is simulated with one law: the
+    classes the inversion told apart were read from the observation where the DEM lay,
+    and would hold the correlation there.)"""
+    heights = inverted["height"].values
+    surface = open_dem(grid.copy(data=np.where(np.isfinite(heights), heights, grid.values).astype(np.float32)),
+                       vertical_datum="ellipsoid")
+    with warnings.catch_warnings():
+        # The first registration warned of what it could not tell; this one adds to it.
+        warnings.simplefilter("ignore", PlausibilityWarning)
+        again = register_to_images(surface, groups, coarse_cell_m=coarse_cell_m)
+    if not again.applied or math.hypot(again.shift_east_m, again.shift_north_m) <= REGISTRATION_STEP_M:
+        return None
+    east, north = first.applied_shift() if first is not None else (0.0, 0.0)
+    return dataclasses.replace(again, shift_east_m=east + again.shift_east_m, shift_north_m=north + again.shift_north_m,
+                               reason=f"measured again on the inversion's surface: {again.shift_east_m:+.1f} m east, "
+                                      f"{again.shift_north_m:+.1f} m north more", flag=first.flag if first else "",
+                               rounds=2)
 
 
 def observation_list(sar: Any, geometry: Any, other: tuple[Any, Any] | None = None
@@ -416,6 +541,21 @@ def observation_list(sar: Any, geometry: Any, other: tuple[Any, Any] | None = No
     if other is not None:
         pairs.append((other[0], other[1]))
     return pairs
+
+
+def observation_geometries(sar: Any, geometry: Any, other: tuple[Any, Any] | None = None,
+                           measurement: str = "IW/VV") -> list[RadarGeometry]:
+    """The geometry of each observation a refinement is given (:func:`observation_list`):
+    the one given, else the SAFE product's own (its annotation read)."""
+    geometries = []
+    for observation, given in observation_list(sar, geometry, other):
+        if given is not None:
+            geometries.append(given)
+        elif isinstance(observation, (str, os.PathLike)):
+            geometries.append(RadarGeometry.from_sentinel1(observation, measurement))
+        else:
+            geometries.append(resolve_observation(observation, None).geometry)
+    return geometries
 
 
 def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: xr.DataArray, *,

@@ -32,6 +32,21 @@ NEPER_PER_DB = math.log(10.0) / 10.0
 DEFAULT_LOOKS = 4.4
 
 
+#: The resolution cell of a Sentinel-1 IW GRD (high resolution) image (m^2: 20 m in range
+#: by 22 m in azimuth, sampled every 10 m): its pixels are not independent looks.
+IW_GRDH_RESOLUTION_M2 = 20.0 * 22.0
+
+
+def iw_grdh_looks(cell_area_m2: float) -> float:
+    """The equivalent looks of one Sentinel-1 IW GRDH date averaged over a grid cell of
+    ``cell_area_m2`` (m^2): :data:`DEFAULT_LOOKS` per resolution cell
+    (:data:`IW_GRDH_RESOLUTION_M2`) times the resolution cells the grid cell holds (at
+    least one). What a simulated image at the grid's cell size carries to be one real date."""
+    if not (math.isfinite(cell_area_m2) and cell_area_m2 > 0):
+        raise InvalidInputError(f"cell_area_m2 must be a positive number of square metres, got {cell_area_m2!r}")
+    return DEFAULT_LOOKS * max(1.0, cell_area_m2 / IW_GRDH_RESOLUTION_M2)
+
+
 #: The looks taken for an image without speckle (a simulation's "none").
 NO_SPECKLE_LOOKS = 1e6
 
@@ -68,6 +83,8 @@ class InversionImage:
     name : what it is, for messages and attributes.
     dates : how many dates it composites.
     level_db : the median beta0 (dB) of the image over the DEM.
+    nesz_db : the noise-equivalent sigma0 (dB) of its additive noise floor, or None where
+        it has none (or it was removed).
     """
 
     image: xr.DataArray
@@ -76,6 +93,7 @@ class InversionImage:
     name: str = "image"
     dates: int = 1
     level_db: float = math.nan
+    nesz_db: float | None = None
 
     @property
     def window(self) -> RadarWindow:
@@ -96,7 +114,7 @@ WINDOW_MARGIN = 24
 
 def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, measurement: str = "IW/VV",
                 sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
-                name: str | None = None) -> InversionImage:
+                nesz_db: float | None = None, name: str | None = None) -> InversionImage:
     """An observation as :func:`sarheight.reconstruction.reconstruct` takes it (a SAFE product, a
     radar-geometry array or DataArray with ``geometry``, an xarray-sentinel measurement,
     or a geocoded sigma0 GeoTIFF or map DataArray with ``geometry``), read in radar
@@ -106,7 +124,8 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
     (:func:`sarheight.observation.rebuilt_in_radar_geometry`): geocoding already mixed
     what layover mixed, so it is read as well as that allows. ``looks``: the image's
     equivalent number of looks; default its ``looks`` attribute, else
-    :data:`DEFAULT_LOOKS`.
+    :data:`DEFAULT_LOOKS`. ``nesz_db``: the noise floor (dB) the image carries; default its
+    ``nesz_db`` attribute (a simulation's), else none.
 
     Raises
     ------
@@ -147,14 +166,25 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
                  NO_SPECKLE_LOOKS if attribute == "none" else DEFAULT_LOOKS)
     if not (math.isfinite(looks) and looks > 0):
         raise InvalidInputError(f"looks must be a positive number, got {looks!r}")
+    if nesz_db is None:
+        attribute = getattr(sar, "attrs", {}).get("nesz_db") if isinstance(sar, xr.DataArray) else None
+        nesz_db = float(attribute) if isinstance(attribute, (int, float, np.number)) else None
+    if nesz_db is not None and not math.isfinite(nesz_db):
+        raise InvalidInputError(f"nesz_db must be a finite number of dB or None, got {nesz_db!r}")
     return InversionImage(image.astype(np.float32), observation.geometry, float(looks), label, 1,
-                          float(10.0 * np.log10(np.median(positive))))
+                          float(10.0 * np.log10(np.median(positive))), nesz_db)
 
 
 def _observation_name(sar: Any) -> str:
     if isinstance(sar, (str, bytes)) or hasattr(sar, "__fspath__"):
         return str(sar)
     return f"a {type(sar).__name__}"
+
+
+def pass_key(image: InversionImage) -> tuple:
+    """A key shared by the images of one acquisition geometry (repeat dates of a pass),
+    different for another pass or frame."""
+    return tuple(sorted((key, str(value)) for key, value in image.geometry.to_attrs().items()))
 
 
 def _same_acquisition_grid(first: RadarGeometry, second: RadarGeometry) -> bool:
@@ -208,7 +238,11 @@ def _average(images: Sequence[InversionImage]) -> InversionImage:
     stack = np.mean([np.asarray(image.image.values, dtype=np.float64) for image in images], axis=0)
     values = stack[np.isfinite(stack) & (stack > 0)]
     first = images[0]
+    floors = [image.nesz_db for image in images]
+    # The floor of the mean is the mean of the floors (linear power).
+    nesz = (None if any(floor is None for floor in floors) else
+            float(10.0 * np.log10(np.mean([10.0 ** (floor / 10.0) for floor in floors]))))
     return InversionImage(first.image.copy(data=stack.astype(np.float32)), first.geometry,
                           float(sum(image.looks for image in images)),
                           f"{first.name} and {len(images) - 1} more dates", sum(image.dates for image in images),
-                          float(10.0 * np.log10(np.median(values))) if values.size else math.nan)
+                          float(10.0 * np.log10(np.median(values))) if values.size else math.nan, nesz)

@@ -14,12 +14,20 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidInputError
+from ..geometry import RadarGeometry
 from ..masks import MaskCode
 from ..priors import PriorSpec
 from ..scores import rms
+from .geometry import pass_direction
 from .grid import refinement_grid
 from .inversion import InversionSettings
-from .observed import check_priors_given, check_refinement_inputs, observation_list, observed_scene
+from .observed import (
+    check_priors_given,
+    check_refinement_inputs,
+    observation_geometries,
+    observation_list,
+    observed_scene,
+)
 from .variables import date_channel
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
@@ -32,6 +40,32 @@ if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refin
 #: registered, back-projected and corrected by the priors' residuals kriged (no SAR).
 METHODS = ("network", "inversion", "clinometry", "back-projection")
 
+#: The method :func:`refine_dem` takes where none is named, by what it is given (one image,
+#: one pass of several dates, both passes): the one of the lowest RMSE on the validation
+#: DEMs of the stack study (``benchmarks/terrain_stack/stacking.json``: its fair bars), a
+#: network only where it is 5 % below the inversion there (``tests/studies`` holds the
+#: table to the study's figures).
+DEFAULT_METHODS = {"one_image": "inversion", "one_pass_dates": "inversion", "both_passes": "inversion"}
+
+#: What each kind of input is, in words.
+INPUT_KINDS = {"one_image": "one image", "one_pass_dates": "one pass of several dates",
+               "both_passes": "both passes"}
+
+
+def input_kind(geometries: Sequence[RadarGeometry]) -> str:
+    """What a refinement is given, as :data:`DEFAULT_METHODS` keys it: ``"one_image"``,
+    ``"one_pass_dates"`` (several observations of one pass direction) or ``"both_passes"``."""
+    if len(geometries) <= 1:
+        return "one_image"
+    return "one_pass_dates" if len({pass_direction(geometry) for geometry in geometries}) == 1 else "both_passes"
+
+
+def default_method(geometries: Sequence[RadarGeometry]) -> tuple[str, str]:
+    """The method :func:`refine_dem` takes where none is named, and why (words)."""
+    kind = input_kind(geometries)
+    return DEFAULT_METHODS[kind], f"the best on the validation DEMs for {INPUT_KINDS[kind]}"
+
+
 #: The variable of the scene each non-learned method gives (clinometry is computed).
 _SCENE_METHOD = {"back-projection": "coarse_refined", "inversion": "inverted"}
 
@@ -42,7 +76,7 @@ def refine_dem(
     checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel] | None = None,
     *,
     spacing_m: float,
-    method: str = "network",
+    method: str | None = None,
     geometry: Any = None,
     other: tuple[Any, Any] | None = None,
     priors: PriorSpec | None = None,
@@ -55,6 +89,8 @@ def refine_dem(
     inversion_settings: InversionSettings | None = None,
     inversion_blocks: int | None = None,
     client: Any = None,
+    coarse_error_m: float | None = None,
+    land_cover: Any = None,
     progress: bool = True,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Refine a user's coarse DEM with a SAR observation: the fine DEM on a grid of
@@ -94,7 +130,10 @@ def refine_dem(
         ``method="network"``. A network that stacks the inversion's map (a channel
         ``inverted``) has the inversion run for it, with ``inversion_settings``.
     spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
-    method : one of :data:`METHODS`.
+    method : one of :data:`METHODS`; None: the network where ``checkpoints`` are given,
+        else the method of :data:`DEFAULT_METHODS` for what is given (one image, one pass of
+        several dates, both passes), the one of the lowest RMSE on the validation DEMs;
+        ``attrs["method_chosen"]`` says why.
     geometry : the acquisition geometry (None: the SAFE products' own), one for every
         observation or a sequence of one per observation.
     other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
@@ -108,6 +147,11 @@ def refine_dem(
     inversion_blocks, client : the inversion block by block (fine cells a side of a
         block) on threads or a dask.distributed cluster (None, "local", a scheduler
         address or a Client), for grids larger than memory.
+    coarse_error_m : the coarse DEM's stated vertical error (m, RMS: its accuracy figure),
+        as :func:`sarheight.terrain.observed.observed_scene` takes it; None: not stated.
+    land_cover : a land-cover map (a GeoTIFF of integer class codes, or a DataArray with a
+        CRS): the inversion's classes, each with its own law, instead of those it tells
+        apart from the images.
     progress : show progress bars (outside a terminal, a line every 30 s).
 
     Returns
@@ -128,8 +172,17 @@ def refine_dem(
         or an observation's implausible level), priors outside it; the method, the
         checkpoints and the spacing before any work, the observation before the model runs.
     """
+    chosen = ""
+    if method is None:
+        if checkpoints is not None:
+            method, chosen = "network", "checkpoints were given"
+        else:
+            method, chosen = default_method(observation_geometries(sar, geometry, other, measurement))
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
+    if land_cover is not None and method not in ("inversion", "network"):
+        raise InvalidInputError(f"land_cover is the inversion's classes: method={method!r} reads none; leave it out, "
+                                "or give method='inversion'")
     check_priors_given(priors)
     if (inversion_blocks is not None or client is not None) and method != "inversion":
         raise InvalidInputError(f"inversion_blocks and client run the inversion block by block: method={method!r} "
@@ -164,7 +217,8 @@ def refine_dem(
                            # A network over the stacks reads each date.
                            keep_dates=any(date_channel(c) for m in members for c in m.channels),
                            inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
-                           name="refinement", progress=progress)
+                           coarse_error_m=coarse_error_m, land_cover=land_cover, name="refinement",
+                           progress=progress)
     if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:
         raise InvalidInputError(f"method={method!r} reads one pass, and observations of both passes were given: the "
                                 "opposite pass would be ignored; give the dates of one pass, or method='inversion', "
@@ -207,6 +261,8 @@ def refine_dem(
                         {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({reference_name})"})
     if packaged is not None:
         result.attrs["packaged_network"] = packaged
+    if chosen:
+        result.attrs["method_chosen"] = chosen
     result.attrs.update(method=method, members=len(members), spacing_m=float(spacing_m),
                         coarse_cell_m=float(scene.attrs["coarse_cell_m"]),
                         coarse_factor=float(scene.attrs["coarse_factor"]), cells_kept_coarse=int(kept.sum()),
@@ -243,7 +299,8 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
                                     "given: it would be ignored; give one --sar, or a model trained on both passes")
 
 
-__all__ = ["METHODS", "check_spacing_of_file", "refine_dem", "refinement_quicklook", "scores_against"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "check_spacing_of_file", "default_method", "input_kind", "refine_dem",
+           "refinement_quicklook", "scores_against"]
 
 
 def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> None:

@@ -6,6 +6,15 @@ Sentinel-1's geolocation is good to decimetres, a global DEM's to tens of metres
 of the terrain by ``s`` moves its image by ``M s`` pixels (``M`` the geometry's pixels per
 metre east and north), so the offset between the two images, over every image given, is
 the DEM's shift.
+
+The estimate is applied as it is (not shrunk) where its stated error allows: below
+:data:`REGISTRATION_PRECISION_M`, or where the shift is more than the square root of two
+times that error (leaving the DEM would then leave more than applying it). A registration
+is flagged, with a warning, where it may have failed: its own correlation does not
+improve where it moves the DEM, or the priors, the second opinion, still measure the
+moved DEM off beyond both estimates' errors (:meth:`ImageRegistration.checked_against`).
+A refinement by the inversion measures it again on the inversion's surface
+(:func:`sarheight.terrain.observed.observed_scene`).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import xarray as xr
 from scipy import ndimage
 
 from ..dem import open_dem
-from ..errors import PlausibilityWarning, user_stacklevel
+from ..errors import InvalidInputError, PlausibilityWarning, user_stacklevel
 from ..geometry import RadarGeometry, RadarWindow
 from ..observation import intensity_on_window
 from ..raster import gradient, grid_steps
@@ -34,8 +43,10 @@ from .radar_images import InversionImage
 class ImageRegistration:
     """The coarse DEM's horizontal shift measured against the image(s): a feature the DEM
     shows at ``q + shift`` lies at ``q`` (metres east and north), its standard errors
-    (m), how many images measured it, and whether it is applied (the image can tell it:
-    its errors below :data:`REGISTRATION_PRECISION_M`) or why not."""
+    (m), how many images measured it, whether it is applied (the image can tell it, see
+    :func:`register_to_images`) or why not, and why it may have failed (``flag``: its own
+    correlation does not improve, or the priors disagree), which a warning says; ``rounds``:
+    2 where it was measured again on an inversion's surface."""
 
     shift_east_m: float
     shift_north_m: float
@@ -44,16 +55,20 @@ class ImageRegistration:
     images: int
     applied: bool
     reason: str = ""
+    flag: str = ""
+    rounds: int = 1
 
     def applied_shift(self) -> tuple[float, float]:
-        """The shift (m east, north) to apply: none where not applied; each component shrunk
-        by ``max(0, 1 - 4 SE^2 / s^2)`` (a component within two standard errors of zero is
-        noise, and left out)."""
+        """The shift (m east, north) to apply: the estimate itself where applied, none
+        elsewhere."""
         if not self.applied:
             return 0.0, 0.0
-        return tuple(value * max(0.0, 1.0 - 4.0 * error**2 / value**2) if abs(value) > 1e-9 else 0.0
-                     for value, error in ((self.shift_east_m, self.error_east_m),
-                                          (self.shift_north_m, self.error_north_m)))  # type: ignore[return-value]
+        return self.shift_east_m, self.shift_north_m
+
+    @property
+    def stated_error_m(self) -> float:
+        """The estimate's stated error (m): the larger of its components' standard errors."""
+        return max(self.error_east_m, self.error_north_m)
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> ImageRegistration | None:
@@ -63,7 +78,8 @@ class ImageRegistration:
         return cls(float(attrs["image_registration_shift_east_m"]), float(attrs["image_registration_shift_north_m"]),
                    float(attrs["image_registration_error_east_m"]), float(attrs["image_registration_error_north_m"]),
                    int(attrs["image_registration_images"]), bool(int(attrs["image_registration_applied"])),
-                   str(attrs.get("image_registration_reason", "")))
+                   str(attrs.get("image_registration_reason", "")), str(attrs.get("image_registration_flag", "")),
+                   int(attrs.get("image_registration_rounds", 1)))
 
     def to_attrs(self) -> dict[str, float | int | str]:
         """Attributes for a scene: ``image_registration_*``."""
@@ -72,13 +88,37 @@ class ImageRegistration:
                 "image_registration_error_east_m": self.error_east_m,
                 "image_registration_error_north_m": self.error_north_m,
                 "image_registration_images": self.images, "image_registration_applied": int(self.applied),
-                "image_registration_reason": self.reason}
+                "image_registration_reason": self.reason, "image_registration_flag": self.flag,
+                "image_registration_rounds": self.rounds}
+
+    def checked_against(self, priors_east_m: float, priors_north_m: float, priors_error_m: float
+                        ) -> ImageRegistration:
+        """This registration with the priors as a second opinion: ``priors_*`` the shift the
+        priors still measure on the DEM this registration moved (m; 0 where they measure
+        none) and its standard error. Flagged, with a warning, where they say the DEM is
+        still off by more than :data:`REGISTRATION_DISAGREEMENT_M` and three of the
+        combined standard errors."""
+        left = math.hypot(priors_east_m, priors_north_m)
+        combined = math.hypot(self.stated_error_m if math.isfinite(self.stated_error_m) else 0.0,
+                              priors_error_m if math.isfinite(priors_error_m) else 0.0)
+        if not self.applied or left <= max(REGISTRATION_DISAGREEMENT_M, 3.0 * combined):
+            return self
+        flag = (f"the priors measure the registered DEM still {left:.0f} m off ({priors_east_m:+.0f} m east, "
+                f"{priors_north_m:+.0f} m north), beyond the {combined:.0f} m the two estimates' errors allow")
+        warnings.warn(f"the DEM's registration to the image may have failed: {flag}; check the DEM's and the "
+                      "priors' coordinates", PlausibilityWarning, stacklevel=user_stacklevel())
+        return dataclasses.replace(self, flag="; ".join(part for part in (self.flag, flag) if part))
 
 
-#: The largest standard error (m, either component) at which an image registration is
-#: applied: beyond, the image cannot tell the shift (flat terrain, speckle) and the DEM is
-#: left where it is.
+#: The standard error (m, either component) within which an image registration is applied
+#: whatever its size; beyond, only a shift more than the square root of two times its
+#: error is (flat terrain, speckle, cells too coarse: the DEM is left where it is).
 REGISTRATION_PRECISION_M = 5.0
+
+
+#: How far (m) the priors may still measure an image-registered DEM off before the
+#: registration is flagged (beyond three of the two estimates' combined standard errors).
+REGISTRATION_DISAGREEMENT_M = 10.0
 
 
 #: The largest shift (m) searched for: twice a 90 m product's half-cell registration
@@ -124,6 +164,42 @@ def _simulated_image(dem: xr.DataArray, geometry: RadarGeometry, window: RadarWi
     return intensity_on_window(image, window)
 
 
+def _pixel_classes(dem: xr.DataArray, geometry: RadarGeometry, classes: np.ndarray, window: RadarWindow
+                   ) -> np.ndarray:
+    """The class of each pixel of ``window``: that of the DEM cell falling nearest it (the
+    nearest pixel a cell falls in, for the pixels none falls in)."""
+    cells = cell_geometry(dem, geometry, own_surface=False)
+    with np.errstate(invalid="ignore"):
+        rows = np.rint(cells["line"] - window.line0)
+        cols = np.rint(cells["sample"] - window.sample0)
+        inside = (cells["valid"] & np.isfinite(rows) & np.isfinite(cols) & (rows >= 0) & (rows < window.lines)
+                  & (cols >= 0) & (cols < window.samples))
+    out = np.full((window.lines, window.samples), -1, dtype=np.int64)
+    out[rows[inside].astype(np.int64), cols[inside].astype(np.int64)] = np.asarray(classes)[inside]
+    missing = out < 0
+    if missing.all():
+        return np.zeros(out.shape, dtype=np.int64)
+    if missing.any():
+        _, (near_rows, near_cols) = ndimage.distance_transform_edt(missing, return_indices=True)
+        out = out[near_rows, near_cols]
+    return out
+
+
+def _levelled(observed: np.ndarray, simulated: np.ndarray, pixel_classes: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Both images with each class's median level divided out (in each image its own)."""
+    out = []
+    for values in (np.asarray(observed, dtype=np.float64), np.asarray(simulated, dtype=np.float64)):
+        levelled = values.copy()
+        positive = np.isfinite(values) & (values > 0)
+        for code in np.unique(pixel_classes):
+            members = (pixel_classes == code) & positive
+            if members.any():
+                levelled[pixel_classes == code] /= np.median(values[members])
+        out.append(levelled)
+    return out[0], out[1]
+
+
 def _log_smoothed(values: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.log(np.asarray(values, dtype=np.float64))
@@ -136,10 +212,11 @@ def _log_smoothed(values: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndar
 
 
 def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[float, float]
-                  ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The offset (lines, samples) d with ``observed(x) ~ a + b simulated(x + d)`` and its
-    2x2 covariance, by phase correlation to the pixel then Lucas-Kanade to a fraction of
-    one; None where there is too little to correlate."""
+                  ) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The offset (lines, samples) d with ``observed(x) ~ a + b simulated(x + d)``, its 2x2
+    covariance and how much it raises the two images' correlation, by phase correlation
+    to the pixel then Lucas-Kanade to a fraction of one; None where there is too little to
+    correlate."""
     sigma = REGISTRATION_SMOOTHING_PX
     obs, obs_valid = _log_smoothed(observed, sigma)
     sim, sim_valid = _log_smoothed(simulated, sigma)
@@ -188,12 +265,23 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
             break
     if covariance is None or np.any(np.abs(offset) > np.asarray(limit_px) + 1):
         return None
-    return offset, covariance
+    # How well the simulation correlates with the observation where it was and where the
+    # offset moves it: an estimate that does not raise it has locked on nothing.
+    before = _correlation(obs, sim, obs_valid & sim_valid)
+    after = _correlation(obs, moved, use)
+    return offset, covariance, after - before
+
+
+def _correlation(first: np.ndarray, second: np.ndarray, where: np.ndarray) -> float:
+    if where.sum() < 16:
+        return math.nan
+    return float(np.corrcoef(first[where], second[where])[0, 1])
 
 
 def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
                        coarse_cell_m: float | None = None, precision_m: float = REGISTRATION_PRECISION_M,
-                       limit_m: float = REGISTRATION_LIMIT_M) -> ImageRegistration:
+                       limit_m: float = REGISTRATION_LIMIT_M, simulated: Sequence[np.ndarray] | None = None,
+                       classes: np.ndarray | None = None) -> ImageRegistration:
     """Measure a DEM's horizontal shift against the observation(s) (see the module's
     docstring): the image the DEM simulates is correlated with each observation in radar
     geometry, each offset turned into metres east and north through the geometry's
@@ -207,8 +295,15 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
     images : the observations (:func:`radar_image`; composites read better).
     coarse_cell_m : the coarse DEM's cell (m): the stated error takes in
         :data:`REGISTRATION_BIAS_FRACTION` of it; None: the random error alone.
-    precision_m : the largest standard error (m) at which the shift is applied.
+    precision_m : the standard error (m) within which the shift is applied whatever its
+        size (beyond: where it is more than the square root of two times its error).
     limit_m : the largest shift (m) searched for.
+    simulated : the image ``dem`` simulates under each image's geometry, on its window;
+        None: simulated with the empirical law.
+    classes : the ground's land-cover classes on ``dem``'s grid
+        (:func:`sarheight.terrain.land_cover.estimate_land_cover`): each class's level taken
+        out of both images before they are correlated, so that a class's patches (snow above
+        a line, on shaded slopes) do not hold the correlation where they lie; None: none.
 
     Returns
     -------
@@ -219,16 +314,23 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
     dem = open_dem(dem, copy=False)
     normal, rhs = np.zeros((2, 2)), np.zeros(2)
     used = 0
-    for image in images:
+    gains = []
+    if simulated is not None and len(simulated) != len(images):
+        raise InvalidInputError(f"{len(simulated)} simulated images for {len(images)} observations: give one each")
+    for index, image in enumerate(images):
         window = image.window
         observed = intensity_on_window(image.image, window)
-        simulated = _simulated_image(dem, image.geometry, window)
+        model = (np.asarray(simulated[index], dtype=np.float64) if simulated is not None
+                 else _simulated_image(dem, image.geometry, window))
+        if classes is not None and int(np.max(classes)) > 0:
+            observed, model = _levelled(observed, model, _pixel_classes(dem, image.geometry, classes, window))
         per_metre = _pixels_per_metre(dem, image.geometry)
         limit_px = (abs(per_metre[0]).sum() * limit_m, abs(per_metre[1]).sum() * limit_m)
-        found = _image_offset(observed, simulated, limit_px)
+        found = _image_offset(observed, model, limit_px)
         if found is None:
             continue
-        offset, covariance = found
+        offset, covariance, gain = found
+        gains.append(gain)
         try:
             weight = np.linalg.inv(covariance)
         except np.linalg.LinAlgError:
@@ -248,16 +350,27 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
         bias = REGISTRATION_BIAS_FRACTION * coarse_cell_m if coarse_cell_m else 0.0
         errors = np.sqrt(np.maximum(np.diag(covariance_m), 0.0) + bias**2)
         east, north = float(shift[0]), float(shift[1])
-        if not np.all(errors <= precision_m):
+        stated = float(max(errors))
+        # Applying the estimate leaves its error; leaving the DEM leaves the shift, about
+        # |estimate|^2 - error^2 in the mean: applied where that is larger, or where the
+        # image tells the shift to the precision asked whatever its size.
+        if not (np.all(errors <= precision_m) or math.hypot(east, north) > math.sqrt(2.0) * stated):
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
-                                             f"standard error {max(errors):.1f} m above {precision_m:g} m: the image "
-                                             f"cannot tell the shift to {precision_m:g} m (flat terrain, or cells too "
-                                             "coarse)")
+                                             f"a shift of {math.hypot(east, north):.1f} m with a standard error of "
+                                             f"{stated:.1f} m: the image cannot tell it from nothing (flat terrain, "
+                                             "or cells too coarse)")
         elif math.hypot(east, north) > limit_m:
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
                                              f"a shift of {math.hypot(east, north):.0f} m, beyond {limit_m:g} m")
         else:
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, True)
+            finite = [gain for gain in gains if math.isfinite(gain)]
+            if finite and math.hypot(east, north) > precision_m and float(np.mean(finite)) <= 0.0:
+                flag = (f"the DEM's image moved {math.hypot(east, north):.0f} m correlates no better with the "
+                        "observation than where it was")
+                warnings.warn(f"the DEM's registration to the image may have failed: {flag}", PlausibilityWarning,
+                              stacklevel=user_stacklevel())
+                registration = dataclasses.replace(registration, flag=flag)
     if not registration.applied:
         warnings.warn(f"the DEM was not registered to the image: {registration.reason}; it stays where it is (the "
                       "priors' registration still applies)", PlausibilityWarning, stacklevel=user_stacklevel())

@@ -69,25 +69,55 @@ def blur(shape: tuple[int, int], steps: int) -> sparse.csr_matrix:
 
 def coarse_mean_operator(grid: xr.DataArray, coarse: xr.DataArray) -> sparse.csr_matrix:
     """The sparse operator (coarse cells x grid cells) of the mean over each cell of
-    ``coarse`` of the grid cells whose centres lie in it; only coarse cells that hold at
-    least 80 % of the most any holds (whole cells, not the grid's ragged edge). Both on
-    one CRS."""
+    ``coarse`` of the grid cells, weighted by the area of their overlap (what the coarse
+    DEM measures, exact on grids that are not aligned); only the coarse cells the grid
+    covers whole. Both on one CRS, neither rotated."""
+    return coarse_means(grid, coarse)[0]
+
+
+def _overlap(fine_edges: np.ndarray, coarse_edges: np.ndarray) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Along one axis: the share of each coarse interval each fine interval covers
+    (coarse x fine), and whether the fine intervals cover the coarse one whole."""
+    fine_low, fine_high = np.minimum(fine_edges[:-1], fine_edges[1:]), np.maximum(fine_edges[:-1], fine_edges[1:])
+    coarse_low = np.minimum(coarse_edges[:-1], coarse_edges[1:])
+    coarse_high = np.maximum(coarse_edges[:-1], coarse_edges[1:])
+    rows, cols, values = [], [], []
+    for index, (low, high) in enumerate(zip(coarse_low, coarse_high, strict=True)):
+        length = np.minimum(fine_high, high) - np.maximum(fine_low, low)
+        inside = np.flatnonzero(length > 1e-9 * (high - low))
+        rows.append(np.full(inside.size, index))
+        cols.append(inside)
+        values.append(length[inside] / (high - low))
+    weights = sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                                shape=(coarse_low.size, fine_low.size))
+    return weights, np.asarray(weights.sum(axis=1)).ravel() > 1.0 - 1e-6
+
+
+def coarse_means(grid: xr.DataArray, coarse: xr.DataArray) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+    """:func:`coarse_mean_operator`, the heights of ``coarse`` in the cells it keeps (m, in
+    the operator's row order; NaN where the coarse DEM has none: what the fine heights'
+    area means measure) and those cells' flat indices in ``coarse``."""
     if grid.rio.crs != coarse.rio.crs:
         raise InvalidInputError("the coarse DEM and the grid must share a CRS for the coarse-cell means")
-    inverse = ~coarse.rio.transform()
-    xs, ys = np.meshgrid(np.asarray(grid["x"].values), np.asarray(grid["y"].values))
-    cols, rows = inverse * (xs.ravel(), ys.ravel())
-    cols, rows = np.floor(cols).astype(np.int64), np.floor(rows).astype(np.int64)
-    inside = (rows >= 0) & (rows < coarse.shape[0]) & (cols >= 0) & (cols < coarse.shape[1])
-    index = rows * coarse.shape[1] + cols
-    cells = np.flatnonzero(inside)
-    counts = np.bincount(index[cells], minlength=coarse.size)
-    if not counts.any():
-        raise InvalidInputError("no cell of the grid lies inside the coarse DEM: give a coarse DEM of the grid's area")
-    whole = counts >= 0.8 * counts.max()
-    kept = cells[whole[index[cells]]]
-    operator = sparse.csr_matrix((1.0 / counts[index[kept]], (index[kept], kept)), shape=(coarse.size, grid.size))
-    return operator[np.flatnonzero(whole)]
+    fine_transform, coarse_transform = grid.rio.transform(), coarse.rio.transform()
+    if fine_transform.b or fine_transform.d or coarse_transform.b or coarse_transform.d:
+        raise InvalidInputError("the coarse-cell means need grids that are not rotated")
+    along = []
+    for axis, (fine_size, coarse_size) in enumerate(zip(grid.shape, coarse.shape, strict=True)):
+        if axis == 0:
+            fine_edges = fine_transform.f + fine_transform.e * np.arange(fine_size + 1)
+            coarse_edges = coarse_transform.f + coarse_transform.e * np.arange(coarse_size + 1)
+        else:
+            fine_edges = fine_transform.c + fine_transform.a * np.arange(fine_size + 1)
+            coarse_edges = coarse_transform.c + coarse_transform.a * np.arange(coarse_size + 1)
+        along.append(_overlap(fine_edges, coarse_edges))
+    (row_weights, whole_rows), (col_weights, whole_cols) = along
+    operator = sparse.kron(row_weights, col_weights, format="csr")
+    whole = np.outer(whole_rows, whole_cols).ravel()
+    if not whole.any():
+        raise InvalidInputError("no coarse cell lies whole inside the grid: give a coarse DEM of the grid's area")
+    kept = np.flatnonzero(whole)
+    return operator[kept], np.asarray(coarse.values, dtype=np.float64).ravel()[kept], kept
 
 
 def albedo_interpolation(shape: tuple[int, int], spacing: float) -> tuple[sparse.csr_matrix, tuple[int, int]]:

@@ -285,8 +285,10 @@ def simulate_observations(
     """
     conditions = _conditions(dates, date_conditions)
     stack = len(conditions) > 1 or conditions[0] != DateCondition()
-    if stack and ground is None:
-        # A stack's dates change the ground's laws: the law and its land cover as a ground.
+    if ground is None:
+        # One law and its land-cover texture as a ground of one class: every scene's ground
+        # carried as the simulator carries a ground (each cell its law of its own local
+        # incidence), and a stack's dates can change its law.
         base_law = {"empirical": SNAP_LAW, "lambert": LAMBERT_LAW}.get(law)
         if base_law is None:
             raise InvalidInputError(f"law must be one of empirical, lambert, got {law!r}")
@@ -297,12 +299,8 @@ def simulate_observations(
         offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
         pass_seed = seed + 1_000_003 * offset
         if not stack:
-            if ground is not None:
-                return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
-                                     projection=projection, ground=ground)]
             return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
-                                 projection=projection, law=law, land_cover_db=land_cover_db,
-                                 land_cover_seed=seed if land_cover_seed is None else land_cover_seed)]
+                                 projection=projection, ground=ground)]
         return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed + 7_919 * date,
                              projection=projection, ground=condition.apply(ground))
                 for date, condition in enumerate(conditions)]

