@@ -6,6 +6,7 @@ on :func:`sarheight.terrain.observed.observed_scene`)."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import InvalidInputError, SarHeightError
@@ -36,14 +37,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--method inversion reads every one, the network one pass or both for models trained on "
                         "both, a stack network (sarheight fit --config terrain_stack) every date of either pass, "
                         "clinometry and back-projection the dates of one pass)")
-    parser.add_argument("--method", choices=METHODS, default="network",
-                        help="network (default): a refinement network, the one that ships with sarheight for what "
-                        "--sar gives (the stack network for several observations, the one-image network for one) "
-                        "unless --ckpt names yours; inversion: the fine DEM whose simulated images match every --sar, under the "
-                        "coarse DEM's cell means and the priors (both passes, many dates); clinometry: the slopes "
-                        "one pass's brightness asks for (the inversion's one-step case); back-projection: the coarse "
-                        "DEM registered, back-projected and corrected by the priors' residuals kriged (no SAR). The "
-                        "last three need no checkpoint and no torch")
+    parser.add_argument("--method", choices=METHODS, default=None,
+                        help="default: the method of the lowest RMSE on the validation DEMs for what --sar gives (one "
+                        "image, one pass of several dates, both passes; today the inversion for each), or network "
+                        "with --ckpt; network: a refinement network, the one that ships with sarheight for what --sar "
+                        "gives (the stack network for several observations, the one-image network for one) unless "
+                        "--ckpt names yours; inversion: the fine DEM whose simulated images match every --sar, under "
+                        "the coarse DEM's cell means and the priors (both passes, many dates, land cover told apart); "
+                        "clinometry: the slopes one pass's brightness asks for (the inversion's one-step case); "
+                        "back-projection: the coarse DEM registered, back-projected and corrected by the priors' "
+                        "residuals kriged (no SAR). The last three need no checkpoint and no torch")
+    parser.add_argument("--coarse-error", type=float, default=None, metavar="M",
+                        help="the DEM's stated vertical error, metres RMS (its accuracy figure: 0 for an exact block "
+                        "mean, a few metres for Copernicus, more for SRTM): what the priors may correct of it and how "
+                        "far the inversion may move its cells' means; default: not stated")
+    parser.add_argument("--land-cover", default=None, metavar="MAP",
+                        help="--method inversion: a land-cover map (GeoTIFF of integer class codes, any CRS): each "
+                        "class its own sigma0 law, instead of the classes the inversion tells apart from the images")
     parser.add_argument("--ckpt", action="append", default=None, metavar="CKPT",
                         help="with --method network: your refinement checkpoint (sarheight fit --config "
                         "terrain_refine) instead of the packaged one; repeat for an ensemble: the map is their mean, "
@@ -80,16 +90,23 @@ def run(args: argparse.Namespace) -> int:
     from ..dem import dataset_in_datum, output_datum
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
-    from ..terrain.refinement import check_spacing_of_file, refine_dem, refinement_quicklook
+    from ..terrain.refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
 
-    if args.method == "network":
+    if args.method == "network" or (args.method is None and args.ckpt):
         from ..extras import require
 
         require("sarheight terrain refine --method network")
     elif args.ckpt:
         raise SarHeightError(f"--ckpt is for --method network; --method {args.method} needs no checkpoint: leave "
                              "--ckpt out")
-    if (args.blocks is not None or args.scheduler is not None) and args.method != "inversion":
+    if args.coarse_error is not None and not (math.isfinite(args.coarse_error) and args.coarse_error >= 0):
+        raise SarHeightError(f"--coarse-error {args.coarse_error:g}: give the DEM's stated error, metres, 0 or more")
+    if args.land_cover is not None and args.method not in (None, "inversion"):
+        raise SarHeightError(f"--land-cover is the inversion's classes: --method {args.method} reads none; leave it "
+                             "out, or give --method inversion")
+    if args.land_cover is not None and not Path(args.land_cover).is_file():
+        raise SarHeightError(f"--land-cover {args.land_cover!r}: no such file")
+    if (args.blocks is not None or args.scheduler is not None) and args.method not in (None, "inversion"):
         raise SarHeightError(f"--blocks and --scheduler run the inversion block by block: --method {args.method} has "
                              "none; leave them out, or give --method inversion")
     if args.blocks is not None and args.blocks < 16:
@@ -123,13 +140,25 @@ def run(args: argparse.Namespace) -> int:
     geometries = [next(made_for_each) if geotiff else
                   RadarGeometry.from_sentinel1(path, args.measurement or "IW/VV", burst=args.burst)
                   for path, geotiff in zip(paths, geotiffs, strict=True)]
+    method, chosen = (args.method, "") if args.method else (
+        ("network", "") if args.ckpt else default_method(geometries))
+    if method == "network" and args.method is None:
+        from ..extras import require
+
+        require(f"sarheight terrain refine (the network is {chosen})")
+    if (args.blocks is not None or args.scheduler is not None) and method != "inversion":
+        raise SarHeightError(f"--blocks and --scheduler run the inversion block by block: the method is {method} "
+                             f"({chosen}), which has none; leave them out, or give --method inversion")
     stages.done("read the DEM and the geometry")
     refined, scene = refine_dem(dem, paths if len(paths) > 1 else paths[0], args.ckpt, spacing_m=args.spacing,
-                                method=args.method, geometry=geometries if len(paths) > 1 else geometries[0],
+                                method=method, geometry=geometries if len(paths) > 1 else geometries[0],
                                 priors=priors,
                                 measurement=args.measurement or "IW/VV", sar_quantity=args.sar_quantity,
                                 sar_db=args.sar_db, device=args.device, inversion_blocks=args.blocks,
-                                client=args.scheduler, progress=not args.quiet)
+                                client=args.scheduler, coarse_error_m=args.coarse_error, land_cover=args.land_cover,
+                                progress=not args.quiet)
+    if chosen:
+        refined.attrs["method_chosen"] = chosen
     stages.done("refined")
     scores = _scores_against(args.truth, args, refined, scene) if args.truth else None
     source = output_datum(dem)
@@ -146,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
         rows, cols = refined["height"].shape
         by = ((f"the packaged {attrs.get('packaged_network', 'one_image').replace('_', '-')} network" if not args.ckpt
                else f"{attrs['members']} checkpoint"
-               f"{'s' * (attrs['members'] > 1)}") if args.method == "network" else args.method)
+               f"{'s' * (attrs['members'] > 1)}") if method == "network" else method)
+        if chosen:
+            by += f" ({chosen}; --method to choose)"
         if "image_registration_applied" in attrs:
             registration = (f"registered the DEM to the image: moved {attrs['image_registration_shift_east_m']:+.1f} m "
                             f"east, {attrs['image_registration_shift_north_m']:+.1f} m north (+- "
@@ -189,7 +220,7 @@ def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -
     best = min(rmse, key=rmse.get)
     others = "; ".join(f"{name} {value:.2f} m" for name, value in sorted(rmse.items(), key=lambda item: -item[1]))
     below = 100 * (1 - mine / rmse[best])
-    return (f"RMSE against {truth_path} over {found['cells']} cells: {mine:.2f} m by {args.method}. Without "
+    return (f"RMSE against {truth_path} over {found['cells']} cells: {mine:.2f} m by {refined.attrs['method']}. Without "
             f"learning: {others}. This map is {abs(below):.1f} % {'below' if below >= 0 else 'above'} the best of "
             f"them ({best})")
 

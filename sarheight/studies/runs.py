@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -330,3 +331,23 @@ def mean_std(runs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, 
 def reduction(better: float, worse: float) -> float:
     """Relative reduction (%) of an error from ``worse`` to ``better`` (NaN when undefined)."""
     return 100.0 * (1.0 - better / worse) if worse and math.isfinite(better) and math.isfinite(worse) else float("nan")
+
+
+def paired_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float]:
+    """The paired comparison of two methods' errors over DEMs: the mean difference
+    (``ours - theirs``), the exact two-sided sign-flip p-value of it (every sign of every
+    difference), and Student's paired t with its two-sided p-value."""
+    from scipy import stats
+
+    differences = np.asarray(ours, dtype=np.float64) - np.asarray(theirs, dtype=np.float64)
+    differences = differences[np.isfinite(differences)]
+    if differences.size < 2:
+        return {"dems": int(differences.size), "mean_difference": math.nan, "sign_flip_p": math.nan,
+                "t": math.nan, "t_p": math.nan}
+    observed = abs(differences.mean())
+    flips = np.array(list(itertools.product((-1.0, 1.0), repeat=differences.size)))
+    extreme = np.abs((flips * differences).mean(axis=1)) >= observed - 1e-12
+    result = stats.ttest_rel(np.asarray(ours, dtype=np.float64)[np.isfinite(ours)],
+                             np.asarray(theirs, dtype=np.float64)[np.isfinite(theirs)])
+    return {"dems": int(differences.size), "mean_difference": float(differences.mean()),
+            "sign_flip_p": float(extreme.mean()), "t": float(result.statistic), "t_p": float(result.pvalue)}

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +54,7 @@ from ..terrain.variables import refinement_classes
 from .refinement import PredictionCache
 from .refinement_methods import Network, score_map, scoring_mask
 from .refinement_report import TARGETS as REFINEMENT_TARGETS
-from .runs import configured_training, read_sealed_json, reduction, seeded_runs, write_json
+from .runs import configured_training, paired_test, read_sealed_json, reduction, seeded_runs, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -154,26 +153,6 @@ def error_by_source(error: np.ndarray, scene: xr.Dataset, mask: np.ndarray) -> d
     found = {name: rms(coefficients[index] * design[:, index]) for index, name in enumerate(names)}
     found["unexplained"] = rms(target - design @ coefficients)
     return found
-
-
-def paired_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float]:
-    """The paired comparison of two methods' errors over DEMs: the mean difference
-    (``ours - theirs``), the exact two-sided sign-flip p-value of it (every sign of every
-    difference), and Student's paired t with its two-sided p-value."""
-    from scipy import stats
-
-    differences = np.asarray(ours, dtype=np.float64) - np.asarray(theirs, dtype=np.float64)
-    differences = differences[np.isfinite(differences)]
-    if differences.size < 2:
-        return {"dems": int(differences.size), "mean_difference": math.nan, "sign_flip_p": math.nan,
-                "t": math.nan, "t_p": math.nan}
-    observed = abs(differences.mean())
-    flips = np.array(list(itertools.product((-1.0, 1.0), repeat=differences.size)))
-    extreme = np.abs((flips * differences).mean(axis=1)) >= observed - 1e-12
-    result = stats.ttest_rel(np.asarray(ours, dtype=np.float64)[np.isfinite(ours)],
-                             np.asarray(theirs, dtype=np.float64)[np.isfinite(theirs)])
-    return {"dems": int(differences.size), "mean_difference": float(differences.mean()),
-            "sign_flip_p": float(extreme.mean()), "t": float(result.statistic), "t_p": float(result.pvalue)}
 
 
 def method_scores(scene: xr.Dataset, mask: np.ndarray, classes: np.ndarray) -> dict[str, dict[str, float]]:

@@ -80,7 +80,8 @@ def test_a_real_egm96_dem_is_refined_by_clinometry_and_by_the_packaged_network(f
     common = ["--dem", "my_dem.tif", "--sar", "sim_sigma0.tif", "--geometry", "synthetic", "--spacing", "10"]
     out = sarheight(folder, "terrain", "refine", *common, "--method", "clinometry", "--out", "clinometry.tif")
     assert "by clinometry" in out
-    out = sarheight(folder, "terrain", "refine", *common, "--out", "network.tif", "--quicklook", "network.png")
+    out = sarheight(folder, "terrain", "refine", *common, "--method", "network", "--out", "network.tif",
+                    "--quicklook", "network.png")
     assert "by the packaged one-image network" in out
     assert "heights in metres above the EGM96 geoid" in out and "as the DEM came" in out
     for name in ("clinometry.tif", "network.tif"):
@@ -267,7 +268,7 @@ def test_the_readme_chain_scores_a_coarse_copy_against_the_dem_it_came_from(fold
     out = sarheight(folder, "terrain", "refine", "--dem", "coarse.tif", "--sar", "sim_sigma0.tif", "--geometry",
                     "synthetic", "--spacing", "26.7", "--truth", "my_dem.tif", "--out", "fine.tif")
     line = next(line for line in out.splitlines() if line.startswith("RMSE against my_dem.tif over "))
-    assert "m by network. Without learning: " in line and "clinometry (SAR physics)" in line
+    assert "m by inversion. Without learning: " in line and "clinometry (SAR physics)" in line
     assert "registered, back-projection, kriged priors" in line and "the best of them" in line
     out = sarheight(folder, "terrain", "coarsen", "--dem", "my_dem.tif", "--factor", "1", "--out", "x.tif", status=2)
     assert "--factor 1: give an integer of 2 or more" in out and not (folder / "x.tif").exists()

@@ -121,7 +121,7 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
     from sarheight.simulate import simulate_sar
     from sarheight.terrain.geometry import scene_geometry
     from sarheight.terrain.grid import block_mean
-    from sarheight.terrain.refinement import refine_dem
+    from sarheight.terrain.refinement import DEFAULT_METHODS, refine_dem
     from tests.support.scenes import rough_dem
 
     # As shipped: the stack network for several images, the one-image network for one.
@@ -136,11 +136,16 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
     geometry = scene_geometry(fine, "ascending")
     dates = [simulate_sar(fine, geometry, seed=seed) for seed in (1, 2)]
     spacing = float(np.sqrt(np.prod(cell_size_m(fine))))
-    several, scene = refine_dem(coarse, dates, spacing_m=spacing, geometry=geometry, progress=False)
+    several, scene = refine_dem(coarse, dates, spacing_m=spacing, method="network", geometry=geometry,
+                                progress=False)
     assert several.attrs["packaged_network"] == "stack" and scene["sar_dates"].sizes["date"] == 2
     assert np.isfinite(several["height"].values).all() and "inverted" in scene
-    one, _ = refine_dem(coarse, dates[0], spacing_m=spacing, geometry=geometry, progress=False)
+    one, _ = refine_dem(coarse, dates[0], spacing_m=spacing, method="network", geometry=geometry, progress=False)
     assert one.attrs["packaged_network"] == "one_image"
+    # No method named: the one of the lowest RMSE on the validation DEMs for what is given.
+    chosen, _ = refine_dem(coarse, dates, spacing_m=spacing, geometry=geometry, progress=False)
+    assert chosen.attrs["method"] == DEFAULT_METHODS["one_pass_dates"]
+    assert chosen.attrs["method_chosen"] == "the best on the validation DEMs for one pass of several dates"
     # Where the stack network does not ship, several images go to the one-image network.
     monkeypatch.setattr(sample_data, "terrain_network", lambda kind: None)
     assert sample_data.packaged_terrain_network(4) == ("one_image", sample_data.terrain_demo_checkpoint())
