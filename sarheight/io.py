@@ -491,6 +491,44 @@ def write_radar_image(image: xr.DataArray, path: str | os.PathLike[str]) -> Path
     return Path(path)
 
 
+#: The tags :func:`write_radar_image` writes that say a GeoTIFF is in radar geometry.
+RADAR_IMAGE_TAGS = ("first_line", "first_sample")
+
+
+def is_radar_image(tags: dict[str, str]) -> bool:
+    """Whether a GeoTIFF's tags say it is an image in radar geometry (:func:`write_radar_image`)."""
+    return all(key in tags for key in RADAR_IMAGE_TAGS)
+
+
+def read_radar_image(dataset: Any, name: str) -> xr.DataArray:
+    """An image :func:`write_radar_image` wrote, from its open rasterio ``dataset``: a
+    ``(line, sample)`` DataArray of absolute pixel coordinates, its tags as attributes
+    (numbers as numbers), named ``name``.
+
+    Raises
+    ------
+    InvalidInputError : tags that do not place the image (not integers).
+    """
+    tags = dataset.tags()
+    try:
+        line0, sample0 = int(tags["first_line"]), int(tags["first_sample"])
+    except (KeyError, ValueError):
+        raise InvalidInputError(f"{name}: its first_line and first_sample tags must be integers (the pixel the "
+                                "image starts at): write it with sarheight simulate, or give the product") from None
+    values = dataset.read(1, masked=True).filled(np.nan).astype(np.float32)
+    attrs: dict[str, Any] = {}
+    for key, value in tags.items():
+        if key in (*RADAR_IMAGE_TAGS, "axes", "AREA_OR_POINT"):
+            continue
+        try:
+            attrs[key] = float(value)
+        except ValueError:
+            attrs[key] = value
+    return xr.DataArray(values, dims=("line", "sample"), name=name, attrs=attrs,
+                        coords={"line": line0 + np.arange(values.shape[0]),
+                                "sample": sample0 + np.arange(values.shape[1])})
+
+
 def write_bands(
     data: np.ndarray,
     path: str | os.PathLike[str],

@@ -30,7 +30,7 @@ import xarray as xr
 
 from .errors import InvalidInputError, PartialCoverageWarning, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
-from .io import check_memory, open_raster
+from .io import check_memory, is_radar_image, open_raster, read_radar_image
 from .kernels import facets
 from .kernels import reallocation as reallocation_kernels
 from .raster import power_to_db
@@ -166,6 +166,8 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
         return Observation(geometry, image=sar, quantity=sar_quantity, in_db=sar_db)
     if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
         sar = _from_xarray_sentinel(sar)
+    if isinstance(sar, xr.DataArray):
+        check_image_geometry(sar.attrs, geometry, name)
     _check_radar_image(sar, geometry)
     return Observation(geometry, image=sar)
 
@@ -283,7 +285,10 @@ def _check_geometry(geometry: Any) -> None:
 
 
 def _read_map_geotiff(path: Path) -> xr.DataArray:
-    """A single-band GeoTIFF geocoded to a map grid, as a (y, x) DataArray (masked, loaded)."""
+    """A single-band GeoTIFF geocoded to a map grid, as a (y, x) DataArray (masked, loaded);
+    or one in radar geometry as ``sarheight simulate`` writes it
+    (:func:`sarheight.io.write_radar_image`), as a (line, sample) DataArray of absolute
+    pixel coordinates, its tags (looks, noise floor, geometry) as attributes."""
     import rasterio.errors
     import rioxarray
 
@@ -293,10 +298,13 @@ def _read_map_geotiff(path: Path) -> xr.DataArray:
                 f"{str(path)!r} has {dataset.count} bands: give a single-band GeoTIFF of the observation "
                 "(e.g. gdal_translate -b 1 IN.tif OUT.tif)"
             )
+        if dataset.crs is None and is_radar_image(dataset.tags()):
+            check_memory(dataset.width * dataset.height * 8, f"the SAR image {str(path)!r}")
+            return read_radar_image(dataset, path.stem)
         if dataset.crs is None:
             raise InvalidInputError(
-                f"{str(path)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid "
-                "(radar-geometry arrays are given as arrays with a geometry)"
+                f"{str(path)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid, or in radar "
+                "geometry as sarheight simulate writes it (its first_line and first_sample tags)"
             )
         check_memory(dataset.width * dataset.height * 8, f"the SAR image {str(path)!r}")
         try:

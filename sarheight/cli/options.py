@@ -246,6 +246,37 @@ def geometry_from_args(args: argparse.Namespace, dem: Any) -> Any:
     return RadarGeometry.from_sentinel1(args.geometry, args.measurement or "IW/VV", burst=args.burst)
 
 
+def geometry_of_radar_file(path: Path) -> Any:
+    """The synthetic geometry a radar-geometry GeoTIFF of ``sarheight simulate`` was made
+    under, rebuilt from its tags (the options it names, centred where its DEM was), or
+    None: a map-grid GeoTIFF, or one whose tags name no synthetic geometry (a product's
+    image: give its SAFE as --geometry)."""
+    from ..geometry import RadarGeometry
+    from ..io import is_radar_image, open_raster
+    from ..observation import check_image_geometry
+
+    with open_raster(path, "the SAR image") as dataset:
+        tags = dataset.tags() if dataset.crs is None else {}
+    if not is_radar_image(tags) or tags.get("geometry_product") != "synthetic" or "geometry_options" not in tags:
+        return None
+    words = tags["geometry_options"].split()
+    given = {option: words[index + 1] for index, option in enumerate(words[:-1]) if option.startswith("--")}
+    try:
+        values = {option: default if option not in given else given[option] if isinstance(default, str)
+                  else float(given[option]) for option, default, _ in SYNTHETIC_OPTIONS}
+        center = (float(tags["geometry_center_lon"]), float(tags["geometry_center_lat"]))
+    except (KeyError, ValueError):
+        raise SarHeightError(f"--sar {str(path)!r}: its geometry tags do not say which geometry it was made "
+                             "under (write it again with sarheight simulate)") from None
+    geometry = RadarGeometry.synthetic(
+        center_lon=center[0], center_lat=center[1], heading_deg=values["--heading"],
+        incidence_near_deg=values["--incidence-near"], incidence_far_deg=values["--incidence-far"],
+        line_spacing=values["--line-spacing"], sample_spacing=values["--sample-spacing"],
+        look_side=values["--look-side"])
+    check_image_geometry(tags, geometry, f"the SAR image {str(path)!r}")
+    return geometry
+
+
 def geometry_words(args: argparse.Namespace) -> str:
     """The geometry options as the user would type them again (``--geometry synthetic
     --heading 192``): every option of the geometry that was given."""

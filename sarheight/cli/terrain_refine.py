@@ -19,6 +19,7 @@ from .options import (
     add_quiet,
     check_geometry_options,
     geometry_from_args,
+    geometry_of_radar_file,
     open_dem_from_args,
     prior_points_from_args,
     run_outputs,
@@ -121,14 +122,19 @@ def run(args: argparse.Namespace) -> int:
     repeated = sorted({str(path) for path in paths if paths.count(path) > 1})
     if repeated:
         raise SarHeightError(f"--sar {repeated[0]!r} is given twice: give each date once")
+    # A radar-geometry GeoTIFF of sarheight simulate carries its geometry; a geocoded one
+    # needs it said.
+    tagged = [geometry_of_radar_file(path) if geotiff else None for path, geotiff in zip(paths, geotiffs, strict=True)]
+    needs = [geotiff and carried is None for geotiff, carried in zip(geotiffs, tagged, strict=True)]
     given = args.geometry or []
-    if any(geotiffs) and not given:
+    if any(needs) and not given:
         raise SarHeightError("a geocoded GeoTIFF --sar needs --geometry (the SAFE it came from, or 'synthetic')")
-    if all(not g for g in geotiffs) and given:
-        raise SarHeightError("--sar products bring their own geometry: leave --geometry out")
-    if len(given) not in (0, 1, sum(geotiffs)):
-        raise SarHeightError(f"--geometry is given {len(given)} times for {sum(geotiffs)} GeoTIFF --sar: give one "
-                             "for all of them, or one per GeoTIFF, in their order")
+    if not any(needs) and given:
+        raise SarHeightError("--sar products (and the radar-geometry images of sarheight simulate) bring their own "
+                             "geometry: leave --geometry out")
+    if len(given) not in (0, 1, sum(needs)):
+        raise SarHeightError(f"--geometry is given {len(given)} times for {sum(needs)} geocoded GeoTIFF --sar: give "
+                             "one for all of them, or one per geocoded GeoTIFF, in their order")
     priors = prior_points_from_args(args)
     for value in given:
         check_geometry_options(_with_geometry(args, value), product_given=not any(geotiffs))
@@ -136,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
     stages = Stages(3, args.quiet, "sarheight terrain refine")
     dem = open_dem_from_args(args, args.dem)
     made = [geometry_from_args(_with_geometry(args, value), dem) for value in given]
-    made_for_each = iter(made * sum(geotiffs) if len(made) == 1 else made)
-    geometries = [next(made_for_each) if geotiff else
+    made_for_each = iter(made * sum(needs) if len(made) == 1 else made)
+    geometries = [carried if carried is not None else next(made_for_each) if geotiff else
                   RadarGeometry.from_sentinel1(path, args.measurement or "IW/VV", burst=args.burst)
-                  for path, geotiff in zip(paths, geotiffs, strict=True)]
+                  for path, geotiff, carried in zip(paths, geotiffs, tagged, strict=True)]
     method, chosen = (args.method, "") if args.method else (
         ("network", "") if args.ckpt else default_method(geometries))
     if method == "network" and args.method is None:

@@ -159,15 +159,17 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
         raise InvalidInputError(f"the observation {label} has no positive value over the DEM (zero or no data "
                                 "everywhere there): a placeholder or masked product cannot refine the DEM; give the "
                                 "calibrated image itself, of the DEM's area")
+    # What the image says of itself: its attributes, or the tags of the file it was read from.
+    said = observation.image.attrs if isinstance(observation.image, xr.DataArray) else {}
     if looks is None:
-        attribute = getattr(sar, "attrs", {}).get("looks") if isinstance(sar, xr.DataArray) else None
+        attribute = said.get("looks")
         # A simulation without speckle says "none": as many looks as makes speckle nil.
         looks = (float(attribute) if isinstance(attribute, (int, float, np.number)) else
                  NO_SPECKLE_LOOKS if attribute == "none" else DEFAULT_LOOKS)
     if not (math.isfinite(looks) and looks > 0):
         raise InvalidInputError(f"looks must be a positive number, got {looks!r}")
     if nesz_db is None:
-        attribute = getattr(sar, "attrs", {}).get("nesz_db") if isinstance(sar, xr.DataArray) else None
+        attribute = said.get("nesz_db")
         nesz_db = float(attribute) if isinstance(attribute, (int, float, np.number)) else None
     if nesz_db is not None and not math.isfinite(nesz_db):
         raise InvalidInputError(f"nesz_db must be a finite number of dB or None, got {nesz_db!r}")
