@@ -328,7 +328,7 @@ def test_terrain_refine_command_inverts_several_observations(passes, tmp_path, c
     assert "2 observation(s) in 2 group(s)" in printed and "by inversion" in printed and out.exists()
     for extra, message in ((["--sar", ascending, "--sar", ascending, "--geometry", "synthetic"], "given twice"),
                            (["--sar", ascending, "--sar", descending, "--geometry", "synthetic", "--geometry",
-                             "synthetic", "--geometry", "synthetic"], "one per GeoTIFF"),
+                             "synthetic", "--geometry", "synthetic"], "one per geocoded GeoTIFF"),
                            (["--sar", ascending, "--geometry", "synthetic:north"], "synthetic:HEADING")):
         assert main([*base, *extra, "--out", str(tmp_path / "no.tif")]) == 2
         assert message in capsys.readouterr().err
