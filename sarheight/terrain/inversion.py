@@ -192,13 +192,13 @@ class InversionSettings:
     model_blur: int = 1
     tolerance: float = 1e-3
     translation: bool = True
-    probe_stride: int = 0
-    probe_looks: float = 20.0
+    probe_stride: int = 7
+    probe_looks: float = 1.0
     reference: str = "back_projection"
     unread_error_m: float = 1.0
     model_error_nepers: float = 0.03
     reprobe: bool = True
-    coarse_error_share: float = 1.0
+    coarse_error_share: float = 0.5
     robust_k: float = 2.0
     land_cover_classes: int = 4
     land_cover_smoothing: float = 1.0
