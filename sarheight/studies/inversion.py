@@ -632,6 +632,9 @@ def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None
                      f"{'met' if best <= speed['target_seconds'] else 'missed'}; clinometry "
                      f"{speed['best_seconds']['clinometry']:.1f} s, back-projection "
                      f"{speed['best_seconds']['back-projection']:.1f} s on the same inputs")
+    else:
+        lines.append("- `sarheight terrain refine --method inversion` on a million cells with these settings: not "
+                     "measured (`python benchmarks/inversion_speed.py` writes it)")
     note = results["note"]
     lines += ["", f"{note[0].upper()}{note[1:]}."]
     return "\n".join(lines)

@@ -60,7 +60,7 @@ def test_the_documents_show_the_inversion_studys_figures(document):
     from sarheight.studies import inversion
 
     results = json.loads((ROOT / INVERSION_RESULTS).read_text())
-    speed = json.loads((ROOT / INVERSION_SPEED).read_text())
+    speed = json.loads((ROOT / INVERSION_SPEED).read_text()) if (ROOT / INVERSION_SPEED).exists() else None
     assert generated_text(ROOT / document, source=INVERSION_RESULTS, writer=WRITER) == inversion.results_section(
         results, speed), f"{document} differs from {INVERSION_RESULTS}: run python {WRITER}"
 
