@@ -298,15 +298,15 @@ def _read_map_geotiff(path: Path) -> xr.DataArray:
                 f"{str(path)!r} has {dataset.count} bands: give a single-band GeoTIFF of the observation "
                 "(e.g. gdal_translate -b 1 IN.tif OUT.tif)"
             )
-        if dataset.crs is None and is_radar_image(dataset.tags()):
-            check_memory(dataset.width * dataset.height * 8, f"the SAR image {str(path)!r}")
-            return read_radar_image(dataset, path.stem)
-        if dataset.crs is None:
+        radar = dataset.crs is None and is_radar_image(dataset.tags())
+        if dataset.crs is None and not radar:
             raise InvalidInputError(
                 f"{str(path)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid, or in radar "
                 "geometry as sarheight simulate writes it (its first_line and first_sample tags)"
             )
         check_memory(dataset.width * dataset.height * 8, f"the SAR image {str(path)!r}")
+        if radar:
+            return read_radar_image(dataset, path.stem)
         try:
             return rioxarray.open_rasterio(dataset, masked=True).squeeze("band", drop=True).load()
         except (rasterio.errors.RasterioError, OSError, ValueError) as error:
