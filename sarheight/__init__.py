@@ -12,6 +12,7 @@ without the learning extra (torch, Lightning): those entries need ``pip install
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 from ._version import __version__
@@ -24,6 +25,12 @@ from .errors import (
     SarHeightError,
     UnsupportedProductError,
 )
+
+# rioxarray (0.15-0.19) multiplies affine transforms with `*`, which affine 2.4 marks for
+# deprecation in favour of `@`: a warning about their code that no user can act on, and
+# that PYTHONWARNINGS=error would turn into a failure of every raster read.
+warnings.filterwarnings("ignore", message=r"Use `@` matmul instead of `\*` mul operator",
+                        category=PendingDeprecationWarning)
 
 #: The user entries, by the module that holds each (loaded on first use).
 ENTRIES = {

@@ -297,10 +297,9 @@ def _output_message(finals: Sequence[Path], reason: str) -> str:
 #: TIFF's first bytes (little- and big-endian, classic and BigTIFF).
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
-
 def check_written(temporary: Path, final: Path) -> None:
-    """Flush ``temporary`` to the disk and, where it is a GeoTIFF, read every block of it
-    back; an :class:`OutputError` naming ``final`` where either fails."""
+    """Flush ``temporary`` to the disk, refuse it empty and, where it is a GeoTIFF, read
+    every block of it back; an :class:`OutputError` naming ``final`` where any fails."""
     try:
         descriptor = os.open(temporary, os.O_RDONLY)
         try:
@@ -310,6 +309,13 @@ def check_written(temporary: Path, final: Path) -> None:
             os.close(descriptor)
     except OSError as error:
         raise OutputError(_output_message([final], _no_room(error) or str(error))) from error
+    tiff_named = final.suffix.lower() in (".tif", ".tiff")
+    if not magic or (tiff_named and magic not in _TIFF_MAGIC) or (
+            len(magic) < 4 and any(known.startswith(magic) for known in _TIFF_MAGIC)):
+        # A write cut short by a full disk: a small file can fail whole or after its first
+        # bytes, with no error from the writer that buffered it.
+        raise OutputError(_output_message([final], f"the file was written {'empty' if not magic else 'cut short'}: "
+                                                   "a write error (a full disk, a quota or a file-size limit)"))
     if magic not in _TIFF_MAGIC:
         return
     try:
@@ -454,7 +460,7 @@ def write_geotiff(
         "blockysize": tile_side(rows, cols),
         "BIGTIFF": "IF_SAFER",
     }
-    tags = {k: str(v) for k, v in ds.attrs.items() if isinstance(v, (str, int, float, np.number))}
+    tags = {k: tag_value(v) for k, v in ds.attrs.items() if isinstance(v, (str, int, float, np.number))}
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         for index, ((arr, _), name) in enumerate(zip(bands, variables, strict=True), start=1):
             dst.write(arr.astype(dtype, copy=False), index)
@@ -465,6 +471,16 @@ def write_geotiff(
         dst.update_tags(**tags)
     return Path(path)
 
+
+
+def tag_value(value: Any) -> str:
+    """A file's tag for an attribute: an absolute path of a file on this machine (a geoid
+    grid in the installation) by its name, so that a file shared carries no folder of the
+    machine that wrote it; anything else as text."""
+    text = str(value)
+    if isinstance(value, str) and os.path.isabs(text) and os.path.isfile(text):
+        return Path(text).name
+    return text
 
 
 def write_radar_image(image: xr.DataArray, path: str | os.PathLike[str]) -> Path:
@@ -480,7 +496,7 @@ def write_radar_image(image: xr.DataArray, path: str | os.PathLike[str]) -> Path
                "transform": rasterio.Affine(1.0, 0.0, float(samples[0]) - 0.5, 0.0, 1.0, float(lines[0]) - 0.5),
                "nodata": float("nan"), "compress": "deflate", "predictor": 3, "tiled": True,
                "blockxsize": tile_side(rows, cols), "blockysize": tile_side(rows, cols), "BIGTIFF": "IF_SAFER"}
-    tags = {k: str(v) for k, v in image.attrs.items() if isinstance(v, (str, int, float, np.number))}
+    tags = {k: tag_value(v) for k, v in image.attrs.items() if isinstance(v, (str, int, float, np.number))}
     with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
@@ -575,7 +591,7 @@ def write_bands(
         dst.write(data)
         for index, name in enumerate(descriptions, start=1):
             dst.set_band_description(index, str(name))
-        dst.update_tags(**{key: str(value) for key, value in (tags or {}).items()})
+        dst.update_tags(**{key: tag_value(value) for key, value in (tags or {}).items()})
     return Path(path)
 
 
@@ -624,7 +640,7 @@ class GeoTiffBlockWriter:
         if rows < block_rows or cols < block_cols:
             block_rows = block_cols = tile_side(rows, cols, min(block_shape))
         self.profile.update(tiled=True, blockysize=block_rows, blockxsize=block_cols)
-        self.tags = {k: str(v) for k, v in (tags or {}).items() if isinstance(v, (str, int, float, np.number))}
+        self.tags = {k: tag_value(v) for k, v in (tags or {}).items() if isinstance(v, (str, int, float, np.number))}
         self.units = units or {}
         self._stack = contextlib.ExitStack()
         self._dst = None

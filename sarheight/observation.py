@@ -284,6 +284,10 @@ def _check_geometry(geometry: Any) -> None:
         raise InvalidInputError(f"geometry must be a RadarGeometry, got {type(geometry).__name__}")
 
 
+#: Band names of the rasters sarheight writes that hold heights (refused as a SAR image).
+HEIGHT_BANDS = ("height", "coarse", "elevation", "dem", "inverted", "height_std")
+
+
 def _read_map_geotiff(path: Path) -> xr.DataArray:
     """A single-band GeoTIFF geocoded to a map grid, as a (y, x) DataArray (masked, loaded);
     or one in radar geometry as ``sarheight simulate`` writes it
@@ -298,7 +302,16 @@ def _read_map_geotiff(path: Path) -> xr.DataArray:
                 f"{str(path)!r} has {dataset.count} bands: give a single-band GeoTIFF of the observation "
                 "(e.g. gdal_translate -b 1 IN.tif OUT.tif)"
             )
-        radar = dataset.crs is None and is_radar_image(dataset.tags())
+        description = (dataset.descriptions[0] or "").strip().lower() if dataset.descriptions else ""
+        tags = dataset.tags()
+        vertical = dataset.crs is not None and "VERT_CS" in dataset.crs.to_wkt(version="WKT1_GDAL")
+        if description in HEIGHT_BANDS or "vertical_datum" in tags or "source_vertical_datum" in tags or vertical:
+            seen = (f"heights (its band is named {description!r})" if description in HEIGHT_BANDS
+                    else "heights (its CRS has a vertical datum)" if vertical
+                    else "heights (its tags name a vertical datum)")
+            raise InvalidInputError(f"the SAR image {str(path)!r} holds {seen}, not backscatter: give the SAR image "
+                                    "there (a DEM goes to --dem)")
+        radar = dataset.crs is None and is_radar_image(tags)
         if dataset.crs is None and not radar:
             raise InvalidInputError(
                 f"{str(path)!r} has no CRS: a GeoTIFF observation must be geocoded to a map grid, or in radar "

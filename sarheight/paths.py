@@ -8,6 +8,7 @@ it before it imports anything heavy.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,8 +72,8 @@ def check_writable_folder(path: str | os.PathLike[str], what: str) -> Path:
 
 def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
                   inputs: Sequence[tuple[object, str]] = ()) -> None:
-    """Refuse outputs (path, name in messages) that are symbolic links (writing would replace
-    a link by a plain file), that name one file twice, that name a file among ``inputs``
+    """Refuse outputs (path, name in messages) that are symbolic links or existing files
+    that are not plain (a device, a FIFO: writing would replace either by a plain file), that name one file twice, that name a file among ``inputs``
     (anything given as an input, with its name; only paths count) or lie inside a folder
     among them (a SAFE product, a city: writing would change the input), or that would
     replace code (sarheight's own files, or any file of a program suffix)."""
@@ -82,6 +83,11 @@ def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
             raise InvalidInputError(
                 f"{name} {os.fspath(path)!r} is a symbolic link, which writing would replace by a plain file: give "
                 f"the path it points to ({os.path.realpath(path)!r}) or another one"
+            )
+        if os.path.exists(path) and not os.path.isdir(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            raise InvalidInputError(
+                f"{name} {os.fspath(path)!r} is not a plain file (a device, a FIFO or a socket), which writing would "
+                "replace by one: give the path of a file"
             )
         key = os.path.realpath(path)
         if key in seen:

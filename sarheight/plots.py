@@ -18,10 +18,16 @@ from .raster import gradient
 #: The panel keywords of a layover or shadow mask (:class:`sarheight.masks.MaskCode`):
 #: one colour per code with a legend of the codes' values and names, not a colour bar;
 #: cells outside the image (255) are left blank (give the mask with them as NaN).
-MASK_LEGEND: dict = {"categories": [(int(MaskCode.NONE), "0 none", "#b8d8b0"),
-                                    (int(MaskCode.ACTIVE), "1 active", "#d62728"),
-                                    (int(MaskCode.PASSIVE), "2 passive", "#1f77b4")],
+#: The colour of each mask code, the same in every figure.
+MASK_COLOURS = {int(MaskCode.NONE): "#b8d8b0", int(MaskCode.ACTIVE): "#d62728", int(MaskCode.PASSIVE): "#1f77b4"}
+
+MASK_LEGEND: dict = {"categories": [(int(MaskCode.NONE), "0 none", MASK_COLOURS[int(MaskCode.NONE)]),
+                                    (int(MaskCode.ACTIVE), "1 active", MASK_COLOURS[int(MaskCode.ACTIVE)]),
+                                    (int(MaskCode.PASSIVE), "2 passive", MASK_COLOURS[int(MaskCode.PASSIVE)])],
                      "blank": "255 outside the image: blank"}
+
+#: What the hatching of a panel means (drawn under its cells without a value).
+NO_VALUE_NOTE = "hatched: cells without a value (outside the image, voids)"
 
 
 def fitted_title(fig, title: str, fontsize: float = 11) -> None:
@@ -108,6 +114,7 @@ def quicklook(
     import matplotlib.pyplot as plt
 
     fig, axes = _figure(len(panels), columns)
+    hatched = False
     for ax, (name, image, kwargs) in zip(axes, panels, strict=False):
         kwargs = dict(kwargs)
         label = kwargs.pop("colorbar", None)
@@ -121,11 +128,15 @@ def quicklook(
             ax.set_facecolor("white")
             ax.patch.set_hatch("////")
             ax.patch.set_edgecolor("#b0b0b0")
+            hatched = True
         if categories is not None:
             _categorical(ax, values, categories, blank, kwargs)
         else:
             im = ax.imshow(values, **kwargs)
-        ax.set_title(name, fontsize=10)
+        # Wrapped to the panel's width: a long title would run over its neighbours' or be cut
+        # at the figure's edge.
+        ax.set_title("\n".join(part for line in name.split("\n") for part in textwrap.wrap(line, 44) or [""]),
+                     fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
         if label is not None and categories is None:
@@ -135,7 +146,10 @@ def quicklook(
             bar.solids.set_edgecolor("face")
     if title:
         fitted_title(fig, title, fontsize=11)
-    fig.tight_layout()
+    if hatched:
+        fig.text(0.01, 0.005, NO_VALUE_NOTE, fontsize=8, color="0.35", ha="left", va="bottom")
+    # Room for the title above and the note below; each row's titles clear the row above.
+    fig.tight_layout(rect=(0, 0.02 if hatched else 0, 1, 0.97 if title else 1), h_pad=1.6)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

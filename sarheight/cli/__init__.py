@@ -28,7 +28,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._version import __version__
-from ..errors import SarHeightError
+from ..errors import (
+    PartialCoverageWarning,
+    PlausibilityWarning,
+    PriorsOutsideWarning,
+    SarHeightError,
+    VerticalDatumWarning,
+)
 from ..paths import check_outputs, check_writable_folder
 from . import (
     benchmark,
@@ -43,16 +49,24 @@ from . import (
     simulate,
     terrain,
 )
-from .options import close_stages, companion_path, in_command_words, masks_path
+from .options import close_stages, companion_path, in_command_words, masks_path, resolve_dem_argument
 
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, benchmark, *fit.COMMANDS, configs, terrain,
             buildings, lcz)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, with where to read the options, not
+    the whole usage before them."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (the options: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``sarheight`` command and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sarheight",
         description="Physics-plus-learning SAR toolkit: radar geometry, layover/shadow and height models.",
     )
@@ -84,8 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     created: list[Path] = []
     # Warnings as one line in the command's words while it runs (restored after: main()
     # may be called from Python).
-    shown = warnings.showwarning
+    restored = warnings.catch_warnings()  # the filters and showwarning, as they were, after
+    restored.__enter__()
     warnings.showwarning = functools.partial(_show_warning, parser=parser)
+    # The project's warnings about the user's inputs are part of the command's output:
+    # shown whatever filters the process was started with (PYTHONWARNINGS=error would turn
+    # them into failures, =ignore hide what the README promises).
+    for category in (VerticalDatumWarning, PlausibilityWarning, PartialCoverageWarning, PriorsOutsideWarning):
+        warnings.filterwarnings("always" if category is VerticalDatumWarning else "default", category=category)
     status = 2
     # SIGTERM (timeout, SLURM, docker stop) unwinds the run as Ctrl-C does, so that its
     # temporary files go.
@@ -95,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_installation()
         check_environment(os.environ)
+        resolve_dem_argument(args)
         created = _prepare_outputs(args)
         announce_compiling(args)
         return int(args.run(args) or 0)
@@ -119,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "and please report it)"), 1
     finally:
         close_stages()
-        warnings.showwarning = shown
+        restored.__exit__(None, None, None)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, terminate)
     print(f"sarheight {args.command}: error: {message}", file=sys.stderr)
@@ -157,7 +178,14 @@ def check_environment(environment: Mapping[str, str]) -> None:
         raise SarHeightError(f"NUMBA_DISABLE_JIT={environment['NUMBA_DISABLE_JIT']!r} would run the kernels as plain "
                              "Python, which they cannot (they use compiled intrinsics) and which would take hours; "
                              "unset it")
+    layer = environment.get("NUMBA_THREADING_LAYER")
+    if layer is not None and layer.strip().lower() not in NUMBA_THREADING_LAYERS:
+        raise SarHeightError(f"NUMBA_THREADING_LAYER={layer!r}: Numba knows {', '.join(NUMBA_THREADING_LAYERS)}; set "
+                             "one, or unset it for Numba's choice")
     for variable in ("PROJ_DATA", "PROJ_LIB"):
+        if variable in environment and not environment[variable].strip():
+            raise SarHeightError(f"{variable} is set but empty: PROJ would look for its data nowhere and read no CRS; "
+                                 f"unset {variable} (pyproj brings its own) or point it at a PROJ data folder")
         folders = [folder for folder in environment.get(variable, "").split(os.pathsep) if folder]
         if folders and not any(os.path.isfile(os.path.join(folder, "proj.db")) for folder in folders):
             raise SarHeightError(f"{variable}={environment[variable]!r} holds no proj.db: PROJ could read no CRS; "
@@ -166,6 +194,10 @@ def check_environment(environment: Mapping[str, str]) -> None:
     if debug is not None and debug.strip().lower() not in ("", "true", "false"):
         raise SarHeightError(f"JSONARGPARSE_DEBUG={debug!r}: jsonargparse reads true or false there; set one, or "
                              "unset it")
+
+
+#: The threading layers Numba accepts in NUMBA_THREADING_LAYER.
+NUMBA_THREADING_LAYERS = ("default", "safe", "forksafe", "threadsafe", "tbb", "omp", "workqueue")
 
 
 #: The commands whose work runs the Numba kernels.
@@ -190,8 +222,8 @@ def announce_compiling(args: argparse.Namespace) -> None:
     else:
         folder = kernels.CACHE_LOCATION or str(Path(kernels.__file__).parent / "__pycache__")
         where = f"once: then cached in {folder}; `sarheight compile` does it ahead of time"
-    message = (f"sarheight: compiling the numerical kernels (one to two minutes on two idle cores, more on a busy "
-               f"machine; {where})")
+    message = (f"sarheight: compiling the numerical kernels (about three minutes on two idle cores, up to ten on a "
+               f"busy machine; {where})")
     kernels.on_first_compile(lambda: print(message, file=sys.stderr, flush=True))
 
 
@@ -282,7 +314,9 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
 
 #: The options that name input files, by the attribute argparse gives them.
 INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry",
-                 "scene": "--scene", "ckpt": "--ckpt", "priors": "--priors", "scenes": "--scenes"}
+                 "scene": "--scene", "ckpt": "--ckpt", "priors": "--priors", "scenes": "--scenes",
+                 "truth": "--truth", "land_cover": "--land-cover", "priors_geoid_grid": "--priors-geoid-grid",
+                 "product": "--product"}
 
 #: The options that name folders of inputs, by attribute, with the files read from them.
 INPUT_FOLDERS = {"city": ("s1_*.tif", "s2_*.tif", "height.tif"), "data": ("*.h5",), "scenes": ("*.nc",),

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.quiet:
-        print("compiling the kernels (once per installation; about a minute on two cores)...", flush=True)
+        print("compiling the kernels (once per installation; three minutes on two idle cores, up to ten on a busy "
+              "machine)...", flush=True)
     seconds = compile_kernels()
     if not args.quiet:
         print(f"compiled and cached in {seconds:.1f} s")
@@ -39,7 +40,7 @@ def compile_kernels() -> float:
     temporary folder that is then removed; then the calls of the README's Quickstart on a
     corner of the projected sample DEM (whose coordinates are full arrays, not the
     broadcast axes of a geographic grid), in memory and block by block. ``make install``
-    calls it (``sarheight compile``): compiling takes about a minute on two cores, once
+    calls it (``sarheight compile``): compiling takes about three minutes on two idle cores, once
     per installation and again only when a kernel's source changes. Returns the seconds
     taken.
     """

@@ -28,11 +28,19 @@ def run(args: argparse.Namespace) -> int:
     if args.copy is None:
         if args.out is not None:
             raise SarHeightError("--out goes with --copy NAME: say which configuration to copy")
+        import shutil
+        import textwrap
+
         width = max(len(name) for name in configs.names())
+        # Each description whole, wrapped to the terminal under its column.
+        columns = max(60, shutil.get_terminal_size((100, 24)).columns)
         for name in configs.names():
-            print(f"{name:<{width}}  {configs.describe(name)}")
+            lines = textwrap.wrap(configs.describe(name, width=10_000), columns - width - 2) or [""]
+            print(f"{name:<{width}}  {lines[0]}")
+            for line in lines[1:]:
+                print(f"{'':<{width}}  {line}")
         if not args.quiet:
-            print(f"\n(in {configs.FOLDER}; `sarheight fit --config NAME` reads one from any folder, "
+            print("\n(shipped with sarheight; `sarheight fit --config NAME` reads one from any folder, "
                   "`sarheight configs --copy NAME` copies it here to edit, then `--config NAME.yaml` reads the copy)")
         return 0
     name = args.copy[: -len(".yaml")] if args.copy.endswith(".yaml") else args.copy

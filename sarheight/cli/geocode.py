@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .options import (
+    add_dem_argument,
     add_dem_options,
     add_geometry_options,
     add_outputs,
@@ -20,7 +21,7 @@ HELP = "radar coordinates (time, range, line, sample) of every DEM cell"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dem", help="DEM raster (any CRS rasterio reads)")
+    add_dem_argument(parser)
     add_outputs(parser, "output GeoTIFF")
     add_quiet(parser)
     add_geometry_options(parser)

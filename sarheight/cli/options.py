@@ -149,6 +149,26 @@ def check_geometry_options(args: argparse.Namespace, product_given: bool) -> Non
                              "leave them out, or give --geometry synthetic")
 
 
+def add_dem_argument(parser: argparse.ArgumentParser) -> None:
+    """The DEM, as every command takes it (``--dem DEM``), or as the first word after the
+    command (``sarheight simulate DEM``); :func:`resolve_dem_argument` makes them one."""
+    parser.add_argument("dem_file", nargs="?", default=None, metavar="DEM",
+                        help="DEM raster (any CRS rasterio reads); or give it as --dem")
+    parser.add_argument("--dem", default=None, help="DEM raster (the same as DEM)")
+
+
+def resolve_dem_argument(args: argparse.Namespace) -> None:
+    """``args.dem`` from ``--dem`` or the first word (:func:`add_dem_argument`), refused
+    where neither or two different DEMs are given."""
+    if not hasattr(args, "dem_file"):
+        return
+    if args.dem is not None and args.dem_file is not None and args.dem != args.dem_file:
+        raise SarHeightError(f"two DEMs are given ({args.dem_file!r} and --dem {args.dem!r}): give one")
+    args.dem = args.dem or args.dem_file
+    if args.dem is None:
+        raise SarHeightError("no DEM is given: give --dem DEM")
+
+
 def add_dem_options(parser: argparse.ArgumentParser) -> None:
     """How to read the DEM's heights."""
     group = parser.add_argument_group("DEM")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .options import (
     Stages,
+    add_dem_argument,
     add_dem_options,
     add_geometry_options,
     add_outputs,
@@ -34,7 +35,7 @@ COMPANIONS = ("masks", "image", "sigma0")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dem", help="DEM raster (any CRS rasterio reads)")
+    add_dem_argument(parser)
     add_outputs(parser, "output GeoTIFF of per-cell products; beside it OUT_masks.tif (layover, shadow), "
                 "OUT_image.tif (the simulated observation in the radar geometry: beta0, linear, lines x samples, no "
                 "map CRS) and OUT_sigma0.tif (its sigma0 geocoded to the DEM's grid, ellipsoid-referenced, linear: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidInputError, SarHeightError
 from .options import (
@@ -25,9 +26,9 @@ from .options import (
     run_outputs,
 )
 
-HELP = ("refine a coarse DEM with Sentinel-1 (a SAFE product, or a geocoded sigma0 GeoTIFF) by the packaged "
-        "refinement network, your checkpoints, clinometry or back-projection: the fine DEM on a grid of --spacing "
-        "metres")
+HELP = ("refine a coarse DEM with Sentinel-1 (a SAFE product, or a sigma0 GeoTIFF) by the inversion of the "
+        "simulator (the default), clinometry, back-projection, the packaged refinement network or your checkpoints: "
+        "the fine DEM on a grid of --spacing metres")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 "height_std (m) with several checkpoints, and the coarse DEM on the same grid")
     parser.add_argument("--truth", default=None, metavar="FINE_DEM",
                         help="a fine DEM of the same area (the one the coarse DEM was made from: terrain coarsen): "
-                        "the refined DEM is scored against it, beside every method that needs no learning")
+                        "the refined DEM is scored against it, beside every method that needs no learning (the "
+                        "inversion included: it runs too)")
+    parser.add_argument("--truth-vertical-datum", choices=("egm96", "egm2008", "ellipsoid"), default=None,
+                        help="the datum of --truth's heights (default: as its CRS says, else the DEM's, as --dem was "
+                        "read)")
     parser.add_argument("--out-vertical-datum", choices=tuple(DATUM_WORDS), default=None,
                         help="the datum of the heights written (default: the DEM's, as it came: EGM96 heights back "
                         "on EGM96 with the same geoid grid, the CRS compound with the geoid's height; ellipsoid: "
@@ -88,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dem import dataset_in_datum, output_datum
+    from ..dem import dataset_in_datum, output_datum, output_geoid_source
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
     from ..terrain.refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
@@ -138,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
     priors = prior_points_from_args(args)
     for value in given:
         check_geometry_options(_with_geometry(args, value), product_given=not any(geotiffs))
+    if args.truth_vertical_datum is not None and args.truth is None:
+        raise SarHeightError("--truth-vertical-datum describes --truth, which is not given: give the fine DEM, or "
+                             "leave it out")
+    if args.truth is not None and not Path(args.truth).is_file():
+        raise SarHeightError(f"--truth {args.truth!r}: no such fine DEM")
     check_spacing_of_file(args.dem, args.spacing)
     stages = Stages(3, args.quiet, "sarheight terrain refine")
     dem = open_dem_from_args(args, args.dem)
@@ -155,6 +165,16 @@ def run(args: argparse.Namespace) -> int:
     if (args.blocks is not None or args.scheduler is not None) and method != "inversion":
         raise SarHeightError(f"--blocks and --scheduler run the inversion block by block: the method is {method} "
                              f"({chosen}), which has none; leave them out, or give --method inversion")
+    if args.truth is not None:
+        _check_truth_datum(args, dem)
+    source = output_datum(dem)
+    datum = args.out_vertical_datum or source
+    # The grid the DEM's heights came through takes them back (an exact round trip); another
+    # datum asked for is checked before the work (EGM2008 needs its own grid).
+    out_grid = args.geoid_grid or (dem.attrs.get("geoid_grid") if datum == source else None)
+    out_grid = None if out_grid == "PROJ" else out_grid
+    if datum != "ellipsoid":
+        output_geoid_source(datum, out_grid)
     stages.done("read the DEM and the geometry")
     refined, scene = refine_dem(dem, paths if len(paths) > 1 else paths[0], args.ckpt, spacing_m=args.spacing,
                                 method=method, geometry=geometries if len(paths) > 1 else geometries[0],
@@ -162,18 +182,22 @@ def run(args: argparse.Namespace) -> int:
                                 measurement=args.measurement or "IW/VV", sar_quantity=args.sar_quantity,
                                 sar_db=args.sar_db, device=args.device, inversion_blocks=args.blocks,
                                 client=args.scheduler, coarse_error_m=args.coarse_error, land_cover=args.land_cover,
-                                progress=not args.quiet)
+                                also_invert=args.truth is not None, progress=not args.quiet)
     if chosen:
         refined.attrs["method_chosen"] = chosen
     stages.done("refined")
-    scores = _scores_against(args.truth, args, refined, scene) if args.truth else None
-    source = output_datum(dem)
-    datum = args.out_vertical_datum or source
-    refined = dataset_in_datum(refined, datum, args.geoid_grid)
+    scores, truth_rmse = _scores_against(args.truth, args, refined, scene, dem) if args.truth else (None, None)
+    refined = dataset_in_datum(refined, datum, out_grid)
+    if truth_rmse is not None:
+        refined.attrs.update(truth_rmse_m=round(truth_rmse, 3), truth=Path(args.truth).name)
+    if "geoid_grid" in refined.attrs and refined.attrs["geoid_grid"] != "PROJ":
+        # The grid by its name: a file's tags do not carry this machine's folders.
+        refined.attrs["geoid_grid"] = Path(refined.attrs["geoid_grid"]).name
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
         if quicklook_path is not None:
-            refinement_quicklook(refined, scene, quicklook_path)
+            refinement_quicklook(refined, scene, quicklook_path, truth=_truth_on_grid(args, refined, dem, datum,
+                                                                                   out_grid))
     stages.done("wrote outputs")
     stages.close()
     if not args.quiet:
@@ -210,25 +234,86 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene) -> str:
-    """The line that scores the refined heights against the fine DEM ``truth_path`` (read
-    as the DEM options say), beside every method that needs no learning
-    (:func:`sarheight.terrain.refinement.scores_against`)."""
-    from ..terrain.refinement import scores_against
-    from .options import open_dem_from_args
+def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene, dem) -> tuple[str, float]:
+    """The lines that score the refined heights against the fine DEM ``truth_path``
+    (its heights read in ``--truth-vertical-datum``, else as its CRS says, else in the DEM's
+    datum), beside every method that needs no learning
+    (:func:`sarheight.terrain.refinement.scores_against`); refused where the two differ by
+    tens of metres on average (another vertical datum)."""
+    from ..terrain.refinement import image_registration_moved, scores_against
 
-    truth = open_dem_from_args(argparse.Namespace(**{**vars(args), "vertical_datum": None}), truth_path)
+    truth, _ = _open_truth(args, dem)
     try:
-        found = scores_against(refined, scene, truth)
+        found = scores_against(refined, scene, truth, coarse_dem=dem)
     except InvalidInputError as error:
         raise SarHeightError(f"--truth {truth_path!r}: {error}") from None
     mine, rmse = found["refined"], found["methods"]
+    moved = image_registration_moved(scene)
+    registration = ("" if moved is None else f"\n  (registered to the image): the coarse DEM as the image's "
+                    f"registration moved it, {moved[0]:+.1f} m east, {moved[1]:+.1f} m north, before every method")
     best = min(rmse, key=rmse.get)
-    others = "; ".join(f"{name} {value:.2f} m" for name, value in sorted(rmse.items(), key=lambda item: -item[1]))
+    others = "\n".join(f"  {name}: {value:.2f} m" for name, value in sorted(rmse.items(), key=lambda item: -item[1]))
     below = 100 * (1 - mine / rmse[best])
-    return (f"RMSE against {truth_path} over {found['cells']} cells: {mine:.2f} m by {refined.attrs['method']}. Without "
-            f"learning: {others}. This map is {abs(below):.1f} % {'below' if below >= 0 else 'above'} the best of "
-            f"them ({best})")
+    return (f"RMSE against {Path(truth_path).name} over {found['cells']} cells: {mine:.2f} m by "
+            f"{refined.attrs['method']}. Without learning:\n{others}{registration}\nThis map is {abs(below):.1f} % "
+            f"{'below' if below >= 0 else 'above'} the best of them ({best})"), mine
+
+
+def _open_truth(args: argparse.Namespace, dem) -> tuple[Any, str | None]:
+    """--truth's heights (ellipsoidal), read in --truth-vertical-datum, else as its CRS
+    says, else in the DEM's datum; and the datum said (None: its CRS's)."""
+    import rasterio
+
+    from ..dem import output_datum
+    from ..dem.crs import vertical_datum_of_crs
+    from ..raster import crs_from_user_input
+
+    datum = args.truth_vertical_datum
+    if datum is None:
+        with rasterio.open(args.truth) as header:
+            stated = vertical_datum_of_crs(crs_from_user_input(header.crs)) if header.crs is not None else None
+        datum = None if stated is not None else output_datum(dem)
+    grid = args.geoid_grid if datum == output_datum(dem) else None
+    return open_dem_from_args(argparse.Namespace(**{**vars(args), "vertical_datum": datum, "geoid_grid": grid}),
+                              args.truth), datum
+
+
+def _check_truth_datum(args: argparse.Namespace, dem) -> None:
+    """Refuse, before the work, a --truth whose heights lie tens of metres from the coarse
+    DEM's on average: it is on another vertical datum than it was read in."""
+    import numpy as np
+    from rasterio.enums import Resampling
+
+    truth, datum = _open_truth(args, dem)
+    on_coarse = truth.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
+        dem, resampling=Resampling.average).values
+    valid = np.isfinite(on_coarse) & np.isfinite(dem.values)
+    if not valid.any():
+        raise SarHeightError(f"--truth {args.truth!r} covers no cell of the DEM: give a fine DEM of the same area")
+    difference = float(np.mean(on_coarse[valid] - dem.values[valid]))
+    if abs(difference) > TRUTH_MEAN_LIMIT_M:
+        raise SarHeightError(
+            f"--truth {args.truth!r} lies {difference:+.1f} m from the DEM on average (its heights read as "
+            f"{DATUM_WORDS[datum] if datum else 'its CRS says'}): another vertical datum; say its datum with "
+            "--truth-vertical-datum")
+
+
+def _truth_on_grid(args: argparse.Namespace, refined, dem, datum: str, out_grid: str | None) -> Any:
+    """--truth on the refined grid in the datum written (for the quicklook), or None."""
+    if args.truth is None:
+        return None
+    from ..dem import heights_in_datum
+    from ..terrain.backprojection import upsample
+
+    truth, _ = _open_truth(args, dem)
+    on_grid = upsample(truth, refined["height"].rio.write_crs(refined.rio.crs), "bilinear")
+    return heights_in_datum(on_grid, datum, out_grid) if datum != "ellipsoid" else on_grid
+
+
+#: The mean height difference (m) between --truth and the refined DEM beyond which the two
+#: are on different vertical datums (the geoid's undulation is 30-100 m over most of the
+#: Earth; a refinement moves a coarse DEM's mean by metres).
+TRUTH_MEAN_LIMIT_M = 15.0
 
 
 #: The methods of :func:`sarheight.terrain.refinement.refine_dem` (spelled here: importing the

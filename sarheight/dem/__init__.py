@@ -47,16 +47,30 @@ from .geoid import (
     geoid_undulation,
     heights_in_datum,
     output_datum,
+    output_geoid_source,
 )
-from .opening import FEET_UNITS, STEEP_SHARE, DemSource, is_opened, open_dem, steep_step_share
+from .opening import (
+    FEET_UNITS,
+    MAX_CORRECTION_M,
+    STEEP_SHARE,
+    DemSource,
+    check_holds_heights,
+    check_plausible_heights,
+    is_opened,
+    open_dem,
+    steep_step_share,
+)
 
 __all__ = [
     "FEET_UNITS",
+    "MAX_CORRECTION_M",
     "OUTPUT_DATUMS",
     "PACKAGED_EGM96",
     "STEEP_SHARE",
     "VERTICAL_DATUMS",
     "DemSource",
+    "check_holds_heights",
+    "check_plausible_heights",
     "crs_with_datum",
     "dataset_in_datum",
     "ecef_coordinates",
@@ -70,6 +84,7 @@ __all__ = [
     "is_wgs84_degrees",
     "open_dem",
     "output_datum",
+    "output_geoid_source",
     "split_crs",
     "steep_step_share",
     "terrain_attributes",

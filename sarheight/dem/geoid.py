@@ -95,13 +95,14 @@ def already_ellipsoidal(dem: xr.DataArray, vertical_datum: str | None, crs_datum
 
 
 def resolve_source_datum(vertical_datum: str | None, crs_datum: str | None, grid_path: str | None,
-                  horizontal: pyproj.CRS) -> str:
+                         horizontal: pyproj.CRS, subject: str = "the DEM") -> str:
     """The datum the heights are on: the keyword's, else the CRS's, else unspecified
-    (taken as ellipsoidal, with a warning)."""
+    (taken as ellipsoidal, with a warning); ``subject`` names the DEM in the messages
+    (its file)."""
     if vertical_datum is not None:
         if crs_datum not in (None, vertical_datum):
             warnings.warn(
-                f"vertical_datum={vertical_datum!r} (--vertical-datum {vertical_datum}) overrides the DEM's CRS, "
+                f"vertical_datum={vertical_datum!r} overrides the CRS of {subject}, "
                 f"which says its heights are on {_GEOID_LABEL.get(crs_datum, crs_datum)}: the heights are taken as "
                 f"{_GEOID_LABEL.get(vertical_datum, vertical_datum)}. Leave the option out to follow the CRS.",
                 VerticalDatumWarning, stacklevel=user_stacklevel())
@@ -110,13 +111,13 @@ def resolve_source_datum(vertical_datum: str | None, crs_datum: str | None, grid
         return crs_datum
     if grid_path is not None:
         raise DatumError(
-            f"geoid_grid={str(grid_path)!r} was given but the DEM's CRS "
+            f"geoid_grid={str(grid_path)!r} was given but the CRS of {subject} "
             f"({horizontal.name}) says nothing about the datum of its heights. Say "
             "which geoid they refer to with vertical_datum='egm96' or 'egm2008' (or "
             "vertical_datum='ellipsoid' if they are already ellipsoidal)."
         )
     message = (
-        f"The DEM's CRS ({horizontal.name}) has no vertical datum: its heights are "
+        f"The CRS of {subject} ({horizontal.name}) has no vertical datum: its heights are "
         "taken as WGS84 ellipsoidal. Most DEMs (SRTM, Copernicus, ASTER) are on a "
         "geoid (EGM96/EGM2008), which is 30-100 m off; pass vertical_datum='egm96' or "
         "'egm2008' (with geoid_grid=...) to convert, or vertical_datum='ellipsoid' to "
@@ -149,8 +150,8 @@ def geoid_transformer(source_datum: str, grid_path: str | None, subject: str = "
                 f"sarheight; PROJ has no {_PROJ_GRID_FILES['egm2008']}): EGM96's undulation, which ships, is "
                 "used instead. The two geoids differ by decimetres to a metre or so over most of the Earth, "
                 "more where EGM96 had little gravity data (parts of the Himalaya, the Andes, Africa, "
-                "Antarctica); for EGM2008 itself give --geoid-grid "
-                f"(geoid_grid=) an EGM2008 grid, or `projsync --file {_PROJ_GRID_FILES['egm2008']}` once.",
+                "Antarctica); for EGM2008 itself give geoid_grid= an EGM2008 grid, or run "
+                f"`projsync --file {_PROJ_GRID_FILES['egm2008']}` once.",
                 VerticalDatumWarning, stacklevel=user_stacklevel())
     return None, str(PACKAGED_EGM96)
 
@@ -344,13 +345,36 @@ def heights_in_datum(heights: xr.DataArray, datum: str, geoid_grid: str | os.Pat
         attrs.pop("geoid_grid", None)
         return heights.copy(data=np.asarray(heights.values, dtype=np.float32)).assign_attrs(attrs)
     lon, lat = geodetic_coordinates(heights)
-    # The grid chosen once (with its warning, where EGM2008 falls back on EGM96), then used.
-    source = geoid_source(key, geoid_grid, subject="refined DEM")
+    source = output_geoid_source(key, geoid_grid)
     undulation = geoid_undulation(lon, lat, key, None if source == "PROJ" else source, subject="refined DEM")
     attrs["geoid_grid"] = source
     attrs["long_name"] = f"height above the {_GEOID_LABEL[key]} geoid"
     values = (np.asarray(heights.values, dtype=np.float64) - undulation).astype(np.float32)
     return heights.copy(data=values).assign_attrs(attrs)
+
+
+def output_geoid_source(datum: str, geoid_grid: str | os.PathLike | None = None) -> str:
+    """What takes the geoid's undulation off heights written in ``datum`` ("egm96",
+    "egm2008"): ``geoid_grid`` (checked), ``"PROJ"`` or the packaged EGM96 grid, as
+    :func:`geoid_source` chooses, except that heights written as EGM2008 are never EGM96's
+    under EGM2008's name: without an EGM2008 grid they are refused, before any work.
+
+    Raises
+    ------
+    DatumError : EGM2008 asked for, and neither ``geoid_grid`` nor PROJ's EGM2008 grid here.
+    """
+    key = check_vertical_datum_keyword(datum)
+    if key == "egm2008" and geoid_grid is None:
+        try:
+            _proj_geoid_transformer(key, "refined DEM")
+        except DatumError:
+            raise DatumError(
+                "heights written above EGM2008 need an EGM2008 grid, and none is here (none ships with sarheight; "
+                f"PROJ has no {_PROJ_GRID_FILES['egm2008']}): give geoid_grid= an EGM2008 grid (e.g. "
+                f"us_nga_egm08_25.tif), run `projsync --file {_PROJ_GRID_FILES['egm2008']}` once, or write the "
+                "heights above EGM96 or the ellipsoid") from None
+        return "PROJ"
+    return geoid_source(key, geoid_grid, subject="refined DEM")
 
 
 def crs_with_datum(horizontal: Any, datum: str) -> pyproj.CRS:
@@ -373,6 +397,10 @@ def dataset_in_datum(dataset: xr.Dataset, datum: str, geoid_grid: str | os.PathL
     crs = dataset.rio.crs
     converted = dataset.copy()
     converted.attrs.pop("geoid_grid", None)
+    # The grid chosen once for every variable (a warning, if any, said once).
+    if datum in GEOID_VERTICAL_EPSG:
+        source = output_geoid_source(datum, geoid_grid)
+        geoid_grid = None if source == "PROJ" else source
     for name in variables:
         if name in converted:
             converted[name] = heights_in_datum(converted[name].rio.write_crs(crs), datum, geoid_grid)

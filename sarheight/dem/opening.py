@@ -19,6 +19,7 @@ import os
 import threading
 import warnings
 import weakref
+from pathlib import Path
 from typing import Any
 
 import affine
@@ -206,7 +207,8 @@ def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, 
         attrs = {**dem.attrs, "units": "m"}
         return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy)
     _warn_if_implausible(values, transform, horizontal, dem.attrs.get("units"), fill_voids)
-    source_datum = resolve_source_datum(vertical_datum, crs_datum, grid_path, horizontal)
+    subject = f"the DEM {Path(source).name!r}" if isinstance(source, (str, os.PathLike)) else "the DEM"
+    source_datum = resolve_source_datum(vertical_datum, crs_datum, grid_path, horizontal, subject)
     # Everything that can refuse the conversion is checked before any work is done.
     transformer, grid_path = geoid_transformer(source_datum, grid_path)
     if fill_voids:
@@ -327,10 +329,35 @@ def _as_dataarray(source: DemSource) -> xr.DataArray:
     return to_yx(dem)
 
 
+#: Band names of the rasters sarheight writes that hold no heights, by what they hold.
+NOT_HEIGHTS = {"sigma0": "sigma0 (a SAR image)", "beta0": "beta0 (a SAR image)", "gamma0": "gamma0 (a SAR image)",
+               "sim_sigma0": "simulated sigma0 (a SAR image)", "layover": "a layover/shadow mask",
+               "shadow": "a layover/shadow mask", "isce3_mask": "a layover/shadow mask",
+               "reconstructed": "reconstructed sigma0 (a SAR image)", "geocoded": "geocoded sigma0 (a SAR image)",
+               "height_std": "the spread of a refined DEM", "lcz": "a land-cover map", "land_cover": "a land-cover map"}
+
+
+def check_holds_heights(dataset: rasterio.DatasetReader, name: str) -> None:
+    """Refuse, in one line naming what was seen, a raster given as a DEM that says it holds
+    something else: an image in radar geometry, or a band named for a SAR image, a mask or a
+    map that sarheight writes (its band description), or values in dB (its units)."""
+    description = (dataset.descriptions[0] or "").strip().lower() if dataset.descriptions else ""
+    units = (dataset.tags(1).get("units") or dataset.tags().get("units") or "").strip().lower()
+    tags = dataset.tags()
+    seen = ("an image in radar geometry (lines and samples, no map grid)" if all(key in tags for key in
+                                                                                  ("first_line", "first_sample"))
+            else f"{NOT_HEIGHTS[description]}: its band is named {description!r}" if description in NOT_HEIGHTS
+            else "values in dB (its units)" if units == "db" else None)
+    if seen is not None:
+        raise InvalidInputError(f"the DEM {name!r} holds {seen}, not heights: give a DEM of heights there (a SAR "
+                                "image goes to --sar)")
+
+
 def _read_raster(path: str | os.PathLike) -> xr.DataArray:
     """The DEM file at ``path`` (a format sarheight reads, :func:`sarheight.io.open_raster`),
     loaded."""
     with open_raster(path, "DEM") as dataset:
+        check_holds_heights(dataset, str(path))
         # The file's values, their float copy and the validated float32 heights.
         itemsize = np.dtype(dataset.dtypes[0]).itemsize
         check_memory(dataset.width * dataset.height * (itemsize + 12), f"the DEM {str(path)!r} ({dataset.height} x "
@@ -382,6 +409,38 @@ def _dataarray_from_tuple(source: tuple) -> xr.DataArray:
     dem = xr.DataArray(array, dims=("y", "x"), coords={"y": y, "x": x})
     dem = dem.rio.write_crs(crs_from_user_input(crs))
     return dem.rio.write_transform(transform)
+
+
+#: How far (m) a refinement may move a coarse DEM: it corrects metres to tens of metres
+#: (a summit or a gorge a coarse cell averaged away reaches a few hundred); beyond this a
+#: map is broken, not refined.
+MAX_CORRECTION_M = 1000.0
+
+
+def check_plausible_heights(heights: Any, reference: Any, what: str) -> None:
+    """Refuse, in one line, a height map (m, ellipsoidal) that no terrain has: a value
+    beyond the Earth's range of heights (:data:`_HEIGHT_RANGE_M`, the geoid's undulation
+    included), or, with ``reference`` (the coarse DEM on the same cells), a cell moved
+    further than :data:`MAX_CORRECTION_M` from it; NaN cells are not judged. ``what``
+    names the map and where it came from."""
+    values = np.asarray(heights, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return
+    low, high = float(values[finite].min()), float(values[finite].max())
+    earth = (_HEIGHT_RANGE_M[0] - 120.0, _HEIGHT_RANGE_M[1] + 100.0)
+    if low < earth[0] or high > earth[1] or np.isinf(values).any():
+        raise InvalidInputError(f"{what} holds heights of {low:.3g}..{high:.3g} m, beyond any on the Earth "
+                                f"({earth[0]:g}..{earth[1]:g} m): the model or its inputs are broken; nothing was "
+                                "written")
+    if reference is None:
+        return
+    moved = np.abs(values - np.asarray(reference, dtype=np.float64))
+    moved = moved[np.isfinite(moved)]
+    if moved.size and float(moved.max()) > MAX_CORRECTION_M:
+        raise InvalidInputError(f"{what} moves the coarse DEM by up to {float(moved.max()):.3g} m, where a "
+                                f"refinement corrects it by tens (at most {MAX_CORRECTION_M:g} m here): the model or "
+                                "its inputs are broken; nothing was written")
 
 
 def validated_heights(dem: xr.DataArray, transform: affine.Affine | None = None) -> np.ndarray:

@@ -302,6 +302,9 @@ def _read_geojson(path: Path) -> _Points:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidInputError(f"The points file {source} is not valid GeoJSON ({error}).") from error
+    except RecursionError:
+        raise InvalidInputError(f"The points file {source} nests its JSON thousands of levels deep: a GeoJSON of "
+                                "points is a few levels deep; mend or export the file again") from None
     kind = document.get("type") if isinstance(document, dict) else None
     if kind == "FeatureCollection" and isinstance(document.get("features"), list):
         features = document["features"]

@@ -9,6 +9,7 @@ import dataclasses
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from ..errors import (
 )
 from ..geometry import RadarGeometry
 from ..masks import MASK_ATTRS
-from ..observation import check_argument_order, resolve_observation
+from ..observation import check_argument_order, intensity_summary, resolve_observation
 from ..priors import (
     PriorSpec,
     distance_map,
@@ -576,12 +577,38 @@ def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coa
             if label is None:
                 raise
             raise InvalidInputError(f"{label}: {error}") from None
+    if len(images) > 1:
+        check_date_levels(images)
     groups = composite_images(images)
     first = images[0].geometry
     own = next(group for group in groups if group.geometry is first or group.geometry.to_attrs() == first.to_attrs())
     direction = pass_direction(own.geometry)
     opposite = next((group for group in groups if pass_direction(group.geometry) != direction), None)
     return groups, own, opposite, images
+
+
+def check_date_levels(images: Sequence[InversionImage]) -> None:
+    """The checks :func:`check_refinement_inputs` makes of an observation's level, made
+    of each date given, named: a date without relief (constant) refused, a date whose level
+    is far from Sentinel-1's backscatter (a DEM, a mask, values scaled by 1e30) warned of,
+    before the dates are composited (where one such date would be averaged away unseen)."""
+    low, high = OBSERVED_LEVEL_DB
+    for image in images:
+        summary = intensity_summary(np.asarray(image.image.values))
+        median, spread = summary["observed_median_db"], summary["observed_spread_db"]
+        if not math.isfinite(spread):
+            continue
+        if spread < MIN_OBSERVED_SPREAD_DB:
+            raise InvalidInputError(
+                f"the observation {image.name} is {'constant' if spread == 0 else 'nearly constant'} where the DEM "
+                f"falls (median {median:.1f} dB, spread {spread:.2f} dB; speckle alone gives several dB): it carries "
+                "no relief (a placeholder, a mask or a fill?); leave it out, or give the calibrated image itself")
+        if not low <= median <= high:
+            warnings.warn(
+                f"the observation {image.name}'s median under the DEM is {median:.1f} dB, outside the {low:g}..{high:g}"
+                " dB of calibrated Sentinel-1 backscatter over land: is it the SAR image (not a DEM or a mask), in "
+                "the quantity (--sar-quantity) and unit (--sar-db) said?", PlausibilityWarning,
+                stacklevel=user_stacklevel())
 
 
 def _same_pass(image: InversionImage, group: InversionImage) -> bool:

@@ -198,11 +198,11 @@ def _same_acquisition_grid(first: RadarGeometry, second: RadarGeometry) -> bool:
 def composite_images(images: Sequence[InversionImage], *,
                      level_tolerance_db: float = DATE_LEVEL_TOLERANCE_DB) -> list[InversionImage]:
     """The images grouped for the inversion: the dates of one acquisition grid (the same
-    orbit and image grid: a pass over repeat dates) whose level lies within
-    ``level_tolerance_db`` of their median are averaged in linear power (looks summed);
-    a date whose level departs further (wet snow, soaked or frozen ground: a different
-    law, not only a different level) is kept apart, a group of its own with a law of its
-    own; images of different grids (the other pass, another frame) are each their own.
+    orbit and image grid: a pass over repeat dates) of one level (:func:`level_clusters`,
+    within ``level_tolerance_db``) are averaged in linear power (looks summed); dates of
+    another level (wet snow, soaked or frozen ground: a different law, not only a
+    different level) are composited apart, a group with a law of its own; images of
+    different grids (the other pass, another frame) are each their own.
 
     Refuses a list that repeats an image (the same values on the same grid: one date
     counted twice would halve the speckle it claims).
@@ -225,13 +225,27 @@ def composite_images(images: Sequence[InversionImage], *,
             groups.append([image])
     out: list[InversionImage] = []
     for group in groups:
-        median = float(np.median([image.level_db for image in group]))
-        kept = [image for image in group if abs(image.level_db - median) <= level_tolerance_db]
-        apart = [image for image in group if abs(image.level_db - median) > level_tolerance_db]
-        if kept:
-            out.append(_average(kept))
-        out.extend(apart)
+        out.extend(_average(dates) for dates in level_clusters(group, level_tolerance_db))
     return out
+
+
+def level_clusters(dates: Sequence[InversionImage], tolerance_db: float) -> list[list[InversionImage]]:
+    """The dates of one acquisition grid in groups of one level: sorted by level, a date
+    joins the group below it where it lies within ``tolerance_db`` of the group's mean; the
+    largest group first (the one holding the first date where two are as large), the
+    others (wet snow, frozen ground) after it, each composited on its own. A median
+    taken over all would lose the normal dates where as many are wet."""
+    ordered = sorted(dates, key=lambda image: image.level_db)
+    clusters: list[list[InversionImage]] = []
+    for image in ordered:
+        if clusters and image.level_db - float(np.mean([date.level_db for date in clusters[-1]])) <= tolerance_db:
+            clusters[-1].append(image)
+        else:
+            clusters.append([image])
+    first = dates[0]
+    clusters.sort(key=lambda cluster: (-len(cluster), not any(image is first for image in cluster)))
+    # Within a group, the dates in the order they were given.
+    return [[image for image in dates if any(image is member for member in cluster)] for cluster in clusters]
 
 
 def _average(images: Sequence[InversionImage]) -> InversionImage:

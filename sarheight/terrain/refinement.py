@@ -7,13 +7,15 @@ neither the physics modules nor the training floor import it."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from ..errors import InvalidInputError
+from ..dem import check_plausible_heights
+from ..errors import InvalidInputError, PlausibilityWarning, user_stacklevel
 from ..geometry import RadarGeometry
 from ..masks import MaskCode
 from ..priors import PriorSpec
@@ -91,6 +93,7 @@ def refine_dem(
     client: Any = None,
     coarse_error_m: float | None = None,
     land_cover: Any = None,
+    also_invert: bool = False,
     progress: bool = True,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Refine a user's coarse DEM with a SAR observation: the fine DEM on a grid of
@@ -152,6 +155,8 @@ def refine_dem(
     land_cover : a land-cover map (a GeoTIFF of integer class codes, or a DataArray with a
         CRS): the inversion's classes, each with its own law, instead of those it tells
         apart from the images.
+    also_invert : run the inversion whatever the method (its map in the scene's
+        ``inverted``), to score it beside the method's (:func:`scores_against`).
     progress : show progress bars (outside a terminal, a line every 30 s).
 
     Returns
@@ -210,10 +215,13 @@ def refine_dem(
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
                                 "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(coarse_dem, spacing_m)
+    check_refinement_memory(grid.size, inversion=method == "inversion" or also_invert, blocks=inversion_blocks,
+                            distributed=client is not None)
     scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement, other=other,
                            sar_quantity=sar_quantity, sar_db=sar_db,
                            # A network that stacks the inversion's map reads it as a channel.
-                           inversion=method == "inversion" or any("inverted" in m.channels for m in members),
+                           inversion=(method == "inversion" or also_invert
+                                      or any("inverted" in m.channels for m in members)),
                            # A network over the stacks reads each date.
                            keep_dates=any(date_channel(c) for m in members for c in m.channels),
                            inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
@@ -236,6 +244,7 @@ def refine_dem(
     check_refinement_inputs(scene)
     if method == "network":
         _check_members(members, "other_sar_reconstructed" in scene.data_vars)
+        _warn_dates_left_out(members, scene)
         from ..training.predict import predict_height
 
         result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
@@ -252,6 +261,7 @@ def refine_dem(
                                         {"units": "m", "long_name": f"refined height ({method})"})},
                             coords={"y": scene["y"], "x": scene["x"]})
     reference = scene[reference_name].values
+    check_plausible_heights(result["height"].values, reference, f"the map of method {method!r}")
     kept = ~np.isfinite(result["height"].values) & np.isfinite(reference)
     change = (result["height"].values - reference)[np.isfinite(result["height"].values) & np.isfinite(reference)]
     result["height"] = result["height"].copy(data=np.where(kept, reference, result["height"].values))
@@ -279,6 +289,49 @@ def refine_dem(
     return result, scene
 
 
+#: Memory (bytes) a refinement takes per cell of its grid, measured on two cores
+#: (``/usr/bin/time -v`` of ``terrain refine`` at two spacings): the scene's layers and
+#: the reconstruction's arrays; the inversion in memory (its sparse operators, its
+#: Jacobian and its factorisation) per cell of the grid, or of a block.
+SCENE_BYTES_PER_CELL = 200
+INVERSION_BYTES_PER_CELL = 8000
+
+
+def check_refinement_memory(cells: int, *, inversion: bool, blocks: int | None, distributed: bool) -> None:
+    """Refuse, before any work, a refinement of ``cells`` grid cells that would need more
+    memory than is available (:data:`SCENE_BYTES_PER_CELL`, and
+    :data:`INVERSION_BYTES_PER_CELL` of the whole grid, or of a block per thread with
+    ``blocks``; on a cluster, the blocks' memory is the workers'), in one line with the
+    figure and what to change."""
+    from ..io import check_memory
+    from ..threads import thread_count
+
+    needed = cells * SCENE_BYTES_PER_CELL
+    if inversion and not distributed:
+        needed += (min(cells, (blocks * 2) ** 2 * thread_count()) if blocks else cells) * INVERSION_BYTES_PER_CELL
+    check_memory(needed, f"refining a grid of {cells:,} cells" + (" by the inversion" if inversion else ""),
+                 ": crop the DEM to the area of interest, refine to a coarser spacing"
+                 + (", or run the inversion block by block (--blocks 256; --scheduler for a cluster)"
+                    if inversion and not blocks else ""))
+
+
+def _warn_dates_left_out(members: Sequence[Any], scene: xr.Dataset) -> None:
+    """Say where a network over the stacks has fewer date slots a pass than the dates
+    given: it reads the first of them only."""
+    from .variables import pass_dates
+
+    found = [date_channel(channel) for channel in members[0].channels] if members else []
+    slots = 1 + max((found_date[1] for found_date in found if found_date is not None), default=-1)
+    if slots <= 0:
+        return
+    for prefix, words in (("", "the first pass"), ("other_", "the opposite pass")):
+        given = pass_dates(scene, prefix)
+        if given > slots:
+            warnings.warn(f"the stack network reads {slots} dates a pass: of the {given} dates of {words}, the first "
+                          f"{slots} are read, the others left out; the inversion (method='inversion') reads every one",
+                          PlausibilityWarning, stacklevel=user_stacklevel())
+
+
 def _check_members(members: Sequence[Any], other: bool) -> None:
     """Refinement checkpoints only, reading as many passes as are given (``other``: the
     opposite pass is given)."""
@@ -299,8 +352,8 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
                                     "given: it would be ignored; give one --sar, or a model trained on both passes")
 
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "check_spacing_of_file", "default_method", "input_kind", "refine_dem",
-           "refinement_quicklook", "scores_against"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "check_spacing_of_file", "default_method", "image_registration_moved",
+           "input_kind", "refine_dem", "refinement_quicklook", "scores_against"]
 
 
 def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> None:
@@ -312,12 +365,15 @@ def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> Non
 
     import rioxarray
 
+    from ..dem import check_holds_heights
     from ..io import open_raster
     from ..raster import cell_size_m
     from .grid import check_refinement_spacing
 
-    with open_raster(path, "the DEM"):
-        pass  # the same refusals as reading it (a VRT, a network path, a foreign format)
+    with open_raster(path, "the DEM") as dataset:
+        # The same refusals as reading it (a VRT, a network path, a foreign format, a SAR
+        # image or a mask given as the DEM).
+        check_holds_heights(dataset, str(path))
     header = rioxarray.open_rasterio(path, masked=True, cache=False)  # lazy: no pixel read
     try:
         if header.rio.crs is None or header.sizes.get("band", 1) != 1:
@@ -328,16 +384,24 @@ def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> Non
         header.close()
 
 
-def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray) -> dict[str, Any]:
-    """The refined heights and every method that needs no learning
-    (:data:`sarheight.terrain.methods.NON_LEARNED`) scored against a fine DEM ``truth``
-    (heights in the refined map's datum), resampled to the refined grid (by area where it
-    is finer, else bilinearly), on the cells where all have a value.
+def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray,
+                   coarse_dem: xr.DataArray | None = None) -> dict[str, Any]:
+    """The refined heights and every method that needs no learning scored against a fine
+    DEM ``truth`` (heights in the refined map's datum), resampled to the refined grid (by
+    area where it is finer, else bilinearly), on the cells where all have a value.
+
+    The methods are the user's own baselines, named for what they read: ``coarse_dem`` as
+    given (bilinear on the grid, before any registration), the coarse DEM as the image's
+    registration moved it where it moved it, the resamplings, the priors' methods only
+    where priors were given (with their count), back-projection, clinometry and the
+    inversion where the scene holds it.
 
     Returns
     -------
-    dict: ``cells`` (the cells scored), ``refined`` (the refinement's RMSE, m) and
-    ``methods`` (each non-learned method's RMSE, m, by its label).
+    dict: ``cells`` (the cells scored), ``refined`` (the refinement's RMSE, m),
+    ``methods`` (each non-learned method's RMSE, m, by its label) and
+    ``mean_difference_m`` (the truth's mean height minus the refined one's: tens of metres
+    say the two are on different vertical datums).
 
     Raises
     ------
@@ -346,42 +410,95 @@ def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray) 
     from rasterio.enums import Resampling
 
     from ..scores import map_rmse
-    from .methods import BASELINES, NON_LEARNED, baseline_maps
+    from .backprojection import upsample
+    from .methods import baseline_maps
 
     grid = refined["height"].rio.write_crs(refined.rio.crs)
     finer = min(abs(v) for v in truth.rio.resolution()) < min(abs(v) for v in grid.rio.resolution())
     # Reprojected in float64 with NaN as no data: cells the truth does not cover stay NaN.
     resampled = truth.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
         grid, resampling=Resampling.average if finer else Resampling.bilinear).values
-    maps = {BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
+    maps = {label: values for label, values in _baseline_labels(scene, baseline_maps(scene)).items()}
+    if coarse_dem is not None:
+        maps = {"coarse DEM as given, bilinear": upsample(coarse_dem, grid, "bilinear").values, **maps}
+    if "inverted" in scene.data_vars:
+        maps["inversion (SAR physics)"] = scene["inverted"].values
     valid = np.isfinite(resampled) & np.isfinite(refined["height"].values)
     for values in maps.values():
         valid &= np.isfinite(values)
     if not valid.any():
         raise InvalidInputError("the fine DEM has no height on the refined grid: give a fine DEM of the same area")
     return {"cells": int(valid.sum()), "refined": map_rmse(refined["height"].values, resampled, valid),
-            "methods": {name: map_rmse(values, resampled, valid) for name, values in maps.items()}}
+            "methods": {name: map_rmse(values, resampled, valid) for name, values in maps.items()},
+            "mean_difference_m": float(np.mean(resampled[valid] - refined["height"].values[valid]))}
 
 
-def refinement_quicklook(refined: xr.Dataset, scene: xr.Dataset, path: str | os.PathLike[str]) -> None:
+def image_registration_moved(scene: xr.Dataset) -> tuple[float, float] | None:
+    """How far (m east, m north) the image's registration moved the coarse DEM of a user's
+    scene before every method, or None where it did not move it."""
+    east = float(scene.attrs.get("image_registration_shift_east_m", 0.0))
+    north = float(scene.attrs.get("image_registration_shift_north_m", 0.0))
+    applied = bool(int(scene.attrs.get("image_registration_applied", 0)))
+    return (east, north) if applied and (east or north) else None
+
+
+def _baseline_labels(scene: xr.Dataset, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The non-learned maps of a user's scene by the labels that say what they read: the
+    image's registration where it moved the DEM, the priors (and their count) only where
+    there are some."""
+    from .methods import NON_LEARNED
+
+    priors = int(np.count_nonzero(scene["prior_mask"].values)) if "prior_mask" in scene.data_vars else 0
+    registered = " (registered to the image)" if image_registration_moved(scene) is not None else ""
+    labels = {
+        "coarse_bilinear": "coarse DEM, bilinear" + registered,
+        "coarse_bicubic": "coarse DEM, bicubic" + registered,
+        "coarse_lanczos": "coarse DEM, Lanczos" + registered,
+        "registered": f"registered to the {priors} priors (Lanczos)",
+        "back_projection": "back-projection" + registered,
+        "back_projection_priors": f"back-projection, the {priors} priors' residuals kriged",
+        "clinometry": "clinometry (SAR physics)",
+    }
+    shown = [name for name in NON_LEARNED if priors or name not in ("registered", "back_projection_priors")]
+    return {labels[name]: maps[name] for name in shown}
+
+
+def refinement_quicklook(refined: xr.Dataset, scene: xr.Dataset, path: str | os.PathLike[str],
+                          truth: xr.DataArray | None = None) -> None:
     """A PNG of a refinement: the coarse DEM, the refined one, their difference, the
-    observed over simulated sigma0 and, with a spread, the spread."""
+    observed over simulated sigma0, with a spread the spread, and with ``truth`` (a fine
+    DEM on the refined grid, in the refined map's datum) the error map and the RMSE. The
+    colour bars name the heights' datum (``attrs["vertical_datum"]``)."""
     from ..plots import quicklook
     from .variables import scene_variable
 
+    datum = {"egm96": "m above EGM96", "egm2008": "m above EGM2008"}.get(
+        str(refined.attrs.get("vertical_datum", "ellipsoid")), "m above the ellipsoid")
     height, coarse = refined["height"].values, refined["coarse"].values
     low, high = (float(np.nanpercentile(coarse, p)) for p in (1, 99))
-    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": "m"}
+    terrain = {"cmap": "terrain", "vmin": low, "vmax": high, "colorbar": datum}
     change = height - coarse
     limit = float(np.nanpercentile(np.abs(change), 99)) or 1.0
     ratio = scene_variable(scene, "sar_ratio")
-    panels = [("coarse DEM, resampled (m)", coarse, terrain), ("refined DEM (m)", height, terrain),
-              ("refined - coarse (m)", change, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}),
-              ("observed / simulated sigma0 (dB)", ratio, {"cmap": "gray", "vmin": -6, "vmax": 6, "colorbar": "dB"})]
+    panels = [("coarse DEM, resampled", coarse, terrain), ("refined DEM", height, terrain),
+              ("refined - coarse", change, {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "colorbar": "m"}),
+              ("observed / simulated sigma0", ratio, {"cmap": "gray", "vmin": -6, "vmax": 6, "colorbar": "dB"})]
     if "height_std" in refined:
         members = refined.attrs["members"]
         spread = refined["height_std"].values
-        panels.append((f"spread of {members} checkpoints (m)" if members > 1 else "the network's calibrated spread (m)",
+        panels.append((f"spread of {members} checkpoints" if members > 1 else "the network's calibrated spread",
                        spread, {"cmap": "magma", "vmin": 0, "vmax": float(np.nanpercentile(spread, 99)) or 1.0,
                                 "colorbar": "m"}))
-    quicklook(panels, path, title=f"sarheight terrain refine ({refined.attrs['method']})")
+    title = f"sarheight terrain refine ({refined.attrs['method']})"
+    if truth is not None:
+        error = height - np.asarray(truth.values, dtype=np.float64)
+        valid = np.isfinite(error)
+        bound = float(np.nanpercentile(np.abs(error), 99)) if valid.any() else 1.0
+        panels.append(("refined - truth", error, {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound or 1.0,
+                                                  "colorbar": "m"}))
+        # The figure the console and the file's tags give (scores_against: the truth
+        # resampled by area, on the cells every method scores), else this map's own.
+        rmse = refined.attrs.get("truth_rmse_m", rms(error[valid]) if valid.any() else None)
+        if rmse is not None:
+            title += f": RMSE {float(rmse):.2f} m against the truth"
+    quicklook(panels, path, title=title)

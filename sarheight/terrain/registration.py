@@ -9,10 +9,11 @@ the DEM's shift.
 
 The estimate is applied as it is (not shrunk) where its stated error allows: below
 :data:`REGISTRATION_PRECISION_M`, or where the shift is more than the square root of two
-times that error (leaving the DEM would then leave more than applying it). A registration
-is flagged, with a warning, where it may have failed: its own correlation does not
-improve where it moves the DEM, or the priors, the second opinion, still measure the
-moved DEM off beyond both estimates' errors (:meth:`ImageRegistration.checked_against`).
+times that error (leaving the DEM would then leave more than applying it), and where it
+raises the two images' correlation (a shift that does not has locked on nothing: not
+applied, with its reason). A registration is flagged, with a warning, where it may have
+failed: the priors, the second opinion, still measure the moved DEM off beyond both
+estimates' errors (:meth:`ImageRegistration.checked_against`).
 A refinement by the inversion measures it again on the inversion's surface
 (:func:`sarheight.terrain.observed.observed_scene`).
 """
@@ -366,11 +367,12 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, True)
             finite = [gain for gain in gains if math.isfinite(gain)]
             if finite and math.hypot(east, north) > precision_m and float(np.mean(finite)) <= 0.0:
-                flag = (f"the DEM's image moved {math.hypot(east, north):.0f} m correlates no better with the "
-                        "observation than where it was")
-                warnings.warn(f"the DEM's registration to the image may have failed: {flag}", PlausibilityWarning,
-                              stacklevel=user_stacklevel())
-                registration = dataclasses.replace(registration, flag=flag)
+                # An estimate that does not raise the images' correlation has locked on
+                # nothing (a DEM registered to its own image moved 15 m): not applied.
+                registration = ImageRegistration(
+                    east, north, float(errors[0]), float(errors[1]), used, False,
+                    f"the DEM's image moved {math.hypot(east, north):.0f} m correlates no better with the observation "
+                    "than where it was")
     if not registration.applied:
         warnings.warn(f"the DEM was not registered to the image: {registration.reason}; it stays where it is (the "
                       "priors' registration still applies)", PlausibilityWarning, stacklevel=user_stacklevel())

@@ -27,6 +27,7 @@ from ..errors import (
     InvalidInputError,
     PlausibilityWarning,
     deferred_warnings,
+    user_stacklevel,
 )
 from ..geometry import RadarGeometry
 from ..ground import (
@@ -523,7 +524,7 @@ def simulate_scenes(
                     f"{radiometry}_s{seed}")
             jobs.append((out / f"{name}.nc", (truth, dem_name, cells, combination)))
     settings = {"crop_cells": crop_cells, "moisture_db": moisture_db, "snow_share": snow_share, **scene_options}
-    missing = [(path, job) for path, job in jobs if not path.exists()]
+    missing = [(path, job) for path, job in jobs if not is_complete_scene(path)]
     # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
     with deferred_warnings(), progress_bar(total=len(jobs), desc="terrain scenes", unit="scene",
                                            enabled=progress) as bar:
@@ -553,6 +554,28 @@ def simulate_scenes(
                     future.result()
                     bar.update()
     return [path for path, _ in jobs]
+
+
+def is_complete_scene(path: Path) -> bool:
+    """Whether ``path`` holds a whole scene file (a run resuming keeps it); a file cut short
+    (a full disk, a copy interrupted) or not a scene is warned of and made again, never read."""
+    if not path.exists():
+        return False
+    import h5py
+
+    try:
+        with open(path, "rb") as handle:
+            signature = handle.read(8)
+        if signature != b"\x89HDF\r\n\x1a\n":
+            raise OSError("not an HDF5 file")
+        with h5py.File(path, "r") as opened:
+            if "sar_reconstructed" not in opened:
+                raise OSError("no sar_reconstructed variable")
+    except OSError as error:
+        warnings.warn(f"{str(path)!r} is not a whole scene file ({error}): it is made again", PlausibilityWarning,
+                      stacklevel=user_stacklevel())
+        return False
+    return True
 
 
 def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells: Any, combination: tuple,

@@ -157,17 +157,22 @@ def require_checkpoint_archive(path: str | os.PathLike[str], name: str) -> None:
 
 
 #: What Lightning takes for ``ckpt_path`` besides a file (a run's own checkpoints).
-CKPT_PATH_WORDS = ("last", "best", "hpc")
+CKPT_PATH_WORDS = ("last", "best")
 
 
 def check_resume_checkpoint(value: str | os.PathLike[str] | None, where: str) -> None:
     """Refuse a ``ckpt_path`` that is not a readable checkpoint of data before Lightning
     reads it (it reads a named file's hyperparameters while parsing the configuration):
     a folder, a missing file, a truncated or foreign file, a pickle of more than tensors
-    and plain values. ``where`` names the option in the message; ``last``, ``best`` and
-    ``hpc`` (the run's own) pass, checked when Lightning finds them."""
+    and plain values, weights alone (no training state), a model's hyper-parameters out of
+    bounds, weights that are not finite or absurd; ``hpc`` (a SLURM requeue's, which
+    sarheight never writes). ``where`` names the option in the message; ``last`` and
+    ``best`` (the run's own) pass, checked when Lightning finds them."""
     if value is None or str(value) in CKPT_PATH_WORDS or str(value).startswith("registry"):
         return
+    if str(value) == "hpc":
+        raise InvalidInputError(f"{where}: 'hpc' resumes the checkpoint a SLURM requeue saves, which sarheight never "
+                                "writes; give last (the run's own), best, or a checkpoint file")
     path = Path(value)
     if path.is_dir():
         raise InvalidInputError(f"{where} is a folder: give a checkpoint file (.ckpt) written by sarheight fit, or "
@@ -175,7 +180,37 @@ def check_resume_checkpoint(value: str | os.PathLike[str] | None, where: str) ->
     if not path.is_file():
         raise InvalidInputError(f"{where}: no such file; give a checkpoint file (.ckpt) written by sarheight fit, "
                                 "or last to resume the run's own")
-    read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
+    if "pytorch-lightning_version" not in checkpoint or "state_dict" not in checkpoint:
+        raise InvalidInputError(f"{where} holds a model's weights only (a packaged or exported checkpoint), not a "
+                                "training's state: --ckpt_path resumes, validates or tests a checkpoint that sarheight "
+                                "fit wrote (its last.ckpt or best.ckpt); predict with this one (terrain predict --ckpt, "
+                                "terrain refine --ckpt)")
+    check_hyper_parameters(checkpoint.get("hyper_parameters"), where)
+    require_finite_weights(checkpoint["state_dict"], f"checkpoint {str(path)!r}")
+
+
+def check_hyper_parameters(hyper_parameters: Any, where: str) -> None:
+    """Refuse a checkpoint whose model hyper-parameters ask for a model no training of
+    sarheight makes (a depth of a million would build for hours, 65536 channels ask for
+    hundreds of GiB), before Lightning builds it: depths and stages beyond
+    :data:`CONFIG_DEPTH_LIMIT`, channel counts beyond :data:`CONFIG_INTEGER_LIMIT`."""
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                walk(value, str(name))
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value, key)
+        elif isinstance(node, int) and not isinstance(node, bool):
+            limit = (CONFIG_DEPTH_LIMIT if key in ("depth", "stages")
+                     else CONFIG_INTEGER_LIMIT if "channel" in key or key in ("width", "classes", "num_classes")
+                     else None)
+            if limit is not None and not 0 <= node <= limit:
+                raise InvalidInputError(f"{where} asks for a model with {key}={node}, beyond what sarheight trains "
+                                        f"(at most {limit}): the file is damaged or not sarheight's")
+
+    walk(hyper_parameters or {}, "")
 
 
 def require_finite_loss(loss: torch.Tensor, module: LightningModule) -> None:
@@ -190,13 +225,27 @@ def require_finite_loss(loss: torch.Tensor, module: LightningModule) -> None:
 
 
 def require_finite_weights(state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """Refuse weights with a NaN or an infinite value: ``what`` (a checkpoint about to be
-    written, or one read) would give maps of NaN."""
+    """Refuse weights with a NaN or an infinite value, or beyond :data:`MAX_WEIGHT`:
+    ``what`` (a checkpoint about to be written, or one read) would give maps of NaN or of
+    absurd values."""
     bad = [name for name, value in state_dict.items()
            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
     if bad:
         raise InvalidInputError(f"{what} has weights that are not finite ({', '.join(bad[:3])}"
                                 f"{' ...' if len(bad) > 3 else ''}): a diverged or damaged model; train again")
+    largest = {name: float(value.detach().abs().max()) for name, value in state_dict.items()
+               if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel()}
+    huge = sorted((name for name, value in largest.items() if value > MAX_WEIGHT), key=lambda n: -largest[n])
+    if huge:
+        raise InvalidInputError(f"{what} has weights as large as {largest[huge[0]]:.3g} ({', '.join(huge[:3])}"
+                                f"{' ...' if len(huge) > 3 else ''}), where a trained model's stay below "
+                                f"{MAX_WEIGHT:g}: a damaged or altered model, whose maps would be absurd; train again "
+                                "or give another checkpoint")
+
+
+#: The largest magnitude a weight of a trained model may have (they stay within tens; a
+#: BatchNorm's running variance of normalised inputs, within thousands).
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)

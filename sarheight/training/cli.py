@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import socket
+import stat
 import warnings
 from argparse import ArgumentError
 from collections.abc import Sequence
@@ -361,7 +362,25 @@ def hold_folder(folder: Path, option: str) -> None:
     import fcntl
 
     path = folder / LOCK_NAME
-    handle = open(path, "a+")  # held until release_folders
+    # Opened without following a link and only as a plain file: a lock that links to a
+    # user's file (or is a folder or a FIFO) is refused, never truncated or written through.
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    what = ("a symbolic link" if path.is_symlink() else "a folder" if path.is_dir() else
+            "not a plain file (a FIFO, a device or a socket)" if path.exists() and not path.is_file() else None)
+    if what is not None:
+        raise InvalidInputError(f"the lock {str(path)!r} of the checkpoint folder is {what}: sarheight writes its own "
+                                f"lock there; remove it, or give another {option}")
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except OSError as error:
+        raise InvalidInputError(f"cannot take the lock {str(path)!r} of the checkpoint folder ({error.strerror}): "
+                                f"remove it, or give another {option}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise InvalidInputError(f"the lock {str(path)!r} of the checkpoint folder is not a plain file: remove it, or "
+                                f"give another {option}")
+    os.set_blocking(descriptor, True)
+    handle = os.fdopen(descriptor, "r+")  # held until release_folders
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

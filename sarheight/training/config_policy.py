@@ -75,7 +75,10 @@ _NESTED_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 1 << 20
 
 
-MAX_CONFIG_ALIASES = 100
+#: The most nodes a configuration may stand for once its YAML aliases are expanded (a
+#: shipped one holds about a hundred; nine anchors of nine aliases each, 1.4 kB, stand for
+#: hundreds of millions).
+MAX_CONFIG_NODES = 100_000
 
 
 MAX_CONFIG_DEPTH = 50
@@ -92,30 +95,24 @@ def check_config_size(size: int, where: str) -> None:
 
 
 def check_config_text(text: str, where: str) -> None:
-    """Refuse a configuration text beyond :data:`MAX_CONFIG_BYTES`, :data:`MAX_CONFIG_ALIASES`,
+    """Refuse a configuration text beyond :data:`MAX_CONFIG_BYTES`, :data:`MAX_CONFIG_NODES` (aliases expanded),
     :data:`MAX_CONFIG_DEPTH` or :data:`MAX_CONFIG_TOKENS`, in one line, before any parser
     builds it (YAML's scanner reads it token by token, in bounded memory)."""
     import yaml
 
     check_config_size(len(text.encode(errors="replace")), where)
-    aliases = depth = deepest = count = 0
+    depth = deepest = count = 0
     opening = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken,
                yaml.BlockMappingStartToken)
     closing = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
     try:
         for token in yaml.scan(text, Loader=yaml.SafeLoader):
             count += 1
-            if isinstance(token, yaml.AliasToken):
-                aliases += 1
-            elif isinstance(token, opening):
+            if isinstance(token, opening):
                 depth += 1
                 deepest = max(deepest, depth)
             elif isinstance(token, closing):
                 depth -= 1
-            if aliases > MAX_CONFIG_ALIASES:
-                raise InvalidInputError(f"{where} has more than {MAX_CONFIG_ALIASES} YAML aliases (*name): each "
-                                        "repeats a whole part of the file, and so many can expand it beyond any "
-                                        "memory; write the values out")
             if deepest > MAX_CONFIG_DEPTH:
                 raise InvalidInputError(f"{where} nests deeper than {MAX_CONFIG_DEPTH} levels: a configuration "
                                         "is a few levels deep; mend the file")
@@ -124,6 +121,48 @@ def check_config_text(text: str, where: str) -> None:
                                         "holds tens; give the configuration, not data")
     except yaml.YAMLError:
         return  # not YAML: said where it is parsed
+    if "*" in text:
+        check_expanded_nodes(text, where)
+
+
+def check_expanded_nodes(text: str, where: str) -> None:
+    """Refuse a YAML text that stands for more than :data:`MAX_CONFIG_NODES` nodes once
+    its aliases are expanded, or that refers to itself, counted on its composed graph (each
+    anchored node once, its expanded size remembered): in time linear in the text."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # not YAML: said where it is parsed
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise InvalidInputError(f"{where} holds a YAML alias inside the node it names (a structure that "
+                                    "contains itself): a configuration is a tree; write the values out")
+        open_nodes.add(key)
+        children = (node.value if isinstance(node, yaml.SequenceNode)
+                    else [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode)
+                    else [])
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_CONFIG_NODES:
+                raise InvalidInputError(
+                    f"{where} stands for more than {MAX_CONFIG_NODES:,} values once its YAML aliases (*name) are "
+                    "expanded: each alias repeats a whole part of the file, and these repeat each other; write the "
+                    "values out")
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def check_arguments(arguments: Sequence[str]) -> None:
@@ -211,7 +250,10 @@ def check_arguments(arguments: Sequence[str]) -> None:
         seen.add(path)
         try:
             if not strict and path.stat().st_size > _NESTED_CONFIG_BYTES:
-                return
+                with open(path, "rb") as handle:
+                    if b"\0" in handle.read(4096):
+                        return  # binary data (scenes, checkpoints): no configuration is read from it
+                check_config_size(path.stat().st_size, f"{where} ({path.name})")
             if strict:
                 check_config_size(path.stat().st_size, where)  # before reading it
             raw = path.read_bytes()
@@ -232,6 +274,21 @@ def check_arguments(arguments: Sequence[str]) -> None:
 
     tokens = list(arguments)
     seen: set[Path] = set()
+    # LightningCLI reads its options from PL_* variables too (PL_FIT__CONFIG a whole
+    # configuration): the same bounds and checks as on the command line.
+    for name, value in sorted(os.environ.items()):
+        if not name.startswith("PL_") or not value.strip():
+            continue
+        try:
+            named = "\n" not in value and Path(value).is_file()
+        except OSError:  # a name too long to be a file's
+            named = False
+        if name.endswith("CONFIG") and named:
+            walk_file(Path(value), f"{name}={value}", seen, strict=True)
+        else:
+            if name.endswith("CONFIG"):
+                check_config_text(value, name)
+            check_string(value, name, None, seen)
     for index, token in enumerate(tokens):
         # --config, -c and the forms and abbreviations argparse accepts for them load a
         # file of any suffix.

@@ -16,6 +16,7 @@ import xarray as xr
 
 from ..data.buildings import read_city
 from ..data.terrain import scene_arrays, scene_name
+from ..dem import check_plausible_heights
 from ..errors import InvalidInputError, deferred_warnings
 from ..io import write_geotiff
 from ..preprocess.sentinel2 import S2_BANDS
@@ -284,6 +285,9 @@ def predict_height(
             f"the model gave no finite height anywhere on {name!r} (its outputs overflow: checkpoint"
             f"{'s' if len(members) > 1 else ''} {', '.join(repr(str(member.path)) for member in members)}): the "
             "weights are broken; give a checkpoint of a training that converged")
+    check_plausible_heights(height, None if first.reference is None else arrays.offset,
+                            f"the map the checkpoint{'s' if len(members) > 1 else ''} "
+                            f"{', '.join(repr(Path(member.path).name) for member in members)} predicted on {name!r}")
     variables = {"height": (("y", "x"), height, {"units": "m", "long_name": "predicted height"
                                                  + (" (ensemble mean)" if len(members) > 1 else "")})}
     if spreads or len(members) > 1:

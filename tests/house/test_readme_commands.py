@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_commands() -> list[list[str]]:
-    """The ``sarheight`` command lines of the README's ``bash`` blocks, continuation lines
+    """The ``sarheight`` command lines of the ``bash`` blocks of the README and of its command
+    reference (docs/command_line.md), continuation lines
     joined and comments dropped, as argument lists (without ``sarheight``)."""
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join((ROOT / name).read_text() for name in ("README.md", "docs/command_line.md"))
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -49,3 +50,13 @@ def test_a_readme_command_parses(words, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         main([*words, "--print_config"])
     assert info.value.code == 0, capsys.readouterr().err
+
+
+def test_the_readme_is_short_and_opens_with_the_two_commands():
+    """Three hundred lines at most; the first screen (40 lines) says what sarheight is and
+    gives `make demo` and `make test`; the long command reference is linked."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 300, len(lines)
+    first_screen = "\n".join(lines[:40])
+    assert "make demo" in first_screen and "make test" in first_screen and "SAR" in first_screen
+    assert "docs/command_line.md" in "\n".join(lines) and (ROOT / "docs" / "command_line.md").is_file()

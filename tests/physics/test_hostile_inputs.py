@@ -145,7 +145,11 @@ def test_the_command_line_refuses_a_vrt_in_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("name, text, said", [
     ("bomb.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(20)),
-     "has more than 100 YAML aliases"),
+     "stands for more than 100,000 values once its YAML aliases (*name) are expanded"),
+    ("nine.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)),
+     "stands for more than 100,000 values"),
+    ("loop.yaml", "a: &a\n  b: *a\n", "holds a YAML alias inside the node it names"),
     ("long.yaml", "trainer:\n  callbacks: [" + ",".join(["1"] * 300_000) + "]\n", "holds more than 200,000 YAML items"),
     ("deep.yaml", "model: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests deeper than 50 levels"),
     ("big.yaml", "# " + "x" * (2 << 20) + "\n", "is 2.0 MiB: a configuration is a few kB"),
@@ -164,3 +168,26 @@ def test_a_configuration_is_bounded_before_it_is_parsed(name, text, said, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--config {name} {said}" in err, err
     assert time.perf_counter() - started < 10
+
+
+def test_a_configuration_in_the_environment_or_a_nested_file_is_bounded_too(tmp_path, monkeypatch, capsys):
+    """The alias bomb through PL_FIT__CONFIG, and a nested text file over 1 MiB, are refused
+    as the same file given with --config is."""
+    pytest.importorskip("lightning")
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    monkeypatch.setenv("PL_FIT__CONFIG", bomb)
+    started = time.perf_counter()
+    assert main(["fit", "--config", "terrain_refine"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PL_FIT__CONFIG stands for more than 100,000 values" in err, err
+    assert time.perf_counter() - started < 10
+    monkeypatch.delenv("PL_FIT__CONFIG")
+    (tmp_path / "nested.yaml").write_text("# " + "x" * (2 << 20) + "\n")
+    (tmp_path / "outer.yaml").write_text("trainer: nested.yaml\n")
+    assert main(["fit", "--config", "outer.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(nested.yaml) is 2.0 MiB" in err, err

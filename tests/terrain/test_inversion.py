@@ -219,6 +219,11 @@ def test_dates_of_one_pass_are_composited_and_a_snow_date_kept_apart():
     assert groups[0].looks == pytest.approx(3 * dry[0].looks)
     np.testing.assert_allclose(groups[0].image.values, np.mean([image.image.values for image in dry], axis=0),
                                rtol=1e-5)
+    # Two wet-snow dates with two normal ones: each pair composited, the normal dates kept.
+    wet = _images(truth, (6, 7), ground=Ground.uniform(SNAP_LAW, truth.shape), condition=DateCondition(-4.0))
+    groups = composite_images([*dry[:2], *wet])
+    assert [group.dates for group in groups] == [2, 2]
+    assert groups[0].name.startswith("date 1") and groups[1].name.startswith("date 6")
 
 
 def test_observations_that_disagree_are_refused():

@@ -110,8 +110,19 @@ def test_shipped_refinement_configs_train_and_test(tmp_path, scenes, monkeypatch
     (scene,) = sorted(scenes.glob("hills-c*.nc"))[:1]
     assert main(["terrain", "predict", "--ckpt", "absurd.ckpt", "--scene", str(scene), "--out", "absurd.tif"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the model gave no finite height anywhere" in err and "absurd.ckpt" in err
+    assert err.count("\n") == 1 and "has weights as large as" in err and "absurd.ckpt" in err
     assert not (tmp_path / "absurd.tif").exists()
+    assert main(["test", "--config", config, *small, "--ckpt_path", "absurd.ckpt"]) == 2
+    assert "checkpoint 'absurd.ckpt' has weights as large as" in capsys.readouterr().err
+    # A map whose heights no terrain has is refused whatever made it.
+    from sarheight.dem import check_plausible_heights
+    from sarheight.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="beyond any on the Earth"):
+        check_plausible_heights(np.array([[1.0, 4.9e30]]), None, "a map")
+    with pytest.raises(InvalidInputError, match=r"moves the coarse DEM by up to 1\.5e"):
+        check_plausible_heights(np.array([[100.0, 2000.0]]), np.array([[100.0, 500.0]]), "a map")
+    check_plausible_heights(np.array([[100.0, np.nan]]), np.array([[90.0, 500.0]]), "a map")
 
 
 def test_class_weights_are_checked_against_the_data(scenes, tmp_path, monkeypatch, capsys):
