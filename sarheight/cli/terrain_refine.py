@@ -291,6 +291,12 @@ def _check_truth_datum(args: argparse.Namespace, dem) -> None:
     if not valid.any():
         raise SarHeightError(f"--truth {args.truth!r} covers no cell of the DEM: give a fine DEM of the same area")
     difference = float(np.mean(on_coarse[valid] - dem.values[valid]))
+    means = float(np.mean(dem.values[valid])), float(np.mean(on_coarse[valid]))
+    for ratio, which in ((means[0] / means[1] if means[1] else 0.0, "--dem"),
+                         (means[1] / means[0] if means[0] else 0.0, "--truth")):
+        if abs(difference) > TRUTH_MEAN_LIMIT_M and abs(ratio - FEET_PER_METRE) < 0.25:
+            raise SarHeightError(f"{which}'s heights are {ratio:.2f} times the other's on average: they are in feet; "
+                                 f"convert them to metres (multiply by 0.3048, e.g. gdal_calc.py) and run again")
     if abs(difference) > TRUTH_MEAN_LIMIT_M:
         raise SarHeightError(
             f"--truth {args.truth!r} lies {difference:+.1f} m from the DEM on average (its heights read as "
@@ -309,6 +315,9 @@ def _truth_on_grid(args: argparse.Namespace, refined, dem, datum: str, out_grid:
     on_grid = upsample(truth, refined["height"].rio.write_crs(refined.rio.crs), "bilinear")
     return heights_in_datum(on_grid, datum, out_grid) if datum != "ellipsoid" else on_grid
 
+
+#: Feet in a metre: heights 3.28 times another's are in feet.
+FEET_PER_METRE = 1 / 0.3048
 
 #: The mean height difference (m) between --truth and the refined DEM beyond which the two
 #: are on different vertical datums (the geoid's undulation is 30-100 m over most of the

@@ -72,7 +72,16 @@ class Workers:
                     cluster = stack.enter_context(LocalCluster(processes=True, dashboard_address=None))
                     client = stack.enter_context(Client(cluster))
                 else:
-                    client = stack.enter_context(Client(client, timeout=CONNECT_TIMEOUT))
+                    address = client
+                    try:
+                        client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT))
+                    except (OSError, TimeoutError, ValueError, TypeError, MemoryError) as error:
+                        # A server that is not a dask scheduler answers with bytes the
+                        # protocol reads as a huge frame (a MemoryError) or garbage.
+                        raise InvalidInputError(
+                            f"scheduler {address!r}: no dask scheduler answered there ({type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:160] if str(error) else 'no reply'}); give the address "
+                            "`dask scheduler` prints (tcp://HOST:8786), or 'local'") from None
                 yield cls(client=client)
             return
         yield cls(client=client)
