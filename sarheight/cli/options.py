@@ -424,7 +424,10 @@ def in_command_words(message: str, parser: argparse.ArgumentParser) -> str:
         value_follows = match.group(2) == "=" and match.string[match.end():match.end() + 1] not in ("", " ")
         return options[name] + (" " if value_follows else "")
 
-    message = re.sub(r"\b([a-z][a-z0-9_]*)(=(?:True\b)?)", option, message)
+    # The priors' keywords (PriorSpec(vertical_datum='egm96')) are the --priors-* options.
+    message = re.sub(r"PriorSpec\((vertical_datum|geoid_grid|crs|layer)=([^)]*)\)",
+                     lambda found: f"--priors-{found.group(1).replace('_', '-')} {found.group(2)}", message)
+    message = re.sub(r"(?<!--priors-)\b([a-z][a-z0-9_]*)(=(?:True\b)?)", option, message)
     # The same fix for a file, with rasterio's own command line (installed with sarheight).
     for python, shell in ((".rio.write_crs(", "rio edit-info --crs EPSG:4326 FILE.tif"),
                           (".rio.write_nodata(", "rio edit-info --nodata VALUE FILE.tif"),

@@ -199,7 +199,7 @@ def _points_datum(vertical_datum: str | None, crs_datum: str | None, file_datum:
         if crs_datum not in VERTICAL_DATUMS:
             raise DatumError(
                 f"The heights of {source} are on {crs_datum!r}, which sarheight cannot convert to WGS84 "
-                "ellipsoidal heights. Convert them first, or pass vertical_datum='egm96', 'egm2008' or "
+                "ellipsoidal heights. Convert them first, or pass PriorSpec(vertical_datum='egm96'), 'egm2008' or "
                 "'ellipsoid' if you know better."
             )
         return crs_datum
@@ -208,14 +208,14 @@ def _points_datum(vertical_datum: str | None, crs_datum: str | None, file_datum:
     if geoid_grid is not None:
         raise DatumError(
             f"geoid_grid={str(geoid_grid)!r} was given but nothing says which geoid the heights of {source} refer "
-            "to. Say it with vertical_datum='egm96' or 'egm2008' (or 'ellipsoid'), or a compound crs= such as "
+            "to. Say it with PriorSpec(vertical_datum='egm96') or 'egm2008' (or 'ellipsoid'), or a compound crs= such as "
             "'EPSG:9707' (WGS 84 + EGM96 height)."
         )
     warnings.warn(
         f"Nothing says which vertical datum the heights of {source} are on: they are taken as WGS84 "
         "ellipsoidal (as GNSS and ICESat-2 heights are). Heights on a geoid (levelled, from a map or a DEM) are "
-        "30-100 m off that way: pass vertical_datum='egm96' or 'egm2008' to convert them, or "
-        "vertical_datum='ellipsoid' to silence this warning.",
+        "30-100 m off that way: pass PriorSpec(vertical_datum='egm96') or 'egm2008' to convert them, or "
+        "PriorSpec(vertical_datum='ellipsoid') to silence this warning.",
         VerticalDatumWarning, stacklevel=user_stacklevel())
     return UNSPECIFIED_DATUM
 

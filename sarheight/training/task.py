@@ -85,8 +85,14 @@ class SarHeightTask(L.LightningModule):
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Never a checkpoint of NaN over a good last.ckpt.
-        require_finite_weights(checkpoint["state_dict"], "the checkpoint to write")
+        # Never a checkpoint of NaN (or of weights blown up) over a good last.ckpt.
+        try:
+            require_finite_weights(checkpoint["state_dict"], "the checkpoint to write")
+        except InvalidInputError as error:
+            lr = getattr(self.hparams, "lr", None)
+            raise InvalidInputError(
+                f"the training diverged at step {self.global_step}: {error}; lower model.lr"
+                f"{f' (now {lr:g})' if lr is not None else ''}; the checkpoints written before are kept") from None
 
     def configure_optimizers(self) -> dict[str, Any]:
         hparams = self.hparams

@@ -284,3 +284,13 @@ def test_a_dem_registered_to_its_own_image_stays_within_the_stated_error(folder,
         for axis in ("east", "north"):
             shift, error = (float(tags[f"image_registration_{kind}_{axis}_m"]) for kind in ("shift", "error"))
             assert abs(shift) <= 2.5 * error, (axis, shift, error)
+
+
+def test_the_priors_datum_advice_names_the_priors_options():
+    from sarheight.cli import build_parser
+    from sarheight.cli.options import in_command_words
+
+    said = in_command_words("pass PriorSpec(vertical_datum='egm96') or 'egm2008' to convert them, or "
+                            "PriorSpec(vertical_datum='ellipsoid'); the DEM's: vertical_datum='egm96'", build_parser())
+    assert said == ("pass --priors-vertical-datum 'egm96' or 'egm2008' to convert them, or --priors-vertical-datum "
+                    "'ellipsoid'; the DEM's: --vertical-datum 'egm96'")
