@@ -165,8 +165,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.blocks is not None or args.scheduler is not None) and method != "inversion":
         raise SarHeightError(f"--blocks and --scheduler run the inversion block by block: the method is {method} "
                              f"({chosen}), which has none; leave them out, or give --method inversion")
-    if args.truth is not None:
-        _check_truth_datum(args, dem)
+    # The truth read once, checked against the DEM before the work, scored after it.
+    truth, truth_datum = _open_truth(args, dem) if args.truth is not None else (None, None)
+    if truth is not None:
+        _check_truth_datum(args.truth, truth, truth_datum, dem)
     source = output_datum(dem)
     datum = args.out_vertical_datum or source
     # The grid the DEM's heights came through takes them back (an exact round trip); another
@@ -186,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     if chosen:
         refined.attrs["method_chosen"] = chosen
     stages.done("refined")
-    scores, truth_rmse = _scores_against(args.truth, args, refined, scene, dem) if args.truth else (None, None)
+    scores, truth_rmse = _scores_against(args.truth, truth, refined, scene, dem) if truth is not None else (None, None)
     refined = dataset_in_datum(refined, datum, out_grid)
     if truth_rmse is not None:
         refined.attrs.update(truth_rmse_m=round(truth_rmse, 3), truth=Path(args.truth).name)
@@ -196,8 +198,8 @@ def run(args: argparse.Namespace) -> int:
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(refined, out, variables=[name for name in ("height", "height_std", "coarse") if name in refined])
         if quicklook_path is not None:
-            refinement_quicklook(refined, scene, quicklook_path, truth=_truth_on_grid(args, refined, dem, datum,
-                                                                                   out_grid))
+            refinement_quicklook(refined, scene, quicklook_path, truth=None if truth is None else _truth_on_grid(
+                truth, refined, datum, out_grid))
     stages.done("wrote outputs")
     stages.close()
     if not args.quiet:
@@ -234,15 +236,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scores_against(truth_path: str, args: argparse.Namespace, refined, scene, dem) -> tuple[str, float]:
-    """The lines that score the refined heights against the fine DEM ``truth_path``
-    (its heights read in ``--truth-vertical-datum``, else as its CRS says, else in the DEM's
-    datum), beside every method that needs no learning
-    (:func:`sarheight.terrain.refinement.scores_against`); refused where the two differ by
-    tens of metres on average (another vertical datum)."""
+def _scores_against(truth_path: str, truth, refined, scene, dem) -> tuple[str, float]:
+    """The lines that score the refined heights against the fine DEM ``truth`` (read from
+    ``truth_path`` by :func:`_open_truth`), beside every method that needs no learning
+    (:func:`sarheight.terrain.refinement.scores_against`), and the refined map's RMSE."""
     from ..terrain.refinement import image_registration_moved, scores_against
 
-    truth, _ = _open_truth(args, dem)
     try:
         found = scores_against(refined, scene, truth, coarse_dem=dem)
     except InvalidInputError as error:
@@ -278,18 +277,17 @@ def _open_truth(args: argparse.Namespace, dem) -> tuple[Any, str | None]:
                               args.truth), datum
 
 
-def _check_truth_datum(args: argparse.Namespace, dem) -> None:
+def _check_truth_datum(truth_path: str, truth, datum: str | None, dem) -> None:
     """Refuse, before the work, a --truth whose heights lie tens of metres from the coarse
-    DEM's on average: it is on another vertical datum than it was read in."""
+    DEM's on average (read in ``datum``): it is on another vertical datum, or in feet."""
     import numpy as np
     from rasterio.enums import Resampling
 
-    truth, datum = _open_truth(args, dem)
     on_coarse = truth.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
         dem, resampling=Resampling.average).values
     valid = np.isfinite(on_coarse) & np.isfinite(dem.values)
     if not valid.any():
-        raise SarHeightError(f"--truth {args.truth!r} covers no cell of the DEM: give a fine DEM of the same area")
+        raise SarHeightError(f"--truth {truth_path!r} covers no cell of the DEM: give a fine DEM of the same area")
     difference = float(np.mean(on_coarse[valid] - dem.values[valid]))
     means = float(np.mean(dem.values[valid])), float(np.mean(on_coarse[valid]))
     for ratio, which in ((means[0] / means[1] if means[1] else 0.0, "--dem"),
@@ -299,19 +297,16 @@ def _check_truth_datum(args: argparse.Namespace, dem) -> None:
                                  f"convert them to metres (multiply by 0.3048, e.g. gdal_calc.py) and run again")
     if abs(difference) > TRUTH_MEAN_LIMIT_M:
         raise SarHeightError(
-            f"--truth {args.truth!r} lies {difference:+.1f} m from the DEM on average (its heights read as "
+            f"--truth {truth_path!r} lies {difference:+.1f} m from the DEM on average (its heights read as "
             f"{DATUM_WORDS[datum] if datum else 'its CRS says'}): another vertical datum; say its datum with "
             "--truth-vertical-datum")
 
 
-def _truth_on_grid(args: argparse.Namespace, refined, dem, datum: str, out_grid: str | None) -> Any:
-    """--truth on the refined grid in the datum written (for the quicklook), or None."""
-    if args.truth is None:
-        return None
+def _truth_on_grid(truth, refined, datum: str, out_grid: str | None) -> Any:
+    """--truth on the refined grid in the datum written (for the quicklook)."""
     from ..dem import heights_in_datum
     from ..terrain.backprojection import upsample
 
-    truth, _ = _open_truth(args, dem)
     on_grid = upsample(truth, refined["height"].rio.write_crs(refined.rio.crs), "bilinear")
     return heights_in_datum(on_grid, datum, out_grid) if datum != "ellipsoid" else on_grid
 

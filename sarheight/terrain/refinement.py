@@ -398,10 +398,8 @@ def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray,
 
     Returns
     -------
-    dict: ``cells`` (the cells scored), ``refined`` (the refinement's RMSE, m),
-    ``methods`` (each non-learned method's RMSE, m, by its label) and
-    ``mean_difference_m`` (the truth's mean height minus the refined one's: tens of metres
-    say the two are on different vertical datums).
+    dict: ``cells`` (the cells scored), ``refined`` (the refinement's RMSE, m) and
+    ``methods`` (each non-learned method's RMSE, m, by its label).
 
     Raises
     ------
@@ -418,7 +416,7 @@ def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray,
     # Reprojected in float64 with NaN as no data: cells the truth does not cover stay NaN.
     resampled = truth.astype(np.float64).rio.write_nodata(np.nan).rio.reproject_match(
         grid, resampling=Resampling.average if finer else Resampling.bilinear).values
-    maps = {label: values for label, values in _baseline_labels(scene, baseline_maps(scene)).items()}
+    maps = _baseline_labels(scene, baseline_maps(scene))
     if coarse_dem is not None:
         maps = {"coarse DEM as given, bilinear": upsample(coarse_dem, grid, "bilinear").values, **maps}
     if "inverted" in scene.data_vars:
@@ -429,8 +427,7 @@ def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray,
     if not valid.any():
         raise InvalidInputError("the fine DEM has no height on the refined grid: give a fine DEM of the same area")
     return {"cells": int(valid.sum()), "refined": map_rmse(refined["height"].values, resampled, valid),
-            "methods": {name: map_rmse(values, resampled, valid) for name, values in maps.items()},
-            "mean_difference_m": float(np.mean(resampled[valid] - refined["height"].values[valid]))}
+            "methods": {name: map_rmse(values, resampled, valid) for name, values in maps.items()}}
 
 
 def image_registration_moved(scene: xr.Dataset) -> tuple[float, float] | None:
