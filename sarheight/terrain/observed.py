@@ -592,23 +592,33 @@ def check_date_levels(images: Sequence[InversionImage]) -> None:
     of each date given, named: a date without relief (constant) refused, a date whose level
     is far from Sentinel-1's backscatter (a DEM, a mask, values scaled by 1e30) warned of,
     before the dates are composited (where one such date would be averaged away unseen)."""
-    low, high = OBSERVED_LEVEL_DB
     for image in images:
         summary = intensity_summary(np.asarray(image.image.values))
-        median, spread = summary["observed_median_db"], summary["observed_spread_db"]
-        if not math.isfinite(spread):
-            continue
-        if spread < MIN_OBSERVED_SPREAD_DB:
-            raise InvalidInputError(
-                f"the observation {image.name} is {'constant' if spread == 0 else 'nearly constant'} where the DEM "
-                f"falls (median {median:.1f} dB, spread {spread:.2f} dB; speckle alone gives several dB): it carries "
-                "no relief (a placeholder, a mask or a fill?); leave it out, or give the calibrated image itself")
-        if not low <= median <= high:
-            warnings.warn(
-                f"the observation {image.name}'s median under the DEM is {median:.1f} dB, outside the {low:g}..{high:g}"
-                " dB of calibrated Sentinel-1 backscatter over land: is it the SAR image (not a DEM or a mask), in "
-                "the quantity (--sar-quantity) and unit (--sar-db) said?", PlausibilityWarning,
-                stacklevel=user_stacklevel())
+        check_observed_level(
+            f"the observation {image.name}", summary["observed_median_db"], summary["observed_spread_db"],
+            no_relief="it carries no relief (a placeholder, a mask or a fill?); leave it out, or give the calibrated "
+            "image itself",
+            off_level="is it the SAR image (not a DEM or a mask), in the quantity (--sar-quantity) and unit "
+            "(--sar-db) said?")
+
+
+def check_observed_level(which: str, median: float, spread: float, *, no_relief: str, off_level: str) -> None:
+    """Refuse an observation ``which`` names whose spread under the DEM (dB) is below
+    :data:`MIN_OBSERVED_SPREAD_DB` (no relief: ``no_relief`` says what to do), warn of one
+    whose median (dB) lies outside :data:`OBSERVED_LEVEL_DB` (``off_level`` asks what it
+    is); nothing where the spread is not finite (nothing judged)."""
+    if spread is None or not math.isfinite(float(spread)):
+        return
+    median, spread = float(median), float(spread)
+    if spread < MIN_OBSERVED_SPREAD_DB:
+        raise InvalidInputError(
+            f"{which} is {'constant' if spread == 0 else 'nearly constant'} where the DEM falls (median "
+            f"{median:.1f} dB, spread {spread:.2f} dB; speckle alone gives several dB): {no_relief}")
+    low, high = OBSERVED_LEVEL_DB
+    if not low <= median <= high:
+        warnings.warn(f"{which}'s median under the DEM is {median:.1f} dB, outside the {low:g}..{high:g} dB of "
+                      f"calibrated Sentinel-1 backscatter over land: {off_level}", PlausibilityWarning,
+                      stacklevel=user_stacklevel())
 
 
 def _same_pass(image: InversionImage, group: InversionImage) -> bool:
@@ -649,22 +659,12 @@ def check_refinement_inputs(scene: xr.Dataset) -> None:
     InvalidInputError : the observation carries no relief.
     """
     for prefix, which in (("", "the SAR image"), ("other_", "the opposite pass's SAR image")):
-        spread = scene.attrs.get(f"{prefix}observed_spread_db")
-        median = scene.attrs.get(f"{prefix}observed_median_db")
-        if spread is None or not math.isfinite(float(spread)):
-            continue
-        if float(spread) < MIN_OBSERVED_SPREAD_DB:
-            raise InvalidInputError(
-                f"{which} is {'constant' if float(spread) == 0 else 'nearly constant'} where the DEM falls (median "
-                f"{float(median):.1f} dB, spread {float(spread):.2f} dB; speckle alone gives several dB): it carries no "
-                "relief to refine the DEM with (a placeholder, a mask or a fill?); give the calibrated image itself")
-        low, high = OBSERVED_LEVEL_DB
-        if not low <= float(median) <= high:
-            warnings.warn(
-                f"{which}'s median under the DEM is {float(median):.1f} dB, outside the {low:g}..{high:g} dB of "
-                "calibrated Sentinel-1 backscatter over land: is the quantity (--sar-quantity) or the unit "
-                "(--sar-db) the one said, or is it amplitude or digital numbers? The refinement reads the relief "
-                "from the level's changes, and would read it wrong", PlausibilityWarning, stacklevel=user_stacklevel())
+        check_observed_level(
+            which, scene.attrs.get(f"{prefix}observed_median_db"), scene.attrs.get(f"{prefix}observed_spread_db"),
+            no_relief="it carries no relief to refine the DEM with (a placeholder, a mask or a fill?); give the "
+            "calibrated image itself",
+            off_level="is the quantity (--sar-quantity) or the unit (--sar-db) the one said, or is it amplitude or "
+            "digital numbers? The refinement reads the relief from the level's changes, and would read it wrong")
     heights = np.asarray(scene["coarse_height"].values, dtype=np.float64)
     finite = heights[np.isfinite(heights)]
     if not finite.size:
