@@ -143,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         restored.__exit__(None, None, None)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, terminate)
-    print(f"sarheight {args.command}: error: {message}", file=sys.stderr)
+    # The command as typed: `sarheight terrain refine`, not `sarheight terrain`.
+    command = " ".join(str(word) for word in (args.command, getattr(args, "action", None)) if word)
+    print(f"sarheight {command}: error: {message}", file=sys.stderr)
     # Folders made for the outputs of a command that wrote nothing go again.
     for folder in reversed(created):
         with contextlib.suppress(OSError):

@@ -313,6 +313,19 @@ def steep_step_share(heights: xr.DataArray) -> float:
     return float(np.mean(slopes > math.tan(math.radians(60.0)))) if slopes.size else float("nan")
 
 
+def check_heights_in_metres(heights: xr.DataArray, what: str) -> None:
+    """Refuse, in one line, heights (a grid with a CRS) whose steps are too steep for real
+    terrain (:func:`steep_step_share` above :data:`STEEP_SHARE`): heights in feet, or a
+    wrong cell size. Opening a DEM only warns of it (synthetic relief may be that steep on
+    purpose); a refinement, which reads every slope, refuses. ``what`` names the heights."""
+    share = steep_step_share(heights)
+    if share > STEEP_SHARE:
+        raise InvalidInputError(
+            f"{100 * share:.0f} % of {what}'s cell steps are steeper than 60 degrees, which real terrain at this "
+            "resolution never is: its heights look like feet (multiply them by 0.3048 and run again), or its cell "
+            "size is wrong; refined, every slope would be read 3.3 times too steep")
+
+
 def _as_dataarray(source: DemSource) -> xr.DataArray:
     """A DataArray with dims ("y", "x") and a float array, not yet validated."""
     if isinstance(source, (str, os.PathLike)):

@@ -36,12 +36,40 @@ def check_client(client: Any) -> None:
         )
     host, port = match[1].strip("[]"), int(match[2])
     try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as connection:
+            greeting = _first_bytes(connection)
     except OSError as error:
         raise InvalidInputError(
             f"client={client!r}: no dask scheduler answers there ({error.strerror or error}); start one "
             "(dask scheduler) or check the address"
         ) from None
+    if not is_dask_greeting(greeting):
+        said = (f"it said {greeting[:24]!r}" if greeting
+                else f"it said nothing within {CONNECT_TIMEOUT:g} s")
+        raise InvalidInputError(
+            f"client={client!r}: a server answers there, but not a dask scheduler ({said}); give the address "
+            "`dask scheduler` prints (tcp://HOST:8786), or 'local'")
+
+
+def _first_bytes(connection: socket.socket) -> bytes:
+    """What a server sends unasked within :data:`CONNECT_TIMEOUT` (b"" for nothing): a dask
+    scheduler greets every connection with its handshake at once, where a web server waits
+    for a request (and dask's own client would then wait for minutes)."""
+    connection.settimeout(CONNECT_TIMEOUT)
+    try:
+        return connection.recv(4096)
+    except TimeoutError:
+        return b""
+
+
+def is_dask_greeting(data: bytes) -> bool:
+    """Whether ``data`` opens as dask's TCP messages do: the message's length, its number
+    of frames and each frame's length as little-endian 64-bit integers, the length within
+    a handshake's size."""
+    if len(data) < 24:
+        return False
+    total, frames = int.from_bytes(data[:8], "little"), int.from_bytes(data[8:16], "little")
+    return 16 <= total <= 1 << 20 and 1 <= frames <= 64 and total >= 8 * (frames + 1)
 
 
 class Workers:

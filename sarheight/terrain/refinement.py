@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from ..dem import check_plausible_heights
+from ..dem import check_heights_in_metres, check_plausible_heights
 from ..errors import InvalidInputError, PlausibilityWarning, user_stacklevel
 from ..geometry import RadarGeometry
 from ..masks import MaskCode
@@ -189,6 +189,7 @@ def refine_dem(
         raise InvalidInputError(f"land_cover is the inversion's classes: method={method!r} reads none; leave it out, "
                                 "or give method='inversion'")
     check_priors_given(priors)
+    check_heights_in_metres(coarse_dem, "the coarse DEM")
     if (inversion_blocks is not None or client is not None) and method != "inversion":
         raise InvalidInputError(f"inversion_blocks and client run the inversion block by block: method={method!r} "
                                 "has no blocks; leave them out, or give method='inversion'")
@@ -235,12 +236,20 @@ def refine_dem(
     if not inside.any():
         raise InvalidInputError("the observation covers no cell of the DEM: give a product (or geometry) that "
                                 "images the DEM's area")
-    observed = np.isfinite(scene["sar_reconstructed"].values) & inside
-    if observed.sum() < 0.5 * inside.sum():
+    # Judged where the DEM gives a geometry: its voids, and the facets beside them, have no
+    # incidence, so no value either.
+    with_heights = inside & np.isfinite(scene["local_incidence_angle"].values)
+    observed = np.isfinite(scene["sar_reconstructed"].values) & with_heights
+    if with_heights.sum() < 0.5 * inside.sum():
         raise InvalidInputError(
-            f"the observation has a value in {observed.sum() / inside.sum():.0%} of the cells it images (zero or no "
-            "data elsewhere, shadow aside): a placeholder or masked product cannot refine the DEM; give the "
-            "calibrated image itself")
+            f"the DEM gives a surface in {with_heights.sum() / inside.sum():.0%} of the cells the image covers (voids "
+            "elsewhere, and the facets beside them): fill its voids (--fill-voids) or crop it to where it has "
+            "heights")
+    if observed.sum() < 0.5 * with_heights.sum():
+        raise InvalidInputError(
+            f"the observation has a value in {observed.sum() / with_heights.sum():.0%} of the cells it images where "
+            "the DEM has heights (zero or no data elsewhere, shadow aside): a placeholder or masked product cannot "
+            "refine the DEM; give the calibrated image itself")
     check_refinement_inputs(scene)
     if method == "network":
         _check_members(members, "other_sar_reconstructed" in scene.data_vars)

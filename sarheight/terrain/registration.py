@@ -212,20 +212,30 @@ def _log_smoothed(values: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndar
     return smoothed, valid & (weight > 0.6)
 
 
+#: The spread (nepers, of the smoothed log image) below which an image holds no pattern to
+#: correlate: about 0.2 dB, a flat terrain's simulation.
+PATTERN_SPREAD = 0.05
+
+
 def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[float, float]
-                  ) -> tuple[np.ndarray, np.ndarray, float] | None:
+                  ) -> tuple[np.ndarray, np.ndarray, float] | str:
     """The offset (lines, samples) d with ``observed(x) ~ a + b simulated(x + d)``, its 2x2
     covariance and how much it raises the two images' correlation, by phase correlation
-    to the pixel then Lucas-Kanade to a fraction of one; None where there is too little to
-    correlate."""
+    to the pixel then Lucas-Kanade to a fraction of one; where none is found, why (the
+    images share too few cells, one of them holds no pattern, or they match nowhere within
+    the limit: ``"no match at r=..."``)."""
     sigma = REGISTRATION_SMOOTHING_PX
     obs, obs_valid = _log_smoothed(observed, sigma)
     sim, sim_valid = _log_smoothed(simulated, sigma)
     both = obs_valid & sim_valid
     if both.sum() < 256:
-        return None
+        return "the image and the DEM's simulation share too few cells to correlate"
     obs_c = np.where(both, obs - obs[both].mean(), 0.0)
     sim_c = np.where(both, sim - sim[both].mean(), 0.0)
+    if float(np.std(sim_c[both])) < PATTERN_SPREAD:
+        return "the DEM's relief draws too little pattern in the image it simulates (flat terrain)"
+    if float(np.std(obs_c[both])) < PATTERN_SPREAD:
+        return "the image holds too little pattern to correlate with the DEM's"
     # The whole-pixel offset: the peak of the cross-correlation within the limit.
     correlation = np.real(np.fft.ifft2(np.fft.fft2(sim_c) * np.conj(np.fft.fft2(obs_c))))
     lines, samples = correlation.shape
@@ -233,6 +243,10 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
     ds = np.fft.fftfreq(samples, 1.0 / samples)[None, :]
     correlation[(np.abs(dl) > limit_px[0] + 1) | (np.abs(ds) > limit_px[1] + 1)] = -np.inf
     peak = np.unravel_index(int(np.argmax(correlation)), correlation.shape)
+    best = float(correlation[peak] / np.sqrt(np.sum(obs_c**2) * np.sum(sim_c**2)))
+    # A peak on the search's edge: the images match further away than the limit.
+    edge = (abs(dl[peak[0], 0]) >= limit_px[0] or abs(ds[0, peak[1]]) >= limit_px[1])
+    no_match = f"{'edge' if edge else 'no match'} at r={best:.2f}"
     offset = np.array([dl[peak[0], 0], ds[0, peak[1]]], dtype=np.float64)
     grid_l, grid_s = np.mgrid[0:lines, 0:samples].astype(np.float64)
     covariance = None
@@ -242,14 +256,14 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
                                               order=1, mode="constant") > 0.99
         use = obs_valid & moved_valid
         if use.sum() < 256:
-            return None
+            return no_match
         grad_l, grad_s = gradient(moved)
         design = np.stack([np.ones(use.sum()), moved[use], grad_l[use], grad_s[use]], axis=1)
         target = obs[use]
         solution, *_ = np.linalg.lstsq(design, target, rcond=None)
         gain = solution[1]
         if not gain > 0.05:
-            return None
+            return no_match
         step = np.array([solution[2], solution[3]]) / gain
         misfit = target - design @ solution
         # Smoothing makes neighbouring residuals alike: each counts for the cells over the
@@ -259,18 +273,37 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
         try:
             inverse = np.linalg.inv(design.T @ design)
         except np.linalg.LinAlgError:
-            return None
+            return no_match
         covariance = variance * correlated * inverse[2:, 2:] / gain**2
         offset = offset + step
         if np.all(np.abs(step) < 0.01):
             break
-    if covariance is None or np.any(np.abs(offset) > np.asarray(limit_px) + 1):
-        return None
+    if covariance is None:
+        return no_match
+    if np.any(np.abs(offset) > np.asarray(limit_px) + 1):
+        return f"edge at r={best:.2f}"
     # How well the simulation correlates with the observation where it was and where the
     # offset moves it: an estimate that does not raise it has locked on nothing.
     before = _correlation(obs, sim, obs_valid & sim_valid)
     after = _correlation(obs, moved, use)
     return offset, covariance, after - before
+
+
+def _failure_reason(failures: Sequence[str], limit_m: float) -> str:
+    """Why no image measured the shift, in the user's words: the first image's reason (the
+    others' are alike), a match found nowhere said as what it means."""
+    if not failures:
+        return "no image to correlate with the DEM's"
+    reason = failures[0]
+    cause = (f"the DEM and the image are not of the same ground, or are offset by more than {limit_m:g} m; check "
+             "the DEM's CRS and georeferencing, and the image's")
+    if reason.startswith("edge at r=") and float(reason.removeprefix("edge at r=")) >= 0.2:
+        return (f"the image matches the DEM's simulated image best at the edge of the {limit_m:g} m searched "
+                f"(correlation {reason.removeprefix('edge at r=')}), or beyond: {cause}")
+    if reason.startswith(("no match at r=", "edge at r=")):
+        return (f"the image matches the DEM's simulated image nowhere within {limit_m:g} m (correlation "
+                f"{reason.split('r=')[1]} at best), though both hold a pattern: {cause}")
+    return reason
 
 
 def _correlation(first: np.ndarray, second: np.ndarray, where: np.ndarray) -> float:
@@ -316,6 +349,7 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
     normal, rhs = np.zeros((2, 2)), np.zeros(2)
     used = 0
     gains = []
+    failures: list[str] = []
     if simulated is not None and len(simulated) != len(images):
         raise InvalidInputError(f"{len(simulated)} simulated images for {len(images)} observations: give one each")
     for index, image in enumerate(images):
@@ -328,7 +362,8 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
         per_metre = _pixels_per_metre(dem, image.geometry)
         limit_px = (abs(per_metre[0]).sum() * limit_m, abs(per_metre[1]).sum() * limit_m)
         found = _image_offset(observed, model, limit_px)
-        if found is None:
+        if isinstance(found, str):
+            failures.append(found)
             continue
         offset, covariance, gain = found
         gains.append(gain)
@@ -340,8 +375,7 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
         rhs += per_metre.T @ weight @ offset
         used += 1
     if used == 0:
-        registration = ImageRegistration(0.0, 0.0, math.inf, math.inf, 0, False,
-                                         "the image(s) hold too little pattern to correlate with the DEM's")
+        registration = ImageRegistration(0.0, 0.0, math.inf, math.inf, 0, False, _failure_reason(failures, limit_m))
     else:
         try:
             covariance_m = np.linalg.inv(normal)

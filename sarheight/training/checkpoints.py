@@ -190,6 +190,29 @@ def check_resume_checkpoint(value: str | os.PathLike[str] | None, where: str) ->
     require_finite_weights(checkpoint["state_dict"], f"checkpoint {str(path)!r}")
 
 
+def check_weights_fit(model: torch.nn.Module, value: str | os.PathLike[str] | None, where: str) -> None:
+    """Refuse a ``ckpt_path`` whose weights are not those of ``model`` (the one the
+    configuration builds): a tensor of another shape, a tensor missing or one more. Lightning
+    would stop midway with a page of size mismatches; the line names the first and the
+    configuration to give. ``last``, ``best`` and no path pass."""
+    if value is None or str(value) in CKPT_PATH_WORDS or str(value).startswith("registry"):
+        return
+    checkpoint = read_checkpoint(value)
+    saved = checkpoint.get("state_dict") or {}
+    own = model.state_dict()
+    mismatches = [f"{name} is {tuple(saved[name].shape)} in the file, {tuple(tensor.shape)} in the model"
+                  for name, tensor in own.items()
+                  if name in saved and tuple(getattr(saved[name], "shape", ())) != tuple(tensor.shape)]
+    mismatches += [f"{name} is in the model, not in the file" for name in own if name not in saved]
+    mismatches += [f"{name} is in the file, not in the model" for name in saved if name not in own]
+    if mismatches:
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        raise InvalidInputError(
+            f"{where} holds the weights of another model than the configuration builds: {mismatches[0]}{more}; give "
+            "the configuration it was trained with (config.yaml in its run's logs folder), or a checkpoint of this "
+            "model")
+
+
 def check_hyper_parameters(hyper_parameters: Any, where: str) -> None:
     """Refuse a checkpoint whose model hyper-parameters ask for a model no training of
     sarheight makes (a depth of a million would build for hours, 65536 channels ask for

@@ -30,7 +30,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..configs import help_summary, resolve_arguments
 from ..errors import InvalidInputError, SarHeightError
-from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, check_resume_checkpoint
+from .checkpoints import AtomicCheckpointIO, ResumableCheckpoint, check_resume_checkpoint, check_weights_fit
 from .config_policy import IMPORT_ALLOWLIST, IMPORT_DENYLIST, argument_message, check_arguments, user_error
 from .memory import check_forward_memory
 from .progress import TrainingProgress
@@ -78,12 +78,19 @@ class SarHeightCLI(LightningCLI):
         self._lock_checkpoint_folders()
         self._log_within_an_epoch()
         self._check_memory(training=True)
+        self._check_weights_fit()
 
     def before_validate(self) -> None:
         self._check_memory(training=False)
+        self._check_weights_fit()
 
     def before_test(self) -> None:
         self._check_memory(training=False)
+        self._check_weights_fit()
+
+    def _check_weights_fit(self) -> None:
+        value = self.config_init.get(str(self.subcommand), self.config_init).get("ckpt_path")
+        check_weights_fit(self.model, value, f"ckpt_path {str(value)!r}")
 
     def after_fit(self) -> None:
         # Where the run's checkpoints went: what predict and --ckpt_path last need.

@@ -1,17 +1,26 @@
 """The built-in demo (``sarheight demo``, ``make demo``) end to end on the real Jacksboro DEM."""
 
+import contextlib
+import io
+import json
+
 import numpy as np
 import pytest
 import rasterio
 
 from sarheight.cli import main
-from sarheight.demo import run_demo
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """The demo run once, as ``sarheight demo --quiet`` (it takes minutes): its folder and
+    the figures it wrote; what it printed is kept in ``figures["printed"]``."""
     out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(out, progress=False)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    figures = json.loads((out / "figures.json").read_text())
+    return out, {**figures, "printed": printed.getvalue()}
 
 
 def test_demo_writes_georeferenced_products_and_quicklooks(demo_run):
@@ -113,10 +122,10 @@ def test_demo_building_step_beats_the_mean_height_with_the_shipped_model(demo_ru
     assert scores["model"]["iou"] > 0.5
 
 
-def test_cli_demo_quiet(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
-    assert capsys.readouterr().out == ""
-    assert (tmp_path / "cli" / "jacksboro_reconstruction.tif").is_file()
+def test_cli_demo_quiet(demo_run):
+    out, figures = demo_run
+    assert figures["printed"] == ""
+    assert (out / "jacksboro_reconstruction.tif").is_file()
 
 
 def test_cli_compile_runs_the_demo_on_a_corner_and_leaves_nothing(tmp_path, monkeypatch, capsys):

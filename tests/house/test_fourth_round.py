@@ -272,6 +272,52 @@ def test_a_refinement_too_large_for_memory_is_refused_before_the_work(folder):
     assert "--blocks 256" in out and not (folder / "large_fine.tif").exists()
 
 
+def _changed_copy(folder, source: str, name: str, change) -> None:
+    """A copy of a DEM with its heights, or its transform, changed: ``change(values,
+    transform)`` returns both."""
+    with rasterio.open(folder / source) as src:
+        profile, values = src.profile, src.read(1)
+    values, profile["transform"] = change(values.copy(), profile["transform"])
+    with rasterio.open(folder / name, "w", **profile) as dst:
+        dst.write(values, 1)
+
+
+def test_a_dem_off_the_image_or_full_of_voids_is_named_not_the_image(folder):
+    """A DEM 20 cells off the image (its georeferencing wrong) is said not to match the
+    image, though both hold a pattern; a DEM of holes is named for its voids, not the
+    image for its missing values."""
+    from affine import Affine
+
+    _changed_copy(folder, "coarse.tif", "off.tif", lambda values, t: (values, t * Affine.translation(20, 0)))
+    out = sarheight(folder, "terrain", "refine", "--dem", "off.tif", "--sar", "sim_image.tif", "--spacing", "30",
+                    "--method", "back-projection", "--out", "off_fine.tif", "-q")
+    assert "matches the DEM's simulated image nowhere within 90 m" in out and "though both hold a pattern" in out, out
+    assert "too little pattern" not in out and "check the DEM's CRS and georeferencing" in out, out
+
+    def holes(values, transform):
+        values[::2, ::2] = np.nan
+        return values, transform
+
+    _changed_copy(folder, "coarse.tif", "holes.tif", holes)
+    out = sarheight(folder, "terrain", "refine", "--dem", "holes.tif", "--sar", "sim_image.tif", "--spacing", "30",
+                    "--out", "holes_fine.tif", "-q", status=2)
+    error = out.strip().splitlines()[-1]
+    assert error.startswith("sarheight terrain refine: error: the DEM gives a surface in"), out
+    assert "--fill-voids" in error and "observation" not in error and not (folder / "holes_fine.tif").exists()
+
+
+def test_a_mountain_dem_in_feet_is_refused_by_terrain_refine(folder):
+    """Big Tujunga's heights in feet: 14 % of its steps steeper than 60 degrees, refused
+    before the refinement (opening it only warns)."""
+    shutil.copy(BIG_TUJUNGA, folder / "mountains.tif")
+    _changed_copy(folder, "mountains.tif", "feet.tif", lambda values, t: (values / 0.3048, t))
+    out = sarheight(folder, "terrain", "refine", "--dem", "feet.tif", "--vertical-datum", "ellipsoid", "--sar",
+                    "sim_image.tif", "--spacing", "10", "--out", "feet_fine.tif", "-q", status=2)
+    error = out.strip().splitlines()[-1]
+    assert error.startswith("sarheight terrain refine: error: 14 % of the coarse DEM's cell steps are steeper"), out
+    assert "look like feet (multiply them by 0.3048" in error and not (folder / "feet_fine.tif").exists()
+
+
 @pytest.mark.parametrize("dem", ["my_dem.tif", "coarse.tif"])
 def test_a_dem_registered_to_its_own_image_stays_within_the_stated_error(folder, dem):
     """The DEM the image was simulated from (and its exact coarse copy) registered to that

@@ -304,4 +304,4 @@ def test_the_plugin_route_is_closed_for_lcz_test_too(tmp_path):
                           env={**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "0"})
     assert done.returncode == 2 and not marker.exists(), done.stderr[-3000:]
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("sarheight lcz: error:") and ("TorchCheckpointIO" in line or "never loads" in line)
+    assert line.startswith("sarheight lcz ") and ": error:" in line and ("TorchCheckpointIO" in line or "never loads" in line)

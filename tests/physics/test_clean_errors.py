@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -130,6 +131,34 @@ def test_an_unreachable_scheduler_is_refused_before_any_work(dem_tif, tmp_path, 
         reconstruct(dem_tif, np.zeros((2, 2)), None, client="tcp://127.0.0.1:1")
     with pytest.raises(InvalidInputError, match="not a scheduler address"):
         reconstruct(dem_tif, np.zeros((2, 2)), None, client="my-cluster")
+
+
+@pytest.mark.parametrize("greeting", [b"", b"SSH-2.0-OpenSSH_9.6\r\n"])
+def test_a_server_that_is_not_a_dask_scheduler_is_named_at_once(greeting, monkeypatch):
+    """A web server (silent until asked) or another protocol at the address: dask's client
+    would wait for minutes or read the bytes as a huge frame."""
+    import socket
+    import threading
+
+    import sarheight.distributed.workers as workers
+    from sarheight.distributed import check_client
+
+    monkeypatch.setattr(workers, "CONNECT_TIMEOUT", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(greeting)
+                connection.settimeout(2.0)
+                with contextlib.suppress(OSError):
+                    connection.recv(1)
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(InvalidInputError, match="a server answers there, but not a dask scheduler") as caught:
+            check_client(address)
+        thread.join(5.0)
+    assert ("said nothing" in str(caught.value)) == (not greeting)
 
 
 def test_a_db_image_given_as_linear_is_refused_before_the_simulation(tmp_path, monkeypatch):

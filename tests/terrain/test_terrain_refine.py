@@ -114,6 +114,16 @@ def test_shipped_refinement_configs_train_and_test(tmp_path, scenes, monkeypatch
     assert not (tmp_path / "absurd.tif").exists()
     assert main(["test", "--config", config, *small, "--ckpt_path", "absurd.ckpt"]) == 2
     assert "checkpoint 'absurd.ckpt' has weights as large as" in capsys.readouterr().err
+    # Weights of other shapes (another model's): one line naming the first tensor.
+    checkpoint = torch.load(last, weights_only=True)
+    name = next(k for k in checkpoint["state_dict"] if k.endswith("weight"))
+    shape = tuple(checkpoint["state_dict"][name].shape)
+    checkpoint["state_dict"][name] = torch.zeros((shape[0] + 1, *shape[1:]))
+    torch.save(checkpoint, tmp_path / "shapes.ckpt")
+    assert main(["test", "--config", config, *small, "--ckpt_path", "shapes.ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds the weights of another model than the configuration builds" in err, err
+    assert f"{name} is {(shape[0] + 1, *shape[1:])} in the file, {shape} in the model" in err, err
     # A map whose heights no terrain has is refused whatever made it.
     from sarheight.dem import check_plausible_heights
     from sarheight.errors import InvalidInputError
