@@ -241,7 +241,7 @@ def test_a_log_hears_from_a_long_command(folder):
     and, while one runs, that it is still working (every 30 s; here every second)."""
     sarheight(folder, "simulate", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif", "-q")
     out = sarheight(folder, "terrain", "refine", "--dem", "my_dem.tif", "--sar", "sim_sigma0.tif", "--geometry",
-                    "synthetic", "--spacing", "10", "--method", "inversion", "--out", "inverted.tif",
+                    "synthetic", "--spacing", "10", "--method", "back-projection", "--out", "inverted.tif",
                     environment={"SARHEIGHT_PROGRESS_SECONDS": "1"})
     lines = out.splitlines()
     assert any(line.startswith("sarheight terrain refine: read the DEM and the geometry (1/3), ") for line in lines)

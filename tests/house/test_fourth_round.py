@@ -14,15 +14,23 @@ import rasterio
 from .test_a_strangers_folder import BIG_TUJUNGA, ROME, sarheight, truth_block
 
 
-@pytest.fixture
-def folder(tmp_path):
-    """An empty folder outside the clone: the user's EGM96 DEM, its simulated images and a
-    coarse copy."""
-    home = tmp_path / "work"
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory):
+    """The user's EGM96 DEM, its simulated images and a coarse copy, made by the commands
+    once for the module (they take seconds each)."""
+    home = tmp_path_factory.mktemp("made") / "work"
     home.mkdir()
     shutil.copy(ROME, home / "my_dem.tif")
     sarheight(home, "simulate", "--dem", "my_dem.tif", "--geometry", "synthetic", "--out", "sim.tif", "-q")
     sarheight(home, "terrain", "coarsen", "--dem", "my_dem.tif", "--factor", "3", "--out", "coarse.tif", "-q")
+    return home
+
+
+@pytest.fixture
+def folder(tmp_path, made_once):
+    """A folder outside the clone of the test's own: a copy of :func:`made_once`'s."""
+    home = tmp_path / "work"
+    shutil.copytree(made_once, home)
     return home
 
 

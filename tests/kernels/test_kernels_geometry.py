@@ -356,14 +356,19 @@ def call_geocode_grid(*args):
     *inputs, n_blocks = args
     if "n_blocks" in inspect.signature(kernels.geocode_grid.py_func).parameters:
         return kernels.geocode_grid(*inputs, n_blocks)
-    lon, lat, height = inputs[:3]
+    # The arrays as sarheight.geometry passes them (writeable, C-ordered, float64 positions;
+    # heights in their own float type) and ``clip`` given: each other layout (a broadcast,
+    # read-only view) or an omitted argument is a signature Numba compiles anew, seconds
+    # each, which no user's call needs.
+    lon, lat = (np.array(values, dtype=np.float64, order="C") for values in inputs[:2])
+    height = np.array(inputs[2], order="C")
     shape = np.shape(height)
     outputs = (np.empty(shape, np.int64), np.empty(shape), np.empty(shape), np.empty(shape),
                np.empty(shape, np.float32))
     edges = np.linspace(0, shape[0], max(1, min(n_blocks, shape[0])) + 1).round().astype(int)
     for start, stop in itertools.pairwise(edges):
         rows = slice(start, stop)
-        kernels.geocode_grid(lon[rows], lat[rows], height[rows], *inputs[3:], *(o[rows] for o in outputs))
+        kernels.geocode_grid(lon[rows], lat[rows], height[rows], *inputs[3:], *(o[rows] for o in outputs), True)
     return outputs
 
 
