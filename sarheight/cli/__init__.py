@@ -196,6 +196,48 @@ def check_environment(environment: Mapping[str, str]) -> None:
     if debug is not None and debug.strip().lower() not in ("", "true", "false"):
         raise SarHeightError(f"JSONARGPARSE_DEBUG={debug!r}: jsonargparse reads true or false there; set one, or "
                              "unset it")
+    check_dask_configuration(environment)
+
+
+def check_dask_configuration(environment: Mapping[str, str]) -> None:
+    """Refuse, naming the file, a dask configuration file that dask would fail to read
+    when it is first imported (midway through a command, as a traceback): not YAML, or
+    not a mapping at its top. The folders are dask's own (``dask.config.paths``, and
+    ``DASK_CONFIG``), searched without importing dask."""
+    import site
+
+    import yaml
+
+    folders = [environment.get("DASK_ROOT_CONFIG", "/etc/dask"), os.path.join(sys.prefix, "etc", "dask"),
+               *(os.path.join(prefix, "etc", "dask") for prefix in site.PREFIXES),
+               os.path.join(os.path.expanduser("~"), ".config", "dask"), environment.get("DASK_CONFIG", "")]
+    for folder in dict.fromkeys(folder for folder in folders if folder):
+        if os.path.isdir(folder):
+            try:
+                files = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                               if os.path.splitext(name)[1].lower() in (".json", ".yaml", ".yml"))
+            except OSError:
+                continue  # dask skips a folder it cannot list
+        elif os.path.isfile(folder):
+            files = [folder]
+        else:
+            continue
+        for path in files:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as file:
+                    text = file.read(1 << 20)
+            except OSError:
+                continue  # and a file it cannot read
+            try:
+                config = yaml.safe_load(text)
+            except yaml.YAMLError as error:
+                problem = " ".join(str(error).split())[:160]
+                raise SarHeightError(f"the dask configuration file {path!r} is not valid YAML ({problem}): dask reads "
+                                     "it when it starts and would stop the command midway; fix it, or move it "
+                                     "away") from None
+            if config is not None and not isinstance(config, dict):
+                raise SarHeightError(f"the dask configuration file {path!r} holds a {type(config).__name__}, where "
+                                     "dask reads a mapping (key: value) at the top; fix it, or move it away")
 
 
 #: The threading layers Numba accepts in NUMBA_THREADING_LAYER.

@@ -198,6 +198,10 @@ def check_weights_fit(model: torch.nn.Module, value: str | os.PathLike[str] | No
     if value is None or str(value) in CKPT_PATH_WORDS or str(value).startswith("registry"):
         return
     checkpoint = read_checkpoint(value)
+    channels = (checkpoint.get(CHECKPOINT_KEY) or {}).get("channels")
+    in_channels = dict(getattr(model, "hparams", {}) or {}).get("in_channels")
+    if channels is not None and isinstance(in_channels, int) and len(channels) != in_channels:
+        return  # other channels: the model names them, with the fix, when Lightning loads it
     saved = checkpoint.get("state_dict") or {}
     own = model.state_dict()
     mismatches = [f"{name} is {tuple(saved[name].shape)} in the file, {tuple(tensor.shape)} in the model"

@@ -205,6 +205,15 @@ def test_environments_that_would_fail_midway_are_named(tmp_path):
     with pytest.raises(SarHeightError, match="PROJ_DATA is set but empty"):
         check_environment({"PROJ_DATA": ""})
     check_environment({"NUMBA_THREADING_LAYER": "workqueue"})
+    (tmp_path / "dask").mkdir()
+    (tmp_path / "dask" / "bad.yaml").write_text("distributed:\n  comm: [unclosed\n")
+    with pytest.raises(SarHeightError, match="the dask configuration file .*bad.yaml' is not valid YAML"):
+        check_environment({"DASK_CONFIG": str(tmp_path / "dask")})
+    (tmp_path / "dask" / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(SarHeightError, match="holds a list, where dask reads a mapping"):
+        check_environment({"DASK_CONFIG": str(tmp_path / "dask" / "bad.yaml")})
+    (tmp_path / "dask" / "bad.yaml").write_text("distributed:\n  comm:\n    retry: 2\n")
+    check_environment({"DASK_CONFIG": str(tmp_path / "dask")})
 
 
 def test_deeply_nested_geojson_priors_are_named(folder):
