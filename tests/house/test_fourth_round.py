@@ -207,7 +207,7 @@ def test_environments_that_would_fail_midway_are_named(tmp_path):
     check_environment({"NUMBA_THREADING_LAYER": "workqueue"})
     (tmp_path / "dask").mkdir()
     (tmp_path / "dask" / "bad.yaml").write_text("distributed:\n  comm: [unclosed\n")
-    with pytest.raises(SarHeightError, match="the dask configuration file .*bad.yaml' is not valid YAML"):
+    with pytest.raises(SarHeightError, match=r"the dask configuration file .*bad\.yaml' is not valid YAML"):
         check_environment({"DASK_CONFIG": str(tmp_path / "dask")})
     (tmp_path / "dask" / "bad.yaml").write_text("- a list\n")
     with pytest.raises(SarHeightError, match="holds a list, where dask reads a mapping"):
