@@ -109,7 +109,7 @@ from sarheight import reconstruction as layover_module
 from sarheight.cli.benchmark import timing as scene
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
-from sarheight.kernels import facets
+from sarheight.kernels import facets, radar_buffers
 from sarheight.observation import intensity_on_window
 from sarheight.reallocation import reallocate
 from sarheight.reconstruction import reconstruct
@@ -449,13 +449,13 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
         energy = np.zeros((2, *shape))
         # As reconstruct runs them: the scatter without per-cell sums, the gather with.
         per_cell = [np.zeros(shape) for _ in range(3)] + [np.full(shape, np.nan)] if gather else [np.zeros((0, 0))] * 4
-        buffer = ratios if gather else np.zeros(facets.scatter_buffer_shape(count, n, state.exact))
+        buffer = ratios if gather else np.zeros(radar_buffers.scatter_buffer_shape(count, n, state.exact))
         origin = (line0, sample0) if gather else (line0 + first_line, sample0 + first_sample)
         facets.facet_pass(ecef, line, sample, look, valid, shadowed, c.user_weight, c.cell_class, c.class_tables,
                           state.oversample, c.code, c.law, c.table, state.exact, gather, *origin, buffer, buffer.reshape(-1), 1, shape[0] - 1, 1,
                           shape[1] - 1, energy, *per_cell)
         if not gather:
-            facets.add_tile(buffer, state.exact, sums, first_line, first_sample)
+            radar_buffers.add_tile(buffer, state.exact, sums, first_line, first_sample)
 
     own = (shape[0] - 2) * (shape[1] - 2)
     return {name: best_time(lambda gather=gather: facet_pass(gather)) / own * 1e9

@@ -43,7 +43,7 @@ from reconstruct import PhaseProfile
 from sarheight import reallocation
 from sarheight.cli.benchmark.timing import CASES, speckled, synthetic_scene
 from sarheight.kernels import reallocation as reallocation_kernels
-from sarheight.kernels.visibility import line_group
+from sarheight.kernels.buckets import line_group
 from sarheight.reconstruction import reconstruct
 from sarheight.simulate import run_simulation, simulate, simulate_sar
 from sarheight.simulate.cells import cell_geometry, radar_window, visibility_masks

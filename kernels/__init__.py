@@ -41,13 +41,19 @@ CACHE_LOCATION = choose_cache_location(Path(__file__).parent)
 
 with caching_disabled() if CACHE_LOCATION == "" else contextlib.nullcontext():
     from . import (
+        buckets,
         cells,
+        columns,
+        facet_table,
         facets,
+        facing,
         geodesy,
         orbit,
         projection,
+        radar_buffers,
         radar_grid,
         reallocation,
+        side_bounds,
         speckle,
         visibility,
         zero_doppler,
@@ -63,7 +69,8 @@ from .radar_grid import (  # noqa: E402
 )
 from .zero_doppler import geocode_cells, geocode_grid  # noqa: E402
 
-_MODULES = (cells, facets, geodesy, orbit, projection, radar_grid, reallocation, speckle, visibility, zero_doppler)
+_MODULES = (buckets, cells, columns, facet_table, facets, facing, geodesy, orbit, projection, radar_buffers, radar_grid,
+            reallocation, side_bounds, speckle, visibility, zero_doppler)
 # Before any kernel runs: drop cached compilations older than any kernel source.
 refresh_stale_caches(Path(__file__).parent, _MODULES)
 

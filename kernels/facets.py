@@ -17,14 +17,14 @@ when gathering for its integral, shared by both (Green's theorem, ``projection``
 
 The work is staged so that most of it runs on SIMD lanes, each stage a loop over the
 sub-columns of one vertex or sub-row with no branch in its body: vertices, triangle
-geometry and contributions, net scales, and the cutting of every edge into its pieces
+geometry and contributions (:mod:`facet_table`), net scales, and the cutting of every edge into its pieces
 (``_cut_narrow``: at most three pieces, an edge crossing at most one row and one column
 border; ``_cut_wide``, for footprints larger than a pixel: at most five, two row and two
 column borders; the longer ones are flagged and walked one by one, ``_walk_long``). Only
 the deposits into (scatter) or reads from (gather) the radar buffer go piece by piece, and they have no branches either: a piece
 off the image is moved to the buffer's padding.
 
-Radar buffers (``radar_buffer_shape``) hold the two channels of each pixel side by side,
+Radar buffers (:mod:`radar_buffers`, ``radar_buffer_shape``) hold the two channels of each pixel side by side,
 (lines + 2 PAD, samples + 2 PAD, 2), pixel (r, c) at [r + PAD, c + PAD]. The exact
 gather reads the inclusive row prefix sums P there, P = 0 left of the image and
 P = P[n - 1] right of it (``prefix_buffer``): a piece in row r and column c touches
@@ -43,15 +43,31 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .facet_table import (
+    CONTRIBUTION_CELL_LAW,
+    CONTRIBUTION_MODEL,
+    CONTRIBUTION_USER,
+    FACET_ROWS,
+    ROW_AREA,
+    ROW_CONTRIBUTION,
+    ROW_GAMMA,
+    ROW_NX,
+    ROW_NY,
+    ROW_NZ,
+    ROW_PROJECTED,
+    ROW_SIGMA,
+    column_weights,
+    copy_rows,
+    expand_cells,
+    law_contributions,
+    quad_facets,
+    tabulated,
+    triangle_facets,
+    usable_cells,
+    vertex_row,
+)
 from .projection import edge_crossings
-
-CONTRIBUTION_MODEL = 0
-CONTRIBUTION_GAMMA = 1
-CONTRIBUTION_USER = 2
-CONTRIBUTION_CELL_LAW = 3
-
-#: Padding of radar buffers on every side, in pixels.
-PAD = 2
+from .radar_buffers import PAD
 
 #: Footprints under this area (pixels^2) are deposited and read as points at their
 #: centroid. Green's theorem divides a triangle's edge integrals by its signed area; for
@@ -112,274 +128,6 @@ _SLOTS = 5
 _LONG = 25
 _PIECE_ROWS = 26
 
-
-def radar_buffer_shape(n_lines: int, n_samples: int) -> tuple[int, int, int]:
-    """Shape of a radar buffer of ``n_lines`` x ``n_samples`` pixels with its padding."""
-    return (n_lines + 2 * PAD, n_samples + 2 * PAD, 2)
-
-
-def scatter_buffer_shape(n_lines: int, n_samples: int, exact: bool) -> tuple[int, int, int]:
-    """Shape of the buffer a tile scatters into: for exact projection four values per
-    pixel, v of both channels and v f of both (``add_tile`` turns them into images); a
-    radar buffer for bilinear. Each piece adds to one pixel's 32 contiguous bytes."""
-    return (n_lines + 2 * PAD, n_samples + 2 * PAD, 4 if exact else 2)
-
-
-# --------------------------------------------------------------------------- facet geometry
-
-# Rows of the facet table of one sub-row (``_triangles``, ``_quads``): outward area vector
-# (m^2), sigma area |A|, projected area A . look, signed window area (pixels^2, 0 for
-# bilinear), contribution c, gamma weight (the gamma area, 0 in shadow).
-_NX = 0
-_NY = 1
-_NZ = 2
-_SIGMA = 3
-_PROJECTED = 4
-_AREA = 5
-_C = 6
-_GAMMA = 7
-_FACET_ROWS = 8
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _sigma0_model(cos_theta, a0, a1, a2):
-    """Empirical sigma0 law a0 cos(t) / (sin(t) + a1 cos(t))^a2 (linear), 0 facing away."""
-    if cos_theta <= 0.0:
-        return 0.0
-    sin_theta = math.sqrt(max(0.0, 1.0 - cos_theta * cos_theta))
-    base = sin_theta + a1 * cos_theta
-    return a0 * cos_theta / base**a2
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _tabulated(cos_theta, table):
-    """A law tabulated at k * 90 / n degrees, linearly interpolated; 0 facing away."""
-    if cos_theta <= 0.0:
-        return 0.0
-    theta = math.acos(min(1.0, cos_theta)) * (2.0 / math.pi) * (table.shape[0] - 1)
-    k = min(int(theta), table.shape[0] - 2)
-    w = theta - k
-    return (1.0 - w) * table[k] + w * table[k + 1]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _facet(e1x, e1y, e1z, e2x, e2y, e2z, area, cx, cy, cz, ux, uy, uz, ok, dark, code, a0, a1):
-    """Everything the pass needs of one facet: the rows of the facet table.
-
-    The area vector is half the cross product e1 x e2, turned outward (away from the
-    Earth's centre; ``c``: the cell's position). The model law's contribution
-    a0 cos(t) / (sin(t) + a1 cos(t))^3 |A| is written with p = A . look and s = |A| as
-    a0 p s^3 / (sqrt(s^2 - p^2) + a1 p)^3: one division and no cosine. Facets that face
-    away contribute nothing; ``dark`` ones (shadow) neither, nor carry gamma weight.
-    Scalars only: an array argument would make the caller's loop scalar.
-    """
-    nx = 0.5 * (e1y * e2z - e1z * e2y)
-    ny = 0.5 * (e1z * e2x - e1x * e2z)
-    nz = 0.5 * (e1x * e2y - e1y * e2x)
-    sign = -1.0 if nx * cx + ny * cy + nz * cz < 0.0 else 1.0
-    nx *= sign
-    ny *= sign
-    nz *= sign
-    sigma2 = nx * nx + ny * ny + nz * nz
-    sigma = math.sqrt(sigma2)
-    projected = nx * ux + ny * uy + nz * uz
-    across = math.sqrt(max(sigma2 - projected * projected, 0.0)) + a1 * projected
-    law = a0 * projected * sigma2 * sigma / (across * across * across)
-    c = law if code == CONTRIBUTION_MODEL else (projected if code == CONTRIBUTION_GAMMA else sigma)
-    lit = ok and projected > 0.0 and not dark
-    return (nx if ok else 0.0, ny if ok else 0.0, nz if ok else 0.0, sigma if ok else 0.0,
-            projected if ok else 0.0, area if ok and area == area else 0.0, c if lit else 0.0,
-            projected if lit else 0.0)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _store(out, b, values):
-    """Write the rows of one facet (``_facet``) into column ``b`` of a facet table."""
-    out[_NX, b], out[_NY, b], out[_NZ, b], out[_SIGMA, b] = values[0], values[1], values[2], values[3]
-    out[_PROJECTED, b], out[_AREA, b], out[_C, b], out[_GAMMA, b] = values[4], values[5], values[6], values[7]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _triangles(top, bottom, t, centre, look, usable, dark, code, a0, a1, out):
-    """Triangles t of one sub-row, all sub-columns b, into the facet table ``out``: t = 0
-    is P Q R, t = 1 is P R S, with P = top[b], Q = top[b + 1], R = bottom[b + 1],
-    S = bottom[b]. ``top``, ``bottom`` (5, n_sub + 1): vertex rows (ECEF x, y, z, L, S);
-    ``centre``, ``look`` (3, n_sub), ``usable``, ``dark`` (n_sub,): the cell of each
-    sub-column. (Two loops, not one with a test of t inside: that would compute both.)"""
-    n_sub = usable.shape[0]
-    if t == 0:
-        for b in range(n_sub):
-            px = top[0, b]
-            py = top[1, b]
-            pz = top[2, b]
-            l1 = top[3, b + 1] - top[3, b]
-            s1 = top[4, b + 1] - top[4, b]
-            l2 = bottom[3, b + 1] - top[3, b]
-            s2 = bottom[4, b + 1] - top[4, b]
-            values = _facet(top[0, b + 1] - px, top[1, b + 1] - py, top[2, b + 1] - pz,
-                            bottom[0, b + 1] - px, bottom[1, b + 1] - py, bottom[2, b + 1] - pz,
-                            0.5 * (s1 * l2 - s2 * l1), centre[0, b], centre[1, b], centre[2, b], look[0, b],
-                            look[1, b], look[2, b], usable[b], dark[b], code, a0, a1)
-            _store(out, b, values)
-    else:
-        for b in range(n_sub):
-            px = top[0, b]
-            py = top[1, b]
-            pz = top[2, b]
-            l1 = bottom[3, b + 1] - top[3, b]
-            s1 = bottom[4, b + 1] - top[4, b]
-            l2 = bottom[3, b] - top[3, b]
-            s2 = bottom[4, b] - top[4, b]
-            values = _facet(bottom[0, b + 1] - px, bottom[1, b + 1] - py, bottom[2, b + 1] - pz,
-                            bottom[0, b] - px, bottom[1, b] - py, bottom[2, b] - pz,
-                            0.5 * (s1 * l2 - s2 * l1), centre[0, b], centre[1, b], centre[2, b], look[0, b],
-                            look[1, b], look[2, b], usable[b], dark[b], code, a0, a1)
-            _store(out, b, values)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _quads(top, bottom, centre, look, usable, dark, code, a0, a1, out, position):
-    """As ``_triangles`` for whole sub-quads (bilinear splatting): the vector area from the
-    diagonals (exact for the projected area of a non-planar quad), no window area;
-    ``position`` (2, n_sub) out: the sub-quad's centre in window coordinates (L, S)."""
-    n_sub = usable.shape[0]
-    for b in range(n_sub):
-        values = _facet(bottom[0, b + 1] - top[0, b], bottom[1, b + 1] - top[1, b], bottom[2, b + 1] - top[2, b],
-                        bottom[0, b] - top[0, b + 1], bottom[1, b] - top[1, b + 1], bottom[2, b] - top[2, b + 1],
-                        0.0, centre[0, b], centre[1, b], centre[2, b], look[0, b], look[1, b], look[2, b],
-                        usable[b], dark[b], code, a0, a1)
-        _store(out, b, values)
-        position[0, b] = 0.25 * (top[3, b] + top[3, b + 1] + bottom[3, b] + bottom[3, b + 1])
-        position[1, b] = 0.25 * (top[4, b] + top[4, b + 1] + bottom[4, b] + bottom[4, b + 1])
-
-
-@numba.njit(cache=True, nogil=True)
-def _other_law(law, table, out):
-    """Contributions of facets under a tabulated law or the model law with an exponent
-    other than 3 (the facet table holds the model's for exponent 3): the law of the
-    local incidence angle times the sigma area, where the facet contributes at all."""
-    a0 = law[0]
-    a1 = law[1]
-    a2 = law[2]
-    for b in range(out.shape[1]):
-        if out[_C, b] == 0.0:
-            continue
-        sigma = out[_SIGMA, b]
-        cos_t = out[_PROJECTED, b] / sigma if sigma > 0.0 else 0.0
-        value = _tabulated(cos_t, table) if table.shape[0] > 1 else _sigma0_model(cos_t, a0, a1, a2)
-        out[_C, b] = value * sigma
-
-
-# --------------------------------------------------------------------------- vertices
-
-@numba.njit(cache=True, nogil=True)
-def _column_weights(k, cols):
-    """Per vertex column b of the upsampled grid: the cell column j0 left of it and the
-    weight of j0 + 1 (kappa = b / k - 0.5 cells; extrapolated half a cell at the border)."""
-    n_sub = k * cols
-    left = np.empty(n_sub + 1, dtype=np.int64)
-    weight = np.empty(n_sub + 1)
-    for b in range(n_sub + 1):
-        kappa = b / k - 0.5
-        j0 = min(max(int(math.floor(kappa)), 0), cols - 2)
-        left[b] = j0
-        weight[b] = kappa - j0
-    return left, weight
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _vertex_row(ecef, line, sample, rho, line0, sample0, left, weight, rows_tmp, out):
-    """Vertices of the upsampled grid at fractional DEM row ``rho``, all vertex columns.
-
-    Bilinear between the four surrounding cell centres: first along the rows into
-    ``rows_tmp`` (5, cols), then along the columns. ``out`` (5, n_sub + 1): ECEF x, y, z
-    (m) and window coordinates L = line - line0 + 0.5, S = sample - sample0 + 0.5; NaN
-    where a centre used is void or unsolved.
-    """
-    rows, cols = line.shape
-    i0 = min(max(int(math.floor(rho)), 0), rows - 2)
-    wr = rho - i0
-    for j in range(cols):
-        rows_tmp[0, j] = (1.0 - wr) * ecef[i0, j, 0] + wr * ecef[i0 + 1, j, 0]
-        rows_tmp[1, j] = (1.0 - wr) * ecef[i0, j, 1] + wr * ecef[i0 + 1, j, 1]
-        rows_tmp[2, j] = (1.0 - wr) * ecef[i0, j, 2] + wr * ecef[i0 + 1, j, 2]
-        rows_tmp[3, j] = (1.0 - wr) * line[i0, j] + wr * line[i0 + 1, j] - line0 + 0.5
-        rows_tmp[4, j] = (1.0 - wr) * sample[i0, j] + wr * sample[i0 + 1, j] - sample0 + 0.5
-    if left.shape[0] == 2 * cols + 1:
-        # k = 2: vertices at the centres and halfway between them, written out so that
-        # the loop vectorises (the general one reads through an index: it cannot). The
-        # arithmetic is the general loop's, weights 0.5 and 0 (NaN from a neighbour
-        # included), so the vertices are the same to the bit.
-        for q in range(5):
-            values = rows_tmp[q]
-            for j in range(1, cols - 1):
-                out[q, 2 * j] = 0.5 * values[j - 1] + 0.5 * values[j]
-                out[q, 2 * j + 1] = 1.0 * values[j] + 0.0 * values[j + 1]
-            for b in (0, 1, 2 * cols - 2, 2 * cols - 1, 2 * cols):
-                j0 = left[b]
-                w = weight[b]
-                out[q, b] = (1.0 - w) * values[j0] + w * values[j0 + 1]
-        return
-    for q in range(5):
-        for b in range(left.shape[0]):
-            j0 = left[b]
-            w = weight[b]
-            out[q, b] = (1.0 - w) * rows_tmp[q, j0] + w * rows_tmp[q, j0 + 1]
-
-
-@numba.njit(cache=True, nogil=True)
-def _copy_rows(source, target):
-    """target[:] = source for 2-D arrays of one shape, as loops: Numba's array assignment
-    would compile its broadcasting error messages (seconds of compilation)."""
-    for q in range(source.shape[0]):
-        for b in range(source.shape[1]):
-            target[q, b] = source[q, b]
-
-
-@numba.njit(cache=True, nogil=True)
-def _expand_cells(usable, dark, ecef, look, k, sub_usable, sub_dark, centre, look_sub):
-    """Per sub-column of one DEM row, the flags, position and look vector of its cell
-    (the facet loops read them per sub-column)."""
-    cols = usable.shape[0]
-    if k == 2:
-        for j in range(cols):
-            sub_usable[2 * j] = usable[j]
-            sub_usable[2 * j + 1] = usable[j]
-            sub_dark[2 * j] = dark[j]
-            sub_dark[2 * j + 1] = dark[j]
-        for axis in range(3):
-            for j in range(cols):
-                centre[axis, 2 * j] = ecef[j, axis]
-                centre[axis, 2 * j + 1] = ecef[j, axis]
-                look_sub[axis, 2 * j] = look[j, axis]
-                look_sub[axis, 2 * j + 1] = look[j, axis]
-        return
-    for j in range(cols):
-        for m in range(k):
-            b = j * k + m
-            sub_usable[b] = usable[j]
-            sub_dark[b] = dark[j]
-            for axis in range(3):
-                centre[axis, b] = ecef[j, axis]
-                look_sub[axis, b] = look[j, axis]
-
-
-@numba.njit(cache=True, nogil=True)
-def _usable_cells(line, valid, i, col_start, col_stop, out):
-    """Cells of row ``i`` whose facets are built: valid, in ``col_start:col_stop``, and
-    the 3 x 3 neighbourhood (clamped at the border) solved, as their vertices interpolate
-    between them."""
-    rows, cols = line.shape
-    for j in range(cols):
-        ok = valid[i, j] and col_start <= j < col_stop
-        if ok:
-            for di in range(-1, 2):
-                ii = min(max(i + di, 0), rows - 1)
-                for dj in range(-1, 2):
-                    jj = min(max(j + dj, 0), cols - 1)
-                    if line[ii, jj] != line[ii, jj]:
-                        ok = False
-        out[j] = ok
 
 
 # --------------------------------------------------------------------------- edge pieces
@@ -651,7 +399,7 @@ WIDE_CUT_EXTENT = 1.0
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def footprint_extent(upper, lower):
     """The mean extent (pixels) of the footprints of the sub-quads between two vertex rows
-    (``_vertex_row``; (5, n_sub + 1), L and S in rows 3 and 4): per sub-quad the larger of
+    (``vertex_row``; (5, n_sub + 1), L and S in rows 3 and 4): per sub-quad the larger of
     |Delta L| and |Delta S| over its top and left edges, averaged over those with finite
     vertices (0 if none). Used to choose each row's cut; ``lower`` may be ``upper``
     (top edges alone)."""
@@ -828,7 +576,7 @@ def facet_pass(
     a0 = law[0]
     a1 = law[1]
     other_law = law_table.shape[0] > 1 or (contribution == CONTRIBUTION_MODEL and law[2] != 3.0)
-    left, weight = _column_weights(k, cols)
+    left, weight = column_weights(k, cols)
     rows_tmp = np.empty((5, cols))
     vertices = np.empty((k + 1, 5, n_sub + 1))
     usable = np.empty(cols, dtype=np.bool_)
@@ -837,7 +585,7 @@ def facet_pass(
     centre = np.empty((3, n_sub))
     look_sub = np.empty((3, n_sub))
     # The facet table of the DEM row: (t, a, row, b).
-    table = np.empty((faces, k, _FACET_ROWS, n_sub))
+    table = np.empty((faces, k, FACET_ROWS, n_sub))
     position = np.empty((k, 2, n_sub))
     per_sub = np.empty((6, n_sub))
     # Scales c / area and A_gamma / area of the triangles, a zero column either side.
@@ -854,24 +602,24 @@ def facet_pass(
     d_int = np.empty((2, n_sub))
     dummy = np.empty(n_sub + 1)
     for i in range(row_start, row_stop):
-        _usable_cells(line, valid, i, col_start, col_stop, usable)
-        _expand_cells(usable, shadowed[i], ecef[i], look[i], k, sub_usable, sub_dark, centre, look_sub)
+        usable_cells(line, valid, i, col_start, col_stop, usable)
+        expand_cells(usable, shadowed[i], ecef[i], look[i], k, sub_usable, sub_dark, centre, look_sub)
         for a in range(k + 1):
             if a == 0 and i > row_start:
-                _copy_rows(vertices[k], vertices[0])  # the previous row's bottom vertex row
+                copy_rows(vertices[k], vertices[0])  # the previous row's bottom vertex row
             else:
-                _vertex_row(ecef, line, sample, i - 0.5 + a / k, line0, sample0, left, weight, rows_tmp, vertices[a])
+                vertex_row(ecef, line, sample, i - 0.5 + a / k, line0, sample0, left, weight, rows_tmp, vertices[a])
         # Facet geometry and contributions, sub-row by sub-row.
         for t in range(faces):
             for a in range(k):
                 if exact:
-                    _triangles(vertices[a], vertices[a + 1], t, centre, look_sub, sub_usable, sub_dark, contribution,
-                               a0, a1, table[t, a])
+                    triangle_facets(vertices[a], vertices[a + 1], t, centre, look_sub, sub_usable, sub_dark,
+                                    contribution, a0, a1, table[t, a])
                 else:
-                    _quads(vertices[a], vertices[a + 1], centre, look_sub, sub_usable, sub_dark, contribution, a0, a1,
-                           table[t, a], position[a])
+                    quad_facets(vertices[a], vertices[a + 1], centre, look_sub, sub_usable, sub_dark, contribution,
+                                a0, a1, table[t, a], position[a])
                 if other_law:
-                    _other_law(law, law_table, table[t, a])
+                    law_contributions(law, law_table, table[t, a])
         # Per-cell sums (area vector, sigma and gamma areas, contribution), through
         # per-sub-column partial sums: for the outputs, and to share user weights.
         if keep_sums or contribution == CONTRIBUTION_USER or contribution == CONTRIBUTION_CELL_LAW:
@@ -882,12 +630,12 @@ def facet_pass(
                 for a in range(k):
                     row = table[t, a]
                     for b in range(n_sub):
-                        per_sub[0, b] += row[_NX, b]
-                        per_sub[1, b] += row[_NY, b]
-                        per_sub[2, b] += row[_NZ, b]
-                        per_sub[3, b] += row[_SIGMA, b]
-                        per_sub[4, b] += max(row[_PROJECTED, b], 0.0)
-                        per_sub[5, b] += row[_C, b]
+                        per_sub[0, b] += row[ROW_NX, b]
+                        per_sub[1, b] += row[ROW_NY, b]
+                        per_sub[2, b] += row[ROW_NZ, b]
+                        per_sub[3, b] += row[ROW_SIGMA, b]
+                        per_sub[4, b] += max(row[ROW_PROJECTED, b], 0.0)
+                        per_sub[5, b] += row[ROW_CONTRIBUTION, b]
             for j in range(cols):
                 if not usable[j]:
                     continue
@@ -912,7 +660,7 @@ def facet_pass(
                     for t in range(faces):
                         for a in range(k):
                             for b in range(j * k, j * k + k):
-                                table[t, a, _C, b] *= share
+                                table[t, a, ROW_CONTRIBUTION, b] *= share
                     cell_c *= share
                 elif contribution == CONTRIBUTION_CELL_LAW:
                     # Each lit facet its cell's class law of its own local incidence, times
@@ -923,12 +671,12 @@ def facet_pass(
                     for t in range(faces):
                         for a in range(k):
                             for b in range(j * k, j * k + k):
-                                sigma = table[t, a, _SIGMA, b]
+                                sigma = table[t, a, ROW_SIGMA, b]
                                 value = 0.0
-                                if known and table[t, a, _C, b] != 0.0 and sigma > 0.0:
-                                    value = user_weight[i, j] * _tabulated(table[t, a, _PROJECTED, b] / sigma,
+                                if known and table[t, a, ROW_CONTRIBUTION, b] != 0.0 and sigma > 0.0:
+                                    value = user_weight[i, j] * tabulated(table[t, a, ROW_PROJECTED, b] / sigma,
                                                                            class_tables[code]) * sigma
-                                table[t, a, _C, b] = value
+                                table[t, a, ROW_CONTRIBUTION, b] = value
                                 cell_c += value
                 if keep_sums:
                     sigma_area[i, j] = cell_sigma
@@ -949,9 +697,9 @@ def facet_pass(
                 row = table[t, a]
                 slivers = 0
                 for b in range(n_sub):
-                    area = row[_AREA, b]
-                    c = row[_C, b]
-                    g = row[_GAMMA, b]
+                    area = row[ROW_AREA, b]
+                    c = row[ROW_CONTRIBUTION, b]
+                    g = row[ROW_GAMMA, b]
                     sliver = abs(area) < SLIVER_AREA and (c != 0.0 or g != 0.0)
                     slivers += 1 if sliver else 0
                     inverse = 1.0 / area if area != 0.0 and not sliver else 0.0
@@ -981,9 +729,9 @@ def _slivers(top, bottom, t, row, k, i, gather, flat, width, n_lines, n_samples,
     ``SLIVER_AREA``: deposited as points at their centroid (scatter), or read there
     (gather, into their cell's energy)."""
     for b in range(row.shape[1]):
-        c = row[_C, b]
-        g = row[_GAMMA, b]
-        if not (abs(row[_AREA, b]) < SLIVER_AREA and (c != 0.0 or g != 0.0)):
+        c = row[ROW_CONTRIBUTION, b]
+        g = row[ROW_GAMMA, b]
+        if not (abs(row[ROW_AREA, b]) < SLIVER_AREA and (c != 0.0 or g != 0.0)):
             continue
         if t == 0:
             lc = (top[3, b] + top[3, b + 1] + bottom[3, b + 1]) / 3.0
@@ -1050,7 +798,7 @@ def _gather_row(vertices, scale, k, n_sub, i, first, h_int, v_int, d_int, per_su
         _edges(vertices[0, 3, :n_sub], vertices[0, 4, :n_sub], vertices[0, 3, 1:], vertices[0, 4, 1:], n_sub,
                True, dummy, dummy, h_int[0, 0], h_int[1, 0], pieces, flat, width, n_lines, n_samples, wide)
     else:
-        _copy_rows(h_int[:, k], h_int[:, 0])
+        copy_rows(h_int[:, k], h_int[:, 0])
     for b in range(n_sub):
         per_sub[0, b] = 0.0
         per_sub[1, b] = 0.0
@@ -1106,11 +854,11 @@ def _bilinear_row(position, table, sub_usable, k, i, gather, flat, width, n_line
                 v0 = w00 * flat[p] + w01 * flat[p + _U2] + w10 * flat[below] + w11 * flat[below + _U2]
                 v1 = (w00 * flat[p + _U1] + w01 * flat[p + _U1 + _U2] + w10 * flat[below + _U1]
                       + w11 * flat[below + _U1 + _U2])
-                energy[0, i, b // k] += table[0, a, _C, b] * v0
-                energy[1, i, b // k] += table[0, a, _GAMMA, b] * v1
+                energy[0, i, b // k] += table[0, a, ROW_CONTRIBUTION, b] * v0
+                energy[1, i, b // k] += table[0, a, ROW_GAMMA, b] * v1
             else:
-                c = table[0, a, _C, b]
-                g = table[0, a, _GAMMA, b]
+                c = table[0, a, ROW_CONTRIBUTION, b]
+                g = table[0, a, ROW_GAMMA, b]
                 flat[p] += c * w00
                 flat[p + _U1] += g * w00
                 flat[p + _U2] += c * w01
@@ -1119,404 +867,3 @@ def _bilinear_row(position, table, sub_usable, k, i, gather, flat, width, n_line
                 flat[below + _U1] += g * w10
                 flat[below + _U2] += c * w11
                 flat[below + _U2 + _U1] += g * w11
-
-
-# --------------------------------------------------------------------------- radar buffers
-
-@numba.njit(cache=True, nogil=True)
-def add_tile(acc, exact, out, line_offset, sample_offset):
-    """Add the pixel images of a tile's scatter buffer ``acc`` to the radar buffer ``out``
-    of the window, the tile's pixel (0, 0) at its pixel (``line_offset``,
-    ``sample_offset``). Exact projection (``scatter_buffer_shape``): pixel c of channel q
-    gets v f at c plus the v of every column right of it, the padding included (the
-    difference sums of Green's theorem); bilinear buffers hold the images."""
-    add_tile_rows(acc, exact, out, line_offset, sample_offset, 0, acc.shape[0] - 2 * PAD)
-
-
-@numba.njit(cache=True, nogil=True)
-def add_tile_rows(acc, exact, out, line_offset, sample_offset, row_start, row_stop):
-    """:func:`add_tile` for the tile's pixel rows ``row_start:row_stop`` alone: each row is
-    added on its own, so that tiles may add different lines of ``out`` at once (one lock
-    per band of lines instead of one for the whole buffer)."""
-    n_cols = acc.shape[1] - 2 * PAD
-    for r in range(max(row_start, 0), min(row_stop, acc.shape[0] - 2 * PAD)):
-        target = out[line_offset + r + PAD]
-        source = acc[r + PAD]
-        if exact:
-            right0 = 0.0
-            right1 = 0.0
-            for c in range(acc.shape[1] - 1, PAD + n_cols - 1, -1):
-                right0 += source[c, 0]
-                right1 += source[c, 1]
-            for c in range(PAD + n_cols - 1, PAD - 1, -1):
-                column = sample_offset + c
-                target[column, 0] += source[c, 2] + right0
-                target[column, 1] += source[c, 3] + right1
-                right0 += source[c, 0]
-                right1 += source[c, 1]
-        else:
-            for c in range(PAD, PAD + n_cols):
-                target[sample_offset + c, 0] += source[c, 0]
-                target[sample_offset + c, 1] += source[c, 1]
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _vertex_at(line, sample, valid, rho, kappa, extent):
-    """Widen ``extent`` (smallest line, largest line, smallest sample, largest sample) by
-    the facet vertex at fractional DEM row ``rho`` and column ``kappa``, interpolated
-    (extrapolated beyond the outermost centres) from the four centres ``_vertex_row``
-    takes; none where one of them is void (the vertex is NaN there too)."""
-    rows, cols = line.shape
-    i0 = min(max(int(math.floor(rho)), 0), rows - 2)
-    j0 = min(max(int(math.floor(kappa)), 0), cols - 2)
-    if not (valid[i0, j0] and valid[i0 + 1, j0] and valid[i0, j0 + 1] and valid[i0 + 1, j0 + 1]):
-        return
-    wr = rho - i0
-    w = kappa - j0
-    lv = ((1.0 - w) * ((1.0 - wr) * line[i0, j0] + wr * line[i0 + 1, j0])
-          + w * ((1.0 - wr) * line[i0, j0 + 1] + wr * line[i0 + 1, j0 + 1]))
-    sv = ((1.0 - w) * ((1.0 - wr) * sample[i0, j0] + wr * sample[i0 + 1, j0])
-          + w * ((1.0 - wr) * sample[i0, j0 + 1] + wr * sample[i0 + 1, j0 + 1]))
-    if lv == lv and sv == sv:
-        extent[0] = min(extent[0], lv)
-        extent[1] = max(extent[1], lv)
-        extent[2] = min(extent[2], sv)
-        extent[3] = max(extent[3], sv)
-
-
-@numba.njit(cache=True, nogil=True)
-def facet_extent(line, sample, valid, top, bottom, left, right):
-    """``facet_extent_rows`` over all the rows of a block of cells (see there)."""
-    return facet_extent_rows(line, sample, valid, 0, line.shape[0], top, bottom, left, right)
-
-
-@numba.njit(cache=True, nogil=True)
-def facet_extent_rows(line, sample, valid, row_start, row_stop, top, bottom, left, right):
-    """The extent in the image of the facets of a block of cells: (smallest line, largest
-    line, smallest sample, largest sample) over their vertices; NaN where no cell is valid.
-
-    Between cell centres the vertices interpolate bilinearly: they lie within the extremes
-    of the centres. At the DEM's border they are extrapolated half a cell beyond the
-    outermost centres (``_column_weights``, ``_vertex_row``): half a neighbour step along
-    an edge's normal, at a corner half a step along both axes, so that an edge cell's
-    footprint reaches past the centres by up to a whole cell step (several pixels where
-    cells are larger than pixels, or foreshortened). ``top``, ``bottom``, ``left``,
-    ``right``: whether the block's first row, last row, first column, last column is the
-    DEM's border (elsewhere a block's edge is a halo of neighbours, between whose centres
-    its own cells' vertices lie). Along the border the upsampled grid is bilinear in (row,
-    column) between the centres' rows and columns, so its extremes are the extrapolated
-    vertices at those rows and columns and at the corners. Cells that are not valid, or
-    whose position is not finite, are void.
-
-    Only the vertices of rows ``row_start:row_stop`` (the border's above the first row
-    and below the last where the range holds them) are taken, each computed as over the
-    whole block: the extents of a partition of the rows (threads) combine, by their
-    extremes, into the whole block's, bit for bit.
-    """
-    rows, cols = line.shape
-    extent = np.array([math.inf, -math.inf, math.inf, -math.inf])
-    for i in range(row_start, row_stop):
-        for j in range(cols):
-            lv = line[i, j]
-            sv = sample[i, j]
-            if valid[i, j] and lv == lv and sv == sv:
-                extent[0] = min(extent[0], lv)
-                extent[1] = max(extent[1], lv)
-                extent[2] = min(extent[2], sv)
-                extent[3] = max(extent[3], sv)
-    if extent[0] > extent[1]:
-        return math.nan, math.nan, math.nan, math.nan
-    if rows >= 2 and cols >= 2:
-        for edge in range(2):
-            if not (top if edge == 0 else bottom) or not (row_start == 0 if edge == 0 else row_stop == rows):
-                continue
-            rho = -0.5 if edge == 0 else rows - 0.5
-            for j in range(-1, cols + 1):
-                if (j < 0 and not left) or (j == cols and not right):
-                    continue
-                _vertex_at(line, sample, valid, rho, -0.5 if j < 0 else (cols - 0.5 if j == cols else float(j)),
-                           extent)
-        for edge in range(2):
-            if not (left if edge == 0 else right):
-                continue
-            kappa = -0.5 if edge == 0 else cols - 0.5
-            for i in range(row_start, row_stop):
-                _vertex_at(line, sample, valid, float(i), kappa, extent)
-    return extent[0], extent[1], extent[2], extent[3]
-
-
-@numba.njit(cache=True, nogil=True)
-def prefix_buffer(images, row_start, row_stop, exact, buffer):
-    """Fill rows ``row_start:row_stop`` of the radar buffer ``buffer`` from the images
-    (2, lines, samples) for gathering: exact projection, their inclusive row prefix sums
-    (0 left of the image, the row's sum right of it); bilinear, the images (0 around).
-    The padding rows above and below the image are cleared with the first and last rows."""
-    n_lines = images.shape[1]
-    n_samples = images.shape[2]
-    width = buffer.shape[1]
-    for r in range(row_start, row_stop):
-        for q in range(2):
-            running = 0.0
-            for c in range(PAD):
-                buffer[r + PAD, c, q] = 0.0
-            for c in range(n_samples):
-                value = images[q, r, c]
-                running += value
-                buffer[r + PAD, c + PAD, q] = running if exact else value
-            for c in range(PAD + n_samples, width):
-                buffer[r + PAD, c, q] = running if exact else 0.0
-    if row_start == 0:
-        for r in range(PAD):
-            buffer[r] = 0.0
-    if row_stop == n_lines:
-        for r in range(PAD + n_lines, buffer.shape[0]):
-            buffer[r] = 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def polynomial_field(row_terms, column_terms, row_start, row_stop, out):
-    """A separable polynomial field, rows ``row_start:row_stop``: ``out[r, c] = sum over k
-    of row_terms[k, r] * column_terms[k, c]``, summed in the order of k (as the numpy
-    accumulation it replaces, term after term: the same values to the bit)."""
-    terms = row_terms.shape[0]
-    for r in range(row_start, row_stop):
-        for c in range(out.shape[1]):
-            total = 0.0
-            for k in range(terms):
-                total += row_terms[k, r] * column_terms[k, c]
-            out[r, c] = total
-
-
-@numba.njit(cache=True, nogil=True)
-def per_pixel_area(image, pixel_area, row_start, row_stop, out):
-    """``image / pixel_area`` as float32 into ``out``, NaN where the pixel area is not
-    positive (or NaN), rows ``row_start:row_stop``: one pass, no temporaries."""
-    for r in range(row_start, row_stop):
-        for c in range(image.shape[1]):
-            area = pixel_area[r, c]
-            out[r, c] = image[r, c] / area if area > 0.0 else np.nan
-
-
-@numba.njit(cache=True, nogil=True)
-def valid_pixels(gamma_image, flat_gamma_area, fraction, row_start, row_stop, out):
-    """Whether the simulated gamma area reaches ``fraction`` of flat terrain's, rows
-    ``row_start:row_stop``, as ``numpy.nan_to_num(gamma) >= fraction *
-    numpy.nan_to_num(flat, nan=inf)`` in one pass: a NaN image counts as 0, a NaN flat
-    area as unreachable, infinities as the largest finite values."""
-    big = np.finfo(np.float64).max
-    for r in range(row_start, row_stop):
-        for c in range(gamma_image.shape[1]):
-            g = gamma_image[r, c]
-            g = 0.0 if g != g else min(max(g, -big), big)
-            f = flat_gamma_area[r, c]
-            f = math.inf if f != f else min(max(f, -big), big)
-            out[r, c] = g >= fraction * f
-
-
-@numba.njit(cache=True, nogil=True)
-def radar_products(images, area_rows, area_columns, flat_rows, flat_columns, fraction, row_start, row_stop,
-                   simulated_area, simulated_gamma_area, pixel_area, valid):
-    """The radar outputs of a simulation, rows ``row_start:row_stop``, in one pass over the
-    pixels, each pixel's pixel area and flat-terrain gamma area evaluated where it is used
-    (no whole-image field): the same values to the bit as ``polynomial_field`` of the two
-    fields followed by ``per_pixel_area`` of both images, the pixel area as float32 and
-    ``valid_pixels``.
-
-    Parameters
-    ----------
-    images : (2, lines, samples) simulated sums: sum w c, sum w A_gamma (m^2).
-    area_rows, area_columns : the pixel area (m^2) as ``polynomial_field``'s row and
-        column terms (a NaN row term where nothing was fitted).
-    flat_rows, flat_columns : the flat-terrain gamma area a_p cot(theta) (m^2), likewise.
-    fraction : validity threshold, a fraction of the flat-terrain gamma area.
-    simulated_area, simulated_gamma_area : (lines, samples) float32 out: the sums over
-        the pixel area, NaN where it is not positive (or NaN).
-    pixel_area : (lines, samples) float32 out: the pixel area (m^2).
-    valid : (lines, samples) bool out: gamma area at least ``fraction`` of flat terrain's.
-    """
-    big = np.finfo(np.float64).max
-    n_samples = images.shape[2]
-    # The fields of a line, term after term along the line (SIMD lanes over the samples;
-    # each pixel's sum still in the order of the terms).
-    area_line = np.empty(n_samples)
-    flat_line = np.empty(n_samples)
-    for r in range(row_start, row_stop):
-        area_line[:] = 0.0
-        for k in range(area_rows.shape[0]):
-            term = area_rows[k, r]
-            for c in range(n_samples):
-                area_line[c] += term * area_columns[k, c]
-        flat_line[:] = 0.0
-        for k in range(flat_rows.shape[0]):
-            term = flat_rows[k, r]
-            for c in range(n_samples):
-                flat_line[c] += term * flat_columns[k, c]
-        for c in range(n_samples):
-            area = area_line[c]
-            flat = flat_line[c]
-            pixel_area[r, c] = area
-            positive = area > 0.0
-            simulated_area[r, c] = images[0, r, c] / area if positive else np.nan
-            gamma = images[1, r, c]
-            simulated_gamma_area[r, c] = gamma / area if positive else np.nan
-            g = 0.0 if gamma != gamma else min(max(gamma, -big), big)
-            f = math.inf if flat != flat else min(max(flat, -big), big)
-            valid[r, c] = g >= fraction * f
-
-
-@numba.njit(cache=True, nogil=True)
-def faces_away(ecef, look, row_start, row_stop, out):
-    """Whether each cell's surface faces away from the sensor, rows ``row_start:row_stop``.
-
-    The normal is the cross product of the central differences along columns and rows
-    (one-sided at the border, as ``numpy.gradient``), turned outward (away from the
-    Earth's centre); the cell faces away when it has no positive component along the
-    look vector (cell to sensor). False where a position is void.
-    """
-    rows, cols = out.shape
-    for i in range(row_start, row_stop):
-        i0 = max(i - 1, 0)
-        i1 = min(i + 1, rows - 1)
-        for j in range(cols):
-            j0 = max(j - 1, 0)
-            j1 = min(j + 1, cols - 1)
-            rx = (ecef[i1, j, 0] - ecef[i0, j, 0]) / max(i1 - i0, 1)
-            ry = (ecef[i1, j, 1] - ecef[i0, j, 1]) / max(i1 - i0, 1)
-            rz = (ecef[i1, j, 2] - ecef[i0, j, 2]) / max(i1 - i0, 1)
-            cx = (ecef[i, j1, 0] - ecef[i, j0, 0]) / max(j1 - j0, 1)
-            cy = (ecef[i, j1, 1] - ecef[i, j0, 1]) / max(j1 - j0, 1)
-            cz = (ecef[i, j1, 2] - ecef[i, j0, 2]) / max(j1 - j0, 1)
-            nx = cy * rz - cz * ry
-            ny = cz * rx - cx * rz
-            nz = cx * ry - cy * rx
-            outward = nx * ecef[i, j, 0] + ny * ecef[i, j, 1] + nz * ecef[i, j, 2]
-            towards = nx * look[i, j, 0] + ny * look[i, j, 1] + nz * look[i, j, 2]
-            if outward != outward or towards != towards:
-                out[i, j] = False
-            else:
-                out[i, j] = (towards if outward > 0.0 else -towards) <= 0.0 if outward != 0.0 else True
-
-
-#: Sub-points per quadrant side of ``layover_facing_share`` (n x n per quadrant, 4 n^2 per cell).
-FACING_SUBPOINTS = 4
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _quadrant_reversing(l00, l10, l01, l11, s00, s10, s01, s11, sign):
-    """Of one quadrant's ``FACING_SUBPOINTS`` x ``FACING_SUBPOINTS`` sub-points, how many
-    are range-reversing. (l, s)00 is the cell's own value, 10 the mid-edge towards the
-    row neighbour, 01 towards the column neighbour, 11 the corner; ``sign``: the
-    orientation of flat terrain times the quadrant's row and column directions. Scalars
-    only: an array argument is reference-counted per call, which cost more than the
-    count itself."""
-    n = FACING_SUBPOINTS
-    # The determinant is bilinear in (a, b) (la, sa follow b alone, lb, sb a alone), so
-    # over the quadrant it lies between its corner values: where all four share a sign
-    # by far more than rounding, every sub-point has it too. (The sub-points' own
-    # rounding is ~1e-16 of ``bound`` / 1e-12: the counts are the loop's to the point.)
-    d00 = sign * ((l10 - l00) * (s01 - s00) - (l01 - l00) * (s10 - s00))
-    d10 = sign * ((l10 - l00) * (s11 - s10) - (l11 - l10) * (s10 - s00))
-    d01 = sign * ((l11 - l01) * (s01 - s00) - (l01 - l00) * (s11 - s01))
-    d11 = sign * ((l11 - l01) * (s11 - s10) - (l11 - l10) * (s11 - s01))
-    bound = 1e-12 * (max(abs(l10 - l00), abs(l11 - l01)) * max(abs(s01 - s00), abs(s11 - s10))
-                     + max(abs(l01 - l00), abs(l11 - l10)) * max(abs(s10 - s00), abs(s11 - s01)))
-    # Each corner compared on its own: min and max would pass over a NaN one.
-    if d00 > bound and d10 > bound and d01 > bound and d11 > bound:
-        return 0
-    if d00 < -bound and d10 < -bound and d01 < -bound and d11 < -bound:
-        return n * n
-    reversing = 0
-    for p in range(n):
-        a = (p + 0.5) / n
-        for q in range(n):
-            b = (q + 0.5) / n
-            la = (1.0 - b) * (l10 - l00) + b * (l11 - l01)
-            lb = (1.0 - a) * (l01 - l00) + a * (l11 - l10)
-            sa = (1.0 - b) * (s10 - s00) + b * (s11 - s01)
-            sb = (1.0 - a) * (s01 - s00) + a * (s11 - s10)
-            if sign * (la * sb - lb * sa) < 0.0:
-                reversing += 1
-    return reversing
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _facing_row(line, sample, valid, orientation, i, reversing, sampled):
-    """Of each cell's footprint sub-points in row ``i`` (``layover_facing_share``), how
-    many are range-reversing and how many are sampled, into ``reversing`` and
-    ``sampled`` (cols,) int64; both 0 where the cell is void.
-
-    Each quadrant runs from the cell centre to its mid-edge and corner values (means of
-    the cells around them) on the bilinear surface, and is sampled only where all four
-    of its cells are valid.
-    """
-    rows, cols = line.shape
-    n = FACING_SUBPOINTS
-    for j in range(cols):
-        reversing[j] = 0
-        sampled[j] = 0
-        if not valid[i, j]:
-            continue
-        l00 = line[i, j]
-        s00 = sample[i, j]
-        for quadrant in range(4):
-            dr = -1 if quadrant < 2 else 1
-            dc = -1 if quadrant % 2 == 0 else 1
-            i1 = i + dr
-            j1 = j + dc
-            if i1 < 0 or i1 >= rows or j1 < 0 or j1 >= cols:
-                continue
-            if not (valid[i1, j] and valid[i, j1] and valid[i1, j1]):
-                continue
-            l10 = 0.5 * (l00 + line[i1, j])
-            l01 = 0.5 * (l00 + line[i, j1])
-            l11 = 0.25 * (l00 + line[i1, j] + line[i, j1] + line[i1, j1])
-            s10 = 0.5 * (s00 + sample[i1, j])
-            s01 = 0.5 * (s00 + sample[i, j1])
-            s11 = 0.25 * (s00 + sample[i1, j] + sample[i, j1] + sample[i1, j1])
-            # (a, b) in [0, 1]^2 from the centre towards row i + dr / 2 and column
-            # j + dc / 2: rows and columns run dr / 2 and dc / 2 per unit of a, b.
-            reversing[j] += _quadrant_reversing(l00, l10, l01, l11, s00, s10, s01, s11, orientation * dr * dc)
-            sampled[j] += n * n
-
-
-@numba.njit(cache=True, nogil=True)
-def layover_facing_share(line, sample, valid, orientation, row_start, row_stop, out):
-    """The share of each cell's own footprint that is range-reversing, rows ``row_start:row_stop``.
-
-    A surface is range-reversing (it faces the radar in layover) where moving away from
-    the sensor in ground range along it, in its zero-Doppler plane, brings it closer:
-    the slant range falls along the curve of constant radar line. Along that curve the
-    sample changes as the Jacobian determinant det d(line, sample) / d(row, column) (the
-    derivative of the sample along the direction (-d line / d column, d line / d row)),
-    so a point is range-reversing where the determinant's sign is the opposite of flat
-    terrain's, ``orientation`` (+1 or -1).
-
-    The footprint is the square of half a cell around the cell centre on the bilinear
-    surface through the cells' (line, sample) (mid-edge and corner values the means of
-    the cells around them), in four quadrants; each quadrant whose four cells are valid
-    is sampled at ``FACING_SUBPOINTS`` x ``FACING_SUBPOINTS`` sub-points. ``out`` (rows,
-    cols) float32 gets the share of the sampled sub-points that are range-reversing, NaN
-    where the cell is void or no quadrant is sampled (a DEM of one cell).
-    """
-    cols = line.shape[1]
-    reversing = np.empty(cols, dtype=np.int64)
-    sampled = np.empty(cols, dtype=np.int64)
-    for i in range(row_start, row_stop):
-        _facing_row(line, sample, valid, orientation, i, reversing, sampled)
-        for j in range(cols):
-            out[i, j] = reversing[j] / sampled[j] if sampled[j] else np.nan
-
-
-@numba.njit(cache=True, nogil=True)
-def active_layover(line, sample, valid, orientation, row_start, row_stop, out):
-    """Whether each cell is in active layover, rows ``row_start:row_stop``: more than half
-    of its own footprint range-reversing (``layover_facing_share`` > 1/2; counts compared
-    in integers, so that the flag is exactly the share's), into ``out`` (rows, cols) bool;
-    False where the cell is void or no quadrant is sampled."""
-    cols = line.shape[1]
-    reversing = np.empty(cols, dtype=np.int64)
-    sampled = np.empty(cols, dtype=np.int64)
-    for i in range(row_start, row_stop):
-        _facing_row(line, sample, valid, orientation, i, reversing, sampled)
-        for j in range(cols):
-            out[i, j] = 2 * reversing[j] > sampled[j]

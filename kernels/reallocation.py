@@ -14,8 +14,8 @@ import math
 import numba
 import numpy as np
 
-from .facets import PAD
 from .projection import bilinear_corners, bilinear_read, clamp_index
+from .radar_buffers import PAD
 from .zero_doppler import fast_arccos, horner8
 
 #: Terrain-flattening validity: gamma area at least this fraction of flat terrain's (Small 2011).
@@ -82,7 +82,7 @@ def ratio_lines(buffer, observed, line_start, line_stop, exact, fields, powers, 
     sums of ``kernels.facets``: sum w c, sum w A_gamma), turned in place into what the
     gather reads: the ratios I_p a_p / sum(w c) and I_p a_p / sum(w A_gamma) (0 where
     nothing was simulated), as their padded row prefix sums for exact projection
-    (``facets.prefix_buffer``), as they are for bilinear.
+    (``radar_buffers.prefix_buffer``), as they are for bilinear.
 
     Parameters
     ----------

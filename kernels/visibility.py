@@ -22,7 +22,7 @@ angle and cross-track angle, and the points split into nearer (c' < c) and farth
     shadow margin     max eta' - eta  over the nearer points
 
 Active layover where the cell's own surface lays over (the caller's ``active_layover``:
-more than half of its footprint range-reversing, ``facets.active_layover``), whatever
+more than half of its footprint range-reversing, ``facing.active_layover``), whatever
 the profile; passive layover where it does not but is overlain, a margin exceeding
 ``range_tolerance`` forward or backward. Active shadow where the cell's surface faces
 away from the sensor (``faces_away``), whatever the profile; passive shadow where it
@@ -65,145 +65,16 @@ import math
 import numba
 import numpy as np
 
-
-@numba.njit(cache=True, nogil=True)
-def _column_runs(line, valid):
-    """The runs of valid cells along every DEM column, and their line ranges.
-
-    A run is a maximal range of row pairs (i, i + 1) whose cells are both valid. A column
-    that a void interrupts has several; the bracket search steps from run to run instead
-    of through the void, where it could not tell which way to go.
-
-    Parameters
-    ----------
-    line : (rows, cols) float64, radar line of the cells; rows >= 2.
-    valid : (rows, cols) bool.
-
-    Returns
-    -------
-    runs : tuple of
-        first : (cols + 1,) int64, column j's runs are first[j]:first[j + 1];
-        pairs : (n_runs, 2) int64, the first and last row pair of each run (row indices);
-        lines : (n_runs, 2) float64, the smallest and largest line of its cells;
-        rising : (cols,) bool, whether the line grows with the row in the column (lines
-            are monotone along a column that runs along track, so runs are ordered).
-    """
-    rows, cols = line.shape
-    first = np.zeros(cols + 1, dtype=np.int64)
-    for i in range(rows - 1):
-        for j in range(cols):
-            if valid[i, j] and valid[i + 1, j] and (i == 0 or not valid[i - 1, j]):
-                first[j + 1] += 1
-    for j in range(cols):
-        first[j + 1] += first[j]
-    pairs = np.empty((first[cols], 2), dtype=np.int64)
-    lines = np.empty((first[cols], 2))
-    rising = np.zeros(cols, dtype=np.bool_)
-    cursor = first[:cols].copy()
-    for i in range(rows - 1):
-        for j in range(cols):
-            if not (valid[i, j] and valid[i + 1, j]):
-                continue
-            lo = min(line[i, j], line[i + 1, j])
-            hi = max(line[i, j], line[i + 1, j])
-            if i == 0 or not valid[i - 1, j]:
-                k = cursor[j]
-                cursor[j] += 1
-                pairs[k, 0] = i
-                lines[k, 0] = lo
-                lines[k, 1] = hi
-                if k == first[j]:
-                    rising[j] = line[i + 1, j] > line[i, j]
-            else:
-                k = cursor[j] - 1
-                lines[k, 0] = min(lines[k, 0], lo)
-                lines[k, 1] = max(lines[k, 1], hi)
-            pairs[k, 1] = i
-    return first, pairs, lines, rising
-
-
-@numba.njit(cache=True, nogil=True)
-def _bracket(target, j, i, line, runs):
-    """Search column ``j`` from row ``i`` for the pair of rows whose lines straddle ``target``.
-
-    Parameters
-    ----------
-    target : float, the radar line (absolute index).
-    j, i : int, the column and the first row of the pair (i, i + 1) tried first.
-    line : (rows, cols) float64, radar line of the cells.
-    runs : the column runs from ``_column_runs``.
-
-    Returns
-    -------
-    found : bool, whether a pair of valid cells straddles ``target``.
-    i : int, the first row of that pair, or where the search stopped.
-    """
-    first, pairs, lines, rising = runs
-    o0 = first[j]
-    o1 = first[j + 1]
-    if o0 == o1:
-        return False, i
-    # The run holding row i, or the last one before it.
-    k = o0
-    hi = o1
-    while hi - k > 1:
-        mid = (k + hi) // 2
-        if pairs[mid, 0] <= i:
-            k = mid
-        else:
-            hi = mid
-    # Runs are ordered by line too: step towards the one that holds target.
-    for _ in range(o1 - o0):
-        if lines[k, 0] <= target <= lines[k, 1]:
-            break
-        larger = target > lines[k, 1]
-        nxt = k + (1 if larger == rising[j] else -1)
-        if nxt < o0 or nxt >= o1 or (lines[nxt, 0] > target if larger else lines[nxt, 1] < target):
-            return False, min(max(i, pairs[k, 0]), pairs[k, 1])  # beyond the column, or in a void
-        k = nxt
-    if not lines[k, 0] <= target <= lines[k, 1]:
-        return False, i
-    a = pairs[k, 0]
-    b = pairs[k, 1]
-    i = min(max(i, a), b)
-    for _ in range(b - a + 1):
-        l0 = line[i, j]
-        l1 = line[i + 1, j]
-        if min(l0, l1) <= target <= max(l0, l1):
-            return True, i
-        if (l1 > l0) == (target > max(l0, l1)):
-            if i == b:
-                return False, i
-            i += 1
-        else:
-            if i == a:
-                return False, i
-            i -= 1
-    return False, i
-
-
-@numba.njit(cache=True, nogil=True)
-def _column_spans(runs, cols):
-    """Per column, the smallest and largest line of its valid cells ((cols, 2) float64; inf
-    and -inf for a column without runs): a line outside it is not reached."""
-    first, _, lines, _ = runs
-    span = np.empty((cols, 2))
-    for j in range(cols):
-        lo = math.inf
-        hi = -math.inf
-        for k in range(first[j], first[j + 1]):
-            lo = min(lo, lines[k, 0])
-            hi = max(hi, lines[k, 1])
-        span[j, 0] = lo
-        span[j, 1] = hi
-    return span
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _weight(target, i, j, line):
-    """Interpolation weight of row i + 1 where column j's line equals ``target``."""
-    span = line[i + 1, j] - line[i, j]
-    return 0.0 if span == 0.0 else (target - line[i, j]) / span
+from .buckets import visibility_buckets
+from .columns import column_runs, column_spans, crossing_weight, find_bracket
+from .side_bounds import (
+    SIDE_BLOCK,
+    bound_reaches,
+    count_below_near,
+    running_max,
+    running_min_from_end,
+    side_reaches,
+)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -216,7 +87,7 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
     target : float, the radar line (absolute index).
     line, sample, slant_range, look_angle, cross_track, faces_away : (rows, cols) cell
         arrays as in ``visibility_profiles``.
-    runs : the column runs from ``_column_runs``; span: their line spans (``_column_spans``).
+    runs : the column runs from ``column_runs``; span: their line spans (``column_spans``).
     pointer : (cols,) int64, per column the first row of the pair tried first; updated,
         so that successive lines start where the last one was found.
     ct, eta, rng, smp : (cols,) float64 outputs: cross-track angle (rad), look angle
@@ -233,7 +104,7 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
     n = 0
     for j in range(cols):
         # Lines advance by about one per DEM row along a column: the pair the last line
-        # was found at, or the next, usually straddles this one (what _bracket, which
+        # was found at, or the next, usually straddles this one (what find_bracket, which
         # tries the pair it starts from first, would find there).
         i = pointer[j]
         found = False
@@ -254,17 +125,17 @@ def _cut_profile(target, line, sample, slant_range, look_angle, cross_track, fac
                 continue
             if target < span[j, 0] or target > span[j, 1]:
                 # A line the column does not reach (columns at the DEM's edges, every line
-                # for a while): _bracket steps to the column's run at that end and stops
+                # for a while): find_bracket steps to the column's run at that end and stops
                 # there; written out, without the call (its array arguments are
                 # reference-counted, which cost more than the search here).
                 k = o1 - 1 if (target > span[j, 1]) == rising[j] else o0
                 pointer[j] = min(max(i, pairs[k, 0]), pairs[k, 1])
                 continue
-            found, i = _bracket(target, j, i, line, runs)
+            found, i = find_bracket(target, j, i, line, runs)
         pointer[j] = i
         if not found:
             continue
-        f = _weight(target, i, j, line)
+        f = crossing_weight(target, i, j, line)
         ct[n] = (1.0 - f) * cross_track[i, j] + f * cross_track[i + 1, j]
         eta[n] = (1.0 - f) * look_angle[i, j] + f * look_angle[i + 1, j]
         rng[n] = (1.0 - f) * slant_range[i, j] + f * slant_range[i + 1, j]
@@ -333,30 +204,6 @@ def _add_mixing(mixing_row, order, eta, rng, smp, away, n, sample0, range_tolera
                 mixing_row[cc] += 1
         previous = c
 
-
-@numba.njit(cache=True, nogil=True)
-def _own_point(here, j, i, line, runs, cross_track, field):
-    """Column ``j`` cut at line ``here``: its point in that zero-Doppler plane.
-
-    Parameters
-    ----------
-    here : float, the line (absolute index).
-    j, i : int, the column and the row to start the search from (a bracket of a nearby line).
-    line, cross_track : (rows, cols) cell arrays; runs: the column runs (``_column_runs``).
-    field : (rows, cols) float64, the quantity to cut (slant range, m, or look angle, rad).
-
-    Returns
-    -------
-    found : bool, whether the column reaches the line.
-    ct : float, cross-track angle of the point (rad).
-    value : float, ``field`` at the point.
-    """
-    found, i = _bracket(here, j, i, line, runs)
-    if not found:
-        return False, 0.0, 0.0
-    w = _weight(here, i, j, line)
-    return (True, (1.0 - w) * cross_track[i, j] + w * cross_track[i + 1, j],
-            (1.0 - w) * field[i, j] + w * field[i + 1, j])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -459,218 +306,6 @@ def _may_matter(r_low, r_high, eta_high, ct_low, ct_high, r, e, x, range_toleran
 
 
 @numba.njit(cache=True, nogil=True)
-def _running_max(values, slot, n, out, arg):
-    """Running maximum of ``values[slot, :n]`` and its index, into ``out``, ``arg`` (same slot).
-
-    With selects, not branches: whether a point raises the maximum is as good as random
-    along a rough profile (a mispredicted branch per point cost 2-3 times the loop)."""
-    best = -math.inf
-    where = -1
-    for k in range(n):
-        value = values[slot, k]
-        take = (k == 0) | (value > best)
-        best = value if take else best
-        where = k if take else where
-        out[slot, k] = best
-        arg[slot, k] = where
-
-
-@numba.njit(cache=True, nogil=True)
-def _running_min_from_end(values, slot, n, out, arg):
-    """Running minimum of ``values[slot, :n]`` from the end and its index, into ``out``,
-    ``arg`` (with selects, as ``_running_max``)."""
-    best = math.inf
-    where = -1
-    for k in range(n - 1, -1, -1):
-        value = values[slot, k]
-        take = (k == n - 1) | (value < best)
-        best = value if take else best
-        where = k if take else where
-        out[slot, k] = best
-        arg[slot, k] = where
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _count_below_near(values, slot, n, x, guess):
-    """How many of ``values[slot, :n]`` (ascending) are below ``x``, searched outward from
-    ``guess``: the cells of a bucket come row by row, column after column, so each lies
-    near the previous one in the profile and the search takes a few steps, not log2(n)."""
-    lo = 0
-    hi = n
-    g = min(max(guess, 0), n)
-    step = 1
-    if g < n and values[slot, g] < x:
-        lo = g + 1
-        while True:
-            probe = lo + step - 1
-            if probe >= n:
-                break
-            if values[slot, probe] < x:
-                lo = probe + 1
-                step *= 2
-            else:
-                hi = probe
-                break
-    else:
-        hi = g
-        while True:
-            probe = hi - step
-            if probe < 0:
-                break
-            if values[slot, probe] >= x:
-                hi = probe
-                step *= 2
-            else:
-                lo = probe + 1
-                break
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[slot, mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _exceeds(margin, threshold, strict):
-    return margin > threshold if strict else margin >= threshold
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _bound_reaches(nearer, f, bound0, arg0, bound1, arg1, cell, threshold, strict):
-    """Whether the envelope bound of a margin reaches ``threshold``; if not, no column on the
-    side in both profiles can, and the side is settled without looking at them.
-
-    ``bound0``, ``bound1`` are the extrema of the envelope values over the side in each
-    profile (own column left out), ``arg0``, ``arg1`` their indices (-1: none on the side).
-    """
-    if arg0 < 0 or arg1 < 0 or not (math.isfinite(bound0) and math.isfinite(bound1)):
-        return False
-    sign = 1.0 if nearer else -1.0
-    # Rounding slack: the bound must not fall below a point's value by an ulp.
-    slack = 1e-12 * (abs(bound0) + abs(bound1) + abs(cell))
-    return _exceeds(sign * ((1.0 - f) * bound0 + f * bound1 - cell) + slack, threshold, strict)
-
-
-#: Points of profile 0 per block of ``_side_blocks``.
-SIDE_BLOCK = 16
-
-
-@numba.njit(cache=True, nogil=True)
-def _side_blocks(nearer, envelope, t, s, n0, p_col, rank, out):
-    """Bounds per block of ``SIDE_BLOCK`` points of profile 0, for ``_side_reaches`` to pass
-    over the blocks where no point can reach the threshold.
-
-    Into ``out`` (4, blocks), for the block's points p (slot ``t``) and their columns'
-    points in profile 1 (slot ``s``): the largest sign * envelope value in each profile
-    (sign +1 ``nearer``, -1 farther) and the largest magnitudes (for the rounding slack).
-    A block with a point not cut by both lines or with an infinite envelope value is
-    open: bounds of +inf, its points are looked at one by one.
-    """
-    sign = 1.0 if nearer else -1.0
-    for block in range((n0 + SIDE_BLOCK - 1) // SIDE_BLOCK):
-        top0 = -math.inf
-        top1 = -math.inf
-        size0 = 0.0
-        size1 = 0.0
-        for p in range(block * SIDE_BLOCK, min(n0, (block + 1) * SIDE_BLOCK)):
-            q = rank[s, p_col[t, p]]
-            bound0 = envelope[t, p]
-            bound1 = envelope[s, q] if q >= 0 else math.inf
-            if not (math.isfinite(bound0) and math.isfinite(bound1)):
-                top0 = math.inf
-                top1 = math.inf
-                break
-            top0 = max(top0, sign * bound0)
-            top1 = max(top1, sign * bound1)
-            size0 = max(size0, abs(bound0))
-            size1 = max(size1, abs(bound1))
-        out[0, block] = top0
-        out[1, block] = top1
-        out[2, block] = size0
-        out[3, block] = size1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _block_may_reach(blocks, block, f, sign, cell, threshold, strict):
-    """Whether a point of block ``block`` of ``_side_blocks`` may have a margin reaching
-    ``threshold`` at the fraction ``f`` (0..1) between the profiles: always for an open
-    block. The block's bound is at least every point's (rounding is monotone and the sign
-    flips exactly), its slack at least theirs; an open block's infinite bounds are not
-    used in arithmetic (0 * inf would be NaN, which reaches nothing)."""
-    if not math.isfinite(blocks[0, block]):
-        return True
-    slack = 1e-12 * (blocks[2, block] + blocks[3, block] + abs(cell))
-    return _exceeds((1.0 - f) * blocks[0, block] + f * blocks[1, block] - sign * cell + slack, threshold, strict)
-
-
-@numba.njit(cache=True, nogil=True)
-def _side_reaches(nearer, cell, x, threshold, strict, arg0, arg1, split0, own0, n0, t, s, p_col, p_row,
-                  here, line, runs, cross_track, field, envelope, rank, f, blocks, ready, which):
-    """Whether a margin of the cell reaches ``threshold``, point by point on one side.
-
-    For when the envelope bound is inconclusive. The margin is ``sign * (v - cell)`` over
-    the cell's own profile points v on the side (``nearer``: sign +1, cross-track angle
-    below the cell's ``x``; farther: sign -1, at or above it) of the columns on that side
-    in both profiles: first those where the bounds are reached, then all of them.
-
-    Parameters
-    ----------
-    nearer : bool, the side.
-    cell, x : float, the cell's own value of ``field`` and its cross-track angle (rad).
-    threshold : float, in the unit of ``field``; strict: whether the margin must exceed it.
-    arg0, arg1 : int, where the bounds are reached in profiles 0 and 1.
-    split0, own0, n0 : int, profile 0's number of points nearer than the cell, index of
-        the cell's column (-1: none), number of points.
-    t, s : int, the slots of profiles 0 and 1 in ``p_col``, ``p_row`` (columns and
-        bracket rows of the sorted profiles).
-    here : float, the cell's line.
-    line, cross_track, field : (rows, cols) cell arrays; runs: the column runs.
-    envelope, rank, f : the envelope values of the sorted profiles (2, cols), each
-        column's index in them (-1: not cut), and the cell's fraction of the way from
-        profile 0 to profile 1: a column whose own bound does not reach the threshold is
-        passed over without being cut at the cell's line.
-    blocks, ready, which : the block bounds of this side (``_side_blocks``), made on first
-        need for the pair of profiles and flagged in ``ready[which]``.
-    """
-    sign = 1.0 if nearer else -1.0
-    for c in range(2):
-        jj = p_col[t, arg0] if c == 0 else p_col[s, arg1]
-        ii = p_row[t, arg0] if c == 0 else p_row[s, arg1]
-        found, ct_k, v = _own_point(here, jj, ii, line, runs, cross_track, field)
-        if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
-            return True
-    first, stop = (0, split0) if nearer else (split0, n0)
-    if not ready[which]:
-        _side_blocks(nearer, envelope, t, s, n0, p_col, rank, blocks)
-        ready[which] = True
-    start = first
-    while start < stop:
-        block = start // SIDE_BLOCK
-        block_stop = min(stop, (block + 1) * SIDE_BLOCK)
-        if not _block_may_reach(blocks, block, f, sign, cell, threshold, strict):
-            start = block_stop
-            continue
-        for p in range(start, block_stop):
-            if p == own0:
-                continue
-            q = rank[s, p_col[t, p]]
-            if q >= 0:
-                bound0 = envelope[t, p]
-                bound1 = envelope[s, q]
-                # The column's own envelope bound, where it has one, settles it.
-                if (math.isfinite(bound0) and math.isfinite(bound1)
-                        and not _bound_reaches(nearer, f, bound0, p, bound1, q, cell, threshold, strict)):
-                    continue
-            found, ct_k, v = _own_point(here, p_col[t, p], p_row[t, p], line, runs, cross_track, field)
-            if found and (ct_k < x) == nearer and _exceeds(sign * (v - cell), threshold, strict):
-                return True
-        start = block_stop
-    return False
-
-
-@numba.njit(cache=True, nogil=True)
 def visibility_profiles(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover,
                         valid, line0, sample0, n_lines, n_samples, range_tolerance, codes, group=1, cut_all=True):
     """Layover and shadow masks of the cells in their own zero-Doppler planes, and mixing.
@@ -714,128 +349,12 @@ def visibility_profiles(line, sample, slant_range, look_angle, cross_track, face
     mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
     start, bucket = visibility_buckets(line, valid, valid, faces_away, active_layover, line0, n_lines, codes,
                                        layover, shadow)
-    runs = _column_runs(line, valid)
+    runs = column_runs(line, valid)
     visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_away, active_layover, valid, runs,
                      start, bucket,
                      line0, sample0, n_lines, n_samples, range_tolerance, 0, n_lines + 1, group, codes, layover,
                      shadow, mixing, cut_all)
     return layover, shadow, mixing
-
-
-@numba.njit(cache=True, nogil=True)
-def visibility_buckets(line, valid, judged, faces_away, active_layover, line0, n_lines, codes, layover, shadow):
-    """Initial masks and the cells bucketed by the pair of window lines that brackets them.
-
-    Key b holds the valid cells with floor(line) = line0 + b - 1, between lines b - 1 and
-    b of the window (keys 0 and n_lines have one of them only).
-
-    Parameters
-    ----------
-    line : (rows, cols) float64; valid, faces_away, active_layover : (rows, cols) bool.
-    judged : (rows, cols) bool, the valid cells to judge (bucket); the others only lend
-        their points to the profiles (the neighbours of a band of lines).
-    line0, n_lines : int, the window's first line and number of lines.
-    codes : (none, active, passive, outside), int, the mask codes (the caller's:
-        ``masks.MaskCode``).
-    layover, shadow : (rows, cols) uint8 outputs: outside for invalid cells, none for
-        valid ones (active layover where ``active_layover``, active shadow where the cell
-        faces away).
-
-    Returns
-    -------
-    start : (n_lines + 2,) int64, key b's cells are bucket[start[b]:start[b + 1]].
-    bucket : int64 flat indices i * cols + j, grouped by key, row-major within a key.
-    """
-    n_keys = n_lines + 1
-    counts = np.zeros(n_keys + 1, dtype=np.int64)
-    bucket_counts(line, valid, judged, faces_away, active_layover, line0, n_lines, 0, line.shape[0], codes, layover,
-                  shadow, counts)
-    start = np.zeros(n_keys + 1, dtype=np.int64)
-    for b in range(n_keys):
-        start[b + 1] = start[b] + counts[b]
-    bucket = np.empty(start[n_keys], dtype=np.int64)
-    cursor = start[:n_keys].copy()
-    bucket_fill(line, valid, judged, line0, n_lines, 0, line.shape[0], cursor, bucket)
-    return start, bucket
-
-
-@numba.njit(cache=True, nogil=True)
-def bucket_counts(line, valid, judged, faces_away, active_layover, line0, n_lines, row_start, row_stop, codes,
-                  layover, shadow, counts):
-    """Rows ``row_start:row_stop`` of ``visibility_buckets``' first pass: the initial masks
-    of their cells (``codes`` as there) and, into ``counts`` (n_lines + 1,), how many
-    judged cells each key holds. Row blocks run on threads; ``bucket_fill`` then places
-    them."""
-    none, active, _, outside = codes
-    cols = line.shape[1]
-    n_keys = n_lines + 1
-    for i in range(row_start, row_stop):
-        for j in range(cols):
-            if valid[i, j]:
-                layover[i, j] = active if active_layover[i, j] else none
-                shadow[i, j] = active if faces_away[i, j] else none
-                key = int(math.floor(line[i, j])) - line0 + 1
-                if 0 <= key < n_keys and judged[i, j]:
-                    counts[key] += 1
-            else:
-                layover[i, j] = outside
-                shadow[i, j] = outside
-
-
-@numba.njit(cache=True, nogil=True)
-def bucket_fill(line, valid, judged, line0, n_lines, row_start, row_stop, cursor, bucket):
-    """Rows ``row_start:row_stop`` of ``visibility_buckets``' second pass: their judged
-    cells' flat indices placed in ``bucket`` at ``cursor`` (per key, where this block's
-    cells of the key begin), row-major within a key."""
-    cols = line.shape[1]
-    n_keys = n_lines + 1
-    for i in range(row_start, row_stop):
-        for j in range(cols):
-            if valid[i, j] and judged[i, j]:
-                key = int(math.floor(line[i, j])) - line0 + 1
-                if 0 <= key < n_keys:
-                    bucket[cursor[key]] = i * cols + j
-                    cursor[key] += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def line_groups(n_lines, group):
-    """The bounds of ``visibility_lines``' groups of keys for ``group`` lines per group:
-    key 0, then the keys between successive window lines 0, group, 2 group, ... and the
-    last line, then key n_lines. Returns (n_groups + 1,) int64, group g holding keys
-    bounds[g]:bounds[g + 1]; ranges of keys that run independently start and stop at these."""
-    bounds = [0]
-    for b in range(n_lines):
-        if b % group == 0 or b == n_lines - 1:
-            bounds.append(b + 1)
-    bounds.append(n_lines + 1)
-    return np.array(bounds, dtype=np.int64)
-
-
-def line_group(line, valid, largest=16, samples=200_000):
-    """Lines per group for ``visibility_lines``: the median number of lines between a
-    cell and the next along its column (rows run along track), rounded down, 1 to
-    ``largest``. More lines per pair than cells per line would loosen the bounds.
-
-    Taken over about ``samples`` pairs of neighbouring rows, an even subset of them: the
-    group sets the work, never the masks (any group gives the same), and differencing the
-    whole DEM cost more than the median needs (0.03-0.05 s at 2048^2, serial)."""
-    rows, cols = line.shape
-    if rows < 2:
-        return 1
-    stride = max(1, (rows - 1) * cols // samples)
-    first, second = slice(0, rows - 1, stride), slice(1, rows, stride)
-    steps = np.abs(line[second] - line[first])[valid[second] & valid[first]]
-    steps = steps[np.isfinite(steps)]
-    if steps.size == 0:
-        return 1
-    return int(min(largest, max(1, math.floor(float(np.median(steps))))))
-
-
-@numba.njit(cache=True, nogil=True)
-def column_runs(line, valid):
-    """The runs of valid cells along every DEM column (``_column_runs``), for ``visibility_lines``."""
-    return _column_runs(line, valid)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -903,7 +422,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
         return
     key_stop = min(key_stop, n_keys)
     pointer = _initial_pointers(float(line0 + max(key_start - 1, 0)), runs, line)
-    span = _column_spans(runs, cols)
+    span = column_spans(runs, cols)
     ct = np.empty(cols)
     eta = np.empty(cols)
     rng = np.empty(cols)
@@ -935,7 +454,7 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
     # bounds of their columns' points between the two lines (``_path_bounds``).
     special = np.empty((2 * cols, 2), dtype=np.int64)
     special_bounds = np.empty((2 * cols, 5))
-    # Block bounds of the pair for _side_reaches, made when first needed: nearer slant
+    # Block bounds of the pair for side_reaches, made when first needed: nearer slant
     # range, farther slant range, nearer look angle.
     side_blocks = np.empty((3, 4, cols // SIDE_BLOCK + 1))
     side_ready = np.zeros(3, dtype=np.bool_)
@@ -1040,9 +559,9 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             _path_bounds(p_col[slot, k], p_row[slot, k], base, base + width, line, valid, runs, slant_range,
                          look_angle, cross_track, special_bounds[u])
         for u in (t, s):
-            _running_max(r_hi, u, count[u], r_max, r_max_arg)
-            _running_min_from_end(r_lo, u, count[u], r_min, r_min_arg)
-            _running_max(eta_hi, u, count[u], eta_max, eta_max_arg)
+            running_max(r_hi, u, count[u], r_max, r_max_arg)
+            running_min_from_end(r_lo, u, count[u], r_min, r_min_arg)
+            running_max(eta_hi, u, count[u], eta_max, eta_max_arg)
         spread = spread * (1.0 + 1e-9) + 1e-15
         side_ready[:] = False
         split0 = n0 // 2
@@ -1055,8 +574,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             r = slant_range[i, j]
             e = look_angle[i, j]
             x = cross_track[i, j]
-            split0 = _count_below_near(p_ct, t, n0, x, split0)
-            split1 = _count_below_near(p_ct, s, n1, x, split1)
+            split0 = count_below_near(p_ct, t, n0, x, split0)
+            split1 = count_below_near(p_ct, s, n1, x, split1)
             own0 = rank[t, j]
             own1 = rank[s, j]
             # Point by point: the special columns and those that may change side.
@@ -1091,10 +610,10 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                                                   max(eta_hi[t, k], eta_hi[s, q]), p_ct[t, k] - spread,
                                                   p_ct[t, k] + spread, r, e, x, range_tolerance):
                         continue
-                found, ii = _bracket(here, jj, p_row[slot, k], line, runs)
+                found, ii = find_bracket(here, jj, p_row[slot, k], line, runs)
                 if not found:
                     continue
-                w = _weight(here, ii, jj, line)
+                w = crossing_weight(here, ii, jj, line)
                 r_k = (1.0 - w) * slant_range[ii, jj] + w * slant_range[ii + 1, jj]
                 if (1.0 - w) * cross_track[ii, jj] + w * cross_track[ii + 1, jj] < x:
                     forward = max(forward, r_k - r)
@@ -1126,8 +645,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                         if r_hi[s, q] > m1:
                             m1 = r_hi[s, q]
                             a1 = q
-                    if _bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
-                        fore = _side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
+                    if bound_reaches(True, f, m0, a0, m1, a1, r, range_tolerance, True):
+                        fore = side_reaches(True, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                              p_row, here, line, runs, cross_track, slant_range, r_hi, rank, f,
                                              side_blocks[0], side_ready, 0)
                 back = backward > range_tolerance
@@ -1144,8 +663,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                         if r_lo[s, q] < m1:
                             m1 = r_lo[s, q]
                             a1 = q
-                    if _bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
-                        back = _side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
+                    if bound_reaches(False, f, m0, a0, m1, a1, r, range_tolerance, True):
+                        back = side_reaches(False, r, x, range_tolerance, True, a0, a1, split0, own0, n0, t, s, p_col,
                                              p_row, here, line, runs, cross_track, slant_range, r_lo, rank, f,
                                              side_blocks[1], side_ready, 1)
                 if fore or back:
@@ -1166,8 +685,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
                         if eta_hi[s, q] > m1:
                             m1 = eta_hi[s, q]
                             a1 = q
-                    if _bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
-                        shaded = _side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
+                    if bound_reaches(True, f, m0, a0, m1, a1, e, level, False):
+                        shaded = side_reaches(True, e, x, level, False, a0, a1, split0, own0, n0, t, s, p_col,
                                                p_row, here, line, runs, cross_track, look_angle, eta_hi, rank, f,
                                                side_blocks[2], side_ready, 2)
                 if shaded:

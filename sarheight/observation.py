@@ -31,7 +31,7 @@ import xarray as xr
 from .errors import InvalidInputError, PartialCoverageWarning, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
 from .io import check_memory, is_radar_image, open_raster, read_radar_image
-from .kernels import facets
+from .kernels import facet_table
 from .kernels import reallocation as reallocation_kernels
 from .raster import power_to_db
 from .simulate import Simulation
@@ -607,7 +607,7 @@ def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) 
     weights = [np.where(have, beta * area, 0.0), np.where(have, area, 0.0)]
     images = []
     for weight in weights:
-        contribution = FacetContribution(facets.CONTRIBUTION_USER, simulation.contribution.law, np.zeros(0),
+        contribution = FacetContribution(facet_table.CONTRIBUTION_USER, simulation.contribution.law, np.zeros(0),
                                          np.ascontiguousarray(weight), "map-grid observation")
         rebuilt = channels(simulation.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None,
                                                  per_cell=False)[-1])[:1]

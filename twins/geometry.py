@@ -214,7 +214,7 @@ def quadrant_values(values: np.ndarray, valid: np.ndarray, dr: int, dc: int):
 
 
 def quadrant_reversing_twin(l00, l10, l01, l11, s00, s10, s01, s11, sign):
-    """How many of a quadrant's sub-points are range-reversing (``kernels.facets._quadrant_reversing``):
+    """How many of a quadrant's sub-points are range-reversing (``kernels.facing._quadrant_reversing``):
     the Jacobian determinant at every sub-point at once, counted where its sign times
     ``sign`` is negative (NaN: not counted). Arguments broadcast (scalars or arrays)."""
     a, b = np.meshgrid(FACING_OFFSETS, FACING_OFFSETS, indexing="ij")
@@ -228,7 +228,7 @@ def quadrant_reversing_twin(l00, l10, l01, l11, s00, s10, s01, s11, sign):
 
 
 def layover_facing_share_twin(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orientation: int) -> np.ndarray:
-    """``kernels.facets.layover_facing_share`` on whole arrays: the sub-points' Jacobian
+    """``kernels.facing.layover_facing_share`` on whole arrays: the sub-points' Jacobian
     determinants of every quadrant at once, counted where their sign is not ``orientation``'s."""
     reversing = np.zeros(line.shape)
     sampled = np.zeros(line.shape)

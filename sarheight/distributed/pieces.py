@@ -19,7 +19,7 @@ import xarray as xr
 
 from ..dem import geodetic_at_rows, horizontal_crs, is_wgs84_degrees
 from ..geometry import RadarGeometry, RadarWindow
-from ..kernels.facets import facet_extent
+from ..kernels.radar_buffers import facet_extent
 from ..masks import MaskCode
 from ..observation import (
     check_values,
@@ -119,7 +119,7 @@ def task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: Block, str
     """What the client needs to plan, from the cell geometry of a block's rows (with halo).
 
     Extents (the lines of the own cells' centres, the lines and samples of the facets,
-    ``kernels.facets.facet_extent``), the cell steps (``simulate.cell_steps``) every
+    ``kernels.radar_buffers.facet_extent``), the cell steps (``simulate.cell_steps``) every
     ``steps_every`` rows and columns, orientation and range spacing; the faces-away flags
     of the own rows; each column's line every ``_LINE_SAMPLING`` rows (and at the last own
     row); per tile (column range of ``col_edges``), the extent in lines and samples of its
@@ -278,7 +278,7 @@ def bounded(workers: Workers, calls, consume: Callable[[int, Any], None], in_fli
 
 def sub_window(extent: tuple[float, float, float, float], window: RadarWindow, margin: int = 2) -> RadarWindow:
     """The radar sub-window of a tile whose facets span ``extent`` (lines, samples: min,
-    max, min, max; ``kernels.facets.facet_extent``, the DEM's border included), ``margin``
+    max, min, max; ``kernels.radar_buffers.facet_extent``, the DEM's border included), ``margin``
     pixels around it as the window's own (``simulate.radar_window``), within the window."""
     first_line = max(window.line0, math.floor(extent[0]) - margin)
     stop_line = min(window.line_stop, math.ceil(extent[1]) + margin + 1)

@@ -16,7 +16,8 @@ from .. import kernels
 from ..dem import geodetic_coordinates
 from ..errors import GeometryError, InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
-from ..kernels import facets, visibility
+from ..kernels import buckets as bucket_kernels
+from ..kernels import columns, facing, radar_buffers, visibility
 from ..masks import kernel_codes
 from ..threads import row_blocks, run_blocks, thread_count
 
@@ -149,7 +150,7 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
         # against the profiles of every group-th line (a DEM row's worth on a DEM coarser
         # than the lines), so that the work per pair of profiles follows the rows.
         tolerance = 0.05 * slant_range_spacing(cells) if range_tolerance is None else range_tolerance
-        return tolerance, visibility.column_runs(line, valid), visibility.line_group(line, valid)
+        return tolerance, columns.column_runs(line, valid), bucket_kernels.line_group(line, valid)
 
     def bucketed() -> tuple[np.ndarray, np.ndarray]:
         return buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0, n_lines,
@@ -164,7 +165,7 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     else:
         start, bucket = bucketed()
         range_tolerance, runs, group = prepared()
-    bounds = visibility.line_groups(n_lines, group)
+    bounds = bucket_kernels.line_groups(n_lines, group)
     # Ranges of groups are independent: each thread cuts the profile before its first.
     # Many more ranges than threads even out where layover (the costly cells) gathers
     # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
@@ -225,7 +226,7 @@ def evenly_chosen(mask: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarra
 
 def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
     """The share (0..1, float32) of each cell's own footprint that faces the radar in
-    layover (range-reversing in its zero-Doppler plane; ``kernels.facets.layover_facing_share``),
+    layover (range-reversing in its zero-Doppler plane; ``kernels.facing.layover_facing_share``),
     NaN where the cell is void. ``orientation``: flat terrain's determinant sign
     (:func:`flat_orientation`).
 
@@ -235,7 +236,7 @@ def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.n
     """
     line, sample, valid = cells["line"], cells["sample"], cells["valid"]
     out = np.empty(line.shape, dtype=np.float32)
-    run_blocks(lambda start, stop: facets.layover_facing_share(line, sample, valid, int(orientation), start, stop,
+    run_blocks(lambda start, stop: facing.layover_facing_share(line, sample, valid, int(orientation), start, stop,
                                                                out),
                line.shape[0], block_count(line.shape))
     return out
@@ -243,10 +244,10 @@ def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.n
 
 def active_layover(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
     """Whether each cell is in active layover (bool): more than half of its own footprint
-    range-reversing (:func:`layover_facing_share` above 1/2, ``kernels.facets.active_layover``)."""
+    range-reversing (:func:`layover_facing_share` above 1/2, ``kernels.facing.active_layover``)."""
     line, sample, valid = cells["line"], cells["sample"], cells["valid"]
     out = np.empty(line.shape, dtype=bool)
-    run_blocks(lambda start, stop: facets.active_layover(line, sample, valid, int(orientation), start, stop, out),
+    run_blocks(lambda start, stop: facing.active_layover(line, sample, valid, int(orientation), start, stop, out),
                line.shape[0], block_count(line.shape))
     return out
 
@@ -254,13 +255,13 @@ def active_layover(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray
 def buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away: np.ndarray,
              own_layover: np.ndarray, line0: int, n_lines: int, layover: np.ndarray,
              shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``kernels.visibility.visibility_buckets`` on row blocks in threads: a counting sort of
+    """``kernels.buckets.visibility_buckets`` on row blocks in threads: a counting sort of
     the cells by key, counted per block, placed per block (rows in order, so the cells of
     a key stay row-major)."""
     blocks = row_blocks(line.shape[0], block_count(line.shape))
     counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
     codes = kernel_codes()
-    run_blocks(lambda a, b: [visibility.bucket_counts(line, valid, judged, faces_away, own_layover, line0, n_lines,
+    run_blocks(lambda a, b: [bucket_kernels.bucket_counts(line, valid, judged, faces_away, own_layover, line0, n_lines,
                                                       *blocks[k],
                                                       codes, layover, shadow, counts[k]) for k in range(a, b)],
                len(blocks), len(blocks))
@@ -270,7 +271,7 @@ def buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away:
     np.cumsum(per_key, out=start[1:])
     cursors = start[:n_lines + 1] + np.cumsum(counts[:, :n_lines + 1], axis=0) - counts[:, :n_lines + 1]
     bucket = np.empty(start[-1], dtype=np.int64)
-    run_blocks(lambda a, b: [visibility.bucket_fill(line, valid, judged, line0, n_lines, *blocks[k], cursors[k],
+    run_blocks(lambda a, b: [bucket_kernels.bucket_fill(line, valid, judged, line0, n_lines, *blocks[k], cursors[k],
                                                     bucket) for k in range(a, b)],
                len(blocks), len(blocks))
     return start, bucket
@@ -300,7 +301,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
     """The part of the image the facets of the DEM's cells fall in, ``margin`` pixels
     around the extent of the facets' vertices.
 
-    That extent (``kernels.facets.facet_extent``) reaches beyond the cell centres at the
+    That extent (``kernels.radar_buffers.facet_extent``) reaches beyond the cell centres at the
     DEM's border, whose facets are extrapolated half a cell beyond the outermost centres:
     by up to a cell step, several pixels where cells are larger than pixels or
     foreshortened. A window cut at the centres would drop the outer part of those facets
@@ -316,9 +317,9 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
 
 
 def whole_facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray) -> tuple[float, float, float, float]:
-    """``kernels.facets.facet_extent`` of a whole DEM's cells (its borders the DEM's), on
+    """``kernels.radar_buffers.facet_extent`` of a whole DEM's cells (its borders the DEM's), on
     row blocks in threads, their extremes combined: the same extent, bit for bit."""
-    parts = np.array(run_blocks(lambda start, stop: facets.facet_extent_rows(
+    parts = np.array(run_blocks(lambda start, stop: radar_buffers.facet_extent_rows(
         line, sample, valid, start, stop, True, True, True, True), line.shape[0], block_count(line.shape)))
     if np.all(np.isnan(parts[:, 0])):
         return math.nan, math.nan, math.nan, math.nan
@@ -428,7 +429,7 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
             kernels.cells.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1],
                                         kernels.WGS84_A, kernels.WGS84_E2, ecef[local:local + 1])
         if away is not None:
-            facets.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
+            facing.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
                               away[halo_start:halo_stop])
 
     run_blocks(work, shape[0], block_count(shape))
@@ -450,7 +451,7 @@ def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
     array is a page fault, slow on virtual machines, and the scatter's tiles would
     otherwise take them one after the other while adding into it under a lock.
     """
-    sums = np.empty(facets.radar_buffer_shape(n_lines, n_samples))
+    sums = np.empty(radar_buffers.radar_buffer_shape(n_lines, n_samples))
     if sums.size < BLOCK_CELLS:
         sums.fill(0.0)
     else:
@@ -461,7 +462,7 @@ def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
 
 def channels(sums: np.ndarray) -> np.ndarray:
     """The images (2, lines, samples) of a radar buffer: a view."""
-    pad = facets.PAD
+    pad = radar_buffers.PAD
     return sums[pad:-pad, pad:-pad].transpose(2, 0, 1)
 
 
@@ -471,6 +472,6 @@ def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray | None = None
     ``out`` is the buffer ``images`` views (``channels``)."""
     images = np.asarray(images, dtype=np.float64)
     if out is None:
-        out = np.empty(facets.radar_buffer_shape(images.shape[1], images.shape[2]))
-    facets.prefix_buffer(images, 0, images.shape[1], exact, out)
+        out = np.empty(radar_buffers.radar_buffer_shape(images.shape[1], images.shape[2]))
+    radar_buffers.prefix_buffer(images, 0, images.shape[1], exact, out)
     return out

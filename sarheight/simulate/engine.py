@@ -25,7 +25,7 @@ from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
 from ..ground import empirical_sigma0
 from ..io import check_memory
-from ..kernels import facets
+from ..kernels import facet_table, facets, radar_buffers
 from ..masks import MASK_ATTRS, MaskCode
 from ..threads import run_blocks, thread_count
 from .cells import (
@@ -195,7 +195,7 @@ class Simulation:
             else:
                 border = (start == 0, stop == shape[0], col_start == 0, col_stop == shape[1])
                 first_line, count, first_sample, n = tile_reach(line, sample, self.window, take(c["valid"]), border)
-                buffer = np.zeros(facets.scatter_buffer_shape(count, n, exact))
+                buffer = np.zeros(radar_buffers.scatter_buffer_shape(count, n, exact))
             facets.facet_pass(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
@@ -204,11 +204,11 @@ class Simulation:
                 own[1].start, own[1].stop, energy, *sums_of_cells,
             )
             if not gather:
-                rows_of_tile = buffer.shape[0] - 2 * facets.PAD
-                top = first_line + facets.PAD  # the buffer row of the tile's first pixel row
+                rows_of_tile = buffer.shape[0] - 2 * radar_buffers.PAD
+                top = first_line + radar_buffers.PAD  # the buffer row of the tile's first pixel row
                 for band in range(top // ADD_BAND_LINES, (top + rows_of_tile - 1) // ADD_BAND_LINES + 1):
                     with locks[band]:
-                        facets.add_tile_rows(buffer, exact, sums, first_line, first_sample,
+                        radar_buffers.add_tile_rows(buffer, exact, sums, first_line, first_sample,
                                              band * ADD_BAND_LINES - top, (band + 1) * ADD_BAND_LINES - top)
             consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
                     [p[own] for p in sums_of_cells])
@@ -304,7 +304,7 @@ class Simulation:
     def radar_products(self) -> dict[str, np.ndarray]:
         """The radar outputs of the window (``simulated_area``, ``simulated_gamma_area``,
         ``pixel_area``, all float32, and ``valid``, see :func:`simulate`) in one threaded
-        pass over the pixels (``kernels.facets.radar_products``), the smooth fields
+        pass over the pixels (``kernels.radar_buffers.radar_products``), the smooth fields
         evaluated per pixel: no whole-image float64 field."""
         images = self.images
         shape = images.shape[1:]
@@ -314,7 +314,7 @@ class Simulation:
         out = {name: np.empty(shape, dtype=np.float32)
                for name in ("simulated_area", "simulated_gamma_area", "pixel_area")}
         out["valid"] = np.empty(shape, dtype=bool)
-        run_blocks(lambda start, stop: facets.radar_products(
+        run_blocks(lambda start, stop: radar_buffers.radar_products(
             images, *area_terms, *flat_terms, VALID_AREA_FRACTION, start, stop, *out.values()),
             shape[0], block_count(shape))
         return out
@@ -325,7 +325,7 @@ class Simulation:
         flat = self.smooth_fields.evaluate("flat_gamma_area", self.window)
         gamma = self.images[1]
         out = np.empty(gamma.shape, dtype=bool)
-        run_blocks(lambda start, stop: facets.valid_pixels(gamma, flat, VALID_AREA_FRACTION, start, stop, out),
+        run_blocks(lambda start, stop: radar_buffers.valid_pixels(gamma, flat, VALID_AREA_FRACTION, start, stop, out),
                    gamma.shape[0], block_count(gamma.shape))
         return out
 
@@ -368,11 +368,11 @@ def tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow, valid:
     ``sample``, ``valid``: default where the line is finite): every facet vertex lies
     between those centres, or beyond them at the DEM's border, ``border``: whether the
     first row, last row, first column, last column are the DEM's (default all: a
-    superset) (``kernels.facets.facet_extent``)."""
+    superset) (``kernels.radar_buffers.facet_extent``)."""
     line0, n_lines, sample0, n_samples = window
     if valid is None:
         valid = np.isfinite(line)
-    l_min, l_max, s_min, s_max = facets.facet_extent(line, sample, valid, *border)
+    l_min, l_max, s_min, s_max = radar_buffers.facet_extent(line, sample, valid, *border)
     if not math.isfinite(l_min):
         return 0, 1, 0, 1
     margin = 2
@@ -469,7 +469,7 @@ class SmoothFields:
     def separable_terms(self, name: str, window: RadarWindow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The field on ``window`` (default: the whole fitted window) as row terms (n_terms,
         lines) and column terms (n_terms, samples), the field being the sum over the terms
-        of their products, in order (``kernels.facets.polynomial_field``): each term
+        of their products, in order (``kernels.radar_buffers.polynomial_field``): each term
         (c u^p) v^q is its factors along lines and along samples. One NaN term when
         nothing was fitted."""
         line0, n_lines, sample0, n_samples = self.window
@@ -494,7 +494,7 @@ class SmoothFields:
         # One threaded pass over the pixels (no whole-image temporary per term).
         row_terms, column_terms = self.separable_terms(name, window)
         out = np.empty((sub_lines, sub_samples))
-        run_blocks(lambda start, stop: facets.polynomial_field(row_terms, column_terms, start, stop, out),
+        run_blocks(lambda start, stop: radar_buffers.polynomial_field(row_terms, column_terms, start, stop, out),
                    sub_lines, block_count(out.shape))
         return out
 
@@ -641,9 +641,9 @@ def _flat_densities(contribution: FacetContribution, smooth: SmoothFields) -> tu
                for line in (line0, line0 + n_lines - 1) for sample in (sample0, sample0 + n_samples - 1)]
     incidence = float(np.nanmax(corners)) if np.isfinite(corners).any() else math.radians(45.0)
     gamma = math.cos(incidence) / math.sin(incidence)
-    if contribution.code == facets.CONTRIBUTION_GAMMA:
+    if contribution.code == facet_table.CONTRIBUTION_GAMMA:
         return gamma, gamma
-    if contribution.code in (facets.CONTRIBUTION_USER, facets.CONTRIBUTION_CELL_LAW):
+    if contribution.code in (facet_table.CONTRIBUTION_USER, facet_table.CONTRIBUTION_CELL_LAW):
         centre = (line0 + n_lines // 2, 1, sample0 + n_samples // 2, 1)
         reference_area = float(np.nan_to_num(smooth.evaluate("pixel_area", centre)[0, 0]))
         return contribution.density_scale(reference_area), gamma

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sarheight.kernels import facets
+from sarheight.kernels import facets, facing, radar_buffers
 from sarheight.kernels.projection import gather_triangles, sample_window, scatter_triangles
 from sarheight.reallocation import reallocate, reallocation_ratios
 from sarheight.simulate import run_simulation
@@ -96,7 +96,7 @@ def test_faces_away_matches_numpy_gradient_twin(seed, rows, cols):
     ecef[rng.random((rows, cols)) < 0.1, 0] = np.nan
     look = rng.normal(size=(rows, cols, 3)).astype(np.float32)
     out = np.zeros((rows, cols), dtype=bool)
-    facets.faces_away(ecef, look, 0, rows, out)
+    facing.faces_away(ecef, look, 0, rows, out)
     np.testing.assert_array_equal(out, _faces_away_twin(ecef, look))
 
 
@@ -160,12 +160,12 @@ def test_per_pixel_outputs_match_their_numpy_expressions(seed, rows, cols, speci
     for array in (image, area, flat):
         array[rng.random((rows, cols)) < 0.3] = special
     out = np.empty((rows, cols), dtype=np.float32)
-    facets.per_pixel_area(image, area, 0, rows, out)
+    radar_buffers.per_pixel_area(image, area, 0, rows, out)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         expected = np.where(area > 0, image / area, np.nan).astype(np.float32)
     np.testing.assert_array_equal(out, expected)
     valid = np.empty((rows, cols), dtype=bool)
-    facets.valid_pixels(image, flat, fraction, 0, rows, valid)
+    radar_buffers.valid_pixels(image, flat, fraction, 0, rows, valid)
     with np.errstate(invalid="ignore", over="ignore"):
         np.testing.assert_array_equal(valid, np.nan_to_num(image) >= fraction * np.nan_to_num(flat, nan=np.inf))
 
@@ -195,7 +195,7 @@ def test_radar_products_equal_their_numpy_expressions(seed, lines, samples, term
                     "valid": np.nan_to_num(images[1]) >= fraction * np.nan_to_num(flat, nan=np.inf)}
     out = {name: np.empty((lines, samples), dtype=np.float32) for name in list(expected)[:3]}
     out["valid"] = np.empty((lines, samples), dtype=bool)
-    facets.radar_products(images, *fields[0], *fields[1], fraction, 0, lines, *out.values())
+    radar_buffers.radar_products(images, *fields[0], *fields[1], fraction, 0, lines, *out.values())
     for name, values in expected.items():
         np.testing.assert_array_equal(out[name], values, err_msg=name)
 
@@ -211,11 +211,11 @@ def test_radar_products_of_a_simulation_equal_the_separate_passes(projection):
     flat = state.smooth_fields.evaluate("flat_gamma_area")
     for name, image in (("simulated_area", images[0]), ("simulated_gamma_area", images[1])):
         out = np.empty(image.shape, dtype=np.float32)
-        facets.per_pixel_area(image, pixel_area, 0, image.shape[0], out)
+        radar_buffers.per_pixel_area(image, pixel_area, 0, image.shape[0], out)
         np.testing.assert_array_equal(products[name], out)
     np.testing.assert_array_equal(products["pixel_area"], pixel_area.astype(np.float32))
     valid = np.empty(images.shape[1:], dtype=bool)
-    facets.valid_pixels(images[1], flat, VALID_AREA_FRACTION, 0, valid.shape[0], valid)
+    radar_buffers.valid_pixels(images[1], flat, VALID_AREA_FRACTION, 0, valid.shape[0], valid)
     np.testing.assert_array_equal(products["valid"], valid)
 
 
@@ -234,7 +234,7 @@ def test_polynomial_field_equals_the_numpy_accumulation(seed, lines, samples, te
     row_terms = np.array([c * uu**p for (p, _), c in zip(powers, coefficients, strict=True)]).reshape(terms, lines)
     column_terms = np.array([vv**q for _, q in powers]).reshape(terms, samples)
     out = np.empty((lines, samples))
-    facets.polynomial_field(row_terms, column_terms, 0, lines, out)
+    radar_buffers.polynomial_field(row_terms, column_terms, 0, lines, out)
     np.testing.assert_array_equal(out, expected)
 
 
@@ -258,7 +258,7 @@ def test_edge_pieces_on_simd_lanes_equal_the_walk_border_by_border(seed, ends, w
     net0, net1 = rng.normal(size=n), rng.normal(size=n)
     pieces = np.empty((facets._PIECE_ROWS, n))
     dummy = np.empty(n)
-    shape = facets.scatter_buffer_shape(n_lines, n_samples, True)
+    shape = radar_buffers.scatter_buffer_shape(n_lines, n_samples, True)
     width = shape[1]
     on_lanes, walked = np.zeros(shape), np.zeros(shape)
     facets._edges(l0, s0, l1, s1, n, False, net0, net1, dummy, dummy, pieces, on_lanes.reshape(-1), width,
@@ -270,7 +270,7 @@ def test_edge_pieces_on_simd_lanes_equal_the_walk_border_by_border(seed, ends, w
                               n_lines, n_samples)
     np.testing.assert_allclose(on_lanes, walked, rtol=0, atol=1e-12 * max(1.0, np.abs(walked).max()))
     # Gather: the integrals along each edge of two channels' row prefix sums.
-    prefix = rng.normal(size=facets.radar_buffer_shape(n_lines, n_samples))
+    prefix = rng.normal(size=radar_buffers.radar_buffer_shape(n_lines, n_samples))
     out0, out1 = np.empty(n), np.empty(n)
     facets._edges(l0, s0, l1, s1, n, True, dummy, dummy, out0, out1, pieces, prefix.reshape(-1), width, n_lines,
                   n_samples, wide)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sarheight.errors import GeometryError, InvalidInputError
 from sarheight.ground import empirical_sigma0
-from sarheight.kernels import facets
+from sarheight.kernels import radar_buffers
 from sarheight.kernels import reallocation as reallocation_kernels
 from sarheight.observation import intensity_flags
 from sarheight.reallocation import reallocate
@@ -183,7 +183,7 @@ def test_observation_checks_in_one_pass_equal_their_numpy_expressions(seed, rows
         expected = (bool(np.isinf(observed).any()), bool((observed < 0).any()), bool(np.isfinite(observed).any()),
                     bool(np.isnan(observed).any()))
     assert flags == expected
-    sums = np.zeros(facets.radar_buffer_shape(rows, cols))
+    sums = np.zeros(radar_buffers.radar_buffer_shape(rows, cols))
     images = channels(sums)
     images[:] = rng.normal(0.0, 1.0, images.shape)
     images[rng.random(images.shape) < 0.3] = special
@@ -390,7 +390,7 @@ def _twin_ratio_lines(buffer, observed, start, stop, exact, fields, powers, fitt
                       thresholds):
     """Numpy twin of ``kernels.reallocation.ratio_lines`` (on a copy of ``buffer``)."""
     buffer = buffer.copy()
-    pad = facets.PAD
+    pad = radar_buffers.PAD
     n_lines, n_samples = observed.shape
     simulated = np.full(observed.shape, -1.0, dtype=np.float32)
     valid = np.zeros(observed.shape, dtype=bool)
@@ -436,7 +436,7 @@ def test_the_ratio_and_residue_passes_match_their_numpy_twin(n_lines, n_samples,
     fit = (int(rng.integers(-3, 3)), n_lines + int(rng.integers(0, 4)), int(rng.integers(-3, 3)),
            n_samples + int(rng.integers(0, 4)))
     line0, sample0 = int(rng.integers(0, 3)), int(rng.integers(0, 3))
-    buffer = rng.random(facets.radar_buffer_shape(n_lines, n_samples)) * 200.0
+    buffer = rng.random(radar_buffers.radar_buffer_shape(n_lines, n_samples)) * 200.0
     buffer[rng.random(buffer.shape) < 0.2] = 0.0
     observed = rng.random((n_lines, n_samples)).astype(np.float32)
     observed[rng.random(observed.shape) < unknown] = np.nan

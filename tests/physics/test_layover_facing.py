@@ -1,6 +1,6 @@
 """The share of a cell's own footprint that faces the radar in layover
-(``kernels.facets.layover_facing_share``, ``simulate.layover_facing_share``) and the
-active-layover flag it gives (``kernels.facets.active_layover``): against a
+(``kernels.facing.layover_facing_share``, ``simulate.layover_facing_share``) and the
+active-layover flag it gives (``kernels.facing.active_layover``): against a
 vectorised-numpy twin, analytic mappings, and an independent reference written here from
 first principles (sub-points on the bilinear surface in ECEF, their surface normal, the
 look vector and the along-track direction), on synthetic terrain and a real DEM under a
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
-from sarheight.kernels import facets
+from sarheight.kernels import facing
 from sarheight.masks import MaskCode
 from sarheight.simulate import simulate
 from sarheight.simulate.cells import (
@@ -36,7 +36,7 @@ from twins.geometry import (
     quadrant_values,
 )
 
-N = facets.FACING_SUBPOINTS
+N = facing.FACING_SUBPOINTS
 
 
 @settings(max_examples=25, deadline=None)
@@ -54,11 +54,11 @@ def test_the_kernel_matches_its_numpy_twin(seed, rows, cols, orientation, nan):
     if nan:
         (line if rng.random() < 0.5 else sample)[rng.integers(rows), rng.integers(cols)] = np.nan
     out = np.empty((rows, cols), dtype=np.float32)
-    facets.layover_facing_share(line, sample, valid, orientation, 0, rows, out)
+    facing.layover_facing_share(line, sample, valid, orientation, 0, rows, out)
     twin = layover_facing_share_twin(line, sample, valid, orientation)
     np.testing.assert_allclose(out, twin.astype(np.float32), equal_nan=True)
     flags = np.empty((rows, cols), dtype=bool)
-    facets.active_layover(line, sample, valid, orientation, 0, rows, flags)
+    facing.active_layover(line, sample, valid, orientation, 0, rows, flags)
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(flags, twin > 0.5)
 
@@ -184,9 +184,9 @@ def mask_agreement(layover: np.ndarray, reference: np.ndarray) -> dict[str, tupl
     inside = (layover != MaskCode.OUTSIDE) & np.isfinite(reference)
     active = np.where(inside, (layover == MaskCode.ACTIVE).astype(float), np.nan)
     found = agreement(active, np.where(inside, reference, np.nan))
-    facing = inside & (reference > 0.5)
-    found["covered"] = (float(np.isin(layover[facing], (MaskCode.ACTIVE, MaskCode.PASSIVE)).mean()), 1.0,
-                        int(facing.sum()))
+    facing_cells = inside & (reference > 0.5)
+    found["covered"] = (float(np.isin(layover[facing_cells], (MaskCode.ACTIVE, MaskCode.PASSIVE)).mean()), 1.0,
+                        int(facing_cells.sum()))
     return found
 
 
@@ -279,4 +279,4 @@ def test_a_quadrant_counted_at_once_equals_its_sub_points(values, nan_at, sign):
     one, a NaN corner value (``nan_at``) included: no sub-point with NaN is range-reversing."""
     if nan_at >= 0:
         values[nan_at] = float("nan")
-    assert facets._quadrant_reversing(*values, sign) == quadrant_reversing_twin(*values, sign)
+    assert facing._quadrant_reversing(*values, sign) == quadrant_reversing_twin(*values, sign)

@@ -377,7 +377,8 @@ def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, own
     (17, 190.0, "left", "full", 3.0),      # many lines per cell
 ])
 def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spacing):
-    from sarheight.kernels.visibility import line_group, visibility_profiles
+    from sarheight.kernels.buckets import line_group
+    from sarheight.kernels.visibility import visibility_profiles
     from sarheight.masks import kernel_codes
     from sarheight.simulate.cells import cell_geometry, radar_window, rows_run_along_track
 
@@ -637,14 +638,14 @@ def test_flat_terrain_has_mixing_one():
 def test_profile_search_from_a_guess_counts_like_searchsorted(values, x, guess, extra):
     """The sweep's search of a cell's place in a sorted profile, started from the previous
     cell's place, counts the points below it exactly (ties included), from any guess."""
-    from sarheight.kernels.visibility import _count_below_near
+    from sarheight.kernels.side_bounds import count_below_near
 
     profile = np.sort(np.asarray(values, dtype=np.float64))
     n = profile.size
     # Two slots, the profile in slot 1 followed by unused entries (n < row length).
     table = np.full((2, n + extra), np.nan)
     table[1, :n] = profile
-    assert _count_below_near(table, 1, n, float(x), guess) == np.searchsorted(profile, float(x), side="left")
+    assert count_below_near(table, 1, n, float(x), guess) == np.searchsorted(profile, float(x), side="left")
 
 
 
@@ -657,7 +658,7 @@ def test_side_blocks_pass_over_no_point_that_may_reach(n0, seed, nearer, f, hole
     none of them would have been looked at one by one: no point whose margin (with its
     rounding slack) reaches the threshold, and no point without two finite envelope
     values, at any fraction between the profiles, its ends included."""
-    from sarheight.kernels.visibility import SIDE_BLOCK, _block_may_reach, _side_blocks
+    from sarheight.kernels.side_bounds import SIDE_BLOCK, _block_may_reach, _side_blocks
 
     rng = np.random.default_rng(seed)
     cols = n0 + 5

@@ -226,7 +226,7 @@ def test_sweep_of_the_bounding_lines_under_the_grd_on_alpine_relief(shared_data,
     (23 m x 31 m cells, slopes 3x steeper: Alpine relief), as the benchmark's mountains."""
     import rasterio
 
-    from sarheight.kernels.visibility import line_group
+    from sarheight.kernels.buckets import line_group
 
     grd = geometries("grd")
     with rasterio.open(required(shared_data / "dem" / "rome_cop30_egm96.tif")) as source:

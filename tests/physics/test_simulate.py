@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sarheight.errors import InvalidInputError
 from sarheight.geometry import RadarGeometry
 from sarheight.ground import empirical_sigma0
-from sarheight.kernels import facets
+from sarheight.kernels import facets, radar_buffers
 from sarheight.kernels.projection import gather_triangles, scatter_triangles
 from sarheight.reconstruction import reconstruct
 from sarheight.simulate import simulate, simulate_sar
@@ -64,11 +64,11 @@ def test_sliver_point_deposit_lands_in_its_pixel_and_is_read_back(line, sample, 
     adds them to that pixel alone, the gather reads that pixel's ratio (its adjoint)."""
     import numba
 
-    from sarheight.kernels import facets
+    from sarheight.kernels import radar_buffers
 
     deposit = numba.njit(lambda flat, pixel, a, b: facets.deposit_point(flat, pixel, a, b))
     read = numba.njit(lambda flat, pixel: facets.read_point(flat, pixel))
-    acc = np.zeros(facets.scatter_buffer_shape(6, 6, True))
+    acc = np.zeros(radar_buffers.scatter_buffer_shape(6, 6, True))
     width = acc.shape[1]
     row, col = math.floor(line), math.floor(sample)
     inside = 0 <= row < 6 and 0 <= col < 6
@@ -76,16 +76,16 @@ def test_sliver_point_deposit_lands_in_its_pixel_and_is_read_back(line, sample, 
     assert (pixel >= 0) == inside
     if inside:
         deposit(acc.reshape(-1), pixel, q0, q1)
-    sums = np.zeros(facets.radar_buffer_shape(6, 6))
-    facets.add_tile(acc, True, sums, 0, 0)
-    image = sums[facets.PAD:-facets.PAD, facets.PAD:-facets.PAD].transpose(2, 0, 1)
+    sums = np.zeros(radar_buffers.radar_buffer_shape(6, 6))
+    radar_buffers.add_tile(acc, True, sums, 0, 0)
+    image = sums[radar_buffers.PAD:-radar_buffers.PAD, radar_buffers.PAD:-radar_buffers.PAD].transpose(2, 0, 1)
     expected = np.zeros((2, 6, 6))
     if inside:
         expected[:, row, col] = q0, q1
     assert np.allclose(image, expected, rtol=0, atol=1e-12)
     ratio = np.random.default_rng(1).random((2, 6, 6))
-    prefix = np.empty(facets.radar_buffer_shape(6, 6))
-    facets.prefix_buffer(ratio, 0, 6, True, prefix)
+    prefix = np.empty(radar_buffers.radar_buffer_shape(6, 6))
+    radar_buffers.prefix_buffer(ratio, 0, 6, True, prefix)
     if inside:
         value = read(prefix.reshape(-1), pixel)
         assert math.isclose(q0 * value[0] + q1 * value[1], float((image * ratio).sum()), rel_tol=1e-12,
@@ -190,13 +190,13 @@ def test_a_tile_added_band_by_band_equals_the_tile_added_at_once(rows, cols, lin
                                                                  cuts, seed):
     """The scatter adds its tiles band of lines by band (a lock per band): the rows in any
     partition, cut anywhere (beyond the tile's ends too), add up to the whole tile."""
-    acc = np.random.default_rng(seed).random(facets.scatter_buffer_shape(rows, cols, exact))
-    shape = facets.radar_buffer_shape(rows + line_offset + 2, cols + sample_offset + 2)
+    acc = np.random.default_rng(seed).random(radar_buffers.scatter_buffer_shape(rows, cols, exact))
+    shape = radar_buffers.radar_buffer_shape(rows + line_offset + 2, cols + sample_offset + 2)
     whole, banded = np.zeros(shape), np.zeros(shape)
-    facets.add_tile(acc, exact, whole, line_offset, sample_offset)
+    radar_buffers.add_tile(acc, exact, whole, line_offset, sample_offset)
     edges = sorted({-5, rows + 5, *cuts})
     for start, stop in itertools.pairwise(edges):
-        facets.add_tile_rows(acc, exact, banded, line_offset, sample_offset, start, stop)
+        radar_buffers.add_tile_rows(acc, exact, banded, line_offset, sample_offset, start, stop)
     np.testing.assert_array_equal(banded, whole)
 
 
@@ -212,8 +212,8 @@ def test_the_facet_extent_of_row_blocks_combines_into_the_whole(rows, cols, cuts
     line = np.cumsum(rng.random((rows, cols)) + 0.2, axis=0) + rng.random((1, cols))
     sample = np.cumsum(rng.random((rows, cols)) + 0.2, axis=1) + rng.random((rows, 1))
     valid = rng.random((rows, cols)) >= voids
-    whole = np.array(facets.facet_extent(line, sample, valid, True, True, True, True))
-    parts = np.array([facets.facet_extent_rows(line, sample, valid, start, stop, True, True, True, True)
+    whole = np.array(radar_buffers.facet_extent(line, sample, valid, True, True, True, True))
+    parts = np.array([radar_buffers.facet_extent_rows(line, sample, valid, start, stop, True, True, True, True)
                       for start, stop in itertools.pairwise(sorted({0, rows, *(c for c in cuts if c < rows)}))])
     if np.all(np.isnan(whole)):
         assert np.all(np.isnan(parts))
