@@ -217,25 +217,36 @@ def _log_smoothed(values: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndar
 PATTERN_SPREAD = 0.05
 
 
+@dataclasses.dataclass(frozen=True)
+class _NoOffset:
+    """Why an image gave no offset: ``reason`` said where it is known at once; else the
+    images hold a pattern but match nowhere, ``correlation`` at best within the limit,
+    ``edge`` where that best lies on the limit (or the fit ran past it)."""
+
+    reason: str = ""
+    correlation: float = math.nan
+    edge: bool = False
+
+
 def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[float, float]
-                  ) -> tuple[np.ndarray, np.ndarray, float] | str:
+                  ) -> tuple[np.ndarray, np.ndarray, float] | _NoOffset:
     """The offset (lines, samples) d with ``observed(x) ~ a + b simulated(x + d)``, its 2x2
     covariance and how much it raises the two images' correlation, by phase correlation
-    to the pixel then Lucas-Kanade to a fraction of one; where none is found, why (the
-    images share too few cells, one of them holds no pattern, or they match nowhere within
-    the limit: ``"no match at r=..."``)."""
+    to the pixel then Lucas-Kanade to a fraction of one; where none is found, why
+    (:class:`_NoOffset`: the images share too few cells, one of them holds no pattern, or
+    they match nowhere within the limit)."""
     sigma = REGISTRATION_SMOOTHING_PX
     obs, obs_valid = _log_smoothed(observed, sigma)
     sim, sim_valid = _log_smoothed(simulated, sigma)
     both = obs_valid & sim_valid
     if both.sum() < 256:
-        return "the image and the DEM's simulation share too few cells to correlate"
+        return _NoOffset("the image and the DEM's simulation share too few cells to correlate")
     obs_c = np.where(both, obs - obs[both].mean(), 0.0)
     sim_c = np.where(both, sim - sim[both].mean(), 0.0)
     if float(np.std(sim_c[both])) < PATTERN_SPREAD:
-        return "the DEM's relief draws too little pattern in the image it simulates (flat terrain)"
+        return _NoOffset("the DEM's relief draws too little pattern in the image it simulates (flat terrain)")
     if float(np.std(obs_c[both])) < PATTERN_SPREAD:
-        return "the image holds too little pattern to correlate with the DEM's"
+        return _NoOffset("the image holds too little pattern to correlate with the DEM's")
     # The whole-pixel offset: the peak of the cross-correlation within the limit.
     correlation = np.real(np.fft.ifft2(np.fft.fft2(sim_c) * np.conj(np.fft.fft2(obs_c))))
     lines, samples = correlation.shape
@@ -245,8 +256,8 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
     peak = np.unravel_index(int(np.argmax(correlation)), correlation.shape)
     best = float(correlation[peak] / np.sqrt(np.sum(obs_c**2) * np.sum(sim_c**2)))
     # A peak on the search's edge: the images match further away than the limit.
-    edge = (abs(dl[peak[0], 0]) >= limit_px[0] or abs(ds[0, peak[1]]) >= limit_px[1])
-    no_match = f"{'edge' if edge else 'no match'} at r={best:.2f}"
+    no_match = _NoOffset(correlation=best,
+                         edge=bool(abs(dl[peak[0], 0]) >= limit_px[0] or abs(ds[0, peak[1]]) >= limit_px[1]))
     offset = np.array([dl[peak[0], 0], ds[0, peak[1]]], dtype=np.float64)
     grid_l, grid_s = np.mgrid[0:lines, 0:samples].astype(np.float64)
     covariance = None
@@ -281,7 +292,7 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
     if covariance is None:
         return no_match
     if np.any(np.abs(offset) > np.asarray(limit_px) + 1):
-        return f"edge at r={best:.2f}"
+        return _NoOffset(correlation=best, edge=True)
     # How well the simulation correlates with the observation where it was and where the
     # offset moves it: an estimate that does not raise it has locked on nothing.
     before = _correlation(obs, sim, obs_valid & sim_valid)
@@ -289,21 +300,21 @@ def _image_offset(observed: np.ndarray, simulated: np.ndarray, limit_px: tuple[f
     return offset, covariance, after - before
 
 
-def _failure_reason(failures: Sequence[str], limit_m: float) -> str:
+def _failure_reason(failures: Sequence[_NoOffset], limit_m: float) -> str:
     """Why no image measured the shift, in the user's words: the first image's reason (the
     others' are alike), a match found nowhere said as what it means."""
     if not failures:
         return "no image to correlate with the DEM's"
-    reason = failures[0]
+    failure = failures[0]
+    if failure.reason:
+        return failure.reason
     cause = (f"the DEM and the image are not of the same ground, or are offset by more than {limit_m:g} m; check "
              "the DEM's CRS and georeferencing, and the image's")
-    if reason.startswith("edge at r=") and float(reason.removeprefix("edge at r=")) >= 0.2:
+    if failure.edge and failure.correlation >= 0.2:
         return (f"the image matches the DEM's simulated image best at the edge of the {limit_m:g} m searched "
-                f"(correlation {reason.removeprefix('edge at r=')}), or beyond: {cause}")
-    if reason.startswith(("no match at r=", "edge at r=")):
-        return (f"the image matches the DEM's simulated image nowhere within {limit_m:g} m (correlation "
-                f"{reason.split('r=')[1]} at best), though both hold a pattern: {cause}")
-    return reason
+                f"(correlation {failure.correlation:.2f}), or beyond: {cause}")
+    return (f"the image matches the DEM's simulated image nowhere within {limit_m:g} m (correlation "
+            f"{failure.correlation:.2f} at best), though both hold a pattern: {cause}")
 
 
 def _correlation(first: np.ndarray, second: np.ndarray, where: np.ndarray) -> float:
@@ -349,7 +360,7 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
     normal, rhs = np.zeros((2, 2)), np.zeros(2)
     used = 0
     gains = []
-    failures: list[str] = []
+    failures: list[_NoOffset] = []
     if simulated is not None and len(simulated) != len(images):
         raise InvalidInputError(f"{len(simulated)} simulated images for {len(images)} observations: give one each")
     for index, image in enumerate(images):
@@ -362,7 +373,7 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
         per_metre = _pixels_per_metre(dem, image.geometry)
         limit_px = (abs(per_metre[0]).sum() * limit_m, abs(per_metre[1]).sum() * limit_m)
         found = _image_offset(observed, model, limit_px)
-        if isinstance(found, str):
+        if isinstance(found, _NoOffset):
             failures.append(found)
             continue
         offset, covariance, gain = found
