@@ -30,13 +30,14 @@ import xarray as xr
 
 from .errors import InvalidInputError, PartialCoverageWarning, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
+from .ground import empirical_sigma0
 from .io import check_memory, is_radar_image, open_raster, read_radar_image
 from .kernels import facet_table
 from .kernels import reallocation as reallocation_kernels
 from .raster import power_to_db
 from .simulate import Simulation
 from .simulate.cells import channels
-from .simulate.contribution import FacetContribution
+from .simulate.contribution import CELL_LAW_STEPS, FacetContribution, law_table
 from .simulate.engine import clear_residue
 from .threads import run_blocks
 
@@ -576,46 +577,109 @@ def _check_map_values(image: xr.DataArray, in_db: bool) -> None:
             PlausibilityWarning, stacklevel=user_stacklevel())
 
 
+def _shared_by_law(simulation: Simulation) -> bool:
+    """Whether the simulation's facets contribute a law of their own local incidence (the
+    empirical law), which a map-grid image's cells can be shared by."""
+    contribution = simulation.contribution
+    return contribution.code == facet_table.CONTRIBUTION_MODEL and contribution.table.size <= 1
+
+
+def _law_factor(observation: Observation, simulation: Simulation, values: np.ndarray) -> np.ndarray:
+    """Each DEM cell's beta0 per unit of the simulation's law: the map image's sigma0
+    over the sigma0 the law gives on each of its pixels (the DEM's cells averaged over
+    the pixel, area-weighted), resampled (bilinear) onto the DEM grid, over the sine of
+    the cell's ellipsoid incidence. A map pixel is the mean of the facets under it: its
+    ratio to the law, not its value, is what varies smoothly between pixels. NaN where
+    the image has none."""
+    from rasterio.enums import Resampling
+    from scipy import ndimage
+
+    image = observation.image
+    theta = simulation.cells["incidence"].astype(np.float64)
+
+    def on_image_grid(per_cell: np.ndarray) -> np.ndarray:
+        field = simulation.dem.copy(data=np.asarray(per_cell, dtype=np.float64)).rio.write_nodata(np.nan)
+        return np.asarray(field.rio.reproject_match(image, resampling=Resampling.average).values, dtype=np.float64)
+
+    area = on_image_grid(np.nan_to_num(simulation.per_cell["sigma_area"]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        modelled = on_image_grid(np.nan_to_num(simulation.per_cell["contribution"])) / area
+        incidence = on_image_grid(theta)
+        sigma0 = {"sigma0": values, "beta0": values * np.sin(incidence),
+                  "gamma0": values * np.tan(incidence)}[observation.quantity]
+        ratio = np.where(modelled > 0, sigma0 / modelled, np.nan)
+    # Pixels the law leaves dark (shadow, facing away) take their neighbours' ratio: their
+    # cells carry nothing, but the bilinear resampling reads them beside lit ones.
+    observed = np.isfinite(sigma0)
+    known = np.isfinite(ratio)
+    if not known.any():
+        return np.full(theta.shape, np.nan)
+    if (observed & ~known).any():
+        _, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
+        ratio = np.where(observed, ratio[rows, cols], np.nan)
+    ratio_image = image.copy(data=ratio.astype(np.float64)).rio.write_nodata(np.nan)
+    on_dem = ratio_image.rio.reproject_match(simulation.dem, resampling=Resampling.bilinear)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(on_dem.values, dtype=np.float64) / np.sin(theta)
+
+
 def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) -> Observation:
     """A map-grid observation's radar pixels, rebuilt through the simulation of the DEM
     (which keeps its per-cell sums), as an observation in radar geometry.
 
-    The image is resampled (bilinear) onto the DEM grid, converted to beta0 with the
-    ellipsoid incidence angle of each cell (sigma0 = beta0 sin(theta), gamma0 = beta0
-    tan(theta)), and each radar pixel gets the area-weighted mean beta0 of the cells whose
-    facets land in it, through the same exact projection as the simulation. Cells in
-    shadow carry no signal (only noise) and are left out.
+    Each radar pixel gets the area-weighted mean beta0 of the cells whose facets land in
+    it, through the same exact projection as the simulation. Where the simulation's
+    contribution is the empirical law, each cell's energy is shared among its facets as
+    the law shares it, from the image's ratio to the law (:func:`_law_factor`): a map
+    pixel averages its facets, and spreading that mean evenly would move the brightness of
+    the facets facing the radar onto those behind them (a third of a radar pixel on SRTM3
+    relief, which a registration to the image reads as a shift of the terrain). Else the
+    image is resampled (bilinear) onto the DEM grid, converted to beta0 with the ellipsoid
+    incidence angle of each cell (sigma0 = beta0 sin(theta), gamma0 = beta0 tan(theta)),
+    and shared evenly. Cells in shadow carry no signal (only noise) and are left out.
     """
     from rasterio.enums import Resampling
 
-    on_dem = observation.image.rio.reproject_match(simulation.dem, resampling=Resampling.bilinear)
-    values = np.asarray(on_dem.values, dtype=np.float64)
+    image = observation.image
     if observation.in_db:
-        values = 10.0 ** (values / 10.0)
+        image = 10.0 ** (image / 10.0)
+        observation = dataclasses.replace(observation, image=image.assign_attrs(observation.image.attrs),
+                                          in_db=False)
+    on_dem = image.rio.reproject_match(simulation.dem, resampling=Resampling.bilinear)
+    values = np.asarray(on_dem.values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise InvalidInputError("the geocoded SAR image has no value where the DEM falls (all NaN there): it does not "
                                 "overlap the DEM, or it is masked there; give an image of the DEM's area")
     if np.any(finite < 0):
         raise InvalidInputError("the geocoded SAR image has negative values: give linear power, or sar_db=True for dB")
-    theta = simulation.cells["incidence"].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        beta = {"beta0": values, "sigma0": values / np.sin(theta), "gamma0": values / np.tan(theta)}[
-            observation.quantity]
     area = np.nan_to_num(simulation.per_cell["sigma_area"])
-    have = np.isfinite(beta) & (area > 0)
-    weights = [np.where(have, beta * area, 0.0), np.where(have, area, 0.0)]
+    contribution = simulation.contribution
+    if _shared_by_law(simulation):
+        factor = _law_factor(observation, simulation, np.asarray(image.values, dtype=np.float64))
+        have = np.isfinite(factor) & (area > 0)
+        energy = FacetContribution(facet_table.CONTRIBUTION_CELL_LAW, contribution.law, np.zeros(0),
+                                   np.ascontiguousarray(np.where(have, factor, 0.0)),
+                                   "map-grid observation, shared by the law", np.zeros(area.shape, dtype=np.int64),
+                                   np.stack([law_table(empirical_sigma0, CELL_LAW_STEPS)]))
+    else:
+        theta = simulation.cells["incidence"].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            beta = {"beta0": values, "sigma0": values / np.sin(theta), "gamma0": values / np.tan(theta)}[
+                observation.quantity]
+        have = np.isfinite(beta) & (area > 0)
+        energy = FacetContribution(facet_table.CONTRIBUTION_USER, contribution.law, np.zeros(0),
+                                   np.ascontiguousarray(np.where(have, beta * area, 0.0)), "map-grid observation")
     images = []
-    for weight in weights:
-        contribution = FacetContribution(facet_table.CONTRIBUTION_USER, simulation.contribution.law, np.zeros(0),
-                                         np.ascontiguousarray(weight), "map-grid observation")
-        rebuilt = channels(simulation.facet_pass(gather=False, contribution=contribution, consume=lambda *_: None,
+    for shared in (energy, FacetContribution(facet_table.CONTRIBUTION_USER, contribution.law, np.zeros(0),
+                                             np.ascontiguousarray(np.where(have, area, 0.0)), "map-grid observation")):
+        rebuilt = channels(simulation.facet_pass(gather=False, contribution=shared, consume=lambda *_: None,
                                                  per_cell=False)[-1])[:1]
-        clear_residue(rebuilt, simulation.window, simulation.smooth_fields, contribution)
+        clear_residue(rebuilt, simulation.window, simulation.smooth_fields, shared)
         images.append(rebuilt[0])
-    weighted, weight = (np.ascontiguousarray(image, dtype=np.float64) for image in images)
+    weighted, weight = (np.ascontiguousarray(rebuilt, dtype=np.float64) for rebuilt in images)
     pixels = np.empty(weight.shape)
     run_blocks(lambda start, stop: reallocation_kernels.weighted_mean(weighted, weight, start, stop, pixels),
                pixels.shape[0])
-    image = xr.DataArray(pixels, dims=("line", "sample"), coords=simulation.window.coords())
-    return Observation(observation.geometry, image=image)
+    return Observation(observation.geometry, image=xr.DataArray(pixels, dims=("line", "sample"),
+                                                                coords=simulation.window.coords()))
