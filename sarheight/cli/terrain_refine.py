@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
         raise SarHeightError(f"--truth {args.truth!r}: no such fine DEM")
     check_spacing_of_file(args.dem, args.spacing)
     stages = Stages(3, args.quiet, "sarheight terrain refine")
-    dem = open_dem_from_args(args, args.dem)
+    with warnings.catch_warnings():
+        # The refinement refuses heights that steep (its check reads every step; opening
+        # only samples them): one line, not a warning then the refusal.
+        warnings.filterwarnings("ignore", message=r".* of the DEM's cell steps are steeper than 60 degrees")
+        dem = open_dem_from_args(args, args.dem)
     made = [geometry_from_args(_with_geometry(args, value), dem) for value in given]
     made_for_each = iter(made * sum(needs) if len(made) == 1 else made)
     geometries = [carried if carried is not None else next(made_for_each) if geotiff else
@@ -216,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
                             f"{attrs['image_registration_error_east_m']:.1f}, "
                             f"{attrs['image_registration_error_north_m']:.1f} m)"
                             if attrs["image_registration_applied"] else
-                            f"did not register the DEM to the image ({attrs['image_registration_reason']})")
+                            # Its reason is the warning's, printed as it happened.
+                            "did not register the DEM to the image (the warning above says why)")
             print(f"{registration}; {attrs.get('images', 1)} observation(s) in {attrs.get('image_groups', 1)} group(s)")
         print(f"refined {attrs['coarse_cell_m']:.1f} m cells to {args.spacing:g} m ({rows} x {cols} cells, coarse "
               f"factor {attrs['coarse_factor']:.2f}) by {by}; {attrs['cells_kept_coarse']} cells kept the coarse DEM "

@@ -309,12 +309,42 @@ def _failure_reason(failures: Sequence[_NoOffset], limit_m: float) -> str:
     if failure.reason:
         return failure.reason
     cause = (f"the DEM and the image are not of the same ground, or are offset by more than {limit_m:g} m; check "
-             "the DEM's CRS and georeferencing, and the image's")
+             "the DEM's CRS and georeferencing, and the image's, and that the DEM's heights are metres in the datum "
+             "it states (a height error moves the terrain's image along the range)")
     if failure.edge and failure.correlation >= 0.2:
         return (f"the image matches the DEM's simulated image best at the edge of the {limit_m:g} m searched "
                 f"(correlation {failure.correlation:.2f}), or beyond: {cause}")
     return (f"the image matches the DEM's simulated image nowhere within {limit_m:g} m (correlation "
             f"{failure.correlation:.2f} at best), though both hold a pattern: {cause}")
+
+
+#: The share of a shift along the ground range beyond which it reads as a height error.
+ALONG_RANGE_SHARE = 0.9
+
+
+def _height_error_reading(dem: xr.DataArray, geometry: RadarGeometry, per_metre: np.ndarray, east: float,
+                          north: float) -> str:
+    """What a shift (m east, north) lying along the ground range would be as a height error
+    (a DEM raised by ``h`` moves its image towards the radar as a shift of ``h`` over the
+    tangent of the incidence does), in words; empty where it does not lie along the
+    range."""
+    along = per_metre[1] / max(float(np.hypot(*per_metre[1])), 1e-12)
+    shift = np.array([east, north])
+    if abs(float(along @ shift)) < ALONG_RANGE_SHARE * float(np.hypot(*shift)):
+        return ""
+    level = float(np.nanmedian(np.asarray(dem.values, dtype=np.float64)))
+    samples = []
+    for raised in (0.0, 100.0):
+        flat = dem.copy(data=np.full(dem.shape, level + raised, dtype=np.float32))
+        cells = cell_geometry(flat, geometry, own_surface=False)
+        samples.append(np.where(cells["valid"], cells["sample"], np.nan))
+    per_height = float(np.nanmedian(samples[1] - samples[0])) / 100.0
+    if not (math.isfinite(per_height) and per_height != 0.0):
+        return ""
+    # The sign as a DEM in feet reads it (too high: its image lies nearer the radar).
+    excess = float(per_metre[1] @ shift) / per_height
+    return (f", along the range: as the DEM's heights would be {abs(excess):.0f} m too {'high' if excess > 0 else 'low'}"
+            " (heights in feet, or in another vertical datum than the DEM states?)")
 
 
 def _correlation(first: np.ndarray, second: np.ndarray, where: np.ndarray) -> float:
@@ -407,7 +437,8 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
                                              "or cells too coarse)")
         elif math.hypot(east, north) > limit_m:
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, False,
-                                             f"a shift of {math.hypot(east, north):.0f} m, beyond {limit_m:g} m")
+                                             f"a shift of {math.hypot(east, north):.0f} m, beyond {limit_m:g} m"
+                                             + _height_error_reading(dem, images[-1].geometry, per_metre, east, north))
         else:
             registration = ImageRegistration(east, north, float(errors[0]), float(errors[1]), used, True)
             finite = [gain for gain in gains if math.isfinite(gain)]

@@ -5,6 +5,7 @@ checkpoint folder never followed, and one-line argument errors."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -333,6 +334,17 @@ def test_a_mountain_dem_in_feet_is_refused_by_terrain_refine(folder):
     error = out.strip().splitlines()[-1]
     assert error.startswith("sarheight terrain refine: error: 14 % of the coarse DEM's cell steps are steeper"), out
     assert "look like feet (multiply them by 0.3048" in error and not (folder / "feet_fine.tif").exists()
+
+
+def test_a_gentle_dem_in_feet_is_named_by_the_registration(folder):
+    """Rome's heights in feet (no step steeper than 60 degrees): the registration to the
+    image finds the terrain's image moved along the range, and says what height error
+    that is and why it may be."""
+    _changed_copy(folder, "my_dem.tif", "feet.tif", lambda values, t: (values / 0.3048, t))
+    out = sarheight(folder, "terrain", "refine", "--dem", "feet.tif", "--sar", "sim_image.tif", "--spacing", "10",
+                    "--method", "back-projection", "--out", "feet_fine.tif", "-q")
+    assert "the DEM was not registered to the image: a shift of" in out, out
+    assert re.search(r"along the range: as the DEM's heights would be \d+ m too high \(heights in feet", out), out
 
 
 @pytest.mark.parametrize("dem", ["my_dem.tif", "coarse.tif"])
