@@ -63,7 +63,7 @@ from affine import Affine
 
 from .dem import open_dem
 from .errors import InvalidInputError
-from .raster import cell_size_m, gradient, smooth_random_field
+from .raster import cell_centres, cell_size_m, gradient, smooth_random_field
 
 #: For each family, the range (low, high) each parameter is drawn from, uniformly;
 #: ``shift_m`` is the shift's magnitude (its direction is uniform), ``grid_offset`` a
@@ -297,8 +297,7 @@ def coarse_product(truth: xr.DataArray, errors: CoarseDemErrors, *, seed: int = 
     coarse_transform = (transform @ Affine.translation(errors.grid_offset[1] + first_col * factor,
                                                        errors.grid_offset[0] + first_row * factor)
                         @ Affine.scale(factor))
-    y = coarse_transform.f + coarse_transform.e * (np.arange(product.shape[0]) + 0.5)
-    x = coarse_transform.c + coarse_transform.a * (np.arange(product.shape[1]) + 0.5)
+    y, x = cell_centres(coarse_transform, product.shape)
     out = xr.DataArray(product.astype(np.float32), dims=("y", "x"), coords={"y": y, "x": x}, name=truth.name,
                        attrs={**truth.attrs, **errors.to_attrs(), "coarse_seed": int(seed)})
     return out.rio.write_crs(truth.rio.crs).rio.write_transform(coarse_transform)

@@ -34,7 +34,7 @@ from .ground import empirical_sigma0
 from .io import check_memory, is_radar_image, open_raster, read_radar_image
 from .kernels import facet_table
 from .kernels import reallocation as reallocation_kernels
-from .raster import power_to_db
+from .raster import power_to_db, robust_spread
 from .simulate import Simulation
 from .simulate.cells import channels
 from .simulate.contribution import CELL_LAW_STEPS, FacetContribution, law_table
@@ -468,8 +468,8 @@ def warn_if_implausible(observed: np.ndarray) -> None:
 def intensity_summary(values: Any, *, in_db: bool = False) -> dict[str, float]:
     """The level and spread of an observation's values where they are finite and positive
     (an even sample of at most :data:`_PLAUSIBILITY_SAMPLES`): ``observed_median_db`` and
-    ``observed_spread_db`` (1.4826 times the median absolute deviation of the values in
-    dB, the standard deviation of a normal law), and ``observed_sampled`` the values
+    ``observed_spread_db`` (the scaled median absolute deviation of the values in dB,
+    :func:`sarheight.raster.robust_spread`), and ``observed_sampled`` the values
     judged. Speckle alone spreads a Sentinel-1 image by several dB, even multi-looked; a
     constant or placeholder image by none. NaN figures where no value is judged."""
     # Sampled before converted: a window's float32 image is not copied whole to float64.
@@ -482,7 +482,7 @@ def intensity_summary(values: Any, *, in_db: bool = False) -> dict[str, float]:
     if not decibels.size:
         return {"observed_median_db": float("nan"), "observed_spread_db": float("nan"), "observed_sampled": 0}
     median = float(np.median(decibels))
-    return {"observed_median_db": median, "observed_spread_db": float(1.4826 * np.median(np.abs(decibels - median))),
+    return {"observed_median_db": median, "observed_spread_db": robust_spread(decibels, median),
             "observed_sampled": int(decibels.size)}
 
 

@@ -6,10 +6,13 @@ converted and sampled, in one place.
   of degrees to metres in sarheight;
 - :func:`cell_steps_m` and :func:`grid_steps`: the signed steps (m) of one row northward
   and one column eastward of a grid; :func:`cell_size_m`: their sizes, (dy, dx);
+  :func:`cell_centres`: the coordinates of its cells' centres;
 - :func:`gradient`: the one derivative of a raster, with one NaN policy (a derivative that
   reads a void is NaN; :func:`filled_with_mean` fills voids first where a caller wants
   one everywhere);
 - :func:`nan_smoothed`: a Gaussian smoothing that reads only the finite cells;
+- :func:`robust_spread`: the scaled median absolute deviation, a standard deviation that
+  outliers do not move;
 - :func:`power_to_db` and :func:`db_to_power`: decibels of linear power and back;
 - :func:`smooth_random_field`: Gaussian random fields of a given correlation;
 - :func:`bilinear_at`: values at fractional (row, column) positions, NaN-aware.
@@ -35,9 +38,9 @@ import xarray as xr
 from .errors import InvalidInputError
 from .kernels import WGS84_A, WGS84_E2
 
-__all__ = ["bilinear_at", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power",
+__all__ = ["bilinear_at", "cell_centres", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power",
            "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_smoothed",
-           "power_to_db", "smooth_random_field"]
+           "power_to_db", "robust_spread", "smooth_random_field"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,6 +101,13 @@ def crs_from_user_input(crs: Any) -> pyproj.CRS:
         raise InvalidInputError(
             f"{crs!r} is not a CRS pyproj understands ({error}). Give e.g. 'EPSG:32611'."
         ) from error
+
+
+def cell_centres(transform: affine.Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The coordinates (y, x) of the centres of a north-up grid's rows and columns, in the
+    units of its CRS: the grid's corner ``transform`` moved by half a cell."""
+    rows, cols = shape
+    return (transform.f + transform.e * (np.arange(rows) + 0.5), transform.c + transform.a * (np.arange(cols) + 0.5))
 
 
 def check_not_rotated(transform: affine.Affine) -> None:
@@ -208,6 +218,22 @@ def nan_smoothed(values: np.ndarray, sigma_cells: float | Sequence[float], *, le
     weight = scipy.ndimage.gaussian_filter(finite.astype(np.float64), sigma_cells, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(weight >= least_weight, total / weight, np.nan)
+
+
+#: The factor that makes a median absolute deviation the standard deviation of Gaussian
+#: values (1 / the normal distribution's quantile at 3/4).
+MAD_TO_STD = 1.4826
+
+
+def robust_spread(values: Any, centre: float | None = None) -> float:
+    """:data:`MAD_TO_STD` times the median absolute deviation of ``values`` from ``centre``
+    (their median where None): their standard deviation where they are Gaussian, which a
+    few outliers do not move. NaN for no values."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if not values.size:
+        return math.nan
+    centre = float(np.median(values)) if centre is None else centre
+    return MAD_TO_STD * float(np.median(np.abs(values - centre)))
 
 
 # ---------------------------------------------------------------------------------------

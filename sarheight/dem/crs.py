@@ -15,7 +15,7 @@ import xarray as xr
 from sarheight.errors import (
     InvalidInputError,
 )
-from sarheight.raster import check_not_rotated, crs_from_user_input, horizontal_part
+from sarheight.raster import cell_centres, check_not_rotated, crs_from_user_input, horizontal_part
 
 
 def to_yx(dem: xr.DataArray) -> xr.DataArray:
@@ -41,12 +41,8 @@ def to_yx(dem: xr.DataArray) -> xr.DataArray:
             ) from error
         dem = dem.rename({x_dim: "x", y_dim: "y"}).transpose("y", "x")
     if "x" not in dem.coords or "y" not in dem.coords:
-        transform = transform_of(dem)
-        rows, cols = dem.shape
-        dem = dem.assign_coords(
-            x=transform.c + transform.a * (np.arange(cols) + 0.5),
-            y=transform.f + transform.e * (np.arange(rows) + 0.5),
-        )
+        y, x = cell_centres(transform_of(dem), dem.shape)
+        dem = dem.assign_coords(x=x, y=y)
     return dem
 
 
@@ -91,9 +87,7 @@ def check_cell_centres(dem: xr.DataArray, transform: affine.Affine | None = None
     when the caller has it already)."""
     if transform is None:
         transform = transform_of(dem)
-    rows, cols = dem.shape
-    x = transform.c + transform.a * (np.arange(cols) + 0.5)
-    y = transform.f + transform.e * (np.arange(rows) + 0.5)
+    y, x = cell_centres(transform, dem.shape)
     tolerance_x = 1e-3 * abs(transform.a)
     tolerance_y = 1e-3 * abs(transform.e)
     x_coords = np.asarray(dem["x"].values, dtype=np.float64)

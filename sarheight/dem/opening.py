@@ -42,7 +42,7 @@ from sarheight.errors import (
 from sarheight.io import check_memory, open_raster
 from sarheight.raster import cell_size_m, cell_steps_m, horizontal_part
 
-from ..raster import check_not_rotated, crs_from_user_input
+from ..raster import cell_centres, check_not_rotated, crs_from_user_input
 from .crs import check_cell_centres, crs_of, to_yx, transform_of, vertical_datum_of_crs
 from .geoid import (
     GEOID_VERTICAL_EPSG,
@@ -416,9 +416,7 @@ def _dataarray_from_tuple(source: tuple) -> xr.DataArray:
             "layer first."
         )
     check_not_rotated(transform)
-    rows, cols = array.shape
-    x = transform.c + transform.a * (np.arange(cols) + 0.5)
-    y = transform.f + transform.e * (np.arange(rows) + 0.5)
+    y, x = cell_centres(transform, array.shape)
     dem = xr.DataArray(array, dims=("y", "x"), coords={"y": y, "x": x})
     dem = dem.rio.write_crs(crs_from_user_input(crs))
     return dem.rio.write_transform(transform)

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import optimize
 
 from ..errors import InvalidInputError
+from ..raster import robust_spread
 from .laws import REFERENCE_INCIDENCE_DEG
 
 #: The points of the table a fitted law is evaluated on for large arrays.
@@ -214,7 +215,7 @@ def fit_sigma0_law(
         centres.append(float(np.median(t[start:stop])))
         medians.append(median)
         counts.append(int(stop - start))
-        spreads.append(max(1.4826 * float(np.median(np.abs(values - median))), 0.05))
+        spreads.append(max(robust_spread(values, median), 0.05))
     if not centres:
         raise InvalidInputError(
             f"no bin of {bin_deg} degrees of local incidence holds {min_cells} valid cells ({int(use.sum())} valid "

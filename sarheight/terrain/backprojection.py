@@ -46,7 +46,7 @@ import xarray as xr
 from affine import Affine
 
 from ..errors import InvalidInputError
-from ..raster import cell_size_m, filled_with_mean, gradient, grid_steps
+from ..raster import cell_size_m, filled_with_mean, gradient, grid_steps, robust_spread
 
 __all__ = [
     "UPSAMPLING",
@@ -229,7 +229,7 @@ def _fit_registration(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np
                 break
             solution, *_ = np.linalg.lstsq(design[keep], residual[keep], rcond=None)
             misfit = residual - design @ solution
-            spread = 1.4826 * np.median(np.abs(misfit[keep] - np.median(misfit[keep])))
+            spread = robust_spread(misfit[keep])
             keep = np.abs(misfit) <= 3 * max(spread, 1e-6)
         if keep.sum() < 8:
             break
@@ -333,7 +333,7 @@ def _prior_spread(dem: xr.DataArray, grid: xr.DataArray, prior_height: np.ndarra
     heights = upsample(dem, grid, "bicubic").values
     use = known & np.isfinite(heights)
     residual = np.asarray(prior_height, dtype=np.float64)[use] - heights[use]
-    return 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) if residual.size else math.inf
+    return robust_spread(residual) if residual.size else math.inf
 
 
 def _resample(values: np.ndarray, source: xr.DataArray, target: xr.DataArray,

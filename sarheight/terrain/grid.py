@@ -16,7 +16,7 @@ from ..dem import open_dem
 from ..errors import (
     InvalidInputError,
 )
-from ..raster import cell_size_m
+from ..raster import cell_centres, cell_size_m
 from .backprojection import upsample
 
 #: The scene variable holding the coarse DEM resampled by each kernel of :data:`sarheight.terrain.backprojection.UPSAMPLING`.
@@ -53,8 +53,7 @@ def block_mean(dem: Any, factor: int) -> xr.DataArray:
     coarse[counts == 0] = np.nan
     transform = dem.rio.transform()
     coarse_transform = transform @ transform.scale(factor, factor)
-    y = coarse_transform.f + coarse_transform.e * (np.arange(coarse_rows) + 0.5)
-    x = coarse_transform.c + coarse_transform.a * (np.arange(coarse_cols) + 0.5)
+    y, x = cell_centres(coarse_transform, (coarse_rows, coarse_cols))
     out = xr.DataArray(coarse.astype(np.float32), dims=("y", "x"), coords={"y": y, "x": x}, name=dem.name,
                        attrs={**dem.attrs, "coarse_factor": factor})
     return out.rio.write_crs(dem.rio.crs).rio.write_transform(coarse_transform)

@@ -33,7 +33,7 @@ from ..priors import (
     interpolate_priors,
     sample_priors,
 )
-from ..raster import cell_size_m, power_to_db
+from ..raster import cell_size_m, power_to_db, robust_spread
 from ..reconstruction import reconstruct
 from .backprojection import back_project, refined_without_sar, shifted, upsample
 from .forward import brightness_features
@@ -160,7 +160,7 @@ def check_priors_against(priors: xr.Dataset, coarse: xr.DataArray) -> xr.Dataset
             f"the known heights lie a median {offset:+.0f} m from the coarse DEM at their cells, more than a DEM's "
             "bias: are they on a geoid but said to be ellipsoidal (or the DEM on one), or in another place? The "
             "refinement moves the map towards them", PlausibilityWarning, stacklevel=user_stacklevel())
-    spread = 1.4826 * float(np.median(np.abs(departure - offset)))
+    spread = robust_spread(departure, offset)
     outliers = np.abs(departure - offset) > max(PRIOR_OUTLIER_M, 8.0 * spread)
     if not outliers.any():
         return priors

@@ -20,6 +20,7 @@ from ..dem import check_plausible_heights
 from ..errors import InvalidInputError, deferred_warnings
 from ..io import write_geotiff
 from ..preprocess.sentinel2 import S2_BANDS
+from ..raster import cell_centres
 from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.methods import method_heights
@@ -499,8 +500,8 @@ def predict_buildings(
     missing = months_counted == 0
     rows, cols = city.shape
     transform = city.transform
-    coords = {"y": transform.f + transform.e * (np.arange(rows) + 0.5),
-              "x": transform.c + transform.a * (np.arange(cols) + 0.5)}
+    centre_y, centre_x = cell_centres(transform, (rows, cols))
+    coords = {"y": centre_y, "x": centre_x}
     variables = {"height": (("y", "x"), np.where(missing, np.nan, mean).astype(np.float32),
                             {"units": "m", "long_name": "predicted building height (mean over months"
                              + (" and checkpoints)" if len(members) > 1 else ")")})}

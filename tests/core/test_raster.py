@@ -1,5 +1,6 @@
 """The raster core: the metres of a degree (WGS84), signed cell steps, the one gradient and
-its NaN policy, decibels, smooth random fields, the NaN-aware bilinear sampler."""
+its NaN policy, decibels, smooth random fields, the NaN-aware bilinear sampler, the robust
+spread, the cells' centres."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from sarheight.errors import InvalidInputError
 from sarheight.raster import (
     bilinear_at,
+    cell_centres,
     cell_size_m,
     cell_steps_m,
     db_to_power,
@@ -23,6 +25,7 @@ from sarheight.raster import (
     grid_steps,
     metres_per_degree,
     power_to_db,
+    robust_spread,
     smooth_random_field,
 )
 
@@ -127,3 +130,29 @@ def test_bilinear_leaves_voids_out():
     assert np.isnan(bilinear_at(np.full((2, 2), np.nan), np.array([0.5]), np.array([0.5]))[0])
     assert bilinear_at(values, np.array([0.0]), np.array([1.0]))[0] == pytest.approx(2.0)
     assert math.isnan(bilinear_at(values, np.array([1.0]), np.array([1.0]))[0])  # the void itself
+
+
+def test_the_robust_spread_is_the_standard_deviation_of_gaussian_values():
+    values = np.random.default_rng(3).normal(5.0, 2.0, 200_000)
+    assert robust_spread(values) == pytest.approx(2.0, rel=0.01)
+    # From another centre: the deviations from it.
+    assert robust_spread(np.array([1.0, 2.0, 3.0]), 0.0) == pytest.approx(1.4826 * 2.0)
+    assert math.isnan(robust_spread(np.array([])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=5, max_size=40), st.floats(1e6, 1e9))
+def test_the_robust_spread_is_not_moved_by_a_few_outliers(values, outlier):
+    values = np.array(values)
+    # Its numpy twin: the scaled median absolute deviation from the median.
+    assert robust_spread(values) == pytest.approx(1.4826 * np.median(np.abs(values - np.median(values))))
+    # One outlier in five or more values moves the median by at most one order statistic:
+    # the spread stays within the values' own range.
+    spread = robust_spread(np.append(values, outlier))
+    assert spread <= 1.4826 * (values.max() - values.min()) + 1e-9
+
+
+def test_cell_centres_lie_half_a_cell_inside_the_corner():
+    y, x = cell_centres(Affine(30.0, 0.0, 500_000.0, 0.0, -20.0, 4_000_000.0), (3, 2))
+    np.testing.assert_array_equal(x, [500_015.0, 500_045.0])
+    np.testing.assert_array_equal(y, [3_999_990.0, 3_999_970.0, 3_999_950.0])

@@ -177,12 +177,15 @@ def test_no_benchmark_imports_tests_or_private_names():
 
 
 #: The homes of the raster core's concepts (docs/architecture.md): the derivative of a
-#: raster, the metres of a degree, and the RMSE. The benchmark's scenes are exempt: they
+#: raster, the metres of a degree, the RMSE, the robust spread and the cells' centres. The benchmark's scenes are exempt: they
 #: run in a worker beside another version's package and import nothing of sarheight.
-CORE_HOMES = {"gradient": "raster", "metres per degree": "raster", "RMSE": "scores"}
+CORE_HOMES = {"gradient": "raster", "metres per degree": "raster", "RMSE": "scores", "scaled MAD": "raster",
+              "cell centres": "raster"}
 SELF_CONTAINED = {"cli.benchmark.scenes"}
 _METRES_PER_DEGREE = re.compile(r"\b111_?3\d\d(?:\.\d*)?\b|\b6_?371_?000\b")
 _HAND_RMSE = re.compile(r"sqrt\(\s*(?:float\(\s*)?(?:np|numpy)\.(?:nan)?mean\(")
+_SCALED_MAD = re.compile(r"\b1\.4826\b")
+_HAND_CENTRES = re.compile(r"\.[cf] \+ \w+\.[ae] \* \(np\.arange\(")
 
 
 def _gradient_calls(path: Path) -> list[int]:
@@ -207,6 +210,12 @@ def test_the_raster_core_is_the_one_home_of_its_concepts(name):
     if name != CORE_HOMES["RMSE"]:
         found = _HAND_RMSE.findall(text)
         assert not found, f"sarheight.{name} computes an RMSE by hand: use sarheight.scores (rms, MapScores)"
+    if name != CORE_HOMES["scaled MAD"]:
+        found = _SCALED_MAD.findall(text)
+        assert not found, f"sarheight.{name} scales a median absolute deviation by hand: use sarheight.raster.robust_spread"
+    if name != CORE_HOMES["cell centres"]:
+        found = _HAND_CENTRES.findall(text)
+        assert not found, f"sarheight.{name} places cell centres by hand: use sarheight.raster.cell_centres"
 
 
 def _entries() -> dict[str, object]:
