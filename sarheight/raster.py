@@ -10,7 +10,8 @@ converted and sampled, in one place.
 - :func:`gradient`: the one derivative of a raster, with one NaN policy (a derivative that
   reads a void is NaN; :func:`filled_with_mean` fills voids first where a caller wants
   one everywhere);
-- :func:`nan_smoothed`: a Gaussian smoothing that reads only the finite cells;
+- :func:`nan_smoothed` and :func:`nan_box_mean`: a Gaussian smoothing and a box mean that
+  read only the finite cells;
 - :func:`robust_spread`: the scaled median absolute deviation, a standard deviation that
   outliers do not move;
 - :func:`power_to_db` and :func:`db_to_power`: decibels of linear power and back;
@@ -39,7 +40,7 @@ from .errors import InvalidInputError
 from .kernels import WGS84_A, WGS84_E2
 
 __all__ = ["bilinear_at", "cell_centres", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power",
-           "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_smoothed",
+           "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_box_mean", "nan_smoothed",
            "power_to_db", "robust_spread", "smooth_random_field"]
 
 
@@ -220,6 +221,22 @@ def nan_smoothed(values: np.ndarray, sigma_cells: float | Sequence[float], *, le
         return np.where(weight >= least_weight, total / weight, np.nan)
 
 
+def nan_box_mean(values: np.ndarray, size: int | Sequence[int], *, mode: str = "constant",
+                 least_share: float = 0.0) -> np.ndarray:
+    """The mean of the finite values over a box of ``size`` cells (per axis or one for
+    both) around each cell: NaN where the finite cells' share of the box is not above
+    ``least_share``. ``mode``: how the box reads past the edges (scipy.ndimage's). The sums
+    are taken in the values' own float precision."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    total = scipy.ndimage.uniform_filter(np.where(finite, values, 0.0), size, mode=mode)
+    share = scipy.ndimage.uniform_filter(finite.astype(np.float64), size, mode=mode)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(share > least_share, total / share, np.nan)
+
+
 #: The factor that makes a median absolute deviation the standard deviation of Gaussian
 #: values (1 / the normal distribution's quantile at 3/4).
 MAD_TO_STD = 1.4826
@@ -228,8 +245,10 @@ MAD_TO_STD = 1.4826
 def robust_spread(values: Any, centre: float | None = None) -> float:
     """:data:`MAD_TO_STD` times the median absolute deviation of ``values`` from ``centre``
     (their median where None): their standard deviation where they are Gaussian, which a
-    few outliers do not move. NaN for no values."""
-    values = np.asarray(values, dtype=np.float64).ravel()
+    few outliers do not move, in the values' own float precision. NaN for no values."""
+    values = np.asarray(values).ravel()
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
     if not values.size:
         return math.nan
     centre = float(np.median(values)) if centre is None else centre

@@ -68,7 +68,7 @@ from ..dem import (
 from ..errors import (
     InvalidInputError,
 )
-from ..raster import cell_steps_m, gradient
+from ..raster import cell_steps_m, gradient, nan_box_mean
 from ..scores import rms
 from .instruments import check_seed, measure
 from .points import priors_from_points
@@ -382,11 +382,7 @@ def _valley_weights(heights: np.ndarray, valid: np.ndarray, steps: tuple[float, 
     step_n, step_e = abs(steps[0]), abs(steps[1])
     size = (max(3, min(heights.shape[0], int(VALLEY_WINDOW_M / step_n) | 1)),
             max(3, min(heights.shape[1], int(VALLEY_WINDOW_M / step_e) | 1)))
-    filled = np.where(valid, heights, 0.0).astype(np.float64)
-    total = scipy.ndimage.uniform_filter(filled, size=size, mode="nearest")
-    share = scipy.ndimage.uniform_filter(valid.astype(np.float64), size=size, mode="nearest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / share
+    mean = nan_box_mean(np.where(valid, heights, np.nan), size, mode="nearest")
     smooth = np.where(valid, heights, mean)
     smooth = np.where(np.isfinite(smooth), smooth, np.nanmean(heights[valid]))
     grade_n, grade_e = gradient(smooth, (step_n, step_e)) if min(heights.shape) > 1 else (0.0 * smooth,) * 2

@@ -35,6 +35,7 @@ from ..geometry import RadarWindow
 from ..ground import CellLaws, FittedLaw, empirical_sigma0, fit_sigma0_law
 from ..masks import MaskCode
 from ..observation import intensity_on_window
+from ..raster import nan_box_mean
 from ..simulate import Simulation, resimulated, run_simulation
 from ..simulate.cells import cell_geometry, visibility_masks
 from .radar_images import NEPER_PER_DB, InversionImage
@@ -137,15 +138,12 @@ BORDER_CELLS = 2
 
 
 def box_filtered(values: np.ndarray, box: tuple[int, int]) -> np.ndarray:
-    """The mean over a box of pixels around each pixel, of the finite ones; NaN where the
-    box has none."""
-    finite = np.isfinite(values) & (values > 0)
+    """The mean over a box of pixels around each pixel, of the positive ones; NaN where
+    they are half the box or fewer."""
+    positive = np.where(np.isfinite(values) & (values > 0), values, np.nan)
     if box == (1, 1):
-        return np.where(finite, values, np.nan)
-    total = ndimage.uniform_filter(np.where(finite, values, 0.0), box, mode="constant")
-    count = ndimage.uniform_filter(finite.astype(np.float64), box, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0.5, total / count, np.nan)
+        return positive
+    return nan_box_mean(positive, box, least_share=0.5)
 
 
 def sample_log(image: np.ndarray, sampling: Sampling) -> np.ndarray:

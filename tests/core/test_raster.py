@@ -1,6 +1,6 @@
 """The raster core: the metres of a degree (WGS84), signed cell steps, the one gradient and
 its NaN policy, decibels, smooth random fields, the NaN-aware bilinear sampler, the robust
-spread, the cells' centres."""
+spread, the cells' centres, the NaN-aware box mean."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from sarheight.raster import (
     gradient,
     grid_steps,
     metres_per_degree,
+    nan_box_mean,
     power_to_db,
     robust_spread,
     smooth_random_field,
@@ -156,3 +157,32 @@ def test_cell_centres_lie_half_a_cell_inside_the_corner():
     y, x = cell_centres(Affine(30.0, 0.0, 500_000.0, 0.0, -20.0, 4_000_000.0), (3, 2))
     np.testing.assert_array_equal(x, [500_015.0, 500_045.0])
     np.testing.assert_array_equal(y, [3_999_990.0, 3_999_970.0, 3_999_950.0])
+
+
+def test_the_nan_box_mean_reads_only_the_finite_cells():
+    values = np.array([[1.0, np.nan, 3.0], [np.nan, 5.0, np.nan], [7.0, np.nan, 9.0]])
+    mean = nan_box_mean(values, 3)
+    # The centre's box holds the five finite cells; a corner's (zeros past the edge) three.
+    assert mean[1, 1] == pytest.approx(5.0) and mean[0, 0] == pytest.approx(3.0)
+    # Where the finite cells are half the box or fewer, none at least_share=0.5.
+    assert np.isnan(nan_box_mean(values, 3, least_share=0.5)[0, 1])
+    assert np.isnan(nan_box_mean(np.full((3, 3), np.nan), 3)).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([1, 3, 5]), st.sampled_from(["constant", "nearest", "reflect"]))
+def test_the_nan_box_mean_matches_its_twin(seed, size, mode):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(9, 11))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    # Its twin: the mean of the finite cells of each box, past the edges as scipy's mode.
+    pad = {"constant": "constant", "nearest": "edge", "reflect": "symmetric"}[mode]
+    half = size // 2
+    padded = np.pad(values, half, mode=pad, **({"constant_values": np.nan} if pad == "constant" else {}))
+    twin = np.full(values.shape, np.nan)
+    for row in range(values.shape[0]):
+        for col in range(values.shape[1]):
+            box = padded[row:row + size, col:col + size]
+            if np.isfinite(box).any():
+                twin[row, col] = np.nanmean(box)
+    np.testing.assert_allclose(nan_box_mean(values, size, mode=mode), twin, rtol=1e-9, atol=1e-12)
