@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["MapScores", "map_rmse", "rms"]
+__all__ = ["MapScores", "map_rmse", "pooled_rms", "rms"]
 
 
 def rms(values: Any) -> float:
@@ -28,6 +28,16 @@ def rms(values: Any) -> float:
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     return float(np.sqrt(np.mean(values**2))) if values.size else math.nan
+
+
+def pooled_rms(values: Sequence[float], counts: Sequence[int]) -> float:
+    """The root mean square of several sets of values taken as one, from each set's RMS
+    and its count (sets without values left out); NaN where there are none."""
+    total = sum(int(count) for count in counts)
+    if not total:
+        return math.nan
+    squares = sum(float(value) ** 2 * int(count) for value, count in zip(values, counts, strict=True) if count)
+    return math.sqrt(squares / total)
 
 
 class MapScores:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..plots import save_figure
+from ..scores import pooled_rms
 from ..terrain.methods import BASELINES, NON_LEARNED
 from ..terrain.variables import REFINEMENT_CLASSES
 from .refinement_methods import COLUMNS, Network
@@ -36,11 +37,9 @@ def _pooled(scores: dict[str, Any], scenes: list[str]) -> dict[str, float]:
     """The figures of several scenes' scores as if they were one map."""
     figures: dict[str, float] = {}
     for column in COLUMNS:
-        count = sum(scores[s][f"count_{column}"] for s in scenes)
-        squares = sum(scores[s][column] ** 2 * scores[s][f"count_{column}"] for s in scenes
-                      if scores[s][f"count_{column}"])
-        figures[column] = math.sqrt(squares / count) if count else math.nan
-        figures[f"count_{column}"] = count
+        counts = [scores[s][f"count_{column}"] for s in scenes]
+        figures[column] = pooled_rms([scores[s][column] for s in scenes], counts)
+        figures[f"count_{column}"] = sum(counts)
     cells = sum(scores[s].get("std_cells", 0) for s in scenes)
     if cells:
         figures["within_1std"] = 100.0 * sum(scores[s]["within_1std"] for s in scenes) / cells

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sarheight.errors import InvalidInputError
-from sarheight.scores import MapScores, map_rmse, rms
+from sarheight.scores import MapScores, map_rmse, pooled_rms, rms
 
 TERRAIN_CLASSES = ("active_layover", "passive_layover", "shadow", "steep", "other")
 
@@ -17,6 +17,13 @@ def test_rms():
     assert rms([3.0, -4.0]) == pytest.approx(math.sqrt(12.5))
     assert rms([3.0, np.nan, -4.0]) == pytest.approx(math.sqrt(12.5))  # what is not finite is not counted
     assert math.isnan(rms([])) and math.isnan(rms([np.nan]))
+
+
+def test_pooled_rms_is_the_rms_of_the_sets_taken_as_one():
+    first, second = np.array([1.0, -2.0, 3.0]), np.array([4.0, 0.5])
+    assert pooled_rms([rms(first), rms(second), math.nan], [3, 2, 0]) == pytest.approx(
+        rms(np.concatenate([first, second])))
+    assert math.isnan(pooled_rms([math.nan], [0])) and math.isnan(pooled_rms([], []))
 
 
 def test_map_scores_by_hand():
