@@ -5,7 +5,8 @@ converted and sampled, in one place.
   ellipsoid (its meridional and prime-vertical radii of curvature): the only conversion
   of degrees to metres in sarheight;
 - :func:`cell_steps_m` and :func:`grid_steps`: the signed steps (m) of one row northward
-  and one column eastward of a grid; :func:`cell_size_m`: their sizes, (dy, dx);
+  and one column eastward of a grid; :func:`cell_size_m`: their sizes, (dy, dx), and
+  :func:`cell_side_m` the side of a square of the cell's area;
   :func:`cell_centres`: the coordinates of its cells' centres;
 - :func:`gradient`: the one derivative of a raster, with one NaN policy (a derivative that
   reads a void is NaN; :func:`filled_with_mean` fills voids first where a caller wants
@@ -39,7 +40,7 @@ import xarray as xr
 from .errors import InvalidInputError
 from .kernels import WGS84_A, WGS84_E2
 
-__all__ = ["bilinear_at", "cell_centres", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power",
+__all__ = ["bilinear_at", "cell_centres", "cell_side_m", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power",
            "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_box_mean", "nan_smoothed",
            "power_to_db", "robust_spread", "smooth_random_field"]
 
@@ -170,6 +171,13 @@ def cell_size_m(grid: xr.DataArray | xr.Dataset) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------
 # Derivatives
+
+
+def cell_side_m(grid: xr.DataArray | xr.Dataset) -> float:
+    """The side (m) of a square of the grid's cell area: the geometric mean of its cell's
+    sizes (:func:`cell_size_m`), the one figure of a cell's size on the ground."""
+    dy, dx = cell_size_m(grid)
+    return math.sqrt(dy * dx)
 
 
 def gradient(values: np.ndarray, steps: tuple[float, float] = (1.0, 1.0), *, axis: int | None = None

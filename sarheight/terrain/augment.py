@@ -17,7 +17,6 @@ of one area stay in one split, however it was turned.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from rasterio.enums import Resampling
 
 from ..dem import open_dem
 from ..errors import InvalidInputError
-from ..raster import cell_size_m
+from ..raster import cell_side_m, cell_size_m
 from .observed import source_name
 
 
@@ -134,8 +133,7 @@ def terrain_on_a_projected_grid(dem: Any, *, resampling: Resampling = Resampling
     opened = open_dem(dem, copy=False)
     if opened.rio.crs.is_projected:
         return opened
-    dy, dx = cell_size_m(opened)
-    projected = opened.rio.reproject(opened.rio.estimate_utm_crs(), resolution=math.sqrt(dy * dx),
+    projected = opened.rio.reproject(opened.rio.estimate_utm_crs(), resolution=cell_side_m(opened),
                                      resampling=resampling, nodata=np.nan)
     projected.attrs.update(dem_name=source_name(dem))
     return open_dem(projected, vertical_datum="ellipsoid")

@@ -89,7 +89,7 @@ from ..geometry import RadarGeometry
 from ..ground import FittedLaw, empirical_sigma0
 from ..kernels import WGS84_A, WGS84_E2
 from ..observation import intensity_on_window
-from ..raster import cell_size_m, gradient, grid_steps
+from ..raster import cell_side_m, gradient, grid_steps
 from ..scores import rms
 from ..simulate import Simulation
 from ..simulate.cells import cell_geometry, radar_window
@@ -390,10 +390,8 @@ def invert_dem(
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16:
             raise InvalidInputError(f"blocks must be at least 16 fine cells a side, got {blocks!r}")
         if coarse_cell_m is None:
-            dy, dx = cell_size_m(coarse)
-            coarse_cell_m = math.sqrt(dy * dx)
-        grid_dy, grid_dx = cell_size_m(reference)
-        overlap = math.ceil(BLOCK_OVERLAP_COARSE_CELLS * coarse_cell_m / math.sqrt(grid_dy * grid_dx))
+            coarse_cell_m = cell_side_m(coarse)
+        overlap = math.ceil(BLOCK_OVERLAP_COARSE_CELLS * coarse_cell_m / cell_side_m(reference))
         if power_law is None:
             values = np.asarray(reference.values, dtype=np.float64)
             power_law = relief_power_law(np.where(np.isfinite(values), values, np.nanmean(values)),
@@ -416,8 +414,7 @@ def invert_dem(
     shape, cells = values.shape, values.size
     steps = grid_steps(reference)
     if coarse_cell_m is None:
-        dy, dx = cell_size_m(coarse)
-        coarse_cell_m = math.sqrt(dy * dx)
+        coarse_cell_m = cell_side_m(coarse)
     grid_cell = math.sqrt(abs(steps[0] * steps[1]))
     # How far the coarse-cell means may depart from the product's: its stated error (the
     # share the validation DEMs chose of it), else the settings' default.

@@ -33,7 +33,7 @@ from ..priors import (
     interpolate_priors,
     sample_priors,
 )
-from ..raster import cell_size_m, power_to_db, robust_spread
+from ..raster import cell_side_m, cell_size_m, power_to_db, robust_spread
 from ..reconstruction import reconstruct
 from .backprojection import back_project, refined_without_sar, shifted, upsample
 from .forward import brightness_features
@@ -334,7 +334,6 @@ def observed_scene(
     image_registration = register if isinstance(register, ImageRegistration) else None
     # What is made of the coarse DEM on the grid once, for every method that needs it.
     made: dict[str, np.ndarray] = {}
-    native_dy, native_dx = cell_size_m(native)
     if register is True:
         # Before every method: the coarse DEM moved to where the image says its terrain is,
         # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
@@ -343,7 +342,7 @@ def observed_scene(
         # above a line, on shaded slopes) would hold the correlation where they lie.
         classes = estimate_land_cover(land_cover_features(brightness_features(surface, groups),
                                                           [pass_key(group) for group in groups]))
-        image_registration = register_to_images(surface, groups, coarse_cell_m=math.sqrt(native_dy * native_dx),
+        image_registration = register_to_images(surface, groups, coarse_cell_m=cell_side_m(native),
                                                 classes=classes)
     if image_registration is not None:
         east, north = image_registration.applied_shift()
@@ -364,10 +363,10 @@ def observed_scene(
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
     for variable, values in resampled.items():
         scene[variable] = on_grid(values.astype(np.float32), coarse, variable)
-    dy, dx = cell_size_m(native)
+    coarse_cell_m = cell_side_m(native)
     # Where the image registered the DEM (to decimetres or metres), the priors' registration
     # is a second opinion, recorded; where it could not, the priors register it.
-    refined, registration = refined_without_sar(native, coarse, resolved, math.sqrt(dy * dx),
+    refined, registration = refined_without_sar(native, coarse, resolved, coarse_cell_m,
                                                 register=image_registration is None or not image_registration.applied,
                                                 made=made, product_error_m=coarse_error_m)
     for variable, values in refined.items():
@@ -398,13 +397,13 @@ def observed_scene(
         inverted = invert_dem(inversion_reference(scene, (inversion_settings or InversionSettings()).reference)
                               .rio.write_crs(coarse.rio.crs), native, groups,
                               prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
-                              coarse_cell_m=math.sqrt(dy * dx), coarse_error_m=coarse_error_m,
+                              coarse_cell_m=coarse_cell_m, coarse_error_m=coarse_error_m,
                               registration_error_m=registration_error, correction=scene_correction(scene),
                               land_cover=None if land_cover is None else land_cover_on(land_cover, coarse),
                               settings=inversion_settings,
                               blocks=inversion_blocks, client=client)
         if register is True:
-            again = _registered_again(inverted, coarse, groups, image_registration, math.sqrt(dy * dx))
+            again = _registered_again(inverted, coarse, groups, image_registration, coarse_cell_m)
             if again is not None:
                 return observed_scene(
                     coarse_dem, sar, geometry, priors, grid=grid, truth=truth, measurement=measurement,
@@ -419,7 +418,7 @@ def observed_scene(
     if truth is not None:
         scene["height"] = on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")
                                    .astype(np.float32), coarse, "height")
-    grid_dy, grid_dx = cell_size_m(coarse)
+    grid_cell_m = cell_side_m(coarse)
     scene.attrs.update(_scene_attrs(attrs, kind="observed", name=name, dem_name=source_name(coarse_dem),
                                     prior_method=prior_method))
     scene.attrs.update(registration)
@@ -429,8 +428,8 @@ def observed_scene(
         scene.attrs["coarse_stated_error_m"] = float(coarse_error_m)
     if registration_error is not None:
         scene.attrs["registration_error_m"] = float(registration_error)
-    scene.attrs.update(coarse_cell_m=math.sqrt(dy * dx), grid_cell_m=math.sqrt(grid_dy * grid_dx),
-                       coarse_factor=round(math.sqrt(dy * dx / (grid_dy * grid_dx)), 3), dates=int(own.dates),
+    scene.attrs.update(coarse_cell_m=coarse_cell_m, grid_cell_m=grid_cell_m,
+                       coarse_factor=round(coarse_cell_m / grid_cell_m, 3), dates=int(own.dates),
                        images=len(observations), image_groups=len(groups))
     return scene
 

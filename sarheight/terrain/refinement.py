@@ -370,13 +370,11 @@ def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> Non
     spacing :func:`refine_dem` would refuse (:func:`sarheight.terrain.grid.check_refinement_spacing`),
     so that it is said before a large DEM is read. A header that says nothing usable (no
     CRS, several bands) passes: opening the DEM says what is wrong."""
-    import math
-
     import rioxarray
 
     from ..dem import check_holds_heights
     from ..io import open_raster
-    from ..raster import cell_size_m
+    from ..raster import cell_side_m
     from .grid import check_refinement_spacing
 
     with open_raster(path, "the DEM") as dataset:
@@ -387,8 +385,8 @@ def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> Non
     try:
         if header.rio.crs is None or header.sizes.get("band", 1) != 1:
             return
-        dy, dx = cell_size_m(header.squeeze("band", drop=True) if "band" in header.dims else header)
-        check_refinement_spacing(math.sqrt(dy * dx), header.shape[-2:], spacing_m)
+        check_refinement_spacing(cell_side_m(header.squeeze("band", drop=True) if "band" in header.dims else header),
+                                 header.shape[-2:], spacing_m)
     finally:
         header.close()
 

@@ -62,7 +62,7 @@ from ..ground import (
     fit_sigma0_law,
 )
 from ..masks import MaskCode
-from ..raster import cell_size_m, gradient, grid_steps
+from ..raster import cell_side_m, gradient, grid_steps
 
 #: The variables every scene has (``height`` only where the truth is known).
 INPUT_VARIABLES = (
@@ -118,8 +118,7 @@ def coarse_cell_size(scene: xr.Dataset) -> float:
     scene's cell size, else the scene's cell size."""
     if "coarse_cell_m" in scene.attrs:
         return float(scene.attrs["coarse_cell_m"])
-    dy, dx = cell_size_m(scene[next(iter(scene.data_vars))])
-    return float(scene.attrs.get("coarse_factor", 1)) * math.sqrt(dy * dx)
+    return float(scene.attrs.get("coarse_factor", 1)) * grid_cell_size(scene)
 
 
 #: Variables a scene gives without storing them (:func:`scene_variable`), by the stored
@@ -288,8 +287,7 @@ def _make_classes(scene: xr.Dataset) -> np.ndarray:
 
 
 def grid_cell_size(scene: xr.Dataset) -> float:
-    dy, dx = cell_size_m(scene[next(iter(scene.data_vars))])
-    return math.sqrt(dy * dx)
+    return cell_side_m(scene[next(iter(scene.data_vars))])
 
 
 def _coarse_terrain(scene: xr.Dataset, name: str) -> np.ndarray:

@@ -17,6 +17,7 @@ from sarheight.errors import InvalidInputError
 from sarheight.raster import (
     bilinear_at,
     cell_centres,
+    cell_side_m,
     cell_size_m,
     cell_steps_m,
     db_to_power,
@@ -186,3 +187,10 @@ def test_the_nan_box_mean_matches_its_twin(seed, size, mode):
             if np.isfinite(box).any():
                 twin[row, col] = np.nanmean(box)
     np.testing.assert_allclose(nan_box_mean(values, size, mode=mode), twin, rtol=1e-9, atol=1e-12)
+
+
+def test_the_cell_side_is_the_square_root_of_the_cell_area():
+    grid = xr.DataArray(np.zeros((4, 5)), dims=("y", "x"),
+                        coords={"y": 4_000_000.0 - 20.0 * (np.arange(4) + 0.5), "x": 500_000.0 + 45.0 * (np.arange(5) + 0.5)})
+    grid = grid.rio.write_crs("EPSG:32633")
+    assert cell_side_m(grid) == pytest.approx(30.0)
