@@ -83,11 +83,10 @@ import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 import xarray as xr
 
-from ..dem import geodetic_coordinates, open_dem
+from ..dem import ecef_coordinates, geodetic_coordinates, open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
 from ..ground import FittedLaw, empirical_sigma0
-from ..kernels import WGS84_A, WGS84_E2
 from ..observation import intensity_on_window
 from ..raster import cell_side_m, gradient, grid_steps
 from ..scores import rms
@@ -226,10 +225,8 @@ def look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray, 
     (its x axis, its y axis, up), each (cells, 3)."""
     cells = cell_geometry(dem, geometry, own_surface=False)
     lon, lat = (np.asarray(v, dtype=np.float64) for v in geodetic_coordinates(dem, radians=True))
-    a, e2 = WGS84_A, WGS84_E2
-    prime = a / np.sqrt(1.0 - e2 * np.sin(lat) ** 2)
-    surface = np.stack([prime * np.cos(lat) * np.cos(lon), prime * np.cos(lat) * np.sin(lon),
-                        prime * (1.0 - e2) * np.sin(lat)], axis=-1)
+    # The ellipsoid under each cell: its heights are added along the normal below.
+    surface = np.asarray(ecef_coordinates(dem.copy(data=np.zeros(dem.shape, dtype=np.float32))).values)
     up = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
     east_step = grid_steps(dem)[1]
     along_x = gradient(surface, axis=1) * math.copysign(1.0, east_step) if dem.shape[1] > 1 else np.stack(
