@@ -197,7 +197,7 @@ def test_a_dem_registered_to_its_own_geocoded_sigma0_stays_in_place(heading):
     """Big Tujunga's 90 m block means registered to their own sigma0 map: a map pixel is
     the mean of the facets under it, shared among them as the law shares it when the image
     is read in radar geometry (shared evenly, the brightness of the slopes facing the
-    radar moved behind them: 1.8 m east, 2.6 m north ascending; 0.8 m at most here)."""
+    radar moved behind them: 1.8 m ascending, 2.6 m descending; 0.85 m at most here)."""
     from sarheight.sample_data import bigtujunga_dem
 
     dem = block_mean(bigtujunga_dem(), 3)
