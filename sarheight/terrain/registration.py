@@ -140,13 +140,19 @@ REGISTRATION_SMOOTHING_PX = 1.5
 REGISTRATION_BIAS_FRACTION = 0.035
 
 
+def _flat_cells(dem: xr.DataArray, geometry: RadarGeometry, raised_m: float = 0.0) -> dict[str, np.ndarray]:
+    """The cell geometry of a flat surface on ``dem``'s grid at its median height plus
+    ``raised_m`` (the terrain moved as a whole)."""
+    level = float(np.nanmedian(np.asarray(dem.values, dtype=np.float64)))
+    return cell_geometry(dem.copy(data=np.full(dem.shape, level + raised_m, dtype=np.float32)), geometry,
+                         own_surface=False)
+
+
 def _pixels_per_metre(dem: xr.DataArray, geometry: RadarGeometry) -> np.ndarray:
     """The 2x2 matrix of the radar image's (line, sample) displacement per metre east and
     north of the terrain, at the DEM's median height (a flat surface: the terrain moved as
     a whole)."""
-    level = float(np.nanmedian(np.asarray(dem.values, dtype=np.float64)))
-    flat = dem.copy(data=np.full(dem.shape, level, dtype=np.float32))
-    cells = cell_geometry(flat, geometry, own_surface=False)
+    cells = _flat_cells(dem, geometry)
     north_step, east_step = grid_steps(dem)
     line, sample, valid = cells["line"], cells["sample"], cells["valid"]
     rows, cols = gradient(line, (north_step, east_step)), gradient(sample, (north_step, east_step))
@@ -332,11 +338,9 @@ def _height_error_reading(dem: xr.DataArray, geometry: RadarGeometry, per_metre:
     shift = np.array([east, north])
     if abs(float(along @ shift)) < ALONG_RANGE_SHARE * float(np.hypot(*shift)):
         return ""
-    level = float(np.nanmedian(np.asarray(dem.values, dtype=np.float64)))
     samples = []
     for raised in (0.0, 100.0):
-        flat = dem.copy(data=np.full(dem.shape, level + raised, dtype=np.float32))
-        cells = cell_geometry(flat, geometry, own_surface=False)
+        cells = _flat_cells(dem, geometry, raised)
         samples.append(np.where(cells["valid"], cells["sample"], np.nan))
     per_height = float(np.nanmedian(samples[1] - samples[0])) / 100.0
     if not (math.isfinite(per_height) and per_height != 0.0):

@@ -334,6 +334,8 @@ def test_a_mountain_dem_in_feet_is_refused_by_terrain_refine(folder):
     error = out.strip().splitlines()[-1]
     assert error.startswith("sarheight terrain refine: error: 14 % of the coarse DEM's cell steps are steeper"), out
     assert "look like feet (multiply them by 0.3048" in error and not (folder / "feet_fine.tif").exists()
+    # One line: the opening's warning of the same steps is not printed before it.
+    assert out.count("steeper than 60 degrees") == 1, out
 
 
 def test_a_gentle_dem_in_feet_is_named_by_the_registration(folder):
