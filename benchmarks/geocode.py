@@ -8,7 +8,12 @@ subset of cells, as it is slow). The twin's results are compared with the kernel
 that subset, so that the ratio compares like with like. Writes JSON, with the load
 average before and after: on a shared machine timings follow the load.
 
-    python benchmarks/geocode.py --out benchmarks/results/geocode.json [--sizes 512,1024]
+The backends of the kernel door (``sarheight.compute``) are timed in the same run on the
+same cells: the torch pass on each ``--device`` (default: ``cuda`` where torch sees a GPU;
+``cpu`` times the GPU's code on the CPU), beside the numba kernels, with the card named and
+the largest differences to the kernels.
+
+    python benchmarks/geocode.py --out benchmarks/results/geocode.json [--sizes 512,1024] [--device cuda]
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import numpy as np
 from _common import ROME_GRD_NAME, SHARED_DATA, best_time, loadavg, machine, write_json
 from affine import Affine
 
-from sarheight.dem import open_dem
-from sarheight.geometry import RadarGeometry, backward_geocode
+from sarheight.compute import compute_for
+from sarheight.dem import geodetic_coordinates, open_dem
+from sarheight.geometry import RadarGeometry, backward_geocode, geocode_arrays
 from twins import geometry as reference_twins
 
 ROME_GRD = SHARED_DATA / "s1" / ROME_GRD_NAME
@@ -85,11 +91,55 @@ def numpy_twin(dem, geom: RadarGeometry, cells: int = 250_000) -> tuple[float, d
     return height.size / seconds, differences
 
 
+def torch_devices(asked: list[str] | None) -> list[str]:
+    """The devices to time the torch backend on: those asked, else a CUDA GPU where torch
+    sees one, else none."""
+    if asked is not None:
+        return asked
+    try:
+        import torch
+    except ImportError:
+        return []
+    return ["cuda"] if torch.cuda.is_available() else []
+
+
+def backends_row(dem, geom: RadarGeometry, devices: list[str]) -> dict[str, dict]:
+    """Cells per second of the door's geocoding on each backend (the numba kernels, and
+    torch on each of ``devices``) on the same cells, and the largest differences of each
+    to the kernels': time (ns), slant range (m), line and sample (pixels)."""
+    lon, lat = geodetic_coordinates(dem, radians=True)
+    height = np.ascontiguousarray(dem.values)
+    out = {}
+    expected = None
+    for device in ["numba", *devices]:
+        compute = compute_for() if device == "numba" else compute_for(device, backend="torch")
+        run = lambda compute=compute: geocode_arrays(lon, lat, height, geom, compute=compute)  # noqa: E731
+        seconds = best_time(run)
+        result = run()
+        row = {"backend": compute.describe(), "seconds": seconds, "cells_per_second": dem.size / seconds}
+        if expected is None:
+            expected = result
+        else:
+            times = [np.where(np.isnat(r[0]), 0, r[0].astype(np.int64)) for r in (expected, result)]
+            row["max_difference_to_numba"] = {
+                "time_ns": int(np.abs(times[0] - times[1]).max()),
+                **{name: float(np.nanmax(np.abs(a - b))) if np.isfinite(a).any() else 0.0
+                   for name, a, b in zip(("slant_range_m", "line", "sample"), expected[1:4], result[1:4],
+                                         strict=True)}}
+            row["ratio_to_numba"] = out["numba"]["seconds"] / seconds
+        out[device] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/geocode.json")
     parser.add_argument("--sizes", default="512,1024,2048,4096")
+    parser.add_argument("--device", action="append", default=None,
+                        help="also time the torch backend on this device (cuda, cuda:N, or cpu); default: cuda "
+                        "where torch sees a GPU")
     args = parser.parse_args(argv)
+    devices = torch_devices(args.device)
     load_start = loadavg()
     print(f"load average {load_start}", flush=True)
     geom, geom_description = geometry()
@@ -103,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             inside = float(np.isfinite(backward_geocode(dem, geom)["line"]).mean())
             row = {"dem": kind, "cells": dem.size, "side": n, "seconds": seconds,
                    "cells_per_second": rate, "inside_fraction": inside}
+            if devices:
+                row["backends"] = backends_row(dem, geom, devices)
+                print("    " + "; ".join(f"{value['backend']}: {value['cells_per_second'] / 1e6:.2f} M cells/s"
+                                         for value in row["backends"].values()), flush=True)
             if n == sizes[0]:
                 twin, differences = numpy_twin(dem, geom)
                 row["numpy_twin_cells_per_second"] = twin

@@ -23,13 +23,13 @@ import numpy as np
 import xarray as xr
 
 from . import kernels
+from .compute import Compute, GeocodingGeometry, compute_for, geocode
 from .errors import (
     GeometryError,
     InvalidInputError,
     ProductError,
 )
 from .scores import rms
-from .threads import run_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -452,6 +452,19 @@ class RadarGeometry:
             bistatic_reference_range=grid.bistatic_reference_range or 0.0,
         )
 
+    def geocoding_geometry(self) -> GeocodingGeometry:
+        """The orbit and grid as the geocoding passes of :mod:`sarheight.compute` take
+        them, on every backend (seconds since :attr:`reference_time`)."""
+        k = self.kernel_arguments()
+        return GeocodingGeometry(
+            orbit_coeffs=k["coeffs"], orbit_t_center=k["t_center"], orbit_t_scale=k["t_scale"],
+            valid_min=k["t_valid_min"], valid_max=k["t_valid_max"], first_line_time=k["first_line_time"],
+            line_interval=k["line_interval"], lines=k["n_lines"], samples=k["n_samples"], range_times=k["rm_times"],
+            range_sr0=k["rm_sr0"], range_coeffs=k["rm_coeffs"], range_spacing=k["rm_spacing"],
+            look_sign=k["look_sign"], bistatic_rate=k["bistatic_rate"],
+            bistatic_reference_range=k["bistatic_reference_range"],
+            reference_ns=int(self.reference_time.astype("datetime64[ns]").astype(np.int64)))
+
     def line_to_time(self, line: Any) -> np.ndarray:
         """Time label (datetime64[ns]) of fractional ``line`` indices.
 
@@ -724,47 +737,24 @@ def geocode_arrays(
     lat_rad: np.ndarray,
     height: np.ndarray,
     geometry: RadarGeometry,
+    *,
+    compute: Compute | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Backward geocoding of plain arrays (no validation); the engine of :func:`backward_geocode`.
 
     ``lon_rad``, ``lat_rad`` are longitude and latitude (rad) of the shape of ``height``
-    (m above the ellipsoid); broadcast views of 1-D axes (see ``kernels.geocode_grid``) are
-    the fast case. Returns azimuth time (datetime64[ns]), slant range (m), line, sample
+    (m above the ellipsoid); broadcast views of 1-D axes are the fast case
+    (:func:`sarheight.compute.geocode`, which runs it on ``compute``: the numba kernels by
+    default). Returns azimuth time (datetime64[ns]), slant range (m), line, sample
     (float64) and the ellipsoid incidence angle (float32, degrees), each of the shape of
-    ``height``; the five are views of one allocation, freed when all five are.
+    ``height``.
     """
-    k = geometry.kernel_arguments()
-    reference_ns = np.int64(geometry.reference_time.astype("datetime64[ns]").astype(np.int64))
-    shape = height.shape
-    # One allocation for the five outputs: large enough for transparent huge pages, whose
-    # first touch (in the kernel threads) costs a fraction of that of 4 KiB pages; five
-    # arrays of under 4 MiB each (512^2 cells) were faulted in page by page.
-    cells = height.size
-    buffer = np.empty(36 * cells, dtype=np.uint8)
-    az_ns = buffer[: 8 * cells].view(np.int64).reshape(shape)
-    slant_range = buffer[8 * cells : 16 * cells].view(np.float64).reshape(shape)
-    line = buffer[16 * cells : 24 * cells].view(np.float64).reshape(shape)
-    sample = buffer[24 * cells : 32 * cells].view(np.float64).reshape(shape)
-    incidence = buffer[32 * cells :].view(np.float32).reshape(shape)
-
-    def work(start: int, stop: int) -> None:
-        rows = slice(start, stop)
-        # ``clip`` given, not left to its default: Numba compiles a call that omits an
-        # argument as a signature of its own, and the simulation passes it.
-        kernels.geocode_grid(
-            lon_rad[rows], lat_rad[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
-            k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
-            k["first_line_time"], k["line_interval"], k["n_lines"], k["n_samples"],
-            k["rm_times"], k["rm_sr0"], k["rm_coeffs"], k["rm_spacing"], k["look_sign"],
-            k["bistatic_rate"], k["bistatic_reference_range"], reference_ns,
-            az_ns[rows], slant_range[rows], line[rows], sample[rows], incidence[rows], True,
-        )
-
-    run_blocks(work, shape[0])
-    return az_ns.view("datetime64[ns]"), slant_range, line, sample, incidence
+    out = geocode(lon_rad, lat_rad, height, geometry.geocoding_geometry(), compute=compute)
+    return out.azimuth_time_ns.view("datetime64[ns]"), out.slant_range, out.line, out.sample, out.incidence_angle
 
 
-def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool = True) -> xr.Dataset:
+def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool = True,
+                     device: str | None = None) -> xr.Dataset:
     """Zero-Doppler backward geocoding of every DEM cell.
 
     Parameters
@@ -774,6 +764,9 @@ def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool =
         ellipsoidal heights (m).
     geometry : the acquisition geometry.
     check_overlap : raise GeometryError when no DEM cell falls inside the image.
+    device : where it runs: None or ``"cpu"`` (the numba kernels on the CPU's threads),
+        ``"cuda"`` or ``"cuda:N"`` (torch on that GPU, float64); refused in one line where
+        the machine has none (:func:`sarheight.compute.compute_for`).
 
     Returns
     -------
@@ -788,6 +781,7 @@ def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool =
         raise InvalidInputError(
             f"geometry must be a RadarGeometry (from_sentinel1 or synthetic), got {type(geometry).__name__}"
         )
+    compute = compute_for(device)
     # The heights are only read here: no copy of a DEM that is already ellipsoidal.
     dem = open_dem(dem, copy=False)
     # Broadcast views for a geographic DEM (the kernel then takes one sine/cosine per
@@ -796,7 +790,7 @@ def backward_geocode(dem: Any, geometry: RadarGeometry, *, check_overlap: bool =
     height = np.ascontiguousarray(dem.values)
     if check_overlap:
         _require_overlap(lon, lat, height, geometry)
-    az, slant_range, line, sample, incidence = geocode_arrays(lon, lat, height, geometry)
+    az, slant_range, line, sample, incidence = geocode_arrays(lon, lat, height, geometry, compute=compute)
     dims = ("y", "x")
     # The DEM's CRS coordinate (WKT, CF attributes, GeoTransform of this very grid) comes
     # along: rio.write_crs would rebuild it from the CRS at some milliseconds' cost.

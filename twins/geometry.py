@@ -70,11 +70,12 @@ def ground_range(t, slant_range, times, sr0, coeffs):
     return np.sum(c * x[..., None] ** np.arange(c.shape[-1]), axis=-1)
 
 
-def geocode(lon_rad, lat_rad, height, k):
+def geocode(lon_rad, lat_rad, height, k, clip=True):
     """Numpy twin of ``kernels.geocode_grid`` given ``RadarGeometry.kernel_arguments()`` ``k``.
 
     Returns zero-Doppler time (s since reference), slant range (m), line, sample (NaN
-    outside the image or on the side not looked at) and ellipsoid incidence angle (deg).
+    outside the image, with ``clip``, or on the side not looked at) and ellipsoid incidence
+    angle (deg).
     """
     lon_rad, lat_rad, height = np.broadcast_arrays(lon_rad, lat_rad, np.asarray(height, np.float64))
     ecef = geodetic_to_ecef(lon_rad, lat_rad, height)
@@ -89,7 +90,7 @@ def geocode(lon_rad, lat_rad, height, k):
     sample = ground_range(line_time, r, k["rm_times"], k["rm_sr0"], k["rm_coeffs"]) / k["rm_spacing"]
     side = np.einsum("...k,...k", ecef - pos, np.cross(vel, pos)) * k["look_sign"]
     outside = (
-        (line < -0.5) | (line > k["n_lines"] - 0.5) | (sample < -0.5) | (sample > k["n_samples"] - 0.5)
+        ((line < -0.5) | (line > k["n_lines"] - 0.5) | (sample < -0.5) | (sample > k["n_samples"] - 0.5)) & clip
         | (side <= 0)
     )
     line = np.where(outside | bad, np.nan, line)

@@ -7,6 +7,7 @@ import argparse
 from .options import (
     add_dem_argument,
     add_dem_options,
+    add_device,
     add_geometry_options,
     add_outputs,
     add_quiet,
@@ -24,18 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dem_argument(parser)
     add_outputs(parser, "output GeoTIFF")
     add_quiet(parser)
+    add_device(parser)
     add_geometry_options(parser)
     add_dem_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..compute import compute_for
     from ..geometry import backward_geocode, geocoding_products
     from ..io import write_geotiff
 
+    compute_for(args.device)  # a GPU the machine lacks is refused before any work
     check_geometry_options(args, product_given=False)
     dem = open_dem_from_args(args, args.dem)
     geometry = geometry_from_args(args, dem)
-    geocoded = backward_geocode(dem, geometry)
+    geocoded = backward_geocode(dem, geometry, device=args.device)
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(geocoding_products(geocoded), out)
         if quicklook_path is not None:

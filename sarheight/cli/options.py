@@ -31,6 +31,12 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing")
 
 
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="where the physics runs: cpu (default: the compiled kernels on every core), cuda or "
+                        "cuda:N (torch on that GPU; sarheight[ml])")
+
+
 class Action(NamedTuple):
     """An action of a subcommand with actions (``sarheight terrain ACTION``); with
     ``passthrough`` (LightningCLI's ``fit``) the action reads the rest of the line itself,

@@ -1,0 +1,119 @@
+"""The kernel door: the passes of the physics on the backend a caller asks for.
+
+A caller names a device (``device=`` on the user's functions, ``--device`` on the
+commands); :func:`compute_for` turns it into a :class:`Compute`, a backend of
+:data:`BACKENDS` and the device it runs on, checked before any work. Each pass here takes
+typed bundles (:mod:`sarheight.compute.bundles`) and dispatches on it:
+
+- ``numba``: the compiled CPU kernels (``sarheight.kernels``) on threads, the default;
+- ``torch``: the same passes in torch, float64 wherever geolocation needs it: on a CUDA
+  GPU (``device="cuda"``), or on the CPU, where the tests hold it to the numba kernels;
+- ``numpy``: the pure-numpy twins (``twins/`` of a source checkout), the reference.
+
+Behind the door so far: backward geocoding (:func:`geocode`). The passes not yet behind it
+still call their kernels from the physics modules; ``tests/house/test_architecture.py``
+lists those modules, and the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .bundles import Geocoded, GeocodingGeometry
+
+__all__ = ["BACKENDS", "Compute", "Geocoded", "GeocodingGeometry", "compute_for", "geocode"]
+
+#: The backends: what each runs on, and the module of its passes (loaded on first use,
+#: so that neither torch nor the twins are imported by a run that does not ask for them).
+BACKENDS: dict[str, dict[str, str]] = {
+    "numba": {"runs_on": "the CPU's cores (threads)", "module": "sarheight.compute.numba_backend"},
+    "torch": {"runs_on": "a CUDA GPU, or the CPU", "module": "sarheight.compute.torch_backend"},
+    "numpy": {"runs_on": "the CPU, one thread (the reference)", "module": "sarheight.compute.numpy_backend"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute:
+    """Where a pass runs: a backend of :data:`BACKENDS` and a device (``"cpu"``, or
+    ``"cuda"``/``"cuda:N"`` for torch). Made by :func:`compute_for`, which checks it."""
+
+    backend: str = "numba"
+    device: str = "cpu"
+
+    def describe(self) -> str:
+        """The backend and device in words."""
+        if self.backend == "torch" and self.device.startswith("cuda"):
+            import torch
+
+            index = torch.device(self.device).index
+            return f"torch on {torch.cuda.get_device_name(0 if index is None else index)} ({self.device})"
+        return f"{self.backend} on {self.device}"
+
+
+def compute_for(device: str | None = None, backend: str | None = None) -> Compute:
+    """The :class:`Compute` for a user's ``device`` (None or ``"cpu"``: the numba kernels;
+    ``"cuda"``, ``"cuda:N"``: torch on that GPU), or an explicit ``backend`` (``"torch"`` on
+    ``device="cpu"`` runs the GPU's code on the CPU). Refused in one line, before any work,
+    where the machine lacks what it asks for."""
+    if device is not None and not isinstance(device, str):
+        raise InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    name = (device or "cpu").strip().lower()
+    if backend is not None and backend not in BACKENDS:
+        raise InvalidInputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    chosen = backend or ("numba" if name == "cpu" else "torch")
+    if name != "cpu" and chosen != "torch":
+        raise InvalidInputError(f"device {device!r} is a GPU: only the torch backend runs there, not {chosen!r}")
+    if chosen == "torch":
+        if importlib.util.find_spec("torch") is None:
+            raise InvalidInputError(f"device {device or 'cpu'!r} with torch needs torch, which is not installed: "
+                                    "pip install 'sarheight[ml]', or leave device unset for the CPU kernels")
+        if name != "cpu":
+            import torch
+
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(name[5:]) if ":" in name else 0
+            if index >= count:
+                raise InvalidInputError(
+                    f"device {device!r} asks for a CUDA GPU and torch sees "
+                    f"{'none' if count == 0 else f'{count} (cuda:0 to cuda:{count - 1})'} on this machine: "
+                    "leave device unset (or 'cpu') for the CPU kernels")
+    if chosen == "numpy" and importlib.util.find_spec("twins") is None:
+        raise InvalidInputError("the numpy backend runs the twins of a source checkout (twins/), which this "
+                                "installation lacks: use the numba or torch backend")
+    return Compute(chosen, name)
+
+
+def _backend(compute: Compute):
+    return importlib.import_module(BACKENDS[compute.backend]["module"])
+
+
+def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
+            clip: bool = True, compute: Compute | None = None) -> Geocoded:
+    """Backward (zero-Doppler) geocoding of every cell of a grid.
+
+    Parameters
+    ----------
+    lon_rad, lat_rad : longitude and latitude (rad) of the cells, the shape of ``height``;
+        a grid regular in longitude and latitude passes broadcast views of its axes
+        (``np.broadcast_to``), which every backend reads without making them whole.
+    height : the cells' heights above the WGS84 ellipsoid (m); NaN cells stay unsolved.
+    geometry : the acquisition (:class:`GeocodingGeometry`).
+    clip : NaN line and sample outside the image (else only where unsolved or on the side
+        the radar does not look at).
+    compute : where it runs (:func:`compute_for`); the numba kernels by default.
+
+    Returns
+    -------
+    :class:`Geocoded`, on the host whatever the device.
+    """
+    compute = compute or Compute()
+    if not (np.shape(lon_rad) == np.shape(lat_rad) == np.shape(height) and np.ndim(height) == 2):
+        raise InvalidInputError(f"geocode takes lon, lat and height of one 2-D shape, got {np.shape(lon_rad)}, "
+                                f"{np.shape(lat_rad)} and {np.shape(height)}")
+    return _backend(compute).geocode(lon_rad, lat_rad, height, geometry, clip=clip, device=compute.device)

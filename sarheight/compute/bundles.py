@@ -1,0 +1,73 @@
+"""The typed bundles the passes of :mod:`sarheight.compute` take and give: plain arrays and
+numbers, named, checked once where they are made, the same for every backend."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["Geocoded", "GeocodingGeometry"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeocodingGeometry:
+    """An acquisition as backward geocoding reads it: the orbit, the image's axes and its
+    range model, times in seconds since ``reference_ns``
+    (:meth:`sarheight.geometry.RadarGeometry.geocoding_geometry` makes it).
+
+    Attributes
+    ----------
+    orbit_coeffs : (degree + 1, 3) the orbit's ECEF polynomial (m) in the normalised time
+        ``(t - orbit_t_center) / orbit_t_scale``.
+    orbit_t_center, orbit_t_scale : its centre (s) and scale (s).
+    valid_min, valid_max : the span (s) over which the orbit holds.
+    first_line_time, line_interval : the image's azimuth axis (s).
+    lines, samples : the image's size.
+    range_times, range_sr0, range_coeffs, range_spacing : the range model: per entry, its
+        azimuth time (s), reference slant range (m) and polynomial of the range-axis
+        coordinate (m) in ``slant_range - sr0``; a sample is ``spacing`` metres of it.
+    look_sign : +1 for a radar looking right, -1 left.
+    bistatic_rate, bistatic_reference_range : a line's time is the zero-Doppler time less
+        ``bistatic_rate * (slant_range - bistatic_reference_range)`` (s/m, m); 0 for none.
+    reference_ns : the epoch of the times, ns since 1970.
+    """
+
+    orbit_coeffs: np.ndarray
+    orbit_t_center: float
+    orbit_t_scale: float
+    valid_min: float
+    valid_max: float
+    first_line_time: float
+    line_interval: float
+    lines: int
+    samples: int
+    range_times: np.ndarray
+    range_sr0: np.ndarray
+    range_coeffs: np.ndarray
+    range_spacing: float
+    look_sign: float
+    bistatic_rate: float
+    bistatic_reference_range: float
+    reference_ns: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Geocoded:
+    """Backward geocoding of a grid of cells, each array of the grid's shape.
+
+    Attributes
+    ----------
+    azimuth_time_ns : int64, the zero-Doppler time in ns since 1970 (int64's least value,
+        NaT, where unsolved).
+    slant_range : float64 (m); NaN where unsolved.
+    line, sample : float64 fractional indices into the image; NaN where unsolved, on the
+        side the radar does not look at, or (clipped) outside the image.
+    incidence_angle : float32, the ellipsoid's incidence angle (degrees); NaN where unsolved.
+    """
+
+    azimuth_time_ns: np.ndarray
+    slant_range: np.ndarray
+    line: np.ndarray
+    sample: np.ndarray
+    incidence_angle: np.ndarray

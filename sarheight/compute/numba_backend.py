@@ -1,0 +1,47 @@
+"""The numba backend of the kernel door: the compiled kernels (``sarheight.kernels``) on
+row blocks run by threads (:func:`sarheight.threads.run_blocks`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from ..threads import run_blocks
+from .bundles import Geocoded, GeocodingGeometry
+
+__all__ = ["geocode"]
+
+
+def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
+            clip: bool, device: str) -> Geocoded:
+    """:func:`sarheight.compute.geocode` with ``kernels.geocode_grid`` (``device``: the CPU)."""
+    del device  # the CPU's threads
+    g = geometry
+    shape = height.shape
+    # One allocation for the five outputs: large enough for transparent huge pages, whose
+    # first touch (in the kernel threads) costs a fraction of that of 4 KiB pages; five
+    # arrays of under 4 MiB each (512^2 cells) were faulted in page by page.
+    cells = height.size
+    buffer = np.empty(36 * cells, dtype=np.uint8)
+    az_ns = buffer[: 8 * cells].view(np.int64).reshape(shape)
+    slant_range = buffer[8 * cells : 16 * cells].view(np.float64).reshape(shape)
+    line = buffer[16 * cells : 24 * cells].view(np.float64).reshape(shape)
+    sample = buffer[24 * cells : 32 * cells].view(np.float64).reshape(shape)
+    incidence = buffer[32 * cells :].view(np.float32).reshape(shape)
+    reference_ns = np.int64(g.reference_ns)
+
+    def work(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        # ``clip`` given, not left to its default: Numba compiles a call that omits an
+        # argument as a signature of its own, and the simulation passes it.
+        kernels.geocode_grid(
+            lon_rad[rows], lat_rad[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
+            g.orbit_coeffs, g.orbit_t_center, g.orbit_t_scale, g.valid_min, g.valid_max,
+            g.first_line_time, g.line_interval, g.lines, g.samples,
+            g.range_times, g.range_sr0, g.range_coeffs, g.range_spacing, g.look_sign,
+            g.bistatic_rate, g.bistatic_reference_range, reference_ns,
+            az_ns[rows], slant_range[rows], line[rows], sample[rows], incidence[rows], clip,
+        )
+
+    run_blocks(work, shape[0])
+    return Geocoded(az_ns, slant_range, line, sample, incidence)

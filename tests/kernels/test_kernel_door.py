@@ -1,0 +1,190 @@
+"""The kernel door (:mod:`sarheight.compute`): the device a caller names, checked before any
+work; and each pass behind the door the same on every backend: torch (on the CPU here, the
+code a GPU runs) and the numpy twin held to the numba kernels, on inputs with large offsets
+(UTM grids, heights on a geoid, times a day from the epoch) where a silent float32 shows."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sarheight import sample_data
+from sarheight.compute import BACKENDS, Compute, compute_for, geocode
+from sarheight.dem import geodetic_coordinates
+from sarheight.errors import InvalidInputError
+from sarheight.geometry import ImageGrid, Orbit, RadarGeometry, backward_geocode
+
+torch = pytest.importorskip("torch")
+
+#: What parity means for the geometry: the slant range and the range axis within a
+#: millimetre, the line's time within 0.1 microseconds (under a millimetre along the
+#: track), the zero-Doppler time within a nanosecond (its rounding), the incidence within
+#: 1e-5 degrees (a float32 of 45 degrees steps by 4e-6); and the same cells solved.
+SLANT_RANGE_M = 1e-3
+RANGE_AXIS_M = 1e-3
+LINE_TIME_S = 1e-7
+AZIMUTH_NS = 1
+INCIDENCE_DEG = 1e-5
+
+
+def _curved_ground_range_geometry(dem, look_side: str = "right") -> RadarGeometry:
+    """An acquisition over ``dem`` with what the synthetic one lacks: a curved orbit
+    (degree 5, fitted to state vectors on an arc), its epoch a day before the image (times
+    of 86,400 s, which float32 holds to 8 ms), a ground-range grid of three range
+    polynomials (the nearest in time serves) and a bistatic delay."""
+    lon, lat = float(dem.x.mean()), float(dem.y.mean())
+    if dem.rio.crs is not None and not dem.rio.crs.is_geographic:
+        longitudes, latitudes = geodetic_coordinates(dem)
+        lon, lat = float(np.mean(longitudes)), float(np.mean(latitudes))
+    base = RadarGeometry.synthetic(center_lon=lon, center_lat=lat, heading_deg=192.0, incidence_near_deg=30.0,
+                                   incidence_far_deg=45.0, line_spacing=14.0, sample_spacing=2.33,
+                                   look_side=look_side)
+    position, velocity, _ = base.orbit.state(np.array([0.0]))
+    radius, speed = np.linalg.norm(position[0]), np.linalg.norm(velocity[0])
+    along = velocity[0] / speed
+    out = position[0] / radius
+    # An arc of the circle through the straight orbit's centre, tangent to it.
+    seconds = np.linspace(-60.0, 60.0, 13)
+    angle = speed / radius * seconds
+    positions = radius * (np.cos(angle)[:, None] * out + np.sin(angle)[:, None] * along)
+    velocities = speed * (-np.sin(angle)[:, None] * out + np.cos(angle)[:, None] * along)
+    epoch = base.reference_time - np.timedelta64(1, "D")
+    times = base.reference_time + (seconds * 1e9).astype("timedelta64[ns]")
+    orbit = Orbit.from_state_vectors(times, positions, velocities, degree=5, reference_time=epoch)
+    grid = base.grid
+    near = float(grid.range_sr0[0])
+    entry_times = np.array([grid.first_line_time, base.reference_time, grid.last_line_time], dtype="datetime64[ns]")
+    # Ground range a little faster than slant range, bent, each entry a little other.
+    coeffs = [[0.0, 1.0 / np.sin(np.radians(37.0)) * (1 + 0.001 * k), -2e-7, 1e-12] for k in range(3)]
+    spacing = 10.0
+    width = grid.samples * grid.range_spacing / np.sin(np.radians(37.0)) / spacing
+    image = ImageGrid.ground_range_grid(grid.first_line_time, grid.line_interval, grid.lines, int(width) + 1,
+                                        spacing, entry_times, [near] * 3, coeffs,
+                                        bistatic_reference_range=near + 20e3)
+    return RadarGeometry(orbit, image, look_side)
+
+
+def _cells(dem):
+    lon, lat = geodetic_coordinates(dem, radians=True)
+    return lon, lat, np.ascontiguousarray(dem.values)
+
+
+def _assert_same(expected, actual, geometry, what):
+    g = geometry.geocoding_geometry()
+    for name in ("slant_range", "line", "sample", "incidence_angle"):
+        left, right = getattr(expected, name), getattr(actual, name)
+        assert np.array_equal(np.isnan(left), np.isnan(right)), f"{what}: {name} solved at other cells"
+    solved = expected.azimuth_time_ns != np.iinfo(np.int64).min
+    assert np.array_equal(solved, actual.azimuth_time_ns != np.iinfo(np.int64).min), what
+    assert solved.mean() > 0.9, f"{what}: too few cells solved to compare ({solved.mean():.0%})"
+    assert np.abs(expected.azimuth_time_ns[solved] - actual.azimuth_time_ns[solved]).max() <= AZIMUTH_NS, what
+    assert np.nanmax(np.abs(expected.slant_range - actual.slant_range)) <= SLANT_RANGE_M, what
+    inside = np.isfinite(expected.line)
+    assert inside.mean() > 0.5, f"{what}: too few cells inside the image to compare ({inside.mean():.0%})"
+    assert np.nanmax(np.abs(expected.line - actual.line)) * g.line_interval <= LINE_TIME_S, what
+    assert np.nanmax(np.abs(expected.sample - actual.sample)) * g.range_spacing <= RANGE_AXIS_M, what
+    assert np.nanmax(np.abs(expected.incidence_angle - actual.incidence_angle)) <= INCIDENCE_DEG, what
+    for name in ("slant_range", "line", "sample"):
+        assert getattr(actual, name).dtype == np.float64, f"{what}: {name} is not float64"
+
+
+@pytest.fixture(scope="module")
+def grids():
+    """A UTM grid (Big Tujunga, SRTM) and a geographic one on the EGM96 geoid (Rome), each
+    with the curved ground-range acquisition over it."""
+    out = {}
+    for name, dem in (("utm", sample_data.bigtujunga_dem()), ("geoid", sample_data.rome_dem())):
+        out[name] = (dem, _curved_ground_range_geometry(dem))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+@pytest.mark.parametrize("grid", ["utm", "geoid"])
+@pytest.mark.parametrize("clip", [True, False])
+def test_geocoding_is_the_same_on_every_backend(grids, backend, grid, clip):
+    dem, geometry = grids[grid]
+    lon, lat, height = _cells(dem)
+    bundle = geometry.geocoding_geometry()
+    assert bundle.first_line_time > 80_000, "the epoch is not a day before the image"
+    expected = geocode(lon, lat, height, bundle, clip=clip)
+    actual = geocode(lon, lat, height, bundle, clip=clip, compute=compute_for(backend=backend))
+    _assert_same(expected, actual, geometry, f"{backend} on the {grid} grid (clip {clip})")
+
+
+def test_geocoding_of_broadcast_axes_left_looking_with_voids(grids):
+    """A geographic grid passes broadcast views of its axes (every backend reads them
+    without making them whole); voids stay unsolved; a radar looking left."""
+    dem, _ = grids["geoid"]
+    geometry = _curved_ground_range_geometry(dem, look_side="left")
+    lon, lat, height = _cells(dem)
+    assert lon.strides[0] == 0 and lat.strides[1] == 0, "the geographic grid's axes are not broadcast"
+    height = height.copy()
+    height[5:9, 3:40] = np.nan
+    bundle = geometry.geocoding_geometry()
+    expected = geocode(lon, lat, height, bundle)
+    actual = geocode(lon, lat, height, bundle, compute=compute_for(backend="torch"))
+    assert np.isnan(actual.slant_range[5:9, 3:40]).all()
+    _assert_same(expected, actual, geometry, "torch, looking left, with voids")
+
+
+def test_the_torch_blocks_give_the_whole(grids, monkeypatch):
+    """Blocks of rows (sized from a GPU's free memory) change nothing: a block of 7 rows."""
+    from sarheight.compute import torch_backend
+
+    dem, geometry = grids["utm"]
+    lon, lat, height = _cells(dem)
+    bundle = geometry.geocoding_geometry()
+    whole = geocode(lon, lat, height, bundle, compute=compute_for(backend="torch"))
+    monkeypatch.setattr(torch_backend, "CPU_BLOCK_CELLS", 7 * height.shape[1])
+    assert torch_backend.block_rows(*height.shape, torch.device("cpu")) == 7
+    blocks = geocode(lon, lat, height, bundle, compute=compute_for(backend="torch"))
+    for field in dataclasses.fields(whole):
+        np.testing.assert_array_equal(getattr(whole, field.name), getattr(blocks, field.name))
+
+
+def test_backward_geocode_takes_the_device(grids):
+    dem, geometry = grids["utm"]
+    on_cpu = backward_geocode(dem, geometry)
+    assert on_cpu["slant_range"].notnull().mean() > 0.5
+    with pytest.raises(InvalidInputError, match="device must be"):
+        backward_geocode(dem, geometry, device="gpu")
+
+
+def test_the_device_is_checked_before_any_work():
+    assert compute_for() == Compute("numba", "cpu") == compute_for("CPU")
+    assert compute_for(backend="torch") == Compute("torch", "cpu")
+    assert set(BACKENDS) == {"numba", "torch", "numpy"}
+    for device, backend, message in (("gpu", None, "device must be 'cpu', 'cuda' or 'cuda:N'"),
+                                     ("cuda:x", None, "device must be"), (3, None, "device must be"),
+                                     ("cpu", "jax", "backend must be one of numba, torch, numpy"),
+                                     ("cuda", "numba", "only the torch backend runs there")):
+        with pytest.raises(InvalidInputError, match=message):
+            compute_for(device, backend)
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInputError, match="asks for a CUDA GPU and torch sees none on this machine"):
+            compute_for("cuda")
+
+
+def test_geocode_refuses_arrays_of_other_shapes(grids):
+    dem, geometry = grids["utm"]
+    lon, lat, height = _cells(dem)
+    with pytest.raises(InvalidInputError, match="one 2-D shape"):
+        geocode(lon, lat[:-1], height, geometry.geocoding_geometry())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU: the refusal is for one without")
+def test_the_geocode_command_refuses_a_gpu_it_does_not_have(tmp_path):
+    """``sarheight geocode --device cuda`` without a GPU: one line, exit 2, nothing written."""
+    dem = tmp_path / "dem.tif"
+    sample_data.rome_dem().rio.to_raster(dem)
+    out = tmp_path / "geo.tif"
+    run = subprocess.run([sys.executable, "-m", "sarheight", "geocode", str(dem), "--vertical-datum", "ellipsoid",
+                          "--geometry", "synthetic", "--device", "cuda", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().count("\n") == 0, run.stderr
+    assert "asks for a CUDA GPU" in run.stderr and not out.exists()
