@@ -601,17 +601,20 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     return state
 
 
-def resimulated(state: Simulation, dem: xr.DataArray) -> Simulation:
+def resimulated(state: Simulation, dem: xr.DataArray, *, cells: dict[str, np.ndarray] | None = None) -> Simulation:
     """``state``'s simulation of ``dem``, a DEM on the same grid whose heights differ a
     little from ``state``'s (a probe of a derivative): the cells' zero-Doppler geometry
     recomputed and the facets scattered again with the same contribution; the radar
     window, the layover and shadow masks and the smooth fields kept (a derivative does not
     move a cell into shadow, nor refit the pixel areas), no per-cell sums. About half the
-    work of :func:`run_simulation`."""
+    work of :func:`run_simulation`. ``cells``: the cells' geometry of ``dem``
+    (:func:`sarheight.simulate.cells.cell_geometry`, ``own_surface=False``) where the
+    caller has it (each cell's is of its own height alone: a probe that raises some cells
+    takes theirs from a surface raised everywhere)."""
     dem = open_dem(dem, copy=False)
     if dem.shape != state.dem.shape:
         raise InvalidInputError(f"resimulated takes a DEM of the simulation's grid {state.dem.shape}, got {dem.shape}")
-    cells = cell_geometry(dem, state.geometry, own_surface=False)
+    cells = dict(cells) if cells is not None else cell_geometry(dem, state.geometry, own_surface=False)
     for name in ("look_angle", "cross_track", "pixel_area"):
         cells.pop(name, None)
     again = dataclasses.replace(state, dem=dem, cells=cells, per_cell={}, sums=radar_sums(0, 0))

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sparse
 import xarray as xr
-from scipy import ndimage
 
 from ..errors import InvalidInputError
 from ..geometry import RadarWindow
@@ -43,6 +42,7 @@ from .radar_images import NEPER_PER_DB, InversionImage
 __all__ = [
     "BORDER_CELLS",
     "PROBE_M",
+    "BilinearReads",
     "KnownLaw",
     "Sampling",
     "box_filtered",
@@ -118,11 +118,45 @@ def linear_law(law: FittedLaw | KnownLaw) -> Callable[[np.ndarray], np.ndarray]:
 
 
 
+@dataclasses.dataclass(frozen=True)
+class BilinearReads:
+    """Where cells read an image bilinearly, fixed once their positions are: the cells that
+    have a position in it, and for each the flat indices of its four pixels and their
+    weights (the pixels beyond the image's last line or sample weigh 0)."""
+
+    cells: np.ndarray
+    pixels: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def at(cls, line: np.ndarray, sample: np.ndarray, shape: tuple[int, int]) -> BilinearReads:
+        """The reads at fractional ``line``, ``sample`` (per cell, NaN where the cell has no
+        position; else within the image) of an image of ``shape``."""
+        cells = np.flatnonzero(np.isfinite(line))
+        pixels, weights = [], []
+        axes = []
+        for positions, size in ((line[cells], shape[0]), (sample[cells], shape[1])):
+            first = np.clip(np.floor(positions), 0, max(size - 2, 0)).astype(np.int64)
+            fraction = positions - first
+            axes.append((first, np.minimum(first + 1, size - 1), fraction))
+        (l0, l1, fl), (s0, s1, fs) = axes
+        for line_index, line_weight in ((l0, 1.0 - fl), (l1, fl)):
+            for sample_index, sample_weight in ((s0, 1.0 - fs), (s1, fs)):
+                pixels.append(line_index * shape[1] + sample_index)
+                weights.append(line_weight * sample_weight)
+        return cls(cells, np.stack(pixels), np.stack(weights))
+
+    def read(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (flat or of the image's shape) read at each cell that has a position."""
+        flat = np.asarray(image).ravel()
+        return np.einsum("kn,kn->n", self.weights, flat[self.pixels])
+
+
 @dataclasses.dataclass
 class Sampling:
     """How one image is read on the grid, fixed for the whole inversion: where the
-    reference surface puts each cell in the image, the box of pixels a cell covers, and the
-    observation read there."""
+    reference surface puts each cell in the image, the box of pixels a cell covers, the
+    bilinear reads there, and the observation read there."""
 
     window: RadarWindow
     line: np.ndarray
@@ -130,6 +164,7 @@ class Sampling:
     box: tuple[int, int]
     observed: np.ndarray
     usable: np.ndarray
+    reads: BilinearReads
 
 
 #: Cells of the grid's border left out of the data: their pixels hold terrain beyond the
@@ -152,14 +187,16 @@ def sample_log(image: np.ndarray, sampling: Sampling) -> np.ndarray:
     filtered = box_filtered(np.asarray(image, dtype=np.float64), sampling.box)
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.log(filtered)
+    window = sampling.window
+    if logs.shape != (window.lines, window.samples):
+        raise InvalidInputError(f"an image of {logs.shape} pixels read on a window of {window.lines} x "
+                                f"{window.samples}: give it on the sampling's window (intensity_on_window)")
     finite = np.isfinite(logs)
     out = np.full(sampling.line.shape, np.nan)
-    inside = np.isfinite(sampling.line)
-    values = ndimage.map_coordinates(np.where(finite, logs, 0.0), [sampling.line[inside], sampling.sample[inside]],
-                                     order=1, mode="constant")
-    weight = ndimage.map_coordinates(finite.astype(np.float64), [sampling.line[inside], sampling.sample[inside]],
-                                     order=1, mode="constant")
-    out[inside] = np.where(weight > 0.999, values, np.nan)
+    reads = sampling.reads
+    values = reads.read(np.where(finite, logs, 0.0))
+    weight = reads.read(finite.astype(np.float64))
+    out[reads.cells] = np.where(weight > 0.999, values, np.nan)
     return out
 
 
@@ -179,7 +216,8 @@ def sampling_of(image: InversionImage, reference: xr.DataArray) -> Sampling:
     # A cell covers about this many pixels along each axis of the image.
     steps = [np.nanmedian(np.abs(np.diff(cells[name], axis=axis))) for name in ("line", "sample") for axis in (0, 1)]
     box = (max(1, round(max(steps[0], steps[1]))), max(1, round(max(steps[2], steps[3]))))
-    sampling = Sampling(window, line, sample, box, np.empty(0), np.empty(0, dtype=bool))
+    sampling = Sampling(window, line, sample, box, np.empty(0), np.empty(0, dtype=bool),
+                        BilinearReads.at(line, sample, (window.lines, window.samples)))
     observed = sample_log(intensity_on_window(image.image, window), sampling)
     border = np.zeros(reference.shape, dtype=bool)
     border[BORDER_CELLS:-BORDER_CELLS or None, BORDER_CELLS:-BORDER_CELLS or None] = True
@@ -190,7 +228,8 @@ def sampling_of(image: InversionImage, reference: xr.DataArray) -> Sampling:
 
 
 def simulated_intensity(image: InversionImage, surface: xr.DataArray, cover: CellLaws, *,
-                        base: Simulation | None = None) -> tuple[xr.DataArray, np.ndarray | None, Simulation]:
+                        base: Simulation | None = None, cells: dict[str, np.ndarray] | None = None
+                        ) -> tuple[xr.DataArray, np.ndarray | None, Simulation]:
     """The project's simulation of ``surface`` under ``image``'s geometry as the scenes make
     it (each facet its cell's class law of its own local incidence times the cell's albedo,
     one pass of the facet kernel; the image's noise floor added): the intensity (linear, on the
@@ -198,18 +237,21 @@ def simulated_intensity(image: InversionImage, surface: xr.DataArray, cover: Cel
     per cell, raveled: that of its summed area vector, about which its facets' laws were
     evaluated), and the simulation. With
     ``base`` (a simulation of a surface a little different, with the same ground): that
-    simulation's masks and window kept (:func:`sarheight.simulate.resimulated`), no
-    incidence."""
+    simulation's masks and window kept (:func:`sarheight.simulate.resimulated`, which takes
+    ``cells``, the cells' geometry of ``surface`` where the caller has it), no incidence."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         state = (run_simulation(surface, image.geometry, contribution=cover, every_line=False) if base is None
-                 else resimulated(base, surface))
+                 else resimulated(base, surface, cells=cells))
     theta = None
+    # A probe keeps base's smooth fields (resimulated), so its pixels' areas and incidences
+    # are base's, evaluated once for all probes.
+    fields = state if base is None else base
     with np.errstate(invalid="ignore", divide="ignore"):
-        intensity = np.where(state.pixel_area > 0, state.images[0] / state.pixel_area, 0.0)
+        intensity = np.where(fields.pixel_area > 0, state.images[0] / fields.pixel_area, 0.0)
         if image.nesz_db is not None:
             intensity = intensity + 10.0 ** (image.nesz_db / 10.0) / np.maximum(
-                np.nan_to_num(state.sin_incidence, nan=1.0), 1e-3)
+                np.nan_to_num(fields.sin_incidence, nan=1.0), 1e-3)
         if base is None:
             theta = np.degrees(np.arccos(np.clip(state.per_cell["cos_local_incidence"], -1.0, 1.0))).ravel()
     return xr.DataArray(intensity, dims=("line", "sample"), coords=state.window.coords()), theta, state
@@ -306,25 +348,42 @@ def probed_jacobian(image: InversionImage, sampling: Sampling, surface: xr.DataA
     ``surface`` that read ``model``)."""
     rows, cols = surface.shape
     heights = np.asarray(surface.values, dtype=np.float64)
-    row_index, col_index = np.mgrid[0:rows, 0:cols]
     half = stride // 2
+
+    def owners(first: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Along one axis: the class's cell each index belongs to (the nearest), and whether
+        it has one within half a stride."""
+        index = np.arange(size)
+        owner = first + stride * np.round((index - first) / stride).astype(np.int64)
+        return owner, (owner >= 0) & (owner < size) & (np.abs(index - owner) <= half)
+
+    # A cell's zero-Doppler geometry is of its own height alone: a probe's cells take theirs
+    # from the surface as it is, or raised everywhere, each computed once for all probes.
+    level, lifted = (cell_geometry(surface.copy(data=(heights + rise).astype(np.float32)), image.geometry,
+                                   own_surface=False) for rise in (0.0, PROBE_M))
+
+    def probe_geometry(raised: np.ndarray, probe: xr.DataArray) -> dict[str, np.ndarray]:
+        out = {name: np.where(raised if values.ndim == 2 else raised[..., None], lifted[name], values)
+               for name, values in level.items() if name not in ("lon", "lat", "height")}
+        return {**out, "lon": level["lon"], "lat": level["lat"], "height": np.ascontiguousarray(probe.values)}
+
     entries_rows, entries_cols, entries = [], [], []
     for first_row in range(stride):
+        owner_row, row_owned = owners(first_row, rows)
         for first_col in range(stride):
-            raised = ((row_index % stride) == first_row) & ((col_index % stride) == first_col)
+            owner_col, col_owned = owners(first_col, cols)
+            raised = ((np.arange(rows) % stride) == first_row)[:, None] & ((np.arange(cols) % stride) == first_col)
             probe = surface.copy(data=(heights + PROBE_M * raised).astype(np.float32))
-            simulated = simulated_intensity(image, probe, base.contribution, base=base)[0]
-            change = (sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
-            # The class's cell each reading belongs to: the nearest along each axis.
-            owner_row = first_row + stride * np.round((row_index - first_row) / stride).astype(np.int64)
-            owner_col = first_col + stride * np.round((col_index - first_col) / stride).astype(np.int64)
-            inside = ((owner_row >= 0) & (owner_row < rows) & (owner_col >= 0) & (owner_col < cols)
-                      & (np.abs(row_index - owner_row) <= half) & (np.abs(col_index - owner_col) <= half)
-                      & np.isfinite(change.reshape(rows, cols)))
-            entries_rows.append((row_index * cols + col_index)[inside])
-            entries_cols.append((owner_row * cols + owner_col)[inside])
+            simulated = simulated_intensity(image, probe, base.contribution, base=base,
+                                            cells=probe_geometry(raised, probe))[0]
+            change = ((sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
+                      ).reshape(rows, cols)
+            inside = row_owned[:, None] & col_owned[None, :] & np.isfinite(change)
+            cell_rows, cell_cols = np.nonzero(inside)
+            entries_rows.append(cell_rows * cols + cell_cols)
+            entries_cols.append(owner_row[cell_rows] * cols + owner_col[cell_cols])
             # The residual is the observation less the model: its derivative is the model's, negated.
-            entries.append(-change.reshape(rows, cols)[inside])
+            entries.append(-change[inside])
     cells = rows * cols
     return sparse.csr_matrix((np.concatenate(entries), (np.concatenate(entries_rows), np.concatenate(entries_cols))),
                              shape=(cells, cells))

@@ -432,3 +432,65 @@ def test_the_classes_are_told_apart_from_patches_not_from_a_texture_or_the_relie
     assert set(np.unique(land_cover_classes(given, grid)).tolist()) == {0, 1}
     with pytest.raises(InvalidInputError, match="integer class codes"):
         land_cover_classes(given + 0.5, grid)
+
+
+def test_the_bilinear_reads_are_bilinear_interpolation():
+    """The reads fixed once per sampling (:class:`BilinearReads`) give scipy's bilinear
+    interpolation, the image's last line and sample and whole-pixel positions included."""
+    from scipy import ndimage
+
+    from sarheight.terrain.forward import BilinearReads
+
+    rng = np.random.default_rng(0)
+    shape = (37, 53)
+    image = rng.random(shape)
+    line, sample = rng.uniform(0, shape[0] - 1, 3000), rng.uniform(0, shape[1] - 1, 3000)
+    line[:10], sample[10:20], line[20:30] = shape[0] - 1, shape[1] - 1, 0.0
+    line[30:40] = sample[30:40] = np.nan
+    line[40:50] = np.floor(line[40:50])
+    reads = BilinearReads.at(line, sample, shape)
+    inside = np.isfinite(line)
+    np.testing.assert_array_equal(reads.cells, np.flatnonzero(inside))
+    expected = ndimage.map_coordinates(image, [line[inside], sample[inside]], order=1, mode="constant")
+    np.testing.assert_allclose(reads.read(image), expected, rtol=0, atol=1e-14)
+
+
+def test_the_probed_derivative_is_the_simulators_difference_quotient():
+    """Each probe shares with the others what does not change between them (the cells'
+    geometry of the surface as it is and raised everywhere, the pixels' areas, the reads):
+    its entries are the quotient of two whole simulations, the raised cells' and the
+    surface's, read where the observation is."""
+    from sarheight.ground import empirical_sigma0
+    from sarheight.observation import intensity_on_window
+    from sarheight.terrain.forward import (
+        PROBE_M,
+        ground_cover,
+        law_of,
+        probed_jacobian,
+        sample_log,
+        sampling_of,
+        simulated_intensity,
+    )
+
+    truth = rough_dem(3, rows=30, cols=33, relief=300.0)
+    geometry = _geometry(truth)
+    observation = simulate_sar(truth, geometry, looks=None, nesz_db=-22.0, land_cover_db=0.0)
+    image = radar_image(truth, observation, geometry)
+    sampling = sampling_of(image, truth)
+    cover = ground_cover(np.zeros(truth.shape, dtype=np.int64), [law_of(empirical_sigma0)], np.zeros(truth.size))
+    simulated, _, base = simulated_intensity(image, truth, cover)
+    model = sample_log(intensity_on_window(simulated, sampling.window), sampling)
+    stride = 5
+    jacobian = probed_jacobian(image, sampling, truth, base, model, stride).toarray()
+    heights = truth.values.astype(np.float64)
+    for first_row, first_col in ((0, 0), (2, 4)):
+        raised = np.zeros(truth.shape, dtype=bool)
+        raised[first_row::stride, first_col::stride] = True
+        probe = truth.copy(data=(heights + PROBE_M * raised).astype(np.float32))
+        again, _, _ = simulated_intensity(image, probe, base.contribution, base=base)
+        change = (sample_log(intensity_on_window(again, sampling.window), sampling) - model) / PROBE_M
+        owned = np.flatnonzero(raised.ravel())
+        columns = jacobian[:, owned]
+        reading = np.flatnonzero(columns.any(axis=1))
+        assert reading.size > 0.5 * raised.sum()
+        np.testing.assert_allclose(columns.sum(axis=1)[reading], -change[reading], rtol=1e-6, atol=1e-9)
