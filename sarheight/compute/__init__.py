@@ -10,7 +10,8 @@ typed bundles (:mod:`sarheight.compute.bundles`) and dispatches on it:
   GPU (``device="cuda"``), or on the CPU, where the tests hold it to the numba kernels;
 - ``numpy``: the pure-numpy twins (``twins/`` of a source checkout), the reference.
 
-Behind the door so far: backward geocoding (:func:`geocode`). The passes not yet behind it
+Behind the door so far: backward geocoding (:func:`geocode`) and the zero-Doppler geometry
+of the cells the simulation reads (:func:`cell_geometry`). The passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
 lists those modules, and the list only shrinks.
 """
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections.abc import Callable
 
 import numpy as np
 
 from ..errors import InvalidInputError
-from .bundles import Geocoded, GeocodingGeometry
+from .bundles import CellGeometry, Geocoded, GeocodingGeometry
 
-__all__ = ["BACKENDS", "Compute", "Geocoded", "GeocodingGeometry", "compute_for", "geocode"]
+__all__ = ["BACKENDS", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry", "cell_geometry", "compute_for",
+           "geocode"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -89,8 +92,19 @@ def compute_for(device: str | None = None, backend: str | None = None) -> Comput
     return Compute(chosen, name)
 
 
-def _backend(compute: Compute):
-    return importlib.import_module(BACKENDS[compute.backend]["module"])
+def _backend(compute: Compute, name: str):
+    """The pass ``name`` of ``compute``'s backend; refused in one line where it has none."""
+    module = importlib.import_module(BACKENDS[compute.backend]["module"])
+    if not hasattr(module, name):
+        raise InvalidInputError(f"the {compute.backend} backend has no {name} pass: use "
+                                f"{' or '.join(other for other in BACKENDS if other != compute.backend)}")
+    return getattr(module, name)
+
+
+def _check_grid(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, name: str) -> None:
+    if not (np.shape(lon_rad) == np.shape(lat_rad) == np.shape(height) and np.ndim(height) == 2):
+        raise InvalidInputError(f"{name} takes lon, lat and height of one 2-D shape, got {np.shape(lon_rad)}, "
+                                f"{np.shape(lat_rad)} and {np.shape(height)}")
 
 
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
@@ -113,7 +127,30 @@ def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geomet
     :class:`Geocoded`, on the host whatever the device.
     """
     compute = compute or Compute()
-    if not (np.shape(lon_rad) == np.shape(lat_rad) == np.shape(height) and np.ndim(height) == 2):
-        raise InvalidInputError(f"geocode takes lon, lat and height of one 2-D shape, got {np.shape(lon_rad)}, "
-                                f"{np.shape(lat_rad)} and {np.shape(height)}")
-    return _backend(compute).geocode(lon_rad, lat_rad, height, geometry, clip=clip, device=compute.device)
+    _check_grid(lon_rad, lat_rad, height, "geocode")
+    return _backend(compute, "geocode")(lon_rad, lat_rad, height, geometry, clip=clip, device=compute.device)
+
+
+def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
+                  compute: Compute | None = None, blocks: int | None = None,
+                  on_block: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None) -> CellGeometry:
+    """The zero-Doppler geometry of every cell centre of a grid (:class:`CellGeometry`):
+    where the radar sees it (unclipped), the look vector, the pixel's area, the incidence,
+    look and cross-track angles.
+
+    Parameters
+    ----------
+    lon_rad, lat_rad, height : as :func:`geocode` takes them.
+    geometry : the acquisition.
+    compute : where it runs (numba by default; torch; the numpy twins have none).
+    blocks : row blocks of the numba backend (its threads' work; default one per thread).
+    on_block : numba backend: ``on_block(start, stop, ecef, look)`` called from the threads
+        with each block's ECEF positions (rows ``start:stop``, (rows, cols, 3) float64, m),
+        which are not kept for the whole grid, and look vectors.
+    """
+    compute = compute or Compute()
+    _check_grid(lon_rad, lat_rad, height, "cell_geometry")
+    options = {"blocks": blocks, "on_block": on_block} if compute.backend == "numba" else {}
+    if compute.backend != "numba" and (blocks is not None or on_block is not None):
+        raise InvalidInputError("blocks and on_block are options of the numba backend's cell_geometry")
+    return _backend(compute, "cell_geometry")(lon_rad, lat_rad, height, geometry, device=compute.device, **options)

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Geocoded", "GeocodingGeometry"]
+__all__ = ["CellGeometry", "Geocoded", "GeocodingGeometry"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,3 +71,39 @@ class Geocoded:
     line: np.ndarray
     sample: np.ndarray
     incidence_angle: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class CellGeometry:
+    """The zero-Doppler geometry of every cell centre of a grid, as the facets and the
+    masks read it; each array of the grid's shape (``look`` with a last axis of 3).
+
+    Attributes
+    ----------
+    azimuth_time_ns : int64, the zero-Doppler time in ns since 1970 (NaT where unsolved).
+    slant_range : float64 (m).
+    line, sample : float64, unclipped fractional indices into the image.
+    look : float32, the unit vector from the cell to the sensor (0 where not valid).
+    pixel_area : float32, the slant-plane area of a pixel at the cell (m^2).
+    incidence : float32, the ellipsoid's incidence angle (rad).
+    look_angle : float64, the cell's off-nadir angle seen from the sensor (rad).
+    cross_track : float64, the geocentric angle between the cell and the sensor (rad).
+    valid : bool, solved and on the side the radar looks at; the others are NaN.
+    """
+
+    azimuth_time_ns: np.ndarray
+    slant_range: np.ndarray
+    line: np.ndarray
+    sample: np.ndarray
+    look: np.ndarray
+    pixel_area: np.ndarray
+    incidence: np.ndarray
+    look_angle: np.ndarray
+    cross_track: np.ndarray
+    valid: np.ndarray
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays by name, the time as datetime64[ns] (the simulation's cells)."""
+        out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        out["azimuth_time"] = out.pop("azimuth_time_ns").view("datetime64[ns]")
+        return out

@@ -3,13 +3,15 @@ row blocks run by threads (:func:`sarheight.threads.run_blocks`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .. import kernels
 from ..threads import run_blocks
-from .bundles import Geocoded, GeocodingGeometry
+from .bundles import CellGeometry, Geocoded, GeocodingGeometry
 
-__all__ = ["geocode"]
+__all__ = ["cell_geometry", "geocode"]
 
 
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
@@ -45,3 +47,38 @@ def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geomet
 
     run_blocks(work, shape[0])
     return Geocoded(az_ns, slant_range, line, sample, incidence)
+
+
+def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
+                  device: str, blocks: int | None = None,
+                  on_block: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None) -> CellGeometry:
+    """:func:`sarheight.compute.cell_geometry` with ``kernels.cells.cell_geometry`` on row
+    blocks in threads (``device``: the CPU); ``on_block`` gets each block's ECEF positions
+    and look vectors."""
+    del device  # the CPU's threads
+    g = geometry
+    shape = height.shape
+    # In the kernel's argument order. Allocated here, written (first touch too) by the
+    # row blocks on their threads.
+    out = {name: np.empty((*shape, *trailing), dtype=dtype) for name, dtype, trailing in (
+        ("azimuth_time_ns", np.int64, ()), ("slant_range", np.float64, ()), ("line", np.float64, ()),
+        ("sample", np.float64, ()), ("look", np.float32, (3,)), ("pixel_area", np.float32, ()),
+        ("incidence", np.float32, ()), ("look_angle", np.float64, ()), ("cross_track", np.float64, ()),
+        ("valid", np.bool_, ()))}
+    reference_ns = np.int64(g.reference_ns)
+
+    def work(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        ecef = np.empty((stop - start, shape[1], 3))
+        kernels.cells.cell_geometry(
+            lon_rad[rows], lat_rad[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
+            g.orbit_coeffs, g.orbit_t_center, g.orbit_t_scale, g.valid_min, g.valid_max,
+            g.first_line_time, g.line_interval, g.range_times, g.range_sr0, g.range_coeffs, g.range_spacing,
+            g.look_sign, g.bistatic_rate, g.bistatic_reference_range, reference_ns,
+            ecef, *(array[rows] for array in out.values()),
+        )
+        if on_block is not None:
+            on_block(start, stop, ecef, out["look"][rows])
+
+    run_blocks(work, shape[0], blocks)
+    return CellGeometry(**out)

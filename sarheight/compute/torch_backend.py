@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..kernels import WGS84_A, WGS84_E2
-from .bundles import Geocoded, GeocodingGeometry
+from .bundles import CellGeometry, Geocoded, GeocodingGeometry
 
-__all__ = ["block_rows", "geocode"]
+__all__ = ["block_rows", "cell_geometry", "geocode"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -89,72 +89,152 @@ def _nearest_entry(times: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.where(t - times[earlier] <= times[later] - t, earlier, later)
 
 
+class _Acquisition:
+    """A :class:`GeocodingGeometry`'s arrays as float64 tensors on one device, and the
+    orbit's state at its centre (the linearised first guess)."""
+
+    def __init__(self, geometry: GeocodingGeometry, device: torch.device) -> None:
+        self.geometry = geometry
+        self.device = device
+        self.coeffs, self.range_times, self.range_sr0, self.range_coeffs = (
+            _tensor(np.asarray(values), device)
+            for values in (geometry.orbit_coeffs, geometry.range_times, geometry.range_sr0, geometry.range_coeffs))
+        centre = torch.tensor(geometry.orbit_t_center, dtype=torch.float64, device=device)
+        self.centre, self.centre_velocity, _ = self.state(centre)
+
+    def state(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _orbit_state(self.coeffs, self.geometry.orbit_t_center, self.geometry.orbit_t_scale, t)
+
+    def range_axis(self, line_time: torch.Tensor, slant_range: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The range-axis coordinate (m) of each slant range and its derivative in it, from
+        the range polynomial nearest in time."""
+        entry = _nearest_entry(self.range_times, torch.nan_to_num(line_time))
+        across = slant_range - self.range_sr0[entry]
+        coeffs = self.range_coeffs[entry]
+        value = coeffs[..., -1]
+        slope = torch.zeros_like(value)
+        for k in range(self.range_coeffs.shape[1] - 2, -1, -1):
+            slope = slope * across + value
+            value = value * across + coeffs[..., k]
+        return value, slope
+
+
+def _solve(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, rows: slice, acquisition: _Acquisition
+           ) -> dict[str, torch.Tensor]:
+    """The zero-Doppler solution of the cells of ``rows``: their ECEF positions and
+    ellipsoid normals, time (s), the sensor's state there, slant range, whether solved and
+    on the looked-at side, the line time and the range axis (unclipped line and sample)."""
+    g, where = acquisition.geometry, acquisition.device
+    lon, lat = _axis_or_grid(lon_rad, rows, where), _axis_or_grid(lat_rad, rows, where)
+    h = _tensor(height[rows], where)
+    cos_lat, sin_lat = torch.cos(lat), torch.sin(lat)
+    prime_vertical = WGS84_A / torch.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
+    normal = torch.stack((cos_lat * torch.cos(lon), cos_lat * torch.sin(lon), sin_lat), dim=-1)
+    target = torch.stack(((prime_vertical + h) * normal[..., 0], (prime_vertical + h) * normal[..., 1],
+                          (prime_vertical * (1.0 - WGS84_E2) + h) * sin_lat), dim=-1)
+    # The linearised solution about the orbit's centre, then Newton on all cells at once.
+    velocity = acquisition.centre_velocity
+    t = g.orbit_t_center + ((target - acquisition.centre) * velocity).sum(-1) / (velocity**2).sum()
+    step = torch.full_like(t, math.inf)
+    for _ in range(MAX_ITERATIONS):
+        position, velocity, acceleration = acquisition.state(t)
+        offset = target - position
+        step = (offset * velocity).sum(-1) / ((offset * acceleration).sum(-1) - (velocity * velocity).sum(-1))
+        t = t - step
+        # NaN steps (void heights) compare False: they do not hold the loop.
+        if not bool((step.abs() >= STEP_TOLERANCE).any()):
+            break
+    position, velocity, acceleration = acquisition.state(t)
+    offset = target - position
+    slant_range = torch.linalg.vector_norm(offset, dim=-1)
+    solved = (step.abs() < STEP_TOLERANCE) & (t >= g.valid_min) & (t <= g.valid_max)
+    # (X - S) . (V x S) > 0 for a target to the right of the track.
+    side = (offset * torch.linalg.cross(velocity, position, dim=-1)).sum(-1) * g.look_sign
+    line_time = t - g.bistatic_rate * (slant_range - g.bistatic_reference_range)
+    ground, slope = acquisition.range_axis(line_time, slant_range)
+    return {"target": target, "normal": normal, "t": t, "position": position, "velocity": velocity,
+            "acceleration": acceleration, "offset": offset, "slant_range": slant_range, "solved": solved,
+            "looked_at": solved & (side > 0), "line": (line_time - g.first_line_time) / g.line_interval,
+            "sample": ground / g.range_spacing, "slope": slope}
+
+
+def _nanoseconds(t: torch.Tensor, solved: torch.Tensor, reference_ns: int) -> np.ndarray:
+    """Times (s since the epoch ``reference_ns``) as int64 ns since 1970, NaT where unsolved."""
+    nanoseconds = reference_ns + torch.round(torch.where(solved, t, 0.0) * 1e9).to(torch.int64)
+    return torch.where(solved, nanoseconds, torch.iinfo(torch.int64).min).cpu().numpy()
+
+
+def _host(values: torch.Tensor, keep: torch.Tensor, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """``values`` where ``keep``, else NaN, as a host array of ``dtype``."""
+    return torch.where(keep, values, math.nan).to(dtype).cpu().numpy()
+
+
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
             clip: bool, device: str) -> Geocoded:
     """:func:`sarheight.compute.geocode` in torch (float64) on ``device``."""
-    where = torch.device(device)
+    acquisition = _Acquisition(geometry, torch.device(device))
     g = geometry
     rows, cols = height.shape
     out_ns = np.empty((rows, cols), dtype=np.int64)
-    out_range = np.empty((rows, cols))
-    out_line = np.empty((rows, cols))
-    out_sample = np.empty((rows, cols))
+    out_range, out_line, out_sample = (np.empty((rows, cols)) for _ in range(3))
     out_incidence = np.empty((rows, cols), dtype=np.float32)
-    f64 = {"dtype": torch.float64, "device": where}
-    coeffs, range_times, range_sr0, range_coeffs = (
-        _tensor(np.asarray(values), where) for values in (g.orbit_coeffs, g.range_times, g.range_sr0, g.range_coeffs))
-    centre, centre_velocity, _ = _orbit_state(coeffs, g.orbit_t_center, g.orbit_t_scale,
-                                              torch.tensor(g.orbit_t_center, **f64))
-    step_rows = block_rows(rows, cols, where)
+    step_rows = block_rows(rows, cols, acquisition.device)
     for start in range(0, rows, step_rows):
         block = slice(start, min(rows, start + step_rows))
-        lon = _axis_or_grid(lon_rad, block, where)
-        lat = _axis_or_grid(lat_rad, block, where)
-        h = _tensor(height[block], where)
-        cos_lat, sin_lat = torch.cos(lat), torch.sin(lat)
-        cos_lon, sin_lon = torch.cos(lon), torch.sin(lon)
-        prime_vertical = WGS84_A / torch.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
-        normal = torch.stack((cos_lat * cos_lon, cos_lat * sin_lon, sin_lat), dim=-1)
-        target = torch.stack(((prime_vertical + h) * normal[..., 0], (prime_vertical + h) * normal[..., 1],
-                              (prime_vertical * (1.0 - WGS84_E2) + h) * sin_lat), dim=-1)
-        # The linearised solution about the orbit's centre, then Newton on all cells at once.
-        t = g.orbit_t_center + ((target - centre) * centre_velocity).sum(-1) / (centre_velocity**2).sum()
-        step = torch.full_like(t, math.inf)
-        for _ in range(MAX_ITERATIONS):
-            position, velocity, acceleration = _orbit_state(coeffs, g.orbit_t_center, g.orbit_t_scale, t)
-            offset = target - position
-            f = (offset * velocity).sum(-1)
-            derivative = (offset * acceleration).sum(-1) - (velocity * velocity).sum(-1)
-            step = f / derivative
-            t = t - step
-            # NaN steps (void heights) compare False: they do not hold the loop.
-            if not bool((step.abs() >= STEP_TOLERANCE).any()):
-                break
-        position, velocity, _ = _orbit_state(coeffs, g.orbit_t_center, g.orbit_t_scale, t)
-        offset = target - position
-        slant_range = torch.linalg.vector_norm(offset, dim=-1)
-        solved = (step.abs() < STEP_TOLERANCE) & (t >= g.valid_min) & (t <= g.valid_max)
-        cos_incidence = (-(offset * normal).sum(-1) / slant_range).clamp(-1.0, 1.0)
-        incidence = torch.rad2deg(torch.arccos(cos_incidence))
-        # (X - S) . (V x S) > 0 for a target to the right of the track.
-        side = (offset * torch.linalg.cross(velocity, position, dim=-1)).sum(-1) * g.look_sign
-        line_time = t - g.bistatic_rate * (slant_range - g.bistatic_reference_range)
-        entry = _nearest_entry(range_times, torch.nan_to_num(line_time))
-        across = slant_range - range_sr0[entry]
-        entry_coeffs = range_coeffs[entry]
-        ground = entry_coeffs[..., -1]
-        for k in range(range_coeffs.shape[1] - 2, -1, -1):
-            ground = ground * across + entry_coeffs[..., k]
-        line = (line_time - g.first_line_time) / g.line_interval
-        sample = ground / g.range_spacing
-        inside = solved & (side > 0)
+        cells = _solve(lon_rad, lat_rad, height, block, acquisition)
+        solved, line, sample = cells["solved"], cells["line"], cells["sample"]
+        cos_incidence = (-(cells["offset"] * cells["normal"]).sum(-1) / cells["slant_range"]).clamp(-1.0, 1.0)
+        inside = cells["looked_at"]
         if clip:
             inside = inside & (line >= -0.5) & (line <= g.lines - 0.5) & (sample >= -0.5) & (sample <= g.samples - 0.5)
-        nan = torch.tensor(math.nan, **f64)
-        out_range[block] = torch.where(solved, slant_range, nan).cpu().numpy()
-        out_incidence[block] = torch.where(solved, incidence, nan).to(torch.float32).cpu().numpy()
-        out_line[block] = torch.where(inside, line, nan).cpu().numpy()
-        out_sample[block] = torch.where(inside, sample, nan).cpu().numpy()
-        nanoseconds = g.reference_ns + torch.round(torch.where(solved, t, 0.0) * 1e9).to(torch.int64)
-        out_ns[block] = torch.where(solved, nanoseconds, torch.iinfo(torch.int64).min).cpu().numpy()
+        out_range[block] = _host(cells["slant_range"], solved)
+        out_incidence[block] = _host(torch.rad2deg(torch.arccos(cos_incidence)), solved, torch.float32)
+        out_line[block] = _host(line, inside)
+        out_sample[block] = _host(sample, inside)
+        out_ns[block] = _nanoseconds(cells["t"], solved, g.reference_ns)
     return Geocoded(out_ns, out_range, out_line, out_sample, out_incidence)
+
+
+def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
+                  device: str) -> CellGeometry:
+    """:func:`sarheight.compute.cell_geometry` in torch (float64; the look vector, pixel
+    area and incidence float32, as the numba kernel gives them) on ``device``."""
+    acquisition = _Acquisition(geometry, torch.device(device))
+    g = geometry
+    rows, cols = height.shape
+    out_ns = np.empty((rows, cols), dtype=np.int64)
+    out_range, out_line, out_sample, out_look_angle, out_cross = (np.empty((rows, cols)) for _ in range(5))
+    out_area, out_incidence = (np.empty((rows, cols), dtype=np.float32) for _ in range(2))
+    out_look = np.empty((rows, cols, 3), dtype=np.float32)
+    out_valid = np.empty((rows, cols), dtype=bool)
+    step_rows = block_rows(rows, cols, acquisition.device)
+    for start in range(0, rows, step_rows):
+        block = slice(start, min(rows, start + step_rows))
+        cells = _solve(lon_rad, lat_rad, height, block, acquisition)
+        valid, offset, r = cells["looked_at"], cells["offset"], cells["slant_range"]
+        position, velocity, target = cells["position"], cells["velocity"], cells["target"]
+        speed2 = (velocity * velocity).sum(-1)
+        derivative = (offset * cells["acceleration"]).sum(-1) - speed2
+        # Along track a line is -f'/|V| * interval at the target; a sample is
+        # spacing / (d ground / d r) along the range.
+        area = (-derivative / torch.sqrt(speed2)) * (g.line_interval * g.range_spacing) / cells["slope"]
+        sensor = torch.linalg.vector_norm(position, dim=-1)
+
+        def angle(cosine: torch.Tensor) -> torch.Tensor:
+            return torch.arccos(cosine.clamp(-1.0, 1.0))
+
+        incidence = angle(-(cells["normal"] * offset).sum(-1) / r)
+        look_angle = angle(-(position * offset).sum(-1) / (sensor * r))
+        cross_track = angle((position * target).sum(-1) / (sensor * torch.linalg.vector_norm(target, dim=-1)))
+        out_ns[block] = _nanoseconds(cells["t"], cells["solved"], g.reference_ns)
+        out_range[block] = _host(r, cells["solved"])
+        out_line[block] = _host(cells["line"], valid)
+        out_sample[block] = _host(cells["sample"], valid)
+        out_look[block] = torch.where(valid[..., None], -offset / r[..., None], 0.0).to(torch.float32).cpu().numpy()
+        out_area[block] = _host(area, valid, torch.float32)
+        out_incidence[block] = _host(incidence, valid, torch.float32)
+        out_look_angle[block] = _host(look_angle, valid)
+        out_cross[block] = _host(cross_track, valid)
+        out_valid[block] = valid.cpu().numpy()
+    return CellGeometry(out_ns, out_range, out_line, out_sample, out_look, out_area, out_incidence, out_look_angle,
+                        out_cross, out_valid)

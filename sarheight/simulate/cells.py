@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import kernels
+from .. import compute, kernels
 from ..dem import geodetic_coordinates
 from ..errors import GeometryError, InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
@@ -393,47 +393,23 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
     are DEM rows and columns (``own_surface``: also ``faces_away`` and ``active_layover``,
     which take the surface between the neighbouring rows and columns of these arrays)."""
     shape = height.shape
-    k = geometry.kernel_arguments()
-    # name: (dtype, trailing shape), in the kernel's argument order. Allocated here,
-    # written (first touch too) by the row blocks on their threads.
-    fields = {
-        "azimuth_time": (np.int64, ()),
-        "slant_range": (np.float64, ()),
-        "line": (np.float64, ()),
-        "sample": (np.float64, ()),
-        "look": (np.float32, (3,)),
-        "pixel_area": (np.float32, ()),
-        "incidence": (np.float32, ()),
-        "look_angle": (np.float64, ()),
-        "cross_track": (np.float64, ()),
-        "valid": (np.bool_, ()),
-    }
-    out = {name: np.empty((*shape, *trailing), dtype=dtype) for name, (dtype, trailing) in fields.items()}
     away = np.empty(shape, dtype=bool) if own_surface else None
-    reference_ns = np.datetime64(geometry.reference_time, "ns").astype(np.int64)
 
-    def work(start: int, stop: int) -> None:
-        rows = slice(start, stop)
+    def faces(start: int, stop: int, ecef: np.ndarray, look: np.ndarray) -> None:
         # The normals of faces_away need the positions of one row more on each side.
         halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
-        ecef = np.empty((halo_stop - halo_start, shape[1], 3))
-        kernels.cells.cell_geometry(
-            lon[rows], lat[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
-            k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
-            k["first_line_time"], k["line_interval"], k["rm_times"], k["rm_sr0"], k["rm_coeffs"],
-            k["rm_spacing"], k["look_sign"], k["bistatic_rate"], k["bistatic_reference_range"], reference_ns,
-            ecef[start - halo_start:stop - halo_start], *(array[rows] for array in out.values()),
-        )
+        around = np.empty((halo_stop - halo_start, shape[1], 3))
+        around[start - halo_start:stop - halo_start] = ecef
         for row in {halo_start, halo_stop - 1} - set(range(start, stop)):
             local = row - halo_start
             kernels.cells.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1],
-                                        kernels.WGS84_A, kernels.WGS84_E2, ecef[local:local + 1])
-        if away is not None:
-            facing.faces_away(ecef, out["look"][halo_start:halo_stop], start - halo_start, stop - halo_start,
-                              away[halo_start:halo_stop])
+                                        kernels.WGS84_A, kernels.WGS84_E2, around[local:local + 1])
+        looks = np.zeros((halo_stop - halo_start, shape[1], 3), dtype=look.dtype)
+        looks[start - halo_start:stop - halo_start] = look
+        facing.faces_away(around, looks, start - halo_start, stop - halo_start, away[halo_start:halo_stop])
 
-    run_blocks(work, shape[0], block_count(shape))
-    out["azimuth_time"] = out["azimuth_time"].view("datetime64[ns]")
+    out = compute.cell_geometry(lon, lat, height, geometry.geocoding_geometry(), blocks=block_count(shape),
+                                on_block=faces if own_surface else None).as_arrays()
     out.update(lon=lon, lat=lat, height=height)
     if away is not None:
         out["faces_away"] = away

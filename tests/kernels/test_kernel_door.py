@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sarheight import sample_data
-from sarheight.compute import BACKENDS, Compute, compute_for, geocode
+from sarheight.compute import BACKENDS, Compute, cell_geometry, compute_for, geocode
 from sarheight.dem import geodetic_coordinates
 from sarheight.errors import InvalidInputError
 from sarheight.geometry import ImageGrid, Orbit, RadarGeometry, backward_geocode
@@ -188,3 +188,39 @@ def test_the_geocode_command_refuses_a_gpu_it_does_not_have(tmp_path):
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().count("\n") == 0, run.stderr
     assert "asks for a CUDA GPU" in run.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("grid", ["utm", "geoid"])
+def test_the_cells_geometry_is_the_same_on_torch(grids, grid):
+    """The zero-Doppler geometry of the cells the simulation reads (unclipped line and
+    sample, look vector, pixel area, incidence, look and cross-track angles): torch held to
+    the numba kernel, the float32 outputs to their precision."""
+    dem, geometry = grids[grid]
+    lon, lat, height = _cells(dem)
+    height = height.copy()
+    height[2:4, 5:9] = np.nan
+    bundle = geometry.geocoding_geometry()
+    expected = cell_geometry(lon, lat, height, bundle)
+    actual = cell_geometry(lon, lat, height, bundle, compute=compute_for(backend="torch"))
+    np.testing.assert_array_equal(expected.valid, actual.valid)
+    valid = expected.valid
+    assert valid.mean() > 0.9 and not valid[2:4, 5:9].any()
+    for name in ("slant_range", "line", "sample", "pixel_area", "incidence", "look_angle", "cross_track"):
+        left, right = getattr(expected, name), getattr(actual, name)
+        assert np.array_equal(np.isnan(left), np.isnan(right)), f"{name} defined at other cells"
+    assert np.abs(expected.azimuth_time_ns[valid] - actual.azimuth_time_ns[valid]).max() <= AZIMUTH_NS
+    assert np.nanmax(np.abs(expected.slant_range - actual.slant_range)) <= SLANT_RANGE_M
+    assert np.nanmax(np.abs(expected.line - actual.line)) * bundle.line_interval <= LINE_TIME_S
+    assert np.nanmax(np.abs(expected.sample - actual.sample)) * bundle.range_spacing <= RANGE_AXIS_M
+    np.testing.assert_allclose(actual.look, expected.look, rtol=0, atol=2e-7)
+    np.testing.assert_allclose(actual.pixel_area[valid], expected.pixel_area[valid], rtol=2e-6)
+    for name in ("incidence", "look_angle", "cross_track"):
+        atol = 2e-7 if name == "incidence" else 1e-10  # float32 radians, float64 ones
+        np.testing.assert_allclose(getattr(actual, name)[valid], getattr(expected, name)[valid], rtol=0, atol=atol,
+                                   err_msg=name)
+
+
+def test_the_numpy_backend_has_no_cell_geometry_and_says_so(grids):
+    dem, geometry = grids["utm"]
+    with pytest.raises(InvalidInputError, match="the numpy backend has no cell_geometry pass: use numba or torch"):
+        cell_geometry(*_cells(dem), geometry.geocoding_geometry(), compute=compute_for(backend="numpy"))

@@ -185,6 +185,8 @@ def test_block_wise_equals_in_memory_under_a_real_orbit(bigtujunga, geometries):
         assert np.mean(relative > 7e-7) < 1e-3, name
 
 
+# The reference data's measurement TIFF is a placeholder without the GCPs a product's has.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_reconstruct_from_a_safe_product_path(shared_data, geoid):
     """A SAFE path: geometry from the annotation, beta0 from the calibration LUTs and the
     measurement TIFF (an all-zero placeholder in the reference data), read for the
