@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from . import kernels
-from .compute import Compute, GeocodingGeometry, compute_for, geocode
+from .compute import WGS84_A, WGS84_E2, Compute, GeocodingGeometry, compute_for, ecef, geocode
 from .errors import (
     GeometryError,
     InvalidInputError,
@@ -608,7 +608,7 @@ class RadarGeometry:
         if look_side not in ("right", "left"):
             raise InvalidInputError(f"look_side must be 'right' or 'left', got {look_side!r}")
         lon, lat = math.radians(center_lon), math.radians(center_lat)
-        a, e2 = kernels.WGS84_A, kernels.WGS84_E2
+        a, e2 = WGS84_A, WGS84_E2
         sin_lat2 = math.sin(lat) ** 2
         prime_vertical = a / math.sqrt(1 - e2 * sin_lat2)
         meridional = a * (1 - e2) / (1 - e2 * sin_lat2) ** 1.5
@@ -620,7 +620,7 @@ class RadarGeometry:
         forward = math.cos(heading) * north + math.sin(heading) * east
         right = np.cross(forward, up)
         look = right if look_side == "right" else -right
-        center = kernels.geodetic_to_ecef(np.array([lon]), np.array([lat]), np.array([0.0]), a, e2)[0]
+        center = ecef(np.array([lon]), np.array([lat]), np.array([0.0]))[0]
         sphere_center = center - radius * up
         orbit_radius = radius + altitude
 
@@ -845,14 +845,11 @@ def _require_overlap(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geome
     h = np.asarray(height[sub], dtype=np.float64)
     if not np.isfinite(h).any():
         return  # the sample hit only voids: nothing to judge by
-    ecef = kernels.geodetic_to_ecef(
-        np.ascontiguousarray(lon[sub]).ravel(), np.ascontiguousarray(lat[sub]).ravel(), h.ravel(),
-        kernels.WGS84_A, kernels.WGS84_E2,
-    )
+    positions = ecef(np.ascontiguousarray(lon[sub]).ravel(), np.ascontiguousarray(lat[sub]).ravel(), h.ravel())
     k = geometry.kernel_arguments()
     times, ranges = kernels.geocode_cells(
-        np.ascontiguousarray(ecef[:, 0]), np.ascontiguousarray(ecef[:, 1]), np.ascontiguousarray(ecef[:, 2]),
-        k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
+        np.ascontiguousarray(positions[:, 0]), np.ascontiguousarray(positions[:, 1]),
+        np.ascontiguousarray(positions[:, 2]), k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
     )
     ok = np.isfinite(times)
     if not ok.any():

@@ -10,8 +10,10 @@ typed bundles (:mod:`sarheight.compute.bundles`) and dispatches on it:
   GPU (``device="cuda"``), or on the CPU, where the tests hold it to the numba kernels;
 - ``numpy``: the pure-numpy twins (``twins/`` of a source checkout), the reference.
 
-Behind the door so far: backward geocoding (:func:`geocode`) and the zero-Doppler geometry
-of the cells the simulation reads (:func:`cell_geometry`). The passes not yet behind it
+Behind the door so far: geodetic positions to ECEF (:func:`ecef`, and the ellipsoid's
+constants, :data:`WGS84_A`, :data:`WGS84_E2`), backward geocoding (:func:`geocode`) and
+the zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`). The
+passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
 lists those modules, and the list only shrinks.
 """
@@ -25,10 +27,11 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..kernels import WGS84_A, WGS84_E2
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry
 
-__all__ = ["BACKENDS", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry", "cell_geometry", "compute_for",
-           "geocode"]
+__all__ = ["BACKENDS", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry",
+           "cell_geometry", "compute_for", "ecef", "geocode"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -105,6 +108,19 @@ def _check_grid(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, na
     if not (np.shape(lon_rad) == np.shape(lat_rad) == np.shape(height) and np.ndim(height) == 2):
         raise InvalidInputError(f"{name} takes lon, lat and height of one 2-D shape, got {np.shape(lon_rad)}, "
                                 f"{np.shape(lat_rad)} and {np.shape(height)}")
+
+
+def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, compute: Compute | None = None
+         ) -> np.ndarray:
+    """Earth-centred Earth-fixed (WGS84) positions (m), float64, of the shape of ``height``
+    with a last axis of 3, of points given by longitude, latitude (rad; broadcast views of
+    a grid's axes are read as they are) and ellipsoidal height (m; NaN propagates)."""
+    compute = compute or Compute()
+    lon_rad, lat_rad, height = (np.asarray(values) for values in (lon_rad, lat_rad, height))
+    if not np.shape(lon_rad) == np.shape(lat_rad) == np.shape(height):
+        raise InvalidInputError(f"ecef takes lon, lat and height of one shape, got {np.shape(lon_rad)}, "
+                                f"{np.shape(lat_rad)} and {np.shape(height)}")
+    return _backend(compute, "ecef")(lon_rad, lat_rad, height, device=compute.device)
 
 
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,

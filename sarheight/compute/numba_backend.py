@@ -11,7 +11,17 @@ from .. import kernels
 from ..threads import run_blocks
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry
 
-__all__ = ["cell_geometry", "geocode"]
+__all__ = ["cell_geometry", "ecef", "geocode"]
+
+
+def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.ecef` with ``kernels.geodetic_to_ecef_grid`` (2-D grids) or
+    ``kernels.geodetic_to_ecef`` (points of any other shape)."""
+    del device  # the CPU
+    if height.ndim == 2:
+        return kernels.geodetic_to_ecef_grid(lon_rad, lat_rad, height, kernels.WGS84_A, kernels.WGS84_E2)
+    flat = [np.ascontiguousarray(values, dtype=np.float64).ravel() for values in (lon_rad, lat_rad, height)]
+    return kernels.geodetic_to_ecef(*flat, kernels.WGS84_A, kernels.WGS84_E2).reshape(*height.shape, 3)
 
 
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,

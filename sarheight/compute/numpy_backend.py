@@ -7,7 +7,15 @@ import numpy as np
 
 from .bundles import Geocoded, GeocodingGeometry
 
-__all__ = ["geocode"]
+__all__ = ["ecef", "geocode"]
+
+
+def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.ecef` with the twin ``twins.geometry.geodetic_to_ecef``."""
+    from twins import geometry as twins
+
+    del device  # the CPU
+    return twins.geodetic_to_ecef(lon_rad, lat_rad, height)
 
 
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,

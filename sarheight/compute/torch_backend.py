@@ -17,7 +17,7 @@ import torch
 from ..kernels import WGS84_A, WGS84_E2
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry
 
-__all__ = ["block_rows", "cell_geometry", "geocode"]
+__all__ = ["block_rows", "cell_geometry", "ecef", "geocode"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -119,6 +119,24 @@ class _Acquisition:
         return value, slope
 
 
+def _positions(lon: torch.Tensor, lat: torch.Tensor, height: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ECEF positions (m, (..., 3)) and ellipsoid normals of geodetic points (rad, m)."""
+    cos_lat, sin_lat = torch.cos(lat), torch.sin(lat)
+    prime_vertical = WGS84_A / torch.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
+    normal = torch.stack((cos_lat * torch.cos(lon), cos_lat * torch.sin(lon), sin_lat), dim=-1)
+    target = torch.stack(((prime_vertical + height) * normal[..., 0], (prime_vertical + height) * normal[..., 1],
+                          (prime_vertical * (1.0 - WGS84_E2) + height) * sin_lat), dim=-1)
+    return target, normal
+
+
+def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.ecef` in torch (float64) on ``device``."""
+    where = torch.device(device)
+    lon, lat, h = (torch.tensor(np.asarray(values, dtype=np.float64), device=where)
+                   for values in (lon_rad, lat_rad, height))
+    return _positions(lon, lat, h)[0].cpu().numpy()
+
+
 def _solve(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, rows: slice, acquisition: _Acquisition
            ) -> dict[str, torch.Tensor]:
     """The zero-Doppler solution of the cells of ``rows``: their ECEF positions and
@@ -126,12 +144,7 @@ def _solve(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, rows: s
     on the looked-at side, the line time and the range axis (unclipped line and sample)."""
     g, where = acquisition.geometry, acquisition.device
     lon, lat = _axis_or_grid(lon_rad, rows, where), _axis_or_grid(lat_rad, rows, where)
-    h = _tensor(height[rows], where)
-    cos_lat, sin_lat = torch.cos(lat), torch.sin(lat)
-    prime_vertical = WGS84_A / torch.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
-    normal = torch.stack((cos_lat * torch.cos(lon), cos_lat * torch.sin(lon), sin_lat), dim=-1)
-    target = torch.stack(((prime_vertical + h) * normal[..., 0], (prime_vertical + h) * normal[..., 1],
-                          (prime_vertical * (1.0 - WGS84_E2) + h) * sin_lat), dim=-1)
+    target, normal = _positions(lon, lat, _tensor(height[rows], where))
     # The linearised solution about the orbit's centre, then Newton on all cells at once.
     velocity = acquisition.centre_velocity
     t = g.orbit_t_center + ((target - acquisition.centre) * velocity).sum(-1) / (velocity**2).sum()

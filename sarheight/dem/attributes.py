@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import numpy as np
 import xarray as xr
 
+from sarheight.compute import ecef as ecef_of
 from sarheight.errors import (
     InvalidInputError,
 )
-from sarheight.kernels import WGS84_A, WGS84_E2, geodetic_to_ecef_grid
 from sarheight.raster import horizontal_part
 
 from .coordinates import compact, geodetic_coordinates
@@ -45,7 +45,7 @@ def ecef_coordinates(dem: xr.DataArray | DemSource) -> xr.DataArray:
     """
     dem = open_dem(dem)
     lon, lat = geodetic_coordinates(dem)
-    ecef = geodetic_to_ecef_grid(_radians(lon), _radians(lat), dem.values, WGS84_A, WGS84_E2)
+    ecef = ecef_of(_radians(lon), _radians(lat), dem.values)
     out = xr.DataArray(
         ecef,
         dims=("y", "x", "xyz"),

@@ -15,6 +15,7 @@ import scipy.spatial
 import scipy.stats
 import xarray as xr
 
+from ..compute import ecef as ecef_of
 from ..dem import (
     geodetic_coordinates,
     horizontal_crs,
@@ -22,7 +23,6 @@ from ..dem import (
 from ..errors import (
     InvalidInputError,
 )
-from ..kernels import geodetic_to_ecef
 from ..raster import cell_steps_m
 from .distance import BLOCK_CELLS, grid_dataarray
 
@@ -178,10 +178,10 @@ def _metric_coordinates(grid: xr.DataArray, crs: pyproj.CRS,
         north = np.broadcast_to((np.arange(rows) * step_n)[:, np.newaxis], grid.shape)
         return east, north
     lon, lat = geodetic_coordinates(grid, radians=True)
-    ecef = geodetic_to_ecef(np.ascontiguousarray(lon).ravel(), np.ascontiguousarray(lat).ravel(),
+    ecef = ecef_of(np.ascontiguousarray(lon).ravel(), np.ascontiguousarray(lat).ravel(),
                             np.zeros(lon.size))
     lon0, lat0 = lon[rows // 2, cols // 2], lat[rows // 2, cols // 2]
-    origin = geodetic_to_ecef(np.array([lon0]), np.array([lat0]), np.zeros(1))[0]
+    origin = ecef_of(np.array([lon0]), np.array([lat0]), np.zeros(1))[0]
     relative = ecef - origin
     east_axis = np.array([-math.sin(lon0), math.cos(lon0), 0.0])
     north_axis = np.array([-math.sin(lat0) * math.cos(lon0), -math.sin(lat0) * math.sin(lon0), math.cos(lat0)])

@@ -13,6 +13,8 @@ import scipy.spatial
 import scipy.stats
 import xarray as xr
 
+from ..compute import WGS84_A, WGS84_E2
+from ..compute import ecef as ecef_of
 from ..dem import (
     geodetic_coordinates,
     horizontal_crs,
@@ -20,7 +22,6 @@ from ..dem import (
 from ..errors import (
     InvalidInputError,
 )
-from ..kernels import WGS84_A, WGS84_E2, geodetic_to_ecef
 from ..raster import cell_steps_m
 
 # Rows of cells handled at once by the distance and interpolation queries (bounded memory).
@@ -126,7 +127,7 @@ def mask_values(mask_array: xr.DataArray) -> np.ndarray:
 
 def _geodesic_distance(mask_array: xr.DataArray, mask: np.ndarray) -> np.ndarray:
     lon, lat = geodetic_coordinates(mask_array, radians=True)
-    prior = geodetic_to_ecef(np.ascontiguousarray(lon[mask]), np.ascontiguousarray(lat[mask]),
+    prior = ecef_of(np.ascontiguousarray(lon[mask]), np.ascontiguousarray(lat[mask]),
                              np.zeros(int(mask.sum())))
     tree = scipy.spatial.cKDTree(prior)
     radius = _mean_radius(float(np.median(lat[:, 0])))
@@ -134,7 +135,7 @@ def _geodesic_distance(mask_array: xr.DataArray, mask: np.ndarray) -> np.ndarray
     rows_per_block = max(1, BLOCK_CELLS // mask.shape[1])
     for start in range(0, mask.shape[0], rows_per_block):
         block = slice(start, start + rows_per_block)
-        cells = geodetic_to_ecef(np.ascontiguousarray(lon[block].ravel()), np.ascontiguousarray(lat[block].ravel()),
+        cells = ecef_of(np.ascontiguousarray(lon[block].ravel()), np.ascontiguousarray(lat[block].ravel()),
                                  np.zeros(lon[block].size))
         chord, _ = tree.query(cells)
         distance[block] = (2.0 * radius * np.arcsin(np.minimum(chord / (2.0 * radius), 1.0))).reshape(-1, mask.shape[1])
