@@ -20,6 +20,12 @@ from sarheight.geometry import ImageGrid, Orbit, RadarGeometry, backward_geocode
 
 torch = pytest.importorskip("torch")
 
+#: The devices the torch passes are held to the numba kernels on: the CPU (in CI), and a
+#: CUDA GPU where torch sees one (benchmarks/gpu_check.sh runs this file there).
+TORCH_DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+#: Every backend other than the numba kernels, as (backend, device).
+OTHER_BACKENDS = [*(("torch", device) for device in TORCH_DEVICES), ("numpy", "cpu")]
+
 #: What parity means for the geometry: the slant range and the range axis within a
 #: millimetre, the line's time within 0.1 microseconds (under a millimetre along the
 #: track), the zero-Doppler time within a nanosecond (its rounding), the incidence within
@@ -102,20 +108,21 @@ def grids():
     return out
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
+@pytest.mark.parametrize(("backend", "device"), OTHER_BACKENDS)
 @pytest.mark.parametrize("grid", ["utm", "geoid"])
 @pytest.mark.parametrize("clip", [True, False])
-def test_geocoding_is_the_same_on_every_backend(grids, backend, grid, clip):
+def test_geocoding_is_the_same_on_every_backend(grids, backend, device, grid, clip):
     dem, geometry = grids[grid]
     lon, lat, height = _cells(dem)
     bundle = geometry.geocoding_geometry()
     assert bundle.first_line_time > 80_000, "the epoch is not a day before the image"
     expected = geocode(lon, lat, height, bundle, clip=clip)
-    actual = geocode(lon, lat, height, bundle, clip=clip, compute=compute_for(backend=backend))
-    _assert_same(expected, actual, geometry, f"{backend} on the {grid} grid (clip {clip})")
+    actual = geocode(lon, lat, height, bundle, clip=clip, compute=compute_for(device, backend=backend))
+    _assert_same(expected, actual, geometry, f"{backend} on {device}, the {grid} grid (clip {clip})")
 
 
-def test_geocoding_of_broadcast_axes_left_looking_with_voids(grids):
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+def test_geocoding_of_broadcast_axes_left_looking_with_voids(grids, device):
     """A geographic grid passes broadcast views of its axes (every backend reads them
     without making them whole); voids stay unsolved; a radar looking left."""
     dem, _ = grids["geoid"]
@@ -126,7 +133,7 @@ def test_geocoding_of_broadcast_axes_left_looking_with_voids(grids):
     height[5:9, 3:40] = np.nan
     bundle = geometry.geocoding_geometry()
     expected = geocode(lon, lat, height, bundle)
-    actual = geocode(lon, lat, height, bundle, compute=compute_for(backend="torch"))
+    actual = geocode(lon, lat, height, bundle, compute=compute_for(device, backend="torch"))
     assert np.isnan(actual.slant_range[5:9, 3:40]).all()
     _assert_same(expected, actual, geometry, "torch, looking left, with voids")
 
@@ -190,8 +197,9 @@ def test_the_geocode_command_refuses_a_gpu_it_does_not_have(tmp_path):
     assert "asks for a CUDA GPU" in run.stderr and not out.exists()
 
 
+@pytest.mark.parametrize("device", TORCH_DEVICES)
 @pytest.mark.parametrize("grid", ["utm", "geoid"])
-def test_the_cells_geometry_is_the_same_on_torch(grids, grid):
+def test_the_cells_geometry_is_the_same_on_torch(grids, grid, device):
     """The zero-Doppler geometry of the cells the simulation reads (unclipped line and
     sample, look vector, pixel area, incidence, look and cross-track angles): torch held to
     the numba kernel, the float32 outputs to their precision."""
@@ -201,7 +209,7 @@ def test_the_cells_geometry_is_the_same_on_torch(grids, grid):
     height[2:4, 5:9] = np.nan
     bundle = geometry.geocoding_geometry()
     expected = cell_geometry(lon, lat, height, bundle)
-    actual = cell_geometry(lon, lat, height, bundle, compute=compute_for(backend="torch"))
+    actual = cell_geometry(lon, lat, height, bundle, compute=compute_for(device, backend="torch"))
     np.testing.assert_array_equal(expected.valid, actual.valid)
     valid = expected.valid
     assert valid.mean() > 0.9 and not valid[2:4, 5:9].any()
@@ -226,8 +234,8 @@ def test_the_numpy_backend_has_no_cell_geometry_and_says_so(grids):
         cell_geometry(*_cells(dem), geometry.geocoding_geometry(), compute=compute_for(backend="numpy"))
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
-def test_ecef_is_the_same_on_every_backend(grids, backend):
+@pytest.mark.parametrize(("backend", "device"), OTHER_BACKENDS)
+def test_ecef_is_the_same_on_every_backend(grids, backend, device):
     """Geodetic positions to ECEF: a grid with broadcast axes and voids, and scattered
     points, each backend within a micrometre of the numba kernels."""
     dem, _ = grids["geoid"]
@@ -238,7 +246,7 @@ def test_ecef_is_the_same_on_every_backend(grids, backend):
     points = (rng.uniform(-np.pi, np.pi, 50), rng.uniform(-1.5, 1.5, 50), rng.uniform(-400, 9000, 50))
     for case in ((lon, lat, height), points):
         expected = ecef(*case)
-        actual = ecef(*case, compute=compute_for(backend=backend))
+        actual = ecef(*case, compute=compute_for(device, backend=backend))
         assert expected.shape == actual.shape == (*case[2].shape, 3) and actual.dtype == np.float64
         assert np.array_equal(np.isnan(expected), np.isnan(actual))
         assert np.nanmax(np.abs(expected - actual)) <= 1e-6
