@@ -432,37 +432,20 @@ class RadarGeometry:
 
     def kernel_arguments(self) -> dict[str, Any]:
         """The orbit and grid as the plain values the kernels take (seconds since reference)."""
-        grid = self.grid
-        return dict(
-            coeffs=self.orbit.coeffs,
-            t_center=self.orbit.t_center,
-            t_scale=self.orbit.t_scale,
-            t_valid_min=self.orbit.t_min,
-            t_valid_max=self.orbit.t_max,
-            first_line_time=float(self.orbit.seconds(grid.first_line_time)),
-            line_interval=grid.line_interval,
-            n_lines=grid.lines,
-            n_samples=grid.samples,
-            rm_times=np.ascontiguousarray(self.orbit.seconds(grid.range_times)),
-            rm_sr0=grid.range_sr0,
-            rm_coeffs=grid.range_coeffs,
-            rm_spacing=grid.range_spacing,
-            look_sign=self.look_sign,
-            bistatic_rate=0.0 if grid.bistatic_reference_range is None else 1.0 / SPEED_OF_LIGHT,
-            bistatic_reference_range=grid.bistatic_reference_range or 0.0,
-        )
+        return self.geocoding_geometry().kernel_arguments()
 
     def geocoding_geometry(self) -> GeocodingGeometry:
         """The orbit and grid as the geocoding passes of :mod:`sarheight.compute` take
         them, on every backend (seconds since :attr:`reference_time`)."""
-        k = self.kernel_arguments()
+        orbit, grid = self.orbit, self.grid
         return GeocodingGeometry(
-            orbit_coeffs=k["coeffs"], orbit_t_center=k["t_center"], orbit_t_scale=k["t_scale"],
-            valid_min=k["t_valid_min"], valid_max=k["t_valid_max"], first_line_time=k["first_line_time"],
-            line_interval=k["line_interval"], lines=k["n_lines"], samples=k["n_samples"], range_times=k["rm_times"],
-            range_sr0=k["rm_sr0"], range_coeffs=k["rm_coeffs"], range_spacing=k["rm_spacing"],
-            look_sign=k["look_sign"], bistatic_rate=k["bistatic_rate"],
-            bistatic_reference_range=k["bistatic_reference_range"],
+            orbit_coeffs=orbit.coeffs, orbit_t_center=orbit.t_center, orbit_t_scale=orbit.t_scale,
+            valid_min=orbit.t_min, valid_max=orbit.t_max, first_line_time=float(orbit.seconds(grid.first_line_time)),
+            line_interval=grid.line_interval, lines=grid.lines, samples=grid.samples,
+            range_times=np.ascontiguousarray(orbit.seconds(grid.range_times)), range_sr0=grid.range_sr0,
+            range_coeffs=grid.range_coeffs, range_spacing=grid.range_spacing, look_sign=self.look_sign,
+            bistatic_rate=0.0 if grid.bistatic_reference_range is None else 1.0 / SPEED_OF_LIGHT,
+            bistatic_reference_range=grid.bistatic_reference_range or 0.0,
             reference_ns=int(self.reference_time.astype("datetime64[ns]").astype(np.int64)))
 
     def line_to_time(self, line: Any) -> np.ndarray:

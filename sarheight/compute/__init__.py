@@ -161,8 +161,10 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
     compute : where it runs (numba by default; torch; the numpy twins have none).
     blocks : row blocks of the numba backend (its threads' work; default one per thread).
     on_block : numba backend: ``on_block(start, stop, ecef, look)`` called from the threads
-        with each block's ECEF positions (rows ``start:stop``, (rows, cols, 3) float64, m),
-        which are not kept for the whole grid, and look vectors.
+        with each block's ECEF positions ((rows, cols, 3) float64, m; rows ``start - 1`` to
+        ``stop + 1`` within the grid: the block and the rows either side, which a surface's
+        normals need), which are not kept for the whole grid, and the grid's look vectors
+        (rows ``start:stop`` written).
     """
     compute = compute or Compute()
     _check_grid(lon_rad, lat_rad, height, "cell_geometry")

@@ -51,6 +51,17 @@ class GeocodingGeometry:
     bistatic_reference_range: float
     reference_ns: int
 
+    def kernel_arguments(self) -> dict[str, np.ndarray | float | int]:
+        """The fields under the names of the kernels' arguments, which their numpy twins
+        take too (all but the epoch: the kernels take it as an argument of its own)."""
+        return dict(
+            coeffs=self.orbit_coeffs, t_center=self.orbit_t_center, t_scale=self.orbit_t_scale,
+            t_valid_min=self.valid_min, t_valid_max=self.valid_max, first_line_time=self.first_line_time,
+            line_interval=self.line_interval, n_lines=self.lines, n_samples=self.samples, rm_times=self.range_times,
+            rm_sr0=self.range_sr0, rm_coeffs=self.range_coeffs, rm_spacing=self.range_spacing,
+            look_sign=self.look_sign, bistatic_rate=self.bistatic_rate,
+            bistatic_reference_range=self.bistatic_reference_range)
+
 
 @dataclasses.dataclass(frozen=True)
 class Geocoded:

@@ -63,8 +63,8 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
                   device: str, blocks: int | None = None,
                   on_block: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None) -> CellGeometry:
     """:func:`sarheight.compute.cell_geometry` with ``kernels.cells.cell_geometry`` on row
-    blocks in threads (``device``: the CPU); ``on_block`` gets each block's ECEF positions
-    and look vectors."""
+    blocks in threads (``device``: the CPU); ``on_block`` gets each block's ECEF positions,
+    with the rows either side, and the look vectors."""
     del device  # the CPU's threads
     g = geometry
     shape = height.shape
@@ -79,16 +79,23 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
 
     def work(start: int, stop: int) -> None:
         rows = slice(start, stop)
-        ecef = np.empty((stop - start, shape[1], 3))
+        # With on_block, the positions of one row more on each side (a surface's normals
+        # need them), with the kernel's arithmetic.
+        first, last = (max(0, start - 1), min(shape[0], stop + 1)) if on_block is not None else (start, stop)
+        ecef = np.empty((last - first, shape[1], 3))
         kernels.cells.cell_geometry(
             lon_rad[rows], lat_rad[rows], height[rows], kernels.WGS84_A, kernels.WGS84_E2,
             g.orbit_coeffs, g.orbit_t_center, g.orbit_t_scale, g.valid_min, g.valid_max,
             g.first_line_time, g.line_interval, g.range_times, g.range_sr0, g.range_coeffs, g.range_spacing,
             g.look_sign, g.bistatic_rate, g.bistatic_reference_range, reference_ns,
-            ecef, *(array[rows] for array in out.values()),
+            ecef[start - first:stop - first], *(array[rows] for array in out.values()),
         )
-        if on_block is not None:
-            on_block(start, stop, ecef, out["look"][rows])
+        if on_block is None:
+            return
+        for row in {first, last - 1} - set(range(start, stop)):
+            kernels.cells.ecef_of_cells(lon_rad[row:row + 1], lat_rad[row:row + 1], height[row:row + 1],
+                                        kernels.WGS84_A, kernels.WGS84_E2, ecef[row - first:row - first + 1])
+        on_block(start, stop, ecef, out["look"])
 
     run_blocks(work, shape[0], blocks)
     return CellGeometry(**out)

@@ -24,18 +24,10 @@ def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geomet
     from twins import geometry as twins
 
     del device  # the CPU
-    g = geometry
-    arguments = {
-        "coeffs": g.orbit_coeffs, "t_center": g.orbit_t_center, "t_scale": g.orbit_t_scale,
-        "t_valid_min": g.valid_min, "t_valid_max": g.valid_max, "first_line_time": g.first_line_time,
-        "line_interval": g.line_interval, "n_lines": g.lines, "n_samples": g.samples, "rm_times": g.range_times,
-        "rm_sr0": g.range_sr0, "rm_coeffs": g.range_coeffs, "rm_spacing": g.range_spacing,
-        "look_sign": g.look_sign, "bistatic_rate": g.bistatic_rate,
-        "bistatic_reference_range": g.bistatic_reference_range,
-    }
     with np.errstate(invalid="ignore"):
-        seconds, slant_range, line, sample, incidence = twins.geocode(lon_rad, lat_rad, height, arguments, clip=clip)
+        seconds, slant_range, line, sample, incidence = twins.geocode(lon_rad, lat_rad, height,
+                                                                      geometry.kernel_arguments(), clip=clip)
     solved = np.isfinite(seconds)
-    azimuth_ns = np.where(solved, g.reference_ns + np.round(np.nan_to_num(seconds) * 1e9).astype(np.int64),
+    azimuth_ns = np.where(solved, geometry.reference_ns + np.round(np.nan_to_num(seconds) * 1e9).astype(np.int64),
                           np.iinfo(np.int64).min)
     return Geocoded(azimuth_ns, slant_range, line, sample, incidence.astype(np.float32))

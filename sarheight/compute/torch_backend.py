@@ -132,8 +132,7 @@ def _positions(lon: torch.Tensor, lat: torch.Tensor, height: torch.Tensor) -> tu
 def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, device: str) -> np.ndarray:
     """:func:`sarheight.compute.ecef` in torch (float64) on ``device``."""
     where = torch.device(device)
-    lon, lat, h = (torch.tensor(np.asarray(values, dtype=np.float64), device=where)
-                   for values in (lon_rad, lat_rad, height))
+    lon, lat, h = (_tensor(values, where) for values in (lon_rad, lat_rad, height))
     return _positions(lon, lat, h)[0].cpu().numpy()
 
 

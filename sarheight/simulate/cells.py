@@ -396,17 +396,10 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
     away = np.empty(shape, dtype=bool) if own_surface else None
 
     def faces(start: int, stop: int, ecef: np.ndarray, look: np.ndarray) -> None:
-        # The normals of faces_away need the positions of one row more on each side.
-        halo_start, halo_stop = max(0, start - 1), min(shape[0], stop + 1)
-        around = np.empty((halo_stop - halo_start, shape[1], 3))
-        around[start - halo_start:stop - halo_start] = ecef
-        for row in {halo_start, halo_stop - 1} - set(range(start, stop)):
-            local = row - halo_start
-            kernels.cells.ecef_of_cells(lon[row:row + 1], lat[row:row + 1], height[row:row + 1],
-                                        kernels.WGS84_A, kernels.WGS84_E2, around[local:local + 1])
-        looks = np.zeros((halo_stop - halo_start, shape[1], 3), dtype=look.dtype)
-        looks[start - halo_start:stop - halo_start] = look
-        facing.faces_away(around, looks, start - halo_start, stop - halo_start, away[halo_start:halo_stop])
+        # ecef holds one row more on each side (within the grid): the normals need them.
+        first = max(0, start - 1)
+        rows = slice(first, first + ecef.shape[0])
+        facing.faces_away(ecef, look[rows], start - first, stop - first, away[rows])
 
     out = compute.cell_geometry(lon, lat, height, geometry.geocoding_geometry(), blocks=block_count(shape),
                                 on_block=faces if own_surface else None).as_arrays()

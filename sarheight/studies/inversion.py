@@ -628,8 +628,9 @@ def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None
         runs = len(speed["seconds"]["inversion"])
         target = speed["target_seconds"]
         verdict = "met" if best <= target else f"missed by {best / target:.1f}x"
-        warm = ("warm runs" if runs > 1 else "warm run") if speed.get("warm_up_run", True) else (
-            "runs" if runs > 1 else "run") + " with the kernels' cache warm from earlier runs"
+        plural = "s" if runs > 1 else ""
+        warm = (f"warm run{plural}" if speed.get("warm_up_run", True)
+                else f"run{plural} with the kernels' cache warm from earlier runs")
         lines.append(f"- `sarheight terrain refine --method inversion` on {speed['grid_cells']:,} cells ({speed['dem']}, "
                      f"coarse factor {speed['coarse_factor']}, {speed.get('images', 'one geocoded image')}): "
                      f"{best:.1f} s, best of {runs} {warm} on {speed['machine']['cpus']} cores "
