@@ -12,7 +12,9 @@ the mean RMSE relative to back-projection with the kriged priors; the held-out D
 not read). The stack seed of the lowest mean over the conditions of several images is
 exported (``--out``, default
 ``terrain_stack_demo.ckpt``: sarheight writes nothing among its own files, so copy it to
-``sarheight/sample_data/`` to ship it); the choice is written to ``<study>/packaged.json``.
+``sarheight/sample_data/`` to ship it); the choice is written to ``<study>/packaged.json``, with the method
+:func:`sarheight.terrain.refinement.refine_dem` should take by default for each kind of
+input (:func:`sarheight.studies.stacking.default_methods`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sarheight.errors import SarHeightError
 from sarheight.paths import check_outputs
 from sarheight.sample_data import TERRAIN_NETWORKS, terrain_demo_checkpoint
 from sarheight.studies.runs import write_json
-from sarheight.studies.stacking import packaging_choice
+from sarheight.studies.stacking import default_methods, packaging_choice
 from sarheight.training.checkpoints import export_checkpoint
 
 #: The conditions of several images, the stack network's.
@@ -65,6 +67,8 @@ def main() -> int:
         found["candidates"] = {name: shown[path] for name, path in found["candidates"].items()}
     choice = {"one_image": one_image, "stack": {**stack, "mean_over_conditions": means, "chosen": chosen,
                                                 "exported": f"sarheight/sample_data/{written.name}"}}
+    # What refine_dem should take where no method is named (sarheight.terrain.refinement.DEFAULT_METHODS).
+    choice["defaults"] = default_methods(choice)
     write_json(choice, study / "packaged.json")
     for condition, found in {**one_image["conditions"], **stack["conditions"]}.items():
         print(f"{condition} ({found['scenes']} validation scenes), RMSE relative to back-projection + kriged priors: "
@@ -72,6 +76,8 @@ def main() -> int:
               + f"; chosen: {found['chosen']}")
     print(f"stack network: {chosen} (mean {means[chosen]:.3f} over {', '.join(STACK_CONDITIONS)}), exported to "
           f"{written}; wrote {study / 'packaged.json'}")
+    print("refine_dem's defaults (sarheight.terrain.refinement.DEFAULT_METHODS): "
+          + ", ".join(f"{kind} {method}" for kind, method in choice["defaults"].items()))
     return 0
 
 

@@ -257,7 +257,7 @@ def _terrain_demo_step(dem: xr.DataArray, out: Path, say, checkpoint: str | os.P
     from .scores import map_rmse
     from .studies.refinement_methods import scoring_mask
     from .terrain.geometry import scene_geometry
-    from .terrain.methods import BASELINES, NON_LEARNED, baseline_maps
+    from .terrain.methods import BASELINES, NON_LEARNED, baseline_maps, scene_channel
     from .terrain.simulated import simulate_scene
     from .training.predict import predict_height, prediction_quicklook
     from .training.trained import load_checkpoint
@@ -282,7 +282,8 @@ def _terrain_demo_step(dem: xr.DataArray, out: Path, say, checkpoint: str | os.P
     result = predict_height(scene, [model], progress=progress)
     predicted = time.perf_counter() - start - simulated
     truth = scene["height"].values
-    refined = np.where(np.isfinite(result["height"].values), result["height"].values, scene[model.reference].values)
+    refined = np.where(np.isfinite(result["height"].values), result["height"].values,
+                       scene_channel(scene, model.reference))
     scored = scoring_mask(scene)
     maps = {BASELINES[name]: values for name, values in baseline_maps(scene).items() if name in NON_LEARNED}
     maps[options["inversion"]] = scene["inverted"].values

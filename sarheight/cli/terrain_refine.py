@@ -213,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
         by = ((f"the packaged {attrs.get('packaged_network', 'one_image').replace('_', '-')} network" if not args.ckpt
                else f"{attrs['members']} checkpoint"
                f"{'s' * (attrs['members'] > 1)}") if method == "network" else method)
+        if method == "network":
+            by += f", its own correction in {100 * attrs['network_share']:.0f} % of the cells"
         if chosen:
             by += f" ({chosen}; --method to choose)"
         if "image_registration_applied" in attrs:

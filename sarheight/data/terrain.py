@@ -107,7 +107,7 @@ DEFAULT_CHANNELS = ("sar_reconstructed", "local_incidence_angle", "prior_height"
 #: Channels holding heights (m): given relative to the reference channel when there is one.
 HEIGHT_CHANNELS = frozenset({"prior_height", "prior_interpolated", "coarse_height", "coarse_corrected", "height",
                              "coarse_bicubic", "coarse_lanczos", "coarse_registered", "coarse_backprojected",
-                             "coarse_refined", "clinometry", "inverted"})
+                             "coarse_refined", "clinometry", "inverted", "inverted_filled"})
 
 #: Channels of mask codes (:class:`~sarheight.masks.MaskCode`): as inputs, 255 (outside
 #: the image) is a missing value.
@@ -322,7 +322,7 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
             raise InvalidInputError(f"variable {variable!r} of scene {name!r} has dims {ds[variable].dims}, not "
                                     "('y', 'x'): every channel must lie on the scene's grid")
     unit = coarse_cell_size(ds) if scale == "coarse_cell" else 1.0
-    offset = ds[reference].values.astype(np.float32) if reference else None
+    offset = scene_channel(ds, reference) if reference else None
     inputs = np.empty((len(channels), ds.sizes["y"], ds.sizes["x"]), dtype=np.float32)
     missing = ~np.isfinite(offset) if offset is not None else np.zeros(inputs.shape[1:], dtype=bool)
     for index, channel in enumerate(channels):

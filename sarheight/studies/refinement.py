@@ -45,7 +45,7 @@ import xarray as xr
 from ..data.terrain import scene_arrays, scene_files, scene_header
 from ..errors import InvalidInputError
 from ..terrain.files import open_scene
-from ..terrain.methods import NON_LEARNED, baseline_maps
+from ..terrain.methods import NON_LEARNED, baseline_maps, scene_channel
 from ..terrain.variables import refinement_classes
 from .refinement_methods import DEFAULT_METHODS, Network, ground_label, networks, score_map, scoring_mask
 from .refinement_report import plot_refinement, prior_report, summarise, write_table
@@ -102,7 +102,7 @@ class PredictionCache:
             self.maps[key] = (result["height"].values,
                               result["height_std"].values if "height_std" in result else None)
         heights, std = self.maps[key]
-        reference = scene[self.network.reference].values
+        reference = scene_channel(scene, self.network.reference)
         missing = ~np.isfinite(heights)
         return np.where(missing, reference, heights), std, int((missing & np.isfinite(reference)).sum())
 

@@ -463,6 +463,47 @@ def packaging_choice(candidates: dict[str, str | os.PathLike[str]], validation_r
             "candidates": {name: str(path) for name, path in candidates.items()}, "conditions": choice}
 
 
+#: The conditions of the study by what a user gives (:data:`sarheight.terrain.refinement.INPUT_KINDS`).
+KIND_CONDITIONS = {"one_image": ("one_image",), "one_pass_dates": ("one_pass_10_dates",),
+                   "both_passes": ("both_passes", "both_passes_10_dates")}
+
+#: The study's non-learned methods that :func:`sarheight.terrain.refinement.refine_dem`
+#: offers, by its names.
+REFINEMENT_METHOD_NAMES = {"inversion": "inversion", "clinometry": "clinometry",
+                           "back_projection_priors": "back-projection"}
+
+
+def default_methods(packaged: dict[str, Any]) -> dict[str, str]:
+    """The method :func:`~sarheight.terrain.refinement.refine_dem` should take where none is
+    named, by what it is given, from the validation figures of the networks that ship
+    (``packaged.json`` of ``examples/package_terrain_networks.py``): the network shipped
+    for that kind where its mean RMSE is :data:`~sarheight.terrain.refinement.NETWORK_MARGIN`
+    below the inversion's in every condition of the kind, else the method of
+    :data:`REFINEMENT_METHOD_NAMES` of the lowest mean over those conditions.
+
+    Raises
+    ------
+    InvalidInputError : figures lacking a condition or a method.
+    """
+    from ..terrain.refinement import NETWORK_MARGIN
+
+    found = {}
+    for kind, conditions in KIND_CONDITIONS.items():
+        group = packaged["one_image" if kind == "one_image" else "stack"]
+        network = group["conditions"]["one_image"]["chosen"] if kind == "one_image" else group["chosen"]
+        try:
+            means = [group["conditions"][condition]["mean_relative_rmse"] for condition in conditions]
+            if all(figures[network] <= (1.0 - NETWORK_MARGIN) * figures["inversion"] for figures in means):
+                found[kind] = "network"
+                continue
+            best = min(REFINEMENT_METHOD_NAMES, key=lambda name: float(np.mean([figures[name] for figures in means])))
+        except KeyError as missing:
+            raise InvalidInputError(f"the packaged networks' figures lack {missing} for {kind}: run "
+                                    "examples/package_terrain_networks.py again") from None
+        found[kind] = REFINEMENT_METHOD_NAMES[best]
+    return found
+
+
 def run_stack_study(
     train_scenes: str | os.PathLike[str],
     validation_root: str | os.PathLike[str],

@@ -59,6 +59,11 @@ def baseline_maps(scene: xr.Dataset) -> dict[str, np.ndarray]:
 #: the kriged priors (the usual reference itself), clinometry and the inversion.
 STACKED_METHODS = ("coarse_registered", "coarse_refined", "clinometry", "inverted")
 
+#: References that are a stacked map filled where it has none, by the map: a network of
+#: such a reference corrects that map, so its calibration never offers it as an
+#: alternative (the gate's ``keep`` of 0 is that map already).
+FILLED_REFERENCES = {"inverted_filled": "inverted"}
+
 #: The stored variables the clinometric map is made from (:func:`refine_scene`'s defaults).
 CLINOMETRY_SOURCES = ("coarse_registered", "coarse_refined", "coarse_backprojected", "sar_reconstructed",
                       "local_incidence_angle", "layover", "shadow", "prior_height", "prior_mask")

@@ -23,6 +23,7 @@ from ..scores import rms
 from .geometry import pass_direction
 from .grid import refinement_grid
 from .inversion import InversionSettings
+from .methods import FILLED_REFERENCES, channel_sources, scene_channel
 from .observed import (
     check_priors_given,
     check_refinement_inputs,
@@ -44,10 +45,21 @@ METHODS = ("network", "inversion", "clinometry", "back-projection")
 
 #: The method :func:`refine_dem` takes where none is named, by what it is given (one image,
 #: one pass of several dates, both passes): the one of the lowest RMSE on the validation
-#: DEMs of the stack study (``benchmarks/terrain_stack/stacking.json``: its fair bars), a
-#: network only where it is 5 % below the inversion there (``tests/studies`` holds the
-#: table to the study's figures).
+#: DEMs of the stack study (``benchmarks/terrain_stack/packaged.json``, its figures of the
+#: non-learned methods and of the networks that ship), a network only where it is
+#: :data:`NETWORK_MARGIN` below the inversion in every condition of that kind
+#: (:func:`sarheight.studies.stacking.default_methods`; ``tests/studies`` holds the table
+#: to the study's figures).
 DEFAULT_METHODS = {"one_image": "inversion", "one_pass_dates": "inversion", "both_passes": "inversion"}
+
+#: The least reduction of the validation RMSE below the inversion's for a network to be the
+#: default method.
+NETWORK_MARGIN = 0.05
+
+#: The least share of the cells in which a network's own correction counts
+#: (``network_share`` of :func:`sarheight.training.predict.predict_height`) for its map to
+#: be called the network's without a warning.
+MIN_NETWORK_SHARE = 0.5
 
 #: What each kind of input is, in words.
 INPUT_KINDS = {"one_image": "one image", "one_pass_dates": "one pass of several dates",
@@ -131,7 +143,8 @@ def refine_dem(
         several images where it ships, else the one-image network; the
         ``packaged_network`` attribute says which). Only with
         ``method="network"``. A network that stacks the inversion's map (a channel
-        ``inverted``) has the inversion run for it, with ``inversion_settings``.
+        ``inverted``), or corrects it (the reference ``inverted_filled``), has the
+        inversion run for it, with ``inversion_settings``.
     spacing_m : the spacing of the refined DEM (m), finer than the coarse DEM's cells.
     method : one of :data:`METHODS`; None: the network where ``checkpoints`` are given,
         else the method of :data:`DEFAULT_METHODS` for what is given (one image, one pass of
@@ -166,7 +179,10 @@ def refine_dem(
     ``coarse`` (the coarse DEM on the grid: the reference the network corrects, else its
     Lanczos resampling); its attributes name the ``method`` and say how far it moved the
     coarse DEM (``correction_rms_m``, ``correction_max_m``) and what the observation held
-    (``observed_median_db``, ``observed_spread_db``); ``scene`` the model's inputs.
+    (``observed_median_db``, ``observed_spread_db``); with the network, the share of the
+    cells its own correction holds (``network_share``: a
+    :class:`~sarheight.errors.PlausibilityWarning` below :data:`MIN_NETWORK_SHARE`);
+    ``scene`` the model's inputs.
 
     Raises
     ------
@@ -220,9 +236,9 @@ def refine_dem(
                             distributed=client is not None)
     scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement, other=other,
                            sar_quantity=sar_quantity, sar_db=sar_db,
-                           # A network that stacks the inversion's map reads it as a channel.
+                           # A network that stacks the inversion's map, or corrects it, reads it.
                            inversion=(method == "inversion" or also_invert
-                                      or any("inverted" in m.channels for m in members)),
+                                      or any("inverted" in _member_sources(m) for m in members)),
                            # A network over the stacks reads each date.
                            keep_dates=any(date_channel(c) for m in members for c in m.channels),
                            inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
@@ -258,6 +274,12 @@ def refine_dem(
 
         result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
         reference_name = members[0].reference
+        share = float(result.attrs["network_share"])
+        if share < MIN_NETWORK_SHARE:
+            warnings.warn(f"the network's calibration keeps its own correction in {share:.0%} of the cells: elsewhere "
+                          f"the map is its reference ({reference_name}) or the non-learned map its calibration chose, "
+                          "so this is mostly that map under the network's name; give that method (--method) to say "
+                          "so", PlausibilityWarning, stacklevel=user_stacklevel())
     else:
         reference_name = "coarse_lanczos"
         if method == "clinometry":
@@ -269,7 +291,8 @@ def refine_dem(
         result = xr.Dataset({"height": (("y", "x"), heights.values.astype(np.float32),
                                         {"units": "m", "long_name": f"refined height ({method})"})},
                             coords={"y": scene["y"], "x": scene["x"]})
-    reference = scene[reference_name].values
+    # (A reference may be derived: the inversion's map filled where it has none.)
+    reference = scene_channel(scene, reference_name)
     check_plausible_heights(result["height"].values, reference, f"the map of method {method!r}")
     kept = ~np.isfinite(result["height"].values) & np.isfinite(reference)
     change = (result["height"].values - reference)[np.isfinite(result["height"].values) & np.isfinite(reference)]
@@ -277,7 +300,9 @@ def refine_dem(
     if "height_std" in result:
         result["height_std"] = result["height_std"].copy(data=np.where(kept, np.nan, result["height_std"].values))
     result["coarse"] = (("y", "x"), reference.astype(np.float32),
-                        {"units": "m", "long_name": f"the coarse DEM resampled to the grid ({reference_name})"})
+                        {"units": "m", "long_name": (f"the coarse DEM resampled to the grid ({reference_name})"
+                                                      if reference_name.startswith("coarse") else
+                                                      f"the map the network corrected ({reference_name})")})
     if packaged is not None:
         result.attrs["packaged_network"] = packaged
     if chosen:
@@ -324,6 +349,13 @@ def check_refinement_memory(cells: int, *, inversion: bool, blocks: int | None, 
                     if inversion and not blocks else ""))
 
 
+def _member_sources(member: Any) -> set[str]:
+    """The stored scene variables a trained model reads: those of its channels and of its
+    reference."""
+    return {source for name in [*member.channels, *([member.reference] if member.reference else [])]
+            for source in channel_sources(name)}
+
+
 def _warn_dates_left_out(members: Sequence[Any], scene: xr.Dataset) -> None:
     """Say where a network over the stacks has fewer date slots a pass than the dates
     given: it reads the first of them only."""
@@ -345,11 +377,12 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
     """Refinement checkpoints only, reading as many passes as are given (``other``: the
     opposite pass is given)."""
     for member in members:
-        if member.scale != "coarse_cell" or not str(member.reference or "").startswith("coarse"):
+        reference = str(member.reference or "")
+        if member.scale != "coarse_cell" or not (reference.startswith("coarse") or reference in FILLED_REFERENCES):
             raise InvalidInputError(
                 f"checkpoint {str(member.path)!r} predicts heights relative to {member.reference!r}, not as a "
-                "correction of the coarse DEM: give a refinement checkpoint (sarheight fit --config "
-                "terrain_refine)")
+                "correction of the coarse DEM or of the inversion: give a refinement checkpoint (sarheight fit "
+                "--config terrain_refine)")
         if any(date_channel(channel) for channel in member.channels):
             continue  # a network over the stacks takes one pass or both, one date or many
         both_passes = any(channel.startswith("other_") for channel in member.channels)
@@ -361,8 +394,8 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
                                     "given: it would be ignored; give one --sar, or a model trained on both passes")
 
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "check_spacing_of_file", "default_method", "image_registration_moved",
-           "input_kind", "refine_dem", "refinement_quicklook", "scores_against"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "MIN_NETWORK_SHARE", "NETWORK_MARGIN", "check_spacing_of_file", "default_method",
+           "image_registration_moved", "input_kind", "refine_dem", "refinement_quicklook", "scores_against"]
 
 
 def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> None:

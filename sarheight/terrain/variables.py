@@ -141,7 +141,10 @@ def coarse_cell_size(scene: xr.Dataset) -> float:
 #:   change of the range slope (radians, rising away from the sensor) through the fitted
 #:   law's sensitivity (:meth:`sarheight.ground.FittedLaw.sensitivity`), clipped at
 #:   :data:`RANGE_SLOPE_LIMIT_RAD`; NaN where the law says little (sensitivity below
-#:   :data:`MIN_SENSITIVITY_DB`) and in layover and shadow.
+#:   :data:`MIN_SENSITIVITY_DB`) and in layover and shadow;
+#: - ``inverted_filled``: the inversion's map (m), and where it has none (where the images
+#:   say nothing) back-projection with the kriged priors (``coarse_refined``): the
+#:   reference of a network that corrects the inversion, a height at every cell.
 DERIVED_VARIABLES: dict[str, tuple[str, ...]] = {
     "coarse_slope_east": ("coarse_bicubic",),
     "coarse_slope_north": ("coarse_bicubic",),
@@ -157,6 +160,7 @@ DERIVED_VARIABLES: dict[str, tuple[str, ...]] = {
     "sar_slope": ("sar_reconstructed", "local_incidence_angle"),
     "sar_slope_geocoded": ("sar_geocoded", "local_incidence_angle"),
     "other_sar_slope": ("other_sar_reconstructed", "other_local_incidence_angle"),
+    "inverted_filled": ("inverted", "coarse_refined"),
 }
 
 
@@ -242,6 +246,9 @@ def _make_variable(scene: xr.Dataset, name: str) -> np.ndarray:
         raise InvalidInputError(f"{name!r} is computed from {', '.join(missing)}, which the scene lacks: write the "
                                 "scene again with this version of sarheight")
     shape = scene[DERIVED_VARIABLES[name][0]].shape
+    if name == "inverted_filled":
+        inverted, refined = (scene[source].values.astype(np.float32) for source in DERIVED_VARIABLES[name])
+        return np.where(np.isfinite(inverted), inverted, refined)
     if name.startswith("coarse_") and name != "coarse_factor":
         return _coarse_terrain(scene, name)
     if name == "coarse_factor":

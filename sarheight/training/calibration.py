@@ -47,7 +47,7 @@ from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..scores import rms
 from ..terrain.files import open_scene
-from ..terrain.methods import STACKED_METHODS, method_heights
+from ..terrain.methods import FILLED_REFERENCES, STACKED_METHODS, method_heights
 from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
 from .checkpoints import CHECKPOINT_KEY, read_checkpoint, resolve_device
 from .losses import LOG_STD_RANGE
@@ -87,7 +87,8 @@ def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[
     per class), ``cells`` (validation cells per class), ``rmse_reference``,
     ``rmse_network`` and ``rmse_gated`` (m, per class), ``choice`` (per class,
     ``"network"`` or the alternative chosen), ``rmse_chosen`` (m, per class) and
-    ``rmse_alternatives`` (by name, m per class) and, with ``stds``, ``within_1std`` and
+    ``rmse_alternatives`` (by name, m per class), ``network_share`` (:func:`network_share`)
+    and, with ``stds``, ``within_1std`` and
     ``within_2std`` (the shares of cells after scaling, of the chosen heights' errors).
     """
     d = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in corrections]) if corrections else np.zeros(0)
@@ -138,10 +139,25 @@ def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[
         found["rmse_gated"].append(gated)
         found["choice"].append(choice)
         found["rmse_chosen"].append(best)
+    found["network_share"] = network_share(found)
     if s is not None:
         found["within_1std"] = [w[0] for w in within]
         found["within_2std"] = [w[1] for w in within]
     return found
+
+
+def network_share(figures: dict[str, Any]) -> float:
+    """The share of the validation cells in which a calibrated network's own correction
+    counts, weighted by how much of it is kept: per class ``keep`` where the class chose
+    the network, 0 where it chose a non-learned map. Near 0, the network hands its
+    reference (or the map chosen) on under its own name."""
+    cells = np.asarray(figures["cells"], dtype=np.float64)
+    if cells.sum() <= 0:
+        return 1.0
+    own = np.array([keep if choice == "network" else 0.0
+                    for keep, choice in zip(figures["keep"], figures.get("choice", ["network"] * len(cells)),
+                                            strict=True)])
+    return float(np.sum(cells * own) / cells.sum())
 
 
 def calibrate_checkpoint(checkpoint: str | os.PathLike[str], scenes: Sequence[str | os.PathLike[str] | xr.Dataset],
@@ -225,14 +241,17 @@ def describe_calibration(figures: dict[str, Any]) -> str:
         if "within_1std" in figures:
             text += f", {100 * figures['within_1std'][index]:.0f} % within 1 std"
         parts.append(text + ")")
-    return "; ".join(parts)
+    share = figures.get("network_share", network_share(figures))
+    return "; ".join(parts) + f"; the network's own correction in {100 * share:.0f} % of the validation cells"
 
 
 def stacked_alternatives(channels: Sequence[str], reference: str | None) -> list[str]:
     """The non-learned maps a model reads as channels (:data:`sarheight.terrain.methods.STACKED_METHODS`),
-    its reference aside (the gate's ``keep`` of 0 is the reference): those a terrain class
-    may choose instead of the network."""
-    return [name for name in STACKED_METHODS if name in channels and name != reference]
+    its reference aside, and the map a filled reference is made of
+    (:data:`sarheight.terrain.methods.FILLED_REFERENCES`; the gate's ``keep`` of 0 is the
+    reference): those a terrain class may choose instead of the network."""
+    own = {reference, FILLED_REFERENCES.get(str(reference))}
+    return [name for name in STACKED_METHODS if name in channels and name not in own]
 
 
 def _subsample(indices: np.ndarray, limit: int) -> np.ndarray:

@@ -210,7 +210,10 @@ def predict_height(
     and where they showed a non-learned map the network stacks better than it (the
     calibration's ``choice``), that map's heights replace the member's in the class
     (:func:`chosen_corrections`).
-    Attributes name the checkpoints, channels and reference.
+    Attributes name the checkpoints, channels and reference, and give ``network_share``:
+    the mean weight of the members' own corrections over the cells predicted (1 without a
+    calibration; near 0, the map is the reference, or the maps chosen, under the network's
+    name; :func:`network_weights`).
 
     Raises
     ------
@@ -260,6 +263,7 @@ def predict_height(
     mean = np.zeros((rows, cols))
     spread = np.zeros((rows, cols))  # Welford's sum of squared deviations across members
     variance = np.zeros((rows, cols))  # the sum of the members' own variances
+    own = np.zeros((rows, cols))  # the sum of the weights of the members' own corrections
     with deferred_warnings(), progress_bar(total=len(members) * tiling.count, desc="predicting height", unit="tile",
                                            enabled=progress) as bar:
         for count, member in enumerate(members, start=1):
@@ -269,6 +273,9 @@ def predict_height(
             if member.calibration and classes is not None:
                 correction = correction * np.asarray(member.calibration["keep"], dtype=np.float64)[classes]
                 correction = chosen_corrections(ds, member.calibration, classes, correction, arrays.offset)
+                own += network_weights(ds, member.calibration, classes)
+            else:
+                own += 1.0
             if member.outputs == 2:
                 std = arrays.scale * np.exp(np.clip(outputs[1], *LOG_STD_RANGE))
                 if member.calibration and classes is not None:
@@ -308,6 +315,8 @@ def predict_height(
         "tile": int(tile),
         "overlap": int(overlap),
         "calibrated": int(calibrated),
+        # Where the calibration hands the reference, or a map it chose, on instead.
+        "network_share": float(np.mean(own[wanted]) / len(members)) if wanted.any() else 1.0,
     })
     # The scene's transform travels with the map: a scene of one row or column has no
     # spacing in its coordinates to recompute it from.
@@ -518,6 +527,17 @@ def predict_buildings(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_geotiff(result, out)
     return result
+
+
+def network_weights(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray) -> np.ndarray:
+    """Per cell, how much of a calibrated member's own correction its height holds: the
+    class's ``keep``, 0 where the class chose a non-learned map that has a value there
+    (:func:`chosen_corrections`)."""
+    weights = np.asarray(calibration["keep"], dtype=np.float64)[classes]
+    for name in sorted(set(calibration.get("choice") or ()) - {"network"}):
+        codes = [index for index, chosen in enumerate(calibration["choice"]) if chosen == name]
+        weights[np.isin(classes, codes) & np.isfinite(method_heights(scene, name))] = 0.0
+    return weights
 
 
 def chosen_corrections(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray, correction: np.ndarray,

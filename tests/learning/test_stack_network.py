@@ -204,3 +204,49 @@ def test_shipped_stack_configs_train(scenes, tmp_path, monkeypatch, name):
     image = ("clinometry", "inverted", "local_incidence_angle", "sar_present@0")
     assert all((channel in stored["channels"]) == (name != "terrain_stack_noimage") for channel in image)
     assert stored["calibration"]["choice"] and stored["reference"] == "coarse_refined"
+
+
+def test_a_network_corrects_the_inversion_and_says_how_much_is_its_own(scenes, tmp_path):
+    import torch
+
+    from sarheight.data.terrain import scene_arrays
+    from sarheight.dem import open_dem
+    from sarheight.errors import PlausibilityWarning
+    from sarheight.raster import cell_size_m
+    from sarheight.simulate import simulate_sar
+    from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.grid import block_mean
+    from sarheight.terrain.refinement import refine_dem
+    from sarheight.training.checkpoints import CHECKPOINT_KEY, read_checkpoint
+    from tests.support.scenes import rough_dem
+
+    checkpoint = fit_tiny_checkpoint(scenes, tmp_path / "inversion.ckpt", model="ask_unet_stack",
+                                     channels=(*STATIC, "inverted"),
+                                     data_options={**DATA, "reference": "inverted_filled"}, uncertainty=True, **MODEL)
+    assert load_checkpoint(checkpoint).reference == "inverted_filled"
+    scene = open_scene(next(path for path in sorted(scenes.glob("hills-c_*.nc")) if "_dates2" in path.stem))
+    # The reference is the inversion's map, back-projection with the kriged priors where it has none.
+    inverted = scene["inverted"].values
+    arrays = scene_arrays(scene, STATIC, reference="inverted_filled")
+    assert np.array_equal(arrays.offset, np.where(np.isfinite(inverted), inverted, scene["coarse_refined"].values)
+                          .astype(np.float32))
+    # Its calibration never offers the inversion it corrects (keep 0 is the inversion already).
+    figures = calibrate_checkpoint(checkpoint, [scene])
+    assert "inverted" not in figures["rmse_alternatives"] and 0.0 <= figures["network_share"] <= 1.0
+    assert predict_height(scene, [checkpoint], progress=False).attrs["network_share"] == pytest.approx(
+        figures["network_share"], abs=0.35)
+    # A calibration that keeps none of the network's correction hands the inversion on: said, and warned of.
+    stored = read_checkpoint(checkpoint)
+    stored[CHECKPOINT_KEY]["calibration"] = {**figures, "keep": [0.0] * 4, "choice": ["network"] * 4}
+    torch.save(stored, checkpoint)
+    out = predict_height(scene, [checkpoint], progress=False)
+    assert out.attrs["network_share"] == 0.0
+    predicted = np.isfinite(out["height"].values)
+    np.testing.assert_allclose(out["height"].values[predicted], arrays.offset[predicted], atol=1e-3)
+    fine = rough_dem(seed=42, rows=36, cols=36, relief=300.0)
+    geometry = scene_geometry(fine, "ascending")
+    with pytest.warns(PlausibilityWarning, match="own correction in 0% of the cells"):
+        refined, refined_scene = refine_dem(open_dem(block_mean(fine, 3)), simulate_sar(fine, geometry, seed=1),
+                                            [checkpoint], spacing_m=float(np.sqrt(np.prod(cell_size_m(fine)))),
+                                            geometry=geometry, progress=False)
+    assert "inverted" in refined_scene and refined.attrs["network_share"] == 0.0

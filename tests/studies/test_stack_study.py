@@ -255,3 +255,26 @@ def test_the_network_to_ship_is_chosen_on_the_validation_dems(study):
         packaging_choice(candidates, folder / "validation", ("one_image", "plain"), progress=False)
     with pytest.raises(InvalidInputError, match="at least one candidate"):
         packaging_choice({}, folder / "validation", ("one_image",), progress=False)
+
+
+def test_a_network_is_the_default_only_well_below_the_inversion():
+    from sarheight.studies.stacking import default_methods
+
+    def packaged(one_image_network, stack_network, clinometry=0.97):
+        figures = {"inversion": 0.90, "clinometry": clinometry, "back_projection_priors": 1.0}
+        stack = {condition: {"mean_relative_rmse": {**figures, "stack seed 0": stack_network}}
+                 for condition in ("one_pass_10_dates", "both_passes", "both_passes_10_dates")}
+        return {"one_image": {"conditions": {"one_image": {"chosen": "one", "mean_relative_rmse": {
+                    **figures, "one": one_image_network}}}},
+                "stack": {"chosen": "stack seed 0", "conditions": stack}}
+
+    # 5 % below the inversion makes the network the default; 4 % leaves the best non-learned method.
+    assert default_methods(packaged(0.85, 0.864)) == {"one_image": "network", "one_pass_dates": "inversion",
+                                                      "both_passes": "inversion"}
+    assert default_methods(packaged(0.80, 0.80, clinometry=0.85)) == {
+        "one_image": "network", "one_pass_dates": "network", "both_passes": "network"}
+    assert default_methods(packaged(0.95, 0.95, clinometry=0.85))["one_image"] == "clinometry"
+    broken = packaged(0.8, 0.8)
+    del broken["stack"]["conditions"]["both_passes"]
+    with pytest.raises(InvalidInputError, match="lack 'both_passes'"):
+        default_methods(broken)

@@ -157,3 +157,22 @@ def test_more_images_are_never_worse_for_the_inversion_on_the_held_out_scenes():
     assert not [row for row in rows if row["worse"] and row["method"] == "inversion"], worse
     line = next(line for line in results["targets"] if line.startswith("more images never worse"))
     assert line.startswith(f"more images never worse: {len(worse)} of {len(rows)} ")
+
+
+def test_refine_dems_defaults_are_the_methods_best_on_the_validation_dems():
+    from sarheight.studies.stacking import default_methods
+    from sarheight.terrain.refinement import DEFAULT_METHODS
+
+    packaged = json.loads((ROOT / "benchmarks/terrain_stack/packaged.json").read_text())
+    assert DEFAULT_METHODS == default_methods(packaged), (
+        "sarheight.terrain.refinement.DEFAULT_METHODS differs from the validation figures of "
+        "benchmarks/terrain_stack/packaged.json")
+
+
+def test_the_stack_networks_own_share_is_the_one_its_calibrations_hold(stack_results):
+    from sarheight.training.calibration import network_share
+
+    shares = [network_share(training["calibration"]) for training in stack_results["trainings"]["network"]]
+    text = " ".join((ROOT / "docs/terrain_refinement.md").read_text().split())
+    assert (f"kept the network's own correction in {100 * shares[0]:.1f} % and {100 * shares[1]:.1f} % of the "
+            "validation cells") in text
