@@ -47,6 +47,7 @@ __all__ = [
     "Sampling",
     "box_filtered",
     "class_laws",
+    "cross_ratio_feature",
     "ground_cover",
     "law_of",
     "linear_law",
@@ -301,6 +302,30 @@ def brightness_features(surface: xr.DataArray, images: Sequence[InversionImage])
             ratio = ratio - np.nanmean(ratio)
         out.append((ratio / NEPER_PER_DB).reshape(surface.shape))
     return out
+
+
+def cross_ratio_feature(surface: xr.DataArray, images: Sequence[InversionImage]) -> np.ndarray | None:
+    """The ratio (dB) of the cross-polarised image to the co-polarised one (VH/VV), read at
+    every cell as :func:`brightness_features` reads an image and averaged over the images
+    that have one, on ``surface``'s grid (NaN where none reads the cell); None where no
+    image has a cross-polarised one. A slope scales both polarisations alike, so the ratio
+    hardly follows the relief; a land cover sets it (volume scattering of vegetation
+    raises it, bare rock and wet snow lower it): a feature classes are told apart by
+    (:func:`sarheight.terrain.land_cover.estimate_land_cover`)."""
+    ratios = []
+    for image in images:
+        if image.cross_image is None:
+            continue
+        sampling = sampling_of(image, surface)
+        cross = sample_log(intensity_on_window(image.cross_image, sampling.window), sampling)
+        ratios.append(np.where(sampling.usable & np.isfinite(cross), cross - sampling.observed, np.nan)
+                      / NEPER_PER_DB)
+    if not ratios:
+        return None
+    stack = np.stack(ratios)
+    counted = np.isfinite(stack).sum(axis=0)
+    mean = np.where(counted > 0, np.nansum(stack, axis=0) / np.maximum(counted, 1), np.nan)
+    return mean.reshape(surface.shape)
 
 
 def model_images(surface: xr.DataArray, images: Sequence[InversionImage], classes: np.ndarray,

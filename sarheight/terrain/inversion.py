@@ -96,6 +96,7 @@ from .forward import (
     KnownLaw,
     Sampling,
     brightness_features,
+    cross_ratio_feature,
     ground_cover,
     law_of,
     probed_jacobian,
@@ -578,7 +579,9 @@ def _cropped(image: InversionImage, surface: xr.DataArray) -> InversionImage:
     if part is None:
         raise InvalidInputError(f"the observation {image.name} does not cover a block of the grid")
     rows, cols = part.index_in(image.window)
-    return dataclasses.replace(image, image=image.image.isel(line=rows, sample=cols))
+    return dataclasses.replace(image, image=image.image.isel(line=rows, sample=cols),
+                               cross_image=None if image.cross_image is None
+                               else image.cross_image.isel(line=rows, sample=cols))
 
 
 def _say(line: str) -> None:
@@ -609,14 +612,17 @@ def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Seq
         if options.get("land_cover") is None and options.get("known_laws") is None and settings.land_cover_classes > 1:
             # The classes are the whole grid's, told apart once from every block's features:
             # blocks that told their own apart would give one ground two laws at a seam.
-            features = [np.full(reference.shape, np.nan) for _ in images]
+            # (Each image's brightness, then the cross-polarised ratio where an image has one.)
+            crossed = any(image.cross_image is not None for image in images)
+            features = [np.full(reference.shape, np.nan) for _ in range(len(images) + crossed)]
             futures = [(origin, workers.submit(_block_features_task, reference.isel(y=row_slice, x=col_slice), shared,
                                                core)) for origin, row_slice, col_slice, core in blocks]
             for (row, col), future in futures:
                 for full, part in zip(features, future.result(), strict=True):
                     full[row:row + part.shape[0], col:col + part.shape[1]] = part
             options = {**options, "land_cover": estimate_land_cover(
-                land_cover_features(features, [pass_key(image) for image in images]),
+                land_cover_features(features[:len(images)], [pass_key(image) for image in images])
+                + features[len(images):],
                 max_classes=settings.land_cover_classes, smoothing_cells=settings.land_cover_smoothing)}
         for (row, col), row_slice, col_slice, core in blocks:
             # Each task takes its own part of the grid and of the priors, not the whole.
@@ -644,10 +650,13 @@ def _invert_blockwise(reference: xr.DataArray, coarse: xr.DataArray, images: Seq
 
 
 def _block_features_task(surface: xr.DataArray, shared: tuple, core: tuple[slice, slice]) -> list[np.ndarray]:
-    """One block's brightness features (a task of the block-wise run), on its core."""
+    """One block's brightness features and, where an image has a cross-polarised one, the
+    cross-polarised ratio (a task of the block-wise run), on its core."""
     _, images = shared
     block = open_dem(surface, vertical_datum="ellipsoid", copy=False)
-    return [feature[core] for feature in brightness_features(block, [_cropped(image, block) for image in images])]
+    cropped = [_cropped(image, block) for image in images]
+    cross = cross_ratio_feature(block, cropped)
+    return [feature[core] for feature in [*brightness_features(block, cropped), *([] if cross is None else [cross])]]
 
 
 def _invert_blockwise_task(surface: xr.DataArray, shared: tuple, core: tuple[slice, slice],
@@ -662,14 +671,17 @@ def _classes(images: Sequence[InversionImage], shape: tuple[int, int], reference
              settings: InversionSettings, *, known: bool) -> np.ndarray:
     """The ground's classes: a user's land-cover map, or the classes the images tell apart
     (:func:`sarheight.terrain.land_cover.estimate_land_cover` on each image's log ratio
-    over the simulation of the reference, dB, :func:`brightness_features`), or one class
+    over the simulation of the reference, dB, :func:`brightness_features`, and the
+    cross-polarised ratio where an image has one, :func:`cross_ratio_feature`), or one class
     (known laws, or :attr:`InversionSettings.land_cover_classes` 1)."""
     if land_cover is not None:
         return land_cover_classes(land_cover, reference)
     if known or settings.land_cover_classes <= 1:
         return np.zeros(shape, dtype=np.int64)
-    ratios = brightness_features(open_dem(reference, vertical_datum="ellipsoid", copy=False), images)
-    return estimate_land_cover(land_cover_features(ratios, [pass_key(image) for image in images]),
+    surface = open_dem(reference, vertical_datum="ellipsoid", copy=False)
+    features = land_cover_features(brightness_features(surface, images), [pass_key(image) for image in images])
+    cross = cross_ratio_feature(surface, images)
+    return estimate_land_cover(features + ([] if cross is None else [cross]),
                                max_classes=settings.land_cover_classes, smoothing_cells=settings.land_cover_smoothing)
 
 

@@ -9,9 +9,9 @@ every pass, and a wet-snow date moves each class by its own amount. So the featu
 cell are, per image (or group of dates), the log ratio of the observation over the
 simulation of the current surface (what the relief the surface holds does not explain),
 smoothed over a cell or two (speckle and the slopes' turns average out, a patch does not),
-in dB; any further map is one more feature (a cross-polarised ratio, VH/VV, for a caller
-that has one: the readers of :mod:`sarheight.terrain.observed` read one polarisation
-today). A Gaussian
+in dB; any further map is one more feature: the cross-polarised ratio (VH/VV) where the
+product has both polarisations (:func:`sarheight.terrain.forward.cross_ratio_feature`;
+a slope scales both alike, a land cover sets their ratio). A Gaussian
 mixture of them (diagonal covariances, expectation-maximisation, the number of classes by
 the Bayesian information criterion, classes closer than :data:`MIN_CONTRAST_DB` merged)
 labels each cell, the number of classes the fit of the lowest criterion whose classes are

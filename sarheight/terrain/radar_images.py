@@ -85,6 +85,10 @@ class InversionImage:
     level_db : the median beta0 (dB) of the image over the DEM.
     nesz_db : the noise-equivalent sigma0 (dB) of its additive noise floor, or None where
         it has none (or it was removed).
+    cross_image : the cross-polarised image of the same acquisition on the same pixels
+        (VH beside VV, HV beside HH; linear), or None where the product has one
+        polarisation: its ratio to ``image`` tells land covers apart whatever the slope
+        (:func:`sarheight.terrain.forward.cross_ratio_feature`).
     """
 
     image: xr.DataArray
@@ -94,6 +98,7 @@ class InversionImage:
     dates: int = 1
     level_db: float = math.nan
     nesz_db: float | None = None
+    cross_image: xr.DataArray | None = None
 
     @property
     def window(self) -> RadarWindow:
@@ -114,7 +119,8 @@ WINDOW_MARGIN = 24
 
 def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, measurement: str = "IW/VV",
                 sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
-                nesz_db: float | None = None, name: str | None = None) -> InversionImage:
+                nesz_db: float | None = None, name: str | None = None, cross_polarised: bool = True
+                ) -> InversionImage:
     """An observation as :func:`sarheight.reconstruction.reconstruct` takes it (a SAFE product, a
     radar-geometry array or DataArray with ``geometry``, an xarray-sentinel measurement,
     or a geocoded sigma0 GeoTIFF or map DataArray with ``geometry``), read in radar
@@ -125,7 +131,9 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
     what layover mixed, so it is read as well as that allows. ``looks``: the image's
     equivalent number of looks; default its ``looks`` attribute, else
     :data:`DEFAULT_LOOKS`. ``nesz_db``: the noise floor (dB) the image carries; default its
-    ``nesz_db`` attribute (a simulation's), else none.
+    ``nesz_db`` attribute (a simulation's), else none. ``cross_polarised``: also read the
+    cross-polarised image of a dual-polarisation product (VH beside VV), on the same
+    pixels (:attr:`InversionImage.cross_image`: the land cover's VH/VV ratio).
 
     Raises
     ------
@@ -136,6 +144,7 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
     observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
                                       sar_db=sar_db)
     dem = open_dem(dem, copy=False)
+    cross_image = None
     if observation.on_map:
         state = run_simulation(dem, observation.geometry, every_line=False)
         rebuilt = rebuilt_in_radar_geometry(observation, state)
@@ -146,6 +155,7 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
                               margin=WINDOW_MARGIN)
         values = np.asarray(observation.on_window(window), dtype=np.float32)
         image = xr.DataArray(values, dims=("line", "sample"), coords=window.coords())
+        cross_image = _cross_polarised(observation, window) if cross_polarised else None
     values = np.asarray(image.values, dtype=np.float64)
     if not observation.on_map:
         # The level over the pixels the DEM's cells fall in, not the margin around them.
@@ -174,7 +184,21 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
     if nesz_db is not None and not math.isfinite(nesz_db):
         raise InvalidInputError(f"nesz_db must be a finite number of dB or None, got {nesz_db!r}")
     return InversionImage(image.astype(np.float32), observation.geometry, float(looks), label, 1,
-                          float(10.0 * np.log10(np.median(positive))), nesz_db)
+                          float(10.0 * np.log10(np.median(positive))), nesz_db, cross_image)
+
+
+def _cross_polarised(observation: Any, window: RadarWindow) -> xr.DataArray | None:
+    """The cross-polarised image of a Sentinel-1 product's observation on ``window``
+    (linear, beside the co-polarised one), or None where the product holds none."""
+    if observation.product is None:
+        return None
+    from ..preprocess.sentinel1 import cross_polarised_measurement
+
+    cross = cross_polarised_measurement(observation.product, observation.measurement)
+    if cross is None:
+        return None
+    values = dataclasses.replace(observation, measurement=cross).on_window(window)
+    return xr.DataArray(np.asarray(values, dtype=np.float32), dims=("line", "sample"), coords=window.coords())
 
 
 def _observation_name(sar: Any) -> str:
@@ -258,7 +282,11 @@ def _average(images: Sequence[InversionImage]) -> InversionImage:
     # The floor of the mean is the mean of the floors (linear power).
     nesz = (None if any(floor is None for floor in floors) else
             float(10.0 * np.log10(np.mean([10.0 ** (floor / 10.0) for floor in floors]))))
+    # The cross-polarised composite where every date has one.
+    cross = (None if any(image.cross_image is None for image in images) else first.cross_image.copy(
+        data=np.mean([np.asarray(image.cross_image.values, dtype=np.float64) for image in images],
+                     axis=0).astype(np.float32)))
     return InversionImage(first.image.copy(data=stack.astype(np.float32)), first.geometry,
                           float(sum(image.looks for image in images)),
                           f"{first.name} and {len(images) - 1} more dates", sum(image.dates for image in images),
-                          float(10.0 * np.log10(np.median(values))) if values.size else math.nan, nesz)
+                          float(10.0 * np.log10(np.median(values))) if values.size else math.nan, nesz, cross)

@@ -201,9 +201,11 @@ def test_shipped_stack_configs_train(scenes, tmp_path, monkeypatch, name):
              "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
     assert main(["fit", "--config", config, *small]) == 0
     stored = torch.load(tmp_path / "runs" / name / "checkpoints" / "last.ckpt", weights_only=True)["sarheight"]
-    image = ("clinometry", "inverted", "local_incidence_angle", "sar_present@0")
+    image = ("clinometry", "local_incidence_angle", "sar_present@0")
     assert all((channel in stored["channels"]) == (name != "terrain_stack_noimage") for channel in image)
-    assert stored["calibration"]["choice"] and stored["reference"] == "coarse_refined"
+    # The network corrects the inversion; its control, without any image, back-projection with the kriged priors.
+    assert stored["calibration"]["choice"] and stored["reference"] == {
+        "terrain_stack": "inverted_filled", "terrain_stack_noimage": "coarse_refined"}[name]
 
 
 def test_a_network_corrects_the_inversion_and_says_how_much_is_its_own(scenes, tmp_path):

@@ -5,6 +5,7 @@ observations grouped and refused where they disagree, stacks of dates."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -13,6 +14,7 @@ import pytest
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 
 from sarheight.coarse_dem import CoarseDemErrors, coarse_product
 from sarheight.dem import open_dem
@@ -494,3 +496,122 @@ def test_the_probed_derivative_is_the_simulators_difference_quotient():
         reading = np.flatnonzero(columns.any(axis=1))
         assert reading.size > 0.5 * raised.sum()
         np.testing.assert_allclose(columns.sum(axis=1)[reading], -change[reading], rtol=1e-6, atol=1e-9)
+
+
+def test_the_cross_polarised_ratio_tells_land_covers_apart_where_the_brightness_cannot():
+    from sarheight.raster import smooth_random_field
+    from sarheight.terrain.forward import brightness_features, cross_ratio_feature
+    from sarheight.terrain.land_cover import estimate_land_cover, land_cover_features
+
+    truth = rough_dem(seed=7, rows=72, cols=72, relief=200.0)
+    geometry = _geometry(truth)
+    reference = back_project(block_mean(truth, FACTOR), truth)
+    # Two covers 2 dB apart in VV (below what brightness alone tells from texture and
+    # relief), 6 dB apart in VH/VV (vegetation's volume scattering beside bare ground).
+    vegetated = smooth_random_field(truth.shape, seed=3, correlation_cells=10.0) > 0.3
+    vv = truth.copy(data=0.1 * np.where(vegetated, 10 ** 0.2, 1.0))
+    vh = vv * np.where(vegetated, 10 ** -0.8, 10 ** -1.4)
+    images = {name: simulate_sar(truth, geometry, backscatter=sigma0, looks=None, nesz_db=None)
+              for name, sigma0 in (("vv", vv), ("vh", vh))}
+    single = radar_image(reference, images["vv"], geometry)
+    dual = dataclasses.replace(single, cross_image=radar_image(reference, images["vh"], geometry).image)
+    assert cross_ratio_feature(reference, [single]) is None
+    ratio = cross_ratio_feature(reference, [dual])
+    # The ratio is the covers', whatever the slope (away from the covers' edges).
+    inner = ~(ndimage.binary_dilation(vegetated, iterations=3) & ndimage.binary_dilation(~vegetated, iterations=3))
+    for cover, expected in ((vegetated, -8.0), (~vegetated, -14.0)):
+        found = ratio[cover & inner & np.isfinite(ratio)]
+        assert found.size > 200 and abs(np.median(found) - expected) < 0.5 and np.std(found) < 1.0
+    brightness = land_cover_features(brightness_features(reference, [single]), ["ascending"])
+    assert estimate_land_cover(brightness).max() == 0
+    classes = estimate_land_cover([*brightness, ratio])
+    assert classes.max() == 1 and float(np.mean((classes == 1) == vegetated)) > 0.9
+    # The inversion tells them apart from a dual-polarisation image, and not from one polarisation.
+    coarse = block_mean(truth, FACTOR)
+    settings = InversionSettings(rounds=1, coarse_error_m=0.3)
+    for image, count in ((single, 1), (dual, 2)):
+        result = invert_dem(reference, coarse, [image], settings=settings)
+        assert result.attrs["inversion_land_cover_classes"] == count
+
+
+def _dual_polarisation_copy(source, folder, window, rng):
+    """The real GRD (its annotation, calibration and noise; its measurement a placeholder)
+    as a dual-polarisation product: each VV file copied as the VH one (headers and
+    manifest saying VH), both measurements sparse TIFFs of the product's size with DNs in
+    ``window`` (rows, cols slices): VV random, VH a third of them (VH/VV about -9.5 dB)."""
+    import rasterio
+
+    target = folder / source.name
+    for path in source.rglob("*"):
+        if not path.is_file() or path.suffix == ".tiff":
+            continue
+        relative = path.relative_to(source)
+        copies = [(target / relative, None)]
+        if "-vv-" in path.name:
+            copies.append((target / relative.parent / path.name.replace("-vv-", "-vh-"), "vh"))
+        for destination, pol in copies:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            text = path.read_text()
+            if pol:
+                text = text.replace("<polarisation>VV</polarisation>", "<polarisation>VH</polarisation>")
+            destination.write_text(text)
+    manifest = (target / "manifest.safe").read_text()
+    # Every line naming a VV file, repeated for its VH twin.
+    lines = manifest.splitlines(keepends=True)
+    out, block = [], []
+    for line in lines:
+        if "<dataObject " in line and "grdvv" in line:
+            block = [line]
+            continue
+        if block:
+            block.append(line)
+            if "</dataObject>" in line:
+                out.extend(block)
+                out.extend(part.replace("-vv-", "-vh-").replace("grdvv", "grdvh") for part in block)
+                block = []
+            continue
+        out.append(line)
+        if "grdvv" in line and "dataObjectPointer" in line and "metadataObject" not in line:
+            out.append(line.replace("grdvv", "grdvh"))
+    (target / "manifest.safe").write_text("".join(out))
+    (tiff,) = (source / "measurement").glob("*.tiff")
+    with rasterio.open(tiff) as reference:
+        height, width, dtype = reference.height, reference.width, reference.dtypes[0]
+    vv = rng.integers(100, 400, size=(window[0].stop - window[0].start, window[1].stop - window[1].start))
+    (target / "measurement").mkdir()
+    for name, values in ((tiff.name, vv), (tiff.name.replace("-vv-", "-vh-"), vv / np.sqrt(9.0))):
+        with rasterio.open(target / "measurement" / name, "w", driver="GTiff", height=height, width=width, count=1,
+                           dtype=dtype, tiled=True, blockxsize=256, blockysize=256, SPARSE_OK=True) as out_tiff:
+            out_tiff.write(np.rint(values).astype(dtype), 1,
+                           window=rasterio.windows.Window(window[1].start, window[0].start, vv.shape[1], vv.shape[0]))
+    return target
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_dual_polarisation_product_gives_its_cross_polarised_image(shared_data, tmp_path):
+    from sarheight import sample_data
+    from sarheight.geometry import RadarGeometry
+    from sarheight.preprocess.sentinel1 import cross_polarised_measurement, read_intensity
+    from sarheight.simulate.cells import cell_geometry, radar_window
+    from tests.support.scenes import SAFES
+
+    grd = required(shared_data / "s1" / SAFES["grd"])
+    assert cross_polarised_measurement(grd, "IW/VV") is None  # one polarisation
+    dem = block_mean(sample_data.rome_dem(), 3)
+    geometry = RadarGeometry.from_sentinel1(grd, "IW/VV")
+    cells = cell_geometry(dem, geometry, own_surface=False)
+    window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry, margin=40)
+    rows, cols = slice(window.line0, window.line_stop), slice(window.sample0, window.sample_stop)
+    dual = _dual_polarisation_copy(grd, tmp_path, (rows, cols), np.random.default_rng(1))
+    assert cross_polarised_measurement(dual, "IW/VV") == "IW/VH"
+    assert cross_polarised_measurement(dual, "IW/VH") is None  # the cross one given: no co-polarised ratio
+    image = radar_image(dem, dual, None)
+    assert image.cross_image is not None and image.cross_image.shape == image.image.shape
+    expected = read_intensity(dual, "IW/VH", calibration="beta", remove_noise=True,
+                              window=(int(image.image["line"][0]), int(image.image["line"][-1]) + 1,
+                                      int(image.image["sample"][0]), int(image.image["sample"][-1]) + 1))
+    np.testing.assert_allclose(image.cross_image.values, np.asarray(expected.values, dtype=np.float32), rtol=1e-6)
+    assert radar_image(dem, dual, None, cross_polarised=False).cross_image is None
+    # VH a third of VV in amplitude: about -9.5 dB where the noise is well below both.
+    ratio = 10 * np.log10(np.nanmedian(image.cross_image.values / image.image.values))
+    assert -11.0 < ratio < -9.0

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .product import (
         ManifestFiles,
         available_groups,
+        cross_polarised_measurement,
         group_files,
         level1_product_type,
         read_manifest,
@@ -38,6 +39,7 @@ __all__ = [
     "ManifestFiles",
     "Sentinel1Annotation",
     "available_groups",
+    "cross_polarised_measurement",
     "geolocation_grid",
     "group_files",
     "level1_product_type",
@@ -53,6 +55,7 @@ _MODULES = {
     "ManifestFiles": "product",
     "Sentinel1Annotation": "annotation",
     "available_groups": "product",
+    "cross_polarised_measurement": "product",
     "geolocation_grid": "annotation",
     "group_files": "product",
     "level1_product_type": "product",

@@ -10,6 +10,7 @@ describes.
 from __future__ import annotations
 
 import io
+import os
 import re
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from xarray_sentinel import esa_safe, sentinel1
 
 from ...errors import ProductError, UnsupportedProductError
-from ..safe import SafeProduct
+from ..safe import SafeProduct, open_safe
 
 __all__ = [
     "ManifestFiles",
@@ -246,6 +247,30 @@ def find_measurement(safe: SafeProduct, files: ManifestFiles, measurement: str, 
             ) from None
         raise
     return group, burst, groups
+
+
+#: The cross polarisation of each co-polarisation.
+CROSS_POLARISATIONS = {"VV": "VH", "HH": "HV"}
+
+
+def cross_polarised_measurement(path: str | os.PathLike[str], measurement: str) -> str | None:
+    """The measurement of the cross polarisation beside the co-polarised ``measurement``
+    (``"IW/VH"`` beside ``"IW/VV"``, ``"IW2/HV/3"`` beside ``"IW2/HH/3"``) where the
+    product at ``path`` holds it with its pixels (a dual-polarisation product), else None
+    (a single-polarisation product, a cross-polarised ``measurement``)."""
+    match = _GROUP.match(measurement.strip("/")) if isinstance(measurement, str) else None
+    if match is None or match["pol"].upper() not in CROSS_POLARISATIONS:
+        return None
+    safe = open_safe(path, mission="Sentinel-1")
+    groups = available_groups(safe)
+    swath, cross = match["swath"].upper(), CROSS_POLARISATIONS[match["pol"].upper()]
+    # A measurement group lists its TIFF first and its annotation last: two files where the pixels are there.
+    found = [group for group, files in groups.items() if group.count("/") == 1 and len(files) > 1
+             and group.endswith(f"/{cross}") and (group.startswith(f"{swath}/")
+                                                  or group.split("/")[0].rstrip("0123456789") == swath)]
+    if len(found) != 1:
+        return None
+    return found[0] + (f"/{match['burst']}" if match["burst"] is not None else "")
 
 
 #: Seconds by which a file's start time may lie outside the product's (sub-swaths start later).
