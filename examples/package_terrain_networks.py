@@ -13,7 +13,7 @@ not read). The stack seed of the lowest mean over the conditions of several imag
 exported (``--out``, default
 ``terrain_stack_demo.ckpt``: sarheight writes nothing among its own files, so copy it to
 ``sarheight/sample_data/`` to ship it); the choice is written to ``<study>/packaged.json``, with the method
-:func:`sarheight.terrain.refinement.refine_dem` should take by default for each kind of
+:func:`sarheight.refinement.refine_dem` should take by default for each kind of
 input (:func:`sarheight.studies.stacking.default_methods`).
 """
 
@@ -67,7 +67,7 @@ def main() -> int:
         found["candidates"] = {name: shown[path] for name, path in found["candidates"].items()}
     choice = {"one_image": one_image, "stack": {**stack, "mean_over_conditions": means, "chosen": chosen,
                                                 "exported": f"sarheight/sample_data/{written.name}"}}
-    # What refine_dem should take where no method is named (sarheight.terrain.refinement.DEFAULT_METHODS).
+    # What refine_dem should take where no method is named (sarheight.refinement.DEFAULT_METHODS).
     choice["defaults"] = default_methods(choice)
     write_json(choice, study / "packaged.json")
     for condition, found in {**one_image["conditions"], **stack["conditions"]}.items():
@@ -76,7 +76,7 @@ def main() -> int:
               + f"; chosen: {found['chosen']}")
     print(f"stack network: {chosen} (mean {means[chosen]:.3f} over {', '.join(STACK_CONDITIONS)}), exported to "
           f"{written}; wrote {study / 'packaged.json'}")
-    print("refine_dem's defaults (sarheight.terrain.refinement.DEFAULT_METHODS): "
+    print("refine_dem's defaults (sarheight.refinement.DEFAULT_METHODS): "
           + ", ".join(f"{kind} {method}" for kind, method in choice["defaults"].items()))
     return 0
 

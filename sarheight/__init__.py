@@ -46,7 +46,7 @@ ENTRIES = {
     "PriorSpec": "priors",
     "sample_priors": "priors",
     "interpolate_priors": "priors",
-    "refine_dem": "terrain.refinement",
+    "refine_dem": "refinement",
     "observed_scene": "terrain.observed",
     "simulate_scene": "terrain.simulated",
     "open_scene": "terrain.files",

@@ -1,6 +1,6 @@
 """``sarheight terrain refine``: a user's coarse DEM refined with Sentinel-1, on a grid of
 the chosen spacing, by the refinement network that ships with sarheight (or one's own
-checkpoints) or by a method that needs no learning (:func:`sarheight.terrain.refinement.refine_dem`,
+checkpoints) or by a method that needs no learning (:func:`sarheight.refinement.refine_dem`,
 on :func:`sarheight.terrain.observed.observed_scene`)."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from ..dem import dataset_in_datum, output_datum, output_geoid_source
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
-    from ..terrain.refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
+    from ..refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
 
     if args.method == "network" or (args.method is None and args.ckpt):
         from ..extras import require
@@ -247,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
 def _scores_against(truth_path: str, truth, refined, scene, dem) -> tuple[str, float]:
     """The lines that score the refined heights against the fine DEM ``truth`` (read from
     ``truth_path`` by :func:`_open_truth`), beside every method that needs no learning
-    (:func:`sarheight.terrain.refinement.scores_against`), and the refined map's RMSE."""
-    from ..terrain.refinement import image_registration_moved, scores_against
+    (:func:`sarheight.refinement.scores_against`), and the refined map's RMSE."""
+    from ..refinement import image_registration_moved, scores_against
 
     try:
         found = scores_against(refined, scene, truth, coarse_dem=dem)
@@ -328,7 +328,7 @@ FEET_PER_METRE = 1 / 0.3048
 TRUTH_MEAN_LIMIT_M = 15.0
 
 
-#: The methods of :func:`sarheight.terrain.refinement.refine_dem` (spelled here: importing the
+#: The methods of :func:`sarheight.refinement.refine_dem` (spelled here: importing the
 #: refinement would load the whole physics, and Numba, for every command's start).
 METHODS = ("network", "inversion", "clinometry", "back-projection")
 

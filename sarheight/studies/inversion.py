@@ -246,7 +246,7 @@ def study_case(case: Case, truth: xr.DataArray, sea: np.ndarray | None = None) -
 
 def score_methods(data: CaseData, maps: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Every map of ``maps`` scored on the case's cells (NaN cells of a map take the
-    Lanczos resampling, as :func:`sarheight.terrain.refinement.refine_dem` keeps the coarse DEM
+    Lanczos resampling, as :func:`sarheight.refinement.refine_dem` keeps the coarse DEM
     where a method has no value)."""
     scene = data.scene
     mask = scoring_mask(scene)

@@ -463,21 +463,21 @@ def packaging_choice(candidates: dict[str, str | os.PathLike[str]], validation_r
             "candidates": {name: str(path) for name, path in candidates.items()}, "conditions": choice}
 
 
-#: The conditions of the study by what a user gives (:data:`sarheight.terrain.refinement.INPUT_KINDS`).
+#: The conditions of the study by what a user gives (:data:`sarheight.refinement.INPUT_KINDS`).
 KIND_CONDITIONS = {"one_image": ("one_image",), "one_pass_dates": ("one_pass_10_dates",),
                    "both_passes": ("both_passes", "both_passes_10_dates")}
 
-#: The study's non-learned methods that :func:`sarheight.terrain.refinement.refine_dem`
+#: The study's non-learned methods that :func:`sarheight.refinement.refine_dem`
 #: offers, by its names.
 REFINEMENT_METHOD_NAMES = {"inversion": "inversion", "clinometry": "clinometry",
                            "back_projection_priors": "back-projection"}
 
 
 def default_methods(packaged: dict[str, Any]) -> dict[str, str]:
-    """The method :func:`~sarheight.terrain.refinement.refine_dem` should take where none is
+    """The method :func:`~sarheight.refinement.refine_dem` should take where none is
     named, by what it is given, from the validation figures of the networks that ship
     (``packaged.json`` of ``examples/package_terrain_networks.py``): the network shipped
-    for that kind where its mean RMSE is :data:`~sarheight.terrain.refinement.NETWORK_MARGIN`
+    for that kind where its mean RMSE is :data:`~sarheight.refinement.NETWORK_MARGIN`
     below the inversion's in every condition of the kind, else the method of
     :data:`REFINEMENT_METHOD_NAMES` of the lowest mean over those conditions.
 
@@ -485,7 +485,7 @@ def default_methods(packaged: dict[str, Any]) -> dict[str, str]:
     ------
     InvalidInputError : figures lacking a condition or a method.
     """
-    from ..terrain.refinement import NETWORK_MARGIN
+    from ..refinement import NETWORK_MARGIN
 
     found = {}
     for kind, conditions in KIND_CONDITIONS.items():

@@ -28,12 +28,12 @@ below the package; ``docs/architecture.md`` places them among the other floors):
   a dask cluster);
 - ``clinometry``: the inversion's one-step case (a Wiener solve of the brightness);
 - ``methods``: the non-learned methods' maps on a scene, and the channels a network
-  that stacks them reads;
-- ``refinement``: :func:`refine_dem`, the workflow a user calls (above the learning
-  floor: it runs the network when given checkpoints).
+  that stacks them reads.
 
-The user entries are importable from here (``from sarheight.terrain import refine_dem``);
-they are loaded on first use, so importing the package costs nothing.
+The workflow a user calls, :func:`sarheight.refinement.refine_dem`, is on its own floor
+above the learning one (it runs the network when given checkpoints), not in this package.
+The package's entries are importable from here (``from sarheight.terrain import
+invert_dem``); they are loaded on first use, so importing the package costs nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ from typing import Any
 
 #: The user entries of terrain refinement, by the module that holds each.
 ENTRIES = {
-    "refine_dem": "refinement",
-    "METHODS": "refinement",
     "observed_scene": "observed",
     "simulate_scene": "simulated",
     "simulate_scenes": "simulated",

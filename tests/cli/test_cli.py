@@ -228,7 +228,7 @@ def test_a_checkout_imported_without_its_kernels_is_named(monkeypatch, capsys):
 
 def test_the_command_line_names_the_methods_of_the_refinement():
     from sarheight.cli.terrain_refine import METHODS as COMMAND_METHODS
-    from sarheight.terrain.refinement import METHODS
+    from sarheight.refinement import METHODS
 
     assert COMMAND_METHODS == METHODS
 

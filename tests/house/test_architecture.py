@@ -44,11 +44,12 @@ LAYERS = (
     ("terrain.simulated",),
     ("terrain.clinometry",),
     ("terrain.methods",),
+    ("terrain",),
     ("city",),
     ("models",),
     ("data",),
     ("training",),
-    ("terrain.refinement", "terrain"),
+    ("refinement",),
     ("studies",),
     ("demo",),
     ("cli",),
@@ -307,7 +308,7 @@ def test_one_interface_convention_at_the_surface():
 #: Every function that makes priors, each taking them as one ``priors`` specification.
 PRIOR_TAKERS = ("sarheight.priors.sample_priors", "sarheight.terrain.simulated.simulate_scene",
                 "sarheight.terrain.simulated.simulate_scenes", "sarheight.terrain.observed.observed_scene",
-                "sarheight.terrain.refinement.refine_dem")
+                "sarheight.refinement.refine_dem")
 
 
 @pytest.mark.parametrize("dotted", PRIOR_TAKERS)

@@ -84,7 +84,7 @@ def test_the_user_entries_are_at_the_top_and_cost_nothing_to_import():
     import sarheight
 
     assert sarheight.reconstruct.__module__ == "sarheight.reconstruction"
-    assert sarheight.refine_dem.__module__ == "sarheight.terrain.refinement"
+    assert sarheight.refine_dem.__module__ == "sarheight.refinement"
     assert set(sarheight.ENTRIES) <= set(dir(sarheight)) and set(sarheight.ENTRIES) <= set(sarheight.__all__)
     with pytest.raises(AttributeError, match="no attribute"):
         sarheight.nonsense  # noqa: B018

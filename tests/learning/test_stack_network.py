@@ -118,10 +118,10 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
     from sarheight import sample_data
     from sarheight.dem import open_dem
     from sarheight.raster import cell_size_m
+    from sarheight.refinement import DEFAULT_METHODS, refine_dem
     from sarheight.simulate import simulate_sar
     from sarheight.terrain.geometry import scene_geometry
     from sarheight.terrain.grid import block_mean
-    from sarheight.terrain.refinement import DEFAULT_METHODS, refine_dem
     from tests.support.scenes import rough_dem
 
     # As shipped: the stack network for several images, the one-image network for one.
@@ -154,10 +154,10 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
 def test_refine_dem_gives_a_stack_network_every_date(stack_checkpoint):
     from sarheight.dem import open_dem
     from sarheight.raster import cell_size_m
+    from sarheight.refinement import refine_dem
     from sarheight.simulate import simulate_sar
     from sarheight.terrain.geometry import scene_geometry
     from sarheight.terrain.grid import block_mean
-    from sarheight.terrain.refinement import refine_dem
     from tests.support.scenes import rough_dem
 
     checkpoint = stack_checkpoint
@@ -215,10 +215,10 @@ def test_a_network_corrects_the_inversion_and_says_how_much_is_its_own(scenes, t
     from sarheight.dem import open_dem
     from sarheight.errors import PlausibilityWarning
     from sarheight.raster import cell_size_m
+    from sarheight.refinement import refine_dem
     from sarheight.simulate import simulate_sar
     from sarheight.terrain.geometry import scene_geometry
     from sarheight.terrain.grid import block_mean
-    from sarheight.terrain.refinement import refine_dem
     from sarheight.training.checkpoints import CHECKPOINT_KEY, read_checkpoint
     from tests.support.scenes import rough_dem
 

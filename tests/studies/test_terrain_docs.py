@@ -160,12 +160,12 @@ def test_more_images_are_never_worse_for_the_inversion_on_the_held_out_scenes():
 
 
 def test_refine_dems_defaults_are_the_methods_best_on_the_validation_dems():
+    from sarheight.refinement import DEFAULT_METHODS
     from sarheight.studies.stacking import default_methods
-    from sarheight.terrain.refinement import DEFAULT_METHODS
 
     packaged = json.loads((ROOT / "benchmarks/terrain_stack/packaged.json").read_text())
     assert DEFAULT_METHODS == default_methods(packaged), (
-        "sarheight.terrain.refinement.DEFAULT_METHODS differs from the validation figures of "
+        "sarheight.refinement.DEFAULT_METHODS differs from the validation figures of "
         "benchmarks/terrain_stack/packaged.json")
 
 

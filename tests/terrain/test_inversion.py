@@ -326,7 +326,7 @@ def passes(tmp_path_factory):
 
 def test_refine_dem_by_inversion_reads_both_passes(passes):
     from sarheight.dem import open_dem
-    from sarheight.terrain.refinement import refine_dem
+    from sarheight.refinement import refine_dem
 
     folder, geometries = passes["folder"], passes["geometries"]
     coarse = open_dem(folder / "coarse90.tif", vertical_datum="ellipsoid")

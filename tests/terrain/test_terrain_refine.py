@@ -18,8 +18,8 @@ pytest.importorskip("lightning")
 from sarheight.cli import main
 from sarheight.dem import PACKAGED_EGM96
 from sarheight.errors import InvalidInputError
+from sarheight.refinement import refine_dem
 from sarheight.terrain.files import open_scene
-from sarheight.terrain.refinement import refine_dem
 from sarheight.training import load_checkpoint, masked_loss, predict_height
 from tests.support.scenes import fit_tiny_checkpoint, simulate_tiny_scenes
 

@@ -1,8 +1,10 @@
 """``refine_dem``: a user's coarse DEM refined with a SAR observation and a refinement
 model, from files to the fine DEM: the physics (the observation reconstructed on the
 grid, the model's inputs, :func:`sarheight.terrain.observed.observed_scene`) and then the
-inference (:func:`sarheight.training.predict.predict_height`). The workflow above both:
-neither the physics modules nor the training floor import it."""
+inference (:func:`sarheight.training.predict.predict_height`), with its scoring and
+quicklook and the spacing check. The workflow on its own floor, above both: neither the
+physics modules nor the training floor import it, and it reaches the training floor only
+when a network runs (torch is the ml extra's)."""
 
 from __future__ import annotations
 
@@ -14,27 +16,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from ..dem import check_heights_in_metres, check_plausible_heights
-from ..errors import InvalidInputError, PlausibilityWarning, user_stacklevel
-from ..geometry import RadarGeometry
-from ..masks import MaskCode
-from ..priors import PriorSpec
-from ..scores import rms
-from .geometry import pass_direction
-from .grid import refinement_grid
-from .inversion import InversionSettings
-from .methods import FILLED_REFERENCES, channel_sources, scene_channel
-from .observed import (
+from .dem import check_heights_in_metres, check_plausible_heights
+from .errors import InvalidInputError, PlausibilityWarning, user_stacklevel
+from .geometry import RadarGeometry
+from .masks import MaskCode
+from .priors import PriorSpec
+from .scores import rms
+from .terrain.geometry import pass_direction
+from .terrain.grid import refinement_grid
+from .terrain.inversion import InversionSettings
+from .terrain.methods import FILLED_REFERENCES, channel_sources, scene_channel
+from .terrain.observed import (
     check_priors_given,
     check_refinement_inputs,
     observation_geometries,
     observation_list,
     observed_scene,
 )
-from .variables import date_channel
+from .terrain.variables import date_channel
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
-    from ..training.checkpoints import TrainedModel
+    from .training.checkpoints import TrainedModel
+
+__all__ = ["DEFAULT_METHODS", "METHODS", "MIN_NETWORK_SHARE", "NETWORK_MARGIN", "check_spacing_of_file",
+           "default_method", "image_registration_moved", "input_kind", "refine_dem", "refinement_quicklook",
+           "scores_against"]
 
 
 #: The ways :func:`refine_dem` refines: the trained network (or ensemble), and the
@@ -212,13 +218,13 @@ def refine_dem(
     members: list[Any] = []
     packaged = None
     if method == "network":
-        from ..extras import require
+        from .extras import require
 
-        require("sarheight.terrain.refinement.refine_dem (method network)")
-        from ..training.predict import load_members
+        require("sarheight.refinement.refine_dem (method network)")
+        from .training.predict import load_members
 
         if checkpoints is None:
-            from ..sample_data import packaged_terrain_network
+            from .sample_data import packaged_terrain_network
 
             # By what the user gives: several images go to the stack network where it ships.
             packaged, checkpoints = packaged_terrain_network(len(observation_list(sar, geometry, other)))
@@ -270,7 +276,7 @@ def refine_dem(
     if method == "network":
         _check_members(members, "other_sar_reconstructed" in scene.data_vars)
         _warn_dates_left_out(members, scene)
-        from ..training.predict import predict_height
+        from .training.predict import predict_height
 
         result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
         reference_name = members[0].reference
@@ -283,7 +289,7 @@ def refine_dem(
     else:
         reference_name = "coarse_lanczos"
         if method == "clinometry":
-            from .clinometry import refine_scene
+            from .terrain.clinometry import refine_scene
 
             heights = refine_scene(scene)
         else:
@@ -337,8 +343,8 @@ def check_refinement_memory(cells: int, *, inversion: bool, blocks: int | None, 
     :data:`INVERSION_BYTES_PER_CELL` of the whole grid, or of a block per thread with
     ``blocks``; on a cluster, the blocks' memory is the workers'), in one line with the
     figure and what to change."""
-    from ..io import check_memory
-    from ..threads import thread_count
+    from .io import check_memory
+    from .threads import thread_count
 
     needed = cells * SCENE_BYTES_PER_CELL
     if inversion and not distributed:
@@ -359,7 +365,7 @@ def _member_sources(member: Any) -> set[str]:
 def _warn_dates_left_out(members: Sequence[Any], scene: xr.Dataset) -> None:
     """Say where a network over the stacks has fewer date slots a pass than the dates
     given: it reads the first of them only."""
-    from .variables import pass_dates
+    from .terrain.variables import pass_dates
 
     found = [date_channel(channel) for channel in members[0].channels] if members else []
     slots = 1 + max((found_date[1] for found_date in found if found_date is not None), default=-1)
@@ -394,8 +400,6 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
                                     "given: it would be ignored; give one --sar, or a model trained on both passes")
 
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "MIN_NETWORK_SHARE", "NETWORK_MARGIN", "check_spacing_of_file", "default_method",
-           "image_registration_moved", "input_kind", "refine_dem", "refinement_quicklook", "scores_against"]
 
 
 def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> None:
@@ -405,10 +409,10 @@ def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> Non
     CRS, several bands) passes: opening the DEM says what is wrong."""
     import rioxarray
 
-    from ..dem import check_holds_heights
-    from ..io import open_raster
-    from ..raster import cell_side_m
-    from .grid import check_refinement_spacing
+    from .dem import check_holds_heights
+    from .io import open_raster
+    from .raster import cell_side_m
+    from .terrain.grid import check_refinement_spacing
 
     with open_raster(path, "the DEM") as dataset:
         # The same refusals as reading it (a VRT, a network path, a foreign format, a SAR
@@ -447,9 +451,9 @@ def scores_against(refined: xr.Dataset, scene: xr.Dataset, truth: xr.DataArray,
     """
     from rasterio.enums import Resampling
 
-    from ..scores import map_rmse
-    from .backprojection import upsample
-    from .methods import baseline_maps
+    from .scores import map_rmse
+    from .terrain.backprojection import upsample
+    from .terrain.methods import baseline_maps
 
     grid = refined["height"].rio.write_crs(refined.rio.crs)
     finer = min(abs(v) for v in truth.rio.resolution()) < min(abs(v) for v in grid.rio.resolution())
@@ -483,7 +487,7 @@ def _baseline_labels(scene: xr.Dataset, maps: dict[str, np.ndarray]) -> dict[str
     """The non-learned maps of a user's scene by the labels that say what they read: the
     image's registration where it moved the DEM, the priors (and their count) only where
     there are some."""
-    from .methods import NON_LEARNED
+    from .terrain.methods import NON_LEARNED
 
     priors = int(np.count_nonzero(scene["prior_mask"].values)) if "prior_mask" in scene.data_vars else 0
     registered = " (registered to the image)" if image_registration_moved(scene) is not None else ""
@@ -506,8 +510,8 @@ def refinement_quicklook(refined: xr.Dataset, scene: xr.Dataset, path: str | os.
     observed over simulated sigma0, with a spread the spread, and with ``truth`` (a fine
     DEM on the refined grid, in the refined map's datum) the error map and the RMSE. The
     colour bars name the heights' datum (``attrs["vertical_datum"]``)."""
-    from ..plots import quicklook
-    from .variables import scene_variable
+    from .plots import quicklook
+    from .terrain.variables import scene_variable
 
     datum = {"egm96": "m above EGM96", "egm2008": "m above EGM2008"}.get(
         str(refined.attrs.get("vertical_datum", "ellipsoid")), "m above the ellipsoid")
