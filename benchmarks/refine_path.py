@@ -27,9 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from sarheight.terrain.method_table import COMMAND_METHODS
+
 ROOT = Path(__file__).resolve().parents[1]
 GEOMETRY = ["--geometry", "synthetic", "--line-spacing", "60", "--sample-spacing", "45"]
-METHODS = ("network", "inversion", "clinometry", "back-projection")
+METHODS = COMMAND_METHODS
 
 #: The work the path should do once per array, by the functions that do it in this version
 #: and in earlier ones (file suffix, function name; the first that is called counts).

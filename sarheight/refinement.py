@@ -25,6 +25,7 @@ from .scores import rms
 from .terrain.geometry import pass_direction
 from .terrain.grid import refinement_grid
 from .terrain.inversion import InversionSettings
+from .terrain.method_table import COMMAND_METHODS, REFINEMENT_METHODS
 from .terrain.methods import FILLED_REFERENCES, channel_sources, scene_channel
 from .terrain.observed import (
     check_priors_given,
@@ -47,7 +48,7 @@ __all__ = ["DEFAULT_METHODS", "METHODS", "MIN_NETWORK_SHARE", "NETWORK_MARGIN", 
 #: refinements that need no learning (the physics alone): the inversion of the simulator
 #: against every observation, clinometry (its one-step case, one pass), and the coarse DEM
 #: registered, back-projected and corrected by the priors' residuals kriged (no SAR).
-METHODS = ("network", "inversion", "clinometry", "back-projection")
+METHODS = COMMAND_METHODS
 
 #: The method :func:`refine_dem` takes where none is named, by what it is given (one image,
 #: one pass of several dates, both passes): the one of the lowest RMSE on the validation
@@ -87,7 +88,8 @@ def default_method(geometries: Sequence[RadarGeometry]) -> tuple[str, str]:
 
 
 #: The variable of the scene each non-learned method gives (clinometry is computed).
-_SCENE_METHOD = {"back-projection": "coarse_refined", "inversion": "inverted"}
+_SCENE_METHOD = {method.command: method.variable for method in REFINEMENT_METHODS
+                 if method.command and method.variable and not method.learned}
 
 
 def refine_dem(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, SarHeightError
+from ..terrain.method_table import COMMAND_METHODS
 from .options import (
     Stages,
     add_dem_options,
@@ -328,9 +329,9 @@ FEET_PER_METRE = 1 / 0.3048
 TRUTH_MEAN_LIMIT_M = 15.0
 
 
-#: The methods of :func:`sarheight.refinement.refine_dem` (spelled here: importing the
-#: refinement would load the whole physics, and Numba, for every command's start).
-METHODS = ("network", "inversion", "clinometry", "back-projection")
+#: The methods of :func:`sarheight.refinement.refine_dem`, from the table of methods (data
+#: only: importing the refinement would load the whole physics, and Numba, at every start).
+METHODS = COMMAND_METHODS
 
 #: How the console names the datums.
 DATUM_WORDS = {"ellipsoid": "metres above the WGS84 ellipsoid", "egm96": "metres above the EGM96 geoid",

@@ -71,6 +71,7 @@ from ..terrain.backprojection import shifted
 from ..terrain.geometry import scene_geometry
 from ..terrain.grid import block_mean
 from ..terrain.inversion import InversionSettings, invert_dem
+from ..terrain.method_table import BAR_METHODS, BY_KEY
 from ..terrain.methods import baseline_maps
 from ..terrain.observed import observed_scene
 from ..terrain.radar_images import composite_images, iw_grdh_looks, radar_image
@@ -107,12 +108,8 @@ DARK_SHARE = (0.34, 0.45)
 STACK_MOISTURE_DB = 1.0
 
 #: The methods without learning scored beside the inversion (names of baseline_maps).
-NON_LEARNED = ("coarse_bilinear", "coarse_bicubic", "coarse_lanczos", "registered", "back_projection",
-               "back_projection_priors", "clinometry")
-METHOD_LABELS = {"coarse_bilinear": "bilinear", "coarse_bicubic": "bicubic", "coarse_lanczos": "Lanczos",
-                 "registered": "registered (Lanczos)", "back_projection": "back-projection",
-                 "back_projection_priors": "back-projection + kriged priors", "clinometry": "clinometry",
-                 "inversion": "inversion"}
+NON_LEARNED = BAR_METHODS
+METHOD_LABELS = {key: BY_KEY[key].short_label for key in (*NON_LEARNED, "inversion")}
 #: The method every relative figure is against.
 REFERENCE_METHOD = "back_projection_priors"
 

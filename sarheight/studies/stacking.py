@@ -48,6 +48,7 @@ from ..errors import InvalidInputError
 from ..plots import save_figure
 from ..scores import rms
 from ..terrain.files import open_scene
+from ..terrain.method_table import REFINEMENT_METHODS
 from ..terrain.methods import NON_LEARNED, baseline_maps
 from ..terrain.simulated import ERROR_SOURCE_VARIABLES
 from ..terrain.variables import refinement_classes
@@ -469,8 +470,8 @@ KIND_CONDITIONS = {"one_image": ("one_image",), "one_pass_dates": ("one_pass_10_
 
 #: The study's non-learned methods that :func:`sarheight.refinement.refine_dem`
 #: offers, by its names.
-REFINEMENT_METHOD_NAMES = {"inversion": "inversion", "clinometry": "clinometry",
-                           "back_projection_priors": "back-projection"}
+REFINEMENT_METHOD_NAMES = {method.key: method.command for method in REFINEMENT_METHODS
+                           if method.command and not method.learned}
 
 
 def default_methods(packaged: dict[str, Any]) -> dict[str, str]:

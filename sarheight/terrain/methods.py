@@ -18,39 +18,24 @@ import xarray as xr
 
 from ..errors import InvalidInputError
 from .clinometry import refine_scene
+from .method_table import BAR_METHODS, BY_KEY, REFINEMENT_METHODS
 from .variables import made_once, scene_variable, variable_sources
 
-#: The methods that need no training, by key, with their labels.
-BASELINES = {
-    "coarse_bilinear": "coarse DEM, bilinear",
-    "coarse_bicubic": "coarse DEM, bicubic",
-    "coarse_lanczos": "coarse DEM, Lanczos",
-    "registered": "registered to the priors (Lanczos)",
-    "back_projection": "registered, back-projection",
-    "back_projection_priors": "registered, back-projection, kriged priors",
-    "clinometry": "clinometry (SAR physics)",
-    "priors_only": "priors-only interpolation",
-}
+#: The methods that need no training and every scene gives, by key, with their labels
+#: (:data:`sarheight.terrain.method_table.REFINEMENT_METHODS`).
+BASELINES = {method.key: method.label for method in REFINEMENT_METHODS if method.every_scene and not method.learned}
 
 #: The non-learned methods among which the best, per DEM and condition, is the bar every
 #: network must clear (the priors-only interpolation, tens of metres off between priors,
 #: is reported but never the best).
-NON_LEARNED = ("coarse_bilinear", "coarse_bicubic", "coarse_lanczos", "registered", "back_projection",
-               "back_projection_priors", "clinometry")
+NON_LEARNED = BAR_METHODS
 
 
 def baseline_maps(scene: xr.Dataset) -> dict[str, np.ndarray]:
-    """The heights of every method that needs no training (:data:`BASELINES`) on a scene."""
-    return {
-        "coarse_bilinear": scene["coarse_height"].values,
-        "coarse_bicubic": scene["coarse_bicubic"].values,
-        "coarse_lanczos": scene["coarse_lanczos"].values,
-        "registered": scene["coarse_registered"].values,
-        "back_projection": scene["coarse_backprojected"].values,
-        "back_projection_priors": scene["coarse_refined"].values,
-        "clinometry": method_heights(scene, "clinometry"),
-        "priors_only": scene["prior_interpolated"].values,
-    }
+    """The heights of every method that needs no training (:data:`BASELINES`) on a scene:
+    the variable that holds each map, or the map made (clinometry)."""
+    return {key: (scene[BY_KEY[key].variable].values if BY_KEY[key].variable else method_heights(scene, key))
+            for key in BASELINES}
 
 
 #: The non-learned maps a network may read as inputs and be replaced by, per terrain

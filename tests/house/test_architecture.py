@@ -33,6 +33,7 @@ LAYERS = (
     ("layover",),
     ("plots", "sample_data"),
     ("priors",),
+    ("terrain.method_table",),
     ("terrain.backprojection",),
     ("terrain.geometry", "terrain.grid", "terrain.files"),
     ("terrain.radar_images", "terrain.relief", "terrain.land_cover"),
