@@ -8,7 +8,13 @@ import importlib
 import numpy as np
 
 from sarheight.refinement import METHODS
-from sarheight.terrain.method_table import BAR_METHODS, BY_KEY, COMMAND_METHODS, REFINEMENT_METHODS, by_command
+from sarheight.terrain.method_table import (
+    BAR_METHODS,
+    BY_KEY,
+    COMMAND_METHODS,
+    REFINEMENT_METHODS,
+    by_command,
+)
 from sarheight.terrain.methods import BASELINES, NON_LEARNED, baseline_maps
 from sarheight.terrain.variables import INPUT_VARIABLES, VARIABLE_ATTRS
 
