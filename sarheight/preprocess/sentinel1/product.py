@@ -262,15 +262,17 @@ def cross_polarised_measurement(path: str | os.PathLike[str], measurement: str) 
     if match is None or match["pol"].upper() not in CROSS_POLARISATIONS:
         return None
     safe = open_safe(path, mission="Sentinel-1")
+    attrs, _ = read_manifest(safe)
     groups = available_groups(safe)
-    swath, cross = match["swath"].upper(), CROSS_POLARISATIONS[match["pol"].upper()]
-    # A measurement group lists its TIFF first and its annotation last: two files where the pixels are there.
-    found = [group for group, files in groups.items() if group.count("/") == 1 and len(files) > 1
-             and group.endswith(f"/{cross}") and (group.startswith(f"{swath}/")
-                                                  or group.split("/")[0].rstrip("0123456789") == swath)]
-    if len(found) != 1:
+    try:
+        group, _ = select_measurement(groups, f"{match['swath']}/{CROSS_POLARISATIONS[match['pol'].upper()]}",
+                                      product_type=level1_product_type(attrs))
+    except ProductError:
         return None
-    return found[0] + (f"/{match['burst']}" if match["burst"] is not None else "")
+    # A measurement group lists its TIFF first and its annotation last: two files where the pixels are there.
+    if len(groups[group]) < 2:
+        return None
+    return group + (f"/{match['burst']}" if match["burst"] is not None else "")
 
 
 #: Seconds by which a file's start time may lie outside the product's (sub-swaths start later).
