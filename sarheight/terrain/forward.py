@@ -284,17 +284,18 @@ def class_laws(image: InversionImage, sampling: Sampling, surface: xr.DataArray,
     return fitted
 
 
-def brightness_features(surface: xr.DataArray, images: Sequence[InversionImage]) -> list[np.ndarray]:
+def brightness_features(surface: xr.DataArray, images: Sequence[InversionImage],
+                        samplings: Sequence[Sampling] | None = None) -> list[np.ndarray]:
     """Per image, the log ratio (dB) of the observation over the simulation of ``surface``
     with one law fitted to it, at every cell it reads (NaN elsewhere), on ``surface``'s
     grid: what the relief ``surface`` holds does not explain (land cover, the relief it
     lacks, speckle), the features the classes of
-    :func:`sarheight.terrain.land_cover.estimate_land_cover` are told apart by."""
+    :func:`sarheight.terrain.land_cover.estimate_land_cover` are told apart by.
+    ``samplings``: each image's :func:`sampling_of` ``surface``, where the caller has them."""
     classes = np.zeros(surface.shape, dtype=np.int64)
     albedo = np.zeros(surface.size)
     out = []
-    for image in images:
-        sampling = sampling_of(image, surface)
+    for image, sampling in zip(images, samplings or [sampling_of(image, surface) for image in images], strict=True):
         laws = class_laws(image, sampling, surface, classes, albedo, [law_of(empirical_sigma0)])
         model, _ = simulated_reading(image, sampling, surface, ground_cover(classes, laws, albedo))
         ratio = np.where(sampling.usable & np.isfinite(model), sampling.observed - model, np.nan)
@@ -304,19 +305,21 @@ def brightness_features(surface: xr.DataArray, images: Sequence[InversionImage])
     return out
 
 
-def cross_ratio_feature(surface: xr.DataArray, images: Sequence[InversionImage]) -> np.ndarray | None:
+def cross_ratio_feature(surface: xr.DataArray, images: Sequence[InversionImage],
+                        samplings: Sequence[Sampling] | None = None) -> np.ndarray | None:
     """The ratio (dB) of the cross-polarised image to the co-polarised one (VH/VV), read at
     every cell as :func:`brightness_features` reads an image and averaged over the images
     that have one, on ``surface``'s grid (NaN where none reads the cell); None where no
     image has a cross-polarised one. A slope scales both polarisations alike, so the ratio
     hardly follows the relief; a land cover sets it (volume scattering of vegetation
     raises it, bare rock and wet snow lower it): a feature classes are told apart by
-    (:func:`sarheight.terrain.land_cover.estimate_land_cover`)."""
+    (:func:`sarheight.terrain.land_cover.estimate_land_cover`). ``samplings`` as
+    :func:`brightness_features` takes them."""
     ratios = []
-    for image in images:
+    for index, image in enumerate(images):
         if image.cross_image is None:
             continue
-        sampling = sampling_of(image, surface)
+        sampling = samplings[index] if samplings else sampling_of(image, surface)
         cross = sample_log(intensity_on_window(image.cross_image, sampling.window), sampling)
         ratios.append(np.where(sampling.usable & np.isfinite(cross), cross - sampling.observed, np.nan)
                       / NEPER_PER_DB)

@@ -655,8 +655,10 @@ def _block_features_task(surface: xr.DataArray, shared: tuple, core: tuple[slice
     _, images = shared
     block = open_dem(surface, vertical_datum="ellipsoid", copy=False)
     cropped = [_cropped(image, block) for image in images]
-    cross = cross_ratio_feature(block, cropped)
-    return [feature[core] for feature in [*brightness_features(block, cropped), *([] if cross is None else [cross])]]
+    samplings = [sampling_of(image, block) for image in cropped]
+    cross = cross_ratio_feature(block, cropped, samplings)
+    return [feature[core] for feature in [*brightness_features(block, cropped, samplings),
+                                          *([] if cross is None else [cross])]]
 
 
 def _invert_blockwise_task(surface: xr.DataArray, shared: tuple, core: tuple[slice, slice],
@@ -679,8 +681,11 @@ def _classes(images: Sequence[InversionImage], shape: tuple[int, int], reference
     if known or settings.land_cover_classes <= 1:
         return np.zeros(shape, dtype=np.int64)
     surface = open_dem(reference, vertical_datum="ellipsoid", copy=False)
-    features = land_cover_features(brightness_features(surface, images), [pass_key(image) for image in images])
-    cross = cross_ratio_feature(surface, images)
+    # (Each image read once: its sampling serves the brightness and the cross-polarised ratio.)
+    samplings = [sampling_of(image, surface) for image in images]
+    features = land_cover_features(brightness_features(surface, images, samplings),
+                                   [pass_key(image) for image in images])
+    cross = cross_ratio_feature(surface, images, samplings)
     return estimate_land_cover(features + ([] if cross is None else [cross]),
                                max_classes=settings.land_cover_classes, smoothing_cells=settings.land_cover_smoothing)
 
