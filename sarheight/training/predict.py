@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -534,10 +534,19 @@ def network_weights(scene: xr.Dataset, calibration: dict[str, Any], classes: np.
     class's ``keep``, 0 where the class chose a non-learned map that has a value there
     (:func:`chosen_corrections`)."""
     weights = np.asarray(calibration["keep"], dtype=np.float64)[classes]
+    for cells, _ in _chosen_maps(scene, calibration, classes):
+        weights[cells] = 0.0
+    return weights
+
+
+def _chosen_maps(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per non-learned map a calibration chose for some terrain classes: the cells where it
+    replaces the network (those classes, where the map has a value) and its heights (m)."""
     for name in sorted(set(calibration.get("choice") or ()) - {"network"}):
         codes = [index for index, chosen in enumerate(calibration["choice"]) if chosen == name]
-        weights[np.isin(classes, codes) & np.isfinite(method_heights(scene, name))] = 0.0
-    return weights
+        heights = method_heights(scene, name)
+        yield np.isin(classes, codes) & np.isfinite(heights), heights
 
 
 def chosen_corrections(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray, correction: np.ndarray,
@@ -550,9 +559,6 @@ def chosen_corrections(scene: xr.Dataset, calibration: dict[str, Any], classes: 
     if not choice or all(name == "network" for name in choice):
         return correction
     result = np.array(correction, dtype=np.float64)
-    for name in sorted(set(choice) - {"network"}):
-        codes = [index for index, chosen in enumerate(choice) if chosen == name]
-        heights = method_heights(scene, name)
-        cells = np.isin(classes, codes) & np.isfinite(heights)
+    for cells, heights in _chosen_maps(scene, calibration, classes):
         result[cells] = heights[cells] - reference[cells]
     return result
