@@ -753,7 +753,7 @@ def _refuse(*args, **kwargs):
 @pytest.fixture
 def no_geocoding(monkeypatch):
     """Make the geocoding engine fail loudly: input errors must come before it."""
-    monkeypatch.setattr(sgeometry, "geocode_arrays", _refuse)
+    monkeypatch.setattr(sgeometry.geocoding, "geocode_arrays", _refuse)
 
 
 @pytest.fixture
@@ -884,7 +884,7 @@ def _far_dem(lon, lat):
 def test_dem_outside_real_image(s1, shared_data, egm96, monkeypatch):
     grd, slc = s1("rome_grd")["geometry"], s1("rome_slc")["geometry"]
     dem = open_dem(shared_data / "dem" / "rome_cop30_egm96.tif", geoid_grid=egm96)
-    monkeypatch.setattr(sgeometry, "geocode_arrays", _refuse)
+    monkeypatch.setattr(sgeometry.geocoding, "geocode_arrays", _refuse)
     with pytest.raises(GeometryError, match="do not overlap"):
         backward_geocode(_far_dem(151.2, -33.8), grd)  # Sydney under Rome
     # The Rome DEM under the Rome SLC, whose only sub-swath (IW1) misses the city.
