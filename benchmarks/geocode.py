@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["numpy_twin_cells_per_second"] = twin
                 row["max_difference_to_numpy_twin"] = differences
             rows.append(row)
-            print(f"{kind:10s} {n:5d}^2  {rate / 1e6:7.2f} M cells/s  ({seconds:.3f} s, {inside:.0%} inside)", flush=True)
+            print(f"{kind:10s} {n:5d}^2  {rate / 1e6:7.2f} M cells/s  ({seconds:.3f} s, {inside:.0%} inside)",
+                  flush=True)
     for kind in ("geographic", "utm"):
         mine = [r for r in rows if r["dem"] == kind]
         twin = mine[0]["numpy_twin_cells_per_second"]

@@ -111,7 +111,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2))
     for method, best in record["best_seconds"].items():
-        print(f"{method}: {best:.1f} s on {cells} cells (best of {args.runs}); RMSE {scores.get(method, float('nan')):.2f} m")
+        print(f"{method}: {best:.1f} s on {cells} cells (best of {args.runs}); RMSE "
+              f"{scores.get(method, float('nan')):.2f} m")
     print(f"wrote {out}")
 
 

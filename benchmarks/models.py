@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         ratios[layout] = {key: by_name["ask_unet"][f"{key}{suffix}"] / by_name["unet"][f"{key}{suffix}"]
                           for key in ("train_step_s", "inference_s", "train_step_cpu_s", "inference_cpu_s")}
         print(f"ASK-UNet / U-Net ({layout}): training step {ratios[layout]['train_step_s']:.2f}x "
-              f"({ratios[layout]['train_step_cpu_s']:.2f}x in CPU time), inference {ratios[layout]['inference_s']:.2f}x "
+              f"({ratios[layout]['train_step_cpu_s']:.2f}x in CPU time), inference "
+              f"{ratios[layout]['inference_s']:.2f}x "
               f"({ratios[layout]['inference_cpu_s']:.2f}x in CPU time); target <= 1.3x")
     if "nchw" in layouts:
         for name in VARIANTS:

@@ -324,7 +324,8 @@ def memory_child(directory: str, projection: str) -> dict[str, Any]:
     dem = make_dem(n, heights)
     obs = np.load(Path(directory) / f"observation-{projection}.npy")
     coords = np.load(Path(directory) / f"coords-{projection}.npz")
-    observation = xr.DataArray(obs, dims=("line", "sample"), coords={"line": coords["line"], "sample": coords["sample"]})
+    observation = xr.DataArray(obs, dims=("line", "sample"),
+                               coords={"line": coords["line"], "sample": coords["sample"]})
     inputs = int(dem.nbytes + observation.nbytes)
     del small, heights, obs
     gc.collect()
@@ -435,7 +436,8 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
     """ns per cell of one scatter and one gather pass of the facet kernel over the cells
     of ``view`` (with a halo of one cell), on this thread."""
     cells = state.cells
-    line, sample, look, valid = (np.ascontiguousarray(cells[name][view]) for name in ("line", "sample", "look", "valid"))
+    line, sample, look, valid = (np.ascontiguousarray(cells[name][view])
+                                 for name in ("line", "sample", "look", "valid"))
     ecef = simulate_cells.cell_ecef(cells, view[0].start, view[0].stop, view[1].start, view[1].stop)
     shadowed = np.isin(np.ascontiguousarray(state.shadow[view]), (1, 2))
     line0, n_lines, sample0, n_samples = state.window
@@ -452,7 +454,8 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
         buffer = ratios if gather else np.zeros(radar_buffers.scatter_buffer_shape(count, n, state.exact))
         origin = (line0, sample0) if gather else (line0 + first_line, sample0 + first_sample)
         facets.facet_pass(ecef, line, sample, look, valid, shadowed, c.user_weight, c.cell_class, c.class_tables,
-                          state.oversample, c.code, c.law, c.table, state.exact, gather, *origin, buffer, buffer.reshape(-1), 1, shape[0] - 1, 1,
+                          state.oversample, c.code, c.law, c.table, state.exact, gather, *origin, buffer,
+                          buffer.reshape(-1), 1, shape[0] - 1, 1,
                           shape[1] - 1, energy, *per_cell)
         if not gather:
             radar_buffers.add_tile(buffer, state.exact, sums, first_line, first_sample)
@@ -691,7 +694,8 @@ def run_coarse(shared: Path, side: int, projections: list[str], repeats: int) ->
                  "projected": f"the geographic DEM resampled bilinearly to {UTM_CRS} at {UTM_SPACING:g} m, inside "
                               "its footprint",
                  "mountains": f"transplanted relief: the real SRTM 3\" heights of eastern Turkey ({MOUNTAIN_DEM}, "
-                              f"1111-3270 m, EGM96 -> ellipsoid with {GEOID}) {'mirrored' if side > 1000 else 'cropped'} "
+                              f"1111-3270 m, EGM96 -> ellipsoid with {GEOID}) "
+                              f"{'mirrored' if side > 1000 else 'cropped'} "
                               f"to {side} cells a side and placed cell for cell on the Rome DEM's 1\" grid under the "
                               "Rome GRD, since the shared data hold no DEM of mountains under a GRD; its cells are 3x "
                               "smaller than SRTM's 3\", so its slopes are 3x steeper than the real ones (Alpine)"},
@@ -748,7 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.coarse == "only":
         sizes = []
     projections = [p.strip() for p in args.projections.split(",")]
-    out = args.out or ("benchmarks/results/reconstruct-quick.json" if args.quick else "benchmarks/results/reconstruct.json")
+    out = args.out or ("benchmarks/results/reconstruct-quick.json" if args.quick
+                       else "benchmarks/results/reconstruct.json")
     geometry = make_geometry()
     report: dict[str, Any] = {
         "benchmark": "simulate_reconstruct",
@@ -782,7 +787,8 @@ def main(argv: list[str] | None = None) -> int:
             np.save(Path(scratch) / "heights.npy", heights)
             repeats = _repeats(n, args.quick)
             for projection in projections:
-                sim_runs = timed_runs(lambda dem=dem, projection=projection: simulate(dem, geometry, projection=projection),
+                sim_runs = timed_runs(lambda dem=dem,
+                                      projection=projection: simulate(dem, geometry, projection=projection),
                                       repeats=repeats)
                 sim_seconds = sim_runs["best"]
                 simulation = simulate(dem, geometry, projection=projection)
@@ -791,12 +797,14 @@ def main(argv: list[str] | None = None) -> int:
                 np.savez(Path(scratch) / f"coords-{projection}.npz", line=observation["line"].values,
                          sample=observation["sample"].values)
                 rec_runs = timed_runs(
-                    lambda obs=observation, dem=dem, projection=projection: reconstruct(dem, obs, geometry, projection=projection),
+                    lambda obs=observation, dem=dem,
+                    projection=projection: reconstruct(dem, obs, geometry, projection=projection),
                     repeats=repeats)
                 rec_seconds = rec_runs["best"]
                 profile = PhaseProfile()
                 result, profiled_seconds, _ = profile.run(
-                    lambda obs=observation, dem=dem, projection=projection: reconstruct(dem, obs, geometry, projection=projection))
+                    lambda obs=observation, dem=dem,
+                    projection=projection: reconstruct(dem, obs, geometry, projection=projection))
                 layover = result["layover"].values
                 row = {
                     "side": n, "cells": dem.size, "projection": projection,
@@ -823,20 +831,24 @@ def main(argv: list[str] | None = None) -> int:
                     row[name]["scaling_vs_smallest"] = row[name]["cells_per_second"] / base[name]
                 report["results"].append(row)
                 print(f"{n:5d}² {projection:8s} {row['oversample']:2d} {row['layover_fraction']:7.1%} "
-                      f"{row['simulate']['cells_per_second'] / 1e6:7.3f} Mcell/s {row['reconstruct']['cells_per_second'] / 1e6:7.3f} Mcell/s "
+                      f"{row['simulate']['cells_per_second'] / 1e6:7.3f} Mcell/s "
+                      f"{row['reconstruct']['cells_per_second'] / 1e6:7.3f} Mcell/s "
                       f"{row['simulate']['scaling_vs_smallest']:7.2f} /{row['reconstruct']['scaling_vs_smallest']:5.2f}"
                       f"  spread ±{row['simulate']['spread']:.0%} / ±{row['reconstruct']['spread']:.0%}, "
                       f"{row['threads']} threads, load {row['load_average']:.1f}", flush=True)
-                print(f"        phases (s, of {profiled_seconds:.2f}): {_phase_line(row['reconstruct_phases_seconds'], row['phase_calls'])}",
+                print(f"        phases (s, of {profiled_seconds:.2f}): "
+                      f"{_phase_line(row['reconstruct_phases_seconds'], row['phase_calls'])}",
                       flush=True)
                 if n == sizes[0] and projection == projections[-1]:
                     try:
                         report["kernel_costs"] = kernel_costs(dem, geometry)
                         for name in PROJECTIONS:
                             c = report["kernel_costs"][name]
-                            print(f"        facet kernel, {name}, one thread, one tile: {c['ns_per_cell_one_thread']['scatter']:.0f}"
+                            print(f"        facet kernel, {name}, one thread, one tile: "
+                                  f"{c['ns_per_cell_one_thread']['scatter']:.0f}"
                                   f" ns (scatter) / {c['ns_per_cell_one_thread']['gather']:.0f} ns (gather) per cell; "
-                                  f"these passes alone bound reconstruct to {c['cells_per_second_bound']['value'] / 1e6:.2f}"
+                                  f"these passes alone bound reconstruct to "
+                                  f"{c['cells_per_second_bound']['value'] / 1e6:.2f}"
                                   " M cells/s", flush=True)
                     except Exception as exc:
                         report["kernel_costs"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -846,8 +858,10 @@ def main(argv: list[str] | None = None) -> int:
                         report["numpy_twin"] = twin_comparison(dem, geometry, observation)
                         t = report["numpy_twin"]
                         print(f"        numpy twin (bilinear core, {t['facets_per_cell']} splatted facets/cell): "
-                              f"{t['twin_cells_per_second'] / 1e6:.4f} Mcell/s, kernel {t['kernel_core_cells_per_second'] / 1e6:.3f}"
-                              f" Mcell/s: kernel/twin {t['ratio_kernel_to_twin']:.1f}x; agree within {TWIN_TOLERANCE:g} of the max"
+                              f"{t['twin_cells_per_second'] / 1e6:.4f} Mcell/s, kernel "
+                              f"{t['kernel_core_cells_per_second'] / 1e6:.3f}"
+                              f" Mcell/s: kernel/twin {t['ratio_kernel_to_twin']:.1f}x; agree within "
+                              f"{TWIN_TOLERANCE:g} of the max"
                               f" ({TWIN_CELL_TOLERANCE:g} per cell): "
                               f"{t['agree']} (max rel {max(t['max_relative_difference'].values()):.1e})", flush=True)
                     except Exception as exc:
@@ -865,7 +879,8 @@ def main(argv: list[str] | None = None) -> int:
                     hot = sorted(entry["phase_traced_peak_bytes_per_cell"].items(), key=lambda kv: -kv[1])[:3]
                     print(f"        memory {projection}: peak RSS rise {entry['rss_bytes_per_cell']:.0f} B/cell, "
                           f"numpy traced peak {entry['traced_bytes_per_cell']:.0f} B/cell, outputs "
-                          f"{entry['output_bytes_per_cell']:.0f} B/cell (baseline {entry['baseline_rss_bytes'] / 2**20:.0f} MiB); "
+                          f"{entry['output_bytes_per_cell']:.0f} B/cell (baseline "
+                          f"{entry['baseline_rss_bytes'] / 2**20:.0f} MiB); "
                           "peaks in " + ", ".join(f"{k} {v:.0f}" for k, v in hot), flush=True)
             del dem, heights
             gc.collect()
@@ -888,7 +903,8 @@ def main(argv: list[str] | None = None) -> int:
                             {"side": n, "projection": projection, "client": client_name, **entry})
                         print(f"{n:5d}² {projection:8s} distributed ({client_name}): " + (
                             entry["error"][:200] if "error" in entry else
-                            f"{entry['cells_per_second'] / 1e6:.3f} Mcell/s, {entry['speed_relative_to_in_memory']:.2f}x "
+                            f"{entry['cells_per_second'] / 1e6:.3f} Mcell/s, "
+                            f"{entry['speed_relative_to_in_memory']:.2f}x "
                             f"in-memory speed, max rel diff {entry['max_relative_difference_backscatter']}, same NaN "
                             f"{entry['same_nan_pattern']}"), flush=True)
                     del observation, result

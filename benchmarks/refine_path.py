@@ -38,7 +38,8 @@ METHODS = COMMAND_METHODS
 COUNTED = {
     "DEM opened (open_dem)": [("dem/opening.py", "open_dem"), ("dem.py", "open_dem")],
     "DEM heights validated": [("dem/opening.py", "validated_heights"), ("dem.py", "_validated_heights")],
-    "DEM resampled to the grid (upsample)": [("terrain/backprojection.py", "upsample"), ("backprojection.py", "upsample")],
+    "DEM resampled to the grid (upsample)": [("terrain/backprojection.py", "upsample"),
+                                             ("backprojection.py", "upsample")],
     "DEM back-projected": [("terrain/backprojection.py", "back_project"), ("backprojection.py", "back_project")],
     "height gradients": [("sarheight/raster.py", "gradient"), ("_function_base_impl.py", "gradient")],
     "sigma0 law fitted": [("ground/fitted.py", "fit_sigma0_law"), ("ground.py", "fit_sigma0_law")],

@@ -113,7 +113,8 @@ def _lazy_observation(dem_path: str, geometry):
     n_samples = min(samples, int(np.nanmax(sample)) + 65) - sample0
     speckle = da.random.RandomState(1).gamma(4.4, 0.05 / 4.4, size=(n_lines, n_samples), chunks=(512, 512))
     return xr.DataArray(speckle.astype(np.float32), dims=("line", "sample"),
-                        coords={"line": np.arange(line0, line0 + n_lines), "sample": np.arange(sample0, sample0 + n_samples)})
+                        coords={"line": np.arange(line0, line0 + n_lines),
+                                "sample": np.arange(sample0, sample0 + n_samples)})
 
 
 def child_distributed(dem_path: str, rows_per_block: int, out_dir: str) -> dict:
@@ -162,7 +163,8 @@ def _lazy_observation_for(dem, geometry):
     n_samples = int(np.nanmax(geocoded["sample"].values)) + 9 - sample0
     values = da.random.RandomState(2).gamma(4.4, 0.05 / 4.4, size=(n_lines, n_samples), chunks=256)
     return xr.DataArray(values.astype(np.float32), dims=("line", "sample"),
-                        coords={"line": np.arange(line0, line0 + n_lines), "sample": np.arange(sample0, sample0 + n_samples)})
+                        coords={"line": np.arange(line0, line0 + n_lines),
+                                "sample": np.arange(sample0, sample0 + n_samples)})
 
 
 def _run_child(*args: str) -> dict:

@@ -1,11 +1,13 @@
-"""Write the terrain studies' figures (refinement, inversion, ablation, stack network) into the documentation from their JSON.
+"""Write the terrain studies' figures (refinement, inversion, ablation, stack network) into the documentation from
+their JSON.
 
     python benchmarks/terrain_docs.py [--results benchmarks/terrain_refinement/refinement.json]
 
 benchmarks/README.md and docs/terrain_refinement.md hold the figures between markers
 (``sarheight.studies.refinement_report.GENERATED_BEGIN`` / ``GENERATED_END``); this script
 rewrites those parts from the JSON ``sarheight terrain study``, the inversion study and
-``sarheight terrain ablate`` and ``examples/stack_study.py`` wrote, and tests/studies/test_terrain_docs.py fails when the
+``sarheight terrain ablate`` and ``examples/stack_study.py`` wrote, and tests/studies/test_terrain_docs.py fails when
+the
 text and the JSON differ.
 """
 

@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/terrain_inversion", help="the study's folder")
     parser.add_argument("--crop", type=int, default=CROP_CELLS, help=f"cells a side of each DEM's crop ({CROP_CELLS})")
     parser.add_argument("--factors", type=int, nargs="+", default=[3, 5], help="coarse factors (3 5)")
-    parser.add_argument("--held-out", nargs="+", default=None, help="held-out DEMs (default: the first eight others by name)")
+    parser.add_argument("--held-out", nargs="+", default=None,
+                        help="held-out DEMs (default: the first eight others by name)")
     args = parser.parse_args()
     data = Path(args.data)
     if not (data / "dem").is_dir() or not (data / "geoid" / "egm96_15.gtx").is_file():

@@ -11,6 +11,25 @@ from pathlib import Path
 import numba
 import numba.core.event
 
+__all__ = [
+    "CACHE_LOCATION",
+    "WGS84_A",
+    "WGS84_E2",
+    "compiled_share",
+    "geocode_cells",
+    "geocode_grid",
+    "geodetic_to_ecef",
+    "geodetic_to_ecef_grid",
+    "ground_range_of",
+    "on_first_compile",
+    "orbit_state",
+    "orbit_states",
+    "sample_of_slant_range",
+    "samples_of_slant_ranges",
+    "slant_range_of_sample",
+    "slant_ranges_of_samples",
+]
+
 
 def _allow_vectorised_loops_with_many_arrays() -> None:
     """Let LLVM vectorise loops that read and write many arrays.
@@ -101,22 +120,3 @@ def compiled_share() -> float:
     """The share of the kernels whose compilation is cached (0 on an installation's first
     run, or after a kernel source changed; 0 where nothing can be cached)."""
     return 0.0 if CACHE_LOCATION == "" else cached_share(_MODULES)
-
-__all__ = [
-    "CACHE_LOCATION",
-    "WGS84_A",
-    "WGS84_E2",
-    "compiled_share",
-    "geocode_cells",
-    "geocode_grid",
-    "geodetic_to_ecef",
-    "geodetic_to_ecef_grid",
-    "ground_range_of",
-    "on_first_compile",
-    "orbit_state",
-    "orbit_states",
-    "sample_of_slant_range",
-    "samples_of_slant_ranges",
-    "slant_range_of_sample",
-    "slant_ranges_of_samples",
-]

@@ -147,7 +147,8 @@ def _cell_extras(lon, lat, height, a, e2, coeffs, t_center, t_scale, line_interv
             entry = _chunk_slopes(slant_range[i, j0:stop], line_time, solved, n, rm_times, rm_sr0, rm_coeffs, entry,
                                   slope)
             _chunk_outputs(n, positions, state, slope, slant_range[i, j0:stop], solved, line_interval * rm_spacing,
-                           look_x, look_y, look_z, look[i, j0:stop], pixel_area[i, j0:stop], incidence[i, j0:stop], look_angle[i, j0:stop],
+                           look_x, look_y, look_z, look[i, j0:stop], pixel_area[i, j0:stop], incidence[i, j0:stop],
+                           look_angle[i, j0:stop],
                            cross_track[i, j0:stop], valid[i, j0:stop])
 
 

@@ -88,7 +88,8 @@ def _facet(e1x, e1y, e1z, e2x, e2y, e2z, area, cx, cy, cz, ux, uy, uz, ok, dark,
 def _store(out, b, values):
     """Write the rows of one facet (``_facet``) into column ``b`` of a facet table."""
     out[ROW_NX, b], out[ROW_NY, b], out[ROW_NZ, b], out[ROW_SIGMA, b] = values[0], values[1], values[2], values[3]
-    out[ROW_PROJECTED, b], out[ROW_AREA, b], out[ROW_CONTRIBUTION, b], out[ROW_GAMMA, b] = values[4], values[5], values[6], values[7]
+    out[ROW_PROJECTED, b], out[ROW_AREA, b] = values[4], values[5]
+    out[ROW_CONTRIBUTION, b], out[ROW_GAMMA, b] = values[6], values[7]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

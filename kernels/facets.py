@@ -21,7 +21,8 @@ geometry and contributions (:mod:`facet_table`), net scales, and the cutting of 
 (``_cut_narrow``: at most three pieces, an edge crossing at most one row and one column
 border; ``_cut_wide``, for footprints larger than a pixel: at most five, two row and two
 column borders; the longer ones are flagged and walked one by one, ``_walk_long``). Only
-the deposits into (scatter) or reads from (gather) the radar buffer go piece by piece, and they have no branches either: a piece
+the deposits into (scatter) or reads from (gather) the radar buffer go piece by piece, and they have no branches
+either: a piece
 off the image is moved to the buffer's padding.
 
 Radar buffers (:mod:`radar_buffers`, ``radar_buffer_shape``) hold the two channels of each pixel side by side,
@@ -720,7 +721,8 @@ def facet_pass(
         # The bottom vertex row of the last DEM row: walk what its triangles left there.
         bottom = vertices[k]
         _edges(bottom[3, :n_sub], bottom[4, :n_sub], bottom[3, 1:], bottom[4, 1:], n_sub, False, top0, top1,
-               dummy, dummy, pieces, flat, width, n_lines, n_samples, footprint_extent(bottom, bottom) > WIDE_CUT_EXTENT)
+               dummy, dummy, pieces, flat, width, n_lines, n_samples,
+               footprint_extent(bottom, bottom) > WIDE_CUT_EXTENT)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -539,7 +539,8 @@ def visibility_lines(line, sample, slant_range, look_angle, cross_track, faces_a
             q = rank[s, jj]
             if q >= 0:
                 up, down, eta_up, path_spread = _envelopes(
-                    jj, p_row[t, k], p_row[s, q], base, width, p_r[t, k], p_r[s, q], p_eta[t, k], p_eta[s, q], p_ct[t, k],
+                    jj, p_row[t, k], p_row[s, q], base, width, p_r[t, k], p_r[s, q], p_eta[t, k], p_eta[s, q],
+                    p_ct[t, k],
                     p_ct[s, q], line, valid, slant_range, look_angle, cross_track)
                 if up >= 0.0:
                     r_hi[t, k] = p_r[t, k] + up

@@ -381,7 +381,8 @@ def simulate_city(
     xr.Dataset on the product grid (y, x) with CRS: ``s1`` (time, polarisation=VV/VH, y, x)
     sigma0 in dB (VH: the components scaled by :data:`VH_RATIO`, vegetation's volume
     scattering the least weakened, under the same noise floor, so noisier); ``s2``
-    (time, band=B2..B12, y, x) reflectance; ``scl`` (time, y, x) scene classification; ``height`` (m, building height: the mean height of the
+    (time, band=B2..B12, y, x) reflectance; ``scl`` (time, y, x) scene classification; ``height`` (m, building height:
+    the mean height of the
     buildings of a cell where they cover at least half of it, else 0); ``land_cover``
     (the most common class of the cell). attrs record the parameters and geometry.
     """
@@ -480,7 +481,8 @@ def simulate_city(
     city = xr.Dataset(
         {
             "s1": xr.DataArray(s1, dims=("time", "polarisation", "y", "x"),
-                               coords={**coords, "polarisation": ["VV", "VH"]}, attrs={"units": "dB", "long_name": "sigma0 (dB)"}),
+                               coords={**coords, "polarisation": ["VV", "VH"]},
+                               attrs={"units": "dB", "long_name": "sigma0 (dB)"}),
             "s2": xr.DataArray(s2, dims=("time", "band", "y", "x"), coords={**coords, "band": list(S2_BANDS)},
                                attrs={"units": "1", "long_name": "surface reflectance (L2A-like)"}),
             "scl": xr.DataArray(scl, dims=("time", "y", "x"), coords=coords,
@@ -545,7 +547,8 @@ def _optical(layout: xr.Dataset, months: tuple[int, ...], latitude_deg: float, c
         codes = np.where(_aggregate(veg.astype(np.float64), factor) >= 0.5, SCL["vegetation"], SCL["not_vegetated"])
         codes = np.where(_aggregate(shadow.astype(np.float64), factor) >= 0.5, SCL["cast_shadow"], codes)
         if cloud_fraction > 0:
-            field = smooth_random_field((rows, cols), seed=rng, correlation_cells=max(rows, cols) / 8, boundary="reflect")
+            field = smooth_random_field((rows, cols), seed=rng, correlation_cells=max(rows, cols) / 8,
+                                        boundary="reflect")
             cloud = field > np.quantile(field, 1 - cloud_fraction)
             coarse = np.where(cloud, 0.55 + rng.normal(0.0, 0.02, size=coarse.shape), coarse)
             codes = np.where(cloud, SCL["cloud"], codes)

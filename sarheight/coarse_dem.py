@@ -65,6 +65,9 @@ from .dem import open_dem
 from .errors import InvalidInputError
 from .raster import cell_centres, cell_size_m, gradient, smooth_random_field
 
+__all__ = ["DEGRADATION_FAMILIES", "ERROR_PARTS", "CoarseDemErrors", "coarse_error_parts", "coarse_product",
+           "draw_errors", "realistic_coarse_dem"]
+
 #: For each family, the range (low, high) each parameter is drawn from, uniformly;
 #: ``shift_m`` is the shift's magnitude (its direction is uniform), ``grid_offset`` a
 #: fraction of the factor, and ``quantum_m`` takes one of its two ends with equal odds.
@@ -350,7 +353,3 @@ def coarse_error_parts(truth: xr.DataArray, errors: CoarseDemErrors, *, seed: in
     rounding = product - shifted - correlated - slope - bias
     return {"product": product, "ideal": ideal, "shifted": shifted, "correlated": correlated, "slope": slope,
             "bias": bias, "rounding": rounding}
-
-
-__all__ = ["DEGRADATION_FAMILIES", "ERROR_PARTS", "CoarseDemErrors", "coarse_error_parts", "coarse_product",
-           "draw_errors", "realistic_coarse_dem"]

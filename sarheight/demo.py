@@ -154,7 +154,8 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
             ("truth sigma0 (dB)", power_to_db(coarse_truth.values), gray),
             (f"geocoded sigma0 (dB){in_layover('geocoded')}", power_to_db(result["geocoded"].values), gray),
             (f"flattened, as sigma0 (dB){in_layover('flattened')}", power_to_db(flattened_sigma.values), gray),
-            (f"reconstructed sigma0 (dB){in_layover('reconstructed')}", power_to_db(result["backscatter"].values), gray),
+            (f"reconstructed sigma0 (dB){in_layover('reconstructed')}", power_to_db(result["backscatter"].values),
+             gray),
             (f"masks (MaskCode): {figures['layover_fraction']:.0%} layover,\n{figures['shadow_fraction']:.1%} shadow",
              mask_image,
              masks_legend),
@@ -165,7 +166,8 @@ def run_reconstruction_demo(dem: xr.DataArray, out: Path, say) -> dict[str, Any]
             ("local incidence angle", result["local_incidence_angle"], {"cmap": "magma", "colorbar": "deg"}),
         ],
         out / "jacksboro_reconstruction.png",
-        title=f"sarheight demo: layover reconstruction (relief x{RELIEF_EXAGGERATION:g}, fine-DEM observation, 3x coarser DEM)",
+        title=f"sarheight demo: layover reconstruction (relief x{RELIEF_EXAGGERATION:g}, fine-DEM observation, 3x "
+              f"coarser DEM)",
     )
     figures.update(geotiff=str(tif), masks=str(masks), quicklook=str(png))
     say(f"simulated and reconstructed in {elapsed:.1f} s: layover {figures['layover_fraction']:.2%}, "
@@ -275,7 +277,7 @@ def _terrain_demo_step(dem: xr.DataArray, out: Path, say, checkpoint: str | os.P
                            priors=PriorSpec(fraction=1e-3, pattern="tracks",
                                             errors=draw_prior_errors("altimeter", DEMO_TERRAIN_SEED)),
                            ground=draw_ground(dem, "outside", DEMO_TERRAIN_SEED), seed=DEMO_TERRAIN_SEED,
-                           other_geometry=scene_geometry(dem, "descending") if options["both_passes"] else None,
+                           opposite_geometry=scene_geometry(dem, "descending") if options["both_passes"] else None,
                            dates=options["dates"], name=f"{name}_ascending_c3_demo{suffix}", inversion=True,
                            progress=False)
     simulated = time.perf_counter() - start
@@ -436,7 +438,9 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool 
         "geotiff": str(tif),
         "quicklook": str(png),
     }
-    say(f"geocoded {dem.size} cells in {elapsed:.2f} s ({'the kernels loaded from their cache' if cached else 'compiling the geocoding kernels included'}); {inside:.1%} inside the image")
+    say(f"geocoded {dem.size} cells in {elapsed:.2f} s "
+        f"({'the kernels loaded from their cache' if cached else 'compiling the geocoding kernels included'}); "
+        f"{inside:.1%} inside the image")
     say(f"slant range {figures['slant_range_m'][0] / 1e3:.2f}-{figures['slant_range_m'][1] / 1e3:.2f} km, "
         f"incidence {figures['incidence_deg'][0]:.2f}-{figures['incidence_deg'][1]:.2f} deg")
     say(f"wrote {tif} and {png}")

@@ -73,7 +73,8 @@ def check_writable_folder(path: str | os.PathLike[str], what: str) -> Path:
 def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
                   inputs: Sequence[tuple[object, str]] = ()) -> None:
     """Refuse outputs (path, name in messages) that are symbolic links or existing files
-    that are not plain (a device, a FIFO: writing would replace either by a plain file), that name one file twice, that name a file among ``inputs``
+    that are not plain (a device, a FIFO: writing would replace either by a plain file), that name one file twice, that
+    name a file among ``inputs``
     (anything given as an input, with its name; only paths count) or lie inside a folder
     among them (a SAFE product, a city: writing would change the input), or that would
     replace code (sarheight's own files, or any file of a program suffix)."""

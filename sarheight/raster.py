@@ -40,8 +40,10 @@ import xarray as xr
 from .compute import WGS84_A, WGS84_E2
 from .errors import InvalidInputError
 
-__all__ = ["bilinear_at", "cell_centres", "cell_side_m", "cell_size_m", "cell_steps_m", "check_not_rotated", "crs_from_user_input", "db_to_power",
-           "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_box_mean", "nan_smoothed",
+__all__ = ["bilinear_at", "cell_centres", "cell_side_m", "cell_size_m", "cell_steps_m", "check_not_rotated",
+           "crs_from_user_input", "db_to_power",
+           "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_box_mean",
+           "nan_smoothed",
            "power_to_db", "robust_spread", "smooth_random_field"]
 
 

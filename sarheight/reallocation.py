@@ -129,7 +129,8 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
         clear_residue(channels(sums), state.window, state.smooth_fields, state.contribution)
         missing = np.empty(observed.shape, dtype=bool)
         run_blocks(lambda start, stop, image=observed: reallocation_kernels.missing_pixels(
-            image, sums, start, stop, missing), observed.shape[0], max(1, math.ceil(observed.shape[0] / _LINES_PER_BLOCK)))
+            image, sums, start, stop, missing), observed.shape[0],
+                   max(1, math.ceil(observed.shape[0] / _LINES_PER_BLOCK)))
     else:
         missing = None
     simulated_image, valid_pixels, n_missing = ratios_in_place(state, sums, observed, prefix=state.exact)

@@ -100,7 +100,7 @@ def refine_dem(
     spacing_m: float,
     method: str | None = None,
     geometry: Any = None,
-    other: tuple[Any, Any] | None = None,
+    opposite_pass: tuple[Any, Any] | None = None,
     priors: PriorSpec | None = None,
     measurement: str = "IW/VV",
     sar_quantity: str = "sigma0",
@@ -127,7 +127,7 @@ def refine_dem(
     network that ships with sarheight, :func:`sarheight.sample_data.terrain_demo_checkpoint`);
     ``"inversion"``, the fine DEM whose simulated observations match every observation
     given (:func:`sarheight.terrain.inversion.invert_dem`: both passes and many dates);
-    ``"clinometry"``, the slopes the image asks for (:func:`sarheight.terrain.clinometry.refine_scene`);
+    ``"clinometry"``, the slopes the image asks for (:func:`sarheight.terrain.clinometry.clinometry_heights`);
     ``"back-projection"``, the coarse DEM registered to the priors, back-projected and
     corrected by the priors' residuals kriged (:mod:`sarheight.terrain.backprojection`; without
     priors, the back-projection alone). The non-learned methods need no checkpoint and no
@@ -160,7 +160,7 @@ def refine_dem(
         ``attrs["method_chosen"]`` says why.
     geometry : the acquisition geometry (None: the SAFE products' own), one for every
         observation or a sequence of one per observation.
-    other : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
+    opposite_pass : ``(sar, geometry)`` of the opposite pass, for models trained on both passes.
     priors : known heights measured, with their CRS, vertical datum and geoid grid
         (:class:`sarheight.priors.PriorSpec` of ``points``, as
         :func:`sarheight.terrain.observed.observed_scene` takes them), or None.
@@ -206,7 +206,7 @@ def refine_dem(
         if checkpoints is not None:
             method, chosen = "network", "checkpoints were given"
         else:
-            method, chosen = default_method(observation_geometries(sar, geometry, other, measurement))
+            method, chosen = default_method(observation_geometries(sar, geometry, opposite_pass, measurement))
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
     if land_cover is not None and method not in ("inversion", "network"):
@@ -229,20 +229,21 @@ def refine_dem(
             from .sample_data import packaged_terrain_network
 
             # By what the user gives: several images go to the stack network where it ships.
-            packaged, checkpoints = packaged_terrain_network(len(observation_list(sar, geometry, other)))
+            packaged, checkpoints = packaged_terrain_network(len(observation_list(sar, geometry, opposite_pass)))
         members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
         if not isinstance(sar, (list, tuple)):
-            _check_members(members, other is not None)
+            _check_members(members, opposite_pass is not None)
     elif checkpoints is not None:
         raise InvalidInputError(f"checkpoints were given with method={method!r}, which needs none: leave them out, "
                                 "or give method='network'")
-    elif other is not None and method != "inversion":
+    elif opposite_pass is not None and method != "inversion":
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
                                 "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(coarse_dem, spacing_m)
     check_refinement_memory(grid.size, inversion=method == "inversion" or also_invert, blocks=inversion_blocks,
                             distributed=client is not None)
-    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement, other=other,
+    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement,
+                           opposite_pass=opposite_pass,
                            sar_quantity=sar_quantity, sar_db=sar_db,
                            # A network that stacks the inversion's map, or corrects it, reads it.
                            inversion=(method == "inversion" or also_invert
@@ -291,9 +292,9 @@ def refine_dem(
     else:
         reference_name = "coarse_lanczos"
         if method == "clinometry":
-            from .terrain.clinometry import refine_scene
+            from .terrain.clinometry import clinometry_heights
 
-            heights = refine_scene(scene)
+            heights = clinometry_heights(scene)
         else:
             heights = scene[_SCENE_METHOD[method]]
         result = xr.Dataset({"height": (("y", "x"), heights.values.astype(np.float32),
@@ -381,8 +382,8 @@ def _warn_dates_left_out(members: Sequence[Any], scene: xr.Dataset) -> None:
                           PlausibilityWarning, stacklevel=user_stacklevel())
 
 
-def _check_members(members: Sequence[Any], other: bool) -> None:
-    """Refinement checkpoints only, reading as many passes as are given (``other``: the
+def _check_members(members: Sequence[Any], opposite_pass: bool) -> None:
+    """Refinement checkpoints only, reading as many passes as are given (``opposite_pass``: the
     opposite pass is given)."""
     for member in members:
         reference = str(member.reference or "")
@@ -394,10 +395,10 @@ def _check_members(members: Sequence[Any], other: bool) -> None:
         if any(date_channel(channel) for channel in member.channels):
             continue  # a network over the stacks takes one pass or both, one date or many
         both_passes = any(channel.startswith("other_") for channel in member.channels)
-        if both_passes and not other:
+        if both_passes and not opposite_pass:
             raise InvalidInputError(f"checkpoint {str(member.path)!r} was trained on both passes: give the opposite "
                                     "pass's observation too")
-        if other and not both_passes:
+        if opposite_pass and not both_passes:
             raise InvalidInputError(f"checkpoint {str(member.path)!r} reads one pass, and a second observation was "
                                     "given: it would be ignored; give one --sar, or a model trained on both passes")
 

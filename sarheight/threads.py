@@ -122,7 +122,8 @@ def _log_bar_class() -> type:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True, unit: str = "row") -> Iterator[Callable[[int], None]]:
+def progress_bar(total: int, description: str, enabled: bool = True,
+                 unit: str = "row") -> Iterator[Callable[[int], None]]:
     """A tqdm bar over ``total`` units, yielding a thread-safe ``update(n)``.
 
     Outside a terminal a line every :func:`progress_seconds` (:func:`bar`); silent when

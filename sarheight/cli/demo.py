@@ -7,7 +7,8 @@ import argparse
 from .options import add_quiet
 
 NAME = "demo"
-HELP = ("run the built-in real example, offline (under a minute once installed): the layover reconstruction of the real "
+HELP = ("run the built-in real example, offline (under a minute once installed): the layover reconstruction of the "
+        "real "
         "Jacksboro DEM, its refinement beside every non-learned method, a city's building heights; figures, "
         "GeoTIFFs and figures.json in --out")
 

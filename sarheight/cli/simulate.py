@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         shadow = np.mean(result["shadow"].values[inside] != MaskCode.NONE)
         print(f"wrote {out} and {masks_path(out)}: layover {layover:.1%}, shadow {shadow:.1%} of {int(inside.sum())} "
               "cells in the image")
-        print(f"wrote the simulated observation ({args.looks:g} looks, noise floor {args.nesz:g} dB, seed {args.seed}): "
+        print(f"wrote the simulated observation ({args.looks:g} looks, noise floor {args.nesz:g} dB, seed "
+              f"{args.seed}): "
               f"{companion_path(out, 'image')} in the radar geometry and {companion_path(out, 'sigma0')} geocoded to "
               f"the DEM's grid; try: sarheight terrain refine --dem COARSE_DEM --sar {companion_path(out, 'sigma0')} "
               f"{geometry_words(args)} --spacing M --out refined.tif")

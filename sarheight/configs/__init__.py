@@ -158,7 +158,8 @@ def help_summary(command: str, arguments: Sequence[str]) -> str:
             lines += ["", f"The keys {path.name} sets (give any on the command line to change it):"]
             for section in ("data", "model"):
                 lines += [f"  --{key} {value!s}" for key, value in _keys(config.get(section, {}), section)]
-            lines += ["  (a data module's or model's other keys: sarheight fit --data.help CLASS or --model.help CLASS, "
+            lines += ["  (a data module's or model's other keys: sarheight fit --data.help CLASS or --model.help "
+                      "CLASS, "
                       "CLASS as its class line says)"]
     lines += ["", "Every option of the command follows (LightningCLI's own help).", ""]
     return "\n".join(lines)

@@ -68,6 +68,22 @@ from .tiles import (
     grid_windows,
 )
 
+__all__ = [
+    "BUILDING_CLASSES",
+    "INPUT_GROUPS",
+    "S1_BANDS",
+    "SENSORS",
+    "BuildingHeightDataModule",
+    "CityArrays",
+    "CityTiles",
+    "building_classes",
+    "check_city",
+    "check_sensors",
+    "city_months",
+    "read_city",
+    "read_height",
+]
+
 logger = logging.getLogger(__name__)
 
 #: The input groups of a sample: the name of each tensor of a batch and its channels.
@@ -303,7 +319,8 @@ class CityTiles(TileSet):
     (training), with torch's random generator (seeded by ``seed_everything``).
 
     Each item is a dict of tensors: ``s1`` (2, T, T) and ``s2`` (10, T, T), NaN where
-    missing or padding (a sensor not in ``sensors``: 0 channels); ``target`` (1, T, T, m, 0 outside the mask); ``mask`` (1, T, T,
+    missing or padding (a sensor not in ``sensors``: 0 channels); ``target`` (1, T, T, m, 0 outside the mask); ``mask``
+    (1, T, T,
     bool); ``classes`` (1, T, T, uint8 codes of :data:`BUILDING_CLASSES`); ``city``,
     ``month`` (indices) and ``window`` (row, col, rows, cols).
     """
@@ -489,7 +506,8 @@ class BuildingHeightDataModule(TiledDataModule):
                 chosen[split], rest = rest[:count], rest[count:]
         if not rest:
             raise InvalidInputError(f"no city is left for training among {names} (validation {chosen['val']}, test "
-                                    f"{chosen['test']}): add cities, lower data.val_fraction/test_fraction, or set data.split to block")
+                                    f"{chosen['test']}): add cities, lower data.val_fraction/test_fraction, or set "
+                                    f"data.split to block")
         chosen["train"] = rest
         self.split_scenes = {split: sorted(chosen[split]) for split in SPLITS}
         code = {name: SPLITS.index(split) for split, cities in chosen.items() for name in cities}
@@ -522,20 +540,3 @@ class BuildingHeightDataModule(TiledDataModule):
                 sums.add_target(city.height[train & city.loss_mask(month)])
         self.set_statistics(sums, "the training cells hold no valid height with finite inputs: check the cities' "
                             "height.tif (nodata) and images")
-
-
-__all__ = [
-    "BUILDING_CLASSES",
-    "INPUT_GROUPS",
-    "S1_BANDS",
-    "SENSORS",
-    "BuildingHeightDataModule",
-    "CityArrays",
-    "CityTiles",
-    "building_classes",
-    "check_city",
-    "check_sensors",
-    "city_months",
-    "read_city",
-    "read_height",
-]

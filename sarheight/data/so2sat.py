@@ -61,6 +61,25 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import InvalidInputError, MissingInputError, user_stacklevel
 from ..io import output_set
 
+__all__ = [
+    "CHANNELS",
+    "FILES",
+    "LAYOUT",
+    "LCZ_CLASSES",
+    "S1_CHANNELS",
+    "S2_CHANNELS",
+    "SETTINGS",
+    "SPLIT_FILES",
+    "ChannelStatistics",
+    "So2SatDataModule",
+    "So2SatLCZ42",
+    "channel_statistics",
+    "check_file",
+    "class_weights",
+    "read_labels",
+    "setting_indices",
+]
+
 #: The Sentinel-1 channels of ``sen1``, in the files' order.
 S1_CHANNELS = ("vh_real", "vh_imag", "vv_real", "vv_imag", "vh_lee_intensity", "vv_lee_intensity",
                "covariance_lee_real", "covariance_lee_imag")
@@ -421,7 +440,8 @@ def _check_root(root: str | os.PathLike[str], setting: str) -> Path:
     missing = [name for name in needed if not (root / name).is_file()]
     if missing:
         raise MissingInputError(f"So2Sat root {str(root)!r} lacks {missing}, which the {setting!r} setting needs"
-                                + (": put them there, or use the 80-10-10 setting (training.h5 only: --setting 80-10-10 on the "
+                                + (": put them there, or use the 80-10-10 setting (training.h5 only: --setting "
+                                   "80-10-10 on the "
                                    "command line, data.setting in a configuration)"
                                    if setting == "train-val-test" else ": put it there"))
     return root
@@ -654,23 +674,3 @@ class So2SatDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-
-__all__ = [
-    "CHANNELS",
-    "FILES",
-    "LAYOUT",
-    "LCZ_CLASSES",
-    "S1_CHANNELS",
-    "S2_CHANNELS",
-    "SETTINGS",
-    "SPLIT_FILES",
-    "ChannelStatistics",
-    "So2SatDataModule",
-    "So2SatLCZ42",
-    "channel_statistics",
-    "check_file",
-    "class_weights",
-    "read_labels",
-    "setting_indices",
-]

@@ -311,5 +311,6 @@ class TiledDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         self.require_setup()
         if not len(self.datasets["test"]):
-            raise InvalidInputError(f"the test split is empty: set data.test_fraction above 0 or name {self.test_option}")
+            raise InvalidInputError(f"the test split is empty: set data.test_fraction above 0 or name "
+                                    f"{self.test_option}")
         return self.loader("test")

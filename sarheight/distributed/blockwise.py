@@ -1,4 +1,5 @@
-"""Block-wise reconstruction, on local threads or a dask.distributed cluster, for DEMs too large to reconstruct in memory.
+"""Block-wise reconstruction, on local threads or a dask.distributed cluster, for DEMs too large to reconstruct in
+memory.
 
 :func:`sarheight.reconstruction.reconstruct` runs here when given ``chunks`` or ``client``
 (:func:`reconstruct_blockwise`). Every heavy step runs per piece of the DEM, on the
@@ -296,7 +297,8 @@ class _BlockwiseRun:
             index = np.clip(index, 0, self.dem.shape[0] - 1)
             away = np.take_along_axis(self.faces_away, index, axis=0)
             own_layover = np.take_along_axis(self.active_layover, index, axis=0)
-            return task_masks, (self.axes, row_start, height, away, own_layover, self.geometry, self.bands[b], self.window,
+            return task_masks, (self.axes, row_start, height, away, own_layover, self.geometry, self.bands[b],
+                                self.window,
                                  self.range_tolerance)
         return make
 

@@ -131,7 +131,8 @@ def _require_overlap(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geome
     k = geometry.kernel_arguments()
     times, ranges = kernels.geocode_cells(
         np.ascontiguousarray(positions[:, 0]), np.ascontiguousarray(positions[:, 1]),
-        np.ascontiguousarray(positions[:, 2]), k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"], k["t_valid_max"],
+        np.ascontiguousarray(positions[:, 2]), k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"],
+        k["t_valid_max"],
     )
     ok = np.isfinite(times)
     if not ok.any():

@@ -264,7 +264,8 @@ class LawRange:
             return False
         bounds = (self.level_db, *self.shape)
         values = (law.level_db, *law.shape_parameters)
-        return all(low - tolerance <= value <= high + tolerance for (low, high), value in zip(bounds, values, strict=True))
+        return all(low - tolerance <= value <= high + tolerance
+                   for (low, high), value in zip(bounds, values, strict=True))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -270,7 +270,8 @@ def _variant(name: str, with_lsk: bool, with_eca: bool, description: str) -> Cal
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = (
         f"{description}: :class:`{'ASKUNet' if with_lsk or with_eca else 'UNet'}` with ``in_channels``, "
-        f"``base_channels``, ``depth`` and ``uncertainty``; ``lsk`` and ``eca``, if given, must be {with_lsk} and {with_eca}, "
+        f"``base_channels``, ``depth`` and ``uncertainty``; ``lsk`` and ``eca``, if given, must be {with_lsk} and "
+        f"{with_eca}, "
         "so that ``build(model.variant, **model.config)`` rebuilds a model."
     )
     return register(name)(builder)

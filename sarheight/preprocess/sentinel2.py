@@ -421,7 +421,8 @@ def stack_bands(
     layers = []
     for b in wanted:
         raster = named[b]
-        same = raster.shape == like.shape and raster.rio.transform() == like.rio.transform() and raster.rio.crs == like.rio.crs
+        same = (raster.shape == like.shape and raster.rio.transform() == like.rio.transform()
+                and raster.rio.crs == like.rio.crs)
         layers.append(raster.astype(np.float32) if same else resample_to(raster, like, resampling=resampling))
     stacked = xr.concat([layer.drop_vars("spatial_ref", errors="ignore") for layer in layers], dim="band")
     stacked = stacked.assign_coords(band=wanted).rio.write_crs(like.rio.crs)
@@ -461,7 +462,8 @@ def mask_clouds(
         there with another product), or an SCL without CRS where it needs resampling.
     """
     if scl is None:
-        has_scl = "band" in image.dims and "band" in image.coords and "SCL" in [band_name(b) for b in image["band"].values]
+        has_scl = ("band" in image.dims and "band" in image.coords
+                   and "SCL" in [band_name(b) for b in image["band"].values])
         if not has_scl:
             raise InvalidInputError(
                 "no SCL band is given and the image has none: Level-1C products carry no scene "
@@ -690,7 +692,8 @@ def _product_grid(safe: SafeProduct, member: str, bands: Sequence[str], resoluti
         )
     rows, cols = round(rows), round(cols)
     # The stack of float32 bands and the band being resampled beside it.
-    check_memory((len(bands) + 2) * rows * cols * 4, f"reading {safe.name} at {resolution_m:g} m ({rows} x {cols} cells)",
+    check_memory((len(bands) + 2) * rows * cols * 4,
+                 f"reading {safe.name} at {resolution_m:g} m ({rows} x {cols} cells)",
                  "; ask for fewer bands, or a coarser resolution_m")
     transform = rasterio.transform.from_origin(left, top, resolution_m, resolution_m)
     coords = {"y": top - resolution_m * (np.arange(rows) + 0.5), "x": left + resolution_m * (np.arange(cols) + 0.5)}

@@ -208,7 +208,8 @@ def _points_datum(vertical_datum: str | None, crs_datum: str | None, file_datum:
     if geoid_grid is not None:
         raise DatumError(
             f"geoid_grid={str(geoid_grid)!r} was given but nothing says which geoid the heights of {source} refer "
-            "to. Say it with PriorSpec(vertical_datum='egm96') or 'egm2008' (or 'ellipsoid'), or a compound crs= such as "
+            "to. Say it with PriorSpec(vertical_datum='egm96') or 'egm2008' (or 'ellipsoid'), or a compound crs= such "
+            "as "
             "'EPSG:9707' (WGS 84 + EGM96 height)."
         )
     warnings.warn(

@@ -135,7 +135,8 @@ class PriorSpec:
         drawn = self._given("pattern", "kind", "errors", "track_layout")
         if drawn:
             raise InvalidInputError(
-                f"{', '.join(name + '=' for name in drawn)} describe priors drawn from a DEM; given points= lie where they were measured "
+                f"{', '.join(name + '=' for name in drawn)} describe priors drawn from a DEM; given points= lie where "
+                f"they were measured "
                 "and carry their own errors. Leave them out with points (noise_m= adds noise to them)."
             )
         if not isinstance(self.points, (str, os.PathLike, pd.DataFrame)):

@@ -181,7 +181,8 @@ def _cell_laws(contribution: CellLaws, dem: xr.DataArray) -> FacetContribution:
             raise InvalidInputError(f"CellLaws.factor has shape {factor.shape}, the DEM {dem.shape}: give one factor "
                                     "per DEM cell")
         if np.any(factor[np.isfinite(factor)] < 0) or np.isinf(factor).any():
-            raise InvalidInputError("CellLaws.factor must be finite and non-negative (NaN where a cell carries nothing)")
+            raise InvalidInputError("CellLaws.factor must be finite and non-negative (NaN where a cell carries "
+                                    "nothing)")
     return FacetContribution(facet_table.CONTRIBUTION_CELL_LAW, np.array(EMPIRICAL_LAW), np.zeros(0),
                              np.ascontiguousarray(np.nan_to_num(factor, nan=0.0)),
                              f"a law per class ({len(laws)}) x a factor per cell x sigma area",

@@ -199,7 +199,8 @@ class Simulation:
             facets.facet_pass(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
-                take(cell_class) if whole_class else cell_class, contribution.class_tables, self.oversample, contribution.code, contribution.law, contribution.table, exact, gather,
+                take(cell_class) if whole_class else cell_class, contribution.class_tables, self.oversample,
+                contribution.code, contribution.law, contribution.table, exact, gather,
                 line0 + first_line, sample0 + first_sample, buffer, buffer.reshape(-1), own[0].start, own[0].stop,
                 own[1].start, own[1].stop, energy, *sums_of_cells,
             )
@@ -241,10 +242,12 @@ class Simulation:
         radar = functools.cache(self.radar_products)
 
         builders = {
-            "local_incidence_angle": lambda: (dims, local_incidence(), {"units": "degree", "long_name": "local incidence angle"}),
+            "local_incidence_angle": lambda: (dims, local_incidence(),
+                                              {"units": "degree", "long_name": "local incidence angle"}),
             "gamma_area": lambda: (dims, on_cells(c["gamma_area"]),
                                    {"units": "m2", "long_name": "projected (gamma) area, A . look"}),
-            "sigma_area": lambda: (dims, on_cells(c["sigma_area"]), {"units": "m2", "long_name": "surface (sigma) area"}),
+            "sigma_area": lambda: (dims, on_cells(c["sigma_area"]),
+                                   {"units": "m2", "long_name": "surface (sigma) area"}),
             "contribution": lambda: (dims, on_cells(c["contribution"]),
                                      {"units": "m2", "long_name": "contribution c = sum over facets",
                                       "model": self.contribution.description}),

@@ -226,7 +226,8 @@ def run_ablation(
     unknown = [dem for dem in (*test_dems, *val_dems) if dem not in dems]
     if unknown or not test_dems:
         raise InvalidInputError(f"test_dems {list(test_dems)} / val_dems {list(val_dems)}: name held-out DEMs among "
-                                f"those of the scenes ({', '.join(dems)}){'; unknown: ' + str(unknown) if unknown else ''}")
+                                f"those of the scenes "
+                                f"({', '.join(dems)}){'; unknown: ' + str(unknown) if unknown else ''}")
     if set(test_dems) & set(val_dems):
         raise InvalidInputError("a DEM is named for both testing and validation: name each once")
     if not set(dems) - set(test_dems) - set(val_dems):
@@ -357,7 +358,8 @@ def write_table(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
              "trained models: mean ± std over seeds.", ""]
     columns = ("overall", *CLASSES)
     for cell in results["cells"].values():
-        lines += [f"## Priors {cell['pattern']}, coarse DEM {cell['coarse_factor']}x ({cell['cells_scored']} cells)", "",
+        lines += [f"## Priors {cell['pattern']}, coarse DEM {cell['coarse_factor']}x ({cell['cells_scored']} cells)",
+                  "",
                   "| method | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
                   "|---" * (len(columns) + 1) + "|"]
         for name, rmse in cell["baselines"].items():
@@ -393,7 +395,8 @@ def results_section(results: dict[str, Any]) -> str:
     cells = list(results["cells"].values())
     header = [f"{cell['pattern']}, {cell['coarse_factor']}x" for cell in cells]
     methods = list(dict.fromkeys([*(name for cell in cells for name in cell["baselines"]),
-                                  *(experiment["label"] for cell in cells for experiment in cell["experiments"].values())]))
+                                  *(experiment["label"] for cell in cells
+                                    for experiment in cell["experiments"].values())]))
     lines = ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for method in methods:
         row = []

@@ -38,7 +38,8 @@ from ..plots import save_figure
 from ..scores import MapScores
 from .runs import mean_std, reduction, seeded_runs, train_run, write_json
 
-__all__ = ["COMPARISON_FIGURES", "MEAN_BASELINE", "NETWORKS", "Network", "plot_building_comparison", "run_building_comparison",
+__all__ = ["COMPARISON_FIGURES", "MEAN_BASELINE", "NETWORKS", "Network", "plot_building_comparison",
+           "run_building_comparison",
            "score_heights", "write_building_table"]
 
 

@@ -575,7 +575,8 @@ def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None
     seconds = [record["seconds"]["inversion"] for record in results["held_out"]]
     lines = [f"Validation DEMs (settings and fair bars chosen there): {', '.join(results['validation_dems'])}; held "
              f"out: {', '.join(results['held_out_dems'])}; crops of at most {results['crop_cells']} cells a side, "
-             f"coarse factors {', '.join(f'{f}x' for f in results['factors'])}; {len(results['held_out'])} held-out and "
+             f"coarse factors {', '.join(f'{f}x' for f in results['factors'])}; {len(results['held_out'])} held-out "
+             f"and "
              f"{len(results['validation'])} validation scenes. Settings chosen on validation ({len(results['search'])} "
              f"evaluated): {chosen}. Fair bars: {bars}. An inversion took {min(seconds):.1f}-{max(seconds):.1f} s on "
              "these crops.", "",
@@ -628,7 +629,8 @@ def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None
         plural = "s" if runs > 1 else ""
         warm = (f"warm run{plural}" if speed.get("warm_up_run", True)
                 else f"run{plural} with the kernels' cache warm from earlier runs")
-        lines.append(f"- `sarheight terrain refine --method inversion` on {speed['grid_cells']:,} cells ({speed['dem']}, "
+        lines.append(f"- `sarheight terrain refine --method inversion` on {speed['grid_cells']:,} cells "
+                     f"({speed['dem']}, "
                      f"coarse factor {speed['coarse_factor']}, {speed.get('images', 'one geocoded image')}): "
                      f"{best:.1f} s, best of {runs} {warm} on {speed['machine']['cpus']} cores "
                      f"(target <= {speed['target_seconds']:g} s): "

@@ -266,7 +266,8 @@ def run_refinement_study(
     results.update(budget=budget, config=str(config), train_dems=train_dems, val_dems=val_dems,
                    test_dems=sorted({e["dem"] for e in index}), filled_cells=filled, calibrations=calibrations,
                    train_seconds=train_seconds, train_steps=train_steps, priors=prior_report(index),
-                   command=command or f"run_refinement_study({str(train_scenes)!r}, {str(test_scenes)!r}, {str(out)!r})")
+                   command=command or f"run_refinement_study({str(train_scenes)!r}, {str(test_scenes)!r}, "
+                                      f"{str(out)!r})")
     write_json(results, out / "refinement.json")
     write_table(results, out / "refinement.md")
     plot_refinement(results, out / "refinement.png")

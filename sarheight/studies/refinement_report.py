@@ -281,7 +281,8 @@ def plot_refinement(results: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     axes[0, 0].legend(fontsize=7, loc="lower left")
     ax = axes[0, -1]
     coverage = [(f"{e['condition'].removeprefix('ground: ')} {e['coarse_factor']}x {dem}", c)
-                for e in results["summary"] for dem, c in e["methods"].get("sar", {}).get("coverage_by_dem", {}).items()]
+                for e in results["summary"]
+                for dem, c in e["methods"].get("sar", {}).get("coverage_by_dem", {}).items()]
     if coverage:
         y = np.arange(len(coverage))
         ax.barh(y - 0.2, [c["within_1std"] for _, c in coverage], 0.4, label="within 1 std")
@@ -350,7 +351,8 @@ def results_section(results: dict[str, Any]) -> str:
              "held-out DEMs, in brackets the least of them; positive: below it). The best non-learned method is "
              f"the best of {', '.join(labels[m] for m in NON_LEARNED)} on that DEM; the SAR's share is the SAR "
              "network against the no-SAR one.", "",
-             "| ground | factor | best non-learned (per DEM) | clinometry | no-SAR network | SAR network | SAR's share |"
+             "| ground | factor | best non-learned (per DEM) | clinometry | no-SAR network | SAR network | SAR's share "
+             "|"
              " within 1 / 2 std (SAR, least-most DEM) |", "|---|---|---|---|---|---|---|---|"]
     for entry in results["summary"]:
         methods = entry["methods"]

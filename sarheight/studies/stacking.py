@@ -288,7 +288,8 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{condition}, {factor}x: the network {figure:+.1f} ± {row[key]['spread']:.1f} % against "
                          f"{against} (target >= {value:g} %): {verdict}; least DEM {row[key]['least_dem']:+.1f} %")
         if row["fair"]["least_dem"] <= 0:
-            lines.append(f"{condition}, {factor}x: not every DEM below the fair bar (least {row['fair']['least_dem']:+.1f}"
+            lines.append(f"{condition}, {factor}x: not every DEM below the fair bar (least "
+                         f"{row['fair']['least_dem']:+.1f}"
                          " %)")
     for row in rows:
         if not row["within_std"]:
@@ -298,7 +299,8 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
             shares = {dem: 100.0 * values[key] for dem, values in row["within_std"].items()}
             parts.append(f"{min(shares.values()):.0f}-{max(shares.values()):.0f} % within {key[7]} std "
                          f"(target {target:.0f} ± {tolerance:.0f})")
-            outside += [f"{dem} {share:.0f} % within {key[7]}" for dem, share in shares.items() if abs(share - target) > tolerance]
+            outside += [f"{dem} {share:.0f} % within {key[7]}" for dem, share in shares.items()
+                        if abs(share - target) > tolerance]
         verdict = "met" if not outside else "missed (" + ", ".join(outside) + ")"
         lines.append(f"{row['condition']}, {row['factor']}x: coverage per DEM {', '.join(parts)}: {verdict}")
     return lines

@@ -58,7 +58,7 @@ ENTRIES = {
     "invert_dem": "inversion",
     "InversionSettings": "inversion",
     "register_to_images": "registration",
-    "refine_scene": "clinometry",
+    "clinometry_heights": "clinometry",
     "back_project": "backprojection",
     "upsample": "backprojection",
 }

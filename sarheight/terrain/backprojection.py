@@ -264,7 +264,8 @@ def _fit_registration(coarse: xr.DataArray, grid: xr.DataArray, prior_height: np
         total_north += step[1]
         magnitude = math.hypot(total_east, total_north)
         if magnitude > COREGISTRATION_LIMIT_M:
-            total_east, total_north = (value * COREGISTRATION_LIMIT_M / magnitude for value in (total_east, total_north))
+            scale = COREGISTRATION_LIMIT_M / magnitude
+            total_east, total_north = total_east * scale, total_north * scale
         moved = shifted(coarse, grid, total_east, total_north)
         if abs(step[0]) < 0.05 and abs(step[1]) < 0.05:
             break
@@ -601,7 +602,8 @@ def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dat
                         ) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
     """The coarse DEM ``native`` (on its own grid) refined on ``grid`` without SAR and
     without learning (this module): registered horizontally to the
-    priors (``coarse_registered``: resampled with a Lanczos kernel), back-projected (``coarse_backprojected``), then corrected by the priors'
+    priors (``coarse_registered``: resampled with a Lanczos kernel), back-projected (``coarse_backprojected``), then
+    corrected by the priors'
     residuals kriged (``coarse_refined``, with their standard deviation
     ``prior_correction_std``, m; NaN without priors): float32 arrays on the grid; and the
     co-registration's attributes. ``register=False``: the priors' registration is

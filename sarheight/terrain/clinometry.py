@@ -40,7 +40,7 @@ scales the slopes wrongly. The study (``sarheight terrain study``) reports
 all three.
 
 :func:`clinometric_correction` is the numpy core (arrays in, arrays out);
-:func:`refine_scene` applies it to a terrain scene.
+:func:`clinometry_heights` applies it to a terrain scene.
 """
 
 from __future__ import annotations
@@ -239,8 +239,8 @@ def anchor_to_priors(heights: np.ndarray, prior_height: np.ndarray, prior_mask: 
     return heights + spread
 
 
-def refine_scene(scene: xr.Dataset, *, reference: str = "coarse_registered", sar: str = "sar_reconstructed",
-                 anchors: bool = True) -> xr.DataArray:
+def clinometry_heights(scene: xr.Dataset, *, reference: str = "coarse_registered", sar: str = "sar_reconstructed",
+                       anchors: bool = True) -> xr.DataArray:
     """The clinometric refinement of a terrain scene (:mod:`sarheight.terrain`): the coarse
     DEM ``reference`` plus the correction its SAR image ``sar`` asks for
     (:func:`clinometric_correction`), anchored to the scene's priors.

@@ -74,7 +74,8 @@ def open_scene(path: str | os.PathLike[str]) -> xr.Dataset:
     missing = [name for name in ("sar_reconstructed", "prior_mask") if name not in scene.data_vars]
     if missing:
         raise InvalidInputError(f"{str(path)!r} is not a terrain scene: it lacks {missing}")
-    if min(scene.sizes.get("y", 0), scene.sizes.get("x", 0)) < 2 and scene.rio.transform() == rasterio.transform.Affine.identity():
+    if min(scene.sizes.get("y", 0),
+           scene.sizes.get("x", 0)) < 2 and scene.rio.transform() == rasterio.transform.Affine.identity():
         raise InvalidInputError(f"{str(path)!r} holds {scene.sizes.get('y', 0)} x {scene.sizes.get('x', 0)} cells and "
                                 "no transform: it lost its georeferencing; write the scene again with sarheight")
     check_scene_values(scene, repr(str(path)))
@@ -99,7 +100,8 @@ def check_scene_values(scene: xr.Dataset, name: str) -> None:
                           "model reads nothing from it", PlausibilityWarning, stacklevel=user_stacklevel())
         elif float(values.min()) >= 0.0 and median < 2.0 and spread < 1.0:
             raise InvalidInputError(
-                f"{name}'s {variable} holds {float(values.min()):.3g}..{float(values.max()):.3g} (median {median:.3g}): "
+                f"{name}'s {variable} holds {float(values.min()):.3g}..{float(values.max()):.3g} (median "
+                f"{median:.3g}): "
                 "sigma0 in linear units, where a scene holds dB (mostly negative); write it as 10 log10(sigma0)")
     for variable in ("local_incidence_angle", "other_local_incidence_angle"):
         if variable in scene.data_vars:

@@ -257,7 +257,8 @@ def huber_weight(standardised: np.ndarray, k: float) -> np.ndarray:
     return np.where(magnitude <= k, 1.0, k / np.maximum(magnitude, 1e-12))
 
 
-def gauss_newton_step(problem: LinearProblem, readings: Sequence[Reading], variances: Sequence[float], heights: np.ndarray,
+def gauss_newton_step(problem: LinearProblem, readings: Sequence[Reading], variances: Sequence[float],
+                      heights: np.ndarray,
            albedo_nodes: np.ndarray, penalties: Penalties) -> tuple[np.ndarray, np.ndarray, float]:
     """One Gauss-Newton step: the new heights and albedo nodes, and the objective the
     linearisation predicts there."""
@@ -282,7 +283,8 @@ def gauss_newton_step(problem: LinearProblem, readings: Sequence[Reading], varia
     # The coarse-cell means stay an operator: their product holds factor^2 entries a row.
     height_block = (sum(rows.T @ sparse.diags(w) @ rows for rows, w in zip(data_rows, weights, strict=True))
                     + sparse.diags(prior_weight)).tocsr()
-    coupling = (-sum(rows.T @ sparse.diags(w) for rows, w in zip(data_rows, weights, strict=True)) @ problem.albedo).tocsr()
+    data_coupling = sum(rows.T @ sparse.diags(w) for rows, w in zip(data_rows, weights, strict=True))
+    coupling = (-data_coupling @ problem.albedo).tocsr()
     total_weight = np.sum(weights, axis=0)
     roughness = problem.albedo_roughness
     albedo_block = (problem.albedo.T @ sparse.diags(total_weight) @ problem.albedo

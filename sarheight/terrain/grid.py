@@ -19,7 +19,8 @@ from ..errors import (
 from ..raster import cell_centres, cell_size_m
 from .backprojection import upsample
 
-#: The scene variable holding the coarse DEM resampled by each kernel of :data:`sarheight.terrain.backprojection.UPSAMPLING`.
+#: The scene variable holding the coarse DEM resampled by each kernel of
+#: :data:`sarheight.terrain.backprojection.UPSAMPLING`.
 COARSE_VARIABLES = {"bilinear": "coarse_height", "bicubic": "coarse_bicubic", "lanczos": "coarse_lanczos"}
 
 

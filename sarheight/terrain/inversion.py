@@ -247,7 +247,8 @@ def invert_dem(
     # Only coarse cells the product has a height for and whose every grid cell the
     # reference has (a void's fill is no height to average).
     kept = np.isfinite(coarse_heights) & (coarse_mean @ (~known_cells.ravel()).astype(np.float64) < 1e-9)
-    coarse_mean, coarse_heights, coarse_cells = coarse_mean[np.flatnonzero(kept)], coarse_heights[kept], coarse_cells[kept]
+    coarse_mean = coarse_mean[np.flatnonzero(kept)]
+    coarse_heights, coarse_cells = coarse_heights[kept], coarse_cells[kept]
     if correction is not None:
         coarse_heights = coarse_heights + coarse_mean @ np.nan_to_num(np.asarray(correction, np.float64).ravel())
     coarse_offset = coarse_mean @ start - coarse_heights
@@ -332,7 +333,8 @@ def invert_dem(
         probe(readings, heights)
         kept_probes = [reading.raw_probe for reading in readings]
         misfits.append(rms(np.concatenate([r.residual[r.valid] for r in readings])))
-        new_heights, new_nodes, predicted = gauss_newton_step(problem, readings, variances, heights, albedo_nodes, penalties)
+        new_heights, new_nodes, predicted = gauss_newton_step(problem, readings, variances, heights, albedo_nodes,
+                                                              penalties)
         # A damped Gauss-Newton step: the new surface is read with the simulator; where
         # the objective falls by less than a tenth of what the linearisation promised (its
         # neglected terms: positions, the law, layover near its threshold), the step is

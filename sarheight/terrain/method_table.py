@@ -65,7 +65,7 @@ REFINEMENT_METHODS = (
                      command="back-projection"),
     RefinementMethod("clinometry", "clinometry (SAR physics)", "clinometry", None,
                      "the coarse DEM, the priors and one pass's image", command="clinometry",
-                     maker="terrain.clinometry:refine_scene"),
+                     maker="terrain.clinometry:clinometry_heights"),
     RefinementMethod("priors_only", "priors-only interpolation", "priors only", "prior_interpolated", "the priors",
                      bar=False),
     RefinementMethod("inversion", "inversion (SAR physics)", "inversion", "inverted",

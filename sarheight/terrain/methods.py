@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidInputError
-from .clinometry import refine_scene
+from .clinometry import clinometry_heights
 from .method_table import BAR_METHODS, BY_KEY, REFINEMENT_METHODS
 from .variables import made_once, scene_variable, variable_sources
 
@@ -49,7 +49,7 @@ STACKED_METHODS = ("coarse_registered", "coarse_refined", "clinometry", "inverte
 #: alternative (the gate's ``keep`` of 0 is that map already).
 FILLED_REFERENCES = {"inverted_filled": "inverted"}
 
-#: The stored variables the clinometric map is made from (:func:`refine_scene`'s defaults).
+#: The stored variables the clinometric map is made from (:func:`clinometry_heights`'s defaults).
 CLINOMETRY_SOURCES = ("coarse_registered", "coarse_refined", "coarse_backprojected", "sar_reconstructed",
                       "local_incidence_angle", "layover", "shadow", "prior_height", "prior_mask")
 
@@ -71,7 +71,7 @@ def method_heights(scene: xr.Dataset, name: str) -> np.ndarray:
                                        "--inversion)" if name == "inverted" else ""))
         return scene[name].values.astype(np.float32)
     return made_once(scene, ("method", name), CLINOMETRY_SOURCES,
-                     lambda: refine_scene(scene).values.astype(np.float32))
+                     lambda: clinometry_heights(scene).values.astype(np.float32))
 
 
 def scene_channel(scene: xr.Dataset, name: str) -> np.ndarray:

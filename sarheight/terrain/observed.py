@@ -60,7 +60,8 @@ def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None,
         # a pixel given the pixel's value, as sigma0. Conventional geocoding would also
         # leave out the terrain's radiometric correction and differ everywhere on slopes;
         # this one differs from the reconstruction where reallocation acts, near layover.
-        "sar_geocoded": power_to_db(result["flattened"].values * np.cos(np.radians(result["local_incidence_angle"].values))),
+        "sar_geocoded": power_to_db(result["flattened"].values
+                                    * np.cos(np.radians(result["local_incidence_angle"].values))),
         "local_incidence_angle": result["local_incidence_angle"].values.astype(np.float32),
         "layover": result["layover"].values,
         "shadow": result["shadow"].values,
@@ -229,7 +230,7 @@ def observed_scene(
     truth: Any = None,
     measurement: str = "IW/VV",
     prior_method: str = "linear",
-    other: tuple[Any, RadarGeometry | None] | None = None,
+    opposite_pass: tuple[Any, RadarGeometry | None] | None = None,
     projection: Literal["exact", "bilinear"] = "exact",
     sar_quantity: str = "sigma0",
     sar_db: bool = False,
@@ -276,7 +277,7 @@ def observed_scene(
     measurement : the swath/polarisation of a SAFE product.
     prior_method : the method of :func:`sarheight.priors.interpolate_priors` for
         ``prior_interpolated``.
-    other : ``(sar, geometry)`` of the opposite pass, giving ``other_sar_reconstructed``
+    opposite_pass : ``(sar, geometry)`` of the opposite pass, giving ``other_sar_reconstructed``
         and ``other_sar_geocoded``.
     projection : as in :func:`sarheight.reconstruction.reconstruct`.
     sar_quantity, sar_db : what a geocoded (map-grid) ``sar`` holds, as
@@ -328,7 +329,7 @@ def observed_scene(
     # surface without the overshoot of sharper kernels); the sharper resamplings are
     # baselines and the refinement's reference.
     coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
-    observations = observation_list(sar, geometry, other)
+    observations = observation_list(sar, geometry, opposite_pass)
     groups, own, opposite, images = _read_observations(observations, coarse, measurement=measurement,
                                                        sar_quantity=sar_quantity, sar_db=sar_db)
     image_registration = register if isinstance(register, ImageRegistration) else None
@@ -407,7 +408,8 @@ def observed_scene(
             if again is not None:
                 return observed_scene(
                     coarse_dem, sar, geometry, priors, grid=grid, truth=truth, measurement=measurement,
-                    prior_method=prior_method, other=other, projection=projection, sar_quantity=sar_quantity,
+                    prior_method=prior_method, opposite_pass=opposite_pass, projection=projection,
+                    sar_quantity=sar_quantity,
                     sar_db=sar_db, register=again, inversion=inversion, inversion_settings=inversion_settings,
                     inversion_blocks=inversion_blocks, client=client, keep_dates=keep_dates,
                     coarse_error_m=coarse_error_m, land_cover=land_cover, name=name, progress=progress)
@@ -515,12 +517,12 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
                                rounds=2)
 
 
-def observation_list(sar: Any, geometry: Any, other: tuple[Any, Any] | None = None
+def observation_list(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None
                      ) -> list[tuple[Any, RadarGeometry | None]]:
     """The observations a refinement is given, as (observation, geometry) pairs: ``sar``
     one observation or a sequence of them (dates, passes), ``geometry`` one geometry for
     all (None: each SAFE product's own) or a sequence of one per observation, and
-    ``other`` an opposite pass's ``(sar, geometry)``, appended.
+    ``opposite_pass`` an opposite pass's ``(sar, geometry)``, appended.
 
     Raises
     ------
@@ -538,17 +540,17 @@ def observation_list(sar: Any, geometry: Any, other: tuple[Any, Any] | None = No
     else:
         geometries = [geometry] * len(images)
     pairs = list(zip(images, geometries, strict=True))
-    if other is not None:
-        pairs.append((other[0], other[1]))
+    if opposite_pass is not None:
+        pairs.append((opposite_pass[0], opposite_pass[1]))
     return pairs
 
 
-def observation_geometries(sar: Any, geometry: Any, other: tuple[Any, Any] | None = None,
+def observation_geometries(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None,
                            measurement: str = "IW/VV") -> list[RadarGeometry]:
     """The geometry of each observation a refinement is given (:func:`observation_list`):
     the one given, else the SAFE product's own (its annotation read)."""
     geometries = []
-    for observation, given in observation_list(sar, geometry, other):
+    for observation, given in observation_list(sar, geometry, opposite_pass):
         if given is not None:
             geometries.append(given)
         elif isinstance(observation, (str, os.PathLike)):

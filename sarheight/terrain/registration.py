@@ -347,7 +347,8 @@ def _height_error_reading(dem: xr.DataArray, geometry: RadarGeometry, per_metre:
         return ""
     # The sign as a DEM in feet reads it (too high: its image lies nearer the radar).
     excess = float(per_metre[1] @ shift) / per_height
-    return (f", along the range: as the DEM's heights would be {abs(excess):.0f} m too {'high' if excess > 0 else 'low'}"
+    return (f", along the range: as the DEM's heights would be {abs(excess):.0f} m too "
+            f"{'high' if excess > 0 else 'low'}"
             " (heights in feet, or in another vertical datum than the DEM states?)")
 
 

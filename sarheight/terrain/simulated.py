@@ -73,7 +73,7 @@ def simulate_scene(
     looks: float | None = 4.4,
     nesz_db: float | None = -22.0,
     seed: int = 0,
-    other_geometry: RadarGeometry | None = None,
+    opposite_geometry: RadarGeometry | None = None,
     projection: Literal["exact", "bilinear"] = "exact",
     law: str = "empirical",
     land_cover_db: float = 3.0,
@@ -117,7 +117,7 @@ def simulate_scene(
         :func:`sarheight.simulate.simulate_sar` (a temporal composite of N dates of 4.4
         looks: ``looks=4.4 * N``).
     seed : seeds the land cover, speckle, noise and the priors' draw.
-    other_geometry : the opposite pass: also simulate and reconstruct it
+    opposite_geometry : the opposite pass: also simulate and reconstruct it
         (``other_sar_reconstructed``, ``other_sar_geocoded``), with the same priors.
     projection : as in :func:`sarheight.simulate.simulate`.
     law, land_cover_db : the ground's sigma0 law and land-cover contrast (dB), as in
@@ -164,7 +164,7 @@ def simulate_scene(
     known = sample_priors(truth, priors, seed=seed)
 
     observations, geometries = simulate_observations(
-        truth, geometry, other_geometry, looks=looks, nesz_db=nesz_db, seed=seed, projection=projection, law=law,
+        truth, geometry, opposite_geometry, looks=looks, nesz_db=nesz_db, seed=seed, projection=projection, law=law,
         land_cover_db=land_cover_db, land_cover_seed=land_cover_seed, ground=ground, dates=dates,
         date_conditions=date_conditions)
     conditions = _conditions(dates, date_conditions)
@@ -212,7 +212,7 @@ def simulate_scene(
         nesz_db=float(nesz_db) if nesz_db is not None else "none",
         seed=int(seed),
         date_conditions=", ".join(condition.name for condition in conditions),
-        other_pass=pass_direction(other_geometry) if other_geometry is not None else "none",
+        other_pass=pass_direction(opposite_geometry) if opposite_geometry is not None else "none",
         dem_source_vertical_datum=str(truth.attrs.get("source_vertical_datum", "")),
         **{f"geometry_{key}": value for key, value in geometry.to_attrs().items()
            if isinstance(value, (str, int, float))},
@@ -261,7 +261,7 @@ def _conditions(dates: int, date_conditions: Sequence[DateCondition] | None) -> 
 def simulate_observations(
     truth: xr.DataArray,
     geometry: RadarGeometry,
-    other_geometry: RadarGeometry | None = None,
+    opposite_geometry: RadarGeometry | None = None,
     *,
     looks: float | None = 4.4,
     nesz_db: float | None = -22.0,
@@ -275,7 +275,7 @@ def simulate_observations(
     date_conditions: Sequence[DateCondition] | None = None,
 ) -> tuple[list[xr.DataArray], list[RadarGeometry]]:
     """The observations of a DEM (:func:`sarheight.simulate.simulate_sar`) as a scene
-    takes them: each date of ``geometry``'s pass, then each of ``other_geometry``'s, and
+    takes them: each date of ``geometry``'s pass, then each of ``opposite_geometry``'s, and
     the geometry of each. Parameters as :func:`simulate_scene` takes them.
 
     Each pass is its own acquisition (its own speckle), and each date of it (the seed
@@ -308,10 +308,10 @@ def simulate_observations(
 
     observations = observe(geometry)
     geometries = [geometry] * len(observations)
-    if other_geometry is not None:
-        opposite = observe(other_geometry)
+    if opposite_geometry is not None:
+        opposite = observe(opposite_geometry)
         observations += opposite
-        geometries += [other_geometry] * len(opposite)
+        geometries += [opposite_geometry] * len(opposite)
     return observations, geometries
 
 
@@ -417,7 +417,8 @@ def simulate_scenes(
     DEM's errors, an instrument kind's errors, the ground and the land cover) is drawn
     with a seed of its own scene (the CRC-32 of its name without the pass): no two scenes
     share a land cover, except the two passes of a pair, which see the same ground. Files are named
-    ``<dem>[-<transform>]_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors' label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>][_onepass]_s<seed>.nc``;
+    ``<dem>[-<transform>]_<pass>[_left][_h<offset>]_c<factor>[_<coarse family>]_<priors'
+    label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>][_onepass]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
     from ..threads import bar as progress_bar
@@ -608,7 +609,8 @@ def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells:
     if stack > 1:
         drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
                                                         snow_dates=round(snow_share * stack))
-    scene = simulate_scene(terrain, geometry, coarse_factor=factor, seed=seed, other_geometry=other if opposite else None,
+    scene = simulate_scene(terrain, geometry, coarse_factor=factor, seed=seed,
+                           opposite_geometry=other if opposite else None,
                            name=name, looks=scene_looks, law=law, land_cover_db=cover, land_cover_seed=draw,
                            unscored=left_out, progress=False, **drawn, **settings)
     if window is not None:

@@ -311,7 +311,8 @@ def _coarse_terrain(scene: xr.Dataset, name: str) -> np.ndarray:
     return (laplacian * coarse_cell_size(scene)).astype(np.float32)
 
 
-def on_grid(values: xr.DataArray | np.ndarray, grid: xr.DataArray, name: str, attrs: dict | None = None) -> xr.DataArray:
+def on_grid(values: xr.DataArray | np.ndarray, grid: xr.DataArray, name: str,
+            attrs: dict | None = None) -> xr.DataArray:
     data = values.values if isinstance(values, xr.DataArray) else values
     return xr.DataArray(data, dims=("y", "x"), coords={"y": grid["y"], "x": grid["x"]}, name=name,
                         attrs=dict(attrs if attrs is not None else VARIABLE_ATTRS.get(name, {})))

@@ -184,7 +184,8 @@ def check_resume_checkpoint(value: str | os.PathLike[str] | None, where: str) ->
     if "pytorch-lightning_version" not in checkpoint or "state_dict" not in checkpoint:
         raise InvalidInputError(f"{where} holds a model's weights only (a packaged or exported checkpoint), not a "
                                 "training's state: --ckpt_path resumes, validates or tests a checkpoint that sarheight "
-                                "fit wrote (its last.ckpt or best.ckpt); predict with this one (terrain predict --ckpt, "
+                                "fit wrote (its last.ckpt or best.ckpt); predict with this one (terrain predict "
+                                "--ckpt, "
                                 "terrain refine --ckpt)")
     check_hyper_parameters(checkpoint.get("hyper_parameters"), where)
     require_finite_weights(checkpoint["state_dict"], f"checkpoint {str(path)!r}")

@@ -142,7 +142,8 @@ class SarHeightCLI(LightningCLI):
             figures = {key: float(value) for key, value in self.trainer.callback_metrics.items()
                        if key.startswith("val_") and key != "val_loss"}
             if figures:
-                lines.append("validation: " + ", ".join(f"{key[4:]} {value:.4f}" for key, value in sorted(figures.items())))
+                lines.append("validation: "
+                             + ", ".join(f"{key[4:]} {value:.4f}" for key, value in sorted(figures.items())))
         folder = self.trainer.log_dir if self.trainer.loggers else None
         if folder:
             curves = [name for name in ("metrics.csv", "learning_curve.png") if (Path(folder) / name).is_file()]

@@ -52,7 +52,8 @@ def masked_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     chosen, wanted = prediction[mask], target[mask]
     if weights is not None:
         if weights.shape != target.shape:
-            raise InvalidInputError(f"weights {tuple(weights.shape)} must have the target's shape {tuple(target.shape)}")
+            raise InvalidInputError(f"weights {tuple(weights.shape)} must have the target's shape "
+                                    f"{tuple(target.shape)}")
         chosen_weights = weights[mask].to(chosen.dtype)
         losses = {"l1": F.l1_loss, "mse": F.mse_loss}.get(kind)
         each = (losses(chosen, wanted, reduction="none") if losses is not None

@@ -9,6 +9,8 @@ import torch
 
 from ..errors import InvalidInputError
 
+__all__ = ["normalise_groups", "normalise_inputs"]
+
 
 def normalise_inputs(inputs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """``(inputs - mean) / std`` per channel of (N, C, H, W) inputs, missing values (NaN)
@@ -27,6 +29,3 @@ def normalise_groups(inputs: Sequence[torch.Tensor], mean: torch.Tensor, std: to
                                 "input groups the model was trained with")
     means, stds = torch.split(mean, sizes), torch.split(std, sizes)
     return [normalise_inputs(tensor, m, s) for tensor, m, s in zip(inputs, means, stds, strict=True)]
-
-
-__all__ = ["normalise_groups", "normalise_inputs"]

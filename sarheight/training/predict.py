@@ -467,7 +467,8 @@ def predict_buildings(
     first = members[0]
     for member in members:
         if list(member.input_groups or {}) != ["s1", "s2"]:
-            raise InvalidInputError(f"checkpoint {str(member.path)!r} takes the inputs {member.input_groups or 'inputs'}"
+            raise InvalidInputError(f"checkpoint {str(member.path)!r} takes the inputs "
+                                    f"{member.input_groups or 'inputs'}"
                                     ", not Sentinel-1 and Sentinel-2 (s1, s2): give a building-height checkpoint "
                                     "(sarheight fit --config buildings_mbhr)")
         if member.channels != first.channels or member.input_groups != first.input_groups:

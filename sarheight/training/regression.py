@@ -262,7 +262,8 @@ footprints above it. At the end of
             loss = masked_loss(prediction, batch["target"], batch["mask"], self.loss_kind, self.hparams.huber_delta,
                                weights=weights)
         if log_std is not None:
-            error = torch.where(batch["mask"], batch["target"] - prediction.detach(), torch.zeros((), device=output.device))
+            error = torch.where(batch["mask"], batch["target"] - prediction.detach(),
+                                torch.zeros((), device=output.device))
             loss = loss + self.hparams.spread_weight * spread_loss(log_std, error, batch["mask"])
         cells = batch["mask"].sum()
         self._losses[f"{stage}_loss"].update(loss.detach(), weight=cells.clamp(min=1))

@@ -28,6 +28,8 @@ from ..errors import InvalidInputError
 from .checkpoints import require_finite_loss, require_finite_weights
 from .normalisation import normalise_groups, normalise_inputs
 
+__all__ = ["SCHEDULERS", "SarHeightTask", "check_optimisation"]
+
 #: The learning-rate schedules a task takes.
 SCHEDULERS = ("cosine", "plateau", "none")
 
@@ -109,6 +111,3 @@ class SarHeightTask(L.LightningModule):
                                     "trainer.max_steps, or model.scheduler: plateau")
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-__all__ = ["SCHEDULERS", "SarHeightTask", "check_optimisation"]

@@ -209,7 +209,8 @@ def test_geoid_heights_convert_offline_with_no_proj_grid(isolated_proj):
 
 
 def test_a_keyword_overriding_the_crs_is_warned_naming_both():
-    with pytest.warns(VerticalDatumWarning, match=r"overrides the CRS of the DEM.*, which says its heights are on EGM96"):
+    with pytest.warns(VerticalDatumWarning,
+                      match=r"overrides the CRS of the DEM.*, which says its heights are on EGM96"):
         dem = sdem.open_dem(ROME, vertical_datum="ellipsoid")
     np.testing.assert_array_equal(dem.values, read_raw(ROME).astype(np.float32))
 

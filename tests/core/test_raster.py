@@ -191,6 +191,7 @@ def test_the_nan_box_mean_matches_its_twin(seed, size, mode):
 
 def test_the_cell_side_is_the_square_root_of_the_cell_area():
     grid = xr.DataArray(np.zeros((4, 5)), dims=("y", "x"),
-                        coords={"y": 4_000_000.0 - 20.0 * (np.arange(4) + 0.5), "x": 500_000.0 + 45.0 * (np.arange(5) + 0.5)})
+                        coords={"y": 4_000_000.0 - 20.0 * (np.arange(4) + 0.5),
+                                "x": 500_000.0 + 45.0 * (np.arange(5) + 0.5)})
     grid = grid.rio.write_crs("EPSG:32633")
     assert cell_side_m(grid) == pytest.approx(30.0)

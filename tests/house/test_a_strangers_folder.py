@@ -141,7 +141,8 @@ def test_an_interrupted_training_says_how_to_resume(folder):
     env.pop("PYTHONPATH", None)
     run = subprocess.Popen([str(SARHEIGHT), "fit", "--config", "terrain_refine", "--data.scenes", "scenes",
                             "--data.val_scenes", "[hills-b]", "--data.tile", "32", "--data.tiles_per_epoch", "8",
-                            "--data.batch_size", "4", "--trainer.max_epochs", "1000", "--checkpoint.every_n_train_steps",
+                            "--data.batch_size", "4", "--trainer.max_epochs", "1000",
+                            "--checkpoint.every_n_train_steps",
                             "2", "--trainer.enable_progress_bar", "false"], cwd=folder, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = folder / "runs" / "terrain_refine" / "checkpoints" / "last.ckpt"

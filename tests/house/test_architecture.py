@@ -225,7 +225,8 @@ def test_no_benchmark_imports_tests_or_private_names():
 
 
 #: The homes of the raster core's concepts (docs/architecture.md): the derivative of a
-#: raster, the metres of a degree, the RMSE, the robust spread and the cells' centres. The benchmark's scenes are exempt: they
+#: raster, the metres of a degree, the RMSE, the robust spread and the cells' centres. The benchmark's scenes are
+#: exempt: they
 #: run in a worker beside another version's package and import nothing of sarheight.
 CORE_HOMES = {"gradient": "raster", "metres per degree": "raster", "RMSE": "scores", "scaled MAD": "raster",
               "cell centres": "raster"}
@@ -260,7 +261,8 @@ def test_the_raster_core_is_the_one_home_of_its_concepts(name):
         assert not found, f"sarheight.{name} computes an RMSE by hand: use sarheight.scores (rms, MapScores)"
     if name != CORE_HOMES["scaled MAD"]:
         found = _SCALED_MAD.findall(text)
-        assert not found, f"sarheight.{name} scales a median absolute deviation by hand: use sarheight.raster.robust_spread"
+        assert not found, (f"sarheight.{name} scales a median absolute deviation by hand: "
+                           "use sarheight.raster.robust_spread")
     if name != CORE_HOMES["cell centres"]:
         found = _HAND_CENTRES.findall(text)
         assert not found, f"sarheight.{name} places cell centres by hand: use sarheight.raster.cell_centres"
@@ -300,12 +302,14 @@ def test_one_interface_convention_at_the_surface():
         positions = [next((parameters.index(p) for p in names if p in parameters), None)
                      for names in (DEM_PARAMETERS, OBSERVATION_PARAMETERS, GEOMETRY_PARAMETERS)]
         given = [position for position in positions if position is not None]
-        assert given == sorted(given), f"{name}{inspect.signature(entry)}: the DEM first, then the observation, then the geometry"
+        assert given == sorted(given), \
+            f"{name}{inspect.signature(entry)}: the DEM first, then the observation, then the geometry"
         if positions[0] is not None:
             assert positions[0] == 0, f"{name}: the DEM is the first argument"
         progress = inspect.signature(entry).parameters.get("progress")
         if progress is not None:
-            assert progress.annotation in ("bool", bool), f"{name}: progress is a bool at the surface, not {progress.annotation}"
+            assert progress.annotation in ("bool", bool), \
+                f"{name}: progress is a bool at the surface, not {progress.annotation}"
 
 
 #: Every function that makes priors, each taking them as one ``priors`` specification.
@@ -352,3 +356,18 @@ def test_trained_models_are_loaded_by_one_loader():
                     dotted == "torch.load" and relative not in readers):
                 offenders.append(f"{relative}:{node.lineno} {dotted}")
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_all_stands_at_the_top(name):
+    """A module's ``__all__`` comes before its first function or class: what it offers is
+    read before how it is done."""
+    tree = ast.parse(MODULES[name].read_text())
+    names = [node for node in tree.body if isinstance(node, ast.Assign)
+             and any(isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets)]
+    if not names:
+        return
+    first = next((node.lineno for node in tree.body
+                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))), None)
+    assert first is None or names[0].lineno < first, \
+        f"sarheight.{name} defines __all__ at line {names[0].lineno}, after its first definition (line {first})"

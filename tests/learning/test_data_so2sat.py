@@ -133,7 +133,8 @@ def test_labels_and_class_weights(root):
     np.testing.assert_allclose(class_weights([0, 0, 1, 2, 2, 2], num_classes=3), [3.0, 6.0, 2.0])
     with pytest.warns(UserWarning, match=r"\['water'\] have no label"):
         weights = class_weights(np.arange(34) % 16)
-    assert weights.dtype == np.float64 and weights[16] == 0 and np.allclose(weights[:16], 34 / np.bincount(np.arange(34) % 16))
+    assert weights.dtype == np.float64 and weights[16] == 0 and np.allclose(weights[:16],
+                                                                            34 / np.bincount(np.arange(34) % 16))
     with pytest.raises(InvalidInputError, match=r"must lie in \[0, 17\)"):
         class_weights([0, 17])
 

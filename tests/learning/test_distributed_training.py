@@ -40,7 +40,8 @@ def scenes(tmp_path_factory):
 def sarheight(folder: Path, subcommand: str, scenes: Path, devices: int, batch_size: int, *extra: str) -> str:
     """Run ``python -m sarheight SUBCOMMAND`` with the shipped refinement configuration on
     ``devices`` CPU processes (DDP over gloo for two); returns its output."""
-    command = [sys.executable, "-m", "sarheight", subcommand, "--config", str(ROOT / "sarheight" / "configs" / "terrain_refine.yaml"),
+    command = [sys.executable, "-m", "sarheight", subcommand, "--config",
+               str(ROOT / "sarheight" / "configs" / "terrain_refine.yaml"),
                "--data.scenes", str(scenes), "--data.val_scenes", "[hills-b]", "--data.test_scenes", "[hills-c]",
                "--data.tile", "32", "--data.tiles_per_epoch", "16", "--data.batch_size", str(batch_size),
                "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
@@ -103,7 +104,8 @@ def training_steps(metrics: Path) -> list[int]:
 
 
 def test_lcz_fit_trains_on_two_processes(so2sat, tmp_path):
-    run_command(tmp_path, "lcz", "fit", "--config", str(ROOT / "sarheight" / "configs" / "lcz_fusion.yaml"), "--data.root",
+    run_command(tmp_path, "lcz", "fit", "--config", str(ROOT / "sarheight" / "configs" / "lcz_fusion.yaml"),
+                "--data.root",
                 str(so2sat), "--data.batch_size", "16", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                 "--trainer.strategy", "ddp", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
                 "--checkpoint.dirpath", "checkpoints")

@@ -278,7 +278,8 @@ def test_a_truncated_so2sat_file_is_named(so2sat, tmp_path):
     for name in ("training.h5", "validation.h5", "testing.h5"):
         data = (so2sat / name).read_bytes()
         (cut / name).write_bytes(data[: len(data) // 2] if name == "testing.h5" else data)
-    with pytest.raises(InvalidInputError, match=r"testing.h5' cannot be read .*truncated or damaged; download it again"):
+    with pytest.raises(InvalidInputError,
+                       match=r"testing.h5' cannot be read .*truncated or damaged; download it again"):
         So2SatLCZ42(cut, "testing")
 
 

@@ -66,7 +66,8 @@ def scenes(tmp_path_factory):
 
 
 def _fit(tmp_path: Path, scenes: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "sarheight", "fit", "--config", str(ROOT / "sarheight" / "configs" / "terrain_unet.yaml"),
+    command = [sys.executable, "-m", "sarheight", "fit", "--config",
+               str(ROOT / "sarheight" / "configs" / "terrain_unet.yaml"),
                "--data.scenes", str(scenes), "--data.tile", "32", "--data.tiles_per_epoch", "4",
                "--data.batch_size", "2", "--trainer.max_epochs", "1", "--model.model_options.base_channels", "4",
                "--trainer.enable_progress_bar", "false", *extra]
@@ -147,7 +148,8 @@ def test_checkpoint_metadata_is_bounded_and_checked(tmp_path, scenes):
         "other.ckpt": (lambda c: c["sarheight"]["model_config"].update(base_channels=8), "describes a model of"),
         "std0.ckpt": (lambda c: c["sarheight"].update(input_std=[0.0] * len(c["sarheight"]["input_std"])),
                       "statistics"),
-        "nan_mean.ckpt": (lambda c: c["sarheight"].update(input_mean=[float("nan")] * len(c["sarheight"]["input_mean"])),
+        "nan_mean.ckpt": (lambda c: c["sarheight"].update(
+            input_mean=[float("nan")] * len(c["sarheight"]["input_mean"])),
                           "statistics"),
         "nan_weights.ckpt": (lambda c: c["state_dict"][next(k for k in c["state_dict"] if k.endswith("weight"))]
                              .fill_(float("nan")), "not finite"),
@@ -297,11 +299,13 @@ def test_the_plugin_route_is_closed_for_lcz_test_too(tmp_path):
     so2sat = write_tiny_so2sat(tmp_path / "so2sat", {"training.h5": 8, "validation.h5": 4, "testing.h5": 4})
     marker = tmp_path / "ran"
     planted = plant(tmp_path / "runs" / "last.ckpt", marker)
-    command = [sys.executable, "-m", "sarheight", "lcz", "test", "--config", str(ROOT / "sarheight" / "configs" / "lcz_fusion.yaml"),
+    command = [sys.executable, "-m", "sarheight", "lcz", "test", "--config",
+               str(ROOT / "sarheight" / "configs" / "lcz_fusion.yaml"),
                "--data.root", str(so2sat), "--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO",
                "--ckpt_path", str(planted)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "0"})
     assert done.returncode == 2 and not marker.exists(), done.stderr[-3000:]
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("sarheight lcz ") and ": error:" in line and ("TorchCheckpointIO" in line or "never loads" in line)
+    assert line.startswith("sarheight lcz ") and ": error:" in line
+    assert "TorchCheckpointIO" in line or "never loads" in line

@@ -281,7 +281,8 @@ def test_config_rebuilds_the_model(name):
     for rebuilt in (type(model)(**model.config), build(model.variant, **model.config)):
         assert type(rebuilt) is type(model)
         assert rebuilt.config == model.config
-        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
     assert isinstance(model, ASKUNet)
     assert isinstance(model, UNet) == (name == "unet")
 

@@ -142,7 +142,8 @@ def test_encoder_has_torchvision_names_and_shapes():
     assert encoder.layer2[0].downsample[0].stride == (2, 2) and encoder.layer1[0].conv2.stride == (1, 1)
     for stages in (1, 2, 3):
         kept = ResNet50Encoder(5, stages=stages).state_dict()
-        assert list(kept) == [n for n in expected if not n.startswith(tuple(f"layer{i}." for i in range(stages + 1, 5)))]
+        dropped = tuple(f"layer{i}." for i in range(stages + 1, 5))
+        assert list(kept) == [n for n in expected if not n.startswith(dropped)]
 
 
 @pytest.mark.parametrize("stages", [1, 3, 4])
@@ -284,8 +285,10 @@ def test_bad_weight_files_raise_clear_errors(tmp_path):
     good = tmp_path / "resnet50.pth"
     state = _torchvision_file(good, wrap=False)
     for change, message in (
-        (lambda s: s.pop("layer3.5.bn2.running_var"), r"lacks 1 of the encoder's 258 tensors \(layer3\.5\.bn2\.running_var\)"),
-        (lambda s: s.update({"layer2.0.extra.weight": torch.zeros(1)}), r"has 1 that are no ResNet-50's \(layer2\.0\.extra"),
+        (lambda s: s.pop("layer3.5.bn2.running_var"),
+         r"lacks 1 of the encoder's 258 tensors \(layer3\.5\.bn2\.running_var\)"),
+        (lambda s: s.update({"layer2.0.extra.weight": torch.zeros(1)}),
+         r"has 1 that are no ResNet-50's \(layer2\.0\.extra"),
         (lambda s: s.update({"layer2.0.conv2.weight": torch.zeros(128, 128, 1, 1)}),
          r"layer2\.0\.conv2\.weight \(128, 128, 1, 1\) \(the encoder's is \(128, 128, 3, 3\)\)"),
         (lambda s: s.update({"conv1.weight": torch.zeros(64, 13, 7, 7)}),
@@ -397,7 +400,8 @@ def test_config_rebuilds_the_model():
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in model.config.items()}  # as a checkpoint keeps it
     for rebuilt in (MBHRNet(**model.config), build(model.variant, **model.config), build("mbhr_net", **plain)):
         assert type(rebuilt) is MBHRNet and rebuilt.config == model.config
-        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
 
 
 def test_constructor_refuses_bad_options():

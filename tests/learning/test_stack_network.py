@@ -182,7 +182,8 @@ def test_the_gpu_config_is_the_cpu_one_larger(scenes, name):
     folder = Path(__file__).resolve().parents[2] / "sarheight" / "configs"
     cpu, gpu = (configured_run(folder / f"{config}.yaml", ["--data.scenes", str(scenes)])
                 for config in (name, f"{name}_gpu"))
-    assert cpu.datamodule.channels == gpu.datamodule.channels and gpu.datamodule.date_layout == cpu.datamodule.date_layout
+    assert cpu.datamodule.channels == gpu.datamodule.channels
+    assert gpu.datamodule.date_layout == cpu.datamodule.date_layout
     larger = {"base_channels": 32, **({"date_features": 32} if "date_features" in cpu.model.model.config else {})}
     assert gpu.model.model.config == {**cpu.model.model.config, **larger}
     assert gpu.trainer_options["max_time"] == "00:00:05:00" and cpu.trainer_options["max_time"] == "00:00:15:00"

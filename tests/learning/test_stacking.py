@@ -135,13 +135,13 @@ def stack_scenes(tmp_path_factory):
 def test_clinometry_is_made_once_per_scene(stack_scenes, monkeypatch):
     scene = open_scene(stack_scenes[0])
     calls = []
-    original = clinometry.refine_scene
+    original = clinometry.clinometry_heights
 
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("sarheight.terrain.methods.refine_scene", counted)
+    monkeypatch.setattr("sarheight.terrain.methods.clinometry_heights", counted)
     first = method_heights(scene, "clinometry")
     second = scene_channel(scene, "clinometry")
     assert len(calls) == 1

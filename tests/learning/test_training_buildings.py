@@ -105,7 +105,8 @@ def test_a_single_sensor_model_trains_and_predicts(tmp_path, sensor, channels):
     assert len(stored["input_mean"]) == stored["input_groups"][sensor]
     if channels:
         assert stored["channels"] == channels
-    assert not any(key.startswith(f"model.encoder_{other}") for key in torch.load(last, weights_only=True)["state_dict"])
+    state = torch.load(last, weights_only=True)["state_dict"]
+    assert not any(key.startswith(f"model.encoder_{other}") for key in state)
     result = predict_buildings(root / "city2", last, tile=16, overlap=4, progress=False)
     assert np.isfinite(result["height"].values).all()
     with pytest.raises(InvalidInputError, match="differ"):

@@ -192,7 +192,8 @@ def test_missing_or_bad_configurations_are_clear_errors(fitted, tmp_path, monkey
         configured_run(config, task="roofs")
 
 
-@pytest.mark.parametrize("tokens", [["--config", "terrain_refine"], ["--config=terrain_refine"], ["-c", "terrain_refine"],
+@pytest.mark.parametrize("tokens",
+                         [["--config", "terrain_refine"], ["--config=terrain_refine"], ["-c", "terrain_refine"],
                                     ["-cterrain_refine"], ["-c=terrain_refine"], ["--conf", "terrain_refine"],
                                     ["--co=terrain_refine.yaml"]])
 def test_every_form_of_the_config_option_finds_a_shipped_configuration(tokens):

@@ -148,7 +148,8 @@ def test_the_correlated_error_has_its_std_and_correlation():
     for seed in range(4):
         correlated = coarse_product(truth, CoarseDemErrors(2, correlated_error_m=4.0, correlation_length_m=length),
                                     seed=seed).values - 100.0
-        white = coarse_product(truth, CoarseDemErrors(2, correlated_error_m=4.0, correlation_length_m=0.5 * coarse_cell),
+        white = coarse_product(truth,
+                               CoarseDemErrors(2, correlated_error_m=4.0, correlation_length_m=0.5 * coarse_cell),
                                seed=seed).values - 100.0
         assert abs(correlated.std() / 4.0 - 1) < 0.2 and abs(white.std() / 4.0 - 1) < 0.1
         # exp(-1) expected at the correlation length, 0 for white noise at one cell.

@@ -356,7 +356,8 @@ def test_grd_tie_points_line_pixel_to_time_range(s1):
     product = s1("rome_grd")
     geometry, gcp = product["geometry"], product["gcp"]
     time, slant_range = geometry.line_sample_to_time_range(gcp.line.values, gcp.pixel.values)
-    dt = np.abs(seconds(time, gcp.azimuth_time.values[0]) - seconds(gcp.azimuth_time.values, gcp.azimuth_time.values[0]))
+    dt = np.abs(seconds(time, gcp.azimuth_time.values[0]) - seconds(gcp.azimuth_time.values,
+                                                                    gcp.azimuth_time.values[0]))
     dtau = np.abs(2 * slant_range / C - gcp.slant_range_time.values)
     rate = product["annotation"]["range_sampling_rate"]
     assert dt.max() < 0.05 * geometry.grid.line_interval, dt.max()

@@ -31,7 +31,9 @@ VRT_REMOTE_SOURCE = """<VRTDataset rasterXSize="16" rasterYSize="16">
   <SRS>EPSG:4326</SRS>
   <GeoTransform>10, 0.001, 0, 45, 0, -0.001</GeoTransform>
   <VRTRasterBand dataType="Float32" band="1">
-    <SimpleSource><SourceFilename relativeToVRT="0">/vsicurl/{url}</SourceFilename><SourceBand>1</SourceBand></SimpleSource>
+    <SimpleSource>
+      <SourceFilename relativeToVRT="0">/vsicurl/{url}</SourceFilename><SourceBand>1</SourceBand>
+    </SimpleSource>
   </VRTRasterBand>
 </VRTDataset>
 """
@@ -125,7 +127,8 @@ def test_network_paths_are_refused_unless_allowed(server, monkeypatch):
 def test_files_that_are_not_rasters_sarheight_reads(tmp_path):
     text = tmp_path / "heights.txt"
     text.write_text("1 2 3\n")
-    with pytest.raises(InvalidInputError, match=r"not a raster sarheight reads \(GeoTIFF, JPEG 2000, GTX or SRTM .hgt\)"):
+    with pytest.raises(InvalidInputError,
+                       match=r"not a raster sarheight reads \(GeoTIFF, JPEG 2000, GTX or SRTM .hgt\)"):
         open_dem(text)
     with pytest.raises(MissingInputError, match="does not exist"):
         open_dem(tmp_path / "nope.tif")

@@ -78,7 +78,8 @@ def test_textured_truth_in_layover_reconstruction_beats_flattening_beats_geocodi
 
     flattened_sigma = result["flattened"].values * np.cos(np.radians(result["local_incidence_angle"].values))
     errors = (rmse(result["backscatter"].values), rmse(flattened_sigma), rmse(result["geocoded"].values))
-    print(f"RMSE in layover: reconstructed {errors[0]:.2f} dB, flattened {errors[1]:.2f} dB, geocoded {errors[2]:.2f} dB")
+    print(f"RMSE in layover: reconstructed {errors[0]:.2f} dB, flattened {errors[1]:.2f} dB, geocoded {errors[2]:.2f} "
+          f"dB")
     assert errors[0] < errors[1] < errors[2]
 
 
@@ -130,7 +131,8 @@ def test_residue_cleared_as_the_ratios_read_the_sums_equals_clearing_them_first(
 
 def test_isce3_mask_codes():
     dem = plane_dem(30, 30, slope_east_deg=45.0)
-    result = reconstruct(dem, simulate_sar(dem, synthetic_geometry(dem), looks=None, nesz_db=None), synthetic_geometry(dem))
+    result = reconstruct(dem, simulate_sar(dem, synthetic_geometry(dem), looks=None, nesz_db=None),
+                         synthetic_geometry(dem))
     mask = to_isce3_mask(result).values
     layover = result["layover"].values
     assert np.all(mask[(layover == 1) & (result["shadow"].values == 0)] == 2)

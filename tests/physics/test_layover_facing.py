@@ -40,7 +40,8 @@ N = facing.FACING_SUBPOINTS
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), rows=st.integers(1, 9), cols=st.integers(1, 9), orientation=st.sampled_from([-1, 1]),
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 9), cols=st.integers(1, 9),
+       orientation=st.sampled_from([-1, 1]),
        nan=st.booleans())
 def test_the_kernel_matches_its_numpy_twin(seed, rows, cols, orientation, nan):
     """Random surfaces, folds included (the quadrants whose corners differ in sign are

@@ -251,7 +251,8 @@ def _synthetic(dem: xr.DataArray, incidence: float, heading: float, look_side: s
 
 def test_reference_on_planar_slopes():
     # The reference itself on the analytic cases of DESIGN §11 (incidence 35 degrees).
-    for slope, layover, shadow in [(40.0, True, False), (30.0, False, False), (-50.0, False, False), (-60.0, False, True)]:
+    for slope, layover, shadow in [(40.0, True, False), (30.0, False, False), (-50.0, False, False),
+                                   (-60.0, False, True)]:
         dem = plane_dem(12, 12, slope_east_deg=slope)
         reference = _reference_masks(dem, synthetic_geometry(dem))
         interior = (slice(2, -2), slice(2, -2))

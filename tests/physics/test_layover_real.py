@@ -80,7 +80,8 @@ def test_bigtujunga_layover_faces_each_sensor(bigtujunga, geometries):
         facing = (geometry.heading() - 90.0) % 360.0
         mean = _circular_mean(aspect[flagged & np.isfinite(aspect)])
         print(f"Big Tujunga {window.shape}, {name} (heading {geometry.heading():.1f}): layover "
-              f"{100 * fraction:.2f} % of {inside.sum()} cells (active {100 * (code == 1).sum() / inside.sum():.2f} %), "
+              f"{100 * fraction:.2f} % of {inside.sum()} cells (active {100 * (code == 1).sum() / inside.sum():.2f} "
+              f"%), "
               f"shadow {100 * np.mean(masks['shadow'].values[inside] != 0):.2f} %; mean aspect of layover "
               f"{mean:.0f} deg, slopes facing the sensor {facing:.0f} deg")
         assert fraction > 0.005

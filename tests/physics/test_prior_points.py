@@ -653,7 +653,8 @@ def test_one_specification_of_the_priors(tujunga, tmp_path):
 def test_bad_errors_are_refused(tmp_path, tujunga):
     lon, lat, height, _ = _points_on(TUJUNGA, 4, seed=0)
     path = write_csv(tmp_path / "p.csv", lon, lat, height)
-    with pytest.raises(InvalidInputError, match="errors= describe priors drawn from a DEM; given points= lie where they were measured"):
+    with pytest.raises(InvalidInputError,
+                       match="errors= describe priors drawn from a DEM; given points= lie where they were measured"):
         sample_priors(tujunga, points=path, crs="EPSG:4326", errors=draw_prior_errors("gnss", 0))
     with pytest.raises(InvalidInputError, match="must be a PriorErrors"):
         sample_priors(tujunga, count=5, errors={"vertical_m": 1.0})

@@ -126,7 +126,8 @@ def test_planar_back_slope_active_shadow_iff_steeper_than_complement(slope):
 def test_flat_terrain_gamma_is_beta_tan_incidence():
     dem = plane_dem(30, 30)
     geometry = synthetic_geometry(dem)
-    observation = simulate_sar(dem, geometry, backscatter=lambda theta: np.full_like(theta, 0.1) * 0 + empirical_sigma0(theta),
+    observation = simulate_sar(dem, geometry,
+                               backscatter=lambda theta: np.full_like(theta, 0.1) * 0 + empirical_sigma0(theta),
                                looks=None, nesz_db=None)
     result = reconstruct(dem, observation, geometry, contribution="gamma", output="gamma0")
     incidence = np.radians(simulate(dem, geometry)["incidence_angle"].values)

@@ -223,7 +223,8 @@ def test_a_month_of_one_sensor_only_is_left_out_with_a_warning(tmp_path):
     with pytest.raises(InvalidInputError, match="'time' dim of datetime64"):
         write_city_folder(tmp_path / "x", s1=s1.isel(time=0), s2=optical)
     with pytest.raises(InvalidInputError, match="looks like reflectance"):
-        write_city_folder(tmp_path / "x", s1=s1.isel(time=[0]), s2=optical.isel(time=[0]).assign_attrs(units="reflectance"))
+        write_city_folder(tmp_path / "x", s1=s1.isel(time=[0]),
+                          s2=optical.isel(time=[0]).assign_attrs(units="reflectance"))
 
 
 # --------------------------------------------------------------------------------------

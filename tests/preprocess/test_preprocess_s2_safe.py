@@ -110,7 +110,8 @@ def make_product(folder: Path, level: str, baseline: str) -> Path:
         if level == "L1C":
             write_jp2(image / f"{TILE}_{stamp}_{file_label(band)}.jp2", dn, resolution)
         else:
-            write_jp2(image / f"R{resolution}m" / f"{TILE}_{stamp}_{file_label(band)}_{resolution}m.jp2", dn, resolution)
+            write_jp2(image / f"R{resolution}m" / f"{TILE}_{stamp}_{file_label(band)}_{resolution}m.jp2", dn,
+                      resolution)
     if level == "L2A":
         # L2A also keeps the 10 m bands at 20 m: a decoy, which must not be read.
         write_jp2(image / "R20m" / f"{TILE}_{stamp}_B02_20m.jp2", np.full((12, 12), 9999, np.uint16), 20)

@@ -51,7 +51,8 @@ def test_reflectance_reads_the_offset_from_metadata_and_refuses_to_guess():
                   {"PROCESSING_BASELINE": "04.00"},
                   {"product": "S2B_MSIL2A_20220301T105839_N0400_R094_T31UDQ_20220301T141452.SAFE"}):
         assert s2.reflectance(dn.assign_attrs(attrs)).item() == pytest.approx(0.1)
-    assert s2.reflectance(dn.assign_attrs(tile_source="S2A_MSIL1C_20171221T112501_N0206_R037")).item() == pytest.approx(0.2)
+    tile = dn.assign_attrs(tile_source="S2A_MSIL1C_20171221T112501_N0206_R037")
+    assert s2.reflectance(tile).item() == pytest.approx(0.2)
     assert s2.reflectance(dn.assign_attrs(PROCESSING_BASELINE="04.00"), offset=0).item() == pytest.approx(0.2)
     with pytest.raises(InvalidInputError, match="processing baseline of these DNs is unknown"):
         s2.reflectance(dn)

@@ -26,7 +26,8 @@ def scenes(tmp_path_factory):
 
 
 def test_ablation_trains_every_configuration_and_resumes(scenes, tmp_path):
-    options = {"test_dems": ["sinusoids-2"], "seeds": 2, "variants": ("unet",), "max_epochs": 1, "tiles_per_epoch": 4, "batch_size": 2,
+    options = {"test_dems": ["sinusoids-2"], "seeds": 2, "variants": ("unet",), "max_epochs": 1, "tiles_per_epoch": 4,
+               "batch_size": 2,
                "tile": 32, "base_channels": 4, "depth": 2, "progress": False}
     results = run_ablation(scenes, tmp_path, **options)
     cell = results["cells"]["random_c3"]

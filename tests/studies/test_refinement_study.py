@@ -175,7 +175,8 @@ def test_the_study_command(study_inputs, tmp_path, capsys):
         main([*arguments[:-2], "--out", str(tmp_path / "x"), "--tile", "64"])
     assert exit_.value.code == 2
     # The study's old command line hears where it went.
-    old = ["terrain", "ablate", "--task", "refine", "--scenes", str(root / "train"), "--test-scenes", str(root / "test"),
+    old = ["terrain", "ablate", "--task", "refine", "--scenes", str(root / "train"), "--test-scenes",
+           str(root / "test"),
            "--out", str(out)]
     assert main(old) == 2 and "sarheight terrain study" in capsys.readouterr().err
     assert main(["terrain", "ablate", "--scenes", str(root / "train"), "--out", str(out)]) == 2

@@ -135,7 +135,8 @@ class ModelTester:
         model.train()
         for step in range(2):
             optimiser.zero_grad()
-            self.run_model(model, self.inputs(2, self.default_channels, *self.default_size, seed=step)).mean().backward()
+            self.run_model(model,
+                           self.inputs(2, self.default_channels, *self.default_size, seed=step)).mean().backward()
             optimiser.step()
         path = tmp_path / "model.pt"
         torch.save(model.state_dict(), path)

@@ -54,7 +54,8 @@ def plane_dem(rows: int, cols: int, slope_east_deg: float = 0.0, slope_north_deg
     dx, dy = cell_metres(rows)
     x = np.arange(cols) * dx
     y = -np.arange(rows) * dy
-    heights = base + np.tan(math.radians(slope_east_deg)) * x[None, :] + np.tan(math.radians(slope_north_deg)) * y[:, None]
+    heights = (base + np.tan(math.radians(slope_east_deg)) * x[None, :]
+               + np.tan(math.radians(slope_north_deg)) * y[:, None])
     transform = Affine(CELL_DEG, 0, LON, 0, -CELL_DEG, LAT)
     return open_dem((heights.astype(np.float32), transform, "EPSG:4326"), vertical_datum="ellipsoid")
 

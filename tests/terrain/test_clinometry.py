@@ -18,8 +18,8 @@ from sarheight.priors import PriorSpec
 from sarheight.terrain.clinometry import (
     anchor_to_priors,
     clinometric_correction,
+    clinometry_heights,
     range_slope_sensitivity,
-    refine_scene,
 )
 
 CELL = 30.0
@@ -160,8 +160,9 @@ def test_scene_refinement_beats_the_coarse_dem_on_real_relief(looks, land_cover_
     dem = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
                    geoid_grid=PACKAGED_EGM96)
     scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, priors=PriorSpec(count=6),
-                           looks=looks, nesz_db=None if looks is None else -22.0, land_cover_db=land_cover_db, progress=False)
-    refined = refine_scene(scene)
+                           looks=looks, nesz_db=None if looks is None else -22.0, land_cover_db=land_cover_db,
+                           progress=False)
+    refined = clinometry_heights(scene)
     assert refined.dims == ("y", "x") and refined.rio.crs == scene.rio.crs
     truth = scene["height"].values
     errors = {name: float(np.sqrt(np.mean((values - truth) ** 2)))
@@ -169,4 +170,4 @@ def test_scene_refinement_beats_the_coarse_dem_on_real_relief(looks, land_cover_
     print(errors)
     assert errors["clinometry"] < gain * errors["lanczos"]
     with pytest.raises(InvalidInputError, match="lacks"):
-        refine_scene(scene.drop_vars(["coarse_registered", "coarse_lanczos"]))
+        clinometry_heights(scene.drop_vars(["coarse_registered", "coarse_lanczos"]))

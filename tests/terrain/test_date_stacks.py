@@ -27,7 +27,8 @@ def truth():
 @pytest.fixture(scope="module")
 def stack(truth):
     """A scene of both passes x 3 dates, each date kept."""
-    return simulate_scene(truth, scene_geometry(truth, "ascending"), other_geometry=scene_geometry(truth, "descending"),
+    return simulate_scene(truth, scene_geometry(truth, "ascending"),
+                          opposite_geometry=scene_geometry(truth, "descending"),
                           dates=3, date_conditions=draw_date_conditions(3, 5, moisture_db=1.0, snow_dates=0),
                           progress=False)
 

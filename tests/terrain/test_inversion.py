@@ -294,7 +294,7 @@ def test_a_stack_scene_composites_its_dates_and_is_inverted():
     truth.attrs["dem_name"] = "stack"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlausibilityWarning)
-        scene = simulate_scene(truth, scene_geometry(truth, "ascending"), other_geometry=scene_geometry(
+        scene = simulate_scene(truth, scene_geometry(truth, "ascending"), opposite_geometry=scene_geometry(
             truth, "descending"), priors=PriorSpec(count=6), dates=3,
             date_conditions=draw_date_conditions(3, 1, moisture_db=0.3), inversion=True, progress=False)
     assert scene.attrs["dates"] == 3 and scene.attrs["other_dates"] == 3 and scene.attrs["images"] == 6
@@ -346,7 +346,8 @@ def test_refine_dem_by_inversion_reads_both_passes(passes):
     blockwise, _ = refine_dem(coarse, sar, spacing_m=30.0, method="inversion", geometry=both, sar_db=True,
                               inversion_settings=one_class, inversion_blocks=64, progress=False)
     difference = blockwise["height"].values - refined["height"].values
-    print("block-wise minus in memory: RMS", float(np.sqrt(np.mean(difference**2))), "max", float(np.abs(difference).max()))
+    print("block-wise minus in memory: RMS", float(np.sqrt(np.mean(difference**2))), "max",
+          float(np.abs(difference).max()))
     assert float(np.sqrt(np.mean(difference**2))) < 0.75 and blockwise.attrs["inversion_blocks"] == 4
     with pytest.raises(InvalidInputError, match="reads one pass"):
         refine_dem(coarse, sar, spacing_m=30.0, method="clinometry", geometry=both, sar_db=True, progress=False)
@@ -389,7 +390,8 @@ def test_scene_sets_draw_stacks(tmp_path):
         warnings.simplefilter("ignore", PlausibilityWarning)
         paths = simulate_scenes([truth], tmp_path, passes=("ascending",), dates=(1, 4), priors=PriorSpec(count=5),
                                 progress=False)
-    assert [path.name for path in paths] == ["hills_ascending_c3_random_s0.nc", "hills_ascending_c3_random_dates4_s0.nc"]
+    assert [path.name for path in paths] == ["hills_ascending_c3_random_s0.nc",
+                                             "hills_ascending_c3_random_dates4_s0.nc"]
     stack = open_scene(paths[1])
     assert stack.attrs["images"] == 8 and stack.attrs["dates"] + stack.attrs.get("image_groups", 0) >= 4
     assert stack.attrs["date_conditions"].count("dB") == 4
@@ -426,7 +428,8 @@ def test_the_classes_are_told_apart_from_patches_not_from_a_texture_or_the_relie
     features = land_cover_features([texture + relief + speckle, texture + relief - 10.0 * dark
                                     + rng.normal(0.0, 2.0, shape)], ["ascending", "ascending"])
     classes = estimate_land_cover(features)
-    assert classes.max() == 1 and max(float(np.mean((classes == 0) == dark)), float(np.mean((classes == 1) == dark))) > 0.95
+    assert classes.max() == 1 and max(float(np.mean((classes == 0) == dark)),
+                                      float(np.mean((classes == 1) == dark))) > 0.95
     # A user's map: its codes renumbered, its holes filled from the nearest cell.
     grid = xr.DataArray(np.zeros(shape), dims=("y", "x"))
     given = np.where(dark, 7.0, 2.0)

@@ -41,7 +41,7 @@ def geometry(truth):
 @pytest.fixture(scope="module")
 def scene(truth, geometry) -> xr.Dataset:
     return simulate_scene(truth, geometry, coarse_factor=FACTOR, priors=PriorSpec(fraction=0.02), seed=1,
-                          other_geometry=scene_geometry(truth, "descending"), progress=False)
+                          opposite_geometry=scene_geometry(truth, "descending"), progress=False)
 
 
 def test_scene_has_every_variable_on_the_dem_grid(scene, truth):
@@ -275,10 +275,10 @@ def test_land_cover_law_and_the_unscored_sea(truth, geometry):
     # Not registered to the images: each scene would move its coarse DEM by its own
     # estimate, and their ratios would differ by more than the land cover.
     clean = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=0.0,
-                           other_geometry=scene_geometry(truth, "descending"), unscored=sea, register=False,
+                           opposite_geometry=scene_geometry(truth, "descending"), unscored=sea, register=False,
                            progress=False)
     covered = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=3.0,
-                             other_geometry=scene_geometry(truth, "descending"), register=False, progress=False)
+                             opposite_geometry=scene_geometry(truth, "descending"), register=False, progress=False)
     lambert = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=0.0,
                              law="lambert", register=False, progress=False)
     assert np.isnan(clean["height"].values[sea]).all() and np.isfinite(clean["height"].values[~sea]).all()

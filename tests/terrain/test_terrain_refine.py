@@ -219,7 +219,8 @@ def test_refine_command(product, checkpoints, tmp_path, capsys):
             "--sar", str(folder / "sigma0_db.tif"), "--sar-db", "--geometry", "synthetic", "--heading", "348",
             "--ckpt", str(checkpoints[0]), "--ckpt", str(checkpoints[1]), "--spacing", "30"]
     assert main([*base, "--priors", str(tmp_path / "priors.csv"), "--priors-crs", "EPSG:32611",
-                 "--priors-vertical-datum", "ellipsoid", "--out", str(out), "--quicklook", str(tmp_path / "q.png")]) == 0
+                 "--priors-vertical-datum", "ellipsoid", "--out", str(out), "--quicklook",
+                 str(tmp_path / "q.png")]) == 0
     printed = capsys.readouterr().out
     assert "refined 90.0 m cells to 30 m" in printed and "2 checkpoints" in printed
     with rasterio.open(out) as written:

@@ -1,4 +1,5 @@
-"""``sarheight benchmark``: how fast simulate and reconstruct run on this machine, optionally against another version."""
+"""``sarheight benchmark``: how fast simulate and reconstruct run on this machine, optionally against another
+version."""
 
 from __future__ import annotations
 

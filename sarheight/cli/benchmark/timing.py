@@ -82,6 +82,13 @@ from .scenes import (
     synthetic_scene,
 )
 
+__all__ = ["CASES", "CENTER", "HEADING", "INCIDENCE", "LOOKS", "OUTER_SCALE_M", "PEER", "PEER_BOUND", "PEER_CHUNKS",
+           "PEER_COMPARED", "PEER_METHOD", "PEER_STEP", "PIXEL_SPACING", "PROJECTIONS", "RMS_SLOPE",
+           "SPEED_OF_LIGHT", "STEPS", "WORKER_TIMEOUT", "Worker", "format_peer_row", "format_row", "format_table",
+           "grid_transform", "mountain_terrain", "peer_chunks", "peer_product", "peer_run", "peer_threads",
+           "plot_report", "radii_of_curvature", "reference_tree", "run_benchmark", "speckled", "summary",
+           "synthetic_geometry", "synthetic_scene", "time_peer"]
+
 #: Seconds a worker may take to answer one request (a first preparation compiles the
 #: kernels: minutes) before the run stops it as hung.
 WORKER_TIMEOUT = 1800.0
@@ -106,7 +113,8 @@ class Worker:
         # Run this file by path from a neutral directory: never with the package folder
         # first on sys.path (its io.py, distributed.py would shadow other modules).
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+            [sys.executable, "-c",
+             "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
              str(Path(__file__).with_name("worker.py").resolve()), "--serve", str(tree or "")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self._scratch.name, env=env)
 
@@ -322,11 +330,3 @@ def time_peer(worker: Worker, case: str, side: int, repeats: int, report: dict[s
                 ours["versions"]["this version"]["cells_per_second"] / peer_speed)
     entry["results"].append(row)
     return row
-
-
-__all__ = ["CASES", "CENTER", "HEADING", "INCIDENCE", "LOOKS", "OUTER_SCALE_M", "PEER", "PEER_BOUND", "PEER_CHUNKS",
-           "PEER_COMPARED", "PEER_METHOD", "PEER_STEP", "PIXEL_SPACING", "PROJECTIONS", "RMS_SLOPE",
-           "SPEED_OF_LIGHT", "STEPS", "WORKER_TIMEOUT", "Worker", "format_peer_row", "format_row", "format_table",
-           "grid_transform", "mountain_terrain", "peer_chunks", "peer_product", "peer_run", "peer_threads",
-           "plot_report", "radii_of_curvature", "reference_tree", "run_benchmark", "speckled", "summary",
-           "synthetic_geometry", "synthetic_scene", "time_peer"]
