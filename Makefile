@@ -35,6 +35,7 @@ install-test: $(STAMP_TEST)
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The tests run on one worker process a core (pytest-xdist), each test file on one worker
 # (its fixtures made once), the files in the order tests/conftest.py collects them (the
@@ -55,5 +56,5 @@ bench: install
 	$(BIN)/python benchmarks/scale_out.py --out benchmarks/results/scale_out.json
 
 clean:
-	rm -rf demo-output benchmarks/results .pytest_cache .ruff_cache
+	rm -rf demo-output benchmarks/results .pytest_cache .ruff_cache .mypy_cache
 	find kernels sarheight -name '*.nbi' -o -name '*.nbc' | xargs rm -f

@@ -7,6 +7,7 @@ Every error says what was wrong and what to do about it. They all derive from
 
 import contextlib
 import sys
+import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,8 @@ def user_stacklevel() -> int:
     """The ``stacklevel`` for ``warnings.warn`` that points at the first frame outside
     sarheight (the user's call), from the function that calls ``warnings.warn``."""
     package = str(Path(__file__).resolve().parent)
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
         frame, level = frame.f_back, level + 1
     return level

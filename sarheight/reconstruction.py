@@ -157,7 +157,7 @@ def reconstruct(
     dem = open_dem(dem, copy=False)
     check_dem_shape(dem)
     observation.check_covers(dem)
-    options = {"contribution": contribution, "output": output, "projection": projection,
+    options: dict[str, Any] = {"contribution": contribution, "output": output, "projection": projection,
                "oversample": oversample, "progress": progress}
     if not blockwise:
         return reconstruct_in_memory(observation, dem, **options)

@@ -422,11 +422,13 @@ def check_spacing_of_file(path: str | os.PathLike[str], spacing_m: float) -> Non
         # image or a mask given as the DEM).
         check_holds_heights(dataset, str(path))
     header = rioxarray.open_rasterio(path, masked=True, cache=False)  # lazy: no pixel read
+    if not isinstance(header, xr.DataArray):
+        return  # several subdatasets: reading it refuses it
     try:
         if header.rio.crs is None or header.sizes.get("band", 1) != 1:
             return
         check_refinement_spacing(cell_side_m(header.squeeze("band", drop=True) if "band" in header.dims else header),
-                                 header.shape[-2:], spacing_m)
+                                 (header.shape[-2], header.shape[-1]), spacing_m)
     finally:
         header.close()
 

@@ -146,7 +146,8 @@ def open_dem(
     """
     vertical_datum = check_vertical_datum_keyword(vertical_datum)
     grid_path = check_geoid_grid_path(geoid_grid)
-    if is_opened(source) and vertical_datum in (None, "ellipsoid") and grid_path is None and not fill_voids:
+    if isinstance(source, xr.DataArray) and is_opened(source) and vertical_datum in (None, "ellipsoid") \
+            and grid_path is None and not fill_voids:
         # Checked when it was opened: the functions a DEM passes through each take it as
         # they would any, and its heights are scanned once, not at every door.
         return source if not copy else _opened(source.copy(deep=True))
@@ -169,7 +170,11 @@ def _form(dem: xr.DataArray) -> tuple:
 
 def _opened(dem: xr.DataArray) -> xr.DataArray:
     key = id(dem)
-    _OPENED[key] = (weakref.ref(dem, lambda _, key=key: _OPENED.pop(key, None)), _form(dem))
+
+    def forget(_: weakref.ref) -> None:
+        _OPENED.pop(key, None)
+
+    _OPENED[key] = (weakref.ref(dem, forget), _form(dem))
     return dem
 
 
@@ -182,8 +187,10 @@ def is_opened(dem: Any) -> bool:
     writer's to keep valid; anything derived from it (arithmetic, a copy, a selection) is a
     new DEM, checked when it is opened.
     """
-    entry = _OPENED.get(id(dem)) if isinstance(dem, xr.DataArray) else None
-    return entry is not None and entry[0]() is dem and entry[1] == _form(dem)
+    if not isinstance(dem, xr.DataArray):
+        return False
+    entry = _OPENED.get(id(dem))
+    return entry is not None and entry[1] == _form(dem) and entry[0]() is dem
 
 
 def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, fill_voids: bool,

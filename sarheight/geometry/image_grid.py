@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from ..errors import InvalidInputError
-from .times import NANOSECOND, as_datetime64
+from .times import NANOSECOND, as_datetime64, as_nanoseconds
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,7 +43,7 @@ class ImageGrid:
     bistatic_reference_range: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "first_line_time", np.datetime64(self.first_line_time, "ns"))
+        object.__setattr__(self, "first_line_time", as_nanoseconds(self.first_line_time))
         object.__setattr__(self, "range_times", as_datetime64(self.range_times).ravel())
         object.__setattr__(self, "range_sr0", np.asarray(self.range_sr0, np.float64).ravel())
         coeffs = np.atleast_2d(np.asarray(self.range_coeffs, np.float64))
@@ -70,8 +70,8 @@ class ImageGrid:
         """A grid linear in slant range (SLC, or any image in radar geometry)."""
         return cls(
             first_line_time, float(line_interval), int(lines), int(samples),
-            np.asarray([first_line_time], "datetime64[ns]"), [first_sample_slant_range],
-            [[0.0, 1.0]], float(slant_range_spacing), "slant_range", bistatic_reference_range,
+            np.asarray([first_line_time], "datetime64[ns]"), np.array([first_sample_slant_range]),
+            np.array([[0.0, 1.0]]), float(slant_range_spacing), "slant_range", bistatic_reference_range,
         )
 
     @classmethod

@@ -10,7 +10,7 @@ import numpy as np
 from .. import kernels
 from ..errors import GeometryError, InvalidInputError
 from ..scores import rms
-from .times import as_datetime64, datetime_from_seconds, seconds_since
+from .times import as_datetime64, as_nanoseconds, datetime_from_seconds, seconds_since
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -41,7 +41,7 @@ class Orbit:
                 f"orbit coefficients must have shape (degree + 1, 3) with degree >= 1, got {coeffs.shape}"
             )
         object.__setattr__(self, "coeffs", coeffs)
-        object.__setattr__(self, "reference_time", np.datetime64(self.reference_time, "ns"))
+        object.__setattr__(self, "reference_time", as_nanoseconds(self.reference_time))
         if not self.t_max > self.t_min:
             raise InvalidInputError("the orbit's validity span is empty: t_max must exceed t_min")
 
@@ -51,11 +51,11 @@ class Orbit:
 
     @property
     def start_time(self) -> np.datetime64:
-        return datetime_from_seconds(self.t_min, self.reference_time)[()]
+        return as_nanoseconds(datetime_from_seconds(self.t_min, self.reference_time)[()])
 
     @property
     def stop_time(self) -> np.datetime64:
-        return datetime_from_seconds(self.t_max, self.reference_time)[()]
+        return as_nanoseconds(datetime_from_seconds(self.t_max, self.reference_time)[()])
 
     @classmethod
     def from_state_vectors(
@@ -93,7 +93,7 @@ class Orbit:
             raise InvalidInputError("state vector positions contain non-finite values")
         if reference_time is None:
             reference_time = times[0] + (times[-1] - times[0]) // 2
-        reference_time = np.datetime64(reference_time, "ns")
+        reference_time = as_nanoseconds(reference_time)
         t = seconds_since(times, reference_time)
         t_center = 0.5 * (t[0] + t[-1])
         t_scale = max(0.5 * (t[-1] - t[0]), 1e-9)
@@ -130,7 +130,7 @@ class Orbit:
     ) -> Orbit:
         """A straight-line orbit ``P(t) = position + velocity * t`` (t in s since reference)."""
         coeffs = np.stack([np.asarray(position, float), np.asarray(velocity, float)])
-        return cls(np.datetime64(reference_time, "ns"), coeffs, 0.0, 1.0, float(t_min), float(t_max))
+        return cls(as_nanoseconds(reference_time), coeffs, 0.0, 1.0, float(t_min), float(t_max))
 
     def seconds(self, times: Any) -> np.ndarray:
         """Seconds since ``reference_time`` of datetime64 ``times``."""

@@ -18,7 +18,7 @@ from ..errors import GeometryError, InvalidInputError, ProductError
 from .image_grid import ImageGrid
 from .orbit import Orbit
 from .synthetic import synthetic_geometry
-from .times import SENTINEL1_WAVELENGTH, SPEED_OF_LIGHT, LookSide, datetime_from_seconds
+from .times import SENTINEL1_WAVELENGTH, SPEED_OF_LIGHT, LookSide, as_nanoseconds, datetime_from_seconds
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -155,7 +155,7 @@ class RadarGeometry:
 
     #: A Sentinel-1-like geometry with a straight-line orbit over a local area
     #: (:func:`sarheight.geometry.synthetic.synthetic_geometry`).
-    synthetic = classmethod(synthetic_geometry)
+    synthetic = classmethod(synthetic_geometry)  # type: ignore[var-annotated]
 
     @classmethod
     def from_sentinel1(
@@ -194,13 +194,16 @@ class RadarGeometry:
         dt = float(image["azimuthTimeInterval"])
         if product_type == "GRD":
             cc = info["coordinate_conversion"]
+            if cc is None:
+                raise ProductError("the GRD annotation has no coordinate conversion (slant to ground range): "
+                                   "the product is incomplete; download it again")
             if np.any(cc["gr0"].values != 0.0):
                 raise ProductError(
                     "the GRD coordinate conversion has a non-zero gr0, which sarheight does not "
                     "handle; please report the product name"
                 )
             grid = ImageGrid.ground_range_grid(
-                np.datetime64(image["productFirstLineUtcTime"], "ns"), dt,
+                as_nanoseconds(image["productFirstLineUtcTime"]), dt,
                 int(image["numberOfLines"]), int(image["numberOfSamples"]),
                 float(image["rangePixelSpacing"]), cc["azimuth_time"].values,
                 cc["sr0"].values, cc["srgrCoefficients"].values, info["bistatic_reference_range"],
@@ -214,7 +217,7 @@ class RadarGeometry:
                 SPEED_OF_LIGHT / (2 * range_sampling_rate), info["bistatic_reference_range"],
             )
         wavelength = SPEED_OF_LIGHT / float(info["product"]["radarFrequency"])
-        look_side = "right"  # every Sentinel-1 mode looks right
+        look_side: LookSide = "right"  # every Sentinel-1 mode looks right
         attrs = {k: v for k, v in info["attrs"].items()}
         return cls(orbit, grid, look_side, wavelength, attrs)
 

@@ -5,6 +5,7 @@ platform's altitude and a slant-range image centred on the scene
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -13,14 +14,16 @@ from ..compute import WGS84_A, WGS84_E2, ecef
 from ..errors import InvalidInputError
 from .image_grid import ImageGrid
 from .orbit import Orbit
-from .times import EARTH_GM, NANOSECOND, SENTINEL1_WAVELENGTH, LookSide
+from .times import EARTH_GM, NANOSECOND, SENTINEL1_WAVELENGTH, LookSide, as_nanoseconds
 
 #: The geometry class the constructor makes (:class:`sarheight.geometry.RadarGeometry`).
 RadarGeometryT = TypeVar("RadarGeometryT")
+#: How the class is made from its parts: orbit, image grid, look side, wavelength, description.
+GeometryMaker = Callable[[Orbit, ImageGrid, LookSide, float, dict[str, Any]], RadarGeometryT]
 
 
 def synthetic_geometry(
-    cls: type[RadarGeometryT],
+    cls: GeometryMaker[RadarGeometryT],
     *,
     center_lon: float,
     center_lat: float,
@@ -123,7 +126,7 @@ def synthetic_geometry(
     # apart on the ground as in orbit.
     line_interval = line_spacing / speed
     lines = round(azimuth_extent / line_spacing) + 1
-    reference_time = np.datetime64(reference_time, "ns")
+    reference_time = as_nanoseconds(reference_time)
     half_duration = 0.5 * (lines - 1) * line_interval
     first_line = reference_time - np.int64(round(half_duration * 1e9)) * NANOSECOND
     # Margin so that terrain just outside the image, and far-range targets that the

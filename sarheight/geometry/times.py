@@ -33,9 +33,14 @@ def as_datetime64(value: Any) -> np.ndarray:
         ) from exc
 
 
+def as_nanoseconds(value: Any) -> np.datetime64:
+    """One time (datetime64, ISO 8601 string) as datetime64[ns]."""
+    return np.datetime64(value, "ns")
+
+
 def seconds_since(times: Any, reference: np.datetime64) -> np.ndarray:
     """Float seconds from ``reference`` to ``times`` (datetime64 or ISO strings)."""
-    delta = as_datetime64(times) - np.datetime64(reference, "ns")
+    delta = as_datetime64(times) - as_nanoseconds(reference)
     return delta.astype("timedelta64[ns]").astype(np.int64) / 1e9
 
 
@@ -43,5 +48,5 @@ def datetime_from_seconds(seconds: Any, reference: np.datetime64) -> np.ndarray:
     """``reference`` plus float ``seconds``, as datetime64[ns] (NaN gives NaT)."""
     seconds = np.asarray(seconds, dtype=np.float64)
     ns = np.where(np.isfinite(seconds), np.round(seconds * 1e9), 0).astype(np.int64)
-    out = np.datetime64(reference, "ns") + ns.astype("timedelta64[ns]")
+    out = as_nanoseconds(reference) + ns.astype("timedelta64[ns]")
     return np.where(np.isfinite(seconds), out, np.datetime64("NaT", "ns"))

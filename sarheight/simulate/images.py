@@ -158,7 +158,7 @@ def simulate_sar(
     dem = open_dem(dem)
     # The observation needs the masks, not the mixing: the sweep cuts only the lines
     # that bound its groups.
-    options = {"projection": projection, "oversample": oversample, "every_line": False}
+    options: dict[str, Any] = {"projection": projection, "oversample": oversample, "every_line": False}
     if ground is not None:
         if ground.shape != dem.shape:
             raise InvalidInputError(f"the ground's class map has shape {ground.shape}, the DEM {dem.shape}: draw "

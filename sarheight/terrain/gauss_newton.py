@@ -26,6 +26,7 @@ from ..raster import gradient, grid_steps
 from ..simulate import Simulation
 from ..simulate.cells import cell_geometry
 from .forward import (
+    KnownLaw,
     Sampling,
     ground_cover,
     law_of,
@@ -124,8 +125,9 @@ class LinearProblem:
 
 
 def read_surface(image: InversionImage, sampling: Sampling, reference: xr.DataArray, heights: np.ndarray,
-          shape: tuple[int, int], albedo: np.ndarray, classes: np.ndarray, laws: list[FittedLaw] | None,
-          frame: tuple[np.ndarray, np.ndarray], problem: LinearProblem, known: bool = False) -> Reading:
+                 shape: tuple[int, int], albedo: np.ndarray, classes: np.ndarray,
+                 laws: Sequence[FittedLaw | KnownLaw] | None, frame: tuple[np.ndarray, np.ndarray],
+                 problem: LinearProblem, known: bool = False) -> Reading:
     """Simulate the surface ``heights`` under ``image``'s geometry with the current laws (one
     per class of ``classes``) and albedo, read the simulation where the observation was
     read, refit each class's law to their ratio, and the residual and its sensitivities to

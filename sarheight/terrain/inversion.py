@@ -87,7 +87,6 @@ import xarray as xr
 
 from ..dem import open_dem
 from ..errors import InvalidInputError
-from ..ground import FittedLaw
 from ..raster import cell_side_m, gradient, grid_steps
 from ..scores import rms
 from ..simulate.cells import cell_geometry, radar_window
@@ -282,16 +281,17 @@ def invert_dem(
     heights = start.copy()
     albedo_nodes = np.zeros(albedo.shape[1])
     classes = np.zeros(shape, dtype=np.int64)
-    laws: list[list[FittedLaw] | None] = [None] * len(images)
+    laws: list[Any] = [None] * len(images)  # per image, its class laws (fitted, or known)
     misfits: list[float] = []
     if known_laws is not None:
         if len(known_laws) != len(images):
             raise InvalidInputError(f"{len(known_laws)} laws for {len(images)} images: give one law per image")
         laws = [[law_of(law)] for law in known_laws]
 
-    def read(surface_heights: np.ndarray, nodes: np.ndarray, current: list[list[FittedLaw] | None]) -> list[Reading]:
+    def read(surface_heights: np.ndarray, nodes: np.ndarray,
+             current: list[Any]) -> list[Reading]:
         return [read_surface(image, samplings[index], reference, surface_heights, shape, albedo @ nodes, classes,
-                      current[index], frame, problem, known=known_laws is not None)
+                             current[index], frame, problem, known=known_laws is not None)
                 for index, (image, frame) in enumerate(zip(images, frames, strict=True))]
 
     def probe(readings: list[Reading], surface_heights: np.ndarray) -> None:
@@ -301,6 +301,8 @@ def invert_dem(
             if not stride:
                 continue
             if reading.raw_probe is None:
+                if reading.simulation is None or reading.model is None:
+                    raise RuntimeError("a reading to probe keeps its simulation and model: read it with them")
                 surface = reference.copy(data=surface_heights.reshape(shape).astype(np.float32))
                 reading.raw_probe = probed_jacobian(image, sampling, surface, reading.simulation, reading.model,
                                                     stride)
