@@ -74,6 +74,7 @@ and with it which slopes are in layover.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -87,6 +88,7 @@ from sarheight.priors import PriorSpec
 from sarheight.sample_data import jacksboro_dem
 from sarheight.terrain.augment import ORIENTATIONS, TerrainTransform
 from sarheight.terrain.inversion import InversionSettings
+from sarheight.terrain.scene_options import SceneProducts
 from sarheight.terrain.simulated import simulate_scenes
 
 #: The DEMs of ../shared/data/dem: the datum of their heights (None: their CRS says it)
@@ -228,7 +230,8 @@ STACK_SETS = ("train", "validation", "test")
 
 def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
                 settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS) -> None:
-    common = {"inversion": True, "inversion_settings": settings, "priors": INSTRUMENT_PRIORS, "client": client}
+    common = {"products": SceneProducts(inversion=True, inversion_settings=settings), "priors": INSTRUMENT_PRIORS,
+              "client": client}
     axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5),
             "coarse_families": ("training",), "ground_families": ("training",), "dates": (1, 10),
@@ -236,7 +239,7 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
     # Each set twice: as the stack network reads it, and its twin without any image for the
     # control (the same names, so the same draws; no product moved by the image's
     # registration, no inversion, no dates kept).
-    twin = {**common, "inversion": False, "register": False, "keep_dates": False}
+    twin = {**common, "products": SceneProducts(inversion=False, register=False, keep_dates=False)}
     for folder, options in (("train", common), ("train_noimage", twin)) if "train" in sets else ():
         dems, sea = projected_with_sea(*open_dems(data, TRAINING_DEMS))
         paths = simulate_scenes(dems, out / folder, sample=sample, unscored=sea, crop_cells=crop,
@@ -253,9 +256,11 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
             continue
         dems, sea = open_dems(data, names)
         for condition, condition_axes in STACK_CONDITIONS.items():
+            # Held-out scenes keep the coarse DEM's error taken apart, to tell where it goes.
+            products = dataclasses.replace(options["products"], error_sources=True)
             paths = simulate_scenes(dems, out / role / condition, passes=("ascending",), coarse_factors=(3, 5),
-                                    unscored=sea, crop_cells=crop_test, error_sources=True, **condition_axes,
-                                    **options)
+                                    unscored=sea, crop_cells=crop_test, **condition_axes,
+                                    **{**options, "products": products})
             print(f"{len(paths)} {role} scenes in {out / role / condition}")
 
 

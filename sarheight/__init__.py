@@ -49,6 +49,8 @@ ENTRIES = {
     "refine_dem": "refinement",
     "observed_scene": "terrain.observed",
     "simulate_scene": "terrain.simulated",
+    "ObservationSpec": "terrain.scene_options",
+    "SceneProducts": "terrain.scene_options",
     "open_scene": "terrain.files",
     "invert_dem": "terrain.inversion",
     # the learning floor (the ml extra)

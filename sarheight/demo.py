@@ -260,6 +260,7 @@ def _terrain_demo_step(dem: xr.DataArray, out: Path, say, checkpoint: str | os.P
     from .studies.refinement_methods import scoring_mask
     from .terrain.geometry import scene_geometry
     from .terrain.methods import BASELINES, NON_LEARNED, baseline_maps, scene_channel
+    from .terrain.scene_options import ObservationSpec, SceneProducts
     from .terrain.simulated import simulate_scene
     from .training.predict import predict_height, prediction_quicklook
     from .training.trained import load_checkpoint
@@ -276,9 +277,11 @@ def _terrain_demo_step(dem: xr.DataArray, out: Path, say, checkpoint: str | os.P
     scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, coarse_errors=errors,
                            priors=PriorSpec(fraction=1e-3, pattern="tracks",
                                             errors=draw_prior_errors("altimeter", DEMO_TERRAIN_SEED)),
-                           ground=draw_ground(dem, "outside", DEMO_TERRAIN_SEED), seed=DEMO_TERRAIN_SEED,
+                           seed=DEMO_TERRAIN_SEED,
                            opposite_geometry=scene_geometry(dem, "descending") if options["both_passes"] else None,
-                           dates=options["dates"], name=f"{name}_ascending_c3_demo{suffix}", inversion=True,
+                           observation=ObservationSpec(ground=draw_ground(dem, "outside", DEMO_TERRAIN_SEED),
+                                                       dates=options["dates"]),
+                           products=SceneProducts(inversion=True), name=f"{name}_ascending_c3_demo{suffix}",
                            progress=False)
     simulated = time.perf_counter() - start
     result = predict_height(scene, [model], progress=progress)

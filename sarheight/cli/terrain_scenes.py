@@ -108,6 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
     from ..terrain.augment import ORIENTATIONS, TerrainTransform
+    from ..terrain.scene_options import SceneProducts
     from ..terrain.simulated import simulate_scenes
     from .options import drawn_priors_from_args, open_dem_from_args
 
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         crop_cells=args.crop,
         client=args.scheduler,
         terrain_transforms=terrain_transforms,
-        inversion=args.inversion,
+        products=SceneProducts(inversion=args.inversion),
         sample=args.sample,
         nesz_db=args.nesz,
         progress=not args.quiet,

@@ -76,6 +76,7 @@ from ..terrain.methods import baseline_maps
 from ..terrain.observed import observed_scene
 from ..terrain.radar_images import composite_images, iw_grdh_looks, radar_image
 from ..terrain.registration import ImageRegistration
+from ..terrain.scene_options import ObservationSpec
 from ..terrain.simulated import simulate_observations
 from ..terrain.variables import REFINEMENT_CLASSES, inversion_reference, refinement_classes, scene_correction
 from .refinement_methods import score_map, scoring_mask
@@ -219,10 +220,10 @@ def study_case(case: Case, truth: xr.DataArray, sea: np.ndarray | None = None) -
                                        snow_dates=condition["snow_dates"]) if dates > 1 else None)
     dy, dx = cell_size_m(truth)
     # The first date's speckle is the one-image condition's: a stack adds images to it.
-    observations, geometries = simulate_observations(truth, geometry, other,
-                                                     seed=case.shared_seed("speckle") % 2**31,
-                                                     looks=iw_grdh_looks(dy * dx), dates=dates,
-                                                     date_conditions=conditions, **ground_options)
+    observation = ObservationSpec(looks=iw_grdh_looks(dy * dx), dates=dates, date_conditions=conditions,
+                                  **ground_options)
+    observations, geometries = simulate_observations(truth, geometry, other, observation,
+                                                     seed=case.shared_seed("speckle") % 2**31)
     # As a refinement by the inversion makes its scene: the coarse DEM registered to the
     # images, then again on the inversion's surface (the settings' defaults).
     scene = observed_scene(coarse, observations, geometries, priors, grid=truth, name=case.name,

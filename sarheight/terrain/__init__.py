@@ -46,6 +46,8 @@ ENTRIES = {
     "observed_scene": "observed",
     "simulate_scene": "simulated",
     "simulate_scenes": "simulated",
+    "ObservationSpec": "scene_options",
+    "SceneProducts": "scene_options",
     "scene_geometry": "geometry",
     "open_scene": "files",
     "write_scene": "files",

@@ -16,7 +16,7 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -33,7 +33,6 @@ from ..geometry import RadarGeometry
 from ..ground import (
     LAMBERT_LAW,
     SNAP_LAW,
-    DateCondition,
     Ground,
     draw_date_conditions,
     draw_ground,
@@ -55,9 +54,13 @@ from .backprojection import upsample
 from .files import write_scene
 from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
 from .grid import block_mean
-from .inversion import InversionSettings
 from .observed import observed_scene, source_name
+from .scene_options import ObservationSpec, SceneProducts
 from .variables import on_grid
+
+#: The observation and products of a scene when none are given.
+DEFAULT_OBSERVATION = ObservationSpec()
+DEFAULT_PRODUCTS = SceneProducts()
 
 #: A scene's priors unless told otherwise: 0.1 % of the cells, random, exact.
 DEFAULT_PRIORS = PriorSpec(fraction=1e-3)
@@ -68,26 +71,14 @@ def simulate_scene(
     geometry: RadarGeometry,
     *,
     coarse_factor: int = 3,
+    coarse_errors: CoarseDemErrors | None = None,
     priors: PriorSpec = DEFAULT_PRIORS,
     prior_method: str = "linear",
-    looks: float | None = 4.4,
-    nesz_db: float | None = -22.0,
     seed: int = 0,
     opposite_geometry: RadarGeometry | None = None,
-    projection: Literal["exact", "bilinear"] = "exact",
-    law: str = "empirical",
-    land_cover_db: float = 3.0,
-    land_cover_seed: int | None = None,
-    coarse_errors: CoarseDemErrors | None = None,
-    ground: Ground | None = None,
+    observation: ObservationSpec = DEFAULT_OBSERVATION,
+    products: SceneProducts = DEFAULT_PRODUCTS,
     unscored: Any = None,
-    dates: int = 1,
-    date_conditions: Sequence[DateCondition] | None = None,
-    register: bool = True,
-    inversion: bool = False,
-    inversion_settings: InversionSettings | None = None,
-    keep_dates: bool | None = None,
-    error_sources: bool = False,
     name: str | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -98,9 +89,9 @@ def simulate_scene(
     :func:`block_mean`) unless ``coarse_errors`` describe a real product's
     (:func:`sarheight.coarse_dem.coarse_product`: correlated and slope-dependent error, a
     geolocation shift, a grid not aligned with the fine one); the priors are drawn from the
-    fine DEM as ``priors`` says (exact unless it names an instrument); the ground follows one ``law`` with
-    land-cover patches unless ``ground`` (:class:`sarheight.ground.Ground`: land cover that
-    follows the terrain, a law per class) is given.
+    fine DEM as ``priors`` says (exact unless it names an instrument); the images as
+    ``observation`` says (:class:`ObservationSpec`: speckle, noise, the ground's law and
+    land cover or a :class:`sarheight.ground.Ground`, the dates of a stack).
 
     Parameters
     ----------
@@ -109,39 +100,25 @@ def simulate_scene(
     geometry : the acquisition geometry (:func:`scene_geometry` makes a Sentinel-1-like one).
     coarse_factor : how much coarser the DEM used for the reconstruction is
         (:func:`degrade_dem`): 1 would leak the truth into the inputs.
+    coarse_errors : the coarse product's errors (their ``factor`` must be
+        ``coarse_factor``), drawn with :func:`sarheight.coarse_dem.draw_errors`; None: the
+        ideal block mean.
     priors : the known heights (:class:`sarheight.priors.PriorSpec`): how many, in which
         pattern, with which instrument's errors (a ``kind`` without ``errors`` has them
         drawn from ``seed``); default 0.1 % of the cells, random and exact.
     prior_method : the interpolation of ``prior_interpolated``.
-    looks, nesz_db : speckle looks and noise floor (dB) of the observation, as in
-        :func:`sarheight.simulate.simulate_sar` (a temporal composite of N dates of 4.4
-        looks: ``looks=4.4 * N``).
     seed : seeds the land cover, speckle, noise and the priors' draw.
     opposite_geometry : the opposite pass: also simulate and reconstruct it
         (``other_sar_reconstructed``, ``other_sar_geocoded``), with the same priors.
-    projection : as in :func:`sarheight.simulate.simulate`.
-    law, land_cover_db : the ground's sigma0 law and land-cover contrast (dB), as in
-        :func:`sarheight.simulate.simulate_sar`; both passes see the same land cover.
-    land_cover_seed : the seed of that land cover (default ``seed``).
-    coarse_errors : the coarse product's errors (their ``factor`` must be
-        ``coarse_factor``), drawn with :func:`sarheight.coarse_dem.draw_errors`; None: the
-        ideal block mean.
-    ground : the ground's sigma0 per terrain class (:func:`sarheight.ground.draw_ground`),
-        instead of ``law`` and ``land_cover_db``.
+    observation : how the images are made (:class:`ObservationSpec`); a stack's
+        ``sar_*`` are the composite of the dates that agree (:func:`observed_scene`).
+    products : what the scene makes from them (:class:`SceneProducts`: the registration,
+        the inversion, each date kept, the coarse DEM's error taken apart into
+        :data:`ERROR_SOURCE_VARIABLES`: the relief its cells lose, its shift, correlated,
+        slope, bias and rounding errors, m, summing to the bilinear resampling of the
+        product less the truth).
     unscored : cells (bool, on the DEM grid) whose true height the scene leaves out of
         ``height`` (NaN: neither trained on nor scored), such as sea at a constant height.
-    dates, date_conditions : a stack: ``dates`` observations per pass, each with its own
-        speckle, the ground of each as its :class:`sarheight.ground.DateCondition` says
-        (moisture, wet snow; :func:`sarheight.ground.draw_date_conditions` draws them;
-        default ``dates`` dates of the same ground). The scene's ``sar_*`` are the
-        composite of the dates that agree (:func:`observed_scene`).
-    register, inversion, inversion_settings : as :func:`observed_scene` takes them.
-    keep_dates : keep each date of a stack (``sar_dates``, ``other_sar_dates``, as
-        :func:`observed_scene` keeps them); default: for a stack of several dates.
-    error_sources : also keep the coarse DEM's error taken apart on the scene's grid
-        (:data:`ERROR_SOURCE_VARIABLES`: the relief its cells lose, its shift, correlated,
-        slope, bias and rounding errors, m, summing to the bilinear resampling of the
-        product less the truth), to tell where a refinement's error comes from.
     name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
     progress : show progress bars (only on a terminal).
 
@@ -151,6 +128,9 @@ def simulate_scene(
     the truth; attrs record the geometry, the DEM and the parameters.
     """
     truth = open_dem(dem)
+    if not isinstance(observation, ObservationSpec) or not isinstance(products, SceneProducts):
+        raise InvalidInputError("observation and products are an ObservationSpec and a SceneProducts "
+                                "(ObservationSpec(looks=4.4, dates=10), SceneProducts(inversion=True))")
     if not isinstance(priors, PriorSpec):
         raise InvalidInputError(f"priors={priors!r}: give a PriorSpec (PriorSpec(fraction=1e-3), "
                                 "PriorSpec(count=200, kind='altimeter')): a scene needs known heights")
@@ -163,11 +143,10 @@ def simulate_scene(
         coarse = coarse_product(truth, coarse_errors, seed=seed)
     known = sample_priors(truth, priors, seed=seed)
 
-    observations, geometries = simulate_observations(
-        truth, geometry, opposite_geometry, looks=looks, nesz_db=nesz_db, seed=seed, projection=projection, law=law,
-        land_cover_db=land_cover_db, land_cover_seed=land_cover_seed, ground=ground, dates=dates,
-        date_conditions=date_conditions)
-    conditions = _conditions(dates, date_conditions)
+    observations, geometries = simulate_observations(truth, geometry, opposite_geometry, observation, seed=seed)
+    conditions = observation.conditions
+    ground = observation.ground
+    keep_dates = len(conditions) > 1 if products.keep_dates is None else products.keep_dates
     dem_name = source_name(dem)
     scene_name = name or f"{dem_name}_{pass_direction(geometry)}_c{coarse_factor}_s{seed}"
     with warnings.catch_warnings():
@@ -175,10 +154,9 @@ def simulate_scene(
         # the grid's cells it leaves without a height are no voids of a user's DEM.
         warnings.filterwarnings("ignore", message=r".* of the DEM's cells have no height", category=PlausibilityWarning)
         scene = observed_scene(coarse, observations, geometries, known, grid=truth, prior_method=prior_method,
-                               projection=projection, register=register, inversion=inversion,
-                               inversion_settings=inversion_settings,
-                               keep_dates=len(conditions) > 1 if keep_dates is None else keep_dates, name=scene_name,
-                               progress=progress)
+                               projection=observation.projection, register=products.register,
+                               inversion=products.inversion, inversion_settings=products.inversion_settings,
+                               keep_dates=keep_dates, name=scene_name, progress=progress)
     height = truth.values.astype(np.float32)
     if unscored is not None:
         left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)
@@ -186,7 +164,7 @@ def simulate_scene(
             raise InvalidInputError(f"unscored is {left_out.shape}, the DEM {truth.shape}: give a mask on the DEM grid")
         height = np.where(left_out, np.float32(np.nan), height)
     scene["height"] = on_grid(height, truth, "height")
-    if error_sources:
+    if products.error_sources:
         for variable, values in coarse_error_maps(truth, coarse_factor, coarse_errors, seed).items():
             scene[variable] = on_grid(values, truth, variable)
     scene.attrs.update(
@@ -204,12 +182,12 @@ def simulate_scene(
                                            else "given")),
         **{key: value for key, value in (coarse_errors.to_attrs() if coarse_errors is not None else {}).items()
            if key != "coarse_factor"},
-        looks=float(looks) if looks is not None else "none",
-        sigma0_law=ground.name if ground is not None else law,
-        land_cover_db=float(ground.texture_db if ground is not None else land_cover_db),
-        land_cover_seed=int(seed if land_cover_seed is None else land_cover_seed),
+        looks=float(observation.looks) if observation.looks is not None else "none",
+        sigma0_law=ground.name if ground is not None else observation.law,
+        land_cover_db=float(ground.texture_db if ground is not None else observation.land_cover_db),
+        land_cover_seed=int(seed if observation.land_cover_seed is None else observation.land_cover_seed),
         **({"ground_family": ground.family, **ground.to_attrs()} if ground is not None else {}),
-        nesz_db=float(nesz_db) if nesz_db is not None else "none",
+        nesz_db=float(observation.nesz_db) if observation.nesz_db is not None else "none",
         seed=int(seed),
         date_conditions=", ".join(condition.name for condition in conditions),
         other_pass=pass_direction(opposite_geometry) if opposite_geometry is not None else "none",
@@ -246,37 +224,18 @@ def coarse_error_maps(truth: xr.DataArray, factor: int, errors: CoarseDemErrors 
     return {variable: maps[name].astype(np.float32) for name, variable in ERROR_SOURCE_VARIABLES.items()}
 
 
-def _conditions(dates: int, date_conditions: Sequence[DateCondition] | None) -> tuple[DateCondition, ...]:
-    if date_conditions is None:
-        if isinstance(dates, bool) or not isinstance(dates, (int, np.integer)) or dates < 1:
-            raise InvalidInputError(f"dates must be a positive integer, got {dates!r}")
-        return (DateCondition(),) * int(dates)
-    conditions = tuple(date_conditions)
-    if not conditions or not all(isinstance(condition, DateCondition) for condition in conditions):
-        raise InvalidInputError("date_conditions must be DateConditions, one per date (draw_date_conditions makes "
-                                "them)")
-    return conditions
-
-
 def simulate_observations(
     truth: xr.DataArray,
     geometry: RadarGeometry,
     opposite_geometry: RadarGeometry | None = None,
+    observation: ObservationSpec = DEFAULT_OBSERVATION,
     *,
-    looks: float | None = 4.4,
-    nesz_db: float | None = -22.0,
     seed: int = 0,
-    projection: Literal["exact", "bilinear"] = "exact",
-    law: str = "empirical",
-    land_cover_db: float = 3.0,
-    land_cover_seed: int | None = None,
-    ground: Ground | None = None,
-    dates: int = 1,
-    date_conditions: Sequence[DateCondition] | None = None,
 ) -> tuple[list[xr.DataArray], list[RadarGeometry]]:
     """The observations of a DEM (:func:`sarheight.simulate.simulate_sar`) as a scene
     takes them: each date of ``geometry``'s pass, then each of ``opposite_geometry``'s, and
-    the geometry of each. Parameters as :func:`simulate_scene` takes them.
+    the geometry of each, the images as ``observation`` says (:class:`ObservationSpec`);
+    ``seed`` as :func:`simulate_scene` takes it.
 
     Each pass is its own acquisition (its own speckle), and each date of it (the seed
     follows the pass and the date, not the scene file, so both passes' files of a pair
@@ -284,17 +243,16 @@ def simulate_observations(
     (:class:`sarheight.ground.DateCondition`), a law and its land cover taken as a
     uniform ground for that.
     """
-    conditions = _conditions(dates, date_conditions)
-    stack = len(conditions) > 1 or conditions[0] != DateCondition()
+    conditions, stack, ground = observation.conditions, observation.is_stack, observation.ground
+    looks, nesz_db, projection = observation.looks, observation.nesz_db, observation.projection
     if ground is None:
         # One law and its land-cover texture as a ground of one class: every scene's ground
         # carried as the simulator carries a ground (each cell its law of its own local
         # incidence), and a stack's dates can change its law.
-        base_law = {"empirical": SNAP_LAW, "lambert": LAMBERT_LAW}.get(law)
-        if base_law is None:
-            raise InvalidInputError(f"law must be one of empirical, lambert, got {law!r}")
-        ground = Ground.uniform(base_law, truth.shape, texture_db=land_cover_db,
-                                texture_seed=seed if land_cover_seed is None else land_cover_seed)
+        base_law = {"empirical": SNAP_LAW, "lambert": LAMBERT_LAW}[observation.law]
+        ground = Ground.uniform(base_law, (truth.shape[0], truth.shape[1]), texture_db=observation.land_cover_db,
+                                texture_seed=seed if observation.land_cover_seed is None
+                                else observation.land_cover_seed)
 
     def observe(pass_geometry: RadarGeometry) -> list[xr.DataArray]:
         offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
@@ -353,9 +311,10 @@ def simulate_scenes(
     crop_cells: int | None = None,
     sample: int | None = None,
     unscored: dict[str, Any] | None = None,
+    nesz_db: float | None = -22.0,
+    products: SceneProducts = DEFAULT_PRODUCTS,
     client: Any = None,
     progress: bool = True,
-    **scene_options: Any,
 ) -> list[Path]:
     """Simulate and write one scene file per DEM, geometry, coarse factor, priors,
     observation (looks, law, land cover) and seed, or a random sample of them.
@@ -407,7 +366,8 @@ def simulate_scenes(
         address or a ``dask.distributed.Client`` (:class:`sarheight.distributed.Workers`).
         The scenes are the same wherever they are made (every draw follows a scene's name),
         to the rounding of the kernels' sums, which run on a worker's threads.
-    scene_options : passed to :func:`simulate_scene` (``nesz_db``, ``prior_method``, ...).
+    nesz_db : every image's noise floor (dB; None: none).
+    products : what every scene makes from its observation (:class:`SceneProducts`).
 
     Each scene carries the opposite pass (for synthetic geometries: with the same look
     side and heading offset, also when ``passes`` names one pass; for products: the first
@@ -421,6 +381,9 @@ def simulate_scenes(
     label>[_looks<n>][_<law>][_cover<dB>][_ground-<family>][_dates<n>][_onepass]_s<seed>.nc``;
     a file that exists is kept, so an interrupted run resumes. Returns the paths, in order.
     """
+    if not isinstance(products, SceneProducts):
+        raise InvalidInputError(f"products must be a SceneProducts (SceneProducts(inversion=True)), got "
+                                f"{type(products).__name__}")
     from ..threads import bar as progress_bar
 
     out = Path(out)
@@ -524,7 +487,8 @@ def simulate_scenes(
             name = (f"{dem_name}_{tag}_c{factor}{'' if family == 'ideal' else '_' + family}_{spec.label}"
                     f"{radiometry}_s{seed}")
             jobs.append((out / f"{name}.nc", (truth, dem_name, cells, combination)))
-    settings = {"crop_cells": crop_cells, "moisture_db": moisture_db, "snow_share": snow_share, **scene_options}
+    settings = {"crop_cells": crop_cells, "moisture_db": moisture_db, "snow_share": snow_share, "nesz_db": nesz_db,
+                "products": products}
     missing = [(path, job) for path, job in jobs if not is_complete_scene(path)]
     # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
     with deferred_warnings(), progress_bar(total=len(jobs), desc="terrain scenes", unit="scene",
@@ -589,7 +553,8 @@ def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells:
         combination
     name = path.stem
     settings = dict(settings)
-    crop_cells, moisture_db, snow_share = (settings.pop(key) for key in ("crop_cells", "moisture_db", "snow_share"))
+    crop_cells, moisture_db, snow_share, nesz_db, products = (
+        settings.pop(key) for key in ("crop_cells", "moisture_db", "snow_share", "nesz_db", "products"))
     # The two passes of a pair see one ground, one coarse DEM and one set of priors (each
     # holds the other's image): the draws follow the name without the pass.
     pair = tag.removeprefix("ascending").removeprefix("descending")
@@ -601,18 +566,16 @@ def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells:
         terrain = open_dem(truth.isel(y=rows, x=cols), vertical_datum="ellipsoid")
         terrain.attrs["dem_name"] = truth.attrs["dem_name"]
         left_out = None if cells is None else np.asarray(cells)[rows, cols]
-    drawn: dict[str, Any] = {
-        "coarse_errors": None if family == "ideal" else draw_errors(factor, family, draw),
-        "priors": spec.with_errors_drawn(draw + 1),
-        "ground": draw_ground(terrain, ground_family, draw + 2) if ground_family else None,
-    }
-    if stack > 1:
-        drawn["date_conditions"] = draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
-                                                        snow_dates=round(snow_share * stack))
+    observation = ObservationSpec(
+        looks=scene_looks, nesz_db=nesz_db, law=law, land_cover_db=cover, land_cover_seed=draw,
+        ground=draw_ground(terrain, ground_family, draw + 2) if ground_family else None,
+        date_conditions=draw_date_conditions(stack, draw + 3, moisture_db=moisture_db,
+                                             snow_dates=round(snow_share * stack)) if stack > 1 else None)
     scene = simulate_scene(terrain, geometry, coarse_factor=factor, seed=seed,
-                           opposite_geometry=other if opposite else None,
-                           name=name, looks=scene_looks, law=law, land_cover_db=cover, land_cover_seed=draw,
-                           unscored=left_out, progress=False, **drawn, **settings)
+                           coarse_errors=None if family == "ideal" else draw_errors(factor, family, draw),
+                           priors=spec.with_errors_drawn(draw + 1), opposite_geometry=other if opposite else None,
+                           observation=observation, products=products, name=name, unscored=left_out,
+                           progress=False, **settings)
     if window is not None:
         scene.attrs.update(crop_row=window[0], crop_col=window[1])
     scene.attrs["coarse_family"] = family

@@ -34,6 +34,7 @@ LAYERS = (
     ("plots", "sample_data"),
     ("priors",),
     ("terrain.method_table", "terrain.inversion_settings"),
+    ("terrain.scene_options",),
     ("terrain.backprojection",),
     ("terrain.geometry", "terrain.grid", "terrain.files"),
     ("terrain.radar_images", "terrain.relief", "terrain.land_cover"),

@@ -262,12 +262,13 @@ def test_the_product_taken_apart_sums_to_it(seed):
 
 def test_a_scene_keeps_its_coarse_dems_error_taken_apart():
     from sarheight.terrain.geometry import scene_geometry
+    from sarheight.terrain.scene_options import SceneProducts
     from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES, simulate_scene
 
     truth = rough_dem(seed=3, rows=60, cols=60, relief=300.0)
     for errors in (None, draw_errors(3, "test", 5)):
-        scene = simulate_scene(truth, scene_geometry(truth, "ascending"), coarse_errors=errors, error_sources=True,
-                               register=False, progress=False)
+        scene = simulate_scene(truth, scene_geometry(truth, "ascending"), coarse_errors=errors,
+                               products=SceneProducts(error_sources=True, register=False), progress=False)
         total = sum(scene[name].values.astype(np.float64) for name in ERROR_SOURCE_VARIABLES.values())
         direct = scene["coarse_height"].values.astype(np.float64) - scene["height"].values
         counted = np.isfinite(total) & np.isfinite(direct)

@@ -26,6 +26,7 @@ from sarheight.studies.stacking import (
     scene_terrain,
     target_lines,
 )
+from sarheight.terrain.scene_options import SceneProducts
 from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES, simulate_scenes
 from tests.support.scenes import rough_dem, simulate_tiny_scenes
 
@@ -124,8 +125,9 @@ def condition_scenes(root: Path, names: tuple[str, ...], seed: int, **options) -
         dem = rough_dem(seed=seed + index, rows=40, cols=40, relief=300.0)
         dem.attrs["dem_name"] = name
         dems.append(dem)
-    common = {"passes": ("ascending",), "inversion": True, "error_sources": True, "coarse_families": ("test",),
-              "priors": (PriorSpec(count=6, kind="altimeter"),), "progress": False,
+    made = {"inversion": options.pop("inversion", True), "register": options.pop("register", True)}
+    common = {"passes": ("ascending",), "products": SceneProducts(error_sources=True, **made),
+              "coarse_families": ("test",), "priors": (PriorSpec(count=6, kind="altimeter"),), "progress": False,
               **options}
     simulate_scenes(dems, root / "one_image", opposite_passes=(False,), **common)
     simulate_scenes(dems, root / "both_passes_10_dates", opposite_passes=(True,), dates=(2,), **common)

@@ -6,6 +6,7 @@ another test module).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -234,6 +235,7 @@ def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a"
     instruments of the priors instead (6 each); ``axes`` are passed on (``coarse_factors``,
     ``looks``, ``land_cover_db``...)."""
     from sarheight.priors import PriorSpec
+    from sarheight.terrain.scene_options import SceneProducts
     from sarheight.terrain.simulated import simulate_scenes
 
     dems = []
@@ -242,7 +244,10 @@ def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a"
         dem.attrs["dem_name"] = name
         dems.append(dem)
     priors = tuple(PriorSpec(count=6, kind=kind) for kind in prior_kinds) or (PriorSpec(count=6),)
-    return simulate_scenes(dems, folder, priors=priors, progress=False, **axes)
+    # What the scenes make from their observations (inversion=True, register=False...) is one group.
+    made = {name: axes.pop(name) for name in [field.name for field in dataclasses.fields(SceneProducts)]
+            if name in axes}
+    return simulate_scenes(dems, folder, priors=priors, products=SceneProducts(**made), progress=False, **axes)
 
 
 def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Path]:

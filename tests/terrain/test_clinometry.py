@@ -21,6 +21,7 @@ from sarheight.terrain.clinometry import (
     clinometry_heights,
     range_slope_sensitivity,
 )
+from sarheight.terrain.scene_options import ObservationSpec
 
 CELL = 30.0
 FACTOR = 4
@@ -159,9 +160,9 @@ def test_scene_refinement_beats_the_coarse_dem_on_real_relief(looks, land_cover_
 
     dem = open_dem(sample_data.path("bigtujunga_srtm30_utm11_crop.tif"), vertical_datum="egm96",
                    geoid_grid=PACKAGED_EGM96)
+    observation = ObservationSpec(looks=looks, nesz_db=None if looks is None else -22.0, land_cover_db=land_cover_db)
     scene = simulate_scene(dem, scene_geometry(dem, "ascending"), coarse_factor=3, priors=PriorSpec(count=6),
-                           looks=looks, nesz_db=None if looks is None else -22.0, land_cover_db=land_cover_db,
-                           progress=False)
+                           observation=observation, progress=False)
     refined = clinometry_heights(scene)
     assert refined.dims == ("y", "x") and refined.rio.crs == scene.rio.crs
     truth = scene["height"].values

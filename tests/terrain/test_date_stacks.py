@@ -14,6 +14,7 @@ from sarheight.terrain.files import open_scene, write_scene
 from sarheight.terrain.geometry import scene_geometry
 from sarheight.terrain.grid import block_mean
 from sarheight.terrain.observed import observed_scene
+from sarheight.terrain.scene_options import ObservationSpec, SceneProducts
 from sarheight.terrain.simulated import simulate_scene, simulate_scenes
 from sarheight.terrain.variables import date_channel, pass_dates, scene_variable
 from tests.support.scenes import rough_dem
@@ -29,7 +30,8 @@ def stack(truth):
     """A scene of both passes x 3 dates, each date kept."""
     return simulate_scene(truth, scene_geometry(truth, "ascending"),
                           opposite_geometry=scene_geometry(truth, "descending"),
-                          dates=3, date_conditions=draw_date_conditions(3, 5, moisture_db=1.0, snow_dates=0),
+                          observation=ObservationSpec(date_conditions=draw_date_conditions(3, 5, moisture_db=1.0,
+                                                                                           snow_dates=0)),
                           progress=False)
 
 
@@ -130,8 +132,9 @@ def test_scene_sets_of_one_pass_and_of_both(truth, tmp_path):
 
 
 def test_a_stack_of_one_condition_is_kept_as_asked(truth):
-    scene = simulate_scene(truth, scene_geometry(truth, "ascending"), dates=2,
-                           date_conditions=(DateCondition(), DateCondition()), keep_dates=False, progress=False)
+    scene = simulate_scene(truth, scene_geometry(truth, "ascending"),
+                           observation=ObservationSpec(date_conditions=(DateCondition(), DateCondition())),
+                           products=SceneProducts(keep_dates=False), progress=False)
     assert "sar_dates" not in scene and scene.attrs["dates"] == 2
 
 

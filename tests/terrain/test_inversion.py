@@ -32,6 +32,7 @@ from sarheight.terrain.observed import observation_list
 from sarheight.terrain.radar_images import composite_images, radar_image, speckle_variance
 from sarheight.terrain.registration import register_to_images
 from sarheight.terrain.relief import coarse_mean_operator, gradient_operators
+from sarheight.terrain.scene_options import ObservationSpec, SceneProducts
 from sarheight.terrain.simulated import simulate_scene
 from tests.support.scenes import plane_dem, required, rough_dem, synthetic_geometry
 
@@ -295,8 +296,9 @@ def test_a_stack_scene_composites_its_dates_and_is_inverted():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlausibilityWarning)
         scene = simulate_scene(truth, scene_geometry(truth, "ascending"), opposite_geometry=scene_geometry(
-            truth, "descending"), priors=PriorSpec(count=6), dates=3,
-            date_conditions=draw_date_conditions(3, 1, moisture_db=0.3), inversion=True, progress=False)
+            truth, "descending"), priors=PriorSpec(count=6),
+            observation=ObservationSpec(date_conditions=draw_date_conditions(3, 1, moisture_db=0.3)),
+            products=SceneProducts(inversion=True), progress=False)
     assert scene.attrs["dates"] == 3 and scene.attrs["other_dates"] == 3 and scene.attrs["images"] == 6
     assert np.isfinite(scene["inverted"].values).all()
     assert scene.attrs["inversion_images"] >= 2 and scene.attrs["inversion_geometries"] == 2

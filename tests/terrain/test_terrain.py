@@ -9,6 +9,7 @@ import xarray as xr
 from scipy import ndimage
 
 from sarheight.errors import InvalidInputError
+from sarheight.ground import DateCondition
 from sarheight.masks import MaskCode
 from sarheight.priors import PriorSpec, sample_priors
 from sarheight.simulate import simulate_sar
@@ -17,6 +18,7 @@ from sarheight.terrain.files import open_scene, write_scene
 from sarheight.terrain.geometry import pass_direction, scene_geometry
 from sarheight.terrain.grid import block_mean, degrade_dem, refinement_grid
 from sarheight.terrain.observed import observed_scene
+from sarheight.terrain.scene_options import ObservationSpec, SceneProducts
 from sarheight.terrain.simulated import simulate_scene, simulate_scenes
 from sarheight.terrain.variables import DERIVED_VARIABLES, INPUT_VARIABLES, coarse_cell_size, scene_variable
 from tests.support.scenes import plane_dem, rough_dem
@@ -181,6 +183,25 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
         observed_scene(coarse, observation, geometry, PriorSpec(count=5), progress=False)
 
 
+def test_a_scenes_options_come_in_checked_groups(truth, geometry, tmp_path):
+    """How a scene's images are made and what it makes from them are each one group, checked
+    when it is made, before any simulation."""
+    for bad, match in (({"looks": 0}, "looks must be a positive number"), ({"law": "snap"}, "law must be one of"),
+                       ({"land_cover_db": -1.0}, "land_cover_db"), ({"dates": 0}, "dates must be a positive"),
+                       ({"date_conditions": ()}, "DateConditions"), ({"projection": "nearest"}, "projection")):
+        with pytest.raises(InvalidInputError, match=match):
+            ObservationSpec(**bad)
+    assert ObservationSpec(date_conditions=[DateCondition()] * 3).dates == 3
+    assert not ObservationSpec().is_stack and ObservationSpec(dates=2).is_stack
+    with pytest.raises(InvalidInputError, match="True or False"):
+        SceneProducts(inversion="yes")
+    with pytest.raises(InvalidInputError, match="ObservationSpec and a SceneProducts"):
+        simulate_scene(truth, geometry, observation={"looks": 4.4}, progress=False)
+    with pytest.raises(InvalidInputError, match="products must be a SceneProducts"):
+        simulate_scenes([truth], tmp_path, products={"inversion": True}, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 def test_scene_builders_take_one_priors_specification(truth, geometry, tmp_path):
     with pytest.raises(InvalidInputError, match="give a PriorSpec"):
         simulate_scene(truth, geometry, priors={"count": 4}, progress=False)
@@ -248,8 +269,8 @@ def test_derived_variables_of_a_plane(truth):
     direction follows the heading and the look side; the ratio is the SAR over the law."""
     dem = plane_dem(60, 60, slope_east_deg=12.0, slope_north_deg=-5.0)
     geometry = scene_geometry(dem, "descending")
-    scene = simulate_scene(dem, geometry, coarse_factor=FACTOR, priors=PriorSpec(count=5), looks=None, nesz_db=None,
-                           land_cover_db=0.0, progress=False)
+    scene = simulate_scene(dem, geometry, coarse_factor=FACTOR, priors=PriorSpec(count=5),
+                           observation=ObservationSpec(looks=None, nesz_db=None, land_cover_db=0.0), progress=False)
     inner = (slice(6, -6), slice(6, -6))
     np.testing.assert_allclose(scene_variable(scene, "coarse_slope_east")[inner], np.tan(np.radians(12.0)), rtol=1e-3)
     np.testing.assert_allclose(scene_variable(scene, "coarse_slope_north")[inner], -np.tan(np.radians(5.0)),
@@ -274,13 +295,18 @@ def test_land_cover_law_and_the_unscored_sea(truth, geometry):
     sea[:, :5] = True
     # Not registered to the images: each scene would move its coarse DEM by its own
     # estimate, and their ratios would differ by more than the land cover.
-    clean = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=0.0,
-                           opposite_geometry=scene_geometry(truth, "descending"), unscored=sea, register=False,
+    unregistered = SceneProducts(register=False)
+    clean = simulate_scene(truth, geometry, priors=PriorSpec(count=4),
+                           observation=ObservationSpec(looks=None, nesz_db=None, land_cover_db=0.0),
+                           opposite_geometry=scene_geometry(truth, "descending"), unscored=sea, products=unregistered,
                            progress=False)
-    covered = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=3.0,
-                             opposite_geometry=scene_geometry(truth, "descending"), register=False, progress=False)
-    lambert = simulate_scene(truth, geometry, priors=PriorSpec(count=4), looks=None, nesz_db=None, land_cover_db=0.0,
-                             law="lambert", register=False, progress=False)
+    covered = simulate_scene(truth, geometry, priors=PriorSpec(count=4),
+                             observation=ObservationSpec(looks=None, nesz_db=None, land_cover_db=3.0),
+                             opposite_geometry=scene_geometry(truth, "descending"), products=unregistered,
+                             progress=False)
+    lambert = simulate_scene(truth, geometry, priors=PriorSpec(count=4),
+                             observation=ObservationSpec(looks=None, nesz_db=None, land_cover_db=0.0, law="lambert"),
+                             products=unregistered, progress=False)
     assert np.isnan(clean["height"].values[sea]).all() and np.isfinite(clean["height"].values[~sea]).all()
     assert clean.attrs["land_cover_db"] == 0.0 and lambert.attrs["sigma0_law"] == "lambert"
     # The land cover adds its patches (3 dB, somewhat smoothed by the pixels) to the ratio.

@@ -1,0 +1,133 @@
+"""The option groups of a simulated scene: how its observation is made
+(:class:`ObservationSpec`) and what the scene makes from it (:class:`SceneProducts`).
+
+Each is checked once, when it is made, as :class:`sarheight.priors.PriorSpec` is for the
+priors: the functions that take one (:func:`sarheight.terrain.simulated.simulate_scene`,
+:func:`sarheight.terrain.simulated.simulate_observations`,
+:func:`sarheight.terrain.simulated.simulate_scenes`) take it as checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..ground import DateCondition, Ground
+from .inversion_settings import InversionSettings
+
+__all__ = ["SIGMA0_LAW_NAMES", "ObservationSpec", "SceneProducts"]
+
+#: The named sigma0 laws an observation's ground may follow without a :class:`Ground`.
+SIGMA0_LAW_NAMES = ("empirical", "lambert")
+
+
+def _finite(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and math.isfinite(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservationSpec:
+    """How a scene's images are simulated (:func:`sarheight.simulate.simulate_sar`).
+
+    Attributes
+    ----------
+    looks, nesz_db : speckle looks and noise floor (dB) of each image (None: no speckle,
+        no noise); a temporal composite of N dates of 4.4 looks is ``looks=4.4 * N``.
+    law, land_cover_db : the ground's sigma0 law (:data:`SIGMA0_LAW_NAMES`) and its
+        land-cover contrast (dB); both passes see the same land cover.
+    land_cover_seed : the seed of that land cover (None: the scene's seed).
+    ground : the ground's sigma0 per terrain class (:func:`sarheight.ground.draw_ground`),
+        instead of ``law`` and ``land_cover_db``.
+    dates, date_conditions : a stack: ``dates`` observations per pass, each with its own
+        speckle, the ground of each as its :class:`sarheight.ground.DateCondition` says
+        (moisture, wet snow; :func:`sarheight.ground.draw_date_conditions` draws them);
+        without conditions, ``dates`` dates of the same ground.
+    projection : as :func:`sarheight.simulate.simulate` takes it.
+    """
+
+    looks: float | None = 4.4
+    nesz_db: float | None = -22.0
+    law: str = "empirical"
+    land_cover_db: float = 3.0
+    land_cover_seed: int | None = None
+    ground: Ground | None = None
+    dates: int = 1
+    date_conditions: Sequence[DateCondition] | None = None
+    projection: Literal["exact", "bilinear"] = "exact"
+
+    def __post_init__(self) -> None:
+        if self.looks is not None and not (_finite(self.looks) and self.looks > 0):
+            raise InvalidInputError(f"looks must be a positive number or None (no speckle), got {self.looks!r}")
+        if self.nesz_db is not None and not _finite(self.nesz_db):
+            raise InvalidInputError(f"nesz_db must be a number of dB or None (no noise), got {self.nesz_db!r}")
+        if self.law not in SIGMA0_LAW_NAMES:
+            raise InvalidInputError(f"law must be one of {', '.join(SIGMA0_LAW_NAMES)}, got {self.law!r}")
+        if not (_finite(self.land_cover_db) and self.land_cover_db >= 0):
+            raise InvalidInputError(f"land_cover_db must be a contrast of 0 dB or more, got {self.land_cover_db!r}")
+        if self.ground is not None and not isinstance(self.ground, Ground):
+            raise InvalidInputError(f"ground must be a Ground (draw_ground(dem, family, seed)), got "
+                                    f"{type(self.ground).__name__}")
+        if self.projection not in ("exact", "bilinear"):
+            raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {self.projection!r}")
+        if self.date_conditions is None:
+            if isinstance(self.dates, bool) or not isinstance(self.dates, (int, np.integer)) or self.dates < 1:
+                raise InvalidInputError(f"dates must be a positive integer, got {self.dates!r}")
+        else:
+            conditions = tuple(self.date_conditions)
+            if not conditions or not all(isinstance(condition, DateCondition) for condition in conditions):
+                raise InvalidInputError("date_conditions must be DateConditions, one per date (draw_date_conditions "
+                                        "makes them)")
+            object.__setattr__(self, "date_conditions", conditions)
+            object.__setattr__(self, "dates", len(conditions))
+
+    @property
+    def conditions(self) -> tuple[DateCondition, ...]:
+        """The ground's condition on each date of a pass (one: a single observation)."""
+        if self.date_conditions is None:
+            return (DateCondition(),) * int(self.dates)
+        return tuple(self.date_conditions)
+
+    @property
+    def is_stack(self) -> bool:
+        """Several dates, or one under a condition other than the ground's own."""
+        conditions = self.conditions
+        return len(conditions) > 1 or conditions[0] != DateCondition()
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneProducts:
+    """What a simulated scene makes from its observation, as
+    :func:`sarheight.terrain.observed.observed_scene` makes it for a user's.
+
+    Attributes
+    ----------
+    register : the coarse DEM registered to the images.
+    inversion, inversion_settings : the inversion's map (``inverted``) and its settings
+        (None: the study's defaults).
+    keep_dates : keep each date of a stack (``sar_dates``, ``other_sar_dates``); None: for
+        a stack of several dates.
+    error_sources : also keep the coarse DEM's error taken apart on the scene's grid
+        (:data:`sarheight.terrain.simulated.ERROR_SOURCE_VARIABLES`), to tell where a
+        refinement's error comes from.
+    """
+
+    register: bool = True
+    inversion: bool = False
+    inversion_settings: InversionSettings | None = None
+    keep_dates: bool | None = None
+    error_sources: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("register", "inversion", "error_sources"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(f"SceneProducts.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.keep_dates is not None and not isinstance(self.keep_dates, bool):
+            raise InvalidInputError(f"SceneProducts.keep_dates must be True, False or None, got {self.keep_dates!r}")
+        if self.inversion_settings is not None and not isinstance(self.inversion_settings, InversionSettings):
+            raise InvalidInputError(f"inversion_settings must be InversionSettings, got "
+                                    f"{type(self.inversion_settings).__name__}")
