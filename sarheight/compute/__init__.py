@@ -11,8 +11,10 @@ typed bundles (:mod:`sarheight.compute.bundles`) and dispatches on it:
 - ``numpy``: the pure-numpy twins (``twins/`` of a source checkout), the reference.
 
 Behind the door so far: geodetic positions to ECEF (:func:`ecef`, and the ellipsoid's
-constants, :data:`WGS84_A`, :data:`WGS84_E2`), backward geocoding (:func:`geocode`) and
-the zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`). The
+constants, :data:`WGS84_A`, :data:`WGS84_E2`), the orbit's state (:func:`orbit_states`),
+the range axis both ways (:func:`samples_of_slant_ranges`,
+:func:`slant_ranges_of_samples`), backward geocoding (:func:`geocode`) and the
+zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`). The
 passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
 lists those modules, and the list only shrinks.
@@ -28,10 +30,11 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..kernels import WGS84_A, WGS84_E2
-from .bundles import CellGeometry, Geocoded, GeocodingGeometry
+from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
 __all__ = ["BACKENDS", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry",
-           "cell_geometry", "compute_for", "ecef", "geocode"]
+           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "orbit_states",
+           "samples_of_slant_ranges", "slant_ranges_of_samples"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -121,6 +124,42 @@ def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, comput
         raise InvalidInputError(f"ecef takes lon, lat and height of one shape, got {np.shape(lon_rad)}, "
                                 f"{np.shape(lat_rad)} and {np.shape(height)}")
     return _backend(compute, "ecef")(lon_rad, lat_rad, height, device=compute.device)
+
+
+def orbit_states(orbit: OrbitPolynomial, seconds: np.ndarray, *, compute: Compute | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Position (m), velocity (m/s) and acceleration (m/s^2) of ``orbit`` at ``seconds``
+    (float64, any shape), each of that shape with a last axis of 3, float64, on the host."""
+    compute = compute or Compute()
+    seconds = np.asarray(seconds, dtype=np.float64)
+    return _backend(compute, "orbit_states")(orbit, seconds, device=compute.device)
+
+
+def _check_pairs(first: np.ndarray, second: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    first, second = (np.asarray(values, dtype=np.float64) for values in (first, second))
+    if first.shape != second.shape:
+        raise InvalidInputError(f"{name} takes two arrays of one shape, got {first.shape} and {second.shape}")
+    return first, second
+
+
+def samples_of_slant_ranges(line_time: np.ndarray, slant_range: np.ndarray, geometry: GeocodingGeometry, *,
+                            compute: Compute | None = None) -> np.ndarray:
+    """The fractional sample (float64) of each slant range (m) on the line of time
+    ``line_time`` (s; the range polynomial nearest in time), through the image's range
+    model; NaN where either is NaN."""
+    compute = compute or Compute()
+    line_time, slant_range = _check_pairs(line_time, slant_range, "samples_of_slant_ranges")
+    return _backend(compute, "samples_of_slant_ranges")(line_time, slant_range, geometry, device=compute.device)
+
+
+def slant_ranges_of_samples(line_time: np.ndarray, sample: np.ndarray, geometry: GeocodingGeometry, *,
+                            compute: Compute | None = None) -> np.ndarray:
+    """The slant range (m, float64) of each fractional sample on the line of time
+    ``line_time`` (s): the inverse of :func:`samples_of_slant_ranges`; NaN where either is
+    NaN."""
+    compute = compute or Compute()
+    line_time, sample = _check_pairs(line_time, sample, "slant_ranges_of_samples")
+    return _backend(compute, "slant_ranges_of_samples")(line_time, sample, geometry, device=compute.device)
 
 
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,

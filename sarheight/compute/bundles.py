@@ -7,7 +7,17 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["CellGeometry", "Geocoded", "GeocodingGeometry"]
+__all__ = ["CellGeometry", "Geocoded", "GeocodingGeometry", "OrbitPolynomial"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OrbitPolynomial:
+    """An orbit as the passes evaluate it: ``coeffs`` (degree + 1, 3), the ECEF polynomial
+    (m) in the normalised time ``(t - t_center) / t_scale``, times in seconds."""
+
+    coeffs: np.ndarray
+    t_center: float
+    t_scale: float
 
 
 @dataclasses.dataclass(frozen=True)

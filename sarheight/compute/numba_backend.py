@@ -9,9 +9,44 @@ import numpy as np
 
 from .. import kernels
 from ..threads import run_blocks
-from .bundles import CellGeometry, Geocoded, GeocodingGeometry
+from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["cell_geometry", "ecef", "geocode"]
+__all__ = ["cell_geometry", "ecef", "geocode", "orbit_states", "samples_of_slant_ranges", "slant_ranges_of_samples"]
+
+
+def _flat(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.float64).ravel()
+
+
+def orbit_states(orbit: OrbitPolynomial, seconds: np.ndarray, *, device: str
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sarheight.compute.orbit_states` with ``kernels.orbit_states``."""
+    del device  # the CPU
+    states = kernels.orbit_states(np.ascontiguousarray(orbit.coeffs, dtype=np.float64), float(orbit.t_center),
+                                  float(orbit.t_scale), _flat(seconds))
+    return tuple(state.reshape(*seconds.shape, 3) for state in states)  # type: ignore[return-value]
+
+
+def _range_pass(kernel: Callable[..., np.ndarray], line_time: np.ndarray, values: np.ndarray,
+                geometry: GeocodingGeometry) -> np.ndarray:
+    """A range-axis kernel over flat copies of ``line_time`` and ``values``, in their shape."""
+    g = geometry
+    return kernel(_flat(line_time), _flat(values), g.range_times, g.range_sr0, g.range_coeffs,
+                  g.range_spacing).reshape(line_time.shape)
+
+
+def samples_of_slant_ranges(line_time: np.ndarray, slant_range: np.ndarray, geometry: GeocodingGeometry, *,
+                            device: str) -> np.ndarray:
+    """:func:`sarheight.compute.samples_of_slant_ranges` with ``kernels.samples_of_slant_ranges``."""
+    del device  # the CPU
+    return _range_pass(kernels.samples_of_slant_ranges, line_time, slant_range, geometry)
+
+
+def slant_ranges_of_samples(line_time: np.ndarray, sample: np.ndarray, geometry: GeocodingGeometry, *,
+                            device: str) -> np.ndarray:
+    """:func:`sarheight.compute.slant_ranges_of_samples` with ``kernels.slant_ranges_of_samples``."""
+    del device  # the CPU
+    return _range_pass(kernels.slant_ranges_of_samples, line_time, sample, geometry)
 
 
 def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, device: str) -> np.ndarray:

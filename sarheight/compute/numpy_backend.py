@@ -5,9 +5,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bundles import Geocoded, GeocodingGeometry
+from .bundles import Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["ecef", "geocode"]
+__all__ = ["ecef", "geocode", "orbit_states", "samples_of_slant_ranges"]
+
+
+def orbit_states(orbit: OrbitPolynomial, seconds: np.ndarray, *, device: str
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sarheight.compute.orbit_states` with the twin ``twins.geometry.orbit_state``."""
+    from twins import geometry as twins
+
+    del device  # the CPU
+    return twins.orbit_state(np.asarray(orbit.coeffs, dtype=np.float64), orbit.t_center, orbit.t_scale, seconds)
+
+
+def samples_of_slant_ranges(line_time: np.ndarray, slant_range: np.ndarray, geometry: GeocodingGeometry, *,
+                            device: str) -> np.ndarray:
+    """:func:`sarheight.compute.samples_of_slant_ranges` with the twin ``twins.geometry.ground_range``."""
+    from twins import geometry as twins
+
+    del device  # the CPU
+    g = geometry
+    known = np.isfinite(line_time) & np.isfinite(slant_range)
+    axis = twins.ground_range(np.where(known, line_time, 0.0), slant_range, g.range_times, g.range_sr0,
+                              g.range_coeffs)
+    return np.where(known, axis / g.range_spacing, np.nan)
 
 
 def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, device: str) -> np.ndarray:

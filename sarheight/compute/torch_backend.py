@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..kernels import WGS84_A, WGS84_E2
-from .bundles import CellGeometry, Geocoded, GeocodingGeometry
+from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["block_rows", "cell_geometry", "ecef", "geocode"]
+__all__ = ["block_rows", "cell_geometry", "ecef", "geocode", "orbit_states", "samples_of_slant_ranges"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -108,15 +108,43 @@ class _Acquisition:
     def range_axis(self, line_time: torch.Tensor, slant_range: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The range-axis coordinate (m) of each slant range and its derivative in it, from
         the range polynomial nearest in time."""
-        entry = _nearest_entry(self.range_times, torch.nan_to_num(line_time))
-        across = slant_range - self.range_sr0[entry]
-        coeffs = self.range_coeffs[entry]
-        value = coeffs[..., -1]
-        slope = torch.zeros_like(value)
-        for k in range(self.range_coeffs.shape[1] - 2, -1, -1):
-            slope = slope * across + value
-            value = value * across + coeffs[..., k]
-        return value, slope
+        return _range_axis(self.range_times, self.range_sr0, self.range_coeffs, line_time, slant_range)
+
+
+def _range_axis(range_times: torch.Tensor, range_sr0: torch.Tensor, range_coeffs: torch.Tensor,
+                line_time: torch.Tensor, slant_range: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The range-axis coordinate (m) of each slant range and its derivative in it, from the
+    range polynomial (``range_coeffs``, in ``slant_range - range_sr0``) nearest in time."""
+    entry = _nearest_entry(range_times, torch.nan_to_num(line_time))
+    across = slant_range - range_sr0[entry]
+    coeffs = range_coeffs[entry]
+    value = coeffs[..., -1]
+    slope = torch.zeros_like(value)
+    for k in range(range_coeffs.shape[1] - 2, -1, -1):
+        slope = slope * across + value
+        value = value * across + coeffs[..., k]
+    return value, slope
+
+
+def orbit_states(orbit: OrbitPolynomial, seconds: np.ndarray, *, device: str
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sarheight.compute.orbit_states` in torch, float64 (Horner's rule)."""
+    where = torch.device(device)
+    states = _orbit_state(_tensor(np.asarray(orbit.coeffs), where), float(orbit.t_center), float(orbit.t_scale),
+                          _tensor(seconds, where))
+    return tuple(state.cpu().numpy() for state in states)  # type: ignore[return-value]
+
+
+def samples_of_slant_ranges(line_time: np.ndarray, slant_range: np.ndarray, geometry: GeocodingGeometry, *,
+                            device: str) -> np.ndarray:
+    """:func:`sarheight.compute.samples_of_slant_ranges` in torch, float64."""
+    where = torch.device(device)
+    times, sr0, coeffs = (_tensor(np.asarray(values), where)
+                          for values in (geometry.range_times, geometry.range_sr0, geometry.range_coeffs))
+    t, r = _tensor(line_time, where), _tensor(slant_range, where)
+    value, _ = _range_axis(times, sr0, coeffs, t, r)
+    known = torch.isfinite(t) & torch.isfinite(r)
+    return torch.where(known, value / geometry.range_spacing, torch.nan).cpu().numpy()
 
 
 def _positions(lon: torch.Tensor, lat: torch.Tensor, height: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

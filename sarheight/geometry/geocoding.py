@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import kernels
-from ..compute import Compute, compute_for, ecef, geocode
+from ..compute import Compute, compute_for, geocode
 from ..errors import GeometryError, InvalidInputError
 from .radar import RadarGeometry
 
@@ -127,25 +126,20 @@ def _require_overlap(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geome
     h = np.asarray(height[sub], dtype=np.float64)
     if not np.isfinite(h).any():
         return  # the sample hit only voids: nothing to judge by
-    positions = ecef(np.ascontiguousarray(lon[sub]).ravel(), np.ascontiguousarray(lat[sub]).ravel(), h.ravel())
-    k = geometry.kernel_arguments()
-    times, ranges = kernels.geocode_cells(
-        np.ascontiguousarray(positions[:, 0]), np.ascontiguousarray(positions[:, 1]),
-        np.ascontiguousarray(positions[:, 2]), k["coeffs"], k["t_center"], k["t_scale"], k["t_valid_min"],
-        k["t_valid_max"],
-    )
-    ok = np.isfinite(times)
-    if not ok.any():
+    lon_sampled, lat_sampled = (np.ascontiguousarray(values[sub], dtype=np.float64) for values in (lon, lat))
+    sampled = geocode(lon_sampled, lat_sampled, h, geometry.geocoding_geometry(), clip=False)
+    if not np.isfinite(sampled.slant_range).any():
         raise GeometryError(
             f"no DEM cell has a zero-Doppler time within the orbit span ({geometry.orbit.start_time} .. "
             f"{geometry.orbit.stop_time}): DEM and product do not overlap; check the DEM's CRS and "
             "extent against the product footprint"
         )
-    line_time = times - k["bistatic_rate"] * (ranges - k["bistatic_reference_range"])
-    line = ((line_time - k["first_line_time"]) / k["line_interval"]).reshape(h.shape)
-    sample = kernels.samples_of_slant_ranges(
-        line_time, ranges, k["rm_times"], k["rm_sr0"], k["rm_coeffs"], k["rm_spacing"]
-    ).reshape(h.shape)
+    line, sample = sampled.line, sampled.sample
+    if not np.isfinite(line).any():
+        raise GeometryError(
+            f"the DEM lies on the side the radar does not look at (it looks {geometry.look_side}): check the "
+            "product's look side and the DEM's CRS and extent against the product footprint"
+        )
     steps = [np.abs(np.diff(v, axis=ax)) for v in (line, sample) for ax in (0, 1)]
     margin = max((float(np.nanmax(s)) for s in steps if np.isfinite(s).any()), default=0.0)
     lines, samples = geometry.grid.shape

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from ..compute import OrbitPolynomial, orbit_states
 from ..errors import GeometryError, InvalidInputError
 from ..scores import rms
 from .times import as_datetime64, as_nanoseconds, datetime_from_seconds, seconds_since
@@ -154,8 +154,5 @@ class Orbit:
                 f"time outside the orbit's validity span {self.start_time} .. {self.stop_time}: "
                 "use an orbit whose state vectors cover the acquisition (e.g. a precise orbit file)"
             )
-        flat = np.ascontiguousarray(t, dtype=np.float64).ravel()
-        pos, vel, acc = kernels.orbit_states(self.coeffs, self.t_center, self.t_scale, flat)
-        shape = (*t.shape, 3)
-        return pos.reshape(shape), vel.reshape(shape), acc.reshape(shape)
+        return orbit_states(OrbitPolynomial(self.coeffs, self.t_center, self.t_scale), t)
 

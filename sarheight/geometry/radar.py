@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
-from ..compute import GeocodingGeometry
+from ..compute import GeocodingGeometry, samples_of_slant_ranges, slant_ranges_of_samples
 from ..errors import GeometryError, InvalidInputError, ProductError
 from .image_grid import ImageGrid
 from .orbit import Orbit
@@ -91,26 +90,20 @@ class RadarGeometry:
 
     def line_sample_to_time_range(self, line: Any, sample: Any) -> tuple[np.ndarray, np.ndarray]:
         """Zero-Doppler time (datetime64[ns]) and slant range (m) of fractional (line, sample)."""
-        k = self.kernel_arguments()
+        g = self.geocoding_geometry()
         line, sample = np.broadcast_arrays(np.asarray(line, float), np.asarray(sample, float))
-        line_time = k["first_line_time"] + line * k["line_interval"]
-        slant_range = kernels.slant_ranges_of_samples(
-            np.ascontiguousarray(line_time).ravel(), np.ascontiguousarray(sample).ravel(),
-            k["rm_times"], k["rm_sr0"], k["rm_coeffs"], k["rm_spacing"],
-        ).reshape(line.shape)
-        t = line_time + k["bistatic_rate"] * (slant_range - k["bistatic_reference_range"])
+        line_time = g.first_line_time + line * g.line_interval
+        slant_range = slant_ranges_of_samples(line_time, sample, g)
+        t = line_time + g.bistatic_rate * (slant_range - g.bistatic_reference_range)
         return datetime_from_seconds(t, self.reference_time), slant_range
 
     def time_range_to_line_sample(self, time: Any, slant_range: Any) -> tuple[np.ndarray, np.ndarray]:
         """Fractional (line, sample) of zero-Doppler ``time`` (datetime64) and slant range (m)."""
-        k = self.kernel_arguments()
+        g = self.geocoding_geometry()
         t, r = np.broadcast_arrays(self.orbit.seconds(time), np.asarray(slant_range, float))
-        line_time = t - k["bistatic_rate"] * (r - k["bistatic_reference_range"])
-        sample = kernels.samples_of_slant_ranges(
-            np.ascontiguousarray(line_time, dtype=float).ravel(), np.ascontiguousarray(r).ravel(),
-            k["rm_times"], k["rm_sr0"], k["rm_coeffs"], k["rm_spacing"],
-        ).reshape(t.shape)
-        return (line_time - k["first_line_time"]) / k["line_interval"], sample
+        line_time = t - g.bistatic_rate * (r - g.bistatic_reference_range)
+        sample = samples_of_slant_ranges(line_time, r, g)
+        return (line_time - g.first_line_time) / g.line_interval, sample
 
     def heading(self) -> float:
         """Platform heading at mid-scene time, at the satellite's nadir (degrees clockwise
