@@ -13,7 +13,8 @@ typed bundles (:mod:`sarheight.compute.bundles`) and dispatches on it:
 Behind the door so far: geodetic positions to ECEF (:func:`ecef`, and the ellipsoid's
 constants, :data:`WGS84_A`, :data:`WGS84_E2`), the orbit's state (:func:`orbit_states`),
 the range axis both ways (:func:`samples_of_slant_ranges`,
-:func:`slant_ranges_of_samples`), backward geocoding (:func:`geocode`) and the
+:func:`slant_ranges_of_samples`), the speckle filters (:func:`lee`, :func:`refined_lee`),
+backward geocoding (:func:`geocode`) and the
 zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`). The
 passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
@@ -33,8 +34,8 @@ from ..kernels import WGS84_A, WGS84_E2
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
 __all__ = ["BACKENDS", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry",
-           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "orbit_states",
-           "samples_of_slant_ranges", "slant_ranges_of_samples"]
+           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "lee", "orbit_states",
+           "refined_lee", "samples_of_slant_ranges", "slant_ranges_of_samples"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -160,6 +161,32 @@ def slant_ranges_of_samples(line_time: np.ndarray, sample: np.ndarray, geometry:
     compute = compute or Compute()
     line_time, sample = _check_pairs(line_time, sample, "slant_ranges_of_samples")
     return _backend(compute, "slant_ranges_of_samples")(line_time, sample, geometry, device=compute.device)
+
+
+def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 2 or image.dtype not in (np.float32, np.float64):
+        raise InvalidInputError(f"{name} takes a 2-D float32 or float64 image, got {image.ndim} dims of "
+                                f"{image.dtype}")
+    return image
+
+
+def lee(image: np.ndarray, window: int, looks: float, *, compute: Compute | None = None) -> np.ndarray:
+    """Lee's (1980) estimate of every pixel of a linear intensity image (2-D, NaN where
+    missing) from the valid pixels of the ``window`` x ``window`` square around it (odd;
+    shrunk at the image's edges), under speckle of ``looks`` looks: float64, NaN where the
+    image is NaN."""
+    compute = compute or Compute()
+    image = _check_image(image, "lee")
+    return _backend(compute, "lee")(image, int(window), float(looks), device=compute.device)
+
+
+def refined_lee(image: np.ndarray, looks: float, *, compute: Compute | None = None) -> np.ndarray:
+    """Refined Lee (1981): the estimate of :func:`lee` over the edge-aligned half of each
+    pixel's 7 x 7 window (``kernels/speckle.py`` says which half), float64."""
+    compute = compute or Compute()
+    image = _check_image(image, "refined_lee")
+    return _backend(compute, "refined_lee")(image, float(looks), device=compute.device)
 
 
 def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,

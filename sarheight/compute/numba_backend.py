@@ -8,10 +8,28 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import kernels
+from ..kernels import speckle
 from ..threads import run_blocks
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["cell_geometry", "ecef", "geocode", "orbit_states", "samples_of_slant_ranges", "slant_ranges_of_samples"]
+__all__ = ["cell_geometry", "ecef", "geocode", "lee", "orbit_states", "refined_lee", "samples_of_slant_ranges",
+           "slant_ranges_of_samples"]
+
+
+def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.lee` with ``kernels.speckle.lee`` on row blocks in threads."""
+    del device  # the CPU's threads
+    plane = np.ascontiguousarray(image)
+    return np.concatenate(run_blocks(lambda first, last: speckle.lee(plane, window, looks, first, last),
+                                     plane.shape[0]))
+
+
+def refined_lee(image: np.ndarray, looks: float, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.refined_lee` with ``kernels.speckle.refined_lee`` on row blocks."""
+    del device  # the CPU's threads
+    plane = np.ascontiguousarray(image)
+    return np.concatenate(run_blocks(lambda first, last: speckle.refined_lee(plane, looks, first, last),
+                                     plane.shape[0]))
 
 
 def _flat(values: np.ndarray) -> np.ndarray:

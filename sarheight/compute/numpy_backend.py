@@ -7,7 +7,23 @@ import numpy as np
 
 from .bundles import Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["ecef", "geocode", "orbit_states", "samples_of_slant_ranges"]
+__all__ = ["ecef", "geocode", "lee", "orbit_states", "refined_lee", "samples_of_slant_ranges"]
+
+
+def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.lee` with the twin ``twins.geometry.lee``."""
+    from twins import geometry as twins
+
+    del device  # the CPU
+    return twins.lee(image, window, looks)
+
+
+def refined_lee(image: np.ndarray, looks: float, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.refined_lee` with the twin ``twins.geometry.refined_lee``."""
+    from twins import geometry as twins
+
+    del device  # the CPU
+    return twins.refined_lee(image, looks)
 
 
 def orbit_states(orbit: OrbitPolynomial, seconds: np.ndarray, *, device: str

@@ -17,7 +17,7 @@ import torch
 from ..kernels import WGS84_A, WGS84_E2
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["block_rows", "cell_geometry", "ecef", "geocode", "orbit_states", "samples_of_slant_ranges"]
+__all__ = ["block_rows", "cell_geometry", "ecef", "geocode", "lee", "orbit_states", "samples_of_slant_ranges"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -124,6 +124,28 @@ def _range_axis(range_times: torch.Tensor, range_sr0: torch.Tensor, range_coeffs
         slope = slope * across + value
         value = value * across + coeffs[..., k]
     return value, slope
+
+
+def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.lee` in torch, float64: each window's sums of the valid
+    pixels, their squares and their count by one convolution each (zero padding shrinks
+    the window at the edges), then Lee's estimate as the kernel makes it."""
+    where = torch.device(device)
+    intensity = _tensor(image, where)
+    valid = ~torch.isnan(intensity)
+    values = torch.where(valid, intensity, 0.0)
+    ones = torch.ones((1, 1, window, window), dtype=torch.float64, device=where)
+
+    def window_sum(plane: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(plane[None, None], ones, padding=window // 2)[0, 0]
+
+    total, total_sq, count = window_sum(values), window_sum(values * values), window_sum(valid.to(torch.float64))
+    mean = total / count
+    variance = total_sq / count - mean * mean
+    noise = 1.0 / looks
+    weight = ((variance - mean * mean * noise) / (1.0 + noise) / variance).clamp(0.0, 1.0)
+    estimate = torch.where(variance > 0, mean + weight * (intensity - mean), mean)
+    return torch.where(valid, estimate, torch.nan).cpu().numpy()
 
 
 def orbit_states(orbit: OrbitPolynomial, seconds: np.ndarray, *, device: str

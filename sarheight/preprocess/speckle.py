@@ -23,9 +23,8 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
+from ..compute import compute_for, lee, refined_lee
 from ..errors import InvalidInputError
-from ..kernels import speckle as kernels
-from ..threads import run_blocks
 from .backscatter import require_linear_power
 
 __all__ = ["IW_GRDH_LOOKS", "lee_filter", "refined_lee_filter"]
@@ -34,7 +33,8 @@ __all__ = ["IW_GRDH_LOOKS", "lee_filter", "refined_lee_filter"]
 IW_GRDH_LOOKS = 4.4
 
 
-def lee_filter(image: xr.DataArray, *, window: int = 7, looks: float = IW_GRDH_LOOKS) -> xr.DataArray:
+def lee_filter(image: xr.DataArray, *, window: int = 7, looks: float = IW_GRDH_LOOKS,
+               device: str | None = None) -> xr.DataArray:
     """Lee filter (Lee 1980) with statistics over a square window.
 
     Parameters
@@ -45,6 +45,8 @@ def lee_filter(image: xr.DataArray, *, window: int = 7, looks: float = IW_GRDH_L
     window : odd side of the square window, in pixels (>= 3).
     looks : number of looks L of the intensity (speckle variance 1 / L); 4.4 for
         Sentinel-1 IW GRDH, 1 for single-look (SLC) intensity.
+    device : where it runs: None or ``"cpu"`` (the numba kernels on the CPU's threads),
+        ``"cuda"`` or ``"cuda:N"`` (torch on that GPU, float64).
 
     Returns
     -------
@@ -65,14 +67,16 @@ def lee_filter(image: xr.DataArray, *, window: int = 7, looks: float = IW_GRDH_L
             f"window must be an odd integer of at least 3 pixels (the window is centred on the pixel), got {window!r}"
         )
     looks = _looks(looks)
+    compute = compute_for(device)
     return _filtered(
         image,
-        lambda values, first, last: kernels.lee(values, int(window), looks, first, last),
+        lambda values: lee(values, int(window), looks, compute=compute),
         f"Lee 1980, {int(window)} x {int(window)} window, {looks:g} looks",
     )
 
 
-def refined_lee_filter(image: xr.DataArray, *, looks: float = IW_GRDH_LOOKS) -> xr.DataArray:
+def refined_lee_filter(image: xr.DataArray, *, looks: float = IW_GRDH_LOOKS,
+                       device: str | None = None) -> xr.DataArray:
     """Refined Lee filter (Lee 1981): statistics over the edge-aligned half of a 7 × 7
     window.
 
@@ -87,6 +91,8 @@ def refined_lee_filter(image: xr.DataArray, *, looks: float = IW_GRDH_LOOKS) -> 
     image : linear power, NaN where missing; last two dims rows and columns, leading
         dims filtered slice by slice.
     looks : number of looks L of the intensity; 4.4 for Sentinel-1 IW GRDH.
+    device : where it runs: None or ``"cpu"`` (the numba kernels); torch has no refined
+        Lee pass yet, so a GPU is refused in one line.
 
     Returns
     -------
@@ -101,9 +107,10 @@ def refined_lee_filter(image: xr.DataArray, *, looks: float = IW_GRDH_LOOKS) -> 
     """
     require_linear_power(image, "the refined Lee filter")
     looks = _looks(looks)
+    compute = compute_for(device)
     return _filtered(
         image,
-        lambda values, first, last: kernels.refined_lee(values, looks, first, last),
+        lambda values: refined_lee(values, looks, compute=compute),
         f"refined Lee 1981, 7 x 7 window, {looks:g} looks",
     )
 
@@ -121,10 +128,9 @@ def _looks(looks: float) -> float:
     return value
 
 
-def _filtered(
-    image: xr.DataArray, run: Callable[[np.ndarray, int, int], np.ndarray], description: str
-) -> xr.DataArray:
-    """Run a row-block kernel on every 2-D slice of ``image`` and wrap the result like it."""
+def _filtered(image: xr.DataArray, run: Callable[[np.ndarray], np.ndarray], description: str) -> xr.DataArray:
+    """Run a filter pass of the kernel door on every 2-D slice of ``image`` and wrap the
+    result like it."""
     if image.ndim < 2:
         raise InvalidInputError(
             f"a speckle filter takes an image with at least two dims (rows, columns), got dims {image.dims}"
@@ -138,7 +144,7 @@ def _filtered(
     out = np.empty(flat.shape, dtype)
     for k, plane in enumerate(flat if rows and cols else ()):
         plane = np.ascontiguousarray(plane)
-        out[k] = np.concatenate(run_blocks(lambda first, last, plane=plane: run(plane, first, last), rows))
+        out[k] = run(plane)
     result = image.copy(data=out.reshape(values.shape))
     result.attrs["speckle_filter"] = description
     return result
