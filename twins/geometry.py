@@ -27,6 +27,12 @@ def geodetic_to_ecef(lon_rad, lat_rad, height, a=WGS84_A, e2=WGS84_E2):
     )
 
 
+def interpolate_rows(along, row_node, row_weight, scale):
+    """Numpy twin of ``kernels.geodesy.interpolate_rows``: the rows between node rows."""
+    weight = np.asarray(row_weight, np.float64)[:, None]
+    return (along[row_node] * (1.0 - weight) + along[np.asarray(row_node) + 1] * weight) * scale
+
+
 def orbit_state(coeffs, t_center, t_scale, t):
     """Position, velocity, acceleration (..., 3) of the polynomial orbit at times t (s)."""
     P = np.polynomial.polynomial

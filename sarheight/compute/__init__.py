@@ -13,8 +13,8 @@ typed bundles (:mod:`sarheight.compute.bundles`) and dispatches on it:
 Behind the door so far: geodetic positions to ECEF (:func:`ecef`, and the ellipsoid's
 constants, :data:`WGS84_A`, :data:`WGS84_E2`), the orbit's state (:func:`orbit_states`),
 the range axis both ways (:func:`samples_of_slant_ranges`,
-:func:`slant_ranges_of_samples`), the speckle filters (:func:`lee`, :func:`refined_lee`),
-backward geocoding (:func:`geocode`) and the
+:func:`slant_ranges_of_samples`), the speckle filters (:func:`lee`, :func:`refined_lee`), the rows of a separable
+interpolation (:func:`interpolate_rows`), backward geocoding (:func:`geocode`) and the
 zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`). The
 passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
@@ -34,7 +34,8 @@ from ..kernels import WGS84_A, WGS84_E2
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
 __all__ = ["BACKENDS", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry",
-           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "lee", "orbit_states",
+           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "interpolate_rows", "lee",
+           "orbit_states",
            "refined_lee", "samples_of_slant_ranges", "slant_ranges_of_samples"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
@@ -161,6 +162,24 @@ def slant_ranges_of_samples(line_time: np.ndarray, sample: np.ndarray, geometry:
     compute = compute or Compute()
     line_time, sample = _check_pairs(line_time, sample, "slant_ranges_of_samples")
     return _backend(compute, "slant_ranges_of_samples")(line_time, sample, geometry, device=compute.device)
+
+
+def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.ndarray, scale: float, *,
+                     out: np.ndarray | None = None, compute: Compute | None = None) -> np.ndarray:
+    """The second half of a separable bilinear interpolation: row ``i`` of the result is
+    ``scale * (along[k] * (1 - w) + along[k + 1] * w)`` with ``k = row_node[i]`` and
+    ``w = row_weight[i]``, ``along`` (nodes, cols) the first half (each node row
+    interpolated to every column); float64 (rows, cols), written into ``out`` if given."""
+    compute = compute or Compute()
+    along = np.asarray(along, dtype=np.float64)
+    row_node, row_weight = np.asarray(row_node, dtype=np.int64), np.asarray(row_weight, dtype=np.float64)
+    if along.ndim != 2 or row_node.shape != row_weight.shape or row_node.ndim != 1:
+        raise InvalidInputError(f"interpolate_rows takes a 2-D node table and one node and weight per row, got "
+                                f"{along.shape}, {row_node.shape} and {row_weight.shape}")
+    if out is None:
+        out = np.empty((row_node.size, along.shape[1]))
+    _backend(compute, "interpolate_rows")(along, row_node, row_weight, float(scale), out, device=compute.device)
+    return out
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:

@@ -8,12 +8,22 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import kernels
-from ..kernels import speckle
+from ..kernels import geodesy, speckle
 from ..threads import run_blocks
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["cell_geometry", "ecef", "geocode", "lee", "orbit_states", "refined_lee", "samples_of_slant_ranges",
-           "slant_ranges_of_samples"]
+__all__ = ["cell_geometry", "ecef", "geocode", "interpolate_rows", "lee", "orbit_states", "refined_lee",
+           "samples_of_slant_ranges", "slant_ranges_of_samples"]
+
+
+def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.ndarray, scale: float,
+                     out: np.ndarray, *, device: str) -> None:
+    """:func:`sarheight.compute.interpolate_rows` with ``kernels.geodesy.interpolate_rows`` on
+    row blocks in threads (one block under a million cells: threads cost more than they save)."""
+    del device  # the CPU's threads
+    blocks = 1 if out.size < 1 << 20 else None
+    run_blocks(lambda start, stop: geodesy.interpolate_rows(along, row_node[start:stop], row_weight[start:stop],
+                                                            scale, out[start:stop]), out.shape[0], blocks)
 
 
 def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndarray:

@@ -7,7 +7,16 @@ import numpy as np
 
 from .bundles import Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["ecef", "geocode", "lee", "orbit_states", "refined_lee", "samples_of_slant_ranges"]
+__all__ = ["ecef", "geocode", "interpolate_rows", "lee", "orbit_states", "refined_lee", "samples_of_slant_ranges"]
+
+
+def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.ndarray, scale: float,
+                     out: np.ndarray, *, device: str) -> None:
+    """:func:`sarheight.compute.interpolate_rows` with the twin ``twins.geometry.interpolate_rows``."""
+    from twins import geometry as twins
+
+    del device  # the CPU
+    out[...] = twins.interpolate_rows(along, row_node, row_weight, scale)
 
 
 def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndarray:

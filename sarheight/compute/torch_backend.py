@@ -17,7 +17,8 @@ import torch
 from ..kernels import WGS84_A, WGS84_E2
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["block_rows", "cell_geometry", "ecef", "geocode", "lee", "orbit_states", "samples_of_slant_ranges"]
+__all__ = ["block_rows", "cell_geometry", "ecef", "geocode", "interpolate_rows", "lee", "orbit_states",
+           "samples_of_slant_ranges"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -124,6 +125,17 @@ def _range_axis(range_times: torch.Tensor, range_sr0: torch.Tensor, range_coeffs
         slope = slope * across + value
         value = value * across + coeffs[..., k]
     return value, slope
+
+
+def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.ndarray, scale: float,
+                     out: np.ndarray, *, device: str) -> None:
+    """:func:`sarheight.compute.interpolate_rows` in torch, float64, the kernel's operations
+    in its order."""
+    where = torch.device(device)
+    nodes = _tensor(along, where)
+    node = torch.as_tensor(row_node, dtype=torch.int64, device=where)
+    weight = _tensor(row_weight, where)[:, None]
+    out[...] = ((nodes[node] * (1.0 - weight) + nodes[node + 1] * weight) * scale).cpu().numpy()
 
 
 def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndarray:

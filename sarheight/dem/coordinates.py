@@ -12,12 +12,11 @@ import numpy as np
 import pyproj
 import xarray as xr
 
+from sarheight.compute import interpolate_rows
 from sarheight.errors import (
     InvalidInputError,
 )
-from sarheight.kernels.geodesy import interpolate_rows
 from sarheight.raster import horizontal_part, metres_per_degree
-from sarheight.threads import run_blocks
 
 from .crs import crs_of, is_wgs84_degrees, spatial_dem
 
@@ -146,15 +145,8 @@ def _interpolated_transform(
     # One buffer for both grids: a single allocation large enough for transparent huge
     # pages, whose first touch costs far less than that of 4 KiB pages.
     grids = np.empty((2, y.size, x.size))
-    blocks = 1 if x.size * y.size < 1 << 20 else None  # threads cost more than they save on less
     for along, out in zip(along_both, grids, strict=True):
-        run_blocks(
-            lambda start, stop, along=along, out=out: interpolate_rows(
-                along, i[start:stop], v[start:stop], scale, out[start:stop]
-            ),
-            y.size,
-            blocks,
-        )
+        interpolate_rows(along, i, v, scale, out=out)
     lon, lat = grids
     rng = np.random.default_rng(0)
     rows = rng.integers(0, y.size, 1000)

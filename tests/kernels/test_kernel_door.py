@@ -21,6 +21,7 @@ from sarheight.compute import (
     compute_for,
     ecef,
     geocode,
+    interpolate_rows,
     lee,
     orbit_states,
     refined_lee,
@@ -340,3 +341,21 @@ def test_the_speckle_filters_are_the_same_on_every_backend(backend, device):
                            equal_nan=True)
     with pytest.raises(InvalidInputError, match="2-D float32 or float64 image"):
         lee(image[None], 3, 4.4)
+
+
+@pytest.mark.parametrize(("backend", "device"), OTHER_BACKENDS)
+def test_the_rows_of_an_interpolation_are_the_same_on_every_backend(backend, device):
+    """The second half of the separable interpolation of a projected DEM's longitudes (UTM
+    metres to degrees, nodes a hundred metres apart): every backend bit for bit the
+    kernel's, its operations in the kernel's order; into a given buffer or a new one."""
+    rng = np.random.default_rng(11)
+    along = -118.2 + rng.uniform(-0.05, 0.05, (6, 50)).cumsum(axis=1) * 1e-3
+    row_node = np.sort(rng.integers(0, 5, 37))
+    row_weight = rng.uniform(0.0, 1.0, 37)
+    expected = interpolate_rows(along, row_node, row_weight, np.pi / 180)
+    out = np.full((37, 50), np.nan)
+    actual = interpolate_rows(along, row_node, row_weight, np.pi / 180, out=out,
+                              compute=compute_for(device, backend=backend))
+    assert actual is out and np.max(np.abs(actual - expected)) <= 1e-15
+    with pytest.raises(InvalidInputError, match="one node and weight per row"):
+        interpolate_rows(along, row_node, row_weight[:-1], 1.0)
