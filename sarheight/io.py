@@ -63,6 +63,10 @@ _NETWORK_PATH = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)|://
 _READ_OPTIONS = {"GDAL_VRT_ENABLE_RAWRASTERBAND": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
+#: A temporary file a write leaves until it is renamed: ``.<final name>.<host mark>-<pid>-<random>.part``.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]+\.part$")
+
+
 def network_allowed() -> bool:
     """Whether the user let sarheight read rasters over the network (:data:`ALLOW_NETWORK_ENV`)."""
     return os.environ.get(ALLOW_NETWORK_ENV, "").strip().lower() in ("1", "yes", "true")
@@ -330,7 +334,6 @@ def check_written(temporary: Path, final: Path) -> None:
 
 #: The host's mark in temporary names (a run on another host may share the folder).
 _HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]+\.part$")
 
 
 def remove_stale_temporaries(final: Path) -> list[Path]:
@@ -470,7 +473,6 @@ def write_geotiff(
                 dst.update_tags(index, units=str(units))
         dst.update_tags(**tags)
     return Path(path)
-
 
 
 def tag_value(value: Any) -> str:

@@ -56,6 +56,20 @@ COMMANDS = (demo, compile_kernels, geocode, simulate, reconstruct, benchmark, *f
             buildings, lcz)
 
 
+#: The threading layers Numba accepts in NUMBA_THREADING_LAYER.
+NUMBA_THREADING_LAYERS = ("default", "safe", "forksafe", "threadsafe", "tbb", "omp", "workqueue")
+
+#: The options that name input files, by the attribute argparse gives them.
+INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry",
+                 "scene": "--scene", "ckpt": "--ckpt", "priors": "--priors", "scenes": "--scenes",
+                 "truth": "--truth", "land_cover": "--land-cover", "priors_geoid_grid": "--priors-geoid-grid",
+                 "product": "--product"}
+
+#: The options that name folders of inputs, by attribute, with the files read from them.
+INPUT_FOLDERS = {"city": ("s1_*.tif", "s2_*.tif", "height.tif"), "data": ("*.h5",), "scenes": ("*.nc",),
+                 "cities": ("*/s1_*.tif", "*/s2_*.tif", "*/height.tif")}
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse's parser whose errors are one line, with where to read the options, not
     the whole usage before them."""
@@ -240,10 +254,6 @@ def check_dask_configuration(environment: Mapping[str, str]) -> None:
                                      "dask reads a mapping (key: value) at the top; fix it, or move it away")
 
 
-#: The threading layers Numba accepts in NUMBA_THREADING_LAYER.
-NUMBA_THREADING_LAYERS = ("default", "safe", "forksafe", "threadsafe", "tbb", "omp", "workqueue")
-
-
 #: The commands whose work runs the Numba kernels.
 KERNEL_COMMANDS = frozenset({"demo", "geocode", "simulate", "reconstruct", "benchmark", "terrain", "buildings"})
 
@@ -354,17 +364,6 @@ def _prepare_outputs(args: argparse.Namespace) -> list[Path]:
                 folder.rmdir()
         raise
     return created
-
-
-#: The options that name input files, by the attribute argparse gives them.
-INPUT_OPTIONS = {"dem": "the DEM", "sar": "--sar", "geoid_grid": "--geoid-grid", "geometry": "--geometry",
-                 "scene": "--scene", "ckpt": "--ckpt", "priors": "--priors", "scenes": "--scenes",
-                 "truth": "--truth", "land_cover": "--land-cover", "priors_geoid_grid": "--priors-geoid-grid",
-                 "product": "--product"}
-
-#: The options that name folders of inputs, by attribute, with the files read from them.
-INPUT_FOLDERS = {"city": ("s1_*.tif", "s2_*.tif", "height.tif"), "data": ("*.h5",), "scenes": ("*.nc",),
-                 "cities": ("*/s1_*.tif", "*/s2_*.tif", "*/height.tif")}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, parser) -> None:

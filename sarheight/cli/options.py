@@ -27,6 +27,17 @@ LIBRARY_NAMES = {"heading_deg": "--heading", "incidence_near_deg": "--incidence-
                  "incidence_far_deg": "--incidence-far", "client": "--scheduler", "out": "--out"}
 
 
+#: The options of a synthetic geometry: (option, default, help).
+SYNTHETIC_OPTIONS = (
+    ("--heading", 348.0, "heading, deg (348 ascending, 192 descending)"),
+    ("--incidence-near", 30.0, "near-range incidence, deg"),
+    ("--incidence-far", 46.0, "far-range incidence, deg"),
+    ("--line-spacing", 10.0, "azimuth pixel spacing, m"),
+    ("--sample-spacing", 10.0, "slant-range pixel spacing, m"),
+    ("--look-side", "right", "look side"),
+)
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing")
 
@@ -123,17 +134,6 @@ def add_geometry_options(parser: argparse.ArgumentParser, required: bool = True,
         group.add_argument(option, type=type(value) if not isinstance(value, str) else None, default=None,
                            choices=("right", "left") if option == "--look-side" else None,
                            help=f"synthetic: {text} (default {value})")
-
-
-#: The options of a synthetic geometry: (option, default, help).
-SYNTHETIC_OPTIONS = (
-    ("--heading", 348.0, "heading, deg (348 ascending, 192 descending)"),
-    ("--incidence-near", 30.0, "near-range incidence, deg"),
-    ("--incidence-far", 46.0, "far-range incidence, deg"),
-    ("--line-spacing", 10.0, "azimuth pixel spacing, m"),
-    ("--sample-spacing", 10.0, "slant-range pixel spacing, m"),
-    ("--look-side", "right", "look side"),
-)
 
 
 def _synthetic_value(args: argparse.Namespace, option: str) -> Any:

@@ -33,6 +33,26 @@ HELP = ("refine a coarse DEM with Sentinel-1 (a SAFE product, or a sigma0 GeoTIF
         "the fine DEM on a grid of --spacing metres")
 
 
+#: Feet in a metre: heights 3.28 times another's are in feet.
+FEET_PER_METRE = 1 / 0.3048
+
+#: The mean height difference (m) between --truth and the refined DEM beyond which the two
+#: are on different vertical datums (the geoid's undulation is 30-100 m over most of the
+#: Earth; a refinement moves a coarse DEM's mean by metres).
+TRUTH_MEAN_LIMIT_M = 15.0
+
+#: The methods of :func:`sarheight.refinement.refine_dem`, from the table of methods (data
+#: only: importing the refinement would load the whole physics, and Numba, at every start).
+METHODS = COMMAND_METHODS
+
+#: How the console names the datums.
+DATUM_WORDS = {"ellipsoid": "metres above the WGS84 ellipsoid", "egm96": "metres above the EGM96 geoid",
+               "egm2008": "metres above the EGM2008 geoid"}
+
+#: The most observations one refinement takes (both passes of a year of 12-day repeats).
+MAX_OBSERVATIONS = 64
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dem", required=True, help="the coarse DEM (GeoTIFF, any CRS rasterio reads)")
     parser.add_argument("--sar", action="append", required=True, metavar="SAR",
@@ -318,28 +338,6 @@ def _truth_on_grid(truth, refined, datum: str, out_grid: str | None) -> Any:
 
     on_grid = upsample(truth, refined["height"].rio.write_crs(refined.rio.crs), "bilinear")
     return heights_in_datum(on_grid, datum, out_grid) if datum != "ellipsoid" else on_grid
-
-
-#: Feet in a metre: heights 3.28 times another's are in feet.
-FEET_PER_METRE = 1 / 0.3048
-
-#: The mean height difference (m) between --truth and the refined DEM beyond which the two
-#: are on different vertical datums (the geoid's undulation is 30-100 m over most of the
-#: Earth; a refinement moves a coarse DEM's mean by metres).
-TRUTH_MEAN_LIMIT_M = 15.0
-
-
-#: The methods of :func:`sarheight.refinement.refine_dem`, from the table of methods (data
-#: only: importing the refinement would load the whole physics, and Numba, at every start).
-METHODS = COMMAND_METHODS
-
-#: How the console names the datums.
-DATUM_WORDS = {"ellipsoid": "metres above the WGS84 ellipsoid", "egm96": "metres above the EGM96 geoid",
-               "egm2008": "metres above the EGM2008 geoid"}
-
-
-#: The most observations one refinement takes (both passes of a year of 12-day repeats).
-MAX_OBSERVATIONS = 64
 
 
 def _with_geometry(args: argparse.Namespace, value: str) -> argparse.Namespace:

@@ -118,6 +118,10 @@ _CHUNK = 4096
 SAMPLE_ROWS = {"training": 68, "validation": 34, "testing": 34}
 
 
+#: The files found good by :func:`check_file`: rows by :func:`_file_key`.
+_CHECKED: dict[tuple[str, int, int], int] = {}
+
+
 def write_sample(root: str | os.PathLike[str], rows: Mapping[str, int] | None = None, *, seed: int = 0) -> Path:
     """Write a tiny So2Sat LCZ42 root folder in the dataset's exact layout, to try the LCZ
     workflow before the real download (about 59 GB: 352 366 training, 24 119 validation and
@@ -194,9 +198,6 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     status = path.stat()
     return str(path.resolve()), status.st_size, status.st_mtime_ns
 
-
-#: The files found good by :func:`check_file`: rows by :func:`_file_key`.
-_CHECKED: dict[tuple[str, int, int], int] = {}
 
 #: The statistics :func:`channel_statistics` computed, by :func:`_file_key` and the rows' digest.
 _STATISTICS: dict[tuple[tuple[str, int, int], str], ChannelStatistics] = {}

@@ -18,6 +18,16 @@ from ..errors import InvalidInputError
 from .cover import LAND_COVER_CLASSES, NO_CLASS, LandCoverRule, lognormal_texture
 from .laws import LAMBERT_LAW, SNAP_LAW, Sigma0Law
 
+#: The limits of the land-cover thresholds of every family: the ordinary draws lie inside
+#: them, the scenes nearly one class at their ends (quantiles beyond 0..1 put a line below
+#: the lowest or above the highest cell, whatever the boundary fields add).
+THRESHOLD_LIMITS: dict[str, tuple[float, float]] = {
+    "treeline_quantile": (-0.3, 1.3),
+    "snowline_quantile": (-0.3, 1.5),
+    "rock_slope_deg": (5.0, 80.0),
+    "aspect_snow_shift": (0.0, 0.15),
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class CellLaws:
@@ -326,17 +336,6 @@ class GroundFamily:
                 and rule is not None
                 and all(THRESHOLD_LIMITS[name][0] <= getattr(rule, name) <= THRESHOLD_LIMITS[name][1]
                         for name in THRESHOLD_LIMITS))
-
-
-#: The limits of the land-cover thresholds of every family: the ordinary draws lie inside
-#: them, the scenes nearly one class at their ends (quantiles beyond 0..1 put a line below
-#: the lowest or above the highest cell, whatever the boundary fields add).
-THRESHOLD_LIMITS: dict[str, tuple[float, float]] = {
-    "treeline_quantile": (-0.3, 1.3),
-    "snowline_quantile": (-0.3, 1.5),
-    "rock_slope_deg": (5.0, 80.0),
-    "aspect_snow_shift": (0.0, 0.15),
-}
 
 
 # The training family's class laws, and why (C-band, VV, at 40 degrees of local incidence):

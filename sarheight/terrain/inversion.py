@@ -127,6 +127,14 @@ from .relief import (
 __all__ = ["InversionSettings", "KnownLaw", "invert_dem", "law_of"]
 
 
+#: Fine cells a side of a block of the block-wise inversion (its core), and the overlap
+#: (in coarse cells) read around it: a block's edge cells see only one side of their
+#: neighbourhood, so each keeps only its core.
+BLOCK_CELLS = 512
+
+BLOCK_OVERLAP_COARSE_CELLS = 6
+
+
 def invert_dem(
     reference: xr.DataArray,
     coarse: xr.DataArray,
@@ -386,15 +394,6 @@ def invert_dem(
         inversion_change_rms_m=rms(change) if change.size else 0.0,
         inversion_coarse_cell_m=float(coarse_cell_m))
     return out.rio.write_crs(reference.rio.crs)
-
-
-#: Fine cells a side of a block of the block-wise inversion (its core), and the overlap
-#: (in coarse cells) read around it: a block's edge cells see only one side of their
-#: neighbourhood, so each keeps only its core.
-BLOCK_CELLS = 512
-
-
-BLOCK_OVERLAP_COARSE_CELLS = 6
 
 
 def _cropped(image: InversionImage, surface: xr.DataArray) -> InversionImage:

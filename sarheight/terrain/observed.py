@@ -45,6 +45,15 @@ from .radar_images import InversionImage, composite_images, pass_key, radar_imag
 from .registration import ImageRegistration, register_to_images
 from .variables import VARIABLE_ATTRS, inversion_reference, on_grid, scene_correction
 
+#: The spread (dB, robust standard deviation) of an observation's values below which it
+#: carries no relief: speckle alone spreads a Sentinel-1 image by several dB even after
+#: multi-looking, a constant fill or a placeholder by none.
+MIN_OBSERVED_SPREAD_DB = 0.5
+
+#: The levels (dB, median under the DEM) a calibrated Sentinel-1 backscatter image lies
+#: within over land; outside, the quantity or the units are most likely not the ones said.
+OBSERVED_LEVEL_DB = (-35.0, 10.0)
+
 
 def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
                  projection: str, progress: bool) -> tuple[dict[str, np.ndarray], dict]:
@@ -625,17 +634,6 @@ def check_observed_level(which: str, median: float, spread: float, *, no_relief:
 def _same_pass(image: InversionImage, group: InversionImage) -> bool:
     """Whether a date was acquired on a group's acquisition grid (one of its pass's dates)."""
     return image.geometry is group.geometry or image.geometry.to_attrs() == group.geometry.to_attrs()
-
-
-#: The spread (dB, robust standard deviation) of an observation's values below which it
-#: carries no relief: speckle alone spreads a Sentinel-1 image by several dB even after
-#: multi-looking, a constant fill or a placeholder by none.
-MIN_OBSERVED_SPREAD_DB = 0.5
-
-
-#: The levels (dB, median under the DEM) a calibrated Sentinel-1 backscatter image lies
-#: within over land; outside, the quantity or the units are most likely not the ones said.
-OBSERVED_LEVEL_DB = (-35.0, 10.0)
 
 
 #: Relief (m) below which a coarse DEM is flat: nothing of the terrain for the SAR to read.

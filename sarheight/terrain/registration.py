@@ -39,6 +39,10 @@ from ..simulate import run_simulation
 from ..simulate.cells import cell_geometry
 from .radar_images import InversionImage
 
+#: How far (m) the priors may still measure an image-registered DEM off before the
+#: registration is flagged (beyond three of the two estimates' combined standard errors).
+REGISTRATION_DISAGREEMENT_M = 10.0
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageRegistration:
@@ -115,11 +119,6 @@ class ImageRegistration:
 #: whatever its size; beyond, only a shift more than the square root of two times its
 #: error is (flat terrain, speckle, cells too coarse: the DEM is left where it is).
 REGISTRATION_PRECISION_M = 5.0
-
-
-#: How far (m) the priors may still measure an image-registered DEM off before the
-#: registration is flagged (beyond three of the two estimates' combined standard errors).
-REGISTRATION_DISAGREEMENT_M = 10.0
 
 
 #: The largest shift (m) searched for: twice a 90 m product's half-cell registration

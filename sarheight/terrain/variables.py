@@ -106,6 +106,11 @@ VARIABLE_ATTRS = {
 }
 
 
+#: The stored variables the channels of the dates are made from.
+DATE_SOURCES = ("sar_dates", "other_sar_dates", "sar_reconstructed", "other_sar_reconstructed",
+                "local_incidence_angle", "other_local_incidence_angle", "layover", "shadow")
+
+
 def variable_description(name: str) -> str:
     """What the scene variable ``name`` holds, in words (its ``long_name``; the name itself
     for a variable without one)."""
@@ -431,10 +436,6 @@ DATE_IMAGE_CHANNELS = ("sar_ratio", "sar_slope", "other_sar_ratio", "other_sar_s
 #: The presence flag of a date: 1 where the date has a sigma0 at the cell, 0 where it has
 #: none (shadow, outside its image) or the scene has no such date or pass.
 DATE_PRESENCE_CHANNELS = ("sar_present", "other_sar_present")
-
-#: The stored variables the channels of the dates are made from.
-DATE_SOURCES = ("sar_dates", "other_sar_dates", "sar_reconstructed", "other_sar_reconstructed",
-                "local_incidence_angle", "other_local_incidence_angle", "layover", "shadow")
 
 
 def date_channel(name: str) -> tuple[str, int] | None:

@@ -34,6 +34,18 @@ CHECKPOINT_FORMAT = 1
 CHECKPOINT_KEY = "sarheight"
 
 
+#: The largest magnitude a weight of a trained model may have (they stay within tens; a
+#: BatchNorm's running variance of normalised inputs, within thousands).
+MAX_WEIGHT = 1e6
+
+#: The largest value a checkpoint's model configuration may give an integer option (depth
+#: aside): beyond it the file is not one of a model sarheight trains.
+CONFIG_INTEGER_LIMIT = 4096
+
+#: The deepest U-Net or encoder a checkpoint may ask for.
+CONFIG_DEPTH_LIMIT = 8
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint I/O, each file written to a temporary beside it
     (``.NAME.TOKEN.part``) and renamed into place (``os.replace``) once complete, and read
@@ -271,11 +283,6 @@ def require_finite_weights(state_dict: dict[str, torch.Tensor], what: str) -> No
                                 "or give another checkpoint")
 
 
-#: The largest magnitude a weight of a trained model may have (they stay within tens; a
-#: BatchNorm's running variance of normalised inputs, within thousands).
-MAX_WEIGHT = 1e6
-
-
 @dataclass(frozen=True)
 class TrainedModel:
     """A trained model with what it needs to run: its channels and their statistics.
@@ -367,14 +374,6 @@ def trained_model(checkpoint: dict[str, Any], path: Path, device: torch.device) 
         scale=stored.get("scale"),
         calibration=dict(stored["calibration"]) if isinstance(stored.get("calibration"), dict) else None,
     )
-
-
-#: The largest value a checkpoint's model configuration may give an integer option (depth
-#: aside): beyond it the file is not one of a model sarheight trains.
-CONFIG_INTEGER_LIMIT = 4096
-
-#: The deepest U-Net or encoder a checkpoint may ask for.
-CONFIG_DEPTH_LIMIT = 8
 
 
 def build_checked(name: str, config: dict[str, Any], weights: dict[str, torch.Tensor],

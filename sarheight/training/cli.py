@@ -40,6 +40,10 @@ from .regression import PixelRegression
 SUBCOMMANDS = ("fit", "validate", "test")
 
 
+#: The parser options of every sarheight LightningCLI.
+PARSER_KWARGS: dict[str, Any] = {"prog": "sarheight"}
+
+
 class SarHeightCLI(LightningCLI):
     """LightningCLI with sarheight's defaults: the model's channels linked to the data
     module's, a configurable checkpoint callback keeping ``last.ckpt`` current
@@ -323,10 +327,6 @@ def build_cli(cli_class: type[SarHeightCLI], task: str, args: list[str], **optio
             if reason is None:
                 raise
             raise InvalidInputError(reason) from None
-
-
-#: The parser options of every sarheight LightningCLI.
-PARSER_KWARGS: dict[str, Any] = {"prog": "sarheight"}
 
 
 def run_cli(subcommand: str, arguments: Sequence[str], task: str = "height") -> int:

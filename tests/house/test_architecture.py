@@ -371,3 +371,27 @@ def test_all_stands_at_the_top(name):
                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))), None)
     assert first is None or names[0].lineno < first, \
         f"sarheight.{name} defines __all__ at line {names[0].lineno}, after its first definition (line {first})"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_constants_come_before_the_code_that_reads_them(name):
+    """A module's constant (an upper-case name) stands before the first function or class
+    that reads it, unless its value needs one of the module's own definitions (a table of
+    its functions, as the commands' ACTIONS)."""
+    tree = ast.parse(MODULES[name].read_text())
+    definitions: list[ast.AST] = []
+    own = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            definitions.append(node)
+            continue
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        constants = {target.id for target in targets if isinstance(target, ast.Name) and target.id.isupper()}
+        if not constants or {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)} & own:
+            continue
+        for definition in definitions:
+            read = constants & {n.id for n in ast.walk(definition) if isinstance(n, ast.Name)}
+            assert not read, (f"sarheight.{name} defines {sorted(read)} at line {node.lineno}, after "
+                              f"{definition.name} (line {definition.lineno}) reads it: move it up")
