@@ -28,18 +28,17 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from .compute import CONTRIBUTION_CELL_LAW, CONTRIBUTION_MODEL, CONTRIBUTION_USER, weighted_mean
+from .compute import intensity_flags as compute_intensity_flags
 from .errors import InvalidInputError, PartialCoverageWarning, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
 from .ground import empirical_sigma0
 from .io import check_memory, is_radar_image, open_raster, read_radar_image
-from .kernels import facet_table
-from .kernels import reallocation as reallocation_kernels
 from .raster import power_to_db, robust_spread
 from .simulate import Simulation
 from .simulate.cells import channels
 from .simulate.contribution import CELL_LAW_STEPS, FacetContribution, law_table
 from .simulate.engine import clear_residue
-from .threads import run_blocks
 
 #: What a map-grid observation holds (ellipsoid-referenced).
 Quantity = Literal["beta0", "sigma0", "gamma0"]
@@ -403,9 +402,7 @@ def intensity_flags(values: Any) -> tuple[bool, bool, bool, bool]:
         # Integers are never infinite nor NaN; unsigned ones never negative.
         return False, bool(values.dtype.kind == "i" and values.size and values.min() < 0), values.size > 0, False
     if values.ndim == 2 and values.dtype in (np.float32, np.float64) and values.flags.c_contiguous:
-        found = run_blocks(lambda start, stop: reallocation_kernels.intensity_problems(values, start, stop),
-                           values.shape[0])
-        return tuple(any(f[k] for f in found) for k in range(4))
+        return compute_intensity_flags(values)
     return (bool(np.isinf(values).any()), bool(values.size and np.nanmin(values, initial=np.inf) < 0),
             bool(np.isfinite(values).any()), bool(np.isnan(values).any()))
 
@@ -581,7 +578,7 @@ def _shared_by_law(simulation: Simulation) -> bool:
     """Whether the simulation's facets contribute a law of their own local incidence (the
     empirical law), which a map-grid image's cells can be shared by."""
     contribution = simulation.contribution
-    return contribution.code == facet_table.CONTRIBUTION_MODEL and contribution.table.size <= 1
+    return contribution.code == CONTRIBUTION_MODEL and contribution.table.size <= 1
 
 
 def _law_factor(observation: Observation, simulation: Simulation, values: np.ndarray) -> np.ndarray:
@@ -658,7 +655,7 @@ def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) 
     if _shared_by_law(simulation):
         factor = _law_factor(observation, simulation, np.asarray(image.values, dtype=np.float64))
         have = np.isfinite(factor) & (area > 0)
-        energy = FacetContribution(facet_table.CONTRIBUTION_CELL_LAW, contribution.law, np.zeros(0),
+        energy = FacetContribution(CONTRIBUTION_CELL_LAW, contribution.law, np.zeros(0),
                                    np.ascontiguousarray(np.where(have, factor, 0.0)),
                                    "map-grid observation, shared by the law", np.zeros(area.shape, dtype=np.int64),
                                    np.stack([law_table(empirical_sigma0, CELL_LAW_STEPS)]))
@@ -668,18 +665,16 @@ def rebuilt_in_radar_geometry(observation: Observation, simulation: Simulation) 
             beta = {"beta0": values, "sigma0": values / np.sin(theta), "gamma0": values / np.tan(theta)}[
                 observation.quantity]
         have = np.isfinite(beta) & (area > 0)
-        energy = FacetContribution(facet_table.CONTRIBUTION_USER, contribution.law, np.zeros(0),
+        energy = FacetContribution(CONTRIBUTION_USER, contribution.law, np.zeros(0),
                                    np.ascontiguousarray(np.where(have, beta * area, 0.0)), "map-grid observation")
     images = []
-    for shared in (energy, FacetContribution(facet_table.CONTRIBUTION_USER, contribution.law, np.zeros(0),
+    for shared in (energy, FacetContribution(CONTRIBUTION_USER, contribution.law, np.zeros(0),
                                              np.ascontiguousarray(np.where(have, area, 0.0)), "map-grid observation")):
         rebuilt = channels(simulation.facet_pass(gather=False, contribution=shared, consume=lambda *_: None,
                                                  per_cell=False)[-1])[:1]
         clear_residue(rebuilt, simulation.window, simulation.smooth_fields, shared)
         images.append(rebuilt[0])
     weighted, weight = (np.ascontiguousarray(rebuilt, dtype=np.float64) for rebuilt in images)
-    pixels = np.empty(weight.shape)
-    run_blocks(lambda start, stop: reallocation_kernels.weighted_mean(weighted, weight, start, stop, pixels),
-               pixels.shape[0])
+    pixels = weighted_mean(weighted, weight)
     return Observation(observation.geometry, image=xr.DataArray(pixels, dims=("line", "sample"),
                                                                 coords=simulation.window.coords()))

@@ -14,7 +14,9 @@ Behind the door so far: geodetic positions to ECEF (:func:`ecef`, and the ellips
 constants, :data:`WGS84_A`, :data:`WGS84_E2`), the orbit's state (:func:`orbit_states`),
 the range axis both ways (:func:`samples_of_slant_ranges`,
 :func:`slant_ranges_of_samples`), the speckle filters (:func:`lee`, :func:`refined_lee`), the rows of a separable
-interpolation (:func:`interpolate_rows`), backward geocoding (:func:`geocode`) and the
+interpolation (:func:`interpolate_rows`), a survey of an image's values
+(:func:`intensity_flags`), a weighted mean per pixel (:func:`weighted_mean`), backward
+geocoding (:func:`geocode`) and the
 zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`). The
 passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
@@ -31,11 +33,18 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..kernels import WGS84_A, WGS84_E2
+from ..kernels.facet_table import (
+    CONTRIBUTION_CELL_LAW,
+    CONTRIBUTION_GAMMA,
+    CONTRIBUTION_MODEL,
+    CONTRIBUTION_USER,
+)
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["BACKENDS", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry",
-           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "interpolate_rows", "lee",
-           "orbit_states",
+__all__ = ["BACKENDS", "CONTRIBUTION_CELL_LAW", "CONTRIBUTION_GAMMA", "CONTRIBUTION_MODEL", "CONTRIBUTION_USER",
+           "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry",
+           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "intensity_flags", "interpolate_rows",
+           "lee", "orbit_states",
            "refined_lee", "samples_of_slant_ranges", "slant_ranges_of_samples"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
@@ -180,6 +189,25 @@ def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.nda
         out = np.empty((row_node.size, along.shape[1]))
     _backend(compute, "interpolate_rows")(along, row_node, row_weight, float(scale), out, device=compute.device)
     return out
+
+
+def intensity_flags(image: np.ndarray, *, compute: Compute | None = None) -> tuple[bool, bool, bool, bool]:
+    """Whether a 2-D float image holds an infinite value, a negative one (NaN is neither),
+    a finite one and a NaN: one pass over it (a whole product's image)."""
+    compute = compute or Compute()
+    image = _check_image(image, "intensity_flags")
+    return _backend(compute, "intensity_flags")(image, device=compute.device)
+
+
+def weighted_mean(weighted_sum: np.ndarray, weight_sum: np.ndarray, *, compute: Compute | None = None
+                  ) -> np.ndarray:
+    """``weighted_sum / weight_sum`` (2-D, float64) where the weight is positive, NaN
+    elsewhere: the area-weighted mean of a map-grid observation in each radar pixel."""
+    compute = compute or Compute()
+    weighted_sum, weight_sum = _check_pairs(weighted_sum, weight_sum, "weighted_mean")
+    if weighted_sum.ndim != 2:
+        raise InvalidInputError(f"weighted_mean takes 2-D sums, got {weighted_sum.ndim} dims")
+    return _backend(compute, "weighted_mean")(weighted_sum, weight_sum, device=compute.device)
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:

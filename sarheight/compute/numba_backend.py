@@ -8,12 +8,31 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import kernels
-from ..kernels import geodesy, speckle
+from ..kernels import geodesy, reallocation, speckle
 from ..threads import run_blocks
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["cell_geometry", "ecef", "geocode", "interpolate_rows", "lee", "orbit_states", "refined_lee",
-           "samples_of_slant_ranges", "slant_ranges_of_samples"]
+__all__ = ["cell_geometry", "ecef", "geocode", "intensity_flags", "interpolate_rows", "lee", "orbit_states",
+           "refined_lee", "samples_of_slant_ranges", "slant_ranges_of_samples", "weighted_mean"]
+
+
+def intensity_flags(image: np.ndarray, *, device: str) -> tuple[bool, bool, bool, bool]:
+    """:func:`sarheight.compute.intensity_flags` with ``kernels.reallocation.intensity_problems``
+    on row blocks in threads."""
+    del device  # the CPU's threads
+    plane = np.ascontiguousarray(image)
+    found = run_blocks(lambda start, stop: reallocation.intensity_problems(plane, start, stop), plane.shape[0])
+    return tuple(any(flags[k] for flags in found) for k in range(4))  # type: ignore[return-value]
+
+
+def weighted_mean(weighted_sum: np.ndarray, weight_sum: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.weighted_mean` with ``kernels.reallocation.weighted_mean`` on
+    line blocks in threads."""
+    del device  # the CPU's threads
+    weighted, weight = (np.ascontiguousarray(values) for values in (weighted_sum, weight_sum))
+    out = np.empty(weight.shape)
+    run_blocks(lambda start, stop: reallocation.weighted_mean(weighted, weight, start, stop, out), out.shape[0])
+    return out
 
 
 def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.ndarray, scale: float,

@@ -7,7 +7,23 @@ import numpy as np
 
 from .bundles import Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["ecef", "geocode", "interpolate_rows", "lee", "orbit_states", "refined_lee", "samples_of_slant_ranges"]
+__all__ = ["ecef", "geocode", "intensity_flags", "interpolate_rows", "lee", "orbit_states", "refined_lee",
+           "samples_of_slant_ranges", "weighted_mean"]
+
+
+def intensity_flags(image: np.ndarray, *, device: str) -> tuple[bool, bool, bool, bool]:
+    """:func:`sarheight.compute.intensity_flags` with numpy's reductions."""
+    del device  # the CPU
+    with np.errstate(invalid="ignore"):
+        return (bool(np.isinf(image).any()), bool((image < 0).any()), bool(np.isfinite(image).any()),
+                bool(np.isnan(image).any()))
+
+
+def weighted_mean(weighted_sum: np.ndarray, weight_sum: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.weighted_mean` with numpy."""
+    del device  # the CPU
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight_sum > 0, weighted_sum / weight_sum, np.nan)
 
 
 def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.ndarray, scale: float,

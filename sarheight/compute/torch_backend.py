@@ -17,8 +17,8 @@ import torch
 from ..kernels import WGS84_A, WGS84_E2
 from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
 
-__all__ = ["block_rows", "cell_geometry", "ecef", "geocode", "interpolate_rows", "lee", "orbit_states",
-           "samples_of_slant_ranges"]
+__all__ = ["block_rows", "cell_geometry", "ecef", "geocode", "intensity_flags", "interpolate_rows", "lee",
+           "orbit_states", "samples_of_slant_ranges", "weighted_mean"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -125,6 +125,20 @@ def _range_axis(range_times: torch.Tensor, range_sr0: torch.Tensor, range_coeffs
         slope = slope * across + value
         value = value * across + coeffs[..., k]
     return value, slope
+
+
+def intensity_flags(image: np.ndarray, *, device: str) -> tuple[bool, bool, bool, bool]:
+    """:func:`sarheight.compute.intensity_flags` in torch (the image in its own precision)."""
+    values = torch.as_tensor(np.ascontiguousarray(image), device=torch.device(device))
+    flags = (torch.isinf(values).any(), (values < 0).any(), torch.isfinite(values).any(), torch.isnan(values).any())
+    return tuple(bool(flag) for flag in flags)  # type: ignore[return-value]
+
+
+def weighted_mean(weighted_sum: np.ndarray, weight_sum: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.weighted_mean` in torch, float64."""
+    where = torch.device(device)
+    weighted, weight = _tensor(weighted_sum, where), _tensor(weight_sum, where)
+    return torch.where(weight > 0, weighted / weight, torch.nan).cpu().numpy()
 
 
 def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.ndarray, scale: float,

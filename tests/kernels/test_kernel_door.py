@@ -21,12 +21,14 @@ from sarheight.compute import (
     compute_for,
     ecef,
     geocode,
+    intensity_flags,
     interpolate_rows,
     lee,
     orbit_states,
     refined_lee,
     samples_of_slant_ranges,
     slant_ranges_of_samples,
+    weighted_mean,
 )
 from sarheight.dem import geodetic_coordinates
 from sarheight.errors import GeometryError, InvalidInputError
@@ -359,3 +361,25 @@ def test_the_rows_of_an_interpolation_are_the_same_on_every_backend(backend, dev
     assert actual is out and np.max(np.abs(actual - expected)) <= 1e-15
     with pytest.raises(InvalidInputError, match="one node and weight per row"):
         interpolate_rows(along, row_node, row_weight[:-1], 1.0)
+
+
+@pytest.mark.parametrize(("backend", "device"), OTHER_BACKENDS)
+def test_an_images_survey_and_the_pixels_weighted_mean_are_the_same_on_every_backend(backend, device):
+    """What an observed image holds (infinite, negative, finite, NaN), on images that hold
+    each or none; and the weighted mean of a map-grid observation in each radar pixel, NaN
+    where no weight reached it: every backend the numba kernels'."""
+    compute = compute_for(device, backend=backend)
+    base = np.full((9, 11), 0.25, dtype=np.float32)
+    for row, col, value in ((None, None, None), (2, 3, np.inf), (4, 5, -1.0), (6, 7, np.nan)):
+        image = base.copy()
+        if row is not None:
+            image[row, col] = value
+        assert intensity_flags(image, compute=compute) == intensity_flags(image)
+    assert intensity_flags(np.full((3, 3), np.nan)) == (False, False, False, True)
+    rng = np.random.default_rng(9)
+    weight = np.where(rng.uniform(size=(9, 11)) < 0.3, 0.0, rng.uniform(0.1, 2.0, (9, 11)))
+    weighted = weight * rng.uniform(0.01, 0.5, (9, 11))
+    expected = weighted_mean(weighted, weight)
+    actual = weighted_mean(weighted, weight, compute=compute)
+    assert np.array_equal(np.isnan(expected), weight <= 0) and np.array_equal(np.isnan(actual), np.isnan(expected))
+    assert np.nanmax(np.abs(actual - expected)) == 0.0
