@@ -22,7 +22,7 @@ PassDirection = Literal["ascending", "descending"]
 
 
 #: Sentinel-1's headings over mid-latitudes (degrees clockwise from north).
-PASS_HEADINGS = {"ascending": 348.0, "descending": 192.0}
+PASS_HEADINGS: dict[PassDirection, float] = {"ascending": 348.0, "descending": 192.0}
 
 
 def pass_direction(geometry: RadarGeometry) -> PassDirection:

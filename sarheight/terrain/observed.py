@@ -56,7 +56,7 @@ OBSERVED_LEVEL_DB = (-35.0, 10.0)
 
 
 def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
-                 projection: str, progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+                 projection: Literal["exact", "bilinear"], progress: bool) -> tuple[dict[str, np.ndarray], dict]:
     with warnings.catch_warnings():
         # The image is read with a margin around the DEM: its edges' partial coverage is
         # the margin's, not the product's.
@@ -232,7 +232,7 @@ def _same_voids(first: xr.DataArray, second: xr.DataArray) -> bool:
 def observed_scene(
     coarse_dem: Any,
     sar: Any,
-    geometry: RadarGeometry | None,
+    geometry: RadarGeometry | Sequence[RadarGeometry] | None,
     priors: Any,
     *,
     grid: Any = None,
@@ -379,8 +379,8 @@ def observed_scene(
     refined, registration = refined_without_sar(native, coarse, resolved, coarse_cell_m,
                                                 register=image_registration is None or not image_registration.applied,
                                                 made=made, product_error_m=coarse_error_m)
-    for variable, values in refined.items():
-        scene[variable] = on_grid(values, coarse, variable)
+    for variable, refined_values in refined.items():
+        scene[variable] = on_grid(refined_values, coarse, variable)
     if image_registration is not None:
         image_registration = image_registration.checked_against(
             registration["coregistration_shift_east_m"], registration["coregistration_shift_north_m"],
@@ -464,6 +464,9 @@ def land_cover_on(land_cover: Any, grid: xr.DataArray) -> np.ndarray:
         with open_raster(land_cover, "the land-cover map"):
             pass
         opened = rioxarray.open_rasterio(land_cover, masked=True)
+        if not isinstance(opened, xr.DataArray):
+            raise InvalidInputError(f"the land-cover map {str(land_cover)!r} holds several subdatasets: give one band "
+                                    "of class codes")
         if opened.sizes.get("band", 1) != 1:
             raise InvalidInputError(f"the land-cover map {str(land_cover)!r} has {opened.sizes['band']} bands: give "
                                     "one band of class codes")
@@ -612,12 +615,13 @@ def check_date_levels(images: Sequence[InversionImage]) -> None:
             "(--sar-db) said?")
 
 
-def check_observed_level(which: str, median: float, spread: float, *, no_relief: str, off_level: str) -> None:
+def check_observed_level(which: str, median: float | None, spread: float | None, *, no_relief: str,
+                         off_level: str) -> None:
     """Refuse an observation ``which`` names whose spread under the DEM (dB) is below
     :data:`MIN_OBSERVED_SPREAD_DB` (no relief: ``no_relief`` says what to do), warn of one
     whose median (dB) lies outside :data:`OBSERVED_LEVEL_DB` (``off_level`` asks what it
     is); nothing where the spread is not finite (nothing judged)."""
-    if spread is None or not math.isfinite(float(spread)):
+    if spread is None or median is None or not math.isfinite(float(spread)):
         return
     median, spread = float(median), float(spread)
     if spread < MIN_OBSERVED_SPREAD_DB:

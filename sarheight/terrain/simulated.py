@@ -16,7 +16,7 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
@@ -29,7 +29,7 @@ from ..errors import (
     deferred_warnings,
     user_stacklevel,
 )
-from ..geometry import RadarGeometry
+from ..geometry import LookSide, RadarGeometry
 from ..ground import (
     LAMBERT_LAW,
     SNAP_LAW,
@@ -258,10 +258,12 @@ def simulate_observations(
         offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
         pass_seed = seed + 1_000_003 * offset
         if not stack:
-            return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed,
-                                 projection=projection, ground=ground)]
-        return [simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db, seed=pass_seed + 7_919 * date,
-                             projection=projection, ground=condition.apply(ground))
+            return [cast(xr.DataArray, simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db,
+                                                    seed=pass_seed, projection=projection, ground=ground))]
+        # (Without return_truth, simulate_sar gives the image alone.)
+        return [cast(xr.DataArray, simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db,
+                                                seed=pass_seed + 7_919 * date, projection=projection,
+                                                ground=condition.apply(ground)))
                 for date, condition in enumerate(conditions)]
 
     observations = observe(geometry)
@@ -292,7 +294,7 @@ def simulate_scenes(
     *,
     geometries: list[RadarGeometry] | None = None,
     passes: tuple[PassDirection, ...] = ("ascending", "descending"),
-    look_sides: tuple[str, ...] = ("right",),
+    look_sides: tuple[LookSide, ...] = ("right",),
     heading_offsets_deg: tuple[float, ...] = (0.0,),
     incidence_deg: tuple[float, float] = (30.0, 46.0),
     coarse_factors: tuple[int, ...] = (3,),
@@ -457,7 +459,7 @@ def simulate_scenes(
                     found.append((direction + _variant_tag(look_side, offset), made[direction], other))
         return found
 
-    plans = []
+    plans: list[tuple[xr.DataArray, str, Any, list[tuple[Any, ...]]]] = []
     for source, source_dem_name in zip(truths, names, strict=True):
         # A geographic DEM reprojected once, for all its transforms.
         projected = terrain_on_a_projected_grid(source) if any(change.label for change in changes) else source
@@ -469,16 +471,17 @@ def simulate_scenes(
             cells = (unscored or {}).get(source_dem_name)
             if cells is not None and change.label:
                 cells = orient_cells(np.asarray(cells), change, source.rio.transform())
-            combinations = list(itertools.product(variants(truth), coarse_factors, coarse_families, specs, looks,
-                                                  laws, land_cover_db, ground_families, dates, opposite_passes, seeds))
+            combinations: list[tuple[Any, ...]] = list(itertools.product(
+                variants(truth), coarse_factors, coarse_families, specs, looks, laws, land_cover_db, ground_families,
+                dates, opposite_passes, seeds))
             if sample is not None and sample < len(combinations):
                 rng = np.random.default_rng(zlib.crc32(dem_name.encode()))
                 combinations = [combinations[k] for k in sorted(rng.choice(len(combinations), sample,
                                                                            replace=False))]
             plans.append((truth, dem_name, cells, combinations))
-    jobs: list[tuple[Path, Any]] = []
-    for truth, dem_name, cells, combinations in plans:
-        for combination in combinations:
+    jobs: list[tuple[Path, tuple[xr.DataArray, str, Any, tuple[Any, ...]]]] = []
+    for truth, dem_name, cells, drawn in plans:
+        for combination in drawn:
             (tag, _, _), factor, family, spec, scene_looks, law, cover, ground_family, stack, opposite, seed = \
                 combination
             radiometry = (_radiometry_tag(scene_looks, law, cover) if ground_family is None
@@ -504,13 +507,13 @@ def simulate_scenes(
             from ..distributed import Workers
             from ..threads import thread_count
 
-            with contextlib.ExitStack() as stack:
+            with contextlib.ExitStack() as opened:
                 if client == "local":
                     # A scene is a task of Python and kernels: a process per core, one thread each.
-                    cluster = stack.enter_context(LocalCluster(n_workers=thread_count(), threads_per_worker=1,
+                    cluster = opened.enter_context(LocalCluster(n_workers=thread_count(), threads_per_worker=1,
                                                                processes=True, dashboard_address=None))
-                    client = stack.enter_context(Client(cluster))
-                workers = stack.enter_context(Workers.open(client))
+                    client = opened.enter_context(Client(cluster))
+                workers = opened.enter_context(Workers.open(client))
                 # Each DEM sent to the workers once, not with each of its scenes.
                 sent = {id(truth): workers.broadcast(truth) for truth, *_ in plans}
                 futures = [workers.submit(write_simulated_scene, path, sent[id(job[0])], *job[1:], settings)

@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -47,8 +47,9 @@ def load_members(checkpoints: Any, *, tile: int, overlap: int, batch_size: int,
         raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size}")
     torch_device = resolve_device(device)
     # Models loaded already (refine_dem's, checked there) are moved, not read again.
-    members = [load_checkpoint(item, device=torch_device, kind="height") if not isinstance(item, TrainedModel)
-               else moved_to(item, torch_device) for item in given]
+    # kind="height" loads only TrainedModels (a classifier is refused there).
+    members = [cast(TrainedModel, load_checkpoint(item, device=torch_device, kind="height"))
+               if not isinstance(item, TrainedModel) else moved_to(item, torch_device) for item in given]
     warn_identical_members(members)
     return members, torch_device
 
@@ -239,7 +240,7 @@ def predict_height(
                 f"{member.reference!r}): an ensemble needs members trained on the same channels"
             )
     source = None if isinstance(scene, xr.Dataset) else Path(scene)
-    ds = scene if source is None else open_scene(source)
+    ds = scene if isinstance(scene, xr.Dataset) else open_scene(Path(scene))
     name = scene_name(ds, source)
     # Inputs (float32), the blend's weights and the ensemble's running sums (float64) over
     # the whole scene, beside one batch of tiles through the largest member.
