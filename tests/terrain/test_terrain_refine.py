@@ -369,7 +369,7 @@ def test_a_second_pass_for_a_one_pass_model_is_refused(product, checkpoints):
     image = product["folder"] / "sigma0_db.tif"
     with pytest.raises(InvalidInputError, match="would be ignored"):
         refine_dem(coarse, image, checkpoints, spacing_m=30.0, geometry=product["geometry"], sar_db=True,
-                   other=(image, product["geometry"]), progress=False)
+                   opposite_pass=(image, product["geometry"]), progress=False)
 
 
 def test_refine_never_writes_inside_an_input_folder_or_over_code(product, checkpoints, tmp_path, capsys):
