@@ -17,13 +17,10 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..ground import DateCondition, Ground
+from ..ground import SIGMA0_LAWS, DateCondition, Ground
 from .inversion_settings import InversionSettings
 
-__all__ = ["SIGMA0_LAW_NAMES", "ObservationSpec", "SceneProducts"]
-
-#: The named sigma0 laws an observation's ground may follow without a :class:`Ground`.
-SIGMA0_LAW_NAMES = ("empirical", "lambert")
+__all__ = ["ObservationSpec", "SceneProducts"]
 
 
 def _finite(value: object) -> bool:
@@ -38,7 +35,7 @@ class ObservationSpec:
     ----------
     looks, nesz_db : speckle looks and noise floor (dB) of each image (None: no speckle,
         no noise); a temporal composite of N dates of 4.4 looks is ``looks=4.4 * N``.
-    law, land_cover_db : the ground's sigma0 law (:data:`SIGMA0_LAW_NAMES`) and its
+    law, land_cover_db : the ground's sigma0 law (a name of :data:`sarheight.ground.SIGMA0_LAWS`) and its
         land-cover contrast (dB); both passes see the same land cover.
     land_cover_seed : the seed of that land cover (None: the scene's seed).
     ground : the ground's sigma0 per terrain class (:func:`sarheight.ground.draw_ground`),
@@ -65,8 +62,8 @@ class ObservationSpec:
             raise InvalidInputError(f"looks must be a positive number or None (no speckle), got {self.looks!r}")
         if self.nesz_db is not None and not _finite(self.nesz_db):
             raise InvalidInputError(f"nesz_db must be a number of dB or None (no noise), got {self.nesz_db!r}")
-        if self.law not in SIGMA0_LAW_NAMES:
-            raise InvalidInputError(f"law must be one of {', '.join(SIGMA0_LAW_NAMES)}, got {self.law!r}")
+        if self.law not in SIGMA0_LAWS:
+            raise InvalidInputError(f"law must be one of {', '.join(SIGMA0_LAWS)}, got {self.law!r}")
         if not (_finite(self.land_cover_db) and self.land_cover_db >= 0):
             raise InvalidInputError(f"land_cover_db must be a contrast of 0 dB or more, got {self.land_cover_db!r}")
         if self.ground is not None and not isinstance(self.ground, Ground):
