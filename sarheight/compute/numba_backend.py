@@ -45,20 +45,23 @@ def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.nda
                                                             scale, out[start:stop]), out.shape[0], blocks)
 
 
+def _filtered_rows(filter_rows: Callable[[np.ndarray, int, int], np.ndarray], image: np.ndarray) -> np.ndarray:
+    """A speckle kernel that filters rows ``first:last`` of an image, run on row blocks in
+    threads and its blocks joined."""
+    plane = np.ascontiguousarray(image)
+    return np.concatenate(run_blocks(lambda first, last: filter_rows(plane, first, last), plane.shape[0]))
+
+
 def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndarray:
     """:func:`sarheight.compute.lee` with ``kernels.speckle.lee`` on row blocks in threads."""
     del device  # the CPU's threads
-    plane = np.ascontiguousarray(image)
-    return np.concatenate(run_blocks(lambda first, last: speckle.lee(plane, window, looks, first, last),
-                                     plane.shape[0]))
+    return _filtered_rows(lambda plane, first, last: speckle.lee(plane, window, looks, first, last), image)
 
 
 def refined_lee(image: np.ndarray, looks: float, *, device: str) -> np.ndarray:
     """:func:`sarheight.compute.refined_lee` with ``kernels.speckle.refined_lee`` on row blocks."""
     del device  # the CPU's threads
-    plane = np.ascontiguousarray(image)
-    return np.concatenate(run_blocks(lambda first, last: speckle.refined_lee(plane, looks, first, last),
-                                     plane.shape[0]))
+    return _filtered_rows(lambda plane, first, last: speckle.refined_lee(plane, looks, first, last), image)
 
 
 def _flat(values: np.ndarray) -> np.ndarray:
