@@ -14,7 +14,8 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -54,12 +55,93 @@ def row_blocks(rows: int, blocks: int | None = None) -> list[tuple[int, int]]:
 
 
 def run_blocks(work: Callable[[int, int], T], rows: int, blocks: int | None = None) -> list[T]:
-    """Run ``work(start, stop)`` for each row block, on threads when there is more than one."""
+    """Run ``work(start, stop)`` for each row block, on threads when there is more than one.
+
+    The calling thread runs the first block itself and the others go to one pool kept for
+    the process (:func:`block_pool`): an iterative method calls this thousands of times on
+    small grids, where starting fresh threads each time cost a tenth of its run. Inside a
+    pool's task the blocks run on the calling thread, so that no task waits on a pool that
+    its own siblings fill.
+    """
     ranges = row_blocks(rows, blocks)
-    if len(ranges) == 1:
-        return [work(*ranges[0])]
-    with ThreadPoolExecutor(max_workers=min(len(ranges), thread_count())) as pool:
-        return list(pool.map(lambda r: work(*r), ranges))
+    if len(ranges) == 1 or _serial_here():
+        return [work(*block) for block in ranges]
+    pool = block_pool()
+    rest = [pool.submit(_pool_task, work, *block) for block in ranges[1:]]
+    try:
+        first = work(*ranges[0])
+    finally:
+        # Every block ends before the caller goes on, also when one of them failed.
+        futures.wait(rest)
+    return [first, *(future.result() for future in rest)]
+
+
+def map_tasks(work: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
+    """``[work(item) for item in items]``, the items spread over :func:`block_pool`'s threads
+    (at most :func:`thread_count` at a time, the calling thread one of them), each task's own
+    row blocks run serially on its thread: for many small independent kernel runs (the probes
+    of a Jacobian), where one run split into row blocks spends its time handing them over."""
+    items = list(items)
+    workers = min(len(items), thread_count())
+    if workers <= 1 or _serial_here():
+        return [work(item) for item in items]
+    results: list[Any] = [None] * len(items)
+    taken = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            results[index] = work(items[index])
+
+    pool = block_pool()
+    helpers = [pool.submit(_pool_task, lambda start, stop: worker(), 0, 0) for _ in range(workers - 1)]
+    was_serial = getattr(_local, "serial", False)
+    _local.serial = True
+    try:
+        worker()
+    finally:
+        _local.serial = was_serial
+        futures.wait(helpers)
+    for helper in helpers:
+        helper.result()
+    return results
+
+
+def _serial_here() -> bool:
+    """Whether this thread runs its blocks itself: a pool's task, or inside :func:`serial_call`."""
+    return getattr(_local, "in_pool", False) or getattr(_local, "serial", False)
+
+
+def _pool_task(work: Callable[[int, int], T], start: int, stop: int) -> T:
+    _local.in_pool = True
+    return work(start, stop)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def block_pool() -> ThreadPoolExecutor:
+    """The process's pool of row-block threads: one a CPU, started on first use, made
+    anew in a forked child (threads do not survive a fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sarheight-blocks")
+        return _pool
+
+
+def _forget_pool() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 #: Seconds between the progress lines a long task writes outside a terminal; the

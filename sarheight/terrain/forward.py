@@ -37,6 +37,7 @@ from ..observation import intensity_on_window
 from ..raster import nan_box_mean
 from ..simulate import Simulation, resimulated, run_simulation
 from ..simulate.cells import cell_geometry, visibility_masks
+from ..threads import map_tasks
 from .radar_images import NEPER_PER_DB, InversionImage
 
 __all__ = [
@@ -240,10 +241,14 @@ def simulated_intensity(image: InversionImage, surface: xr.DataArray, cover: Cel
     ``base`` (a simulation of a surface a little different, with the same ground): that
     simulation's masks and window kept (:func:`sarheight.simulate.resimulated`, which takes
     ``cells``, the cells' geometry of ``surface`` where the caller has it), no incidence."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        state = (run_simulation(surface, image.geometry, contribution=cover, every_line=False) if base is None
-                 else resimulated(base, surface, cells=cells))
+    if base is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = run_simulation(surface, image.geometry, contribution=cover, every_line=False)
+    else:
+        # No warnings' filters touched: probes run on several threads at once, and
+        # catch_warnings is process-wide state.
+        state = resimulated(base, surface, cells=cells)
     theta = None
     # A probe keeps base's smooth fields (resimulated), so its pixels' areas and incidences
     # are base's, evaluated once for all probes.
@@ -395,25 +400,28 @@ def probed_jacobian(image: InversionImage, sampling: Sampling, surface: xr.DataA
                for name, values in level.items() if name not in ("lon", "lat", "height")}
         return {**out, "lon": level["lon"], "lat": level["lat"], "height": np.ascontiguousarray(probe.values)}
 
-    entries_rows, entries_cols, entries = [], [], []
-    for first_row in range(stride):
+    def probed(first: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One class's probe: the readings it moves (raveled cells), the cells that moved
+        them, and the residual's derivatives."""
+        first_row, first_col = first
         owner_row, row_owned = owners(first_row, rows)
-        for first_col in range(stride):
-            owner_col, col_owned = owners(first_col, cols)
-            raised = ((np.arange(rows) % stride) == first_row)[:, None] & ((np.arange(cols) % stride) == first_col)
-            probe = surface.copy(data=(heights + PROBE_M * raised).astype(np.float32))
-            simulated = simulated_intensity(image, probe, base.contribution, base=base,
-                                            cells=probe_geometry(raised, probe))[0]
-            change = ((sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
-                      ).reshape(rows, cols)
-            inside = row_owned[:, None] & col_owned[None, :] & np.isfinite(change)
-            cell_rows, cell_cols = np.nonzero(inside)
-            entries_rows.append(cell_rows * cols + cell_cols)
-            entries_cols.append(owner_row[cell_rows] * cols + owner_col[cell_cols])
-            # The residual is the observation less the model: its derivative is the model's, negated.
-            entries.append(-change[inside])
+        owner_col, col_owned = owners(first_col, cols)
+        raised = ((np.arange(rows) % stride) == first_row)[:, None] & ((np.arange(cols) % stride) == first_col)
+        probe = surface.copy(data=(heights + PROBE_M * raised).astype(np.float32))
+        simulated = simulated_intensity(image, probe, base.contribution, base=base,
+                                        cells=probe_geometry(raised, probe))[0]
+        change = ((sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
+                  ).reshape(rows, cols)
+        inside = row_owned[:, None] & col_owned[None, :] & np.isfinite(change)
+        cell_rows, cell_cols = np.nonzero(inside)
+        # The residual is the observation less the model: its derivative is the model's, negated.
+        return cell_rows * cols + cell_cols, owner_row[cell_rows] * cols + owner_col[cell_cols], -change[inside]
+
+    # The probes are many small independent simulations: one a thread, not each split in rows.
+    readings, owners_of, entries = zip(*map_tasks(probed, [(r, c) for r in range(stride) for c in range(stride)]),
+                                       strict=True)
     cells = rows * cols
-    return sparse.csr_matrix((np.concatenate(entries), (np.concatenate(entries_rows), np.concatenate(entries_cols))),
+    return sparse.csr_matrix((np.concatenate(entries), (np.concatenate(readings), np.concatenate(owners_of))),
                              shape=(cells, cells))
 
 
