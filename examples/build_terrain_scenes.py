@@ -24,14 +24,18 @@ looks (4.4: one date; 44: a composite of ten), the coarse DEM's errors from the
 "training" family and the ground from the "training" family; and the validation DEMs
 (South Glacier, 20 m, and Jacksboro: logged, and the networks' calibration).
 
-``test/``: four DEMs never trained or validated on, of four cell sizes: Big Tujunga
-(SRTM, 30 m), Chhota Shigri (94 m), Okanagan (BC TRIM, 50 m) and Semisopochnoi
-(Copernicus, 1 arc-second: 19 x 31 m; the last two outside the training mountains'
-66-100 m). Coarse factors 3 and 5, one date, every prior kind, the coarse DEM's errors
-from the "test" family (wider ranges than training's: values and combinations training
-never saw), and two grounds: new draws of the training family ("test-family") and laws
-of a form the training family does not contain ("outside"); an ascending pass with the
-descending one beside it.
+``test/``: eight terrains never trained or validated on. Four DEMs of four cell sizes:
+Big Tujunga (SRTM, 30 m), Chhota Shigri (94 m), Okanagan (BC TRIM, 50 m) and
+Semisopochnoi (Copernicus, 1 arc-second: 19 x 31 m; the last two outside the training
+mountains' 66-100 m). And the eastern 256 columns of four training DEMs (Boulder,
+eastern Turkey, Mont Ventoux, White Mountains; named ``<dem>-east``), which training never
+reads: it keeps their western part less a gap of 16 columns. Coarse factors 3 and 5,
+one date, every prior kind, the coarse DEM's errors from the "test" family (wider ranges
+than training's: values and combinations training never saw), and two grounds: new draws
+of the training family ("test-family") and laws of a form the training family does not
+contain ("outside"); an ascending pass with the descending one beside it.
+
+Every task but the ablation holds out the same eight terrains.
 
 ``--task stack``: the scenes of the network on top of the physics
 (``sarheight/configs/terrain_stack.yaml``), every scene built with the inversion of its
@@ -49,7 +53,8 @@ images (its settings those the inversion study chose on the validation DEMs,
   ``test/`` for the control without any image: the same scenes (the same names, so the
   same draws) made without registering the coarse DEM to the image, without the inversion.
 - ``validation/<condition>/`` and ``test/<condition>/``: the validation DEMs (where
-  the fair bar of each condition is chosen) and the held-out DEMs under each condition of :data:`STACK_CONDITIONS`
+  the fair bar of each condition is chosen) and the eight held-out terrains under each condition of
+  :data:`STACK_CONDITIONS`
   (one image; one pass x 10 dates; both passes x 1 and x 10 dates, each on the "outside"
   ground and the "test" coarse product; and the plain ground: one image, one law, no land
   cover, the exact block mean), coarse factors 3 and 5, every prior kind (tracks' headings
@@ -114,6 +119,17 @@ TEST_DEMS = ("bigtujunga_srtm30_utm11", "chhota_shigri_94m", "okanagan_oliver_tr
 VALIDATION_DEMS = ("south_glacier_20m", "jacksboro")
 TRAINING_DEMS = tuple(name for name in DEMS if name not in TEST_DEMS + VALIDATION_DEMS)
 
+#: Training DEMs large enough to give a held-out area of their own: their eastern
+#: :data:`HELD_OUT_COLUMNS` columns are held out, training keeps the rest less a gap of
+#: :data:`HELD_OUT_GAP` columns (wider than a coarse cell of the largest factor, so that no
+#: coarse cell, crop or terrain transform reaches across). With the four test DEMs, eight
+#: terrains held out, so that a paired test over them can reach p < 0.01, and no DEM
+#: taken whole from training.
+HELD_OUT_STRIPS = ("boulder_indian_peaks_srtm3", "eastern_turkey_srtm3", "mont_ventoux_srtm3",
+                   "white_mountains_nh_srtm3")
+HELD_OUT_COLUMNS = 256
+HELD_OUT_GAP = 16
+
 #: The DEMs of the seed paper's ablation.
 #: The priors of the refinement study's scenes: 0.1 % of the cells, as each instrument
 #: measures them (its pattern, and errors drawn per scene from its ranges).
@@ -174,8 +190,47 @@ def open_dems(data: Path, names: tuple[str, ...]) -> tuple[list, dict]:
     return dems, sea
 
 
+def split_off_held_out(dems: list, sea: dict) -> tuple[list, dict, list, dict]:
+    """The DEMs training keeps (those of :data:`HELD_OUT_STRIPS` without their eastern
+    strip and the gap) and the held-out strips, each named ``<dem>-east``; their sea
+    masks cut alike."""
+    cut = HELD_OUT_COLUMNS + HELD_OUT_GAP
+    kept, kept_sea, held, held_sea = [], {}, [], {}
+    for dem in dems:
+        name = dem.attrs["dem_name"]
+        if name not in HELD_OUT_STRIPS:
+            kept.append(dem)
+            if name in sea:
+                kept_sea[name] = sea[name]
+            continue
+        if dem.sizes["x"] < 2 * cut:
+            fail(f"{name}: {dem.sizes['x']} columns, too few to hold out {HELD_OUT_COLUMNS} and train on as many")
+        west = dem.isel(x=slice(None, -cut)).copy()
+        east = dem.isel(x=slice(-HELD_OUT_COLUMNS, None)).copy()
+        east.attrs["dem_name"] = f"{name}-east"
+        kept.append(west)
+        held.append(east)
+        if name in sea:
+            kept_sea[name] = sea[name][:, :-cut]
+            held_sea[f"{name}-east"] = sea[name][:, -HELD_OUT_COLUMNS:]
+    return kept, kept_sea, held, held_sea
+
+
+def training_dems(data: Path) -> tuple[list, dict]:
+    """The training DEMs, less their held-out strips (:func:`split_off_held_out`)."""
+    kept, kept_sea, _, _ = split_off_held_out(*open_dems(data, TRAINING_DEMS))
+    return kept, kept_sea
+
+
+def held_out_dems(data: Path) -> tuple[list, dict]:
+    """The held-out terrains: the test DEMs whole and the training DEMs' eastern strips."""
+    dems, sea = open_dems(data, TEST_DEMS)
+    _, _, strips, strips_sea = split_off_held_out(*open_dems(data, HELD_OUT_STRIPS))
+    return dems + strips, {**sea, **strips_sea}
+
+
 def build_refinement(data: Path, out: Path, sample: int, validation_sample: int) -> None:
-    dems, sea = open_dems(data, TRAINING_DEMS)
+    dems, sea = training_dems(data)
     axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5, 10),
             "coarse_families": ("training",), "priors": INSTRUMENT_PRIORS, "looks": (4.4, 44.0),
@@ -184,7 +239,7 @@ def build_refinement(data: Path, out: Path, sample: int, validation_sample: int)
     dems, sea = open_dems(data, VALIDATION_DEMS)
     paths += simulate_scenes(dems, out / "train", sample=validation_sample, unscored=sea, **axes)
     print(f"{len(paths)} training and validation scenes in {out / 'train'}")
-    dems, sea = open_dems(data, TEST_DEMS)
+    dems, sea = held_out_dems(data)
     paths = simulate_scenes(dems, out / "test", passes=("ascending",), coarse_factors=(3, 5),
                             coarse_families=("test",), priors=INSTRUMENT_PRIORS, looks=(4.4,),
                             ground_families=("test-family", "outside"), unscored=sea)
@@ -241,7 +296,7 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
     # registration, no inversion, no dates kept).
     twin = {**common, "products": SceneProducts(inversion=False, register=False, keep_dates=False)}
     for folder, options in (("train", common), ("train_noimage", twin)) if "train" in sets else ():
-        dems, sea = projected_with_sea(*open_dems(data, TRAINING_DEMS))
+        dems, sea = projected_with_sea(*training_dems(data))
         paths = simulate_scenes(dems, out / folder, sample=sample, unscored=sea, crop_cells=crop,
                                 terrain_transforms=STACK_TRANSFORMS, **axes, **options)
         dems, sea = open_dems(data, VALIDATION_DEMS)
@@ -250,11 +305,10 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
         print(f"{len(paths)} training and validation scenes in {out / folder}")
     # The conditions on the validation DEMs (the fair bar of each is chosen there) and on
     # the held-out ones.
-    for role, names, options in (("validation", VALIDATION_DEMS, common), ("test", TEST_DEMS, common),
-                                 ("test_noimage", TEST_DEMS, twin)):
+    for role, options in (("validation", common), ("test", common), ("test_noimage", twin)):
         if role.removesuffix("_noimage") not in sets:
             continue
-        dems, sea = open_dems(data, names)
+        dems, sea = open_dems(data, VALIDATION_DEMS) if role == "validation" else held_out_dems(data)
         for condition, condition_axes in STACK_CONDITIONS.items():
             # Held-out scenes keep the coarse DEM's error taken apart, to tell where it goes.
             products = dataclasses.replace(options["products"], error_sources=True)

@@ -577,8 +577,8 @@ def run_stack_study(
     validation_dems = sorted({entry["dem"] for entry in validation_index})
     overlap = sorted(set(held_out_dems) & (set(train_areas) | set(validation_dems)))
     if overlap:
-        raise InvalidInputError(f"the DEMs {overlap} are held out and also trained or validated on: hold whole DEMs "
-                                "out")
+        raise InvalidInputError(f"the DEMs {overlap} are held out and also trained or validated on: hold out "
+                                "whole DEMs, or areas of them that training never reads under names of their own")
     option = ["--data.scenes", "[" + ", ".join(str(path) for path in train_files) + "]"]
     options = {"network": option, "control": option}
     scene_lists = {"network": train_files, "control": train_files}
