@@ -51,6 +51,8 @@ ENTRIES = {
     "simulate_scene": "terrain.simulated",
     "ObservationSpec": "terrain.scene_options",
     "SceneProducts": "terrain.scene_options",
+    "SarReading": "terrain.scene_options",
+    "Execution": "terrain.scene_options",
     "open_scene": "terrain.files",
     "invert_dem": "terrain.inversion",
     # the learning floor (the ml extra)

@@ -34,6 +34,7 @@ from .terrain.observed import (
     observation_list,
     observed_scene,
 )
+from .terrain.scene_options import Execution, SarReading, SceneProducts
 from .terrain.variables import date_channel
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
@@ -102,19 +103,12 @@ def refine_dem(
     geometry: Any = None,
     opposite_pass: tuple[Any, Any] | None = None,
     priors: PriorSpec | None = None,
-    measurement: str = "IW/VV",
-    sar_quantity: str = "sigma0",
-    sar_db: bool = False,
-    tile: int = 256,
-    overlap: int = 64,
-    device: str | None = None,
+    reading: SarReading | None = None,
     inversion_settings: InversionSettings | None = None,
-    inversion_blocks: int | None = None,
-    client: Any = None,
     coarse_error_m: float | None = None,
     land_cover: Any = None,
     also_invert: bool = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Refine a user's coarse DEM with a SAR observation: the fine DEM on a grid of
     ``spacing_m`` metres, by a refinement network (with the ensemble's spread) or by a
@@ -164,13 +158,10 @@ def refine_dem(
     priors : known heights measured, with their CRS, vertical datum and geoid grid
         (:class:`sarheight.priors.PriorSpec` of ``points``, as
         :func:`sarheight.terrain.observed.observed_scene` takes them), or None.
-    measurement, sar_quantity, sar_db : as :func:`sarheight.reconstruction.reconstruct` takes them.
-    tile, overlap, device : as :func:`predict_height` takes them.
+    reading : how the observations are read (:class:`sarheight.terrain.scene_options.SarReading`:
+        the measurement of a SAFE product, what a geocoded one holds); default ``SarReading()``.
     inversion_settings : the inversion's weights (default
         :class:`sarheight.terrain.inversion.InversionSettings`).
-    inversion_blocks, client : the inversion block by block (fine cells a side of a
-        block) on threads or a dask.distributed cluster (None, "local", a scheduler
-        address or a Client), for grids larger than memory.
     coarse_error_m : the coarse DEM's stated vertical error (m, RMS: its accuracy figure),
         as :func:`sarheight.terrain.observed.observed_scene` takes it; None: not stated.
     land_cover : a land-cover map (a GeoTIFF of integer class codes, or a DataArray with a
@@ -178,7 +169,11 @@ def refine_dem(
         apart from the images.
     also_invert : run the inversion whatever the method (its map in the scene's
         ``inverted``), to score it beside the method's (:func:`scores_against`).
-    progress : show progress bars (outside a terminal, a line every 30 s).
+    execution : where and how the work runs (:class:`sarheight.terrain.scene_options.Execution`):
+        the network's device, tiles and overlap (as :func:`predict_height` takes them); the
+        inversion block by block on threads or a dask.distributed cluster, for grids larger
+        than memory; progress bars (outside a terminal, a line every 30 s). Default
+        ``Execution()``.
 
     Returns
     -------
@@ -201,12 +196,17 @@ def refine_dem(
         or an observation's implausible level), priors outside it; the method, the
         checkpoints and the spacing before any work, the observation before the model runs.
     """
+    reading, execution = reading or SarReading(), execution or Execution()
+    for label, group, kind in (("reading", reading, SarReading), ("execution", execution, Execution)):
+        if not isinstance(group, kind):
+            raise InvalidInputError(f"{label} must be a {kind.__name__}, got {type(group).__name__}")
     chosen = ""
     if method is None:
         if checkpoints is not None:
             method, chosen = "network", "checkpoints were given"
         else:
-            method, chosen = default_method(observation_geometries(sar, geometry, opposite_pass, measurement))
+            method, chosen = default_method(observation_geometries(sar, geometry, opposite_pass,
+                                                                   reading.measurement))
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
     if land_cover is not None and method not in ("inversion", "network"):
@@ -214,8 +214,8 @@ def refine_dem(
                                 "or give method='inversion'")
     check_priors_given(priors)
     check_heights_in_metres(coarse_dem, "the coarse DEM")
-    if (inversion_blocks is not None or client is not None) and method != "inversion":
-        raise InvalidInputError(f"inversion_blocks and client run the inversion block by block: method={method!r} "
+    if execution.in_blocks and method != "inversion":
+        raise InvalidInputError(f"execution's blocks and client run the inversion block by block: method={method!r} "
                                 "has no blocks; leave them out, or give method='inversion'")
     members: list[Any] = []
     packaged = None
@@ -230,7 +230,8 @@ def refine_dem(
 
             # By what the user gives: several images go to the stack network where it ships.
             packaged, checkpoints = packaged_terrain_network(len(observation_list(sar, geometry, opposite_pass)))
-        members, _ = load_members(checkpoints, tile=tile, overlap=overlap, batch_size=4, device=device)
+        members, _ = load_members(checkpoints, tile=execution.tile, overlap=execution.overlap, batch_size=4,
+                                  device=execution.device)
         if not isinstance(sar, (list, tuple)):
             _check_members(members, opposite_pass is not None)
     elif checkpoints is not None:
@@ -240,19 +241,17 @@ def refine_dem(
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
                                 "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(coarse_dem, spacing_m)
-    check_refinement_memory(grid.size, inversion=method == "inversion" or also_invert, blocks=inversion_blocks,
-                            distributed=client is not None)
-    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, measurement=measurement,
-                           opposite_pass=opposite_pass,
-                           sar_quantity=sar_quantity, sar_db=sar_db,
-                           # A network that stacks the inversion's map, or corrects it, reads it.
-                           inversion=(method == "inversion" or also_invert
-                                      or any("inverted" in _member_sources(m) for m in members)),
-                           # A network over the stacks reads each date.
-                           keep_dates=any(date_channel(c) for m in members for c in m.channels),
-                           inversion_settings=inversion_settings, inversion_blocks=inversion_blocks, client=client,
-                           coarse_error_m=coarse_error_m, land_cover=land_cover, name="refinement",
-                           progress=progress)
+    check_refinement_memory(grid.size, inversion=method == "inversion" or also_invert, blocks=execution.blocks,
+                            distributed=execution.client is not None)
+    products = SceneProducts(
+        # A network that stacks the inversion's map, or corrects it, reads it.
+        inversion=(method == "inversion" or also_invert or any("inverted" in _member_sources(m) for m in members)),
+        inversion_settings=inversion_settings,
+        # A network over the stacks reads each date.
+        keep_dates=any(date_channel(c) for m in members for c in m.channels))
+    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, opposite_pass=opposite_pass, reading=reading,
+                           products=products, coarse_error_m=coarse_error_m, land_cover=land_cover, name="refinement",
+                           execution=execution)
     if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:
         raise InvalidInputError(f"method={method!r} reads one pass, and observations of both passes were given: the "
                                 "opposite pass would be ignored; give the dates of one pass, or method='inversion', "
@@ -281,7 +280,8 @@ def refine_dem(
         _warn_dates_left_out(members, scene)
         from .training.predict import predict_height
 
-        result = predict_height(scene, members, tile=tile, overlap=overlap, progress=progress, device=device)
+        result = predict_height(scene, members, tile=execution.tile, overlap=execution.overlap,
+                                progress=execution.progress, device=execution.device)
         reference_name = members[0].reference
         share = float(result.attrs["network_share"])
         if share < MIN_NETWORK_SHARE:

@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
     from ..refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
+    from ..terrain.scene_options import Execution, SarReading
 
     if args.method == "network" or (args.method is None and args.ckpt):
         from ..extras import require
@@ -207,10 +208,12 @@ def run(args: argparse.Namespace) -> int:
     refined, scene = refine_dem(dem, paths if len(paths) > 1 else paths[0], args.ckpt, spacing_m=args.spacing,
                                 method=method, geometry=geometries if len(paths) > 1 else geometries[0],
                                 priors=priors,
-                                measurement=args.measurement or "IW/VV", sar_quantity=args.sar_quantity,
-                                sar_db=args.sar_db, device=args.device, inversion_blocks=args.blocks,
-                                client=args.scheduler, coarse_error_m=args.coarse_error, land_cover=args.land_cover,
-                                also_invert=args.truth is not None, progress=not args.quiet)
+                                reading=SarReading(measurement=args.measurement or "IW/VV", quantity=args.sar_quantity,
+                                                   db=args.sar_db),
+                                coarse_error_m=args.coarse_error, land_cover=args.land_cover,
+                                also_invert=args.truth is not None,
+                                execution=Execution(device=args.device, blocks=args.blocks, client=args.scheduler,
+                                                    progress=not args.quiet))
     if chosen:
         refined.attrs["method_chosen"] = chosen
     stages.done("refined")

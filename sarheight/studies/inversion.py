@@ -76,7 +76,7 @@ from ..terrain.methods import baseline_maps
 from ..terrain.observed import observed_scene
 from ..terrain.radar_images import composite_images, iw_grdh_looks, radar_image
 from ..terrain.registration import ImageRegistration
-from ..terrain.scene_options import ObservationSpec
+from ..terrain.scene_options import Execution, ObservationSpec, SceneProducts
 from ..terrain.simulated import simulate_observations
 from ..terrain.variables import REFINEMENT_CLASSES, inversion_reference, refinement_classes, scene_correction
 from .refinement_methods import score_map, scoring_mask
@@ -240,7 +240,8 @@ def study_case(case: Case, truth: xr.DataArray, sea: np.ndarray | None = None) -
     # As a refinement by the inversion makes its scene: the coarse DEM registered to the
     # images, then again on the inversion's surface (the settings' defaults).
     scene = observed_scene(coarse, observations, geometries, priors, grid=truth, name=case.name,
-                           coarse_error_m=stated, inversion=True, progress=False)
+                           coarse_error_m=stated, products=SceneProducts(inversion=True),
+                           execution=Execution(progress=False))
     height = truth.values.astype(np.float32)
     if sea is not None:
         height = np.where(sea, np.float32(np.nan), height)

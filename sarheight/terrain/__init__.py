@@ -48,6 +48,8 @@ ENTRIES = {
     "simulate_scenes": "simulated",
     "ObservationSpec": "scene_options",
     "SceneProducts": "scene_options",
+    "SarReading": "scene_options",
+    "Execution": "scene_options",
     "scene_geometry": "geometry",
     "open_scene": "files",
     "write_scene": "files",

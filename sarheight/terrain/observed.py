@@ -11,7 +11,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -43,6 +43,7 @@ from .inversion import InversionSettings, invert_dem
 from .land_cover import estimate_land_cover, land_cover_features
 from .radar_images import InversionImage, composite_images, pass_key, radar_image
 from .registration import ImageRegistration, register_to_images
+from .scene_options import Execution, SarReading, SceneProducts
 from .variables import VARIABLE_ATTRS, inversion_reference, on_grid, scene_correction
 
 #: The spread (dB, robust standard deviation) of an observation's values below which it
@@ -55,13 +56,13 @@ MIN_OBSERVED_SPREAD_DB = 0.5
 OBSERVED_LEVEL_DB = (-35.0, 10.0)
 
 
-def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, measurement: str,
-                 projection: Literal["exact", "bilinear"], progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, reading: SarReading,
+                 progress: bool) -> tuple[dict[str, np.ndarray], dict]:
     with warnings.catch_warnings():
         # The image is read with a margin around the DEM: its edges' partial coverage is
         # the margin's, not the product's.
         warnings.filterwarnings("ignore", category=PartialCoverageWarning)
-        result = reconstruct(coarse, sar, geometry, measurement=measurement, projection=projection,
+        result = reconstruct(coarse, sar, geometry, measurement=reading.measurement, projection=reading.projection,
                              progress=progress)
     arrays = {
         "sar_reconstructed": power_to_db(result["backscatter"].values),
@@ -237,22 +238,14 @@ def observed_scene(
     *,
     grid: Any = None,
     truth: Any = None,
-    measurement: str = "IW/VV",
     prior_method: str = "linear",
     opposite_pass: tuple[Any, RadarGeometry | None] | None = None,
-    projection: Literal["exact", "bilinear"] = "exact",
-    sar_quantity: str = "sigma0",
-    sar_db: bool = False,
-    register: bool | ImageRegistration = True,
-    inversion: bool = False,
-    inversion_settings: InversionSettings | None = None,
-    inversion_blocks: int | None = None,
-    client: Any = None,
-    keep_dates: bool = False,
+    reading: SarReading | None = None,
+    products: SceneProducts | None = None,
     coarse_error_m: float | None = None,
     land_cover: Any = None,
     name: str | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> xr.Dataset:
     """A terrain scene from a real observation, or several (dates, passes): the model's
     inputs for a user's own data.
@@ -283,36 +276,32 @@ def observed_scene(
         coarse DEM is resampled to it bilinearly.
     truth : a reference DEM (ellipsoidal heights) for ``height``, to evaluate a model on
         real data; None: the scene has no ``height``.
-    measurement : the swath/polarisation of a SAFE product.
     prior_method : the method of :func:`sarheight.priors.interpolate_priors` for
         ``prior_interpolated``.
     opposite_pass : ``(sar, geometry)`` of the opposite pass, giving ``other_sar_reconstructed``
         and ``other_sar_geocoded``.
-    projection : as in :func:`sarheight.reconstruction.reconstruct`.
-    sar_quantity, sar_db : what a geocoded (map-grid) ``sar`` holds, as
-        :func:`sarheight.reconstruction.reconstruct` takes them (the other pass's too).
-    register : register the coarse DEM to the image(s) before anything else
-        (:func:`sarheight.terrain.registration.register_to_images`; ``image_registration_*``
-        attributes), where the image can tell the shift; the priors' registration then
-        measures what is left (``coregistration_*``), a second opinion that flags the
-        image's where they disagree. With ``inversion``, the registration is measured again
-        on the inversion's surface (a sharper image, nearer the terrain's) and, where it
-        moves the DEM by more than :data:`REGISTRATION_STEP_M`, the scene is made again
-        from the DEM so registered (``image_registration_rounds`` 2). An
-        :class:`~sarheight.terrain.registration.ImageRegistration`: apply that one (one
-        measured before) instead of measuring.
-    inversion : also refine by inverting the simulator against every observation
-        (:func:`sarheight.terrain.inversion.invert_dem`): ``inverted`` (m) and
-        ``inversion_readable``, with ``inversion_*`` attributes.
-    inversion_settings : the inversion's weights and regularisation (default
-        :class:`sarheight.terrain.inversion.InversionSettings`).
-    inversion_blocks, client : run the inversion block by block (cells a side of a block)
-        on threads or a dask.distributed cluster, as :func:`sarheight.terrain.inversion.invert_dem`
-        takes them.
-    keep_dates : also keep each date of a pass of several dates, reconstructed on its own
-        (``sar_dates`` and ``other_sar_dates``, dims (date, y, x), dB, in the order given):
-        what a network over the stack reads (:mod:`sarheight.models.stack`). A pass of one
-        date is its composite.
+    reading : how the observations are read (:class:`sarheight.terrain.scene_options.SarReading`:
+        the measurement of a SAFE product, what a geocoded one holds, the projection);
+        default ``SarReading()``.
+    products : what the scene makes (:class:`sarheight.terrain.scene_options.SceneProducts`),
+        default ``SceneProducts()``:
+
+        - ``register``: register the coarse DEM to the image(s) before anything else
+          (:func:`sarheight.terrain.registration.register_to_images`; ``image_registration_*``
+          attributes), where the image can tell the shift; the priors' registration then
+          measures what is left (``coregistration_*``), a second opinion that flags the
+          image's where they disagree. With ``inversion``, the registration is measured
+          again on the inversion's surface (a sharper image, nearer the terrain's) and,
+          where it moves the DEM by more than :data:`REGISTRATION_STEP_M`, the scene is made
+          again from the DEM so registered (``image_registration_rounds`` 2).
+        - ``inversion``, ``inversion_settings``: also refine by inverting the simulator
+          against every observation (:func:`sarheight.terrain.inversion.invert_dem`):
+          ``inverted`` (m) and ``inversion_readable``, with ``inversion_*`` attributes.
+        - ``keep_dates``: also keep each date of a pass of several dates, reconstructed on
+          its own (``sar_dates`` and ``other_sar_dates``, dims (date, y, x), dB, in the order
+          given): what a network over the stack reads (:mod:`sarheight.models.stack`); None:
+          where a pass has several dates. A pass of one date is its composite.
+        - ``error_sources`` is a simulated scene's (it needs the truth's parts): refused.
     coarse_error_m : the coarse DEM's stated vertical error (m, RMS: its accuracy figure),
         where known: what the priors' kriged correction may correct (0: an exact product,
         left as it is) and how far the inversion's coarse-cell means may depart from it;
@@ -321,7 +310,8 @@ def observed_scene(
         class codes, resampled to the grid by the nearest cell): the inversion gives each of
         its classes a law of its own instead of telling the classes apart from the images.
     name : the scene's name (attribute ``scene_name``); default from the inputs.
-    progress : show progress bars (only on a terminal).
+    execution : where and how the work runs (:class:`sarheight.terrain.scene_options.Execution`:
+        the inversion's blocks and cluster, progress bars); default ``Execution()``.
 
     Returns
     -------
@@ -329,6 +319,28 @@ def observed_scene(
     """
     check_argument_order(coarse_dem, sar, "observed_scene(coarse_dem, sar, geometry, priors)")
     check_priors_given(priors)
+    reading, products, execution = (reading or SarReading(), products or SceneProducts(), execution or Execution())
+    for label, group, kind in (("reading", reading, SarReading), ("products", products, SceneProducts),
+                               ("execution", execution, Execution)):
+        if not isinstance(group, kind):
+            raise InvalidInputError(f"{label} must be a {kind.__name__}, got {type(group).__name__}")
+    if products.error_sources:
+        raise InvalidInputError("products.error_sources takes a simulated scene's error apart against its truth: an "
+                                "observed scene has none; leave it False")
+    return _observed(coarse_dem, sar, geometry, priors, grid=grid, truth=truth, prior_method=prior_method,
+                     opposite_pass=opposite_pass, reading=reading, products=products, coarse_error_m=coarse_error_m,
+                     land_cover=land_cover, name=name, execution=execution, measured=None)
+
+
+def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: Any, truth: Any, prior_method: str,
+              opposite_pass: tuple[Any, RadarGeometry | None] | None, reading: SarReading, products: SceneProducts,
+              coarse_error_m: float | None, land_cover: Any, name: str | None, execution: Execution,
+              measured: ImageRegistration | None) -> xr.Dataset:
+    """:func:`observed_scene`'s work, its groups checked; ``measured``: an image registration
+    measured before, applied instead of measuring one (the scene made again from the DEM so
+    registered)."""
+    register = products.register and measured is None
+    progress = execution.progress
     native = open_dem(coarse_dem)
     if grid is None:
         grid_dem = native
@@ -339,12 +351,11 @@ def observed_scene(
     # baselines and the refinement's reference.
     coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
     observations = observation_list(sar, geometry, opposite_pass)
-    groups, own, opposite, images = _read_observations(observations, coarse, measurement=measurement,
-                                                       sar_quantity=sar_quantity, sar_db=sar_db)
-    image_registration = register if isinstance(register, ImageRegistration) else None
+    groups, own, opposite, images = _read_observations(observations, coarse, reading)
+    image_registration = measured
     # What is made of the coarse DEM on the grid once, for every method that needs it.
     made: dict[str, np.ndarray] = {}
-    if register is True:
+    if register:
         # Before every method: the coarse DEM moved to where the image says its terrain is,
         # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
         surface = open_dem(back_project(native, grid_dem), vertical_datum="ellipsoid")
@@ -359,7 +370,7 @@ def observed_scene(
         if east or north:
             native = shifted(native, coarse, east, north)
             coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
-        elif register is True and _same_voids(grid_dem, coarse):
+        elif register and _same_voids(grid_dem, coarse):
             # The back-projection reads the grid's voids only: on the same voids it is the
             # one the priors' refinement would make.
             made["back_projection"] = surface.values
@@ -368,8 +379,7 @@ def observed_scene(
         made["lanczos"] = resampled["coarse_lanczos"].values
     resolved = _resolve_priors(priors, coarse)
     resolved = check_priors_against(resolved, coarse)
-    inputs, attrs = _pass_inputs(own.image, coarse, own.geometry, measurement=measurement, projection=projection,
-                                 progress=progress)
+    inputs, attrs = _pass_inputs(own.image, coarse, own.geometry, reading=reading, progress=progress)
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
     for variable, values in resampled.items():
         scene[variable] = on_grid(values.astype(np.float32), coarse, variable)
@@ -387,23 +397,27 @@ def observed_scene(
             max(registration["coregistration_error_east_m"], registration["coregistration_error_north_m"]))
     registration_error = registration_error_m(image_registration, registration)
     if opposite is not None:
-        other_inputs, other_attrs = _pass_inputs(opposite.image, coarse, opposite.geometry, measurement=measurement,
-                                                 projection=projection, progress=progress)
+        other_inputs, other_attrs = _pass_inputs(opposite.image, coarse, opposite.geometry, reading=reading,
+                                                 progress=progress)
         scene = _with_other_pass(scene, other_inputs, other_attrs)
         scene.attrs["other_dates"] = int(opposite.dates)
+    keep_dates = products.keep_dates
+    if keep_dates is None:
+        keep_dates = any(group is not None and group.dates > 1 for group in (own, opposite))
     if keep_dates:
         for prefix, group in (("", own), ("other_", opposite)):
             dates = [image for image in images if group is not None and _same_pass(image, group)]
             if len(dates) > 1:
-                reconstructed = [_pass_inputs(image.image, coarse, image.geometry, measurement=measurement,
-                                              projection=projection, progress=False)[0]["sar_reconstructed"]
+                reconstructed = [_pass_inputs(image.image, coarse, image.geometry, reading=reading,
+                                              progress=False)[0]["sar_reconstructed"]
                                  for image in dates]
                 scene[f"{prefix}sar_dates"] = xr.DataArray(
                     np.stack(reconstructed).astype(np.float32), dims=("date", "y", "x"),
                     coords={"y": scene["y"], "x": scene["x"]},
                     attrs={"units": "dB", "long_name": "sigma0 of each date, reconstructed in layover"
                            + (", opposite pass" if prefix else "")})
-    if inversion:
+    if products.inversion:
+        inversion_settings = products.inversion_settings
         inverted = invert_dem(inversion_reference(scene, (inversion_settings or InversionSettings()).reference)
                               .rio.write_crs(coarse.rio.crs), native, groups,
                               prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
@@ -411,17 +425,14 @@ def observed_scene(
                               registration_error_m=registration_error, correction=scene_correction(scene),
                               land_cover=None if land_cover is None else land_cover_on(land_cover, coarse),
                               settings=inversion_settings,
-                              blocks=inversion_blocks, client=client)
-        if register is True:
+                              blocks=execution.blocks, client=execution.client)
+        if register:
             again = _registered_again(inverted, coarse, groups, image_registration, coarse_cell_m)
             if again is not None:
-                return observed_scene(
-                    coarse_dem, sar, geometry, priors, grid=grid, truth=truth, measurement=measurement,
-                    prior_method=prior_method, opposite_pass=opposite_pass, projection=projection,
-                    sar_quantity=sar_quantity,
-                    sar_db=sar_db, register=again, inversion=inversion, inversion_settings=inversion_settings,
-                    inversion_blocks=inversion_blocks, client=client, keep_dates=keep_dates,
-                    coarse_error_m=coarse_error_m, land_cover=land_cover, name=name, progress=progress)
+                return _observed(
+                    coarse_dem, sar, geometry, priors, grid=grid, truth=truth, prior_method=prior_method,
+                    opposite_pass=opposite_pass, reading=reading, products=products, coarse_error_m=coarse_error_m,
+                    land_cover=land_cover, name=name, execution=execution, measured=again)
         scene["inverted"] = on_grid(inverted["height"].values, coarse, "inverted")
         if "readable" in inverted:
             scene["inversion_readable"] = on_grid(inverted["readable"].values, coarse, "inversion_readable")
@@ -572,8 +583,8 @@ def observation_geometries(sar: Any, geometry: Any, opposite_pass: tuple[Any, An
     return geometries
 
 
-def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: xr.DataArray, *,
-                       measurement: str, sar_quantity: str, sar_db: bool
+def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: xr.DataArray,
+                       reading: SarReading
                        ) -> tuple[list[InversionImage], InversionImage, InversionImage | None, list[InversionImage]]:
     """Every observation read in radar geometry over the coarse DEM and grouped
     (:func:`sarheight.terrain.radar_images.composite_images`); the group of the first observation's
@@ -584,8 +595,8 @@ def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coa
         label = f"observation {index + 1} of {len(observations)} ({source_name(sar)})" if len(observations) > 1 \
             else None
         try:
-            images.append(radar_image(coarse, sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
-                                      sar_db=sar_db, name=label or source_name(sar)))
+            images.append(radar_image(coarse, sar, geometry, measurement=reading.measurement,
+                                      sar_quantity=reading.quantity, sar_db=reading.db, name=label or source_name(sar)))
         except InvalidInputError as error:
             if label is None:
                 raise

@@ -1,10 +1,14 @@
-"""The option groups of a simulated scene: how its observation is made
-(:class:`ObservationSpec`) and what the scene makes from it (:class:`SceneProducts`).
+"""The option groups of a terrain scene: how a simulated scene's observation is made
+(:class:`ObservationSpec`), how a user's observations are read (:class:`SarReading`),
+what a scene makes from its observations (:class:`SceneProducts`), and where and how the
+work runs (:class:`Execution`).
 
 Each is checked once, when it is made, as :class:`sarheight.priors.PriorSpec` is for the
 priors: the functions that take one (:func:`sarheight.terrain.simulated.simulate_scene`,
 :func:`sarheight.terrain.simulated.simulate_observations`,
-:func:`sarheight.terrain.simulated.simulate_scenes`) take it as checked.
+:func:`sarheight.terrain.simulated.simulate_scenes`,
+:func:`sarheight.terrain.observed.observed_scene`, :func:`sarheight.refinement.refine_dem`)
+take it as checked.
 """
 
 from __future__ import annotations
@@ -12,15 +16,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from ..ground import SIGMA0_LAWS, DateCondition, Ground
+from ..observation import QUANTITIES
 from .inversion_settings import InversionSettings
 
-__all__ = ["ObservationSpec", "SceneProducts"]
+__all__ = ["Execution", "ObservationSpec", "SarReading", "SceneProducts"]
 
 
 def _finite(value: object) -> bool:
@@ -128,3 +133,78 @@ class SceneProducts:
         if self.inversion_settings is not None and not isinstance(self.inversion_settings, InversionSettings):
             raise InvalidInputError(f"inversion_settings must be InversionSettings, got "
                                     f"{type(self.inversion_settings).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SarReading:
+    """How a user's observations are read, as :func:`sarheight.reconstruction.reconstruct`
+    reads one (the opposite pass's alike).
+
+    Attributes
+    ----------
+    measurement : the swath and polarisation of a SAFE product (``"IW/VV"``).
+    quantity, db : what a geocoded (map-grid) observation holds: ``"sigma0"``,
+        ``"beta0"`` or ``"gamma0"``, in dB or linear.
+    projection : ``"exact"`` (the facets' areas projected onto the radar grid) or
+        ``"bilinear"``, as :func:`sarheight.reconstruction.reconstruct` takes it.
+    """
+
+    measurement: str = "IW/VV"
+    quantity: str = "sigma0"
+    db: bool = False
+    projection: Literal["exact", "bilinear"] = "exact"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.measurement, str) or not self.measurement:
+            raise InvalidInputError(f"measurement must be a string such as 'IW/VV', got {self.measurement!r}")
+        if self.quantity not in QUANTITIES:
+            raise InvalidInputError(f"quantity must be one of {', '.join(QUANTITIES)}, got {self.quantity!r}")
+        if not isinstance(self.db, bool):
+            raise InvalidInputError(f"db must be True or False, got {self.db!r}")
+        if self.projection not in ("exact", "bilinear"):
+            raise InvalidInputError(f"projection must be 'exact' or 'bilinear', got {self.projection!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """Where and how a refinement's work runs; none of it changes the result beyond
+    rounding.
+
+    Attributes
+    ----------
+    device : the torch device of a network (None: a GPU where there is one).
+    tile, overlap : a network's tiles and their overlap (cells), as
+        :func:`sarheight.training.predict.predict_height` takes them.
+    blocks, client : the inversion block by block (fine cells a side of a block) on threads
+        or a dask.distributed cluster (None, "local", a scheduler address or a Client),
+        for grids larger than memory, as :func:`sarheight.terrain.inversion.invert_dem`
+        takes them.
+    progress : show progress bars (outside a terminal, a line every 30 s).
+    """
+
+    device: str | None = None
+    tile: int = 256
+    overlap: int = 64
+    blocks: int | None = None
+    client: Any = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device is not None and not isinstance(self.device, str):
+            raise InvalidInputError(f"device must be a torch device name ('cpu', 'cuda') or None, got {self.device!r}")
+        if isinstance(self.tile, bool) or not isinstance(self.tile, (int, np.integer)) or self.tile < 8:
+            raise InvalidInputError(f"tile must be an integer of at least 8 cells, got {self.tile!r}")
+        if (isinstance(self.overlap, bool) or not isinstance(self.overlap, (int, np.integer))
+                or not 0 <= self.overlap <= self.tile // 2):
+            raise InvalidInputError(f"overlap must be an integer from 0 to tile / 2 ({self.tile // 2}), got "
+                                    f"{self.overlap!r}")
+        if self.blocks is not None and (isinstance(self.blocks, bool) or not isinstance(self.blocks, (int, np.integer))
+                                        or self.blocks < 16):
+            raise InvalidInputError(f"blocks must be at least 16 fine cells a side, or None, got {self.blocks!r}")
+        if not isinstance(self.progress, bool):
+            raise InvalidInputError(f"progress must be True or False, got {self.progress!r}")
+
+    @property
+    def in_blocks(self) -> bool:
+        """Whether the inversion is asked to run block by block (blocks or a cluster)."""
+        return self.blocks is not None or self.client is not None

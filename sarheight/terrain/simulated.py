@@ -10,6 +10,7 @@ the look direction, and with it which slopes are in layover.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import warnings
@@ -55,7 +56,7 @@ from .files import write_scene
 from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
 from .grid import block_mean
 from .observed import observed_scene, source_name
-from .scene_options import ObservationSpec, SceneProducts
+from .scene_options import Execution, ObservationSpec, SarReading, SceneProducts
 from .variables import on_grid
 
 #: The observation and products of a scene when none are given.
@@ -154,9 +155,9 @@ def simulate_scene(
         # the grid's cells it leaves without a height are no voids of a user's DEM.
         warnings.filterwarnings("ignore", message=r".* of the DEM's cells have no height", category=PlausibilityWarning)
         scene = observed_scene(coarse, observations, geometries, known, grid=truth, prior_method=prior_method,
-                               projection=observation.projection, register=products.register,
-                               inversion=products.inversion, inversion_settings=products.inversion_settings,
-                               keep_dates=keep_dates, name=scene_name, progress=progress)
+                               reading=SarReading(projection=observation.projection),
+                               products=dataclasses.replace(products, keep_dates=keep_dates, error_sources=False),
+                               name=scene_name, execution=Execution(progress=progress))
     height = truth.values.astype(np.float32)
     if unscored is not None:
         left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)

@@ -334,6 +334,30 @@ def test_known_heights_are_one_specification(dotted):
     assert not spelled, f"{dotted}: {spelled} are parts of a PriorSpec; take them in priors="
 
 
+#: The parts of the option groups of a user's refinement (``SarReading``, ``SceneProducts``,
+#: ``Execution``), which its entries take as groups.
+GROUPED_PARTS = {"measurement": "reading", "sar_quantity": "reading", "sar_db": "reading", "projection": "reading",
+                 "register": "products", "inversion": "products", "keep_dates": "products",
+                 "inversion_blocks": "execution", "client": "execution", "tile": "execution", "overlap": "execution",
+                 "device": "execution", "progress": "execution"}
+
+
+@pytest.mark.parametrize("dotted", ("sarheight.terrain.observed.observed_scene", "sarheight.refinement.refine_dem"))
+def test_a_refinements_options_come_in_groups(dotted):
+    """docs/architecture.md's convention: how the observations are read, what a scene makes
+    and where the work runs are each one group (``terrain.scene_options``); the entries of a
+    user's refinement spell no part of one as a keyword of its own, and stay near ten
+    parameters."""
+    import importlib
+    import inspect
+
+    module, _, name = dotted.rpartition(".")
+    parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    spelled = {p: GROUPED_PARTS[p] for p in parameters if p in GROUPED_PARTS}
+    assert not spelled, f"{dotted}: {spelled} are parts of a group; take them in the group named"
+    assert len(parameters) <= 15, f"{dotted} takes {len(parameters)} parameters: group them"
+
+
 def test_trained_models_are_loaded_by_one_loader():
     """docs/architecture.md's convention: checkpoints become trained models only through
     ``training/trained.load_checkpoint`` (``trained_model`` and ``trained_classifier`` build

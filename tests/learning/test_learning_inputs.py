@@ -18,8 +18,12 @@ from sarheight.data import TerrainDataModule
 from sarheight.errors import InvalidInputError
 from sarheight.priors import PriorSpec
 from sarheight.terrain.files import open_scene, write_scene
+from sarheight.terrain.scene_options import Execution
 from sarheight.training import predict_height
 from tests.support.scenes import fit_tiny_checkpoint, write_tiny_city, write_tiny_scenes, write_tiny_so2sat
+
+#: No progress bars in the tests.
+QUIET = Execution(progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +132,13 @@ def test_implausible_priors_and_city_rasters(tmp_path):
     def known(table):
         return PriorSpec(points=table, crs=truth.rio.crs, vertical_datum="ellipsoid")
 
-    observed_scene(coarse, observation, geometry, known(points), progress=False)
+    observed_scene(coarse, observation, geometry, known(points), execution=QUIET)
     with pytest.raises(InvalidInputError, match="in feet"):
         observed_scene(coarse, observation, geometry, known(points.assign(height=points["height"] / 0.3048)),
-                       progress=False)
+                       execution=QUIET)
     with pytest.raises(InvalidInputError, match=r"median \+1[12]\d\d\d m from the coarse DEM"):
         observed_scene(coarse, observation, geometry, known(points.assign(height=points["height"] + 12_000)),
-                       progress=False)
+                       execution=QUIET)
     city = write_tiny_city(tmp_path / "city", months=("202301",))
     read_city(city)
     with rasterio.open(city / "s1_202301.tif", "r+") as dst:

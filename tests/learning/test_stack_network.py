@@ -14,10 +14,14 @@ from sarheight.data import TerrainDataModule
 from sarheight.data.terrain import stack_channels
 from sarheight.errors import InvalidInputError
 from sarheight.terrain.files import open_scene
+from sarheight.terrain.scene_options import Execution
 from sarheight.training.calibration import calibrate_checkpoint
 from sarheight.training.predict import predict_height
 from sarheight.training.trained import load_checkpoint
 from tests.support.scenes import fit_tiny_checkpoint, simulate_tiny_scenes
+
+#: No progress bars in the tests.
+QUIET = Execution(progress=False)
 
 STATIC = ("coarse_slope_east", "coarse_slope_north", "prior_mask", "prior_distance", "local_incidence_angle")
 STACKS = {"dates": 2, "passes": 2, "date_channels": ["sar_ratio", "local_incidence_angle"]}
@@ -136,14 +140,13 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
     geometry = scene_geometry(fine, "ascending")
     dates = [simulate_sar(fine, geometry, seed=seed) for seed in (1, 2)]
     spacing = float(np.sqrt(np.prod(cell_size_m(fine))))
-    several, scene = refine_dem(coarse, dates, spacing_m=spacing, method="network", geometry=geometry,
-                                progress=False)
+    several, scene = refine_dem(coarse, dates, spacing_m=spacing, method="network", geometry=geometry, execution=QUIET)
     assert several.attrs["packaged_network"] == "stack" and scene["sar_dates"].sizes["date"] == 2
     assert np.isfinite(several["height"].values).all() and "inverted" in scene
-    one, _ = refine_dem(coarse, dates[0], spacing_m=spacing, method="network", geometry=geometry, progress=False)
+    one, _ = refine_dem(coarse, dates[0], spacing_m=spacing, method="network", geometry=geometry, execution=QUIET)
     assert one.attrs["packaged_network"] == "one_image"
     # No method named: the one of the lowest RMSE on the validation DEMs for what is given.
-    chosen, _ = refine_dem(coarse, dates, spacing_m=spacing, geometry=geometry, progress=False)
+    chosen, _ = refine_dem(coarse, dates, spacing_m=spacing, geometry=geometry, execution=QUIET)
     assert chosen.attrs["method"] == DEFAULT_METHODS["one_pass_dates"]
     assert chosen.attrs["method_chosen"] == "the best on the validation DEMs for one pass of several dates"
     # Where the stack network does not ship, several images go to the one-image network.
@@ -167,9 +170,9 @@ def test_refine_dem_gives_a_stack_network_every_date(stack_checkpoint):
     dates = [simulate_sar(fine, ascending, seed=seed) for seed in (1, 2)]
     opposite = [simulate_sar(fine, descending, seed=seed) for seed in (3, 4)]
     spacing = float(np.sqrt(np.prod(cell_size_m(fine))))
-    one, _ = refine_dem(coarse, dates[0], [checkpoint], spacing_m=spacing, geometry=ascending, progress=False)
+    one, _ = refine_dem(coarse, dates[0], [checkpoint], spacing_m=spacing, geometry=ascending, execution=QUIET)
     both, scene = refine_dem(coarse, [*dates, *opposite], [checkpoint], spacing_m=spacing,
-                             geometry=[ascending] * 2 + [descending] * 2, progress=False)
+                             geometry=[ascending] * 2 + [descending] * 2, execution=QUIET)
     assert scene["sar_dates"].sizes["date"] == 2 and scene["other_sar_dates"].sizes["date"] == 2
     assert np.isfinite(one["height"].values).all() and np.isfinite(both["height"].values).all()
     assert not np.allclose(one["height"].values, both["height"].values)
@@ -251,5 +254,5 @@ def test_a_network_corrects_the_inversion_and_says_how_much_is_its_own(scenes, t
     with pytest.warns(PlausibilityWarning, match="own correction in 0% of the cells"):
         refined, refined_scene = refine_dem(open_dem(block_mean(fine, 3)), simulate_sar(fine, geometry, seed=1),
                                             [checkpoint], spacing_m=float(np.sqrt(np.prod(cell_size_m(fine)))),
-                                            geometry=geometry, progress=False)
+                                            geometry=geometry, execution=QUIET)
     assert "inverted" in refined_scene and refined.attrs["network_share"] == 0.0

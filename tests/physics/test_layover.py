@@ -23,7 +23,11 @@ from sarheight.reconstruction import reconstruct, to_isce3_mask
 from sarheight.simulate import run_simulation, simulate, simulate_sar
 from sarheight.simulate.cells import channels
 from sarheight.simulate.engine import clear_residue
+from sarheight.terrain.scene_options import Execution
 from tests.support.scenes import plane_dem, rough_dem, synthetic_geometry
+
+#: No progress bars in the tests.
+QUIET = Execution(progress=False)
 
 
 @settings(max_examples=8, deadline=None, derandomize=True)
@@ -480,4 +484,4 @@ def test_an_observation_where_the_dem_goes_is_refused_with_the_order():
     with pytest.raises(InvalidInputError, match="DEM first"):
         reconstruct("S1A_IW_SLC__1SDV_20221016T015043.SAFE", dem, geometry)
     with pytest.raises(InvalidInputError, match=r"observed_scene\(coarse_dem, sar, geometry, priors\)"):
-        observed_scene(observation, dem, geometry, None, progress=False)
+        observed_scene(observation, dem, geometry, None, execution=QUIET)

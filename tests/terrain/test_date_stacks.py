@@ -14,10 +14,13 @@ from sarheight.terrain.files import open_scene, write_scene
 from sarheight.terrain.geometry import scene_geometry
 from sarheight.terrain.grid import block_mean
 from sarheight.terrain.observed import observed_scene
-from sarheight.terrain.scene_options import ObservationSpec, SceneProducts
+from sarheight.terrain.scene_options import Execution, ObservationSpec, SceneProducts
 from sarheight.terrain.simulated import simulate_scene, simulate_scenes
 from sarheight.terrain.variables import date_channel, pass_dates, scene_variable
 from tests.support.scenes import rough_dem
+
+#: No progress bars in the tests.
+QUIET = Execution(progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,8 @@ def test_each_date_is_kept_and_reconstructed_alone(truth):
     geometry = scene_geometry(truth, "ascending")
     images = [simulate_sar(truth, geometry, seed=seed) for seed in (1, 2, 3)]
     coarse = block_mean(truth, 3)
-    scene = observed_scene(coarse, images, geometry, None, grid=truth, keep_dates=True, register=False,
-                           progress=False)
+    scene = observed_scene(coarse, images, geometry, None, grid=truth,
+                           products=SceneProducts(keep_dates=True, register=False), execution=QUIET)
     assert scene["sar_dates"].dims == ("date", "y", "x") and scene["sar_dates"].sizes["date"] == 3
     assert "other_sar_dates" not in scene and scene.attrs["dates"] == 3
     grid = scene["coarse_height"].rio.write_crs(scene.rio.crs)
@@ -49,12 +52,17 @@ def test_each_date_is_kept_and_reconstructed_alone(truth):
         with np.errstate(divide="ignore", invalid="ignore"):
             twin = 10.0 * np.log10(np.where(alone > 0, alone, np.nan))
         np.testing.assert_allclose(scene["sar_dates"].values[index], twin, rtol=1e-5, atol=1e-4, equal_nan=True)
-    # Not kept unless asked, and a pass of one date is its composite.
-    plain = observed_scene(coarse, images, geometry, None, grid=truth, register=False, progress=False)
+    # Kept by default for a pass of several dates, not where declined; a pass of one date
+    # is its composite.
+    default = observed_scene(coarse, images, geometry, None, grid=truth, products=SceneProducts(register=False),
+                             execution=QUIET)
+    np.testing.assert_array_equal(default["sar_dates"].values, scene["sar_dates"].values)
+    plain = observed_scene(coarse, images, geometry, None, grid=truth,
+                           products=SceneProducts(keep_dates=False, register=False), execution=QUIET)
     assert "sar_dates" not in plain
     np.testing.assert_array_equal(plain["sar_reconstructed"].values, scene["sar_reconstructed"].values)
-    one = observed_scene(coarse, images[0], geometry, None, grid=truth, keep_dates=True, register=False,
-                         progress=False)
+    one = observed_scene(coarse, images[0], geometry, None, grid=truth,
+                         products=SceneProducts(keep_dates=True, register=False), execution=QUIET)
     assert "sar_dates" not in one and pass_dates(one) == 1
 
 

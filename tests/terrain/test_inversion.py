@@ -32,9 +32,14 @@ from sarheight.terrain.observed import observation_list
 from sarheight.terrain.radar_images import composite_images, radar_image, speckle_variance
 from sarheight.terrain.registration import register_to_images
 from sarheight.terrain.relief import coarse_mean_operator, gradient_operators
-from sarheight.terrain.scene_options import ObservationSpec, SceneProducts
+from sarheight.terrain.scene_options import Execution, ObservationSpec, SarReading, SceneProducts
 from sarheight.terrain.simulated import simulate_scene
 from tests.support.scenes import plane_dem, required, rough_dem, synthetic_geometry
+
+#: No progress bars in the tests.
+QUIET = Execution(progress=False)
+#: The test products' images are in dB.
+IN_DB = SarReading(db=True)
 
 FACTOR = 3
 
@@ -337,25 +342,26 @@ def test_refine_dem_by_inversion_reads_both_passes(passes):
     # One class: the engines compared, not two estimates of the ground's classes (each
     # block's features tell them apart on their own, near the estimate's thresholds).
     one_class = InversionSettings(land_cover_classes=1)
-    refined, scene = refine_dem(coarse, sar, spacing_m=30.0, method="inversion", geometry=both, sar_db=True,
-                                inversion_settings=one_class, progress=False)
+    refined, scene = refine_dem(coarse, sar, spacing_m=30.0, method="inversion", geometry=both,
+                                inversion_settings=one_class, reading=IN_DB, execution=QUIET)
     assert refined.attrs["method"] == "inversion" and refined.attrs["inversion_geometries"] == 2
     assert refined.attrs["images"] == 2 and "other_sar_reconstructed" in scene
     assert np.isfinite(refined["height"].values).all()
     # Block by block, on threads: the same within a stated tolerance (each block fits its
     # own law and albedo; they differ near the seams, most in the narrow blocks of this
     # 96-cell grid cut in blocks of 64: 0.63 m RMS measured).
-    blockwise, _ = refine_dem(coarse, sar, spacing_m=30.0, method="inversion", geometry=both, sar_db=True,
-                              inversion_settings=one_class, inversion_blocks=64, progress=False)
+    blockwise, _ = refine_dem(coarse, sar, spacing_m=30.0, method="inversion", geometry=both,
+                              inversion_settings=one_class, reading=IN_DB,
+                              execution=Execution(blocks=64, progress=False))
     difference = blockwise["height"].values - refined["height"].values
     print("block-wise minus in memory: RMS", float(np.sqrt(np.mean(difference**2))), "max",
           float(np.abs(difference).max()))
     assert float(np.sqrt(np.mean(difference**2))) < 0.75 and blockwise.attrs["inversion_blocks"] == 4
     with pytest.raises(InvalidInputError, match="reads one pass"):
-        refine_dem(coarse, sar, spacing_m=30.0, method="clinometry", geometry=both, sar_db=True, progress=False)
+        refine_dem(coarse, sar, spacing_m=30.0, method="clinometry", geometry=both, reading=IN_DB, execution=QUIET)
     with pytest.raises(InvalidInputError, match="block by block"):
-        refine_dem(coarse, sar[0], spacing_m=30.0, method="clinometry", geometry=both[0], sar_db=True,
-                   inversion_blocks=48, progress=False)
+        refine_dem(coarse, sar[0], spacing_m=30.0, method="clinometry", geometry=both[0], reading=IN_DB,
+                   execution=Execution(blocks=48, progress=False))
 
 
 def test_terrain_refine_command_inverts_several_observations(passes, tmp_path, capsys):

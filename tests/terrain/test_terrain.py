@@ -18,10 +18,13 @@ from sarheight.terrain.files import open_scene, write_scene
 from sarheight.terrain.geometry import pass_direction, scene_geometry
 from sarheight.terrain.grid import block_mean, degrade_dem, refinement_grid
 from sarheight.terrain.observed import observed_scene
-from sarheight.terrain.scene_options import ObservationSpec, SceneProducts
+from sarheight.terrain.scene_options import Execution, ObservationSpec, SarReading, SceneProducts
 from sarheight.terrain.simulated import simulate_scene, simulate_scenes
 from sarheight.terrain.variables import DERIVED_VARIABLES, INPUT_VARIABLES, coarse_cell_size, scene_variable
 from tests.support.scenes import plane_dem, rough_dem
+
+#: No progress bars in the tests.
+QUIET = Execution(progress=False)
 
 FACTOR = 3
 
@@ -104,7 +107,7 @@ def test_no_input_is_computed_from_the_fine_dem(truth, geometry):
     np.testing.assert_array_equal(degrade_dem(perturbed, FACTOR).values, degrade_dem(truth, FACTOR).values)
     observation = simulate_sar(truth, geometry, seed=4)
     priors = sample_priors(truth, count=12, seed=2)
-    scenes = [observed_scene(degrade_dem(dem, FACTOR), observation, geometry, priors, progress=False)
+    scenes = [observed_scene(degrade_dem(dem, FACTOR), observation, geometry, priors, execution=QUIET)
               for dem in (truth, perturbed)]
     for name in (*INPUT_VARIABLES, *DERIVED_VARIABLES):
         if name.startswith("other_") or name == "inverted_filled":
@@ -169,18 +172,18 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
                            "height": truth.values[rows, cols]})
     scene = observed_scene(coarse, observation, geometry,
                            PriorSpec(points=points, crs=truth.rio.crs, vertical_datum="ellipsoid"), truth=truth,
-                           progress=False)
+                           execution=QUIET)
     assert scene.attrs["kind"] == "observed"
     assert int(scene["prior_mask"].sum()) == len({(r, c) for r, c in zip(rows, cols, strict=True)})
     np.testing.assert_array_equal(scene["height"].values, truth.values)
     wrong = sample_priors(truth.isel(y=slice(0, 20)), count=3)
     with pytest.raises(InvalidInputError, match="grid"):
-        observed_scene(coarse, observation, geometry, wrong, progress=False)
+        observed_scene(coarse, observation, geometry, wrong, execution=QUIET)
     # One spelling of known heights: a PriorSpec of points, refused otherwise before any work.
     with pytest.raises(InvalidInputError, match=r"give the known heights as PriorSpec\(points="):
-        observed_scene(coarse, observation, geometry, points, progress=False)
+        observed_scene(coarse, observation, geometry, points, execution=QUIET)
     with pytest.raises(InvalidInputError, match="draws known heights from the DEM"):
-        observed_scene(coarse, observation, geometry, PriorSpec(count=5), progress=False)
+        observed_scene(coarse, observation, geometry, PriorSpec(count=5), execution=QUIET)
 
 
 def test_a_scenes_options_come_in_checked_groups(truth, geometry, tmp_path):
@@ -200,6 +203,24 @@ def test_a_scenes_options_come_in_checked_groups(truth, geometry, tmp_path):
     with pytest.raises(InvalidInputError, match="products must be a SceneProducts"):
         simulate_scenes([truth], tmp_path, products={"inversion": True}, progress=False)
     assert not list(tmp_path.iterdir())
+    # A user's observations: how they are read and where the work runs, each a group too.
+    for make, bad, match in ((SarReading, {"quantity": "sigma1"}, "quantity must be one of"),
+                             (SarReading, {"db": "yes"}, "db must be True or False"),
+                             (SarReading, {"projection": "nearest"}, "projection"),
+                             (Execution, {"tile": 4}, "tile must be an integer of at least 8"),
+                             (Execution, {"overlap": 200}, "overlap must be an integer from 0 to tile / 2"),
+                             (Execution, {"blocks": 8}, "blocks must be at least 16"),
+                             (Execution, {"progress": None}, "progress must be True or False")):
+        with pytest.raises(InvalidInputError, match=match):
+            make(**bad)
+    assert Execution(client="local").in_blocks and not Execution().in_blocks
+    coarse = block_mean(truth, 3)
+    observation = simulate_sar(truth, geometry, seed=1)
+    with pytest.raises(InvalidInputError, match="reading must be a SarReading"):
+        observed_scene(coarse, observation, geometry, None, reading={"db": True}, execution=QUIET)
+    with pytest.raises(InvalidInputError, match="an observed scene has none"):
+        observed_scene(coarse, observation, geometry, None, products=SceneProducts(error_sources=True),
+                       execution=QUIET)
 
 
 def test_scene_builders_take_one_priors_specification(truth, geometry, tmp_path):
@@ -335,7 +356,7 @@ def test_refinement_grid_and_a_scene_without_priors(truth, geometry):
     with pytest.raises(InvalidInputError, match="positive"):
         refinement_grid(coarse, -3.0)
     observation = simulate_sar(truth, geometry, seed=2)
-    scene = observed_scene(coarse, observation, geometry, None, grid=grid, progress=False)
+    scene = observed_scene(coarse, observation, geometry, None, grid=grid, execution=QUIET)
     assert scene.sizes == {"y": grid.shape[0], "x": grid.shape[1]}
     assert not scene["prior_mask"].values.any() and np.isnan(scene["prior_height"].values).all()
     assert (scene["prior_distance"].values > 1000).all()

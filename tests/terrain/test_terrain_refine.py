@@ -20,8 +20,14 @@ from sarheight.dem import PACKAGED_EGM96
 from sarheight.errors import InvalidInputError
 from sarheight.refinement import refine_dem
 from sarheight.terrain.files import open_scene
+from sarheight.terrain.scene_options import Execution, SarReading
 from sarheight.training import load_checkpoint, masked_loss, predict_height
 from tests.support.scenes import fit_tiny_checkpoint, simulate_tiny_scenes
+
+#: No progress bars in the tests.
+QUIET = Execution(progress=False)
+#: The test products' images are in dB.
+IN_DB = SarReading(db=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,7 +182,7 @@ def test_refine_dem_from_a_geocoded_image(product, checkpoints):
 
     coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
     refined, scene = refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints, spacing_m=30.0,
-                                geometry=product["geometry"], sar_db=True, progress=False)
+                                geometry=product["geometry"], reading=IN_DB, execution=QUIET)
     assert refined["height"].shape == (96, 96) and refined.rio.crs == coarse.rio.crs
     assert np.isfinite(refined["height"].values).all() and (refined["height_std"].values >= 0).all()
     assert refined.attrs["coarse_factor"] == pytest.approx(3.0) and refined.attrs["members"] == 2
@@ -185,7 +191,7 @@ def test_refine_dem_from_a_geocoded_image(product, checkpoints):
     assert np.abs(refined["height"].values - refined["coarse"].values).max() < 200
     with pytest.raises(InvalidInputError, match="already as fine"):
         refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints, spacing_m=90.0,
-                   geometry=product["geometry"], sar_db=True, progress=False)
+                   geometry=product["geometry"], reading=IN_DB, execution=QUIET)
 
 
 def test_a_network_stacking_the_inversion_has_it_made(product, tmp_path):
@@ -202,7 +208,7 @@ def test_a_network_stacking_the_inversion_has_it_made(product, tmp_path):
                                                    "test_scenes": ["hills-c"]})
     coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
     refined, scene = refine_dem(coarse, product["folder"] / "sigma0_db.tif", [checkpoint], spacing_m=30.0,
-                                geometry=product["geometry"], sar_db=True, progress=False)
+                                geometry=product["geometry"], reading=IN_DB, execution=QUIET)
     assert "inverted" in scene and any(key.startswith("inversion_") for key in refined.attrs)
     assert np.isfinite(refined["height"].values).mean() > 0.9
     assert np.abs(refined["height"].values - refined["coarse"].values).max() < 200
@@ -253,7 +259,7 @@ def test_refine_refuses_a_model_that_is_not_a_refinement(product, tmp_path):
     coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
     with pytest.raises(InvalidInputError, match="not as a correction of the coarse DEM"):
         refine_dem(coarse, product["folder"] / "sigma0_db.tif", [priors_only], spacing_m=30.0,
-                   geometry=product["geometry"], sar_db=True, progress=False)
+                   geometry=product["geometry"], reading=IN_DB, execution=QUIET)
 
 
 def test_half_export_predicts_as_the_full_checkpoint(scenes, checkpoints, tmp_path):
@@ -315,10 +321,10 @@ def test_refine_refuses_an_image_without_relief(product, checkpoints, tmp_path):
         constant = image.copy(data=np.where(np.isfinite(image.values), value, np.nan).astype(np.float32))
         path = write_geotiff(constant.rename("sigma0"), tmp_path / f"constant_{in_db}.tif")
         with pytest.raises(InvalidInputError, match="constant where the DEM falls"):
-            refine_dem(coarse, path, checkpoints, spacing_m=30.0, geometry=product["geometry"], sar_db=in_db,
-                       progress=False)
+            refine_dem(coarse, path, checkpoints, spacing_m=30.0, geometry=product["geometry"],
+                       reading=SarReading(db=in_db), execution=QUIET)
     refined, _ = refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints[:1], spacing_m=30.0,
-                            geometry=product["geometry"], sar_db=True, progress=False)
+                            geometry=product["geometry"], reading=IN_DB, execution=QUIET)
     assert refined.attrs["observed_spread_db"] > 1.0 and -30 < refined.attrs["observed_median_db"] < 5
     assert 0 < refined.attrs["correction_rms_m"] <= refined.attrs["correction_max_m"]
 
@@ -353,7 +359,7 @@ def test_refine_refuses_a_spacing_beyond_ten_times_and_a_grid_too_large(product,
     coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
     with pytest.raises(InvalidInputError, match="15 times finer"):
         refine_dem(coarse, product["folder"] / "sigma0_db.tif", checkpoints, spacing_m=6.0,
-                   geometry=product["geometry"], sar_db=True, progress=False)
+                   geometry=product["geometry"], reading=IN_DB, execution=QUIET)
     import xarray as xr
 
     big = xr.DataArray(np.full((2000, 3000), 500.0, dtype=np.float32), dims=("y", "x"), name="height",
@@ -368,8 +374,8 @@ def test_a_second_pass_for_a_one_pass_model_is_refused(product, checkpoints):
     coarse = open_dem(product["folder"] / "coarse90.tif", vertical_datum="ellipsoid")
     image = product["folder"] / "sigma0_db.tif"
     with pytest.raises(InvalidInputError, match="would be ignored"):
-        refine_dem(coarse, image, checkpoints, spacing_m=30.0, geometry=product["geometry"], sar_db=True,
-                   opposite_pass=(image, product["geometry"]), progress=False)
+        refine_dem(coarse, image, checkpoints, spacing_m=30.0, geometry=product["geometry"],
+                   opposite_pass=(image, product["geometry"]), reading=IN_DB, execution=QUIET)
 
 
 def test_refine_never_writes_inside_an_input_folder_or_over_code(product, checkpoints, tmp_path, capsys):
