@@ -36,6 +36,8 @@ warnings.filterwarnings("ignore", message=r"Use `@` matmul instead of `\*` mul o
 ENTRIES = {
     # the physics
     "open_dem": "dem",
+    "checked_dem": "dem",
+    "Dem": "dem",
     "RadarGeometry": "geometry",
     "simulate": "simulate",
     "simulate_sar": "simulate",

@@ -4,6 +4,8 @@ converted and sampled, in one place.
 - :func:`metres_per_degree`: the metres of a degree of latitude and longitude on the WGS84
   ellipsoid (its meridional and prime-vertical radii of curvature): the only conversion
   of degrees to metres in sarheight;
+- :class:`Grid`: a grid measured once (transform, CRS, shape, metres of a cell), which
+  the functions below take in place of a raster;
 - :func:`cell_steps_m` and :func:`grid_steps`: the signed steps (m) of one row northward
   and one column eastward of a grid; :func:`cell_size_m`: their sizes, (dy, dx), and
   :func:`cell_side_m` the side of a square of the cell's area;
@@ -25,6 +27,7 @@ measure their grids with these.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -40,7 +43,7 @@ import xarray as xr
 from .compute import WGS84_A, WGS84_E2
 from .errors import InvalidInputError
 
-__all__ = ["bilinear_at", "cell_centres", "cell_side_m", "cell_size_m", "cell_steps_m", "check_not_rotated",
+__all__ = ["Grid", "bilinear_at", "cell_centres", "cell_side_m", "cell_size_m", "cell_steps_m", "check_not_rotated",
            "crs_from_user_input", "db_to_power",
            "filled_with_mean", "gradient", "grid_steps", "horizontal_part", "metres_per_degree", "nan_box_mean",
            "nan_smoothed",
@@ -152,34 +155,82 @@ def cell_steps_m(transform: affine.Affine, crs: Any, shape: tuple[int, int]) -> 
     return transform.e * units[-1], transform.a * units[0]
 
 
-def grid_steps(grid: xr.DataArray | xr.Dataset) -> tuple[float, float]:
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A north-up map grid, measured once: what every function that works on a grid's
+    cells in metres reads of it, instead of deriving the transform from the coordinates
+    and the metres from the CRS again at every door.
+
+    Attributes
+    ----------
+    transform : the corner transform (not rotated).
+    crs : the horizontal CRS (pyproj).
+    shape : (rows, columns).
+    steps_m : (north, east), the signed metres of one row and one column
+        (:func:`cell_steps_m`: negative northward steps on north-up grids).
+    """
+
+    transform: affine.Affine
+    crs: pyproj.CRS
+    shape: tuple[int, int]
+    steps_m: tuple[float, float]
+
+    @classmethod
+    def of(cls, raster: Grid | xr.DataArray | xr.Dataset) -> Grid:
+        """The grid of a raster with ``y``, ``x`` and a CRS (a :class:`Grid`: itself).
+
+        Raises
+        ------
+        InvalidInputError : no CRS, a rotated transform or a zero cell size.
+        """
+        if isinstance(raster, Grid):
+            return raster
+        crs = raster.rio.crs
+        if crs is None:
+            raise InvalidInputError("the grid has no CRS: write the one its coordinates are in "
+                                    "(grid.rio.write_crs('EPSG:32611'), say)")
+        transform = raster.rio.transform()
+        check_not_rotated(transform)
+        shape = (int(raster.sizes["y"]), int(raster.sizes["x"]))
+        horizontal = horizontal_part(crs_from_user_input(crs))
+        return cls(transform, horizontal, shape, cell_steps_m(transform, horizontal, shape))
+
+    @property
+    def size_m(self) -> tuple[float, float]:
+        """(dy, dx): the size (m, positive) of a cell, in the order of the axes."""
+        return abs(self.steps_m[0]), abs(self.steps_m[1])
+
+    @property
+    def side_m(self) -> float:
+        """The side (m) of a square of the cell's area: the geometric mean of its sizes."""
+        dy, dx = self.size_m
+        return math.sqrt(dy * dx)
+
+    def centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """The coordinates (y, x) of the cells' centres (:func:`cell_centres`)."""
+        return cell_centres(self.transform, self.shape)
+
+
+def grid_steps(grid: Grid | xr.DataArray | xr.Dataset) -> tuple[float, float]:
     """(north, east): the signed metres of one row and one column of a map grid (``y``,
-    ``x`` with a CRS), from its coordinates (:func:`cell_steps_m`)."""
-    crs = grid.rio.crs
-    if crs is None:
-        raise InvalidInputError("the grid has no CRS: write the one its coordinates are in "
-                                "(grid.rio.write_crs('EPSG:32611'), say)")
-    transform = grid.rio.transform()
-    check_not_rotated(transform)
-    return cell_steps_m(transform, crs, (grid.sizes["y"], grid.sizes["x"]))
+    ``x`` with a CRS, or a :class:`Grid`), from its coordinates (:func:`cell_steps_m`)."""
+    return Grid.of(grid).steps_m
 
 
-def cell_size_m(grid: xr.DataArray | xr.Dataset) -> tuple[float, float]:
-    """(dy, dx): the size (m, positive) of a cell of ``grid``, in the order of its axes
-    (:func:`grid_steps` without their signs)."""
-    north, east = grid_steps(grid)
-    return abs(north), abs(east)
+def cell_size_m(grid: Grid | xr.DataArray | xr.Dataset) -> tuple[float, float]:
+    """(dy, dx): the size (m, positive) of a cell of ``grid`` (a raster or a
+    :class:`Grid`), in the order of its axes (:func:`grid_steps` without their signs)."""
+    return Grid.of(grid).size_m
 
 
 # ---------------------------------------------------------------------------------------
 # Derivatives
 
 
-def cell_side_m(grid: xr.DataArray | xr.Dataset) -> float:
+def cell_side_m(grid: Grid | xr.DataArray | xr.Dataset) -> float:
     """The side (m) of a square of the grid's cell area: the geometric mean of its cell's
     sizes (:func:`cell_size_m`), the one figure of a cell's size on the ground."""
-    dy, dx = cell_size_m(grid)
-    return math.sqrt(dy * dx)
+    return Grid.of(grid).side_m
 
 
 def gradient(values: np.ndarray, steps: tuple[float, float] = (1.0, 1.0), *, axis: int | None = None

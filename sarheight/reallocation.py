@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from ._version import __version__
+from .dem import Dem
 from .geometry import RadarWindow
 from .kernels import reallocation as reallocation_kernels
 from .masks import kernel_codes
@@ -244,7 +245,7 @@ def result_dataset(state: Simulation, result: dict[str, np.ndarray], output: Out
     return ds.rio.write_crs(state.dem.rio.crs, inplace=True)
 
 
-def reconstruct_in_memory(observation: Observation, dem: xr.DataArray, *, contribution: Contribution,
+def reconstruct_in_memory(observation: Observation, dem: Dem, *, contribution: Contribution,
                           output: Output, projection: Projection, oversample: int | Literal["auto"],
                           progress: bool = True) -> xr.Dataset:
     """Reconstruct a DEM held in memory (:func:`sarheight.reconstruction.reconstruct` without

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .dem import open_dem
+from .dem import checked_dem
 from .distributed import check_client, output_files, reconstruct_blockwise
 from .errors import InvalidInputError
 from .geometry import RadarGeometry
@@ -153,14 +153,16 @@ def reconstruct(
             "products; reconstruct an image geocoded to a map grid in memory (leave chunks and client out)"
         )
     check_simulation_options(observation.geometry, projection, oversample)
-    # The heights are only read: no copy of a DEM that is already ellipsoidal.
-    dem = open_dem(dem, copy=False)
+    # The heights are only read: no copy of a DEM that is already ellipsoidal; checked once,
+    # here, and handed on as checked.
+    checked = checked_dem(dem, copy=False)
+    dem = checked.heights
     check_dem_shape(dem)
     observation.check_covers(dem)
     options: dict[str, Any] = {"contribution": contribution, "output": output, "projection": projection,
                "oversample": oversample, "progress": progress}
     if not blockwise:
-        return reconstruct_in_memory(observation, dem, **options)
+        return reconstruct_in_memory(observation, checked, **options)
     return reconstruct_blockwise(observation, dem, rows_per_block=rows_per_block, cols_per_tile=cols_per_tile,
                                  client=client, out=out, **options)
 

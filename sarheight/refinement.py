@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .dem import check_heights_in_metres, check_plausible_heights
+from .dem import Dem, check_heights_in_metres, check_plausible_heights, checked_dem
 from .errors import InvalidInputError, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry
 from .masks import MaskCode
@@ -94,7 +94,7 @@ _SCENE_METHOD = {method.command: method.variable for method in REFINEMENT_METHOD
 
 
 def refine_dem(
-    coarse_dem: xr.DataArray,
+    coarse_dem: xr.DataArray | Dem,
     sar: Any,
     checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel] | None = None,
     *,
@@ -130,7 +130,8 @@ def refine_dem(
 
     Parameters
     ----------
-    coarse_dem : the user's DEM (from :func:`sarheight.dem.open_dem`: ellipsoidal heights).
+    coarse_dem : the user's DEM (from :func:`sarheight.dem.open_dem`: ellipsoidal heights; or a
+        :class:`sarheight.dem.Dem`, not checked again).
     sar : the observation: a Sentinel-1 SAFE product, or anything
         :func:`sarheight.reconstruction.reconstruct` takes (a geocoded sigma0 GeoTIFF with
         ``geometry``); or a sequence of them (dates, both passes: checked and grouped as
@@ -213,7 +214,9 @@ def refine_dem(
         raise InvalidInputError(f"land_cover is the inversion's classes: method={method!r} reads none; leave it out, "
                                 "or give method='inversion'")
     check_priors_given(priors)
-    check_heights_in_metres(coarse_dem, "the coarse DEM")
+    # The user's DEM checked once: the grid and the scene take it as checked.
+    dem = checked_dem(coarse_dem, copy=False)
+    check_heights_in_metres(dem.heights, "the coarse DEM")
     if execution.in_blocks and method != "inversion":
         raise InvalidInputError(f"execution's blocks and client run the inversion block by block: method={method!r} "
                                 "has no blocks; leave them out, or give method='inversion'")
@@ -240,7 +243,7 @@ def refine_dem(
     elif opposite_pass is not None and method != "inversion":
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
                                 "ignored; give one observation, or method='inversion', which reads every one")
-    grid = refinement_grid(coarse_dem, spacing_m)
+    grid = refinement_grid(dem, spacing_m)
     check_refinement_memory(grid.size, inversion=method == "inversion" or also_invert, blocks=execution.blocks,
                             distributed=execution.client is not None)
     products = SceneProducts(
@@ -249,7 +252,7 @@ def refine_dem(
         inversion_settings=inversion_settings,
         # A network over the stacks reads each date.
         keep_dates=any(date_channel(c) for m in members for c in m.channels))
-    scene = observed_scene(coarse_dem, sar, geometry, priors, grid=grid, opposite_pass=opposite_pass, reading=reading,
+    scene = observed_scene(dem, sar, geometry, priors, grid=grid, opposite_pass=opposite_pass, reading=reading,
                            products=products, coarse_error_m=coarse_error_m, land_cover=land_cover, name="refinement",
                            execution=execution)
     if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:

@@ -55,41 +55,30 @@ def row_blocks(rows: int, blocks: int | None = None) -> list[tuple[int, int]]:
 
 
 def run_blocks(work: Callable[[int, int], T], rows: int, blocks: int | None = None) -> list[T]:
-    """Run ``work(start, stop)`` for each row block, on threads when there is more than one.
-
-    The calling thread runs the first block itself and the others go to one pool kept for
-    the process (:func:`block_pool`): an iterative method calls this thousands of times on
-    small grids, where starting fresh threads each time cost a tenth of its run. Inside a
-    pool's task the blocks run on the calling thread, so that no task waits on a pool that
-    its own siblings fill.
-    """
-    ranges = row_blocks(rows, blocks)
-    if len(ranges) == 1 or _serial_here():
-        return [work(*block) for block in ranges]
-    pool = block_pool()
-    rest = [pool.submit(_pool_task, work, *block) for block in ranges[1:]]
-    try:
-        first = work(*ranges[0])
-    finally:
-        # Every block ends before the caller goes on, also when one of them failed.
-        futures.wait(rest)
-    return [first, *(future.result() for future in rest)]
+    """Run ``work(start, stop)`` for each row block, on threads when there is more than one
+    (at most :func:`thread_count` at a time, :func:`map_tasks`): the calling thread runs
+    blocks itself and the others go to one pool kept for the process (:func:`block_pool`),
+    since an iterative method calls this thousands of times on small grids, where starting
+    fresh threads each time cost a tenth of its run."""
+    return map_tasks(lambda block: work(*block), row_blocks(rows, blocks))
 
 
 def map_tasks(work: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
-    """``[work(item) for item in items]``, the items spread over :func:`block_pool`'s threads
-    (at most :func:`thread_count` at a time, the calling thread one of them), each task's own
-    row blocks run serially on its thread: for many small independent kernel runs (the probes
-    of a Jacobian), where one run split into row blocks spends its time handing them over."""
+    """``[work(item) for item in items]``, the items spread over at most :func:`thread_count`
+    threads, the calling thread one of them and the others from :func:`block_pool`. Inside
+    a task, row blocks run serially on its thread (no task waits on a pool its siblings
+    fill), which also suits many small independent kernel runs (the probes of a Jacobian),
+    where one run split into row blocks spends its time handing them over. Every task
+    ends before the call returns; the first error is raised then."""
     items = list(items)
-    workers = min(len(items), thread_count())
-    if workers <= 1 or _serial_here():
+    lanes = min(len(items), thread_count())
+    if lanes <= 1 or _serial_here():
         return [work(item) for item in items]
     results: list[Any] = [None] * len(items)
     taken = iter(range(len(items)))
     lock = threading.Lock()
 
-    def worker() -> None:
+    def lane() -> None:
         while True:
             with lock:
                 index = next(taken, None)
@@ -98,11 +87,11 @@ def map_tasks(work: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
             results[index] = work(items[index])
 
     pool = block_pool()
-    helpers = [pool.submit(_pool_task, lambda start, stop: worker(), 0, 0) for _ in range(workers - 1)]
+    helpers = [pool.submit(_pool_task, lane) for _ in range(lanes - 1)]
     was_serial = getattr(_local, "serial", False)
     _local.serial = True
     try:
-        worker()
+        lane()
     finally:
         _local.serial = was_serial
         futures.wait(helpers)
@@ -116,9 +105,9 @@ def _serial_here() -> bool:
     return getattr(_local, "in_pool", False) or getattr(_local, "serial", False)
 
 
-def _pool_task(work: Callable[[int, int], T], start: int, stop: int) -> T:
+def _pool_task(lane: Callable[[], None]) -> None:
     _local.in_pool = True
-    return work(start, stop)
+    lane()
 
 
 _pool: ThreadPoolExecutor | None = None

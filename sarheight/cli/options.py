@@ -243,10 +243,17 @@ def drawn_priors_from_args(args: argparse.Namespace) -> list[Any]:
 
 
 def open_dem_from_args(args: argparse.Namespace, path: str) -> Any:
-    """The DEM at ``path`` read as the DEM options say."""
-    from ..dem import open_dem
+    """The DEM at ``path`` read as the DEM options say (its heights)."""
+    return checked_dem_from_args(args, path).heights
 
-    return open_dem(path, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid, fill_voids=args.fill_voids)
+
+def checked_dem_from_args(args: argparse.Namespace, path: str) -> Any:
+    """The DEM at ``path`` read as the DEM options say, checked once: a
+    :class:`sarheight.dem.Dem`, which the library's functions take without checking it again."""
+    from ..dem import checked_dem
+
+    return checked_dem(path, vertical_datum=args.vertical_datum, geoid_grid=args.geoid_grid,
+                       fill_voids=args.fill_voids)
 
 
 def geometry_from_args(args: argparse.Namespace, dem: Any) -> Any:

@@ -14,9 +14,9 @@ from .options import (
     add_geometry_options,
     add_quiet,
     check_geometry_options,
+    checked_dem_from_args,
     geometry_from_args,
     masks_path,
-    open_dem_from_args,
     run_outputs,
     write_masks,
 )
@@ -76,13 +76,14 @@ def run(args: argparse.Namespace) -> int:
     check_geometry_options(args, product_given=not geotiff)
     measurement = args.measurement or "IW/VV"
     stages = Stages(3, args.quiet, "sarheight reconstruct")
-    dem = open_dem_from_args(args, args.dem)
+    checked = checked_dem_from_args(args, args.dem)
+    dem = checked.heights
     if geotiff:
         geometry = geometry_from_args(args, dem)
     else:
         geometry = RadarGeometry.from_sentinel1(sar_path, measurement, burst=args.burst)
     stages.done("read DEM and geometry")
-    result = reconstruct(dem, sar_path, geometry, contribution=args.contribution, output=args.output,
+    result = reconstruct(checked, sar_path, geometry, contribution=args.contribution, output=args.output,
                          projection=args.projection, measurement=measurement, sar_quantity=args.sar_quantity,
                          sar_db=args.sar_db, chunks=args.chunks, client=args.scheduler, progress=not args.quiet)
     stages.done("reconstructed")

@@ -17,11 +17,11 @@ from .options import (
     add_quiet,
     add_simulation_options,
     check_geometry_options,
+    checked_dem_from_args,
     companion_path,
     geometry_from_args,
     geometry_words,
     masks_path,
-    open_dem_from_args,
     write_masks,
 )
 
@@ -71,16 +71,17 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise SarHeightError(f"--seed {args.seed}: give a seed of 0 or more")
     stages = Stages(4, args.quiet, "sarheight simulate")
-    dem = open_dem_from_args(args, args.dem)
+    checked = checked_dem_from_args(args, args.dem)
+    dem = checked.heights
     geometry = geometry_from_args(args, dem)
     stages.done("read DEM and geometry")
-    result = simulate(dem, geometry, contribution=args.contribution, projection=args.projection,
+    result = simulate(checked, geometry, contribution=args.contribution, projection=args.projection,
                       progress=not args.quiet)
     stages.done("simulated")
-    observation = simulate_sar(dem, geometry, looks=args.looks, nesz_db=args.nesz, seed=args.seed,
+    observation = simulate_sar(checked, geometry, looks=args.looks, nesz_db=args.nesz, seed=args.seed,
                                projection=args.projection)
     # The observation geocoded to the DEM's grid: sigma0 as a geocoded product holds it.
-    sigma0 = reconstruct(dem, observation, geometry)["geocoded"]
+    sigma0 = reconstruct(checked, observation, geometry)["geocoded"]
     # Both carry the geometry they were made under (terrain refine and reconstruct refuse
     # another) and the datum of the DEM's heights.
     tags = {**geometry_tags(geometry, geometry_words(args)),

@@ -21,6 +21,7 @@ from .options import (
     add_prior_points_options,
     add_quiet,
     check_geometry_options,
+    checked_dem_from_args,
     geometry_from_args,
     geometry_of_radar_file,
     open_dem_from_args,
@@ -177,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         # The refinement refuses heights that steep (its check reads every step; opening
         # only samples them): one line, not a warning then the refusal.
         warnings.filterwarnings("ignore", message=r".* of the DEM's cell steps are steeper than 60 degrees")
-        dem = open_dem_from_args(args, args.dem)
+        checked = checked_dem_from_args(args, args.dem)
+    dem = checked.heights
     made = [geometry_from_args(_with_geometry(args, value), dem) for value in given]
     made_for_each = iter(made * sum(needs) if len(made) == 1 else made)
     geometries = [carried if carried is not None else next(made_for_each) if geotiff else
@@ -205,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     if datum != "ellipsoid":
         output_geoid_source(datum, out_grid)
     stages.done("read the DEM and the geometry")
-    refined, scene = refine_dem(dem, paths if len(paths) > 1 else paths[0], args.ckpt, spacing_m=args.spacing,
+    refined, scene = refine_dem(checked, paths if len(paths) > 1 else paths[0], args.ckpt, spacing_m=args.spacing,
                                 method=method, geometry=geometries if len(paths) > 1 else geometries[0],
                                 priors=priors,
                                 reading=SarReading(measurement=args.measurement or "IW/VV", quantity=args.sar_quantity,

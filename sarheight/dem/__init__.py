@@ -16,6 +16,9 @@ Public functions
 ----------------
 open_dem
     Read or wrap a DEM, validate it and bring it to WGS84 ellipsoidal heights.
+checked_dem, Dem
+    The same as a :class:`Dem`: heights checked once and their grid measured, which the
+    functions that work on a DEM take without checking it again.
 geodetic_coordinates
     WGS84 longitude and latitude (degrees or radians) of every cell centre.
 geodetic_at_rows
@@ -53,11 +56,12 @@ from .opening import (
     FEET_UNITS,
     MAX_CORRECTION_M,
     STEEP_SHARE,
+    Dem,
     DemSource,
     check_heights_in_metres,
     check_holds_heights,
     check_plausible_heights,
-    is_opened,
+    checked_dem,
     open_dem,
     steep_step_share,
 )
@@ -69,10 +73,12 @@ __all__ = [
     "PACKAGED_EGM96",
     "STEEP_SHARE",
     "VERTICAL_DATUMS",
+    "Dem",
     "DemSource",
     "check_heights_in_metres",
     "check_holds_heights",
     "check_plausible_heights",
+    "checked_dem",
     "crs_with_datum",
     "dataset_in_datum",
     "ecef_coordinates",
@@ -82,7 +88,6 @@ __all__ = [
     "geoid_undulation",
     "heights_in_datum",
     "horizontal_crs",
-    "is_opened",
     "is_wgs84_degrees",
     "open_dem",
     "output_datum",

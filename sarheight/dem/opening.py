@@ -13,12 +13,12 @@ are plausible terrain (voids, feet, an undeclared nodata value).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import threading
 import warnings
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from sarheight.errors import (
     user_stacklevel,
 )
 from sarheight.io import check_memory, open_raster
-from sarheight.raster import cell_size_m, cell_steps_m, horizontal_part
+from sarheight.raster import Grid, cell_size_m, cell_steps_m, horizontal_part
 
 from ..raster import cell_centres, check_not_rotated, crs_from_user_input
 from .crs import check_cell_centres, crs_of, to_yx, transform_of, vertical_datum_of_crs
@@ -76,7 +76,7 @@ RICHDEM_LOCK = threading.Lock()
 
 
 def open_dem(
-    source: DemSource,
+    source: DemSource | Dem,
     *,
     vertical_datum: str | None = None,
     geoid_grid: str | os.PathLike | None = None,
@@ -87,14 +87,15 @@ def open_dem(
 
     Parameters
     ----------
-    source : str, os.PathLike, xarray.DataArray or tuple
+    source : str, os.PathLike, xarray.DataArray, tuple or Dem
         A path to any raster rasterio reads (GeoTIFF, VRT, ...); a DataArray with a CRS
         written through rioxarray (``dem.rio.write_crs(...)``); or a tuple
         ``(array, transform, crs)`` with a 2-D array of heights (m), an
         :class:`affine.Affine` transform of the cell corners and anything pyproj reads as a
-        CRS. A DataArray already returned by ``open_dem`` (``attrs["vertical_datum"] ==
-        "ellipsoid"``) is only validated and passed through; declaring its heights EGM96 or
-        EGM2008 again is refused rather than converted twice.
+        CRS; or a :class:`Dem` (:func:`checked_dem`), its heights passed through without a
+        second scan. A DataArray already returned by ``open_dem``
+        (``attrs["vertical_datum"] == "ellipsoid"``) is validated again and passed through;
+        declaring its heights EGM96 or EGM2008 again is refused rather than converted twice.
     vertical_datum : {"egm96", "egm2008", "ellipsoid"}, optional
         Datum of the input heights. ``None``: read it from a compound CRS (e.g.
         EPSG:9707 = WGS 84 + EGM96 height, EPSG:9518 = WGS 84 + EGM2008 height) or a 3-D
@@ -144,58 +145,61 @@ def open_dem(
         The CRS says nothing about heights and no ``vertical_datum`` was given: the heights
         are taken as ellipsoidal, and ``attrs["vertical_datum_assumed"]`` is True.
     """
+    return checked_dem(source, vertical_datum=vertical_datum, geoid_grid=geoid_grid, fill_voids=fill_voids,
+                       copy=copy).heights
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dem:
+    """A DEM checked once: what :func:`checked_dem` returns and the functions that work on a
+    DEM take, so that its type says its heights were checked (no second scan of them, no
+    registry of what was opened).
+
+    Attributes
+    ----------
+    heights : WGS84 ellipsoidal heights (m), float32, dims ``("y", "x")``, NaN voids, its
+        horizontal CRS written, as :func:`open_dem` returns them. Never write into them:
+        heights changed are a new DEM, checked by :func:`checked_dem`.
+    grid : its grid, measured once (:class:`sarheight.raster.Grid`).
+    """
+
+    heights: xr.DataArray
+    grid: Grid
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns)."""
+        return self.grid.shape
+
+
+def checked_dem(
+    source: DemSource | Dem,
+    *,
+    vertical_datum: str | None = None,
+    geoid_grid: str | os.PathLike | None = None,
+    fill_voids: bool = False,
+    copy: bool = True,
+) -> Dem:
+    """:func:`open_dem`'s DEM with its grid measured: a :class:`Dem`.
+
+    A :class:`Dem` given (``vertical_datum`` None or "ellipsoid", no ``geoid_grid``, no
+    ``fill_voids``) comes back as it is (``copy=False``) or with its heights copied: it was
+    checked when it was made. Anything else is read, checked and converted as
+    :func:`open_dem` says, its heights scanned once here.
+    """
     vertical_datum = check_vertical_datum_keyword(vertical_datum)
     grid_path = check_geoid_grid_path(geoid_grid)
-    if isinstance(source, xr.DataArray) and is_opened(source) and vertical_datum in (None, "ellipsoid") \
-            and grid_path is None and not fill_voids:
-        # Checked when it was opened: the functions a DEM passes through each take it as
-        # they would any, and its heights are scanned once, not at every door.
-        return source if not copy else _opened(source.copy(deep=True))
-    return _opened(_open(source, vertical_datum, grid_path, fill_voids, copy))
-
-
-#: The DEMs open_dem has returned, by identity: a weak reference to each (whose death
-#: removes the entry) and what it had when it was returned (its heights' array, its CRS and
-#: transform, its datum). A new object (every arithmetic result, every copy, every
-#: selection) is not one of them, and one whose array, CRS, transform or datum was replaced
-#: in place no longer matches.
-_OPENED: dict[int, tuple[weakref.ref, tuple]] = {}
-
-
-def _form(dem: xr.DataArray) -> tuple:
-    spatial_ref = dem.coords["spatial_ref"].attrs if "spatial_ref" in dem.coords else {}
-    return (id(dem.data), dem.dims, spatial_ref.get("crs_wkt"), spatial_ref.get("GeoTransform"),
-            dem.attrs.get("vertical_datum"))
-
-
-def _opened(dem: xr.DataArray) -> xr.DataArray:
-    key = id(dem)
-
-    def forget(_: weakref.ref) -> None:
-        _OPENED.pop(key, None)
-
-    _OPENED[key] = (weakref.ref(dem, forget), _form(dem))
-    return dem
-
-
-def is_opened(dem: Any) -> bool:
-    """Whether ``dem`` is a DataArray :func:`open_dem` returned, as it returned it.
-
-    Such a DEM was checked when it was opened, and :func:`open_dem` (``vertical_datum``
-    None or "ellipsoid", no ``geoid_grid``, no ``fill_voids``) passes it through without
-    scanning its heights again. Heights written into its array in place afterwards are the
-    writer's to keep valid; anything derived from it (arithmetic, a copy, a selection) is a
-    new DEM, checked when it is opened.
-    """
-    if not isinstance(dem, xr.DataArray):
-        return False
-    entry = _OPENED.get(id(dem))
-    return entry is not None and entry[1] == _form(dem) and entry[0]() is dem
+    if isinstance(source, Dem):
+        if vertical_datum in (None, "ellipsoid") and grid_path is None and not fill_voids:
+            return source if not copy else Dem(source.heights.copy(deep=True), source.grid)
+        source = source.heights
+    heights = _open(source, vertical_datum, grid_path, fill_voids, copy)
+    return Dem(heights, Grid.of(heights))
 
 
 def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, fill_voids: bool,
           copy: bool) -> xr.DataArray:
-    """:func:`open_dem`'s work on a DEM not opened before."""
+    """:func:`open_dem`'s work on a DEM that is not a :class:`Dem`."""
     dem = _as_dataarray(source)
     # rioxarray derives the transform from the coordinates each time (milliseconds): once here.
     transform = transform_of(dem)

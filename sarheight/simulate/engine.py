@@ -20,7 +20,7 @@ import xarray as xr
 
 from .. import kernels
 from .._version import __version__
-from ..dem import open_dem
+from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
 from ..ground import empirical_sigma0
@@ -564,8 +564,9 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
         not use the mixing.
     """
     check_simulation_options(geometry, projection, oversample)
-    # The heights are only read: no copy of a DEM that is already ellipsoidal.
-    dem = open_dem(dem, copy=False)
+    # The heights are only read: no copy of a DEM that is already ellipsoidal (a Dem: not
+    # checked again).
+    dem = checked_dem(dem, copy=False).heights
     check_dem_shape(dem)
     resolved = resolve_contribution(contribution, dem)
     check_run_memory(dem.size)
@@ -604,7 +605,8 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     return state
 
 
-def resimulated(state: Simulation, dem: xr.DataArray, *, cells: dict[str, np.ndarray] | None = None) -> Simulation:
+def resimulated(state: Simulation, dem: xr.DataArray | Dem, *,
+                cells: dict[str, np.ndarray] | None = None) -> Simulation:
     """``state``'s simulation of ``dem``, a DEM on the same grid whose heights differ a
     little from ``state``'s (a probe of a derivative): the cells' zero-Doppler geometry
     recomputed and the facets scattered again with the same contribution; the radar
@@ -614,7 +616,7 @@ def resimulated(state: Simulation, dem: xr.DataArray, *, cells: dict[str, np.nda
     (:func:`sarheight.simulate.cells.cell_geometry`, ``own_surface=False``) where the
     caller has it (each cell's is of its own height alone: a probe that raises some cells
     takes theirs from a surface raised everywhere)."""
-    dem = open_dem(dem, copy=False)
+    dem = checked_dem(dem, copy=False).heights
     if dem.shape != state.dem.shape:
         raise InvalidInputError(f"resimulated takes a DEM of the simulation's grid {state.dem.shape}, got {dem.shape}")
     cells = dict(cells) if cells is not None else cell_geometry(dem, state.geometry, own_surface=False)

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..dem import open_dem
+from ..dem import checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
 from ..ground import SIGMA0_LAWS, CellLaws, Ground, lognormal_texture
@@ -65,9 +65,9 @@ def simulate(
     ``pixel_area`` (m^2), ``mixing`` (separate ground segments per pixel), ``valid`` (gamma
     area >= 5 % of flat terrain's).
     """
-    dem = open_dem(dem, copy=False)
-    with progress_bar(dem.shape[0], "simulate", progress) as update:
-        state = run_simulation(dem, geometry, contribution=contribution, projection=projection,
+    checked = checked_dem(dem, copy=False)
+    with progress_bar(checked.shape[0], "simulate", progress) as update:
+        state = run_simulation(checked, geometry, contribution=contribution, projection=projection,
                                oversample=oversample, progress=update)
     return state.to_dataset()
 
@@ -155,7 +155,9 @@ def simulate_sar(
             raise InvalidInputError(
                 f"ground gives the ground's sigma0 laws, land cover and texture: give it without {', '.join(given)}"
             )
-    dem = open_dem(dem)
+    # Checked once: every simulation below takes the Dem as checked.
+    checked = checked_dem(dem)
+    dem = checked.heights
     # The observation needs the masks, not the mixing: the sweep cuts only the lines
     # that bound its groups.
     options: dict[str, Any] = {"projection": projection, "oversample": oversample, "every_line": False}
@@ -166,7 +168,7 @@ def simulate_sar(
 
         # Each facet its cell's class law of its own local incidence times the cell's
         # texture, in one pass of the facet kernel.
-        state = run_simulation(dem, geometry, contribution=ground.cell_laws(), **options)
+        state = run_simulation(checked, geometry, contribution=ground.cell_laws(), **options)
         sigma_area = state.per_cell["sigma_area"]
         with np.errstate(invalid="ignore", divide="ignore"):
             truth = np.where(sigma_area > 0, state.per_cell["contribution"] / np.where(sigma_area > 0, sigma_area, 1),
@@ -177,7 +179,7 @@ def simulate_sar(
         cover = texture(dem.shape, seed=seed if land_cover_seed is None else int(land_cover_seed),
                         contrast_db=float(land_cover_db))
         classes = np.zeros(dem.shape, dtype=np.uint8)
-        state = run_simulation(dem, geometry, contribution=CellLaws(classes, (SIGMA0_LAWS[law],), cover), **options)
+        state = run_simulation(checked, geometry, contribution=CellLaws(classes, (SIGMA0_LAWS[law],), cover), **options)
         sigma_area = state.per_cell["sigma_area"]
         with np.errstate(invalid="ignore", divide="ignore"):
             truth = np.where(sigma_area > 0, state.per_cell["contribution"] / np.where(sigma_area > 0, sigma_area, 1),
@@ -188,12 +190,12 @@ def simulate_sar(
             raise InvalidInputError("backscatter (linear sigma0) has infinite values: give NaN where it is unknown")
         if np.any(values[np.isfinite(values)] < 0):
             raise InvalidInputError("backscatter (linear sigma0) must be non-negative")
-        first = run_simulation(dem, geometry, contribution="gamma", **options)
+        first = run_simulation(checked, geometry, contribution="gamma", **options)
         weights = np.nan_to_num(values) * first.per_cell["sigma_area"]
-        state = run_simulation(dem, geometry, contribution=dem.copy(data=weights), **options)
+        state = run_simulation(checked, geometry, contribution=dem.copy(data=weights), **options)
         truth = values
     elif callable(backscatter):
-        state = run_simulation(dem, geometry, contribution=backscatter, **options)
+        state = run_simulation(checked, geometry, contribution=backscatter, **options)
         with np.errstate(invalid="ignore", divide="ignore"):
             truth = state.per_cell["contribution"] / state.per_cell["sigma_area"]
     else:

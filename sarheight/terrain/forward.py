@@ -29,12 +29,13 @@ import numpy as np
 import scipy.sparse as sparse
 import xarray as xr
 
+from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarWindow
 from ..ground import CellLaws, FittedLaw, empirical_sigma0, fit_sigma0_law
 from ..masks import MaskCode
 from ..observation import intensity_on_window
-from ..raster import nan_box_mean
+from ..raster import Grid, nan_box_mean
 from ..simulate import Simulation, resimulated, run_simulation
 from ..simulate.cells import cell_geometry, visibility_masks
 from ..threads import map_tasks
@@ -229,7 +230,7 @@ def sampling_of(image: InversionImage, reference: xr.DataArray) -> Sampling:
 
 
 
-def simulated_intensity(image: InversionImage, surface: xr.DataArray, cover: CellLaws, *,
+def simulated_intensity(image: InversionImage, surface: xr.DataArray | Dem, cover: CellLaws, *,
                         base: Simulation | None = None, cells: dict[str, np.ndarray] | None = None
                         ) -> tuple[xr.DataArray, np.ndarray | None, Simulation]:
     """The project's simulation of ``surface`` under ``image``'s geometry as the scenes make
@@ -263,7 +264,7 @@ def simulated_intensity(image: InversionImage, surface: xr.DataArray, cover: Cel
     return xr.DataArray(intensity, dims=("line", "sample"), coords=state.window.coords()), theta, state
 
 
-def simulated_reading(image: InversionImage, sampling: Sampling, surface: xr.DataArray, cover: CellLaws
+def simulated_reading(image: InversionImage, sampling: Sampling, surface: xr.DataArray | Dem, cover: CellLaws
                       ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`simulated_intensity` read where the observation was read (ln, per cell), and
     each cell's own local incidence (degrees)."""
@@ -271,7 +272,7 @@ def simulated_reading(image: InversionImage, sampling: Sampling, surface: xr.Dat
     return sample_log(intensity_on_window(simulated, sampling.window), sampling), theta
 
 
-def class_laws(image: InversionImage, sampling: Sampling, surface: xr.DataArray, classes: np.ndarray,
+def class_laws(image: InversionImage, sampling: Sampling, surface: xr.DataArray | Dem, classes: np.ndarray,
                albedo: np.ndarray, laws: Sequence[FittedLaw | KnownLaw]) -> list[FittedLaw | KnownLaw]:
     """Each class's law fitted to ``image`` on ``surface``: the observation over the
     simulation with ``laws`` (one per class) read at each usable cell, binned by the cell's
@@ -289,7 +290,7 @@ def class_laws(image: InversionImage, sampling: Sampling, surface: xr.DataArray,
     return fitted
 
 
-def brightness_features(surface: xr.DataArray, images: Sequence[InversionImage],
+def brightness_features(surface: xr.DataArray | Dem, images: Sequence[InversionImage],
                         samplings: Sequence[Sampling] | None = None) -> list[np.ndarray]:
     """Per image, the log ratio (dB) of the observation over the simulation of ``surface``
     with one law fitted to it, at every cell it reads (NaN elsewhere), on ``surface``'s
@@ -297,12 +298,15 @@ def brightness_features(surface: xr.DataArray, images: Sequence[InversionImage],
     lacks, speckle), the features the classes of
     :func:`sarheight.terrain.land_cover.estimate_land_cover` are told apart by.
     ``samplings``: each image's :func:`sampling_of` ``surface``, where the caller has them."""
+    # Checked once: every simulation of it below takes the Dem as checked.
+    checked = checked_dem(surface, copy=False)
+    surface = checked.heights
     classes = np.zeros(surface.shape, dtype=np.int64)
     albedo = np.zeros(surface.size)
     out = []
     for image, sampling in zip(images, samplings or [sampling_of(image, surface) for image in images], strict=True):
-        laws = class_laws(image, sampling, surface, classes, albedo, [law_of(empirical_sigma0)])
-        model, _ = simulated_reading(image, sampling, surface, ground_cover(classes, laws, albedo))
+        laws = class_laws(image, sampling, checked, classes, albedo, [law_of(empirical_sigma0)])
+        model, _ = simulated_reading(image, sampling, checked, ground_cover(classes, laws, albedo))
         ratio = np.where(sampling.usable & np.isfinite(model), sampling.observed - model, np.nan)
         if np.isfinite(ratio).any():
             ratio = ratio - np.nanmean(ratio)
@@ -400,6 +404,10 @@ def probed_jacobian(image: InversionImage, sampling: Sampling, surface: xr.DataA
                for name, values in level.items() if name not in ("lon", "lat", "height")}
         return {**out, "lon": level["lon"], "lat": level["lat"], "height": np.ascontiguousarray(probe.values)}
 
+    # A probe is the surface raised by PROBE_M at some cells: a DEM on its grid that needs no
+    # check of its own.
+    grid = Grid.of(surface)
+
     def probed(first: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One class's probe: the readings it moves (raveled cells), the cells that moved
         them, and the residual's derivatives."""
@@ -408,7 +416,7 @@ def probed_jacobian(image: InversionImage, sampling: Sampling, surface: xr.DataA
         owner_col, col_owned = owners(first_col, cols)
         raised = ((np.arange(rows) % stride) == first_row)[:, None] & ((np.arange(cols) % stride) == first_col)
         probe = surface.copy(data=(heights + PROBE_M * raised).astype(np.float32))
-        simulated = simulated_intensity(image, probe, base.contribution, base=base,
+        simulated = simulated_intensity(image, Dem(probe, grid), base.contribution, base=base,
                                         cells=probe_geometry(raised, probe))[0]
         change = ((sample_log(intensity_on_window(simulated, sampling.window), sampling) - model) / PROBE_M
                   ).reshape(rows, cols)

@@ -17,12 +17,12 @@ import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 import xarray as xr
 
-from ..dem import ecef_coordinates, geodetic_coordinates
+from ..dem import Dem, ecef_coordinates, geodetic_coordinates
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
 from ..ground import FittedLaw, empirical_sigma0
 from ..observation import intensity_on_window
-from ..raster import gradient, grid_steps
+from ..raster import Grid, gradient, grid_steps
 from ..simulate import Simulation
 from ..simulate.cells import cell_geometry
 from .forward import (
@@ -46,7 +46,9 @@ def look_frame(dem: xr.DataArray, geometry: RadarGeometry) -> tuple[np.ndarray, 
     cells = cell_geometry(dem, geometry, own_surface=False)
     lon, lat = (np.asarray(v, dtype=np.float64) for v in geodetic_coordinates(dem, radians=True))
     # The ellipsoid under each cell: its heights are added along the normal below.
-    surface = np.asarray(ecef_coordinates(dem.copy(data=np.zeros(dem.shape, dtype=np.float32))).values)
+    # (Heights of zero on the DEM's grid: a Dem as it is, nothing to check.)
+    ellipsoid = Dem(dem.copy(data=np.zeros(dem.shape, dtype=np.float32)), Grid.of(dem))
+    surface = np.asarray(ecef_coordinates(ellipsoid).values)
     up = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
     east_step = grid_steps(dem)[1]
     along_x = gradient(surface, axis=1) * math.copysign(1.0, east_step) if dem.shape[1] > 1 else np.stack(

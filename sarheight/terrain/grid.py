@@ -12,11 +12,11 @@ import rasterio.transform
 import rasterio.warp
 import xarray as xr
 
-from ..dem import open_dem
+from ..dem import checked_dem, open_dem
 from ..errors import (
     InvalidInputError,
 )
-from ..raster import cell_centres, cell_size_m
+from ..raster import cell_centres
 from .backprojection import upsample
 
 #: The scene variable holding the coarse DEM resampled by each kernel of
@@ -127,13 +127,14 @@ def refinement_grid(dem: Any, spacing_m: float) -> xr.DataArray:
         the DEM's own cells (nothing to refine), more than :data:`MAX_REFINEMENT_FACTOR`
         times finer, or the grid beyond :data:`MAX_REFINEMENT_CELLS`.
     """
-    dem = open_dem(dem, copy=False)
-    dy, dx = cell_size_m(dem)
-    check_refinement_spacing(math.sqrt(dy * dx), dem.shape, spacing_m)
-    transform = dem.rio.transform()
+    checked = checked_dem(dem, copy=False)
+    dem = checked.heights
+    check_refinement_spacing(checked.grid.side_m, dem.shape, spacing_m)
+    transform = checked.grid.transform
     rows, cols = dem.shape
     # The grid's steps in the DEM's own units: metres (or feet...) on projected grids, degrees
     # on geographic ones, as many as make spacing_m metres.
+    dy, dx = checked.grid.size_m
     step_y, step_x = abs(transform.e) * spacing_m / dy, abs(transform.a) * spacing_m / dx
     west, north = transform.c, transform.f
     east, south = west + transform.a * cols, north + transform.e * rows

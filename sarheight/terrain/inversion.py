@@ -85,7 +85,7 @@ import numpy as np
 import scipy.sparse as sparse
 import xarray as xr
 
-from ..dem import open_dem
+from ..dem import checked_dem, open_dem
 from ..errors import InvalidInputError
 from ..raster import cell_side_m, gradient, grid_steps
 from ..scores import rms
@@ -506,12 +506,12 @@ def _classes(images: Sequence[InversionImage], shape: tuple[int, int], reference
         return land_cover_classes(land_cover, reference)
     if known or settings.land_cover_classes <= 1:
         return np.zeros(shape, dtype=np.int64)
-    surface = open_dem(reference, vertical_datum="ellipsoid", copy=False)
+    surface = checked_dem(reference, vertical_datum="ellipsoid", copy=False)
     # (Each image read once: its sampling serves the brightness and the cross-polarised ratio.)
-    samplings = [sampling_of(image, surface) for image in images]
+    samplings = [sampling_of(image, surface.heights) for image in images]
     features = land_cover_features(brightness_features(surface, images, samplings),
                                    [pass_key(image) for image in images])
-    cross = cross_ratio_feature(surface, images, samplings)
+    cross = cross_ratio_feature(surface.heights, images, samplings)
     return estimate_land_cover(features + ([] if cross is None else [cross]),
                                max_classes=settings.land_cover_classes, smoothing_cells=settings.land_cover_smoothing)
 

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..dem import open_dem
+from ..dem import Dem, checked_dem, open_dem
 from ..errors import (
     InvalidInputError,
     PartialCoverageWarning,
@@ -56,7 +56,7 @@ MIN_OBSERVED_SPREAD_DB = 0.5
 OBSERVED_LEVEL_DB = (-35.0, 10.0)
 
 
-def _pass_inputs(sar: Any, coarse: xr.DataArray, geometry: RadarGeometry | None, *, reading: SarReading,
+def _pass_inputs(sar: Any, coarse: Dem, geometry: RadarGeometry | None, *, reading: SarReading,
                  progress: bool) -> tuple[dict[str, np.ndarray], dict]:
     with warnings.catch_warnings():
         # The image is read with a margin around the DEM: its edges' partial coverage is
@@ -341,35 +341,40 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
     registered)."""
     register = products.register and measured is None
     progress = execution.progress
-    native = open_dem(coarse_dem)
+    # Each DEM checked once, when it is made; the functions it goes to take the Dem as checked.
+    native = checked_dem(coarse_dem).heights
     if grid is None:
         grid_dem = native
     else:
-        grid_dem = open_dem(grid, vertical_datum="ellipsoid") if not isinstance(grid, xr.DataArray) else grid
+        grid_dem = (grid.heights if isinstance(grid, Dem) else grid if isinstance(grid, xr.DataArray)
+                    else open_dem(grid, vertical_datum="ellipsoid"))
     # The reconstruction runs on the coarse DEM resampled bilinearly to the grid (a smooth
     # surface without the overshoot of sharper kernels); the sharper resamplings are
     # baselines and the refinement's reference.
-    coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+    coarse_checked = checked_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+    coarse = coarse_checked.heights
     observations = observation_list(sar, geometry, opposite_pass)
-    groups, own, opposite, images = _read_observations(observations, coarse, reading)
+    groups, own, opposite, images = _read_observations(observations, coarse_checked, reading)
     image_registration = measured
     # What is made of the coarse DEM on the grid once, for every method that needs it.
     made: dict[str, np.ndarray] = {}
     if register:
         # Before every method: the coarse DEM moved to where the image says its terrain is,
         # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
-        surface = open_dem(back_project(native, grid_dem), vertical_datum="ellipsoid")
+        surface_checked = checked_dem(back_project(native, grid_dem), vertical_datum="ellipsoid")
+        surface = surface_checked.heights
         # The ground's classes levelled out of the images first: a class's patches (snow
         # above a line, on shaded slopes) would hold the correlation where they lie.
-        classes = estimate_land_cover(land_cover_features(brightness_features(surface, groups),
+        classes = estimate_land_cover(land_cover_features(brightness_features(surface_checked, groups),
                                                           [pass_key(group) for group in groups]))
-        image_registration = register_to_images(surface, groups, coarse_cell_m=cell_side_m(native),
+        image_registration = register_to_images(surface_checked, groups, coarse_cell_m=cell_side_m(native),
                                                 classes=classes)
     if image_registration is not None:
         east, north = image_registration.applied_shift()
         if east or north:
             native = shifted(native, coarse, east, north)
-            coarse = open_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+            coarse_checked = checked_dem(upsample(native, grid_dem, "bilinear"), copy=False)
+            coarse = coarse_checked.heights
         elif register and _same_voids(grid_dem, coarse):
             # The back-projection reads the grid's voids only: on the same voids it is the
             # one the priors' refinement would make.
@@ -379,7 +384,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
         made["lanczos"] = resampled["coarse_lanczos"].values
     resolved = _resolve_priors(priors, coarse)
     resolved = check_priors_against(resolved, coarse)
-    inputs, attrs = _pass_inputs(own.image, coarse, own.geometry, reading=reading, progress=progress)
+    inputs, attrs = _pass_inputs(own.image, coarse_checked, own.geometry, reading=reading, progress=progress)
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
     for variable, values in resampled.items():
         scene[variable] = on_grid(values.astype(np.float32), coarse, variable)
@@ -397,7 +402,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
             max(registration["coregistration_error_east_m"], registration["coregistration_error_north_m"]))
     registration_error = registration_error_m(image_registration, registration)
     if opposite is not None:
-        other_inputs, other_attrs = _pass_inputs(opposite.image, coarse, opposite.geometry, reading=reading,
+        other_inputs, other_attrs = _pass_inputs(opposite.image, coarse_checked, opposite.geometry, reading=reading,
                                                  progress=progress)
         scene = _with_other_pass(scene, other_inputs, other_attrs)
         scene.attrs["other_dates"] = int(opposite.dates)
@@ -408,7 +413,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
         for prefix, group in (("", own), ("other_", opposite)):
             dates = [image for image in images if group is not None and _same_pass(image, group)]
             if len(dates) > 1:
-                reconstructed = [_pass_inputs(image.image, coarse, image.geometry, reading=reading,
+                reconstructed = [_pass_inputs(image.image, coarse_checked, image.geometry, reading=reading,
                                               progress=False)[0]["sar_reconstructed"]
                                  for image in dates]
                 scene[f"{prefix}sar_dates"] = xr.DataArray(
@@ -525,8 +530,8 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
     classes the inversion told apart were read from the observation where the DEM lay,
     and would hold the correlation there.)"""
     heights = inverted["height"].values
-    surface = open_dem(grid.copy(data=np.where(np.isfinite(heights), heights, grid.values).astype(np.float32)),
-                       vertical_datum="ellipsoid")
+    surface = checked_dem(grid.copy(data=np.where(np.isfinite(heights), heights, grid.values).astype(np.float32)),
+                          vertical_datum="ellipsoid")
     with warnings.catch_warnings():
         # The first registration warned of what it could not tell; this one adds to it.
         warnings.simplefilter("ignore", PlausibilityWarning)
@@ -583,7 +588,7 @@ def observation_geometries(sar: Any, geometry: Any, opposite_pass: tuple[Any, An
     return geometries
 
 
-def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: xr.DataArray,
+def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: Dem,
                        reading: SarReading
                        ) -> tuple[list[InversionImage], InversionImage, InversionImage | None, list[InversionImage]]:
     """Every observation read in radar geometry over the coarse DEM and grouped
@@ -707,6 +712,8 @@ def _with_other_pass(scene: xr.Dataset, other_inputs: dict[str, np.ndarray], oth
 
 
 def source_name(source: Any) -> str:
+    if isinstance(source, Dem):
+        source = source.heights
     if isinstance(source, (str, os.PathLike)):
         return Path(source).stem
     if isinstance(source, xr.DataArray):

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
-from ..dem import open_dem
+from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
 from ..observation import check_argument_order, rebuilt_in_radar_geometry, resolve_observation
@@ -117,7 +117,7 @@ TRANSLATION_SMOOTHING = 2.0
 WINDOW_MARGIN = 24
 
 
-def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, measurement: str = "IW/VV",
+def radar_image(dem: xr.DataArray | Dem, sar: Any, geometry: RadarGeometry | None, *, measurement: str = "IW/VV",
                 sar_quantity: str = "sigma0", sar_db: bool = False, looks: float | None = None,
                 nesz_db: float | None = None, name: str | None = None, cross_polarised: bool = True
                 ) -> InversionImage:
@@ -143,10 +143,11 @@ def radar_image(dem: xr.DataArray, sar: Any, geometry: RadarGeometry | None, *, 
     check_argument_order(dem, sar, "radar_image(dem, sar, geometry)")
     observation = resolve_observation(sar, geometry, measurement=measurement, sar_quantity=sar_quantity,
                                       sar_db=sar_db)
-    dem = open_dem(dem, copy=False)
+    checked = checked_dem(dem, copy=False)
+    dem = checked.heights
     cross_image = None
     if observation.on_map:
-        state = run_simulation(dem, observation.geometry, every_line=False)
+        state = run_simulation(checked, observation.geometry, every_line=False)
         rebuilt = rebuilt_in_radar_geometry(observation, state)
         image = rebuilt.image
     else:

@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from ..dem import open_dem
+from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError, PlausibilityWarning, user_stacklevel
 from ..geometry import RadarGeometry, RadarWindow
 from ..observation import intensity_on_window
@@ -160,7 +160,7 @@ def _pixels_per_metre(dem: xr.DataArray, geometry: RadarGeometry) -> np.ndarray:
                      [np.median(cols[1][use]), np.median(cols[0][use])]])
 
 
-def _simulated_image(dem: xr.DataArray, geometry: RadarGeometry, window: RadarWindow) -> np.ndarray:
+def _simulated_image(dem: Dem, geometry: RadarGeometry, window: RadarWindow) -> np.ndarray:
     """The image (beta0-like, linear) the DEM simulates with the empirical law, on
     ``window``."""
     state = run_simulation(dem, geometry, every_line=False)
@@ -357,7 +357,7 @@ def _correlation(first: np.ndarray, second: np.ndarray, where: np.ndarray) -> fl
     return float(np.corrcoef(first[where], second[where])[0, 1])
 
 
-def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
+def register_to_images(dem: xr.DataArray | Dem, images: Sequence[InversionImage], *,
                        coarse_cell_m: float | None = None, precision_m: float = REGISTRATION_PRECISION_M,
                        limit_m: float = REGISTRATION_LIMIT_M, simulated: Sequence[np.ndarray] | None = None,
                        classes: np.ndarray | None = None) -> ImageRegistration:
@@ -390,7 +390,8 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
     flat terrain or where the estimate is unreliable the DEM stays where it is, with the
     reason, and a :class:`~sarheight.errors.PlausibilityWarning` says so.
     """
-    dem = open_dem(dem, copy=False)
+    checked = checked_dem(dem, copy=False)
+    dem = checked.heights
     normal, rhs = np.zeros((2, 2)), np.zeros(2)
     used = 0
     gains = []
@@ -401,7 +402,7 @@ def register_to_images(dem: xr.DataArray, images: Sequence[InversionImage], *,
         window = image.window
         observed = intensity_on_window(image.image, window)
         model = (np.asarray(simulated[index], dtype=np.float64) if simulated is not None
-                 else _simulated_image(dem, image.geometry, window))
+                 else _simulated_image(checked, image.geometry, window))
         if classes is not None and int(np.max(classes)) > 0:
             observed, model = _levelled(observed, model, _pixel_classes(dem, image.geometry, classes, window))
         per_metre = _pixels_per_metre(dem, image.geometry)

@@ -294,37 +294,30 @@ def test_opened_dem_passes_through_without_reconversion():
 
 def test_a_dem_is_checked_once_and_what_is_derived_from_it_again(monkeypatch):
     heights = np.linspace(100.0, 900.0, 64 * 48, dtype=np.float32).reshape(64, 48)
-    dem = sdem.open_dem((heights, Affine(30.0, 0, 500_000.0, 0, -30.0, 4_000_000.0), "EPSG:32611"),
-                        vertical_datum="ellipsoid")
-    assert sdem.is_opened(dem)
+    dem = sdem.checked_dem((heights, Affine(30.0, 0, 500_000.0, 0, -30.0, 4_000_000.0), "EPSG:32611"),
+                           vertical_datum="ellipsoid")
+    assert isinstance(dem, sdem.Dem) and dem.shape == (64, 48) and dem.grid.size_m == (30.0, 30.0)
     scans = []
     real = sdem.opening.validated_heights
     monkeypatch.setattr(sdem.opening, "validated_heights", lambda *a, **k: scans.append(1) or real(*a, **k))
-    # Passed through: the same object without a copy, or a registered copy, and no scan.
-    assert sdem.open_dem(dem, copy=False) is dem
-    again = sdem.open_dem(dem)
-    assert again is not dem and not np.shares_memory(again.values, dem.values) and sdem.is_opened(again)
-    xr.testing.assert_identical(again, dem)
-    assert sdem.open_dem(dem, vertical_datum="ellipsoid", copy=False) is dem
+    # A Dem passes through: the same heights without a copy, or a copy, and no scan.
+    assert sdem.open_dem(dem, copy=False) is dem.heights and sdem.checked_dem(dem, copy=False) is dem
+    again = sdem.checked_dem(dem)
+    assert again is not dem and not np.shares_memory(again.heights.values, dem.heights.values)
+    xr.testing.assert_identical(again.heights, dem.heights)
+    assert sdem.open_dem(dem, vertical_datum="ellipsoid", copy=False) is dem.heights
     assert scans == []
-    # Anything derived is a new DEM and is scanned: arithmetic that leaves the range is refused.
-    for derived in (dem + 1.0, dem.copy(), dem.isel(x=slice(0, 20))):
-        assert not sdem.is_opened(derived)
+    # Its heights as a DataArray, and anything derived from them, are a DEM like any: scanned,
+    # and arithmetic that leaves the range is refused.
+    for derived in (dem.heights, dem.heights + 1.0, dem.heights.isel(x=slice(0, 20))):
+        sdem.open_dem(derived, copy=False)
+    assert len(scans) == 3
     with pytest.raises(InvalidInputError, match="outside"):
-        sdem.open_dem(dem * 1e6)
-    assert len(scans) == 1
-    # A DEM whose CRS or datum was replaced in place is no longer the one checked.
-    moved = sdem.open_dem(dem)
-    moved.rio.write_crs("EPSG:32612", inplace=True)
-    assert not sdem.is_opened(moved)
-    relabelled = sdem.open_dem(dem)
-    relabelled.attrs["vertical_datum"] = "egm96"
-    assert not sdem.is_opened(relabelled)
+        sdem.open_dem(dem.heights * 1e6)
     # Asking for work (a conversion, filled voids) is never skipped.
     with pytest.raises(DatumError, match="already ellipsoidal"):
         sdem.open_dem(dem, vertical_datum="egm96")
-    assert sdem.open_dem(dem, fill_voids=True) is not dem
-    assert not sdem.is_opened(xr.DataArray(heights, dims=("y", "x")))
+    assert sdem.checked_dem(dem, fill_voids=True) is not dem
 
 
 # --------------------------------------------------------------------------------------

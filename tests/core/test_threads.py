@@ -25,13 +25,25 @@ def test_row_blocks_cover_the_rows_once_in_order(rows, blocks):
     assert len(ranges) <= min(rows, blocks)
 
 
-def test_run_blocks_returns_every_block_in_order_and_reuses_its_threads():
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("one CPU: the blocks run on the calling thread")
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two threads to run blocks on, whatever this test process's own setting (the tests
+    run one thread a worker process)."""
+    monkeypatch.setattr(threads, "thread_count", lambda: 2)
+
+
+def test_one_thread_runs_every_block_on_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(threads, "thread_count", lambda: 1)
+    here = threading.current_thread()
+    assert threads.run_blocks(lambda start, stop: threading.current_thread(), 10, blocks=4) == [here] * 4
+
+
+def test_run_blocks_returns_every_block_in_order_and_reuses_its_threads(two_threads):
     names = set()
 
     def work(start, stop):
         names.add(threading.current_thread().name)
+        time.sleep(0.002)  # long enough for the pool's lane to take a block
         return list(range(start, stop))
 
     for _ in range(50):
@@ -42,7 +54,7 @@ def test_run_blocks_returns_every_block_in_order_and_reuses_its_threads():
     assert any(name.startswith("sarheight-blocks") for name in names)
 
 
-def test_a_failing_block_is_raised_after_the_others_ended():
+def test_a_failing_block_is_raised_after_the_others_ended(two_threads):
     ended = []
 
     def work(start, stop):
@@ -57,7 +69,7 @@ def test_a_failing_block_is_raised_after_the_others_ended():
     assert sorted(ended) == [start for start, _ in threads.row_blocks(4, 4)[1:]]
 
 
-def test_map_tasks_keeps_the_order_and_runs_each_tasks_blocks_on_its_own_thread():
+def test_map_tasks_keeps_the_order_and_runs_each_tasks_blocks_on_its_own_thread(two_threads):
     def task(item):
         here = threading.current_thread()
         seen = threads.run_blocks(lambda start, stop: threading.current_thread(), 10, blocks=4)
@@ -68,7 +80,7 @@ def test_map_tasks_keeps_the_order_and_runs_each_tasks_blocks_on_its_own_thread(
     assert threads.map_tasks(task, []) == []
 
 
-def test_map_tasks_raises_a_tasks_error():
+def test_map_tasks_raises_a_tasks_error(two_threads):
     def task(item):
         if item == 7:
             raise KeyError(item)
