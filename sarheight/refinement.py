@@ -35,7 +35,7 @@ from .terrain.observed import (
     observed_scene,
 )
 from .terrain.scene_options import Execution, SarReading, SceneProducts
-from .terrain.variables import date_channel
+from .terrain.variables import Scene, date_channel
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
     from .training.checkpoints import TrainedModel
@@ -278,12 +278,14 @@ def refine_dem(
             "the DEM has heights (zero or no data elsewhere, shadow aside): a placeholder or masked product cannot "
             "refine the DEM; give the calibrated image itself")
     check_refinement_inputs(scene)
+    # Held as a Scene: the method and its reference share what they derive from the scene.
+    held = Scene.of(scene)
     if method == "network":
         _check_members(members, "other_sar_reconstructed" in scene.data_vars)
         _warn_dates_left_out(members, scene)
         from .training.predict import predict_height
 
-        result = predict_height(scene, members, tile=execution.tile, overlap=execution.overlap,
+        result = predict_height(held, members, tile=execution.tile, overlap=execution.overlap,
                                 progress=execution.progress, device=execution.device)
         reference_name = members[0].reference
         share = float(result.attrs["network_share"])
@@ -297,14 +299,14 @@ def refine_dem(
         if method == "clinometry":
             from .terrain.clinometry import clinometry_heights
 
-            heights = clinometry_heights(scene)
+            heights = clinometry_heights(held)
         else:
             heights = scene[_SCENE_METHOD[method]]
         result = xr.Dataset({"height": (("y", "x"), heights.values.astype(np.float32),
                                         {"units": "m", "long_name": f"refined height ({method})"})},
                             coords={"y": scene["y"], "x": scene["x"]})
     # (A reference may be derived: the inversion's map filled where it has none.)
-    reference = scene_channel(scene, reference_name)
+    reference = scene_channel(held, reference_name)
     check_plausible_heights(result["height"].values, reference, f"the map of method {method!r}")
     kept = ~np.isfinite(result["height"].values) & np.isfinite(reference)
     change = (result["height"].values - reference)[np.isfinite(result["height"].values) & np.isfinite(reference)]

@@ -80,7 +80,7 @@ from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
 from ..terrain.files import open_scene
 from ..terrain.methods import channel_sources, scene_channel
-from ..terrain.variables import DATE_PRESENCE_CHANNELS, DATE_SEPARATOR, coarse_cell_size, date_channel
+from ..terrain.variables import DATE_PRESENCE_CHANNELS, DATE_SEPARATOR, Scene, coarse_cell_size, date_channel
 from .tiles import (
     NO_SPLIT,
     SPLITS,
@@ -257,7 +257,7 @@ def scene_files(scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return list(dict.fromkeys(files))
 
 
-def scene_name(ds: xr.Dataset, path: str | os.PathLike[str] | None = None) -> str:
+def scene_name(ds: xr.Dataset | Scene, path: str | os.PathLike[str] | None = None) -> str:
     """A scene's name: its ``scene_name`` attribute, else the file's stem, else "the scene"."""
     name = ds.attrs.get("scene_name")
     if name:
@@ -280,7 +280,7 @@ def check_scene(variables: Sequence[str], needed: Sequence[str], name: str, need
         )
 
 
-def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | None, target: str | None = None,
+def scene_arrays(ds: xr.Dataset | Scene, channels: Sequence[str], *, reference: str | None, target: str | None = None,
                  name: str | None = None, needed_by: str = "the model", scale: str | None = None,
                  score_shadow: bool = False) -> SceneArrays:
     """Read a scene's inputs (and with ``target``, its target, loss mask and classes).
@@ -322,6 +322,8 @@ def scene_arrays(ds: xr.Dataset, channels: Sequence[str], *, reference: str | No
             raise InvalidInputError(f"variable {variable!r} of scene {name!r} has dims {ds[variable].dims}, not "
                                     "('y', 'x'): every channel must lie on the scene's grid")
     unit = coarse_cell_size(ds) if scale == "coarse_cell" else 1.0
+    # The channels share what they are derived from (one fitted law, one gradient): made once.
+    ds = Scene.of(ds)
     offset = scene_channel(ds, reference) if reference else None
     inputs = np.empty((len(channels), ds.sizes["y"], ds.sizes["x"]), dtype=np.float32)
     missing = ~np.isfinite(offset) if offset is not None else np.zeros(inputs.shape[1:], dtype=bool)

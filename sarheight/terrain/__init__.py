@@ -48,6 +48,7 @@ ENTRIES = {
     "simulate_scenes": "simulated",
     "ObservationSpec": "scene_options",
     "SceneProducts": "scene_options",
+    "Scene": "variables",
     "SarReading": "scene_options",
     "Execution": "scene_options",
     "scene_geometry": "geometry",

@@ -56,7 +56,7 @@ from ..ground import empirical_sigma0
 from ..masks import MaskCode
 from ..raster import filled_with_mean, gradient, grid_steps
 from .relief import relief_power_law
-from .variables import coarse_cell_size, scene_sigma0_law, scene_variable
+from .variables import Scene, coarse_cell_size, scene_sigma0_law, scene_variable
 
 #: Local incidence angles (degrees) outside which the ratio is not turned into a slope:
 #: near grazing and near normal incidence the law's slope sensitivity is unreliable.
@@ -239,8 +239,8 @@ def anchor_to_priors(heights: np.ndarray, prior_height: np.ndarray, prior_mask: 
     return heights + spread
 
 
-def clinometry_heights(scene: xr.Dataset, *, reference: str = "coarse_registered", sar: str = "sar_reconstructed",
-                       anchors: bool = True) -> xr.DataArray:
+def clinometry_heights(scene: xr.Dataset | Scene, *, reference: str = "coarse_registered",
+                       sar: str = "sar_reconstructed", anchors: bool = True) -> xr.DataArray:
     """The clinometric refinement of a terrain scene (:mod:`sarheight.terrain`): the coarse
     DEM ``reference`` plus the correction its SAR image ``sar`` asks for
     (:func:`clinometric_correction`), anchored to the scene's priors.

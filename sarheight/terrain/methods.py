@@ -19,7 +19,7 @@ import xarray as xr
 from ..errors import InvalidInputError
 from .clinometry import clinometry_heights
 from .method_table import BAR_METHODS, BY_KEY, REFINEMENT_METHODS
-from .variables import made_once, scene_variable, variable_sources
+from .variables import Scene, scene_variable, variable_sources
 
 #: The methods that need no training and every scene gives, by key, with their labels
 #: (:data:`sarheight.terrain.method_table.REFINEMENT_METHODS`).
@@ -54,7 +54,7 @@ CLINOMETRY_SOURCES = ("coarse_registered", "coarse_refined", "coarse_backproject
                       "local_incidence_angle", "layover", "shadow", "prior_height", "prior_mask")
 
 
-def method_heights(scene: xr.Dataset, name: str) -> np.ndarray:
+def method_heights(scene: xr.Dataset | Scene, name: str) -> np.ndarray:
     """The heights (float32, m, (y, x)) of the non-learned map ``name`` of
     :data:`STACKED_METHODS` on a scene: stored, or (clinometry) made once per scene.
 
@@ -70,11 +70,11 @@ def method_heights(scene: xr.Dataset, name: str) -> np.ndarray:
                                     + (": build it with the inversion (inversion=True, sarheight terrain scenes "
                                        "--inversion)" if name == "inverted" else ""))
         return scene[name].values.astype(np.float32)
-    return made_once(scene, ("method", name), CLINOMETRY_SOURCES,
-                     lambda: clinometry_heights(scene).values.astype(np.float32))
+    scene = Scene.of(scene)
+    return scene.made(("method", name), CLINOMETRY_SOURCES, lambda: clinometry_heights(scene).values.astype(np.float32))
 
 
-def scene_channel(scene: xr.Dataset, name: str) -> np.ndarray:
+def scene_channel(scene: xr.Dataset | Scene, name: str) -> np.ndarray:
     """The values (float32, (y, x)) of a model's input channel ``name``: a non-learned map
     of :data:`STACKED_METHODS` (:func:`method_heights`), else a stored or derived scene
     variable (:func:`sarheight.terrain.variables.scene_variable`)."""

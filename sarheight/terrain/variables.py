@@ -46,7 +46,6 @@ the terrain classes of a refinement from the stored ones.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -302,11 +301,19 @@ def grid_cell_size(scene: xr.Dataset) -> float:
     return cell_side_m(scene[next(iter(scene.data_vars))])
 
 
-def _coarse_terrain(scene: xr.Dataset, name: str) -> np.ndarray:
+def _coarse_gradient(scene: xr.Dataset | Scene) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """The coarse DEM's gradient on the scene's grid (north, east; m/m) and the grid's
+    signed steps (m): one gradient for the slopes and the curvature."""
     heights = scene["coarse_bicubic"]
-    north_step, east_step = grid_steps(heights)
-    values = heights.values.astype(np.float64)
-    along_rows, along_cols = gradient(values, (north_step, east_step))
+    steps = grid_steps(heights)
+    along_rows, along_cols = gradient(heights.values.astype(np.float64), steps)
+    return along_rows, along_cols, steps
+
+
+def _coarse_terrain(scene: xr.Dataset | Scene, name: str) -> np.ndarray:
+    scene = Scene.of(scene)
+    along_rows, along_cols, (north_step, east_step) = scene.made(("coarse gradient",), ("coarse_bicubic",),
+                                                                 lambda: _coarse_gradient(scene))
     if name == "coarse_slope_east":
         return along_cols.astype(np.float32)
     if name == "coarse_slope_north":
@@ -352,41 +359,80 @@ def inversion_reference(scene: xr.Dataset, reference: str = "back_projection") -
 # ---------------------------------------------------------------------------------------
 # Each derived array made once per scene
 
-#: Per live scene (by its id, while it lives): what has been derived from it, by key, with
-#: the stored arrays it was derived from.
-_DERIVED: dict[int, tuple[weakref.ref, dict[Any, tuple[tuple[Any, ...], Any]]]] = {}
 
-
-def made_once(scene: xr.Dataset, key: Any, sources: tuple[str, ...], make: Callable[[], Any]) -> Any:
-    """``make()`` the first time ``key`` is asked of ``scene``, the same object after,
-    while the stored variables it reads (``sources``) are the same arrays: a variable
-    replaced (``scene[name] = ...``) makes it anew. (Arrays changed in place are not seen:
-    a scene is built, then read.) Arrays come back as copies.
-
-    Parameters
-    ----------
-    scene : the scene derived from (held by a weak reference: its entries leave with it).
-    key : what is derived (hashable; one key, one thing).
-    sources : the stored variables ``make`` reads.
-    make : computes it.
+class Scene:
+    """A terrain scene (its Dataset, ``data``) and what has been derived from it, each made
+    once (:meth:`made`): the slopes and curvature from one gradient, the fitted law, the
+    derived channels, the classes, a method's map. Read as its Dataset is (indexing,
+    ``attrs``, ``data_vars``, ``sizes``...: everything not its own is the Dataset's), so the
+    functions that read a scene take either; a caller that reads several things of one
+    scene wraps it once (:meth:`of`) and hands the Scene on. What is derived lives with the
+    Scene, not in a registry of Datasets.
     """
-    entry = _DERIVED.get(id(scene))
-    if entry is None or entry[0]() is not scene:
-        identity = id(scene)
-        entry = (weakref.ref(scene, lambda _, identity=identity: _DERIVED.pop(identity, None)), {})
-        _DERIVED[identity] = entry
-    made = entry[1]
-    arrays = tuple(scene[name].variable.data if name in scene.variables else None for name in sources)
-    found = made.get(key)
-    if found is None or not all(a is b for a, b in zip(found[0], arrays, strict=True)):
-        found = (arrays, make())
-        made[key] = found
-    # Arrays are handed out as copies (a reader may change its own): made once, copied in a
-    # millisecond.
-    return found[1].copy() if isinstance(found[1], np.ndarray) else found[1]
+
+    __slots__ = ("_made", "data")
+
+    def __init__(self, data: xr.Dataset) -> None:
+        if not isinstance(data, xr.Dataset):
+            raise InvalidInputError(f"a Scene wraps a terrain scene's Dataset, got {type(data).__name__}")
+        self.data = data
+        self._made: dict[Any, tuple[tuple[Any, ...], Any]] = {}
+
+    @classmethod
+    def of(cls, scene: xr.Dataset | Scene) -> Scene:
+        """``scene`` itself if it is a Scene, else a new Scene of the Dataset (nothing
+        derived yet)."""
+        return scene if isinstance(scene, Scene) else cls(scene)
+
+    def made(self, key: Any, sources: tuple[str, ...], make: Callable[[], Any]) -> Any:
+        """``make()`` the first time ``key`` is asked, the same object after, while the
+        stored variables it reads (``sources``) are the same arrays: a variable replaced
+        (``scene[name] = ...``) makes it anew. (Arrays changed in place are not seen: a
+        scene is built, then read.) Arrays come back as copies.
+
+        Parameters
+        ----------
+        key : what is derived (hashable; one key, one thing).
+        sources : the stored variables ``make`` reads.
+        make : computes it.
+        """
+        arrays = tuple(self.data[name].variable.data if name in self.data.variables else None for name in sources)
+        found = self._made.get(key)
+        if found is None or not all(a is b for a, b in zip(found[0], arrays, strict=True)):
+            found = (arrays, make())
+            self._made[key] = found
+        # Arrays are handed out as copies (a reader may change its own): made once, copied in a
+        # millisecond.
+        return found[1].copy() if isinstance(found[1], np.ndarray) else found[1]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Scene.__slots__ or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.data, name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.data[key] = value
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.data
+
+    def __iter__(self) -> Any:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getstate__(self) -> tuple[xr.Dataset, dict]:
+        return self.data, self._made
+
+    def __setstate__(self, state: tuple[xr.Dataset, dict]) -> None:
+        self.data, self._made = state
 
 
-def scene_sigma0_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
+def scene_sigma0_law(scene: xr.Dataset | Scene, sar: str = "sar_reconstructed",
                      incidence: str = "local_incidence_angle") -> FittedLaw:
     """The sigma0 law of the local incidence fitted to a scene's own observation
     (:func:`sarheight.ground.fit_sigma0_law`, robust medians per degree of incidence),
@@ -394,11 +440,12 @@ def scene_sigma0_law(scene: xr.Dataset, sar: str = "sar_reconstructed",
     where it is finite: NaN in its shadow). A scene too small to fit one (fewer than 30
     cells in every degree of incidence) falls back to the empirical law, fitted to that
     law's own values. Fitted once per scene and observation."""
-    return made_once(scene, ("law", sar, incidence), (sar, incidence, "layover", "shadow"),
-                         lambda: _fit_scene_law(scene, sar, incidence))
+    scene = Scene.of(scene)
+    return scene.made(("law", sar, incidence), (sar, incidence, "layover", "shadow"),
+                      lambda: _fit_scene_law(scene, sar, incidence))
 
 
-def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
+def scene_variable(scene: xr.Dataset | Scene, name: str) -> np.ndarray:
     """The values (float32, (y, x)) of a scene's variable ``name``: stored, or derived from
     the stored ones (:data:`DERIVED_VARIABLES`; each made once per scene).
 
@@ -407,19 +454,21 @@ def scene_variable(scene: xr.Dataset, name: str) -> np.ndarray:
     InvalidInputError : a variable it needs is missing, or (for the look direction) the
         scene does not record its heading and look side.
     """
+    scene = Scene.of(scene)
     if date_channel(name) is not None:
-        return made_once(scene, ("date channel", name), DATE_SOURCES, lambda: _date_variable(scene, name))
+        return scene.made(("date channel", name), DATE_SOURCES, lambda: _date_variable(scene, name))
     if name in scene.data_vars or name not in DERIVED_VARIABLES:
         return _make_variable(scene, name)
-    return made_once(scene, ("variable", name), (*DERIVED_VARIABLES[name], "layover", "shadow"),
-                         lambda: _make_variable(scene, name))
+    return scene.made(("variable", name), (*DERIVED_VARIABLES[name], "layover", "shadow"),
+                      lambda: _make_variable(scene, name))
 
 
-def refinement_classes(scene: xr.Dataset) -> np.ndarray:
+def refinement_classes(scene: xr.Dataset | Scene) -> np.ndarray:
     """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
     scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
     user knows, never the truth. Made once per scene."""
-    return made_once(scene, ("classes",), ("layover", "shadow", "coarse_bicubic"), lambda: _make_classes(scene))
+    scene = Scene.of(scene)
+    return scene.made(("classes",), ("layover", "shadow", "coarse_bicubic"), lambda: _make_classes(scene))
 
 
 # ---------------------------------------------------------------------------------------

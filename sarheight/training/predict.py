@@ -24,7 +24,7 @@ from ..raster import cell_centres
 from ..scores import rms
 from ..terrain.files import open_scene
 from ..terrain.methods import method_heights
-from ..terrain.variables import refinement_classes
+from ..terrain.variables import Scene, refinement_classes
 from ..threads import bar as progress_bar
 from .checkpoints import TrainedModel, moved_to, resolve_device, warn_identical_members
 from .losses import LOG_STD_RANGE
@@ -159,7 +159,7 @@ class TileBlending:
 
 
 def predict_height(
-    scene: xr.Dataset | str | os.PathLike[str],
+    scene: xr.Dataset | Scene | str | os.PathLike[str],
     checkpoints: str | os.PathLike[str] | TrainedModel | Sequence[str | os.PathLike[str] | TrainedModel],
     *,
     tile: int = 256,
@@ -239,8 +239,9 @@ def predict_height(
                 f"{list(first.channels)} and {list(member.channels)}, references {first.reference!r} and "
                 f"{member.reference!r}): an ensemble needs members trained on the same channels"
             )
-    source = None if isinstance(scene, xr.Dataset) else Path(scene)
-    ds = scene if isinstance(scene, xr.Dataset) else open_scene(Path(scene))
+    source = None if isinstance(scene, (xr.Dataset, Scene)) else Path(scene)
+    # Held as a Scene: the channels and the classes share what they are derived from.
+    ds = Scene.of(scene if isinstance(scene, (xr.Dataset, Scene)) else open_scene(Path(scene)))
     name = scene_name(ds, source)
     # Inputs (float32), the blend's weights and the ensemble's running sums (float64) over
     # the whole scene, beside one batch of tiles through the largest member.
@@ -531,7 +532,7 @@ def predict_buildings(
     return result
 
 
-def network_weights(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray) -> np.ndarray:
+def network_weights(scene: xr.Dataset | Scene, calibration: dict[str, Any], classes: np.ndarray) -> np.ndarray:
     """Per cell, how much of a calibrated member's own correction its height holds: the
     class's ``keep``, 0 where the class chose a non-learned map that has a value there
     (:func:`chosen_corrections`)."""
@@ -541,7 +542,7 @@ def network_weights(scene: xr.Dataset, calibration: dict[str, Any], classes: np.
     return weights
 
 
-def _chosen_maps(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray
+def _chosen_maps(scene: xr.Dataset | Scene, calibration: dict[str, Any], classes: np.ndarray
                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Per non-learned map a calibration chose for some terrain classes: the cells where it
     replaces the network (those classes, where the map has a value) and its heights (m)."""
@@ -551,8 +552,8 @@ def _chosen_maps(scene: xr.Dataset, calibration: dict[str, Any], classes: np.nda
         yield np.isin(classes, codes) & np.isfinite(heights), heights
 
 
-def chosen_corrections(scene: xr.Dataset, calibration: dict[str, Any], classes: np.ndarray, correction: np.ndarray,
-                       reference: np.ndarray) -> np.ndarray:
+def chosen_corrections(scene: xr.Dataset | Scene, calibration: dict[str, Any], classes: np.ndarray,
+                       correction: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """A member's correction of its ``reference`` (m) with, in each terrain class whose
     calibration chose a non-learned map over the network (``calibration["choice"]``,
     :mod:`sarheight.training.calibration`), that map's departure from the reference

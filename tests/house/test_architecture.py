@@ -383,6 +383,20 @@ def test_trained_models_are_loaded_by_one_loader():
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
+def test_checked_values_are_carried_as_types_not_registered(name):
+    """docs/architecture.md's convention: what was checked or derived once travels as a
+    value of its own type (``dem.Dem`` with its ``raster.Grid``; ``terrain.variables.Scene``
+    with what is derived from it), not in a process-wide registry keyed by the identity of
+    a DataArray or Dataset (weak references to them, dicts by ``id()``)."""
+    tree = ast.parse(MODULES[name].read_text())
+    imports = [node.lineno for node in ast.walk(tree)
+               if (isinstance(node, ast.Import) and any(alias.name == "weakref" for alias in node.names))
+               or (isinstance(node, ast.ImportFrom) and node.module == "weakref")]
+    assert not imports, (f"sarheight.{name} imports weakref (lines {imports}): carry what was checked or derived "
+                         "in a value of its own type (a Dem, a Scene), not in a registry of objects")
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
 def test_all_stands_at_the_top(name):
     """A module's ``__all__`` comes before its first function or class: what it offers is
     read before how it is done."""

@@ -16,7 +16,7 @@ from sarheight.scores import rms
 from sarheight.terrain import clinometry
 from sarheight.terrain.files import open_scene
 from sarheight.terrain.methods import STACKED_METHODS, channel_sources, method_heights, scene_channel
-from sarheight.terrain.variables import REFINEMENT_CLASSES, coarse_cell_size, refinement_classes
+from sarheight.terrain.variables import REFINEMENT_CLASSES, Scene, coarse_cell_size, refinement_classes
 from sarheight.training.calibration import (
     MIN_CELLS,
     calibrate_checkpoint,
@@ -133,7 +133,9 @@ def stack_scenes(tmp_path_factory):
 
 
 def test_clinometry_is_made_once_per_scene(stack_scenes, monkeypatch):
-    scene = open_scene(stack_scenes[0])
+    # A caller that reads several things of one scene holds it as a Scene: what is derived
+    # lives with it.
+    scene = Scene.of(open_scene(stack_scenes[0]))
     calls = []
     original = clinometry.clinometry_heights
 
@@ -151,6 +153,10 @@ def test_clinometry_is_made_once_per_scene(stack_scenes, monkeypatch):
     first[:] = 0
     assert not np.array_equal(method_heights(scene, "clinometry"), first)
     assert len(calls) == 1
+    # No registry of Datasets: a bare Dataset is a new Scene at each call, derived anew.
+    method_heights(scene.data, "clinometry")
+    method_heights(scene.data, "clinometry")
+    assert len(calls) == 3
 
 
 def test_stored_maps_and_refusals(stack_scenes):
