@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import sarheight
 from sarheight.terrain.method_table import COMMAND_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,8 @@ METHODS = COMMAND_METHODS
 #: The work the path should do once per array, by the functions that do it in this version
 #: and in earlier ones (file suffix, function name; the first that is called counts).
 COUNTED = {
-    "DEM opened (open_dem)": [("dem/opening.py", "open_dem"), ("dem.py", "open_dem")],
+    "DEM opened (checked_dem, open_dem)": [("dem/opening.py", "checked_dem"), ("dem/opening.py", "open_dem"),
+                                           ("dem.py", "open_dem")],
     "DEM heights validated": [("dem/opening.py", "validated_heights"), ("dem.py", "_validated_heights")],
     "DEM resampled to the grid (upsample)": [("terrain/backprojection.py", "upsample"),
                                              ("backprojection.py", "upsample")],
@@ -124,8 +126,10 @@ def main() -> None:
         "dem": f"synthetic mountains, {args.side} x {args.side} cells of 90 m",
         "seconds": seconds, "best_seconds": {key: min(values) for key, values in seconds.items()}, "calls": counts,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "source": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        # The revision of the sarheight measured (the one imported: another checkout's, on
+        # PYTHONPATH, to time an earlier version with this script).
+        "source": subprocess.run(["git", "-C", str(Path(sarheight.__file__).resolve().parents[1]), "rev-parse",
+                                  "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
