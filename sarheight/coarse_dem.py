@@ -61,7 +61,7 @@ import scipy.sparse
 import xarray as xr
 from affine import Affine
 
-from .dem import open_dem
+from .dem import Dem, open_dem
 from .errors import InvalidInputError
 from .raster import cell_centres, cell_size_m, gradient, smooth_random_field
 
@@ -223,7 +223,7 @@ def _overlap_weights(fine_cells: int, start: float, factor: int) -> tuple[scipy.
     return weights, first
 
 
-def coarse_product(truth: xr.DataArray, errors: CoarseDemErrors, *, seed: int = 0) -> xr.DataArray:
+def coarse_product(truth: xr.DataArray | Dem, errors: CoarseDemErrors, *, seed: int = 0) -> xr.DataArray:
     """The coarse DEM product that measures ``truth`` with ``errors``, on its own grid.
 
     Each product cell is the exact area mean of the truth displaced by the shift over the

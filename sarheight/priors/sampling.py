@@ -61,6 +61,7 @@ import scipy.stats
 import xarray as xr
 
 from ..dem import (
+    Dem,
     DemSource,
     horizontal_crs,
     open_dem,
@@ -125,7 +126,7 @@ ROAD_GRADE = 0.08
 
 
 
-def sample_priors(dem: DemSource, priors: PriorSpec | None = None, *, seed: int = 0, **fields: Any) -> xr.Dataset:
+def sample_priors(dem: DemSource | Dem, priors: PriorSpec | None = None, *, seed: int = 0, **fields: Any) -> xr.Dataset:
     """Sparse elevation priors on a DEM's grid: drawn from the DEM (exact, or measured with
     an instrument's errors), or read from points, as a :class:`PriorSpec` says.
 

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from ..coarse_dem import ERROR_PARTS, CoarseDemErrors, coarse_error_parts, coarse_product, draw_errors
-from ..dem import open_dem
+from ..dem import Dem, checked_dem, open_dem
 from ..errors import (
     InvalidInputError,
     PlausibilityWarning,
@@ -128,7 +128,9 @@ def simulate_scene(
     xr.Dataset on the DEM grid with the variables the module docstring lists, ``height``
     the truth; attrs record the geometry, the DEM and the parameters.
     """
-    truth = open_dem(dem)
+    # The truth checked once; what draws from it takes the Dem as checked.
+    checked = checked_dem(dem)
+    truth = checked.heights
     if not isinstance(observation, ObservationSpec) or not isinstance(products, SceneProducts):
         raise InvalidInputError("observation and products are an ObservationSpec and a SceneProducts "
                                 "(ObservationSpec(looks=4.4, dates=10), SceneProducts(inversion=True))")
@@ -141,10 +143,10 @@ def simulate_scene(
     if coarse_errors is None or coarse_errors.is_ideal:
         coarse = block_mean(truth, coarse_factor)
     else:
-        coarse = coarse_product(truth, coarse_errors, seed=seed)
-    known = sample_priors(truth, priors, seed=seed)
+        coarse = coarse_product(checked, coarse_errors, seed=seed)
+    known = sample_priors(checked, priors, seed=seed)
 
-    observations, geometries = simulate_observations(truth, geometry, opposite_geometry, observation, seed=seed)
+    observations, geometries = simulate_observations(checked, geometry, opposite_geometry, observation, seed=seed)
     conditions = observation.conditions
     ground = observation.ground
     keep_dates = len(conditions) > 1 if products.keep_dates is None else products.keep_dates
@@ -226,7 +228,7 @@ def coarse_error_maps(truth: xr.DataArray, factor: int, errors: CoarseDemErrors 
 
 
 def simulate_observations(
-    truth: xr.DataArray,
+    truth: xr.DataArray | Dem,
     geometry: RadarGeometry,
     opposite_geometry: RadarGeometry | None = None,
     observation: ObservationSpec = DEFAULT_OBSERVATION,
@@ -563,13 +565,16 @@ def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells:
     # holds the other's image): the draws follow the name without the pass.
     pair = tag.removeprefix("ascending").removeprefix("descending")
     draw = zlib.crc32(name.replace(f"{dem_name}_{tag}_", f"{dem_name}_pair{pair}_", 1).encode())
-    terrain, left_out, window = truth, cells, None
+    left_out, window = cells, None
     if crop_cells is not None:
         window = crop_window(truth, crop_cells, cells, seed=draw + 4)
         rows, cols = slice(window[0], window[0] + window[2]), slice(window[1], window[1] + window[3])
-        terrain = open_dem(truth.isel(y=rows, x=cols), vertical_datum="ellipsoid")
-        terrain.attrs["dem_name"] = truth.attrs["dem_name"]
+        crop = truth.isel(y=rows, x=cols).assign_attrs(dem_name=truth.attrs["dem_name"])
+        # The crop checked once: the ground and the scene take the Dem as checked.
+        terrain = checked_dem(crop, vertical_datum="ellipsoid")
         left_out = None if cells is None else np.asarray(cells)[rows, cols]
+    else:
+        terrain = checked_dem(truth, copy=False)
     observation = ObservationSpec(
         looks=scene_looks, nesz_db=nesz_db, law=law, land_cover_db=cover, land_cover_seed=draw,
         ground=draw_ground(terrain, ground_family, draw + 2) if ground_family else None,
