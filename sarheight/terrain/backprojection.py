@@ -36,6 +36,7 @@ kilometre apart and add more error than it removes; the nugget keeps it out.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, replace
 
@@ -51,6 +52,7 @@ from ..raster import cell_size_m, filled_with_mean, gradient, grid_steps, robust
 __all__ = [
     "UPSAMPLING",
     "Coregistration",
+    "MadeOnGrid",
     "ResidualCovariance",
     "area_mean",
     "back_project",
@@ -596,8 +598,19 @@ def _lattice_to_cells(lattice: np.ndarray, rows: np.ndarray, cols: np.ndarray, s
     return interpolator(np.stack([grid_rows.ravel(), grid_cols.ravel()], axis=1)).reshape(shape)
 
 
+@dataclasses.dataclass(frozen=True)
+class MadeOnGrid:
+    """What a caller has already made of a coarse DEM on a grid, for
+    :func:`refined_without_sar` to take where the priors leave the DEM where it is instead
+    of making it again: its back-projection (:func:`back_project`) and its Lanczos
+    resampling (:func:`upsample`), each (rows, cols) heights on the grid or None."""
+
+    back_projection: np.ndarray | None = None
+    lanczos: np.ndarray | None = None
+
+
 def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dataset,
-                        coarse_cell_m: float, *, register: bool = True, made: dict[str, np.ndarray] | None = None,
+                        coarse_cell_m: float, *, register: bool = True, made: MadeOnGrid | None = None,
                         product_error_m: float | None = None
                         ) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
     """The coarse DEM ``native`` (on its own grid) refined on ``grid`` without SAR and
@@ -609,16 +622,16 @@ def refined_without_sar(native: xr.DataArray, grid: xr.DataArray, priors: xr.Dat
     co-registration's attributes. ``register=False``: the priors' registration is
     measured and recorded (``coregistration_applied`` 0) but not applied: the image has
     registered the DEM, and the priors are its second opinion. ``made``: what the caller
-    has already made of ``native`` on ``grid`` (``"back_projection"``, ``"lanczos"``),
-    used where the priors leave it where it is, instead of making it again.
+    has already made of ``native`` on ``grid`` (:class:`MadeOnGrid`), used where the priors
+    leave it where it is, instead of making it again.
     ``product_error_m``: the product's stated error, as :func:`prior_correction` takes it."""
     registered, registration = coregister(native, grid, priors["prior_height"].values, priors["prior_mask"].values)
     if not register:
         registered = native
-    made = made if registered is native and made is not None else {}
-    backprojected = (grid.copy(data=made["back_projection"]) if "back_projection" in made
+    made = made if registered is native and made is not None else MadeOnGrid()
+    backprojected = (grid.copy(data=made.back_projection) if made.back_projection is not None
                      else back_project(registered, grid))
-    lanczos = made["lanczos"] if "lanczos" in made else upsample(registered, grid, "lanczos").values
+    lanczos = made.lanczos if made.lanczos is not None else upsample(registered, grid, "lanczos").values
     known = registration.corrected_priors(backprojected, priors["prior_height"].values)
     correction, deviation = prior_correction(backprojected, known, priors["prior_mask"].values,
                                              coarse_cell_m=coarse_cell_m, product_error_m=product_error_m)

@@ -35,7 +35,7 @@ from ..priors import (
 )
 from ..raster import cell_side_m, cell_size_m, power_to_db, robust_spread
 from ..reconstruction import reconstruct
-from .backprojection import back_project, refined_without_sar, shifted, upsample
+from .backprojection import MadeOnGrid, back_project, refined_without_sar, shifted, upsample
 from .forward import brightness_features
 from .geometry import heading_direction, pass_direction
 from .grid import COARSE_VARIABLES
@@ -357,7 +357,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
     groups, own, opposite, images = _read_observations(observations, coarse_checked, reading)
     image_registration = measured
     # What is made of the coarse DEM on the grid once, for every method that needs it.
-    made: dict[str, np.ndarray] = {}
+    made = MadeOnGrid()
     if register:
         # Before every method: the coarse DEM moved to where the image says its terrain is,
         # measured with its back-projection (a smooth surface, no coarse grid drawn in it).
@@ -378,10 +378,10 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
         elif register and _same_voids(grid_dem, coarse):
             # The back-projection reads the grid's voids only: on the same voids it is the
             # one the priors' refinement would make.
-            made["back_projection"] = surface.values
+            made = MadeOnGrid(back_projection=surface.values)
     resampled = {COARSE_VARIABLES[method]: upsample(native, grid_dem, method) for method in ("bicubic", "lanczos")}
-    if "back_projection" in made or _same_voids(grid_dem, coarse):
-        made["lanczos"] = resampled["coarse_lanczos"].values
+    if made.back_projection is not None or _same_voids(grid_dem, coarse):
+        made = dataclasses.replace(made, lanczos=resampled["coarse_lanczos"].values)
     resolved = _resolve_priors(priors, coarse)
     resolved = check_priors_against(resolved, coarse)
     inputs, attrs = _pass_inputs(own.image, coarse_checked, own.geometry, reading=reading, progress=progress)
