@@ -8,12 +8,11 @@ import logging
 import math
 from typing import Any, Literal
 
-from ..dem import open_dem
+from ..dem import checked_dem
 from ..errors import (
     InvalidInputError,
 )
 from ..geometry import RadarGeometry
-from ..raster import cell_size_m
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +59,13 @@ def scene_geometry(
     """
     if pass_direction not in PASS_HEADINGS:
         raise InvalidInputError(f"pass_direction must be 'ascending' or 'descending', got {pass_direction!r}")
-    dem = open_dem(dem, copy=False)
-    dy, dx = cell_size_m(dem)
-    spacing = float(pixel_spacing_m) if pixel_spacing_m is not None else math.sqrt(dy * dx)
+    checked = checked_dem(dem, copy=False)
+    dem = checked.heights
+    spacing = float(pixel_spacing_m) if pixel_spacing_m is not None else checked.grid.side_m
     if not (math.isfinite(spacing) and spacing > 0):
         raise InvalidInputError(f"pixel_spacing_m must be a positive number of metres, got {pixel_spacing_m!r}")
     west, south, east, north = dem.rio.transform_bounds("EPSG:4326")
+    dy, dx = checked.grid.size_m
     extent = math.hypot(dem.shape[0] * dy, dem.shape[1] * dx)
     mid_incidence = math.radians(0.5 * (incidence_near_deg + incidence_far_deg))
     return RadarGeometry.synthetic(

@@ -452,9 +452,11 @@ def simulate_scenes(
                 found.append((f"{pass_direction(geometry)}{tag}", geometry, others[0] if others else None))
             return found
         found = []
+        # Checked once for all its geometries.
+        checked = checked_dem(truth, copy=False)
         for look_side in look_sides:
             for offset in heading_offsets_deg:
-                made = {direction: scene_geometry(truth, direction, incidence_near_deg=incidence_deg[0],
+                made = {direction: scene_geometry(checked, direction, incidence_near_deg=incidence_deg[0],
                                                   incidence_far_deg=incidence_deg[1], look_side=look_side,
                                                   heading_offset_deg=offset) for direction in PASS_HEADINGS}
                 for direction in passes:
