@@ -34,7 +34,7 @@ from .terrain.observed import (
     observation_list,
     observed_scene,
 )
-from .terrain.scene_options import Execution, SarReading, SceneProducts
+from .terrain.scene_options import Execution, SarReading, SceneProducts, option_group
 from .terrain.variables import Scene, date_channel
 
 if TYPE_CHECKING:  # the training floor needs the ml extra: imported where refine_dem runs
@@ -197,10 +197,7 @@ def refine_dem(
         or an observation's implausible level), priors outside it; the method, the
         checkpoints and the spacing before any work, the observation before the model runs.
     """
-    reading, execution = reading or SarReading(), execution or Execution()
-    for label, group, kind in (("reading", reading, SarReading), ("execution", execution, Execution)):
-        if not isinstance(group, kind):
-            raise InvalidInputError(f"{label} must be a {kind.__name__}, got {type(group).__name__}")
+    reading, execution = option_group("reading", reading, SarReading), option_group("execution", execution, Execution)
     chosen = ""
     if method is None:
         if checkpoints is not None:

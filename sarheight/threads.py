@@ -40,11 +40,12 @@ def serial_call(func: Callable[..., T], *args) -> T:
     Block-wise runs keep a task per worker thread in flight; each task splitting its rows
     over threads again would run threads^2 of them on as many cores.
     """
+    was_serial = getattr(_local, "serial", False)
     _local.serial = True
     try:
         return func(*args)
     finally:
-        _local.serial = False
+        _local.serial = was_serial
 
 
 def row_blocks(rows: int, blocks: int | None = None) -> list[tuple[int, int]]:
@@ -72,7 +73,8 @@ def map_tasks(work: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
     ends before the call returns; the first error is raised then."""
     items = list(items)
     lanes = min(len(items), thread_count())
-    if lanes <= 1 or _serial_here():
+    # On a pool's thread and inside serial_call (one flag, ``serial``) the items run here.
+    if lanes <= 1 or getattr(_local, "serial", False):
         return [work(item) for item in items]
     results: list[Any] = [None] * len(items)
     taken = iter(range(len(items)))
@@ -100,13 +102,9 @@ def map_tasks(work: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
     return results
 
 
-def _serial_here() -> bool:
-    """Whether this thread runs its blocks itself: a pool's task, or inside :func:`serial_call`."""
-    return getattr(_local, "in_pool", False) or getattr(_local, "serial", False)
-
-
 def _pool_task(lane: Callable[[], None]) -> None:
-    _local.in_pool = True
+    # A pool's thread runs its own blocks itself, always.
+    _local.serial = True
     lane()
 
 

@@ -193,19 +193,20 @@ def checked_dem(
         if vertical_datum in (None, "ellipsoid") and grid_path is None and not fill_voids:
             return source if not copy else Dem(source.heights.copy(deep=True), source.grid)
         source = source.heights
-    heights = _open(source, vertical_datum, grid_path, fill_voids, copy)
-    return Dem(heights, Grid.of(heights))
+    return _open(source, vertical_datum, grid_path, fill_voids, copy)
 
 
 def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, fill_voids: bool,
-          copy: bool) -> xr.DataArray:
-    """:func:`open_dem`'s work on a DEM that is not a :class:`Dem`."""
+          copy: bool) -> Dem:
+    """:func:`checked_dem`'s work on a DEM that is not a :class:`Dem`."""
     dem = _as_dataarray(source)
     # rioxarray derives the transform from the coordinates each time (milliseconds): once here.
     transform = transform_of(dem)
     values = validated_heights(dem, transform)
     crs = crs_of(dem)
     horizontal = horizontal_part(crs)
+    # The grid measured from what was read here, not from the result's coordinates again.
+    grid = Grid(transform, horizontal, values.shape, cell_steps_m(transform, horizontal, values.shape))
     crs_datum = vertical_datum_of_crs(crs)
     if already_ellipsoidal(dem, vertical_datum, crs_datum):
         if fill_voids:
@@ -214,10 +215,10 @@ def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, 
             # Already what _heights_dataarray would build (typically open_dem's own
             # result): a reader can take it as it is, saving a new DataArray and
             # rioxarray's CRS and transform writes (milliseconds, whatever the size).
-            return dem
+            return Dem(dem, grid)
         attrs = {**dem.attrs, "units": "m"}
-        return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy)
-    _warn_if_implausible(values, transform, horizontal, dem.attrs.get("units"), fill_voids)
+        return Dem(_heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy), grid)
+    _warn_if_implausible(values, grid, dem.attrs.get("units"), fill_voids)
     subject = f"the DEM {Path(source).name!r}" if isinstance(source, (str, os.PathLike)) else "the DEM"
     source_datum = resolve_source_datum(vertical_datum, crs_datum, grid_path, horizontal, subject)
     # Everything that can refuse the conversion is checked before any work is done.
@@ -236,7 +237,7 @@ def _open(source: DemSource, vertical_datum: str | None, grid_path: str | None, 
         units="m",
         long_name="height above the WGS84 ellipsoid",
     )
-    return _heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy)
+    return Dem(_heights_dataarray(dem, values, horizontal, attrs, transform, share_values=not copy), grid)
 
 
 # Python shows a warning once per code location by default; this one concerns each DEM.
@@ -262,8 +263,7 @@ _PLAUSIBILITY_CELLS = 100
 _VOID_SHARE = 0.01
 
 
-def _warn_if_implausible(values: np.ndarray, transform: affine.Affine, horizontal: pyproj.CRS, units: Any,
-                         fill_voids: bool) -> None:
+def _warn_if_implausible(values: np.ndarray, grid: Grid, units: Any, fill_voids: bool) -> None:
     """Warn (:class:`~sarheight.errors.PlausibilityWarning`) when heights look like feet
     or kilometres, or when a DEM with relief has voids, once per DEM opened."""
     if isinstance(units, str) and units.strip().lower() in FEET_UNITS:
@@ -275,7 +275,7 @@ def _warn_if_implausible(values: np.ndarray, transform: affine.Affine, horizonta
     finite = sample[np.isfinite(sample)]
     if finite.size < _PLAUSIBILITY_CELLS:
         return  # too few heights to judge
-    dy, dx = (abs(step) for step in cell_steps_m(transform, horizontal, values.shape))
+    dy, dx = grid.size_m
     slopes = _step_slopes(sample, dx * stride, dy * stride)
     relief = float(finite.max() - finite.min())
     if slopes.size and float(np.mean(slopes > math.tan(math.radians(60.0)))) > STEEP_SHARE:

@@ -43,7 +43,7 @@ from .inversion import InversionSettings, invert_dem
 from .land_cover import estimate_land_cover, land_cover_features
 from .radar_images import InversionImage, composite_images, pass_key, radar_image
 from .registration import ImageRegistration, register_to_images
-from .scene_options import Execution, SarReading, SceneProducts
+from .scene_options import Execution, SarReading, SceneProducts, option_group
 from .variables import VARIABLE_ATTRS, inversion_reference, on_grid, scene_correction
 
 #: The spread (dB, robust standard deviation) of an observation's values below which it
@@ -319,11 +319,9 @@ def observed_scene(
     """
     check_argument_order(coarse_dem, sar, "observed_scene(coarse_dem, sar, geometry, priors)")
     check_priors_given(priors)
-    reading, products, execution = (reading or SarReading(), products or SceneProducts(), execution or Execution())
-    for label, group, kind in (("reading", reading, SarReading), ("products", products, SceneProducts),
-                               ("execution", execution, Execution)):
-        if not isinstance(group, kind):
-            raise InvalidInputError(f"{label} must be a {kind.__name__}, got {type(group).__name__}")
+    reading = option_group("reading", reading, SarReading)
+    products = option_group("products", products, SceneProducts)
+    execution = option_group("execution", execution, Execution)
     if products.error_sources:
         raise InvalidInputError("products.error_sources takes a simulated scene's error apart against its truth: an "
                                 "observed scene has none; leave it False")

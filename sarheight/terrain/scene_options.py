@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,25 @@ from ..ground import SIGMA0_LAWS, DateCondition, Ground
 from ..observation import QUANTITIES
 from .inversion_settings import InversionSettings
 
-__all__ = ["Execution", "ObservationSpec", "SarReading", "SceneProducts"]
+__all__ = ["Execution", "ObservationSpec", "SarReading", "SceneProducts", "option_group"]
+
+
+Group = TypeVar("Group")
+
+
+def option_group(label: str, group: Group | None, kind: type[Group]) -> Group:
+    """``group`` as given, or ``kind()`` where it is None: the entries' one check of an
+    option group.
+
+    Raises
+    ------
+    InvalidInputError : ``group`` is not a ``kind`` (a dict of its fields, say).
+    """
+    if group is None:
+        return kind()
+    if not isinstance(group, kind):
+        raise InvalidInputError(f"{label} must be a {kind.__name__}, got {type(group).__name__}")
+    return group
 
 
 def _finite(value: object) -> bool:
