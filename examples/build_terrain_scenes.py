@@ -58,7 +58,8 @@ images (its settings those the inversion study chose on the validation DEMs,
   (one image; one pass x 10 dates; both passes x 1 and x 10 dates, each on the "outside"
   ground and the "test" coarse product; and the plain ground: one image, one law, no land
   cover, the exact block mean), coarse factors 3 and 5, every prior kind (tracks' headings
-  drawn per scene), a crop of the most land of ``--crop-test`` cells, the coarse DEM's
+  drawn per scene; ``--held-out-priors one``: on the held-out terrains one kind a scene,
+  turning with the terrain and the condition), a crop of the most land of ``--crop-test`` cells, the coarse DEM's
   error kept taken apart (where a method's error comes from).
 
 ``--task ablation``: the seed paper's ablation set (``sarheight terrain ablate``): the
@@ -284,9 +285,9 @@ STACK_SETS = ("train", "validation", "test")
 
 
 def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
-                settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS) -> None:
-    common = {"products": SceneProducts(inversion=True, inversion_settings=settings), "priors": INSTRUMENT_PRIORS,
-              "client": client}
+                settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS,
+                held_out_priors: str = "every") -> None:
+    common = {"products": SceneProducts(inversion=True, inversion_settings=settings), "client": client}
     axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
             "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5),
             "coarse_families": ("training",), "ground_families": ("training",), "dates": (1, 10),
@@ -298,10 +299,10 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
     for folder, options in (("train", common), ("train_noimage", twin)) if "train" in sets else ():
         dems, sea = projected_with_sea(*training_dems(data))
         paths = simulate_scenes(dems, out / folder, sample=sample, unscored=sea, crop_cells=crop,
-                                terrain_transforms=STACK_TRANSFORMS, **axes, **options)
+                                terrain_transforms=STACK_TRANSFORMS, priors=INSTRUMENT_PRIORS, **axes, **options)
         dems, sea = open_dems(data, VALIDATION_DEMS)
         paths += simulate_scenes(dems, out / folder, sample=validation_sample, unscored=sea, crop_cells=crop,
-                                 **axes, **options)
+                                 priors=INSTRUMENT_PRIORS, **axes, **options)
         print(f"{len(paths)} training and validation scenes in {out / folder}")
     # The conditions on the validation DEMs (the fair bar of each is chosen there) and on
     # the held-out ones.
@@ -309,13 +310,28 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
         if role.removesuffix("_noimage") not in sets:
             continue
         dems, sea = open_dems(data, VALIDATION_DEMS) if role == "validation" else held_out_dems(data)
-        for condition, condition_axes in STACK_CONDITIONS.items():
+        for condition_index, (condition, condition_axes) in enumerate(STACK_CONDITIONS.items()):
             # Held-out scenes keep the coarse DEM's error taken apart, to tell where it goes.
             products = dataclasses.replace(options["products"], error_sources=True)
-            paths = simulate_scenes(dems, out / role / condition, passes=("ascending",), coarse_factors=(3, 5),
-                                    unscored=sea, crop_cells=crop_test, **condition_axes,
-                                    **{**options, "products": products})
+            per_call = [(dems, INSTRUMENT_PRIORS)]
+            if role != "validation" and held_out_priors == "one":
+                per_call = [([dem], (INSTRUMENT_PRIORS[kind_of_held_out(index, condition_index)],))
+                            for index, dem in enumerate(dems)]
+            paths = []
+            for call_dems, priors in per_call:
+                names = {dem.attrs["dem_name"] for dem in call_dems}
+                paths += simulate_scenes(call_dems, out / role / condition, passes=("ascending",),
+                                         coarse_factors=(3, 5), priors=priors,
+                                         unscored={name: cells for name, cells in sea.items() if name in names},
+                                         crop_cells=crop_test, **condition_axes, **{**options, "products": products})
             print(f"{len(paths)} {role} scenes in {out / role / condition}")
+
+
+def kind_of_held_out(terrain_index: int, condition_index: int) -> int:
+    """The prior kind (an index into :data:`INSTRUMENT_PRIORS`) of a held-out terrain's
+    scenes under one condition when each scene draws one kind: it turns with the terrain
+    and the condition, so that every kind meets every condition and every terrain."""
+    return (terrain_index + condition_index) % len(INSTRUMENT_PRIORS)
 
 
 def main() -> None:
@@ -338,6 +354,10 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=STACK_SETS, default=list(STACK_SETS),
                         help="stack: the parts to build (default all; train: with its image-free twins; test: with "
                         "its twins)")
+    parser.add_argument("--held-out-priors", choices=("every", "one"), default="every",
+                        help="stack: the prior kinds of a held-out scene: every kind, one scene each (every, the "
+                        "default), or one kind a scene, turning with the terrain and the condition (one: a third of "
+                        "the scenes); the validation scenes keep every kind")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="stack: make the scenes on a dask.distributed cluster ('local': one process per core "
                         "here; or tcp://HOST:PORT); default one after the other")
@@ -364,7 +384,8 @@ def main() -> None:
         return
     if args.task == "stack":
         build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
-                    inversion_settings(args.inversion_settings), args.scheduler, tuple(args.sets))
+                    inversion_settings(args.inversion_settings), args.scheduler, tuple(args.sets),
+                    args.held_out_priors)
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     paths = simulate_scenes(dems, out, coarse_factors=tuple(args.coarse_factor or (3,)),

@@ -317,7 +317,8 @@ def results_section(results: dict[str, Any]) -> str:
     lines = [f"Training DEMs: {', '.join(splits['train_dems'])} (as {len(splits['train_terrain'])} terrains, "
              f"turned, mirrored and scaled); calibration of the networks: {', '.join(splits['calibration_dems'])}; "
              f"fair bars chosen on: {', '.join(splits['validation_dems'])}; held out (never trained, calibrated or "
-             f"chosen on): {', '.join(splits['held_out_dems'])}. {results['seeds']} seeds of each network; "
+             f"chosen on): {', '.join(splits['held_out_dems'])}, {len(results['held_out'])} scenes. "
+             f"{results['seeds']} seeds of each network; "
              + "; ".join(f"a {name} training took {min(values) / 60:.1f}-{max(values) / 60:.1f} min"
                          for name, values in seconds.items() if values)
              + f". {results['note'][:1].upper()}{results['note'][1:]}.", "",
@@ -339,7 +340,7 @@ def results_section(results: dict[str, Any]) -> str:
     kinds = sorted({kind for row in results["summary"] for kind in row.get("fair_by_prior_kind", {})})
     if kinds:
         lines += ["", "The network against the fair bar with each kind of prior alone (%, mean over the held-out DEMs "
-                  "and the seeds; the tracks' headings drawn per scene):", "",
+                  "whose scenes drew it and the seeds; the tracks' headings drawn per scene):", "",
                   "| condition | factor | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
         for row in results["summary"]:
             by_kind = row.get("fair_by_prior_kind", {})
