@@ -95,7 +95,7 @@ from sarheight.sample_data import jacksboro_dem
 from sarheight.terrain.augment import ORIENTATIONS, TerrainTransform
 from sarheight.terrain.inversion import InversionSettings
 from sarheight.terrain.scene_options import SceneProducts
-from sarheight.terrain.simulated import simulate_scenes
+from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
 
 #: The DEMs of ../shared/data/dem: the datum of their heights (None: their CRS says it)
 #: and whether they hold sea at 0 m.
@@ -141,7 +141,7 @@ ABLATION_DEMS = ("bigtujunga_srtm30_utm11", "chhota_shigri_94m", "columbia_100m"
                  "rome_cop30_egm96", "south_glacier_20m", "jacksboro")
 
 
-#: The held-out conditions of the stack set: the axes of simulate_scenes that make each.
+#: The held-out conditions of the stack set: the axes of the set (SceneAxes) that make each.
 STACK_CONDITIONS = {
     "one_image": {"opposite_passes": (False,), "dates": (1,), "ground_families": ("outside",),
                   "coarse_families": ("test",)},
@@ -232,18 +232,18 @@ def held_out_dems(data: Path) -> tuple[list, dict]:
 
 def build_refinement(data: Path, out: Path, sample: int, validation_sample: int) -> None:
     dems, sea = training_dems(data)
-    axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
-            "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5, 10),
-            "coarse_families": ("training",), "priors": INSTRUMENT_PRIORS, "looks": (4.4, 44.0),
-            "ground_families": ("training",)}
-    paths = simulate_scenes(dems, out / "train", sample=sample, unscored=sea, **axes)
+    axes = SceneAxes(passes=("ascending", "descending"), look_sides=("right", "left"),
+                     heading_offsets_deg=(-10.0, 0.0, 10.0), coarse_factors=(2, 3, 5, 10),
+                     coarse_families=("training",), priors=INSTRUMENT_PRIORS, looks=(4.4, 44.0),
+                     ground_families=("training",))
+    paths = simulate_scenes(dems, out / "train", axes=axes, sample=sample, unscored=sea)
     dems, sea = open_dems(data, VALIDATION_DEMS)
-    paths += simulate_scenes(dems, out / "train", sample=validation_sample, unscored=sea, **axes)
+    paths += simulate_scenes(dems, out / "train", axes=axes, sample=validation_sample, unscored=sea)
     print(f"{len(paths)} training and validation scenes in {out / 'train'}")
     dems, sea = held_out_dems(data)
-    paths = simulate_scenes(dems, out / "test", passes=("ascending",), coarse_factors=(3, 5),
-                            coarse_families=("test",), priors=INSTRUMENT_PRIORS, looks=(4.4,),
-                            ground_families=("test-family", "outside"), unscored=sea)
+    test_axes = SceneAxes(passes=("ascending",), coarse_factors=(3, 5), coarse_families=("test",),
+                          priors=INSTRUMENT_PRIORS, looks=(4.4,), ground_families=("test-family", "outside"))
+    paths = simulate_scenes(dems, out / "test", axes=test_axes, unscored=sea)
     print(f"{len(paths)} test scenes in {out / 'test'}")
 
 
@@ -288,21 +288,21 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
                 settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS,
                 held_out_priors: str = "every") -> None:
     common = {"products": SceneProducts(inversion=True, inversion_settings=settings), "client": client}
-    axes = {"passes": ("ascending", "descending"), "look_sides": ("right", "left"),
-            "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3, 5),
-            "coarse_families": ("training",), "ground_families": ("training",), "dates": (1, 10),
-            "opposite_passes": (True, False)}
+    axes = SceneAxes(passes=("ascending", "descending"), look_sides=("right", "left"),
+                     heading_offsets_deg=(-10.0, 0.0, 10.0), coarse_factors=(2, 3, 5),
+                     coarse_families=("training",), ground_families=("training",), dates=(1, 10),
+                     opposite_passes=(True, False), priors=INSTRUMENT_PRIORS)
     # Each set twice: as the stack network reads it, and its twin without any image for the
     # control (the same names, so the same draws; no product moved by the image's
     # registration, no inversion, no dates kept).
     twin = {**common, "products": SceneProducts(inversion=False, register=False, keep_dates=False)}
     for folder, options in (("train", common), ("train_noimage", twin)) if "train" in sets else ():
         dems, sea = projected_with_sea(*training_dems(data))
-        paths = simulate_scenes(dems, out / folder, sample=sample, unscored=sea, crop_cells=crop,
-                                terrain_transforms=STACK_TRANSFORMS, priors=INSTRUMENT_PRIORS, **axes, **options)
+        paths = simulate_scenes(dems, out / folder, axes=dataclasses.replace(axes, terrain_transforms=STACK_TRANSFORMS),
+                                sample=sample, unscored=sea, crop_cells=crop, **options)
         dems, sea = open_dems(data, VALIDATION_DEMS)
-        paths += simulate_scenes(dems, out / folder, sample=validation_sample, unscored=sea, crop_cells=crop,
-                                 priors=INSTRUMENT_PRIORS, **axes, **options)
+        paths += simulate_scenes(dems, out / folder, axes=axes, sample=validation_sample, unscored=sea,
+                                 crop_cells=crop, **options)
         print(f"{len(paths)} training and validation scenes in {out / folder}")
     # The conditions on the validation DEMs (the fair bar of each is chosen there) and on
     # the held-out ones.
@@ -320,10 +320,11 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
             paths = []
             for call_dems, priors in per_call:
                 names = {dem.attrs["dem_name"] for dem in call_dems}
-                paths += simulate_scenes(call_dems, out / role / condition, passes=("ascending",),
-                                         coarse_factors=(3, 5), priors=priors,
+                condition_set = SceneAxes(passes=("ascending",), coarse_factors=(3, 5), priors=priors,
+                                          **condition_axes)
+                paths += simulate_scenes(call_dems, out / role / condition, axes=condition_set,
                                          unscored={name: cells for name, cells in sea.items() if name in names},
-                                         crop_cells=crop_test, **condition_axes, **{**options, "products": products})
+                                         crop_cells=crop_test, **{**options, "products": products})
             print(f"{len(paths)} {role} scenes in {out / role / condition}")
 
 
@@ -388,9 +389,10 @@ def main() -> None:
                     args.held_out_priors)
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
-    paths = simulate_scenes(dems, out, coarse_factors=tuple(args.coarse_factor or (3,)),
-                            priors=(PriorSpec(fraction=1e-3), PriorSpec(fraction=1e-3, pattern="tracks")),
-                            seeds=tuple(range(args.seeds)), unscored=sea)
+    axes = SceneAxes(coarse_factors=tuple(args.coarse_factor or (3,)),
+                     priors=(PriorSpec(fraction=1e-3), PriorSpec(fraction=1e-3, pattern="tracks")),
+                     seeds=tuple(range(args.seeds)))
+    paths = simulate_scenes(dems, out, axes=axes, unscored=sea)
     print(f"{len(paths)} scenes in {out}")
 
 

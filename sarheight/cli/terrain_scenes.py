@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
     from ..terrain.augment import ORIENTATIONS, TerrainTransform
     from ..terrain.scene_options import SceneProducts
-    from ..terrain.simulated import simulate_scenes
+    from ..terrain.scene_sets import SceneAxes, simulate_scenes
     from .options import drawn_priors_from_args, open_dem_from_args
 
     if args.seeds < 1:
@@ -133,14 +133,7 @@ def run(args: argparse.Namespace) -> int:
     orientations = ORIENTATIONS if args.orientations else (TerrainTransform(),)
     terrain_transforms = [dataclasses.replace(orientation, scale=scale)
                           for scale in dict.fromkeys(args.terrain_scales or (1.0,)) for orientation in orientations]
-    dems = []
-    for path in args.dem:
-        dem = open_dem_from_args(args, path)
-        dem.attrs["dem_name"] = Path(path).stem
-        dems.append(dem)
-    paths = simulate_scenes(
-        dems, args.out,
-        geometries=geometries,
+    axes = SceneAxes(
         passes=tuple(dict.fromkeys(args.passes or ("ascending", "descending"))),
         look_sides=tuple(dict.fromkeys(args.look_sides or ("right",))),
         heading_offsets_deg=tuple(dict.fromkeys(args.heading_offsets or (0.0,))),
@@ -155,14 +148,17 @@ def run(args: argparse.Namespace) -> int:
         ground_families=tuple(dict.fromkeys(args.ground_families or (None,))),
         dates=tuple(dict.fromkeys(args.dates or (1,))),
         opposite_passes={"yes": (True,), "no": (False,), "both": (True, False)}[args.opposite_pass],
-        crop_cells=args.crop,
-        client=args.scheduler,
         terrain_transforms=terrain_transforms,
-        products=SceneProducts(inversion=args.inversion),
-        sample=args.sample,
         nesz_db=args.nesz,
-        progress=not args.quiet,
     )
+    dems = []
+    for path in args.dem:
+        dem = open_dem_from_args(args, path)
+        dem.attrs["dem_name"] = Path(path).stem
+        dems.append(dem)
+    paths = simulate_scenes(dems, args.out, axes=axes, geometries=geometries, crop_cells=args.crop,
+                            sample=args.sample, products=SceneProducts(inversion=args.inversion),
+                            client=args.scheduler, progress=not args.quiet)
     if not args.quiet:
         print(f"{len(paths)} scene files in {args.out}")
     return 0

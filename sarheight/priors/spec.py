@@ -3,10 +3,10 @@
 A :class:`PriorSpec` says where the priors come from (drawn from a DEM in a pattern, or read
 from points), how exact they are (an instrument's errors, noise) and, for points, their CRS,
 vertical datum and geoid grid. :func:`sarheight.priors.sample_priors`, the scene builders
-(:func:`sarheight.terrain.simulated.simulate_scene`, :func:`~sarheight.terrain.simulated.simulate_scenes`,
-:func:`sarheight.terrain.observed.observed_scene`), :func:`sarheight.refinement.refine_dem`
-and the command line all take it, so the points' CRS or a pattern is spelled one way
-everywhere. It is checked whole when made, before any DEM is read.
+(:func:`sarheight.terrain.simulated.simulate_scene`, a set's axes
+:class:`~sarheight.terrain.scene_sets.SceneAxes`, :func:`sarheight.terrain.observed.observed_scene`),
+:func:`sarheight.refinement.refine_dem` and the command line all take it, so the points' CRS
+or a pattern is spelled one way everywhere. It is checked whole when made, before any DEM is read.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ below the package; ``docs/architecture.md`` places them among the other floors):
   terrain classes);
 - ``observed``: a scene from a user's observations, DEM and priors, with its checks;
 - ``augment``: new terrain from a DEM (turned, mirrored, scaled; crops of it);
-- ``simulated``: scenes simulated from fine DEMs, and sets of them as files (here or on
-  a dask cluster);
+- ``simulated``: scenes simulated from fine DEMs;
+- ``scene_sets``: sets of them as files over the axes of a set (here or on a dask
+  cluster);
 - ``clinometry``: the inversion's one-step case (a Wiener solve of the brightness);
 - ``methods``: the non-learned methods' maps on a scene, and the channels a network
   that stacks them reads.
@@ -45,7 +46,8 @@ from typing import Any
 ENTRIES = {
     "observed_scene": "observed",
     "simulate_scene": "simulated",
-    "simulate_scenes": "simulated",
+    "simulate_scenes": "scene_sets",
+    "SceneAxes": "scene_sets",
     "ObservationSpec": "scene_options",
     "SceneProducts": "scene_options",
     "Scene": "variables",

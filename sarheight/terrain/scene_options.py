@@ -6,7 +6,7 @@ work runs (:class:`Execution`).
 Each is checked once, when it is made, as :class:`sarheight.priors.PriorSpec` is for the
 priors: the functions that take one (:func:`sarheight.terrain.simulated.simulate_scene`,
 :func:`sarheight.terrain.simulated.simulate_observations`,
-:func:`sarheight.terrain.simulated.simulate_scenes`,
+:func:`sarheight.terrain.scene_sets.simulate_scenes`,
 :func:`sarheight.terrain.observed.observed_scene`, :func:`sarheight.refinement.refine_dem`)
 take it as checked.
 """

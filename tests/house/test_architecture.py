@@ -45,6 +45,7 @@ LAYERS = (
     ("terrain.observed",),
     ("terrain.augment",),
     ("terrain.simulated",),
+    ("terrain.scene_sets",),
     ("terrain.clinometry",),
     ("terrain.methods",),
     ("terrain",),
@@ -314,7 +315,7 @@ def test_one_interface_convention_at_the_surface():
 
 #: Every function that makes priors, each taking them as one ``priors`` specification.
 PRIOR_TAKERS = ("sarheight.priors.sample_priors", "sarheight.terrain.simulated.simulate_scene",
-                "sarheight.terrain.simulated.simulate_scenes", "sarheight.terrain.observed.observed_scene",
+                "sarheight.terrain.scene_sets.SceneAxes", "sarheight.terrain.observed.observed_scene",
                 "sarheight.refinement.refine_dem")
 
 
@@ -355,6 +356,25 @@ def test_a_refinements_options_come_in_groups(dotted):
     parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
     spelled = {p: GROUPED_PARTS[p] for p in parameters if p in GROUPED_PARTS}
     assert not spelled, f"{dotted}: {spelled} are parts of a group; take them in the group named"
+    assert len(parameters) <= 15, f"{dotted} takes {len(parameters)} parameters: group them"
+
+
+@pytest.mark.parametrize("dotted", ("sarheight.terrain.simulated.simulate_scene",
+                                    "sarheight.terrain.scene_sets.simulate_scenes"))
+def test_scene_builders_take_their_axes_and_options_as_groups(dotted):
+    """docs/architecture.md's convention: a simulated scene's observation and products, and
+    a scene set's axes (``SceneAxes``), are groups: the builders stay near ten parameters
+    and spell no axis as a keyword of their own."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from sarheight.terrain.scene_sets import SceneAxes
+
+    module, _, name = dotted.rpartition(".")
+    parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    spelled = sorted(set(parameters) & {field.name for field in dataclasses.fields(SceneAxes)} - {"priors"})
+    assert not spelled, f"{dotted}: {spelled} are axes of a set; take them in axes=SceneAxes(...)"
     assert len(parameters) <= 15, f"{dotted} takes {len(parameters)} parameters: group them"
 
 

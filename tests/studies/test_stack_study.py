@@ -27,7 +27,8 @@ from sarheight.studies.stacking import (
     target_lines,
 )
 from sarheight.terrain.scene_options import SceneProducts
-from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES, simulate_scenes
+from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
+from sarheight.terrain.simulated import ERROR_SOURCE_VARIABLES
 from tests.support.scenes import rough_dem, simulate_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,11 +127,13 @@ def condition_scenes(root: Path, names: tuple[str, ...], seed: int, **options) -
         dem.attrs["dem_name"] = name
         dems.append(dem)
     made = {"inversion": options.pop("inversion", True), "register": options.pop("register", True)}
-    common = {"passes": ("ascending",), "products": SceneProducts(error_sources=True, **made),
-              "coarse_families": ("test",), "priors": (PriorSpec(count=6, kind="altimeter"),), "progress": False,
-              **options}
-    simulate_scenes(dems, root / "one_image", opposite_passes=(False,), **common)
-    simulate_scenes(dems, root / "both_passes_10_dates", opposite_passes=(True,), dates=(2,), **common)
+    common = {"passes": ("ascending",), "coarse_families": ("test",),
+              "priors": (PriorSpec(count=6, kind="altimeter"),), **options}
+    products = SceneProducts(error_sources=True, **made)
+    simulate_scenes(dems, root / "one_image", axes=SceneAxes(opposite_passes=(False,), **common), products=products,
+                    progress=False)
+    simulate_scenes(dems, root / "both_passes_10_dates", axes=SceneAxes(opposite_passes=(True,), dates=(2,), **common),
+                    products=products, progress=False)
 
 
 @pytest.fixture(scope="module")

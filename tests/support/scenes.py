@@ -229,14 +229,15 @@ def write_tiny_scene(path: str | Path, *, rows: int = 64, cols: int = 64, seed: 
 def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a", "hills-b", "hills-c"), *,
                          size: int = 48, relief: float = 400.0, prior_kinds: tuple[str, ...] = (),
                          **axes) -> list[Path]:
-    """Refinement scenes simulated with the physics (:func:`sarheight.terrain.simulated.simulate_scenes`:
+    """Refinement scenes simulated with the physics (:func:`sarheight.terrain.scene_sets.simulate_scenes`:
     both passes, each with the other, coarse DEM 3x, 6 random priors) from a rough DEM of
     ``size`` cells per name (seeded by its position), into ``folder``; ``prior_kinds`` the
     instruments of the priors instead (6 each); ``axes`` are passed on (``coarse_factors``,
-    ``looks``, ``land_cover_db``...)."""
+    ``looks``, ``land_cover_db``...: :class:`sarheight.terrain.scene_sets.SceneAxes`), the
+    fields of :class:`sarheight.terrain.scene_options.SceneProducts` as what the scenes make."""
     from sarheight.priors import PriorSpec
     from sarheight.terrain.scene_options import SceneProducts
-    from sarheight.terrain.simulated import simulate_scenes
+    from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
 
     dems = []
     for seed, name in enumerate(names):
@@ -247,7 +248,8 @@ def simulate_tiny_scenes(folder: str | Path, names: tuple[str, ...] = ("hills-a"
     # What the scenes make from their observations (inversion=True, register=False...) is one group.
     made = {name: axes.pop(name) for name in [field.name for field in dataclasses.fields(SceneProducts)]
             if name in axes}
-    return simulate_scenes(dems, folder, priors=priors, products=SceneProducts(**made), progress=False, **axes)
+    return simulate_scenes(dems, folder, axes=SceneAxes(priors=priors, **axes), products=SceneProducts(**made),
+                           progress=False)
 
 
 def write_tiny_scenes(folder: str | Path, count: int = 4, **options) -> list[Path]:

@@ -120,7 +120,7 @@ def test_only_a_transform_is_taken():
 def test_a_scene_set_simulates_each_transformed_terrain_under_its_own_geometry(tmp_path):
     from sarheight.priors import PriorSpec
     from sarheight.terrain.files import open_scene
-    from sarheight.terrain.simulated import simulate_scenes
+    from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
     from tests.support.scenes import rough_dem
 
     source = rough_dem(seed=5, rows=40, cols=40, relief=600.0)
@@ -129,8 +129,8 @@ def test_a_scene_set_simulates_each_transformed_terrain_under_its_own_geometry(t
     sea = np.zeros(dem.shape, dtype=bool)
     sea[:3, :5] = True  # the north-west corner
     quarter = TerrainTransform(quarter_turns=1)
-    paths = simulate_scenes([dem], tmp_path, passes=("ascending",), priors=PriorSpec(count=4), progress=False,
-                            terrain_transforms=(TerrainTransform(), quarter), unscored={"rough": sea})
+    axes = SceneAxes(passes=("ascending",), priors=PriorSpec(count=4), terrain_transforms=(TerrainTransform(), quarter))
+    paths = simulate_scenes([dem], tmp_path, axes=axes, unscored={"rough": sea}, progress=False)
     assert [path.name for path in paths] == ["rough_ascending_c3_random_s0.nc", "rough-r1_ascending_c3_random_s0.nc"]
     plain, turned = (open_scene(path) for path in paths)
     # One area, one split: the turned terrain's scenes keep their DEM's name.
@@ -144,9 +144,9 @@ def test_a_scene_set_simulates_each_transformed_terrain_under_its_own_geometry(t
     rotated_image = np.rot90(plain["sar_geocoded"].values, 1)
     assert not np.allclose(turned["sar_geocoded"].values, rotated_image, equal_nan=True)
     with pytest.raises(InvalidInputError, match="repeats"):
-        simulate_scenes([dem], tmp_path, terrain_transforms=(quarter, quarter), progress=False)
+        SceneAxes(terrain_transforms=(quarter, quarter))
     with pytest.raises(InvalidInputError, match="TerrainTransform"):
-        simulate_scenes([dem], tmp_path, terrain_transforms=(1,), progress=False)
+        SceneAxes(terrain_transforms=(1,))
 
 
 @pytest.mark.filterwarnings("ignore::sarheight.errors.PlausibilityWarning")
@@ -177,12 +177,12 @@ def test_the_scenes_command_makes_more_terrain_from_a_geographic_dem(tmp_path):
 
 
 def test_unscored_cells_of_a_geographic_dem_that_a_transform_reprojects_are_refused_before_any_work(tmp_path):
-    from sarheight.terrain.simulated import simulate_scenes
+    from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
     from tests.support.scenes import rough_dem
 
     dem = rough_dem(seed=1, rows=20, cols=20)
     dem.attrs["dem_name"] = "rough"
     with pytest.raises(InvalidInputError, match="terrain_on_a_projected_grid"):
-        simulate_scenes([dem], tmp_path / "out", terrain_transforms=(TerrainTransform(mirror=True),),
+        simulate_scenes([dem], tmp_path / "out", axes=SceneAxes(terrain_transforms=(TerrainTransform(mirror=True),)),
                         unscored={"rough": np.zeros(dem.shape, dtype=bool)}, progress=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -15,7 +15,8 @@ from sarheight.terrain.geometry import scene_geometry
 from sarheight.terrain.grid import block_mean
 from sarheight.terrain.observed import observed_scene
 from sarheight.terrain.scene_options import Execution, ObservationSpec, SceneProducts
-from sarheight.terrain.simulated import simulate_scene, simulate_scenes
+from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
+from sarheight.terrain.simulated import simulate_scene
 from sarheight.terrain.variables import date_channel, pass_dates, scene_variable
 from tests.support.scenes import rough_dem
 
@@ -122,8 +123,9 @@ def test_malformed_date_channels_are_refused(name):
 
 
 def test_scene_sets_of_one_pass_and_of_both(truth, tmp_path):
-    paths = simulate_scenes([truth.assign_attrs(dem_name="hill")], tmp_path, passes=("ascending",),
-                            opposite_passes=(True, False), dates=(1, 2), progress=False)
+    paths = simulate_scenes([truth.assign_attrs(dem_name="hill")], tmp_path,
+                            axes=SceneAxes(passes=("ascending",), opposite_passes=(True, False), dates=(1, 2)),
+                            progress=False)
     names = sorted(path.stem for path in paths)
     assert names == ["hill_ascending_c3_random_dates2_onepass_s0", "hill_ascending_c3_random_dates2_s0",
                      "hill_ascending_c3_random_onepass_s0", "hill_ascending_c3_random_s0"]
@@ -134,9 +136,9 @@ def test_scene_sets_of_one_pass_and_of_both(truth, tmp_path):
         assert pass_dates(scene) == (2 if "_dates2" in path.stem else 1)
         assert pass_dates(scene, "other_") == (0 if one_pass else pass_dates(scene))
     with pytest.raises(InvalidInputError, match="opposite_passes"):
-        simulate_scenes([truth], tmp_path, opposite_passes=(True, True), progress=False)
+        SceneAxes(opposite_passes=(True, True))
     with pytest.raises(InvalidInputError, match="opposite_passes"):
-        simulate_scenes([truth], tmp_path, opposite_passes=(), progress=False)
+        SceneAxes(opposite_passes=())
 
 
 def test_a_stack_of_one_condition_is_kept_as_asked(truth):
@@ -160,8 +162,8 @@ def test_crops_of_a_terrain_each_scene_its_own(tmp_path):
     assert crop_window(dem, 100)[2:] == (60, 70)
     with pytest.raises(InvalidInputError, match="16 or more"):
         crop_window(dem, 8)
-    paths = simulate_scenes([dem.assign_attrs(dem_name="hill")], tmp_path, passes=("ascending", "descending"),
-                            seeds=(0, 1), crop_cells=36, unscored={"hill": sea}, progress=False)
+    paths = simulate_scenes([dem.assign_attrs(dem_name="hill")], tmp_path, axes=SceneAxes(seeds=(0, 1)),
+                            crop_cells=36, unscored={"hill": sea}, progress=False)
     windows = set()
     for path in paths:
         scene = open_scene(path)
@@ -179,7 +181,7 @@ def test_crops_of_a_terrain_each_scene_its_own(tmp_path):
 @pytest.mark.filterwarnings("ignore")
 def test_scenes_made_on_a_cluster_are_the_scenes_made_here(tmp_path):
     dems = [rough_dem(seed=50 + k, rows=36, cols=36, relief=300.0).assign_attrs(dem_name=f"hill{k}") for k in (0, 1)]
-    options = {"passes": ("ascending",), "dates": (1, 2), "crop_cells": 30, "progress": False}
+    options = {"axes": SceneAxes(passes=("ascending",), dates=(1, 2)), "crop_cells": 30, "progress": False}
     here = simulate_scenes(dems, tmp_path / "here", **options)
     there = simulate_scenes(dems, tmp_path / "there", client="local", **options)
     assert [path.name for path in here] == [path.name for path in there] and len(here) == 4

@@ -390,21 +390,21 @@ def test_terrain_refine_command_inverts_several_observations(passes, tmp_path, c
 
 def test_scene_sets_draw_stacks(tmp_path):
     from sarheight.terrain.files import open_scene
-    from sarheight.terrain.simulated import simulate_scenes
+    from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
 
     truth = rough_dem(4, rows=30, cols=30, relief=200.0)
     truth.attrs["dem_name"] = "hills"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlausibilityWarning)
-        paths = simulate_scenes([truth], tmp_path, passes=("ascending",), dates=(1, 4), priors=PriorSpec(count=5),
-                                progress=False)
+        paths = simulate_scenes([truth], tmp_path, axes=SceneAxes(passes=("ascending",), dates=(1, 4),
+                                                                  priors=PriorSpec(count=5)), progress=False)
     assert [path.name for path in paths] == ["hills_ascending_c3_random_s0.nc",
                                              "hills_ascending_c3_random_dates4_s0.nc"]
     stack = open_scene(paths[1])
     assert stack.attrs["images"] == 8 and stack.attrs["dates"] + stack.attrs.get("image_groups", 0) >= 4
     assert stack.attrs["date_conditions"].count("dB") == 4
     with pytest.raises(InvalidInputError, match="dates"):
-        simulate_scenes([truth], tmp_path, dates=(0,), progress=False)
+        SceneAxes(dates=(0,))
 
 
 def test_the_classes_are_told_apart_from_patches_not_from_a_texture_or_the_relief():

@@ -19,7 +19,8 @@ from sarheight.terrain.geometry import pass_direction, scene_geometry
 from sarheight.terrain.grid import block_mean, degrade_dem, refinement_grid
 from sarheight.terrain.observed import observed_scene
 from sarheight.terrain.scene_options import Execution, ObservationSpec, SarReading, SceneProducts
-from sarheight.terrain.simulated import simulate_scene, simulate_scenes
+from sarheight.terrain.scene_sets import SceneAxes, simulate_scenes
+from sarheight.terrain.simulated import simulate_scene
 from sarheight.terrain.variables import DERIVED_VARIABLES, INPUT_VARIABLES, coarse_cell_size, scene_variable
 from tests.support.scenes import plane_dem, rough_dem
 
@@ -227,10 +228,10 @@ def test_scene_builders_take_one_priors_specification(truth, geometry, tmp_path)
     with pytest.raises(InvalidInputError, match="give a PriorSpec"):
         simulate_scene(truth, geometry, priors={"count": 4}, progress=False)
     with pytest.raises(InvalidInputError, match="share the label"):
-        simulate_scenes([truth], tmp_path, priors=(PriorSpec(count=4), PriorSpec(count=8)), progress=False)
+        SceneAxes(priors=(PriorSpec(count=4), PriorSpec(count=8)))
     # An instrument kind names its files and draws its errors per scene, one draw for both passes.
-    paths = simulate_scenes([truth], tmp_path, priors=PriorSpec(count=6, kind="lidar"), looks=(None,),
-                            nesz_db=None, progress=False)
+    paths = simulate_scenes([truth], tmp_path, axes=SceneAxes(priors=PriorSpec(count=6, kind="lidar"), looks=(None,),
+                                                              nesz_db=None), progress=False)
     assert [path.name for path in paths] == ["rough_ascending_c3_lidar_nospeckle_s0.nc",
                                              "rough_descending_c3_lidar_nospeckle_s0.nc"]
     ascending, descending = (open_scene(path) for path in paths)
@@ -368,13 +369,13 @@ def test_refinement_grid_and_a_scene_without_priors(truth, geometry):
 
 
 def test_scene_sets_sample_their_axes_and_pair_one_pass(truth, tmp_path):
-    axes = {"look_sides": ("right", "left"), "heading_offsets_deg": (-10.0, 0.0, 10.0), "coarse_factors": (2, 3),
-            "looks": (4.4, 44.0), "land_cover_db": (0.0, 3.0)}
-    paths = simulate_scenes([truth], tmp_path / "a", sample=5, priors=PriorSpec(count=4), progress=False, **axes)
-    again = simulate_scenes([truth], tmp_path / "b", sample=5, priors=PriorSpec(count=4), progress=False, **axes)
+    axes = SceneAxes(look_sides=("right", "left"), heading_offsets_deg=(-10.0, 0.0, 10.0), coarse_factors=(2, 3),
+                     looks=(4.4, 44.0), land_cover_db=(0.0, 3.0), priors=PriorSpec(count=4))
+    paths = simulate_scenes([truth], tmp_path / "a", axes=axes, sample=5, progress=False)
+    again = simulate_scenes([truth], tmp_path / "b", axes=axes, sample=5, progress=False)
     assert len(paths) == 5 and [p.name for p in paths] == [p.name for p in again]  # seeded by the DEM's name
-    one = simulate_scenes([truth], tmp_path / "c", passes=("ascending",), laws=("lambert",), priors=PriorSpec(count=4),
-                          progress=False)
+    one = simulate_scenes([truth], tmp_path / "c", axes=SceneAxes(passes=("ascending",), laws=("lambert",),
+                                                                  priors=PriorSpec(count=4)), progress=False)
     assert [p.name for p in one] == ["rough_ascending_c3_random_lambert_s0.nc"]
     scene = open_scene(one[0])
     assert "other_sar_ratio" not in scene and np.isfinite(scene_variable(scene, "other_sar_ratio")).any()
@@ -383,3 +384,19 @@ def test_scene_sets_sample_their_axes_and_pair_one_pass(truth, tmp_path):
         simulate_scenes([truth], tmp_path / "d", sample=0, progress=False)
     with pytest.raises(InvalidInputError, match="unscored"):
         simulate_scenes([truth], tmp_path / "d", unscored={"elsewhere": None}, progress=False)
+    with pytest.raises(InvalidInputError, match="axes must be a SceneAxes"):
+        simulate_scenes([truth], tmp_path / "d", axes={"passes": ("ascending",)}, progress=False)
+    # Each axis is checked when the set's axes are made, before any DEM is read.
+    for bad, match in (({"passes": ("north",)}, "passes must be a non-empty tuple"),
+                       ({"coarse_factors": (1,)}, "coarse_factors"), ({"coarse_factors": (3, 3)}, "repeats"),
+                       ({"looks": ()}, "looks must be a non-empty"), ({"laws": ("flat",)}, "laws"),
+                       ({"coarse_families": ("blurry",)}, "coarse_families"),
+                       ({"ground_families": ("moon",)}, "ground_families"),
+                       ({"incidence_deg": (46.0, 30.0)}, "incidence_deg"),
+                       ({"ground_families": ("training",), "laws": ("lambert",)}, "leave laws"),
+                       ({"snow_share": 2.0}, "snow_share"), ({"moisture_db": -1.0}, "moisture_db"),
+                       ({"nesz_db": "low"}, "nesz_db"), ({"seeds": (-1,)}, "seeds")):
+        with pytest.raises(InvalidInputError, match=match):
+            SceneAxes(**bad)
+    assert SceneAxes(priors=PriorSpec(count=4), coarse_factors=[3, 5]).coarse_factors == (3, 5)
+    assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
