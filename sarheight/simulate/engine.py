@@ -562,8 +562,11 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
         the lines that bound the sweep's groups are cut, the others take the mixing of the
         nearer (:func:`visibility_masks`; the masks are the same), for callers that do
         not use the mixing.
+
+    The options are taken as checked: the user's entries (:func:`simulate`,
+    :func:`simulate_sar`, :func:`sarheight.reconstruct`) check them once, before any work
+    (:func:`check_simulation_options`).
     """
-    check_simulation_options(geometry, projection, oversample)
     # The heights are only read: no copy of a DEM that is already ellipsoidal (a Dem: not
     # checked again).
     dem = checked_dem(dem, copy=False).heights

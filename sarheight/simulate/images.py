@@ -19,7 +19,7 @@ from ..geometry import RadarGeometry
 from ..ground import SIGMA0_LAWS, CellLaws, Ground, lognormal_texture
 from ..threads import progress_bar
 from .contribution import Contribution, Projection, values_on_dem_grid
-from .engine import run_simulation
+from .engine import check_simulation_options, run_simulation
 
 
 def simulate(
@@ -65,6 +65,7 @@ def simulate(
     ``pixel_area`` (m^2), ``mixing`` (separate ground segments per pixel), ``valid`` (gamma
     area >= 5 % of flat terrain's).
     """
+    check_simulation_options(geometry, projection, oversample)
     checked = checked_dem(dem, copy=False)
     with progress_bar(checked.shape[0], "simulate", progress) as update:
         state = run_simulation(checked, geometry, contribution=contribution, projection=projection,
@@ -155,6 +156,7 @@ def simulate_sar(
             raise InvalidInputError(
                 f"ground gives the ground's sigma0 laws, land cover and texture: give it without {', '.join(given)}"
             )
+    check_simulation_options(geometry, projection, oversample)
     # Checked once: every simulation below takes the Dem as checked.
     checked = checked_dem(dem)
     dem = checked.heights

@@ -249,3 +249,28 @@ def test_evenly_chosen_cells_are_those_of_the_listing_of_every_cell(rows, cols, 
         chosen = evenly_chosen(view[:-1, :-1], samples)
         np.testing.assert_array_equal(chosen[0], expected[0])
         np.testing.assert_array_equal(chosen[1], expected[1])
+
+
+@pytest.mark.parametrize("entry", ["simulate", "simulate_sar", "reconstruct"])
+@pytest.mark.parametrize(("options", "match"), [({"projection": "nearest"}, "projection must be"),
+                                                ({"oversample": 0}, "oversample")])
+def test_each_entry_refuses_bad_simulation_options_before_it_reads_the_dem(entry, options, match, monkeypatch):
+    """The simulation's options are checked at the user's entries, once, before the DEM is
+    read; the inner pass (``run_simulation``) takes them as checked."""
+    import sarheight.reconstruction
+    import sarheight.simulate.images
+
+    dem = rough_dem(seed=3, rows=12, cols=12)
+    geometry = synthetic_geometry(dem)
+    observation = simulate_sar(dem, geometry, looks=None, nesz_db=None) if entry == "reconstruct" else None
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the DEM was read before the options were checked")
+
+    for module in (sarheight.simulate.images, sarheight.reconstruction):
+        monkeypatch.setattr(module, "checked_dem", no_reading)
+    with pytest.raises(InvalidInputError, match=match):
+        if entry == "reconstruct":
+            reconstruct(dem, observation, geometry, **options)
+        else:
+            {"simulate": simulate, "simulate_sar": simulate_sar}[entry](dem, geometry, **options)
