@@ -58,8 +58,8 @@ images (its settings those the inversion study chose on the validation DEMs,
   (one image; one pass x 10 dates; both passes x 1 and x 10 dates, each on the "outside"
   ground and the "test" coarse product; and the plain ground: one image, one law, no land
   cover, the exact block mean), coarse factors 3 and 5, every prior kind (tracks' headings
-  drawn per scene; ``--held-out-priors one``: on the held-out terrains one kind a scene,
-  turning with the terrain and the condition), a crop of the most land of ``--crop-test`` cells, the coarse DEM's
+  drawn per scene; ``--condition-priors one``: one kind a scene, turning with the terrain
+  and the condition), a crop of the most land of ``--crop-test`` cells, the coarse DEM's
   error kept taken apart (where a method's error comes from).
 
 ``--task ablation``: the seed paper's ablation set (``sarheight terrain ablate``): the
@@ -286,7 +286,7 @@ STACK_SETS = ("train", "validation", "test")
 
 def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
                 settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS,
-                held_out_priors: str = "every") -> None:
+                condition_priors: str = "every") -> None:
     common = {"products": SceneProducts(inversion=True, inversion_settings=settings), "client": client}
     axes = SceneAxes(passes=("ascending", "descending"), look_sides=("right", "left"),
                      heading_offsets_deg=(-10.0, 0.0, 10.0), coarse_factors=(2, 3, 5),
@@ -314,8 +314,8 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
             # Held-out scenes keep the coarse DEM's error taken apart, to tell where it goes.
             products = dataclasses.replace(options["products"], error_sources=True)
             per_call = [(dems, INSTRUMENT_PRIORS)]
-            if role != "validation" and held_out_priors == "one":
-                per_call = [([dem], (INSTRUMENT_PRIORS[kind_of_held_out(index, condition_index)],))
+            if condition_priors == "one":
+                per_call = [([dem], (INSTRUMENT_PRIORS[kind_of_condition_scene(index, condition_index)],))
                             for index, dem in enumerate(dems)]
             paths = []
             for call_dems, priors in per_call:
@@ -328,10 +328,11 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
             print(f"{len(paths)} {role} scenes in {out / role / condition}")
 
 
-def kind_of_held_out(terrain_index: int, condition_index: int) -> int:
-    """The prior kind (an index into :data:`INSTRUMENT_PRIORS`) of a held-out terrain's
-    scenes under one condition when each scene draws one kind: it turns with the terrain
-    and the condition, so that every kind meets every condition and every terrain."""
+def kind_of_condition_scene(terrain_index: int, condition_index: int) -> int:
+    """The prior kind (an index into :data:`INSTRUMENT_PRIORS`) of a validation or
+    held-out terrain's scenes under one condition when each scene draws one kind: it turns
+    with the terrain and the condition, so that every kind meets every condition and every
+    terrain."""
     return (terrain_index + condition_index) % len(INSTRUMENT_PRIORS)
 
 
@@ -355,10 +356,10 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=STACK_SETS, default=list(STACK_SETS),
                         help="stack: the parts to build (default all; train: with its image-free twins; test: with "
                         "its twins)")
-    parser.add_argument("--held-out-priors", choices=("every", "one"), default="every",
-                        help="stack: the prior kinds of a held-out scene: every kind, one scene each (every, the "
-                        "default), or one kind a scene, turning with the terrain and the condition (one: a third of "
-                        "the scenes); the validation scenes keep every kind")
+    parser.add_argument("--condition-priors", choices=("every", "one"), default="every",
+                        help="stack: the prior kinds of the validation and held-out scenes of each condition: every "
+                        "kind, one scene each (every, the default), or one kind a scene, turning with the terrain and "
+                        "the condition (one: a third of the scenes)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="stack: make the scenes on a dask.distributed cluster ('local': one process per core "
                         "here; or tcp://HOST:PORT); default one after the other")
@@ -386,7 +387,7 @@ def main() -> None:
     if args.task == "stack":
         build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
                     inversion_settings(args.inversion_settings), args.scheduler, tuple(args.sets),
-                    args.held_out_priors)
+                    args.condition_priors)
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     axes = SceneAxes(coarse_factors=tuple(args.coarse_factor or (3,)),
