@@ -214,9 +214,7 @@ def refine_dem(
     # The user's DEM checked once: the grid and the scene take it as checked.
     dem = checked_dem(coarse_dem, copy=False)
     check_heights_in_metres(dem.heights, "the coarse DEM")
-    if execution.in_blocks and method != "inversion":
-        raise InvalidInputError(f"execution's blocks and client run the inversion block by block: method={method!r} "
-                                "has no blocks; leave them out, or give method='inversion'")
+    execution.check_method(method, chosen)
     members: list[Any] = []
     packaged = None
     if method == "network":

@@ -136,11 +136,10 @@ def run(args: argparse.Namespace) -> int:
                              "out, or give --method inversion")
     if args.land_cover is not None and not Path(args.land_cover).is_file():
         raise SarHeightError(f"--land-cover {args.land_cover!r}: no such file")
-    if (args.blocks is not None or args.scheduler is not None) and args.method not in (None, "inversion"):
-        raise SarHeightError(f"--blocks and --scheduler run the inversion block by block: --method {args.method} has "
-                             "none; leave them out, or give --method inversion")
-    if args.blocks is not None and args.blocks < 16:
-        raise SarHeightError(f"--blocks {args.blocks}: give at least 16 cells a side")
+    # Where the work runs, checked as a group before any reading (the method, where given).
+    execution = Execution(device=args.device, blocks=args.blocks, client=args.scheduler, progress=not args.quiet)
+    if args.method is not None:
+        execution.check_method(args.method)
     if len(args.sar) > MAX_OBSERVATIONS:
         raise SarHeightError(f"--sar is given {len(args.sar)} times: give at most {MAX_OBSERVATIONS} observations")
     paths = [Path(sar) for sar in args.sar]
@@ -191,9 +190,7 @@ def run(args: argparse.Namespace) -> int:
         from ..extras import require
 
         require(f"sarheight terrain refine (the network is {chosen})")
-    if (args.blocks is not None or args.scheduler is not None) and method != "inversion":
-        raise SarHeightError(f"--blocks and --scheduler run the inversion block by block: the method is {method} "
-                             f"({chosen}), which has none; leave them out, or give --method inversion")
+    execution.check_method(method, chosen)
     # The truth read once, checked against the DEM before the work, scored after it.
     truth, truth_datum = _open_truth(args, dem) if args.truth is not None else (None, None)
     if truth is not None:
@@ -214,8 +211,7 @@ def run(args: argparse.Namespace) -> int:
                                                    db=args.sar_db),
                                 coarse_error_m=args.coarse_error, land_cover=args.land_cover,
                                 also_invert=args.truth is not None,
-                                execution=Execution(device=args.device, blocks=args.blocks, client=args.scheduler,
-                                                    progress=not args.quiet))
+                                execution=execution)
     if chosen:
         refined.attrs["method_chosen"] = chosen
     stages.done("refined")

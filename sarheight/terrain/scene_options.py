@@ -226,3 +226,13 @@ class Execution:
     def in_blocks(self) -> bool:
         """Whether the inversion is asked to run block by block (blocks or a cluster)."""
         return self.blocks is not None or self.client is not None
+
+    def check_method(self, method: str, why: str = "") -> None:
+        """Refuse blocks or a cluster for a refinement ``method`` other than the inversion,
+        the one that runs block by block; ``why`` says how the method was chosen. The one
+        rule of :func:`sarheight.refinement.refine_dem` and the command line."""
+        if self.in_blocks and method != "inversion":
+            chosen = f" ({why})" if why else ""
+            raise InvalidInputError(f"blocks and a cluster (--blocks, --scheduler) run the inversion block by block: "
+                                    f"the method is {method}{chosen}, which has none; leave them out, or give the "
+                                    "method inversion")
