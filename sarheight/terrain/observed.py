@@ -33,7 +33,7 @@ from ..priors import (
     interpolate_priors,
     sample_priors,
 )
-from ..raster import cell_side_m, cell_size_m, power_to_db, robust_spread
+from ..raster import cell_size_m, power_to_db, robust_spread
 from ..reconstruction import reconstruct
 from .backprojection import MadeOnGrid, back_project, refined_without_sar, shifted, upsample
 from .forward import brightness_features
@@ -340,7 +340,10 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
     register = products.register and measured is None
     progress = execution.progress
     # Each DEM checked once, when it is made; the functions it goes to take the Dem as checked.
-    native = checked_dem(coarse_dem).heights
+    native_checked = checked_dem(coarse_dem)
+    native = native_checked.heights
+    # The coarse DEM's cell (m) from its Grid, once: registration, priors and inversion take it.
+    coarse_cell_m = native_checked.grid.side_m
     if grid is None:
         grid_dem = native
     else:
@@ -365,7 +368,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
         # above a line, on shaded slopes) would hold the correlation where they lie.
         classes = estimate_land_cover(land_cover_features(brightness_features(surface_checked, groups),
                                                           [pass_key(group) for group in groups]))
-        image_registration = register_to_images(surface_checked, groups, coarse_cell_m=cell_side_m(native),
+        image_registration = register_to_images(surface_checked, groups, coarse_cell_m=coarse_cell_m,
                                                 classes=classes)
     if image_registration is not None:
         east, north = image_registration.applied_shift()
@@ -386,7 +389,6 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
     for variable, values in resampled.items():
         scene[variable] = on_grid(values.astype(np.float32), coarse, variable)
-    coarse_cell_m = cell_side_m(native)
     # Where the image registered the DEM (to decimetres or metres), the priors' registration
     # is a second opinion, recorded; where it could not, the priors register it.
     refined, registration = refined_without_sar(native, coarse, resolved, coarse_cell_m,
@@ -443,7 +445,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
     if truth is not None:
         scene["height"] = on_grid(upsample(open_dem(truth), coarse, "bilinear", what="the reference DEM")
                                    .astype(np.float32), coarse, "height")
-    grid_cell_m = cell_side_m(coarse)
+    grid_cell_m = coarse_checked.grid.side_m
     scene.attrs.update(_scene_attrs(attrs, kind="observed", name=name, dem_name=source_name(coarse_dem),
                                     prior_method=prior_method))
     scene.attrs.update(registration)
