@@ -331,8 +331,8 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
 def kind_of_condition_scene(terrain_index: int, condition_index: int) -> int:
     """The prior kind (an index into :data:`INSTRUMENT_PRIORS`) of a validation or
     held-out terrain's scenes under one condition when each scene draws one kind: it turns
-    with the terrain and the condition, so that every kind meets every condition and every
-    terrain."""
+    with the terrain and the condition, so that every terrain meets every kind over the
+    conditions and, with three terrains or more, every condition every kind."""
     return (terrain_index + condition_index) % len(INSTRUMENT_PRIORS)
 
 

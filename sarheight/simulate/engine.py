@@ -563,10 +563,12 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
         nearer (:func:`visibility_masks`; the masks are the same), for callers that do
         not use the mixing.
 
-    The options are taken as checked: the user's entries (:func:`simulate`,
-    :func:`simulate_sar`, :func:`sarheight.reconstruct`) check them once, before any work
-    (:func:`check_simulation_options`).
+    The user's entries (:func:`simulate`, :func:`simulate_sar`, :func:`sarheight.reconstruct`)
+    check the options before they read the DEM (:func:`check_simulation_options`); this
+    pass, public between modules, checks them again (a few comparisons), so that a caller
+    of it alone cannot pass an unknown projection into the kernels.
     """
+    check_simulation_options(geometry, projection, oversample)
     # The heights are only read: no copy of a DEM that is already ellipsoidal (a Dem: not
     # checked again).
     dem = checked_dem(dem, copy=False).heights

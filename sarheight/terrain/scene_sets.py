@@ -17,7 +17,7 @@ import itertools
 import os
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,9 +40,14 @@ from .simulated import DEFAULT_PRIORS, DEFAULT_PRODUCTS, simulate_scene
 __all__ = ["SceneAxes", "is_complete_scene", "simulate_scenes", "write_simulated_scene"]
 
 
+def _values(values: Any) -> tuple[Any, ...] | None:
+    """Any iterable but a string as a tuple (a range, an array, a list); None otherwise."""
+    return tuple(values) if isinstance(values, Iterable) and not isinstance(values, (str, bytes)) else None
+
+
 def _distinct(label: str, values: Any, check: Any, wanted: str) -> tuple[Any, ...]:
     """``values`` as a tuple, refused where empty, repeated or not as ``check`` wants."""
-    found = tuple(values) if isinstance(values, (tuple, list)) else None
+    found = _values(values)
     if not found or not all(check(value) for value in found):
         raise InvalidInputError(f"{label} must be a non-empty tuple of {wanted}, got {values!r}")
     if len(set(found)) != len(found):
@@ -126,8 +131,8 @@ class SceneAxes:
                                              "heading offsets (degrees)"),
             "opposite_passes": _distinct("opposite_passes", self.opposite_passes, lambda v: isinstance(v, bool),
                                          "True, False or both"),
-            "coarse_factors": _distinct("coarse_factors", self.coarse_factors, lambda v: whole(v, 2),
-                                        "whole factors of 2 or more"),
+            "coarse_factors": _distinct("coarse_factors", self.coarse_factors, lambda v: whole(v, 1),
+                                        "whole factors of 1 or more (1: the truth's own grid)"),
             "coarse_families": _distinct("coarse_families", self.coarse_families,
                                          lambda v: v == "ideal" or v in DEGRADATION_FAMILIES,
                                          f"'ideal' or a family of {sorted(DEGRADATION_FAMILIES)}"),
@@ -135,8 +140,8 @@ class SceneAxes:
             "looks": _distinct("looks", self.looks, lambda v: v is None or (_number(v) and v > 0),
                                "positive looks or None"),
             "laws": _distinct("laws", self.laws, lambda v: v in SIGMA0_LAWS, f"laws of {sorted(SIGMA0_LAWS)}"),
-            "land_cover_db": _distinct("land_cover_db", self.land_cover_db, lambda v: _number(v) and v >= 0,
-                                       "contrasts of 0 dB or more"),
+            "land_cover_db": _distinct("land_cover_db", self.land_cover_db, lambda v: _number(v) and 0 <= v < 30,
+                                       "contrasts from 0 to 30 dB"),
             "ground_families": _distinct("ground_families", self.ground_families,
                                          lambda v: v is None or v in GROUND_FAMILIES,
                                          f"None or families of {sorted(GROUND_FAMILIES)}"),
@@ -149,8 +154,7 @@ class SceneAxes:
             raise InvalidInputError(f"incidence_deg must be (near, far) in degrees, 0 < near < far < 90, got "
                                     f"{self.incidence_deg!r}")
         object.__setattr__(self, "incidence_deg", incidence)
-        specs = (self.priors,) if isinstance(self.priors, PriorSpec) else tuple(self.priors) \
-            if isinstance(self.priors, (tuple, list)) else ()
+        specs = (self.priors,) if isinstance(self.priors, PriorSpec) else _values(self.priors) or ()
         if not specs or not all(isinstance(spec, PriorSpec) for spec in specs):
             raise InvalidInputError(f"priors={self.priors!r}: give a sequence of PriorSpec, one per priors of the set")
         labels = [spec.label for spec in specs]
@@ -158,7 +162,7 @@ class SceneAxes:
             raise InvalidInputError(f"two priors share the label of their files ({labels}): give one PriorSpec per "
                                     "pattern or instrument kind")
         object.__setattr__(self, "priors", specs)
-        changes = tuple(self.terrain_transforms) if isinstance(self.terrain_transforms, (tuple, list)) else ()
+        changes = _values(self.terrain_transforms) or ()
         if not changes or not all(isinstance(change, TerrainTransform) for change in changes):
             raise InvalidInputError(f"terrain_transforms={self.terrain_transforms!r}: give a sequence of "
                                     "TerrainTransform (TerrainTransform() is the DEM as it is)")
@@ -169,8 +173,8 @@ class SceneAxes:
                                                                            or self.land_cover_db != (3.0,)):
             raise InvalidInputError("ground_families draw each scene's laws and land cover: leave laws and "
                                     "land_cover_db (--law, --land-cover) at their defaults with them")
-        if not _number(self.moisture_db) or self.moisture_db < 0:
-            raise InvalidInputError(f"moisture_db must be a standard deviation of 0 dB or more, got "
+        if not _number(self.moisture_db) or not 0 <= self.moisture_db <= 5:
+            raise InvalidInputError(f"moisture_db must be a standard deviation from 0 to 5 dB, got "
                                     f"{self.moisture_db!r}")
         if not _number(self.snow_share) or not 0 <= self.snow_share <= 1:
             raise InvalidInputError(f"snow_share must be a share of the dates in [0, 1], got {self.snow_share!r}")

@@ -388,15 +388,18 @@ def test_scene_sets_sample_their_axes_and_pair_one_pass(truth, tmp_path):
         simulate_scenes([truth], tmp_path / "d", axes={"passes": ("ascending",)}, progress=False)
     # Each axis is checked when the set's axes are made, before any DEM is read.
     for bad, match in (({"passes": ("north",)}, "passes must be a non-empty tuple"),
-                       ({"coarse_factors": (1,)}, "coarse_factors"), ({"coarse_factors": (3, 3)}, "repeats"),
+                       ({"coarse_factors": (0,)}, "coarse_factors"), ({"coarse_factors": (3, 3)}, "repeats"),
                        ({"looks": ()}, "looks must be a non-empty"), ({"laws": ("flat",)}, "laws"),
                        ({"coarse_families": ("blurry",)}, "coarse_families"),
                        ({"ground_families": ("moon",)}, "ground_families"),
                        ({"incidence_deg": (46.0, 30.0)}, "incidence_deg"),
                        ({"ground_families": ("training",), "laws": ("lambert",)}, "leave laws"),
-                       ({"snow_share": 2.0}, "snow_share"), ({"moisture_db": -1.0}, "moisture_db"),
+                       ({"snow_share": 2.0}, "snow_share"), ({"moisture_db": 6.0}, "moisture_db"),
+                       ({"land_cover_db": (40.0,)}, "land_cover_db"), ({"passes": "ascending"}, "passes"),
                        ({"nesz_db": "low"}, "nesz_db"), ({"seeds": (-1,)}, "seeds")):
         with pytest.raises(InvalidInputError, match=match):
             SceneAxes(**bad)
     assert SceneAxes(priors=PriorSpec(count=4), coarse_factors=[3, 5]).coarse_factors == (3, 5)
+    # Any iterable but a string is an axis: a range, an array.
+    assert SceneAxes(seeds=range(3), coarse_factors=np.array([1, 3])).seeds == (0, 1, 2)
     assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
