@@ -190,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         from ..extras import require
 
         require(f"sarheight terrain refine (the network is {chosen})")
-    execution.check_method(method, chosen)
+    if args.method is None:
+        execution.check_method(method, chosen)
     # The truth read once, checked against the DEM before the work, scored after it.
     truth, truth_datum = _open_truth(args, dem) if args.truth is not None else (None, None)
     if truth is not None:

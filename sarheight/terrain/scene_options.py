@@ -25,7 +25,7 @@ from ..ground import SIGMA0_LAWS, DateCondition, Ground
 from ..observation import QUANTITIES
 from .inversion_settings import InversionSettings
 
-__all__ = ["Execution", "ObservationSpec", "SarReading", "SceneProducts", "option_group"]
+__all__ = ["Execution", "ObservationSpec", "SarReading", "SceneProducts", "finite_number", "option_group"]
 
 
 Group = TypeVar("Group")
@@ -46,7 +46,8 @@ def option_group(label: str, group: Group | None, kind: type[Group]) -> Group:
     return group
 
 
-def _finite(value: object) -> bool:
+def finite_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number (not a bool): the groups' test of a number."""
     return not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and math.isfinite(value)
 
 
@@ -81,13 +82,13 @@ class ObservationSpec:
     projection: Literal["exact", "bilinear"] = "exact"
 
     def __post_init__(self) -> None:
-        if self.looks is not None and not (_finite(self.looks) and self.looks > 0):
+        if self.looks is not None and not (finite_number(self.looks) and self.looks > 0):
             raise InvalidInputError(f"looks must be a positive number or None (no speckle), got {self.looks!r}")
-        if self.nesz_db is not None and not _finite(self.nesz_db):
+        if self.nesz_db is not None and not finite_number(self.nesz_db):
             raise InvalidInputError(f"nesz_db must be a number of dB or None (no noise), got {self.nesz_db!r}")
         if self.law not in SIGMA0_LAWS:
             raise InvalidInputError(f"law must be one of {', '.join(SIGMA0_LAWS)}, got {self.law!r}")
-        if not (_finite(self.land_cover_db) and self.land_cover_db >= 0):
+        if not (finite_number(self.land_cover_db) and self.land_cover_db >= 0):
             raise InvalidInputError(f"land_cover_db must be a contrast of 0 dB or more, got {self.land_cover_db!r}")
         if self.ground is not None and not isinstance(self.ground, Ground):
             raise InvalidInputError(f"ground must be a Ground (draw_ground(dem, family, seed)), got "

@@ -34,7 +34,7 @@ from .augment import TerrainTransform, crop_window, orient_cells, terrain_on_a_p
 from .files import write_scene
 from .geometry import PASS_HEADINGS, PassDirection, pass_direction, scene_geometry
 from .observed import source_name
-from .scene_options import ObservationSpec, SceneProducts
+from .scene_options import ObservationSpec, SceneProducts, finite_number
 from .simulated import DEFAULT_PRIORS, DEFAULT_PRODUCTS, simulate_scene
 
 __all__ = ["SceneAxes", "is_complete_scene", "simulate_scenes", "write_simulated_scene"]
@@ -53,10 +53,6 @@ def _distinct(label: str, values: Any, check: Any, wanted: str) -> tuple[Any, ..
     if len(set(found)) != len(found):
         raise InvalidInputError(f"{label} repeats a value ({values!r}): each scene would be made twice")
     return found
-
-
-def _number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and bool(np.isfinite(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +123,7 @@ class SceneAxes:
             "passes": _distinct("passes", self.passes, lambda v: v in PASS_HEADINGS, f"{tuple(PASS_HEADINGS)}"),
             "look_sides": _distinct("look_sides", self.look_sides, lambda v: v in ("right", "left"),
                                     "'right' or 'left'"),
-            "heading_offsets_deg": _distinct("heading_offsets_deg", self.heading_offsets_deg, _number,
+            "heading_offsets_deg": _distinct("heading_offsets_deg", self.heading_offsets_deg, finite_number,
                                              "heading offsets (degrees)"),
             "opposite_passes": _distinct("opposite_passes", self.opposite_passes, lambda v: isinstance(v, bool),
                                          "True, False or both"),
@@ -137,10 +133,10 @@ class SceneAxes:
                                          lambda v: v == "ideal" or v in DEGRADATION_FAMILIES,
                                          f"'ideal' or a family of {sorted(DEGRADATION_FAMILIES)}"),
             "seeds": _distinct("seeds", self.seeds, lambda v: whole(v, 0), "whole seeds"),
-            "looks": _distinct("looks", self.looks, lambda v: v is None or (_number(v) and v > 0),
+            "looks": _distinct("looks", self.looks, lambda v: v is None or (finite_number(v) and v > 0),
                                "positive looks or None"),
             "laws": _distinct("laws", self.laws, lambda v: v in SIGMA0_LAWS, f"laws of {sorted(SIGMA0_LAWS)}"),
-            "land_cover_db": _distinct("land_cover_db", self.land_cover_db, lambda v: _number(v) and 0 <= v < 30,
+            "land_cover_db": _distinct("land_cover_db", self.land_cover_db, lambda v: finite_number(v) and 0 <= v < 30,
                                        "contrasts from 0 to 30 dB"),
             "ground_families": _distinct("ground_families", self.ground_families,
                                          lambda v: v is None or v in GROUND_FAMILIES,
@@ -150,7 +146,8 @@ class SceneAxes:
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         incidence = tuple(self.incidence_deg) if isinstance(self.incidence_deg, (tuple, list)) else ()
-        if len(incidence) != 2 or not all(_number(v) for v in incidence) or not 0 < incidence[0] < incidence[1] < 90:
+        if (len(incidence) != 2 or not all(finite_number(v) for v in incidence)
+                or not 0 < incidence[0] < incidence[1] < 90):
             raise InvalidInputError(f"incidence_deg must be (near, far) in degrees, 0 < near < far < 90, got "
                                     f"{self.incidence_deg!r}")
         object.__setattr__(self, "incidence_deg", incidence)
@@ -173,12 +170,12 @@ class SceneAxes:
                                                                            or self.land_cover_db != (3.0,)):
             raise InvalidInputError("ground_families draw each scene's laws and land cover: leave laws and "
                                     "land_cover_db (--law, --land-cover) at their defaults with them")
-        if not _number(self.moisture_db) or not 0 <= self.moisture_db <= 5:
+        if not finite_number(self.moisture_db) or not 0 <= self.moisture_db <= 5:
             raise InvalidInputError(f"moisture_db must be a standard deviation from 0 to 5 dB, got "
                                     f"{self.moisture_db!r}")
-        if not _number(self.snow_share) or not 0 <= self.snow_share <= 1:
+        if not finite_number(self.snow_share) or not 0 <= self.snow_share <= 1:
             raise InvalidInputError(f"snow_share must be a share of the dates in [0, 1], got {self.snow_share!r}")
-        if self.nesz_db is not None and not _number(self.nesz_db):
+        if self.nesz_db is not None and not finite_number(self.nesz_db):
             raise InvalidInputError(f"nesz_db must be a noise floor in dB or None, got {self.nesz_db!r}")
 
 
