@@ -293,7 +293,10 @@ def nan_box_mean(values: np.ndarray, size: int | Sequence[int], *, mode: str = "
         values = values.astype(np.float64)
     finite = np.isfinite(values)
     total = scipy.ndimage.uniform_filter(np.where(finite, values, 0.0), size, mode=mode)
-    share = scipy.ndimage.uniform_filter(finite.astype(np.float64), size, mode=mode)
+    # The filter's running sums leave a rounding residue (1e-17) where a box holds no finite
+    # cell: the share is a whole number of the box's cells, so it is taken as one.
+    cells = float(np.prod(np.broadcast_to(np.asarray(size), (values.ndim,))))
+    share = np.rint(scipy.ndimage.uniform_filter(finite.astype(np.float64), size, mode=mode) * cells) / cells
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(share > least_share, total / share, np.nan)
 
