@@ -214,8 +214,10 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     """Terrain refinement: the shipped refinement networks correct a realistic 3x coarser
     DEM of real relief (the demo's: the Big Tujunga crop, a DEM held out of the networks'
     training and calibration), beside every method that needs no learning, the inversion
-    among them: the one-image network with one simulated Sentinel-1 date, then the stack
-    network (where it ships, or ``stack_checkpoint``) with ten dates of both passes.
+    among them: the packaged network for one image
+    (:func:`sarheight.sample_data.packaged_terrain_network`) with one simulated Sentinel-1
+    date, then the stack network (where it ships, or ``stack_checkpoint``) with ten dates
+    of both passes.
 
     Each scene is made as the studies' held-out scenes are
     (:func:`sarheight.terrain.simulated.simulate_scene`): the coarse DEM a real product with its own
@@ -228,6 +230,7 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     back-projection and clinometry the first pass). The checkpoints (``checkpoint``,
     default the packaged :func:`sarheight.sample_data.terrain_demo_checkpoint`) neither
     trained nor were calibrated on the Big Tujunga DEM (a held-out DEM of both studies).
+    ``checkpoint``: the one-image step's (default the packaged network for one image).
     Every method is scored on the same cells: the truth known, inside the image, and
     covered by the coarse product (shifted and on its own grid, it stops up to a coarse cell
     and its shift short of the DEM's edges: the refined DEM is NaN there, as it is wherever
@@ -235,12 +238,12 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
 
     Returns the one-image step's figures, with the stack step's under ``"stack"``.
     """
-    from .sample_data import terrain_demo_checkpoint, terrain_network
+    from .sample_data import packaged_terrain_network, terrain_network
 
     skipped = missing_ml_extra("terrain", "the terrain step of the demo", say)
     if skipped:
         return skipped
-    figures = _terrain_demo_step(dem, out, say, checkpoint or terrain_demo_checkpoint(), "one_image",
+    figures = _terrain_demo_step(dem, out, say, checkpoint or packaged_terrain_network(1)[1], "one_image",
                                  progress=progress)
     stack = stack_checkpoint or terrain_network("stack")
     if stack is not None:

@@ -25,7 +25,7 @@ from .scores import rms
 from .terrain.geometry import pass_direction
 from .terrain.grid import refinement_grid
 from .terrain.inversion import InversionSettings
-from .terrain.method_table import COMMAND_METHODS, REFINEMENT_METHODS
+from .terrain.method_table import COMMAND_METHODS, DEFAULT_METHODS, INPUT_KINDS, REFINEMENT_METHODS
 from .terrain.methods import FILLED_REFERENCES, channel_sources, scene_channel
 from .terrain.observed import (
     check_priors_given,
@@ -51,15 +51,6 @@ __all__ = ["DEFAULT_METHODS", "METHODS", "MIN_NETWORK_SHARE", "NETWORK_MARGIN", 
 #: registered, back-projected and corrected by the priors' residuals kriged (no SAR).
 METHODS = COMMAND_METHODS
 
-#: The method :func:`refine_dem` takes where none is named, by what it is given (one image,
-#: one pass of several dates, both passes): the one of the lowest RMSE on the validation
-#: DEMs of the stack study (``benchmarks/terrain_stack/packaged.json``, its figures of the
-#: non-learned methods and of the networks that ship), a network only where it is
-#: :data:`NETWORK_MARGIN` below the inversion in every condition of that kind
-#: (:func:`sarheight.studies.stacking.default_methods`; ``tests/studies`` holds the table
-#: to the study's figures).
-DEFAULT_METHODS = {"one_image": "inversion", "one_pass_dates": "inversion", "both_passes": "inversion"}
-
 #: The least reduction of the validation RMSE below the inversion's for a network to be the
 #: default method.
 NETWORK_MARGIN = 0.05
@@ -68,11 +59,6 @@ NETWORK_MARGIN = 0.05
 #: (``network_share`` of :func:`sarheight.training.predict.predict_height`) for its map to
 #: be called the network's without a warning.
 MIN_NETWORK_SHARE = 0.5
-
-#: What each kind of input is, in words.
-INPUT_KINDS = {"one_image": "one image", "one_pass_dates": "one pass of several dates",
-               "both_passes": "both passes"}
-
 
 def input_kind(geometries: Sequence[RadarGeometry]) -> str:
     """What a refinement is given, as :data:`DEFAULT_METHODS` keys it: ``"one_image"``,
@@ -143,7 +129,8 @@ def refine_dem(
     checkpoints : refinement checkpoints (``sarheight/configs/terrain_refine.yaml``), one or an
         ensemble of the same channels; None: the packaged network for what is given
         (:func:`sarheight.sample_data.packaged_terrain_network`: the stack network for
-        several images where it ships, else the one-image network; the
+        several images where it ships, and for one image the kind chosen on the
+        validation DEMs, :data:`sarheight.sample_data.ONE_IMAGE_NETWORK`; the
         ``packaged_network`` attribute says which). Only with
         ``method="network"``. A network that stacks the inversion's map (a channel
         ``inverted``), or corrects it (the reference ``inverted_filled``), has the

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, SarHeightError
-from ..terrain.method_table import COMMAND_METHODS
+from ..terrain.method_table import COMMAND_METHODS, default_methods_in_words
 from .options import (
     Stages,
     add_dem_options,
@@ -63,10 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "both, a stack network (sarheight fit --config terrain_stack) every date of either pass, "
                         "clinometry and back-projection the dates of one pass)")
     parser.add_argument("--method", choices=METHODS, default=None,
-                        help="default: the method of the lowest RMSE on the validation DEMs for what --sar gives (one "
-                        "image, one pass of several dates, both passes; today the inversion for each), or network "
-                        "with --ckpt; network: a refinement network, the one that ships with sarheight for what --sar "
-                        "gives (the stack network for several observations, the one-image network for one) unless "
+                        help="default: the method of the lowest RMSE on the validation DEMs for what --sar gives "
+                        f"(one image, one pass of several dates, both passes; today {default_methods_in_words()}), or "
+                        "network with --ckpt; network: a refinement network, the one that ships with sarheight for "
+                        "what --sar gives (the stack network for several observations, and for one the network chosen "
+                        "on the validation DEMs) unless "
                         "--ckpt names yours; inversion: the fine DEM whose simulated images match every --sar, under "
                         "the coarse DEM's cell means and the priors (both passes, many dates, land cover told apart); "
                         "clinometry: the slopes one pass's brightness asks for (the inversion's one-step case); "

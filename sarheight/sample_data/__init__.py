@@ -13,9 +13,10 @@
 - :func:`terrain_demo_checkpoint`: the refinement ASK-UNet of the demo's terrain step,
   trained by ``sarheight fit --config terrain_refine`` on real DEMs other
   than Big Tujunga; ``terrain_stack_demo.ckpt``, the stack network of
-  ``sarheight/configs/terrain_stack.yaml`` for several images, trained on the same DEMs;
-  :func:`packaged_terrain_network` picks among the packaged networks
-  (:data:`TERRAIN_NETWORKS`) by what a user gives.
+  ``sarheight/configs/terrain_stack.yaml``, which corrects the inversion from one image
+  or several (one pass of dates, both passes); :func:`packaged_terrain_network` picks
+  among the packaged networks (:data:`TERRAIN_NETWORKS`, :data:`ONE_IMAGE_NETWORK`) by
+  what a user gives.
 
 :func:`path` gives each file; ``README.md`` beside them says where they come from,
 their licences and how they were cut.
@@ -105,6 +106,11 @@ def terrain_demo_checkpoint() -> Path:
 #: kind whose file does not ship is not offered.
 TERRAIN_NETWORKS = {"one_image": "terrain_refine_demo.ckpt", "stack": "terrain_stack_demo.ckpt"}
 
+#: The kind of packaged network that refines one image: the one of the lower RMSE on the
+#: validation DEMs (``benchmarks/terrain_stack/packaged.json``, its one-image choice; a
+#: test holds this to it). The stack network takes one image as one date of one pass.
+ONE_IMAGE_NETWORK = "stack"
+
 
 def terrain_network(kind: str) -> Path | None:
     """The packaged refinement network of ``kind`` (:data:`TERRAIN_NETWORKS`), or None
@@ -117,10 +123,13 @@ def terrain_network(kind: str) -> Path | None:
 
 def packaged_terrain_network(images: int) -> tuple[str, Path]:
     """The packaged refinement network for what a user gives: the stack network for
-    several images (dates, or both passes) where it ships, else the one-image network;
-    returns its kind and path."""
-    if images > 1 and terrain_network("stack") is not None:
-        return "stack", terrain_network("stack")
+    several images (dates, or both passes) where it ships; for one image, the kind of
+    :data:`ONE_IMAGE_NETWORK` where it ships; else the one-image network. Returns its kind
+    and path."""
+    wanted = "stack" if images > 1 else ONE_IMAGE_NETWORK
+    found = terrain_network(wanted)
+    if found is not None:
+        return wanted, found
     return "one_image", terrain_demo_checkpoint()
 
 

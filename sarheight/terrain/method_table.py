@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BAR_METHODS", "BY_KEY", "COMMAND_METHODS", "REFINEMENT_METHODS", "RefinementMethod", "by_command"]
+__all__ = ["BAR_METHODS", "BY_KEY", "COMMAND_METHODS", "DEFAULT_METHODS", "INPUT_KINDS", "REFINEMENT_METHODS",
+           "RefinementMethod", "by_command", "default_methods_in_words"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,27 @@ BY_KEY = {method.key: method for method in REFINEMENT_METHODS}
 #: The names :func:`sarheight.refinement.refine_dem` and ``--method`` take: the network,
 #: then the physics from the most it reads to the least.
 COMMAND_METHODS = ("network", "inversion", "clinometry", "back-projection")
+
+#: What each kind of input is, in words.
+INPUT_KINDS = {"one_image": "one image", "one_pass_dates": "one pass of several dates",
+               "both_passes": "both passes"}
+
+#: The method :func:`sarheight.refinement.refine_dem` takes where none is named, by what it
+#: is given (:data:`INPUT_KINDS`): the one of the lowest RMSE on the validation DEMs of the
+#: stack study (``benchmarks/terrain_stack/packaged.json``, its figures of the non-learned
+#: methods and of the networks that ship), a network only where it is
+#: ``sarheight.refinement.NETWORK_MARGIN`` below the inversion in every condition of that
+#: kind (:func:`sarheight.studies.stacking.default_methods`; ``tests/studies`` holds the
+#: table to the study's figures).
+DEFAULT_METHODS = {"one_image": "clinometry", "one_pass_dates": "inversion", "both_passes": "inversion"}
+
+
+def default_methods_in_words() -> str:
+    """:data:`DEFAULT_METHODS` in words, for help texts: ``"clinometry for one image, the
+    inversion for one pass of several dates, ..."``."""
+    return ", ".join(f"{'the ' if method == 'inversion' else ''}{method} for {INPUT_KINDS[kind]}"
+                     for kind, method in DEFAULT_METHODS.items())
+
 
 #: The non-learned methods among which the best, per DEM and condition, is the bar every
 #: network must clear.

@@ -128,10 +128,12 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
     from sarheight.terrain.grid import block_mean
     from tests.support.scenes import rough_dem
 
-    # As shipped: the stack network for several images, the one-image network for one.
+    # As shipped: the stack network for several images, and for one image the kind chosen
+    # on the validation DEMs.
     stack = sample_data.terrain_network("stack")
     assert stack is not None and stack.name == "terrain_stack_demo.ckpt"
-    assert sample_data.packaged_terrain_network(1) == ("one_image", sample_data.terrain_demo_checkpoint())
+    one_kind = sample_data.ONE_IMAGE_NETWORK
+    assert sample_data.packaged_terrain_network(1) == (one_kind, sample_data.terrain_network(one_kind))
     assert sample_data.packaged_terrain_network(4) == ("stack", stack)
     with pytest.raises(InvalidInputError, match="kinds are one_image, stack"):
         sample_data.terrain_network("three_passes")
@@ -144,14 +146,15 @@ def test_refine_dem_picks_the_packaged_network_by_what_it_is_given(monkeypatch):
     assert several.attrs["packaged_network"] == "stack" and scene["sar_dates"].sizes["date"] == 2
     assert np.isfinite(several["height"].values).all() and "inverted" in scene
     one, _ = refine_dem(coarse, dates[0], spacing_m=spacing, method="network", geometry=geometry, execution=QUIET)
-    assert one.attrs["packaged_network"] == "one_image"
+    assert one.attrs["packaged_network"] == one_kind
     # No method named: the one of the lowest RMSE on the validation DEMs for what is given.
     chosen, _ = refine_dem(coarse, dates, spacing_m=spacing, geometry=geometry, execution=QUIET)
     assert chosen.attrs["method"] == DEFAULT_METHODS["one_pass_dates"]
     assert chosen.attrs["method_chosen"] == "the best on the validation DEMs for one pass of several dates"
-    # Where the stack network does not ship, several images go to the one-image network.
+    # Where the stack network does not ship, one image or several go to the one-image network.
     monkeypatch.setattr(sample_data, "terrain_network", lambda kind: None)
-    assert sample_data.packaged_terrain_network(4) == ("one_image", sample_data.terrain_demo_checkpoint())
+    for images in (1, 4):
+        assert sample_data.packaged_terrain_network(images) == ("one_image", sample_data.terrain_demo_checkpoint())
 
 
 def test_refine_dem_gives_a_stack_network_every_date(stack_checkpoint):
