@@ -286,12 +286,12 @@ STACK_SETS = ("train", "validation", "test")
 
 def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
                 settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS,
-                condition_priors: str = "every") -> None:
+                condition_priors: str = "every", cross_polarised: bool = False) -> None:
     common = {"products": SceneProducts(inversion=True, inversion_settings=settings), "client": client}
     axes = SceneAxes(passes=("ascending", "descending"), look_sides=("right", "left"),
                      heading_offsets_deg=(-10.0, 0.0, 10.0), coarse_factors=(2, 3, 5),
                      coarse_families=("training",), ground_families=("training",), dates=(1, 10),
-                     opposite_passes=(True, False), priors=INSTRUMENT_PRIORS)
+                     opposite_passes=(True, False), priors=INSTRUMENT_PRIORS, cross_polarised=cross_polarised)
     # Each set twice: as the stack network reads it, and its twin without any image for the
     # control (the same names, so the same draws; no product moved by the image's
     # registration, no inversion, no dates kept).
@@ -321,7 +321,7 @@ def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop
             for call_dems, priors in per_call:
                 names = {dem.attrs["dem_name"] for dem in call_dems}
                 condition_set = SceneAxes(passes=("ascending",), coarse_factors=(3, 5), priors=priors,
-                                          **condition_axes)
+                                          cross_polarised=cross_polarised, **condition_axes)
                 paths += simulate_scenes(call_dems, out / role / condition, axes=condition_set,
                                          unscored={name: cells for name, cells in sea.items() if name in names},
                                          crop_cells=crop_test, **{**options, "products": products})
@@ -360,6 +360,9 @@ def main() -> None:
                         help="stack: the prior kinds of the validation and held-out scenes of each condition: every "
                         "kind, one scene each (every, the default), or one kind a scene, turning with the terrain and "
                         "the condition (one: a third of the scenes)")
+    parser.add_argument("--cross-polarised", action="store_true",
+                        help="stack: simulate every image in both polarisations (VH beside VV, as a dual-polarisation "
+                        "Sentinel-1 product), so that each scene's inversion reads the land cover's VH/VV ratio")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="stack: make the scenes on a dask.distributed cluster ('local': one process per core "
                         "here; or tcp://HOST:PORT); default one after the other")
@@ -387,7 +390,7 @@ def main() -> None:
     if args.task == "stack":
         build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
                     inversion_settings(args.inversion_settings), args.scheduler, tuple(args.sets),
-                    args.condition_priors)
+                    args.condition_priors, args.cross_polarised)
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     axes = SceneAxes(coarse_factors=tuple(args.coarse_factor or (3,)),

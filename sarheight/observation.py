@@ -5,7 +5,10 @@ An observation is one of
 - an image in radar geometry: a numpy array of the whole product grid, a DataArray with
   dims (line, sample) and absolute ``line``/``sample`` coordinates (in memory or
   dask-backed), or an xarray-sentinel measurement (azimuth_time x slant_range_time or
-  ground_range, with line/pixel coordinates), all linear beta0, with a geometry;
+  ground_range, with line/pixel coordinates), all linear beta0, with a geometry; a
+  dual-polarisation image as a DataArray with dims (polarisation, line, sample) and
+  polarisation names ("VV", "VH"): the co-polarised band of the measurement is the
+  image, the cross-polarised one beside it (:attr:`Observation.cross_image`);
 - a Sentinel-1 SAFE product: beta0 from its calibration LUTs, thermal noise removed,
   read only for the window the DEM needs;
 - an image geocoded to a map grid (a (y, x) DataArray with a CRS, or such a GeoTIFF):
@@ -45,6 +48,10 @@ Quantity = Literal["beta0", "sigma0", "gamma0"]
 QUANTITIES = ("beta0", "sigma0", "gamma0")
 
 
+#: The dimension of a dual-polarisation image's bands (names such as "VV" and "VH").
+POLARISATION_DIM = "polarisation"
+
+
 @dataclasses.dataclass(frozen=True)
 class Observation:
     """A resolved observation (build one with :func:`resolve_observation`).
@@ -58,6 +65,8 @@ class Observation:
     product : the SAFE product whose pixels are read window by window, or None.
     measurement : swath/polarisation of ``product``.
     quantity, in_db : what a map-grid image holds, and whether in dB.
+    cross_image : the cross-polarised band of a dual-polarisation (polarisation, line,
+        sample) DataArray, as ``image`` (None: none given; a product's is read from it).
     """
 
     geometry: RadarGeometry
@@ -66,6 +75,7 @@ class Observation:
     measurement: str = "IW/VV"
     quantity: Quantity = "beta0"
     in_db: bool = False
+    cross_image: Any = None
 
     @property
     def on_map(self) -> bool:
@@ -159,6 +169,9 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
             "or RadarGeometry.synthetic(...), or give the product path instead"
         )
     _check_geometry(geometry)
+    cross = None
+    if isinstance(sar, xr.DataArray) and POLARISATION_DIM in sar.dims:
+        sar, cross = polarisation_bands(sar, measurement)
     if isinstance(sar, xr.DataArray) and {"y", "x"} <= set(sar.dims):
         _check_map_image(sar)
         check_image_geometry(sar.attrs, geometry, name)
@@ -169,7 +182,43 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
     if isinstance(sar, xr.DataArray):
         check_image_geometry(sar.attrs, geometry, name)
     _check_radar_image(sar, geometry)
-    return Observation(geometry, image=sar)
+    if cross is not None:
+        _check_radar_image(cross, geometry)
+    return Observation(geometry, image=sar, cross_image=cross)
+
+
+def polarisation_bands(sar: xr.DataArray, measurement: str = "IW/VV") -> tuple[xr.DataArray, xr.DataArray | None]:
+    """The co-polarised band of a dual-polarisation radar image (dims (polarisation,
+    line, sample)) named by ``measurement`` (``"IW/VV"``: "VV"), and the cross-polarised
+    band beside it ("VH" beside "VV", "HV" beside "HH"), or None where the image has none.
+
+    Raises
+    ------
+    InvalidInputError : no polarisation names, a map-grid image with bands, or the
+        measurement's polarisation not among the bands.
+    """
+    from .preprocess.sentinel1.product import CROSS_POLARISATIONS
+
+    if {"y", "x"} <= set(sar.dims):
+        raise InvalidInputError("a map-grid image with polarisation bands: give the co-polarised band alone (its "
+                                "radar pixels are rebuilt from the map; the cross-polarised ratio is read from images "
+                                "in radar geometry)")
+    if POLARISATION_DIM not in sar.coords:
+        raise InvalidInputError(f"the image's {POLARISATION_DIM} dimension has no names: give them as a coordinate "
+                                f"(image.assign_coords({POLARISATION_DIM}=['VV', 'VH']))")
+    names = [str(name).upper() for name in np.asarray(sar[POLARISATION_DIM].values).tolist()]
+    wanted = next((part.upper() for part in str(measurement).split("/") if part.upper() in CROSS_POLARISATIONS),
+                  None)
+    if wanted is None or wanted not in names:
+        raise InvalidInputError(f"the image's polarisations are {', '.join(names)}, the measurement {measurement!r} "
+                                f"asks for {wanted or 'a co-polarised band (VV or HH)'}: name it in the measurement "
+                                "(measurement='IW/HH'), or give that band")
+
+    def band(name: str) -> xr.DataArray:
+        return sar.isel({POLARISATION_DIM: names.index(name)}, drop=True).assign_attrs(sar.attrs)
+
+    cross = CROSS_POLARISATIONS[wanted]
+    return band(wanted), band(cross) if cross in names else None
 
 
 #: The prefix of the tags that say which geometry a geocoded image was made under

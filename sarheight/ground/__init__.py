@@ -40,6 +40,8 @@ from .cover import (
 )
 from .fitted import FittedLaw, fit_sigma0_law
 from .grounds import (
+    CROSS_RATIO_DB,
+    CROSS_RATIO_RANGES_DB,
     GROUND_FAMILIES,
     THRESHOLD_LIMITS,
     CellLaws,
@@ -63,6 +65,8 @@ from .laws import (
 )
 
 __all__ = [
+    "CROSS_RATIO_DB",
+    "CROSS_RATIO_RANGES_DB",
     "EMPIRICAL_LAW",
     "GROUND_FAMILIES",
     "LAMBERT_LAW",

@@ -29,6 +29,21 @@ THRESHOLD_LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
+#: The ratio (dB) of the cross-polarised backscatter to the co-polarised one (VH/VV at
+#: C-band) of each class of :data:`LAND_COVER_CLASSES`, the range a drawn ground's ratio
+#: is drawn in: a surface depolarises little (bare rock and debris about -16 to -12 dB,
+#: soil -13 to -9), a canopy's volume much (-8 to -5 dB), wet snow between (-11 to -7;
+#: both polarisations drop under it). Within a class the ratio does not follow the slope:
+#: a slope scales both polarisations alike.
+CROSS_RATIO_RANGES_DB: dict[str, tuple[float, float]] = {
+    "rock": (-16.0, -12.0), "soil": (-13.0, -9.0), "vegetation": (-8.0, -5.0), "snow": (-11.0, -7.0),
+}
+
+#: Each class's ratio where none is drawn: the middle of its range.
+CROSS_RATIO_DB: tuple[float, ...] = tuple(0.5 * (low + high) for low, high in
+                                          (CROSS_RATIO_RANGES_DB[name] for name in LAND_COVER_CLASSES))
+
+
 @dataclasses.dataclass(frozen=True)
 class CellLaws:
     """A sigma0 law per class of land cover, and a factor per cell: each facet of a cell
@@ -68,6 +83,9 @@ class Ground:
     family : the family it was drawn from (:data:`GROUND_FAMILIES`), or "given".
     seed : the seed it was drawn with (None: not drawn).
     rule : the land-cover thresholds of the class map (None: given).
+    cross_ratios_db : each class's cross-polarised ratio (dB, VH/VV), one per class of
+        :data:`LAND_COVER_CLASSES` (:meth:`cross_polarised`); default
+        :data:`CROSS_RATIO_DB`.
     """
 
     laws: tuple[Sigma0Law, ...]
@@ -78,6 +96,7 @@ class Ground:
     family: str = "given"
     seed: int | None = None
     rule: LandCoverRule | None = None
+    cross_ratios_db: tuple[float, ...] = CROSS_RATIO_DB
 
     def __post_init__(self) -> None:
         laws = tuple(self.laws)
@@ -95,6 +114,12 @@ class Ground:
                                     f"({', '.join(LAND_COVER_CLASSES)}) or {NO_CLASS} (no data)")
         if not (isinstance(self.texture_db, (int, float, np.number)) and 0 <= self.texture_db < 30):
             raise InvalidInputError(f"texture_db must be a number of dB from 0 to 30, got {self.texture_db!r}")
+        ratios = tuple(self.cross_ratios_db)
+        if len(ratios) != len(LAND_COVER_CLASSES) or not all(
+                isinstance(ratio, (int, float, np.number)) and -30.0 <= ratio <= 0.0 for ratio in ratios):
+            raise InvalidInputError(f"cross_ratios_db takes one ratio of -30 to 0 dB per class of "
+                                    f"{LAND_COVER_CLASSES}, got {self.cross_ratios_db!r}")
+        object.__setattr__(self, "cross_ratios_db", tuple(float(ratio) for ratio in ratios))
         classes = classes.astype(np.uint8)
         classes.flags.writeable = False
         object.__setattr__(self, "laws", laws)
@@ -116,7 +141,7 @@ class Ground:
             return NotImplemented
         def scalars(ground: Ground) -> tuple:
             return (ground.laws, ground.texture_db, ground.texture_seed, ground.correlation_cells, ground.family,
-                    ground.seed, ground.rule)
+                    ground.seed, ground.rule, ground.cross_ratios_db)
 
         return scalars(self) == scalars(other) and np.array_equal(self.classes, other.classes)
 
@@ -163,6 +188,15 @@ class Ground:
             out[here] = law(angles[here])
         return out * self.texture()
 
+    def cross_polarised(self) -> Ground:
+        """The ground as the cross-polarised channel sees it (VH beside VV): each class's
+        law moved by its ratio (:attr:`cross_ratios_db`), the same classes and texture.
+        Under a date's condition, apply the condition to this ground (wet snow turns every
+        class to the snow law of the same polarisation)."""
+        laws = tuple(Sigma0Law.with_level(law.form, law.level_db + ratio, *law.shape_parameters)
+                     for law, ratio in zip(self.laws, self.cross_ratios_db, strict=True))
+        return dataclasses.replace(self, laws=laws)
+
     def cell_laws(self) -> CellLaws:
         """The ground as the facet kernel carries it (:class:`CellLaws`): each facet its
         cell's class law of the facet's own local incidence times the cell's texture (on a
@@ -177,9 +211,10 @@ class Ground:
             "ground_texture_db": round(self.texture_db, 4), "ground_texture_seed": int(self.texture_seed),
         }
         shares = self.class_shares()
-        for name, law in zip(LAND_COVER_CLASSES, self.laws, strict=True):
+        for name, law, ratio in zip(LAND_COVER_CLASSES, self.laws, self.cross_ratios_db, strict=True):
             attrs[f"ground_law_{name}"] = law.name
             attrs[f"ground_share_{name}"] = round(shares[name], 4)
+            attrs[f"ground_cross_ratio_db_{name}"] = round(ratio, 4)
         if self.rule is not None:
             for field, value in dataclasses.asdict(self.rule).items():
                 attrs[f"ground_{field}"] = round(float(value), 4)
@@ -455,5 +490,9 @@ def draw_ground(dem: Any, family: str | GroundFamily, seed: int, *,
         darkest = int(np.argmin([law.level_db for law in laws]))
         rule = dataclasses.replace(rule, patch_share=float(rng.uniform(low, high)), patch_class=darkest)
     classes = rule.classify(dem, land_cover_seed)
+    # The cross-polarised ratios from a stream of their own: the draws above stay those of
+    # grounds drawn before the ratios were.
+    cross = np.random.default_rng([zlib.crc32(b"cross-polarised ratio"), zlib.crc32(family.name.encode()), int(seed)])
+    ratios = tuple(float(cross.uniform(*CROSS_RATIO_RANGES_DB[name])) for name in LAND_COVER_CLASSES)
     return Ground(laws, classes, texture_db=texture_db, texture_seed=texture_seed, family=family.name,
-                  seed=int(seed), rule=rule)
+                  seed=int(seed), rule=rule, cross_ratios_db=ratios)

@@ -314,6 +314,26 @@ def brightness_features(surface: xr.DataArray | Dem, images: Sequence[InversionI
     return out
 
 
+#: What is left of a band at least once its noise floor is taken off, as a share of the
+#: floor: a box mean at or below the floor is read as this far below it (about -13 dB).
+CROSS_FLOOR_SHARE = 0.05
+
+
+def noise_floor(image: InversionImage, surface: xr.DataArray | Dem) -> xr.DataArray:
+    """The additive noise floor of ``image`` (linear beta0 on the radar window of the
+    simulation of ``surface``: its ``nesz_db`` sigma0 over the sine of the ellipsoid
+    incidence at each pixel, as :func:`sarheight.simulate.simulate_sar` adds it); zero
+    where the image has none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state = run_simulation(surface, image.geometry, every_line=False)
+    if image.nesz_db is None:
+        values = np.zeros(state.window.shape)
+    else:
+        values = 10.0 ** (image.nesz_db / 10.0) / np.maximum(np.nan_to_num(state.sin_incidence, nan=1.0), 1e-3)
+    return xr.DataArray(values, dims=("line", "sample"), coords=state.window.coords())
+
+
 def cross_ratio_feature(surface: xr.DataArray, images: Sequence[InversionImage],
                         samplings: Sequence[Sampling] | None = None) -> np.ndarray | None:
     """The ratio (dB) of the cross-polarised image to the co-polarised one (VH/VV), read at
@@ -330,7 +350,17 @@ def cross_ratio_feature(surface: xr.DataArray, images: Sequence[InversionImage],
             continue
         sampling = samplings[index] if samplings else sampling_of(image, surface)
         cross = sample_log(intensity_on_window(image.cross_image, sampling.window), sampling)
-        ratios.append(np.where(sampling.usable & np.isfinite(cross), cross - sampling.observed, np.nan)
+        co = sampling.observed
+        if image.nesz_db is not None:
+            # A noise floor the image carries (a simulation's) lifts the dark cross-polarised
+            # band most: read it where the bands are read, and take it off both (box means,
+            # linear) before the ratio, so that a dark class's ratio does not follow its slope.
+            floor = np.exp(sample_log(intensity_on_window(noise_floor(image, surface), sampling.window), sampling))
+            least = CROSS_FLOOR_SHARE * floor
+            with np.errstate(invalid="ignore"):
+                cross = np.log(np.maximum(np.exp(cross) - floor, least))
+                co = np.log(np.maximum(np.exp(co) - floor, least))
+        ratios.append(np.where(sampling.usable & np.isfinite(cross) & np.isfinite(co), cross - co, np.nan)
                       / NEPER_PER_DB)
     if not ratios:
         return None

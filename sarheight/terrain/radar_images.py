@@ -19,7 +19,7 @@ from scipy import special
 from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
-from ..observation import check_argument_order, rebuilt_in_radar_geometry, resolve_observation
+from ..observation import check_argument_order, intensity_on_window, rebuilt_in_radar_geometry, resolve_observation
 from ..simulate import run_simulation
 from ..simulate.cells import cell_geometry, radar_window
 
@@ -189,8 +189,12 @@ def radar_image(dem: xr.DataArray | Dem, sar: Any, geometry: RadarGeometry | Non
 
 
 def _cross_polarised(observation: Any, window: RadarWindow) -> xr.DataArray | None:
-    """The cross-polarised image of a Sentinel-1 product's observation on ``window``
-    (linear, beside the co-polarised one), or None where the product holds none."""
+    """The cross-polarised image of an observation on ``window`` (linear, beside the
+    co-polarised one): a dual-polarisation image's band, or a Sentinel-1 product's
+    measurement; None where it holds none."""
+    if observation.cross_image is not None:
+        values = intensity_on_window(observation.cross_image, window, observation.geometry.grid.shape)
+        return xr.DataArray(np.asarray(values, dtype=np.float32), dims=("line", "sample"), coords=window.coords())
     if observation.product is None:
         return None
     from ..preprocess.sentinel1 import cross_polarised_measurement

@@ -69,6 +69,10 @@ class ObservationSpec:
         (moisture, wet snow; :func:`sarheight.ground.draw_date_conditions` draws them);
         without conditions, ``dates`` dates of the same ground.
     projection : as :func:`sarheight.simulate.simulate` takes it.
+    cross_polarised : also simulate the cross-polarised image of each date (VH beside VV:
+        the ground's laws moved by each class's ratio,
+        :meth:`sarheight.ground.Ground.cross_polarised`, its own speckle, the same noise
+        floor), as a dual-polarisation product gives it.
     """
 
     looks: float | None = 4.4
@@ -80,8 +84,11 @@ class ObservationSpec:
     dates: int = 1
     date_conditions: Sequence[DateCondition] | None = None
     projection: Literal["exact", "bilinear"] = "exact"
+    cross_polarised: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.cross_polarised, (bool, np.bool_)):
+            raise InvalidInputError(f"cross_polarised must be True or False, got {self.cross_polarised!r}")
         if self.looks is not None and not (finite_number(self.looks) and self.looks > 0):
             raise InvalidInputError(f"looks must be a positive number or None (no speckle), got {self.looks!r}")
         if self.nesz_db is not None and not finite_number(self.nesz_db):

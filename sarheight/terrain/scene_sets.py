@@ -94,6 +94,9 @@ class SceneAxes:
         Default: the DEM as it is.
     moisture_db, snow_share, nesz_db : the same for every scene: the dates' moisture (dB),
         the share of dates under wet snow, every image's noise floor (dB; None: none).
+    cross_polarised : every image also simulated in the cross polarisation (VH beside VV,
+        as a dual-polarisation product gives it: ``ObservationSpec.cross_polarised``), so
+        that the inversion of each scene reads the land cover's VH/VV ratio.
     """
 
     passes: tuple[PassDirection, ...] = ("ascending", "descending")
@@ -114,6 +117,7 @@ class SceneAxes:
     moisture_db: float = 1.0
     snow_share: float = 0.2
     nesz_db: float | None = -22.0
+    cross_polarised: bool = False
 
     def __post_init__(self) -> None:
         def whole(value: object, least: int) -> bool:
@@ -177,6 +181,8 @@ class SceneAxes:
             raise InvalidInputError(f"snow_share must be a share of the dates in [0, 1], got {self.snow_share!r}")
         if self.nesz_db is not None and not finite_number(self.nesz_db):
             raise InvalidInputError(f"nesz_db must be a noise floor in dB or None, got {self.nesz_db!r}")
+        if not isinstance(self.cross_polarised, (bool, np.bool_)):
+            raise InvalidInputError(f"cross_polarised must be True or False, got {self.cross_polarised!r}")
 
 
 class SceneDraw(NamedTuple):
@@ -359,6 +365,9 @@ def simulate_scenes(
     jobs = [(out / f"{scene_file_name(dem_name, draw)}.nc", (truth, dem_name, cells, draw))
             for truth, dem_name, cells, drawn in plans for draw in drawn]
     missing = [(path, job) for path, job in jobs if not is_complete_scene(path)]
+    kept = next((path for path, _ in jobs if all(path != other for other, _ in missing)), None)
+    if kept is not None:
+        _check_kept_scene(kept, axes)
     # A scene's warnings (a DEM cropped to the image...) after the bar, once each with a count.
     with deferred_warnings(), progress_bar(total=len(jobs), desc="terrain scenes", unit="scene",
                                            enabled=progress) as bar:
@@ -388,6 +397,20 @@ def simulate_scenes(
                     future.result()
                     bar.update()
     return [path for path, _ in jobs]
+
+
+def _check_kept_scene(path: Path, axes: SceneAxes) -> None:
+    """Refuse to resume a set whose kept scene (``path``, a whole file) was made with
+    other images than ``axes`` asks for (one polarisation or two): its name would not tell
+    them apart."""
+    import h5py
+
+    with h5py.File(path, "r") as opened:
+        made = bool(np.asarray(opened.attrs.get("cross_polarised", 0)).ravel()[0])
+    if made != axes.cross_polarised:
+        said = {True: "both polarisations", False: "one polarisation"}
+        raise InvalidInputError(f"{str(path)!r} holds a scene of {said[made]}, the set asks for "
+                                f"{said[axes.cross_polarised]}: make the set in another folder")
 
 
 def is_complete_scene(path: Path) -> bool:
@@ -438,7 +461,7 @@ def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells:
         ground=draw_ground(terrain, draw.ground_family, name_seed + 2) if draw.ground_family else None,
         date_conditions=draw_date_conditions(draw.dates, name_seed + 3, moisture_db=axes.moisture_db,
                                              snow_dates=round(axes.snow_share * draw.dates))
-        if draw.dates > 1 else None)
+        if draw.dates > 1 else None, cross_polarised=axes.cross_polarised)
     family = draw.coarse_family
     errors = None if family == "ideal" else draw_errors(draw.coarse_factor, family, name_seed)
     scene = simulate_scene(terrain, draw.geometry, coarse_factor=draw.coarse_factor, seed=draw.seed,

@@ -22,8 +22,10 @@ from ..geometry import RadarGeometry
 from ..ground import (
     LAMBERT_LAW,
     SNAP_LAW,
+    DateCondition,
     Ground,
 )
+from ..observation import POLARISATION_DIM
 from ..priors import (
     PRIOR_ERROR_ATTRS,
     PriorSpec,
@@ -36,6 +38,9 @@ from .grid import block_mean
 from .observed import observed_scene, source_name
 from .scene_options import Execution, ObservationSpec, SarReading, SceneProducts
 from .variables import on_grid
+
+#: How far a date's cross-polarised band's speckle seed lies from its co-polarised one's.
+CROSS_SEED_OFFSET = 500_009
 
 #: The observation and products of a scene when none are given.
 DEFAULT_OBSERVATION = ObservationSpec()
@@ -169,6 +174,7 @@ def simulate_scene(
         land_cover_seed=int(seed if observation.land_cover_seed is None else observation.land_cover_seed),
         **({"ground_family": ground.family, **ground.to_attrs()} if ground is not None else {}),
         nesz_db=float(observation.nesz_db) if observation.nesz_db is not None else "none",
+        cross_polarised=int(observation.cross_polarised),
         seed=int(seed),
         date_conditions=", ".join(condition.name for condition in conditions),
         other_pass=pass_direction(opposite_geometry) if opposite_geometry is not None else "none",
@@ -226,6 +232,7 @@ def simulate_observations(
     """
     conditions, stack, ground = observation.conditions, observation.is_stack, observation.ground
     looks, nesz_db, projection = observation.looks, observation.nesz_db, observation.projection
+    cross = observation.cross_polarised
     if ground is None:
         # One law and its land-cover texture as a ground of one class: every scene's ground
         # carried as the simulator carries a ground (each cell its law of its own local
@@ -235,17 +242,29 @@ def simulate_observations(
                                 texture_seed=seed if observation.land_cover_seed is None
                                 else observation.land_cover_seed)
 
+    cross_ground = ground.cross_polarised() if cross else None
+
+    def image(pass_geometry: RadarGeometry, date_seed: int, condition: DateCondition) -> xr.DataArray:
+        # (Without return_truth, simulate_sar gives the image alone.) A single image's
+        # ground is the scene's own, as drawn.
+        def band(band_ground: Ground, band_seed: int) -> xr.DataArray:
+            return cast(xr.DataArray, simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db,
+                                                   seed=band_seed, projection=projection,
+                                                   ground=condition.apply(band_ground) if stack else band_ground))
+
+        co_polarised = band(ground, date_seed)
+        if cross_ground is None:
+            return co_polarised
+        # The cross-polarised band: its own speckle (the two channels' speckle is nearly
+        # uncorrelated over natural ground), the same noise floor.
+        bands = xr.concat([co_polarised, band(cross_ground, date_seed + CROSS_SEED_OFFSET)], dim=POLARISATION_DIM,
+                          combine_attrs="override")
+        return bands.assign_coords({POLARISATION_DIM: ["VV", "VH"]})
+
     def observe(pass_geometry: RadarGeometry) -> list[xr.DataArray]:
         offset = (pass_direction(pass_geometry) == "descending") + 2 * (pass_geometry.look_side == "left")
         pass_seed = seed + 1_000_003 * offset
-        if not stack:
-            return [cast(xr.DataArray, simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db,
-                                                    seed=pass_seed, projection=projection, ground=ground))]
-        # (Without return_truth, simulate_sar gives the image alone.)
-        return [cast(xr.DataArray, simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db,
-                                                seed=pass_seed + 7_919 * date, projection=projection,
-                                                ground=condition.apply(ground)))
-                for date, condition in enumerate(conditions)]
+        return [image(pass_geometry, pass_seed + 7_919 * date, condition) for date, condition in enumerate(conditions)]
 
     observations = observe(geometry)
     geometries = [geometry] * len(observations)

@@ -16,11 +16,14 @@ from scipy import stats
 from sarheight.dem import open_dem
 from sarheight.errors import InvalidInputError
 from sarheight.ground import (
+    CROSS_RATIO_DB,
+    CROSS_RATIO_RANGES_DB,
     GROUND_FAMILIES,
     LAMBERT_LAW,
     LAND_COVER_CLASSES,
     NO_CLASS,
     SNAP_LAW,
+    DateCondition,
     Ground,
     Sigma0Law,
     draw_ground,
@@ -371,3 +374,25 @@ def test_patches_cut_across_the_terrains_classes_and_a_dark_share_is_held():
         terrain_land_cover(dem, seed=3, patch_share=1.5)
     with pytest.raises(InvalidInputError, match="dark_share"):
         draw_ground(dem, "outside", 5, dark_share=(0.5, 0.2))
+
+
+def test_the_cross_polarised_ground_moves_each_class_law_by_its_ratio():
+    dem = plane_dem(24, 24, slope_east_deg=8.0, slope_north_deg=5.0)
+    ground = draw_ground(dem, "training", 5)
+    for name, ratio in zip(LAND_COVER_CLASSES, ground.cross_ratios_db, strict=True):
+        low, high = CROSS_RATIO_RANGES_DB[name]
+        assert low <= ratio <= high
+    cross = ground.cross_polarised()
+    assert np.array_equal(cross.classes, ground.classes) and cross.texture_db == ground.texture_db
+    angles = np.linspace(20.0, 60.0, 9)
+    for law, moved, ratio in zip(ground.laws, cross.laws, ground.cross_ratios_db, strict=True):
+        np.testing.assert_allclose(moved.db(angles) - law.db(angles), ratio, atol=1e-9)
+    # Wet snow on the cross-polarised ground: every class the snow law of that polarisation.
+    snowed = DateCondition(wet_snow=True).apply(cross)
+    assert all(law == cross.law_of("snow") for law in snowed.laws)
+    # The same seed draws the same ground, ratios and all; another seed other ratios.
+    assert draw_ground(dem, "training", 5) == ground
+    assert draw_ground(dem, "training", 6).cross_ratios_db != ground.cross_ratios_db
+    assert Ground.uniform(SNAP_LAW, (4, 4)).cross_ratios_db == CROSS_RATIO_DB
+    with pytest.raises(InvalidInputError, match="cross_ratios_db takes one ratio"):
+        Ground((SNAP_LAW,) * 4, np.zeros((4, 4), dtype=np.uint8), cross_ratios_db=(-10.0, 3.0, -8.0, -9.0))

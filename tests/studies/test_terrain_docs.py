@@ -157,6 +157,11 @@ def test_more_images_are_never_worse_for_the_inversion_on_the_held_out_scenes():
     assert not [row for row in rows if row["worse"] and row["method"] == "inversion"], worse
     line = next(line for line in results["targets"] if line.startswith("more images never worse"))
     assert line.startswith(f"more images never worse: {len(worse)} of {len(rows)} ")
+    # The second polarisation: the same image with its band, paired on every held-out DEM.
+    second = results["second_polarisation"]
+    assert second == inversion.more_images(results["held_out"], inversion.SECOND_POLARISATION)
+    assert {(row["dem"], row["factor"]) for row in second if row["method"] == "inversion"} == {
+        (dem, factor) for dem in results["held_out_dems"] for factor in results["factors"]}
 
 
 def test_refine_dems_defaults_are_the_methods_best_on_the_validation_dems():
@@ -167,6 +172,17 @@ def test_refine_dems_defaults_are_the_methods_best_on_the_validation_dems():
     assert DEFAULT_METHODS == default_methods(packaged), (
         "sarheight.refinement.DEFAULT_METHODS differs from the validation figures of "
         "benchmarks/terrain_stack/packaged.json")
+
+
+def test_the_packaged_network_for_one_image_is_the_one_chosen_on_the_validation_dems():
+    from sarheight import sample_data
+
+    packaged = json.loads((ROOT / "benchmarks/terrain_stack/packaged.json").read_text())
+    chosen = packaged["one_image"]["conditions"]["one_image"]["chosen"]
+    kind = "stack" if chosen.startswith("stack network") else "one_image"
+    assert sample_data.ONE_IMAGE_NETWORK == kind, (
+        f"the one-image choice of benchmarks/terrain_stack/packaged.json is {chosen!r}: "
+        "sarheight.sample_data.ONE_IMAGE_NETWORK should say so")
 
 
 def test_the_stack_networks_own_share_is_the_one_its_calibrations_hold(stack_results):

@@ -380,6 +380,12 @@ def test_scene_sets_sample_their_axes_and_pair_one_pass(truth, tmp_path):
     scene = open_scene(one[0])
     assert "other_sar_ratio" not in scene and np.isfinite(scene_variable(scene, "other_sar_ratio")).any()
     assert scene.attrs["other_look_side"] == "right" and scene.attrs["sigma0_law"] == "lambert"
+    assert scene.attrs["cross_polarised"] == 0
+    # A set of both polarisations is not resumed from scenes of one (the names are the same).
+    with pytest.raises(InvalidInputError, match="holds a scene of one polarisation, the set asks for both"):
+        simulate_scenes([truth], tmp_path / "c", axes=SceneAxes(passes=("ascending",), laws=("lambert",),
+                                                                priors=PriorSpec(count=4), cross_polarised=True),
+                        progress=False)
     with pytest.raises(InvalidInputError, match="sample"):
         simulate_scenes([truth], tmp_path / "d", sample=0, progress=False)
     with pytest.raises(InvalidInputError, match="unscored"):
