@@ -83,7 +83,9 @@ def test_a_real_egm96_dem_is_refined_by_clinometry_and_by_the_packaged_network(f
     assert "by clinometry" in out
     out = sarheight(folder, "terrain", "refine", *common, "--method", "network", "--out", "network.tif",
                     "--quicklook", "network.png")
-    assert "by the packaged one-image network" in out
+    from sarheight.sample_data import ONE_IMAGE_NETWORK
+
+    assert f"by the packaged {ONE_IMAGE_NETWORK.replace('_', '-')} network" in out
     assert "heights in metres above the EGM96 geoid" in out and "as the DEM came" in out
     for name in ("clinometry.tif", "network.tif"):
         with rasterio.open(folder / name) as src:
@@ -272,7 +274,11 @@ def test_the_readme_chain_scores_a_coarse_copy_against_the_dem_it_came_from(fold
     out = sarheight(folder, "terrain", "refine", "--dem", "coarse.tif", "--sar", "sim_sigma0.tif", "--geometry",
                     "synthetic", "--spacing", "26.7", "--truth", "my_dem.tif", "--out", "fine.tif")
     block = truth_block(out)
-    assert "m by inversion. Without learning:" in block and "clinometry (SAR physics)" in block
+    # Without --method, the method of one image's default; with --truth, the inversion among the others.
+    from sarheight.refinement import DEFAULT_METHODS
+
+    assert f"m by {DEFAULT_METHODS['one_image']}. Without learning:" in block
+    assert "clinometry (SAR physics)" in block
     assert "coarse DEM as given, bilinear" in block and "inversion (SAR physics)" in block
     # No priors were given: no method is named for them.
     assert "priors" not in block and "the best of them" in block

@@ -284,8 +284,8 @@ def test_a_refinement_too_large_for_memory_is_refused_before_the_work(folder):
                        dtype="float32", crs="EPSG:32633", transform=from_origin(300000, 5000000, 30, 30)) as dst:
         dst.write(heights, 1)
     out = sarheight(folder, "terrain", "refine", "--dem", "large.tif", "--vertical-datum", "ellipsoid", "--sar",
-                    "sim_image.tif", "--spacing", "10", "--out", "large_fine.tif", "-q", status=2,
-                    memory_limit=8 << 30)
+                    "sim_image.tif", "--spacing", "10", "--method", "inversion", "--out", "large_fine.tif", "-q",
+                    status=2, memory_limit=8 << 30)
     assert "refining a grid of 20,250,000 cells by the inversion needs about" in out and out.count("\n") == 1, out
     assert "--blocks 256" in out and not (folder / "large_fine.tif").exists()
 
