@@ -404,6 +404,7 @@ def case_record(case: Case, data: CaseData, settings: InversionSettings) -> dict
                               math.hypot(east + priors_east - data.drawn_shift[0],
                                          north + priors_north - data.drawn_shift[1])),
             "flag": registration.flag if registration else "",
+            "halves_apart_m": registration.halves_apart_m if registration else math.nan,
             "rounds": registration.rounds if registration else 0,
         },
         "inversion": {key: (value if isinstance(value, (int, float, str)) else str(value))

@@ -79,18 +79,31 @@ def _pass_inputs(sar: Any, coarse: Dem, geometry: RadarGeometry | None, *, readi
     return arrays, result.attrs
 
 
-def check_priors_given(priors: Any) -> None:
+@dataclasses.dataclass(frozen=True)
+class GivenPriors:
+    """Known heights as an observed scene takes them, checked once
+    (:func:`check_priors_given`): a :class:`PriorSpec` of points, a Dataset of
+    :func:`sample_priors`, or None (``known``). A caller that checks them before its own
+    work (``refine_dem``) hands this on, and the scene does not check them again."""
+
+    known: PriorSpec | xr.Dataset | None
+
+
+def check_priors_given(priors: Any) -> GivenPriors:
     """Refuse priors an observed scene cannot take, before any work: it takes a
-    :class:`PriorSpec` of points, a Dataset of :func:`sample_priors`, or None."""
+    :class:`PriorSpec` of points, a Dataset of :func:`sample_priors`, or None; returned as
+    :class:`GivenPriors` (given already checked: as they are)."""
+    if isinstance(priors, GivenPriors):
+        return priors
     if priors is None or isinstance(priors, xr.Dataset):
-        return
+        return GivenPriors(priors)
     if isinstance(priors, PriorSpec):
         if priors.points is None:
             raise InvalidInputError(
                 f"priors={priors!r} draws known heights from the DEM, and a real scene's only DEM is the coarse one "
                 "being refined: give the points measured (PriorSpec(points='gnss.csv', crs='EPSG:4326')), or None"
             )
-        return
+        return GivenPriors(priors)
     raise InvalidInputError(
         f"priors of type {type(priors).__name__}: give the known heights as PriorSpec(points=..., crs=..., "
         "vertical_datum=..., geoid_grid=...) (a CSV, GeoJSON or GeoPackage file, or a DataFrame of x, y, height), "
@@ -270,7 +283,8 @@ def observed_scene(
         (``PriorSpec(points="gnss.csv", crs="EPSG:4326", vertical_datum="egm96")``: a CSV,
         GeoJSON or GeoPackage file or a DataFrame of x, y, height, with their CRS, datum and
         geoid grid), put on the grid with WGS84-ellipsoidal heights; a Dataset of
-        :func:`sarheight.priors.sample_priors` on the scene grid; or None for none.
+        :func:`sarheight.priors.sample_priors` on the scene grid; or None for none (or any
+        of them as :class:`GivenPriors`, checked already).
     grid : the scene's grid: a DEM-like raster (path or DataArray) whose cells the scene
         takes, ideally at the SAR's pixel size; default the coarse DEM's own grid. The
         coarse DEM is resampled to it bilinearly.
@@ -318,14 +332,14 @@ def observed_scene(
     xr.Dataset on the grid with the variables the module docstring lists.
     """
     check_argument_order(coarse_dem, sar, "observed_scene(coarse_dem, sar, geometry, priors)")
-    check_priors_given(priors)
+    known = check_priors_given(priors).known
     reading = option_group("reading", reading, SarReading)
     products = option_group("products", products, SceneProducts)
     execution = option_group("execution", execution, Execution)
     if products.error_sources:
         raise InvalidInputError("products.error_sources takes a simulated scene's error apart against its truth: an "
                                 "observed scene has none; leave it False")
-    return _observed(coarse_dem, sar, geometry, priors, grid=grid, truth=truth, prior_method=prior_method,
+    return _observed(coarse_dem, sar, geometry, known, grid=grid, truth=truth, prior_method=prior_method,
                      opposite_pass=opposite_pass, reading=reading, products=products, coarse_error_m=coarse_error_m,
                      land_cover=land_cover, name=name, execution=execution, measured=None)
 
@@ -539,10 +553,16 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
     if not again.applied or math.hypot(again.shift_east_m, again.shift_north_m) <= REGISTRATION_STEP_M:
         return None
     east, north = first.applied_shift() if first is not None else (0.0, 0.0)
+    earlier = first.flag if first is not None else ""
+    if again.flag and not earlier:
+        # The warnings of this round were held back (they repeat the first's): a failure
+        # only this round sees is said here.
+        warnings.warn(f"the DEM's registration to the image, measured again on the inversion's surface, may have "
+                      f"failed: {again.flag}", PlausibilityWarning, stacklevel=user_stacklevel())
     return dataclasses.replace(again, shift_east_m=east + again.shift_east_m, shift_north_m=north + again.shift_north_m,
                                reason=f"measured again on the inversion's surface: {again.shift_east_m:+.1f} m east, "
-                                      f"{again.shift_north_m:+.1f} m north more", flag=first.flag if first else "",
-                               rounds=2)
+                                      f"{again.shift_north_m:+.1f} m north more",
+                               flag="; ".join(flag for flag in (earlier, again.flag) if flag), rounds=2)
 
 
 def observation_list(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None

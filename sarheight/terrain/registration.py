@@ -12,8 +12,11 @@ The estimate is applied as it is (not shrunk) where its stated error allows: bel
 times that error (leaving the DEM would then leave more than applying it), and where it
 raises the two images' correlation (a shift that does not has locked on nothing: not
 applied, with its reason). A registration is flagged, with a warning, where it may have
-failed: the priors, the second opinion, still measure the moved DEM off beyond both
-estimates' errors (:meth:`ImageRegistration.checked_against`).
+failed: the two halves of the images (along the lines, along the range) measure shifts
+more than :data:`REGISTRATION_CONSISTENCY_M` apart (the estimate's own residuals: land
+cover that holds the correlation where it lies moves each half's estimate its own way), or
+the priors, the second opinion, still measure the moved DEM off beyond both estimates'
+errors (:meth:`ImageRegistration.checked_against`).
 A refinement by the inversion measures it again on the inversion's surface
 (:func:`sarheight.terrain.observed.observed_scene`).
 """
@@ -43,6 +46,12 @@ from .radar_images import InversionImage
 #: registration is flagged (beyond three of the two estimates' combined standard errors).
 REGISTRATION_DISAGREEMENT_M = 10.0
 
+#: How far apart (m) the shifts that two halves of the images measure may lie before the
+#: registration is flagged. The whole's estimate is about their mean, so its error is about
+#: half their difference: beyond this, the DEM may be off by more than half of it (twice
+#: that error) without the estimate's own standard error saying so.
+REGISTRATION_CONSISTENCY_M = 20.0
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageRegistration:
@@ -50,8 +59,10 @@ class ImageRegistration:
     shows at ``q + shift`` lies at ``q`` (metres east and north), its standard errors
     (m), how many images measured it, whether it is applied (the image can tell it, see
     :func:`register_to_images`) or why not, and why it may have failed (``flag``: its own
-    correlation does not improve, or the priors disagree), which a warning says; ``rounds``:
-    2 where it was measured again on an inversion's surface."""
+    correlation does not improve, its halves disagree, or the priors disagree), which a
+    warning says; ``rounds``: 2 where it was measured again on an inversion's surface;
+    ``halves_apart_m``: how far apart (m) two halves of the images put the shift (the
+    larger of the two splits; NaN where a half measured none)."""
 
     shift_east_m: float
     shift_north_m: float
@@ -62,6 +73,7 @@ class ImageRegistration:
     reason: str = ""
     flag: str = ""
     rounds: int = 1
+    halves_apart_m: float = math.nan
 
     def applied_shift(self) -> tuple[float, float]:
         """The shift (m east, north) to apply: the estimate itself where applied, none
@@ -84,7 +96,8 @@ class ImageRegistration:
                    float(attrs["image_registration_error_east_m"]), float(attrs["image_registration_error_north_m"]),
                    int(attrs["image_registration_images"]), bool(int(attrs["image_registration_applied"])),
                    str(attrs.get("image_registration_reason", "")), str(attrs.get("image_registration_flag", "")),
-                   int(attrs.get("image_registration_rounds", 1)))
+                   int(attrs.get("image_registration_rounds", 1)),
+                   float(attrs.get("image_registration_halves_apart_m", math.nan)))
 
     def to_attrs(self) -> dict[str, float | int | str]:
         """Attributes for a scene: ``image_registration_*``."""
@@ -94,7 +107,7 @@ class ImageRegistration:
                 "image_registration_error_north_m": self.error_north_m,
                 "image_registration_images": self.images, "image_registration_applied": int(self.applied),
                 "image_registration_reason": self.reason, "image_registration_flag": self.flag,
-                "image_registration_rounds": self.rounds}
+                "image_registration_rounds": self.rounds, "image_registration_halves_apart_m": self.halves_apart_m}
 
     def checked_against(self, priors_east_m: float, priors_north_m: float, priors_error_m: float
                         ) -> ImageRegistration:
@@ -393,6 +406,8 @@ def register_to_images(dem: xr.DataArray | Dem, images: Sequence[InversionImage]
     checked = checked_dem(dem, copy=False)
     dem = checked.heights
     normal, rhs = np.zeros((2, 2)), np.zeros(2)
+    # The same sums for each half of the images, split along the lines and along the range.
+    halves = np.zeros((2, 2, 2, 2)), np.zeros((2, 2, 2))
     used = 0
     gains = []
     failures: list[_NoOffset] = []
@@ -420,6 +435,7 @@ def register_to_images(dem: xr.DataArray | Dem, images: Sequence[InversionImage]
         normal += per_metre.T @ weight @ per_metre
         rhs += per_metre.T @ weight @ offset
         used += 1
+        _add_halves(halves, observed, model, limit_px, per_metre)
     if used == 0:
         registration = ImageRegistration(0.0, 0.0, math.inf, math.inf, 0, False, _failure_reason(failures, limit_m))
     else:
@@ -454,7 +470,57 @@ def register_to_images(dem: xr.DataArray | Dem, images: Sequence[InversionImage]
                     east, north, float(errors[0]), float(errors[1]), used, False,
                     f"the DEM's image moved {math.hypot(east, north):.0f} m correlates no better with the observation "
                     "than where it was")
+    apart = _halves_apart_m(*halves)
+    flag = ""
+    if used and apart > REGISTRATION_CONSISTENCY_M:
+        flag = (f"two halves of the image{'s' if len(images) > 1 else ''} put the shift {apart:.0f} m apart (beyond "
+                f"{REGISTRATION_CONSISTENCY_M:g} m): land cover, not relief, may hold the correlation, and the DEM may "
+                f"be off by more than {apart / 2:.0f} m")
+    registration = dataclasses.replace(registration, halves_apart_m=apart, flag=flag)
     if not registration.applied:
         warnings.warn(f"the DEM was not registered to the image: {registration.reason}; it stays where it is (the "
-                      "priors' registration still applies)", PlausibilityWarning, stacklevel=user_stacklevel())
+                      "priors' registration still applies)" + (f"; {flag}" if flag else ""), PlausibilityWarning,
+                      stacklevel=user_stacklevel())
+    elif flag:
+        warnings.warn(f"the DEM's registration to the image may have failed: {flag}; give more images (dates, the "
+                      "other pass) or known heights, which tell the shift apart from the land cover",
+                      PlausibilityWarning, stacklevel=user_stacklevel())
     return registration
+
+
+def _add_halves(halves: tuple[np.ndarray, np.ndarray], observed: np.ndarray, model: np.ndarray,
+                limit_px: tuple[float, float], per_metre: np.ndarray) -> None:
+    """Add one image's offsets measured on each half of it (split along the lines, then
+    along the range) to the sums of :func:`register_to_images`'s halves (``halves``:
+    normal matrices (split, half, 2, 2) and right-hand sides (split, half, 2), in metres).
+    A half that measures nothing adds nothing."""
+    normals, rights = halves
+    for split in (0, 1):
+        size = observed.shape[split]
+        for half, part in enumerate((slice(0, size // 2), slice(size // 2, size))):
+            index = (part, slice(None)) if split == 0 else (slice(None), part)
+            found = _image_offset(observed[index], model[index], limit_px)
+            if isinstance(found, _NoOffset):
+                continue
+            offset, covariance, _ = found
+            try:
+                weight = np.linalg.inv(covariance)
+            except np.linalg.LinAlgError:
+                continue
+            normals[split, half] += per_metre.T @ weight @ per_metre
+            rights[split, half] += per_metre.T @ weight @ offset
+
+
+def _halves_apart_m(normals: np.ndarray, rights: np.ndarray) -> float:
+    """How far apart (m) the two halves of either split put the shift (the larger of the
+    splits); NaN where no split has both halves measured."""
+    apart = []
+    for split in (0, 1):
+        shifts = []
+        for half in (0, 1):
+            if abs(np.linalg.det(normals[split, half])) < 1e-30:
+                break
+            shifts.append(np.linalg.solve(normals[split, half], rights[split, half]))
+        if len(shifts) == 2:
+            apart.append(float(np.hypot(*(shifts[0] - shifts[1]))))
+    return max(apart) if apart else math.nan

@@ -186,6 +186,28 @@ def test_registration_recovers_a_known_shift_and_says_its_precision():
         assert abs(found.shift_north_m - north) < 2 * found.error_north_m
 
 
+def test_a_registration_whose_halves_disagree_is_flagged():
+    from sarheight.terrain.backprojection import shifted
+    from sarheight.terrain.registration import REGISTRATION_CONSISTENCY_M
+
+    truth = rough_dem(5, rows=96, cols=96, relief=400.0)
+    geometry = _geometry(truth, 348.0)
+    grid = back_project(block_mean(truth, FACTOR), truth)
+    image = simulate_sar(truth, geometry, seed=1)
+    found = register_to_images(grid, [radar_image(grid, image, geometry)])
+    assert not found.flag and found.halves_apart_m < REGISTRATION_CONSISTENCY_M
+    # An image whose first lines see the terrain 40 m east and the others 40 m west: as land
+    # cover that holds each half's correlation where it lies, each half its own way.
+    east, west = (simulate_sar(shifted(truth, truth, metres, 0.0), geometry, seed=1) for metres in (40.0, -40.0))
+    middle = east.sizes["line"] // 2
+    spliced = xr.concat([east.isel(line=slice(0, middle)), west.isel(line=slice(middle, None))], dim="line",
+                        join="inner")
+    with pytest.warns(PlausibilityWarning, match="two halves of the image put the shift"):
+        found = register_to_images(grid, [radar_image(grid, spliced, geometry)])
+    assert found.halves_apart_m > REGISTRATION_CONSISTENCY_M and "land cover, not relief" in found.flag
+    assert type(found).from_attrs(found.to_attrs()) == found
+
+
 def _registered_to_own_sigma0(dem: xr.DataArray, heading: float) -> tuple[float, float]:
     """The shift (m east, north) of ``dem`` registered to its own true sigma0 on its own
     grid (a map-grid image: what a geocoder gives), the empirical law, no speckle."""
