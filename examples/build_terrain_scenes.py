@@ -80,15 +80,18 @@ and with it which slopes are in layover.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 
 from sarheight.dem import open_dem
+from sarheight.distributed import local_client
 from sarheight.errors import SarHeightError
 from sarheight.priors import PriorSpec
 from sarheight.sample_data import jacksboro_dem
@@ -285,7 +288,7 @@ STACK_SETS = ("train", "validation", "test")
 
 
 def build_stack(data: Path, out: Path, sample: int, validation_sample: int, crop: int, crop_test: int,
-                settings: InversionSettings, client: str | None = None, sets: tuple[str, ...] = STACK_SETS,
+                settings: InversionSettings, client: Any = None, sets: tuple[str, ...] = STACK_SETS,
                 condition_priors: str = "every", cross_polarised: bool = False) -> None:
     common = {"products": SceneProducts(inversion=True, inversion_settings=settings), "client": client}
     axes = SceneAxes(passes=("ascending", "descending"), look_sides=("right", "left"),
@@ -388,9 +391,14 @@ def main() -> None:
         build_refinement(data, out, args.sample, args.validation_sample)
         return
     if args.task == "stack":
-        build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
-                    inversion_settings(args.inversion_settings), args.scheduler, tuple(args.sets),
-                    args.condition_priors, args.cross_polarised)
+        with contextlib.ExitStack() as opened:
+            # One cluster for the run's many calls (a call a terrain and condition with
+            # --condition-priors one): each cluster takes seconds to start.
+            client = (opened.enter_context(local_client(process_per_core=True)) if args.scheduler == "local"
+                      else args.scheduler)
+            build_stack(data, out, args.stack_sample, args.validation_sample, args.crop, args.crop_test,
+                        inversion_settings(args.inversion_settings), client, tuple(args.sets),
+                        args.condition_priors, args.cross_polarised)
         return
     dems, sea = open_dems(data, ABLATION_DEMS)
     axes = SceneAxes(coarse_factors=tuple(args.coarse_factor or (3,)),

@@ -197,7 +197,8 @@ def refine_dem(
     if land_cover is not None and method not in ("inversion", "network"):
         raise InvalidInputError(f"land_cover is the inversion's classes: method={method!r} reads none; leave it out, "
                                 "or give method='inversion'")
-    check_priors_given(priors)
+    # Checked once, here, before any work; the scene takes them as checked.
+    given = check_priors_given(priors)
     # The user's DEM checked once: the grid and the scene take it as checked.
     dem = checked_dem(coarse_dem, copy=False)
     check_heights_in_metres(dem.heights, "the coarse DEM")
@@ -234,7 +235,7 @@ def refine_dem(
         inversion_settings=inversion_settings,
         # A network over the stacks reads each date.
         keep_dates=any(date_channel(c) for m in members for c in m.channels))
-    scene = observed_scene(dem, sar, geometry, priors, grid=grid, opposite_pass=opposite_pass, reading=reading,
+    scene = observed_scene(dem, sar, geometry, given, grid=grid, opposite_pass=opposite_pass, reading=reading,
                            products=products, coarse_error_m=coarse_error_m, land_cover=land_cover, name="refinement",
                            execution=execution)
     if method in ("clinometry", "back-projection") and "other_sar_reconstructed" in scene.data_vars:

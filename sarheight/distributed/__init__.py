@@ -11,6 +11,6 @@ from __future__ import annotations
 
 from .blockwise import reconstruct_blockwise
 from .outputs import output_files
-from .workers import CONNECT_TIMEOUT, Workers, check_client
+from .workers import CONNECT_TIMEOUT, Workers, check_client, local_client
 
-__all__ = ["CONNECT_TIMEOUT", "Workers", "check_client", "output_files", "reconstruct_blockwise"]
+__all__ = ["CONNECT_TIMEOUT", "Workers", "check_client", "local_client", "output_files", "reconstruct_blockwise"]

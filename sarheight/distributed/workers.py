@@ -1,5 +1,6 @@
 """Where a block-wise run's tasks run: local threads, or a dask.distributed cluster
-(:class:`Workers`; :func:`check_client` refuses a client that cannot run them).
+(:class:`Workers`; :func:`check_client` refuses a client that cannot run them;
+:func:`local_client` opens a cluster on this machine).
 """
 
 from __future__ import annotations
@@ -72,6 +73,22 @@ def is_dask_greeting(data: bytes) -> bool:
     return 16 <= total <= 1 << 20 and 1 <= frames <= 64 and total >= 8 * (frames + 1)
 
 
+@contextlib.contextmanager
+def local_client(*, process_per_core: bool = False) -> Iterator[Any]:
+    """A ``dask.distributed`` client of a new ``LocalCluster`` on this machine, closed
+    afterwards: dask's own split of the cores into processes and threads, or one process
+    per core of one thread each (``process_per_core``: tasks of Python and kernels, such
+    as a scene each, which threads of one process would serialise). Open it once for a
+    run of many calls: each cluster takes seconds to start."""
+    from dask.distributed import Client, LocalCluster
+
+    options: dict[str, Any] = {"processes": True, "dashboard_address": None}
+    if process_per_core:
+        options.update(n_workers=thread_count(), threads_per_worker=1)
+    with LocalCluster(**options) as cluster, Client(cluster) as client:
+        yield client
+
+
 class Workers:
     """Where the tasks of a block-wise run go: local threads, or a dask.distributed client.
 
@@ -92,13 +109,12 @@ class Workers:
             with ThreadPoolExecutor(max_workers=max(1, thread_count())) as pool:
                 yield cls(pool=pool)
             return
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
 
         if isinstance(client, str):
             with contextlib.ExitStack() as stack:
                 if client == "local":
-                    cluster = stack.enter_context(LocalCluster(processes=True, dashboard_address=None))
-                    client = stack.enter_context(Client(cluster))
+                    client = stack.enter_context(local_client())
                 else:
                     address = client
                     try:

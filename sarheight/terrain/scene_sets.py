@@ -377,17 +377,14 @@ def simulate_scenes(
                 write_simulated_scene(path, *job, axes, crop_cells, products)
                 bar.update()
         elif missing:
-            from dask.distributed import Client, LocalCluster, as_completed
+            from dask.distributed import as_completed
 
-            from ..distributed import Workers
-            from ..threads import thread_count
+            from ..distributed import Workers, local_client
 
             with contextlib.ExitStack() as opened:
                 if client == "local":
                     # A scene is a task of Python and kernels: a process per core, one thread each.
-                    cluster = opened.enter_context(LocalCluster(n_workers=thread_count(), threads_per_worker=1,
-                                                               processes=True, dashboard_address=None))
-                    client = opened.enter_context(Client(cluster))
+                    client = opened.enter_context(local_client(process_per_core=True))
                 workers = opened.enter_context(Workers.open(client))
                 # Each DEM sent to the workers once, not with each of its scenes.
                 sent = {id(truth): workers.broadcast(truth) for truth, *_ in plans}

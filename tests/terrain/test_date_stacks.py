@@ -192,9 +192,16 @@ def test_scenes_made_on_a_cluster_are_the_scenes_made_here(tmp_path):
             # The same draws; the kernels' sums on other threads (rounding).
             np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-5, atol=1e-4, equal_nan=True,
                                        err_msg=f"{first.name}: {name}")
-    # A set that is there already is not made again, wherever it would be.
+    # A set that is there already is not made again, wherever it would be; a cluster opened
+    # once serves many calls (a process per core, one thread each).
+    from sarheight.distributed import local_client
+    from sarheight.threads import thread_count
+
     before = [path.stat().st_mtime_ns for path in there]
-    simulate_scenes(dems, tmp_path / "there", client="local", **options)
+    with local_client(process_per_core=True) as client:
+        assert list(client.nthreads().values()) == [1] * thread_count()
+        for _ in range(2):
+            simulate_scenes(dems, tmp_path / "there", client=client, **options)
     assert [path.stat().st_mtime_ns for path in there] == before
     with pytest.raises(InvalidInputError, match="scheduler address"):
         simulate_scenes(dems, tmp_path / "x", client="nowhere", **options)

@@ -185,6 +185,12 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
         observed_scene(coarse, observation, geometry, points, execution=QUIET)
     with pytest.raises(InvalidInputError, match="draws known heights from the DEM"):
         observed_scene(coarse, observation, geometry, PriorSpec(count=5), execution=QUIET)
+    # Checked once: what the check returns passes it again as it is (refine_dem checks them
+    # before its own work and hands the result on).
+    from sarheight.terrain.observed import GivenPriors, check_priors_given
+
+    given = check_priors_given(None)
+    assert isinstance(given, GivenPriors) and given.known is None and check_priors_given(given) is given
 
 
 def test_a_scenes_options_come_in_checked_groups(truth, geometry, tmp_path):
