@@ -200,8 +200,8 @@ DEMO_TERRAIN_SEED = 7
 TERRAIN_DEMO_LABEL = "Big Tujunga (SRTM, 30 m)"
 
 
-#: The images of the demo's terrain steps: one date of one pass (the one-image network),
-#: and ten dates of both passes (the stack network, where it ships).
+#: The images of the demo's terrain steps: one date of one pass (the packaged network for
+#: one image), and ten dates of both passes (the stack network, where it ships).
 TERRAIN_DEMO_STEPS = {"one_image": {"both_passes": False, "dates": 1, "words": "one Sentinel-1 date",
                                     "inversion": "inversion (SAR physics, one image)"},
                       "stack": {"both_passes": True, "dates": 10, "words": "10 Sentinel-1 dates of each pass",
@@ -227,10 +227,10 @@ def run_terrain_demo(dem: xr.DataArray, out: Path, say, *, checkpoint: str | os.
     land cover that follows the terrain under laws of a form the networks never trained on
     (the "outside" family of :data:`sarheight.ground.GROUND_FAMILIES`), Sentinel-1-like
     passes, speckle per date. Every method reads the same images (the inversion every one,
-    back-projection and clinometry the first pass). The checkpoints (``checkpoint``,
-    default the packaged :func:`sarheight.sample_data.terrain_demo_checkpoint`) neither
-    trained nor were calibrated on the Big Tujunga DEM (a held-out DEM of both studies).
-    ``checkpoint``: the one-image step's (default the packaged network for one image).
+    back-projection and clinometry the first pass). The checkpoints (``checkpoint``, the
+    one-image step's, default the packaged network for one image; ``stack_checkpoint``)
+    neither trained nor were calibrated on the Big Tujunga DEM (a held-out DEM of both
+    studies).
     Every method is scored on the same cells: the truth known, inside the image, and
     covered by the coarse product (shifted and on its own grid, it stops up to a coarse cell
     and its shift short of the DEM's edges: the refined DEM is NaN there, as it is wherever

@@ -179,6 +179,8 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
         return Observation(geometry, image=sar, quantity=sar_quantity, in_db=sar_db)
     if isinstance(sar, xr.DataArray) and "azimuth_time" in sar.dims:
         sar = _from_xarray_sentinel(sar)
+        if cross is not None:
+            cross = _from_xarray_sentinel(cross)
     if isinstance(sar, xr.DataArray):
         check_image_geometry(sar.attrs, geometry, name)
     _check_radar_image(sar, geometry)

@@ -68,8 +68,12 @@ def input_kind(geometries: Sequence[RadarGeometry]) -> str:
     return "one_pass_dates" if len({pass_direction(geometry) for geometry in geometries}) == 1 else "both_passes"
 
 
-def default_method(geometries: Sequence[RadarGeometry]) -> tuple[str, str]:
-    """The method :func:`refine_dem` takes where none is named, and why (words)."""
+def default_method(geometries: Sequence[RadarGeometry], *, land_cover: bool = False) -> tuple[str, str]:
+    """The method :func:`refine_dem` takes where none is named, and why (words): the
+    inversion where a land-cover map is given (``land_cover``: the one method without
+    learning that reads it), else :data:`DEFAULT_METHODS` for what is given."""
+    if land_cover:
+        return "inversion", "a land-cover map was given, which the inversion reads"
     kind = input_kind(geometries)
     return DEFAULT_METHODS[kind], f"the best on the validation DEMs for {INPUT_KINDS[kind]}"
 
@@ -104,7 +108,8 @@ def refine_dem(
     the observation reconstructed on it and the model's inputs made
     (:func:`sarheight.terrain.observed.observed_scene`); then ``method``: ``"network"``, the
     checkpoints predict the correction (:func:`predict_height`; None: the refinement
-    network that ships with sarheight, :func:`sarheight.sample_data.terrain_demo_checkpoint`);
+    network that ships with sarheight for what is given,
+    :func:`sarheight.sample_data.packaged_terrain_network`);
     ``"inversion"``, the fine DEM whose simulated observations match every observation
     given (:func:`sarheight.terrain.inversion.invert_dem`: both passes and many dates);
     ``"clinometry"``, the slopes the image asks for (:func:`sarheight.terrain.clinometry.clinometry_heights`);
@@ -191,7 +196,8 @@ def refine_dem(
             method, chosen = "network", "checkpoints were given"
         else:
             method, chosen = default_method(observation_geometries(sar, geometry, opposite_pass,
-                                                                   reading.measurement))
+                                                                   reading.measurement),
+                                            land_cover=land_cover is not None)
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
     if land_cover is not None and method not in ("inversion", "network"):
@@ -227,11 +233,13 @@ def refine_dem(
         raise InvalidInputError(f"method={method!r} reads one pass, and a second observation was given: it would be "
                                 "ignored; give one observation, or method='inversion', which reads every one")
     grid = refinement_grid(dem, spacing_m)
-    check_refinement_memory(grid.size, inversion=method == "inversion" or also_invert, blocks=execution.blocks,
+    # A network that stacks the inversion's map, or corrects it, reads it: the inversion runs
+    # for it, and its memory counts.
+    inverts = method == "inversion" or also_invert or any("inverted" in _member_sources(m) for m in members)
+    check_refinement_memory(grid.size, inversion=inverts, blocks=execution.blocks,
                             distributed=execution.client is not None)
     products = SceneProducts(
-        # A network that stacks the inversion's map, or corrects it, reads it.
-        inversion=(method == "inversion" or also_invert or any("inverted" in _member_sources(m) for m in members)),
+        inversion=inverts,
         inversion_settings=inversion_settings,
         # A network over the stacks reads each date.
         keep_dates=any(date_channel(c) for m in members for c in m.channels))

@@ -63,12 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "both, a stack network (sarheight fit --config terrain_stack) every date of either pass, "
                         "clinometry and back-projection the dates of one pass)")
     parser.add_argument("--method", choices=METHODS, default=None,
-                        help="default: the method of the lowest RMSE on the validation DEMs for what --sar gives "
-                        f"(one image, one pass of several dates, both passes; today {default_methods_in_words()}), or "
-                        "network with --ckpt; network: a refinement network, the one that ships with sarheight for "
-                        "what --sar gives (the stack network for several observations, and for one the network chosen "
-                        "on the validation DEMs) unless "
-                        "--ckpt names yours; inversion: the fine DEM whose simulated images match every --sar, under "
+                        help="default: for what --sar gives (one image, one pass of several dates, both passes), "
+                        "the method without learning of the lowest RMSE on the validation DEMs, or the packaged "
+                        f"network where it is 5 %% below the inversion there (today {default_methods_in_words()}); "
+                        "the inversion with --land-cover; network with --ckpt; network: a refinement network, the "
+                        "one that ships with sarheight for what --sar gives (the stack network for several "
+                        "observations, and for one the network chosen on the validation DEMs) unless --ckpt names "
+                        "yours; inversion: the fine DEM whose simulated images match every --sar, under "
                         "the coarse DEM's cell means and the priors (both passes, many dates, land cover told apart); "
                         "clinometry: the slopes one pass's brightness asks for (the inversion's one-step case); "
                         "back-projection: the coarse DEM registered, back-projected and corrected by the priors' "
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                   RadarGeometry.from_sentinel1(path, args.measurement or "IW/VV", burst=args.burst)
                   for path, geotiff, carried in zip(paths, geotiffs, tagged, strict=True)]
     method, chosen = (args.method, "") if args.method else (
-        ("network", "") if args.ckpt else default_method(geometries))
+        ("network", "") if args.ckpt else default_method(geometries, land_cover=args.land_cover is not None))
     if method == "network" and args.method is None:
         from ..extras import require
 

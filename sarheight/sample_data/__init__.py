@@ -10,9 +10,9 @@
   EGM96 height, 7-85 m): flat terrain with a compound CRS.
   (Their EGM96 heights reach the ellipsoid offline through the global grid of
   ``sarheight/geoids``.)
-- :func:`terrain_demo_checkpoint`: the refinement ASK-UNet of the demo's terrain step,
-  trained by ``sarheight fit --config terrain_refine`` on real DEMs other
-  than Big Tujunga; ``terrain_stack_demo.ckpt``, the stack network of
+- :func:`terrain_demo_checkpoint`: the first one-image refinement ASK-UNet, trained by
+  ``sarheight fit --config terrain_refine`` on real DEMs other than Big Tujunga (taken
+  where the stack network does not ship); ``terrain_stack_demo.ckpt``, the stack network of
   ``sarheight/configs/terrain_stack.yaml``, which corrects the inversion from one image
   or several (one pass of dates, both passes); :func:`packaged_terrain_network` picks
   among the packaged networks (:data:`TERRAIN_NETWORKS`, :data:`ONE_IMAGE_NETWORK`) by
@@ -94,7 +94,7 @@ def jacksboro_dem() -> xr.DataArray:
 
 
 def terrain_demo_checkpoint() -> Path:
-    """The packaged refinement checkpoint of the demo's terrain step: the ASK-UNet of
+    """The first packaged one-image refinement checkpoint: the ASK-UNet of
     ``sarheight/configs/terrain_refine.yaml`` (16 base channels, the coarse DEM corrected in units
     of its cell with the SAR ratio and the priors), exported with ``sarheight terrain
     export --half`` (weights in float16)."""

@@ -467,7 +467,7 @@ def packaging_choice(candidates: dict[str, str | os.PathLike[str]], validation_r
             "candidates": {name: str(path) for name, path in candidates.items()}, "conditions": choice}
 
 
-#: The conditions of the study by what a user gives (:data:`sarheight.refinement.INPUT_KINDS`).
+#: The conditions of the study by what a user gives (:data:`sarheight.terrain.method_table.INPUT_KINDS`).
 KIND_CONDITIONS = {"one_image": ("one_image",), "one_pass_dates": ("one_pass_10_dates",),
                    "both_passes": ("both_passes", "both_passes_10_dates")}
 

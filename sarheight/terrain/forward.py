@@ -43,6 +43,7 @@ from .radar_images import NEPER_PER_DB, InversionImage
 
 __all__ = [
     "BORDER_CELLS",
+    "CROSS_FLOOR_SHARE",
     "PROBE_M",
     "BilinearReads",
     "KnownLaw",
@@ -54,6 +55,7 @@ __all__ = [
     "law_of",
     "linear_law",
     "model_images",
+    "noise_floor",
     "probed_jacobian",
     "refit_law",
     "sample_log",

@@ -81,34 +81,41 @@ def _pass_inputs(sar: Any, coarse: Dem, geometry: RadarGeometry | None, *, readi
 
 @dataclasses.dataclass(frozen=True)
 class GivenPriors:
-    """Known heights as an observed scene takes them, checked once
-    (:func:`check_priors_given`): a :class:`PriorSpec` of points, a Dataset of
+    """Known heights as an observed scene takes them, checked when made
+    (:func:`check_priors_given` makes one): a :class:`PriorSpec` of points, a Dataset of
     :func:`sample_priors`, or None (``known``). A caller that checks them before its own
-    work (``refine_dem``) hands this on, and the scene does not check them again."""
+    work (``refine_dem``) hands this on, and the scene does not check them again.
+
+    Raises
+    ------
+    InvalidInputError : anything else, or a PriorSpec that would draw heights from the DEM.
+    """
 
     known: PriorSpec | xr.Dataset | None
 
+    def __post_init__(self) -> None:
+        known = self.known
+        if known is None or isinstance(known, xr.Dataset):
+            return
+        if isinstance(known, PriorSpec):
+            if known.points is None:
+                raise InvalidInputError(
+                    f"priors={known!r} draws known heights from the DEM, and a real scene's only DEM is the coarse "
+                    "one being refined: give the points measured (PriorSpec(points='gnss.csv', crs='EPSG:4326')), "
+                    "or None"
+                )
+            return
+        raise InvalidInputError(
+            f"priors of type {type(known).__name__}: give the known heights as PriorSpec(points=..., crs=..., "
+            "vertical_datum=..., geoid_grid=...) (a CSV, GeoJSON or GeoPackage file, or a DataFrame of x, y, height), "
+            "a Dataset of sample_priors on the scene's grid, or None"
+        )
+
 
 def check_priors_given(priors: Any) -> GivenPriors:
-    """Refuse priors an observed scene cannot take, before any work: it takes a
-    :class:`PriorSpec` of points, a Dataset of :func:`sample_priors`, or None; returned as
-    :class:`GivenPriors` (given already checked: as they are)."""
-    if isinstance(priors, GivenPriors):
-        return priors
-    if priors is None or isinstance(priors, xr.Dataset):
-        return GivenPriors(priors)
-    if isinstance(priors, PriorSpec):
-        if priors.points is None:
-            raise InvalidInputError(
-                f"priors={priors!r} draws known heights from the DEM, and a real scene's only DEM is the coarse one "
-                "being refined: give the points measured (PriorSpec(points='gnss.csv', crs='EPSG:4326')), or None"
-            )
-        return GivenPriors(priors)
-    raise InvalidInputError(
-        f"priors of type {type(priors).__name__}: give the known heights as PriorSpec(points=..., crs=..., "
-        "vertical_datum=..., geoid_grid=...) (a CSV, GeoJSON or GeoPackage file, or a DataFrame of x, y, height), "
-        "a Dataset of sample_priors on the scene's grid, or None"
-    )
+    """Refuse priors an observed scene cannot take, before any work (:class:`GivenPriors`
+    says what it takes); returned checked (given already checked: as they are)."""
+    return priors if isinstance(priors, GivenPriors) else GivenPriors(priors)
 
 
 def _resolve_priors(priors: PriorSpec | xr.Dataset | None, grid: xr.DataArray) -> xr.Dataset:
@@ -446,7 +453,11 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
                               settings=inversion_settings,
                               blocks=execution.blocks, client=execution.client)
         if register:
-            again = _registered_again(inverted, coarse, groups, image_registration, coarse_cell_m)
+            again, flag = _registered_again(inverted, coarse, groups, image_registration, coarse_cell_m)
+            if again is None and flag and image_registration is not None and flag not in image_registration.flag:
+                # Not moved again, but this round's halves disagree: the flag is kept.
+                image_registration = dataclasses.replace(
+                    image_registration, flag="; ".join(part for part in (image_registration.flag, flag) if part))
             if again is not None:
                 return _observed(
                     coarse_dem, sar, geometry, priors, grid=grid, truth=truth, prior_method=prior_method,
@@ -537,10 +548,12 @@ REGISTRATION_STEP_M = 2.0
 
 
 def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[InversionImage],
-                      first: ImageRegistration | None, coarse_cell_m: float) -> ImageRegistration | None:
+                      first: ImageRegistration | None, coarse_cell_m: float) -> tuple[ImageRegistration | None, str]:
     """The registration measured again on the inversion's surface (``inverted``'s heights
     on ``grid``), as the total to apply to the coarse DEM, where it moves it by more than
-    :data:`REGISTRATION_STEP_M`; else None. (Its image is simulated with one law: the
+    :data:`REGISTRATION_STEP_M`, else None; and this round's own flag (its halves'
+    disagreement, warned of here where the first round did not flag), which the caller
+    keeps where the DEM is not moved again. (Its image is simulated with one law: the
     classes the inversion told apart were read from the observation where the DEM lay,
     and would hold the correlation there.)"""
     heights = inverted["height"].values
@@ -550,19 +563,19 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
         # The first registration warned of what it could not tell; this one adds to it.
         warnings.simplefilter("ignore", PlausibilityWarning)
         again = register_to_images(surface, groups, coarse_cell_m=coarse_cell_m)
-    if not again.applied or math.hypot(again.shift_east_m, again.shift_north_m) <= REGISTRATION_STEP_M:
-        return None
-    east, north = first.applied_shift() if first is not None else (0.0, 0.0)
     earlier = first.flag if first is not None else ""
     if again.flag and not earlier:
         # The warnings of this round were held back (they repeat the first's): a failure
         # only this round sees is said here.
         warnings.warn(f"the DEM's registration to the image, measured again on the inversion's surface, may have "
                       f"failed: {again.flag}", PlausibilityWarning, stacklevel=user_stacklevel())
+    if not again.applied or math.hypot(again.shift_east_m, again.shift_north_m) <= REGISTRATION_STEP_M:
+        return None, again.flag
+    east, north = first.applied_shift() if first is not None else (0.0, 0.0)
     return dataclasses.replace(again, shift_east_m=east + again.shift_east_m, shift_north_m=north + again.shift_north_m,
                                reason=f"measured again on the inversion's surface: {again.shift_east_m:+.1f} m east, "
                                       f"{again.shift_north_m:+.1f} m north more",
-                               flag="; ".join(flag for flag in (earlier, again.flag) if flag), rounds=2)
+                               flag="; ".join(flag for flag in (earlier, again.flag) if flag), rounds=2), again.flag
 
 
 def observation_list(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None

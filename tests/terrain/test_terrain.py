@@ -191,6 +191,8 @@ def test_observed_scene_takes_points_and_a_reference(truth, geometry):
 
     given = check_priors_given(None)
     assert isinstance(given, GivenPriors) and given.known is None and check_priors_given(given) is given
+    with pytest.raises(InvalidInputError, match="priors of type int"):
+        GivenPriors(5)
 
 
 def test_a_scenes_options_come_in_checked_groups(truth, geometry, tmp_path):
@@ -415,3 +417,22 @@ def test_scene_sets_sample_their_axes_and_pair_one_pass(truth, tmp_path):
     # Any iterable but a string is an axis: a range, an array.
     assert SceneAxes(seeds=range(3), coarse_factors=np.array([1, 3])).seeds == (0, 1, 2)
     assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
+
+
+def test_a_land_cover_map_without_a_method_goes_to_the_inversion():
+    """The one method without learning that reads a land-cover map takes it where no method
+    is named, whatever the default for what is given (one image: clinometry)."""
+    from sarheight.dem import open_dem
+    from sarheight.raster import cell_size_m
+    from sarheight.refinement import DEFAULT_METHODS, default_method, refine_dem
+
+    fine = rough_dem(seed=43, rows=36, cols=36, relief=300.0)
+    geometry = scene_geometry(fine, "ascending")
+    assert default_method([geometry])[0] == DEFAULT_METHODS["one_image"]
+    assert default_method([geometry], land_cover=True) == ("inversion",
+                                                            "a land-cover map was given, which the inversion reads")
+    cover = fine.copy(data=(np.arange(fine.size).reshape(fine.shape) % 2).astype(np.int16))
+    refined, _ = refine_dem(open_dem(block_mean(fine, 3)), simulate_sar(fine, geometry, seed=1), geometry=geometry,
+                            spacing_m=float(np.sqrt(np.prod(cell_size_m(fine)))), land_cover=cover, execution=QUIET)
+    assert refined.attrs["method"] == "inversion"
+    assert refined.attrs["method_chosen"] == "a land-cover map was given, which the inversion reads"
