@@ -25,11 +25,18 @@ from .scores import rms
 from .terrain.geometry import pass_direction
 from .terrain.grid import refinement_grid
 from .terrain.inversion import InversionSettings
-from .terrain.method_table import COMMAND_METHODS, DEFAULT_METHODS, INPUT_KINDS, REFINEMENT_METHODS
+from .terrain.method_table import (
+    COMMAND_METHODS,
+    DEFAULT_METHODS,
+    DUAL_POLARISATION_METHOD,
+    INPUT_KINDS,
+    REFINEMENT_METHODS,
+)
 from .terrain.methods import FILLED_REFERENCES, channel_sources, scene_channel
 from .terrain.observed import (
     check_priors_given,
     check_refinement_inputs,
+    has_cross_polarisation,
     observation_geometries,
     observation_list,
     observed_scene,
@@ -68,13 +75,18 @@ def input_kind(geometries: Sequence[RadarGeometry]) -> str:
     return "one_pass_dates" if len({pass_direction(geometry) for geometry in geometries}) == 1 else "both_passes"
 
 
-def default_method(geometries: Sequence[RadarGeometry], *, land_cover: bool = False) -> tuple[str, str]:
+def default_method(geometries: Sequence[RadarGeometry], *, land_cover: bool = False,
+                   cross_polarised: bool = False) -> tuple[str, str]:
     """The method :func:`refine_dem` takes where none is named, and why (words): the
     inversion where a land-cover map is given (``land_cover``: the one method without
-    learning that reads it), else :data:`DEFAULT_METHODS` for what is given."""
+    learning that reads it); for one image of both polarisations (``cross_polarised``),
+    :data:`~sarheight.terrain.method_table.DUAL_POLARISATION_METHOD`; else
+    :data:`DEFAULT_METHODS` for what is given."""
     if land_cover:
         return "inversion", "a land-cover map was given, which the inversion reads"
     kind = input_kind(geometries)
+    if kind == "one_image" and cross_polarised:
+        return DUAL_POLARISATION_METHOD, "the best on the validation DEMs for one image of both polarisations"
     return DEFAULT_METHODS[kind], f"the best on the validation DEMs for {INPUT_KINDS[kind]}"
 
 
@@ -195,9 +207,10 @@ def refine_dem(
         if checkpoints is not None:
             method, chosen = "network", "checkpoints were given"
         else:
-            method, chosen = default_method(observation_geometries(sar, geometry, opposite_pass,
-                                                                   reading.measurement),
-                                            land_cover=land_cover is not None)
+            method, chosen = default_method(
+                observation_geometries(sar, geometry, opposite_pass, reading.measurement),
+                land_cover=land_cover is not None,
+                cross_polarised=has_cross_polarisation(sar, opposite_pass, reading.measurement))
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r}: give one of {', '.join(METHODS)}")
     if land_cover is not None and method not in ("inversion", "network"):

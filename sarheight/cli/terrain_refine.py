@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: for what --sar gives (one image, one pass of several dates, both passes), "
                         "the method without learning of the lowest RMSE on the validation DEMs, or the packaged "
                         f"network where it is 5 %% below the inversion there (today {default_methods_in_words()}); "
-                        "the inversion with --land-cover; network with --ckpt; network: a refinement network, the "
+                        "the inversion for one image of both polarisations and with --land-cover; network with "
+                        "--ckpt; network: a refinement network, the "
                         "one that ships with sarheight for what --sar gives (the stack network for several "
                         "observations, and for one the network chosen on the validation DEMs) unless --ckpt names "
                         "yours; inversion: the fine DEM whose simulated images match every --sar, under "
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
     from ..refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
+    from ..terrain.observed import has_cross_polarisation
     from ..terrain.scene_options import Execution, SarReading
 
     if args.method == "network" or (args.method is None and args.ckpt):
@@ -187,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
                   RadarGeometry.from_sentinel1(path, args.measurement or "IW/VV", burst=args.burst)
                   for path, geotiff, carried in zip(paths, geotiffs, tagged, strict=True)]
     method, chosen = (args.method, "") if args.method else (
-        ("network", "") if args.ckpt else default_method(geometries, land_cover=args.land_cover is not None))
+        ("network", "") if args.ckpt else default_method(
+            geometries, land_cover=args.land_cover is not None,
+            cross_polarised=has_cross_polarisation(paths, None, args.measurement or "IW/VV")))
     if method == "network" and args.method is None:
         from ..extras import require
 

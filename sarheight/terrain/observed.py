@@ -22,6 +22,7 @@ from ..errors import (
     InvalidInputError,
     PartialCoverageWarning,
     PlausibilityWarning,
+    SarHeightError,
     user_stacklevel,
 )
 from ..geometry import RadarGeometry
@@ -619,6 +620,35 @@ def observation_geometries(sar: Any, geometry: Any, opposite_pass: tuple[Any, An
         else:
             geometries.append(resolve_observation(observation, None).geometry)
     return geometries
+
+
+def has_cross_polarisation(sar: Any, opposite_pass: tuple[Any, Any] | None = None,
+                           measurement: str = "IW/VV") -> bool:
+    """Whether every observation a refinement is given (:func:`observation_list`) holds a
+    cross-polarised band beside the co-polarised one of ``measurement``: a Sentinel-1
+    product of both polarisations (its manifest read) or a (polarisation, line, sample)
+    DataArray naming both. A geocoded image, an array or an observation that cannot be
+    read this way has none (what cannot be read is refused later, where it is read)."""
+    from ..observation import POLARISATION_DIM, polarisation_bands
+
+    def dual(observation: Any) -> bool:
+        if isinstance(observation, xr.DataArray):
+            if POLARISATION_DIM not in observation.dims:
+                return False
+            try:
+                return polarisation_bands(observation, measurement)[1] is not None
+            except InvalidInputError:
+                return False
+        if isinstance(observation, (str, os.PathLike)) and Path(observation).suffix.lower() not in (".tif", ".tiff"):
+            from ..preprocess.sentinel1 import cross_polarised_measurement
+
+            try:
+                return cross_polarised_measurement(observation, measurement) is not None
+            except (OSError, ValueError, SarHeightError):
+                return False
+        return False
+
+    return all(dual(observation) for observation, _ in observation_list(sar, None, opposite_pass))
 
 
 def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: Dem,

@@ -174,6 +174,16 @@ def test_refine_dems_defaults_are_the_methods_best_on_the_validation_dems():
         "benchmarks/terrain_stack/packaged.json")
 
 
+def test_one_dual_polarisation_images_default_is_the_best_on_the_validation_dems():
+    from sarheight.studies.inversion import NON_LEARNED
+    from sarheight.terrain.method_table import BY_KEY, DUAL_POLARISATION_METHOD
+
+    bars = json.loads((ROOT / INVERSION_RESULTS).read_text())["fair_bars"]
+    means = bars["cover_dual"]["validation_mean_relative_rmse"]
+    best = min((*NON_LEARNED, "inversion"), key=means.get)
+    assert BY_KEY[best].command == DUAL_POLARISATION_METHOD, (best, means)
+
+
 def test_the_packaged_network_for_one_image_is_the_one_chosen_on_the_validation_dems():
     from sarheight import sample_data
 

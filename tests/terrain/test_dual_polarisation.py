@@ -111,3 +111,28 @@ def test_a_simulated_scene_of_both_polarisations_gives_its_inversion_the_band():
     # The co-polarised reading is the same; the inversion, which reads the band, is not.
     np.testing.assert_array_equal(scenes[True]["sar_reconstructed"].values, scenes[False]["sar_reconstructed"].values)
     assert not np.array_equal(scenes[True]["inverted"].values, scenes[False]["inverted"].values, equal_nan=True)
+
+
+def test_one_image_of_both_polarisations_without_a_method_goes_to_the_inversion():
+    from sarheight.dem import open_dem
+    from sarheight.raster import cell_size_m
+    from sarheight.refinement import DEFAULT_METHODS, refine_dem
+    from sarheight.terrain.grid import block_mean
+    from sarheight.terrain.method_table import DUAL_POLARISATION_METHOD
+    from sarheight.terrain.observed import has_cross_polarisation
+    from sarheight.terrain.scene_options import Execution
+
+    truth = rough_dem(seed=44, rows=36, cols=36, relief=300.0)
+    geometry = scene_geometry(truth, "ascending")
+    spec = ObservationSpec(ground=draw_ground(truth, "training", 2), cross_polarised=True)
+    image = simulate_observations(truth, geometry, None, spec, seed=3)[0][0]
+    assert has_cross_polarisation(image) and not has_cross_polarisation(image.sel(polarisation="VV"))
+    assert not has_cross_polarisation([image, image.sel(polarisation="VV")])
+    options = {"geometry": geometry, "spacing_m": float(np.sqrt(np.prod(cell_size_m(truth)))),
+               "execution": Execution(progress=False)}
+    coarse = open_dem(block_mean(truth, 3))
+    dual, _ = refine_dem(coarse, image, **options)
+    assert dual.attrs["method"] == DUAL_POLARISATION_METHOD
+    assert dual.attrs["method_chosen"] == "the best on the validation DEMs for one image of both polarisations"
+    single, _ = refine_dem(coarse, image.sel(polarisation="VV"), **options)
+    assert single.attrs["method"] == DEFAULT_METHODS["one_image"]
