@@ -12,8 +12,8 @@ from .options import (
     add_outputs,
     add_quiet,
     check_geometry_options,
+    checked_dem_from_args,
     geometry_from_args,
-    open_dem_from_args,
     run_outputs,
 )
 
@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     compute_for(args.device)  # a GPU the machine lacks is refused before any work
     check_geometry_options(args, product_given=False)
-    dem = open_dem_from_args(args, args.dem)
-    geometry = geometry_from_args(args, dem)
+    # Checked once: the geocoding takes the Dem as checked.
+    dem = checked_dem_from_args(args, args.dem)
+    geometry = geometry_from_args(args, dem.heights)
     geocoded = backward_geocode(dem, geometry, device=args.device)
     with run_outputs(args, masks=False) as (out, _, quicklook_path):
         write_geotiff(geocoding_products(geocoded), out)

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SarHeightError
-from .options import add_dem_options, add_quiet, open_dem_from_args, run_outputs
+from .options import add_dem_options, add_quiet, checked_dem_from_args, run_outputs
 
 HELP = ("a coarse copy of a fine DEM (block means, or a realistic product with its errors), to refine and score "
         "against the fine one (terrain refine --truth)")
@@ -39,12 +39,14 @@ def run(args: argparse.Namespace) -> int:
         raise SarHeightError(f"--factor {args.factor}: give an integer of 2 or more")
     if args.seed < 0:
         raise SarHeightError(f"--seed {args.seed}: give a seed of 0 or more")
-    dem = open_dem_from_args(args, args.dem)
+    # Checked once: the block means and the product take the Dem as checked.
+    checked = checked_dem_from_args(args, args.dem)
+    dem = checked.heights
     if args.product == "exact":
-        coarse = block_mean(dem, args.factor)
+        coarse = block_mean(checked, args.factor)
     else:
         errors = draw_errors(args.factor, "test", args.seed)
-        coarse = coarse_product(dem, errors, seed=args.seed)
+        coarse = coarse_product(checked, errors, seed=args.seed)
     datum = output_datum(dem)
     written = dataset_in_datum(coarse.rename("height").to_dataset().rio.write_crs(dem.rio.crs), datum,
                                args.geoid_grid)

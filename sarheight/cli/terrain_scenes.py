@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from ..terrain.augment import ORIENTATIONS, TerrainTransform
     from ..terrain.scene_options import SceneProducts
     from ..terrain.scene_sets import SceneAxes, simulate_scenes
-    from .options import drawn_priors_from_args, open_dem_from_args
+    from .options import checked_dem_from_args, drawn_priors_from_args
 
     if args.seeds < 1:
         raise SarHeightError(f"--seeds must be at least 1, got {args.seeds}")
@@ -153,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
     )
     dems = []
     for path in args.dem:
-        dem = open_dem_from_args(args, path)
-        dem.attrs["dem_name"] = Path(path).stem
+        # Checked once: the scene set takes each Dem as checked (its name an attribute).
+        dem = checked_dem_from_args(args, path)
+        dem.heights.attrs["dem_name"] = Path(path).stem
         dems.append(dem)
     paths = simulate_scenes(dems, args.out, axes=axes, geometries=geometries, crop_cells=args.crop,
                             sample=args.sample, products=SceneProducts(inversion=args.inversion),
