@@ -33,14 +33,8 @@ from .terrain.method_table import (
     REFINEMENT_METHODS,
 )
 from .terrain.methods import FILLED_REFERENCES, channel_sources, scene_channel
-from .terrain.observed import (
-    check_priors_given,
-    check_refinement_inputs,
-    has_cross_polarisation,
-    observation_geometries,
-    observation_list,
-    observed_scene,
-)
+from .terrain.observed import check_priors_given, check_refinement_inputs, observed_scene
+from .terrain.radar_images import has_cross_polarisation, observation_geometries, observation_list
 from .terrain.scene_options import Execution, SarReading, SceneProducts, option_group
 from .terrain.variables import Scene, date_channel
 

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..geometry import RadarGeometry
     from ..io import write_geotiff
     from ..refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
-    from ..terrain.observed import has_cross_polarisation
+    from ..terrain.radar_images import has_cross_polarisation
     from ..terrain.scene_options import Execution, SarReading
 
     if args.method == "network" or (args.method is None and args.ckpt):

@@ -22,12 +22,11 @@ from ..errors import (
     InvalidInputError,
     PartialCoverageWarning,
     PlausibilityWarning,
-    SarHeightError,
     user_stacklevel,
 )
 from ..geometry import RadarGeometry
 from ..masks import MASK_ATTRS
-from ..observation import check_argument_order, intensity_summary, resolve_observation
+from ..observation import check_argument_order, intensity_summary
 from ..priors import (
     PriorSpec,
     distance_map,
@@ -42,7 +41,7 @@ from .geometry import heading_direction, pass_direction
 from .grid import COARSE_VARIABLES
 from .inversion import InversionSettings, invert_dem
 from .land_cover import estimate_land_cover, land_cover_features
-from .radar_images import InversionImage, composite_images, pass_key, radar_image
+from .radar_images import InversionImage, composite_images, observation_list, pass_key, radar_image
 from .registration import ImageRegistration, register_to_images
 from .scene_options import Execution, SarReading, SceneProducts, option_group
 from .variables import VARIABLE_ATTRS, inversion_reference, on_grid, scene_correction
@@ -577,78 +576,6 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
                                reason=f"measured again on the inversion's surface: {again.shift_east_m:+.1f} m east, "
                                       f"{again.shift_north_m:+.1f} m north more",
                                flag="; ".join(flag for flag in (earlier, again.flag) if flag), rounds=2), again.flag
-
-
-def observation_list(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None
-                     ) -> list[tuple[Any, RadarGeometry | None]]:
-    """The observations a refinement is given, as (observation, geometry) pairs: ``sar``
-    one observation or a sequence of them (dates, passes), ``geometry`` one geometry for
-    all (None: each SAFE product's own) or a sequence of one per observation, and
-    ``opposite_pass`` an opposite pass's ``(sar, geometry)``, appended.
-
-    Raises
-    ------
-    InvalidInputError : no observation, or a sequence of geometries not one per image.
-    """
-    many = isinstance(sar, (list, tuple))
-    images = list(sar) if many else [sar]
-    if not images:
-        raise InvalidInputError("no observation was given: give at least one SAR image")
-    if isinstance(geometry, (list, tuple)):
-        if len(geometry) != len(images):
-            raise InvalidInputError(f"{len(geometry)} geometries for {len(images)} observations: give one geometry "
-                                    "per observation (or one for all, or None for SAFE products)")
-        geometries = list(geometry)
-    else:
-        geometries = [geometry] * len(images)
-    pairs = list(zip(images, geometries, strict=True))
-    if opposite_pass is not None:
-        pairs.append((opposite_pass[0], opposite_pass[1]))
-    return pairs
-
-
-def observation_geometries(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None,
-                           measurement: str = "IW/VV") -> list[RadarGeometry]:
-    """The geometry of each observation a refinement is given (:func:`observation_list`):
-    the one given, else the SAFE product's own (its annotation read)."""
-    geometries = []
-    for observation, given in observation_list(sar, geometry, opposite_pass):
-        if given is not None:
-            geometries.append(given)
-        elif isinstance(observation, (str, os.PathLike)):
-            geometries.append(RadarGeometry.from_sentinel1(observation, measurement))
-        else:
-            geometries.append(resolve_observation(observation, None).geometry)
-    return geometries
-
-
-def has_cross_polarisation(sar: Any, opposite_pass: tuple[Any, Any] | None = None,
-                           measurement: str = "IW/VV") -> bool:
-    """Whether every observation a refinement is given (:func:`observation_list`) holds a
-    cross-polarised band beside the co-polarised one of ``measurement``: a Sentinel-1
-    product of both polarisations (its manifest read) or a (polarisation, line, sample)
-    DataArray naming both. A geocoded image, an array or an observation that cannot be
-    read this way has none (what cannot be read is refused later, where it is read)."""
-    from ..observation import POLARISATION_DIM, polarisation_bands
-
-    def dual(observation: Any) -> bool:
-        if isinstance(observation, xr.DataArray):
-            if POLARISATION_DIM not in observation.dims:
-                return False
-            try:
-                return polarisation_bands(observation, measurement)[1] is not None
-            except InvalidInputError:
-                return False
-        if isinstance(observation, (str, os.PathLike)) and Path(observation).suffix.lower() not in (".tif", ".tiff"):
-            from ..preprocess.sentinel1 import cross_polarised_measurement
-
-            try:
-                return cross_polarised_measurement(observation, measurement) is not None
-            except (OSError, ValueError, SarHeightError):
-                return False
-        return False
-
-    return all(dual(observation) for observation, _ in observation_list(sar, None, opposite_pass))
 
 
 def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: Dem,

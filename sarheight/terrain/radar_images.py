@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ import xarray as xr
 from scipy import special
 
 from ..dem import Dem, checked_dem
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SarHeightError
 from ..geometry import RadarGeometry, RadarWindow
 from ..observation import check_argument_order, intensity_on_window, rebuilt_in_radar_geometry, resolve_observation
 from ..simulate import run_simulation
@@ -295,3 +297,75 @@ def _average(images: Sequence[InversionImage]) -> InversionImage:
                           float(sum(image.looks for image in images)),
                           f"{first.name} and {len(images) - 1} more dates", sum(image.dates for image in images),
                           float(10.0 * np.log10(np.median(values))) if values.size else math.nan, nesz, cross)
+
+
+def observation_list(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None
+                     ) -> list[tuple[Any, RadarGeometry | None]]:
+    """The observations a refinement is given, as (observation, geometry) pairs: ``sar``
+    one observation or a sequence of them (dates, passes), ``geometry`` one geometry for
+    all (None: each SAFE product's own) or a sequence of one per observation, and
+    ``opposite_pass`` an opposite pass's ``(sar, geometry)``, appended.
+
+    Raises
+    ------
+    InvalidInputError : no observation, or a sequence of geometries not one per image.
+    """
+    many = isinstance(sar, (list, tuple))
+    images = list(sar) if many else [sar]
+    if not images:
+        raise InvalidInputError("no observation was given: give at least one SAR image")
+    if isinstance(geometry, (list, tuple)):
+        if len(geometry) != len(images):
+            raise InvalidInputError(f"{len(geometry)} geometries for {len(images)} observations: give one geometry "
+                                    "per observation (or one for all, or None for SAFE products)")
+        geometries = list(geometry)
+    else:
+        geometries = [geometry] * len(images)
+    pairs = list(zip(images, geometries, strict=True))
+    if opposite_pass is not None:
+        pairs.append((opposite_pass[0], opposite_pass[1]))
+    return pairs
+
+
+def observation_geometries(sar: Any, geometry: Any, opposite_pass: tuple[Any, Any] | None = None,
+                           measurement: str = "IW/VV") -> list[RadarGeometry]:
+    """The geometry of each observation a refinement is given (:func:`observation_list`):
+    the one given, else the SAFE product's own (its annotation read)."""
+    geometries = []
+    for observation, given in observation_list(sar, geometry, opposite_pass):
+        if given is not None:
+            geometries.append(given)
+        elif isinstance(observation, (str, os.PathLike)):
+            geometries.append(RadarGeometry.from_sentinel1(observation, measurement))
+        else:
+            geometries.append(resolve_observation(observation, None).geometry)
+    return geometries
+
+
+def has_cross_polarisation(sar: Any, opposite_pass: tuple[Any, Any] | None = None,
+                           measurement: str = "IW/VV") -> bool:
+    """Whether every observation a refinement is given (:func:`observation_list`) holds a
+    cross-polarised band beside the co-polarised one of ``measurement``: a Sentinel-1
+    product of both polarisations (its manifest read) or a (polarisation, line, sample)
+    DataArray naming both. A geocoded image, an array or an observation that cannot be
+    read this way has none (what cannot be read is refused later, where it is read)."""
+    from ..observation import POLARISATION_DIM, polarisation_bands
+
+    def dual(observation: Any) -> bool:
+        if isinstance(observation, xr.DataArray):
+            if POLARISATION_DIM not in observation.dims:
+                return False
+            try:
+                return polarisation_bands(observation, measurement)[1] is not None
+            except InvalidInputError:
+                return False
+        if isinstance(observation, (str, os.PathLike)) and Path(observation).suffix.lower() not in (".tif", ".tiff"):
+            from ..preprocess.sentinel1 import cross_polarised_measurement
+
+            try:
+                return cross_polarised_measurement(observation, measurement) is not None
+            except (OSError, ValueError, SarHeightError):
+                return False
+        return False
+
+    return all(dual(observation) for observation, _ in observation_list(sar, None, opposite_pass))

@@ -119,7 +119,7 @@ def test_one_image_of_both_polarisations_without_a_method_goes_to_the_inversion(
     from sarheight.refinement import DEFAULT_METHODS, refine_dem
     from sarheight.terrain.grid import block_mean
     from sarheight.terrain.method_table import DUAL_POLARISATION_METHOD
-    from sarheight.terrain.observed import has_cross_polarisation
+    from sarheight.terrain.radar_images import has_cross_polarisation
     from sarheight.terrain.scene_options import Execution
 
     truth = rough_dem(seed=44, rows=36, cols=36, relief=300.0)

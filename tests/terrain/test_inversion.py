@@ -28,8 +28,7 @@ from sarheight.terrain.backprojection import back_project
 from sarheight.terrain.geometry import scene_geometry
 from sarheight.terrain.grid import block_mean
 from sarheight.terrain.inversion import InversionSettings, invert_dem
-from sarheight.terrain.observed import observation_list
-from sarheight.terrain.radar_images import composite_images, radar_image, speckle_variance
+from sarheight.terrain.radar_images import composite_images, observation_list, radar_image, speckle_variance
 from sarheight.terrain.registration import register_to_images
 from sarheight.terrain.relief import coarse_mean_operator, gradient_operators
 from sarheight.terrain.scene_options import Execution, ObservationSpec, SarReading, SceneProducts
