@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..ground import CellLaws
 from .contribution import Contribution, FacetContribution, Projection, resolve_contribution
 from .engine import Simulation, resimulated, run_simulation
-from .images import simulate, simulate_sar, texture
+from .images import noise_floor, simulate, simulate_sar, texture
 
-__all__ = ["CellLaws", "Contribution", "FacetContribution", "Projection", "Simulation", "resimulated",
-           "resolve_contribution", "run_simulation", "simulate", "simulate_sar", "texture"]
+__all__ = ["CellLaws", "Contribution", "FacetContribution", "Projection", "Simulation", "noise_floor",
+           "resimulated", "resolve_contribution", "run_simulation", "simulate", "simulate_sar", "texture"]

@@ -81,6 +81,14 @@ def texture(shape: tuple[int, int], *, seed: int = 0, correlation_cells: float =
     return lognormal_texture(shape, seed=seed, contrast_db=contrast_db, correlation_cells=correlation_cells)
 
 
+def noise_floor(nesz_db: float, sin_incidence: np.ndarray) -> np.ndarray:
+    """The additive noise floor (linear beta0) of an image of noise-equivalent sigma0
+    ``nesz_db`` (dB) at pixels whose ellipsoid incidence has the sine ``sin_incidence``
+    (NaN taken as 1; the sine bounded below at 1e-3): what :func:`simulate_sar` adds, and
+    what a model of its images adds or takes off."""
+    return 10.0 ** (nesz_db / 10.0) / np.maximum(np.nan_to_num(sin_incidence, nan=1.0), 1e-3)
+
+
 def simulate_sar(
     dem: Any,
     geometry: RadarGeometry,
@@ -207,8 +215,7 @@ def simulate_sar(
         intensity = np.where(pixel_area > 0, state.images[0] / pixel_area, 0.0)
     rng = np.random.default_rng(seed + 1)
     if nesz_db is not None:
-        sin_inc = np.nan_to_num(state.sin_incidence, nan=1.0)
-        intensity = intensity + 10 ** (nesz_db / 10) / np.maximum(sin_inc, 1e-3)
+        intensity = intensity + noise_floor(nesz_db, state.sin_incidence)
     if looks is not None:
         intensity = intensity * rng.gamma(looks, 1.0 / looks, size=intensity.shape)
     out = xr.DataArray(

@@ -36,7 +36,7 @@ from ..ground import CellLaws, FittedLaw, empirical_sigma0, fit_sigma0_law
 from ..masks import MaskCode
 from ..observation import intensity_on_window
 from ..raster import Grid, nan_box_mean
-from ..simulate import Simulation, resimulated, run_simulation
+from ..simulate import Simulation, noise_floor, resimulated, run_simulation
 from ..simulate.cells import cell_geometry, visibility_masks
 from ..threads import map_tasks
 from .radar_images import NEPER_PER_DB, InversionImage
@@ -52,10 +52,10 @@ __all__ = [
     "class_laws",
     "cross_ratio_feature",
     "ground_cover",
+    "image_noise_floor",
     "law_of",
     "linear_law",
     "model_images",
-    "noise_floor",
     "probed_jacobian",
     "refit_law",
     "sample_log",
@@ -259,8 +259,7 @@ def simulated_intensity(image: InversionImage, surface: xr.DataArray | Dem, cove
     with np.errstate(invalid="ignore", divide="ignore"):
         intensity = np.where(fields.pixel_area > 0, state.images[0] / fields.pixel_area, 0.0)
         if image.nesz_db is not None:
-            intensity = intensity + 10.0 ** (image.nesz_db / 10.0) / np.maximum(
-                np.nan_to_num(fields.sin_incidence, nan=1.0), 1e-3)
+            intensity = intensity + noise_floor(image.nesz_db, fields.sin_incidence)
         if base is None:
             theta = np.degrees(np.arccos(np.clip(state.per_cell["cos_local_incidence"], -1.0, 1.0))).ravel()
     return xr.DataArray(intensity, dims=("line", "sample"), coords=state.window.coords()), theta, state
@@ -321,18 +320,18 @@ def brightness_features(surface: xr.DataArray | Dem, images: Sequence[InversionI
 CROSS_FLOOR_SHARE = 0.05
 
 
-def noise_floor(image: InversionImage, surface: xr.DataArray | Dem) -> xr.DataArray:
+def image_noise_floor(image: InversionImage, surface: xr.DataArray | Dem) -> xr.DataArray:
     """The additive noise floor of ``image`` (linear beta0 on the radar window of the
-    simulation of ``surface``: its ``nesz_db`` sigma0 over the sine of the ellipsoid
-    incidence at each pixel, as :func:`sarheight.simulate.simulate_sar` adds it); zero
-    where the image has none."""
+    simulation of ``surface``: :func:`sarheight.simulate.noise_floor` of its ``nesz_db``
+    at each pixel's ellipsoid incidence, as :func:`sarheight.simulate.simulate_sar` adds
+    it); zero where the image has none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         state = run_simulation(surface, image.geometry, every_line=False)
     if image.nesz_db is None:
         values = np.zeros(state.window.shape)
     else:
-        values = 10.0 ** (image.nesz_db / 10.0) / np.maximum(np.nan_to_num(state.sin_incidence, nan=1.0), 1e-3)
+        values = noise_floor(image.nesz_db, state.sin_incidence)
     return xr.DataArray(values, dims=("line", "sample"), coords=state.window.coords())
 
 
@@ -357,7 +356,8 @@ def cross_ratio_feature(surface: xr.DataArray, images: Sequence[InversionImage],
             # A noise floor the image carries (a simulation's) lifts the dark cross-polarised
             # band most: read it where the bands are read, and take it off both (box means,
             # linear) before the ratio, so that a dark class's ratio does not follow its slope.
-            floor = np.exp(sample_log(intensity_on_window(noise_floor(image, surface), sampling.window), sampling))
+            floor_image = intensity_on_window(image_noise_floor(image, surface), sampling.window)
+            floor = np.exp(sample_log(floor_image, sampling))
             least = CROSS_FLOOR_SHARE * floor
             with np.errstate(invalid="ignore"):
                 cross = np.log(np.maximum(np.exp(cross) - floor, least))

@@ -428,12 +428,8 @@ def register_to_images(dem: xr.DataArray | Dem, images: Sequence[InversionImage]
             continue
         offset, covariance, gain = found
         gains.append(gain)
-        try:
-            weight = np.linalg.inv(covariance)
-        except np.linalg.LinAlgError:
+        if not _add_offset(normal, rhs, offset, covariance, per_metre):
             continue
-        normal += per_metre.T @ weight @ per_metre
-        rhs += per_metre.T @ weight @ offset
         used += 1
         _add_halves(halves, observed, model, limit_px, per_metre)
     if used == 0:
@@ -488,6 +484,20 @@ def register_to_images(dem: xr.DataArray | Dem, images: Sequence[InversionImage]
     return registration
 
 
+def _add_offset(normal: np.ndarray, rhs: np.ndarray, offset: np.ndarray, covariance: np.ndarray,
+                per_metre: np.ndarray) -> bool:
+    """Add an image's offset (pixels, its covariance) to the weighted least-squares sums of
+    the shift in metres (``normal``, ``rhs``, in place; ``per_metre``: the image's pixels
+    per metre east and north); False, adding nothing, where the covariance is singular."""
+    try:
+        weight = np.linalg.inv(covariance)
+    except np.linalg.LinAlgError:
+        return False
+    normal += per_metre.T @ weight @ per_metre
+    rhs += per_metre.T @ weight @ offset
+    return True
+
+
 def _add_halves(halves: tuple[np.ndarray, np.ndarray], observed: np.ndarray, model: np.ndarray,
                 limit_px: tuple[float, float], per_metre: np.ndarray) -> None:
     """Add one image's offsets measured on each half of it (split along the lines, then
@@ -503,12 +513,7 @@ def _add_halves(halves: tuple[np.ndarray, np.ndarray], observed: np.ndarray, mod
             if isinstance(found, _NoOffset):
                 continue
             offset, covariance, _ = found
-            try:
-                weight = np.linalg.inv(covariance)
-            except np.linalg.LinAlgError:
-                continue
-            normals[split, half] += per_metre.T @ weight @ per_metre
-            rights[split, half] += per_metre.T @ weight @ offset
+            _add_offset(normals[split, half], rights[split, half], offset, covariance, per_metre)
 
 
 def _halves_apart_m(normals: np.ndarray, rights: np.ndarray) -> float:
