@@ -453,11 +453,15 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
                               settings=inversion_settings,
                               blocks=execution.blocks, client=execution.client)
         if register:
-            again, flag = _registered_again(inverted, coarse, groups, image_registration, coarse_cell_m)
+            again, measured_again = _registered_again(inverted, coarse, groups, image_registration, coarse_cell_m)
+            flag = measured_again.flag
             if again is None and flag and image_registration is not None and flag not in image_registration.flag:
-                # Not moved again, but this round's halves disagree: the flag is kept.
+                # Not moved again, but this round's halves disagree: the flag is kept, and
+                # with it how far apart they are (the error it leaves).
                 image_registration = dataclasses.replace(
-                    image_registration, flag="; ".join(part for part in (image_registration.flag, flag) if part))
+                    image_registration, flag="; ".join(part for part in (image_registration.flag, flag) if part),
+                    halves_apart_m=float(np.nanmax([image_registration.halves_apart_m,
+                                                    measured_again.halves_apart_m])))
             if again is not None:
                 return _observed(
                     coarse_dem, sar, geometry, priors, grid=grid, truth=truth, prior_method=prior_method,
@@ -527,12 +531,13 @@ def land_cover_on(land_cover: Any, grid: xr.DataArray) -> np.ndarray:
 
 
 def registration_error_m(image: ImageRegistration | None, priors: dict[str, Any]) -> float | None:
-    """How far (m) the coarse DEM's registration may still be off: the image's stated
-    error where it registered the DEM; the priors' where they moved it; where neither did,
-    the shift the image measured (with its error), which is left in the DEM; None where
-    nothing measured it."""
+    """How far (m) the coarse DEM's registration may still be off: the image's error
+    where it registered the DEM (:attr:`ImageRegistration.error_m`: its stated error, more
+    where it is flagged); the priors' where they moved it; where neither did, the shift the
+    image measured (with its error), which is left in the DEM; None where nothing measured
+    it."""
     if image is not None and image.applied:
-        return image.stated_error_m
+        return image.error_m
     moved = math.hypot(float(priors.get("coregistration_shift_east_m", 0.0)),
                        float(priors.get("coregistration_shift_north_m", 0.0)))
     if int(priors.get("coregistration_applied", 0)) and moved > 0:
@@ -548,12 +553,13 @@ REGISTRATION_STEP_M = 2.0
 
 
 def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[InversionImage],
-                      first: ImageRegistration | None, coarse_cell_m: float) -> tuple[ImageRegistration | None, str]:
+                      first: ImageRegistration | None, coarse_cell_m: float
+                      ) -> tuple[ImageRegistration | None, ImageRegistration]:
     """The registration measured again on the inversion's surface (``inverted``'s heights
     on ``grid``), as the total to apply to the coarse DEM, where it moves it by more than
-    :data:`REGISTRATION_STEP_M`, else None; and this round's own flag (its halves'
-    disagreement, warned of here where the first round did not flag), which the caller
-    keeps where the DEM is not moved again. (Its image is simulated with one law: the
+    :data:`REGISTRATION_STEP_M`, else None; and this round's own measurement (its flag,
+    the halves' disagreement, warned of here where the first round did not flag), which
+    the caller keeps where the DEM is not moved again. (Its image is simulated with one law: the
     classes the inversion told apart were read from the observation where the DEM lay,
     and would hold the correlation there.)"""
     heights = inverted["height"].values
@@ -570,12 +576,12 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
         warnings.warn(f"the DEM's registration to the image, measured again on the inversion's surface, may have "
                       f"failed: {again.flag}", PlausibilityWarning, stacklevel=user_stacklevel())
     if not again.applied or math.hypot(again.shift_east_m, again.shift_north_m) <= REGISTRATION_STEP_M:
-        return None, again.flag
+        return None, again
     east, north = first.applied_shift() if first is not None else (0.0, 0.0)
     return dataclasses.replace(again, shift_east_m=east + again.shift_east_m, shift_north_m=north + again.shift_north_m,
                                reason=f"measured again on the inversion's surface: {again.shift_east_m:+.1f} m east, "
                                       f"{again.shift_north_m:+.1f} m north more",
-                               flag="; ".join(flag for flag in (earlier, again.flag) if flag), rounds=2), again.flag
+                               flag="; ".join(flag for flag in (earlier, again.flag) if flag), rounds=2), again
 
 
 def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: Dem,

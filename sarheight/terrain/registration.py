@@ -62,7 +62,9 @@ class ImageRegistration:
     correlation does not improve, its halves disagree, or the priors disagree), which a
     warning says; ``rounds``: 2 where it was measured again on an inversion's surface;
     ``halves_apart_m``: how far apart (m) two halves of the images put the shift (the
-    larger of the two splits; NaN where a half measured none)."""
+    larger of the two splits; NaN where a half measured none); ``priors_apart_m``: how far
+    (m) the priors still measure the moved DEM off where they flagged it (NaN where they
+    did not)."""
 
     shift_east_m: float
     shift_north_m: float
@@ -74,6 +76,7 @@ class ImageRegistration:
     flag: str = ""
     rounds: int = 1
     halves_apart_m: float = math.nan
+    priors_apart_m: float = math.nan
 
     def applied_shift(self) -> tuple[float, float]:
         """The shift (m east, north) to apply: the estimate itself where applied, none
@@ -87,6 +90,19 @@ class ImageRegistration:
         """The estimate's stated error (m): the larger of its components' standard errors."""
         return max(self.error_east_m, self.error_north_m)
 
+    @property
+    def error_m(self) -> float:
+        """How far (m) the DEM may still be off once this registration is applied: its
+        stated error, or for a flagged one the larger of that, half its halves' difference
+        (the whole's estimate lies about midway between theirs) and what the priors still
+        measure. On the inversion study's held-out scenes a flagged registration missed by
+        a median 1.46 of its stated error and 1.22 of this one (an unflagged one: 0.30)."""
+        if not self.flag:
+            return self.stated_error_m
+        known = [value for value in (self.stated_error_m, 0.5 * self.halves_apart_m, self.priors_apart_m)
+                 if math.isfinite(value)]
+        return max(known, default=math.inf)
+
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> ImageRegistration | None:
         """The registration a scene's attributes record (:meth:`to_attrs`), or None."""
@@ -97,7 +113,8 @@ class ImageRegistration:
                    int(attrs["image_registration_images"]), bool(int(attrs["image_registration_applied"])),
                    str(attrs.get("image_registration_reason", "")), str(attrs.get("image_registration_flag", "")),
                    int(attrs.get("image_registration_rounds", 1)),
-                   float(attrs.get("image_registration_halves_apart_m", math.nan)))
+                   float(attrs.get("image_registration_halves_apart_m", math.nan)),
+                   float(attrs.get("image_registration_priors_apart_m", math.nan)))
 
     def to_attrs(self) -> dict[str, float | int | str]:
         """Attributes for a scene: ``image_registration_*``."""
@@ -107,7 +124,8 @@ class ImageRegistration:
                 "image_registration_error_north_m": self.error_north_m,
                 "image_registration_images": self.images, "image_registration_applied": int(self.applied),
                 "image_registration_reason": self.reason, "image_registration_flag": self.flag,
-                "image_registration_rounds": self.rounds, "image_registration_halves_apart_m": self.halves_apart_m}
+                "image_registration_rounds": self.rounds, "image_registration_halves_apart_m": self.halves_apart_m,
+                "image_registration_priors_apart_m": self.priors_apart_m}
 
     def checked_against(self, priors_east_m: float, priors_north_m: float, priors_error_m: float
                         ) -> ImageRegistration:
@@ -125,7 +143,8 @@ class ImageRegistration:
                 f"{priors_north_m:+.0f} m north), beyond the {combined:.0f} m the two estimates' errors allow")
         warnings.warn(f"the DEM's registration to the image may have failed: {flag}; check the DEM's and the "
                       "priors' coordinates", PlausibilityWarning, stacklevel=user_stacklevel())
-        return dataclasses.replace(self, flag="; ".join(part for part in (self.flag, flag) if part))
+        return dataclasses.replace(self, flag="; ".join(part for part in (self.flag, flag) if part),
+                                   priors_apart_m=left)
 
 
 #: The standard error (m, either component) within which an image registration is applied

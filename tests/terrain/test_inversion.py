@@ -205,6 +205,9 @@ def test_a_registration_whose_halves_disagree_is_flagged():
         found = register_to_images(grid, [radar_image(grid, spliced, geometry)])
     assert found.halves_apart_m > REGISTRATION_CONSISTENCY_M and "land cover, not relief" in found.flag
     assert type(found).from_attrs(found.to_attrs()) == found
+    # The inversion is told it may be off by half the halves' difference, not its stated error.
+    assert found.error_m == pytest.approx(max(found.stated_error_m, found.halves_apart_m / 2))
+    assert found.error_m > found.stated_error_m
 
 
 def _registered_to_own_sigma0(dem: xr.DataArray, heading: float) -> tuple[float, float]:
@@ -249,6 +252,7 @@ def test_registration_is_refused_where_the_image_cannot_tell():
 
 
 def test_a_registration_the_priors_contradict_is_flagged_not_applied_in_silence():
+    from sarheight.terrain.observed import registration_error_m
     from sarheight.terrain.registration import ImageRegistration
 
     applied = ImageRegistration(20.0, -5.0, 2.0, 3.0, 2, True)
@@ -258,6 +262,10 @@ def test_a_registration_the_priors_contradict_is_flagged_not_applied_in_silence(
         flagged = applied.checked_against(-25.0, 10.0, 4.0)
     assert flagged.flag.startswith("the priors measure the registered DEM still 27 m off")
     assert ImageRegistration.from_attrs(flagged.to_attrs()) == flagged
+    # What the inversion is told the DEM may still be off by: the stated 3 m where the
+    # priors agree, the 27 m they still measure where they do not.
+    assert registration_error_m(applied, {}) == 3.0
+    assert registration_error_m(flagged, {}) == pytest.approx(math.hypot(25.0, 10.0))
     # Not applied: nothing to flag.
     kept = ImageRegistration(20.0, -5.0, 30.0, 30.0, 1, False, "too coarse")
     assert kept.checked_against(-25.0, 10.0, 4.0) is kept and kept.applied_shift() == (0.0, 0.0)
