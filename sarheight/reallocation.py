@@ -17,17 +17,16 @@ a tile of it for the block-wise engine in :mod:`sarheight.distributed`);
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import xarray as xr
 
+from . import compute
 from ._version import __version__
 from .dem import Dem
 from .geometry import RadarWindow
-from .kernels import reallocation as reallocation_kernels
 from .masks import kernel_codes
 from .observation import (
     Observation,
@@ -39,45 +38,30 @@ from .observation import (
     warn_partial_coverage,
 )
 from .simulate import Simulation, run_simulation
-from .simulate.cells import block_count, channels, gather_buffer, radar_sums
+from .simulate.cells import channels, gather_buffer, radar_sums
 from .simulate.contribution import Contribution, Projection
-from .simulate.engine import clear_residue, residue_thresholds
-from .threads import progress_bar, run_blocks
+from .simulate.engine import clear_residue
+from .threads import progress_bar
 
 #: What ``backscatter`` holds: the reallocated energy over the sigma or the gamma area.
 Output = Literal["sigma0", "gamma0"]
 
 
-#: Radar lines per block of the per-pixel pass.
-_LINES_PER_BLOCK = 256
-
-
 def ratios_in_place(state: Simulation, sums: np.ndarray, observed: np.ndarray, *,
                      prefix: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """Turn the simulated sums (a radar buffer, ``simulate.radar_sums``) into the
-    reallocation ratios, in place (``kernels.reallocation.ratio_lines``).
+    reallocation ratios, in place (:func:`sarheight.compute.reallocation_ratios`).
 
     Channel 0 becomes I_p a_p / sum(w c), channel 1 I_p a_p / sum(w A_gamma) (0 where
     nothing was simulated); with ``prefix``, the padded row prefix sums the exact gather
     reads. Returns what needs the sums before they are overwritten: the simulated image
     sum(w c) / a_p (float32, NaN where a_p is not positive), the pixels valid for terrain
     flattening (gamma area at least 5 % of flat terrain's), and how many pixels the
-    facets reach but the observation lacks (NaN). Runs on blocks of lines in threads.
+    facets reach but the observation lacks (NaN). The sums' rounding residue is cleared
+    as they are read (a state that was cleared already reads the same).
     """
-    line0, n_lines, sample0, n_samples = state.window
-    fields, powers, fitted, fit = state.smooth_fields.kernel_arguments()
-    # The sums' rounding residue is cleared as they are read (a state that was cleared
-    # already reads the same).
-    thresholds = residue_thresholds(state.contribution, state.smooth_fields)
-    simulated = np.empty((n_lines, n_samples), dtype=np.float32)
-    valid = np.empty((n_lines, n_samples), dtype=bool)
-
-    def work(start: int, stop: int) -> int:
-        return reallocation_kernels.ratio_lines(sums, observed, start, stop, prefix, fields, powers, fitted, fit,
-                                                line0, sample0, thresholds, simulated, valid)
-
-    missing = sum(run_blocks(work, n_lines, max(1, math.ceil(n_lines / _LINES_PER_BLOCK))))
-    return simulated, valid, missing
+    fields = state.smooth_fields.pixel_fields(state.window, state.contribution)
+    return compute.reallocation_ratios(sums, observed, fields, prefix=prefix)
 
 
 def reallocation_ratios(state: Simulation, observed: np.ndarray) -> np.ndarray:
@@ -128,10 +112,7 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     if intensity_flags(observed)[3]:
         # Which pixels the facets reach is read from the sums without their residue.
         clear_residue(channels(sums), state.window, state.smooth_fields, state.contribution)
-        missing = np.empty(observed.shape, dtype=bool)
-        run_blocks(lambda start, stop, image=observed: reallocation_kernels.missing_pixels(
-            image, sums, start, stop, missing), observed.shape[0],
-                   max(1, math.ceil(observed.shape[0] / _LINES_PER_BLOCK)))
+        missing = compute.missing_pixels(observed, sums)
     else:
         missing = None
     simulated_image, valid_pixels, n_missing = ratios_in_place(state, sums, observed, prefix=state.exact)
@@ -149,14 +130,10 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     held = {"observed": observed, "simulated": simulated_image}
     del simulated_image, observed
 
-    def sample_cells(start: int, stop: int) -> None:
-        at, out = (slice(first + start, first + stop), own_cols), slice(start, stop)
-        reallocation_kernels.sample_cells(cells["line"][at], cells["sample"][at], cells["valid"][at],
-                                  cells["incidence"][at], held["observed"], held["simulated"], state.mixing,
-                                  line0, sample0, products["geocoded"][out], products["simulated"][out],
-                                  products["mixing"][out])
-
-    run_blocks(sample_cells, shape[0], block_count(shape))
+    own = (slice(first, last), own_cols)
+    compute.sample_cells(cells["line"][own], cells["sample"][own], cells["valid"][own], cells["incidence"][own],
+                         compute.WindowImages(held["observed"], held["simulated"], state.mixing, line0, sample0),
+                         out=(products["geocoded"], products["simulated"], products["mixing"]))
     held.clear()
     if in_place:
         del cells["incidence"]
@@ -170,10 +147,11 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
         # Pixels whose gamma area is under 5 % of flat terrain's would divide by almost
         # nothing: cells that land in one are NaN in the flattened product (Small 2011).
         # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
-        reallocation_kernels.finish_cells(energy, sigma_area, gamma_area, cos_local, shadow[at], cells["valid"][at],
-                                          cells["line"][at], cells["sample"][at], valid_pixels, line0, sample0,
-                                          output == "sigma0", kernel_codes(), products["backscatter"][out],
-                                          products["flattened"][out], products["local_incidence_angle"][out])
+        compute.finish_cells(compute.GatheredCells(energy, sigma_area, gamma_area, cos_local), cells["line"][at],
+                             cells["sample"][at], cells["valid"][at], shadow[at], valid_pixels, (line0, sample0),
+                             use_sigma=output == "sigma0", codes=kernel_codes(),
+                             out=(products["backscatter"][out], products["flattened"][out],
+                                  products["local_incidence_angle"][out]))
         if keep_energy:
             products["energy"][out] = energy[0]
 

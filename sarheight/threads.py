@@ -26,12 +26,23 @@ T = TypeVar("T")
 _local = threading.local()
 
 
+#: Cells per block of DEM rows in the per-cell passes: the blocks' own buffers (ECEF
+#: positions, per-cell sums, scatter bands) stay small beside the whole-DEM arrays.
+BLOCK_CELLS = 1 << 17
+
+
 def thread_count() -> int:
     """Threads to use: Numba's thread setting (NUMBA_NUM_THREADS), at most the CPU count;
     1 inside ``serial_call`` (tasks of a pool that already runs one per core)."""
     if getattr(_local, "serial", False):
         return 1
     return max(1, min(numba.get_num_threads(), os.cpu_count() or 1))
+
+
+def block_count(shape: tuple[int, int]) -> int:
+    """Row blocks for a per-cell pass over ``shape`` cells: at least one per thread, about
+    :data:`BLOCK_CELLS` cells each."""
+    return max(thread_count(), -(-shape[0] * shape[1] // BLOCK_CELLS))
 
 
 def serial_call(func: Callable[..., T], *args) -> T:

@@ -16,8 +16,12 @@ the range axis both ways (:func:`samples_of_slant_ranges`,
 :func:`slant_ranges_of_samples`), the speckle filters (:func:`lee`, :func:`refined_lee`), the rows of a separable
 interpolation (:func:`interpolate_rows`), a survey of an image's values
 (:func:`intensity_flags`), a weighted mean per pixel (:func:`weighted_mean`), backward
-geocoding (:func:`geocode`) and the
-zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`). The
+geocoding (:func:`geocode`), the
+zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`) and the
+reallocation's per-pixel and per-cell passes (:func:`clear_residue`,
+:func:`reallocation_ratios`, :func:`missing_pixels`, :func:`sample_cells`,
+:func:`finish_cells`) and the extent of a block's facets in the image
+(:func:`facet_extent`), the numba backend only so far. The
 passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
 lists those modules, and the list only shrinks.
@@ -39,13 +43,23 @@ from ..kernels.facet_table import (
     CONTRIBUTION_MODEL,
     CONTRIBUTION_USER,
 )
-from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
+from ..kernels.reallocation import VALID_AREA_FRACTION
+from .bundles import (
+    CellGeometry,
+    GatheredCells,
+    Geocoded,
+    GeocodingGeometry,
+    OrbitPolynomial,
+    PixelFields,
+    WindowImages,
+)
 
 __all__ = ["BACKENDS", "CONTRIBUTION_CELL_LAW", "CONTRIBUTION_GAMMA", "CONTRIBUTION_MODEL", "CONTRIBUTION_USER",
-           "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "Geocoded", "GeocodingGeometry",
-           "OrbitPolynomial", "cell_geometry", "compute_for", "ecef", "geocode", "intensity_flags", "interpolate_rows",
-           "lee", "orbit_states",
-           "refined_lee", "samples_of_slant_ranges", "slant_ranges_of_samples"]
+           "VALID_AREA_FRACTION", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "GatheredCells", "Geocoded",
+           "GeocodingGeometry", "OrbitPolynomial", "PixelFields", "WindowImages", "cell_geometry", "clear_residue",
+           "compute_for", "ecef", "facet_extent", "finish_cells", "geocode", "intensity_flags", "interpolate_rows",
+           "lee", "missing_pixels", "orbit_states", "reallocation_ratios", "refined_lee", "sample_cells",
+           "samples_of_slant_ranges", "slant_ranges_of_samples"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -113,9 +127,17 @@ def _backend(compute: Compute, name: str):
     """The pass ``name`` of ``compute``'s backend; refused in one line where it has none."""
     module = importlib.import_module(BACKENDS[compute.backend]["module"])
     if not hasattr(module, name):
-        raise InvalidInputError(f"the {compute.backend} backend has no {name} pass: use "
-                                f"{' or '.join(other for other in BACKENDS if other != compute.backend)}")
+        others = [other for other in BACKENDS if other != compute.backend and _has(other, name)]
+        raise InvalidInputError(f"the {compute.backend} backend has no {name} pass: use {' or '.join(others)}")
     return getattr(module, name)
+
+
+def _has(backend: str, name: str) -> bool:
+    """Whether ``backend`` has the pass ``name`` (False where its module cannot load here)."""
+    try:
+        return hasattr(importlib.import_module(BACKENDS[backend]["module"]), name)
+    except ImportError:
+        return False
 
 
 def _check_grid(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, name: str) -> None:
@@ -285,3 +307,102 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
     if compute.backend != "numba" and (blocks is not None or on_block is not None):
         raise InvalidInputError("blocks and on_block are options of the numba backend's cell_geometry")
     return _backend(compute, "cell_geometry")(lon_rad, lat_rad, height, geometry, device=compute.device, **options)
+
+
+def _check_window_images(first: np.ndarray, second: np.ndarray, name: str) -> None:
+    if first.ndim != 2 or first.shape != second.shape[-2:]:
+        raise InvalidInputError(f"{name} takes images of one window, got {first.shape} and {second.shape}")
+
+
+def clear_residue(images: np.ndarray, fields: PixelFields, *, compute: Compute | None = None) -> None:
+    """Clear in place the rounding residue of simulated sums ``images`` (channels, lines,
+    samples; the sums of the contribution and of the gamma area): a pixel's sum below
+    ``fields.thresholds`` times its area is set to 0 (``simulate.engine.clear_residue``
+    says why)."""
+    compute = compute or Compute()
+    if np.ndim(images) != 3:
+        raise InvalidInputError(f"clear_residue takes (channels, lines, samples) sums, got {np.shape(images)}")
+    _backend(compute, "clear_residue")(images, fields, device=compute.device)
+
+
+def reallocation_ratios(sums: np.ndarray, observed: np.ndarray, fields: PixelFields, *, prefix: bool,
+                        compute: Compute | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Turn a radar buffer of simulated sums (``sums``: padded, the two channels side by
+    side, ``simulate.radar_sums``) into the reallocation's ratios in place: I a / sum(w c)
+    and I a / sum(w A_gamma) (0 where nothing was simulated), as their padded row prefix
+    sums with ``prefix`` (the exact projection's gather reads them).
+
+    Returns
+    -------
+    The simulated image sum(w c) / a (float32, NaN where the area is not positive), the
+    pixels valid for terrain flattening (bool: gamma area at least
+    :data:`VALID_AREA_FRACTION` of flat terrain's), and how many pixels the facets reach
+    that ``observed`` (lines, samples, beta0) lacks.
+    """
+    compute = compute or Compute()
+    if np.ndim(observed) != 2:
+        raise InvalidInputError(f"reallocation_ratios takes a 2-D observed image, got {np.ndim(observed)} dims")
+    return _backend(compute, "reallocation_ratios")(sums, observed, fields, prefix=prefix, device=compute.device)
+
+
+def missing_pixels(observed: np.ndarray, sums: np.ndarray, *, compute: Compute | None = None) -> np.ndarray:
+    """The pixels (bool, the observed image's shape) that the facets reach (either sum of
+    the radar buffer ``sums`` positive) but the observation lacks (NaN)."""
+    compute = compute or Compute()
+    if np.ndim(observed) != 2:
+        raise InvalidInputError(f"missing_pixels takes a 2-D observed image, got {np.ndim(observed)} dims")
+    return _backend(compute, "missing_pixels")(observed, sums, device=compute.device)
+
+
+def sample_cells(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, incidence: np.ndarray,
+                 images: WindowImages, *, out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                 compute: Compute | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The window's images read at each cell (``line``, ``sample``: fractional, absolute;
+    ``incidence``: the ellipsoid's, rad): the observed beta0 interpolated bilinearly times
+    the sine of the incidence (conventional geocoding's sigma0, float32), the simulated
+    image (float32) and the nearest pixel's mixing (uint16; 0 for invalid cells), NaN off
+    the window; written into ``out`` where given."""
+    compute = compute or Compute()
+    if not line.shape == sample.shape == valid.shape == incidence.shape:
+        raise InvalidInputError(f"sample_cells takes cells of one shape, got {line.shape}, {sample.shape}, "
+                                f"{valid.shape} and {incidence.shape}")
+    _check_window_images(images.observed, images.simulated, "sample_cells")
+    if out is None:
+        out = (np.empty(line.shape, np.float32), np.empty(line.shape, np.float32), np.empty(line.shape, np.uint16))
+    _backend(compute, "sample_cells")(line, sample, valid, incidence, images, out, device=compute.device)
+    return out
+
+
+def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, valid: np.ndarray,
+                 shadow: np.ndarray, valid_pixels: np.ndarray, origin: tuple[int, int], *, use_sigma: bool,
+                 codes: tuple[int, int, int, int], out: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 compute: Compute | None = None) -> None:
+    """A tile's cells from the energies the gather gave them (written into ``out``:
+    backscatter, flattened, local incidence, float32): the energy over the sigma area
+    (``use_sigma``) or the gamma area; the gamma energy over the gamma area (NaN where the
+    cell's nearest pixel, of ``valid_pixels`` on the window whose first line and sample
+    are ``origin``, is not valid for flattening); both NaN where ``shadow`` holds a code of
+    ``codes`` (none, active, passive, outside) other than none; the local incidence
+    (degrees) from the cosine of the mean normal, NaN for invalid cells."""
+    compute = compute or Compute()
+    if not gathered.cos_local.shape == line.shape == sample.shape == valid.shape == shadow.shape:
+        raise InvalidInputError("finish_cells takes a tile's cells of one shape")
+    _backend(compute, "finish_cells")(gathered, line, sample, valid, shadow, valid_pixels, origin, use_sigma, codes,
+                                      out, device=compute.device)
+
+
+def facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, *,
+                 borders: tuple[bool, bool, bool, bool] = (True, True, True, True),
+                 compute: Compute | None = None) -> tuple[float, float, float, float]:
+    """The extent in the image of the facets of a block of cells (``line``, ``sample``:
+    their centres' fractional indices; ``valid``): (smallest line, largest line, smallest
+    sample, largest sample) over the facets' vertices, NaN where no cell is valid. At
+    the DEM's border the vertices reach half a cell beyond the outermost centres;
+    ``borders``: whether the block's first row, last row, first column and last column
+    are the DEM's border (elsewhere its edge is a halo of neighbours)."""
+    compute = compute or Compute()
+    if not line.shape == sample.shape == valid.shape or line.ndim != 2:
+        raise InvalidInputError(f"facet_extent takes 2-D cells of one shape, got {line.shape}, {sample.shape} and "
+                                f"{valid.shape}")
+    return _backend(compute, "facet_extent")(line, sample, valid, tuple(bool(border) for border in borders),
+                                             device=compute.device)

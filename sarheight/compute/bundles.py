@@ -7,7 +7,8 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["CellGeometry", "Geocoded", "GeocodingGeometry", "OrbitPolynomial"]
+__all__ = ["CellGeometry", "GatheredCells", "Geocoded", "GeocodingGeometry", "OrbitPolynomial", "PixelFields",
+           "WindowImages"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,3 +129,54 @@ class CellGeometry:
         out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         out["azimuth_time"] = out.pop("azimuth_time_ns").view("datetime64[ns]")
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelFields:
+    """The smooth fields of a simulation's radar window as the per-pixel passes evaluate
+    them (:meth:`sarheight.simulate.engine.SmoothFields.pixel_fields` makes it).
+
+    Attributes
+    ----------
+    coefficients : (2, terms) the polynomials of the pixel area (m^2) and of the flat
+        terrain's gamma area, in the window's normalised line and sample.
+    powers : (terms, 2) int64, each term's powers of the line and the sample.
+    fitted : False where no cell was there to fit them (the areas are 0 then).
+    fit_window : (first line, lines, first sample, samples) the fit normalises over.
+    line0, sample0 : the absolute line and sample of the window's pixel (0, 0).
+    thresholds : (2,) per unit of pixel area, the sums (contribution, gamma area) below
+        which a pixel's simulated sum is rounding residue.
+    """
+
+    coefficients: np.ndarray
+    powers: np.ndarray
+    fitted: bool
+    fit_window: tuple[int, int, int, int]
+    line0: int
+    sample0: int
+    thresholds: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowImages:
+    """The radar window's images read at each cell: the observed beta0 and the simulated
+    image (lines, samples; float), the mixing (uint16) and the window's first line and
+    sample."""
+
+    observed: np.ndarray
+    simulated: np.ndarray
+    mixing: np.ndarray
+    line0: int
+    sample0: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GatheredCells:
+    """What the gather gave a tile of cells: ``energy`` (2, rows, cols) the reallocated
+    energy of the model's and the gamma contribution (m^2), the sigma and gamma areas
+    (m^2) and the cosine of the local incidence angle, each (rows, cols)."""
+
+    energy: np.ndarray
+    sigma_area: np.ndarray
+    gamma_area: np.ndarray
+    cos_local: np.ndarray

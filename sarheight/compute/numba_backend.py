@@ -3,17 +3,30 @@ row blocks run by threads (:func:`sarheight.threads.run_blocks`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from .. import kernels
-from ..kernels import geodesy, reallocation, speckle
-from ..threads import run_blocks
-from .bundles import CellGeometry, Geocoded, GeocodingGeometry, OrbitPolynomial
+from ..kernels import geodesy, radar_buffers, reallocation, speckle
+from ..threads import block_count, run_blocks
+from .bundles import (
+    CellGeometry,
+    GatheredCells,
+    Geocoded,
+    GeocodingGeometry,
+    OrbitPolynomial,
+    PixelFields,
+    WindowImages,
+)
 
-__all__ = ["cell_geometry", "ecef", "geocode", "intensity_flags", "interpolate_rows", "lee", "orbit_states",
-           "refined_lee", "samples_of_slant_ranges", "slant_ranges_of_samples", "weighted_mean"]
+__all__ = ["cell_geometry", "clear_residue", "ecef", "facet_extent", "finish_cells", "geocode", "intensity_flags",
+           "interpolate_rows", "lee", "missing_pixels", "orbit_states", "reallocation_ratios", "refined_lee",
+           "sample_cells", "samples_of_slant_ranges", "slant_ranges_of_samples", "weighted_mean"]
+
+#: Radar lines per block of a per-pixel pass (a block's work for a thread).
+LINES_PER_BLOCK = 256
 
 
 def intensity_flags(image: np.ndarray, *, device: str) -> tuple[bool, bool, bool, bool]:
@@ -184,3 +197,83 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
 
     run_blocks(work, shape[0], blocks)
     return CellGeometry(**out)
+
+
+def _line_blocks(lines: int) -> int:
+    return max(1, -(-lines // LINES_PER_BLOCK))
+
+
+def clear_residue(images: np.ndarray, fields: PixelFields, *, device: str) -> None:
+    """:func:`sarheight.compute.clear_residue` with ``kernels.reallocation.clear_residue``
+    on line blocks in threads."""
+    del device  # the CPU's threads
+    thresholds = np.asarray(fields.thresholds, dtype=np.float64)[:images.shape[0]]
+    run_blocks(lambda start, stop: reallocation.clear_residue(
+        images, start, stop, fields.coefficients, fields.powers, fields.fitted, fields.fit_window, fields.line0,
+        fields.sample0, thresholds), images.shape[1], _line_blocks(images.shape[1]))
+
+
+def reallocation_ratios(sums: np.ndarray, observed: np.ndarray, fields: PixelFields, *, prefix: bool, device: str
+                        ) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`sarheight.compute.reallocation_ratios` with ``kernels.reallocation.ratio_lines``
+    on line blocks in threads."""
+    del device  # the CPU's threads
+    simulated = np.empty(observed.shape, dtype=np.float32)
+    valid = np.empty(observed.shape, dtype=bool)
+    thresholds = np.asarray(fields.thresholds, dtype=np.float64)
+    missing = run_blocks(lambda start, stop: reallocation.ratio_lines(
+        sums, observed, start, stop, prefix, fields.coefficients, fields.powers, fields.fitted, fields.fit_window,
+        fields.line0, fields.sample0, thresholds, simulated, valid), observed.shape[0], _line_blocks(observed.shape[0]))
+    return simulated, valid, int(sum(missing))
+
+
+def missing_pixels(observed: np.ndarray, sums: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.missing_pixels` with ``kernels.reallocation.missing_pixels``
+    on line blocks in threads."""
+    del device  # the CPU's threads
+    out = np.empty(observed.shape, dtype=bool)
+    run_blocks(lambda start, stop: reallocation.missing_pixels(observed, sums, start, stop, out), observed.shape[0],
+               _line_blocks(observed.shape[0]))
+    return out
+
+
+def sample_cells(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, incidence: np.ndarray,
+                 images: WindowImages, out: tuple[np.ndarray, np.ndarray, np.ndarray], *, device: str) -> None:
+    """:func:`sarheight.compute.sample_cells` with ``kernels.reallocation.sample_cells`` on
+    row blocks in threads."""
+    del device  # the CPU's threads
+    geocoded, simulated, mixing = out
+
+    def block(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        reallocation.sample_cells(line[rows], sample[rows], valid[rows], incidence[rows], images.observed,
+                                  images.simulated, images.mixing, images.line0, images.sample0, geocoded[rows],
+                                  simulated[rows], mixing[rows])
+
+    run_blocks(block, line.shape[0], block_count(line.shape))
+
+
+def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, valid: np.ndarray,
+                 shadow: np.ndarray, valid_pixels: np.ndarray, origin: tuple[int, int], use_sigma: bool,
+                 codes: tuple[int, int, int, int], out: tuple[np.ndarray, np.ndarray, np.ndarray], *,
+                 device: str) -> None:
+    """:func:`sarheight.compute.finish_cells` with ``kernels.reallocation.finish_cells`` (one
+    tile: the gather's threads call it)."""
+    del device  # the caller's thread
+    backscatter, flattened, local_incidence = out
+    reallocation.finish_cells(gathered.energy, gathered.sigma_area, gathered.gamma_area, gathered.cos_local, shadow,
+                              valid, line, sample, valid_pixels, origin[0], origin[1], use_sigma, codes, backscatter,
+                              flattened, local_incidence)
+
+
+def facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, borders: tuple[bool, bool, bool, bool], *,
+                 device: str) -> tuple[float, float, float, float]:
+    """:func:`sarheight.compute.facet_extent` with ``kernels.radar_buffers.facet_extent_rows``
+    on row blocks in threads, their extremes combined: the same extent, bit for bit."""
+    del device  # the CPU's threads
+    parts = np.array(run_blocks(lambda start, stop: radar_buffers.facet_extent_rows(
+        line, sample, valid, start, stop, *borders), line.shape[0], block_count(line.shape)))
+    if np.all(np.isnan(parts[:, 0])):
+        return math.nan, math.nan, math.nan, math.nan
+    return (float(np.nanmin(parts[:, 0])), float(np.nanmax(parts[:, 1])), float(np.nanmin(parts[:, 2])),
+            float(np.nanmax(parts[:, 3])))

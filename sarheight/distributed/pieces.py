@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .. import compute
 from ..dem import geodetic_at_rows, horizontal_crs, is_wgs84_degrees
 from ..geometry import RadarGeometry, RadarWindow
-from ..kernels.radar_buffers import facet_extent
 from ..masks import MaskCode
 from ..observation import (
     check_values,
@@ -119,7 +119,7 @@ def task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: Block, str
     """What the client needs to plan, from the cell geometry of a block's rows (with halo).
 
     Extents (the lines of the own cells' centres, the lines and samples of the facets,
-    ``kernels.radar_buffers.facet_extent``), the cell steps (``simulate.cell_steps``) every
+    :func:`sarheight.compute.facet_extent`), the cell steps (``simulate.cell_steps``) every
     ``steps_every`` rows and columns, orientation and range spacing; the faces-away flags
     of the own rows; each column's line every ``_LINE_SAMPLING`` rows (and at the last own
     row); per tile (column range of ``col_edges``), the extent in lines and samples of its
@@ -146,8 +146,8 @@ def task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: Block, str
             ring = (slice(max(0, own_rows.start - 1), own_rows.stop + 1), slice(max(0, c0 - 1), c1 + 1))
             own_tile = (own_rows, slice(c0, c1))
             any_own = bool(valid[:, c0:c1].any())
-            extent = facet_extent(cells["line"][ring], cells["sample"][ring], cells["valid"][ring], top, bottom,
-                                  c0 == 0, c1 == cols)
+            extent = compute.facet_extent(cells["line"][ring], cells["sample"][ring], cells["valid"][ring],
+                                          borders=(top, bottom, c0 == 0, c1 == cols))
             own_lines = (np.nanmin(line[own_tile]), np.nanmax(line[own_tile])) if any_own else (np.nan, np.nan)
             tiles.append(TileExtent(any_own, extent, own_lines))
         # Each column's smallest and largest line over intervals of _LINE_SAMPLING rows
@@ -167,7 +167,8 @@ def task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: Block, str
         faces_away=cells["faces_away"][own_rows],
         active_layover=cells["active_layover"][own_rows],
         line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
-        facet_range=facet_extent(cells["line"], cells["sample"], cells["valid"], top, bottom, True, True),
+        facet_range=compute.facet_extent(cells["line"], cells["sample"], cells["valid"],
+                                         borders=(top, bottom, True, True)),
         steps=cell_steps(cells, steps_every, block.halo_start, (own_rows.start, own_rows.stop)),
         along_track_rows=rows_run_along_track(cells["line"]),
         range_spacing=slant_range_spacing(cells),
@@ -278,7 +279,7 @@ def bounded(workers: Workers, calls, consume: Callable[[int, Any], None], in_fli
 
 def sub_window(extent: tuple[float, float, float, float], window: RadarWindow, margin: int = 2) -> RadarWindow:
     """The radar sub-window of a tile whose facets span ``extent`` (lines, samples: min,
-    max, min, max; ``kernels.radar_buffers.facet_extent``, the DEM's border included), ``margin``
+    max, min, max; :func:`sarheight.compute.facet_extent`, the DEM's border included), ``margin``
     pixels around it as the window's own (``simulate.radar_window``), within the window."""
     first_line = max(window.line0, math.floor(extent[0]) - margin)
     stop_line = min(window.line_stop, math.ceil(extent[1]) + margin + 1)

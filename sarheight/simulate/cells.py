@@ -19,7 +19,7 @@ from ..geometry import RadarGeometry, RadarWindow
 from ..kernels import buckets as bucket_kernels
 from ..kernels import columns, facing, radar_buffers, visibility
 from ..masks import kernel_codes
-from ..threads import row_blocks, run_blocks, thread_count
+from ..threads import BLOCK_CELLS, block_count, row_blocks, run_blocks, thread_count
 
 
 def oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cells: dict) -> int:
@@ -301,7 +301,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
     """The part of the image the facets of the DEM's cells fall in, ``margin`` pixels
     around the extent of the facets' vertices.
 
-    That extent (``kernels.radar_buffers.facet_extent``) reaches beyond the cell centres at the
+    That extent (:func:`sarheight.compute.facet_extent`) reaches beyond the cell centres at the
     DEM's border, whose facets are extrapolated half a cell beyond the outermost centres:
     by up to a cell step, several pixels where cells are larger than pixels or
     foreshortened. A window cut at the centres would drop the outer part of those facets
@@ -317,14 +317,8 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
 
 
 def whole_facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray) -> tuple[float, float, float, float]:
-    """``kernels.radar_buffers.facet_extent`` of a whole DEM's cells (its borders the DEM's), on
-    row blocks in threads, their extremes combined: the same extent, bit for bit."""
-    parts = np.array(run_blocks(lambda start, stop: radar_buffers.facet_extent_rows(
-        line, sample, valid, start, stop, True, True, True, True), line.shape[0], block_count(line.shape)))
-    if np.all(np.isnan(parts[:, 0])):
-        return math.nan, math.nan, math.nan, math.nan
-    return (float(np.nanmin(parts[:, 0])), float(np.nanmax(parts[:, 1])), float(np.nanmin(parts[:, 2])),
-            float(np.nanmax(parts[:, 3])))
+    """:func:`sarheight.compute.facet_extent` of a whole DEM's cells (its borders the DEM's)."""
+    return compute.facet_extent(line, sample, valid)
 
 
 def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarGeometry,
@@ -346,19 +340,9 @@ def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarG
     return RadarWindow(line0, line1 - line0, sample0, sample1 - sample0)
 
 
-#: Cells per block of DEM rows in the per-cell passes: the blocks' own buffers (ECEF
-#: positions, per-cell sums, scatter bands) stay small beside the whole-DEM arrays.
-BLOCK_CELLS = 1 << 17
-
-
 #: Radar lines of a band of the radar buffer that the scatter's tiles add to under a lock
 #: of its own.
 ADD_BAND_LINES = 64
-
-
-def block_count(shape: tuple[int, int]) -> int:
-    """Row blocks for a per-cell pass: at least one per thread, about ``BLOCK_CELLS`` cells each."""
-    return max(thread_count(), math.ceil(shape[0] * shape[1] / BLOCK_CELLS))
 
 
 def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: int = 0,

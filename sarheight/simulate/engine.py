@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .. import kernels
+from .. import compute
 from .._version import __version__
 from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError
@@ -27,11 +27,9 @@ from ..ground import empirical_sigma0
 from ..io import check_memory
 from ..kernels import facet_table, facets, radar_buffers
 from ..masks import MASK_ATTRS, MaskCode
-from ..threads import run_blocks, thread_count
+from ..threads import block_count, run_blocks, thread_count
 from .cells import (
     ADD_BAND_LINES,
-    BLOCK_CELLS,
-    block_count,
     cell_ecef,
     cell_geometry,
     channels,
@@ -457,17 +455,20 @@ class SmoothFields:
     def _terms(degree: int) -> list[tuple[int, int]]:
         return [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
 
-    def kernel_arguments(self) -> tuple[np.ndarray, np.ndarray, bool, tuple[int, int, int, int]]:
-        """(coefficients of the pixel area and the flat-terrain gamma area (2, n_terms), the
-        terms' powers (n_terms, 2), whether they were fitted, the fit's window): the
-        polynomials as ``kernels.reallocation`` evaluates them."""
+    def pixel_fields(self, window: RadarWindow, contribution: FacetContribution) -> compute.PixelFields:
+        """The pixel area's and the flat terrain's gamma area's polynomials as the per-pixel
+        passes of the kernel door evaluate them on ``window`` (the simulation's radar
+        window), with the thresholds of ``contribution``'s rounding residue
+        (:func:`residue_thresholds`)."""
         powers = np.array(self._terms(self.degree), dtype=np.int64)
         fitted = self.coefficients["pixel_area"] is not None
         fields = np.zeros((2, powers.shape[0]))
         if fitted:
             fields[0] = self.coefficients["pixel_area"]
             fields[1] = self.coefficients["flat_gamma_area"]
-        return fields, powers, fitted, tuple(int(value) for value in self.window)
+        fit_window = tuple(int(value) for value in self.window)
+        return compute.PixelFields(fields, powers, fitted, fit_window,  # type: ignore[arg-type]
+                                   int(window[0]), int(window[2]), residue_thresholds(contribution, self))
 
     def separable_terms(self, name: str, window: RadarWindow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The field on ``window`` (default: the whole fitted window) as row terms (n_terms,
@@ -681,9 +682,4 @@ def clear_residue(images: np.ndarray, window: RadarWindow, smooth: SmoothFields,
     drops only slivers of facets under a billionth of a pixel, and bounds the ratios at
     about a billion times flat terrain's.
     """
-    line0, n_lines, sample0, n_samples = window
-    thresholds = residue_thresholds(contribution, smooth)[:images.shape[0]]
-    fields, powers, fitted, fit = smooth.kernel_arguments()
-    run_blocks(lambda start, stop: kernels.reallocation.clear_residue(
-        images, start, stop, fields, powers, fitted, fit, line0, sample0, thresholds),
-        n_lines, max(1, math.ceil(n_lines * n_samples / BLOCK_CELLS)))
+    compute.clear_residue(images, smooth.pixel_fields(window, contribution))

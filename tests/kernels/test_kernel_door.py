@@ -383,3 +383,30 @@ def test_an_images_survey_and_the_pixels_weighted_mean_are_the_same_on_every_bac
     actual = weighted_mean(weighted, weight, compute=compute)
     assert np.array_equal(np.isnan(expected), weight <= 0) and np.array_equal(np.isnan(actual), np.isnan(expected))
     assert np.nanmax(np.abs(actual - expected)) == 0.0
+
+
+@pytest.mark.parametrize("name", ["reallocation_ratios", "missing_pixels", "clear_residue", "sample_cells",
+                                  "finish_cells", "facet_extent"])
+def test_the_passes_on_numba_alone_say_so_on_torch(name):
+    """The reallocation's and the facets' extent's passes are behind the door on the numba
+    backend so far: torch refuses them in one line, naming the backends that have them."""
+    from sarheight import compute
+
+    with pytest.raises(InvalidInputError, match=f"the torch backend has no {name} pass: use numba$"):
+        compute._backend(Compute("torch", "cpu"), name)
+
+
+def test_the_facets_extent_is_the_same_in_blocks_as_whole():
+    """The extent of a block's facets, taken on row blocks in threads and combined, is the
+    kernel's over the whole block, bit for bit, whichever borders are the DEM's."""
+    from sarheight.compute import facet_extent
+    from sarheight.kernels import radar_buffers
+
+    rng = np.random.default_rng(3)
+    line = np.cumsum(rng.uniform(0.5, 1.5, (300, 40)), axis=0) + 1.0e4
+    sample = np.cumsum(rng.uniform(0.5, 1.5, (300, 40)), axis=1) + 2.0e4
+    valid = rng.random((300, 40)) > 0.1
+    for borders in ((True, True, True, True), (False, True, False, True)):
+        whole = radar_buffers.facet_extent(line, sample, valid, *borders)
+        assert facet_extent(line, sample, valid, borders=borders) == tuple(float(value) for value in whole)
+    assert all(np.isnan(facet_extent(line, sample, np.zeros_like(valid))))
