@@ -20,8 +20,10 @@ geocoding (:func:`geocode`), the
 zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`) and the
 reallocation's per-pixel and per-cell passes (:func:`clear_residue`,
 :func:`reallocation_ratios`, :func:`missing_pixels`, :func:`sample_cells`,
-:func:`finish_cells`) and the extent of a block's facets in the image
-(:func:`facet_extent`), the numba backend only so far. The
+:func:`finish_cells`), the extent of a block's facets in the image
+(:func:`facet_extent`), the cells' own layover (:func:`layover_facing_share`,
+:func:`active_layover`) and the layover and shadow sweep (:func:`visibility_masks`), these
+on the numba backend only so far. The
 passes not yet behind it
 still call their kernels from the physics modules; ``tests/house/test_architecture.py``
 lists those modules, and the list only shrinks.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Callable
+import math
 
 import numpy as np
 
@@ -51,15 +53,17 @@ from .bundles import (
     GeocodingGeometry,
     OrbitPolynomial,
     PixelFields,
+    ProfileCells,
     WindowImages,
 )
 
 __all__ = ["BACKENDS", "CONTRIBUTION_CELL_LAW", "CONTRIBUTION_GAMMA", "CONTRIBUTION_MODEL", "CONTRIBUTION_USER",
            "VALID_AREA_FRACTION", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "GatheredCells", "Geocoded",
-           "GeocodingGeometry", "OrbitPolynomial", "PixelFields", "WindowImages", "cell_geometry", "clear_residue",
-           "compute_for", "ecef", "facet_extent", "finish_cells", "geocode", "intensity_flags", "interpolate_rows",
-           "lee", "missing_pixels", "orbit_states", "reallocation_ratios", "refined_lee", "sample_cells",
-           "samples_of_slant_ranges", "slant_ranges_of_samples"]
+           "GeocodingGeometry", "OrbitPolynomial", "PixelFields", "ProfileCells", "WindowImages", "active_layover",
+           "cell_ecef", "cell_geometry", "clear_residue", "compute_for", "ecef", "facet_extent", "finish_cells",
+           "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee", "missing_pixels",
+           "orbit_states", "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges",
+           "slant_ranges_of_samples", "visibility_masks"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -282,9 +286,20 @@ def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geomet
     return _backend(compute, "geocode")(lon_rad, lat_rad, height, geometry, clip=clip, device=compute.device)
 
 
+def cell_ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, compute: Compute | None = None
+              ) -> np.ndarray:
+    """ECEF positions (m, (rows, cols, 3) float64; NaN for void heights) of a block of grid
+    cells with the arithmetic of :func:`cell_geometry`, so that they are its positions to
+    the last bit: the facet passes make them again per block of rows instead of keeping
+    24 bytes per cell. ``lon_rad``, ``lat_rad`` as :func:`geocode` takes them."""
+    compute = compute or Compute()
+    _check_grid(lon_rad, lat_rad, height, "cell_ecef")
+    return _backend(compute, "cell_ecef")(lon_rad, lat_rad, height, device=compute.device)
+
+
 def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
-                  compute: Compute | None = None, blocks: int | None = None,
-                  on_block: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None) -> CellGeometry:
+                  own_surface: bool = False, compute: Compute | None = None, blocks: int | None = None
+                  ) -> CellGeometry:
     """The zero-Doppler geometry of every cell centre of a grid (:class:`CellGeometry`):
     where the radar sees it (unclipped), the look vector, the pixel's area, the incidence,
     look and cross-track angles.
@@ -293,20 +308,18 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
     ----------
     lon_rad, lat_rad, height : as :func:`geocode` takes them.
     geometry : the acquisition.
+    own_surface : also whether each cell's own surface faces away from the sensor
+        (``faces_away``; the grid's neighbouring rows and columns make the surface).
     compute : where it runs (numba by default; torch; the numpy twins have none).
     blocks : row blocks of the numba backend (its threads' work; default one per thread).
-    on_block : numba backend: ``on_block(start, stop, ecef, look)`` called from the threads
-        with each block's ECEF positions ((rows, cols, 3) float64, m; rows ``start - 1`` to
-        ``stop + 1`` within the grid: the block and the rows either side, which a surface's
-        normals need), which are not kept for the whole grid, and the grid's look vectors
-        (rows ``start:stop`` written).
     """
     compute = compute or Compute()
     _check_grid(lon_rad, lat_rad, height, "cell_geometry")
-    options = {"blocks": blocks, "on_block": on_block} if compute.backend == "numba" else {}
-    if compute.backend != "numba" and (blocks is not None or on_block is not None):
-        raise InvalidInputError("blocks and on_block are options of the numba backend's cell_geometry")
-    return _backend(compute, "cell_geometry")(lon_rad, lat_rad, height, geometry, device=compute.device, **options)
+    options = {"blocks": blocks} if compute.backend == "numba" else {}
+    if compute.backend != "numba" and blocks is not None:
+        raise InvalidInputError("blocks is an option of the numba backend's cell_geometry")
+    return _backend(compute, "cell_geometry")(lon_rad, lat_rad, height, geometry, own_surface=bool(own_surface),
+                                              device=compute.device, **options)
 
 
 def _check_window_images(first: np.ndarray, second: np.ndarray, name: str) -> None:
@@ -406,3 +419,55 @@ def facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, *,
                                 f"{valid.shape}")
     return _backend(compute, "facet_extent")(line, sample, valid, tuple(bool(border) for border in borders),
                                              device=compute.device)
+
+
+def _check_cells(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, name: str) -> None:
+    if not line.shape == sample.shape == valid.shape or line.ndim != 2:
+        raise InvalidInputError(f"{name} takes 2-D cells of one shape, got {line.shape}, {sample.shape} and "
+                                f"{valid.shape}")
+
+
+def layover_facing_share(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orientation: int, *,
+                         compute: Compute | None = None) -> np.ndarray:
+    """The share (0..1, float32) of each cell's own footprint (``line``, ``sample``: the
+    cells' fractional image positions) that is range-reversing in its zero-Doppler plane,
+    NaN where the cell is void; ``orientation``: the sign (+1, -1) of flat terrain's
+    Jacobian determinant d(line, sample) / d(row, column)."""
+    compute = compute or Compute()
+    _check_cells(line, sample, valid, "layover_facing_share")
+    return _backend(compute, "layover_facing_share")(line, sample, valid, int(orientation), device=compute.device)
+
+
+def active_layover(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orientation: int, *,
+                   compute: Compute | None = None) -> np.ndarray:
+    """Whether each cell is in active layover (bool): more than half of its own footprint
+    range-reversing (:func:`layover_facing_share` above 1/2)."""
+    compute = compute or Compute()
+    _check_cells(line, sample, valid, "active_layover")
+    return _backend(compute, "active_layover")(line, sample, valid, int(orientation), device=compute.device)
+
+
+def visibility_masks(cells: ProfileCells, window: tuple[int, int, int, int], *, range_tolerance: float,
+                     codes: tuple[int, int, int, int], judged: np.ndarray | None = None,
+                     every_line: bool = True, compute: Compute | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The layover and shadow sweep: every valid cell's layover and shadow code (uint8,
+    ``codes``: none, active, passive, outside) judged in its own zero-Doppler plane
+    against the profiles of the lines of ``window`` (first line, lines, first sample,
+    samples), and the mixing of the window's pixels (uint16, lines x samples).
+
+    Parameters
+    ----------
+    cells : the cells, rows along track (:class:`ProfileCells`).
+    range_tolerance : how far (m) terrain must lay over a cell to count.
+    judged : judge only these cells (bool; the others lend their points to the profiles).
+    every_line : cut every line for the mixing (else only the lines that bound the
+        sweep's groups; the masks are the same).
+    """
+    compute = compute or Compute()
+    if len({array.shape for array in cells.arrays()}) != 1 or cells.line.ndim != 2:
+        raise InvalidInputError("visibility_masks takes 2-D cells of one shape")
+    if not (math.isfinite(range_tolerance) and range_tolerance >= 0):
+        raise InvalidInputError(f"range_tolerance must be a non-negative number of metres, got {range_tolerance!r}")
+    return _backend(compute, "visibility_masks")(cells, tuple(int(value) for value in window), float(range_tolerance),
+                                                 judged, bool(every_line), codes, device=compute.device)

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 
 __all__ = ["CellGeometry", "GatheredCells", "Geocoded", "GeocodingGeometry", "OrbitPolynomial", "PixelFields",
-           "WindowImages"]
+           "ProfileCells", "WindowImages"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,9 @@ class CellGeometry:
     look_angle : float64, the cell's off-nadir angle seen from the sensor (rad).
     cross_track : float64, the geocentric angle between the cell and the sensor (rad).
     valid : bool, solved and on the side the radar looks at; the others are NaN.
+    faces_away : bool, whether the cell's own surface (the cross product of its central
+        differences along the grid's columns and rows, one-sided at the border, in ECEF)
+        faces away from the sensor; None unless asked for (``own_surface``).
     """
 
     azimuth_time_ns: np.ndarray
@@ -123,10 +126,13 @@ class CellGeometry:
     look_angle: np.ndarray
     cross_track: np.ndarray
     valid: np.ndarray
+    faces_away: np.ndarray | None = None
 
     def as_arrays(self) -> dict[str, np.ndarray]:
-        """The arrays by name, the time as datetime64[ns] (the simulation's cells)."""
-        out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        """The arrays by name (``faces_away`` where it was made), the time as
+        datetime64[ns] (the simulation's cells)."""
+        out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+               if getattr(self, field.name) is not None}
         out["azimuth_time"] = out.pop("azimuth_time_ns").view("datetime64[ns]")
         return out
 
@@ -180,3 +186,25 @@ class GatheredCells:
     sigma_area: np.ndarray
     gamma_area: np.ndarray
     cos_local: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileCells:
+    """The cells as the layover and shadow sweep reads them, DEM rows along track (the
+    caller transposes a DEM whose columns run along track), each (rows, cols):
+    ``line``, ``sample`` (fractional, absolute), ``slant_range`` (m), ``look_angle`` and
+    ``cross_track`` (rad), float64; ``faces_away`` (the cell's surface faces away from
+    the sensor), ``active_layover`` (its own surface lays over) and ``valid``, bool."""
+
+    line: np.ndarray
+    sample: np.ndarray
+    slant_range: np.ndarray
+    look_angle: np.ndarray
+    cross_track: np.ndarray
+    faces_away: np.ndarray
+    active_layover: np.ndarray
+    valid: np.ndarray
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays in the order of the fields (the sweep kernels' order)."""
+        return tuple(getattr(self, field.name) for field in dataclasses.fields(self))

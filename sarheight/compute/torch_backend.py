@@ -284,7 +284,7 @@ def geocode(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geomet
 
 
 def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, geometry: GeocodingGeometry, *,
-                  device: str) -> CellGeometry:
+                  own_surface: bool, device: str) -> CellGeometry:
     """:func:`sarheight.compute.cell_geometry` in torch (float64; the look vector, pixel
     area and incidence float32, as the numba kernel gives them) on ``device``."""
     acquisition = _Acquisition(geometry, torch.device(device))
@@ -295,6 +295,7 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
     out_area, out_incidence = (np.empty((rows, cols), dtype=np.float32) for _ in range(2))
     out_look = np.empty((rows, cols, 3), dtype=np.float32)
     out_valid = np.empty((rows, cols), dtype=bool)
+    out_away = np.empty((rows, cols), dtype=bool) if own_surface else None
     step_rows = block_rows(rows, cols, acquisition.device)
     for start in range(0, rows, step_rows):
         block = slice(start, min(rows, start + step_rows))
@@ -318,11 +319,53 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
         out_range[block] = _host(r, cells["solved"])
         out_line[block] = _host(cells["line"], valid)
         out_sample[block] = _host(cells["sample"], valid)
-        out_look[block] = torch.where(valid[..., None], -offset / r[..., None], 0.0).to(torch.float32).cpu().numpy()
+        look = torch.where(valid[..., None], -offset / r[..., None], 0.0).to(torch.float32)
+        out_look[block] = look.cpu().numpy()
+        if out_away is not None:
+            out_away[block] = _faces_away(lon_rad, lat_rad, height, block, target, look, acquisition.device)
         out_area[block] = _host(area, valid, torch.float32)
         out_incidence[block] = _host(incidence, valid, torch.float32)
         out_look_angle[block] = _host(look_angle, valid)
         out_cross[block] = _host(cross_track, valid)
         out_valid[block] = valid.cpu().numpy()
     return CellGeometry(out_ns, out_range, out_line, out_sample, out_look, out_area, out_incidence, out_look_angle,
-                        out_cross, out_valid)
+                        out_cross, out_valid, out_away)
+
+
+def _faces_away(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, block: slice, target: torch.Tensor,
+                look: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Whether each cell of the rows ``block`` faces away from the sensor, as
+    ``kernels.facing.faces_away`` judges it: the normal the cross product of the central
+    differences of the ECEF positions along columns and rows (one-sided at the grid's
+    border), turned outward; away where it has no positive component along the look
+    vector (float32, as the kernel reads it); False where a position is void. ``target``:
+    the block's positions; the rows either side are made here."""
+    rows = height.shape[0]
+    first, last = max(0, block.start - 1), min(rows, block.stop + 1)
+    parts = [target]
+    if first < block.start:
+        parts.insert(0, _grid_positions(lon_rad, lat_rad, height, slice(first, block.start), device))
+    if last > block.stop:
+        parts.append(_grid_positions(lon_rad, lat_rad, height, slice(block.stop, last), device))
+    ring = torch.cat(parts) if len(parts) > 1 else target
+    own = torch.arange(block.start, block.stop, device=device) - first
+    below, above = (own - 1).clamp(min=0), (own + 1).clamp(max=ring.shape[0] - 1)
+    along_rows = (ring[above] - ring[below]) / (above - below).clamp(min=1).to(torch.float64)[:, None, None]
+    cols = ring.shape[1]
+    column = torch.arange(cols, device=device)
+    left, right = (column - 1).clamp(min=0), (column + 1).clamp(max=cols - 1)
+    centre = ring[own]
+    along_columns = (centre[:, right] - centre[:, left]) / (right - left).clamp(min=1).to(torch.float64)[None, :, None]
+    normal = torch.linalg.cross(along_columns, along_rows, dim=-1)
+    outward = (normal * centre).sum(-1)
+    towards = (normal * look.to(torch.float64)).sum(-1)
+    away = torch.where(outward > 0.0, towards, -towards) <= 0.0
+    away = torch.where(outward == 0.0, True, away)
+    return torch.where(torch.isnan(outward) | torch.isnan(towards), False, away).cpu().numpy()
+
+
+def _grid_positions(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, rows: slice,
+                    device: torch.device) -> torch.Tensor:
+    """ECEF positions (m) of the grid's cells of ``rows``."""
+    return _positions(_axis_or_grid(lon_rad, rows, device), _axis_or_grid(lat_rad, rows, device),
+                      _tensor(height[rows], device))[0]

@@ -6,20 +6,18 @@ per zero-Doppler line, the radar window a DEM covers, the blocks and buffers of 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .. import compute, kernels
+from .. import compute
 from ..dem import geodetic_coordinates
 from ..errors import GeometryError, InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
-from ..kernels import buckets as bucket_kernels
-from ..kernels import columns, facing, radar_buffers, visibility
+from ..kernels import radar_buffers
 from ..masks import kernel_codes
-from ..threads import BLOCK_CELLS, block_count, row_blocks, run_blocks, thread_count
+from ..threads import BLOCK_CELLS, block_count, run_blocks
 
 
 def oversample_factor(oversample: Any, projection: str, dem: xr.DataArray, cells: dict) -> int:
@@ -115,7 +113,7 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
                 range_tolerance: float | None = None, judged: np.ndarray | None = None,
                 every_line: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
-    of the window's pixels (``kernels.visibility``).
+    of the window's pixels (:func:`sarheight.compute.visibility_masks`).
 
     Every valid cell gets a code (:class:`~sarheight.masks.MaskCode`): active layover
     where ``own_layover`` (its own surface lays over, :func:`active_layover`), active
@@ -126,11 +124,10 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     cells (``distributed``). ``judged``: judge only these cells (the others lend their
     points to the profiles); needs rows along track. ``every_line`` False: only the
     lines that bound the sweep's groups are cut, and the lines between take the mixing of
-    the nearer of them (``kernels.visibility.visibility_lines``' ``cut_all``; the masks
+    the nearer of them (the sweep's ``every_line``; the masks
     are the same; each line's mixing is that of the bounding line nearest to it, at most
     half a group away).
     """
-    line0, n_lines, sample0, n_samples = window
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
     arrays = [cells[name] for name in names] + [faces_away, own_layover, cells["valid"]]
     # Profiles cut DEM columns along track: put the axis along which lines change most first.
@@ -140,39 +137,10 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
         raise InvalidInputError("masks of a selection of cells need rows along track")
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
-    line, faces_away, own_layover, valid = arrays[0], arrays[5], arrays[6], arrays[7]
-    layover = np.empty(line.shape, dtype=np.uint8)
-    shadow = np.empty(line.shape, dtype=np.uint8)
-    mixing = np.zeros((n_lines, n_samples), dtype=np.uint16)
-
-    def prepared() -> tuple[float, tuple[np.ndarray, ...], int]:
-        # The level tolerance, the column runs and the lines per group: cells are set
-        # against the profiles of every group-th line (a DEM row's worth on a DEM coarser
-        # than the lines), so that the work per pair of profiles follows the rows.
-        tolerance = 0.05 * slant_range_spacing(cells) if range_tolerance is None else range_tolerance
-        return tolerance, columns.column_runs(line, valid), bucket_kernels.line_group(line, valid)
-
-    def bucketed() -> tuple[np.ndarray, np.ndarray]:
-        return buckets(line, valid, valid if judged is None else judged, faces_away, own_layover, line0, n_lines,
-                        layover, shadow)
-
-    if thread_count() > 1:
-        # The serial preparations on a thread of their own beside the bucketing.
-        with ThreadPoolExecutor(max_workers=1) as side:
-            preparing = side.submit(prepared)
-            start, bucket = bucketed()
-            range_tolerance, runs, group = preparing.result()
-    else:
-        start, bucket = bucketed()
-        range_tolerance, runs, group = prepared()
-    bounds = bucket_kernels.line_groups(n_lines, group)
-    # Ranges of groups are independent: each thread cuts the profile before its first.
-    # Many more ranges than threads even out where layover (the costly cells) gathers
-    # (16 per thread: about 10 % faster than 4 at 4096^2, measured).
-    run_blocks(lambda first, stop: visibility.visibility_lines(
-        *arrays, runs, start, bucket, line0, sample0, n_lines, n_samples, range_tolerance, bounds[first],
-        bounds[stop], group, kernel_codes(), layover, shadow, mixing, every_line), len(bounds) - 1,
-        16 * thread_count())
+    tolerance = 0.05 * slant_range_spacing(cells) if range_tolerance is None else range_tolerance
+    layover, shadow, mixing = compute.visibility_masks(
+        compute.ProfileCells(*arrays), tuple(window), range_tolerance=tolerance,  # type: ignore[arg-type]
+        codes=kernel_codes(), judged=judged, every_line=every_line)
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
@@ -226,7 +194,7 @@ def evenly_chosen(mask: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarra
 
 def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
     """The share (0..1, float32) of each cell's own footprint that faces the radar in
-    layover (range-reversing in its zero-Doppler plane; ``kernels.facing.layover_facing_share``),
+    layover (range-reversing in its zero-Doppler plane; :func:`sarheight.compute.layover_facing_share`),
     NaN where the cell is void. ``orientation``: flat terrain's determinant sign
     (:func:`flat_orientation`).
 
@@ -234,47 +202,13 @@ def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.n
     than half faces the radar this way lays over its neighbours by itself
     (:func:`active_layover`, ``cells["active_layover"]``).
     """
-    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
-    out = np.empty(line.shape, dtype=np.float32)
-    run_blocks(lambda start, stop: facing.layover_facing_share(line, sample, valid, int(orientation), start, stop,
-                                                               out),
-               line.shape[0], block_count(line.shape))
-    return out
+    return compute.layover_facing_share(cells["line"], cells["sample"], cells["valid"], orientation)
 
 
 def active_layover(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
     """Whether each cell is in active layover (bool): more than half of its own footprint
-    range-reversing (:func:`layover_facing_share` above 1/2, ``kernels.facing.active_layover``)."""
-    line, sample, valid = cells["line"], cells["sample"], cells["valid"]
-    out = np.empty(line.shape, dtype=bool)
-    run_blocks(lambda start, stop: facing.active_layover(line, sample, valid, int(orientation), start, stop, out),
-               line.shape[0], block_count(line.shape))
-    return out
-
-
-def buckets(line: np.ndarray, valid: np.ndarray, judged: np.ndarray, faces_away: np.ndarray,
-             own_layover: np.ndarray, line0: int, n_lines: int, layover: np.ndarray,
-             shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``kernels.buckets.visibility_buckets`` on row blocks in threads: a counting sort of
-    the cells by key, counted per block, placed per block (rows in order, so the cells of
-    a key stay row-major)."""
-    blocks = row_blocks(line.shape[0], block_count(line.shape))
-    counts = np.zeros((len(blocks), n_lines + 2), dtype=np.int64)
-    codes = kernel_codes()
-    run_blocks(lambda a, b: [bucket_kernels.bucket_counts(line, valid, judged, faces_away, own_layover, line0, n_lines,
-                                                      *blocks[k],
-                                                      codes, layover, shadow, counts[k]) for k in range(a, b)],
-               len(blocks), len(blocks))
-    # Key b's cells are bucket[start[b]:start[b + 1]]; block k's begin at cursor[k, b].
-    per_key = counts[:, :n_lines + 1].sum(axis=0)
-    start = np.zeros(n_lines + 2, dtype=np.int64)
-    np.cumsum(per_key, out=start[1:])
-    cursors = start[:n_lines + 1] + np.cumsum(counts[:, :n_lines + 1], axis=0) - counts[:, :n_lines + 1]
-    bucket = np.empty(start[-1], dtype=np.int64)
-    run_blocks(lambda a, b: [bucket_kernels.bucket_fill(line, valid, judged, line0, n_lines, *blocks[k], cursors[k],
-                                                    bucket) for k in range(a, b)],
-               len(blocks), len(blocks))
-    return start, bucket
+    range-reversing (:func:`layover_facing_share` above 1/2, :func:`sarheight.compute.active_layover`)."""
+    return compute.active_layover(cells["line"], cells["sample"], cells["valid"], orientation)
 
 
 def slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -> float:
@@ -354,15 +288,11 @@ def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: in
     per cell), rather than kept for the whole DEM (24 bytes per cell).
     """
     cells_at = (slice(start, stop), slice(col_start, col_stop))
-    height = cells["height"][cells_at]
-    out = np.empty((*height.shape, 3))
-    kernels.cells.ecef_of_cells(cells["lon"][cells_at], cells["lat"][cells_at], height, kernels.WGS84_A,
-                                kernels.WGS84_E2, out)
-    return out
+    return compute.cell_ecef(cells["lon"][cells_at], cells["lat"][cells_at], cells["height"][cells_at])
 
 
 def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry, *, own_surface: bool = True) -> dict[str, np.ndarray]:
-    """Zero-Doppler geometry of every cell centre (``kernels.cells.cell_geometry``) and,
+    """Zero-Doppler geometry of every cell centre (:func:`sarheight.compute.cell_geometry`) and,
     with ``own_surface``, the flags of its own surface (``faces_away``, ``active_layover``:
     what the masks need, not the facet passes); ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
@@ -376,20 +306,10 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
     1-D axes are the fast case) and height (m) arrays of one shape, whose rows and columns
     are DEM rows and columns (``own_surface``: also ``faces_away`` and ``active_layover``,
     which take the surface between the neighbouring rows and columns of these arrays)."""
-    shape = height.shape
-    away = np.empty(shape, dtype=bool) if own_surface else None
-
-    def faces(start: int, stop: int, ecef: np.ndarray, look: np.ndarray) -> None:
-        # ecef holds one row more on each side (within the grid): the normals need them.
-        first = max(0, start - 1)
-        rows = slice(first, first + ecef.shape[0])
-        facing.faces_away(ecef, look[rows], start - first, stop - first, away[rows])
-
-    out = compute.cell_geometry(lon, lat, height, geometry.geocoding_geometry(), blocks=block_count(shape),
-                                on_block=faces if own_surface else None).as_arrays()
+    out = compute.cell_geometry(lon, lat, height, geometry.geocoding_geometry(), own_surface=own_surface,
+                                blocks=block_count(height.shape)).as_arrays()
     out.update(lon=lon, lat=lat, height=height)
-    if away is not None:
-        out["faces_away"] = away
+    if own_surface:
         # After every block's lines and samples are known: the footprints reach into
         # the neighbouring rows.
         out["active_layover"] = active_layover(out, flat_orientation(out, geometry))

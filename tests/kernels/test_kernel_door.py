@@ -410,3 +410,28 @@ def test_the_facets_extent_is_the_same_in_blocks_as_whole():
         whole = radar_buffers.facet_extent(line, sample, valid, *borders)
         assert facet_extent(line, sample, valid, borders=borders) == tuple(float(value) for value in whole)
     assert all(np.isnan(facet_extent(line, sample, np.zeros_like(valid))))
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("grid", ["utm", "geoid"])
+def test_the_cells_own_surface_is_the_same_on_torch_in_blocks(grids, grid, device, monkeypatch):
+    """Whether each cell's surface faces away from the sensor (the normals from the
+    neighbouring rows, which a block takes from beyond its own): torch, in blocks of a few
+    rows, held to the numba kernel on its threads, on terrain with slopes both ways and a
+    void."""
+    from sarheight.compute import torch_backend
+
+    dem, geometry = grids[grid]
+    lon, lat, height = _cells(dem)
+    rows, cols = height.shape
+    # Ridges steeper than the incidence, facing both ways, on the grid's heights.
+    height = height + 400.0 * np.abs(np.sin(np.arange(cols) / 3.0))[None, :] * np.ones((rows, 1))
+    height[2:4, 5:9] = np.nan
+    bundle = geometry.geocoding_geometry()
+    expected = cell_geometry(lon, lat, height, bundle, own_surface=True, blocks=3)
+    monkeypatch.setattr(torch_backend, "CPU_BLOCK_CELLS", 4 * cols)
+    actual = cell_geometry(lon, lat, height, bundle, own_surface=True, compute=compute_for(device, backend="torch"))
+    assert expected.faces_away is not None and actual.faces_away is not None
+    assert 0.05 < expected.faces_away.mean() < 0.95
+    np.testing.assert_array_equal(actual.faces_away, expected.faces_away)
+    assert cell_geometry(lon, lat, height, bundle).faces_away is None
