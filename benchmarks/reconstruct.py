@@ -103,6 +103,7 @@ import xarray as xr
 from _common import REPO, ROME_GRD_NAME, SHARED_DATA, best_time, machine, timed_runs, write_json
 from affine import Affine
 
+from sarheight import compute
 from sarheight import observation as observation_module
 from sarheight import reallocation as reallocation_module
 from sarheight import reconstruction as layover_module
@@ -442,7 +443,7 @@ def _tile_pass_ns(state, view: tuple[slice, slice]) -> dict[str, float]:
     shadowed = np.isin(np.ascontiguousarray(state.shadow[view]), (1, 2))
     line0, n_lines, sample0, n_samples = state.window
     first_line, count, first_sample, n = simulate_module.tile_reach(line, sample, state.window)
-    ratios = simulate_cells.gather_buffer(np.random.default_rng(1).random((2, n_lines, n_samples)), state.exact)
+    ratios = compute.gather_buffer(np.random.default_rng(1).random((2, n_lines, n_samples)), state.exact)
     sums = simulate_module.radar_sums(n_lines, n_samples)
     c = state.contribution
     shape = line.shape

@@ -38,7 +38,7 @@ from .observation import (
     warn_partial_coverage,
 )
 from .simulate import Simulation, run_simulation
-from .simulate.cells import channels, gather_buffer, radar_sums
+from .simulate.cells import channels, radar_sums
 from .simulate.contribution import Contribution, Projection
 from .simulate.engine import clear_residue
 from .threads import progress_bar
@@ -176,7 +176,7 @@ def _void_where_missing(state: Simulation, missing: np.ndarray, products: dict[s
     indicator = radar_sums(*missing.shape)
     channels(indicator)[:] = missing
     del missing
-    gather_buffer(channels(indicator), state.exact, out=indicator)
+    compute.gather_buffer(channels(indicator), state.exact, out=indicator)
     first = rows[0]
     col_first, col_last = cols if cols is not None else (0, state.cells["valid"].shape[1])
 

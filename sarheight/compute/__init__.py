@@ -22,11 +22,12 @@ reallocation's per-pixel and per-cell passes (:func:`clear_residue`,
 :func:`reallocation_ratios`, :func:`missing_pixels`, :func:`sample_cells`,
 :func:`finish_cells`), the extent of a block's facets in the image
 (:func:`facet_extent`), the cells' own layover (:func:`layover_facing_share`,
-:func:`active_layover`) and the layover and shadow sweep (:func:`visibility_masks`), these
-on the numba backend only so far. The
-passes not yet behind it
-still call their kernels from the physics modules; ``tests/house/test_architecture.py``
-lists those modules, and the list only shrinks.
+:func:`active_layover`), the layover and shadow sweep (:func:`visibility_masks`), the facets'
+scatter and gather (:func:`facet_pass`, a tile at a time, with :func:`add_tile_rows` and
+:func:`gather_buffer`) and the window's per-pixel fields (:func:`polynomial_field`,
+:func:`radar_products`, :func:`valid_pixels`), these on the numba backend only so far
+(another backend refuses them in one line). No physics module calls a kernel itself
+(``tests/house/test_architecture.py`` holds it).
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ from ..kernels.facet_table import (
     CONTRIBUTION_MODEL,
     CONTRIBUTION_USER,
 )
+from ..kernels.radar_buffers import PAD as RADAR_BUFFER_PAD
+from ..kernels.radar_buffers import radar_buffer_shape, scatter_buffer_shape
 from ..kernels.reallocation import VALID_AREA_FRACTION
 from .bundles import (
     CellGeometry,
+    FacetLaw,
+    FacetTile,
     GatheredCells,
     Geocoded,
     GeocodingGeometry,
@@ -58,12 +63,14 @@ from .bundles import (
 )
 
 __all__ = ["BACKENDS", "CONTRIBUTION_CELL_LAW", "CONTRIBUTION_GAMMA", "CONTRIBUTION_MODEL", "CONTRIBUTION_USER",
-           "VALID_AREA_FRACTION", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "GatheredCells", "Geocoded",
-           "GeocodingGeometry", "OrbitPolynomial", "PixelFields", "ProfileCells", "WindowImages", "active_layover",
-           "cell_ecef", "cell_geometry", "clear_residue", "compute_for", "ecef", "facet_extent", "finish_cells",
+           "RADAR_BUFFER_PAD", "VALID_AREA_FRACTION", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "FacetLaw",
+           "FacetTile", "GatheredCells", "Geocoded", "GeocodingGeometry", "OrbitPolynomial", "PixelFields",
+           "ProfileCells", "WindowImages", "active_layover", "add_tile_rows", "cell_ecef", "cell_geometry",
+           "clear_residue", "compute_for", "ecef", "facet_extent", "facet_pass", "finish_cells", "gather_buffer",
            "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee", "missing_pixels",
-           "orbit_states", "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges",
-           "slant_ranges_of_samples", "visibility_masks"]
+           "orbit_states", "polynomial_field", "radar_buffer_shape", "radar_products", "reallocation_ratios",
+           "refined_lee", "sample_cells", "samples_of_slant_ranges", "scatter_buffer_shape",
+           "slant_ranges_of_samples", "valid_pixels", "visibility_masks"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -471,3 +478,90 @@ def visibility_masks(cells: ProfileCells, window: tuple[int, int, int, int], *, 
         raise InvalidInputError(f"range_tolerance must be a non-negative number of metres, got {range_tolerance!r}")
     return _backend(compute, "visibility_masks")(cells, tuple(int(value) for value in window), float(range_tolerance),
                                                  judged, bool(every_line), codes, device=compute.device)
+
+
+def facet_pass(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *, oversample: int,
+               exact: bool, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray],
+               compute: Compute | None = None) -> None:
+    """The facets of a tile's own cells: each cell split into ``oversample`` x
+    ``oversample`` sub-quads projected into the image (their exact overlap with the pixels
+    with ``exact``, else bilinear splats of their centres), scattering what they carry
+    (``law``) into ``buffer`` (a tile's, :func:`scatter_buffer_shape`, its pixel (0, 0) at
+    the absolute line and sample ``origin``), or, with ``gather``, gathering the ratio
+    images of ``buffer`` (:func:`gather_buffer`) into ``energy`` (2, rows, cols). Per cell
+    (``per_cell``: sigma area, gamma area, contribution, cosine of the local incidence,
+    each (rows, cols), or (0, 0) arrays where a scatter keeps none), written for the own
+    cells. Runs on the caller's thread: the caller runs the tiles on its threads."""
+    compute = compute or Compute()
+    if tile.line.ndim != 2 or tile.ecef.shape != (*tile.line.shape, 3):
+        raise InvalidInputError("facet_pass takes a tile's 2-D cells and their (rows, cols, 3) positions")
+    _backend(compute, "facet_pass")(tile, law, buffer, origin, oversample=int(oversample), exact=bool(exact),
+                                    gather=bool(gather), energy=energy, per_cell=per_cell, device=compute.device)
+
+
+def add_tile_rows(tile_buffer: np.ndarray, sums: np.ndarray, origin: tuple[int, int], rows: tuple[int, int], *,
+                  exact: bool, compute: Compute | None = None) -> None:
+    """Add the pixel rows ``rows`` of a tile's scatter buffer to the radar buffer ``sums``
+    of the window, the tile's pixel (0, 0) at the window's pixel ``origin``: for exact
+    projection each pixel gets its own term plus those of every column right of it (the
+    difference sums of Green's theorem). Row by row, so that tiles may add different
+    lines at once (the caller's lock per band of lines)."""
+    compute = compute or Compute()
+    _backend(compute, "add_tile_rows")(tile_buffer, sums, origin, rows, exact=bool(exact), device=compute.device)
+
+
+def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray | None = None, *,
+                  compute: Compute | None = None) -> np.ndarray:
+    """The radar buffer a gather reads, from ratio images (2, lines, samples): their padded
+    row prefix sums for exact projection, the images for bilinear; in place when ``out`` is
+    the buffer ``images`` views."""
+    compute = compute or Compute()
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 3 or images.shape[0] != 2:
+        raise InvalidInputError(f"gather_buffer takes (2, lines, samples) images, got {images.shape}")
+    if out is None:
+        out = np.empty(radar_buffer_shape(images.shape[1], images.shape[2]))
+    _backend(compute, "gather_buffer")(images, bool(exact), out, device=compute.device)
+    return out
+
+
+def polynomial_field(row_terms: np.ndarray, column_terms: np.ndarray, *, compute: Compute | None = None
+                     ) -> np.ndarray:
+    """A separable field (lines, samples; float64): the sum over the terms of the product
+    of each term's row factor (``row_terms``, (terms, lines)) and column factor
+    (``column_terms``, (terms, samples)), accumulated term after term."""
+    compute = compute or Compute()
+    if row_terms.ndim != 2 or column_terms.ndim != 2 or row_terms.shape[0] != column_terms.shape[0]:
+        raise InvalidInputError(f"polynomial_field takes (terms, lines) and (terms, samples) factors, got "
+                                f"{row_terms.shape} and {column_terms.shape}")
+    out = np.empty((row_terms.shape[1], column_terms.shape[1]))
+    _backend(compute, "polynomial_field")(row_terms, column_terms, out, device=compute.device)
+    return out
+
+
+def radar_products(images: np.ndarray, area_terms: tuple[np.ndarray, np.ndarray],
+                   flat_terms: tuple[np.ndarray, np.ndarray], fraction: float, *,
+                   compute: Compute | None = None) -> dict[str, np.ndarray]:
+    """The radar outputs of a simulation's sums ``images`` (2, lines, samples) in one pass,
+    the pixel area and the flat terrain's gamma area evaluated per pixel from their
+    separable terms (:func:`polynomial_field`'s): ``simulated_area``,
+    ``simulated_gamma_area`` (the sums over the pixel area, NaN where it is not positive),
+    ``pixel_area`` (m^2), float32, and ``valid`` (gamma area at least ``fraction`` of flat
+    terrain's)."""
+    compute = compute or Compute()
+    if np.ndim(images) != 3:
+        raise InvalidInputError(f"radar_products takes (2, lines, samples) sums, got {np.shape(images)}")
+    shape = images.shape[1:]
+    out = {name: np.empty(shape, dtype=np.float32) for name in ("simulated_area", "simulated_gamma_area", "pixel_area")}
+    out["valid"] = np.empty(shape, dtype=bool)
+    _backend(compute, "radar_products")(images, area_terms, flat_terms, float(fraction), out, device=compute.device)
+    return out
+
+
+def valid_pixels(gamma_image: np.ndarray, flat_gamma_area: np.ndarray, fraction: float, *,
+                 compute: Compute | None = None) -> np.ndarray:
+    """Whether each pixel's simulated gamma area reaches ``fraction`` of flat terrain's
+    (bool)."""
+    compute = compute or Compute()
+    _check_window_images(gamma_image, flat_gamma_area, "valid_pixels")
+    return _backend(compute, "valid_pixels")(gamma_image, flat_gamma_area, float(fraction), device=compute.device)

@@ -7,8 +7,8 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["CellGeometry", "GatheredCells", "Geocoded", "GeocodingGeometry", "OrbitPolynomial", "PixelFields",
-           "ProfileCells", "WindowImages"]
+__all__ = ["CellGeometry", "FacetLaw", "FacetTile", "GatheredCells", "Geocoded", "GeocodingGeometry",
+           "OrbitPolynomial", "PixelFields", "ProfileCells", "WindowImages"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,3 +208,46 @@ class ProfileCells:
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The arrays in the order of the fields (the sweep kernels' order)."""
         return tuple(getattr(self, field.name) for field in dataclasses.fields(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class FacetLaw:
+    """What each facet carries, as the facet passes take it
+    (:class:`sarheight.simulate.contribution.FacetContribution` makes it).
+
+    Attributes
+    ----------
+    code : :data:`sarheight.compute.CONTRIBUTION_MODEL` (a sigma0 law of the local
+        incidence times the sigma area), ``CONTRIBUTION_GAMMA`` (the gamma area),
+        ``CONTRIBUTION_USER`` (per-cell weights) or ``CONTRIBUTION_CELL_LAW`` (a law per
+        class of each cell, times a factor per cell).
+    law : (3,) the empirical law's coefficients, used where ``table`` has under 2 entries.
+    table : a law tabulated over 0..90 degrees of local incidence (linear sigma0).
+    class_tables : (classes, n + 1) each class's law so tabulated (``CONTRIBUTION_CELL_LAW``).
+    """
+
+    code: int
+    law: np.ndarray
+    table: np.ndarray
+    class_tables: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class FacetTile:
+    """A tile of DEM cells with its halo of one cell, as the facet passes read it, each
+    (rows, cols) but ``ecef`` and ``look`` (rows, cols, 3): the cells' ECEF positions (m,
+    NaN for voids), fractional line and sample, look vectors (float32), whether valid and
+    whether shadowed (contributing nothing), and the per-cell weights and classes of the
+    contribution (tile-shaped, or (1, 1) placeholders where the law needs none).
+    ``own``: the tile's own cells (first row, last row + 1, first column, last column + 1),
+    within the arrays; the halo's facets belong to the neighbouring tiles."""
+
+    ecef: np.ndarray
+    line: np.ndarray
+    sample: np.ndarray
+    look: np.ndarray
+    valid: np.ndarray
+    shadowed: np.ndarray
+    user_weight: np.ndarray
+    cell_class: np.ndarray
+    own: tuple[int, int, int, int]

@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import kernels
-from ..kernels import buckets, columns, facing, geodesy, radar_buffers, reallocation, speckle, visibility
-from ..threads import block_count, row_blocks, run_blocks, thread_count
+from ..kernels import buckets, columns, facets, facing, geodesy, radar_buffers, reallocation, speckle, visibility
+from ..threads import BLOCK_CELLS, block_count, row_blocks, run_blocks, thread_count
 from .bundles import (
     CellGeometry,
+    FacetLaw,
+    FacetTile,
     GatheredCells,
     Geocoded,
     GeocodingGeometry,
@@ -23,10 +25,11 @@ from .bundles import (
     WindowImages,
 )
 
-__all__ = ["active_layover", "cell_ecef", "cell_geometry", "clear_residue", "ecef", "facet_extent", "finish_cells",
-           "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee", "missing_pixels",
-           "orbit_states", "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges",
-           "slant_ranges_of_samples", "visibility_masks", "weighted_mean"]
+__all__ = ["active_layover", "add_tile_rows", "cell_ecef", "cell_geometry", "clear_residue", "ecef", "facet_extent",
+           "facet_pass", "finish_cells", "gather_buffer", "geocode", "intensity_flags", "interpolate_rows",
+           "layover_facing_share", "lee", "missing_pixels", "orbit_states", "polynomial_field", "radar_products",
+           "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges", "slant_ranges_of_samples",
+           "valid_pixels", "visibility_masks", "weighted_mean"]
 
 #: Radar lines per block of a per-pixel pass (a block's work for a thread).
 LINES_PER_BLOCK = 256
@@ -285,8 +288,10 @@ def facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, border
     """:func:`sarheight.compute.facet_extent` with ``kernels.radar_buffers.facet_extent_rows``
     on row blocks in threads, their extremes combined: the same extent, bit for bit."""
     del device  # the CPU's threads
+    # A tile's (under a block's cells, on its own worker thread) in one call.
+    blocks = 1 if line.size < BLOCK_CELLS else block_count(line.shape)
     parts = np.array(run_blocks(lambda start, stop: radar_buffers.facet_extent_rows(
-        line, sample, valid, start, stop, *borders), line.shape[0], block_count(line.shape)))
+        line, sample, valid, start, stop, *borders), line.shape[0], blocks))
     if np.all(np.isnan(parts[:, 0])):
         return math.nan, math.nan, math.nan, math.nan
     return (float(np.nanmin(parts[:, 0])), float(np.nanmax(parts[:, 1])), float(np.nanmin(parts[:, 2])),
@@ -376,3 +381,60 @@ def _buckets(cells: ProfileCells, judged: np.ndarray, line0: int, n_lines: int, 
     run_blocks(lambda a, b: [buckets.bucket_fill(line, valid, judged, line0, n_lines, *blocks[k], cursors[k], bucket)
                              for k in range(a, b)], len(blocks), len(blocks))
     return start, bucket
+
+
+def facet_pass(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *, oversample: int,
+               exact: bool, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray], device: str) -> None:
+    """:func:`sarheight.compute.facet_pass` with ``kernels.facets.facet_pass`` (one tile: the
+    caller's threads run the tiles)."""
+    del device  # the caller's thread
+    row_start, row_stop, col_start, col_stop = tile.own
+    facets.facet_pass(
+        tile.ecef, tile.line, tile.sample, tile.look, tile.valid, tile.shadowed, tile.user_weight, tile.cell_class,
+        law.class_tables, oversample, law.code, law.law, law.table, exact, gather, origin[0], origin[1], buffer,
+        buffer.reshape(-1), row_start, row_stop, col_start, col_stop, energy, *per_cell)
+
+
+def add_tile_rows(tile_buffer: np.ndarray, sums: np.ndarray, origin: tuple[int, int], rows: tuple[int, int], *,
+                  exact: bool, device: str) -> None:
+    """:func:`sarheight.compute.add_tile_rows` with ``kernels.radar_buffers.add_tile_rows``."""
+    del device  # the caller's thread
+    radar_buffers.add_tile_rows(tile_buffer, exact, sums, origin[0], origin[1], rows[0], rows[1])
+
+
+def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray, *, device: str) -> None:
+    """:func:`sarheight.compute.gather_buffer` with ``kernels.radar_buffers.prefix_buffer``
+    (one call: each row's prefix sums run along it)."""
+    del device  # the CPU
+    radar_buffers.prefix_buffer(images, 0, images.shape[1], exact, out)
+
+
+def polynomial_field(row_terms: np.ndarray, column_terms: np.ndarray, out: np.ndarray, *, device: str) -> None:
+    """:func:`sarheight.compute.polynomial_field` with ``kernels.radar_buffers.polynomial_field``
+    on row blocks in threads."""
+    del device  # the CPU's threads
+    run_blocks(lambda start, stop: radar_buffers.polynomial_field(row_terms, column_terms, start, stop, out),
+               out.shape[0], block_count(out.shape))
+
+
+def radar_products(images: np.ndarray, area_terms: tuple[np.ndarray, np.ndarray],
+                   flat_terms: tuple[np.ndarray, np.ndarray], fraction: float, out: dict[str, np.ndarray], *,
+                   device: str) -> None:
+    """:func:`sarheight.compute.radar_products` with ``kernels.radar_buffers.radar_products``
+    on row blocks in threads."""
+    del device  # the CPU's threads
+    shape = images.shape[1:]
+    run_blocks(lambda start, stop: radar_buffers.radar_products(
+        images, *area_terms, *flat_terms, fraction, start, stop, out["simulated_area"], out["simulated_gamma_area"],
+        out["pixel_area"], out["valid"]), shape[0], block_count(shape))
+
+
+def valid_pixels(gamma_image: np.ndarray, flat_gamma_area: np.ndarray, fraction: float, *, device: str
+                 ) -> np.ndarray:
+    """:func:`sarheight.compute.valid_pixels` with ``kernels.radar_buffers.valid_pixels`` on
+    row blocks in threads."""
+    del device  # the CPU's threads
+    out = np.empty(gamma_image.shape, dtype=bool)
+    run_blocks(lambda start, stop: radar_buffers.valid_pixels(gamma_image, flat_gamma_area, fraction, start, stop,
+                                                              out), gamma_image.shape[0], block_count(out.shape))
+    return out

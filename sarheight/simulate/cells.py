@@ -15,7 +15,6 @@ from .. import compute
 from ..dem import geodetic_coordinates
 from ..errors import GeometryError, InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
-from ..kernels import radar_buffers
 from ..masks import kernel_codes
 from ..threads import BLOCK_CELLS, block_count, run_blocks
 
@@ -247,12 +246,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
             "no DEM cell has a zero-Doppler solution on the side the radar looks at: DEM and "
             "geometry do not overlap; check the DEM's CRS and extent and the product"
         )
-    return window_of_extent(whole_facet_extent(line, sample, valid), geometry, margin)
-
-
-def whole_facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray) -> tuple[float, float, float, float]:
-    """:func:`sarheight.compute.facet_extent` of a whole DEM's cells (its borders the DEM's)."""
-    return compute.facet_extent(line, sample, valid)
+    return window_of_extent(compute.facet_extent(line, sample, valid), geometry, margin)
 
 
 def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarGeometry,
@@ -318,13 +312,13 @@ def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, g
 
 def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
     """A zeroed radar buffer of ``n_lines`` x ``n_samples`` pixels for the two channels
-    of the facet kernel (``kernels.facets``: padded, channels side by side).
+    of the facet pass (:func:`sarheight.compute.facet_pass`: padded, channels side by side).
 
     Zeroed by the threads, block by block: the first write to each fresh page of a large
     array is a page fault, slow on virtual machines, and the scatter's tiles would
     otherwise take them one after the other while adding into it under a lock.
     """
-    sums = np.empty(radar_buffers.radar_buffer_shape(n_lines, n_samples))
+    sums = np.empty(compute.radar_buffer_shape(n_lines, n_samples))
     if sums.size < BLOCK_CELLS:
         sums.fill(0.0)
     else:
@@ -335,16 +329,6 @@ def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
 
 def channels(sums: np.ndarray) -> np.ndarray:
     """The images (2, lines, samples) of a radar buffer: a view."""
-    pad = radar_buffers.PAD
+    pad = compute.RADAR_BUFFER_PAD
     return sums[pad:-pad, pad:-pad].transpose(2, 0, 1)
 
-
-def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray | None = None) -> np.ndarray:
-    """The radar buffer the gather reads, from ratio images (2, lines, samples): their
-    padded row prefix sums for exact projection, the images for bilinear. In place when
-    ``out`` is the buffer ``images`` views (``channels``)."""
-    images = np.asarray(images, dtype=np.float64)
-    if out is None:
-        out = np.empty(radar_buffers.radar_buffer_shape(images.shape[1], images.shape[2]))
-    radar_buffers.prefix_buffer(images, 0, images.shape[1], exact, out)
-    return out

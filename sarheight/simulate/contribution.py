@@ -58,6 +58,10 @@ class FacetContribution:
     cell_class: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 1), dtype=np.int64))
     class_tables: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 2)))
 
+    def facet_law(self) -> compute.FacetLaw:
+        """What each facet carries, as the kernel door's facet passes take it."""
+        return compute.FacetLaw(self.code, self.law, self.table, self.class_tables)
+
     def density_scale(self, reference_area: float) -> float:
         """The largest contribution per unit area a facet can have (the law's largest value,
         1 for gamma areas, the largest cell weight over ``reference_area`` (m^2) for user

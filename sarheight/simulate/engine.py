@@ -25,16 +25,14 @@ from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
 from ..ground import empirical_sigma0
 from ..io import check_memory
-from ..kernels import facet_table, facets, radar_buffers
 from ..masks import MASK_ATTRS, MaskCode
-from ..threads import block_count, run_blocks, thread_count
+from ..threads import run_blocks, thread_count
 from .cells import (
     ADD_BAND_LINES,
     cell_ecef,
     cell_geometry,
     channels,
     check_oversample,
-    gather_buffer,
     oversample_factor,
     radar_sums,
     radar_window,
@@ -103,7 +101,7 @@ class Simulation:
                    cols: tuple[int, int] | None = None, consume: Callable[..., None] | None = None,
                    per_cell: bool = True,
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray | None, ...]:
-        """Run the facet kernel (``kernels.facets``) on tiles of DEM cells in threads.
+        """Run the facet pass (:func:`sarheight.compute.facet_pass`) on tiles of DEM cells in threads.
 
         The cells go by tiles (blocks of rows by ranges of columns, with a halo of one
         cell): each recomputes the ECEF positions of its cells and scatters into a buffer
@@ -115,7 +113,7 @@ class Simulation:
         ----------
         gather : False to scatter the contributions, True to gather ratios.
         ratios : (2, lines, samples) ratio images to gather, or
-        sums : the radar buffer to gather, ready (``gather_buffer``).
+        sums : the radar buffer to gather, ready (:func:`sarheight.compute.gather_buffer`).
         contribution : what the facets carry, default the simulation's.
         rows, cols : (start, stop), the DEM rows and columns whose facets are processed
             (their neighbours are still read): a tile with halo rows and columns
@@ -143,7 +141,7 @@ class Simulation:
         exact = self.exact
         if gather:
             if sums is None:
-                sums = gather_buffer(ratios, exact)
+                sums = compute.gather_buffer(ratios, exact)
         else:
             sums = radar_sums(n_lines, n_samples)
         full: list[np.ndarray | None] = [None] * 5
@@ -158,6 +156,7 @@ class Simulation:
                 for target, block in zip(full[1:], sums_of_cells, strict=True):
                     target[start:stop, col_start:col_stop] = block
 
+        law = contribution.facet_law()
         user_weight = contribution.user_weight
         whole_weight = user_weight.shape == shape and user_weight.shape[0] > 1
         cell_class = contribution.cell_class
@@ -193,22 +192,22 @@ class Simulation:
             else:
                 border = (start == 0, stop == shape[0], col_start == 0, col_stop == shape[1])
                 first_line, count, first_sample, n = tile_reach(line, sample, self.window, take(c["valid"]), border)
-                buffer = np.zeros(radar_buffers.scatter_buffer_shape(count, n, exact))
-            facets.facet_pass(
+                buffer = np.zeros(compute.scatter_buffer_shape(count, n, exact))
+            tile = compute.FacetTile(
                 cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
-                take(cell_class) if whole_class else cell_class, contribution.class_tables, self.oversample,
-                contribution.code, contribution.law, contribution.table, exact, gather,
-                line0 + first_line, sample0 + first_sample, buffer, buffer.reshape(-1), own[0].start, own[0].stop,
-                own[1].start, own[1].stop, energy, *sums_of_cells,
-            )
+                take(cell_class) if whole_class else cell_class, (own[0].start, own[0].stop, own[1].start, own[1].stop))
+            compute.facet_pass(tile, law, buffer, (line0 + first_line, sample0 + first_sample),
+                               oversample=self.oversample, exact=exact, gather=gather, energy=energy,
+                               per_cell=sums_of_cells)
             if not gather:
-                rows_of_tile = buffer.shape[0] - 2 * radar_buffers.PAD
-                top = first_line + radar_buffers.PAD  # the buffer row of the tile's first pixel row
+                rows_of_tile = buffer.shape[0] - 2 * compute.RADAR_BUFFER_PAD
+                top = first_line + compute.RADAR_BUFFER_PAD  # the buffer row of the tile's first pixel row
                 for band in range(top // ADD_BAND_LINES, (top + rows_of_tile - 1) // ADD_BAND_LINES + 1):
                     with locks[band]:
-                        radar_buffers.add_tile_rows(buffer, exact, sums, first_line, first_sample,
-                                             band * ADD_BAND_LINES - top, (band + 1) * ADD_BAND_LINES - top)
+                        compute.add_tile_rows(buffer, sums, (first_line, first_sample),
+                                              (band * ADD_BAND_LINES - top, (band + 1) * ADD_BAND_LINES - top),
+                                              exact=exact)
             consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
                     [p[own] for p in sums_of_cells])
             if progress is not None:
@@ -305,30 +304,18 @@ class Simulation:
     def radar_products(self) -> dict[str, np.ndarray]:
         """The radar outputs of the window (``simulated_area``, ``simulated_gamma_area``,
         ``pixel_area``, all float32, and ``valid``, see :func:`simulate`) in one threaded
-        pass over the pixels (``kernels.radar_buffers.radar_products``), the smooth fields
+        pass over the pixels (:func:`sarheight.compute.radar_products`), the smooth fields
         evaluated per pixel: no whole-image float64 field."""
         images = self.images
-        shape = images.shape[1:]
         smooth = self.smooth_fields
-        area_terms = smooth.separable_terms("pixel_area", self.window)
-        flat_terms = smooth.separable_terms("flat_gamma_area", self.window)
-        out = {name: np.empty(shape, dtype=np.float32)
-               for name in ("simulated_area", "simulated_gamma_area", "pixel_area")}
-        out["valid"] = np.empty(shape, dtype=bool)
-        run_blocks(lambda start, stop: radar_buffers.radar_products(
-            images, *area_terms, *flat_terms, VALID_AREA_FRACTION, start, stop, *out.values()),
-            shape[0], block_count(shape))
-        return out
+        return compute.radar_products(images, smooth.separable_terms("pixel_area", self.window),
+                                      smooth.separable_terms("flat_gamma_area", self.window), VALID_AREA_FRACTION)
 
     @functools.cached_property
     def valid_pixels(self) -> np.ndarray:
         """Simulated gamma area at least 5 % of the flat-terrain gamma area a_p cot(theta)."""
         flat = self.smooth_fields.evaluate("flat_gamma_area", self.window)
-        gamma = self.images[1]
-        out = np.empty(gamma.shape, dtype=bool)
-        run_blocks(lambda start, stop: radar_buffers.valid_pixels(gamma, flat, VALID_AREA_FRACTION, start, stop, out),
-                   gamma.shape[0], block_count(gamma.shape))
-        return out
+        return compute.valid_pixels(self.images[1], flat, VALID_AREA_FRACTION)
 
 
 #: Cells of a tile of the facet passes: its buffers (facet tables of a DEM row, the
@@ -369,11 +356,11 @@ def tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow, valid:
     ``sample``, ``valid``: default where the line is finite): every facet vertex lies
     between those centres, or beyond them at the DEM's border, ``border``: whether the
     first row, last row, first column, last column are the DEM's (default all: a
-    superset) (``kernels.radar_buffers.facet_extent``)."""
+    superset) (:func:`sarheight.compute.facet_extent`)."""
     line0, n_lines, sample0, n_samples = window
     if valid is None:
         valid = np.isfinite(line)
-    l_min, l_max, s_min, s_max = radar_buffers.facet_extent(line, sample, valid, *border)
+    l_min, l_max, s_min, s_max = compute.facet_extent(line, sample, valid, borders=border)
     if not math.isfinite(l_min):
         return 0, 1, 0, 1
     margin = 2
@@ -473,7 +460,7 @@ class SmoothFields:
     def separable_terms(self, name: str, window: RadarWindow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The field on ``window`` (default: the whole fitted window) as row terms (n_terms,
         lines) and column terms (n_terms, samples), the field being the sum over the terms
-        of their products, in order (``kernels.radar_buffers.polynomial_field``): each term
+        of their products, in order (:func:`sarheight.compute.polynomial_field`): each term
         (c u^p) v^q is its factors along lines and along samples. One NaN term when
         nothing was fitted."""
         line0, n_lines, sample0, n_samples = self.window
@@ -496,11 +483,7 @@ class SmoothFields:
         if self.coefficients[name] is None:
             return np.full((sub_lines, sub_samples), np.nan)
         # One threaded pass over the pixels (no whole-image temporary per term).
-        row_terms, column_terms = self.separable_terms(name, window)
-        out = np.empty((sub_lines, sub_samples))
-        run_blocks(lambda start, stop: radar_buffers.polynomial_field(row_terms, column_terms, start, stop, out),
-                   sub_lines, block_count(out.shape))
-        return out
+        return compute.polynomial_field(*self.separable_terms(name, window))
 
 
 def check_simulation_options(geometry: Any, projection: Any, oversample: Any) -> None:
@@ -655,9 +638,9 @@ def _flat_densities(contribution: FacetContribution, smooth: SmoothFields) -> tu
                for line in (line0, line0 + n_lines - 1) for sample in (sample0, sample0 + n_samples - 1)]
     incidence = float(np.nanmax(corners)) if np.isfinite(corners).any() else math.radians(45.0)
     gamma = math.cos(incidence) / math.sin(incidence)
-    if contribution.code == facet_table.CONTRIBUTION_GAMMA:
+    if contribution.code == compute.CONTRIBUTION_GAMMA:
         return gamma, gamma
-    if contribution.code in (facet_table.CONTRIBUTION_USER, facet_table.CONTRIBUTION_CELL_LAW):
+    if contribution.code in (compute.CONTRIBUTION_USER, compute.CONTRIBUTION_CELL_LAW):
         centre = (line0 + n_lines // 2, 1, sample0 + n_samples // 2, 1)
         reference_area = float(np.nan_to_num(smooth.evaluate("pixel_area", centre)[0, 0]))
         return contribution.density_scale(reference_area), gamma

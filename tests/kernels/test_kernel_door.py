@@ -386,10 +386,12 @@ def test_an_images_survey_and_the_pixels_weighted_mean_are_the_same_on_every_bac
 
 
 @pytest.mark.parametrize("name", ["reallocation_ratios", "missing_pixels", "clear_residue", "sample_cells",
-                                  "finish_cells", "facet_extent"])
+                                  "finish_cells", "facet_extent", "cell_ecef", "layover_facing_share",
+                                  "active_layover", "visibility_masks", "facet_pass", "add_tile_rows",
+                                  "gather_buffer", "polynomial_field", "radar_products", "valid_pixels"])
 def test_the_passes_on_numba_alone_say_so_on_torch(name):
-    """The reallocation's and the facets' extent's passes are behind the door on the numba
-    backend so far: torch refuses them in one line, naming the backends that have them."""
+    """The passes behind the door on the numba backend alone so far: torch refuses them in
+    one line, naming the backend that has them."""
     from sarheight import compute
 
     with pytest.raises(InvalidInputError, match=f"the torch backend has no {name} pass: use numba$"):
@@ -403,9 +405,10 @@ def test_the_facets_extent_is_the_same_in_blocks_as_whole():
     from sarheight.kernels import radar_buffers
 
     rng = np.random.default_rng(3)
-    line = np.cumsum(rng.uniform(0.5, 1.5, (300, 40)), axis=0) + 1.0e4
-    sample = np.cumsum(rng.uniform(0.5, 1.5, (300, 40)), axis=1) + 2.0e4
-    valid = rng.random((300, 40)) > 0.1
+    # More cells than a block holds: the extent is taken on row blocks in threads.
+    line = np.cumsum(rng.uniform(0.5, 1.5, (700, 200)), axis=0) + 1.0e4
+    sample = np.cumsum(rng.uniform(0.5, 1.5, (700, 200)), axis=1) + 2.0e4
+    valid = rng.random((700, 200)) > 0.1
     for borders in ((True, True, True, True), (False, True, False, True)):
         whole = radar_buffers.facet_extent(line, sample, valid, *borders)
         assert facet_extent(line, sample, valid, borders=borders) == tuple(float(value) for value in whole)

@@ -207,7 +207,7 @@ def test_a_tile_added_band_by_band_equals_the_tile_added_at_once(rows, cols, lin
 def test_the_facet_extent_of_row_blocks_combines_into_the_whole(rows, cols, cuts, voids, seed):
     """``radar_window`` takes the facets' extent on row blocks in threads: the extremes of
     the blocks' extents are the whole DEM's, bit for bit, borders and voids included."""
-    from sarheight.simulate.cells import whole_facet_extent
+    from sarheight.compute import facet_extent
 
     rng = np.random.default_rng(seed)
     line = np.cumsum(rng.random((rows, cols)) + 0.2, axis=0) + rng.random((1, cols))
@@ -221,7 +221,7 @@ def test_the_facet_extent_of_row_blocks_combines_into_the_whole(rows, cols, cuts
         return
     combined = [np.nanmin(parts[:, 0]), np.nanmax(parts[:, 1]), np.nanmin(parts[:, 2]), np.nanmax(parts[:, 3])]
     np.testing.assert_array_equal(combined, whole)
-    np.testing.assert_array_equal(whole_facet_extent(line, sample, valid), whole)
+    np.testing.assert_array_equal(facet_extent(line, sample, valid), whole)
 
 
 @settings(max_examples=60, deadline=None)
