@@ -25,6 +25,7 @@ import xarray as xr
 
 from . import compute
 from ._version import __version__
+from .compute import Compute
 from .dem import Dem
 from .geometry import RadarWindow
 from .masks import kernel_codes
@@ -40,7 +41,7 @@ from .observation import (
 from .simulate import Simulation, run_simulation
 from .simulate.cells import channels, radar_sums
 from .simulate.contribution import Contribution, Projection
-from .simulate.engine import clear_residue
+from .simulate.engine import SIMULATION_PASSES, clear_residue
 from .threads import progress_bar
 
 #: What ``backscatter`` holds: the reallocated energy over the sigma or the gamma area.
@@ -61,7 +62,7 @@ def ratios_in_place(state: Simulation, sums: np.ndarray, observed: np.ndarray, *
     as they are read (a state that was cleared already reads the same).
     """
     fields = state.smooth_fields.pixel_fields(state.window, state.contribution)
-    return compute.reallocation_ratios(sums, observed, fields, prefix=prefix)
+    return compute.reallocation_ratios(sums, observed, fields, prefix=prefix, compute=state.compute)
 
 
 def reallocation_ratios(state: Simulation, observed: np.ndarray) -> np.ndarray:
@@ -111,8 +112,8 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     # are still there, rarely: the ratios' pass counts them.
     if intensity_flags(observed)[3]:
         # Which pixels the facets reach is read from the sums without their residue.
-        clear_residue(channels(sums), state.window, state.smooth_fields, state.contribution)
-        missing = compute.missing_pixels(observed, sums)
+        clear_residue(channels(sums), state.window, state.smooth_fields, state.contribution, compute=state.compute)
+        missing = compute.missing_pixels(observed, sums, compute=state.compute)
     else:
         missing = None
     simulated_image, valid_pixels, n_missing = ratios_in_place(state, sums, observed, prefix=state.exact)
@@ -133,7 +134,7 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     own = (slice(first, last), own_cols)
     compute.sample_cells(cells["line"][own], cells["sample"][own], cells["valid"][own], cells["incidence"][own],
                          compute.WindowImages(held["observed"], held["simulated"], state.mixing, line0, sample0),
-                         out=(products["geocoded"], products["simulated"], products["mixing"]))
+                         out=(products["geocoded"], products["simulated"], products["mixing"]), compute=state.compute)
     held.clear()
     if in_place:
         del cells["incidence"]
@@ -151,7 +152,7 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
                              cells["sample"][at], cells["valid"][at], shadow[at], valid_pixels, (line0, sample0),
                              use_sigma=output == "sigma0", codes=kernel_codes(),
                              out=(products["backscatter"][out], products["flattened"][out],
-                                  products["local_incidence_angle"][out]))
+                                  products["local_incidence_angle"][out]), compute=state.compute)
         if keep_energy:
             products["energy"][out] = energy[0]
 
@@ -176,7 +177,7 @@ def _void_where_missing(state: Simulation, missing: np.ndarray, products: dict[s
     indicator = radar_sums(*missing.shape)
     channels(indicator)[:] = missing
     del missing
-    compute.gather_buffer(channels(indicator), state.exact, out=indicator)
+    compute.gather_buffer(channels(indicator), state.exact, out=indicator, compute=state.compute)
     first = rows[0]
     col_first, col_last = cols if cols is not None else (0, state.cells["valid"].shape[1])
 
@@ -223,11 +224,17 @@ def result_dataset(state: Simulation, result: dict[str, np.ndarray], output: Out
     return ds.rio.write_crs(state.dem.rio.crs, inplace=True)
 
 
+#: The passes of the kernel door a reconstruction runs, as :meth:`Compute.where` names
+#: where each ran.
+RECONSTRUCTION_PASSES = (*SIMULATION_PASSES, "reallocation_ratios", "sample_cells", "finish_cells")
+
+
 def reconstruct_in_memory(observation: Observation, dem: Dem, *, contribution: Contribution,
                           output: Output, projection: Projection, oversample: int | Literal["auto"],
-                          progress: bool = True) -> xr.Dataset:
+                          progress: bool = True, compute: Compute | None = None) -> xr.Dataset:
     """Reconstruct a DEM held in memory (:func:`sarheight.reconstruction.reconstruct` without
-    ``chunks``), from an observation and a DEM it has checked and opened.
+    ``chunks``), from an observation and a DEM it has checked and opened; ``compute``:
+    where the passes run (the numba kernels by default).
 
     The observation is read on the radar window as soon as the window is known, before
     the masks and facets, so that an image that does not cover the DEM is refused at
@@ -253,7 +260,7 @@ def reconstruct_in_memory(observation: Observation, dem: Dem, *, contribution: C
         # The ratio pass clears the sums' rounding residue as it reads them.
         state = run_simulation(dem, observation.geometry, contribution=contribution, projection=projection,
                                oversample=oversample, keep_per_cell=observation.on_map, progress=update,
-                               on_window=None if observation.on_map else observe, clear=False)
+                               on_window=None if observation.on_map else observe, clear=False, compute=compute)
         if observation.on_map:
             source = rebuilt_in_radar_geometry(observation, state)
             state.per_cell = {}
@@ -263,4 +270,7 @@ def reconstruct_in_memory(observation: Observation, dem: Dem, *, contribution: C
     dataset = result_dataset(state, result, output)
     dataset.attrs["observation"] = observation.description
     dataset.attrs.update(summary)
+    if compute is not None and compute != Compute():
+        dataset.attrs["computed_on"] = compute.where(RECONSTRUCTION_PASSES)
     return dataset
+

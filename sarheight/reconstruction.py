@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from .compute import Compute, compute_for
 from .dem import checked_dem
 from .distributed import check_client, output_files, reconstruct_blockwise
 from .errors import InvalidInputError
@@ -66,6 +67,7 @@ def reconstruct(
     client: Any = None,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    device: str | Compute | None = None,
 ) -> xr.Dataset:
     """Reallocate the mixed energy of layover pixels to the ground cells that produced it.
 
@@ -113,6 +115,13 @@ def reconstruct(
         atomically, and returned opened lazily (dask arrays), so that nothing of the
         DEM's size is held in memory (``mixing`` saturates at 254 there).
     progress : show a progress bar (only when standard error is a terminal).
+    device : where the passes run: None or ``"cpu"`` the numba kernels on the CPU's
+        threads; ``"cuda"`` or ``"cuda:N"`` torch on that GPU, the passes torch does not
+        have yet on the numba kernels (the result's ``computed_on`` says which ran where).
+        Refused in one line, before any work, where torch sees no such GPU; in memory only
+        (not with ``chunks`` or ``client``). A :class:`sarheight.compute.Compute`
+        (:func:`sarheight.compute.compute_for`) names a backend itself: torch on the CPU
+        runs the GPU's code there.
 
     Notes
     -----
@@ -134,6 +143,10 @@ def reconstruct(
     if output not in ("sigma0", "gamma0"):
         raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
     blockwise = chunks is not None or client is not None
+    compute = compute_for(device)
+    if blockwise and compute.backend != "numba":
+        raise InvalidInputError(f"device={device!r} runs the reconstruction in memory: leave chunks= and client= "
+                                "out, or leave device unset for the block-wise engine on the CPU")
     rows_per_block, cols_per_tile = _blocks_and_tiles(chunks)
     check_client(client)
     if out is not None:
@@ -162,7 +175,7 @@ def reconstruct(
     options: dict[str, Any] = {"contribution": contribution, "output": output, "projection": projection,
                "oversample": oversample, "progress": progress}
     if not blockwise:
-        return reconstruct_in_memory(observation, checked, **options)
+        return reconstruct_in_memory(observation, checked, compute=compute, **options)
     return reconstruct_blockwise(observation, dem, rows_per_block=rows_per_block, cols_per_tile=cols_per_tile,
                                  client=client, out=out, **options)
 

@@ -11,6 +11,7 @@ from .options import (
     PROJECTION_HELP,
     Stages,
     add_dem_options,
+    add_device,
     add_geometry_options,
     add_quiet,
     check_geometry_options,
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run block by block on a dask.distributed cluster: a scheduler address "
                         "(tcp://host:8786), or 'local' for a LocalCluster on this machine; observations in radar "
                         "geometry (a SAFE) only")
+    add_device(parser)
     add_quiet(parser)
     add_geometry_options(parser, required=False)
     add_dem_options(parser)
@@ -53,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..compute import compute_for
     from ..geometry import RadarGeometry
     from ..reconstruction import reconstruct, to_geotiff
 
@@ -74,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
             f"--sar {args.sar!r} is a product, which brings its own geometry: leave --geometry out"
         )
     check_geometry_options(args, product_given=not geotiff)
+    compute = compute_for(args.device)  # a GPU the machine lacks is refused before any work
+    if compute.backend != "numba" and (args.chunks is not None or args.scheduler is not None):
+        raise SarHeightError(f"--device {args.device} runs the reconstruction in memory: leave --chunks and "
+                             "--scheduler out, or --device out for the block-wise engine on the CPU")
     measurement = args.measurement or "IW/VV"
     stages = Stages(3, args.quiet, "sarheight reconstruct")
     checked = checked_dem_from_args(args, args.dem)
@@ -85,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     stages.done("read DEM and geometry")
     result = reconstruct(checked, sar_path, geometry, contribution=args.contribution, output=args.output,
                          projection=args.projection, measurement=measurement, sar_quantity=args.sar_quantity,
-                         sar_db=args.sar_db, chunks=args.chunks, client=args.scheduler, progress=not args.quiet)
+                         sar_db=args.sar_db, chunks=args.chunks, client=args.scheduler, progress=not args.quiet,
+                         device=compute)
     stages.done("reconstructed")
     with run_outputs(args, masks=True) as (out, masks, quicklook_path):
         to_geotiff(result, out)

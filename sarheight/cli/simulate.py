@@ -12,6 +12,7 @@ from .options import (
     Stages,
     add_dem_argument,
     add_dem_options,
+    add_device,
     add_geometry_options,
     add_outputs,
     add_quiet,
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     observation.add_argument("--nesz", type=float, default=-22.0,
                              help="its noise floor, dB (default -22, Sentinel-1 IW)")
     observation.add_argument("--seed", type=int, default=0, help="seed of its land cover, speckle and noise")
+    add_device(parser)
     add_quiet(parser)
     add_geometry_options(parser)
     add_dem_options(parser)
@@ -56,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..compute import compute_for
     from ..errors import SarHeightError
     from ..io import output_set, write_geotiff, write_radar_image
     from ..masks import MaskCode, inside_image
@@ -70,18 +73,19 @@ def run(args: argparse.Namespace) -> int:
         raise SarHeightError(f"--nesz {args.nesz}: give the noise floor in dB (-22 for Sentinel-1 IW)")
     if args.seed < 0:
         raise SarHeightError(f"--seed {args.seed}: give a seed of 0 or more")
+    compute = compute_for(args.device)  # a GPU the machine lacks is refused before any work
     stages = Stages(4, args.quiet, "sarheight simulate")
     checked = checked_dem_from_args(args, args.dem)
     dem = checked.heights
     geometry = geometry_from_args(args, dem)
     stages.done("read DEM and geometry")
     result = simulate(checked, geometry, contribution=args.contribution, projection=args.projection,
-                      progress=not args.quiet)
+                      progress=not args.quiet, device=compute)
     stages.done("simulated")
     observation = simulate_sar(checked, geometry, looks=args.looks, nesz_db=args.nesz, seed=args.seed,
-                               projection=args.projection)
+                               projection=args.projection, device=compute)
     # The observation geocoded to the DEM's grid: sigma0 as a geocoded product holds it.
-    sigma0 = reconstruct(checked, observation, geometry)["geocoded"]
+    sigma0 = reconstruct(checked, observation, geometry, device=compute)["geocoded"]
     # Both carry the geometry they were made under (terrain refine and reconstruct refuse
     # another) and the datum of the DEM's heights.
     tags = {**geometry_tags(geometry, geometry_words(args)),

@@ -33,8 +33,11 @@ scatter and gather (:func:`facet_pass`, a tile at a time, with :func:`add_tile_r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,10 +87,13 @@ BACKENDS: dict[str, dict[str, str]] = {
 @dataclasses.dataclass(frozen=True)
 class Compute:
     """Where a pass runs: a backend of :data:`BACKENDS` and a device (``"cpu"``, or
-    ``"cuda"``/``"cuda:N"`` for torch). Made by :func:`compute_for`, which checks it."""
+    ``"cuda"``/``"cuda:N"`` for torch); ``fallback``: a pass the backend does not have
+    runs on the numba kernels on the CPU (a user's whole run on a GPU) instead of being
+    refused (a pass asked of one backend). Made by :func:`compute_for`, which checks it."""
 
     backend: str = "numba"
     device: str = "cpu"
+    fallback: bool = False
 
     def describe(self) -> str:
         """The backend and device in words."""
@@ -98,12 +104,27 @@ class Compute:
             return f"torch on {torch.cuda.get_device_name(0 if index is None else index)} ({self.device})"
         return f"{self.backend} on {self.device}"
 
+    def where(self, passes: Sequence[str]) -> str:
+        """Where each of ``passes`` (names of the door's passes) runs, in words: on this
+        backend, or, for those it lacks with ``fallback``, on the numba kernels."""
+        own = [name for name in passes if _has(self.backend, name)]
+        other = [name for name in passes if name not in own]
+        parts = [f"{self.describe()}: {', '.join(own)}"] if own else []
+        if other:
+            parts.append(f"numba on cpu: {', '.join(other)}")
+        return "; ".join(parts)
 
-def compute_for(device: str | None = None, backend: str | None = None) -> Compute:
+
+def compute_for(device: str | Compute | None = None, backend: str | None = None, *, fallback: bool | None = None
+                ) -> Compute:
     """The :class:`Compute` for a user's ``device`` (None or ``"cpu"``: the numba kernels;
-    ``"cuda"``, ``"cuda:N"``: torch on that GPU), or an explicit ``backend`` (``"torch"`` on
-    ``device="cpu"`` runs the GPU's code on the CPU). Refused in one line, before any work,
-    where the machine lacks what it asks for."""
+    ``"cuda"``, ``"cuda:N"``: torch on that GPU, the passes torch does not have yet on the
+    numba kernels), or an explicit ``backend`` (``"torch"`` on ``device="cpu"`` runs the
+    GPU's code on the CPU; its missing passes are refused unless ``fallback``). Refused in
+    one line, before any work, where the machine lacks what it asks for. A
+    :class:`Compute` is checked again and returned."""
+    if isinstance(device, Compute):
+        return compute_for(device.device, device.backend, fallback=device.fallback)
     if device is not None and not isinstance(device, str):
         raise InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     name = (device or "cpu").strip().lower()
@@ -131,16 +152,27 @@ def compute_for(device: str | None = None, backend: str | None = None) -> Comput
     if chosen == "numpy" and importlib.util.find_spec("twins") is None:
         raise InvalidInputError("the numpy backend runs the twins of a source checkout (twins/), which this "
                                 "installation lacks: use the numba or torch backend")
-    return Compute(chosen, name)
+    if fallback is None:
+        fallback = backend is None and chosen == "torch"
+    return Compute(chosen, name, bool(fallback))
 
 
 def _backend(compute: Compute, name: str):
-    """The pass ``name`` of ``compute``'s backend; refused in one line where it has none."""
+    """The pass ``name`` of ``compute``'s backend: where it has none, the numba kernels'
+    on the CPU with ``compute.fallback``, else refused in one line."""
     module = importlib.import_module(BACKENDS[compute.backend]["module"])
+    if not hasattr(module, name) and compute.fallback:
+        return functools.partial(_on_the_cpu, getattr(importlib.import_module(BACKENDS["numba"]["module"]), name))
     if not hasattr(module, name):
         others = [other for other in BACKENDS if other != compute.backend and _has(other, name)]
         raise InvalidInputError(f"the {compute.backend} backend has no {name} pass: use {' or '.join(others)}")
     return getattr(module, name)
+
+
+def _on_the_cpu(numba_pass: Callable[..., Any], *args: Any, device: str, **options: Any) -> Any:
+    """A numba pass run on the CPU whatever device the caller names."""
+    del device  # the numba kernels run on the CPU
+    return numba_pass(*args, device="cpu", **options)
 
 
 def _has(backend: str, name: str) -> bool:
@@ -318,13 +350,12 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
     own_surface : also whether each cell's own surface faces away from the sensor
         (``faces_away``; the grid's neighbouring rows and columns make the surface).
     compute : where it runs (numba by default; torch; the numpy twins have none).
-    blocks : row blocks of the numba backend (its threads' work; default one per thread).
+    blocks : row blocks of the numba backend (its threads' work; default one per thread);
+        torch sizes its blocks from the device's memory.
     """
     compute = compute or Compute()
     _check_grid(lon_rad, lat_rad, height, "cell_geometry")
     options = {"blocks": blocks} if compute.backend == "numba" else {}
-    if compute.backend != "numba" and blocks is not None:
-        raise InvalidInputError("blocks is an option of the numba backend's cell_geometry")
     return _backend(compute, "cell_geometry")(lon_rad, lat_rad, height, geometry, own_surface=bool(own_surface),
                                               device=compute.device, **options)
 

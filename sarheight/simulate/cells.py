@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import compute
+from .. import compute as door
+from ..compute import Compute
 from ..dem import geodetic_coordinates
 from ..errors import GeometryError, InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
@@ -109,8 +110,9 @@ def rows_run_along_track(line: np.ndarray) -> bool:
 
 def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_layover: np.ndarray,
                      window: RadarWindow, *, transpose: bool | None = None,
-                range_tolerance: float | None = None, judged: np.ndarray | None = None,
-                every_line: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     range_tolerance: float | None = None, judged: np.ndarray | None = None,
+                     every_line: bool = True, compute: Compute | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layover/shadow masks of the cells, each in its own zero-Doppler plane, and the mixing
     of the window's pixels (:func:`sarheight.compute.visibility_masks`).
 
@@ -125,7 +127,7 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     lines that bound the sweep's groups are cut, and the lines between take the mixing of
     the nearer of them (the sweep's ``every_line``; the masks
     are the same; each line's mixing is that of the bounding line nearest to it, at most
-    half a group away).
+    half a group away). ``compute``: where the sweep runs (:func:`sarheight.compute.compute_for`).
     """
     names = ("line", "sample", "slant_range", "look_angle", "cross_track")
     arrays = [cells[name] for name in names] + [faces_away, own_layover, cells["valid"]]
@@ -137,9 +139,9 @@ def visibility_masks(cells: dict[str, np.ndarray], faces_away: np.ndarray, own_l
     if transpose:
         arrays = [np.ascontiguousarray(a.T) for a in arrays]
     tolerance = 0.05 * slant_range_spacing(cells) if range_tolerance is None else range_tolerance
-    layover, shadow, mixing = compute.visibility_masks(
-        compute.ProfileCells(*arrays), tuple(window), range_tolerance=tolerance,  # type: ignore[arg-type]
-        codes=kernel_codes(), judged=judged, every_line=every_line)
+    layover, shadow, mixing = door.visibility_masks(
+        door.ProfileCells(*arrays), tuple(window), range_tolerance=tolerance,  # type: ignore[arg-type]
+        codes=kernel_codes(), judged=judged, every_line=every_line, compute=compute)
     if transpose:
         layover, shadow = np.ascontiguousarray(layover.T), np.ascontiguousarray(shadow.T)
     return layover, shadow, mixing
@@ -201,13 +203,13 @@ def layover_facing_share(cells: dict[str, np.ndarray], orientation: int) -> np.n
     than half faces the radar this way lays over its neighbours by itself
     (:func:`active_layover`, ``cells["active_layover"]``).
     """
-    return compute.layover_facing_share(cells["line"], cells["sample"], cells["valid"], orientation)
+    return door.layover_facing_share(cells["line"], cells["sample"], cells["valid"], orientation)
 
 
-def active_layover(cells: dict[str, np.ndarray], orientation: int) -> np.ndarray:
+def active_layover(cells: dict[str, np.ndarray], orientation: int, compute: Compute | None = None) -> np.ndarray:
     """Whether each cell is in active layover (bool): more than half of its own footprint
     range-reversing (:func:`layover_facing_share` above 1/2, :func:`sarheight.compute.active_layover`)."""
-    return compute.active_layover(cells["line"], cells["sample"], cells["valid"], orientation)
+    return door.active_layover(cells["line"], cells["sample"], cells["valid"], orientation, compute=compute)
 
 
 def slant_range_spacing(cells: dict[str, np.ndarray], samples: int = 200_000) -> float:
@@ -246,7 +248,7 @@ def radar_window(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, geomet
             "no DEM cell has a zero-Doppler solution on the side the radar looks at: DEM and "
             "geometry do not overlap; check the DEM's CRS and extent and the product"
         )
-    return window_of_extent(compute.facet_extent(line, sample, valid), geometry, margin)
+    return window_of_extent(door.facet_extent(line, sample, valid), geometry, margin)
 
 
 def window_of_extent(extent: tuple[float, float, float, float], geometry: RadarGeometry,
@@ -274,7 +276,7 @@ ADD_BAND_LINES = 64
 
 
 def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: int = 0,
-              col_stop: int | None = None) -> np.ndarray:
+              col_stop: int | None = None, compute: Compute | None = None) -> np.ndarray:
     """ECEF positions (m) of the cells of DEM rows ``start:stop`` and columns
     ``col_start:col_stop``, (rows, cols, 3) float64.
 
@@ -282,31 +284,33 @@ def cell_ecef(cells: dict[str, np.ndarray], start: int, stop: int, col_start: in
     per cell), rather than kept for the whole DEM (24 bytes per cell).
     """
     cells_at = (slice(start, stop), slice(col_start, col_stop))
-    return compute.cell_ecef(cells["lon"][cells_at], cells["lat"][cells_at], cells["height"][cells_at])
+    return door.cell_ecef(cells["lon"][cells_at], cells["lat"][cells_at], cells["height"][cells_at], compute=compute)
 
 
-def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry, *, own_surface: bool = True) -> dict[str, np.ndarray]:
+def cell_geometry(dem: xr.DataArray, geometry: RadarGeometry, *, own_surface: bool = True,
+                  compute: Compute | None = None) -> dict[str, np.ndarray]:
     """Zero-Doppler geometry of every cell centre (:func:`sarheight.compute.cell_geometry`) and,
     with ``own_surface``, the flags of its own surface (``faces_away``, ``active_layover``:
     what the masks need, not the facet passes); ``lon``, ``lat`` (rad) and ``height`` are
     kept (views where possible) for the passes that recompute ECEF positions per block."""
     lon, lat = geodetic_coordinates(dem, radians=True)
-    return cell_geometry_arrays(lon, lat, np.ascontiguousarray(dem.values), geometry, own_surface=own_surface)
+    return cell_geometry_arrays(lon, lat, np.ascontiguousarray(dem.values), geometry, own_surface=own_surface,
+                                compute=compute)
 
 
 def cell_geometry_arrays(lon: np.ndarray, lat: np.ndarray, height: np.ndarray, geometry: RadarGeometry, *,
-                         own_surface: bool = True) -> dict[str, np.ndarray]:
+                         own_surface: bool = True, compute: Compute | None = None) -> dict[str, np.ndarray]:
     """:func:`cell_geometry` of cells given by longitude, latitude (rad; broadcast views of
     1-D axes are the fast case) and height (m) arrays of one shape, whose rows and columns
     are DEM rows and columns (``own_surface``: also ``faces_away`` and ``active_layover``,
     which take the surface between the neighbouring rows and columns of these arrays)."""
-    out = compute.cell_geometry(lon, lat, height, geometry.geocoding_geometry(), own_surface=own_surface,
-                                blocks=block_count(height.shape)).as_arrays()
+    out = door.cell_geometry(lon, lat, height, geometry.geocoding_geometry(), own_surface=own_surface,
+                             blocks=block_count(height.shape), compute=compute).as_arrays()
     out.update(lon=lon, lat=lat, height=height)
     if own_surface:
         # After every block's lines and samples are known: the footprints reach into
         # the neighbouring rows.
-        out["active_layover"] = active_layover(out, flat_orientation(out, geometry))
+        out["active_layover"] = active_layover(out, flat_orientation(out, geometry), compute)
     return out
 
 
@@ -318,7 +322,7 @@ def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
     array is a page fault, slow on virtual machines, and the scatter's tiles would
     otherwise take them one after the other while adding into it under a lock.
     """
-    sums = np.empty(compute.radar_buffer_shape(n_lines, n_samples))
+    sums = np.empty(door.radar_buffer_shape(n_lines, n_samples))
     if sums.size < BLOCK_CELLS:
         sums.fill(0.0)
     else:
@@ -329,6 +333,6 @@ def radar_sums(n_lines: int, n_samples: int) -> np.ndarray:
 
 def channels(sums: np.ndarray) -> np.ndarray:
     """The images (2, lines, samples) of a radar buffer: a view."""
-    pad = compute.RADAR_BUFFER_PAD
+    pad = door.RADAR_BUFFER_PAD
     return sums[pad:-pad, pad:-pad].transpose(2, 0, 1)
 

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .. import compute
+from .. import compute as door
 from .._version import __version__
+from ..compute import Compute
 from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry, RadarWindow
@@ -75,6 +76,7 @@ class Simulation:
     sums : the radar buffer (:func:`radar_sums`) of sum w c and sum w A_gamma.
     smooth : pixel area and incidence fitted on the whole DEM, when the cells are a
         block of it (else fitted on the cells when first needed).
+    compute : where the passes run (:func:`sarheight.compute.compute_for`).
     """
 
     dem: xr.DataArray
@@ -90,6 +92,7 @@ class Simulation:
     per_cell: dict[str, np.ndarray]
     sums: np.ndarray
     smooth: SmoothFields | None = None
+    compute: Compute = dataclasses.field(default_factory=Compute)
 
     @property
     def images(self) -> np.ndarray:
@@ -141,7 +144,7 @@ class Simulation:
         exact = self.exact
         if gather:
             if sums is None:
-                sums = compute.gather_buffer(ratios, exact)
+                sums = door.gather_buffer(ratios, exact, compute=self.compute)
         else:
             sums = radar_sums(n_lines, n_samples)
         full: list[np.ndarray | None] = [None] * 5
@@ -192,22 +195,22 @@ class Simulation:
             else:
                 border = (start == 0, stop == shape[0], col_start == 0, col_stop == shape[1])
                 first_line, count, first_sample, n = tile_reach(line, sample, self.window, take(c["valid"]), border)
-                buffer = np.zeros(compute.scatter_buffer_shape(count, n, exact))
-            tile = compute.FacetTile(
-                cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop), line, sample,
+                buffer = np.zeros(door.scatter_buffer_shape(count, n, exact))
+            tile = door.FacetTile(
+                cell_ecef(c, view[0].start, view[0].stop, view[1].start, view[1].stop, self.compute), line, sample,
                 take(c["look"]), take(c["valid"]), shadowed, take(user_weight) if whole_weight else user_weight,
                 take(cell_class) if whole_class else cell_class, (own[0].start, own[0].stop, own[1].start, own[1].stop))
-            compute.facet_pass(tile, law, buffer, (line0 + first_line, sample0 + first_sample),
-                               oversample=self.oversample, exact=exact, gather=gather, energy=energy,
-                               per_cell=sums_of_cells)
+            door.facet_pass(tile, law, buffer, (line0 + first_line, sample0 + first_sample),
+                            oversample=self.oversample, exact=exact, gather=gather, energy=energy,
+                            per_cell=sums_of_cells, compute=self.compute)
             if not gather:
-                rows_of_tile = buffer.shape[0] - 2 * compute.RADAR_BUFFER_PAD
-                top = first_line + compute.RADAR_BUFFER_PAD  # the buffer row of the tile's first pixel row
+                rows_of_tile = buffer.shape[0] - 2 * door.RADAR_BUFFER_PAD
+                top = first_line + door.RADAR_BUFFER_PAD  # the buffer row of the tile's first pixel row
                 for band in range(top // ADD_BAND_LINES, (top + rows_of_tile - 1) // ADD_BAND_LINES + 1):
                     with locks[band]:
-                        compute.add_tile_rows(buffer, sums, (first_line, first_sample),
-                                              (band * ADD_BAND_LINES - top, (band + 1) * ADD_BAND_LINES - top),
-                                              exact=exact)
+                        door.add_tile_rows(buffer, sums, (first_line, first_sample),
+                                           (band * ADD_BAND_LINES - top, (band + 1) * ADD_BAND_LINES - top),
+                                           exact=exact, compute=self.compute)
             consume(start, stop, col_start, col_stop, energy[:, own[0], own[1]] if gather else None,
                     [p[own] for p in sums_of_cells])
             if progress is not None:
@@ -308,14 +311,15 @@ class Simulation:
         evaluated per pixel: no whole-image float64 field."""
         images = self.images
         smooth = self.smooth_fields
-        return compute.radar_products(images, smooth.separable_terms("pixel_area", self.window),
-                                      smooth.separable_terms("flat_gamma_area", self.window), VALID_AREA_FRACTION)
+        return door.radar_products(images, smooth.separable_terms("pixel_area", self.window),
+                                   smooth.separable_terms("flat_gamma_area", self.window), VALID_AREA_FRACTION,
+                                   compute=self.compute)
 
     @functools.cached_property
     def valid_pixels(self) -> np.ndarray:
         """Simulated gamma area at least 5 % of the flat-terrain gamma area a_p cot(theta)."""
         flat = self.smooth_fields.evaluate("flat_gamma_area", self.window)
-        return compute.valid_pixels(self.images[1], flat, VALID_AREA_FRACTION)
+        return door.valid_pixels(self.images[1], flat, VALID_AREA_FRACTION, compute=self.compute)
 
 
 #: Cells of a tile of the facet passes: its buffers (facet tables of a DEM row, the
@@ -360,7 +364,7 @@ def tile_reach(line: np.ndarray, sample: np.ndarray, window: RadarWindow, valid:
     line0, n_lines, sample0, n_samples = window
     if valid is None:
         valid = np.isfinite(line)
-    l_min, l_max, s_min, s_max = compute.facet_extent(line, sample, valid, borders=border)
+    l_min, l_max, s_min, s_max = door.facet_extent(line, sample, valid, borders=border)
     if not math.isfinite(l_min):
         return 0, 1, 0, 1
     margin = 2
@@ -442,7 +446,7 @@ class SmoothFields:
     def _terms(degree: int) -> list[tuple[int, int]]:
         return [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
 
-    def pixel_fields(self, window: RadarWindow, contribution: FacetContribution) -> compute.PixelFields:
+    def pixel_fields(self, window: RadarWindow, contribution: FacetContribution) -> door.PixelFields:
         """The pixel area's and the flat terrain's gamma area's polynomials as the per-pixel
         passes of the kernel door evaluate them on ``window`` (the simulation's radar
         window), with the thresholds of ``contribution``'s rounding residue
@@ -454,7 +458,7 @@ class SmoothFields:
             fields[0] = self.coefficients["pixel_area"]
             fields[1] = self.coefficients["flat_gamma_area"]
         fit_window = tuple(int(value) for value in self.window)
-        return compute.PixelFields(fields, powers, fitted, fit_window,  # type: ignore[arg-type]
+        return door.PixelFields(fields, powers, fitted, fit_window,  # type: ignore[arg-type]
                                    int(window[0]), int(window[2]), residue_thresholds(contribution, self))
 
     def separable_terms(self, name: str, window: RadarWindow | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -483,7 +487,7 @@ class SmoothFields:
         if self.coefficients[name] is None:
             return np.full((sub_lines, sub_samples), np.nan)
         # One threaded pass over the pixels (no whole-image temporary per term).
-        return compute.polynomial_field(*self.separable_terms(name, window))
+        return door.polynomial_field(*self.separable_terms(name, window))
 
 
 def check_simulation_options(geometry: Any, projection: Any, oversample: Any) -> None:
@@ -523,11 +527,16 @@ def check_dem_shape(dem: xr.DataArray) -> None:
         raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
 
 
+#: The passes of the kernel door a simulation runs, as :meth:`sarheight.compute.Compute.where`
+#: names where each ran.
+SIMULATION_PASSES = ("cell_geometry", "visibility_masks", "facet_pass")
+
+
 def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribution = "model",
                    projection: Projection = "exact", oversample: int | Literal["auto"] = "auto",
                    keep_per_cell: bool = True, progress: Callable[[int], None] | None = None,
                    on_window: Callable[[RadarWindow], None] | None = None, clear: bool = True,
-                   every_line: bool = True) -> Simulation:
+                   every_line: bool = True, compute: Compute | None = None) -> Simulation:
     """Cell geometry, masks, and the scatter of the facets into the radar window.
 
     Parameters
@@ -546,6 +555,8 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
         the lines that bound the sweep's groups are cut, the others take the mixing of the
         nearer (:func:`visibility_masks`; the masks are the same), for callers that do
         not use the mixing.
+    compute : where the passes run (:func:`sarheight.compute.compute_for`; the numba
+        kernels by default), kept by the simulation for the passes that follow.
 
     The user's entries (:func:`simulate`, :func:`simulate_sar`, :func:`sarheight.reconstruct`)
     check the options before they read the DEM (:func:`check_simulation_options`); this
@@ -559,7 +570,8 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     check_dem_shape(dem)
     resolved = resolve_contribution(contribution, dem)
     check_run_memory(dem.size)
-    cells = cell_geometry(dem, geometry)
+    compute = compute or Compute()
+    cells = cell_geometry(dem, geometry, compute=compute)
     window = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
     check_run_memory(dem.size, window)
     if on_window is not None:
@@ -567,7 +579,7 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     factor = oversample_factor(oversample, projection, dem, cells)
     lines, samples = geometry.grid.shape
     layover, shadow, mixing = visibility_masks(cells, cells["faces_away"], cells["active_layover"], window,
-                                               every_line=every_line)
+                                               every_line=every_line, compute=compute)
     # Cells whose centre falls outside the image are "outside" (255); a cell straddling
     # the image's edge keeps only the energy of its part inside.
     with np.errstate(invalid="ignore"):
@@ -581,7 +593,7 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
     for name in ("look_angle", "cross_track", "pixel_area", "faces_away", "active_layover"):
         del cells[name]
     state = Simulation(dem, geometry, cells, window, factor, projection == "exact", resolved,
-                        layover, shadow, mixing, {}, radar_sums(0, 0), smooth)
+                       layover, shadow, mixing, {}, radar_sums(0, 0), smooth, compute)
     if keep_per_cell:
         _, sigma_area, gamma_area, contrib, cos_local, sums = state.facet_pass(gather=False, progress=progress)
         state.per_cell = {"sigma_area": sigma_area, "gamma_area": gamma_area, "contribution": contrib,
@@ -590,7 +602,7 @@ def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribut
         sums = state.facet_pass(gather=False, consume=lambda *_: None, per_cell=False, progress=progress)[-1]
     state.sums = sums
     if clear:
-        clear_residue(state.images, window, smooth, resolved)
+        clear_residue(state.images, window, smooth, resolved, compute=compute)
     return state
 
 
@@ -608,12 +620,13 @@ def resimulated(state: Simulation, dem: xr.DataArray | Dem, *,
     dem = checked_dem(dem, copy=False).heights
     if dem.shape != state.dem.shape:
         raise InvalidInputError(f"resimulated takes a DEM of the simulation's grid {state.dem.shape}, got {dem.shape}")
-    cells = dict(cells) if cells is not None else cell_geometry(dem, state.geometry, own_surface=False)
+    cells = dict(cells) if cells is not None else cell_geometry(dem, state.geometry, own_surface=False,
+                                                                compute=state.compute)
     for name in ("look_angle", "cross_track", "pixel_area"):
         cells.pop(name, None)
     again = dataclasses.replace(state, dem=dem, cells=cells, per_cell={}, sums=radar_sums(0, 0))
     again.sums = again.facet_pass(gather=False, consume=lambda *_: None, per_cell=False)[-1]
-    clear_residue(again.images, again.window, again.smooth_fields, again.contribution)
+    clear_residue(again.images, again.window, again.smooth_fields, again.contribution, compute=again.compute)
     return again
 
 
@@ -638,9 +651,9 @@ def _flat_densities(contribution: FacetContribution, smooth: SmoothFields) -> tu
                for line in (line0, line0 + n_lines - 1) for sample in (sample0, sample0 + n_samples - 1)]
     incidence = float(np.nanmax(corners)) if np.isfinite(corners).any() else math.radians(45.0)
     gamma = math.cos(incidence) / math.sin(incidence)
-    if contribution.code == compute.CONTRIBUTION_GAMMA:
+    if contribution.code == door.CONTRIBUTION_GAMMA:
         return gamma, gamma
-    if contribution.code in (compute.CONTRIBUTION_USER, compute.CONTRIBUTION_CELL_LAW):
+    if contribution.code in (door.CONTRIBUTION_USER, door.CONTRIBUTION_CELL_LAW):
         centre = (line0 + n_lines // 2, 1, sample0 + n_samples // 2, 1)
         reference_area = float(np.nan_to_num(smooth.evaluate("pixel_area", centre)[0, 0]))
         return contribution.density_scale(reference_area), gamma
@@ -653,7 +666,7 @@ def _flat_densities(contribution: FacetContribution, smooth: SmoothFields) -> tu
 
 
 def clear_residue(images: np.ndarray, window: RadarWindow, smooth: SmoothFields,
-                   contribution: FacetContribution) -> None:
+                  contribution: FacetContribution, *, compute: Compute | None = None) -> None:
     """Clear the rounding residue of the simulated sums (2, lines, samples) on ``window``.
 
     The difference sums of exact projection leave residue (about 1e-16 of a line's
@@ -665,4 +678,4 @@ def clear_residue(images: np.ndarray, window: RadarWindow, smooth: SmoothFields,
     drops only slivers of facets under a billionth of a pixel, and bounds the ratios at
     about a billion times flat terrain's.
     """
-    compute.clear_residue(images, smooth.pixel_fields(window, contribution))
+    door.clear_residue(images, smooth.pixel_fields(window, contribution), compute=compute)

@@ -13,13 +13,14 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
+from ..compute import Compute, compute_for
 from ..dem import checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
 from ..ground import SIGMA0_LAWS, CellLaws, Ground, lognormal_texture
 from ..threads import progress_bar
 from .contribution import Contribution, Projection, values_on_dem_grid
-from .engine import check_simulation_options, run_simulation
+from .engine import SIMULATION_PASSES, check_simulation_options, run_simulation
 
 
 def simulate(
@@ -30,6 +31,7 @@ def simulate(
     projection: Projection = "exact",
     oversample: int | Literal["auto"] = "auto",
     progress: bool = True,
+    device: str | Compute | None = None,
 ) -> xr.Dataset:
     """Simulate the radar imaging of a DEM.
 
@@ -51,6 +53,8 @@ def simulate(
         OPERA does), for bilinear enough that a typical facet (the median cell step) spans
         at most about half a pixel, and at least 2.
     progress : show a progress bar (only when standard error is a terminal).
+    device : where the passes run, as :func:`sarheight.reconstruct` takes it (None: the
+        numba kernels on the CPU; ``"cuda"``: torch on the GPU where it has the pass).
 
     Returns
     -------
@@ -65,12 +69,16 @@ def simulate(
     ``pixel_area`` (m^2), ``mixing`` (separate ground segments per pixel), ``valid`` (gamma
     area >= 5 % of flat terrain's).
     """
+    compute = compute_for(device)
     check_simulation_options(geometry, projection, oversample)
     checked = checked_dem(dem, copy=False)
     with progress_bar(checked.shape[0], "simulate", progress) as update:
         state = run_simulation(checked, geometry, contribution=contribution, projection=projection,
-                               oversample=oversample, progress=update)
-    return state.to_dataset()
+                               oversample=oversample, progress=update, compute=compute)
+    dataset = state.to_dataset()
+    if compute != Compute():
+        dataset.attrs["computed_on"] = compute.where(SIMULATION_PASSES)
+    return dataset
 
 
 def texture(shape: tuple[int, int], *, seed: int = 0, correlation_cells: float = 6.0,
@@ -104,6 +112,7 @@ def simulate_sar(
     land_cover_db: float = 3.0,
     land_cover_seed: int | None = None,
     ground: Ground | None = None,
+    device: str | Compute | None = None,
 ) -> xr.DataArray | tuple[xr.DataArray, xr.DataArray]:
     """Simulate a beta0-like radar observation (linear intensity) of a DEM.
 
@@ -135,6 +144,7 @@ def simulate_sar(
     projection, oversample : as for :func:`simulate`.
     return_truth : also return the true sigma0 of each DEM cell (the sigma-area-weighted
         mean over its facets), the reference against which reconstructions are judged.
+    device : where the passes run, as for :func:`simulate`.
 
     Returns
     -------
@@ -164,13 +174,15 @@ def simulate_sar(
             raise InvalidInputError(
                 f"ground gives the ground's sigma0 laws, land cover and texture: give it without {', '.join(given)}"
             )
+    compute = compute_for(device)
     check_simulation_options(geometry, projection, oversample)
     # Checked once: every simulation below takes the Dem as checked.
     checked = checked_dem(dem)
     dem = checked.heights
     # The observation needs the masks, not the mixing: the sweep cuts only the lines
     # that bound its groups.
-    options: dict[str, Any] = {"projection": projection, "oversample": oversample, "every_line": False}
+    options: dict[str, Any] = {"projection": projection, "oversample": oversample, "every_line": False,
+                               "compute": compute}
     if ground is not None:
         if ground.shape != dem.shape:
             raise InvalidInputError(f"the ground's class map has shape {ground.shape}, the DEM {dem.shape}: draw "
