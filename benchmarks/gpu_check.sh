@@ -17,7 +17,9 @@
 # 2. the kernel door's parity tests (tests/kernels/test_kernel_door.py): every torch pass
 #    held to its numba kernel on the CPU and, where torch sees one, on the GPU;
 # 3. the geocoding benchmark, the torch pass on the GPU beside the numba kernels on the
-#    machine's cores, in one run (the card named in its JSON).
+#    machine's cores, in one run (the card named in its JSON);
+# 4. where there is a GPU, `sarheight benchmark --device cuda`: simulate and reconstruct on
+#    it (the passes torch has; the others on the CPU's kernels) beside the CPU, run by run.
 # Without a GPU it runs the same on the CPU and says that the GPU's figures wait for one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +43,11 @@ echo "gpu_check: torch sees: $card"
 "$python" -m pytest -q -p no:cacheprovider tests/kernels/test_kernel_door.py 2>&1 | tee "$out/gpu_check_parity.log"
 sizes=$([ "$device" = cuda ] && echo 1024,2048,4096 || echo 512,1024)
 (cd benchmarks && "$python" geocode.py --sizes "$sizes" --device "$device" --out "$out/geocode_$device.json")
+if [ "$device" = cuda ]; then
+    "$python" -m sarheight benchmark --side 1024 --coarse-side 512 --repeats 3 --no-peer --device cuda \
+        --out "$out/benchmark_cuda.json"
+fi
 if [ "$device" = cpu ]; then
     echo "gpu_check: no GPU here: the torch passes ran on the CPU; the GPU's figures wait for a machine with one"
 fi
-echo "gpu_check: done in $(( $(date +%s) - started )) s; $out/geocode_$device.json"
+echo "gpu_check: done in $(( $(date +%s) - started )) s; $out/geocode_$device.json$([ "$device" = cuda ] && echo " and $out/benchmark_cuda.json")"

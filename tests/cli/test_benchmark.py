@@ -84,6 +84,21 @@ def test_thread_counts_each_run_in_a_worker_and_give_the_efficiency(tmp_path, ca
     assert "efficiency" in capsys.readouterr().out
 
 
+def test_a_device_runs_in_a_worker_of_its_own_and_gives_its_speedup():
+    """``--device``: this version also on the device, run by run in turn with the CPU;
+    each row its speed-up, the report the card (here the CPU's kernels stand in for a
+    GPU, which the command asks for; ``--device cuda`` without one is refused)."""
+    from sarheight.cli.benchmark.timing import run_benchmark
+
+    report = run_benchmark(cases={"pixel": 24}, projections=("bilinear",), repeats=2, peer=False, device="cpu",
+                           say=lambda _line: None)
+    assert report["device"] == {"device": "cpu", "card": "numba on cpu", "computed_on": ""}
+    for row in report["results"]:
+        cpu, device = (statistics.median(row["versions"][label]["seconds"])
+                       for label in ("this version", "this version on cpu"))
+        assert row["device_speedup"] == pytest.approx(cpu / device)
+
+
 def test_the_reference_peer_is_timed_on_the_same_scene_where_it_is_installed(tmp_path, capsys):
     """With sarsen installed, its terrain correction is timed on each case after this
     version's runs, and the table gives this version's speed over it; without, the
@@ -183,6 +198,8 @@ def test_the_table_says_where_the_peer_is_not_installed():
     (["--timeout", "0"], "positive number of seconds"),
     (["--threads", "0,2", "--quick"], "thread counts from 1"),
     (["--threads", "one,two", "--quick"], "separated by commas"),
+    (["--device", "cpu", "--quick"], "the CPU is timed already"),
+    (["--device", "gpu", "--quick"], "device must be 'cpu', 'cuda' or 'cuda:N'"),
 ])
 def test_benchmark_refuses_bad_options_in_one_line(arguments, message, capsys):
     assert main(["benchmark", "--quick", *arguments] if arguments[0] == "--against" else ["benchmark", *arguments]) == 2

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", default=None, metavar="N,M",
                         help="also time on these thread counts (e.g. 1,2), each in a worker of its own: every row "
                         "then gives the efficiency of the most threads over the fewest")
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="also time this version on a GPU (cuda, cuda:N: torch there, the passes it lacks yet on "
+                        "the CPU's kernels), run by run in turn with the CPU: every row then gives the GPU's speed-up "
+                        "and the card's name")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: sides 256 and 128, 2 repeats; its M cells/s understate the speed "
                         "(fixed costs weigh on small DEMs): compare speeds at the default sides")
@@ -76,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
         # The DEM, its simulation and the reconstruction of the largest case, before any is made.
         check_memory(n * n * BYTES_PER_CELL, f"--{'side' if name == 'pixel' else 'coarse-side'} {n} (a {n} x {n} "
                      "DEM, simulated and reconstructed)", hint="; give a smaller side")
+    if args.device is not None:
+        from ...compute import compute_for
+
+        if compute_for(args.device).backend == "numba":  # a GPU the machine lacks is refused here
+            raise SarHeightError(f"--device {args.device}: the CPU is timed already; give cuda or cuda:N to time "
+                                 "a GPU beside it")
     outputs = [(path, name) for path, name in ((args.out, "--out"), (args.plot, "--plot")) if path]
     check_outputs(outputs)
     for path, name in outputs:
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise SarHeightError(f"--threads {args.threads!r}: give thread counts separated by commas, e.g. 1,2") from None
     report = run_benchmark(cases=cases, projections=projections, repeats=repeats, against=args.against,
-                           peer=args.peer, timeout=timeout, threads=threads,
+                           peer=args.peer, timeout=timeout, threads=threads, device=args.device,
                            say=(lambda _line: None) if args.quiet else print)
     if not args.quiet:
         print()

@@ -35,6 +35,8 @@ def format_row(row: dict[str, Any], labels: list[str]) -> str:
         cells += f"  {s['median']:6.2f} s {s['cells_per_second'] / 1e6:6.2f} M cells/s ±{s['spread']:4.0%}"
     if "speedup" in row:
         cells += f"  {row['speedup']:7.2f}x"
+    if "device_speedup" in row:
+        cells += f"  GPU {row['device_speedup']:6.2f}x"
     for label, efficiency in row.get("efficiency", {}).items():
         cells += f"  {label}: {efficiency:4.0%} efficiency"
     return cells + f"  {row['threads']} threads, load {row['load'][0]:.1f}-{row['load'][1]:.1f}"
@@ -98,6 +100,9 @@ def format_table(report: dict[str, Any]) -> str:
                  + ("; speed-up = the other version's median / this one's" if report.get("against") else "")
                  + (f"; efficiency = the speed-up of {counts[-1]} threads over {counts[0]} / {counts[-1] / counts[0]:g}"
                     if len(counts) > 1 else ""))
+    device = report.get("device")
+    if device:
+        lines.append(f"GPU = the CPU's median / the median on {device['card']}; there, {device['computed_on']}")
     peer = report.get("peer")
     for error in (peer or {}).get("errors", []):
         lines.append(f"reference peer: {PEER} failed on {error}")

@@ -99,11 +99,13 @@ class Worker:
     the one this module belongs to), stopped as hung when a request takes longer than
     ``timeout`` seconds."""
 
-    def __init__(self, label: str, tree: Path | None, timeout: float = WORKER_TIMEOUT, threads: int | None = None):
+    def __init__(self, label: str, tree: Path | None, timeout: float = WORKER_TIMEOUT, threads: int | None = None,
+                 device: str | None = None):
         self.label = label
         self.tree = tree
         self.timeout = timeout
         self.threads = threads
+        self.device = device
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         if threads is not None:
@@ -115,7 +117,7 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-c",
              "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
-             str(Path(__file__).with_name("worker.py").resolve()), "--serve", str(tree or "")],
+             str(Path(__file__).with_name("worker.py").resolve()), "--serve", str(tree or ""), device or ""],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self._scratch.name, env=env)
 
     def ask(self, **request: Any) -> dict[str, Any]:
@@ -198,7 +200,8 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
 
 def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJECTIONS, repeats: int = 5,
                   against: str | None = None, peer: bool = True, timeout: float = WORKER_TIMEOUT,
-                  threads: tuple[int, ...] | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
+                  threads: tuple[int, ...] | None = None, device: str | None = None,
+                  say: Callable[[str], None] = print) -> dict[str, Any]:
     """Time each case (name: DEM side in cells) and projection, both steps, ``repeats``
     runs each, in worker processes; with ``against``, alternating with that version;
     with ``peer``, the reference peer too where it is installed (``report["peer"]``).
@@ -206,6 +209,9 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
     ``threads`` (e.g. ``(1, 2)``): each version also on these thread counts, in workers
     of their own, alternating with the others; each row then gives the efficiency of the
     most threads over one (``row["efficiency"]``: speed-up over one thread / threads).
+    ``device`` (``"cuda"``, ``"cuda:N"``): this version also on that GPU, in a worker of
+    its own, alternating with the others; each row then gives its speed-up over the CPU
+    (``row["device_speedup"]``) and the report names the card (``report["device"]``).
 
     Returns the report (what :func:`format_table` prints and ``--out`` writes as JSON).
     """
@@ -245,6 +251,10 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
             for count in counts[::-1] or [None]:
                 workers.append(Worker(label(name, count), tree, timeout, threads=count))
                 stack.callback(workers[-1].close)
+        on_device = f"this version on {device}" if device else None
+        if on_device:
+            workers.append(Worker(on_device, None, timeout, threads=most, device=device))
+            stack.callback(workers[-1].close)
         report["threads"] = counts or None
         for case, side in cases.items():
             for projection in projections:
@@ -261,6 +271,9 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                     report["versions"][worker.label] = {"version": infos[-1]["version"],
                                                         "source": infos[-1]["source"],
                                                         "threads": infos[-1]["threads"]}
+                    if worker.device:
+                        report["device"] = {"device": worker.device, "card": infos[-1]["card"],
+                                            "computed_on": infos[-1]["computed_on"]}
                 for step in STEPS:
                     times: list[list[float]] = [[] for _ in workers]
                     loads: list[float] = []
@@ -283,6 +296,8 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                     if against:
                         ours, theirs = (medians[name] for name, _ in versions)
                         row["speedup"] = theirs / ours
+                    if on_device:
+                        row["device_speedup"] = medians["this version"] / medians[on_device]
                     if len(counts) > 1:
                         row["efficiency"] = {name: medians[label(name, counts[0])] / medians[name] * counts[0] / most
                                              for name, _ in versions}

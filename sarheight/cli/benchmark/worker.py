@@ -77,7 +77,7 @@ def prepare_peer(case: str, side: int, runs: dict[str, Callable[[], Any]]) -> di
         return {"installed": True, "error": f"{type(error).__name__}: {error}"}
 
 
-def serve(tree: str | None) -> None:
+def serve(tree: str | None, device: str | None = None) -> None:
     """The worker's loop: prepare scenes and time runs on request (one JSON line each way).
 
     Requests: ``{"op": "prepare", "case", "side", "projection"}`` builds the scene, runs
@@ -85,7 +85,8 @@ def serve(tree: str | None) -> None:
     factor and threads; ``{"op": "time", "case", "side", "projection", "step"}`` answers the
     wall time (s) of one warm run and the load average just before it. The projection
     ``PEER`` prepares the reference peer's run instead (step ``PEER_STEP``), or answers
-    that it is not installed.
+    that it is not installed. ``device``: both steps run there (this version only; its
+    preparation answers the card and where each pass ran).
     """
     # Answers go to the pipe the parent reads; anything else printed (by Python or by
     # native code, on descriptor 1) to stderr, so that it cannot break the protocol.
@@ -112,11 +113,14 @@ def serve(tree: str | None) -> None:
             projection = key[2]
             simulation = simulate(dem, geometry, projection=projection, progress=False)
             observation = synthetic.speckled(simulation)
+            # By keyword: the versions compared may order the arguments differently; a device
+            # only where one is asked for (earlier versions have no such keyword).
+            on = {"device": device} if device else {}
             runs: dict[str, Callable[[], Any]] = {
-                "simulate": lambda d=dem, g=geometry, p=projection: simulate(d, g, projection=p, progress=False),
-                # By keyword: the versions compared may order the arguments differently.
-                "reconstruct": lambda o=observation, d=dem, g=geometry, p=projection: reconstruct(
-                    sar=o, dem=d, geometry=g, projection=p, progress=False),
+                "simulate": lambda d=dem, g=geometry, p=projection, k=on: simulate(d, g, projection=p,
+                                                                                   progress=False, **k),
+                "reconstruct": lambda o=observation, d=dem, g=geometry, p=projection, k=on: reconstruct(
+                    sar=o, dem=d, geometry=g, projection=p, progress=False, **k),
             }
             result = runs["reconstruct"]()
             scenes[key] = runs
@@ -124,6 +128,10 @@ def serve(tree: str | None) -> None:
                       "oversample": int(result.attrs.get("oversample", 0)),
                       "radar_pixels": int(simulation.sizes["line"] * simulation.sizes["sample"]),
                       "threads": numba.get_num_threads(), "source": str(Path(package.__file__).parent)}
+            if device:
+                from sarheight.compute import compute_for
+
+                answer.update(card=compute_for(device).describe(), computed_on=result.attrs.get("computed_on", ""))
             del simulation, result
         else:
             load = os.getloadavg()[0]
@@ -135,4 +143,5 @@ def serve(tree: str | None) -> None:
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--serve":
-    serve(sys.argv[2] if len(sys.argv) > 2 else None)
+    serve(sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None, sys.argv[3] if len(sys.argv) > 3 and sys.argv[3]
+          else None)
