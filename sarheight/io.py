@@ -313,7 +313,7 @@ def check_written(temporary: Path, final: Path) -> None:
             os.close(descriptor)
     except OSError as error:
         raise OutputError(_output_message([final], _no_room(error) or str(error))) from error
-    tiff_named = final.suffix.lower() in (".tif", ".tiff")
+    tiff_named = is_geotiff_path(final)
     if not magic or (tiff_named and magic not in _TIFF_MAGIC) or (
             len(magic) < 4 and any(known.startswith(magic) for known in _TIFF_MAGIC)):
         # A write cut short by a full disk: a small file can fail whole or after its first
@@ -511,6 +511,16 @@ def write_radar_image(image: xr.DataArray, path: str | os.PathLike[str]) -> Path
 
 #: The tags :func:`write_radar_image` writes that say a GeoTIFF is in radar geometry.
 RADAR_IMAGE_TAGS = ("first_line", "first_sample")
+
+
+#: The file suffixes of a GeoTIFF, as the readers and writers tell one from a product.
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def is_geotiff_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named as a GeoTIFF (its suffix, any case): what a GeoTIFF
+    observation is told from a Sentinel-1 product by, before any reading."""
+    return Path(path).suffix.lower() in GEOTIFF_SUFFIXES
 
 
 def is_radar_image(tags: dict[str, str]) -> bool:

@@ -36,7 +36,7 @@ from .compute import intensity_flags as compute_intensity_flags
 from .errors import InvalidInputError, PartialCoverageWarning, PlausibilityWarning, user_stacklevel
 from .geometry import RadarGeometry, RadarWindow
 from .ground import empirical_sigma0
-from .io import check_memory, is_radar_image, open_raster, read_radar_image
+from .io import check_memory, is_geotiff_path, is_radar_image, open_raster, read_radar_image
 from .raster import power_to_db, robust_spread
 from .simulate import Simulation
 from .simulate.cells import channels
@@ -154,7 +154,7 @@ def resolve_observation(sar: Any, geometry: RadarGeometry | None, *, measurement
     if sar_quantity not in QUANTITIES:
         raise InvalidInputError(f"sar_quantity must be 'beta0', 'sigma0' or 'gamma0', got {sar_quantity!r}")
     name = "the SAR image"
-    if isinstance(sar, (str, os.PathLike)) and Path(sar).is_file() and Path(sar).suffix.lower() in (".tif", ".tiff"):
+    if isinstance(sar, (str, os.PathLike)) and Path(sar).is_file() and is_geotiff_path(sar):
         name = f"the SAR image {str(sar)!r}"
         sar = _read_map_geotiff(Path(sar))
     if isinstance(sar, (str, os.PathLike)):

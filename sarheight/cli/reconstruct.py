@@ -57,10 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compute import compute_for
     from ..geometry import RadarGeometry
+    from ..io import is_geotiff_path
     from ..reconstruction import reconstruct, to_geotiff
 
     sar_path = Path(args.sar)
-    geotiff = sar_path.suffix.lower() in (".tif", ".tiff")
+    geotiff = is_geotiff_path(sar_path)
     if geotiff and not sar_path.is_file():
         raise SarHeightError(f"--sar {args.sar!r}: no such GeoTIFF")
     if geotiff and (args.chunks is not None or args.scheduler is not None):

@@ -121,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..dem import dataset_in_datum, output_datum, output_geoid_source
     from ..geometry import RadarGeometry
-    from ..io import write_geotiff
+    from ..io import is_geotiff_path, write_geotiff
     from ..refinement import check_spacing_of_file, default_method, refine_dem, refinement_quicklook
     from ..terrain.radar_images import has_cross_polarisation
     from ..terrain.scene_options import Execution, SarReading
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.sar) > MAX_OBSERVATIONS:
         raise SarHeightError(f"--sar is given {len(args.sar)} times: give at most {MAX_OBSERVATIONS} observations")
     paths = [Path(sar) for sar in args.sar]
-    geotiffs = [path.suffix.lower() in (".tif", ".tiff") for path in paths]
+    geotiffs = [is_geotiff_path(path) for path in paths]
     for path in paths:
         if not path.exists():
             raise SarHeightError(f"--sar {str(path)!r}: no such product or GeoTIFF")

@@ -11,7 +11,6 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from scipy import special
 from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError, SarHeightError
 from ..geometry import RadarGeometry, RadarWindow
+from ..io import is_geotiff_path
 from ..observation import check_argument_order, intensity_on_window, rebuilt_in_radar_geometry, resolve_observation
 from ..simulate import run_simulation
 from ..simulate.cells import cell_geometry, radar_window
@@ -359,7 +359,7 @@ def has_cross_polarisation(sar: Any, opposite_pass: tuple[Any, Any] | None = Non
                 return polarisation_bands(observation, measurement)[1] is not None
             except InvalidInputError:
                 return False
-        if isinstance(observation, (str, os.PathLike)) and Path(observation).suffix.lower() not in (".tif", ".tiff"):
+        if isinstance(observation, (str, os.PathLike)) and not is_geotiff_path(observation):
             from ..preprocess.sentinel1 import cross_polarised_measurement
 
             try:
