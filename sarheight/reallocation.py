@@ -41,7 +41,7 @@ from .observation import (
 from .simulate import Simulation, run_simulation
 from .simulate.cells import channels, radar_sums
 from .simulate.contribution import Contribution, Projection
-from .simulate.engine import SIMULATION_PASSES, clear_residue
+from .simulate.engine import clear_residue, simulation_passes
 from .threads import progress_bar
 
 #: What ``backscatter`` holds: the reallocated energy over the sigma or the gamma area.
@@ -224,11 +224,6 @@ def result_dataset(state: Simulation, result: dict[str, np.ndarray], output: Out
     return ds.rio.write_crs(state.dem.rio.crs, inplace=True)
 
 
-#: The passes of the kernel door a reconstruction runs, as :meth:`Compute.where` names
-#: where each ran.
-RECONSTRUCTION_PASSES = (*SIMULATION_PASSES, "reallocation_ratios", "sample_cells", "finish_cells")
-
-
 def reconstruct_in_memory(observation: Observation, dem: Dem, *, contribution: Contribution,
                           output: Output, projection: Projection, oversample: int | Literal["auto"],
                           progress: bool = True, compute: Compute | None = None) -> xr.Dataset:
@@ -271,6 +266,8 @@ def reconstruct_in_memory(observation: Observation, dem: Dem, *, contribution: C
     dataset.attrs["observation"] = observation.description
     dataset.attrs.update(summary)
     if compute is not None and compute != Compute():
-        dataset.attrs["computed_on"] = compute.where(RECONSTRUCTION_PASSES)
+        # The passes of the kernel door it ran, and where each ran.
+        dataset.attrs["computed_on"] = compute.where(
+            (*simulation_passes(projection), "reallocation_ratios", "sample_cells", "finish_cells"))
     return dataset
 

@@ -526,8 +526,9 @@ def facet_pass(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple
     compute = compute or Compute()
     if tile.line.ndim != 2 or tile.ecef.shape != (*tile.line.shape, 3):
         raise InvalidInputError("facet_pass takes a tile's 2-D cells and their (rows, cols, 3) positions")
-    _backend(compute, "facet_pass")(tile, law, buffer, origin, oversample=int(oversample), exact=bool(exact),
-                                    gather=bool(gather), energy=energy, per_cell=per_cell, device=compute.device)
+    _backend(compute, "facet_pass_exact" if exact else "facet_pass_bilinear")(
+        tile, law, buffer, origin, oversample=int(oversample), gather=bool(gather), energy=energy, per_cell=per_cell,
+        device=compute.device)
 
 
 def add_tile_rows(tile_buffer: np.ndarray, sums: np.ndarray, origin: tuple[int, int], rows: tuple[int, int], *,

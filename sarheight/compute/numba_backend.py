@@ -26,10 +26,10 @@ from .bundles import (
 )
 
 __all__ = ["active_layover", "add_tile_rows", "cell_ecef", "cell_geometry", "clear_residue", "ecef", "facet_extent",
-           "facet_pass", "finish_cells", "gather_buffer", "geocode", "intensity_flags", "interpolate_rows",
-           "layover_facing_share", "lee", "missing_pixels", "orbit_states", "polynomial_field", "radar_products",
-           "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges", "slant_ranges_of_samples",
-           "valid_pixels", "visibility_masks", "weighted_mean"]
+           "facet_pass_bilinear", "facet_pass_exact", "finish_cells", "gather_buffer", "geocode", "intensity_flags",
+           "interpolate_rows", "layover_facing_share", "lee", "missing_pixels", "orbit_states", "polynomial_field",
+           "radar_products", "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges",
+           "slant_ranges_of_samples", "valid_pixels", "visibility_masks", "weighted_mean"]
 
 #: Radar lines per block of a per-pixel pass (a block's work for a thread).
 LINES_PER_BLOCK = 256
@@ -383,16 +383,30 @@ def _buckets(cells: ProfileCells, judged: np.ndarray, line0: int, n_lines: int, 
     return start, bucket
 
 
-def facet_pass(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *, oversample: int,
-               exact: bool, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray], device: str) -> None:
-    """:func:`sarheight.compute.facet_pass` with ``kernels.facets.facet_pass`` (one tile: the
-    caller's threads run the tiles)."""
-    del device  # the caller's thread
+def _facet_pass(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], oversample: int,
+                exact: bool, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray]) -> None:
+    """``kernels.facets.facet_pass`` on one tile (the caller's threads run the tiles)."""
     row_start, row_stop, col_start, col_stop = tile.own
     facets.facet_pass(
         tile.ecef, tile.line, tile.sample, tile.look, tile.valid, tile.shadowed, tile.user_weight, tile.cell_class,
         law.class_tables, oversample, law.code, law.law, law.table, exact, gather, origin[0], origin[1], buffer,
         buffer.reshape(-1), row_start, row_stop, col_start, col_stop, energy, *per_cell)
+
+
+def facet_pass_exact(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *,
+                     oversample: int, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray],
+                     device: str) -> None:
+    """:func:`sarheight.compute.facet_pass` with exact projection: ``kernels.facets.facet_pass``."""
+    del device  # the caller's thread
+    _facet_pass(tile, law, buffer, origin, oversample, True, gather, energy, per_cell)
+
+
+def facet_pass_bilinear(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *,
+                        oversample: int, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray],
+                        device: str) -> None:
+    """:func:`sarheight.compute.facet_pass` with bilinear splatting: ``kernels.facets.facet_pass``."""
+    del device  # the caller's thread
+    _facet_pass(tile, law, buffer, origin, oversample, False, gather, energy, per_cell)
 
 
 def add_tile_rows(tile_buffer: np.ndarray, sums: np.ndarray, origin: tuple[int, int], rows: tuple[int, int], *,

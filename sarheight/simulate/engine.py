@@ -527,9 +527,10 @@ def check_dem_shape(dem: xr.DataArray) -> None:
         raise InvalidInputError(f"the DEM must have at least 2 x 2 cells to form facets, got {dem.shape}")
 
 
-#: The passes of the kernel door a simulation runs, as :meth:`sarheight.compute.Compute.where`
-#: names where each ran.
-SIMULATION_PASSES = ("cell_geometry", "visibility_masks", "facet_pass")
+def simulation_passes(projection: Projection) -> tuple[str, ...]:
+    """The passes of the kernel door a simulation with ``projection`` runs, as
+    :meth:`sarheight.compute.Compute.where` names where each ran."""
+    return ("cell_geometry", "visibility_masks", f"facet_pass_{projection}")
 
 
 def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribution = "model",

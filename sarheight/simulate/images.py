@@ -20,7 +20,7 @@ from ..geometry import RadarGeometry
 from ..ground import SIGMA0_LAWS, CellLaws, Ground, lognormal_texture
 from ..threads import progress_bar
 from .contribution import Contribution, Projection, values_on_dem_grid
-from .engine import SIMULATION_PASSES, check_simulation_options, run_simulation
+from .engine import check_simulation_options, run_simulation, simulation_passes
 
 
 def simulate(
@@ -77,7 +77,7 @@ def simulate(
                                oversample=oversample, progress=update, compute=compute)
     dataset = state.to_dataset()
     if compute != Compute():
-        dataset.attrs["computed_on"] = compute.where(SIMULATION_PASSES)
+        dataset.attrs["computed_on"] = compute.where(simulation_passes(projection))
     return dataset
 
 

@@ -390,7 +390,7 @@ def test_an_images_survey_and_the_pixels_weighted_mean_are_the_same_on_every_bac
 
 @pytest.mark.parametrize("name", ["reallocation_ratios", "missing_pixels", "clear_residue", "sample_cells",
                                   "finish_cells", "facet_extent", "cell_ecef", "layover_facing_share",
-                                  "active_layover", "visibility_masks", "facet_pass", "add_tile_rows",
+                                  "active_layover", "visibility_masks", "facet_pass_exact", "add_tile_rows",
                                   "gather_buffer", "polynomial_field", "radar_products", "valid_pixels"])
 def test_the_passes_on_numba_alone_say_so_on_torch(name):
     """The passes behind the door on the numba backend alone so far: torch refuses them in
@@ -470,7 +470,8 @@ def test_a_reconstruction_on_torch_is_the_numba_one(projection):
         compared = np.isfinite(right) & (right != 0)
         relative = np.abs(left[compared] / right[compared] - 1.0)
         assert np.percentile(relative, 99) <= 1e-6 and relative.max() <= 1e-3, name
-    assert actual.attrs["computed_on"].startswith("torch on cpu: cell_geometry; numba on cpu: visibility_masks")
+    on_torch = "cell_geometry, facet_pass_bilinear" if projection == "bilinear" else "cell_geometry"
+    assert actual.attrs["computed_on"].startswith(f"torch on cpu: {on_torch}; numba on cpu: visibility_masks")
     assert "computed_on" not in expected.attrs
 
 
@@ -504,4 +505,38 @@ def test_a_simulation_on_torch_is_the_numba_one():
     relative = np.abs(left[compared] / right[compared] - 1.0)
     assert np.percentile(relative, 99) <= 1e-6 and relative.max() <= 1e-3
     assert actual.attrs["computed_on"] == ("torch on cpu: cell_geometry; numba on cpu: visibility_masks, "
-                                           "facet_pass")
+                                           "facet_pass_exact")
+
+
+@pytest.mark.parametrize("contribution", ["model", "gamma", "law", "weights", "classes"])
+def test_the_bilinear_facet_pass_is_the_same_on_torch(contribution):
+    """The facets' scatter with bilinear splatting (every contribution: the model law, the
+    gamma area, a user's law, per-cell weights, a law per class) and its gather: torch
+    held to the numba kernel, the per-cell sums and the radar sums within 1e-12 relative
+    (the scatter adds in another order), the gathered energy likewise."""
+    from sarheight.ground import CellLaws
+    from sarheight.simulate import run_simulation
+    from tests.support.scenes import rough_dem, synthetic_geometry
+
+    dem = rough_dem(5, rows=36, cols=30, relief=700.0)
+    geometry = synthetic_geometry(dem, 34.0, 350.0, "right")
+    rng = np.random.default_rng(2)
+    given = {"model": "model", "gamma": "gamma",
+             "law": lambda degrees: 0.3 * np.cos(np.radians(degrees)) ** 1.5,
+             "weights": dem.copy(data=rng.uniform(0.5, 2.0, dem.shape)),
+             "classes": CellLaws(rng.integers(0, 2, dem.shape).astype(np.uint8),
+                                 (lambda d: 0.2 * np.cos(np.radians(d)), lambda d: 0.05 + 0.0 * d),
+                                 rng.uniform(0.5, 1.5, dem.shape))}[contribution]
+    # One simulation's cells, their facets on each backend.
+    state = run_simulation(dem, geometry, contribution=given, projection="bilinear", oversample=3)
+    states = [state, dataclasses.replace(state, compute=compute_for("cpu", backend="torch", fallback=True))]
+    assert states[1].compute.where(("facet_pass_bilinear",)) == "torch on cpu: facet_pass_bilinear"
+    scattered = [each.facet_pass(gather=False) for each in states]
+    for name, expected, actual in zip(("sigma_area", "gamma_area", "contribution", "cos_local", "sums"),
+                                      scattered[0][1:], scattered[1][1:], strict=True):
+        scale = np.nanmax(np.abs(expected))
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-13 * scale, err_msg=name)
+    assert np.count_nonzero(scattered[0][-1]) > 100
+    ratios = rng.uniform(0.5, 2.0, (2, state.window.lines, state.window.samples))
+    gathered = [each.facet_pass(gather=True, ratios=ratios)[0] for each in states]
+    np.testing.assert_allclose(gathered[1], gathered[0], rtol=1e-12, atol=1e-13 * np.abs(gathered[0]).max())
