@@ -17,21 +17,21 @@ import torch
 from ..kernels import WGS84_A, WGS84_E2
 from ..kernels.facet_table import CONTRIBUTION_CELL_LAW, CONTRIBUTION_GAMMA, CONTRIBUTION_MODEL, CONTRIBUTION_USER
 from ..kernels.radar_buffers import PAD
-from .bundles import CellGeometry, FacetLaw, FacetTile, Geocoded, GeocodingGeometry, OrbitPolynomial
+from ..kernels.reallocation import VALID_AREA_FRACTION
+from .bundles import (
+    CellGeometry,
+    FacetLaw,
+    FacetTile,
+    GatheredCells,
+    Geocoded,
+    GeocodingGeometry,
+    OrbitPolynomial,
+    PixelFields,
+    WindowImages,
+)
 
-__all__ = [
-    "block_rows",
-    "cell_geometry",
-    "ecef",
-    "facet_pass_bilinear",
-    "geocode",
-    "intensity_flags",
-    "interpolate_rows",
-    "lee",
-    "orbit_states",
-    "samples_of_slant_ranges",
-    "weighted_mean",
-]
+__all__ = ["block_rows", "cell_geometry", "ecef", "facet_pass_bilinear", "geocode", "intensity_flags",
+           "interpolate_rows", "lee", "orbit_states", "samples_of_slant_ranges", "weighted_mean"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -584,3 +584,171 @@ def _sigma0_model(cosine: torch.Tensor, a0: float, a1: float, a2: float) -> torc
     sine = torch.sqrt((1.0 - cosine * cosine).clamp(min=0.0))
     base = sine + a1 * cosine
     return torch.where(cosine <= 0.0, 0.0, a0 * cosine / base**a2)
+
+
+def _pixel_field(fields: PixelFields, field: int, shape: tuple[int, int], where: torch.device) -> torch.Tensor:
+    """Field ``field`` of ``fields`` (0: the pixel area, 1: the flat terrain's gamma area)
+    at every pixel of a window of ``shape`` whose pixel (0, 0) is ``fields.line0``,
+    ``fields.sample0``, as ``kernels.reallocation`` evaluates it: the polynomial in the
+    sample of each line's coefficients, by Horner's rule."""
+    n_lines, n_samples = shape
+    fit_line0, fit_lines, fit_sample0, fit_samples = fields.fit_window
+    u = ((fields.line0 + torch.arange(n_lines, device=where, dtype=torch.float64)) - fit_line0
+         - 0.5 * fit_lines) / max(fit_lines, 1)
+    v = ((fields.sample0 + torch.arange(n_samples, device=where, dtype=torch.float64)) - fit_sample0
+         - 0.5 * fit_samples) / max(fit_samples, 1)
+    powers = np.asarray(fields.powers)
+    degree = int(powers[:, 1].max()) if powers.size else 0
+    terms = torch.zeros((degree + 1, n_lines), dtype=torch.float64, device=where)
+    for term, (p, q) in enumerate(powers):
+        value = torch.full_like(u, float(fields.coefficients[field, term]))
+        for _ in range(int(p)):
+            value = value * u
+        terms[int(q)] = terms[int(q)] + value
+    out = torch.zeros((n_lines, n_samples), dtype=torch.float64, device=where)
+    for q in range(degree, -1, -1):
+        out = out * v[None, :] + terms[q][:, None]
+    return out
+
+
+def _window_fields(fields: PixelFields, shape: tuple[int, int], where: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixel area (0 where not known) and the flat terrain's gamma area (infinite
+    where not known) on the window, as the per-pixel kernels read them."""
+    if not fields.fitted:
+        return (torch.zeros(shape, dtype=torch.float64, device=where),
+                torch.full(shape, math.inf, dtype=torch.float64, device=where))
+    area, flat = _pixel_field(fields, 0, shape, where), _pixel_field(fields, 1, shape, where)
+    return torch.nan_to_num(area, nan=0.0), torch.where(torch.isnan(flat), math.inf, flat)
+
+
+def clear_residue(images: np.ndarray, fields: PixelFields, *, device: str) -> None:
+    """:func:`sarheight.compute.clear_residue` in torch on ``device``."""
+    where = torch.device(device)
+    area, _ = _window_fields(fields, images.shape[1:], where)
+    for q in range(images.shape[0]):
+        image = torch.as_tensor(np.ascontiguousarray(images[q]), device=where)
+        images[q] = torch.where(image < float(fields.thresholds[q]) * area, 0.0, image).cpu().numpy()
+
+
+def reallocation_ratios(sums: np.ndarray, observed: np.ndarray, fields: PixelFields, *, prefix: bool, device: str
+                        ) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`sarheight.compute.reallocation_ratios` in torch on ``device`` (float64; the row
+    prefix sums as a scan)."""
+    where = torch.device(device)
+    shape = observed.shape
+    area, flat = _window_fields(fields, shape, where)
+    inner = torch.as_tensor(np.ascontiguousarray(sums[PAD:PAD + shape[0], PAD:PAD + shape[1]]), device=where)
+    contribution, gamma = inner[..., 0], inner[..., 1]
+    contribution = torch.where(contribution < float(fields.thresholds[0]) * area, 0.0, contribution)
+    gamma = torch.where(gamma < float(fields.thresholds[1]) * area, 0.0, gamma)
+    simulated = torch.where(area > 0.0, contribution / torch.where(area > 0.0, area, 1.0), math.nan)
+    valid = torch.nan_to_num(gamma, nan=0.0) >= VALID_AREA_FRACTION * flat
+    intensity = torch.as_tensor(np.asarray(observed, dtype=np.float64), device=where)
+    known = ~torch.isnan(intensity)
+    missing = int((~known & ((contribution > 0.0) | (gamma > 0.0))).sum())
+    energy = torch.where(known, intensity * area, 0.0)
+    ratios = torch.stack([torch.where(part > 0.0, energy / torch.where(part > 0.0, part, 1.0), 0.0)
+                          for part in (contribution, gamma)], dim=-1)
+    out = torch.zeros(sums.shape, dtype=torch.float64, device=where)
+    if prefix:
+        running = torch.cumsum(ratios, dim=1)
+        out[PAD:PAD + shape[0], PAD:PAD + shape[1]] = running
+        out[PAD:PAD + shape[0], PAD + shape[1]:] = running[:, -1:]
+    else:
+        out[PAD:PAD + shape[0], PAD:PAD + shape[1]] = ratios
+    sums[...] = out.cpu().numpy()
+    return simulated.to(torch.float32).cpu().numpy(), valid.cpu().numpy(), missing
+
+
+def missing_pixels(observed: np.ndarray, sums: np.ndarray, *, device: str) -> np.ndarray:
+    """:func:`sarheight.compute.missing_pixels` in torch on ``device``."""
+    where = torch.device(device)
+    shape = observed.shape
+    inner = torch.as_tensor(np.ascontiguousarray(sums[PAD:PAD + shape[0], PAD:PAD + shape[1]]), device=where)
+    unknown = torch.isnan(torch.as_tensor(np.asarray(observed), device=where))
+    return (unknown & ((inner[..., 0] > 0.0) | (inner[..., 1] > 0.0))).cpu().numpy()
+
+
+def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray, *, device: str) -> None:
+    """:func:`sarheight.compute.gather_buffer` in torch on ``device``."""
+    where = torch.device(device)
+    n_lines, n_samples = images.shape[1:]
+    planes = torch.as_tensor(np.ascontiguousarray(images), device=where).permute(1, 2, 0)
+    buffer = torch.zeros(out.shape, dtype=torch.float64, device=where)
+    if exact:
+        running = torch.cumsum(planes, dim=1)
+        buffer[PAD:PAD + n_lines, PAD:PAD + n_samples] = running
+        buffer[PAD:PAD + n_lines, PAD + n_samples:] = running[:, -1:]
+    else:
+        buffer[PAD:PAD + n_lines, PAD:PAD + n_samples] = planes
+    out[...] = buffer.cpu().numpy()
+
+
+def _corners(rl: torch.Tensor, rs: torch.Tensor, n_lines: int, n_samples: int) -> tuple[torch.Tensor, ...]:
+    """``kernels.projection.bilinear_corners`` of every position: whether inside the
+    window, the four nearest pixel centres clamped to it and the weights of r1 and c1."""
+    inside = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
+    lc = torch.nan_to_num(rl, nan=0.0).clamp(0.0, n_lines - 1.0)
+    sc = torch.nan_to_num(rs, nan=0.0).clamp(0.0, n_samples - 1.0)
+    r0 = lc.clamp(max=float(max(n_lines - 2, 0))).to(torch.int64)
+    c0 = sc.clamp(max=float(max(n_samples - 2, 0))).to(torch.int64)
+    return (inside, r0, c0, (r0 + 1).clamp(max=n_lines - 1), (c0 + 1).clamp(max=n_samples - 1),
+            (lc - r0).clamp(max=1.0), (sc - c0).clamp(max=1.0))
+
+
+def _bilinear(image: torch.Tensor, r0: torch.Tensor, c0: torch.Tensor, r1: torch.Tensor, c1: torch.Tensor,
+              wr: torch.Tensor, wc: torch.Tensor) -> torch.Tensor:
+    """``kernels.projection.bilinear_read``."""
+    return ((1.0 - wr) * ((1.0 - wc) * image[r0, c0] + wc * image[r0, c1])
+            + wr * ((1.0 - wc) * image[r1, c0] + wc * image[r1, c1]))
+
+
+def sample_cells(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, incidence: np.ndarray,
+                 images: WindowImages, out: tuple[np.ndarray, np.ndarray, np.ndarray], *, device: str) -> None:
+    """:func:`sarheight.compute.sample_cells` in torch on ``device``."""
+    where = torch.device(device)
+    observed = torch.as_tensor(np.asarray(images.observed, dtype=np.float64), device=where)
+    simulated = torch.as_tensor(np.asarray(images.simulated, dtype=np.float64), device=where)
+    mixing = torch.as_tensor(np.asarray(images.mixing, dtype=np.int64), device=where)
+    rl = _tensor(line, where) - images.line0
+    rs = _tensor(sample, where) - images.sample0
+    inside, r0, c0, r1, c1, wr, wc = _corners(rl, rs, *observed.shape)
+    sine = torch.sin(torch.as_tensor(np.asarray(incidence), device=where).to(torch.float64))
+    geocoded, simulated_out, mixing_out = out
+    geocoded[...] = torch.where(inside, _bilinear(observed, r0, c0, r1, c1, wr, wc) * sine, math.nan).to(
+        torch.float32).cpu().numpy()
+    simulated_out[...] = torch.where(inside, _bilinear(simulated, r0, c0, r1, c1, wr, wc), math.nan).to(
+        torch.float32).cpu().numpy()
+    nearest_row = torch.nan_to_num(rl + 0.5, nan=0.0).clamp(0.0, mixing.shape[0] - 1.0).to(torch.int64)
+    nearest_col = torch.nan_to_num(rs + 0.5, nan=0.0).clamp(0.0, mixing.shape[1] - 1.0).to(torch.int64)
+    chosen = torch.where(torch.as_tensor(np.asarray(valid), device=where), mixing[nearest_row, nearest_col], 0)
+    mixing_out[...] = chosen.cpu().numpy().astype(mixing_out.dtype)
+
+
+def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, valid: np.ndarray,
+                 shadow: np.ndarray, valid_pixels: np.ndarray, origin: tuple[int, int], use_sigma: bool,
+                 codes: tuple[int, int, int, int], out: tuple[np.ndarray, np.ndarray, np.ndarray], *,
+                 device: str) -> None:
+    """:func:`sarheight.compute.finish_cells` in torch on ``device``."""
+    where = torch.device(device)
+    _, active, passive, outside = codes
+    code = torch.as_tensor(np.asarray(shadow), device=where)
+    excluded = (code == active) | (code == passive) | (code == outside)
+    energy = _tensor(gathered.energy, where)
+    sigma_area, gamma_area = _tensor(gathered.sigma_area, where), _tensor(gathered.gamma_area, where)
+    area = sigma_area if use_sigma else gamma_area
+    backscatter = torch.where((area > 0.0) & ~excluded, energy[0] / torch.where(area > 0.0, area, 1.0), math.nan)
+    rl, rs = _tensor(line, where) - origin[0], _tensor(sample, where) - origin[1]
+    n_lines, n_samples = valid_pixels.shape
+    on_window = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
+    row = torch.nan_to_num(rl + 0.5, nan=0.0).floor().clamp(0, n_lines - 1).to(torch.int64)
+    col = torch.nan_to_num(rs + 0.5, nan=0.0).floor().clamp(0, n_samples - 1).to(torch.int64)
+    flat_ok = on_window & torch.as_tensor(np.asarray(valid_pixels), device=where)[row, col]
+    flattened = torch.where((gamma_area > 0.0) & flat_ok & ~excluded,
+                            energy[1] / torch.where(gamma_area > 0.0, gamma_area, 1.0), math.nan)
+    cosine = _tensor(gathered.cos_local, where)
+    known = torch.as_tensor(np.asarray(valid), device=where) & ~torch.isnan(cosine)
+    incidence = torch.where(known, torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))), math.nan)
+    for target, values in zip(out, (backscatter, flattened, incidence), strict=True):
+        target[...] = values.to(torch.float32).cpu().numpy()

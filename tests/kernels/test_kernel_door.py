@@ -388,10 +388,9 @@ def test_an_images_survey_and_the_pixels_weighted_mean_are_the_same_on_every_bac
     assert np.nanmax(np.abs(actual - expected)) == 0.0
 
 
-@pytest.mark.parametrize("name", ["reallocation_ratios", "missing_pixels", "clear_residue", "sample_cells",
-                                  "finish_cells", "facet_extent", "cell_ecef", "layover_facing_share",
-                                  "active_layover", "visibility_masks", "facet_pass_exact", "add_tile_rows",
-                                  "gather_buffer", "polynomial_field", "radar_products", "valid_pixels"])
+@pytest.mark.parametrize("name", ["facet_extent", "cell_ecef", "layover_facing_share", "active_layover",
+                                  "visibility_masks", "facet_pass_exact", "add_tile_rows", "polynomial_field",
+                                  "radar_products", "valid_pixels"])
 def test_the_passes_on_numba_alone_say_so_on_torch(name):
     """The passes behind the door on the numba backend alone so far: torch refuses them in
     one line, naming the backend that has them."""
@@ -470,8 +469,11 @@ def test_a_reconstruction_on_torch_is_the_numba_one(projection):
         compared = np.isfinite(right) & (right != 0)
         relative = np.abs(left[compared] / right[compared] - 1.0)
         assert np.percentile(relative, 99) <= 1e-6 and relative.max() <= 1e-3, name
-    on_torch = "cell_geometry, facet_pass_bilinear" if projection == "bilinear" else "cell_geometry"
-    assert actual.attrs["computed_on"].startswith(f"torch on cpu: {on_torch}; numba on cpu: visibility_masks")
+    facets = f"facet_pass_{projection}"
+    on_torch, on_numba = (("cell_geometry", facets), "visibility_masks") if projection == "bilinear" else (
+        ("cell_geometry",), f"visibility_masks, {facets}")
+    assert actual.attrs["computed_on"] == (f"torch on cpu: {', '.join(on_torch)}, reallocation_ratios, sample_cells, "
+                                           f"finish_cells; numba on cpu: {on_numba}")
     assert "computed_on" not in expected.attrs
 
 
@@ -540,3 +542,39 @@ def test_the_bilinear_facet_pass_is_the_same_on_torch(contribution):
     ratios = rng.uniform(0.5, 2.0, (2, state.window.lines, state.window.samples))
     gathered = [each.facet_pass(gather=True, ratios=ratios)[0] for each in states]
     np.testing.assert_allclose(gathered[1], gathered[0], rtol=1e-12, atol=1e-13 * np.abs(gathered[0]).max())
+
+
+@pytest.mark.parametrize("projection", ["exact", "bilinear"])
+def test_the_reallocations_pixel_passes_are_the_same_on_torch(projection):
+    """The rounding residue cleared, the reallocation's ratios (as prefix sums for exact
+    projection) with the simulated image and the pixels valid for flattening, and the
+    pixels the facets reach but the observation lacks: torch held to the numba kernels on
+    one simulation's sums, an observation with a hole."""
+    from sarheight import compute
+    from sarheight.simulate import run_simulation
+    from sarheight.simulate.cells import channels
+    from tests.support.scenes import rough_dem, synthetic_geometry
+
+    dem = rough_dem(9, rows=40, cols=36, relief=800.0)
+    geometry = synthetic_geometry(dem, 36.0, 190.0, "right")
+    state = run_simulation(dem, geometry, projection=projection, clear=False)
+    on_torch = compute_for("cpu", backend="torch", fallback=True)
+    fields = state.smooth_fields.pixel_fields(state.window, state.contribution)
+    observed = np.random.default_rng(4).uniform(0.01, 0.5, (state.window.lines, state.window.samples))
+    observed[5:9, 10:20] = np.nan
+    cleared = [state.sums.copy() for _ in range(2)]
+    for sums, where in zip(cleared, (None, on_torch), strict=True):
+        compute.clear_residue(channels(sums), fields, compute=where)
+    np.testing.assert_array_equal(cleared[1], cleared[0])
+    assert np.array_equal(compute.missing_pixels(observed, state.sums, compute=on_torch),
+                          compute.missing_pixels(observed, state.sums))
+    buffers = [state.sums.copy() for _ in range(2)]
+    answers = [compute.reallocation_ratios(sums, observed, fields, prefix=projection == "exact", compute=where)
+               for sums, where in zip(buffers, (None, on_torch), strict=True)]
+    np.testing.assert_allclose(buffers[1], buffers[0], rtol=1e-12, atol=1e-12 * np.abs(buffers[0]).max())
+    np.testing.assert_allclose(answers[1][0], answers[0][0], rtol=1e-6)
+    np.testing.assert_array_equal(answers[1][1], answers[0][1])
+    assert answers[1][2] == answers[0][2] > 0
+    images = np.random.default_rng(5).uniform(0.0, 2.0, (2, 7, 9))
+    np.testing.assert_allclose(compute.gather_buffer(images, projection == "exact", compute=on_torch),
+                               compute.gather_buffer(images, projection == "exact"), rtol=1e-14, atol=0)
