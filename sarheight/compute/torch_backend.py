@@ -30,8 +30,9 @@ from .bundles import (
     WindowImages,
 )
 
-__all__ = ["block_rows", "cell_geometry", "ecef", "facet_pass_bilinear", "geocode", "intensity_flags",
-           "interpolate_rows", "lee", "orbit_states", "samples_of_slant_ranges", "weighted_mean"]
+__all__ = ["add_tile_rows", "block_rows", "cell_geometry", "ecef", "facet_pass_bilinear", "geocode",
+           "intensity_flags", "interpolate_rows", "lee", "orbit_states", "polynomial_field", "radar_products",
+           "samples_of_slant_ranges", "valid_pixels", "weighted_mean"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -752,3 +753,72 @@ def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, 
     incidence = torch.where(known, torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))), math.nan)
     for target, values in zip(out, (backscatter, flattened, incidence), strict=True):
         target[...] = values.to(torch.float32).cpu().numpy()
+
+
+def _separable(row_terms: np.ndarray, column_terms: np.ndarray, where: torch.device) -> torch.Tensor:
+    """The sum over the terms of row factor times column factor, term after term
+    (``kernels.radar_buffers.polynomial_field``'s order)."""
+    rows, columns = _tensor(row_terms, where), _tensor(column_terms, where)
+    out = torch.zeros((rows.shape[1], columns.shape[1]), dtype=torch.float64, device=where)
+    for term in range(rows.shape[0]):
+        out = out + rows[term][:, None] * columns[term][None, :]
+    return out
+
+
+def polynomial_field(row_terms: np.ndarray, column_terms: np.ndarray, out: np.ndarray, *, device: str) -> None:
+    """:func:`sarheight.compute.polynomial_field` in torch on ``device``."""
+    out[...] = _separable(row_terms, column_terms, torch.device(device)).cpu().numpy()
+
+
+def _reaches(gamma: torch.Tensor, flat: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``kernels.radar_buffers.valid_pixels``' test: a NaN image counts as 0, a NaN flat
+    area as unreachable, infinities as the largest finite values."""
+    big = float(np.finfo(np.float64).max)
+    g = torch.nan_to_num(gamma, nan=0.0).clamp(-big, big)
+    f = torch.where(torch.isnan(flat), math.inf, flat.clamp(-big, big))
+    return g >= fraction * f
+
+
+def valid_pixels(gamma_image: np.ndarray, flat_gamma_area: np.ndarray, fraction: float, *, device: str
+                 ) -> np.ndarray:
+    """:func:`sarheight.compute.valid_pixels` in torch on ``device``."""
+    where = torch.device(device)
+    return _reaches(_tensor(gamma_image, where), _tensor(flat_gamma_area, where), fraction).cpu().numpy()
+
+
+def radar_products(images: np.ndarray, area_terms: tuple[np.ndarray, np.ndarray],
+                   flat_terms: tuple[np.ndarray, np.ndarray], fraction: float, out: dict[str, np.ndarray], *,
+                   device: str) -> None:
+    """:func:`sarheight.compute.radar_products` in torch on ``device``."""
+    where = torch.device(device)
+    area, flat = _separable(*area_terms, where), _separable(*flat_terms, where)
+    sums = _tensor(images, where)
+    positive = area > 0.0
+    safe = torch.where(positive, area, 1.0)
+    out["pixel_area"][...] = area.to(torch.float32).cpu().numpy()
+    out["simulated_area"][...] = torch.where(positive, sums[0] / safe, math.nan).to(torch.float32).cpu().numpy()
+    out["simulated_gamma_area"][...] = torch.where(positive, sums[1] / safe, math.nan).to(
+        torch.float32).cpu().numpy()
+    out["valid"][...] = _reaches(sums[1], flat, fraction).cpu().numpy()
+
+
+def add_tile_rows(tile_buffer: np.ndarray, sums: np.ndarray, origin: tuple[int, int], rows: tuple[int, int], *,
+                  exact: bool, device: str) -> None:
+    """:func:`sarheight.compute.add_tile_rows` in torch on ``device`` (exact projection: each
+    pixel its own term plus the sum of the terms right of it, as a reversed scan)."""
+    where = torch.device(device)
+    n_rows, n_cols = tile_buffer.shape[0] - 2 * PAD, tile_buffer.shape[1] - 2 * PAD
+    first, stop = max(rows[0], 0), min(rows[1], n_rows)
+    if stop <= first:
+        return
+    source = torch.as_tensor(np.ascontiguousarray(tile_buffer[first + PAD:stop + PAD]), device=where)
+    if exact:
+        # The terms right of each pixel's column, the padding included.
+        suffix = torch.flip(torch.cumsum(torch.flip(source[..., :2], dims=[1]), dim=1), dims=[1])
+        right = torch.cat([suffix[:, 1:], torch.zeros_like(suffix[:, :1])], dim=1)
+        added = source[:, PAD:PAD + n_cols, 2:4] + right[:, PAD:PAD + n_cols]
+    else:
+        added = source[:, PAD:PAD + n_cols, :2]
+    line, sample = origin
+    target = (slice(line + first + PAD, line + stop + PAD), slice(sample + PAD, sample + PAD + n_cols))
+    sums[target] += added.cpu().numpy()
