@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .compute import Compute, compute_for
+from .compute import Compute, compute_for_run
 from .dem import checked_dem
 from .distributed import check_client, output_files, reconstruct_blockwise
 from .errors import InvalidInputError
@@ -143,7 +143,7 @@ def reconstruct(
     if output not in ("sigma0", "gamma0"):
         raise InvalidInputError(f"output must be 'sigma0' or 'gamma0', got {output!r}")
     blockwise = chunks is not None or client is not None
-    compute = compute_for(device)
+    compute = compute_for_run(device)
     if blockwise and compute.backend != "numba":
         raise InvalidInputError(f"device={device!r} runs the reconstruction in memory: leave chunks= and client= "
                                 "out, or leave device unset for the block-wise engine on the CPU")

@@ -10,24 +10,26 @@ typed bundles (:mod:`sarheight.compute.bundles`) and dispatches on it:
   GPU (``device="cuda"``), or on the CPU, where the tests hold it to the numba kernels;
 - ``numpy``: the pure-numpy twins (``twins/`` of a source checkout), the reference.
 
-Behind the door so far: geodetic positions to ECEF (:func:`ecef`, and the ellipsoid's
-constants, :data:`WGS84_A`, :data:`WGS84_E2`), the orbit's state (:func:`orbit_states`),
-the range axis both ways (:func:`samples_of_slant_ranges`,
-:func:`slant_ranges_of_samples`), the speckle filters (:func:`lee`, :func:`refined_lee`), the rows of a separable
-interpolation (:func:`interpolate_rows`), a survey of an image's values
-(:func:`intensity_flags`), a weighted mean per pixel (:func:`weighted_mean`), backward
-geocoding (:func:`geocode`), the
-zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`) and the
-reallocation's per-pixel and per-cell passes (:func:`clear_residue`,
-:func:`reallocation_ratios`, :func:`missing_pixels`, :func:`sample_cells`,
-:func:`finish_cells`), the extent of a block's facets in the image
-(:func:`facet_extent`), the cells' own layover (:func:`layover_facing_share`,
-:func:`active_layover`), the layover and shadow sweep (:func:`visibility_masks`), the facets'
-scatter and gather (:func:`facet_pass`, a tile at a time, with :func:`add_tile_rows` and
-:func:`gather_buffer`) and the window's per-pixel fields (:func:`polynomial_field`,
-:func:`radar_products`, :func:`valid_pixels`), these on the numba backend only so far
-(another backend refuses them in one line). No physics module calls a kernel itself
-(``tests/house/test_architecture.py`` holds it).
+Every pass of the physics goes through the door (``tests/house/test_architecture.py``
+holds that no physics module calls a kernel itself): geodetic positions to ECEF
+(:func:`ecef`, and the ellipsoid's constants, :data:`WGS84_A`, :data:`WGS84_E2`), the
+orbit's state (:func:`orbit_states`), the range axis both ways
+(:func:`samples_of_slant_ranges`, :func:`slant_ranges_of_samples`), the speckle filters
+(:func:`lee`, :func:`refined_lee`), the rows of a separable interpolation
+(:func:`interpolate_rows`), a survey of an image's values (:func:`intensity_flags`), a
+weighted mean per pixel (:func:`weighted_mean`), backward geocoding (:func:`geocode`), the
+zero-Doppler geometry of the cells the simulation reads (:func:`cell_geometry`, their own
+surface with it; :func:`cell_ecef`), the cells' own layover (:func:`layover_facing_share`,
+:func:`active_layover`), the layover and shadow sweep (:func:`visibility_masks`), the extent
+of a block's facets in the image (:func:`facet_extent`), the facets' scatter and gather
+(:func:`facet_pass`, a tile at a time, with :func:`add_tile_rows` and
+:func:`gather_buffer`), the window's per-pixel fields (:func:`polynomial_field`,
+:func:`radar_products`, :func:`valid_pixels`) and the reallocation's per-pixel and per-cell
+passes (:func:`clear_residue`, :func:`reallocation_ratios`, :func:`missing_pixels`,
+:func:`sample_cells`, :func:`finish_cells`). The torch backend lacks the sweep, the cells'
+own layover, the exact projection's facets, the facets' extent and :func:`cell_ecef` so
+far; a whole run on a GPU (:func:`compute_for_run`) takes those on the numba kernels,
+a pass asked of torch alone refuses them in one line.
 """
 
 from __future__ import annotations
@@ -69,11 +71,11 @@ __all__ = ["BACKENDS", "CONTRIBUTION_CELL_LAW", "CONTRIBUTION_GAMMA", "CONTRIBUT
            "RADAR_BUFFER_PAD", "VALID_AREA_FRACTION", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "FacetLaw",
            "FacetTile", "GatheredCells", "Geocoded", "GeocodingGeometry", "OrbitPolynomial", "PixelFields",
            "ProfileCells", "WindowImages", "active_layover", "add_tile_rows", "cell_ecef", "cell_geometry",
-           "clear_residue", "compute_for", "ecef", "facet_extent", "facet_pass", "finish_cells", "gather_buffer",
-           "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee", "missing_pixels",
-           "orbit_states", "polynomial_field", "radar_buffer_shape", "radar_products", "reallocation_ratios",
-           "refined_lee", "sample_cells", "samples_of_slant_ranges", "scatter_buffer_shape",
-           "slant_ranges_of_samples", "valid_pixels", "visibility_masks"]
+           "clear_residue", "compute_for", "compute_for_run", "ecef", "facet_extent", "facet_pass", "finish_cells",
+           "gather_buffer", "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee",
+           "missing_pixels", "orbit_states", "polynomial_field", "radar_buffer_shape", "radar_products",
+           "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges", "scatter_buffer_shape",
+           "slant_ranges_of_samples", "valid_pixels", "visibility_masks", "weighted_mean"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).
@@ -155,6 +157,15 @@ def compute_for(device: str | Compute | None = None, backend: str | None = None,
     if fallback is None:
         fallback = backend is None and chosen == "torch"
     return Compute(chosen, name, bool(fallback))
+
+
+def compute_for_run(device: str | Compute | None = None) -> Compute:
+    """The :class:`Compute` of a whole run (``reconstruct``, ``simulate``) on ``device``
+    (:func:`compute_for`): the passes its backend does not have yet run on the numba
+    kernels, so that a run on torch (a GPU, or the CPU) goes through, and its result
+    says which ran where (:meth:`Compute.where`)."""
+    compute = compute_for(device)
+    return compute if compute.backend == "numba" else dataclasses.replace(compute, fallback=True)
 
 
 def _backend(compute: Compute, name: str):
@@ -360,6 +371,14 @@ def cell_geometry(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, 
                                               device=compute.device, **options)
 
 
+def _check_radar_buffer(sums: np.ndarray, observed: np.ndarray, name: str) -> None:
+    """Refuse a radar buffer that is not the one of ``observed``'s window (the kernels read
+    it without bounds checks)."""
+    if np.ndim(observed) != 2 or np.shape(sums) != radar_buffer_shape(*np.shape(observed)):
+        raise InvalidInputError(f"{name} takes a 2-D observed image and the radar buffer of its window, got "
+                                f"{np.shape(observed)} and {np.shape(sums)}")
+
+
 def _check_window_images(first: np.ndarray, second: np.ndarray, name: str) -> None:
     if first.ndim != 2 or first.shape != second.shape[-2:]:
         raise InvalidInputError(f"{name} takes images of one window, got {first.shape} and {second.shape}")
@@ -391,8 +410,7 @@ def reallocation_ratios(sums: np.ndarray, observed: np.ndarray, fields: PixelFie
     that ``observed`` (lines, samples, beta0) lacks.
     """
     compute = compute or Compute()
-    if np.ndim(observed) != 2:
-        raise InvalidInputError(f"reallocation_ratios takes a 2-D observed image, got {np.ndim(observed)} dims")
+    _check_radar_buffer(sums, observed, "reallocation_ratios")
     return _backend(compute, "reallocation_ratios")(sums, observed, fields, prefix=prefix, device=compute.device)
 
 
@@ -400,8 +418,7 @@ def missing_pixels(observed: np.ndarray, sums: np.ndarray, *, compute: Compute |
     """The pixels (bool, the observed image's shape) that the facets reach (either sum of
     the radar buffer ``sums`` positive) but the observation lacks (NaN)."""
     compute = compute or Compute()
-    if np.ndim(observed) != 2:
-        raise InvalidInputError(f"missing_pixels takes a 2-D observed image, got {np.ndim(observed)} dims")
+    _check_radar_buffer(sums, observed, "missing_pixels")
     return _backend(compute, "missing_pixels")(observed, sums, device=compute.device)
 
 
@@ -418,6 +435,7 @@ def sample_cells(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, incide
         raise InvalidInputError(f"sample_cells takes cells of one shape, got {line.shape}, {sample.shape}, "
                                 f"{valid.shape} and {incidence.shape}")
     _check_window_images(images.observed, images.simulated, "sample_cells")
+    _check_window_images(images.observed, images.mixing, "sample_cells")
     if out is None:
         out = (np.empty(line.shape, np.float32), np.empty(line.shape, np.float32), np.empty(line.shape, np.uint16))
     _backend(compute, "sample_cells")(line, sample, valid, incidence, images, out, device=compute.device)
@@ -436,8 +454,10 @@ def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, 
     ``codes`` (none, active, passive, outside) other than none; the local incidence
     (degrees) from the cosine of the mean normal, NaN for invalid cells."""
     compute = compute or Compute()
-    if not gathered.cos_local.shape == line.shape == sample.shape == valid.shape == shadow.shape:
-        raise InvalidInputError("finish_cells takes a tile's cells of one shape")
+    shapes = {array.shape for array in (gathered.cos_local, gathered.sigma_area, gathered.gamma_area, line, sample,
+                                        valid, shadow)}
+    if len(shapes) != 1 or gathered.energy.shape != (2, *line.shape):
+        raise InvalidInputError("finish_cells takes a tile's cells of one shape and their energies (2, rows, cols)")
     _backend(compute, "finish_cells")(gathered, line, sample, valid, shadow, valid_pixels, origin, use_sigma, codes,
                                       out, device=compute.device)
 
@@ -553,6 +573,9 @@ def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray | None = None
         raise InvalidInputError(f"gather_buffer takes (2, lines, samples) images, got {images.shape}")
     if out is None:
         out = np.empty(radar_buffer_shape(images.shape[1], images.shape[2]))
+    if out.shape != radar_buffer_shape(images.shape[1], images.shape[2]):
+        raise InvalidInputError(f"gather_buffer writes the radar buffer of its images, got {out.shape} for "
+                                f"{images.shape}")
     _backend(compute, "gather_buffer")(images, bool(exact), out, device=compute.device)
     return out
 

@@ -30,8 +30,9 @@ from .bundles import (
     WindowImages,
 )
 
-__all__ = ["add_tile_rows", "block_rows", "cell_geometry", "ecef", "facet_pass_bilinear", "geocode",
-           "intensity_flags", "interpolate_rows", "lee", "orbit_states", "polynomial_field", "radar_products",
+__all__ = ["add_tile_rows", "block_rows", "cell_geometry", "clear_residue", "ecef", "facet_pass_bilinear",
+           "finish_cells", "gather_buffer", "geocode", "intensity_flags", "interpolate_rows", "lee", "missing_pixels",
+           "orbit_states", "polynomial_field", "radar_products", "reallocation_ratios", "sample_cells",
            "samples_of_slant_ranges", "valid_pixels", "weighted_mean"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
@@ -620,7 +621,7 @@ def _window_fields(fields: PixelFields, shape: tuple[int, int], where: torch.dev
         return (torch.zeros(shape, dtype=torch.float64, device=where),
                 torch.full(shape, math.inf, dtype=torch.float64, device=where))
     area, flat = _pixel_field(fields, 0, shape, where), _pixel_field(fields, 1, shape, where)
-    return torch.nan_to_num(area, nan=0.0), torch.where(torch.isnan(flat), math.inf, flat)
+    return torch.where(torch.isnan(area), 0.0, area), torch.where(torch.isnan(flat), math.inf, flat)
 
 
 def clear_residue(images: np.ndarray, fields: PixelFields, *, device: str) -> None:
@@ -644,7 +645,7 @@ def reallocation_ratios(sums: np.ndarray, observed: np.ndarray, fields: PixelFie
     contribution = torch.where(contribution < float(fields.thresholds[0]) * area, 0.0, contribution)
     gamma = torch.where(gamma < float(fields.thresholds[1]) * area, 0.0, gamma)
     simulated = torch.where(area > 0.0, contribution / torch.where(area > 0.0, area, 1.0), math.nan)
-    valid = torch.nan_to_num(gamma, nan=0.0) >= VALID_AREA_FRACTION * flat
+    valid = torch.where(torch.isnan(gamma), 0.0, gamma) >= VALID_AREA_FRACTION * flat
     intensity = torch.as_tensor(np.asarray(observed, dtype=np.float64), device=where)
     known = ~torch.isnan(intensity)
     missing = int((~known & ((contribution > 0.0) | (gamma > 0.0))).sum())

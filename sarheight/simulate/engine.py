@@ -528,9 +528,11 @@ def check_dem_shape(dem: xr.DataArray) -> None:
 
 
 def simulation_passes(projection: Projection) -> tuple[str, ...]:
-    """The passes of the kernel door a simulation with ``projection`` runs, as
-    :meth:`sarheight.compute.Compute.where` names where each ran."""
-    return ("cell_geometry", "visibility_masks", f"facet_pass_{projection}")
+    """The passes of the kernel door that take a simulation's cells and pixels with
+    ``projection``, as :meth:`sarheight.compute.Compute.where` names where each ran (the
+    smooth fields' few evaluations on the numba kernels aside)."""
+    return ("cell_geometry", "active_layover", "visibility_masks", "facet_extent", "cell_ecef",
+            f"facet_pass_{projection}", "add_tile_rows")
 
 
 def run_simulation(dem: Any, geometry: RadarGeometry, *, contribution: Contribution = "model",

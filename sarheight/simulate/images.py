@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..compute import Compute, compute_for
+from ..compute import Compute, compute_for_run
 from ..dem import checked_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
@@ -69,7 +69,7 @@ def simulate(
     ``pixel_area`` (m^2), ``mixing`` (separate ground segments per pixel), ``valid`` (gamma
     area >= 5 % of flat terrain's).
     """
-    compute = compute_for(device)
+    compute = compute_for_run(device)
     check_simulation_options(geometry, projection, oversample)
     checked = checked_dem(dem, copy=False)
     with progress_bar(checked.shape[0], "simulate", progress) as update:
@@ -77,7 +77,8 @@ def simulate(
                                oversample=oversample, progress=update, compute=compute)
     dataset = state.to_dataset()
     if compute != Compute():
-        dataset.attrs["computed_on"] = compute.where(simulation_passes(projection))
+        dataset.attrs["computed_on"] = compute.where((*simulation_passes(projection), "clear_residue",
+                                                      "radar_products"))
     return dataset
 
 
@@ -174,7 +175,7 @@ def simulate_sar(
             raise InvalidInputError(
                 f"ground gives the ground's sigma0 laws, land cover and texture: give it without {', '.join(given)}"
             )
-    compute = compute_for(device)
+    compute = compute_for_run(device)
     check_simulation_options(geometry, projection, oversample)
     # Checked once: every simulation below takes the Dem as checked.
     checked = checked_dem(dem)

@@ -86,13 +86,16 @@ def test_thread_counts_each_run_in_a_worker_and_give_the_efficiency(tmp_path, ca
 
 def test_a_device_runs_in_a_worker_of_its_own_and_gives_its_speedup():
     """``--device``: this version also on the device, run by run in turn with the CPU;
-    each row its speed-up, the report the card (here the CPU's kernels stand in for a
-    GPU, which the command asks for; ``--device cuda`` without one is refused)."""
+    each row its speed-up, the report the card and where each pass ran (here torch on the
+    CPU stands in for a GPU, which the command asks for; ``--device cuda`` without one is
+    refused)."""
+    pytest.importorskip("torch")
     from sarheight.cli.benchmark.timing import run_benchmark
 
     report = run_benchmark(cases={"pixel": 24}, projections=("bilinear",), repeats=2, peer=False, device="cpu",
-                           say=lambda _line: None)
-    assert report["device"] == {"device": "cpu", "card": "numba on cpu", "computed_on": ""}
+                           backend="torch", say=lambda _line: None)
+    assert report["device"]["card"] == "torch on cpu"
+    assert report["device"]["computed_on"].startswith("torch on cpu: cell_geometry, facet_pass_bilinear")
     for row in report["results"]:
         cpu, device = (statistics.median(row["versions"][label]["seconds"])
                        for label in ("this version", "this version on cpu"))

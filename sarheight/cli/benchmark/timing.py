@@ -100,7 +100,7 @@ class Worker:
     ``timeout`` seconds."""
 
     def __init__(self, label: str, tree: Path | None, timeout: float = WORKER_TIMEOUT, threads: int | None = None,
-                 device: str | None = None):
+                 device: str | None = None, backend: str | None = None):
         self.label = label
         self.tree = tree
         self.timeout = timeout
@@ -117,7 +117,8 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-c",
              "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
-             str(Path(__file__).with_name("worker.py").resolve()), "--serve", str(tree or ""), device or ""],
+             str(Path(__file__).with_name("worker.py").resolve()), "--serve", str(tree or ""), device or "",
+             backend or ""],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self._scratch.name, env=env)
 
     def ask(self, **request: Any) -> dict[str, Any]:
@@ -200,7 +201,7 @@ def reference_tree(against: str, here: Path) -> Iterator[tuple[str, Path]]:
 
 def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJECTIONS, repeats: int = 5,
                   against: str | None = None, peer: bool = True, timeout: float = WORKER_TIMEOUT,
-                  threads: tuple[int, ...] | None = None, device: str | None = None,
+                  threads: tuple[int, ...] | None = None, device: str | None = None, backend: str | None = None,
                   say: Callable[[str], None] = print) -> dict[str, Any]:
     """Time each case (name: DEM side in cells) and projection, both steps, ``repeats``
     runs each, in worker processes; with ``against``, alternating with that version;
@@ -211,7 +212,9 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
     most threads over one (``row["efficiency"]``: speed-up over one thread / threads).
     ``device`` (``"cuda"``, ``"cuda:N"``): this version also on that GPU, in a worker of
     its own, alternating with the others; each row then gives its speed-up over the CPU
-    (``row["device_speedup"]``) and the report names the card (``report["device"]``).
+    (``row["device_speedup"]``) and the report names the card (``report["device"]``);
+    ``backend`` names the device's backend (``"torch"`` on ``device="cpu"``: the GPU's code
+    on the CPU).
 
     Returns the report (what :func:`format_table` prints and ``--out`` writes as JSON).
     """
@@ -253,7 +256,7 @@ def run_benchmark(*, cases: dict[str, int], projections: tuple[str, ...] = PROJE
                 stack.callback(workers[-1].close)
         on_device = f"this version on {device}" if device else None
         if on_device:
-            workers.append(Worker(on_device, None, timeout, threads=most, device=device))
+            workers.append(Worker(on_device, None, timeout, threads=most, device=device, backend=backend))
             stack.callback(workers[-1].close)
         report["threads"] = counts or None
         for case, side in cases.items():

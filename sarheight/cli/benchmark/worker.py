@@ -77,7 +77,7 @@ def prepare_peer(case: str, side: int, runs: dict[str, Callable[[], Any]]) -> di
         return {"installed": True, "error": f"{type(error).__name__}: {error}"}
 
 
-def serve(tree: str | None, device: str | None = None) -> None:
+def serve(tree: str | None, device: str | None = None, backend: str | None = None) -> None:
     """The worker's loop: prepare scenes and time runs on request (one JSON line each way).
 
     Requests: ``{"op": "prepare", "case", "side", "projection"}`` builds the scene, runs
@@ -85,8 +85,9 @@ def serve(tree: str | None, device: str | None = None) -> None:
     factor and threads; ``{"op": "time", "case", "side", "projection", "step"}`` answers the
     wall time (s) of one warm run and the load average just before it. The projection
     ``PEER`` prepares the reference peer's run instead (step ``PEER_STEP``), or answers
-    that it is not installed. ``device``: both steps run there (this version only; its
-    preparation answers the card and where each pass ran).
+    that it is not installed. ``device`` (and its ``backend``, where named): both steps
+    run there (this version only; its preparation answers the card and where each pass
+    ran).
     """
     # Answers go to the pipe the parent reads; anything else printed (by Python or by
     # native code, on descriptor 1) to stderr, so that it cannot break the protocol.
@@ -115,7 +116,11 @@ def serve(tree: str | None, device: str | None = None) -> None:
             observation = synthetic.speckled(simulation)
             # By keyword: the versions compared may order the arguments differently; a device
             # only where one is asked for (earlier versions have no such keyword).
-            on = {"device": device} if device else {}
+            on: dict[str, Any] = {}
+            if device:
+                from sarheight.compute import compute_for
+
+                on["device"] = compute_for(device, backend or None)
             runs: dict[str, Callable[[], Any]] = {
                 "simulate": lambda d=dem, g=geometry, p=projection, k=on: simulate(d, g, projection=p,
                                                                                    progress=False, **k),
@@ -129,9 +134,7 @@ def serve(tree: str | None, device: str | None = None) -> None:
                       "radar_pixels": int(simulation.sizes["line"] * simulation.sizes["sample"]),
                       "threads": numba.get_num_threads(), "source": str(Path(package.__file__).parent)}
             if device:
-                from sarheight.compute import compute_for
-
-                answer.update(card=compute_for(device).describe(), computed_on=result.attrs.get("computed_on", ""))
+                answer.update(card=on["device"].describe(), computed_on=result.attrs.get("computed_on", ""))
             del simulation, result
         else:
             load = os.getloadavg()[0]
@@ -143,5 +146,5 @@ def serve(tree: str | None, device: str | None = None) -> None:
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--serve":
-    serve(sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None, sys.argv[3] if len(sys.argv) > 3 and sys.argv[3]
-          else None)
+    given = [argument or None for argument in sys.argv[2:5]] + [None] * 3
+    serve(given[0], given[1], given[2])
