@@ -406,8 +406,8 @@ def case_record(case: Case, data: CaseData, settings: InversionSettings) -> dict
             "flag": registration.flag if registration else "",
             "halves_apart_m": registration.halves_apart_m if registration else math.nan,
             "rounds": registration.rounds if registration else 0,
-            # How far the inversion was told the registration may be off.
-            "error_m": float(scene.attrs.get("registration_error_m", math.nan)),
+            # How far the registration may be off (a flagged one: more than it states).
+            "error_m": registration.error_m if registration else math.nan,
         },
         "inversion": {key: (value if isinstance(value, (int, float, str)) else str(value))
                       for key, value in attrs.items()},
@@ -534,9 +534,10 @@ def registration_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _median_ratio(records: Sequence[dict[str, Any]]) -> float:
-    """The median of each applied registration's miss over the error the inversion was
-    told it may have (about 1.2 where that error is a calibrated standard error per
-    component: the miss is the length of two); NaN without records or errors."""
+    """The median of each applied registration's miss over the error it is said to have
+    (:attr:`ImageRegistration.error_m`; about 1.2 where that error is a calibrated
+    standard error per component: the miss is the length of two); NaN without records or
+    errors."""
     ratios = [r["registration"]["image_miss_m"] / r["registration"]["error_m"] for r in records
               if math.isfinite(r["registration"].get("error_m", math.nan)) and r["registration"]["error_m"] > 0]
     return float(np.median(ratios)) if ratios else math.nan
@@ -666,8 +667,8 @@ def results_section(results: dict[str, Any], speed: dict[str, Any] | None = None
     reg = results["registration"]
     lines += ["", f"Registration (held-out scenes with relief): the image's estimate applied on {reg['applied']} of "
               f"{reg['scenes']}, measured again on the inversion's surface and moved on {reg['registered_again']}, "
-              f"flagged on {reg['flagged']}; an applied one's miss over the error the inversion was told it may have "
-              f"(median; about 1.2 where that error is calibrated): "
+              f"flagged on {reg['flagged']}; an applied one's miss over the error it is said to have (median; about "
+              f"1.2 where that error is calibrated): "
               f"{reg.get('miss_over_error', {}).get('flagged', math.nan):.2f} flagged, "
               f"{reg.get('miss_over_error', {}).get('not_flagged', math.nan):.2f} not.", "",
               "The targets, measured:", ""] + [f"- {line}" for line in target_lines(results)]

@@ -262,7 +262,7 @@ def invert_dem(
     # A coarse cell's mean is off by as much as its registration is, times its slope.
     coarse_slope = np.nan_to_num(np.hypot(*gradient(np.asarray(coarse.values, dtype=np.float64),
                                                     grid_steps(coarse))).ravel()[coarse_cells])
-    registration = 0.0 if registration_error_m is None else float(registration_error_m)
+    registration = 0.0 if registration_error_m is None else settings.registration_share * float(registration_error_m)
     coarse_tolerance = np.sqrt(tolerance**2 + (registration * coarse_slope) ** 2)
     pad = int(min(64, max(8, round(2 * coarse_cell_m / grid_cell))))
     padded = (shape[0] + 2 * pad, shape[1] + 2 * pad)

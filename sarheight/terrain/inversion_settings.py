@@ -56,6 +56,9 @@ class InversionSettings:
     reprobe : probe the derivative again every round (else once, kept).
     coarse_error_share : the share of the product's stated error the coarse-cell means are
         kept within.
+    registration_share : the share of the registration's error (m) that, times a coarse
+        cell's slope, widens how far its mean may move (0: the coarse cells held as the
+        product states them, whatever the registration).
     robust_k : Huber's threshold (standard deviations) of the data's loss.
     land_cover_classes : the most classes the images are told apart into (1: one law for
         the whole ground).
@@ -80,6 +83,7 @@ class InversionSettings:
     model_error_nepers: float = 0.03
     reprobe: bool = True
     coarse_error_share: float = 0.5
+    registration_share: float = 1.0
     robust_k: float = 2.0
     land_cover_classes: int = 4
     land_cover_smoothing: float = 1.0
@@ -91,6 +95,11 @@ class InversionSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"InversionSettings.{name} must be a positive number, got {value!r}")
+        share = self.registration_share
+        if isinstance(share, bool) or not (isinstance(share, (int, float, np.number)) and math.isfinite(share)
+                                           and share >= 0):
+            raise InvalidInputError(f"InversionSettings.registration_share must be a number >= 0, got "
+                                    f"{self.registration_share!r}")
         for name, least in (("rounds", 1), ("model_blur", 0), ("probe_stride", 0), ("land_cover_classes", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:

@@ -99,9 +99,7 @@ class ImageRegistration:
         a median 1.46 of its stated error and 1.22 of this one (an unflagged one: 0.30)."""
         if not self.flag:
             return self.stated_error_m
-        known = [value for value in (self.stated_error_m, 0.5 * self.halves_apart_m, self.priors_apart_m)
-                 if math.isfinite(value)]
-        return max(known, default=math.inf)
+        return largest_known(self.stated_error_m, 0.5 * self.halves_apart_m, self.priors_apart_m, default=math.inf)
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> ImageRegistration | None:
@@ -145,6 +143,12 @@ class ImageRegistration:
                       "priors' coordinates", PlausibilityWarning, stacklevel=user_stacklevel())
         return dataclasses.replace(self, flag="; ".join(part for part in (self.flag, flag) if part),
                                    priors_apart_m=left)
+
+
+def largest_known(*values: float, default: float = math.nan) -> float:
+    """The largest of ``values`` that is finite (NaN and infinities are not known);
+    ``default`` where none is."""
+    return max((float(value) for value in values if math.isfinite(value)), default=default)
 
 
 #: The standard error (m, either component) within which an image registration is applied

@@ -205,7 +205,7 @@ def test_a_registration_whose_halves_disagree_is_flagged():
         found = register_to_images(grid, [radar_image(grid, spliced, geometry)])
     assert found.halves_apart_m > REGISTRATION_CONSISTENCY_M and "land cover, not relief" in found.flag
     assert type(found).from_attrs(found.to_attrs()) == found
-    # The inversion is told it may be off by half the halves' difference, not its stated error.
+    # It may be off by half the halves' difference, more than its stated error.
     assert found.error_m == pytest.approx(max(found.stated_error_m, found.halves_apart_m / 2))
     assert found.error_m > found.stated_error_m
 
@@ -251,6 +251,12 @@ def test_registration_is_refused_where_the_image_cannot_tell():
     assert not found.applied and found.applied_shift() == (0.0, 0.0)
 
 
+@pytest.mark.parametrize("share", [True, -1.0, math.inf])
+def test_the_registrations_share_of_the_coarse_tolerance_is_checked(share):
+    with pytest.raises(InvalidInputError, match="registration_share must be a number >= 0"):
+        InversionSettings(registration_share=share)
+
+
 def test_a_registration_the_priors_contradict_is_flagged_not_applied_in_silence():
     from sarheight.terrain.observed import registration_error_m
     from sarheight.terrain.registration import ImageRegistration
@@ -262,10 +268,10 @@ def test_a_registration_the_priors_contradict_is_flagged_not_applied_in_silence(
         flagged = applied.checked_against(-25.0, 10.0, 4.0)
     assert flagged.flag.startswith("the priors measure the registered DEM still 27 m off")
     assert ImageRegistration.from_attrs(flagged.to_attrs()) == flagged
-    # What the inversion is told the DEM may still be off by: the stated 3 m where the
-    # priors agree, the 27 m they still measure where they do not.
-    assert registration_error_m(applied, {}) == 3.0
-    assert registration_error_m(flagged, {}) == pytest.approx(math.hypot(25.0, 10.0))
+    # The DEM may still be off by the stated 3 m where the priors agree, by the 27 m they
+    # still measure where they do not; the inversion keeps the stated error.
+    assert applied.error_m == 3.0 and flagged.error_m == pytest.approx(math.hypot(25.0, 10.0))
+    assert registration_error_m(flagged, {}) == registration_error_m(applied, {}) == 3.0
     # Not applied: nothing to flag.
     kept = ImageRegistration(20.0, -5.0, 30.0, 30.0, 1, False, "too coarse")
     assert kept.checked_against(-25.0, 10.0, 4.0) is kept and kept.applied_shift() == (0.0, 0.0)
