@@ -251,6 +251,34 @@ def test_registration_is_refused_where_the_image_cannot_tell():
     assert not found.applied and found.applied_shift() == (0.0, 0.0)
 
 
+@pytest.mark.parametrize("moved", [True, False])
+def test_a_second_round_keeps_the_first_rounds_flag_and_its_sizes(monkeypatch, moved):
+    """Measured again on the inversion's surface, a registration flagged in its first round
+    keeps that flag and how far its halves and the priors put the DEM (so the error it
+    says, ``error_m``, does not fall back to the stated one), whether the second round
+    moves the DEM or only flags it too."""
+    from sarheight.terrain import observed
+    from sarheight.terrain.registration import ImageRegistration
+
+    first = ImageRegistration(20.0, -5.0, 4.0, 4.0, 1, True, flag="two halves of the image put the shift 40 m apart",
+                              halves_apart_m=40.0, priors_apart_m=27.0)
+    shift = 8.0 if moved else 1.0  # beyond REGISTRATION_STEP_M, or within it
+    again = ImageRegistration(shift, 0.0, 3.0, 3.0, 1, True, flag="" if moved else "its halves 30 m apart",
+                              halves_apart_m=6.0 if moved else 30.0)
+    monkeypatch.setattr(observed, "register_to_images", lambda *args, **kwargs: again)
+    grid = rough_dem(2, rows=12, cols=12)
+    inverted = xr.Dataset({"height": grid.copy()})
+    registered, measured = observed._registered_again(inverted, grid, [], first, 90.0)
+    assert measured is again
+    if moved:
+        assert registered.rounds == 2 and registered.flag == first.flag
+        assert registered.halves_apart_m == 40.0 and registered.priors_apart_m == 27.0
+        assert registered.error_m == pytest.approx(27.0)
+        assert (registered.shift_east_m, registered.shift_north_m) == (28.0, -5.0)
+    else:
+        assert registered is None and measured.flag
+
+
 @pytest.mark.parametrize("share", [True, -1.0, math.inf])
 def test_the_registrations_share_of_the_coarse_tolerance_is_checked(share):
     with pytest.raises(InvalidInputError, match="registration_share must be a number >= 0"):
