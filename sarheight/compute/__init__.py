@@ -472,9 +472,7 @@ def facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, *,
     ``borders``: whether the block's first row, last row, first column and last column
     are the DEM's border (elsewhere its edge is a halo of neighbours)."""
     compute = compute or Compute()
-    if not line.shape == sample.shape == valid.shape or line.ndim != 2:
-        raise InvalidInputError(f"facet_extent takes 2-D cells of one shape, got {line.shape}, {sample.shape} and "
-                                f"{valid.shape}")
+    _check_cells(line, sample, valid, "facet_extent")
     return _backend(compute, "facet_extent")(line, sample, valid, tuple(bool(border) for border in borders),
                                              device=compute.device)
 

@@ -298,15 +298,22 @@ def facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, border
             float(np.nanmax(parts[:, 3])))
 
 
+def _own_footprints(kernel: Callable[..., None], dtype: type, line: np.ndarray, sample: np.ndarray,
+                    valid: np.ndarray, orientation: int) -> np.ndarray:
+    """A ``kernels.facing`` pass over the cells' own footprints, on row blocks in threads,
+    into a new array of ``dtype``."""
+    out = np.empty(line.shape, dtype=dtype)
+    run_blocks(lambda start, stop: kernel(line, sample, valid, orientation, start, stop, out), line.shape[0],
+               block_count(line.shape))
+    return out
+
+
 def layover_facing_share(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orientation: int, *,
                          device: str) -> np.ndarray:
     """:func:`sarheight.compute.layover_facing_share` with ``kernels.facing.layover_facing_share``
     on row blocks in threads."""
     del device  # the CPU's threads
-    out = np.empty(line.shape, dtype=np.float32)
-    run_blocks(lambda start, stop: facing.layover_facing_share(line, sample, valid, orientation, start, stop, out),
-               line.shape[0], block_count(line.shape))
-    return out
+    return _own_footprints(facing.layover_facing_share, np.float32, line, sample, valid, orientation)
 
 
 def active_layover(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orientation: int, *,
@@ -314,10 +321,7 @@ def active_layover(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, orie
     """:func:`sarheight.compute.active_layover` with ``kernels.facing.active_layover`` on row
     blocks in threads."""
     del device  # the CPU's threads
-    out = np.empty(line.shape, dtype=bool)
-    run_blocks(lambda start, stop: facing.active_layover(line, sample, valid, orientation, start, stop, out),
-               line.shape[0], block_count(line.shape))
-    return out
+    return _own_footprints(facing.active_layover, np.bool_, line, sample, valid, orientation)
 
 
 def visibility_masks(cells: ProfileCells, window: tuple[int, int, int, int], range_tolerance: float,

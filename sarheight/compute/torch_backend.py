@@ -565,11 +565,8 @@ def _bilinear_splat(buffer: np.ndarray, centre_l: torch.Tensor, centre_s: torch.
 def _tabulated(cosine: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """A law tabulated at k * 90 / n degrees, linearly interpolated at ``cosine``; 0 facing
     away (``kernels.facet_table.tabulated``)."""
-    theta = torch.arccos(cosine.clamp(max=1.0)) * (2.0 / math.pi) * (table.shape[0] - 1)
-    index = theta.to(torch.int64).clamp(max=table.shape[0] - 2)
-    weight = theta - index
-    value = (1.0 - weight) * table[index.clamp(min=0)] + weight * table[(index + 1).clamp(min=0)]
-    return torch.where(cosine <= 0.0, 0.0, value)
+    return _tabulated_rows(cosine, table[None, :], torch.zeros(cosine.shape, dtype=torch.int64,
+                                                               device=cosine.device))
 
 
 def _tabulated_rows(cosine: torch.Tensor, tables: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
@@ -652,14 +649,7 @@ def reallocation_ratios(sums: np.ndarray, observed: np.ndarray, fields: PixelFie
     energy = torch.where(known, intensity * area, 0.0)
     ratios = torch.stack([torch.where(part > 0.0, energy / torch.where(part > 0.0, part, 1.0), 0.0)
                           for part in (contribution, gamma)], dim=-1)
-    out = torch.zeros(sums.shape, dtype=torch.float64, device=where)
-    if prefix:
-        running = torch.cumsum(ratios, dim=1)
-        out[PAD:PAD + shape[0], PAD:PAD + shape[1]] = running
-        out[PAD:PAD + shape[0], PAD + shape[1]:] = running[:, -1:]
-    else:
-        out[PAD:PAD + shape[0], PAD:PAD + shape[1]] = ratios
-    sums[...] = out.cpu().numpy()
+    sums[...] = _padded(ratios, prefix, sums.shape).cpu().numpy()
     return simulated.to(torch.float32).cpu().numpy(), valid.cpu().numpy(), missing
 
 
@@ -674,17 +664,24 @@ def missing_pixels(observed: np.ndarray, sums: np.ndarray, *, device: str) -> np
 
 def gather_buffer(images: np.ndarray, exact: bool, out: np.ndarray, *, device: str) -> None:
     """:func:`sarheight.compute.gather_buffer` in torch on ``device``."""
-    where = torch.device(device)
-    n_lines, n_samples = images.shape[1:]
-    planes = torch.as_tensor(np.ascontiguousarray(images), device=where).permute(1, 2, 0)
-    buffer = torch.zeros(out.shape, dtype=torch.float64, device=where)
-    if exact:
-        running = torch.cumsum(planes, dim=1)
+    planes = torch.as_tensor(np.ascontiguousarray(images), device=torch.device(device)).permute(1, 2, 0)
+    out[...] = _padded(planes, exact, out.shape).cpu().numpy()
+
+
+def _padded(images: torch.Tensor, prefix: bool, shape: tuple[int, ...]) -> torch.Tensor:
+    """The radar buffer of ``shape`` a gather reads from ``images`` (lines, samples, 2):
+    with ``prefix`` their inclusive row prefix sums (0 left of the image, the row's sum
+    right of it), else the images (0 around); the padding rows 0
+    (``kernels.radar_buffers.prefix_buffer``)."""
+    n_lines, n_samples = images.shape[:2]
+    buffer = torch.zeros(shape, dtype=torch.float64, device=images.device)
+    if prefix:
+        running = torch.cumsum(images, dim=1)
         buffer[PAD:PAD + n_lines, PAD:PAD + n_samples] = running
         buffer[PAD:PAD + n_lines, PAD + n_samples:] = running[:, -1:]
     else:
-        buffer[PAD:PAD + n_lines, PAD:PAD + n_samples] = planes
-    out[...] = buffer.cpu().numpy()
+        buffer[PAD:PAD + n_lines, PAD:PAD + n_samples] = images
+    return buffer
 
 
 def _corners(rl: torch.Tensor, rs: torch.Tensor, n_lines: int, n_samples: int) -> tuple[torch.Tensor, ...]:
