@@ -14,7 +14,6 @@ import math
 import numpy as np
 import torch
 
-from ..kernels import WGS84_A, WGS84_E2
 from ..kernels.facet_table import CONTRIBUTION_CELL_LAW, CONTRIBUTION_GAMMA, CONTRIBUTION_MODEL, CONTRIBUTION_USER
 from ..kernels.radar_buffers import PAD
 from ..kernels.reallocation import VALID_AREA_FRACTION
@@ -29,11 +28,14 @@ from .bundles import (
     PixelFields,
     WindowImages,
 )
+from .torch_blocks import as_tensor, axis_or_grid, block_rows, grid_positions, positions
+from .torch_footprints import active_layover, cell_ecef, facet_extent, layover_facing_share
 
-__all__ = ["add_tile_rows", "block_rows", "cell_geometry", "clear_residue", "ecef", "facet_pass_bilinear",
-           "finish_cells", "gather_buffer", "geocode", "intensity_flags", "interpolate_rows", "lee", "missing_pixels",
-           "orbit_states", "polynomial_field", "radar_products", "reallocation_ratios", "sample_cells",
-           "samples_of_slant_ranges", "valid_pixels", "weighted_mean"]
+__all__ = ["active_layover", "add_tile_rows", "block_rows", "cell_ecef", "cell_geometry", "clear_residue", "ecef",
+           "facet_extent", "facet_pass_bilinear", "finish_cells", "gather_buffer", "geocode", "intensity_flags",
+           "interpolate_rows", "layover_facing_share", "lee", "missing_pixels", "orbit_states", "polynomial_field",
+           "radar_products", "reallocation_ratios", "sample_cells", "samples_of_slant_ranges", "valid_pixels",
+           "weighted_mean"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -41,42 +43,6 @@ STEP_TOLERANCE = 1e-6
 #: Newton iterations at most, from the linearised solution about the orbit's centre (two to
 #: four settle a cell of an Earth orbit).
 MAX_ITERATIONS = 40
-#: Bytes of the device's memory a cell of a block takes at most (inputs, the Newton state,
-#: the outputs; float64), and the share of the free memory the blocks may take.
-BYTES_PER_CELL = 480
-FREE_MEMORY_SHARE = 0.5
-#: Cells of a block on the CPU.
-CPU_BLOCK_CELLS = 1 << 21
-
-
-def block_rows(rows: int, cols: int, device: torch.device, bytes_per_cell: int = BYTES_PER_CELL) -> int:
-    """Rows of a block of a ``rows`` x ``cols`` grid: on a GPU, as many as half its free
-    memory holds (at least one); on the CPU, about :data:`CPU_BLOCK_CELLS` cells."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        cells = int(free * FREE_MEMORY_SHARE) // bytes_per_cell
-    else:
-        cells = CPU_BLOCK_CELLS
-    return max(1, min(rows, cells // max(cols, 1)))
-
-
-def _axis_or_grid(values: np.ndarray, rows: slice, device: torch.device) -> torch.Tensor:
-    """Rows ``rows`` of a (rows, cols) array as a float64 tensor; a broadcast view of one
-    axis is sent as that axis alone and expanded on the device."""
-    block = values[rows]
-    if block.strides[0] == 0:  # one row repeated (the columns' longitudes)
-        return _tensor(block[:1], device).expand(block.shape)
-    if block.strides[1] == 0:  # one value per row (the rows' latitudes)
-        return _tensor(block[:, :1], device).expand(block.shape)
-    return _tensor(block, device)
-
-
-def _tensor(values: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A float64 copy of ``values`` on ``device`` (a copy: the arrays sarheight passes are
-    often read-only views, which torch does not share)."""
-    return torch.tensor(values, dtype=torch.float64, device=device)
-
-
 def _orbit_state(coeffs: torch.Tensor, t_center: float, t_scale: float, t: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Position (m), velocity (m/s) and acceleration (m/s^2), each (..., 3), of the
@@ -113,7 +79,7 @@ class _Acquisition:
         self.geometry = geometry
         self.device = device
         self.coeffs, self.range_times, self.range_sr0, self.range_coeffs = (
-            _tensor(np.asarray(values), device)
+            as_tensor(np.asarray(values), device)
             for values in (geometry.orbit_coeffs, geometry.range_times, geometry.range_sr0, geometry.range_coeffs))
         centre = torch.tensor(geometry.orbit_t_center, dtype=torch.float64, device=device)
         self.centre, self.centre_velocity, _ = self.state(centre)
@@ -152,7 +118,7 @@ def intensity_flags(image: np.ndarray, *, device: str) -> tuple[bool, bool, bool
 def weighted_mean(weighted_sum: np.ndarray, weight_sum: np.ndarray, *, device: str) -> np.ndarray:
     """:func:`sarheight.compute.weighted_mean` in torch, float64."""
     where = torch.device(device)
-    weighted, weight = _tensor(weighted_sum, where), _tensor(weight_sum, where)
+    weighted, weight = as_tensor(weighted_sum, where), as_tensor(weight_sum, where)
     return torch.where(weight > 0, weighted / weight, torch.nan).cpu().numpy()
 
 
@@ -161,9 +127,9 @@ def interpolate_rows(along: np.ndarray, row_node: np.ndarray, row_weight: np.nda
     """:func:`sarheight.compute.interpolate_rows` in torch, float64, the kernel's operations
     in its order."""
     where = torch.device(device)
-    nodes = _tensor(along, where)
+    nodes = as_tensor(along, where)
     node = torch.as_tensor(row_node, dtype=torch.int64, device=where)
-    weight = _tensor(row_weight, where)[:, None]
+    weight = as_tensor(row_weight, where)[:, None]
     out[...] = ((nodes[node] * (1.0 - weight) + nodes[node + 1] * weight) * scale).cpu().numpy()
 
 
@@ -172,7 +138,7 @@ def lee(image: np.ndarray, window: int, looks: float, *, device: str) -> np.ndar
     pixels, their squares and their count by one convolution each (zero padding shrinks
     the window at the edges), then Lee's estimate as the kernel makes it."""
     where = torch.device(device)
-    intensity = _tensor(image, where)
+    intensity = as_tensor(image, where)
     valid = ~torch.isnan(intensity)
     values = torch.where(valid, intensity, 0.0)
     ones = torch.ones((1, 1, window, window), dtype=torch.float64, device=where)
@@ -193,8 +159,8 @@ def orbit_states(orbit: OrbitPolynomial, seconds: np.ndarray, *, device: str
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`sarheight.compute.orbit_states` in torch, float64 (Horner's rule)."""
     where = torch.device(device)
-    states = _orbit_state(_tensor(np.asarray(orbit.coeffs), where), float(orbit.t_center), float(orbit.t_scale),
-                          _tensor(seconds, where))
+    states = _orbit_state(as_tensor(np.asarray(orbit.coeffs), where), float(orbit.t_center), float(orbit.t_scale),
+                          as_tensor(seconds, where))
     return tuple(state.cpu().numpy() for state in states)  # type: ignore[return-value]
 
 
@@ -202,29 +168,19 @@ def samples_of_slant_ranges(line_time: np.ndarray, slant_range: np.ndarray, geom
                             device: str) -> np.ndarray:
     """:func:`sarheight.compute.samples_of_slant_ranges` in torch, float64."""
     where = torch.device(device)
-    times, sr0, coeffs = (_tensor(np.asarray(values), where)
+    times, sr0, coeffs = (as_tensor(np.asarray(values), where)
                           for values in (geometry.range_times, geometry.range_sr0, geometry.range_coeffs))
-    t, r = _tensor(line_time, where), _tensor(slant_range, where)
+    t, r = as_tensor(line_time, where), as_tensor(slant_range, where)
     value, _ = _range_axis(times, sr0, coeffs, t, r)
     known = torch.isfinite(t) & torch.isfinite(r)
     return torch.where(known, value / geometry.range_spacing, torch.nan).cpu().numpy()
 
 
-def _positions(lon: torch.Tensor, lat: torch.Tensor, height: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ECEF positions (m, (..., 3)) and ellipsoid normals of geodetic points (rad, m)."""
-    cos_lat, sin_lat = torch.cos(lat), torch.sin(lat)
-    prime_vertical = WGS84_A / torch.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
-    normal = torch.stack((cos_lat * torch.cos(lon), cos_lat * torch.sin(lon), sin_lat), dim=-1)
-    target = torch.stack(((prime_vertical + height) * normal[..., 0], (prime_vertical + height) * normal[..., 1],
-                          (prime_vertical * (1.0 - WGS84_E2) + height) * sin_lat), dim=-1)
-    return target, normal
-
-
 def ecef(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, *, device: str) -> np.ndarray:
     """:func:`sarheight.compute.ecef` in torch (float64) on ``device``."""
     where = torch.device(device)
-    lon, lat, h = (_tensor(values, where) for values in (lon_rad, lat_rad, height))
-    return _positions(lon, lat, h)[0].cpu().numpy()
+    lon, lat, h = (as_tensor(values, where) for values in (lon_rad, lat_rad, height))
+    return positions(lon, lat, h)[0].cpu().numpy()
 
 
 def _solve(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, rows: slice, acquisition: _Acquisition
@@ -233,8 +189,8 @@ def _solve(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, rows: s
     ellipsoid normals, time (s), the sensor's state there, slant range, whether solved and
     on the looked-at side, the line time and the range axis (unclipped line and sample)."""
     g, where = acquisition.geometry, acquisition.device
-    lon, lat = _axis_or_grid(lon_rad, rows, where), _axis_or_grid(lat_rad, rows, where)
-    target, normal = _positions(lon, lat, _tensor(height[rows], where))
+    lon, lat = axis_or_grid(lon_rad, rows, where), axis_or_grid(lat_rad, rows, where)
+    target, normal = positions(lon, lat, as_tensor(height[rows], where))
     # The linearised solution about the orbit's centre, then Newton on all cells at once.
     velocity = acquisition.centre_velocity
     t = g.orbit_t_center + ((target - acquisition.centre) * velocity).sum(-1) / (velocity**2).sum()
@@ -359,9 +315,9 @@ def _faces_away(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, bl
     first, last = max(0, block.start - 1), min(rows, block.stop + 1)
     parts = [target]
     if first < block.start:
-        parts.insert(0, _grid_positions(lon_rad, lat_rad, height, slice(first, block.start), device))
+        parts.insert(0, grid_positions(lon_rad, lat_rad, height, slice(first, block.start), device))
     if last > block.stop:
-        parts.append(_grid_positions(lon_rad, lat_rad, height, slice(block.stop, last), device))
+        parts.append(grid_positions(lon_rad, lat_rad, height, slice(block.stop, last), device))
     ring = torch.cat(parts) if len(parts) > 1 else target
     own = torch.arange(block.start, block.stop, device=device) - first
     below, above = (own - 1).clamp(min=0), (own + 1).clamp(max=ring.shape[0] - 1)
@@ -379,13 +335,6 @@ def _faces_away(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, bl
     return torch.where(torch.isnan(outward) | torch.isnan(towards), False, away).cpu().numpy()
 
 
-def _grid_positions(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, rows: slice,
-                    device: torch.device) -> torch.Tensor:
-    """ECEF positions (m) of the grid's cells of ``rows``."""
-    return _positions(_axis_or_grid(lon_rad, rows, device), _axis_or_grid(lat_rad, rows, device),
-                      _tensor(height[rows], device))[0]
-
-
 def facet_pass_bilinear(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *,
                         oversample: int, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray],
                         device: str) -> None:
@@ -401,8 +350,8 @@ def facet_pass_bilinear(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, orig
         return
     k = int(oversample)
     keep_sums = gather or per_cell[0].shape[0] > 0
-    line, sample = _tensor(tile.line, where), _tensor(tile.sample, where)
-    ecef = _tensor(tile.ecef, where)
+    line, sample = as_tensor(tile.line, where), as_tensor(tile.sample, where)
+    ecef = as_tensor(tile.ecef, where)
     look = torch.as_tensor(np.ascontiguousarray(tile.look), device=where).to(torch.float64)
     valid = torch.as_tensor(np.ascontiguousarray(tile.valid), device=where)
     shadowed = torch.as_tensor(np.ascontiguousarray(tile.shadowed), device=where)
@@ -484,7 +433,7 @@ def facet_pass_bilinear(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, orig
         cos_cell = torch.where(norm > 0.0, dot / torch.where(norm > 0.0, norm, 1.0), zero)
         in_shadow = shadowed[own]
         if law.code == CONTRIBUTION_USER:
-            weights = _tensor(np.asarray(tile.user_weight, dtype=np.float64), where)[own]
+            weights = as_tensor(np.asarray(tile.user_weight, dtype=np.float64), where)[own]
             share = torch.where(cell_c > 0.0, weights / torch.where(cell_c > 0.0, cell_c, 1.0), zero)
             share = torch.where(in_shadow, 1.0, share)
             contribution = contribution * share[:, cell_of][:, None]
@@ -493,7 +442,7 @@ def facet_pass_bilinear(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, orig
             classes_of = torch.as_tensor(np.asarray(tile.cell_class, dtype=np.int64), device=where)[own]
             tables = torch.as_tensor(np.asarray(law.class_tables, dtype=np.float64), device=where)
             known = (classes_of >= 0) & (classes_of < tables.shape[0]) & ~in_shadow
-            factor = _tensor(np.asarray(tile.user_weight, dtype=np.float64), where)[own]
+            factor = as_tensor(np.asarray(tile.user_weight, dtype=np.float64), where)[own]
             code = classes_of.clamp(0, tables.shape[0] - 1)[:, cell_of][:, None].expand_as(sigma_out)
             cosine = projected_out / torch.where(sigma_out > 0.0, sigma_out, 1.0)
             law_value = _tabulated_rows(cosine, tables, code)
@@ -710,8 +659,8 @@ def sample_cells(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, incide
     observed = torch.as_tensor(np.asarray(images.observed, dtype=np.float64), device=where)
     simulated = torch.as_tensor(np.asarray(images.simulated, dtype=np.float64), device=where)
     mixing = torch.as_tensor(np.asarray(images.mixing, dtype=np.int64), device=where)
-    rl = _tensor(line, where) - images.line0
-    rs = _tensor(sample, where) - images.sample0
+    rl = as_tensor(line, where) - images.line0
+    rs = as_tensor(sample, where) - images.sample0
     inside, r0, c0, r1, c1, wr, wc = _corners(rl, rs, *observed.shape)
     sine = torch.sin(torch.as_tensor(np.asarray(incidence), device=where).to(torch.float64))
     geocoded, simulated_out, mixing_out = out
@@ -734,11 +683,11 @@ def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, 
     _, active, passive, outside = codes
     code = torch.as_tensor(np.asarray(shadow), device=where)
     excluded = (code == active) | (code == passive) | (code == outside)
-    energy = _tensor(gathered.energy, where)
-    sigma_area, gamma_area = _tensor(gathered.sigma_area, where), _tensor(gathered.gamma_area, where)
+    energy = as_tensor(gathered.energy, where)
+    sigma_area, gamma_area = as_tensor(gathered.sigma_area, where), as_tensor(gathered.gamma_area, where)
     area = sigma_area if use_sigma else gamma_area
     backscatter = torch.where((area > 0.0) & ~excluded, energy[0] / torch.where(area > 0.0, area, 1.0), math.nan)
-    rl, rs = _tensor(line, where) - origin[0], _tensor(sample, where) - origin[1]
+    rl, rs = as_tensor(line, where) - origin[0], as_tensor(sample, where) - origin[1]
     n_lines, n_samples = valid_pixels.shape
     on_window = (rl >= -0.5) & (rl <= n_lines - 0.5) & (rs >= -0.5) & (rs <= n_samples - 0.5)
     row = torch.nan_to_num(rl + 0.5, nan=0.0).floor().clamp(0, n_lines - 1).to(torch.int64)
@@ -746,7 +695,7 @@ def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, 
     flat_ok = on_window & torch.as_tensor(np.asarray(valid_pixels), device=where)[row, col]
     flattened = torch.where((gamma_area > 0.0) & flat_ok & ~excluded,
                             energy[1] / torch.where(gamma_area > 0.0, gamma_area, 1.0), math.nan)
-    cosine = _tensor(gathered.cos_local, where)
+    cosine = as_tensor(gathered.cos_local, where)
     known = torch.as_tensor(np.asarray(valid), device=where) & ~torch.isnan(cosine)
     incidence = torch.where(known, torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))), math.nan)
     for target, values in zip(out, (backscatter, flattened, incidence), strict=True):
@@ -756,7 +705,7 @@ def finish_cells(gathered: GatheredCells, line: np.ndarray, sample: np.ndarray, 
 def _separable(row_terms: np.ndarray, column_terms: np.ndarray, where: torch.device) -> torch.Tensor:
     """The sum over the terms of row factor times column factor, term after term
     (``kernels.radar_buffers.polynomial_field``'s order)."""
-    rows, columns = _tensor(row_terms, where), _tensor(column_terms, where)
+    rows, columns = as_tensor(row_terms, where), as_tensor(column_terms, where)
     out = torch.zeros((rows.shape[1], columns.shape[1]), dtype=torch.float64, device=where)
     for term in range(rows.shape[0]):
         out = out + rows[term][:, None] * columns[term][None, :]
@@ -781,7 +730,7 @@ def valid_pixels(gamma_image: np.ndarray, flat_gamma_area: np.ndarray, fraction:
                  ) -> np.ndarray:
     """:func:`sarheight.compute.valid_pixels` in torch on ``device``."""
     where = torch.device(device)
-    return _reaches(_tensor(gamma_image, where), _tensor(flat_gamma_area, where), fraction).cpu().numpy()
+    return _reaches(as_tensor(gamma_image, where), as_tensor(flat_gamma_area, where), fraction).cpu().numpy()
 
 
 def radar_products(images: np.ndarray, area_terms: tuple[np.ndarray, np.ndarray],
@@ -790,7 +739,7 @@ def radar_products(images: np.ndarray, area_terms: tuple[np.ndarray, np.ndarray]
     """:func:`sarheight.compute.radar_products` in torch on ``device``."""
     where = torch.device(device)
     area, flat = _separable(*area_terms, where), _separable(*flat_terms, where)
-    sums = _tensor(images, where)
+    sums = as_tensor(images, where)
     positive = area > 0.0
     safe = torch.where(positive, area, 1.0)
     out["pixel_area"][...] = area.to(torch.float32).cpu().numpy()

@@ -156,13 +156,13 @@ def test_geocoding_of_broadcast_axes_left_looking_with_voids(grids, device):
 
 def test_the_torch_blocks_give_the_whole(grids, monkeypatch):
     """Blocks of rows (sized from a GPU's free memory) change nothing: a block of 7 rows."""
-    from sarheight.compute import torch_backend
+    from sarheight.compute import torch_backend, torch_blocks
 
     dem, geometry = grids["utm"]
     lon, lat, height = _cells(dem)
     bundle = geometry.geocoding_geometry()
     whole = geocode(lon, lat, height, bundle, compute=compute_for(backend="torch"))
-    monkeypatch.setattr(torch_backend, "CPU_BLOCK_CELLS", 7 * height.shape[1])
+    monkeypatch.setattr(torch_blocks, "CPU_BLOCK_CELLS", 7 * height.shape[1])
     assert torch_backend.block_rows(*height.shape, torch.device("cpu")) == 7
     blocks = geocode(lon, lat, height, bundle, compute=compute_for(backend="torch"))
     for field in dataclasses.fields(whole):
@@ -388,8 +388,7 @@ def test_an_images_survey_and_the_pixels_weighted_mean_are_the_same_on_every_bac
     assert np.nanmax(np.abs(actual - expected)) == 0.0
 
 
-@pytest.mark.parametrize("name", ["facet_extent", "cell_ecef", "layover_facing_share", "active_layover",
-                                  "visibility_masks", "facet_pass_exact"])
+@pytest.mark.parametrize("name", ["visibility_masks", "facet_pass_exact"])
 def test_the_passes_on_numba_alone_say_so_on_torch(name):
     """The passes behind the door on the numba backend alone so far: torch refuses them in
     one line, naming the backend that has them."""
@@ -423,7 +422,7 @@ def test_the_cells_own_surface_is_the_same_on_torch_in_blocks(grids, grid, devic
     neighbouring rows, which a block takes from beyond its own): torch, in blocks of a few
     rows, held to the numba kernel on its threads, on terrain with slopes both ways and a
     void."""
-    from sarheight.compute import torch_backend
+    from sarheight.compute import torch_blocks
 
     dem, geometry = grids[grid]
     lon, lat, height = _cells(dem)
@@ -433,7 +432,7 @@ def test_the_cells_own_surface_is_the_same_on_torch_in_blocks(grids, grid, devic
     height[2:4, 5:9] = np.nan
     bundle = geometry.geocoding_geometry()
     expected = cell_geometry(lon, lat, height, bundle, own_surface=True, blocks=3)
-    monkeypatch.setattr(torch_backend, "CPU_BLOCK_CELLS", 4 * cols)
+    monkeypatch.setattr(torch_blocks, "CPU_BLOCK_CELLS", 4 * cols)
     actual = cell_geometry(lon, lat, height, bundle, own_surface=True, compute=compute_for(device, backend="torch"))
     assert expected.faces_away is not None and actual.faces_away is not None
     assert 0.05 < expected.faces_away.mean() < 0.95
@@ -470,9 +469,9 @@ def test_a_reconstruction_on_torch_is_the_numba_one(projection):
         relative = np.abs(left[compared] / right[compared] - 1.0)
         assert np.percentile(relative, 99) <= 1e-6 and relative.max() <= 1e-3, name
     facets = f"facet_pass_{projection}"
-    on_torch = "cell_geometry, facet_pass_bilinear, " if projection == "bilinear" else "cell_geometry, "
-    on_numba = "active_layover, visibility_masks, facet_extent, cell_ecef" + (
-        ", facet_pass_exact" if projection == "exact" else "")
+    on_torch = "cell_geometry, active_layover, facet_extent, cell_ecef, " + (
+        "facet_pass_bilinear, " if projection == "bilinear" else "")
+    on_numba = "visibility_masks" + (", facet_pass_exact" if projection == "exact" else "")
     assert actual.attrs["computed_on"] == (f"torch on cpu: {on_torch}add_tile_rows, reallocation_ratios, "
                                            f"sample_cells, finish_cells; numba on cpu: {on_numba}"), facets
     assert "computed_on" not in expected.attrs
@@ -510,17 +509,19 @@ def test_a_simulation_on_torch_is_the_numba_one():
         compared = np.isfinite(right) & (right > 0)
         relative = np.abs(left[compared] / right[compared] - 1.0)
         assert np.percentile(relative, 99) <= 1e-6 and relative.max() <= 1e-3, name
-    assert actual.attrs["computed_on"] == ("torch on cpu: cell_geometry, add_tile_rows, clear_residue, "
-                                           "radar_products; numba on cpu: active_layover, visibility_masks, "
-                                           "facet_extent, cell_ecef, facet_pass_exact")
+    assert actual.attrs["computed_on"] == ("torch on cpu: cell_geometry, active_layover, facet_extent, cell_ecef, "
+                                           "add_tile_rows, clear_residue, radar_products; numba on cpu: "
+                                           "visibility_masks, facet_pass_exact")
 
 
 @pytest.mark.parametrize("contribution", ["model", "gamma", "law", "weights", "classes"])
 def test_the_bilinear_facet_pass_is_the_same_on_torch(contribution):
     """The facets' scatter with bilinear splatting (every contribution: the model law, the
     gamma area, a user's law, per-cell weights, a law per class) and its gather: torch
-    held to the numba kernel, the per-cell sums and the radar sums within 1e-12 relative
-    (the scatter adds in another order), the gathered energy likewise."""
+    held to the numba kernel, the per-cell sums and the radar sums within 1e-9 relative
+    (the cells' positions are torch's own, a few 1e-10 m from the kernel's at 6.4e6 m,
+    which moves a facet's area by about 1e-10 of it; the scatter adds in another order),
+    the gathered energy likewise."""
     from sarheight.ground import CellLaws
     from sarheight.simulate import run_simulation
     from tests.support.scenes import rough_dem, synthetic_geometry
@@ -542,11 +543,11 @@ def test_the_bilinear_facet_pass_is_the_same_on_torch(contribution):
     for name, expected, actual in zip(("sigma_area", "gamma_area", "contribution", "cos_local", "sums"),
                                       scattered[0][1:], scattered[1][1:], strict=True):
         scale = np.nanmax(np.abs(expected))
-        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-13 * scale, err_msg=name)
+        np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-10 * scale, err_msg=name)
     assert np.count_nonzero(scattered[0][-1]) > 100
     ratios = rng.uniform(0.5, 2.0, (2, state.window.lines, state.window.samples))
     gathered = [each.facet_pass(gather=True, ratios=ratios)[0] for each in states]
-    np.testing.assert_allclose(gathered[1], gathered[0], rtol=1e-12, atol=1e-13 * np.abs(gathered[0]).max())
+    np.testing.assert_allclose(gathered[1], gathered[0], rtol=1e-9, atol=1e-10 * np.abs(gathered[0]).max())
 
 
 @pytest.mark.parametrize("projection", ["exact", "bilinear"])
