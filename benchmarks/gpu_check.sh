@@ -19,7 +19,10 @@
 # 3. the geocoding benchmark, the torch pass on the GPU beside the numba kernels on the
 #    machine's cores, in one run (the card named in its JSON);
 # 4. where there is a GPU, `sarheight benchmark --device cuda`: simulate and reconstruct on
-#    it (the passes torch has; the others on the CPU's kernels) beside the CPU, run by run.
+#    it (the passes torch has; the others on the CPU's kernels) beside the CPU, run by run;
+# 5. training scenes drawn fresh (benchmarks/drawn_scenes.py): seconds a scene with the
+#    physics on the GPU beside the numba kernels, and a short training on drawn scenes
+#    (tests/learning/test_data_drawn.py).
 # Without a GPU it runs the same on the CPU and says that the GPU's figures wait for one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,14 +43,17 @@ device=$("$python" -c "import torch; print('cuda' if torch.cuda.is_available() e
 card=$("$python" -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')")
 echo "gpu_check: torch sees: $card"
 "$python" -m sarheight compile
-"$python" -m pytest -q -p no:cacheprovider tests/kernels/test_kernel_door.py 2>&1 | tee "$out/gpu_check_parity.log"
+"$python" -m pytest -q -p no:cacheprovider tests/kernels/test_kernel_door.py tests/kernels/test_torch_footprints.py \
+    2>&1 | tee "$out/gpu_check_parity.log"
 sizes=$([ "$device" = cuda ] && echo 1024,2048,4096 || echo 512,1024)
 (cd benchmarks && "$python" geocode.py --sizes "$sizes" --device "$device" --out "$out/geocode_$device.json")
 if [ "$device" = cuda ]; then
     "$python" -m sarheight benchmark --side 1024 --coarse-side 512 --repeats 3 --no-peer --device cuda \
         --out "$out/benchmark_cuda.json"
 fi
+(cd benchmarks && "$python" drawn_scenes.py --scenes 8 --out "$out/drawn_scenes_$device.json")
+"$python" -m pytest -q -p no:cacheprovider tests/learning/test_data_drawn.py 2>&1 | tail -3
 if [ "$device" = cpu ]; then
     echo "gpu_check: no GPU here: the torch passes ran on the CPU; the GPU's figures wait for a machine with one"
 fi
-echo "gpu_check: done in $(( $(date +%s) - started )) s; $out/geocode_$device.json$([ "$device" = cuda ] && echo " and $out/benchmark_cuda.json")"
+echo "gpu_check: done in $(( $(date +%s) - started )) s; $out/geocode_$device.json, $out/drawn_scenes_$device.json$([ "$device" = cuda ] && echo " and $out/benchmark_cuda.json")"

@@ -11,6 +11,7 @@ from ..extras import require
 require("sarheight.data")
 
 from .buildings import BUILDING_CLASSES, BuildingHeightDataModule, CityArrays, read_city  # noqa: E402
+from .drawn import DrawnScenes, DrawnTerrainDataModule  # noqa: E402
 from .so2sat import (  # noqa: E402
     CHANNELS,
     FILES,
@@ -56,6 +57,8 @@ __all__ = [
     "BuildingHeightDataModule",
     "ChannelStatistics",
     "CityArrays",
+    "DrawnScenes",
+    "DrawnTerrainDataModule",
     "SceneArrays",
     "SceneHeader",
     "So2SatDataModule",

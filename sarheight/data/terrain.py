@@ -75,6 +75,7 @@ import numpy as np
 import torch
 import xarray as xr
 from scipy.ndimage import binary_dilation
+from torch.utils.data import Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
@@ -404,6 +405,13 @@ def pool_date_statistics(channels: Sequence[str], sums: ChannelSums) -> None:
             array[members] = array[members].sum()
 
 
+def add_scene_cells(sums: ChannelSums, scene: SceneArrays, cells: np.ndarray) -> None:
+    """Add the inputs of a scene's ``cells`` (bool, (H, W)) and their valid targets to the
+    sums of the normalisation statistics."""
+    sums.add_inputs(scene.inputs[:, cells])
+    sums.add_target(scene.target[cells & scene.loss_mask])
+
+
 def terrain_classes(layover: np.ndarray, shadow: np.ndarray) -> np.ndarray:
     """The codes of :data:`TERRAIN_CLASSES` (uint8) from the layover and shadow masks."""
     in_shadow = (shadow == MaskCode.ACTIVE) | (shadow == MaskCode.PASSIVE)
@@ -526,6 +534,9 @@ class TerrainDataModule(TiledDataModule):
     """
 
     test_option = "data.test_scenes"
+    #: Whether training reads tiles of the files (a data module that draws every training
+    #: tile fresh needs none of them for training).
+    training_needs_files = True
 
     def __init__(
         self,
@@ -641,8 +652,7 @@ class TerrainDataModule(TiledDataModule):
         if duplicates:
             raise InvalidInputError(f"scene names {duplicates} occur more than once among {len(files)} scene files: "
                                     "give each scene a unique scene_name")
-        needed = [source for variable in [*self.channels, *([self.reference] if self.reference else []), self.target,
-                                          "layover", "shadow"] for source in channel_sources(variable)]
+        needed = self.needed_variables()
         for header in headers:
             check_scene(header.variables, needed, header.name,
                         "the data module (data.channels, data.target, data.reference)")
@@ -657,10 +667,11 @@ class TerrainDataModule(TiledDataModule):
             self._split_scenes(data)
         else:
             self._split_blocks(data)
-        self._statistics(data)
+        self.set_statistics(self.training_sums(data), "the training cells hold no valid target (finite, outside "
+                            f"shadow, inside the image): check the scenes' {self.target!r} and masks")
+        self.pin_date_presence()
         self.data = data
-        train_areas = [area == SPLITS.index("train") for area in self.areas]
-        self.datasets = {"train": TerrainScenes(data, self.tile, areas=train_areas, length=self.tiles_per_epoch)}
+        self.datasets = {"train": self.training_tiles(data)}
         for split in ("val", "test"):
             windows = [window for region in self.regions[split] for window in grid_windows(*region, self.tile)]
             self.datasets[split] = TerrainScenes(data, self.tile, windows=windows)
@@ -692,7 +703,7 @@ class TerrainDataModule(TiledDataModule):
             if not chosen[split] and fraction > 0:
                 count = max(1, round(fraction * len(members)))
                 chosen[split], rest = rest[:count], rest[count:]
-        if not rest:
+        if not rest and self.training_needs_files:
             raise InvalidInputError(
                 f"no area is left for training among {len(members)} (validation {chosen['val']}, test "
                 f"{chosen['test']}; scenes of one {self.group_by} go to one split): add scenes, lower "
@@ -733,15 +744,31 @@ class TerrainDataModule(TiledDataModule):
         self.split_scenes = {split: sorted({data[index].name for index, *_ in regions})
                              for split, regions in self.regions.items()}
 
-    def _statistics(self, data: list[SceneArrays]) -> None:
+    def needed_variables(self) -> list[str]:
+        """The scene variables the channels, the reference, the target and the classes
+        are read from."""
+        return [source for variable in [*self.channels, *([self.reference] if self.reference else []), self.target,
+                                        "layover", "shadow"] for source in channel_sources(variable)]
+
+    def training_tiles(self, data: list[SceneArrays]) -> Dataset:
+        """The training tiles: random ones inside the training cells of the scenes."""
+        train_areas = [area == SPLITS.index("train") for area in self.areas]
+        return TerrainScenes(data, self.tile, areas=train_areas, length=self.tiles_per_epoch)
+
+    def training_sums(self, data: list[SceneArrays], drawn: Sequence[SceneArrays] = ()) -> ChannelSums:
+        """The sums of the normalisation statistics: every training cell's inputs and
+        valid target (of the files' scenes, and every cell of the ``drawn`` ones), the
+        dates' channels pooled."""
         sums = ChannelSums(len(self.channels))
         for scene, area in zip(data, self.areas, strict=True):
-            train = area == SPLITS.index("train")
-            sums.add_inputs(scene.inputs[:, train])
-            sums.add_target(scene.target[train & scene.loss_mask])
+            add_scene_cells(sums, scene, area == SPLITS.index("train"))
+        for scene in drawn:
+            add_scene_cells(sums, scene, np.ones(scene.shape, dtype=bool))
         pool_date_statistics(self.channels, sums)
-        self.set_statistics(sums, "the training cells hold no valid target (finite, outside shadow, inside the "
-                            f"image): check the scenes' {self.target!r} and masks")
+        return sums
+
+    def pin_date_presence(self) -> None:
+        """Give the dates' presence flags the statistics that leave them 0 or 1."""
         if any(date_channel(channel) for channel in self.channels):
             means, stds = self.statistics
             for index, channel in enumerate(self.channels):

@@ -57,13 +57,13 @@ OBSERVED_LEVEL_DB = (-35.0, 10.0)
 
 
 def _pass_inputs(sar: Any, coarse: Dem, geometry: RadarGeometry | None, *, reading: SarReading,
-                 progress: bool) -> tuple[dict[str, np.ndarray], dict]:
+                 progress: bool, device: str | None) -> tuple[dict[str, np.ndarray], dict]:
     with warnings.catch_warnings():
         # The image is read with a margin around the DEM: its edges' partial coverage is
         # the margin's, not the product's.
         warnings.filterwarnings("ignore", category=PartialCoverageWarning)
         result = reconstruct(coarse, sar, geometry, measurement=reading.measurement, projection=reading.projection,
-                             progress=progress)
+                             progress=progress, device=device)
     arrays = {
         "sar_reconstructed": power_to_db(result["backscatter"].values),
         # Without reallocation: the terrain-flattened backscatter (Small 2011), every cell of
@@ -406,7 +406,8 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
         made = dataclasses.replace(made, lanczos=resampled["coarse_lanczos"].values)
     resolved = _resolve_priors(priors, coarse)
     resolved = check_priors_against(resolved, coarse)
-    inputs, attrs = _pass_inputs(own.image, coarse_checked, own.geometry, reading=reading, progress=progress)
+    inputs, attrs = _pass_inputs(own.image, coarse_checked, own.geometry, reading=reading, progress=progress,
+                                 device=execution.physics_device)
     scene = _scene_dataset(inputs, coarse, coarse, resolved, prior_method)
     for variable, values in resampled.items():
         scene[variable] = on_grid(values.astype(np.float32), coarse, variable)
@@ -424,7 +425,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
     registration_error = registration_error_m(image_registration, registration)
     if opposite is not None:
         other_inputs, other_attrs = _pass_inputs(opposite.image, coarse_checked, opposite.geometry, reading=reading,
-                                                 progress=progress)
+                                                 progress=progress, device=execution.physics_device)
         scene = _with_other_pass(scene, other_inputs, other_attrs)
         scene.attrs["other_dates"] = int(opposite.dates)
     keep_dates = products.keep_dates
@@ -435,7 +436,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
             dates = [image for image in images if group is not None and _same_pass(image, group)]
             if len(dates) > 1:
                 reconstructed = [_pass_inputs(image.image, coarse_checked, image.geometry, reading=reading,
-                                              progress=False)[0]["sar_reconstructed"]
+                                              progress=False, device=execution.physics_device)[0]["sar_reconstructed"]
                                  for image in dates]
                 scene[f"{prefix}sar_dates"] = xr.DataArray(
                     np.stack(reconstructed).astype(np.float32), dims=("date", "y", "x"),

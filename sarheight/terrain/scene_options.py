@@ -198,7 +198,9 @@ class Execution:
 
     Attributes
     ----------
-    device : the torch device of a network (None: a GPU where there is one).
+    device : the torch device of a network (None: a GPU where there is one); a GPU named
+        here (``"cuda"``, ``"cuda:N"``) also runs the physics' passes
+        (:attr:`physics_device`).
     tile, overlap : a network's tiles and their overlap (cells), as
         :func:`sarheight.training.predict.predict_height` takes them.
     blocks, client : the inversion block by block (fine cells a side of a block) on threads
@@ -229,6 +231,14 @@ class Execution:
             raise InvalidInputError(f"blocks must be at least 16 fine cells a side, or None, got {self.blocks!r}")
         if not isinstance(self.progress, bool):
             raise InvalidInputError(f"progress must be True or False, got {self.progress!r}")
+
+    @property
+    def physics_device(self) -> str | None:
+        """Where the physics' passes run (``device=`` of :func:`sarheight.reconstruct` and
+        :func:`sarheight.simulate.simulate_sar`): the GPU that ``device`` names
+        (``"cuda"``, ``"cuda:N"``), else None, the numba kernels on the CPU."""
+        device = (self.device or "").strip().lower()
+        return device if device == "cuda" or device.startswith("cuda:") else None
 
     @property
     def in_blocks(self) -> bool:

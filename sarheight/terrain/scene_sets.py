@@ -37,7 +37,8 @@ from .observed import source_name
 from .scene_options import ObservationSpec, SceneProducts, finite_number
 from .simulated import DEFAULT_PRIORS, DEFAULT_PRODUCTS, simulate_scene
 
-__all__ = ["SceneAxes", "is_complete_scene", "simulate_scenes", "write_simulated_scene"]
+__all__ = ["SceneAxes", "SceneDraw", "is_complete_scene", "scene_file_name", "simulate_scenes", "simulated_scene",
+           "synthetic_variants", "write_simulated_scene"]
 
 
 def _values(values: Any) -> tuple[Any, ...] | None:
@@ -216,6 +217,25 @@ def _radiometry_tag(looks: float | None, law: str, land_cover_db: float) -> str:
     return tag + ("" if land_cover_db == 3.0 else f"_cover{land_cover_db:g}")
 
 
+def synthetic_variants(truth: xr.DataArray, axes: SceneAxes) -> list[tuple[str, RadarGeometry, RadarGeometry]]:
+    """The synthetic geometries of ``axes`` centred on a terrain: per look side, heading
+    offset and pass, the variant's tag (``ascending_left_h+5``), its geometry and the
+    opposite pass's with the same look side and offset."""
+    found = []
+    # Checked once for all its geometries.
+    checked = checked_dem(truth, copy=False)
+    near, far = axes.incidence_deg
+    for look_side in axes.look_sides:
+        for offset in axes.heading_offsets_deg:
+            made = {direction: scene_geometry(checked, direction, incidence_near_deg=near, incidence_far_deg=far,
+                                              look_side=look_side, heading_offset_deg=offset)
+                    for direction in PASS_HEADINGS}
+            for direction in axes.passes:
+                other = next(made[d] for d in PASS_HEADINGS if d != direction)
+                found.append((direction + _variant_tag(look_side, offset), made[direction], other))
+    return found
+
+
 def scene_file_name(dem_name: str, draw: SceneDraw) -> str:
     """The name of a scene's file (without ``.nc``), from its terrain and its draw of the
     axes; every draw of the scene follows it (see :func:`simulate_scenes`)."""
@@ -329,19 +349,7 @@ def simulate_scenes(
                 tag = f"_g{index}" if len(geometries) > 1 else ""
                 found.append((f"{pass_direction(geometry)}{tag}", geometry, others[0] if others else None))
             return found
-        found = []
-        # Checked once for all its geometries.
-        checked = checked_dem(truth, copy=False)
-        near, far = axes.incidence_deg
-        for look_side in axes.look_sides:
-            for offset in axes.heading_offsets_deg:
-                made = {direction: scene_geometry(checked, direction, incidence_near_deg=near,
-                                                  incidence_far_deg=far, look_side=look_side,
-                                                  heading_offset_deg=offset) for direction in PASS_HEADINGS}
-                for direction in axes.passes:
-                    other = next(made[d] for d in PASS_HEADINGS if d != direction)
-                    found.append((direction + _variant_tag(look_side, offset), made[direction], other))
-        return found
+        return synthetic_variants(truth, axes)
 
     plans: list[tuple[xr.DataArray, str, Any, list[SceneDraw]]] = []
     for source, source_dem_name in zip(truths, names, strict=True):
@@ -434,10 +442,17 @@ def is_complete_scene(path: Path) -> bool:
 
 def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells: Any, draw: SceneDraw,
                           axes: SceneAxes, crop_cells: int | None, products: SceneProducts) -> Path:
-    """Simulate and write one scene of :func:`simulate_scenes`: ``draw`` its values of the
-    set's ``axes``, cropped to ``crop_cells`` a side (None: whole), making ``products``.
-    Every draw follows the scene's name (see :func:`simulate_scenes`)."""
-    name = path.stem
+    """Simulate and write one scene of :func:`simulate_scenes` (:func:`simulated_scene`,
+    named after its file)."""
+    return write_scene(simulated_scene(path.stem, truth, dem_name, cells, draw, axes, crop_cells, products), path)
+
+
+def simulated_scene(name: str, truth: xr.DataArray, dem_name: str, cells: Any, draw: SceneDraw, axes: SceneAxes,
+                    crop_cells: int | None, products: SceneProducts, *, device: str | None = None) -> xr.Dataset:
+    """One scene of a set, ``name``d: ``draw`` its values of the set's ``axes``, cropped to
+    ``crop_cells`` a side (None: whole), making ``products``; the physics on ``device``
+    (:func:`simulate_scene`). Every draw follows the scene's name (see
+    :func:`simulate_scenes`)."""
     # The two passes of a pair see one ground, one coarse DEM and one set of priors (each
     # holds the other's image): the draws follow the name without the pass.
     pair = draw.tag.removeprefix("ascending").removeprefix("descending")
@@ -466,8 +481,8 @@ def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells:
                            priors=draw.priors.with_errors_drawn(name_seed + 1),
                            opposite_geometry=draw.opposite_geometry if draw.opposite_pass else None,
                            observation=observation, products=products, name=name, unscored=left_out,
-                           progress=False)
+                           progress=False, device=device)
     if window is not None:
         scene.attrs.update(crop_row=window[0], crop_col=window[1])
     scene.attrs["coarse_family"] = family
-    return write_scene(scene, path)
+    return scene

@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from ..coarse_dem import ERROR_PARTS, CoarseDemErrors, coarse_error_parts, coarse_product
+from ..compute import compute_for
 from ..dem import Dem, checked_dem
 from ..errors import (
     InvalidInputError,
@@ -65,6 +66,7 @@ def simulate_scene(
     unscored: Any = None,
     name: str | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> xr.Dataset:
     """A simulated terrain scene: the observation from the fine DEM, everything else from
     a DEM ``coarse_factor`` times coarser, and the fine DEM as the truth.
@@ -105,12 +107,17 @@ def simulate_scene(
         ``height`` (NaN: neither trained on nor scored), such as sea at a constant height.
     name : the scene's name; default ``<dem>_<pass>_c<factor>_s<seed>``.
     progress : show progress bars (only on a terminal).
+    device : where the physics runs (the simulation and the reconstructions): None or
+        ``"cpu"``, the numba kernels; ``"cuda"``, ``"cuda:N"``, torch on that GPU
+        (:func:`sarheight.reconstruct` takes it so). The scene is the same to the rounding.
 
     Returns
     -------
     xr.Dataset on the DEM grid with the variables the module docstring lists, ``height``
     the truth; attrs record the geometry, the DEM and the parameters.
     """
+    if device is not None:
+        compute_for(device)  # a GPU this machine lacks refused before any work
     # The truth checked once; what draws from it takes the Dem as checked.
     checked = checked_dem(dem)
     truth = checked.heights
@@ -129,7 +136,8 @@ def simulate_scene(
         coarse = coarse_product(checked, coarse_errors, seed=seed)
     known = sample_priors(checked, priors, seed=seed)
 
-    observations, geometries = simulate_observations(checked, geometry, opposite_geometry, observation, seed=seed)
+    observations, geometries = simulate_observations(checked, geometry, opposite_geometry, observation, seed=seed,
+                                                     device=device)
     conditions = observation.conditions
     ground = observation.ground
     keep_dates = len(conditions) > 1 if products.keep_dates is None else products.keep_dates
@@ -142,7 +150,7 @@ def simulate_scene(
         scene = observed_scene(coarse, observations, geometries, known, grid=truth, prior_method=prior_method,
                                reading=SarReading(projection=observation.projection),
                                products=dataclasses.replace(products, keep_dates=keep_dates, error_sources=False),
-                               name=scene_name, execution=Execution(progress=progress))
+                               name=scene_name, execution=Execution(progress=progress, device=device))
     height = truth.values.astype(np.float32)
     if unscored is not None:
         left_out = np.asarray(unscored.values if isinstance(unscored, xr.DataArray) else unscored, dtype=bool)
@@ -218,11 +226,12 @@ def simulate_observations(
     observation: ObservationSpec = DEFAULT_OBSERVATION,
     *,
     seed: int = 0,
+    device: str | None = None,
 ) -> tuple[list[xr.DataArray], list[RadarGeometry]]:
     """The observations of a DEM (:func:`sarheight.simulate.simulate_sar`) as a scene
     takes them: each date of ``geometry``'s pass, then each of ``opposite_geometry``'s, and
     the geometry of each, the images as ``observation`` says (:class:`ObservationSpec`);
-    ``seed`` as :func:`simulate_scene` takes it.
+    ``seed`` and ``device`` as :func:`simulate_scene` takes them.
 
     Each pass is its own acquisition (its own speckle), and each date of it (the seed
     follows the pass and the date, not the scene file, so both passes' files of a pair
@@ -249,7 +258,7 @@ def simulate_observations(
         # ground is the scene's own, as drawn.
         def band(band_ground: Ground, band_seed: int) -> xr.DataArray:
             return cast(xr.DataArray, simulate_sar(truth, pass_geometry, looks=looks, nesz_db=nesz_db,
-                                                   seed=band_seed, projection=projection,
+                                                   seed=band_seed, projection=projection, device=device,
                                                    ground=condition.apply(band_ground) if stack else band_ground))
 
         co_polarised = band(ground, date_seed)
