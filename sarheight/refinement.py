@@ -169,7 +169,9 @@ def refine_dem(
     also_invert : run the inversion whatever the method (its map in the scene's
         ``inverted``), to score it beside the method's (:func:`scores_against`).
     execution : where and how the work runs (:class:`sarheight.terrain.scene_options.Execution`):
-        the network's device, tiles and overlap (as :func:`predict_height` takes them); the
+        the network's device (a GPU named there, ``"cuda"``, also runs the physics: the
+        reconstructions and the inversion's forward model), tiles and overlap (as
+        :func:`predict_height` takes them); the
         inversion block by block on threads or a dask.distributed cluster, for grids larger
         than memory; progress bars (outside a terminal, a line every 30 s). Default
         ``Execution()``.

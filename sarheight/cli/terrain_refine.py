@@ -105,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sar-quantity", choices=("beta0", "sigma0", "gamma0"), default="sigma0",
                         help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
     parser.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
+    parser.add_argument("--device", default=None, help="torch device of the network (default: cuda when there is "
+                        "one, else cpu); cuda also runs the reconstructions and the inversion's forward model there")
     parser.add_argument("--blocks", type=int, default=None, metavar="CELLS",
                         help="--method inversion: run it block by block, CELLS fine cells a side of a block (bounded "
                         "memory, local threads)")

@@ -247,7 +247,8 @@ def simulated_intensity(image: InversionImage, surface: xr.DataArray | Dem, cove
     if base is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            state = run_simulation(surface, image.geometry, contribution=cover, every_line=False)
+            state = run_simulation(surface, image.geometry, contribution=cover, every_line=False,
+                                   compute=image.compute)
     else:
         # No warnings' filters touched: probes run on several threads at once, and
         # catch_warnings is process-wide state.
@@ -327,7 +328,7 @@ def image_noise_floor(image: InversionImage, surface: xr.DataArray | Dem) -> xr.
     it); zero where the image has none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        state = run_simulation(surface, image.geometry, every_line=False)
+        state = run_simulation(surface, image.geometry, every_line=False, compute=image.compute)
     if image.nesz_db is None:
         values = np.zeros(state.window.shape)
     else:

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
+from ..compute import compute_for_run
 from ..dem import Dem, checked_dem, open_dem
 from ..errors import (
     InvalidInputError,
@@ -446,7 +447,7 @@ def _observed(coarse_dem: Any, sar: Any, geometry: Any, priors: Any, *, grid: An
     if products.inversion:
         inversion_settings = products.inversion_settings
         inverted = invert_dem(inversion_reference(scene, (inversion_settings or InversionSettings()).reference)
-                              .rio.write_crs(coarse.rio.crs), native, groups,
+                              .rio.write_crs(coarse.rio.crs), native, _running_on(groups, execution),
                               prior_height=resolved["prior_height"].values, prior_mask=resolved["prior_mask"].values,
                               coarse_cell_m=coarse_cell_m, coarse_error_m=coarse_error_m,
                               registration_error_m=registration_error, correction=scene_correction(scene),
@@ -589,6 +590,16 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
         flag="; ".join(flag for flag in (earlier, again.flag) if flag), rounds=2,
         halves_apart_m=largest_known(first.halves_apart_m if first is not None else math.nan, again.halves_apart_m),
         priors_apart_m=first.priors_apart_m if first is not None else math.nan), again
+
+
+def _running_on(groups: list[InversionImage], execution: Execution) -> list[InversionImage]:
+    """The images whose forward model runs where ``execution`` puts the physics (a GPU),
+    or as they are."""
+    device = execution.physics_device
+    if device is None:
+        return groups
+    compute = compute_for_run(device)
+    return [dataclasses.replace(group, compute=compute) for group in groups]
 
 
 def _read_observations(observations: list[tuple[Any, RadarGeometry | None]], coarse: Dem,

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
+from ..compute import Compute
 from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError, SarHeightError
 from ..geometry import RadarGeometry, RadarWindow
@@ -91,6 +92,8 @@ class InversionImage:
         (VH beside VV, HV beside HH; linear), or None where the product has one
         polarisation: its ratio to ``image`` tells land covers apart whatever the slope
         (:func:`sarheight.terrain.forward.cross_ratio_feature`).
+    compute : where the simulations of the inversion's forward model of this image run
+        (:func:`sarheight.compute.compute_for_run`: a GPU); None, the numba kernels.
     """
 
     image: xr.DataArray
@@ -101,6 +104,7 @@ class InversionImage:
     level_db: float = math.nan
     nesz_db: float | None = None
     cross_image: xr.DataArray | None = None
+    compute: Compute | None = None
 
     @property
     def window(self) -> RadarWindow:
