@@ -20,9 +20,9 @@
 #    machine's cores, in one run (the card named in its JSON);
 # 4. where there is a GPU, `sarheight benchmark --device cuda`: simulate and reconstruct on
 #    it (the passes torch has; the others on the CPU's kernels) beside the CPU, run by run;
-# 5. training scenes drawn fresh (benchmarks/drawn_scenes.py): seconds a scene with the
-#    physics on the GPU beside the numba kernels, and a short training on drawn scenes
-#    (tests/learning/test_data_drawn.py).
+# 5. the sweep on each backend (benchmarks/sweep_backends.py), and training scenes drawn
+#    fresh (benchmarks/drawn_scenes.py): seconds a scene with the physics on the GPU beside
+#    the numba kernels, and a short training on drawn scenes (tests/learning/test_data_drawn.py).
 # Without a GPU it runs the same on the CPU and says that the GPU's figures wait for one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,13 +44,15 @@ card=$("$python" -c "import torch; print(torch.cuda.get_device_name(0) if torch.
 echo "gpu_check: torch sees: $card"
 "$python" -m sarheight compile
 "$python" -m pytest -q -p no:cacheprovider tests/kernels/test_kernel_door.py tests/kernels/test_torch_footprints.py \
-    2>&1 | tee "$out/gpu_check_parity.log"
+    tests/kernels/test_torch_sweep.py 2>&1 | tee "$out/gpu_check_parity.log"
 sizes=$([ "$device" = cuda ] && echo 1024,2048,4096 || echo 512,1024)
 (cd benchmarks && "$python" geocode.py --sizes "$sizes" --device "$device" --out "$out/geocode_$device.json")
 if [ "$device" = cuda ]; then
     "$python" -m sarheight benchmark --side 1024 --coarse-side 512 --repeats 3 --no-peer --device cuda \
         --out "$out/benchmark_cuda.json"
 fi
+(cd benchmarks && "$python" sweep_backends.py --sides "$([ "$device" = cuda ] && echo 256,512,1024 || echo 128,256)" \
+    --out "$out/sweep_$device.json")
 (cd benchmarks && "$python" drawn_scenes.py --scenes 8 --out "$out/drawn_scenes_$device.json")
 "$python" -m pytest -q -p no:cacheprovider tests/learning/test_data_drawn.py 2>&1 | tail -3
 if [ "$device" = cpu ]; then

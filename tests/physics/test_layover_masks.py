@@ -42,7 +42,18 @@ from sarheight.dem import open_dem
 from sarheight.geometry import RadarGeometry
 from sarheight.reconstruction import reconstruct
 from sarheight.simulate import simulate, simulate_sar
-from tests.support.scenes import CELL_DEG, LAT, LON, nearer_bound, plane_dem, rough_dem, synthetic_geometry
+from tests.support.scenes import (
+    CELL_DEG,
+    LAT,
+    LON,
+    SWEEP_CASES,
+    masks_geometry,
+    nearer_bound,
+    plane_dem,
+    rough_dem,
+    sweep_dem,
+    synthetic_geometry,
+)
 
 # WGS84, written out here so that the reference does not lean on the library's constants.
 A = 6_378_137.0
@@ -239,16 +250,6 @@ def _agreement(result: xr.Dataset, reference: dict[str, np.ndarray]) -> dict[str
     return out
 
 
-def _synthetic(dem: xr.DataArray, incidence: float, heading: float, look_side: str,
-               line_spacing: float = 15.0) -> RadarGeometry:
-    west, south, east, north = dem.rio.bounds()
-    return RadarGeometry.synthetic(
-        center_lon=0.5 * (west + east), center_lat=0.5 * (south + north), heading_deg=heading,
-        incidence_near_deg=incidence - 2.0, incidence_far_deg=incidence + 2.0,
-        line_spacing=line_spacing, sample_spacing=15.0, look_side=look_side, azimuth_extent=3e3,
-    )
-
-
 def test_reference_on_planar_slopes():
     # The reference itself on the analytic cases of DESIGN §11 (incidence 35 degrees).
     for slope, layover, shadow in [(40.0, True, False), (30.0, False, False), (-50.0, False, False),
@@ -268,7 +269,7 @@ terrain = dict(
 
 def _compare(seed, relief, incidence, heading, look_side, line_spacing):
     dem = rough_dem(seed, 30, 30, relief)
-    geometry = _synthetic(dem, incidence, heading, look_side, line_spacing)
+    geometry = masks_geometry(dem, incidence, heading, look_side, line_spacing)
     result = simulate(dem, geometry, oversample=1)
     figures = _agreement(result, _reference_masks(dem, geometry))
     text = ", ".join(f"{name} {100 * agree:.2f} % of {n} cells ({ties} undecided left out)"
@@ -368,28 +369,15 @@ def _twin_visibility(line, slant_range, look_angle, cross_track, faces_away, own
     return layover, shadow, margins
 
 
-@pytest.mark.parametrize(("seed", "heading", "look_side", "window", "line_spacing"), [
-    (11, 10.0, "right", "full", 15.0),
-    (12, 200.0, "left", "full", 15.0),
-    (13, 100.0, "right", "full", 15.0),    # rows across track: the DEM is transposed
-    (14, 350.0, "right", "middle", 15.0),  # lines cut short: cells with one bracketing profile or none
-    (15, 30.0, "left", "holes", 15.0),     # void cells: columns broken between two lines
-    (16, 40.0, "right", "full", 45.0),     # several cells of a column between two lines
-    (17, 190.0, "left", "full", 3.0),      # many lines per cell
-])
+@pytest.mark.parametrize(("seed", "heading", "look_side", "window", "line_spacing"), SWEEP_CASES)
 def test_masks_match_their_numpy_twin(seed, heading, look_side, window, line_spacing):
     from sarheight.kernels.buckets import line_group
     from sarheight.kernels.visibility import visibility_profiles
     from sarheight.masks import kernel_codes
     from sarheight.simulate.cells import cell_geometry, radar_window, rows_run_along_track
 
-    dem = rough_dem(seed, 24, 24, 650.0)
-    if window == "holes":
-        heights = dem.values.copy()
-        heights[5:8, 9:11] = np.nan
-        heights[15, 3:6] = np.nan
-        dem = dem.copy(data=heights)
-    geometry = _synthetic(dem, 30.0, heading, look_side, line_spacing=line_spacing)
+    dem = sweep_dem(seed, window)
+    geometry = masks_geometry(dem, 30.0, heading, look_side, line_spacing=line_spacing)
     cells = cell_geometry(dem, geometry)
     faces_away = cells["faces_away"]
     line0, n_lines, sample0, n_samples = radar_window(cells["line"], cells["sample"], cells["valid"], geometry)
@@ -456,7 +444,7 @@ def test_masks_are_stable_when_the_dem_is_oversampled(heading, look_side):
     layover and shadow regions, which the finer grid places to a finer step)."""
     dem = rough_dem(7, 30, 30, 400.0)
     fine_dem = _upsampled(dem)
-    geometry = _synthetic(dem, 44.0, heading, look_side)
+    geometry = masks_geometry(dem, 44.0, heading, look_side)
     coarse, fine = simulate(dem, geometry, oversample=1), simulate(fine_dem, geometry, oversample=1)
     interior = (slice(2, -2), slice(2, -2))
     for name in ("layover", "shadow"):
@@ -542,7 +530,7 @@ def _ridge(incidence: float, alpha: float, fore_cells: int, back_cells: int, row
     profile = 200.0 + np.interp(np.arange(cols), [0, foot, crest, end, cols - 1], [0, 0, height, 0, 0])
     dem = open_dem((np.repeat(profile[None, :], rows, axis=0).astype(np.float32),
                     Affine(CELL_DEG, 0, LON, 0, -CELL_DEG, LAT), "EPSG:4326"), vertical_datum="ellipsoid")
-    geometry = _synthetic(dem, incidence, 0.0, "right")
+    geometry = masks_geometry(dem, incidence, 0.0, "right")
     column = np.arange(cols)
     segments = {"near flat": column < foot, "fore-slope": (column > foot) & (column < crest),
                 "back-slope": (column > crest) & (column < end)}

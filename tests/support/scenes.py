@@ -355,3 +355,41 @@ def nearer_bound(n_lines: int, group: int) -> np.ndarray:
     before = bounds[np.maximum(after - 1, 0)]
     after = bounds[np.minimum(after, bounds.size - 1)]
     return np.where(lines - before <= after - lines, before, after)
+
+
+#: The sweep's test cases (seed, heading, look side, window, line spacing): rough terrain
+#: under both look sides, rows across track, lines cut short, voids, several cells of a
+#: column between two lines and many lines per cell (:func:`masks_geometry`).
+SWEEP_CASES = [
+    (11, 10.0, "right", "full", 15.0),
+    (12, 200.0, "left", "full", 15.0),
+    (13, 100.0, "right", "full", 15.0),    # rows across track: the DEM is transposed
+    (14, 350.0, "right", "middle", 15.0),  # lines cut short: cells with one bracketing profile or none
+    (15, 30.0, "left", "holes", 15.0),     # void cells: columns broken between two lines
+    (16, 40.0, "right", "full", 45.0),     # several cells of a column between two lines
+    (17, 190.0, "left", "full", 3.0),      # many lines per cell
+]
+
+
+def masks_geometry(dem: xr.DataArray, incidence: float, heading: float, look_side: str,
+                   line_spacing: float = 15.0) -> RadarGeometry:
+    """A synthetic geometry over ``dem`` for the masks' tests: incidence +-2 degrees,
+    15 m samples, ``line_spacing`` m lines, 3 km along track."""
+    west, south, east, north = dem.rio.bounds()
+    return RadarGeometry.synthetic(
+        center_lon=0.5 * (west + east), center_lat=0.5 * (south + north), heading_deg=heading,
+        incidence_near_deg=incidence - 2.0, incidence_far_deg=incidence + 2.0,
+        line_spacing=line_spacing, sample_spacing=15.0, look_side=look_side, azimuth_extent=3e3,
+    )
+
+
+def sweep_dem(seed: int, window: str) -> xr.DataArray:
+    """The rough DEM of a case of :data:`SWEEP_CASES` (24 x 24 cells, 650 m of relief),
+    with voids where its window is ``"holes"``."""
+    dem = rough_dem(seed, 24, 24, 650.0)
+    if window == "holes":
+        heights = dem.values.copy()
+        heights[5:8, 9:11] = np.nan
+        heights[15, 3:6] = np.nan
+        dem = dem.copy(data=heights)
+    return dem
