@@ -26,9 +26,10 @@ of a block's facets in the image (:func:`facet_extent`), the facets' scatter and
 :func:`gather_buffer`), the window's per-pixel fields (:func:`polynomial_field`,
 :func:`radar_products`, :func:`valid_pixels`) and the reallocation's per-pixel and per-cell
 passes (:func:`clear_residue`, :func:`reallocation_ratios`, :func:`missing_pixels`,
-:func:`sample_cells`, :func:`finish_cells`). The torch backend lacks the exact
-projection's facets so far; a whole run on a GPU (:func:`compute_for_run`) takes them on
-the numba kernels, a pass asked of torch alone refuses them in one line.
+:func:`sample_cells`, :func:`finish_cells`). The torch backend has every pass a
+simulation or a reconstruction runs; it lacks the refined Lee filter and the range axis
+from sample to slant range, which a run on a GPU (:func:`compute_for_run`) takes on the
+numba kernels, and a pass asked of torch alone refuses in one line.
 """
 
 from __future__ import annotations

@@ -14,13 +14,10 @@ import math
 import numpy as np
 import torch
 
-from ..kernels.facet_table import CONTRIBUTION_CELL_LAW, CONTRIBUTION_GAMMA, CONTRIBUTION_MODEL, CONTRIBUTION_USER
 from ..kernels.radar_buffers import PAD
 from ..kernels.reallocation import VALID_AREA_FRACTION
 from .bundles import (
     CellGeometry,
-    FacetLaw,
-    FacetTile,
     GatheredCells,
     Geocoded,
     GeocodingGeometry,
@@ -29,14 +26,15 @@ from .bundles import (
     WindowImages,
 )
 from .torch_blocks import as_tensor, axis_or_grid, block_rows, grid_positions, positions
+from .torch_facets import facet_pass_bilinear, facet_pass_exact
 from .torch_footprints import active_layover, cell_ecef, facet_extent, layover_facing_share
 from .torch_sweep import visibility_masks
 
 __all__ = ["active_layover", "add_tile_rows", "block_rows", "cell_ecef", "cell_geometry", "clear_residue", "ecef",
-           "facet_extent", "facet_pass_bilinear", "finish_cells", "gather_buffer", "geocode", "intensity_flags",
-           "interpolate_rows", "layover_facing_share", "lee", "missing_pixels", "orbit_states", "polynomial_field",
-           "radar_products", "reallocation_ratios", "sample_cells", "samples_of_slant_ranges", "valid_pixels",
-           "visibility_masks", "weighted_mean"]
+           "facet_extent", "facet_pass_bilinear", "facet_pass_exact", "finish_cells", "gather_buffer", "geocode",
+           "intensity_flags", "interpolate_rows", "layover_facing_share", "lee", "missing_pixels", "orbit_states",
+           "polynomial_field", "radar_products", "reallocation_ratios", "sample_cells", "samples_of_slant_ranges",
+           "valid_pixels", "visibility_masks", "weighted_mean"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).
@@ -334,205 +332,6 @@ def _faces_away(lon_rad: np.ndarray, lat_rad: np.ndarray, height: np.ndarray, bl
     away = torch.where(outward > 0.0, towards, -towards) <= 0.0
     away = torch.where(outward == 0.0, True, away)
     return torch.where(torch.isnan(outward) | torch.isnan(towards), False, away).cpu().numpy()
-
-
-def facet_pass_bilinear(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *,
-                        oversample: int, gather: bool, energy: np.ndarray, per_cell: list[np.ndarray],
-                        device: str) -> None:
-    """:func:`sarheight.compute.facet_pass` with bilinear splatting, in torch (float64) on
-    ``device``: the numba kernel's arithmetic (``kernels.facets``, ``kernels.facet_table``)
-    on the whole tile at once, the sub-quads' vertices interpolated from the cell centres,
-    each sub-quad's vector area from its diagonals, what it carries splatted on (or read
-    from) the four nearest pixel centres. The scatter adds into ``buffer`` in place."""
-    where = torch.device(device)
-    rows, cols = tile.valid.shape
-    first_row, stop_row, first_col, stop_col = tile.own
-    if stop_row <= first_row or rows < 2 or cols < 2:
-        return
-    k = int(oversample)
-    keep_sums = gather or per_cell[0].shape[0] > 0
-    line, sample = as_tensor(tile.line, where), as_tensor(tile.sample, where)
-    ecef = as_tensor(tile.ecef, where)
-    look = torch.as_tensor(np.ascontiguousarray(tile.look), device=where).to(torch.float64)
-    valid = torch.as_tensor(np.ascontiguousarray(tile.valid), device=where)
-    shadowed = torch.as_tensor(np.ascontiguousarray(tile.shadowed), device=where)
-    own = torch.arange(first_row, stop_row, device=where)
-    columns = torch.arange(cols, device=where)
-    # Usable cells: valid, in the own columns, their 3 x 3 neighbourhood (clamped) solved.
-    solved = ~torch.isnan(line)
-    usable = valid[own] & (columns >= first_col) & (columns < stop_col)
-    for di in (-1, 0, 1):
-        near_rows = (own + di).clamp(0, rows - 1)
-        for dj in (-1, 0, 1):
-            usable &= solved[near_rows][:, (columns + dj).clamp(0, cols - 1)]
-    # The vertex rows rho = i - 0.5 + a / k of each own row i, bilinear between the cells.
-    steps = torch.arange(k + 1, device=where, dtype=torch.float64) / k
-    rho = (own.to(torch.float64) - 0.5)[:, None] + steps[None, :]
-    low = rho.floor().clamp(0, rows - 2).to(torch.int64)
-    weight = (rho - low)[..., None]
-    # ECEF, then the window coordinates as the kernel forms them: the interpolated index
-    # less the origin, plus half a pixel.
-    values = torch.cat([ecef, torch.stack([line, sample], dim=-1)], dim=-1)
-    along_rows = (1.0 - weight[..., None]) * values[low] + weight[..., None] * values[low + 1]
-    offsets = torch.tensor([float(origin[0]), float(origin[1])], dtype=torch.float64, device=where)
-    along_rows[..., 3:] = along_rows[..., 3:] - offsets + 0.5
-    kappa = torch.arange(k * cols + 1, device=where, dtype=torch.float64) / k - 0.5
-    left = kappa.floor().clamp(0, cols - 2).to(torch.int64)
-    column_weight = (kappa - left)[:, None]
-    vertices = (1.0 - column_weight) * along_rows[:, :, left] + column_weight * along_rows[:, :, left + 1]
-    top, bottom = vertices[:, :-1], vertices[:, 1:]  # (own rows, k, sub-columns + 1, 5)
-    e1 = bottom[:, :, 1:, :3] - top[:, :, :-1, :3]
-    e2 = bottom[:, :, :-1, :3] - top[:, :, 1:, :3]
-    normal = 0.5 * torch.stack([e1[..., 1] * e2[..., 2] - e1[..., 2] * e2[..., 1],
-                                e1[..., 2] * e2[..., 0] - e1[..., 0] * e2[..., 2],
-                                e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]], dim=-1)
-    cell_of = torch.arange(k * cols, device=where) // k
-    centre = ecef[own][:, cell_of][:, None]
-    toward = look[own][:, cell_of][:, None]
-    outward = (normal[..., 0] * centre[..., 0] + normal[..., 1] * centre[..., 1]) + normal[..., 2] * centre[..., 2]
-    normal = torch.where((outward < 0.0)[..., None], -normal, normal)
-    sigma2 = (normal[..., 0] * normal[..., 0] + normal[..., 1] * normal[..., 1]) + normal[..., 2] * normal[..., 2]
-    sigma = torch.sqrt(sigma2)
-    projected = (normal[..., 0] * toward[..., 0] + normal[..., 1] * toward[..., 1]) + normal[..., 2] * toward[..., 2]
-    a0, a1 = float(law.law[0]), float(law.law[1])
-    across = torch.sqrt((sigma2 - projected * projected).clamp(min=0.0)) + a1 * projected
-    model = a0 * projected * sigma2 * sigma / (across * across * across)
-    carried = model if law.code == CONTRIBUTION_MODEL else (projected if law.code == CONTRIBUTION_GAMMA else sigma)
-    ok = usable[:, cell_of][:, None].expand_as(sigma)
-    dark = shadowed[own][:, cell_of][:, None].expand_as(sigma)
-    lit = ok & (projected > 0.0) & ~dark
-    zero = torch.zeros((), dtype=torch.float64, device=where)
-    normal = torch.where(ok[..., None], normal, zero)
-    sigma_out = torch.where(ok, sigma, zero)
-    projected_out = torch.where(ok, projected, zero)
-    contribution = torch.where(lit, carried, zero)
-    gamma = torch.where(lit, projected, zero)
-    centre_l = 0.25 * (((top[..., :-1, 3] + top[..., 1:, 3]) + bottom[..., :-1, 3]) + bottom[..., 1:, 3])
-    centre_s = 0.25 * (((top[..., :-1, 4] + top[..., 1:, 4]) + bottom[..., :-1, 4]) + bottom[..., 1:, 4])
-    table = torch.as_tensor(np.asarray(law.table, dtype=np.float64), device=where)
-    if table.numel() > 1 or (law.code == CONTRIBUTION_MODEL and float(law.law[2]) != 3.0):
-        cosine = torch.where(sigma_out > 0.0, projected_out / torch.where(sigma_out > 0.0, sigma_out, 1.0), zero)
-        value = (_tabulated(cosine, table) if table.numel() > 1
-                 else _sigma0_model(cosine, a0, a1, float(law.law[2])))
-        contribution = torch.where(contribution != 0.0, value * sigma_out, contribution)
-    own_rows = slice(first_row, stop_row)
-    needs_cells = keep_sums or law.code in (CONTRIBUTION_USER, CONTRIBUTION_CELL_LAW)
-    if needs_cells:
-        parts = [normal[..., 0], normal[..., 1], normal[..., 2], sigma_out, projected_out.clamp(min=0.0),
-                 contribution]
-        per_sub = [part[:, 0] for part in parts]
-        for a in range(1, k):
-            per_sub = [total + part[:, a] for total, part in zip(per_sub, parts, strict=True)]
-        cell = [total.reshape(total.shape[0], cols, k) for total in per_sub]
-        sums = [part[..., 0] for part in cell]
-        for m in range(1, k):
-            sums = [total + part[..., m] for total, part in zip(sums, cell, strict=True)]
-        ax, ay, az, cell_sigma, cell_gamma, cell_c = sums
-        norm = torch.sqrt((ax * ax + ay * ay) + az * az)
-        own_look = look[own]
-        dot = (ax * own_look[..., 0] + ay * own_look[..., 1]) + az * own_look[..., 2]
-        cos_cell = torch.where(norm > 0.0, dot / torch.where(norm > 0.0, norm, 1.0), zero)
-        in_shadow = shadowed[own]
-        if law.code == CONTRIBUTION_USER:
-            weights = as_tensor(np.asarray(tile.user_weight, dtype=np.float64), where)[own]
-            share = torch.where(cell_c > 0.0, weights / torch.where(cell_c > 0.0, cell_c, 1.0), zero)
-            share = torch.where(in_shadow, 1.0, share)
-            contribution = contribution * share[:, cell_of][:, None]
-            cell_c = cell_c * share
-        elif law.code == CONTRIBUTION_CELL_LAW:
-            classes_of = torch.as_tensor(np.asarray(tile.cell_class, dtype=np.int64), device=where)[own]
-            tables = torch.as_tensor(np.asarray(law.class_tables, dtype=np.float64), device=where)
-            known = (classes_of >= 0) & (classes_of < tables.shape[0]) & ~in_shadow
-            factor = as_tensor(np.asarray(tile.user_weight, dtype=np.float64), where)[own]
-            code = classes_of.clamp(0, tables.shape[0] - 1)[:, cell_of][:, None].expand_as(sigma_out)
-            cosine = projected_out / torch.where(sigma_out > 0.0, sigma_out, 1.0)
-            law_value = _tabulated_rows(cosine, tables, code)
-            value = factor[:, cell_of][:, None] * law_value * sigma_out
-            keep = known[:, cell_of][:, None] & (contribution != 0.0) & (sigma_out > 0.0)
-            contribution = torch.where(keep, value, zero)
-            by_cell = contribution.reshape(contribution.shape[0], k, cols, k)
-            cell_c = torch.zeros_like(cell_sigma)
-            for a in range(k):
-                for m in range(k):
-                    cell_c = cell_c + by_cell[:, a, :, m]
-        if keep_sums:
-            sigma_area, gamma_area, contrib_cell, cos_local = per_cell
-            written = usable.cpu().numpy()
-            for target, source in ((sigma_area, cell_sigma), (gamma_area, cell_gamma), (contrib_cell, cell_c)):
-                block = target[own_rows]
-                block[written] = source.cpu().numpy()[written]
-            block = cos_local[own_rows]
-            with_normal = written & (norm > 0.0).cpu().numpy()
-            block[with_normal] = cos_cell.cpu().numpy()[with_normal]
-    _bilinear_splat(buffer, centre_l, centre_s, contribution, gamma, ok, cell_of, gather, energy, own_rows, k, where)
-
-
-def _bilinear_splat(buffer: np.ndarray, centre_l: torch.Tensor, centre_s: torch.Tensor, contribution: torch.Tensor,
-                    gamma: torch.Tensor, usable: torch.Tensor, cell_of: torch.Tensor, gather: bool,
-                    energy: np.ndarray, own_rows: slice, k: int, where: torch.device) -> None:
-    """The sub-quads' contribution and gamma area splatted on the four pixel centres
-    nearest their centre (window coordinates ``centre_l``, ``centre_s``, pixel (r, c) at
-    r + 0.5), positions whose four pixels lie off the image going to the padding; or, with
-    ``gather``, the ratio images read there into the cells' ``energy``."""
-    n_lines, n_samples = buffer.shape[0] - 2 * PAD, buffer.shape[1] - 2 * PAD
-    width = buffer.shape[1]
-    lc, sc = centre_l - 0.5, centre_s - 0.5
-    r0, c0 = lc.floor(), sc.floor()
-    wl, ws = lc - r0, sc - c0
-    r0 = torch.where(r0 < -1.0, -2.0, torch.where(r0 > n_lines - 1.0, float(n_lines), r0))
-    c0 = torch.where(c0 < -1.0, -2.0, torch.where(c0 > n_samples - 1.0, float(n_samples), c0))
-    pixel = ((r0 + PAD) * width + (c0 + PAD)).to(torch.int64)
-    corners = [(pixel, (1.0 - wl) * (1.0 - ws)), (pixel + 1, (1.0 - wl) * ws), (pixel + width, wl * (1.0 - ws)),
-               (pixel + width + 1, wl * ws)]
-    if gather:
-        flat = torch.as_tensor(np.ascontiguousarray(buffer), device=where).reshape(-1, 2)
-        safe = [torch.where(usable, index, 0) for index, _ in corners]
-        v0 = sum(weight * flat[index, 0] for index, (_, weight) in zip(safe, corners, strict=True))
-        v1 = sum(weight * flat[index, 1] for index, (_, weight) in zip(safe, corners, strict=True))
-        zero = torch.zeros((), dtype=torch.float64, device=where)
-        read0 = torch.where(usable, contribution * v0, zero)
-        read1 = torch.where(usable, gamma * v1, zero)
-        rows, cols = read0.shape[0], energy.shape[2]
-        by_cell0, by_cell1 = (read.reshape(rows, k, cols, k) for read in (read0, read1))
-        total0 = torch.zeros((rows, cols), dtype=torch.float64, device=where)
-        total1 = torch.zeros_like(total0)
-        for a in range(k):
-            for m in range(k):
-                total0 = total0 + by_cell0[:, a, :, m]
-                total1 = total1 + by_cell1[:, a, :, m]
-        energy[0, own_rows] = total0.cpu().numpy()
-        energy[1, own_rows] = total1.cpu().numpy()
-        return
-    chosen = usable.reshape(-1)
-    deposits = torch.zeros(buffer.size, dtype=torch.float64, device=where)
-    for index, weight in corners:
-        at = index.reshape(-1)[chosen] * 2
-        deposits.index_add_(0, at, (contribution * weight).reshape(-1)[chosen])
-        deposits.index_add_(0, at + 1, (gamma * weight).reshape(-1)[chosen])
-    buffer += deposits.reshape(buffer.shape).cpu().numpy()
-
-
-def _tabulated(cosine: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """A law tabulated at k * 90 / n degrees, linearly interpolated at ``cosine``; 0 facing
-    away (``kernels.facet_table.tabulated``)."""
-    return _tabulated_rows(cosine, table[None, :], torch.zeros(cosine.shape, dtype=torch.int64,
-                                                               device=cosine.device))
-
-
-def _tabulated_rows(cosine: torch.Tensor, tables: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """:func:`_tabulated` with each value's own table, row ``code`` of ``tables``."""
-    theta = torch.arccos(cosine.clamp(-1.0, 1.0)) * (2.0 / math.pi) * (tables.shape[1] - 1)
-    index = theta.to(torch.int64).clamp(0, tables.shape[1] - 2)
-    weight = theta - index
-    value = (1.0 - weight) * tables[code, index] + weight * tables[code, index + 1]
-    return torch.where(cosine <= 0.0, 0.0, value)
-
-
-def _sigma0_model(cosine: torch.Tensor, a0: float, a1: float, a2: float) -> torch.Tensor:
-    """The empirical law a0 cos(t) / (sin(t) + a1 cos(t))^a2 (linear), 0 facing away."""
-    sine = torch.sqrt((1.0 - cosine * cosine).clamp(min=0.0))
-    base = sine + a1 * cosine
-    return torch.where(cosine <= 0.0, 0.0, a0 * cosine / base**a2)
 
 
 def _pixel_field(fields: PixelFields, field: int, shape: tuple[int, int], where: torch.device) -> torch.Tensor:

@@ -388,14 +388,22 @@ def test_an_images_survey_and_the_pixels_weighted_mean_are_the_same_on_every_bac
     assert np.nanmax(np.abs(actual - expected)) == 0.0
 
 
-@pytest.mark.parametrize("name", ["facet_pass_exact"])
-def test_the_passes_on_numba_alone_say_so_on_torch(name):
-    """The passes behind the door on the numba backend alone so far: torch refuses them in
-    one line, naming the backend that has them."""
+def test_a_pass_a_backend_lacks_is_refused_or_taken_on_numba():
+    """A pass the numpy twins lack is refused in one line, naming the backends that have
+    it, or, with ``fallback``, taken on the numba kernels (as a run on a GPU takes what
+    torch lacks); torch has every pass but the refined Lee filter and the range axis from
+    sample to slant range, which no simulation or reconstruction runs."""
     from sarheight import compute
 
-    with pytest.raises(InvalidInputError, match=f"the torch backend has no {name} pass: use numba$"):
-        compute._backend(Compute("torch", "cpu"), name)
+    with pytest.raises(InvalidInputError, match=r"the numpy backend has no cell_geometry pass: use numba or torch$"):
+        compute._backend(Compute("numpy", "cpu"), "cell_geometry")
+    taken = compute._backend(Compute("numpy", "cpu", fallback=True), "cell_geometry")
+    assert taken.args[0].__module__ == "sarheight.compute.numba_backend"
+    passes = [name for name in compute.__all__ if callable(getattr(compute, name)) and name not in (
+        "compute_for", "compute_for_run", "radar_buffer_shape", "scatter_buffer_shape", "facet_pass")]
+    passes += ["facet_pass_exact", "facet_pass_bilinear"]
+    lacking = [name for name in passes if name[0].islower() and not compute._has("torch", name)]
+    assert lacking == ["refined_lee", "slant_ranges_of_samples"]
 
 
 def test_the_facets_extent_is_the_same_in_blocks_as_whole():
@@ -442,8 +450,8 @@ def test_the_cells_own_surface_is_the_same_on_torch_in_blocks(grids, grid, devic
 
 @pytest.mark.parametrize("projection", ["exact", "bilinear"])
 def test_a_reconstruction_on_torch_is_the_numba_one(projection):
-    """``reconstruct(device=)`` with torch on the CPU (the GPU's code; the passes torch
-    does not have yet on the numba kernels, as on a GPU): the same masks, the backscatter
+    """``reconstruct(device=)`` with torch on the CPU (the GPU's code, every pass of the
+    reconstruction on torch): the same masks, the backscatter
     within 1e-6 relative on 99 % of the cells and within 1e-3 on all, and the result says
     where each pass ran. (The cells' positions agree to 2e-10 pixels; a facet seen almost
     edge-on, at 88-89 degrees of local incidence, and the layover cells that share its
@@ -469,11 +477,9 @@ def test_a_reconstruction_on_torch_is_the_numba_one(projection):
         relative = np.abs(left[compared] / right[compared] - 1.0)
         assert np.percentile(relative, 99) <= 1e-6 and relative.max() <= 1e-3, name
     facets = f"facet_pass_{projection}"
-    on_torch = "cell_geometry, active_layover, visibility_masks, facet_extent, cell_ecef, " + (
-        "facet_pass_bilinear, " if projection == "bilinear" else "")
-    on_numba = "; numba on cpu: facet_pass_exact" if projection == "exact" else ""
-    assert actual.attrs["computed_on"] == (f"torch on cpu: {on_torch}add_tile_rows, reallocation_ratios, "
-                                           f"sample_cells, finish_cells{on_numba}"), facets
+    assert actual.attrs["computed_on"] == (
+        f"torch on cpu: cell_geometry, active_layover, visibility_masks, facet_extent, cell_ecef, {facets}, "
+        "add_tile_rows, reallocation_ratios, sample_cells, finish_cells"), facets
     assert "computed_on" not in expected.attrs
 
 
@@ -510,15 +516,17 @@ def test_a_simulation_on_torch_is_the_numba_one():
         relative = np.abs(left[compared] / right[compared] - 1.0)
         assert np.percentile(relative, 99) <= 1e-6 and relative.max() <= 1e-3, name
     assert actual.attrs["computed_on"] == ("torch on cpu: cell_geometry, active_layover, visibility_masks, "
-                                           "facet_extent, cell_ecef, add_tile_rows, clear_residue, radar_products; "
-                                           "numba on cpu: facet_pass_exact")
+                                           "facet_extent, cell_ecef, facet_pass_exact, add_tile_rows, clear_residue, "
+                                           "radar_products")
 
 
+@pytest.mark.parametrize("projection", ["bilinear", "exact"])
 @pytest.mark.parametrize("contribution", ["model", "gamma", "law", "weights", "classes"])
-def test_the_bilinear_facet_pass_is_the_same_on_torch(contribution):
-    """The facets' scatter with bilinear splatting (every contribution: the model law, the
-    gamma area, a user's law, per-cell weights, a law per class) and its gather: torch
-    held to the numba kernel, the per-cell sums and the radar sums within 1e-9 relative
+def test_the_facet_passes_are_the_same_on_torch(contribution, projection):
+    """The facets' scatter with bilinear splatting and with exact projection (every
+    contribution: the model law, the gamma area, a user's law, per-cell weights, a law per
+    class) and its gather: torch held to the numba kernel, the per-cell sums and the radar
+    sums within 1e-9 relative
     (the cells' positions are torch's own, a few 1e-10 m from the kernel's at 6.4e6 m,
     which moves a facet's area by about 1e-10 of it; the scatter adds in another order),
     the gathered energy likewise."""
@@ -536,9 +544,10 @@ def test_the_bilinear_facet_pass_is_the_same_on_torch(contribution):
                                  (lambda d: 0.2 * np.cos(np.radians(d)), lambda d: 0.05 + 0.0 * d),
                                  rng.uniform(0.5, 1.5, dem.shape))}[contribution]
     # One simulation's cells, their facets on each backend.
-    state = run_simulation(dem, geometry, contribution=given, projection="bilinear", oversample=3)
-    states = [state, dataclasses.replace(state, compute=compute_for("cpu", backend="torch", fallback=True))]
-    assert states[1].compute.where(("facet_pass_bilinear",)) == "torch on cpu: facet_pass_bilinear"
+    state = run_simulation(dem, geometry, contribution=given, projection=projection, oversample=3)
+    states = [state, dataclasses.replace(state, compute=compute_for("cpu", backend="torch"))]
+    facets = f"facet_pass_{projection}"
+    assert states[1].compute.where((facets,)) == f"torch on cpu: {facets}"
     scattered = [each.facet_pass(gather=False) for each in states]
     for name, expected, actual in zip(("sigma_area", "gamma_area", "contribution", "cos_local", "sums"),
                                       scattered[0][1:], scattered[1][1:], strict=True):
@@ -548,6 +557,49 @@ def test_the_bilinear_facet_pass_is_the_same_on_torch(contribution):
     ratios = rng.uniform(0.5, 2.0, (2, state.window.lines, state.window.samples))
     gathered = [each.facet_pass(gather=True, ratios=ratios)[0] for each in states]
     np.testing.assert_allclose(gathered[1], gathered[0], rtol=1e-9, atol=1e-10 * np.abs(gathered[0]).max())
+
+
+@pytest.mark.parametrize("case", ["long edges", "slivers"])
+def test_the_exact_facets_long_edges_and_slivers_are_the_same_on_torch(case, monkeypatch):
+    """Exact projection where its edges cross many pixel borders (30 m cells over 4 m
+    pixels: up to a dozen) and where triangles have no area in the image (a block of
+    cells at one sample: they go as points): torch held to the numba kernel, scatter and
+    gather, within 1e-9."""
+    from sarheight.compute import torch_facets
+    from sarheight.simulate import run_simulation
+    from tests.support.scenes import rough_dem, synthetic_geometry
+
+    dem = rough_dem(5, rows=30, cols=30, relief=700.0 if case == "long edges" else 300.0)
+    geometry = synthetic_geometry(dem, 34.0, 350.0, "right", pixel_spacing=4.0 if case == "long edges" else 15.0)
+    state = run_simulation(dem, geometry, projection="exact", oversample=1 if case == "long edges" else 2)
+    if case == "slivers":
+        sample = state.cells["sample"].copy()
+        sample[8:16, :] = sample[12, 12]
+        state = dataclasses.replace(state, cells={**state.cells, "sample": sample})
+    slivers, crossings = [], []
+    original_slivers, original_pieces = torch_facets._slivers, torch_facets._pieces
+
+    def counted_slivers(t, sliver, *args):
+        slivers.append(int(sliver.sum()))
+        return original_slivers(t, sliver, *args)
+
+    def counted_pieces(start, end, *args):
+        found = original_pieces(start, end, *args)
+        crossings.append(found[0].shape[1] - 1)
+        return found
+
+    monkeypatch.setattr(torch_facets, "_slivers", counted_slivers)
+    monkeypatch.setattr(torch_facets, "_pieces", counted_pieces)
+    states = [state, dataclasses.replace(state, compute=compute_for("cpu", backend="torch"))]
+    sums = [each.facet_pass(gather=False)[-1] for each in states]
+    np.testing.assert_allclose(sums[1], sums[0], rtol=1e-9, atol=1e-10 * np.abs(sums[0]).max())
+    ratios = np.random.default_rng(0).uniform(0.5, 2.0, (2, state.window.lines, state.window.samples))
+    gathered = [each.facet_pass(gather=True, ratios=ratios)[0] for each in states]
+    np.testing.assert_allclose(gathered[1], gathered[0], rtol=1e-9, atol=1e-10 * np.nanmax(np.abs(gathered[0])))
+    if case == "slivers":
+        assert sum(slivers) > 100
+    else:
+        assert max(crossings) >= 8
 
 
 @pytest.mark.parametrize("projection", ["exact", "bilinear"])
