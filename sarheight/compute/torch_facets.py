@@ -29,12 +29,14 @@ from ..kernels.facet_table import CONTRIBUTION_CELL_LAW, CONTRIBUTION_GAMMA, CON
 from ..kernels.facets import SLIVER_AREA
 from ..kernels.radar_buffers import PAD
 from .bundles import FacetLaw, FacetTile
-from .torch_blocks import as_tensor
+from .torch_blocks import as_tensor, chunk_elements
 
 __all__ = ["facet_pass_bilinear", "facet_pass_exact", "sigma0_model", "tabulated", "tabulated_rows"]
 
-#: Pieces (edges x cuts) of one batch of the exact projection's edges, for the device's memory.
+#: Pieces (edges x cuts) of one batch of the exact projection's edges on the CPU; on a GPU a
+#: batch fills half its free memory at :data:`BYTES_PER_PIECE` (a piece's dozen float64s).
 PIECE_ELEMENTS = 1 << 22
+BYTES_PER_PIECE = 128
 
 
 def tabulated(cosine: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -378,7 +380,7 @@ def _pieces(start: torch.Tensor, end: torch.Tensor, n_lines: int, n_samples: int
 
 def _walk(start: torch.Tensor, end: torch.Tensor, n_lines: int, n_samples: int, width: int, visit) -> None:
     """The edges' pieces (:func:`_pieces`), in batches that keep a batch within
-    :data:`PIECE_ELEMENTS`, each batch handed to ``visit(edges, pixel, extent, f)``
+    :data:`PIECE_ELEMENTS` (on a GPU, half its free memory), each batch handed to ``visit(edges, pixel, extent, f)``
     (``edges`` the batch's indices, ``pixel`` flat radar-buffer indices)."""
     if start.shape[0] == 0:
         return
@@ -387,10 +389,11 @@ def _walk(start: torch.Tensor, end: torch.Tensor, n_lines: int, n_samples: int, 
     order = torch.argsort(crossed)
     # Edges in order of their crossings: a batch is as wide as its last (widest) edge.
     pieces_of = (crossed[order] + 1.0).cpu().numpy()
+    budget = chunk_elements(start.device, BYTES_PER_PIECE, PIECE_ELEMENTS)
     first, total = 0, order.numel()
     while first < total:
-        count = min(total - first, PIECE_ELEMENTS)
-        while count > 1 and count * pieces_of[first + count - 1] > PIECE_ELEMENTS:
+        count = min(total - first, budget)
+        while count > 1 and count * pieces_of[first + count - 1] > budget:
             count //= 2
         edges = order[first:first + count]
         row, col, extent, f = _pieces(start[edges], end[edges], n_lines, n_samples)

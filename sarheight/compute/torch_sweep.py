@@ -35,11 +35,14 @@ import torch
 
 from ..kernels.buckets import line_group
 from .bundles import ProfileCells
+from .torch_blocks import chunk_elements
 
 __all__ = ["visibility_masks"]
 
-#: Elements (cells x columns x candidates) of a chunk of one key's cells, for the device's memory.
+#: Elements (cells x columns x candidates) of a chunk on the CPU; on a GPU a chunk fills half
+#: its free memory at :data:`BYTES_PER_ELEMENT` (the cut's dozen float64 and index arrays).
 CHUNK_ELEMENTS = 1 << 24
+BYTES_PER_ELEMENT = 128
 
 
 class _Pairs:
@@ -102,10 +105,10 @@ def _cut(at: torch.Tensor, tables: torch.Tensor, pairs: _Pairs, line: torch.Tens
     return found, i, weight, values
 
 
-def _chunks(count: int, width: int) -> range:
-    """Starts of the chunks of ``count`` items of ``width`` elements each that keep a chunk
-    within :data:`CHUNK_ELEMENTS`."""
-    return range(0, count, max(1, CHUNK_ELEMENTS // max(width, 1)))
+def _per_chunk(width: int, where: torch.device) -> int:
+    """Items of ``width`` elements each in a chunk (at least one): :data:`CHUNK_ELEMENTS`
+    on the CPU, half the free memory on a GPU."""
+    return max(1, chunk_elements(where, BYTES_PER_ELEMENT, CHUNK_ELEMENTS) // max(width, 1))
 
 
 def _line_profiles(cells: dict[str, torch.Tensor], pairs: _Pairs, line0: int, n_lines: int
@@ -118,8 +121,9 @@ def _line_profiles(cells: dict[str, torch.Tensor], pairs: _Pairs, line0: int, n_
     width = pairs.cols * pairs.tables.shape[2]
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in ("found", "ct", "eta", "rng", "smp", "away")}
     column = torch.arange(pairs.cols, device=line.device)
-    for first in _chunks(n_lines, width):
-        lines = torch.arange(first, min(first + max(1, CHUNK_ELEMENTS // width), n_lines), device=line.device)
+    step = _per_chunk(width, line.device)
+    for first in range(0, n_lines, step):
+        lines = torch.arange(first, min(first + step, n_lines), device=line.device)
         at = (line0 + lines).to(torch.float64)
         found, i, weight, values = _cut(at, pairs.tables[lines + 1], pairs, line, fields)
         parts["found"].append(found)
@@ -254,7 +258,7 @@ def visibility_masks(cells: ProfileCells, window: tuple[int, int, int, int], ran
     order = torch.argsort(cell_key, stable=True)
     index, cell_key = index[order], cell_key[order]
     bounds = torch.searchsorted(cell_key, torch.arange(n_lines + 2, device=where)).tolist()
-    step = max(1, CHUNK_ELEMENTS // (cols * pairs.tables.shape[2]))
+    step = _per_chunk(cols * pairs.tables.shape[2], where)
     for bucket in range(n_lines + 1):
         for first in range(bounds[bucket], bounds[bucket + 1], step):
             members = index[first:min(first + step, bounds[bucket + 1])]

@@ -80,6 +80,20 @@ def test_a_selection_of_cells_is_judged_alone_on_torch(device):
         np.testing.assert_array_equal(left, right)
 
 
+def test_the_sweep_in_small_chunks_is_the_sweep_whole(monkeypatch):
+    """Chunks of a few cells and lines (a GPU's chunks follow its free memory) give the
+    same masks and mixing."""
+    from sarheight.compute import torch_sweep
+
+    cells, box, tolerance = _profile_cells(16, 40.0, "right", "full", 45.0)
+    compute = compute_for("cpu", backend="torch")
+    whole = visibility_masks(cells, box, range_tolerance=tolerance, codes=kernel_codes(), compute=compute)
+    monkeypatch.setattr(torch_sweep, "CHUNK_ELEMENTS", 3 * cells.line.shape[1])
+    chunked = visibility_masks(cells, box, range_tolerance=tolerance, codes=kernel_codes(), compute=compute)
+    for left, right in zip(chunked, whole, strict=True):
+        np.testing.assert_array_equal(left, right)
+
+
 def test_a_dem_of_one_row_has_its_initial_masks_on_torch():
     cells, box, tolerance = _profile_cells(11, 10.0, "right", "full", 15.0)
     one = ProfileCells(*(array[:1] for array in cells.arrays()))
