@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from . import compute
+from . import compute as door
 from ._version import __version__
 from .compute import Compute
 from .dem import Dem
@@ -62,7 +62,7 @@ def ratios_in_place(state: Simulation, sums: np.ndarray, observed: np.ndarray, *
     as they are read (a state that was cleared already reads the same).
     """
     fields = state.smooth_fields.pixel_fields(state.window, state.contribution)
-    return compute.reallocation_ratios(sums, observed, fields, prefix=prefix, compute=state.compute)
+    return door.reallocation_ratios(sums, observed, fields, prefix=prefix, compute=state.compute)
 
 
 def reallocation_ratios(state: Simulation, observed: np.ndarray) -> np.ndarray:
@@ -113,7 +113,7 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     if intensity_flags(observed)[3]:
         # Which pixels the facets reach is read from the sums without their residue.
         clear_residue(channels(sums), state.window, state.smooth_fields, state.contribution, compute=state.compute)
-        missing = compute.missing_pixels(observed, sums, compute=state.compute)
+        missing = door.missing_pixels(observed, sums, compute=state.compute)
     else:
         missing = None
     simulated_image, valid_pixels, n_missing = ratios_in_place(state, sums, observed, prefix=state.exact)
@@ -132,9 +132,9 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
     del simulated_image, observed
 
     own = (slice(first, last), own_cols)
-    compute.sample_cells(cells["line"][own], cells["sample"][own], cells["valid"][own], cells["incidence"][own],
-                         compute.WindowImages(held["observed"], held["simulated"], state.mixing, line0, sample0),
-                         out=(products["geocoded"], products["simulated"], products["mixing"]), compute=state.compute)
+    door.sample_cells(cells["line"][own], cells["sample"][own], cells["valid"][own], cells["incidence"][own],
+                      door.WindowImages(held["observed"], held["simulated"], state.mixing, line0, sample0),
+                      out=(products["geocoded"], products["simulated"], products["mixing"]), compute=state.compute)
     held.clear()
     if in_place:
         del cells["incidence"]
@@ -148,11 +148,11 @@ def reallocate(state: Simulation, observed: np.ndarray, output: Output = "sigma0
         # Pixels whose gamma area is under 5 % of flat terrain's would divide by almost
         # nothing: cells that land in one are NaN in the flattened product (Small 2011).
         # (NaN cannot enter the gather itself: its row prefix sums would spread it.)
-        compute.finish_cells(compute.GatheredCells(energy, sigma_area, gamma_area, cos_local), cells["line"][at],
-                             cells["sample"][at], cells["valid"][at], shadow[at], valid_pixels, (line0, sample0),
-                             use_sigma=output == "sigma0", codes=kernel_codes(),
-                             out=(products["backscatter"][out], products["flattened"][out],
-                                  products["local_incidence_angle"][out]), compute=state.compute)
+        door.finish_cells(door.GatheredCells(energy, sigma_area, gamma_area, cos_local), cells["line"][at],
+                          cells["sample"][at], cells["valid"][at], shadow[at], valid_pixels, (line0, sample0),
+                          use_sigma=output == "sigma0", codes=kernel_codes(),
+                          out=(products["backscatter"][out], products["flattened"][out],
+                               products["local_incidence_angle"][out]), compute=state.compute)
         if keep_energy:
             products["energy"][out] = energy[0]
 
@@ -177,7 +177,7 @@ def _void_where_missing(state: Simulation, missing: np.ndarray, products: dict[s
     indicator = radar_sums(*missing.shape)
     channels(indicator)[:] = missing
     del missing
-    compute.gather_buffer(channels(indicator), state.exact, out=indicator, compute=state.compute)
+    door.gather_buffer(channels(indicator), state.exact, out=indicator, compute=state.compute)
     first = rows[0]
     col_first, col_last = cols if cols is not None else (0, state.cells["valid"].shape[1])
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import compute
+from .. import compute as door
 from ..dem import geodetic_at_rows, horizontal_crs, is_wgs84_degrees
 from ..geometry import RadarGeometry, RadarWindow
 from ..masks import MaskCode
@@ -146,8 +146,8 @@ def task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: Block, str
             ring = (slice(max(0, own_rows.start - 1), own_rows.stop + 1), slice(max(0, c0 - 1), c1 + 1))
             own_tile = (own_rows, slice(c0, c1))
             any_own = bool(valid[:, c0:c1].any())
-            extent = compute.facet_extent(cells["line"][ring], cells["sample"][ring], cells["valid"][ring],
-                                          borders=(top, bottom, c0 == 0, c1 == cols))
+            extent = door.facet_extent(cells["line"][ring], cells["sample"][ring], cells["valid"][ring],
+                                       borders=(top, bottom, c0 == 0, c1 == cols))
             own_lines = (np.nanmin(line[own_tile]), np.nanmax(line[own_tile])) if any_own else (np.nan, np.nan)
             tiles.append(TileExtent(any_own, extent, own_lines))
         # Each column's smallest and largest line over intervals of _LINE_SAMPLING rows
@@ -167,8 +167,8 @@ def task_plan(dem_rows: xr.DataArray, geometry: RadarGeometry, block: Block, str
         faces_away=cells["faces_away"][own_rows],
         active_layover=cells["active_layover"][own_rows],
         line_range=(float(np.nanmin(own["line"][valid])), float(np.nanmax(own["line"][valid]))),
-        facet_range=compute.facet_extent(cells["line"], cells["sample"], cells["valid"],
-                                         borders=(top, bottom, True, True)),
+        facet_range=door.facet_extent(cells["line"], cells["sample"], cells["valid"],
+                                      borders=(top, bottom, True, True)),
         steps=cell_steps(cells, steps_every, block.halo_start, (own_rows.start, own_rows.stop)),
         along_track_rows=rows_run_along_track(cells["line"]),
         range_spacing=slant_range_spacing(cells),

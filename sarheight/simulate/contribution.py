@@ -12,13 +12,13 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from .. import compute
+from .. import compute as door
 from ..errors import InvalidInputError
 from ..ground import EMPIRICAL_LAW, CellLaws, empirical_sigma0
 
 #: Pixels whose simulated gamma area is below this fraction of the flat-terrain area are
 #: not valid for terrain flattening (Small 2011).
-VALID_AREA_FRACTION = compute.VALID_AREA_FRACTION
+VALID_AREA_FRACTION = door.VALID_AREA_FRACTION
 
 
 Contribution = Literal["model", "gamma"] | Callable[[np.ndarray], np.ndarray] | xr.DataArray | CellLaws
@@ -58,20 +58,20 @@ class FacetContribution:
     cell_class: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 1), dtype=np.int64))
     class_tables: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 2)))
 
-    def facet_law(self) -> compute.FacetLaw:
+    def facet_law(self) -> door.FacetLaw:
         """What each facet carries, as the kernel door's facet passes take it."""
-        return compute.FacetLaw(self.code, self.law, self.table, self.class_tables)
+        return door.FacetLaw(self.code, self.law, self.table, self.class_tables)
 
     def density_scale(self, reference_area: float) -> float:
         """The largest contribution per unit area a facet can have (the law's largest value,
         1 for gamma areas, the largest cell weight over ``reference_area`` (m^2) for user
         weights): the scale against which rounding residue is told from signal."""
-        if self.code == compute.CONTRIBUTION_GAMMA:
+        if self.code == door.CONTRIBUTION_GAMMA:
             return 1.0
-        if self.code == compute.CONTRIBUTION_USER:
+        if self.code == door.CONTRIBUTION_USER:
             weight = float(np.max(self.user_weight, initial=0.0))
             return weight / reference_area if reference_area > 0 else weight
-        if self.code == compute.CONTRIBUTION_CELL_LAW:
+        if self.code == door.CONTRIBUTION_CELL_LAW:
             return float(np.max(self.user_weight, initial=0.0)) * float(np.max(self.class_tables, initial=0.0))
         if self.table.size > 1:
             return float(np.max(self.table))
@@ -142,10 +142,10 @@ def resolve_contribution(contribution: Contribution, dem: xr.DataArray) -> Facet
     no_weight = np.zeros((1, 1))
     if isinstance(contribution, str):
         if contribution == "model":
-            return FacetContribution(compute.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
+            return FacetContribution(door.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), empty, no_weight,
                                  "model: empirical sigma0 law x sigma area")
         if contribution == "gamma":
-            return FacetContribution(compute.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
+            return FacetContribution(door.CONTRIBUTION_GAMMA, np.array(EMPIRICAL_LAW), empty, no_weight,
                                  "gamma: projected (gamma) area, constant gamma0")
         raise InvalidInputError(
             f"unknown contribution model {contribution!r}: use 'model', 'gamma', a callable of the "
@@ -157,10 +157,10 @@ def resolve_contribution(contribution: Contribution, dem: xr.DataArray) -> Facet
         weights = values_on_dem_grid(contribution, dem, "the contribution weights")
         if np.any(weights < 0) or not np.all(np.isfinite(weights) | np.isnan(dem.values)):
             raise InvalidInputError("contribution weights must be finite and non-negative on the DEM")
-        return FacetContribution(compute.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
+        return FacetContribution(door.CONTRIBUTION_USER, np.array(EMPIRICAL_LAW), empty,
                              np.nan_to_num(weights), "user weights per cell")
     if callable(contribution):
-        return FacetContribution(compute.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), law_table(contribution),
+        return FacetContribution(door.CONTRIBUTION_MODEL, np.array(EMPIRICAL_LAW), law_table(contribution),
                              no_weight, f"law {getattr(contribution, '__name__', repr(contribution))} x sigma area")
     raise InvalidInputError(
         f"contribution must be 'model', 'gamma', a callable or a DataArray, not {type(contribution).__name__}"
@@ -186,7 +186,7 @@ def _cell_laws(contribution: CellLaws, dem: xr.DataArray) -> FacetContribution:
         if np.any(factor[np.isfinite(factor)] < 0) or np.isinf(factor).any():
             raise InvalidInputError("CellLaws.factor must be finite and non-negative (NaN where a cell carries "
                                     "nothing)")
-    return FacetContribution(compute.CONTRIBUTION_CELL_LAW, np.array(EMPIRICAL_LAW), np.zeros(0),
+    return FacetContribution(door.CONTRIBUTION_CELL_LAW, np.array(EMPIRICAL_LAW), np.zeros(0),
                              np.ascontiguousarray(np.nan_to_num(factor, nan=0.0)),
                              f"a law per class ({len(laws)}) x a factor per cell x sigma area",
                              np.ascontiguousarray(classes, dtype=np.int64),
