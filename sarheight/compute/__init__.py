@@ -96,6 +96,9 @@ class Compute:
     backend: str = "numba"
     device: str = "cpu"
     fallback: bool = False
+    #: The passes this run took on the numba kernels although its backend has them (a
+    #: sweep too large for torch's whole profiles): :meth:`where` says so.
+    taken_on_numba: set[str] = dataclasses.field(default_factory=set, compare=False, repr=False)
 
     def describe(self) -> str:
         """The backend and device in words."""
@@ -108,8 +111,9 @@ class Compute:
 
     def where(self, passes: Sequence[str]) -> str:
         """Where each of ``passes`` (names of the door's passes) runs, in words: on this
-        backend, or, for those it lacks with ``fallback``, on the numba kernels."""
-        own = [name for name in passes if _has(self.backend, name)]
+        backend, or, for those it lacks with ``fallback`` (and those a run took there,
+        :attr:`taken_on_numba`), on the numba kernels."""
+        own = [name for name in passes if _has(self.backend, name) and name not in self.taken_on_numba]
         other = [name for name in passes if name not in own]
         parts = [f"{self.describe()}: {', '.join(own)}"] if own else []
         if other:
@@ -525,8 +529,16 @@ def visibility_masks(cells: ProfileCells, window: tuple[int, int, int, int], *, 
         raise InvalidInputError("visibility_masks takes 2-D cells of one shape")
     if not (math.isfinite(range_tolerance) and range_tolerance >= 0):
         raise InvalidInputError(f"range_tolerance must be a non-negative number of metres, got {range_tolerance!r}")
-    return _backend(compute, "visibility_masks")(cells, tuple(int(value) for value in window), float(range_tolerance),
-                                                 judged, bool(every_line), codes, device=compute.device)
+    window = tuple(int(value) for value in window)
+    chosen = compute
+    if compute.backend == "torch" and compute.fallback and not _backend(compute, "sweep_fits")(
+            cells.line.shape, window, device=compute.device):
+        # Torch builds every cell's profile whole (rows x columns^2 work): a whole run on a
+        # GPU takes a window too large for that on the numba kernels' bounds, and says so.
+        chosen = Compute()
+        compute.taken_on_numba.add("visibility_masks")
+    return _backend(chosen, "visibility_masks")(cells, window, float(range_tolerance), judged, bool(every_line), codes,
+                                                device=chosen.device)
 
 
 def facet_pass(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple[int, int], *, oversample: int,

@@ -35,9 +35,9 @@ import torch
 
 from ..kernels.buckets import line_group
 from .bundles import ProfileCells
-from .torch_blocks import chunk_elements
+from .torch_blocks import FREE_MEMORY_SHARE, chunk_elements
 
-__all__ = ["visibility_masks"]
+__all__ = ["sweep_fits", "visibility_masks"]
 
 #: Elements (cells x columns x candidates) of a chunk on the CPU; on a GPU a chunk fills half
 #: its free memory at :data:`BYTES_PER_ELEMENT` (the cut's dozen float64 and index arrays).
@@ -179,6 +179,32 @@ def _mixing(profiles: dict[str, torch.Tensor], sample0: int, n_samples: int, ran
     difference.index_put_((line_index[counts], low[counts]), ones[counts], accumulate=True)
     difference.index_put_((line_index[counts], high[counts] + 1), -ones[counts], accumulate=True)
     return torch.cumsum(difference, 1)[:, :n_samples]
+
+
+#: The work (cells x columns x candidate pairs) a sweep takes on torch at most in a whole
+#: run on a GPU (about seconds there) and on the CPU (about half a minute on two cores):
+#: beyond it the run takes the sweep on the numba kernels (:func:`sweep_fits`).
+SWEEP_WORK_GPU = 2e11
+SWEEP_WORK_CPU = 2e9
+#: Bytes per window line and column of the profiles and candidate tables, and per cell of
+#: the pairs' lists, that the sweep holds at once.
+BYTES_PER_LINE_COLUMN = 64
+BYTES_PER_CELL = 160
+
+
+def sweep_fits(shape: tuple[int, int], window: tuple[int, int, int, int], *, device: str) -> bool:
+    """Whether the sweep of cells of ``shape`` (rows along track) over ``window`` suits
+    torch's whole profiles: its work within :data:`SWEEP_WORK_GPU` (a GPU) or
+    :data:`SWEEP_WORK_CPU`, and, on a GPU, what it holds within half the free memory."""
+    rows, cols = shape
+    n_lines = window[1]
+    where = torch.device(device)
+    work = 2.0 * rows * cols * cols
+    if where.type != "cuda":
+        return work <= SWEEP_WORK_CPU
+    held = n_lines * cols * BYTES_PER_LINE_COLUMN + rows * cols * BYTES_PER_CELL
+    free, _ = torch.cuda.mem_get_info(where)
+    return work <= SWEEP_WORK_GPU and held <= FREE_MEMORY_SHARE * free
 
 
 def _nearer_bounds(n_lines: int, group: int, where: torch.device) -> torch.Tensor:

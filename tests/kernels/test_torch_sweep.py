@@ -94,6 +94,30 @@ def test_the_sweep_in_small_chunks_is_the_sweep_whole(monkeypatch):
         np.testing.assert_array_equal(left, right)
 
 
+def test_a_run_takes_a_sweep_too_large_for_torch_on_numba_and_says_so(monkeypatch):
+    """A whole run on torch (as on a GPU) whose window is beyond what torch's whole
+    profiles should take runs the sweep on the numba kernels, the same masks, and its
+    ``computed_on`` says so; below the limit the sweep is torch's."""
+    from sarheight.compute import torch_sweep
+    from sarheight.reconstruction import reconstruct
+    from sarheight.simulate import simulate_sar
+    from tests.support.scenes import synthetic_geometry
+
+    dem = sweep_dem(11, "full")
+    geometry = synthetic_geometry(dem, 35.0, 350.0, "right")
+    observation = simulate_sar(dem, geometry, seed=3)
+    expected = reconstruct(dem, observation, geometry, projection="bilinear", progress=False)
+    run = compute_for("cpu", backend="torch", fallback=True)
+    on_torch = reconstruct(dem, observation, geometry, projection="bilinear", progress=False, device=run)
+    assert "visibility_masks" in on_torch.attrs["computed_on"].split("; ")[0]
+    monkeypatch.setattr(torch_sweep, "SWEEP_WORK_CPU", 0.0)
+    too_large = reconstruct(dem, observation, geometry, projection="bilinear", progress=False, device=run)
+    assert too_large.attrs["computed_on"].endswith("; numba on cpu: visibility_masks")
+    for mask in ("layover", "shadow", "mixing"):
+        np.testing.assert_array_equal(too_large[mask].values, expected[mask].values)
+        np.testing.assert_array_equal(on_torch[mask].values, expected[mask].values)
+
+
 def test_a_dem_of_one_row_has_its_initial_masks_on_torch():
     cells, box, tolerance = _profile_cells(11, 10.0, "right", "full", 15.0)
     one = ProfileCells(*(array[:1] for array in cells.arrays()))
