@@ -2,7 +2,8 @@
 seconds per scene, warm, on each device in one run.
 
 Draws scenes of ``--crop`` cells a side from the packaged Big Tujunga DEM (SRTM, 30 m,
-240 x 240) with both passes, coarse factors 3 and 5, 4.4 looks, and times
+240 x 240) with both passes, coarse factors 3 and 5, 4.4 looks, registered as the scene
+files are and not (``SceneProducts(register=False)``), and times
 :meth:`SceneDrawer.draw` on the numba kernels (the CPU's cores) and, where torch sees a
 GPU (or ``--device`` names one), with the physics on torch there. The first draw of each
 device is left out (compilation, the terrain's geometries); each later key is a new scene
@@ -25,6 +26,7 @@ from _common import loadavg, machine, write_json
 
 from sarheight import sample_data
 from sarheight.terrain.scene_draws import SceneDrawer
+from sarheight.terrain.scene_options import SceneProducts
 from sarheight.terrain.scene_sets import SceneAxes
 
 AXES = SceneAxes(coarse_factors=(3, 5))
@@ -41,13 +43,14 @@ def devices(asked: list[str] | None) -> list[str | None]:
     return [None, "cuda"] if torch.cuda.is_available() else [None]
 
 
-def time_draws(device: str | None, crop: int, scenes: int) -> dict:
+def time_draws(device: str | None, crop: int, scenes: int, register: bool = True) -> dict:
     """Seconds per scene drawn on ``device`` (warm: the first draw left out), and the
-    simulation's share of it."""
+    simulation's share of it; ``register`` False: scenes without the registration (and
+    the land-cover estimate it levels the images with)."""
     import sarheight.terrain.simulated as simulated
 
     drawer = SceneDrawer([sample_data.bigtujunga_dem().assign_attrs(dem_name="bigtujunga")], AXES, crop_cells=crop,
-                         device=device)
+                         device=device, products=SceneProducts(register=register))
     simulating = []
     original = simulated.simulate_observations
 
@@ -70,7 +73,7 @@ def time_draws(device: str | None, crop: int, scenes: int) -> dict:
     finally:
         simulated.simulate_observations = original
     warm, warm_simulating = seconds[1:], simulating[1:]
-    return {"device": device or "numba (CPU threads)", "crop_cells": crop, "scenes": scenes,
+    return {"device": device or "numba (CPU threads)", "registered": register, "crop_cells": crop, "scenes": scenes,
             "seconds_per_scene_median": statistics.median(warm), "seconds_per_scene": warm,
             "simulation_share": sum(warm_simulating) / sum(warm), "first_draw_seconds": seconds[0],
             "profile": profile(drawer, range(scenes + 1, scenes + 5))}
@@ -114,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load_start = loadavg()
     rows = []
-    for device in devices(args.device):
-        row = time_draws(device, args.crop, args.scenes)
+    for device, register in [(device, register) for device in devices(args.device) for register in (True, False)]:
+        row = time_draws(device, args.crop, args.scenes, register)
         rows.append(row)
-        print(f"{row['device']}: {row['seconds_per_scene_median']:.3f} s a scene of {args.crop}^2 cells "
+        print(f"{row['device']}{'' if register else ', not registered'}: {row['seconds_per_scene_median']:.3f} s "
+              f"a scene of {args.crop}^2 cells "
               f"(simulation {row['simulation_share']:.0%} of it; first draw {row['first_draw_seconds']:.1f} s)",
               flush=True)
         print("  profile, s a scene: " + ", ".join(f"{part} {value:.3f}"
