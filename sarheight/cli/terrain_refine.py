@@ -106,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what a geocoded GeoTIFF holds (ellipsoid-referenced), default sigma0")
     parser.add_argument("--sar-db", action="store_true", help="a geocoded GeoTIFF is in dB")
     parser.add_argument("--device", default=None, help="torch device of the network (default: cuda when there is "
-                        "one, else cpu); cuda also runs the reconstructions and the inversion's forward model there")
+                        "one, else cpu); named cuda, it also runs the reconstructions and the inversion's forward "
+                        "model there (left unset, those stay on the CPU kernels)")
     parser.add_argument("--blocks", type=int, default=None, metavar="CELLS",
                         help="--method inversion: run it block by block, CELLS fine cells a side of a block (bounded "
                         "memory, local threads)")

@@ -29,7 +29,10 @@ passes (:func:`clear_residue`, :func:`reallocation_ratios`, :func:`missing_pixel
 :func:`sample_cells`, :func:`finish_cells`). The torch backend has every pass a
 simulation or a reconstruction runs; it lacks the refined Lee filter and the range axis
 from sample to slant range, which a run on a GPU (:func:`compute_for_run`) takes on the
-numba kernels, and a pass asked of torch alone refuses in one line.
+numba kernels, and a pass asked of torch alone refuses in one line. A whole run on torch
+also takes a sweep too large for torch's whole profiles on the numba kernels
+(``torch_sweep.sweep_fits``; :attr:`Compute.taken_on_numba`, and so
+:meth:`Compute.where`, says so).
 """
 
 from __future__ import annotations
@@ -532,7 +535,7 @@ def visibility_masks(cells: ProfileCells, window: tuple[int, int, int, int], *, 
     window = tuple(int(value) for value in window)
     chosen = compute
     if compute.backend == "torch" and compute.fallback and not _backend(compute, "sweep_fits")(
-            cells.line.shape, window, device=compute.device):
+            cells.line, cells.valid, window, device=compute.device):
         # Torch builds every cell's profile whole (rows x columns^2 work): a whole run on a
         # GPU takes a window too large for that on the numba kernels' bounds, and says so.
         chosen = Compute()

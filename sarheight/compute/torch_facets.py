@@ -425,7 +425,7 @@ def facet_pass_exact(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin:
     sliver = (area.abs() < SLIVER_AREA) & carries
     inverse = torch.where((area != 0.0) & ~sliver, 1.0 / torch.where(area != 0.0, area, 1.0), 0.0)
     n_own, n_sub = area.shape[0], area.shape[3]
-    # (channels, sub-rows, triangle, sub-columns): c / area and A_gamma / area.
+    # By the tile's sub-rows (own row and a together), as the edges of _grid run.
     scales = torch.stack([f.contribution * inverse, f.gamma * inverse]).permute(0, 1, 3, 2, 4).reshape(
         2, n_own * k, 2, n_sub)
     n_lines, n_samples = buffer.shape[0] - 2 * PAD, buffer.shape[1] - 2 * PAD

@@ -10,8 +10,8 @@ cells' margins from two sorted profiles (about log(columns) work a cell); here e
 cell's profile is built whole, the construction the kernel's bounds stand for and its
 numpy twin evaluates, in the twin's arithmetic: columns x candidate pairs work a cell,
 which a GPU runs in parallel over the cells of a line pair and the columns. That costs
-O(rows x columns^2) over a DEM: seconds on a GPU for a scene of a few thousand cells a
-side; the kernel's bounds, in tensors (prefix extrema by ``torch.cummax`` over the sorted
+O(rows x columns^2) over a DEM (a scene's work, not a whole footprint's; its speed on a
+GPU is not measured yet); the kernel's bounds, in tensors (prefix extrema by ``torch.cummax`` over the sorted
 profiles, a ``searchsorted`` per cell, the undecided cells built whole), would take it to
 O(cells x log columns) for whole footprints.
 
@@ -182,27 +182,47 @@ def _mixing(profiles: dict[str, torch.Tensor], sample0: int, n_samples: int, ran
 
 
 #: The work (cells x columns x candidate pairs) a sweep takes on torch at most in a whole
-#: run on a GPU (about seconds there) and on the CPU (about half a minute on two cores):
-#: beyond it the run takes the sweep on the numba kernels (:func:`sweep_fits`).
+#: run on a GPU (an estimate: not measured on one yet) and on the CPU (about half a minute
+#: on two cores, from benchmarks/kernel_door/sweep_cpu.json): beyond it the run takes the
+#: sweep on the numba kernels (:func:`sweep_fits`).
 SWEEP_WORK_GPU = 2e11
 SWEEP_WORK_CPU = 2e9
-#: Bytes per window line and column of the profiles and candidate tables, and per cell of
-#: the pairs' lists, that the sweep holds at once.
-BYTES_PER_LINE_COLUMN = 64
+#: Bytes per window line, column and candidate pair of the profiles and candidate tables,
+#: and per cell of the pairs' lists, that the sweep holds at once.
+BYTES_PER_LINE_COLUMN = 32
 BYTES_PER_CELL = 160
 
 
-def sweep_fits(shape: tuple[int, int], window: tuple[int, int, int, int], *, device: str) -> bool:
-    """Whether the sweep of cells of ``shape`` (rows along track) over ``window`` suits
-    torch's whole profiles: its work within :data:`SWEEP_WORK_GPU` (a GPU) or
-    :data:`SWEEP_WORK_CPU`, and, on a GPU, what it holds within half the free memory."""
-    rows, cols = shape
+def sweep_fits(line: np.ndarray, valid: np.ndarray, window: tuple[int, int, int, int], *, device: str) -> bool:
+    """Whether the sweep of cells (``line``: their fractional lines, rows along track;
+    ``valid``) over ``window`` (first line, lines, first sample, samples) suits torch's
+    whole profiles.
+
+    Its work is about cells x columns x m, m the candidate pairs of a column and a key:
+    one more than the DEM rows a line spans (the median step of the line along a column,
+    inverted). It fits where that work is within :data:`SWEEP_WORK_GPU` on a GPU
+    (:data:`SWEEP_WORK_CPU` on the CPU) and, on a GPU, the tables and profiles it holds
+    (:data:`BYTES_PER_LINE_COLUMN` per window line and column and candidate,
+    :data:`BYTES_PER_CELL`) within half the free memory.
+
+    Returns
+    -------
+    bool : True where torch should run the sweep.
+    """
+    rows, cols = line.shape
     n_lines = window[1]
     where = torch.device(device)
-    work = 2.0 * rows * cols * cols
+    # The lines between every stride-th row along the columns (about 64 rows taken).
+    stride = max(1, rows // 64)
+    sampled, known = line[::stride], valid[::stride]
+    steps = np.abs(np.diff(sampled, axis=0))[known[1:] & known[:-1]]
+    steps = steps[np.isfinite(steps) & (steps > 0)]
+    rows_per_line = stride / float(np.median(steps)) if steps.size else 1.0
+    candidates = 1.0 + math.ceil(rows_per_line)
+    work = float(rows) * cols * cols * candidates
     if where.type != "cuda":
         return work <= SWEEP_WORK_CPU
-    held = n_lines * cols * BYTES_PER_LINE_COLUMN + rows * cols * BYTES_PER_CELL
+    held = n_lines * cols * candidates * BYTES_PER_LINE_COLUMN + rows * cols * BYTES_PER_CELL
     free, _ = torch.cuda.mem_get_info(where)
     return work <= SWEEP_WORK_GPU and held <= FREE_MEMORY_SHARE * free
 

@@ -6,10 +6,13 @@ disk; validation and test stay the files' (fixed tiles, so that epochs compare).
 
 Decisions, in one place:
 
-- **A scene per batch.** Consecutive keys of an epoch (:class:`EpochDraws`) share a scene,
-  ``tiles_per_scene`` of them (default a batch): a batch holds tiles of one fresh scene,
-  the next batch another. The scene of a group of keys follows the keys alone, so that a
-  run resumed, or read by several workers or processes, draws the same scenes.
+- **A scene per batch.** Consecutive keys of an epoch (:class:`EpochDraws`: each epoch
+  its own run of keys) share a scene, ``tiles_per_scene`` of them (default a batch, and
+  ``tiles_per_epoch`` a multiple of it): a batch holds tiles of one fresh scene, the next
+  batch another, the next epoch new ones. The scene of a group of keys follows the keys
+  alone, so that a run resumed, or read by several workers or processes, draws the same
+  scenes; under DDP each process reads every n-th key, so a batch there draws from
+  several scenes (the same scenes in all, more draws a batch).
 - **Where it runs.** A loader's workers draw in parallel (``num_workers``); with
   ``draw_device="cuda"`` the physics of each scene runs on the GPU (torch), in the main
   process (``num_workers: 0``), as CUDA needs.
@@ -36,8 +39,8 @@ from ..terrain.augment import TerrainTransform
 from ..terrain.scene_draws import MAX_KEY, SceneDrawer
 from ..terrain.scene_options import SceneProducts
 from ..terrain.scene_sets import SceneAxes
-from .terrain import SceneArrays, TerrainDataModule, TerrainScenes, check_scene, scene_arrays
-from .tiles import SPLITS
+from .terrain import SceneArrays, TerrainDataModule, TerrainScenes, check_scene, scene_arrays, scene_footprint
+from .tiles import SPLITS, ChannelSums
 
 __all__ = ["DrawnScenes", "DrawnTerrainDataModule", "scene_axes_from_options"]
 
@@ -53,6 +56,9 @@ def scene_axes_from_options(options: dict[str, Any] | None) -> SceneAxes:
     a list of :class:`sarheight.priors.PriorSpec` keyword mappings, ``terrain_transforms``
     a list of :class:`sarheight.terrain.augment.TerrainTransform` ones."""
     given = dict(options or {})
+    if "seeds" in given:
+        raise InvalidInputError("data.draw_axes names seeds, which a drawn scene does not take: each scene's key is "
+                                "its seed; leave seeds out")
     unknown = sorted(set(given) - set(SceneAxes.__dataclass_fields__))
     if unknown:
         raise InvalidInputError(f"data.draw_axes names {unknown}, which are not axes of a scene set "
@@ -86,6 +92,9 @@ class DrawnScenes(Dataset):
     drawn_share : the share of the groups of keys whose tiles are drawn.
     with_baseline : whether the tiles carry the coarse DEM's baseline (as the files' do).
     """
+
+    #: No fixed tiles: the loader draws each epoch's keys (:class:`~sarheight.data.tiles.EpochDraws`).
+    windows = None
 
     def __init__(self, drawer: SceneDrawer, arrays_of: Any, tile: int, length: int, *, tiles_per_scene: int,
                  files: TerrainScenes | None = None, drawn_share: float = 1.0, with_baseline: bool = False):
@@ -187,6 +196,14 @@ class DrawnTerrainDataModule(TerrainDataModule):
                                      ("statistics_scenes", statistics_scenes, 1)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < least):
                 raise InvalidInputError(f"data.{option} must be an integer of at least {least}, got {value!r}")
+        per_scene = int(tiles_per_scene or self.batch_size)
+        if self.tiles_per_epoch % per_scene:
+            raise InvalidInputError(f"data.tiles_per_epoch ({self.tiles_per_epoch}) is not a multiple of the tiles of "
+                                    f"a drawn scene ({per_scene}, data.tiles_per_scene or data.batch_size): a batch "
+                                    "would straddle two scenes; make it a multiple")
+        if self.group_by is None:
+            raise InvalidInputError("data.group_by is null: drawn terrain is kept apart from the validation and test "
+                                    "areas by the files' area attribute; set data.group_by (dem_name)")
         if draw_device is not None and self.num_workers > 0 and str(draw_device).startswith("cuda"):
             raise InvalidInputError("data.draw_device cuda draws the scenes on the GPU in the main process: set "
                                     "data.num_workers 0")
@@ -199,7 +216,7 @@ class DrawnTerrainDataModule(TerrainDataModule):
                                     "inversion, keep_dates, error_sources)") from None
         self.draw_crop = int(draw_crop)
         self.drawn_share = float(drawn_share)
-        self.tiles_per_scene = int(tiles_per_scene or self.batch_size)
+        self.tiles_per_scene = per_scene
         self.draw_device = draw_device
         self.statistics_scenes = int(statistics_scenes)
         self.training_needs_files = self.drawn_share < 1
@@ -222,16 +239,29 @@ class DrawnTerrainDataModule(TerrainDataModule):
                                       products=self.draw_products, device=self.draw_device)
         super().setup(stage)
 
-    def training_sums(self, data: list[SceneArrays], drawn: Sequence[SceneArrays] = ()):
+    def training_sums(self, data: list[SceneArrays], drawn: Sequence[SceneArrays] = ()) -> ChannelSums:
+        """The files' training sums with every cell of ``statistics_scenes`` drawn scenes,
+        after the DEMs drawn from are checked against the held-out areas (by name and by
+        footprint) and a drawn scene against the files' baseline."""
         assert self.drawer is not None
-        held = {area for area, cells in zip(self.scene_areas, self.areas, strict=True)
-                if np.any((cells == SPLITS.index("val")) | (cells == SPLITS.index("test")))}
-        leaking = sorted(held & set(self.drawer.dem_names))
+        held_out = [index for index, cells in enumerate(self.areas)
+                    if np.any((cells == SPLITS.index("val")) | (cells == SPLITS.index("test")))]
+        leaking = sorted({self.scene_areas[index] for index in held_out} & set(self.drawer.dem_names))
         if leaking:
             raise InvalidInputError(f"data.draw_dems holds {leaking}, areas of validation or test scenes: training "
                                     "on them would leak the answer; draw from other DEMs")
-        # Keys from the top of the range, apart from the training's (an epoch's from 0 up).
+        files = self.scene_files()
+        for index in held_out:
+            overlapping = self.drawer.overlapping(scene_footprint(files[index]))
+            if overlapping:
+                raise InvalidInputError(f"data.draw_dems {overlapping} cover ground of the held-out scene "
+                                        f"{data[index].name}: training on it would leak the answer; cut that ground "
+                                        "out of the DEM, or draw from other DEMs")
+        # Keys from the top of the range, apart from the first epochs' (each from seed x tiles up).
         kept = [self.drawn_arrays(self.drawer.draw(MAX_KEY - 1 - k)) for k in range(self.statistics_scenes)]
+        if all(scene.baseline is not None for scene in data) and any(scene.baseline is None for scene in kept):
+            raise InvalidInputError("the drawn scenes have no coarse_height, which the files' tiles carry as the "
+                                    "baseline: draw scenes with the files' products (data.draw_products)")
         return super().training_sums(data, [*drawn, *kept])
 
     def training_tiles(self, data: list[SceneArrays]) -> Dataset:

@@ -223,6 +223,16 @@ def scene_header(path: str | os.PathLike[str], group_by: str | None = "dem_name"
         raise InvalidInputError(f"{str(path)!r} is not a readable scene file (NetCDF-4): {error}") from None
 
 
+def scene_footprint(path: str | os.PathLike[str]) -> tuple[float, float, float, float]:
+    """The ground a scene file covers: its grid's bounds as (west, south, east, north),
+    degrees of longitude and latitude (WGS84)."""
+    scene = open_scene(path)
+    try:
+        return tuple(float(value) for value in scene.rio.transform_bounds("EPSG:4326"))  # type: ignore[return-value]
+    finally:
+        scene.close()
+
+
 def scene_files(scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], option: str) -> list[Path]:
     """The scene files ``scenes`` names (a folder, a file, a glob pattern such as
     ``scenes/*_c3_random_*.nc``, or a list of them), folders and patterns expanded to
@@ -406,8 +416,9 @@ def pool_date_statistics(channels: Sequence[str], sums: ChannelSums) -> None:
 
 
 def add_scene_cells(sums: ChannelSums, scene: SceneArrays, cells: np.ndarray) -> None:
-    """Add the inputs of a scene's ``cells`` (bool, (H, W)) and their valid targets to the
-    sums of the normalisation statistics."""
+    """Add the inputs of a scene's ``cells`` (bool, (H, W)) and their valid targets (those
+    of the loss mask; in the scene's unit of height) to the sums of the normalisation
+    statistics ``sums``, in place."""
     sums.add_inputs(scene.inputs[:, cells])
     sums.add_target(scene.target[cells & scene.loss_mask])
 

@@ -594,9 +594,11 @@ def _registered_again(inverted: xr.Dataset, grid: xr.DataArray, groups: list[Inv
 
 def _running_on(groups: list[InversionImage], execution: Execution) -> list[InversionImage]:
     """The images whose forward model runs where ``execution`` puts the physics (a GPU),
-    or as they are."""
+    or as they are; an inversion block by block keeps the numba kernels (blocks on
+    threads would each size their chunks from the same free memory, a cluster's workers
+    may have no GPU), as ``reconstruct`` refuses a device with chunks."""
     device = execution.physics_device
-    if device is None:
+    if device is None or execution.in_blocks:
         return groups
     compute = compute_for_run(device)
     return [dataclasses.replace(group, compute=compute) for group in groups]

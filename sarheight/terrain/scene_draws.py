@@ -86,6 +86,17 @@ class SceneDrawer:
         """The names of the DEMs, the areas of their scenes."""
         return [source.attrs["dem_name"] for source in self.sources]
 
+    def overlapping(self, footprint: tuple[float, float, float, float]) -> list[str]:
+        """The names of the DEMs whose ground meets ``footprint`` ((west, south, east,
+        north), degrees, WGS84): what a held-out scene there would share with them."""
+        west, south, east, north = footprint
+        found = []
+        for source in self.sources:
+            left, bottom, right, top = source.rio.transform_bounds("EPSG:4326")
+            if left < east and west < right and bottom < north and south < top:
+                found.append(source.attrs["dem_name"])
+        return found
+
     def _terrain(self, dem: int, change: int) -> tuple[xr.DataArray, str, list[tuple[str, RadarGeometry,
                                                                                        RadarGeometry]]]:
         """A DEM as a terrain transform turns it, its name in the scenes' names, and its

@@ -218,9 +218,20 @@ def _radiometry_tag(looks: float | None, law: str, land_cover_db: float) -> str:
 
 
 def synthetic_variants(truth: xr.DataArray, axes: SceneAxes) -> list[tuple[str, RadarGeometry, RadarGeometry]]:
-    """The synthetic geometries of ``axes`` centred on a terrain: per look side, heading
-    offset and pass, the variant's tag (``ascending_left_h+5``), its geometry and the
-    opposite pass's with the same look side and offset."""
+    """The synthetic geometries of ``axes`` centred on a terrain.
+
+    Parameters
+    ----------
+    truth : the terrain (a DEM on its grid, ellipsoidal heights, m).
+    axes : the set's axes: its passes, look sides, heading offsets (degrees) and incidence
+        range (degrees).
+
+    Returns
+    -------
+    list of (tag, geometry, opposite) : per look side, heading offset and pass, the
+        variant's tag (``ascending_left_h+5``), its geometry and the opposite pass's with
+        the same look side and offset.
+    """
     found = []
     # Checked once for all its geometries.
     checked = checked_dem(truth, copy=False)
@@ -449,10 +460,24 @@ def write_simulated_scene(path: Path, truth: xr.DataArray, dem_name: str, cells:
 
 def simulated_scene(name: str, truth: xr.DataArray, dem_name: str, cells: Any, draw: SceneDraw, axes: SceneAxes,
                     crop_cells: int | None, products: SceneProducts, *, device: str | None = None) -> xr.Dataset:
-    """One scene of a set, ``name``d: ``draw`` its values of the set's ``axes``, cropped to
-    ``crop_cells`` a side (None: whole), making ``products``; the physics on ``device``
-    (:func:`simulate_scene`). Every draw follows the scene's name (see
-    :func:`simulate_scenes`)."""
+    """One scene of a set (:func:`simulate_scene`); every draw follows the scene's name
+    (see :func:`simulate_scenes`).
+
+    Parameters
+    ----------
+    name : the scene's name (a file's stem).
+    truth : the terrain (as a terrain transform turned it), ``dem_name`` its name in the
+        scenes' names; ``cells``: its cells left unscored (bool, its grid), or None.
+    draw : the scene's values of the set's ``axes``.
+    crop_cells : the side of the scene (cells), a window of the terrain drawn from the
+        name; None: the whole terrain.
+    products : what the scene makes from its observation.
+    device : where the physics runs (None: the numba kernels; ``"cuda"``: torch there).
+
+    Returns
+    -------
+    xr.Dataset : the scene, its window's ``crop_row``, ``crop_col`` among its attributes.
+    """
     # The two passes of a pair see one ground, one coarse DEM and one set of priors (each
     # holds the other's image): the draws follow the name without the pass.
     pair = draw.tag.removeprefix("ascending").removeprefix("descending")

@@ -33,13 +33,16 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dems(tmp_path_factory):
-    """Two DEM files of areas of their own (GeoTIFF, named by their stems), and one named
-    as a validation area."""
+    """Two DEM files of areas of their own (GeoTIFF, named by their stems, a degree east of
+    the files' ground), one named as a validation area, and one on the files' ground."""
     folder = tmp_path_factory.mktemp("drawn_dems")
     paths = {}
-    for seed, name in enumerate(("ridges-x", "ridges-y", "hills-a")):
+    for seed, name in enumerate(("ridges-x", "ridges-y", "hills-a", "ridges-on-hills")):
         paths[name] = folder / f"{name}.tif"
-        rough_dem(seed=40 + seed, rows=56, cols=56, relief=500.0).rio.to_raster(paths[name])
+        dem = rough_dem(seed=40 + seed, rows=56, cols=56, relief=500.0)
+        if name != "ridges-on-hills":
+            dem = dem.assign_coords(x=dem.x + 1.0)
+        dem.rio.to_raster(paths[name])
     return paths
 
 
@@ -90,14 +93,20 @@ def test_a_batch_is_cut_from_one_fresh_scene_and_validation_from_the_files(files
     assert len(batches) == 2
     dataset = data.datasets["train"]
     assert dataset.drawn == 2  # one scene a batch
+    assert loader.sampler is not None and len(loader.sampler) == 8
     for batch in batches:
         assert batch["inputs"].shape == (4, data.in_channels, TILE, TILE)
         assert batch["mask"].any() and torch.all(batch["scene"] == -1)
     assert not torch.equal(batches[0]["inputs"].nan_to_num(), batches[1]["inputs"].nan_to_num())
-    # The same keys, the same tiles (a resumed run, another worker).
+    # The same keys, the same tiles (a resumed run, another worker); another epoch, other scenes.
     torch.manual_seed(0)
-    again = next(iter(data.train_dataloader()))
+    again = next(iter(loader))
     torch.testing.assert_close(again["inputs"], batches[0]["inputs"], equal_nan=True)
+    torch.manual_seed(1)
+    other = next(iter(loader))
+    assert not torch.equal(other["inputs"].nan_to_num(), batches[0]["inputs"].nan_to_num())
+    keys = [list(iter(loader.sampler)) for _ in range(2)]
+    assert {key // 4 for key in keys[0]}.isdisjoint({key // 4 for key in keys[1]})
     # Validation: the files' fixed tiles.
     val = next(iter(data.val_dataloader()))
     assert torch.all(val["scene"] >= 0)
@@ -121,6 +130,10 @@ def test_a_dem_of_a_held_out_area_is_refused(files, dems):
     data = _module(files, dems, draw_dems=[str(dems["ridges-x"]), str(dems["hills-a"])])
     with pytest.raises(InvalidInputError, match=r"draw_dems holds \['hills-a'\].*leak"):
         data.setup("fit")
+    # Under another name, on the ground of a held-out scene.
+    data = _module(files, dems, draw_dems=[str(dems["ridges-x"]), str(dems["ridges-on-hills"])])
+    with pytest.raises(InvalidInputError, match=r"draw_dems \['ridges-on-hills'\] cover ground of the held-out"):
+        data.setup("fit")
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -129,13 +142,17 @@ def test_a_dem_of_a_held_out_area_is_refused(files, dems):
     ({"draw_axes": {"colour": [1]}}, r"draw_axes names \['colour'\]"),
     ({"draw_products": {"inverse": True}}, "draw_products"),
     ({"draw_dems": []}, "draw_dems"),
+    ({"draw_axes": {"seeds": [1, 2]}}, "seeds, which a drawn scene does not take"),
+    ({"tiles_per_epoch": 10}, "not a multiple of the tiles of a drawn scene"),
+    ({"group_by": None}, "group_by is null"),
 ])
 def test_bad_draw_options_are_refused_when_made(files, dems, options, message):
     with pytest.raises(InvalidInputError, match=message):
         _module(files, dems, **options)
 
 
-def test_a_short_training_on_drawn_scenes_through_the_command_line(tmp_path, files, dems):
+def test_a_short_training_on_drawn_scenes_through_the_command_line(tmp_path, files, dems, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where LightningCLI writes the run's config.yaml
     config = tmp_path / "drawn.yaml"
     config.write_text(f"""
 seed_everything: 0
