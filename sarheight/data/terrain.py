@@ -55,10 +55,11 @@ Decisions, in one place:
   image (``layover != 255``), every input the model needs is there (the SAR image is
   NaN in shadow: a model of it has nothing to go on), and, unless ``score_shadow``,
   not in shadow (``shadow == 0``).
-- **Terrain classes** for the metrics (:data:`TERRAIN_CLASSES`): active layover
+- **Terrain classes** for the metrics (:data:`TERRAIN_CLASSES`): the masks' grouping of
+  the one classification of :mod:`sarheight.terrain.classes`: active layover
   (``layover == 1``), passive layover (``layover == 2``), shadow (active or passive),
-  shadow-adjacent (within :data:`SHADOW_ADJACENT_CELLS` cells of shadow, not in it),
-  other; layover wins where both apply.
+  shadow-adjacent (within three cells of shadow, not in it), other; layover wins where
+  both apply.
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 import xarray as xr
-from scipy.ndimage import binary_dilation
 from torch.utils.data import Dataset
 
 from ..errors import InvalidInputError, MissingInputError
 from ..masks import MaskCode
+from ..terrain.classes import MASK_CLASSES, MASK_GROUPS, cell_classes
 from ..terrain.files import open_scene
 from ..terrain.methods import channel_sources, scene_channel
 from ..terrain.variables import DATE_PRESENCE_CHANNELS, DATE_SEPARATOR, Scene, coarse_cell_size, date_channel
@@ -135,11 +136,9 @@ EMPTY_CHANNELS = frozenset({"prior_height", "prior_correction_std"})
 #: DEM's cell size (``"coarse_cell"``, see the module's docstring).
 SCALES = (None, "coarse_cell")
 
-#: The terrain classes of the per-class metrics, by code (the index).
-TERRAIN_CLASSES = ("active_layover", "passive_layover", "shadow", "shadow_adjacent", "other")
-
-#: How near shadow (cells, in any direction) a cell counts as shadow-adjacent.
-SHADOW_ADJACENT_CELLS = 3
+#: The terrain classes of the per-class metrics, by code (the index): what the masks alone
+#: tell apart of the one classification of :mod:`sarheight.terrain.classes`.
+TERRAIN_CLASSES = MASK_CLASSES
 
 #: The plainest use of the coarse DEM (resampled bilinearly): the baseline every height
 #: training scores beside its reference (which may be a refinement of it already).
@@ -424,15 +423,9 @@ def add_scene_cells(sums: ChannelSums, scene: SceneArrays, cells: np.ndarray) ->
 
 
 def terrain_classes(layover: np.ndarray, shadow: np.ndarray) -> np.ndarray:
-    """The codes of :data:`TERRAIN_CLASSES` (uint8) from the layover and shadow masks."""
-    in_shadow = (shadow == MaskCode.ACTIVE) | (shadow == MaskCode.PASSIVE)
-    near_shadow = binary_dilation(in_shadow, np.ones((3, 3), dtype=bool), iterations=SHADOW_ADJACENT_CELLS) & ~in_shadow
-    classes = np.full(layover.shape, TERRAIN_CLASSES.index("other"), dtype=np.uint8)
-    classes[near_shadow] = TERRAIN_CLASSES.index("shadow_adjacent")
-    classes[in_shadow] = TERRAIN_CLASSES.index("shadow")
-    classes[layover == MaskCode.PASSIVE] = TERRAIN_CLASSES.index("passive_layover")
-    classes[layover == MaskCode.ACTIVE] = TERRAIN_CLASSES.index("active_layover")
-    return classes
+    """The codes of :data:`TERRAIN_CLASSES` (uint8) from the layover and shadow masks: the
+    masks' grouping of the terrain classes (:data:`sarheight.terrain.classes.MASK_GROUPS`)."""
+    return MASK_GROUPS.codes(cell_classes(layover, shadow))
 
 
 class TerrainScenes(TileSet):

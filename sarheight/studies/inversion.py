@@ -72,6 +72,7 @@ from ..priors import PriorSpec, draw_prior_errors, sample_priors
 from ..raster import cell_size_m, grid_steps
 from ..scores import rms
 from ..terrain.backprojection import shifted
+from ..terrain.classes import REFINEMENT_CLASSES
 from ..terrain.geometry import scene_geometry
 from ..terrain.grid import block_mean
 from ..terrain.inversion import InversionSettings, invert_dem
@@ -82,7 +83,7 @@ from ..terrain.radar_images import composite_images, iw_grdh_looks, radar_image
 from ..terrain.registration import ImageRegistration
 from ..terrain.scene_options import Execution, ObservationSpec, SceneProducts
 from ..terrain.simulated import simulate_observations
-from ..terrain.variables import REFINEMENT_CLASSES, inversion_reference, refinement_classes, scene_correction
+from ..terrain.variables import inversion_reference, refinement_classes, scene_correction
 from .refinement_methods import score_map, scoring_mask
 from .runs import paired_test, reduction, write_json
 

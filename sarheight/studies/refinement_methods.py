@@ -16,7 +16,7 @@ import xarray as xr
 from ..errors import InvalidInputError
 from ..masks import MaskCode
 from ..scores import MapScores
-from ..terrain.variables import REFINEMENT_CLASSES
+from ..terrain.classes import REFINEMENT_CLASSES
 
 #: The SAR-derived channels a refinement configuration may hold: the control drops them.
 SAR_CHANNELS = ("sar_ratio", "sar_ratio_geocoded", "sar_slope", "sar_slope_geocoded", "local_incidence_angle",

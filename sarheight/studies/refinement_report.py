@@ -17,8 +17,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..plots import save_figure
 from ..scores import pooled_rms
+from ..terrain.classes import REFINEMENT_CLASSES
 from ..terrain.methods import BASELINES, NON_LEARNED
-from ..terrain.variables import REFINEMENT_CLASSES
 from .refinement_methods import COLUMNS, Network
 from .runs import mean_std, reduction
 

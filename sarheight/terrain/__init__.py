@@ -20,8 +20,10 @@ below the package; ``docs/architecture.md`` places them among the other floors):
   failed);
 - ``inversion``: the physics refinement (the fine DEM whose simulated observations match
   the observed ones);
+- ``classes``: the terrain classes: one classification of the cells (the masks and the
+  coarse slope) and the groupings the training and the studies read;
 - ``variables``: what a scene holds and derives (the model's scale-free inputs, the
-  terrain classes);
+  refinement's grouping of the terrain classes);
 - ``observed``: a scene from a user's observations, DEM and priors, with its checks;
 - ``augment``: new terrain from a DEM (turned, mirrored, scaled; crops of it);
 - ``simulated``: scenes simulated from fine DEMs;
@@ -61,7 +63,10 @@ ENTRIES = {
     "refinement_grid": "grid",
     "scene_variable": "variables",
     "refinement_classes": "variables",
-    "REFINEMENT_CLASSES": "variables",
+    "REFINEMENT_CLASSES": "classes",
+    "CELL_CLASSES": "classes",
+    "MASK_CLASSES": "classes",
+    "cell_classes": "classes",
     "invert_dem": "inversion",
     "InversionSettings": "inversion",
     "register_to_images": "registration",

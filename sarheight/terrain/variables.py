@@ -62,6 +62,7 @@ from ..ground import (
 )
 from ..masks import MaskCode
 from ..raster import cell_side_m, gradient, grid_steps
+from .classes import REFINEMENT_GROUPS, cell_classes
 
 #: The variables every scene has (``height`` only where the truth is known).
 INPUT_VARIABLES = (
@@ -271,30 +272,14 @@ def _make_variable(scene: xr.Dataset, name: str) -> np.ndarray:
     return _sar_ratio_and_slope(scene, sar, incidence, slope="_slope" in name)
 
 
-#: The terrain classes a refinement is judged in, gated by and its spread calibrated in:
-#: the coarse DEM's layover (active or passive), its shadow, steep slopes outside both
-#: (the coarse DEM's slope at least :data:`STEEP_SLOPE_DEG`), and the other cells. Each
-#: cell is in one class, taken in that order.
-REFINEMENT_CLASSES = ("layover", "shadow", "steep", "other")
-
-
-#: The coarse slope (degrees) from which a cell outside layover and shadow is steep: about
-#: where global DEMs' errors double (their error grows with the tangent of the slope).
-STEEP_SLOPE_DEG = 20.0
-
-
 def _make_classes(scene: xr.Dataset) -> np.ndarray:
-    """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
-    scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
-    user knows, never the truth."""
-    layover, shadow = scene["layover"].values, scene["shadow"].values
+    """The code (uint8, the index in :data:`~sarheight.terrain.classes.REFINEMENT_CLASSES`: the coarse DEM's layover,
+    its shadow, steep slopes outside both and the other cells) of every cell of a scene:
+    the refinement's grouping of the one classification from its ``layover`` and
+    ``shadow`` masks and the coarse DEM's slope (:mod:`sarheight.terrain.classes`)."""
     slope = np.degrees(np.arctan(np.hypot(scene_variable(scene, "coarse_slope_east"),
                                           scene_variable(scene, "coarse_slope_north"))))
-    codes = np.full(layover.shape, REFINEMENT_CLASSES.index("other"), dtype=np.uint8)
-    codes[slope >= STEEP_SLOPE_DEG] = REFINEMENT_CLASSES.index("steep")
-    codes[(shadow == MaskCode.ACTIVE) | (shadow == MaskCode.PASSIVE)] = REFINEMENT_CLASSES.index("shadow")
-    codes[(layover == MaskCode.ACTIVE) | (layover == MaskCode.PASSIVE)] = REFINEMENT_CLASSES.index("layover")
-    return codes
+    return REFINEMENT_GROUPS.codes(cell_classes(scene["layover"].values, scene["shadow"].values, slope))
 
 
 def grid_cell_size(scene: xr.Dataset) -> float:
@@ -464,7 +449,7 @@ def scene_variable(scene: xr.Dataset | Scene, name: str) -> np.ndarray:
 
 
 def refinement_classes(scene: xr.Dataset | Scene) -> np.ndarray:
-    """The code (uint8, the index in :data:`REFINEMENT_CLASSES`) of every cell of a
+    """The code (uint8, the index in :data:`~sarheight.terrain.classes.REFINEMENT_CLASSES`) of every cell of a
     scene, from its ``layover`` and ``shadow`` masks and the coarse DEM's slope: what a
     user knows, never the truth. Made once per scene."""
     scene = Scene.of(scene)

@@ -5,7 +5,7 @@ A refinement network corrects a reference (the best non-learned refinement of th
 DEM). In some terrain it may correct wrongly: where layover folds slope, foot and far
 terrain into one pixel, the SAR misleads, and too few training cells are there to learn
 it. The gate is fitted where the truth is known and the model never trained: on the
-validation scenes, per class of :data:`sarheight.terrain.variables.REFINEMENT_CLASSES` (layover,
+validation scenes, per class of :data:`sarheight.terrain.classes.REFINEMENT_CLASSES` (layover,
 shadow, steep, other), the share ``keep`` of its correction ``d`` that best predicts the
 truth's departure ``r`` from the reference (least squares, ``sum(d r) / sum(d^2)``,
 between 0 and 1: 0 falls back to the reference, 1 keeps the network as trained). A
@@ -46,9 +46,10 @@ from ..data.terrain import scene_arrays
 from ..errors import InvalidInputError
 from ..io import atomic_path
 from ..scores import rms
+from ..terrain.classes import REFINEMENT_CLASSES
 from ..terrain.files import open_scene
 from ..terrain.methods import FILLED_REFERENCES, STACKED_METHODS, method_heights
-from ..terrain.variables import REFINEMENT_CLASSES, refinement_classes
+from ..terrain.variables import refinement_classes
 from .checkpoints import CHECKPOINT_KEY, read_checkpoint, resolve_device
 from .losses import LOG_STD_RANGE
 from .predict import TileBlending, model_alignment
@@ -74,7 +75,7 @@ def calibration_figures(corrections: Sequence[np.ndarray], departures: Sequence[
     corrections : per scene, the network's correction of its reference (m) at the cells
         that count (truth known, inside the image), flat.
     departures : per scene, the truth minus the reference (m) at those cells.
-    classes : per scene, the cells' codes of :data:`~sarheight.terrain.variables.REFINEMENT_CLASSES`.
+    classes : per scene, the cells' codes of :data:`~sarheight.terrain.classes.REFINEMENT_CLASSES`.
     stds : per scene, the network's standard deviation (m) at those cells, or None for a
         model without a spread head.
     alternatives : by name, per scene, a non-learned map's departure from the reference

@@ -308,7 +308,7 @@ class TrainedModel:
     #: (the scene's coarse cell size, :mod:`sarheight.data.terrain`).
     scale: str | None = None
     #: What the validation scenes said of the model (:mod:`sarheight.training.calibration`):
-    #: per class of :data:`sarheight.terrain.variables.REFINEMENT_CLASSES`, the share of its
+    #: per class of :data:`sarheight.terrain.classes.REFINEMENT_CLASSES`, the share of its
     #: correction kept and the scale of its spread; None where it was not calibrated.
     calibration: dict[str, Any] | None = None
 

@@ -12,8 +12,9 @@ import torch
 
 from sarheight.data.terrain import scene_arrays
 from sarheight.errors import InvalidInputError
+from sarheight.terrain.classes import REFINEMENT_CLASSES
 from sarheight.terrain.files import open_scene
-from sarheight.terrain.variables import REFINEMENT_CLASSES, refinement_classes
+from sarheight.terrain.variables import refinement_classes
 from sarheight.training.calibration import (
     MIN_CELLS,
     ONE_SIGMA,

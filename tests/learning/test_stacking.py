@@ -14,9 +14,10 @@ from sarheight.data.terrain import scene_arrays
 from sarheight.errors import InvalidInputError
 from sarheight.scores import rms
 from sarheight.terrain import clinometry
+from sarheight.terrain.classes import REFINEMENT_CLASSES
 from sarheight.terrain.files import open_scene
 from sarheight.terrain.methods import STACKED_METHODS, channel_sources, method_heights, scene_channel
-from sarheight.terrain.variables import REFINEMENT_CLASSES, Scene, coarse_cell_size, refinement_classes
+from sarheight.terrain.variables import Scene, coarse_cell_size, refinement_classes
 from sarheight.training.calibration import (
     MIN_CELLS,
     calibrate_checkpoint,

@@ -21,8 +21,8 @@ from sarheight.errors import InvalidInputError
 from sarheight.studies.refinement import run_refinement_study
 from sarheight.studies.refinement_methods import SAR_CHANNELS, networks
 from sarheight.studies.refinement_report import results_section
+from sarheight.terrain.classes import REFINEMENT_CLASSES
 from sarheight.terrain.methods import BASELINES, NON_LEARNED
-from sarheight.terrain.variables import REFINEMENT_CLASSES
 from tests.support.scenes import simulate_tiny_scenes
 
 ROOT = Path(__file__).resolve().parents[2]
