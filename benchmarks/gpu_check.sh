@@ -58,4 +58,4 @@ fi
 if [ "$device" = cpu ]; then
     echo "gpu_check: no GPU here: the torch passes ran on the CPU; the GPU's figures wait for a machine with one"
 fi
-echo "gpu_check: done in $(( $(date +%s) - started )) s; $out/geocode_$device.json, $out/drawn_scenes_$device.json$([ "$device" = cuda ] && echo " and $out/benchmark_cuda.json")"
+echo "gpu_check: done in $(( $(date +%s) - started )) s; $out/geocode_$device.json, $out/sweep_$device.json, $out/drawn_scenes_$device.json$([ "$device" = cuda ] && echo " and $out/benchmark_cuda.json")"
