@@ -23,7 +23,8 @@ surface with it; :func:`cell_ecef`), the cells' own layover (:func:`layover_faci
 :func:`active_layover`), the layover and shadow sweep (:func:`visibility_masks`), the extent
 of a block's facets in the image (:func:`facet_extent`), the facets' scatter and gather
 (:func:`facet_pass`, a tile at a time, with :func:`add_tile_rows` and
-:func:`gather_buffer`), the window's per-pixel fields (:func:`polynomial_field`,
+:func:`gather_buffer`; a backend's own tiles where it wants them,
+:func:`facet_tile_cells`), the window's per-pixel fields (:func:`polynomial_field`,
 :func:`radar_products`, :func:`valid_pixels`) and the reallocation's per-pixel and per-cell
 passes (:func:`clear_residue`, :func:`reallocation_ratios`, :func:`missing_pixels`,
 :func:`sample_cells`, :func:`finish_cells`). The torch backend has every pass a
@@ -74,7 +75,8 @@ __all__ = ["BACKENDS", "CONTRIBUTION_CELL_LAW", "CONTRIBUTION_GAMMA", "CONTRIBUT
            "RADAR_BUFFER_PAD", "VALID_AREA_FRACTION", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "FacetLaw",
            "FacetTile", "GatheredCells", "Geocoded", "GeocodingGeometry", "OrbitPolynomial", "PixelFields",
            "ProfileCells", "WindowImages", "active_layover", "add_tile_rows", "cell_ecef", "cell_geometry",
-           "clear_residue", "compute_for", "compute_for_run", "ecef", "facet_extent", "facet_pass", "finish_cells",
+           "clear_residue", "compute_for", "compute_for_run", "ecef", "facet_extent", "facet_pass", "facet_tile_cells",
+           "finish_cells",
            "gather_buffer", "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee",
            "missing_pixels", "orbit_states", "polynomial_field", "radar_buffer_shape", "radar_products",
            "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges", "scatter_buffer_shape",
@@ -562,6 +564,17 @@ def facet_pass(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin: tuple
     _backend(compute, "facet_pass_exact" if exact else "facet_pass_bilinear")(
         tile, law, buffer, origin, oversample=int(oversample), gather=bool(gather), energy=energy, per_cell=per_cell,
         device=compute.device)
+
+
+def facet_tile_cells(compute: Compute | None = None) -> int | None:
+    """The cells of a tile of :func:`facet_pass` on ``compute``'s backend, where it wants
+    its own (torch: large tiles, one at a time, so that a GPU's launches and copies are few
+    and its memory full; sized from a GPU's free memory), or None: the caller's tiles,
+    sized for the CPU's caches and run on its threads (numba)."""
+    compute = compute or Compute()
+    if not _has(compute.backend, "facet_tile_cells"):
+        return None
+    return int(_backend(compute, "facet_tile_cells")(device=compute.device))
 
 
 def add_tile_rows(tile_buffer: np.ndarray, sums: np.ndarray, origin: tuple[int, int], rows: tuple[int, int], *,

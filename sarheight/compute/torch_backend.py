@@ -26,15 +26,16 @@ from .bundles import (
     WindowImages,
 )
 from .torch_blocks import as_tensor, axis_or_grid, block_rows, grid_positions, positions
-from .torch_facets import facet_pass_bilinear, facet_pass_exact
+from .torch_facets import facet_pass_bilinear, facet_pass_exact, facet_tile_cells
 from .torch_footprints import active_layover, cell_ecef, facet_extent, layover_facing_share
 from .torch_sweep import sweep_fits, visibility_masks
 
 __all__ = ["active_layover", "add_tile_rows", "block_rows", "cell_ecef", "cell_geometry", "clear_residue", "ecef",
-           "facet_extent", "facet_pass_bilinear", "facet_pass_exact", "finish_cells", "gather_buffer", "geocode",
-           "intensity_flags", "interpolate_rows", "layover_facing_share", "lee", "missing_pixels", "orbit_states",
-           "polynomial_field", "radar_products", "reallocation_ratios", "sample_cells", "samples_of_slant_ranges",
-           "sweep_fits", "valid_pixels", "visibility_masks", "weighted_mean"]
+           "facet_extent", "facet_pass_bilinear", "facet_pass_exact", "facet_tile_cells", "finish_cells",
+           "gather_buffer", "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee",
+           "missing_pixels", "orbit_states", "polynomial_field", "radar_products", "reallocation_ratios",
+           "sample_cells", "samples_of_slant_ranges", "sweep_fits", "valid_pixels", "visibility_masks",
+           "weighted_mean"]
 
 #: Newton's step (s) below which a zero-Doppler time has converged (as the numba kernel's:
 #: the time's error is then about 1e-15 s).

@@ -31,12 +31,27 @@ from ..kernels.radar_buffers import PAD
 from .bundles import FacetLaw, FacetTile
 from .torch_blocks import as_tensor, chunk_elements
 
-__all__ = ["facet_pass_bilinear", "facet_pass_exact", "sigma0_model", "tabulated", "tabulated_rows"]
+__all__ = ["facet_pass_bilinear", "facet_pass_exact", "facet_tile_cells", "sigma0_model", "tabulated",
+           "tabulated_rows"]
 
 #: Pieces (edges x cuts) of one batch of the exact projection's edges on the CPU; on a GPU a
 #: batch fills half its free memory at :data:`BYTES_PER_PIECE` (a piece's dozen float64s).
 PIECE_ELEMENTS = 1 << 22
 BYTES_PER_PIECE = 128
+
+
+#: Cells of a tile of the facet passes on the CPU (torch's reference runs), and the bytes a
+#: cell of a tile takes on a GPU at most (its facets' vertices, triangles and tables at
+#: oversample 3, their edges' pieces: float64), from which a GPU's tiles are sized.
+CPU_TILE_CELLS = 1 << 17
+BYTES_PER_TILE_CELL = 16384
+
+
+def facet_tile_cells(*, device: str) -> int:
+    """Cells of a tile of the torch facet passes: on a GPU half its free memory at
+    :data:`BYTES_PER_TILE_CELL` a cell, on the CPU :data:`CPU_TILE_CELLS`; the tiles run
+    one after the other (a GPU runs a tile's cells in parallel)."""
+    return chunk_elements(torch.device(device), BYTES_PER_TILE_CELL, CPU_TILE_CELLS)
 
 
 def tabulated(cosine: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

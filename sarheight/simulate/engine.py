@@ -216,8 +216,15 @@ class Simulation:
             if progress is not None:
                 progress((stop - start) * (col_stop - col_start) / shape[1])
 
-        tiles = _tiles(first, last, col_first, col_last)
-        run_blocks(lambda a, b: [work(*tiles[t]) for t in range(a, b)], len(tiles), len(tiles))
+        own_tiles = door.facet_tile_cells(compute=self.compute)
+        if own_tiles is None:
+            tiles = _tiles(first, last, col_first, col_last)
+            run_blocks(lambda a, b: [work(*tiles[t]) for t in range(a, b)], len(tiles), len(tiles))
+        else:
+            # The backend's own tiles (torch: large, one after the other).
+            tiles = _tiles(first, last, col_first, col_last, cells=own_tiles, per_thread=0)
+            for tile in tiles:
+                work(*tile)
         return (*full, None if gather else sums)
 
     @property
@@ -327,26 +334,25 @@ class Simulation:
 TILE_CELLS = 1 << 15
 
 
-#: Cells per side of a tile.
-TILE_SIDE = int(math.sqrt(TILE_CELLS))
-
 
 #: Tiles per thread at least: threads take them as they finish, which evens out tiles
 #: of unequal cost (layover, voids, the DEM's edge).
 TILES_PER_THREAD = 4
 
 
-def _tiles(first: int, last: int, col_first: int, col_last: int) -> list[tuple[int, int, int, int]]:
+def _tiles(first: int, last: int, col_first: int, col_last: int, *, cells: int = TILE_CELLS,
+           per_thread: int = TILES_PER_THREAD) -> list[tuple[int, int, int, int]]:
     """Tiles (start, stop, col_start, col_stop) covering rows first:last and columns
-    col_first:col_last: about square, of about ``TILE_CELLS`` cells, at least
-    ``TILES_PER_THREAD`` per thread."""
+    col_first:col_last: about square, of about ``cells`` cells, at least ``per_thread``
+    per thread."""
     rows, cols = last - first, col_last - col_first
     if rows <= 0 or cols <= 0:
         return []
-    n_col = max(1, round(cols / TILE_SIDE)) if cols > 2 * TILE_SIDE else 1
+    side = int(math.sqrt(cells))
+    n_col = max(1, round(cols / side)) if cols > 2 * side else 1
     col_edges = [col_first + round(k * cols / n_col) for k in range(n_col + 1)]
-    rows_per_tile = max(1, TILE_CELLS // max(1, cols // n_col))
-    n_row = max(math.ceil(rows / rows_per_tile), math.ceil(TILES_PER_THREAD * thread_count() / n_col))
+    rows_per_tile = max(1, cells // max(1, cols // n_col))
+    n_row = max(math.ceil(rows / rows_per_tile), math.ceil(per_thread * thread_count() / n_col))
     n_row = min(n_row, rows)
     row_edges = [first + round(k * rows / n_row) for k in range(n_row + 1)]
     return [(r0, r1, c0, c1) for r0, r1 in itertools.pairwise(row_edges) if r1 > r0
