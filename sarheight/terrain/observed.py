@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..geometry import RadarGeometry
 from ..masks import MASK_ATTRS
-from ..observation import check_argument_order, intensity_summary
+from ..observation import check_argument_order
 from ..priors import (
     PriorSpec,
     distance_map,
@@ -636,11 +636,12 @@ def check_date_levels(images: Sequence[InversionImage]) -> None:
     """The checks :func:`check_refinement_inputs` makes of an observation's level, made
     of each date given, named: a date without relief (constant) refused, a date whose level
     is far from Sentinel-1's backscatter (a DEM, a mask, values scaled by 1e30) warned of,
-    before the dates are composited (where one such date would be averaged away unseen)."""
+    before the dates are composited (where one such date would be averaged away unseen).
+    Each judged where the DEM falls (its ``level_db`` and ``spread_db``), not over the
+    margin of its window, which holds the noise floor alone (constant without speckle)."""
     for image in images:
-        summary = intensity_summary(np.asarray(image.image.values))
         check_observed_level(
-            f"the observation {image.name}", summary["observed_median_db"], summary["observed_spread_db"],
+            f"the observation {image.name}", image.level_db, image.spread_db,
             no_relief="it carries no relief (a placeholder, a mask or a fill?); leave it out, or give the calibrated "
             "image itself",
             off_level="is it the SAR image (not a DEM or a mask), in the quantity (--sar-quantity) and unit "

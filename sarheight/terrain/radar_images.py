@@ -22,7 +22,13 @@ from ..dem import Dem, checked_dem
 from ..errors import InvalidInputError, SarHeightError
 from ..geometry import RadarGeometry, RadarWindow
 from ..io import is_geotiff_path
-from ..observation import check_argument_order, intensity_on_window, rebuilt_in_radar_geometry, resolve_observation
+from ..observation import (
+    check_argument_order,
+    intensity_on_window,
+    intensity_summary,
+    rebuilt_in_radar_geometry,
+    resolve_observation,
+)
 from ..simulate import run_simulation
 from ..simulate.cells import cell_geometry, radar_window
 
@@ -86,6 +92,8 @@ class InversionImage:
     name : what it is, for messages and attributes.
     dates : how many dates it composites.
     level_db : the median beta0 (dB) of the image over the DEM.
+    spread_db : the spread (dB, scaled median absolute deviation) of its beta0 over the
+        DEM (NaN where not measured): speckle alone gives several dB, a placeholder none.
     nesz_db : the noise-equivalent sigma0 (dB) of its additive noise floor, or None where
         it has none (or it was removed).
     cross_image : the cross-polarised image of the same acquisition on the same pixels
@@ -105,6 +113,7 @@ class InversionImage:
     nesz_db: float | None = None
     cross_image: xr.DataArray | None = None
     compute: Compute | None = None
+    spread_db: float = math.nan
 
     @property
     def window(self) -> RadarWindow:
@@ -191,7 +200,8 @@ def radar_image(dem: xr.DataArray | Dem, sar: Any, geometry: RadarGeometry | Non
     if nesz_db is not None and not math.isfinite(nesz_db):
         raise InvalidInputError(f"nesz_db must be a finite number of dB or None, got {nesz_db!r}")
     return InversionImage(image.astype(np.float32), observation.geometry, float(looks), label, 1,
-                          float(10.0 * np.log10(np.median(positive))), nesz_db, cross_image)
+                          float(10.0 * np.log10(np.median(positive))), nesz_db, cross_image,
+                          spread_db=intensity_summary(positive)["observed_spread_db"])
 
 
 def _cross_polarised(observation: Any, window: RadarWindow) -> xr.DataArray | None:

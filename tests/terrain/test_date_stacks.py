@@ -222,3 +222,18 @@ def test_a_simulated_product_short_of_the_edges_is_no_void_to_warn_of(truth, rec
     assert np.isnan(scene["coarse_height"].values).any()
     # ...and no warning calls those cells voids.
     assert not [w for w in recwarn if "have no height" in str(w.message)]
+
+
+def test_images_without_speckle_are_judged_where_the_dem_falls(tmp_path):
+    """Without speckle, the margin of an image's window holds the noise floor alone, one
+    value at every pixel, and on a small DEM that is most of the window: each image's
+    level and spread are judged over the DEM's own pixels, so a pair of speckle-free
+    images of rough terrain is accepted (over the whole window it read as nearly
+    constant, 0.01 dB, and was refused)."""
+    from sarheight.terrain.scene_draws import SceneDrawer
+
+    path = tmp_path / "ridges.tif"
+    rough_dem(seed=40, rows=56, cols=56, relief=500.0).rio.to_raster(path)
+    scene = SceneDrawer([path], SceneAxes(looks=(None,)), crop_cells=32).draw(0)
+    assert scene.attrs["looks"] == "none" and scene.attrs["other_pass"] != "none"
+    assert np.nanstd(scene["sar_reconstructed"].values) > 1.0
