@@ -14,12 +14,14 @@
 # (default python3).
 #
 # 1. the kernels compiled (sarheight compile), so that no timing holds a compilation;
-# 2. the kernel door's parity tests (tests/kernels/test_kernel_door.py): every torch pass
-#    held to its numba kernel on the CPU and, where torch sees one, on the GPU;
+# 2. the kernel door's parity tests (tests/kernels/test_kernel_door.py, test_torch_footprints.py,
+#    test_torch_sweep.py): every torch pass held to its numba kernel on the CPU and, where
+#    torch sees one, on the GPU;
 # 3. the geocoding benchmark, the torch pass on the GPU beside the numba kernels on the
 #    machine's cores, in one run (the card named in its JSON);
 # 4. where there is a GPU, `sarheight benchmark --device cuda`: simulate and reconstruct on
-#    it (the passes torch has; the others on the CPU's kernels) beside the CPU, run by run;
+#    it (every pass in torch; a sweep too large for it on the CPU's kernels, as the JSON's
+#    computed_on says) beside the CPU, run by run;
 # 5. the sweep on each backend (benchmarks/sweep_backends.py), and training scenes drawn
 #    fresh (benchmarks/drawn_scenes.py): seconds a scene with the physics on the GPU beside
 #    the numba kernels, and a short training on drawn scenes (tests/learning/test_data_drawn.py).
