@@ -107,13 +107,19 @@ def line_group(line, valid, largest=16, samples=200_000):
     Taken over about ``samples`` pairs of neighbouring rows, an even subset of them: the
     group sets the work, never the masks (any group gives the same), and differencing the
     whole DEM cost more than the median needs (0.03-0.05 s at 2048^2, serial)."""
+    step = median_line_step(line, valid, samples)
+    return 1 if step is None else int(min(largest, max(1, math.floor(step))))
+
+
+def median_line_step(line, valid, samples=200_000):
+    """The median number of lines between a cell and the next along its column (rows run
+    along track), over about ``samples`` pairs of neighbouring rows (an even subset), or
+    None where no pair of valid neighbours has a finite step."""
     rows, cols = line.shape
     if rows < 2:
-        return 1
+        return None
     stride = max(1, (rows - 1) * cols // samples)
     first, second = slice(0, rows - 1, stride), slice(1, rows, stride)
     steps = np.abs(line[second] - line[first])[valid[second] & valid[first]]
     steps = steps[np.isfinite(steps)]
-    if steps.size == 0:
-        return 1
-    return int(min(largest, max(1, math.floor(float(np.median(steps))))))
+    return float(np.median(steps)) if steps.size else None

@@ -75,12 +75,11 @@ __all__ = ["BACKENDS", "CONTRIBUTION_CELL_LAW", "CONTRIBUTION_GAMMA", "CONTRIBUT
            "RADAR_BUFFER_PAD", "VALID_AREA_FRACTION", "WGS84_A", "WGS84_E2", "CellGeometry", "Compute", "FacetLaw",
            "FacetTile", "GatheredCells", "Geocoded", "GeocodingGeometry", "OrbitPolynomial", "PixelFields",
            "ProfileCells", "WindowImages", "active_layover", "add_tile_rows", "cell_ecef", "cell_geometry",
-           "clear_residue", "compute_for", "compute_for_run", "ecef", "facet_extent", "facet_pass", "facet_tile_cells",
-           "finish_cells",
-           "gather_buffer", "geocode", "intensity_flags", "interpolate_rows", "layover_facing_share", "lee",
-           "missing_pixels", "orbit_states", "polynomial_field", "radar_buffer_shape", "radar_products",
-           "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges", "scatter_buffer_shape",
-           "slant_ranges_of_samples", "valid_pixels", "visibility_masks", "weighted_mean"]
+           "clear_residue", "compute_for", "compute_for_run", "ecef", "facet_extent", "facet_pass",
+           "facet_tile_cells", "finish_cells", "gather_buffer", "geocode", "intensity_flags", "interpolate_rows",
+           "layover_facing_share", "lee", "missing_pixels", "orbit_states", "polynomial_field", "radar_buffer_shape",
+           "radar_products", "reallocation_ratios", "refined_lee", "sample_cells", "samples_of_slant_ranges",
+           "scatter_buffer_shape", "slant_ranges_of_samples", "valid_pixels", "visibility_masks", "weighted_mean"]
 
 #: The backends: what each runs on, and the module of its passes (loaded on first use,
 #: so that neither torch nor the twins are imported by a run that does not ask for them).

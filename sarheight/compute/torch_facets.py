@@ -223,12 +223,7 @@ def _cell_sums(t: _Tile, f: _Facets, tile: FacetTile, law: FacetLaw, keep_sums: 
         value = factor[:, t.cell_of][:, None, None] * tabulated_rows(cosine, tables, code) * f.sigma
         keep = known[:, t.cell_of][:, None, None] & (f.contribution != 0.0) & (f.sigma > 0.0)
         f.contribution = torch.where(keep, value, zero)
-        by_cell = f.contribution.reshape(n_own, faces, k, cols, k)
-        cell_c = torch.zeros_like(cell_sigma)
-        for face in range(faces):
-            for a in range(k):
-                for m in range(k):
-                    cell_c = cell_c + by_cell[:, face, a, :, m]
+        cell_c = _by_cell_sequential(f.contribution, k, cols)
     if keep_sums:
         sigma_area, gamma_area, contrib_cell, cos_local = per_cell
         written = t.usable.cpu().numpy()
@@ -393,6 +388,12 @@ def _pieces(start: torch.Tensor, end: torch.Tensor, n_lines: int, n_samples: int
     return row, col, extent, s_mid - col
 
 
+def _moving(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Which edges (start, end: (E, 2) window L, S) carry anything: both ends known and an
+    extent in L (the kernel's walk stops at once where ``dl`` is 0)."""
+    return torch.isfinite(start).all(1) & torch.isfinite(end).all(1) & (end[:, 0] != start[:, 0])
+
+
 def _walk(start: torch.Tensor, end: torch.Tensor, n_lines: int, n_samples: int, width: int, visit) -> None:
     """The edges' pieces (:func:`_pieces`), in batches that keep a batch within
     :data:`PIECE_ELEMENTS` (on a GPU, half its free memory), each batch handed to ``visit(edges, pixel, extent, f)``
@@ -453,9 +454,7 @@ def facet_pass_exact(tile: FacetTile, law: FacetLaw, buffer: np.ndarray, origin:
     deposits = torch.zeros(buffer.size, dtype=torch.float64, device=where)
     for (start, end), net in zip(edges, _nets(scales), strict=True):
         start, end, net = start.reshape(-1, 2), end.reshape(-1, 2), net.reshape(2, -1)
-        moving = (torch.isfinite(start).all(1) & torch.isfinite(end).all(1) & (end[:, 0] != start[:, 0])
-                  & ((net[0] != 0.0) | (net[1] != 0.0)))
-        chosen = torch.nonzero(moving, as_tuple=True)[0]
+        chosen = torch.nonzero(_moving(start, end) & ((net[0] != 0.0) | (net[1] != 0.0)), as_tuple=True)[0]
 
         def deposit(batch: torch.Tensor, at: torch.Tensor, extent: torch.Tensor, fraction: torch.Tensor,
                     chosen: torch.Tensor = chosen, net: torch.Tensor = net) -> None:
@@ -500,8 +499,7 @@ def _gather_exact(t: _Tile, edges: list[tuple[torch.Tensor, torch.Tensor]], scal
         shape = start.shape[:-1]
         start, end = start.reshape(-1, 2), end.reshape(-1, 2)
         total = torch.zeros((2, start.shape[0]), dtype=torch.float64, device=where)
-        moving = torch.isfinite(start).all(1) & torch.isfinite(end).all(1) & (end[:, 0] != start[:, 0])
-        chosen = torch.nonzero(moving, as_tuple=True)[0]
+        chosen = torch.nonzero(_moving(start, end), as_tuple=True)[0]
 
         def integrate(batch: torch.Tensor, at: torch.Tensor, extent: torch.Tensor, fraction: torch.Tensor,
                       chosen: torch.Tensor = chosen, total: torch.Tensor = total) -> None:

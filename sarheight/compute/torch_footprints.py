@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..kernels.facing import FACING_SUBPOINTS
-from .torch_blocks import block_rows, grid_positions
+from .torch_blocks import as_tensor, block_rows, grid_positions
 
 __all__ = ["active_layover", "cell_ecef", "facet_extent", "layover_facing_share"]
 
@@ -119,8 +119,7 @@ def _own_footprints(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, ori
     for start in range(0, rows, step):
         stop = min(rows, start + step)
         first, last = max(0, start - 1), min(rows, stop + 1)
-        block_line, block_sample = (torch.tensor(values[first:last], dtype=torch.float64, device=where)
-                                    for values in (line, sample))
+        block_line, block_sample = (as_tensor(values[first:last], where) for values in (line, sample))
         block_valid = torch.tensor(valid[first:last], dtype=torch.bool, device=where)
         reversing, sampled = _footprint_counts(block_line, block_sample, block_valid, orientation)
         own = slice(start - first, stop - first)
@@ -171,7 +170,7 @@ def facet_extent(line: np.ndarray, sample: np.ndarray, valid: np.ndarray, border
     valid centres and of the vertices the kernel extrapolates along the DEM's borders,
     each vertex made by the kernel's arithmetic, so the extent is the kernel's bit for bit."""
     where = torch.device(device)
-    line_t, sample_t = (torch.tensor(values, dtype=torch.float64, device=where) for values in (line, sample))
+    line_t, sample_t = (as_tensor(values, where) for values in (line, sample))
     valid_t = torch.tensor(valid, dtype=torch.bool, device=where)
     rows, cols = line_t.shape
     known = valid_t & ~torch.isnan(line_t) & ~torch.isnan(sample_t)

@@ -33,9 +33,9 @@ import math
 import numpy as np
 import torch
 
-from ..kernels.buckets import line_group
+from ..kernels.buckets import line_group, median_line_step
 from .bundles import ProfileCells
-from .torch_blocks import FREE_MEMORY_SHARE, chunk_elements
+from .torch_blocks import FREE_MEMORY_SHARE, as_tensor, chunk_elements
 
 __all__ = ["sweep_fits", "visibility_masks"]
 
@@ -212,13 +212,8 @@ def sweep_fits(line: np.ndarray, valid: np.ndarray, window: tuple[int, int, int,
     rows, cols = line.shape
     n_lines = window[1]
     where = torch.device(device)
-    # The lines between every stride-th row along the columns (about 64 rows taken).
-    stride = max(1, rows // 64)
-    sampled, known = line[::stride], valid[::stride]
-    steps = np.abs(np.diff(sampled, axis=0))[known[1:] & known[:-1]]
-    steps = steps[np.isfinite(steps) & (steps > 0)]
-    rows_per_line = stride / float(np.median(steps)) if steps.size else 1.0
-    candidates = 1.0 + math.ceil(rows_per_line)
+    step = median_line_step(line, valid)
+    candidates = 1.0 + (math.ceil(1.0 / step) if step else 1)
     work = float(rows) * cols * cols * candidates
     if where.type != "cuda":
         return work <= SWEEP_WORK_CPU
@@ -271,8 +266,8 @@ def visibility_masks(cells: ProfileCells, window: tuple[int, int, int, int], ran
     where = torch.device(device)
     line0, n_lines, sample0, n_samples = window
     none, active, _, outside = codes
-    t = {name: torch.tensor(getattr(cells, name), dtype=torch.float64, device=where)
-         for name in ("line", "sample", "slant_range", "look_angle", "cross_track")}
+    t = {name: as_tensor(getattr(cells, name), where) for name in ("line", "sample", "slant_range", "look_angle",
+                                                                   "cross_track")}
     for name in ("faces_away", "active_layover", "valid"):
         t[name] = torch.tensor(getattr(cells, name), dtype=torch.bool, device=where)
     valid = t["valid"]

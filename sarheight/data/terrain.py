@@ -224,12 +224,10 @@ def scene_header(path: str | os.PathLike[str], group_by: str | None = "dem_name"
 
 def scene_footprint(path: str | os.PathLike[str]) -> tuple[float, float, float, float]:
     """The ground a scene file covers: its grid's bounds as (west, south, east, north),
-    degrees of longitude and latitude (WGS84)."""
-    scene = open_scene(path)
-    try:
+    degrees of longitude and latitude (WGS84), read from its coordinates and CRS without
+    its data (the data module has read and checked the file already)."""
+    with xr.open_dataset(path, engine="h5netcdf", decode_coords="all") as scene:
         return tuple(float(value) for value in scene.rio.transform_bounds("EPSG:4326"))  # type: ignore[return-value]
-    finally:
-        scene.close()
 
 
 def scene_files(scenes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], option: str) -> list[Path]:

@@ -20,10 +20,10 @@ from ..compute import compute_for
 from ..dem import open_dem
 from ..errors import InvalidInputError
 from ..geometry import RadarGeometry
-from .augment import terrain_on_a_projected_grid, transform_terrain
+from .augment import terrain_on_a_projected_grid
 from .observed import source_name
 from .scene_options import SceneProducts
-from .scene_sets import SceneAxes, SceneDraw, scene_file_name, simulated_scene, synthetic_variants
+from .scene_sets import SceneAxes, SceneDraw, scene_file_name, simulated_scene, synthetic_variants, transformed_terrain
 from .simulated import DEFAULT_PRODUCTS
 
 __all__ = ["DRAW_STREAM", "SceneDrawer"]
@@ -78,6 +78,7 @@ class SceneDrawer:
         names = [source.attrs["dem_name"] for source in self.sources]
         if len(set(names)) != len(names):
             raise InvalidInputError(f"two DEMs share a name ({names}): rename one, so that their scenes' areas differ")
+        self._projected: dict[int, xr.DataArray] = {}
         self._terrains: dict[tuple[int, int], tuple[xr.DataArray, str, list[tuple[str, RadarGeometry,
                                                                                   RadarGeometry]]]] = {}
 
@@ -105,9 +106,10 @@ class SceneDrawer:
         if key not in self._terrains:
             source = self.sources[dem]
             transform = self.axes.terrain_transforms[change]
-            truth = (transform_terrain(terrain_on_a_projected_grid(source), transform) if transform.label
-                     else source)
-            name = source.attrs["dem_name"] + (f"-{transform.label}" if transform.label else "")
+            if transform.label and dem not in self._projected:
+                # A geographic DEM reprojected once, for all its transforms.
+                self._projected[dem] = terrain_on_a_projected_grid(source)
+            truth, name = transformed_terrain(source, self._projected.get(dem, source), transform)
             self._terrains[key] = (truth, name, synthetic_variants(truth, self.axes))
         return self._terrains[key]
 

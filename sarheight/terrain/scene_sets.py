@@ -38,7 +38,7 @@ from .scene_options import ObservationSpec, SceneProducts, finite_number
 from .simulated import DEFAULT_PRIORS, DEFAULT_PRODUCTS, simulate_scene
 
 __all__ = ["SceneAxes", "SceneDraw", "is_complete_scene", "scene_file_name", "simulate_scenes", "simulated_scene",
-           "synthetic_variants", "write_simulated_scene"]
+           "synthetic_variants", "transformed_terrain", "write_simulated_scene"]
 
 
 def _values(values: Any) -> tuple[Any, ...] | None:
@@ -217,6 +217,16 @@ def _radiometry_tag(looks: float | None, law: str, land_cover_db: float) -> str:
     return tag + ("" if land_cover_db == 3.0 else f"_cover{land_cover_db:g}")
 
 
+def transformed_terrain(source: xr.DataArray, projected: xr.DataArray, change: TerrainTransform
+                        ) -> tuple[xr.DataArray, str]:
+    """A DEM as ``change`` turns it (``projected``: the DEM on a projected grid, which a
+    transform needs; the DEM itself without one) and its name in the scenes' names
+    (``<dem>-<transform>``)."""
+    if not change.label:
+        return source, source.attrs["dem_name"]
+    return transform_terrain(projected, change), f"{source.attrs['dem_name']}-{change.label}"
+
+
 def synthetic_variants(truth: xr.DataArray, axes: SceneAxes) -> list[tuple[str, RadarGeometry, RadarGeometry]]:
     """The synthetic geometries of ``axes`` centred on a terrain.
 
@@ -369,8 +379,7 @@ def simulate_scenes(
         for change in changes:
             # The geometries are made over the terrain as transformed: the physics of the
             # new terrain, not an image turned.
-            truth = transform_terrain(projected, change) if change.label else source
-            dem_name = source_dem_name + (f"-{change.label}" if change.label else "")
+            truth, dem_name = transformed_terrain(source, projected, change)
             cells = (unscored or {}).get(source_dem_name)
             if cells is not None and change.label:
                 cells = orient_cells(np.asarray(cells), change, source.rio.transform())
